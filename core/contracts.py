@@ -1,0 +1,171 @@
+"""Inputs and results passed between the API, workflows and activities.
+
+One dataclass per workflow, update, signal and activity, so fields can be added without
+breaking recorded histories. Everything here must stay serialisable by Temporal's converter.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass
+class LegalText:
+    language: str
+    version: str
+    text: str
+    sha256: str
+
+
+@dataclass
+class ConsentCheckbox:
+    key: str
+    purpose: str
+    channel: str
+    mandatory: bool
+    texts: dict[str, LegalText]
+
+
+@dataclass
+class JourneyTimings:
+    reminder_interval: timedelta
+    max_reminders: int
+    expires_after: timedelta
+    verification_link_ttl: timedelta
+    max_submissions: int = 5
+    webhook_retry_for: timedelta = timedelta(days=3)
+    webhook_max_retry_interval: timedelta = timedelta(hours=1)
+
+
+@dataclass
+class JourneyInput:
+    journey_id: str
+    client_id: str
+    campaign_id: str
+    contact_id: str
+    language: str
+    timings: JourneyTimings
+
+
+@dataclass
+class ConsentDecision:
+    key: str
+    granted: bool
+
+
+@dataclass
+class SubmitDataInput:
+    email: str
+    consents: list[ConsentDecision]
+    # When the customer pressed submit, stamped by the API (not when the workflow saw it).
+    given_at: datetime
+    ip: str | None
+    user_agent: str | None
+    language: str
+
+
+@dataclass
+class SubmitDataResult:
+    stage: str
+    verification_sent_to: str
+
+
+@dataclass
+class ConfirmInput:
+    # The step of the verification link that was used; only the newest one confirms.
+    step: str
+    confirmed_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass
+class ConfirmResult:
+    stage: str
+
+
+@dataclass
+class PageOpenedInput:
+    opened_at: datetime
+
+
+@dataclass
+class OptOutInput:
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass
+class JourneyState:
+    """What the `state` query returns to the API and to operators."""
+
+    stage: str
+    reminders_sent: int
+    submissions: int
+    deadline: datetime | None
+    pending_email: str | None = None
+    history: list[str] = field(default_factory=list)
+
+
+# --- activities --------------------------------------------------------------------------
+
+
+@dataclass
+class SendMessageInput:
+    journey_id: str
+    # Unique per journey; a retried activity with the same step never sends twice.
+    step: str
+    template: str  # invitation | reminder | verification
+    link_purpose: str
+    link_expires_at: datetime
+    # Sets the journey's stage in the database together with the send.
+    stage_after: str | None = None
+    to_pending_email: bool = False
+
+
+@dataclass
+class SendMessageResult:
+    sent: bool
+    recipient: str | None
+
+
+@dataclass
+class RecordSubmissionInput:
+    journey_id: str
+    step: str
+    submission: SubmitDataInput
+
+
+@dataclass
+class RecordVerificationInput:
+    journey_id: str
+    step: str
+    confirm: ConfirmInput
+
+
+@dataclass
+class FinishJourneyInput:
+    journey_id: str
+    step: str
+    stage: str
+    at: datetime
+
+
+@dataclass
+class RecordStageInput:
+    journey_id: str
+    step: str
+    stage: str
+    at: datetime
+
+
+@dataclass
+class DeliverWebhookInput:
+    delivery_id: str
+
+
+@dataclass
+class EmittedEvents:
+    """Webhook deliveries created by a recording activity, for the workflow to deliver."""
+
+    delivery_ids: list[str] = field(default_factory=list)

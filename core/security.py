@@ -1,0 +1,103 @@
+"""Secrets handling: API keys, personal link tokens, CSRF tokens, webhook secrets at rest."""
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+API_KEY_PREFIX = "cj_"
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """Returns (key, lookup prefix). The key is shown once; only its SHA-256 is stored.
+
+    A 256-bit random key needs no slow hash: nothing can be guessed from its digest.
+    """
+    lookup = secrets.token_hex(8)
+    return f"{API_KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}", lookup
+
+
+def api_key_lookup(key: str) -> str | None:
+    if not key.startswith(API_KEY_PREFIX):
+        return None
+    head, _, rest = key[len(API_KEY_PREFIX) :].partition("_")
+    return head if head and rest else None
+
+
+def api_key_matches(key: str, stored_sha256: str) -> bool:
+    return hmac.compare_digest(sha256_hex(key), stored_sha256)
+
+
+def _derive(secret_key: str, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
+        secret_key.encode()
+    )
+
+
+def link_token(secret_key: str, journey_id: str, step: str) -> str:
+    """A personal link token, derived so that a retried send produces the same link.
+
+    Unguessable without the server secret; the database keeps only its SHA-256 and expiry.
+    """
+    mac = hmac.new(_derive(secret_key, b"link-token"), f"{journey_id}:{step}".encode(), "sha256")
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+class Csrf:
+    """Double-submit CSRF protection bound to the link token and a browser cookie."""
+
+    COOKIE = "cj_csrf"
+
+    def __init__(self, secret_key: str, max_age_seconds: int = 4 * 3600) -> None:
+        self._key = _derive(secret_key, b"csrf")
+        self._max_age = max_age_seconds
+
+    @staticmethod
+    def new_cookie() -> str:
+        return secrets.token_urlsafe(24)
+
+    def _mac(self, cookie: str, scope: str, issued: int) -> str:
+        msg = f"{cookie}:{scope}:{issued}".encode()
+        return hmac.new(self._key, msg, "sha256").hexdigest()
+
+    def token(self, cookie: str, scope: str) -> str:
+        issued = int(time.time())
+        return f"{issued}.{self._mac(cookie, scope, issued)}"
+
+    def valid(self, token: str | None, cookie: str | None, scope: str) -> bool:
+        if not token or not cookie or "." not in token:
+            return False
+        issued_text, mac = token.split(".", 1)
+        if not issued_text.isdigit() or time.time() - int(issued_text) > self._max_age:
+            return False
+        return hmac.compare_digest(mac, self._mac(cookie, scope, int(issued_text)))
+
+
+class SecretBox:
+    """Encrypts webhook signing secrets at rest with a key derived from SECRET_KEY."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, b"secret-box")))
+
+    def seal(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken as err:
+            raise ValueError("secret cannot be decrypted with this SECRET_KEY") from err
+
+
+def new_webhook_secret() -> str:
+    # Standard Webhooks format: "whsec_" + base64 of 24-64 random bytes.
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

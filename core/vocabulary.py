@@ -1,0 +1,81 @@
+"""The words the product uses everywhere: journey stages, event types, channels, search attributes.
+
+Workflows, activities, API, webhooks and the Temporal UI all speak this one vocabulary.
+"""
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+
+class Stage(StrEnum):
+    enrolled = "enrolled"  # accepted into the campaign, first message not sent yet
+    invited = "invited"
+    opened = "opened"
+    data_entered = "data_entered"
+    verification_pending = "verification_pending"
+    verified = "verified"
+    expired = "expired"
+    opted_out = "opted_out"
+
+
+FINAL_STAGES = frozenset({Stage.verified, Stage.expired, Stage.opted_out})
+# Stages in which the customer may (re)submit data from the page.
+ACCEPTS_SUBMISSION = frozenset(
+    {Stage.invited, Stage.opened, Stage.data_entered, Stage.verification_pending}
+)
+
+
+class EventType(StrEnum):
+    data_collected = "contact.data_collected"
+    data_verified = "contact.data_verified"
+    consent_changed = "consent.changed"
+    journey_expired = "journey.expired"
+    journey_opted_out = "journey.opted_out"
+
+
+class Channel(StrEnum):
+    email = "email"
+    sms = "sms"
+    letter = "letter"
+    phone = "phone"
+
+
+class ContactPointKind(StrEnum):
+    email = "email"
+    mobile = "mobile"
+
+
+class VerificationState(StrEnum):
+    unverified = "unverified"
+    pending = "pending"
+    verified = "verified"
+
+
+class ConsentSource(StrEnum):
+    contact_page = "contact_page"
+    message_link = "message_link"
+    back_office = "back_office"
+    api = "api"
+    import_ = "import"
+    call_centre = "call_centre"
+
+
+class TokenPurpose(StrEnum):
+    contact_page = "contact_page"
+    verify_email = "verify_email"
+
+
+class ErrorType(StrEnum):
+    """ApplicationError types the API branches on."""
+
+    submission_not_accepted = "SubmissionNotAccepted"
+    nothing_to_verify = "NothingToVerify"
+    too_many_submissions = "TooManySubmissions"
+    webhook_rejected = "WebhookRejected"
+
+
+CLIENT_ID = SearchAttributeKey.for_keyword("ClientId")
+CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
+JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
+SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE)

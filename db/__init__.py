@@ -1,0 +1,1 @@
+"""The database of record: SQLAlchemy models, sessions and data-access functions."""

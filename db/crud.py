@@ -1,0 +1,188 @@
+"""Data-access functions shared by the API, the activities and the CLI (keyword-only arguments)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import security
+from db.models import (
+    ApiKey,
+    Client,
+    ConsentEvent,
+    Contact,
+    ContactPoint,
+    Journey,
+    JourneyEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    utcnow,
+)
+
+
+def insert_ignoring_conflicts(session: AsyncSession, model: type, rows: list[dict[str, Any]]):
+    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the idempotent write."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return session.execute(insert(model).values(rows).on_conflict_do_nothing())
+
+
+async def create_client(
+    session: AsyncSession, *, name: str, default_language: str = "en"
+) -> tuple[Client, str]:
+    client = Client(name=name, default_language=default_language)
+    session.add(client)
+    await session.flush()
+    key = await create_api_key(session, client_id=client.id)
+    return client, key
+
+
+async def create_api_key(session: AsyncSession, *, client_id: uuid.UUID, name: str = "default") -> str:
+    key, lookup = security.new_api_key()
+    session.add(
+        ApiKey(client_id=client_id, prefix=lookup, key_sha256=security.sha256_hex(key), name=name)
+    )
+    await session.flush()
+    return key
+
+
+async def client_for_api_key(session: AsyncSession, *, key: str) -> Client | None:
+    lookup = security.api_key_lookup(key)
+    if lookup is None:
+        return None
+    row = (
+        await session.execute(
+            select(ApiKey, Client)
+            .join(Client, Client.id == ApiKey.client_id)
+            .where(ApiKey.prefix == lookup, ApiKey.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None or not security.api_key_matches(key, row.ApiKey.key_sha256):
+        return None
+    return row.Client
+
+
+async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
+    """The contact's email to write to: a verified one first, else the newest known."""
+    points = (
+        await session.scalars(
+            select(ContactPoint)
+            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == "email")
+            .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at)
+        )
+    ).all()
+    return points[-1] if points else None
+
+
+async def add_journey_event(
+    session: AsyncSession, *, journey: Journey, step: str, type: str, at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await insert_ignoring_conflicts(
+        session,
+        JourneyEvent,
+        [{"journey_id": journey.id, "step": step, "type": type, "at": at, "detail": detail}],
+    )
+
+
+async def record_webhook_event(
+    session: AsyncSession, *, client_id: uuid.UUID, key: str, type: str, data: dict[str, Any]
+) -> list[str]:
+    """Stores the event once (by key) with a delivery per subscribed endpoint.
+
+    Returns the ids of the deliveries still pending, so a retried activity delivers what is left.
+    """
+    await insert_ignoring_conflicts(
+        session,
+        WebhookEvent,
+        [
+            {
+                "id": uuid.uuid4(),
+                "client_id": client_id,
+                "key": key,
+                "type": type,
+                "payload": {"type": type, "timestamp": utcnow().isoformat(), "data": data},
+            }
+        ],
+    )
+    event = (await session.scalars(select(WebhookEvent).where(WebhookEvent.key == key))).one()
+    endpoints = (
+        await session.scalars(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True)
+            )
+        )
+    ).all()
+    subscribed = [e for e in endpoints if type in e.events or "*" in e.events]
+    if subscribed:
+        await insert_ignoring_conflicts(
+            session,
+            WebhookDelivery,
+            [
+                {"id": uuid.uuid4(), "client_id": client_id, "event_id": event.id, "endpoint_id": e.id}
+                for e in subscribed
+            ],
+        )
+    pending = await session.scalars(
+        select(WebhookDelivery.id).where(
+            WebhookDelivery.event_id == event.id, WebhookDelivery.status == "pending"
+        )
+    )
+    return [str(i) for i in pending]
+
+
+async def consents_of_step(
+    session: AsyncSession, *, journey_id: uuid.UUID, step: str
+) -> list[ConsentEvent]:
+    return list(
+        await session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.journey_id == journey_id, ConsentEvent.step == step)
+            .order_by(ConsentEvent.checkbox_key)
+        )
+    )
+
+
+def consent_as_dict(c: ConsentEvent) -> dict[str, Any]:
+    return {
+        "key": c.checkbox_key,
+        "purpose": c.purpose,
+        "channel": c.channel,
+        "granted": c.granted,
+        "given_at": c.given_at.isoformat(),
+        "recorded_at": c.recorded_at.isoformat(),
+        "source": c.source,
+        "legal_text": {
+            "language": c.legal_text_language,
+            "version": c.legal_text_version,
+            "sha256": c.legal_text_sha256,
+            "text": c.legal_text,
+        },
+        "ip": c.ip,
+        "user_agent": c.user_agent,
+    }
+
+
+def contact_ref(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": str(contact.id),
+        "external_id": contact.external_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+    }
+
+
+async def email_point(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> ContactPoint:
+    return (
+        await session.scalars(
+            select(ContactPoint).where(
+                ContactPoint.contact_id == contact_id,
+                ContactPoint.kind == "email",
+                ContactPoint.value == value,
+            )
+        )
+    ).one()

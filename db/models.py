@@ -1,0 +1,271 @@
+"""SQLAlchemy models. Every row that belongs to a client carries client_id for tenant isolation."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware on every backend (SQLite forgets the zone; we store and return UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _client_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200))
+    default_language: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    # The non-secret head of the key, to find the row without scanning hashes.
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="default")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]]
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    # The validated campaign definition (api.schemas.CampaignSpec) as JSON.
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("client_id", "external_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    external_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10), default="person")
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    company_name: Mapped[str | None] = mapped_column(String(300))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactPoint(Base):
+    """An email address or mobile number of a contact, with its verification state."""
+
+    __tablename__ = "contact_points"
+    __table_args__ = (UniqueConstraint("contact_id", "kind", "value"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str] = mapped_column(String(320))
+    verification_state: Mapped[str] = mapped_column(String(20), default="unverified")
+    verified_at: Mapped[datetime | None]
+    verified_via: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsentEvent(Base):
+    """Append-only consent ledger: rows are inserted, never updated."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        UniqueConstraint("journey_id", "step", "checkbox_key"),
+        Index("ix_consent_events_contact", "contact_id", "given_at"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    journey_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("journeys.id"))
+    # Which submission of the journey recorded it, so a retried activity adds nothing.
+    step: Mapped[str | None] = mapped_column(String(100))
+    checkbox_key: Mapped[str | None] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    given_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(30))
+    legal_text: Mapped[str] = mapped_column(Text)
+    legal_text_language: Mapped[str] = mapped_column(String(8))
+    legal_text_version: Mapped[str] = mapped_column(String(50))
+    legal_text_sha256: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
+class Journey(Base):
+    """Read model of one contact's journey in one campaign; the workflow is the source of truth."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (UniqueConstraint("campaign_id", "contact_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
+    stage: Mapped[str] = mapped_column(String(30), default="enrolled", index=True)
+    language: Mapped[str] = mapped_column(String(8))
+    # Data entered but not verified yet stays here, apart from the contact's verified data.
+    collected: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class JourneyEvent(Base):
+    """A journey's history as the API shows it; `step` makes each write idempotent."""
+
+    __tablename__ = "journey_events"
+    __table_args__ = (UniqueConstraint("journey_id", "step"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    journey_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("journeys.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(50))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class LinkToken(Base):
+    """Personal links in messages. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "link_tokens"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journey_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("journeys.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(30))
+    # The journey step that issued it: a newer verification link supersedes older ones.
+    step: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    """Every message a journey sent, keyed by (journey, step) so a retry never sends twice."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("journey_id", "step"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))
+    template: Mapped[str] = mapped_column(String(50))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="sending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """An event as first recorded; its payload never changes and its id is the webhook-id."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    # Idempotency key of the business fact (e.g. journey id + step).
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "endpoint_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    latency_ms: Mapped[int]
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
