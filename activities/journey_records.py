@@ -1,0 +1,185 @@
+"""Database writes of a journey: stages, submitted data, consents, verification, and the webhook
+events they raise. Each write is keyed by (journey, step), so a retried activity adds nothing."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from core.contracts import (
+    EmittedEvents,
+    FinishJourneyInput,
+    RecordStageInput,
+    RecordSubmissionInput,
+    RecordVerificationInput,
+)
+from core.vocabulary import ConsentSource, EventType, Stage
+from db import crud
+from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
+from db.session import transaction
+
+
+class JourneyRecords:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    async def _load(session: AsyncSession, journey_id: str) -> tuple[Journey, Contact, Campaign]:
+        journey = await session.get_one(Journey, uuid.UUID(journey_id), with_for_update=True)
+        contact = await session.get_one(Contact, journey.contact_id)
+        campaign = await session.get_one(Campaign, journey.campaign_id)
+        return journey, contact, campaign
+
+    @staticmethod
+    def _journey_ref(journey: Journey, campaign: Campaign) -> dict[str, Any]:
+        return {
+            "journey_id": str(journey.id),
+            "campaign": {"id": str(campaign.id), "name": campaign.name},
+        }
+
+    @activity.defn
+    async def record_stage(self, input: RecordStageInput) -> None:
+        async with transaction(self._sessions) as session:
+            journey, _, _ = await self._load(session, input.journey_id)
+            journey.stage = input.stage
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=input.stage, at=input.at
+            )
+
+    @activity.defn
+    async def record_submission(self, input: RecordSubmissionInput) -> EmittedEvents:
+        sub = input.submission
+        async with transaction(self._sessions) as session:
+            journey, contact, campaign = await self._load(session, input.journey_id)
+            checkboxes = {c["key"]: c for c in campaign.spec.get("consents", [])}
+            # Kept on the journey, apart from the contact's verified data, until confirmed.
+            journey.collected = {
+                "email": sub.email,
+                "submitted_at": sub.given_at.isoformat(),
+                "submission_step": input.step,
+                "ip": sub.ip,
+                "user_agent": sub.user_agent,
+            }
+            journey.stage = Stage.data_entered
+            rows = []
+            for decision in sub.consents:
+                box = checkboxes[decision.key]
+                text = box["texts"][sub.language] if sub.language in box["texts"] else next(
+                    iter(box["texts"].values())
+                )
+                rows.append(
+                    {
+                        "id": uuid.uuid4(),
+                        "client_id": journey.client_id,
+                        "contact_id": contact.id,
+                        "journey_id": journey.id,
+                        "step": input.step,
+                        "checkbox_key": decision.key,
+                        "purpose": box["purpose"],
+                        "channel": box["channel"],
+                        "granted": decision.granted,
+                        "given_at": sub.given_at,
+                        "source": ConsentSource.contact_page,
+                        "legal_text": text["text"],
+                        "legal_text_language": text["language"],
+                        "legal_text_version": text["version"],
+                        "legal_text_sha256": text["sha256"],
+                        "ip": sub.ip,
+                        "user_agent": sub.user_agent,
+                    }
+                )
+            if rows:
+                await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=Stage.data_entered, at=sub.given_at,
+                detail={"ip": sub.ip},
+            )
+            consents = await crud.consents_of_step(session, journey_id=journey.id, step=input.step)
+            data = {
+                **self._journey_ref(journey, campaign),
+                "contact": crud.contact_ref(contact),
+                "email": {"address": sub.email, "verification_state": "pending"},
+                "submitted_at": sub.given_at.isoformat(),
+                "ip": sub.ip,
+                "user_agent": sub.user_agent,
+                "consents": [crud.consent_as_dict(c) for c in consents],
+            }
+            ids = await crud.record_webhook_event(
+                session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
+                type=EventType.data_collected, data=data,
+            )
+        return EmittedEvents(delivery_ids=ids)
+
+    @activity.defn
+    async def record_verification(self, input: RecordVerificationInput) -> EmittedEvents:
+        confirm = input.confirm
+        async with transaction(self._sessions) as session:
+            journey, contact, campaign = await self._load(session, input.journey_id)
+            collected = journey.collected or {}
+            email = collected["email"]
+            await crud.insert_ignoring_conflicts(
+                session,
+                ContactPoint,
+                [{"id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
+                  "kind": "email", "value": email}],
+            )
+            point = await crud.email_point(session, contact_id=contact.id, value=email)
+            point.verification_state = "verified"
+            point.verified_at = confirm.confirmed_at
+            point.verified_via = "email_link"
+            journey.stage = Stage.verified
+            journey.finished_at = confirm.confirmed_at
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=Stage.verified,
+                at=confirm.confirmed_at, detail={"ip": confirm.ip},
+            )
+            consents = await crud.consents_of_step(
+                session, journey_id=journey.id, step=collected["submission_step"]
+            )
+            data = {
+                **self._journey_ref(journey, campaign),
+                "contact": crud.contact_ref(contact),
+                "email": {
+                    "address": email,
+                    "verification_state": "verified",
+                    "verified_at": confirm.confirmed_at.isoformat(),
+                    "verified_via": "email_link",
+                },
+                "submitted_at": collected["submitted_at"],
+                "verified_at": confirm.confirmed_at.isoformat(),
+                "ip": confirm.ip,
+                "user_agent": confirm.user_agent,
+                "submission_ip": collected.get("ip"),
+                "consents": [crud.consent_as_dict(c) for c in consents],
+            }
+            ids = await crud.record_webhook_event(
+                session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
+                type=EventType.data_verified, data=data,
+            )
+        return EmittedEvents(delivery_ids=ids)
+
+    @activity.defn
+    async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
+        event_type = {
+            Stage.expired: EventType.journey_expired,
+            Stage.opted_out: EventType.journey_opted_out,
+        }[Stage(input.stage)]
+        async with transaction(self._sessions) as session:
+            journey, contact, campaign = await self._load(session, input.journey_id)
+            journey.stage = input.stage
+            journey.finished_at = input.at
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=input.stage, at=input.at
+            )
+            ids = await crud.record_webhook_event(
+                session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
+                type=event_type,
+                data={
+                    **self._journey_ref(journey, campaign),
+                    "contact": crud.contact_ref(contact),
+                    "stage": input.stage,
+                    "at": input.at.isoformat(),
+                },
+            )
+        return EmittedEvents(delivery_ids=ids)

@@ -1,0 +1,118 @@
+"""Sends a journey's messages: renders the template in the customer's language with a personal
+link, sends it, and records it. One row per (journey, step) means a retry never sends twice."""
+
+import uuid
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core import security
+from core.contracts import SendMessageInput, SendMessageResult
+from core.settings import Settings
+from db import crud
+from db.models import Campaign, Client, Contact, Journey, LinkToken, Message, utcnow
+from db.session import transaction
+from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.rendering import render_email
+
+LINK_PATHS = {"contact_page": "/c/", "verify_email": "/v/"}
+
+
+class MessageSender:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._email = email
+
+    def _link(self, journey_id: str, step: str, purpose: str) -> tuple[str, str]:
+        token = security.link_token(self._settings.secret_key.get_secret_value(), journey_id, step)
+        return token, f"{self._settings.public_base_url.rstrip('/')}{LINK_PATHS[purpose]}{token}"
+
+    @activity.defn
+    async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        async with transaction(self._sessions) as session:
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            already = (
+                await session.scalars(
+                    select(Message).where(
+                        Message.journey_id == journey.id, Message.step == input.step
+                    )
+                )
+            ).one_or_none()
+            if already is not None and already.status == "sent":
+                return SendMessageResult(sent=True, recipient=already.recipient)
+            contact = await session.get_one(Contact, journey.contact_id)
+            campaign = await session.get_one(Campaign, journey.campaign_id)
+            client = await session.get_one(Client, journey.client_id)
+            if input.to_pending_email:
+                recipient = (journey.collected or {}).get("email")
+            else:
+                point = await crud.known_email(session, contact_id=contact.id)
+                recipient = point.value if point else None
+            if recipient is None:
+                # Nothing to send to on this channel; the journey waits for the customer or expiry.
+                return SendMessageResult(sent=False, recipient=None)
+
+            token, link = self._link(input.journey_id, input.step, input.link_purpose)
+            await crud.insert_ignoring_conflicts(
+                session,
+                LinkToken,
+                [{"token_sha256": security.sha256_hex(token), "journey_id": journey.id,
+                  "purpose": input.link_purpose, "step": input.step,
+                  "expires_at": input.link_expires_at}],
+            )
+            content = render_email(
+                input.template,
+                journey.language,
+                {
+                    "client_name": client.name,
+                    "campaign_name": campaign.name,
+                    "first_name": contact.first_name,
+                    "last_name": contact.last_name,
+                    "link": link,
+                    "expires_at": input.link_expires_at,
+                    "incentive": campaign.spec.get("incentive_text"),
+                },
+            )
+            if already is None:
+                already = Message(
+                    client_id=journey.client_id, journey_id=journey.id, step=input.step,
+                    channel="email", template=input.template, recipient=recipient,
+                    subject=content.subject,
+                )
+                session.add(already)
+                await session.flush()
+
+        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
+        mail = OutgoingEmail(
+            to=recipient,
+            content=content,
+            message_id=f"<{journey.id}.{input.step}@{domain}>",
+            from_name=client.name,
+            headers={"Auto-Submitted": "auto-generated"},
+        )
+        try:
+            await self._email.send(mail)
+        except EmailRejected as err:
+            await self._mark(already.id, "bounced", input)
+            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        await self._mark(already.id, "sent", input)
+        return SendMessageResult(sent=True, recipient=recipient)
+
+    async def _mark(self, message_id: uuid.UUID, status: str, input: SendMessageInput) -> None:
+        async with transaction(self._sessions) as session:
+            message = await session.get_one(Message, message_id)
+            message.status = status
+            message.sent_at = utcnow()
+            journey = await session.get_one(Journey, message.journey_id)
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=f"{input.template}_{status}",
+                at=message.sent_at, detail={"channel": message.channel},
+            )
+            if status == "sent" and input.stage_after:
+                journey.stage = input.stage_after

@@ -1,0 +1,1 @@
+"""Rendering and sending of what customers receive: emails now, SMS and letters through adapters."""

@@ -1,0 +1,57 @@
+"""The local SMTP sink for dev and tests: a real SMTP server (aiosmtpd) that files every message
+into a Maildir, which /dev/outbox and the tests read back."""
+
+import mailbox
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+
+
+def start_smtp_sink(maildir: Path, host: str = "127.0.0.1", port: int = 1025) -> Controller:
+    ensure_maildir(maildir)
+    controller = Controller(Mailbox(str(maildir)), hostname=host, port=port)
+    controller.start()
+    return controller
+
+
+def ensure_maildir(maildir: Path) -> None:
+    # mailbox.Maildir only lays out cur/new/tmp when the folder itself is missing.
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class OutboxEmail:
+    key: str
+    to: str
+    sender: str
+    subject: str
+    date: datetime | None
+    text: str
+    html: str | None
+    headers: dict[str, str]
+
+
+def read_outbox(maildir: Path) -> list[OutboxEmail]:
+    """Every message the sink received, newest first."""
+    ensure_maildir(maildir)
+    box = mailbox.Maildir(str(maildir), create=False)
+    out = []
+    for key, msg in box.items():
+        text = html = None
+        for part in msg.walk():
+            ctype = part.get_content_type()
+            if ctype == "text/plain" and text is None:
+                text = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+            elif ctype == "text/html" and html is None:
+                html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+        out.append(OutboxEmail(
+            key=key, to=msg["To"] or "", sender=msg["From"] or "", subject=msg["Subject"] or "",
+            date=parsedate_to_datetime(msg["Date"]) if msg["Date"] else None,
+            text=text or "", html=html, headers={k: str(v) for k, v in msg.items()},
+        ))
+    return sorted(out, key=lambda m: m.date.timestamp() if m.date else 0, reverse=True)

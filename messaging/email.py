@@ -1,0 +1,60 @@
+"""Sends email over real SMTP (a relay in production, the aiosmtpd sink in dev and tests)."""
+
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+
+import aiosmtplib
+
+from core.settings import Settings
+from messaging.rendering import RenderedEmail
+
+
+class EmailRejected(Exception):
+    """The server refused the recipient for good (a hard bounce at send time)."""
+
+
+@dataclass
+class OutgoingEmail:
+    to: str
+    content: RenderedEmail
+    message_id: str
+    from_name: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SmtpSender:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def build(self, mail: OutgoingEmail) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = formataddr((mail.from_name, self._settings.mail_from))
+        msg["To"] = mail.to
+        msg["Subject"] = mail.content.subject
+        msg["Date"] = formatdate(localtime=False)
+        # Deterministic per journey step, so a resend after a crash is recognisable downstream.
+        msg["Message-ID"] = mail.message_id
+        for name, value in mail.headers.items():
+            msg[name] = value
+        msg.set_content(mail.content.text)
+        msg.add_alternative(mail.content.html, subtype="html")
+        return msg
+
+    async def send(self, mail: OutgoingEmail) -> None:
+        s = self._settings
+        try:
+            await aiosmtplib.send(
+                self.build(mail),
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                start_tls=s.smtp_starttls,
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            codes = [r.code for r in err.recipients]
+            if codes and all(500 <= c < 600 for c in codes):
+                raise EmailRejected("; ".join(r.message for r in err.recipients)) from err
+            raise

@@ -1,0 +1,75 @@
+"""Renders templates/ in the customer's language: one Jinja2 environment per language.
+
+Texts are gettext messages in templates/locales/<lang>/LC_MESSAGES/messages.po, compiled in
+memory at start-up so no build step is needed.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+from io import BytesIO
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from core.paths import LOCALES_DIR, TEMPLATES_DIR
+
+DEFAULT_LANGUAGE = "en"
+
+
+def supported_languages() -> list[str]:
+    return sorted({DEFAULT_LANGUAGE} | {p.name for p in LOCALES_DIR.iterdir() if p.is_dir()})
+
+
+def pick_language(wanted: str | None) -> str:
+    base = (wanted or "").lower().split("-")[0].split("_")[0]
+    return base if base in supported_languages() else DEFAULT_LANGUAGE
+
+
+def _translations(language: str) -> NullTranslations:
+    po_file = LOCALES_DIR / language / "LC_MESSAGES" / "messages.po"
+    if not po_file.exists():
+        return NullTranslations()
+    with po_file.open("rb") as f:
+        catalog = read_po(f, locale=language)
+    compiled = BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+@cache
+def environment(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(_translations(language), newstyle=True)
+    env.globals["language"] = language
+    return env
+
+
+@dataclass
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def render_email(name: str, language: str, context: dict[str, Any]) -> RenderedEmail:
+    """email/<name>.txt renders the subject as its first line, then the plain text;
+    email/<name>.html the HTML part."""
+    env = environment(pick_language(language))
+    subject, _, text = env.get_template(f"email/{name}.txt").render(context).partition("\n")
+    html = env.get_template(f"email/{name}.html").render(context)
+    return RenderedEmail(subject=subject.strip(), text=text.strip() + "\n", html=html)
+
+
+def render_page(name: str, language: str, context: dict[str, Any]) -> str:
+    return environment(pick_language(language)).get_template(f"page/{name}.html").render(context)

@@ -1,0 +1,71 @@
+"""Runs the Temporal worker: the journey workflows and the activities that do their I/O."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.journey_records import JourneyRecords
+from activities.messages import MessageSender
+from activities.webhooks import WebhookSender
+from core.security import SecretBox
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from db.session import make_engine, make_sessionmaker
+from messaging.email import SmtpSender
+from workflows.journey import JourneyWorkflow
+
+WORKFLOWS = [JourneyWorkflow]
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A started worker with its own database pool and HTTP client, stopped on exit."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    async with httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds, follow_redirects=False
+    ) as http:
+        records = JourneyRecords(sessions)
+        sender = MessageSender(sessions, settings, SmtpSender(settings))
+        webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
+        worker = Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=WORKFLOWS,
+            activities=[
+                records.record_stage,
+                records.record_submission,
+                records.record_verification,
+                records.finish_journey,
+                sender.send_message,
+                webhooks.deliver_webhook,
+            ],
+        )
+        try:
+            async with worker:
+                yield worker
+        finally:
+            await engine.dispose()
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    client = await connect(settings)
+    async with running_worker(client, settings):
+        logging.getLogger("worker").info(
+            "worker polling task queue %r on %s", settings.temporal_task_queue, settings.temporal_address
+        )
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

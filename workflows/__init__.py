@@ -1,0 +1,1 @@
+"""Workflows: one durable journey per contact and campaign."""

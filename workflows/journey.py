@@ -1,0 +1,264 @@
+"""One contact's journey in one campaign: invite → (opened) → data entered → verification
+pending → verified; reminders on the campaign's cadence; expired or opted out otherwise.
+
+The workflow decides; activities do the I/O. Durations come from the input, so a test can run
+a journey of weeks in seconds.
+"""
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.journey_records import JourneyRecords
+    from activities.messages import MessageSender
+    from activities.webhooks import WebhookSender
+    from core.contracts import (
+        ConfirmInput,
+        ConfirmResult,
+        DeliverWebhookInput,
+        EmittedEvents,
+        FinishJourneyInput,
+        JourneyInput,
+        JourneyState,
+        OptOutInput,
+        PageOpenedInput,
+        RecordStageInput,
+        RecordSubmissionInput,
+        RecordVerificationInput,
+        SendMessageInput,
+        SubmitDataInput,
+        SubmitDataResult,
+    )
+    from core.vocabulary import (
+        ACCEPTS_SUBMISSION,
+        FINAL_STAGES,
+        JOURNEY_STAGE,
+        ErrorType,
+        Stage,
+        TokenPurpose,
+    )
+
+DB_WRITE = {"start_to_close_timeout": timedelta(seconds=30)}
+SEND = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
+}
+
+
+@workflow.defn(name="Journey")
+class JourneyWorkflow:
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        self.input = input
+        self.stage = Stage.enrolled
+        self.deadline: datetime | None = None
+        self.reminders_sent = 0
+        self.last_message_at: datetime | None = None
+        self.submissions = 0
+        self.pending_email: str | None = None
+        self.verification_step: str | None = None
+        self.opted_out: OptOutInput | None = None
+        self.history: list[str] = []
+        # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
+        self.turn = asyncio.Lock()
+        self.webhooks: list[asyncio.Task[None]] = []
+
+    # --- the journey ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyState:
+        self.deadline = workflow.now() + input.timings.expires_after
+        async with self.turn:
+            await self._send("invitation", "invitation", TokenPurpose.contact_page, Stage.invited)
+            self._enter(Stage.invited)
+
+        while self.stage not in FINAL_STAGES:
+            if workflow.now() >= self.deadline:
+                async with self.turn:
+                    if self.stage not in FINAL_STAGES:
+                        await self._finish(Stage.expired, "expired")
+                break
+            wake_at = min(self.deadline, self._next_reminder_at() or self.deadline)
+            try:
+                await workflow.wait_condition(
+                    lambda: self.stage in FINAL_STAGES or self.opted_out is not None,
+                    timeout=max(wake_at - workflow.now(), timedelta(seconds=1)),
+                    timeout_summary="next reminder or expiry",
+                )
+            except asyncio.TimeoutError:
+                pass
+            async with self.turn:
+                if self.opted_out is not None and self.stage not in FINAL_STAGES:
+                    await self._finish(Stage.opted_out, "opted-out")
+                elif self.stage not in FINAL_STAGES and self._reminder_due():
+                    await self._remind()
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self.webhooks)
+        return self.state()
+
+    def _next_reminder_at(self) -> datetime | None:
+        t = self.input.timings
+        if self.reminders_sent >= t.max_reminders or self.last_message_at is None:
+            return None
+        return self.last_message_at + t.reminder_interval
+
+    def _reminder_due(self) -> bool:
+        at = self._next_reminder_at()
+        return at is not None and workflow.now() >= at
+
+    async def _remind(self) -> None:
+        self.reminders_sent += 1
+        step = f"reminder-{self.reminders_sent}"
+        if self.stage == Stage.verification_pending:
+            await self._send("verification_reminder", step, TokenPurpose.verify_email,
+                             to_pending_email=True)
+            self.verification_step = step
+        else:
+            await self._send("reminder", step, TokenPurpose.contact_page)
+
+    # --- what the customer does --------------------------------------------------------------
+
+    @workflow.signal
+    async def page_opened(self, input: PageOpenedInput) -> None:
+        async with self.turn:
+            if self.stage != Stage.invited:
+                return
+            await workflow.execute_activity_method(
+                JourneyRecords.record_stage,
+                RecordStageInput(self.input.journey_id, "opened", Stage.opened, input.opened_at),
+                **DB_WRITE,
+            )
+            self._enter(Stage.opened)
+
+    @workflow.update
+    async def submit_data(self, input: SubmitDataInput) -> SubmitDataResult:
+        async with self.turn:
+            self._check_submission_allowed()
+            self.submissions += 1
+            step = f"submission-{self.submissions}"
+            emitted = await workflow.execute_activity_method(
+                JourneyRecords.record_submission,
+                RecordSubmissionInput(self.input.journey_id, step, input),
+                **DB_WRITE,
+            )
+            self._deliver(emitted)
+            self.pending_email = input.email
+            self._enter(Stage.data_entered)
+            verify_step = f"verification-{self.submissions}"
+            await self._send("verification", verify_step, TokenPurpose.verify_email,
+                             Stage.verification_pending, to_pending_email=True)
+            self.verification_step = verify_step
+            self._enter(Stage.verification_pending)
+            return SubmitDataResult(stage=self.stage, verification_sent_to=input.email)
+
+    @submit_data.validator
+    def _validate_submit_data(self, input: SubmitDataInput) -> None:
+        # Rejected here, a late or excess submission never reaches the history.
+        self._check_submission_allowed()
+
+    def _check_submission_allowed(self) -> None:
+        if self.stage not in ACCEPTS_SUBMISSION or self.opted_out is not None:
+            raise ApplicationError(f"journey is {self.stage}", type=ErrorType.submission_not_accepted)
+        if self.submissions >= self.input.timings.max_submissions:
+            raise ApplicationError("too many submissions", type=ErrorType.too_many_submissions)
+
+    @workflow.update
+    async def confirm_email(self, input: ConfirmInput) -> ConfirmResult:
+        async with self.turn:
+            self._check_confirmable(input)
+            emitted = await workflow.execute_activity_method(
+                JourneyRecords.record_verification,
+                RecordVerificationInput(self.input.journey_id, f"verified-{input.step}", input),
+                **DB_WRITE,
+            )
+            self._deliver(emitted)
+            self._enter(Stage.verified)
+            return ConfirmResult(stage=self.stage)
+
+    @confirm_email.validator
+    def _validate_confirm_email(self, input: ConfirmInput) -> None:
+        self._check_confirmable(input)
+
+    def _check_confirmable(self, input: ConfirmInput) -> None:
+        if self.stage != Stage.verification_pending or input.step != self.verification_step:
+            raise ApplicationError(
+                "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
+            )
+
+    @workflow.signal
+    def opt_out(self, input: OptOutInput) -> None:
+        if self.opted_out is None:
+            self.opted_out = input
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return JourneyState(
+            stage=self.stage,
+            reminders_sent=self.reminders_sent,
+            submissions=self.submissions,
+            deadline=self.deadline,
+            pending_email=self.pending_email,
+            history=list(self.history),
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _enter(self, stage: Stage) -> None:
+        self.stage = stage
+        self.history.append(f"{workflow.now().isoformat()} {stage}")
+        workflow.upsert_search_attributes([JOURNEY_STAGE.value_set(stage)])
+
+    async def _send(
+        self, template: str, step: str, purpose: TokenPurpose, stage_after: Stage | None = None,
+        *, to_pending_email: bool = False,
+    ) -> None:
+        assert self.deadline is not None
+        expires = self.deadline
+        if purpose == TokenPurpose.verify_email:
+            expires = min(expires, workflow.now() + self.input.timings.verification_link_ttl)
+        await workflow.execute_activity_method(
+            MessageSender.send_message,
+            SendMessageInput(
+                journey_id=self.input.journey_id, step=step, template=template,
+                link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
+                to_pending_email=to_pending_email,
+            ),
+            **SEND,
+        )
+        self.last_message_at = workflow.now()
+
+    async def _finish(self, stage: Stage, step: str) -> None:
+        emitted = await workflow.execute_activity_method(
+            JourneyRecords.finish_journey,
+            FinishJourneyInput(self.input.journey_id, step, stage, workflow.now()),
+            **DB_WRITE,
+        )
+        self._deliver(emitted)
+        self._enter(stage)
+
+    def _deliver(self, emitted: EmittedEvents) -> None:
+        for delivery_id in emitted.delivery_ids:
+            self.webhooks.append(asyncio.create_task(self._deliver_one(delivery_id)))
+
+    async def _deliver_one(self, delivery_id: str) -> None:
+        timings = self.input.timings
+        try:
+            await workflow.execute_activity_method(
+                WebhookSender.deliver_webhook,
+                DeliverWebhookInput(delivery_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timings.webhook_retry_for,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    backoff_coefficient=2,
+                    maximum_interval=timings.webhook_max_retry_interval,
+                ),
+            )
+        except ActivityError as err:
+            # The delivery log keeps the failure; the journey itself is not undone by it.
+            workflow.logger.warning("webhook delivery %s gave up: %s", delivery_id, err.cause)
