@@ -1,0 +1,171 @@
+"""Puts contacts into a campaign: validates each item on its own, writes contacts and journeys
+in one transaction, then starts one journey workflow per contact (idempotently)."""
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client as TemporalClient
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.errors import pydantic_fields
+from api.schemas import ContactIn, EnrolItemResult, FieldError
+from core.contracts import JourneyInput, JourneyTimings
+from core.settings import Settings
+from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, JOURNEY_STAGE, Stage
+from db import crud
+from db.models import Campaign, Contact, ContactPoint, Journey
+from workflows.journey import JourneyWorkflow
+
+_duration = TypeAdapter(timedelta).validate_python
+START_CONCURRENCY = 50
+
+
+def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID) -> str:
+    return f"journey/{campaign_id}/{contact_id}"
+
+
+def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
+    return JourneyTimings(
+        reminder_interval=_duration(spec["reminders"]["interval"]),
+        max_reminders=spec["reminders"]["max_count"],
+        expires_after=_duration(spec["expires_after"]),
+        verification_link_ttl=_duration(spec["verification_link_ttl"]),
+        webhook_retry_for=settings.webhook_retry_for,
+        webhook_max_retry_interval=settings.webhook_max_retry_interval,
+    )
+
+
+def validate_items(items: list[dict[str, Any]]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
+    valid: dict[int, ContactIn] = {}
+    rejected: list[EnrolItemResult] = []
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(items):
+        try:
+            item = ContactIn.model_validate(raw)
+        except ValidationError as err:
+            ext = raw.get("external_id") if isinstance(raw, dict) else None
+            rejected.append(EnrolItemResult(
+                index=index, status="rejected", external_id=ext if isinstance(ext, str) else None,
+                errors=pydantic_fields(err.errors())))
+            continue
+        if item.external_id in first_index:
+            rejected.append(EnrolItemResult(
+                index=index, status="rejected", external_id=item.external_id,
+                errors=[FieldError(field="external_id",
+                                   message=f"duplicate of item {first_index[item.external_id]} "
+                                           "in this request")]))
+            continue
+        first_index[item.external_id] = index
+        valid[index] = item
+    return valid, rejected
+
+
+async def write_contacts_and_journeys(
+    session: AsyncSession, *, campaign: Campaign, items: dict[int, ContactIn]
+) -> tuple[list[EnrolItemResult], list[Journey]]:
+    client_id = campaign.client_id
+    spec = campaign.spec
+    ext_ids = [i.external_id for i in items.values()]
+    await crud.insert_ignoring_conflicts(session, Contact, [
+        {"id": uuid.uuid4(), "client_id": client_id, "external_id": i.external_id,
+         "first_name": i.first_name, "last_name": i.last_name,
+         "language": i.language or spec["default_language"]}
+        for i in items.values()
+    ])
+    contacts = {c.external_id: c for c in await session.scalars(
+        select(Contact).where(Contact.client_id == client_id, Contact.external_id.in_(ext_ids)))}
+    for item in items.values():
+        contact = contacts[item.external_id]
+        # Names and language given now are the client's newest knowledge of the contact.
+        for field in ("first_name", "last_name", "language"):
+            if getattr(item, field) is not None:
+                setattr(contact, field, getattr(item, field))
+    emails = [{"id": uuid.uuid4(), "client_id": client_id, "contact_id": contacts[i.external_id].id,
+               "kind": "email", "value": str(i.email)} for i in items.values() if i.email]
+    if emails:
+        await crud.insert_ignoring_conflicts(session, ContactPoint, emails)
+    with_email = set(await session.scalars(
+        select(ContactPoint.contact_id).where(
+            ContactPoint.contact_id.in_([c.id for c in contacts.values()]),
+            ContactPoint.kind == "email")))
+
+    results: list[EnrolItemResult] = []
+    reachable: dict[int, Contact] = {}
+    for index, item in items.items():
+        contact = contacts[item.external_id]
+        if contact.id not in with_email:
+            results.append(EnrolItemResult(
+                index=index, status="rejected", external_id=item.external_id, contact_id=contact.id,
+                errors=[FieldError(field="email", message="required: this campaign reaches "
+                                   "contacts by email and none is known for this contact")]))
+        else:
+            reachable[index] = contact
+
+    existing = {j.contact_id: j for j in await session.scalars(
+        select(Journey).where(Journey.campaign_id == campaign.id,
+                              Journey.contact_id.in_([c.id for c in reachable.values()])))}
+    new_rows = []
+    for contact in reachable.values():
+        if contact.id not in existing:
+            language = contact.language if contact.language in spec["languages"] else spec[
+                "default_language"]
+            new_rows.append({"id": uuid.uuid4(), "client_id": client_id, "campaign_id": campaign.id,
+                             "contact_id": contact.id, "workflow_id": workflow_id(campaign.id, contact.id),
+                             "stage": Stage.enrolled, "language": language})
+    if new_rows:
+        await crud.insert_ignoring_conflicts(session, Journey, new_rows)
+    journeys = {j.contact_id: j for j in await session.scalars(
+        select(Journey).where(Journey.campaign_id == campaign.id,
+                              Journey.contact_id.in_([c.id for c in reachable.values()])))}
+    for index, contact in reachable.items():
+        journey = journeys[contact.id]
+        results.append(EnrolItemResult(
+            index=index, status="already_enrolled" if contact.id in existing else "accepted",
+            external_id=contact.external_id, contact_id=contact.id, journey_id=journey.id))
+    return results, list(journeys.values())
+
+
+async def start_journeys(
+    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey]
+) -> None:
+    timings = journey_timings(campaign.spec, settings)
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def start(journey: Journey) -> None:
+        async with gate:
+            try:
+                await temporal.start_workflow(
+                    JourneyWorkflow.run,
+                    JourneyInput(
+                        journey_id=str(journey.id), client_id=str(journey.client_id),
+                        campaign_id=str(journey.campaign_id), contact_id=str(journey.contact_id),
+                        language=journey.language, timings=timings,
+                    ),
+                    id=journey.workflow_id,
+                    task_queue=settings.temporal_task_queue,
+                    # A repeated request neither duplicates a running journey nor restarts a
+                    # finished one.
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes([
+                        SearchAttributePair(CLIENT_ID, str(journey.client_id)),
+                        SearchAttributePair(CAMPAIGN_ID, str(journey.campaign_id)),
+                        SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
+                    ]),
+                    static_summary=f"Journey of contact {journey.contact_id}",
+                )
+            except WorkflowAlreadyStartedError:
+                pass
+
+    await asyncio.gather(*(start(j) for j in journeys))

@@ -1,0 +1,89 @@
+"""The FastAPI application: client API under /v1, customer pages, dev outbox."""
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.deps import AppState
+from api.routes import campaigns, customer_page, dev_outbox, journeys, webhook_endpoints
+from core.paths import TEMPLATES_DIR
+from core.security import Csrf, SecretBox
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from db.session import make_engine, make_sessionmaker
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    # Personal links carry a token in the path; never leak it to another site.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+PAGE_PATH = re.compile(r"^/(c|v)/")
+
+
+class RedactLinkTokens(logging.Filter):
+    """Keeps personal link tokens out of access logs."""
+
+    pattern = re.compile(r"/(c|v)/[A-Za-z0-9_\-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.pattern.sub(r"/\1/<token>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.getLogger("uvicorn.access").addFilter(RedactLinkTokens())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        secret = settings.secret_key.get_secret_value()
+        app.state.journeys = AppState(
+            settings=settings, sessions=make_sessionmaker(engine),
+            temporal=await connect(settings, lazy=True), csrf=Csrf(secret), box=SecretBox(secret))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="contact-journeys",
+        version="0.1.0",
+        summary="Verified contact data and provable consent, one durable journey per customer.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next) -> Response:  # noqa: ANN001
+        response = await call_next(request)
+        if not request.url.path.startswith(("/docs", "/redoc")):
+            response.headers.update(SECURITY_HEADERS)
+        if PAGE_PATH.match(request.url.path):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(webhook_endpoints.router)
+    app.include_router(campaigns.router)
+    app.include_router(journeys.router)
+    app.include_router(customer_page.router)
+    if settings.dev_mode:
+        app.include_router(dev_outbox.router)
+    app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
+    return app

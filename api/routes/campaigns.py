@@ -1,0 +1,86 @@
+"""Campaigns: what to collect, consents, cadence; and the contacts put into them."""
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from api import enrolment
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES
+from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse
+from core.security import sha256_hex
+from db.models import Campaign
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
+
+
+def stored_spec(body: CampaignCreate) -> dict:
+    spec = body.model_dump(mode="json")
+    for box in spec["consents"]:
+        for language, text in box["texts"].items():
+            # The hash proves later exactly which words the customer was shown.
+            text.update(language=language, sha256=sha256_hex(text["text"]))
+    return spec
+
+
+async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.client_id != client_id:
+        raise HTTPException(404, "campaign not found")
+    return campaign
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
+async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep) -> Campaign:
+    campaign = Campaign(client_id=client.id, name=body.name, spec=stored_spec(body))
+    session.add(campaign)
+    await session.commit()
+    return campaign
+
+
+@router.get("", response_model=list[CampaignOut])
+async def list_campaigns(client: ClientDep, session: SessionDep) -> list[Campaign]:
+    return list(await session.scalars(
+        select(Campaign).where(Campaign.client_id == client.id).order_by(Campaign.created_at)))
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep) -> Campaign:
+    return await campaign_of(session, client.id, campaign_id)
+
+
+@router.post(
+    "/{campaign_id}/contacts",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EnrolResponse,
+    responses={422: {"model": EnrolResponse, "description": "No item was acceptable"}},
+)
+async def enrol_contacts(
+    campaign_id: uuid.UUID, body: EnrolRequest, client: ClientDep, session: SessionDep,
+    state: StateDep,
+) -> EnrolResponse | JSONResponse:
+    """Puts contacts into the campaign; each accepted one gets a journey.
+
+    Items are judged one by one: bad ones are reported by index, good ones are kept.
+    Repeating a request is safe: enrolled contacts come back as `already_enrolled`.
+    """
+    campaign = await campaign_of(session, client.id, campaign_id)
+    limit = state.settings.max_contacts_per_request
+    if len(body.contacts) > limit:
+        raise HTTPException(413, f"at most {limit} contacts per request")
+    valid, rejected = enrolment.validate_items(body.contacts)
+    results, journeys = [], []
+    if valid:
+        results, journeys = await enrolment.write_contacts_and_journeys(
+            session, campaign=campaign, items=valid)
+        await session.commit()
+        await enrolment.start_journeys(state.temporal, state.settings, campaign=campaign,
+                                       journeys=journeys)
+    results = sorted(results + rejected, key=lambda r: r.index)
+    refused = sum(r.status == "rejected" for r in results)
+    response = EnrolResponse(accepted=len(results) - refused, rejected=refused, results=results)
+    if response.accepted == 0:
+        return JSONResponse(response.model_dump(mode="json"), status_code=422)
+    return response

@@ -1,0 +1,210 @@
+"""Request and response bodies of the client API."""
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from core.vocabulary import Channel, EventType
+from messaging.rendering import supported_languages
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive ISO-8601 duration, e.g. P3D or PT30S")
+    return value
+
+
+# --- webhook endpoints ---------------------------------------------------------------------
+
+WebhookEventName = Literal[
+    "*",
+    "contact.data_collected",
+    "contact.data_verified",
+    "consent.changed",
+    "journey.expired",
+    "journey.opted_out",
+]
+
+
+class WebhookEndpointCreate(Strict):
+    url: AnyHttpUrl
+    events: list[WebhookEventName] = Field(min_length=1)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookEndpointOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    enabled: bool
+    created_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpointOut):
+    secret: str = Field(description="Signing secret (Standard Webhooks). Shown only once.")
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+class LegalTextIn(Strict):
+    text: str = Field(min_length=1, max_length=20_000)
+    version: str = Field(min_length=1, max_length=50)
+
+
+class ConsentCheckboxIn(Strict):
+    key: Slug
+    purpose: Slug
+    channel: Channel
+    mandatory: bool = False
+    texts: dict[Language, LegalTextIn] = Field(min_length=1)
+
+
+class Reminders(Strict):
+    interval: timedelta = timedelta(days=3)
+    max_count: int = Field(default=2, ge=0, le=20)
+
+    _positive = field_validator("interval")(positive)
+
+
+class CampaignCreate(Strict):
+    name: Name
+    collect: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    languages: list[Language] = Field(default=["en"], min_length=1)
+    default_language: Language = "en"
+    consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20)
+    reminders: Reminders = Field(default_factory=Reminders)
+    expires_after: timedelta = timedelta(days=30)
+    verification_link_ttl: timedelta = timedelta(days=7)
+    incentive_text: str | None = Field(default=None, max_length=500)
+
+    _positive = field_validator("expires_after", "verification_link_ttl")(positive)
+
+    @field_validator("languages")
+    @classmethod
+    def _languages_supported(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(supported_languages()))
+        if unknown:
+            raise ValueError(f"unsupported language(s) {unknown}; supported: {supported_languages()}")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CampaignCreate":
+        if self.default_language not in self.languages:
+            raise ValueError("default_language must be one of languages")
+        keys = [c.key for c in self.consents]
+        if len(keys) != len(set(keys)):
+            raise ValueError("consent keys must be unique within a campaign")
+        for c in self.consents:
+            missing = [lang for lang in self.languages if lang not in c.texts]
+            if missing:
+                raise ValueError(f"consent {c.key!r} has no legal text for language(s) {missing}")
+        return self
+
+
+class CampaignOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    status: str
+    created_at: datetime
+    spec: dict[str, Any]
+
+
+# --- contacts into a campaign --------------------------------------------------------------
+
+
+class ContactIn(Strict):
+    external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    language: Language | None = None
+    email: EmailStr | None = None
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class EnrolRequest(Strict):
+    # Items are validated one by one so that one bad contact never rejects the others.
+    contacts: list[dict[str, Any]] = Field(min_length=1)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class EnrolItemResult(BaseModel):
+    index: int
+    status: Literal["accepted", "already_enrolled", "rejected"]
+    external_id: str | None = None
+    contact_id: uuid.UUID | None = None
+    journey_id: uuid.UUID | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class EnrolResponse(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[EnrolItemResult]
+
+
+# --- journeys ------------------------------------------------------------------------------
+
+
+class JourneyEventOut(BaseModel):
+    type: str
+    at: datetime
+    detail: dict[str, Any] | None = None
+
+
+class JourneyOut(BaseModel):
+    id: uuid.UUID
+    workflow_id: str
+    campaign_id: uuid.UUID
+    contact_id: uuid.UUID
+    external_id: str
+    stage: str
+    language: str
+    pending_email: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    history: list[JourneyEventOut] | None = None
+
+
+class JourneyPage(BaseModel):
+    items: list[JourneyOut]
+    next_cursor: str | None
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'contacts', 3, 'email') -> 'contacts[3].email'."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return re.sub(r"^\.", "", out) or "body"
