@@ -1,0 +1,80 @@
+"""`make run`: the whole stack in one terminal, with nothing downloaded at run time.
+
+Temporal dev server (file-backed under .data/, Web UI), a local SMTP sink writing to a Maildir,
+the worker and the API, each its own process; Ctrl-C stops them all.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+from core.settings import DATA_DIR, Settings
+from core.temporal import search_attribute_args, temporal_cli
+from db.migrate import upgrade
+from messaging.dev_mail import start_smtp_sink
+
+UI_PORT = 8233
+
+
+def wait_for_port(host: str, port: int, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"nothing listens on {host}:{port} after {seconds:.0f}s")
+
+
+def run(settings: Settings) -> None:
+    DATA_DIR.mkdir(exist_ok=True)
+    upgrade(settings.database_url)
+    sink = start_smtp_sink(settings.dev_maildir, settings.smtp_host, settings.smtp_port)
+    temporal_host, _, temporal_port = settings.temporal_address.partition(":")
+    api = urlsplit(settings.public_base_url)
+    procs: list[subprocess.Popen] = []
+    try:
+        temporal = subprocess.Popen([
+            temporal_cli(), "server", "start-dev", "--ip", temporal_host or "127.0.0.1",
+            "--port", temporal_port or "7233", "--ui-port", str(UI_PORT),
+            "--db-filename", str(DATA_DIR / "temporal.db"), "--log-level", "error",
+            *search_attribute_args(),
+        ])
+        procs.append(temporal)
+        wait_for_port(temporal_host or "127.0.0.1", int(temporal_port or 7233), 60, temporal)
+        procs.append(subprocess.Popen([sys.executable, "worker.py"], env=os.environ.copy()))
+        procs.append(subprocess.Popen([
+            sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+            "--host", api.hostname or "127.0.0.1", "--port", str(api.port or 8000),
+        ]))
+        wait_for_port(api.hostname or "127.0.0.1", api.port or 8000, 60, procs[-1])
+        print(f"""
+contact-journeys is running (Ctrl-C stops everything):
+  API + customer pages  {settings.public_base_url}   (OpenAPI docs: {settings.public_base_url}/docs)
+  Dev outbox            {settings.public_base_url}/dev/outbox
+  Temporal Web UI       http://localhost:{UI_PORT}
+  SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {settings.dev_maildir}/
+Create a client:        .venv/bin/journeys clients create "Acme"
+""", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("a process of the stack exited; stopping the rest", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        sink.stop()
