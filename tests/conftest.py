@@ -1,0 +1,141 @@
+"""The real stack for the tests: a fresh PostgreSQL database, the Temporal dev server, an SMTP
+sink, a webhook receiver over HTTP, our worker and our API. Each test gets its own client
+(tenant), so tests never need to wipe shared data."""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from core.settings import Settings
+from core.temporal import search_attribute_args, temporal_cli
+from db import crud
+from db.migrate import upgrade
+from db.session import make_engine, make_sessionmaker, transaction
+from messaging.dev_mail import start_smtp_sink
+from tests.helpers import Mailbox, Tenant, WebhookReceiver, free_port
+from worker import running_worker
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-histories", action="store_true",
+                     help="write the journeys' event histories to tests/histories/")
+
+
+@pytest.fixture(scope="session")
+def record_histories(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--record-histories"))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of its own for this run, migrated with the project's migrations."""
+    name = f"cj_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        dev_server_extra_args=search_attribute_args(),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        # Shut down inside the loop: an abandoned server has aborted the process at exit.
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mailbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mailbox]:
+    maildir = tmp_path_factory.mktemp("maildir")
+    port = free_port()
+    sink = start_smtp_sink(maildir, port=port)
+    yield Mailbox(maildir=maildir, port=port)
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mailbox) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        temporal_task_queue=f"journeys-test-{uuid.uuid4().hex[:8]}",
+        public_base_url="http://testserver",
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        dev_mode=True,
+        dev_maildir=mailbox.maildir,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        webhook_timeout_seconds=5,
+        webhook_max_retry_interval=timedelta(seconds=2),
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
+    async with running_worker(temporal_env.client, settings):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, worker: None):
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def http(app) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client of our app: keeps cookies, does not follow redirects by itself."""
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def sessions(database_url: str):
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def tenant(sessions, http: httpx.AsyncClient) -> Tenant:
+    async with transaction(sessions) as session:
+        client, key = await crud.create_client(session, name=f"Acme {uuid.uuid4().hex[:6]}")
+    return Tenant(id=client.id, name=client.name, key=key, http=http)
+
+
+@pytest.fixture
+async def other_tenant(sessions, http: httpx.AsyncClient) -> Tenant:
+    async with transaction(sessions) as session:
+        client, key = await crud.create_client(session, name="Other Corp")
+    return Tenant(id=client.id, name=client.name, key=key, http=http)
+

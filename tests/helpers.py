@@ -1,0 +1,226 @@
+"""What the tests use to act as a client, a customer, a mail reader and a webhook receiver."""
+
+import asyncio
+import json
+import re
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from messaging.dev_mail import OutboxEmail, read_outbox
+
+T = TypeVar("T")
+LINK = re.compile(r"http://testserver(/[cv]/[A-Za-z0-9_\-]+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20,
+                     what: str = "condition") -> T:
+    """Polls until probe returns something truthy; the journeys run in real time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def unique_email(name: str = "customer") -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@dataclass
+class Mailbox:
+    """Reads what the real SMTP sink received."""
+
+    maildir: Path
+    port: int
+
+    def to(self, address: str) -> list[OutboxEmail]:
+        return sorted((m for m in read_outbox(self.maildir) if m.to == address),
+                      key=lambda m: m.headers.get("Message-ID", ""))
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 20) -> list[OutboxEmail]:
+        async def probe() -> list[OutboxEmail] | None:
+            mails = self.to(address)
+            return mails if len(mails) >= count else None
+        return await eventually(probe, timeout=timeout, what=f"{count} email(s) to {address}")
+
+    @staticmethod
+    def link(mail: OutboxEmail) -> str:
+        found = LINK.search(mail.text)
+        assert found, f"no personal link in {mail.subject!r}"
+        return found.group(1)
+
+
+@dataclass
+class Delivery:
+    endpoint: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+
+
+@dataclass
+class WebhookReceiver:
+    """A real HTTP server that checks every signature, like a careful client's endpoint."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    received: list[Delivery] = field(default_factory=list)
+    bad_signatures: list[str] = field(default_factory=list)
+    # endpoint name -> status codes to answer before accepting (simulates an outage).
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    port: int = 0
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/{name}"
+
+    def events(self, name: str, type: str | None = None) -> list[Delivery]:
+        return [d for d in self.received
+                if d.endpoint == name and (type is None or d.payload["type"] == type)]
+
+    async def wait_for(self, name: str, type: str, count: int = 1, timeout: float = 20) -> list[Delivery]:
+        async def probe() -> list[Delivery] | None:
+            found = self.events(name, type)
+            return found if len(found) >= count else None
+        return await eventually(probe, timeout=timeout, what=f"{type} at {name}")
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hooks/{name}")
+        async def hook(name: str, request: Request) -> Response:
+            body = await request.body()
+            headers = dict(request.headers)
+            try:
+                Webhook(self.secrets[name]).verify(body, headers)
+            except (KeyError, WebhookVerificationError):
+                self.bad_signatures.append(name)
+                return Response(status_code=401)
+            pending = self.failures.get(name)
+            if pending:
+                return Response(status_code=pending.pop(0))
+            self.received.append(Delivery(name, headers, json.loads(body)))
+            return Response(status_code=204)
+
+        return app
+
+    async def start(self) -> None:
+        self.port = free_port()
+        self._server = uvicorn.Server(uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._task = asyncio.create_task(self._server.serve())
+        await eventually(lambda: asyncio.sleep(0, self._server.started), what="receiver start")
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        await self._task
+
+
+@dataclass
+class Tenant:
+    """A client (business) of ours, calling the API with its key."""
+
+    id: uuid.UUID
+    name: str
+    key: str
+    http: httpx.AsyncClient
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def post(self, path: str, body: Any) -> httpx.Response:
+        return await self.http.post(path, json=body, headers=self.auth)
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=params, headers=self.auth)
+
+    async def create_campaign(self, **overrides: Any) -> dict[str, Any]:
+        body = {
+            "name": "Email check",
+            "languages": ["en", "nl"],
+            "consents": [
+                {"key": "terms", "purpose": "service-communication", "channel": "email",
+                 "mandatory": True,
+                 "texts": {"en": {"text": "I agree to receive service emails.", "version": "2026-1"},
+                           "nl": {"text": "Ik ontvang graag service-e-mails.", "version": "2026-1"}}},
+                {"key": "newsletter", "purpose": "newsletter", "channel": "email",
+                 "texts": {"en": {"text": "Send me the monthly newsletter.", "version": "3"},
+                           "nl": {"text": "Stuur mij de maandelijkse nieuwsbrief.", "version": "3"}}},
+            ],
+            "reminders": {"interval": "PT1H", "max_count": 2},
+            "expires_after": "P1D",
+            **overrides,
+        }
+        response = await self.post("/v1/campaigns", body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def enrol(self, campaign_id: str, *contacts: dict[str, Any]) -> dict[str, Any]:
+        response = await self.post(f"/v1/campaigns/{campaign_id}/contacts",
+                                   {"contacts": list(contacts)})
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    async def journey(self, journey_id: str) -> dict[str, Any]:
+        response = await self.get(f"/v1/journeys/{journey_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def wait_for_stage(self, journey_id: str, stage: str, timeout: float = 20) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            journey = await self.journey(journey_id)
+            return journey if journey["stage"] == stage else None
+        return await eventually(probe, timeout=timeout, what=f"journey {journey_id} {stage}")
+
+    async def subscribe(self, receiver: WebhookReceiver, events: list[str] | None = None) -> str:
+        name = uuid.uuid4().hex[:8]
+        response = await self.post("/v1/webhook-endpoints",
+                                   {"url": receiver.url(name), "events": events or ["*"]})
+        assert response.status_code == 201, response.text
+        receiver.secrets[name] = response.json()["secret"]
+        return name
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Customer:
+    """A customer in a browser: follows links, reads the page, submits its forms."""
+
+    http: httpx.AsyncClient
+    page: str = ""
+
+    async def open(self, path: str) -> httpx.Response:
+        response = await self.http.get(path)
+        self.page = response.text
+        return response
+
+    def csrf(self) -> str:
+        found = CSRF.search(self.page)
+        assert found, "no form on the page"
+        return found.group(1)
+
+    async def submit(self, path: str, **fields: Any) -> httpx.Response:
+        data = {"csrf_token": self.csrf(), **fields}
+        response = await self.http.post(path, data=data)
+        if response.status_code == 303:
+            return await self.open(response.headers["location"])
+        self.page = response.text
+        return response

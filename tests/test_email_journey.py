@@ -1,0 +1,202 @@
+"""The email double opt-in journey, walked over HTTP as the client and the customer walk it, on
+the real stack: PostgreSQL, Temporal dev server, SMTP, and a webhook receiver over HTTP."""
+
+import hashlib
+from datetime import datetime
+
+from temporalio.client import WorkflowExecutionStatus
+
+from core.vocabulary import JOURNEY_STAGE
+from tests.helpers import Customer, eventually, unique_email
+from tests.histories import save_history
+from workflows.journey import JourneyWorkflow
+
+
+async def test_customer_collects_and_verifies_email(
+    tenant, http, mailbox, webhook_receiver, temporal_env, record_histories
+):
+    hook = await tenant.subscribe(webhook_receiver)
+    campaign = await tenant.create_campaign()
+    known, new = unique_email("ann"), unique_email("ann-new")
+    enrolled = await tenant.enrol(campaign["id"], {
+        "external_id": "crm-1001", "first_name": "Ann", "last_name": "de Vries",
+        "language": "nl", "email": known})
+    assert enrolled["accepted"] == 1 and enrolled["rejected"] == 0
+    journey_id = enrolled["results"][0]["journey_id"]
+
+    # The invitation arrives by real SMTP, in the customer's language, with a personal link.
+    [invitation] = await mailbox.wait_for(known)
+    assert "bevestig" in invitation.subject.lower(), invitation.subject
+    assert "Beste Ann" in invitation.text
+    page_link = mailbox.link(invitation)
+    journey = await tenant.wait_for_stage(journey_id, "invited")
+
+    customer = Customer(http)
+    opened = await customer.open(page_link)
+    assert opened.status_code == 200
+    assert known in customer.page  # pre-filled with what the client knows
+    assert "Stuur mij de maandelijkse nieuwsbrief." in customer.page
+    await tenant.wait_for_stage(journey_id, "opened")
+
+    # Mistakes are explained on the page and nothing is recorded.
+    bad = await customer.submit(page_link, email="ann@", consent=["terms"])
+    assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text
+    unticked = await customer.submit(page_link, email=new, consent=["newsletter"])
+    assert unticked.status_code == 422 and "consent-terms-error" in unticked.text
+    assert (await tenant.journey(journey_id))["stage"] == "opened"
+
+    before_submit = datetime.now().astimezone()
+    done = await customer.submit(page_link, email=new, consent=["terms", "newsletter"])
+    assert done.status_code == 200 and new in customer.page  # "check your inbox at <new>"
+    journey = await tenant.wait_for_stage(journey_id, "verification_pending")
+    assert journey["pending_email"] == new
+
+    [collected] = await webhook_receiver.wait_for(hook, "contact.data_collected")
+    data = collected.payload["data"]
+    assert data["email"] == {"address": new, "verification_state": "pending"}
+    assert data["contact"]["external_id"] == "crm-1001"
+    assert data["ip"] == "203.0.113.7"
+    assert datetime.fromisoformat(data["submitted_at"]) >= before_submit
+    consents = {c["key"]: c for c in data["consents"]}
+    assert consents["terms"]["granted"] and consents["newsletter"]["granted"]
+    terms_text = consents["terms"]["legal_text"]
+    assert terms_text == {
+        "language": "nl", "version": "2026-1", "text": "Ik ontvang graag service-e-mails.",
+        "sha256": hashlib.sha256("Ik ontvang graag service-e-mails.".encode()).hexdigest()}
+    assert consents["terms"]["given_at"] == data["submitted_at"]
+
+    # The verification link goes to the new address; opening it only shows a button, so a
+    # mail scanner that fetches every link verifies nobody.
+    [verification] = await mailbox.wait_for(new)
+    verify_link = mailbox.link(verification)
+    assert verify_link.startswith("/v/")
+    confirm_page = await customer.open(verify_link)
+    assert confirm_page.status_code == 200 and new in customer.page
+    assert (await tenant.journey(journey_id))["stage"] == "verification_pending"
+
+    confirmed = await customer.submit(verify_link)
+    assert confirmed.status_code == 200
+    journey = await tenant.wait_for_stage(journey_id, "verified")
+    assert journey["finished_at"] is not None
+    history = [e["type"] for e in journey["history"]]
+    assert history == ["invitation_sent", "opened", "data_entered", "verification_sent",
+                       "verified"], history
+
+    [verified] = await webhook_receiver.wait_for(hook, "contact.data_verified")
+    vdata = verified.payload["data"]
+    assert vdata["email"]["address"] == new and vdata["email"]["verification_state"] == "verified"
+    assert {c["key"] for c in vdata["consents"]} == {"terms", "newsletter"}
+    assert verified.headers["webhook-id"] != collected.headers["webhook-id"]
+    assert not webhook_receiver.bad_signatures
+
+    # A second click on the same link changes nothing and says so kindly.
+    again = await customer.open(verify_link)
+    assert again.status_code == 200 and "<form" not in again.text
+
+    # Operators see the journey in Temporal: its id, its stage as a search attribute, its state.
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run, journey["workflow_id"])
+    assert journey["workflow_id"] == f"journey/{campaign['id']}/{journey['contact_id']}"
+    assert (await handle.result()).stage == "verified"
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert description.typed_search_attributes.get(JOURNEY_STAGE) == "verified"
+    state = await handle.query(JourneyWorkflow.state)
+    assert state.stage == "verified" and state.submissions == 1
+
+    async def listed() -> list:
+        query = f"CampaignId = '{campaign['id']}' AND JourneyStage = 'verified'"
+        return [w async for w in temporal_env.client.list_workflows(query)]
+    assert len(await eventually(listed, what="visibility")) == 1
+
+    # The dev outbox shows every message with its link.
+    outbox = await http.get("/dev/outbox")
+    assert new in outbox.text and verify_link in outbox.text
+
+    if record_histories:
+        await save_history(handle, "email_journey_verified")
+
+
+async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, temporal_env,
+                                     record_histories):
+    hook = await tenant.subscribe(webhook_receiver, ["journey.expired"])
+    campaign = await tenant.create_campaign(
+        reminders={"interval": "PT1S", "max_count": 2}, expires_after="PT5S")
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "x-1", "email": address})
+    journey_id = enrolled["results"][0]["journey_id"]
+
+    journey = await tenant.wait_for_stage(journey_id, "expired", timeout=30)
+    mails = mailbox.to(address)
+    assert len(mails) == 3  # invitation + the two reminders the campaign allows
+    assert sum("Reminder" in m.subject for m in mails) == 2
+    [expired] = await webhook_receiver.wait_for(hook, "journey.expired")
+    assert expired.payload["data"]["journey_id"] == journey_id
+    assert [e["type"] for e in journey["history"]][-1] == "expired"
+
+    # The links in those messages now lead to a friendly page, not a form or a stack trace.
+    response = await Customer(http).open(mailbox.link(mails[-1]))
+    assert response.status_code == 404 and "not valid" in response.text
+
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run, journey["workflow_id"])
+    assert (await handle.result()).reminders_sent == 2
+    if record_histories:
+        await save_history(handle, "email_journey_expired")
+
+
+async def test_customer_completes_from_a_reminder(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(
+        reminders={"interval": "PT1S", "max_count": 1}, expires_after="PT2M", languages=["en"],
+        consents=[])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "r-1", "email": address})
+    journey_id = enrolled["results"][0]["journey_id"]
+
+    invitation, reminder = await mailbox.wait_for(address, count=2)
+    assert reminder.subject.startswith("Reminder")
+    customer = Customer(http)
+    await customer.open(mailbox.link(reminder))
+    await customer.submit(mailbox.link(reminder), email=address)
+    await tenant.wait_for_stage(journey_id, "verification_pending")
+    verification = (await mailbox.wait_for(address, count=3))[-1]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(journey_id, "verified")
+
+
+async def test_corrected_address_supersedes_the_first_link(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    first, second = unique_email("typo"), unique_email("right")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-1", "email": first})
+    journey_id = enrolled["results"][0]["journey_id"]
+    [invitation] = await mailbox.wait_for(first)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, email=first)
+    [_, stale] = await mailbox.wait_for(first, count=2)
+    await customer.submit(page, email=second)  # the page offers to correct the address
+    [fresh] = await mailbox.wait_for(second)
+
+    await customer.open(mailbox.link(stale))
+    await customer.submit(mailbox.link(stale))
+    assert "newer link" in customer.page
+    assert (await tenant.journey(journey_id))["stage"] == "verification_pending"
+
+    await customer.open(mailbox.link(fresh))
+    await customer.submit(mailbox.link(fresh))
+    journey = await tenant.wait_for_stage(journey_id, "verified")
+    assert journey["pending_email"] is None
+
+
+async def test_customer_opts_out(tenant, http, mailbox, webhook_receiver):
+    hook = await tenant.subscribe(webhook_receiver, ["journey.opted_out"])
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "o-1", "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation) + "/opt-out")
+    assert "will not be asked again" in customer.page
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "opted_out")
+    await webhook_receiver.wait_for(hook, "journey.opted_out")
