@@ -46,7 +46,7 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
     )
 
 
-def validate_items(items: list[dict[str, Any]]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
+def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
     valid: dict[int, ContactIn] = {}
     rejected: list[EnrolItemResult] = []
     first_index: dict[str, int] = {}
@@ -57,7 +57,8 @@ def validate_items(items: list[dict[str, Any]]) -> tuple[dict[int, ContactIn], l
             ext = raw.get("external_id") if isinstance(raw, dict) else None
             rejected.append(EnrolItemResult(
                 index=index, status="rejected", external_id=ext if isinstance(ext, str) else None,
-                errors=pydantic_fields(err.errors())))
+                errors=[FieldError(field=e.field if e.field != "body" else "item", message=e.message)
+                        for e in pydantic_fields(err.errors())]))
             continue
         if item.external_id in first_index:
             rejected.append(EnrolItemResult(

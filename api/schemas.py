@@ -149,7 +149,7 @@ class ContactIn(Strict):
 
 class EnrolRequest(Strict):
     # Items are validated one by one so that one bad contact never rejects the others.
-    contacts: list[dict[str, Any]] = Field(min_length=1)
+    contacts: list[Any] = Field(min_length=1)
 
 
 class FieldError(BaseModel):

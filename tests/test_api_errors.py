@@ -1,0 +1,160 @@
+"""Bad input gets a clear 4xx with the field named, never a 500, and never loses good data."""
+
+import uuid
+
+import pytest
+
+from tests.helpers import Customer, unique_email
+
+CAMPAIGN = {"name": "Checks", "languages": ["en"]}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Bearer cj_0123456789abcdef_wrong",
+                                    "Basic dXNlcjpwYXNz"])
+async def test_missing_or_wrong_api_key_is_401(http, header):
+    headers = {"Authorization": header} if header else {}
+    response = await http.get("/v1/campaigns", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_another_clients_resources_are_404(tenant, other_tenant, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"])
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "a", "email": unique_email()})
+    journey_id = enrolled["results"][0]["journey_id"]
+    endpoint = (await tenant.post("/v1/webhook-endpoints",
+                                  {"url": "http://127.0.0.1:9/x", "events": ["*"]})).json()
+
+    for response in [
+        await other_tenant.get(f"/v1/campaigns/{campaign['id']}"),
+        await other_tenant.get(f"/v1/campaigns/{campaign['id']}/journeys"),
+        await other_tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                {"contacts": [{"external_id": "z", "email": unique_email()}]}),
+        await other_tenant.get(f"/v1/journeys/{journey_id}"),
+        await other_tenant.http.delete(f"/v1/webhook-endpoints/{endpoint['id']}",
+                                       headers=other_tenant.auth),
+    ]:
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "not_found"
+    assert (await other_tenant.get("/v1/campaigns")).json() == []
+    assert (await other_tenant.get("/v1/webhook-endpoints")).json() == []
+    # ...and the owner still has everything.
+    assert (await tenant.get(f"/v1/journeys/{journey_id}")).status_code == 200
+
+
+async def test_malformed_json_is_400(tenant):
+    response = await tenant.http.post("/v1/campaigns", content=b"{not json",
+                                      headers={**tenant.auth, "content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"name": ""}, "name"),
+    ({"expires_after": "three days"}, "expires_after"),
+    ({"expires_after": "-P1D"}, "expires_after"),
+    ({"reminders": {"interval": "PT0S"}}, "reminders.interval"),
+    ({"reminders": {"max_count": 99}}, "reminders.max_count"),
+    ({"languages": ["en", "xx"]}, "languages"),
+    ({"unknown_setting": 1}, "unknown_setting"),
+    ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
+                    "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
+])
+async def test_campaign_validation_names_the_field(tenant, change, field):
+    response = await tenant.post("/v1/campaigns", {**CAMPAIGN, **change})
+    assert response.status_code == 422, response.text
+    fields = [f["field"] for f in response.json()["error"]["fields"]]
+    assert field in fields, fields
+
+
+async def test_consent_needs_a_legal_text_per_language(tenant):
+    response = await tenant.post("/v1/campaigns", {
+        **CAMPAIGN, "languages": ["en", "de"],
+        "consents": [{"key": "news", "purpose": "newsletter", "channel": "email",
+                      "texts": {"en": {"text": "Newsletter please", "version": "1"}}}]})
+    assert response.status_code == 422
+    assert "no legal text for language(s) ['de']" in response.text
+
+
+async def test_enrolment_keeps_good_contacts_and_reports_bad_ones_by_index(tenant, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"])
+    good = unique_email()
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "ok-1", "email": good},
+        {"external_id": "bad-email", "email": "not-an-email"},
+        {"external_id": "ok-1", "email": unique_email()},
+        {"external_id": "no-channel"},
+        {"email": unique_email()},
+        "not an object",
+    ]})
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 5)
+    by_index = {r["index"]: r for r in body["results"]}
+    assert by_index[0]["status"] == "accepted"
+    assert by_index[1]["errors"][0]["field"] == "email"
+    assert "duplicate of item 0" in by_index[2]["errors"][0]["message"]
+    assert by_index[3]["errors"][0]["field"] == "email"
+    assert by_index[4]["errors"][0]["field"] == "external_id"
+    assert by_index[5]["status"] == "rejected"
+    await mailbox.wait_for(good)  # the good contact's journey runs
+
+    # Repeating the request is safe: nothing is enrolled twice.
+    again = await tenant.enrol(campaign["id"], {"external_id": "ok-1", "email": good})
+    assert again["results"][0]["status"] == "already_enrolled"
+    assert again["results"][0]["journey_id"] == by_index[0]["journey_id"]
+    journeys = (await tenant.get(f"/v1/campaigns/{campaign['id']}/journeys")).json()
+    assert len(journeys["items"]) == 1
+
+
+async def test_enrolment_with_nothing_acceptable_is_422(tenant):
+    campaign = await tenant.create_campaign(languages=["en"])
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                 {"contacts": [{"external_id": "x", "email": "x@"}]})
+    assert response.status_code == 422
+    assert response.json()["results"][0]["errors"][0]["field"] == "email"
+
+
+async def test_unknown_journey_and_campaign_ids(tenant):
+    assert (await tenant.get(f"/v1/journeys/{uuid.uuid4()}")).status_code == 404
+    assert (await tenant.get("/v1/journeys/not-a-uuid")).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/c/unknown-token", "/v/unknown-token", "/c/" + "a" * 300])
+async def test_unknown_link_shows_a_friendly_404_page(http, path):
+    response = await http.get(path)
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "This link is not valid" in response.text
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_forms_refuse_a_post_without_the_csrf_token(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "c", "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    link = mailbox.link(invitation)
+    customer = Customer(http)
+    await customer.open(link)
+    forged = await http.post(link, data={"email": address, "csrf_token": "1.forged"})
+    assert forged.status_code == 403
+    http.cookies.clear()  # a cross-site request carries no cookie of ours
+    no_cookie = await http.post(link, data={"email": address, "csrf_token": customer.csrf()})
+    assert no_cookie.status_code == 403
+    journey = await tenant.journey(enrolled["results"][0]["journey_id"])
+    assert journey["stage"] in ("invited", "opened") and journey["pending_email"] is None
+
+
+async def test_webhook_endpoint_validation(tenant):
+    bad = await tenant.post("/v1/webhook-endpoints", {"url": "ftp://example.com", "events": ["*"]})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "url"
+    bad = await tenant.post("/v1/webhook-endpoints",
+                            {"url": "https://example.com/h", "events": ["contact.nothing"]})
+    assert bad.status_code == 422
+    ok = await tenant.post("/v1/webhook-endpoints",
+                           {"url": "https://example.com/h", "events": ["contact.data_verified"]})
+    assert ok.status_code == 201 and ok.json()["secret"].startswith("whsec_")
+    listed = (await tenant.get("/v1/webhook-endpoints")).json()
+    assert "secret" not in listed[0]

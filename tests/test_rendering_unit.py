@@ -1,0 +1,51 @@
+"""Unit tests of message rendering and field naming (pure logic)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from api.schemas import field_path
+from messaging.rendering import pick_language, render_email, render_page, supported_languages
+
+CONTEXT = {"client_name": "Acme <b>&</b> Co", "campaign_name": "c", "first_name": "Eva",
+           "last_name": "M", "link": "https://x.test/c/tok", "incentive": None,
+           "expires_at": datetime(2026, 12, 24, 12, 0, tzinfo=UTC)}
+
+
+def test_supported_languages_include_en_nl_de():
+    assert {"en", "nl", "de"} <= set(supported_languages())
+
+
+@pytest.mark.parametrize(("wanted", "got"), [("nl", "nl"), ("de-AT", "de"), ("NL_be", "nl"),
+                                             ("fr", "en"), (None, "en"), ("", "en")])
+def test_pick_language_falls_back_to_english(wanted, got):
+    assert pick_language(wanted) == got
+
+
+@pytest.mark.parametrize(("language", "greeting"), [("en", "Hello Eva,"), ("nl", "Beste Eva,"),
+                                                    ("de", "Hallo Eva,")])
+@pytest.mark.parametrize("template", ["invitation", "reminder", "verification",
+                                      "verification_reminder"])
+def test_every_email_renders_in_every_language(template, language, greeting):
+    mail = render_email(template, language, CONTEXT)
+    assert mail.subject and "\n" not in mail.subject
+    assert mail.text.startswith(greeting)
+    assert "https://x.test/c/tok" in mail.text and 'href="https://x.test/c/tok"' in mail.html
+    # HTML escapes what the client typed; plain text keeps it as written.
+    assert "Acme &lt;b&gt;&amp;&lt;/b&gt; Co" in mail.html and "<b>&</b>" not in mail.html
+
+
+def test_page_escapes_user_data():
+    page = render_page("confirm", "en", {"client_name": "x", "email": "<script>@x.com",
+                                         "csrf_token": "t", "action": "/v/t"})
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize(("loc", "path"), [
+    (("body", "contacts", 3, "email"), "contacts[3].email"),
+    (("body", "reminders", "interval"), "reminders.interval"),
+    (("query", "limit"), "limit"),
+    (("body",), "body"),
+])
+def test_field_path(loc, path):
+    assert field_path(loc) == path
