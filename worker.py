@@ -18,8 +18,9 @@ from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
 from workflows.journey import JourneyWorkflow
+from workflows.webhook_delivery import DeliverWebhooksWorkflow
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow]
 
 
 @asynccontextmanager

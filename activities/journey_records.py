@@ -15,6 +15,7 @@ from core.contracts import (
     RecordVerificationInput,
 )
 from core.vocabulary import ConsentSource, EventType, Stage
+from db import consents as consents_db
 from db import crud
 from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
@@ -103,7 +104,7 @@ class JourneyRecords:
                 "submitted_at": sub.given_at.isoformat(),
                 "ip": sub.ip,
                 "user_agent": sub.user_agent,
-                "consents": [crud.consent_as_dict(c) for c in consents],
+                "consents": [consents_db.event_as_dict(c) for c in consents],
             }
             ids = await crud.record_webhook_event(
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
@@ -151,7 +152,7 @@ class JourneyRecords:
                 "ip": confirm.ip,
                 "user_agent": confirm.user_agent,
                 "submission_ip": collected.get("ip"),
-                "consents": [crud.consent_as_dict(c) for c in consents],
+                "consents": [consents_db.event_as_dict(c) for c in consents],
             }
             ids = await crud.record_webhook_event(
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",

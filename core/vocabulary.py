@@ -59,11 +59,35 @@ class ConsentSource(StrEnum):
     api = "api"
     import_ = "import"
     call_centre = "call_centre"
+    sms_keyword = "sms_keyword"
+    # Withdrawn by us, e.g. when the household rule moved the address to another person.
+    system = "system"
 
 
 class TokenPurpose(StrEnum):
     contact_page = "contact_page"
     verify_email = "verify_email"
+    preferences = "preferences"
+    unsubscribe = "unsubscribe"
+
+
+class PurposeKind(StrEnum):
+    direct_marketing = "direct_marketing"
+    affiliate_marketing = "affiliate_marketing"
+    service = "service"
+    financial = "financial"
+
+
+MARKETING_KINDS = frozenset({PurposeKind.direct_marketing, PurposeKind.affiliate_marketing})
+
+
+class MessageCategory(StrEnum):
+    """Marketing obeys the customer's preferences; the others are sent regardless."""
+
+    marketing = "marketing"
+    service = "service"
+    financial = "financial"
+    mandatory = "mandatory"
 
 
 class ErrorType(StrEnum):

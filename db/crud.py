@@ -147,26 +147,6 @@ async def consents_of_step(
     )
 
 
-def consent_as_dict(c: ConsentEvent) -> dict[str, Any]:
-    return {
-        "key": c.checkbox_key,
-        "purpose": c.purpose,
-        "channel": c.channel,
-        "granted": c.granted,
-        "given_at": c.given_at.isoformat(),
-        "recorded_at": c.recorded_at.isoformat(),
-        "source": c.source,
-        "legal_text": {
-            "language": c.legal_text_language,
-            "version": c.legal_text_version,
-            "sha256": c.legal_text_sha256,
-            "text": c.legal_text,
-        },
-        "ip": c.ip,
-        "user_agent": c.user_agent,
-    }
-
-
 def contact_ref(contact: Contact) -> dict[str, Any]:
     return {
         "id": str(contact.id),

@@ -58,6 +58,8 @@ class Client(Base):
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(200))
     default_language: Mapped[str] = mapped_column(String(8), default="en")
+    # When a second person claims a verified email/phone: "reject" it or "move" it to them.
+    household_rule: Mapped[str] = mapped_column(String(10), default="reject")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -149,6 +151,10 @@ class ConsentEvent(Base):
     given_at: Mapped[datetime]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     source: Mapped[str] = mapped_column(String(30))
+    # Who acted for the customer (back-office user, call-centre agent), if not the customer.
+    actor: Mapped[str | None] = mapped_column(String(200))
+    # Where the text was shown: "contact_page", "preference_centre", "email:newsletter", ...
+    shown_in: Mapped[str | None] = mapped_column(String(200))
     legal_text: Mapped[str] = mapped_column(Text)
     legal_text_language: Mapped[str] = mapped_column(String(8))
     legal_text_version: Mapped[str] = mapped_column(String(50))
@@ -194,13 +200,20 @@ class JourneyEvent(Base):
 
 
 class LinkToken(Base):
-    """Personal links in messages. Only the SHA-256 of the token is stored."""
+    """Personal links in messages. Only the SHA-256 of the token is stored.
+
+    Journey links belong to a journey; preference and unsubscribe links to a contact."""
 
     __tablename__ = "link_tokens"
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    journey_id: Mapped[uuid.UUID] = mapped_column(
+    journey_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("journeys.id", ondelete="CASCADE"), index=True
     )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    # What an unsubscribe link withdraws: {"purpose": ..., "channel": ...}.
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     purpose: Mapped[str] = mapped_column(String(30))
     # The journey step that issued it: a newer verification link supersedes older ones.
     step: Mapped[str] = mapped_column(String(100))
@@ -269,3 +282,67 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int]
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(String(500))
+
+
+# --- consent: purposes, versioned legal texts, sending policies -------------------------------
+
+
+class Purpose(Base):
+    """What a client asks consent for. `kind` decides whether preferences gate a message."""
+
+    __tablename__ = "purposes"
+    __table_args__ = (UniqueConstraint("client_id", "key"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    key: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LegalText(Base):
+    """One version of the words shown for a purpose in one language; never changed once stored."""
+
+    __tablename__ = "legal_texts"
+    __table_args__ = (UniqueConstraint("client_id", "purpose_key", "language", "version"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    purpose_key: Mapped[str] = mapped_column(String(63))
+    language: Mapped[str] = mapped_column(String(8))
+    version: Mapped[str] = mapped_column(String(50))
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessagePolicy(Base):
+    """A client's rule for one message type: marketing needs consent, the rest does not."""
+
+    __tablename__ = "message_policies"
+    __table_args__ = (UniqueConstraint("client_id", "message_type"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    message_type: Mapped[str] = mapped_column(String(63))
+    category: Mapped[str] = mapped_column(String(20))
+    purpose_key: Mapped[str | None] = mapped_column(String(63))
+
+
+class ClientMessage(Base):
+    """A message a client sent to a contact through us (invoice, newsletter, ...)."""
+
+    __tablename__ = "client_messages"
+    __table_args__ = (UniqueConstraint("client_id", "idempotency_key"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    message_type: Mapped[str] = mapped_column(String(63))
+    channel: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    # queued -> sent | suppressed (with the reason) | failed
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status_reason: Mapped[str | None] = mapped_column(String(300))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]

@@ -10,16 +10,14 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.journey_records import JourneyRecords
     from activities.messages import MessageSender
-    from activities.webhooks import WebhookSender
     from core.contracts import (
         ConfirmInput,
         ConfirmResult,
-        DeliverWebhookInput,
         EmittedEvents,
         FinishJourneyInput,
         JourneyInput,
@@ -41,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         TokenPurpose,
     )
+    from workflows.webhook_delivery import deliver
 
 DB_WRITE = {"start_to_close_timeout": timedelta(seconds=30)}
 SEND = {
@@ -247,18 +246,4 @@ class JourneyWorkflow:
 
     async def _deliver_one(self, delivery_id: str) -> None:
         timings = self.input.timings
-        try:
-            await workflow.execute_activity_method(
-                WebhookSender.deliver_webhook,
-                DeliverWebhookInput(delivery_id),
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timings.webhook_retry_for,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    backoff_coefficient=2,
-                    maximum_interval=timings.webhook_max_retry_interval,
-                ),
-            )
-        except ActivityError as err:
-            # The delivery log keeps the failure; the journey itself is not undone by it.
-            workflow.logger.warning("webhook delivery %s gave up: %s", delivery_id, err.cause)
+        await deliver(delivery_id, timings.webhook_retry_for, timings.webhook_max_retry_interval)

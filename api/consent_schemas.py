@@ -1,0 +1,124 @@
+"""Request and response bodies of the consent API: purposes, legal texts, ledger, preferences."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from api.schemas import Language, Slug, Strict
+from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
+
+
+class PurposeCreate(Strict):
+    key: Slug
+    name: str = Field(min_length=1, max_length=200)
+    kind: PurposeKind
+
+
+class PurposeOut(BaseModel):
+    id: uuid.UUID
+    key: str
+    name: str
+    kind: str
+    created_at: datetime
+
+
+class LegalTextCreate(Strict):
+    language: Language
+    version: str = Field(min_length=1, max_length=50)
+    text: str = Field(min_length=1, max_length=20_000)
+
+
+class LegalTextOut(BaseModel):
+    purpose_key: str
+    language: str
+    version: str
+    text: str
+    sha256: str
+    created_at: datetime
+
+
+class MessagePolicyIn(Strict):
+    category: MessageCategory
+    purpose: Slug | None = Field(default=None,
+                                 description="required for marketing: the consent it needs")
+
+
+class MessagePolicyOut(BaseModel):
+    message_type: str
+    category: str
+    purpose: str | None
+
+
+def not_in_future(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. 2026-05-01T10:00:00Z")
+    if value > datetime.now(UTC):
+        raise ValueError("cannot be in the future: it is when the customer gave the consent")
+    return value
+
+
+class LegalTextRef(Strict):
+    language: Language
+    version: str | None = Field(default=None, description="default: the newest version")
+
+
+class ConsentChange(Strict):
+    """A decision the customer made through the client (back office, call centre, API)."""
+
+    purpose: Slug
+    channel: Channel
+    granted: bool
+    given_at: datetime
+    source: Literal[ConsentSource.back_office, ConsentSource.api, ConsentSource.call_centre,
+                    ConsentSource.import_]
+    legal_text: LegalTextRef
+    actor: str | None = Field(default=None, max_length=200,
+                              description="the user or agent who recorded it")
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+
+    _given_at = field_validator("given_at")(not_in_future)
+
+
+class ConsentChanges(Strict):
+    changes: list[ConsentChange] = Field(min_length=1, max_length=100)
+
+
+class ConsentEventOut(BaseModel):
+    id: uuid.UUID
+    purpose: str
+    channel: str
+    granted: bool
+    given_at: datetime
+    recorded_at: datetime
+    source: str
+    actor: str | None
+    shown_in: str | None
+    legal_text: dict[str, Any]
+    ip: str | None
+    user_agent: str | None
+
+
+class Preference(BaseModel):
+    purpose: str
+    channel: str
+    granted: bool
+    since: datetime
+    source: str
+
+
+class ConsentImportItem(ConsentChange):
+    external_id: str = Field(min_length=1, max_length=200)
+
+
+class ConsentImport(Strict):
+    # Validated one by one, so one bad row never drops the others.
+    items: list[Any] = Field(min_length=1, max_length=10_000)
+
+
+class InboundSms(Strict):
+    sender: str = Field(alias="from", min_length=3, max_length=32)
+    text: str = Field(max_length=1600)
+    received_at: datetime | None = None

@@ -1,0 +1,183 @@
+"""The consent ledger: append-only events per contact, and what they add up to.
+
+Current preferences are derived from the ledger (the newest decision per purpose and channel by
+the time the customer gave it), never stored apart from it.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.crud import insert_ignoring_conflicts
+from db.models import ConsentEvent, LegalText, MessagePolicy, Purpose, utcnow
+from core.security import sha256_hex
+from core.vocabulary import MessageCategory
+
+# Journey messages are not marketing unless the client's policy says so.
+BUILT_IN_POLICIES = {
+    "invitation": MessageCategory.service,
+    "reminder": MessageCategory.service,
+    "verification": MessageCategory.mandatory,
+    "verification_reminder": MessageCategory.mandatory,
+}
+
+
+class LegalTextConflict(ValueError):
+    """A stored version of a legal text was given again with other words."""
+
+
+async def purposes_by_key(session: AsyncSession, *, client_id: uuid.UUID) -> dict[str, Purpose]:
+    rows = await session.scalars(select(Purpose).where(Purpose.client_id == client_id))
+    return {p.key: p for p in rows}
+
+
+async def register_legal_text(
+    session: AsyncSession, *, client_id: uuid.UUID, purpose_key: str, language: str,
+    version: str, text: str,
+) -> LegalText:
+    """Stores a version once; the same version with different words is refused."""
+    digest = sha256_hex(text)
+    await insert_ignoring_conflicts(session, LegalText, [{
+        "id": uuid.uuid4(), "client_id": client_id, "purpose_key": purpose_key,
+        "language": language, "version": version, "text": text, "sha256": digest}])
+    stored = (await session.scalars(select(LegalText).where(
+        LegalText.client_id == client_id, LegalText.purpose_key == purpose_key,
+        LegalText.language == language, LegalText.version == version))).one()
+    if stored.sha256 != digest:
+        raise LegalTextConflict(
+            f"version {version!r} of {purpose_key!r} in {language!r} already has another text; "
+            "give the new text a new version")
+    return stored
+
+
+async def legal_text(
+    session: AsyncSession, *, client_id: uuid.UUID, purpose_key: str, language: str,
+    version: str | None = None,
+) -> LegalText | None:
+    """The given version, or the newest one, of a purpose's text in a language."""
+    query = select(LegalText).where(LegalText.client_id == client_id,
+                                    LegalText.purpose_key == purpose_key,
+                                    LegalText.language == language)
+    if version is not None:
+        query = query.where(LegalText.version == version)
+    return (await session.scalars(query.order_by(LegalText.created_at.desc()).limit(1))).first()
+
+
+async def texts_for_purposes(
+    session: AsyncSession, *, client_id: uuid.UUID, language: str, fallback: str,
+) -> dict[str, LegalText]:
+    """Newest text per purpose in the language, else in the fallback language."""
+    rows = (await session.scalars(select(LegalText).where(
+        LegalText.client_id == client_id, LegalText.language.in_({language, fallback}))
+        .order_by(LegalText.created_at))).all()
+    best: dict[str, LegalText] = {}
+    for row in rows:  # oldest first: later rows overwrite, the wanted language wins
+        current = best.get(row.purpose_key)
+        if current is None or row.language == language or current.language != language:
+            best[row.purpose_key] = row
+    return best
+
+
+@dataclass
+class Decision:
+    """One consent decision to append to the ledger."""
+
+    purpose: str
+    channel: str
+    granted: bool
+    given_at: datetime
+    source: str
+    text: LegalText
+    ip: str | None = None
+    user_agent: str | None = None
+    actor: str | None = None
+    shown_in: str | None = None
+
+
+def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
+                 journey_id: uuid.UUID | None = None, step: str | None = None,
+                 checkbox_key: str | None = None) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(), "client_id": client_id, "contact_id": contact_id,
+        "journey_id": journey_id, "step": step, "checkbox_key": checkbox_key,
+        "purpose": d.purpose, "channel": d.channel, "granted": d.granted,
+        "given_at": d.given_at, "recorded_at": utcnow(), "source": d.source,
+        "actor": d.actor, "shown_in": d.shown_in,
+        "legal_text": d.text.text, "legal_text_language": d.text.language,
+        "legal_text_version": d.text.version, "legal_text_sha256": d.text.sha256,
+        "ip": d.ip, "user_agent": d.user_agent,
+    }
+
+
+async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
+                 decisions: list[Decision]) -> list[ConsentEvent]:
+    events = [ConsentEvent(**decision_row(client_id=client_id, contact_id=contact_id, d=d))
+              for d in decisions]
+    session.add_all(events)
+    await session.flush()
+    return events
+
+
+async def ledger(session: AsyncSession, *, contact_id: uuid.UUID) -> list[ConsentEvent]:
+    return list(await session.scalars(
+        select(ConsentEvent).where(ConsentEvent.contact_id == contact_id)
+        .order_by(ConsentEvent.given_at, ConsentEvent.recorded_at)))
+
+
+def current(events: list[ConsentEvent]) -> dict[tuple[str, str], ConsentEvent]:
+    """(purpose, channel) -> the deciding event: the one the customer gave last."""
+    latest: dict[tuple[str, str], ConsentEvent] = {}
+    for e in sorted(events, key=lambda e: (e.given_at, e.recorded_at)):
+        latest[(e.purpose, e.channel)] = e
+    return latest
+
+
+async def preferences(session: AsyncSession, *, contact_id: uuid.UUID
+                      ) -> dict[tuple[str, str], ConsentEvent]:
+    return current(await ledger(session, contact_id=contact_id))
+
+
+@dataclass
+class SendDecision:
+    allowed: bool
+    category: str
+    purpose: str | None
+    reason: str
+
+
+async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
+                   message_type: str, channel: str) -> SendDecision:
+    """The sending rule, asked at send time: marketing needs a granted consent; financial,
+    service and mandatory messages (bills, verification codes) ignore marketing preferences."""
+    policy = (await session.scalars(select(MessagePolicy).where(
+        MessagePolicy.client_id == client_id, MessagePolicy.message_type == message_type))
+    ).one_or_none()
+    category = policy.category if policy else BUILT_IN_POLICIES.get(message_type)
+    if category is None:
+        return SendDecision(False, "unknown", None, f"no policy for message type {message_type!r}")
+    if category != MessageCategory.marketing:
+        return SendDecision(True, category, None, f"{category} message")
+    purpose = policy.purpose_key
+    decision = (await preferences(session, contact_id=contact_id)).get((purpose, channel))
+    if decision is None:
+        return SendDecision(False, category, purpose, f"no consent for {purpose} by {channel}")
+    if not decision.granted:
+        return SendDecision(False, category, purpose,
+                            f"{purpose} by {channel} withdrawn at {decision.given_at.isoformat()}")
+    return SendDecision(True, category, purpose, f"{purpose} by {channel} granted")
+
+
+def event_as_dict(e: ConsentEvent) -> dict[str, Any]:
+    return {
+        "id": str(e.id), "purpose": e.purpose, "channel": e.channel, "granted": e.granted,
+        "given_at": e.given_at.isoformat(), "recorded_at": e.recorded_at.isoformat(),
+        "source": e.source, "actor": e.actor, "shown_in": e.shown_in,
+        "journey_id": str(e.journey_id) if e.journey_id else None, "key": e.checkbox_key,
+        "legal_text": {"language": e.legal_text_language, "version": e.legal_text_version,
+                       "sha256": e.legal_text_sha256, "text": e.legal_text},
+        "ip": e.ip, "user_agent": e.user_agent,
+    }
