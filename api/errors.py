@@ -41,7 +41,16 @@ def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
 
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+         405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
+         429: "rate_limited"}
+
+
+class FieldProblems(Exception):
+    """Validation that needs the database (unknown purpose, ...): a 422 naming the fields."""
+
+    def __init__(self, fields: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{f.field}: {f.message}" for f in fields))
+        self.fields = fields
 
 
 def install(app: FastAPI) -> None:
@@ -52,6 +61,10 @@ def install(app: FastAPI) -> None:
             return error_response(400, "malformed_json", "request body is not valid JSON")
         return error_response(422, "validation_error", "request failed validation",
                               pydantic_fields(errors))
+
+    @app.exception_handler(FieldProblems)
+    async def _fields(request: Request, exc: FieldProblems) -> JSONResponse:
+        return error_response(422, "validation_error", "request failed validation", exc.fields)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

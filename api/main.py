@@ -10,7 +10,14 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.deps import AppState
-from api.routes import campaigns, customer_page, dev_outbox, journeys, webhook_endpoints
+from api.routes import (
+    campaigns,
+    customer_page,
+    dev_outbox,
+    journeys,
+    purposes,
+    webhook_endpoints,
+)
 from core.paths import TEMPLATES_DIR
 from core.security import Csrf, SecretBox
 from core.settings import Settings, get_settings
@@ -82,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_endpoints.router)
     app.include_router(campaigns.router)
     app.include_router(journeys.router)
+    app.include_router(purposes.router)
     app.include_router(customer_page.router)
     if settings.dev_mode:
         app.include_router(dev_outbox.router)

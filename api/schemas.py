@@ -68,8 +68,9 @@ class WebhookEndpointCreated(WebhookEndpointOut):
 
 
 class LegalTextIn(Strict):
-    text: str = Field(min_length=1, max_length=20_000)
     version: str = Field(min_length=1, max_length=50)
+    text: str | None = Field(default=None, min_length=1, max_length=20_000,
+                             description="registers this version; omit to use the stored one")
 
 
 class ConsentCheckboxIn(Strict):

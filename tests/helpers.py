@@ -167,9 +167,16 @@ class Tenant:
             "expires_after": "P1D",
             **overrides,
         }
+        for box in body["consents"]:
+            await self.ensure_purpose(box["purpose"])
         response = await self.post("/v1/campaigns", body)
         assert response.status_code == 201, response.text
         return response.json()
+
+    async def ensure_purpose(self, key: str, kind: str | None = None) -> None:
+        kind = kind or ("service" if "service" in key else "direct_marketing")
+        response = await self.post("/v1/purposes", {"key": key, "name": key.title(), "kind": kind})
+        assert response.status_code in (201, 409), response.text
 
     async def enrol(self, campaign_id: str, *contacts: dict[str, Any]) -> dict[str, Any]:
         response = await self.post(f"/v1/campaigns/{campaign_id}/contacts",

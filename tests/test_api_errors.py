@@ -69,6 +69,7 @@ async def test_campaign_validation_names_the_field(tenant, change, field):
 
 
 async def test_consent_needs_a_legal_text_per_language(tenant):
+    await tenant.ensure_purpose("newsletter")
     response = await tenant.post("/v1/campaigns", {
         **CAMPAIGN, "languages": ["en", "de"],
         "consents": [{"key": "news", "purpose": "newsletter", "channel": "email",

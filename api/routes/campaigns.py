@@ -8,20 +8,43 @@ from sqlalchemy import select
 
 from api import enrolment
 from api.deps import ClientDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES
-from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse
-from core.security import sha256_hex
+from api.errors import ERROR_RESPONSES, FieldProblems
+from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse, FieldError
+from db import consents
 from db.models import Campaign
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
 
 
-def stored_spec(body: CampaignCreate) -> dict:
+async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> dict:
+    """The campaign as stored, each consent text resolved to a registered legal-text version
+    (whose hash proves later exactly which words the customer was shown)."""
     spec = body.model_dump(mode="json")
-    for box in spec["consents"]:
+    purposes = await consents.purposes_by_key(session, client_id=client_id)
+    problems = []
+    for i, box in enumerate(spec["consents"]):
+        if box["purpose"] not in purposes:
+            problems.append(FieldError(field=f"consents[{i}].purpose",
+                                       message=f"unknown purpose {box['purpose']!r}"))
+            continue
         for language, text in box["texts"].items():
-            # The hash proves later exactly which words the customer was shown.
-            text.update(language=language, sha256=sha256_hex(text["text"]))
+            where = f"consents[{i}].texts.{language}"
+            try:
+                stored = await (consents.register_legal_text(
+                    session, client_id=client_id, purpose_key=box["purpose"], language=language,
+                    version=text["version"], text=text["text"]) if text["text"] else
+                    consents.legal_text(session, client_id=client_id, purpose_key=box["purpose"],
+                                        language=language, version=text["version"]))
+            except consents.LegalTextConflict as err:
+                problems.append(FieldError(field=where, message=str(err)))
+                continue
+            if stored is None:
+                problems.append(FieldError(field=where, message=f"no stored version "
+                                           f"{text['version']!r}; give its text"))
+                continue
+            text.update(language=language, text=stored.text, sha256=stored.sha256)
+    if problems:
+        raise FieldProblems(problems)
     return spec
 
 
@@ -34,7 +57,8 @@ async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
 async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep) -> Campaign:
-    campaign = Campaign(client_id=client.id, name=body.name, spec=stored_spec(body))
+    campaign = Campaign(client_id=client.id, name=body.name,
+                        spec=await stored_spec(session, client.id, body))
     session.add(campaign)
     await session.commit()
     return campaign

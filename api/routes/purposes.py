@@ -1,0 +1,97 @@
+"""A client's consent purposes, their versioned legal texts, and its sending policies."""
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.consent_schemas import (
+    LegalTextCreate,
+    LegalTextOut,
+    MessagePolicyIn,
+    MessagePolicyOut,
+    PurposeCreate,
+    PurposeOut,
+)
+from api.deps import ClientDep, SessionDep
+from api.errors import ERROR_RESPONSES
+from api.schemas import Slug
+from core.vocabulary import MARKETING_KINDS, MessageCategory
+from db import consents
+from db.models import LegalText, MessagePolicy, Purpose
+
+router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
+
+
+async def purpose_of(session, client_id, key: str) -> Purpose:
+    purpose = (await consents.purposes_by_key(session, client_id=client_id)).get(key)
+    if purpose is None:
+        raise HTTPException(404, f"purpose {key!r} not found")
+    return purpose
+
+
+@router.post("/purposes", status_code=status.HTTP_201_CREATED, response_model=PurposeOut,
+             responses={409: {"description": "a purpose with this key exists"}})
+async def create_purpose(body: PurposeCreate, client: ClientDep, session: SessionDep) -> Purpose:
+    purpose = Purpose(client_id=client.id, key=body.key, name=body.name, kind=body.kind)
+    session.add(purpose)
+    try:
+        await session.commit()
+    except IntegrityError:
+        raise HTTPException(409, f"purpose {body.key!r} already exists") from None
+    return purpose
+
+
+@router.get("/purposes", response_model=list[PurposeOut])
+async def list_purposes(client: ClientDep, session: SessionDep) -> list[Purpose]:
+    return list((await consents.purposes_by_key(session, client_id=client.id)).values())
+
+
+@router.post("/purposes/{key}/legal-texts", status_code=status.HTTP_201_CREATED,
+             response_model=LegalTextOut, responses={409: {"description": "version conflict"}})
+async def add_legal_text(key: Slug, body: LegalTextCreate, client: ClientDep,
+                         session: SessionDep) -> LegalText:
+    await purpose_of(session, client.id, key)
+    try:
+        text = await consents.register_legal_text(
+            session, client_id=client.id, purpose_key=key, language=body.language,
+            version=body.version, text=body.text)
+    except consents.LegalTextConflict as err:
+        raise HTTPException(409, str(err)) from None
+    await session.commit()
+    return text
+
+
+@router.get("/purposes/{key}/legal-texts", response_model=list[LegalTextOut])
+async def list_legal_texts(key: Slug, client: ClientDep, session: SessionDep) -> list[LegalText]:
+    await purpose_of(session, client.id, key)
+    return list(await session.scalars(select(LegalText).where(
+        LegalText.client_id == client.id, LegalText.purpose_key == key)
+        .order_by(LegalText.language, LegalText.created_at)))
+
+
+@router.put("/message-policies/{message_type}", response_model=MessagePolicyOut)
+async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: ClientDep,
+                             session: SessionDep) -> MessagePolicyOut:
+    """Says whether a message type is marketing (needs the customer's consent for a purpose)
+    or service, financial or mandatory (sent regardless of marketing preferences)."""
+    if body.category == MessageCategory.marketing:
+        if body.purpose is None:
+            raise HTTPException(422, "a marketing message type needs the purpose it markets")
+        purpose = await purpose_of(session, client.id, body.purpose)
+        if purpose.kind not in MARKETING_KINDS:
+            raise HTTPException(422, f"purpose {purpose.key!r} is {purpose.kind}, not marketing")
+    policy = (await session.scalars(select(MessagePolicy).where(
+        MessagePolicy.client_id == client.id, MessagePolicy.message_type == message_type))
+    ).one_or_none() or MessagePolicy(client_id=client.id, message_type=message_type)
+    policy.category, policy.purpose_key = body.category, body.purpose
+    session.add(policy)
+    await session.commit()
+    return MessagePolicyOut(message_type=message_type, category=policy.category,
+                            purpose=policy.purpose_key)
+
+
+@router.get("/message-policies", response_model=list[MessagePolicyOut])
+async def list_message_policies(client: ClientDep, session: SessionDep) -> list[MessagePolicyOut]:
+    rows = await session.scalars(select(MessagePolicy).where(MessagePolicy.client_id == client.id))
+    return [MessagePolicyOut(message_type=p.message_type, category=p.category,
+                             purpose=p.purpose_key) for p in rows]
