@@ -9,6 +9,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.client_messages import ClientMessageSender
 from activities.journey_records import JourneyRecords
 from activities.messages import MessageSender
 from activities.webhooks import WebhookSender
@@ -17,10 +18,11 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
+from workflows.client_message import ClientMessageWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
 
-WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow]
+WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow]
 
 
 @asynccontextmanager
@@ -32,7 +34,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         timeout=settings.webhook_timeout_seconds, follow_redirects=False
     ) as http:
         records = JourneyRecords(sessions)
-        sender = MessageSender(sessions, settings, SmtpSender(settings))
+        smtp = SmtpSender(settings)
+        sender = MessageSender(sessions, settings, smtp)
+        client_messages = ClientMessageSender(sessions, settings, smtp)
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,
@@ -44,6 +48,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 records.record_verification,
                 records.finish_journey,
                 sender.send_message,
+                client_messages.send_client_message,
                 webhooks.deliver_webhook,
             ],
         )

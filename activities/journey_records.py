@@ -17,7 +17,7 @@ from core.contracts import (
 from core.vocabulary import ConsentSource, EventType, Stage
 from db import consents as consents_db
 from db import crud
-from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
+from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey, LegalText
 from db.session import transaction
 
 
@@ -66,30 +66,16 @@ class JourneyRecords:
             rows = []
             for decision in sub.consents:
                 box = checkboxes[decision.key]
-                text = box["texts"][sub.language] if sub.language in box["texts"] else next(
-                    iter(box["texts"].values())
-                )
-                rows.append(
-                    {
-                        "id": uuid.uuid4(),
-                        "client_id": journey.client_id,
-                        "contact_id": contact.id,
-                        "journey_id": journey.id,
-                        "step": input.step,
-                        "checkbox_key": decision.key,
-                        "purpose": box["purpose"],
-                        "channel": box["channel"],
-                        "granted": decision.granted,
-                        "given_at": sub.given_at,
-                        "source": ConsentSource.contact_page,
-                        "legal_text": text["text"],
-                        "legal_text_language": text["language"],
-                        "legal_text_version": text["version"],
-                        "legal_text_sha256": text["sha256"],
-                        "ip": sub.ip,
-                        "user_agent": sub.user_agent,
-                    }
-                )
+                shown = box["texts"].get(sub.language) or next(iter(box["texts"].values()))
+                rows.append(consents_db.decision_row(
+                    client_id=journey.client_id, contact_id=contact.id, journey_id=journey.id,
+                    step=input.step, checkbox_key=decision.key,
+                    d=consents_db.Decision(
+                        purpose=box["purpose"], channel=box["channel"], granted=decision.granted,
+                        given_at=sub.given_at, source=ConsentSource.contact_page,
+                        text=LegalText(**{k: shown[k] for k in
+                                          ("language", "version", "text", "sha256")}),
+                        ip=sub.ip, user_agent=sub.user_agent, shown_in="contact_page")))
             if rows:
                 await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
             await crud.add_journey_event(

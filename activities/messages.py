@@ -9,17 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core import security
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
 from db import crud
-from db.models import Campaign, Client, Contact, Journey, LinkToken, Message, utcnow
+from core.vocabulary import TokenPurpose
+from db.models import Campaign, Client, Contact, Journey, Message, utcnow
 from db.session import transaction
+from messaging import links
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.rendering import render_email
-
-LINK_PATHS = {"contact_page": "/c/", "verify_email": "/v/"}
-
 
 class MessageSender:
     def __init__(
@@ -28,10 +26,6 @@ class MessageSender:
         self._sessions = sessions
         self._settings = settings
         self._email = email
-
-    def _link(self, journey_id: str, step: str, purpose: str) -> tuple[str, str]:
-        token = security.link_token(self._settings.secret_key.get_secret_value(), journey_id, step)
-        return token, f"{self._settings.public_base_url.rstrip('/')}{LINK_PATHS[purpose]}{token}"
 
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
@@ -58,14 +52,13 @@ class MessageSender:
                 # Nothing to send to on this channel; the journey waits for the customer or expiry.
                 return SendMessageResult(sent=False, recipient=None)
 
-            token, link = self._link(input.journey_id, input.step, input.link_purpose)
-            await crud.insert_ignoring_conflicts(
-                session,
-                LinkToken,
-                [{"token_sha256": security.sha256_hex(token), "journey_id": journey.id,
-                  "purpose": input.link_purpose, "step": input.step,
-                  "expires_at": input.link_expires_at}],
-            )
+            link = await links.issue(
+                session, self._settings, purpose=TokenPurpose(input.link_purpose),
+                step=input.step, expires_at=input.link_expires_at, journey_id=journey.id)
+            preferences = await links.issue(
+                session, self._settings, purpose=TokenPurpose.preferences,
+                step=f"{journey.id}/{input.step}", contact_id=contact.id,
+                expires_at=utcnow() + self._settings.preference_link_ttl)
             content = render_email(
                 input.template,
                 journey.language,
@@ -75,6 +68,7 @@ class MessageSender:
                     "first_name": contact.first_name,
                     "last_name": contact.last_name,
                     "link": link,
+                    "preferences_link": preferences,
                     "expires_at": input.link_expires_at,
                     "incentive": campaign.spec.get("incentive_text"),
                 },

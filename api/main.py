@@ -12,9 +12,12 @@ from api import errors
 from api.deps import AppState
 from api.routes import (
     campaigns,
+    consents,
     customer_page,
     dev_outbox,
     journeys,
+    messages,
+    preference_centre,
     purposes,
     webhook_endpoints,
 )
@@ -32,13 +35,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-PAGE_PATH = re.compile(r"^/(c|v)/")
+PAGE_PATH = re.compile(r"^/(c|v|p|u)/")
 
 
 class RedactLinkTokens(logging.Filter):
     """Keeps personal link tokens out of access logs."""
 
-    pattern = re.compile(r"/(c|v)/[A-Za-z0-9_\-]+")
+    pattern = re.compile(r"/(c|v|p|u)/[A-Za-z0-9_\-]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -90,7 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(campaigns.router)
     app.include_router(journeys.router)
     app.include_router(purposes.router)
+    app.include_router(consents.router)
+    app.include_router(messages.router)
     app.include_router(customer_page.router)
+    app.include_router(preference_centre.router)
     if settings.dev_mode:
         app.include_router(dev_outbox.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")

@@ -169,3 +169,14 @@ class EmittedEvents:
     """Webhook deliveries created by a recording activity, for the workflow to deliver."""
 
     delivery_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClientMessageInput:
+    message_id: str
+
+
+@dataclass
+class ClientMessageResult:
+    status: str  # sent | suppressed
+    reason: str

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 
+    # Preference-centre and unsubscribe links in messages stay valid this long.
+    preference_link_ttl: timedelta = timedelta(days=400)
+
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
 

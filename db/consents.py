@@ -166,8 +166,8 @@ async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: u
     if decision is None:
         return SendDecision(False, category, purpose, f"no consent for {purpose} by {channel}")
     if not decision.granted:
-        return SendDecision(False, category, purpose,
-                            f"{purpose} by {channel} withdrawn at {decision.given_at.isoformat()}")
+        return SendDecision(False, category, purpose, f"{purpose} by {channel} not granted "
+                            f"(customer's decision of {decision.given_at.isoformat()})")
     return SendDecision(True, category, purpose, f"{purpose} by {channel} granted")
 
 

@@ -9,6 +9,7 @@ from messaging.rendering import pick_language, render_email, render_page, suppor
 
 CONTEXT = {"client_name": "Acme <b>&</b> Co", "campaign_name": "c", "first_name": "Eva",
            "last_name": "M", "link": "https://x.test/c/tok", "incentive": None,
+           "preferences_link": "https://x.test/p/pref",
            "expires_at": datetime(2026, 12, 24, 12, 0, tzinfo=UTC)}
 
 
@@ -31,6 +32,8 @@ def test_every_email_renders_in_every_language(template, language, greeting):
     assert mail.subject and "\n" not in mail.subject
     assert mail.text.startswith(greeting)
     assert "https://x.test/c/tok" in mail.text and 'href="https://x.test/c/tok"' in mail.html
+    # Every message leads to the preference centre.
+    assert "https://x.test/p/pref" in mail.text and 'href="https://x.test/p/pref"' in mail.html
     # HTML escapes what the client typed; plain text keeps it as written.
     assert "Acme &lt;b&gt;&amp;&lt;/b&gt; Co" in mail.html and "<b>&</b>" not in mail.html
 

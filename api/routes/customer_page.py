@@ -91,9 +91,13 @@ async def csrf_ok(request: Request, state) -> bool:
                             csrf_scope(request))
 
 
+def forbidden_page(request: Request, state, language: str) -> HTMLResponse:
+    return html(request, state, "form_expired", language,
+                {"retry_url": csrf_scope(request)}, status.HTTP_403_FORBIDDEN)
+
+
 def forbidden(request: Request, state, visit: Visit) -> HTMLResponse:
-    return html(request, state, "form_expired", visit.language,
-                {"retry_url": str(request.url.path)}, status.HTTP_403_FORBIDDEN)
+    return forbidden_page(request, state, visit.language)
 
 
 def consent_boxes(visit: Visit) -> list[dict[str, Any]]:

@@ -1,0 +1,85 @@
+"""Sends a message a client addressed to a contact (invoice, newsletter, ...), applying the
+sending rules at the moment of sending: marketing only with a granted consent."""
+
+import uuid
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.contracts import ClientMessageInput, ClientMessageResult
+from core.settings import Settings
+from core.vocabulary import MessageCategory, TokenPurpose
+from db import consents, crud
+from db.models import Client, ClientMessage, Contact, utcnow
+from db.session import transaction
+from messaging import links
+from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.rendering import render_email
+
+
+class ClientMessageSender:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 email: SmtpSender) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._email = email
+
+    @activity.defn
+    async def send_client_message(self, input: ClientMessageInput) -> ClientMessageResult:
+        async with transaction(self._sessions) as session:
+            message = await session.get_one(ClientMessage, uuid.UUID(input.message_id))
+            if message.status != "queued":
+                return ClientMessageResult(message.status, message.status_reason or "")
+            contact = await session.get_one(Contact, message.contact_id)
+            client = await session.get_one(Client, message.client_id)
+            rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
+                                           message_type=message.message_type,
+                                           channel=message.channel)
+            point = await crud.known_email(session, contact_id=contact.id)
+            if rule.allowed and rule.category == MessageCategory.marketing and (
+                    point is None or point.verification_state != "verified"):
+                # Unconfirmed addresses never receive marketing.
+                rule = consents.SendDecision(False, rule.category, rule.purpose,
+                                             "no verified email address")
+            if not rule.allowed or point is None:
+                message.status, message.decided_at = "suppressed", utcnow()
+                message.status_reason = rule.reason if not rule.allowed else "no email address"
+                return ClientMessageResult(message.status, message.status_reason)
+
+            expires = utcnow() + self._settings.preference_link_ttl
+            context = {"client_name": client.name, "subject": message.subject,
+                       "body": message.body, "link": None,
+                       "preferences_link": await links.issue(
+                           session, self._settings, purpose=TokenPurpose.preferences,
+                           step=f"message/{message.id}", contact_id=contact.id,
+                           expires_at=expires)}
+            headers = {"Auto-Submitted": "auto-generated"}
+            if rule.category == MessageCategory.marketing:
+                unsubscribe = await links.issue(
+                    session, self._settings, purpose=TokenPurpose.unsubscribe,
+                    step=f"message/{message.id}", contact_id=contact.id, expires_at=expires,
+                    scope={"purpose": rule.purpose, "channel": message.channel})
+                context["unsubscribe_link"] = unsubscribe
+                # RFC 8058: mail clients offer a one-click unsubscribe that POSTs to this URL.
+                headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+                headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            content = render_email("client_message", contact.language, context)
+            message.recipient = point.value
+
+        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
+        try:
+            await self._email.send(OutgoingEmail(
+                to=point.value, content=content, message_id=f"<message.{message.id}@{domain}>",
+                from_name=client.name, headers=headers))
+        except EmailRejected as err:
+            await self._decide(message.id, "failed", str(err))
+            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        await self._decide(message.id, "sent", rule.reason)
+        return ClientMessageResult("sent", rule.reason)
+
+    async def _decide(self, message_id: uuid.UUID, status: str, reason: str) -> None:
+        async with transaction(self._sessions) as session:
+            message = await session.get_one(ClientMessage, message_id)
+            message.status, message.status_reason, message.decided_at = status, reason, utcnow()

@@ -1,0 +1,205 @@
+"""A contact's consents through the client API: the ledger, current preferences, a receipt,
+back-office changes, import of historical decisions, and inbound SMS STOP/START."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from fastapi import APIRouter, HTTPException, status
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from api import consent_changes
+from api.consent_schemas import (
+    ConsentChange,
+    ConsentChanges,
+    ConsentEventOut,
+    ConsentImport,
+    ConsentImportItem,
+    InboundSms,
+    Preference,
+)
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
+from api.schemas import EnrolItemResult, EnrolResponse, FieldError
+from api.webhook_dispatch import dispatch
+from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource
+from db import consents
+from db.models import Client, Contact, ContactPoint
+
+router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
+
+
+async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.client_id != client_id:
+        raise HTTPException(404, "contact not found")
+    return contact
+
+
+def event_out(e) -> ConsentEventOut:
+    d = consents.event_as_dict(e)
+    return ConsentEventOut(**{k: d[k] for k in ConsentEventOut.model_fields})
+
+
+@router.get("/contacts/{contact_id}/consents", response_model=list[ConsentEventOut])
+async def read_ledger(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+    """Every consent decision of the contact, in the order the customer made them."""
+    await contact_of(session, client.id, contact_id)
+    return [event_out(e) for e in await consents.ledger(session, contact_id=contact_id)]
+
+
+@router.get("/contacts/{contact_id}/preferences", response_model=list[Preference])
+async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+    await contact_of(session, client.id, contact_id)
+    current = await consents.preferences(session, contact_id=contact_id)
+    return [Preference(purpose=p, channel=c, granted=e.granted, since=e.given_at, source=e.source)
+            for (p, c), e in sorted(current.items())]
+
+
+@router.get("/contacts/{contact_id}/consent-receipt")
+async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
+                          session: SessionDep) -> dict[str, Any]:
+    """A self-contained record: each current decision with the exact text, its hash, the
+    times, source, IP and user agent, plus the full history behind it."""
+    contact = await contact_of(session, client.id, contact_id)
+    events = await consents.ledger(session, contact_id=contact_id)
+    current = consents.current(events)
+    return {
+        "receipt_issued_at": datetime.now(UTC).isoformat(),
+        "controller": {"id": str(client.id), "name": client.name},
+        "contact": {"id": str(contact.id), "external_id": contact.external_id},
+        "current": [consents.event_as_dict(e) for _, e in sorted(current.items())],
+        "history": [consents.event_as_dict(e) for e in events],
+    }
+
+
+async def decisions_for(session, client: Client, contact: Contact, changes: list[ConsentChange],
+                        prefix: str = "changes") -> list[consents.Decision]:
+    purposes = await consents.purposes_by_key(session, client_id=client.id)
+    problems, decisions = [], []
+    for i, change in enumerate(changes):
+        if change.purpose not in purposes:
+            problems.append(FieldError(field=f"{prefix}[{i}].purpose",
+                                       message=f"unknown purpose {change.purpose!r}"))
+            continue
+        text = await consents.legal_text(
+            session, client_id=client.id, purpose_key=change.purpose,
+            language=change.legal_text.language, version=change.legal_text.version)
+        if text is None:
+            problems.append(FieldError(
+                field=f"{prefix}[{i}].legal_text",
+                message=f"no legal text for {change.purpose!r} in {change.legal_text.language!r}"
+                        + (f" version {change.legal_text.version!r}"
+                           if change.legal_text.version else "")))
+            continue
+        decisions.append(consents.Decision(
+            purpose=change.purpose, channel=change.channel, granted=change.granted,
+            given_at=change.given_at, source=change.source, text=text, ip=change.ip,
+            user_agent=change.user_agent, actor=change.actor, shown_in=change.source))
+    if problems:
+        raise FieldProblems(problems)
+    return decisions
+
+
+@router.post("/contacts/{contact_id}/consents", status_code=status.HTTP_201_CREATED,
+             response_model=list[ConsentEventOut])
+async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: ClientDep,
+                         session: SessionDep, state: StateDep):
+    """Decisions the customer made with the client (back office, call centre, own systems).
+    `given_at` is when the customer decided; it may be earlier than now, never later."""
+    contact = await contact_of(session, client.id, contact_id)
+    decisions = await decisions_for(session, client, contact, body.changes)
+    events, deliveries = await consent_changes.record(session, contact=contact,
+                                                      decisions=decisions)
+    await session.commit()
+    await dispatch(state.temporal, state.settings, deliveries)
+    return [event_out(e) for e in events]
+
+
+@router.post("/consents/import", status_code=status.HTTP_202_ACCEPTED,
+             response_model=EnrolResponse)
+async def import_consents(body: ConsentImport, client: ClientDep, session: SessionDep):
+    """Historical decisions with their original times, by the contact's external id. Bad items
+    are reported by index; good ones are kept. No webhooks: these are not news."""
+    results: list[EnrolItemResult] = []
+    for index, raw in enumerate(body.items):
+        try:
+            item = ConsentImportItem.model_validate(raw)
+            contact = (await session.scalars(select(Contact).where(
+                Contact.client_id == client.id, Contact.external_id == item.external_id))
+            ).one_or_none()
+            if contact is None:
+                raise FieldProblems([FieldError(field="external_id", message="unknown contact")])
+            decisions = await decisions_for(session, client, contact, [item], prefix="item")
+        except ValidationError as err:
+            results.append(EnrolItemResult(index=index, status="rejected",
+                                           errors=pydantic_fields(err.errors())))
+            continue
+        except FieldProblems as err:
+            results.append(EnrolItemResult(index=index, status="rejected",
+                                           external_id=item.external_id, errors=err.fields))
+            continue
+        await consents.append(session, client_id=client.id, contact_id=contact.id,
+                              decisions=decisions)
+        results.append(EnrolItemResult(index=index, status="accepted",
+                                       external_id=item.external_id, contact_id=contact.id))
+    await session.commit()
+    rejected = sum(r.status == "rejected" for r in results)
+    return EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
+
+
+def e164(sender: str) -> str:
+    """Providers send the replying number in international form, with or without the '+'."""
+    digits = sender.strip()
+    try:
+        parsed = phonenumbers.parse(digits if digits.startswith("+") else f"+{digits}")
+    except phonenumbers.NumberParseException:
+        raise FieldProblems([FieldError(field="from", message="not a phone number")]) from None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN"}
+START_WORDS = {"START", "UNSTOP", "SUBSCRIBE", "AANMELDEN"}
+
+
+@router.post("/inbound/sms", status_code=status.HTTP_200_OK)
+async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
+                      state: StateDep) -> dict[str, Any]:
+    """Called by the client's SMS provider for replies. STOP withdraws every marketing consent
+    by SMS of whoever verified that number; START grants those STOP withdrew back."""
+    word = "".join(body.text.split()).upper()
+    if word not in STOP_WORDS | START_WORDS:
+        return {"action": "ignored", "contacts": 0}
+    number = e164(body.sender)
+    at = body.received_at or datetime.now(UTC)
+    contacts = (await session.scalars(select(Contact).join(
+        ContactPoint, ContactPoint.contact_id == Contact.id).where(
+        Contact.client_id == client.id, ContactPoint.kind == "mobile",
+        ContactPoint.value == number))).unique().all()
+    purposes = await consents.purposes_by_key(session, client_id=client.id)
+    marketing = [k for k, p in purposes.items() if p.kind in MARKETING_KINDS]
+    deliveries: list[str] = []
+    for contact in contacts:
+        texts = await consents.texts_for_purposes(
+            session, client_id=client.id, language=contact.language,
+            fallback=client.default_language)
+        current = await consents.preferences(session, contact_id=contact.id)
+        granted = word in START_WORDS
+        decisions = [
+            consents.Decision(purpose=p, channel=Channel.sms, granted=granted, given_at=at,
+                              source=ConsentSource.sms_keyword, text=texts[p],
+                              shown_in=f"sms:{word}")
+            for p in marketing if p in texts and consent_changes.changed(
+                current, p, Channel.sms, granted)
+            # START restores only what a STOP took; it never opts anyone into something new.
+            and (not granted or current.get((p, Channel.sms)) is not None
+                 and current[(p, Channel.sms)].source == ConsentSource.sms_keyword)]
+        deliveries += (await consent_changes.record(session, contact=contact,
+                                                    decisions=decisions))[1]
+    await session.commit()
+    await dispatch(state.temporal, state.settings, deliveries)
+    return {"action": "stop" if word in STOP_WORDS else "start", "contacts": len(contacts)}
+
+

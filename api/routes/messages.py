@@ -1,0 +1,74 @@
+"""Messages a client sends to its contacts through us; the sending rules decide at send time."""
+
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from temporalio.common import WorkflowIDConflictPolicy
+
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES
+from api.routes.consents import contact_of
+from api.schemas import Slug, Strict
+from core.contracts import ClientMessageInput
+from db.crud import insert_ignoring_conflicts
+from db.models import ClientMessage, MessagePolicy
+from workflows.client_message import ClientMessageWorkflow
+
+router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES)
+
+
+class MessageCreate(Strict):
+    contact_id: uuid.UUID
+    message_type: Slug = Field(description="a type with a policy (PUT /v1/message-policies)")
+    channel: str = Field(default="email", pattern="^email$")
+    subject: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=50_000)
+    idempotency_key: str | None = Field(default=None, max_length=200,
+                                        description="repeating a key sends nothing twice")
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    message_type: str
+    channel: str
+    status: str
+    status_reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut)
+async def send_message(body: MessageCreate, client: ClientDep, session: SessionDep,
+                       state: StateDep) -> ClientMessage:
+    await contact_of(session, client.id, body.contact_id)
+    if (await session.scalars(select(MessagePolicy).where(
+            MessagePolicy.client_id == client.id,
+            MessagePolicy.message_type == body.message_type))).one_or_none() is None:
+        raise HTTPException(422, f"unknown message type {body.message_type!r}: define its "
+                                 "policy with PUT /v1/message-policies/{type} first")
+    key = body.idempotency_key or str(uuid.uuid4())
+    await insert_ignoring_conflicts(session, ClientMessage, [{
+        "id": uuid.uuid4(), "client_id": client.id, "contact_id": body.contact_id,
+        "idempotency_key": key, "message_type": body.message_type, "channel": body.channel,
+        "subject": body.subject, "body": body.text, "status": "queued"}])
+    message = (await session.scalars(select(ClientMessage).where(
+        ClientMessage.client_id == client.id, ClientMessage.idempotency_key == key))).one()
+    await session.commit()
+    await state.temporal.start_workflow(
+        ClientMessageWorkflow.run, ClientMessageInput(str(message.id)),
+        id=f"message/{message.id}", task_queue=state.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return message
+
+
+@router.get("/{message_id}", response_model=MessageOut)
+async def get_message(message_id: uuid.UUID, client: ClientDep,
+                      session: SessionDep) -> ClientMessage:
+    message = await session.get(ClientMessage, message_id)
+    if message is None or message.client_id != client.id:
+        raise HTTPException(404, "message not found")
+    return message

@@ -1,0 +1,136 @@
+"""The preference centre and one-click unsubscribe, reached from links in every message.
+
+Each change is a ledger entry with the text that was shown, the time, IP and user agent."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse
+
+from api import consent_changes
+from api.deps import SessionDep, StateDep
+from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
+from api.webhook_dispatch import dispatch
+from core.security import sha256_hex
+from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpose
+from db import consents
+from db.models import Client, Contact, LinkToken
+
+router = APIRouter(include_in_schema=False)
+CHANNELS = [Channel.email, Channel.sms, Channel.letter, Channel.phone]
+CHANNEL_NAMES = {Channel.email: "Email", Channel.sms: "SMS", Channel.letter: "Post",
+                 Channel.phone: "Phone"}
+
+
+async def resolve(session, token: str, purpose: TokenPurpose
+                  ) -> tuple[LinkToken, Contact, Client] | None:
+    if len(token) > 100:
+        return None
+    link = await session.get(LinkToken, sha256_hex(token))
+    if (link is None or link.purpose != purpose or link.contact_id is None
+            or link.expires_at <= datetime.now(UTC)):
+        return None
+    contact = await session.get_one(Contact, link.contact_id)
+    return link, contact, await session.get_one(Client, contact.client_id)
+
+
+async def offered(session, contact: Contact, client: Client) -> list[dict]:
+    """Marketing purposes with the text a customer is shown when choosing them."""
+    purposes = await consents.purposes_by_key(session, client_id=client.id)
+    texts = await consents.texts_for_purposes(session, client_id=client.id,
+                                              language=contact.language,
+                                              fallback=client.default_language)
+    return [{"key": p.key, "name": p.name, "text": texts[p.key].text, "legal": texts[p.key]}
+            for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
+
+
+async def _page(request: Request, state, session, contact: Contact, client: Client,
+                saved: bool = False) -> HTMLResponse:
+    current = await consents.preferences(session, contact_id=contact.id)
+    granted = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
+    return html(request, state, "preferences", contact.language, {
+        "client_name": client.name, "purposes": await offered(session, contact, client),
+        "channels": CHANNELS, "channel_names": CHANNEL_NAMES, "granted": granted,
+        "saved": saved})
+
+
+@router.get("/p/{token}", response_class=HTMLResponse)
+async def preference_centre(token: str, request: Request, session: SessionDep, state: StateDep):
+    found = await resolve(session, token, TokenPurpose.preferences)
+    if found is None:
+        return invalid_link(request, state)
+    _, contact, client = found
+    return await _page(request, state, session, contact, client)
+
+
+@router.post("/p/{token}", response_class=HTMLResponse)
+async def save_preferences(token: str, request: Request, session: SessionDep, state: StateDep):
+    given_at = datetime.now(UTC)
+    found = await resolve(session, token, TokenPurpose.preferences)
+    if found is None:
+        return invalid_link(request, state)
+    _, contact, client = found
+    if not await csrf_ok(request, state):
+        return forbidden_page(request, state, contact.language)
+    ticked = set((await request.form()).getlist("granted"))
+    current = await consents.preferences(session, contact_id=contact.id)
+    decisions = []
+    for purpose in await offered(session, contact, client):
+        for channel in CHANNELS:
+            granted = f"{purpose['key']}:{channel}" in ticked
+            # Untouched boxes that were never decided stay undecided, not "withdrawn".
+            never = (purpose["key"], channel) not in current
+            if consent_changes.changed(current, purpose["key"], channel, granted) and not (
+                    never and not granted):
+                decisions.append(consents.Decision(
+                    purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
+                    source=ConsentSource.message_link, text=purpose["legal"],
+                    shown_in="preference_centre", **who(request)))
+    _, deliveries = await consent_changes.record(session, contact=contact, decisions=decisions)
+    await session.commit()
+    await dispatch(state.temporal, state.settings, deliveries)
+    return await _page(request, state, session, contact, client, saved=True)
+
+
+async def _unsubscribe_page(request, state, session, token: str, done: bool):
+    found = await resolve(session, token, TokenPurpose.unsubscribe)
+    if found is None:
+        return None, invalid_link(request, state)
+    link, contact, client = found
+    purposes = await consents.purposes_by_key(session, client_id=client.id)
+    purpose = purposes.get(link.scope["purpose"])
+    context = {"client_name": client.name, "done": done,
+               "purpose_name": purpose.name if purpose else link.scope["purpose"],
+               "channel_name": CHANNEL_NAMES[Channel(link.scope["channel"])]}
+    return found, html(request, state, "unsubscribe", contact.language, context)
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_page(token: str, request: Request, session: SessionDep, state: StateDep):
+    # A GET only asks: link scanners that open every link must not unsubscribe anyone.
+    return (await _unsubscribe_page(request, state, session, token, done=False))[1]
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(token: str, request: Request, session: SessionDep, state: StateDep):
+    """RFC 8058 one-click unsubscribe: the mail client POSTs `List-Unsubscribe=One-Click`
+    without cookies, so this one form has no CSRF token; the link itself is the secret."""
+    given_at = datetime.now(UTC)
+    found, page = await _unsubscribe_page(request, state, session, token, done=True)
+    if found is None:
+        return page
+    link, contact, client = found
+    purpose, channel = link.scope["purpose"], link.scope["channel"]
+    current = await consents.preferences(session, contact_id=contact.id)
+    if consent_changes.changed(current, purpose, channel, False):
+        text = (await consents.texts_for_purposes(
+            session, client_id=client.id, language=contact.language,
+            fallback=client.default_language))[purpose]
+        _, deliveries = await consent_changes.record(session, contact=contact, decisions=[
+            consents.Decision(purpose=purpose, channel=channel, granted=False, given_at=given_at,
+                              source=ConsentSource.message_link, text=text,
+                              shown_in=f"unsubscribe:{link.step}", **who(request))])
+        await session.commit()
+        await dispatch(state.temporal, state.settings, deliveries)
+    page.status_code = status.HTTP_200_OK
+    return page

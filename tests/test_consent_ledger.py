@@ -1,0 +1,248 @@
+"""Provable opt-in, opt-out everywhere: walked by a customer, a client and a mail scanner."""
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.helpers import Customer, eventually, unique_email
+
+NEWSLETTER_TEXT = "Send me the monthly newsletter."
+
+
+async def setup_policies(tenant) -> None:
+    await tenant.ensure_purpose("newsletter", "direct_marketing")
+    for message_type, body in [("newsletter", {"category": "marketing", "purpose": "newsletter"}),
+                               ("invoice", {"category": "financial"})]:
+        response = await tenant.http.put(f"/v1/message-policies/{message_type}", json=body,
+                                         headers=tenant.auth)
+        assert response.status_code == 200, response.text
+
+
+async def verified_contact(tenant, http, mailbox, consent: list[str]) -> tuple[str, str]:
+    """Walks the journey: the customer ticks `consent` and confirms the address."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=address, consent=consent)
+    [_, verification] = await mailbox.wait_for(address, count=2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+    return enrolled["results"][0]["contact_id"], address
+
+
+async def send(tenant, contact_id: str, message_type: str, subject: str) -> dict:
+    response = await tenant.post("/v1/messages", {
+        "contact_id": contact_id, "message_type": message_type, "subject": subject,
+        "text": f"{subject}\n\nKind regards"})
+    assert response.status_code == 202, response.text
+
+    async def decided():
+        message = (await tenant.get(f"/v1/messages/{response.json()['id']}")).json()
+        return message if message["status"] != "queued" else None
+    return await eventually(decided, what=f"{message_type} decided")
+
+
+def link_to(mail, path: str) -> str:
+    found = re.search(rf"http://testserver({path}[A-Za-z0-9_\-]+)", mail.text)
+    assert found, f"no {path} link in {mail.subject!r}"
+    return found.group(1)
+
+
+async def test_opt_in_opt_out_opt_in_again_is_proven_by_the_ledger(
+    tenant, http, mailbox, webhook_receiver
+):
+    await setup_policies(tenant)
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    before = datetime.now(UTC)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+
+    newsletter = await send(tenant, contact_id, "newsletter", "Our May news")
+    assert newsletter["status"] == "sent"
+    mail = [m for m in mailbox.to(address) if m.subject == "Our May news"][0]
+    unsubscribe = link_to(mail, "/u/")
+    assert "".join(mail.headers["List-Unsubscribe"].split()) == f"<http://testserver{unsubscribe}>"
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    # A mail scanner fetching the link changes nothing: only the POST unsubscribes.
+    assert (await http.get(unsubscribe)).status_code == 200
+    assert (await http.get(link_to(mail, "/p/"))).status_code == 200
+    ledger = (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
+    assert [e["granted"] for e in ledger if e["purpose"] == "newsletter"] == [True]
+
+    # RFC 8058: the mail client POSTs once, with no cookie and no CSRF token.
+    http.cookies.clear()
+    opted_out_at = datetime.now(UTC)
+    one_click = await http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200 and "You are unsubscribed" in one_click.text
+
+    # Marketing now stays unsent, with the reason logged; the invoice still goes.
+    suppressed = await send(tenant, contact_id, "newsletter", "Our June news")
+    assert suppressed["status"] == "suppressed"
+    assert suppressed["status_reason"].startswith("newsletter by email not granted")
+    invoice = await send(tenant, contact_id, "invoice", "Invoice 2026-001")
+    assert invoice["status"] == "sent" and "financial" in invoice["status_reason"]
+    [invoice_mail] = [m for m in await mailbox.wait_for(address, count=4)
+                      if m.subject == "Invoice 2026-001"]
+    assert not [m for m in mailbox.to(address) if m.subject == "Our June news"]
+    assert "List-Unsubscribe" not in invoice_mail.headers
+
+    # The preference centre, reached from the invoice, opts in again.
+    customer = Customer(http)
+    preferences = link_to(invoice_mail, "/p/")
+    await customer.open(preferences)
+    assert 'value="newsletter:email"' in customer.page and "checked" not in customer.page
+    opted_in_at = datetime.now(UTC)
+    saved = await customer.submit(preferences, granted=["newsletter:email"])
+    assert saved.status_code == 200 and "preferences are saved" in customer.page
+
+    ledger = [e for e in (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
+              if e["purpose"] == "newsletter"]
+    assert [(e["granted"], e["source"], e["shown_in"]) for e in ledger] == [
+        (True, "contact_page", "contact_page"),
+        (False, "message_link", ledger[1]["shown_in"]),
+        (True, "message_link", "preference_centre")]
+    assert ledger[1]["shown_in"].startswith("unsubscribe:")
+    digest = hashlib.sha256(NEWSLETTER_TEXT.encode()).hexdigest()
+    for entry in ledger:
+        assert entry["legal_text"] == {"language": "en", "version": "3", "sha256": digest,
+                                       "text": NEWSLETTER_TEXT}
+        assert entry["ip"] == "203.0.113.7" and entry["channel"] == "email"
+    times = [datetime.fromisoformat(e["given_at"]) for e in ledger]
+    assert before < times[0] < opted_out_at < times[1] < opted_in_at < times[2]
+
+    marketing = await send(tenant, contact_id, "newsletter", "Our July news")
+    assert marketing["status"] == "sent"
+    changes = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    assert [c.payload["data"]["consent"]["granted"] for c in changes] == [False, True]
+
+    receipt = (await tenant.get(f"/v1/contacts/{contact_id}/consent-receipt")).json()
+    current = {(c["purpose"], c["channel"]): c for c in receipt["current"]}
+    assert current[("newsletter", "email")]["granted"] is True
+    assert current[("newsletter", "email")]["legal_text"]["sha256"] == digest
+    assert len(receipt["history"]) == 4  # terms + newsletter at submit, then the two changes
+
+
+async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, mailbox):
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])
+    message = await send(tenant, contact_id, "newsletter", "No consent, no newsletter")
+    assert message["status"] == "suppressed"
+    assert message["status_reason"].startswith("newsletter by email not granted")
+    # A contact who never decided anything gets no marketing either.
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    undecided = await send(tenant, enrolled["results"][0]["contact_id"], "newsletter", "Hi")
+    assert undecided["status_reason"] == "no consent for newsletter by email"
+
+
+async def test_back_office_changes_and_historical_import(tenant, http, mailbox):
+    await setup_policies(tenant)
+    response = await tenant.post("/v1/purposes/newsletter/legal-texts", {
+        "language": "en", "version": "1", "text": "Newsletter, please."})
+    assert response.status_code == 201
+    conflict = await tenant.post("/v1/purposes/newsletter/legal-texts", {
+        "language": "en", "version": "1", "text": "Other words."})
+    assert conflict.status_code == 409
+    contact_id, external_id = await verified_contact(tenant, http, mailbox,
+                                                     ["terms", "newsletter"])
+    path = f"/v1/contacts/{contact_id}/consents"
+    last_week = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+    change = {"purpose": "newsletter", "channel": "sms", "granted": True, "given_at": last_week,
+              "source": "call_centre", "actor": "agent:7",
+              "legal_text": {"language": "en", "version": "1"}}
+    recorded = await tenant.post(path, {"changes": [change]})
+    assert recorded.status_code == 201, recorded.text
+    [event] = recorded.json()
+    assert event["given_at"].startswith(last_week[:19]) and event["actor"] == "agent:7"
+    assert event["legal_text"]["text"] == "Newsletter, please."
+    assert datetime.fromisoformat(event["recorded_at"]) > datetime.fromisoformat(event["given_at"])
+
+    # An older decision arriving late does not override a newer one.
+    older = {**change, "granted": False,
+             "given_at": (datetime.now(UTC) - timedelta(days=30)).isoformat()}
+    assert (await tenant.post(path, {"changes": [older]})).status_code == 201
+    prefs = {(p["purpose"], p["channel"]): p
+             for p in (await tenant.get(f"/v1/contacts/{contact_id}/preferences")).json()}
+    assert prefs[("newsletter", "sms")]["granted"] is True
+
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for bad, field in [
+        ({**change, "purpose": "lottery"}, "changes[0].purpose"),
+        ({**change, "given_at": future}, "changes[0].given_at"),
+        ({**change, "given_at": "2026-01-01T10:00:00"}, "changes[0].given_at"),
+        ({**change, "legal_text": {"language": "de"}}, "changes[0].legal_text"),
+        ({**change, "legal_text": {"language": "en", "version": "99"}}, "changes[0].legal_text"),
+        ({**change, "source": "contact_page"}, "changes[0].source"),
+    ]:
+        response = await tenant.post(path, {"changes": [bad]})
+        assert response.status_code == 422, response.text
+        assert field in [f["field"] for f in response.json()["error"]["fields"]], response.text
+
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        {**change, "source": "import", "external_id": "nobody"},
+        {**change, "source": "import", "external_id": external_id, "given_at": future},
+        {**change, "source": "import", "channel": "letter",
+         "given_at": "2019-03-01T09:30:00+01:00", "external_id": external_id},
+        {"purpose": "newsletter"},
+    ]})
+    assert imported.status_code == 202
+    results = imported.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "rejected", "accepted", "rejected"]
+    assert results[0]["errors"][0]["field"] == "external_id"
+    assert results[1]["errors"][0]["field"] == "given_at"
+    ledger = (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
+    assert ledger[0]["channel"] == "letter" and ledger[0]["given_at"].startswith("2019-03-01T08:30")
+
+
+async def test_sms_stop_and_start(tenant, sessions, http):
+    await setup_policies(tenant)
+    from db.models import Contact, ContactPoint
+    from db.session import transaction
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id="sms-1", language="en")
+        session.add(contact)
+        await session.flush()
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind="mobile",
+                                 value="+31612345678", verification_state="verified"))
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "News by SMS."})
+    path = f"/v1/contacts/{contact.id}/consents"
+    grant = {"purpose": "newsletter", "channel": "sms", "granted": True,
+             "given_at": datetime.now(UTC).isoformat(), "source": "api",
+             "legal_text": {"language": "en"}}
+    assert (await tenant.post(path, {"changes": [grant]})).status_code == 201
+
+    stop = await tenant.post("/v1/inbound/sms", {"from": "31612345678", "text": " Stop "})
+    assert stop.json() == {"action": "stop", "contacts": 1}
+    start = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "START"})
+    assert start.json() == {"action": "start", "contacts": 1}
+    other = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "hello"})
+    assert other.json()["action"] == "ignored"
+    ledger = (await tenant.get(path)).json()
+    assert [(e["granted"], e["source"]) for e in ledger] == [
+        (True, "api"), (False, "sms_keyword"), (True, "sms_keyword")]
+    bad = await tenant.post("/v1/inbound/sms", {"from": "abc", "text": "STOP"})
+    assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/p/not-a-token", "/u/not-a-token"])
+async def test_unknown_preference_links_are_404(http, path):
+    assert (await http.get(path)).status_code == 404
+    assert (await http.post(path, data={"List-Unsubscribe": "One-Click"})).status_code == 404
+
+
+async def test_consent_endpoints_are_tenant_isolated(tenant, other_tenant, http, mailbox):
+    await setup_policies(tenant)
+    contact_id, _ = await verified_contact(tenant, http, mailbox, ["terms"])
+    for path in ["consents", "preferences", "consent-receipt"]:
+        assert (await other_tenant.get(f"/v1/contacts/{contact_id}/{path}")).status_code == 404
+    sent = await other_tenant.post("/v1/messages", {
+        "contact_id": contact_id, "message_type": "newsletter", "subject": "x", "text": "y"})
+    assert sent.status_code == 404
