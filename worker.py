@@ -31,7 +31,11 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     async with httpx.AsyncClient(
-        timeout=settings.webhook_timeout_seconds, follow_redirects=False
+        timeout=settings.webhook_timeout_seconds,
+        follow_redirects=False,
+        # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
+        # so a delivery is not spent on a connection the other side already closed.
+        limits=httpx.Limits(keepalive_expiry=2.0),
     ) as http:
         records = JourneyRecords(sessions)
         smtp = SmtpSender(settings)

@@ -2,8 +2,10 @@
 events they raise. Each write is keyed by (journey, step), so a retried activity adds nothing."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -14,10 +16,18 @@ from core.contracts import (
     RecordSubmissionInput,
     RecordVerificationInput,
 )
-from core.vocabulary import ConsentSource, EventType, Stage
+from core.vocabulary import ConsentSource, EventType, HouseholdRule, Stage, VerificationState
 from db import consents as consents_db
 from db import crud
-from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey, LegalText
+from db.models import (
+    Campaign,
+    Client,
+    ConsentEvent,
+    Contact,
+    ContactPoint,
+    Journey,
+    LegalText,
+)
 from db.session import transaction
 
 
@@ -105,6 +115,20 @@ class JourneyRecords:
             journey, contact, campaign = await self._load(session, input.journey_id)
             collected = journey.collected or {}
             email = collected["email"]
+            client = await session.get_one(Client, journey.client_id)
+            await crud.lock(session, key=f"contact-point/{client.id}/email/{email}")
+            claimed = (await session.scalars(select(ContactPoint).where(
+                ContactPoint.client_id == client.id, ContactPoint.kind == "email",
+                ContactPoint.value == email, ContactPoint.contact_id != contact.id,
+                ContactPoint.verification_state == VerificationState.verified))).all()
+            if claimed and client.household_rule == HouseholdRule.reject:
+                await crud.add_journey_event(
+                    session, journey=journey, step=input.step, type="confirmation_refused",
+                    at=confirm.confirmed_at, detail={"reason": "address_belongs_to_another_contact"})
+                return EmittedEvents(refused="address_belongs_to_another_contact")
+            deliveries = [
+                d for point in claimed
+                for d in await self._release(session, point, contact, confirm.confirmed_at)]
             await crud.insert_ignoring_conflicts(
                 session,
                 ContactPoint,
@@ -144,7 +168,26 @@ class JourneyRecords:
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=EventType.data_verified, data=data,
             )
-        return EmittedEvents(delivery_ids=ids)
+        return EmittedEvents(delivery_ids=deliveries + ids)
+
+    @staticmethod
+    async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,
+                       at: datetime) -> list[str]:
+        """Moves a verified address to its new owner: the previous owner's opt-ins by email
+        lapse with it, recorded in their ledger (an opt-in belongs to one person)."""
+        point.verification_state = VerificationState.released
+        point.verified_via = f"moved to contact {new_owner.id}"
+        previous = await session.get_one(Contact, point.contact_id)
+        current = await consents_db.preferences(session, contact_id=previous.id)
+        lapsed = [consents_db.Decision(
+            purpose=e.purpose, channel=e.channel, granted=False, given_at=at,
+            source=ConsentSource.system, shown_in="household_rule",
+            text=LegalText(language=e.legal_text_language, version=e.legal_text_version,
+                           text=e.legal_text, sha256=e.legal_text_sha256),
+            actor=f"household rule: address moved to contact {new_owner.id}")
+            for (purpose, channel), e in current.items() if channel == "email" and e.granted]
+        _, deliveries = await consents_db.record(session, contact=previous, decisions=lapsed)
+        return deliveries
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:

@@ -12,6 +12,7 @@ from api import errors
 from api.deps import AppState
 from api.routes import (
     campaigns,
+    client_settings,
     consents,
     customer_page,
     dev_outbox,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(campaigns.router)
     app.include_router(journeys.router)
     app.include_router(purposes.router)
+    app.include_router(client_settings.router)
     app.include_router(consents.router)
     app.include_router(messages.router)
     app.include_router(customer_page.router)

@@ -81,6 +81,7 @@ class ConfirmInput:
 @dataclass
 class ConfirmResult:
     stage: str
+    refused: str | None = None
 
 
 @dataclass
@@ -169,6 +170,9 @@ class EmittedEvents:
     """Webhook deliveries created by a recording activity, for the workflow to deliver."""
 
     delivery_ids: list[str] = field(default_factory=list)
+    # Set when the confirmation was refused (the address is another person's, by the
+    # client's household rule); nothing was changed then.
+    refused: str | None = None
 
 
 @dataclass

@@ -50,6 +50,15 @@ class VerificationState(StrEnum):
     unverified = "unverified"
     pending = "pending"
     verified = "verified"
+    # Moved to another person of the same client by the household rule.
+    released = "released"
+
+
+class HouseholdRule(StrEnum):
+    """What happens when a second person confirms an address another person verified."""
+
+    reject = "reject"
+    move = "move"
 
 
 class ConsentSource(StrEnum):

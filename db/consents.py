@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.crud import insert_ignoring_conflicts
-from db.models import ConsentEvent, LegalText, MessagePolicy, Purpose, utcnow
 from core.security import sha256_hex
-from core.vocabulary import MessageCategory
+from core.vocabulary import EventType, MessageCategory
+from db.crud import contact_ref, insert_ignoring_conflicts, record_webhook_event
+from db.models import ConsentEvent, Contact, LegalText, MessagePolicy, Purpose, utcnow
 
 # Journey messages are not marketing unless the client's policy says so.
 BUILT_IN_POLICIES = {
@@ -120,6 +120,28 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
     session.add_all(events)
     await session.flush()
     return events
+
+
+async def record(session: AsyncSession, *, contact: Contact, decisions: list[Decision]
+                 ) -> tuple[list[ConsentEvent], list[str]]:
+    """Appends decisions and raises `consent.changed` for each in the same transaction.
+    Returns the new events and the webhook deliveries to dispatch after commit."""
+    events = await append(session, client_id=contact.client_id, contact_id=contact.id,
+                          decisions=decisions) if decisions else []
+    deliveries: list[str] = []
+    for event in events:
+        deliveries += await record_webhook_event(
+            session, client_id=contact.client_id, key=f"consent/{event.id}",
+            type=EventType.consent_changed,
+            data={"contact": contact_ref(contact), "consent": event_as_dict(event)})
+    return events, deliveries
+
+
+def changed(current: dict[tuple[str, str], ConsentEvent], purpose: str, channel: str,
+            granted: bool) -> bool:
+    """Whether a decision changes anything: repeating the current state adds no ledger entry."""
+    decision = current.get((purpose, channel))
+    return decision is None or decision.granted != granted
 
 
 async def ledger(session: AsyncSession, *, contact_id: uuid.UUID) -> list[ConsentEvent]:

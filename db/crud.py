@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +64,14 @@ async def client_for_api_key(session: AsyncSession, *, key: str) -> Client | Non
     if row is None or not security.api_key_matches(key, row.ApiKey.key_sha256):
         return None
     return row.Client
+
+
+async def lock(session: AsyncSession, *, key: str) -> None:
+    """Serialises transactions on one business key (PostgreSQL advisory lock, released at
+    commit). SQLite serialises writers anyway."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                              {"k": key})
 
 
 async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:

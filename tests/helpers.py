@@ -52,8 +52,11 @@ class Mailbox:
     port: int
 
     def to(self, address: str) -> list[OutboxEmail]:
-        return sorted((m for m in read_outbox(self.maildir) if m.to == address),
-                      key=lambda m: m.headers.get("Message-ID", ""))
+        """Mails to the address in order of arrival (Maildir keys start "<sec>.M<usec>")."""
+        def arrival(m: OutboxEmail) -> tuple[int, int]:
+            seconds, _, rest = m.key.partition(".M")
+            return int(seconds), int(rest.split("P", 1)[0])
+        return sorted((m for m in read_outbox(self.maildir) if m.to == address), key=arrival)
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 20) -> list[OutboxEmail]:
         async def probe() -> list[OutboxEmail] | None:
@@ -221,7 +224,7 @@ class Customer:
 
     def csrf(self) -> str:
         found = CSRF.search(self.page)
-        assert found, "no form on the page"
+        assert found, f"no form on the page: {self.page[:3000]}"
         return found.group(1)
 
     async def submit(self, path: str, **fields: Any) -> httpx.Response:

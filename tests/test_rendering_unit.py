@@ -52,3 +52,25 @@ def test_page_escapes_user_data():
 ])
 def test_field_path(loc, path):
     assert field_path(loc) == path
+
+
+@pytest.mark.parametrize("language", ["nl", "de"])
+def test_every_text_is_translated(language, tmp_path):
+    """Every string marked in templates/ has a translation (re-extract after adding text)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).parent.parent
+    pot = tmp_path / "messages.pot"
+    subprocess.run([Path(sys.executable).parent / "pybabel", "extract", "-F", "babel.cfg",
+                    "--no-location", "-o", pot, "."], cwd=root, capture_output=True, check=True)
+    with pot.open("rb") as f:
+        wanted = {m.id for m in read_po(f) if m.id}
+    with (root / "templates" / "locales" / language / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f, locale=language)
+    translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
+    assert len(wanted) > 50
+    assert not sorted(wanted - translated), f"untranslated in {language}"

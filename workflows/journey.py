@@ -176,6 +176,8 @@ class JourneyWorkflow:
                 **DB_WRITE,
             )
             self._deliver(emitted)
+            if emitted.refused:
+                return ConfirmResult(stage=self.stage, refused=emitted.refused)
             self._enter(Stage.verified)
             return ConfirmResult(stage=self.stage)
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api import consent_changes
 from api.consent_schemas import (
     ConsentChange,
     ConsentChanges,
@@ -111,7 +110,7 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
     `given_at` is when the customer decided; it may be earlier than now, never later."""
     contact = await contact_of(session, client.id, contact_id)
     decisions = await decisions_for(session, client, contact, body.changes)
-    events, deliveries = await consent_changes.record(session, contact=contact,
+    events, deliveries = await consents.record(session, contact=contact,
                                                       decisions=decisions)
     await session.commit()
     await dispatch(state.temporal, state.settings, deliveries)
@@ -191,12 +190,12 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
             consents.Decision(purpose=p, channel=Channel.sms, granted=granted, given_at=at,
                               source=ConsentSource.sms_keyword, text=texts[p],
                               shown_in=f"sms:{word}")
-            for p in marketing if p in texts and consent_changes.changed(
+            for p in marketing if p in texts and consents.changed(
                 current, p, Channel.sms, granted)
             # START restores only what a STOP took; it never opts anyone into something new.
             and (not granted or current.get((p, Channel.sms)) is not None
                  and current[(p, Channel.sms)].source == ConsentSource.sms_keyword)]
-        deliveries += (await consent_changes.record(session, contact=contact,
+        deliveries += (await consents.record(session, contact=contact,
                                                     decisions=decisions))[1]
     await session.commit()
     await dispatch(state.temporal, state.settings, deliveries)

@@ -251,6 +251,9 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
                             stage if stage != Stage.verification_pending else "superseded")
         await session.refresh(visit.journey)
         return finished(request, state, visit)
+    if result.refused:
+        # Only the owner of the address sees this page (the link went to that mailbox).
+        return finished(request, state, visit, "address_claimed")
     return finished(request, state, visit, result.stage)
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse
 
-from api import consent_changes
 from api.deps import SessionDep, StateDep
 from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
 from api.webhook_dispatch import dispatch
@@ -18,8 +17,6 @@ from db.models import Client, Contact, LinkToken
 
 router = APIRouter(include_in_schema=False)
 CHANNELS = [Channel.email, Channel.sms, Channel.letter, Channel.phone]
-CHANNEL_NAMES = {Channel.email: "Email", Channel.sms: "SMS", Channel.letter: "Post",
-                 Channel.phone: "Phone"}
 
 
 async def resolve(session, token: str, purpose: TokenPurpose
@@ -50,7 +47,7 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     granted = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
     return html(request, state, "preferences", contact.language, {
         "client_name": client.name, "purposes": await offered(session, contact, client),
-        "channels": CHANNELS, "channel_names": CHANNEL_NAMES, "granted": granted,
+        "channels": CHANNELS, "granted": granted,
         "saved": saved})
 
 
@@ -80,13 +77,13 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
             granted = f"{purpose['key']}:{channel}" in ticked
             # Untouched boxes that were never decided stay undecided, not "withdrawn".
             never = (purpose["key"], channel) not in current
-            if consent_changes.changed(current, purpose["key"], channel, granted) and not (
+            if consents.changed(current, purpose["key"], channel, granted) and not (
                     never and not granted):
                 decisions.append(consents.Decision(
                     purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
                     source=ConsentSource.message_link, text=purpose["legal"],
                     shown_in="preference_centre", **who(request)))
-    _, deliveries = await consent_changes.record(session, contact=contact, decisions=decisions)
+    _, deliveries = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await dispatch(state.temporal, state.settings, deliveries)
     return await _page(request, state, session, contact, client, saved=True)
@@ -101,7 +98,7 @@ async def _unsubscribe_page(request, state, session, token: str, done: bool):
     purpose = purposes.get(link.scope["purpose"])
     context = {"client_name": client.name, "done": done,
                "purpose_name": purpose.name if purpose else link.scope["purpose"],
-               "channel_name": CHANNEL_NAMES[Channel(link.scope["channel"])]}
+               "channel": link.scope["channel"]}
     return found, html(request, state, "unsubscribe", contact.language, context)
 
 
@@ -122,11 +119,11 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
     link, contact, client = found
     purpose, channel = link.scope["purpose"], link.scope["channel"]
     current = await consents.preferences(session, contact_id=contact.id)
-    if consent_changes.changed(current, purpose, channel, False):
+    if consents.changed(current, purpose, channel, False):
         text = (await consents.texts_for_purposes(
             session, client_id=client.id, language=contact.language,
             fallback=client.default_language))[purpose]
-        _, deliveries = await consent_changes.record(session, contact=contact, decisions=[
+        _, deliveries = await consents.record(session, contact=contact, decisions=[
             consents.Decision(purpose=purpose, channel=channel, granted=False, given_at=given_at,
                               source=ConsentSource.message_link, text=text,
                               shown_in=f"unsubscribe:{link.step}", **who(request))])

@@ -1,0 +1,72 @@
+"""An opt-in on an email address belongs to exactly one person of a client."""
+
+from tests.helpers import Customer, unique_email
+from tests.test_consent_ledger import send, setup_policies
+
+
+async def claim(tenant, http, mailbox, address: str, external_id: str,
+                consent: list[str]) -> tuple[dict, Customer]:
+    """A person of the client enters `address` on their page and presses Confirm."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    invite_to = unique_email("invite")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": external_id, "email": invite_to})
+    [invitation] = await mailbox.wait_for(invite_to)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=address, consent=consent)
+    journey_id = enrolled["results"][0]["journey_id"]
+    await tenant.wait_for_stage(journey_id, "verification_pending")
+    verification = mailbox.to(address)[-1]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    return enrolled["results"][0], customer
+
+
+async def test_reject_rule_keeps_the_address_with_its_first_owner(tenant, http, mailbox):
+    await setup_policies(tenant)
+    shared = unique_email("family")
+    first, _ = await claim(tenant, http, mailbox, shared, "parent", ["terms", "newsletter"])
+    await tenant.wait_for_stage(first["journey_id"], "verified")
+
+    second, customer = await claim(tenant, http, mailbox, shared, "child", ["terms"])
+    assert "already confirmed for another customer" in customer.page
+    journey = await tenant.journey(second["journey_id"])
+    assert journey["stage"] == "verification_pending"
+    assert journey["history"][-1]["type"] == "confirmation_refused"
+    prefs = (await tenant.get(f"/v1/contacts/{first['contact_id']}/preferences")).json()
+    assert {(p["purpose"], p["granted"]) for p in prefs} >= {("newsletter", True)}
+
+
+async def test_move_rule_gives_the_address_and_lapses_the_old_opt_ins(
+    tenant, http, mailbox, webhook_receiver
+):
+    await setup_policies(tenant)
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    assert (await tenant.http.patch("/v1/settings", json={"household_rule": "move"},
+                                    headers=tenant.auth)).json()["household_rule"] == "move"
+    shared = unique_email("family")
+    first, _ = await claim(tenant, http, mailbox, shared, "old-owner", ["terms", "newsletter"])
+    await tenant.wait_for_stage(first["journey_id"], "verified")
+
+    second, customer = await claim(tenant, http, mailbox, shared, "new-owner", ["terms"])
+    assert "address is confirmed" in customer.page
+    await tenant.wait_for_stage(second["journey_id"], "verified")
+
+    ledger = (await tenant.get(f"/v1/contacts/{first['contact_id']}/consents")).json()
+    lapsed = [e for e in ledger if e["source"] == "system"]
+    assert {(e["purpose"], e["granted"]) for e in lapsed} == {
+        ("newsletter", False), ("service-communication", False)}
+    assert all(second["contact_id"] in e["actor"] for e in lapsed)
+    changes = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    assert {c.payload["data"]["contact"]["id"] for c in changes} == {first["contact_id"]}
+
+    # Marketing to the old owner now finds no address of theirs.
+    message = await send(tenant, first["contact_id"], "newsletter", "Hi")
+    assert message["status"] == "suppressed"
+
+
+async def test_settings_validation(tenant):
+    bad = await tenant.http.patch("/v1/settings", json={"household_rule": "share"},
+                                  headers=tenant.auth)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["fields"][0]["field"] == "household_rule"
