@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from activities.client_messages import ClientMessageSender
 from activities.journey_records import JourneyRecords
 from activities.messages import MessageSender
+from activities.reconsent import Reconsent
 from activities.webhooks import WebhookSender
 from core.security import SecretBox
 from core.settings import Settings, get_settings
@@ -20,9 +21,11 @@ from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
 from workflows.client_message import ClientMessageWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.reconsent import ReconsentRunWorkflow
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
 
-WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow]
+WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow,
+             ReconsentRunWorkflow]
 
 
 @asynccontextmanager
@@ -41,6 +44,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         smtp = SmtpSender(settings)
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
+        reconsent = Reconsent(sessions, settings, client)
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,
@@ -51,8 +55,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 records.record_submission,
                 records.record_verification,
                 records.finish_journey,
+                records.record_consent_answer,
                 sender.send_message,
                 client_messages.send_client_message,
+                reconsent.reconsent_batch,
                 webhooks.deliver_webhook,
             ],
         )

@@ -12,11 +12,19 @@ from temporalio import activity
 from core.contracts import (
     EmittedEvents,
     FinishJourneyInput,
+    RecordConsentAnswerInput,
     RecordStageInput,
     RecordSubmissionInput,
     RecordVerificationInput,
 )
-from core.vocabulary import ConsentSource, EventType, HouseholdRule, Stage, VerificationState
+from core.vocabulary import (
+    ConsentSource,
+    EventType,
+    GdprConsentState,
+    HouseholdRule,
+    Stage,
+    VerificationState,
+)
 from db import consents as consents_db
 from db import crud
 from db.models import (
@@ -188,6 +196,31 @@ class JourneyRecords:
             for (purpose, channel), e in current.items() if channel == "email" and e.granted]
         _, deliveries = await consents_db.record(session, contact=previous, decisions=lapsed)
         return deliveries
+
+    @activity.defn
+    async def record_consent_answer(self, input: RecordConsentAnswerInput) -> EmittedEvents:
+        """The customer accepted or rejected the client's consent form (GDPR state)."""
+        answer = input.answer
+        async with transaction(self._sessions) as session:
+            journey, contact, campaign = await self._load(session, input.journey_id)
+            [box] = campaign.spec["consents"]
+            shown = box["texts"].get(answer.language) or next(iter(box["texts"].values()))
+            _, deliveries = await consents_db.record(session, contact=contact, decisions=[
+                consents_db.Decision(
+                    purpose=box["purpose"], channel=box["channel"], granted=answer.accepted,
+                    given_at=answer.given_at, source=ConsentSource.contact_page,
+                    text=LegalText(**{k: shown[k] for k in ("language", "version", "text",
+                                                            "sha256")}),
+                    ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page")])
+            contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
+                                          else GdprConsentState.rejected)
+            contact.gdpr_consent_updated_at = answer.given_at
+            journey.stage = Stage.accepted if answer.accepted else Stage.rejected
+            journey.finished_at = answer.given_at
+            await crud.add_journey_event(session, journey=journey, step=input.step,
+                                         type=journey.stage, at=answer.given_at,
+                                         detail={"ip": answer.ip})
+        return EmittedEvents(delivery_ids=deliveries)
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:

@@ -1,49 +1,19 @@
-"""Puts contacts into a campaign: validates each item on its own, writes contacts and journeys
-in one transaction, then starts one journey workflow per contact (idempotently)."""
+"""Puts contacts into a campaign: validates each item on its own and writes contacts and
+journeys in one transaction (workflows.starts then starts one journey per contact)."""
 
-import asyncio
 import uuid
-from datetime import timedelta
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client as TemporalClient
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.errors import pydantic_fields
 from api.schemas import ContactIn, EnrolItemResult, FieldError
-from core.contracts import JourneyInput, JourneyTimings
-from core.settings import Settings
-from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, JOURNEY_STAGE, Stage
+from core.vocabulary import Stage
 from db import crud
 from db.models import Campaign, Contact, ContactPoint, Journey
-from workflows.journey import JourneyWorkflow
-
-_duration = TypeAdapter(timedelta).validate_python
-START_CONCURRENCY = 50
-
-
-def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID) -> str:
-    return f"journey/{campaign_id}/{contact_id}"
-
-
-def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
-    return JourneyTimings(
-        reminder_interval=_duration(spec["reminders"]["interval"]),
-        max_reminders=spec["reminders"]["max_count"],
-        expires_after=_duration(spec["expires_after"]),
-        verification_link_ttl=_duration(spec["verification_link_ttl"]),
-        webhook_retry_for=settings.webhook_retry_for,
-        webhook_max_retry_interval=settings.webhook_max_retry_interval,
-    )
+from workflows.starts import workflow_id
 
 
 def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
@@ -135,38 +105,3 @@ async def write_contacts_and_journeys(
             index=index, status="already_enrolled" if contact.id in existing else "accepted",
             external_id=contact.external_id, contact_id=contact.id, journey_id=journey.id))
     return results, list(journeys.values())
-
-
-async def start_journeys(
-    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey]
-) -> None:
-    timings = journey_timings(campaign.spec, settings)
-    gate = asyncio.Semaphore(START_CONCURRENCY)
-
-    async def start(journey: Journey) -> None:
-        async with gate:
-            try:
-                await temporal.start_workflow(
-                    JourneyWorkflow.run,
-                    JourneyInput(
-                        journey_id=str(journey.id), client_id=str(journey.client_id),
-                        campaign_id=str(journey.campaign_id), contact_id=str(journey.contact_id),
-                        language=journey.language, timings=timings,
-                    ),
-                    id=journey.workflow_id,
-                    task_queue=settings.temporal_task_queue,
-                    # A repeated request neither duplicates a running journey nor restarts a
-                    # finished one.
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes([
-                        SearchAttributePair(CLIENT_ID, str(journey.client_id)),
-                        SearchAttributePair(CAMPAIGN_ID, str(journey.campaign_id)),
-                        SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
-                    ]),
-                    static_summary=f"Journey of contact {journey.contact_id}",
-                )
-            except WorkflowAlreadyStartedError:
-                pass
-
-    await asyncio.gather(*(start(j) for j in journeys))

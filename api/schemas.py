@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.vocabulary import Channel, EventType
+from core.vocabulary import Channel, EventType, JourneyKind
 from messaging.rendering import supported_languages
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
@@ -90,6 +90,9 @@ class Reminders(Strict):
 
 class CampaignCreate(Strict):
     name: Name
+    kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
+        "data_collection: collect and verify an email address; reconsent: ask contacts to "
+        "accept the consent form (one consent of a data_processing purpose)"))
     collect: list[Literal["email"]] = Field(default=["email"], min_length=1)
     channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
     languages: list[Language] = Field(default=["en"], min_length=1)
@@ -114,6 +117,8 @@ class CampaignCreate(Strict):
     def _consistent(self) -> "CampaignCreate":
         if self.default_language not in self.languages:
             raise ValueError("default_language must be one of languages")
+        if self.kind == JourneyKind.reconsent and len(self.consents) != 1:
+            raise ValueError("a reconsent campaign asks exactly one consent: the consent form")
         keys = [c.key for c in self.consents]
         if len(keys) != len(set(keys)):
             raise ValueError("consent keys must be unique within a campaign")

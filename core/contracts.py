@@ -44,6 +44,8 @@ class JourneyInput:
     contact_id: str
     language: str
     timings: JourneyTimings
+    # data_collection: collect and verify data; reconsent: ask to accept the consent form.
+    kind: str = "data_collection"
 
 
 @dataclass
@@ -67,6 +69,24 @@ class SubmitDataInput:
 class SubmitDataResult:
     stage: str
     verification_sent_to: str
+
+
+@dataclass
+class ConsentAnswerInput:
+    """The customer's answer to a client's consent form (re-consent journey)."""
+
+    accepted: bool
+    given_at: datetime
+    ip: str | None
+    user_agent: str | None
+    language: str
+
+
+@dataclass
+class RecordConsentAnswerInput:
+    journey_id: str
+    step: str
+    answer: ConsentAnswerInput
 
 
 @dataclass
@@ -184,3 +204,37 @@ class ClientMessageInput:
 class ClientMessageResult:
     status: str  # sent | suppressed
     reason: str
+
+
+@dataclass
+class ReconsentProgress:
+    contacts_reset: int = 0
+    journeys_started: int = 0
+    # Contacts with no email to reach them, or who withdrew consent and so stay withdrawn.
+    skipped: int = 0
+    done: bool = False
+
+
+@dataclass
+class ReconsentRunInput:
+    campaign_id: str
+    batch_size: int = 200
+    # Where a continued-as-new run picks up.
+    after_contact_id: str | None = None
+    progress: ReconsentProgress = field(default_factory=ReconsentProgress)
+
+
+@dataclass
+class ReconsentBatchInput:
+    campaign_id: str
+    after_contact_id: str | None
+    batch_size: int
+
+
+@dataclass
+class ReconsentBatchResult:
+    contacts_seen: int
+    last_contact_id: str | None
+    contacts_reset: int
+    journeys_started: int
+    skipped: int

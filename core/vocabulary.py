@@ -17,13 +17,23 @@ class Stage(StrEnum):
     verified = "verified"
     expired = "expired"
     opted_out = "opted_out"
+    # Ends of a re-consent journey: the customer's answer to the consent form.
+    accepted = "accepted"
+    rejected = "rejected"
 
 
-FINAL_STAGES = frozenset({Stage.verified, Stage.expired, Stage.opted_out})
+FINAL_STAGES = frozenset(
+    {Stage.verified, Stage.expired, Stage.opted_out, Stage.accepted, Stage.rejected}
+)
 # Stages in which the customer may (re)submit data from the page.
 ACCEPTS_SUBMISSION = frozenset(
     {Stage.invited, Stage.opened, Stage.data_entered, Stage.verification_pending}
 )
+
+
+class JourneyKind(StrEnum):
+    data_collection = "data_collection"
+    reconsent = "reconsent"
 
 
 class EventType(StrEnum):
@@ -39,6 +49,8 @@ class Channel(StrEnum):
     sms = "sms"
     letter = "letter"
     phone = "phone"
+    # Consent that is not about a channel, e.g. to keep and process the data at all (GDPR).
+    any = "any"
 
 
 class ContactPointKind(StrEnum):
@@ -52,6 +64,21 @@ class VerificationState(StrEnum):
     verified = "verified"
     # Moved to another person of the same client by the household rule.
     released = "released"
+
+
+class GdprConsentState(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+
+
+class GdprConsequence(StrEnum):
+    """What a client does with contacts that rejected or withdrew the consent to keep data."""
+
+    full_functionality = "full_functionality"
+    no_functionality = "no_functionality"
+    anonymise = "anonymise"
 
 
 class HouseholdRule(StrEnum):
@@ -85,6 +112,8 @@ class PurposeKind(StrEnum):
     affiliate_marketing = "affiliate_marketing"
     service = "service"
     financial = "financial"
+    # The GDPR consent to keep and process the contact's data (the client's consent form).
+    data_processing = "data_processing"
 
 
 MARKETING_KINDS = frozenset({PurposeKind.direct_marketing, PurposeKind.affiliate_marketing})

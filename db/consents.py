@@ -13,9 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.security import sha256_hex
-from core.vocabulary import EventType, MessageCategory
+from core.vocabulary import EventType, GdprConsentState, GdprConsequence, MessageCategory
 from db.crud import contact_ref, insert_ignoring_conflicts, record_webhook_event
-from db.models import ConsentEvent, Contact, LegalText, MessagePolicy, Purpose, utcnow
+from db.models import (
+    Client,
+    ConsentEvent,
+    Contact,
+    LegalText,
+    MessagePolicy,
+    Purpose,
+    utcnow,
+)
 
 # Journey messages are not marketing unless the client's policy says so.
 BUILT_IN_POLICIES = {
@@ -181,6 +189,14 @@ async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: u
     category = policy.category if policy else BUILT_IN_POLICIES.get(message_type)
     if category is None:
         return SendDecision(False, "unknown", None, f"no policy for message type {message_type!r}")
+    if category != MessageCategory.mandatory:
+        client = await session.get_one(Client, client_id)
+        contact = await session.get_one(Contact, contact_id)
+        if (client.gdpr_consequence != GdprConsequence.full_functionality
+                and contact.gdpr_consent_state in (GdprConsentState.rejected,
+                                                   GdprConsentState.withdrawn)):
+            return SendDecision(False, category, None, f"the contact {contact.gdpr_consent_state}"
+                                " consent to keep their data; only mandatory messages go")
     if category != MessageCategory.marketing:
         return SendDecision(True, category, None, f"{category} message")
     purpose = policy.purpose_key

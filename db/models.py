@@ -60,6 +60,8 @@ class Client(Base):
     default_language: Mapped[str] = mapped_column(String(8), default="en")
     # When a second person claims a verified email/phone: "reject" it or "move" it to them.
     household_rule: Mapped[str] = mapped_column(String(10), default="reject")
+    # Applies to contacts who rejected or withdrew the consent to keep their data.
+    gdpr_consequence: Mapped[str] = mapped_column(String(20), default="full_functionality")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -108,6 +110,9 @@ class Contact(Base):
     last_name: Mapped[str | None] = mapped_column(String(200))
     company_name: Mapped[str | None] = mapped_column(String(300))
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # GDPR consent to keep the data; the decisions behind it are in the consent ledger.
+    gdpr_consent_state: Mapped[str] = mapped_column(String(12), default="pending")
+    gdpr_consent_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

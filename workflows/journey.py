@@ -18,12 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         ConfirmInput,
         ConfirmResult,
+        ConsentAnswerInput,
         EmittedEvents,
         FinishJourneyInput,
         JourneyInput,
         JourneyState,
         OptOutInput,
         PageOpenedInput,
+        RecordConsentAnswerInput,
         RecordStageInput,
         RecordSubmissionInput,
         RecordVerificationInput,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         FINAL_STAGES,
         JOURNEY_STAGE,
         ErrorType,
+        JourneyKind,
         Stage,
         TokenPurpose,
     )
@@ -72,7 +75,8 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyState:
         self.deadline = workflow.now() + input.timings.expires_after
         async with self.turn:
-            await self._send("invitation", "invitation", TokenPurpose.contact_page, Stage.invited)
+            await self._send(self._template("invitation"), "invitation", TokenPurpose.contact_page,
+                             Stage.invited)
             self._enter(Stage.invited)
 
         while self.stage not in FINAL_STAGES:
@@ -118,7 +122,10 @@ class JourneyWorkflow:
                              to_pending_email=True)
             self.verification_step = step
         else:
-            await self._send("reminder", step, TokenPurpose.contact_page)
+            await self._send(self._template("reminder"), step, TokenPurpose.contact_page)
+
+    def _template(self, name: str) -> str:
+        return f"reconsent_{name}" if self.input.kind == JourneyKind.reconsent else name
 
     # --- what the customer does --------------------------------------------------------------
 
@@ -161,6 +168,9 @@ class JourneyWorkflow:
         self._check_submission_allowed()
 
     def _check_submission_allowed(self) -> None:
+        if self.input.kind != JourneyKind.data_collection:
+            raise ApplicationError("this journey collects no data",
+                                   type=ErrorType.submission_not_accepted)
         if self.stage not in ACCEPTS_SUBMISSION or self.opted_out is not None:
             raise ApplicationError(f"journey is {self.stage}", type=ErrorType.submission_not_accepted)
         if self.submissions >= self.input.timings.max_submissions:
@@ -190,6 +200,29 @@ class JourneyWorkflow:
             raise ApplicationError(
                 "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
             )
+
+    @workflow.update
+    async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:
+        async with self.turn:
+            self._check_answerable()
+            emitted = await workflow.execute_activity_method(
+                JourneyRecords.record_consent_answer,
+                RecordConsentAnswerInput(self.input.journey_id, "answer", input),
+                **DB_WRITE,
+            )
+            self._deliver(emitted)
+            self._enter(Stage.accepted if input.accepted else Stage.rejected)
+            return ConfirmResult(stage=self.stage)
+
+    @answer_consent.validator
+    def _validate_answer_consent(self, input: ConsentAnswerInput) -> None:
+        self._check_answerable()
+
+    def _check_answerable(self) -> None:
+        if self.input.kind != JourneyKind.reconsent or self.stage not in (
+                Stage.invited, Stage.opened) or self.opted_out is not None:
+            raise ApplicationError(f"journey is {self.stage}",
+                                   type=ErrorType.submission_not_accepted)
 
     @workflow.signal
     def opt_out(self, input: OptOutInput) -> None:

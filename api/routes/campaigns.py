@@ -2,7 +2,10 @@
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -10,8 +13,12 @@ from api import enrolment
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse, FieldError
+from core.contracts import ReconsentProgress, ReconsentRunInput
+from core.vocabulary import JourneyKind, PurposeKind
 from db import consents
 from db.models import Campaign
+from workflows.reconsent import ReconsentRunWorkflow
+from workflows.starts import start_journeys
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -26,6 +33,12 @@ async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> di
         if box["purpose"] not in purposes:
             problems.append(FieldError(field=f"consents[{i}].purpose",
                                        message=f"unknown purpose {box['purpose']!r}"))
+            continue
+        is_form = purposes[box["purpose"]].kind == PurposeKind.data_processing
+        if is_form != (body.kind == JourneyKind.reconsent):
+            problems.append(FieldError(field=f"consents[{i}].purpose", message=(
+                "a reconsent campaign asks for a data_processing purpose" if not is_form else
+                "the data_processing consent is asked by a reconsent campaign")))
             continue
         for language, text in box["texts"].items():
             where = f"consents[{i}].texts.{language}"
@@ -100,11 +113,47 @@ async def enrol_contacts(
         results, journeys = await enrolment.write_contacts_and_journeys(
             session, campaign=campaign, items=valid)
         await session.commit()
-        await enrolment.start_journeys(state.temporal, state.settings, campaign=campaign,
-                                       journeys=journeys)
+        await start_journeys(state.temporal, state.settings, campaign=campaign,
+                             journeys=journeys)
     results = sorted(results + rejected, key=lambda r: r.index)
     refused = sum(r.status == "rejected" for r in results)
     response = EnrolResponse(accepted=len(results) - refused, rejected=refused, results=results)
     if response.accepted == 0:
         return JSONResponse(response.model_dump(mode="json"), status_code=422)
     return response
+
+
+@router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
+             response_model=ReconsentProgress)
+async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            state: StateDep, batch_size: int = Query(200, ge=1, le=1000)
+                            ) -> ReconsentProgress:
+    """Requires re-consent from all your contacts: Accepted, Rejected and Pending go back to
+    Pending (Withdrawn stays) and each gets this reconsent campaign's journey. Starting it
+    again while it runs returns the same run."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    if campaign.spec.get("kind") != JourneyKind.reconsent:
+        raise HTTPException(409, "only a reconsent campaign can require re-consent")
+    run_id = f"reconsent/{campaign.id}"
+    try:
+        handle = await state.temporal.start_workflow(
+            ReconsentRunWorkflow.run, ReconsentRunInput(str(campaign.id), batch_size),
+            id=run_id, task_queue=state.settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A finished run is not repeated: a new consent form is a new campaign.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+    except WorkflowAlreadyStartedError:
+        handle = state.temporal.get_workflow_handle_for(ReconsentRunWorkflow.run, run_id)
+    return await handle.query(ReconsentRunWorkflow.state)
+
+
+@router.get("/{campaign_id}/reconsent-run", response_model=ReconsentProgress)
+async def reconsent_progress(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                             state: StateDep) -> ReconsentProgress:
+    await campaign_of(session, client.id, campaign_id)
+    handle = state.temporal.get_workflow_handle_for(ReconsentRunWorkflow.run,
+                                                    f"reconsent/{campaign_id}")
+    try:
+        return await handle.query(ReconsentRunWorkflow.state)
+    except RPCError:
+        raise HTTPException(404, "no re-consent run for this campaign") from None

@@ -17,13 +17,14 @@ from temporalio.service import RPCError
 from api.deps import SessionDep, StateDep
 from core.contracts import (
     ConfirmInput,
+    ConsentAnswerInput,
     ConsentDecision,
     OptOutInput,
     PageOpenedInput,
     SubmitDataInput,
 )
 from core.security import Csrf, sha256_hex
-from core.vocabulary import ErrorType, Stage, TokenPurpose
+from core.vocabulary import FINAL_STAGES, ErrorType, JourneyKind, Stage, TokenPurpose
 from db import crud
 from db.models import Campaign, Client, Contact, Journey, LinkToken
 from messaging.rendering import render_page
@@ -142,7 +143,7 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     visit = await resolve(session, token, TokenPurpose.contact_page)
     if visit is None:
         return invalid_link(request, state)
-    if visit.journey.stage in (Stage.verified, Stage.expired, Stage.opted_out):
+    if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     if visit.journey.stage == Stage.invited:
         handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
@@ -151,6 +152,10 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
                                 PageOpenedInput(opened_at=datetime.now(UTC)))
         except RPCError:
             pass  # a journey that just finished cannot be opened; the page still shows
+    if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
+        [box] = consent_boxes(visit)
+        return html(request, state, "reconsent_form", visit.language,
+                    {"client_name": visit.client.name, "text": box["text"]})
     known = (visit.journey.collected or {}).get("email")
     if known is None:
         point = await crud.known_email(session, contact_id=visit.contact.id)
@@ -168,6 +173,8 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
     form = await request.form()
+    if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
+        return await _answer(request, state, session, visit, form.get("answer"), given_at)
     email_raw = str(form.get("email", "")).strip()
     ticked = set(form.getlist("consent"))
     errors: dict[str, str] = {}
@@ -198,6 +205,22 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         return finished(request, state, visit)
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _answer(request: Request, state, session, visit: Visit, answer, given_at: datetime):
+    if answer not in ("accept", "reject"):
+        return html(request, state, "reconsent_form", visit.language, {
+            "client_name": visit.client.name, "text": consent_boxes(visit)[0]["text"]},
+            status.HTTP_422_UNPROCESSABLE_CONTENT)
+    handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    try:
+        result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
+            accepted=answer == "accept", given_at=given_at, language=visit.language,
+            **who(request)))
+    except (WorkflowUpdateFailedError, RPCError):
+        await session.refresh(visit.journey)
+        return finished(request, state, visit)
+    return finished(request, state, visit, result.stage)
 
 
 @router.post("/c/{token}/opt-out", response_class=HTMLResponse)

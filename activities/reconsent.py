@@ -1,0 +1,61 @@
+"""One batch of a re-consent run: consent states back to Pending, a re-consent journey each.
+
+Idempotent: a retried batch finds the same contacts, the same journey rows and workflow ids."""
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client as TemporalClient
+
+from core.contracts import ReconsentBatchInput, ReconsentBatchResult
+from core.settings import Settings
+from core.vocabulary import GdprConsentState, Stage
+from db import crud
+from db.models import Campaign, Contact, ContactPoint, Journey
+from db.session import transaction
+from workflows.starts import start_journeys, workflow_id
+
+
+class Reconsent:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 temporal: TemporalClient) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._temporal = temporal
+
+    @activity.defn
+    async def reconsent_batch(self, input: ReconsentBatchInput) -> ReconsentBatchResult:
+        async with transaction(self._sessions) as session:
+            campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
+            query = (select(Contact).where(Contact.client_id == campaign.client_id)
+                     .order_by(Contact.id).limit(input.batch_size).with_for_update())
+            if input.after_contact_id:
+                query = query.where(Contact.id > uuid.UUID(input.after_contact_id))
+            contacts = list(await session.scalars(query))
+            reachable = set(await session.scalars(select(ContactPoint.contact_id).where(
+                ContactPoint.contact_id.in_([c.id for c in contacts]),
+                ContactPoint.kind == "email")))
+            chosen = [c for c in contacts if c.id in reachable
+                      and c.gdpr_consent_state != GdprConsentState.withdrawn]
+            for contact in chosen:
+                contact.gdpr_consent_state = GdprConsentState.pending
+                contact.gdpr_consent_updated_at = None
+            if chosen:
+                await crud.insert_ignoring_conflicts(session, Journey, [
+                    {"id": uuid.uuid4(), "client_id": campaign.client_id,
+                     "campaign_id": campaign.id, "contact_id": c.id,
+                     "workflow_id": workflow_id(campaign.id, c.id), "stage": Stage.enrolled,
+                     "language": c.language if c.language in campaign.spec["languages"]
+                     else campaign.spec["default_language"]} for c in chosen])
+            journeys = list(await session.scalars(select(Journey).where(
+                Journey.campaign_id == campaign.id,
+                Journey.contact_id.in_([c.id for c in chosen]))))
+        await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=journeys)
+        activity.heartbeat(len(journeys))
+        return ReconsentBatchResult(
+            contacts_seen=len(contacts),
+            last_contact_id=str(contacts[-1].id) if contacts else None,
+            contacts_reset=len(chosen), journeys_started=len(journeys),
+            skipped=len(contacts) - len(chosen))

@@ -1,0 +1,105 @@
+"""Requiring re-consent: every contact's GDPR consent back to Pending, a journey each, and the
+customer's answer recorded in the ledger."""
+
+import uuid
+
+from sqlalchemy import func, select
+
+from db.models import Contact, ContactPoint, Journey
+from db.session import transaction
+from tests.helpers import Customer, eventually
+
+FORM = "We keep your name and address to serve you; see our privacy notice v2."
+
+
+async def reconsent_campaign(tenant) -> dict:
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    return await tenant.create_campaign(
+        name="Privacy notice v2", kind="reconsent", languages=["en"],
+        consents=[{"key": "gdpr", "purpose": "data-processing", "channel": "any",
+                   "mandatory": True, "texts": {"en": {"text": FORM, "version": "v2"}}}])
+
+
+async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox):
+    states = ["accepted"] * 400 + ["rejected"] * 300 + ["pending"] * 250 + ["withdrawn"] * 50
+    ids = [uuid.uuid4() for _ in states]
+    async with transaction(sessions) as session:
+        session.add_all([Contact(id=i, client_id=tenant.id, external_id=f"r-{n}", language="en",
+                                 gdpr_consent_state=s) for n, (i, s) in enumerate(zip(ids, states))])
+        await session.flush()
+        session.add_all([ContactPoint(client_id=tenant.id, contact_id=i, kind="email",
+                                      value=f"r{n}-{tenant.id.hex[:8]}@example.com")
+                         for n, i in enumerate(ids)])
+    campaign = await reconsent_campaign(tenant)
+    started = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run?batch_size=30", {})
+    assert started.status_code == 202, started.text
+
+    async def finished():
+        progress = (await tenant.get(f"/v1/campaigns/{campaign['id']}/reconsent-run")).json()
+        return progress if progress["done"] else None
+    progress = await eventually(finished, timeout=120, what="re-consent run")
+    assert progress == {"contacts_reset": 950, "journeys_started": 950, "skipped": 50,
+                        "done": True}
+    async with sessions() as session:
+        counts = dict((await session.execute(
+            select(Contact.gdpr_consent_state, func.count()).where(Contact.client_id == tenant.id)
+            .group_by(Contact.gdpr_consent_state))).all())
+        journeys = await session.scalar(select(func.count()).where(
+            Journey.campaign_id == uuid.UUID(campaign["id"])))
+    assert counts == {"pending": 950, "withdrawn": 50}
+    assert journeys == 950
+
+    # Asking again changes nothing: a campaign's run happens once.
+    again = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run", {})
+    assert again.json()["journeys_started"] == 950
+
+    # One customer answers from the email.
+    address = f"r0-{tenant.id.hex[:8]}@example.com"
+    [invitation] = await mailbox.wait_for(address, timeout=60)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert FORM in customer.page
+    await customer.submit(mailbox.link(invitation), answer="accept")
+    assert "your choice is saved" in customer.page
+    ledger = (await tenant.get(f"/v1/contacts/{ids[0]}/consents")).json()
+    assert [(e["purpose"], e["channel"], e["granted"], e["legal_text"]["version"])
+            for e in ledger] == [("data-processing", "any", True, "v2")]
+    async with sessions() as session:
+        assert (await session.get(Contact, ids[0])).gdpr_consent_state == "accepted"
+
+
+async def test_rejecting_the_form_with_no_functionality_stops_messages(tenant, http, mailbox,
+                                                                        sessions):
+    from tests.test_consent_ledger import send, setup_policies
+    await setup_policies(tenant)
+    await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "no_functionality"},
+                            headers=tenant.auth)
+    campaign = await reconsent_campaign(tenant)
+    address = f"reject-{uuid.uuid4().hex[:8]}@example.com"
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "rj", "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert (await customer.submit(mailbox.link(invitation), answer="maybe")).status_code == 422
+    await customer.submit(mailbox.link(invitation), answer="reject")
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "rejected")
+    invoice = await send(tenant, enrolled["results"][0]["contact_id"], "invoice", "Invoice 7")
+    assert invoice["status"] == "suppressed" and "rejected" in invoice["status_reason"]
+
+
+async def test_reconsent_campaign_validation(tenant):
+    await tenant.ensure_purpose("newsletter", "direct_marketing")
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    wrong_purpose = await tenant.post("/v1/campaigns", {
+        "name": "x", "kind": "reconsent", "consents": [
+            {"key": "n", "purpose": "newsletter", "channel": "email",
+             "texts": {"en": {"text": "t", "version": "1"}}}]})
+    assert wrong_purpose.status_code == 422
+    assert wrong_purpose.json()["error"]["fields"][0]["field"] == "consents[0].purpose"
+    form_in_data_campaign = await tenant.post("/v1/campaigns", {
+        "name": "x", "consents": [{"key": "g", "purpose": "data-processing", "channel": "any",
+                                   "texts": {"en": {"text": "t", "version": "1"}}}]})
+    assert form_in_data_campaign.status_code == 422
+    normal = await tenant.create_campaign(languages=["en"], consents=[])
+    assert (await tenant.post(f"/v1/campaigns/{normal['id']}/reconsent-run", {})).status_code == 409
+    assert (await tenant.get(f"/v1/campaigns/{normal['id']}/reconsent-run")).status_code == 404
