@@ -51,6 +51,9 @@ async def test_outbox_lists_sms_and_letters_newest_first(http: httpx.AsyncClient
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/pdf"
     assert response.content == letter.pdf
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in (await http.get("/dev/outbox")).headers["content-security-policy"]
     assert PrintedLetter(response.content, tmp_path).qr_codes() == [link]
 
 

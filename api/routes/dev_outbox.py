@@ -14,6 +14,9 @@ from messaging.local_outbox import file_in_outbox, read_records
 from messaging.rendering import render_page
 
 router = APIRouter(prefix="/dev", include_in_schema=False)
+# Browsers' PDF viewers break under default-src 'none' (they draw with inline styles), so the
+# PDF gets a policy of its own: still never framed by another site.
+PDF_POLICY = {"Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 @dataclass
@@ -41,5 +44,5 @@ async def letter_pdf(letter_id: str, state: StateDep) -> FileResponse:
     path = file_in_outbox(state.settings.letter_outbox_dir, letter_id, ".pdf")
     if path is None:
         raise HTTPException(404, "no such letter")
-    return FileResponse(path, media_type="application/pdf",
+    return FileResponse(path, media_type="application/pdf", headers=PDF_POLICY,
                         content_disposition_type="inline", filename=f"letter-{letter_id}.pdf")
