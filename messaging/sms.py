@@ -3,6 +3,7 @@
 Both measure the text first (encoding, segments) and refuse what is too long before sending.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Protocol
 
 import httpx
 
-from core.settings import Settings
+from core.settings import SMS_SENDER, Settings
 from messaging.local_outbox import outbox_id, write_record
 from messaging.phone import PhoneNumberError, parse_phone
 from messaging.provider_http import PermanentDeliveryFailure, ProviderApi
@@ -45,6 +46,9 @@ def check_sms(sms: OutgoingSms, max_segments: int) -> SmsLength:
         raise PermanentDeliveryFailure(f"recipient is not a usable mobile number: {err}") from err
     if not usable:
         raise PermanentDeliveryFailure("recipient is not a mobile number in E.164")
+    if not re.fullmatch(SMS_SENDER, sms.sender):
+        raise PermanentDeliveryFailure(
+            f"SMS sender {sms.sender!r} must be at most 11 letters and digits, or +E.164")
     length = measure(sms.text)
     if length.segments == 0:
         raise PermanentDeliveryFailure("empty SMS text")

@@ -165,9 +165,11 @@ class MessagingProvider(LocalHttpServer):
     # Status codes to answer, one per request, before accepting again.
     failures: list[int] = field(default_factory=list)
     stall_seconds: float = 0
+    # Accept with an empty 202 instead of {"id": ...}, as some providers do.
+    silent: bool = False
 
     def reset(self) -> None:
-        self.token, self.stall_seconds = "provider-token", 0
+        self.token, self.stall_seconds, self.silent = "provider-token", 0, False
         self.attempts, self.received, self.failures = [], [], []
 
     async def _answer(self, request: Request, parsed: ProviderRequest) -> Response:
@@ -181,6 +183,8 @@ class MessagingProvider(LocalHttpServer):
         if self.failures:
             return Response(content='{"error": "scripted failure"}', status_code=self.failures.pop(0))
         self.received.append(parsed)
+        if self.silent:
+            return Response(status_code=202)
         return Response(content=json.dumps({"id": f"prov-{len(self.received)}"}),
                         media_type="application/json", status_code=201)
 

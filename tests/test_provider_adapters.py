@@ -69,6 +69,13 @@ async def test_http_sms_is_posted_as_json_with_its_length(provider, http):
     assert receipt.length.units == len(SMS.text) + 1  # the euro sign takes two septets
 
 
+async def test_provider_without_an_id_gets_our_reference(provider, http):
+    provider.silent = True
+    receipt = await make_sms_sender(provider_settings(provider), http).send(SMS)
+    assert receipt.provider_message_id == outbox_id(SMS.idempotency_key)
+    assert len(provider.received) == 1
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 async def test_http_sms_4xx_is_permanent(provider, http, status):
     provider.failures = [status]
@@ -120,6 +127,8 @@ async def test_unreachable_provider_is_retryable(http):
     (OutgoingSms(to="0612345678", sender="A", text="hi", idempotency_key="k"), "add the country code"),
     (OutgoingSms(to="+31 6 12345678", sender="A", text="hi", idempotency_key="k"), "in E.164"),
     (OutgoingSms(to="+31201234567", sender="A", text="hi", idempotency_key="k"), "not a mobile"),
+    (OutgoingSms(to="+31612345678", sender="Acme Energie BV", text="hi", idempotency_key="k"),
+     "at most 11 letters and digits"),
 ])
 async def test_unsendable_sms_refused_before_reaching_the_provider(provider, http, sms, message):
     with pytest.raises(PermanentDeliveryFailure, match=message):
