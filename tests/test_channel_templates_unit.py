@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from messaging.rendering import render_letter, render_sms
 from messaging.sms_encoding import SmsEncoding, measure
 
