@@ -81,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def security_headers(request: Request, call_next) -> Response:  # noqa: ANN001
         response = await call_next(request)
         if not request.url.path.startswith(("/docs", "/redoc")):
-            response.headers.update(SECURITY_HEADERS)
+            # A route may set a policy of its own (a PDF needs one the browser viewer can run in).
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
         if PAGE_PATH.match(request.url.path):
             response.headers["Cache-Control"] = "no-store"
         return response

@@ -3,12 +3,20 @@
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from messaging.phone import check_region
 
 DATA_DIR = Path(".data")
 DEV_SECRET = "dev-only-insecure-secret-change-me"
+# An SMS sender: up to 11 letters and digits (networks cut or reject longer ones) or a number.
+SMS_SENDER = r"^[A-Za-z0-9 .\-]{1,11}$|^\+[0-9]{3,15}$"
+
+# "outbox" writes files that /dev/outbox shows; "http" calls a provider's API.
+Adapter = Literal["outbox", "http"]
 
 
 class Settings(BaseSettings):
@@ -46,13 +54,52 @@ class Settings(BaseSettings):
     # Preference-centre and unsubscribe links in messages stay valid this long.
     preference_link_ttl: timedelta = timedelta(days=400)
 
+    # Phone numbers typed without a country code are read in this region (ISO code) for a
+    # client that has not set its own.
+    default_phone_region: str = "NL"
+
+    sms_adapter: Adapter = "outbox"
+    sms_outbox_dir: Path = DATA_DIR / "outbox" / "sms"
+    sms_http_url: AnyHttpUrl | None = None
+    sms_http_token: SecretStr | None = None
+    sms_timeout_seconds: float = 10
+    # Shown as the SMS sender: alphanumeric (at most 11 characters) or +E.164.
+    sms_sender_name: str = Field(default="Journeys", pattern=SMS_SENDER)
+    # A longer text is refused before sending: every segment is billed as one SMS.
+    sms_max_segments: int = Field(default=4, ge=1, le=10)
+
+    letter_adapter: Adapter = "outbox"
+    letter_outbox_dir: Path = DATA_DIR / "outbox" / "letters"
+    letter_http_url: AnyHttpUrl | None = None
+    letter_http_token: SecretStr | None = None
+    letter_timeout_seconds: float = 30
+    # A Unicode TrueType family (Regular and Bold files) so any customer's name prints.
+    letter_font_regular: Path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    letter_font_bold: Path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        return check_region(value)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> "Settings":
         if not self.dev_mode and self.secret_key.get_secret_value() == DEV_SECRET:
             raise ValueError("SECRET_KEY must be set when DEV_MODE is false")
+        return self
+
+    @model_validator(mode="after")
+    def _http_adapters_need_url_and_token(self) -> "Settings":
+        for channel in ("sms", "letter"):
+            if getattr(self, f"{channel}_adapter") == "http":
+                missing = [f"{channel}_http_{part}".upper() for part in ("url", "token")
+                           if getattr(self, f"{channel}_http_{part}") is None]
+                if missing:
+                    raise ValueError(f"{' and '.join(missing)} must be set when "
+                                     f"{channel.upper()}_ADAPTER is http")
         return self
 
 

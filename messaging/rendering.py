@@ -9,6 +9,7 @@ from functools import cache
 from io import BytesIO
 from typing import Any
 
+from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -52,6 +53,7 @@ def environment(language: str) -> Environment:
     )
     env.install_gettext_translations(_translations(language), newstyle=True)
     env.globals["language"] = language
+    env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
     return env
 
 
@@ -69,6 +71,39 @@ def render_email(name: str, language: str, context: dict[str, Any]) -> RenderedE
     subject, _, text = env.get_template(f"email/{name}.txt").render(context).partition("\n")
     html = env.get_template(f"email/{name}.html").render(context)
     return RenderedEmail(subject=subject.strip(), text=text.strip() + "\n", html=html)
+
+
+def render_sms(name: str, language: str, context: dict[str, Any]) -> str:
+    """sms/<name>.txt, with the template's own indentation and blank edges removed."""
+    text = environment(pick_language(language)).get_template(f"sms/{name}.txt").render(context)
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+@dataclass
+class RenderedLetter:
+    subject: str
+    paragraphs: list[str]
+    qr_caption: str
+    closing: str
+
+
+def render_letter(name: str, language: str, context: dict[str, Any]) -> RenderedLetter:
+    """letter/<name>.txt defines the blocks subject, body, qr_caption and closing; the body's
+    paragraphs are separated by blank lines (line breaks inside one are only template layout)."""
+    template = environment(pick_language(language)).get_template(f"letter/{name}.txt")
+
+    def block(name: str) -> str:
+        return "".join(template.blocks[name](template.new_context(context)))
+
+    def line(text: str) -> str:
+        return " ".join(text.split())
+
+    return RenderedLetter(
+        subject=line(block("subject")),
+        paragraphs=[line(p) for p in block("body").split("\n\n") if p.strip()],
+        qr_caption=line(block("qr_caption")),
+        closing=line(block("closing")),
+    )
 
 
 def render_page(name: str, language: str, context: dict[str, Any]) -> str:

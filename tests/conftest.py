@@ -20,7 +20,7 @@ from db import crud
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker, transaction
 from messaging.dev_mail import start_smtp_sink
-from tests.helpers import Mailbox, Tenant, WebhookReceiver, free_port
+from tests.helpers import Mailbox, MessagingProvider, Tenant, WebhookReceiver, free_port
 from worker import running_worker
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -82,7 +82,24 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mailbox) -> Settings:
+async def provider_server() -> AsyncIterator[MessagingProvider]:
+    server = MessagingProvider()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def provider(provider_server: MessagingProvider) -> MessagingProvider:
+    """The SMS/print provider, reset for each test so scripted failures never leak."""
+    provider_server.reset()
+    return provider_server
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mailbox,
+             tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    outbox = tmp_path_factory.mktemp("outbox")
     return Settings(
         database_url=database_url,
         temporal_address=temporal_env.client.service_client.config.target_host,
@@ -95,6 +112,8 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         smtp_port=mailbox.port,
         webhook_timeout_seconds=5,
         webhook_max_retry_interval=timedelta(seconds=2),
+        sms_outbox_dir=outbox / "sms",
+        letter_outbox_dir=outbox / "letters",
     )
 
 

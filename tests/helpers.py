@@ -4,9 +4,11 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,7 +81,28 @@ class Delivery:
 
 
 @dataclass
-class WebhookReceiver:
+class LocalHttpServer:
+    """A real HTTP server (uvicorn) on a free local port, run in the test loop."""
+
+    port: int = 0
+
+    def _app(self) -> FastAPI:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self.port = free_port()
+        self._server = uvicorn.Server(uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._task = asyncio.create_task(self._server.serve())
+        await eventually(lambda: asyncio.sleep(0, self._server.started), what="server start")
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        await self._task
+
+
+@dataclass
+class WebhookReceiver(LocalHttpServer):
     """A real HTTP server that checks every signature, like a careful client's endpoint."""
 
     secrets: dict[str, str] = field(default_factory=dict)
@@ -87,7 +110,6 @@ class WebhookReceiver:
     bad_signatures: list[str] = field(default_factory=list)
     # endpoint name -> status codes to answer before accepting (simulates an outage).
     failures: dict[str, list[int]] = field(default_factory=dict)
-    port: int = 0
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{name}"
@@ -122,16 +144,72 @@ class WebhookReceiver:
 
         return app
 
-    async def start(self) -> None:
-        self.port = free_port()
-        self._server = uvicorn.Server(uvicorn.Config(
-            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self._task = asyncio.create_task(self._server.serve())
-        await eventually(lambda: asyncio.sleep(0, self._server.started), what="receiver start")
 
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        await self._task
+@dataclass
+class ProviderRequest:
+    headers: dict[str, str]
+    json: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    pdf: bytes | None = None
+
+
+@dataclass
+class MessagingProvider(LocalHttpServer):
+    """An SMS and print provider's API over real HTTP: POST /sms (JSON) and POST /letters
+    (multipart PDF upload), bearer token checked; it can be told to fail or to hang."""
+
+    token: str = "provider-token"
+    # The headers of every request, answered or not; `received` holds the accepted ones.
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    received: list[ProviderRequest] = field(default_factory=list)
+    # Status codes to answer, one per request, before accepting again.
+    failures: list[int] = field(default_factory=list)
+    stall_seconds: float = 0
+    # Accept with an empty 202 instead of {"id": ...}, as some providers do.
+    silent: bool = False
+
+    def reset(self) -> None:
+        self.token, self.stall_seconds, self.silent = "provider-token", 0, False
+        self.attempts, self.received, self.failures = [], [], []
+
+    async def _answer(self, request: Request, parsed: ProviderRequest) -> Response:
+        self.attempts.append(parsed.headers)
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return Response(status_code=401)
+        if self.stall_seconds:
+            # A hung provider: it answers, too late, that nothing was accepted.
+            await asyncio.sleep(self.stall_seconds)
+            return Response(status_code=504)
+        if self.failures:
+            return Response(content='{"error": "scripted failure"}', status_code=self.failures.pop(0))
+        self.received.append(parsed)
+        if self.silent:
+            return Response(status_code=202)
+        return Response(content=json.dumps({"id": f"prov-{len(self.received)}"}),
+                        media_type="application/json", status_code=201)
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/sms")
+        async def sms(request: Request) -> Response:
+            return await self._answer(request, ProviderRequest(
+                headers=dict(request.headers), json=await request.json()))
+
+        @app.post("/letters")
+        async def letters(request: Request) -> Response:
+            form = await request.form()
+            upload = form["file"]
+            if upload.content_type != "application/pdf":
+                return Response(status_code=415)
+            return await self._answer(request, ProviderRequest(
+                headers=dict(request.headers), metadata=json.loads(str(form["metadata"])),
+                pdf=await upload.read()))
+
+        return app
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
 
 
 @dataclass
@@ -234,3 +312,66 @@ class Customer:
             return await self.open(response.headers["location"])
         self.page = response.text
         return response
+
+
+POINTS_PER_MM = 72 / 25.4
+
+
+@dataclass
+class PdfWord:
+    text: str
+    # Millimetres from the top-left corner of the page.
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+
+class _BboxWords(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[PdfWord] = []
+        self._box: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "word":
+            self._box = {k: v or "" for k, v in attrs}
+
+    def handle_data(self, data: str) -> None:
+        if self._box is not None:
+            b = {k: float(self._box[k]) / POINTS_PER_MM for k in ("xmin", "ymin", "xmax", "ymax")}
+            self.words.append(PdfWord(data, b["xmin"], b["ymin"], b["xmax"], b["ymax"]))
+            self._box = None
+
+
+class PrintedLetter:
+    """A PDF read back the way a person (and the post) would: its text, the position of each
+    word on page 1, and the QR codes on page 1 — with poppler-utils and zbar-tools."""
+
+    def __init__(self, pdf: bytes, directory: Path) -> None:
+        self._dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = self._dir / "letter.pdf"
+        self.path.write_bytes(pdf)
+
+    def _run(self, *args: str) -> str:
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+    def text(self) -> str:
+        # Joined into one line per paragraph-ish run, so wrapped sentences can be found whole.
+        return " ".join(self._run("pdftotext", "-enc", "UTF-8", str(self.path), "-").split())
+
+    def words(self) -> list[PdfWord]:
+        parser = _BboxWords()
+        parser.feed(self._run("pdftotext", "-bbox", "-f", "1", "-l", "1", str(self.path), "-"))
+        return parser.words
+
+    def images(self) -> int:
+        return len(self._run("pdfimages", "-list", str(self.path)).splitlines()) - 2
+
+    def qr_codes(self) -> list[str]:
+        self._run("pdftoppm", "-r", "150", "-gray", "-png", "-f", "1", "-l", "1", "-singlefile",
+                  str(self.path), str(self._dir / "page"))
+        found = subprocess.run(["zbarimg", "-q", "--raw", str(self._dir / "page.png")],
+                               capture_output=True, text=True)
+        return found.stdout.splitlines()

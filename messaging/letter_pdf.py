@@ -1,0 +1,175 @@
+"""Lays out one A4 letter as a PDF: client branding, the address in the window of a DIN 5008
+(form B) window envelope, the text in the customer's language and a QR code to the personal page.
+
+Positions are in millimetres from the top-left corner of the page.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from io import BytesIO
+from pathlib import Path
+
+import segno
+from babel.dates import format_date
+from fpdf import FPDF, XPos, YPos
+
+from messaging.address import AddressError
+from messaging.rendering import RenderedLetter
+
+PAGE_WIDTH = 210
+LEFT, RIGHT = 25, 20
+TEXT_WIDTH = PAGE_WIDTH - LEFT - RIGHT
+# DIN 5008 form B address field: 85 x 45 mm at 20 mm from the left and 45 mm from the top, its
+# first 17.7 mm for the return line, then the address zone; text starts 5 mm inside the field.
+# It sits behind the window of DL, C6/5 and C5 envelopes (DIN 680) when folded at the marks.
+WINDOW_X, WINDOW_Y, WINDOW_WIDTH, WINDOW_HEIGHT = 20, 45, 85, 45
+RETURN_LINE_Y = WINDOW_Y + 12.7
+ADDRESS_Y = WINDOW_Y + 17.7
+ADDRESS_WIDTH = WINDOW_WIDTH - 10
+ADDRESS_LINE = 4.23  # 12 pt leading for 10 pt type
+FOLD_MARKS = (105, 210)
+HOLE_MARK = 148.5
+SUBJECT_Y = 98.5
+QR_SIZE = 34
+BLACK = (0, 0, 0)
+HEX_COLOUR = re.compile(r"#([0-9a-fA-F]{6})")
+
+
+@dataclass(frozen=True)
+class Branding:
+    name: str
+    colour: str = "#1d4ed8"
+    # PNG or JPEG, printed at the top left instead of the name.
+    logo: bytes | None = None
+    # One line above the address, e.g. "Acme BV · Postbus 1 · 1000 AA Amsterdam".
+    return_address: str | None = None
+
+
+@dataclass(frozen=True)
+class LetterDocument:
+    branding: Branding
+    address_lines: list[str]
+    language: str
+    text: RenderedLetter
+    link: str
+    short_link: str
+    date: date
+
+
+@dataclass(frozen=True)
+class LetterFonts:
+    """A Unicode TrueType family, so every customer's name prints as written."""
+
+    regular: Path
+    bold: Path
+
+
+@dataclass(frozen=True)
+class RenderedPdf:
+    content: bytes
+    pages: int
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    found = HEX_COLOUR.fullmatch(colour)
+    if not found:
+        raise ValueError(f"colour {colour!r} is not of the form #RRGGBB")
+    value = found.group(1)
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def _letterhead(pdf: FPDF, branding: Branding) -> None:
+    colour = rgb(branding.colour)
+    if branding.logo:
+        pdf.image(BytesIO(branding.logo), x=LEFT, y=14, h=18)
+    else:
+        pdf.set_font("Letter", "B", 18)
+        pdf.set_text_color(*colour)
+        pdf.set_xy(LEFT, 16)
+        pdf.cell(TEXT_WIDTH, 10, branding.name)
+    pdf.set_draw_color(*colour)
+    pdf.set_line_width(0.8)
+    pdf.line(LEFT, 36, PAGE_WIDTH - RIGHT, 36)
+    # Fold marks and the punch mark in the left margin, as DIN 5008 places them.
+    pdf.set_draw_color(150, 150, 150)
+    pdf.set_line_width(0.2)
+    for y in FOLD_MARKS:
+        pdf.line(4, y, 9, y)
+    pdf.line(4, HOLE_MARK, 11, HOLE_MARK)
+    pdf.set_text_color(*BLACK)
+
+
+def _address_field(pdf: FPDF, letter: LetterDocument) -> None:
+    text_x = WINDOW_X + 5
+    if letter.branding.return_address:
+        pdf.set_font("Letter", "", 7)
+        pdf.set_xy(text_x, RETURN_LINE_Y)
+        pdf.cell(ADDRESS_WIDTH, 3.5, letter.branding.return_address)
+    pdf.set_font("Letter", "", 10)
+    for i, line in enumerate(letter.address_lines):
+        if pdf.get_string_width(line) > ADDRESS_WIDTH:
+            raise AddressError(f"address line {line!r} is too long for the envelope window")
+        pdf.set_xy(text_x, ADDRESS_Y + i * ADDRESS_LINE)
+        pdf.cell(ADDRESS_WIDTH, ADDRESS_LINE, line)
+    pdf.set_xy(125, 85)
+    pdf.cell(PAGE_WIDTH - RIGHT - 125, 5, format_date(letter.date, "long", locale=letter.language),
+             align="R")
+
+
+def _qr_code(pdf: FPDF, link: str, x: float, y: float) -> None:
+    """Drawn as vector squares, so it stays sharp whatever the print resolution."""
+    code = segno.make(link, error="m", micro=False)
+    rows = [list(row) for row in code.matrix_iter(scale=1, border=0)]
+    module = QR_SIZE / len(rows)
+    pdf.set_fill_color(*BLACK)
+    for r, row in enumerate(rows):
+        c = 0
+        while c < len(row):
+            if not row[c]:
+                c += 1
+                continue
+            start = c
+            while c < len(row) and row[c]:
+                c += 1
+            # One rectangle per horizontal run keeps the file small and the edges seamless.
+            pdf.rect(x + start * module, y + r * module, (c - start) * module, module, style="F")
+
+
+def render_letter_pdf(letter: LetterDocument, fonts: LetterFonts) -> RenderedPdf:
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.add_font("Letter", "", str(fonts.regular))
+    pdf.add_font("Letter", "B", str(fonts.bold))
+    pdf.set_margins(LEFT, 20, RIGHT)
+    pdf.set_auto_page_break(True, margin=20)
+    pdf.set_title(letter.text.subject)
+    pdf.set_author(letter.branding.name)
+    pdf.set_lang(letter.language)
+    pdf.add_page()
+    _letterhead(pdf, letter.branding)
+    _address_field(pdf, letter)
+
+    pdf.set_xy(LEFT, SUBJECT_Y)
+    pdf.set_font("Letter", "B", 11)
+    pdf.multi_cell(TEXT_WIDTH, 6, letter.text.subject, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+    pdf.set_font("Letter", "", 10)
+    for paragraph in letter.text.paragraphs:
+        pdf.multi_cell(TEXT_WIDTH, 5, paragraph, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(3)
+
+    # The code, its caption and the printed link stay together on one page.
+    if pdf.get_y() + QR_SIZE + 20 > pdf.h - pdf.b_margin:
+        pdf.add_page()
+    top = pdf.get_y() + 2
+    _qr_code(pdf, letter.link, LEFT, top)
+    pdf.set_xy(LEFT, top + QR_SIZE + 3)
+    pdf.cell(TEXT_WIDTH, 5, letter.text.qr_caption, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font("Letter", "B", 11)
+    pdf.cell(TEXT_WIDTH, 6, letter.short_link, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(6)
+    pdf.set_font("Letter", "", 10)
+    pdf.cell(TEXT_WIDTH, 5, letter.text.closing, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(2)
+    pdf.cell(TEXT_WIDTH, 5, letter.branding.name)
+    return RenderedPdf(content=bytes(pdf.output()), pages=pdf.pages_count)

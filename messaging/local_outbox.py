@@ -1,0 +1,44 @@
+"""Files in a directory standing in for an SMS or print provider (dev and tests), read back by
+/dev/outbox. A message's file name comes from its idempotency key, so a retry overwrites."""
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+# Outbox ids are what /dev/outbox puts in URLs: hex only, so no id can name a path elsewhere.
+OUTBOX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def outbox_id(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    # A reader (the dev outbox) never sees half a file: write beside it, then rename over it.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def write_record(directory: Path, id: str, record: dict[str, Any]) -> None:
+    write_atomically(directory / f"{id}.json", json.dumps(record, indent=2).encode())
+
+
+def read_records(directory: Path) -> list[dict[str, Any]]:
+    """Every record in the outbox, newest first (by its `sent_at`)."""
+    if not directory.is_dir():
+        return []
+    records = [json.loads(p.read_text()) for p in directory.glob("*.json")]
+    return sorted(records, key=lambda r: r["sent_at"], reverse=True)
+
+
+def file_in_outbox(directory: Path, id: str, suffix: str) -> Path | None:
+    """The outbox file of `id`, or None when the id is malformed or unknown."""
+    if not OUTBOX_ID.fullmatch(id):
+        return None
+    path = directory / f"{id}{suffix}"
+    return path if path.is_file() else None

@@ -1,0 +1,111 @@
+"""Sends SMS through a provider adapter: the local outbox (dev, tests) or a provider's HTTP API.
+
+Both measure the text first (encoding, segments) and refuse what is too long before sending.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from core.settings import SMS_SENDER, Settings
+from messaging.local_outbox import outbox_id, write_record
+from messaging.phone import PhoneNumberError, parse_phone
+from messaging.provider_http import PermanentDeliveryFailure, ProviderApi
+from messaging.sms_encoding import SmsLength, measure
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    to: str  # E.164
+    sender: str
+    text: str
+    # Deterministic per journey step: the same SMS sent twice carries the same key.
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class SmsReceipt:
+    provider_message_id: str
+    length: SmsLength
+
+
+class SmsSender(Protocol):
+    async def send(self, sms: OutgoingSms) -> SmsReceipt: ...
+
+
+def check_sms(sms: OutgoingSms, max_segments: int) -> SmsLength:
+    """Refuses what no provider should be asked to send; the length otherwise."""
+    # The number itself stays out of the message: failures end up in workflow histories.
+    try:
+        usable = parse_phone(sms.to, None) == sms.to
+    except PhoneNumberError as err:
+        raise PermanentDeliveryFailure(f"recipient is not a usable mobile number: {err}") from err
+    if not usable:
+        raise PermanentDeliveryFailure("recipient is not a mobile number in E.164")
+    if not re.fullmatch(SMS_SENDER, sms.sender):
+        raise PermanentDeliveryFailure(
+            f"SMS sender {sms.sender!r} must be at most 11 letters and digits, or +E.164")
+    length = measure(sms.text)
+    if length.segments == 0:
+        raise PermanentDeliveryFailure("empty SMS text")
+    if length.segments > max_segments:
+        raise PermanentDeliveryFailure(
+            f"SMS text needs {length.segments} {length.encoding} segments; at most "
+            f"{max_segments} allowed"
+        )
+    return length
+
+
+class OutboxSmsSender:
+    """Writes each SMS as a JSON file; /dev/outbox lists them."""
+
+    def __init__(self, directory: Path, max_segments: int) -> None:
+        self._directory = directory
+        self._max_segments = max_segments
+
+    async def send(self, sms: OutgoingSms) -> SmsReceipt:
+        length = check_sms(sms, self._max_segments)
+        id = outbox_id(sms.idempotency_key)
+        write_record(self._directory, id, {
+            "id": id,
+            "to": sms.to,
+            "sender": sms.sender,
+            "text": sms.text,
+            "encoding": str(length.encoding),
+            "units": length.units,
+            "segments": length.segments,
+            "sent_at": datetime.now(UTC).isoformat(),
+            "provider_message_id": id,
+        })
+        return SmsReceipt(provider_message_id=id, length=length)
+
+
+class HttpSmsSender:
+    """POSTs {to, from, text, reference, encoding, segments} as JSON; the provider answers
+    {"id": ...}."""
+
+    def __init__(self, api: ProviderApi, max_segments: int) -> None:
+        self._api = api
+        self._max_segments = max_segments
+
+    async def send(self, sms: OutgoingSms) -> SmsReceipt:
+        length = check_sms(sms, self._max_segments)
+        reference = outbox_id(sms.idempotency_key)
+        id = await self._api.submit(
+            reference,
+            json={"to": sms.to, "from": sms.sender, "text": sms.text, "reference": reference,
+                  "encoding": str(length.encoding), "segments": length.segments},
+        )
+        return SmsReceipt(provider_message_id=id, length=length)
+
+
+def make_sms_sender(settings: Settings, http: httpx.AsyncClient) -> SmsSender:
+    if settings.sms_adapter == "http":
+        return HttpSmsSender(ProviderApi.for_channel(settings, "sms", http),
+                             settings.sms_max_segments)
+    return OutboxSmsSender(settings.sms_outbox_dir, settings.sms_max_segments)
+

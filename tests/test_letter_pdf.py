@@ -1,0 +1,147 @@
+"""Letters rendered to PDF and read back as the post and the customer would: the text, where the
+address sits (the envelope window), and the QR code decoded to the personal link."""
+
+from datetime import UTC, date, datetime
+from io import BytesIO
+
+import pytest
+import segno
+
+from core.settings import Settings
+from messaging.address import AddressError, PostalAddress, window_lines
+from messaging.letter_pdf import (
+    ADDRESS_Y,
+    WINDOW_HEIGHT,
+    WINDOW_WIDTH,
+    WINDOW_X,
+    WINDOW_Y,
+    Branding,
+    rgb,
+)
+from messaging.letters import LetterRequest, compose_letter
+from tests.helpers import PrintedLetter
+
+LINK = "https://journeys.example.com/c/Xy3_kP9-qLm2Rt7Vw8Zb4Nc6Hd1Jf5Gs"
+SHORT = "journeys.example.com/s/K7P2QX"
+ADDRESS = PostalAddress(recipient="Łukasz Dvořák", street_lines=["Keizersgracht 123 A"],
+                        postal_code="1015 CJ", city="Amsterdam", country="NL")
+BRANDING = Branding(name="Acme Energie", colour="#b91c1c",
+                    return_address="Acme Energie BV · Postbus 1 · 1000 AA Amsterdam")
+
+
+def request(**overrides) -> LetterRequest:
+    values = dict(
+        template="invitation", language="en",
+        context={"client_name": "Acme Energie", "first_name": "Łukasz", "link": LINK,
+                 "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "incentive": None},
+        branding=BRANDING, address=ADDRESS, sender_country="NL", link=LINK, short_link=SHORT,
+        date=date(2026, 11, 25), idempotency_key="journey-1/letter-1",
+    )
+    return LetterRequest(**{**values, **overrides})
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", ["Please check your contact details", "Dear Łukasz,",
+            "Acme Energie would like to keep your contact details up to date",
+            "Scan the code or go to:", "Kind regards,", "until December 24, 2026",
+            "November 25, 2026"]),
+    ("nl", ["Wilt u uw contactgegevens controleren?", "Beste Łukasz,",
+            "Acme Energie wil uw contactgegevens graag actueel houden",
+            "Scan de code of ga naar:", "Met vriendelijke groet,", "tot 24 december 2026",
+            "25 november 2026"]),
+])
+def test_letter_reads_back_in_the_customers_language(language, expected, tmp_path):
+    letter = compose_letter(request(language=language), Settings())
+    printed = PrintedLetter(letter.pdf, tmp_path)
+    text = printed.text()
+    for phrase in [*expected, "Łukasz Dvořák", "Keizersgracht 123 A", "1015 CJ Amsterdam", SHORT,
+                   "Acme Energie BV · Postbus 1 · 1000 AA Amsterdam"]:
+        assert phrase in text, phrase
+    assert printed.qr_codes() == [LINK]
+    assert letter.pages == 1 and letter.subject == expected[0]
+    assert letter.address_lines == ["Łukasz Dvořák", "Keizersgracht 123 A", "1015 CJ Amsterdam"]
+
+
+def test_address_sits_in_the_envelope_window(tmp_path):
+    abroad = PostalAddress(recipient="Erika Mustermann", extra_lines=["Musterfirma GmbH"],
+                           street_lines=["Heidestraße 17"], postal_code="51147", city="Köln",
+                           country="DE")
+    letter = compose_letter(request(address=abroad), Settings())
+    words = PrintedLetter(letter.pdf, tmp_path).words()
+    address_words = {w for line in letter.address_lines for w in line.split()}
+    placed = [w for w in words if w.text in address_words]
+    assert {w.text for w in placed} == address_words == {
+        "Erika", "Mustermann", "Musterfirma", "GmbH", "Heidestraße", "17", "51147", "Köln",
+        "GERMANY"}
+    for w in placed:
+        # Inside the address zone of the window (below the return line), with room to spare.
+        assert WINDOW_X + 4 < w.x_min and w.x_max < WINDOW_X + WINDOW_WIDTH - 4, w
+        assert ADDRESS_Y - 1 < w.y_min and w.y_max < WINDOW_Y + WINDOW_HEIGHT - 1, w
+    return_line = [w for w in words if w.text == "Postbus"]
+    assert return_line and WINDOW_Y < return_line[0].y_min and return_line[0].y_max < ADDRESS_Y
+    # Nothing else is printed where the window shows.
+    in_window = [w for w in words if WINDOW_X < w.x_min < WINDOW_X + WINDOW_WIDTH
+                 and WINDOW_Y < w.y_min < WINDOW_Y + WINDOW_HEIGHT]
+    assert {w.text for w in in_window} == address_words | set(BRANDING.return_address.split())
+
+
+def test_logo_replaces_the_printed_name_and_the_qr_code_is_vector(tmp_path):
+    logo = BytesIO()
+    segno.make("logo").save(logo, kind="png", scale=4)
+    branded = compose_letter(request(branding=Branding(name="Acme Energie", logo=logo.getvalue())),
+                             Settings())
+    plain = compose_letter(request(), Settings())
+    with_logo = PrintedLetter(branded.pdf, tmp_path / "a")
+    without = PrintedLetter(plain.pdf, tmp_path / "b")
+    assert with_logo.images() == 1 and without.images() == 0
+
+    def letterhead(printed: PrintedLetter) -> list[str]:
+        return [w.text for w in printed.words() if w.y_max < 36]
+    assert letterhead(with_logo) == [] and letterhead(without) == ["Acme", "Energie"]
+
+
+def test_long_text_moves_the_qr_code_to_a_second_page_whole(tmp_path):
+    long = request(context={**request().context, "incentive": "Win a prize. " * 400})
+    letter = compose_letter(long, Settings())
+    assert letter.pages >= 2
+    printed = PrintedLetter(letter.pdf, tmp_path)
+    assert SHORT in printed.text()
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    (PostalAddress(recipient="A" * 60, street_lines=["Street 1"], postal_code="1234 AB",
+                   city="Delft", country="NL"), "too long for the envelope window"),
+    (PostalAddress(recipient="Eva", street_lines=["a", "b", "c", "d"], postal_code="1234 AB",
+                   city="Delft", country="BE"), "7 lines; at most 6 fit the window"),
+    (PostalAddress(recipient="Eva", street_lines=["a"], postal_code="1", city="X", country="QQ"),
+     "unknown country code 'QQ'"),
+    (PostalAddress(recipient=" ", street_lines=["a"], postal_code="1", city="X", country="NL"),
+     "needs a recipient and a city"),
+])
+def test_addresses_that_cannot_be_posted_are_refused(address, message):
+    with pytest.raises(AddressError, match=message):
+        compose_letter(request(address=address), Settings())
+
+
+@pytest.mark.parametrize(("country", "sender", "tail"), [
+    ("NL", "NL", ["Main St 1", "1234 AB Delft"]),
+    ("BE", "NL", ["Main St 1", "1234 AB Delft", "BELGIUM"]),
+    ("GB", "NL", ["Main St 1", "DELFT", "1234 AB", "UNITED KINGDOM"]),
+    ("US", "US", ["Main St 1", "Delft 1234 AB"]),
+])
+def test_window_lines_follow_the_destination_post(country, sender, tail):
+    address = PostalAddress(recipient="Eva", street_lines=["Main St 1"], postal_code="1234 AB",
+                            city="Delft", country=country)
+    assert window_lines(address, sender_country=sender, language="en") == ["Eva", *tail]
+
+
+def test_country_line_in_the_letters_language():
+    address = PostalAddress(recipient="Eva", street_lines=["x 1"], postal_code="1000",
+                            city="Brussel", country="be")
+    assert window_lines(address, sender_country="NL", language="nl")[-1] == "BELGIË"
+
+
+@pytest.mark.parametrize("colour", ["red", "#12345", "#gggggg", "1d4ed8"])
+def test_brand_colour_must_be_hex(colour):
+    with pytest.raises(ValueError, match="#RRGGBB"):
+        rgb(colour)
