@@ -114,6 +114,7 @@ class JourneyRecords:
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=EventType.data_collected, data=data,
             )
+            ids += await consents_db.announce(session, contact=contact, events=consents)
         return EmittedEvents(delivery_ids=ids)
 
     @activity.defn

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
-from db import crud
+from db import consents, crud
 from core.vocabulary import TokenPurpose
 from db.models import Campaign, Client, Contact, Journey, Message, utcnow
 from db.session import transaction
@@ -50,6 +50,14 @@ class MessageSender:
                 recipient = point.value if point else None
             if recipient is None:
                 # Nothing to send to on this channel; the journey waits for the customer or expiry.
+                return SendMessageResult(sent=False, recipient=None)
+            # Asked now, not when the campaign started: the customer may have opted out since.
+            rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
+                                           message_type=input.template, channel="email")
+            if not rule.allowed:
+                await crud.add_journey_event(
+                    session, journey=journey, step=input.step, type=f"{input.template}_suppressed",
+                    at=utcnow(), detail={"reason": rule.reason})
                 return SendMessageResult(sent=False, recipient=None)
 
             link = await links.issue(

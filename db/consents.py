@@ -31,6 +31,8 @@ BUILT_IN_POLICIES = {
     "reminder": MessageCategory.service,
     "verification": MessageCategory.mandatory,
     "verification_reminder": MessageCategory.mandatory,
+    "reconsent_invitation": MessageCategory.mandatory,
+    "reconsent_reminder": MessageCategory.mandatory,
 }
 
 
@@ -136,13 +138,19 @@ async def record(session: AsyncSession, *, contact: Contact, decisions: list[Dec
     Returns the new events and the webhook deliveries to dispatch after commit."""
     events = await append(session, client_id=contact.client_id, contact_id=contact.id,
                           decisions=decisions) if decisions else []
+    return events, await announce(session, contact=contact, events=events)
+
+
+async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent]
+                   ) -> list[str]:
+    """One `consent.changed` per ledger event, keyed by the event so a retry adds none."""
     deliveries: list[str] = []
     for event in events:
         deliveries += await record_webhook_event(
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,
             data={"contact": contact_ref(contact), "consent": event_as_dict(event)})
-    return events, deliveries
+    return deliveries
 
 
 def changed(current: dict[tuple[str, str], ConsentEvent], purpose: str, channel: str,

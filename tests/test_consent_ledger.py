@@ -118,8 +118,13 @@ async def test_opt_in_opt_out_opt_in_again_is_proven_by_the_ledger(
 
     marketing = await send(tenant, contact_id, "newsletter", "Our July news")
     assert marketing["status"] == "sent"
-    changes = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
-    assert [c.payload["data"]["consent"]["granted"] for c in changes] == [False, True]
+    # Every decision is announced: the two on the page, the opt-out, the opt-in again.
+    changes = await webhook_receiver.wait_for(hook, "consent.changed", count=4)
+    newsletter = sorted((c.payload["data"]["consent"] for c in changes
+                         if c.payload["data"]["consent"]["purpose"] == "newsletter"),
+                        key=lambda c: c["given_at"])
+    assert [(c["granted"], c["source"]) for c in newsletter] == [
+        (True, "contact_page"), (False, "message_link"), (True, "message_link")]
 
     receipt = (await tenant.get(f"/v1/contacts/{contact_id}/consent-receipt")).json()
     current = {(c["purpose"], c["channel"]): c for c in receipt["current"]}
@@ -246,3 +251,21 @@ async def test_consent_endpoints_are_tenant_isolated(tenant, other_tenant, http,
     sent = await other_tenant.post("/v1/messages", {
         "contact_id": contact_id, "message_type": "newsletter", "subject": "x", "text": "y"})
     assert sent.status_code == 404
+
+
+async def test_journey_reminders_follow_the_clients_policy(tenant, http, mailbox):
+    """A client that calls its reminders marketing: they stop when the customer opts out."""
+    await setup_policies(tenant)
+    response = await tenant.http.put("/v1/message-policies/reminder", headers=tenant.auth,
+                                     json={"category": "marketing", "purpose": "newsletter"})
+    assert response.status_code == 200
+    campaign = await tenant.create_campaign(
+        languages=["en"], reminders={"interval": "PT1S", "max_count": 2}, expires_after="PT4S")
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    journey = await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "expired",
+                                          timeout=30)
+    assert [m.subject.startswith("Reminder") for m in mailbox.to(address)] == [False]
+    suppressed = [e for e in journey["history"] if e["type"] == "reminder_suppressed"]
+    assert len(suppressed) == 2
+    assert suppressed[0]["detail"]["reason"] == "no consent for newsletter by email"
