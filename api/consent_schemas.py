@@ -122,3 +122,49 @@ class InboundSms(Strict):
     sender: str = Field(alias="from", min_length=3, max_length=32)
     text: str = Field(max_length=1600)
     received_at: datetime | None = None
+
+
+ALLOWED_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg")
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+
+
+class ConsentDocumentIn(Strict):
+    filename: str = Field(min_length=1, max_length=200, pattern=r"^[^/\\]+$")
+    content_type: Literal["application/pdf", "image/png", "image/jpeg"]
+    content_base64: str = Field(min_length=4, max_length=MAX_DOCUMENT_BYTES * 4 // 3 + 4)
+
+    def content(self) -> bytes:
+        import base64
+        import binascii
+        try:
+            return base64.b64decode(self.content_base64, validate=True)
+        except binascii.Error:
+            raise ValueError("content_base64 is not valid base64") from None
+
+
+class GdprConsentChange(Strict):
+    """The contact's answer to the consent form, recorded by the client (e.g. signed on paper)."""
+
+    state: Literal["accepted", "rejected", "withdrawn"]
+    purpose: Slug = Field(description="the data_processing purpose (the consent form)")
+    given_at: datetime
+    source: Literal[ConsentSource.back_office, ConsentSource.api, ConsentSource.call_centre]
+    legal_text: LegalTextRef
+    actor: str | None = Field(default=None, max_length=200)
+    document: ConsentDocumentIn | None = None
+
+    _given_at = field_validator("given_at")(not_in_future)
+
+
+class ConsentDocumentOut(BaseModel):
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    sha256: str
+    created_at: datetime
+
+
+class GdprConsentOut(BaseModel):
+    state: str
+    updated_at: datetime | None
+    documents: list[ConsentDocumentOut]

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -330,6 +331,23 @@ class MessagePolicy(Base):
     message_type: Mapped[str] = mapped_column(String(63))
     category: Mapped[str] = mapped_column(String(20))
     purpose_key: Mapped[str | None] = mapped_column(String(63))
+
+
+class ConsentDocument(Base):
+    """A contact's own consent form (e.g. a signed scan) behind a GDPR consent decision."""
+
+    __tablename__ = "consent_documents"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    consent_event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("consent_events.id", ondelete="CASCADE"), unique=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ClientMessage(Base):

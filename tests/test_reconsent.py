@@ -103,3 +103,49 @@ async def test_reconsent_campaign_validation(tenant):
     normal = await tenant.create_campaign(languages=["en"], consents=[])
     assert (await tenant.post(f"/v1/campaigns/{normal['id']}/reconsent-run", {})).status_code == 409
     assert (await tenant.get(f"/v1/campaigns/{normal['id']}/reconsent-run")).status_code == 404
+
+
+async def test_back_office_records_the_signed_form(tenant, sessions):
+    import base64
+    from datetime import UTC, datetime, timedelta
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v1", "text": FORM})
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id="paper-1", language="en")
+        session.add(contact)
+    path = f"/v1/contacts/{contact.id}/gdpr-consent"
+    pdf = b"%PDF-1.4 signed consent form"
+    signed_on = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    body = {"state": "accepted", "purpose": "data-processing", "given_at": signed_on,
+            "source": "back_office", "actor": "user:anna", "legal_text": {"language": "en"},
+            "document": {"filename": "form.pdf", "content_type": "application/pdf",
+                         "content_base64": base64.b64encode(pdf).decode()}}
+
+    withdraw_first = await tenant.post(path, {**body, "state": "withdrawn", "document": None})
+    assert withdraw_first.status_code == 409
+    recorded = await tenant.post(path, body)
+    assert recorded.status_code == 200, recorded.text
+    state = recorded.json()
+    assert state["state"] == "accepted" and state["updated_at"].startswith(signed_on[:19])
+    [document] = state["documents"]
+    download = await tenant.get(f"{path}/documents/{document['id']}")
+    assert download.content == pdf and download.headers["content-type"] == "application/pdf"
+    withdrawn = await tenant.post(path, {**body, "state": "withdrawn", "document": None,
+                                         "given_at": datetime.now(UTC).isoformat()})
+    assert withdrawn.json()["state"] == "withdrawn"
+    ledger = (await tenant.get(f"/v1/contacts/{contact.id}/consents")).json()
+    assert [(e["granted"], e["actor"]) for e in ledger] == [(True, "user:anna"),
+                                                            (False, "user:anna")]
+    for bad, field in [
+        ({**body, "purpose": "newsletter"}, "purpose"),
+        ({**body, "document": {**body["document"], "content_base64": "not base64!"}},
+         "document.content_base64"),
+        ({**body, "document": {**body["document"], "content_type": "text/html"}},
+         "document.content_type"),
+        ({**body, "document": {**body["document"], "filename": "../../etc/passwd"}},
+         "document.filename"),
+    ]:
+        response = await tenant.post(path, bad)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["fields"][0]["field"] == field

@@ -1,21 +1,26 @@
 """A contact's consents through the client API: the ledger, current preferences, a receipt,
 back-office changes, import of historical decisions, and inbound SMS STOP/START."""
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.consent_schemas import (
+    MAX_DOCUMENT_BYTES,
     ConsentChange,
+    ConsentDocumentOut,
     ConsentChanges,
     ConsentEventOut,
     ConsentImport,
     ConsentImportItem,
+    GdprConsentChange,
+    GdprConsentOut,
     InboundSms,
     Preference,
 )
@@ -23,9 +28,15 @@ from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from api.webhook_dispatch import dispatch
-from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource
+from core.vocabulary import (
+    MARKETING_KINDS,
+    Channel,
+    ConsentSource,
+    GdprConsentState,
+    PurposeKind,
+)
 from db import consents
-from db.models import Client, Contact, ContactPoint
+from db.models import Client, ConsentDocument, Contact, ContactPoint
 
 router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
 
@@ -202,3 +213,71 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
     return {"action": "stop" if word in STOP_WORDS else "start", "contacts": len(contacts)}
 
 
+
+
+async def gdpr_out(session, contact: Contact) -> GdprConsentOut:
+    documents = await session.scalars(select(ConsentDocument).where(
+        ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
+    return GdprConsentOut(state=contact.gdpr_consent_state,
+                          updated_at=contact.gdpr_consent_updated_at,
+                          documents=[ConsentDocumentOut.model_validate(d, from_attributes=True)
+                                     for d in documents])
+
+
+@router.get("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut)
+async def read_gdpr_consent(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+    return await gdpr_out(session, await contact_of(session, client.id, contact_id))
+
+
+@router.post("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut,
+             responses={409: {"description": "nothing to withdraw"}})
+async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, client: ClientDep,
+                              session: SessionDep, state: StateDep):
+    """Records the contact's answer to the consent form, optionally with their own signed
+    form (PDF/PNG/JPEG, at most 5 MB). Withdrawn needs a previous acceptance."""
+    contact = await contact_of(session, client.id, contact_id)
+    purposes = await consents.purposes_by_key(session, client_id=client.id)
+    purpose = purposes.get(body.purpose)
+    if purpose is None or purpose.kind != PurposeKind.data_processing:
+        raise FieldProblems([FieldError(field="purpose",
+                                        message="not a data_processing purpose of yours")])
+    content = None
+    if body.document is not None:
+        try:
+            content = body.document.content()
+        except ValueError as err:
+            raise FieldProblems([FieldError(field="document.content_base64",
+                                            message=str(err))]) from None
+        if len(content) > MAX_DOCUMENT_BYTES:
+            raise FieldProblems([FieldError(field="document.content_base64",
+                                            message="larger than 5 MB")])
+    if body.state == GdprConsentState.withdrawn and (
+            contact.gdpr_consent_state != GdprConsentState.accepted):
+        raise HTTPException(409, f"consent is {contact.gdpr_consent_state}: nothing to withdraw")
+    [decision] = await decisions_for(session, client, contact, [ConsentChange(
+        purpose=body.purpose, channel=Channel.any, granted=body.state == "accepted",
+        given_at=body.given_at, source=body.source, legal_text=body.legal_text,
+        actor=body.actor)])
+    events, deliveries = await consents.record(session, contact=contact, decisions=[decision])
+    contact.gdpr_consent_state = body.state
+    contact.gdpr_consent_updated_at = body.given_at
+    if content is not None:
+        session.add(ConsentDocument(
+            client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
+            filename=body.document.filename, content_type=body.document.content_type,
+            sha256=hashlib.sha256(content).hexdigest(), content=content))
+    await session.commit()
+    await dispatch(state.temporal, state.settings, deliveries)
+    return await gdpr_out(session, contact)
+
+
+@router.get("/contacts/{contact_id}/gdpr-consent/documents/{document_id}",
+            response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+async def read_consent_document(contact_id: uuid.UUID, document_id: uuid.UUID,
+                                client: ClientDep, session: SessionDep) -> Response:
+    await contact_of(session, client.id, contact_id)
+    document = await session.get(ConsentDocument, document_id)
+    if document is None or document.contact_id != contact_id:
+        raise HTTPException(404, "document not found")
+    return Response(document.content, media_type=document.content_type, headers={
+        "Content-Disposition": f'attachment; filename="{document.filename}"'})
