@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.client_messages import ClientMessageSender
+from activities.codes import CodeSender
 from activities.journey_records import JourneyRecords
 from activities.messages import MessageSender
 from activities.reconsent import Reconsent
@@ -19,6 +20,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
+from messaging.sms import make_sms_sender
 from workflows.client_message import ClientMessageWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
@@ -45,6 +47,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
         reconsent = Reconsent(sessions, settings, client)
+        codes = CodeSender(sessions, settings, make_sms_sender(settings, http))
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,
@@ -59,6 +62,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 sender.send_message,
                 client_messages.send_client_message,
                 reconsent.reconsent_batch,
+                codes.send_code,
+                codes.check_code,
                 webhooks.deliver_webhook,
             ],
         )

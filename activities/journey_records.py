@@ -39,6 +39,10 @@ from db.models import (
 from db.session import transaction
 
 
+VERIFIED_VIA = {"email": "email_link", "mobile": "sms_code"}
+FIELD_NAME = {"email": "address", "mobile": "number"}
+
+
 class JourneyRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -75,6 +79,7 @@ class JourneyRecords:
             # Kept on the journey, apart from the contact's verified data, until confirmed.
             journey.collected = {
                 "email": sub.email,
+                "mobile": sub.mobile,
                 "submitted_at": sub.given_at.isoformat(),
                 "submission_step": input.step,
                 "ip": sub.ip,
@@ -104,7 +109,8 @@ class JourneyRecords:
             data = {
                 **self._journey_ref(journey, campaign),
                 "contact": crud.contact_ref(contact),
-                "email": {"address": sub.email, "verification_state": "pending"},
+                **{k: {FIELD_NAME[k]: v, "verification_state": "pending"}
+                   for k, v in (("email", sub.email), ("mobile", sub.mobile)) if v},
                 "submitted_at": sub.given_at.isoformat(),
                 "ip": sub.ip,
                 "user_agent": sub.user_agent,
@@ -119,16 +125,18 @@ class JourneyRecords:
 
     @activity.defn
     async def record_verification(self, input: RecordVerificationInput) -> EmittedEvents:
-        confirm = input.confirm
+        """One collected contact point is verified (email by link, mobile by code). When it is
+        the last one awaited, the journey is verified and `contact.data_verified` raised."""
+        confirm, kind = input.confirm, input.kind
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             collected = journey.collected or {}
-            email = collected["email"]
+            value = collected[kind]
             client = await session.get_one(Client, journey.client_id)
-            await crud.lock(session, key=f"contact-point/{client.id}/email/{email}")
+            await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
             claimed = (await session.scalars(select(ContactPoint).where(
-                ContactPoint.client_id == client.id, ContactPoint.kind == "email",
-                ContactPoint.value == email, ContactPoint.contact_id != contact.id,
+                ContactPoint.client_id == client.id, ContactPoint.kind == kind,
+                ContactPoint.value == value, ContactPoint.contact_id != contact.id,
                 ContactPoint.verification_state == VerificationState.verified))).all()
             if claimed and client.household_rule == HouseholdRule.reject:
                 await crud.add_journey_event(
@@ -138,16 +146,21 @@ class JourneyRecords:
             deliveries = [
                 d for point in claimed
                 for d in await self._release(session, point, contact, confirm.confirmed_at)]
-            await crud.insert_ignoring_conflicts(
-                session,
-                ContactPoint,
-                [{"id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
-                  "kind": "email", "value": email}],
-            )
-            point = await crud.email_point(session, contact_id=contact.id, value=email)
-            point.verification_state = "verified"
+            await crud.insert_ignoring_conflicts(session, ContactPoint, [{
+                "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
+                "kind": kind, "value": value}])
+            point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
+                                             value=value)
+            point.verification_state = VerificationState.verified
             point.verified_at = confirm.confirmed_at
-            point.verified_via = "email_link"
+            point.verified_via = VERIFIED_VIA[kind]
+            collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
+            journey.collected = collected
+            if not input.final:
+                await crud.add_journey_event(
+                    session, journey=journey, step=input.step, type=f"{kind}_verified",
+                    at=confirm.confirmed_at, detail={"ip": confirm.ip})
+                return EmittedEvents(delivery_ids=deliveries)
             journey.stage = Stage.verified
             journey.finished_at = confirm.confirmed_at
             await crud.add_journey_event(
@@ -160,12 +173,9 @@ class JourneyRecords:
             data = {
                 **self._journey_ref(journey, campaign),
                 "contact": crud.contact_ref(contact),
-                "email": {
-                    "address": email,
-                    "verification_state": "verified",
-                    "verified_at": confirm.confirmed_at.isoformat(),
-                    "verified_via": "email_link",
-                },
+                **{k: {FIELD_NAME[k]: collected[k], "verification_state": "verified",
+                       "verified_at": collected[f"{k}_verified_at"], "verified_via": VERIFIED_VIA[k]}
+                   for k in VERIFIED_VIA if collected.get(k)},
                 "submitted_at": collected["submitted_at"],
                 "verified_at": confirm.confirmed_at.isoformat(),
                 "ip": confirm.ip,

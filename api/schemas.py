@@ -88,12 +88,25 @@ class Reminders(Strict):
     _positive = field_validator("interval")(positive)
 
 
+class CodeSettings(Strict):
+    """How mobile numbers are verified: a 6-digit code by SMS."""
+
+    code_ttl: timedelta = timedelta(minutes=10)
+    code_max_wrong_tries: int = Field(default=5, ge=1, le=10)
+    code_resend_cooldown: timedelta = timedelta(seconds=60)
+    code_max_resends: int = Field(default=3, ge=0, le=10)
+
+    _positive = field_validator("code_ttl")(positive)
+
+
 class CampaignCreate(Strict):
     name: Name
     kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
         "data_collection: collect and verify an email address; reconsent: ask contacts to "
         "accept the consent form (one consent of a data_processing purpose)"))
-    collect: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    collect: list[Literal["email", "mobile"]] = Field(default=["email"], min_length=1,
+                                                      max_length=2)
+    verification: CodeSettings = Field(default_factory=CodeSettings)
     channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
     languages: list[Language] = Field(default=["en"], min_length=1)
     default_language: Language = "en"
@@ -115,6 +128,8 @@ class CampaignCreate(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "CampaignCreate":
+        if len(set(self.collect)) != len(self.collect):
+            raise ValueError("collect lists each of email and mobile at most once")
         if self.default_language not in self.languages:
             raise ValueError("default_language must be one of languages")
         if self.kind == JourneyKind.reconsent and len(self.consents) != 1:

@@ -32,6 +32,11 @@ class JourneyTimings:
     expires_after: timedelta
     verification_link_ttl: timedelta
     max_submissions: int = 5
+    # Mobile verification by one-time code (campaign settings).
+    code_ttl: timedelta = timedelta(minutes=10)
+    code_max_wrong_tries: int = 5
+    code_resend_cooldown: timedelta = timedelta(seconds=60)
+    code_max_resends: int = 3
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 
@@ -56,19 +61,66 @@ class ConsentDecision:
 
 @dataclass
 class SubmitDataInput:
-    email: str
+    email: str | None
     consents: list[ConsentDecision]
     # When the customer pressed submit, stamped by the API (not when the workflow saw it).
     given_at: datetime
     ip: str | None
     user_agent: str | None
     language: str
+    # E.164; verified by a one-time code sent by SMS.
+    mobile: str | None = None
 
 
 @dataclass
 class SubmitDataResult:
     stage: str
-    verification_sent_to: str
+    verification_sent_to: str | None
+
+
+@dataclass
+class SubmitCodeInput:
+    code: str
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass
+class SubmitCodeResult:
+    # right | wrong | expired | locked
+    outcome: str
+    stage: str
+    tries_left: int = 0
+
+
+@dataclass
+class ResendCodeResult:
+    sent: bool
+    # When not sent: seconds until a new code may be asked, or None when no more are allowed.
+    retry_after_seconds: int | None = None
+
+
+@dataclass
+class SendCodeInput:
+    journey_id: str
+    step: str
+    expires_at: datetime
+
+
+@dataclass
+class CheckCodeInput:
+    journey_id: str
+    step: str
+    code: str
+    max_wrong_tries: int
+    at: datetime
+
+
+@dataclass
+class CheckCodeResult:
+    outcome: str
+    tries_left: int
 
 
 @dataclass
@@ -126,6 +178,7 @@ class JourneyState:
     deadline: datetime | None
     pending_email: str | None = None
     history: list[str] = field(default_factory=list)
+    awaiting: list[str] = field(default_factory=list)
 
 
 # --- activities --------------------------------------------------------------------------
@@ -162,6 +215,9 @@ class RecordVerificationInput:
     journey_id: str
     step: str
     confirm: ConfirmInput
+    # Which contact point this verifies; `final` when nothing else awaits verification.
+    kind: str = "email"
+    final: bool = True
 
 
 @dataclass

@@ -101,3 +101,13 @@ class SecretBox:
 def new_webhook_secret() -> str:
     # Standard Webhooks format: "whsec_" + base64 of 24-64 random bytes.
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_code(digits: int = 6) -> str:
+    return f"{secrets.randbelow(10**digits):0{digits}d}"
+
+
+def code_hmac(secret_key: str, journey_id: str, step: str, code: str) -> str:
+    """One-time codes are stored only as a keyed hash: a leaked table reveals none."""
+    key = _derive(secret_key, b"one-time-code")
+    return hmac.new(key, f"{journey_id}:{step}:{code}".encode(), "sha256").hexdigest()

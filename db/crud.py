@@ -164,12 +164,13 @@ def contact_ref(contact: Contact) -> dict[str, Any]:
     }
 
 
-async def email_point(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> ContactPoint:
+async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
+                        value: str) -> ContactPoint:
     return (
         await session.scalars(
             select(ContactPoint).where(
                 ContactPoint.contact_id == contact_id,
-                ContactPoint.kind == "email",
+                ContactPoint.kind == kind,
                 ContactPoint.value == value,
             )
         )

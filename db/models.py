@@ -227,6 +227,21 @@ class LinkToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class OneTimeCode(Base):
+    """A code sent by SMS. Only its HMAC is stored; wrong tries are counted here, atomically."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (UniqueConstraint("journey_id", "step"),)
+    id: Mapped[uuid.UUID] = _id()
+    journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(100))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    wrong_tries: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    used_at: Mapped[datetime | None]
+
+
 class Message(Base):
     """Every message a journey sent, keyed by (journey, step) so a retry never sends twice."""
 

@@ -29,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20,
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30,
                      what: str = "condition") -> T:
     """Polls until probe returns something truthy; the journeys run in real time."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -60,7 +60,7 @@ class Mailbox:
             return int(seconds), int(rest.split("P", 1)[0])
         return sorted((m for m in read_outbox(self.maildir) if m.to == address), key=arrival)
 
-    async def wait_for(self, address: str, count: int = 1, timeout: float = 20) -> list[OutboxEmail]:
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 30) -> list[OutboxEmail]:
         async def probe() -> list[OutboxEmail] | None:
             mails = self.to(address)
             return mails if len(mails) >= count else None
@@ -118,7 +118,7 @@ class WebhookReceiver(LocalHttpServer):
         return [d for d in self.received
                 if d.endpoint == name and (type is None or d.payload["type"] == type)]
 
-    async def wait_for(self, name: str, type: str, count: int = 1, timeout: float = 20) -> list[Delivery]:
+    async def wait_for(self, name: str, type: str, count: int = 1, timeout: float = 30) -> list[Delivery]:
         async def probe() -> list[Delivery] | None:
             found = self.events(name, type)
             return found if len(found) >= count else None
@@ -270,7 +270,7 @@ class Tenant:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def wait_for_stage(self, journey_id: str, stage: str, timeout: float = 20) -> dict[str, Any]:
+    async def wait_for_stage(self, journey_id: str, stage: str, timeout: float = 30) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
             journey = await self.journey(journey_id)
             return journey if journey["stage"] == stage else None

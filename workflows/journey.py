@@ -7,15 +7,22 @@ a journey of weeks in seconds.
 
 import asyncio
 from datetime import datetime, timedelta
+from math import ceil
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.codes import CodeSender
     from activities.journey_records import JourneyRecords
     from activities.messages import MessageSender
     from core.contracts import (
+        CheckCodeInput,
+        ResendCodeResult,
+        SendCodeInput,
+        SubmitCodeInput,
+        SubmitCodeResult,
         ConfirmInput,
         ConfirmResult,
         ConsentAnswerInput,
@@ -63,6 +70,11 @@ class JourneyWorkflow:
         self.submissions = 0
         self.pending_email: str | None = None
         self.verification_step: str | None = None
+        # Contact points entered and not verified yet: "email" (by link), "mobile" (by code).
+        self.awaiting: set[str] = set()
+        self.code_step: str | None = None
+        self.code_sent_at: datetime | None = None
+        self.code_resends = 0
         self.opted_out: OptOutInput | None = None
         self.history: list[str] = []
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
@@ -117,7 +129,7 @@ class JourneyWorkflow:
     async def _remind(self) -> None:
         self.reminders_sent += 1
         step = f"reminder-{self.reminders_sent}"
-        if self.stage == Stage.verification_pending:
+        if self.stage == Stage.verification_pending and "email" in self.awaiting:
             await self._send("verification_reminder", step, TokenPurpose.verify_email,
                              to_pending_email=True)
             self.verification_step = step
@@ -154,11 +166,18 @@ class JourneyWorkflow:
             )
             self._deliver(emitted)
             self.pending_email = input.email
+            self.awaiting = set()
             self._enter(Stage.data_entered)
-            verify_step = f"verification-{self.submissions}"
-            await self._send("verification", verify_step, TokenPurpose.verify_email,
-                             Stage.verification_pending, to_pending_email=True)
-            self.verification_step = verify_step
+            if input.email:
+                verify_step = f"verification-{self.submissions}"
+                await self._send("verification", verify_step, TokenPurpose.verify_email,
+                                 Stage.verification_pending, to_pending_email=True)
+                self.verification_step = verify_step
+                self.awaiting.add("email")
+            if input.mobile:
+                self.code_resends = 0
+                await self._send_code()
+                self.awaiting.add("mobile")
             self._enter(Stage.verification_pending)
             return SubmitDataResult(stage=self.stage, verification_sent_to=input.email)
 
@@ -182,24 +201,99 @@ class JourneyWorkflow:
             self._check_confirmable(input)
             emitted = await workflow.execute_activity_method(
                 JourneyRecords.record_verification,
-                RecordVerificationInput(self.input.journey_id, f"verified-{input.step}", input),
+                RecordVerificationInput(self.input.journey_id, f"verified-{input.step}", input,
+                                        kind="email", final=self.awaiting <= {"email"}),
                 **DB_WRITE,
             )
             self._deliver(emitted)
             if emitted.refused:
                 return ConfirmResult(stage=self.stage, refused=emitted.refused)
-            self._enter(Stage.verified)
+            self._verified("email")
             return ConfirmResult(stage=self.stage)
+
+    def _verified(self, kind: str) -> None:
+        self.awaiting.discard(kind)
+        if not self.awaiting:
+            self._enter(Stage.verified)
 
     @confirm_email.validator
     def _validate_confirm_email(self, input: ConfirmInput) -> None:
         self._check_confirmable(input)
 
     def _check_confirmable(self, input: ConfirmInput) -> None:
-        if self.stage != Stage.verification_pending or input.step != self.verification_step:
+        if (self.stage != Stage.verification_pending or input.step != self.verification_step
+                or "email" not in self.awaiting):
             raise ApplicationError(
                 "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
             )
+
+    @workflow.update
+    async def submit_code(self, input: SubmitCodeInput) -> SubmitCodeResult:
+        """The customer types the code from the SMS; the page learns at once whether it was
+        right, wrong (with tries left), expired or locked after too many wrong tries."""
+        async with self.turn:
+            self._check_code_awaited()
+            assert self.code_step is not None
+            timings = self.input.timings
+            check = await workflow.execute_activity_method(
+                CodeSender.check_code,
+                CheckCodeInput(self.input.journey_id, self.code_step, input.code,
+                               timings.code_max_wrong_tries, input.at),
+                **DB_WRITE,
+            )
+            if check.outcome != "right":
+                return SubmitCodeResult(check.outcome, self.stage, check.tries_left)
+            emitted = await workflow.execute_activity_method(
+                JourneyRecords.record_verification,
+                RecordVerificationInput(
+                    self.input.journey_id, f"verified-{self.code_step}",
+                    ConfirmInput(self.code_step, input.at, input.ip, input.user_agent),
+                    kind="mobile", final=self.awaiting <= {"mobile"}),
+                **DB_WRITE,
+            )
+            self._deliver(emitted)
+            if emitted.refused:
+                return SubmitCodeResult("refused", self.stage, check.tries_left)
+            self._verified("mobile")
+            return SubmitCodeResult("right", self.stage, check.tries_left)
+
+    @submit_code.validator
+    def _validate_submit_code(self, input: SubmitCodeInput) -> None:
+        self._check_code_awaited()
+
+    @workflow.update
+    async def resend_code(self) -> ResendCodeResult:
+        async with self.turn:
+            self._check_code_awaited()
+            assert self.code_sent_at is not None
+            timings = self.input.timings
+            if self.code_resends >= timings.code_max_resends:
+                return ResendCodeResult(sent=False)
+            wait = self.code_sent_at + timings.code_resend_cooldown - workflow.now()
+            if wait > timedelta(0):
+                return ResendCodeResult(sent=False, retry_after_seconds=ceil(wait.total_seconds()))
+            self.code_resends += 1
+            await self._send_code()
+            return ResendCodeResult(sent=True)
+
+    @resend_code.validator
+    def _validate_resend_code(self) -> None:
+        self._check_code_awaited()
+
+    def _check_code_awaited(self) -> None:
+        if self.stage != Stage.verification_pending or "mobile" not in self.awaiting:
+            raise ApplicationError("no code is awaited", type=ErrorType.nothing_to_verify)
+
+    async def _send_code(self) -> None:
+        step = f"code-{self.submissions}-{self.code_resends}"
+        await workflow.execute_activity_method(
+            CodeSender.send_code,
+            SendCodeInput(self.input.journey_id, step,
+                          workflow.now() + self.input.timings.code_ttl),
+            **SEND,
+        )
+        self.code_step = step
+        self.code_sent_at = self.last_message_at = workflow.now()
 
     @workflow.update
     async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:
@@ -237,6 +331,7 @@ class JourneyWorkflow:
             submissions=self.submissions,
             deadline=self.deadline,
             pending_email=self.pending_email,
+            awaiting=sorted(self.awaiting),
             history=list(self.history),
         )
 

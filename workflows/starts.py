@@ -16,6 +16,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.schemas import CodeSettings
 from core.contracts import JourneyInput, JourneyTimings
 from core.settings import Settings
 from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, JOURNEY_STAGE, Stage
@@ -36,6 +37,8 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
         max_reminders=spec["reminders"]["max_count"],
         expires_after=_duration(spec["expires_after"]),
         verification_link_ttl=_duration(spec["verification_link_ttl"]),
+        # Campaigns stored before codes existed have no "verification": the defaults apply.
+        **dict(CodeSettings.model_validate(spec.get("verification", {}))),
         webhook_retry_for=settings.webhook_retry_for,
         webhook_max_retry_interval=settings.webhook_max_retry_interval,
     )

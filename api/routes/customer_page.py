@@ -21,12 +21,14 @@ from core.contracts import (
     ConsentDecision,
     OptOutInput,
     PageOpenedInput,
+    SubmitCodeInput,
     SubmitDataInput,
 )
 from core.security import Csrf, sha256_hex
 from core.vocabulary import FINAL_STAGES, ErrorType, JourneyKind, Stage, TokenPurpose
 from db import crud
 from db.models import Campaign, Client, Contact, Journey, LinkToken
+from messaging.phone import PhoneNumberError, display_phone, parse_phone
 from messaging.rendering import render_page
 from workflows.journey import JourneyWorkflow
 
@@ -122,18 +124,30 @@ def who(request: Request) -> dict[str, Any]:
 # --- the contact page ----------------------------------------------------------------------
 
 
+def awaiting(journey: Journey, kind: str) -> str | None:
+    """The entered email/mobile still awaiting verification, if any."""
+    collected = journey.collected or {}
+    if journey.stage == Stage.verification_pending and not collected.get(f"{kind}_verified_at"):
+        return collected.get(kind)
+    return None
+
+
 async def _form(request: Request, state, visit: Visit, *, values: dict[str, Any],
-                errors: dict[str, str], status_code: int = 200) -> HTMLResponse:
+                errors: dict[str, str], status_code: int = 200,
+                notice: dict[str, Any] | None = None) -> HTMLResponse:
     journey = visit.journey
+    mobile = awaiting(journey, "mobile")
     return html(request, state, "contact_form", visit.language, {
+        "collect": visit.campaign.spec.get("collect", ["email"]),
+        "code_to": display_phone(mobile, state.settings.default_phone_region) if mobile else None,
+        "notice": notice or {},
         "client_name": visit.client.name,
         "first_name": visit.contact.first_name,
         "incentive": visit.campaign.spec.get("incentive_text"),
         "consents": consent_boxes(visit),
         "values": values,
         "errors": errors,
-        "sent_to": (journey.collected or {}).get("email")
-        if journey.stage == Stage.verification_pending else None,
+        "sent_to": awaiting(journey, "email"),
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
     }, status_code)
 
@@ -160,8 +174,10 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     if known is None:
         point = await crud.known_email(session, contact_id=visit.contact.id)
         known = point.value if point else ""
-    return await _form(request, state, visit,
-                       values={"email": known, "consents": set()}, errors={})
+    mobile = (visit.journey.collected or {}).get("mobile")
+    return await _form(request, state, visit, errors={}, values={
+        "email": known, "consents": set(),
+        "mobile": display_phone(mobile, state.settings.default_phone_region) if mobile else ""})
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
@@ -175,25 +191,34 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     form = await request.form()
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
         return await _answer(request, state, session, visit, form.get("answer"), given_at)
+    collect = visit.campaign.spec.get("collect", ["email"])
     email_raw = str(form.get("email", "")).strip()
+    mobile_raw = str(form.get("mobile", "")).strip()
     ticked = set(form.getlist("consent"))
     errors: dict[str, str] = {}
-    try:
-        email = str(_email.validate_python(email_raw))
-    except ValidationError:
-        errors["email"] = "invalid_email"
+    email = mobile = None
+    if "email" in collect:
+        try:
+            email = str(_email.validate_python(email_raw))
+        except ValidationError:
+            errors["email"] = "invalid_email"
+    if "mobile" in collect:
+        try:
+            mobile = parse_phone(mobile_raw, state.settings.default_phone_region)
+        except PhoneNumberError:
+            errors["mobile"] = "invalid_mobile"
     boxes = consent_boxes(visit)
     for box in boxes:
         if box["mandatory"] and box["key"] not in ticked:
             errors[f"consent-{box['key']}"] = "consent_required"
     if errors:
-        return await _form(request, state, visit,
-                           values={"email": email_raw, "consents": ticked}, errors=errors,
+        return await _form(request, state, visit, errors=errors,
+                           values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
-            email=email,
+            email=email, mobile=mobile,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked) for b in boxes],
             given_at=given_at, language=visit.language, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
@@ -221,6 +246,52 @@ async def _answer(request: Request, state, session, visit: Visit, answer, given_
         await session.refresh(visit.journey)
         return finished(request, state, visit)
     return finished(request, state, visit, result.stage)
+
+
+async def _after_code(request: Request, state, session, visit: Visit,
+                      notice: dict[str, Any]) -> HTMLResponse:
+    await session.refresh(visit.journey)
+    if visit.journey.stage in FINAL_STAGES:
+        return finished(request, state, visit)
+    wrong = notice.get("outcome") in ("wrong", "expired", "locked")
+    return await _form(request, state, visit, errors={"code": "1"} if wrong else {},
+                       values={"email": (visit.journey.collected or {}).get("email") or "",
+                               "mobile": "", "consents": set()}, notice=notice,
+                       status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong else 200)
+
+
+@router.post("/c/{token}/code", response_class=HTMLResponse)
+async def submit_code(token: str, request: Request, session: SessionDep, state: StateDep):
+    at = datetime.now(UTC)
+    visit = await resolve(session, token, TokenPurpose.contact_page)
+    if visit is None:
+        return invalid_link(request, state)
+    if not await csrf_ok(request, state):
+        return forbidden(request, state, visit)
+    code = str((await request.form()).get("code", ""))[:20]
+    try:
+        result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
+            JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
+    except (WorkflowUpdateFailedError, RPCError):
+        return await _after_code(request, state, session, visit, {})
+    return await _after_code(request, state, session, visit,
+                             {"outcome": result.outcome, "tries_left": result.tries_left})
+
+
+@router.post("/c/{token}/resend-code", response_class=HTMLResponse)
+async def resend_code(token: str, request: Request, session: SessionDep, state: StateDep):
+    visit = await resolve(session, token, TokenPurpose.contact_page)
+    if visit is None:
+        return invalid_link(request, state)
+    if not await csrf_ok(request, state):
+        return forbidden(request, state, visit)
+    try:
+        result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
+            JourneyWorkflow.resend_code)
+    except (WorkflowUpdateFailedError, RPCError):
+        return await _after_code(request, state, session, visit, {})
+    return await _after_code(request, state, session, visit, {
+        "resent": result.sent, "retry_after": result.retry_after_seconds})
 
 
 @router.post("/c/{token}/opt-out", response_class=HTMLResponse)

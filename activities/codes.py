@@ -1,0 +1,94 @@
+"""One-time codes for mobile verification: sent by SMS, checked with a limit on wrong tries.
+
+A code is stored only as an HMAC; a retried send of the same step sends nothing twice."""
+
+import hmac
+import math
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core import security
+from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput
+from core.settings import Settings
+from core.vocabulary import Stage
+from db import crud
+from db.models import Client, Journey, OneTimeCode, utcnow
+from db.session import transaction
+from messaging.provider_http import PermanentDeliveryFailure
+from messaging.rendering import render_sms
+from messaging.sms import OutgoingSms, SmsSender
+
+
+class CodeSender:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 sms: SmsSender) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._sms = sms
+
+    def _hmac(self, journey_id: str, step: str, code: str) -> str:
+        return security.code_hmac(self._settings.secret_key.get_secret_value(), journey_id,
+                                  step, code)
+
+    @activity.defn
+    async def send_code(self, input: SendCodeInput) -> None:
+        async with transaction(self._sessions) as session:
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            row = (await session.scalars(select(OneTimeCode).where(
+                OneTimeCode.journey_id == journey.id, OneTimeCode.step == input.step))
+            ).one_or_none()
+            if row is not None and row.sent_at is not None:
+                return
+            code = security.new_code()
+            if row is None:
+                row = OneTimeCode(journey_id=journey.id, step=input.step,
+                                  code_hmac="", expires_at=input.expires_at)
+                session.add(row)
+            # A retry after a failed send sends a fresh code; the old one was never seen.
+            row.code_hmac = self._hmac(input.journey_id, input.step, code)
+            client = await session.get_one(Client, journey.client_id)
+            mobile = (journey.collected or {})["mobile"]
+            minutes = max(1, math.ceil((input.expires_at - utcnow()).total_seconds() / 60))
+            text = render_sms("verification_code", journey.language, {
+                "code": code, "client_name": client.name, "valid_minutes": minutes})
+        try:
+            await self._sms.send(OutgoingSms(
+                to=mobile, sender=self._settings.sms_sender_name, text=text,
+                idempotency_key=f"{journey.id}/{input.step}"))
+        except PermanentDeliveryFailure as err:
+            raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err
+        async with transaction(self._sessions) as session:
+            row = (await session.scalars(select(OneTimeCode).where(
+                OneTimeCode.journey_id == journey.id, OneTimeCode.step == input.step))).one()
+            row.sent_at = utcnow()
+            journey = await session.get_one(Journey, journey.id)
+            journey.stage = Stage.verification_pending
+            await crud.add_journey_event(session, journey=journey, step=input.step,
+                                         type="code_sent", at=row.sent_at,
+                                         detail={"channel": "sms"})
+
+    @activity.defn
+    async def check_code(self, input: CheckCodeInput) -> CheckCodeResult:
+        async with transaction(self._sessions) as session:
+            row = (await session.scalars(select(OneTimeCode).where(
+                OneTimeCode.journey_id == uuid.UUID(input.journey_id),
+                OneTimeCode.step == input.step).with_for_update())).one()
+            left = input.max_wrong_tries - row.wrong_tries
+            if row.used_at is not None:
+                return CheckCodeResult("right", left)
+            if left <= 0:
+                return CheckCodeResult("locked", 0)
+            if row.expires_at <= input.at:
+                return CheckCodeResult("expired", left)
+            given = "".join(ch for ch in input.code if ch.isdigit())
+            if hmac.compare_digest(
+                    self._hmac(input.journey_id, input.step, given), row.code_hmac):
+                row.used_at = input.at
+                return CheckCodeResult("right", left)
+            row.wrong_tries += 1
+            left -= 1
+            return CheckCodeResult("locked" if left <= 0 else "wrong", left)

@@ -1,0 +1,120 @@
+"""Collecting a mobile number and verifying it with a one-time code from the SMS outbox."""
+
+import json
+import re
+
+from tests.helpers import Customer, unique_email
+
+
+def codes_sent(settings, number: str) -> list[str]:
+    """The codes in the SMS the local outbox adapter wrote for this number, oldest first."""
+    found = []
+    for path in sorted(settings.sms_outbox_dir.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        sms = json.loads(path.read_text())
+        if sms["to"] == number:
+            found.append(re.search(r"\b(\d{6})\b", sms["text"]).group(1))
+    return found
+
+
+async def start(tenant, mailbox, http, number_typed: str, **campaign):
+    body = {"collect": ["mobile"], "languages": ["en", "nl"], "consents": [], **campaign}
+    created = await tenant.create_campaign(**body)
+    address = unique_email()
+    enrolled = await tenant.enrol(created["id"], {"external_id": address, "email": address,
+                                                  "language": "nl"})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert 'id="mobile"' in customer.page and 'id="email"' not in customer.page
+    response = await customer.submit(page, mobile=number_typed)
+    assert response.status_code == 200
+    return enrolled["results"][0], customer, page
+
+
+async def wait_codes(settings, number, count):
+    from tests.helpers import eventually
+
+    async def probe():
+        codes = codes_sent(settings, number)
+        return codes if len(codes) >= count else None
+    return await eventually(probe, what=f"{count} code(s) to {number}")
+
+
+async def test_customer_verifies_a_dutch_mobile_with_the_code(
+    tenant, http, mailbox, settings, webhook_receiver
+):
+    hook = await tenant.subscribe(webhook_receiver, ["contact.data_verified"])
+    number = "+3161234" + str(uuid_digits())
+    national = "06 1234" + number[-4:]
+    enrolled, customer, page = await start(tenant, mailbox, http, national)
+    assert 'id="code"' in customer.page  # the page now asks for the code
+    [code] = await wait_codes(settings, number, 1)
+    journey = await tenant.journey(enrolled["journey_id"])
+    assert journey["stage"] == "verification_pending"
+
+    await customer.submit(page + "/code", code=code)
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    [event] = await webhook_receiver.wait_for(hook, "contact.data_verified")
+    mobile = event.payload["data"]["mobile"]
+    assert mobile["number"] == number and mobile["verified_via"] == "sms_code"
+    assert "email" not in event.payload["data"]
+
+
+async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, mailbox, settings):
+    number = "+3162234" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number,
+        verification={"code_resend_cooldown": "PT0S", "code_max_resends": 1})
+    [code] = await wait_codes(settings, number, 1)
+    wrong = "000000" if code != "000000" else "111111"
+    for tries_left in [4, 3, 2, 1]:
+        response = await customer.submit(page + "/code", code=wrong)
+        assert response.status_code == 422
+        assert f"{tries_left}" in customer.page
+    await customer.submit(page + "/code", code=wrong)
+    assert 'id="code-error"' in customer.page  # locked
+    # Even the right code no longer works once locked.
+    await customer.submit(page + "/code", code=code)
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "verification_pending"
+
+    await customer.submit(page + "/resend-code")
+    [_, fresh] = await wait_codes(settings, number, 2)
+    await customer.submit(page + "/code", code=fresh)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
+async def test_expired_code_and_resend_limits(tenant, http, mailbox, settings):
+    number = "+3163234" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number,
+        verification={"code_ttl": "PT1S", "code_resend_cooldown": "PT30S",
+                      "code_max_resends": 1})
+    [code] = await wait_codes(settings, number, 1)
+    import asyncio
+    await asyncio.sleep(1.2)  # the code's validity is a campaign setting: one second here
+    response = await customer.submit(page + "/code", code=code)
+    assert response.status_code == 422 and 'id="code-error"' in customer.page
+    await customer.submit(page + "/resend-code")
+    assert "30" in customer.page or "29" in customer.page  # the cooldown is explained
+    assert len(codes_sent(settings, number)) == 1
+
+
+async def test_bad_mobile_numbers_get_a_field_error(tenant, http, mailbox):
+    created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
+                                           consents=[])
+    address = unique_email()
+    await tenant.enrol(created["id"], {"external_id": address, "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    for bad in ["12", "020 123 4567", "not a number", ""]:
+        response = await customer.submit(page, email=address, mobile=bad)
+        assert response.status_code == 422, bad
+        assert 'id="mobile-error"' in customer.page
+
+
+def uuid_digits() -> str:
+    import random
+    return f"{random.randrange(10**4):04d}"
