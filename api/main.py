@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.deps import AppState
+from api.public_forms import RateLimited
 from api.routes import (
     campaigns,
     client_settings,
@@ -27,6 +29,7 @@ from core.security import Csrf, SecretBox
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
+from messaging.rendering import render_page
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -76,6 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> Response:
+        page = render_page("finished", request.headers.get("accept-language", "en")[:2],
+                           {"stage": "too_many_requests", "client_name": ""})
+        return HTMLResponse(page, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next) -> Response:  # noqa: ANN001

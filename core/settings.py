@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 
+    # Public forms (customer pages): submissions per minute per IP address and per link.
+    form_posts_per_ip_per_minute: int = 30
+    form_posts_per_link_per_minute: int = 10
+
     # Preference-centre and unsubscribe links in messages stay valid this long.
     preference_link_ttl: timedelta = timedelta(days=400)
 

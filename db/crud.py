@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import case, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from db.models import (
     Contact,
     ContactPoint,
     Journey,
+    RateLimitCounter,
     JourneyEvent,
     WebhookDelivery,
     WebhookEndpoint,
@@ -175,3 +176,17 @@ async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: s
             )
         )
     ).one()
+
+
+async def count_hit(session: AsyncSession, *, key: str, window_start: datetime) -> int:
+    """Counts one request in the fixed window starting at window_start; returns the count.
+    One atomic upsert, so concurrent requests on several API instances count correctly."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(RateLimitCounter).values(key=key, window_start=window_start, count=1)
+    stale = stmt.excluded.window_start > RateLimitCounter.window_start
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
+        "count": case((stale, 1), else_=RateLimitCounter.count + 1),
+        "window_start": case((stale, stmt.excluded.window_start),
+                             else_=RateLimitCounter.window_start),
+    }).returning(RateLimitCounter.count)
+    return (await session.execute(stmt)).scalar_one()

@@ -7,7 +7,7 @@ opaque token does, and the database knows only its hash.
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from temporalio.client import WorkflowUpdateFailedError
@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, StateDep
+from api.public_forms import is_bot, limit_form_posts
 from core.contracts import (
     ConfirmInput,
     ConsentAnswerInput,
@@ -32,7 +33,7 @@ from messaging.phone import PhoneNumberError, display_phone, parse_phone
 from messaging.rendering import render_page
 from workflows.journey import JourneyWorkflow
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
 _email = TypeAdapter(EmailStr)
 
 
@@ -188,6 +189,9 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         return invalid_link(request, state)
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
+    if await is_bot(request):
+        # Answered like a success, so the bot learns nothing; nothing is recorded.
+        return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
     form = await request.form()
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
         return await _answer(request, state, session, visit, form.get("answer"), given_at)

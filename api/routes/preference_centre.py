@@ -4,10 +4,11 @@ Each change is a ledger entry with the text that was shown, the time, IP and use
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse
 
 from api.deps import SessionDep, StateDep
+from api.public_forms import limit_form_posts
 from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
 from api.webhook_dispatch import dispatch
 from core.security import sha256_hex
@@ -15,7 +16,7 @@ from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpos
 from db import consents
 from db.models import Client, Contact, LinkToken
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
 CHANNELS = [Channel.email, Channel.sms, Channel.letter, Channel.phone]
 
 

@@ -1,0 +1,44 @@
+"""Bot protection for the customer pages without friction: per-IP and per-link rate limits on
+every form post (counted in the database, shared by all API instances), and a honeypot field
+that people never see. No third-party captcha calls."""
+
+from datetime import UTC, datetime
+
+from fastapi import Request
+
+from api.deps import AppState
+from core.security import sha256_hex
+from db import crud
+from db.session import transaction
+
+HONEYPOT = "website"
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many form posts")
+        self.retry_after = retry_after
+
+
+async def limit_form_posts(request: Request) -> None:
+    """Router dependency: counts a POST against its IP and its link, refusing past the limits."""
+    if request.method != "POST":
+        return
+    state: AppState = request.app.state.journeys
+    now = datetime.now(UTC)
+    window = now.replace(second=0, microsecond=0)
+    link = "/".join(request.url.path.split("/")[:3])
+    ip = request.client.host if request.client else "unknown"
+    async with transaction(state.sessions) as session:
+        by_ip = await crud.count_hit(session, key=f"form:ip:{ip}", window_start=window)
+        # Hashed: the link token itself never lands in a table.
+        by_link = await crud.count_hit(session, key=f"form:link:{sha256_hex(link)}",
+                                       window_start=window)
+    if (by_ip > state.settings.form_posts_per_ip_per_minute
+            or by_link > state.settings.form_posts_per_link_per_minute):
+        raise RateLimited(retry_after=60 - now.second)
+
+
+async def is_bot(request: Request) -> bool:
+    """A filled honeypot: the form was posted by something that fills every field."""
+    return bool((await request.form()).get(HONEYPOT))

@@ -1,0 +1,53 @@
+"""Public forms resist bots without a captcha: a honeypot and rate limits per IP and per link."""
+
+import httpx
+
+from api.main import create_app
+from tests.helpers import Customer, unique_email
+
+
+async def invited(tenant, mailbox) -> tuple[str, str, dict]:
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    return address, mailbox.link(invitation), enrolled["results"][0]
+
+
+async def test_a_filled_honeypot_is_answered_like_success_and_changes_nothing(
+    tenant, http, mailbox
+):
+    address, page, enrolled = await invited(tenant, mailbox)
+    customer = Customer(http)
+    await customer.open(page)
+    assert 'name="website"' in customer.page and 'aria-hidden="true"' in customer.page
+    response = await http.post(page, data={"csrf_token": customer.csrf(), "email": address,
+                                           "website": "http://spam.example"})
+    assert response.status_code == 303
+    journey = await tenant.journey(enrolled["journey_id"])
+    assert journey["stage"] == "opened" and journey["pending_email"] is None
+    assert len(mailbox.to(address)) == 1  # no verification email went out
+
+
+async def test_too_many_posts_on_one_link_get_429(tenant, http, mailbox, settings):
+    _, page, _ = await invited(tenant, mailbox)
+    customer = Customer(http)
+    await customer.open(page)
+    statuses = [(await http.post(page, data={"csrf_token": customer.csrf(), "email": "x@"})
+                 ).status_code for _ in range(settings.form_posts_per_link_per_minute + 2)]
+    assert statuses[0] == 422 and statuses[-1] == 429
+    assert statuses.count(429) >= 2
+    limited = await http.post(page, data={"csrf_token": customer.csrf(), "email": "x@"})
+    assert limited.status_code == 429 and "Too many attempts" in limited.text
+    assert 0 < int(limited.headers["retry-after"]) <= 60
+
+
+async def test_too_many_posts_from_one_ip_get_429(tenant, mailbox, settings):
+    strict = create_app(settings.model_copy(update={"form_posts_per_ip_per_minute": 3}))
+    async with strict.router.lifespan_context(strict):
+        transport = httpx.ASGITransport(app=strict, client=("198.51.100.77", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            statuses = [(await http.post(f"/c/guess-{n}", data={})).status_code
+                        for n in range(5)]
+    # Unknown links answer 404 until the address has used up its posts for the minute.
+    assert statuses == [404, 404, 404, 429, 429]
