@@ -5,14 +5,15 @@ A code is stored only as an HMAC; a retried send of the same step sends nothing 
 import hmac
 import math
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core import security
-from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput
+from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput, SendCodeResult
 from core.settings import Settings
 from core.vocabulary import Stage
 from db import crud
@@ -35,23 +36,30 @@ class CodeSender:
                                   step, code)
 
     @activity.defn
-    async def send_code(self, input: SendCodeInput) -> None:
+    async def send_code(self, input: SendCodeInput) -> SendCodeResult:
         async with transaction(self._sessions) as session:
             journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
             row = (await session.scalars(select(OneTimeCode).where(
                 OneTimeCode.journey_id == journey.id, OneTimeCode.step == input.step))
             ).one_or_none()
             if row is not None and row.sent_at is not None:
-                return
+                return SendCodeResult(sent=True)
+            mobile = (journey.collected or {})["mobile"]
+            sent_today = await session.scalar(select(func.count()).select_from(OneTimeCode).where(
+                OneTimeCode.recipient == mobile, OneTimeCode.sent_at >= utcnow() - timedelta(days=1)))
+            if sent_today >= self._settings.verification_messages_per_recipient_per_day:
+                await crud.add_journey_event(session, journey=journey, step=input.step,
+                                             type="code_suppressed", at=utcnow(),
+                                             detail={"reason": "daily cap of codes reached"})
+                return SendCodeResult(sent=False, reason="daily cap of codes reached")
             code = security.new_code()
             if row is None:
-                row = OneTimeCode(journey_id=journey.id, step=input.step,
+                row = OneTimeCode(journey_id=journey.id, step=input.step, recipient=mobile,
                                   code_hmac="", expires_at=input.expires_at)
                 session.add(row)
             # A retry after a failed send sends a fresh code; the old one was never seen.
             row.code_hmac = self._hmac(input.journey_id, input.step, code)
             client = await session.get_one(Client, journey.client_id)
-            mobile = (journey.collected or {})["mobile"]
             minutes = max(1, math.ceil((input.expires_at - utcnow()).total_seconds() / 60))
             text = render_sms("verification_code", journey.language, {
                 "code": code, "client_name": client.name, "valid_minutes": minutes})
@@ -70,6 +78,7 @@ class CodeSender:
             await crud.add_journey_event(session, journey=journey, step=input.step,
                                          type="code_sent", at=row.sent_at,
                                          detail={"channel": "sms"})
+        return SendCodeResult(sent=True)
 
     @activity.defn
     async def check_code(self, input: CheckCodeInput) -> CheckCodeResult:

@@ -2,6 +2,7 @@
 link, sends it, and records it. One row per (journey, step) means a retry never sends twice."""
 
 import uuid
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -18,6 +19,9 @@ from db.session import transaction
 from messaging import links
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.rendering import render_email
+
+VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
+
 
 class MessageSender:
     def __init__(
@@ -54,10 +58,18 @@ class MessageSender:
             # Asked now, not when the campaign started: the customer may have opted out since.
             rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
                                            message_type=input.template, channel="email")
+            if rule.allowed and input.to_pending_email and await crud.messages_to(
+                    session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
+                    since=utcnow() - timedelta(days=1),
+            ) >= self._settings.verification_messages_per_recipient_per_day:
+                rule = consents.SendDecision(False, rule.category, None,
+                                             "daily cap of verification messages reached")
             if not rule.allowed:
                 await crud.add_journey_event(
                     session, journey=journey, step=input.step, type=f"{input.template}_suppressed",
                     at=utcnow(), detail={"reason": rule.reason})
+                # The journey moves on all the same; the read model follows it.
+                journey.stage = input.stage_after or journey.stage
                 return SendMessageResult(sent=False, recipient=None)
 
             link = await links.issue(

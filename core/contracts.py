@@ -109,6 +109,12 @@ class SendCodeInput:
 
 
 @dataclass
+class SendCodeResult:
+    sent: bool
+    reason: str | None = None
+
+
+@dataclass
 class CheckCodeInput:
     journey_id: str
     step: str

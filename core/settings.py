@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 
+    # Verification messages (links, codes) one address or number receives per day, across all
+    # journeys: whoever types someone else's address cannot flood them.
+    verification_messages_per_recipient_per_day: int = 5
+
     # Public forms (customer pages): submissions per minute per IP address and per link.
     form_posts_per_ip_per_minute: int = 30
     form_posts_per_link_per_minute: int = 10

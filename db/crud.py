@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from db.models import (
     Journey,
     RateLimitCounter,
     JourneyEvent,
+    Message,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -190,3 +191,11 @@ async def count_hit(session: AsyncSession, *, key: str, window_start: datetime) 
                              else_=RateLimitCounter.window_start),
     }).returning(RateLimitCounter.count)
     return (await session.execute(stmt)).scalar_one()
+
+
+async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
+                      since: datetime) -> int:
+    """How many of these messages went to the recipient since then (any journey, any client)."""
+    return await session.scalar(select(func.count()).select_from(Message).where(
+        Message.recipient == recipient, Message.template.in_(templates),
+        Message.status == "sent", Message.sent_at >= since)) or 0

@@ -235,6 +235,7 @@ class OneTimeCode(Base):
     id: Mapped[uuid.UUID] = _id()
     journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(100))
+    recipient: Mapped[str] = mapped_column(String(32), index=True)
     code_hmac: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime]
     wrong_tries: Mapped[int] = mapped_column(Integer, default=0)

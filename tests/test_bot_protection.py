@@ -51,3 +51,29 @@ async def test_too_many_posts_from_one_ip_get_429(tenant, mailbox, settings):
                         for n in range(5)]
     # Unknown links answer 404 until the address has used up its posts for the minute.
     assert statuses == [404, 404, 404, 429, 429]
+
+
+async def test_someone_typing_a_strangers_address_everywhere_cannot_flood_it(
+    tenant, http, mailbox, settings
+):
+    """Seven pages, one victim: the victim gets at most the daily cap of verification mails,
+    and every page answers the same way, so nobody learns whether the address is known."""
+    victim = unique_email("victim")
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    pages = []
+    for n in range(7):
+        address = unique_email(f"attacker{n}")
+        enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+        [invitation] = await mailbox.wait_for(address)
+        pages.append((mailbox.link(invitation), enrolled["results"][0]["journey_id"]))
+    answers = []
+    for page, journey_id in pages:
+        customer = Customer(http)
+        await customer.open(page)
+        answers.append((await customer.submit(page, email=victim)).status_code)
+        await tenant.wait_for_stage(journey_id, "verification_pending")
+    assert set(answers) == {200}
+    cap = settings.verification_messages_per_recipient_per_day
+    assert len(mailbox.to(victim)) == cap
+    last = await tenant.journey(pages[-1][1])
+    assert last["history"][-1]["type"] == "verification_suppressed"

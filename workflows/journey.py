@@ -273,8 +273,7 @@ class JourneyWorkflow:
             if wait > timedelta(0):
                 return ResendCodeResult(sent=False, retry_after_seconds=ceil(wait.total_seconds()))
             self.code_resends += 1
-            await self._send_code()
-            return ResendCodeResult(sent=True)
+            return ResendCodeResult(sent=await self._send_code())
 
     @resend_code.validator
     def _validate_resend_code(self) -> None:
@@ -284,9 +283,9 @@ class JourneyWorkflow:
         if self.stage != Stage.verification_pending or "mobile" not in self.awaiting:
             raise ApplicationError("no code is awaited", type=ErrorType.nothing_to_verify)
 
-    async def _send_code(self) -> None:
+    async def _send_code(self) -> bool:
         step = f"code-{self.submissions}-{self.code_resends}"
-        await workflow.execute_activity_method(
+        result = await workflow.execute_activity_method(
             CodeSender.send_code,
             SendCodeInput(self.input.journey_id, step,
                           workflow.now() + self.input.timings.code_ttl),
@@ -294,6 +293,7 @@ class JourneyWorkflow:
         )
         self.code_step = step
         self.code_sent_at = self.last_message_at = workflow.now()
+        return result.sent
 
     @workflow.update
     async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("journey_id", sa.Uuid(), nullable=False),
         sa.Column("step", sa.String(length=100), nullable=False),
+        sa.Column("recipient", sa.String(length=32), nullable=False),
         sa.Column("code_hmac", sa.String(length=64), nullable=False),
         sa.Column("expires_at", db.models.UtcDateTime(timezone=True), nullable=False),
         sa.Column("wrong_tries", sa.Integer(), nullable=False),
@@ -30,7 +31,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("journey_id", "step"),
     )
+    op.create_index("ix_one_time_codes_recipient", "one_time_codes", ["recipient"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_one_time_codes_recipient", table_name="one_time_codes")
     op.drop_table("one_time_codes")
