@@ -14,6 +14,7 @@ from activities.codes import CodeSender
 from activities.journey_records import JourneyRecords
 from activities.messages import MessageSender
 from activities.reconsent import Reconsent
+from activities.retention import Retention
 from activities.webhooks import WebhookSender
 from core.security import SecretBox
 from core.settings import Settings, get_settings
@@ -24,10 +25,11 @@ from messaging.sms import make_sms_sender
 from workflows.client_message import ClientMessageWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
+from workflows.retention import PurgeUnverifiedDataWorkflow, ensure_schedule
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
 
 WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow,
-             ReconsentRunWorkflow]
+             ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow]
 
 
 @asynccontextmanager
@@ -48,6 +50,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         client_messages = ClientMessageSender(sessions, settings, smtp)
         reconsent = Reconsent(sessions, settings, client)
         codes = CodeSender(sessions, settings, make_sms_sender(settings, http))
+        retention = Retention(sessions)
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,
@@ -64,11 +67,13 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 reconsent.reconsent_batch,
                 codes.send_code,
                 codes.check_code,
+                retention.purge_unverified,
                 webhooks.deliver_webhook,
             ],
         )
         try:
             async with worker:
+                await ensure_schedule(client, settings.temporal_task_queue)
                 yield worker
         finally:
             await engine.dispose()

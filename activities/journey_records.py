@@ -131,7 +131,10 @@ class JourneyRecords:
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             collected = journey.collected or {}
-            value = collected[kind]
+            value = collected.get(kind)
+            if value is None:
+                # Purged after the client's retention: there is nothing left to verify.
+                return EmittedEvents(refused="data_purged")
             client = await session.get_one(Client, journey.client_id)
             await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
             claimed = (await session.scalars(select(ContactPoint).where(

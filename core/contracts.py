@@ -300,3 +300,14 @@ class ReconsentBatchResult:
     contacts_reset: int
     journeys_started: int
     skipped: int
+
+
+@dataclass
+class PurgeInput:
+    # The schedule's fire time, so a retried purge judges ages the same way.
+    now: datetime
+
+
+@dataclass
+class PurgeResult:
+    journeys_purged: int

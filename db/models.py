@@ -63,6 +63,8 @@ class Client(Base):
     household_rule: Mapped[str] = mapped_column(String(10), default="reject")
     # Applies to contacts who rejected or withdrew the consent to keep their data.
     gdpr_consequence: Mapped[str] = mapped_column(String(20), default="full_functionality")
+    # Data entered but never verified is deleted from journeys after this many days.
+    unverified_retention_days: Mapped[int] = mapped_column(Integer, default=30)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

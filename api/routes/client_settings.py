@@ -1,7 +1,7 @@
 """A client's own settings, e.g. its household rule for contact points."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import ClientDep, SessionDep
 from api.errors import ERROR_RESPONSES
@@ -16,17 +16,20 @@ class ClientSettings(BaseModel):
     default_language: str
     household_rule: HouseholdRule
     gdpr_consequence: GdprConsequence
+    unverified_retention_days: int
 
 
 class ClientSettingsUpdate(Strict):
     household_rule: HouseholdRule | None = None
     gdpr_consequence: GdprConsequence | None = None
+    unverified_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 def settings_out(client) -> ClientSettings:
     return ClientSettings(name=client.name, default_language=client.default_language,
                           household_rule=client.household_rule,
-                          gdpr_consequence=client.gdpr_consequence)
+                          gdpr_consequence=client.gdpr_consequence,
+                          unverified_retention_days=client.unverified_retention_days)
 
 
 @router.get("", response_model=ClientSettings)
@@ -42,11 +45,16 @@ async def update_settings(body: ClientSettingsUpdate, client: ClientDep,
     (the first person's email opt-ins lapse, recorded in their consent ledger).
 
     `gdpr_consequence`: for contacts who rejected or withdrew consent to keep their data:
-    `full_functionality`, or `no_functionality` (only mandatory messages reach them)."""
+    `full_functionality`, or `no_functionality` (only mandatory messages reach them).
+
+    `unverified_retention_days`: data entered on a journey but never verified is deleted
+    after this many days (a daily schedule)."""
     if body.household_rule is not None:
         client.household_rule = body.household_rule
     if body.gdpr_consequence is not None:
         client.gdpr_consequence = body.gdpr_consequence
+    if body.unverified_retention_days is not None:
+        client.unverified_retention_days = body.unverified_retention_days
     session.add(client)
     await session.commit()
     return settings_out(client)
