@@ -98,7 +98,10 @@ class JourneyRecords:
                         given_at=sub.given_at, source=ConsentSource.contact_page,
                         text=LegalText(**{k: shown[k] for k in
                                           ("language", "version", "text", "sha256")}),
-                        ip=sub.ip, user_agent=sub.user_agent, shown_in="contact_page")))
+                        ip=sub.ip, user_agent=sub.user_agent, shown_in="contact_page",
+                        display_id=await consents_db.verified_display(
+                            session, display_id=decision.display_id, contact_id=contact.id,
+                            purpose=box["purpose"]))))
             if rows:
                 await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
             await crud.add_journey_event(
@@ -225,7 +228,10 @@ class JourneyRecords:
                     given_at=answer.given_at, source=ConsentSource.contact_page,
                     text=LegalText(**{k: shown[k] for k in ("language", "version", "text",
                                                             "sha256")}),
-                    ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page")])
+                    ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page",
+                    display_id=await consents_db.verified_display(
+                        session, display_id=answer.display_id, contact_id=contact.id,
+                        purpose=box["purpose"]))])
             contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
                                           else GdprConsentState.rejected)
             contact.gdpr_consent_updated_at = answer.given_at

@@ -57,6 +57,8 @@ class JourneyInput:
 class ConsentDecision:
     key: str
     granted: bool
+    # The display of the text the customer answered (as the page sent it back).
+    display_id: str | None = None
 
 
 @dataclass
@@ -138,6 +140,7 @@ class ConsentAnswerInput:
     ip: str | None
     user_agent: str | None
     language: str
+    display_id: str | None = None
 
 
 @dataclass

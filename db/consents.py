@@ -17,6 +17,7 @@ from core.vocabulary import EventType, GdprConsentState, GdprConsequence, Messag
 from db.crud import contact_ref, insert_ignoring_conflicts, record_webhook_event
 from db.models import (
     Client,
+    ConsentDisplay,
     ConsentEvent,
     Contact,
     LegalText,
@@ -106,6 +107,7 @@ class Decision:
     user_agent: str | None = None
     actor: str | None = None
     shown_in: str | None = None
+    display_id: uuid.UUID | None = None
 
 
 def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
@@ -116,7 +118,7 @@ def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
         "journey_id": journey_id, "step": step, "checkbox_key": checkbox_key,
         "purpose": d.purpose, "channel": d.channel, "granted": d.granted,
         "given_at": d.given_at, "recorded_at": utcnow(), "source": d.source,
-        "actor": d.actor, "shown_in": d.shown_in,
+        "actor": d.actor, "shown_in": d.shown_in, "display_id": d.display_id,
         "legal_text": d.text.text, "legal_text_language": d.text.language,
         "legal_text_version": d.text.version, "legal_text_sha256": d.text.sha256,
         "ip": d.ip, "user_agent": d.user_agent,
@@ -222,8 +224,38 @@ def event_as_dict(e: ConsentEvent) -> dict[str, Any]:
         "id": str(e.id), "purpose": e.purpose, "channel": e.channel, "granted": e.granted,
         "given_at": e.given_at.isoformat(), "recorded_at": e.recorded_at.isoformat(),
         "source": e.source, "actor": e.actor, "shown_in": e.shown_in,
+        "display_id": str(e.display_id) if e.display_id else None,
         "journey_id": str(e.journey_id) if e.journey_id else None, "key": e.checkbox_key,
         "legal_text": {"language": e.legal_text_language, "version": e.legal_text_version,
                        "sha256": e.legal_text_sha256, "text": e.legal_text},
         "ip": e.ip, "user_agent": e.user_agent,
     }
+
+
+async def record_displays(
+    session: AsyncSession, *, contact: Contact, journey_id: uuid.UUID | None, shown_in: str,
+    texts: dict[str, tuple[str, str, dict[str, str]]], ip: str | None, user_agent: str | None,
+) -> dict[str, str]:
+    """Records that texts were shown; `texts` maps a form key to (purpose, channel, text with
+    language/version/sha256). Returns the display id per key, for the form to send back."""
+    displays = {key: ConsentDisplay(
+        client_id=contact.client_id, contact_id=contact.id, journey_id=journey_id,
+        purpose=purpose, channel=channel, shown_in=shown_in, legal_text_language=text["language"],
+        legal_text_version=text["version"], legal_text_sha256=text["sha256"], ip=ip,
+        user_agent=user_agent) for key, (purpose, channel, text) in texts.items()}
+    session.add_all(displays.values())
+    await session.flush()
+    return {key: str(d.id) for key, d in displays.items()}
+
+
+async def verified_display(session: AsyncSession, *, display_id: str | None,
+                           contact_id: uuid.UUID, purpose: str) -> uuid.UUID | None:
+    """The display a decision answers, if the form sent back one of this contact's displays of
+    this purpose; anything else (forged, stale, absent) links to nothing."""
+    try:
+        display = await session.get(ConsentDisplay, uuid.UUID(display_id or ""))
+    except ValueError:
+        return None
+    if display is None or display.contact_id != contact_id or display.purpose != purpose:
+        return None
+    return display.id

@@ -138,6 +138,28 @@ class ContactPoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ConsentDisplay(Base):
+    """A consent text as it was shown to a customer: which words, where, when, to whom."""
+
+    __tablename__ = "consent_displays"
+    __table_args__ = (Index("ix_consent_displays_notice", "client_id", "purpose",
+                            "legal_text_version", "legal_text_language"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    journey_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("journeys.id",
+                                                                    ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(20))
+    shown_in: Mapped[str] = mapped_column(String(200))
+    legal_text_language: Mapped[str] = mapped_column(String(8))
+    legal_text_version: Mapped[str] = mapped_column(String(50))
+    legal_text_sha256: Mapped[str] = mapped_column(String(64))
+    shown_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
 class ConsentEvent(Base):
     """Append-only consent ledger: rows are inserted, never updated."""
 
@@ -163,6 +185,9 @@ class ConsentEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(200))
     # Where the text was shown: "contact_page", "preference_centre", "email:newsletter", ...
     shown_in: Mapped[str | None] = mapped_column(String(200))
+    # The display the customer answered, when we showed the text ourselves.
+    display_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("consent_displays.id", ondelete="SET NULL"))
     legal_text: Mapped[str] = mapped_column(Text)
     legal_text_language: Mapped[str] = mapped_column(String(8))
     legal_text_version: Mapped[str] = mapped_column(String(50))

@@ -286,6 +286,7 @@ class Tenant:
 
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
 @dataclass
@@ -305,8 +306,12 @@ class Customer:
         assert found, f"no form on the page: {self.page[:3000]}"
         return found.group(1)
 
+    def hidden_fields(self) -> dict[str, str]:
+        """The hidden inputs a browser sends along (CSRF token, consent display ids, ...)."""
+        return dict(HIDDEN.findall(self.page))
+
     async def submit(self, path: str, **fields: Any) -> httpx.Response:
-        data = {"csrf_token": self.csrf(), **fields}
+        data = {**self.hidden_fields(), "csrf_token": self.csrf(), **fields}
         response = await self.http.post(path, data=data)
         if response.status_code == 303:
             return await self.open(response.headers["location"])

@@ -269,3 +269,38 @@ async def test_journey_reminders_follow_the_clients_policy(tenant, http, mailbox
     suppressed = [e for e in journey["history"] if e["type"] == "reminder_suppressed"]
     assert len(suppressed) == 2
     assert suppressed[0]["detail"]["reason"] == "no consent for newsletter by email"
+
+
+async def test_shown_and_accepted_are_linked_and_reported_per_notice_version(
+    tenant, http, mailbox
+):
+    """What was shown (text version, language, page, time) is kept apart from what was saved,
+    linked; the client sees the shown→accepted conversion per notice version."""
+    await setup_policies(tenant)
+    campaign = await tenant.create_campaign(languages=["en"])
+    outcomes = []
+    for ticks in (["terms", "newsletter"], ["terms"], ["terms"]):
+        address = unique_email()
+        enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+        [invitation] = await mailbox.wait_for(address)
+        customer = Customer(http)
+        await customer.open(mailbox.link(invitation))
+        await customer.submit(mailbox.link(invitation), email=address, consent=ticks)
+        outcomes.append(enrolled["results"][0]["contact_id"])
+    # One more customer only looks at the page.
+    address = unique_email()
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    await Customer(http).open(mailbox.link(invitation))
+
+    [entry] = [e for e in (await tenant.get(f"/v1/contacts/{outcomes[0]}/consents")).json()
+               if e["purpose"] == "newsletter"]
+    assert entry["granted"] and entry["legal_text"]["version"] == "3"
+    report = (await tenant.get("/v1/consent-notices/conversion", purpose="newsletter")).json()
+    # Each page view is a display: three customers saw it twice (page, then "check your inbox"
+    # with the form again), the fourth once.
+    [row] = report
+    assert (row["legal_text_version"], row["legal_text_language"], row["shown_in"]) == (
+        "3", "en", "contact_page")
+    assert (row["accepted"], row["declined"]) == (1, 2)
+    assert row["shown"] == 7 and row["conversion"] == round(1 / 7, 4)

@@ -27,7 +27,7 @@ from core.contracts import (
 )
 from core.security import Csrf, sha256_hex
 from core.vocabulary import FINAL_STAGES, ErrorType, JourneyKind, Stage, TokenPurpose
-from db import crud
+from db import consents, crud
 from db.models import Campaign, Client, Contact, Journey, LinkToken
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
 from messaging.rendering import render_page
@@ -108,8 +108,19 @@ def consent_boxes(visit: Visit) -> list[dict[str, Any]]:
     boxes = []
     for box in visit.campaign.spec.get("consents", []):
         text = box["texts"].get(visit.language) or next(iter(box["texts"].values()))
-        boxes.append({"key": box["key"], "mandatory": box["mandatory"], "text": text["text"]})
+        boxes.append({"key": box["key"], "mandatory": box["mandatory"], "text": text["text"],
+                      "purpose": box["purpose"], "channel": box["channel"], "legal": text})
     return boxes
+
+
+async def show_consents(request: Request, session, visit: Visit, shown_in: str) -> dict[str, str]:
+    """Records each consent text the page is about to show; the form sends the ids back."""
+    displays = await consents.record_displays(
+        session, contact=visit.contact, journey_id=visit.journey.id, shown_in=shown_in,
+        texts={b["key"]: (b["purpose"], b["channel"], b["legal"]) for b in consent_boxes(visit)},
+        **who(request))
+    await session.commit()
+    return displays
 
 
 def update_error_type(err: Exception) -> str | None:
@@ -133,13 +144,14 @@ def awaiting(journey: Journey, kind: str) -> str | None:
     return None
 
 
-async def _form(request: Request, state, visit: Visit, *, values: dict[str, Any],
+async def _form(request: Request, state, session, visit: Visit, *, values: dict[str, Any],
                 errors: dict[str, str], status_code: int = 200,
                 notice: dict[str, Any] | None = None) -> HTMLResponse:
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
     return html(request, state, "contact_form", visit.language, {
         "collect": visit.campaign.spec.get("collect", ["email"]),
+        "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, state.settings.default_phone_region) if mobile else None,
         "notice": notice or {},
         "client_name": visit.client.name,
@@ -169,14 +181,16 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
             pass  # a journey that just finished cannot be opened; the page still shows
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
         [box] = consent_boxes(visit)
-        return html(request, state, "reconsent_form", visit.language,
-                    {"client_name": visit.client.name, "text": box["text"]})
+        displays = await show_consents(request, session, visit, "reconsent_page")
+        return html(request, state, "reconsent_form", visit.language, {
+            "client_name": visit.client.name, "text": box["text"],
+            "display_id": displays[box["key"]]})
     known = (visit.journey.collected or {}).get("email")
     if known is None:
         point = await crud.known_email(session, contact_id=visit.contact.id)
         known = point.value if point else ""
     mobile = (visit.journey.collected or {}).get("mobile")
-    return await _form(request, state, visit, errors={}, values={
+    return await _form(request, state, session, visit, errors={}, values={
         "email": known, "consents": set(),
         "mobile": display_phone(mobile, state.settings.default_phone_region) if mobile else ""})
 
@@ -194,7 +208,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
     form = await request.form()
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
-        return await _answer(request, state, session, visit, form.get("answer"), given_at)
+        return await _answer(request, state, session, visit, form, given_at)
     collect = visit.campaign.spec.get("collect", ["email"])
     email_raw = str(form.get("email", "")).strip()
     mobile_raw = str(form.get("mobile", "")).strip()
@@ -216,14 +230,16 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         if box["mandatory"] and box["key"] not in ticked:
             errors[f"consent-{box['key']}"] = "consent_required"
     if errors:
-        return await _form(request, state, visit, errors=errors,
+        return await _form(request, state, session, visit, errors=errors,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile,
-            consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked) for b in boxes],
+            consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
+                                      display_id=form.get(f"display-{b['key']}"))
+                      for b in boxes],
             given_at=given_at, language=visit.language, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         if update_error_type(err) == ErrorType.too_many_submissions:
@@ -236,16 +252,19 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
 
 
-async def _answer(request: Request, state, session, visit: Visit, answer, given_at: datetime):
+async def _answer(request: Request, state, session, visit: Visit, form, given_at: datetime):
+    answer = form.get("answer")
     if answer not in ("accept", "reject"):
+        [box] = consent_boxes(visit)
+        displays = await show_consents(request, session, visit, "reconsent_page")
         return html(request, state, "reconsent_form", visit.language, {
-            "client_name": visit.client.name, "text": consent_boxes(visit)[0]["text"]},
-            status.HTTP_422_UNPROCESSABLE_CONTENT)
+            "client_name": visit.client.name, "text": box["text"],
+            "display_id": displays[box["key"]]}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
             accepted=answer == "accept", given_at=given_at, language=visit.language,
-            **who(request)))
+            display_id=form.get("display"), **who(request)))
     except (WorkflowUpdateFailedError, RPCError):
         await session.refresh(visit.journey)
         return finished(request, state, visit)
@@ -258,7 +277,7 @@ async def _after_code(request: Request, state, session, visit: Visit,
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     wrong = notice.get("outcome") in ("wrong", "expired", "locked")
-    return await _form(request, state, visit, errors={"code": "1"} if wrong else {},
+    return await _form(request, state, session, visit, errors={"code": "1"} if wrong else {},
                        values={"email": (visit.journey.collected or {}).get("email") or "",
                                "mobile": "", "consents": set()}, notice=notice,
                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong else 200)

@@ -46,8 +46,16 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
                 saved: bool = False) -> HTMLResponse:
     current = await consents.preferences(session, contact_id=contact.id)
     granted = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
+    purposes = await offered(session, contact, client)
+    displays = await consents.record_displays(
+        session, contact=contact, journey_id=None, shown_in="preference_centre",
+        texts={p["key"]: (p["key"], Channel.any, {"language": p["legal"].language,
+                                                  "version": p["legal"].version,
+                                                  "sha256": p["legal"].sha256})
+               for p in purposes}, **who(request))
+    await session.commit()
     return html(request, state, "preferences", contact.language, {
-        "client_name": client.name, "purposes": await offered(session, contact, client),
+        "client_name": client.name, "purposes": purposes, "displays": displays,
         "channels": CHANNELS, "granted": granted,
         "saved": saved})
 
@@ -70,7 +78,8 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     _, contact, client = found
     if not await csrf_ok(request, state):
         return forbidden_page(request, state, contact.language)
-    ticked = set((await request.form()).getlist("granted"))
+    form = await request.form()
+    ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
     decisions = []
     for purpose in await offered(session, contact, client):
@@ -83,7 +92,10 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                 decisions.append(consents.Decision(
                     purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
                     source=ConsentSource.message_link, text=purpose["legal"],
-                    shown_in="preference_centre", **who(request)))
+                    shown_in="preference_centre", **who(request),
+                    display_id=await consents.verified_display(
+                        session, display_id=form.get(f"display-{purpose['key']}"),
+                        contact_id=contact.id, purpose=purpose["key"])))
     _, deliveries = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await dispatch(state.temporal, state.settings, deliveries)

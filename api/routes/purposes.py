@@ -1,7 +1,8 @@
 """A client's consent purposes, their versioned legal texts, and its sending policies."""
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.consent_schemas import (
@@ -17,7 +18,7 @@ from api.errors import ERROR_RESPONSES
 from api.schemas import Slug
 from core.vocabulary import MARKETING_KINDS, MessageCategory
 from db import consents
-from db.models import LegalText, MessagePolicy, Purpose
+from db.models import ConsentDisplay, ConsentEvent, LegalText, MessagePolicy, Purpose
 
 router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
 
@@ -95,3 +96,37 @@ async def list_message_policies(client: ClientDep, session: SessionDep) -> list[
     rows = await session.scalars(select(MessagePolicy).where(MessagePolicy.client_id == client.id))
     return [MessagePolicyOut(message_type=p.message_type, category=p.category,
                              purpose=p.purpose_key) for p in rows]
+
+
+class NoticeConversion(BaseModel):
+    purpose: str
+    legal_text_version: str
+    legal_text_language: str
+    shown_in: str
+    shown: int
+    accepted: int
+    declined: int
+    conversion: float = Field(description="accepted / shown")
+
+
+@router.get("/consent-notices/conversion", response_model=list[NoticeConversion])
+async def notice_conversion(client: ClientDep, session: SessionDep,
+                            purpose: Slug | None = None) -> list[NoticeConversion]:
+    """How often each version of each consent text was shown, and how often the customer who
+    saw it then accepted or declined: per purpose, text version, language and place."""
+    notice = (ConsentDisplay.purpose, ConsentDisplay.legal_text_version,
+              ConsentDisplay.legal_text_language, ConsentDisplay.shown_in)
+    answered = (select(ConsentEvent.display_id, func.bool_or(ConsentEvent.granted).label("yes"))
+                .where(ConsentEvent.client_id == client.id, ConsentEvent.display_id.is_not(None))
+                .group_by(ConsentEvent.display_id).subquery())
+    query = (select(*notice, func.count(ConsentDisplay.id),
+                    func.count(answered.c.display_id).filter(answered.c.yes.is_(True)),
+                    func.count(answered.c.display_id).filter(answered.c.yes.is_(False)))
+             .outerjoin(answered, answered.c.display_id == ConsentDisplay.id)
+             .where(ConsentDisplay.client_id == client.id).group_by(*notice).order_by(*notice))
+    if purpose is not None:
+        query = query.where(ConsentDisplay.purpose == purpose)
+    return [NoticeConversion(purpose=p, legal_text_version=v, legal_text_language=lang,
+                             shown_in=where, shown=shown, accepted=yes, declined=no,
+                             conversion=round(yes / shown, 4) if shown else 0.0)
+            for p, v, lang, where, shown, yes, no in (await session.execute(query)).all()]
