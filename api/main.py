@@ -18,6 +18,7 @@ from api.routes import (
     consents,
     customer_page,
     dev_outbox,
+    enrichment_links,
     journeys,
     messages,
     preference_centre,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_endpoints.router)
     app.include_router(campaigns.router)
     app.include_router(journeys.router)
+    app.include_router(enrichment_links.router)
     app.include_router(purposes.router)
     app.include_router(client_settings.router)
     app.include_router(consents.router)

@@ -1,0 +1,70 @@
+"""A personal "complete your data" link for any message the client sends: it opens the
+contact's running journey, or starts one in the campaign given. Also as a QR code."""
+
+import io
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import segno
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from api import enrolment
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES
+from api.routes.campaigns import campaign_of
+from api.routes.consents import contact_of
+from api.schemas import ContactIn
+from core.vocabulary import FINAL_STAGES, TokenPurpose
+from db.models import Campaign, Journey
+from messaging import links
+from workflows.starts import journey_timings, start_journeys
+
+router = APIRouter(prefix="/v1/contacts", tags=["journeys"], responses=ERROR_RESPONSES)
+
+
+class EnrichmentLink(BaseModel):
+    url: str
+    journey_id: uuid.UUID
+    expires_at: datetime
+
+
+@router.get("/{contact_id}/enrichment-link", response_model=EnrichmentLink,
+            responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
+async def enrichment_link(
+    contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    campaign_id: uuid.UUID | None = Query(None, description="starts a journey here if none runs"),
+    format: Literal["json", "svg", "png"] = "json",
+):
+    """A fresh link each call (earlier ones stay valid until the journey ends)."""
+    contact = await contact_of(session, client.id, contact_id)
+    journey = (await session.scalars(select(Journey).where(
+        Journey.contact_id == contact.id, Journey.stage.not_in(FINAL_STAGES))
+        .order_by(Journey.created_at.desc()).limit(1))).first()
+    if journey is None:
+        if campaign_id is None:
+            raise HTTPException(404, "no running journey; give campaign_id to start one")
+        campaign = await campaign_of(session, client.id, campaign_id)
+        results, journeys = await enrolment.write_contacts_and_journeys(
+            session, campaign=campaign, items={0: ContactIn(external_id=contact.external_id)})
+        if not journeys:
+            raise HTTPException(422, results[0].errors[0].message)
+        await session.commit()
+        await start_journeys(state.temporal, state.settings, campaign=campaign, journeys=journeys)
+        journey = journeys[0]
+        if journey.stage in FINAL_STAGES:
+            raise HTTPException(409, f"the contact's journey in this campaign is {journey.stage}")
+    campaign = await session.get_one(Campaign, journey.campaign_id)
+    expires_at = journey.created_at + journey_timings(campaign.spec, state.settings).expires_after
+    url = await links.issue(session, state.settings, purpose=TokenPurpose.contact_page,
+                            step=f"enrichment/{uuid.uuid4()}", expires_at=expires_at,
+                            journey_id=journey.id)
+    await session.commit()
+    if format == "json":
+        return EnrichmentLink(url=url, journey_id=journey.id, expires_at=expires_at)
+    image = io.BytesIO()
+    segno.make(url, error="m").save(image, kind=format, scale=8, border=2)
+    return Response(image.getvalue(), media_type="image/svg+xml" if format == "svg"
+                    else "image/png", headers={"Cache-Control": "no-store"})
