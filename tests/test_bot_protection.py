@@ -21,6 +21,7 @@ async def test_a_filled_honeypot_is_answered_like_success_and_changes_nothing(
     customer = Customer(http)
     await customer.open(page)
     assert 'name="website"' in customer.page and 'aria-hidden="true"' in customer.page
+    await tenant.wait_for_stage(enrolled["journey_id"], "opened")
     response = await http.post(page, data={"csrf_token": customer.csrf(), "email": address,
                                            "website": "http://spam.example"})
     assert response.status_code == 303

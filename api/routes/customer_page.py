@@ -104,6 +104,18 @@ def forbidden(request: Request, state, visit: Visit) -> HTMLResponse:
     return forbidden_page(request, state, visit.language)
 
 
+async def posted_visit(request: Request, session, state, token: str,
+                       purpose: TokenPurpose) -> Visit | HTMLResponse:
+    """The visit behind a form post, or the page to answer with: an invalid link or a failed
+    CSRF check."""
+    visit = await resolve(session, token, purpose)
+    if visit is None:
+        return invalid_link(request, state)
+    if not await csrf_ok(request, state):
+        return forbidden(request, state, visit)
+    return visit
+
+
 def consent_boxes(visit: Visit) -> list[dict[str, Any]]:
     boxes = []
     for box in visit.campaign.spec.get("consents", []):
@@ -198,11 +210,9 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
 @router.post("/c/{token}", response_class=HTMLResponse)
 async def submit_contact_page(token: str, request: Request, session: SessionDep, state: StateDep):
     given_at = datetime.now(UTC)
-    visit = await resolve(session, token, TokenPurpose.contact_page)
-    if visit is None:
-        return invalid_link(request, state)
-    if not await csrf_ok(request, state):
-        return forbidden(request, state, visit)
+    visit = await posted_visit(request, session, state, token, TokenPurpose.contact_page)
+    if isinstance(visit, HTMLResponse):
+        return visit
     if await is_bot(request):
         # Answered like a success, so the bot learns nothing; nothing is recorded.
         return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
@@ -286,11 +296,9 @@ async def _after_code(request: Request, state, session, visit: Visit,
 @router.post("/c/{token}/code", response_class=HTMLResponse)
 async def submit_code(token: str, request: Request, session: SessionDep, state: StateDep):
     at = datetime.now(UTC)
-    visit = await resolve(session, token, TokenPurpose.contact_page)
-    if visit is None:
-        return invalid_link(request, state)
-    if not await csrf_ok(request, state):
-        return forbidden(request, state, visit)
+    visit = await posted_visit(request, session, state, token, TokenPurpose.contact_page)
+    if isinstance(visit, HTMLResponse):
+        return visit
     code = str((await request.form()).get("code", ""))[:20]
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
@@ -303,11 +311,9 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
 
 @router.post("/c/{token}/resend-code", response_class=HTMLResponse)
 async def resend_code(token: str, request: Request, session: SessionDep, state: StateDep):
-    visit = await resolve(session, token, TokenPurpose.contact_page)
-    if visit is None:
-        return invalid_link(request, state)
-    if not await csrf_ok(request, state):
-        return forbidden(request, state, visit)
+    visit = await posted_visit(request, session, state, token, TokenPurpose.contact_page)
+    if isinstance(visit, HTMLResponse):
+        return visit
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
             JourneyWorkflow.resend_code)
@@ -319,11 +325,9 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
 
 @router.post("/c/{token}/opt-out", response_class=HTMLResponse)
 async def opt_out(token: str, request: Request, session: SessionDep, state: StateDep):
-    visit = await resolve(session, token, TokenPurpose.contact_page)
-    if visit is None:
-        return invalid_link(request, state)
-    if not await csrf_ok(request, state):
-        return forbidden(request, state, visit)
+    visit = await posted_visit(request, session, state, token, TokenPurpose.contact_page)
+    if isinstance(visit, HTMLResponse):
+        return visit
     if visit.journey.stage not in (Stage.verified, Stage.expired):
         try:
             await state.temporal.get_workflow_handle(visit.journey.workflow_id).signal(
@@ -351,11 +355,9 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
 @router.post("/v/{token}", response_class=HTMLResponse)
 async def confirm(token: str, request: Request, session: SessionDep, state: StateDep):
     confirmed_at = datetime.now(UTC)
-    visit = await resolve(session, token, TokenPurpose.verify_email)
-    if visit is None:
-        return invalid_link(request, state)
-    if not await csrf_ok(request, state):
-        return forbidden(request, state, visit)
+    visit = await posted_visit(request, session, state, token, TokenPurpose.verify_email)
+    if isinstance(visit, HTMLResponse):
+        return visit
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         result = await handle.execute_update(JourneyWorkflow.confirm_email, ConfirmInput(
