@@ -51,9 +51,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
         reconsent = Reconsent(sessions, settings, client)
-        codes = CodeSender(sessions, settings, make_sms_sender(settings, http))
+        sms = make_sms_sender(settings, http)
+        codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)
-        kyc = KycActivities(sessions, settings, smtp)
+        kyc = KycActivities(sessions, settings, smtp, sms)
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,

@@ -1,6 +1,6 @@
 """I/O of a KYC profile's workflow: judging a definition against the contact's information,
-recording transitions (with their webhook events) and emailing the customer. Every write is
-keyed by (contact, step), so a retried activity neither writes nor sends twice."""
+recording transitions (with their webhook events) and emailing (or texting) the customer.
+Every write is keyed by (contact, step), so a retried activity neither writes nor sends twice."""
 
 import uuid
 from typing import Any
@@ -24,11 +24,13 @@ from core.vocabulary import ErrorType, KycState, TokenPurpose
 from db import crud, kyc_crud
 from db.kyc_models import KycEvent
 from db.kyc_models import KycProfile as ProfileRow
-from db.models import Client, Contact, utcnow
+from db.models import Client, Contact, ContactPoint, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
-from messaging.rendering import render_email
+from messaging.provider_http import PermanentDeliveryFailure
+from messaging.rendering import RenderedEmail, render_email, render_sms
+from messaging.sms import OutgoingSms, SmsSender
 
 
 def profile_payload(profile: KycProfile) -> dict[str, Any]:
@@ -55,11 +57,13 @@ async def contact_or_gone(session: AsyncSession, contact_id: uuid.UUID) -> Conta
 
 class KycActivities:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender,
+        sms: SmsSender,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._email = email
+        self._sms = sms
 
     @activity.defn
     async def evaluate_kyc(self, input: EvaluateKycInput) -> KycEvaluation:
@@ -105,6 +109,7 @@ class KycActivities:
 
     @activity.defn
     async def send_kyc_email(self, input: SendKycEmailInput) -> SendMessageResult:
+        """Emails the customer; by SMS when only a mobile number is known."""
         contact_id = uuid.UUID(input.contact_id)
         step = f"{input.step}/email"
         async with transaction(self._sessions) as session:
@@ -115,36 +120,61 @@ class KycActivities:
             contact = await contact_or_gone(session, contact_id)
             client = await session.get_one(Client, contact.client_id)
             point = await crud.known_email(session, contact_id=contact_id)
-            if point is None:
-                # No address to write to: the client still learns everything by webhook.
+            mobile = None if point is not None else (await session.scalars(
+                select(ContactPoint.value).where(ContactPoint.contact_id == contact_id,
+                                                 ContactPoint.kind == "mobile")
+                .order_by(ContactPoint.created_at.desc()))).first()
+            if point is None and mobile is None:
+                # Nowhere to write to: the client still learns everything by webhook.
                 return SendMessageResult(sent=False, recipient=None)
             link = None
             if input.link_expires_at is not None:
                 link = await links.issue(
                     session, self._settings, purpose=TokenPurpose.kyc_documents,
                     step=f"kyc/{step}", expires_at=input.link_expires_at, contact_id=contact_id)
-            preferences = await links.issue(
-                session, self._settings, purpose=TokenPurpose.preferences, step=f"kyc/{step}",
-                contact_id=contact_id, expires_at=utcnow() + self._settings.preference_link_ttl)
             p = input.profile
-            content = render_email(input.template, contact.language, {
+            context = {
                 "client_name": client.name, "first_name": contact.first_name,
                 "profile_name": p.definition_name, "state": p.state, "reason": p.reason,
-                "expires_at": p.expires_at, "link": link, "preferences_link": preferences,
-                "link_expires_at": input.link_expires_at})
+                "expires_at": p.expires_at, "link": link,
+                "link_expires_at": input.link_expires_at}
+            if point is not None:
+                context["preferences_link"] = await links.issue(
+                    session, self._settings, purpose=TokenPurpose.preferences,
+                    step=f"kyc/{step}", contact_id=contact_id,
+                    expires_at=utcnow() + self._settings.preference_link_ttl)
 
-        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
-        mail = OutgoingEmail(
-            to=point.value, content=content, from_name=client.name,
-            message_id=f"<kyc.{contact_id}.{input.step}@{domain}>",
-            headers={"Auto-Submitted": "auto-generated"})
-        try:
-            await self._email.send(mail)
-        except EmailRejected as err:
-            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        if point is not None:
+            recipient, detail = point.value, await self._email_to(
+                point.value, client.name, input, render_email(input.template, contact.language,
+                                                              context))
+        else:
+            assert mobile is not None
+            recipient, detail = mobile, await self._sms_to(
+                mobile, input, render_sms(input.template, contact.language, context))
         async with transaction(self._sessions) as session:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{
                 "client_id": client.id, "contact_id": contact_id, "step": step,
-                "type": f"{input.template}_sent",
-                "detail": {"recipient": point.value, "subject": content.subject}}])
-        return SendMessageResult(sent=True, recipient=point.value)
+                "type": f"{input.template}_sent", "detail": {"recipient": recipient, **detail}}])
+        return SendMessageResult(sent=True, recipient=recipient)
+
+    async def _email_to(self, address: str, client_name: str, input: SendKycEmailInput,
+                        content: RenderedEmail) -> dict[str, str]:
+        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
+        try:
+            await self._email.send(OutgoingEmail(
+                to=address, content=content, from_name=client_name,
+                message_id=f"<kyc.{input.contact_id}.{input.step}@{domain}>",
+                headers={"Auto-Submitted": "auto-generated"}))
+        except EmailRejected as err:
+            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        return {"channel": "email", "subject": content.subject}
+
+    async def _sms_to(self, number: str, input: SendKycEmailInput, text: str) -> dict[str, str]:
+        try:
+            receipt = await self._sms.send(OutgoingSms(
+                to=number, sender=self._settings.sms_sender_name, text=text,
+                idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
+        except PermanentDeliveryFailure as err:
+            raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err
+        return {"channel": "sms", "provider_message_id": receipt.provider_message_id}

@@ -2,10 +2,10 @@
 plus the size and type checks every upload passes first."""
 
 import asyncio
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from messaging.local_outbox import write_atomically
 
 # Judged by the file's first bytes, never by the name or Content-Type the sender claims.
 MAGIC_NUMBERS = {
@@ -38,16 +38,9 @@ class LocalDirectoryStorage:
             raise ValueError("storage key escapes the storage directory")
         return path
 
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed, so a crash never leaves half a document under its key.
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, self._path(key), data)
+        # Written aside and renamed, so a crash never leaves half a document under its key.
+        await asyncio.to_thread(write_atomically, self._path(key), data)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)

@@ -17,7 +17,8 @@ from core.vocabulary import KYC_STATE
 from db.kyc_models import KycDocument
 from db.models import Contact, ContactPoint
 from db.session import transaction
-from tests.helpers import Customer, Tenant, eventually, unique_email
+from messaging.local_outbox import read_records
+from tests.helpers import LINK, Customer, Tenant, eventually, unique_email
 from tests.histories import save_history
 from worker import running_worker
 from workflows.kyc import KycWorkflow
@@ -32,17 +33,20 @@ ID_OR_PASSPORT = [
 ]
 
 
-async def new_contact(sessions, tenant: Tenant, **fields: Any) -> tuple[str, str]:
-    """A contact as the client's registry holds it (the contact API is issue 5's work)."""
-    email = unique_email("kyc")
+async def new_contact(sessions, tenant: Tenant, *, mobile: bool = False,
+                      **fields: Any) -> tuple[str, str]:
+    """A contact as the client's registry holds it (the contact API is issue 5's work), with
+    an email address or else a mobile number."""
+    kind, value = (("mobile", f"+3161{str(uuid.uuid4().int)[:7]}") if mobile
+                   else ("email", unique_email("kyc")))
     async with transaction(sessions) as session:
         contact = Contact(client_id=tenant.id, external_id=f"crm-{uuid.uuid4().hex[:8]}",
                           first_name="Eva", last_name="Janssen", **fields)
         session.add(contact)
         await session.flush()
-        session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind="email",
-                                 value=email))
-    return str(contact.id), email
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind=kind,
+                                 value=value))
+    return str(contact.id), value
 
 
 async def define(tenant: Tenant, level: int, rules: list[dict], **fields: Any) -> dict[str, Any]:
@@ -205,6 +209,22 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
             f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'ContinuedAsNew'")]
         await save_history(temporal_env.client.get_workflow_handle(
             handle.id, run_id=first_run[0].run_id), "kyc_refuted_then_renewed")
+
+
+async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):
+    await define(tenant, 1, [{"field": "last_name"}, {"field": "mobile"}])
+    contact_id, mobile = await new_contact(sessions, tenant, mobile=True)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "No ID card yet."})
+
+    async def texted() -> list | None:
+        return [r for r in read_records(settings.sms_outbox_dir)
+                if r["to"] == mobile and "No ID card yet." in r["text"]] or None
+    [sms] = await eventually(texted, what="the refute SMS")
+    link = LINK.search(sms["text"])
+    assert link, sms["text"]
+    page = await Customer(http).open(link.group(1))
+    assert page.status_code == 200 and "No ID card yet." in page.text
 
 
 async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):
