@@ -104,7 +104,8 @@ class KycActivities:
                 ids = await crud.record_webhook_event(
                     session, client_id=contact.client_id, key=f"kyc/{contact_id}/{input.step}",
                     type=input.event, data={"contact": crud.contact_ref(contact),
-                                            "kyc": profile_payload(p), "at": input.at.isoformat()})
+                                            "kyc": profile_payload(p), "change": input.type,
+                                            "at": input.at.isoformat()})
         return EmittedEvents(delivery_ids=ids)
 
     @activity.defn

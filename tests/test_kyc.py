@@ -108,6 +108,7 @@ async def test_assign_verify_remind_expire_renew(tenant, sessions, http, mailbox
     assert pending["workflow_id"] == f"kyc/{tenant.id}/{contact_id}"
     [assigned] = await webhook_receiver.wait_for(hook, "kyc.assigned")
     assert assigned.payload["data"]["kyc"]["state"] == "pending_verification"
+    assert assigned.payload["data"]["change"] == "assigned"
     assert assigned.payload["data"]["contact"]["id"] == contact_id
     await mail_with(mailbox, email, "identiteitsgegevens zijn geregistreerd")
 
@@ -144,6 +145,8 @@ async def test_assign_verify_remind_expire_renew(tenant, sessions, http, mailbox
     renewal = await wait_for_state(tenant, contact_id, "pending_verification")
     assert at(renewal["assigned_at"]) > expires_at
     assert [d["source"] for d in renewal["documents"]] == ["api", "customer_page"]
+    reassigned = (await webhook_receiver.wait_for(hook, "kyc.assigned", count=2))[-1]
+    assert reassigned.payload["data"]["change"] == "renewed"
     assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
     history = [e["type"] for e in (await profile(tenant, contact_id))["history"]
                if not e["type"].endswith("_sent")]
