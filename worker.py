@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from activities.client_messages import ClientMessageSender
 from activities.codes import CodeSender
 from activities.journey_records import JourneyRecords
+from activities.kyc import KycActivities
 from activities.messages import MessageSender
 from activities.reconsent import Reconsent
 from activities.retention import Retention
@@ -24,12 +25,13 @@ from messaging.email import SmtpSender
 from messaging.sms import make_sms_sender
 from workflows.client_message import ClientMessageWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.kyc import KycWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.retention import PurgeUnverifiedDataWorkflow, ensure_schedule
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
 
 WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow,
-             ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow]
+             ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow]
 
 
 @asynccontextmanager
@@ -49,8 +51,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
         reconsent = Reconsent(sessions, settings, client)
-        codes = CodeSender(sessions, settings, make_sms_sender(settings, http))
+        sms = make_sms_sender(settings, http)
+        codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)
+        kyc = KycActivities(sessions, settings, smtp, sms)
         webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
         worker = Worker(
             client,
@@ -69,6 +73,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 codes.check_code,
                 retention.purge_unverified,
                 webhooks.deliver_webhook,
+                kyc.evaluate_kyc,
+                kyc.record_kyc,
+                kyc.send_kyc_email,
             ],
         )
         try:

@@ -20,6 +20,8 @@ from api.routes import (
     dev_outbox,
     enrichment_links,
     journeys,
+    kyc,
+    kyc_page,
     messages,
     preference_centre,
     purposes,
@@ -40,13 +42,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-PAGE_PATH = re.compile(r"^/(c|v|p|u)/")
+PAGE_PATH = re.compile(r"^/(c|v|p|u|k)/")
 
 
 class RedactLinkTokens(logging.Filter):
     """Keeps personal link tokens out of access logs."""
 
-    pattern = re.compile(r"/(c|v|p|u)/[A-Za-z0-9_\-]+")
+    pattern = re.compile(r"/(c|v|p|u|k)/[A-Za-z0-9_\-]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -112,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(customer_page.router)
     app.include_router(preference_centre.router)
+    app.include_router(kyc.router)
+    app.include_router(kyc_page.router)
     if settings.dev_mode:
         app.include_router(dev_outbox.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")

@@ -43,6 +43,11 @@ WebhookEventName = Literal[
     "consent.changed",
     "journey.expired",
     "journey.opted_out",
+    "kyc.assigned",
+    "kyc.verified",
+    "kyc.refuted",
+    "kyc.expiring",
+    "kyc.expired",
 ]
 
 

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     letter_font_regular: Path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
     letter_font_bold: Path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
+    # KYC documents go through a storage adapter; the default keeps them in a local directory.
+    kyc_storage_dir: Path = DATA_DIR / "kyc-documents"
+    kyc_max_document_bytes: int = 10 * 1024 * 1024
+    # Reminder lead time when a KYC definition does not set its own.
+    kyc_remind_before: timedelta = timedelta(days=30)
+    # How long a link to the KYC upload page (after a refute, reminder or expiry) stays valid.
+    kyc_link_ttl: timedelta = timedelta(days=30)
+
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
 

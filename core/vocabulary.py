@@ -42,6 +42,11 @@ class EventType(StrEnum):
     consent_changed = "consent.changed"
     journey_expired = "journey.expired"
     journey_opted_out = "journey.opted_out"
+    kyc_assigned = "kyc.assigned"
+    kyc_verified = "kyc.verified"
+    kyc_refuted = "kyc.refuted"
+    kyc_expiring = "kyc.expiring"
+    kyc_expired = "kyc.expired"
 
 
 class Channel(StrEnum):
@@ -105,6 +110,7 @@ class TokenPurpose(StrEnum):
     verify_email = "verify_email"
     preferences = "preferences"
     unsubscribe = "unsubscribe"
+    kyc_documents = "kyc_documents"
 
 
 class PurposeKind(StrEnum):
@@ -135,9 +141,49 @@ class ErrorType(StrEnum):
     nothing_to_verify = "NothingToVerify"
     too_many_submissions = "TooManySubmissions"
     webhook_rejected = "WebhookRejected"
+    kyc_not_assigned = "KycNotAssigned"
+    kyc_wrong_state = "KycWrongState"
+    kyc_missing_information = "KycMissingInformation"
+    kyc_contact_gone = "KycContactGone"
+
+
+class KycState(StrEnum):
+    """Life cycle of a contact's KYC profile (CRM.COM's states)."""
+
+    pending_verification = "pending_verification"
+    verified = "verified"
+    refuted = "refuted"
+    expired = "expired"
+
+
+# States in which a profile counts down to its expiry and reminds the customer.
+KYC_LIVE_STATES = frozenset({KycState.pending_verification, KycState.verified})
+
+
+class KycField(StrEnum):
+    """Contact information a KYC rule can require. Document-backed fields take their value
+    from the newest uploaded document of their type."""
+
+    first_name = "first_name"
+    last_name = "last_name"
+    company_name = "company_name"
+    email = "email"
+    mobile = "mobile"
+    id_number = "id_number"
+    passport_number = "passport_number"
+
+
+class DocumentType(StrEnum):
+    """Attachment classification of an uploaded KYC document."""
+
+    id_card = "id_card"
+    passport = "passport"
+    proof_of_address = "proof_of_address"
+    company_registration = "company_registration"
 
 
 CLIENT_ID = SearchAttributeKey.for_keyword("ClientId")
 CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
-SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE)
+KYC_STATE = SearchAttributeKey.for_keyword("KycState")
+SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE)

@@ -421,3 +421,8 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime]
     count: Mapped[int] = mapped_column(Integer)
+
+
+# --- KYC -----------------------------------------------------------------------------------
+# The KYC tables live in db/kyc_models.py; imported here so Base.metadata (and Alembic) has them.
+from db import kyc_models  # noqa: E402, F401

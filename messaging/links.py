@@ -13,7 +13,8 @@ from db.crud import insert_ignoring_conflicts
 from db.models import LinkToken
 
 PATHS = {TokenPurpose.contact_page: "/c/", TokenPurpose.verify_email: "/v/",
-         TokenPurpose.preferences: "/p/", TokenPurpose.unsubscribe: "/u/"}
+         TokenPurpose.preferences: "/p/", TokenPurpose.unsubscribe: "/u/",
+         TokenPurpose.kyc_documents: "/k/"}
 
 
 async def issue(

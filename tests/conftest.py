@@ -117,6 +117,9 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         form_posts_per_link_per_minute=20,
         sms_outbox_dir=outbox / "sms",
         letter_outbox_dir=outbox / "letters",
+        kyc_storage_dir=tmp_path_factory.mktemp("kyc-documents"),
+        # Small, so the test of a too large upload sends little.
+        kyc_max_document_bytes=64 * 1024,
     )
 
 

@@ -20,7 +20,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from messaging.dev_mail import OutboxEmail, read_outbox
 
 T = TypeVar("T")
-LINK = re.compile(r"http://testserver(/[cv]/[A-Za-z0-9_\-]+)")
+LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
 
 
 def free_port() -> int:

@@ -1,0 +1,181 @@
+"""I/O of a KYC profile's workflow: judging a definition against the contact's information,
+recording transitions (with their webhook events) and emailing (or texting) the customer.
+Every write is keyed by (contact, step), so a retried activity neither writes nor sends twice."""
+
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.contracts import EmittedEvents, SendMessageResult
+from core.kyc_contracts import (
+    EvaluateKycInput,
+    KycEvaluation,
+    KycProfile,
+    RecordKycInput,
+    SendKycEmailInput,
+)
+from core.settings import Settings
+from core.vocabulary import ErrorType, KycState, TokenPurpose
+from db import crud, kyc_crud
+from db.kyc_models import KycEvent
+from db.kyc_models import KycProfile as ProfileRow
+from db.models import Client, Contact, ContactPoint, utcnow
+from db.session import transaction
+from messaging import links
+from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.provider_http import PermanentDeliveryFailure
+from messaging.rendering import RenderedEmail, render_email, render_sms
+from messaging.sms import OutgoingSms, SmsSender
+
+
+def profile_payload(profile: KycProfile) -> dict[str, Any]:
+    """How webhooks and the API describe a profile."""
+    return {
+        "state": profile.state,
+        "definition": {"id": profile.definition_id, "name": profile.definition_name,
+                       "level": profile.level},
+        "assigned_at": profile.assigned_at.isoformat() if profile.assigned_at else None,
+        "expires_at": profile.expires_at.isoformat() if profile.expires_at else None,
+        "expiry_cause": profile.expiry_cause,
+        "reason": profile.reason,
+    }
+
+
+async def contact_or_gone(session: AsyncSession, contact_id: uuid.UUID) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        # Retrying cannot bring a deleted contact back; the workflow ends its profile.
+        raise ApplicationError("the contact no longer exists", type=ErrorType.kyc_contact_gone,
+                               non_retryable=True)
+    return contact
+
+
+class KycActivities:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender,
+        sms: SmsSender,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._email = email
+        self._sms = sms
+
+    @activity.defn
+    async def evaluate_kyc(self, input: EvaluateKycInput) -> KycEvaluation:
+        async with self._sessions() as session:
+            contact = await contact_or_gone(session, uuid.UUID(input.contact_id))
+            return await kyc_crud.evaluate(
+                session, contact=contact, at=input.at,
+                definition_id=uuid.UUID(input.definition_id) if input.definition_id else None,
+                default_remind_before=self._settings.kyc_remind_before)
+
+    @activity.defn
+    async def record_kyc(self, input: RecordKycInput) -> EmittedEvents:
+        p = input.profile
+        contact_id = uuid.UUID(input.contact_id)
+        async with transaction(self._sessions) as session:
+            contact = await contact_or_gone(session, contact_id)
+            row = (await session.scalars(
+                select(ProfileRow).where(ProfileRow.contact_id == contact_id)
+                .with_for_update())).one_or_none()
+            if row is None:
+                row = ProfileRow(client_id=contact.client_id, contact_id=contact_id,
+                                 workflow_id=kyc_crud.workflow_id(contact.client_id, contact_id))
+                session.add(row)
+            assert p.state is not None and p.definition_id and p.assigned_at
+            if p.state == KycState.verified and row.state != KycState.verified:
+                row.verified_at = input.at
+            row.definition_id = uuid.UUID(p.definition_id)
+            row.state = p.state
+            row.reason = p.reason
+            row.assigned_at = p.assigned_at
+            row.expires_at = p.expires_at
+            row.expiry_cause = p.expiry_cause
+            await crud.insert_ignoring_conflicts(session, KycEvent, [{
+                "client_id": contact.client_id, "contact_id": contact_id, "step": input.step,
+                "type": input.type, "at": input.at, "detail": profile_payload(p)}])
+            ids: list[str] = []
+            if input.event:
+                ids = await crud.record_webhook_event(
+                    session, client_id=contact.client_id, key=f"kyc/{contact_id}/{input.step}",
+                    type=input.event, data={"contact": crud.contact_ref(contact),
+                                            "kyc": profile_payload(p), "change": input.type,
+                                            "at": input.at.isoformat()})
+        return EmittedEvents(delivery_ids=ids)
+
+    @activity.defn
+    async def send_kyc_email(self, input: SendKycEmailInput) -> SendMessageResult:
+        """Emails the customer; by SMS when only a mobile number is known."""
+        contact_id = uuid.UUID(input.contact_id)
+        step = f"{input.step}/email"
+        async with transaction(self._sessions) as session:
+            sent = (await session.scalars(select(KycEvent).where(
+                KycEvent.contact_id == contact_id, KycEvent.step == step))).one_or_none()
+            if sent is not None:
+                return SendMessageResult(sent=True, recipient=(sent.detail or {}).get("recipient"))
+            contact = await contact_or_gone(session, contact_id)
+            client = await session.get_one(Client, contact.client_id)
+            point = await crud.known_email(session, contact_id=contact_id)
+            mobile = None if point is not None else (await session.scalars(
+                select(ContactPoint.value).where(ContactPoint.contact_id == contact_id,
+                                                 ContactPoint.kind == "mobile")
+                .order_by(ContactPoint.created_at.desc()))).first()
+            if point is None and mobile is None:
+                # Nowhere to write to: the client still learns everything by webhook.
+                return SendMessageResult(sent=False, recipient=None)
+            link = None
+            if input.link_expires_at is not None:
+                link = await links.issue(
+                    session, self._settings, purpose=TokenPurpose.kyc_documents,
+                    step=f"kyc/{step}", expires_at=input.link_expires_at, contact_id=contact_id)
+            p = input.profile
+            context = {
+                "client_name": client.name, "first_name": contact.first_name,
+                "profile_name": p.definition_name, "state": p.state, "reason": p.reason,
+                "expires_at": p.expires_at, "link": link,
+                "link_expires_at": input.link_expires_at}
+            if point is not None:
+                context["preferences_link"] = await links.issue(
+                    session, self._settings, purpose=TokenPurpose.preferences,
+                    step=f"kyc/{step}", contact_id=contact_id,
+                    expires_at=utcnow() + self._settings.preference_link_ttl)
+
+        if point is not None:
+            recipient, detail = point.value, await self._email_to(
+                point.value, client.name, input, render_email(input.template, contact.language,
+                                                              context))
+        else:
+            assert mobile is not None
+            recipient, detail = mobile, await self._sms_to(
+                mobile, input, render_sms(input.template, contact.language, context))
+        async with transaction(self._sessions) as session:
+            await crud.insert_ignoring_conflicts(session, KycEvent, [{
+                "client_id": client.id, "contact_id": contact_id, "step": step,
+                "type": f"{input.template}_sent", "detail": {"recipient": recipient, **detail}}])
+        return SendMessageResult(sent=True, recipient=recipient)
+
+    async def _email_to(self, address: str, client_name: str, input: SendKycEmailInput,
+                        content: RenderedEmail) -> dict[str, str]:
+        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
+        try:
+            await self._email.send(OutgoingEmail(
+                to=address, content=content, from_name=client_name,
+                message_id=f"<kyc.{input.contact_id}.{input.step}@{domain}>",
+                headers={"Auto-Submitted": "auto-generated"}))
+        except EmailRejected as err:
+            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        return {"channel": "email", "subject": content.subject}
+
+    async def _sms_to(self, number: str, input: SendKycEmailInput, text: str) -> dict[str, str]:
+        try:
+            receipt = await self._sms.send(OutgoingSms(
+                to=number, sender=self._settings.sms_sender_name, text=text,
+                idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
+        except PermanentDeliveryFailure as err:
+            raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err
+        return {"channel": "sms", "provider_message_id": receipt.provider_message_id}

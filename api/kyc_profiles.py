@@ -1,0 +1,173 @@
+"""What the KYC API and the customer's upload page share: accepting a document (size and type
+checked, kept through the storage adapter) and talking to the contact's KYC workflow."""
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from api.kyc_schemas import DocumentNumber, UtcDatetime
+from api.schemas import FieldError
+from core.kyc_contracts import AssignKycInput, DocumentsChangedInput, KycInput, KycProfile, \
+    KycTimings
+from core.kyc_rules import DOCUMENT_OF_FIELD
+from core.settings import Settings
+from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_type
+from core.vocabulary import CLIENT_ID, KYC_STATE, DocumentType
+from db import kyc_crud
+from db.kyc_models import KycDocument
+from db.models import Contact
+from workflows.kyc import KycWorkflow
+
+_number = TypeAdapter(DocumentNumber).validate_python
+_expiry = TypeAdapter(UtcDatetime).validate_python
+NUMBERED = frozenset(DOCUMENT_OF_FIELD.values())
+
+
+class DocumentRejected(Exception):
+    """An upload that is not accepted; nothing of it is stored."""
+
+    def __init__(self, status: int, fields: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{f.field}: {f.message}" for f in fields))
+        self.status = status
+        self.fields = fields
+
+
+@dataclass
+class DocumentDetails:
+    document_type: DocumentType
+    number: str | None
+    expires_at: datetime | None
+
+
+def document_details(document_type: str, number: str | None,
+                     expires_at: str | None) -> DocumentDetails:
+    """Checks the form fields of an upload; every problem is named by its field."""
+    errors: list[FieldError] = []
+    kind = None
+    try:
+        kind = DocumentType(document_type)
+    except ValueError:
+        errors.append(FieldError(field="document_type",
+                                 message=f"must be one of {[d.value for d in DocumentType]}"))
+    number = (number or "").strip() or None
+    if number is not None:
+        try:
+            number = _number(number)
+        except ValidationError:
+            errors.append(FieldError(field="number", message="letters, digits, spaces and - / . "
+                                     "only, at most 100"))
+    elif kind in NUMBERED:
+        errors.append(FieldError(field="number", message=f"required for a {kind}"))
+    expiry = None
+    if (expires_at or "").strip():
+        try:
+            expiry = _expiry(expires_at.strip())
+        except ValidationError:
+            errors.append(FieldError(field="expires_at",
+                                     message="a date (2031-12-31) or date and time"))
+    if errors:
+        raise DocumentRejected(422, errors)
+    assert kind is not None
+    return DocumentDetails(kind, number, expiry)
+
+
+async def accept_document(
+    session: AsyncSession, settings: Settings, *, contact: Contact, details: DocumentDetails,
+    upload: UploadFile | None, source: str,
+) -> KycDocument:
+    """Stores the file, then its row; size and type are judged on the bytes themselves."""
+    limit = settings.kyc_max_document_bytes
+    data = await upload.read(limit + 1) if upload is not None else b""
+    if not data:
+        raise DocumentRejected(422, [FieldError(field="file", message="a file is required")])
+    if len(data) > limit:
+        raise DocumentRejected(413, [FieldError(
+            field="file", message=f"the file is larger than {limit} bytes")])
+    content_type = sniff_content_type(data[:16])
+    if content_type is None:
+        raise DocumentRejected(415, [FieldError(
+            field="file", message=f"the file must be one of {ALLOWED_TYPES} (judged by content)")])
+    doc_id = uuid.uuid4()
+    key = f"{contact.client_id}/{contact.id}/{doc_id}"
+    await LocalDirectoryStorage(settings.kyc_storage_dir).put(key, data)
+    assert upload is not None
+    filename = (upload.filename or "")[:300] or None
+    document = KycDocument(
+        id=doc_id, client_id=contact.client_id, contact_id=contact.id,
+        document_type=details.document_type, number=details.number,
+        expires_at=details.expires_at, storage_key=key, content_type=content_type,
+        size=len(data), sha256=hashlib.sha256(data).hexdigest(), filename=filename,
+        source=source, uploaded_at=datetime.now(UTC))
+    session.add(document)
+    await session.commit()
+    return document
+
+
+def update_error(err: Exception) -> ApplicationError | None:
+    cause = err.cause if isinstance(err, WorkflowUpdateFailedError) else None
+    return cause if isinstance(cause, ApplicationError) else None
+
+
+async def assign(
+    temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    definition_id: uuid.UUID | None, source: str,
+) -> KycProfile:
+    """Assigns or changes the contact's profile, starting its workflow on first use."""
+    wid = kyc_crud.workflow_id(contact.client_id, contact.id)
+    start = WithStartWorkflowOperation(
+        KycWorkflow.run,
+        KycInput(client_id=str(contact.client_id), contact_id=str(contact.id),
+                 timings=KycTimings(link_ttl=settings.kyc_link_ttl,
+                                    webhook_retry_for=settings.webhook_retry_for,
+                                    webhook_max_retry_interval=settings.webhook_max_retry_interval)),
+        id=wid, task_queue=settings.temporal_task_queue,
+        # One workflow per contact for years: a later request reaches the running one.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(CLIENT_ID, str(contact.client_id)),
+            SearchAttributePair(KYC_STATE, "unassigned"),
+        ]),
+        static_summary=f"KYC profile of contact {contact.id}",
+    )
+    return await temporal.execute_update_with_start_workflow(
+        KycWorkflow.assign,
+        AssignKycInput(definition_id=str(definition_id) if definition_id else None,
+                       at=datetime.now(UTC), source=source),
+        start_workflow_operation=start)
+
+
+async def contact_changed(
+    session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    document_type: str = "", uploaded: bool = False,
+) -> None:
+    """Call after a change to what KYC judges: a document here, names, email or mobile in the
+    contact registry. Tells the contact's KYC workflow; a contact without a profile gets one if
+    it now qualifies for a definition (CRM.COM assigns on create/update once the fields are
+    there)."""
+    profile = await kyc_crud.profile_of(session, contact_id=contact.id)
+    if profile is not None:
+        try:
+            await temporal.get_workflow_handle(profile.workflow_id).signal(
+                KycWorkflow.documents_changed,
+                DocumentsChangedInput(document_type, uploaded, datetime.now(UTC)))
+        except RPCError:
+            pass  # the document is stored; the next change or assignment judges it
+        return
+    judged = await kyc_crud.evaluate(session, contact=contact, definition_id=None,
+                                     at=datetime.now(UTC),
+                                     default_remind_before=settings.kyc_remind_before)
+    if judged.definition_id is not None:
+        try:
+            await assign(temporal, settings, contact=contact, definition_id=None, source="auto")
+        except (WorkflowUpdateFailedError, RPCError):
+            pass  # it qualified a moment ago; the client can still assign explicitly

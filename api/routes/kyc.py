@@ -1,0 +1,295 @@
+"""KYC for clients: definitions, a contact's profile (assign, change, verify, refute), documents,
+and the segment of profiles that expire soon with a batch notification to them."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import kyc_profiles
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, ErrorBody, error_response
+from api.kyc_profiles import DocumentRejected
+from api.kyc_schemas import (
+    KycAssignRequest,
+    KycDefinitionCreate,
+    KycDefinitionOut,
+    KycDefinitionRef,
+    KycDocumentOut,
+    KycDocumentPatch,
+    KycEventOut,
+    KycExpiringPage,
+    KycNotifyRequest,
+    KycNotifyResponse,
+    KycProfileOut,
+    KycRefuteRequest,
+)
+from api.schemas import FieldError
+from core.kyc_contracts import NotifyExpiringInput, RefuteKycInput, VerifyKycInput
+from core.kyc_rules import level_conflicts, rules_of
+from core.storage import LocalDirectoryStorage
+from core.vocabulary import KYC_LIVE_STATES, DocumentType, ErrorType
+from db import kyc_crud
+from db.kyc_models import KycDefinition, KycDocument, KycEvent, KycProfile
+from db.models import Contact
+from workflows.kyc import KycWorkflow
+
+router = APIRouter(prefix="/v1/kyc", tags=["kyc"], responses={
+    **ERROR_RESPONSES, 409: {"model": ErrorBody, "description": "Not allowed in this state"}})
+UPLOAD_RESPONSES = {
+    413: {"model": ErrorBody, "description": "The file is larger than KYC_MAX_DOCUMENT_BYTES"},
+    415: {"model": ErrorBody, "description": "The file is not a PDF, PNG or JPEG"},
+}
+
+
+# --- definitions ---------------------------------------------------------------------------
+
+
+@router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=KycDefinitionOut)
+async def create_definition(body: KycDefinitionCreate, client: ClientDep, session: SessionDep):
+    others = list(await session.scalars(
+        select(KycDefinition).where(KycDefinition.client_id == client.id)))
+    if any(d.level == body.level or d.name == body.name for d in others):
+        raise HTTPException(409, "a definition with this level or name exists")
+    rules = body.rules.model_dump(mode="json")
+    problems = level_conflicts(
+        body.level, {k: rules_of(v) for k, v in rules.items()},
+        [(d.level, d.name, {k: rules_of(v) for k, v in d.rules.items()}) for d in others])
+    if problems:
+        return error_response(422, "validation_error", "levels are inconsistent",
+                              [FieldError(field="rules", message=p) for p in problems])
+    definition = KycDefinition(
+        client_id=client.id, name=body.name, level=body.level,
+        requires_verification=body.requires_verification, max_credit_limit=body.max_credit_limit,
+        expires_after=body.expires_after, remind_before=body.remind_before, rules=rules)
+    session.add(definition)
+    await session.commit()
+    return definition
+
+
+@router.get("/definitions", response_model=list[KycDefinitionOut])
+async def list_definitions(client: ClientDep, session: SessionDep) -> list[KycDefinition]:
+    return list(await session.scalars(
+        select(KycDefinition).where(KycDefinition.client_id == client.id)
+        .order_by(KycDefinition.level)))
+
+
+@router.get("/definitions/{definition_id}", response_model=KycDefinitionOut)
+async def get_definition(definition_id: uuid.UUID, client: ClientDep, session: SessionDep):
+    definition = await kyc_crud.definition_of(session, client_id=client.id,
+                                              definition_id=definition_id)
+    if definition is None:
+        raise HTTPException(404, "KYC definition not found")
+    return definition
+
+
+# --- a contact's profile -------------------------------------------------------------------
+
+
+async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    contact = await kyc_crud.contact_of(session, client_id=client_id, contact_id=contact_id)
+    if contact is None:
+        raise HTTPException(404, "contact not found")
+    return contact
+
+
+def document_out(document: KycDocument) -> KycDocumentOut:
+    return KycDocumentOut.model_validate(document, from_attributes=True)
+
+
+async def profile_out(session, contact: Contact, profile: KycProfile, *,
+                      detail: bool) -> KycProfileOut:
+    definition = await session.get_one(KycDefinition, profile.definition_id)
+    out = KycProfileOut(
+        contact_id=contact.id, external_id=contact.external_id, workflow_id=profile.workflow_id,
+        state=profile.state, reason=profile.reason, assigned_at=profile.assigned_at,
+        expires_at=profile.expires_at, expiry_cause=profile.expiry_cause,
+        verified_at=profile.verified_at, updated_at=profile.updated_at,
+        definition=KycDefinitionRef(id=definition.id, name=definition.name,
+                                    level=definition.level,
+                                    max_credit_limit=definition.max_credit_limit))
+    if detail:
+        out.documents = [document_out(d) for d in await session.scalars(
+            select(KycDocument).where(KycDocument.contact_id == contact.id)
+            .order_by(KycDocument.uploaded_at))]
+        out.history = [KycEventOut(type=e.type, at=e.at, detail=e.detail) for e in
+                       await session.scalars(select(KycEvent).where(
+                           KycEvent.contact_id == contact.id).order_by(KycEvent.at, KycEvent.id))]
+    return out
+
+
+async def current_profile(session, contact: Contact) -> KycProfileOut:
+    profile = await kyc_crud.profile_of(session, contact_id=contact.id)
+    if profile is None:
+        raise HTTPException(404, "no KYC profile is assigned to this contact")
+    return await profile_out(session, contact, profile, detail=True)
+
+
+def refused(err: Exception) -> JSONResponse:
+    cause = kyc_profiles.update_error(err)
+    if cause is not None and cause.type == ErrorType.kyc_missing_information:
+        missing = cause.details[0] if cause.details else []
+        return error_response(422, "kyc_missing_information", cause.message,
+                              [FieldError(field=m, message="required") for m in missing])
+    if cause is not None and cause.type in (ErrorType.kyc_wrong_state, ErrorType.kyc_not_assigned):
+        return error_response(409, "kyc_wrong_state", cause.message)
+    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+        return error_response(404, "not_found", "no KYC profile is assigned to this contact")
+    raise err
+
+
+@router.get("/contacts/{contact_id}", response_model=KycProfileOut)
+async def get_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+    return await current_profile(session, await contact_of(session, client.id, contact_id))
+
+
+@router.post("/contacts/{contact_id}/assign", response_model=KycProfileOut)
+async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: ClientDep,
+                         session: SessionDep, state: StateDep):
+    """Assigns a profile, or changes it: to a lower level freely (and verified at once); to a
+    higher level for a verified customer only once the required information is present."""
+    contact = await contact_of(session, client.id, contact_id)
+    if body.definition_id is not None and await kyc_crud.definition_of(
+            session, client_id=client.id, definition_id=body.definition_id) is None:
+        raise HTTPException(404, "KYC definition not found")
+    try:
+        await kyc_profiles.assign(state.temporal, state.settings, contact=contact,
+                                  definition_id=body.definition_id, source="api")
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        return refused(err)
+    return await current_profile(session, contact)
+
+
+@router.post("/contacts/{contact_id}/verify", response_model=KycProfileOut)
+async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                         state: StateDep):
+    contact = await contact_of(session, client.id, contact_id)
+    handle = state.temporal.get_workflow_handle(kyc_crud.workflow_id(client.id, contact.id))
+    try:
+        await handle.execute_update(KycWorkflow.verify, VerifyKycInput(at=datetime.now(UTC)))
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        return refused(err)
+    return await current_profile(session, contact)
+
+
+@router.post("/contacts/{contact_id}/refute", response_model=KycProfileOut)
+async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: ClientDep,
+                         session: SessionDep, state: StateDep):
+    """Refutes a profile pending verification; the customer gets the reason and a link to
+    upload what is needed."""
+    contact = await contact_of(session, client.id, contact_id)
+    handle = state.temporal.get_workflow_handle(kyc_crud.workflow_id(client.id, contact.id))
+    try:
+        await handle.execute_update(KycWorkflow.refute,
+                                    RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        return refused(err)
+    return await current_profile(session, contact)
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+@router.post("/contacts/{contact_id}/documents", status_code=status.HTTP_201_CREATED,
+             response_model=KycDocumentOut, responses=UPLOAD_RESPONSES)
+async def upload_document(
+    contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    file: Annotated[UploadFile, Form(description="PDF, PNG or JPEG")],
+    document_type: Annotated[DocumentType, Form()],
+    number: Annotated[str | None, Form(description="Required for id_card and passport")] = None,
+    expires_at: Annotated[str | None, Form(description="Date (2031-12-31) or date-time")] = None,
+):
+    contact = await contact_of(session, client.id, contact_id)
+    try:
+        details = kyc_profiles.document_details(document_type, number, expires_at)
+        document = await kyc_profiles.accept_document(
+            session, state.settings, contact=contact, details=details, upload=file, source="api")
+    except DocumentRejected as err:
+        return error_response(err.status, "document_rejected", str(err), err.fields)
+    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
+                                        document_type=document.document_type, uploaded=True)
+    return document_out(document)
+
+
+async def document_of(session, client_id: uuid.UUID, document_id: uuid.UUID) -> KycDocument:
+    document = await session.get(KycDocument, document_id)
+    if document is None or document.client_id != client_id:
+        raise HTTPException(404, "document not found")
+    return document
+
+
+@router.patch("/documents/{document_id}", response_model=KycDocumentOut)
+async def correct_document(document_id: uuid.UUID, body: KycDocumentPatch, client: ClientDep,
+                           session: SessionDep, state: StateDep):
+    """Corrects a document's number or expiry; a new expiry date reschedules the profile's."""
+    document = await document_of(session, client.id, document_id)
+    for field in body.model_fields_set:
+        setattr(document, field, getattr(body, field))
+    await session.commit()
+    contact = await session.get_one(Contact, document.contact_id)
+    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
+                                        document_type=document.document_type, uploaded=False)
+    return document_out(document)
+
+
+@router.get("/documents/{document_id}/file", response_class=Response,
+            responses={200: {"content": {t: {} for t in ("application/pdf", "image/png",
+                                                          "image/jpeg")}}})
+async def download_document(document_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            state: StateDep) -> Response:
+    document = await document_of(session, client.id, document_id)
+    data = await LocalDirectoryStorage(state.settings.kyc_storage_dir).get(document.storage_key)
+    return Response(data, media_type=document.content_type,
+                    headers={"Content-Disposition": "attachment"})
+
+
+# --- expiring profiles ---------------------------------------------------------------------
+
+
+def expiring_query(client_id: uuid.UUID, within_days: int):
+    now = datetime.now(UTC)
+    return (select(KycProfile, Contact).join(Contact, Contact.id == KycProfile.contact_id)
+            .where(KycProfile.client_id == client_id,
+                   KycProfile.state.in_(list(KYC_LIVE_STATES)),
+                   KycProfile.expires_at > now,
+                   KycProfile.expires_at <= now + timedelta(days=within_days)))
+
+
+@router.get("/expiring", response_model=KycExpiringPage)
+async def list_expiring(
+    client: ClientDep, session: SessionDep,
+    within_days: int = Query(ge=0, le=3650, description="Profiles expiring within D days"),
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
+) -> KycExpiringPage:
+    query = expiring_query(client.id, within_days).order_by(KycProfile.id).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(KycProfile.id > cursor)
+    rows = (await session.execute(query)).all()
+    items = [await profile_out(session, c, p, detail=False) for p, c in rows[:limit]]
+    return KycExpiringPage(items=items, next_cursor=str(rows[limit - 1][0].id)
+                           if len(rows) > limit else None)
+
+
+@router.post("/expiring/notify", status_code=status.HTTP_202_ACCEPTED,
+             response_model=KycNotifyResponse)
+async def notify_expiring(body: KycNotifyRequest, client: ClientDep, session: SessionDep,
+                          state: StateDep) -> KycNotifyResponse:
+    """Emails every customer whose profile expires within D days a link to renew it; each
+    profile's workflow sends it once per batch."""
+    batch_id = uuid.uuid4().hex
+    profiles = [p for p, _ in (await session.execute(expiring_query(client.id, body.within_days)))]
+    notified = 0
+    for profile in profiles:
+        try:
+            await state.temporal.get_workflow_handle(profile.workflow_id).signal(
+                KycWorkflow.notify_expiring, NotifyExpiringInput(batch_id, datetime.now(UTC)))
+            notified += 1
+        except RPCError:
+            pass
+    return KycNotifyResponse(batch_id=batch_id, notified=notified)

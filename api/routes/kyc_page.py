@@ -1,0 +1,94 @@
+"""The customer's KYC page, reached from the link in a refute, reminder or expiry message: shows
+the profile's state and takes the documents to renew it. Server-rendered; works without
+JavaScript; the personal link is the only credential and the database knows only its hash."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import kyc_profiles
+from api.deps import SessionDep, StateDep
+from api.kyc_profiles import DocumentRejected
+from api.routes.customer_page import csrf_ok, forbidden, html, invalid_link
+from core.security import sha256_hex
+from core.vocabulary import DocumentType, TokenPurpose
+from db import kyc_crud
+from db.kyc_models import KycDocument, KycProfile
+from db.models import Client, Contact, LinkToken
+
+router = APIRouter(include_in_schema=False)
+MESSAGE_OF_FIELD = {"document_type": "type_invalid", "number": "number_invalid",
+                    "expires_at": "date_invalid"}
+MESSAGE_OF_FILE_STATUS = {413: "too_large", 415: "wrong_type", 422: "file_required"}
+
+
+class KycVisit:
+    def __init__(self, contact: Contact, client: Client, profile: KycProfile | None) -> None:
+        self.contact, self.client, self.profile = contact, client, profile
+
+    @property
+    def language(self) -> str:
+        return self.contact.language
+
+
+async def resolve(session: AsyncSession, token: str) -> KycVisit | None:
+    if len(token) > 100:
+        return None
+    link = await session.get(LinkToken, sha256_hex(token))
+    if link is None or link.purpose != TokenPurpose.kyc_documents or link.contact_id is None \
+            or link.expires_at <= datetime.now(UTC):
+        return None
+    contact = await session.get_one(Contact, link.contact_id)
+    return KycVisit(contact, await session.get_one(Client, contact.client_id),
+                    await kyc_crud.profile_of(session, contact_id=contact.id))
+
+
+async def page(request: Request, state, session: AsyncSession, visit: KycVisit, *,
+               errors: dict[str, str], values: dict[str, str],
+               status_code: int = 200) -> HTMLResponse:
+    uploaded = list(await session.scalars(
+        select(KycDocument).where(KycDocument.contact_id == visit.contact.id)
+        .order_by(KycDocument.uploaded_at)))
+    return html(request, state, "kyc_documents", visit.contact.language, {
+        "client_name": visit.client.name, "first_name": visit.contact.first_name,
+        "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
+        "errors": errors, "values": values}, status_code)
+
+
+@router.get("/k/{token}", response_class=HTMLResponse)
+async def kyc_page(token: str, request: Request, session: SessionDep, state: StateDep):
+    visit = await resolve(session, token)
+    if visit is None:
+        return invalid_link(request, state)
+    return await page(request, state, session, visit, errors={}, values={})
+
+
+@router.post("/k/{token}", response_class=HTMLResponse)
+async def upload(token: str, request: Request, session: SessionDep, state: StateDep):
+    visit = await resolve(session, token)
+    if visit is None:
+        return invalid_link(request, state)
+    if not await csrf_ok(request, state):
+        return forbidden(request, state, visit)
+    form = await request.form()
+    values = {k: str(form.get(k) or "") for k in ("document_type", "number", "expires_at")}
+    file = form.get("file")
+    try:
+        details = kyc_profiles.document_details(
+            values["document_type"], values["number"], values["expires_at"])
+        await kyc_profiles.accept_document(
+            session, state.settings, contact=visit.contact, details=details,
+            upload=file if not isinstance(file, str) else None, source="customer_page")
+    except DocumentRejected as err:
+        errors = {f.field: MESSAGE_OF_FIELD.get(f.field) or MESSAGE_OF_FILE_STATUS[err.status]
+                  for f in err.fields}
+        return await page(request, state, session, visit, errors=errors, values=values,
+                          status_code=err.status)
+    await kyc_profiles.contact_changed(session, state.temporal, state.settings,
+                                        contact=visit.contact,
+                                        document_type=details.document_type, uploaded=True)
+    # Post/redirect/get: a reload never uploads twice.
+    return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)

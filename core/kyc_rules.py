@@ -1,0 +1,133 @@
+"""The KYC rules of the CRM.COM manual as pure functions: which information a definition needs,
+when a profile expires, and what a change of level does. Used by the workflow, activities and API.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from core.vocabulary import DocumentType, KycField, KycState
+
+# Fields whose value is the number on an uploaded document of this type.
+DOCUMENT_OF_FIELD = {
+    KycField.id_number: DocumentType.id_card,
+    KycField.passport_number: DocumentType.passport,
+}
+
+
+class KycRefused(ValueError):
+    """A requested assignment or change of level that the rules do not allow."""
+
+
+@dataclass
+class Rule:
+    field: str
+    # At least two rules of a kind are semi-optional, or none; any one of them suffices.
+    semi_optional: bool = False
+    # Classification of the document that must be uploaded to prove the field.
+    attachment: str | None = None
+    # The profile expires when the document proving this field expires.
+    requires_renewal: bool = False
+
+
+@dataclass
+class Evidence:
+    """What is known of a contact: fields with a value, and per document type the expiry of the
+    newest document that is still valid (None: it never expires)."""
+
+    fields: set[str] = field(default_factory=set)
+    documents: dict[str, datetime | None] = field(default_factory=dict)
+
+
+def rules_of(rules: list[dict]) -> list[Rule]:
+    return [Rule(**r) for r in rules]
+
+
+def documents_of(rule: Rule) -> list[str]:
+    backing = DOCUMENT_OF_FIELD.get(KycField(rule.field))
+    return list(dict.fromkeys(d for d in (backing, rule.attachment) if d is not None))
+
+
+def rule_met(rule: Rule, evidence: Evidence) -> bool:
+    return rule.field in evidence.fields and all(d in evidence.documents for d in documents_of(rule))
+
+
+def missing_information(rules: list[Rule], evidence: Evidence) -> list[str]:
+    """Names what is missing: a field, or `a | b` when none of the semi-optional ones is given."""
+    missing = [r.field for r in rules if not r.semi_optional and not rule_met(r, evidence)]
+    group = [r for r in rules if r.semi_optional]
+    if group and not any(rule_met(r, evidence) for r in group):
+        missing.append(" | ".join(r.field for r in group))
+    return missing
+
+
+def _rule_expiry(rule: Rule, evidence: Evidence) -> datetime | None:
+    if not rule.requires_renewal:
+        return None
+    dates = [evidence.documents[d] for d in documents_of(rule) if evidence.documents.get(d)]
+    return min(dates, default=None)
+
+
+def renewal_expiry(rules: list[Rule], evidence: Evidence) -> datetime | None:
+    """When a document the profile relies on expires. A semi-optional group lasts as long as
+    its longest-valid member; every required field counts on its own."""
+    dates = [_rule_expiry(r, evidence) for r in rules
+             if not r.semi_optional and rule_met(r, evidence)]
+    group = [r for r in rules if r.semi_optional and rule_met(r, evidence)]
+    if group:
+        group_dates = [_rule_expiry(r, evidence) for r in group]
+        # One member that never needs renewal keeps the group valid for good.
+        if all(d is not None for d in group_dates):
+            dates.append(max(d for d in group_dates if d is not None))
+    return min((d for d in dates if d is not None), default=None)
+
+
+def profile_expiry(
+    assigned_at: datetime, expires_after: timedelta | None, renewal: datetime | None
+) -> tuple[datetime | None, str | None]:
+    """The expiry date and its cause: the definition's period since assignment, or a document."""
+    period = assigned_at + expires_after if expires_after is not None else None
+    if renewal is not None and (period is None or renewal < period):
+        return renewal, "document_expired"
+    return period, "period_passed" if period is not None else None
+
+
+def state_after_assignment(
+    current_state: str | None, current_level: int | None, new_level: int,
+    requires_verification: bool, missing: list[str],
+) -> KycState:
+    """CRM.COM's rules for assigning a profile and for changing it to another level."""
+    by_definition = (KycState.pending_verification if requires_verification
+                     else KycState.verified)
+    if current_state is None or current_level is None:
+        if missing:
+            raise KycRefused(f"required information is missing: {', '.join(missing)}")
+        return by_definition
+    if new_level < current_level:
+        # A lower level asks for less than was already accepted.
+        return KycState.verified
+    if current_state == KycState.verified and missing:
+        raise KycRefused("a verified customer moves to a higher level only once its required "
+                         f"information is present; missing: {', '.join(missing)}")
+    return by_definition
+
+
+def required_fields(rules: list[Rule]) -> set[str]:
+    return {r.field for r in rules if not r.semi_optional}
+
+
+def level_conflicts(
+    level: int, rules: dict[str, list[Rule]], others: list[tuple[int, str, dict[str, list[Rule]]]]
+) -> list[str]:
+    """A field required at a lower level must be defined at every higher level too.
+
+    `others` are the client's other definitions as (level, name, rules per contact kind)."""
+    problems = []
+    for other_level, name, other_rules in others:
+        lower, higher = ((other_rules, rules) if other_level < level else (rules, other_rules))
+        for kind in ("person", "company"):
+            defined_higher = {r.field for r in higher.get(kind, [])}
+            for f in sorted(required_fields(lower.get(kind, [])) - defined_higher):
+                problems.append(f"{kind} field {f!r} is required at level "
+                                f"{min(level, other_level)} and so must be defined at level "
+                                f"{max(level, other_level)} ({name if other_level > level else 'this definition'})")
+    return problems

@@ -1,0 +1,94 @@
+"""KYC data access (keyword-only): what a contact has provided, how a definition judges it, and
+the client-scoped lookups the API needs."""
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.kyc_contracts import KycEvaluation
+from core.kyc_rules import DOCUMENT_OF_FIELD, Evidence, documents_of, missing_information, \
+    renewal_expiry, rules_of
+from db.kyc_models import KycDefinition, KycDocument, KycProfile
+from db.models import Contact, ContactPoint
+
+NAME_FIELDS = ("first_name", "last_name", "company_name")
+
+
+async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> Evidence:
+    """The contact's fields with a value, and its newest document of each type if still valid."""
+    found = Evidence(fields={f for f in NAME_FIELDS if getattr(contact, f)})
+    found.fields |= set(await session.scalars(
+        select(ContactPoint.kind).where(ContactPoint.contact_id == contact.id)))
+    documents = await session.scalars(
+        select(KycDocument).where(KycDocument.contact_id == contact.id)
+        .order_by(KycDocument.uploaded_at.desc(), KycDocument.id))
+    newest: dict[str, KycDocument] = {}
+    for doc in documents:
+        newest.setdefault(doc.document_type, doc)
+    for doc in newest.values():
+        if doc.expires_at is None or doc.expires_at > at:
+            found.documents[doc.document_type] = doc.expires_at
+    for field, document_type in DOCUMENT_OF_FIELD.items():
+        if document_type in found.documents and newest[document_type].number:
+            found.fields.add(field)
+    return found
+
+
+def judge(definition: KycDefinition, contact: Contact, found: Evidence,
+          default_remind_before: timedelta) -> KycEvaluation:
+    rules = rules_of(definition.rules.get(contact.kind, []))
+    return KycEvaluation(
+        definition_id=str(definition.id), name=definition.name, level=definition.level,
+        requires_verification=definition.requires_verification,
+        expires_after=definition.expires_after,
+        remind_before=definition.remind_before or default_remind_before,
+        document_types=sorted({d for r in rules for d in documents_of(r)}),
+        missing=missing_information(rules, found), renewal_expires_at=renewal_expiry(rules, found),
+    )
+
+
+async def evaluate(
+    session: AsyncSession, *, contact: Contact, definition_id: uuid.UUID | None, at: datetime,
+    default_remind_before: timedelta,
+) -> KycEvaluation:
+    """Judges the given definition, or picks the highest level whose information is present."""
+    found = await evidence(session, contact=contact, at=at)
+    if definition_id is not None:
+        definition = await definition_of(session, client_id=contact.client_id,
+                                         definition_id=definition_id)
+        if definition is None:
+            return KycEvaluation(definition_id=None, missing=["definition"])
+        return judge(definition, contact, found, default_remind_before)
+    definitions = await session.scalars(
+        select(KycDefinition).where(KycDefinition.client_id == contact.client_id)
+        .order_by(KycDefinition.level.desc()))
+    for definition in definitions:
+        judged = judge(definition, contact, found, default_remind_before)
+        if not judged.missing:
+            return judged
+    return KycEvaluation(definition_id=None, missing=["no definition's required information"])
+
+
+async def definition_of(session: AsyncSession, *, client_id: uuid.UUID,
+                        definition_id: uuid.UUID) -> KycDefinition | None:
+    definition = await session.get(KycDefinition, definition_id)
+    return definition if definition is not None and definition.client_id == client_id else None
+
+
+async def contact_of(session: AsyncSession, *, client_id: uuid.UUID,
+                     contact_id: uuid.UUID) -> Contact | None:
+    contact = await session.get(Contact, contact_id)
+    return contact if contact is not None and contact.client_id == client_id else None
+
+
+async def profile_of(session: AsyncSession, *, contact_id: uuid.UUID) -> KycProfile | None:
+    # Rereads the row: the workflow may have recorded a change since this session loaded it.
+    return (await session.scalars(
+        select(KycProfile).where(KycProfile.contact_id == contact_id)
+        .execution_options(populate_existing=True))).one_or_none()
+
+
+def workflow_id(client_id: uuid.UUID | str, contact_id: uuid.UUID | str) -> str:
+    return f"kyc/{client_id}/{contact_id}"

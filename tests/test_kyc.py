@@ -1,0 +1,427 @@
+"""KYC profiles walked the way a client's operators and its customers walk them, on the real
+stack: PostgreSQL, Temporal dev server, SMTP sink and a webhook receiver over HTTP. Periods and
+reminder lead times are seconds here; in production they are days."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from temporalio.client import WorkflowExecutionStatus
+
+from api.main import create_app
+from core.kyc_contracts import KycProfile
+from core.vocabulary import KYC_STATE
+from db.kyc_models import KycDocument
+from db.models import Contact, ContactPoint
+from db.session import transaction
+from messaging.local_outbox import read_records
+from tests.helpers import LINK, Customer, Tenant, eventually, unique_email
+from tests.histories import save_history
+from worker import running_worker
+from workflows.kyc import KycWorkflow
+
+PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+FAR = (datetime.now(UTC) + timedelta(days=3650)).date().isoformat()
+IDENTITY = [{"field": "first_name"}, {"field": "last_name"}, {"field": "email"}]
+ID_OR_PASSPORT = [
+    {"field": "id_number", "semi_optional": True, "requires_renewal": True},
+    {"field": "passport_number", "semi_optional": True, "requires_renewal": True},
+]
+
+
+async def new_contact(sessions, tenant: Tenant, *, mobile: bool = False,
+                      **fields: Any) -> tuple[str, str]:
+    """A contact as the client's registry holds it (the contact API is issue 5's work), with
+    an email address or else a mobile number."""
+    kind, value = (("mobile", f"+3161{str(uuid.uuid4().int)[:7]}") if mobile
+                   else ("email", unique_email("kyc")))
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id=f"crm-{uuid.uuid4().hex[:8]}",
+                          first_name="Eva", last_name="Janssen", **fields)
+        session.add(contact)
+        await session.flush()
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind=kind,
+                                 value=value))
+    return str(contact.id), value
+
+
+async def define(tenant: Tenant, level: int, rules: list[dict], **fields: Any) -> dict[str, Any]:
+    response = await tenant.post("/v1/kyc/definitions", {
+        "name": f"Level {level}", "level": level, "rules": {"person": rules}, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def upload(tenant: Tenant, contact_id: str, document_type: str = "passport",
+                 data: bytes = PDF, **form: str) -> httpx.Response:
+    return await tenant.http.post(
+        f"/v1/kyc/contacts/{contact_id}/documents", headers=tenant.auth,
+        files={"file": ("scan.pdf", data, "application/pdf")},
+        data={"document_type": document_type, "number": "NL123456", "expires_at": FAR, **form})
+
+
+async def profile(tenant: Tenant, contact_id: str) -> dict[str, Any]:
+    response = await tenant.get(f"/v1/kyc/contacts/{contact_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def wait_for_state(tenant: Tenant, contact_id: str, state: str,
+                         timeout: float = 20) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        response = await tenant.get(f"/v1/kyc/contacts/{contact_id}")
+        return response.json() if response.status_code == 200 and \
+            response.json()["state"] == state else None
+    return await eventually(probe, timeout=timeout, what=f"KYC profile {state}")
+
+
+async def mail_with(mailbox, address: str, subject_part: str, count: int = 1) -> list:
+    async def probe() -> list | None:
+        found = [m for m in mailbox.to(address) if subject_part in m.subject]
+        return found if len(found) >= count else None
+    return await eventually(probe, what=f"email {subject_part!r} to {address}")
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def test_assign_verify_remind_expire_renew(tenant, sessions, http, mailbox,
+                                                 webhook_receiver, temporal_env,
+                                                 record_histories):
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.assigned", "kyc.verified",
+                                                     "kyc.expiring", "kyc.expired"])
+    await define(tenant, 2, IDENTITY + ID_OR_PASSPORT, expires_after="PT8S",
+                 remind_before="PT4S")
+    contact_id, email = await new_contact(sessions, tenant, language="nl")
+
+    # Uploading the passport makes the contact qualify: the profile is assigned by itself.
+    uploaded = await upload(tenant, contact_id)
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["content_type"] == "application/pdf"
+    pending = await wait_for_state(tenant, contact_id, "pending_verification")
+    assert pending["definition"]["level"] == 2
+    assert pending["workflow_id"] == f"kyc/{tenant.id}/{contact_id}"
+    [assigned] = await webhook_receiver.wait_for(hook, "kyc.assigned")
+    assert assigned.payload["data"]["kyc"]["state"] == "pending_verification"
+    assert assigned.payload["data"]["change"] == "assigned"
+    assert assigned.payload["data"]["contact"]["id"] == contact_id
+    await mail_with(mailbox, email, "identiteitsgegevens zijn geregistreerd")
+
+    verified = await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})
+    assert verified.status_code == 200, verified.text
+    verified = verified.json()
+    assert verified["state"] == "verified" and verified["verified_at"]
+    expires_at = at(verified["expires_at"])
+    assert expires_at == at(verified["assigned_at"]) + timedelta(seconds=8)
+    await webhook_receiver.wait_for(hook, "kyc.verified")
+    again = await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "kyc_wrong_state"
+
+    # Reminded before the profile expires, then expired when the period has passed.
+    [expiring] = await webhook_receiver.wait_for(hook, "kyc.expiring")
+    assert datetime.now(UTC) < expires_at
+    [reminder] = await mail_with(mailbox, email, "verloopt op")
+    assert "/k/" in mailbox.link(reminder)
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    assert expired["reason"] == "period_passed"
+    [gone] = await webhook_receiver.wait_for(hook, "kyc.expired")
+    assert at(gone.payload["data"]["at"]) >= expires_at
+    [notice] = await mail_with(mailbox, email, "is verlopen")
+
+    # The customer renews from the link in the message: back to pending verification.
+    customer = Customer(http)
+    page = await customer.open(mailbox.link(notice))
+    assert page.status_code == 200 and "Upload een geldig document" in customer.page
+    data = {"csrf_token": customer.csrf(), "document_type": "passport", "number": "NL765432",
+            "expires_at": FAR}
+    renewed = await http.post(mailbox.link(notice), data=data,
+                              files={"file": ("new-passport.png", PNG, "image/png")})
+    assert renewed.status_code == 303
+    renewal = await wait_for_state(tenant, contact_id, "pending_verification")
+    assert at(renewal["assigned_at"]) > expires_at
+    assert [d["source"] for d in renewal["documents"]] == ["api", "customer_page"]
+    reassigned = (await webhook_receiver.wait_for(hook, "kyc.assigned", count=2))[-1]
+    assert reassigned.payload["data"]["change"] == "renewed"
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
+    history = [e["type"] for e in (await profile(tenant, contact_id))["history"]
+               if not e["type"].endswith("_sent")]
+    assert history == ["assigned", "verified", "reminded", "expired", "renewed", "verified"]
+    assert not webhook_receiver.bad_signatures
+
+    # The renewal continued the workflow as new: history stays bounded over the years.
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+    assert state.run == 2 and state.state == "verified"
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(KYC_STATE) == "verified"
+    if record_histories:
+        first_run = [w async for w in temporal_env.client.list_workflows(
+            f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'ContinuedAsNew'")]
+        await save_history(temporal_env.client.get_workflow_handle(
+            handle.id, run_id=first_run[0].run_id), "kyc_assign_verify_expire_renew")
+
+
+async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, mailbox,
+                                                       webhook_receiver, temporal_env,
+                                                       record_histories):
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.refuted"])
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    await wait_for_state(tenant, contact_id, "pending_verification")
+
+    empty = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": ""})
+    assert empty.status_code == 422 and empty.json()["error"]["fields"][0]["field"] == "reason"
+    refuted = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute",
+                                {"reason": "The photo of the ID card is unreadable."})
+    assert refuted.status_code == 200 and refuted.json()["state"] == "refuted"
+    [event] = await webhook_receiver.wait_for(hook, "kyc.refuted")
+    assert event.payload["data"]["kyc"]["reason"] == "The photo of the ID card is unreadable."
+    [mail] = await mail_with(mailbox, email, "could not verify")
+    assert "The photo of the ID card is unreadable." in mail.text
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 409
+
+    customer = Customer(http)
+    link = mailbox.link(mail)
+    await customer.open(link)
+    assert "The photo of the ID card is unreadable." in customer.page
+    # A wrong file is explained on the page and nothing is stored.
+    bad = await http.post(link, data={"csrf_token": customer.csrf(), "document_type": "id_card",
+                                      "number": "X1"},
+                          files={"file": ("id.pdf", b"<html>not a scan</html>", "application/pdf")})
+    assert bad.status_code == 415 and "This kind of file is not accepted" in bad.text
+    assert 'aria-invalid="true"' in bad.text
+    forged = await http.post(link, data={"csrf_token": "forged", "document_type": "id_card"},
+                             files={"file": ("id.pdf", PDF, "application/pdf")})
+    assert forged.status_code == 403
+    assert len((await profile(tenant, contact_id))["documents"]) == 1
+
+    good = await http.post(link, data={"csrf_token": customer.csrf(), "document_type": "id_card",
+                                       "number": "X123", "expires_at": FAR},
+                           files={"file": ("id.jpg", b"\xff\xd8\xff\xe0 a photo", "image/jpeg")})
+    assert good.status_code == 303
+    assert (await wait_for_state(tenant, contact_id, "pending_verification"))["reason"] is None
+    if record_histories:
+        handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+        first_run = [w async for w in temporal_env.client.list_workflows(
+            f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'ContinuedAsNew'")]
+        await save_history(temporal_env.client.get_workflow_handle(
+            handle.id, run_id=first_run[0].run_id), "kyc_refuted_then_renewed")
+
+
+async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):
+    await define(tenant, 1, [{"field": "last_name"}, {"field": "mobile"}])
+    contact_id, mobile = await new_contact(sessions, tenant, mobile=True)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "No ID card yet."})
+
+    async def texted() -> list | None:
+        return [r for r in read_records(settings.sms_outbox_dir)
+                if r["to"] == mobile and "No ID card yet." in r["text"]] or None
+    [sms] = await eventually(texted, what="the refute SMS")
+    link = LINK.search(sms["text"])
+    assert link, sms["text"]
+    page = await Customer(http).open(link.group(1))
+    assert page.status_code == 200 and "No ID card yet." in page.text
+
+
+async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.expired"])
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
+                 remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    document = (await upload(tenant, contact_id, "id_card")).json()
+    assigned = await wait_for_state(tenant, contact_id, "verified")
+    assert at(assigned["expires_at"]) == at(f"{FAR}T00:00:00+00:00")
+
+    async def correct(expires_at: datetime) -> dict[str, Any]:
+        response = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                           json={"expires_at": expires_at.isoformat()},
+                                           headers=tenant.auth)
+        assert response.status_code == 200, response.text
+
+        async def moved() -> dict[str, Any] | None:
+            current = await profile(tenant, contact_id)
+            return current if current["expires_at"] and \
+                at(current["expires_at"]) == expires_at else None
+        return await eventually(moved, what="the profile's expiry to move")
+
+    earlier = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    assert (await correct(earlier))["expiry_cause"] == "document_expired"
+    await correct(earlier + timedelta(days=30))  # the first timer no longer counts
+    final = earlier + timedelta(seconds=2)
+    await correct(final)
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    assert expired["reason"] == "document_expired"
+    [event] = await webhook_receiver.wait_for(hook, "kyc.expired")
+    assert at(event.payload["data"]["at"]) >= final
+    types = [e["type"] for e in expired["history"] if not e["type"].endswith("_sent")]
+    assert types.count("rescheduled") == 3 and types[-1] == "expired"
+
+
+async def test_level_changes_follow_the_crm_rules(tenant, sessions):
+    basic = await define(tenant, 1, IDENTITY, max_credit_limit="500.00")
+    identified = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)
+    premium = await define(tenant, 3, IDENTITY + ID_OR_PASSPORT + [
+        {"field": "mobile", "attachment": "proof_of_address"}])
+    # A field required at a lower level must be defined at every higher one.
+    inconsistent = await tenant.post("/v1/kyc/definitions", {
+        "name": "No email", "level": 4, "rules": {"person": [{"field": "first_name"}]}})
+    assert inconsistent.status_code == 422
+    assert any("'email'" in f["message"] for f in inconsistent.json()["error"]["fields"])
+    contact_id, _ = await new_contact(sessions, tenant)
+
+    async def assign(definition: dict | None) -> httpx.Response:
+        return await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign",
+                                 {"definition_id": definition["id"] if definition else None})
+
+    refused = await assign(identified)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"] == [
+        {"field": "id_number | passport_number", "message": "required"}]
+    # Without a choice: the highest level whose information is present.
+    first = await assign(None)
+    assert first.status_code == 200 and first.json()["definition"]["level"] == 1
+    assert first.json()["state"] == "pending_verification"
+    assert (await assign(None)).json()["assigned_at"] == first.json()["assigned_at"]
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
+
+    # Verified: a higher level only once its information is present.
+    assert (await assign(identified)).status_code == 422
+    assert (await upload(tenant, contact_id)).status_code == 201
+    higher = await assign(identified)
+    assert higher.status_code == 200, higher.text
+    assert higher.json()["state"] == "pending_verification"
+    assert at(higher.json()["assigned_at"]) > at(first.json()["assigned_at"])
+
+    # Not verified: a higher level at once, even with information missing.
+    highest = await assign(premium)
+    assert highest.status_code == 200 and highest.json()["definition"]["level"] == 3
+    assert highest.json()["state"] == "pending_verification"
+
+    # A lower level: free, and verified at once (although its definition asks for verification).
+    lower = await assign(basic)
+    assert lower.status_code == 200
+    assert lower.json()["definition"]["level"] == 1 and lower.json()["state"] == "verified"
+    assert lower.json()["definition"]["max_credit_limit"] == "500.00"
+    changes = [e["type"] for e in lower.json()["history"] if not e["type"].endswith("_sent")]
+    assert changes == ["assigned", "verified", "changed", "changed", "changed"]
+
+
+async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settings, temporal_env):
+    """The profile's timer lives in Temporal: a worker stopped mid-wait and a new one started
+    (with nothing in its cache) expires the profile when it is due."""
+    own = settings.model_copy(update={"temporal_task_queue": f"kyc-restart-{uuid.uuid4().hex[:6]}"})
+    app = create_app(own)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+        await define(client, 1, IDENTITY, requires_verification=False, expires_after="PT5S",
+                     remind_before="PT1S")
+        contact_id, _ = await new_contact(sessions, client)
+        async with running_worker(temporal_env.client, own):
+            assigned = (await client.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).json()
+            assert assigned["state"] == "verified"
+        expires_at = at(assigned["expires_at"])
+        assert datetime.now(UTC) < expires_at  # stopped while the profile waits
+        async with running_worker(temporal_env.client, own):
+            expired = await wait_for_state(client, contact_id, "expired")
+        [event] = [e for e in expired["history"] if e["type"] == "expired"]
+        assert expires_at <= at(event["at"]) < expires_at + timedelta(seconds=3)
+
+
+async def test_a_deleted_contact_ends_its_profile(tenant, sessions, temporal_env):
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="PT2S",
+                 remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    async with transaction(sessions) as session:
+        await session.delete(await session.get_one(Contact, uuid.UUID(contact_id)))
+    # Its timer finds the contact gone and ends the workflow instead of retrying for ever.
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    await asyncio.wait_for(handle.result(), timeout=15)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_bad_uploads_are_rejected_clearly(tenant, sessions, settings):
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, _ = await new_contact(sessions, tenant)
+    too_large = await upload(tenant, contact_id,
+                             data=PDF + b"0" * settings.kyc_max_document_bytes)
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["fields"][0]["field"] == "file"
+    wrong_type = await upload(tenant, contact_id, data=b"MZ\x90\x00 an executable")
+    assert wrong_type.status_code == 415
+    assert "application/pdf" in wrong_type.json()["error"]["fields"][0]["message"]
+    no_number = await upload(tenant, contact_id, number="")
+    assert no_number.status_code == 422
+    assert no_number.json()["error"]["fields"][0]["field"] == "number"
+    bad_date = await upload(tenant, contact_id, expires_at="31/12/2031")
+    assert bad_date.status_code == 422
+    assert bad_date.json()["error"]["fields"][0]["field"] == "expires_at"
+    unknown = await upload(tenant, contact_id, document_type="selfie")
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["fields"][0]["field"] == "document_type"
+    async with sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(KycDocument).where(
+            KycDocument.contact_id == uuid.UUID(contact_id)))
+    assert stored == 0
+    assert (await tenant.get(f"/v1/kyc/contacts/{contact_id}")).status_code == 404
+
+
+async def test_another_clients_ids_are_not_found(tenant, other_tenant, sessions):
+    definition = await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    document = (await upload(tenant, contact_id)).json()
+    await wait_for_state(tenant, contact_id, "verified")
+    other_contact, _ = await new_contact(sessions, other_tenant)
+
+    for response in [
+        await other_tenant.get(f"/v1/kyc/contacts/{contact_id}"),
+        await other_tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {}),
+        await other_tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {}),
+        await other_tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "x"}),
+        await upload(other_tenant, contact_id),
+        await other_tenant.get(f"/v1/kyc/definitions/{definition['id']}"),
+        await other_tenant.post(f"/v1/kyc/contacts/{other_contact}/assign",
+                                {"definition_id": definition["id"]}),
+        await other_tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                      json={"number": "X"}, headers=other_tenant.auth),
+        await other_tenant.get(f"/v1/kyc/documents/{document['id']}/file"),
+    ]:
+        assert response.status_code == 404, response.text
+    assert (await other_tenant.get("/v1/kyc/definitions")).json() == []
+    mine = await tenant.get(f"/v1/kyc/documents/{document['id']}/file")
+    assert mine.status_code == 200 and mine.content == PDF
+
+
+async def test_expiring_segment_and_batch_notification(tenant, sessions, mailbox):
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="P10D",
+                 remind_before="PT1H")
+    await define(tenant, 2, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
+                 expires_after="P2D", remind_before="PT1H")
+    soon, soon_email = await new_contact(sessions, tenant)
+    later, later_email = await new_contact(sessions, tenant)
+    await upload(tenant, soon)
+    await wait_for_state(tenant, soon, "verified")
+    assert (await tenant.post(f"/v1/kyc/contacts/{later}/assign", {})).status_code == 200
+
+    within_3 = await tenant.get("/v1/kyc/expiring", within_days=3)
+    assert [p["contact_id"] for p in within_3.json()["items"]] == [soon]
+    within_11 = await tenant.get("/v1/kyc/expiring", within_days=11)
+    assert {p["contact_id"] for p in within_11.json()["items"]} == {soon, later}
+    paged = await tenant.get("/v1/kyc/expiring", within_days=11, limit=1)
+    assert len(paged.json()["items"]) == 1 and paged.json()["next_cursor"]
+    bad = await tenant.get("/v1/kyc/expiring", within_days=-1)
+    assert bad.status_code == 422
+
+    sent = await tenant.post("/v1/kyc/expiring/notify", {"within_days": 3})
+    assert sent.status_code == 202 and sent.json()["notified"] == 1
+    [notice] = await mail_with(mailbox, soon_email, "expires on")
+    assert "/k/" in mailbox.link(notice)
+    assert not [m for m in mailbox.to(later_email) if "expires on" in m.subject]
