@@ -1,4 +1,5 @@
-"""Runs the Temporal worker: the journey workflows and the activities that do their I/O."""
+"""Runs the Temporal worker: the journey and webhook endpoint workflows and the activities that
+do their I/O."""
 
 import asyncio
 import logging
@@ -29,9 +30,12 @@ from workflows.kyc import KycWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.retention import PurgeUnverifiedDataWorkflow, ensure_schedule
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
+from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkflow
 
-WORKFLOWS = [JourneyWorkflow, DeliverWebhooksWorkflow, ClientMessageWorkflow,
-             ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow]
+# DeliverWebhooks only finishes runs started before per-endpoint delivery.
+WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
+             ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
+             DeliverWebhooksWorkflow]
 
 
 @asynccontextmanager
@@ -39,14 +43,17 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     """A started worker with its own database pool and HTTP client, stopped on exit."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
+    # Redirects are not followed: a receiver could bounce a delivery to an internal address.
     async with httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,
         follow_redirects=False,
         # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
         # so a delivery is not spent on a connection the other side already closed.
-        limits=httpx.Limits(keepalive_expiry=2.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50,
+                            keepalive_expiry=2.0),
     ) as http:
-        records = JourneyRecords(sessions)
+        dispatcher = EndpointDispatcher(client, settings)
+        records = JourneyRecords(sessions, dispatcher)
         smtp = SmtpSender(settings)
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
@@ -54,8 +61,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sms = make_sms_sender(settings, http)
         codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)
-        kyc = KycActivities(sessions, settings, smtp, sms)
-        webhooks = WebhookSender(sessions, http, SecretBox(settings.secret_key.get_secret_value()))
+        kyc = KycActivities(sessions, settings, smtp, sms, dispatcher)
+        webhooks = WebhookSender(
+            sessions, http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,
+            allow_private_targets=settings.private_webhook_targets_allowed)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -72,6 +81,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 codes.send_code,
                 codes.check_code,
                 retention.purge_unverified,
+                webhooks.deliver_due,
                 webhooks.deliver_webhook,
                 kyc.evaluate_kyc,
                 kyc.record_kyc,

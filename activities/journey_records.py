@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.webhooks import EndpointWaker
 from core.contracts import (
     EmittedEvents,
     FinishJourneyInput,
@@ -44,8 +45,9 @@ FIELD_NAME = {"email": "address", "mobile": "number"}
 
 
 class JourneyRecords:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], waker: EndpointWaker) -> None:
         self._sessions = sessions
+        self._waker = waker
 
     @staticmethod
     async def _load(session: AsyncSession, journey_id: str) -> tuple[Journey, Contact, Campaign]:
@@ -119,81 +121,92 @@ class JourneyRecords:
                 "user_agent": sub.user_agent,
                 "consents": [consents_db.event_as_dict(c) for c in consents],
             }
-            ids = await crud.record_webhook_event(
+            endpoints = await crud.record_webhook_event(
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=EventType.data_collected, data=data,
             )
-            ids += await consents_db.announce(session, contact=contact, events=consents)
-        return EmittedEvents(delivery_ids=ids)
+            endpoints += await consents_db.announce(session, contact=contact, events=consents)
+        # Only now, committed, may the endpoints' workflows see the events.
+        await self._waker.wake(endpoints, input.step)
+        return EmittedEvents()
 
     @activity.defn
     async def record_verification(self, input: RecordVerificationInput) -> EmittedEvents:
         """One collected contact point is verified (email by link, mobile by code). When it is
         the last one awaited, the journey is verified and `contact.data_verified` raised."""
-        confirm, kind = input.confirm, input.kind
         async with transaction(self._sessions) as session:
-            journey, contact, campaign = await self._load(session, input.journey_id)
-            collected = journey.collected or {}
-            value = collected.get(kind)
-            if value is None:
-                # Purged after the client's retention: there is nothing left to verify.
-                return EmittedEvents(refused="data_purged")
-            client = await session.get_one(Client, journey.client_id)
-            await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
-            claimed = (await session.scalars(select(ContactPoint).where(
-                ContactPoint.client_id == client.id, ContactPoint.kind == kind,
-                ContactPoint.value == value, ContactPoint.contact_id != contact.id,
-                ContactPoint.verification_state == VerificationState.verified))).all()
-            if claimed and client.household_rule == HouseholdRule.reject:
-                await crud.add_journey_event(
-                    session, journey=journey, step=input.step, type="confirmation_refused",
-                    at=confirm.confirmed_at, detail={"reason": "address_belongs_to_another_contact"})
-                return EmittedEvents(refused="address_belongs_to_another_contact")
-            deliveries = [
-                d for point in claimed
-                for d in await self._release(session, point, contact, confirm.confirmed_at)]
-            await crud.insert_ignoring_conflicts(session, ContactPoint, [{
-                "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
-                "kind": kind, "value": value}])
-            point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
-                                             value=value)
-            point.verification_state = VerificationState.verified
-            point.verified_at = confirm.confirmed_at
-            point.verified_via = VERIFIED_VIA[kind]
-            collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
-            journey.collected = collected
-            if not input.final:
-                await crud.add_journey_event(
-                    session, journey=journey, step=input.step, type=f"{kind}_verified",
-                    at=confirm.confirmed_at, detail={"ip": confirm.ip})
-                return EmittedEvents(delivery_ids=deliveries)
-            journey.stage = Stage.verified
-            journey.finished_at = confirm.confirmed_at
+            emitted, endpoints = await self._verification(session, input)
+        # Only now, committed, may the endpoints' workflows see the events.
+        await self._waker.wake(endpoints, input.step)
+        return emitted
+
+    async def _verification(self, session: AsyncSession, input: RecordVerificationInput
+                            ) -> tuple[EmittedEvents, list[str]]:
+        """The verification's writes; returns what the workflow learns and the endpoints to
+        wake after commit."""
+        confirm, kind = input.confirm, input.kind
+        journey, contact, campaign = await self._load(session, input.journey_id)
+        collected = journey.collected or {}
+        value = collected.get(kind)
+        if value is None:
+            # Purged after the client's retention: there is nothing left to verify.
+            return EmittedEvents(refused="data_purged"), []
+        client = await session.get_one(Client, journey.client_id)
+        await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
+        claimed = (await session.scalars(select(ContactPoint).where(
+            ContactPoint.client_id == client.id, ContactPoint.kind == kind,
+            ContactPoint.value == value, ContactPoint.contact_id != contact.id,
+            ContactPoint.verification_state == VerificationState.verified))).all()
+        if claimed and client.household_rule == HouseholdRule.reject:
             await crud.add_journey_event(
-                session, journey=journey, step=input.step, type=Stage.verified,
-                at=confirm.confirmed_at, detail={"ip": confirm.ip},
-            )
-            consents = await crud.consents_of_step(
-                session, journey_id=journey.id, step=collected["submission_step"]
-            )
-            data = {
-                **self._journey_ref(journey, campaign),
-                "contact": crud.contact_ref(contact),
-                **{k: {FIELD_NAME[k]: collected[k], "verification_state": "verified",
-                       "verified_at": collected[f"{k}_verified_at"], "verified_via": VERIFIED_VIA[k]}
-                   for k in VERIFIED_VIA if collected.get(k)},
-                "submitted_at": collected["submitted_at"],
-                "verified_at": confirm.confirmed_at.isoformat(),
-                "ip": confirm.ip,
-                "user_agent": confirm.user_agent,
-                "submission_ip": collected.get("ip"),
-                "consents": [consents_db.event_as_dict(c) for c in consents],
-            }
-            ids = await crud.record_webhook_event(
-                session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
-                type=EventType.data_verified, data=data,
-            )
-        return EmittedEvents(delivery_ids=deliveries + ids)
+                session, journey=journey, step=input.step, type="confirmation_refused",
+                at=confirm.confirmed_at, detail={"reason": "address_belongs_to_another_contact"})
+            return EmittedEvents(refused="address_belongs_to_another_contact"), []
+        released = [
+            e for point in claimed
+            for e in await self._release(session, point, contact, confirm.confirmed_at)]
+        await crud.insert_ignoring_conflicts(session, ContactPoint, [{
+            "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
+            "kind": kind, "value": value}])
+        point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
+                                         value=value)
+        point.verification_state = VerificationState.verified
+        point.verified_at = confirm.confirmed_at
+        point.verified_via = VERIFIED_VIA[kind]
+        collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
+        journey.collected = collected
+        if not input.final:
+            await crud.add_journey_event(
+                session, journey=journey, step=input.step, type=f"{kind}_verified",
+                at=confirm.confirmed_at, detail={"ip": confirm.ip})
+            return EmittedEvents(), released
+        journey.stage = Stage.verified
+        journey.finished_at = confirm.confirmed_at
+        await crud.add_journey_event(
+            session, journey=journey, step=input.step, type=Stage.verified,
+            at=confirm.confirmed_at, detail={"ip": confirm.ip},
+        )
+        consents = await crud.consents_of_step(
+            session, journey_id=journey.id, step=collected["submission_step"]
+        )
+        data = {
+            **self._journey_ref(journey, campaign),
+            "contact": crud.contact_ref(contact),
+            **{k: {FIELD_NAME[k]: collected[k], "verification_state": "verified",
+                   "verified_at": collected[f"{k}_verified_at"], "verified_via": VERIFIED_VIA[k]}
+               for k in VERIFIED_VIA if collected.get(k)},
+            "submitted_at": collected["submitted_at"],
+            "verified_at": confirm.confirmed_at.isoformat(),
+            "ip": confirm.ip,
+            "user_agent": confirm.user_agent,
+            "submission_ip": collected.get("ip"),
+            "consents": [consents_db.event_as_dict(c) for c in consents],
+        }
+        endpoints = await crud.record_webhook_event(
+            session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
+            type=EventType.data_verified, data=data,
+        )
+        return EmittedEvents(), released + endpoints
 
     @staticmethod
     async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,
@@ -211,8 +224,8 @@ class JourneyRecords:
                            text=e.legal_text, sha256=e.legal_text_sha256),
             actor=f"household rule: address moved to contact {new_owner.id}")
             for (purpose, channel), e in current.items() if channel == "email" and e.granted]
-        _, deliveries = await consents_db.record(session, contact=previous, decisions=lapsed)
-        return deliveries
+        _, endpoints = await consents_db.record(session, contact=previous, decisions=lapsed)
+        return endpoints
 
     @activity.defn
     async def record_consent_answer(self, input: RecordConsentAnswerInput) -> EmittedEvents:
@@ -222,7 +235,7 @@ class JourneyRecords:
             journey, contact, campaign = await self._load(session, input.journey_id)
             [box] = campaign.spec["consents"]
             shown = box["texts"].get(answer.language) or next(iter(box["texts"].values()))
-            _, deliveries = await consents_db.record(session, contact=contact, decisions=[
+            _, endpoints = await consents_db.record(session, contact=contact, decisions=[
                 consents_db.Decision(
                     purpose=box["purpose"], channel=box["channel"], granted=answer.accepted,
                     given_at=answer.given_at, source=ConsentSource.contact_page,
@@ -240,7 +253,8 @@ class JourneyRecords:
             await crud.add_journey_event(session, journey=journey, step=input.step,
                                          type=journey.stage, at=answer.given_at,
                                          detail={"ip": answer.ip})
-        return EmittedEvents(delivery_ids=deliveries)
+        await self._waker.wake(endpoints, input.step)
+        return EmittedEvents()
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
@@ -255,7 +269,7 @@ class JourneyRecords:
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=input.stage, at=input.at
             )
-            ids = await crud.record_webhook_event(
+            endpoints = await crud.record_webhook_event(
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=event_type,
                 data={
@@ -265,4 +279,6 @@ class JourneyRecords:
                     "at": input.at.isoformat(),
                 },
             )
-        return EmittedEvents(delivery_ids=ids)
+        # Only now, committed, may the endpoints' workflows see the event.
+        await self._waker.wake(endpoints, input.step)
+        return EmittedEvents()

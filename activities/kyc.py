@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.webhooks import EndpointWaker
 from core.contracts import EmittedEvents, SendMessageResult
 from core.kyc_contracts import (
     EvaluateKycInput,
@@ -58,12 +59,13 @@ async def contact_or_gone(session: AsyncSession, contact_id: uuid.UUID) -> Conta
 class KycActivities:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender,
-        sms: SmsSender,
+        sms: SmsSender, waker: EndpointWaker,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._email = email
         self._sms = sms
+        self._waker = waker
 
     @activity.defn
     async def evaluate_kyc(self, input: EvaluateKycInput) -> KycEvaluation:
@@ -99,14 +101,16 @@ class KycActivities:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{
                 "client_id": contact.client_id, "contact_id": contact_id, "step": input.step,
                 "type": input.type, "at": input.at, "detail": profile_payload(p)}])
-            ids: list[str] = []
+            endpoints: list[str] = []
             if input.event:
-                ids = await crud.record_webhook_event(
+                endpoints = await crud.record_webhook_event(
                     session, client_id=contact.client_id, key=f"kyc/{contact_id}/{input.step}",
                     type=input.event, data={"contact": crud.contact_ref(contact),
                                             "kyc": profile_payload(p), "change": input.type,
                                             "at": input.at.isoformat()})
-        return EmittedEvents(delivery_ids=ids)
+        # Only now, committed, may the endpoints' workflows see the event.
+        await self._waker.wake(endpoints, input.step)
+        return EmittedEvents()
 
     @activity.defn
     async def send_kyc_email(self, input: SendKycEmailInput) -> SendMessageResult:

@@ -13,6 +13,7 @@ from core.security import Csrf, SecretBox
 from core.settings import Settings
 from db import crud
 from db.models import Client
+from workflows.webhook_endpoint import EndpointDispatcher
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppState:
     temporal: TemporalClient
     csrf: Csrf
     box: SecretBox
+    endpoints: EndpointDispatcher
 
 
 def app_state(request: Request) -> AppState:

@@ -127,9 +127,7 @@ async def assign(
     start = WithStartWorkflowOperation(
         KycWorkflow.run,
         KycInput(client_id=str(contact.client_id), contact_id=str(contact.id),
-                 timings=KycTimings(link_ttl=settings.kyc_link_ttl,
-                                    webhook_retry_for=settings.webhook_retry_for,
-                                    webhook_max_retry_interval=settings.webhook_max_retry_interval)),
+                 timings=KycTimings(link_ttl=settings.kyc_link_ttl)),
         id=wid, task_queue=settings.temporal_task_queue,
         # One workflow per contact for years: a later request reaches the running one.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

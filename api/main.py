@@ -33,6 +33,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.rendering import render_page
+from workflows.webhook_endpoint import EndpointDispatcher
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -67,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         secret = settings.secret_key.get_secret_value()
+        temporal = await connect(settings, lazy=True)
         app.state.journeys = AppState(
-            settings=settings, sessions=make_sessionmaker(engine),
-            temporal=await connect(settings, lazy=True), csrf=Csrf(secret), box=SecretBox(secret))
+            settings=settings, sessions=make_sessionmaker(engine), temporal=temporal,
+            csrf=Csrf(secret), box=SecretBox(secret),
+            endpoints=EndpointDispatcher(temporal, settings))
         try:
             yield
         finally:

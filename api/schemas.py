@@ -48,7 +48,9 @@ WebhookEventName = Literal[
     "kyc.refuted",
     "kyc.expiring",
     "kyc.expired",
+    "webhook_endpoint.disabled",
 ]
+DeliveryStatusName = Literal["pending", "delivered", "failed"]
 
 
 class WebhookEndpointCreate(Strict):
@@ -57,16 +59,91 @@ class WebhookEndpointCreate(Strict):
     description: str | None = Field(default=None, max_length=500)
 
 
+class WebhookEndpointUpdate(Strict):
+    url: AnyHttpUrl | None = None
+    events: list[WebhookEventName] | None = Field(default=None, min_length=1)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = Field(
+        default=None, description="Enabling a failing endpoint clears `failing` and resumes "
+        "its pending deliveries; replay the time it was off to get what it missed.")
+
+
+class SecretRotation(Strict):
+    overlap: timedelta = Field(
+        default=timedelta(hours=24),
+        description="How long the old secret keeps signing too (ISO-8601 duration, max P7D).")
+
+    @field_validator("overlap")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value > timedelta(days=7):
+            raise ValueError("must be between PT0S and P7D")
+        return value
+
+
 class WebhookEndpointOut(BaseModel):
     id: uuid.UUID
     url: str
+    description: str | None = None
     events: list[str]
     enabled: bool
+    failing: bool = Field(description="Failed for its whole retry schedule and was disabled.")
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then, deliveries carry a signature with the previous secret too.")
     created_at: datetime
 
 
 class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="Signing secret (Standard Webhooks). Shown only once.")
+
+
+class WebhookAttemptOut(BaseModel):
+    at: datetime
+    event_id: uuid.UUID
+    event_type: str
+    sequence: int | None
+    delivery_status: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str | None
+
+
+class WebhookAttemptPage(BaseModel):
+    items: list[WebhookAttemptOut]
+    next_cursor: str | None
+
+
+class WebhookDeliveryOut(BaseModel):
+    event_id: uuid.UUID
+    event_type: str
+    event_created_at: datetime
+    sequence: int | None
+    status: str
+    attempts: int = Field(description="Attempts in the current round (since queued or resent).")
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class ReplayRequest(Strict):
+    since: datetime
+    until: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ReplayRequest":
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("since and until need a time zone, e.g. 2026-01-01T00:00:00Z")
+        if self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
+
+
+class ReplayResult(BaseModel):
+    queued: int
 
 
 # --- campaigns -----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class JourneyTimings:
     code_max_wrong_tries: int = 5
     code_resend_cooldown: timedelta = timedelta(seconds=60)
     code_max_resends: int = 3
+    # Used only by journeys recorded before webhooks moved to per-endpoint delivery.
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 
@@ -252,7 +253,10 @@ class DeliverWebhookInput:
 
 @dataclass
 class EmittedEvents:
-    """Webhook deliveries created by a recording activity, for the workflow to deliver."""
+    """Webhook deliveries a recording activity created for the journey to deliver itself.
+
+    Empty since the per-endpoint delivery workflows took over; old histories still carry ids.
+    """
 
     delivery_ids: list[str] = field(default_factory=list)
     # Set when the confirmation was refused (the address is another person's, by the
@@ -314,3 +318,55 @@ class PurgeInput:
 @dataclass
 class PurgeResult:
     journeys_purged: int
+
+
+# --- webhook delivery, one workflow per endpoint -------------------------------------------
+
+
+@dataclass
+class RetrySchedule:
+    """When to try a failing delivery again: after each of `delays`, then every `then_every`,
+    giving up once the next attempt would fall later than `give_up_after` the first one."""
+
+    delays: list[timedelta]
+    then_every: timedelta
+    give_up_after: timedelta
+
+
+@dataclass
+class DeliveryPolicy:
+    schedule: RetrySchedule
+    attempt_timeout: timedelta
+    # Deliveries sent per activity call, and how many of them at once.
+    batch_size: int
+    parallel: int
+
+
+@dataclass
+class EndpointDeliveryInput:
+    endpoint_id: str
+    policy: DeliveryPolicy
+
+
+@dataclass
+class WakeEndpointInput:
+    """New or re-queued deliveries are waiting in the database (the database is the queue)."""
+
+    reason: str
+
+
+@dataclass
+class DeliverDueInput:
+    endpoint_id: str
+    policy: DeliveryPolicy
+
+
+@dataclass
+class DeliverDueResult:
+    # active | disabled | deleted: the workflow idles while disabled and ends once deleted.
+    endpoint_state: str
+    attempted: int
+    delivered: int
+    # Earliest next attempt of a delivery still pending, and whether one is due already.
+    next_due_at: datetime | None
+    more_due: bool

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 @dataclass
 class KycTimings:
     link_ttl: timedelta
+    # Used only by profiles recorded before webhooks moved to per-endpoint delivery.
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)
 

@@ -46,10 +46,21 @@ class Settings(BaseSettings):
     mail_from: str = "noreply@contact-journeys.local"
     mail_from_name: str = "contact-journeys"
 
+    # Per attempt: a receiver slower than this counts as failed and is tried again later.
     webhook_timeout_seconds: float = 10
-    # Temporal retries a failing delivery with backoff for this long before giving up.
+    # The retry schedule: first attempt at once, then after each of these delays, then every
+    # `webhook_retry_every` until `webhook_retry_for` after the first attempt.
+    webhook_retry_delays: list[timedelta] = [
+        timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+        timedelta(hours=5), timedelta(hours=10)]
+    webhook_retry_every: timedelta = timedelta(hours=10)
     webhook_retry_for: timedelta = timedelta(days=3)
-    webhook_max_retry_interval: timedelta = timedelta(hours=1)
+    # Deliveries one endpoint's workflow sends per batch, and how many of them in parallel.
+    webhook_batch_size: int = 100
+    webhook_parallel_per_endpoint: int = 10
+    # Refuse endpoint URLs that resolve to private, loopback or link-local addresses (SSRF),
+    # unless this is set; unset, dev mode allows them (local receivers on 127.0.0.1).
+    webhook_allow_private_targets: bool | None = None
 
     # Verification messages (links, codes) one address or number receives per day, across all
     # journeys: whoever types someone else's address cannot flood them.
@@ -95,6 +106,15 @@ class Settings(BaseSettings):
 
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
+
+    # How long a signed dashboard link stays valid.
+    dashboard_link_ttl: timedelta = timedelta(days=1)
+
+    @property
+    def private_webhook_targets_allowed(self) -> bool:
+        if self.webhook_allow_private_targets is None:
+            return self.dev_mode
+        return self.webhook_allow_private_targets
 
     @field_validator("default_phone_region")
     @classmethod

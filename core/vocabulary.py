@@ -47,6 +47,8 @@ class EventType(StrEnum):
     kyc_refuted = "kyc.refuted"
     kyc_expiring = "kyc.expiring"
     kyc_expired = "kyc.expired"
+    # Sent to a client's other endpoints when one failed for its whole retry schedule.
+    endpoint_disabled = "webhook_endpoint.disabled"
 
 
 class Channel(StrEnum):
@@ -180,6 +182,12 @@ class DocumentType(StrEnum):
     passport = "passport"
     proof_of_address = "proof_of_address"
     company_registration = "company_registration"
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
 
 
 CLIENT_ID = SearchAttributeKey.for_keyword("ClientId")

@@ -137,7 +137,7 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
 async def record(session: AsyncSession, *, contact: Contact, decisions: list[Decision]
                  ) -> tuple[list[ConsentEvent], list[str]]:
     """Appends decisions and raises `consent.changed` for each in the same transaction.
-    Returns the new events and the webhook deliveries to dispatch after commit."""
+    Returns the new events and the webhook endpoints to wake after commit."""
     events = await append(session, client_id=contact.client_id, contact_id=contact.id,
                           decisions=decisions) if decisions else []
     return events, await announce(session, contact=contact, events=events)
@@ -145,14 +145,15 @@ async def record(session: AsyncSession, *, contact: Contact, decisions: list[Dec
 
 async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent]
                    ) -> list[str]:
-    """One `consent.changed` per ledger event, keyed by the event so a retry adds none."""
-    deliveries: list[str] = []
+    """One `consent.changed` per ledger event, keyed by the event so a retry adds none.
+    Returns the webhook endpoints to wake after commit."""
+    endpoints: list[str] = []
     for event in events:
-        deliveries += await record_webhook_event(
+        endpoints += await record_webhook_event(
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,
             data={"contact": contact_ref(contact), "consent": event_as_dict(event)})
-    return deliveries
+    return endpoints
 
 
 def changed(current: dict[tuple[str, str], ConsentEvent], purpose: str, channel: str,

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,9 +102,10 @@ async def add_journey_event(
 async def record_webhook_event(
     session: AsyncSession, *, client_id: uuid.UUID, key: str, type: str, data: dict[str, Any]
 ) -> list[str]:
-    """Stores the event once (by key) with a delivery per subscribed endpoint.
+    """Stores the event once (by key) and queues it for each enabled endpoint subscribed to it.
 
-    Returns the ids of the deliveries still pending, so a retried activity delivers what is left.
+    Returns the ids of the endpoints with the event still pending, to wake once the transaction
+    has committed; a retried activity finds the same event and wakes them again, harmlessly.
     """
     await insert_ignoring_conflicts(
         session,
@@ -122,27 +123,60 @@ async def record_webhook_event(
     event = (await session.scalars(select(WebhookEvent).where(WebhookEvent.key == key))).one()
     endpoints = (
         await session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True)
-            )
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True))
+            # One order for the sequence counters' row locks, so two writers never deadlock.
+            .order_by(WebhookEndpoint.id)
         )
     ).all()
-    subscribed = [e for e in endpoints if type in e.events or "*" in e.events]
-    if subscribed:
-        await insert_ignoring_conflicts(
-            session,
-            WebhookDelivery,
-            [
-                {"id": uuid.uuid4(), "client_id": client_id, "event_id": event.id, "endpoint_id": e.id}
-                for e in subscribed
-            ],
-        )
+    queued = set(await session.scalars(
+        select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event.id)))
+    for endpoint in endpoints:
+        if endpoint.id not in queued and subscribes(endpoint, type):
+            await queue_delivery(session, event=event, endpoint=endpoint)
     pending = await session.scalars(
-        select(WebhookDelivery.id).where(
+        select(WebhookDelivery.endpoint_id).where(
             WebhookDelivery.event_id == event.id, WebhookDelivery.status == "pending"
         )
     )
     return [str(i) for i in pending]
+
+
+def subscribes(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    return event_type in endpoint.events or "*" in endpoint.events
+
+
+async def next_sequence(session: AsyncSession, *, endpoint_id: uuid.UUID) -> int:
+    """The endpoint's next sequence number. The row stays locked until commit, so numbers
+    rise in the order the events' transactions commit."""
+    return (await session.execute(
+        update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+        .values(last_sequence=WebhookEndpoint.last_sequence + 1)
+        .returning(WebhookEndpoint.last_sequence)
+    )).scalar_one()
+
+
+async def queue_delivery(
+    session: AsyncSession, *, event: WebhookEvent, endpoint: WebhookEndpoint
+) -> WebhookDelivery:
+    """Queues the event for the endpoint, or queues it again (resend, replay) as a new round
+    of attempts. A delivery keeps its sequence number across rounds."""
+    now = utcnow()
+    delivery = (await session.scalars(select(WebhookDelivery).where(
+        WebhookDelivery.event_id == event.id, WebhookDelivery.endpoint_id == endpoint.id))
+    ).one_or_none()
+    if delivery is None:
+        delivery = WebhookDelivery(
+            id=uuid.uuid4(), client_id=event.client_id, event_id=event.id, endpoint_id=endpoint.id)
+        session.add(delivery)
+    if delivery.sequence is None:  # new, or queued before deliveries had sequence numbers
+        delivery.sequence = await next_sequence(session, endpoint_id=endpoint.id)
+    delivery.status = "pending"
+    delivery.attempts = 0
+    delivery.round_started_at = now
+    delivery.next_attempt_at = now
+    await session.flush()
+    return delivery
 
 
 async def consents_of_step(

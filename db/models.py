@@ -85,9 +85,18 @@ class WebhookEndpoint(Base):
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
     events: Mapped[list[Any]]
     secret_encrypted: Mapped[str] = mapped_column(Text)
+    # During a secret rotation the old secret signs too, until it expires.
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None]
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when the endpoint failed for the whole retry schedule; it is then disabled too.
+    failing_since: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    # The sequence number of the newest delivery queued for this endpoint.
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -293,6 +302,7 @@ class WebhookEvent(Base):
     """An event as first recorded; its payload never changes and its id is the webhook-id."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_client_created", "client_id", "created_at"),)
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     # Idempotency key of the business fact (e.g. journey id + step).
@@ -303,8 +313,13 @@ class WebhookEvent(Base):
 
 
 class WebhookDelivery(Base):
+    """One event queued for one endpoint; the endpoint's delivery workflow works through them."""
+
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("event_id", "endpoint_id"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index("ix_webhook_deliveries_due", "endpoint_id", "status", "next_attempt_at"),
+    )
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     event_id: Mapped[uuid.UUID] = mapped_column(
@@ -318,9 +333,17 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    # Per endpoint, in the order the events were recorded (null only for pre-0200 rows).
+    sequence: Mapped[int | None]
+    # When the current round of attempts began (creation, resend or replay): the retry
+    # schedule gives up a fixed time after it.
+    round_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=utcnow)
 
 
 class WebhookAttempt(Base):
+    """The delivery log: one row per HTTP request made (or refused) for a delivery."""
+
     __tablename__ = "webhook_attempts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[uuid.UUID] = mapped_column(

@@ -111,7 +111,6 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         smtp_host="127.0.0.1",
         smtp_port=mailbox.port,
         webhook_timeout_seconds=5,
-        webhook_max_retry_interval=timedelta(seconds=2),
         # Every test posts from one address; the limits are tested on their own.
         form_posts_per_ip_per_minute=100_000,
         form_posts_per_link_per_minute=20,
@@ -120,6 +119,11 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         kyc_storage_dir=tmp_path_factory.mktemp("kyc-documents"),
         # Small, so the test of a too large upload sends little.
         kyc_max_document_bytes=64 * 1024,
+        # The production schedule in miniature: fractions of a second instead of hours.
+        webhook_retry_delays=[timedelta(seconds=0.2), timedelta(seconds=0.3)],
+        webhook_retry_every=timedelta(seconds=0.5),
+        webhook_retry_for=timedelta(seconds=3),
+        webhook_allow_private_targets=True,
     )
 
 

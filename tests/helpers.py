@@ -78,6 +78,11 @@ class Delivery:
     endpoint: str
     headers: dict[str, str]
     payload: dict[str, Any]
+    body: bytes = b""
+
+    @property
+    def id(self) -> str:
+        return self.headers["webhook-id"]
 
 
 @dataclass
@@ -110,6 +115,8 @@ class WebhookReceiver(LocalHttpServer):
     bad_signatures: list[str] = field(default_factory=list)
     # endpoint name -> status codes to answer before accepting (simulates an outage).
     failures: dict[str, list[int]] = field(default_factory=dict)
+    # endpoint name -> webhook-ids of every request that reached it, accepted or not.
+    requests: dict[str, list[str]] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{name}"
@@ -136,10 +143,11 @@ class WebhookReceiver(LocalHttpServer):
             except (KeyError, WebhookVerificationError):
                 self.bad_signatures.append(name)
                 return Response(status_code=401)
+            self.requests.setdefault(name, []).append(headers["webhook-id"])
             pending = self.failures.get(name)
             if pending:
                 return Response(status_code=pending.pop(0))
-            self.received.append(Delivery(name, headers, json.loads(body)))
+            self.received.append(Delivery(name, headers, json.loads(body), body))
             return Response(status_code=204)
 
         return app
@@ -220,6 +228,8 @@ class Tenant:
     name: str
     key: str
     http: httpx.AsyncClient
+    # receiver endpoint name -> id of the webhook endpoint registered for it
+    endpoint_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -230,6 +240,11 @@ class Tenant:
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
         return await self.http.get(path, params=params, headers=self.auth)
+
+    async def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        response = await self.http.request(method, path, json=body, headers=self.auth)
+        assert response.status_code == status, response.text
+        return response.json() if response.content else None
 
     async def create_campaign(self, **overrides: Any) -> dict[str, Any]:
         body = {
@@ -282,6 +297,7 @@ class Tenant:
                                    {"url": receiver.url(name), "events": events or ["*"]})
         assert response.status_code == 201, response.text
         receiver.secrets[name] = response.json()["secret"]
+        self.endpoint_ids[name] = response.json()["id"]
         return name
 
 

@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         TokenPurpose,
     )
-    from workflows.webhook_delivery import deliver
+    from workflows.webhook_delivery import PER_ENDPOINT_WEBHOOKS, deliver
 
 DB_WRITE = {"start_to_close_timeout": timedelta(seconds=30)}
 SEND = {
@@ -371,6 +371,8 @@ class JourneyWorkflow:
         self._enter(stage)
 
     def _deliver(self, emitted: EmittedEvents) -> None:
+        if workflow.patched(PER_ENDPOINT_WEBHOOKS):
+            return
         for delivery_id in emitted.delivery_ids:
             self.webhooks.append(asyncio.create_task(self._deliver_one(delivery_id)))
 

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.kyc_rules import KycRefused, profile_expiry, state_after_assignment
     from core.vocabulary import KYC_LIVE_STATES, KYC_STATE, ErrorType, EventType, KycState
-    from workflows.webhook_delivery import deliver
+    from workflows.webhook_delivery import PER_ENDPOINT_WEBHOOKS, deliver
 
 DB = {"start_to_close_timeout": timedelta(seconds=30)}
 SEND = {
@@ -250,10 +250,11 @@ class KycWorkflow:
             RecordKycInput(self.input.client_id, self.input.contact_id, f"{p.seq}-{type}",
                            workflow.now(), p, type, event),
             **DB)
-        timings = self.input.timings
-        self.webhooks += [asyncio.create_task(deliver(d, timings.webhook_retry_for,
-                                                      timings.webhook_max_retry_interval))
-                          for d in emitted.delivery_ids]
+        if not workflow.patched(PER_ENDPOINT_WEBHOOKS):
+            timings = self.input.timings
+            self.webhooks += [asyncio.create_task(deliver(d, timings.webhook_retry_for,
+                                                          timings.webhook_max_retry_interval))
+                              for d in emitted.delivery_ids]
         self.rescheduled = True
         workflow.upsert_search_attributes([KYC_STATE.value_set(p.state or "")])
 

@@ -39,8 +39,6 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
         verification_link_ttl=_duration(spec["verification_link_ttl"]),
         # Campaigns stored before codes existed have no "verification": the defaults apply.
         **dict(CodeSettings.model_validate(spec.get("verification", {}))),
-        webhook_retry_for=settings.webhook_retry_for,
-        webhook_max_retry_interval=settings.webhook_max_retry_interval,
     )
 
 

@@ -1,5 +1,6 @@
-"""Delivers webhook deliveries with durable retries, for the journey and for events the API
-records itself (e.g. a preference change), so both retry the same way."""
+"""Webhook delivery as it ran before each endpoint got its own workflow (workflows/
+webhook_endpoint.py): kept so journeys and DeliverWebhooks runs started then still replay and
+finish; their deliver_webhook activity now hands each delivery to the endpoint's workflow."""
 
 import asyncio
 from dataclasses import dataclass
@@ -12,6 +13,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import WebhookSender
     from core.contracts import DeliverWebhookInput
+
+# Since this patch, webhooks are delivered by each endpoint's own workflow; recorded histories
+# of older journeys and KYC profiles still deliver their own (the old path stays for them).
+PER_ENDPOINT_WEBHOOKS = "per-endpoint-webhooks"
 
 
 async def deliver(delivery_id: str, retry_for: timedelta, max_interval: timedelta) -> None:

@@ -27,7 +27,6 @@ from api.consent_schemas import (
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
-from api.webhook_dispatch import dispatch
 from core.vocabulary import (
     MARKETING_KINDS,
     Channel,
@@ -121,10 +120,10 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
     `given_at` is when the customer decided; it may be earlier than now, never later."""
     contact = await contact_of(session, client.id, contact_id)
     decisions = await decisions_for(session, client, contact, body.changes)
-    events, deliveries = await consents.record(session, contact=contact,
+    events, endpoints = await consents.record(session, contact=contact,
                                                       decisions=decisions)
     await session.commit()
-    await dispatch(state.temporal, state.settings, deliveries)
+    await state.endpoints.wake(endpoints, "consent changed")
     return [event_out(e) for e in events]
 
 
@@ -190,7 +189,7 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
         ContactPoint.value == number))).unique().all()
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     marketing = [k for k, p in purposes.items() if p.kind in MARKETING_KINDS]
-    deliveries: list[str] = []
+    endpoints: list[str] = []
     for contact in contacts:
         texts = await consents.texts_for_purposes(
             session, client_id=client.id, language=contact.language,
@@ -206,10 +205,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
             # START restores only what a STOP took; it never opts anyone into something new.
             and (not granted or current.get((p, Channel.sms)) is not None
                  and current[(p, Channel.sms)].source == ConsentSource.sms_keyword)]
-        deliveries += (await consents.record(session, contact=contact,
+        endpoints += (await consents.record(session, contact=contact,
                                                     decisions=decisions))[1]
     await session.commit()
-    await dispatch(state.temporal, state.settings, deliveries)
+    await state.endpoints.wake(endpoints, "consent changed")
     return {"action": "stop" if word in STOP_WORDS else "start", "contacts": len(contacts)}
 
 
@@ -258,7 +257,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
         purpose=body.purpose, channel=Channel.any, granted=body.state == "accepted",
         given_at=body.given_at, source=body.source, legal_text=body.legal_text,
         actor=body.actor)])
-    events, deliveries = await consents.record(session, contact=contact, decisions=[decision])
+    events, endpoints = await consents.record(session, contact=contact, decisions=[decision])
     contact.gdpr_consent_state = body.state
     contact.gdpr_consent_updated_at = body.given_at
     if content is not None:
@@ -267,7 +266,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
             filename=body.document.filename, content_type=body.document.content_type,
             sha256=hashlib.sha256(content).hexdigest(), content=content))
     await session.commit()
-    await dispatch(state.temporal, state.settings, deliveries)
+    await state.endpoints.wake(endpoints, "consent changed")
     return await gdpr_out(session, contact)
 
 

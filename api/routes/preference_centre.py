@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse
 from api.deps import SessionDep, StateDep
 from api.public_forms import limit_form_posts
 from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
-from api.webhook_dispatch import dispatch
 from core.security import sha256_hex
 from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpose
 from db import consents
@@ -96,9 +95,9 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                     display_id=await consents.verified_display(
                         session, display_id=form.get(f"display-{purpose['key']}"),
                         contact_id=contact.id, purpose=purpose["key"])))
-    _, deliveries = await consents.record(session, contact=contact, decisions=decisions)
+    _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
-    await dispatch(state.temporal, state.settings, deliveries)
+    await state.endpoints.wake(endpoints, "consent changed")
     return await _page(request, state, session, contact, client, saved=True)
 
 
@@ -136,11 +135,11 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
         text = (await consents.texts_for_purposes(
             session, client_id=client.id, language=contact.language,
             fallback=client.default_language))[purpose]
-        _, deliveries = await consents.record(session, contact=contact, decisions=[
+        _, endpoints = await consents.record(session, contact=contact, decisions=[
             consents.Decision(purpose=purpose, channel=channel, granted=False, given_at=given_at,
                               source=ConsentSource.message_link, text=text,
                               shown_in=f"unsubscribe:{link.step}", **who(request))])
         await session.commit()
-        await dispatch(state.temporal, state.settings, deliveries)
+        await state.endpoints.wake(endpoints, "consent changed")
     page.status_code = status.HTTP_200_OK
     return page

@@ -1,0 +1,121 @@
+"""The rules of webhook delivery as pure functions: what an answer means, when to try again,
+how a request is signed, and which target addresses are refused (SSRF)."""
+
+import asyncio
+import ipaddress
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from standardwebhooks import Webhook
+
+from core.contracts import RetrySchedule
+
+# Request timeout, conflict, too early, too many requests: the receiver may accept later.
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+# The documented answer for "never send me this event again" (any other non-retryable 4xx
+# does the same; 410 is the one we promise to keep meaning it).
+STOP_RETRIES_STATUS = 410
+
+
+class Outcome(StrEnum):
+    delivered = "delivered"
+    retry = "retry"
+    failed = "failed"
+
+
+def outcome(status_code: int | None) -> Outcome:
+    """2xx delivers; a 4xx other than 408/409/425/429 will never succeed; the rest (no answer,
+    3xx, 5xx, the retryable 4xx) is tried again on the schedule."""
+    if status_code is not None and 200 <= status_code < 300:
+        return Outcome.delivered
+    if status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_4XX:
+        return Outcome.failed
+    return Outcome.retry
+
+
+def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when - now, timedelta(0))
+
+
+def next_attempt_delay(
+    schedule: RetrySchedule, *, attempts: int, round_started_at: datetime, now: datetime,
+    retry_after: timedelta | None = None,
+) -> timedelta | None:
+    """The wait before the next attempt after `attempts` failed ones, or None to give up.
+
+    A receiver's Retry-After is honoured when it asks for more time than the schedule, but
+    never beyond the schedule's longest gap, so one answer cannot park an event for weeks.
+    """
+    index = attempts - 1
+    delay = schedule.delays[index] if index < len(schedule.delays) else schedule.then_every
+    if retry_after is not None:
+        longest = max([*schedule.delays, schedule.then_every])
+        delay = max(delay, min(retry_after, longest))
+    if now + delay > round_started_at + schedule.give_up_after:
+        return None
+    return delay
+
+
+def signature_header(
+    secrets: list[str], *, msg_id: str, timestamp: datetime, body: str
+) -> str:
+    """Standard Webhooks allows several space-separated signatures: during a secret rotation
+    we sign with the new and the old secret, so receivers can switch at their own pace."""
+    return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
+
+
+def _refused_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # Private, loopback, link-local (cloud metadata), shared, reserved, unspecified, multicast.
+    return not ip.is_global or ip.is_multicast
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL regardless of where its host points, if anything."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "must be an http or https URL"
+    if not parts.hostname:
+        return "must name a host"
+    if parts.username or parts.password:
+        return "must not carry credentials; authenticate the signature instead"
+    return None
+
+
+async def target_problem(url: str, *, allow_private: bool) -> str | None:
+    """Refuses URLs whose host is or resolves to a non-public address (SSRF protection).
+
+    Checked when an endpoint is saved and again before every batch of deliveries, so a host
+    re-pointed to an internal address later is refused too.
+    """
+    problem = url_problem(url)
+    if problem or allow_private:
+        return problem
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80),
+            type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return f"host {host!r} cannot be resolved"
+    if any(_refused_address(str(info[4][0])) for info in infos):
+        return f"host {host!r} is a private, loopback or otherwise non-public address"
+    return None

@@ -1,0 +1,236 @@
+"""Webhook delivery walked as a client runs it: endpoints over the API, events raised by real
+journeys, a real HTTP receiver that fails, recovers, rotates secrets and stops retries."""
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from api.main import create_app
+from tests.helpers import Tenant, eventually, unique_email
+from tests.histories import save_history
+from workflows.webhook_endpoint import WebhookEndpointWorkflow, endpoint_workflow_id
+
+EXPIRED = "journey.expired"
+
+
+async def expiring_journeys(tenant: Tenant, count: int) -> list[str]:
+    """Journeys that expire a second after their invitation: the quickest real events."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT1H", "max_count": 0},
+        expires_after="PT1S")
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": f"e-{i}", "email": unique_email()} for i in range(count)))
+    return [r["journey_id"] for r in enrolled["results"]]
+
+
+async def deliveries(tenant: Tenant, hook: str, **params) -> list[dict]:
+    return await tenant.ok("GET", f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}/deliveries"
+                           + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""))
+
+
+async def test_receiver_down_then_back_gets_every_event_once(
+    tenant, webhook_receiver, temporal_env, record_histories
+):
+    hook = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    endpoint_id = tenant.endpoint_ids[hook]
+    webhook_receiver.failures[hook] = [503, 500, 502, 503]  # down for the first four attempts
+    journeys = await expiring_journeys(tenant, 5)
+
+    received = await webhook_receiver.wait_for(hook, EXPIRED, count=5, timeout=30)
+    by_id = {d.id: d for d in received}
+    assert len(by_id) == 5
+    assert {d.payload["data"]["journey_id"] for d in by_id.values()} == set(journeys)
+    # Per endpoint, every event carries its own place in the endpoint's sequence.
+    assert sorted(int(d.headers["webhook-sequence"]) for d in by_id.values()) == [1, 2, 3, 4, 5]
+    # Retried events kept their id: the failed requests were for the same five ids.
+    assert set(webhook_receiver.requests[hook]) == set(by_id)
+    assert len(webhook_receiver.requests[hook]) == 9
+
+    log = (await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/attempts"))["items"]
+    assert sorted(a["status_code"] for a in log) == [204] * 5 + [500, 502, 503, 503]
+    assert all(a["latency_ms"] >= 0 and a["event_type"] == EXPIRED for a in log)
+    assert {a["delivery_status"] for a in log} == {"delivered"}
+    assert all(d["status"] == "delivered" for d in await deliveries(tenant, hook))
+    endpoint = await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}")
+    assert endpoint["last_success_at"] and not endpoint["failing"]
+
+    # Deleting the endpoint ends its delivery workflow.
+    await tenant.ok("DELETE", f"/v1/webhook-endpoints/{endpoint_id}", status=204)
+    handle = temporal_env.client.get_workflow_handle_for(
+        WebhookEndpointWorkflow.run, endpoint_workflow_id(endpoint_id))
+    await handle.result()
+    if record_histories:
+        await save_history(handle, "webhook_endpoint_deleted")
+
+
+async def test_410_stops_retries_of_that_event(tenant, webhook_receiver):
+    hook = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    webhook_receiver.failures[hook] = [410]
+    [first] = await expiring_journeys(tenant, 1)
+
+    async def refused() -> list[dict]:
+        return [d for d in await deliveries(tenant, hook) if d["status"] == "failed"]
+    [failed] = await eventually(refused, what="410 recorded")
+    assert failed["attempts"] == 1 and failed["last_status_code"] == 410
+    assert failed["next_attempt_at"] is None
+
+    # A later event goes through, and the refused one was never tried again meanwhile,
+    # although the retry schedule would have tried it several times by now.
+    [second] = await expiring_journeys(tenant, 1)
+    [got] = await webhook_receiver.wait_for(hook, EXPIRED)
+    assert got.payload["data"]["journey_id"] == second
+    assert webhook_receiver.requests[hook].count(failed["event_id"]) == 1
+    assert first not in {d.payload["data"]["journey_id"] for d in webhook_receiver.events(hook)}
+
+
+async def test_failing_endpoint_is_disabled_and_the_client_told(tenant, webhook_receiver):
+    started = datetime.now(UTC)
+    bad = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    watcher = await tenant.subscribe(webhook_receiver, ["webhook_endpoint.disabled"])
+    webhook_receiver.failures[bad] = [500] * 1000
+    [journey] = await expiring_journeys(tenant, 1)
+
+    [notice] = await webhook_receiver.wait_for(watcher, "webhook_endpoint.disabled", timeout=30)
+    bad_id = tenant.endpoint_ids[bad]
+    assert notice.payload["data"]["endpoint"]["id"] == bad_id
+    assert notice.payload["data"]["last_status_code"] == 500
+    endpoint = await tenant.ok("GET", f"/v1/webhook-endpoints/{bad_id}")
+    assert endpoint["failing"] and not endpoint["enabled"] and endpoint["failing_since"]
+    # The miniature schedule ran to its end (3 s; the dev server fires timers about 1 s late).
+    log = (await tenant.ok("GET", f"/v1/webhook-endpoints/{bad_id}/attempts"))["items"]
+    assert len(log) == len(webhook_receiver.requests[bad]) >= 3
+    assert {a["status_code"] for a in log} == {500}
+    [gave_up] = await deliveries(tenant, bad)
+    assert gave_up["status"] == "failed"
+
+    # The client fixes the receiver, enables the endpoint and replays what it missed.
+    webhook_receiver.failures[bad] = []
+    enabled = await tenant.ok("PATCH", f"/v1/webhook-endpoints/{bad_id}", {"enabled": True})
+    assert enabled["enabled"] and not enabled["failing"]
+    replayed = await tenant.ok("POST", f"/v1/webhook-endpoints/{bad_id}/replay", {
+        "since": started.isoformat(), "until": datetime.now(UTC).isoformat()}, status=202)
+    assert replayed == {"queued": 1}
+    [got] = await webhook_receiver.wait_for(bad, EXPIRED)
+    assert got.payload["data"]["journey_id"] == journey
+
+
+async def test_replay_of_a_time_range_to_a_new_endpoint(tenant, webhook_receiver):
+    first = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    early = await expiring_journeys(tenant, 2)
+    await webhook_receiver.wait_for(first, EXPIRED, count=2)
+    middle = datetime.now(UTC)
+    late = await expiring_journeys(tenant, 1)
+    await webhook_receiver.wait_for(first, EXPIRED, count=3)
+    ids = {d.payload["data"]["journey_id"]: d.id for d in webhook_receiver.events(first)}
+
+    # An endpoint added later gets exactly the range asked for, with the original event ids.
+    second = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    result = await tenant.ok("POST", f"/v1/webhook-endpoints/{tenant.endpoint_ids[second]}/replay",
+                             {"since": (middle - timedelta(hours=1)).isoformat(),
+                              "until": middle.isoformat()}, status=202)
+    assert result == {"queued": 2}
+    got = await webhook_receiver.wait_for(second, EXPIRED, count=2)
+    assert {d.id for d in got} == {ids[j] for j in early}
+    assert late[0] not in {d.payload["data"]["journey_id"] for d in got}
+
+    # Resending one event sends it again under the same id.
+    [resent_id] = [ids[early[0]]]
+    await tenant.ok("POST", f"/v1/webhook-endpoints/{tenant.endpoint_ids[second]}/events/"
+                    f"{resent_id}/resend", status=202)
+    again = await webhook_receiver.wait_for(second, EXPIRED, count=3)
+    assert [d.id for d in again].count(resent_id) == 2
+
+    bad_range = await tenant.http.post(
+        f"/v1/webhook-endpoints/{tenant.endpoint_ids[second]}/replay",
+        json={"since": middle.isoformat(), "until": (middle - timedelta(1)).isoformat()},
+        headers=tenant.auth)
+    assert bad_range.status_code == 422
+
+
+async def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
+    tenant, webhook_receiver
+):
+    hook = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    endpoint_id = tenant.endpoint_ids[hook]
+    old = webhook_receiver.secrets[hook]
+    rotated = await tenant.ok("POST", f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+                              {"overlap": "PT1H"})
+    new = rotated["secret"]
+    assert new != old and rotated["previous_secret_expires_at"]
+    webhook_receiver.secrets[hook] = new
+    await expiring_journeys(tenant, 1)
+    [delivery] = await webhook_receiver.wait_for(hook, EXPIRED)
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        Webhook(secret).verify(delivery.body, delivery.headers)
+
+    # A rotation without overlap drops the previous secret at once.
+    newest = (await tenant.ok("POST", f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+                              {"overlap": "PT0S"}))["secret"]
+    webhook_receiver.secrets[hook] = newest
+    await expiring_journeys(tenant, 1)
+    later = (await webhook_receiver.wait_for(hook, EXPIRED, count=2))[-1]
+    Webhook(newest).verify(later.body, later.headers)
+    for secret in (old, new):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(later.body, later.headers)
+    assert not webhook_receiver.bad_signatures
+
+
+async def test_another_clients_endpoints_and_events_are_not_found(
+    tenant, other_tenant, webhook_receiver
+):
+    hook = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    endpoint_id = tenant.endpoint_ids[hook]
+    await expiring_journeys(tenant, 1)
+    [delivery] = await webhook_receiver.wait_for(hook, EXPIRED)
+    theirs = await other_tenant.subscribe(webhook_receiver, [EXPIRED])
+    their_endpoint = other_tenant.endpoint_ids[theirs]
+
+    base = f"/v1/webhook-endpoints/{endpoint_id}"
+    for method, path, body in [
+        ("GET", base, None), ("PATCH", base, {"enabled": False}), ("DELETE", base, None),
+        ("GET", f"{base}/attempts", None), ("GET", f"{base}/deliveries", None),
+        ("POST", f"{base}/rotate-secret", {}),
+        ("POST", f"{base}/replay", {"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"}),
+        ("POST", f"{base}/events/{delivery.id}/resend", None),
+        # Their own endpoint, but our event.
+        ("POST", f"/v1/webhook-endpoints/{their_endpoint}/events/{delivery.id}/resend", None),
+    ]:
+        response = await other_tenant.http.request(method, path, json=body, headers=other_tenant.auth)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+    listed = await other_tenant.ok("GET", "/v1/webhook-endpoints")
+    assert [e["id"] for e in listed] == [their_endpoint]
+    assert (await tenant.ok("GET", base))["enabled"]
+
+
+@pytest.fixture
+async def strict_app(settings):
+    """The app as production runs it: private and loopback webhook targets refused."""
+    app = create_app(settings.model_copy(update={"webhook_allow_private_targets": False}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_endpoint_urls_to_private_addresses_are_refused(tenant, strict_app):
+    transport = httpx.ASGITransport(app=strict_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+        for url in ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/",
+                    "http://169.254.169.254/latest/meta-data", "http://[::1]/hook",
+                    "http://[::ffff:192.168.0.1]/", "http://100.64.0.1/", "ftp://example.com/x",
+                    "http://user:pw@93.184.216.34/"]:
+            response = await client.http.post("/v1/webhook-endpoints", headers=client.auth,
+                                              json={"url": url, "events": ["*"]})
+            assert response.status_code == 422, (url, response.text)
+            assert response.json()["error"]["fields"][0]["field"] == "url", url
+        created = await client.ok("POST", "/v1/webhook-endpoints",
+                                  {"url": "https://93.184.216.34/hook", "events": ["*"]}, status=201)
+        moved = await client.http.patch(f"/v1/webhook-endpoints/{created['id']}",
+                                        json={"url": "http://192.168.1.1/"}, headers=client.auth)
+        assert moved.status_code == 422
+        await client.ok("DELETE", f"/v1/webhook-endpoints/{created['id']}", status=204)
+
