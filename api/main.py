@@ -25,6 +25,7 @@ from api.routes import (
     messages,
     preference_centre,
     purposes,
+    reports,
     webhook_endpoints,
 )
 from core.paths import TEMPLATES_DIR
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(client_settings.router)
     app.include_router(consents.router)
     app.include_router(messages.router)
+    app.include_router(reports.router)
     app.include_router(customer_page.router)
     app.include_router(preference_centre.router)
     app.include_router(kyc.router)

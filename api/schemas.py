@@ -311,3 +311,25 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return re.sub(r"^\.", "", out) or "body"
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+class FunnelCounts(BaseModel):
+    invited: int
+    opened: int
+    entered: int
+    verified: int
+    expired: int
+    opted_out: int
+
+
+class FunnelOut(BaseModel):
+    campaign_id: uuid.UUID
+    journeys: int
+    running: int
+    finished: int
+    total: FunnelCounts = Field(description="Journeys that reached each step (ever).")
+    by_channel: dict[str, FunnelCounts] = Field(
+        description="The same, by the channel that invited the contact.")

@@ -1,0 +1,99 @@
+"""Reports of a campaign: its funnel, and its collected and verified contacts as CSV or JSON,
+streamed so a campaign of any size is read in constant memory."""
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES
+from api.routes.campaigns import campaign_of
+from api.schemas import FunnelCounts, FunnelOut
+from db import reports
+from db.models import Campaign, utcnow
+
+router = APIRouter(prefix="/v1/campaigns", tags=["reports"], responses=ERROR_RESPONSES)
+
+
+def first_channel(campaign: Campaign) -> str:
+    return campaign.spec["channels"][0]
+
+
+def funnel_out(campaign_id: uuid.UUID, funnel: reports.Funnel) -> FunnelOut:
+    return FunnelOut(
+        campaign_id=campaign_id, journeys=funnel.journeys, running=funnel.running,
+        finished=funnel.finished, total=FunnelCounts(**funnel.steps),
+        by_channel={channel: FunnelCounts(**steps) for channel, steps in funnel.by_channel.items()})
+
+
+@router.get("/{campaign_id}/funnel", response_model=FunnelOut)
+async def campaign_funnel(campaign_id: uuid.UUID, client: ClientDep,
+                          session: SessionDep) -> FunnelOut:
+    campaign = await campaign_of(session, client.id, campaign_id)
+    funnels = await reports.funnels(session, client_id=client.id,
+                                    campaigns={campaign.id: first_channel(campaign)})
+    return funnel_out(campaign.id, funnels[campaign.id])
+
+
+def _download(campaign: Campaign, body: AsyncIterator[str], media_type: str,
+              suffix: str) -> StreamingResponse:
+    name = f"campaign-{campaign.id}-{utcnow():%Y%m%dT%H%M%SZ}.{suffix}"
+    return StreamingResponse(body, media_type=media_type,
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _partitions(state: StateDep, campaign: Campaign) -> AsyncIterator[list[dict]]:
+    # Its own session: the request's closes before a streamed body is sent.
+    async with state.sessions() as session:
+        async for rows in reports.collected_rows(session, client_id=campaign.client_id,
+                                                 campaign_id=campaign.id):
+            yield rows
+
+
+@router.get("/{campaign_id}/report.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                     state: StateDep) -> StreamingResponse:
+    """One row per contact that entered data: the data, its verification, and per consent
+    checkbox granted/declined with the version and hash of the legal text shown."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    columns = reports.report_columns([c["key"] for c in campaign.spec.get("consents", [])])
+
+    async def body() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        async for rows in _partitions(state, campaign):
+            writer.writerows(reports.flat(r) for r in rows)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    return _download(campaign, body(), "text/csv; charset=utf-8", "csv")
+
+
+@router.get("/{campaign_id}/report.json", response_class=StreamingResponse,
+            responses={200: {"content": {"application/json": {}}}})
+async def report_json(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      state: StateDep) -> StreamingResponse:
+    """The same rows as the CSV with the consents as a list: {"campaign": ..., "rows": [...]}."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    head = json.dumps({"id": str(campaign.id), "name": campaign.name,
+                       "generated_at": utcnow().isoformat()})
+
+    async def body() -> AsyncIterator[str]:
+        yield f'{{"campaign":{head},"rows":['
+        separator = ""
+        async for rows in _partitions(state, campaign):
+            chunk = ",".join(json.dumps(r, separators=(",", ":")) for r in rows)
+            yield separator + chunk
+            separator = ","
+        yield "]}"
+
+    return _download(campaign, body(), "application/json", "json")

@@ -1,0 +1,139 @@
+"""Campaign reports: funnel counts per channel, and the collected/verified contacts streamed
+row by row in constant memory (a server-side cursor read in partitions)."""
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.vocabulary import FINAL_STAGES, Stage
+from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message
+
+FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out")
+# A journey counts in a step once its history holds one of these event types.
+_STEP_EVENTS = {
+    "invited": ("invitation_sent",),
+    # Entering data needs the page open, even where the open itself was not recorded.
+    "opened": ("opened", Stage.data_entered),
+    "entered": (Stage.data_entered,),
+    "verified": (Stage.verified,),
+    "expired": (Stage.expired,),
+    "opted_out": (Stage.opted_out,),
+}
+PARTITION_ROWS = 500
+
+
+@dataclass
+class Funnel:
+    journeys: int = 0
+    finished: int = 0
+    steps: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STEPS, 0))
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        return self.journeys - self.finished
+
+
+async def funnels(
+    session: AsyncSession, *, client_id: uuid.UUID, campaigns: dict[uuid.UUID, str]
+) -> dict[uuid.UUID, Funnel]:
+    """Funnel per campaign (the dict maps campaign id to its first channel, the channel of
+    journeys not invited yet), in one query grouped by campaign and invitation channel."""
+    ids = list(campaigns)
+    journeys = select(Journey.id).where(Journey.client_id == client_id,
+                                        Journey.campaign_id.in_(ids))
+    flags = (
+        select(JourneyEvent.journey_id, *(
+            func.max(case((JourneyEvent.type.in_(types), 1), else_=0)).label(step)
+            for step, types in _STEP_EVENTS.items()))
+        .where(JourneyEvent.journey_id.in_(journeys))
+        .group_by(JourneyEvent.journey_id).subquery()
+    )
+    rows = (await session.execute(
+        select(
+            Journey.campaign_id, Message.channel, func.count(Journey.id),
+            func.sum(case((Journey.stage.in_(FINAL_STAGES), 1), else_=0)),
+            *(func.coalesce(func.sum(flags.c[step]), 0) for step in FUNNEL_STEPS))
+        .select_from(Journey)
+        .outerjoin(flags, flags.c.journey_id == Journey.id)
+        .outerjoin(Message, (Message.journey_id == Journey.id) & (Message.step == "invitation"))
+        .where(Journey.client_id == client_id, Journey.campaign_id.in_(ids))
+        .group_by(Journey.campaign_id, Message.channel)
+    )).all()
+    result = {campaign_id: Funnel() for campaign_id in ids}
+    for campaign_id, channel, count, finished, *steps in rows:
+        funnel = result[campaign_id]
+        funnel.journeys += count
+        funnel.finished += finished or 0
+        per_channel = funnel.by_channel.setdefault(
+            channel or campaigns[campaign_id], dict.fromkeys(FUNNEL_STEPS, 0))
+        for step, value in zip(FUNNEL_STEPS, steps):
+            funnel.steps[step] += int(value)
+            per_channel[step] += int(value)
+    return result
+
+
+def report_columns(consent_keys: list[str]) -> list[str]:
+    columns = ["journey_id", "contact_id", "external_id", "first_name", "last_name", "language",
+               "stage", "email", "email_state", "submitted_at", "verified_at", "ip", "user_agent"]
+    for key in consent_keys:
+        columns += [f"consent.{key}", f"consent.{key}.version", f"consent.{key}.sha256"]
+    return columns
+
+
+async def collected_rows(
+    session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The journeys that collected data, oldest id first, a partition at a time, each row with
+    the consents of the submission that collected it."""
+    result = await session.stream(
+        select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
+               Journey.collected, Journey.finished_at, Contact.external_id, Contact.first_name,
+               Contact.last_name)
+        .join(Contact, Contact.id == Journey.contact_id)
+        .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id,
+               Journey.collected.is_not(None))
+        .order_by(Journey.id)
+        .execution_options(yield_per=PARTITION_ROWS))
+    async for partition in result.partitions():
+        consents: dict[tuple[uuid.UUID, str], list[ConsentEvent]] = {}
+        for consent in await session.scalars(
+                select(ConsentEvent).where(ConsentEvent.journey_id.in_([r.id for r in partition]))
+                .order_by(ConsentEvent.checkbox_key)):
+            consents.setdefault((consent.journey_id, consent.step or ""), []).append(consent)
+        session.expunge_all()
+        yield [_row(r, consents.get((r.id, r.collected.get("submission_step", "")), []))
+               for r in partition]
+
+
+def _row(r: Any, consents: list[ConsentEvent]) -> dict[str, Any]:
+    verified = r.stage == Stage.verified
+    return {
+        "journey_id": str(r.id), "contact_id": str(r.contact_id), "external_id": r.external_id,
+        "first_name": r.first_name, "last_name": r.last_name, "language": r.language,
+        "stage": r.stage, "email": r.collected.get("email"),
+        "email_state": "verified" if verified else "pending",
+        "submitted_at": r.collected.get("submitted_at"),
+        "verified_at": r.finished_at.isoformat() if verified and r.finished_at else None,
+        "ip": r.collected.get("ip"), "user_agent": r.collected.get("user_agent"),
+        "consents": [
+            {"key": c.checkbox_key, "purpose": c.purpose, "channel": c.channel,
+             "granted": c.granted, "given_at": c.given_at.isoformat(), "source": c.source,
+             "legal_text_language": c.legal_text_language,
+             "legal_text_version": c.legal_text_version, "legal_text_sha256": c.legal_text_sha256}
+            for c in consents],
+    }
+
+
+def flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A report row as CSV cells: one granted/version/hash triple per consent checkbox."""
+    cells = {k: v for k, v in row.items() if k != "consents"}
+    for c in row["consents"]:
+        cells[f"consent.{c['key']}"] = "granted" if c["granted"] else "declined"
+        cells[f"consent.{c['key']}.version"] = c["legal_text_version"]
+        cells[f"consent.{c['key']}.sha256"] = c["legal_text_sha256"]
+    return cells
