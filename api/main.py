@@ -17,6 +17,7 @@ from api.routes import (
     client_settings,
     consents,
     customer_page,
+    dashboard,
     dev_outbox,
     enrichment_links,
     journeys,
@@ -44,13 +45,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-PAGE_PATH = re.compile(r"^/(c|v|p|u|k)/")
+PAGE_PATH = re.compile(r"^/(c|v|p|u|k|d)/")
 
 
 class RedactLinkTokens(logging.Filter):
-    """Keeps personal link tokens out of access logs."""
+    """Keeps personal and dashboard link tokens out of access logs."""
 
-    pattern = re.compile(r"/(c|v|p|u|k)/[A-Za-z0-9_\-]+")
+    pattern = re.compile(r"/(c|v|p|u|k|d)/[A-Za-z0-9_.\-]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -117,10 +118,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consents.router)
     app.include_router(messages.router)
     app.include_router(reports.router)
+    app.include_router(dashboard.links)
     app.include_router(customer_page.router)
     app.include_router(preference_centre.router)
     app.include_router(kyc.router)
     app.include_router(kyc_page.router)
+    app.include_router(dashboard.pages)
     if settings.dev_mode:
         app.include_router(dev_outbox.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")

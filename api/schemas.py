@@ -333,3 +333,8 @@ class FunnelOut(BaseModel):
     total: FunnelCounts = Field(description="Journeys that reached each step (ever).")
     by_channel: dict[str, FunnelCounts] = Field(
         description="The same, by the channel that invited the contact.")
+
+
+class DashboardLink(BaseModel):
+    url: str = Field(description="Opens the client's dashboard without a login until it expires.")
+    expires_at: datetime

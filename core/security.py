@@ -1,10 +1,12 @@
-"""Secrets handling: API keys, personal link tokens, CSRF tokens, webhook secrets at rest."""
+"""Secrets handling: API keys, personal link tokens, CSRF tokens, webhook secrets at rest,
+signed dashboard links."""
 
 import base64
 import hashlib
 import hmac
 import secrets
 import time
+import uuid
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -111,3 +113,29 @@ def code_hmac(secret_key: str, journey_id: str, step: str, code: str) -> str:
     """One-time codes are stored only as a keyed hash: a leaked table reveals none."""
     key = _derive(secret_key, b"one-time-code")
     return hmac.new(key, f"{journey_id}:{step}:{code}".encode(), "sha256").hexdigest()
+
+
+def client_link_token(secret_key: str, client_id: uuid.UUID, expires_at: int) -> str:
+    """A signed, expiring link for a client's read-only pages (the dashboard).
+
+    Stateless: the client id and expiry (Unix seconds) travel in the token, under an HMAC.
+    """
+    payload = f"{client_id.hex}.{expires_at}"
+    mac = hmac.new(_derive(secret_key, b"client-link"), payload.encode(), "sha256").digest()
+    return f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def client_of_link_token(secret_key: str, token: str) -> uuid.UUID | None:
+    """The client a link token was signed for, or None if forged, malformed or expired."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    client_hex, expires_at, _ = parts
+    try:
+        client_id = uuid.UUID(hex=client_hex)
+    except ValueError:
+        return None
+    expected = client_link_token(secret_key, client_id, int(expires_at))
+    if not hmac.compare_digest(expected, token) or int(expires_at) <= time.time():
+        return None
+    return client_id

@@ -1,0 +1,99 @@
+"""The client's dashboard: campaigns with their funnel (server-rendered SVG), progress, and
+failing webhook endpoints. Reached by a signed link from the API or by signing in with an API
+key; read-only, works without JavaScript."""
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES
+from api.routes.customer_page import csrf_ok, html
+from api.routes.reports import first_channel
+from api.schemas import DashboardLink
+from core.security import client_link_token, client_of_link_token
+from db import crud, reports
+from db.models import Campaign, Client, WebhookEndpoint
+
+pages = APIRouter(include_in_schema=False)
+links = APIRouter(prefix="/v1/dashboard-links", tags=["dashboard"], responses=ERROR_RESPONSES)
+# Width in SVG units of a bar for 100 % of a campaign's journeys.
+BAR_WIDTH = 220
+
+
+def dashboard_path(state: StateDep, client_id: uuid.UUID) -> tuple[str, datetime]:
+    expires = int(time.time() + state.settings.dashboard_link_ttl.total_seconds())
+    token = client_link_token(state.settings.secret_key.get_secret_value(), client_id, expires)
+    return f"/d/{token}", datetime.fromtimestamp(expires, UTC)
+
+
+@links.post("", status_code=status.HTTP_201_CREATED, response_model=DashboardLink)
+async def create_dashboard_link(client: ClientDep, state: StateDep) -> DashboardLink:
+    path, expires_at = dashboard_path(state, client.id)
+    return DashboardLink(url=state.settings.public_base_url.rstrip("/") + path,
+                         expires_at=expires_at)
+
+
+async def dashboard_context(session: AsyncSession, client: Client) -> dict[str, Any]:
+    campaigns = list(await session.scalars(
+        select(Campaign).where(Campaign.client_id == client.id)
+        .order_by(Campaign.created_at.desc())))
+    funnels = await reports.funnels(session, client_id=client.id,
+                                    campaigns={c.id: first_channel(c) for c in campaigns})
+    rows = []
+    for campaign in campaigns:
+        funnel = funnels[campaign.id]
+        scale = max(funnel.journeys, 1)
+        rows.append({
+            "id": campaign.id, "name": campaign.name, "status": campaign.status,
+            "journeys": funnel.journeys, "finished": funnel.finished, "running": funnel.running,
+            "by_channel": funnel.by_channel,
+            "bars": [{"step": step, "count": count, "width": round(BAR_WIDTH * count / scale)}
+                     for step, count in funnel.steps.items()],
+        })
+    endpoints = list(await session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.client_id == client.id)
+        .order_by(WebhookEndpoint.created_at)))
+    return {"client_name": client.name, "campaigns": rows, "steps": reports.FUNNEL_STEPS,
+            "failing": [e for e in endpoints if e.failing_since is not None],
+            "disabled": [e for e in endpoints if not e.enabled and e.failing_since is None]}
+
+
+@pages.get("/d/{token}", response_class=HTMLResponse)
+async def dashboard(token: str, request: Request, session: SessionDep, state: StateDep):
+    client_id = client_of_link_token(state.settings.secret_key.get_secret_value(), token)
+    client = await session.get(Client, client_id) if client_id else None
+    if client is None:
+        return html(request, state, "link_invalid", request.headers.get("accept-language", "en")[:2],
+                    {}, status.HTTP_404_NOT_FOUND)
+    return html(request, state, "dashboard", client.default_language,
+                await dashboard_context(session, client))
+
+
+def _login_form(request: Request, state, error: str | None = None,
+                status_code: int = 200) -> HTMLResponse:
+    language = request.headers.get("accept-language", "en")[:2]
+    return html(request, state, "dashboard_login", language, {"error": error}, status_code)
+
+
+@pages.get("/dashboard/login", response_class=HTMLResponse)
+async def login_form(request: Request, state: StateDep):
+    return _login_form(request, state)
+
+
+@pages.post("/dashboard/login", response_class=HTMLResponse)
+async def login(request: Request, session: SessionDep, state: StateDep):
+    if not await csrf_ok(request, state):
+        return _login_form(request, state, "expired", status.HTTP_403_FORBIDDEN)
+    key = str((await request.form()).get("api_key", "")).strip()
+    client = await crud.client_for_api_key(session, key=key) if key else None
+    if client is None:
+        return _login_form(request, state, "invalid_key", status.HTTP_401_UNAUTHORIZED)
+    path, _ = dashboard_path(state, client.id)
+    return RedirectResponse(path, status_code=status.HTTP_303_SEE_OTHER)
