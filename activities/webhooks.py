@@ -77,7 +77,8 @@ class WebhookSender:
             if not endpoint.enabled:
                 return DeliverDueResult("disabled", 0, 0, None, False)
             due = (await session.execute(
-                select(WebhookDelivery.id, WebhookDelivery.sequence, WebhookEvent)
+                select(WebhookDelivery.id, WebhookDelivery.sequence, WebhookDelivery.round_started_at,
+                       WebhookEvent)
                 .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
                 .where(WebhookDelivery.endpoint_id == endpoint_id,
                        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
@@ -97,14 +98,16 @@ class WebhookSender:
                     return await self._post(endpoint.url, event, sequence, secrets,
                                             policy.attempt_timeout)
 
-            results = list(await asyncio.gather(*(attempt(seq, ev) for _, seq, ev in due)))
+            results = list(await asyncio.gather(*(attempt(row.sequence, row.WebhookEvent)
+                                                  for row in due)))
 
         async with transaction(self._sessions) as session:
             endpoint = await session.get(WebhookEndpoint, endpoint_id)
             if endpoint is None:
                 return DeliverDueResult("deleted", len(due), 0, None, False)
             delivered, wake = await self._record(
-                session, endpoint, [row.id for row in due], results, policy.schedule)
+                session, endpoint, {row.id: row.round_started_at for row in due}, results,
+                policy.schedule)
             next_due_at = await session.scalar(
                 select(func.min(WebhookDelivery.next_attempt_at)).where(
                     WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending"))
@@ -143,13 +146,18 @@ class WebhookSender:
             rules.parse_retry_after(response.headers.get("retry-after"), utcnow()))
 
     async def _record(
-        self, session: AsyncSession, endpoint: WebhookEndpoint, delivery_ids: list[uuid.UUID],
-        results: list[AttemptResult], schedule: RetrySchedule,
+        self, session: AsyncSession, endpoint: WebhookEndpoint,
+        rounds: dict[uuid.UUID, datetime], results: list[AttemptResult], schedule: RetrySchedule,
     ) -> tuple[int, list[str]]:
-        """Logs the attempts and moves each delivery on; returns (delivered, endpoints to wake)."""
+        """Logs the attempts and moves each delivery on; returns (delivered, endpoints to wake).
+
+        Rows are locked, like a resend or replay locks them, so neither overwrites the other.
+        """
         now = utcnow()
+        delivery_ids = list(rounds)
         deliveries = {d.id: d for d in await session.scalars(
-            select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids)))}
+            select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
+            .with_for_update())}
         if results:
             await session.execute(insert(WebhookAttempt), [
                 {"delivery_id": i, "at": now, "status_code": r.status_code,
@@ -159,8 +167,8 @@ class WebhookSender:
         gave_up: list[WebhookDelivery] = []
         for delivery_id, result in zip(delivery_ids, results):
             delivery = deliveries.get(delivery_id)
-            if delivery is None or delivery.status != "pending":
-                continue  # deleted or re-queued meanwhile
+            if delivery is None or delivery.round_started_at != rounds[delivery_id]:
+                continue  # deleted, or queued again (resend, replay) while this attempt ran
             delivery.attempts += 1
             delivery.last_status_code = result.status_code
             delivery.last_error = result.error

@@ -162,9 +162,11 @@ async def queue_delivery(
     """Queues the event for the endpoint, or queues it again (resend, replay) as a new round
     of attempts. A delivery keeps its sequence number across rounds."""
     now = utcnow()
+    # Locked, as the delivery workflow locks it to log an attempt: a resend during an attempt
+    # is never lost under that attempt's outcome.
     delivery = (await session.scalars(select(WebhookDelivery).where(
-        WebhookDelivery.event_id == event.id, WebhookDelivery.endpoint_id == endpoint.id))
-    ).one_or_none()
+        WebhookDelivery.event_id == event.id, WebhookDelivery.endpoint_id == endpoint.id)
+        .with_for_update())).one_or_none()
     if delivery is None:
         delivery = WebhookDelivery(
             id=uuid.uuid4(), client_id=event.client_id, event_id=event.id, endpoint_id=endpoint.id)
