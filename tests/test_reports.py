@@ -1,19 +1,29 @@
 """Campaign reports as a client downloads them: funnel counts after real journeys, the CSV and
 JSON of collected contacts, and a 10,000-row report streamed over HTTP in bounded memory."""
 
-import asyncio
 import csv
 import io
-import json
 import tracemalloc
 import uuid
+from dataclasses import dataclass
 
 import httpx
-import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from db.session import transaction
-from tests.helpers import Customer, Tenant, eventually, free_port, unique_email
+from tests.helpers import Customer, LocalHttpServer, Tenant, unique_email
+
+
+@dataclass
+class AppServer(LocalHttpServer):
+    """Our app on a real socket."""
+
+    app: FastAPI | None = None
+
+    def _app(self) -> FastAPI:
+        assert self.app is not None
+        return self.app
 
 
 async def walk_three_customers(tenant: Tenant, http, mailbox) -> tuple[dict, list[str]]:
@@ -139,17 +149,13 @@ async def test_report_of_10000_journeys_streams_in_bounded_memory(tenant, app, s
     await insert_collected_journeys(sessions, tenant, big["id"], BULK)
 
     # Over a real socket: an in-process transport would collect the whole body first.
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    await eventually(lambda: asyncio.sleep(0, server.started), what="report server")
+    server = AppServer(app=app)
+    await server.start()
     try:
-        small_peak, small_size, small_lines = await download_peak(port, tenant, small["id"])
-        big_peak, big_size, big_lines = await download_peak(port, tenant, big["id"])
+        small_peak, small_size, small_lines = await download_peak(server.port, tenant, small["id"])
+        big_peak, big_size, big_lines = await download_peak(server.port, tenant, big["id"])
     finally:
-        server.should_exit = True
-        await serving
+        await server.stop()
     # A header and one line per journey (no field holds a newline).
     assert (small_lines, big_lines) == (BULK // 10 + 1, BULK + 1)
     # Constant memory: ten times the rows (megabytes more report) cost next to no more
