@@ -5,8 +5,6 @@ the worker and the API, each its own process; Ctrl-C stops them all.
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,21 +14,9 @@ from core.settings import DATA_DIR, Settings
 from core.temporal import search_attribute_args, temporal_cli
 from db.migrate import upgrade
 from messaging.dev_mail import start_smtp_sink
+from stack import stop_processes, wait_for_port
 
 UI_PORT = 8233
-
-
-def wait_for_port(host: str, port: int, seconds: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[0]} exited with code {proc.returncode}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing listens on {host}:{port} after {seconds:.0f}s")
 
 
 def run(settings: Settings) -> None:
@@ -69,12 +55,5 @@ Create a client:        .venv/bin/journeys clients create "Acme"
     except KeyboardInterrupt:
         pass
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         sink.stop()

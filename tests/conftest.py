@@ -8,22 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from core.settings import Settings
-from core.temporal import search_attribute_args, temporal_cli
 from db import crud
-from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker, transaction
 from messaging.dev_mail import start_smtp_sink
-from tests.helpers import Mailbox, MessagingProvider, Tenant, WebhookReceiver, free_port
+from stack import free_port, local_temporal, scratch_database, throwaway_settings
+from tests.helpers import Mailbox, MessagingProvider, Tenant, WebhookReceiver
 from worker import running_worker
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 HISTORIES = Path(__file__).parent / "histories"
 
 
@@ -40,28 +36,14 @@ def record_histories(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of its own for this run, migrated with the project's migrations."""
-    name = f"cj_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(f"{PG_SERVER}/test", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("cj_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attribute_args(),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with local_temporal() as env:
         yield env
-    finally:
-        # Shut down inside the loop: an abandoned server has aborted the process at exit.
-        await env.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -100,16 +82,10 @@ def provider(provider_server: MessagingProvider) -> MessagingProvider:
 def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mailbox,
              tmp_path_factory: pytest.TempPathFactory) -> Settings:
     outbox = tmp_path_factory.mktemp("outbox")
-    return Settings(
-        database_url=database_url,
-        temporal_address=temporal_env.client.service_client.config.target_host,
-        temporal_task_queue=f"journeys-test-{uuid.uuid4().hex[:8]}",
-        public_base_url="http://testserver",
-        secret_key="test-secret-" + uuid.uuid4().hex,
-        dev_mode=True,
-        dev_maildir=mailbox.maildir,
-        smtp_host="127.0.0.1",
+    return throwaway_settings(
+        database_url=database_url, env=temporal_env, maildir=mailbox.maildir,
         smtp_port=mailbox.port,
+        public_base_url="http://testserver",
         webhook_timeout_seconds=5,
         # Every test posts from one address; the limits are tested on their own.
         form_posts_per_ip_per_minute=100_000,

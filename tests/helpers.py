@@ -3,7 +3,6 @@
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,15 +17,10 @@ from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from messaging.dev_mail import OutboxEmail, read_outbox
+from stack import free_port
 
 T = TypeVar("T")
 LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30,

@@ -21,7 +21,8 @@ from messaging.letters import (
 from messaging.local_outbox import outbox_id, read_records
 from messaging.provider_http import PermanentDeliveryFailure, RetryableDeliveryFailure
 from messaging.sms import HttpSmsSender, OutboxSmsSender, OutgoingSms, make_sms_sender
-from tests.helpers import MessagingProvider, free_port
+from stack import free_port
+from tests.helpers import MessagingProvider
 
 SMS = OutgoingSms(to="+31612345678", sender="Acme", text="Acme asks you to check your details: "
                   "https://x.test/c/tok €", idempotency_key="journey-1/sms-1")
