@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api import enrolment
 from api.deps import ClientDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, FieldProblems
+from api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail, FieldProblems
 from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse, FieldError
 from core.contracts import ReconsentProgress, ReconsentRunInput
 from core.vocabulary import JourneyKind, PurposeKind
@@ -21,6 +21,14 @@ from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
+
+
+class EnrolRefused(ErrorBody, EnrolResponse):
+    """No item was acceptable: the structured error every 4xx carries, and the per-item results."""
+
+
+def item_field(index: int, field: str) -> str:
+    return f"contacts[{index}]" if field == "item" else f"contacts[{index}].{field}"
 
 
 async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> dict:
@@ -92,7 +100,11 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
     "/{campaign_id}/contacts",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EnrolResponse,
-    responses={422: {"model": EnrolResponse, "description": "No item was acceptable"}},
+    responses={
+        413: {"model": ErrorBody, "description": "More contacts than one request may carry"},
+        422: {"model": EnrolRefused | ErrorBody,
+              "description": "Validation failed, or no item was acceptable"},
+    },
 )
 async def enrol_contacts(
     campaign_id: uuid.UUID, body: EnrolRequest, client: ClientDep, session: SessionDep,
@@ -119,7 +131,13 @@ async def enrol_contacts(
     refused = sum(r.status == "rejected" for r in results)
     response = EnrolResponse(accepted=len(results) - refused, rejected=refused, results=results)
     if response.accepted == 0:
-        return JSONResponse(response.model_dump(mode="json"), status_code=422)
+        rejection = EnrolRefused(
+            **response.model_dump(),
+            error=ErrorDetail(
+                code="no_acceptable_contact", message="no contact in this request was acceptable",
+                fields=[FieldError(field=item_field(r.index, e.field), message=e.message)
+                        for r in results for e in r.errors]))
+        return JSONResponse(rejection.model_dump(mode="json"), status_code=422)
     return response
 
 

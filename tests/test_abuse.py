@@ -1,0 +1,160 @@
+"""Abuse: guessing personal links, and reaching another client's data through any /v1 route.
+
+The route list comes from the app itself, so a new endpoint is covered (or fails loudly here
+until this file learns how to obtain a real id of its kind)."""
+
+import re
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from api.main import create_app
+from core.settings import Settings
+from tests.helpers import Mailbox, Tenant, unique_email
+
+# --- link-token guessing -------------------------------------------------------------------
+
+
+async def timed_get(http: httpx.AsyncClient, path: str) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = await http.get(path)
+    return time.perf_counter() - started, response
+
+
+async def test_guessed_link_tokens_get_404_and_take_no_telling_time(
+    tenant: Tenant, http: httpx.AsyncClient, mailbox: Mailbox
+):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    await tenant.enrol(campaign["id"], {"external_id": "guess", "email": address})
+    real = mailbox.link((await mailbox.wait_for(address))[0]).removeprefix("/c/")
+
+    # Tokens shaped like real ones (43 url-safe characters), and a few that are not.
+    guesses = [secrets.token_urlsafe(32) for _ in range(200)] + ["a", "-" * 43, "%00", real[:-1]]
+    for token in guesses:
+        for path in (f"/c/{token}", f"/v/{token}"):
+            response = await http.get(path)
+            assert response.status_code == 404, (path, response.status_code)
+        assert (await http.post(f"/c/{token}", data={"email": "x@example.com"})).status_code == 404
+
+    # A real token where it does not belong (a contact-page token on the verification page)
+    # is found in the database and then refused; a random one is not found at all. Neither
+    # answer nor its timing may tell an attacker which is which.
+    wrong_place, random_token = [], []
+    for _ in range(150):  # interleaved, so drift in machine load hits both alike
+        seconds, found = await timed_get(http, f"/v/{real}")
+        wrong_place.append(seconds)
+        seconds, missing = await timed_get(http, f"/v/{secrets.token_urlsafe(32)}")
+        random_token.append(seconds)
+        assert found.status_code == missing.status_code == 404
+        assert found.text == missing.text
+    fast, slow = sorted([statistics.median(wrong_place), statistics.median(random_token)])
+    # Loose on purpose (a shared CI machine is noisy): a real leak would be a lookup that
+    # behaves differently, not a few percent.
+    assert slow < 2.5 * fast or slow - fast < 0.002, (wrong_place, random_token)
+    # The link itself still works for its owner.
+    assert (await http.get(f"/c/{real}")).status_code == 200
+
+
+# --- tenant isolation over every /v1 route -------------------------------------------------
+
+IdSource = Callable[[Tenant], Awaitable[str]]
+
+
+async def new_campaign(tenant: Tenant) -> str:
+    return (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+
+
+async def new_journey(tenant: Tenant) -> str:
+    enrolled = await tenant.enrol(await new_campaign(tenant),
+                                  {"external_id": "iso", "email": unique_email()})
+    return enrolled["results"][0]["journey_id"]
+
+
+async def new_webhook_endpoint(tenant: Tenant) -> str:
+    response = await tenant.post("/v1/webhook-endpoints",
+                                 {"url": "http://127.0.0.1:9/hook", "events": ["*"]})
+    return response.json()["id"]
+
+
+# How to obtain a real id of each kind named in a route's path: a new kind needs an entry.
+ID_SOURCES: dict[str, IdSource] = {
+    "campaign_id": new_campaign,
+    "journey_id": new_journey,
+    "endpoint_id": new_webhook_endpoint,
+}
+# A valid body for each route that takes one, so the answer is about the id, not the body.
+BODIES: dict[str, Callable[[], Any]] = {
+    "POST /v1/campaigns": lambda: {"name": "Isolation", "languages": ["en"]},
+    "POST /v1/campaigns/{campaign_id}/contacts":
+        lambda: {"contacts": [{"external_id": "other", "email": unique_email()}]},
+    "POST /v1/webhook-endpoints": lambda: {"url": "http://127.0.0.1:9/h", "events": ["*"]},
+}
+
+
+def flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route of the app; this FastAPI keeps included routers nested in `app.routes`."""
+    for route in routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if nested is None:
+            yield route
+        else:
+            yield from (context.original_route for context in nested())
+
+
+def client_api_routes() -> list[tuple[str, APIRoute]]:
+    app = create_app(Settings())
+    found = sorted(((method, route) for route in flat_routes(app.routes)
+                    if isinstance(route, APIRoute) and route.path.startswith("/v1/")
+                    for method in route.methods), key=lambda mr: (mr[1].path, mr[0]))
+    # Should FastAPI's route layout change, fail here rather than silently test nothing.
+    documented = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
+    assert documented <= {(m, r.path) for m, r in found}, documented
+    return found
+
+
+ROUTES = client_api_routes()
+
+
+async def call(tenant: Tenant, method: str, path: str, body: Any) -> httpx.Response:
+    return await tenant.http.request(method, path, headers=tenant.auth,
+                                     json=body() if body else None)
+
+
+@pytest.mark.parametrize(("method", "route"), ROUTES, ids=[f"{m} {r.path}" for m, r in ROUTES])
+async def test_another_clients_ids_are_404_on_every_route(
+    method: str, route: APIRoute, tenant: Tenant, other_tenant: Tenant, mailbox
+):
+    key = f"{method} {route.path}"
+    names = re.findall(r"{(\w+)}", route.path)
+    unknown = [n for n in names if n not in ID_SOURCES]
+    if unknown:
+        pytest.fail(f"{key}: no way to obtain a real {unknown} for the isolation test; "
+                    "add it to ID_SOURCES in tests/test_abuse.py")
+    if route.body_field is not None and key not in BODIES:
+        pytest.fail(f"{key} takes a body: add a valid one to BODIES in tests/test_abuse.py")
+    body = BODIES.get(key)
+
+    if not names:
+        # Nothing to point at; a listing must still show nothing of the other client's.
+        owned = {name: await source(tenant) for name, source in ID_SOURCES.items()}
+        response = await call(other_tenant, method, route.path, body)
+        assert response.status_code < 400, response.text
+        leaked = [name for name, value in owned.items() if value in response.text]
+        assert not leaked, f"{key} shows another client's {leaked}"
+        return
+
+    path = route.path.format(**{name: await ID_SOURCES[name](tenant) for name in names})
+    response = await call(other_tenant, method, path, body)
+    assert response.status_code == 404, f"{key}: {response.status_code} {response.text[:300]}"
+    assert response.json()["error"]["code"] == "not_found"
+    # ...while the same request from the owner succeeds, so the ids above were real ones.
+    owner = await call(tenant, method, path, body)
+    assert owner.status_code < 400, f"{key} as owner: {owner.status_code} {owner.text[:300]}"
