@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +106,11 @@ def throwaway_settings(
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that make a child process (worker, API) read these settings."""
     env = {}
-    for name, value in settings:
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, timedelta):
-            value = value.total_seconds()
-        env[name.upper()] = str(value)
+    # JSON mode writes durations as ISO 8601, which Settings reads back; secrets it masks.
+    for name, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            value = secret.get_secret_value()
+        if value is not None:
+            env[name.upper()] = str(value)
     return env

@@ -1,0 +1,77 @@
+"""Journeys started per second for an N-contact campaign enrolled through the HTTP API, against
+raw `client.start_workflow` calls per second of a trivial workflow on the same server."""
+
+import asyncio
+import time
+
+from bench.harness import Bench, Row, Target, cpu_note, until_idle
+from bench.raw import RawInput, RawWorkflow
+
+CAMPAIGN = {
+    "name": "Bench: email check",
+    "languages": ["en"],
+    "consents": [{"key": "terms", "purpose": "service-communication", "channel": "email",
+                  "mandatory": True,
+                  "texts": {"en": {"text": "I agree to receive service emails.", "version": "1"}}}],
+    # Long enough that no reminder or expiry fires during the run.
+    "reminders": {"interval": "P3D", "max_count": 2},
+    "expires_after": "P30D",
+}
+
+
+async def start_raw(bench: Bench, count: int) -> float:
+    """Starts `count` trivial workflows, `raw_in_flight` at a time; returns the seconds taken."""
+    gate = asyncio.Semaphore(bench.options.raw_in_flight)
+    run = time.time_ns()
+
+    async def start(index: int) -> str:
+        async with gate:
+            handle = await bench.temporal.start_workflow(
+                RawWorkflow.run, RawInput(index), id=f"bench-raw/{run}/{index}",
+                task_queue=bench.raw_task_queue)
+            return handle.id
+
+    started = time.perf_counter()
+    bench.shared["raw_workflow_ids"] = await asyncio.gather(*(start(i) for i in range(count)))
+    return time.perf_counter() - started
+
+
+async def enrol(bench: Bench, count: int) -> float:
+    """Creates the campaign and enrols `count` contacts in requests of `enrol_batch`; returns the
+    seconds until every request has answered, i.e. until every journey workflow has started."""
+    response = await bench.http.post("/v1/campaigns", json=CAMPAIGN, headers=bench.auth)
+    response.raise_for_status()
+    campaign_id = response.json()["id"]
+    size = bench.options.enrol_batch
+    batches = [[{"external_id": f"c{i}", "email": f"bench-{i}@example.com", "first_name": "Bench"}
+                for i in range(start, min(start + size, count))]
+               for start in range(0, count, size)]
+    gate = asyncio.Semaphore(bench.options.enrol_in_flight)
+
+    async def send(batch: list[dict]) -> None:
+        async with gate:
+            response = await bench.http.post(f"/v1/campaigns/{campaign_id}/contacts",
+                                             json={"contacts": batch}, headers=bench.auth)
+            if response.status_code != 202 or response.json()["accepted"] != len(batch):
+                raise RuntimeError(f"enrolment failed: {response.status_code} {response.text[:500]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(b) for b in batches))
+    elapsed = time.perf_counter() - started
+    bench.shared["campaign_id"] = campaign_id
+    return elapsed
+
+
+async def measure(bench: Bench) -> list[Row]:
+    count = bench.options.contacts
+    async with bench.cpu_seconds() as raw_cpu:
+        raw_seconds = await start_raw(bench, count)
+    await until_idle(bench.raw_worker_pid)  # the raw worker's backlog must not slow ours
+    async with bench.cpu_seconds() as ours_cpu:
+        ours_seconds = await enrol(bench, count)
+    return [Row(
+        f"journeys started/s ({count:,} contacts, HTTP requests of {bench.options.enrol_batch:,})",
+        count / ours_seconds, count / raw_seconds, "/s",
+        f"raw start_workflow/s ({bench.options.raw_in_flight} in flight)", Target("ratio", "≥", 0.8),
+        note=f"ours {ours_seconds:.1f}s, raw {raw_seconds:.1f}s for {count:,}; CPU ms per "
+             f"journey: {cpu_note(ours_cpu, count)}; per raw start: {cpu_note(raw_cpu, count)}")]
