@@ -24,8 +24,28 @@ Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 class Strict(BaseModel):
+    """Every request body: unknown fields are errors, and so is a NUL character in any text
+    (PostgreSQL cannot store one; found by fuzzing as a 500)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if has_nul(value):
+            raise ValueError("must not contain the NUL character")
+        return value
 
 
 def positive(value: timedelta) -> timedelta:

@@ -7,7 +7,9 @@ import re
 import secrets
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,6 +20,12 @@ from starlette.routing import BaseRoute
 from api.main import create_app
 from core.settings import Settings
 from tests.helpers import Mailbox, Tenant, unique_email
+from tests.real_ids import (
+    ID_SOURCES,
+    SHARED_NAMES,
+    IdSource,
+    message_body,
+)
 
 # --- link-token guessing -------------------------------------------------------------------
 
@@ -65,38 +73,61 @@ async def test_guessed_link_tokens_get_404_and_take_no_telling_time(
 
 # --- tenant isolation over every /v1 route -------------------------------------------------
 
-IdSource = Callable[[Tenant], Awaitable[str]]
+async def consent_change_body(tenant: Tenant) -> dict[str, Any]:
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "iso", "text": "Newsletter, please."})
+    given_at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    return {"changes": [{"purpose": "newsletter", "channel": "email", "granted": True,
+                         "given_at": given_at, "source": "back_office",
+                         "legal_text": {"language": "en"}}]}
 
 
-async def new_campaign(tenant: Tenant) -> str:
-    return (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+async def reconsent_campaign(tenant: Tenant) -> str:
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    campaign = await tenant.create_campaign(
+        name="Privacy notice", kind="reconsent", languages=["en"],
+        consents=[{"key": "gdpr", "purpose": "data-processing", "channel": "any",
+                   "mandatory": True, "texts": {"en": {"text": "We keep your data.",
+                                                       "version": "1"}}}])
+    return campaign["id"]
 
 
-async def new_journey(tenant: Tenant) -> str:
-    enrolled = await tenant.enrol(await new_campaign(tenant),
-                                  {"external_id": "iso", "email": unique_email()})
-    return enrolled["results"][0]["journey_id"]
+async def running_reconsent(tenant: Tenant) -> str:
+    campaign_id = await reconsent_campaign(tenant)
+    started = await tenant.post(f"/v1/campaigns/{campaign_id}/reconsent-run", {})
+    assert started.status_code == 202, started.text
+    return campaign_id
 
 
-async def new_webhook_endpoint(tenant: Tenant) -> str:
-    response = await tenant.post("/v1/webhook-endpoints",
-                                 {"url": "http://127.0.0.1:9/hook", "events": ["*"]})
-    return response.json()["id"]
-
-
-# How to obtain a real id of each kind named in a route's path: a new kind needs an entry.
-ID_SOURCES: dict[str, IdSource] = {
-    "campaign_id": new_campaign,
-    "journey_id": new_journey,
-    "endpoint_id": new_webhook_endpoint,
+# Routes whose id must be of a particular sort.
+ROUTE_IDS: dict[str, dict[str, IdSource]] = {
+    "GET /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": running_reconsent},
+    "POST /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": reconsent_campaign},
 }
-# A valid body for each route that takes one, so the answer is about the id, not the body.
-BODIES: dict[str, Callable[[], Any]] = {
-    "POST /v1/campaigns": lambda: {"name": "Isolation", "languages": ["en"]},
-    "POST /v1/campaigns/{campaign_id}/contacts":
-        lambda: {"contacts": [{"external_id": "other", "email": unique_email()}]},
-    "POST /v1/webhook-endpoints": lambda: {"url": "http://127.0.0.1:9/h", "events": ["*"]},
+async def fixed(value: Any) -> Any:
+    return value
+
+
+# A valid body for each route that takes one, so the answer is about the ids, not the body.
+BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
+    "POST /v1/campaigns": lambda t: fixed({"name": "Isolation", "languages": ["en"]}),
+    "POST /v1/campaigns/{campaign_id}/contacts": lambda t: fixed(
+        {"contacts": [{"external_id": "other", "email": unique_email()}]}),
+    "POST /v1/webhook-endpoints": lambda t: fixed({"url": "http://127.0.0.1:9/h", "events": ["*"]}),
+    "POST /v1/consents/import": lambda t: fixed({"items": [{"external_id": "nobody"}]}),
+    "POST /v1/contacts/{contact_id}/consents": consent_change_body,
+    "POST /v1/inbound/sms": lambda t: fixed({"from": "+31612345678", "text": "STOP"}),
+    "PUT /v1/message-policies/{message_type}": lambda t: fixed({"category": "financial"}),
+    # Carries the owner's contact id in the body: the other client must get a 404 for it.
+    "POST /v1/messages": message_body,
+    "POST /v1/purposes": lambda t: fixed({"key": f"p-{uuid.uuid4().hex[:8]}", "name": "P",
+                                          "kind": "direct_marketing"}),
+    "POST /v1/purposes/{key}/legal-texts": lambda t: fixed(
+        {"language": "en", "version": uuid.uuid4().hex[:8], "text": "Words."}),
+    "PATCH /v1/settings": lambda t: fixed({"household_rule": "move"}),
 }
+BODY_CARRIES_IDS = {"POST /v1/messages"}
 
 
 def flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
@@ -124,8 +155,7 @@ ROUTES = client_api_routes()
 
 
 async def call(tenant: Tenant, method: str, path: str, body: Any) -> httpx.Response:
-    return await tenant.http.request(method, path, headers=tenant.auth,
-                                     json=body() if body else None)
+    return await tenant.http.request(method, path, headers=tenant.auth, json=body)
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES, ids=[f"{m} {r.path}" for m, r in ROUTES])
@@ -134,24 +164,26 @@ async def test_another_clients_ids_are_404_on_every_route(
 ):
     key = f"{method} {route.path}"
     names = re.findall(r"{(\w+)}", route.path)
-    unknown = [n for n in names if n not in ID_SOURCES]
+    sources = {**ID_SOURCES, **ROUTE_IDS.get(key, {})}
+    unknown = [n for n in names if n not in sources and n not in SHARED_NAMES]
     if unknown:
         pytest.fail(f"{key}: no way to obtain a real {unknown} for the isolation test; "
-                    "add it to ID_SOURCES in tests/test_abuse.py")
+                    "add it to ID_SOURCES (or SHARED_NAMES) in tests/test_abuse.py")
     if route.body_field is not None and key not in BODIES:
         pytest.fail(f"{key} takes a body: add a valid one to BODIES in tests/test_abuse.py")
-    body = BODIES.get(key)
+    owner_ids = {n: await sources[n](tenant) for n in names if n not in SHARED_NAMES}
+    path = route.path.format(**owner_ids, **SHARED_NAMES)
+    body = await BODIES[key](tenant) if key in BODIES else None
 
-    if not names:
-        # Nothing to point at; a listing must still show nothing of the other client's.
+    if not owner_ids and key not in BODY_CARRIES_IDS:
+        # Nothing of the owner's to point at; the answer must still show nothing of theirs.
         owned = {name: await source(tenant) for name, source in ID_SOURCES.items()}
-        response = await call(other_tenant, method, route.path, body)
-        assert response.status_code < 400, response.text
+        response = await call(other_tenant, method, path, body)
+        assert response.status_code < 500, response.text
         leaked = [name for name, value in owned.items() if value in response.text]
         assert not leaked, f"{key} shows another client's {leaked}"
         return
 
-    path = route.path.format(**{name: await ID_SOURCES[name](tenant) for name in names})
     response = await call(other_tenant, method, path, body)
     assert response.status_code == 404, f"{key}: {response.status_code} {response.text[:300]}"
     assert response.json()["error"]["code"] == "not_found"

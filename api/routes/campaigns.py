@@ -142,7 +142,8 @@ async def enrol_contacts(
 
 
 @router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
-             response_model=ReconsentProgress)
+             response_model=ReconsentProgress,
+             responses={409: {"model": ErrorBody, "description": "Not a reconsent campaign"}})
 async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, batch_size: int = Query(200, ge=1, le=1000)
                             ) -> ReconsentProgress:

@@ -14,7 +14,7 @@ from api.consent_schemas import (
     PurposeOut,
 )
 from api.deps import ClientDep, SessionDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorBody
 from api.schemas import Slug
 from core.vocabulary import MARKETING_KINDS, MessageCategory
 from db import consents
@@ -31,7 +31,7 @@ async def purpose_of(session, client_id, key: str) -> Purpose:
 
 
 @router.post("/purposes", status_code=status.HTTP_201_CREATED, response_model=PurposeOut,
-             responses={409: {"description": "a purpose with this key exists"}})
+             responses={409: {"model": ErrorBody, "description": "a purpose with this key exists"}})
 async def create_purpose(body: PurposeCreate, client: ClientDep, session: SessionDep) -> Purpose:
     purpose = Purpose(client_id=client.id, key=body.key, name=body.name, kind=body.kind)
     session.add(purpose)
@@ -48,7 +48,8 @@ async def list_purposes(client: ClientDep, session: SessionDep) -> list[Purpose]
 
 
 @router.post("/purposes/{key}/legal-texts", status_code=status.HTTP_201_CREATED,
-             response_model=LegalTextOut, responses={409: {"description": "version conflict"}})
+             response_model=LegalTextOut,
+             responses={409: {"model": ErrorBody, "description": "version conflict"}})
 async def add_legal_text(key: Slug, body: LegalTextCreate, client: ClientDep,
                          session: SessionDep) -> LegalText:
     await purpose_of(session, client.id, key)
