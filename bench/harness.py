@@ -27,12 +27,14 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from core.security import Csrf, link_token
+from core.security import Csrf
 from core.settings import Settings
+from core.vocabulary import TokenPurpose
 from db import crud
 from db.models import Journey
 from db.session import make_engine, make_sessionmaker, transaction
 from messaging.dev_mail import start_smtp_sink
+from messaging.links import link_token
 from stack import (
     free_port,
     local_temporal,
@@ -46,6 +48,7 @@ from stack import (
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+INVITATION, VERIFICATION = TokenPurpose.contact_page, TokenPurpose.verify_email
 
 
 @dataclass
@@ -194,9 +197,9 @@ class Bench:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    def link(self, journey_id: uuid.UUID | str, step: str) -> str:
+    def link(self, journey_id: uuid.UUID, purpose: TokenPurpose, step: str) -> str:
         """The personal link token a message of this step carries (we hold the secret)."""
-        return link_token(self.settings.secret_key.get_secret_value(), str(journey_id), step)
+        return link_token(self.settings, purpose=purpose, step=step, owner=journey_id)
 
     async def count_journeys(self, campaign_id: str, stage: str) -> int:
         async with self.sessions() as session:

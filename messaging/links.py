@@ -17,6 +17,11 @@ PATHS = {TokenPurpose.contact_page: "/c/", TokenPurpose.verify_email: "/v/",
          TokenPurpose.kyc_documents: "/k/"}
 
 
+def link_token(settings: Settings, *, purpose: TokenPurpose, step: str, owner: uuid.UUID) -> str:
+    return security.link_token(settings.secret_key.get_secret_value(), str(owner),
+                               f"{purpose}:{step}")
+
+
 async def issue(
     session: AsyncSession, settings: Settings, *, purpose: TokenPurpose, step: str,
     expires_at: datetime, journey_id: uuid.UUID | None = None,
@@ -24,9 +29,7 @@ async def issue(
 ) -> str:
     """Stores the link's hash and returns its URL. The token derives from (owner, step), so a
     retried send issues the same link instead of a second one."""
-    owner = str(journey_id or contact_id)
-    token = security.link_token(settings.secret_key.get_secret_value(), owner,
-                                f"{purpose}:{step}")
+    token = link_token(settings, purpose=purpose, step=step, owner=journey_id or contact_id)
     await insert_ignoring_conflicts(session, LinkToken, [{
         "token_sha256": security.sha256_hex(token), "journey_id": journey_id,
         "contact_id": contact_id, "purpose": purpose, "step": step, "scope": scope,

@@ -6,6 +6,8 @@ import uuid
 
 from bench.figures.enrolment import enrol, start_raw
 from bench.harness import (
+    INVITATION,
+    VERIFICATION,
     Bench,
     Latencies,
     Page,
@@ -35,7 +37,7 @@ def check(ok: bool, message: str) -> None:
 
 async def contact_page_opens(bench: Bench, journeys: list[uuid.UUID]) -> list[Row]:
     """Each request is a customer's first visit: the page also tells the journey it was opened."""
-    tokens = [bench.link(j, "invitation") for j in journeys]
+    tokens = [bench.link(j, INVITATION, "invitation") for j in journeys]
     pages: dict[str, Page] = {}
 
     async def ours(token: str) -> None:
@@ -71,7 +73,7 @@ async def to_verification_pending(bench: Bench, journeys: list[uuid.UUID]) -> di
     pages: dict[str, Page] = bench.shared["contact_pages"]
 
     async def submit(journey: uuid.UUID) -> None:
-        token = bench.link(journey, "invitation")
+        token = bench.link(journey, INVITATION, "invitation")
         response = await bench.post_form(f"/c/{token}", pages[token],
                                          email=f"verified-{journey}@example.com", consent="terms")
         check(response.status_code == 303, f"submission failed: {response.status_code}")
@@ -86,7 +88,7 @@ async def to_verification_pending(bench: Bench, journeys: list[uuid.UUID]) -> di
     verify_pages: dict[str, Page] = {}
 
     async def open_verification(journey: uuid.UUID) -> None:
-        token = bench.link(journey, "verification-1")
+        token = bench.link(journey, VERIFICATION, "verification-1")
         verify_pages[token] = page = await bench.get_page(f"/v/{token}")
         check(page.status == 200 and page.csrf is not None, f"verification page: {page.status}")
 

@@ -4,7 +4,7 @@ trivial workflow's history completed by one update."""
 from temporalio.client import WorkflowHandle
 
 from bench.figures.enrolment import enrol, start_raw
-from bench.harness import Bench, Row, Target, until
+from bench.harness import INVITATION, VERIFICATION, Bench, Row, Target, until
 from bench.raw import AnswerInput, RawWorkflow
 
 
@@ -22,12 +22,12 @@ async def walk_one_journey(bench: Bench) -> str:
         return await bench.count_journeys(campaign_id, "invited") > 0
     await until(invited, what="an invited journey")
     [journey] = await bench.journeys_in(campaign_id, "invited", 1)
-    contact = f"/c/{bench.link(journey.id, 'invitation')}"
+    contact = f"/c/{bench.link(journey.id, INVITATION, 'invitation')}"
     response = await bench.post_form(contact, await bench.get_page(contact),
                                      email=f"history-{journey.id}@example.com", consent="terms")
     if response.status_code != 303:
         raise RuntimeError(f"submission failed: {response.status_code}")
-    verify = f"/v/{bench.link(journey.id, 'verification-1')}"
+    verify = f"/v/{bench.link(journey.id, VERIFICATION, 'verification-1')}"
 
     async def link_sent() -> bool:
         return (await bench.get_page(verify)).status == 200
