@@ -105,7 +105,7 @@ async def run(options: Options, output: Path) -> int:
     notes = [f"{r.figure}: {r.note}" for r in rows if r.note]
     report = [
         "# Benchmark results", "",
-        f"`python -m bench {' '.join(sys.argv[1:])}`: {options.contacts:,} contacts, "
+        f"`{' '.join(['python -m bench', *sys.argv[1:]])}`: {options.contacts:,} contacts, "
         f"{options.samples:,} requests per latency figure, {options.concurrency} concurrent "
         f"clients; took {time.monotonic() - started:.0f}s.", "",
         *table(rows), "",
