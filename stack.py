@@ -1,6 +1,7 @@
 """Pieces of a throwaway local stack, shared by `make run` (devstack.py), the tests and the
 benchmarks: a fresh PostgreSQL database, an in-memory Temporal dev server, child processes."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -111,6 +112,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         secret = getattr(settings, name)
         if isinstance(secret, SecretStr):
             value = secret.get_secret_value()
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)  # how pydantic-settings reads complex values
         if value is not None:
             env[name.upper()] = str(value)
     return env

@@ -282,7 +282,9 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
                 settings = throwaway_settings(
                     database_url=database_url, env=env, maildir=logs / "maildir",
                     smtp_port=smtp_port, public_base_url=f"http://127.0.0.1:{api_port}",
-                    max_contacts_per_request=options.enrol_batch)
+                    max_contacts_per_request=options.enrol_batch,
+                    # The simulated customers all come from 127.0.0.1; the limit is for real IPs.
+                    form_posts_per_ip_per_minute=10_000_000)
                 raw_settings = settings.model_copy(
                     update={"temporal_task_queue": f"bench-raw-{uuid.uuid4().hex[:8]}"})
                 worker = child(["worker.py"], settings, logs / "worker.log")
