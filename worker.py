@@ -7,17 +7,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities.client_messages import ClientMessageSender
 from activities.codes import CodeSender
+from activities.contact_gdpr import ContactRetention
+from activities.contact_import import ContactImporter
 from activities.journey_records import JourneyRecords
 from activities.kyc import KycActivities
 from activities.messages import MessageSender
 from activities.reconsent import Reconsent
 from activities.retention import Retention
 from activities.webhooks import WebhookSender
+from core.contracts import AnonymiseInactiveInput
 from core.security import SecretBox
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -25,6 +35,8 @@ from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
 from messaging.sms import make_sms_sender
 from workflows.client_message import ClientMessageWorkflow
+from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
+from workflows.contact_import import ContactImportWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.kyc import KycWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
@@ -35,7 +47,7 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 # DeliverWebhooks only finishes runs started before per-endpoint delivery.
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
-             DeliverWebhooksWorkflow]
+             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow]
 
 
 @asynccontextmanager
@@ -65,6 +77,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         webhooks = WebhookSender(
             sessions, http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,
             allow_private_targets=settings.private_webhook_targets_allowed)
+        importer = ContactImporter(sessions, settings)
+        contact_retention = ContactRetention(sessions)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -86,6 +100,12 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 kyc.evaluate_kyc,
                 kyc.record_kyc,
                 kyc.send_kyc_email,
+                importer.plan_import,
+                importer.import_batch,
+                importer.enrol_imported,
+                importer.finish_import,
+                contact_retention.clients_with_retention,
+                contact_retention.anonymise_inactive,
             ],
         )
         try:
@@ -96,10 +116,25 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             await engine.dispose()
 
 
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """The batch anonymisation of inactive contacts runs on a Temporal schedule (visible and
+    pausable in the UI); creating it again is a no-op."""
+    try:
+        await client.create_schedule(SCHEDULE_ID, Schedule(
+            action=ScheduleActionStartWorkflow(
+                AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(),
+                id=SCHEDULE_ID, task_queue=settings.temporal_task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
+                every=settings.anonymise_inactive_every)])))
+    except ScheduleAlreadyRunningError:
+        pass
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     client = await connect(settings)
+    await ensure_schedules(client, settings)
     async with running_worker(client, settings):
         logging.getLogger("worker").info(
             "worker polling task queue %r on %s", settings.temporal_task_queue, settings.temporal_address

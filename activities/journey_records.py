@@ -18,8 +18,11 @@ from core.contracts import (
     RecordSubmissionInput,
     RecordVerificationInput,
 )
+from contacts import audit
 from core.vocabulary import (
+    AuditAction,
     ConsentSource,
+    EngagementState,
     EventType,
     GdprConsentState,
     HouseholdRule,
@@ -88,6 +91,10 @@ class JourneyRecords:
                 "user_agent": sub.user_agent,
             }
             journey.stage = Stage.data_entered
+            if contact.engaged_at is None:
+                # The first business event: the contact answered a journey.
+                contact.engagement_state = EngagementState.engaged
+                contact.engaged_at = sub.given_at
             rows = []
             for decision in sub.consents:
                 box = checkboxes[decision.key]
@@ -170,9 +177,17 @@ class JourneyRecords:
             "kind": kind, "value": value}])
         point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
                                          value=value)
+        before = point.verification_state
         point.verification_state = VerificationState.verified
         point.verified_at = confirm.confirmed_at
         point.verified_via = VERIFIED_VIA[kind]
+        if before != VerificationState.verified:
+            await audit.record(
+                session, client_id=journey.client_id, actor=audit.customer_actor(journey),
+                action=AuditAction.update, contact_ids=[contact.id],
+                detail={"changes": {"contact_points": {
+                    "old": {"kind": kind, "value": value, "state": before},
+                    "new": {"kind": kind, "value": value, "state": "verified"}}}})
         collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
         journey.collected = collected
         if not input.final:

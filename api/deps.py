@@ -9,8 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
+from contacts.audit import Actor
 from core.security import Csrf, SecretBox
 from core.settings import Settings
+from core.vocabulary import ActorType
 from db import crud
 from db.models import Client
 from workflows.webhook_endpoint import EndpointDispatcher
@@ -44,15 +46,25 @@ _bearer = HTTPBearer(auto_error=False, description="API key of a client: `Bearer
 
 
 async def current_client(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Client:
-    client = None
+    found = None
     if credentials is not None and credentials.scheme.lower() == "bearer":
-        client = await crud.client_for_api_key(session, key=credentials.credentials)
-    if client is None:
+        found = await crud.api_key_and_client(session, key=credentials.credentials)
+    if found is None:
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    return client
+    # The audit trail names the key that made the call.
+    request.state.actor = Actor(ActorType.api_key, str(found[0].id))
+    return found[1]
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
+
+
+def current_actor(request: Request, client: ClientDep) -> Actor:
+    return request.state.actor
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -16,10 +16,12 @@ from api.routes import (
     campaigns,
     client_settings,
     consents,
+    contacts,
     customer_page,
     dashboard,
     dev_outbox,
     enrichment_links,
+    imports,
     journeys,
     kyc,
     kyc_page,
@@ -119,6 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(reports.router)
     app.include_router(dashboard.links)
+    app.include_router(contacts.settings_router)
+    app.include_router(imports.router)
+    app.include_router(contacts.router)
+    app.include_router(contacts.audit_router)
     app.include_router(customer_page.router)
     app.include_router(preference_centre.router)
     app.include_router(kyc.router)

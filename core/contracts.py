@@ -370,3 +370,101 @@ class DeliverDueResult:
     # Earliest next attempt of a delivery still pending, and whether one is due already.
     next_due_at: datetime | None
     more_due: bool
+
+
+# --- contact registry ----------------------------------------------------------------------
+
+
+@dataclass
+class ContactImportInput:
+    import_id: str
+    client_id: str
+    batch_size: int = 1000
+    campaign_id: str | None = None
+
+
+@dataclass
+class PlanImportInput:
+    import_id: str
+    batch_size: int
+
+
+@dataclass
+class ImportBatchSpec:
+    """A slice of the stored file: bytes [start, end) holding `rows` records from `first_line`."""
+
+    batch_no: int
+    start: int
+    end: int
+    first_line: int
+    rows: int
+
+
+@dataclass
+class ImportPlan:
+    total_rows: int
+    batches: list[ImportBatchSpec]
+
+
+@dataclass
+class ImportBatchInput:
+    import_id: str
+    batch: ImportBatchSpec
+
+
+@dataclass
+class ImportCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+
+@dataclass
+class EnrolImportedInput:
+    import_id: str
+    campaign_id: str
+
+
+@dataclass
+class EnrolImportedResult:
+    enrolled: int
+    not_enrolled: int
+
+
+@dataclass
+class FinishImportInput:
+    import_id: str
+    enrolled: EnrolImportedResult | None = None
+
+
+@dataclass
+class ImportProgress:
+    """What the import workflow's `progress` query returns."""
+
+    total_rows: int
+    processed_rows: int
+    counts: ImportCounts
+
+
+@dataclass
+class AnonymiseInactiveInput:
+    batch_size: int = 500
+
+
+@dataclass
+class InactiveClient:
+    client_id: str
+    inactive_after_days: int
+
+
+@dataclass
+class AnonymiseBatchInput:
+    client_id: str
+    cutoff: datetime
+    batch_size: int
+
+
+@dataclass
+class AnonymiseInactiveResult:
+    anonymised: int

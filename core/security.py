@@ -45,6 +45,12 @@ def _derive(secret_key: str, purpose: bytes) -> bytes:
     )
 
 
+def keyed_digest(secret_key: str, purpose: bytes, value: str) -> str:
+    """HMAC-SHA256 under a key derived for one purpose: searchable by equality, yet a guessable
+    value (a card number, a surname) cannot be found from the digest without the server secret."""
+    return hmac.new(_derive(secret_key, purpose), value.encode(), "sha256").hexdigest()
+
+
 def link_token(secret_key: str, journey_id: str, step: str) -> str:
     """A personal link token, derived so that a retried send produces the same link.
 

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     @classmethod
     def _known_region(cls, value: str) -> str:
         return check_region(value)
+    # Contact registry: rows per import activity, largest upload, how often inactive contacts
+    # of clients with a retention period are anonymised.
+    import_batch_size: int = 1000
+    max_import_bytes: int = 64 * 1024 * 1024
+    anonymise_inactive_every: timedelta = timedelta(days=1)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> "Settings":

@@ -63,6 +63,52 @@ class Channel(StrEnum):
 class ContactPointKind(StrEnum):
     email = "email"
     mobile = "mobile"
+    phone = "phone"  # a landline or any number not meant for SMS
+
+
+class ContactKind(StrEnum):
+    person = "person"
+    company = "company"
+
+
+class EngagementState(StrEnum):
+    never_engaged = "never_engaged"
+    engaged = "engaged"
+
+
+class MediumKind(StrEnum):
+    """Customer identification media: how another system (e.g. a POS) names a contact."""
+
+    card = "card"
+    phone = "phone"
+    email = "email"
+    loyalty_id = "loyalty_id"
+
+
+class ActorType(StrEnum):
+    """Who the audit trail names: an API key, a customer on the page, an import, the system."""
+
+    api_key = "api_key"
+    customer = "customer"
+    import_ = "import"
+    system = "system"
+
+
+class AuditAction(StrEnum):
+    read = "read"
+    create = "create"
+    update = "update"
+    export = "export"
+    anonymise = "anonymise"
+    terminate = "terminate"
+    lookup = "lookup"
+
+
+class ImportStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
 
 
 class VerificationState(StrEnum):

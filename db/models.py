@@ -1,7 +1,7 @@
 """SQLAlchemy models. Every row that belongs to a client carries client_id for tenant isolation."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -125,8 +126,180 @@ class Contact(Base):
     # GDPR consent to keep the data; the decisions behind it are in the consent ledger.
     gdpr_consent_state: Mapped[str] = mapped_column(String(12), default="pending")
     gdpr_consent_updated_at: Mapped[datetime | None]
+    date_of_birth: Mapped[date | None]
+    id_number: Mapped[str | None] = mapped_column(String(100))
+    id_expires_on: Mapped[date | None]
+    passport_number: Mapped[str | None] = mapped_column(String(100))
+    passport_expires_on: Mapped[date | None]
+    ssn: Mapped[str | None] = mapped_column(String(100))
+    industry: Mapped[str | None] = mapped_column(String(100))
+    industry_sector: Mapped[str | None] = mapped_column(String(100))
+    # never_engaged until the first business event (e.g. data collected in a journey).
+    engagement_state: Mapped[str] = mapped_column(
+        String(20), default="never_engaged", server_default="never_engaged")
+    engaged_at: Mapped[datetime | None]
+    # Set once and for all: an anonymised contact keeps its id and non-personal records only.
+    anonymised_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+
+class ContactSettings(Base):
+    """A client's contact registry rules: uniqueness, phone region, address types, retention."""
+
+    __tablename__ = "contact_settings"
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    # Boolean expressions over contact fields, e.g. "(last_name AND id_number) OR ssn".
+    person_rule: Mapped[str | None] = mapped_column(String(500))
+    company_rule: Mapped[str | None] = mapped_column(String(500))
+    # Region for phone numbers given without a country code (ISO 3166 alpha-2).
+    default_region: Mapped[str] = mapped_column(String(2), default="NL")
+    # [{"name": "home", "mandatory": false}, ...]
+    address_types: Mapped[list[Any]]
+    anonymise_inactive_after_days: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactIdentityKey(Base):
+    """One keyed digest per alternative of the client's uniqueness rule: the unique index here
+    is what makes two concurrent creates of the same person end in one contact."""
+
+    __tablename__ = "contact_identity_keys"
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+
+
+class ContactLabel(Base):
+    """A tag or category of a contact."""
+
+    __tablename__ = "contact_labels"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "kind", "value"),
+        Index("ix_contact_labels_lookup", "client_id", "kind", "value"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str] = mapped_column(String(100))
+
+
+class ContactAddress(Base):
+    """Typed address; at most one active per type and one primary per contact. Deactivated
+    addresses are kept so they can be reactivated."""
+
+    __tablename__ = "contact_addresses"
+    __table_args__ = (
+        Index("uq_contact_addresses_active_type", "contact_id", "type", unique=True,
+              postgresql_where=text("active"), sqlite_where=text("active")),
+        Index("uq_contact_addresses_primary", "contact_id", unique=True,
+              postgresql_where=text("is_primary"), sqlite_where=text("is_primary")),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(30))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    line1: Mapped[str] = mapped_column(String(300))
+    line2: Mapped[str | None] = mapped_column(String(300))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deactivated_at: Mapped[datetime | None]
+
+
+class IdentificationMedium(Base):
+    """Identifies a contact in another system (POS card, phone, email, loyalty id). Only a keyed
+    digest of the value is searchable; a card number is never stored, only its last digits."""
+
+    __tablename__ = "identification_media"
+    __table_args__ = (UniqueConstraint("client_id", "kind", "lookup_sha256"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    lookup_sha256: Mapped[str] = mapped_column(String(64))
+    display: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who read or changed which contact, when, with old and new values of a change.
+
+    No foreign key to contacts: the trail outlives a terminated contact (values scrubbed)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_contact", "client_id", "contact_id", "id"),
+        Index("ix_audit_entries_actor", "client_id", "actor_type", "actor_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(30))
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # {"changes": {field: {"old": ..., "new": ...}}} or other non-secret context.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ContactImport(Base):
+    """One uploaded CSV file and its progress; the file is dropped once it has been processed."""
+
+    __tablename__ = "contact_imports"
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    # Deferred: the file (up to tens of MB) is read in slices by the batches, never with the row.
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    delimiter: Mapped[str] = mapped_column(String(1))
+    columns: Mapped[list[Any]]
+    total_rows: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"))
+    actor_id: Mapped[str] = mapped_column(String(100))
+    enrolled: Mapped[int | None]
+    not_enrolled: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ContactImportBatch(Base):
+    """The outcome of one batch, written with its rows: a retried batch returns this instead."""
+
+    __tablename__ = "contact_import_batches"
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contact_imports.id", ondelete="CASCADE"), primary_key=True)
+    batch_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[int] = mapped_column(Integer)
+    unchanged: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    contact_ids: Mapped[list[Any]]
+
+
+class ContactImportError(Base):
+    """A bad row of an import, by line number and field; never the rejected value itself."""
+
+    __tablename__ = "contact_import_errors"
+    __table_args__ = (UniqueConstraint("import_id", "line", "field"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contact_imports.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(String(500))
 
 
 class ContactPoint(Base):
@@ -141,6 +314,8 @@ class ContactPoint(Base):
     )
     kind: Mapped[str] = mapped_column(String(10))
     value: Mapped[str] = mapped_column(String(320))
+    # The client's type of this email/phone, e.g. personal, work.
+    label: Mapped[str | None] = mapped_column(String(30))
     verification_state: Mapped[str] = mapped_column(String(20), default="unverified")
     verified_at: Mapped[datetime | None]
     verified_via: Mapped[str | None] = mapped_column(String(100))

@@ -16,6 +16,8 @@ from temporalio.service import RPCError
 
 from api.deps import SessionDep, StateDep
 from api.public_forms import is_bot, limit_form_posts
+from contacts import audit
+from contacts.audit import customer_actor
 from core.contracts import (
     ConfirmInput,
     ConsentAnswerInput,
@@ -26,7 +28,14 @@ from core.contracts import (
     SubmitDataInput,
 )
 from core.security import Csrf, sha256_hex
-from core.vocabulary import FINAL_STAGES, ErrorType, JourneyKind, Stage, TokenPurpose
+from core.vocabulary import (
+    FINAL_STAGES,
+    AuditAction,
+    ErrorType,
+    JourneyKind,
+    Stage,
+    TokenPurpose,
+)
 from db import consents, crud
 from db.models import Campaign, Client, Contact, Journey, LinkToken
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
@@ -201,6 +210,11 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     if known is None:
         point = await crud.known_email(session, contact_id=visit.contact.id)
         known = point.value if point else ""
+    # The page shows the contact's data to whoever holds the link: an audited read.
+    await audit.record(session, client_id=visit.journey.client_id, actor=customer_actor(
+        visit.journey), action=AuditAction.read, contact_ids=[visit.contact.id],
+        detail={"view": "contact_page"})
+    await session.commit()
     mobile = (visit.journey.collected or {}).get("mobile")
     return await _form(request, state, session, visit, errors={}, values={
         "email": known, "consents": set(),

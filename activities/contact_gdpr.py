@@ -1,0 +1,41 @@
+"""Activities of the scheduled anonymisation of inactive contacts."""
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from contacts import gdpr
+from contacts.audit import Actor
+from core.contracts import AnonymiseBatchInput, AnonymiseInactiveResult, InactiveClient
+from core.vocabulary import ActorType
+from db.models import ContactSettings
+from db.session import transaction
+
+SYSTEM = Actor(ActorType.system, "anonymise-inactive-contacts")
+
+
+class ContactRetention:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn
+    async def clients_with_retention(self) -> list[InactiveClient]:
+        async with transaction(self._sessions) as session:
+            rows = await session.execute(select(
+                ContactSettings.client_id, ContactSettings.anonymise_inactive_after_days).where(
+                ContactSettings.anonymise_inactive_after_days.is_not(None)))
+            return [InactiveClient(str(cid), days) for cid, days in rows]
+
+    @activity.defn
+    async def anonymise_inactive(self, input: AnonymiseBatchInput) -> AnonymiseInactiveResult:
+        """Anonymises up to batch_size contacts in one transaction: a retry repeats nothing that
+        committed, because anonymised contacts are no longer selected."""
+        async with transaction(self._sessions) as session:
+            contacts = await gdpr.inactive_contacts(
+                session, client_id=uuid.UUID(input.client_id), cutoff=input.cutoff,
+                limit=input.batch_size)
+            for contact in contacts:
+                await gdpr.anonymise(session, contact, SYSTEM)
+        return AnonymiseInactiveResult(anonymised=len(contacts))

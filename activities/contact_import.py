@@ -1,0 +1,330 @@
+"""Activities of a CSV contact import: plan the batches, import one batch (bulk inserts, matching
+by the uniqueness rule), enrol the imported contacts into a campaign, finish. Each batch writes
+its outcome with its rows, so a retried batch changes nothing."""
+
+import uuid
+from collections import defaultdict
+from functools import partial
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from api import enrolment
+from api.errors import pydantic_fields
+from api.schemas import ContactIn
+from contacts import audit, csv_import, registry
+from contacts.audit import Actor
+from contacts.registry import Registry
+from contacts.schemas import SCALAR_FIELDS, ContactCreate
+from core.contracts import (
+    EnrolImportedInput,
+    EnrolImportedResult,
+    FinishImportInput,
+    ImportBatchInput,
+    ImportCounts,
+    ImportPlan,
+    PlanImportInput,
+)
+from core.settings import Settings
+from core.vocabulary import ActorType, AuditAction, ImportStatus
+from db import crud
+from db.models import (
+    Campaign,
+    Contact,
+    ContactAddress,
+    ContactIdentityKey,
+    ContactImport,
+    ContactImportBatch,
+    ContactImportError,
+    ContactLabel,
+    ContactPoint,
+    IdentificationMedium,
+    utcnow,
+)
+from db.session import transaction
+from workflows.starts import start_journeys
+
+ENROL_CHUNK = 1000
+ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
+
+
+class ContactImporter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+    @activity.defn
+    async def plan_import(self, input: PlanImportInput) -> ImportPlan:
+        async with transaction(self._sessions) as session:
+            import_id = uuid.UUID(input.import_id)
+            content = await session.scalar(select(ContactImport.content).where(
+                ContactImport.id == import_id))
+            _, _, batches, total = csv_import.plan(content or b"", input.batch_size)
+            await session.execute(update(ContactImport).where(ContactImport.id == import_id)
+                                  .values(status=ImportStatus.running))
+        return ImportPlan(total_rows=total, batches=batches)
+
+    @activity.defn
+    async def import_batch(self, input: ImportBatchInput) -> ImportCounts:
+        spec = input.batch
+        import_id = uuid.UUID(input.import_id)
+        async with transaction(self._sessions) as session:
+            done = await session.get(ContactImportBatch, (import_id, spec.batch_no))
+            if done is not None:
+                return ImportCounts(done.created, done.updated, done.unchanged, done.failed)
+            job = await session.get_one(ContactImport, import_id)
+            chunk = await session.scalar(select(func.substr(
+                ContactImport.content, spec.start + 1, spec.end - spec.start)).where(
+                ContactImport.id == import_id))
+            reg = await registry.registry_for(
+                session, client_id=job.client_id,
+                secret_key=self._settings.secret_key.get_secret_value())
+            batch = _Batch(session, reg, job)
+            for line, _, cells in csv_import.records(
+                    chunk or b"", start=0, end=None, first_line=spec.first_line,
+                    delimiter=job.delimiter):
+                batch.read(line, cells)
+            counts, contact_ids = await batch.write()
+            session.add(ContactImportBatch(
+                import_id=import_id, batch_no=spec.batch_no, created=counts.created,
+                updated=counts.updated, unchanged=counts.unchanged, failed=counts.failed,
+                contact_ids=[str(c) for c in contact_ids]))
+        return counts
+
+    @activity.defn
+    async def enrol_imported(self, input: EnrolImportedInput) -> EnrolImportedResult:
+        """Puts the imported contacts into the campaign, as the enrolment API would."""
+        enrolled = not_enrolled = 0
+        async with transaction(self._sessions) as session:
+            campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
+            ids = [uuid.UUID(c) for batch in await session.scalars(
+                select(ContactImportBatch.contact_ids).where(
+                    ContactImportBatch.import_id == uuid.UUID(input.import_id))) for c in batch]
+        for start in range(0, len(ids), ENROL_CHUNK):
+            async with transaction(self._sessions) as session:
+                contacts = list(await session.scalars(select(Contact).where(
+                    Contact.id.in_(ids[start:start + ENROL_CHUNK]))))
+                emails = {cid: value for cid, value in await session.execute(
+                    select(ContactPoint.contact_id, ContactPoint.value).where(
+                        ContactPoint.contact_id.in_([c.id for c in contacts]),
+                        ContactPoint.kind == "email").order_by(ContactPoint.created_at.desc()))}
+                items = {i: ContactIn(external_id=c.external_id, first_name=c.first_name,
+                                      last_name=c.last_name, language=c.language,
+                                      email=emails.get(c.id)) for i, c in enumerate(contacts)}
+                results, journeys = await enrolment.write_contacts_and_journeys(
+                    session, campaign=campaign, items=items)
+            await start_journeys(activity.client(), self._settings, campaign=campaign,
+                                           journeys=journeys)
+            refused = sum(r.status == "rejected" for r in results)
+            enrolled += len(results) - refused
+            not_enrolled += refused
+        return EnrolImportedResult(enrolled=enrolled, not_enrolled=not_enrolled)
+
+    @activity.defn
+    async def finish_import(self, input: FinishImportInput) -> None:
+        """Marks the import done and drops the file: the contacts hold what it said."""
+        async with transaction(self._sessions) as session:
+            await session.execute(update(ContactImport).where(
+                ContactImport.id == uuid.UUID(input.import_id)).values(
+                status=ImportStatus.completed, content=None, finished_at=utcnow(),
+                enrolled=input.enrolled.enrolled if input.enrolled else None,
+                not_enrolled=input.enrolled.not_enrolled if input.enrolled else None))
+
+
+class _Batch:
+    """Rows of one batch: validated one by one, matched to existing contacts all at once,
+    written with bulk inserts; only rows that change something touch a contact."""
+
+    def __init__(self, session: AsyncSession, reg: Registry, job: ContactImport) -> None:
+        self.session = session
+        self.reg = reg
+        self.job = job
+        self.actor = Actor(ActorType.api_key, job.actor_id)
+        self.rows: list[tuple[int, ContactCreate, list[str]]] = []
+        self.errors: list[dict[str, Any]] = []
+
+    def fail(self, line: int, field: str, message: str) -> None:
+        self.errors.append({"import_id": self.job.id, "line": line, "field": field,
+                            "message": message[:500]})
+
+    def read(self, line: int, cells: list[str]) -> None:
+        try:
+            data, origin = csv_import.row_data(self.job.columns, cells)
+        except csv_import.CsvRejected as err:
+            return self.fail(line, "row", str(err))
+        try:
+            body = ContactCreate.model_validate(data, context=self.reg.context)
+        except ValidationError as err:
+            for f in pydantic_fields(err.errors()):
+                self.fail(line, csv_import.column_of(f.field, origin), f.message)
+            return None
+        values = registry.rule_values(registry.scalars_of(body), [
+            (p.kind, p.value) for p in body.contact_points], body.external_id)
+        problems = self.reg.problems(body.kind, values, body.addresses)
+        for f in problems:
+            self.fail(line, csv_import.column_of(f.field, origin), f.message)
+        if not problems:
+            self.rows.append((line, body, self.reg.identity_keys(body.kind, values)))
+        return None
+
+    async def _owners(self) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID],
+                                     dict[str, uuid.UUID]]:
+        client_id = self.reg.client_id
+        keys = [k for _, _, ks in self.rows for k in ks]
+        ext_ids = [b.external_id for _, b, _ in self.rows if b.external_id]
+        lookups = [self.reg.medium_lookup(m.kind, m.value)
+                   for _, b, _ in self.rows for m in b.identification_media]
+        among = partial(crud.among, self.session)
+
+        async def pairs(query: Any) -> dict[Any, uuid.UUID]:
+            return dict((await self.session.execute(query)).all())
+
+        by_key = await pairs(select(ContactIdentityKey.key, ContactIdentityKey.contact_id).where(
+            ContactIdentityKey.client_id == client_id, among(ContactIdentityKey.key, keys)))
+        by_ext = await pairs(select(Contact.external_id, Contact.id).where(
+            Contact.client_id == client_id, among(Contact.external_id, ext_ids)))
+        by_medium = await pairs(select(
+            IdentificationMedium.lookup_sha256, IdentificationMedium.contact_id).where(
+            IdentificationMedium.client_id == client_id,
+            among(IdentificationMedium.lookup_sha256, lookups)))
+        return by_key, by_ext, by_medium
+
+    async def write(self) -> tuple[ImportCounts, list[uuid.UUID]]:
+        by_key, by_ext, by_medium = await self._owners()
+        claimed: dict[str, int] = {}
+        creates: list[tuple[int, ContactCreate, list[str]]] = []
+        updates: list[tuple[int, uuid.UUID, ContactCreate]] = []
+        for line, body, keys in self.rows:
+            identities = [f"k:{k}" for k in keys] + (
+                [f"x:{body.external_id}"] if body.external_id else [])
+            first = next((claimed[i] for i in identities if i in claimed), None)
+            if first is not None:
+                self.fail(line, "row", f"same contact as line {first} of this file")
+                continue
+            owners = {by_key[k] for k in keys if k in by_key}
+            if body.external_id in by_ext:
+                owners.add(by_ext[body.external_id])
+            if len(owners) > 1:
+                self.fail(line, "row", "matches more than one existing contact")
+                continue
+            owner = next(iter(owners), None)
+            taken = [m for m in body.identification_media if by_medium.get(
+                self.reg.medium_lookup(m.kind, m.value), owner) != owner]
+            if taken:
+                col = next(c for c, k in csv_import.MEDIUM_COLUMNS.items() if k == taken[0].kind)
+                self.fail(line, col, "belongs to another contact")
+                continue
+            claimed.update({i: line for i in identities})
+            if owner is None:
+                creates.append((line, body, keys))
+            else:
+                updates.append((line, owner, body))
+        counts = ImportCounts()
+        ids_by_line: dict[int, uuid.UUID] = {}
+        contacts, children = [], defaultdict(list)
+        for line, body, keys in creates:
+            row, rows = registry.new_contact_rows(self.reg, body, keys)
+            contacts.append(row)
+            ids_by_line[line] = row["id"]
+            for model, more in rows.items():
+                children[model] += more
+        if contacts:
+            await crud.bulk_insert(self.session, Contact, contacts)
+            await registry.insert_rows(self.session, children)
+            await audit.record(self.session, client_id=self.reg.client_id, actor=self.actor,
+                               action=AuditAction.create, contact_ids=[c["id"] for c in contacts],
+                               detail={"import_id": str(self.job.id)})
+        counts.created = len(contacts)
+        changed, unchanged = await self._update(updates)
+        ids_by_line.update(changed)
+        ids_by_line.update(unchanged)
+        counts.updated, counts.unchanged = len(changed), len(unchanged)
+        counts.failed = len({e["line"] for e in self.errors})
+        if self.errors:
+            await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
+        return counts, [ids_by_line[line] for line in sorted(ids_by_line)]
+
+    async def _update(self, updates: list[tuple[int, uuid.UUID, ContactCreate]]
+                      ) -> tuple[dict[int, uuid.UUID], dict[int, uuid.UUID]]:
+        """Applies what each row adds or changes; a row equal to the contact writes nothing.
+        Returns the changed and the unchanged contacts by line."""
+        changed_rows: dict[int, uuid.UUID] = {}
+        unchanged_rows: dict[int, uuid.UUID] = {}
+        if not updates:
+            return changed_rows, unchanged_rows
+        ids = [owner for _, owner, _ in updates]
+        contacts = {c.id: c for c in await self.session.scalars(
+            select(Contact).where(crud.among(self.session, Contact.id, ids)).with_for_update())}
+        points, labels, media, addresses = (defaultdict(set) for _ in range(4))
+        for cid, kind, value in await self.session.execute(select(
+                ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value).where(
+                crud.among(self.session, ContactPoint.contact_id, ids))):
+            points[cid].add((kind, value))
+        for cid, kind, value in await self.session.execute(select(
+                ContactLabel.contact_id, ContactLabel.kind, ContactLabel.value).where(
+                crud.among(self.session, ContactLabel.contact_id, ids))):
+            labels[cid].add((kind, value))
+        for cid, lookup in await self.session.execute(select(
+                IdentificationMedium.contact_id, IdentificationMedium.lookup_sha256).where(
+                crud.among(self.session, IdentificationMedium.contact_id, ids))):
+            media[cid].add(lookup)
+        for a in await self.session.scalars(select(ContactAddress).where(
+                crud.among(self.session, ContactAddress.contact_id, ids), ContactAddress.active)):
+            addresses[a.contact_id].add((a.type, *(getattr(a, f) for f in ADDRESS_FIELDS)))
+        for line, owner, body in updates:
+            contact = contacts[owner]
+            if contact.anonymised_at is not None:
+                self.fail(line, "row", "matches an anonymised contact, which cannot change")
+                continue
+            try:
+                changed = await self._apply(contact, body, points[owner], labels[owner],
+                                            media[owner], addresses[owner])
+            except registry.Invalid as err:
+                for f in err.fields:
+                    self.fail(line, f.field, f.message)
+                continue
+            except registry.Duplicate:
+                self.fail(line, "row", "would become the same contact as another one")
+                continue
+            (changed_rows if changed else unchanged_rows)[line] = owner
+        return changed_rows, unchanged_rows
+
+    async def _apply(self, contact: Contact, body: ContactCreate, points: set, labels: set,
+                     media: set, addresses: set) -> bool:
+        reg = self.reg
+        given = {f: getattr(body, f) for f in SCALAR_FIELDS if f in body.model_fields_set}
+        changed: dict[str, Any] = {}
+        if audit.changes(registry.contact_scalars(contact), given):
+            changed.update(await registry.apply_scalars(self.session, reg, contact, given))
+        new_points = [p for p in body.contact_points if (p.kind, p.value) not in points]
+        new_labels = [(k, v) for k, vs in (("tag", body.tags), ("category", body.categories))
+                      for v in dict.fromkeys(vs) if (k, v) not in labels]
+        new_media = [m for m in body.identification_media
+                     if reg.medium_lookup(m.kind, m.value) not in media]
+        for p in new_points:
+            self.session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id,
+                                          kind=p.kind, value=p.value, label=p.label))
+        if new_points:
+            changed["contact_points"] = {"old": None, "new": [
+                {"kind": p.kind, "value": p.value} for p in new_points]}
+        for kind, value in new_labels:
+            await self.session.execute(insert(ContactLabel), registry.label_rows(
+                reg, contact.id, kind, [value]))
+        if new_labels:
+            changed["labels"] = {"old": None, "new": [v for _, v in new_labels]}
+        for m in new_media:
+            await self.session.execute(insert(IdentificationMedium), [
+                registry.medium_row(reg, contact.id, m)])
+        if new_media:
+            changed["identification_media"] = {"old": None, "new": [m.kind for m in new_media]}
+        if changed:
+            await registry.touch(self.session, reg, contact, self.actor, changed)
+        moved = False
+        for a in body.addresses:
+            if (a.type, *(getattr(a, f) for f in ADDRESS_FIELDS)) not in addresses:
+                await registry.add_address(self.session, reg, contact, a, self.actor)
+                moved = True
+        return bool(changed) or moved

@@ -1,0 +1,483 @@
+"""The contact registry API: settings, CRUD, search, addresses, contact points, identification
+media and their lookup, activity feed, audit trail and the GDPR actions."""
+
+import uuid
+from datetime import datetime
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, exists, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from api.deps import ActorDep, ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, error_response
+from api.schemas import FieldError
+from contacts import audit, feed, gdpr, registry
+from contacts.registry import Registry
+from contacts.schemas import (
+    ActivityOut,
+    AddressIn,
+    AddressOut,
+    AuditEntryOut,
+    AuditPage,
+    ConflictBody,
+    ContactCreate,
+    ContactOut,
+    ContactPage,
+    ContactPointIn,
+    ContactSettingsIn,
+    ContactUpdate,
+    MediumIn,
+)
+from core.vocabulary import ActorType, AuditAction, MediumKind, VerificationState
+from db.models import (
+    AuditEntry,
+    ConsentEvent,
+    Contact,
+    ContactAddress,
+    ContactIdentityKey,
+    ContactLabel,
+    ContactPoint,
+    ContactSettings,
+)
+
+CONFLICT = {409: {"model": ConflictBody,
+                  "description": "Same contact exists, or refused by a rule"}}
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"], responses=ERROR_RESPONSES | CONFLICT)
+settings_router = APIRouter(prefix="/v1/contact-settings", tags=["contacts"],
+                            responses=ERROR_RESPONSES | CONFLICT)
+audit_router = APIRouter(prefix="/v1/audit", tags=["contacts"], responses=ERROR_RESPONSES)
+
+
+async def registry_of(client: ClientDep, session: SessionDep, state: StateDep) -> Registry:
+    return await registry.registry_for(session, client_id=client.id,
+                                       secret_key=state.settings.secret_key.get_secret_value())
+
+
+RegistryDep = Annotated[Registry, Depends(registry_of)]
+
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def validated(model: type[M], raw: Any, reg: Registry) -> M:
+    """Validates with the client's settings (phone region), reporting fields like FastAPI does."""
+    try:
+        return model.model_validate(raw, context=reg.context)
+    except ValidationError as err:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI of a body validated by hand (with the client's phone region): the model's own
+    schema, its definitions inlined."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+def duplicate_response(dup: registry.Duplicate) -> JSONResponse:
+    body = ConflictBody(error=ConflictBody.Error(
+        code="duplicate_contact", message=f"contact {dup.contact.id} already exists ({dup.reason})",
+        existing_contact_id=dup.contact.id, existing_external_id=dup.contact.external_id))
+    return JSONResponse(body.model_dump(mode="json"), status_code=409)
+
+
+def refusal(code: str, message: str, fields: list[FieldError] | None = None) -> JSONResponse:
+    return error_response(409, code, message, fields)
+
+
+async def applied(session: SessionDep, change: Awaitable[T]
+                  ) -> tuple[T | None, JSONResponse | None]:
+    """Runs a registry change and commits it; the registry's refusals become 422/409 bodies."""
+    try:
+        result = await change
+        await session.commit()
+    except registry.Invalid as err:
+        return None, error_response(422, "validation_error", "not acceptable", err.fields)
+    except registry.Duplicate as dup:
+        return None, duplicate_response(dup)
+    except IntegrityError:
+        await session.rollback()
+        return None, refusal("conflict", "a concurrent change conflicts with this one; retry")
+    return result, None
+
+
+async def contact_or_404(session: SessionDep, reg: Registry, contact_id: uuid.UUID,
+                         for_update: bool = False) -> Contact:
+    contact = await registry.contact_of(session, client_id=reg.client_id, contact_id=contact_id,
+                                        for_update=for_update)
+    if contact is None:
+        raise HTTPException(404, "contact not found")
+    return contact
+
+
+async def writable(session: SessionDep, reg: Registry, contact_id: uuid.UUID) -> Contact:
+    contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    if contact.anonymised_at is not None:
+        raise HTTPException(409, "contact is anonymised; it can no longer be changed")
+    return contact
+
+
+async def one_out(session: SessionDep, contact: Contact) -> ContactOut:
+    [out] = await registry.outputs(session, [contact])
+    return out
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+@settings_router.get("", response_model=ContactSettingsIn)
+async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
+    return reg.settings
+
+
+@settings_router.put("", response_model=ContactSettingsIn)
+async def put_settings(body: ContactSettingsIn, reg: RegistryDep, session: SessionDep,
+                       state: StateDep) -> ContactSettingsIn | JSONResponse:
+    """Changing a uniqueness rule re-keys every contact; refused if existing contacts would then
+    be duplicates of each other."""
+    new = Registry(client_id=reg.client_id, settings=body, secret_key=reg.secret_key)
+    row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
+    values = body.model_dump(mode="json")
+    if row is None:
+        session.add(ContactSettings(client_id=reg.client_id, **values))
+    else:
+        for field, value in values.items():
+            setattr(row, field, value)
+    if new.rules != reg.rules:
+        clash = await rekey(session, new)
+        if clash:
+            await session.rollback()
+            return refusal("rule_conflict", "existing contacts are duplicates under this rule",
+                           [FieldError(field="person_rule", message=f"contacts {a} and {b} match")
+                            for a, b in clash[:20]])
+    await session.commit()
+    return body
+
+
+async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Recomputes every contact's identity keys; returns pairs of contacts that would clash."""
+    owners: dict[str, uuid.UUID] = {}
+    clash: list[tuple[uuid.UUID, uuid.UUID]] = []
+    points: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    for cid, kind, value in await session.execute(
+            select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value)
+            .where(ContactPoint.client_id == reg.client_id).order_by(ContactPoint.created_at)):
+        points.setdefault(cid, []).append((kind, value))
+    rows = []
+    for contact in await session.scalars(select(Contact).where(
+            Contact.client_id == reg.client_id, Contact.anonymised_at.is_(None))):
+        values = registry.rule_values(registry.contact_scalars(contact),
+                                      points.get(contact.id, []), contact.external_id)
+        for key in reg.identity_keys(contact.kind, values):
+            if key in owners:
+                clash.append((owners[key], contact.id))
+            owners[key] = contact.id
+            rows.append({"client_id": reg.client_id, "key": key, "contact_id": contact.id})
+    if not clash:
+        await session.execute(delete(ContactIdentityKey).where(
+            ContactIdentityKey.client_id == reg.client_id))
+        if rows:
+            await session.execute(insert(ContactIdentityKey), rows)
+    return clash
+
+
+# --- contacts ----------------------------------------------------------------------------------
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactOut,
+             openapi_extra=documented(ContactCreate))
+async def create_contact(
+    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    body: Annotated[dict[str, Any], Body(description="A ContactCreate object")],
+) -> ContactOut | JSONResponse:
+    """Creates a person or company. The client's uniqueness rule decides whether it already
+    exists: then 409 names the existing contact. Safe under concurrent creates."""
+    data = validated(ContactCreate, body, reg)
+    try:
+        contact_id = await registry.create(session, reg, data, actor)
+        await session.commit()
+    except registry.Invalid as err:
+        return error_response(422, "validation_error", "contact is not acceptable", err.fields)
+    except registry.Duplicate as dup:
+        return duplicate_response(dup)
+    except IntegrityError:
+        # Lost a race with a concurrent create of the same contact: name the winner.
+        await session.rollback()
+        dup = await registry.find_duplicate(
+            session, reg, keys=reg.identity_keys(data.kind, registry.rule_values(
+                registry.scalars_of(data), [(p.kind, p.value) for p in data.contact_points],
+                data.external_id)),
+            external_id=data.external_id, media=data.identification_media)
+        if dup is None:
+            raise
+        return duplicate_response(dup)
+    return await one_out(session, await session.get_one(Contact, contact_id))
+
+
+@router.get("", response_model=ContactPage)
+async def list_contacts(
+    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    tag: str | None = None, category: str | None = None,
+    verification_state: VerificationState | None = Query(
+        None, description="has an email/phone in this state"),
+    consent_purpose: str | None = Query(None, max_length=100,
+                                        description="with consent_granted: the latest decision"),
+    consent_granted: bool = True,
+    updated_since: datetime | None = None,
+    q: str | None = Query(None, max_length=200, description="name or external id contains"),
+    external_id: str | None = Query(None, max_length=200),
+    include_anonymised: bool = False,
+    limit: int = Query(100, ge=1, le=500),
+    cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
+) -> ContactPage:
+    query = select(Contact).where(Contact.client_id == reg.client_id)
+    for kind, value in (("tag", tag), ("category", category)):
+        if value is not None:
+            query = query.where(exists().where(
+                ContactLabel.contact_id == Contact.id, ContactLabel.kind == kind,
+                ContactLabel.value == value.strip().lower()))
+    if verification_state is not None:
+        query = query.where(exists().where(ContactPoint.contact_id == Contact.id,
+                                           ContactPoint.verification_state == verification_state))
+    if consent_purpose is not None:
+        query = query.where(latest_consent_is(consent_purpose, consent_granted))
+    if updated_since is not None:
+        if updated_since.tzinfo is None:
+            raise RequestValidationError([{"loc": ("query", "updated_since"),
+                                           "msg": "needs a time zone", "type": "value_error"}])
+        query = query.where(Contact.updated_at >= updated_since)
+    if q:
+        pattern = f"%{q.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(*(col.ilike(pattern) for col in (
+            Contact.first_name, Contact.last_name, Contact.company_name, Contact.external_id))))
+    if external_id is not None:
+        query = query.where(Contact.external_id == external_id)
+    if not include_anonymised:
+        query = query.where(Contact.anonymised_at.is_(None))
+    if cursor is not None:
+        query = query.where(Contact.id > cursor)
+    contacts = list(await session.scalars(query.order_by(Contact.id).limit(limit + 1)))
+    page = contacts[:limit]
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
+                       contact_ids=[c.id for c in page])
+    items = await registry.outputs(session, page)
+    await session.commit()
+    return ContactPage(items=items, next_cursor=str(page[-1].id) if len(contacts) > limit else None)
+
+
+def latest_consent_is(purpose: str, granted: bool) -> Any:
+    """The contact's newest decision in the consent ledger for this purpose was `granted`."""
+    decision, later = aliased(ConsentEvent), aliased(ConsentEvent)
+    return exists().where(
+        decision.contact_id == Contact.id, decision.purpose == purpose,
+        decision.granted.is_(granted),
+        ~exists().where(later.contact_id == decision.contact_id, later.purpose == purpose,
+                        later.given_at > decision.given_at))
+
+
+@router.get("/lookup", response_model=ContactOut)
+async def lookup_contact(reg: RegistryDep, session: SessionDep, actor: ActorDep,
+                         kind: MediumKind, value: str = Query(min_length=1, max_length=320)
+                         ) -> ContactOut:
+    """Finds the contact a POS or other system knows by a card number (compared by keyed hash,
+    never stored), phone, email or loyalty id."""
+    medium = validated(MediumIn, {"kind": kind, "value": value}, reg)
+    contact = await registry.lookup(session, reg, medium)
+    if contact is None:
+        raise HTTPException(404, "no contact with this identification medium")
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.lookup,
+                       contact_ids=[contact.id], detail={"kind": kind})
+    await session.commit()
+    return await one_out(session, contact)
+
+
+@router.get("/{contact_id}", response_model=ContactOut)
+async def get_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
+                      actor: ActorDep, include_inactive_addresses: bool = False) -> ContactOut:
+    contact = await contact_or_404(session, reg, contact_id)
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
+                       contact_ids=[contact.id])
+    await session.commit()
+    [out] = await registry.outputs(session, [contact], include_inactive=include_inactive_addresses)
+    return out
+
+
+@router.patch("/{contact_id}", response_model=ContactOut,
+             openapi_extra=documented(ContactUpdate))
+async def update_contact(
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    body: Annotated[dict[str, Any], Body(description="A ContactUpdate object; null clears")],
+) -> ContactOut | JSONResponse:
+    data = validated(ContactUpdate, body, reg)
+    contact = await writable(session, reg, contact_id)
+    _, refused = await applied(session, registry.update(session, reg, contact, data, actor))
+    return refused or await one_out(session, contact)
+
+
+@router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
+                            actor: ActorDep) -> Response:
+    """Terminates the contact: deletes it with everything that belongs to it (GDPR erasure).
+    Refused while a journey of the contact is open."""
+    contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    try:
+        await gdpr.terminate(session, contact, actor)
+    except gdpr.Blocked as err:
+        return refusal("terminate_blocked", str(err))
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{contact_id}/anonymise", response_model=ContactOut)
+async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
+                            actor: ActorDep) -> ContactOut | JSONResponse:
+    """Irreversibly replaces the contact's personal data everywhere; refused with the reasons
+    while a rule blocks it (e.g. an open journey)."""
+    contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    try:
+        await gdpr.anonymise(session, contact, actor)
+    except gdpr.Blocked as err:
+        return refusal("anonymisation_blocked", str(err),
+                       [FieldError(field="journeys", message=r) for r in err.reasons])
+    await session.commit()
+    return await one_out(session, contact)
+
+
+@router.get("/{contact_id}/export")
+async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
+                         actor: ActorDep) -> JSONResponse:
+    """Everything about the contact as one JSON document (GDPR access and portability)."""
+    contact = await contact_or_404(session, reg, contact_id)
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.export,
+                       contact_ids=[contact.id])
+    await session.commit()
+    document = await gdpr.export_document(session, contact)
+    return JSONResponse(document, headers={
+        "Content-Disposition": f'attachment; filename="contact-{contact.id}.json"'})
+
+
+@router.get("/{contact_id}/activity", response_model=list[ActivityOut])
+async def contact_activity(
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    type: list[Literal["journey", "message", "consent", "data"]] | None = Query(None),
+    since: datetime | None = None, limit: int = Query(500, ge=1, le=5000),
+) -> list[ActivityOut]:
+    contact = await contact_or_404(session, reg, contact_id)
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
+                       contact_ids=[contact.id], detail={"view": "activity"})
+    await session.commit()
+    return await feed.feed(session, contact, types=type, since=since, limit=limit)
+
+
+@router.get("/{contact_id}/audit", response_model=AuditPage)
+async def contact_audit(
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
+    limit: int = Query(100, ge=1, le=1000), cursor: int | None = None,
+) -> AuditPage:
+    await contact_or_404(session, reg, contact_id)
+    return await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, cursor)
+
+
+async def audit_page(session: SessionDep, reg: Registry, condition: Any, limit: int,
+                     cursor: int | None) -> AuditPage:
+    query = select(AuditEntry).where(AuditEntry.client_id == reg.client_id, condition)
+    if cursor is not None:
+        query = query.where(AuditEntry.id > cursor)
+    entries = list(await session.scalars(query.order_by(AuditEntry.id).limit(limit + 1)))
+    page = entries[:limit]
+    return AuditPage(items=[AuditEntryOut.model_validate(e, from_attributes=True) for e in page],
+                     next_cursor=str(page[-1].id) if len(entries) > limit else None)
+
+
+@audit_router.get("", response_model=AuditPage)
+async def audit_by_actor(
+    reg: RegistryDep, session: SessionDep, actor_type: ActorType,
+    actor_id: str = Query(max_length=100), limit: int = Query(100, ge=1, le=1000),
+    cursor: int | None = None,
+) -> AuditPage:
+    """What one actor (an API key, a customer's journey) read or changed."""
+    return await audit_page(session, reg, (AuditEntry.actor_type == actor_type)
+                            & (AuditEntry.actor_id == actor_id), limit, cursor)
+
+
+# --- addresses, contact points, identification media --------------------------------------------
+
+
+@router.post("/{contact_id}/addresses", status_code=status.HTTP_201_CREATED,
+             response_model=AddressOut)
+async def add_address(contact_id: uuid.UUID, body: AddressIn, reg: RegistryDep,
+                      session: SessionDep, actor: ActorDep) -> AddressOut | JSONResponse:
+    """Adds an address; an active address of the same type is deactivated (and kept)."""
+    contact = await writable(session, reg, contact_id)
+    address, refused = await applied(session, registry.add_address(session, reg, contact, body,
+                                                                   actor))
+    return refused or address_out(address)
+
+
+def address_out(a: ContactAddress) -> AddressOut:
+    return AddressOut(primary=a.is_primary, **{f: getattr(a, f) for f in AddressOut.model_fields
+                                               if f != "primary"})
+
+
+@router.post("/{contact_id}/addresses/{address_id}/{action}", response_model=AddressOut)
+async def change_address(
+    contact_id: uuid.UUID, address_id: uuid.UUID,
+    action: Literal["deactivate", "activate", "primary"],
+    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+) -> AddressOut | JSONResponse:
+    """Deactivate (kept for history), activate again (the current one of its type steps down),
+    or make primary (must be active)."""
+    contact = await writable(session, reg, contact_id)
+    address = await session.get(ContactAddress, address_id)
+    if address is None or address.contact_id != contact.id:
+        raise HTTPException(404, "address not found")
+    try:
+        await registry.change_address(session, reg, contact, address, action, actor)
+    except registry.Invalid as err:
+        return refusal("address_rule", err.fields[0].message, err.fields)
+    await session.commit()
+    return address_out(address)
+
+
+@router.post("/{contact_id}/contact-points", status_code=status.HTTP_201_CREATED,
+             response_model=ContactOut, openapi_extra=documented(ContactPointIn))
+async def add_contact_point(
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    body: Annotated[dict[str, Any], Body(description="A ContactPointIn object")],
+) -> ContactOut | JSONResponse:
+    point = validated(ContactPointIn, body, reg)
+    contact = await writable(session, reg, contact_id)
+    _, refused = await applied(session, registry.add_point(
+        session, reg, contact, point.kind, point.value, point.label, actor))
+    return refused or await one_out(session, contact)
+
+
+@router.post("/{contact_id}/identification-media", status_code=status.HTTP_201_CREATED,
+             response_model=ContactOut, openapi_extra=documented(MediumIn))
+async def add_identification_medium(
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    body: Annotated[dict[str, Any], Body(description="A MediumIn object")],
+) -> ContactOut | JSONResponse:
+    medium = validated(MediumIn, body, reg)
+    contact = await writable(session, reg, contact_id)
+    _, refused = await applied(session, registry.add_medium(session, reg, contact, medium, actor))
+    return refused or await one_out(session, contact)

@@ -1,0 +1,133 @@
+"""CSV imports of contacts: the template, the upload (processed by a workflow), its progress and
+the downloadable CSV of rejected rows."""
+
+import hashlib
+import uuid
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+
+from api.deps import ActorDep, ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, error_response
+from api.routes.campaigns import campaign_of
+from contacts import csv_import
+from core.contracts import ContactImportInput
+from core.vocabulary import CLIENT_ID
+from db.models import ContactImport, ContactImportBatch, ContactImportError
+from workflows.contact_import import ContactImportWorkflow, import_workflow_id
+
+router = APIRouter(prefix="/v1/contact-imports", tags=["contacts"], responses=ERROR_RESPONSES)
+CSV = "text/csv; charset=utf-8"
+
+
+class ImportOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    total_rows: int
+    processed_rows: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    campaign_id: uuid.UUID | None
+    enrolled: int | None
+    not_enrolled: int | None
+    errors_url: str
+
+
+async def import_out(session: SessionDep, job: ContactImport) -> ImportOut:
+    sums = (await session.execute(select(
+        func.coalesce(func.sum(ContactImportBatch.created), 0),
+        func.coalesce(func.sum(ContactImportBatch.updated), 0),
+        func.coalesce(func.sum(ContactImportBatch.unchanged), 0),
+        func.coalesce(func.sum(ContactImportBatch.failed), 0)).where(
+        ContactImportBatch.import_id == job.id))).one()
+    created, updated, unchanged, failed = (int(v) for v in sums)
+    return ImportOut(
+        id=job.id, status=job.status, total_rows=job.total_rows,
+        processed_rows=created + updated + unchanged + failed, created=created, updated=updated,
+        unchanged=unchanged, failed=failed, campaign_id=job.campaign_id, enrolled=job.enrolled,
+        not_enrolled=job.not_enrolled, errors_url=f"/v1/contact-imports/{job.id}/errors")
+
+
+async def import_of(session: SessionDep, client_id: uuid.UUID, import_id: uuid.UUID
+                    ) -> ContactImport:
+    job = await session.get(ContactImport, import_id)
+    if job is None or job.client_id != client_id:
+        raise HTTPException(404, "import not found")
+    return job
+
+
+@router.get("/template", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def import_template(client: ClientDep) -> PlainTextResponse:
+    """The columns an import understands, with one example row. Lists (tags, categories) are
+    separated by `|`; `;` works as the delimiter as well as `,`."""
+    return PlainTextResponse(csv_import.template(), media_type=CSV, headers={
+        "Content-Disposition": 'attachment; filename="contacts-template.csv"'})
+
+
+CSV_BODY = {"requestBody": {"required": True,
+                            "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
+             openapi_extra=CSV_BODY)
+async def start_import(
+    request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
+    campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
+):
+    """Uploads a CSV (UTF-8, with or without BOM, `,` or `;`) of up to 100,000 rows. A workflow
+    creates or updates a contact per row by the uniqueness rules; bad rows are reported by line
+    and field; good rows are kept. Importing the same file again changes nothing."""
+    limit = state.settings.max_import_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise HTTPException(413, f"at most {limit} bytes per file")
+    content = await request.body()
+    if len(content) > limit:
+        raise HTTPException(413, f"at most {limit} bytes per file")
+    if campaign_id is not None:
+        await campaign_of(session, client.id, campaign_id)
+    try:
+        delimiter, columns, _, total = csv_import.plan(content, state.settings.import_batch_size)
+    except csv_import.CsvRejected as err:
+        return error_response(422, "invalid_csv", str(err))
+    job = ContactImport(client_id=client.id, content=content, content_sha256=hashlib.sha256(
+        content).hexdigest(), delimiter=delimiter, columns=columns, total_rows=total,
+        campaign_id=campaign_id, actor_id=actor.id)
+    session.add(job)
+    await session.commit()
+    await state.temporal.start_workflow(
+        ContactImportWorkflow.run,
+        ContactImportInput(import_id=str(job.id), client_id=str(client.id),
+                           batch_size=state.settings.import_batch_size,
+                           campaign_id=str(campaign_id) if campaign_id else None),
+        id=import_workflow_id(str(job.id)), task_queue=state.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(CLIENT_ID, str(client.id))]),
+        static_summary=f"Import of {total} contacts",
+    )
+    return await import_out(session, job)
+
+
+@router.get("/{import_id}", response_model=ImportOut)
+async def get_import(import_id: uuid.UUID, client: ClientDep, session: SessionDep) -> ImportOut:
+    return await import_out(session, await import_of(session, client.id, import_id))
+
+
+@router.get("/{import_id}/errors", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def import_errors(import_id: uuid.UUID, client: ClientDep, session: SessionDep
+                        ) -> PlainTextResponse:
+    """The rejected rows as CSV: line (1 is the header), field (the column), message."""
+    job = await import_of(session, client.id, import_id)
+    rows = await session.execute(select(
+        ContactImportError.line, ContactImportError.field, ContactImportError.message).where(
+        ContactImportError.import_id == job.id).order_by(
+        ContactImportError.line, ContactImportError.field))
+    return PlainTextResponse(csv_import.errors_csv([tuple(r) for r in rows]), media_type=CSV,
+                             headers={"Content-Disposition":
+                                      f'attachment; filename="import-{job.id}-errors.csv"'})

@@ -1,0 +1,171 @@
+"""CSV files of contacts: the template, reading (UTF-8 with or without BOM, `;` or `,`),
+cutting a file into batches by byte offset, turning a row into a contact, naming bad fields."""
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from core.contracts import ImportBatchSpec
+
+COLUMNS = (
+    "external_id", "kind", "first_name", "last_name", "company_name", "date_of_birth", "language",
+    "email", "mobile", "phone", "id_number", "id_expires_on", "passport_number",
+    "passport_expires_on", "ssn", "industry", "industry_sector", "tags", "categories",
+    "address_type", "address_line1", "address_line2", "postal_code", "city", "region", "country",
+    "loyalty_id", "card_number",
+)
+EXAMPLE = {"external_id": "crm-1001", "kind": "person", "first_name": "Ann",
+           "last_name": "de Vries", "language": "nl", "email": "ann@example.com",
+           "mobile": "+31612345678",
+           "tags": "vip|newsletter", "address_type": "home", "address_line1": "Dorpsstraat 1",
+           "postal_code": "1234 AB", "city": "Utrecht", "country": "NL"}
+SCALARS = ("kind", "first_name", "last_name", "company_name", "date_of_birth", "language",
+           "id_number", "id_expires_on", "passport_number", "passport_expires_on", "ssn",
+           "industry", "industry_sector", "external_id")
+POINT_COLUMNS = ("email", "mobile", "phone")
+MEDIUM_COLUMNS = {"loyalty_id": "loyalty_id", "card_number": "card"}
+ADDRESS_COLUMNS = {"address_type": "type", "address_line1": "line1", "address_line2": "line2",
+                   "postal_code": "postal_code", "city": "city", "region": "region",
+                   "country": "country"}
+LIST_SEPARATOR = "|"
+MAX_ROWS = 100_000
+
+
+class CsvRejected(ValueError):
+    """The file as a whole cannot be imported (nothing of it is)."""
+
+
+def template() -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerow([EXAMPLE.get(c, "") for c in COLUMNS])
+    return out.getvalue()
+
+
+def _lines(content: bytes, start: int) -> Iterator[tuple[int, str]]:
+    """(byte offset after the line, line) from `start`; csv pulls lines only as it needs them,
+    so the offset after a record is where the next one begins."""
+    pos = start
+    for raw in io.BytesIO(content[start:]):
+        pos += len(raw)
+        yield pos, raw.decode("utf-8")
+
+
+def read_header(content: bytes) -> tuple[str, list[str], int]:
+    """(delimiter, columns, byte offset of the first data row)."""
+    start = len(codecs.BOM_UTF8) if content.startswith(codecs.BOM_UTF8) else 0
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CsvRejected(f"the file is not UTF-8 (byte {err.start + 1})") from err
+    first = next(_lines(content, start), None)
+    if first is None:
+        raise CsvRejected("the file is empty")
+    end, line = first
+    delimiter = ";" if line.count(";") > line.count(",") else ","
+    columns = [c.strip().lower() for c in next(csv.reader([line], delimiter=delimiter))]
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise CsvRejected(f"unknown column(s) {unknown}; the template has {list(COLUMNS)}")
+    if len(set(columns)) != len(columns):
+        raise CsvRejected("a column appears twice in the header")
+    return delimiter, columns, end
+
+
+def records(content: bytes, *, start: int, end: int | None, first_line: int, delimiter: str
+            ) -> Iterator[tuple[int, int, list[str]]]:
+    """(line number where the record starts, byte offset after it, cells) of each non-blank row."""
+    lines = _lines(content if end is None else content[:end], start)
+    state = {"line": first_line - 1, "pos": start}
+
+    def feed() -> Iterator[str]:
+        for pos, line in lines:
+            state["line"] += 1
+            state["pos"] = pos
+            yield line
+
+    reader = csv.reader(feed(), delimiter=delimiter, strict=True)
+    next_line = first_line
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise CsvRejected(f"line {next_line}: {err}") from err
+        if any(c.strip() for c in cells):
+            yield next_line, state["pos"], cells
+        next_line = state["line"] + 1
+
+
+def plan(content: bytes, batch_size: int) -> tuple[str, list[str], list[ImportBatchSpec], int]:
+    """Reads the whole file once: header, row count, and the byte range of each batch."""
+    delimiter, columns, start = read_header(content)
+    batches: list[ImportBatchSpec] = []
+    batch_start, batch_line, rows, total, line = start, 2, 0, 0, 2
+    for line, pos, _ in records(content, start=start, end=None, first_line=2,
+                                delimiter=delimiter):
+        if rows == 0:
+            batch_line = line
+        rows += 1
+        total += 1
+        if total > MAX_ROWS:
+            raise CsvRejected(f"more than {MAX_ROWS} rows")
+        if rows == batch_size:
+            batches.append(ImportBatchSpec(len(batches), batch_start, pos, batch_line, rows))
+            batch_start, rows = pos, 0
+    if rows:
+        batches.append(ImportBatchSpec(len(batches), batch_start, len(content), batch_line, rows))
+    return delimiter, columns, batches, total
+
+
+def row_data(columns: list[str], cells: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The row as a ContactCreate body, and which column each nested field came from."""
+    if len(cells) != len(columns):
+        raise CsvRejected(f"{len(cells)} cells where the header has {len(columns)}")
+    v = {c: cell.strip() for c, cell in zip(columns, cells) if cell.strip()}
+    data: dict[str, Any] = {f: v[f] for f in SCALARS if f in v}
+    origin: dict[str, str] = {}
+    points = []
+    for col in POINT_COLUMNS:
+        if col in v:
+            origin[f"contact_points[{len(points)}]"] = col
+            points.append({"kind": col, "value": v[col]})
+    media = []
+    for col, kind in MEDIUM_COLUMNS.items():
+        if col in v:
+            origin[f"identification_media[{len(media)}]"] = col
+            media.append({"kind": kind, "value": v[col]})
+    address = {field: v[col] for col, field in ADDRESS_COLUMNS.items() if col in v}
+    for col, field in ADDRESS_COLUMNS.items():
+        origin[f"addresses[0].{field}"] = col
+    origin["addresses"] = "address_type"
+    data.update(contact_points=points, identification_media=media,
+                addresses=[address] if address else [])
+    for col in ("tags", "categories"):
+        if col in v:
+            data[col] = [t for t in v[col].split(LIST_SEPARATOR) if t.strip()]
+    return data, origin
+
+
+def column_of(field: str, origin: dict[str, str]) -> str:
+    """'contact_points[1].value' -> 'mobile'; 'tags[2]' -> 'tags'; 'last_name' -> 'last_name'."""
+    if field in origin:
+        return origin[field]
+    head = field.split(".")[0]
+    if head in origin:
+        return origin[head]
+    if field.startswith("addresses[0]"):
+        return origin.get(f"addresses[0].{field.split('.')[-1]}", "address_type")
+    return field.split("[")[0].split(".")[0]
+
+
+def errors_csv(errors: list[tuple[int, str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(("line", "field", "message"))
+    writer.writerows(errors)
+    return out.getvalue()

@@ -1,0 +1,176 @@
+"""GDPR duties for one contact: export everything as one document, anonymise irreversibly
+(refused while rules block it), terminate; and the batch anonymisation of inactive contacts."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contacts import audit, registry
+from contacts.audit import Actor
+from core.vocabulary import FINAL_STAGES, AuditAction
+from db import consents as consents_db
+from db.models import (
+    AuditEntry,
+    ClientMessage,
+    ConsentEvent,
+    Contact,
+    ContactAddress,
+    ContactIdentityKey,
+    ContactLabel,
+    ContactPoint,
+    IdentificationMedium,
+    Journey,
+    JourneyEvent,
+    Message,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    utcnow,
+)
+
+PERSONAL_FIELDS = ("first_name", "last_name", "company_name", "date_of_birth", "id_number",
+                   "id_expires_on", "passport_number", "passport_expires_on", "ssn")
+OPEN_JOURNEY = Journey.finished_at.is_(None) & Journey.stage.not_in(
+    [s.value for s in FINAL_STAGES])
+
+
+class Blocked(Exception):
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+async def blockers(session: AsyncSession, contact: Contact) -> list[str]:
+    """Why the contact's personal data cannot go yet: a journey still running needs it."""
+    open_journeys = await session.scalars(select(Journey).where(
+        Journey.contact_id == contact.id, OPEN_JOURNEY).order_by(Journey.created_at))
+    return [f"journey {j.id} in campaign {j.campaign_id} is still open (stage {j.stage})"
+            for j in open_journeys]
+
+
+def _row(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {c.key: audit.jsonable(getattr(obj, c.key)) if not isinstance(
+        getattr(obj, c.key), uuid.UUID) else str(getattr(obj, c.key))
+        for c in obj.__table__.columns if c.key not in skip}
+
+
+async def export_document(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+    """Everything held about the contact, as one machine-readable document."""
+    [out] = await registry.outputs(session, [contact], include_inactive=True)
+    journeys = list(await session.scalars(select(Journey).where(
+        Journey.contact_id == contact.id).order_by(Journey.created_at)))
+    journey_ids = [j.id for j in journeys]
+    events = await session.scalars(select(JourneyEvent).where(
+        JourneyEvent.journey_id.in_(journey_ids)).order_by(JourneyEvent.at, JourneyEvent.id))
+    by_journey: dict[uuid.UUID, list[dict[str, Any]]] = {j: [] for j in journey_ids}
+    for e in events:
+        by_journey[e.journey_id].append(
+            {"type": e.type, "at": e.at.isoformat(), "detail": e.detail})
+    messages = await session.scalars(select(Message).where(
+        Message.journey_id.in_(journey_ids)).order_by(Message.created_at))
+    client_messages = await session.scalars(select(ClientMessage).where(
+        ClientMessage.contact_id == contact.id).order_by(ClientMessage.created_at))
+    consents = await session.scalars(select(ConsentEvent).where(
+        ConsentEvent.contact_id == contact.id).order_by(ConsentEvent.given_at))
+    entries = await session.scalars(select(AuditEntry).where(
+        AuditEntry.client_id == contact.client_id, AuditEntry.contact_id == contact.id)
+        .order_by(AuditEntry.id))
+    return {
+        "exported_at": utcnow().isoformat(),
+        "contact": out.model_dump(mode="json"),
+        "consents": [consents_db.event_as_dict(c) for c in consents],
+        "journeys": [{**_row(j, skip=("client_id",)), "events": by_journey[j.id]}
+                     for j in journeys],
+        "messages": [_row(m, skip=("client_id",)) for m in messages],
+        "client_messages": [_row(m, skip=("client_id",)) for m in client_messages],
+        "audit": [_row(a, skip=("client_id",)) for a in entries],
+    }
+
+
+async def _journey_ids(session: AsyncSession, contact: Contact) -> list[uuid.UUID]:
+    return list(await session.scalars(select(Journey.id).where(Journey.contact_id == contact.id)))
+
+
+def _events_of(contact: Contact, journey_ids: list[uuid.UUID]):  # noqa: ANN202
+    """Webhook events about the contact: those naming it, and those its journeys raised (their
+    key starts with the journey id)."""
+    return or_(WebhookEvent.payload["data"]["contact"]["id"].as_string() == str(contact.id),
+               *(WebhookEvent.key.startswith(f"{j}/") for j in journey_ids))
+
+
+async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:
+    """Audit entries stay (who did what, when) but lose the values they recorded."""
+    entries = await session.scalars(select(AuditEntry).where(
+        AuditEntry.client_id == contact.client_id, AuditEntry.contact_id == contact.id,
+        AuditEntry.detail.is_not(None)))
+    for entry in entries:
+        detail = entry.detail or {}
+        entry.detail = {"fields": sorted(detail.get("changes", {})) or detail.get("fields", [])}
+
+
+async def anonymise(session: AsyncSession, contact: Contact, actor: Actor) -> None:
+    """Irreversibly replaces the personal data; ids, stages, consent decisions and legal texts
+    (non-personal records) are kept. Raises Blocked with the reasons while rules forbid it."""
+    if contact.anonymised_at is not None:
+        return
+    reasons = await blockers(session, contact)
+    if reasons:
+        raise Blocked(reasons)
+    for field in PERSONAL_FIELDS:
+        setattr(contact, field, None)
+    contact.external_id = f"anonymised-{contact.id}"
+    contact.anonymised_at = contact.updated_at = utcnow()
+    for model in (ContactPoint, ContactAddress, IdentificationMedium, ContactLabel,
+                  ContactIdentityKey):
+        await session.execute(delete(model).where(model.contact_id == contact.id))
+    await session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id)
+                          .values(ip=None, user_agent=None))
+    journey_ids = await _journey_ids(session, contact)
+    if journey_ids:
+        await session.execute(update(Journey).where(Journey.id.in_(journey_ids))
+                              .values(collected=None))
+        await session.execute(update(JourneyEvent).where(JourneyEvent.journey_id.in_(journey_ids))
+                              .values(detail=None))
+        await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
+                              .values(recipient="anonymised"))
+    # What the client wrote to the contact may name them; type, channel and status stay.
+    await session.execute(update(ClientMessage).where(ClientMessage.contact_id == contact.id)
+                          .values(recipient="anonymised", subject="anonymised", body=""))
+    events = _events_of(contact, journey_ids)
+    await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
+        select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
+            select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
+    await session.execute(update(WebhookEvent).where(events).values(
+        payload={"anonymised": True, "contact_id": str(contact.id)}))
+    await _scrub_audit(session, contact)
+    await audit.record(session, client_id=contact.client_id, actor=actor,
+                       action=AuditAction.anonymise, contact_ids=[contact.id])
+
+
+async def terminate(session: AsyncSession, contact: Contact, actor: Actor) -> None:
+    """Deletes the contact and all that belongs to it; the audit trail keeps a scrubbed record."""
+    reasons = await blockers(session, contact)
+    if reasons:
+        raise Blocked(reasons)
+    journey_ids = await _journey_ids(session, contact)
+    await session.execute(delete(WebhookEvent).where(_events_of(contact, journey_ids)))
+    if journey_ids:
+        await session.execute(delete(ConsentEvent).where(ConsentEvent.journey_id.in_(journey_ids)))
+    await _scrub_audit(session, contact)
+    await session.delete(contact)
+    await audit.record(session, client_id=contact.client_id, actor=actor,
+                       action=AuditAction.terminate, contact_ids=[contact.id])
+
+
+async def inactive_contacts(session: AsyncSession, *, client_id: uuid.UUID, cutoff: datetime,
+                            limit: int) -> list[Contact]:
+    """Not anonymised, untouched since the cutoff, no journey active since then or still open."""
+    recent_journey = exists().where(Journey.contact_id == Contact.id,
+                                    or_(Journey.updated_at >= cutoff, OPEN_JOURNEY))
+    return list(await session.scalars(select(Contact).where(
+        Contact.client_id == client_id, Contact.anonymised_at.is_(None),
+        Contact.updated_at < cutoff, ~recent_journey).order_by(Contact.id).limit(limit)
+        .with_for_update(skip_locked=True)))

@@ -1,0 +1,500 @@
+"""Creating, changing and reading contacts under a client's rules (uniqueness, mandatory
+fields, address types), shared by the API and the CSV import."""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.schemas import FieldError
+from contacts import audit, normalise
+from contacts.audit import Actor
+from contacts.schemas import (
+    SCALAR_FIELDS,
+    AddressIn,
+    AddressOut,
+    ContactCreate,
+    ContactOut,
+    ContactPointOut,
+    ContactSettingsIn,
+    ContactUpdate,
+    MediumIn,
+    MediumOut,
+)
+from contacts.uniqueness import Rule, identity_keys, parse
+from core.security import keyed_digest
+from core.vocabulary import AuditAction, ContactKind, ContactPointKind, MediumKind
+from db import crud
+from db.models import (
+    Contact,
+    ContactAddress,
+    ContactIdentityKey,
+    ContactLabel,
+    ContactPoint,
+    ContactSettings,
+    IdentificationMedium,
+    utcnow,
+)
+
+LABEL_KINDS = ("tag", "category")
+
+
+class Invalid(Exception):
+    def __init__(self, fields: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{f.field}: {f.message}" for f in fields))
+        self.fields = fields
+
+
+class Duplicate(Exception):
+    """The data describes a contact that already exists (names it, never the matching value)."""
+
+    def __init__(self, contact: Contact, reason: str) -> None:
+        super().__init__(f"same contact as {contact.id} ({reason})")
+        self.contact = contact
+        self.reason = reason
+
+
+@dataclass
+class Registry:
+    """One client's registry rules, loaded once per request or import batch."""
+
+    client_id: uuid.UUID
+    settings: ContactSettingsIn
+    secret_key: str
+
+    def __post_init__(self) -> None:
+        rules = {ContactKind.person: self.settings.person_rule,
+                 ContactKind.company: self.settings.company_rule}
+        self.rules: dict[str, Rule | None] = {
+            kind: parse(text) if text else None for kind, text in rules.items()}
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return {"region": self.settings.default_region}
+
+    def identity_keys(self, kind: str, values: dict[str, Any]) -> list[str]:
+        rule = self.rules[kind]
+        if rule is None:
+            return []
+        return identity_keys(
+            rule, values, scope=f"{self.client_id}:{kind}",
+            digest=lambda message: keyed_digest(self.secret_key, b"identity-key", message))
+
+    def medium_lookup(self, kind: str, value: str) -> str:
+        return keyed_digest(self.secret_key, b"identification-medium", f"{kind}:{value}")
+
+    def problems(self, kind: str, values: dict[str, Any], addresses: list[AddressIn] | None
+                 ) -> list[FieldError]:
+        """What makes a contact unacceptable beyond the shape of its fields."""
+        found = []
+        if kind == ContactKind.person and not (values.get("first_name") or values.get("last_name")):
+            found.append(FieldError(field="last_name",
+                                    message="a person needs a first or last name"))
+        if kind == ContactKind.company and not values.get("company_name"):
+            found.append(FieldError(field="company_name", message="a company needs a name"))
+        rule = self.rules[kind]
+        for field in sorted(rule.fields if rule else ()):
+            if values.get(field) in (None, ""):
+                found.append(FieldError(field=field, message="required by the uniqueness rule "
+                                                             f"{rule.text!r}"))
+        if addresses is not None:
+            found += self._address_problems(addresses)
+        return found
+
+    def _address_problems(self, addresses: list[AddressIn]) -> list[FieldError]:
+        found = []
+        known = sorted(t.name for t in self.settings.address_types)
+        seen: set[str] = set()
+        for i, a in enumerate(addresses):
+            if a.type not in known:
+                found.append(FieldError(field=f"addresses[{i}].type",
+                                        message=f"unknown address type; one of {known}"))
+            elif a.type in seen:
+                found.append(FieldError(field=f"addresses[{i}].type",
+                                        message="one active address per type"))
+            seen.add(a.type)
+        if sum(a.primary for a in addresses) > 1:
+            found.append(FieldError(field="addresses", message="only one address can be primary"))
+        for t in self.settings.address_types:
+            if t.mandatory and t.name not in seen:
+                found.append(FieldError(field="addresses",
+                                        message=f"a {t.name} address is required"))
+        return found
+
+
+async def registry_for(session: AsyncSession, *, client_id: uuid.UUID, secret_key: str) -> Registry:
+    row = await session.get(ContactSettings, client_id)
+    settings = ContactSettingsIn() if row is None else ContactSettingsIn(
+        person_rule=row.person_rule, company_rule=row.company_rule,
+        default_region=row.default_region, address_types=row.address_types,
+        anonymise_inactive_after_days=row.anonymise_inactive_after_days)
+    return Registry(client_id=client_id, settings=settings, secret_key=secret_key)
+
+
+def rule_values(scalars: dict[str, Any], points: list[tuple[str, str]],
+                external_id: str | None) -> dict[str, Any]:
+    """The values a uniqueness rule can name: scalar fields, the first email and mobile."""
+    values = dict(scalars, external_id=external_id)
+    for kind in (ContactPointKind.email, ContactPointKind.mobile):
+        values[kind.value] = next((v for k, v in points if k == kind), None)
+    return values
+
+
+def scalars_of(body: ContactCreate) -> dict[str, Any]:
+    return {f: getattr(body, f) for f in SCALAR_FIELDS}
+
+
+def contact_scalars(contact: Contact) -> dict[str, Any]:
+    return {f: getattr(contact, f) for f in SCALAR_FIELDS}
+
+
+def address_row(reg: Registry, contact_id: uuid.UUID, a: AddressIn, primary: bool
+                ) -> dict[str, Any]:
+    return {"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
+            "type": a.type, "active": True, "is_primary": primary, "line1": a.line1,
+            "line2": a.line2, "postal_code": a.postal_code, "city": a.city, "region": a.region,
+            "country": a.country, "created_at": utcnow()}
+
+
+def medium_row(reg: Registry, contact_id: uuid.UUID, m: MediumIn) -> dict[str, Any]:
+    display = normalise.masked_card(m.value) if m.kind == MediumKind.card else m.value
+    return {"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
+            "kind": m.kind, "lookup_sha256": reg.medium_lookup(m.kind, m.value), "display": display,
+            "created_at": utcnow()}
+
+
+def label_rows(reg: Registry, contact_id: uuid.UUID, kind: str, values: list[str]) -> list[dict]:
+    return [{"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
+             "kind": kind, "value": v} for v in dict.fromkeys(values)]
+
+
+def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
+                     ) -> tuple[dict[str, Any], dict[type, list[dict[str, Any]]]]:
+    """The contact row and the rows that belong to it, ready for bulk inserts."""
+    contact_id = uuid.uuid4()
+    now = utcnow()
+    contact = {"id": contact_id, "client_id": reg.client_id,
+               "external_id": body.external_id or str(contact_id),
+               **scalars_of(body), "language": body.language or "en",
+               "engagement_state": "never_engaged", "created_at": now, "updated_at": now}
+    primary = next((i for i, a in enumerate(body.addresses) if a.primary), 0)
+    points = {(p.kind, p.value): p for p in body.contact_points}
+    children: dict[type, list[dict[str, Any]]] = {
+        ContactPoint: [{"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
+                        "kind": p.kind, "value": p.value, "label": p.label,
+                        "verification_state": "unverified", "created_at": now}
+                       for p in points.values()],
+        ContactAddress: [address_row(reg, contact_id, a, i == primary)
+                         for i, a in enumerate(body.addresses)],
+        IdentificationMedium: [medium_row(reg, contact_id, m) for m in body.identification_media],
+        ContactLabel: label_rows(reg, contact_id, "tag", body.tags)
+        + label_rows(reg, contact_id, "category", body.categories),
+        ContactIdentityKey: [{"client_id": reg.client_id, "key": k, "contact_id": contact_id}
+                             for k in keys],
+    }
+    return contact, children
+
+
+async def find_duplicate(
+    session: AsyncSession, reg: Registry, *, keys: list[str], external_id: str | None,
+    media: list[MediumIn], exclude: uuid.UUID | None = None,
+) -> Duplicate | None:
+    conditions = []
+    if keys:
+        conditions.append(Contact.id.in_(select(ContactIdentityKey.contact_id).where(
+            ContactIdentityKey.client_id == reg.client_id, ContactIdentityKey.key.in_(keys))))
+    if external_id:
+        conditions.append(Contact.external_id == external_id)
+    for m in media:
+        conditions.append(Contact.id.in_(select(IdentificationMedium.contact_id).where(
+            IdentificationMedium.client_id == reg.client_id, IdentificationMedium.kind == m.kind,
+            IdentificationMedium.lookup_sha256 == reg.medium_lookup(m.kind, m.value))))
+    if not conditions:
+        return None
+    query = select(Contact).where(Contact.client_id == reg.client_id, or_(*conditions))
+    if exclude is not None:
+        query = query.where(Contact.id != exclude)
+    existing = (await session.scalars(query.limit(1))).first()
+    if existing is None:
+        return None
+    if external_id and existing.external_id == external_id:
+        reason = "same external_id"
+    elif keys and await session.scalar(select(ContactIdentityKey.key).where(
+            ContactIdentityKey.client_id == reg.client_id, ContactIdentityKey.key.in_(keys),
+            ContactIdentityKey.contact_id == existing.id).limit(1)):
+        reason = "same values under the uniqueness rule"
+    else:
+        reason = "same identification medium"
+    return Duplicate(existing, reason)
+
+
+async def insert_rows(session: AsyncSession, children: dict[type, list[dict[str, Any]]]) -> None:
+    for model, rows in children.items():
+        await crud.bulk_insert(session, model, rows)
+
+
+async def create(session: AsyncSession, reg: Registry, body: ContactCreate, actor: Actor
+                 ) -> uuid.UUID:
+    """Raises Invalid or Duplicate; a concurrent create of the same contact fails at flush on the
+    identity-key index (the caller rolls back and asks find_duplicate who won)."""
+    scalars = scalars_of(body)
+    points = [(p.kind, p.value) for p in body.contact_points]
+    values = rule_values(scalars, points, body.external_id)
+    problems = reg.problems(body.kind, values, body.addresses)
+    if problems:
+        raise Invalid(problems)
+    keys = reg.identity_keys(body.kind, values)
+    duplicate = await find_duplicate(session, reg, keys=keys, external_id=body.external_id,
+                                     media=body.identification_media)
+    if duplicate:
+        raise duplicate
+    row, children = new_contact_rows(reg, body, keys)
+    await crud.bulk_insert(session, Contact, [row])
+    await insert_rows(session, children)
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.create,
+                       contact_ids=[row["id"]],
+                       detail={"fields": sorted(f for f, v in scalars.items() if v is not None)})
+    return row["id"]
+
+
+async def contact_of(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
+                     for_update: bool = False) -> Contact | None:
+    contact = await session.get(Contact, contact_id, with_for_update=for_update)
+    return contact if contact is not None and contact.client_id == client_id else None
+
+
+async def first_points(session: AsyncSession, contact_id: uuid.UUID) -> list[tuple[str, str]]:
+    rows = await session.execute(select(ContactPoint.kind, ContactPoint.value).where(
+        ContactPoint.contact_id == contact_id).order_by(ContactPoint.created_at))
+    return [(k, v) for k, v in rows]
+
+
+async def labels_of(session: AsyncSession, contact_id: uuid.UUID, kind: str) -> list[str]:
+    return sorted(await session.scalars(select(ContactLabel.value).where(
+        ContactLabel.contact_id == contact_id, ContactLabel.kind == kind)))
+
+
+async def replace_labels(session: AsyncSession, reg: Registry, contact: Contact, kind: str,
+                         values: list[str]) -> dict[str, Any] | None:
+    old = await labels_of(session, contact.id, kind)
+    new = sorted(set(values))
+    if old == new:
+        return None
+    await session.execute(delete(ContactLabel).where(
+        ContactLabel.contact_id == contact.id, ContactLabel.kind == kind,
+        ContactLabel.value.not_in(new)))
+    missing = [v for v in new if v not in old]
+    if missing:
+        await session.execute(insert(ContactLabel), label_rows(reg, contact.id, kind, missing))
+    return {"old": old, "new": new}
+
+
+async def apply_scalars(session: AsyncSession, reg: Registry, contact: Contact,
+                        given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Sets the given fields, re-keys the contact when a rule field changed. Raises Invalid or
+    Duplicate; returns {field: {old, new}} of what changed."""
+    current = contact_scalars(contact)
+    merged = {**current, **given}
+    points = await first_points(session, contact.id)
+    values = rule_values(merged, points, contact.external_id)
+    problems = reg.problems(merged["kind"], values, None)
+    if problems:
+        raise Invalid(problems)
+    changed = audit.changes(current, given)
+    if not changed:
+        return {}
+    keys = reg.identity_keys(merged["kind"], values)
+    old_keys = set(await session.scalars(select(ContactIdentityKey.key).where(
+        ContactIdentityKey.contact_id == contact.id)))
+    if set(keys) != old_keys:
+        duplicate = await find_duplicate(session, reg, keys=keys, external_id=None, media=[],
+                                         exclude=contact.id)
+        if duplicate:
+            raise duplicate
+        await session.execute(delete(ContactIdentityKey).where(
+            ContactIdentityKey.contact_id == contact.id))
+        if keys:
+            await session.execute(insert(ContactIdentityKey), [
+                {"client_id": reg.client_id, "key": k, "contact_id": contact.id} for k in keys])
+    for field in changed:
+        setattr(contact, field, given[field])
+    return changed
+
+
+async def update(session: AsyncSession, reg: Registry, contact: Contact, body: ContactUpdate,
+                 actor: Actor) -> dict[str, dict[str, Any]]:
+    given = body.model_dump(exclude_unset=True)
+    changed = await apply_scalars(session, reg, contact,
+                                  {f: v for f, v in given.items() if f in SCALAR_FIELDS})
+    for kind, field in (("tag", "tags"), ("category", "categories")):
+        if given.get(field) is not None:
+            diff = await replace_labels(session, reg, contact, kind, given[field])
+            if diff:
+                changed[field] = diff
+    if changed:
+        await touch(session, reg, contact, actor, changed)
+    return changed
+
+
+async def touch(session: AsyncSession, reg: Registry, contact: Contact, actor: Actor,
+                changed: dict[str, Any]) -> None:
+    contact.updated_at = utcnow()
+    await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.update,
+                       contact_ids=[contact.id], detail={"changes": changed})
+
+
+# --- addresses ---------------------------------------------------------------------------------
+
+
+async def _addresses(session: AsyncSession, contact_id: uuid.UUID) -> list[ContactAddress]:
+    return list(await session.scalars(select(ContactAddress).where(
+        ContactAddress.contact_id == contact_id).order_by(ContactAddress.created_at)))
+
+
+async def _set_primary(session: AsyncSession, addresses: list[ContactAddress],
+                       target: ContactAddress | None) -> None:
+    # Clear first, then set: the partial unique index allows one primary at any moment.
+    for a in addresses:
+        if a.is_primary and a is not target:
+            a.is_primary = False
+    await session.flush()
+    if target is not None:
+        target.is_primary = True
+        await session.flush()
+
+
+def address_dict(a: ContactAddress) -> dict[str, Any]:
+    return {"id": str(a.id), "type": a.type, "active": a.active, "primary": a.is_primary,
+            "line1": a.line1, "line2": a.line2, "postal_code": a.postal_code, "city": a.city,
+            "region": a.region, "country": a.country}
+
+
+async def add_address(session: AsyncSession, reg: Registry, contact: Contact, body: AddressIn,
+                      actor: Actor) -> ContactAddress:
+    """A new address replaces the active one of its type; the old one is kept, inactive."""
+    known = sorted(t.name for t in reg.settings.address_types)
+    if body.type not in known:
+        raise Invalid([FieldError(field="type", message=f"unknown address type; one of {known}")])
+    addresses = await _addresses(session, contact.id)
+    replaced = next((a for a in addresses if a.active and a.type == body.type), None)
+    was_primary = replaced is not None and replaced.is_primary
+    if replaced is not None:
+        await _deactivate(session, replaced)
+    new = ContactAddress(**address_row(reg, contact.id, body, False))
+    session.add(new)
+    await session.flush()
+    addresses.append(new)
+    if body.primary or was_primary or not any(a.is_primary for a in addresses):
+        await _set_primary(session, addresses, new)
+    await touch(session, reg, contact, actor, {"addresses": {
+        "old": address_dict(replaced) if replaced else None, "new": address_dict(new)}})
+    return new
+
+
+async def _deactivate(session: AsyncSession, address: ContactAddress) -> None:
+    address.active = False
+    address.is_primary = False
+    address.deactivated_at = utcnow()
+    await session.flush()
+
+
+async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
+                         address: ContactAddress, action: str, actor: Actor) -> None:
+    """deactivate | activate | primary, keeping one active per type and one primary."""
+    before = address_dict(address)
+    addresses = await _addresses(session, contact.id)
+    if action == "deactivate" and address.active:
+        was_primary = address.is_primary
+        await _deactivate(session, address)
+        if was_primary:
+            # The primary flag moves to the oldest remaining active address, if any.
+            await _set_primary(session, addresses, next((a for a in addresses if a.active), None))
+    elif action == "activate" and not address.active:
+        current = next((a for a in addresses if a.active and a.type == address.type), None)
+        was_primary = current is not None and current.is_primary
+        if current is not None:
+            await _deactivate(session, current)
+        address.active = True
+        address.deactivated_at = None
+        await session.flush()
+        if was_primary or not any(a.is_primary for a in addresses):
+            await _set_primary(session, addresses, address)
+    elif action == "primary":
+        if not address.active:
+            raise Invalid([FieldError(field="address", message="only an active address can be "
+                                                                "primary; activate it first")])
+        await _set_primary(session, addresses, address)
+    else:
+        return
+    await touch(session, reg, contact, actor, {"addresses": {"old": before,
+                                                             "new": address_dict(address)}})
+
+
+# --- contact points and identification media ---------------------------------------------------
+
+
+async def add_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str, value: str,
+                    label: str | None, actor: Actor) -> bool:
+    exists = await session.scalar(select(ContactPoint.id).where(
+        ContactPoint.contact_id == contact.id, ContactPoint.kind == kind,
+        ContactPoint.value == value))
+    if exists:
+        return False
+    session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
+                             value=value, label=label))
+    await touch(session, reg, contact, actor, {"contact_points": {
+        "old": None, "new": {"kind": kind, "value": value}}})
+    return True
+
+
+async def add_medium(session: AsyncSession, reg: Registry, contact: Contact, body: MediumIn,
+                     actor: Actor) -> None:
+    duplicate = await find_duplicate(session, reg, keys=[], external_id=None, media=[body])
+    if duplicate and duplicate.contact.id != contact.id:
+        raise duplicate
+    if duplicate:
+        return
+    row = medium_row(reg, contact.id, body)
+    await session.execute(insert(IdentificationMedium), [row])
+    await touch(session, reg, contact, actor, {"identification_media": {
+        "old": None, "new": {"kind": body.kind, "display": row["display"]}}})
+
+
+async def lookup(session: AsyncSession, reg: Registry, body: MediumIn) -> Contact | None:
+    return (await session.scalars(select(Contact).join(
+        IdentificationMedium, IdentificationMedium.contact_id == Contact.id).where(
+        IdentificationMedium.client_id == reg.client_id, IdentificationMedium.kind == body.kind,
+        IdentificationMedium.lookup_sha256 == reg.medium_lookup(body.kind, body.value)))).first()
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+async def outputs(session: AsyncSession, contacts: list[Contact], *, include_inactive: bool = False
+                  ) -> list[ContactOut]:
+    """Contacts with everything that belongs to them, in a fixed number of queries."""
+    ids = [c.id for c in contacts]
+    points, addresses, media, labels = (defaultdict(list) for _ in range(4))
+    for p in await session.scalars(select(ContactPoint).where(ContactPoint.contact_id.in_(ids))
+                                   .order_by(ContactPoint.created_at)):
+        points[p.contact_id].append(ContactPointOut.model_validate(p, from_attributes=True))
+    query = select(ContactAddress).where(ContactAddress.contact_id.in_(ids))
+    if not include_inactive:
+        query = query.where(ContactAddress.active)
+    for a in await session.scalars(query.order_by(ContactAddress.created_at)):
+        addresses[a.contact_id].append(AddressOut(primary=a.is_primary, **{
+            f: getattr(a, f) for f in AddressOut.model_fields if f != "primary"}))
+    for m in await session.scalars(select(IdentificationMedium).where(
+            IdentificationMedium.contact_id.in_(ids)).order_by(IdentificationMedium.created_at)):
+        media[m.contact_id].append(MediumOut.model_validate(m, from_attributes=True))
+    for label in await session.scalars(select(ContactLabel).where(ContactLabel.contact_id.in_(ids))
+                                       .order_by(ContactLabel.value)):
+        labels[(label.contact_id, label.kind)].append(label.value)
+    return [ContactOut.model_validate({
+        **{f: getattr(c, f) for f in ContactOut.model_fields if hasattr(c, f)},
+        "tags": labels[(c.id, "tag")], "categories": labels[(c.id, "category")],
+        "contact_points": points[c.id], "addresses": addresses[c.id],
+        "identification_media": media[c.id]}) for c in contacts]

@@ -1,0 +1,262 @@
+"""Bodies of the contact API, also used to validate each row of a CSV import.
+
+Validation that needs the client's settings (phone region) reads them from the validation
+context: `ContactCreate.model_validate(data, context={"region": "NL"})`.
+"""
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from api.schemas import FieldError, Language, Name, Slug, Strict
+from contacts import normalise
+from contacts.uniqueness import RuleError, parse
+from core.vocabulary import ContactKind, ContactPointKind, MediumKind
+from messaging.phone import PhoneNumberError, parse_phone
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+LabelText = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True,
+                                             pattern=r"^[A-Za-z0-9][A-Za-z0-9 _\-]{0,49}$")]
+Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
+                                           pattern=r"^[A-Za-z]{2}$")]
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+DEFAULT_REGION = "NL"
+
+# The contact's own columns a client sets directly (everything else has its own endpoint).
+SCALAR_FIELDS = (
+    "kind", "first_name", "last_name", "company_name", "language", "date_of_birth", "id_number",
+    "id_expires_on", "passport_number", "passport_expires_on", "ssn", "industry",
+    "industry_sector",
+)
+
+
+def _phone(value: str, info: ValidationInfo, *, mobile: bool) -> str:
+    """E.164, reading numbers without a country code in the client's region."""
+    try:
+        return parse_phone(value, (info.context or {}).get("region", DEFAULT_REGION),
+                           mobile=mobile)
+    except PhoneNumberError as err:
+        # The message alone, as for the other fields (no "Value error, " prefix).
+        raise PydanticCustomError("phone", str(err)) from err
+
+
+class ContactPointIn(Strict):
+    kind: ContactPointKind
+    value: str = Field(min_length=1, max_length=320)
+    label: Slug | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _canonical(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind == ContactPointKind.email:
+            return normalise.email(value)
+        if kind is None:
+            return value
+        return _phone(value, info, mobile=kind == ContactPointKind.mobile)
+
+
+class AddressIn(Strict):
+    type: Slug
+    line1: Line
+    line2: Line | None = None
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True,
+                                                  max_length=20)] | None = None
+    city: Text
+    region: Text | None = None
+    country: Country
+    primary: bool = False
+
+
+class MediumIn(Strict):
+    kind: MediumKind
+    value: str = Field(min_length=1, max_length=320)
+
+    @field_validator("value")
+    @classmethod
+    def _canonical(cls, value: str, info: ValidationInfo) -> str:
+        match info.data.get("kind"):
+            case MediumKind.card:
+                return normalise.card_number(value)
+            case MediumKind.phone:
+                return _phone(value, info, mobile=False)
+            case MediumKind.email:
+                return normalise.email(value).casefold()
+        return value.strip()
+
+
+class ContactFields(Strict):
+    """The scalar fields; absent means "not given" (PATCH leaves them as they are)."""
+
+    kind: ContactKind = ContactKind.person
+    first_name: Name | None = None
+    last_name: Name | None = None
+    company_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                   max_length=300)] | None = None
+    language: Language | None = None
+    date_of_birth: date | None = None
+    id_number: Text | None = None
+    id_expires_on: date | None = None
+    passport_number: Text | None = None
+    passport_expires_on: date | None = None
+    ssn: Text | None = None
+    industry: Text | None = None
+    industry_sector: Text | None = None
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _in_the_past(cls, value: date | None) -> date | None:
+        if value is not None and value >= date.today():
+            raise ValueError("must be in the past")
+        return value
+
+
+class ContactCreate(ContactFields):
+    external_id: ExternalId | None = Field(
+        default=None, description="The client's own id; generated when absent")
+    contact_points: list[ContactPointIn] = Field(default_factory=list, max_length=20)
+    addresses: list[AddressIn] = Field(default_factory=list, max_length=20)
+    identification_media: list[MediumIn] = Field(default_factory=list, max_length=20)
+    tags: list[LabelText] = Field(default_factory=list, max_length=50)
+    categories: list[LabelText] = Field(default_factory=list, max_length=20)
+
+
+class ContactUpdate(ContactFields):
+    kind: ContactKind | None = None  # type: ignore[assignment]
+    tags: list[LabelText] | None = Field(default=None, max_length=50)
+    categories: list[LabelText] | None = Field(default=None, max_length=20)
+
+
+class AddressTypeIn(Strict):
+    name: Slug
+    mandatory: bool = False
+
+
+class ContactSettingsIn(Strict):
+    person_rule: str | None = Field(default=None, examples=["(last_name AND id_number) OR ssn"])
+    company_rule: str | None = None
+    default_region: Country = DEFAULT_REGION
+    address_types: list[AddressTypeIn] = Field(
+        default_factory=lambda: [AddressTypeIn(name=n) for n in
+                                 ("home", "business", "billing", "po_box")], max_length=20)
+    anonymise_inactive_after_days: int | None = Field(default=None, ge=1, le=36500)
+
+    @field_validator("person_rule", "company_rule")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return parse(value).text
+        except RuleError as err:
+            raise ValueError(f"invalid rule: {err}") from err
+
+    @field_validator("address_types")
+    @classmethod
+    def _unique_types(cls, value: list[AddressTypeIn]) -> list[AddressTypeIn]:
+        names = [t.name for t in value]
+        if len(names) != len(set(names)):
+            raise ValueError("address type names must be unique")
+        return value
+
+
+class ContactPointOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    value: str
+    label: str | None
+    verification_state: str
+    verified_at: datetime | None
+    verified_via: str | None
+
+
+class AddressOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    active: bool
+    primary: bool
+    line1: str
+    line2: str | None
+    postal_code: str | None
+    city: str
+    region: str | None
+    country: str
+    created_at: datetime
+    deactivated_at: datetime | None
+
+
+class MediumOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    display: str = Field(description="Card numbers only by their last four digits")
+
+
+class ContactOut(BaseModel):
+    id: uuid.UUID
+    external_id: str
+    kind: str
+    first_name: str | None
+    last_name: str | None
+    company_name: str | None
+    language: str
+    date_of_birth: date | None
+    id_number: str | None
+    id_expires_on: date | None
+    passport_number: str | None
+    passport_expires_on: date | None
+    ssn: str | None
+    industry: str | None
+    industry_sector: str | None
+    engagement_state: str
+    engaged_at: datetime | None
+    anonymised_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    tags: list[str]
+    categories: list[str]
+    contact_points: list[ContactPointOut]
+    addresses: list[AddressOut]
+    identification_media: list[MediumOut]
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_cursor: str | None
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    contact_id: uuid.UUID | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None
+
+
+class ActivityOut(BaseModel):
+    at: datetime
+    type: str
+    detail: dict[str, Any]
+
+
+class ConflictBody(BaseModel):
+    """409: the request describes a contact that already exists."""
+
+    class Error(BaseModel):
+        code: str
+        message: str
+        fields: list[FieldError] = []
+        existing_contact_id: uuid.UUID | None = None
+        existing_external_id: str | None = None
+
+    error: Error

@@ -1,0 +1,214 @@
+"""GDPR duties walked over HTTP: export of everything, anonymisation (refused while a journey is
+open; afterwards no personal value is left in any table), termination, and the scheduled batch
+anonymisation of inactive contacts."""
+
+import random
+import uuid
+
+from sqlalchemy import text
+
+from core.contracts import AnonymiseInactiveInput
+from db.session import transaction
+from tests.helpers import Customer, unique_email
+from tests.histories import save_history
+from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
+
+
+def luhn_card() -> str:
+    digits = [4] + [random.randint(0, 9) for _ in range(14)]
+    total = sum(d if i % 2 else (d * 2 - 9 if d * 2 > 9 else d * 2)
+                for i, d in enumerate(reversed(digits)))
+    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
+
+
+async def text_columns(session) -> list[tuple[str, str]]:
+    rows = await session.execute(text(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name <> 'alembic_version' AND data_type IN "
+        "('text', 'character varying', 'json', 'jsonb', 'bytea')"))
+    return [(t, c) for t, c in rows]
+
+
+async def places_holding(sessions, value: str) -> list[str]:
+    """Every table.column of the whole database in which the value still appears."""
+    found = []
+    async with transaction(sessions) as session:
+        for table, column in await text_columns(session):
+            cast = f"convert_from(\"{column}\", 'UTF8')" if column == "content" else \
+                f"\"{column}\"::text"
+            hit = await session.scalar(text(
+                f'SELECT count(*) FROM "{table}" WHERE position(lower(:v) in lower({cast})) > 0'),
+                {"v": value})
+            if hit:
+                found.append(f"{table}.{column}")
+    return found
+
+
+async def test_export_then_anonymise_leaves_no_personal_data(
+    tenant, http, mailbox, webhook_receiver, sessions
+):
+    await tenant.subscribe(webhook_receiver)
+    n = uuid.uuid4().hex[:10]
+    known, entered = unique_email(f"known{n}"), unique_email(f"entered{n}")
+    mobile = f"+3161{random.randint(1000000, 9999999)}"
+    card = luhn_card()
+    personal = {
+        "external_id": f"crm-{n}", "first_name": f"Zoltar{n}", "last_name": f"Quibble{n}",
+        "date_of_birth": "1980-02-29", "id_number": f"IDN{n}", "passport_number": f"PP{n}",
+        "ssn": f"SSN{n}", "contact_points": [{"kind": "email", "value": known},
+                                             {"kind": "mobile", "value": mobile}],
+        "addresses": [{"type": "home", "line1": f"Geheimstraat {n}", "city": "Utrecht",
+                       "country": "NL"}],
+        "identification_media": [{"kind": "card", "value": card},
+                                 {"kind": "loyalty_id", "value": f"LOY{n}"}],
+        "tags": [f"t{n}"],
+    }
+    created = await tenant.post("/v1/contacts", personal)
+    assert created.status_code == 201, created.text
+    contact = created.json()
+    base = f"/v1/contacts/{contact['id']}"
+    await tenant.post(f"{base}/addresses", {"type": "home", "line1": f"Oudeweg {n}",
+                                            "city": "Gouda", "country": "NL"})
+    campaign = await tenant.create_campaign()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": f"crm-{n}", "email": known})
+    journey_id = enrolled["results"][0]["journey_id"]
+    assert enrolled["results"][0]["contact_id"] == contact["id"]
+
+    # The customer answers: a new email, consents, from an IP address.
+    [invitation] = await mailbox.wait_for(known)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, email=entered, consent=["terms", "newsletter"])
+    await tenant.wait_for_stage(journey_id, "verification_pending")
+
+    # While the journey is open, anonymisation is refused with the reason.
+    refused = await tenant.post(f"{base}/anonymise", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "anonymisation_blocked"
+    assert journey_id in refused.json()["error"]["fields"][0]["message"]
+    assert (await tenant.get(base)).json()["first_name"] == f"Zoltar{n}"
+
+    [verification] = await mailbox.wait_for(entered)
+    link = mailbox.link(verification)
+    await customer.open(link)
+    await customer.submit(link)
+    await tenant.wait_for_stage(journey_id, "verified")
+
+    # The client writes to the contact through us; the text names the contact.
+    response = await tenant.http.put("/v1/message-policies/invoice", headers=tenant.auth,
+                                     json={"category": "financial"})
+    assert response.status_code == 200, response.text
+    sent = await tenant.post("/v1/messages", {
+        "contact_id": contact["id"], "message_type": "invoice", "subject": f"Invoice Zoltar{n}",
+        "text": f"Dear Zoltar{n} Quibble{n}, your invoice."})
+    assert sent.status_code == 202, sent.text
+    await mailbox.wait_for(entered, count=2)
+
+    export = (await tenant.get(f"{base}/export")).json()
+    c = export["contact"]
+    assert c["first_name"] == f"Zoltar{n}" and c["ssn"] == f"SSN{n}"
+    assert c["engagement_state"] == "engaged"
+    assert {a["line1"] for a in c["addresses"]} == {f"Geheimstraat {n}", f"Oudeweg {n}"}
+    assert {p["value"]: p["verification_state"] for p in c["contact_points"]} == {
+        known: "unverified", mobile: "unverified", entered: "verified"}
+    assert {m["display"] for m in c["identification_media"]} == {f"•••• {card[-4:]}", f"LOY{n}"}
+    assert c["tags"] == [f"t{n}"]
+    [journey] = export["journeys"]
+    assert journey["id"] == journey_id and journey["stage"] == "verified"
+    assert [e["type"] for e in journey["events"]][-1] == "verified"
+    assert {x["key"] for x in export["consents"]} == {"terms", "newsletter"}
+    assert all(x["legal_text"]["text"] and x["ip"] == "203.0.113.7" for x in export["consents"])
+    assert {m["template"] for m in export["messages"]} >= {"invitation", "verification"}
+    assert [m["message_type"] for m in export["client_messages"]] == ["invoice"]
+    actions = [a["action"] for a in export["audit"]]
+    assert actions[0] == "create" and "update" in actions
+    by_customer = {(a["action"], a["actor_id"]) for a in export["audit"]
+                   if a["actor_type"] == "customer"}
+    assert by_customer == {("read", f"journey:{journey_id}"), ("update", f"journey:{journey_id}")}
+    feed = (await tenant.get(f"{base}/activity")).json()
+    kinds = [a["type"] for a in feed]
+    assert kinds[0] == "data.create" and kinds.index("journey.invitation_sent") < kinds.index(
+        "journey.verified")
+    assert {"message.sent", "consent.granted", "data.update"} <= set(kinds)
+    for purpose, granted, expected in [("newsletter", "true", [contact["id"]]),
+                                       ("newsletter", "false", []), ("sales", "true", [])]:
+        listed = (await tenant.get("/v1/contacts", consent_purpose=purpose,
+                                   consent_granted=granted)).json()["items"]
+        assert [x["id"] for x in listed] == expected, (purpose, granted)
+    verified = (await tenant.get("/v1/contacts", verification_state="verified")).json()["items"]
+    assert [x["id"] for x in verified] == [contact["id"]]
+    consents_only = (await tenant.get(f"{base}/activity", type="consent")).json()
+    assert {a["type"] for a in consents_only} == {"consent.granted"}
+    assert card not in str(export)
+
+    done = await tenant.post(f"{base}/anonymise", {})
+    assert done.status_code == 200, done.text
+    after = done.json()
+    assert after["anonymised_at"] and after["first_name"] is None
+    assert after["contact_points"] == [] and after["addresses"] == []
+
+    for value in (f"Zoltar{n}", f"Quibble{n}", f"crm-{n}", f"IDN{n}", f"PP{n}", f"SSN{n}",
+                  known, entered, mobile, card, f"Geheimstraat {n}", f"Oudeweg {n}", f"LOY{n}",
+                  f"t{n}"):
+        assert await places_holding(sessions, value) == [], value
+    async with transaction(sessions) as session:
+        ips = await session.scalar(text(
+            "SELECT count(*) FROM consent_events WHERE contact_id = :c AND ip IS NOT NULL"),
+            {"c": contact["id"]})
+        assert ips == 0
+    # Non-personal records stay: the journey, its stages, the consent decisions.
+    kept = (await tenant.journey(journey_id))
+    assert kept["stage"] == "verified"
+    # An anonymised contact cannot be changed; the audit keeps who did what, without values.
+    patch = await tenant.http.patch(base, headers=tenant.auth, json={"first_name": "Back"})
+    assert patch.status_code == 409
+    trail = (await tenant.get(f"{base}/audit")).json()["items"]
+    assert trail[-1]["action"] == "anonymise"
+
+
+async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
+    address = unique_email("term")
+    campaign = await tenant.create_campaign(expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 0})
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-1", "email": address,
+                                                   "last_name": "Terminus"})
+    contact_id = enrolled["results"][0]["contact_id"]
+    journey_id = enrolled["results"][0]["journey_id"]
+    refused = await tenant.http.delete(f"/v1/contacts/{contact_id}", headers=tenant.auth)
+    assert refused.status_code == 409 and journey_id in refused.json()["error"]["message"]
+    await mailbox.wait_for(address)
+    await tenant.wait_for_stage(journey_id, "expired", timeout=30)
+    response = await tenant.http.delete(f"/v1/contacts/{contact_id}", headers=tenant.auth)
+    assert response.status_code == 204, response.text
+    assert (await tenant.get(f"/v1/contacts/{contact_id}")).status_code == 404
+    assert (await tenant.get(f"/v1/journeys/{journey_id}")).status_code == 404
+    assert await places_holding(sessions, address) == []
+    # The audit trail keeps that it happened and who did it (the contact's audit is still
+    # readable by id, without values).
+    async with transaction(sessions) as session:
+        actions = (await session.execute(text(
+            "SELECT action, actor_type FROM audit_entries WHERE contact_id = :c ORDER BY id"),
+            {"c": contact_id})).all()
+    assert actions[-1] == ("terminate", "api_key")
+
+
+async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
+    tenant, temporal_env, settings, sessions, record_histories
+):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"anonymise_inactive_after_days": 30})
+    assert response.status_code == 200
+    old = (await tenant.post("/v1/contacts", {"last_name": "Dormant"})).json()
+    fresh = (await tenant.post("/v1/contacts", {"last_name": "Lively"})).json()
+    async with transaction(sessions) as session:
+        await session.execute(text("UPDATE contacts SET updated_at = now() - interval '40 days' "
+                                   "WHERE id = :c"), {"c": old["id"]})
+    handle = await temporal_env.client.start_workflow(
+        AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(batch_size=1),
+        id=f"anonymise-inactive-test-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+    assert (await handle.result()).anonymised >= 1
+    assert (await tenant.get(f"/v1/contacts/{old['id']}")).json()["anonymised_at"] is not None
+    assert (await tenant.get(f"/v1/contacts/{fresh['id']}")).json()["last_name"] == "Lively"
+    if record_histories:
+        await save_history(handle, "anonymise_inactive_contacts")

@@ -1,0 +1,155 @@
+"""CSV import on the real stack: a 10,000-row file with 3 % bad rows (good rows in, the error CSV
+exact, re-import a no-op), and an import that enrols its contacts into a campaign."""
+
+import csv
+import io
+import uuid
+
+from sqlalchemy import text
+
+from db.session import transaction
+from tests.helpers import eventually
+from tests.histories import save_history
+from workflows.contact_import import ContactImportWorkflow, import_workflow_id
+
+RULE = "(last_name AND id_number) OR ssn"
+HEADER = ["external_id", "first_name", "last_name", "id_number", "ssn", "email", "mobile",
+          "tags", "address_type", "address_line1", "postal_code", "city", "country"]
+BAD = [  # (column, bad value, message in the error CSV)
+    ("email", "not-an-email", "not a valid email address"),
+    ("mobile", "12", "too short to be a phone number"),
+    ("ssn", "", f"required by the uniqueness rule {RULE!r}"),
+    ("address_type", "boat", "unknown address type; one of ['billing', 'business', 'home', "
+                             "'po_box']"),
+]
+
+
+def contacts_file(n: str, rows: int, bad_every: int | None, delimiter: str = ";"
+                  ) -> tuple[bytes, list[tuple[int, str, str]]]:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    errors = []
+    for i in range(rows):
+        row = {"external_id": f"imp-{n}-{i}", "first_name": f"First{i}",
+               "last_name": f"Last; {i}", "id_number": f"ID{n}{i}", "ssn": f"S{n}{i}",
+               "email": f"p{i}.{n}@example.com", "mobile": f"+316{10000000 + i}",
+               "tags": "vip|import", "address_type": "home", "address_line1": f"Straat {i}",
+               "postal_code": "1234 AB", "city": "Utrecht", "country": "NL"}
+        if bad_every and i % bad_every == 0:
+            column, value, message = BAD[(i // bad_every) % len(BAD)]
+            row[column] = value
+            errors.append((i + 2, column, message))  # line 1 is the header
+        writer.writerow([row[c] for c in HEADER])
+    return "\ufeff".encode() + out.getvalue().encode(), errors
+
+
+async def upload(tenant, content: bytes, **params) -> dict:
+    response = await tenant.http.post("/v1/contact-imports", content=content, params=params,
+                                      headers={**tenant.auth, "content-type": "text/csv"})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def finished(tenant, import_id: str, timeout: float = 120) -> dict:
+    async def probe():
+        job = (await tenant.get(f"/v1/contact-imports/{import_id}")).json()
+        return job if job["status"] == "completed" else None
+    return await eventually(probe, timeout=timeout, what=f"import {import_id}")
+
+
+async def state_of(sessions, client_id) -> tuple:
+    async with transaction(sessions) as session:
+        return (await session.execute(text(
+            "SELECT count(*), max(updated_at), (SELECT count(*) FROM audit_entries a WHERE "
+            "a.client_id = :c AND a.action <> 'read'), (SELECT count(*) FROM contact_addresses "
+            "ad WHERE ad.client_id = :c) FROM contacts WHERE client_id = :c"),
+            {"c": client_id})).one()
+
+
+async def test_ten_thousand_rows_with_bad_ones(tenant, sessions):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"person_rule": RULE})
+    assert response.status_code == 200
+    template = await tenant.get("/v1/contact-imports/template")
+    assert template.status_code == 200 and template.text.startswith("external_id,kind,")
+
+    n = uuid.uuid4().hex[:6]
+    content, expected_errors = contacts_file(n, 10_000, bad_every=33)
+    assert len(expected_errors) == 304  # about 3 %
+    job = await upload(tenant, content)
+    assert job["total_rows"] == 10_000 and job["status"] == "pending"
+    job = await finished(tenant, job["id"])
+    good = 10_000 - len(expected_errors)
+    assert (job["created"], job["updated"], job["unchanged"], job["failed"]) == (
+        good, 0, 0, len(expected_errors))
+    assert job["processed_rows"] == 10_000
+
+    errors = await tenant.get(job["errors_url"])
+    assert errors.headers["content-type"].startswith("text/csv")
+    assert list(csv.reader(io.StringIO(errors.text))) == [["line", "field", "message"]] + [
+        [str(line), field, message] for line, field, message in expected_errors]
+
+    # Good rows are in, with their contact points, address and tags.
+    [one] = (await tenant.get("/v1/contacts", external_id=f"imp-{n}-1")).json()["items"]
+    assert one["last_name"] == "Last; 1" and one["tags"] == ["import", "vip"]
+    assert {p["kind"]: p["value"] for p in one["contact_points"]} == {
+        "email": f"p1.{n}@example.com", "mobile": "+31610000001"}
+    assert one["addresses"][0]["line1"] == "Straat 1" and one["addresses"][0]["primary"]
+    before = await state_of(sessions, tenant.id)
+    assert before[0] == good
+
+    # The same file again changes nothing at all.
+    again = await finished(tenant, (await upload(tenant, content))["id"])
+    assert (again["created"], again["updated"], again["unchanged"], again["failed"]) == (
+        0, 0, good, len(expected_errors))
+    assert await state_of(sessions, tenant.id) == before
+    assert (await tenant.get(again["errors_url"])).text == errors.text
+
+    async with transaction(sessions) as session:
+        assert await session.scalar(text("SELECT count(*) FROM contact_imports WHERE client_id"
+                                         " = :c AND content IS NOT NULL"), {"c": tenant.id}) == 0
+
+
+async def test_bad_files_are_refused_whole(tenant):
+    for content, message in [
+        (b"", "empty"), (b"external_id,shoe_size\r\n1,2\r\n", "unknown column"),
+        ("external_id\r\nM\xfcller\r\n".encode("latin-1"), "not UTF-8"),
+        (b'external_id\r\n"unterminated\r\n', "line 2"),
+    ]:
+        response = await tenant.http.post("/v1/contact-imports", content=content,
+                                          headers={**tenant.auth, "content-type": "text/csv"})
+        assert response.status_code == 422, response.text
+        assert message in response.json()["error"]["message"]
+
+
+async def test_import_enrols_contacts_into_a_campaign(tenant, other_tenant, temporal_env,
+                                                     record_histories):
+    campaign = await tenant.create_campaign()
+    n = uuid.uuid4().hex[:6]
+    content, _ = contacts_file(n, 20, bad_every=None, delimiter=",")
+    refused = await other_tenant.http.post(
+        "/v1/contact-imports", content=content, params={"campaign_id": campaign["id"]},
+        headers={**other_tenant.auth, "content-type": "text/csv"})
+    assert refused.status_code == 404
+    job = await finished(tenant, (await upload(tenant, content, campaign_id=campaign["id"]))["id"])
+    assert (job["created"], job["enrolled"], job["not_enrolled"]) == (20, 20, 0)
+    journeys = (await tenant.get(f"/v1/campaigns/{campaign['id']}/journeys")).json()["items"]
+    assert sorted(j["external_id"] for j in journeys) == sorted(f"imp-{n}-{i}" for i in range(20))
+    assert (await other_tenant.get(f"/v1/contact-imports/{job['id']}")).status_code == 404
+
+    handle = temporal_env.client.get_workflow_handle_for(ContactImportWorkflow.run,
+                                                         import_workflow_id(job["id"]))
+    progress = await handle.query(ContactImportWorkflow.progress)
+    assert progress.processed_rows == progress.total_rows == 20
+    if record_histories:
+        await save_history(handle, "contact_import_enrolled")
+
+    # A changed row updates its contact (matched by the rule) and says what changed.
+    changed = await finished(tenant, (await upload(tenant, content.replace(
+        b"First7,", b"Seventh,")))["id"])
+    assert (changed["created"], changed["updated"], changed["unchanged"]) == (0, 1, 19)
+    [seventh] = (await tenant.get("/v1/contacts", external_id=f"imp-{n}-7")).json()["items"]
+    assert seventh["first_name"] == "Seventh"
+    trail = (await tenant.get(f"/v1/contacts/{seventh['id']}/audit")).json()["items"]
+    assert trail[-2]["detail"]["changes"] == {"first_name": {"old": "First7", "new": "Seventh"}}

@@ -1,0 +1,261 @@
+"""The contact registry over HTTP as a client uses it: uniqueness (also under concurrency),
+validation, addresses, identification media, search, audit trail, tenant isolation."""
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+from db.session import transaction
+from worker import ensure_schedules
+from workflows.contact_anonymisation import SCHEDULE_ID
+
+RULE = "(last_name AND id_number) OR ssn"
+
+
+def person(**overrides):
+    n = uuid.uuid4().hex[:8]
+    return {"first_name": "Ann", "last_name": f"Vries-{n}", "id_number": f"ID{n}",
+            "ssn": f"SSN{n}", **overrides}
+
+
+async def set_rule(tenant, **more):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"person_rule": RULE, **more})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def create(tenant, body, status=201):
+    response = await tenant.post("/v1/contacts", body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def test_simultaneous_creates_of_one_person_make_one_contact(tenant):
+    await set_rule(tenant)
+    same = person()
+    responses = await asyncio.gather(*(tenant.post("/v1/contacts", same) for _ in range(8)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * 7, [r.text for r in responses]
+    winner = next(r.json() for r in responses if r.status_code == 201)
+    for r in responses:
+        if r.status_code == 409:
+            error = r.json()["error"]
+            assert error["code"] == "duplicate_contact"
+            assert error["existing_contact_id"] == winner["id"]
+    found = (await tenant.get("/v1/contacts", q=same["last_name"])).json()
+    assert [c["id"] for c in found["items"]] == [winner["id"]]
+
+    # Either alternative of the rule identifies the person, whatever the spelling.
+    by_ssn = await create(tenant, person(ssn=same["ssn"].lower()), status=409)
+    assert by_ssn["error"]["existing_contact_id"] == winner["id"]
+    by_name = await create(tenant, person(last_name=same["last_name"].upper(),
+                                          id_number=same["id_number"]), status=409)
+    assert by_name["error"]["existing_contact_id"] == winner["id"]
+    # Updates are held to the same rule.
+    other = await create(tenant, person())
+    clash = await tenant.http.patch(f"/v1/contacts/{other['id']}", headers=tenant.auth,
+                                    json={"ssn": same["ssn"]})
+    assert clash.status_code == 409 and clash.json()["error"]["existing_contact_id"] == winner["id"]
+
+
+async def test_validation_names_each_field(tenant):
+    await set_rule(tenant, default_region="DE")
+    missing = await create(tenant, {"first_name": "Bo", "last_name": "Bar"}, status=422)
+    assert {f["field"] for f in missing["error"]["fields"]} == {"id_number", "ssn"}
+    bad = await create(tenant, person(contact_points=[
+        {"kind": "email", "value": "bo@"}, {"kind": "mobile", "value": "030 1234567"}],
+        date_of_birth="2999-01-01", tags=["ok", "!bad"]), status=422)
+    assert {f["field"] for f in bad["error"]["fields"]} == {
+        "contact_points[0].value", "contact_points[1].value", "date_of_birth", "tags[1]"}
+    # Numbers without a country code are read in the client's region (DE here).
+    good = await create(tenant, person(contact_points=[{"kind": "mobile", "value": "0151 23456789",
+                                                        "label": "private"}]))
+    assert good["contact_points"][0]["value"] == "+4915123456789"
+    company = await create(tenant, {"kind": "company", "first_name": "x"}, status=422)
+    assert [f["field"] for f in company["error"]["fields"]] == ["company_name"]
+    malformed = await tenant.http.post("/v1/contacts", headers={**tenant.auth,
+                                       "content-type": "application/json"}, content=b"{")
+    assert malformed.status_code == 400
+
+
+async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
+    await set_rule(tenant, address_types=[{"name": "home", "mandatory": True},
+                                          {"name": "business"}, {"name": "billing"}])
+    no_home = await create(tenant, person(addresses=[
+        {"type": "business", "line1": "Kade 1", "city": "Utrecht", "country": "nl"}]), status=422)
+    assert no_home["error"]["fields"] == [{"field": "addresses",
+                                           "message": "a home address is required"}]
+    contact = await create(tenant, person(addresses=[
+        {"type": "home", "line1": "Dorpsstraat 1", "city": "Utrecht", "country": "nl"}]))
+    [first_home] = contact["addresses"]
+    assert first_home["primary"] and first_home["country"] == "NL"
+    base = f"/v1/contacts/{contact['id']}"
+
+    async def add(body):
+        response = await tenant.post(f"{base}/addresses", body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def act(address_id, action, status=200):
+        response = await tenant.post(f"{base}/addresses/{address_id}/{action}", {})
+        assert response.status_code == status, response.text
+        return response.json()
+
+    async def addresses():
+        response = await tenant.get(base, include_inactive_addresses="true")
+        return {a["id"]: a for a in response.json()["addresses"]}
+
+    # Moving house: the old home is deactivated and kept; the new home inherits primary.
+    second_home = await add({"type": "home", "line1": "Nieuwe Weg 2", "city": "Gouda",
+                             "country": "NL"})
+    business = await add({"type": "business", "line1": "Kade 1", "city": "Utrecht",
+                          "country": "NL"})
+    now = await addresses()
+    assert not now[first_home["id"]]["active"] and now[first_home["id"]]["deactivated_at"]
+    assert now[second_home["id"]]["primary"] and not now[business["id"]]["primary"]
+    # Deactivating the primary moves primary to the remaining active address.
+    await act(second_home["id"], "deactivate")
+    now = await addresses()
+    assert now[business["id"]]["primary"]
+    # Returning to a former address reactivates it; an inactive one cannot be primary.
+    await act(second_home["id"], "primary", status=409)
+    await act(first_home["id"], "activate")
+    await add({"type": "home", "line1": "Derde 3", "city": "Delft", "country": "NL"})
+    now = await addresses()
+    active = [a for a in now.values() if a["active"]]
+    assert sorted(a["type"] for a in active) == ["business", "home"]
+    assert sum(a["primary"] for a in now.values()) == 1
+    assert len(now) == 4 and not now[first_home["id"]]["active"]
+    await act(first_home["id"], "activate")
+    await act(first_home["id"], "primary")
+    now = await addresses()
+    assert [a["id"] for a in now.values() if a["primary"]] == [first_home["id"]]
+    unknown = await tenant.post(f"{base}/addresses", {"type": "boat", "line1": "x", "city": "y",
+                                                      "country": "NL"})
+    assert unknown.status_code == 422
+    assert (await tenant.get(f"{base}")).json()["addresses"] == [
+        a for a in (await addresses()).values() if a["active"]]
+
+
+async def test_hashed_card_lookup(tenant, other_tenant, sessions):
+    card = "4111 1111 1111 1111"
+    contact = await create(tenant, {"last_name": "Kaart", "identification_media": [
+        {"kind": "card", "value": card}, {"kind": "loyalty_id", "value": "L-77"}]})
+    assert {m["display"] for m in contact["identification_media"]} == {"•••• 1111", "L-77"}
+    found = await tenant.get("/v1/contacts/lookup", kind="card", value="4111-1111-1111-1111")
+    assert found.status_code == 200 and found.json()["id"] == contact["id"]
+    assert (await tenant.get("/v1/contacts/lookup", kind="loyalty_id", value="L-77")).json()[
+        "id"] == contact["id"]
+    assert (await tenant.get("/v1/contacts/lookup", kind="card",
+                             value="5555555555554444")).status_code == 404
+    assert (await tenant.get("/v1/contacts/lookup", kind="card",
+                             value="4111111111111112")).status_code == 422  # bad checksum
+    assert (await other_tenant.get("/v1/contacts/lookup", kind="card",
+                                   value=card)).status_code == 404
+    taken = await create(tenant, {"last_name": "Other", "identification_media": [
+        {"kind": "card", "value": card}]}, status=409)
+    assert taken["error"]["existing_contact_id"] == contact["id"]
+    async with transaction(sessions) as session:
+        stored = (await session.execute(text(
+            "SELECT lookup_sha256 || display FROM identification_media WHERE contact_id = :c"),
+            {"c": contact["id"]})).scalars().all()
+    assert stored and not any("4111111111111111" in s for s in stored)
+
+
+async def test_search_filters_and_cursor(tenant):
+    made = [await create(tenant, {"last_name": f"L{i}", "tags": ["vip"] if i % 2 else [],
+                                  "categories": ["partner"] if i == 4 else []})
+            for i in range(5)]
+    vip = (await tenant.get("/v1/contacts", tag="VIP")).json()["items"]
+    assert {c["id"] for c in vip} == {made[1]["id"], made[3]["id"]}
+    partner = (await tenant.get("/v1/contacts", category="partner")).json()["items"]
+    assert [c["id"] for c in partner] == [made[4]["id"]]
+    seen, cursor = [], None
+    while True:
+        page = (await tenant.get("/v1/contacts", limit=2, **({"cursor": cursor} if cursor else {}))
+                ).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(c["id"] for c in made)
+    since = datetime.fromisoformat(made[2]["updated_at"]) + timedelta(microseconds=1)
+    await tenant.http.patch(f"/v1/contacts/{made[0]['id']}", headers=tenant.auth,
+                            json={"first_name": "Changed"})
+    recent = (await tenant.get("/v1/contacts", updated_since=since.isoformat())).json()["items"]
+    assert made[0]["id"] in {c["id"] for c in recent} and made[1]["id"] not in {
+        c["id"] for c in recent}
+    unverified = (await tenant.get("/v1/contacts", verification_state="verified")).json()
+    assert unverified["items"] == []
+
+
+async def test_audit_trail_of_reads_and_changes(tenant):
+    contact = await create(tenant, {"first_name": "Aud", "last_name": "It", "tags": ["a"]})
+    base = f"/v1/contacts/{contact['id']}"
+    await tenant.get(base)
+    await tenant.http.patch(base, headers=tenant.auth, json={"last_name": "Itt", "tags": ["b"]})
+    await tenant.get("/v1/contacts", q="Itt")
+    await tenant.get(f"{base}/export")
+    trail = (await tenant.get(f"{base}/audit")).json()["items"]
+    assert [e["action"] for e in trail] == ["create", "read", "update", "read", "export"]
+    assert trail[2]["detail"]["changes"] == {
+        "last_name": {"old": "It", "new": "Itt"}, "tags": {"old": ["a"], "new": ["b"]}}
+    actor = trail[0]["actor_id"]
+    assert {e["actor_type"] for e in trail} == {"api_key"} and {e["actor_id"] for e in trail} == {
+        actor}
+    by_actor = (await tenant.get("/v1/audit", actor_type="api_key", actor_id=actor)).json()
+    assert [e["id"] for e in by_actor["items"]] == [e["id"] for e in trail]
+    feed = (await tenant.get(f"{base}/activity")).json()
+    assert [a["type"] for a in feed] == ["data.create", "data.update"]
+    assert feed[1]["detail"]["fields"] == ["last_name", "tags"]
+
+
+async def test_another_clients_contact_is_not_found(tenant, other_tenant):
+    contact = await create(tenant, {"last_name": "Mine"})
+    base = f"/v1/contacts/{contact['id']}"
+    other = other_tenant.http
+    for method, path, body in [
+        ("GET", base, None), ("PATCH", base, {"first_name": "x"}), ("DELETE", base, None),
+        ("GET", f"{base}/export", None), ("POST", f"{base}/anonymise", None),
+        ("GET", f"{base}/audit", None), ("GET", f"{base}/activity", None),
+        ("POST", f"{base}/addresses", {"type": "home", "line1": "a", "city": "b",
+                                       "country": "NL"}),
+        ("POST", f"{base}/contact-points", {"kind": "email", "value": "a@example.com"}),
+    ]:
+        response = await other.request(method, path, json=body, headers=other_tenant.auth)
+        assert response.status_code == 404, (method, path, response.text)
+    assert (await other_tenant.get("/v1/contacts", q="Mine")).json()["items"] == []
+    assert (await tenant.get(base)).json()["first_name"] is None
+
+
+async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
+    twin = {"last_name": "Twin", "id_number": "X1", "ssn": "123"}
+    first = await create(tenant, twin)
+    second = await create(tenant, {**twin, "first_name": "Other"})  # no rule yet: allowed
+    refused = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                    json={"person_rule": RULE})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "rule_conflict"
+    clash = refused.json()["error"]["fields"][0]["message"]
+    assert first["id"] in clash and second["id"] in clash
+    assert (await tenant.get("/v1/contact-settings")).json()["person_rule"] is None
+    await tenant.http.patch(f"/v1/contacts/{second['id']}", headers=tenant.auth,
+                            json={"id_number": "X2", "ssn": "456"})
+    await set_rule(tenant)
+    # Existing contacts now carry their keys: a third twin is refused.
+    again = await create(tenant, {**twin, "ssn": "123"}, status=409)
+    assert again["error"]["existing_contact_id"] == first["id"]
+    bad = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                json={"person_rule": "last_name AND (ssn"})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "person_rule"
+
+
+async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):
+    await ensure_schedules(temporal_env.client, settings)
+    await ensure_schedules(temporal_env.client, settings)
+    handle = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
+    description = await handle.describe()
+    assert description.schedule.spec.intervals[0].every == settings.anonymise_inactive_every
+    await handle.delete()
