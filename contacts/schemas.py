@@ -130,6 +130,14 @@ class ContactUpdate(ContactFields):
     tags: list[LabelText] | None = Field(default=None, max_length=50)
     categories: list[LabelText] | None = Field(default=None, max_length=20)
 
+    @field_validator("kind")
+    @classmethod
+    def _kind_cannot_be_cleared(cls, value: ContactKind | None) -> ContactKind:
+        # Omitted keeps the kind; an explicit null would leave a contact of no kind.
+        if value is None:
+            raise ValueError("a contact is a person or a company; it cannot be cleared")
+        return value
+
 
 class AddressTypeIn(Strict):
     name: Slug

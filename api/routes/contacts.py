@@ -48,6 +48,9 @@ from db.models import (
 
 CONFLICT = {409: {"model": ConflictBody,
                   "description": "Same contact exists, or refused by a rule"}}
+# Audit entries have 32-bit integer ids; a larger cursor is a 422, not a database error.
+AUDIT_ID_MAX = 2**31 - 1
+
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"], responses=ERROR_RESPONSES | CONFLICT)
 settings_router = APIRouter(prefix="/v1/contact-settings", tags=["contacts"],
                             responses=ERROR_RESPONSES | CONFLICT)
@@ -391,7 +394,7 @@ async def contact_activity(
 @router.get("/{contact_id}/audit", response_model=AuditPage)
 async def contact_audit(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-    limit: int = Query(100, ge=1, le=1000), cursor: int | None = None,
+    limit: int = Query(100, ge=1, le=1000), cursor: int | None = Query(None, ge=0, le=AUDIT_ID_MAX),
 ) -> AuditPage:
     await contact_or_404(session, reg, contact_id)
     return await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, cursor)
@@ -412,7 +415,7 @@ async def audit_page(session: SessionDep, reg: Registry, condition: Any, limit: 
 async def audit_by_actor(
     reg: RegistryDep, session: SessionDep, actor_type: ActorType,
     actor_id: str = Query(max_length=100), limit: int = Query(100, ge=1, le=1000),
-    cursor: int | None = None,
+    cursor: int | None = Query(None, ge=0, le=AUDIT_ID_MAX),
 ) -> AuditPage:
     """What one actor (an API key, a customer's journey) read or changed."""
     return await audit_page(session, reg, (AuditEntry.actor_type == actor_type)

@@ -92,8 +92,9 @@ async def login(request: Request, session: SessionDep, state: StateDep):
     if not await csrf_ok(request, state):
         return _login_form(request, state, "expired", status.HTTP_403_FORBIDDEN)
     key = str((await request.form()).get("api_key", "")).strip()
-    client = await crud.client_for_api_key(session, key=key) if key else None
-    if client is None:
+    found = await crud.api_key_and_client(session, key=key) if key else None
+    if found is None:
         return _login_form(request, state, "invalid_key", status.HTTP_401_UNAUTHORIZED)
+    _, client = found
     path, _ = dashboard_path(state, client.id)
     return RedirectResponse(path, status_code=status.HTTP_303_SEE_OTHER)

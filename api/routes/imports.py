@@ -61,7 +61,7 @@ async def import_of(session: SessionDep, client_id: uuid.UUID, import_id: uuid.U
     return job
 
 
-@router.get("/template", response_class=PlainTextResponse,
+@router.get("/template",
             responses={200: {"content": {"text/csv": {}}}})
 async def import_template(client: ClientDep) -> PlainTextResponse:
     """The columns an import understands, with one example row. Lists (tags, categories) are
@@ -118,7 +118,7 @@ async def get_import(import_id: uuid.UUID, client: ClientDep, session: SessionDe
     return await import_out(session, await import_of(session, client.id, import_id))
 
 
-@router.get("/{import_id}/errors", response_class=PlainTextResponse,
+@router.get("/{import_id}/errors",
             responses={200: {"content": {"text/csv": {}}}})
 async def import_errors(import_id: uuid.UUID, client: ClientDep, session: SessionDep
                         ) -> PlainTextResponse:

@@ -1,7 +1,7 @@
 """contact registry
 
 Revision ID: 0300_contacts
-Revises: 0100_kyc
+Revises: 0200_webhooks
 Create Date: 2026-11-25 09:55:04.591868
 """
 
@@ -11,7 +11,7 @@ import db.models
 
 
 revision = '0300_contacts'
-down_revision = '0100_kyc'
+down_revision = '0200_webhooks'
 branch_labels = None
 depends_on = None
 
