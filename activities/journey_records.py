@@ -18,7 +18,7 @@ from core.contracts import (
     RecordSubmissionInput,
     RecordVerificationInput,
 )
-from contacts import audit
+from contacts import audit, gdpr
 from core.vocabulary import (
     AuditAction,
     ConsentSource,
@@ -268,6 +268,13 @@ class JourneyRecords:
             await crud.add_journey_event(session, journey=journey, step=input.step,
                                          type=journey.stage, at=answer.given_at,
                                          detail={"ip": answer.ip})
+            blocked = await gdpr.apply_consent_consequence(
+                session, await session.get_one(Client, journey.client_id), contact,
+                audit.customer_actor(journey))
+            if blocked:
+                await crud.add_journey_event(session, journey=journey, step=f"{input.step}/gdpr",
+                                             type="anonymisation_blocked", at=answer.given_at,
+                                             detail={"reasons": blocked})
         await self._waker.wake(endpoints, input.step)
         return EmittedEvents()
 

@@ -168,3 +168,6 @@ class GdprConsentOut(BaseModel):
     state: str
     updated_at: datetime | None
     documents: list[ConsentDocumentOut]
+    anonymised: bool = False
+    # Why the `anonymise` consequence could not be applied (e.g. an open journey).
+    anonymisation_blocked: list[str] | None = None

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import audit, registry
 from contacts.audit import Actor
-from core.vocabulary import FINAL_STAGES, AuditAction
+from core.vocabulary import FINAL_STAGES, AuditAction, GdprConsentState, GdprConsequence
 from db import consents as consents_db
 from db.models import (
+    Client,
     AuditEntry,
     ClientMessage,
     ConsentEvent,
@@ -174,3 +175,18 @@ async def inactive_contacts(session: AsyncSession, *, client_id: uuid.UUID, cuto
         Contact.client_id == client_id, Contact.anonymised_at.is_(None),
         Contact.updated_at < cutoff, ~recent_journey).order_by(Contact.id).limit(limit)
         .with_for_update(skip_locked=True)))
+
+
+async def apply_consent_consequence(session: AsyncSession, client: Client, contact: Contact,
+                                    actor: Actor) -> list[str] | None:
+    """The client's consequence of a rejected or withdrawn consent to keep the data: with
+    `anonymise`, the contact is anonymised now. Returns the reasons when rules block it (the
+    contact then stays as it is, for the client to resolve), else None."""
+    if (client.gdpr_consequence != GdprConsequence.anonymise or contact.gdpr_consent_state
+            not in (GdprConsentState.rejected, GdprConsentState.withdrawn)):
+        return None
+    try:
+        await anonymise(session, contact, actor)
+    except Blocked as err:
+        return err.reasons
+    return None

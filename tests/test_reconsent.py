@@ -149,3 +149,36 @@ async def test_back_office_records_the_signed_form(tenant, sessions):
         response = await tenant.post(path, bad)
         assert response.status_code == 422, response.text
         assert response.json()["error"]["fields"][0]["field"] == field
+
+
+async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox, sessions):
+    await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "anonymise"},
+                            headers=tenant.auth)
+    campaign = await reconsent_campaign(tenant)
+    address = f"anon-{uuid.uuid4().hex[:8]}@example.com"
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "an-1", "first_name": "Zoë",
+                                                   "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), answer="reject")
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "rejected")
+    async with sessions() as session:
+        contact = await session.get(Contact, uuid.UUID(enrolled["results"][0]["contact_id"]))
+        assert contact.anonymised_at is not None and contact.first_name is None
+
+    # Recorded by the back office while another journey is open: blocked, with the reason.
+    other = await tenant.create_campaign(languages=["en"], consents=[])
+    address = f"anon-{uuid.uuid4().hex[:8]}@example.com"
+    running = (await tenant.enrol(other["id"], {"external_id": "an-2", "email": address})
+               )["results"][0]
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v2", "text": FORM})
+    from datetime import UTC, datetime
+    answer = await tenant.post(f"/v1/contacts/{running['contact_id']}/gdpr-consent", {
+        "state": "rejected", "purpose": "data-processing", "source": "call_centre",
+        "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["state"] == "rejected" and body["anonymised"] is False
+    assert body["anonymisation_blocked"]

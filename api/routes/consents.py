@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from api.consent_schemas import (
     InboundSms,
     Preference,
 )
+from contacts import gdpr
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
@@ -214,11 +215,13 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
 
 
 
-async def gdpr_out(session, contact: Contact) -> GdprConsentOut:
+async def gdpr_out(session, contact: Contact, blocked: list[str] | None = None) -> GdprConsentOut:
     documents = await session.scalars(select(ConsentDocument).where(
         ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
     return GdprConsentOut(state=contact.gdpr_consent_state,
                           updated_at=contact.gdpr_consent_updated_at,
+                          anonymised=contact.anonymised_at is not None,
+                          anonymisation_blocked=blocked,
                           documents=[ConsentDocumentOut.model_validate(d, from_attributes=True)
                                      for d in documents])
 
@@ -231,7 +234,7 @@ async def read_gdpr_consent(contact_id: uuid.UUID, client: ClientDep, session: S
 @router.post("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut,
              responses={409: {"description": "nothing to withdraw"}})
 async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, client: ClientDep,
-                              session: SessionDep, state: StateDep):
+                              session: SessionDep, state: StateDep, request: Request):
     """Records the contact's answer to the consent form, optionally with their own signed
     form (PDF/PNG/JPEG, at most 5 MB). Withdrawn needs a previous acceptance."""
     contact = await contact_of(session, client.id, contact_id)
@@ -265,9 +268,10 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
             client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
             filename=body.document.filename, content_type=body.document.content_type,
             sha256=hashlib.sha256(content).hexdigest(), content=content))
+    blocked = await gdpr.apply_consent_consequence(session, client, contact, request.state.actor)
     await session.commit()
     await state.endpoints.wake(endpoints, "consent changed")
-    return await gdpr_out(session, contact)
+    return await gdpr_out(session, contact, blocked)
 
 
 @router.get("/contacts/{contact_id}/gdpr-consent/documents/{document_id}",
