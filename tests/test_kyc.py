@@ -425,3 +425,28 @@ async def test_expiring_segment_and_batch_notification(tenant, sessions, mailbox
     [notice] = await mail_with(mailbox, soon_email, "expires on")
     assert "/k/" in mailbox.link(notice)
     assert not [m for m in mailbox.to(later_email) if "expires on" in m.subject]
+
+
+async def test_a_contact_created_or_updated_in_the_registry_gets_the_profile_it_qualifies_for(
+    tenant: Tenant,
+):
+    from tests.test_contacts import person, set_rule
+    await set_rule(tenant)
+    await define(tenant, 1, [{"field": "first_name"}, {"field": "last_name"}])
+    created = await tenant.post("/v1/contacts", person())
+    assert created.status_code == 201, created.text
+
+    async def assigned(contact_id: str):
+        response = await tenant.get(f"/v1/kyc/contacts/{contact_id}")
+        return response.json() if response.status_code == 200 else None
+    profile = await eventually(lambda: assigned(created.json()["id"]), what="profile assigned")
+    assert profile["state"] == "pending_verification"
+
+    # One that lacks a required field gets a profile once an update supplies it.
+    bare = await tenant.post("/v1/contacts", person(first_name=None))
+    contact_id = bare.json()["id"]
+    assert (await tenant.get(f"/v1/kyc/contacts/{contact_id}")).status_code == 404
+    patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
+                                      json={"first_name": "Ann"})
+    assert patched.status_code == 200, patched.text
+    await eventually(lambda: assigned(contact_id), what="profile assigned after update")

@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from api import kyc_profiles
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, error_response
 from api.schemas import FieldError
@@ -208,7 +209,7 @@ async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uui
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactOut,
              openapi_extra=documented(ContactCreate))
 async def create_contact(
-    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    reg: RegistryDep, session: SessionDep, actor: ActorDep, state: StateDep,
     body: Annotated[dict[str, Any], Body(description="A ContactCreate object")],
 ) -> ContactOut | JSONResponse:
     """Creates a person or company. The client's uniqueness rule decides whether it already
@@ -232,7 +233,10 @@ async def create_contact(
         if dup is None:
             raise
         return duplicate_response(dup)
-    return await one_out(session, await session.get_one(Contact, contact_id))
+    contact = await session.get_one(Contact, contact_id)
+    # CRM.COM assigns a KYC profile as soon as a contact qualifies for one.
+    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
+    return await one_out(session, contact)
 
 
 @router.get("", response_model=ContactPage)
@@ -327,12 +331,16 @@ async def get_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionD
              openapi_extra=documented(ContactUpdate))
 async def update_contact(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    state: StateDep,
     body: Annotated[dict[str, Any], Body(description="A ContactUpdate object; null clears")],
 ) -> ContactOut | JSONResponse:
     data = validated(ContactUpdate, body, reg)
     contact = await writable(session, reg, contact_id)
     _, refused = await applied(session, registry.update(session, reg, contact, data, actor))
-    return refused or await one_out(session, contact)
+    if refused:
+        return refused
+    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
+    return await one_out(session, contact)
 
 
 @router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
