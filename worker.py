@@ -2,6 +2,7 @@
 do their I/O."""
 
 import asyncio
+from datetime import timedelta
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +41,8 @@ from workflows.contact_import import ContactImportWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.kyc import KycWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
-from workflows.retention import PurgeUnverifiedDataWorkflow, ensure_schedule
+from workflows.retention import SCHEDULE_ID as PURGE_SCHEDULE_ID
+from workflows.retention import PurgeUnverifiedDataWorkflow
 from workflows.webhook_delivery import DeliverWebhooksWorkflow
 from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkflow
 
@@ -110,24 +112,31 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         )
         try:
             async with worker:
-                await ensure_schedule(client, settings.temporal_task_queue)
                 yield worker
         finally:
             await engine.dispose()
 
 
-async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """The batch anonymisation of inactive contacts runs on a Temporal schedule (visible and
-    pausable in the UI); creating it again is a no-op."""
+async def ensure_schedule(client: Client, schedule_id: str, action: ScheduleActionStartWorkflow,
+                          every: timedelta) -> None:
+    """Creates a schedule once; an existing one is left as operators may have tuned it."""
     try:
-        await client.create_schedule(SCHEDULE_ID, Schedule(
-            action=ScheduleActionStartWorkflow(
-                AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(),
-                id=SCHEDULE_ID, task_queue=settings.temporal_task_queue),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
-                every=settings.anonymise_inactive_every)])))
+        await client.create_schedule(schedule_id, Schedule(
+            action=action, spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])))
     except ScheduleAlreadyRunningError:
         pass
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """The periodic jobs (visible and pausable in the Temporal UI): the purge of unverified data
+    and the batch anonymisation of inactive contacts."""
+    queue = settings.temporal_task_queue
+    await ensure_schedule(client, PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        PurgeUnverifiedDataWorkflow.run, id=PURGE_SCHEDULE_ID, task_queue=queue),
+        timedelta(days=1))
+    await ensure_schedule(client, SCHEDULE_ID, ScheduleActionStartWorkflow(
+        AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(), id=SCHEDULE_ID,
+        task_queue=queue), settings.anonymise_inactive_every)
 
 
 async def main() -> None:

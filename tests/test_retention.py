@@ -8,6 +8,7 @@ from sqlalchemy import update
 from db.models import Journey
 from db.session import transaction
 from tests.helpers import Customer, unique_email
+from worker import ensure_schedules
 from workflows.retention import SCHEDULE_ID, PurgeUnverifiedDataWorkflow
 
 
@@ -42,6 +43,7 @@ async def test_unverified_data_is_purged_after_the_retention(
     assert kept["pending_email"] is not None
 
     # The worker keeps a daily schedule for it.
+    await ensure_schedules(temporal_env.client, settings)
     schedule = await temporal_env.client.get_schedule_handle(SCHEDULE_ID).describe()
     assert schedule.schedule.spec.intervals[0].every == timedelta(days=1)
 

@@ -24,10 +24,10 @@ from api.consent_schemas import (
     InboundSms,
     Preference,
 )
-from contacts import gdpr
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
+from contacts import gdpr
 from core.vocabulary import (
     MARKETING_KINDS,
     Channel,
