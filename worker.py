@@ -67,7 +67,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                             keepalive_expiry=2.0),
     ) as http:
         dispatcher = EndpointDispatcher(client, settings)
-        records = JourneyRecords(sessions, dispatcher)
+        records = JourneyRecords(sessions, settings, dispatcher)
         smtp = SmtpSender(settings)
         sender = MessageSender(sessions, settings, smtp)
         client_messages = ClientMessageSender(sessions, settings, smtp)
@@ -80,7 +80,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             sessions, http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,
             allow_private_targets=settings.private_webhook_targets_allowed)
         importer = ContactImporter(sessions, settings)
-        contact_retention = ContactRetention(sessions)
+        contact_retention = ContactRetention(sessions, settings)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,

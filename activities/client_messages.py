@@ -36,7 +36,8 @@ class ClientMessageSender:
             client = await session.get_one(Client, message.client_id)
             rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
                                            message_type=message.message_type,
-                                           channel=message.channel)
+                                           channel=message.channel,
+                                           secret_key=self._settings.secret_key.get_secret_value())
             point = await crud.known_email(session, contact_id=contact.id)
             if rule.allowed and rule.category == MessageCategory.marketing and (
                     point is None or point.verification_state != "verified"):

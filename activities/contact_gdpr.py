@@ -9,6 +9,7 @@ from temporalio import activity
 from contacts import gdpr
 from contacts.audit import Actor
 from core.contracts import AnonymiseBatchInput, AnonymiseInactiveResult, InactiveClient
+from core.settings import Settings
 from core.vocabulary import ActorType
 from db.models import ContactSettings
 from db.session import transaction
@@ -17,8 +18,9 @@ SYSTEM = Actor(ActorType.system, "anonymise-inactive-contacts")
 
 
 class ContactRetention:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
+        self._settings = settings
 
     @activity.defn
     async def clients_with_retention(self) -> list[InactiveClient]:
@@ -37,5 +39,5 @@ class ContactRetention:
                 session, client_id=uuid.UUID(input.client_id), cutoff=input.cutoff,
                 limit=input.batch_size)
             for contact in contacts:
-                await gdpr.anonymise(session, contact, SYSTEM)
+                await gdpr.anonymise(session, contact, SYSTEM, settings=self._settings)
         return AnonymiseInactiveResult(anonymised=len(contacts))

@@ -100,6 +100,10 @@ class ContactImporter:
         enrolled = not_enrolled = 0
         async with transaction(self._sessions) as session:
             campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
+            job = await session.get_one(ContactImport, uuid.UUID(input.import_id))
+            reg = await registry.registry_for(
+                session, client_id=job.client_id,
+                secret_key=self._settings.secret_key.get_secret_value())
             ids = [uuid.UUID(c) for batch in await session.scalars(
                 select(ContactImportBatch.contact_ids).where(
                     ContactImportBatch.import_id == uuid.UUID(input.import_id))) for c in batch]
@@ -115,7 +119,8 @@ class ContactImporter:
                                       last_name=c.last_name, language=c.language,
                                       email=emails.get(c.id)) for i, c in enumerate(contacts)}
                 results, journeys = await enrolment.write_contacts_and_journeys(
-                    session, campaign=campaign, items=items)
+                    session, reg, Actor(ActorType.api_key, job.actor_id), campaign=campaign,
+                    items=items)
             await start_journeys(activity.client(), self._settings, campaign=campaign,
                                            journeys=journeys)
             refused = sum(r.status == "rejected" for r in results)

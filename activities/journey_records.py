@@ -19,6 +19,7 @@ from core.contracts import (
     RecordVerificationInput,
 )
 from contacts import audit, gdpr
+from core.settings import Settings
 from core.vocabulary import (
     AuditAction,
     ConsentSource,
@@ -48,8 +49,10 @@ FIELD_NAME = {"email": "address", "mobile": "number"}
 
 
 class JourneyRecords:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], waker: EndpointWaker) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 waker: EndpointWaker) -> None:
         self._sessions = sessions
+        self._settings = settings
         self._waker = waker
 
     @staticmethod
@@ -270,7 +273,7 @@ class JourneyRecords:
                                          detail={"ip": answer.ip})
             blocked = await gdpr.apply_consent_consequence(
                 session, await session.get_one(Client, journey.client_id), contact,
-                audit.customer_actor(journey))
+                audit.customer_actor(journey), settings=self._settings)
             if blocked:
                 await crud.add_journey_event(session, journey=journey, step=f"{input.step}/gdpr",
                                              type="anonymisation_blocked", at=answer.given_at,

@@ -57,7 +57,8 @@ class MessageSender:
                 return SendMessageResult(sent=False, recipient=None)
             # Asked now, not when the campaign started: the customer may have opted out since.
             rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
-                                           message_type=input.template, channel="email")
+                                           message_type=input.template, channel="email",
+                                           secret_key=self._settings.secret_key.get_secret_value())
             if rule.allowed and input.to_pending_email and await crud.messages_to(
                     session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
                     since=utcnow() - timedelta(days=1),

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
+from contacts import registry
 from contacts.audit import Actor
 from core.security import Csrf, SecretBox
 from core.settings import Settings
@@ -68,3 +69,13 @@ def current_actor(request: Request, client: ClientDep) -> Actor:
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+async def registry_of(client: ClientDep, session: SessionDep, state: StateDep
+                      ) -> registry.Registry:
+    """The client's registry rules, for routes that create or change contacts."""
+    return await registry.registry_for(session, client_id=client.id,
+                                       secret_key=state.settings.secret_key.get_secret_value())
+
+
+RegistryDep = Annotated[registry.Registry, Depends(registry_of)]

@@ -10,9 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import pydantic_fields
 from api.schemas import ContactIn, EnrolItemResult, FieldError
-from core.vocabulary import Stage
+from contacts import audit, registry
+from contacts.audit import Actor
+from contacts.registry import Registry
+from contacts.schemas import SCALAR_FIELDS
+from core.vocabulary import AuditAction, ContactKind, ContactPointKind, Stage
 from db import crud
-from db.models import Campaign, Contact, ContactPoint, Journey
+from db.models import Campaign, Contact, ContactIdentityKey, ContactPoint, Journey
 from workflows.starts import workflow_id
 
 
@@ -42,36 +46,140 @@ def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolIt
     return valid, rejected
 
 
+def _rejected(index: int, item: ContactIn, message: str, field: str = "item",
+              contact_id: uuid.UUID | None = None) -> EnrolItemResult:
+    return EnrolItemResult(index=index, status="rejected", external_id=item.external_id,
+                           contact_id=contact_id, errors=[FieldError(field=field, message=message)])
+
+
+def _rule_values(item: ContactIn) -> dict[str, Any]:
+    scalars = {**dict.fromkeys(SCALAR_FIELDS), "kind": ContactKind.person,
+               "first_name": item.first_name, "last_name": item.last_name}
+    points = [(ContactPointKind.email, str(item.email))] if item.email else []
+    return registry.rule_values(scalars, points, item.external_id)
+
+
+async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
+                        items: dict[int, ContactIn], default_language: str
+                        ) -> tuple[list[EnrolItemResult], set[uuid.UUID]]:
+    """Creates the contacts the registry does not know yet, under the client's uniqueness rule
+    as the contact API does; returns the items refused by it and the contacts created."""
+    rejected, keys = [], {}
+    for index, item in items.items():
+        values = _rule_values(item)
+        # A contact known only by an email is what a data-collection campaign is for: only
+        # what the uniqueness rule needs is required.
+        problems = reg.rule_problems(ContactKind.person, values)
+        if problems:
+            rejected.append(EnrolItemResult(index=index, status="rejected",
+                                            external_id=item.external_id, errors=problems))
+        else:
+            keys[index] = reg.identity_keys(ContactKind.person, values)
+    owners = dict((await session.execute(select(
+        ContactIdentityKey.key, ContactIdentityKey.contact_id).where(
+        ContactIdentityKey.client_id == reg.client_id,
+        ContactIdentityKey.key.in_({k for ks in keys.values() for k in ks})))).all())
+    claimed: dict[str, int] = {}
+    rows, ours = {}, set()
+    for index, item_keys in keys.items():
+        owner = next((owners[k] for k in item_keys if k in owners), None)
+        earlier = next((claimed[k] for k in item_keys if k in claimed), None)
+        if owner is not None:
+            rejected.append(_rejected(index, items[index], f"same contact as {owner} (same "
+                                      "values under the uniqueness rule)", contact_id=owner))
+        elif earlier is not None:
+            rejected.append(_rejected(index, items[index], f"same contact as item {earlier} "
+                                      "under the uniqueness rule"))
+        else:
+            claimed.update(dict.fromkeys(item_keys, index))
+            item = items[index]
+            rows[index] = {"id": uuid.uuid4(), "client_id": reg.client_id,
+                           "external_id": item.external_id, "first_name": item.first_name,
+                           "last_name": item.last_name,
+                           "language": item.language or default_language}
+    if rows:
+        await crud.insert_ignoring_conflicts(session, Contact, list(rows.values()))
+        # A concurrent request may have created some of them first: only ours get keys here.
+        ours = set(await session.scalars(select(Contact.id).where(
+            Contact.id.in_([r["id"] for r in rows.values()]))))
+        identity = [{"client_id": reg.client_id, "key": k, "contact_id": rows[i]["id"]}
+                    for i in rows for k in keys[i] if rows[i]["id"] in ours]
+        if identity:
+            await crud.insert_ignoring_conflicts(session, ContactIdentityKey, identity)
+        await audit.record(session, client_id=reg.client_id, actor=actor,
+                           action=AuditAction.create, contact_ids=sorted(ours),
+                           detail={"fields": ["contact_points", "first_name", "last_name",
+                                              "language"]})
+    return rejected, ours
+
+
+async def _newest_knowledge(session: AsyncSession, reg: Registry, actor: Actor,
+                            contacts: dict[int, Contact], items: dict[int, ContactIn]
+                            ) -> list[EnrolItemResult]:
+    """Names and language given now are the client's newest knowledge of known contacts; a
+    change passes the uniqueness rule and lands in the audit trail like an API update."""
+    rejected = []
+    for index, contact in contacts.items():
+        item = items[index]
+        given = {f: getattr(item, f) for f in ("first_name", "last_name", "language")
+                 if getattr(item, f) is not None and getattr(item, f) != getattr(contact, f)}
+        if not given:
+            continue
+        try:
+            changed = await registry.apply_scalars(session, reg, contact, given)
+        except registry.Invalid as err:
+            rejected.append(EnrolItemResult(index=index, status="rejected",
+                                            external_id=item.external_id, contact_id=contact.id,
+                                            errors=err.fields))
+            continue
+        except registry.Duplicate as err:
+            rejected.append(_rejected(index, item, str(err), contact_id=contact.id))
+            continue
+        await registry.touch(session, reg, contact, actor, changed)
+    return rejected
+
+
 async def write_contacts_and_journeys(
-    session: AsyncSession, *, campaign: Campaign, items: dict[int, ContactIn]
+    session: AsyncSession, reg: Registry, actor: Actor, *, campaign: Campaign,
+    items: dict[int, ContactIn],
 ) -> tuple[list[EnrolItemResult], list[Journey]]:
     client_id = campaign.client_id
     spec = campaign.spec
-    ext_ids = [i.external_id for i in items.values()]
-    await crud.insert_ignoring_conflicts(session, Contact, [
-        {"id": uuid.uuid4(), "client_id": client_id, "external_id": i.external_id,
-         "first_name": i.first_name, "last_name": i.last_name,
-         "language": i.language or spec["default_language"]}
-        for i in items.values()
-    ])
-    contacts = {c.external_id: c for c in await session.scalars(
-        select(Contact).where(Contact.client_id == client_id, Contact.external_id.in_(ext_ids)))}
-    for item in items.values():
-        contact = contacts[item.external_id]
-        # Names and language given now are the client's newest knowledge of the contact.
-        for field in ("first_name", "last_name", "language"):
-            if getattr(item, field) is not None:
-                setattr(contact, field, getattr(item, field))
-    emails = [{"id": uuid.uuid4(), "client_id": client_id, "contact_id": contacts[i.external_id].id,
-               "kind": "email", "value": str(i.email)} for i in items.values() if i.email]
-    if emails:
-        await crud.insert_ignoring_conflicts(session, ContactPoint, emails)
+
+    async def known() -> dict[str, Contact]:
+        return {c.external_id: c for c in await session.scalars(select(Contact).where(
+            Contact.client_id == client_id,
+            Contact.external_id.in_([i.external_id for i in items.values()])))}
+
+    before = await known()
+    results, created = await _new_contacts(
+        session, reg, actor, {i: item for i, item in items.items()
+                              if item.external_id not in before}, spec["default_language"])
+    results += await _newest_knowledge(
+        session, reg, actor, {i: before[item.external_id] for i, item in items.items()
+                              if item.external_id in before}, items)
+    items = {i: item for i, item in items.items() if i not in {r.index for r in results}}
+    contacts = await known()
+    items = {i: item for i, item in items.items() if item.external_id in contacts}
+    wanted = {(contacts[i.external_id].id, str(i.email)) for i in items.values() if i.email}
+    had = set(await session.execute(select(ContactPoint.contact_id, ContactPoint.value).where(
+        ContactPoint.contact_id.in_([c for c, _ in wanted]), ContactPoint.kind == "email"))
+    ) if wanted else set()
+    added = sorted(wanted - {tuple(p) for p in had})
+    if added:
+        await crud.insert_ignoring_conflicts(session, ContactPoint, [
+            {"id": uuid.uuid4(), "client_id": client_id, "contact_id": c, "kind": "email",
+             "value": v} for c, v in added])
+        for contact_id, value in (a for a in added if a[0] not in created):
+            await audit.record(session, client_id=client_id, actor=actor,
+                               action=AuditAction.update, contact_ids=[contact_id],
+                               detail={"changes": {"contact_points": {
+                                   "old": None, "new": {"kind": "email", "value": value}}}})
     with_email = set(await session.scalars(
         select(ContactPoint.contact_id).where(
             ContactPoint.contact_id.in_([c.id for c in contacts.values()]),
             ContactPoint.kind == "email")))
 
-    results: list[EnrolItemResult] = []
     reachable: dict[int, Contact] = {}
     for index, item in items.items():
         contact = contacts[item.external_id]

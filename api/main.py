@@ -29,6 +29,7 @@ from api.routes import (
     preference_centre,
     purposes,
     reports,
+    suppressions,
     webhook_endpoints,
 )
 from core.paths import TEMPLATES_DIR
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(contacts.router)
     app.include_router(contacts.audit_router)
+    app.include_router(suppressions.router)
     app.include_router(customer_page.router)
     app.include_router(preference_centre.router)
     app.include_router(kyc.router)

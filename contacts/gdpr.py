@@ -8,10 +8,20 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contacts import audit, registry
+from contacts import audit, registry, suppression
 from contacts.audit import Actor
-from core.vocabulary import FINAL_STAGES, AuditAction, GdprConsentState, GdprConsequence
+from core.settings import Settings
+from core.storage import LocalDirectoryStorage
+from core.vocabulary import (
+    FINAL_STAGES,
+    AuditAction,
+    GdprConsentState,
+    GdprConsequence,
+    KycState,
+    SuppressionReason,
+)
 from db import consents as consents_db
+from db.kyc_models import KycDocument, KycProfile
 from db.models import (
     Client,
     AuditEntry,
@@ -39,17 +49,27 @@ OPEN_JOURNEY = Journey.finished_at.is_(None) & Journey.stage.not_in(
 
 
 class Blocked(Exception):
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
+    def __init__(self, blocking: list[tuple[str, str]]) -> None:
+        self.reasons = [reason for _, reason in blocking]
+        super().__init__("; ".join(self.reasons))
+        # What blocks, by field of the contact: "journeys" or "kyc".
+        self.blocking = blocking
 
 
-async def blockers(session: AsyncSession, contact: Contact) -> list[str]:
-    """Why the contact's personal data cannot go yet: a journey still running needs it."""
+async def blockers(session: AsyncSession, contact: Contact) -> list[tuple[str, str]]:
+    """Why the contact's personal data cannot go yet: a journey still running needs it, or the
+    back office is reviewing KYC documents the customer submitted."""
     open_journeys = await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id, OPEN_JOURNEY).order_by(Journey.created_at))
-    return [f"journey {j.id} in campaign {j.campaign_id} is still open (stage {j.stage})"
-            for j in open_journeys]
+    reasons = [("journeys", f"journey {j.id} in campaign {j.campaign_id} is still open "
+                            f"(stage {j.stage})") for j in open_journeys]
+    under_review = await session.scalar(select(KycProfile).where(
+        KycProfile.contact_id == contact.id, KycProfile.state == KycState.pending_verification,
+        exists().where(KycDocument.contact_id == contact.id)))
+    if under_review is not None:
+        reasons.append(("kyc", f"KYC profile {under_review.id} is under review (documents "
+                               "submitted, no decision yet)"))
+    return reasons
 
 
 def _row(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -58,9 +78,10 @@ def _row(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
         for c in obj.__table__.columns if c.key not in skip}
 
 
-async def export_document(session: AsyncSession, contact: Contact) -> dict[str, Any]:
+async def export_document(session: AsyncSession, reg: registry.Registry, contact: Contact
+                          ) -> dict[str, Any]:
     """Everything held about the contact, as one machine-readable document."""
-    [out] = await registry.outputs(session, [contact], include_inactive=True)
+    [out] = await registry.outputs(session, reg, [contact], include_inactive=True)
     journeys = list(await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id).order_by(Journey.created_at)))
     journey_ids = [j.id for j in journeys]
@@ -112,14 +133,32 @@ async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:
         entry.detail = {"fields": sorted(detail.get("changes", {})) or detail.get("fields", [])}
 
 
-async def anonymise(session: AsyncSession, contact: Contact, actor: Actor) -> None:
+async def _erase_contact_points_and_documents(session: AsyncSession, contact: Contact,
+                                              settings: Settings, reason: str) -> None:
+    """What both erasures share: emails and phones go on the suppression list, and the identity
+    documents go, files included (the profile keeps its non-personal state)."""
+    await suppression.suppress(session, secret_key=settings.secret_key.get_secret_value(),
+                               client_id=contact.client_id, contact_id=contact.id, reason=reason)
+    documents = list(await session.scalars(select(KycDocument).where(
+        KycDocument.contact_id == contact.id)))
+    await session.execute(delete(KycDocument).where(KycDocument.contact_id == contact.id))
+    storage = LocalDirectoryStorage(settings.kyc_storage_dir)
+    for document in documents:
+        await storage.delete(document.storage_key)
+
+
+async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
+                    settings: Settings) -> None:
     """Irreversibly replaces the personal data; ids, stages, consent decisions and legal texts
-    (non-personal records) are kept. Raises Blocked with the reasons while rules forbid it."""
+    (non-personal records) are kept, and the emails and phones go on the suppression list.
+    Raises Blocked with the reasons while rules forbid it."""
     if contact.anonymised_at is not None:
         return
     reasons = await blockers(session, contact)
     if reasons:
         raise Blocked(reasons)
+    await _erase_contact_points_and_documents(session, contact, settings,
+                                              SuppressionReason.anonymised)
     for field in PERSONAL_FIELDS:
         setattr(contact, field, None)
     contact.external_id = f"anonymised-{contact.id}"
@@ -151,11 +190,15 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor) -> No
                        action=AuditAction.anonymise, contact_ids=[contact.id])
 
 
-async def terminate(session: AsyncSession, contact: Contact, actor: Actor) -> None:
-    """Deletes the contact and all that belongs to it; the audit trail keeps a scrubbed record."""
+async def terminate(session: AsyncSession, contact: Contact, actor: Actor, *,
+                    settings: Settings) -> None:
+    """Deletes the contact and all that belongs to it; the audit trail keeps a scrubbed record
+    and the suppression list a keyed digest of its emails and phones."""
     reasons = await blockers(session, contact)
     if reasons:
         raise Blocked(reasons)
+    await _erase_contact_points_and_documents(session, contact, settings,
+                                              SuppressionReason.terminated)
     journey_ids = await _journey_ids(session, contact)
     await session.execute(delete(WebhookEvent).where(_events_of(contact, journey_ids)))
     if journey_ids:
@@ -178,7 +221,7 @@ async def inactive_contacts(session: AsyncSession, *, client_id: uuid.UUID, cuto
 
 
 async def apply_consent_consequence(session: AsyncSession, client: Client, contact: Contact,
-                                    actor: Actor) -> list[str] | None:
+                                    actor: Actor, *, settings: Settings) -> list[str] | None:
     """The client's consequence of a rejected or withdrawn consent to keep the data: with
     `anonymise`, the contact is anonymised now. Returns the reasons when rules block it (the
     contact then stays as it is, for the client to resolve), else None."""
@@ -186,7 +229,7 @@ async def apply_consent_consequence(session: AsyncSession, client: Client, conta
             not in (GdprConsentState.rejected, GdprConsentState.withdrawn)):
         return None
     try:
-        await anonymise(session, contact, actor)
+        await anonymise(session, contact, actor, settings=settings)
     except Blocked as err:
         return err.reasons
     return None

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import FieldError
-from contacts import audit, normalise
+from contacts import audit, normalise, suppression
 from contacts.audit import Actor
 from contacts.schemas import (
     SCALAR_FIELDS,
@@ -23,6 +23,7 @@ from contacts.schemas import (
     ContactUpdate,
     MediumIn,
     MediumOut,
+    SuppressedOut,
 )
 from contacts.uniqueness import Rule, identity_keys, parse
 from core.security import keyed_digest
@@ -40,6 +41,7 @@ from db.models import (
 )
 
 LABEL_KINDS = ("tag", "category")
+NAME_FIELDS = frozenset({"kind", "first_name", "last_name", "company_name"})
 
 
 class Invalid(Exception):
@@ -95,14 +97,16 @@ class Registry:
                                     message="a person needs a first or last name"))
         if kind == ContactKind.company and not values.get("company_name"):
             found.append(FieldError(field="company_name", message="a company needs a name"))
-        rule = self.rules[kind]
-        for field in sorted(rule.fields if rule else ()):
-            if values.get(field) in (None, ""):
-                found.append(FieldError(field=field, message="required by the uniqueness rule "
-                                                             f"{rule.text!r}"))
+        found += self.rule_problems(kind, values)
         if addresses is not None:
             found += self._address_problems(addresses)
         return found
+
+    def rule_problems(self, kind: str, values: dict[str, Any]) -> list[FieldError]:
+        """Fields the uniqueness rule needs and the values lack."""
+        rule = self.rules[kind]
+        return [FieldError(field=field, message=f"required by the uniqueness rule {rule.text!r}")
+                for field in sorted(rule.fields if rule else ()) if values.get(field) in (None, "")]
 
     def _address_problems(self, addresses: list[AddressIn]) -> list[FieldError]:
         found = []
@@ -300,7 +304,9 @@ async def apply_scalars(session: AsyncSession, reg: Registry, contact: Contact,
     merged = {**current, **given}
     points = await first_points(session, contact.id)
     values = rule_values(merged, points, contact.external_id)
-    problems = reg.problems(merged["kind"], values, None)
+    # A contact enrolled by email alone has no name yet; only a change of names must give one.
+    problems = (reg.problems(merged["kind"], values, None) if given.keys() & NAME_FIELDS
+                else reg.rule_problems(merged["kind"], values))
     if problems:
         raise Invalid(problems)
     changed = audit.changes(current, given)
@@ -473,14 +479,20 @@ async def lookup(session: AsyncSession, reg: Registry, body: MediumIn) -> Contac
 # --- reading -----------------------------------------------------------------------------------
 
 
-async def outputs(session: AsyncSession, contacts: list[Contact], *, include_inactive: bool = False
-                  ) -> list[ContactOut]:
+async def outputs(session: AsyncSession, reg: Registry, contacts: list[Contact], *,
+                  include_inactive: bool = False) -> list[ContactOut]:
     """Contacts with everything that belongs to them, in a fixed number of queries."""
     ids = [c.id for c in contacts]
     points, addresses, media, labels = (defaultdict(list) for _ in range(4))
-    for p in await session.scalars(select(ContactPoint).where(ContactPoint.contact_id.in_(ids))
-                                   .order_by(ContactPoint.created_at)):
-        points[p.contact_id].append(ContactPointOut.model_validate(p, from_attributes=True))
+    rows = list(await session.scalars(select(ContactPoint).where(ContactPoint.contact_id.in_(ids))
+                                      .order_by(ContactPoint.created_at)))
+    erased = await suppression.lookup(session, secret_key=reg.secret_key, client_id=reg.client_id,
+                                      points=[(p.kind, p.value) for p in rows])
+    for p in rows:
+        entry = erased.get((p.kind, p.value))
+        points[p.contact_id].append(ContactPointOut.model_validate({
+            **{f: getattr(p, f) for f in ContactPointOut.model_fields if hasattr(p, f)},
+            "suppressed": entry and SuppressedOut(reason=entry.reason, since=entry.created_at)}))
     query = select(ContactAddress).where(ContactAddress.contact_id.in_(ids))
     if not include_inactive:
         query = query.where(ContactAddress.active)

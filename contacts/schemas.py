@@ -172,6 +172,14 @@ class ContactSettingsIn(Strict):
         return value
 
 
+class SuppressedOut(BaseModel):
+    """The value was on the suppression list: it belonged to a contact erased before. Marketing
+    to it waits for the customer's own opt-in."""
+
+    reason: str
+    since: datetime
+
+
 class ContactPointOut(BaseModel):
     id: uuid.UUID
     kind: str
@@ -180,6 +188,7 @@ class ContactPointOut(BaseModel):
     verification_state: str
     verified_at: datetime | None
     verified_via: str | None
+    suppressed: SuppressedOut | None = None
 
 
 class AddressOut(BaseModel):

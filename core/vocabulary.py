@@ -104,6 +104,11 @@ class AuditAction(StrEnum):
     lookup = "lookup"
 
 
+class SuppressionReason(StrEnum):
+    anonymised = "anonymised"
+    terminated = "terminated"
+
+
 class ImportStatus(StrEnum):
     pending = "pending"
     running = "running"

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contacts import suppression
 from core.security import sha256_hex
 from core.vocabulary import EventType, GdprConsentState, GdprConsequence, MessageCategory
 from db.crud import contact_ref, insert_ignoring_conflicts, record_webhook_event
@@ -191,9 +192,10 @@ class SendDecision:
 
 
 async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
-                   message_type: str, channel: str) -> SendDecision:
-    """The sending rule, asked at send time: marketing needs a granted consent; financial,
-    service and mandatory messages (bills, verification codes) ignore marketing preferences."""
+                   message_type: str, channel: str, secret_key: str) -> SendDecision:
+    """The sending rule, asked at send time: marketing needs a granted consent, and to an
+    erased (suppressed) address the customer's own opt-in since; financial, service and
+    mandatory messages (bills, verification codes) ignore marketing preferences."""
     policy = (await session.scalars(select(MessagePolicy).where(
         MessagePolicy.client_id == client_id, MessagePolicy.message_type == message_type))
     ).one_or_none()
@@ -217,6 +219,11 @@ async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: u
     if not decision.granted:
         return SendDecision(False, category, purpose, f"{purpose} by {channel} not granted "
                             f"(customer's decision of {decision.given_at.isoformat()})")
+    erased = await suppression.of_contact(session, secret_key=secret_key, client_id=client_id,
+                                          contact_id=contact_id, channel=channel)
+    if erased is not None and not suppression.lifted_by(erased, decision.source,
+                                                          decision.given_at):
+        return SendDecision(False, category, purpose, suppression.describe(erased))
     return SendDecision(True, category, purpose, f"{purpose} by {channel} granted")
 
 

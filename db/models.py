@@ -232,6 +232,21 @@ class IdentificationMedium(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Suppression(Base):
+    """What stays of an erased contact's email or phone: a keyed digest, so a later import or
+    API call that brings the same value back is recognised without the list revealing it."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("client_id", "digest"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    # email or phone (mobile and landline numbers share E.164, so one family).
+    kind: Mapped[str] = mapped_column(String(10))
+    digest: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditEntry(Base):
     """Who read or changed which contact, when, with old and new values of a change.
 

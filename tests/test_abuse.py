@@ -116,6 +116,7 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
         {"contacts": [{"external_id": "other", "email": unique_email()}]}),
     "POST /v1/webhook-endpoints": lambda t: fixed({"url": "http://127.0.0.1:9/h", "events": ["*"]}),
     "POST /v1/consents/import": lambda t: fixed({"items": [{"external_id": "nobody"}]}),
+    "POST /v1/suppressions/check": lambda t: fixed({"email": unique_email()}),
     "POST /v1/contacts/{contact_id}/consents": consent_change_body,
     "POST /v1/inbound/sms": lambda t: fixed({"from": "+31612345678", "text": "STOP"}),
     "PUT /v1/message-policies/{message_type}": lambda t: fixed({"category": "financial"}),

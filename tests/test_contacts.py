@@ -259,3 +259,52 @@ async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings
     description = await handle.describe()
     assert description.schedule.spec.intervals[0].every == settings.anonymise_inactive_every
     await handle.delete()
+
+
+async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, mailbox):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"person_rule": "last_name AND email"})
+    assert response.status_code == 200, response.text
+    n = uuid.uuid4().hex[:8]
+    known = await create(tenant, {"external_id": f"a-{n}", "last_name": f"Jansen-{n}",
+                                  "contact_points": [{"kind": "email", "value": f"a{n}@example.com"}]})
+    campaign = await tenant.create_campaign()
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": f"b-{n}", "last_name": f"JANSEN-{n}", "email": f"a{n}@example.com"},
+        {"external_id": f"c-{n}", "email": f"c{n}@example.com"},
+        {"external_id": f"d-{n}", "last_name": "Dekker", "email": f"d{n}@example.com"},
+        {"external_id": f"e-{n}", "last_name": "dekker", "email": f"d{n}@example.com"},
+        {"external_id": f"a-{n}", "first_name": "Anna"},
+    ]})
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [
+        "rejected", "rejected", "accepted", "rejected", "accepted"]
+    assert results[0]["contact_id"] == known["id"]
+    assert results[0]["errors"][0]["message"].startswith(f"same contact as {known['id']}")
+    assert results[1]["errors"][0]["field"] == "last_name"
+    assert results[3]["errors"][0]["message"] == "same contact as item 2 under the uniqueness rule"
+
+    # The enrolled contact is keyed like any other: the registry recognises it.
+    again = await create(tenant, {"last_name": "DEKKER", "contact_points": [
+        {"kind": "email", "value": f"d{n}@example.com"}]}, status=409)
+    assert again["error"]["existing_contact_id"] == results[2]["contact_id"]
+    # Both the creation and the change by enrolment are in the audit trail, by the API key.
+    created = (await tenant.get(f"/v1/contacts/{results[2]['contact_id']}/audit")).json()["items"]
+    assert [(e["action"], e["actor_type"]) for e in created][:1] == [("create", "api_key")]
+    changed = (await tenant.get(f"/v1/contacts/{known['id']}/audit")).json()["items"]
+    assert [e["action"] for e in changed][:2] == ["create", "update"]
+    assert changed[1]["detail"]["changes"] == {"first_name": {"old": None, "new": "Anna"}}
+
+
+async def test_a_contact_enrolled_by_email_alone_takes_later_knowledge(tenant, mailbox):
+    campaign = await tenant.create_campaign(languages=["en", "nl"])
+    email = f"only-{uuid.uuid4().hex[:8]}@example.com"
+    first = await tenant.enrol(campaign["id"], {"external_id": email, "email": email})
+    again = await tenant.enrol(campaign["id"], {"external_id": email, "language": "nl"})
+    assert again["results"][0]["status"] == "already_enrolled", again
+    contact_id = first["results"][0]["contact_id"]
+    assert (await tenant.get(f"/v1/contacts/{contact_id}")).json()["language"] == "nl"
+    patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
+                                      json={"tags": ["vip"]})
+    assert patched.status_code == 200, patched.text

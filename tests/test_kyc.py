@@ -450,3 +450,33 @@ async def test_a_contact_created_or_updated_in_the_registry_gets_the_profile_it_
                                       json={"first_name": "Ann"})
     assert patched.status_code == 200, patched.text
     await eventually(lambda: assigned(contact_id), what="profile assigned after update")
+
+
+async def test_anonymisation_waits_for_the_review_then_takes_the_documents(
+    tenant, sessions, settings
+):
+    await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)
+    contact_id, email = await new_contact(sessions, tenant)
+    uploaded = await upload(tenant, contact_id)
+    assert uploaded.status_code == 201, uploaded.text
+    await wait_for_state(tenant, contact_id, "pending_verification")
+    async with transaction(sessions) as session:
+        document = await session.get_one(KycDocument, uuid.UUID(uploaded.json()["id"]))
+    stored = settings.kyc_storage_dir / document.storage_key
+    assert stored.exists()
+
+    # The back office has the passport in front of it: the data cannot go yet.
+    refused = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert refused.status_code == 409, refused.text
+    assert "under review" in refused.json()["error"]["fields"][0]["message"]
+
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
+    done = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert done.status_code == 200, done.text
+    assert not stored.exists()
+    async with transaction(sessions) as session:
+        assert await session.get(KycDocument, document.id) is None
+    # The profile keeps its non-personal state.
+    assert (await profile(tenant, contact_id))["state"] == "verified"
+    check = (await tenant.post("/v1/suppressions/check", {"email": email})).json()
+    assert check["email"]["reason"] == "anonymised"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from api import enrolment
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail, FieldProblems
 from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse, FieldError
 from core.contracts import ReconsentProgress, ReconsentRunInput
@@ -108,7 +108,7 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
 )
 async def enrol_contacts(
     campaign_id: uuid.UUID, body: EnrolRequest, client: ClientDep, session: SessionDep,
-    state: StateDep,
+    state: StateDep, reg: RegistryDep, actor: ActorDep,
 ) -> EnrolResponse | JSONResponse:
     """Puts contacts into the campaign; each accepted one gets a journey.
 
@@ -123,7 +123,7 @@ async def enrol_contacts(
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(
-            session, campaign=campaign, items=valid)
+            session, reg, actor, campaign=campaign, items=valid)
         await session.commit()
         await start_journeys(state.temporal, state.settings, campaign=campaign,
                              journeys=journeys)

@@ -27,7 +27,7 @@ from api.consent_schemas import (
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
-from contacts import gdpr
+from contacts import gdpr, suppression
 from core.vocabulary import (
     MARKETING_KINDS,
     Channel,
@@ -86,7 +86,7 @@ async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
 
 
 async def decisions_for(session, client: Client, contact: Contact, changes: list[ConsentChange],
-                        prefix: str = "changes") -> list[consents.Decision]:
+                        secret_key: str, prefix: str = "changes") -> list[consents.Decision]:
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     problems, decisions = [], []
     for i, change in enumerate(changes):
@@ -104,6 +104,16 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
                         + (f" version {change.legal_text.version!r}"
                            if change.legal_text.version else "")))
             continue
+        if change.granted and purposes[change.purpose].kind in MARKETING_KINDS:
+            erased = await suppression.of_contact(
+                session, secret_key=secret_key, client_id=client.id, contact_id=contact.id,
+                channel=change.channel)
+            # The client's word cannot bring an erased person back into marketing; the
+            # customer's own opt-in on our page can.
+            if erased is not None:
+                problems.append(FieldError(field=f"{prefix}[{i}].granted",
+                                           message=suppression.describe(erased)))
+                continue
         decisions.append(consents.Decision(
             purpose=change.purpose, channel=change.channel, granted=change.granted,
             given_at=change.given_at, source=change.source, text=text, ip=change.ip,
@@ -120,7 +130,8 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
     """Decisions the customer made with the client (back office, call centre, own systems).
     `given_at` is when the customer decided; it may be earlier than now, never later."""
     contact = await contact_of(session, client.id, contact_id)
-    decisions = await decisions_for(session, client, contact, body.changes)
+    decisions = await decisions_for(session, client, contact, body.changes,
+                                    state.settings.secret_key.get_secret_value())
     events, endpoints = await consents.record(session, contact=contact,
                                                       decisions=decisions)
     await session.commit()
@@ -130,7 +141,8 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
 
 @router.post("/consents/import", status_code=status.HTTP_202_ACCEPTED,
              response_model=EnrolResponse)
-async def import_consents(body: ConsentImport, client: ClientDep, session: SessionDep):
+async def import_consents(body: ConsentImport, client: ClientDep, session: SessionDep,
+                          state: StateDep):
     """Historical decisions with their original times, by the contact's external id. Bad items
     are reported by index; good ones are kept. No webhooks: these are not news."""
     results: list[EnrolItemResult] = []
@@ -142,7 +154,9 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
             ).one_or_none()
             if contact is None:
                 raise FieldProblems([FieldError(field="external_id", message="unknown contact")])
-            decisions = await decisions_for(session, client, contact, [item], prefix="item")
+            decisions = await decisions_for(session, client, contact, [item],
+                                            state.settings.secret_key.get_secret_value(),
+                                            prefix="item")
         except ValidationError as err:
             results.append(EnrolItemResult(index=index, status="rejected",
                                            errors=pydantic_fields(err.errors())))
@@ -259,7 +273,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
     [decision] = await decisions_for(session, client, contact, [ConsentChange(
         purpose=body.purpose, channel=Channel.any, granted=body.state == "accepted",
         given_at=body.given_at, source=body.source, legal_text=body.legal_text,
-        actor=body.actor)])
+        actor=body.actor)], state.settings.secret_key.get_secret_value())
     events, endpoints = await consents.record(session, contact=contact, decisions=[decision])
     contact.gdpr_consent_state = body.state
     contact.gdpr_consent_updated_at = body.given_at
@@ -268,7 +282,8 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
             client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
             filename=body.document.filename, content_type=body.document.content_type,
             sha256=hashlib.sha256(content).hexdigest(), content=content))
-    blocked = await gdpr.apply_consent_consequence(session, client, contact, request.state.actor)
+    blocked = await gdpr.apply_consent_consequence(session, client, contact, request.state.actor,
+                                                   settings=state.settings)
     await session.commit()
     await state.endpoints.wake(endpoints, "consent changed")
     return await gdpr_out(session, contact, blocked)

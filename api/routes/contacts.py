@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from api import kyc_profiles
-from api.deps import ActorDep, ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, error_response
 from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
@@ -57,13 +57,6 @@ settings_router = APIRouter(prefix="/v1/contact-settings", tags=["contacts"],
                             responses=ERROR_RESPONSES | CONFLICT)
 audit_router = APIRouter(prefix="/v1/audit", tags=["contacts"], responses=ERROR_RESPONSES)
 
-
-async def registry_of(client: ClientDep, session: SessionDep, state: StateDep) -> Registry:
-    return await registry.registry_for(session, client_id=client.id,
-                                       secret_key=state.settings.secret_key.get_secret_value())
-
-
-RegistryDep = Annotated[Registry, Depends(registry_of)]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -139,8 +132,8 @@ async def writable(session: SessionDep, reg: Registry, contact_id: uuid.UUID) ->
     return contact
 
 
-async def one_out(session: SessionDep, contact: Contact) -> ContactOut:
-    [out] = await registry.outputs(session, [contact])
+async def one_out(session: SessionDep, reg: Registry, contact: Contact) -> ContactOut:
+    [out] = await registry.outputs(session, reg, [contact])
     return out
 
 
@@ -236,7 +229,7 @@ async def create_contact(
     contact = await session.get_one(Contact, contact_id)
     # CRM.COM assigns a KYC profile as soon as a contact qualifies for one.
     await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
-    return await one_out(session, contact)
+    return await one_out(session, reg, contact)
 
 
 @router.get("", response_model=ContactPage)
@@ -285,7 +278,7 @@ async def list_contacts(
     page = contacts[:limit]
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[c.id for c in page])
-    items = await registry.outputs(session, page)
+    items = await registry.outputs(session, reg, page)
     await session.commit()
     return ContactPage(items=items, next_cursor=str(page[-1].id) if len(contacts) > limit else None)
 
@@ -313,7 +306,7 @@ async def lookup_contact(reg: RegistryDep, session: SessionDep, actor: ActorDep,
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.lookup,
                        contact_ids=[contact.id], detail={"kind": kind})
     await session.commit()
-    return await one_out(session, contact)
+    return await one_out(session, reg, contact)
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
@@ -323,7 +316,8 @@ async def get_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionD
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[contact.id])
     await session.commit()
-    [out] = await registry.outputs(session, [contact], include_inactive=include_inactive_addresses)
+    [out] = await registry.outputs(session, reg, [contact],
+                                   include_inactive=include_inactive_addresses)
     return out
 
 
@@ -340,18 +334,18 @@ async def update_contact(
     if refused:
         return refused
     await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
-    return await one_out(session, contact)
+    return await one_out(session, reg, contact)
 
 
 @router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
 async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                            actor: ActorDep) -> Response:
+                            actor: ActorDep, state: StateDep) -> Response:
     """Terminates the contact: deletes it with everything that belongs to it (GDPR erasure).
     Refused while a journey of the contact is open."""
     contact = await contact_or_404(session, reg, contact_id, for_update=True)
     try:
-        await gdpr.terminate(session, contact, actor)
+        await gdpr.terminate(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
         return refusal("terminate_blocked", str(err))
     await session.commit()
@@ -360,17 +354,17 @@ async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
 
 @router.post("/{contact_id}/anonymise", response_model=ContactOut)
 async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                            actor: ActorDep) -> ContactOut | JSONResponse:
+                            actor: ActorDep, state: StateDep) -> ContactOut | JSONResponse:
     """Irreversibly replaces the contact's personal data everywhere; refused with the reasons
     while a rule blocks it (e.g. an open journey)."""
     contact = await contact_or_404(session, reg, contact_id, for_update=True)
     try:
-        await gdpr.anonymise(session, contact, actor)
+        await gdpr.anonymise(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
         return refusal("anonymisation_blocked", str(err),
-                       [FieldError(field="journeys", message=r) for r in err.reasons])
+                       [FieldError(field=field, message=r) for field, r in err.blocking])
     await session.commit()
-    return await one_out(session, contact)
+    return await one_out(session, reg, contact)
 
 
 @router.get("/{contact_id}/export")
@@ -381,7 +375,7 @@ async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Sessi
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.export,
                        contact_ids=[contact.id])
     await session.commit()
-    document = await gdpr.export_document(session, contact)
+    document = await gdpr.export_document(session, reg, contact)
     return JSONResponse(document, headers={
         "Content-Disposition": f'attachment; filename="contact-{contact.id}.json"'})
 
@@ -479,7 +473,7 @@ async def add_contact_point(
     contact = await writable(session, reg, contact_id)
     _, refused = await applied(session, registry.add_point(
         session, reg, contact, point.kind, point.value, point.label, actor))
-    return refused or await one_out(session, contact)
+    return refused or await one_out(session, reg, contact)
 
 
 @router.post("/{contact_id}/identification-media", status_code=status.HTTP_201_CREATED,
@@ -491,4 +485,4 @@ async def add_identification_medium(
     medium = validated(MediumIn, body, reg)
     contact = await writable(session, reg, contact_id)
     _, refused = await applied(session, registry.add_medium(session, reg, contact, medium, actor))
-    return refused or await one_out(session, contact)
+    return refused or await one_out(session, reg, contact)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api import enrolment
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.campaigns import campaign_of
 from api.routes.consents import contact_of
@@ -35,6 +35,7 @@ class EnrichmentLink(BaseModel):
             responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
 async def enrichment_link(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    reg: RegistryDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="starts a journey here if none runs"),
     format: Literal["json", "svg", "png"] = "json",
 ):
@@ -48,7 +49,8 @@ async def enrichment_link(
             raise HTTPException(404, "no running journey; give campaign_id to start one")
         campaign = await campaign_of(session, client.id, campaign_id)
         results, journeys = await enrolment.write_contacts_and_journeys(
-            session, campaign=campaign, items={0: ContactIn(external_id=contact.external_id)})
+            session, reg, actor, campaign=campaign,
+            items={0: ContactIn(external_id=contact.external_id)})
         if not journeys:
             raise HTTPException(422, results[0].errors[0].message)
         await session.commit()
