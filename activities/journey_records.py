@@ -62,13 +62,6 @@ class JourneyRecords:
         campaign = await session.get_one(Campaign, journey.campaign_id)
         return journey, contact, campaign
 
-    @staticmethod
-    def _journey_ref(journey: Journey, campaign: Campaign) -> dict[str, Any]:
-        return {
-            "journey_id": str(journey.id),
-            "campaign": {"id": str(campaign.id), "name": campaign.name},
-        }
-
     @activity.defn
     async def record_stage(self, input: RecordStageInput) -> None:
         async with transaction(self._sessions) as session:
@@ -122,7 +115,7 @@ class JourneyRecords:
             )
             consents = await crud.consents_of_step(session, journey_id=journey.id, step=input.step)
             data = {
-                **self._journey_ref(journey, campaign),
+                **crud.journey_ref(journey, campaign),
                 "contact": crud.contact_ref(contact),
                 **{k: {FIELD_NAME[k]: v, "verification_state": "pending"}
                    for k, v in (("email", sub.email), ("mobile", sub.mobile)) if v},
@@ -208,7 +201,7 @@ class JourneyRecords:
             session, journey_id=journey.id, step=collected["submission_step"]
         )
         data = {
-            **self._journey_ref(journey, campaign),
+            **crud.journey_ref(journey, campaign),
             "contact": crud.contact_ref(contact),
             **{k: {FIELD_NAME[k]: collected[k], "verification_state": "verified",
                    "verified_at": collected[f"{k}_verified_at"], "verified_via": VERIFIED_VIA[k]}
@@ -298,7 +291,7 @@ class JourneyRecords:
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=event_type,
                 data={
-                    **self._journey_ref(journey, campaign),
+                    **crud.journey_ref(journey, campaign),
                     "contact": crud.contact_ref(contact),
                     "stage": input.stage,
                     "at": input.at.isoformat(),

@@ -18,7 +18,7 @@ from db.models import Campaign, Client, Contact, Journey, Message, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
-from messaging.rendering import render_email
+from messaging.rendering import claim_view, render_email
 
 VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
 
@@ -92,6 +92,7 @@ class MessageSender:
                     "preferences_link": preferences,
                     "expires_at": input.link_expires_at,
                     "incentive": campaign.spec.get("incentive_text"),
+                    "claim": claim_view(journey.claim, journey.paid_at, journey.language),
                 },
             )
             if already is None:

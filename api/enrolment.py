@@ -52,6 +52,14 @@ def _rejected(index: int, item: ContactIn, message: str, field: str = "item",
                            contact_id=contact_id, errors=[FieldError(field=field, message=message)])
 
 
+def _claim_problems(items: dict[int, ContactIn], *, payments: bool) -> list[EnrolItemResult]:
+    if payments:
+        return [_rejected(i, item, "required: this campaign reminds of a payment", "claim")
+                for i, item in items.items() if item.claim is None]
+    return [_rejected(i, item, "this campaign carries no payments", "claim")
+            for i, item in items.items() if item.claim is not None]
+
+
 def _rule_values(item: ContactIn) -> dict[str, Any]:
     scalars = {**dict.fromkeys(SCALAR_FIELDS), "kind": ContactKind.person,
                "first_name": item.first_name, "last_name": item.last_name}
@@ -151,10 +159,13 @@ async def write_contacts_and_journeys(
             Contact.client_id == client_id,
             Contact.external_id.in_([i.external_id for i in items.values()])))}
 
+    claims = _claim_problems(items, payments=bool(spec.get("payments")))
+    items = {i: item for i, item in items.items() if i not in {r.index for r in claims}}
     before = await known()
     results, created = await _new_contacts(
         session, reg, actor, {i: item for i, item in items.items()
                               if item.external_id not in before}, spec["default_language"])
+    results += claims
     results += await _newest_knowledge(
         session, reg, actor, {i: before[item.external_id] for i, item in items.items()
                               if item.external_id in before}, items)
@@ -195,13 +206,15 @@ async def write_contacts_and_journeys(
         select(Journey).where(Journey.campaign_id == campaign.id,
                               Journey.contact_id.in_([c.id for c in reachable.values()])))}
     new_rows = []
-    for contact in reachable.values():
+    for index, contact in reachable.items():
         if contact.id not in existing:
             language = contact.language if contact.language in spec["languages"] else spec[
                 "default_language"]
+            claim = items[index].claim
             new_rows.append({"id": uuid.uuid4(), "client_id": client_id, "campaign_id": campaign.id,
                              "contact_id": contact.id, "workflow_id": workflow_id(campaign.id, contact.id),
-                             "stage": Stage.enrolled, "language": language})
+                             "stage": Stage.enrolled, "language": language,
+                             "claim": claim.model_dump(mode="json") if claim else None})
     if new_rows:
         await crud.insert_ignoring_conflicts(session, Journey, new_rows)
     journeys = {j.contact_id: j for j in await session.scalars(

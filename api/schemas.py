@@ -2,11 +2,13 @@
 
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -63,6 +65,7 @@ WebhookEventName = Literal[
     "consent.changed",
     "journey.expired",
     "journey.opted_out",
+    "journey.payment_completed",
     "kyc.assigned",
     "kyc.verified",
     "kyc.refuted",
@@ -217,6 +220,10 @@ class CampaignCreate(Strict):
     expires_after: timedelta = timedelta(days=30)
     verification_link_ttl: timedelta = timedelta(days=7)
     incentive_text: str | None = Field(default=None, max_length=500)
+    payments: bool = Field(default=False, description=(
+        "a payment-reminder campaign: each contact comes with a claim (reference, payment URL, "
+        "amount); the page offers to pay, before or after leaving data, and reminders stop once "
+        "the client reports the payment"))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
@@ -257,12 +264,31 @@ class CampaignOut(BaseModel):
 # --- contacts into a campaign --------------------------------------------------------------
 
 
+class ClaimIn(Strict):
+    """What the contact owes, in a payment-reminder campaign."""
+
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                max_length=100)]
+    payment_url: AnyHttpUrl = Field(description="where the customer pays (https)")
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    due_on: date | None = None
+
+    @field_validator("payment_url")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.scheme != "https":
+            raise ValueError("must be an https URL")
+        return value
+
+
 class ContactIn(Strict):
     external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
     language: Language | None = None
     email: EmailStr | None = None
+    claim: ClaimIn | None = None
 
     @field_validator("email", mode="before")
     @classmethod
@@ -316,7 +342,23 @@ class JourneyOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    claim: dict[str, Any] | None = None
+    paid_at: datetime | None = None
     history: list[JourneyEventOut] | None = None
+
+
+class PaymentCompleted(Strict):
+    paid_at: AwareDatetime | None = Field(default=None, description="default: now")
+    reference: str | None = Field(default=None, max_length=100,
+                                  description="if given, must be the journey's claim reference")
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+
+    @field_validator("paid_at")
+    @classmethod
+    def _not_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + timedelta(minutes=1):
+            raise ValueError("must not be in the future")
+        return value
 
 
 class JourneyPage(BaseModel):

@@ -189,6 +189,7 @@ class JourneyState:
     pending_email: str | None = None
     history: list[str] = field(default_factory=list)
     awaiting: list[str] = field(default_factory=list)
+    paid: bool = False
 
 
 # --- activities --------------------------------------------------------------------------

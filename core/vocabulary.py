@@ -42,6 +42,7 @@ class EventType(StrEnum):
     consent_changed = "consent.changed"
     journey_expired = "journey.expired"
     journey_opted_out = "journey.opted_out"
+    journey_payment_completed = "journey.payment_completed"
     kyc_assigned = "kyc.assigned"
     kyc_verified = "kyc.verified"
     kyc_refuted = "kyc.refuted"

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import security
 from db.models import (
     ApiKey,
+    Campaign,
     Client,
     ConsentEvent,
     Contact,
@@ -226,6 +227,11 @@ async def consents_of_step(
             .order_by(ConsentEvent.checkbox_key)
         )
     )
+
+
+def journey_ref(journey: Journey, campaign: Campaign) -> dict[str, Any]:
+    return {"journey_id": str(journey.id),
+            "campaign": {"id": str(campaign.id), "name": campaign.name}}
 
 
 def contact_ref(contact: Contact) -> dict[str, Any]:

@@ -411,6 +411,10 @@ class Journey(Base):
     language: Mapped[str] = mapped_column(String(8))
     # Data entered but not verified yet stays here, apart from the contact's verified data.
     collected: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # In a payment-reminder campaign: what the contact owes (reference, payment_url, amount,
+    # currency, due_on), and when the client reported it paid.
+    claim: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    paid_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]

@@ -7,9 +7,12 @@ memory at start-up so no build step is needed.
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from babel.dates import format_date
+from babel.numbers import format_currency
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -108,3 +111,21 @@ def render_letter(name: str, language: str, context: dict[str, Any]) -> Rendered
 
 def render_page(name: str, language: str, context: dict[str, Any]) -> str:
     return environment(pick_language(language)).get_template(f"page/{name}.html").render(context)
+
+
+def claim_view(claim: dict[str, Any] | None, paid_at: datetime | None, language: str
+               ) -> dict[str, Any] | None:
+    """A payment-reminder journey's claim as the customer reads it, in their language."""
+    if claim is None:
+        return None
+    locale = pick_language(language)
+    amount = claim.get("amount")
+    due_on = claim.get("due_on")
+    return {
+        "reference": claim["reference"], "payment_url": claim["payment_url"],
+        "amount": format_currency(Decimal(amount), claim.get("currency", "EUR"), locale=locale)
+        if amount is not None else None,
+        "due_on": format_date(date.fromisoformat(due_on), "long", locale=locale)
+        if due_on else None,
+        "paid": paid_at is not None,
+    }

@@ -100,10 +100,19 @@ async def running_reconsent(tenant: Tenant) -> str:
     return campaign_id
 
 
+async def payment_journey(tenant: Tenant) -> str:
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], payments=True)
+    enrolled = await tenant.enrol(campaign["id"], {
+        "external_id": f"pay-{uuid.uuid4().hex[:8]}", "email": unique_email(),
+        "claim": {"reference": "INV-1", "payment_url": "https://pay.example.com/1"}})
+    return enrolled["results"][0]["journey_id"]
+
+
 # Routes whose id must be of a particular sort.
 ROUTE_IDS: dict[str, dict[str, IdSource]] = {
     "GET /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": running_reconsent},
     "POST /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": reconsent_campaign},
+    "POST /v1/journeys/{journey_id}/payment-completed": {"journey_id": payment_journey},
 }
 async def fixed(value: Any) -> Any:
     return value
@@ -117,6 +126,7 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "POST /v1/webhook-endpoints": lambda t: fixed({"url": "http://127.0.0.1:9/h", "events": ["*"]}),
     "POST /v1/consents/import": lambda t: fixed({"items": [{"external_id": "nobody"}]}),
     "POST /v1/suppressions/check": lambda t: fixed({"email": unique_email()}),
+    "POST /v1/journeys/{journey_id}/payment-completed": lambda t: fixed({}),
     "POST /v1/contacts/{contact_id}/consents": consent_change_body,
     "POST /v1/inbound/sms": lambda t: fixed({"from": "+31612345678", "text": "STOP"}),
     "PUT /v1/message-policies/{message_type}": lambda t: fixed({"category": "financial"}),

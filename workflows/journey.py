@@ -76,6 +76,8 @@ class JourneyWorkflow:
         self.code_sent_at: datetime | None = None
         self.code_resends = 0
         self.opted_out: OptOutInput | None = None
+        # Payment-reminder journeys: once the client reports the claim paid, reminders stop.
+        self.paid = False
         self.history: list[str] = []
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
         self.turn = asyncio.Lock()
@@ -118,7 +120,7 @@ class JourneyWorkflow:
 
     def _next_reminder_at(self) -> datetime | None:
         t = self.input.timings
-        if self.reminders_sent >= t.max_reminders or self.last_message_at is None:
+        if self.reminders_sent >= t.max_reminders or self.last_message_at is None or self.paid:
             return None
         return self.last_message_at + t.reminder_interval
 
@@ -319,6 +321,11 @@ class JourneyWorkflow:
                                    type=ErrorType.submission_not_accepted)
 
     @workflow.signal
+    def payment_completed(self) -> None:
+        """The API recorded the payment; the journey itself only stops reminding."""
+        self.paid = True
+
+    @workflow.signal
     def opt_out(self, input: OptOutInput) -> None:
         if self.opted_out is None:
             self.opted_out = input
@@ -333,6 +340,7 @@ class JourneyWorkflow:
             pending_email=self.pending_email,
             awaiting=sorted(self.awaiting),
             history=list(self.history),
+            paid=self.paid,
         )
 
     # --- helpers ----------------------------------------------------------------------------

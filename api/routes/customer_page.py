@@ -39,7 +39,7 @@ from core.vocabulary import (
 from db import consents, crud
 from db.models import Campaign, Client, Contact, Journey, LinkToken
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
-from messaging.rendering import render_page
+from messaging.rendering import claim_view, render_page
 from workflows.journey import JourneyWorkflow
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
@@ -95,7 +95,8 @@ def invalid_link(request: Request, state) -> HTMLResponse:
 
 def finished(request: Request, state, visit: Visit, stage: str | None = None) -> HTMLResponse:
     return html(request, state, "finished", visit.language,
-                {"stage": stage or visit.journey.stage, "client_name": visit.client.name})
+                {"stage": stage or visit.journey.stage, "client_name": visit.client.name,
+                 "claim": claim_view(visit.journey.claim, visit.journey.paid_at, visit.language)})
 
 
 async def csrf_ok(request: Request, state) -> bool:
@@ -178,6 +179,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "client_name": visit.client.name,
         "first_name": visit.contact.first_name,
         "incentive": visit.campaign.spec.get("incentive_text"),
+        "claim": claim_view(journey.claim, journey.paid_at, visit.language),
         "consents": consent_boxes(visit),
         "values": values,
         "errors": errors,

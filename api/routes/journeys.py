@@ -2,15 +2,20 @@
 
 import uuid
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
+from temporalio.service import RPCError
 
-from api.deps import ClientDep, SessionDep
-from api.errors import ERROR_RESPONSES
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
-from api.schemas import JourneyEventOut, JourneyOut, JourneyPage
-from core.vocabulary import Stage
-from db.models import Contact, Journey, JourneyEvent
+from api.schemas import FieldError, JourneyEventOut, JourneyOut, JourneyPage, PaymentCompleted
+from core.vocabulary import EventType, Stage
+from db import crud
+from db.models import Campaign, Contact, Journey, JourneyEvent
+from workflows.journey import JourneyWorkflow
 
 router = APIRouter(tags=["journeys"], responses=ERROR_RESPONSES)
 
@@ -22,7 +27,7 @@ def journey_out(journey: Journey, contact: Contact, events: list[JourneyEvent] |
         language=journey.language, pending_email=(journey.collected or {}).get("email")
         if journey.stage != Stage.verified else None,
         created_at=journey.created_at, updated_at=journey.updated_at,
-        finished_at=journey.finished_at,
+        finished_at=journey.finished_at, claim=journey.claim, paid_at=journey.paid_at,
         history=None if events is None else [
             JourneyEventOut(type=e.type, at=e.at, detail=e.detail) for e in events],
     )
@@ -48,13 +53,58 @@ async def list_journeys(
     return JourneyPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
-@router.get("/v1/journeys/{journey_id}", response_model=JourneyOut)
-async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep) -> JourneyOut:
-    journey = await session.get(Journey, journey_id)
-    if journey is None or journey.client_id != client.id:
+async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid.UUID,
+                     for_update: bool = False) -> Journey:
+    journey = await session.get(Journey, journey_id, with_for_update=for_update)
+    if journey is None or journey.client_id != client_id:
         raise HTTPException(404, "journey not found")
+    return journey
+
+
+async def detailed(session: SessionDep, journey: Journey) -> JourneyOut:
     contact = await session.get_one(Contact, journey.contact_id)
     events = list(await session.scalars(
         select(JourneyEvent).where(JourneyEvent.journey_id == journey.id)
         .order_by(JourneyEvent.at, JourneyEvent.id)))
     return journey_out(journey, contact, events)
+
+
+@router.get("/v1/journeys/{journey_id}", response_model=JourneyOut)
+async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep) -> JourneyOut:
+    return await detailed(session, await journey_of(session, client.id, journey_id))
+
+
+@router.post("/v1/journeys/{journey_id}/payment-completed", response_model=JourneyOut,
+             responses={409: {"model": ErrorBody, "description": "The journey has no claim"}})
+async def payment_completed(journey_id: uuid.UUID, body: PaymentCompleted, client: ClientDep,
+                            session: SessionDep, state: StateDep) -> JourneyOut:
+    """The client's payment system saw the claim paid: recorded on the journey, announced as
+    `journey.payment_completed`, and the journey stops reminding. Whether the customer left
+    their data before, after or not at all does not matter. Repeating the call changes nothing."""
+    journey = await journey_of(session, client.id, journey_id, for_update=True)
+    if journey.claim is None:
+        raise HTTPException(409, "this journey carries no payment")
+    if body.reference is not None and body.reference != journey.claim["reference"]:
+        raise FieldProblems([FieldError(field="reference",
+                                        message="is not the claim reference of this journey")])
+    if journey.paid_at is None:
+        journey.paid_at = body.paid_at or datetime.now(UTC)
+        detail = {"reference": journey.claim["reference"], "paid_at": journey.paid_at.isoformat(),
+                  "amount": str(body.amount) if body.amount is not None
+                  else journey.claim.get("amount")}
+        await crud.add_journey_event(session, journey=journey, step="payment",
+                                     type="payment_completed", at=journey.paid_at, detail=detail)
+        endpoints = await crud.record_webhook_event(
+            session, client_id=client.id, key=f"{journey.id}/payment",
+            type=EventType.journey_payment_completed, data={
+                **crud.journey_ref(journey, await session.get_one(Campaign, journey.campaign_id)),
+                "contact": crud.contact_ref(await session.get_one(Contact, journey.contact_id)),
+                "claim": journey.claim, **detail})
+        await session.commit()
+        await state.endpoints.wake(endpoints, "payment completed")
+        try:
+            await state.temporal.get_workflow_handle(journey.workflow_id).signal(
+                JourneyWorkflow.payment_completed)
+        except RPCError:
+            pass  # the journey has ended: there is nothing left to remind of
+    return await detailed(session, journey)

@@ -1,0 +1,120 @@
+"""Payment-reminder campaigns (the Mail to Pay seed): each contact comes with a claim; the
+customer may pay before or after leaving data; the client reports the payment, which is
+announced once and stops the reminders."""
+
+from datetime import UTC, datetime, timedelta
+
+from tests.helpers import Customer, unique_email
+
+PAY = "https://pay.example.com/claims/"
+
+
+def claim(n: int, **extra) -> dict:
+    return {"reference": f"INV-{n}", "payment_url": f"{PAY}{n}", "amount": "125.50",
+            "due_on": "2026-12-31", **extra}
+
+
+async def paid(tenant, journey_id: str, status: int = 200, **body):
+    response = await tenant.post(f"/v1/journeys/{journey_id}/payment-completed", body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def test_bad_claims_are_refused_by_item(tenant, mailbox):
+    payments = await tenant.create_campaign(payments=True)
+    plain = await tenant.create_campaign()
+    response = await tenant.post(f"/v1/campaigns/{payments['id']}/contacts", {"contacts": [
+        {"external_id": "no-claim", "email": unique_email()},
+        {"external_id": "http", "email": unique_email(), "claim": claim(1, payment_url="http://x.example.com/")},
+        {"external_id": "negative", "email": unique_email(), "claim": claim(2, amount="-1")},
+        {"external_id": "good", "email": unique_email(), "claim": claim(3)},
+    ]})
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "rejected", "rejected", "accepted"]
+    assert [r["errors"][0]["field"] for r in results[:3]] == [
+        "claim", "claim.payment_url", "claim.amount"]
+    refused = await tenant.post(f"/v1/campaigns/{plain['id']}/contacts", {"contacts": [
+        {"external_id": "stray", "email": unique_email(), "claim": claim(4)}]})
+    assert refused.status_code == 422
+    assert refused.json()["results"][0]["errors"][0]["message"] == \
+        "this campaign carries no payments"
+
+
+async def test_pay_before_or_after_leaving_data(
+    tenant, other_tenant, http, mailbox, webhook_receiver
+):
+    hook = await tenant.subscribe(webhook_receiver, ["journey.payment_completed"])
+    campaign = await tenant.create_campaign(
+        payments=True, reminders={"interval": "PT2S", "max_count": 3}, expires_after="PT8S")
+    people = {name: unique_email(name) for name in ("first", "later", "never", "paid_only")}
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": name, "email": email, "claim": claim(i)}
+        for i, (name, email) in enumerate(people.items())))
+    journeys = {r["external_id"]: r["journey_id"] for r in enrolled["results"]}
+
+    # The invitation names the claim; the page offers to pay.
+    [invitation] = await mailbox.wait_for(people["first"])
+    assert "Open payment: INV-0, €125.50" in invitation.text
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert f'href="{PAY}0"' in customer.page and "December 31, 2026" in customer.page
+
+    # "paid_only" pays and never leaves data: the reminders stop all the same.
+    await mailbox.wait_for(people["paid_only"])
+    paid_only_at = datetime.fromisoformat((await paid(tenant, journeys["paid_only"]))["paid_at"])
+
+    # "first" pays straight away (the client's payment system reports it) ...
+    assert (await other_tenant.post(f"/v1/journeys/{journeys['first']}/payment-completed",
+                                    {})).status_code == 404
+    wrong = await tenant.post(f"/v1/journeys/{journeys['first']}/payment-completed",
+                              {"reference": "INV-9"})
+    assert wrong.status_code == 422 and wrong.json()["error"]["fields"][0]["field"] == "reference"
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await tenant.post(f"/v1/journeys/{journeys['first']}/payment-completed",
+                              {"paid_at": future})).status_code == 422
+    journey = await paid(tenant, journeys["first"], reference="INV-0")
+    assert journey["paid_at"] and journey["claim"]["reference"] == "INV-0"
+    again = await paid(tenant, journeys["first"])
+    assert again["paid_at"] == journey["paid_at"]
+    # ... and leaves the data afterwards: the page thanks for the payment, the journey goes on.
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert "Payment received" in customer.page and PAY not in customer.page
+    await customer.submit(page, email=people["first"], consent=["terms"])
+    verification = (await mailbox.wait_for(people["first"], count=2))[-1]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(journeys["first"], "verified")
+
+    # "later" leaves the data first; the journey ends verified, the payment still counts.
+    [invitation] = await mailbox.wait_for(people["later"])
+    later = Customer(http)
+    await later.open(mailbox.link(invitation))
+    await later.submit(mailbox.link(invitation), email=people["later"], consent=["terms"])
+    verification = [m for m in await mailbox.wait_for(people["later"], count=2)
+                    if "/v/" in mailbox.link(m)][0]
+    await later.open(mailbox.link(verification))
+    await later.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(journeys["later"], "verified")
+    assert "Open payment" in later.page
+    assert (await paid(tenant, journeys["later"]))["paid_at"]
+
+    # "never" gets every reminder, with the claim; a paid journey gets none after paying.
+    await tenant.wait_for_stage(journeys["never"], "expired", timeout=30)
+    await tenant.wait_for_stage(journeys["paid_only"], "expired", timeout=30)
+    reminders = [m for m in mailbox.to(people["never"]) if "Reminder" in m.subject]
+    assert len(reminders) == 3 and all("INV-2" in m.text for m in reminders)
+    assert not [m for m in mailbox.to(people["paid_only"]) if "Reminder" in m.subject
+                and m.date > paid_only_at + timedelta(seconds=1)]
+
+    deliveries = await webhook_receiver.wait_for(hook, "journey.payment_completed", count=3)
+    assert sorted(d.payload["data"]["reference"] for d in deliveries) == [
+        "INV-0", "INV-1", "INV-3"]
+    assert len(webhook_receiver.events(hook, "journey.payment_completed")) == 3
+    history = [e["type"] for e in (await tenant.journey(journeys["first"]))["history"]]
+    assert history.count("payment_completed") == 1
+
+    plain = await tenant.create_campaign()
+    unpaid = await tenant.enrol(plain["id"], {"external_id": "plain", "email": unique_email()})
+    await paid(tenant, unpaid["results"][0]["journey_id"], status=409)
