@@ -17,11 +17,14 @@ from core.contracts import (
     RecordStageInput,
     RecordSubmissionInput,
     RecordVerificationInput,
+    SubmitDataInput,
 )
 from contacts import audit, gdpr
 from core.settings import Settings
 from core.vocabulary import (
+    INVITING_TEMPLATES,
     AuditAction,
+    CampaignMode,
     ConsentSource,
     EngagementState,
     EventType,
@@ -40,6 +43,7 @@ from db.models import (
     ContactPoint,
     Journey,
     LegalText,
+    Message,
 )
 from db.session import transaction
 
@@ -77,6 +81,7 @@ class JourneyRecords:
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             checkboxes = {c["key"]: c for c in campaign.spec.get("consents", [])}
+            proven = await self._proven(session, journey, campaign, sub)
             # Kept on the journey, apart from the contact's verified data, until confirmed.
             journey.collected = {
                 "email": sub.email,
@@ -85,6 +90,7 @@ class JourneyRecords:
                 "submission_step": input.step,
                 "ip": sub.ip,
                 "user_agent": sub.user_agent,
+                **{f"{kind}_verified_via": "invitation_link" for kind in proven},
             }
             journey.stage = Stage.data_entered
             if contact.engaged_at is None:
@@ -131,7 +137,22 @@ class JourneyRecords:
             endpoints += await consents_db.announce(session, contact=contact, events=consents)
         # Only now, committed, may the endpoints' workflows see the events.
         await self._waker.wake(endpoints, input.step)
-        return EmittedEvents()
+        return EmittedEvents(proven=proven)
+
+    @staticmethod
+    async def _proven(session: AsyncSession, journey: Journey, campaign: Campaign,
+                      sub: SubmitDataInput) -> list[str]:
+        """In a verify-existing campaign, a contact point the customer kept unchanged is proven
+        when our invitation or reminder reached exactly that address: the customer is here
+        through it. A correction is verified like new data."""
+        if campaign.spec.get("mode") != CampaignMode.verify_existing:
+            return []
+        reached = set((await session.execute(select(Message.channel, Message.recipient).where(
+            Message.journey_id == journey.id, Message.status == "sent",
+            Message.template.in_(INVITING_TEMPLATES)))).all())
+        return [kind for kind, value, channel in (("email", sub.email, "email"),
+                                                  ("mobile", sub.mobile, "sms"))
+                if value and (channel, value) in reached]
 
     @activity.defn
     async def record_verification(self, input: RecordVerificationInput) -> EmittedEvents:
@@ -176,7 +197,7 @@ class JourneyRecords:
         before = point.verification_state
         point.verification_state = VerificationState.verified
         point.verified_at = confirm.confirmed_at
-        point.verified_via = VERIFIED_VIA[kind]
+        point.verified_via = collected.get(f"{kind}_verified_via", VERIFIED_VIA[kind])
         if before != VerificationState.verified:
             await audit.record(
                 session, client_id=journey.client_id, actor=audit.customer_actor(journey),
@@ -204,7 +225,8 @@ class JourneyRecords:
             **crud.journey_ref(journey, campaign),
             "contact": crud.contact_ref(contact),
             **{k: {FIELD_NAME[k]: collected[k], "verification_state": "verified",
-                   "verified_at": collected[f"{k}_verified_at"], "verified_via": VERIFIED_VIA[k]}
+                   "verified_at": collected[f"{k}_verified_at"],
+                   "verified_via": collected.get(f"{k}_verified_via", VERIFIED_VIA[k])}
                for k in VERIFIED_VIA if collected.get(k)},
             "submitted_at": collected["submitted_at"],
             "verified_at": confirm.confirmed_at.isoformat(),

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.vocabulary import Channel, EventType, JourneyKind
+from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
 from messaging.rendering import supported_languages
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
@@ -211,6 +211,10 @@ class CampaignCreate(Strict):
         "accept the consent form (one consent of a data_processing purpose)"))
     collect: list[Literal["email", "mobile"]] = Field(default=["email"], min_length=1,
                                                       max_length=2)
+    mode: CampaignMode = Field(default=CampaignMode.collect, description=(
+        "collect: ask for the data; verify_existing: the page shows the email/mobile you know, "
+        "the customer confirms or corrects it — kept unchanged on the address our invitation "
+        "reached, it is verified at once; a correction is verified like new data"))
     verification: CodeSettings = Field(default_factory=CodeSettings)
     channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
     languages: list[Language] = Field(default=["en"], min_length=1)

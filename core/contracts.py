@@ -263,6 +263,9 @@ class EmittedEvents:
     # Set when the confirmation was refused (the address is another person's, by the
     # client's household rule); nothing was changed then.
     refused: str | None = None
+    # Verify-existing campaigns: the submitted contact points ("email", "mobile") the customer
+    # kept as they were, on the very address our invitation reached: proven already.
+    proven: list[str] = field(default_factory=list)
 
 
 @dataclass

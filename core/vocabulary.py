@@ -105,6 +105,17 @@ class AuditAction(StrEnum):
     lookup = "lookup"
 
 
+class CampaignMode(StrEnum):
+    # Ask for the data and verify what is entered.
+    collect = "collect"
+    # Show what the client knows; the customer confirms it or corrects it.
+    verify_existing = "verify_existing"
+
+
+# The messages that bring a customer to the contact page (as opposed to verification links).
+INVITING_TEMPLATES = ("invitation", "reminder")
+
+
 class SuppressionReason(StrEnum):
     anonymised = "anonymised"
     terminated = "terminated"

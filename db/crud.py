@@ -112,12 +112,14 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
-    """The contact's email to write to: a verified one first, else the newest known."""
+async def known_email(session: AsyncSession, *, contact_id: uuid.UUID,
+                      kind: str = "email") -> ContactPoint | None:
+    """The contact's email (or point of another kind) to write to: a verified one first, else
+    the newest known."""
     points = (
         await session.scalars(
             select(ContactPoint)
-            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == "email")
+            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at)
         )
     ).all()

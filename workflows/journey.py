@@ -170,18 +170,40 @@ class JourneyWorkflow:
             self.pending_email = input.email
             self.awaiting = set()
             self._enter(Stage.data_entered)
-            if input.email:
+            if input.email and "email" in emitted.proven:
+                self.awaiting.add("email")
+            elif input.email:
                 verify_step = f"verification-{self.submissions}"
                 await self._send("verification", verify_step, TokenPurpose.verify_email,
                                  Stage.verification_pending, to_pending_email=True)
                 self.verification_step = verify_step
                 self.awaiting.add("email")
-            if input.mobile:
+            if input.mobile and "mobile" in emitted.proven:
+                self.awaiting.add("mobile")
+            elif input.mobile:
                 self.code_resends = 0
                 await self._send_code()
                 self.awaiting.add("mobile")
             self._enter(Stage.verification_pending)
-            return SubmitDataResult(stage=self.stage, verification_sent_to=input.email)
+            for kind in emitted.proven:
+                await self._verify_proven(kind, step, input)
+            return SubmitDataResult(
+                stage=self.stage,
+                verification_sent_to=None if "email" in emitted.proven else input.email)
+
+    async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> None:
+        """Kept unchanged on the address the invitation reached: confirmed by this submission."""
+        emitted = await workflow.execute_activity_method(
+            JourneyRecords.record_verification,
+            RecordVerificationInput(
+                self.input.journey_id, f"verified-{kind}-{step}",
+                ConfirmInput(step, input.given_at, input.ip, input.user_agent),
+                kind=kind, final=self.awaiting <= {kind}),
+            **DB_WRITE,
+        )
+        self._deliver(emitted)
+        if not emitted.refused:
+            self._verified(kind)
 
     @submit_data.validator
     def _validate_submit_data(self, input: SubmitDataInput) -> None:

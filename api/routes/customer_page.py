@@ -31,6 +31,7 @@ from core.security import Csrf, sha256_hex
 from core.vocabulary import (
     FINAL_STAGES,
     AuditAction,
+    CampaignMode,
     ErrorType,
     JourneyKind,
     Stage,
@@ -173,6 +174,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
     mobile = awaiting(journey, "mobile")
     return html(request, state, "contact_form", visit.language, {
         "collect": visit.campaign.spec.get("collect", ["email"]),
+        "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, state.settings.default_phone_region) if mobile else None,
         "notice": notice or {},
@@ -218,6 +220,9 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         detail={"view": "contact_page"})
     await session.commit()
     mobile = (visit.journey.collected or {}).get("mobile")
+    if mobile is None and visit.campaign.spec.get("mode") == CampaignMode.verify_existing:
+        point = await crud.known_email(session, contact_id=visit.contact.id, kind="mobile")
+        mobile = point.value if point else None
     return await _form(request, state, session, visit, errors={}, values={
         "email": known, "consents": set(),
         "mobile": display_phone(mobile, state.settings.default_phone_region) if mobile else ""})

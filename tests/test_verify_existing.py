@@ -1,0 +1,57 @@
+"""Verify-existing campaigns: the page shows what the client knows; kept unchanged on the
+address the invitation reached, it is confirmed at once; a correction is verified like new
+data."""
+
+from tests.helpers import Customer, unique_email
+
+
+async def test_confirmed_as_known_or_corrected_and_verified(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"])
+    known, old, new = unique_email("known"), unique_email("old"), unique_email("new")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": known, "email": known},
+                                  {"external_id": old, "email": old})
+    [kept, corrected] = enrolled["results"]
+
+    # The details are right: one confirmation on the page is enough.
+    [invitation] = await mailbox.wait_for(known)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert "Are they still right?" in customer.page and f'value="{known}"' in customer.page
+    await customer.submit(page, email=known, consent=["terms"])
+    assert "Thank you, your address is confirmed" in customer.page
+    journey = await tenant.wait_for_stage(kept["journey_id"], "verified")
+    assert [e["type"] for e in journey["history"]][-1] == "verified"
+    assert len(mailbox.to(known)) == 1  # no verification mail was needed
+    contact = (await tenant.get(f"/v1/contacts/{kept['contact_id']}")).json()
+    [point] = contact["contact_points"]
+    assert (point["value"], point["verification_state"], point["verified_via"]) == (
+        known, "verified", "invitation_link")
+
+    # The customer moved to another address: that one is verified like new data.
+    [invitation] = await mailbox.wait_for(old)
+    other = Customer(http)
+    page = mailbox.link(invitation)
+    await other.open(page)
+    await other.submit(page, email=new, consent=["terms"])
+    await tenant.wait_for_stage(corrected["journey_id"], "verification_pending")
+    [verification] = await mailbox.wait_for(new)
+    await other.open(mailbox.link(verification))
+    await other.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(corrected["journey_id"], "verified")
+    points = {p["value"]: p for p in (
+        await tenant.get(f"/v1/contacts/{corrected['contact_id']}")).json()["contact_points"]}
+    assert points[new]["verified_via"] == "email_link"
+    assert points[old]["verification_state"] == "unverified"
+
+
+async def test_the_same_address_in_a_collect_campaign_still_needs_the_link(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=address, consent=["terms"])
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verification_pending")
+    await mailbox.wait_for(address, count=2)
