@@ -19,7 +19,8 @@ from core.contracts import (
     RecordVerificationInput,
     SubmitDataInput,
 )
-from contacts import audit, gdpr
+from contacts import audit, gdpr, registry
+from contacts.schemas import AddressIn
 from core.settings import Settings
 from core.vocabulary import (
     INVITING_TEMPLATES,
@@ -40,6 +41,7 @@ from db.models import (
     Client,
     ConsentEvent,
     Contact,
+    ContactAddress,
     ContactPoint,
     Journey,
     LegalText,
@@ -86,6 +88,7 @@ class JourneyRecords:
             journey.collected = {
                 "email": sub.email,
                 "mobile": sub.mobile,
+                "address": sub.address,
                 "submitted_at": sub.given_at.isoformat(),
                 "submission_step": input.step,
                 "ip": sub.ip,
@@ -125,6 +128,7 @@ class JourneyRecords:
                 "contact": crud.contact_ref(contact),
                 **{k: {FIELD_NAME[k]: v, "verification_state": "pending"}
                    for k, v in (("email", sub.email), ("mobile", sub.mobile)) if v},
+                **({"address": sub.address} if sub.address else {}),
                 "submitted_at": sub.given_at.isoformat(),
                 "ip": sub.ip,
                 "user_agent": sub.user_agent,
@@ -214,6 +218,8 @@ class JourneyRecords:
             return EmittedEvents(), released
         journey.stage = Stage.verified
         journey.finished_at = confirm.confirmed_at
+        if collected.get("address"):
+            await self._keep_address(session, journey, contact, collected["address"])
         await crud.add_journey_event(
             session, journey=journey, step=input.step, type=Stage.verified,
             at=confirm.confirmed_at, detail={"ip": confirm.ip},
@@ -228,6 +234,7 @@ class JourneyRecords:
                    "verified_at": collected[f"{k}_verified_at"],
                    "verified_via": collected.get(f"{k}_verified_via", VERIFIED_VIA[k])}
                for k in VERIFIED_VIA if collected.get(k)},
+            **({"address": collected["address"]} if collected.get("address") else {}),
             "submitted_at": collected["submitted_at"],
             "verified_at": confirm.confirmed_at.isoformat(),
             "ip": confirm.ip,
@@ -240,6 +247,22 @@ class JourneyRecords:
             type=EventType.data_verified, data=data,
         )
         return EmittedEvents(), released + endpoints
+
+    async def _keep_address(self, session: AsyncSession, journey: Journey, contact: Contact,
+                            entered: dict[str, Any]) -> None:
+        """The address the customer confirmed or corrected becomes the contact's address of its
+        type, the previous one kept inactive; an unchanged one changes nothing."""
+        reg = await registry.registry_for(
+            session, client_id=journey.client_id,
+            secret_key=self._settings.secret_key.get_secret_value())
+        address = AddressIn.model_validate({**entered, "primary": True})
+        current = (await session.scalars(select(ContactAddress).where(
+            ContactAddress.contact_id == contact.id, ContactAddress.type == address.type,
+            ContactAddress.active))).first()
+        fields = ("line1", "postal_code", "city", "country")
+        if current is None or any(getattr(current, f) != getattr(address, f) for f in fields):
+            await registry.add_address(session, reg, contact, address,
+                                       audit.customer_actor(journey))
 
     @staticmethod
     async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,

@@ -209,8 +209,10 @@ class CampaignCreate(Strict):
     kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
         "data_collection: collect and verify an email address; reconsent: ask contacts to "
         "accept the consent form (one consent of a data_processing purpose)"))
-    collect: list[Literal["email", "mobile"]] = Field(default=["email"], min_length=1,
-                                                      max_length=2)
+    collect: list[Literal["email", "mobile", "address"]] = Field(
+        default=["email"], min_length=1, max_length=3, description=(
+            "what the page asks: email and mobile are verified (link, code); an address is "
+            "taken along with them and lands in the registry once they are verified"))
     mode: CampaignMode = Field(default=CampaignMode.collect, description=(
         "collect: ask for the data; verify_existing: the page shows the email/mobile you know, "
         "the customer confirms or corrects it — kept unchanged on the address our invitation "
@@ -242,7 +244,10 @@ class CampaignCreate(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "CampaignCreate":
         if len(set(self.collect)) != len(self.collect):
-            raise ValueError("collect lists each of email and mobile at most once")
+            raise ValueError("collect lists each of email, mobile and address at most once")
+        if self.collect == ["address"]:
+            raise ValueError("an address is collected along with an email or mobile, whose "
+                             "verification confirms the journey")
         if self.default_language not in self.languages:
             raise ValueError("default_language must be one of languages")
         if self.kind == JourneyKind.reconsent and len(self.consents) != 1:

@@ -73,6 +73,9 @@ class SubmitDataInput:
     language: str
     # E.164; verified by a one-time code sent by SMS.
     mobile: str | None = None
+    # A postal address (type, line1, postal_code, city, country) the customer confirmed or
+    # corrected; written to the registry when the journey's email/mobile is verified.
+    address: dict[str, str | None] | None = None
 
 
 @dataclass

@@ -55,3 +55,47 @@ async def test_the_same_address_in_a_collect_campaign_still_needs_the_link(tenan
     await customer.submit(mailbox.link(invitation), email=address, consent=["terms"])
     await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verification_pending")
     await mailbox.wait_for(address, count=2)
+
+
+async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry(
+    tenant, http, mailbox
+):
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "address"])
+    address = unique_email("moved")
+    created = await tenant.post("/v1/contacts", {
+        "external_id": address, "first_name": "Mia",
+        "contact_points": [{"kind": "email", "value": address}],
+        "addresses": [{"type": "home", "line1": "Oudeweg 1", "postal_code": "1234 AB",
+                       "city": "Utrecht", "country": "NL"}]})
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address})
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert 'value="Oudeweg 1"' in customer.page and 'value="Utrecht"' in customer.page
+
+    # A blank street is refused inline, keeping what was typed.
+    refused = await customer.submit(page, email=address, consent=["terms"], address_line1="",
+                                    address_postal_code="2801 AA", address_city="Gouda",
+                                    address_country="nl")
+    assert refused.status_code == 422
+    assert 'href="#address_line1"' in customer.page and 'value="Gouda"' in customer.page
+    await customer.submit(page, email=address, consent=["terms"], address_line1="Nieuweweg 2",
+                          address_postal_code="2801 AA", address_city="Gouda",
+                          address_country="nl")
+    assert "Thank you, your address is confirmed" in customer.page
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}",
+                                include_inactive_addresses="true")).json()
+    lines = {(a["line1"], a["city"], a["country"], a["active"], a["primary"])
+             for a in contact["addresses"]}
+    assert lines == {("Oudeweg 1", "Utrecht", "NL", False, False),
+                     ("Nieuweweg 2", "Gouda", "NL", True, True)}
+    trail = (await tenant.get(f"/v1/contacts/{contact_id}/audit")).json()["items"]
+    change = [e for e in trail if e["action"] == "update" and "addresses" in (
+        e["detail"] or {}).get("changes", {})]
+    assert change and change[0]["actor_type"] == "customer"

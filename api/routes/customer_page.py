@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -18,6 +19,7 @@ from api.deps import SessionDep, StateDep
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
 from contacts.audit import customer_actor
+from contacts.schemas import AddressIn
 from core.contracts import (
     ConfirmInput,
     ConsentAnswerInput,
@@ -38,7 +40,7 @@ from core.vocabulary import (
     TokenPurpose,
 )
 from db import consents, crud
-from db.models import Campaign, Client, Contact, Journey, LinkToken
+from db.models import Campaign, Client, Contact, ContactAddress, Journey, LinkToken
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
 from messaging.rendering import claim_view, render_page
 from workflows.journey import JourneyWorkflow
@@ -190,6 +192,32 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
     }, status_code)
 
 
+ADDRESS_FIELDS = ("line1", "postal_code", "city", "country")
+
+
+async def known_address(session, contact_id) -> dict[str, Any] | None:
+    """The contact's primary address (else any active one), to show on the page."""
+    found = (await session.scalars(select(ContactAddress).where(
+        ContactAddress.contact_id == contact_id, ContactAddress.active)
+        .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at))).first()
+    return None if found is None else {
+        "type": found.type, **{f: getattr(found, f) or "" for f in ADDRESS_FIELDS}}
+
+
+async def entered_address(session, contact_id, raw: dict[str, str]
+                          ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The address as typed, checked like the registry does; it keeps the type of the address
+    it corrects (a new one is the home address)."""
+    known = await known_address(session, contact_id)
+    try:
+        address = AddressIn.model_validate({
+            "type": known["type"] if known else "home",
+            **{f: v or None for f, v in raw.items()}})
+    except ValidationError as err:
+        return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
+    return address.model_dump(include={"type", *ADDRESS_FIELDS}), {}
+
+
 @router.get("/c/{token}", response_class=HTMLResponse)
 async def contact_page(token: str, request: Request, session: SessionDep, state: StateDep):
     visit = await resolve(session, token, TokenPurpose.contact_page)
@@ -223,8 +251,10 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     if mobile is None and visit.campaign.spec.get("mode") == CampaignMode.verify_existing:
         point = await crud.known_email(session, contact_id=visit.contact.id, kind="mobile")
         mobile = point.value if point else None
+    address = (visit.journey.collected or {}).get("address") or await known_address(
+        session, visit.contact.id) or {"country": state.settings.default_phone_region}
     return await _form(request, state, session, visit, errors={}, values={
-        "email": known, "consents": set(),
+        "email": known, "consents": set(), "address": address,
         "mobile": display_phone(mobile, state.settings.default_phone_region) if mobile else ""})
 
 
@@ -256,18 +286,24 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             mobile = parse_phone(mobile_raw, state.settings.default_phone_region)
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
+    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in ADDRESS_FIELDS}
+    address = None
+    if "address" in collect:
+        address, problems = await entered_address(session, visit.contact.id, address_raw)
+        errors.update(problems)
     boxes = consent_boxes(visit)
     for box in boxes:
         if box["mandatory"] and box["key"] not in ticked:
             errors[f"consent-{box['key']}"] = "consent_required"
     if errors:
         return await _form(request, state, session, visit, errors=errors,
-                           values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
+                           values={"email": email_raw, "mobile": mobile_raw, "consents": ticked,
+                                   "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
-            email=email, mobile=mobile,
+            email=email, mobile=mobile, address=address,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
@@ -310,7 +346,9 @@ async def _after_code(request: Request, state, session, visit: Visit,
     wrong = notice.get("outcome") in ("wrong", "expired", "locked")
     return await _form(request, state, session, visit, errors={"code": "1"} if wrong else {},
                        values={"email": (visit.journey.collected or {}).get("email") or "",
-                               "mobile": "", "consents": set()}, notice=notice,
+                               "mobile": "", "consents": set(),
+                               "address": (visit.journey.collected or {}).get("address") or {}},
+                       notice=notice,
                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong else 200)
 
 
