@@ -118,3 +118,15 @@ async def test_bad_mobile_numbers_get_a_field_error(tenant, http, mailbox):
 def uuid_digits() -> str:
     import random
     return f"{random.randrange(10**4):04d}"
+
+
+async def test_a_national_number_is_read_in_the_clients_region(tenant, http, mailbox, settings):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"default_region": "BE"})
+    assert response.status_code == 200, response.text
+    digits = str(uuid_digits())[-6:].rjust(6, "1")
+    enrolled, customer, page = await start(tenant, mailbox, http, f"0470 {digits}")
+    [code] = await wait_codes(settings, f"+32470{digits}", 1)
+    await customer.submit(page + "/code", code=code)
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    assert journey["history"][-1]["type"] == "verified"

@@ -40,7 +40,15 @@ from core.vocabulary import (
     TokenPurpose,
 )
 from db import consents, crud
-from db.models import Campaign, Client, Contact, ContactAddress, Journey, LinkToken
+from db.models import (
+    Campaign,
+    Client,
+    Contact,
+    ContactAddress,
+    ContactSettings,
+    Journey,
+    LinkToken,
+)
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
 from messaging.rendering import claim_view, render_page
 from workflows.journey import JourneyWorkflow
@@ -53,13 +61,19 @@ class Visit:
     """A resolved personal link: the token row, its journey and what the page needs to show."""
 
     def __init__(self, token: str, link: LinkToken, journey: Journey, campaign: Campaign,
-                 client: Client, contact: Contact) -> None:
+                 client: Client, contact: Contact, region: str | None) -> None:
         self.token, self.link, self.journey = token, link, journey
         self.campaign, self.client, self.contact = campaign, client, contact
+        # The client's phone region: numbers typed without a country code are read in it.
+        self.region = region
 
     @property
     def language(self) -> str:
         return self.journey.language
+
+
+def phone_region(visit: Visit, state) -> str:
+    return visit.region or state.settings.default_phone_region
 
 
 async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
@@ -69,9 +83,11 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if link is None or link.purpose != purpose or link.expires_at <= datetime.now(UTC):
         return None
     journey = await session.get_one(Journey, link.journey_id)
+    registry = await session.get(ContactSettings, journey.client_id)
     return Visit(token, link, journey, await session.get_one(Campaign, journey.campaign_id),
                  await session.get_one(Client, journey.client_id),
-                 await session.get_one(Contact, journey.contact_id))
+                 await session.get_one(Contact, journey.contact_id),
+                 registry.default_region if registry else None)
 
 
 def csrf_scope(request: Request) -> str:
@@ -178,7 +194,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "collect": visit.campaign.spec.get("collect", ["email"]),
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
-        "code_to": display_phone(mobile, state.settings.default_phone_region) if mobile else None,
+        "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "notice": notice or {},
         "client_name": visit.client.name,
         "first_name": visit.contact.first_name,
@@ -252,10 +268,10 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         point = await crud.known_email(session, contact_id=visit.contact.id, kind="mobile")
         mobile = point.value if point else None
     address = (visit.journey.collected or {}).get("address") or await known_address(
-        session, visit.contact.id) or {"country": state.settings.default_phone_region}
+        session, visit.contact.id) or {"country": phone_region(visit, state)}
     return await _form(request, state, session, visit, errors={}, values={
         "email": known, "consents": set(), "address": address,
-        "mobile": display_phone(mobile, state.settings.default_phone_region) if mobile else ""})
+        "mobile": display_phone(mobile, phone_region(visit, state)) if mobile else ""})
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
@@ -283,7 +299,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             errors["email"] = "invalid_email"
     if "mobile" in collect:
         try:
-            mobile = parse_phone(mobile_raw, state.settings.default_phone_region)
+            mobile = parse_phone(mobile_raw, phone_region(visit, state))
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
     address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in ADDRESS_FIELDS}
