@@ -45,18 +45,6 @@ async def test_confirmed_as_known_or_corrected_and_verified(tenant, http, mailbo
     assert points[old]["verification_state"] == "unverified"
 
 
-async def test_the_same_address_in_a_collect_campaign_still_needs_the_link(tenant, http, mailbox):
-    campaign = await tenant.create_campaign(languages=["en"])
-    address = unique_email()
-    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
-    [invitation] = await mailbox.wait_for(address)
-    customer = Customer(http)
-    await customer.open(mailbox.link(invitation))
-    await customer.submit(mailbox.link(invitation), email=address, consent=["terms"])
-    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verification_pending")
-    await mailbox.wait_for(address, count=2)
-
-
 async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry(
     tenant, http, mailbox
 ):
