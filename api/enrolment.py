@@ -12,7 +12,7 @@ from api.errors import pydantic_fields
 from api.schemas import ContactIn, EnrolItemResult, FieldError
 from core.vocabulary import Stage
 from db import crud
-from db.models import Campaign, Contact, ContactPoint, Journey
+from db.models import Campaign, Contact, ContactAddress, ContactPoint, Journey
 from workflows.starts import workflow_id
 
 
@@ -42,6 +42,36 @@ def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolIt
     return valid, rejected
 
 
+def plan_channels(spec: dict[str, Any]) -> list[str]:
+    """The channels the campaign reaches contacts on, in the order of its plan."""
+    return list(dict.fromkeys(s["channel"] for s in spec.get("channel_plan") or [])) or ["email"]
+
+
+# What a contact needs for a channel to reach them.
+_NEEDS = {"email": "an email address", "sms": "a mobile number", "letter": "a postal address"}
+
+
+def unreachable(channels: list[str]) -> FieldError:
+    if channels == ["email"]:
+        return FieldError(field="email", message="required: this campaign reaches contacts by "
+                          "email and none is known for this contact")
+    return FieldError(field="item", message="this campaign reaches contacts by "
+                      f"{', '.join(channels)}; the contact needs "
+                      f"{' or '.join(_NEEDS[c] for c in channels)}")
+
+
+async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
+                    channels: list[str]) -> set[uuid.UUID]:
+    """The contacts at least one of the channels can reach."""
+    kinds = [{"email": "email", "sms": "mobile"}[c] for c in channels if c != "letter"]
+    found = set(await session.scalars(select(ContactPoint.contact_id).where(
+        ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds)))) if kinds else set()
+    if "letter" in channels:
+        found |= set(await session.scalars(select(ContactAddress.contact_id).where(
+            ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))))
+    return found
+
+
 async def write_contacts_and_journeys(
     session: AsyncSession, *, campaign: Campaign, items: dict[int, ContactIn]
 ) -> tuple[list[EnrolItemResult], list[Journey]]:
@@ -66,20 +96,17 @@ async def write_contacts_and_journeys(
                "kind": "email", "value": str(i.email)} for i in items.values() if i.email]
     if emails:
         await crud.insert_ignoring_conflicts(session, ContactPoint, emails)
-    with_email = set(await session.scalars(
-        select(ContactPoint.contact_id).where(
-            ContactPoint.contact_id.in_([c.id for c in contacts.values()]),
-            ContactPoint.kind == "email")))
+    channels = plan_channels(spec)
+    reachable_ids = await reachable_on(session, [c.id for c in contacts.values()], channels)
 
     results: list[EnrolItemResult] = []
     reachable: dict[int, Contact] = {}
     for index, item in items.items():
         contact = contacts[item.external_id]
-        if contact.id not in with_email:
+        if contact.id not in reachable_ids:
             results.append(EnrolItemResult(
                 index=index, status="rejected", external_id=item.external_id, contact_id=contact.id,
-                errors=[FieldError(field="email", message="required: this campaign reaches "
-                                   "contacts by email and none is known for this contact")]))
+                errors=[unreachable(channels)]))
         else:
             reachable[index] = contact
 

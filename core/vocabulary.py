@@ -42,6 +42,7 @@ class EventType(StrEnum):
     consent_changed = "consent.changed"
     journey_expired = "journey.expired"
     journey_opted_out = "journey.opted_out"
+    message_bounced = "message.bounced"
     kyc_assigned = "kyc.assigned"
     kyc_verified = "kyc.verified"
     kyc_refuted = "kyc.refuted"
@@ -58,6 +59,16 @@ class Channel(StrEnum):
     phone = "phone"
     # Consent that is not about a channel, e.g. to keep and process the data at all (GDPR).
     any = "any"
+
+
+# The channels a campaign's channel plan may use.
+PLAN_CHANNELS = (Channel.email, Channel.sms, Channel.letter)
+
+
+class BounceKind(StrEnum):
+    hard = "hard"  # the address or number does not exist (5xx, provider refusal)
+    soft = "soft"  # still undeliverable after retries (mailbox full, 4xx)
+    complaint = "complaint"  # the recipient marked it as spam
 
 
 class ContactPointKind(StrEnum):
