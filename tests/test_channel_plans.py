@@ -4,7 +4,6 @@ through the API escalating to a letter, and the funnel of a campaign with every 
 
 import csv
 import io
-import json
 import re
 import uuid
 
@@ -18,7 +17,7 @@ ADDRESS = {"type": "home", "line1": "Keizersgracht 123", "postal_code": "1015 CJ
 
 
 def mobile_number() -> str:
-    return f"+316{uuid.uuid4().int % 10**8:08d}"
+    return f"+3161{uuid.uuid4().int % 10**7:07d}"
 
 
 async def contact(tenant, *, email=None, mobile=None, address=None, **fields) -> dict:
@@ -261,3 +260,90 @@ async def test_contact_no_plan_channel_reaches_is_rejected(tenant):
     [problem] = response.json()["error"]["fields"]
     assert problem == {"field": "contacts[0]", "message": "this campaign reaches contacts by "
                        "letter, sms; the contact needs a postal address or a mobile number"}
+
+
+async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
+        tenant, http, mailbox, settings):
+    campaign = await tenant.create_campaign(
+        languages=["en", "nl"], consents=[], expires_after="PT2M",
+        channel_plan=[{"channel": "email", "max": 1}])
+    await tenant.ensure_purpose("newsletter")
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
+                    {"language": "en", "version": "1", "text": "Send me the newsletter."},
+                    status=201)
+    hard = await contact(tenant, email=f"x-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
+                         mobile=mobile_number())
+    soft = await contact(tenant, email=f"y-{uuid.uuid4().hex[:8]}@soft-bounce.example.com",
+                         address=ADDRESS, language="nl")
+    complains, verifies, leaves = (unique_email("complains"), unique_email("verifies"),
+                                   unique_email("leaves"))
+    complainer = await contact(tenant, email=complains)
+    verifier = await contact(tenant, email=verifies, language="nl")
+    leaver = await contact(tenant, email=leaves)
+    await tenant.ok("POST", f"/v1/contacts/{complainer['id']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": True,
+        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
+        "legal_text": {"language": "en"}}]}, status=201)
+    results = await enrol(tenant, campaign["id"], hard, soft, complainer, verifier, leaver)
+    journeys = [r["journey_id"] for r in results]
+
+    await wait_for_sms(settings, hard["contact_points"][1]["value"])
+    await wait_for_letter(settings, soft["last_name"])
+    [mail] = await mailbox.wait_for(complains)
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": mail.headers["Message-ID"], "recipient": complains, "kind": "complaint",
+        "reason": "abuse report: feedback-type=abuse (ARF)"}, status=202)
+    [mail] = await mailbox.wait_for(verifies)
+    await complete(http, mailbox, tenant, journeys[3], mailbox.link(mail), verifies)
+    [mail] = await mailbox.wait_for(leaves)
+    customer = Customer(http)
+    await customer.open(mailbox.link(mail))
+    await customer.submit(mailbox.link(mail) + "/opt-out")
+    await tenant.wait_for_stage(journeys[4], "opted_out")
+
+    # The complaint ended the complainer's newsletter by email.
+    async def newsletter_withdrawn():
+        prefs = await tenant.ok("GET", f"/v1/contacts/{complainer['id']}/preferences")
+        return [p for p in prefs if p["purpose"] == "newsletter" and not p["granted"]]
+    await eventually(newsletter_withdrawn, what="complaint withdrawing the newsletter")
+
+    zero = dict.fromkeys(["invited", "opened", "entered", "verified", "expired", "opted_out",
+                          "bounced_hard", "bounced_soft", "complaints"], 0)
+    expected_rows = [
+        {"channel": "email", "language": "en", **zero, "invited": 2, "opened": 1,
+         "opted_out": 1, "bounced_hard": 1, "complaints": 1},
+        {"channel": "email", "language": "nl", **zero, "invited": 1, "opened": 1, "entered": 1,
+         "verified": 1, "bounced_soft": 1},
+        {"channel": "letter", "language": "nl", **zero, "invited": 1},
+        {"channel": "sms", "language": "en", **zero, "invited": 1},
+    ]
+    total = {**zero, "invited": 5, "opened": 2, "entered": 1, "verified": 1, "opted_out": 1,
+             "bounced_hard": 1, "bounced_soft": 1, "complaints": 1}
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def settled():
+        funnel = await tenant.ok("GET", f"{base}/funnel")
+        return funnel if funnel["by_channel_language"] == expected_rows else None
+    funnel = await eventually(settled, what="the funnel to count every journey")
+    assert funnel["total"] == total
+    assert (funnel["journeys"], funnel["finished"]) == (5, 2)
+    assert funnel["by_channel"]["email"]["invited"] == 3
+
+    response = await tenant.get(f"{base}/funnel.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [{k: v if k in ("channel", "language") else int(v) for k, v in r.items()}
+            for r in rows] == [*expected_rows, {"channel": "*", "language": "*", **total}]
+
+    bounces = (await tenant.ok("GET", f"{base}/bounces"))["items"]
+    assert sorted((b["kind"], b["source"]) for b in bounces) == [
+        ("complaint", "api"), ("hard", "smtp"), ("soft", "smtp")]
+    soft_bounce = next(b for b in bounces if b["kind"] == "soft")
+    assert "452" in soft_bounce["reason"] and "Mailbox full" in soft_bounce["reason"]
+    only_hard = (await tenant.get(f"{base}/bounces", kind="hard")).json()["items"]
+    assert [b["kind"] for b in only_hard] == ["hard"]
+    report = await tenant.get(f"{base}/bounces.csv")
+    rows = list(csv.DictReader(io.StringIO(report.text)))
+    assert sorted((r["kind"], r["language"], r["channel"]) for r in rows) == [
+        ("complaint", "en", "email"), ("hard", "en", "email"), ("soft", "nl", "email")]
+    assert all(r["reason"] and r["recipient"] for r in rows)

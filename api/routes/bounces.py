@@ -3,6 +3,7 @@ message a journey sent, and listed per campaign with the provider's reason."""
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
@@ -104,9 +105,10 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
 @router.get("/v1/campaigns/{campaign_id}/bounces", response_model=BouncePage)
 async def list_bounces(
     campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-    kind: BounceKind | None = None, channel: str | None = Query(None, max_length=20),
+    kind: BounceKind | None = None, channel: Literal["email", "sms", "letter"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    cursor: int | None = Query(None, ge=0, description="next_cursor of the previous page"),
+    cursor: int | None = Query(None, ge=0, le=2**31 - 1,
+                               description="next_cursor of the previous page"),
 ) -> BouncePage:
     """The campaign's bounces, oldest first, each with the provider's reason."""
     await campaign_of(session, client.id, campaign_id)
