@@ -104,8 +104,9 @@ class MessageSender:
                     session, journey=journey, step=input.step,
                     type=f"{input.template}_{skip.outcome}", at=utcnow(),
                     detail={"channel": input.channel, "reason": str(skip)})
-                # The journey moves on all the same; the read model follows it.
-                journey.stage = input.stage_after or journey.stage
+                if skip.outcome == "suppressed":
+                    # The journey moves on all the same; the read model follows it.
+                    journey.stage = input.stage_after or journey.stage
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
             if outgoing is None:
                 # No address on this channel; the journey waits for the customer or expiry.
