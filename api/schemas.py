@@ -239,6 +239,9 @@ class CampaignCreate(Strict):
     expires_after: timedelta = timedelta(days=30)
     verification_link_ttl: timedelta = timedelta(days=7)
     incentive_text: str | None = Field(default=None, max_length=500)
+    send_confirmation: bool = Field(default=False, description=(
+        "After verification, thank the customer by email (by SMS when only a mobile number "
+        "was verified)."))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 

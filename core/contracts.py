@@ -66,6 +66,8 @@ class JourneyInput:
     kind: str = "data_collection"
     # Empty: the invitation and reminders by email of journeys started before channel plans.
     plan: list[ChannelStep] = field(default_factory=list)
+    # Thank the customer once verified (campaign setting).
+    send_confirmation: bool = False
 
 
 @dataclass

@@ -38,6 +38,7 @@ BUILT_IN_POLICIES = {
     "reminder": MessageCategory.service,
     "verification": MessageCategory.mandatory,
     "verification_reminder": MessageCategory.mandatory,
+    "confirmation": MessageCategory.service,
     "reconsent_invitation": MessageCategory.mandatory,
     "reconsent_reminder": MessageCategory.mandatory,
 }

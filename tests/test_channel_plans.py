@@ -347,3 +347,39 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
     assert sorted((r["kind"], r["language"], r["channel"]) for r in rows) == [
         ("complaint", "en", "email"), ("hard", "en", "email"), ("soft", "nl", "email")]
     assert all(r["reason"] and r["recipient"] for r in rows)
+
+
+async def test_confirmation_email_after_verification(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["nl"], default_language="nl",
+                                            consents=[], send_confirmation=True)
+    email = unique_email("thanked")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-1", "email": email,
+                                                   "first_name": "Eva"})
+    [invitation] = await mailbox.wait_for(email)
+    await complete(http, mailbox, tenant, enrolled["results"][0]["journey_id"],
+                   mailbox.link(invitation), email)
+    thanks = (await mailbox.wait_for(email, count=3))[-1]
+    assert thanks.subject == "Uw contactgegevens zijn bevestigd"
+    assert "Beste Eva" in thanks.text and "/c/" not in thanks.text and "/v/" not in thanks.text
+
+
+async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, mailbox, settings):
+    from tests.test_mobile_journey import wait_codes
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], collect=["mobile"],
+                                            send_confirmation=True)
+    email, number = unique_email(), mobile_number()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-2", "email": email})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+
+    async def thanked():
+        return [s for s in sms_to(settings, number) if "Thank you" in s["text"]]
+    [sms] = await eventually(thanked, what="the confirmation SMS")
+    assert tenant.name in sms["text"]

@@ -143,6 +143,11 @@ class JourneyWorkflow:
                 elif self.stage not in FINAL_STAGES and self._reminder_due():
                     await self._remind()
 
+        if self.stage == Stage.verified and self.input.send_confirmation:
+            async with self.turn:
+                await self._send("confirmation", "confirmation", TokenPurpose.contact_page,
+                                 channel=Channel.email if self.pending_email else Channel.sms)
+
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self.webhooks)
         return self.state()

@@ -65,6 +65,7 @@ async def start_journeys(
                         language=journey.language, timings=timings,
                         kind=campaign.spec.get("kind", "data_collection"),
                         plan=plan,
+                        send_confirmation=campaign.spec.get("send_confirmation", False),
                     ),
                     id=journey.workflow_id,
                     task_queue=settings.temporal_task_queue,
