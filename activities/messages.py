@@ -18,7 +18,7 @@ from temporalio import activity
 from activities.webhooks import EndpointWaker
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
-from core.vocabulary import BounceKind, Channel, TokenPurpose
+from core.vocabulary import CHANNEL_NEEDS, BounceKind, Channel, TokenPurpose
 from db import bounces, consents, crud
 from db.models import (
     Campaign,
@@ -108,9 +108,6 @@ class MessageSender:
                     # The journey moves on all the same; the read model follows it.
                     journey.stage = input.stage_after or journey.stage
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
-            if outgoing is None:
-                # No address on this channel; the journey waits for the customer or expiry.
-                return SendMessageResult(sent=False, recipient=None, skipped="no address known")
             recipient = (await session.get_one(Message, outgoing.message_id)).recipient
         try:
             provider_id = await self._hand_over(outgoing)
@@ -128,9 +125,8 @@ class MessageSender:
         return SendMessageResult(sent=True, recipient=recipient)
 
     async def _prepare(self, session: AsyncSession, journey: Journey, already: Message | None,
-                       input: SendMessageInput) -> Outgoing | None:
-        """Decides whether and to whom the message goes and renders it; None when the contact
-        has no address on this channel at all (the journeys before channel plans)."""
+                       input: SendMessageInput) -> Outgoing:
+        """Decides whether and to whom the message goes, and renders it."""
         contact = await session.get_one(Contact, journey.contact_id)
         campaign = await session.get_one(Campaign, journey.campaign_id)
         client = await session.get_one(Client, journey.client_id)
@@ -147,10 +143,7 @@ class MessageSender:
                                            kind="mobile" if channel == Channel.sms else "email")
             recipient = point.value if point else None
         if recipient is None:
-            if channel == Channel.email and not input.to_pending_email:
-                return None
-            raise Skip(f"no {'postal address' if channel == Channel.letter else 'mobile number'}"
-                       if channel != Channel.email else "no email address")
+            raise Skip(f"no {CHANNEL_NEEDS[channel]}")
         # Asked now, not when the campaign started: the customer may have opted out since.
         rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
                                        message_type=input.template, channel=channel)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import pydantic_fields
 from api.schemas import ContactIn, EnrolItemResult, FieldError
-from core.vocabulary import Stage
+from core.vocabulary import CHANNEL_NEEDS, Channel, Stage
 from db import crud
 from db.models import Campaign, Contact, ContactAddress, ContactPoint, Journey
 from workflows.starts import workflow_id
@@ -47,17 +47,13 @@ def plan_channels(spec: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(s["channel"] for s in spec.get("channel_plan") or [])) or ["email"]
 
 
-# What a contact needs for a channel to reach them.
-_NEEDS = {"email": "an email address", "sms": "a mobile number", "letter": "a postal address"}
-
-
 def unreachable(channels: list[str]) -> FieldError:
     if channels == ["email"]:
         return FieldError(field="email", message="required: this campaign reaches contacts by "
                           "email and none is known for this contact")
     return FieldError(field="item", message="this campaign reaches contacts by "
                       f"{', '.join(channels)}; the contact needs "
-                      f"{' or '.join(_NEEDS[c] for c in channels)}")
+                      f"one of: {', '.join(CHANNEL_NEEDS[Channel(c)] for c in channels)}")
 
 
 async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],

@@ -61,8 +61,9 @@ class Channel(StrEnum):
     any = "any"
 
 
-# The channels a campaign's channel plan may use.
-PLAN_CHANNELS = (Channel.email, Channel.sms, Channel.letter)
+# What a contact needs for a channel of a campaign's channel plan to reach them.
+CHANNEL_NEEDS = {Channel.email: "email address", Channel.sms: "mobile number",
+                 Channel.letter: "postal address"}
 
 
 class BounceKind(StrEnum):

@@ -259,7 +259,7 @@ async def test_contact_no_plan_channel_reaches_is_rejected(tenant):
     assert response.status_code == 422
     [problem] = response.json()["error"]["fields"]
     assert problem == {"field": "contacts[0]", "message": "this campaign reaches contacts by "
-                       "letter, sms; the contact needs a postal address or a mobile number"}
+                       "letter, sms; the contact needs one of: postal address, mobile number"}
 
 
 async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.codes import CodeSender
     from activities.journey_records import JourneyRecords
-    from activities.messages import MessageSender
+    from activities.messages import VERIFICATION_TEMPLATES, MessageSender
     from core.contracts import (
         BounceInput,
         ChannelStep,
@@ -66,7 +66,6 @@ SEND = {
 }
 # Journeys started before bounces switched channels never took this branch.
 BOUNCE_ESCALATION = "bounce-escalation"
-VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
 # Where a journey turns when a bounce leaves its plan without another channel.
 FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=True))
 
