@@ -83,13 +83,14 @@ async def funnels(
     first_open = (select(func.min(JourneyEvent.at))
                   .where(JourneyEvent.journey_id == Journey.id,
                          JourneyEvent.type.in_(_STEP_EVENTS["opened"]))
-                  .scalar_subquery())
+                  # Of the outer query's journey, though nested one query deeper.
+                  .correlate(Journey).scalar_subquery())
     reached_by = (select(Message.channel)
                   .where(Message.journey_id == Journey.id, Message.status == "sent",
                          Message.template.in_(INVITING),
-                         (first_open.is_(None)) | (Message.sent_at <= first_open))
+                         Message.sent_at <= func.coalesce(first_open, Message.sent_at))
                   .order_by(Message.sent_at.desc()).limit(1)
-                  .scalar_subquery().label("channel"))
+                  .correlate(Journey).scalar_subquery().label("channel"))
     result = {campaign_id: Funnel() for campaign_id in ids}
     rows = (await session.execute(
         select(

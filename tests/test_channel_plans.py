@@ -101,6 +101,12 @@ async def test_letter_first_plan_then_email_reminder(tenant, http, mailbox, sett
     [reminder] = await mailbox.wait_for(email)
     assert reminder.subject.startswith("Reminder")
 
+    async def reminder_recorded():
+        history = (await tenant.journey(journey_id))["history"]
+        return "reminder_sent" in [e["type"] for e in history]
+    # Recorded as sent once the server took it, a moment after it reached the inbox.
+    await eventually(reminder_recorded, what="the reminder recorded as sent")
+
     # The customer scans the QR code: it opens the page, and the journey completes from it.
     journey = await complete(http, mailbox, tenant, journey_id, page_path(qr), email)
     types = [e["type"] for e in journey["history"]]
