@@ -389,3 +389,32 @@ async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, ma
         return [s for s in sms_to(settings, number) if "Thank you" in s["text"]]
     [sms] = await eventually(thanked, what="the confirmation SMS")
     assert tenant.name in sms["text"]
+
+
+async def test_sending_rules_are_asked_per_channel(tenant, mailbox, settings):
+    """The client made invitations marketing: the contact agreed to it by email only, so the
+    SMS step is suppressed and the email goes."""
+    await tenant.ensure_purpose("newsletter")
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
+                    {"language": "en", "version": "rules", "text": "Offers, please."},
+                    status=201)
+    await tenant.ok("PUT", "/v1/message-policies/invitation",
+                    {"category": "marketing", "purpose": "newsletter"})
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[],
+        channel_plan=[{"channel": "sms"}, {"channel": "email", "after": "P1D"}])
+    email, number = unique_email("rules"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await tenant.ok("POST", f"/v1/contacts/{eva['id']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": True,
+        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
+        "legal_text": {"language": "en"}}]}, status=201)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    await mailbox.wait_for(email)
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    suppressed, sent = journey["history"]
+    assert (suppressed["type"], suppressed["detail"]["channel"]) == ("invitation_suppressed",
+                                                                    "sms")
+    assert suppressed["detail"]["reason"] == "no consent for newsletter by sms"
+    assert (sent["type"], sent["detail"]) == ("invitation_sent", {"channel": "email"})
+    assert sms_to(settings, number) == []
