@@ -139,7 +139,7 @@ class MessageSender:
             recipient = address and ", ".join(
                 [*address.street_lines, f"{address.postal_code} {address.city}", address.country])
         else:
-            point = await crud.known_point(session, contact_id=contact.id,
+            point = await crud.known_email(session, contact_id=contact.id,
                                            kind="mobile" if channel == Channel.sms else "email")
             recipient = point.value if point else None
         if recipient is None:
