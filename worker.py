@@ -34,6 +34,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
+from messaging.letters import make_letter_sender
 from messaging.sms import make_sms_sender
 from workflows.client_message import ClientMessageWorkflow
 from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
@@ -69,10 +70,11 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         dispatcher = EndpointDispatcher(client, settings)
         records = JourneyRecords(sessions, settings, dispatcher)
         smtp = SmtpSender(settings)
-        sender = MessageSender(sessions, settings, smtp)
+        sms = make_sms_sender(settings, http)
+        sender = MessageSender(sessions, settings, smtp, sms, make_letter_sender(settings, http),
+                               dispatcher)
         client_messages = ClientMessageSender(sessions, settings, smtp)
         reconsent = Reconsent(sessions, settings, client)
-        sms = make_sms_sender(settings, http)
         codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)
         kyc = KycActivities(sessions, settings, smtp, sms, dispatcher)

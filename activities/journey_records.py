@@ -272,16 +272,9 @@ class JourneyRecords:
         point.verification_state = VerificationState.released
         point.verified_via = f"moved to contact {new_owner.id}"
         previous = await session.get_one(Contact, point.contact_id)
-        current = await consents_db.preferences(session, contact_id=previous.id)
-        lapsed = [consents_db.Decision(
-            purpose=e.purpose, channel=e.channel, granted=False, given_at=at,
-            source=ConsentSource.system, shown_in="household_rule",
-            text=LegalText(language=e.legal_text_language, version=e.legal_text_version,
-                           text=e.legal_text, sha256=e.legal_text_sha256),
+        return await consents_db.lapse_email_opt_ins(
+            session, contact=previous, at=at, shown_in="household_rule",
             actor=f"household rule: address moved to contact {new_owner.id}")
-            for (purpose, channel), e in current.items() if channel == "email" and e.granted]
-        _, endpoints = await consents_db.record(session, contact=previous, decisions=lapsed)
-        return endpoints
 
     @activity.defn
     async def record_consent_answer(self, input: RecordConsentAnswerInput) -> EmittedEvents:

@@ -1,35 +1,84 @@
-"""Sends a journey's messages: renders the template in the customer's language with a personal
-link, sends it, and records it. One row per (journey, step) means a retry never sends twice."""
+"""Sends a journey's messages by email, SMS or letter: renders the template in the customer's
+language with a personal link, hands it to the server or provider, and records it. One row per
+(journey, step) means a retry never sends twice.
+
+A channel that cannot reach the contact (no address known, suppressed by the sending rules) is
+reported as skipped; a refusal by the server or provider as a bounce, recorded with its reason.
+"""
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.webhooks import EndpointWaker
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
-from db import consents, crud
-from core.vocabulary import TokenPurpose
-from db.models import Campaign, Client, Contact, Journey, Message, utcnow
+from core.vocabulary import CHANNEL_NEEDS, BounceKind, Channel, TokenPurpose
+from db import bounces, consents, crud
+from db.models import (
+    Campaign,
+    Client,
+    Contact,
+    ContactAddress,
+    ContactSettings,
+    Journey,
+    Message,
+    MessageBounce,
+    utcnow,
+)
 from db.session import transaction
 from messaging import links
-from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
-from messaging.rendering import claim_view, render_email
+from messaging.address import AddressError, PostalAddress
+from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender
+from messaging.letter_pdf import Branding
+from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
+from messaging.provider_http import PermanentDeliveryFailure
+from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
+from messaging.sms import OutgoingSms, SmsSender
 
 VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
+# One letter text serves the invitation and its reminders: paper is not sent often.
+LETTER_TEMPLATE = "invitation"
+BOUNCE_SOURCE = {Channel.email: "smtp", Channel.sms: "sms_provider",
+                 Channel.letter: "letter_provider"}
+
+
+@dataclass
+class Outgoing:
+    """A rendered message waiting to be handed over, outside the database transaction."""
+
+    message_id: uuid.UUID
+    channel: str
+    email: OutgoingEmail | None = None
+    sms: OutgoingSms | None = None
+    letter: OutgoingLetter | None = None
+
+
+class Skip(Exception):
+    """This channel cannot reach the contact (`skipped`) or may not (`suppressed`, by the
+    sending rules); the journey tries its next one."""
+
+    def __init__(self, reason: str, outcome: str = "skipped") -> None:
+        super().__init__(reason)
+        self.outcome = outcome
 
 
 class MessageSender:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender,
+        sms: SmsSender, letters: LetterSender, waker: EndpointWaker,
     ) -> None:
         self._sessions = sessions
+        self._waker = waker
         self._settings = settings
         self._email = email
+        self._sms = sms
+        self._letters = letters
 
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
@@ -44,91 +93,182 @@ class MessageSender:
             ).one_or_none()
             if already is not None and already.status == "sent":
                 return SendMessageResult(sent=True, recipient=already.recipient)
-            contact = await session.get_one(Contact, journey.contact_id)
-            campaign = await session.get_one(Campaign, journey.campaign_id)
-            client = await session.get_one(Client, journey.client_id)
-            if input.to_pending_email:
-                recipient = (journey.collected or {}).get("email")
-            else:
-                point = await crud.known_email(session, contact_id=contact.id)
-                recipient = point.value if point else None
-            if recipient is None:
-                # Nothing to send to on this channel; the journey waits for the customer or expiry.
-                return SendMessageResult(sent=False, recipient=None)
-            # Asked now, not when the campaign started: the customer may have opted out since.
-            rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
-                                           message_type=input.template, channel="email",
-                                           secret_key=self._settings.secret_key.get_secret_value())
-            if rule.allowed and input.to_pending_email and await crud.messages_to(
-                    session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
-                    since=utcnow() - timedelta(days=1),
-            ) >= self._settings.verification_messages_per_recipient_per_day:
-                rule = consents.SendDecision(False, rule.category, None,
-                                             "daily cap of verification messages reached")
-            if not rule.allowed:
+            if already is not None and already.status == "bounced":
+                kind = (await session.scalars(select(MessageBounce.kind).where(
+                    MessageBounce.message_id == already.id).limit(1))).first()
+                return SendMessageResult(sent=False, recipient=already.recipient, bounced=kind)
+            try:
+                outgoing = await self._prepare(session, journey, already, input)
+            except Skip as skip:
                 await crud.add_journey_event(
-                    session, journey=journey, step=input.step, type=f"{input.template}_suppressed",
-                    at=utcnow(), detail={"reason": rule.reason})
-                # The journey moves on all the same; the read model follows it.
-                journey.stage = input.stage_after or journey.stage
-                return SendMessageResult(sent=False, recipient=None)
+                    session, journey=journey, step=input.step,
+                    type=f"{input.template}_{skip.outcome}", at=utcnow(),
+                    detail={"channel": input.channel, "reason": str(skip)})
+                if skip.outcome == "suppressed":
+                    # The journey moves on all the same; the read model follows it.
+                    journey.stage = input.stage_after or journey.stage
+                return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
+            recipient = (await session.get_one(Message, outgoing.message_id)).recipient
+        try:
+            provider_id = await self._hand_over(outgoing)
+        except Refused as refusal:
+            async with transaction(self._sessions) as session:
+                message = await session.get_one(Message, outgoing.message_id)
+                message.sent_at = utcnow()
+                _, endpoints = await bounces.record_bounce(
+                    session, message=message, kind=refusal.kind, reason=refusal.reason,
+                    source=BOUNCE_SOURCE[Channel(outgoing.channel)], at=message.sent_at)
+            # Only now, committed, may the endpoints' workflows see the event.
+            await self._waker.wake(endpoints, input.step)
+            return SendMessageResult(sent=False, recipient=recipient, bounced=refusal.kind)
+        await self._mark_sent(outgoing.message_id, provider_id, input)
+        return SendMessageResult(sent=True, recipient=recipient)
 
-            link = await links.issue(
-                session, self._settings, purpose=TokenPurpose(input.link_purpose),
-                step=input.step, expires_at=input.link_expires_at, journey_id=journey.id)
-            preferences = await links.issue(
+    async def _prepare(self, session: AsyncSession, journey: Journey, already: Message | None,
+                       input: SendMessageInput) -> Outgoing:
+        """Decides whether and to whom the message goes, and renders it."""
+        contact = await session.get_one(Contact, journey.contact_id)
+        campaign = await session.get_one(Campaign, journey.campaign_id)
+        client = await session.get_one(Client, journey.client_id)
+        channel = Channel(input.channel)
+        address: PostalAddress | None = None
+        if input.to_pending_email:
+            recipient = (journey.collected or {}).get("email")
+        elif channel == Channel.letter:
+            address = await self._postal_address(session, contact)
+            recipient = address and ", ".join(
+                [*address.street_lines, f"{address.postal_code} {address.city}", address.country])
+        else:
+            point = await crud.known_email(session, contact_id=contact.id,
+                                           kind="mobile" if channel == Channel.sms else "email")
+            recipient = point.value if point else None
+        if recipient is None:
+            raise Skip(f"no {CHANNEL_NEEDS[channel]}")
+        # Asked now, not when the campaign started: the customer may have opted out since.
+        rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
+                                       message_type=input.template, channel=channel,
+                                       secret_key=self._settings.secret_key.get_secret_value())
+        if rule.allowed and input.to_pending_email and await crud.messages_to(
+                session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
+                since=utcnow() - timedelta(days=1),
+        ) >= self._settings.verification_messages_per_recipient_per_day:
+            rule = consents.SendDecision(False, rule.category, None,
+                                         "daily cap of verification messages reached")
+        if not rule.allowed:
+            raise Skip(rule.reason, "suppressed")
+
+        link = await links.issue(
+            session, self._settings, purpose=TokenPurpose(input.link_purpose),
+            step=input.step, expires_at=input.link_expires_at, journey_id=journey.id)
+        context = {
+            "client_name": client.name,
+            "campaign_name": campaign.name,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "link": link,
+            "expires_at": input.link_expires_at,
+            "incentive": campaign.spec.get("incentive_text"),
+            "claim": claim_view(journey.claim, journey.paid_at, journey.language),
+        }
+        idempotency_key = f"{journey.id}/{input.step}"
+        outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
+        subject = None
+        if channel == Channel.email:
+            context["preferences_link"] = await links.issue(
                 session, self._settings, purpose=TokenPurpose.preferences,
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
                 expires_at=utcnow() + self._settings.preference_link_ttl)
-            content = render_email(
-                input.template,
-                journey.language,
-                {
-                    "client_name": client.name,
-                    "campaign_name": campaign.name,
-                    "first_name": contact.first_name,
-                    "last_name": contact.last_name,
-                    "link": link,
-                    "preferences_link": preferences,
-                    "expires_at": input.link_expires_at,
-                    "incentive": campaign.spec.get("incentive_text"),
-                    "claim": claim_view(journey.claim, journey.paid_at, journey.language),
-                },
-            )
-            if already is None:
-                already = Message(
-                    client_id=journey.client_id, journey_id=journey.id, step=input.step,
-                    channel="email", template=input.template, recipient=recipient,
-                    subject=content.subject,
-                )
-                session.add(already)
-                await session.flush()
+            content: RenderedEmail = render_email(input.template, journey.language, context)
+            subject = content.subject
+            domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
+            outgoing.email = OutgoingEmail(
+                to=recipient, content=content,
+                message_id=f"<{journey.id}.{input.step}@{domain}>", from_name=client.name,
+                headers={"Auto-Submitted": "auto-generated"})
+        elif channel == Channel.sms:
+            outgoing.sms = OutgoingSms(
+                to=recipient, sender=self._settings.sms_sender_name,
+                text=render_sms(input.template, journey.language, context),
+                idempotency_key=idempotency_key)
+        else:
+            assert address is not None
+            try:
+                outgoing.letter = compose_letter(LetterRequest(
+                    template=LETTER_TEMPLATE, language=journey.language, context=context,
+                    branding=Branding(name=client.name), address=address,
+                    sender_country=await self._sender_country(session, client.id), link=link,
+                    # Printed under the QR code for those who type it: no scheme needed.
+                    short_link=link.split("://", 1)[-1], date=utcnow().date(),
+                    idempotency_key=idempotency_key), self._settings)
+            except AddressError as err:
+                raise Skip(f"the postal address cannot be printed: {err}") from err
+            subject = outgoing.letter.subject
+        if already is None:
+            session.add(Message(
+                id=outgoing.message_id, client_id=journey.client_id, journey_id=journey.id,
+                step=input.step, channel=channel, template=input.template,
+                recipient=recipient[:320], subject=subject))
+            await session.flush()
+        return outgoing
 
-        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
-        mail = OutgoingEmail(
-            to=recipient,
-            content=content,
-            message_id=f"<{journey.id}.{input.step}@{domain}>",
-            from_name=client.name,
-            headers={"Auto-Submitted": "auto-generated"},
-        )
+    async def _postal_address(self, session: AsyncSession,
+                              contact: Contact) -> PostalAddress | None:
+        """The contact's primary active address, else the newest active one."""
+        row = (await session.scalars(
+            select(ContactAddress)
+            .where(ContactAddress.contact_id == contact.id, ContactAddress.active.is_(True))
+            .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at.desc())
+            .limit(1))).first()
+        if row is None:
+            return None
+        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        return PostalAddress(
+            recipient=name or contact.company_name or "", country=row.country,
+            street_lines=[line for line in (row.line1, row.line2) if line],
+            postal_code=row.postal_code or "", city=row.city,
+            extra_lines=[contact.company_name] if name and contact.company_name else [])
+
+    async def _sender_country(self, session: AsyncSession, client_id: uuid.UUID) -> str:
+        settings = await session.get(ContactSettings, client_id)
+        return settings.default_region if settings else self._settings.default_phone_region
+
+    async def _hand_over(self, outgoing: Outgoing) -> str:
+        """Sends; returns the id the server or provider knows the message by. Raises Refused
+        when it will not take it; other failures are retried by Temporal."""
         try:
-            await self._email.send(mail)
-        except EmailRejected as err:
-            await self._mark(already.id, "bounced", input)
-            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
-        await self._mark(already.id, "sent", input)
-        return SendMessageResult(sent=True, recipient=recipient)
+            if outgoing.email is not None:
+                await self._email.send(outgoing.email)
+                return outgoing.email.message_id
+            if outgoing.sms is not None:
+                return (await self._sms.send(outgoing.sms)).provider_message_id
+            assert outgoing.letter is not None
+            return (await self._letters.send(outgoing.letter)).provider_message_id
+        except (EmailRejected, PermanentDeliveryFailure) as err:
+            raise Refused(BounceKind.hard, str(err)) from err
+        except EmailDeferred as err:
+            # Deferred again and again: the mailbox is full or the server keeps refusing.
+            if activity.info().attempt >= self._settings.email_soft_bounce_after_attempts:
+                raise Refused(BounceKind.soft, str(err)) from err
+            raise
 
-    async def _mark(self, message_id: uuid.UUID, status: str, input: SendMessageInput) -> None:
+    async def _mark_sent(self, message_id: uuid.UUID, provider_id: str,
+                         input: SendMessageInput) -> None:
         async with transaction(self._sessions) as session:
             message = await session.get_one(Message, message_id)
-            message.status = status
+            message.status = "sent"
             message.sent_at = utcnow()
+            message.provider_message_id = provider_id
             journey = await session.get_one(Journey, message.journey_id)
             await crud.add_journey_event(
-                session, journey=journey, step=input.step, type=f"{input.template}_{status}",
+                session, journey=journey, step=input.step, type=f"{input.template}_sent",
                 at=message.sent_at, detail={"channel": message.channel},
             )
-            if status == "sent" and input.stage_after:
+            if input.stage_after:
                 journey.stage = input.stage_after
+
+
+class Refused(Exception):
+    def __init__(self, kind: BounceKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason

@@ -14,9 +14,23 @@ from contacts import audit, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS
-from core.vocabulary import AuditAction, ContactKind, ContactPointKind, Stage
+from core.vocabulary import (
+    CHANNEL_NEEDS,
+    AuditAction,
+    Channel,
+    ContactKind,
+    ContactPointKind,
+    Stage,
+)
 from db import crud
-from db.models import Campaign, Contact, ContactIdentityKey, ContactPoint, Journey
+from db.models import (
+    Campaign,
+    Contact,
+    ContactAddress,
+    ContactIdentityKey,
+    ContactPoint,
+    Journey,
+)
 from workflows.starts import workflow_id
 
 
@@ -147,6 +161,32 @@ async def _newest_knowledge(session: AsyncSession, reg: Registry, actor: Actor,
     return rejected
 
 
+def plan_channels(spec: dict[str, Any]) -> list[str]:
+    """The channels the campaign reaches contacts on, in the order of its plan."""
+    return list(dict.fromkeys(s["channel"] for s in spec.get("channel_plan") or [])) or ["email"]
+
+
+def unreachable(channels: list[str]) -> FieldError:
+    if channels == ["email"]:
+        return FieldError(field="email", message="required: this campaign reaches contacts by "
+                          "email and none is known for this contact")
+    return FieldError(field="item", message="this campaign reaches contacts by "
+                      f"{', '.join(channels)}; the contact needs "
+                      f"one of: {', '.join(CHANNEL_NEEDS[Channel(c)] for c in channels)}")
+
+
+async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
+                    channels: list[str]) -> set[uuid.UUID]:
+    """The contacts at least one of the channels can reach."""
+    kinds = [{"email": "email", "sms": "mobile"}[c] for c in channels if c != "letter"]
+    found = set(await session.scalars(select(ContactPoint.contact_id).where(
+        ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds)))) if kinds else set()
+    if "letter" in channels:
+        found |= set(await session.scalars(select(ContactAddress.contact_id).where(
+            ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))))
+    return found
+
+
 async def write_contacts_and_journeys(
     session: AsyncSession, reg: Registry, actor: Actor, *, campaign: Campaign,
     items: dict[int, ContactIn],
@@ -186,19 +226,16 @@ async def write_contacts_and_journeys(
                                action=AuditAction.update, contact_ids=[contact_id],
                                detail={"changes": {"contact_points": {
                                    "old": None, "new": {"kind": "email", "value": value}}}})
-    with_email = set(await session.scalars(
-        select(ContactPoint.contact_id).where(
-            ContactPoint.contact_id.in_([c.id for c in contacts.values()]),
-            ContactPoint.kind == "email")))
+    channels = plan_channels(spec)
+    reachable_ids = await reachable_on(session, [c.id for c in contacts.values()], channels)
 
     reachable: dict[int, Contact] = {}
     for index, item in items.items():
         contact = contacts[item.external_id]
-        if contact.id not in with_email:
+        if contact.id not in reachable_ids:
             results.append(EnrolItemResult(
                 index=index, status="rejected", external_id=item.external_id, contact_id=contact.id,
-                errors=[FieldError(field="email", message="required: this campaign reaches "
-                                   "contacts by email and none is known for this contact")]))
+                errors=[unreachable(channels)]))
         else:
             reachable[index] = contact
 

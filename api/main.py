@@ -13,6 +13,7 @@ from api import errors
 from api.deps import AppState
 from api.public_forms import RateLimited
 from api.routes import (
+    bounces,
     campaigns,
     client_settings,
     consents,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(consents.router)
     app.include_router(messages.router)
     app.include_router(reports.router)
+    app.include_router(bounces.router)
     app.include_router(dashboard.links)
     app.include_router(contacts.settings_router)
     app.include_router(imports.router)

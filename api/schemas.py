@@ -66,6 +66,7 @@ WebhookEventName = Literal[
     "journey.expired",
     "journey.opted_out",
     "journey.payment_completed",
+    "message.bounced",
     "kyc.assigned",
     "kyc.verified",
     "kyc.refuted",
@@ -204,6 +205,22 @@ class CodeSettings(Strict):
     _positive = field_validator("code_ttl")(positive)
 
 
+class PlanStepIn(Strict):
+    """A step of the channel plan: up to `max` messages on `channel`, each sent `after` the
+    message before it (the journey's first message goes at once)."""
+
+    channel: Literal["email", "sms", "letter"]
+    after: timedelta = Field(default=timedelta(0), description="ISO-8601 duration, e.g. P7D")
+    max: int = Field(default=1, ge=1, le=20)
+
+    @field_validator("after")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must be an ISO-8601 duration of zero or more, e.g. P7D or PT0S")
+        return value
+
+
 class CampaignCreate(Strict):
     name: Name
     kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
@@ -219,6 +236,11 @@ class CampaignCreate(Strict):
         "reached, it is verified at once; a correction is verified like new data"))
     verification: CodeSettings = Field(default_factory=CodeSettings)
     channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    channel_plan: list[PlanStepIn] | None = Field(default=None, min_length=1, max_length=10,
+                                                  description=(
+        "Invitation and reminders by channel, in order, e.g. a letter, two emails a week "
+        "apart, then an SMS. Without it: an email invitation and `reminders`. A contact "
+        "without an address for a step's channel skips that step."))
     languages: list[Language] = Field(default=["en"], min_length=1)
     default_language: Language = "en"
     consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20)
@@ -230,6 +252,9 @@ class CampaignCreate(Strict):
         "a payment-reminder campaign: each contact comes with a claim (reference, payment URL, "
         "amount); the page offers to pay, before or after leaving data, and reminders stop once "
         "the client reports the payment"))
+    send_confirmation: bool = Field(default=False, description=(
+        "After verification, thank the customer by email (by SMS when only a mobile number "
+        "was verified)."))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
@@ -250,6 +275,8 @@ class CampaignCreate(Strict):
                              "verification confirms the journey")
         if self.default_language not in self.languages:
             raise ValueError("default_language must be one of languages")
+        if self.kind == JourneyKind.reconsent and self.channel_plan:
+            raise ValueError("a reconsent campaign asks by email; it has no channel plan")
         if self.kind == JourneyKind.reconsent and len(self.consents) != 1:
             raise ValueError("a reconsent campaign asks exactly one consent: the consent form")
         keys = [c.key for c in self.consents]
@@ -391,9 +418,17 @@ class FunnelCounts(BaseModel):
     invited: int
     opened: int
     entered: int
-    verified: int
+    verified: int = Field(description="Confirmed: the data was verified")
     expired: int
     opted_out: int
+    bounced_hard: int = Field(description="Journeys with a hard bounce")
+    bounced_soft: int = Field(description="Journeys with a soft bounce")
+    complaints: int = Field(description="Journeys whose message was marked as spam")
+
+
+class FunnelRow(FunnelCounts):
+    channel: str
+    language: str
 
 
 class FunnelOut(BaseModel):
@@ -402,8 +437,12 @@ class FunnelOut(BaseModel):
     running: int
     finished: int
     total: FunnelCounts = Field(description="Journeys that reached each step (ever).")
-    by_channel: dict[str, FunnelCounts] = Field(
-        description="The same, by the channel that invited the contact.")
+    by_channel: dict[str, FunnelCounts] = Field(description=(
+        "By channel: `invited` and the bounces count the journeys invited or bounced on it; the "
+        "other steps count under the channel that reached the contact (the newest message "
+        "before the page was first opened)."))
+    by_channel_language: list[FunnelRow] = Field(description="The same, by channel and the "
+                                                 "journey's language.")
 
 
 class DashboardLink(BaseModel):

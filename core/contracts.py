@@ -43,6 +43,18 @@ class JourneyTimings:
 
 
 @dataclass
+class ChannelStep:
+    """One step of a campaign's channel plan: up to `max` messages on `channel`, each `after`
+    the message before it (the first of the journey goes at once)."""
+
+    channel: str
+    after: timedelta = timedelta(0)
+    max: int = 1
+    # Tried only when the step before it could not reach the contact (SMS, else letter).
+    fallback_only: bool = False
+
+
+@dataclass
 class JourneyInput:
     journey_id: str
     client_id: str
@@ -52,6 +64,21 @@ class JourneyInput:
     timings: JourneyTimings
     # data_collection: collect and verify data; reconsent: ask to accept the consent form.
     kind: str = "data_collection"
+    # Empty: the invitation and reminders by email of journeys started before channel plans.
+    plan: list[ChannelStep] = field(default_factory=list)
+    # Thank the customer once verified (campaign setting).
+    send_confirmation: bool = False
+
+
+@dataclass
+class BounceInput:
+    """A message of the journey bounced: rejected at send time or reported afterwards."""
+
+    step: str
+    channel: str
+    kind: str  # hard | soft | complaint
+    # The bounced message's template: a verification email bouncing changes no channel.
+    template: str = ""
 
 
 @dataclass
@@ -193,6 +220,9 @@ class JourneyState:
     history: list[str] = field(default_factory=list)
     awaiting: list[str] = field(default_factory=list)
     paid: bool = False
+    # Channels given up on after a bounce, and the channels the plan still has to try.
+    bounced_channels: list[str] = field(default_factory=list)
+    channels_ahead: list[str] = field(default_factory=list)
 
 
 # --- activities --------------------------------------------------------------------------
@@ -209,12 +239,17 @@ class SendMessageInput:
     # Sets the journey's stage in the database together with the send.
     stage_after: str | None = None
     to_pending_email: bool = False
+    channel: str = "email"
 
 
 @dataclass
 class SendMessageResult:
     sent: bool
     recipient: str | None
+    # Not sent: why this channel cannot reach the contact (no address, suppressed, ...) ...
+    skipped: str | None = None
+    # ... or the kind of bounce when the server or provider refused it.
+    bounced: str | None = None
 
 
 @dataclass

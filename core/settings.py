@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 20
+    # A recipient the server keeps deferring (4xx) counts as a soft bounce after this many
+    # attempts; the journey then switches to its next channel.
+    email_soft_bounce_after_attempts: int = Field(default=5, ge=1)
     mail_from: str = "noreply@contact-journeys.local"
     mail_from_name: str = "contact-journeys"
 

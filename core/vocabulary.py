@@ -43,6 +43,7 @@ class EventType(StrEnum):
     journey_expired = "journey.expired"
     journey_opted_out = "journey.opted_out"
     journey_payment_completed = "journey.payment_completed"
+    message_bounced = "message.bounced"
     kyc_assigned = "kyc.assigned"
     kyc_verified = "kyc.verified"
     kyc_refuted = "kyc.refuted"
@@ -59,6 +60,17 @@ class Channel(StrEnum):
     phone = "phone"
     # Consent that is not about a channel, e.g. to keep and process the data at all (GDPR).
     any = "any"
+
+
+# What a contact needs for a channel of a campaign's channel plan to reach them.
+CHANNEL_NEEDS = {Channel.email: "email address", Channel.sms: "mobile number",
+                 Channel.letter: "postal address"}
+
+
+class BounceKind(StrEnum):
+    hard = "hard"  # the address or number does not exist (5xx, provider refusal)
+    soft = "soft"  # still undeliverable after retries (mailbox full, 4xx)
+    complaint = "complaint"  # the recipient marked it as spam
 
 
 class ContactPointKind(StrEnum):

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import suppression
 from core.security import sha256_hex
-from core.vocabulary import EventType, GdprConsentState, GdprConsequence, MessageCategory
+from core.vocabulary import (
+    ConsentSource,
+    EventType,
+    GdprConsentState,
+    GdprConsequence,
+    MessageCategory,
+)
 from db.crud import contact_ref, insert_ignoring_conflicts, record_webhook_event
 from db.models import (
     Client,
@@ -33,6 +39,7 @@ BUILT_IN_POLICIES = {
     "reminder": MessageCategory.service,
     "verification": MessageCategory.mandatory,
     "verification_reminder": MessageCategory.mandatory,
+    "confirmation": MessageCategory.service,
     "reconsent_invitation": MessageCategory.mandatory,
     "reconsent_reminder": MessageCategory.mandatory,
 }
@@ -154,6 +161,23 @@ async def announce(session: AsyncSession, *, contact: Contact, events: list[Cons
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,
             data={"contact": contact_ref(contact), "consent": event_as_dict(event)})
+    return endpoints
+
+
+async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: datetime,
+                              shown_in: str, actor: str, only_purposes: set[str] | None = None
+                              ) -> list[str]:
+    """Withdraws the contact's granted opt-ins by email (of `only_purposes`, if given) in their
+    ledger, each with the text it was granted under. Returns the endpoints to wake."""
+    current = await preferences(session, contact_id=contact.id)
+    lapsed = [Decision(
+        purpose=e.purpose, channel=e.channel, granted=False, given_at=at, source=ConsentSource.system,
+        shown_in=shown_in, actor=actor,
+        text=LegalText(language=e.legal_text_language, version=e.legal_text_version,
+                       text=e.legal_text, sha256=e.legal_text_sha256))
+        for (purpose, channel), e in current.items()
+        if channel == "email" and e.granted and (only_purposes is None or purpose in only_purposes)]
+    _, endpoints = await record(session, contact=contact, decisions=lapsed)
     return endpoints
 
 

@@ -477,7 +477,9 @@ class Message(Base):
     """Every message a journey sent, keyed by (journey, step) so a retry never sends twice."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("journey_id", "step"),)
+    __table_args__ = (UniqueConstraint("journey_id", "step"),
+                      Index("ix_messages_provider_message_id", "client_id",
+                            "provider_message_id"))
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
@@ -490,6 +492,29 @@ class Message(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class MessageBounce(Base):
+    """A message that did not reach its recipient, as the mail server or provider said: at send
+    time (SMTP 5xx, a deferral past its retries) or reported later through the bounce API."""
+
+    __tablename__ = "message_bounces"
+    # One row per message and kind: a provider reporting the same bounce twice adds nothing.
+    __table_args__ = (UniqueConstraint("message_id", "kind"),
+                      Index("ix_message_bounces_campaign", "campaign_id", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(20))
+    # The server's or provider's own words, e.g. "550 5.1.1 user unknown".
+    reason: Mapped[str] = mapped_column(Text)
+    # smtp (refused at send time), sms_provider, letter_provider, api (reported by the client).
+    source: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WebhookEvent(Base):

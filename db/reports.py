@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.vocabulary import FINAL_STAGES, Stage
-from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message
+from core.vocabulary import FINAL_STAGES, BounceKind, Stage
+from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
 FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out")
+BOUNCE_STEPS = ("bounced_hard", "bounced_soft", "complaints")
 # A journey counts in a step once its history holds one of these event types.
 _STEP_EVENTS = {
     "invited": ("invitation_sent",),
@@ -23,29 +24,55 @@ _STEP_EVENTS = {
     "expired": (Stage.expired,),
     "opted_out": (Stage.opted_out,),
 }
+_BOUNCE_KINDS = {"bounced_hard": BounceKind.hard, "bounced_soft": BounceKind.soft,
+                 "complaints": BounceKind.complaint}
+# The messages that ask the contact to come to the page (not verification links).
+INVITING = ("invitation", "reminder")
 PARTITION_ROWS = 500
+
+
+def _counts() -> dict[str, int]:
+    return dict.fromkeys(FUNNEL_STEPS + BOUNCE_STEPS, 0)
 
 
 @dataclass
 class Funnel:
     journeys: int = 0
     finished: int = 0
-    steps: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STEPS, 0))
-    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=_counts)
+    # (channel, language) -> counts; see `funnels` for what counts where.
+    by_channel_language: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     @property
     def running(self) -> int:
         return self.journeys - self.finished
 
+    @property
+    def by_channel(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (channel, _), counts in sorted(self.by_channel_language.items()):
+            total = out.setdefault(channel, _counts())
+            for step, value in counts.items():
+                total[step] += value
+        return out
+
+    def cell(self, channel: str, language: str) -> dict[str, int]:
+        return self.by_channel_language.setdefault((channel, language), _counts())
+
 
 async def funnels(
     session: AsyncSession, *, client_id: uuid.UUID, campaigns: dict[uuid.UUID, str]
 ) -> dict[uuid.UUID, Funnel]:
-    """Funnel per campaign (the dict maps campaign id to its first channel, the channel of
-    journeys not invited yet), in one query grouped by campaign and invitation channel."""
+    """Funnel per campaign, in total and by channel and language (the dict maps campaign id to
+    its first channel, the channel of journeys no message reached yet).
+
+    By channel, `invited` counts the journeys that got at least one invitation or reminder on
+    it, and the bounces the journeys with a bounce of that kind on it; the other steps count
+    under the channel that reached the contact: the newest message before the page was first
+    opened (or the newest of all, for a page never opened)."""
     ids = list(campaigns)
-    journeys = select(Journey.id).where(Journey.client_id == client_id,
-                                        Journey.campaign_id.in_(ids))
+    mine = (Journey.client_id == client_id) & Journey.campaign_id.in_(ids)
+    journeys = select(Journey.id).where(mine)
     flags = (
         select(JourneyEvent.journey_id, *(
             func.max(case((JourneyEvent.type.in_(types), 1), else_=0)).label(step)
@@ -53,27 +80,62 @@ async def funnels(
         .where(JourneyEvent.journey_id.in_(journeys))
         .group_by(JourneyEvent.journey_id).subquery()
     )
+    first_open = (select(func.min(JourneyEvent.at))
+                  .where(JourneyEvent.journey_id == Journey.id,
+                         JourneyEvent.type.in_(_STEP_EVENTS["opened"]))
+                  # Of the outer query's journey, though nested one query deeper.
+                  .correlate(Journey).scalar_subquery())
+    reached_by = (select(Message.channel)
+                  .where(Message.journey_id == Journey.id, Message.status == "sent",
+                         Message.template.in_(INVITING),
+                         Message.sent_at <= func.coalesce(first_open, Message.sent_at))
+                  .order_by(Message.sent_at.desc()).limit(1)
+                  .correlate(Journey).scalar_subquery().label("channel"))
+    result = {campaign_id: Funnel() for campaign_id in ids}
     rows = (await session.execute(
         select(
-            Journey.campaign_id, Message.channel, func.count(Journey.id),
+            Journey.campaign_id, reached_by, Journey.language, func.count(Journey.id),
             func.sum(case((Journey.stage.in_(FINAL_STAGES), 1), else_=0)),
             *(func.coalesce(func.sum(flags.c[step]), 0) for step in FUNNEL_STEPS))
         .select_from(Journey)
         .outerjoin(flags, flags.c.journey_id == Journey.id)
-        .outerjoin(Message, (Message.journey_id == Journey.id) & (Message.step == "invitation"))
-        .where(Journey.client_id == client_id, Journey.campaign_id.in_(ids))
-        .group_by(Journey.campaign_id, Message.channel)
+        .where(mine)
+        .group_by(Journey.campaign_id, reached_by, Journey.language)
     )).all()
-    result = {campaign_id: Funnel() for campaign_id in ids}
-    for campaign_id, channel, count, finished, *steps in rows:
+    for campaign_id, channel, language, count, finished, *steps in rows:
         funnel = result[campaign_id]
         funnel.journeys += count
         funnel.finished += finished or 0
-        per_channel = funnel.by_channel.setdefault(
-            channel or campaigns[campaign_id], dict.fromkeys(FUNNEL_STEPS, 0))
+        cell = funnel.cell(channel or campaigns[campaign_id], language)
         for step, value in zip(FUNNEL_STEPS, steps):
             funnel.steps[step] += int(value)
-            per_channel[step] += int(value)
+            if step != "invited":
+                cell[step] += int(value)
+    invited = await session.execute(
+        select(Journey.campaign_id, Message.channel, Journey.language,
+               func.count(func.distinct(Journey.id)))
+        .join(Message, Message.journey_id == Journey.id)
+        # Handed over, even if it bounced afterwards; a refusal at send time invited nobody.
+        .where(mine, (Message.status == "sent") | Message.provider_message_id.is_not(None),
+               Message.template.in_(INVITING))
+        .group_by(Journey.campaign_id, Message.channel, Journey.language))
+    for campaign_id, channel, language, count in invited:
+        result[campaign_id].cell(channel, language)["invited"] = count
+    bounced = await session.execute(
+        select(Journey.campaign_id, MessageBounce.channel, Journey.language, MessageBounce.kind,
+               func.count(func.distinct(Journey.id)))
+        .join(MessageBounce, MessageBounce.journey_id == Journey.id)
+        .where(mine).group_by(Journey.campaign_id, MessageBounce.channel, Journey.language,
+                              MessageBounce.kind))
+    step_of = {kind: step for step, kind in _BOUNCE_KINDS.items()}
+    for campaign_id, channel, language, kind, count in bounced:
+        result[campaign_id].cell(channel, language)[step_of[kind]] = count
+    totals = await session.execute(
+        select(Journey.campaign_id, MessageBounce.kind, func.count(func.distinct(Journey.id)))
+        .join(MessageBounce, MessageBounce.journey_id == Journey.id)
+        .where(mine).group_by(Journey.campaign_id, MessageBounce.kind))
+    for campaign_id, kind, count in totals:
+        result[campaign_id].steps[step_of[kind]] = count
     return result
 
 
@@ -137,3 +199,24 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
         cells[f"consent.{c['key']}.version"] = c["legal_text_version"]
         cells[f"consent.{c['key']}.sha256"] = c["legal_text_sha256"]
     return cells
+
+
+async def bounce_rows(session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID
+                      ) -> AsyncIterator[list[dict[str, Any]]]:
+    """The campaign's bounces as report rows, oldest first, a partition at a time."""
+    result = await session.stream(
+        select(MessageBounce, Message.step, Contact.external_id, Journey.language)
+        .join(Message, Message.id == MessageBounce.message_id)
+        .join(Journey, Journey.id == MessageBounce.journey_id)
+        .join(Contact, Contact.id == Journey.contact_id)
+        .where(MessageBounce.client_id == client_id, MessageBounce.campaign_id == campaign_id)
+        .order_by(MessageBounce.id)
+        .execution_options(yield_per=PARTITION_ROWS))
+    async for partition in result.partitions():
+        rows = [{"at": b.at.isoformat(), "journey_id": str(b.journey_id),
+                 "external_id": external_id, "language": language, "step": step,
+                 "channel": b.channel, "recipient": b.recipient, "kind": b.kind,
+                 "reason": b.reason, "source": b.source}
+                for b, step, external_id, language in partition]
+        session.expunge_all()
+        yield rows

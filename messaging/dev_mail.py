@@ -1,5 +1,10 @@
 """The local SMTP sink for dev and tests: a real SMTP server (aiosmtpd) that files every message
-into a Maildir, which /dev/outbox and the tests read back."""
+into a Maildir, which /dev/outbox and the tests read back.
+
+Like a real server it refuses some recipients, so bounces can be tried out: any address at
+hard-bounce.example.com gets a permanent 550, any at soft-bounce.example.com a temporary 452
+(example.com is reserved for examples, RFC 2606, so no real mail is affected).
+"""
 
 import mailbox
 from dataclasses import dataclass
@@ -11,9 +16,25 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 
 
+REFUSED_DOMAINS = {
+    "hard-bounce.example.com": "550 5.1.1 <{address}>: Recipient address rejected: User unknown",
+    "soft-bounce.example.com": "452 4.2.2 <{address}>: Mailbox full, try again later",
+}
+
+
+class RefusingMailbox(Mailbox):
+    async def handle_RCPT(self, server, session, envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        refusal = REFUSED_DOMAINS.get(address.rpartition("@")[2].lower())
+        if refusal:
+            return refusal.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 def start_smtp_sink(maildir: Path, host: str = "127.0.0.1", port: int = 1025) -> Controller:
     ensure_maildir(maildir)
-    controller = Controller(Mailbox(str(maildir)), hostname=host, port=port)
+    controller = Controller(RefusingMailbox(str(maildir)), hostname=host, port=port)
     controller.start()
     return controller
 

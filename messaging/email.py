@@ -14,6 +14,10 @@ class EmailRejected(Exception):
     """The server refused the recipient for good (a hard bounce at send time)."""
 
 
+class EmailDeferred(Exception):
+    """The server refused the recipient for now (4xx); after some retries a soft bounce."""
+
+
 @dataclass
 class OutgoingEmail:
     to: str
@@ -55,6 +59,7 @@ class SmtpSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as err:
             codes = [r.code for r in err.recipients]
+            reason = "; ".join(f"{r.code} {r.message}" for r in err.recipients)
             if codes and all(500 <= c < 600 for c in codes):
-                raise EmailRejected("; ".join(r.message for r in err.recipients)) from err
-            raise
+                raise EmailRejected(reason) from err
+            raise EmailDeferred(reason) from err

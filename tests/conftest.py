@@ -100,6 +100,8 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         webhook_retry_every=timedelta(seconds=0.5),
         webhook_retry_for=timedelta(seconds=3),
         webhook_allow_private_targets=True,
+        # A deferred recipient is a soft bounce after the second try (a second or so).
+        email_soft_bounce_after_attempts=2,
     )
 
 

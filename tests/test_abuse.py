@@ -253,8 +253,21 @@ async def fixed(value: Any) -> Any:
     return value
 
 
+async def bounce_body(tenant: Tenant) -> dict[str, Any]:
+    """A bounce of the owner's invitation, named by journey and step."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    result = await tenant.enrol(campaign["id"], {"external_id": "bounce", "email": address})
+    journey_id = result["results"][0]["journey_id"]
+    await tenant.wait_for_stage(journey_id, "invited")
+    return {"journey_id": journey_id, "step": "invitation", "recipient": address,
+            "kind": "soft", "reason": "452 mailbox full"}
+
+
 # A valid body for each route that takes one, so the answer is about the ids, not the body.
 BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
+    # Carries the owner's journey id in the body: the other client must get a 404 for it.
+    "POST /v1/bounces": bounce_body,
     "POST /v1/campaigns": lambda t: fixed({"name": "Isolation", "languages": ["en"]}),
     "POST /v1/campaigns/{campaign_id}/contacts": lambda t: fixed(
         {"contacts": [{"external_id": "other", "email": unique_email()}]}),
@@ -297,7 +310,7 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
         "until": datetime.now(UTC).isoformat()}),
     "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": lambda t: fixed(None),
 }
-BODY_CARRIES_IDS = {"POST /v1/messages"}
+BODY_CARRIES_IDS = {"POST /v1/messages", "POST /v1/bounces"}
 
 
 def flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:

@@ -1,6 +1,10 @@
 """One contact's journey in one campaign: invite → (opened) → data entered → verification
 pending → verified; reminders on the campaign's cadence; expired or opted out otherwise.
 
+A campaign with a channel plan invites and reminds through its steps (letter, email, SMS, each
+with its cadence and maximum); a bounce makes the journey give up that channel and go on with
+the next one, or with SMS (else a letter) when the plan has none left.
+
 The workflow decides; activities do the I/O. Durations come from the input, so a test can run
 a journey of weeks in seconds.
 """
@@ -16,8 +20,10 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.codes import CodeSender
     from activities.journey_records import JourneyRecords
-    from activities.messages import MessageSender
+    from activities.messages import VERIFICATION_TEMPLATES, MessageSender
     from core.contracts import (
+        BounceInput,
+        ChannelStep,
         CheckCodeInput,
         ResendCodeResult,
         SendCodeInput,
@@ -37,11 +43,13 @@ with workflow.unsafe.imports_passed_through():
         RecordSubmissionInput,
         RecordVerificationInput,
         SendMessageInput,
+        SendMessageResult,
         SubmitDataInput,
         SubmitDataResult,
     )
     from core.vocabulary import (
         ACCEPTS_SUBMISSION,
+        Channel,
         FINAL_STAGES,
         JOURNEY_STAGE,
         ErrorType,
@@ -56,6 +64,10 @@ SEND = {
     "start_to_close_timeout": timedelta(minutes=2),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
 }
+# Journeys started before bounces switched channels never took this branch.
+BOUNCE_ESCALATION = "bounce-escalation"
+# Where a journey turns when a bounce leaves its plan without another channel.
+FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=True))
 
 
 @workflow.defn(name="Journey")
@@ -78,6 +90,18 @@ class JourneyWorkflow:
         self.opted_out: OptOutInput | None = None
         # Payment-reminder journeys: once the client reports the claim paid, reminders stop.
         self.paid = False
+        # The channel plan: the step that sends next, and how many it has sent. A journey
+        # without a plan follows it only once a bounce made it switch channels.
+        self.planned = bool(input.plan)
+        self.plan: list[ChannelStep] = list(input.plan)
+        self.plan_pos = 0
+        self.sent_in_step = 0
+        self.plan_messages = 0
+        # Whether any invitation or reminder reached the contact (the next one is a reminder).
+        self.reached = False
+        # Bounces reported by signal, or at send time before the plan, not handled yet.
+        self.bounces: list[BounceInput] = []
+        self.bounced_channels: list[str] = []
         self.history: list[str] = []
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
         self.turn = asyncio.Lock()
@@ -89,9 +113,12 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyState:
         self.deadline = workflow.now() + input.timings.expires_after
         async with self.turn:
-            await self._send(self._template("invitation"), "invitation", TokenPurpose.contact_page,
-                             Stage.invited)
-            self._enter(Stage.invited)
+            if self.planned:
+                await self._send_plan()
+            else:
+                await self._send(self._template("invitation"), "invitation",
+                                 TokenPurpose.contact_page, Stage.invited)
+                self._enter(Stage.invited)
 
         while self.stage not in FINAL_STAGES:
             if workflow.now() >= self.deadline:
@@ -102,7 +129,8 @@ class JourneyWorkflow:
             wake_at = min(self.deadline, self._next_reminder_at() or self.deadline)
             try:
                 await workflow.wait_condition(
-                    lambda: self.stage in FINAL_STAGES or self.opted_out is not None,
+                    lambda: self.stage in FINAL_STAGES or self.opted_out is not None
+                    or bool(self.bounces),
                     timeout=max(wake_at - workflow.now(), timedelta(seconds=1)),
                     timeout_summary="next reminder or expiry",
                 )
@@ -111,14 +139,27 @@ class JourneyWorkflow:
             async with self.turn:
                 if self.opted_out is not None and self.stage not in FINAL_STAGES:
                     await self._finish(Stage.opted_out, "opted-out")
+                elif self.bounces and self.stage not in FINAL_STAGES:
+                    await self._escalate()
                 elif self.stage not in FINAL_STAGES and self._reminder_due():
                     await self._remind()
+
+        if self.stage == Stage.verified and self.input.send_confirmation:
+            async with self.turn:
+                await self._send("confirmation", "confirmation", TokenPurpose.contact_page,
+                                 channel=Channel.email if self.pending_email else Channel.sms)
 
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self.webhooks)
         return self.state()
 
     def _next_reminder_at(self) -> datetime | None:
+        if self.planned:
+            if self.plan_pos >= len(self.plan) or self.paid:
+                return None
+            if self.last_message_at is None:
+                return workflow.now()
+            return self.last_message_at + self.plan[self.plan_pos].after
         t = self.input.timings
         if self.reminders_sent >= t.max_reminders or self.last_message_at is None or self.paid:
             return None
@@ -129,6 +170,9 @@ class JourneyWorkflow:
         return at is not None and workflow.now() >= at
 
     async def _remind(self) -> None:
+        if self.planned:
+            await self._send_plan()
+            return
         self.reminders_sent += 1
         step = f"reminder-{self.reminders_sent}"
         if self.stage == Stage.verification_pending and "email" in self.awaiting:
@@ -140,6 +184,81 @@ class JourneyWorkflow:
 
     def _template(self, name: str) -> str:
         return f"reconsent_{name}" if self.input.kind == JourneyKind.reconsent else name
+
+    # --- the channel plan -------------------------------------------------------------------
+
+    async def _send_plan(self) -> None:
+        """Sends the plan's next message. A channel that cannot reach the contact (no address,
+        suppressed) is skipped for the next step at once; one that bounces is given up."""
+        while self.plan_pos < len(self.plan):
+            step = self.plan[self.plan_pos]
+            self.plan_messages += 1
+            name = f"message-{self.plan_messages}"
+            if self.stage == Stage.verification_pending and "email" in self.awaiting:
+                # The customer is one click away: remind them of that, where they typed it.
+                await self._send("verification_reminder", name, TokenPurpose.verify_email,
+                                 to_pending_email=True)
+                self.verification_step = name
+                self._count_plan_message(step)
+                return
+            first = not self.reached
+            result = await self._send(
+                "invitation" if first else "reminder", name, TokenPurpose.contact_page,
+                Stage.invited if first else None, channel=step.channel)
+            if result.sent:
+                if self.stage == Stage.enrolled:
+                    self._enter(Stage.invited)
+                self._count_plan_message(step)
+                return
+            if result.bounced:
+                self._give_up(step.channel)
+            else:
+                self._next_step(sent_before=self.sent_in_step > 0)
+
+    def _count_plan_message(self, step: ChannelStep) -> None:
+        self.sent_in_step += 1
+        if self.sent_in_step >= step.max:
+            self._next_step(sent_before=True)
+
+    def _next_step(self, *, sent_before: bool) -> None:
+        self.plan_pos += 1
+        self.sent_in_step = 0
+        # A fallback is for a step that reached nobody.
+        while (sent_before and self.plan_pos < len(self.plan)
+               and self.plan[self.plan_pos].fallback_only):
+            self.plan_pos += 1
+
+    def _give_up(self, channel: str) -> None:
+        """Drops the channel from what is left of the plan; the next step goes at once."""
+        if channel not in self.bounced_channels:
+            self.bounced_channels.append(channel)
+        current = self.plan[self.plan_pos] if self.plan_pos < len(self.plan) else None
+        ahead = [s for s in self.plan[self.plan_pos:] if s.channel not in self.bounced_channels]
+        if current is None or current.channel in self.bounced_channels:
+            self.sent_in_step = 0
+        if not ahead:
+            ahead = [s for s in FALLBACK if s.channel not in self.bounced_channels]
+        self.planned = True
+        self.plan = ahead
+        self.plan_pos = 0
+
+    async def _escalate(self) -> None:
+        """Bounces reported after sending: a message inviting the contact did not arrive, so
+        the journey switches channel, unless the customer has already answered."""
+        reported, self.bounces = self.bounces, []
+        fresh = [b for b in reported if b.channel not in self.bounced_channels
+                 and b.template not in VERIFICATION_TEMPLATES]
+        if (not fresh or self.input.kind != JourneyKind.data_collection
+                or self.stage not in (Stage.enrolled, Stage.invited, Stage.opened)
+                or not workflow.patched(BOUNCE_ESCALATION)):
+            return
+        for bounce in fresh:
+            self._give_up(bounce.channel)
+        await self._send_plan()
+
+    @workflow.signal
+    def message_bounced(self, input: BounceInput) -> None:
+        self.bounces.append(input)
 
     # --- what the customer does --------------------------------------------------------------
 
@@ -363,6 +482,8 @@ class JourneyWorkflow:
             awaiting=sorted(self.awaiting),
             history=list(self.history),
             paid=self.paid,
+            bounced_channels=list(self.bounced_channels),
+            channels_ahead=[s.channel for s in self.plan[self.plan_pos:]] if self.planned else [],
         )
 
     # --- helpers ----------------------------------------------------------------------------
@@ -374,22 +495,28 @@ class JourneyWorkflow:
 
     async def _send(
         self, template: str, step: str, purpose: TokenPurpose, stage_after: Stage | None = None,
-        *, to_pending_email: bool = False,
-    ) -> None:
+        *, to_pending_email: bool = False, channel: str = Channel.email,
+    ) -> SendMessageResult:
         assert self.deadline is not None
         expires = self.deadline
         if purpose == TokenPurpose.verify_email:
             expires = min(expires, workflow.now() + self.input.timings.verification_link_ttl)
-        await workflow.execute_activity_method(
+        result = await workflow.execute_activity_method(
             MessageSender.send_message,
             SendMessageInput(
                 journey_id=self.input.journey_id, step=step, template=template,
                 link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
-                to_pending_email=to_pending_email,
+                to_pending_email=to_pending_email, channel=channel,
             ),
             **SEND,
         )
         self.last_message_at = workflow.now()
+        if result.sent and purpose == TokenPurpose.contact_page:
+            self.reached = True
+        if result.bounced and not self.planned:
+            # Outside a plan the loop handles it, as if the bounce had been reported.
+            self.bounces.append(BounceInput(step, channel, result.bounced, template))
+        return result
 
     async def _finish(self, stage: Stage, step: str) -> None:
         emitted = await workflow.execute_activity_method(

@@ -17,7 +17,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.schemas import CodeSettings
-from core.contracts import JourneyInput, JourneyTimings
+from core.contracts import ChannelStep, JourneyInput, JourneyTimings
 from core.settings import Settings
 from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, JOURNEY_STAGE, Stage
 from db.models import Campaign, Journey
@@ -42,12 +42,16 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
     )
 
 
+def journey_plan(spec: dict[str, Any]) -> list[ChannelStep]:
+    return [ChannelStep(channel=s["channel"], after=_duration(s["after"]), max=s["max"])
+            for s in spec.get("channel_plan") or []]
 
 
 async def start_journeys(
     temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey]
 ) -> None:
     timings = journey_timings(campaign.spec, settings)
+    plan = journey_plan(campaign.spec)
     gate = asyncio.Semaphore(START_CONCURRENCY)
 
     async def start(journey: Journey) -> None:
@@ -60,6 +64,8 @@ async def start_journeys(
                         campaign_id=str(journey.campaign_id), contact_id=str(journey.contact_id),
                         language=journey.language, timings=timings,
                         kind=campaign.spec.get("kind", "data_collection"),
+                        plan=plan,
+                        send_confirmation=campaign.spec.get("send_confirmation", False),
                     ),
                     id=journey.workflow_id,
                     task_queue=settings.temporal_task_queue,

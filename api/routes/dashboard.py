@@ -54,8 +54,9 @@ async def dashboard_context(session: AsyncSession, client: Client) -> dict[str, 
             "id": campaign.id, "name": campaign.name, "status": campaign.status,
             "journeys": funnel.journeys, "finished": funnel.finished, "running": funnel.running,
             "by_channel": funnel.by_channel,
-            "bars": [{"step": step, "count": count, "width": round(BAR_WIDTH * count / scale)}
-                     for step, count in funnel.steps.items()],
+            "bars": [{"step": step, "count": funnel.steps[step],
+                      "width": round(BAR_WIDTH * funnel.steps[step] / scale)}
+                     for step in reports.FUNNEL_STEPS],
         })
     endpoints = list(await session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.client_id == client.id)

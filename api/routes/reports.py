@@ -5,7 +5,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.campaigns import campaign_of
-from api.schemas import FunnelCounts, FunnelOut
+from api.enrolment import plan_channels
+from api.schemas import FunnelCounts, FunnelOut, FunnelRow
 from db import reports
 from db.models import Campaign, utcnow
 
@@ -21,28 +22,83 @@ router = APIRouter(prefix="/v1/campaigns", tags=["reports"], responses=ERROR_RES
 
 
 def first_channel(campaign: Campaign) -> str:
-    return campaign.spec["channels"][0]
+    return plan_channels(campaign.spec)[0]
 
 
 def funnel_out(campaign_id: uuid.UUID, funnel: reports.Funnel) -> FunnelOut:
     return FunnelOut(
         campaign_id=campaign_id, journeys=funnel.journeys, running=funnel.running,
         finished=funnel.finished, total=FunnelCounts(**funnel.steps),
-        by_channel={channel: FunnelCounts(**steps) for channel, steps in funnel.by_channel.items()})
+        by_channel={channel: FunnelCounts(**steps) for channel, steps in funnel.by_channel.items()},
+        by_channel_language=[FunnelRow(channel=channel, language=language, **steps)
+                             for (channel, language), steps
+                             in sorted(funnel.by_channel_language.items())])
+
+
+async def _funnel(session: SessionDep, client_id: uuid.UUID, campaign_id: uuid.UUID) -> FunnelOut:
+    campaign = await campaign_of(session, client_id, campaign_id)
+    funnels = await reports.funnels(session, client_id=client_id,
+                                    campaigns={campaign.id: first_channel(campaign)})
+    return funnel_out(campaign.id, funnels[campaign.id])
 
 
 @router.get("/{campaign_id}/funnel", response_model=FunnelOut)
 async def campaign_funnel(campaign_id: uuid.UUID, client: ClientDep,
                           session: SessionDep) -> FunnelOut:
+    """Invited, opened, entered, verified (confirmed), expired, opted out and bounced (hard,
+    soft, complaint): in total, by channel, and by channel and language."""
+    return await _funnel(session, client.id, campaign_id)
+
+
+FUNNEL_COLUMNS = ["channel", "language", *reports.FUNNEL_STEPS, *reports.BOUNCE_STEPS]
+
+
+@router.get("/{campaign_id}/funnel.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def funnel_csv(campaign_id: uuid.UUID, client: ClientDep,
+                     session: SessionDep) -> StreamingResponse:
+    """The funnel by channel and language, one row each, and a last row `*,*` in total."""
+    funnel = await _funnel(session, client.id, campaign_id)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FUNNEL_COLUMNS)
+    writer.writeheader()
+    writer.writerows(row.model_dump(include=set(FUNNEL_COLUMNS))
+                     for row in funnel.by_channel_language)
+    writer.writerow({"channel": "*", "language": "*", **funnel.total.model_dump()})
+    return _download(campaign_id, iter([buffer.getvalue()]), "text/csv; charset=utf-8",
+                     "funnel.csv")
+
+
+BOUNCE_COLUMNS = ["at", "journey_id", "external_id", "language", "step", "channel",
+                  "recipient", "kind", "reason", "source"]
+
+
+@router.get("/{campaign_id}/bounces.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      state: StateDep) -> StreamingResponse:
+    """Every bounce of the campaign with the provider's reason, oldest first; streamed."""
     campaign = await campaign_of(session, client.id, campaign_id)
-    funnels = await reports.funnels(session, client_id=client.id,
-                                    campaigns={campaign.id: first_channel(campaign)})
-    return funnel_out(campaign.id, funnels[campaign.id])
+
+    async def body() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=BOUNCE_COLUMNS)
+        writer.writeheader()
+        async with state.sessions() as own:
+            async for rows in reports.bounce_rows(own, client_id=campaign.client_id,
+                                                  campaign_id=campaign.id):
+                writer.writerows(rows)
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return _download(campaign.id, body(), "text/csv; charset=utf-8", "bounces.csv")
 
 
-def _download(campaign: Campaign, body: AsyncIterator[str], media_type: str,
-              suffix: str) -> StreamingResponse:
-    name = f"campaign-{campaign.id}-{utcnow():%Y%m%dT%H%M%SZ}.{suffix}"
+def _download(campaign_id: uuid.UUID, body: Iterator[str] | AsyncIterator[str],
+              media_type: str, suffix: str) -> StreamingResponse:
+    name = f"campaign-{campaign_id}-{utcnow():%Y%m%dT%H%M%SZ}.{suffix}"
     return StreamingResponse(body, media_type=media_type,
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -75,7 +131,7 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
             buffer.truncate()
         yield buffer.getvalue()
 
-    return _download(campaign, body(), "text/csv; charset=utf-8", "csv")
+    return _download(campaign.id, body(), "text/csv; charset=utf-8", "csv")
 
 
 @router.get("/{campaign_id}/report.json", response_class=StreamingResponse,
@@ -96,4 +152,4 @@ async def report_json(campaign_id: uuid.UUID, client: ClientDep, session: Sessio
             separator = ","
         yield "]}"
 
-    return _download(campaign, body(), "application/json", "json")
+    return _download(campaign.id, body(), "application/json", "json")

@@ -1,7 +1,7 @@
 """suppression list of erased contacts' emails and phones (keyed digests only)
 
 Revision ID: 0340_suppressions
-Revises: 0300_contacts
+Revises: 0330_message_bounces
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import db.models
 
 
 revision = '0340_suppressions'
-down_revision = '0300_contacts'
+down_revision = '0330_message_bounces'
 branch_labels = None
 depends_on = None
 

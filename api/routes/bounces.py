@@ -1,0 +1,119 @@
+"""Bounces: reported by the client (or its email/SMS provider, with the client's API key) for a
+message a journey sent, and listed per campaign with the provider's reason."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
+from temporalio.service import RPCError
+
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, FieldProblems
+from api.routes.campaigns import campaign_of
+from api.schemas import FieldError, Strict
+from core.contracts import BounceInput
+from core.vocabulary import BounceKind
+from db import bounces
+from db.models import Journey, MessageBounce, utcnow
+from workflows.journey import JourneyWorkflow
+
+router = APIRouter(tags=["bounces"], responses=ERROR_RESPONSES)
+
+
+class BounceReport(Strict):
+    message_id: str | None = Field(default=None, min_length=1, max_length=300, description=(
+        "The email's Message-ID (with or without <>), or the SMS or print provider's id"))
+    journey_id: uuid.UUID | None = Field(default=None, description="With `step`, instead of "
+                                         "`message_id`")
+    step: str | None = Field(default=None, min_length=1, max_length=100)
+    recipient: str = Field(min_length=1, max_length=320,
+                           description="The address or number that bounced")
+    kind: BounceKind
+    reason: str = Field(min_length=1, max_length=2000,
+                        description="The provider's own words, kept as given")
+
+
+class BounceOut(BaseModel):
+    id: int
+    campaign_id: uuid.UUID
+    journey_id: uuid.UUID
+    step: str
+    channel: str
+    recipient: str
+    kind: str
+    reason: str
+    source: str = Field(description="smtp, sms_provider, letter_provider (at send time) or api")
+    at: datetime
+
+
+class BouncePage(BaseModel):
+    items: list[BounceOut]
+    next_cursor: int | None
+
+
+def _same_recipient(given: str, sent_to: str, channel: str) -> bool:
+    if channel == "letter":  # returned mail names the address in the provider's own form
+        return True
+    return "".join(given.split()).casefold() == "".join(sent_to.split()).casefold()
+
+
+def bounce_out(bounce: MessageBounce, step: str) -> BounceOut:
+    return BounceOut(id=bounce.id, campaign_id=bounce.campaign_id, journey_id=bounce.journey_id,
+                     step=step, channel=bounce.channel, recipient=bounce.recipient,
+                     kind=bounce.kind, reason=bounce.reason, source=bounce.source, at=bounce.at)
+
+
+@router.post("/v1/bounces", status_code=status.HTTP_202_ACCEPTED, response_model=BounceOut)
+async def report_bounce(body: BounceReport, client: ClientDep, session: SessionDep,
+                        state: StateDep) -> BounceOut:
+    """A message a journey sent bounced, or its recipient complained (marked it as spam).
+
+    The bounce is kept with its reason and raises `message.bounced`; the journey stops using
+    that channel and continues on the next one (SMS if a mobile is known, else a letter). A
+    complaint also withdraws the contact's marketing opt-ins by email. Reporting the same
+    bounce again changes nothing."""
+    if (body.message_id is None) == (body.journey_id is None or body.step is None):
+        raise FieldProblems([FieldError(field="message_id", message=(
+            "give either message_id, or journey_id and step"))])
+    message = await bounces.find_message(
+        session, client_id=client.id, provider_message_id=body.message_id,
+        journey_id=body.journey_id, step=body.step)
+    if message is None:
+        raise HTTPException(404, "no message of yours with this id")
+    if message.status not in ("sent", "bounced"):
+        raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
+    if not _same_recipient(body.recipient, message.recipient, message.channel):
+        raise FieldProblems([FieldError(field="recipient", message=(
+            "is not the recipient this message was sent to"))])
+    bounce, endpoints = await bounces.record_bounce(
+        session, message=message, kind=body.kind, reason=body.reason, source="api", at=utcnow())
+    step, channel, template = message.step, message.channel, message.template
+    journey = await session.get_one(Journey, message.journey_id)
+    await session.commit()
+    await state.endpoints.wake(endpoints, "bounce")
+    handle = state.temporal.get_workflow_handle_for(JourneyWorkflow.run, journey.workflow_id)
+    try:
+        await handle.signal(JourneyWorkflow.message_bounced,
+                            BounceInput(step, channel, body.kind, template))
+    except RPCError:
+        pass  # the journey has ended: the bounce is kept and reported all the same
+    return bounce_out(bounce, step)
+
+
+@router.get("/v1/campaigns/{campaign_id}/bounces", response_model=BouncePage)
+async def list_bounces(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+    kind: BounceKind | None = None, channel: Literal["email", "sms", "letter"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: int | None = Query(None, ge=0, le=2**31 - 1,
+                               description="next_cursor of the previous page"),
+) -> BouncePage:
+    """The campaign's bounces, oldest first, each with the provider's reason."""
+    await campaign_of(session, client.id, campaign_id)
+    rows = await bounces.campaign_bounces(session, client_id=client.id, campaign_id=campaign_id,
+                                          kind=kind, channel=channel, after=cursor,
+                                          limit=limit + 1)
+    items = [bounce_out(b, step) for b, step in rows[:limit]]
+    return BouncePage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)

@@ -1,0 +1,87 @@
+"""Bounces of journey messages: recorded once per message and kind with the provider's reason,
+announced as `message.bounced`; a spam complaint also ends the address's marketing opt-ins."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.vocabulary import MARKETING_KINDS, BounceKind, EventType
+from db import consents, crud
+from db.models import Campaign, Contact, Journey, Message, MessageBounce
+
+REASON_CHARS = 2000
+
+
+async def record_bounce(session: AsyncSession, *, message: Message, kind: BounceKind,
+                        reason: str, source: str, at: datetime
+                        ) -> tuple[MessageBounce, list[str]]:
+    """Records the bounce (a repeated report finds the first one) and returns it with the
+    webhook endpoints to wake after commit."""
+    await crud.insert_ignoring_conflicts(session, MessageBounce, [{
+        "client_id": message.client_id, "campaign_id": (await session.get_one(
+            Journey, message.journey_id)).campaign_id,
+        "journey_id": message.journey_id, "message_id": message.id, "channel": message.channel,
+        "recipient": message.recipient, "kind": kind, "reason": reason[:REASON_CHARS],
+        "source": source, "at": at}])
+    bounce = (await session.scalars(select(MessageBounce).where(
+        MessageBounce.message_id == message.id, MessageBounce.kind == kind))).one()
+    message.status = "bounced"
+    journey = await session.get_one(Journey, message.journey_id)
+    contact = await session.get_one(Contact, journey.contact_id)
+    campaign = await session.get_one(Campaign, journey.campaign_id)
+    await crud.add_journey_event(
+        session, journey=journey, step=f"{message.step}/bounced-{kind}", type="bounced",
+        at=bounce.at, detail={"channel": message.channel, "kind": kind, "step": message.step,
+                              "reason": bounce.reason})
+    endpoints = await crud.record_webhook_event(
+        session, client_id=message.client_id, key=f"bounce/{message.id}/{kind}",
+        type=EventType.message_bounced, data={
+            "journey_id": str(journey.id),
+            "campaign": {"id": str(campaign.id), "name": campaign.name},
+            "contact": crud.contact_ref(contact),
+            "message": {"step": message.step, "channel": message.channel,
+                        "template": message.template, "recipient": message.recipient},
+            "kind": kind, "reason": bounce.reason, "source": bounce.source,
+            "at": bounce.at.isoformat()})
+    if kind == BounceKind.complaint and message.channel == "email":
+        marketing = {p.key for p in (await consents.purposes_by_key(
+            session, client_id=message.client_id)).values() if p.kind in MARKETING_KINDS}
+        endpoints += await consents.lapse_email_opt_ins(
+            session, contact=contact, at=bounce.at, shown_in=f"complaint:{message.step}",
+            actor="spam complaint reported by the email provider", only_purposes=marketing)
+    return bounce, endpoints
+
+
+async def find_message(session: AsyncSession, *, client_id: uuid.UUID,
+                       provider_message_id: str | None = None, journey_id: uuid.UUID | None = None,
+                       step: str | None = None) -> Message | None:
+    """The client's journey message by the id its provider knows (an email's Message-ID, with
+    or without angle brackets, or the SMS/print provider's id), or by journey and step."""
+    query = select(Message).where(Message.client_id == client_id)
+    if provider_message_id is not None:
+        bare = provider_message_id.strip().strip("<>")
+        query = query.where(Message.provider_message_id.in_([bare, f"<{bare}>"]))
+    else:
+        query = query.where(Message.journey_id == journey_id, Message.step == step)
+    return (await session.scalars(query.limit(1))).first()
+
+
+async def campaign_bounces(session: AsyncSession, *, client_id: uuid.UUID,
+                           campaign_id: uuid.UUID, kind: str | None = None,
+                           channel: str | None = None, after: int | None = None,
+                           limit: int = 100) -> list[tuple[MessageBounce, str]]:
+    """The campaign's bounces in the order they were recorded, each with its message's step."""
+    query = (select(MessageBounce, Message.step)
+             .join(Message, Message.id == MessageBounce.message_id)
+             .where(MessageBounce.client_id == client_id,
+                    MessageBounce.campaign_id == campaign_id)
+             .order_by(MessageBounce.id).limit(limit))
+    if kind is not None:
+        query = query.where(MessageBounce.kind == kind)
+    if channel is not None:
+        query = query.where(MessageBounce.channel == channel)
+    if after is not None:
+        query = query.where(MessageBounce.id > after)
+    return [(b, step) for b, step in (await session.execute(query)).all()]

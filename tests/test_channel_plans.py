@@ -1,0 +1,420 @@
+"""Channel plans and bounces walked on the real stack: a letter first (its PDF read back and its
+QR code followed), an email refused by the SMTP server escalating to SMS, a bounce reported
+through the API escalating to a letter, and the funnel of a campaign with every kind of bounce."""
+
+import csv
+import io
+import re
+import uuid
+
+from messaging.local_outbox import read_records
+from tests.helpers import Customer, PrintedLetter, eventually, unique_email
+from tests.histories import save_history
+from workflows.journey import JourneyWorkflow
+
+ADDRESS = {"type": "home", "line1": "Keizersgracht 123", "postal_code": "1015 CJ",
+           "city": "Amsterdam", "country": "NL", "primary": True}
+
+
+def mobile_number() -> str:
+    return f"+3161{uuid.uuid4().int % 10**7:07d}"
+
+
+async def contact(tenant, *, email=None, mobile=None, address=None, **fields) -> dict:
+    points = [{"kind": "email", "value": email}] if email else []
+    points += [{"kind": "mobile", "value": mobile}] if mobile else []
+    body = {"external_id": f"c-{uuid.uuid4().hex[:10]}", "first_name": "Eva",
+            "last_name": f"Jansen {uuid.uuid4().hex[:6]}", "language": "en",
+            "contact_points": points, "addresses": [address] if address else [], **fields}
+    return await tenant.ok("POST", "/v1/contacts", body, status=201)
+
+
+async def enrol(tenant, campaign_id: str, *contacts: dict) -> list[dict]:
+    enrolled = await tenant.enrol(campaign_id, *({"external_id": c["external_id"]}
+                                                 for c in contacts))
+    return enrolled["results"]
+
+
+def letters_to(settings, last_name: str) -> list[dict]:
+    return [r for r in read_records(settings.letter_outbox_dir)
+            if any(last_name in line for line in r["address_lines"])]
+
+
+def sms_to(settings, number: str) -> list[dict]:
+    return sorted((r for r in read_records(settings.sms_outbox_dir) if r["to"] == number),
+                  key=lambda r: r["sent_at"])
+
+
+async def wait_for_letter(settings, last_name: str) -> dict:
+    async def probe():
+        return letters_to(settings, last_name)
+    return (await eventually(probe, what=f"a letter to {last_name}"))[0]
+
+
+async def wait_for_sms(settings, number: str) -> dict:
+    async def probe():
+        return sms_to(settings, number)
+    return (await eventually(probe, what=f"an SMS to {number}"))[0]
+
+
+def page_path(url: str) -> str:
+    found = re.search(r"https?://testserver(/c/[A-Za-z0-9_\-]+)", url)
+    assert found, url
+    return found.group(1)
+
+
+async def complete(http, mailbox, tenant, journey_id: str, page: str, email: str) -> dict:
+    """The customer opens the page, enters an address and confirms it from the inbox."""
+    customer = Customer(http)
+    assert (await customer.open(page)).status_code == 200
+    await customer.submit(page, email=email)
+    verification = (await mailbox.wait_for(email))[-1]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    return await tenant.wait_for_stage(journey_id, "verified")
+
+
+async def test_letter_first_plan_then_email_reminder(tenant, http, mailbox, settings,
+                                                     temporal_env, record_histories):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT2M",
+        channel_plan=[{"channel": "letter"}, {"channel": "email", "after": "PT2S", "max": 1}])
+    email = unique_email("letter-first")
+    eva = await contact(tenant, email=email, address=ADDRESS)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    journey_id = result["journey_id"]
+
+    # The letter is an A4 PDF at the print provider; its QR code opens the personal page.
+    letter = await wait_for_letter(settings, eva["last_name"])
+    pdf = (settings.letter_outbox_dir / f"{letter['id']}.pdf").read_bytes()
+    printed = PrintedLetter(pdf, settings.letter_outbox_dir / f"read-{letter['id']}")
+    text = printed.text()
+    assert f"Eva {eva['last_name']}" in text and "Keizersgracht 123" in text
+    assert "1015 CJ Amsterdam" in text and tenant.name in text
+    [qr] = printed.qr_codes()
+    assert qr.split("://", 1)[1] in text  # the printed link is the QR code's, for typing
+    journey = await tenant.wait_for_stage(journey_id, "invited")
+    assert [(e["type"], e["detail"]) for e in journey["history"]][0] == (
+        "invitation_sent", {"channel": "letter"})
+
+    # The plan's next step: an email reminder, two seconds after the letter.
+    [reminder] = await mailbox.wait_for(email)
+    assert reminder.subject.startswith("Reminder")
+
+    async def reminder_recorded():
+        history = (await tenant.journey(journey_id))["history"]
+        return "reminder_sent" in [e["type"] for e in history]
+    # Recorded as sent once the server took it, a moment after it reached the inbox.
+    await eventually(reminder_recorded, what="the reminder recorded as sent")
+
+    # The customer scans the QR code: it opens the page, and the journey completes from it.
+    journey = await complete(http, mailbox, tenant, journey_id, page_path(qr), email)
+    types = [e["type"] for e in journey["history"]]
+    assert types[:3] == ["invitation_sent", "reminder_sent", "opened"], types
+
+    funnel = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/funnel")
+    assert funnel["by_channel"]["letter"]["invited"] == 1
+    assert funnel["by_channel"]["email"]["invited"] == 1
+    # The page was opened after the reminder: the email reached the contact.
+    assert funnel["by_channel"]["email"]["verified"] == 1
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    assert (await handle.result()).stage == "verified"
+    if record_histories:
+        await save_history(handle, "channel_plan_letter_first")
+
+
+async def test_a_step_the_contact_cannot_be_reached_on_is_skipped(tenant, mailbox, settings):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT1M",
+        channel_plan=[{"channel": "letter"}, {"channel": "sms", "after": "P7D"},
+                      {"channel": "email", "after": "P7D"}])
+    email = unique_email("no-address")
+    eva = await contact(tenant, email=email)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    # No address and no mobile: both steps are skipped at once, the email goes now.
+    [invitation] = await mailbox.wait_for(email)
+    assert not invitation.subject.startswith("Reminder")
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    assert [(e["type"], e["detail"]["channel"]) for e in journey["history"]] == [
+        ("invitation_skipped", "letter"), ("invitation_skipped", "sms"),
+        ("invitation_sent", "email")]
+    assert journey["history"][0]["detail"]["reason"] == "no postal address"
+
+
+async def test_email_refused_by_smtp_escalates_to_sms(tenant, http, mailbox, settings,
+                                                      webhook_receiver, temporal_env,
+                                                      record_histories):
+    hook = await tenant.subscribe(webhook_receiver, ["message.bounced"])
+    # No plan: today's email invitation, and a bounce switches to SMS.
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M")
+    refused = f"gone-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
+    number = mobile_number()
+    eva = await contact(tenant, email=refused, mobile=number)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    journey_id = result["journey_id"]
+
+    sms = await wait_for_sms(settings, number)
+    assert tenant.name in sms["text"]
+    [event] = await webhook_receiver.wait_for(hook, "message.bounced")
+    data = event.payload["data"]
+    assert (data["kind"], data["source"], data["message"]["channel"]) == ("hard", "smtp", "email")
+    assert "550" in data["reason"] and "User unknown" in data["reason"]
+    assert data["message"]["recipient"] == refused
+
+    link = re.search(r"http://testserver(/c/\S+)", sms["text"]).group(1)
+    new_email = unique_email("eva-new")
+    journey = await complete(http, mailbox, tenant, journey_id, link, new_email)
+    types = [e["type"] for e in journey["history"]]
+    assert types[:3] == ["bounced", "invitation_sent", "opened"], types
+    assert mailbox.to(refused) == []
+
+    bounces = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/bounces")
+    [bounce] = bounces["items"]
+    assert (bounce["kind"], bounce["channel"], bounce["step"]) == ("hard", "email", "invitation")
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    state = await handle.result()
+    assert state.stage == "verified" and state.bounced_channels == ["email"]
+    if record_histories:
+        await save_history(handle, "email_bounce_escalated_to_sms")
+
+
+async def test_reported_bounce_escalates_to_a_letter_without_mobile(
+        tenant, mailbox, settings, webhook_receiver):
+    hook = await tenant.subscribe(webhook_receiver, ["message.bounced"])
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                            reminders={"interval": "PT1H", "max_count": 2})
+    email = unique_email("bounces-later")
+    eva = await contact(tenant, email=email, address=ADDRESS)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(result["journey_id"], "invited")
+
+    report = {"message_id": invitation.headers["Message-ID"], "recipient": email.upper(),
+              "kind": "hard", "reason": "smtp; 550 5.1.1 The email account does not exist"}
+    bounce = await tenant.ok("POST", "/v1/bounces", report, status=202)
+    assert (bounce["channel"], bounce["source"], bounce["reason"]) == (
+        "email", "api", report["reason"])
+    letter = await wait_for_letter(settings, eva["last_name"])
+    assert letter["address_lines"][0] == f"Eva {eva['last_name']}"
+    # Reported twice (providers do), it counts once and sends nothing more.
+    again = await tenant.ok("POST", "/v1/bounces", report, status=202)
+    assert again["id"] == bounce["id"]
+    [event] = await webhook_receiver.wait_for(hook, "message.bounced")
+    assert event.payload["data"]["reason"] == report["reason"]
+    journey = await tenant.journey(result["journey_id"])
+    # No mobile known: the SMS is skipped for the letter.
+    assert [(e["type"], (e["detail"] or {}).get("channel")) for e in journey["history"]] == [
+        ("invitation_sent", "email"), ("bounced", "email"), ("reminder_skipped", "sms"),
+        ("reminder_sent", "letter")]
+    assert len(letters_to(settings, eva["last_name"])) == 1
+
+
+async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    email = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "b-1", "email": email})
+    [invitation] = await mailbox.wait_for(email)
+    message_id = invitation.headers["Message-ID"]
+    journey_id = enrolled["results"][0]["journey_id"]
+    good = {"message_id": message_id, "recipient": email, "kind": "soft", "reason": "full"}
+    cases = [
+        ({**good, "kind": "bounced"}, "kind"),
+        ({**good, "reason": ""}, "reason"),
+        ({k: v for k, v in good.items() if k != "recipient"}, "recipient"),
+        ({**good, "recipient": "someone-else@example.com"}, "recipient"),
+        ({k: v for k, v in good.items() if k != "message_id"}, "message_id"),
+        ({**good, "journey_id": journey_id, "step": "invitation"}, "message_id"),
+        ({**good, "extra": 1}, "extra"),
+    ]
+    for body, field in cases:
+        response = await tenant.post("/v1/bounces", body)
+        assert response.status_code == 422, (body, response.text)
+        assert field in [f["field"] for f in response.json()["error"]["fields"]], response.text
+    unknown = await tenant.post("/v1/bounces", {**good, "message_id": "<nobody@testserver>"})
+    assert unknown.status_code == 404
+    # Another client's message is unknown to this one.
+    assert (await other_tenant.post("/v1/bounces", good)).status_code == 404
+    by_step = {"journey_id": journey_id, "step": "invitation", "recipient": email,
+               "kind": "soft", "reason": "mailbox full"}
+    assert (await tenant.post("/v1/bounces", by_step)).status_code == 202
+
+
+async def test_bad_channel_plans_are_field_errors(tenant):
+    await tenant.ensure_purpose("service-communication")
+    cases = [
+        ([{"channel": "pigeon"}], "channel_plan[0].channel"),
+        ([{"channel": "email"}, {"channel": "sms", "after": "-P1D"}], "channel_plan[1].after"),
+        ([{"channel": "email", "after": "soon"}], "channel_plan[0].after"),
+        ([{"channel": "email", "max": 0}], "channel_plan[0].max"),
+        ([], "channel_plan"),
+    ]
+    for plan, field in cases:
+        response = await tenant.post("/v1/campaigns", {"name": "x", "channel_plan": plan})
+        assert response.status_code == 422, response.text
+        assert [f["field"] for f in response.json()["error"]["fields"]] == [field], response.text
+
+
+async def test_contact_no_plan_channel_reaches_is_rejected(tenant):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], channel_plan=[{"channel": "letter"}, {"channel": "sms"}])
+    eva = await contact(tenant, email=unique_email())
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                 {"contacts": [{"external_id": eva["external_id"]}]})
+    assert response.status_code == 422
+    [problem] = response.json()["error"]["fields"]
+    assert problem == {"field": "contacts[0]", "message": "this campaign reaches contacts by "
+                       "letter, sms; the contact needs one of: postal address, mobile number"}
+
+
+async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
+        tenant, http, mailbox, settings):
+    campaign = await tenant.create_campaign(
+        languages=["en", "nl"], consents=[], expires_after="PT2M",
+        channel_plan=[{"channel": "email", "max": 1}])
+    await tenant.ensure_purpose("newsletter")
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
+                    {"language": "en", "version": "1", "text": "Send me the newsletter."},
+                    status=201)
+    hard = await contact(tenant, email=f"x-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
+                         mobile=mobile_number())
+    soft = await contact(tenant, email=f"y-{uuid.uuid4().hex[:8]}@soft-bounce.example.com",
+                         address=ADDRESS, language="nl")
+    complains, verifies, leaves = (unique_email("complains"), unique_email("verifies"),
+                                   unique_email("leaves"))
+    complainer = await contact(tenant, email=complains)
+    verifier = await contact(tenant, email=verifies, language="nl")
+    leaver = await contact(tenant, email=leaves)
+    await tenant.ok("POST", f"/v1/contacts/{complainer['id']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": True,
+        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
+        "legal_text": {"language": "en"}}]}, status=201)
+    results = await enrol(tenant, campaign["id"], hard, soft, complainer, verifier, leaver)
+    journeys = [r["journey_id"] for r in results]
+
+    await wait_for_sms(settings, hard["contact_points"][1]["value"])
+    await wait_for_letter(settings, soft["last_name"])
+    [mail] = await mailbox.wait_for(complains)
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": mail.headers["Message-ID"], "recipient": complains, "kind": "complaint",
+        "reason": "abuse report: feedback-type=abuse (ARF)"}, status=202)
+    [mail] = await mailbox.wait_for(verifies)
+    await complete(http, mailbox, tenant, journeys[3], mailbox.link(mail), verifies)
+    [mail] = await mailbox.wait_for(leaves)
+    customer = Customer(http)
+    await customer.open(mailbox.link(mail))
+    await customer.submit(mailbox.link(mail) + "/opt-out")
+    await tenant.wait_for_stage(journeys[4], "opted_out")
+
+    # The complaint ended the complainer's newsletter by email.
+    async def newsletter_withdrawn():
+        prefs = await tenant.ok("GET", f"/v1/contacts/{complainer['id']}/preferences")
+        return [p for p in prefs if p["purpose"] == "newsletter" and not p["granted"]]
+    await eventually(newsletter_withdrawn, what="complaint withdrawing the newsletter")
+
+    zero = dict.fromkeys(["invited", "opened", "entered", "verified", "expired", "opted_out",
+                          "bounced_hard", "bounced_soft", "complaints"], 0)
+    expected_rows = [
+        {"channel": "email", "language": "en", **zero, "invited": 2, "opened": 1,
+         "opted_out": 1, "bounced_hard": 1, "complaints": 1},
+        {"channel": "email", "language": "nl", **zero, "invited": 1, "opened": 1, "entered": 1,
+         "verified": 1, "bounced_soft": 1},
+        {"channel": "letter", "language": "nl", **zero, "invited": 1},
+        {"channel": "sms", "language": "en", **zero, "invited": 1},
+    ]
+    total = {**zero, "invited": 5, "opened": 2, "entered": 1, "verified": 1, "opted_out": 1,
+             "bounced_hard": 1, "bounced_soft": 1, "complaints": 1}
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def settled():
+        funnel = await tenant.ok("GET", f"{base}/funnel")
+        return funnel if funnel["by_channel_language"] == expected_rows else None
+    funnel = await eventually(settled, what="the funnel to count every journey")
+    assert funnel["total"] == total
+    assert (funnel["journeys"], funnel["finished"]) == (5, 2)
+    assert funnel["by_channel"]["email"]["invited"] == 3
+
+    response = await tenant.get(f"{base}/funnel.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [{k: v if k in ("channel", "language") else int(v) for k, v in r.items()}
+            for r in rows] == [*expected_rows, {"channel": "*", "language": "*", **total}]
+
+    bounces = (await tenant.ok("GET", f"{base}/bounces"))["items"]
+    assert sorted((b["kind"], b["source"]) for b in bounces) == [
+        ("complaint", "api"), ("hard", "smtp"), ("soft", "smtp")]
+    soft_bounce = next(b for b in bounces if b["kind"] == "soft")
+    assert "452" in soft_bounce["reason"] and "Mailbox full" in soft_bounce["reason"]
+    only_hard = (await tenant.get(f"{base}/bounces", kind="hard")).json()["items"]
+    assert [b["kind"] for b in only_hard] == ["hard"]
+    report = await tenant.get(f"{base}/bounces.csv")
+    rows = list(csv.DictReader(io.StringIO(report.text)))
+    assert sorted((r["kind"], r["language"], r["channel"]) for r in rows) == [
+        ("complaint", "en", "email"), ("hard", "en", "email"), ("soft", "nl", "email")]
+    assert all(r["reason"] and r["recipient"] for r in rows)
+
+
+async def test_confirmation_email_after_verification(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["nl"], default_language="nl",
+                                            consents=[], send_confirmation=True)
+    email = unique_email("thanked")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-1", "email": email,
+                                                   "first_name": "Eva"})
+    [invitation] = await mailbox.wait_for(email)
+    await complete(http, mailbox, tenant, enrolled["results"][0]["journey_id"],
+                   mailbox.link(invitation), email)
+    thanks = (await mailbox.wait_for(email, count=3))[-1]
+    assert thanks.subject == "Uw contactgegevens zijn bevestigd"
+    assert "Beste Eva" in thanks.text and "/c/" not in thanks.text and "/v/" not in thanks.text
+
+
+async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, mailbox, settings):
+    from tests.test_mobile_journey import wait_codes
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], collect=["mobile"],
+                                            send_confirmation=True)
+    email, number = unique_email(), mobile_number()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-2", "email": email})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+
+    async def thanked():
+        return [s for s in sms_to(settings, number) if "Thank you" in s["text"]]
+    [sms] = await eventually(thanked, what="the confirmation SMS")
+    assert tenant.name in sms["text"]
+
+
+async def test_sending_rules_are_asked_per_channel(tenant, mailbox, settings):
+    """The client made invitations marketing: the contact agreed to it by email only, so the
+    SMS step is suppressed and the email goes."""
+    await tenant.ensure_purpose("newsletter")
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
+                    {"language": "en", "version": "rules", "text": "Offers, please."},
+                    status=201)
+    await tenant.ok("PUT", "/v1/message-policies/invitation",
+                    {"category": "marketing", "purpose": "newsletter"})
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[],
+        channel_plan=[{"channel": "sms"}, {"channel": "email", "after": "P1D"}])
+    email, number = unique_email("rules"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await tenant.ok("POST", f"/v1/contacts/{eva['id']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": True,
+        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
+        "legal_text": {"language": "en"}}]}, status=201)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    await mailbox.wait_for(email)
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    suppressed, sent = journey["history"]
+    assert (suppressed["type"], suppressed["detail"]["channel"]) == ("invitation_suppressed",
+                                                                    "sms")
+    assert suppressed["detail"]["reason"] == "no consent for newsletter by sms"
+    assert (sent["type"], sent["detail"]) == ("invitation_sent", {"channel": "email"})
+    assert sms_to(settings, number) == []
