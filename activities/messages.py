@@ -17,6 +17,7 @@ from core.vocabulary import TokenPurpose
 from db.models import Campaign, Client, Contact, Journey, Message, utcnow
 from db.session import transaction
 from messaging import links
+from messaging.branding import brand_for
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.rendering import render_email
 
@@ -72,13 +73,17 @@ class MessageSender:
                 journey.stage = input.stage_after or journey.stage
                 return SendMessageResult(sent=False, recipient=None)
 
+            brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                              self._settings)
             link = await links.issue(
                 session, self._settings, purpose=TokenPurpose(input.link_purpose),
-                step=input.step, expires_at=input.link_expires_at, journey_id=journey.id)
+                step=input.step, expires_at=input.link_expires_at, journey_id=journey.id,
+                base_url=brand.base_url)
             preferences = await links.issue(
                 session, self._settings, purpose=TokenPurpose.preferences,
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
-                expires_at=utcnow() + self._settings.preference_link_ttl)
+                expires_at=utcnow() + self._settings.preference_link_ttl,
+                base_url=brand.base_url)
             content = render_email(
                 input.template,
                 journey.language,
@@ -91,6 +96,7 @@ class MessageSender:
                     "preferences_link": preferences,
                     "expires_at": input.link_expires_at,
                     "incentive": campaign.spec.get("incentive_text"),
+                    "brand": brand,
                 },
             )
             if already is None:
@@ -107,7 +113,7 @@ class MessageSender:
             to=recipient,
             content=content,
             message_id=f"<{journey.id}.{input.step}@{domain}>",
-            from_name=client.name,
+            from_name=brand.email_from_name or client.name,
             headers={"Auto-Submitted": "auto-generated"},
         )
         try:

@@ -111,16 +111,21 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
-    """The contact's email to write to: a verified one first, else the newest known."""
+async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,
+                      kind: str) -> ContactPoint | None:
+    """The contact's email or mobile to write to: a verified one first, else the newest known."""
     points = (
         await session.scalars(
             select(ContactPoint)
-            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == "email")
+            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at)
         )
     ).all()
     return points[-1] if points else None
+
+
+async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
+    return await known_point(session, contact_id=contact_id, kind="email")
 
 
 async def add_journey_event(
