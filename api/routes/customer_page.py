@@ -4,6 +4,8 @@ Server-rendered and working without JavaScript. Personal data never appears in U
 opaque token does, and the database knows only its hash.
 """
 
+import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +85,9 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
 
 
 LANGUAGES = language_names()
+# A fresh id in every rendered form: a form posted twice (a double click) is one Temporal
+# update, so the second post gets the first one's answer instead of a second submission.
+SUBMISSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 PURPOSE_OF_PATH = {"c": TokenPurpose.contact_page, "v": TokenPurpose.verify_email}
 
 
@@ -219,6 +224,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "errors": errors,
         "sent_to": awaiting(journey, "email"),
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
+        "submission": secrets.token_urlsafe(16),
     }, status_code, visit=visit)
 
 
@@ -296,13 +302,15 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    submission = str(form.get("submission", ""))
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
-            given_at=given_at, language=visit.language, **who(request)))
+            given_at=given_at, language=visit.language, **who(request)),
+            id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
     except (WorkflowUpdateFailedError, RPCError) as err:
         if update_error_type(err) == ErrorType.too_many_submissions:
             return html(request, state, "finished", visit.language,
