@@ -187,9 +187,10 @@ async def test_missing_mandatory_consent_is_announced_inline(tab: Tab, tenant, m
 
 async def test_dutch_mobile_number_in_national_format(tab: Tab, tenant, mailbox, live, settings):
     page = tab.page
-    campaign = await tenant.create_campaign(collect=["mobile"], consents=[])
+    campaign = await tenant.create_campaign(collect=["mobile"], consents=[],
+                                            branding={"sms_sender": "AcmeNL"})
     _, link = await invited(tenant, mailbox, live, campaign, language="nl")
-    digits = f"{uuid.uuid4().int % 10**8:08d}"
+    digits = f"1{uuid.uuid4().int % 10**7:07d}"  # 06-1…: a Dutch mobile range
     await tab.goto(link)
     await page.locator("#mobile").fill(f"06 {digits}")
     await page.get_by_role("button", name="Doorgaan").click()
@@ -200,7 +201,8 @@ async def test_dutch_mobile_number_in_national_format(tab: Tab, tenant, mailbox,
     async def sms_to_e164():
         return [s for s in map(json.loads, (p.read_text() for p in
                 settings.sms_outbox_dir.glob("*.json"))) if s["to"] == f"+316{digits}"]
-    await eventually(sms_to_e164, what="the code by SMS to the E.164 number")
+    [sms] = await eventually(sms_to_e164, what="the code by SMS to the E.164 number")
+    assert sms["sender"] == "AcmeNL"  # the campaign's sender id
 
 
 async def test_double_submit_is_one_submission(tab: Tab, tenant, mailbox, live):
