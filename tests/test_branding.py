@@ -109,8 +109,13 @@ async def test_branded_journey_on_the_clients_domain(tenant, http, mailbox):
         "primary_colour": "#7c2d12", "email_from_name": "Acme Spring Check"})
 
     email = unique_email("brand")
-    await tenant.enrol(campaign["id"], {"external_id": "b-1", "first_name": "Bo", "email": email})
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "b-1", "first_name": "Bo",
+                                                   "email": email})
     [invitation] = await mailbox.wait_for(email)
+    # Links for print (letters, QR codes) lead to the client's host name too.
+    printed = await tenant.ok(
+        "GET", f"/v1/contacts/{enrolled['results'][0]['contact_id']}/enrichment-link")
+    assert printed["url"].startswith(f"{DOMAIN}/c/")
     assert invitation.sender.startswith('"Acme Spring Check"') or \
         invitation.sender.startswith("Acme Spring Check")
     link = re.search(rf"{re.escape(DOMAIN)}(/c/[A-Za-z0-9_\-]+)", invitation.text)
