@@ -126,7 +126,7 @@ async def upload_logo(file: Annotated[UploadFile, Form(description="A PNG image"
     logo = await session.scalar(select(BrandLogo).where(
         BrandLogo.client_id == client.id, BrandLogo.sha256 == digest))
     if logo is None:
-        logo = BrandLogo(client_id=client.id, sha256=digest, content=data, width=width,
+        logo = BrandLogo(client_id=client.id, sha256=digest, png=data, width=width,
                          height=height)
         session.add(logo)
         await session.commit()
@@ -140,7 +140,7 @@ async def logo_file(logo_id: uuid.UUID, session: SessionDep) -> Response:
     logo = await session.get(BrandLogo, logo_id)
     if logo is None:
         raise HTTPException(404, "logo not found")
-    return Response(logo.content, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+    return Response(logo.png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
 
 
 Colour = Annotated[str, Path(pattern=r"^[0-9a-f]{6}$")]
