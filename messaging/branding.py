@@ -2,7 +2,6 @@
 legal links and the host name of its links. The client sets it; a campaign may override any
 part; what is left unset falls back to the installation's defaults."""
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +9,6 @@ from urllib.parse import urlsplit
 from core.settings import Settings
 from messaging import letter_pdf
 
-HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_PRIMARY = "#1d4ed8"
 PAGE_BACKGROUND = "#ffffff"
 DARK_TEXT, LIGHT_TEXT = "#111827", "#ffffff"

@@ -15,7 +15,7 @@ from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.schemas import BrandingIn, BrandingOut, FieldError, LogoOut
 from core.settings import Settings
 from db.models import BrandLogo, Client
-from messaging.branding import FONT_STACKS, brand_for, contrast_problems, base_url_problem
+from messaging.branding import FONT_STACKS, base_url_problem, brand_for, contrast_problems
 
 router = APIRouter(prefix="/v1/branding", tags=["branding"], responses=ERROR_RESPONSES)
 public = APIRouter(include_in_schema=False)
