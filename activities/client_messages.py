@@ -15,6 +15,7 @@ from db import consents, crud
 from db.models import Client, ClientMessage, Contact, utcnow
 from db.session import transaction
 from messaging import links
+from messaging.branding import client_brand
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.rendering import render_email
 
@@ -50,18 +51,20 @@ class ClientMessageSender:
                 return ClientMessageResult(message.status, message.status_reason)
 
             expires = utcnow() + self._settings.preference_link_ttl
+            brand = client_brand(client, self._settings)
             context = {"client_name": client.name, "subject": message.subject,
-                       "body": message.body, "link": None,
+                       "body": message.body, "link": None, "brand": brand,
                        "preferences_link": await links.issue(
                            session, self._settings, purpose=TokenPurpose.preferences,
                            step=f"message/{message.id}", contact_id=contact.id,
-                           expires_at=expires)}
+                           expires_at=expires, base_url=brand.base_url)}
             headers = {"Auto-Submitted": "auto-generated"}
             if rule.category == MessageCategory.marketing:
                 unsubscribe = await links.issue(
                     session, self._settings, purpose=TokenPurpose.unsubscribe,
                     step=f"message/{message.id}", contact_id=contact.id, expires_at=expires,
-                    scope={"purpose": rule.purpose, "channel": message.channel})
+                    scope={"purpose": rule.purpose, "channel": message.channel},
+                    base_url=brand.base_url)
                 context["unsubscribe_link"] = unsubscribe
                 # RFC 8058: mail clients offer a one-click unsubscribe that POSTs to this URL.
                 headers["List-Unsubscribe"] = f"<{unsubscribe}>"
@@ -73,7 +76,7 @@ class ClientMessageSender:
         try:
             await self._email.send(OutgoingEmail(
                 to=point.value, content=content, message_id=f"<message.{message.id}@{domain}>",
-                from_name=client.name, headers=headers))
+                from_name=brand.email_from_name or client.name, headers=headers))
         except EmailRejected as err:
             await self._decide(message.id, "failed", str(err))
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err

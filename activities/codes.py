@@ -17,8 +17,9 @@ from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput, SendC
 from core.settings import Settings
 from core.vocabulary import Stage
 from db import crud
-from db.models import Client, Journey, OneTimeCode, utcnow
+from db.models import Campaign, Client, Journey, OneTimeCode, utcnow
 from db.session import transaction
+from messaging.branding import brand_for
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import render_sms
 from messaging.sms import OutgoingSms, SmsSender
@@ -60,12 +61,15 @@ class CodeSender:
             # A retry after a failed send sends a fresh code; the old one was never seen.
             row.code_hmac = self._hmac(input.journey_id, input.step, code)
             client = await session.get_one(Client, journey.client_id)
+            campaign = await session.get_one(Campaign, journey.campaign_id)
+            brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                              self._settings)
             minutes = max(1, math.ceil((input.expires_at - utcnow()).total_seconds() / 60))
             text = render_sms("verification_code", journey.language, {
                 "code": code, "client_name": client.name, "valid_minutes": minutes})
         try:
             await self._sms.send(OutgoingSms(
-                to=mobile, sender=self._settings.sms_sender_name, text=text,
+                to=mobile, sender=brand.sms_sender or self._settings.sms_sender_name, text=text,
                 idempotency_key=f"{journey.id}/{input.step}"))
         except PermanentDeliveryFailure as err:
             raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err

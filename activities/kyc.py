@@ -28,6 +28,7 @@ from db.kyc_models import KycProfile as ProfileRow
 from db.models import Client, Contact, ContactPoint, utcnow
 from db.session import transaction
 from messaging import links
+from messaging.branding import client_brand
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, render_email, render_sms
@@ -132,31 +133,35 @@ class KycActivities:
             if point is None and mobile is None:
                 # Nowhere to write to: the client still learns everything by webhook.
                 return SendMessageResult(sent=False, recipient=None)
+            brand = client_brand(client, self._settings)
             link = None
             if input.link_expires_at is not None:
                 link = await links.issue(
                     session, self._settings, purpose=TokenPurpose.kyc_documents,
-                    step=f"kyc/{step}", expires_at=input.link_expires_at, contact_id=contact_id)
+                    step=f"kyc/{step}", expires_at=input.link_expires_at, contact_id=contact_id,
+                    base_url=brand.base_url)
             p = input.profile
             context = {
                 "client_name": client.name, "first_name": contact.first_name,
                 "profile_name": p.definition_name, "state": p.state, "reason": p.reason,
                 "expires_at": p.expires_at, "link": link,
-                "link_expires_at": input.link_expires_at}
+                "link_expires_at": input.link_expires_at, "brand": brand}
             if point is not None:
                 context["preferences_link"] = await links.issue(
                     session, self._settings, purpose=TokenPurpose.preferences,
                     step=f"kyc/{step}", contact_id=contact_id,
-                    expires_at=utcnow() + self._settings.preference_link_ttl)
+                    expires_at=utcnow() + self._settings.preference_link_ttl,
+                    base_url=brand.base_url)
 
         if point is not None:
             recipient, detail = point.value, await self._email_to(
-                point.value, client.name, input, render_email(input.template, contact.language,
+                point.value, brand.email_from_name or client.name, input, render_email(input.template, contact.language,
                                                               context))
         else:
             assert mobile is not None
             recipient, detail = mobile, await self._sms_to(
-                mobile, input, render_sms(input.template, contact.language, context))
+                mobile, brand.sms_sender or self._settings.sms_sender_name, input,
+                render_sms(input.template, contact.language, context))
         async with transaction(self._sessions) as session:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{
                 "client_id": client.id, "contact_id": contact_id, "step": step,
@@ -175,10 +180,11 @@ class KycActivities:
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
         return {"channel": "email", "subject": content.subject}
 
-    async def _sms_to(self, number: str, input: SendKycEmailInput, text: str) -> dict[str, str]:
+    async def _sms_to(self, number: str, sender: str, input: SendKycEmailInput,
+                      text: str) -> dict[str, str]:
         try:
             receipt = await self._sms.send(OutgoingSms(
-                to=number, sender=self._settings.sms_sender_name, text=text,
+                to=number, sender=sender, text=text,
                 idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
         except PermanentDeliveryFailure as err:
             raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err

@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.vocabulary import CHANNEL_NEEDS, BounceKind, Channel, TokenPurpose
 from db import bounces, consents, crud
 from db.models import (
+    BrandLogo,
     Campaign,
     Client,
     Contact,
@@ -34,8 +35,8 @@ from db.models import (
 from db.session import transaction
 from messaging import links
 from messaging.address import AddressError, PostalAddress
+from messaging.branding import Brand, brand_for, letter_branding
 from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender
-from messaging.letter_pdf import Branding
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
@@ -139,7 +140,7 @@ class MessageSender:
             recipient = address and ", ".join(
                 [*address.street_lines, f"{address.postal_code} {address.city}", address.country])
         else:
-            point = await crud.known_email(session, contact_id=contact.id,
+            point = await crud.known_point(session, contact_id=contact.id,
                                            kind="mobile" if channel == Channel.sms else "email")
             recipient = point.value if point else None
         if recipient is None:
@@ -157,9 +158,12 @@ class MessageSender:
         if not rule.allowed:
             raise Skip(rule.reason, "suppressed")
 
+        brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                          self._settings)
         link = await links.issue(
             session, self._settings, purpose=TokenPurpose(input.link_purpose),
-            step=input.step, expires_at=input.link_expires_at, journey_id=journey.id)
+            step=input.step, expires_at=input.link_expires_at, journey_id=journey.id,
+            base_url=brand.base_url)
         context = {
             "client_name": client.name,
             "campaign_name": campaign.name,
@@ -169,6 +173,7 @@ class MessageSender:
             "expires_at": input.link_expires_at,
             "incentive": campaign.spec.get("incentive_text"),
             "claim": claim_view(journey.claim, journey.paid_at, journey.language),
+            "brand": brand,
         }
         idempotency_key = f"{journey.id}/{input.step}"
         outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
@@ -177,17 +182,19 @@ class MessageSender:
             context["preferences_link"] = await links.issue(
                 session, self._settings, purpose=TokenPurpose.preferences,
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
-                expires_at=utcnow() + self._settings.preference_link_ttl)
+                expires_at=utcnow() + self._settings.preference_link_ttl,
+                base_url=brand.base_url)
             content: RenderedEmail = render_email(input.template, journey.language, context)
             subject = content.subject
             domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
             outgoing.email = OutgoingEmail(
                 to=recipient, content=content,
-                message_id=f"<{journey.id}.{input.step}@{domain}>", from_name=client.name,
+                message_id=f"<{journey.id}.{input.step}@{domain}>",
+                from_name=brand.email_from_name or client.name,
                 headers={"Auto-Submitted": "auto-generated"})
         elif channel == Channel.sms:
             outgoing.sms = OutgoingSms(
-                to=recipient, sender=self._settings.sms_sender_name,
+                to=recipient, sender=brand.sms_sender or self._settings.sms_sender_name,
                 text=render_sms(input.template, journey.language, context),
                 idempotency_key=idempotency_key)
         else:
@@ -195,7 +202,8 @@ class MessageSender:
             try:
                 outgoing.letter = compose_letter(LetterRequest(
                     template=LETTER_TEMPLATE, language=journey.language, context=context,
-                    branding=Branding(name=client.name), address=address,
+                    branding=letter_branding(brand, await self._logo(session, brand)),
+                    address=address,
                     sender_country=await self._sender_country(session, client.id), link=link,
                     # Printed under the QR code for those who type it: no scheme needed.
                     short_link=link.split("://", 1)[-1], date=utcnow().date(),
@@ -227,6 +235,11 @@ class MessageSender:
             street_lines=[line for line in (row.line1, row.line2) if line],
             postal_code=row.postal_code or "", city=row.city,
             extra_lines=[contact.company_name] if name and contact.company_name else [])
+
+    @staticmethod
+    async def _logo(session: AsyncSession, brand: Brand) -> bytes | None:
+        logo = await session.get(BrandLogo, uuid.UUID(brand.logo_id)) if brand.logo_id else None
+        return logo.png if logo else None
 
     async def _sender_country(self, session: AsyncSession, client_id: uuid.UUID) -> str:
         settings = await session.get(ContactSettings, client_id)

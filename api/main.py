@@ -14,6 +14,7 @@ from api.deps import AppState
 from api.public_forms import RateLimited
 from api.routes import (
     bounces,
+    branding,
     campaigns,
     client_settings,
     consents,
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(enrichment_links.router)
     app.include_router(purposes.router)
     app.include_router(client_settings.router)
+    app.include_router(branding.router)
+    app.include_router(branding.public)
     app.include_router(consents.router)
     app.include_router(messages.router)
     app.include_router(reports.router)

@@ -13,12 +13,16 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    HttpUrl,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from core.settings import SMS_SENDER
 from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
+from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
@@ -170,6 +174,84 @@ class ReplayResult(BaseModel):
     queued: int
 
 
+# --- branding ------------------------------------------------------------------------------
+
+HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+FontName = Literal[tuple(FONT_STACKS)]  # type: ignore[valid-type]
+# One line: a CR or LF in a display name would start a new mail header.
+SenderName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=100, pattern=r"^[^\r\n]+$")]
+
+
+def https_only(value: HttpUrl | None) -> HttpUrl | None:
+    if value is not None and value.scheme != "https":
+        raise ValueError("must be an https:// URL")
+    return value
+
+
+class BrandingIn(Strict):
+    """Every field is optional: unset ones fall back (campaign → client → installation)."""
+
+    logo_id: uuid.UUID | None = Field(
+        default=None, description="A logo uploaded with POST /v1/branding/logos")
+    primary_colour: HexColour | None = Field(
+        default=None, description="Header and buttons, #RRGGBB; needs 3:1 contrast with white")
+    on_primary_colour: HexColour | None = Field(
+        default=None, description="Text on primary_colour; needs 4.5:1 contrast with it. "
+        "Unset: white or near-black, whichever reads better")
+    font: FontName | None = Field(default=None, description=(
+        "A system font stack (nothing is downloaded): " + ", ".join(FONT_STACKS)))
+    email_from_name: SenderName | None = Field(
+        default=None, description="Display name in the From of emails (default: client name)")
+    sms_sender: str | None = Field(default=None, pattern=SMS_SENDER, description=(
+        "SMS sender id: alphanumeric, at most 11 characters, or +E.164"))
+    letter_sender: Annotated[str, StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\r\n]+$")] | None = (
+        Field(default=None, description="Return line printed above the address on letters, "
+              "e.g. 'Acme BV · Postbus 1 · 1000 AA Amsterdam'"))
+    privacy_url: HttpUrl | None = None
+    imprint_url: HttpUrl | None = None
+    terms_url: HttpUrl | None = None
+    custom_domain: str | None = Field(default=None, max_length=200, description=(
+        "Base URL on the client's host name, e.g. https://contact.acme.example: links in "
+        "messages use it; point the host name at this installation"))
+
+    _https = field_validator("privacy_url", "imprint_url", "terms_url")(https_only)
+
+    @field_validator("on_primary_colour")
+    @classmethod
+    def _readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        problem = contrast_problems({"primary_colour": info.data.get("primary_colour"),
+                                     "on_primary_colour": value}).get("on_primary_colour")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("primary_colour")
+    @classmethod
+    def _visible(cls, value: str | None) -> str | None:
+        problem = contrast_problems({"primary_colour": value}).get("primary_colour")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def stored(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class BrandingOut(BaseModel):
+    branding: dict = Field(description="What is set (unset fields are absent)")
+    logo_url: str | None = Field(description="Where the logo is served, if one is set")
+    theme_url: str = Field(description="The stylesheet the pages use")
+
+
+class LogoOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    width: int
+    height: int
+
+
 # --- campaigns -----------------------------------------------------------------------------
 
 
@@ -255,6 +337,9 @@ class CampaignCreate(Strict):
     send_confirmation: bool = Field(default=False, description=(
         "After verification, thank the customer by email (by SMS when only a mobile number "
         "was verified)."))
+    branding: BrandingIn | None = Field(
+        default=None, description="Overrides the client's branding (PUT /v1/branding) for "
+        "this campaign's pages and messages")
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # How long a link to the KYC upload page (after a refute, reminder or expiry) stays valid.
     kyc_link_ttl: timedelta = timedelta(days=30)
 
+    # Largest logo a client may upload (PNG); pages and emails load it on every view.
+    brand_logo_max_bytes: int = 256 * 1024
+
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
 

@@ -112,10 +112,9 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_email(session: AsyncSession, *, contact_id: uuid.UUID,
-                      kind: str = "email") -> ContactPoint | None:
-    """The contact's email (or point of another kind) to write to: a verified one first, else
-    the newest known."""
+async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,
+                      kind: str) -> ContactPoint | None:
+    """The contact's email or mobile to write to: a verified one first, else the newest known."""
     points = (
         await session.scalars(
             select(ContactPoint)
@@ -124,6 +123,10 @@ async def known_email(session: AsyncSession, *, contact_id: uuid.UUID,
         )
     ).all()
     return points[-1] if points else None
+
+
+async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
+    return await known_point(session, contact_id=contact_id, kind="email")
 
 
 async def add_journey_event(

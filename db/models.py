@@ -66,6 +66,24 @@ class Client(Base):
     gdpr_consequence: Mapped[str] = mapped_column(String(20), default="full_functionality")
     # Data entered but never verified is deleted from journeys after this many days.
     unverified_retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    # The client's look and senders on pages and messages (api.branding.BrandingIn as JSON);
+    # a campaign's spec may override any of it.
+    branding: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BrandLogo(Base):
+    """A logo a client uploaded: a small PNG we serve ourselves, so the pages' content security
+    policy stays 'self' and letters can print it."""
+
+    __tablename__ = "brand_logos"
+    __table_args__ = (UniqueConstraint("client_id", "sha256"),)
+    id: Mapped[uuid.UUID] = _id()
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    sha256: Mapped[str] = mapped_column(String(64))
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency
 from babel.messages.mofile import write_mo
@@ -25,6 +26,12 @@ DEFAULT_LANGUAGE = "en"
 
 def supported_languages() -> list[str]:
     return sorted({DEFAULT_LANGUAGE} | {p.name for p in LOCALES_DIR.iterdir() if p.is_dir()})
+
+
+def language_names() -> dict[str, str]:
+    """Each supported language named in itself ("Nederlands"), as a language switch shows it."""
+    return {code: Locale.parse(code).get_display_name(code).capitalize()
+            for code in supported_languages()}
 
 
 def pick_language(wanted: str | None) -> str:

@@ -304,6 +304,10 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "POST /v1/purposes/{key}/legal-texts": lambda t: fixed(
         {"language": "en", "version": uuid.uuid4().hex[:8], "text": "Words."}),
     "PATCH /v1/settings": lambda t: fixed({"household_rule": "move"}),
+    "PUT /v1/branding": lambda t: fixed({"primary_colour": "#14532d", "font": "humanist"}),
+    "PUT /v1/campaigns/{campaign_id}/branding": lambda t: fixed({"primary_colour": "#7c2d12"}),
+    # Multipart, not JSON: the sweep's JSON call gets a 422, which must show nothing of the owner.
+    "POST /v1/branding/logos": lambda t: fixed(None),
     "PATCH /v1/webhook-endpoints/{endpoint_id}": lambda t: fixed({"description": "isolation"}),
     "POST /v1/webhook-endpoints/{endpoint_id}/replay": lambda t: fixed({
         "since": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),

@@ -12,7 +12,15 @@ from sqlalchemy import select
 from api import enrolment
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail, FieldProblems
-from api.schemas import CampaignCreate, CampaignOut, EnrolRequest, EnrolResponse, FieldError
+from api.routes.branding import check_branding
+from api.schemas import (
+    BrandingIn,
+    CampaignCreate,
+    CampaignOut,
+    EnrolRequest,
+    EnrolResponse,
+    FieldError,
+)
 from core.contracts import ReconsentProgress, ReconsentRunInput
 from core.vocabulary import JourneyKind, PurposeKind
 from db import consents
@@ -77,9 +85,13 @@ async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> 
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
-async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep) -> Campaign:
-    campaign = Campaign(client_id=client.id, name=body.name,
-                        spec=await stored_spec(session, client.id, body))
+async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep,
+                          state: StateDep) -> Campaign:
+    spec = await stored_spec(session, client.id, body)
+    if body.branding is not None:
+        spec["branding"] = await check_branding(session, state.settings, client, body.branding,
+                                                field="branding", under=client.branding)
+    campaign = Campaign(client_id=client.id, name=body.name, spec=spec)
     session.add(campaign)
     await session.commit()
     return campaign
@@ -94,6 +106,19 @@ async def list_campaigns(client: ClientDep, session: SessionDep) -> list[Campaig
 @router.get("/{campaign_id}", response_model=CampaignOut)
 async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep) -> Campaign:
     return await campaign_of(session, client.id, campaign_id)
+
+
+@router.put("/{campaign_id}/branding", response_model=CampaignOut)
+async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, client: ClientDep,
+                                    session: SessionDep, state: StateDep) -> Campaign:
+    """Replaces what this campaign overrides of the client's branding (an empty object: none).
+    Messages sent from now on and every page view use it."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    branding = await check_branding(session, state.settings, client, body, under=client.branding)
+    # A new dict: the JSON column notices reassignment, not changes inside it.
+    campaign.spec = {**campaign.spec, "branding": branding}
+    await session.commit()
+    return campaign
 
 
 @router.post(

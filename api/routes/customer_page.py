@@ -4,13 +4,15 @@ Server-rendered and working without JavaScript. Personal data never appears in U
 opaque token does, and the database knows only its hash.
 """
 
+import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -49,8 +51,9 @@ from db.models import (
     Journey,
     LinkToken,
 )
+from messaging.branding import Brand, brand_for
 from messaging.phone import PhoneNumberError, display_phone, parse_phone
-from messaging.rendering import claim_view, render_page
+from messaging.rendering import claim_view, language_names, render_page
 from workflows.journey import JourneyWorkflow
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
@@ -71,6 +74,15 @@ class Visit:
     def language(self) -> str:
         return self.journey.language
 
+    def brand(self, settings) -> Brand:
+        return brand_for(self.client.name, self.client.branding,
+                         self.campaign.spec.get("branding"), settings)
+
+    @property
+    def languages(self) -> list[str]:
+        """What the customer may switch to: the campaign's languages."""
+        return [code for code in self.campaign.spec.get("languages", []) if code in LANGUAGES]
+
 
 def phone_region(visit: Visit, state) -> str:
     return visit.region or state.settings.default_phone_region
@@ -90,15 +102,28 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
                  registry.default_region if registry else None)
 
 
+LANGUAGES = language_names()
+# A fresh id in every rendered form: a form posted twice (a double click) is one Temporal
+# update, so the second post gets the first one's answer instead of a second submission.
+SUBMISSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
+PURPOSE_OF_PATH = {"c": TokenPurpose.contact_page, "v": TokenPurpose.verify_email}
+
+
 def csrf_scope(request: Request) -> str:
     """A form token is good for every form of one personal link (/c/<token>, /v/<token>)."""
     return "/".join(request.url.path.split("/")[:3])
 
 
 def html(request: Request, state, name: str, language: str, context: dict[str, Any],
-         status_code: int = 200) -> HTMLResponse:
+         status_code: int = 200, visit: Visit | None = None) -> HTMLResponse:
+    """A page; with the visit, in the client's (or campaign's) branding with a language switch."""
     cookie = request.cookies.get(Csrf.COOKIE) or Csrf.new_cookie()
     scope = csrf_scope(request)
+    if visit is not None:
+        context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
+                   "languages": [(code, LANGUAGES[code]) for code in visit.languages],
+                   "claim": claim_view(visit.journey.claim, visit.journey.paid_at, language),
+                   **context}
     body = render_page(name, language, {
         **context, "csrf_token": state.csrf.token(cookie, scope), "action": scope})
     response = HTMLResponse(body, status_code=status_code)
@@ -114,8 +139,7 @@ def invalid_link(request: Request, state) -> HTMLResponse:
 
 def finished(request: Request, state, visit: Visit, stage: str | None = None) -> HTMLResponse:
     return html(request, state, "finished", visit.language,
-                {"stage": stage or visit.journey.stage, "client_name": visit.client.name,
-                 "claim": claim_view(visit.journey.claim, visit.journey.paid_at, visit.language)})
+                {"stage": stage or visit.journey.stage}, visit=visit)
 
 
 async def csrf_ok(request: Request, state) -> bool:
@@ -124,13 +148,16 @@ async def csrf_ok(request: Request, state) -> bool:
                             csrf_scope(request))
 
 
-def forbidden_page(request: Request, state, language: str) -> HTMLResponse:
+def forbidden_page(request: Request, state, language: str,
+                   visit: Visit | None = None) -> HTMLResponse:
     return html(request, state, "form_expired", language,
-                {"retry_url": csrf_scope(request)}, status.HTTP_403_FORBIDDEN)
+                {"retry_url": csrf_scope(request)}, status.HTTP_403_FORBIDDEN, visit=visit)
 
 
-def forbidden(request: Request, state, visit: Visit) -> HTMLResponse:
-    return forbidden_page(request, state, visit.language)
+def forbidden(request: Request, state, visit) -> HTMLResponse:
+    """The form-expired page for a journey's visit (branded) or another page's (e.g. KYC)."""
+    return forbidden_page(request, state, visit.language,
+                          visit if isinstance(visit, Visit) else None)
 
 
 async def posted_visit(request: Request, session, state, token: str,
@@ -185,6 +212,19 @@ def awaiting(journey: Journey, kind: str) -> str | None:
     return None
 
 
+async def profile_complete(session, visit: Visit) -> int:
+    """How much of the contact's profile is known, in percent: name, email address, mobile
+    number and postal address count equally; what was entered and awaits verification counts."""
+    contact, collected = visit.contact, visit.journey.collected or {}
+    known = [bool(contact.first_name or contact.last_name or contact.company_name)]
+    for kind in ("email", "mobile"):
+        known.append(bool(collected.get(kind)) or await crud.known_point(
+            session, contact_id=contact.id, kind=kind) is not None)
+    known.append(bool(await session.scalar(select(exists().where(
+        ContactAddress.contact_id == contact.id, ContactAddress.active)))))
+    return round(100 * sum(known) / len(known))
+
+
 async def _form(request: Request, state, session, visit: Visit, *, values: dict[str, Any],
                 errors: dict[str, str], status_code: int = 200,
                 notice: dict[str, Any] | None = None) -> HTMLResponse:
@@ -196,16 +236,16 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "notice": notice or {},
-        "client_name": visit.client.name,
         "first_name": visit.contact.first_name,
+        "complete": await profile_complete(session, visit),
         "incentive": visit.campaign.spec.get("incentive_text"),
-        "claim": claim_view(journey.claim, journey.paid_at, visit.language),
         "consents": consent_boxes(visit),
         "values": values,
         "errors": errors,
         "sent_to": awaiting(journey, "email"),
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
-    }, status_code)
+        "submission": secrets.token_urlsafe(16),
+    }, status_code, visit=visit)
 
 
 ADDRESS_FIELDS = ("line1", "postal_code", "city", "country")
@@ -252,8 +292,7 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         [box] = consent_boxes(visit)
         displays = await show_consents(request, session, visit, "reconsent_page")
         return html(request, state, "reconsent_form", visit.language, {
-            "client_name": visit.client.name, "text": box["text"],
-            "display_id": displays[box["key"]]})
+            "text": box["text"], "display_id": displays[box["key"]]}, visit=visit)
     known = (visit.journey.collected or {}).get("email")
     if known is None:
         point = await crud.known_email(session, contact_id=visit.contact.id)
@@ -264,8 +303,8 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         detail={"view": "contact_page"})
     await session.commit()
     mobile = (visit.journey.collected or {}).get("mobile")
-    if mobile is None and visit.campaign.spec.get("mode") == CampaignMode.verify_existing:
-        point = await crud.known_email(session, contact_id=visit.contact.id, kind="mobile")
+    if mobile is None:
+        point = await crud.known_point(session, contact_id=visit.contact.id, kind="mobile")
         mobile = point.value if point else None
     address = (visit.journey.collected or {}).get("address") or await known_address(
         session, visit.contact.id) or {"country": phone_region(visit, state)}
@@ -317,18 +356,20 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                                    "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    submission = str(form.get("submission", ""))
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile, address=address,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
-            given_at=given_at, language=visit.language, **who(request)))
+            given_at=given_at, language=visit.language, **who(request)),
+            id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
     except (WorkflowUpdateFailedError, RPCError) as err:
         if update_error_type(err) == ErrorType.too_many_submissions:
             return html(request, state, "finished", visit.language,
-                        {"stage": "too_many_submissions", "client_name": visit.client.name},
-                        status.HTTP_429_TOO_MANY_REQUESTS)
+                        {"stage": "too_many_submissions"}, status.HTTP_429_TOO_MANY_REQUESTS,
+                        visit=visit)
         await session.refresh(visit.journey)
         return finished(request, state, visit)
     # Post/redirect/get: a reload or the back button never submits twice.
@@ -341,8 +382,8 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
         [box] = consent_boxes(visit)
         displays = await show_consents(request, session, visit, "reconsent_page")
         return html(request, state, "reconsent_form", visit.language, {
-            "client_name": visit.client.name, "text": box["text"],
-            "display_id": displays[box["key"]]}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+            "text": box["text"], "display_id": displays[box["key"]]},
+            status.HTTP_422_UNPROCESSABLE_CONTENT, visit=visit)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
     try:
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
@@ -412,6 +453,22 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
     return finished(request, state, visit, Stage.opted_out)
 
 
+@router.post("/c/{token}/language", response_class=HTMLResponse)
+@router.post("/v/{token}/language", response_class=HTMLResponse)
+async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
+    """Shows the link's pages in another of the campaign's languages, and keeps it for the rest
+    of the journey (its later emails too). Only the token is in the URL; the choice is posted."""
+    visit = await posted_visit(request, session, state, token,
+                               PURPOSE_OF_PATH[request.url.path[1]])
+    if isinstance(visit, HTMLResponse):
+        return visit
+    language = (await request.form()).get("language")
+    if language in visit.languages:
+        visit.journey.language = language
+        await session.commit()
+    return RedirectResponse(csrf_scope(request), status_code=status.HTTP_303_SEE_OTHER)
+
+
 # --- the verification link -----------------------------------------------------------------
 
 
@@ -424,7 +481,7 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     if visit.journey.stage != Stage.verification_pending:
         return finished(request, state, visit)
     return html(request, state, "confirm", visit.language, {
-        "client_name": visit.client.name, "email": (visit.journey.collected or {}).get("email")})
+        "email": (visit.journey.collected or {}).get("email")}, visit=visit)
 
 
 @router.post("/v/{token}", response_class=HTMLResponse)

@@ -20,6 +20,7 @@ from api.schemas import ContactIn
 from core.vocabulary import FINAL_STAGES, TokenPurpose
 from db.models import Campaign, Journey
 from messaging import links
+from messaging.branding import brand_for
 from workflows.starts import journey_timings, start_journeys
 
 router = APIRouter(prefix="/v1/contacts", tags=["journeys"], responses=ERROR_RESPONSES)
@@ -60,9 +61,11 @@ async def enrichment_link(
             raise HTTPException(409, f"the contact's journey in this campaign is {journey.stage}")
     campaign = await session.get_one(Campaign, journey.campaign_id)
     expires_at = journey.created_at + journey_timings(campaign.spec, state.settings).expires_after
+    # Printed links and QR codes lead to the client's own host name when it has one.
+    brand = brand_for(client.name, client.branding, campaign.spec.get("branding"), state.settings)
     url = await links.issue(session, state.settings, purpose=TokenPurpose.contact_page,
                             step=f"enrichment/{uuid.uuid4()}", expires_at=expires_at,
-                            journey_id=journey.id)
+                            journey_id=journey.id, base_url=brand.base_url)
     await session.commit()
     if format == "json":
         return EnrichmentLink(url=url, journey_id=journey.id, expires_at=expires_at)

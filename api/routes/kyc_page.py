@@ -18,6 +18,7 @@ from core.vocabulary import DocumentType, TokenPurpose
 from db import kyc_crud
 from db.kyc_models import KycDocument, KycProfile
 from db.models import Client, Contact, LinkToken
+from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False)
 MESSAGE_OF_FIELD = {"document_type": "type_invalid", "number": "number_invalid",
@@ -53,7 +54,7 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
         select(KycDocument).where(KycDocument.contact_id == visit.contact.id)
         .order_by(KycDocument.uploaded_at)))
     return html(request, state, "kyc_documents", visit.contact.language, {
-        "client_name": visit.client.name, "first_name": visit.contact.first_name,
+        "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings), "first_name": visit.contact.first_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
         "errors": errors, "values": values}, status_code)
 

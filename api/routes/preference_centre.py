@@ -14,6 +14,7 @@ from core.security import sha256_hex
 from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpose
 from db import consents
 from db.models import Client, Contact, LinkToken
+from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
 CHANNELS = [Channel.email, Channel.sms, Channel.letter, Channel.phone]
@@ -54,7 +55,7 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
                for p in purposes}, **who(request))
     await session.commit()
     return html(request, state, "preferences", contact.language, {
-        "client_name": client.name, "purposes": purposes, "displays": displays,
+        "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
         "channels": CHANNELS, "granted": granted,
         "saved": saved})
 
@@ -108,7 +109,7 @@ async def _unsubscribe_page(request, state, session, token: str, done: bool):
     link, contact, client = found
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     purpose = purposes.get(link.scope["purpose"])
-    context = {"client_name": client.name, "done": done,
+    context = {"client_name": client.name, "brand": client_brand(client, state.settings), "done": done,
                "purpose_name": purpose.name if purpose else link.scope["purpose"],
                "channel": link.scope["channel"]}
     return found, html(request, state, "unsubscribe", contact.language, context)

@@ -1,0 +1,275 @@
+"""The customer's pages in a real browser: Debian's Chromium driven by Playwright, with axe-core
+checking accessibility on every page. Journeys run on the real stack, served over HTTP; the
+invitation and verification emails are read from the SMTP sink. Screenshots go to
+tests/artifacts/screenshots/."""
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlalchemy import update
+
+from core.security import sha256_hex
+from db.models import LinkToken
+from db.session import transaction
+from tests.helpers import LocalHttpServer, eventually, unique_email
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = Path(__file__).parent / "artifacts" / "screenshots"
+# Headless and quiet: nothing is fetched from the internet, ever.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 # The client's own host name, as its DNS would point it at the installation.
+                 "--host-resolver-rules=MAP brand.test 127.0.0.1"]
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+LINK = re.compile(r"https?://[^/\s]+(/[cv]/[A-Za-z0-9_\-]+)")
+
+
+@dataclass
+class LiveApp(LocalHttpServer):
+    """The test session's app (already started) served over real HTTP for the browser."""
+
+    app: object = None
+
+    def _app(self):
+        return self.app
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+
+@pytest.fixture(scope="session")
+async def live(app) -> AsyncIterator[LiveApp]:
+    server = LiveApp(app=app)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM.exists(), "needs Debian's chromium (apt-get install chromium; .ci/run does)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                    args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    assert AXE.exists(), "needs axe-core: (cd tests/browser && npm ci); .ci/run does"
+    return AXE.read_text()
+
+
+class Tab:
+    """One browser tab of a customer: every page it shows is checked by axe-core and must
+    load without a content-security-policy violation."""
+
+    def __init__(self, page: Page, axe_source: str, name: str) -> None:
+        self.page, self._axe, self.name = page, axe_source, name
+        self.csp_violations: list[str] = []
+        page.on("console", lambda m: self.csp_violations.append(m.text)
+                if "Content Security Policy" in m.text else None)
+
+    async def goto(self, url: str) -> None:
+        await self.page.goto(url)
+
+    async def check(self, shot: str) -> None:
+        """axe-core finds no serious or critical violation; a screenshot for the artefacts."""
+        # Evaluated over the DevTools protocol, which the page's CSP (no scripts) does not bind.
+        await self.page.evaluate(self._axe + "\n;0")
+        result = await self.page.evaluate(
+            "async () => await axe.run(document, {resultTypes: ['violations']})")
+        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert not serious, f"{self.name}/{shot}: {serious}"
+        assert not self.csp_violations, self.csp_violations
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=SCREENSHOTS / f"{self.name}-{shot}.png", full_page=True)
+
+
+@pytest.fixture
+async def tab(browser, axe_source, request) -> AsyncIterator[Tab]:
+    viewport = getattr(request, "param", "desktop")
+    context = await browser.new_context(viewport=VIEWPORTS[viewport],
+                                        is_mobile=viewport == "phone")
+    page = await context.new_page()
+    yield Tab(page, axe_source, f"{request.node.name}".replace("[", "-").rstrip("]"))
+    await context.close()
+
+
+async def invited(tenant, mailbox, live: LiveApp, campaign: dict, language: str = "en",
+                  **contact) -> tuple[str, str]:
+    """Enrols one contact and returns (their address, the page link of the invitation)."""
+    email = unique_email("browser")
+    enrolled = await tenant.enrol(campaign["id"], {
+        "external_id": email, "first_name": "Noor", "language": language, "email": email,
+        **contact})
+    assert enrolled["accepted"] == 1
+    [invitation] = await mailbox.wait_for(email)
+    return email, live.url(LINK.search(invitation.text).group(1))
+
+
+def mail_link(mail) -> str:
+    return LINK.search(mail.text).group(1)
+
+
+@pytest.mark.parametrize("tab", ["phone", "desktop"], indirect=True)
+@pytest.mark.parametrize("language", ["en", "nl"])
+async def test_email_journey_in_the_browser(tab: Tab, language, tenant, mailbox, live):
+    page = tab.page
+    campaign = await tenant.create_campaign(incentive_text={
+        "en": "Win a weekend away!", "nl": "Win een weekend weg!"}[language])
+    known, link = await invited(tenant, mailbox, live, campaign)
+    await tab.goto(link)
+    await expect(page.locator("#email")).to_have_value(known)  # pre-filled
+    await expect(page.get_by_text("Your profile is 50% complete")).to_be_visible()
+    if language == "nl":
+        # The switch is a plain form: no JavaScript, nothing but the token in the URL.
+        await page.get_by_role("button", name="Nederlands").click()
+        assert page.url == link
+        await expect(page.locator("html")).to_have_attribute("lang", "nl")
+    await tab.check("1-form")
+
+    new = unique_email("browser-new")
+    await page.locator("#email").fill(new)
+    await page.locator("#consent-terms").check()
+    await page.get_by_role("button", name={"en": "Continue", "nl": "Doorgaan"}[language]).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        {"en": "Check your inbox", "nl": "Controleer uw inbox"}[language])
+    await tab.check("2-check-inbox")
+
+    [verification] = await mailbox.wait_for(new)
+    assert {"en": "confirm", "nl": "bevestig"}[language] in verification.subject.lower()
+    await tab.goto(live.url(mail_link(verification)))
+    await expect(page.get_by_text(new)).to_be_visible()
+    await tab.check("3-confirm")
+    await page.get_by_role("button", name={"en": "Confirm", "nl": "Bevestigen"}[language]).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        {"en": "Thank you, your address is confirmed",
+         "nl": "Bedankt, uw adres is bevestigd"}[language])
+    await tab.check("4-verified")
+
+    # Back after success shows the outcome again, never a form that could confirm twice.
+    await page.go_back()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        {"en": "Thank you, your address is confirmed",
+         "nl": "Bedankt, uw adres is bevestigd"}[language])
+    await expect(page.get_by_role("button", name={"en": "Confirm", "nl": "Bevestigen"}[
+        language], exact=True)).to_have_count(0)
+
+
+async def test_missing_mandatory_consent_is_announced_inline(tab: Tab, tenant, mailbox, live):
+    page = tab.page
+    _, link = await invited(tenant, mailbox, live, await tenant.create_campaign())
+    await tab.goto(link)
+    await page.locator("#consent-newsletter").check()
+    await page.get_by_role("button", name="Continue").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("This consent is required to continue.")
+    terms = page.locator("#consent-terms")
+    await expect(terms).to_have_attribute("aria-invalid", "true")
+    await expect(terms).to_have_accessible_description("This consent is required to continue.")
+    # What was typed and ticked is kept.
+    await expect(page.locator("#consent-newsletter")).to_be_checked()
+    await tab.check("error")
+
+
+async def test_dutch_mobile_number_in_national_format(tab: Tab, tenant, mailbox, live, settings):
+    page = tab.page
+    campaign = await tenant.create_campaign(collect=["mobile"], consents=[],
+                                            branding={"sms_sender": "AcmeNL"})
+    _, link = await invited(tenant, mailbox, live, campaign, language="nl")
+    digits = f"1{uuid.uuid4().int % 10**7:07d}"  # 06-1…: a Dutch mobile range
+    await tab.goto(link)
+    await page.locator("#mobile").fill(f"06 {digits}")
+    await page.get_by_role("button", name="Doorgaan").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Voer de code in die wij per sms stuurden")
+    await tab.check("code")
+
+    async def sms_to_e164():
+        return [s for s in map(json.loads, (p.read_text() for p in
+                settings.sms_outbox_dir.glob("*.json"))) if s["to"] == f"+316{digits}"]
+    [sms] = await eventually(sms_to_e164, what="the code by SMS to the E.164 number")
+    assert sms["sender"] == "AcmeNL"  # the campaign's sender id
+
+
+async def test_double_submit_is_one_submission(tab: Tab, tenant, mailbox, live):
+    page = tab.page
+    campaign = await tenant.create_campaign()
+    _, link = await invited(tenant, mailbox, live, campaign)
+    await tab.goto(link)
+    new = unique_email("double")
+    await page.locator("#email").fill(new)
+    await page.locator("#consent-terms").check()
+    # What the browser posts for this form, posted twice at once with the browser's cookies:
+    # a double click on a slow connection (Chromium itself sends one post per click).
+    body = await page.evaluate("""() => new URLSearchParams(new FormData(
+        document.querySelector('form[novalidate]'))).toString()""")
+    posts = [page.context.request.post(link, data=body, max_redirects=0, headers={
+        "content-type": "application/x-www-form-urlencoded"}) for _ in range(2)]
+    answers = await asyncio.gather(*posts)
+    assert [a.status for a in answers] == [303, 303]
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    await mailbox.wait_for(new)
+    journeys = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/journeys")
+    [journey] = journeys["items"]
+    history = (await tenant.journey(journey["id"]))["history"]
+    assert [e["type"] for e in history].count("data_entered") == 1, history
+    assert len(mailbox.to(new)) == 1
+
+
+async def test_tampered_and_expired_links(tab: Tab, tenant, mailbox, live, sessions):
+    page = tab.page
+    _, link = await invited(tenant, mailbox, live, await tenant.create_campaign())
+    tampered = link[:-1] + ("A" if link[-1] != "A" else "B")
+    response = await page.goto(tampered)
+    assert response.status == 404
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This link is not valid")
+    await tab.check("tampered")
+
+    token = link.rsplit("/", 1)[1]
+    async with transaction(sessions) as session:
+        await session.execute(update(LinkToken).where(
+            LinkToken.token_sha256 == sha256_hex(token)).values(
+            expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    response = await page.goto(link)
+    assert response.status == 404
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This link is not valid")
+
+
+async def test_branded_page_on_the_clients_host_name(tab: Tab, tenant, mailbox, live):
+    page = tab.page
+    domain = f"http://brand.test:{live.port}"
+    await tenant.ok("PUT", "/v1/branding", {
+        "primary_colour": "#14532d", "font": "transitional", "custom_domain": domain,
+        "privacy_url": "https://acme.example/privacy"})
+    campaign = await tenant.create_campaign()
+    email = unique_email("branded")
+    await tenant.enrol(campaign["id"], {"external_id": email, "email": email})
+    [invitation] = await mailbox.wait_for(email)
+    link = re.search(rf"{re.escape(domain)}/c/[A-Za-z0-9_\-]+", invitation.text).group(0)
+    await tab.goto(link)
+    header = page.locator("header.brand")
+    await expect(header).to_have_css("background-color", "rgb(20, 83, 45)")
+    await expect(page.locator("body")).to_have_css("font-family", re.compile("Charter"))
+    await expect(page.get_by_role("link", name="Privacy statement")).to_have_attribute(
+        "href", "https://acme.example/privacy")
+    await tab.check("form")
+    # The form posts to the same host name: it works behind the client's domain.
+    await page.locator("#consent-terms").check()
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    assert page.url.startswith(domain)
