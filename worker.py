@@ -18,6 +18,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.campaign_launch import CampaignLauncher
 from activities.client_messages import ClientMessageSender
 from activities.codes import CodeSender
 from activities.contact_gdpr import ContactRetention
@@ -35,6 +36,7 @@ from core.temporal import connect
 from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
 from messaging.sms import make_sms_sender
+from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.client_message import ClientMessageWorkflow
 from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
 from workflows.contact_import import ContactImportWorkflow
@@ -49,7 +51,8 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 # DeliverWebhooks only finishes runs started before per-endpoint delivery.
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
-             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow]
+             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, CampaignLaunchWorkflow,
+             DeliverWebhooksWorkflow]
 
 
 @asynccontextmanager
@@ -81,10 +84,12 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             allow_private_targets=settings.private_webhook_targets_allowed)
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions)
+        launcher = CampaignLauncher(sessions, settings, client)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
+            max_cached_workflows=settings.worker_max_cached_workflows,
             activities=[
                 records.record_stage,
                 records.record_submission,
@@ -108,6 +113,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 importer.finish_import,
                 contact_retention.clients_with_retention,
                 contact_retention.anonymise_inactive,
+                launcher.begin_launch,
+                launcher.launch_batch,
+                launcher.finish_launch,
             ],
         )
         try:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
 from db import consents, crud
-from core.vocabulary import TokenPurpose
+from core.vocabulary import FINAL_STAGES, TokenPurpose
 from db.models import Campaign, Client, Contact, Journey, Message, utcnow
 from db.session import transaction
 from messaging import links
@@ -21,6 +21,11 @@ from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
 from messaging.rendering import render_email
 
 VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
+
+
+def moved_on(stage: str, stage_after: str | None) -> str:
+    """A send that was in flight when its journey was cancelled does not reopen it."""
+    return stage if stage_after is None or stage in FINAL_STAGES else stage_after
 
 
 class MessageSender:
@@ -34,7 +39,8 @@ class MessageSender:
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
-            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id),
+                                           with_for_update=True)
             already = (
                 await session.scalars(
                     select(Message).where(
@@ -69,7 +75,7 @@ class MessageSender:
                     session, journey=journey, step=input.step, type=f"{input.template}_suppressed",
                     at=utcnow(), detail={"reason": rule.reason})
                 # The journey moves on all the same; the read model follows it.
-                journey.stage = input.stage_after or journey.stage
+                journey.stage = moved_on(journey.stage, input.stage_after)
                 return SendMessageResult(sent=False, recipient=None)
 
             link = await links.issue(
@@ -123,10 +129,11 @@ class MessageSender:
             message = await session.get_one(Message, message_id)
             message.status = status
             message.sent_at = utcnow()
-            journey = await session.get_one(Journey, message.journey_id)
+            # Locked: a cancellation committed meanwhile is seen, not overwritten.
+            journey = await session.get_one(Journey, message.journey_id, with_for_update=True)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=f"{input.template}_{status}",
                 at=message.sent_at, detail={"channel": message.channel},
             )
-            if status == "sent" and input.stage_after:
-                journey.stage = input.stage_after
+            if status == "sent":
+                journey.stage = moved_on(journey.stage, input.stage_after)

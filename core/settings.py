@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
 
+    # Campaign launches: contacts per fan-out batch (one activity), journey starts in flight per
+    # batch, batches per workflow run before it continues as new (bounds its history).
+    launch_batch_size: int = Field(default=500, ge=1, le=5000)
+    launch_starts_in_flight: int = Field(default=100, ge=1, le=1000)
+    launch_batches_per_run: int = Field(default=100, ge=1, le=1000)
+    # Workflows the worker keeps in memory between tasks (the SDK's sticky cache). Each waiting
+    # journey evicted from it is replayed from its history on its next event instead.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: timedelta = timedelta(days=1)
 

@@ -31,10 +31,15 @@ from db.models import (
 )
 
 
-def insert_ignoring_conflicts(session: AsyncSession, model: type, rows: list[dict[str, Any]]):
+def insert_ignoring_conflicts_stmt(session: AsyncSession, model: type,
+                                   rows: list[dict[str, Any]]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the idempotent write."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    return session.execute(insert(model).values(rows).on_conflict_do_nothing())
+    return insert(model).values(rows).on_conflict_do_nothing()
+
+
+def insert_ignoring_conflicts(session: AsyncSession, model: type, rows: list[dict[str, Any]]):
+    return session.execute(insert_ignoring_conflicts_stmt(session, model, rows))
 
 
 async def bulk_insert(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:

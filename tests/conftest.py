@@ -100,6 +100,10 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         webhook_retry_every=timedelta(seconds=0.5),
         webhook_retry_for=timedelta(seconds=3),
         webhook_allow_private_targets=True,
+        # Small, so a launch of a thousand contacts runs long enough to pause, and continues
+        # as new within a test.
+        launch_batch_size=50,
+        launch_batches_per_run=4,
     )
 
 

@@ -27,8 +27,15 @@ _duration = TypeAdapter(timedelta).validate_python
 START_CONCURRENCY = 50
 
 
-def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID) -> str:
-    return f"journey/{campaign_id}/{contact_id}"
+def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID, round: int = 1) -> str:
+    """The contact's first journey in the campaign, or (round > 1) a later one that a launch
+    started after the earlier ones expired."""
+    base = f"journey/{campaign_id}/{contact_id}"
+    return base if round == 1 else f"{base}/{round}"
+
+
+def journey_language(spec: dict[str, Any], language: str | None) -> str:
+    return language if language in spec["languages"] else spec["default_language"]
 
 
 def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
@@ -42,13 +49,12 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
     )
 
 
-
-
 async def start_journeys(
-    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey]
+    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
+    in_flight: int = START_CONCURRENCY,
 ) -> None:
     timings = journey_timings(campaign.spec, settings)
-    gate = asyncio.Semaphore(START_CONCURRENCY)
+    gate = asyncio.Semaphore(in_flight)
 
     async def start(journey: Journey) -> None:
         async with gate:
