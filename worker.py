@@ -16,7 +16,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.campaign_launch import CampaignLauncher
 from activities.client_messages import ClientMessageSender
@@ -90,6 +90,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
             max_cached_workflows=settings.worker_max_cached_workflows,
+            **({} if settings.worker_workflow_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
             activities=[
                 records.record_stage,
                 records.record_submission,

@@ -9,6 +9,7 @@ a campaign (a unique index) and journey workflow ids are fixed per contact and r
 import asyncio
 import uuid
 from collections import defaultdict
+from datetime import timedelta
 from dataclasses import asdict
 
 from sqlalchemy import select, update
@@ -32,6 +33,15 @@ from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Contact, Journey, utcnow
 from db.session import transaction
 from workflows.starts import journey_language, start_journeys, workflow_id
+
+
+def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
+    """How long the journey of the contact at this place in the selection waits before its
+    first step, so first steps are spread evenly over `spread_over` from the launch's start."""
+    if not input.spread_over or not input.began_at or not input.selected:
+        return timedelta(0)
+    due = input.began_at + input.spread_over * (position / input.selected)
+    return max(due - utcnow(), timedelta(0))
 
 
 class CampaignLauncher:
@@ -82,8 +92,10 @@ class CampaignLauncher:
                     crud.among(session, Journey.contact_id, [c for c, _ in page]))):
                 earlier[journey.contact_id].append(journey)
             to_start: list[Journey] = []
+            delays: dict[uuid.UUID, timedelta] = {}
             rows = []
-            for contact_id, language in page:
+            for position, (contact_id, language) in enumerate(page, input.position):
+                delays[contact_id] = first_step_delay(input, position)
                 theirs = earlier[contact_id]
                 live = next((j for j in theirs if j.stage != Stage.expired), None)
                 if live is not None:
@@ -102,7 +114,8 @@ class CampaignLauncher:
                     session, Journey, rows).returning(Journey.id)))
                 to_start += [Journey(**row) for row in rows if row["id"] in inserted]
         await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=to_start,
-                             in_flight=self._settings.launch_starts_in_flight)
+                             in_flight=self._settings.launch_starts_in_flight,
+                             delays={j.id: delays[j.contact_id] for j in to_start})
         return LaunchBatchResult(
             seen=len(page), started=len(to_start), skipped=len(page) - len(to_start),
             last_contact_id=str(page[-1][0]) if page else input.after_contact_id)

@@ -47,10 +47,12 @@ async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: Launch
 
 
 def launch_input(settings: Settings, campaign_id: uuid.UUID, selection: LaunchSelection,
-                 trigger: LaunchTrigger, *, paused: bool = False) -> LaunchInput:
+                 trigger: LaunchTrigger, *, paused: bool = False,
+                 spread_over: timedelta | None = None) -> LaunchInput:
     return LaunchInput(campaign_id=str(campaign_id), selection=selection, trigger=trigger,
                        batch_size=settings.launch_batch_size,
-                       batches_per_run=settings.launch_batches_per_run, paused=paused)
+                       batches_per_run=settings.launch_batches_per_run, paused=paused,
+                       spread_over=spread_over)
 
 
 def launch_out(launch: CampaignLaunch, progress: LaunchProgress | None) -> LaunchOut:

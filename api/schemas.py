@@ -317,6 +317,16 @@ class LaunchRequest(Strict):
     selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
     paused: bool = Field(default=False, description=(
         "count the selection but start nothing until resumed"))
+    spread_over: timedelta | None = Field(default=None, description=(
+        "send the invitations evenly over this time (ISO-8601, at most P7D) instead of as "
+        "soon as each journey starts, e.g. to respect a mail provider's sending rate"))
+
+    @field_validator("spread_over")
+    @classmethod
+    def _within_a_week(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(0) < value <= timedelta(days=7):
+            raise ValueError("must be between PT1S and P7D")
+        return value
 
 
 class CancelLaunchRequest(Strict):

@@ -490,6 +490,7 @@ class LaunchProgress:
 
     state: str = "running"
     number: int = 0
+    began_at: datetime | None = None
     # Contacts the selection matched when the launch began.
     selected: int = 0
     started: int = 0
@@ -508,6 +509,9 @@ class LaunchInput:
     trigger: str = "api"
     # Begins paused: counts the selection, starts nothing until resumed.
     paused: bool = False
+    # The journeys' first steps (the invitations) are spread evenly over this time after the
+    # launch began, rather than all taken as soon as each journey starts.
+    spread_over: timedelta | None = None
     # Carried across continue-as-new.
     progress: LaunchProgress | None = None
     after_contact_id: str | None = None
@@ -541,6 +545,12 @@ class LaunchBatchInput:
     selection: LaunchSelection
     after_contact_id: str | None
     limit: int
+    # Where this batch's first contact stands in the selection, to spread first steps over
+    # `spread_over` after `began_at`.
+    position: int = 0
+    selected: int = 0
+    began_at: datetime | None = None
+    spread_over: timedelta | None = None
 
 
 @dataclass

@@ -25,6 +25,7 @@ from tests.real_ids import (
     SHARED_NAMES,
     IdSource,
     message_body,
+    new_campaign,
 )
 
 # --- link-token guessing -------------------------------------------------------------------
@@ -100,10 +101,27 @@ async def running_reconsent(tenant: Tenant) -> str:
     return campaign_id
 
 
+async def held_launch(tenant: Tenant) -> str:
+    """A campaign whose launch waits, paused, for its client."""
+    campaign_id = await new_campaign(tenant)
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch", {"paused": True}, 202)
+    return campaign_id
+
+
+async def recurring_campaign(tenant: Tenant) -> str:
+    campaign_id = await new_campaign(tenant)
+    await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence", {"every": "P30D"})
+    return campaign_id
+
+
 # Routes whose id must be of a particular sort.
 ROUTE_IDS: dict[str, dict[str, IdSource]] = {
     "GET /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": running_reconsent},
     "POST /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": reconsent_campaign},
+    "POST /v1/campaigns/{campaign_id}/launch/pause": {"campaign_id": held_launch},
+    "POST /v1/campaigns/{campaign_id}/launch/resume": {"campaign_id": held_launch},
+    "POST /v1/campaigns/{campaign_id}/launch/cancel": {"campaign_id": held_launch},
+    "GET /v1/campaigns/{campaign_id}/recurrence": {"campaign_id": recurring_campaign},
 }
 async def fixed(value: Any) -> Any:
     return value
@@ -112,6 +130,10 @@ async def fixed(value: Any) -> Any:
 # A valid body for each route that takes one, so the answer is about the ids, not the body.
 BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "POST /v1/campaigns": lambda t: fixed({"name": "Isolation", "languages": ["en"]}),
+    "POST /v1/campaigns/{campaign_id}/launch": lambda t: fixed({}),
+    "POST /v1/campaigns/{campaign_id}/launch/cancel": lambda t: fixed({"cancel_journeys": True}),
+    "PATCH /v1/campaigns/{campaign_id}": lambda t: fixed({"status": "paused"}),
+    "PUT /v1/campaigns/{campaign_id}/recurrence": lambda t: fixed({"every": "P30D"}),
     "POST /v1/campaigns/{campaign_id}/contacts": lambda t: fixed(
         {"contacts": [{"external_id": "other", "email": unique_email()}]}),
     "POST /v1/webhook-endpoints": lambda t: fixed({"url": "http://127.0.0.1:9/h", "events": ["*"]}),

@@ -292,3 +292,20 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["paused"]
     await tenant.ok("DELETE", f"/v1/campaigns/{campaign_id}/recurrence", status=204)
     assert (await tenant.get(f"/v1/campaigns/{campaign_id}/recurrence")).status_code == 404
+
+
+async def test_invitations_can_be_spread_over_time(tenant):
+    await import_contacts(tenant, 3)
+    campaign_id = await light_campaign(tenant)
+    await launch(tenant, campaign_id, spread_over="PT10S")
+    done = await finished_launch(tenant, campaign_id)
+    assert done["started"] == 3
+    # Every journey exists at once; the later ones wait for their turn to invite.
+    now = await progress(tenant, campaign_id)
+    assert now["journeys"] == 3 and now["stages"]["enrolled"] >= 1, now
+
+    async def all_invited() -> bool:
+        return (await progress(tenant, campaign_id))["stages"]["invited"] == 3
+    await eventually(all_invited, timeout=30, what="the spread invitations")
+    bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "P8D"})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "spread_over"

@@ -55,6 +55,7 @@ class CampaignLaunchWorkflow:
                 BeginLaunchInput(launch_id, input.campaign_id, input.trigger, input.selection),
                 **DB_WORK)
             self.progress.number, self.progress.selected = begun.number, begun.selected
+            self.progress.began_at = workflow.now()
         cursor = input.after_contact_id
         for _ in range(input.batches_per_run):
             await workflow.wait_condition(lambda: self.progress.state != LaunchState.paused)
@@ -63,8 +64,11 @@ class CampaignLaunchWorkflow:
             self.in_batch = True
             batch = await workflow.execute_activity_method(
                 CampaignLauncher.launch_batch,
-                LaunchBatchInput(launch_id, input.campaign_id, input.selection, cursor,
-                                 input.batch_size), **BATCH)
+                LaunchBatchInput(
+                    launch_id, input.campaign_id, input.selection, cursor, input.batch_size,
+                    position=self.progress.started + self.progress.skipped,
+                    selected=self.progress.selected, began_at=self.progress.began_at,
+                    spread_over=input.spread_over), **BATCH)
             self.in_batch = False
             self.progress.batches += 1
             self.progress.started += batch.started

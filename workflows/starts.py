@@ -51,8 +51,10 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
 
 async def start_journeys(
     temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
-    in_flight: int = START_CONCURRENCY,
+    in_flight: int = START_CONCURRENCY, delays: dict[uuid.UUID, timedelta] | None = None,
 ) -> None:
+    """Starts each journey (a no-op for one already started); `delays` holds back a journey's
+    first step, e.g. to spread a launch's invitations over time."""
     timings = journey_timings(campaign.spec, settings)
     gate = asyncio.Semaphore(in_flight)
 
@@ -79,6 +81,7 @@ async def start_journeys(
                         SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
                     ]),
                     static_summary=f"Journey of contact {journey.contact_id}",
+                    start_delay=(delays or {}).get(journey.id) or None,
                 )
             except WorkflowAlreadyStartedError:
                 pass
