@@ -3,6 +3,7 @@ out the journeys; pause, resume, cancel; progress; recurring launches by a sched
 
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
@@ -83,30 +84,28 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         state=LaunchState.paused if body.paused else LaunchState.running, number=number))
 
 
-async def _running(session: SessionDep, state: StateDep, campaign_id: uuid.UUID,
-                   client: ClientDep) -> CampaignLaunch:
+async def _change(session: SessionDep, state: StateDep, client: ClientDep,
+                  campaign_id: uuid.UUID, update: Any, *args: Any) -> LaunchOut:
     await campaign_of(session, client.id, campaign_id)
     running = await launching.running_launch(session, state.temporal, campaign_id)
     if running is None:
         raise HTTPException(409, "no launch of this campaign is running")
-    return running[0]
+    launch = running[0]
+    return launching.launch_out(launch, await launching.change_launch(
+        state.temporal, launch, update, *args))
 
 
 @router.post("/{campaign_id}/launch/pause", response_model=LaunchOut, responses=CONFLICT)
 async def pause_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                        state: StateDep) -> LaunchOut:
     """Holds the running launch; answers once no batch is in flight (nothing more starts)."""
-    launch = await _running(session, state, campaign_id, client)
-    return launching.launch_out(launch, await launching.change_launch(
-        state.temporal, launch, CampaignLaunchWorkflow.pause))
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.pause)
 
 
 @router.post("/{campaign_id}/launch/resume", response_model=LaunchOut, responses=CONFLICT)
 async def resume_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                         state: StateDep) -> LaunchOut:
-    launch = await _running(session, state, campaign_id, client)
-    return launching.launch_out(launch, await launching.change_launch(
-        state.temporal, launch, CampaignLaunchWorkflow.resume))
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.resume)
 
 
 @router.post("/{campaign_id}/launch/cancel", response_model=LaunchOut, responses=CONFLICT)
@@ -114,10 +113,8 @@ async def cancel_launch(campaign_id: uuid.UUID, body: CancelLaunchRequest, clien
                         session: SessionDep, state: StateDep) -> LaunchOut:
     """Stops the fan-out for good; with `cancel_journeys`, the journeys it started that have
     not finished are cancelled too (shortly after the answer)."""
-    launch = await _running(session, state, campaign_id, client)
-    return launching.launch_out(launch, await launching.change_launch(
-        state.temporal, launch, CampaignLaunchWorkflow.cancel,
-        CancelLaunchInput(body.cancel_journeys)))
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.cancel,
+                         CancelLaunchInput(body.cancel_journeys))
 
 
 @router.get("/{campaign_id}/progress", response_model=CampaignProgress)
