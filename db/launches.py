@@ -4,7 +4,7 @@ launch rows, and a campaign's journeys counted by stage."""
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, exists, func, not_, or_, select
+from sqlalchemy import Select, String, cast, exists, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import LaunchSelection
@@ -28,7 +28,7 @@ def imported_contact_ids(session: AsyncSession, import_id: uuid.UUID) -> Select:
     # SQLite keeps a UUID as 32 hex digits; the JSON list has the dashed form.
     ids = func.json_each(ContactImportBatch.contact_ids).table_valued("value")
     return select(func.replace(cast(ids.c.value, String), "-", "")).select_from(
-        ContactImportBatch).join(ids, and_()).where(batches)
+        ContactImportBatch).join(ids, true()).where(batches)
 
 
 def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict[str, Any],
