@@ -51,8 +51,9 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 # DeliverWebhooks only finishes runs started before per-endpoint delivery.
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
-             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, CampaignLaunchWorkflow,
-             DeliverWebhooksWorkflow]
+             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow]
+# Every workflow whose recorded histories tests/test_replay.py replays.
+REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 
 
 @asynccontextmanager
@@ -114,13 +115,16 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 importer.finish_import,
                 contact_retention.clients_with_retention,
                 contact_retention.anonymise_inactive,
-                launcher.begin_launch,
-                launcher.launch_batch,
-                launcher.finish_launch,
             ],
         )
+        # Launches poll a queue of their own: a batch is never queued behind the invitations
+        # of the journeys that earlier batches started, nor a progress query behind their tasks.
+        launches = Worker(
+            client, task_queue=settings.launch_task_queue, workflows=[CampaignLaunchWorkflow],
+            activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch],
+            max_cached_workflows=settings.worker_max_cached_workflows)
         try:
-            async with worker:
+            async with worker, launches:
                 yield worker
         finally:
             await engine.dispose()

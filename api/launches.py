@@ -125,7 +125,7 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
             CampaignLaunchWorkflow.run,
             launch_input(settings, campaign.id, selection, LaunchTrigger.schedule),
             id=scheduled_launch_workflow_id(str(campaign.id)),
-            task_queue=settings.temporal_task_queue),
+            task_queue=settings.launch_task_queue),
         spec=spec,
         # A launch still running when the next is due is not doubled: that one is skipped.
         state=ScheduleState(paused=campaign.status != "active",

@@ -115,12 +115,18 @@ class Settings(BaseSettings):
     # Workflows the worker keeps in memory between tasks (the SDK's sticky cache). Each waiting
     # journey evicted from it is replayed from its history on its next event instead.
     worker_max_cached_workflows: int = Field(default=250, ge=0)
+
     # Off, workflow code runs without the SDK's sandbox: a quarter less worker CPU per journey
     # (bench/README.md), while determinism is still checked by the recorded-history replays.
     worker_workflow_sandbox: bool = True
 
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: timedelta = timedelta(days=1)
+
+    @property
+    def launch_task_queue(self) -> str:
+        """Campaign launches and their activities: apart from the journeys' own queue."""
+        return f"{self.temporal_task_queue}-launches"
 
     @property
     def private_webhook_targets_allowed(self) -> bool:

@@ -163,8 +163,11 @@ async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, tempora
     now = await progress(tenant, campaign_id)
     assert now["stages"]["cancelled"] == now["journeys"] == started, now
     [journey] = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys", limit=1)).json()["items"]
-    described = await temporal_env.client.get_workflow_handle(journey["workflow_id"]).describe()
-    assert described.status == WorkflowExecutionStatus.CANCELED
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+
+    async def workflow_cancelled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await eventually(workflow_cancelled, what="the journey workflow cancelled")
 
 
 async def test_selection_by_tags_categories_and_import(tenant, other_tenant):

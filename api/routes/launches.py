@@ -77,7 +77,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         CampaignLaunchWorkflow.run,
         launching.launch_input(state.settings, campaign.id, selection, LaunchTrigger.api,
                                paused=body.paused, spread_over=body.spread_over),
-        id=launch.id, task_queue=state.settings.temporal_task_queue,
+        id=launch.id, task_queue=state.settings.launch_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         static_summary=f"Launch {number} of campaign {campaign.id}")
     return launching.launch_out(launch, LaunchProgress(
