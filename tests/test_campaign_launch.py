@@ -246,9 +246,9 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     await import_contacts(tenant, 3)
     # Journeys expire before the next launch is due, so each launch asks again.
     campaign = await tenant.create_campaign(
-        languages=["en"], consents=[], expires_after="PT4S",
+        languages=["en"], consents=[], expires_after="PT15S",
         reminders={"interval": "PT1H", "max_count": 0},
-        recurrence={"every": "PT5S"})
+        recurrence={"every": "PT10S"})
     campaign_id = campaign["id"]
     recurrence = await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence")
     assert not recurrence["paused"] and recurrence["next_runs"]
@@ -280,7 +280,7 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     async def second_round() -> list[dict] | None:
         found = await journeys()
         return found if len(found) >= 5 else None
-    again = await eventually(second_round, timeout=40, what="a later scheduled launch")
+    again = await eventually(second_round, timeout=90, what="a later scheduled launch")
     by_contact: dict[str, list[str]] = {}
     for j in again:
         by_contact.setdefault(j["contact_id"], []).append(j["workflow_id"])
