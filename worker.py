@@ -16,8 +16,9 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.campaign_launch import CampaignLauncher
 from activities.client_messages import ClientMessageSender
 from activities.codes import CodeSender
 from activities.contact_gdpr import ContactRetention
@@ -36,6 +37,7 @@ from db.session import make_engine, make_sessionmaker
 from messaging.email import SmtpSender
 from messaging.letters import make_letter_sender
 from messaging.sms import make_sms_sender
+from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.client_message import ClientMessageWorkflow
 from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
 from workflows.contact_import import ContactImportWorkflow
@@ -51,6 +53,8 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
              ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow]
+# Every workflow whose recorded histories tests/test_replay.py replays.
+REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 
 
 @asynccontextmanager
@@ -83,10 +87,13 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             allow_private_targets=settings.private_webhook_targets_allowed)
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
+        launcher = CampaignLauncher(sessions, settings, client)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
+            max_cached_workflows=settings.worker_max_cached_workflows,
+            **({} if settings.worker_workflow_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
             activities=[
                 records.record_stage,
                 records.record_submission,
@@ -112,8 +119,14 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 contact_retention.anonymise_inactive,
             ],
         )
+        # Launches poll a queue of their own: a batch is never queued behind the invitations
+        # of the journeys that earlier batches started, nor a progress query behind their tasks.
+        launches = Worker(
+            client, task_queue=settings.launch_task_queue, workflows=[CampaignLaunchWorkflow],
+            activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch],
+            max_cached_workflows=settings.worker_max_cached_workflows)
         try:
-            async with worker:
+            async with worker, launches:
                 yield worker
         finally:
             await engine.dispose()

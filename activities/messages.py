@@ -18,7 +18,7 @@ from temporalio import activity
 from activities.webhooks import EndpointWaker
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
-from core.vocabulary import CHANNEL_NEEDS, BounceKind, Channel, TokenPurpose
+from core.vocabulary import CHANNEL_NEEDS, FINAL_STAGES, BounceKind, Channel, TokenPurpose
 from db import bounces, consents, crud
 from db.models import (
     BrandLogo,
@@ -69,6 +69,11 @@ class Skip(Exception):
         self.outcome = outcome
 
 
+def moved_on(stage: str, stage_after: str | None) -> str:
+    """A send that was in flight when its journey was cancelled does not reopen it."""
+    return stage if stage_after is None or stage in FINAL_STAGES else stage_after
+
+
 class MessageSender:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, email: SmtpSender,
@@ -84,7 +89,8 @@ class MessageSender:
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
-            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id),
+                                           with_for_update=True)
             already = (
                 await session.scalars(
                     select(Message).where(
@@ -107,7 +113,7 @@ class MessageSender:
                     detail={"channel": input.channel, "reason": str(skip)})
                 if skip.outcome == "suppressed":
                     # The journey moves on all the same; the read model follows it.
-                    journey.stage = input.stage_after or journey.stage
+                    journey.stage = moved_on(journey.stage, input.stage_after)
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
             recipient = (await session.get_one(Message, outgoing.message_id)).recipient
         try:
@@ -271,13 +277,13 @@ class MessageSender:
             message.status = "sent"
             message.sent_at = utcnow()
             message.provider_message_id = provider_id
-            journey = await session.get_one(Journey, message.journey_id)
+            # Locked: a cancellation committed meanwhile is seen, not overwritten.
+            journey = await session.get_one(Journey, message.journey_id, with_for_update=True)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=f"{input.template}_sent",
                 at=message.sent_at, detail={"channel": message.channel},
             )
-            if input.stage_after:
-                journey.stage = input.stage_after
+            journey.stage = moved_on(journey.stage, input.stage_after)
 
 
 class Refused(Exception):

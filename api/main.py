@@ -27,6 +27,7 @@ from api.routes import (
     journeys,
     kyc,
     kyc_page,
+    launches,
     messages,
     preference_centre,
     purposes,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(webhook_endpoints.router)
     app.include_router(campaigns.router)
+    app.include_router(launches.router)
     app.include_router(journeys.router)
     app.include_router(enrichment_links.router)
     app.include_router(purposes.router)

@@ -302,6 +302,53 @@ class PlanStepIn(Strict):
             raise ValueError("must be an ISO-8601 duration of zero or more, e.g. P7D or PT0S")
         return value
 
+LabelValue = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
+                                              max_length=100)]
+CRON = re.compile(r"^\S+( \S+){4}$")
+
+
+class LaunchSelectionIn(Strict):
+    """Which of your registry contacts a launch invites: those with an email address that
+    match every filter given. Contacts with a live journey in the campaign are skipped; those
+    whose earlier journeys in it all expired are invited again."""
+
+    missing_verified_only: bool = Field(default=True, description=(
+        "only contacts still missing verified data of a kind the campaign collects"))
+    tags: list[LabelValue] = Field(default_factory=list, max_length=20,
+                                   description="contacts carrying every one of these tags")
+    categories: list[LabelValue] = Field(default_factory=list, max_length=20)
+    import_id: uuid.UUID | None = Field(default=None, description=(
+        "only the contacts this CSV import created or matched"))
+
+
+class Recurrence(Strict):
+    """Launches the campaign periodically (a Temporal Schedule): give `every` or `cron`."""
+
+    every: timedelta | None = Field(default=None, description="ISO-8601 duration, e.g. P30D")
+    cron: str | None = Field(default=None, max_length=100, description=(
+        "five cron fields in UTC, e.g. `0 9 1 * *` (09:00 on the first of every month)"))
+    selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
+
+    @field_validator("every")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError("must be at least PT1S")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        if value is not None and not CRON.match(value.strip()):
+            raise ValueError("must be five cron fields separated by spaces, e.g. '0 9 1 * *'")
+        return value.strip() if value else value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Recurrence":
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of every and cron")
+        return self
+
 
 class CampaignCreate(Strict):
     name: Name
@@ -340,6 +387,8 @@ class CampaignCreate(Strict):
     branding: BrandingIn | None = Field(
         default=None, description="Overrides the client's branding (PUT /v1/branding) for "
         "this campaign's pages and messages")
+    recurrence: Recurrence | None = Field(default=None, description=(
+        "launch the campaign periodically for the contacts the selection matches"))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
@@ -380,6 +429,67 @@ class CampaignOut(BaseModel):
     status: str
     created_at: datetime
     spec: dict[str, Any]
+
+
+class CampaignStatusChange(Strict):
+    status: Literal["active", "paused", "archived"] = Field(description=(
+        "paused: its schedule and running launch pause; active: both resume; archived (for "
+        "good): its schedule is deleted and a running launch cancelled"))
+
+
+# --- launches ------------------------------------------------------------------------------
+
+
+class LaunchRequest(Strict):
+    selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
+    paused: bool = Field(default=False, description=(
+        "count the selection but start nothing until resumed"))
+    spread_over: timedelta | None = Field(default=None, description=(
+        "send the invitations evenly over this time (ISO-8601, at most P7D) instead of as "
+        "soon as each journey starts, e.g. to respect a mail provider's sending rate"))
+
+    @field_validator("spread_over")
+    @classmethod
+    def _within_a_week(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(0) < value <= timedelta(days=7):
+            raise ValueError("must be between PT1S and P7D")
+        return value
+
+
+class CancelLaunchRequest(Strict):
+    cancel_journeys: bool = Field(default=False, description=(
+        "also cancel the journeys this launch started that have not finished"))
+
+
+class LaunchOut(BaseModel):
+    id: str = Field(description="the launch workflow's id")
+    number: int
+    trigger: Literal["api", "schedule"]
+    state: Literal["running", "paused", "cancelled", "completed"]
+    selection: dict[str, Any]
+    selected: int = Field(description="contacts the selection matched when the launch began")
+    started: int = Field(description="journeys started so far")
+    skipped: int = Field(description="selected contacts that already had a live journey")
+    batches: int | None = Field(description="batches fanned out (while the launch is known "
+                                "to Temporal)")
+    journeys_cancelled: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class CampaignProgress(BaseModel):
+    campaign_id: uuid.UUID
+    status: str
+    launch: LaunchOut | None = Field(description="the newest launch")
+    journeys: int
+    stages: dict[str, int] = Field(description="journeys per stage, from the database")
+
+
+class RecurrenceOut(BaseModel):
+    schedule_id: str
+    recurrence: dict[str, Any]
+    paused: bool
+    next_runs: list[datetime]
 
 
 # --- contacts into a campaign --------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import text
 
-from bench.figures import FIGURES
+from bench.figures import FIGURES, OPT_IN
 from bench.harness import Bench, Options, Row, running_bench
 from core.temporal import temporal_cli
 
@@ -96,7 +96,7 @@ async def run(options: Options, output: Path) -> int:
     async with running_bench(options) as bench:
         described = await machine(bench)
         for name, measure in FIGURES.items():
-            if options.only and name not in options.only:
+            if name not in options.only if options.only else name in OPT_IN:
                 continue
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             figure_rows = await measure(bench)

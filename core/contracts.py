@@ -510,3 +510,106 @@ class AnonymiseBatchInput:
 @dataclass
 class AnonymiseInactiveResult:
     anonymised: int
+
+
+@dataclass
+class LaunchSelection:
+    """Which of the client's registry contacts a campaign launch invites: those reachable by
+    email that match every filter given."""
+
+    # Only contacts still missing verified data of a kind the campaign collects.
+    missing_verified_only: bool = True
+    # Contacts carrying every one of these tags and categories.
+    tags: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    # Only the contacts a CSV import created or matched.
+    import_id: str | None = None
+
+
+@dataclass
+class LaunchProgress:
+    """What the launch workflow's `progress` query (and its result) reports."""
+
+    state: str = "running"
+    number: int = 0
+    began_at: datetime | None = None
+    # Contacts the selection matched when the launch began.
+    selected: int = 0
+    started: int = 0
+    # Selected contacts that already had a live journey in the campaign.
+    skipped: int = 0
+    batches: int = 0
+    journeys_cancelled: int = 0
+
+
+@dataclass
+class LaunchInput:
+    campaign_id: str
+    selection: LaunchSelection
+    batch_size: int
+    batches_per_run: int
+    trigger: str = "api"
+    # Begins paused: counts the selection, starts nothing until resumed.
+    paused: bool = False
+    # The journeys' first steps (the invitations) are spread evenly over this time after the
+    # launch began, rather than all taken as soon as each journey starts.
+    spread_over: timedelta | None = None
+    # Carried across continue-as-new.
+    progress: LaunchProgress | None = None
+    after_contact_id: str | None = None
+    cancel_journeys: bool = False
+
+
+@dataclass
+class CancelLaunchInput:
+    # Also cancel the journeys this launch started that have not finished.
+    cancel_journeys: bool = False
+
+
+@dataclass
+class BeginLaunchInput:
+    launch_id: str
+    campaign_id: str
+    trigger: str
+    selection: LaunchSelection
+
+
+@dataclass
+class BeginLaunchResult:
+    number: int
+    selected: int
+
+
+@dataclass
+class LaunchBatchInput:
+    launch_id: str
+    campaign_id: str
+    selection: LaunchSelection
+    after_contact_id: str | None
+    limit: int
+    # Where this batch's first contact stands in the selection, to spread first steps over
+    # `spread_over` after `began_at`.
+    position: int = 0
+    selected: int = 0
+    began_at: datetime | None = None
+    spread_over: timedelta | None = None
+
+
+@dataclass
+class LaunchBatchResult:
+    seen: int
+    started: int
+    skipped: int
+    last_contact_id: str | None
+
+
+@dataclass
+class FinishLaunchInput:
+    launch_id: str
+    progress: LaunchProgress
+    cancel_journeys: bool
+
+
+@dataclass
+class FinishLaunchResult:
+    journeys_cancelled: int

@@ -113,8 +113,26 @@ class Settings(BaseSettings):
     # Bounds one API request so a single call cannot monopolise the Temporal client.
     max_contacts_per_request: int = 1000
 
+    # Campaign launches: contacts per fan-out batch (one activity), journey starts in flight per
+    # batch, batches per workflow run before it continues as new (bounds its history).
+    launch_batch_size: int = Field(default=500, ge=1, le=5000)
+    launch_starts_in_flight: int = Field(default=100, ge=1, le=1000)
+    launch_batches_per_run: int = Field(default=100, ge=1, le=1000)
+    # Workflows the worker keeps in memory between tasks (the SDK's sticky cache). Each waiting
+    # journey evicted from it is replayed from its history on its next event instead.
+    worker_max_cached_workflows: int = Field(default=250, ge=0)
+
+    # Off, workflow code runs without the SDK's sandbox: a quarter less worker CPU per journey
+    # (bench/README.md), while determinism is still checked by the recorded-history replays.
+    worker_workflow_sandbox: bool = True
+
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: timedelta = timedelta(days=1)
+
+    @property
+    def launch_task_queue(self) -> str:
+        """Campaign launches and their activities: apart from the journeys' own queue."""
+        return f"{self.temporal_task_queue}-launches"
 
     @property
     def private_webhook_targets_allowed(self) -> bool:

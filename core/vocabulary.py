@@ -20,10 +20,13 @@ class Stage(StrEnum):
     # Ends of a re-consent journey: the customer's answer to the consent form.
     accepted = "accepted"
     rejected = "rejected"
+    # Stopped by the client when it cancelled the campaign launch that started it.
+    cancelled = "cancelled"
 
 
 FINAL_STAGES = frozenset(
-    {Stage.verified, Stage.expired, Stage.opted_out, Stage.accepted, Stage.rejected}
+    {Stage.verified, Stage.expired, Stage.opted_out, Stage.accepted, Stage.rejected,
+     Stage.cancelled}
 )
 # Stages in which the customer may (re)submit data from the page.
 ACCEPTS_SUBMISSION = frozenset(
@@ -222,6 +225,7 @@ class ErrorType(StrEnum):
     kyc_wrong_state = "KycWrongState"
     kyc_missing_information = "KycMissingInformation"
     kyc_contact_gone = "KycContactGone"
+    launch_ended = "LaunchEnded"
 
 
 class KycState(StrEnum):
@@ -257,6 +261,20 @@ class DocumentType(StrEnum):
     passport = "passport"
     proof_of_address = "proof_of_address"
     company_registration = "company_registration"
+
+
+class LaunchState(StrEnum):
+    """A campaign launch: fanning out journeys, held, stopped for good, or through its selection."""
+
+    running = "running"
+    paused = "paused"
+    cancelled = "cancelled"
+    completed = "completed"
+
+
+class LaunchTrigger(StrEnum):
+    api = "api"
+    schedule = "schedule"
 
 
 class DeliveryStatus(StrEnum):

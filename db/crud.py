@@ -32,10 +32,15 @@ from db.models import (
 )
 
 
-def insert_ignoring_conflicts(session: AsyncSession, model: type, rows: list[dict[str, Any]]):
+def insert_ignoring_conflicts_stmt(session: AsyncSession, model: type,
+                                   rows: list[dict[str, Any]]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the idempotent write."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    return session.execute(insert(model).values(rows).on_conflict_do_nothing())
+    return insert(model).values(rows).on_conflict_do_nothing()
+
+
+def insert_ignoring_conflicts(session: AsyncSession, model: type, rows: list[dict[str, Any]]):
+    return session.execute(insert_ignoring_conflicts_stmt(session, model, rows))
 
 
 async def bulk_insert(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:
@@ -166,8 +171,10 @@ async def record_webhook_event(
         await session.scalars(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True))
-            # One order for the sequence counters' row locks, so two writers never deadlock.
-            .order_by(WebhookEndpoint.id)
+            # All of the client's counters are locked at once, in one order: a transaction
+            # recording several events (each for other endpoints) never holds one counter while
+            # waiting for another that a second such transaction holds.
+            .order_by(WebhookEndpoint.id).with_for_update()
         )
     ).all()
     queued = set(await session.scalars(

@@ -414,10 +414,16 @@ class ConsentEvent(Base):
 
 
 class Journey(Base):
-    """Read model of one contact's journey in one campaign; the workflow is the source of truth."""
+    """Read model of one contact's journey in one campaign; the workflow is the source of truth.
+
+    One live journey per contact and campaign; a later launch may invite a contact again once
+    every earlier journey of theirs in the campaign has expired."""
 
     __tablename__ = "journeys"
-    __table_args__ = (UniqueConstraint("campaign_id", "contact_id"),)
+    __table_args__ = (
+        Index("uq_journeys_campaign_contact_live", "campaign_id", "contact_id", unique=True,
+              postgresql_where=text("stage <> 'expired'"), sqlite_where=text("stage <> 'expired'")),
+    )
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     campaign_id: Mapped[uuid.UUID] = mapped_column(
@@ -433,8 +439,33 @@ class Journey(Base):
     # currency, due_on), and when the client reported it paid.
     claim: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     paid_at: Mapped[datetime | None]
+    # The campaign launch that started it (its workflow id); null when enrolled by the API.
+    launch_id: Mapped[str | None] = mapped_column(String(200), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class CampaignLaunch(Base):
+    """One fan-out of a campaign to a selection of the client's contacts, by the API or the
+    campaign's schedule. The launch workflow is the source of truth while it runs; its final
+    counts are written here when it ends."""
+
+    __tablename__ = "campaign_launches"
+    __table_args__ = (UniqueConstraint("campaign_id", "number"),)
+    # The launch workflow's id.
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(20))
+    selection: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20), default="running")
+    selected: Mapped[int | None]
+    started: Mapped[int | None]
+    skipped: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
 

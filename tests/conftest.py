@@ -102,6 +102,10 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         webhook_allow_private_targets=True,
         # A deferred recipient is a soft bounce after the second try (a second or so).
         email_soft_bounce_after_attempts=2,
+        # Small, so a launch of a thousand contacts runs long enough to pause, and continues
+        # as new within a test.
+        launch_batch_size=50,
+        launch_batches_per_run=4,
     )
 
 

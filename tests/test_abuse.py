@@ -29,6 +29,7 @@ from tests.real_ids import (
     message_body,
     new_contact,
     new_webhook_endpoint,
+    new_campaign,
 )
 
 # --- link-token guessing -------------------------------------------------------------------
@@ -229,6 +230,17 @@ async def payment_journey(tenant: Tenant) -> str:
         "external_id": f"pay-{uuid.uuid4().hex[:8]}", "email": unique_email(),
         "claim": {"reference": "INV-1", "payment_url": "https://pay.example.com/1"}})
     return enrolled["results"][0]["journey_id"]
+async def held_launch(tenant: Tenant) -> str:
+    """A campaign whose launch waits, paused, for its client."""
+    campaign_id = await new_campaign(tenant)
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch", {"paused": True}, 202)
+    return campaign_id
+
+
+async def recurring_campaign(tenant: Tenant) -> str:
+    campaign_id = await new_campaign(tenant)
+    await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence", {"every": "P30D"})
+    return campaign_id
 
 
 # Routes whose id must be of a particular sort.
@@ -248,6 +260,10 @@ ROUTE_IDS: dict[str, dict[str, IdSource]] = {
     "GET /v1/kyc/documents/{document_id}/file": {"document_id": kyc_document},
     "GET /v1/contact-imports/{import_id}": {"import_id": contact_import},
     "GET /v1/contact-imports/{import_id}/errors": {"import_id": contact_import},
+    "POST /v1/campaigns/{campaign_id}/launch/pause": {"campaign_id": held_launch},
+    "POST /v1/campaigns/{campaign_id}/launch/resume": {"campaign_id": held_launch},
+    "POST /v1/campaigns/{campaign_id}/launch/cancel": {"campaign_id": held_launch},
+    "GET /v1/campaigns/{campaign_id}/recurrence": {"campaign_id": recurring_campaign},
 }
 async def fixed(value: Any) -> Any:
     return value
@@ -269,6 +285,10 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     # Carries the owner's journey id in the body: the other client must get a 404 for it.
     "POST /v1/bounces": bounce_body,
     "POST /v1/campaigns": lambda t: fixed({"name": "Isolation", "languages": ["en"]}),
+    "POST /v1/campaigns/{campaign_id}/launch": lambda t: fixed({}),
+    "POST /v1/campaigns/{campaign_id}/launch/cancel": lambda t: fixed({"cancel_journeys": True}),
+    "PATCH /v1/campaigns/{campaign_id}": lambda t: fixed({"status": "paused"}),
+    "PUT /v1/campaigns/{campaign_id}/recurrence": lambda t: fixed({"every": "P30D"}),
     "POST /v1/campaigns/{campaign_id}/contacts": lambda t: fixed(
         {"contacts": [{"external_id": "other", "email": unique_email()}]}),
     "POST /v1/webhook-endpoints": lambda t: fixed({"url": "http://127.0.0.1:9/h", "events": ["*"]}),

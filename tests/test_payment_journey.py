@@ -39,6 +39,12 @@ async def test_bad_claims_are_refused_by_item(tenant, mailbox):
     assert refused.status_code == 422
     assert refused.json()["results"][0]["errors"][0]["message"] == \
         "this campaign carries no payments"
+    # Claims come per contact: such a campaign is neither launched on the registry nor recurs.
+    assert (await tenant.post(f"/v1/campaigns/{payments['id']}/launch", {})).status_code == 409
+    recurring = await tenant.post("/v1/campaigns", {
+        "name": "Monthly dunning", "payments": True, "recurrence": {"every": "P30D"}})
+    assert recurring.status_code == 422
+    assert recurring.json()["error"]["fields"][0]["field"] == "recurrence"
 
 
 async def test_pay_before_or_after_leaving_data(

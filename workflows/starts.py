@@ -27,8 +27,15 @@ _duration = TypeAdapter(timedelta).validate_python
 START_CONCURRENCY = 50
 
 
-def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID) -> str:
-    return f"journey/{campaign_id}/{contact_id}"
+def workflow_id(campaign_id: uuid.UUID, contact_id: uuid.UUID, round: int = 1) -> str:
+    """The contact's first journey in the campaign, or (round > 1) a later one that a launch
+    started after the earlier ones expired."""
+    base = f"journey/{campaign_id}/{contact_id}"
+    return base if round == 1 else f"{base}/{round}"
+
+
+def journey_language(spec: dict[str, Any], language: str | None) -> str:
+    return language if language in spec["languages"] else spec["default_language"]
 
 
 def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
@@ -48,11 +55,14 @@ def journey_plan(spec: dict[str, Any]) -> list[ChannelStep]:
 
 
 async def start_journeys(
-    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey]
+    temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
+    in_flight: int = START_CONCURRENCY, delays: dict[uuid.UUID, timedelta] | None = None,
 ) -> None:
+    """Starts each journey (a no-op for one already started); `delays` holds back a journey's
+    first step, e.g. to spread a launch's invitations over time."""
     timings = journey_timings(campaign.spec, settings)
     plan = journey_plan(campaign.spec)
-    gate = asyncio.Semaphore(START_CONCURRENCY)
+    gate = asyncio.Semaphore(in_flight)
 
     async def start(journey: Journey) -> None:
         async with gate:
@@ -79,6 +89,7 @@ async def start_journeys(
                         SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
                     ]),
                     static_summary=f"Journey of contact {journey.contact_id}",
+                    start_delay=(delays or {}).get(journey.id) or None,
                 )
             except WorkflowAlreadyStartedError:
                 pass

@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from api import enrolment
+from api import enrolment, launches
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail, FieldProblems
 from api.routes.branding import check_branding
@@ -87,12 +87,21 @@ async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
 async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep,
                           state: StateDep) -> Campaign:
+    """With a `recurrence`, a Temporal Schedule launches the campaign periodically."""
     spec = await stored_spec(session, client.id, body)
     if body.branding is not None:
         spec["branding"] = await check_branding(session, state.settings, client, body.branding,
                                                 field="branding", under=client.branding)
     campaign = Campaign(client_id=client.id, name=body.name, spec=spec)
     session.add(campaign)
+    await session.flush()
+    if body.recurrence is not None:
+        if body.kind != JourneyKind.data_collection or body.payments:
+            raise FieldProblems([FieldError(field="recurrence", message=(
+                "only a data_collection campaign without payments recurs"))])
+        await launches.save_schedule(state.temporal, state.settings, campaign, (
+            await launches.selection_of(session, client.id, body.recurrence.selection,
+                                        "recurrence.selection")))
     await session.commit()
     return campaign
 

@@ -4,7 +4,7 @@ page (against a bare FastAPI route served the same way) and submitting the verif
 
 import uuid
 
-from bench.figures.enrolment import enrol, start_raw
+from bench.figures.launch import launched_campaign
 from bench.harness import (
     INVITATION,
     VERIFICATION,
@@ -127,8 +127,7 @@ async def verification_submits(bench: Bench, journeys: list[uuid.UUID]) -> list[
 async def measure(bench: Bench) -> list[Row]:
     samples = bench.options.samples
     if "campaign_id" not in bench.shared:  # run on its own (--only customer_pages)
-        await start_raw(bench, max(samples, bench.options.contacts))
-        await enrol(bench, max(samples, bench.options.contacts))
+        await launched_campaign(bench, max(samples, bench.options.contacts))
     campaign_id = bench.shared["campaign_id"]
 
     async def enough_invited() -> bool:

@@ -36,16 +36,20 @@ async def start_raw(bench: Bench, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def enrol(bench: Bench, count: int) -> float:
-    """Creates the campaign and enrols `count` contacts in requests of `enrol_batch`; returns the
-    seconds until every request has answered, i.e. until every journey workflow has started."""
+async def create_campaign(bench: Bench) -> str:
     purpose = await bench.http.post("/v1/purposes", headers=bench.auth, json={
         "key": "service-communication", "name": "Service emails", "kind": "service"})
     if purpose.status_code not in (201, 409):  # 409: a figure run earlier registered it
         raise RuntimeError(f"purpose: {purpose.status_code} {purpose.text[:300]}")
     response = await bench.http.post("/v1/campaigns", json=CAMPAIGN, headers=bench.auth)
     response.raise_for_status()
-    campaign_id = response.json()["id"]
+    return response.json()["id"]
+
+
+async def enrol(bench: Bench, count: int) -> float:
+    """Creates the campaign and enrols `count` contacts in requests of `enrol_batch`; returns the
+    seconds until every request has answered, i.e. until every journey workflow has started."""
+    campaign_id = await create_campaign(bench)
     size = bench.options.enrol_batch
     batches = [[{"external_id": f"c{i}", "email": f"bench-{i}@example.com", "first_name": "Bench"}
                 for i in range(start, min(start + size, count))]

@@ -3,7 +3,7 @@ trivial workflow's history completed by one update."""
 
 from temporalio.client import WorkflowHandle
 
-from bench.figures.enrolment import enrol, start_raw
+from bench.figures.launch import launched_campaign
 from bench.harness import INVITATION, VERIFICATION, Bench, Row, Target, until
 from bench.raw import AnswerInput, RawWorkflow
 
@@ -40,8 +40,7 @@ async def walk_one_journey(bench: Bench) -> str:
 
 async def measure(bench: Bench) -> list[Row]:
     if "campaign_id" not in bench.shared:  # run on its own (--only history)
-        await start_raw(bench, 1)
-        await enrol(bench, 1)
+        await launched_campaign(bench, 1)
     workflow_id = await walk_one_journey(bench)
     ours = await event_count(bench.temporal.get_workflow_handle(workflow_id))
     raw_id = bench.shared["raw_workflow_ids"][-1]

@@ -3,7 +3,7 @@ holding as many trivial waiting workflows."""
 
 import psutil
 
-from bench.figures.enrolment import enrol, start_raw
+from bench.figures.launch import launched_campaign
 from bench.harness import Bench, Row, Target, until, until_idle
 
 MB = 1024 * 1024
@@ -12,8 +12,7 @@ MB = 1024 * 1024
 async def measure(bench: Bench) -> list[Row]:
     count = bench.options.contacts
     if "campaign_id" not in bench.shared:  # run on its own (--only worker_memory)
-        await start_raw(bench, count)
-        await enrol(bench, count)
+        await launched_campaign(bench, count)
     campaign_id = bench.shared["campaign_id"]
 
     async def all_invited() -> bool:

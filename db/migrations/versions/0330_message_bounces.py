@@ -1,7 +1,7 @@
 """message bounces
 
 Revision ID: 0330_message_bounces
-Revises: 0310_branding
+Revises: 0320_campaign_launches
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import db.models
 
 
 revision = "0330_message_bounces"
-down_revision = "0310_branding"
+down_revision = "0320_campaign_launches"
 branch_labels = None
 depends_on = None
 

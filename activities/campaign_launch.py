@@ -1,0 +1,156 @@
+"""Activities of a campaign launch: register and count the selection, fan out one page of
+contacts (bulk-insert their journeys, start the workflows), and finish (optionally cancelling
+the journeys the launch started).
+
+A batch is idempotent: a retry finds the journeys its first try inserted (by launch id) and
+starts them again, which Temporal turns into no-ops; a contact never gets two live journeys in
+a campaign (a unique index) and journey workflow ids are fixed per contact and round."""
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from dataclasses import asdict
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client as TemporalClient
+from temporalio.service import RPCError
+
+from core.contracts import (
+    BeginLaunchInput,
+    BeginLaunchResult,
+    FinishLaunchInput,
+    FinishLaunchResult,
+    LaunchBatchInput,
+    LaunchBatchResult,
+)
+from core.settings import Settings
+from core.vocabulary import FINAL_STAGES, Stage
+from db import crud, launches
+from db.models import Campaign, CampaignLaunch, Contact, Journey, utcnow
+from db.session import transaction
+from workflows.starts import journey_language, start_journeys, workflow_id
+
+
+def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
+    """How long the journey of the contact at this place in the selection waits before its
+    first step, so first steps are spread evenly over `spread_over` from the launch's start."""
+    if not input.spread_over or not input.began_at or not input.selected:
+        return timedelta(0)
+    due = input.began_at + input.spread_over * (position / input.selected)
+    return max(due - utcnow(), timedelta(0))
+
+
+class CampaignLauncher:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 temporal: TemporalClient) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._temporal = temporal
+
+    @activity.defn
+    async def begin_launch(self, input: BeginLaunchInput) -> BeginLaunchResult:
+        """Registers a scheduled launch (the API registers its own) and counts its selection."""
+        campaign_id = uuid.UUID(input.campaign_id)
+        for _ in range(3):
+            try:
+                async with transaction(self._sessions) as session:
+                    campaign = await session.get_one(Campaign, campaign_id)
+                    launch = await session.get(CampaignLaunch, input.launch_id)
+                    if launch is None:
+                        launch = CampaignLaunch(
+                            id=input.launch_id, client_id=campaign.client_id,
+                            campaign_id=campaign_id, trigger=input.trigger,
+                            selection=asdict(input.selection),
+                            number=await launches.next_launch_number(
+                                session, campaign_id=campaign_id))
+                        session.add(launch)
+                        await session.flush()
+                    selected = await launches.count_selected(session, launches.selected_contacts(
+                        session, client_id=campaign.client_id, spec=campaign.spec,
+                        selection=input.selection))
+                    return BeginLaunchResult(number=launch.number, selected=selected)
+            except IntegrityError:
+                continue  # an API launch took the number at the same moment: take the next
+        raise RuntimeError("no free launch number after 3 tries")
+
+    @activity.defn
+    async def launch_batch(self, input: LaunchBatchInput) -> LaunchBatchResult:
+        async with transaction(self._sessions) as session:
+            campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
+            query = launches.selected_contacts(session, client_id=campaign.client_id,
+                                               spec=campaign.spec, selection=input.selection)
+            if input.after_contact_id:
+                query = query.where(Contact.id > uuid.UUID(input.after_contact_id))
+            page = (await session.execute(query.limit(input.limit))).all()
+            earlier: dict[uuid.UUID, list[Journey]] = defaultdict(list)
+            for journey in await session.scalars(select(Journey).where(
+                    Journey.campaign_id == campaign.id,
+                    crud.among(session, Journey.contact_id, [c for c, _ in page]))):
+                earlier[journey.contact_id].append(journey)
+            to_start: list[Journey] = []
+            delays: dict[uuid.UUID, timedelta] = {}
+            rows = []
+            for position, (contact_id, language) in enumerate(page, input.position):
+                delays[contact_id] = first_step_delay(input, position)
+                theirs = earlier[contact_id]
+                live = next((j for j in theirs if j.stage != Stage.expired), None)
+                if live is not None:
+                    if live.launch_id == input.launch_id:  # this batch's earlier try
+                        to_start.append(live)
+                    continue
+                rows.append({
+                    "id": uuid.uuid4(), "client_id": campaign.client_id,
+                    "campaign_id": campaign.id, "contact_id": contact_id,
+                    "workflow_id": workflow_id(campaign.id, contact_id, len(theirs) + 1),
+                    "stage": Stage.enrolled, "language": journey_language(campaign.spec, language),
+                    "launch_id": input.launch_id})
+            if rows:
+                # A contact enrolled through the API meanwhile keeps that journey instead.
+                inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(
+                    session, Journey, rows).returning(Journey.id)))
+                to_start += [Journey(**row) for row in rows if row["id"] in inserted]
+        await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=to_start,
+                             in_flight=self._settings.launch_starts_in_flight,
+                             delays={j.id: delays[j.contact_id] for j in to_start})
+        return LaunchBatchResult(
+            seen=len(page), started=len(to_start), skipped=len(page) - len(to_start),
+            last_contact_id=str(page[-1][0]) if page else input.after_contact_id)
+
+    @activity.defn
+    async def finish_launch(self, input: FinishLaunchInput) -> FinishLaunchResult:
+        cancelled = 0
+        if input.cancel_journeys:
+            cancelled = await self._cancel_journeys(input.launch_id)
+        p = input.progress
+        async with transaction(self._sessions) as session:
+            await session.execute(update(CampaignLaunch).where(
+                CampaignLaunch.id == input.launch_id).values(
+                state=p.state, selected=p.selected, started=p.started, skipped=p.skipped,
+                finished_at=utcnow()))
+        return FinishLaunchResult(journeys_cancelled=cancelled)
+
+    async def _cancel_journeys(self, launch_id: str) -> int:
+        """Cancels the launch's unfinished journey workflows, then marks their rows."""
+        open_stages = [s.value for s in Stage if s not in FINAL_STAGES]
+        async with self._sessions() as session:
+            journeys = list((await session.execute(select(Journey.id, Journey.workflow_id).where(
+                Journey.launch_id == launch_id, Journey.stage.in_(open_stages)))).all())
+        gate = asyncio.Semaphore(self._settings.launch_starts_in_flight)
+
+        async def cancel(workflow: str) -> None:
+            async with gate:
+                try:
+                    await self._temporal.get_workflow_handle(workflow).cancel()
+                except RPCError:
+                    pass  # finished meanwhile: its own stage stands
+
+        await asyncio.gather(*(cancel(w) for _, w in journeys))
+        async with transaction(self._sessions) as session:
+            result = await session.execute(update(Journey).where(
+                crud.among(session, Journey.id, [j for j, _ in journeys]),
+                Journey.stage.in_(open_stages)).values(stage=Stage.cancelled, finished_at=utcnow()))
+        return result.rowcount

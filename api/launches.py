@@ -1,0 +1,164 @@
+"""Campaign launches and schedules as the API drives them: the launch workflow's input, the
+running launch of a campaign, and the Temporal Schedule of a recurring campaign."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client as TemporalClient,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    WorkflowUpdateFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import FieldProblems
+from api.schemas import FieldError, LaunchOut, LaunchSelectionIn
+from core.contracts import LaunchInput, LaunchProgress, LaunchSelection
+from core.settings import Settings
+from core.vocabulary import ErrorType, LaunchTrigger
+from db import launches
+from db.models import Campaign, CampaignLaunch, ContactImport
+from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_launch_workflow_id
+
+_duration = TypeAdapter(timedelta).validate_python
+
+
+async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: LaunchSelectionIn,
+                       where: str) -> LaunchSelection:
+    if body.import_id is not None:
+        job = await session.get(ContactImport, body.import_id)
+        if job is None or job.client_id != client_id:
+            raise FieldProblems([FieldError(field=f"{where}.import_id",
+                                            message="no contact import with this id")])
+    return LaunchSelection(missing_verified_only=body.missing_verified_only,
+                           tags=list(dict.fromkeys(body.tags)),
+                           categories=list(dict.fromkeys(body.categories)),
+                           import_id=str(body.import_id) if body.import_id else None)
+
+
+def launch_input(settings: Settings, campaign_id: uuid.UUID, selection: LaunchSelection,
+                 trigger: LaunchTrigger, *, paused: bool = False,
+                 spread_over: timedelta | None = None) -> LaunchInput:
+    return LaunchInput(campaign_id=str(campaign_id), selection=selection, trigger=trigger,
+                       batch_size=settings.launch_batch_size,
+                       batches_per_run=settings.launch_batches_per_run, paused=paused,
+                       spread_over=spread_over)
+
+
+def launch_out(launch: CampaignLaunch, progress: LaunchProgress | None) -> LaunchOut:
+    """From the workflow's progress while it is known to Temporal, else from the row."""
+    if progress is None:
+        return LaunchOut(
+            id=launch.id, number=launch.number, trigger=launch.trigger, state=launch.state,
+            selection=launch.selection, selected=launch.selected or 0,
+            started=launch.started or 0, skipped=launch.skipped or 0, batches=None,
+            journeys_cancelled=None, created_at=launch.created_at,
+            finished_at=launch.finished_at)
+    return LaunchOut(
+        id=launch.id, number=launch.number, trigger=launch.trigger, state=progress.state,
+        selection=launch.selection, selected=progress.selected, started=progress.started,
+        skipped=progress.skipped, batches=progress.batches,
+        journeys_cancelled=progress.journeys_cancelled, created_at=launch.created_at,
+        finished_at=launch.finished_at)
+
+
+async def launch_progress(temporal: TemporalClient, launch: CampaignLaunch) -> LaunchProgress | None:
+    try:
+        return await temporal.get_workflow_handle_for(
+            CampaignLaunchWorkflow.run, launch.id).query(CampaignLaunchWorkflow.state)
+    except RPCError:
+        return None  # gone from Temporal (retention): the row holds the final counts
+
+
+async def running_launch(session: AsyncSession, temporal: TemporalClient, campaign_id: uuid.UUID
+                         ) -> tuple[CampaignLaunch, LaunchProgress] | None:
+    launch = await launches.latest_launch(session, campaign_id=campaign_id)
+    if launch is None or launch.finished_at is not None:
+        return None
+    progress = await launch_progress(temporal, launch)
+    if progress is None or progress.state in ENDED:
+        return None
+    return launch, progress
+
+
+async def change_launch(temporal: TemporalClient, launch: CampaignLaunch, update: Any,
+                        *args: Any) -> LaunchProgress:
+    """Pauses, resumes or cancels: answers once no batch is in flight any more."""
+    handle = temporal.get_workflow_handle_for(CampaignLaunchWorkflow.run, launch.id)
+    try:
+        return await handle.execute_update(update, *args)
+    except WorkflowUpdateFailedError as err:
+        if getattr(err.cause, "type", None) == ErrorType.launch_ended:
+            raise HTTPException(409, str(err.cause)) from None
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(409, "the launch has ended") from None
+        raise
+
+
+# --- recurring campaigns -------------------------------------------------------------------
+
+
+def schedule_id(campaign_id: uuid.UUID) -> str:
+    return f"campaign/{campaign_id}/recurrence"
+
+
+def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection) -> Schedule:
+    recurrence = campaign.spec["recurrence"]
+    if recurrence.get("every"):
+        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=_duration(recurrence["every"]))])
+    else:
+        spec = ScheduleSpec(cron_expressions=[recurrence["cron"]])
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            CampaignLaunchWorkflow.run,
+            launch_input(settings, campaign.id, selection, LaunchTrigger.schedule),
+            id=scheduled_launch_workflow_id(str(campaign.id)),
+            task_queue=settings.launch_task_queue),
+        spec=spec,
+        # A launch still running when the next is due is not doubled: that one is skipped.
+        state=ScheduleState(paused=campaign.status != "active",
+                            note=f"recurrence of campaign {campaign.id}"))
+
+
+async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: Campaign,
+                        selection: LaunchSelection) -> None:
+    """Creates the campaign's schedule, or replaces what an existing one does and when."""
+    schedule = _schedule(settings, campaign, selection)
+    try:
+        try:
+            await temporal.create_schedule(schedule_id(campaign.id), schedule)
+        except ScheduleAlreadyRunningError:
+            await temporal.get_schedule_handle(schedule_id(campaign.id)).update(
+                lambda _: ScheduleUpdate(schedule=schedule))
+    except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise FieldProblems([FieldError(field="recurrence", message=err.message)]) from None
+        raise
+
+
+async def set_schedule_paused(temporal: TemporalClient, campaign: Campaign, paused: bool) -> None:
+    if not campaign.spec.get("recurrence"):
+        return
+    handle = temporal.get_schedule_handle(schedule_id(campaign.id))
+    await (handle.pause() if paused else handle.unpause())
+
+
+async def delete_schedule(temporal: TemporalClient, campaign_id: uuid.UUID) -> None:
+    try:
+        await temporal.get_schedule_handle(schedule_id(campaign_id)).delete()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+

@@ -1,0 +1,201 @@
+"""Launching a campaign to the contact registry: one call starts a launch workflow that fans
+out the journeys; pause, resume, cancel; progress; recurring launches by a schedule."""
+
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import flag_modified
+from temporalio.common import WorkflowIDReusePolicy
+
+from api import launches as launching
+from api.deps import ClientDep, SessionDep, StateDep
+from api.errors import ERROR_RESPONSES, ErrorBody
+from api.routes.campaigns import campaign_of
+from api.schemas import (
+    CampaignOut,
+    CampaignProgress,
+    CampaignStatusChange,
+    CancelLaunchRequest,
+    LaunchOut,
+    LaunchRequest,
+    Recurrence,
+    RecurrenceOut,
+)
+from core.contracts import CancelLaunchInput, LaunchProgress
+from core.vocabulary import JourneyKind, LaunchState, LaunchTrigger
+from db import launches
+from db.models import Campaign, CampaignLaunch
+from workflows.campaign_launch import CampaignLaunchWorkflow, launch_workflow_id
+
+router = APIRouter(prefix="/v1/campaigns", tags=["launches"], responses=ERROR_RESPONSES)
+CONFLICT = {409: {"model": ErrorBody, "description": "Not possible in the campaign's or "
+                                                     "launch's present state"}}
+
+
+def launchable(campaign: Campaign, *, unless: tuple[str, ...] = ("paused", "archived")) -> None:
+    if campaign.spec.get("kind", JourneyKind.data_collection) != JourneyKind.data_collection:
+        raise HTTPException(409, "a reconsent campaign is started by its reconsent run")
+    if campaign.spec.get("payments"):
+        # Claims come per contact, so such contacts are enrolled with theirs.
+        raise HTTPException(409, "a payment-reminder campaign takes its contacts with their "
+                                 "claims through POST /v1/campaigns/{id}/contacts")
+    if campaign.status in unless:
+        raise HTTPException(409, f"the campaign is {campaign.status}")
+
+
+@router.post("/{campaign_id}/launch", status_code=status.HTTP_202_ACCEPTED,
+             response_model=LaunchOut,
+             responses={200: {"model": LaunchOut,
+                              "description": "The same launch is already running: that one"},
+                        **CONFLICT})
+async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: ClientDep,
+                          session: SessionDep, state: StateDep, response: Response) -> LaunchOut:
+    """Starts journeys for the registry contacts the selection matches (by default: all
+    contacts with an email address still missing verified data), in batches, from one launch
+    workflow. Repeating the call while that launch runs returns it; nothing is started twice."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    launchable(campaign)
+    selection = await launching.selection_of(session, client.id, body.selection, "selection")
+    running = await launching.running_launch(session, state.temporal, campaign.id)
+    if running is not None:
+        launch, progress = running
+        if launch.selection != asdict(selection):
+            raise HTTPException(409, f"launch {launch.number} of this campaign is running with "
+                                     "another selection; cancel it or wait for it to finish")
+        response.status_code = status.HTTP_200_OK
+        return launching.launch_out(launch, progress)
+    number = await launches.next_launch_number(session, campaign_id=campaign.id)
+    launch = CampaignLaunch(id=launch_workflow_id(str(campaign.id), number), client_id=client.id,
+                            campaign_id=campaign.id, number=number, trigger=LaunchTrigger.api,
+                            selection=asdict(selection))
+    session.add(launch)
+    try:
+        await session.commit()
+    except IntegrityError:
+        raise HTTPException(409, "another launch of this campaign began at the same moment"
+                            ) from None
+    await state.temporal.start_workflow(
+        CampaignLaunchWorkflow.run,
+        launching.launch_input(state.settings, campaign.id, selection, LaunchTrigger.api,
+                               paused=body.paused, spread_over=body.spread_over),
+        id=launch.id, task_queue=state.settings.launch_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=f"Launch {number} of campaign {campaign.id}")
+    return launching.launch_out(launch, LaunchProgress(
+        state=LaunchState.paused if body.paused else LaunchState.running, number=number))
+
+
+async def _change(session: SessionDep, state: StateDep, client: ClientDep,
+                  campaign_id: uuid.UUID, update: Any, *args: Any) -> LaunchOut:
+    await campaign_of(session, client.id, campaign_id)
+    running = await launching.running_launch(session, state.temporal, campaign_id)
+    if running is None:
+        raise HTTPException(409, "no launch of this campaign is running")
+    launch = running[0]
+    return launching.launch_out(launch, await launching.change_launch(
+        state.temporal, launch, update, *args))
+
+
+@router.post("/{campaign_id}/launch/pause", response_model=LaunchOut, responses=CONFLICT)
+async def pause_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                       state: StateDep) -> LaunchOut:
+    """Holds the running launch; answers once no batch is in flight (nothing more starts)."""
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.pause)
+
+
+@router.post("/{campaign_id}/launch/resume", response_model=LaunchOut, responses=CONFLICT)
+async def resume_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                        state: StateDep) -> LaunchOut:
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.resume)
+
+
+@router.post("/{campaign_id}/launch/cancel", response_model=LaunchOut, responses=CONFLICT)
+async def cancel_launch(campaign_id: uuid.UUID, body: CancelLaunchRequest, client: ClientDep,
+                        session: SessionDep, state: StateDep) -> LaunchOut:
+    """Stops the fan-out for good; with `cancel_journeys`, the journeys it started that have
+    not finished are cancelled too (shortly after the answer)."""
+    return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.cancel,
+                         CancelLaunchInput(body.cancel_journeys))
+
+
+@router.get("/{campaign_id}/progress", response_model=CampaignProgress)
+async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            state: StateDep) -> CampaignProgress:
+    campaign = await campaign_of(session, client.id, campaign_id)
+    launch = await launches.latest_launch(session, campaign_id=campaign.id)
+    stages = await launches.stage_counts(session, client_id=client.id, campaign_id=campaign.id)
+    return CampaignProgress(
+        campaign_id=campaign.id, status=campaign.status,
+        launch=launching.launch_out(launch, await launching.launch_progress(
+            state.temporal, launch)) if launch else None,
+        journeys=sum(stages.values()), stages=stages)
+
+
+@router.patch("/{campaign_id}", response_model=CampaignOut, responses=CONFLICT)
+async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusChange,
+                                 client: ClientDep, session: SessionDep,
+                                 state: StateDep) -> Campaign:
+    campaign = await campaign_of(session, client.id, campaign_id)
+    if campaign.status == "archived" and body.status != "archived":
+        raise HTTPException(409, "an archived campaign stays archived")
+    running = await launching.running_launch(session, state.temporal, campaign.id)
+    if body.status == "archived":
+        await launching.delete_schedule(state.temporal, campaign.id)
+        if running is not None:
+            await launching.change_launch(state.temporal, running[0],
+                                          CampaignLaunchWorkflow.cancel, CancelLaunchInput())
+    else:
+        await launching.set_schedule_paused(state.temporal, campaign, body.status == "paused")
+        if running is not None:
+            await launching.change_launch(state.temporal, running[0], (
+                CampaignLaunchWorkflow.pause if body.status == "paused"
+                else CampaignLaunchWorkflow.resume))
+    campaign.status = body.status
+    await session.commit()
+    return campaign
+
+
+async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
+    described = await state.temporal.get_schedule_handle(
+        launching.schedule_id(campaign.id)).describe()
+    return RecurrenceOut(schedule_id=launching.schedule_id(campaign.id),
+                         recurrence=campaign.spec["recurrence"],
+                         paused=described.schedule.state.paused,
+                         next_runs=described.info.next_action_times[:5])
+
+
+@router.put("/{campaign_id}/recurrence", response_model=RecurrenceOut, responses=CONFLICT)
+async def set_recurrence(campaign_id: uuid.UUID, body: Recurrence, client: ClientDep,
+                         session: SessionDep, state: StateDep) -> RecurrenceOut:
+    """Launches the campaign periodically; replaces an earlier recurrence."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    # A paused campaign may get a recurrence: its schedule starts paused.
+    launchable(campaign, unless=("archived",))
+    selection = await launching.selection_of(session, client.id, body.selection,
+                                             "selection")
+    campaign.spec = {**campaign.spec, "recurrence": body.model_dump(mode="json")}
+    flag_modified(campaign, "spec")
+    await launching.save_schedule(state.temporal, state.settings, campaign, selection)
+    await session.commit()
+    return await _recurrence_out(state, campaign)
+
+
+@router.get("/{campaign_id}/recurrence", response_model=RecurrenceOut)
+async def get_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                         state: StateDep) -> RecurrenceOut:
+    campaign = await campaign_of(session, client.id, campaign_id)
+    if not campaign.spec.get("recurrence"):
+        raise HTTPException(404, "this campaign does not recur")
+    return await _recurrence_out(state, campaign)
+
+
+@router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            state: StateDep) -> None:
+    campaign = await campaign_of(session, client.id, campaign_id)
+    await launching.delete_schedule(state.temporal, campaign.id)
+    campaign.spec = {**campaign.spec, "recurrence": None}
+    await session.commit()

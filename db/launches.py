@@ -1,0 +1,79 @@
+"""Data access of campaign launches: the contacts a selection matches (walked by keyset), the
+launch rows, and a campaign's journeys counted by stage."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, String, cast, exists, func, not_, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.contracts import LaunchSelection
+from core.vocabulary import ContactPointKind, Stage, VerificationState
+from db.models import (
+    CampaignLaunch,
+    Contact,
+    ContactImportBatch,
+    ContactLabel,
+    ContactPoint,
+    Journey,
+)
+
+
+def imported_contact_ids(session: AsyncSession, import_id: uuid.UUID) -> Select:
+    """The contacts an import created or matched, from the id lists its batches stored."""
+    batches = ContactImportBatch.import_id == import_id
+    if session.bind.dialect.name == "postgresql":
+        return select(cast(func.json_array_elements_text(ContactImportBatch.contact_ids),
+                           Contact.id.type)).where(batches)
+    # SQLite keeps a UUID as 32 hex digits; the JSON list has the dashed form.
+    ids = func.json_each(ContactImportBatch.contact_ids).table_valued("value")
+    return select(func.replace(cast(ids.c.value, String), "-", "")).select_from(
+        ContactImportBatch).join(ids, true()).where(batches)
+
+
+def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict[str, Any],
+                      selection: LaunchSelection) -> Select:
+    """(id, language) of the client's contacts the selection matches, in id order."""
+    query = select(Contact.id, Contact.language).where(
+        Contact.client_id == client_id, Contact.anonymised_at.is_(None),
+        # The invitation goes by email: a contact without an address cannot be invited.
+        exists().where(ContactPoint.contact_id == Contact.id,
+                       ContactPoint.kind == ContactPointKind.email))
+    if selection.missing_verified_only:
+        query = query.where(or_(*(not_(exists().where(
+            ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind,
+            ContactPoint.verification_state == VerificationState.verified))
+            for kind in spec.get("collect", ["email"]))))
+    for kind, values in (("tag", selection.tags), ("category", selection.categories)):
+        for value in values:
+            query = query.where(exists().where(
+                ContactLabel.contact_id == Contact.id, ContactLabel.kind == kind,
+                ContactLabel.value == value.strip().lower()))
+    if selection.import_id:
+        query = query.where(Contact.id.in_(
+            imported_contact_ids(session, uuid.UUID(selection.import_id))))
+    return query.order_by(Contact.id)
+
+
+async def count_selected(session: AsyncSession, query: Select) -> int:
+    return await session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+
+async def latest_launch(session: AsyncSession, *, campaign_id: uuid.UUID) -> CampaignLaunch | None:
+    return await session.scalar(select(CampaignLaunch).where(
+        CampaignLaunch.campaign_id == campaign_id).order_by(CampaignLaunch.number.desc()).limit(1))
+
+
+async def next_launch_number(session: AsyncSession, *, campaign_id: uuid.UUID) -> int:
+    return 1 + (await session.scalar(select(func.max(CampaignLaunch.number)).where(
+        CampaignLaunch.campaign_id == campaign_id)) or 0)
+
+
+async def stage_counts(session: AsyncSession, *, client_id: uuid.UUID,
+                       campaign_id: uuid.UUID) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in Stage), 0)
+    counts.update(dict((await session.execute(
+        select(Journey.stage, func.count()).where(
+            Journey.client_id == client_id, Journey.campaign_id == campaign_id)
+        .group_by(Journey.stage))).all()))
+    return counts

@@ -1,0 +1,315 @@
+"""Campaign launches on the real stack: a thousand registry contacts fanned out by one call,
+paused, resumed and cancelled (the launch's query and the API's stage counts checked at each
+step), launched again without duplicates; selections by filter and by import; recurring
+launches by a Temporal Schedule; bad input."""
+
+import asyncio
+import csv
+import io
+import uuid
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus
+
+from tests.helpers import Customer, Tenant, eventually, unique_email
+from tests.histories import save_history
+from workflows.campaign_launch import CampaignLaunchWorkflow, launch_workflow_id
+
+# Longer than the few batches the stack starts in a worker round trip, short for a test.
+QUIET = 1.5
+
+
+def registry_file(rows: list[dict[str, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["external_id", "first_name", "email", "tags",
+                                             "categories"], lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+async def import_contacts(tenant: Tenant, count: int, **labels: str) -> str:
+    """Puts `count` contacts with an email address into the registry (CSV import, as a
+    client does); returns the import id."""
+    run = uuid.uuid4().hex[:6]
+    content = registry_file([{"external_id": f"reg-{run}-{i}", "first_name": f"Reg{i}",
+                              "email": f"reg{i}.{run}@example.com", "tags": labels.get("tags", ""),
+                              "categories": labels.get("categories", "")} for i in range(count)])
+    response = await tenant.http.post("/v1/contact-imports", content=content,
+                                      headers={**tenant.auth, "content-type": "text/csv"})
+    assert response.status_code == 202, response.text
+    import_id = response.json()["id"]
+
+    async def done() -> dict | None:
+        job = (await tenant.get(f"/v1/contact-imports/{import_id}")).json()
+        return job if job["status"] == "completed" else None
+    job = await eventually(done, timeout=120, what="the import")
+    assert job["created"] == count, job
+    return import_id
+
+
+async def light_campaign(tenant: Tenant, **overrides: Any) -> str:
+    return (await tenant.create_campaign(languages=["en"], consents=[], **overrides))["id"]
+
+
+async def progress(tenant: Tenant, campaign_id: str) -> dict[str, Any]:
+    response = await tenant.get(f"/v1/campaigns/{campaign_id}/progress")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def launch(tenant: Tenant, campaign_id: str, status: int = 202, **body: Any) -> dict:
+    return await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch", body, status)
+
+
+async def finished_launch(tenant: Tenant, campaign_id: str, timeout: float = 120) -> dict:
+    async def probe() -> dict | None:
+        launch = (await progress(tenant, campaign_id))["launch"]
+        return launch if launch["finished_at"] else None
+    return await eventually(probe, timeout=timeout, what="the launch to finish")
+
+
+async def stays(tenant: Tenant, campaign_id: str, started: int) -> dict[str, Any]:
+    """Nothing more starts: neither the launch's count nor the journeys in the database move."""
+    await asyncio.sleep(QUIET)
+    now = await progress(tenant, campaign_id)
+    assert now["launch"]["started"] == started and now["journeys"] == started, now
+    return now
+
+
+async def test_thousand_contacts_paused_resumed_cancelled_and_launched_again(
+    tenant, temporal_env, record_histories
+):
+    await import_contacts(tenant, 1000)
+    campaign_id = await light_campaign(tenant)
+
+    first = await launch(tenant, campaign_id)
+    assert first["id"] == launch_workflow_id(campaign_id, 1) and first["state"] == "running"
+    # The same call again while it runs is that launch, not a second one.
+    again = await launch(tenant, campaign_id, status=200)
+    assert again["id"] == first["id"]
+    busy = await tenant.post(f"/v1/campaigns/{campaign_id}/launch",
+                             {"selection": {"tags": ["other"]}})
+    assert busy.status_code == 409, busy.text
+
+    async def some_started() -> bool:
+        return (await progress(tenant, campaign_id))["launch"]["started"] >= 100
+    await eventually(some_started, what="a first hundred journeys")
+    paused = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/pause")
+    assert paused["state"] == "paused" and paused["selected"] == 1000
+    assert 100 <= paused["started"] < 1000, paused
+    now = await stays(tenant, campaign_id, paused["started"])
+    assert now["launch"]["state"] == "paused" and now["status"] == "active"
+    handle = temporal_env.client.get_workflow_handle_for(CampaignLaunchWorkflow.run, first["id"])
+    assert (await handle.query(CampaignLaunchWorkflow.state)).started == paused["started"]
+    paused_run = (await handle.describe()).run_id
+
+    resumed = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/resume")
+    assert resumed["state"] == "running"
+
+    async def more_started() -> bool:
+        return (await progress(tenant, campaign_id))["launch"]["started"] >= paused["started"] + 100
+    await eventually(more_started, what="the launch going on")
+    cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
+                                {"cancel_journeys": False})
+    assert cancelled["state"] == "cancelled" and cancelled["started"] < 1000, cancelled
+    started = cancelled["started"]
+    await stays(tenant, campaign_id, started)
+    ended = await finished_launch(tenant, campaign_id)
+    assert (ended["state"], ended["started"], ended["journeys_cancelled"]) == (
+        "cancelled", started, 0)
+    # Each started journey goes on: its invitation is sent; nothing else was started.
+    async def all_invited() -> dict | None:
+        now = await progress(tenant, campaign_id)
+        return now if now["stages"]["invited"] == started else None
+    # Generous: on a busy machine the worker works through the invitations well after the starts.
+    counts = await eventually(all_invited, timeout=240, what="the invitations")
+    assert counts["journeys"] == started
+    assert (await tenant.post(f"/v1/campaigns/{campaign_id}/launch/resume", {})).status_code == 409
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(
+            first["id"], run_id=paused_run), "campaign_launch_paused")
+        await save_history(handle, "campaign_launch_cancelled")
+
+    # Launched again: the rest get their journey, nobody a second one.
+    second = await launch(tenant, campaign_id)
+    assert second["id"] == launch_workflow_id(campaign_id, 2)
+    done = await finished_launch(tenant, campaign_id)
+    assert (done["state"], done["selected"], done["started"], done["skipped"]) == (
+        "completed", 1000, 1000 - started, started)
+    assert (await progress(tenant, campaign_id))["journeys"] == 1000
+    third = await launch(tenant, campaign_id)
+    assert third["id"] == launch_workflow_id(campaign_id, 3)
+    done = await finished_launch(tenant, campaign_id)
+    assert (done["started"], done["skipped"]) == (0, 1000)
+    assert (await progress(tenant, campaign_id))["journeys"] == 1000
+    # Its history stayed short: a run continues as new every few batches.
+    history = await temporal_env.client.get_workflow_handle(second["id"]).fetch_history()
+    assert len(history.events) < 100, len(history.events)
+
+
+async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, temporal_env):
+    await import_contacts(tenant, 200)
+    campaign_id = await light_campaign(tenant)
+    await launch(tenant, campaign_id)
+
+    async def some_started() -> bool:
+        return (await progress(tenant, campaign_id))["launch"]["started"] >= 50
+    await eventually(some_started, what="some journeys")
+    cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
+                                {"cancel_journeys": True})
+    started = cancelled["started"]
+    ended = await finished_launch(tenant, campaign_id)
+    assert ended["journeys_cancelled"] == started
+    now = await progress(tenant, campaign_id)
+    assert now["stages"]["cancelled"] == now["journeys"] == started, now
+    [journey] = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys", limit=1)).json()["items"]
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+
+    async def workflow_cancelled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await eventually(workflow_cancelled, what="the journey workflow cancelled")
+
+
+async def test_selection_by_tags_categories_and_import(tenant, other_tenant):
+    await import_contacts(tenant, 3, tags="vip|news", categories="gold")
+    await import_contacts(tenant, 4, tags="vip")
+    await import_contacts(tenant, 5)
+    campaign_id = await light_campaign(tenant)
+
+    # Begun paused, a launch tells how many it would invite before it invites anyone.
+    held = await launch(tenant, campaign_id, selection={"tags": ["VIP"]}, paused=True)
+    assert held["state"] == "paused"
+
+    async def counted() -> dict | None:
+        now = (await progress(tenant, campaign_id))["launch"]
+        return now if now["selected"] else None
+    assert (await eventually(counted, what="the selection counted"))["selected"] == 7
+    await stays(tenant, campaign_id, 0)
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/resume")
+    done = await finished_launch(tenant, campaign_id)
+    assert (done["selected"], done["started"]) == (7, 7)
+
+    other_campaign = await light_campaign(tenant)
+    await launch(tenant, other_campaign, selection={"tags": ["vip"], "categories": ["gold"]})
+    assert (await finished_launch(tenant, other_campaign))["started"] == 3
+
+    # By import: exactly the contacts of that file.
+    import_id = await import_contacts(tenant, 2)
+    by_import = await light_campaign(tenant)
+    await launch(tenant, by_import, selection={"import_id": import_id})
+    assert (await finished_launch(tenant, by_import))["started"] == 2
+    journeys = (await tenant.get(f"/v1/campaigns/{by_import}/journeys")).json()["items"]
+    assert len({j["contact_id"] for j in journeys}) == 2
+    # Another client's import is not a selection of yours.
+    theirs = await import_contacts(other_tenant, 1)
+    refused = await tenant.post(f"/v1/campaigns/{by_import}/launch",
+                                {"selection": {"import_id": theirs}})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"][0]["field"] == "selection.import_id"
+
+
+async def test_bad_launch_and_recurrence_input_is_refused_with_field_errors(tenant):
+    campaign_id = await light_campaign(tenant)
+    for body, field in [
+        ({"selection": {"tags": [""]}}, "selection.tags[0]"),
+        ({"selection": {"import_id": "nope"}}, "selection.import_id"),
+        ({"selection": {"segment": "all"}}, "selection.segment"),
+        ({"paused": "maybe"}, "paused"),
+    ]:
+        response = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", body)
+        assert response.status_code == 422, response.text
+        assert field in [f["field"] for f in response.json()["error"]["fields"]], response.text
+    for body in [{"every": "PT0S"}, {"cron": "every day"}, {"every": "P1D", "cron": "0 9 1 * *"},
+                 {}, {"every": "P1D", "selection": {"tags": ["x" * 101]}}]:
+        response = await tenant.http.put(f"/v1/campaigns/{campaign_id}/recurrence", json=body,
+                                         headers=tenant.auth)
+        assert response.status_code == 422 and response.json()["error"]["fields"], response.text
+    response = await tenant.post("/v1/campaigns", {
+        "name": "Recurring", "languages": ["en"], "recurrence": {"cron": "61 * * * *"}})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"][0]["field"] == "recurrence"
+    for action in ("pause", "resume", "cancel"):
+        response = await tenant.post(f"/v1/campaigns/{campaign_id}/launch/{action}", {})
+        assert response.status_code == 409, response.text
+    response = await tenant.http.patch(f"/v1/campaigns/{campaign_id}", json={"status": "gone"},
+                                       headers=tenant.auth)
+    assert response.status_code == 422
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "archived"})
+    refused = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {})
+    assert refused.status_code == 409
+
+
+async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
+    tenant, http, mailbox, temporal_env
+):
+    await import_contacts(tenant, 3)
+    # Journeys expire before the next launch is due, so each launch asks again.
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT15S",
+        reminders={"interval": "PT1H", "max_count": 0},
+        recurrence={"every": "PT10S"})
+    campaign_id = campaign["id"]
+    recurrence = await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence")
+    assert not recurrence["paused"] and recurrence["next_runs"]
+
+    async def journeys() -> list[dict]:
+        return (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"]
+
+    async def first_round() -> list[dict] | None:
+        found = await journeys()
+        return found if len(found) == 3 else None
+    first = await eventually(first_round, timeout=30, what="the first scheduled launch")
+
+    # One customer verifies their address: later launches leave them alone.
+    verified = first[0]
+    [invitation] = await mailbox.wait_for(
+        (await tenant.get(f"/v1/contacts/{verified['contact_id']}")).json()[
+            "contact_points"][0]["value"])
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    address = unique_email("recurring")
+    await customer.submit(page, email=address)
+    [verification] = await mailbox.wait_for(address)
+    await customer.open(mailbox.link(verification))
+    confirmed = await customer.submit(mailbox.link(verification))
+    assert confirmed.status_code == 200
+    await tenant.wait_for_stage(verified["id"], "verified")
+
+    async def second_round() -> list[dict] | None:
+        found = await journeys()
+        return found if len(found) >= 5 else None
+    again = await eventually(second_round, timeout=90, what="a later scheduled launch")
+    by_contact: dict[str, list[str]] = {}
+    for j in again:
+        by_contact.setdefault(j["contact_id"], []).append(j["workflow_id"])
+    assert by_contact[verified["contact_id"]] == [verified["workflow_id"]]
+    for contact_id, ids in by_contact.items():
+        if contact_id != verified["contact_id"]:
+            assert f"journey/{campaign_id}/{contact_id}/2" in ids, ids
+    launch_now = (await progress(tenant, campaign_id))["launch"]
+    assert launch_now["trigger"] == "schedule" and launch_now["number"] >= 2
+
+    # Paused with its campaign; then no recurrence at all.
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["paused"]
+    await tenant.ok("DELETE", f"/v1/campaigns/{campaign_id}/recurrence", status=204)
+    assert (await tenant.get(f"/v1/campaigns/{campaign_id}/recurrence")).status_code == 404
+
+
+async def test_invitations_can_be_spread_over_time(tenant):
+    await import_contacts(tenant, 3)
+    campaign_id = await light_campaign(tenant)
+    await launch(tenant, campaign_id, spread_over="PT10S")
+    done = await finished_launch(tenant, campaign_id)
+    assert done["started"] == 3
+    # Every journey exists at once; the later ones wait for their turn to invite.
+    now = await progress(tenant, campaign_id)
+    assert now["journeys"] == 3 and now["stages"]["enrolled"] >= 1, now
+
+    async def all_invited() -> bool:
+        return (await progress(tenant, campaign_id))["stages"]["invited"] == 3
+    await eventually(all_invited, timeout=30, what="the spread invitations")
+    bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "P8D"})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "spread_over"
