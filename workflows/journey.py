@@ -53,7 +53,10 @@ with workflow.unsafe.imports_passed_through():
 
 DB_WRITE = {"start_to_close_timeout": timedelta(seconds=30)}
 SEND = {
-    "start_to_close_timeout": timedelta(minutes=2),
+    # A worker that dies mid-send is noticed only at this timeout, while a customer may be
+    # waiting on the page for the verification mail: a slow SMTP server gets
+    # `smtp_timeout_seconds` per operation, and the rest is a retry.
+    "start_to_close_timeout": timedelta(minutes=1),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
 }
 
@@ -313,8 +316,9 @@ class JourneyWorkflow:
         self._check_answerable()
 
     def _check_answerable(self) -> None:
+        # `enrolled` as for submissions (ACCEPTS_SUBMISSION): the invitation may be out.
         if self.input.kind != JourneyKind.reconsent or self.stage not in (
-                Stage.invited, Stage.opened) or self.opted_out is not None:
+                Stage.enrolled, Stage.invited, Stage.opened) or self.opted_out is not None:
             raise ApplicationError(f"journey is {self.stage}",
                                    type=ErrorType.submission_not_accepted)
 

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, StateDep
+from api.errors import raise_if_unavailable
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
 from contacts.audit import customer_actor
@@ -258,14 +259,17 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    displays = [str(form.get(f"display-{b['key']}", "")) for b in boxes]
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
-            given_at=given_at, language=visit.language, **who(request)))
+            given_at=given_at, language=visit.language, **who(request)),
+            id=submission_id(displays))
     except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         if update_error_type(err) == ErrorType.too_many_submissions:
             return html(request, state, "finished", visit.language,
                         {"stage": "too_many_submissions", "client_name": visit.client.name},
@@ -274,6 +278,15 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         return finished(request, state, visit)
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def submission_id(display_ids: list[str]) -> str | None:
+    """Each showing of the form records its own consent displays, so their ids name one
+    filled-in form: a browser posting it again (a reload after an error page) joins the first
+    submission as the same Temporal update instead of recording the consents twice."""
+    if not any(display_ids):
+        return None
+    return "submission/" + sha256_hex(",".join(display_ids))[:32]
 
 
 async def _answer(request: Request, state, session, visit: Visit, form, given_at: datetime):
@@ -289,7 +302,8 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
             accepted=answer == "accept", given_at=given_at, language=visit.language,
             display_id=form.get("display"), **who(request)))
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         await session.refresh(visit.journey)
         return finished(request, state, visit)
     return finished(request, state, visit, result.stage)
@@ -317,7 +331,8 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
             JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit,
                              {"outcome": result.outcome, "tries_left": result.tries_left})
@@ -331,7 +346,8 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
             JourneyWorkflow.resend_code)
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
         "resent": result.sent, "retry_after": result.retry_after_seconds})
@@ -346,8 +362,9 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
         try:
             await state.temporal.get_workflow_handle(visit.journey.workflow_id).signal(
                 JourneyWorkflow.opt_out, OptOutInput(at=datetime.now(UTC), **who(request)))
-        except RPCError:
-            pass
+        except RPCError as err:
+            # Never "you will not be asked again" for an opt-out that was not recorded.
+            raise_if_unavailable(err)
     return finished(request, state, visit, Stage.opted_out)
 
 
@@ -377,6 +394,7 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
         result = await handle.execute_update(JourneyWorkflow.confirm_email, ConfirmInput(
             step=visit.link.step, confirmed_at=confirmed_at, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         if update_error_type(err) == ErrorType.nothing_to_verify:
             await session.refresh(visit.journey)
             stage = visit.journey.stage
