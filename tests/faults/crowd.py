@@ -127,6 +127,8 @@ class Campaign:
     size: int
     tally: Tally = field(default_factory=Tally)
     started: float = field(default_factory=time.monotonic)
+    id: str = ""
+    contacts: list[dict[str, str]] = field(default_factory=list)
 
     async def run(self) -> None:
         transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=50))
@@ -134,20 +136,20 @@ class Campaign:
         base = self.stack.settings.public_base_url
         client = Person(transport, base, self.tally, gate, headers=self.stack.auth)
         try:
-            campaign = await create_campaign(self.stack, client)
+            self.id = (await create_campaign(self.stack, client))["id"]
             walks = []
             run = uuid.uuid4().hex[:6]
             for first in range(0, self.size, ENROL_BATCH):
-                batch = [(f"fault-{i}", f"c{i}-{run}@example.com")
+                batch = [{"external_id": f"fault-{i}", "email": f"c{i}-{run}@example.com",
+                          "first_name": "F"}
                          for i in range(first, min(first + ENROL_BATCH, self.size))]
                 enrolled = await client.request(
-                    "POST", f"/v1/campaigns/{campaign['id']}/contacts",
-                    json={"contacts": [{"external_id": ext, "email": address, "first_name": "F"}
-                                       for ext, address in batch]})
+                    "POST", f"/v1/campaigns/{self.id}/contacts", json={"contacts": batch})
                 assert enrolled.status_code == 202, enrolled.text
+                self.contacts += batch
                 walks += [asyncio.create_task(
-                    Customer(transport, base, self.tally, gate).walk(self.stack, address))
-                    for _, address in batch]
+                    Customer(transport, base, self.tally, gate).walk(self.stack, item["email"]))
+                    for item in batch]
             await asyncio.gather(*walks)
         finally:
             await transport.aclose()
@@ -158,6 +160,19 @@ class Campaign:
             return self.tally.submitted >= fraction * self.size
         await eventually(reached, timeout=timeout, interval=0.2,
                          what=f"{fraction:.0%} of {self.size} customers submitting")
+
+
+async def expect_unavailable(stack: FaultStack, method: str, path: str,
+                             **kwargs: Any) -> None:
+    """What a client or a customer gets while a part is down: 503 with Retry-After, and an
+    error body (API) or a page (people) that says to try again, never a raw 500."""
+    response = await stack.http.request(method, path, **kwargs)
+    assert response.status_code == 503, f"{method} {path}: {response.status_code} {response.text}"
+    assert int(response.headers["retry-after"]) > 0
+    if path.startswith("/v1/"):
+        assert response.json()["error"]["code"] == "unavailable", response.text
+    else:
+        assert "briefly unavailable" in response.text, response.text
 
 
 async def verify_nothing_lost(stack: FaultStack, campaign: Campaign, fault: str) -> str:

@@ -138,31 +138,31 @@ class PrivatePostgres:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
-    def _ctl(self, action: str) -> None:
+    def _ctl(self, action: str, mode: str = "fast") -> None:
         # Durability is not under test here; fsync off spares the shared disk and CPU.
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c max_connections=200")
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "postgres.log"),
-                  "-o", options, "-w", "-t", "60", "-m", "fast", action)
+                  "-o", options, "-w", "-t", "60", "-m", mode, action)
 
     @property
     def server(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def create(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres",
                   "--no-sync")
+        self.start()
+
+    def start(self) -> None:
         self._ctl("start")
 
-    def restart(self) -> None:
-        self._ctl("restart")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("stop", mode)
 
 
 class MailIndex:
@@ -193,6 +193,11 @@ class MailIndex:
                 if found:
                     self.links.setdefault(str(message["To"]), []).append(found.group(1))
                 self.seen.add(key)
+
+    def any_link(self, kind: str) -> str:
+        self._scanned_at = 0
+        self._scan()
+        return next(link for links in self.links.values() for link in links if link[1] == kind)
 
     async def wait_for_link(self, address: str, kind: str, timeout: float) -> str:
         """The newest personal link of the kind ("c" contact page, "v" verification)."""
@@ -310,8 +315,8 @@ async def fault_stack(*, private_postgres: bool = False) -> AsyncIterator[FaultS
         postgres = None
         if private_postgres:
             postgres = PrivatePostgres(directory / "pg")
-            postgres.start()
-            stack.callback(postgres.stop)
+            postgres.create()
+            stack.callback(postgres.stop, "immediate")
         database_url = stack.enter_context(
             scratch_database("cj_faults", postgres.server if postgres else PG_SERVER))
         smtp_port, api_port = free_port(), free_port()

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from tests.faults.crowd import Campaign, verify_nothing_lost
+from tests.faults.crowd import Campaign, expect_unavailable, verify_nothing_lost
 from tests.faults.harness import SUMMARY, FaultStack, PrivatePostgres, fault_stack
 from tests.helpers import eventually
 
 CONTACTS = int(os.environ.get("FAULT_CONTACTS", "500"))
 # Each scenario as a whole, on top of the bounded waits inside it.
 SCENARIO_SECONDS = 420
+POSTGRES_DOWN = 5
 
 
 async def during_campaign(stack: FaultStack, fault: str, inject) -> None:  # noqa: ANN001
@@ -55,11 +56,13 @@ async def test_temporal_server_stopped_and_restarted():
     async def inject(campaign: Campaign) -> None:
         await campaign.progress(0.3)
         stack.temporal.stop()
-        await asyncio.sleep(5)
+        # The client enrols again meanwhile (safe to repeat): the journeys cannot be started.
+        await expect_unavailable(stack, "POST", f"/v1/campaigns/{campaign.id}/contacts",
+                                 json={"contacts": campaign.contacts[:1]}, headers=stack.auth)
         stack.temporal.start()
 
     async with fault_stack() as stack:
-        await during_campaign(stack, "Temporal dev server stopped 5 s and restarted", inject)
+        await during_campaign(stack, "Temporal dev server stopped and restarted", inject)
 
 
 @pytest.mark.skipif(PrivatePostgres.unavailable_reason() is not None,
@@ -69,10 +72,17 @@ async def test_postgres_restarted():
     async def inject(campaign: Campaign) -> None:
         await campaign.progress(0.3)
         assert stack.postgres is not None
-        await asyncio.to_thread(stack.postgres.restart)
+        await asyncio.to_thread(stack.postgres.stop)
+        down_at = time.monotonic()
+        await expect_unavailable(stack, "GET", f"/v1/campaigns/{campaign.id}",
+                                 headers=stack.auth)
+        await expect_unavailable(stack, "GET", stack.mail.any_link("c"))
+        await asyncio.sleep(max(0.0, POSTGRES_DOWN - (time.monotonic() - down_at)))
+        await asyncio.to_thread(stack.postgres.start)
 
     async with fault_stack(private_postgres=True) as stack:
-        await during_campaign(stack, "PostgreSQL restarted", inject)
+        await during_campaign(stack, f"PostgreSQL stopped {POSTGRES_DOWN:.0f} s and restarted",
+                              inject)
 
 
 async def test_webhook_receiver_refuses_connections_then_recovers():
