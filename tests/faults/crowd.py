@@ -19,11 +19,14 @@ from tests.helpers import HIDDEN, eventually
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # What a person reads on the contact page once the verification mail is on its way.
 SENT = "Check your inbox"
-# Bounds for one person: the pause after an error, and how long they keep trying one step.
+# Bounds for one person: how long a page may take before they reload it, the pause after an
+# error, and how long they keep trying one step. Generous, because a busy CI machine is slow.
+PATIENCE = 30
 PAUSE = (0.5, 2.0)
-PERSEVERANCE = 150
-# A killed worker's in-flight send is retried after its activity timeout (2 minutes).
-MAIL_WAIT = 200
+PERSEVERANCE = 240
+# A killed worker's in-flight send is retried after its activity timeout (1 minute), possibly
+# more than once when the worker is killed again.
+MAIL_WAIT = 240
 EVENTS = ("contact.data_collected", "contact.data_verified", "consent.changed")
 ENROL_BATCH = 100
 
@@ -42,7 +45,7 @@ class Person:
 
     def __init__(self, transport: httpx.AsyncBaseTransport, base_url: str, tally: Tally,
                  gate: asyncio.Semaphore, headers: dict[str, str] | None = None) -> None:
-        self.http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=90,
+        self.http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PATIENCE,
                                       headers=headers)
         self.tally, self.gate = tally, gate
 

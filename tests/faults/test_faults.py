@@ -13,8 +13,9 @@ from tests.faults.harness import SUMMARY, FaultStack, PrivatePostgres, fault_sta
 from tests.helpers import eventually
 
 CONTACTS = int(os.environ.get("FAULT_CONTACTS", "500"))
-# Each scenario as a whole, on top of the bounded waits inside it.
-SCENARIO_SECONDS = 420
+# Each scenario as a whole, on top of the bounded waits inside it (a few minutes on a busy
+# 2-core machine; well under this on an idle one).
+SCENARIO_SECONDS = 600
 POSTGRES_DOWN = 5
 
 
@@ -30,6 +31,9 @@ async def during_campaign(stack: FaultStack, fault: str, inject) -> None:  # noq
             raise
         await walking
         line = await verify_nothing_lost(stack, campaign, fault)
+    if stack.worker.unasked_restarts or stack.api.unasked_restarts:
+        line += (f"; died and restarted: worker x{stack.worker.unasked_restarts}, "
+                 f"API x{stack.api.unasked_restarts}")
     SUMMARY.append(line)
     print(line)
 
