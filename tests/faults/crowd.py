@@ -37,7 +37,6 @@ class Tally:
 
     retried: Counter[str] = field(default_factory=Counter)
     submitted: int = 0
-    confirmed: int = 0
 
 
 class Person:
@@ -60,7 +59,7 @@ class Person:
                 if response.status_code < 500:
                     return response
                 assert response.status_code == 503, (
-                    f"{method} {path}: {response.status_code} instead of 503\n{response.text[:500]}")
+                    f"{method} {path}: {response.status_code}, not 503\n{response.text[:500]}")
                 assert response.headers.get("retry-after"), "503 without Retry-After"
                 problem = f"{response.status_code}"
             except (httpx.TransportError, httpx.TimeoutException) as err:
@@ -88,7 +87,6 @@ class Customer(Person):
         if "<form" in page.text:
             confirmed = await self.request("POST", verify, data=self.form(page.text))
             assert confirmed.status_code == 200, confirmed.text[:2000]
-        self.tally.confirmed += 1
 
     async def enter_data(self, link: str, address: str) -> None:
         """Fills in the form once; a person who sees "check your inbox" does not fill it in

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from email import policy
 from glob import glob
@@ -223,7 +223,6 @@ class FaultStack:
     client_id: uuid.UUID
     postgres: PrivatePostgres | None = None
     temporal_client: Client | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -264,11 +263,11 @@ class FaultStack:
                 continue
             try:
                 handle = self.temporal_client.get_workflow_handle(workflow_id)
-                described = await handle.describe()
-                raw = described.raw_description
-                lines.append(f"{workflow_id} ({stage}): {described.status}, pending activities "
-                             f"{[(a.activity_type.name, a.attempt, a.last_failure.message) for a in raw.pending_activities]}"
-                             f", history {[e.event_type for e in (await handle.fetch_history()).events][-12:]}")
+                pending = [(a.activity_type.name, a.attempt, a.last_failure.message)
+                           for a in (await handle.describe()).raw_description.pending_activities]
+                events = [e.event_type for e in (await handle.fetch_history()).events]
+                lines.append(f"{workflow_id} ({stage}): pending activities {pending}, "
+                             f"last history event types {events[-12:]}")
             except Exception as err:  # noqa: BLE001 - a diagnosis must not hide the failure
                 lines.append(f"{workflow_id}: {err!r}")
         return "\n".join(lines)
