@@ -172,11 +172,14 @@ class JourneyWorkflow:
             self.awaiting = set()
             self._enter(Stage.data_entered)
             if input.email:
-                verify_step = f"verification-{self.submissions}"
-                await self._send("verification", verify_step, TokenPurpose.verify_email,
-                                 Stage.verification_pending, to_pending_email=True)
-                self.verification_step = verify_step
+                # Confirmable as soon as the mail may be out, before its send reports back: a
+                # send whose report is held up (a killed worker, Temporal restarting) must not
+                # turn the customer's click into "a newer link was sent".
+                self.verification_step = f"verification-{self.submissions}"
                 self.awaiting.add("email")
+                await self._send("verification", self.verification_step,
+                                 TokenPurpose.verify_email, Stage.verification_pending,
+                                 to_pending_email=True)
             if input.mobile:
                 self.code_resends = 0
                 await self._send_code()
@@ -224,8 +227,10 @@ class JourneyWorkflow:
         self._check_confirmable(input)
 
     def _check_confirmable(self, input: ConfirmInput) -> None:
-        if (self.stage != Stage.verification_pending or input.step != self.verification_step
-                or "email" not in self.awaiting):
+        # `data_entered`: the verification mail is out but its send has not reported back; the
+        # handler then waits its turn until it has.
+        if (self.stage not in (Stage.data_entered, Stage.verification_pending)
+                or input.step != self.verification_step or "email" not in self.awaiting):
             raise ApplicationError(
                 "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
             )

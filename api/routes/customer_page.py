@@ -366,7 +366,9 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     visit = await resolve(session, token, TokenPurpose.verify_email)
     if visit is None:
         return invalid_link(request, state)
-    if visit.journey.stage != Stage.verification_pending:
+    # `data_entered`: the mail arrived before its send was recorded (a moment, or longer
+    # when a worker died in between); the confirmation decides whether the link still counts.
+    if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
         return finished(request, state, visit)
     return html(request, state, "confirm", visit.language, {
         "client_name": visit.client.name, "email": (visit.journey.collected or {}).get("email")})
