@@ -259,13 +259,15 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    displays = [str(form.get(f"display-{b['key']}", "")) for b in boxes]
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
-            given_at=given_at, language=visit.language, **who(request)))
+            given_at=given_at, language=visit.language, **who(request)),
+            id=submission_id(displays))
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise_if_unavailable(err)
         if update_error_type(err) == ErrorType.too_many_submissions:
@@ -276,6 +278,15 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         return finished(request, state, visit)
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def submission_id(display_ids: list[str]) -> str | None:
+    """Each showing of the form records its own consent displays, so their ids name one
+    filled-in form: a browser posting it again (a reload after an error page) joins the first
+    submission as the same Temporal update instead of recording the consents twice."""
+    if not any(display_ids):
+        return None
+    return "submission/" + sha256_hex(",".join(display_ids))[:32]
 
 
 async def _answer(request: Request, state, session, visit: Visit, form, given_at: datetime):
