@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
+from api.errors import unavailable
 from contacts import registry
 from contacts.audit import Actor
 from core.security import Csrf, SecretBox
@@ -36,8 +38,17 @@ def app_state(request: Request) -> AppState:
 
 
 async def get_session(state: Annotated[AppState, Depends(app_state)]) -> AsyncIterator[AsyncSession]:
-    async with state.sessions() as session:
+    session = state.sessions()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except DBAPIError as err:
+            # The database went away (a restart) while the answer was on its way: the pool
+            # has dropped the connection, and failing here would cut the answer off mid-way.
+            if not unavailable(err):
+                raise
 
 
 StateDep = Annotated[AppState, Depends(app_state)]

@@ -1,14 +1,20 @@
-"""One structured error body for every 4xx: {"error": {"code", "message", "fields"}}."""
+"""One structured error body for every 4xx: {"error": {"code", "message", "fields"}}; and a
+503 with Retry-After, never a raw 500, while Temporal or the database is briefly unreachable."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import FieldError, field_path
+from messaging.rendering import render_page
 
 
 class ErrorDetail(BaseModel):
@@ -27,7 +33,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     404: {"model": ErrorBody, "description": "Not found (or another client's)"},
     422: {"model": ErrorBody, "description": "Validation failed; `fields` names each field"},
+    503: {"model": ErrorBody, "description": "Briefly unavailable (a restart): retry after "
+          "`Retry-After` seconds"},
 }
+# Long enough for a restarted Temporal server or database to be back, short enough for a person.
+RETRY_AFTER_SECONDS = 5
+_TRANSIENT_RPC = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+                  RPCStatusCode.RESOURCE_EXHAUSTED}
 
 
 def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,
@@ -43,6 +55,35 @@ def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
          429: "rate_limited"}
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether the error means Temporal or the database cannot be reached right now (a
+    restart, a failover), as opposed to a refusal that retrying would not change."""
+    if isinstance(err, RPCError):
+        return err.status in _TRANSIENT_RPC
+    if isinstance(err, sa.DBAPIError):
+        return err.connection_invalidated or isinstance(err, (sa.OperationalError,
+                                                              sa.InterfaceError))
+    return isinstance(err, (RPCTimeoutOrCancelledError, sa.TimeoutError))
+
+
+def raise_if_unavailable(err: BaseException) -> None:
+    """For handlers that answer a refused update with a page: an unreachable Temporal is not
+    a refusal, and goes on to the 503 handler."""
+    if unavailable(err):
+        raise err
+
+
+def unavailable_response(request: Request) -> Response:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.url.path.startswith("/v1/"):
+        return error_response(503, "unavailable", "the service is briefly unavailable; nothing "
+                              "was lost, retry after Retry-After seconds", headers=headers)
+    # Customers get a page in their language that tells them to try again.
+    page = render_page("finished", request.headers.get("accept-language", "en")[:2],
+                       {"stage": "unavailable", "client_name": ""})
+    return HTMLResponse(page, status_code=503, headers=headers)
 
 
 class FieldProblems(Exception):
@@ -70,3 +111,13 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, CODES.get(exc.status_code, "error"), str(exc.detail),
                               headers=getattr(exc, "headers", None))
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        if not unavailable(exc):
+            raise exc  # a real fault: the server error handler logs it and answers 500
+        logging.getLogger("api").warning("%s %s: 503, %s: %s", request.method, request.url.path,
+                                         type(exc).__name__, exc)
+        return unavailable_response(request)
+
+    for error in (RPCError, RPCTimeoutOrCancelledError, sa.DBAPIError, sa.TimeoutError):
+        app.add_exception_handler(error, _unavailable)

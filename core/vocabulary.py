@@ -28,9 +28,12 @@ FINAL_STAGES = frozenset(
     {Stage.verified, Stage.expired, Stage.opted_out, Stage.accepted, Stage.rejected,
      Stage.cancelled}
 )
-# Stages in which the customer may (re)submit data from the page.
+# Stages in which the customer may (re)submit data from the page. `enrolled` too: the
+# invitation is mailed before its activity reports back, and a worker that dies in between
+# leaves the journey `enrolled` until the send is retried, while the customer already has it.
 ACCEPTS_SUBMISSION = frozenset(
-    {Stage.invited, Stage.opened, Stage.data_entered, Stage.verification_pending}
+    {Stage.enrolled, Stage.invited, Stage.opened, Stage.data_entered,
+     Stage.verification_pending}
 )
 
 

@@ -24,7 +24,7 @@ LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30,
-                     what: str = "condition") -> T:
+                     what: str = "condition", interval: float = 0.1) -> T:
     """Polls until probe returns something truthy; the journeys run in real time."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -33,7 +33,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
             return result
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
 
 
 def unique_email(name: str = "customer") -> str:
@@ -89,7 +89,8 @@ class LocalHttpServer:
         raise NotImplementedError
 
     async def start(self) -> None:
-        self.port = free_port()
+        # Started again after a stop, it listens on the same port (a receiver back from an outage).
+        self.port = self.port or free_port()
         self._server = uvicorn.Server(uvicorn.Config(
             self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
         self._task = asyncio.create_task(self._server.serve())

@@ -61,7 +61,10 @@ with workflow.unsafe.imports_passed_through():
 
 DB_WRITE = {"start_to_close_timeout": timedelta(seconds=30)}
 SEND = {
-    "start_to_close_timeout": timedelta(minutes=2),
+    # A worker that dies mid-send is noticed only at this timeout, while a customer may be
+    # waiting on the page for the verification mail: a slow SMTP server gets
+    # `smtp_timeout_seconds` per operation, and the rest is a retry.
+    "start_to_close_timeout": timedelta(minutes=1),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
 }
 # Journeys started before bounces switched channels never took this branch.
@@ -292,11 +295,14 @@ class JourneyWorkflow:
             if input.email and "email" in emitted.proven:
                 self.awaiting.add("email")
             elif input.email:
-                verify_step = f"verification-{self.submissions}"
-                await self._send("verification", verify_step, TokenPurpose.verify_email,
-                                 Stage.verification_pending, to_pending_email=True)
-                self.verification_step = verify_step
+                # Confirmable as soon as the mail may be out, before its send reports back: a
+                # send whose report is held up (a killed worker, Temporal restarting) must not
+                # turn the customer's click into "a newer link was sent".
+                self.verification_step = f"verification-{self.submissions}"
                 self.awaiting.add("email")
+                await self._send("verification", self.verification_step,
+                                 TokenPurpose.verify_email, Stage.verification_pending,
+                                 to_pending_email=True)
             if input.mobile and "mobile" in emitted.proven:
                 self.awaiting.add("mobile")
             elif input.mobile:
@@ -364,8 +370,10 @@ class JourneyWorkflow:
         self._check_confirmable(input)
 
     def _check_confirmable(self, input: ConfirmInput) -> None:
-        if (self.stage != Stage.verification_pending or input.step != self.verification_step
-                or "email" not in self.awaiting):
+        # `data_entered`: the verification mail is out but its send has not reported back; the
+        # handler then waits its turn until it has.
+        if (self.stage not in (Stage.data_entered, Stage.verification_pending)
+                or input.step != self.verification_step or "email" not in self.awaiting):
             raise ApplicationError(
                 "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
             )
@@ -456,8 +464,9 @@ class JourneyWorkflow:
         self._check_answerable()
 
     def _check_answerable(self) -> None:
+        # `enrolled` as for submissions (ACCEPTS_SUBMISSION): the invitation may be out.
         if self.input.kind != JourneyKind.reconsent or self.stage not in (
-                Stage.invited, Stage.opened) or self.opted_out is not None:
+                Stage.enrolled, Stage.invited, Stage.opened) or self.opted_out is not None:
             raise ApplicationError(f"journey is {self.stage}",
                                    type=ErrorType.submission_not_accepted)
 

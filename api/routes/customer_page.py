@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, StateDep
+from api.errors import raise_if_unavailable
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
 from contacts.audit import customer_actor
@@ -366,6 +367,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             given_at=given_at, language=visit.language, **who(request)),
             id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
     except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         if update_error_type(err) == ErrorType.too_many_submissions:
             return html(request, state, "finished", visit.language,
                         {"stage": "too_many_submissions"}, status.HTTP_429_TOO_MANY_REQUESTS,
@@ -389,7 +391,8 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
             accepted=answer == "accept", given_at=given_at, language=visit.language,
             display_id=form.get("display"), **who(request)))
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         await session.refresh(visit.journey)
         return finished(request, state, visit)
     return finished(request, state, visit, result.stage)
@@ -419,7 +422,8 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
             JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit,
                              {"outcome": result.outcome, "tries_left": result.tries_left})
@@ -433,7 +437,8 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
     try:
         result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
             JourneyWorkflow.resend_code)
-    except (WorkflowUpdateFailedError, RPCError):
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
         "resent": result.sent, "retry_after": result.retry_after_seconds})
@@ -448,8 +453,9 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
         try:
             await state.temporal.get_workflow_handle(visit.journey.workflow_id).signal(
                 JourneyWorkflow.opt_out, OptOutInput(at=datetime.now(UTC), **who(request)))
-        except RPCError:
-            pass
+        except RPCError as err:
+            # Never "you will not be asked again" for an opt-out that was not recorded.
+            raise_if_unavailable(err)
     return finished(request, state, visit, Stage.opted_out)
 
 
@@ -478,7 +484,9 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     visit = await resolve(session, token, TokenPurpose.verify_email)
     if visit is None:
         return invalid_link(request, state)
-    if visit.journey.stage != Stage.verification_pending:
+    # `data_entered`: the mail arrived before its send was recorded (a moment, or longer
+    # when a worker died in between); the confirmation decides whether the link still counts.
+    if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
         return finished(request, state, visit)
     return html(request, state, "confirm", visit.language, {
         "email": (visit.journey.collected or {}).get("email")}, visit=visit)
@@ -495,6 +503,7 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
         result = await handle.execute_update(JourneyWorkflow.confirm_email, ConfirmInput(
             step=visit.link.step, confirmed_at=confirmed_at, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
+        raise_if_unavailable(err)
         if update_error_type(err) == ErrorType.nothing_to_verify:
             await session.refresh(visit.journey)
             stage = visit.journey.stage
