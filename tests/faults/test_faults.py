@@ -17,6 +17,8 @@ CONTACTS = int(os.environ.get("FAULT_CONTACTS", "500"))
 # 2-core machine; well under this on an idle one).
 SCENARIO_SECONDS = 600
 POSTGRES_DOWN = 5
+# How long the webhook receiver refuses connections: the fault itself, not a wait.
+RECEIVER_DOWN = float(os.environ.get("FAULT_RECEIVER_DOWN_SECONDS", "10"))
 
 
 async def during_campaign(stack: FaultStack, fault: str, inject) -> None:  # noqa: ANN001
@@ -94,17 +96,18 @@ async def test_webhook_receiver_refuses_connections_then_recovers():
         await campaign.progress(0.2)
         await stack.receiver.stop()
         down_at = time.monotonic()
-        await asyncio.sleep(10)
+        await asyncio.sleep(RECEIVER_DOWN)
         received = len(stack.receiver.received)
         await stack.receiver.start()
         # Deliveries kept coming due during the outage; the endpoint was never given up on.
-        assert time.monotonic() - down_at >= 10
+        assert time.monotonic() - down_at >= RECEIVER_DOWN
 
         async def resumed() -> bool:
             return len(stack.receiver.received) > received
         await eventually(resumed, timeout=60, what="deliveries resuming after the outage")
 
     async with fault_stack() as stack:
-        await during_campaign(stack, "webhook receiver refusing connections 10 s", inject)
+        await during_campaign(
+            stack, f"webhook receiver refusing connections {RECEIVER_DOWN:.0f} s", inject)
         endpoints = (await stack.http.get("/v1/webhook-endpoints", headers=stack.auth)).json()
         assert all(e["enabled"] and not e["failing"] for e in endpoints), endpoints
