@@ -25,7 +25,6 @@ from db.models import (
     Campaign,
     Client,
     Contact,
-    ContactAddress,
     ContactSettings,
     Journey,
     Message,
@@ -227,12 +226,7 @@ class MessageSender:
 
     async def _postal_address(self, session: AsyncSession,
                               contact: Contact) -> PostalAddress | None:
-        """The contact's primary active address, else the newest active one."""
-        row = (await session.scalars(
-            select(ContactAddress)
-            .where(ContactAddress.contact_id == contact.id, ContactAddress.active.is_(True))
-            .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at.desc())
-            .limit(1))).first()
+        row = await crud.current_address(session, contact_id=contact.id)
         if row is None:
             return None
         name = " ".join(p for p in (contact.first_name, contact.last_name) if p)

@@ -20,6 +20,7 @@ from db.models import (
     Client,
     ConsentEvent,
     Contact,
+    ContactAddress,
     ContactPoint,
     Journey,
     RateLimitCounter,
@@ -128,6 +129,16 @@ async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,
         )
     ).all()
     return points[-1] if points else None
+
+
+async def current_address(session: AsyncSession, *, contact_id: uuid.UUID
+                          ) -> ContactAddress | None:
+    """The contact's primary active address, else the newest active one."""
+    return (await session.scalars(
+        select(ContactAddress)
+        .where(ContactAddress.contact_id == contact_id, ContactAddress.active.is_(True))
+        .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at.desc())
+        .limit(1))).first()
 
 
 async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:

@@ -253,10 +253,8 @@ ADDRESS_FIELDS = ("line1", "postal_code", "city", "country")
 
 
 async def known_address(session, contact_id) -> dict[str, Any] | None:
-    """The contact's primary address (else any active one), to show on the page."""
-    found = (await session.scalars(select(ContactAddress).where(
-        ContactAddress.contact_id == contact_id, ContactAddress.active)
-        .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at))).first()
+    """The contact's current address, to show on the page."""
+    found = await crud.current_address(session, contact_id=contact_id)
     return None if found is None else {
         "type": found.type, **{f: getattr(found, f) or "" for f in ADDRESS_FIELDS}}
 
