@@ -52,7 +52,7 @@ async def test_pay_before_or_after_leaving_data(
 ):
     hook = await tenant.subscribe(webhook_receiver, ["journey.payment_completed"])
     campaign = await tenant.create_campaign(
-        payments=True, reminders={"interval": "PT2S", "max_count": 3}, expires_after="PT8S")
+        payments=True, reminders={"interval": "PT2S", "max_count": 3}, expires_after="PT14S")
     people = {name: unique_email(name) for name in ("first", "later", "never", "paid_only")}
     enrolled = await tenant.enrol(campaign["id"], *(
         {"external_id": name, "email": email, "claim": claim(i)}
