@@ -44,6 +44,11 @@ def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
     return max(due - utcnow(), timedelta(0))
 
 
+# Contacts read and inserted per transaction within a batch.
+PAGE = 250
+HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times this
+
+
 class CampaignLauncher:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  temporal: TemporalClient) -> None:
@@ -79,13 +84,50 @@ class CampaignLauncher:
 
     @activity.defn
     async def launch_batch(self, input: LaunchBatchInput) -> LaunchBatchResult:
+        """Pages through the batch's contacts; each page's journeys start while the next page
+        is read and inserted, so the server always has `launch_starts_in_flight` starts to
+        work on. Heartbeats tell a lost worker within seconds, not at the batch's timeout."""
+        gate = asyncio.Semaphore(self._settings.launch_starts_in_flight)
+        starting: list[asyncio.Task[None]] = []
+        seen = started = 0
+        cursor = input.after_contact_id
+        try:
+            while seen < input.limit:
+                limit = min(PAGE, input.limit - seen)
+                campaign, page, to_start, delays = await self._insert_page(
+                    input, cursor, limit, position=input.position + seen)
+                starting.append(asyncio.create_task(start_journeys(
+                    self._temporal, self._settings, campaign=campaign, journeys=to_start,
+                    gate=gate, delays=delays)))
+                seen += len(page)
+                started += len(to_start)
+                cursor = str(page[-1][0]) if page else cursor
+                activity.heartbeat(seen)
+                if len(page) < limit:
+                    break
+            pending = set(starting)
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=HEARTBEAT_EVERY)
+                for task in done:
+                    task.result()  # a failed start fails the batch, which is retried
+                activity.heartbeat(seen)
+        finally:
+            for task in starting:
+                task.cancel()
+        return LaunchBatchResult(seen=seen, started=started, skipped=seen - started,
+                                 last_contact_id=cursor)
+
+    async def _insert_page(self, input: LaunchBatchInput, after: str | None, limit: int,
+                           position: int):
+        """Reads one page of the selection and inserts its journeys (committed before they
+        start: their first activity reads the row); returns the journeys to start."""
         async with transaction(self._sessions) as session:
             campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
             query = launches.selected_contacts(session, client_id=campaign.client_id,
                                                spec=campaign.spec, selection=input.selection)
-            if input.after_contact_id:
-                query = query.where(Contact.id > uuid.UUID(input.after_contact_id))
-            page = (await session.execute(query.limit(input.limit))).all()
+            if after:
+                query = query.where(Contact.id > uuid.UUID(after))
+            page = (await session.execute(query.limit(limit))).all()
             earlier: dict[uuid.UUID, list[Journey]] = defaultdict(list)
             for journey in await session.scalars(select(Journey).where(
                     Journey.campaign_id == campaign.id,
@@ -94,8 +136,8 @@ class CampaignLauncher:
             to_start: list[Journey] = []
             delays: dict[uuid.UUID, timedelta] = {}
             rows = []
-            for position, (contact_id, language) in enumerate(page, input.position):
-                delays[contact_id] = first_step_delay(input, position)
+            for at, (contact_id, language) in enumerate(page, position):
+                delays[contact_id] = first_step_delay(input, at)
                 theirs = earlier[contact_id]
                 live = next((j for j in theirs if j.stage != Stage.expired), None)
                 if live is not None:
@@ -113,12 +155,7 @@ class CampaignLauncher:
                 inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(
                     session, Journey, rows).returning(Journey.id)))
                 to_start += [Journey(**row) for row in rows if row["id"] in inserted]
-        await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=to_start,
-                             in_flight=self._settings.launch_starts_in_flight,
-                             delays={j.id: delays[j.contact_id] for j in to_start})
-        return LaunchBatchResult(
-            seen=len(page), started=len(to_start), skipped=len(page) - len(to_start),
-            last_contact_id=str(page[-1][0]) if page else input.after_contact_id)
+        return campaign, page, to_start, {j.id: delays[j.contact_id] for j in to_start}
 
     @activity.defn
     async def finish_launch(self, input: FinishLaunchInput) -> FinishLaunchResult:

@@ -22,8 +22,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.vocabulary import ErrorType, LaunchState
 
-# A batch starts up to a few thousand workflows; its retry must not wait long.
-BATCH = {"start_to_close_timeout": timedelta(minutes=10)}
+# A batch starts up to a few thousand workflows; it heartbeats, so a batch lost with its
+# worker is retried elsewhere within half a minute.
+BATCH = {"start_to_close_timeout": timedelta(minutes=10),
+         "heartbeat_timeout": timedelta(seconds=30)}
 DB_WORK = {"start_to_close_timeout": timedelta(minutes=5)}
 ENDED = (LaunchState.cancelled, LaunchState.completed)
 

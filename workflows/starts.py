@@ -56,13 +56,14 @@ def journey_plan(spec: dict[str, Any]) -> list[ChannelStep]:
 
 async def start_journeys(
     temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
-    in_flight: int = START_CONCURRENCY, delays: dict[uuid.UUID, timedelta] | None = None,
+    gate: asyncio.Semaphore | None = None, delays: dict[uuid.UUID, timedelta] | None = None,
 ) -> None:
-    """Starts each journey (a no-op for one already started); `delays` holds back a journey's
-    first step, e.g. to spread a launch's invitations over time."""
+    """Starts each journey (a no-op for one already started), `START_CONCURRENCY` at a time
+    or as many as `gate` lets through; `delays` holds back a journey's first step, e.g. to
+    spread a launch's invitations over time."""
     timings = journey_timings(campaign.spec, settings)
     plan = journey_plan(campaign.spec)
-    gate = asyncio.Semaphore(in_flight)
+    gate = gate or asyncio.Semaphore(START_CONCURRENCY)
 
     async def start(journey: Journey) -> None:
         async with gate:
