@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import security
+from core.vocabulary import Stage
 from db.models import (
     ApiKey,
     Campaign,
@@ -118,17 +119,20 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
+async def known_points(session: AsyncSession, *, contact_id: uuid.UUID
+                       ) -> dict[str, ContactPoint]:
+    """The contact's email and mobile to write to, by kind: a verified one first, else the
+    newest known (one query for both)."""
+    points = (await session.scalars(
+        select(ContactPoint)
+        .where(ContactPoint.contact_id == contact_id)
+        .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))).all()
+    return {point.kind: point for point in points}  # the last of each kind wins
+
+
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,
                       kind: str) -> ContactPoint | None:
-    """The contact's email or mobile to write to: a verified one first, else the newest known."""
-    points = (
-        await session.scalars(
-            select(ContactPoint)
-            .where(ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
-            .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at)
-        )
-    ).all()
-    return points[-1] if points else None
+    return (await known_points(session, contact_id=contact_id)).get(kind)
 
 
 async def current_address(session: AsyncSession, *, contact_id: uuid.UUID
@@ -154,6 +158,14 @@ async def add_journey_event(
         JourneyEvent,
         [{"journey_id": journey.id, "step": step, "type": type, "at": at, "detail": detail}],
     )
+
+
+async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime) -> None:
+    """The customer's first visit to the contact page. Only an invited journey becomes opened:
+    one that moved on meanwhile keeps its stage."""
+    await session.execute(update(Journey).where(
+        Journey.id == journey.id, Journey.stage == Stage.invited).values(stage=Stage.opened))
+    await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at)
 
 
 async def record_webhook_event(

@@ -6,14 +6,15 @@ opaque token does, and the database knows only its hash.
 
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import exists, select
-from temporalio.client import WorkflowUpdateFailedError
+from sqlalchemy import select
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -28,7 +29,6 @@ from core.contracts import (
     ConsentAnswerInput,
     ConsentDecision,
     OptOutInput,
-    PageOpenedInput,
     SubmitCodeInput,
     SubmitDataInput,
 )
@@ -48,6 +48,7 @@ from db.models import (
     Client,
     Contact,
     ContactAddress,
+    ContactPoint,
     ContactSettings,
     Journey,
     LinkToken,
@@ -92,15 +93,21 @@ def phone_region(visit: Visit, state) -> str:
 async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if len(token) > 100:
         return None
-    link = await session.get(LinkToken, sha256_hex(token))
-    if link is None or link.purpose != purpose or link.expires_at <= datetime.now(UTC):
+    # One round trip: every page of a link needs all of it.
+    found = (await session.execute(
+        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region)
+        .join(Journey, Journey.id == LinkToken.journey_id)
+        .join(Campaign, Campaign.id == Journey.campaign_id)
+        .join(Client, Client.id == Journey.client_id)
+        .join(Contact, Contact.id == Journey.contact_id)
+        .outerjoin(ContactSettings, ContactSettings.client_id == Journey.client_id)
+        .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
+    if found is None:
         return None
-    journey = await session.get_one(Journey, link.journey_id)
-    registry = await session.get(ContactSettings, journey.client_id)
-    return Visit(token, link, journey, await session.get_one(Campaign, journey.campaign_id),
-                 await session.get_one(Client, journey.client_id),
-                 await session.get_one(Contact, journey.contact_id),
-                 registry.default_region if registry else None)
+    link, journey, campaign, client, contact, region = found
+    if link.purpose != purpose or link.expires_at <= datetime.now(UTC):
+        return None
+    return Visit(token, link, journey, campaign, client, contact, region)
 
 
 LANGUAGES = language_names()
@@ -213,24 +220,35 @@ def awaiting(journey: Journey, kind: str) -> str | None:
     return None
 
 
-async def profile_complete(session, visit: Visit) -> int:
+@dataclass
+class Known:
+    """What the registry already holds about the visit's contact, loaded once per page."""
+    points: dict[str, ContactPoint]
+    address: ContactAddress | None
+
+
+async def known_data(session, visit: Visit) -> Known:
+    return Known(await crud.known_points(session, contact_id=visit.contact.id),
+                 await crud.current_address(session, contact_id=visit.contact.id))
+
+
+def profile_complete(visit: Visit, known: Known) -> int:
     """How much of the contact's profile is known, in percent: name, email address, mobile
     number and postal address count equally; what was entered and awaits verification counts."""
     contact, collected = visit.contact, visit.journey.collected or {}
-    known = [bool(contact.first_name or contact.last_name or contact.company_name)]
-    for kind in ("email", "mobile"):
-        known.append(bool(collected.get(kind)) or await crud.known_point(
-            session, contact_id=contact.id, kind=kind) is not None)
-    known.append(bool(await session.scalar(select(exists().where(
-        ContactAddress.contact_id == contact.id, ContactAddress.active)))))
-    return round(100 * sum(known) / len(known))
+    parts = [bool(contact.first_name or contact.last_name or contact.company_name),
+             *(bool(collected.get(kind)) or kind in known.points for kind in ("email", "mobile")),
+             known.address is not None]
+    return round(100 * sum(parts) / len(parts))
 
 
 async def _form(request: Request, state, session, visit: Visit, *, values: dict[str, Any],
                 errors: dict[str, str], status_code: int = 200,
-                notice: dict[str, Any] | None = None) -> HTMLResponse:
+                notice: dict[str, Any] | None = None, known: Known | None = None
+                ) -> HTMLResponse:
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
+    known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
         "collect": visit.campaign.spec.get("collect", ["email"]),
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
@@ -238,7 +256,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "notice": notice or {},
         "first_name": visit.contact.first_name,
-        "complete": await profile_complete(session, visit),
+        "complete": profile_complete(visit, known),
         "incentive": visit.campaign.spec.get("incentive_text"),
         "consents": consent_boxes(visit),
         "values": values,
@@ -252,18 +270,17 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
 ADDRESS_FIELDS = ("line1", "postal_code", "city", "country")
 
 
-async def known_address(session, contact_id) -> dict[str, Any] | None:
-    """The contact's current address, to show on the page."""
-    found = await crud.current_address(session, contact_id=contact_id)
-    return None if found is None else {
-        "type": found.type, **{f: getattr(found, f) or "" for f in ADDRESS_FIELDS}}
+def address_view(address: ContactAddress | None) -> dict[str, Any] | None:
+    """The contact's current address as the page shows it."""
+    return None if address is None else {
+        "type": address.type, **{f: getattr(address, f) or "" for f in ADDRESS_FIELDS}}
 
 
 async def entered_address(session, contact_id, raw: dict[str, str]
                           ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The address as typed, checked like the registry does; it keeps the type of the address
     it corrects (a new one is the home address)."""
-    known = await known_address(session, contact_id)
+    known = address_view(await crud.current_address(session, contact_id=contact_id))
     try:
         address = AddressIn.model_validate({
             "type": known["type"] if known else "home",
@@ -271,6 +288,13 @@ async def entered_address(session, contact_id, raw: dict[str, str]
     except ValidationError as err:
         return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
     return address.model_dump(include={"type", *ADDRESS_FIELDS}), {}
+
+
+async def journey_of(session, state, visit: Visit) -> WorkflowHandle:
+    """The visit's journey workflow, to signal or update. The request's transaction ends
+    first: customers waiting on their journeys hold no database connections meanwhile."""
+    await session.commit()
+    return state.temporal.get_workflow_handle(visit.journey.workflow_id)
 
 
 @router.get("/c/{token}", response_class=HTMLResponse)
@@ -281,34 +305,36 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     if visit.journey.stage == Stage.invited:
-        handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
-        try:
-            await handle.signal(JourneyWorkflow.page_opened,
-                                PageOpenedInput(opened_at=datetime.now(UTC)))
-        except RPCError:
-            pass  # a journey that just finished cannot be opened; the page still shows
+        # The first visit is a fact for the funnel and the activity feed, written with the
+        # page's other writes; the journey's course does not depend on it, so a page view
+        # costs no workflow task.
+        await crud.record_opened(session, journey=visit.journey, at=datetime.now(UTC))
+    return await _contact_page(request, session, state, visit)
+
+
+async def _contact_page(request: Request, session, state, visit: Visit) -> HTMLResponse:
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
         [box] = consent_boxes(visit)
         displays = await show_consents(request, session, visit, "reconsent_page")
         return html(request, state, "reconsent_form", visit.language, {
             "text": box["text"], "display_id": displays[box["key"]]}, visit=visit)
-    known = (visit.journey.collected or {}).get("email")
-    if known is None:
-        point = await crud.known_email(session, contact_id=visit.contact.id)
-        known = point.value if point else ""
-    # The page shows the contact's data to whoever holds the link: an audited read.
+    # The page shows the contact's data to whoever holds the link: an audited read (committed
+    # with the consent texts the form shows).
     await audit.record(session, client_id=visit.journey.client_id, actor=customer_actor(
         visit.journey), action=AuditAction.read, contact_ids=[visit.contact.id],
         detail={"view": "contact_page"})
-    await session.commit()
-    mobile = (visit.journey.collected or {}).get("mobile")
-    if mobile is None:
-        point = await crud.known_point(session, contact_id=visit.contact.id, kind="mobile")
-        mobile = point.value if point else None
-    address = (visit.journey.collected or {}).get("address") or await known_address(
-        session, visit.contact.id) or {"country": phone_region(visit, state)}
-    return await _form(request, state, session, visit, errors={}, values={
-        "email": known, "consents": set(), "address": address,
+    known = await known_data(session, visit)
+    collected = visit.journey.collected or {}
+    email = collected.get("email")
+    if email is None:
+        email = known.points["email"].value if "email" in known.points else ""
+    mobile = collected.get("mobile")
+    if mobile is None and "mobile" in known.points:
+        mobile = known.points["mobile"].value
+    address = collected.get("address") or address_view(known.address) or {
+        "country": phone_region(visit, state)}
+    return await _form(request, state, session, visit, known=known, errors={}, values={
+        "email": email, "consents": set(), "address": address,
         "mobile": display_phone(mobile, phone_region(visit, state)) if mobile else ""})
 
 
@@ -354,7 +380,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked,
                                    "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-    handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    handle = await journey_of(session, state, visit)
     submission = str(form.get("submission", ""))
     try:
         await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
@@ -384,7 +410,7 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
         return html(request, state, "reconsent_form", visit.language, {
             "text": box["text"], "display_id": displays[box["key"]]},
             status.HTTP_422_UNPROCESSABLE_CONTENT, visit=visit)
-    handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    handle = await journey_of(session, state, visit)
     try:
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(
             accepted=answer == "accept", given_at=given_at, language=visit.language,
@@ -418,7 +444,7 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
         return visit
     code = str((await request.form()).get("code", ""))[:20]
     try:
-        result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
+        result = await (await journey_of(session, state, visit)).execute_update(
             JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise_if_unavailable(err)
@@ -433,7 +459,7 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
     if isinstance(visit, HTMLResponse):
         return visit
     try:
-        result = await state.temporal.get_workflow_handle(visit.journey.workflow_id).execute_update(
+        result = await (await journey_of(session, state, visit)).execute_update(
             JourneyWorkflow.resend_code)
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise_if_unavailable(err)
@@ -449,7 +475,7 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
         return visit
     if visit.journey.stage not in (Stage.verified, Stage.expired):
         try:
-            await state.temporal.get_workflow_handle(visit.journey.workflow_id).signal(
+            await (await journey_of(session, state, visit)).signal(
                 JourneyWorkflow.opt_out, OptOutInput(at=datetime.now(UTC), **who(request)))
         except RPCError as err:
             # Never "you will not be asked again" for an opt-out that was not recorded.
@@ -496,7 +522,7 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
     visit = await posted_visit(request, session, state, token, TokenPurpose.verify_email)
     if isinstance(visit, HTMLResponse):
         return visit
-    handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    handle = await journey_of(session, state, visit)
     try:
         result = await handle.execute_update(JourneyWorkflow.confirm_email, ConfirmInput(
             step=visit.link.step, confirmed_at=confirmed_at, **who(request)))
