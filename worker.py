@@ -93,6 +93,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
             max_cached_workflows=settings.worker_max_cached_workflows,
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
             **({} if settings.worker_workflow_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
             activities=[
                 records.record_stage,

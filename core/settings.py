@@ -115,16 +115,21 @@ class Settings(BaseSettings):
 
     # Campaign launches: contacts per fan-out batch (one activity), journey starts in flight per
     # batch, batches per workflow run before it continues as new (bounds its history).
-    launch_batch_size: int = Field(default=500, ge=1, le=5000)
+    launch_batch_size: int = Field(default=1000, ge=1, le=5000)
     launch_starts_in_flight: int = Field(default=100, ge=1, le=1000)
     launch_batches_per_run: int = Field(default=100, ge=1, le=1000)
     # Workflows the worker keeps in memory between tasks (the SDK's sticky cache). Each waiting
     # journey evicted from it is replayed from its history on its next event instead.
     worker_max_cached_workflows: int = Field(default=250, ge=0)
+    # Activities the worker runs at once. Nearly every one holds a database connection, and the
+    # pool has 30: more would queue for a connection (and time out there under a backlog)
+    # instead of waiting their turn in Temporal.
+    worker_max_concurrent_activities: int = Field(default=30, ge=1)
 
-    # Off, workflow code runs without the SDK's sandbox: a quarter less worker CPU per journey
-    # (bench/README.md), while determinism is still checked by the recorded-history replays.
-    worker_workflow_sandbox: bool = True
+    # Off (the default), workflow code runs without the SDK's sandbox: a quarter less worker
+    # CPU and memory per journey (bench/README.md). Determinism is checked where it matters,
+    # before a change lands: the recorded histories replay in CI inside the sandbox.
+    worker_workflow_sandbox: bool = False
 
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: timedelta = timedelta(days=1)
