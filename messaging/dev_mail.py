@@ -57,22 +57,27 @@ class OutboxEmail:
     headers: dict[str, str]
 
 
+def outbox_email(key: str, msg: mailbox.Message) -> OutboxEmail:
+    text = html = None
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and text is None:
+            text = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+        elif ctype == "text/html" and html is None:
+            html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+    return OutboxEmail(
+        key=key, to=msg["To"] or "", sender=msg["From"] or "", subject=msg["Subject"] or "",
+        date=parsedate_to_datetime(msg["Date"]) if msg["Date"] else None,
+        text=text or "", html=html, headers={k: str(v) for k, v in msg.items()},
+    )
+
+
+def outbox(maildir: Path) -> mailbox.Maildir:
+    ensure_maildir(maildir)
+    return mailbox.Maildir(str(maildir), create=False)
+
+
 def read_outbox(maildir: Path) -> list[OutboxEmail]:
     """Every message the sink received, newest first."""
-    ensure_maildir(maildir)
-    box = mailbox.Maildir(str(maildir), create=False)
-    out = []
-    for key, msg in box.items():
-        text = html = None
-        for part in msg.walk():
-            ctype = part.get_content_type()
-            if ctype == "text/plain" and text is None:
-                text = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
-            elif ctype == "text/html" and html is None:
-                html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
-        out.append(OutboxEmail(
-            key=key, to=msg["To"] or "", sender=msg["From"] or "", subject=msg["Subject"] or "",
-            date=parsedate_to_datetime(msg["Date"]) if msg["Date"] else None,
-            text=text or "", html=html, headers={k: str(v) for k, v in msg.items()},
-        ))
+    out = [outbox_email(key, msg) for key, msg in outbox(maildir).items()]
     return sorted(out, key=lambda m: m.date.timestamp() if m.date else 0, reverse=True)

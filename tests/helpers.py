@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from messaging.dev_mail import OutboxEmail, read_outbox
+from messaging.dev_mail import OutboxEmail, outbox, outbox_email
 from stack import free_port
 
 T = TypeVar("T")
@@ -46,13 +46,19 @@ class Mailbox:
 
     maildir: Path
     port: int
+    # Each message parsed once: the sink's Maildir grows over the whole session.
+    parsed: dict[str, OutboxEmail] = field(default_factory=dict, repr=False)
 
     def to(self, address: str) -> list[OutboxEmail]:
         """Mails to the address in order of arrival (Maildir keys start "<sec>.M<usec>")."""
         def arrival(m: OutboxEmail) -> tuple[int, int]:
             seconds, _, rest = m.key.partition(".M")
             return int(seconds), int(rest.split("P", 1)[0])
-        return sorted((m for m in read_outbox(self.maildir) if m.to == address), key=arrival)
+        box = outbox(self.maildir)
+        for key in box.keys():
+            if key not in self.parsed:
+                self.parsed[key] = outbox_email(key, box[key])
+        return sorted((m for m in self.parsed.values() if m.to == address), key=arrival)
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 30) -> list[OutboxEmail]:
         async def probe() -> list[OutboxEmail] | None:
