@@ -14,11 +14,10 @@ from typing import Any
 
 import psycopg
 from pydantic import SecretStr
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from core.temporal import search_attribute_args, temporal_cli
+from core.temporal import data_converter, search_attribute_args, temporal_cli
 from db.migrate import upgrade
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -77,7 +76,7 @@ async def local_temporal() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=search_attribute_args(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
     )
     try:
         yield env

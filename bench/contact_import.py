@@ -15,12 +15,11 @@ from collections import defaultdict
 
 import httpx
 import psycopg
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from core.settings import Settings
-from core.temporal import search_attribute_args, temporal_cli
+from core.temporal import data_converter, search_attribute_args, temporal_cli
 from db import crud
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker, transaction
@@ -101,7 +100,7 @@ async def main(rows: int) -> None:
         content, _ = contacts_file(uuid.uuid4().hex[:6], rows, bad_every=None)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_cli(), dev_server_extra_args=search_attribute_args(),
-            data_converter=pydantic_data_converter)
+            data_converter=data_converter)
         try:
             ours = await import_through_the_api(url, env, content)
         finally:

@@ -2,9 +2,9 @@
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from core.temporal import data_converter
 from tests.histories import HERE
 from worker import REPLAYED
 
@@ -18,5 +18,5 @@ def test_histories_are_recorded():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replays_deterministically(path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=REPLAYED, data_converter=pydantic_data_converter).replay_workflow(
+    await Replayer(workflows=REPLAYED, data_converter=data_converter).replay_workflow(
         history)
