@@ -56,7 +56,8 @@ async def launch(bench: Bench, campaign_id: str, tag: str, count: int, **body: A
 
     async def finished() -> bool:
         return (await progress())["finished_at"] is not None
-    await until(finished, what=f"the launch of {count:,} journeys")
+    # Half an hour, or longer for a launch of more than 36,000 journeys (at 20/s).
+    await until(finished, what=f"the launch of {count:,} journeys", timeout=max(1800, count / 20))
     elapsed = time.perf_counter() - started
     done = await progress()
     if done["started"] != count:
