@@ -24,6 +24,7 @@ from core.paths import LOCALES_DIR, TEMPLATES_DIR
 DEFAULT_LANGUAGE = "en"
 
 
+@cache  # every page and message asks; the locales change only with a deployment
 def supported_languages() -> list[str]:
     return sorted({DEFAULT_LANGUAGE} | {p.name for p in LOCALES_DIR.iterdir() if p.is_dir()})
 
