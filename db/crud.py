@@ -291,18 +291,24 @@ async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: s
     ).one()
 
 
-async def count_hit(session: AsyncSession, *, key: str, window_start: datetime) -> int:
-    """Counts one request in the fixed window starting at window_start; returns the count.
-    One atomic upsert, so concurrent requests on several API instances count correctly."""
+async def count_hits(session: AsyncSession, *, keys: list[str],
+                     window_start: datetime) -> dict[str, int]:
+    """Counts one request against each key in the fixed window starting at window_start;
+    returns the counts. One atomic upsert for all keys, so concurrent requests on several API
+    instances count correctly. Counters are not worth a disk flush: the transaction commits
+    without waiting for one, and holds the rows' locks that much shorter."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(RateLimitCounter).values(key=key, window_start=window_start, count=1)
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL synchronous_commit TO off"))
+    stmt = insert(RateLimitCounter).values(
+        [{"key": key, "window_start": window_start, "count": 1} for key in keys])
     stale = stmt.excluded.window_start > RateLimitCounter.window_start
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
         "count": case((stale, 1), else_=RateLimitCounter.count + 1),
         "window_start": case((stale, stmt.excluded.window_start),
                              else_=RateLimitCounter.window_start),
-    }).returning(RateLimitCounter.count)
-    return (await session.execute(stmt)).scalar_one()
+    }).returning(RateLimitCounter.key, RateLimitCounter.count)
+    return {key: count for key, count in await session.execute(stmt)}
 
 
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
