@@ -63,9 +63,7 @@ class JourneyRecords:
 
     @staticmethod
     async def _load(session: AsyncSession, journey_id: str) -> tuple[Journey, Contact, Campaign]:
-        journey = await session.get_one(Journey, uuid.UUID(journey_id), with_for_update=True)
-        contact = await session.get_one(Contact, journey.contact_id)
-        campaign = await session.get_one(Campaign, journey.campaign_id)
+        journey, contact, campaign, _ = await crud.locked_journey(session, uuid.UUID(journey_id))
         return journey, contact, campaign
 
     @activity.defn

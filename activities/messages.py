@@ -88,8 +88,7 @@ class MessageSender:
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
-            journey = await session.get_one(Journey, uuid.UUID(input.journey_id),
-                                           with_for_update=True)
+            journey, _, _, _ = await crud.locked_journey(session, uuid.UUID(input.journey_id))
             already = (
                 await session.scalars(
                     select(Message).where(
