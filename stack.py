@@ -71,11 +71,13 @@ def scratch_database(prefix: str, server: str = PG_SERVER) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def local_temporal() -> AsyncIterator[WorkflowEnvironment]:
-    """An in-memory Temporal dev server with our search attributes and data converter."""
+async def local_temporal(db_file: Path | None = None) -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server with our search attributes and data converter, its SQLite database
+    in memory or in `db_file`."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attribute_args(),
+        dev_server_extra_args=[*search_attribute_args(),
+                               *(["--db-filename", str(db_file)] if db_file else [])],
         data_converter=data_converter,
     )
     try:

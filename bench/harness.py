@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -61,6 +61,7 @@ class Options:
     # Two requests of 1,000 in flight: the API starts 50 workflows at a time per request, so
     # 100 starts are in flight, as in the raw baseline.
     enrol_in_flight: int = 2
+    temporal_dir: Path | None = None  # where the dev server's SQLite file goes (else in memory)
     only: tuple[str, ...] = ()
 
 
@@ -268,9 +269,18 @@ def stack_pids(procs: list[subprocess.Popen]) -> dict[str, int]:
     return {**roles, "load generator (bench)": os.getpid()}
 
 
+def temporal_db(options: Options, stack: ExitStack) -> Path | None:
+    """A fresh SQLite file for the dev server in `temporal_dir`, removed after the run."""
+    if options.temporal_dir is None:
+        return None
+    directory = stack.enter_context(tempfile.TemporaryDirectory(
+        prefix="cj-bench-temporal-", dir=options.temporal_dir))
+    return Path(directory) / "temporal.db"
+
+
 @asynccontextmanager
 async def running_bench(options: Options) -> AsyncIterator[Bench]:
-    with tempfile.TemporaryDirectory(prefix="cj-bench-") as tmp, \
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cj-bench-") as tmp, \
             scratch_database("cj_bench") as database_url:
         logs = Path(tmp)
         smtp_port, api_port, bare_port = free_port(), free_port(), free_port()
@@ -278,7 +288,7 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
         procs: list[subprocess.Popen] = []
         engine = make_engine(database_url)
         try:
-            async with local_temporal() as env:
+            async with local_temporal(temporal_db(options, stack)) as env:
                 settings = throwaway_settings(
                     database_url=database_url, env=env, maildir=logs / "maildir",
                     smtp_port=smtp_port, public_base_url=f"http://127.0.0.1:{api_port}",
