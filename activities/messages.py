@@ -8,7 +8,7 @@ reported as skipped; a refusal by the server or provider as a bounce, recorded w
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -18,7 +18,15 @@ from temporalio import activity
 from activities.webhooks import EndpointWaker
 from core.contracts import SendMessageInput, SendMessageResult
 from core.settings import Settings
-from core.vocabulary import CHANNEL_NEEDS, FINAL_STAGES, BounceKind, Channel, TokenPurpose
+from core.vocabulary import (
+    CHANNEL_NEEDS,
+    FINAL_STAGES,
+    PROGRESS,
+    BounceKind,
+    Channel,
+    Stage,
+    TokenPurpose,
+)
 from db import bounces, consents, crud
 from db.models import (
     BrandLogo,
@@ -69,8 +77,13 @@ class Skip(Exception):
 
 
 def moved_on(stage: str, stage_after: str | None) -> str:
-    """A send that was in flight when its journey was cancelled does not reopen it."""
-    return stage if stage_after is None or stage in FINAL_STAGES else stage_after
+    """The stage a send moves its journey to. A send still in flight when its journey ended
+    does not reopen it, and one reported after the customer moved on does not move it back."""
+    if stage_after is None or stage in FINAL_STAGES:
+        return stage
+    if stage in PROGRESS and PROGRESS.index(Stage(stage_after)) < PROGRESS.index(Stage(stage)):
+        return stage
+    return stage_after
 
 
 class MessageSender:
@@ -114,19 +127,22 @@ class MessageSender:
                     journey.stage = moved_on(journey.stage, input.stage_after)
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
             recipient = (await session.get_one(Message, outgoing.message_id)).recipient
+        # Sent when the hand-over began: the customer may act on the message before the
+        # server's answer is recorded, and the journey's history must not show them first.
+        sent_at = utcnow()
         try:
             provider_id = await self._hand_over(outgoing)
         except Refused as refusal:
             async with transaction(self._sessions) as session:
                 message = await session.get_one(Message, outgoing.message_id)
-                message.sent_at = utcnow()
+                message.sent_at = sent_at
                 _, endpoints = await bounces.record_bounce(
                     session, message=message, kind=refusal.kind, reason=refusal.reason,
                     source=BOUNCE_SOURCE[Channel(outgoing.channel)], at=message.sent_at)
             # Only now, committed, may the endpoints' workflows see the event.
             await self._waker.wake(endpoints, input.step)
             return SendMessageResult(sent=False, recipient=recipient, bounced=refusal.kind)
-        await self._mark_sent(outgoing.message_id, provider_id, input)
+        await self._mark_sent(outgoing.message_id, provider_id, input, sent_at)
         return SendMessageResult(sent=True, recipient=recipient)
 
     async def _prepare(self, session: AsyncSession, journey: Journey, already: Message | None,
@@ -264,11 +280,11 @@ class MessageSender:
             raise
 
     async def _mark_sent(self, message_id: uuid.UUID, provider_id: str,
-                         input: SendMessageInput) -> None:
+                         input: SendMessageInput, sent_at: datetime) -> None:
         async with transaction(self._sessions) as session:
             message = await session.get_one(Message, message_id)
             message.status = "sent"
-            message.sent_at = utcnow()
+            message.sent_at = sent_at
             message.provider_message_id = provider_id
             # Locked: a cancellation committed meanwhile is seen, not overwritten.
             journey = await session.get_one(Journey, message.journey_id, with_for_update=True)

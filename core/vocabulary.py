@@ -28,6 +28,12 @@ FINAL_STAGES = frozenset(
     {Stage.verified, Stage.expired, Stage.opted_out, Stage.accepted, Stage.rejected,
      Stage.cancelled}
 )
+# The order an open journey moves in: a report that arrives late (a send recorded after the
+# customer already opened the page or answered) never moves it back.
+PROGRESS = (Stage.enrolled, Stage.invited, Stage.opened, Stage.data_entered,
+            Stage.verification_pending)
+# Not opened yet: the first visit to the contact page moves these to `opened`.
+NOT_OPENED = frozenset({Stage.enrolled, Stage.invited})
 # Stages in which the customer may (re)submit data from the page. `enrolled` too: the
 # invitation is mailed before its activity reports back, and a worker that dies in between
 # leaves the journey `enrolled` until the send is retried, while the customer already has it.

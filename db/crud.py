@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import security
-from core.vocabulary import Stage
+from core.vocabulary import NOT_OPENED, Stage
 from db.models import (
     ApiKey,
     Campaign,
@@ -179,10 +179,11 @@ async def add_journey_event(
 
 
 async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime) -> None:
-    """The customer's first visit to the contact page. Only an invited journey becomes opened:
+    """The customer's first visit to the contact page. A journey still `enrolled` holds an
+    invitation whose send has not been recorded yet (the customer has the link, so it is out);
     one that moved on meanwhile keeps its stage."""
     await session.execute(update(Journey).where(
-        Journey.id == journey.id, Journey.stage == Stage.invited).values(stage=Stage.opened))
+        Journey.id == journey.id, Journey.stage.in_(NOT_OPENED)).values(stage=Stage.opened))
     await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at)
 
 

@@ -3,9 +3,12 @@ into a Maildir, which /dev/outbox and the tests read back.
 
 Like a real server it refuses some recipients, so bounces can be tried out: any address at
 hard-bounce.example.com gets a permanent 550, any at soft-bounce.example.com a temporary 452
-(example.com is reserved for examples, RFC 2606, so no real mail is affected).
+(example.com is reserved for examples, RFC 2606, so no real mail is affected). Mail to
+slow-ack.example.com is filed at once but answered late, like a server whose checks after
+receipt are slow: the customer may read it before the sender knows it went.
 """
 
+import asyncio
 import mailbox
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +25,10 @@ REFUSED_DOMAINS = {
 }
 
 
+SLOW_ACK_DOMAIN = "slow-ack.example.com"
+SLOW_ACK_SECONDS = 5.0
+
+
 class RefusingMailbox(Mailbox):
     async def handle_RCPT(self, server, session, envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -30,6 +37,12 @@ class RefusingMailbox(Mailbox):
             return refusal.format(address=address)
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if any(r.rpartition("@")[2].lower() == SLOW_ACK_DOMAIN for r in envelope.rcpt_tos):
+            await asyncio.sleep(SLOW_ACK_SECONDS)
+        return answer
 
 
 def start_smtp_sink(maildir: Path, host: str = "127.0.0.1", port: int = 1025) -> Controller:

@@ -2,11 +2,13 @@
 the real stack: PostgreSQL, Temporal dev server, SMTP, and a webhook receiver over HTTP."""
 
 import hashlib
+import uuid
 from datetime import datetime
 
 from temporalio.client import WorkflowExecutionStatus
 
 from core.vocabulary import JOURNEY_STAGE
+from messaging.dev_mail import SLOW_ACK_DOMAIN
 from tests.helpers import Customer, eventually, unique_email
 from tests.histories import save_history
 from workflows.journey import JourneyWorkflow
@@ -158,6 +160,35 @@ async def test_customer_completes_from_a_reminder(tenant, http, mailbox):
     await customer.submit(mailbox.link(reminder), email=address)
     await tenant.wait_for_stage(journey_id, "verification_pending")
     verification = (await mailbox.wait_for(address, count=3))[-1]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(journey_id, "verified")
+
+
+async def test_page_opened_before_the_invitation_is_recorded_as_sent(tenant, http, mailbox):
+    """The mail server files the invitation but answers late, and the customer opens the page
+    in between: the visit counts, and the send's late report does not undo it."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = f"eva-{uuid.uuid4().hex[:8]}@{SLOW_ACK_DOMAIN}"
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "s-1", "email": address})
+    journey_id = enrolled["results"][0]["journey_id"]
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    journey = await tenant.journey(journey_id)
+    # Still within the server's slow answer: the send is not recorded yet.
+    assert [e["type"] for e in journey["history"]] == ["opened"], journey["history"]
+    assert journey["stage"] == "opened"
+
+    async def recorded_as_sent() -> dict | None:
+        journey = await tenant.journey(journey_id)
+        return journey if len(journey["history"]) == 2 else None
+    journey = await eventually(recorded_as_sent, what="the invitation recorded as sent")
+    assert [e["type"] for e in journey["history"]] == ["invitation_sent", "opened"]
+    assert journey["stage"] == "opened"
+
+    await customer.submit(mailbox.link(invitation), email=address)
+    [_, verification] = await mailbox.wait_for(address, count=2)
     await customer.open(mailbox.link(verification))
     await customer.submit(mailbox.link(verification))
     await tenant.wait_for_stage(journey_id, "verified")

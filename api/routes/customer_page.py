@@ -35,6 +35,7 @@ from core.contracts import (
 from core.security import Csrf, sha256_hex
 from core.vocabulary import (
     FINAL_STAGES,
+    NOT_OPENED,
     AuditAction,
     CampaignMode,
     ErrorType,
@@ -304,7 +305,7 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         return invalid_link(request, state)
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
-    if visit.journey.stage == Stage.invited:
+    if visit.journey.stage in NOT_OPENED:
         # The first visit is a fact for the funnel and the activity feed, written with the
         # page's other writes; the journey's course does not depend on it, so a page view
         # costs no workflow task.
