@@ -30,7 +30,7 @@ from core.contracts import (
 from core.settings import Settings
 from core.vocabulary import FINAL_STAGES, Stage
 from db import crud, launches
-from db.models import Campaign, CampaignLaunch, Contact, Journey, utcnow
+from db.models import Campaign, CampaignLaunch, Journey, utcnow
 from db.session import transaction
 from workflows.starts import journey_language, start_journeys, workflow_id
 
@@ -123,10 +123,9 @@ class CampaignLauncher:
         start: their first activity reads the row); returns the journeys to start."""
         async with transaction(self._sessions) as session:
             campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
-            query = launches.selected_contacts(session, client_id=campaign.client_id,
-                                               spec=campaign.spec, selection=input.selection)
-            if after:
-                query = query.where(Contact.id > uuid.UUID(after))
+            query = launches.selected_contacts(
+                session, client_id=campaign.client_id, spec=campaign.spec,
+                selection=input.selection, after=uuid.UUID(after) if after else None)
             page = (await session.execute(query.limit(limit))).all()
             earlier: dict[uuid.UUID, list[Journey]] = defaultdict(list)
             for journey in await session.scalars(select(Journey).where(

@@ -32,12 +32,19 @@ def imported_contact_ids(session: AsyncSession, import_id: uuid.UUID) -> Select:
 
 
 def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict[str, Any],
-                      selection: LaunchSelection) -> Select:
-    """(id, language) of the client's contacts the selection matches, in id order."""
+                      selection: LaunchSelection, after: uuid.UUID | None = None) -> Select:
+    """(id, language) of the client's contacts the selection matches, in id order; with
+    `after`, only those past it (the next page of a launch)."""
+    def past(column: Any) -> list[Any]:
+        # Repeated on every table: PostgreSQL does not carry the bound from the contacts to the
+        # contact points and labels, and merge-joined them from the first contact on every page
+        # (80 ms for a page in the middle of 100,000 contacts; 11 ms with the bound).
+        return [] if after is None else [column > after]
+
     query = select(Contact.id, Contact.language).where(
-        Contact.client_id == client_id, Contact.anonymised_at.is_(None),
+        Contact.client_id == client_id, Contact.anonymised_at.is_(None), *past(Contact.id),
         # The invitation goes by email: a contact without an address cannot be invited.
-        exists().where(ContactPoint.contact_id == Contact.id,
+        exists().where(ContactPoint.contact_id == Contact.id, *past(ContactPoint.contact_id),
                        ContactPoint.kind == ContactPointKind.email))
     if selection.missing_verified_only:
         query = query.where(or_(*(not_(exists().where(
@@ -47,8 +54,8 @@ def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict
     for kind, values in (("tag", selection.tags), ("category", selection.categories)):
         for value in values:
             query = query.where(exists().where(
-                ContactLabel.contact_id == Contact.id, ContactLabel.kind == kind,
-                ContactLabel.value == value.strip().lower()))
+                ContactLabel.contact_id == Contact.id, *past(ContactLabel.contact_id),
+                ContactLabel.kind == kind, ContactLabel.value == value.strip().lower()))
     if selection.import_id:
         query = query.where(Contact.id.in_(
             imported_contact_ids(session, uuid.UUID(selection.import_id))))
