@@ -38,8 +38,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 # Long enough for a restarted Temporal server or database to be back, short enough for a person.
 RETRY_AFTER_SECONDS = 5
+# A restarting server also answers "context canceled" (CANCELLED), ABORTED or INTERNAL for
+# calls in flight; answering those with a page meant for a refusal lost a customer's submission.
 _TRANSIENT_RPC = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
-                  RPCStatusCode.RESOURCE_EXHAUSTED}
+                  RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.CANCELLED,
+                  RPCStatusCode.ABORTED, RPCStatusCode.INTERNAL, RPCStatusCode.UNKNOWN}
 
 
 def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,

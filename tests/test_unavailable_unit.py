@@ -12,6 +12,9 @@ from api.errors import unavailable
 @pytest.mark.parametrize(("error", "transient"), [
     (RPCError("server gone", RPCStatusCode.UNAVAILABLE, b""), True),
     (RPCError("slow", RPCStatusCode.DEADLINE_EXCEEDED, b""), True),
+    (RPCError("context canceled", RPCStatusCode.CANCELLED, b""), True),
+    (RPCError("update workflow execution operation failed", RPCStatusCode.INTERNAL, b""), True),
+    (RPCError("conflict", RPCStatusCode.ABORTED, b""), True),
     (WorkflowUpdateRPCTimeoutOrCancelledError(), True),
     (sa.OperationalError("SELECT 1", {}, Exception("server closed the connection")), True),
     (sa.TimeoutError("pool exhausted"), True),
