@@ -118,9 +118,11 @@ class Settings(BaseSettings):
     launch_batch_size: int = Field(default=1000, ge=1, le=5000)
     launch_starts_in_flight: int = Field(default=100, ge=1, le=1000)
     launch_batches_per_run: int = Field(default=100, ge=1, le=1000)
-    # Workflows the worker keeps in memory between tasks (the SDK's sticky cache). Each waiting
-    # journey evicted from it is replayed from its history on its next event instead.
-    worker_max_cached_workflows: int = Field(default=250, ge=0)
+    # Workflows the worker keeps in memory between tasks (the SDK's sticky cache, and its
+    # default size). Each waiting journey evicted from it is replayed from its history on its
+    # next event instead: a customer confirming minutes after entering data should find the
+    # journey still cached among the campaign's other active ones. About 85 KB of RSS each.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Activities the worker runs at once. Nearly every one holds a database connection, and the
     # pool has 30: more would queue for a connection (and time out there under a backlog)
     # instead of waiting their turn in Temporal.
