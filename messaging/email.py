@@ -1,7 +1,8 @@
 """Sends email over real SMTP (a relay in production, the aiosmtpd sink in dev and tests)."""
 
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 
 import aiosmtplib
@@ -31,8 +32,10 @@ class SmtpSender:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def build(self, mail: OutgoingEmail) -> EmailMessage:
-        msg = EmailMessage()
+    def build(self, mail: OutgoingEmail) -> MIMEMultipart:
+        # The classic MIME classes, not EmailMessage: its header parsing took two thirds of the
+        # worker's CPU per message sent (1.1 ms against 0.4 ms, flattened), for the same mail.
+        msg = MIMEMultipart("alternative")
         msg["From"] = formataddr((mail.from_name, self._settings.mail_from))
         msg["To"] = mail.to
         msg["Subject"] = mail.content.subject
@@ -41,8 +44,8 @@ class SmtpSender:
         msg["Message-ID"] = mail.message_id
         for name, value in mail.headers.items():
             msg[name] = value
-        msg.set_content(mail.content.text)
-        msg.add_alternative(mail.content.html, subtype="html")
+        msg.attach(MIMEText(mail.content.text, "plain", "utf-8"))
+        msg.attach(MIMEText(mail.content.html, "html", "utf-8"))
         return msg
 
     async def send(self, mail: OutgoingEmail) -> None:
@@ -50,6 +53,10 @@ class SmtpSender:
         try:
             await aiosmtplib.send(
                 self.build(mail),
+                # The envelope, not the headers: an address with non-ASCII characters is an
+                # encoded word in the To header.
+                sender=s.mail_from,
+                recipients=[mail.to],
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username,
