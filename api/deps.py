@@ -27,6 +27,8 @@ class AppState:
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    # Rate-limit counters (`db.session.make_counter_engine`).
+    counters: async_sessionmaker[AsyncSession]
     temporal: TemporalClient
     csrf: Csrf
     box: SecretBox

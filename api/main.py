@@ -41,7 +41,7 @@ from core.paths import TEMPLATES_DIR
 from core.security import Csrf, SecretBox
 from core.settings import Settings, get_settings
 from core.temporal import connect
-from db.session import make_engine, make_sessionmaker
+from db.session import make_counter_engine, make_engine, make_sessionmaker
 from messaging.rendering import render_page
 from workflows.webhook_endpoint import EndpointDispatcher
 
@@ -106,16 +106,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        counters = make_counter_engine(settings.database_url)
         secret = settings.secret_key.get_secret_value()
         temporal = await connect(settings, lazy=True)
         app.state.journeys = AppState(
-            settings=settings, sessions=make_sessionmaker(engine), temporal=temporal,
+            settings=settings, sessions=make_sessionmaker(engine),
+            counters=make_sessionmaker(counters or engine), temporal=temporal,
             csrf=Csrf(secret), box=SecretBox(secret),
             endpoints=EndpointDispatcher(temporal, settings))
         try:
             yield
         finally:
             await engine.dispose()
+            if counters is not None:
+                await counters.dispose()
 
     app = FastAPI(
         title="contact-journeys",

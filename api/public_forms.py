@@ -31,7 +31,7 @@ async def limit_form_posts(request: Request) -> None:
     ip = request.client.host if request.client else "unknown"
     # Hashed: the link token itself never lands in a table.
     by_ip, by_link = f"form:ip:{ip}", f"form:link:{sha256_hex(link)}"
-    async with transaction(state.sessions) as session:
+    async with transaction(state.counters) as session:
         hits = await crud.count_hits(session, keys=[by_ip, by_link], window_start=window)
     if (hits[by_ip] > state.settings.form_posts_per_ip_per_minute
             or hits[by_link] > state.settings.form_posts_per_link_per_minute):

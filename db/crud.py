@@ -311,11 +311,9 @@ async def count_hits(session: AsyncSession, *, keys: list[str],
                      window_start: datetime) -> dict[str, int]:
     """Counts one request against each key in the fixed window starting at window_start;
     returns the counts. One atomic upsert for all keys, so concurrent requests on several API
-    instances count correctly. Counters are not worth a disk flush: the transaction commits
-    without waiting for one, and holds the rows' locks that much shorter."""
+    instances count correctly. On PostgreSQL, call it on a session of
+    `db.session.make_counter_engine`: the upsert is then the whole transaction."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL synchronous_commit TO off"))
     stmt = insert(RateLimitCounter).values(
         [{"key": key, "window_start": window_start, "count": 1} for key in keys])
     stale = stmt.excluded.window_start > RateLimitCounter.window_start

@@ -23,6 +23,18 @@ def make_engine(database_url: str) -> AsyncEngine:
     return create_async_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def make_counter_engine(database_url: str) -> AsyncEngine | None:
+    """Connections for counters that may be lost in a crash (the form posts' rate limits): each
+    statement commits on its own, without waiting for its WAL flush. A hot counter (every
+    customer behind one IP) is then locked for one statement, not for a transaction's four round
+    trips. None for SQLite, which serialises writers anyway: use the main engine."""
+    if database_url.startswith("sqlite"):
+        return None
+    return create_async_engine(
+        database_url, pool_size=5, max_overflow=10, pool_pre_ping=True,
+        isolation_level="AUTOCOMMIT", connect_args={"options": "-c synchronous_commit=off"})
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
