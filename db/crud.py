@@ -203,19 +203,16 @@ async def record_webhook_event(
         # waiting for another that a second such transaction holds.
         .order_by(WebhookEndpoint.id).with_for_update()
     )).all() if subscribes(e, type)]
-    event_id = (await session.execute(
-        insert_ignoring_conflicts_stmt(session, WebhookEvent, [{
-            "id": uuid.uuid4(), "client_id": client_id, "key": key, "type": type,
-            "payload": {"type": type, "timestamp": utcnow().isoformat(), "data": data},
-        }]).returning(WebhookEvent.id))).scalar_one_or_none()
+    await insert_ignoring_conflicts(session, WebhookEvent, [{
+        "id": uuid.uuid4(), "client_id": client_id, "key": key, "type": type,
+        "payload": {"type": type, "timestamp": utcnow().isoformat(), "data": data},
+    }])
     if not endpoints:
         # Most events of a client without a subscribed endpoint: nothing to queue or wake
         # (this skips three of the five round trips a journey's step spends here).
         return []
-    if event_id is None:  # recorded by an earlier try of the same step
-        event_id = (await session.scalars(
-            select(WebhookEvent.id).where(WebhookEvent.key == key))).one()
-    event = await session.get_one(WebhookEvent, event_id)
+    # This try's row, or the one an earlier try of the same step recorded.
+    event = (await session.scalars(select(WebhookEvent).where(WebhookEvent.key == key))).one()
     queued = set(await session.scalars(
         select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event.id)))
     for endpoint in endpoints:

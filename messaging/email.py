@@ -33,8 +33,8 @@ class SmtpSender:
         self._settings = settings
 
     def build(self, mail: OutgoingEmail) -> MIMEMultipart:
-        # The classic MIME classes, not EmailMessage: its header parsing took two thirds of the
-        # worker's CPU per message sent (1.1 ms against 0.4 ms, flattened), for the same mail.
+        # The classic MIME classes, not EmailMessage: its header parsing made building and
+        # flattening the same mail cost 1.1 ms of CPU instead of 0.4 ms, on every message sent.
         msg = MIMEMultipart("alternative")
         msg["From"] = formataddr((mail.from_name, self._settings.mail_from))
         msg["To"] = mail.to
