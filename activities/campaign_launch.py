@@ -152,7 +152,7 @@ class CampaignLauncher:
             if rows:
                 # A contact enrolled through the API meanwhile keeps that journey instead.
                 inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(
-                    session, Journey, rows).returning(Journey.id)))
+                    session, Journey).returning(Journey.id), rows))
                 to_start += [Journey(**row) for row in rows if row["id"] in inserted]
         return campaign, page, to_start, {j.id: delays[j.contact_id] for j in to_start}
 
