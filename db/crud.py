@@ -316,15 +316,16 @@ async def count_hits(session: AsyncSession, *, keys: list[str],
     instances count correctly. On PostgreSQL, call it on a session of
     `db.session.make_counter_engine`: the upsert is then the whole transaction."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(RateLimitCounter).values(
-        [{"key": key, "window_start": window_start, "count": 1} for key in keys])
+    # The rows as parameters: a cached statement (see `insert_ignoring_conflicts_stmt`).
+    stmt = insert(RateLimitCounter)
     stale = stmt.excluded.window_start > RateLimitCounter.window_start
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
         "count": case((stale, 1), else_=RateLimitCounter.count + 1),
         "window_start": case((stale, stmt.excluded.window_start),
                              else_=RateLimitCounter.window_start),
     }).returning(RateLimitCounter.key, RateLimitCounter.count)
-    return {key: count for key, count in await session.execute(stmt)}
+    return {key: count for key, count in await session.execute(
+        stmt, [{"key": key, "window_start": window_start, "count": 1} for key in keys])}
 
 
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
