@@ -248,8 +248,7 @@ class _Batch:
         ids_by_line.update(unchanged)
         counts.updated, counts.unchanged = len(changed), len(unchanged)
         counts.failed = len({e["line"] for e in self.errors})
-        if self.errors:
-            await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
+        await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
         return counts, [ids_by_line[line] for line in sorted(ids_by_line)]
 
     async def _update(self, updates: list[tuple[int, uuid.UUID, ContactCreate]]

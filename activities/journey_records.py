@@ -114,8 +114,7 @@ class JourneyRecords:
                         display_id=await consents_db.verified_display(
                             session, display_id=decision.display_id, contact_id=contact.id,
                             purpose=box["purpose"]))))
-            if rows:
-                await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
+            await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=Stage.data_entered, at=sub.given_at,
                 detail={"ip": sub.ip},

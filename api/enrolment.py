@@ -126,8 +126,7 @@ async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
             Contact.id.in_([r["id"] for r in rows.values()]))))
         identity = [{"client_id": reg.client_id, "key": k, "contact_id": rows[i]["id"]}
                     for i in rows for k in keys[i] if rows[i]["id"] in ours]
-        if identity:
-            await crud.insert_ignoring_conflicts(session, ContactIdentityKey, identity)
+        await crud.insert_ignoring_conflicts(session, ContactIdentityKey, identity)
         await audit.record(session, client_id=reg.client_id, actor=actor,
                            action=AuditAction.create, contact_ids=sorted(ours),
                            detail={"fields": ["contact_points", "first_name", "last_name",
@@ -252,8 +251,7 @@ async def write_contacts_and_journeys(
                              "contact_id": contact.id, "workflow_id": workflow_id(campaign.id, contact.id),
                              "stage": Stage.enrolled, "language": language,
                              "claim": claim.model_dump(mode="json") if claim else None})
-    if new_rows:
-        await crud.insert_ignoring_conflicts(session, Journey, new_rows)
+    await crud.insert_ignoring_conflicts(session, Journey, new_rows)
     journeys = {j.contact_id: j for j in await session.scalars(
         select(Journey).where(Journey.campaign_id == campaign.id,
                               Journey.contact_id.in_([c.id for c in reachable.values()])))}

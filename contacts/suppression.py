@@ -49,8 +49,7 @@ async def suppress(session: AsyncSession, *, secret_key: str, client_id: uuid.UU
     rows = {digest(secret_key, p.kind, p.value): {
         "id": uuid.uuid4(), "client_id": client_id, "kind": family(p.kind), "reason": reason,
         "digest": digest(secret_key, p.kind, p.value)} for p in points}
-    if rows:
-        await crud.insert_ignoring_conflicts(session, Suppression, list(rows.values()))
+    await crud.insert_ignoring_conflicts(session, Suppression, list(rows.values()))
 
 
 async def lookup(session: AsyncSession, *, secret_key: str, client_id: uuid.UUID,

@@ -34,18 +34,25 @@ from db.models import (
 )
 
 
+def dialect_insert(session: AsyncSession, model: type) -> Any:
+    """INSERT with the session's dialect, for its ON CONFLICT clauses (PostgreSQL and SQLite)."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return insert(model)
+
+
 def insert_ignoring_conflicts_stmt(session: AsyncSession, model: type) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite: the idempotent write.
 
     The rows go with the execution, not into the statement: SQLAlchemy sends them in one
     multi-row statement all the same, and a statement that carries its rows in VALUES cannot
     be cached, so it was compiled again at every call (a twentieth of the API's CPU)."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    return insert(model).on_conflict_do_nothing()
+    return dialect_insert(session, model).on_conflict_do_nothing()
 
 
 async def insert_ignoring_conflicts(session: AsyncSession, model: type,
                                     rows: list[dict[str, Any]]) -> None:
+    """Callers need not check for rows: an empty list sends no statement (SQLAlchemy would run
+    one with an empty parameter list as a single INSERT of no values)."""
     if rows:
         await session.execute(insert_ignoring_conflicts_stmt(session, model), rows)
 
@@ -315,9 +322,8 @@ async def count_hits(session: AsyncSession, *, keys: list[str],
     returns the counts. One atomic upsert for all keys, so concurrent requests on several API
     instances count correctly. On PostgreSQL, call it on a session of
     `db.session.make_counter_engine`: the upsert is then the whole transaction."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     # The rows as parameters: a cached statement (see `insert_ignoring_conflicts_stmt`).
-    stmt = insert(RateLimitCounter)
+    stmt = dialect_insert(session, RateLimitCounter)
     stale = stmt.excluded.window_start > RateLimitCounter.window_start
     stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
         "count": case((stale, 1), else_=RateLimitCounter.count + 1),
