@@ -193,9 +193,12 @@ async def add_journey_event(
 async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime) -> None:
     """The customer's first visit to the contact page. A journey still `enrolled` holds an
     invitation whose send has not been recorded yet (the customer has the link, so it is out);
-    one that moved on meanwhile keeps its stage."""
+    one that moved on meanwhile keeps its stage. The session's copy of the journey keeps the
+    stage it was loaded with (nothing on the page reads it after this), which spares the ORM
+    matching the criteria against it on every first visit."""
     await session.execute(update(Journey).where(
-        Journey.id == journey.id, Journey.stage.in_(NOT_OPENED)).values(stage=Stage.opened))
+        Journey.id == journey.id, Journey.stage.in_(NOT_OPENED)).values(stage=Stage.opened)
+        .execution_options(synchronize_session=False))
     await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at)
 
 
