@@ -1,10 +1,11 @@
 """`make run`: the whole stack in one terminal, with nothing downloaded at run time.
 
 Temporal dev server (file-backed under .data/, Web UI), a local SMTP sink writing to a Maildir,
-the worker and the API, each its own process; Ctrl-C stops them all.
+the worker and the API, each its own process; Ctrl-C (or SIGTERM, SIGHUP) stops them all.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,26 +17,40 @@ from db.migrate import upgrade
 from messaging.dev_mail import start_smtp_sink
 from stack import stop_processes, wait_for_port
 
-UI_PORT = 8233
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """A process manager's SIGTERM or a closed terminal's SIGHUP stops the stack as Ctrl-C does:
+    the server, worker and API must not outlive this process, holding its ports. Once stopping,
+    a second signal does not cut the shutdown short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def run(settings: Settings) -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
     DATA_DIR.mkdir(exist_ok=True)
     upgrade(settings.database_url)
     sink = start_smtp_sink(settings.dev_maildir, settings.smtp_host, settings.smtp_port)
     temporal_host, _, temporal_port = settings.temporal_address.partition(":")
+    # The dev server's own default: the Web UI on the frontend's port + 1000 (7233 -> 8233).
+    ui_port = int(temporal_port or 7233) + 1000
     api = urlsplit(settings.public_base_url)
     procs: list[subprocess.Popen] = []
     try:
         temporal = subprocess.Popen([
             temporal_cli(), "server", "start-dev", "--ip", temporal_host or "127.0.0.1",
-            "--port", temporal_port or "7233", "--ui-port", str(UI_PORT),
+            "--port", temporal_port or "7233", "--ui-port", str(ui_port),
             "--db-filename", str(DATA_DIR / "temporal.db"), "--log-level", "error",
             *search_attribute_args(),
         ])
         procs.append(temporal)
         wait_for_port(temporal_host or "127.0.0.1", int(temporal_port or 7233), 60, temporal)
-        procs.append(subprocess.Popen([sys.executable, "worker.py"], env=os.environ.copy()))
+        # Modules, not paths: the stack runs from any directory (its data in ./.data there).
+        procs.append(subprocess.Popen([sys.executable, "-m", "worker"], env=os.environ.copy()))
         procs.append(subprocess.Popen([
             sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
             "--host", api.hostname or "127.0.0.1", "--port", str(api.port or 8000),
@@ -45,7 +60,7 @@ def run(settings: Settings) -> None:
 contact-journeys is running (Ctrl-C stops everything):
   API + customer pages  {settings.public_base_url}   (OpenAPI docs: {settings.public_base_url}/docs)
   Dev outbox            {settings.public_base_url}/dev/outbox
-  Temporal Web UI       http://localhost:{UI_PORT}
+  Temporal Web UI       http://localhost:{ui_port}
   SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {settings.dev_maildir}/
 Create a client:        .venv/bin/journeys clients create "Acme"
 """, flush=True)

@@ -1,0 +1,71 @@
+"""`make run` (`journeys dev`): the quickstart's whole stack, on its embedded SQLite, started
+from another directory and stopped by SIGTERM as a process manager stops it."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+JOURNEYS = Path(sys.executable).parent / "journeys"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def temporal_port() -> int:
+    """A free port whose + 1000 (the Web UI's) is free too."""
+    while True:
+        port = free_port()
+        if port + 1000 < 65536 and not listening(port + 1000):
+            return port
+
+
+def test_dev_stack_serves_and_stops_every_process_on_sigterm(tmp_path):
+    temporal, api, smtp = temporal_port(), free_port(), free_port()
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{api}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp),
+    }
+    log = (tmp_path / "dev.log").open("w+")
+    stack = subprocess.Popen([str(JOURNEYS), "dev"], cwd=tmp_path, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not listening(api):
+            assert stack.poll() is None, f"`journeys dev` exited:\n{(tmp_path / 'dev.log').read_text()}"
+            assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
+            time.sleep(0.5)
+        assert httpx.get(f"http://127.0.0.1:{api}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{api}/dev/outbox").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{temporal + 1000}/").status_code == 200  # Web UI
+        printed = (tmp_path / "dev.log").read_text()
+        assert f"Temporal Web UI       http://localhost:{temporal + 1000}" in printed
+        # Its data lives where it was started, not in the checkout.
+        assert (tmp_path / ".data" / "journeys.db").exists()
+        assert (tmp_path / ".data" / "temporal.db").exists()
+
+        stack.send_signal(signal.SIGTERM)
+        assert stack.wait(timeout=60) == 0
+        still = [p for p in (temporal, temporal + 1000, api, smtp) if listening(p)]
+        assert not still, f"ports still served after the stack stopped: {still}"
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+        log.close()
