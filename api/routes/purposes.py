@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.consent_schemas import (
@@ -117,12 +117,15 @@ async def notice_conversion(client: ClientDep, session: SessionDep,
     saw it then accepted or declined: per purpose, text version, language and place."""
     notice = (ConsentDisplay.purpose, ConsentDisplay.legal_text_version,
               ConsentDisplay.legal_text_language, ConsentDisplay.shown_in)
-    answered = (select(ConsentEvent.display_id, func.bool_or(ConsentEvent.granted).label("yes"))
+    # Whether any answer to the display accepted: MAX over 1/0, as SQLite (the quickstart's
+    # database) has no bool_or.
+    answered = (select(ConsentEvent.display_id,
+                       func.max(case((ConsentEvent.granted, 1), else_=0)).label("yes"))
                 .where(ConsentEvent.client_id == client.id, ConsentEvent.display_id.is_not(None))
                 .group_by(ConsentEvent.display_id).subquery())
     query = (select(*notice, func.count(ConsentDisplay.id),
-                    func.count(answered.c.display_id).filter(answered.c.yes.is_(True)),
-                    func.count(answered.c.display_id).filter(answered.c.yes.is_(False)))
+                    func.count(answered.c.display_id).filter(answered.c.yes == 1),
+                    func.count(answered.c.display_id).filter(answered.c.yes == 0))
              .outerjoin(answered, answered.c.display_id == ConsentDisplay.id)
              .where(ConsentDisplay.client_id == client.id).group_by(*notice).order_by(*notice))
     if purpose is not None:
