@@ -81,6 +81,16 @@ def _rule_values(item: ContactIn) -> dict[str, Any]:
     return registry.rule_values(scalars, points, item.external_id)
 
 
+def _enrolment_hint(problem: FieldError) -> FieldError:
+    """A field the rule needs and an enrolment item cannot carry (an ID number, say): the
+    contact is created in the registry first, then enrolled by its external id."""
+    if problem.field in ContactIn.model_fields:
+        return problem
+    return FieldError(field=problem.field, message=f"{problem.message}; an enrolment item "
+                      "cannot carry it: create the contact with POST /v1/contacts or an "
+                      "import, then enrol it by external_id")
+
+
 async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
                         items: dict[int, ContactIn], default_language: str
                         ) -> tuple[list[EnrolItemResult], set[uuid.UUID]]:
@@ -91,7 +101,7 @@ async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
         values = _rule_values(item)
         # A contact known only by an email is what a data-collection campaign is for: only
         # what the uniqueness rule needs is required.
-        problems = reg.rule_problems(ContactKind.person, values)
+        problems = [_enrolment_hint(p) for p in reg.rule_problems(ContactKind.person, values)]
         if problems:
             rejected.append(EnrolItemResult(index=index, status="rejected",
                                             external_id=item.external_id, errors=problems))

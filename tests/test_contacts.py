@@ -297,6 +297,27 @@ async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, 
     assert changed[1]["detail"]["changes"] == {"first_name": {"old": None, "new": "Anna"}}
 
 
+async def test_a_rule_over_registry_fields_sends_new_contacts_to_the_registry_first(tenant):
+    """An enrolment item carries names and an email; a rule that needs an SSN says where a new
+    contact goes first, and the contact created there is then enrolled by its external id."""
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"person_rule": "(last_name AND id_number) OR ssn"})
+    assert response.status_code == 200, response.text
+    n = uuid.uuid4().hex[:8]
+    campaign = await tenant.create_campaign()
+    item = {"external_id": f"s-{n}", "last_name": "Smit", "email": f"s{n}@example.com"}
+    refused = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [item]})
+    assert refused.status_code == 422, refused.text
+    errors = {e["field"]: e["message"] for e in refused.json()["results"][0]["errors"]}
+    assert set(errors) == {"id_number", "ssn"}
+    assert all("create the contact with POST /v1/contacts" in m for m in errors.values())
+
+    await create(tenant, {"external_id": f"s-{n}", "last_name": "Smit", "id_number": f"X{n}",
+                          "ssn": f"9{n}"})
+    enrolled = await tenant.enrol(campaign["id"], item)
+    assert [r["status"] for r in enrolled["results"]] == ["accepted"]
+
+
 async def test_a_contact_enrolled_by_email_alone_takes_later_knowledge(tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en", "nl"])
     email = f"only-{uuid.uuid4().hex[:8]}@example.com"
