@@ -318,6 +318,33 @@ async def test_a_rule_over_registry_fields_sends_new_contacts_to_the_registry_fi
     assert [r["status"] for r in enrolled["results"]] == ["accepted"]
 
 
+async def test_the_consent_filter_reads_the_newest_decision_per_channel(tenant):
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Newsletter, please."})
+    n = uuid.uuid4().hex[:8]
+    eve = await create(tenant, {"external_id": f"eve-{n}", "first_name": f"Eve{n}"})
+
+    def decision(channel: str, granted: bool, day: int) -> dict:
+        return {"purpose": "newsletter", "channel": channel, "granted": granted,
+                "given_at": f"2026-01-0{day}T10:00:00Z", "source": "back_office",
+                "legal_text": {"language": "en"}}
+    await tenant.ok("POST", f"/v1/contacts/{eve['id']}/consents", {"changes": [
+        decision("email", True, 1), decision("sms", True, 2), decision("sms", False, 3)]},
+        status=201)
+
+    async def listed(**query) -> bool:
+        found = (await tenant.get("/v1/contacts", q=f"Eve{n}", consent_purpose="newsletter",
+                                  **query)).json()["items"]
+        return [c["id"] for c in found] == [eve["id"]]
+    # The later "no" to SMS leaves the "yes" to email standing.
+    assert await listed()
+    assert await listed(consent_channel="email")
+    assert not await listed(consent_channel="sms")
+    assert await listed(consent_channel="sms", consent_granted="false")
+    assert not await listed(consent_channel="email", consent_granted="false")
+
+
 async def test_a_contact_enrolled_by_email_alone_takes_later_knowledge(tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en", "nl"])
     email = f"only-{uuid.uuid4().hex[:8]}@example.com"

@@ -238,9 +238,11 @@ async def list_contacts(
     tag: str | None = None, category: str | None = None,
     verification_state: VerificationState | None = Query(
         None, description="has an email/phone in this state"),
-    consent_purpose: str | None = Query(None, max_length=100,
-                                        description="with consent_granted: the latest decision"),
+    consent_purpose: str | None = Query(
+        None, max_length=100, description="with consent_granted: the latest decision for this "
+        "purpose, in consent_channel or, without it, in any one channel"),
     consent_granted: bool = True,
+    consent_channel: str | None = Query(None, max_length=20),
     updated_since: datetime | None = None,
     q: str | None = Query(None, max_length=200, description="name or external id contains"),
     external_id: str | None = Query(None, max_length=200),
@@ -258,7 +260,7 @@ async def list_contacts(
         query = query.where(exists().where(ContactPoint.contact_id == Contact.id,
                                            ContactPoint.verification_state == verification_state))
     if consent_purpose is not None:
-        query = query.where(latest_consent_is(consent_purpose, consent_granted))
+        query = query.where(latest_consent_is(consent_purpose, consent_granted, consent_channel))
     if updated_since is not None:
         if updated_since.tzinfo is None:
             raise RequestValidationError([{"loc": ("query", "updated_since"),
@@ -283,14 +285,17 @@ async def list_contacts(
     return ContactPage(items=items, next_cursor=str(page[-1].id) if len(contacts) > limit else None)
 
 
-def latest_consent_is(purpose: str, granted: bool) -> Any:
-    """The contact's newest decision in the consent ledger for this purpose was `granted`."""
+def latest_consent_is(purpose: str, granted: bool, channel: str | None) -> Any:
+    """The contact's newest decision in the consent ledger for this purpose and a channel (the
+    one given, or any) was `granted`: a preference is per purpose and channel, so a later "no"
+    to SMS leaves a "yes" to email standing."""
     decision, later = aliased(ConsentEvent), aliased(ConsentEvent)
     return exists().where(
         decision.contact_id == Contact.id, decision.purpose == purpose,
         decision.granted.is_(granted),
+        *([decision.channel == channel] if channel is not None else []),
         ~exists().where(later.contact_id == decision.contact_id, later.purpose == purpose,
-                        later.given_at > decision.given_at))
+                        later.channel == decision.channel, later.given_at > decision.given_at))
 
 
 @router.get("/lookup", response_model=ContactOut)
