@@ -2,6 +2,7 @@
 503 with Retry-After, never a raw 500, while Temporal or the database is briefly unreachable."""
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,8 +52,15 @@ def error_response(status: int, code: str, message: str, fields: list[FieldError
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+# How pydantic names an enum member a Literal allows: <ConsentSource.api: 'api'>.
+_ENUM_MEMBER = re.compile(r"<\w+\.\w+: ('[^']*')>")
+
+
 def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
-    return [FieldError(field=field_path(e["loc"]), message=e["msg"]) for e in errors]
+    """Field errors as clients read them: allowed values as they send them, not as Python
+    names them."""
+    return [FieldError(field=field_path(e["loc"]), message=_ENUM_MEMBER.sub(r"\1", e["msg"]))
+            for e in errors]
 
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

@@ -189,6 +189,11 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox):
         response = await tenant.post(path, {"changes": [bad]})
         assert response.status_code == 422, response.text
         assert field in [f["field"] for f in response.json()["error"]["fields"]], response.text
+    # The allowed values as a client sends them, not as Python names them.
+    [wrong_source] = (await tenant.post(path, {"changes": [{**change, "source": "contact_page"}]})
+                      ).json()["error"]["fields"]
+    assert wrong_source["message"] == ("Input should be 'back_office', 'api', 'call_centre' or "
+                                       "'import'"), wrong_source
 
     imported = await tenant.post("/v1/consents/import", {"items": [
         {**change, "source": "import", "external_id": "nobody"},
