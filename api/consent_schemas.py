@@ -41,8 +41,15 @@ class LegalTextOut(BaseModel):
 
 class MessagePolicyIn(Strict):
     category: MessageCategory
-    purpose: Slug | None = Field(default=None,
+    purpose: Slug | None = Field(default=None, validate_default=True,
                                  description="required for marketing: the consent it needs")
+
+    @field_validator("purpose")
+    @classmethod
+    def _marketing_names_its_purpose(cls, value: str | None, info: Any) -> str | None:
+        if value is None and info.data.get("category") == MessageCategory.marketing:
+            raise ValueError("a marketing message type needs the purpose it markets")
+        return value
 
 
 class MessagePolicyOut(BaseModel):

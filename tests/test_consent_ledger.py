@@ -20,6 +20,20 @@ async def setup_policies(tenant) -> None:
         assert response.status_code == 200, response.text
 
 
+async def test_a_marketing_policy_names_its_marketing_purpose(tenant):
+    await tenant.ensure_purpose("service-communication", "service")
+    for body, message in [
+        ({"category": "marketing"}, "a marketing message type needs the purpose it markets"),
+        ({"category": "marketing", "purpose": "service-communication"},
+         "purpose 'service-communication' is service, not marketing"),
+    ]:
+        response = await tenant.http.put("/v1/message-policies/promo", json=body,
+                                         headers=tenant.auth)
+        assert response.status_code == 422, response.text
+        [field] = response.json()["error"]["fields"]
+        assert field["field"] == "purpose" and message in field["message"], field
+
+
 async def verified_contact(tenant, http, mailbox, consent: list[str]) -> tuple[str, str]:
     """Walks the journey: the customer ticks `consent` and confirms the address."""
     campaign = await tenant.create_campaign(languages=["en"])

@@ -14,8 +14,8 @@ from api.consent_schemas import (
     PurposeOut,
 )
 from api.deps import ClientDep, SessionDep
-from api.errors import ERROR_RESPONSES, ErrorBody
-from api.schemas import Slug
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
+from api.schemas import FieldError, Slug
 from core.vocabulary import MARKETING_KINDS, MessageCategory
 from db import consents
 from db.models import ConsentDisplay, ConsentEvent, LegalText, MessagePolicy, Purpose
@@ -77,11 +77,10 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
     """Says whether a message type is marketing (needs the customer's consent for a purpose)
     or service, financial or mandatory (sent regardless of marketing preferences)."""
     if body.category == MessageCategory.marketing:
-        if body.purpose is None:
-            raise HTTPException(422, "a marketing message type needs the purpose it markets")
         purpose = await purpose_of(session, client.id, body.purpose)
         if purpose.kind not in MARKETING_KINDS:
-            raise HTTPException(422, f"purpose {purpose.key!r} is {purpose.kind}, not marketing")
+            raise FieldProblems([FieldError(
+                field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
     policy = (await session.scalars(select(MessagePolicy).where(
         MessagePolicy.client_id == client.id, MessagePolicy.message_type == message_type))
     ).one_or_none() or MessagePolicy(client_id=client.id, message_type=message_type)
