@@ -89,7 +89,12 @@ class CodeSender:
         async with transaction(self._sessions) as session:
             row = (await session.scalars(select(OneTimeCode).where(
                 OneTimeCode.journey_id == uuid.UUID(input.journey_id),
-                OneTimeCode.step == input.step).with_for_update())).one()
+                OneTimeCode.step == input.step).with_for_update())).one_or_none()
+            if row is None:
+                # No code went out for this step (the number had its daily cap of codes):
+                # nothing typed can match, and the page offers a new one. Failing here would
+                # retry for ever while the customer's page waits.
+                return CheckCodeResult("expired", input.max_wrong_tries)
             left = input.max_wrong_tries - row.wrong_tries
             if row.used_at is not None:
                 return CheckCodeResult("right", left)

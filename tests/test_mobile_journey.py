@@ -1,9 +1,10 @@
 """Collecting a mobile number and verifying it with a one-time code from the SMS outbox."""
 
+import asyncio
 import json
 import re
 
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, eventually, unique_email
 
 
 def codes_sent(settings, number: str) -> list[str]:
@@ -33,8 +34,6 @@ async def start(tenant, mailbox, http, number_typed: str, **campaign):
 
 
 async def wait_codes(settings, number, count):
-    from tests.helpers import eventually
-
     async def probe():
         codes = codes_sent(settings, number)
         return codes if len(codes) >= count else None
@@ -130,3 +129,25 @@ async def test_a_national_number_is_read_in_the_clients_region(tenant, http, mai
     await customer.submit(page + "/code", code=code)
     journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
     assert journey["history"][-1]["type"] == "verified"
+
+
+async def test_a_code_typed_when_none_was_sent_is_answered_at_once(
+    tenant, http, mailbox, settings
+):
+    """Past the number's daily cap no code goes out; a code typed anyway is answered (expired,
+    ask for a new one) instead of leaving the page waiting on the journey."""
+    number = "+3163234" + str(uuid_digits())
+    cap = settings.verification_messages_per_recipient_per_day
+    for _ in range(cap):
+        await start(tenant, mailbox, http, number)
+    await wait_codes(settings, number, cap)
+    enrolled, customer, page = await start(tenant, mailbox, http, number)
+    async def suppressed():
+        journey = await tenant.journey(enrolled["journey_id"])
+        return journey["history"][-1]["type"] == "code_suppressed" or None
+    await eventually(suppressed, what="the code suppressed")
+
+    # (The page shows no code box then; a form posted anyway must not hang.)
+    response = await asyncio.wait_for(customer.submit(page + "/code", code="123456"), 15)
+    assert response.status_code == 422
+    assert len(codes_sent(settings, number)) == cap
