@@ -298,6 +298,23 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     assert (await tenant.get(f"/v1/campaigns/{campaign_id}/recurrence")).status_code == 404
 
 
+async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env):
+    """Archiving deletes the schedule, and so may an operator in the Temporal UI: the campaign
+    then no longer recurs, and asking says so instead of failing."""
+    for end in ("archive", "operator"):
+        campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                                recurrence={"every": "PT1H"})
+        path = f"/v1/campaigns/{campaign['id']}/recurrence"
+        assert (await tenant.ok("GET", path))["schedule_id"]
+        if end == "archive":
+            await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})
+        else:
+            await temporal_env.client.get_schedule_handle(
+                f"campaign/{campaign['id']}/recurrence").delete()
+        gone = await tenant.get(path)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", gone.text
+
+
 async def test_invitations_can_be_spread_over_time(tenant):
     await import_contacts(tenant, 3)
     campaign_id = await light_campaign(tenant)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
 from api.deps import ClientDep, SessionDep, StateDep
@@ -144,6 +145,8 @@ async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusCha
     running = await launching.running_launch(session, state.temporal, campaign.id)
     if body.status == "archived":
         await launching.delete_schedule(state.temporal, campaign.id)
+        campaign.spec = {**campaign.spec, "recurrence": None}
+        flag_modified(campaign, "spec")
         if running is not None:
             await launching.change_launch(state.temporal, running[0],
                                           CampaignLaunchWorkflow.cancel, CancelLaunchInput())
@@ -159,8 +162,14 @@ async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusCha
 
 
 async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
-    described = await state.temporal.get_schedule_handle(
-        launching.schedule_id(campaign.id)).describe()
+    try:
+        described = await state.temporal.get_schedule_handle(
+            launching.schedule_id(campaign.id)).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # Deleted outside the API (an operator in the Temporal UI): nothing recurs any more.
+        raise HTTPException(404, "this campaign's schedule no longer exists") from None
     return RecurrenceOut(schedule_id=launching.schedule_id(campaign.id),
                          recurrence=campaign.spec["recurrence"],
                          paused=described.schedule.state.paused,
