@@ -211,10 +211,19 @@ async def write_contacts_and_journeys(
     claims = _claim_problems(items, payments=bool(spec.get("payments")))
     items = {i: item for i, item in items.items() if i not in {r.index for r in claims}}
     before = await known()
+    channels = plan_channels(spec)
+    # A new contact can be reached only by what its item carries, an email: one the campaign
+    # cannot reach is refused before the registry gains a contact for it.
+    unreachable_new = [
+        EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
+                        errors=[unreachable(channels)])
+        for i, item in items.items()
+        if item.external_id not in before and not (item.email and "email" in channels)]
+    items = {i: item for i, item in items.items() if i not in {r.index for r in unreachable_new}}
     results, created = await _new_contacts(
         session, reg, actor, {i: item for i, item in items.items()
                               if item.external_id not in before}, spec["default_language"])
-    results += claims
+    results += claims + unreachable_new
     results += await _newest_knowledge(
         session, reg, actor, {i: before[item.external_id] for i, item in items.items()
                               if item.external_id in before}, items)
@@ -235,7 +244,6 @@ async def write_contacts_and_journeys(
                                action=AuditAction.update, contact_ids=[contact_id],
                                detail={"changes": {"contact_points": {
                                    "old": None, "new": {"kind": "email", "value": value}}}})
-    channels = plan_channels(spec)
     reachable_ids = await reachable_on(session, [c.id for c in contacts.values()], channels)
 
     reachable: dict[int, Contact] = {}

@@ -268,6 +268,22 @@ async def test_contact_no_plan_channel_reaches_is_rejected(tenant):
                        "letter, sms; the contact needs one of: postal address, mobile number"}
 
 
+async def test_a_new_contact_the_campaign_cannot_reach_is_not_created(tenant):
+    """Rejected items leave nothing behind: the external id stays free for the registry."""
+    n = uuid.uuid4().hex[:8]
+    for plan in (None, [{"channel": "letter"}, {"channel": "email"}]):
+        campaign = await tenant.create_campaign(
+            languages=["en"], consents=[], **({"channel_plan": plan} if plan else {}))
+        response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                     {"contacts": [{"external_id": f"ghost-{n}"}]})
+        assert response.status_code == 422, response.text
+        [result] = response.json()["results"]
+        assert result["status"] == "rejected" and result["contact_id"] is None, result
+    assert (await tenant.get("/v1/contacts", external_id=f"ghost-{n}")).json()["items"] == []
+    await tenant.ok("POST", "/v1/contacts", {"external_id": f"ghost-{n}", "first_name": "Gus"},
+                    status=201)
+
+
 async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
         tenant, http, mailbox, settings):
     campaign = await tenant.create_campaign(
