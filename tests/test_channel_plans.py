@@ -284,6 +284,29 @@ async def test_a_new_contact_the_campaign_cannot_reach_is_not_created(tenant):
                     status=201)
 
 
+async def test_a_bounce_falls_back_to_sms_when_the_rest_of_the_plan_cannot_reach(
+        tenant, settings, temporal_env, record_histories):
+    """Email, then a letter: the email bounces and no postal address is known, so the letter
+    reaches nobody either, and the journey turns to SMS as a plan with nothing left does."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], channel_plan=[
+        {"channel": "email"}, {"channel": "letter", "after": "PT1H"}])
+    mobile = mobile_number()
+    eva = await contact(tenant, email=f"e-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
+                        mobile=mobile)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    sms = await wait_for_sms(settings, mobile)
+    assert "/c/" in sms["text"]
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    types = [e["type"] for e in journey["history"]]
+    assert types[:3] == ["bounced", "invitation_skipped", "invitation_sent"], types
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    state = await handle.query(JourneyWorkflow.state)
+    assert state.bounced_channels == ["email"]
+    if record_histories:
+        await save_history(handle, "channel_plan_bounce_then_fallback_after_plan")
+
+
 async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
         tenant, http, mailbox, settings):
     campaign = await tenant.create_campaign(

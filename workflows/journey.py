@@ -77,6 +77,9 @@ BOUNCE_ESCALATION = "bounce-escalation"
 ANSWERS_RECORDED_LOCALLY = "answers-recorded-locally"
 # Where a journey turns when a bounce leaves its plan without another channel.
 FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=True))
+# Journeys started before the fallback also followed a bounce whose plan had channels left that
+# might not reach the contact (a letter without an address) never took this branch.
+FALLBACK_AFTER_PLAN = "fallback-after-plan"
 
 
 @workflow.defn(name="Journey")
@@ -247,6 +250,14 @@ class JourneyWorkflow:
             self.sent_in_step = 0
         if not ahead:
             ahead = [s for s in FALLBACK if s.channel not in self.bounced_channels]
+        else:
+            # The channels left may not reach the contact either: the fallback then follows
+            # them, tried only if they reached nobody.
+            fallback = [ChannelStep(s.channel, fallback_only=True) for s in FALLBACK
+                        if s.channel not in self.bounced_channels
+                        and s.channel not in {a.channel for a in ahead}]
+            if fallback and workflow.patched(FALLBACK_AFTER_PLAN):
+                ahead += fallback
         self.planned = True
         self.plan = ahead
         self.plan_pos = 0
