@@ -86,7 +86,7 @@ class SecurityHeaders:
 
 
 class RedactLinkTokens(logging.Filter):
-    """Keeps personal and dashboard link tokens out of access logs."""
+    """Keeps personal and dashboard link tokens out of the logs."""
 
     pattern = re.compile(r"/(c|v|p|u|k|d)/[A-Za-z0-9_.\-]+")
 
@@ -101,7 +101,11 @@ class RedactLinkTokens(logging.Filter):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.getLogger("uvicorn.access").addFilter(RedactLinkTokens())
+    # The access log, and our own lines that name a request's path (a 503 on a form post).
+    for name in ("uvicorn.access", "api"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+            logger.addFilter(RedactLinkTokens())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

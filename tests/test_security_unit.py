@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from api.main import RedactLinkTokens
+from api.main import RedactLinkTokens, create_app
 from core import security
 from core.settings import Settings
 
@@ -69,3 +69,12 @@ def test_access_log_never_shows_link_tokens():
     RedactLinkTokens().filter(record)
     assert "SeCrEtToKeN" not in record.getMessage()
     assert "/c/<token>" in record.getMessage()
+
+
+def test_the_apis_own_log_lines_never_show_link_tokens(caplog):
+    """A 503 on a customer's form post names the request's path."""
+    create_app(Settings())
+    with caplog.at_level(logging.WARNING, logger="api"):
+        logging.getLogger("api").warning("%s %s: 503, %s: %s", "POST", "/c/SeCrEtToKeN_-9/code",
+                                         "RPCError", "deadline exceeded")
+    assert "SeCrEtToKeN" not in caplog.text and "/c/<token>/code" in caplog.text
