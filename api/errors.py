@@ -58,9 +58,9 @@ _ENUM_MEMBER = re.compile(r"<\w+\.\w+: ('[^']*')>")
 
 def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
     """Field errors as clients read them: allowed values as they send them, not as Python
-    names them."""
-    return [FieldError(field=field_path(e["loc"]), message=_ENUM_MEMBER.sub(r"\1", e["msg"]))
-            for e in errors]
+    names them, and our validators' messages without pydantic's "Value error, " before them."""
+    return [FieldError(field=field_path(e["loc"]), message=_ENUM_MEMBER.sub(
+        r"\1", e["msg"].removeprefix("Value error, "))) for e in errors]
 
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

@@ -15,7 +15,7 @@ from api.schemas import FieldError, Language, Name, Slug, Strict
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
-from messaging.phone import PhoneNumberError, parse_phone
+from messaging.phone import PhoneNumberError, check_region, parse_phone
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -162,6 +162,12 @@ class ContactSettingsIn(Strict):
             return parse(value).text
         except RuleError as err:
             raise ValueError(f"invalid rule: {err}") from err
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        # Every phone number of the client is read in it: an unknown one would refuse them all.
+        return check_region(value)
 
     @field_validator("address_types")
     @classmethod

@@ -42,6 +42,18 @@ async def test_campaign_validation_names_the_field(tenant, change, field):
     assert response.status_code == 422, response.text
     fields = [f["field"] for f in response.json()["error"]["fields"]]
     assert field in fields, fields
+    # Our validators' messages as written, without pydantic's "Value error, " before them.
+    assert not any(f["message"].startswith("Value error")
+                   for f in response.json()["error"]["fields"]), response.text
+
+
+async def test_an_unknown_phone_region_is_refused(tenant):
+    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                     json={"default_region": "XX"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"] == [{
+        "field": "default_region",
+        "message": "unknown phone region 'XX'; use an ISO country code such as NL"}]
 
 
 async def test_consent_needs_a_legal_text_per_language(tenant):
