@@ -64,11 +64,15 @@ async def evaluate(
     definitions = await session.scalars(
         select(KycDefinition).where(KycDefinition.client_id == contact.client_id)
         .order_by(KycDefinition.level.desc()))
+    lowest = None
     for definition in definitions:
         judged = judge(definition, contact, found, default_remind_before)
         if not judged.missing:
             return judged
-    return KycEvaluation(definition_id=None, missing=["no definition's required information"])
+        lowest = judged
+    # Nothing qualifies: what the lowest level lacks is the least the contact needs for any.
+    return KycEvaluation(definition_id=None,
+                         missing=lowest.missing if lowest else ["definition_id"])
 
 
 async def definition_of(session: AsyncSession, *, client_id: uuid.UUID,

@@ -284,6 +284,11 @@ async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     assert refused.status_code == 422
     assert refused.json()["error"]["fields"] == [
         {"field": "id_number | passport_number", "message": "required"}]
+    # Qualifying for no level: what the lowest one lacks.
+    unknown, _ = await new_contact(sessions, tenant, mobile=True)
+    nowhere = await tenant.post(f"/v1/kyc/contacts/{unknown}/assign", {})
+    assert nowhere.status_code == 422
+    assert nowhere.json()["error"]["fields"] == [{"field": "email", "message": "required"}]
     # Without a choice: the highest level whose information is present.
     first = await assign(None)
     assert first.status_code == 200 and first.json()["definition"]["level"] == 1
