@@ -77,8 +77,8 @@ BOUNCE_ESCALATION = "bounce-escalation"
 ANSWERS_RECORDED_LOCALLY = "answers-recorded-locally"
 # Where a journey turns when a bounce leaves its plan without another channel.
 FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=True))
-# Journeys started before the fallback also followed a bounce whose plan had channels left that
-# might not reach the contact (a letter without an address) never took this branch.
+# Journeys that gave up a channel before the fallback also followed the plan's other channels
+# (which may reach nobody: a letter without an address) never took this branch.
 FALLBACK_AFTER_PLAN = "fallback-after-plan"
 
 
