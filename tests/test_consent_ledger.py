@@ -247,11 +247,17 @@ async def test_sms_stop_and_start(tenant, sessions, http):
     assert stop.json() == {"action": "stop", "contacts": 1}
     start = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "START"})
     assert start.json() == {"action": "start", "contacts": 1}
+    # A provider that sends the number in national form: read in the client's region (NL).
+    national = await tenant.post("/v1/inbound/sms", {"from": "0612345678", "text": "STOP"})
+    assert national.json() == {"action": "stop", "contacts": 1}
+    again = await tenant.post("/v1/inbound/sms", {"from": "0031612345678", "text": "START"})
+    assert again.json() == {"action": "start", "contacts": 1}
     other = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "hello"})
     assert other.json()["action"] == "ignored"
     ledger = (await tenant.get(path)).json()
     assert [(e["granted"], e["source"]) for e in ledger] == [
-        (True, "api"), (False, "sms_keyword"), (True, "sms_keyword")]
+        (True, "api"), (False, "sms_keyword"), (True, "sms_keyword"), (False, "sms_keyword"),
+        (True, "sms_keyword")]
     bad = await tenant.post("/v1/inbound/sms", {"from": "abc", "text": "STOP"})
     assert bad.status_code == 422
 

@@ -24,7 +24,7 @@ from api.consent_schemas import (
     InboundSms,
     Preference,
 )
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
@@ -174,11 +174,14 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
     return EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
 
 
-def e164(sender: str) -> str:
-    """Providers send the replying number in international form, with or without the '+'."""
+def e164(sender: str, region: str) -> str:
+    """Providers send the replying number in international form, with or without the '+';
+    some, in national form (0612345678), read in the client's region."""
     digits = sender.strip()
+    national = digits.startswith("0") and not digits.startswith("00")
     try:
-        parsed = phonenumbers.parse(digits if digits.startswith("+") else f"+{digits}")
+        parsed = (phonenumbers.parse(digits, region) if national
+                  else phonenumbers.parse("+" + digits.removeprefix("+").removeprefix("00")))
     except phonenumbers.NumberParseException:
         raise FieldProblems([FieldError(field="from", message="not a phone number")]) from None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
@@ -190,13 +193,13 @@ START_WORDS = {"START", "UNSTOP", "SUBSCRIBE", "AANMELDEN"}
 
 @router.post("/inbound/sms", status_code=status.HTTP_200_OK)
 async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
-                      state: StateDep) -> dict[str, Any]:
+                      state: StateDep, reg: RegistryDep) -> dict[str, Any]:
     """Called by the client's SMS provider for replies. STOP withdraws every marketing consent
     by SMS of whoever verified that number; START grants those STOP withdrew back."""
     word = "".join(body.text.split()).upper()
     if word not in STOP_WORDS | START_WORDS:
         return {"action": "ignored", "contacts": 0}
-    number = e164(body.sender)
+    number = e164(body.sender, reg.settings.default_region)
     at = body.received_at or datetime.now(UTC)
     contacts = (await session.scalars(select(Contact).join(
         ContactPoint, ContactPoint.contact_id == Contact.id).where(
