@@ -192,6 +192,9 @@ class MessageSender:
             "link": link,
             "expires_at": input.link_expires_at,
             "incentive": campaign.spec.get("incentive_text"),
+            # What the page asks for: an invitation speaks of the email address only when
+            # that is all it asks.
+            "collect": campaign.spec.get("collect", ["email"]),
             "claim": claim_view(journey.claim, journey.paid_at, journey.language),
             "brand": brand,
         }

@@ -10,7 +10,7 @@ from messaging.rendering import pick_language, render_email, render_page, suppor
 CONTEXT = {"client_name": "Acme <b>&</b> Co", "campaign_name": "c", "first_name": "Eva",
            "last_name": "M", "link": "https://x.test/c/tok", "incentive": None,
            "preferences_link": "https://x.test/p/pref",
-           "expires_at": datetime(2026, 12, 24, 12, 0, tzinfo=UTC)}
+           "expires_at": datetime(2026, 12, 24, 12, 0, tzinfo=UTC), "collect": ["email"]}
 
 
 def test_supported_languages_include_en_nl_de():
@@ -36,6 +36,30 @@ def test_every_email_renders_in_every_language(template, language, greeting):
     assert "https://x.test/p/pref" in mail.text and 'href="https://x.test/p/pref"' in mail.html
     # HTML escapes what the client typed; plain text keeps it as written.
     assert "Acme &lt;b&gt;&amp;&lt;/b&gt; Co" in mail.html and "<b>&</b>" not in mail.html
+
+
+@pytest.mark.parametrize(("language", "email", "details"), [
+    ("en", "email", "contact details"), ("nl", "e-mail", "contactgegevens"),
+    ("de", "E-Mail", "Kontaktdaten")])
+@pytest.mark.parametrize("collect", [["mobile"], ["email", "mobile"], ["address"]])
+def test_a_campaign_asking_more_than_an_email_address_says_contact_details(
+        collect, language, email, details):
+    for template in ("invitation", "reminder"):
+        mail = render_email(template, language, {**CONTEXT, "collect": collect})
+        assert email not in mail.subject and details in mail.subject, mail.subject
+    invitation = render_email("invitation", language, {**CONTEXT, "collect": collect})
+    assert email not in invitation.text.split("\n\n")[1], invitation.text
+
+
+@pytest.mark.parametrize(("collect", "heading", "mentions_email"), [
+    (["email"], "your address is confirmed", True),
+    (["mobile"], "your mobile number is confirmed", False),
+    (["email", "mobile"], "your details are confirmed", True)])
+def test_the_confirmation_page_names_what_was_confirmed(collect, heading, mentions_email):
+    page = render_page("finished", "en", {"client_name": "Acme", "stage": "verified",
+                                          "collect": collect})
+    assert heading in page
+    assert ("bottom of every email" in page) is mentions_email
 
 
 def test_page_escapes_user_data():

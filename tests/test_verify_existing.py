@@ -74,7 +74,7 @@ async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry
     await customer.submit(page, email=address, consent=["terms"], address_line1="Nieuweweg 2",
                           address_postal_code="2801 AA", address_city="Gouda",
                           address_country="nl")
-    assert "Thank you, your address is confirmed" in customer.page
+    assert "Thank you, your details are confirmed" in customer.page  # email and address
     await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
 
     contact = (await tenant.get(f"/v1/contacts/{contact_id}",

@@ -132,6 +132,7 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
                    "languages": [(code, LANGUAGES[code]) for code in visit.languages],
                    "claim": claim_view(visit.journey.claim, visit.journey.paid_at, language),
+                   "collect": visit.campaign.spec.get("collect", ["email"]),
                    **context}
     body = render_page(name, language, {
         **context, "csrf_token": state.csrf.token(cookie, scope), "action": scope})
@@ -251,7 +252,6 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
     mobile = awaiting(journey, "mobile")
     known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
-        "collect": visit.campaign.spec.get("collect", ["email"]),
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
