@@ -29,6 +29,8 @@ RUN pip install --no-cache-dir --no-deps . \
 
 RUN groupadd --system --gid 10001 journeys \
     && useradd --system --uid 10001 --gid journeys --create-home --shell /usr/sbin/nologin journeys
+# The files API and worker share (compose mounts a volume here), writable by the app's user.
+RUN mkdir /data && chown journeys:journeys /data
 USER journeys
 
 EXPOSE 8000

@@ -47,7 +47,6 @@ class Settings(BaseSettings):
     # attempts; the journey then switches to its next channel.
     email_soft_bounce_after_attempts: int = Field(default=5, ge=1)
     mail_from: str = "noreply@contact-journeys.local"
-    mail_from_name: str = "contact-journeys"
 
     # Per attempt: a receiver slower than this counts as failed and is tried again later.
     webhook_timeout_seconds: float = 10
