@@ -199,6 +199,9 @@ class WebhookSender:
     @staticmethod
     async def _disable_failing(session: AsyncSession, endpoint: WebhookEndpoint,
                                delivery: WebhookDelivery, now: datetime) -> list[str]:
+        # Holding this endpoint's row before the event below locks them all could deadlock
+        # with another event being recorded for the client (seen in the fuzz test).
+        await session.execute(crud.endpoints_locked(endpoint.client_id))
         endpoint.enabled = False
         endpoint.failing_since = delivery.round_started_at
         await session.flush()

@@ -202,6 +202,15 @@ async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime
     await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at)
 
 
+def endpoints_locked(client_id: uuid.UUID) -> Any:
+    """The client's webhook endpoints, locked (their sequence counters) all at once and in one
+    order: a transaction recording an event never holds one counter while waiting for another
+    that a second such transaction holds. One that changes an endpoint and then records an
+    event (disabling a failing one) takes them all this way first."""
+    return (select(WebhookEndpoint).where(WebhookEndpoint.client_id == client_id)
+            .order_by(WebhookEndpoint.id).with_for_update())
+
+
 async def record_webhook_event(
     session: AsyncSession, *, client_id: uuid.UUID, key: str, type: str, data: dict[str, Any]
 ) -> list[str]:
@@ -211,12 +220,7 @@ async def record_webhook_event(
     has committed; a retried activity finds the same event and wakes them again, harmlessly.
     """
     endpoints = [e for e in (await session.scalars(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.client_id == client_id, WebhookEndpoint.enabled.is_(True))
-        # All of the client's counters are locked at once, in one order: a transaction
-        # recording several events (each for other endpoints) never holds one counter while
-        # waiting for another that a second such transaction holds.
-        .order_by(WebhookEndpoint.id).with_for_update()
+        endpoints_locked(client_id).where(WebhookEndpoint.enabled.is_(True))
     )).all() if subscribes(e, type)]
     await insert_ignoring_conflicts(session, WebhookEvent, [{
         "id": uuid.uuid4(), "client_id": client_id, "key": key, "type": type,
