@@ -35,20 +35,22 @@ def run(settings: Settings) -> None:
     DATA_DIR.mkdir(exist_ok=True)
     upgrade(settings.database_url)
     sink = start_smtp_sink(settings.dev_maildir, settings.smtp_host, settings.smtp_port)
-    temporal_host, _, temporal_port = settings.temporal_address.partition(":")
+    temporal_host, _, port_text = settings.temporal_address.partition(":")
+    temporal_host = temporal_host or "127.0.0.1"
+    temporal_port = int(port_text or 7233)
     # The dev server's own default: the Web UI on the frontend's port + 1000 (7233 -> 8233).
-    ui_port = int(temporal_port or 7233) + 1000
+    ui_port = temporal_port + 1000
     api = urlsplit(settings.public_base_url)
     procs: list[subprocess.Popen] = []
     try:
         temporal = subprocess.Popen([
-            temporal_cli(), "server", "start-dev", "--ip", temporal_host or "127.0.0.1",
-            "--port", temporal_port or "7233", "--ui-port", str(ui_port),
+            temporal_cli(), "server", "start-dev", "--ip", temporal_host,
+            "--port", str(temporal_port), "--ui-port", str(ui_port),
             "--db-filename", str(DATA_DIR / "temporal.db"), "--log-level", "error",
             *search_attribute_args(),
         ])
         procs.append(temporal)
-        wait_for_port(temporal_host or "127.0.0.1", int(temporal_port or 7233), 60, temporal)
+        wait_for_port(temporal_host, temporal_port, 60, temporal)
         # Modules, not paths: the stack runs from any directory (its data in ./.data there).
         procs.append(subprocess.Popen([sys.executable, "-m", "worker"], env=os.environ.copy()))
         procs.append(subprocess.Popen([

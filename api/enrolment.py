@@ -196,6 +196,13 @@ async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
     return found
 
 
+def _not_refused(items: dict[int, ContactIn], refused: list[EnrolItemResult]
+                 ) -> dict[int, ContactIn]:
+    """The items no result has refused yet (the set built once: a request holds a thousand)."""
+    done = {r.index for r in refused}
+    return {i: item for i, item in items.items() if i not in done}
+
+
 async def write_contacts_and_journeys(
     session: AsyncSession, reg: Registry, actor: Actor, *, campaign: Campaign,
     items: dict[int, ContactIn],
@@ -209,7 +216,7 @@ async def write_contacts_and_journeys(
             Contact.external_id.in_([i.external_id for i in items.values()])))}
 
     claims = _claim_problems(items, payments=bool(spec.get("payments")))
-    items = {i: item for i, item in items.items() if i not in {r.index for r in claims}}
+    items = _not_refused(items, claims)
     before = await known()
     channels = plan_channels(spec)
     # A new contact can be reached only by what its item carries, an email: one the campaign
@@ -219,7 +226,7 @@ async def write_contacts_and_journeys(
                         errors=[unreachable(channels)])
         for i, item in items.items()
         if item.external_id not in before and not (item.email and "email" in channels)]
-    items = {i: item for i, item in items.items() if i not in {r.index for r in unreachable_new}}
+    items = _not_refused(items, unreachable_new)
     results, created = await _new_contacts(
         session, reg, actor, {i: item for i, item in items.items()
                               if item.external_id not in before}, spec["default_language"])
@@ -227,7 +234,7 @@ async def write_contacts_and_journeys(
     results += await _newest_knowledge(
         session, reg, actor, {i: before[item.external_id] for i, item in items.items()
                               if item.external_id in before}, items)
-    items = {i: item for i, item in items.items() if i not in {r.index for r in results}}
+    items = _not_refused(items, results)
     contacts = await known()
     items = {i: item for i, item in items.items() if item.external_id in contacts}
     wanted = {(contacts[i.external_id].id, str(i.email)) for i in items.values() if i.email}

@@ -9,13 +9,12 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
 from api.schemas import FieldError, Language, Name, Slug, Strict
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
-from messaging.phone import PhoneNumberError, check_region, parse_phone
+from messaging.phone import check_region, parse_phone
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -35,13 +34,9 @@ SCALAR_FIELDS = (
 
 
 def _phone(value: str, info: ValidationInfo, *, mobile: bool) -> str:
-    """E.164, reading numbers without a country code in the client's region."""
-    try:
-        return parse_phone(value, (info.context or {}).get("region", DEFAULT_REGION),
-                           mobile=mobile)
-    except PhoneNumberError as err:
-        # The message alone, as for the other fields (no "Value error, " prefix).
-        raise PydanticCustomError("phone", str(err)) from err
+    """E.164, reading numbers without a country code in the client's region (a
+    PhoneNumberError is a ValueError: its message is the field's error)."""
+    return parse_phone(value, (info.context or {}).get("region", DEFAULT_REGION), mobile=mobile)
 
 
 class ContactPointIn(Strict):

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, EmailStr, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from api.deps import RegistryDep, SessionDep
@@ -19,7 +18,7 @@ from contacts import suppression
 from contacts.schemas import SuppressedOut
 from core.vocabulary import ContactPointKind
 from db.models import Suppression
-from messaging.phone import PhoneNumberError, parse_phone
+from messaging.phone import parse_phone
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], responses=ERROR_RESPONSES)
 
@@ -46,10 +45,7 @@ class SuppressionCheck(BaseModel):
     def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        try:
-            return parse_phone(value, (info.context or {}).get("region"), mobile=False)
-        except PhoneNumberError as err:
-            raise PydanticCustomError("phone", str(err)) from err
+        return parse_phone(value, (info.context or {}).get("region"), mobile=False)
 
 
 class SuppressionVerdict(BaseModel):
