@@ -13,7 +13,7 @@ from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
 from core.vocabulary import GdprConsentState, Stage
 from db import crud
-from db.models import Campaign, Contact, ContactPoint, Journey
+from db.models import Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
 from workflows.starts import start_journeys, workflow_id
 
@@ -39,9 +39,10 @@ class Reconsent:
                 ContactPoint.kind == "email")))
             chosen = [c for c in contacts if c.id in reachable
                       and c.gdpr_consent_state != GdprConsentState.withdrawn]
+            reset_at = utcnow()
             for contact in chosen:
                 contact.gdpr_consent_state = GdprConsentState.pending
-                contact.gdpr_consent_updated_at = None
+                contact.gdpr_consent_updated_at = reset_at
             if chosen:
                 await crud.insert_ignoring_conflicts(session, Journey, [
                     {"id": uuid.uuid4(), "client_id": campaign.client_id,

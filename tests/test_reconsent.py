@@ -2,6 +2,7 @@
 customer's answer recorded in the ledger."""
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
@@ -31,6 +32,7 @@ async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox)
                                       value=f"r{n}-{tenant.id.hex[:8]}@example.com")
                          for n, i in enumerate(ids)])
     campaign = await reconsent_campaign(tenant)
+    run_began = datetime.now(UTC)
     started = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run?batch_size=30", {})
     assert started.status_code == 202, started.text
 
@@ -48,6 +50,12 @@ async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox)
             Journey.campaign_id == uuid.UUID(campaign["id"])))
     assert counts == {"pending": 950, "withdrawn": 50}
     assert journeys == 950
+    # The reset is a change of state like any other: it says when it happened.
+    reset = (await tenant.get(f"/v1/contacts/{ids[0]}/gdpr-consent")).json()
+    assert reset["state"] == "pending"
+    assert run_began <= datetime.fromisoformat(reset["updated_at"]) <= datetime.now(UTC)
+    untouched = (await tenant.get(f"/v1/contacts/{ids[-1]}/gdpr-consent")).json()
+    assert (untouched["state"], untouched["updated_at"]) == ("withdrawn", None)
 
     # Asking again changes nothing: a campaign's run happens once.
     again = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run", {})
