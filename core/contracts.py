@@ -125,6 +125,8 @@ class SubmitCodeResult:
     outcome: str
     stage: str
     tries_left: int = 0
+    # New codes the customer may still ask for (None from journeys that did not say).
+    resends_left: int | None = None
 
 
 @dataclass

@@ -83,6 +83,27 @@ async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, m
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
 
 
+async def test_with_no_new_code_left_the_page_asks_for_the_number_again(
+    tenant, http, mailbox, settings
+):
+    number = "+3162235" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number, verification={"code_max_resends": 0})
+    [code] = await wait_codes(settings, number, 1)
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        await customer.submit(page + "/code", code=wrong)
+    # Locked, and no new code may be asked for: the page says the way on (in Dutch here) and
+    # offers no button that could only answer "no more codes".
+    assert "Vul hieronder opnieuw uw mobiele nummer in" in customer.page
+    assert "/resend-code" not in customer.page
+    response = await customer.submit(page, mobile=number)
+    assert response.status_code == 200 and 'id="code"' in customer.page
+    [_, fresh] = await wait_codes(settings, number, 2)
+    await customer.submit(page + "/code", code=fresh)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
 async def test_expired_code_and_resend_limits(tenant, http, mailbox, settings):
     number = "+3163234" + str(uuid_digits())
     enrolled, customer, page = await start(

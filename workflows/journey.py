@@ -408,7 +408,8 @@ class JourneyWorkflow:
                 CheckCodeInput(self.input.journey_id, self.code_step, input.code,
                                timings.code_max_wrong_tries, input.at))
             if check.outcome != "right":
-                return SubmitCodeResult(check.outcome, self.stage, check.tries_left)
+                return SubmitCodeResult(check.outcome, self.stage, check.tries_left,
+                                        timings.code_max_resends - self.code_resends)
             emitted = await self._record_answer(
                 JourneyRecords.record_verification,
                 RecordVerificationInput(

@@ -451,7 +451,8 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
         raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit,
-                             {"outcome": result.outcome, "tries_left": result.tries_left})
+                             {"outcome": result.outcome, "tries_left": result.tries_left,
+                              "resends_left": result.resends_left})
 
 
 @router.post("/c/{token}/resend-code", response_class=HTMLResponse)
