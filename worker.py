@@ -41,6 +41,7 @@ from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.client_message import ClientMessageWorkflow
 from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
 from workflows.contact_import import ContactImportWorkflow
+from workflows.held_journeys import WakeHeldJourneysWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.kyc import KycWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
@@ -120,11 +121,14 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 contact_retention.anonymise_inactive,
             ],
         )
-        # Launches poll a queue of their own: a batch is never queued behind the invitations
-        # of the journeys that earlier batches started, nor a progress query behind their tasks.
+        # Launches (and wake-ups of held journeys) poll a queue of their own: a batch is never
+        # queued behind the invitations of the journeys that earlier batches started, nor a
+        # progress query behind their tasks.
         launches = Worker(
-            client, task_queue=settings.launch_task_queue, workflows=[CampaignLaunchWorkflow],
-            activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch],
+            client, task_queue=settings.launch_task_queue,
+            workflows=[CampaignLaunchWorkflow, WakeHeldJourneysWorkflow],
+            activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch,
+                        launcher.wake_held_journeys],
             max_cached_workflows=settings.worker_max_cached_workflows)
         try:
             async with worker, launches:

@@ -1,6 +1,7 @@
 """Activities of a campaign launch: register and count the selection, fan out one page of
 contacts (bulk-insert their journeys, start the workflows), and finish (optionally cancelling
-the journeys the launch started).
+the journeys the launch started). And, once a paused campaign goes on, waking its journeys
+whose invitation or reminder the pause held back.
 
 A batch is idempotent: a retry finds the journeys its first try inserted (by launch id) and
 starts them again, which Temporal turns into no-ops; a contact never gets two live journeys in
@@ -9,6 +10,7 @@ a campaign (a unique index) and journey workflow ids are fixed per contact and r
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from dataclasses import asdict
 
@@ -17,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from core.contracts import (
@@ -26,12 +29,15 @@ from core.contracts import (
     FinishLaunchResult,
     LaunchBatchInput,
     LaunchBatchResult,
+    WakeHeldInput,
+    WakeHeldResult,
 )
 from core.settings import Settings
 from core.vocabulary import FINAL_STAGES, Stage
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Journey, utcnow
 from db.session import transaction
+from workflows.journey import JourneyWorkflow
 from workflows.starts import journey_language, start_journeys, workflow_id
 
 
@@ -44,8 +50,9 @@ def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
     return max(due - utcnow(), timedelta(0))
 
 
-# Contacts read and inserted per transaction within a batch.
+# Contacts read and inserted per transaction within a batch (journeys woken per page).
 PAGE = 250
+OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
 HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times this
 
 
@@ -171,22 +178,50 @@ class CampaignLauncher:
 
     async def _cancel_journeys(self, launch_id: str) -> int:
         """Cancels the launch's unfinished journey workflows, then marks their rows."""
-        open_stages = [s.value for s in Stage if s not in FINAL_STAGES]
         async with self._sessions() as session:
             journeys = list((await session.execute(select(Journey.id, Journey.workflow_id).where(
-                Journey.launch_id == launch_id, Journey.stage.in_(open_stages)))).all())
-        gate = asyncio.Semaphore(self._settings.launch_starts_in_flight)
-
-        async def cancel(workflow: str) -> None:
-            async with gate:
-                try:
-                    await self._temporal.get_workflow_handle(workflow).cancel()
-                except RPCError:
-                    pass  # finished meanwhile: its own stage stands
-
-        await asyncio.gather(*(cancel(w) for _, w in journeys))
+                Journey.launch_id == launch_id, Journey.stage.in_(OPEN_STAGES)))).all())
+        await self._to_each([w for _, w in journeys],
+                            lambda handle: handle.cancel())
         async with transaction(self._sessions) as session:
             result = await session.execute(update(Journey).where(
                 crud.among(session, Journey.id, [j for j, _ in journeys]),
-                Journey.stage.in_(open_stages)).values(stage=Stage.cancelled, finished_at=utcnow()))
+                Journey.stage.in_(OPEN_STAGES)).values(stage=Stage.cancelled, finished_at=utcnow()))
         return result.rowcount
+
+    @activity.defn
+    async def wake_held_journeys(self, input: WakeHeldInput) -> WakeHeldResult:
+        """Signals every open journey of the campaign that holds a message back, page by page;
+        a retry goes on after the last page its heartbeat reported."""
+        details = activity.info().heartbeat_details
+        after: uuid.UUID | None = uuid.UUID(details[0]) if details else None
+        woken = int(details[1]) if details else 0
+        while True:
+            async with self._sessions() as session:
+                query = select(Journey.id, Journey.workflow_id).where(
+                    Journey.campaign_id == uuid.UUID(input.campaign_id),
+                    Journey.held_since.is_not(None), Journey.stage.in_(OPEN_STAGES),
+                ).order_by(Journey.id).limit(PAGE)
+                if after is not None:
+                    query = query.where(Journey.id > after)
+                page = list((await session.execute(query)).all())
+            if not page:
+                return WakeHeldResult(journeys_woken=woken)
+            await self._to_each([w for _, w in page],
+                                lambda handle: handle.signal(JourneyWorkflow.campaign_resumed))
+            after, woken = page[-1][0], woken + len(page)
+            activity.heartbeat(str(after), woken)
+
+    async def _to_each(self, workflow_ids: list[str],
+                       act: Callable[[WorkflowHandle], Awaitable[None]]) -> None:
+        """Does one thing to each workflow, a bounded number at a time."""
+        gate = asyncio.Semaphore(self._settings.launch_starts_in_flight)
+
+        async def one(workflow_id: str) -> None:
+            async with gate:
+                try:
+                    await act(self._temporal.get_workflow_handle(workflow_id))
+                except RPCError:
+                    pass  # finished meanwhile: its own stage stands
+
+        await asyncio.gather(*(one(w) for w in workflow_ids))

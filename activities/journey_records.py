@@ -311,10 +311,12 @@ class JourneyRecords:
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
+        # A journey its archived campaign cancelled before it reached anyone tells no one, as
+        # one cancelled with its launch.
         event_type = {
             Stage.expired: EventType.journey_expired,
             Stage.opted_out: EventType.journey_opted_out,
-        }[Stage(input.stage)]
+        }.get(Stage(input.stage))
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             journey.stage = input.stage
@@ -322,6 +324,8 @@ class JourneyRecords:
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=input.stage, at=input.at
             )
+            if event_type is None:
+                return EmittedEvents()
             endpoints = await crud.record_webhook_event(
                 session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
                 type=event_type,

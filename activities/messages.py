@@ -76,6 +76,14 @@ class Skip(Exception):
         self.outcome = outcome
 
 
+class Held(Exception):
+    """The campaign is not active: its own messages wait (paused) or stop (archived)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"campaign {status}")
+        self.status = status
+
+
 def moved_on(stage: str, stage_after: str | None) -> str:
     """The stage a send moves its journey to. A send still in flight when its journey ended
     does not reopen it, and one reported after the customer moved on does not move it back."""
@@ -117,6 +125,16 @@ class MessageSender:
                 return SendMessageResult(sent=False, recipient=already.recipient, bounced=kind)
             try:
                 outgoing = await self._prepare(session, journey, already, input)
+            except Held as held:
+                if journey.held_since is None:
+                    # A step of its own: the message's step records the send once it goes.
+                    await crud.add_journey_event(
+                        session, journey=journey, step=f"{input.step}/held",
+                        type=f"{input.template}_held", at=utcnow(),
+                        detail={"channel": input.channel, "reason": str(held)})
+                # Marked so that resuming the campaign finds this journey to wake.
+                journey.held_since = journey.held_since or utcnow()
+                return SendMessageResult(sent=False, recipient=None, held=held.status)
             except Skip as skip:
                 await crud.add_journey_event(
                     session, journey=journey, step=input.step,
@@ -148,8 +166,16 @@ class MessageSender:
     async def _prepare(self, session: AsyncSession, journey: Journey, already: Message | None,
                        input: SendMessageInput) -> Outgoing:
         """Decides whether and to whom the message goes, and renders it."""
-        contact = await session.get_one(Contact, journey.contact_id)
         campaign = await session.get_one(Campaign, journey.campaign_id)
+        if input.only_while_campaign_active:
+            if campaign.status != "active":
+                # Read again under a share lock: a resume then waits for this hold to commit,
+                # so the wake-up it sends afterwards finds this journey.
+                await session.refresh(campaign, with_for_update={"read": True})
+                if campaign.status != "active":
+                    raise Held(campaign.status)
+            journey.held_since = None
+        contact = await session.get_one(Contact, journey.contact_id)
         client = await session.get_one(Client, journey.client_id)
         channel = Channel(input.channel)
         address: PostalAddress | None = None

@@ -19,16 +19,18 @@ from temporalio.client import (
     ScheduleUpdate,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import FieldProblems
 from api.schemas import FieldError, LaunchOut, LaunchSelectionIn
-from core.contracts import LaunchInput, LaunchProgress, LaunchSelection
+from core.contracts import LaunchInput, LaunchProgress, LaunchSelection, WakeHeldInput
 from core.settings import Settings
 from core.vocabulary import ErrorType, LaunchTrigger
 from db import launches
 from db.models import Campaign, CampaignLaunch, ContactImport
 from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_launch_workflow_id
+from workflows.held_journeys import WakeHeldJourneysWorkflow, wake_held_workflow_id
 
 _duration = TypeAdapter(timedelta).validate_python
 
@@ -162,3 +164,18 @@ async def delete_schedule(temporal: TemporalClient, campaign_id: uuid.UUID) -> N
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
 
+
+
+async def wake_held_journeys(session: AsyncSession, temporal: TemporalClient, settings: Settings,
+                             campaign: Campaign) -> None:
+    """Starts waking the campaign's held journeys, if it has any. A wake-up still running
+    gives way to the new one, which reads the held journeys afresh."""
+    held = await session.scalar(launches.held_journeys(
+        client_id=campaign.client_id, campaign_id=campaign.id).limit(1))
+    if held is None:
+        return
+    await temporal.start_workflow(
+        WakeHeldJourneysWorkflow.run, WakeHeldInput(str(campaign.id)),
+        id=wake_held_workflow_id(str(campaign.id)), task_queue=settings.launch_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+        static_summary=f"Wake the held journeys of campaign {campaign.id}")

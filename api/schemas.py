@@ -483,6 +483,8 @@ class CampaignProgress(BaseModel):
     launch: LaunchOut | None = Field(description="the newest launch")
     journeys: int
     stages: dict[str, int] = Field(description="journeys per stage, from the database")
+    held: int = Field(description=(
+        "open journeys whose invitation or reminder waits for the paused campaign to resume"))
 
 
 class RecurrenceOut(BaseModel):

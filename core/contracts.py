@@ -225,6 +225,8 @@ class JourneyState:
     # Channels given up on after a bounce, and the channels the plan still has to try.
     bounced_channels: list[str] = field(default_factory=list)
     channels_ahead: list[str] = field(default_factory=list)
+    # An invitation or reminder waits for its paused campaign to be resumed.
+    held: bool = False
 
 
 # --- activities --------------------------------------------------------------------------
@@ -242,6 +244,9 @@ class SendMessageInput:
     stage_after: str | None = None
     to_pending_email: bool = False
     channel: str = "email"
+    # The campaign's own messages (invitations, reminders) wait while it is paused and are not
+    # sent once it is archived; what the customer asked for (a verification link) always goes.
+    only_while_campaign_active: bool = False
 
 
 @dataclass
@@ -252,6 +257,8 @@ class SendMessageResult:
     skipped: str | None = None
     # ... or the kind of bounce when the server or provider refused it.
     bounced: str | None = None
+    # ... or the campaign's status (paused, archived) that held it back.
+    held: str | None = None
 
 
 @dataclass
@@ -615,3 +622,13 @@ class FinishLaunchInput:
 @dataclass
 class FinishLaunchResult:
     journeys_cancelled: int
+
+
+@dataclass
+class WakeHeldInput:
+    campaign_id: str
+
+
+@dataclass
+class WakeHeldResult:
+    journeys_woken: int

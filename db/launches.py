@@ -8,7 +8,7 @@ from sqlalchemy import Select, String, cast, exists, func, not_, or_, select, tr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import LaunchSelection
-from core.vocabulary import ContactPointKind, Stage, VerificationState
+from core.vocabulary import FINAL_STAGES, ContactPointKind, Stage, VerificationState
 from db.models import (
     CampaignLaunch,
     Contact,
@@ -84,3 +84,10 @@ async def stage_counts(session: AsyncSession, *, client_id: uuid.UUID,
             Journey.client_id == client_id, Journey.campaign_id == campaign_id)
         .group_by(Journey.stage))).all()))
     return counts
+
+
+def held_journeys(*, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Select[tuple[uuid.UUID]]:
+    """The campaign's open journeys whose invitation or reminder its pause holds back."""
+    return select(Journey.id).where(
+        Journey.client_id == client_id, Journey.campaign_id == campaign_id,
+        Journey.held_since.is_not(None), Journey.stage.not_in(FINAL_STAGES))

@@ -441,6 +441,8 @@ class Journey(Base):
     paid_at: Mapped[datetime | None]
     # The campaign launch that started it (its workflow id); null when enrolled by the API.
     launch_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Since when one of the campaign's own messages waits for the paused campaign to resume.
+    held_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]

@@ -115,6 +115,14 @@ class JourneyWorkflow:
         self.bounces: list[BounceInput] = []
         self.bounced_channels: list[str] = []
         self.history: list[str] = []
+        # A message of the campaign's own (invitation, reminder) that its paused campaign held
+        # back waits for a resume. Resumes are counted, so one that arrives before the hold is
+        # reported still wakes the journey.
+        self.held = False
+        self.resumes = 0
+        self.resumes_before_hold = 0
+        # Archived: the campaign sends nothing more on its own.
+        self.campaign_closed = False
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
         self.turn = asyncio.Lock()
         self.webhooks: list[asyncio.Task[None]] = []
@@ -128,9 +136,7 @@ class JourneyWorkflow:
             if self.planned:
                 await self._send_plan()
             else:
-                await self._send(self._template("invitation"), "invitation",
-                                 TokenPurpose.contact_page, Stage.invited)
-                self._enter(Stage.invited)
+                await self._invite()
 
         while self.stage not in FINAL_STAGES:
             if workflow.now() >= self.deadline:
@@ -142,13 +148,15 @@ class JourneyWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: self.stage in FINAL_STAGES or self.opted_out is not None
-                    or bool(self.bounces),
+                    or bool(self.bounces) or self._released(),
                     timeout=max(wake_at - workflow.now(), timedelta(seconds=1)),
                     timeout_summary="next reminder or expiry",
                 )
             except asyncio.TimeoutError:
                 pass
             async with self.turn:
+                if self._released():
+                    self.held = False
                 if self.opted_out is not None and self.stage not in FINAL_STAGES:
                     await self._finish(Stage.opted_out, "opted-out")
                 elif self.bounces and self.stage not in FINAL_STAGES:
@@ -166,12 +174,16 @@ class JourneyWorkflow:
         return self.state()
 
     def _next_reminder_at(self) -> datetime | None:
+        if self.held or self.campaign_closed:
+            return None
         if self.planned:
             if self.plan_pos >= len(self.plan) or self.paid:
                 return None
             if self.last_message_at is None:
                 return workflow.now()
             return self.last_message_at + self.plan[self.plan_pos].after
+        if self.stage == Stage.enrolled and self.last_message_at is None:
+            return workflow.now()  # the invitation, held back until now
         t = self.input.timings
         if self.reminders_sent >= t.max_reminders or self.last_message_at is None or self.paid:
             return None
@@ -181,18 +193,30 @@ class JourneyWorkflow:
         at = self._next_reminder_at()
         return at is not None and workflow.now() >= at
 
+    async def _invite(self) -> None:
+        result = await self._send(self._template("invitation"), "invitation",
+                                  TokenPurpose.contact_page, Stage.invited, own=True)
+        if not result.held:
+            self._enter(Stage.invited)
+
     async def _remind(self) -> None:
         if self.planned:
             await self._send_plan()
             return
-        self.reminders_sent += 1
-        step = f"reminder-{self.reminders_sent}"
+        if self.last_message_at is None:
+            await self._invite()
+            return
+        step = f"reminder-{self.reminders_sent + 1}"
         if self.stage == Stage.verification_pending and "email" in self.awaiting:
-            await self._send("verification_reminder", step, TokenPurpose.verify_email,
-                             to_pending_email=True)
-            self.verification_step = step
+            result = await self._send("verification_reminder", step, TokenPurpose.verify_email,
+                                      to_pending_email=True, own=True)
+            if not result.held:
+                self.verification_step = step
         else:
-            await self._send(self._template("reminder"), step, TokenPurpose.contact_page)
+            result = await self._send(self._template("reminder"), step, TokenPurpose.contact_page,
+                                      own=True)
+        if not result.held:
+            self.reminders_sent += 1
 
     def _template(self, name: str) -> str:
         return f"reconsent_{name}" if self.input.kind == JourneyKind.reconsent else name
@@ -208,15 +232,22 @@ class JourneyWorkflow:
             name = f"message-{self.plan_messages}"
             if self.stage == Stage.verification_pending and "email" in self.awaiting:
                 # The customer is one click away: remind them of that, where they typed it.
-                await self._send("verification_reminder", name, TokenPurpose.verify_email,
-                                 to_pending_email=True)
+                result = await self._send("verification_reminder", name,
+                                          TokenPurpose.verify_email, to_pending_email=True,
+                                          own=True)
+                if result.held:
+                    self.plan_messages -= 1
+                    return
                 self.verification_step = name
                 self._count_plan_message(step)
                 return
             first = not self.reached
             result = await self._send(
                 "invitation" if first else "reminder", name, TokenPurpose.contact_page,
-                Stage.invited if first else None, channel=step.channel)
+                Stage.invited if first else None, channel=step.channel, own=True)
+            if result.held:
+                self.plan_messages -= 1
+                return
             if result.sent:
                 if self.stage == Stage.enrolled:
                     self._enter(Stage.invited)
@@ -507,6 +538,7 @@ class JourneyWorkflow:
             paid=self.paid,
             bounced_channels=list(self.bounced_channels),
             channels_ahead=[s.channel for s in self.plan[self.plan_pos:]] if self.planned else [],
+            held=self.held,
         )
 
     # --- helpers ----------------------------------------------------------------------------
@@ -518,21 +550,28 @@ class JourneyWorkflow:
 
     async def _send(
         self, template: str, step: str, purpose: TokenPurpose, stage_after: Stage | None = None,
-        *, to_pending_email: bool = False, channel: str = Channel.email,
+        *, to_pending_email: bool = False, channel: str = Channel.email, own: bool = False,
     ) -> SendMessageResult:
+        """Sends one message; `own` for the campaign's own (invitations, reminders), which
+        its status may hold back."""
         assert self.deadline is not None
         expires = self.deadline
         if purpose == TokenPurpose.verify_email:
             expires = min(expires, workflow.now() + self.input.timings.verification_link_ttl)
+        resumes = self.resumes
         result = await workflow.execute_activity_method(
             MessageSender.send_message,
             SendMessageInput(
                 journey_id=self.input.journey_id, step=step, template=template,
                 link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
                 to_pending_email=to_pending_email, channel=channel,
+                only_while_campaign_active=own,
             ),
             **SEND,
         )
+        if result.held:
+            await self._hold(result.held, resumes)
+            return result
         self.last_message_at = workflow.now()
         if result.sent and purpose == TokenPurpose.contact_page:
             self.reached = True
@@ -540,6 +579,24 @@ class JourneyWorkflow:
             # Outside a plan the loop handles it, as if the bounce had been reported.
             self.bounces.append(BounceInput(step, channel, result.bounced, template))
         return result
+
+    async def _hold(self, status: str, resumes: int) -> None:
+        if status == "paused":
+            self.held = True
+            self.resumes_before_hold = resumes
+            return
+        self.campaign_closed = True
+        if self.stage == Stage.enrolled:
+            # Archived before it reached anyone: nobody is waiting for this journey.
+            await self._finish(Stage.cancelled, "cancelled")
+
+    def _released(self) -> bool:
+        return self.held and self.resumes > self.resumes_before_hold
+
+    @workflow.signal
+    def campaign_resumed(self) -> None:
+        """The campaign is active again (or archived): a held message may go, or not."""
+        self.resumes += 1
 
     async def _record_answer(self, activity: Callable[[Any, Arg], Awaitable[Ret]],
                              input: Arg) -> Ret:

@@ -84,6 +84,15 @@ async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> 
     return campaign
 
 
+async def enrolling_campaign(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
+    """The campaign, if it may take new journeys: a paused one does (their invitations wait),
+    an archived one no longer."""
+    campaign = await campaign_of(session, client_id, campaign_id)
+    if campaign.status == "archived":
+        raise HTTPException(409, "the campaign is archived")
+    return campaign
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
 async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep,
                           state: StateDep) -> Campaign:
@@ -135,6 +144,7 @@ async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, cl
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EnrolResponse,
     responses={
+        409: {"model": ErrorBody, "description": "The campaign is archived"},
         413: {"model": ErrorBody, "description": "More contacts than one request may carry"},
         422: {"model": EnrolRefused | ErrorBody,
               "description": "Validation failed, or no item was acceptable"},
@@ -149,7 +159,7 @@ async def enrol_contacts(
     Items are judged one by one: bad ones are reported by index, good ones are kept.
     Repeating a request is safe: enrolled contacts come back as `already_enrolled`.
     """
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await enrolling_campaign(session, client.id, campaign_id)
     limit = state.settings.max_contacts_per_request
     if len(body.contacts) > limit:
         raise HTTPException(413, f"at most {limit} contacts per request")

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from api import enrolment
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES
-from api.routes.campaigns import campaign_of
+from api.errors import ERROR_RESPONSES, ErrorBody
+from api.routes.campaigns import enrolling_campaign
 from api.routes.consents import contact_of
 from api.schemas import ContactIn
 from core.vocabulary import FINAL_STAGES, TokenPurpose
@@ -33,7 +33,10 @@ class EnrichmentLink(BaseModel):
 
 
 @router.get("/{contact_id}/enrichment-link", response_model=EnrichmentLink,
-            responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}})
+            responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+                       409: {"model": ErrorBody,
+                             "description": "The campaign is archived, or the contact's "
+                                            "journey in it has ended"}})
 async def enrichment_link(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
     reg: RegistryDep, actor: ActorDep,
@@ -48,7 +51,7 @@ async def enrichment_link(
     if journey is None:
         if campaign_id is None:
             raise HTTPException(404, "no running journey; give campaign_id to start one")
-        campaign = await campaign_of(session, client.id, campaign_id)
+        campaign = await enrolling_campaign(session, client.id, campaign_id)
         results, journeys = await enrolment.write_contacts_and_journeys(
             session, reg, actor, campaign=campaign,
             items={0: ContactIn(external_id=contact.external_id)})

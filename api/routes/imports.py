@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, error_response
-from api.routes.campaigns import campaign_of
+from api.errors import ERROR_RESPONSES, ErrorBody, error_response
+from api.routes.campaigns import enrolling_campaign
 from contacts import csv_import
 from core.contracts import ContactImportInput
 from core.vocabulary import CLIENT_ID
@@ -75,7 +75,8 @@ CSV_BODY = {"requestBody": {"required": True,
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
-             openapi_extra=CSV_BODY)
+             openapi_extra=CSV_BODY,
+             responses={409: {"model": ErrorBody, "description": "The campaign is archived"}})
 async def start_import(
     request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
@@ -90,7 +91,7 @@ async def start_import(
     if len(content) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
     if campaign_id is not None:
-        await campaign_of(session, client.id, campaign_id)
+        await enrolling_campaign(session, client.id, campaign_id)
     try:
         delimiter, columns, _, total = csv_import.plan(content, state.settings.import_batch_size)
     except csv_import.CsvRejected as err:

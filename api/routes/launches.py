@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 from temporalio.common import WorkflowIDReusePolicy
@@ -128,11 +129,13 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
     campaign = await campaign_of(session, client.id, campaign_id)
     launch = await launches.latest_launch(session, campaign_id=campaign.id)
     stages = await launches.stage_counts(session, client_id=client.id, campaign_id=campaign.id)
+    held = await session.scalar(select(func.count()).select_from(launches.held_journeys(
+        client_id=client.id, campaign_id=campaign.id).subquery()))
     return CampaignProgress(
         campaign_id=campaign.id, status=campaign.status,
         launch=launching.launch_out(launch, await launching.launch_progress(
             state.temporal, launch)) if launch else None,
-        journeys=sum(stages.values()), stages=stages)
+        journeys=sum(stages.values()), stages=stages, held=held or 0)
 
 
 @router.patch("/{campaign_id}", response_model=CampaignOut, responses=CONFLICT)
@@ -158,6 +161,10 @@ async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusCha
                 else CampaignLaunchWorkflow.resume))
     campaign.status = body.status
     await session.commit()
+    if body.status != "paused":
+        # Asked each time, not only when leaving `paused`: a repeated call starts the wake-up
+        # that Temporal being unavailable kept from starting the first time.
+        await launching.wake_held_journeys(session, state.temporal, state.settings, campaign)
     return campaign
 
 

@@ -1,0 +1,123 @@
+"""A paused campaign holds its own messages (invitations, reminders) until it is resumed, and
+an archived one sends no more; what a customer asks for (a verification link) always goes."""
+
+import asyncio
+
+from tests.helpers import Customer, eventually, unique_email
+from tests.histories import save_history
+from tests.test_campaign_launch import finished_launch, launch, progress
+
+
+async def held_count(tenant, campaign_id: str, count: int) -> dict:
+    async def probe():
+        now = await progress(tenant, campaign_id)
+        return now if now["held"] == count else None
+    return await eventually(probe, what=f"{count} held journeys")
+
+
+async def test_pause_holds_invitations_and_reminders_until_resumed(
+    tenant, http, mailbox, temporal_env, record_histories
+):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT2S", "max_count": 1})
+    campaign_id = campaign["id"]
+    early, late = unique_email("early"), unique_email("late")
+    first = (await tenant.enrol(campaign_id, {"external_id": early, "email": early}))
+    [invitation] = await mailbox.wait_for(early)
+
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    # A paused campaign still takes contacts; their invitations wait.
+    second = await tenant.enrol(campaign_id, {"external_id": late, "email": late})
+    # The early contact's reminder falls due during the pause and waits too.
+    paused = await held_count(tenant, campaign_id, 2)
+    assert paused["stages"]["enrolled"] == 1 and paused["stages"]["invited"] == 1, paused
+    assert mailbox.to(late) == [] and len(mailbox.to(early)) == 1
+    late_journey = await tenant.journey(second["results"][0]["journey_id"])
+    assert [e["type"] for e in late_journey["history"]][-1] == "invitation_held"
+
+    # A customer who acts meanwhile gets what they asked for: the verification link.
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=early)
+    [_, verification] = await mailbox.wait_for(early, 2)
+    assert "confirm" in verification.subject.lower()
+
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "active"})
+    await mailbox.wait_for(late)
+    # The early contact's reminder (to the address typed, one click from verified) goes now.
+    [*_, reminder] = await mailbox.wait_for(early, 3)
+    await tenant.wait_for_stage(second["results"][0]["journey_id"], "invited")
+    resumed = await held_count(tenant, campaign_id, 0)
+    assert resumed["stages"]["verification_pending"] == 1, resumed
+
+    link = mailbox.link(reminder)  # the newest link to the address typed
+    await customer.open(link)
+    await customer.submit(link)
+    journey = await tenant.wait_for_stage(first["results"][0]["journey_id"], "verified")
+    assert [e["type"] for e in journey["history"]] == [
+        "invitation_sent", "reminder_held", "opened", "data_entered", "verification_sent",
+        "verification_reminder_sent", "verified"], [e["type"] for e in journey["history"]]
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
+                           "email_journey_reminder_held_then_resumed")
+
+
+async def test_spread_invitations_wait_for_a_resume_or_end_with_the_archive(tenant, mailbox):
+    addresses = [unique_email("spread") for _ in range(3)]
+    for address in addresses:
+        await tenant.ok("POST", "/v1/contacts", {
+            "external_id": address, "last_name": "Spread",
+            "contact_points": [{"kind": "email", "value": address}]},
+            status=201)
+    archived, resumed = [
+        (await tenant.create_campaign(languages=["en"], consents=[]))["id"] for _ in range(2)]
+    for campaign_id in (archived, resumed):
+        await launch(tenant, campaign_id, spread_over="PT6S")
+        assert (await finished_launch(tenant, campaign_id))["started"] == 3
+        await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+
+    async def settled(campaign_id: str):
+        """Each journey's first step has come: it sent (before the pause) or is held."""
+        now = await progress(tenant, campaign_id)
+        return now if (now["held"] == now["stages"]["enrolled"]
+                       and now["held"] + now["stages"]["invited"] == 3) else None
+    paused = {c: await eventually(lambda: settled(c), what="the spread steps due")
+              for c in (archived, resumed)}
+    # Spread over 6 s, the later invitations fell due during the pause.
+    assert all(p["held"] >= 1 for p in paused.values()), paused
+    sent_before_pause = sum(p["stages"]["invited"] for p in paused.values())
+    assert sum(len(mailbox.to(a)) for a in addresses) == sent_before_pause
+
+    await tenant.ok("PATCH", f"/v1/campaigns/{archived}", {"status": "archived"})
+    await tenant.ok("PATCH", f"/v1/campaigns/{resumed}", {"status": "active"})
+
+    async def ended() -> dict | None:
+        now = await progress(tenant, archived)
+        return now if now["stages"]["cancelled"] == paused[archived]["held"] else None
+    gone = await eventually(ended, what="the archived campaign's held journeys cancelled")
+    assert gone["held"] == 0 and gone["stages"]["invited"] == paused[archived]["stages"]["invited"]
+
+    async def all_invited() -> dict | None:
+        now = await progress(tenant, resumed)
+        return now if now["stages"]["invited"] == 3 else None
+    assert (await eventually(all_invited, what="the held invitations sent"))["held"] == 0
+    # Every contact got the resumed campaign's invitation, and the archived one's only if it
+    # went out before the pause.
+    expected = sent_before_pause + paused[resumed]["held"]
+    await eventually(lambda: _mails(mailbox, addresses, expected), what=f"{expected} mails")
+    await asyncio.sleep(1)  # a stray invitation of the archived campaign would be out by now
+    assert sum(len(mailbox.to(a)) for a in addresses) == expected
+
+
+async def _mails(mailbox, addresses: list[str], count: int) -> bool | None:
+    return sum(len(mailbox.to(a)) for a in addresses) == count or None
+
+
+async def test_an_archived_campaign_takes_no_contacts(tenant):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})
+    address = unique_email()
+    refused = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                {"contacts": [{"external_id": address, "email": address}]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["message"] == "the campaign is archived"
