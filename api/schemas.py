@@ -433,8 +433,9 @@ class CampaignOut(BaseModel):
 
 class CampaignStatusChange(Strict):
     status: Literal["active", "paused", "archived"] = Field(description=(
-        "paused: its schedule and running launch pause; active: both resume; archived (for "
-        "good): its schedule is deleted and a running launch cancelled"))
+        "paused: its schedule and running launch pause, and its invitations and reminders wait; "
+        "active: all resume; archived (for good): its schedule is deleted, a running launch "
+        "cancelled, and it sends no more invitations or reminders"))
 
 
 # --- launches ------------------------------------------------------------------------------
