@@ -231,3 +231,33 @@ async def test_customer_opts_out(tenant, http, mailbox, webhook_receiver):
     assert "will not be asked again" in customer.page
     await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "opted_out")
     await webhook_receiver.wait_for(hook, "journey.opted_out")
+
+
+async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env,
+                                            record_histories):
+    """Cancelled in the Temporal UI (here through the client, as the UI does), a journey ends
+    as `cancelled` everywhere: in the API, the campaign's counts and the customer's page."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    journey_id = enrolled["results"][0]["journey_id"]
+    [invitation] = await mailbox.wait_for(address)
+    journey = await tenant.wait_for_stage(journey_id, "invited")
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    await handle.cancel()
+
+    journey = await tenant.wait_for_stage(journey_id, "cancelled")
+    assert journey["history"][-1]["type"] == "cancelled" and journey["finished_at"]
+    progress = (await tenant.get(f"/v1/campaigns/{campaign['id']}/progress")).json()
+    assert progress["stages"]["cancelled"] == 1 and progress["stages"]["invited"] == 0
+
+    async def closed():
+        status = (await handle.describe()).status
+        return status if status == WorkflowExecutionStatus.CANCELED else None
+    await eventually(closed, what="the workflow closed as cancelled")
+    customer = Customer(http)
+    page = await customer.open(mailbox.link(invitation))
+    assert page.status_code == 200 and "This request has ended" in customer.page
+    assert 'name="email"' not in customer.page
+    if record_histories:
+        await save_history(handle, "email_journey_cancelled_by_operator")

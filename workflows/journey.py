@@ -80,6 +80,8 @@ FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=
 # Journeys that gave up a channel before the fallback also followed the plan's other channels
 # (which may reach nobody: a letter without an address) never took this branch.
 FALLBACK_AFTER_PLAN = "fallback-after-plan"
+# Journeys cancelled before ended without telling the database.
+CANCEL_RECORDED = "cancel-recorded"
 
 
 @workflow.defn(name="Journey")
@@ -131,6 +133,17 @@ class JourneyWorkflow:
 
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneyState:
+        try:
+            return await self._walk(input)
+        except asyncio.CancelledError:
+            # Cancelled by an operator (Temporal UI) or with its launch: the read model, the
+            # progress counts and the customer's page say so instead of an open journey.
+            if self.stage not in FINAL_STAGES and workflow.patched(CANCEL_RECORDED):
+                async with self.turn:
+                    await self._finish(Stage.cancelled, "cancelled")
+            raise
+
+    async def _walk(self, input: JourneyInput) -> JourneyState:
         self.deadline = workflow.now() + input.timings.expires_after
         async with self.turn:
             if self.planned:
