@@ -3,9 +3,12 @@ an archived one sends no more; what a customer asks for (a verification link) al
 
 import asyncio
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
+
 from tests.helpers import Customer, eventually, unique_email
 from tests.histories import save_history
 from tests.test_campaign_launch import finished_launch, launch, progress
+from workflows.journey import JourneyWorkflow
 
 
 async def held_count(tenant, campaign_id: str, count: int) -> dict:
@@ -34,6 +37,12 @@ async def test_pause_holds_invitations_and_reminders_until_resumed(
     assert mailbox.to(late) == [] and len(mailbox.to(early)) == 1
     late_journey = await tenant.journey(second["results"][0]["journey_id"])
     assert [e["type"] for e in late_journey["history"]][-1] == "invitation_held"
+    # Operators see it in the Temporal UI: the journey's state and its current details.
+    late_handle = temporal_env.client.get_workflow_handle(late_journey["workflow_id"])
+    assert (await late_handle.query(JourneyWorkflow.state)).held
+    metadata = await late_handle.query("__temporal_workflow_metadata",
+                                       result_type=WorkflowMetadata)
+    assert "campaign is paused" in metadata.current_details
 
     # A customer who acts meanwhile gets what they asked for: the verification link.
     customer = Customer(http)
@@ -47,6 +56,10 @@ async def test_pause_holds_invitations_and_reminders_until_resumed(
     # The early contact's reminder (to the address typed, one click from verified) goes now.
     [*_, reminder] = await mailbox.wait_for(early, 3)
     await tenant.wait_for_stage(second["results"][0]["journey_id"], "invited")
+    assert not (await late_handle.query(JourneyWorkflow.state)).held
+    metadata = await late_handle.query("__temporal_workflow_metadata",
+                                       result_type=WorkflowMetadata)
+    assert metadata.current_details == ""
     resumed = await held_count(tenant, campaign_id, 0)
     assert resumed["stages"]["verification_pending"] == 1, resumed
 

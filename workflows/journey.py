@@ -170,6 +170,7 @@ class JourneyWorkflow:
             async with self.turn:
                 if self._released():
                     self.held = False
+                    workflow.set_current_details("")
                 if self.opted_out is not None and self.stage not in FINAL_STAGES:
                     await self._finish(Stage.opted_out, "opted-out")
                 elif self.bounces and self.stage not in FINAL_STAGES:
@@ -597,6 +598,10 @@ class JourneyWorkflow:
         if status == "paused":
             self.held = True
             self.resumes_before_hold = resumes
+            # For operators: the Temporal UI shows why the journey sends nothing.
+            workflow.set_current_details(
+                "**Held**: its campaign is paused; the next invitation or reminder goes once "
+                "the campaign is resumed.")
             return
         self.campaign_closed = True
         if self.stage == Stage.enrolled:
