@@ -111,6 +111,11 @@ async def test_reconsent_campaign_validation(tenant):
     normal = await tenant.create_campaign(languages=["en"], consents=[])
     assert (await tenant.post(f"/v1/campaigns/{normal['id']}/reconsent-run", {})).status_code == 409
     assert (await tenant.get(f"/v1/campaigns/{normal['id']}/reconsent-run")).status_code == 404
+    # An archived form asks nobody again: no consent state is reset.
+    archived = await reconsent_campaign(tenant)
+    await tenant.ok("PATCH", f"/v1/campaigns/{archived['id']}", {"status": "archived"})
+    refused = await tenant.post(f"/v1/campaigns/{archived['id']}/reconsent-run", {})
+    assert refused.status_code == 409 and "archived" in refused.json()["error"]["message"]
 
 
 async def test_back_office_records_the_signed_form(tenant, sessions):

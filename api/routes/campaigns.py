@@ -187,14 +187,15 @@ async def enrol_contacts(
 
 @router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
              response_model=ReconsentProgress,
-             responses={409: {"model": ErrorBody, "description": "Not a reconsent campaign"}})
+             responses={409: {"model": ErrorBody,
+                              "description": "Not a reconsent campaign, or archived"}})
 async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, batch_size: int = Query(200, ge=1, le=1000)
                             ) -> ReconsentProgress:
     """Requires re-consent from all your contacts: Accepted, Rejected and Pending go back to
     Pending (Withdrawn stays) and each gets this reconsent campaign's journey. Starting it
     again while it runs returns the same run."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await enrolling_campaign(session, client.id, campaign_id)
     if campaign.spec.get("kind") != JourneyKind.reconsent:
         raise HTTPException(409, "only a reconsent campaign can require re-consent")
     run_id = f"reconsent/{campaign.id}"
