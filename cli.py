@@ -23,6 +23,16 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Argument(help="What the schema change is, e.g. 'journey notes'")],
+) -> None:
+    """Write the next migration from what the models add to DATABASE_URL's schema."""
+    from db.migrate import new_revision
+
+    typer.echo(new_revision(get_settings().database_url, message))
+
+
 async def _create_client(name: str, language: str) -> tuple[str, str]:
     from db import crud
     from db.session import make_engine, make_sessionmaker, transaction

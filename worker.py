@@ -89,13 +89,15 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
         launcher = CampaignLauncher(sessions, settings, client)
+        runner = ({} if settings.worker_workflow_sandbox
+                  else {"workflow_runner": UnsandboxedWorkflowRunner()})
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=WORKFLOWS,
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
-            **({} if settings.worker_workflow_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
+            **runner,
             activities=[
                 records.record_stage,
                 records.record_submission,
@@ -129,7 +131,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             workflows=[CampaignLaunchWorkflow, WakeHeldJourneysWorkflow],
             activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch,
                         launcher.wake_held_journeys],
-            max_cached_workflows=settings.worker_max_cached_workflows)
+            max_cached_workflows=settings.worker_max_cached_workflows, **runner)
         try:
             async with worker, launches:
                 yield worker
