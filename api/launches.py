@@ -17,6 +17,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -90,6 +91,10 @@ async def running_launch(session: AsyncSession, temporal: TemporalClient, campai
     progress = await launch_progress(temporal, launch)
     if progress is None or progress.state in ENDED:
         return None
+    # Cancelled or terminated by an operator in the Temporal UI, it ended without saying so.
+    handle = temporal.get_workflow_handle_for(CampaignLaunchWorkflow.run, launch.id)
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        return None
     return launch, progress
 
 
@@ -154,7 +159,13 @@ async def set_schedule_paused(temporal: TemporalClient, campaign: Campaign, paus
     if not campaign.spec.get("recurrence"):
         return
     handle = temporal.get_schedule_handle(schedule_id(campaign.id))
-    await (handle.pause() if paused else handle.unpause())
+    try:
+        await (handle.pause() if paused else handle.unpause())
+    except RPCError as err:
+        # Deleted by an operator in the Temporal UI: nothing left to pause (GET /recurrence
+        # answers 404 then).
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
 
 
 async def delete_schedule(temporal: TemporalClient, campaign_id: uuid.UUID) -> None:

@@ -313,6 +313,10 @@ async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env
                 f"campaign/{campaign['id']}/recurrence").delete()
         gone = await tenant.get(path)
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", gone.text
+        if end == "operator":
+            # The campaign can still be paused and resumed (it failed with a 500).
+            for status in ("paused", "active"):
+                await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": status})
 
 
 async def test_invitations_can_be_spread_over_time(tenant):
@@ -330,3 +334,20 @@ async def test_invitations_can_be_spread_over_time(tenant):
     await eventually(all_invited, timeout=30, what="the spread invitations")
     bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "P8D"})
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "spread_over"
+
+
+async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(tenant, temporal_env):
+    """Cancelled or terminated in the Temporal UI, a launch ends without its own clean-up: the
+    campaign can still be launched, paused and archived."""
+    await import_contacts(tenant, 3, tags="stopped")
+    campaign_id = await light_campaign(tenant)
+    for stop in ("cancel", "terminate"):
+        held = await launch(tenant, campaign_id, selection={"tags": ["stopped"]}, paused=True)
+        handle = temporal_env.client.get_workflow_handle(
+            launch_workflow_id(campaign_id, held["number"]))
+        await (handle.cancel() if stop == "cancel" else handle.terminate("operator"))
+        again = await launch(tenant, campaign_id, selection={"tags": ["other"]}, paused=True)
+        assert again["number"] == held["number"] + 1, stop
+        await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel", {})
+    for status in ("paused", "archived"):
+        await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": status})
