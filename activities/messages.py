@@ -132,8 +132,10 @@ class MessageSender:
                         session, journey=journey, step=f"{input.step}/held",
                         type=f"{input.template}_held", at=utcnow(),
                         detail={"channel": input.channel, "reason": str(held)})
-                # Marked so that resuming the campaign finds this journey to wake.
-                journey.held_since = journey.held_since or utcnow()
+                # Marked so that resuming the campaign finds this journey to wake; an archived
+                # campaign never sends it, so nothing waits.
+                journey.held_since = (None if held.status == "archived"
+                                      else journey.held_since or utcnow())
                 return SendMessageResult(sent=False, recipient=None, held=held.status)
             except Skip as skip:
                 await crud.add_journey_event(

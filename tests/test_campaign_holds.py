@@ -134,3 +134,36 @@ async def test_an_archived_campaign_takes_no_contacts(tenant):
                                 {"contacts": [{"external_id": address, "email": address}]})
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["message"] == "the campaign is archived"
+
+
+async def test_archiving_a_paused_campaign_leaves_nothing_held(tenant, mailbox):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT1S", "max_count": 2})
+    address = unique_email()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    await mailbox.wait_for(address)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "paused"})
+    await held_count(tenant, campaign["id"], 1)  # the first reminder
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})
+    # Reached, the journey stays open to its customer, and nothing waits any more.
+    now = await held_count(tenant, campaign["id"], 0)
+    assert now["stages"]["invited"] == 1, now
+    journey = await tenant.journey(enrolled["results"][0]["journey_id"])
+    assert journey["stage"] == "invited"
+    await asyncio.sleep(1.5)  # past the reminders' cadence
+    assert len(mailbox.to(address)) == 1
+
+
+async def test_a_launch_waits_for_its_paused_campaign(tenant):
+    address = unique_email()
+    await tenant.ok("POST", "/v1/contacts", {
+        "external_id": address, "last_name": "Waits",
+        "contact_points": [{"kind": "email", "value": address}]}, status=201)
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    await launch(tenant, campaign_id, paused=True)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    refused = await tenant.post(f"/v1/campaigns/{campaign_id}/launch/resume", {})
+    assert refused.status_code == 409 and "resume the campaign" in refused.json()["error"][
+        "message"]
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "active"})
+    assert (await finished_launch(tenant, campaign_id))["started"] == 1

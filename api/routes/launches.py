@@ -92,7 +92,10 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
 
 async def _change(session: SessionDep, state: StateDep, client: ClientDep,
                   campaign_id: uuid.UUID, update: Any, *args: Any) -> LaunchOut:
-    await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id)
+    if update == CampaignLaunchWorkflow.resume and campaign.status == "paused":
+        # Its journeys would only wait: the campaign's pause holds their invitations.
+        raise HTTPException(409, "the campaign is paused: resume the campaign itself")
     running = await launching.running_launch(session, state.temporal, campaign_id)
     if running is None:
         raise HTTPException(409, "no launch of this campaign is running")
