@@ -96,10 +96,10 @@ class ContactImporter:
 
     @activity.defn
     async def enrol_imported(self, input: EnrolImportedInput) -> EnrolImportedResult:
-        """Puts the imported contacts into the campaign, as the enrolment API would."""
+        """Puts the imported contacts into the campaign, as the enrolment API would; none
+        once the campaign is archived, which may happen while the import runs."""
         enrolled = not_enrolled = 0
         async with transaction(self._sessions) as session:
-            campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
             job = await session.get_one(ContactImport, uuid.UUID(input.import_id))
             reg = await registry.registry_for(
                 session, client_id=job.client_id,
@@ -109,6 +109,10 @@ class ContactImporter:
                     ContactImportBatch.import_id == uuid.UUID(input.import_id))) for c in batch]
         for start in range(0, len(ids), ENROL_CHUNK):
             async with transaction(self._sessions) as session:
+                campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
+                if campaign.status == "archived":
+                    not_enrolled += len(ids) - start
+                    break
                 contacts = list(await session.scalars(select(Contact).where(
                     Contact.id.in_(ids[start:start + ENROL_CHUNK]))))
                 emails = {cid: value for cid, value in await session.execute(

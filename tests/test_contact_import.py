@@ -6,6 +6,10 @@ import io
 import uuid
 
 from sqlalchemy import text
+from temporalio.testing import ActivityEnvironment
+
+from activities.contact_import import ContactImporter
+from core.contracts import EnrolImportedInput
 
 from db.session import transaction
 from tests.helpers import eventually
@@ -153,3 +157,20 @@ async def test_import_enrols_contacts_into_a_campaign(tenant, other_tenant, temp
     assert seventh["first_name"] == "Seventh"
     trail = (await tenant.get(f"/v1/contacts/{seventh['id']}/audit")).json()["items"]
     assert trail[-2]["detail"]["changes"] == {"first_name": {"old": "First7", "new": "Seventh"}}
+
+
+async def test_a_campaign_archived_during_an_import_gets_none_of_its_contacts(
+    tenant, sessions, settings
+):
+    """The import checked the campaign when it was uploaded; archived since, it takes no
+    contacts when the import comes to enrol them."""
+    campaign = await tenant.create_campaign()
+    content, _ = contacts_file(uuid.uuid4().hex[:6], 5, bad_every=None, delimiter=",")
+    job = await finished(tenant, (await upload(tenant, content))["id"])
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})
+    result = await ActivityEnvironment().run(
+        ContactImporter(sessions, settings).enrol_imported,
+        EnrolImportedInput(import_id=job["id"], campaign_id=campaign["id"]))
+    assert (result.enrolled, result.not_enrolled) == (0, 5)
+    journeys = (await tenant.get(f"/v1/campaigns/{campaign['id']}/journeys")).json()["items"]
+    assert journeys == []
