@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from dataclasses import asdict
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -183,11 +183,15 @@ class CampaignLauncher:
                 Journey.launch_id == launch_id, Journey.stage.in_(OPEN_STAGES)))).all())
         await self._to_each([w for _, w in journeys],
                             lambda handle: handle.cancel())
+        ids = [j for j, _ in journeys]
         async with transaction(self._sessions) as session:
-            result = await session.execute(update(Journey).where(
-                crud.among(session, Journey.id, [j for j, _ in journeys]),
+            # Most journeys record their cancellation themselves; this catches the others
+            # (those that never began, or began before journeys did so).
+            await session.execute(update(Journey).where(
+                crud.among(session, Journey.id, ids),
                 Journey.stage.in_(OPEN_STAGES)).values(stage=Stage.cancelled, finished_at=utcnow()))
-        return result.rowcount
+            return await session.scalar(select(func.count()).where(
+                crud.among(session, Journey.id, ids), Journey.stage == Stage.cancelled)) or 0
 
     @activity.defn
     async def wake_held_journeys(self, input: WakeHeldInput) -> WakeHeldResult:

@@ -452,7 +452,7 @@ class LaunchRequest(Strict):
     @field_validator("spread_over")
     @classmethod
     def _within_a_week(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and not timedelta(0) < value <= timedelta(days=7):
+        if value is not None and not timedelta(seconds=1) <= value <= timedelta(days=7):
             raise ValueError("must be between PT1S and P7D")
         return value
 

@@ -332,8 +332,12 @@ async def test_invitations_can_be_spread_over_time(tenant):
     async def all_invited() -> bool:
         return (await progress(tenant, campaign_id))["stages"]["invited"] == 3
     await eventually(all_invited, timeout=30, what="the spread invitations")
-    bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "P8D"})
-    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "spread_over"
+    for too_long_or_short in ("P8D", "PT0.5S"):
+        bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch",
+                                {"spread_over": too_long_or_short})
+        assert bad.status_code == 422, too_long_or_short
+        assert bad.json()["error"]["fields"][0] == {
+            "field": "spread_over", "message": "must be between PT1S and P7D"}
 
 
 async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(tenant, temporal_env):
