@@ -340,7 +340,9 @@ async def test_invitations_can_be_spread_over_time(tenant):
             "field": "spread_over", "message": "must be between PT1S and P7D"}
 
 
-async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(tenant, temporal_env):
+async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(
+    tenant, temporal_env, record_histories
+):
     """Cancelled or terminated in the Temporal UI, a launch ends without its own clean-up: the
     campaign can still be launched, paused and archived."""
     await import_contacts(tenant, 3, tags="stopped")
@@ -350,6 +352,12 @@ async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(tenant
         handle = temporal_env.client.get_workflow_handle(
             launch_workflow_id(campaign_id, held["number"]))
         await (handle.cancel() if stop == "cancel" else handle.terminate("operator"))
+        if stop == "cancel":
+            # Cancelled, it records its end as a cancel through the API does.
+            ended = await finished_launch(tenant, campaign_id)
+            assert ended["state"] == "cancelled" and ended["number"] == held["number"], ended
+            if record_histories:
+                await save_history(handle, "campaign_launch_cancelled_by_operator")
         again = await launch(tenant, campaign_id, selection={"tags": ["other"]}, paused=True)
         assert again["number"] == held["number"] + 1, stop
         await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel", {})

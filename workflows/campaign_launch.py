@@ -4,11 +4,12 @@ as a query, and continues as new every few batches so its history stays short.
 
 Started by the API (`campaign/<campaign id>/launch/<n>`) or by the campaign's schedule."""
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaign_launch import CampaignLauncher
@@ -28,6 +29,8 @@ BATCH = {"start_to_close_timeout": timedelta(minutes=10),
          "heartbeat_timeout": timedelta(seconds=30)}
 DB_WORK = {"start_to_close_timeout": timedelta(minutes=5)}
 ENDED = (LaunchState.cancelled, LaunchState.completed)
+# Launches cancelled from outside before ended without recording it.
+CANCEL_RECORDED = "launch-cancel-recorded"
 
 
 def launch_workflow_id(campaign_id: str, number: int) -> str:
@@ -50,6 +53,22 @@ class CampaignLaunchWorkflow:
 
     @workflow.run
     async def run(self, input: LaunchInput) -> LaunchProgress:
+        try:
+            return await self._fan_out(input)
+        except (asyncio.CancelledError, ActivityError) as err:
+            # Cancelled by an operator in the Temporal UI (seen as an activity's cancellation
+            # when one was running): the launch's row and progress say so, as after a cancel
+            # through the API.
+            if (is_cancelled_exception(err) and self.progress.state not in ENDED
+                    and workflow.patched(CANCEL_RECORDED)):
+                self.progress.state = LaunchState.cancelled
+                await workflow.execute_activity_method(
+                    CampaignLauncher.finish_launch,
+                    FinishLaunchInput(workflow.info().workflow_id, self.progress, False),
+                    **DB_WORK)
+            raise
+
+    async def _fan_out(self, input: LaunchInput) -> LaunchProgress:
         launch_id = workflow.info().workflow_id
         if input.progress is None:
             begun = await workflow.execute_activity_method(

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.codes import CodeSender
@@ -135,10 +135,12 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyState:
         try:
             return await self._walk(input)
-        except asyncio.CancelledError:
-            # Cancelled by an operator (Temporal UI) or with its launch: the read model, the
-            # progress counts and the customer's page say so instead of an open journey.
-            if self.stage not in FINAL_STAGES and workflow.patched(CANCEL_RECORDED):
+        except (asyncio.CancelledError, ActivityError) as err:
+            # Cancelled by an operator (Temporal UI) or with its launch, seen as an activity's
+            # cancellation when one was running: the read model, the progress counts and the
+            # customer's page say so instead of an open journey.
+            if (is_cancelled_exception(err) and self.stage not in FINAL_STAGES
+                    and workflow.patched(CANCEL_RECORDED)):
                 async with self.turn:
                     await self._finish(Stage.cancelled, "cancelled")
             raise
