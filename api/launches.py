@@ -176,7 +176,6 @@ async def delete_schedule(temporal: TemporalClient, campaign_id: uuid.UUID) -> N
             raise
 
 
-
 async def wake_held_journeys(session: AsyncSession, temporal: TemporalClient, settings: Settings,
                              campaign: Campaign) -> None:
     """Starts waking the campaign's held journeys, if it has any. A wake-up still running
