@@ -404,6 +404,9 @@ class WakeEndpointInput:
     """New or re-queued deliveries are waiting in the database (the database is the queue)."""
 
     reason: str
+    # The settings' delivery policy when the event was recorded: a long-running endpoint
+    # workflow takes it up, so changed settings apply without restarting it.
+    policy: DeliveryPolicy | None = None
 
 
 @dataclass

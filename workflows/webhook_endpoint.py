@@ -8,6 +8,7 @@ event is in the database before anything may deliver it, and never waits for a j
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -50,14 +51,15 @@ class WebhookEndpointWorkflow:
     def __init__(self, input: EndpointDeliveryInput) -> None:
         self.wakeups = 0
         self.passes = 0
+        self.policy = input.policy
 
     @workflow.run
     async def run(self, input: EndpointDeliveryInput) -> None:
-        policy = input.policy
-        # Long enough for a full batch of slow receivers, sent `parallel` at a time.
-        rounds = -(-policy.batch_size // policy.parallel)
-        timeout = policy.attempt_timeout * rounds + timedelta(seconds=30)
         while True:
+            policy = self.policy
+            # Long enough for a full batch of slow receivers, sent `parallel` at a time.
+            rounds = -(-policy.batch_size // policy.parallel)
+            timeout = policy.attempt_timeout * rounds + timedelta(seconds=30)
             seen = self.wakeups
             result = await workflow.execute_activity_method(
                 WebhookSender.deliver_due,
@@ -83,11 +85,13 @@ class WebhookEndpointWorkflow:
                     workflow.info().is_continue_as_new_suggested()):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # The queue lives in the database, so the next run starts with a pass anyway.
-                workflow.continue_as_new(input)
+                workflow.continue_as_new(replace(input, policy=self.policy))
 
     @workflow.signal
     def wake(self, input: WakeEndpointInput) -> None:
         self.wakeups += 1
+        if input.policy is not None:
+            self.policy = input.policy
 
 
 class EndpointDispatcher:
@@ -106,7 +110,7 @@ class EndpointDispatcher:
                 id=endpoint_workflow_id(str(endpoint_id)),
                 task_queue=self._settings.temporal_task_queue,
                 start_signal="wake",
-                start_signal_args=[WakeEndpointInput(reason=reason)],
+                start_signal_args=[WakeEndpointInput(reason=reason, policy=policy)],
                 static_summary=f"Webhook deliveries of endpoint {endpoint_id}",
             )
             for endpoint_id in dict.fromkeys(str(e) for e in endpoint_ids)
