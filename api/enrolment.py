@@ -2,6 +2,7 @@
 journeys in one transaction (workflows.starts then starts one journey per contact)."""
 
 import uuid
+from collections import defaultdict
 from typing import Any
 
 from pydantic import ValidationError
@@ -263,9 +264,19 @@ async def write_contacts_and_journeys(
         else:
             reachable[index] = contact
 
-    existing = {j.contact_id: j for j in await session.scalars(
-        select(Journey).where(Journey.campaign_id == campaign.id,
-                              Journey.contact_id.in_([c.id for c in reachable.values()])))}
+    async def live_and_rounds() -> tuple[dict[uuid.UUID, Journey], dict[uuid.UUID, int]]:
+        """Each contact's journey in the campaign that has not expired, and how many it had:
+        one whose journeys all expired is asked again in a new round, as a launch does."""
+        live, rounds = {}, defaultdict(int)
+        for journey in await session.scalars(select(Journey).where(
+                Journey.campaign_id == campaign.id,
+                Journey.contact_id.in_([c.id for c in reachable.values()]))):
+            rounds[journey.contact_id] += 1
+            if journey.stage != Stage.expired:
+                live[journey.contact_id] = journey
+        return live, rounds
+
+    existing, rounds = await live_and_rounds()
     new_rows = []
     for index, contact in reachable.items():
         if contact.id not in existing:
@@ -273,13 +284,13 @@ async def write_contacts_and_journeys(
                 "default_language"]
             claim = items[index].claim
             new_rows.append({"id": uuid.uuid4(), "client_id": client_id, "campaign_id": campaign.id,
-                             "contact_id": contact.id, "workflow_id": workflow_id(campaign.id, contact.id),
+                             "contact_id": contact.id,
+                             "workflow_id": workflow_id(campaign.id, contact.id,
+                                                        rounds[contact.id] + 1),
                              "stage": Stage.enrolled, "language": language,
                              "claim": claim.model_dump(mode="json") if claim else None})
     await crud.insert_ignoring_conflicts(session, Journey, new_rows)
-    journeys = {j.contact_id: j for j in await session.scalars(
-        select(Journey).where(Journey.campaign_id == campaign.id,
-                              Journey.contact_id.in_([c.id for c in reachable.values()])))}
+    journeys, _ = await live_and_rounds()
     for index, contact in reachable.items():
         journey = journeys[contact.id]
         results.append(EnrolItemResult(

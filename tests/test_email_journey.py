@@ -261,3 +261,23 @@ async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env
     assert 'name="email"' not in customer.page
     if record_histories:
         await save_history(handle, "email_journey_cancelled_by_operator")
+
+
+async def test_enrolled_again_after_expiry_a_contact_gets_a_new_round(tenant, mailbox):
+    """As a launch does, enrolment asks a contact again once every earlier journey of theirs
+    in the campaign has expired; while one is live, it answers with that one."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT1H", "max_count": 0},
+        expires_after="PT3S")
+    address = unique_email()
+    item = {"external_id": address, "email": address}
+    first = (await tenant.enrol(campaign["id"], item))["results"][0]
+    expired = await tenant.wait_for_stage(first["journey_id"], "expired")
+    again = (await tenant.enrol(campaign["id"], item))["results"][0]
+    assert again["status"] == "accepted" and again["journey_id"] != first["journey_id"]
+    repeated = (await tenant.enrol(campaign["id"], item))["results"][0]
+    assert (repeated["status"], repeated["journey_id"]) == ("already_enrolled",
+                                                            again["journey_id"])
+    second = await tenant.journey(again["journey_id"])
+    assert second["workflow_id"] == expired["workflow_id"] + "/2"
+    await mailbox.wait_for(address, 2)
