@@ -202,10 +202,8 @@ class CampaignLauncher:
         woken = int(details[1]) if details else 0
         while True:
             async with self._sessions() as session:
-                query = select(Journey.id, Journey.workflow_id).where(
-                    Journey.campaign_id == uuid.UUID(input.campaign_id),
-                    Journey.held_since.is_not(None), Journey.stage.in_(OPEN_STAGES),
-                ).order_by(Journey.id).limit(PAGE)
+                query = launches.held_journeys(uuid.UUID(input.campaign_id)).order_by(
+                    Journey.id).limit(PAGE)
                 if after is not None:
                     query = query.where(Journey.id > after)
                 page = list((await session.execute(query)).all())

@@ -180,8 +180,7 @@ async def wake_held_journeys(session: AsyncSession, temporal: TemporalClient, se
                              campaign: Campaign) -> None:
     """Starts waking the campaign's held journeys, if it has any. A wake-up still running
     gives way to the new one, which reads the held journeys afresh."""
-    held = await session.scalar(launches.held_journeys(
-        client_id=campaign.client_id, campaign_id=campaign.id).limit(1))
+    held = await session.scalar(launches.held_journeys(campaign.id).limit(1))
     if held is None:
         return
     await temporal.start_workflow(

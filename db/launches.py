@@ -86,8 +86,9 @@ async def stage_counts(session: AsyncSession, *, client_id: uuid.UUID,
     return counts
 
 
-def held_journeys(*, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Select[tuple[uuid.UUID]]:
-    """The campaign's open journeys whose invitation or reminder its pause holds back."""
-    return select(Journey.id).where(
-        Journey.client_id == client_id, Journey.campaign_id == campaign_id,
-        Journey.held_since.is_not(None), Journey.stage.not_in(FINAL_STAGES))
+def held_journeys(campaign_id: uuid.UUID) -> Select[tuple[uuid.UUID, str]]:
+    """The campaign's open journeys (id, workflow id) whose invitation or reminder its
+    pause holds back."""
+    return select(Journey.id, Journey.workflow_id).where(
+        Journey.campaign_id == campaign_id, Journey.held_since.is_not(None),
+        Journey.stage.not_in(FINAL_STAGES))

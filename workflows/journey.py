@@ -244,25 +244,24 @@ class JourneyWorkflow:
         suppressed) is skipped for the next step at once; one that bounces is given up."""
         while self.plan_pos < len(self.plan):
             step = self.plan[self.plan_pos]
-            self.plan_messages += 1
-            name = f"message-{self.plan_messages}"
-            if self.stage == Stage.verification_pending and "email" in self.awaiting:
+            name = f"message-{self.plan_messages + 1}"
+            reminding = self.stage == Stage.verification_pending and "email" in self.awaiting
+            first = not self.reached
+            if reminding:
                 # The customer is one click away: remind them of that, where they typed it.
                 result = await self._send("verification_reminder", name,
                                           TokenPurpose.verify_email, to_pending_email=True,
                                           own=True)
-                if result.held:
-                    self.plan_messages -= 1
-                    return
+            else:
+                result = await self._send(
+                    "invitation" if first else "reminder", name, TokenPurpose.contact_page,
+                    Stage.invited if first else None, channel=step.channel, own=True)
+            if result.held:
+                return  # the same message goes once the campaign is resumed
+            self.plan_messages += 1
+            if reminding:
                 self.verification_step = name
                 self._count_plan_message(step)
-                return
-            first = not self.reached
-            result = await self._send(
-                "invitation" if first else "reminder", name, TokenPurpose.contact_page,
-                Stage.invited if first else None, channel=step.channel, own=True)
-            if result.held:
-                self.plan_messages -= 1
                 return
             if result.sent:
                 if self.stage == Stage.enrolled:

@@ -132,8 +132,8 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
     campaign = await campaign_of(session, client.id, campaign_id)
     launch = await launches.latest_launch(session, campaign_id=campaign.id)
     stages = await launches.stage_counts(session, client_id=client.id, campaign_id=campaign.id)
-    held = await session.scalar(select(func.count()).select_from(launches.held_journeys(
-        client_id=client.id, campaign_id=campaign.id).subquery()))
+    held = await session.scalar(select(func.count()).select_from(
+        launches.held_journeys(campaign.id).subquery()))
     return CampaignProgress(
         campaign_id=campaign.id, status=campaign.status,
         launch=launching.launch_out(launch, await launching.launch_progress(
