@@ -159,6 +159,8 @@ async def test_report_of_10000_journeys_streams_in_bounded_memory(tenant, app, s
     # A header and one line per journey (no field holds a newline).
     assert (small_lines, big_lines) == (BULK // 10 + 1, BULK + 1)
     # Constant memory: ten times the rows (megabytes more report) cost next to no more
-    # memory; a report built before sending would need at least the extra bytes.
+    # memory; a report built before sending would need at least the extra bytes. Half of
+    # them, not less: garbage the collector has not yet reached and the test client's own
+    # buffers move the peak by a few hundred kilobytes from run to run.
     assert big_size - small_size > 2_000_000
-    assert big_peak - small_peak < (big_size - small_size) / 5, (small_peak, big_peak)
+    assert big_peak - small_peak < (big_size - small_size) / 2, (small_peak, big_peak)
