@@ -62,6 +62,13 @@ def test_the_confirmation_page_names_what_was_confirmed(collect, heading, mentio
     assert ("bottom of every email" in page) is mentions_email
 
 
+@pytest.mark.parametrize("stage", ["expired", "cancelled"])
+def test_an_ended_request_does_not_claim_nothing_was_recorded(stage):
+    """Consents ticked before a journey expired or was withdrawn stand in the ledger."""
+    page = render_page("finished", "en", {"client_name": "Acme", "stage": stage})
+    assert "This request has" in page and "No data was changed" not in page
+
+
 def test_page_escapes_user_data():
     page = render_page("confirm", "en", {"client_name": "x", "email": "<script>@x.com",
                                          "csrf_token": "t", "action": "/v/t"})
