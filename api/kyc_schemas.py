@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
-from api.schemas import Name, Strict, positive
+from api.schemas import Duration, Name, Strict, positive
 from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
 from core.vocabulary import DocumentType, KycField
 
@@ -65,9 +65,9 @@ class KycDefinitionCreate(Strict):
     level: int = Field(ge=1, le=1000, description="Higher levels ask for more information")
     requires_verification: bool = True
     max_credit_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    expires_after: timedelta | None = Field(
+    expires_after: Duration | None = Field(
         default=None, description="Period since assignment (ISO-8601); null: never by time")
-    remind_before: timedelta | None = Field(
+    remind_before: Duration | None = Field(
         default=None, description="Reminder lead time; null: the KYC_REMIND_BEFORE setting")
     rules: KycRulesIn
 

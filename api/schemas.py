@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AnyHttpUrl,
     AwareDatetime,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -54,6 +55,17 @@ class Strict(BaseModel):
         return value
 
 
+def _not_a_number(value: Any) -> Any:
+    # JSON has no duration type, and pydantic reads a number as seconds: `"expires_after": 30`
+    # meant as days would end every journey half a minute after it started.
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO-8601 duration such as PT30S, PT10M or P7D, not a number")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_not_a_number)]
+
+
 def positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be a positive ISO-8601 duration, e.g. P3D or PT30S")
@@ -97,7 +109,7 @@ class WebhookEndpointUpdate(Strict):
 
 
 class SecretRotation(Strict):
-    overlap: timedelta = Field(
+    overlap: Duration = Field(
         default=timedelta(hours=24),
         description="How long the old secret keeps signing too (ISO-8601 duration, max P7D).")
 
@@ -270,7 +282,7 @@ class ConsentCheckboxIn(Strict):
 
 
 class Reminders(Strict):
-    interval: timedelta = timedelta(days=3)
+    interval: Duration = timedelta(days=3)
     max_count: int = Field(default=2, ge=0, le=20)
 
     _positive = field_validator("interval")(positive)
@@ -279,9 +291,9 @@ class Reminders(Strict):
 class CodeSettings(Strict):
     """How mobile numbers are verified: a 6-digit code by SMS."""
 
-    code_ttl: timedelta = timedelta(minutes=10)
+    code_ttl: Duration = timedelta(minutes=10)
     code_max_wrong_tries: int = Field(default=5, ge=1, le=10)
-    code_resend_cooldown: timedelta = timedelta(seconds=60)
+    code_resend_cooldown: Duration = timedelta(seconds=60)
     code_max_resends: int = Field(default=3, ge=0, le=10)
 
     _positive = field_validator("code_ttl")(positive)
@@ -292,7 +304,7 @@ class PlanStepIn(Strict):
     message before it (the journey's first message goes at once)."""
 
     channel: Literal["email", "sms", "letter"]
-    after: timedelta = Field(default=timedelta(0), description="ISO-8601 duration, e.g. P7D")
+    after: Duration = Field(default=timedelta(0), description="ISO-8601 duration, e.g. P7D")
     max: int = Field(default=1, ge=1, le=20)
 
     @field_validator("after")
@@ -324,7 +336,7 @@ class LaunchSelectionIn(Strict):
 class Recurrence(Strict):
     """Launches the campaign periodically (a Temporal Schedule): give `every` or `cron`."""
 
-    every: timedelta | None = Field(default=None, description="ISO-8601 duration, e.g. P30D")
+    every: Duration | None = Field(default=None, description="ISO-8601 duration, e.g. P30D")
     cron: str | None = Field(default=None, max_length=100, description=(
         "five cron fields in UTC, e.g. `0 9 1 * *` (09:00 on the first of every month)"))
     selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
@@ -374,8 +386,8 @@ class CampaignCreate(Strict):
     default_language: Language = "en"
     consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20)
     reminders: Reminders = Field(default_factory=Reminders)
-    expires_after: timedelta = timedelta(days=30)
-    verification_link_ttl: timedelta = timedelta(days=7)
+    expires_after: Duration = timedelta(days=30)
+    verification_link_ttl: Duration = timedelta(days=7)
     incentive_text: str | None = Field(default=None, max_length=500)
     payments: bool = Field(default=False, description=(
         "a payment-reminder campaign: each contact comes with a claim (reference, payment URL, "
@@ -445,7 +457,7 @@ class LaunchRequest(Strict):
     selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
     paused: bool = Field(default=False, description=(
         "count the selection but start nothing until resumed"))
-    spread_over: timedelta | None = Field(default=None, description=(
+    spread_over: Duration | None = Field(default=None, description=(
         "send the invitations evenly over this time (ISO-8601, at most P7D) instead of as "
         "soon as each journey starts, e.g. to respect a mail provider's sending rate"))
 

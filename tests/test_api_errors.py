@@ -31,6 +31,7 @@ async def test_malformed_json_is_400(tenant):
     ({"expires_after": "three days"}, "expires_after"),
     ({"expires_after": "-P1D"}, "expires_after"),
     ({"reminders": {"interval": "PT0S"}}, "reminders.interval"),
+    ({"expires_after": 30}, "expires_after"),  # seconds or days? A number is refused.
     ({"reminders": {"max_count": 99}}, "reminders.max_count"),
     ({"languages": ["en", "xx"]}, "languages"),
     ({"unknown_setting": 1}, "unknown_setting"),
