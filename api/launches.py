@@ -60,19 +60,16 @@ def launch_input(settings: Settings, campaign_id: uuid.UUID, selection: LaunchSe
 
 def launch_out(launch: CampaignLaunch, progress: LaunchProgress | None) -> LaunchOut:
     """From the workflow's progress while it is known to Temporal, else from the row."""
+    known = {"id": launch.id, "number": launch.number, "trigger": launch.trigger,
+             "selection": launch.selection, "spread_over": launch.spread_over,
+             "created_at": launch.created_at, "finished_at": launch.finished_at}
     if progress is None:
-        return LaunchOut(
-            id=launch.id, number=launch.number, trigger=launch.trigger, state=launch.state,
-            selection=launch.selection, selected=launch.selected or 0,
-            started=launch.started or 0, skipped=launch.skipped or 0, batches=None,
-            journeys_cancelled=None, created_at=launch.created_at,
-            finished_at=launch.finished_at)
-    return LaunchOut(
-        id=launch.id, number=launch.number, trigger=launch.trigger, state=progress.state,
-        selection=launch.selection, selected=progress.selected, started=progress.started,
-        skipped=progress.skipped, batches=progress.batches,
-        journeys_cancelled=progress.journeys_cancelled, created_at=launch.created_at,
-        finished_at=launch.finished_at)
+        return LaunchOut(**known, state=launch.state, selected=launch.selected or 0,
+                         started=launch.started or 0, skipped=launch.skipped or 0,
+                         batches=None, journeys_cancelled=None)
+    return LaunchOut(**known, state=progress.state, selected=progress.selected,
+                     started=progress.started, skipped=progress.skipped,
+                     batches=progress.batches, journeys_cancelled=progress.journeys_cancelled)
 
 
 async def launch_progress(temporal: TemporalClient, launch: CampaignLaunch) -> LaunchProgress | None:

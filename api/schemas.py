@@ -480,6 +480,8 @@ class LaunchOut(BaseModel):
     trigger: Literal["api", "schedule"]
     state: Literal["running", "paused", "cancelled", "completed"]
     selection: dict[str, Any]
+    spread_over: timedelta | None = Field(description=(
+        "the time its invitations are spread over; null: each is sent as its journey starts"))
     selected: int = Field(description="contacts the selection matched when the launch began")
     started: int = Field(description="journeys started so far")
     skipped: int = Field(description="selected contacts that already had a live journey")

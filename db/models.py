@@ -1,7 +1,7 @@
 """SQLAlchemy models. Every row that belongs to a client carries client_id for tenant isolation."""
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Interval,
     LargeBinary,
     String,
     Text,
@@ -463,6 +464,8 @@ class CampaignLaunch(Base):
     number: Mapped[int] = mapped_column(Integer)
     trigger: Mapped[str] = mapped_column(String(20))
     selection: Mapped[dict[str, Any]]
+    # Invitations spread evenly over this time (an API launch's choice; None: at once).
+    spread_over: Mapped[timedelta | None] = mapped_column(Interval)
     state: Mapped[str] = mapped_column(String(20), default="running")
     selected: Mapped[int | None]
     started: Mapped[int | None]

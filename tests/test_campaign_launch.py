@@ -88,9 +88,13 @@ async def test_thousand_contacts_paused_resumed_cancelled_and_launched_again(
     # The same call again while it runs is that launch, not a second one.
     again = await launch(tenant, campaign_id, status=200)
     assert again["id"] == first["id"]
+    assert first["spread_over"] is again["spread_over"] is None
     busy = await tenant.post(f"/v1/campaigns/{campaign_id}/launch",
                              {"selection": {"tags": ["other"]}})
     assert busy.status_code == 409, busy.text
+    # Asked again to spread its invitations, it would otherwise answer as though it did.
+    busy = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "PT1H"})
+    assert busy.status_code == 409 and "another spread_over" in busy.text, busy.text
 
     async def some_started() -> bool:
         return (await progress(tenant, campaign_id))["launch"]["started"] >= 100
@@ -322,9 +326,13 @@ async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env
 async def test_invitations_can_be_spread_over_time(tenant):
     await import_contacts(tenant, 3)
     campaign_id = await light_campaign(tenant)
-    await launch(tenant, campaign_id, spread_over="PT10S")
+    # Paused at first, so the repeated call finds it still running.
+    started = await launch(tenant, campaign_id, spread_over="PT10S", paused=True)
+    again = await launch(tenant, campaign_id, status=200, spread_over="PT10S")
+    assert again["id"] == started["id"] and started["spread_over"] == "PT10S"
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/resume")
     done = await finished_launch(tenant, campaign_id)
-    assert done["started"] == 3
+    assert done["started"] == 3 and done["spread_over"] == "PT10S"
     # Every journey exists at once; the later ones wait for their turn to invite.
     now = await progress(tenant, campaign_id)
     assert now["journeys"] == 3 and now["stages"]["enrolled"] >= 1, now

@@ -64,15 +64,19 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
     running = await launching.running_launch(session, state.temporal, campaign.id)
     if running is not None:
         launch, progress = running
-        if launch.selection != asdict(selection):
+        differs = [name for name, same in (("selection", launch.selection == asdict(selection)),
+                                           ("spread_over", launch.spread_over == body.spread_over))
+                   if not same]
+        if differs:
             raise HTTPException(409, f"launch {launch.number} of this campaign is running with "
-                                     "another selection; cancel it or wait for it to finish")
+                                     f"another {' and '.join(differs)}; cancel it or wait for "
+                                     "it to finish")
         response.status_code = status.HTTP_200_OK
         return launching.launch_out(launch, progress)
     number = await launches.next_launch_number(session, campaign_id=campaign.id)
     launch = CampaignLaunch(id=launch_workflow_id(str(campaign.id), number), client_id=client.id,
                             campaign_id=campaign.id, number=number, trigger=LaunchTrigger.api,
-                            selection=asdict(selection))
+                            selection=asdict(selection), spread_over=body.spread_over)
     session.add(launch)
     try:
         await session.commit()
