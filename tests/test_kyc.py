@@ -340,6 +340,35 @@ async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settin
         assert expires_at <= at(event["at"]) < expires_at + timedelta(seconds=3)
 
 
+async def test_an_operators_cancel_does_not_end_a_profile(tenant, sessions, temporal_env,
+                                                          record_histories):
+    """Cancelled in the Temporal UI (here through the client, as the UI does), a profile goes on
+    in a new run: it still expires when due, and the operators' decisions still reach it."""
+    await define(tenant, 1, IDENTITY, expires_after="PT6S", remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.json()["state"] == "pending_verification", assigned.text
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    first_run = (await handle.describe()).run_id
+    await handle.cancel()
+
+    async def continued() -> bool:
+        described = await temporal_env.client.get_workflow_handle(
+            handle.id, run_id=first_run).describe()
+        return described.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    await eventually(continued, what="the cancelled run to continue as new")
+    verified = await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})
+    assert verified.status_code == 200 and verified.json()["state"] == "verified", verified.text
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    types = [e["type"] for e in expired["history"] if not e["type"].endswith("_sent")]
+    assert types == ["assigned", "verified", "reminded", "expired"], types
+    state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+    assert state.run == 2 and state.state == "expired"
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(handle.id, run_id=first_run),
+                           "kyc_cancelled_by_operator")
+
+
 async def test_a_deleted_contact_ends_its_profile(tenant, sessions, temporal_env):
     await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="PT2S",
                  remind_before="PT1S")

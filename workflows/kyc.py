@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.kyc import KycActivities
@@ -58,6 +58,26 @@ class KycWorkflow:
 
     @workflow.run
     async def run(self, input: KycInput) -> None:
+        try:
+            await self._keep()
+        except (asyncio.CancelledError, ActivityError) as err:
+            # An operator's Cancel (Temporal UI) does not end the profile, which lasts as long
+            # as its contact: stopped, its expiry would never come and the database would show
+            # it valid for ever. It goes on in a fresh run, as after a renewal.
+            if not is_cancelled_exception(err):
+                raise
+            workflow.logger.info("KYC profile's run cancelled: it goes on in a new run")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self.webhooks)
+        if self.gone:
+            return
+        self.profile.run += 1
+        workflow.continue_as_new(KycInput(input.client_id, input.contact_id, input.timings,
+                                          self.profile))
+
+    async def _keep(self) -> None:
+        """Acts on the profile's dates until it is renewed, its contact is gone or the
+        history is long enough to continue as new."""
         while not self.renewed and not workflow.info().is_continue_as_new_suggested():
             async with self.turn:
                 await self._unless_gone(self._act_on_time())
@@ -74,13 +94,6 @@ class KycWorkflow:
                 )
             except asyncio.TimeoutError:
                 pass
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await asyncio.gather(*self.webhooks)
-        if self.gone:
-            return
-        self.profile.run += 1
-        workflow.continue_as_new(KycInput(input.client_id, input.contact_id, input.timings,
-                                          self.profile))
 
     # --- the clock ----------------------------------------------------------------------------
 
