@@ -164,6 +164,35 @@ async def test_back_office_records_the_signed_form(tenant, sessions):
         assert response.json()["error"]["fields"][0]["field"] == field
 
 
+async def test_a_late_older_answer_does_not_undo_a_newer_one(tenant, sessions):
+    """Paper forms arrive late: a rejection signed before the contact accepted goes into the
+    ledger as history, and neither changes the state nor anonymises the contact."""
+    await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "anonymise"},
+                            headers=tenant.auth)
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v1", "text": FORM})
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id=f"late-{uuid.uuid4().hex[:6]}",
+                          first_name="Lou", language="en")
+        session.add(contact)
+    path = f"/v1/contacts/{contact.id}/gdpr-consent"
+    body = {"purpose": "data-processing", "source": "back_office",
+            "legal_text": {"language": "en"}}
+    accepted = await tenant.post(path, {**body, "state": "accepted",
+                                        "given_at": "2026-12-02T10:00:00Z"})
+    assert accepted.json()["state"] == "accepted", accepted.text
+    late = await tenant.post(path, {**body, "state": "rejected",
+                                    "given_at": "2026-10-01T10:00:00Z"})
+    assert late.status_code == 200, late.text
+    assert (late.json()["state"], late.json()["updated_at"][:10], late.json()["anonymised"]) == (
+        "accepted", "2026-12-02", False)
+    async with sessions() as session:
+        assert (await session.get(Contact, contact.id)).first_name == "Lou"
+    ledger = (await tenant.get(f"/v1/contacts/{contact.id}/consents")).json()
+    assert [e["granted"] for e in ledger] == [False, True]  # in the order they were given
+
+
 async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox, sessions):
     await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "anonymise"},
                             headers=tenant.auth)

@@ -86,12 +86,17 @@ async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
 
 
 async def decisions_for(session, client: Client, contact: Contact, changes: list[ConsentChange],
-                        secret_key: str, prefix: str = "changes") -> list[consents.Decision]:
+                        secret_key: str, prefix: str | None = "changes"
+                        ) -> list[consents.Decision]:
+    """The changes as ledger decisions; field errors name `prefix[i].field`, or the bare field
+    without a prefix (an import reports each item's errors by its own index)."""
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     problems, decisions = [], []
     for i, change in enumerate(changes):
+        def field(name: str, i: int = i) -> str:
+            return f"{prefix}[{i}].{name}" if prefix else name
         if change.purpose not in purposes:
-            problems.append(FieldError(field=f"{prefix}[{i}].purpose",
+            problems.append(FieldError(field=field("purpose"),
                                        message=f"unknown purpose {change.purpose!r}"))
             continue
         text = await consents.legal_text(
@@ -99,7 +104,7 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
             language=change.legal_text.language, version=change.legal_text.version)
         if text is None:
             problems.append(FieldError(
-                field=f"{prefix}[{i}].legal_text",
+                field=field("legal_text"),
                 message=f"no legal text for {change.purpose!r} in {change.legal_text.language!r}"
                         + (f" version {change.legal_text.version!r}"
                            if change.legal_text.version else "")))
@@ -111,7 +116,7 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
             # The client's word cannot bring an erased person back into marketing; the
             # customer's own opt-in on our page can.
             if erased is not None:
-                problems.append(FieldError(field=f"{prefix}[{i}].granted",
+                problems.append(FieldError(field=field("granted"),
                                            message=suppression.describe(erased)))
                 continue
         decisions.append(consents.Decision(
@@ -156,10 +161,12 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
                 raise FieldProblems([FieldError(field="external_id", message="unknown contact")])
             decisions = await decisions_for(session, client, contact, [item],
                                             state.settings.secret_key.get_secret_value(),
-                                            prefix="item")
+                                            prefix=None)
         except ValidationError as err:
-            results.append(EnrolItemResult(index=index, status="rejected",
-                                           errors=pydantic_fields(err.errors())))
+            given = raw.get("external_id") if isinstance(raw, dict) else None
+            results.append(EnrolItemResult(
+                index=index, status="rejected", errors=pydantic_fields(err.errors()),
+                external_id=given if isinstance(given, str) else None))
             continue
         except FieldProblems as err:
             results.append(EnrolItemResult(index=index, status="rejected",
@@ -270,7 +277,11 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
         if len(content) > MAX_DOCUMENT_BYTES:
             raise FieldProblems([FieldError(field="document.content_base64",
                                             message="larger than 5 MB")])
-    if body.state == GdprConsentState.withdrawn and (
+    # A decision older than the contact's current state (arriving late, e.g. from paper) goes
+    # into the ledger as history; it must not undo a newer answer, let alone anonymise.
+    newest = (contact.gdpr_consent_updated_at is None
+              or body.given_at >= contact.gdpr_consent_updated_at)
+    if newest and body.state == GdprConsentState.withdrawn and (
             contact.gdpr_consent_state != GdprConsentState.accepted):
         raise HTTPException(409, f"consent is {contact.gdpr_consent_state}: nothing to withdraw")
     [decision] = await decisions_for(session, client, contact, [ConsentChange(
@@ -278,15 +289,16 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
         given_at=body.given_at, source=body.source, legal_text=body.legal_text,
         actor=body.actor)], state.settings.secret_key.get_secret_value())
     events, endpoints = await consents.record(session, contact=contact, decisions=[decision])
-    contact.gdpr_consent_state = body.state
-    contact.gdpr_consent_updated_at = body.given_at
+    if newest:
+        contact.gdpr_consent_state = body.state
+        contact.gdpr_consent_updated_at = body.given_at
     if content is not None:
         session.add(ConsentDocument(
             client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
             filename=body.document.filename, content_type=body.document.content_type,
             sha256=hashlib.sha256(content).hexdigest(), content=content))
-    blocked = await gdpr.apply_consent_consequence(session, client, contact, request.state.actor,
-                                                   settings=state.settings)
+    blocked = await gdpr.apply_consent_consequence(
+        session, client, contact, request.state.actor, settings=state.settings) if newest else None
     await session.commit()
     await state.endpoints.wake(endpoints, "consent changed")
     return await gdpr_out(session, contact, blocked)
