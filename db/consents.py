@@ -154,13 +154,19 @@ async def record(session: AsyncSession, *, contact: Contact, decisions: list[Dec
 async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent]
                    ) -> list[str]:
     """One `consent.changed` per ledger event, keyed by the event so a retry adds none.
-    Returns the webhook endpoints to wake after commit."""
+    `current` says whether the event now decides its purpose and channel: one given before a
+    decision already in the ledger (arriving late) is history, and a receiver applying events
+    in order must not act on it. Returns the webhook endpoints to wake after commit."""
+    if not events:
+        return []
+    deciding = {e.id for e in (await preferences(session, contact_id=contact.id)).values()}
     endpoints: list[str] = []
     for event in events:
         endpoints += await record_webhook_event(
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,
-            data={"contact": contact_ref(contact), "consent": event_as_dict(event)})
+            data={"contact": contact_ref(contact), "consent": event_as_dict(event),
+                  "current": event.id in deciding})
     return endpoints
 
 

@@ -161,8 +161,10 @@ async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, ma
     assert undecided["status_reason"] == "no consent for newsletter by email"
 
 
-async def test_back_office_changes_and_historical_import(tenant, http, mailbox):
+async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
+                                                         webhook_receiver):
     await setup_policies(tenant)
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
     response = await tenant.post("/v1/purposes/newsletter/legal-texts", {
         "language": "en", "version": "1", "text": "Newsletter, please."})
     assert response.status_code == 201
@@ -190,6 +192,12 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox):
     prefs = {(p["purpose"], p["channel"]): p
              for p in (await tenant.get(f"/v1/contacts/{contact_id}/preferences")).json()}
     assert prefs[("newsletter", "sms")]["granted"] is True
+    # Announced as history, so a receiver applying events in order does not opt them out.
+    changes = await webhook_receiver.wait_for(hook, "consent.changed", count=4)
+    by_channel = {(c.payload["data"]["consent"]["channel"], c.payload["data"]["consent"]["granted"]):
+                  c.payload["data"]["current"] for c in changes}
+    assert by_channel[("sms", True)] is True and by_channel[("sms", False)] is False
+    assert by_channel[("email", True)] is True  # the page's own, current when made
 
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     for bad, field in [
@@ -215,12 +223,17 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox):
         {**change, "source": "import", "channel": "letter",
          "given_at": "2019-03-01T09:30:00+01:00", "external_id": external_id},
         {"purpose": "newsletter"},
+        {**change, "source": "import", "purpose": "lottery", "external_id": external_id},
     ]})
     assert imported.status_code == 202
     results = imported.json()["results"]
-    assert [r["status"] for r in results] == ["rejected", "rejected", "accepted", "rejected"]
+    assert [r["status"] for r in results] == ["rejected", "rejected", "accepted", "rejected",
+                                              "rejected"]
     assert results[0]["errors"][0]["field"] == "external_id"
     assert results[1]["errors"][0]["field"] == "given_at"
+    assert results[1]["external_id"] == external_id
+    # Each item's fields are named within the item; its index says which item.
+    assert (results[4]["index"], results[4]["errors"][0]["field"]) == (4, "purpose")
     ledger = (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
     assert ledger[0]["channel"] == "letter" and ledger[0]["given_at"].startswith("2019-03-01T08:30")
 
