@@ -58,9 +58,14 @@ class MessagePolicyOut(BaseModel):
     purpose: str | None
 
 
-def not_in_future(value: datetime) -> datetime:
-    if value.tzinfo is None:
+def with_time_zone(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
         raise ValueError("must include a time zone, e.g. 2026-05-01T10:00:00Z")
+    return value
+
+
+def not_in_future(value: datetime) -> datetime:
+    with_time_zone(value)
     if value > datetime.now(UTC):
         raise ValueError("cannot be in the future: it is when the customer gave the consent")
     return value
@@ -129,6 +134,8 @@ class InboundSms(Strict):
     sender: str = Field(alias="from", min_length=3, max_length=32)
     text: str = Field(max_length=1600)
     received_at: datetime | None = None
+
+    _received_at = field_validator("received_at")(with_time_zone)
 
 
 ALLOWED_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg")

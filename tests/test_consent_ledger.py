@@ -273,6 +273,15 @@ async def test_sms_stop_and_start(tenant, sessions, http):
         (True, "sms_keyword")]
     bad = await tenant.post("/v1/inbound/sms", {"from": "abc", "text": "STOP"})
     assert bad.status_code == 422
+    naive = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "STOP",
+                                                  "received_at": "2026-12-03T10:00:00"})
+    assert naive.status_code == 422 and naive.json()["error"]["fields"][0]["field"] == \
+        "received_at", naive.text
+    # A provider's clock ahead of ours: the STOP counts, dated now, so a later opt-in wins.
+    ahead = await tenant.post("/v1/inbound/sms", {"from": "+31612345678", "text": "STOP",
+                                                  "received_at": "2099-01-01T00:00:00Z"})
+    assert ahead.json() == {"action": "stop", "contacts": 1}
+    assert (await tenant.get(path)).json()[-1]["given_at"] < "2027"
 
 
 @pytest.mark.parametrize("path", ["/p/not-a-token", "/u/not-a-token"])

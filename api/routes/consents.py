@@ -207,7 +207,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
     if word not in STOP_WORDS | START_WORDS:
         return {"action": "ignored", "contacts": 0}
     number = e164(body.sender, reg.settings.default_region)
-    at = body.received_at or datetime.now(UTC)
+    # A provider whose clock runs ahead must neither lose a STOP nor date it in the future,
+    # where it would outrank every later decision.
+    now = datetime.now(UTC)
+    at = min(body.received_at or now, now)
     contacts = (await session.scalars(select(Contact).join(
         ContactPoint, ContactPoint.contact_id == Contact.id).where(
         Contact.client_id == client.id, ContactPoint.kind == "mobile",
