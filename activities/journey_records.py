@@ -183,8 +183,10 @@ class JourneyRecords:
             ContactPoint.value == value, ContactPoint.contact_id != contact.id,
             ContactPoint.verification_state == VerificationState.verified))).all()
         if claimed and client.household_rule == HouseholdRule.reject:
+            # A step of its own: the same confirmation may succeed later (the client switches
+            # to the move rule), and its `verified` event must not be lost as a repeat.
             await crud.add_journey_event(
-                session, journey=journey, step=input.step, type="confirmation_refused",
+                session, journey=journey, step=f"{input.step}/refused", type="confirmation_refused",
                 at=confirm.confirmed_at, detail={"reason": "address_belongs_to_another_contact"})
             return EmittedEvents(refused="address_belongs_to_another_contact"), []
         released = [

@@ -36,6 +36,19 @@ async def test_reject_rule_keeps_the_address_with_its_first_owner(tenant, http, 
     prefs = (await tenant.get(f"/v1/contacts/{first['contact_id']}/preferences")).json()
     assert {(p["purpose"], p["granted"]) for p in prefs} >= {("newsletter", True)}
 
+    # The client moves to the move rule; the same confirmation now goes through, and its
+    # history and the funnel count it as verified.
+    moved = await tenant.http.patch("/v1/settings", json={"household_rule": "move"},
+                                    headers=tenant.auth)
+    assert moved.status_code == 200, moved.text
+    verification = mailbox.link(mailbox.to(shared)[-1])
+    await customer.open(verification)
+    await customer.submit(verification)
+    journey = await tenant.wait_for_stage(second["journey_id"], "verified")
+    assert [e["type"] for e in journey["history"]][-2:] == ["confirmation_refused", "verified"]
+    funnel = (await tenant.get(f"/v1/campaigns/{journey['campaign_id']}/funnel")).json()
+    assert funnel["total"]["verified"] == 1, funnel
+
 
 async def test_move_rule_gives_the_address_and_lapses_the_old_opt_ins(
     tenant, http, mailbox, webhook_receiver
