@@ -25,7 +25,7 @@ from core.vocabulary import ErrorType, KycState, TokenPurpose
 from db import crud, kyc_crud
 from db.kyc_models import KycEvent
 from db.kyc_models import KycProfile as ProfileRow
-from db.models import Client, Contact, ContactPoint, utcnow
+from db.models import Client, Contact, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.branding import client_brand
@@ -125,11 +125,9 @@ class KycActivities:
                 return SendMessageResult(sent=True, recipient=(sent.detail or {}).get("recipient"))
             contact = await contact_or_gone(session, contact_id)
             client = await session.get_one(Client, contact.client_id)
-            point = await crud.known_email(session, contact_id=contact_id)
-            mobile = None if point is not None else (await session.scalars(
-                select(ContactPoint.value).where(ContactPoint.contact_id == contact_id,
-                                                 ContactPoint.kind == "mobile")
-                .order_by(ContactPoint.created_at.desc()))).first()
+            points = await crud.known_points(session, contact_id=contact_id)
+            point = points.get("email")
+            mobile = points["mobile"].value if point is None and "mobile" in points else None
             if point is None and mobile is None:
                 # Nowhere to write to: the client still learns everything by webhook.
                 return SendMessageResult(sent=False, recipient=None)

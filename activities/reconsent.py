@@ -13,7 +13,7 @@ from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
 from core.vocabulary import GdprConsentState, Stage
 from db import crud
-from db.models import Campaign, Contact, ContactPoint, Journey, utcnow
+from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
 from workflows.starts import start_journeys, workflow_id
 
@@ -36,7 +36,7 @@ class Reconsent:
             contacts = list(await session.scalars(query))
             reachable = set(await session.scalars(select(ContactPoint.contact_id).where(
                 ContactPoint.contact_id.in_([c.id for c in contacts]),
-                ContactPoint.kind == "email")))
+                ContactPoint.kind == "email", POINT_IN_USE)))
             chosen = [c for c in contacts if c.id in reachable
                       and c.gdpr_consent_state != GdprConsentState.withdrawn]
             reset_at = utcnow()

@@ -25,6 +25,7 @@ from core.vocabulary import (
 )
 from db import crud
 from db.models import (
+    POINT_IN_USE,
     Campaign,
     Contact,
     ContactAddress,
@@ -190,7 +191,8 @@ async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
     """The contacts at least one of the channels can reach."""
     kinds = [{"email": "email", "sms": "mobile"}[c] for c in channels if c != "letter"]
     found = set(await session.scalars(select(ContactPoint.contact_id).where(
-        ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds)))) if kinds else set()
+        ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds), POINT_IN_USE))
+    ) if kinds else set()
     if "letter" in channels:
         found |= set(await session.scalars(select(ContactAddress.contact_id).where(
             ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))))

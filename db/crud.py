@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import security
 from core.vocabulary import NOT_OPENED, Stage
 from db.models import (
+    POINT_IN_USE,
     ApiKey,
     Campaign,
     Client,
@@ -155,7 +156,7 @@ async def known_points(session: AsyncSession, *, contact_id: uuid.UUID
     newest known (one query for both)."""
     points = (await session.scalars(
         select(ContactPoint)
-        .where(ContactPoint.contact_id == contact_id)
+        .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
         .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))).all()
     return {point.kind: point for point in points}  # the last of each kind wins
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.contracts import LaunchSelection
 from core.vocabulary import FINAL_STAGES, ContactPointKind, Stage, VerificationState
 from db.models import (
+    POINT_IN_USE,
     CampaignLaunch,
     Contact,
     ContactImportBatch,
@@ -45,7 +46,7 @@ def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict
         Contact.client_id == client_id, Contact.anonymised_at.is_(None), *past(Contact.id),
         # The invitation goes by email: a contact without an address cannot be invited.
         exists().where(ContactPoint.contact_id == Contact.id, *past(ContactPoint.contact_id),
-                       ContactPoint.kind == ContactPointKind.email))
+                       ContactPoint.kind == ContactPointKind.email, POINT_IN_USE))
     if selection.missing_verified_only:
         query = query.where(or_(*(not_(exists().where(
             ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind,

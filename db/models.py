@@ -356,6 +356,11 @@ class ContactPoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# A point the household rule moved to another person ("released") is theirs now: the previous
+# owner is neither written to nor reached there, nor counted as reachable.
+POINT_IN_USE = ContactPoint.verification_state != "released"
+
+
 class ConsentDisplay(Base):
     """A consent text as it was shown to a customer: which words, where, when, to whom."""
 

@@ -80,6 +80,10 @@ async def test_move_rule_gives_the_address_and_lapses_the_old_opt_ins(
     # Marketing to the old owner now finds no address of theirs.
     message = await send(tenant, first["contact_id"], "newsletter", "Hi")
     assert message["status"] == "suppressed"
+    # Their invoice goes to the address they still have, not to the one that moved.
+    invoice = await send(tenant, first["contact_id"], "invoice", "Invoice 7")
+    assert invoice["status"] == "sent", invoice
+    assert not [m for m in mailbox.to(shared) if m.subject == "Invoice 7"]
 
 
 async def test_settings_validation(tenant):

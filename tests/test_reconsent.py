@@ -76,6 +76,33 @@ async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox)
         assert (await session.get(Contact, ids[0])).gdpr_consent_state == "accepted"
 
 
+async def test_an_address_moved_to_another_person_does_not_count(tenant, sessions, mailbox):
+    """The household rule moved this contact's only address to someone else: the run neither
+    writes to it nor counts the contact as reachable."""
+    moved, kept = (f"{name}-{uuid.uuid4().hex[:8]}@example.com" for name in ("moved", "kept"))
+    async with transaction(sessions) as session:
+        contacts = [Contact(client_id=tenant.id, external_id=f"h-{n}", language="en",
+                            gdpr_consent_state="accepted") for n in range(2)]
+        session.add_all(contacts)
+        await session.flush()
+        session.add_all([
+            ContactPoint(client_id=tenant.id, contact_id=contacts[0].id, kind="email",
+                         value=moved, verification_state="released"),
+            ContactPoint(client_id=tenant.id, contact_id=contacts[1].id, kind="email",
+                         value=kept)])
+    campaign = await reconsent_campaign(tenant)
+    started = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run", {})
+    assert started.status_code == 202, started.text
+
+    async def finished():
+        progress = (await tenant.get(f"/v1/campaigns/{campaign['id']}/reconsent-run")).json()
+        return progress if progress["done"] else None
+    progress = await eventually(finished, what="re-consent run")
+    assert (progress["contacts_reset"], progress["skipped"]) == (1, 1), progress
+    await mailbox.wait_for(kept)
+    assert mailbox.to(moved) == []
+
+
 async def test_rejecting_the_form_with_no_functionality_stops_messages(tenant, http, mailbox,
                                                                         sessions):
     from tests.test_consent_ledger import send, setup_policies
