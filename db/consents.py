@@ -133,11 +133,32 @@ def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
     }
 
 
+def _same_decision(purpose: str, channel: str, granted: bool, source: str, given_at: datetime,
+                   language: str, version: str) -> tuple:
+    return purpose, channel, granted, source, given_at, language, version
+
+
 async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
                  decisions: list[Decision]) -> list[ConsentEvent]:
-    events = [ConsentEvent(**decision_row(client_id=client_id, contact_id=contact_id, d=d))
-              for d in decisions]
-    session.add_all(events)
+    """Appends the decisions; one the ledger already holds, the same in every respect down to
+    the moment it was given (a retried request, an import sent again), is that entry rather
+    than a second one. Returns the entries, in the order of the decisions."""
+    if not decisions:
+        return []
+    known = {_same_decision(e.purpose, e.channel, e.granted, e.source, e.given_at,
+                            e.legal_text_language, e.legal_text_version): e
+             for e in await session.scalars(select(ConsentEvent).where(
+                 ConsentEvent.contact_id == contact_id,
+                 ConsentEvent.given_at.in_({d.given_at for d in decisions})))}
+    events = []
+    for d in decisions:
+        key = _same_decision(d.purpose, d.channel, d.granted, d.source, d.given_at,
+                             d.text.language, d.text.version)
+        if key not in known:
+            known[key] = ConsentEvent(**decision_row(client_id=client_id, contact_id=contact_id,
+                                                     d=d))
+            session.add(known[key])
+        events.append(known[key])
     await session.flush()
     return events
 

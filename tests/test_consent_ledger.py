@@ -184,6 +184,9 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
     assert event["given_at"].startswith(last_week[:19]) and event["actor"] == "agent:7"
     assert event["legal_text"]["text"] == "Newsletter, please."
     assert datetime.fromisoformat(event["recorded_at"]) > datetime.fromisoformat(event["given_at"])
+    # A retry (the answer lost on the way) is the same entry, not a second decision.
+    retried = await tenant.post(path, {"changes": [change]})
+    assert retried.status_code == 201 and [e["id"] for e in retried.json()] == [event["id"]]
 
     # An older decision arriving late does not override a newer one.
     older = {**change, "granted": False,
@@ -236,6 +239,12 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
     assert (results[4]["index"], results[4]["errors"][0]["field"]) == (4, "purpose")
     ledger = (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
     assert ledger[0]["channel"] == "letter" and ledger[0]["given_at"].startswith("2019-03-01T08:30")
+    # The file sent again once its bad items are fixed: the good ones are not doubled.
+    again = await tenant.post("/v1/consents/import", {"items": [
+        {**change, "source": "import", "channel": "letter",
+         "given_at": "2019-03-01T09:30:00+01:00", "external_id": external_id}]})
+    assert again.json()["accepted"] == 1
+    assert len((await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()) == len(ledger)
 
 
 async def test_sms_stop_and_start(tenant, sessions, http):
