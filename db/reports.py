@@ -139,11 +139,16 @@ async def funnels(
     return result
 
 
+# Per consent checkbox, after granted or declined: the proof of what was agreed to, and when.
+CONSENT_PROOF = {"language": "legal_text_language", "version": "legal_text_version",
+                 "sha256": "legal_text_sha256", "given_at": "given_at"}
+
+
 def report_columns(consent_keys: list[str]) -> list[str]:
     columns = ["journey_id", "contact_id", "external_id", "first_name", "last_name", "language",
                "stage", "email", "email_state", "submitted_at", "verified_at", "ip", "user_agent"]
     for key in consent_keys:
-        columns += [f"consent.{key}", f"consent.{key}.version", f"consent.{key}.sha256"]
+        columns += [f"consent.{key}", *(f"consent.{key}.{part}" for part in CONSENT_PROOF)]
     return columns
 
 
@@ -192,12 +197,12 @@ def _row(r: Any, consents: list[ConsentEvent]) -> dict[str, Any]:
 
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
-    """A report row as CSV cells: one granted/version/hash triple per consent checkbox."""
+    """A report row as CSV cells: per consent checkbox, the answer and its proof."""
     cells = {k: v for k, v in row.items() if k != "consents"}
     for c in row["consents"]:
-        cells[f"consent.{c['key']}"] = "granted" if c["granted"] else "declined"
-        cells[f"consent.{c['key']}.version"] = c["legal_text_version"]
-        cells[f"consent.{c['key']}.sha256"] = c["legal_text_sha256"]
+        column = f"consent.{c['key']}"
+        cells[column] = "granted" if c["granted"] else "declined"
+        cells.update({f"{column}.{part}": c[field] for part, field in CONSENT_PROOF.items()})
     return cells
 
 

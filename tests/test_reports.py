@@ -75,6 +75,8 @@ async def test_funnel_and_reports_of_a_campaign(tenant, other_tenant, http, mail
     assert row["submitted_at"] and row["verified_at"] and row["ip"] == "203.0.113.7"
     assert row["consent.terms"] == "granted" and row["consent.terms.version"] == "2026-1"
     assert row["consent.newsletter"] == "granted" and len(row["consent.newsletter.sha256"]) == 64
+    assert row["consent.terms.language"] == "en"
+    assert row["consent.terms.given_at"] == row["submitted_at"]
 
     report = (await tenant.get(f"{base}/report.json")).json()
     assert report["campaign"]["id"] == campaign["id"]
