@@ -2,7 +2,6 @@
 sending rules at the moment of sending: marketing only with a granted consent."""
 
 import uuid
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -16,7 +15,7 @@ from db.models import Client, ClientMessage, Contact, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.branding import client_brand
-from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.email import EmailRejected, OutgoingEmail, SmtpSender, message_id
 from messaging.rendering import render_email
 
 
@@ -72,10 +71,9 @@ class ClientMessageSender:
             content = render_email("client_message", contact.language, context)
             message.recipient = point.value
 
-        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
         try:
             await self._email.send(OutgoingEmail(
-                to=point.value, content=content, message_id=f"<message.{message.id}@{domain}>",
+                to=point.value, content=content, message_id=message_id(self._settings, f"message.{message.id}"),
                 from_name=brand.email_from_name or client.name, headers=headers))
         except EmailRejected as err:
             await self._decide(message.id, "failed", str(err))

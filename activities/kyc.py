@@ -4,7 +4,6 @@ Every write is keyed by (contact, step), so a retried activity neither writes no
 
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,7 +28,7 @@ from db.models import Client, Contact, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.branding import client_brand
-from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.email import EmailRejected, OutgoingEmail, SmtpSender, message_id
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, render_email, render_sms
 from messaging.sms import OutgoingSms, SmsSender
@@ -168,11 +167,10 @@ class KycActivities:
 
     async def _email_to(self, address: str, client_name: str, input: SendKycEmailInput,
                         content: RenderedEmail) -> dict[str, str]:
-        domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
         try:
             await self._email.send(OutgoingEmail(
                 to=address, content=content, from_name=client_name,
-                message_id=f"<kyc.{input.contact_id}.{input.step}@{domain}>",
+                message_id=message_id(self._settings, f"kyc.{input.contact_id}.{input.step}"),
                 headers={"Auto-Submitted": "auto-generated"}))
         except EmailRejected as err:
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err

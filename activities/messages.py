@@ -9,7 +9,6 @@ reported as skipped; a refusal by the server or provider as a bounce, recorded w
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,7 +42,7 @@ from db.session import transaction
 from messaging import links
 from messaging.address import AddressError, PostalAddress
 from messaging.branding import Brand, brand_for, letter_branding
-from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender
+from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender, message_id
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
@@ -237,10 +236,9 @@ class MessageSender:
                 base_url=brand.base_url)
             content: RenderedEmail = render_email(input.template, journey.language, context)
             subject = content.subject
-            domain = urlsplit(self._settings.public_base_url).hostname or "contact-journeys.local"
             outgoing.email = OutgoingEmail(
                 to=recipient, content=content,
-                message_id=f"<{journey.id}.{input.step}@{domain}>",
+                message_id=message_id(self._settings, f"{journey.id}.{input.step}"),
                 from_name=brand.email_from_name or client.name,
                 headers={"Auto-Submitted": "auto-generated"})
         elif channel == Channel.sms:

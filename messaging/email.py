@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
+from urllib.parse import urlsplit
 
 import aiosmtplib
 
@@ -17,6 +18,12 @@ class EmailRejected(Exception):
 
 class EmailDeferred(Exception):
     """The server refused the recipient for now (4xx); after some retries a soft bounce."""
+
+
+def message_id(settings: Settings, local: str) -> str:
+    """A Message-ID on the installation's own host (PUBLIC_BASE_URL's, whatever domain the
+    client's links use): a bounce report quotes it back."""
+    return f"<{local}@{urlsplit(settings.public_base_url).hostname or 'contact-journeys.local'}>"
 
 
 @dataclass
