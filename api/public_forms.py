@@ -22,19 +22,30 @@ class RateLimited(Exception):
 
 async def limit_form_posts(request: Request) -> None:
     """Router dependency: counts a POST against its IP and its link, refusing past the limits."""
+    await _limit(request, per_link=True)
+
+
+async def limit_posts_per_ip(request: Request) -> None:
+    """For a form on a shared address (the dashboard's login): its IP only, or one busy client
+    would lock every other out."""
+    await _limit(request, per_link=False)
+
+
+async def _limit(request: Request, *, per_link: bool) -> None:
     if request.method != "POST":
         return
     state: AppState = request.app.state.journeys
     now = datetime.now(UTC)
     window = now.replace(second=0, microsecond=0)
-    link = "/".join(request.url.path.split("/")[:3])
     ip = request.client.host if request.client else "unknown"
-    # Hashed: the link token itself never lands in a table.
-    by_ip, by_link = f"form:ip:{ip}", f"form:link:{sha256_hex(link)}"
+    limits = {f"form:ip:{ip}": state.settings.form_posts_per_ip_per_minute}
+    if per_link:
+        # Hashed: the link token itself never lands in a table.
+        link = "/".join(request.url.path.split("/")[:3])
+        limits[f"form:link:{sha256_hex(link)}"] = state.settings.form_posts_per_link_per_minute
     async with transaction(state.counters) as session:
-        hits = await crud.count_hits(session, keys=[by_ip, by_link], window_start=window)
-    if (hits[by_ip] > state.settings.form_posts_per_ip_per_minute
-            or hits[by_link] > state.settings.form_posts_per_link_per_minute):
+        hits = await crud.count_hits(session, keys=list(limits), window_start=window)
+    if any(hits[key] > limit for key, limit in limits.items()):
         raise RateLimited(retry_after=60 - now.second)
 
 

@@ -48,10 +48,18 @@ async def test_too_many_posts_from_one_ip_get_429(tenant, mailbox, settings):
     async with strict.router.lifespan_context(strict):
         transport = httpx.ASGITransport(app=strict, client=("198.51.100.77", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            statuses = [(await http.post(f"/c/guess-{n}", data={})).status_code
-                        for n in range(5)]
-    # Unknown links answer 404 until the address has used up its posts for the minute.
-    assert statuses == [404, 404, 404, 429, 429]
+            statuses = [(await http.post(path, data={})).status_code for path in (
+                "/c/guess-0", "/k/guess-1", "/dashboard/login", "/c/guess-2", "/k/guess-3")]
+        # Every public form counts: the KYC upload page and the dashboard's login too.
+        assert statuses == [404, 404, 403, 429, 429]
+
+        # The login is one address for every client: only each IP's own posts count there.
+        logins = []
+        for n in range(settings.form_posts_per_link_per_minute + 2):
+            transport = httpx.ASGITransport(app=strict, client=(f"198.51.100.{n}", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                logins.append((await http.post("/dashboard/login", data={})).status_code)
+        assert set(logins) == {403}
 
 
 async def test_someone_typing_a_strangers_address_everywhere_cannot_flood_it(

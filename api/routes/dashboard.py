@@ -7,13 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
+from api.public_forms import limit_posts_per_ip
 from api.routes.customer_page import csrf_ok, html
 from api.routes.reports import first_channel
 from api.schemas import DashboardLink
@@ -88,7 +89,8 @@ async def login_form(request: Request, state: StateDep):
     return _login_form(request, state)
 
 
-@pages.post("/dashboard/login", response_class=HTMLResponse)
+@pages.post("/dashboard/login", response_class=HTMLResponse,
+            dependencies=[Depends(limit_posts_per_ip)])
 async def login(request: Request, session: SessionDep, state: StateDep):
     if not await csrf_ok(request, state):
         return _login_form(request, state, "expired", status.HTTP_403_FORBIDDEN)

@@ -4,7 +4,7 @@ JavaScript; the personal link is the only credential and the database knows only
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import kyc_profiles
 from api.deps import SessionDep, StateDep
 from api.kyc_profiles import DocumentRejected
+from api.public_forms import limit_form_posts
 from api.routes.customer_page import csrf_ok, forbidden, html, invalid_link
 from core.security import sha256_hex
 from core.vocabulary import DocumentType, TokenPurpose
@@ -20,7 +21,7 @@ from db.kyc_models import KycDocument, KycProfile
 from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
 MESSAGE_OF_FIELD = {"document_type": "type_invalid", "number": "number_invalid",
                     "expires_at": "date_invalid"}
 MESSAGE_OF_FILE_STATUS = {413: "too_large", 415: "wrong_type", 422: "file_required"}
