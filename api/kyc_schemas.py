@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas import Duration, Name, Strict, positive
 from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
@@ -75,6 +82,16 @@ class KycDefinitionCreate(Strict):
     @classmethod
     def _positive(cls, value: timedelta | None) -> timedelta | None:
         return None if value is None else positive(value)
+
+    @field_validator("remind_before")
+    @classmethod
+    def _within_the_period(cls, value: timedelta | None, info: ValidationInfo
+                           ) -> timedelta | None:
+        # Longer, the reminder would go out at assignment, telling of an expiry far away.
+        period = info.data.get("expires_after")
+        if value is not None and period is not None and value >= period:
+            raise ValueError("must be shorter than expires_after")
+        return value
 
 
 class KycDefinitionOut(BaseModel):

@@ -274,6 +274,11 @@ async def test_level_changes_follow_the_crm_rules(tenant, sessions):
         "name": "No email", "level": 4, "rules": {"person": [{"field": "first_name"}]}})
     assert inconsistent.status_code == 422
     assert any("'email'" in f["message"] for f in inconsistent.json()["error"]["fields"])
+    early = await tenant.post("/v1/kyc/definitions", {
+        "name": "Early", "level": 5, "rules": {"person": IDENTITY}, "expires_after": "P365D",
+        "remind_before": "P400D"})
+    assert early.status_code == 422 and early.json()["error"]["fields"] == [
+        {"field": "remind_before", "message": "must be shorter than expires_after"}]
     contact_id, _ = await new_contact(sessions, tenant)
 
     async def assign(definition: dict | None) -> httpx.Response:
