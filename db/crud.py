@@ -344,7 +344,8 @@ async def count_hits(session: AsyncSession, *, keys: list[str],
 
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
                       since: datetime) -> int:
-    """How many of these messages went to the recipient since then (any journey, any client)."""
+    """How many of these messages went to the recipient since then (any journey, any client),
+    whatever the letter case it was typed in."""
     return await session.scalar(select(func.count()).select_from(Message).where(
-        Message.recipient == recipient, Message.template.in_(templates),
+        func.lower(Message.recipient) == recipient.lower(), Message.template.in_(templates),
         Message.status == "sent", Message.sent_at >= since)) or 0

@@ -18,6 +18,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -551,6 +552,11 @@ class Message(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+# The daily cap of verification messages per recipient, counted whatever the letter case an
+# address was typed in (mail servers do not tell Victim@ from victim@).
+Index("ix_messages_recipient", func.lower(Message.recipient), Message.sent_at)
 
 
 class MessageBounce(Base):
