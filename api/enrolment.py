@@ -222,13 +222,15 @@ async def write_contacts_and_journeys(
     items = _not_refused(items, claims)
     before = await known()
     channels = plan_channels(spec)
-    # A new contact can be reached only by what its item carries, an email: one the campaign
-    # cannot reach is refused before the registry gains a contact for it.
+    # An item the campaign cannot reach (no email of its own for it, and no address the
+    # registry holds) is refused before anything of it is written: no new contact, no names.
+    reachable_before = await reachable_on(session, [c.id for c in before.values()], channels)
     unreachable_new = [
         EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
-                        errors=[unreachable(channels)])
+                        contact_id=held.id if held else None, errors=[unreachable(channels)])
         for i, item in items.items()
-        if item.external_id not in before and not (item.email and "email" in channels)]
+        if not (item.email and "email" in channels)
+        and ((held := before.get(item.external_id)) is None or held.id not in reachable_before)]
     items = _not_refused(items, unreachable_new)
     results, created = await _new_contacts(
         session, reg, actor, {i: item for i, item in items.items()

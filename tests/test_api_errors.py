@@ -106,6 +106,23 @@ async def test_enrolment_with_nothing_acceptable_is_422(tenant):
     assert response.json()["results"][0]["errors"][0]["field"] == "email"
 
 
+async def test_a_refused_enrolment_item_changes_nothing(tenant):
+    """Known to the registry without an email address, the contact cannot be invited by email:
+    the item is refused, and the names it carried are not written either."""
+    created = await tenant.post("/v1/contacts", {"external_id": f"carl-{uuid.uuid4().hex[:6]}",
+                                                 "first_name": "Carl", "last_name": "Orig"})
+    assert created.status_code == 201, created.text
+    contact = created.json()
+    campaign = await tenant.create_campaign(languages=["en"])
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": contact["external_id"], "first_name": "Mallory"}]})
+    assert response.status_code == 422, response.text
+    [refused] = response.json()["results"]
+    assert refused["errors"][0]["field"] == "email" and refused["contact_id"] == contact["id"]
+    now = (await tenant.get(f"/v1/contacts/{contact['id']}")).json()
+    assert (now["first_name"], now["last_name"]) == ("Carl", "Orig")
+
+
 async def test_unknown_journey_and_campaign_ids(tenant):
     assert (await tenant.get(f"/v1/journeys/{uuid.uuid4()}")).status_code == 404
     assert (await tenant.get("/v1/journeys/not-a-uuid")).status_code == 422
