@@ -21,7 +21,7 @@ from core.vocabulary import (
     SuppressionReason,
 )
 from db import consents as consents_db
-from db.kyc_models import KycDocument, KycProfile
+from db.kyc_models import KycDocument, KycEvent, KycProfile
 from db.models import (
     Client,
     AuditEntry,
@@ -35,6 +35,7 @@ from db.models import (
     IdentificationMedium,
     Journey,
     JourneyEvent,
+    LinkToken,
     Message,
     WebhookAttempt,
     WebhookDelivery,
@@ -100,6 +101,12 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
     entries = await session.scalars(select(AuditEntry).where(
         AuditEntry.client_id == contact.client_id, AuditEntry.contact_id == contact.id)
         .order_by(AuditEntry.id))
+    kyc_profile = await session.scalar(select(KycProfile).where(
+        KycProfile.contact_id == contact.id))
+    kyc_documents = await session.scalars(select(KycDocument).where(
+        KycDocument.contact_id == contact.id).order_by(KycDocument.uploaded_at))
+    kyc_events = await session.scalars(select(KycEvent).where(
+        KycEvent.contact_id == contact.id).order_by(KycEvent.at, KycEvent.id))
     return {
         "exported_at": utcnow().isoformat(),
         "contact": out.model_dump(mode="json"),
@@ -109,6 +116,12 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
         "messages": [_row(m, skip=("client_id",)) for m in messages],
         "client_messages": [_row(m, skip=("client_id",)) for m in client_messages],
         "audit": [_row(a, skip=("client_id",)) for a in entries],
+        "kyc": {
+            "profile": _row(kyc_profile, skip=("client_id",)) if kyc_profile else None,
+            # Where a file is stored is ours; what it is and says is theirs.
+            "documents": [_row(d, skip=("client_id", "storage_key")) for d in kyc_documents],
+            "history": [_row(e, skip=("client_id", "id")) for e in kyc_events],
+        },
     }
 
 
@@ -176,6 +189,13 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
                               .values(detail=None))
         await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
                               .values(recipient="anonymised"))
+    # The KYC profile keeps its state; its history loses where messages went and the reason
+    # an operator wrote, and the contact's personal links (preferences, KYC upload) die.
+    await session.execute(update(KycEvent).where(KycEvent.contact_id == contact.id)
+                          .values(detail=None))
+    await session.execute(update(KycProfile).where(KycProfile.contact_id == contact.id)
+                          .values(reason=None))
+    await session.execute(delete(LinkToken).where(LinkToken.contact_id == contact.id))
     # What the client wrote to the contact may name them; type, channel and status stay.
     await session.execute(update(ClientMessage).where(ClientMessage.contact_id == contact.id)
                           .values(recipient="anonymised", subject="anonymised", body=""))

@@ -15,7 +15,7 @@ from api.main import create_app
 from core.kyc_contracts import KycProfile
 from core.vocabulary import KYC_STATE
 from db.kyc_models import KycDocument
-from db.models import Contact, ContactPoint
+from db.models import Contact, ContactPoint, LinkToken
 from db.session import transaction
 from messaging.local_outbox import read_records
 from tests.helpers import LINK, Customer, Tenant, eventually, unique_email
@@ -504,6 +504,17 @@ async def test_anonymisation_waits_for_the_review_then_takes_the_documents(
     stored = settings.kyc_storage_dir / document.storage_key
     assert stored.exists()
 
+    # The contact's export holds their KYC data too.
+    exported = (await tenant.get(f"/v1/contacts/{contact_id}/export")).json()["kyc"]
+    assert exported["profile"]["state"] == "pending_verification"
+    assert [(d["document_type"], d["number"]) for d in exported["documents"]] == [
+        ("passport", "NL123456")] and "storage_key" not in exported["documents"][0]
+    assert email in str(exported["history"])  # where the messages went
+    async with sessions() as session:
+        links = (await session.scalars(select(LinkToken).where(
+            LinkToken.contact_id == uuid.UUID(contact_id)))).all()
+    assert links  # the assignment email's preference link
+
     # The back office has the passport in front of it: the data cannot go yet.
     refused = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
     assert refused.status_code == 409, refused.text
@@ -515,7 +526,13 @@ async def test_anonymisation_waits_for_the_review_then_takes_the_documents(
     assert not stored.exists()
     async with transaction(sessions) as session:
         assert await session.get(KycDocument, document.id) is None
-    # The profile keeps its non-personal state.
-    assert (await profile(tenant, contact_id))["state"] == "verified"
+    # The profile keeps its non-personal state; its history no longer says where mail went,
+    # and no personal link of the contact's works any more.
+    kept = await profile(tenant, contact_id)
+    assert kept["state"] == "verified" and email not in str(kept)
+    assert email not in str((await tenant.get(f"/v1/contacts/{contact_id}/export")).json())
+    async with sessions() as session:
+        assert not (await session.scalars(select(LinkToken).where(
+            LinkToken.contact_id == uuid.UUID(contact_id)))).all()
     check = (await tenant.post("/v1/suppressions/check", {"email": email})).json()
     assert check["email"]["reason"] == "anonymised"
