@@ -220,6 +220,12 @@ class _Batch:
                 self.fail(line, "row", "matches more than one existing contact")
                 continue
             owner = next(iter(owners), None)
+            if owner is not None and body.external_id and body.external_id not in by_ext:
+                # A row that names a contact of its own must not rename another one, whom
+                # the rule took it for (the API answers such a create with a 409 too).
+                self.fail(line, "external_id", f"the uniqueness rule finds contact {owner} "
+                                               "under another external_id")
+                continue
             taken = [m for m in body.identification_media if by_medium.get(
                 self.reg.medium_lookup(m.kind, m.value), owner) != owner]
             if taken:

@@ -114,6 +114,19 @@ async def test_ten_thousand_rows_with_bad_ones(tenant, sessions):
         assert await session.scalar(text("SELECT count(*) FROM contact_imports WHERE client_id"
                                          " = :c AND content IS NOT NULL"), {"c": tenant.id}) == 0
 
+    # A row of another contact of its own (new external id) that the rule takes for an existing
+    # one is refused, not merged into it.
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([HEADER, [
+        f"imp-{n}-new", "Dupe", "Last; 1", f"ID{n}1", f"S{n}1", "", "", "", "", "", "", "", ""]])
+    clash = await finished(tenant, (await upload(tenant, out.getvalue().encode()))["id"])
+    assert (clash["created"], clash["updated"], clash["failed"]) == (0, 0, 1), clash
+    assert list(csv.reader(io.StringIO((await tenant.get(clash["errors_url"])).text)))[1] == [
+        "2", "external_id", f"the uniqueness rule finds contact {one['id']} under another "
+                            "external_id"]
+    [still] = (await tenant.get("/v1/contacts", external_id=f"imp-{n}-1")).json()["items"]
+    assert still["first_name"] == "First1"
+
 
 async def test_bad_files_are_refused_whole(tenant):
     for content, message in [
