@@ -49,6 +49,9 @@ class CodeSender:
             sent_today = await session.scalar(select(func.count()).select_from(OneTimeCode).where(
                 OneTimeCode.recipient == mobile, OneTimeCode.sent_at >= utcnow() - timedelta(days=1)))
             if sent_today >= self._settings.verification_messages_per_recipient_per_day:
+                # The journey waits for a code all the same, and its page says so, as after a
+                # code sent: nobody learns how many codes the number got today.
+                journey.stage = Stage.verification_pending
                 await crud.add_journey_event(session, journey=journey, step=input.step,
                                              type="code_suppressed", at=utcnow(),
                                              detail={"reason": "daily cap of codes reached"})

@@ -134,6 +134,9 @@ class ResendCodeResult:
     sent: bool
     # When not sent: seconds until a new code may be asked, or None when no more are allowed.
     retry_after_seconds: int | None = None
+    # A new code was asked for, sent or held back by the number's daily cap: the page answers
+    # the same either way, so nobody learns how many codes a number got today.
+    asked: bool = False
 
 
 @dataclass

@@ -484,7 +484,7 @@ class JourneyWorkflow:
             if wait > timedelta(0):
                 return ResendCodeResult(sent=False, retry_after_seconds=ceil(wait.total_seconds()))
             self.code_resends += 1
-            return ResendCodeResult(sent=await self._send_code())
+            return ResendCodeResult(sent=await self._send_code(), asked=True)
 
     @resend_code.validator
     def _validate_resend_code(self) -> None:

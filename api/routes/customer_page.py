@@ -467,7 +467,7 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
         raise_if_unavailable(err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
-        "resent": result.sent, "retry_after": result.retry_after_seconds})
+        "resent": result.asked, "retry_after": result.retry_after_seconds})
 
 
 @router.post("/c/{token}/opt-out", response_class=HTMLResponse)
