@@ -25,6 +25,9 @@ from messaging.rendering import render_sms
 from messaging.sms import OutgoingSms, SmsSender
 
 
+CODE_DIGITS = 6
+
+
 class CodeSender:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  sms: SmsSender) -> None:
@@ -56,7 +59,7 @@ class CodeSender:
                                              type="code_suppressed", at=utcnow(),
                                              detail={"reason": "daily cap of codes reached"})
                 return SendCodeResult(sent=False, reason="daily cap of codes reached")
-            code = security.new_code()
+            code = security.new_code(CODE_DIGITS)
             if row is None:
                 row = OneTimeCode(journey_id=journey.id, step=input.step, recipient=mobile,
                                   code_hmac="", expires_at=input.expires_at)
@@ -106,6 +109,10 @@ class CodeSender:
             if row.expires_at <= input.at:
                 return CheckCodeResult("expired", left)
             given = "".join(ch for ch in input.code if ch.isdigit())
+            if len(given) != CODE_DIGITS:
+                # A typing slip (too few digits, letters) cannot be a guess at the code: it
+                # costs no try.
+                return CheckCodeResult("wrong", left)
             if hmac.compare_digest(
                     self._hmac(input.journey_id, input.step, given), row.code_hmac):
                 row.used_at = input.at
