@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from babel import localedata
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     AwareDatetime,
     BeforeValidator,
@@ -27,7 +29,15 @@ from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
-Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
+
+
+def _a_language(code: str) -> str:
+    if not localedata.exists(code):
+        raise ValueError(f"{code!r} is not a language code (ISO 639-1, e.g. en, nl, de)")
+    return code
+
+
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$"), AfterValidator(_a_language)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 

@@ -33,7 +33,8 @@ async def test_malformed_json_is_400(tenant):
     ({"reminders": {"interval": "PT0S"}}, "reminders.interval"),
     ({"expires_after": 30}, "expires_after"),  # seconds or days? A number is refused.
     ({"reminders": {"max_count": 99}}, "reminders.max_count"),
-    ({"languages": ["en", "xx"]}, "languages"),
+    ({"languages": ["en", "xx"]}, "languages[1]"),  # not a language at all
+    ({"languages": ["en", "fr"]}, "languages"),  # one the pages do not speak
     ({"unknown_setting": 1}, "unknown_setting"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),

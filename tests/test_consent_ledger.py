@@ -171,6 +171,10 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
     conflict = await tenant.post("/v1/purposes/newsletter/legal-texts", {
         "language": "en", "version": "1", "text": "Other words."})
     assert conflict.status_code == 409
+    nowhere = await tenant.post("/v1/purposes/newsletter/legal-texts", {
+        "language": "xx", "version": "1", "text": "In no language."})
+    assert nowhere.status_code == 422 and nowhere.json()["error"]["fields"][0]["field"] == \
+        "language", nowhere.text
     contact_id, external_id = await verified_contact(tenant, http, mailbox,
                                                      ["terms", "newsletter"])
     path = f"/v1/contacts/{contact_id}/consents"
