@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -364,3 +365,24 @@ async def test_shown_and_accepted_are_linked_and_reported_per_notice_version(
         "3", "en", "contact_page")
     assert (row["accepted"], row["declined"]) == (1, 2)
     assert row["shown"] == 7 and row["conversion"] == round(1 / 7, 4)
+
+
+async def test_a_message_idempotency_key_stands_for_one_message(tenant):
+    await setup_policies(tenant)
+    contact = await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"idem-{uuid.uuid4().hex[:6]}", "last_name": "Idem",
+        "contact_points": [{"kind": "email", "value": unique_email()}]}, 201)
+    message = {"contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 9",
+               "text": "Please pay", "idempotency_key": "invoice-9"}
+    first = await tenant.post("/v1/messages", message)
+    again = await tenant.post("/v1/messages", message)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    # The same key for another message is the client's bug, not a repeat to ignore.
+    other = await tenant.post("/v1/messages", {**message, "subject": "Invoice 10"})
+    assert other.status_code == 409, other.text
+    for bad, field in [({**message, "idempotency_key": ""}, "idempotency_key"),
+                       ({**message, "message_type": "lottery"}, "message_type")]:
+        response = await tenant.post("/v1/messages", bad)
+        assert response.status_code == 422
+        assert response.json()["error"]["fields"][0]["field"] == field, response.text

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import ClientDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.consents import contact_of
-from api.schemas import Slug, Strict
+from api.schemas import FieldError, Slug, Strict
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, MessagePolicy
@@ -26,8 +26,10 @@ class MessageCreate(Strict):
     channel: str = Field(default="email", pattern="^email$")
     subject: str = Field(min_length=1, max_length=300)
     text: str = Field(min_length=1, max_length=50_000)
-    idempotency_key: str | None = Field(default=None, max_length=200,
-                                        description="repeating a key sends nothing twice")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="repeating a key with the same message sends nothing twice; with another "
+                    "message it is a 409")
 
 
 class MessageOut(BaseModel):
@@ -48,8 +50,9 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
     if (await session.scalars(select(MessagePolicy).where(
             MessagePolicy.client_id == client.id,
             MessagePolicy.message_type == body.message_type))).one_or_none() is None:
-        raise HTTPException(422, f"unknown message type {body.message_type!r}: define its "
-                                 "policy with PUT /v1/message-policies/{type} first")
+        raise FieldProblems([FieldError(
+            field="message_type", message=f"unknown message type {body.message_type!r}: define "
+                                          "its policy with PUT /v1/message-policies/{type} first")])
     key = body.idempotency_key or str(uuid.uuid4())
     await insert_ignoring_conflicts(session, ClientMessage, [{
         "id": uuid.uuid4(), "client_id": client.id, "contact_id": body.contact_id,
@@ -57,6 +60,11 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
         "subject": body.subject, "body": body.text, "status": "queued"}])
     message = (await session.scalars(select(ClientMessage).where(
         ClientMessage.client_id == client.id, ClientMessage.idempotency_key == key))).one()
+    if (message.contact_id, message.message_type, message.channel, message.subject,
+            message.body) != (body.contact_id, body.message_type, body.channel, body.subject,
+                              body.text):
+        # A key reused for another message is a client's bug: sending nothing would hide it.
+        raise HTTPException(409, "idempotency_key was used for another message")
     await session.commit()
     await state.temporal.start_workflow(
         ClientMessageWorkflow.run, ClientMessageInput(str(message.id)),
