@@ -180,16 +180,16 @@ class WebhookDeliveryOut(BaseModel):
 
 
 class ReplayRequest(Strict):
-    since: datetime
-    until: datetime
+    since: AwareDatetime
+    until: AwareDatetime
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "ReplayRequest":
-        if self.since.tzinfo is None or self.until.tzinfo is None:
-            raise ValueError("since and until need a time zone, e.g. 2026-01-01T00:00:00Z")
-        if self.until <= self.since:
-            raise ValueError("until must be after since")
-        return self
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, value: datetime, info: ValidationInfo) -> datetime:
+        since = info.data.get("since")
+        if since is not None and value <= since:
+            raise ValueError("must be after since")
+        return value
 
 
 class ReplayResult(BaseModel):

@@ -151,6 +151,8 @@ async def test_replay_of_a_time_range_to_a_new_endpoint(tenant, webhook_receiver
         json={"since": middle.isoformat(), "until": (middle - timedelta(1)).isoformat()},
         headers=tenant.auth)
     assert bad_range.status_code == 422
+    assert bad_range.json()["error"]["fields"] == [{"field": "until",
+                                                   "message": "must be after since"}]
 
 
 async def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
