@@ -196,6 +196,11 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
                           files={"file": ("id.pdf", b"<html>not a scan</html>", "application/pdf")})
     assert bad.status_code == 415 and "This kind of file is not accepted" in bad.text
     assert 'aria-invalid="true"' in bad.text
+    # An ID card that has already expired could renew nothing.
+    stale = await http.post(link, data={"csrf_token": customer.csrf(), "document_type": "id_card",
+                                        "number": "X122", "expires_at": "2020-01-01"},
+                            files={"file": ("id.jpg", b"\xff\xd8\xff\xe0 a photo", "image/jpeg")})
+    assert stale.status_code == 422 and "This document has expired" in stale.text
     forged = await http.post(link, data={"csrf_token": "forged", "document_type": "id_card"},
                              files={"file": ("id.pdf", PDF, "application/pdf")})
     assert forged.status_code == 403

@@ -81,6 +81,11 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
     try:
         details = kyc_profiles.document_details(
             values["document_type"], values["number"], values["expires_at"])
+        if details.expires_at is not None and details.expires_at <= datetime.now(UTC):
+            # It could renew nothing: the profile would expire again at once.
+            return await page(request, state, session, visit, values=values,
+                              errors={"expires_at": "document_expired"},
+                              status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
         await kyc_profiles.accept_document(
             session, state.settings, contact=visit.contact, details=details,
             upload=file if not isinstance(file, str) else None, source="customer_page")
