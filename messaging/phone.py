@@ -72,3 +72,13 @@ def display_phone(e164: str, region: str | None) -> str:
     return phonenumbers.format_number(
         number, PhoneNumberFormat.NATIONAL if home else PhoneNumberFormat.INTERNATIONAL
     )
+
+
+def mobile_example(region: str) -> tuple[str, str]:
+    """A mobile number of the region as its people write it, nationally and internationally
+    (06 12345678 and +31 6 12345678 for NL): what the page shows as an example."""
+    example = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
+    if example is None:  # Tristan da Cunha has no mobile numbers of its own
+        return mobile_example("NL")
+    return (phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL),
+            phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL))

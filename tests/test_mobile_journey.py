@@ -137,6 +137,8 @@ async def test_bad_mobile_numbers_get_a_field_error(tenant, http, mailbox):
         response = await customer.submit(page, email=address, mobile=bad)
         assert response.status_code == 422, bad
         assert 'id="mobile-error"' in customer.page
+        # The example is one of the client's region (NL here), as its customers write it.
+        assert "like 06 12345678 or +31 6 12345678" in customer.page
 
 
 def uuid_digits() -> str:

@@ -3,7 +3,13 @@
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from messaging.phone import PhoneNumberError, check_region, display_phone, parse_phone
+from messaging.phone import (
+    PhoneNumberError,
+    check_region,
+    display_phone,
+    mobile_example,
+    parse_phone,
+)
 
 
 @pytest.mark.parametrize(("raw", "region", "e164"), [
@@ -70,3 +76,10 @@ def test_errors_become_pydantic_field_errors():
                                                (None, "+31 6 12345678")])
 def test_display_in_national_format_at_home_only(region, shown):
     assert display_phone("+31612345678", region) == shown
+
+
+@pytest.mark.parametrize(("region", "example"), [
+    ("NL", ("06 12345678", "+31 6 12345678")), ("BE", ("0450 00 12 34", "+32 450 00 12 34")),
+    ("TA", ("06 12345678", "+31 6 12345678"))])
+def test_the_page_gives_a_mobile_number_of_the_clients_region_as_example(region, example):
+    assert mobile_example(region) == example

@@ -55,7 +55,7 @@ from db.models import (
     LinkToken,
 )
 from messaging.branding import Brand, brand_for
-from messaging.phone import PhoneNumberError, display_phone, parse_phone
+from messaging.phone import PhoneNumberError, display_phone, mobile_example, parse_phone
 from messaging.rendering import claim_view, language_names, render_page
 from workflows.journey import JourneyWorkflow
 
@@ -255,6 +255,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
+        "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
         "complete": profile_complete(visit, known),
