@@ -68,8 +68,8 @@ async def blockers(session: AsyncSession, contact: Contact) -> list[tuple[str, s
         KycProfile.contact_id == contact.id, KycProfile.state == KycState.pending_verification,
         exists().where(KycDocument.contact_id == contact.id)))
     if under_review is not None:
-        reasons.append(("kyc", f"KYC profile {under_review.id} is under review (documents "
-                               "submitted, no decision yet)"))
+        reasons.append(("kyc", "the contact's KYC profile is under review (documents "
+                               "submitted, no decision yet: verify or refute it)"))
     return reasons
 
 

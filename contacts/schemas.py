@@ -8,6 +8,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import phonenumbers
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from api.schemas import FieldError, Language, Name, Slug, Strict
@@ -65,6 +66,14 @@ class AddressIn(Strict):
     region: Text | None = None
     country: Country
     primary: bool = False
+
+    @field_validator("country")
+    @classmethod
+    def _a_country(cls, value: str) -> str:
+        # Every country has a numbering plan: phonenumbers' regions are the ISO 3166 codes.
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown country {value!r}; use an ISO country code such as NL")
+        return value
 
 
 class MediumIn(Strict):

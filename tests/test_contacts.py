@@ -99,6 +99,11 @@ async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
         assert response.status_code == 201, response.text
         return response.json()
 
+    nowhere = await tenant.post(f"{base}/addresses", {
+        "type": "home", "line1": "Nergens 1", "city": "Utopia", "country": "ZZ"})
+    assert nowhere.status_code == 422 and nowhere.json()["error"]["fields"] == [
+        {"field": "country", "message": "unknown country 'ZZ'; use an ISO country code such as NL"}]
+
     async def act(address_id, action, status=200):
         response = await tenant.post(f"{base}/addresses/{address_id}/{action}", {})
         assert response.status_code == status, response.text
@@ -343,6 +348,12 @@ async def test_the_consent_filter_reads_the_newest_decision_per_channel(tenant):
     assert not await listed(consent_channel="sms")
     assert await listed(consent_channel="sms", consent_granted="false")
     assert not await listed(consent_channel="email", consent_granted="false")
+    for query, field in [({"consent_channel": "fax", "consent_purpose": "newsletter"},
+                          "consent_channel"),
+                         ({"consent_channel": "email"}, "consent_channel")]:
+        response = await tenant.get("/v1/contacts", **query)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["fields"][0]["field"] == field
 
 
 async def test_a_contact_enrolled_by_email_alone_takes_later_knowledge(tenant, mailbox):

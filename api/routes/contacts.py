@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 
 from api import kyc_profiles
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, error_response
+from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
 from contacts.registry import Registry
@@ -35,7 +35,7 @@ from contacts.schemas import (
     ContactUpdate,
     MediumIn,
 )
-from core.vocabulary import ActorType, AuditAction, MediumKind, VerificationState
+from core.vocabulary import ActorType, AuditAction, Channel, MediumKind, VerificationState
 from db.models import (
     AuditEntry,
     ConsentEvent,
@@ -242,7 +242,7 @@ async def list_contacts(
         None, max_length=100, description="with consent_granted: the latest decision for this "
         "purpose, in consent_channel or, without it, in any one channel"),
     consent_granted: bool = True,
-    consent_channel: str | None = Query(None, max_length=20),
+    consent_channel: Channel | None = None,
     updated_since: datetime | None = None,
     q: str | None = Query(None, max_length=200, description="name or external id contains"),
     external_id: str | None = Query(None, max_length=200),
@@ -259,6 +259,9 @@ async def list_contacts(
     if verification_state is not None:
         query = query.where(exists().where(ContactPoint.contact_id == Contact.id,
                                            ContactPoint.verification_state == verification_state))
+    if consent_channel is not None and consent_purpose is None:
+        raise FieldProblems([FieldError(field="consent_channel",
+                                        message="filters with consent_purpose only: give both")])
     if consent_purpose is not None:
         query = query.where(latest_consent_is(consent_purpose, consent_granted, consent_channel))
     if updated_since is not None:
