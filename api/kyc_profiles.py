@@ -149,16 +149,21 @@ async def contact_changed(
     document_type: str = "", uploaded: bool = False,
 ) -> None:
     """Call after a change to what KYC judges: a document here, names, email or mobile in the
-    contact registry. Tells the contact's KYC workflow; a contact without a profile gets one if
-    it now qualifies for a definition (CRM.COM assigns on create/update once the fields are
-    there)."""
+    contact registry. Tells the contact's KYC workflow, and for a document waits for its
+    judgment (the answer then shows it); a contact without a profile gets one if it now
+    qualifies for a definition (CRM.COM assigns on create/update once the fields are there)."""
     profile = await kyc_crud.profile_of(session, contact_id=contact.id)
     if profile is not None:
+        handle = temporal.get_workflow_handle(profile.workflow_id)
+        change = DocumentsChangedInput(document_type, uploaded, datetime.now(UTC))
+        # No connection is held while the workflow judges.
+        await session.commit()
         try:
-            await temporal.get_workflow_handle(profile.workflow_id).signal(
-                KycWorkflow.documents_changed,
-                DocumentsChangedInput(document_type, uploaded, datetime.now(UTC)))
-        except RPCError:
+            if document_type:
+                await handle.execute_update(KycWorkflow.judge_documents, change)
+            else:
+                await handle.signal(KycWorkflow.documents_changed, change)
+        except (RPCError, WorkflowUpdateFailedError):
             pass  # the document is stored; the next change or assignment judges it
         return
     judged = await kyc_crud.evaluate(session, contact=contact, definition_id=None,

@@ -210,6 +210,10 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
                                        "number": "X123", "expires_at": FAR},
                            files={"file": ("id.jpg", b"\xff\xd8\xff\xe0 a photo", "image/jpeg")})
     assert good.status_code == 303
+    # Judged before the answer: the page it leads to already tells the outcome.
+    after = await http.get(good.headers["location"])
+    assert "We have received your documents and are checking them" in after.text
+    assert (await profile(tenant, contact_id))["state"] == "pending_verification"
     assert (await wait_for_state(tenant, contact_id, "pending_verification"))["reason"] is None
     if record_histories:
         handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")

@@ -189,6 +189,12 @@ class KycWorkflow:
         async with self.turn:
             await self._unless_gone(self._judge_documents(input))
 
+    @workflow.update
+    async def judge_documents(self, input: DocumentsChangedInput) -> None:
+        """As documents_changed, answering once the profile's change is recorded: the page
+        the customer uploaded from then shows the outcome, not the state before it."""
+        await self.documents_changed(input)
+
     async def _judge_documents(self, input: DocumentsChangedInput) -> None:
         p = self.profile
         if p.state is None or p.definition_id is None:
