@@ -51,12 +51,21 @@ def rule_met(rule: Rule, evidence: Evidence) -> bool:
     return rule.field in evidence.fields and all(d in evidence.documents for d in documents_of(rule))
 
 
+def _what_is_missing(rule: Rule, evidence: Evidence) -> str:
+    """The field, or, when the contact has the field, the document that must prove it."""
+    if rule.field not in evidence.fields:
+        return rule.field
+    return " & ".join(d for d in documents_of(rule) if d not in evidence.documents)
+
+
 def missing_information(rules: list[Rule], evidence: Evidence) -> list[str]:
-    """Names what is missing: a field, or `a | b` when none of the semi-optional ones is given."""
-    missing = [r.field for r in rules if not r.semi_optional and not rule_met(r, evidence)]
+    """Names what is missing: a field or the document proving it, or `a | b` when none of the
+    semi-optional ones is met."""
+    missing = [_what_is_missing(r, evidence) for r in rules
+               if not r.semi_optional and not rule_met(r, evidence)]
     group = [r for r in rules if r.semi_optional]
     if group and not any(rule_met(r, evidence) for r in group):
-        missing.append(" | ".join(r.field for r in group))
+        missing.append(" | ".join(_what_is_missing(r, evidence) for r in group))
     return missing
 
 

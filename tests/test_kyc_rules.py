@@ -36,8 +36,12 @@ def test_one_semi_optional_field_suffices():
 
 def test_a_field_with_an_attachment_needs_the_document():
     rules = [Rule("last_name", attachment="proof_of_address")]
-    assert missing_information(rules, Evidence({"last_name"})) == ["last_name"]
+    # The contact has the field: what is missing is the document that proves it.
+    assert missing_information(rules, Evidence({"last_name"})) == ["proof_of_address"]
+    assert missing_information(rules, Evidence(set())) == ["last_name"]
     assert missing_information(rules, Evidence({"last_name"}, {"proof_of_address": None})) == []
+    assert missing_information(ID_OR_PASSPORT, Evidence({"last_name", "id_number"})) == [
+        "id_card | passport_number"]
 
 
 def test_renewal_follows_the_documents_the_profile_relies_on():
