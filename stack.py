@@ -43,11 +43,12 @@ def wait_for_port(host: str, port: int, seconds: float, proc: subprocess.Popen) 
 
 
 def stop_processes(procs: list[subprocess.Popen]) -> None:
-    """SIGINT first so each can shut down cleanly, newest first; kill what does not."""
+    """SIGINT so each can shut down cleanly, one after the other, newest first (the API and the
+    worker before the Temporal server they talk to: a worker left without its server retried
+    for half a minute); kill what does not stop."""
     for p in reversed(procs):
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
-    for p in reversed(procs):
         try:
             p.wait(timeout=15)
         except subprocess.TimeoutExpired:
