@@ -81,7 +81,7 @@ def base_url_problem(url: str, *, allow_http: bool) -> str | None:
         return "not a URL"
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes:
-        return "must start with https://"
+        return f"must start with {' or '.join(f'{s}://' for s in schemes)}"
     if not parts.hostname or parts.username or parts.password:
         return "must be a host name without credentials, e.g. https://contact.example.com"
     if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -60,6 +60,10 @@ async def test_branding_is_validated_with_field_errors(tenant):
     domain = await tenant.http.put("/v1/branding", headers=tenant.auth,
                                    json={"custom_domain": "https://acme.example/c?x=1"})
     assert domain.status_code == 422 and "path" in fields(domain)["custom_domain"]
+    # The tests run in dev mode, where http is allowed too: the message says so.
+    ftp = await tenant.http.put("/v1/branding", headers=tenant.auth,
+                                json={"custom_domain": "ftp://acme.example"})
+    assert fields(ftp)["custom_domain"] == "must start with https:// or http://"
     nothing = await tenant.ok("GET", "/v1/branding")
     assert nothing["branding"] == {} and nothing["logo_url"] is None
 
