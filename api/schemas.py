@@ -422,27 +422,48 @@ class CampaignCreate(Strict):
             raise ValueError(f"unsupported language(s) {unknown}; supported: {supported_languages()}")
         return list(dict.fromkeys(value))
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "CampaignCreate":
-        if len(set(self.collect)) != len(self.collect):
-            raise ValueError("collect lists each of email, mobile and address at most once")
-        if self.collect == ["address"]:
+    # Each check is a field's, so its error names that field (one on the model says `body`);
+    # a field validator sees the fields declared before it in `info.data`.
+
+    @field_validator("collect")
+    @classmethod
+    def _collect_once_and_verified(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists each of email, mobile and address at most once")
+        if value == ["address"]:
             raise ValueError("an address is collected along with an email or mobile, whose "
                              "verification confirms the journey")
-        if self.default_language not in self.languages:
-            raise ValueError("default_language must be one of languages")
-        if self.kind == JourneyKind.reconsent and self.channel_plan:
+        return value
+
+    @field_validator("channel_plan")
+    @classmethod
+    def _no_plan_for_reconsent(cls, value: list[PlanStepIn] | None, info: ValidationInfo
+                               ) -> list[PlanStepIn] | None:
+        if value and info.data.get("kind") == JourneyKind.reconsent:
             raise ValueError("a reconsent campaign asks by email; it has no channel plan")
-        if self.kind == JourneyKind.reconsent and len(self.consents) != 1:
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _among_languages(cls, value: str, info: ValidationInfo) -> str:
+        if "languages" in info.data and value not in info.data["languages"]:
+            raise ValueError("must be one of languages")
+        return value
+
+    @field_validator("consents")
+    @classmethod
+    def _consents_fit(cls, value: list[ConsentCheckboxIn], info: ValidationInfo
+                      ) -> list[ConsentCheckboxIn]:
+        if info.data.get("kind") == JourneyKind.reconsent and len(value) != 1:
             raise ValueError("a reconsent campaign asks exactly one consent: the consent form")
-        keys = [c.key for c in self.consents]
+        keys = [c.key for c in value]
         if len(keys) != len(set(keys)):
             raise ValueError("consent keys must be unique within a campaign")
-        for c in self.consents:
-            missing = [lang for lang in self.languages if lang not in c.texts]
+        for c in value:
+            missing = [lang for lang in info.data.get("languages", []) if lang not in c.texts]
             if missing:
                 raise ValueError(f"consent {c.key!r} has no legal text for language(s) {missing}")
-        return self
+        return value
 
 
 class CampaignOut(BaseModel):

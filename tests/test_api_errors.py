@@ -36,6 +36,8 @@ async def test_malformed_json_is_400(tenant):
     ({"languages": ["en", "xx"]}, "languages[1]"),  # not a language at all
     ({"languages": ["en", "fr"]}, "languages"),  # one the pages do not speak
     ({"unknown_setting": 1}, "unknown_setting"),
+    ({"default_language": "de"}, "default_language"),  # not among its languages
+    ({"collect": ["address"]}, "collect"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
 ])
@@ -65,7 +67,8 @@ async def test_consent_needs_a_legal_text_per_language(tenant):
         "consents": [{"key": "news", "purpose": "newsletter", "channel": "email",
                       "texts": {"en": {"text": "Newsletter please", "version": "1"}}}]})
     assert response.status_code == 422
-    assert "no legal text for language(s) ['de']" in response.text
+    assert response.json()["error"]["fields"] == [
+        {"field": "consents", "message": "consent 'news' has no legal text for language(s) ['de']"}]
 
 
 async def test_enrolment_keeps_good_contacts_and_reports_bad_ones_by_index(tenant, mailbox):
