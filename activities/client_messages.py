@@ -73,7 +73,8 @@ class ClientMessageSender:
 
         try:
             await self._email.send(OutgoingEmail(
-                to=point.value, content=content, message_id=message_id(self._settings, f"message.{message.id}"),
+                to=point.value, content=content,
+                message_id=message_id(self._settings, f"message.{message.id}"),
                 from_name=brand.email_from_name or client.name, headers=headers))
         except EmailRejected as err:
             await self._decide(message.id, "failed", str(err))
