@@ -1,6 +1,7 @@
 """What the KYC API and the customer's upload page share: accepting a document (size and type
 checked, kept through the storage adapter) and talking to the contact's KYC workflow."""
 
+import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -10,7 +11,11 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    RPCTimeoutOrCancelledError,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -113,6 +118,10 @@ async def accept_document(
     return document
 
 
+# How long an upload's answer waits for the profile's judgment of the document.
+JUDGMENT_WAIT_SECONDS = 10
+
+
 def update_error(err: Exception) -> ApplicationError | None:
     cause = err.cause if isinstance(err, WorkflowUpdateFailedError) else None
     return cause if isinstance(cause, ApplicationError) else None
@@ -160,10 +169,13 @@ async def contact_changed(
         await session.commit()
         try:
             if document_type:
-                await handle.execute_update(KycWorkflow.judge_documents, change)
+                # Bounded: with no worker running the update would wait for one; it is
+                # admitted all the same and judged once a worker is back.
+                async with asyncio.timeout(JUDGMENT_WAIT_SECONDS):
+                    await handle.execute_update(KycWorkflow.judge_documents, change)
             else:
                 await handle.signal(KycWorkflow.documents_changed, change)
-        except (RPCError, WorkflowUpdateFailedError):
+        except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError, TimeoutError):
             pass  # the document is stored; the next change or assignment judges it
         return
     judged = await kyc_crud.evaluate(session, contact=contact, definition_id=None,

@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
+from api import kyc_profiles
 from api.main import create_app
 from core.kyc_contracts import KycProfile
 from core.vocabulary import KYC_STATE
@@ -381,6 +382,30 @@ async def test_an_operators_cancel_does_not_end_a_profile(tenant, sessions, temp
     if record_histories:
         await save_history(temporal_env.client.get_workflow_handle(handle.id, run_id=first_run),
                            "kyc_cancelled_by_operator")
+
+
+async def test_an_upload_without_a_worker_is_kept_and_answered(tenant, sessions, settings,
+                                                               temporal_env, monkeypatch):
+    """The answer waits for the profile's judgment only so long: with no worker running, the
+    document is stored and judged once a worker is back."""
+    monkeypatch.setattr(kyc_profiles, "JUDGMENT_WAIT_SECONDS", 1)
+    own = settings.model_copy(update={"temporal_task_queue": f"kyc-nowork-{uuid.uuid4().hex[:6]}"})
+    app = create_app(own)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+        await define(client, 1, IDENTITY, expires_after="P30D")
+        contact_id, _ = await new_contact(sessions, client)
+        async with running_worker(temporal_env.client, own):
+            assigned = (await client.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).json()
+            assert assigned["state"] == "pending_verification", assigned
+            assert (await client.post(f"/v1/kyc/contacts/{contact_id}/refute",
+                                      {"reason": "blurred"})).json()["state"] == "refuted"
+        uploaded = await asyncio.wait_for(upload(client, contact_id), 15)
+        assert uploaded.status_code == 201, uploaded.text
+        assert (await profile(client, contact_id))["state"] == "refuted"
+        async with running_worker(temporal_env.client, own):
+            await wait_for_state(client, contact_id, "pending_verification")
 
 
 async def test_a_deleted_contact_ends_its_profile(tenant, sessions, temporal_env):
