@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.webhooks import EndpointWaker
 from core.contracts import EmittedEvents, SendMessageResult
 from core.kyc_contracts import (
+    KYC_PROFILE_JSON,
     EvaluateKycInput,
     KycEvaluation,
     KycProfile,
@@ -98,6 +99,7 @@ class KycActivities:
             row.assigned_at = p.assigned_at
             row.expires_at = p.expires_at
             row.expiry_cause = p.expiry_cause
+            row.workflow_profile = KYC_PROFILE_JSON.dump_python(p, mode="json")
             await crud.insert_ignoring_conflicts(session, KycEvent, [{
                 "client_id": contact.client_id, "contact_id": contact_id, "step": input.step,
                 "type": input.type, "at": input.at, "detail": profile_payload(p)}])

@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,8 +23,14 @@ from temporalio.service import RPCError
 
 from api.kyc_schemas import DocumentNumber, UtcDatetime
 from api.schemas import FieldError
-from core.kyc_contracts import AssignKycInput, DocumentsChangedInput, KycInput, KycProfile, \
-    KycTimings
+from core.kyc_contracts import (
+    KYC_PROFILE_JSON,
+    AssignKycInput,
+    DocumentsChangedInput,
+    KycInput,
+    KycProfile,
+    KycTimings,
+)
 from core.kyc_rules import DOCUMENT_OF_FIELD
 from core.settings import Settings
 from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_type
@@ -127,30 +134,80 @@ def update_error(err: Exception) -> ApplicationError | None:
     return cause if isinstance(cause, ApplicationError) else None
 
 
+def _workflow(settings: Settings, contact: Contact, profile: KycProfile | None
+              ) -> tuple[KycInput, dict[str, Any]]:
+    """The contact's KYC workflow: its input and how it is started."""
+    return KycInput(client_id=str(contact.client_id), contact_id=str(contact.id),
+                    timings=KycTimings(link_ttl=settings.kyc_link_ttl), profile=profile), {
+        "id": kyc_crud.workflow_id(contact.client_id, contact.id),
+        "task_queue": settings.temporal_task_queue,
+        "search_attributes": TypedSearchAttributes([
+            SearchAttributePair(CLIENT_ID, str(contact.client_id)),
+            SearchAttributePair(KYC_STATE, profile.state if profile and profile.state
+                                else "unassigned"),
+        ]),
+        "static_summary": f"KYC profile of contact {contact.id}",
+    }
+
+
+def _workflow_start(settings: Settings, contact: Contact, profile: KycProfile | None
+                    ) -> WithStartWorkflowOperation:
+    input, options = _workflow(settings, contact, profile)
+    # One workflow per contact for years: a later request reaches the running one.
+    return WithStartWorkflowOperation(
+        KycWorkflow.run, input, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **options)
+
+
+async def _kept_profile(session: AsyncSession, contact: Contact) -> KycProfile | None:
+    """The profile as its workflow last recorded it: a workflow an operator terminated (or one
+    lost with its Temporal namespace) starts again from there on the next request, its steps
+    numbered on and its dates kept, instead of as a contact never assigned."""
+    row = await kyc_crud.profile_of(session, contact_id=contact.id)
+    if row is None or row.workflow_profile is None:
+        return None
+    return KYC_PROFILE_JSON.validate_python(row.workflow_profile)
+
+
+async def update_profile(session: AsyncSession, temporal: TemporalClient, settings: Settings,
+                         contact: Contact, update: Any, arg: Any) -> Any:
+    """Runs an update on the contact's KYC workflow, starting it again from the database's
+    profile when it is not running. A contact without a profile has no workflow to start."""
+    kept = await _kept_profile(session, contact)
+    # No connection is held while the workflow works.
+    await session.commit()
+    if kept is None:
+        return await temporal.get_workflow_handle(
+            kyc_crud.workflow_id(contact.client_id, contact.id)).execute_update(update, arg)
+    return await temporal.execute_update_with_start_workflow(
+        update, arg, start_workflow_operation=_workflow_start(settings, contact, kept))
+
+
+async def signal_profile(session: AsyncSession, temporal: TemporalClient, settings: Settings,
+                         contact: Contact, signal: Any, arg: Any) -> None:
+    """As update_profile, for a signal (signal-with-start)."""
+    kept = await _kept_profile(session, contact)
+    await session.commit()
+    if kept is None:
+        await temporal.get_workflow_handle(
+            kyc_crud.workflow_id(contact.client_id, contact.id)).signal(signal, arg)
+        return
+    input, options = _workflow(settings, contact, kept)
+    await temporal.start_workflow(KycWorkflow.run, input, start_signal=signal.__name__,
+                                  start_signal_args=[arg], **options)
+
+
 async def assign(
-    temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
     definition_id: uuid.UUID | None, source: str,
 ) -> KycProfile:
     """Assigns or changes the contact's profile, starting its workflow on first use."""
-    wid = kyc_crud.workflow_id(contact.client_id, contact.id)
-    start = WithStartWorkflowOperation(
-        KycWorkflow.run,
-        KycInput(client_id=str(contact.client_id), contact_id=str(contact.id),
-                 timings=KycTimings(link_ttl=settings.kyc_link_ttl)),
-        id=wid, task_queue=settings.temporal_task_queue,
-        # One workflow per contact for years: a later request reaches the running one.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(CLIENT_ID, str(contact.client_id)),
-            SearchAttributePair(KYC_STATE, "unassigned"),
-        ]),
-        static_summary=f"KYC profile of contact {contact.id}",
-    )
     return await temporal.execute_update_with_start_workflow(
         KycWorkflow.assign,
         AssignKycInput(definition_id=str(definition_id) if definition_id else None,
                        at=datetime.now(UTC), source=source),
-        start_workflow_operation=start)
+        start_workflow_operation=_workflow_start(settings, contact,
+                                                 await _kept_profile(session, contact)))
 
 
 async def contact_changed(
@@ -161,20 +218,18 @@ async def contact_changed(
     contact registry. Tells the contact's KYC workflow, and for a document waits for its
     judgment (the answer then shows it); a contact without a profile gets one if it now
     qualifies for a definition (CRM.COM assigns on create/update once the fields are there)."""
-    profile = await kyc_crud.profile_of(session, contact_id=contact.id)
-    if profile is not None:
-        handle = temporal.get_workflow_handle(profile.workflow_id)
+    if await kyc_crud.profile_of(session, contact_id=contact.id) is not None:
         change = DocumentsChangedInput(document_type, uploaded, datetime.now(UTC))
-        # No connection is held while the workflow judges.
-        await session.commit()
         try:
             if document_type:
                 # Bounded: with no worker running the update would wait for one; it is
                 # admitted all the same and judged once a worker is back.
                 async with asyncio.timeout(JUDGMENT_WAIT_SECONDS):
-                    await handle.execute_update(KycWorkflow.judge_documents, change)
+                    await update_profile(session, temporal, settings, contact,
+                                         KycWorkflow.judge_documents, change)
             else:
-                await handle.signal(KycWorkflow.documents_changed, change)
+                await signal_profile(session, temporal, settings, contact,
+                                     KycWorkflow.documents_changed, change)
         except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError, TimeoutError):
             pass  # the document is stored; the next change or assignment judges it
         return
@@ -183,6 +238,7 @@ async def contact_changed(
                                      default_remind_before=settings.kyc_remind_before)
     if judged.definition_id is not None:
         try:
-            await assign(temporal, settings, contact=contact, definition_id=None, source="auto")
+            await assign(session, temporal, settings, contact=contact, definition_id=None,
+                         source="auto")
         except (WorkflowUpdateFailedError, RPCError):
             pass  # it qualified a moment ago; the client can still assign explicitly

@@ -4,6 +4,8 @@ so fields can be added without breaking running profiles)."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import TypeAdapter
+
 
 @dataclass
 class KycTimings:
@@ -35,6 +37,10 @@ class KycProfile:
     # Numbers every recorded step, across runs, so each activity is keyed uniquely.
     seq: int = 0
     run: int = 1
+
+
+# As the database keeps it (kyc_profiles.workflow_profile), to start a stopped workflow again.
+KYC_PROFILE_JSON = TypeAdapter(KycProfile)
 
 
 @dataclass

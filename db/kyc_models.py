@@ -63,6 +63,9 @@ class KycProfile(Base):
     expiry_cause: Mapped[str | None] = mapped_column(String(30))
     verified_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The workflow's own record of the profile (core.kyc_contracts.KycProfile), from which a
+    # workflow that no longer runs (terminated by an operator) is started again.
+    workflow_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class KycDocument(Base):

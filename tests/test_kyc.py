@@ -384,6 +384,28 @@ async def test_an_operators_cancel_does_not_end_a_profile(tenant, sessions, temp
                            "kyc_cancelled_by_operator")
 
 
+async def test_a_terminated_profile_starts_again_from_the_database(tenant, sessions,
+                                                                   temporal_env):
+    """Terminate skips the workflow's clean-up, so nothing of it runs any more: the next request
+    about the profile starts its workflow again from what the database keeps of it, its steps
+    numbered on (nothing recorded twice or lost) and its expiry still to come."""
+    await define(tenant, 1, IDENTITY, expires_after="PT6S", remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.json()["state"] == "pending_verification", assigned.text
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    await handle.terminate("operator")
+
+    verified = await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})
+    assert verified.status_code == 200 and verified.json()["state"] == "verified", verified.text
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    types = [e["type"] for e in expired["history"] if not e["type"].endswith("_sent")]
+    assert types == ["assigned", "verified", "reminded", "expired"], types
+    state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+    assert state.state == "expired" and state.seq == 4
+
+
 async def test_an_upload_without_a_worker_is_kept_and_answered(tenant, sessions, settings,
                                                                temporal_env, monkeypatch):
     """The answer waits for the profile's judgment only so long: with no worker running, the

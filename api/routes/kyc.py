@@ -158,7 +158,7 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
             session, client_id=client.id, definition_id=body.definition_id) is None:
         raise HTTPException(404, "KYC definition not found")
     try:
-        await kyc_profiles.assign(state.temporal, state.settings, contact=contact,
+        await kyc_profiles.assign(session, state.temporal, state.settings, contact=contact,
                                   definition_id=body.definition_id, source="api")
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
@@ -169,9 +169,9 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
 async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
                          state: StateDep):
     contact = await contact_of(session, client.id, contact_id)
-    handle = state.temporal.get_workflow_handle(kyc_crud.workflow_id(client.id, contact.id))
     try:
-        await handle.execute_update(KycWorkflow.verify, VerifyKycInput(at=datetime.now(UTC)))
+        await kyc_profiles.update_profile(session, state.temporal, state.settings, contact,
+                                          KycWorkflow.verify, VerifyKycInput(at=datetime.now(UTC)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
@@ -183,10 +183,10 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
     """Refutes a profile pending verification; the customer gets the reason and a link to
     upload what is needed."""
     contact = await contact_of(session, client.id, contact_id)
-    handle = state.temporal.get_workflow_handle(kyc_crud.workflow_id(client.id, contact.id))
     try:
-        await handle.execute_update(KycWorkflow.refute,
-                                    RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
+        await kyc_profiles.update_profile(
+            session, state.temporal, state.settings, contact, KycWorkflow.refute,
+            RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
@@ -283,12 +283,13 @@ async def notify_expiring(body: KycNotifyRequest, client: ClientDep, session: Se
     """Emails every customer whose profile expires within D days a link to renew it; each
     profile's workflow sends it once per batch."""
     batch_id = uuid.uuid4().hex
-    profiles = [p for p, _ in (await session.execute(expiring_query(client.id, body.within_days)))]
+    contacts = [c for _, c in await session.execute(expiring_query(client.id, body.within_days))]
     notified = 0
-    for profile in profiles:
+    for contact in contacts:
         try:
-            await state.temporal.get_workflow_handle(profile.workflow_id).signal(
-                KycWorkflow.notify_expiring, NotifyExpiringInput(batch_id, datetime.now(UTC)))
+            await kyc_profiles.signal_profile(
+                session, state.temporal, state.settings, contact, KycWorkflow.notify_expiring,
+                NotifyExpiringInput(batch_id, datetime.now(UTC)))
             notified += 1
         except RPCError:
             pass
