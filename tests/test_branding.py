@@ -3,6 +3,8 @@ links on the client's own host name), and the page's language switch."""
 
 import io
 import re
+import uuid
+
 import pytest
 import segno
 
@@ -80,6 +82,8 @@ async def test_logos_are_checked_stored_once_and_served_by_us(tenant, other_tena
     assert served.status_code == 200 and served.content == image
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
+    for unknown in (uuid.uuid4(), "xyz"):
+        assert (await http.get(f"/brand/logos/{unknown}.png")).status_code == 404
 
     assert (await upload(tenant, b"<svg onload=alert(1)>", "image/svg+xml")).status_code == 415
     damaged = bytearray(image)

@@ -136,8 +136,12 @@ async def upload_logo(file: Annotated[UploadFile, Form(description="A PNG image"
 
 
 @public.get("/brand/logos/{logo_id}.png")
-async def logo_file(logo_id: uuid.UUID, session: SessionDep) -> Response:
-    logo = await session.get(BrandLogo, logo_id)
+async def logo_file(logo_id: str, session: SessionDep) -> Response:
+    # A public file's address: one that names no logo is not found, whatever its form.
+    try:
+        logo = await session.get(BrandLogo, uuid.UUID(logo_id))
+    except ValueError:
+        logo = None
     if logo is None:
         raise HTTPException(404, "logo not found")
     return Response(logo.png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
