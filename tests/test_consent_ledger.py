@@ -27,12 +27,22 @@ async def test_a_marketing_policy_names_its_marketing_purpose(tenant):
         ({"category": "marketing"}, "a marketing message type needs the purpose it markets"),
         ({"category": "marketing", "purpose": "service-communication"},
          "purpose 'service-communication' is service, not marketing"),
+        ({"category": "marketing", "purpose": "lottery"}, "unknown purpose 'lottery'"),
     ]:
         response = await tenant.http.put("/v1/message-policies/promo", json=body,
                                          headers=tenant.auth)
         assert response.status_code == 422, response.text
         [field] = response.json()["error"]["fields"]
         assert field["field"] == "purpose" and message in field["message"], field
+
+    # A policy can go again: the type is then unknown until it has one.
+    await tenant.ok("PUT", "/v1/message-policies/promo", {"category": "service"})
+    gone = await tenant.http.delete("/v1/message-policies/promo", headers=tenant.auth)
+    assert gone.status_code == 204
+    assert "promo" not in [p["message_type"] for p in
+                           (await tenant.get("/v1/message-policies")).json()]
+    again = await tenant.http.delete("/v1/message-policies/promo", headers=tenant.auth)
+    assert again.status_code == 404
 
 
 async def verified_contact(tenant, http, mailbox, consent: list[str]) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """A client's consent purposes, their versioned legal texts, and its sending policies."""
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.consent_schemas import (
@@ -77,7 +77,10 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
     """Says whether a message type is marketing (needs the customer's consent for a purpose)
     or service, financial or mandatory (sent regardless of marketing preferences)."""
     if body.category == MessageCategory.marketing:
-        purpose = await purpose_of(session, client.id, body.purpose)
+        purpose = (await consents.purposes_by_key(session, client_id=client.id)).get(body.purpose)
+        if purpose is None:
+            raise FieldProblems([FieldError(field="purpose",
+                                            message=f"unknown purpose {body.purpose!r}")])
         if purpose.kind not in MARKETING_KINDS:
             raise FieldProblems([FieldError(
                 field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
@@ -89,6 +92,20 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
     await session.commit()
     return MessagePolicyOut(message_type=message_type, category=policy.category,
                             purpose=policy.purpose_key)
+
+
+@router.delete("/message-policies/{message_type}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def delete_message_policy(message_type: Slug, client: ClientDep,
+                                session: SessionDep) -> Response:
+    """Removes the client's policy: a journey's own message types go back to their built-in
+    one; the client's own types can no longer be sent until given a policy again."""
+    deleted = await session.execute(delete(MessagePolicy).where(
+        MessagePolicy.client_id == client.id, MessagePolicy.message_type == message_type))
+    if deleted.rowcount == 0:
+        raise HTTPException(404, "no policy for this message type")
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/message-policies", response_model=list[MessagePolicyOut])
