@@ -143,7 +143,8 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 
 class ConsentDocumentIn(Strict):
-    filename: str = Field(min_length=1, max_length=200, pattern=r"^[^/\\]+$")
+    # No path, no quote, no control character: it goes into a download's header.
+    filename: str = Field(min_length=1, max_length=200, pattern=r'^[^/\\"\x00-\x1f\x7f]+$')
     content_type: Literal["application/pdf", "image/png", "image/jpeg"]
     content_base64: str = Field(min_length=4, max_length=MAX_DOCUMENT_BYTES * 4 // 3 + 4)
 

@@ -171,6 +171,10 @@ async def test_back_office_records_the_signed_form(tenant, sessions):
     [document] = state["documents"]
     download = await tenant.get(f"{path}/documents/{document['id']}")
     assert download.content == pdf and download.headers["content-type"] == "application/pdf"
+    # The same decision again is that one entry with its one form; with another form, a 409.
+    assert (await tenant.post(path, body)).json()["documents"] == [document]
+    other = {**body["document"], "content_base64": base64.b64encode(b"%PDF-1.4 other").decode()}
+    assert (await tenant.post(path, {**body, "document": other})).status_code == 409
     withdrawn = await tenant.post(path, {**body, "state": "withdrawn", "document": None,
                                          "given_at": datetime.now(UTC).isoformat()})
     assert withdrawn.json()["state"] == "withdrawn"
@@ -184,6 +188,10 @@ async def test_back_office_records_the_signed_form(tenant, sessions):
         ({**body, "document": {**body["document"], "content_type": "text/html"}},
          "document.content_type"),
         ({**body, "document": {**body["document"], "filename": "../../etc/passwd"}},
+         "document.filename"),
+        ({**body, "document": {**body["document"], "filename": 'a"; x=y.pdf'}},
+         "document.filename"),
+        ({**body, "document": {**body["document"], "filename": "a\r\nSet-Cookie: x=1.pdf"}},
          "document.filename"),
     ]:
         response = await tenant.post(path, bad)

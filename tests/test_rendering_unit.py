@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from api.routes.consents import attachment
 from api.schemas import field_path
 from messaging.rendering import pick_language, render_email, render_page, supported_languages
 
@@ -105,3 +106,12 @@ def test_every_text_is_translated(language, tmp_path):
     translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
     assert len(wanted) > 50
     assert not sorted(wanted - translated), f"untranslated in {language}"
+
+
+@pytest.mark.parametrize(("name", "header"), [
+    ("form.pdf", "attachment; filename=\"form.pdf\"; filename*=UTF-8''form.pdf"),
+    ("für\u2028.pdf", "attachment; filename=\"f_r_.pdf\"; filename*=UTF-8''f%C3%BCr%E2%80%A8.pdf"),
+])
+def test_a_download_names_its_file_without_breaking_the_header(name, header):
+    assert attachment(name) == header
+    header.encode("latin-1")  # what HTTP headers carry

@@ -3,6 +3,7 @@ back-office changes, import of historical decisions, and inbound SMS STOP/START.
 
 import hashlib
 import uuid
+from urllib.parse import quote
 from datetime import UTC, datetime
 from typing import Any
 
@@ -296,10 +297,17 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
         contact.gdpr_consent_state = body.state
         contact.gdpr_consent_updated_at = body.given_at
     if content is not None:
-        session.add(ConsentDocument(
-            client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
-            filename=body.document.filename, content_type=body.document.content_type,
-            sha256=hashlib.sha256(content).hexdigest(), content=content))
+        digest = hashlib.sha256(content).hexdigest()
+        # The same decision posted again is that one ledger entry, with its one form.
+        kept = await session.scalar(select(ConsentDocument.sha256).where(
+            ConsentDocument.consent_event_id == events[0].id))
+        if kept is None:
+            session.add(ConsentDocument(
+                client_id=client.id, contact_id=contact.id, consent_event_id=events[0].id,
+                filename=body.document.filename, content_type=body.document.content_type,
+                sha256=digest, content=content))
+        elif kept != digest:
+            raise HTTPException(409, "this decision is recorded with another signed form")
     blocked = await gdpr.apply_consent_consequence(
         session, client, contact, request.state.actor, settings=state.settings) if newest else None
     await session.commit()
@@ -315,5 +323,12 @@ async def read_consent_document(contact_id: uuid.UUID, document_id: uuid.UUID,
     document = await session.get(ConsentDocument, document_id)
     if document is None or document.contact_id != contact_id:
         raise HTTPException(404, "document not found")
-    return Response(document.content, media_type=document.content_type, headers={
-        "Content-Disposition": f'attachment; filename="{document.filename}"'})
+    return Response(document.content, media_type=document.content_type,
+                    headers={"Content-Disposition": attachment(document.filename)})
+
+
+def attachment(filename: str) -> str:
+    """A download's Content-Disposition for a name the client chose: an ASCII stand-in, and the
+    name itself encoded (RFC 6266), so no character of it can end or extend the header."""
+    plain = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
