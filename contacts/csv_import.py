@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from core.contracts import ImportBatchSpec
+from core.csv_cells import safe_cell
 
 COLUMNS = (
     "external_id", "kind", "first_name", "last_name", "company_name", "date_of_birth", "language",
@@ -167,5 +168,5 @@ def errors_csv(errors: list[tuple[int, str, str]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(("line", "field", "message"))
-    writer.writerows(errors)
+    writer.writerows([safe_cell(value) for value in error] for error in errors)
     return out.getvalue()

