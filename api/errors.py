@@ -132,3 +132,12 @@ def install(app: FastAPI) -> None:
 
     for error in (RPCError, RPCTimeoutOrCancelledError, sa.DBAPIError, sa.TimeoutError):
         app.add_exception_handler(error, _unavailable)
+
+    @app.exception_handler(sa.DataError)
+    async def _data(request: Request, exc: sa.DataError) -> Response:
+        if "NUL" in str(exc.orig):
+            # PostgreSQL can neither store nor search for it. Bodies refuse it field by field
+            # (api.schemas.Strict); a query parameter or form value ends up here.
+            return error_response(422, "validation_error",
+                                  "a value contains the NUL character, which cannot be used")
+        return await _unavailable(request, exc)

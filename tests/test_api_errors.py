@@ -169,3 +169,16 @@ async def test_webhook_endpoint_validation(tenant):
     assert ok.status_code == 201 and ok.json()["secret"].startswith("whsec_")
     listed = (await tenant.get("/v1/webhook-endpoints")).json()
     assert "secret" not in listed[0]
+
+
+async def test_a_nul_character_in_a_query_or_form_is_a_4xx(tenant, http):
+    """PostgreSQL can neither store nor search for it: a 422, never a 500."""
+    for query in ({"q": "a\x00b"}, {"tag": "a\x00"}, {"consent_purpose": "x\x00"}):
+        response = await tenant.http.get("/v1/contacts", params=query, headers=tenant.auth)
+        assert response.status_code == 422, (query, response.text)
+        assert "NUL" in response.json()["error"]["message"]
+    customer = Customer(http)
+    await customer.open("/dashboard/login")
+    login = await http.post("/dashboard/login", data={"csrf_token": customer.csrf(),
+                                                      "api_key": "cj_a\x00b_c"})
+    assert login.status_code == 422, login.text
