@@ -46,7 +46,7 @@ from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSen
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
-from messaging.sms import OutgoingSms, SmsSender
+from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable, check_text
 
 VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
 # One letter text serves the invitation and its reminders: paper is not sent often.
@@ -246,6 +246,12 @@ class MessageSender:
                 to=recipient, sender=brand.sms_sender or self._settings.sms_sender_name,
                 text=render_sms(input.template, journey.language, context),
                 idempotency_key=idempotency_key)
+            try:
+                check_text(outgoing.sms, self._settings.sms_max_segments)
+            except SmsUnsendable as err:
+                # The journey goes on with its next step, as for a channel that cannot reach
+                # the contact; the customer's number is not blamed with a bounce.
+                raise Skip(str(err)) from err
         else:
             assert address is not None
             try:

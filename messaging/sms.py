@@ -37,6 +37,11 @@ class SmsSender(Protocol):
     async def send(self, sms: OutgoingSms) -> SmsReceipt: ...
 
 
+class SmsUnsendable(PermanentDeliveryFailure):
+    """Our own message cannot go out (too long, a bad sender id): no fault of the recipient's
+    number, so no bounce of it either."""
+
+
 def check_sms(sms: OutgoingSms, max_segments: int) -> SmsLength:
     """Refuses what no provider should be asked to send; the length otherwise."""
     # The number itself stays out of the message: failures end up in workflow histories.
@@ -46,14 +51,19 @@ def check_sms(sms: OutgoingSms, max_segments: int) -> SmsLength:
         raise PermanentDeliveryFailure(f"recipient is not a usable mobile number: {err}") from err
     if not usable:
         raise PermanentDeliveryFailure("recipient is not a mobile number in E.164")
+    return check_text(sms, max_segments)
+
+
+def check_text(sms: OutgoingSms, max_segments: int) -> SmsLength:
+    """What check_sms asks of our own part of the message: its sender id and its length."""
     if not re.fullmatch(SMS_SENDER, sms.sender):
-        raise PermanentDeliveryFailure(
+        raise SmsUnsendable(
             f"SMS sender {sms.sender!r} must be at most 11 letters and digits, or +E.164")
     length = measure(sms.text)
     if length.segments == 0:
-        raise PermanentDeliveryFailure("empty SMS text")
+        raise SmsUnsendable("empty SMS text")
     if length.segments > max_segments:
-        raise PermanentDeliveryFailure(
+        raise SmsUnsendable(
             f"SMS text needs {length.segments} {length.encoding} segments; at most "
             f"{max_segments} allowed"
         )

@@ -7,8 +7,10 @@ import io
 import re
 import uuid
 
+from db import crud
+from db.session import transaction
 from messaging.local_outbox import read_records
-from tests.helpers import Customer, PrintedLetter, eventually, unique_email
+from tests.helpers import Customer, PrintedLetter, Tenant, eventually, unique_email
 from tests.histories import save_history
 from workflows.journey import JourneyWorkflow
 
@@ -140,6 +142,29 @@ async def test_a_step_the_contact_cannot_be_reached_on_is_skipped(tenant, mailbo
         ("invitation_skipped", "letter"), ("invitation_skipped", "sms"),
         ("invitation_sent", "email")]
     assert journey["history"][0]["detail"]["reason"] == "no postal address"
+
+
+async def test_an_sms_too_long_to_send_is_skipped_not_bounced(sessions, http, mailbox, settings):
+    """A client whose name makes the invitation longer than SMS_MAX_SEGMENTS: our text, not the
+    customer's number, is at fault. The step is skipped and the plan goes on; no bounce."""
+    async with transaction(sessions) as session:
+        client, key = await crud.create_client(session, name="Łódzka Spółdzielnia " * 8)
+    tenant = Tenant(id=client.id, name=client.name, key=key, http=http)
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT1M",
+        channel_plan=[{"channel": "sms"}, {"channel": "email", "after": "P7D"}])
+    email, mobile = unique_email("long-sms"), mobile_number()
+    [result] = await enrol(tenant, campaign["id"], await contact(tenant, email=email,
+                                                                 mobile=mobile))
+    await mailbox.wait_for(email)
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    [skipped, sent] = journey["history"][:2]
+    assert (skipped["type"], skipped["detail"]["channel"]) == ("invitation_skipped", "sms")
+    assert "UCS-2 segments" in skipped["detail"]["reason"]
+    assert (sent["type"], sent["detail"]["channel"]) == ("invitation_sent", "email")
+    assert sms_to(settings, mobile) == []
+    bounces = (await tenant.get(f"/v1/campaigns/{campaign['id']}/bounces")).json()
+    assert bounces["items"] == []
 
 
 async def test_email_refused_by_smtp_escalates_to_sms(tenant, http, mailbox, settings,
