@@ -11,14 +11,16 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     AwareDatetime,
-    BeforeValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
     HttpUrl,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -65,15 +67,21 @@ class Strict(BaseModel):
         return value
 
 
-def _not_a_number(value: Any) -> Any:
+DURATION = "an ISO-8601 duration such as PT30S, PT10M or P7D"
+
+
+def _a_duration(value: Any, parse: ValidatorFunctionWrapHandler) -> timedelta:
     # JSON has no duration type, and pydantic reads a number as seconds: `"expires_after": 30`
     # meant as days would end every journey half a minute after it started.
     if isinstance(value, int | float):
-        raise ValueError("must be an ISO-8601 duration such as PT30S, PT10M or P7D, not a number")
-    return value
+        raise ValueError(f"must be {DURATION}, not a number")
+    try:
+        return parse(value)
+    except ValidationError:
+        raise ValueError(f"must be {DURATION}") from None
 
 
-Duration = Annotated[timedelta, BeforeValidator(_not_a_number)]
+Duration = Annotated[timedelta, WrapValidator(_a_duration)]
 
 
 def positive(value: timedelta) -> timedelta:

@@ -349,6 +349,9 @@ async def test_invitations_can_be_spread_over_time(tenant):
     bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": 3600})
     assert bad.json()["error"]["fields"][0] == {"field": "spread_over", "message": (
         "must be an ISO-8601 duration such as PT30S, PT10M or P7D, not a number")}
+    bad = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {"spread_over": "P1X"})
+    assert bad.json()["error"]["fields"][0] == {"field": "spread_over", "message": (
+        "must be an ISO-8601 duration such as PT30S, PT10M or P7D")}
 
 
 async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(
