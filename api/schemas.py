@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from babel import localedata
+from babel.numbers import list_currencies
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -560,6 +561,13 @@ class ClaimIn(Strict):
     amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
     due_on: date | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _a_currency(cls, value: str) -> str:
+        if value not in list_currencies():
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD)")
+        return value
 
     @field_validator("payment_url")
     @classmethod

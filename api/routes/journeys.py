@@ -76,11 +76,12 @@ async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: Session
 
 @router.post("/v1/journeys/{journey_id}/payment-completed", response_model=JourneyOut,
              responses={409: {"model": ErrorBody, "description": "The journey has no claim"}})
-async def payment_completed(journey_id: uuid.UUID, body: PaymentCompleted, client: ClientDep,
-                            session: SessionDep, state: StateDep) -> JourneyOut:
+async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            state: StateDep, body: PaymentCompleted | None = None) -> JourneyOut:
     """The client's payment system saw the claim paid: recorded on the journey, announced as
     `journey.payment_completed`, and the journey stops reminding. Whether the customer left
     their data before, after or not at all does not matter. Repeating the call changes nothing."""
+    body = body or PaymentCompleted()  # every field has its default: no body is needed
     journey = await journey_of(session, client.id, journey_id, for_update=True)
     if journey.claim is None:
         raise HTTPException(409, "this journey carries no payment")
