@@ -633,7 +633,11 @@ class JourneyOut(BaseModel):
     external_id: str
     stage: str
     language: str
-    pending_email: str | None
+    pending_email: str | None = Field(description="entered, awaiting its verification")
+    pending_mobile: str | None = Field(
+        default=None, description="entered (E.164), awaiting its code")
+    pending_address: dict[str, Any] | None = Field(
+        default=None, description="entered; kept once the journey is verified")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

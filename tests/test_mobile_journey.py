@@ -115,6 +115,9 @@ async def test_expired_code_and_resend_limits(tenant, http, mailbox, settings):
         verification={"code_ttl": "PT1S", "code_resend_cooldown": "PT30S",
                       "code_max_resends": 1})
     [code] = await wait_codes(settings, number, 1)
+    # The client sees the number entered and awaiting its code.
+    journey = await tenant.journey(enrolled["journey_id"])
+    assert (journey["pending_mobile"], journey["pending_email"]) == (number, None)
     import asyncio
     await asyncio.sleep(1.2)  # the code's validity is a campaign setting: one second here
     response = await customer.submit(page + "/code", code=code)

@@ -1,6 +1,7 @@
 """Journeys as the client sees them: stage and history, read from the database of record."""
 
 import uuid
+from typing import Any
 
 from datetime import UTC, datetime
 
@@ -20,12 +21,20 @@ from workflows.journey import JourneyWorkflow
 router = APIRouter(tags=["journeys"], responses=ERROR_RESPONSES)
 
 
+def pending(journey: Journey, kind: str) -> Any:
+    """What the customer entered of this kind and is not verified (or kept) yet."""
+    collected = journey.collected or {}
+    if journey.stage == Stage.verified or collected.get(f"{kind}_verified_at"):
+        return None
+    return collected.get(kind)
+
+
 def journey_out(journey: Journey, contact: Contact, events: list[JourneyEvent] | None) -> JourneyOut:
     return JourneyOut(
         id=journey.id, workflow_id=journey.workflow_id, campaign_id=journey.campaign_id,
         contact_id=journey.contact_id, external_id=contact.external_id, stage=journey.stage,
-        language=journey.language, pending_email=(journey.collected or {}).get("email")
-        if journey.stage != Stage.verified else None,
+        language=journey.language, pending_email=pending(journey, "email"),
+        pending_mobile=pending(journey, "mobile"), pending_address=pending(journey, "address"),
         created_at=journey.created_at, updated_at=journey.updated_at,
         finished_at=journey.finished_at, claim=journey.claim, paid_at=journey.paid_at,
         history=None if events is None else [
