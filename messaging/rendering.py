@@ -85,8 +85,11 @@ def render_email(name: str, language: str, context: dict[str, Any]) -> RenderedE
 
 
 def render_sms(name: str, language: str, context: dict[str, Any]) -> str:
-    """sms/<name>.txt, with the template's own indentation and blank edges removed."""
+    """sms/<name>.txt, with the template's own indentation and blank edges removed, and the
+    no-break spaces of formatted amounts and dates made plain: GSM-7 has none, and one would
+    send the whole text as UCS-2, in more than twice the segments."""
     text = environment(pick_language(language)).get_template(f"sms/{name}.txt").render(context)
+    text = text.replace("\u00a0", " ").replace("\u202f", " ")
     return "\n".join(line.strip() for line in text.strip().splitlines())
 
 

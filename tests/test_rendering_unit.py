@@ -6,7 +6,16 @@ import pytest
 
 from api.routes.consents import attachment
 from api.schemas import field_path
-from messaging.rendering import pick_language, render_email, render_page, supported_languages
+from messaging.rendering import (
+    claim_view,
+    pick_language,
+    render_email,
+    render_letter,
+    render_page,
+    render_sms,
+    supported_languages,
+)
+from messaging.sms import measure
 
 CONTEXT = {"client_name": "Acme <b>&</b> Co", "campaign_name": "c", "first_name": "Eva",
            "last_name": "M", "link": "https://x.test/c/tok", "incentive": None,
@@ -115,3 +124,24 @@ def test_every_text_is_translated(language, tmp_path):
 def test_a_download_names_its_file_without_breaking_the_header(name, header):
     assert attachment(name) == header
     header.encode("latin-1")  # what HTTP headers carry
+
+
+def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
+    """As its emails do (the Mail to Pay case): reference and amount, in the letter's own
+    paragraph and at the start of the SMS, which stays GSM-7 (no no-break space)."""
+    claim = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7",
+                        "amount": "125.50", "currency": "EUR"}, None, "nl")
+    context = {"client_name": "Acme", "first_name": "Eva", "incentive": None,
+               "link": "https://x.test/c/tok", "expires_at": datetime(2026, 12, 24, tzinfo=UTC),
+               "claim": claim}
+    letter = render_letter("invitation", "nl", context)
+    assert letter.paragraphs[3].replace("\xa0", " ").startswith(
+        "Openstaande betaling: INV-7, € 125,50.")
+    for name in ("invitation", "reminder"):
+        sms = render_sms(name, "nl", context)
+        assert sms.startswith("Openstaande betaling: INV-7, € 125,50.")
+        assert measure(sms).encoding == "GSM-7"
+    # Paid: nothing more to say about it.
+    paid = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7"},
+                      datetime.now(UTC), "nl")
+    assert "INV-7" not in render_sms("invitation", "nl", {**context, "claim": paid})
