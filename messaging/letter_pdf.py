@@ -84,10 +84,15 @@ def _letterhead(pdf: FPDF, branding: Branding) -> None:
     if branding.logo:
         pdf.image(BytesIO(branding.logo), x=LEFT, y=14, h=18)
     else:
-        pdf.set_font("Letter", "B", 18)
+        # A long name gets a smaller type, then more lines: it must stay above the rule.
+        size = 18
+        pdf.set_font("Letter", "B", size)
+        while pdf.get_string_width(branding.name) > TEXT_WIDTH and size > 10:
+            size -= 1
+            pdf.set_font("Letter", "B", size)
         pdf.set_text_color(*colour)
         pdf.set_xy(LEFT, 16)
-        pdf.cell(TEXT_WIDTH, 10, branding.name)
+        pdf.multi_cell(TEXT_WIDTH, size * 0.4, branding.name, max_line_height=size * 0.4)
     pdf.set_draw_color(*colour)
     pdf.set_line_width(0.8)
     pdf.line(LEFT, 36, PAGE_WIDTH - RIGHT, 36)
@@ -171,5 +176,5 @@ def render_letter_pdf(letter: LetterDocument, fonts: LetterFonts) -> RenderedPdf
     pdf.set_font("Letter", "", 10)
     pdf.cell(TEXT_WIDTH, 5, letter.text.closing, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
-    pdf.cell(TEXT_WIDTH, 5, letter.branding.name)
+    pdf.multi_cell(TEXT_WIDTH, 5, letter.branding.name)
     return RenderedPdf(content=bytes(pdf.output()), pages=pdf.pages_count)

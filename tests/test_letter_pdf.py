@@ -100,6 +100,19 @@ def test_logo_replaces_the_printed_name_and_the_qr_code_is_vector(tmp_path):
     assert letterhead(with_logo) == [] and letterhead(without) == ["Acme", "Energie"]
 
 
+def test_a_long_client_name_stays_on_the_page(tmp_path):
+    """Above the letterhead's rule and within the right margin, as is the signature."""
+    name = "Łódzka Spółdzielnia Mieszkaniowa Budownictwa Wielorodzinnego Oddział Północny " * 2
+    letter = compose_letter(request(branding=Branding(name=name.strip(), colour="#b91c1c")),
+                            Settings())
+    words = PrintedLetter(letter.pdf, tmp_path).words()
+    page_width = 210
+    assert all(w.x_max < page_width - 15 for w in words), [
+        w.text for w in words if w.x_max >= page_width - 15]
+    head = [w.text for w in words if w.y_max < 36]
+    assert " ".join(head) == name.strip()
+
+
 def test_long_text_moves_the_qr_code_to_a_second_page_whole(tmp_path):
     long = request(context={**request().context, "incentive": "Win a prize. " * 400})
     letter = compose_letter(long, Settings())
