@@ -30,6 +30,7 @@ from activities.reconsent import Reconsent
 from activities.retention import Retention
 from activities.webhooks import WebhookSender
 from core.contracts import AnonymiseInactiveInput
+from core.public_transport import public_only_transport
 from core.security import SecretBox
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -63,15 +64,19 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     """A started worker with its own database pool and HTTP client, stopped on exit."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
+    # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
+    # so a delivery is not spent on a connection the other side already closed.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0)
     # Redirects are not followed: a receiver could bounce a delivery to an internal address.
+    # The providers' adapters share the first client (their URLs are the operator's); the
+    # clients' webhook URLs get a transport that connects to public addresses only.
     async with httpx.AsyncClient(
-        timeout=settings.webhook_timeout_seconds,
-        follow_redirects=False,
-        # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
-        # so a delivery is not spent on a connection the other side already closed.
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50,
-                            keepalive_expiry=2.0),
-    ) as http:
+        timeout=settings.webhook_timeout_seconds, follow_redirects=False, limits=limits,
+    ) as http, httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False,
+        limits=limits, transport=None if settings.private_webhook_targets_allowed
+        else public_only_transport(limits),
+    ) as webhook_http:
         dispatcher = EndpointDispatcher(client, settings)
         records = JourneyRecords(sessions, settings, dispatcher)
         smtp = SmtpSender(settings)
@@ -84,7 +89,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         retention = Retention(sessions)
         kyc = KycActivities(sessions, settings, smtp, sms, dispatcher)
         webhooks = WebhookSender(
-            sessions, http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,
+            sessions, webhook_http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,
             allow_private_targets=settings.private_webhook_targets_allowed)
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)

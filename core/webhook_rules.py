@@ -79,11 +79,23 @@ def signature_header(
     return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
 
 
-def _refused_address(address: str) -> bool:
+# IPv6 forms that carry an IPv4 address to reach (NAT64's well-known prefix).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def refused_address(address: str) -> bool:
+    """Whether deliveries may not go to this address: private, loopback, link-local (cloud
+    metadata), shared, reserved, unspecified, multicast, or an IPv6 form of one of those."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # Private, loopback, link-local (cloud metadata), shared, reserved, unspecified, multicast.
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip.teredo is not None:
+            ip = ip.teredo[1]
+        elif ip in NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return not ip.is_global or ip.is_multicast
 
 
@@ -116,6 +128,6 @@ async def target_problem(url: str, *, allow_private: bool) -> str | None:
             type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return f"host {host!r} cannot be resolved"
-    if any(_refused_address(str(info[4][0])) for info in infos):
+    if any(refused_address(str(info[4][0])) for info in infos):
         return f"host {host!r} is a private, loopback or otherwise non-public address"
     return None

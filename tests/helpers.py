@@ -108,6 +108,17 @@ class LocalHttpServer:
 
 
 @dataclass
+class AppServer(LocalHttpServer):
+    """An ASGI app on a real socket."""
+
+    app: FastAPI | None = None
+
+    def _app(self) -> FastAPI:
+        assert self.app is not None
+        return self.app
+
+
+@dataclass
 class WebhookReceiver(LocalHttpServer):
     """A real HTTP server that checks every signature, like a careful client's endpoint."""
 

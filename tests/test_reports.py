@@ -5,25 +5,13 @@ import csv
 import io
 import tracemalloc
 import uuid
-from dataclasses import dataclass
 
 import httpx
-from fastapi import FastAPI
 from sqlalchemy import text
 
 from db.session import transaction
-from tests.helpers import Customer, LocalHttpServer, Tenant, unique_email
+from tests.helpers import AppServer, Customer, Tenant, unique_email
 
-
-@dataclass
-class AppServer(LocalHttpServer):
-    """Our app on a real socket."""
-
-    app: FastAPI | None = None
-
-    def _app(self) -> FastAPI:
-        assert self.app is not None
-        return self.app
 
 
 async def walk_three_customers(tenant: Tenant, http, mailbox) -> tuple[dict, list[str]]:

@@ -2,10 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from core import public_transport
 from core.contracts import RetrySchedule
+from core.public_transport import public_only_transport
 from core.webhook_rules import (
     Outcome,
     next_attempt_delay,
@@ -14,6 +18,7 @@ from core.webhook_rules import (
     signature_header,
     target_problem,
 )
+from tests.helpers import AppServer
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -79,6 +84,8 @@ def test_both_secrets_sign_during_a_rotation():
     "http://127.0.0.1/", "http://localhost:8000/", "http://10.0.0.5/", "http://172.16.3.4/",
     "http://192.168.1.1/", "http://169.254.169.254/", "http://[::1]/", "http://[fd00::1]/",
     "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://224.0.0.1/",
+    # IPv6 forms that reach an IPv4 address: 6to4 (loopback) and NAT64 (cloud metadata).
+    "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/",
 ])
 async def test_private_targets_are_refused(url):
     assert await target_problem(url, allow_private=False)
@@ -93,3 +100,30 @@ async def test_only_plain_http_urls(url):
 
 async def test_public_targets_pass():
     assert await target_problem("https://93.184.216.34/hook", allow_private=False) is None
+
+
+async def test_deliveries_connect_only_to_what_was_checked(monkeypatch):
+    """The address is checked when the connection is made, so a name re-pointed inside
+    between the check and the connection (DNS rebinding) reaches nothing."""
+    async def deliver(url: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=public_only_transport(httpx.Limits())) as client:
+            return await client.post(url, content=b"{}")
+    for internal in ("http://127.0.0.1:9/", "http://localhost:9/", "http://[::1]:9/"):
+        with pytest.raises(httpx.ConnectError, match="not a public address"):
+            await deliver(internal)
+
+    # The same transport delivers to an address it accepts (here a local receiver, let pass).
+    received = []
+    receiver = FastAPI()
+
+    @receiver.post("/hook", status_code=204)
+    async def hook() -> None:
+        received.append("/hook")
+    server = AppServer(app=receiver)
+    await server.start()
+    try:
+        monkeypatch.setattr(public_transport, "refused_address", lambda address: False)
+        response = await deliver(f"http://127.0.0.1:{server.port}/hook")
+    finally:
+        await server.stop()
+    assert response.status_code == 204 and received == ["/hook"]
