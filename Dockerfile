@@ -3,7 +3,10 @@ FROM python:3.11-slim
 
 # PYTHONPATH: templates/ sits beside the packages, not inside them (core/paths.py),
 # so every entry point imports the code from /app rather than from site-packages.
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# DEV_MODE off: an image runs as production unless told otherwise, so it refuses to start
+# without its own SECRET_KEY (dev mode signs links with a public one, and opens /dev/outbox).
+ENV DEV_MODE=false \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
