@@ -33,15 +33,13 @@ def db_revision(
     typer.echo(new_revision(get_settings().database_url, message))
 
 
-async def _create_client(name: str, language: str) -> tuple[str, str]:
-    from db import crud
+async def _in_transaction(work):  # noqa: ANN001, ANN202 - a coroutine function of a session
     from db.session import make_engine, make_sessionmaker, transaction
 
     engine = make_engine(get_settings().database_url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            client, key = await crud.create_client(session, name=name, default_language=language)
-            return str(client.id), key
+            return await work(session)
     finally:
         await engine.dispose()
 
@@ -52,10 +50,74 @@ def clients_create(
     language: Annotated[str, typer.Option(help="Default language of its customers")] = "en",
 ) -> None:
     """Create a client and print its first API key (shown only this once)."""
-    client_id, key = asyncio.run(_create_client(name, language))
+    from db import crud
+
+    async def create(session):  # noqa: ANN001, ANN202
+        client, key = await crud.create_client(session, name=name, default_language=language)
+        return str(client.id), key
+    client_id, key = asyncio.run(_in_transaction(create))
     typer.echo(f"client_id: {client_id}")
     typer.echo(f"api_key:   {key}")
     typer.echo("Store the key now: only its hash is kept.", err=True)
+
+
+@clients_app.command("add-key")
+def clients_add_key(
+    client_id: Annotated[str, typer.Argument(help="The client's id")],
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'crm'")] = "default",
+) -> None:
+    """Give a client another API key (to replace one: add, switch, then revoke the old)."""
+    import uuid
+
+    from db import crud
+    from db.models import Client
+
+    async def add(session):  # noqa: ANN001, ANN202
+        if await session.get(Client, uuid.UUID(client_id)) is None:
+            return None
+        return await crud.create_api_key(session, client_id=uuid.UUID(client_id), name=name)
+    key = asyncio.run(_in_transaction(add))
+    if key is None:
+        typer.echo(f"no client {client_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"api_key:   {key}")
+    typer.echo("Store the key now: only its hash is kept.", err=True)
+
+
+@clients_app.command("keys")
+def clients_keys(client_id: Annotated[str, typer.Argument(help="The client's id")]) -> None:
+    """List a client's API keys by their non-secret head (the part after cj_)."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from db.models import ApiKey
+
+    async def keys(session):  # noqa: ANN001, ANN202
+        return list(await session.scalars(select(ApiKey).where(
+            ApiKey.client_id == uuid.UUID(client_id)).order_by(ApiKey.created_at)))
+    for key in asyncio.run(_in_transaction(keys)):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        typer.echo(f"{key.prefix}  {key.name}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@clients_app.command("revoke-key")
+def clients_revoke_key(
+    head: Annotated[str, typer.Argument(help="The key's head, as `journeys clients keys` lists it")],
+) -> None:
+    """Revoke an API key at once: every request with it gets a 401 from then on."""
+    from sqlalchemy import update
+
+    from db.models import ApiKey, utcnow
+
+    async def revoke(session):  # noqa: ANN001, ANN202
+        return (await session.execute(update(ApiKey).where(
+            ApiKey.prefix == head, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow()))
+        ).rowcount
+    if not asyncio.run(_in_transaction(revoke)):
+        typer.echo(f"no active key {head}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {head}")
 
 
 @app.command("dev")

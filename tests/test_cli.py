@@ -1,0 +1,37 @@
+"""The `journeys` command as an operator runs it: a client's API keys added, listed, revoked."""
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+JOURNEYS = Path(sys.executable).parent / "journeys"
+
+
+async def journeys(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return await asyncio.to_thread(subprocess.run, [str(JOURNEYS), "clients", *args], env=env,
+                                   capture_output=True, text=True, timeout=60)
+
+
+async def test_a_key_is_replaced_and_the_old_one_revoked(tenant, http, database_url):
+    added = await journeys(database_url, "add-key", str(tenant.id), "--name", "crm")
+    assert added.returncode == 0, added.stderr
+    new_key = re.search(r"api_key:\s+(\S+)", added.stdout).group(1)
+    listed = (await journeys(database_url, "keys", str(tenant.id))).stdout.splitlines()
+    assert [line.split()[1] for line in listed] == ["default", "crm"]
+    assert all(line.endswith("active") for line in listed)
+
+    old_head = listed[0].split()[0]
+    revoked = await journeys(database_url, "revoke-key", old_head)
+    assert revoked.returncode == 0 and f"revoked {old_head}" in revoked.stdout
+    assert (await http.get("/v1/campaigns", headers=tenant.auth)).status_code == 401
+    new_auth = {"Authorization": f"Bearer {new_key}"}
+    assert (await http.get("/v1/campaigns", headers=new_auth)).status_code == 200
+    assert "revoked" in (await journeys(database_url, "keys", str(tenant.id))).stdout
+    again = await journeys(database_url, "revoke-key", old_head)
+    assert again.returncode == 1 and "no active key" in again.stderr
+    unknown = await journeys(database_url, "add-key", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1
