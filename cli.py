@@ -44,6 +44,11 @@ async def _in_transaction(work):  # noqa: ANN001, ANN202 - a coroutine function 
         await engine.dispose()
 
 
+def _show_key(key: str) -> None:
+    typer.echo(f"api_key:   {key}")
+    typer.echo("Store the key now: only its hash is kept.", err=True)
+
+
 @clients_app.command("create")
 def clients_create(
     name: Annotated[str, typer.Argument(help="The client's name, shown to its customers")],
@@ -57,8 +62,7 @@ def clients_create(
         return str(client.id), key
     client_id, key = asyncio.run(_in_transaction(create))
     typer.echo(f"client_id: {client_id}")
-    typer.echo(f"api_key:   {key}")
-    typer.echo("Store the key now: only its hash is kept.", err=True)
+    _show_key(key)
 
 
 @clients_app.command("add-key")
@@ -80,8 +84,7 @@ def clients_add_key(
     if key is None:
         typer.echo(f"no client {client_id}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"api_key:   {key}")
-    typer.echo("Store the key now: only its hash is kept.", err=True)
+    _show_key(key)
 
 
 @clients_app.command("keys")
