@@ -37,6 +37,7 @@ from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_typ
 from core.vocabulary import CLIENT_ID, KYC_STATE, DocumentType
 from db import kyc_crud
 from db.kyc_models import KycDocument
+from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact
 from workflows.kyc import KycWorkflow
 
@@ -125,10 +126,6 @@ async def accept_document(
     return document
 
 
-# How long an upload's answer waits for the profile's judgment of the document.
-JUDGMENT_WAIT_SECONDS = 10
-
-
 def update_error(err: Exception) -> ApplicationError | None:
     cause = err.cause if isinstance(err, WorkflowUpdateFailedError) else None
     return cause if isinstance(cause, ApplicationError) else None
@@ -159,21 +156,21 @@ def _workflow_start(settings: Settings, contact: Contact, profile: KycProfile | 
         **options)
 
 
-async def _kept_profile(session: AsyncSession, contact: Contact) -> KycProfile | None:
+def _kept_profile(row: ProfileRow | None) -> KycProfile | None:
     """The profile as its workflow last recorded it: a workflow an operator terminated (or one
     lost with its Temporal namespace) starts again from there on the next request, its steps
     numbered on and its dates kept, instead of as a contact never assigned."""
-    row = await kyc_crud.profile_of(session, contact_id=contact.id)
     if row is None or row.workflow_profile is None:
         return None
     return KYC_PROFILE_JSON.validate_python(row.workflow_profile)
 
 
 async def update_profile(session: AsyncSession, temporal: TemporalClient, settings: Settings,
-                         contact: Contact, update: Any, arg: Any) -> Any:
-    """Runs an update on the contact's KYC workflow, starting it again from the database's
-    profile when it is not running. A contact without a profile has no workflow to start."""
-    kept = await _kept_profile(session, contact)
+                         contact: Contact, row: ProfileRow | None, update: Any, arg: Any) -> Any:
+    """Runs an update on the contact's KYC workflow (`row`: its profile as the database has
+    it), starting it again from that profile when it is not running. A contact without a
+    profile has no workflow to start."""
+    kept = _kept_profile(row)
     # No connection is held while the workflow works.
     await session.commit()
     if kept is None:
@@ -184,9 +181,9 @@ async def update_profile(session: AsyncSession, temporal: TemporalClient, settin
 
 
 async def signal_profile(session: AsyncSession, temporal: TemporalClient, settings: Settings,
-                         contact: Contact, signal: Any, arg: Any) -> None:
+                         contact: Contact, row: ProfileRow | None, signal: Any, arg: Any) -> None:
     """As update_profile, for a signal (signal-with-start)."""
-    kept = await _kept_profile(session, contact)
+    kept = _kept_profile(row)
     await session.commit()
     if kept is None:
         await temporal.get_workflow_handle(
@@ -198,7 +195,7 @@ async def signal_profile(session: AsyncSession, temporal: TemporalClient, settin
 
 
 async def assign(
-    session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    temporal: TemporalClient, settings: Settings, *, contact: Contact, row: ProfileRow | None,
     definition_id: uuid.UUID | None, source: str,
 ) -> KycProfile:
     """Assigns or changes the contact's profile, starting its workflow on first use."""
@@ -206,8 +203,7 @@ async def assign(
         KycWorkflow.assign,
         AssignKycInput(definition_id=str(definition_id) if definition_id else None,
                        at=datetime.now(UTC), source=source),
-        start_workflow_operation=_workflow_start(settings, contact,
-                                                 await _kept_profile(session, contact)))
+        start_workflow_operation=_workflow_start(settings, contact, _kept_profile(row)))
 
 
 async def contact_changed(
@@ -218,17 +214,18 @@ async def contact_changed(
     contact registry. Tells the contact's KYC workflow, and for a document waits for its
     judgment (the answer then shows it); a contact without a profile gets one if it now
     qualifies for a definition (CRM.COM assigns on create/update once the fields are there)."""
-    if await kyc_crud.profile_of(session, contact_id=contact.id) is not None:
+    row = await kyc_crud.profile_of(session, contact_id=contact.id)
+    if row is not None:
         change = DocumentsChangedInput(document_type, uploaded, datetime.now(UTC))
         try:
             if document_type:
                 # Bounded: with no worker running the update would wait for one; it is
                 # admitted all the same and judged once a worker is back.
-                async with asyncio.timeout(JUDGMENT_WAIT_SECONDS):
-                    await update_profile(session, temporal, settings, contact,
+                async with asyncio.timeout(settings.kyc_judgment_wait.total_seconds()):
+                    await update_profile(session, temporal, settings, contact, row,
                                          KycWorkflow.judge_documents, change)
             else:
-                await signal_profile(session, temporal, settings, contact,
+                await signal_profile(session, temporal, settings, contact, row,
                                      KycWorkflow.documents_changed, change)
         except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError, TimeoutError):
             pass  # the document is stored; the next change or assignment judges it
@@ -238,7 +235,7 @@ async def contact_changed(
                                      default_remind_before=settings.kyc_remind_before)
     if judged.definition_id is not None:
         try:
-            await assign(session, temporal, settings, contact=contact, definition_id=None,
+            await assign(temporal, settings, contact=contact, row=None, definition_id=None,
                          source="auto")
         except (WorkflowUpdateFailedError, RPCError):
             pass  # it qualified a moment ago; the client can still assign explicitly

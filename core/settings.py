@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # before a change lands: the recorded histories replay in CI inside the sandbox.
     worker_workflow_sandbox: bool = False
 
+    # How long a KYC document upload's answer waits for the profile's judgment of it (the
+    # document is kept and judged later when no worker runs).
+    kyc_judgment_wait: timedelta = timedelta(seconds=10)
+
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: timedelta = timedelta(days=1)
 

@@ -133,9 +133,9 @@ def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
     }
 
 
-def _same_decision(purpose: str, channel: str, granted: bool, source: str, given_at: datetime,
-                   language: str, version: str) -> tuple:
-    return purpose, channel, granted, source, given_at, language, version
+# What makes two ledger entries the same decision (as decision_row names the columns).
+SAME_DECISION = ("purpose", "channel", "granted", "source", "given_at", "legal_text_language",
+                 "legal_text_version")
 
 
 async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
@@ -145,18 +145,16 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
     than a second one. Returns the entries, in the order of the decisions."""
     if not decisions:
         return []
-    known = {_same_decision(e.purpose, e.channel, e.granted, e.source, e.given_at,
-                            e.legal_text_language, e.legal_text_version): e
+    known = {tuple(getattr(e, c) for c in SAME_DECISION): e
              for e in await session.scalars(select(ConsentEvent).where(
                  ConsentEvent.contact_id == contact_id,
                  ConsentEvent.given_at.in_({d.given_at for d in decisions})))}
     events = []
     for d in decisions:
-        key = _same_decision(d.purpose, d.channel, d.granted, d.source, d.given_at,
-                             d.text.language, d.text.version)
+        row = decision_row(client_id=client_id, contact_id=contact_id, d=d)
+        key = tuple(row[c] for c in SAME_DECISION)
         if key not in known:
-            known[key] = ConsentEvent(**decision_row(client_id=client_id, contact_id=contact_id,
-                                                     d=d))
+            known[key] = ConsentEvent(**row)
             session.add(known[key])
         events.append(known[key])
     await session.flush()

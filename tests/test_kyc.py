@@ -11,7 +11,6 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from api import kyc_profiles
 from api.main import create_app
 from core.kyc_contracts import KycProfile
 from core.vocabulary import KYC_STATE
@@ -407,11 +406,11 @@ async def test_a_terminated_profile_starts_again_from_the_database(tenant, sessi
 
 
 async def test_an_upload_without_a_worker_is_kept_and_answered(tenant, sessions, settings,
-                                                               temporal_env, monkeypatch):
+                                                               temporal_env):
     """The answer waits for the profile's judgment only so long: with no worker running, the
     document is stored and judged once a worker is back."""
-    monkeypatch.setattr(kyc_profiles, "JUDGMENT_WAIT_SECONDS", 1)
-    own = settings.model_copy(update={"temporal_task_queue": f"kyc-nowork-{uuid.uuid4().hex[:6]}"})
+    own = settings.model_copy(update={"temporal_task_queue": f"kyc-nowork-{uuid.uuid4().hex[:6]}",
+                                      "kyc_judgment_wait": timedelta(seconds=1)})
     app = create_app(own)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:

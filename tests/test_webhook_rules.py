@@ -7,7 +7,6 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from core import public_transport
 from core.contracts import RetrySchedule
 from core.public_transport import public_only_transport
 from core.webhook_rules import (
@@ -102,11 +101,12 @@ async def test_public_targets_pass():
     assert await target_problem("https://93.184.216.34/hook", allow_private=False) is None
 
 
-async def test_deliveries_connect_only_to_what_was_checked(monkeypatch):
+async def test_deliveries_connect_only_to_what_was_checked():
     """The address is checked when the connection is made, so a name re-pointed inside
     between the check and the connection (DNS rebinding) reaches nothing."""
-    async def deliver(url: str) -> httpx.Response:
-        async with httpx.AsyncClient(transport=public_only_transport(httpx.Limits())) as client:
+    async def deliver(url: str, **refusing) -> httpx.Response:
+        transport = public_only_transport(httpx.Limits(), **refusing)
+        async with httpx.AsyncClient(transport=transport) as client:
             return await client.post(url, content=b"{}")
     for internal in ("http://127.0.0.1:9/", "http://localhost:9/", "http://[::1]:9/"):
         with pytest.raises(httpx.ConnectError, match="not a public address"):
@@ -122,8 +122,8 @@ async def test_deliveries_connect_only_to_what_was_checked(monkeypatch):
     server = AppServer(app=receiver)
     await server.start()
     try:
-        monkeypatch.setattr(public_transport, "refused_address", lambda address: False)
-        response = await deliver(f"http://127.0.0.1:{server.port}/hook")
+        response = await deliver(f"http://127.0.0.1:{server.port}/hook",
+                                 refused=lambda address: False)
     finally:
         await server.stop()
     assert response.status_code == 204 and received == ["/hook"]

@@ -158,8 +158,10 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
             session, client_id=client.id, definition_id=body.definition_id) is None:
         raise HTTPException(404, "KYC definition not found")
     try:
-        await kyc_profiles.assign(session, state.temporal, state.settings, contact=contact,
-                                  definition_id=body.definition_id, source="api")
+        await kyc_profiles.assign(
+            state.temporal, state.settings, contact=contact,
+            row=await kyc_crud.profile_of(session, contact_id=contact.id),
+            definition_id=body.definition_id, source="api")
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
@@ -170,8 +172,10 @@ async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: Sess
                          state: StateDep):
     contact = await contact_of(session, client.id, contact_id)
     try:
-        await kyc_profiles.update_profile(session, state.temporal, state.settings, contact,
-                                          KycWorkflow.verify, VerifyKycInput(at=datetime.now(UTC)))
+        await kyc_profiles.update_profile(
+            session, state.temporal, state.settings, contact,
+            await kyc_crud.profile_of(session, contact_id=contact.id), KycWorkflow.verify,
+            VerifyKycInput(at=datetime.now(UTC)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
@@ -185,7 +189,8 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
     contact = await contact_of(session, client.id, contact_id)
     try:
         await kyc_profiles.update_profile(
-            session, state.temporal, state.settings, contact, KycWorkflow.refute,
+            session, state.temporal, state.settings, contact,
+            await kyc_crud.profile_of(session, contact_id=contact.id), KycWorkflow.refute,
             RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
@@ -283,13 +288,13 @@ async def notify_expiring(body: KycNotifyRequest, client: ClientDep, session: Se
     """Emails every customer whose profile expires within D days a link to renew it; each
     profile's workflow sends it once per batch."""
     batch_id = uuid.uuid4().hex
-    contacts = [c for _, c in await session.execute(expiring_query(client.id, body.within_days))]
+    profiles = (await session.execute(expiring_query(client.id, body.within_days))).all()
     notified = 0
-    for contact in contacts:
+    for profile, contact in profiles:
         try:
             await kyc_profiles.signal_profile(
-                session, state.temporal, state.settings, contact, KycWorkflow.notify_expiring,
-                NotifyExpiringInput(batch_id, datetime.now(UTC)))
+                session, state.temporal, state.settings, contact, profile,
+                KycWorkflow.notify_expiring, NotifyExpiringInput(batch_id, datetime.now(UTC)))
             notified += 1
         except RPCError:
             pass
