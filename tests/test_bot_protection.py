@@ -34,12 +34,14 @@ async def test_too_many_posts_on_one_link_get_429(tenant, http, mailbox, setting
     _, page, _ = await invited(tenant, mailbox)
     customer = Customer(http)
     await customer.open(page)
-    statuses = [(await http.post(page, data={"csrf_token": customer.csrf(), "email": "x@"})
-                 ).status_code for _ in range(settings.form_posts_per_link_per_minute + 2)]
-    assert statuses[0] == 422 and statuses[-1] == 429
-    assert statuses.count(429) >= 2
-    limited = await http.post(page, data={"csrf_token": customer.csrf(), "email": "x@"})
-    assert limited.status_code == 429 and "Too many attempts" in limited.text
+    # Counted per minute: twice the limit and two more exceed it twice whichever minute
+    # boundary the posts straddle (a run crossing one split them 3 and 9 and saw no 429).
+    responses = [await http.post(page, data={"csrf_token": customer.csrf(), "email": "x@"})
+                 for _ in range(2 * settings.form_posts_per_link_per_minute + 2)]
+    statuses = [r.status_code for r in responses]
+    assert statuses[0] == 422 and statuses.count(429) >= 2, statuses
+    limited = next(r for r in reversed(responses) if r.status_code == 429)
+    assert "Too many attempts" in limited.text
     assert 0 < int(limited.headers["retry-after"]) <= 60
 
 
