@@ -207,10 +207,11 @@ class MessageSender:
 
         brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                           self._settings)
+        link_of_step = {"purpose": TokenPurpose(input.link_purpose), "step": input.step,
+                        "base_url": brand.base_url}
         link = await links.issue(
-            session, self._settings, purpose=TokenPurpose(input.link_purpose),
-            step=input.step, expires_at=input.link_expires_at, journey_id=journey.id,
-            base_url=brand.base_url)
+            session, self._settings, expires_at=input.link_expires_at, journey_id=journey.id,
+            printed=channel == Channel.letter, **link_of_step)
         context = {
             "client_name": client.name,
             "campaign_name": campaign.name,
@@ -260,8 +261,9 @@ class MessageSender:
                     branding=letter_branding(brand, await self._logo(session, brand)),
                     address=address,
                     sender_country=await self._sender_country(session, client.id), link=link,
-                    # Printed under the QR code for those who type it: no scheme needed.
-                    short_link=link.split("://", 1)[-1], date=utcnow().date(),
+                    short_link=links.printed_link(self._settings, owner=journey.id,
+                                                  **link_of_step),
+                    date=utcnow().date(),
                     idempotency_key=idempotency_key), self._settings)
             except AddressError as err:
                 raise Skip(f"the postal address cannot be printed: {err}") from err

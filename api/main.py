@@ -32,6 +32,7 @@ from api.routes import (
     launches,
     messages,
     preference_centre,
+    printed_links,
     purposes,
     reports,
     suppressions,
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(contacts.audit_router)
     app.include_router(suppressions.router)
     app.include_router(customer_page.router)
+    app.include_router(printed_links.router)
     app.include_router(preference_centre.router)
     app.include_router(kyc.router)
     app.include_router(kyc_page.router)

@@ -31,18 +31,34 @@ async def limit_posts_per_ip(request: Request) -> None:
     await _limit(request, per_link=False)
 
 
+async def limit_code_lookups(request: Request) -> None:
+    """For the short codes of printed links: every lookup counts against its IP, as each guess
+    of a code is one."""
+    state: AppState = request.app.state.journeys
+    await _count(request, {f"code:ip:{_ip(request)}":
+                           state.settings.printed_code_lookups_per_ip_per_minute})
+
+
 async def _limit(request: Request, *, per_link: bool) -> None:
     if request.method != "POST":
         return
     state: AppState = request.app.state.journeys
-    now = datetime.now(UTC)
-    window = now.replace(second=0, microsecond=0)
-    ip = request.client.host if request.client else "unknown"
-    limits = {f"form:ip:{ip}": state.settings.form_posts_per_ip_per_minute}
+    limits = {f"form:ip:{_ip(request)}": state.settings.form_posts_per_ip_per_minute}
     if per_link:
         # Hashed: the link token itself never lands in a table.
         link = "/".join(request.url.path.split("/")[:3])
         limits[f"form:link:{sha256_hex(link)}"] = state.settings.form_posts_per_link_per_minute
+    await _count(request, limits)
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _count(request: Request, limits: dict[str, int]) -> None:
+    state: AppState = request.app.state.journeys
+    now = datetime.now(UTC)
+    window = now.replace(second=0, microsecond=0)
     async with transaction(state.counters) as session:
         hits = await crud.count_hits(session, keys=list(limits), window_start=window)
     if any(hits[key] > limit for key, limit in limits.items()):

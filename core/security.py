@@ -60,6 +60,31 @@ def link_token(secret_key: str, journey_id: str, step: str) -> str:
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
+# Letters print a code people type. Crockford's base32 alphabet has no I, L, O or U, so the
+# letters people read for 0 and 1 still find the code; 60 bits, as nobody types more.
+_RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PAPER_CODE_LENGTH = 12
+
+
+def paper_code(secret_key: str, owner: str, step: str) -> str:
+    """The printed companion of `link_token(secret_key, owner, step)`: derived the same way, so
+    a retried letter prints the same code. Grouped by four for reading aloud and typing."""
+    mac = hmac.new(_derive(secret_key, b"paper-code"), f"{owner}:{step}".encode(), "sha256")
+    code = (base64.b32encode(mac.digest()[:10]).decode()
+            .translate(str.maketrans(_RFC4648, _CROCKFORD))[:PAPER_CODE_LENGTH])
+    return "-".join(code[i:i + 4] for i in range(0, PAPER_CODE_LENGTH, 4))
+
+
+def paper_code_sha256(typed: str) -> str | None:
+    """The stored hash of a typed code, or None if it cannot be one. Case, dashes, spaces and
+    O/I/L for 0/1 do not matter."""
+    code = typed.upper().translate(str.maketrans("OIL", "011", "- "))
+    if len(code) != PAPER_CODE_LENGTH or not set(code) <= set(_CROCKFORD):
+        return None
+    return sha256_hex(code)
+
+
 class Csrf:
     """Double-submit CSRF protection bound to the link token and a browser cookie."""
 

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Public forms (customer pages): submissions per minute per IP address and per link.
     form_posts_per_ip_per_minute: int = 30
     form_posts_per_link_per_minute: int = 10
+    # Short codes of printed links typed in (`/l/<code>`), per minute per IP address.
+    printed_code_lookups_per_ip_per_minute: int = 20
 
     # Preference-centre and unsubscribe links in messages stay valid this long.
     preference_link_ttl: timedelta = timedelta(days=400)

@@ -513,6 +513,8 @@ class LinkToken(Base):
     purpose: Mapped[str] = mapped_column(String(30))
     # The journey step that issued it: a newer verification link supersedes older ones.
     step: Mapped[str] = mapped_column(String(100))
+    # A printed link's short code (`security.paper_code`), hashed as the token is.
+    paper_code_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

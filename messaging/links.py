@@ -26,14 +26,40 @@ async def issue(
     session: AsyncSession, settings: Settings, *, purpose: TokenPurpose, step: str,
     expires_at: datetime, journey_id: uuid.UUID | None = None,
     contact_id: uuid.UUID | None = None, scope: dict[str, Any] | None = None,
-    base_url: str | None = None,
+    base_url: str | None = None, printed: bool = False,
 ) -> str:
     """Stores the link's hash and returns its URL, on `base_url` (the client's custom domain)
     if given. The token derives from (owner, step), so a retried send issues the same link
-    instead of a second one."""
-    token = link_token(settings, purpose=purpose, step=step, owner=journey_id or contact_id)
-    await insert_ignoring_conflicts(session, LinkToken, [{
-        "token_sha256": security.sha256_hex(token), "journey_id": journey_id,
-        "contact_id": contact_id, "purpose": purpose, "step": step, "scope": scope,
-        "expires_at": expires_at}])
-    return f"{(base_url or settings.public_base_url).rstrip('/')}{PATHS[purpose]}{token}"
+    instead of a second one. A `printed` link also answers to its short code
+    (`printed_link`)."""
+    owner = journey_id or contact_id
+    assert owner is not None
+    token = link_token(settings, purpose=purpose, step=step, owner=owner)
+    row = {"token_sha256": security.sha256_hex(token), "journey_id": journey_id,
+           "contact_id": contact_id, "purpose": purpose, "step": step, "scope": scope,
+           "expires_at": expires_at}
+    if printed:
+        row["paper_code_sha256"] = security.paper_code_sha256(
+            _paper_code(settings, purpose=purpose, step=step, owner=owner))
+    await insert_ignoring_conflicts(session, LinkToken, [row])
+    return f"{_base(settings, base_url)}{PATHS[purpose]}{token}"
+
+
+def printed_link(settings: Settings, *, purpose: TokenPurpose, step: str, owner: uuid.UUID,
+                 base_url: str | None = None) -> str:
+    """What paper shows of a link issued `printed`, for those who type it: no scheme, and the
+    short code in place of the token (`/l/<code>` finds the link)."""
+    code = _paper_code(settings, purpose=purpose, step=step, owner=owner)
+    return f"{_base(settings, base_url).split('://', 1)[-1]}{PAPER_PATH}{code}"
+
+
+PAPER_PATH = "/l/"
+
+
+def _paper_code(settings: Settings, *, purpose: TokenPurpose, step: str, owner: uuid.UUID) -> str:
+    return security.paper_code(settings.secret_key.get_secret_value(), str(owner),
+                               f"{purpose}:{step}")
+
+
+def _base(settings: Settings, base_url: str | None) -> str:
+    return (base_url or settings.public_base_url).rstrip("/")

@@ -273,3 +273,28 @@ async def test_branded_page_on_the_clients_host_name(tab: Tab, tenant, mailbox, 
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     assert page.url.startswith(domain)
+
+
+async def test_typing_the_code_printed_on_paper(tab: Tab, tenant, live):
+    page = tab.page
+    campaign = await tenant.create_campaign()
+    email = unique_email("paper")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": email, "email": email})
+                  )["results"]
+    printed = await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}/enrichment-link")
+    code = printed["short_link"].rsplit("/", 1)[1]
+
+    # Only the host typed: the page asks for the code.
+    await tab.goto(live.url("/l"))
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Enter your personal code")
+    await tab.check("1-ask")
+    await page.get_by_label("Code").fill("K7M4-9QXD-2B5H")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("alert")).to_contain_text("We do not know this code")
+    await tab.check("2-unknown")
+
+    # The code as people type it: lower case, without dashes.
+    await page.get_by_label("Code").fill(code.replace("-", "").lower())
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#email")).to_have_value(email)
+    assert page.url == live.url(printed["url"].removeprefix("http://testserver"))

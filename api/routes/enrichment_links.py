@@ -28,6 +28,8 @@ router = APIRouter(prefix="/v1/contacts", tags=["journeys"], responses=ERROR_RES
 
 class EnrichmentLink(BaseModel):
     url: str
+    # For print beside the QR code: typed into a browser, it leads to `url`.
+    short_link: str
     journey_id: uuid.UUID
     expires_at: datetime
 
@@ -66,12 +68,15 @@ async def enrichment_link(
     expires_at = journey.created_at + journey_timings(campaign.spec, state.settings).expires_after
     # Printed links and QR codes lead to the client's own host name when it has one.
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"), state.settings)
-    url = await links.issue(session, state.settings, purpose=TokenPurpose.contact_page,
-                            step=f"enrichment/{uuid.uuid4()}", expires_at=expires_at,
-                            journey_id=journey.id, base_url=brand.base_url)
+    link = {"purpose": TokenPurpose.contact_page, "step": f"enrichment/{uuid.uuid4()}",
+            "base_url": brand.base_url}
+    url = await links.issue(session, state.settings, expires_at=expires_at,
+                            journey_id=journey.id, printed=True, **link)
     await session.commit()
     if format == "json":
-        return EnrichmentLink(url=url, journey_id=journey.id, expires_at=expires_at)
+        return EnrichmentLink(
+            url=url, short_link=links.printed_link(state.settings, owner=journey.id, **link),
+            journey_id=journey.id, expires_at=expires_at)
     image = io.BytesIO()
     segno.make(url, error="m").save(image, kind=format, scale=8, border=2)
     return Response(image.getvalue(), media_type="image/svg+xml" if format == "svg"
