@@ -17,7 +17,7 @@ from core.security import Csrf, SecretBox
 from core.settings import Settings
 from core.vocabulary import ActorType
 from db import crud
-from db.models import Client
+from db.models import ApiKey, Client
 from workflows.webhook_endpoint import EndpointDispatcher
 
 
@@ -61,11 +61,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="API key of a client: `Bearer cj_...`")
 
 
-async def current_client(
+async def current_key(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Client:
+) -> tuple[ApiKey, Client]:
     found = None
     if credentials is not None and credentials.scheme.lower() == "bearer":
         found = await crud.api_key_and_client(session, key=credentials.credentials)
@@ -73,10 +73,19 @@ async def current_client(
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
     # The audit trail names the key that made the call.
     request.state.actor = Actor(ActorType.api_key, str(found[0].id))
+    return found
+
+
+async def current_client(found: Annotated[tuple[ApiKey, Client], Depends(current_key)]) -> Client:
     return found[1]
 
 
+async def calling_key(found: Annotated[tuple[ApiKey, Client], Depends(current_key)]) -> ApiKey:
+    return found[0]
+
+
 ClientDep = Annotated[Client, Depends(current_client)]
+ApiKeyDep = Annotated[ApiKey, Depends(calling_key)]
 
 
 async def current_actor(request: Request, client: ClientDep) -> Actor:

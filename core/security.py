@@ -146,27 +146,29 @@ def code_hmac(secret_key: str, journey_id: str, step: str, code: str) -> str:
     return hmac.new(key, f"{journey_id}:{step}:{code}".encode(), "sha256").hexdigest()
 
 
-def client_link_token(secret_key: str, client_id: uuid.UUID, expires_at: int) -> str:
-    """A signed, expiring link for a client's read-only pages (the dashboard).
+def dashboard_token(secret_key: str, key_id: uuid.UUID, expires_at: int) -> str:
+    """A signed, expiring link to a client's read-only pages (the dashboard), on behalf of the
+    API key that asked for it: revoking the key closes its links too.
 
-    Stateless: the client id and expiry (Unix seconds) travel in the token, under an HMAC.
+    The key id and expiry (Unix seconds) travel in the token, under an HMAC.
     """
-    payload = f"{client_id.hex}.{expires_at}"
+    payload = f"{key_id.hex}.{expires_at}"
     mac = hmac.new(_derive(secret_key, b"client-link"), payload.encode(), "sha256").digest()
     return f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
 
 
-def client_of_link_token(secret_key: str, token: str) -> uuid.UUID | None:
-    """The client a link token was signed for, or None if forged, malformed or expired."""
+def key_of_dashboard_token(secret_key: str, token: str) -> uuid.UUID | None:
+    """The API key a dashboard token was signed for, or None if forged, malformed or
+    expired."""
     parts = token.split(".")
     if len(parts) != 3 or not parts[1].isdigit():
         return None
-    client_hex, expires_at, _ = parts
+    key_hex, expires_at, _ = parts
     try:
-        client_id = uuid.UUID(hex=client_hex)
+        key_id = uuid.UUID(hex=key_hex)
     except ValueError:
         return None
-    expected = client_link_token(secret_key, client_id, int(expires_at))
+    expected = dashboard_token(secret_key, key_id, int(expires_at))
     if not hmac.compare_digest(expected, token) or int(expires_at) <= time.time():
         return None
-    return client_id
+    return key_id

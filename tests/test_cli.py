@@ -25,9 +25,18 @@ async def test_a_key_is_replaced_and_the_old_one_revoked(tenant, http, database_
     assert all(line.endswith("active") for line in listed)
 
     old_head = listed[0].split()[0]
+    # A dashboard link the old key made, and one the new key made.
+    old_link, new_link = [
+        (await http.post("/v1/dashboard-links", headers=auth)).json()["url"].removeprefix(
+            "http://testserver")
+        for auth in (tenant.auth, {"Authorization": f"Bearer {new_key}"})]
+    assert (await http.get(old_link)).status_code == 200
     revoked = await journeys(database_url, "revoke-key", old_head)
     assert revoked.returncode == 0 and f"revoked {old_head}" in revoked.stdout
     assert (await http.get("/v1/campaigns", headers=tenant.auth)).status_code == 401
+    # A leaked key's dashboard links close with it; the other key's stay open.
+    assert (await http.get(old_link)).status_code == 404
+    assert (await http.get(new_link)).status_code == 200
     new_auth = {"Authorization": f"Bearer {new_key}"}
     assert (await http.get("/v1/campaigns", headers=new_auth)).status_code == 200
     assert "revoked" in (await journeys(database_url, "keys", str(tenant.id))).stdout

@@ -50,9 +50,9 @@ async def test_dashboard_from_a_signed_link(tenant, other_tenant, http, mailbox,
 
     # A forged or altered token opens nothing.
     token = link["url"].rsplit("/", 1)[1]
-    client_hex, expires, mac = token.split(".")
-    for forged in (f"{client_hex}.{int(expires) + 3600}.{mac}", f"{client_hex}.{expires}.x" + mac,
-                   "not-a-token"):
+    key_hex, expires, mac = token.split(".")
+    for forged in (f"{key_hex}.{int(expires) + 3600}.{mac}", f"{key_hex}.{expires}.x" + mac,
+                   f"{tenant.id.hex}.{expires}.{mac}", "not-a-token"):
         response = await http.get(f"/d/{forged}")
         assert response.status_code == 404 and "Spring check" not in response.text
 

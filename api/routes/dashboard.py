@@ -12,15 +12,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ApiKeyDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.public_forms import limit_posts_per_ip
 from api.routes.customer_page import csrf_ok, html
 from api.routes.reports import first_channel
 from api.schemas import DashboardLink
-from core.security import client_link_token, client_of_link_token
+from core.security import dashboard_token, key_of_dashboard_token
 from db import crud, reports
-from db.models import Campaign, Client, WebhookEndpoint
+from db.models import ApiKey, Campaign, Client, WebhookEndpoint
 
 pages = APIRouter(include_in_schema=False)
 links = APIRouter(prefix="/v1/dashboard-links", tags=["dashboard"], responses=ERROR_RESPONSES)
@@ -28,15 +28,15 @@ links = APIRouter(prefix="/v1/dashboard-links", tags=["dashboard"], responses=ER
 BAR_WIDTH = 220
 
 
-def dashboard_path(state: StateDep, client_id: uuid.UUID) -> tuple[str, datetime]:
+def dashboard_path(state: StateDep, key_id: uuid.UUID) -> tuple[str, datetime]:
     expires = int(time.time() + state.settings.dashboard_link_ttl.total_seconds())
-    token = client_link_token(state.settings.secret_key.get_secret_value(), client_id, expires)
+    token = dashboard_token(state.settings.secret_key.get_secret_value(), key_id, expires)
     return f"/d/{token}", datetime.fromtimestamp(expires, UTC)
 
 
 @links.post("", status_code=status.HTTP_201_CREATED, response_model=DashboardLink)
-async def create_dashboard_link(client: ClientDep, state: StateDep) -> DashboardLink:
-    path, expires_at = dashboard_path(state, client.id)
+async def create_dashboard_link(key: ApiKeyDep, state: StateDep) -> DashboardLink:
+    path, expires_at = dashboard_path(state, key.id)
     return DashboardLink(url=state.settings.public_base_url.rstrip("/") + path,
                          expires_at=expires_at)
 
@@ -69,8 +69,10 @@ async def dashboard_context(session: AsyncSession, client: Client) -> dict[str, 
 
 @pages.get("/d/{token}", response_class=HTMLResponse)
 async def dashboard(token: str, request: Request, session: SessionDep, state: StateDep):
-    client_id = client_of_link_token(state.settings.secret_key.get_secret_value(), token)
-    client = await session.get(Client, client_id) if client_id else None
+    key_id = key_of_dashboard_token(state.settings.secret_key.get_secret_value(), token)
+    client = key_id and (await session.scalars(
+        select(Client).join(ApiKey, ApiKey.client_id == Client.id)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))).first()
     if client is None:
         return html(request, state, "link_invalid", request.headers.get("accept-language", "en")[:2],
                     {}, status.HTTP_404_NOT_FOUND)
@@ -98,6 +100,6 @@ async def login(request: Request, session: SessionDep, state: StateDep):
     found = await crud.api_key_and_client(session, key=key) if key else None
     if found is None:
         return _login_form(request, state, "invalid_key", status.HTTP_401_UNAUTHORIZED)
-    _, client = found
-    path, _ = dashboard_path(state, client.id)
+    key, _ = found
+    path, _ = dashboard_path(state, key.id)
     return RedirectResponse(path, status_code=status.HTTP_303_SEE_OTHER)
