@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.models import Base, _client_fk, _id, utcnow
+from db.models import JSON_OR_NULL, Base, _client_fk, _id, utcnow
 
 
 def _contact_fk(**kwargs: Any) -> Mapped[uuid.UUID]:
@@ -42,7 +41,7 @@ class KycDefinition(Base):
     expires_after: Mapped[timedelta | None] = mapped_column(Interval)
     remind_before: Mapped[timedelta | None] = mapped_column(Interval)
     # {"person": [rule, ...], "company": [rule, ...]}, see api.kyc_schemas.KycRuleIn.
-    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON_OR_NULL)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -65,7 +64,7 @@ class KycProfile(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The workflow's own record of the profile (core.kyc_contracts.KycProfile), from which a
     # workflow that no longer runs (terminated by an operator) is started again.
-    workflow_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    workflow_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
 
 
 class KycDocument(Base):
@@ -99,5 +98,5 @@ class KycEvent(Base):
     step: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(50))
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
 

@@ -45,8 +45,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+# None is stored as SQL NULL, not as the JSON text 'null', so that `IS NULL` finds it: a journey
+# whose collected data was erased stored 'null', passed `collected IS NOT NULL`, and broke the
+# campaign report.
+JSON_OR_NULL = JSON(none_as_null=True)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON_OR_NULL,
+                           list[Any]: JSON_OR_NULL}
 
 
 def _id() -> Mapped[uuid.UUID]:
@@ -285,7 +292,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(30))
     contact_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # {"changes": {field: {"old": ..., "new": ...}}} or other non-secret context.
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
 
 
 class ContactImport(Base):
@@ -441,10 +448,10 @@ class Journey(Base):
     stage: Mapped[str] = mapped_column(String(30), default="enrolled", index=True)
     language: Mapped[str] = mapped_column(String(8))
     # Data entered but not verified yet stays here, apart from the contact's verified data.
-    collected: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    collected: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
     # In a payment-reminder campaign: what the contact owes (reference, payment_url, amount,
     # currency, due_on), and when the client reported it paid.
-    claim: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    claim: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
     paid_at: Mapped[datetime | None]
     # The campaign launch that started it (its workflow id); null when enrolled by the API.
     launch_id: Mapped[str | None] = mapped_column(String(200), index=True)
@@ -492,7 +499,7 @@ class JourneyEvent(Base):
     step: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(50))
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
 
 
 class LinkToken(Base):
@@ -509,7 +516,7 @@ class LinkToken(Base):
         ForeignKey("contacts.id", ondelete="CASCADE"), index=True
     )
     # What an unsubscribe link withdraws: {"purpose": ..., "channel": ...}.
-    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
     purpose: Mapped[str] = mapped_column(String(30))
     # The journey step that issued it: a newer verification link supersedes older ones.
     step: Mapped[str] = mapped_column(String(100))
