@@ -190,12 +190,17 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
         await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
                               .values(recipient="anonymised"))
     # The KYC profile keeps its state; its history loses where messages went and the reason
-    # an operator wrote, and the contact's personal links (preferences, KYC upload) die.
+    # an operator wrote, and the contact's personal links (its journeys', preferences, KYC
+    # upload) die.
     await session.execute(update(KycEvent).where(KycEvent.contact_id == contact.id)
                           .values(detail=None))
-    await session.execute(update(KycProfile).where(KycProfile.contact_id == contact.id)
-                          .values(reason=None))
-    await session.execute(delete(LinkToken).where(LinkToken.contact_id == contact.id))
+    for profile in await session.scalars(select(KycProfile).where(
+            KycProfile.contact_id == contact.id)):
+        profile.reason = None
+        if profile.workflow_profile:
+            profile.workflow_profile = {**profile.workflow_profile, "reason": None}
+    await session.execute(delete(LinkToken).where(or_(
+        LinkToken.contact_id == contact.id, LinkToken.journey_id.in_(journey_ids))))
     # What the client wrote to the contact may name them; type, channel and status stay.
     await session.execute(update(ClientMessage).where(ClientMessage.contact_id == contact.id)
                           .values(recipient="anonymised", subject="anonymised", body=""))

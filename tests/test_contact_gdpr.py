@@ -160,6 +160,16 @@ async def test_export_then_anonymise_leaves_no_personal_data(
     # Non-personal records stay: the journey, its stages, the consent decisions.
     kept = (await tenant.journey(journey_id))
     assert kept["stage"] == "verified"
+    async with transaction(sessions) as session:
+        # Erased, not the JSON text 'null': the reports' "entered data" filter skips it.
+        assert await session.scalar(text("SELECT collected IS NULL FROM journeys WHERE id = :j"),
+                                    {"j": journey_id})
+    report = f"/v1/campaigns/{campaign['id']}/report"
+    assert (await tenant.get(f"{report}.json")).json()["rows"] == []
+    assert (await tenant.get(f"{report}.csv")).text.startswith("journey_id,")
+    # The journey's personal links die with the rest: the page and the verification link.
+    for path in (page, link):
+        assert (await http.get(path)).status_code == 404, path
     # An anonymised contact cannot be changed; the audit keeps who did what, without values.
     patch = await tenant.http.patch(base, headers=tenant.auth, json={"first_name": "Back"})
     assert patch.status_code == 409

@@ -15,6 +15,7 @@ from api.main import create_app
 from core.kyc_contracts import KycProfile
 from core.vocabulary import KYC_STATE
 from db.kyc_models import KycDocument
+from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact, ContactPoint, LinkToken
 from db.session import transaction
 from messaging.local_outbox import read_records
@@ -591,3 +592,20 @@ async def test_anonymisation_waits_for_the_review_then_takes_the_documents(
             LinkToken.contact_id == uuid.UUID(contact_id)))).all()
     check = (await tenant.post("/v1/suppressions/check", {"email": email})).json()
     assert check["email"]["reason"] == "anonymised"
+
+
+async def test_anonymisation_takes_the_operators_reason_for_good(tenant, sessions):
+    await define(tenant, 1, IDENTITY)
+    contact_id, _ = await new_contact(sessions, tenant)
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    reason = f"Name on the passport reads Smit-{uuid.uuid4().hex[:8]}"
+    refuted = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": reason})
+    assert refuted.status_code == 200, refuted.text
+    done = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert done.status_code == 200, done.text
+    async with sessions() as session:
+        row = (await session.scalars(select(ProfileRow).where(
+            ProfileRow.contact_id == uuid.UUID(contact_id)))).one()
+    # Neither the profile's column nor the record a stopped workflow restarts from keeps it.
+    assert row.state == "refuted" and row.workflow_profile["state"] == "refuted"
+    assert reason not in str(row.reason) and reason not in str(row.workflow_profile)
