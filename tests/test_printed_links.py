@@ -52,6 +52,13 @@ async def test_the_printed_code_leads_to_the_personal_page(tenant, http):
     assert (await http.get("/l", params={"code": code})).headers["location"] == \
         response.headers["location"]
 
+    # The path capitalised by a phone, the whole printed link pasted into the form, a full
+    # stop after the code: all lead to the page.
+    for typed in (f"/L/{code}", f"/1/{code}", f"/l/{code}.",
+                  f"/l?code={link['short_link']}", f"/L?code=%20{code}."):
+        assert (await http.get(typed)).headers.get("location") == \
+            response.headers["location"], typed
+
     # A code off by one character finds nothing, and says so where it can be corrected.
     wrong = code[:-1] + ("X" if code[-1] != "X" else "Y")
     unknown = await http.get(f"/l/{wrong}")
@@ -68,5 +75,10 @@ async def test_guessing_codes_is_rate_limited_per_ip(settings):
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             # Counted per minute: twice the limit and two more exceed it whichever minute
             # boundary the guesses straddle.
-            statuses = [(await http.get(f"/l/AAAA-AAAA-AAA{n}")).status_code for n in range(8)]
+            statuses = [(await http.get(f"/l/AAAA-AAAA-AAA{n}")).status_code for n in range(4)]
+            statuses += [(await http.get("/l", params={"code": f"BBBB-BBBB-BBB{n}"})).status_code
+                         for n in range(4)]
+            # The empty form is free: someone locked out of guessing can still read it.
+            form = await http.get("/l")
         assert statuses[0] == 404 and statuses.count(429) >= 2, statuses
+        assert form.status_code == 200

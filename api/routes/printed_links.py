@@ -15,27 +15,34 @@ from core.vocabulary import TokenPurpose
 from db.models import LinkToken
 from messaging.links import PATHS, link_token
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_code_lookups)])
+router = APIRouter(include_in_schema=False)
 
 
-@router.get("/l/{code}")
+# The path as printed, and as people type it: a phone capitalises it, or the l reads as a 1.
+@router.get("/l/{code}", dependencies=[Depends(limit_code_lookups)])
+@router.get("/L/{code}", dependencies=[Depends(limit_code_lookups)])
+@router.get("/1/{code}", dependencies=[Depends(limit_code_lookups)])
 async def printed_link(code: str, request: Request, session: SessionDep, state: StateDep):
     return await _follow(code, request, session, state)
 
 
 @router.get("/l")
+@router.get("/L")
 async def code_form(request: Request, session: SessionDep, state: StateDep,
                     code: Annotated[str, Query()] = ""):
-    """The form for a code typed without its path; it sends the code here again."""
+    """The form for a code typed without its path; it sends the code here again. Only a
+    lookup counts against the limit: the form is free."""
     if not code:
         return _form(request, state, code, status.HTTP_200_OK)
+    await limit_code_lookups(request)
     return await _follow(code, request, session, state)
 
 
 async def _follow(code: str, request: Request, session, state):
     """On to the link the code stands for, where its page tells whether it is still valid;
-    an unknown code gets the form back, to be checked against the paper."""
-    digest = paper_code_sha256(code[:40])
+    an unknown code gets the form back, to be checked against the paper. The whole printed
+    link pasted into the form, or a full stop after it, still finds the code."""
+    digest = paper_code_sha256(code[:100].rsplit("/", 1)[-1].strip(" .,;:"))
     link = digest and (await session.scalars(
         select(LinkToken).where(LinkToken.paper_code_sha256 == digest))).first()
     if not link:
