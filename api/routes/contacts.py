@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from api import kyc_profiles
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
+from api.lost_journeys import end_lost_journeys_of
 from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
 from contacts.registry import Registry
@@ -352,6 +353,7 @@ async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     """Terminates the contact: deletes it with everything that belongs to it (GDPR erasure).
     Refused while a journey of the contact is open."""
     contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    await end_lost_journeys_of(session, state.temporal, contact.id)
     try:
         await gdpr.terminate(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
@@ -366,6 +368,7 @@ async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     """Irreversibly replaces the contact's personal data everywhere; refused with the reasons
     while a rule blocks it (e.g. an open journey)."""
     contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    await end_lost_journeys_of(session, state.temporal, contact.id)
     try:
         await gdpr.anonymise(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:

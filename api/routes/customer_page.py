@@ -16,10 +16,11 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, StateDep
 from api.errors import raise_if_unavailable
+from api.lost_journeys import end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
 from contacts.audit import customer_actor
@@ -299,6 +300,19 @@ async def journey_of(session, state, visit: Visit) -> WorkflowHandle:
     return state.temporal.get_workflow_handle(visit.journey.workflow_id)
 
 
+async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError | RPCError
+                  ) -> None:
+    """Brings the visit's journey up to date after its workflow refused the customer's request.
+    A journey whose workflow is gone (terminated by an operator, ...) is ended as cancelled, so
+    that the page says the request has ended rather than thanking them for nothing."""
+    raise_if_unavailable(err)
+    await session.refresh(visit.journey)
+    if (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
+            and visit.journey.stage not in FINAL_STAGES
+            and await end_if_lost(session, state.temporal, visit.journey)):
+        await session.commit()
+
+
 @router.get("/c/{token}", response_class=HTMLResponse)
 async def contact_page(token: str, request: Request, session: SessionDep, state: StateDep):
     visit = await resolve(session, token, TokenPurpose.contact_page)
@@ -398,7 +412,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             return html(request, state, "finished", visit.language,
                         {"stage": "too_many_submissions"}, status.HTTP_429_TOO_MANY_REQUESTS,
                         visit=visit)
-        await session.refresh(visit.journey)
+        await refused(session, state, visit, err)
         return finished(request, state, visit)
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
@@ -418,8 +432,7 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
             accepted=answer == "accept", given_at=given_at, language=visit.language,
             display_id=form.get("display"), **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
-        raise_if_unavailable(err)
-        await session.refresh(visit.journey)
+        await refused(session, state, visit, err)
         return finished(request, state, visit)
     return finished(request, state, visit, result.stage)
 
@@ -449,7 +462,7 @@ async def submit_code(token: str, request: Request, session: SessionDep, state: 
         result = await (await journey_of(session, state, visit)).execute_update(
             JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
-        raise_if_unavailable(err)
+        await refused(session, state, visit, err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit,
                              {"outcome": result.outcome, "tries_left": result.tries_left,
@@ -465,7 +478,7 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
         result = await (await journey_of(session, state, visit)).execute_update(
             JourneyWorkflow.resend_code)
     except (WorkflowUpdateFailedError, RPCError) as err:
-        raise_if_unavailable(err)
+        await refused(session, state, visit, err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
         "resent": result.asked, "retry_after": result.retry_after_seconds})
@@ -482,7 +495,8 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
                 JourneyWorkflow.opt_out, OptOutInput(at=datetime.now(UTC), **who(request)))
         except RPCError as err:
             # Never "you will not be asked again" for an opt-out that was not recorded.
-            raise_if_unavailable(err)
+            await refused(session, state, visit, err)
+            return finished(request, state, visit)
     return finished(request, state, visit, Stage.opted_out)
 
 
@@ -536,7 +550,7 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
             stage = visit.journey.stage
             return finished(request, state, visit,
                             stage if stage != Stage.verification_pending else "superseded")
-        await session.refresh(visit.journey)
+        await refused(session, state, visit, err)
         return finished(request, state, visit)
     if result.refused:
         # Only the owner of the address sees this page (the link went to that mailbox).
