@@ -19,6 +19,11 @@ async def test_link_opens_the_running_journey_and_can_start_one(tenant, other_te
     customer = Customer(http)
     await customer.open(path)
     assert address in customer.page  # the same running journey, pre-filled
+    # A campaign named along with a running journey must still be one of the client's.
+    for unknown in ("00000000-0000-0000-0000-000000000000",
+                    (await other_tenant.create_campaign(languages=["en"]))["id"]):
+        assert (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",
+                                 campaign_id=unknown)).status_code == 404
     second = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link")).json()
     assert second["url"] != link["url"]  # fresh each time; the first still works
     assert (await http.get(path)).status_code == 200

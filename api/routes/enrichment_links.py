@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api import enrolment
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.routes.campaigns import enrolling_campaign
+from api.routes.campaigns import campaign_of, enrolling_campaign
 from api.routes.consents import contact_of
 from api.schemas import ContactIn
 from core.vocabulary import FINAL_STAGES, TokenPurpose
@@ -47,6 +47,9 @@ async def enrichment_link(
 ):
     """A fresh link each call (earlier ones stay valid until the journey ends)."""
     contact = await contact_of(session, client.id, contact_id)
+    if campaign_id is not None:
+        # Named, it must be one of the client's, even when a running journey makes it moot.
+        await campaign_of(session, client.id, campaign_id)
     journey = (await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id, Journey.stage.not_in(FINAL_STAGES))
         .order_by(Journey.created_at.desc()).limit(1))).first()
