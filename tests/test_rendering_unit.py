@@ -61,6 +61,20 @@ def test_a_campaign_asking_more_than_an_email_address_says_contact_details(
     assert email not in invitation.text.split("\n\n")[1], invitation.text
 
 
+@pytest.mark.parametrize(("collect", "asked"), [
+    (["email"], "add your email address."), (["mobile"], "add your mobile number."),
+    (["email", "mobile"], "add your email address or mobile number."),
+    (["address"], "check your contact details.")])
+def test_a_letter_asks_for_what_its_campaign_collects(collect, asked):
+    context = {"client_name": "Acme", "first_name": "Eva", "incentive": None,
+               "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "collect": collect}
+    letter = render_letter("invitation", "en", context)
+    [paragraph] = [p for p in letter.paragraphs if p.startswith("Please take a minute")]
+    assert asked in paragraph
+    assert render_letter("invitation", "nl", context).paragraphs[2].startswith(
+        "Neem even de tijd")
+
+
 @pytest.mark.parametrize(("collect", "heading", "mentions_email"), [
     (["email"], "your address is confirmed", True),
     (["mobile"], "your mobile number is confirmed", False),
