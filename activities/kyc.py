@@ -21,7 +21,7 @@ from core.kyc_contracts import (
     SendKycEmailInput,
 )
 from core.settings import Settings
-from core.vocabulary import ErrorType, KycState, TokenPurpose
+from core.vocabulary import BounceKind, ErrorType, KycState, TokenPurpose
 from db import crud, kyc_crud
 from db.kyc_models import KycEvent
 from db.kyc_models import KycProfile as ProfileRow
@@ -152,15 +152,27 @@ class KycActivities:
                     expires_at=utcnow() + self._settings.preference_link_ttl,
                     base_url=brand.base_url)
 
-        if point is not None:
-            recipient, detail = point.value, await self._email_to(
-                point.value, brand.email_from_name or client.name, input, render_email(input.template, contact.language,
-                                                              context))
-        else:
-            assert mobile is not None
-            recipient, detail = mobile, await self._sms_to(
-                mobile, brand.sms_sender or self._settings.sms_sender_name, input,
-                render_sms(input.template, contact.language, context))
+        recipient = point.value if point is not None else mobile
+        assert recipient is not None
+        try:
+            if point is not None:
+                detail = await self._email_to(
+                    recipient, brand.email_from_name or client.name, input,
+                    render_email(input.template, contact.language, context))
+            else:
+                detail = await self._sms_to(
+                    recipient, brand.sms_sender or self._settings.sms_sender_name, input,
+                    render_sms(input.template, contact.language, context))
+        except (EmailRejected, PermanentDeliveryFailure) as refusal:
+            # Refused for good: the profile's history says so, where the client looks, and
+            # the profile goes on (its next message may reach another address).
+            async with transaction(self._sessions) as session:
+                await crud.insert_ignoring_conflicts(session, KycEvent, [{
+                    "client_id": client.id, "contact_id": contact_id,
+                    "step": f"{input.step}/bounced", "type": f"{input.template}_bounced",
+                    "detail": {"recipient": recipient, "reason": str(refusal)[:500],
+                               "channel": "email" if point is not None else "sms"}}])
+            return SendMessageResult(sent=False, recipient=recipient, bounced=BounceKind.hard)
         async with transaction(self._sessions) as session:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{
                 "client_id": client.id, "contact_id": contact_id, "step": step,
@@ -169,21 +181,15 @@ class KycActivities:
 
     async def _email_to(self, address: str, client_name: str, input: SendKycEmailInput,
                         content: RenderedEmail) -> dict[str, str]:
-        try:
-            await self._email.send(OutgoingEmail(
-                to=address, content=content, from_name=client_name,
-                message_id=message_id(self._settings, f"kyc.{input.contact_id}.{input.step}"),
-                headers={"Auto-Submitted": "auto-generated"}))
-        except EmailRejected as err:
-            raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        await self._email.send(OutgoingEmail(
+            to=address, content=content, from_name=client_name,
+            message_id=message_id(self._settings, f"kyc.{input.contact_id}.{input.step}"),
+            headers={"Auto-Submitted": "auto-generated"}))
         return {"channel": "email", "subject": content.subject}
 
     async def _sms_to(self, number: str, sender: str, input: SendKycEmailInput,
                       text: str) -> dict[str, str]:
-        try:
-            receipt = await self._sms.send(OutgoingSms(
-                to=number, sender=sender, text=text,
-                idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
-        except PermanentDeliveryFailure as err:
-            raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err
+        receipt = await self._sms.send(OutgoingSms(
+            to=number, sender=sender, text=text,
+            idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
         return {"channel": "sms", "provider_message_id": receipt.provider_message_id}

@@ -35,11 +35,11 @@ ID_OR_PASSPORT = [
 
 
 async def new_contact(sessions, tenant: Tenant, *, mobile: bool = False,
-                      **fields: Any) -> tuple[str, str]:
+                      email_domain: str = "example.com", **fields: Any) -> tuple[str, str]:
     """A contact as the client's registry holds it (the contact API is issue 5's work), with
     an email address or else a mobile number."""
     kind, value = (("mobile", f"+3161{str(uuid.uuid4().int)[:7]}") if mobile
-                   else ("email", unique_email("kyc")))
+                   else ("email", unique_email("kyc").replace("example.com", email_domain)))
     async with transaction(sessions) as session:
         contact = Contact(client_id=tenant.id, external_id=f"crm-{uuid.uuid4().hex[:8]}",
                           first_name="Eva", last_name="Janssen", **fields)
@@ -238,6 +238,22 @@ async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, s
     assert link, sms["text"]
     page = await Customer(http).open(link.group(1))
     assert page.status_code == 200 and "No ID card yet." in page.text
+
+
+async def test_a_refused_email_shows_in_the_profiles_history(tenant, sessions):
+    await define(tenant, 1, IDENTITY)
+    contact_id, email = await new_contact(sessions, tenant, email_domain="hard-bounce.example.com")
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+
+    async def bounced() -> dict | None:
+        history = (await profile(tenant, contact_id))["history"]
+        return next((e for e in history if e["type"] == "kyc_assigned_bounced"), None)
+    event = await eventually(bounced, what="the refused assignment email in the history")
+    assert event["detail"]["recipient"] == email and event["detail"]["channel"] == "email"
+    assert "550" in event["detail"]["reason"]
+    # The profile goes on: the back office can still decide it.
+    verified = await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})
+    assert verified.status_code == 200 and verified.json()["state"] == "verified"
 
 
 async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):
