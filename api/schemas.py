@@ -684,6 +684,8 @@ class FunnelCounts(BaseModel):
     verified: int = Field(description="Confirmed: the data was verified")
     expired: int
     opted_out: int
+    cancelled: int = Field(description="Stopped by the client's launch cancel, the campaign's "
+                           "archiving before it reached the contact, or an operator")
     bounced_hard: int = Field(description="Journeys with a hard bounce")
     bounced_soft: int = Field(description="Journeys with a soft bounce")
     complaints: int = Field(description="Journeys whose message was marked as spam")

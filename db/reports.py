@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.vocabulary import FINAL_STAGES, BounceKind, Stage
 from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
-FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out")
+FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out", "cancelled")
 BOUNCE_STEPS = ("bounced_hard", "bounced_soft", "complaints")
 # A journey counts in a step once its history holds one of these event types.
 _STEP_EVENTS = {
@@ -23,6 +23,7 @@ _STEP_EVENTS = {
     "verified": (Stage.verified,),
     "expired": (Stage.expired,),
     "opted_out": (Stage.opted_out,),
+    "cancelled": (Stage.cancelled,),
 }
 _BOUNCE_KINDS = {"bounced_hard": BounceKind.hard, "bounced_soft": BounceKind.soft,
                  "complaints": BounceKind.complaint}

@@ -382,7 +382,7 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
     await eventually(newsletter_withdrawn, what="complaint withdrawing the newsletter")
 
     zero = dict.fromkeys(["invited", "opened", "entered", "verified", "expired", "opted_out",
-                          "bounced_hard", "bounced_soft", "complaints"], 0)
+                          "cancelled", "bounced_hard", "bounced_soft", "complaints"], 0)
     expected_rows = [
         {"channel": "email", "language": "en", **zero, "invited": 2, "opened": 1,
          "opted_out": 1, "bounced_hard": 1, "complaints": 1},

@@ -38,7 +38,7 @@ async def test_dashboard_from_a_signed_link(tenant, other_tenant, http, mailbox,
     assert "0 of 4 journeys finished, 4 running" in page.text
     bars = {step: int(width) for width, step in BAR.findall(page.text)}
     assert bars == {"invited": 220, "opened": 55, "entered": 0, "verified": 0, "expired": 0,
-                    "opted_out": 0}
+                    "opted_out": 0, "cancelled": 0}
     assert 'class="funnel-count">4<' in page.text
     assert "Failing since" in page.text and webhook_receiver.url(hook) in page.text
 

@@ -39,6 +39,8 @@ async def test_the_customer_is_told_the_request_ended_not_thanked(tenant, http, 
     assert journey["stage"] == "cancelled" and journey["pending_email"] is not None
     assert (journey["history"][-1]["type"], journey["history"][-1]["detail"]) == (
         "cancelled", {"workflow": "terminated"})
+    funnel = await tenant.ok("GET", f"/v1/campaigns/{journey['campaign_id']}/funnel")
+    assert (funnel["finished"], funnel["total"]["cancelled"]) == (1, 1)
 
     # Nothing holds the contact's erasure back any more.
     done = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise", {})

@@ -49,7 +49,8 @@ async def test_funnel_and_reports_of_a_campaign(tenant, other_tenant, http, mail
 
     funnel = await tenant.ok("GET", f"{base}/funnel")
     expected = {"invited": 3, "opened": 2, "entered": 1, "verified": 1, "expired": 0,
-                "opted_out": 1, "bounced_hard": 0, "bounced_soft": 0, "complaints": 0}
+                "opted_out": 1, "cancelled": 0, "bounced_hard": 0, "bounced_soft": 0,
+                "complaints": 0}
     assert funnel["total"] == expected
     assert funnel["by_channel"] == {"email": expected}
     assert (funnel["journeys"], funnel["finished"], funnel["running"]) == (3, 2, 1)
