@@ -137,8 +137,10 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
 
 
 async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: Campaign,
-                        selection: LaunchSelection) -> None:
-    """Creates the campaign's schedule, or replaces what an existing one does and when."""
+                        selection: LaunchSelection, field: str) -> None:
+    """Creates the campaign's schedule, or replaces what an existing one does and when; a
+    cron expression the server refuses is a problem of the request's `field` (the recurrence
+    object's path) `.cron`."""
     schedule = _schedule(settings, campaign, selection)
     try:
         try:
@@ -148,7 +150,8 @@ async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: 
                 lambda _: ScheduleUpdate(schedule=schedule))
     except RPCError as err:
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise FieldProblems([FieldError(field="recurrence", message=err.message)]) from None
+            raise FieldProblems([FieldError(field=f"{field}.cron" if field else "cron",
+                                            message=err.message)]) from None
         raise
 
 

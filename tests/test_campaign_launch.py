@@ -232,7 +232,11 @@ async def test_bad_launch_and_recurrence_input_is_refused_with_field_errors(tena
     response = await tenant.post("/v1/campaigns", {
         "name": "Recurring", "languages": ["en"], "recurrence": {"cron": "61 * * * *"}})
     assert response.status_code == 422, response.text
-    assert response.json()["error"]["fields"][0]["field"] == "recurrence"
+    assert response.json()["error"]["fields"][0]["field"] == "recurrence.cron"
+    response = await tenant.http.put(f"/v1/campaigns/{campaign_id}/recurrence",
+                                     json={"cron": "61 * * * *"}, headers=tenant.auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"][0]["field"] == "cron"
     for action in ("pause", "resume", "cancel"):
         response = await tenant.post(f"/v1/campaigns/{campaign_id}/launch/{action}", {})
         assert response.status_code == 409, response.text

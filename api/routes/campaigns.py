@@ -110,7 +110,7 @@ async def create_campaign(body: CampaignCreate, client: ClientDep, session: Sess
                 "only a data_collection campaign without payments recurs"))])
         await launches.save_schedule(state.temporal, state.settings, campaign, (
             await launches.selection_of(session, client.id, body.recurrence.selection,
-                                        "recurrence.selection")))
+                                        "recurrence.selection")), "recurrence")
     await session.commit()
     return campaign
 

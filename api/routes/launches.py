@@ -201,7 +201,7 @@ async def set_recurrence(campaign_id: uuid.UUID, body: Recurrence, client: Clien
                                              "selection")
     campaign.spec = {**campaign.spec, "recurrence": body.model_dump(mode="json")}
     flag_modified(campaign, "spec")
-    await launching.save_schedule(state.temporal, state.settings, campaign, selection)
+    await launching.save_schedule(state.temporal, state.settings, campaign, selection, "")
     await session.commit()
     return await _recurrence_out(state, campaign)
 
