@@ -20,14 +20,18 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import FieldProblems
 from api.schemas import FieldError, LaunchOut, LaunchSelectionIn
 from core.contracts import LaunchInput, LaunchProgress, LaunchSelection, WakeHeldInput
 from core.settings import Settings
-from core.vocabulary import ErrorType, LaunchTrigger
+from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, ErrorType, LaunchTrigger
 from db import launches
 from db.models import Campaign, CampaignLaunch, ContactImport
 from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_launch_workflow_id
@@ -47,6 +51,12 @@ async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: Launch
                            tags=list(dict.fromkeys(body.tags)),
                            categories=list(dict.fromkeys(body.categories)),
                            import_id=str(body.import_id) if body.import_id else None)
+
+
+def launch_search_attributes(campaign: Campaign) -> TypedSearchAttributes:
+    """Operators find a campaign's launches in the Temporal UI as they find its journeys."""
+    return TypedSearchAttributes([SearchAttributePair(CLIENT_ID, str(campaign.client_id)),
+                                  SearchAttributePair(CAMPAIGN_ID, str(campaign.id))])
 
 
 def launch_input(settings: Settings, campaign_id: uuid.UUID, selection: LaunchSelection,
@@ -129,7 +139,8 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
             CampaignLaunchWorkflow.run,
             launch_input(settings, campaign.id, selection, LaunchTrigger.schedule),
             id=scheduled_launch_workflow_id(str(campaign.id)),
-            task_queue=settings.launch_task_queue),
+            task_queue=settings.launch_task_queue,
+            typed_search_attributes=launch_search_attributes(campaign)),
         spec=spec,
         # A launch still running when the next is due is not doubled: that one is skipped.
         state=ScheduleState(paused=campaign.status != "active",

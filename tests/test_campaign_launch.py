@@ -151,6 +151,16 @@ async def test_thousand_contacts_paused_resumed_cancelled_and_launched_again(
     history = await temporal_env.client.get_workflow_handle(second["id"]).fetch_history()
     assert len(history.events) < 100, len(history.events)
 
+    # Operators find the campaign's launches as they find its journeys; the runs a launch
+    # continued as new keep them too.
+    async def launches() -> set[str] | None:
+        listed = {w.id async for w in temporal_env.client.list_workflows(
+            f"CampaignId = '{campaign_id}' AND ClientId = '{tenant.id}' AND "
+            "WorkflowType = 'CampaignLaunch' AND ExecutionStatus = 'Completed'")}
+        return listed if len(listed) == 3 else None
+    assert await eventually(launches, what="the launches in visibility") == {
+        first["id"], second["id"], third["id"]}
+
 
 async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, temporal_env):
     await import_contacts(tenant, 200)
