@@ -297,6 +297,16 @@ async def write_contacts_and_journeys(
     journeys, _ = await live_and_rounds()
     for index, contact in reachable.items():
         journey = journeys[contact.id]
+        claim = items[index].claim
+        if (contact.id in existing and claim is not None
+                and (journey.claim or {}).get("reference") != claim.reference):
+            # One journey per contact and campaign: a second claim would be dropped unseen.
+            results.append(_rejected(
+                index, items[index], f"the contact's journey {journey.id} in this campaign "
+                f"({journey.stage}) is about claim {(journey.claim or {}).get('reference')!r}; "
+                "another claim can follow once that journey has expired", "claim.reference",
+                contact.id))
+            continue
         results.append(EnrolItemResult(
             index=index, status="already_enrolled" if contact.id in existing else "accepted",
             external_id=contact.external_id, contact_id=contact.id, journey_id=journey.id))

@@ -48,6 +48,15 @@ async def test_bad_claims_are_refused_by_item(tenant, mailbox):
     assert refused.status_code == 422
     assert refused.json()["results"][0]["errors"][0]["message"] == \
         "this campaign carries no payments"
+    # The same claim again is a repeat; another one, while the journey lives, would be lost.
+    for n, status in ((3, "already_enrolled"), (9, "rejected")):
+        again = (await tenant.post(f"/v1/campaigns/{payments['id']}/contacts", {"contacts": [
+            {"external_id": "good", "claim": claim(n)}]})).json()["results"][0]
+        assert again["status"] == status, again
+    assert again["errors"][0]["field"] == "claim.reference" and "INV-3" in \
+        again["errors"][0]["message"]
+    journey = await tenant.journey(results[3]["journey_id"])
+    assert journey["claim"]["reference"] == "INV-3"
     # Claims come per contact: such a campaign is neither launched on the registry nor recurs.
     assert (await tenant.post(f"/v1/campaigns/{payments['id']}/launch", {})).status_code == 409
     recurring = await tenant.post("/v1/campaigns", {
