@@ -87,11 +87,12 @@ class ContactImporter:
                     chunk or b"", start=0, end=None, first_line=spec.first_line,
                     delimiter=job.delimiter):
                 batch.read(line, cells)
-            counts, contact_ids = await batch.write()
+            counts, contacts_by_line = await batch.write()
             session.add(ContactImportBatch(
                 import_id=import_id, batch_no=spec.batch_no, created=counts.created,
                 updated=counts.updated, unchanged=counts.unchanged, failed=counts.failed,
-                contact_ids=[str(c) for c in contact_ids]))
+                contact_ids=[str(c) for c in contacts_by_line.values()],
+                lines=list(contacts_by_line)))
         return counts
 
     @activity.defn
@@ -104,9 +105,13 @@ class ContactImporter:
             reg = await registry.registry_for(
                 session, client_id=job.client_id,
                 secret_key=self._settings.secret_key.get_secret_value())
-            ids = [uuid.UUID(c) for batch in await session.scalars(
-                select(ContactImportBatch.contact_ids).where(
-                    ContactImportBatch.import_id == uuid.UUID(input.import_id))) for c in batch]
+            line_of: dict[uuid.UUID, int] = {}
+            for contact_ids, lines in await session.execute(
+                    select(ContactImportBatch.contact_ids, ContactImportBatch.lines).where(
+                        ContactImportBatch.import_id == uuid.UUID(input.import_id))):
+                # Batches written before lines were kept report no line (0).
+                line_of.update(zip(map(uuid.UUID, contact_ids), lines or [0] * len(contact_ids)))
+            ids = list(line_of)
         for start in range(0, len(ids), ENROL_CHUNK):
             async with transaction(self._sessions) as session:
                 campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
@@ -125,6 +130,11 @@ class ContactImporter:
                 results, journeys = await enrolment.write_contacts_and_journeys(
                     session, reg, Actor(ActorType.api_key, job.actor_id), campaign=campaign,
                     items=items)
+                # Why a row was not enrolled, by its line, beside the rows that failed.
+                await crud.insert_ignoring_conflicts(session, ContactImportError, [
+                    {"import_id": job.id, "line": line_of[contacts[r.index].id],
+                     "field": error.field, "message": f"not enrolled: {error.message}"[:500]}
+                    for r in results if r.status == "rejected" for error in r.errors])
             await start_journeys(activity.client(), self._settings, campaign=campaign,
                                            journeys=journeys)
             refused = sum(r.status == "rejected" for r in results)
@@ -201,7 +211,9 @@ class _Batch:
             among(IdentificationMedium.lookup_sha256, lookups)))
         return by_key, by_ext, by_medium
 
-    async def write(self) -> tuple[ImportCounts, list[uuid.UUID]]:
+    async def write(self) -> tuple[ImportCounts, dict[int, uuid.UUID]]:
+        """Writes the rows; returns the counts and each contact written (or found unchanged)
+        by its line."""
         by_key, by_ext, by_medium = await self._owners()
         claimed: dict[str, int] = {}
         creates: list[tuple[int, ContactCreate, list[str]]] = []
@@ -259,7 +271,7 @@ class _Batch:
         counts.updated, counts.unchanged = len(changed), len(unchanged)
         counts.failed = len({e["line"] for e in self.errors})
         await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
-        return counts, [ids_by_line[line] for line in sorted(ids_by_line)]
+        return counts, dict(sorted(ids_by_line.items()))
 
     async def _update(self, updates: list[tuple[int, uuid.UUID, ContactCreate]]
                       ) -> tuple[dict[int, uuid.UUID], dict[int, uuid.UUID]]:

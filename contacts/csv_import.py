@@ -46,6 +46,14 @@ def template() -> str:
     return out.getvalue()
 
 
+def with_newlines(content: bytes) -> bytes:
+    """A file whose lines end in CR alone (old Excel for Mac) with LF instead: the same length,
+    so byte offsets hold either way."""
+    if b"\r" in content and b"\n" not in content:
+        return content.replace(b"\r", b"\n")
+    return content
+
+
 def _lines(content: bytes, start: int) -> Iterator[tuple[int, str]]:
     """(byte offset after the line, line) from `start`; csv pulls lines only as it needs them,
     so the offset after a record is where the next one begins."""
@@ -66,12 +74,20 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
     if first is None:
         raise CsvRejected("the file is empty")
     end, line = first
+    if not line.strip(" \t\r\n,;"):
+        raise CsvRejected("line 1 names no columns: the first line must name them, as in "
+                          "GET /v1/contact-imports/template")
     delimiter = ";" if line.count(";") > line.count(",") else ","
-    columns = [c.strip().lower() for c in next(csv.reader([line], delimiter=delimiter))]
-    unknown = [c for c in columns if c not in COLUMNS]
+    try:
+        columns = [c.strip().lower() for c in next(csv.reader([line], delimiter=delimiter))]
+    except csv.Error as err:
+        raise CsvRejected(f"line 1: {err}") from err
+    # A column without a name (a spreadsheet's trailing delimiter) is left out.
+    named = [c for c in columns if c]
+    unknown = [c for c in named if c not in COLUMNS]
     if unknown:
         raise CsvRejected(f"unknown column(s) {unknown}; the template has {list(COLUMNS)}")
-    if len(set(columns)) != len(columns):
+    if len(set(named)) != len(named):
         raise CsvRejected("a column appears twice in the header")
     return delimiter, columns, end
 
@@ -127,7 +143,7 @@ def row_data(columns: list[str], cells: list[str]) -> tuple[dict[str, Any], dict
     """The row as a ContactCreate body, and which column each nested field came from."""
     if len(cells) != len(columns):
         raise CsvRejected(f"{len(cells)} cells where the header has {len(columns)}")
-    v = {c: cell.strip() for c, cell in zip(columns, cells) if cell.strip()}
+    v = {c: cell.strip() for c, cell in zip(columns, cells) if c and cell.strip()}
     data: dict[str, Any] = {f: v[f] for f in SCALARS if f in v}
     origin: dict[str, str] = {}
     points = []

@@ -329,6 +329,8 @@ class ContactImportBatch(Base):
     unchanged: Mapped[int] = mapped_column(Integer)
     failed: Mapped[int] = mapped_column(Integer)
     contact_ids: Mapped[list[Any]]
+    # The file's line of each of contact_ids, to report a row the campaign did not enrol.
+    lines: Mapped[list[Any] | None]
 
 
 class ContactImportError(Base):

@@ -133,6 +133,9 @@ async def test_bad_files_are_refused_whole(tenant):
         (b"", "empty"), (b"external_id,shoe_size\r\n1,2\r\n", "unknown column"),
         ("external_id\r\nM\xfcller\r\n".encode("latin-1"), "not UTF-8"),
         (b'external_id\r\n"unterminated\r\n', "line 2"),
+        (b"\n\nexternal_id,email\nx,x@example.com\n", "line 1 names no columns"),
+        (b',,\r\nx,y,z\r\n', "line 1 names no columns"),
+        (b"external_id\rfirst_name\nx,y\n", "line 1"),  # a lone CR beside LF line ends
     ]:
         response = await tenant.http.post("/v1/contact-imports", content=content,
                                           headers={**tenant.auth, "content-type": "text/csv"})
@@ -170,6 +173,40 @@ async def test_import_enrols_contacts_into_a_campaign(tenant, other_tenant, temp
     assert seventh["first_name"] == "Seventh"
     trail = (await tenant.get(f"/v1/contacts/{seventh['id']}/audit")).json()["items"]
     assert trail[-2]["detail"]["changes"] == {"first_name": {"old": "First7", "new": "Seventh"}}
+
+
+async def test_files_as_spreadsheets_write_them(tenant):
+    """Lines ending in CR alone (old Excel for Mac), trailing delimiters (Excel's empty
+    columns): both are read as the rows they hold."""
+    n = uuid.uuid4().hex[:6]
+    for name, content in [
+        ("cr", f"external_id,first_name,email\rcr-{n},Cr,cr.{n}@example.com\r".encode()),
+        ("trailing", f"external_id;first_name;email;;\r\ntr-{n};Tr;tr.{n}@example.com;;\r\n"
+                     .encode()),
+    ]:
+        job = await finished(tenant, (await upload(tenant, content))["id"])
+        assert (job["created"], job["failed"]) == (1, 0), (name, job)
+    [cr] = (await tenant.get("/v1/contacts", external_id=f"cr-{n}")).json()["items"]
+    assert cr["first_name"] == "Cr"
+
+
+async def test_rows_not_enrolled_are_reported_by_line(tenant, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    n = uuid.uuid4().hex[:6]
+    content = (f"external_id,first_name,email,mobile\r\ne-{n}-1,Ann,ann.{n}@example.com,\r\n"
+               f"e-{n}-2,Bob,,+31612345678\r\n").encode()
+    job = await finished(tenant, (await upload(tenant, content, campaign_id=campaign["id"]))["id"])
+    assert (job["created"], job["enrolled"], job["not_enrolled"]) == (2, 1, 1)
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"]) for e in errors] == [("3", "email")], errors
+    assert errors[0]["message"].startswith("not enrolled: ")
+
+    # A payment-reminder campaign needs a claim per contact, which a file does not carry.
+    payments = await tenant.create_campaign(payments=True)
+    refused = await tenant.http.post(
+        "/v1/contact-imports", content=content, params={"campaign_id": payments["id"]},
+        headers={**tenant.auth, "content-type": "text/csv"})
+    assert refused.status_code == 409 and "claims" in refused.text
 
 
 async def test_a_campaign_archived_during_an_import_gets_none_of_its_contacts(

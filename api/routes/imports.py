@@ -76,7 +76,8 @@ CSV_BODY = {"requestBody": {"required": True,
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
              openapi_extra=CSV_BODY,
-             responses={409: {"model": ErrorBody, "description": "The campaign is archived"}})
+             responses={409: {"model": ErrorBody, "description": (
+                 "The campaign is archived, or reminds of payments (its contacts need claims)")}})
 async def start_import(
     request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
@@ -87,11 +88,15 @@ async def start_import(
     limit = state.settings.max_import_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
-    content = await request.body()
+    content = csv_import.with_newlines(await request.body())
     if len(content) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
     if campaign_id is not None:
-        await enrolling_campaign(session, client.id, campaign_id)
+        campaign = await enrolling_campaign(session, client.id, campaign_id)
+        if campaign.spec.get("payments"):
+            # A file has no claims, and each contact of such a campaign needs its own.
+            raise HTTPException(409, "a payment-reminder campaign takes its contacts with "
+                                     "their claims through POST /v1/campaigns/{id}/contacts")
     try:
         delimiter, columns, _, total = csv_import.plan(content, state.settings.import_batch_size)
     except csv_import.CsvRejected as err:
