@@ -163,6 +163,7 @@ class _Batch:
         self.job = job
         self.actor = Actor(ActorType.api_key, job.actor_id)
         self.rows: list[tuple[int, ContactCreate, list[str]]] = []
+        self.unnamed: dict[int, list[tuple[str, str]]] = {}
         self.errors: list[dict[str, Any]] = []
 
     def fail(self, line: int, field: str, message: str) -> None:
@@ -182,11 +183,15 @@ class _Batch:
             return None
         values = registry.rule_values(registry.scalars_of(body), [
             (p.kind, p.value) for p in body.contact_points], body.external_id)
-        problems = self.reg.problems(body.kind, values, body.addresses)
+        problems = self.reg.known_contact_problems(body.kind, values, body.addresses)
         for f in problems:
             self.fail(line, csv_import.column_of(f.field, origin), f.message)
         if not problems:
             self.rows.append((line, body, self.reg.identity_keys(body.kind, values)))
+            # Whether the row may create a contact is known once it is matched (`write`): a
+            # row that adds a tag or an email to a known contact need not repeat the name.
+            self.unnamed[line] = [(csv_import.column_of(f.field, origin), f.message)
+                                  for f in self.reg.name_problems(body.kind, values)]
         return None
 
     async def _owners(self) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID],
@@ -243,6 +248,10 @@ class _Batch:
             if taken:
                 col = next(c for c, k in csv_import.MEDIUM_COLUMNS.items() if k == taken[0].kind)
                 self.fail(line, col, "belongs to another contact")
+                continue
+            if owner is None and self.unnamed[line]:
+                for column, message in self.unnamed[line]:
+                    self.fail(line, column, message)
                 continue
             claimed.update({i: line for i in identities})
             if owner is None:

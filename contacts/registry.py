@@ -91,13 +91,22 @@ class Registry:
     def problems(self, kind: str, values: dict[str, Any], addresses: list[AddressIn] | None
                  ) -> list[FieldError]:
         """What makes a contact unacceptable beyond the shape of its fields."""
-        found = []
+        return self.name_problems(kind, values) + self.known_contact_problems(
+            kind, values, addresses)
+
+    @staticmethod
+    def name_problems(kind: str, values: dict[str, Any]) -> list[FieldError]:
+        """A new contact needs a name; a change of a known one may leave it out."""
         if kind == ContactKind.person and not (values.get("first_name") or values.get("last_name")):
-            found.append(FieldError(field="last_name",
-                                    message="a person needs a first or last name"))
+            return [FieldError(field="last_name", message="a person needs a first or last name")]
         if kind == ContactKind.company and not values.get("company_name"):
-            found.append(FieldError(field="company_name", message="a company needs a name"))
-        found += self.rule_problems(kind, values)
+            return [FieldError(field="company_name", message="a company needs a name")]
+        return []
+
+    def known_contact_problems(self, kind: str, values: dict[str, Any],
+                               addresses: list[AddressIn] | None) -> list[FieldError]:
+        """`problems` but the name's: what even a change of a known contact must not lack."""
+        found = self.rule_problems(kind, values)
         if addresses is not None:
             found += self._address_problems(addresses)
         return found

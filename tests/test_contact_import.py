@@ -190,6 +190,22 @@ async def test_files_as_spreadsheets_write_them(tenant):
     assert cr["first_name"] == "Cr"
 
 
+async def test_a_row_for_a_known_contact_need_not_repeat_its_name(tenant):
+    n = uuid.uuid4().hex[:6]
+    await finished(tenant, (await upload(
+        tenant, f"external_id,first_name\r\nk-{n},Kim\r\n".encode()))["id"])
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,email,tags\r\nk-{n},kim.{n}@example.com,recur\r\n"
+        f"new-{n},new.{n}@example.com,recur\r\n").encode()))["id"])
+    assert (job["updated"], job["created"], job["failed"]) == (1, 0, 1), job
+    [kim] = (await tenant.get("/v1/contacts", external_id=f"k-{n}")).json()["items"]
+    assert kim["first_name"] == "Kim" and kim["tags"] == ["recur"]
+    # A row that would create a contact still needs a name.
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"], e["message"]) for e in errors] == [
+        ("3", "last_name", "a person needs a first or last name")]
+
+
 async def test_rows_not_enrolled_are_reported_by_line(tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     n = uuid.uuid4().hex[:6]
