@@ -3,6 +3,7 @@ running launch of a campaign, and the Temporal Schedule of a recurring campaign.
 
 import uuid
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import HTTPException
@@ -38,6 +39,7 @@ from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_l
 from workflows.held_journeys import WakeHeldJourneysWorkflow, wake_held_workflow_id
 
 _duration = TypeAdapter(timedelta).validate_python
+_iso = partial(TypeAdapter(timedelta).dump_python, mode="json")
 
 
 async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: LaunchSelectionIn,
@@ -149,9 +151,15 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
 
 async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: Campaign,
                         selection: LaunchSelection, field: str) -> None:
-    """Creates the campaign's schedule, or replaces what an existing one does and when; a
-    cron expression the server refuses is a problem of the request's `field` (the recurrence
-    object's path) `.cron`."""
+    """Creates the campaign's schedule, or replaces what an existing one does and when; an
+    interval under `RECURRENCE_MIN_INTERVAL` or a cron expression the server refuses is a
+    problem of the request's `field` (the recurrence object's path)."""
+    every = campaign.spec["recurrence"].get("every")
+    if every and _duration(every) < settings.recurrence_min_interval:
+        raise FieldProblems([FieldError(
+            field=f"{field}.every" if field else "every",
+            message=f"at least {_iso(settings.recurrence_min_interval)} "
+                    "(RECURRENCE_MIN_INTERVAL)")])
     schedule = _schedule(settings, campaign, selection)
     try:
         try:

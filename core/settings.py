@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     launch_batch_size: int = Field(default=1000, ge=1, le=5000)
     launch_starts_in_flight: int = Field(default=100, ge=1, le=1000)
     launch_batches_per_run: int = Field(default=100, ge=1, le=1000)
+    # The shortest `every` of a recurring campaign: each launch reads the whole selection, and
+    # a contact is asked again at most once per run.
+    recurrence_min_interval: timedelta = timedelta(hours=1)
     # Workflows the worker keeps in memory between tasks (the SDK's sticky cache, and its
     # default size). Each waiting journey evicted from it is replayed from its history on its
     # next event instead: a customer confirming minutes after entering data should find the

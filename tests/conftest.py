@@ -106,6 +106,8 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, mailbox: Mail
         # as new within a test.
         launch_batch_size=50,
         launch_batches_per_run=4,
+        # Recurring campaigns fire within a test.
+        recurrence_min_interval=timedelta(seconds=1),
     )
 
 

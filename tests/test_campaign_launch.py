@@ -7,9 +7,13 @@ import asyncio
 import csv
 import io
 import uuid
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from temporalio.client import WorkflowExecutionStatus
+
+from api.main import create_app
 
 from tests.helpers import Customer, Tenant, eventually, unique_email
 from tests.histories import save_history
@@ -256,6 +260,28 @@ async def test_bad_launch_and_recurrence_input_is_refused_with_field_errors(tena
     await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "archived"})
     refused = await tenant.post(f"/v1/campaigns/{campaign_id}/launch", {})
     assert refused.status_code == 409
+
+
+async def test_a_recurrence_runs_at_most_as_often_as_the_setting_allows(tenant, settings):
+    """Each run reads the whole selection: a schedule every second would scan the registry
+    every second. The tests' own setting lets one fire within a test."""
+    hourly = create_app(settings.model_copy(
+        update={"recurrence_min_interval": timedelta(hours=1)}))
+    campaign = await tenant.create_campaign(languages=["en"])
+    async with hourly.router.lifespan_context(hourly):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hourly),
+                                     base_url="http://testserver", headers=tenant.auth) as http:
+            too_often = await http.put(f"/v1/campaigns/{campaign['id']}/recurrence",
+                                       json={"every": "PT59M"})
+            created = await http.post("/v1/campaigns", json={
+                "name": "Busy", "languages": ["en"], "recurrence": {"every": "PT1M"}})
+            hourly_ok = await http.put(f"/v1/campaigns/{campaign['id']}/recurrence",
+                                       json={"every": "PT1H"})
+    assert too_often.status_code == 422 and too_often.json()["error"]["fields"] == [
+        {"field": "every", "message": "at least PT1H (RECURRENCE_MIN_INTERVAL)"}]
+    assert created.status_code == 422
+    assert created.json()["error"]["fields"][0]["field"] == "recurrence.every"
+    assert hourly_ok.status_code == 200, hourly_ok.text
 
 
 async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
