@@ -109,6 +109,11 @@ class MessageSender:
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
             journey, _, _, _ = await crud.locked_journey(session, uuid.UUID(input.journey_id))
+            if journey.stage == Stage.cancelled:
+                # Cancelled (with its launch, by an operator) while this send waited for its
+                # turn: the customer's link would only say the request has ended.
+                return SendMessageResult(sent=False, recipient=None,
+                                         skipped="the journey was cancelled")
             already = (
                 await session.scalars(
                     select(Message).where(

@@ -2,13 +2,22 @@
 an archived one sends no more; what a customer asks for (a verification link) always goes."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+import httpx
 from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.testing import ActivityEnvironment
 
+from activities.messages import MessageSender
+from core.contracts import SendMessageInput
+from messaging.email import SmtpSender
+from messaging.letters import make_letter_sender
+from messaging.sms import make_sms_sender
 from tests.helpers import Customer, eventually, unique_email
 from tests.histories import save_history
 from tests.test_campaign_launch import finished_launch, launch, progress
 from workflows.journey import JourneyWorkflow
+from workflows.webhook_endpoint import EndpointDispatcher
 
 
 async def held_count(tenant, campaign_id: str, count: int) -> dict:
@@ -167,3 +176,30 @@ async def test_a_launch_waits_for_its_paused_campaign(tenant):
         "message"]
     await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "active"})
     assert (await finished_launch(tenant, campaign_id))["started"] == 1
+
+
+async def test_a_send_that_waited_past_its_journeys_cancel_sends_nothing(
+        tenant, mailbox, settings, sessions, temporal_env):
+    """A launch's cancel marks its journeys while their sends may still wait for a turn: a
+    send that finds its journey cancelled goes nowhere."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email("cancelled")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+                  )["results"]
+    await mailbox.wait_for(address)
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "invited")
+    await temporal_env.client.get_workflow_handle(journey["workflow_id"]).cancel()
+    await tenant.wait_for_stage(enrolled["journey_id"], "cancelled")
+
+    async with httpx.AsyncClient() as http:
+        sender = MessageSender(sessions, settings, SmtpSender(settings),
+                               make_sms_sender(settings, http),
+                               make_letter_sender(settings, http),
+                               EndpointDispatcher(temporal_env.client, settings))
+        result = await ActivityEnvironment().run(sender.send_message, SendMessageInput(
+            journey_id=enrolled["journey_id"], step="reminder-1", template="reminder",
+            link_purpose="contact_page", link_expires_at=datetime.now(UTC) + timedelta(days=1),
+            only_while_campaign_active=True))
+    assert (result.sent, result.skipped) == (False, "the journey was cancelled")
+    # A send is handed to the SMTP server before the activity returns: none was.
+    assert len(mailbox.to(address)) == 1
