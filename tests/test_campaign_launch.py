@@ -417,3 +417,15 @@ async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(
         await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel", {})
     for status in ("paused", "archived"):
         await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": status})
+
+
+async def test_launch_calls_sent_at_once_start_one_launch(tenant):
+    """A client retrying a launch call before the first answered, or sending it from two
+    places: every call answers with the one launch."""
+    await import_contacts(tenant, 3)
+    campaign = await tenant.create_campaign(languages=["en"])
+    answers = await asyncio.gather(*(tenant.post(f"/v1/campaigns/{campaign['id']}/launch",
+                                                 {"paused": True}) for _ in range(5)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 202], [
+        a.text for a in answers]
+    assert {a.json()["id"] for a in answers} == {launch_workflow_id(campaign["id"], 1)}

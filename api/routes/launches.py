@@ -28,7 +28,7 @@ from api.schemas import (
 )
 from core.contracts import CancelLaunchInput, LaunchProgress
 from core.vocabulary import JourneyKind, LaunchState, LaunchTrigger
-from db import launches
+from db import crud, launches
 from db.models import Campaign, CampaignLaunch
 from workflows.campaign_launch import CampaignLaunchWorkflow, launch_workflow_id
 
@@ -61,6 +61,9 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
     campaign = await campaign_of(session, client.id, campaign_id)
     launchable(campaign)
     selection = await launching.selection_of(session, client.id, body.selection, "selection")
+    # One launch request of a campaign at a time, until its workflow runs: a second request
+    # sent at the same moment then finds it running instead of starting another one.
+    await crud.lock(session, key=f"campaign-launch/{campaign.id}")
     running = await launching.running_launch(session, state.temporal, campaign.id)
     if running is not None:
         launch, progress = running
@@ -79,10 +82,14 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
                             selection=asdict(selection), spread_over=body.spread_over)
     session.add(launch)
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError:
+        # A scheduled launch took the number (it registers itself, without the lock).
         raise HTTPException(409, "another launch of this campaign began at the same moment"
                             ) from None
+    # Started before the row commits, so that the lock lasts until the launch runs. Should
+    # its first activity look for the row before the commit, its insert of the same launch
+    # waits for this one and, refused, finds the row (`begin_launch`).
     await state.temporal.start_workflow(
         CampaignLaunchWorkflow.run,
         launching.launch_input(state.settings, campaign.id, selection, LaunchTrigger.api,
@@ -91,6 +98,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=launching.launch_search_attributes(campaign),
         static_summary=f"Launch {number} of campaign {campaign.id}")
+    await session.commit()
     return launching.launch_out(launch, LaunchProgress(
         state=LaunchState.paused if body.paused else LaunchState.running, number=number))
 
