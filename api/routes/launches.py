@@ -131,10 +131,12 @@ async def resume_launch(campaign_id: uuid.UUID, client: ClientDep, session: Sess
 
 
 @router.post("/{campaign_id}/launch/cancel", response_model=LaunchOut, responses=CONFLICT)
-async def cancel_launch(campaign_id: uuid.UUID, body: CancelLaunchRequest, client: ClientDep,
-                        session: SessionDep, state: StateDep) -> LaunchOut:
+async def cancel_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                        state: StateDep, body: CancelLaunchRequest | None = None) -> LaunchOut:
     """Stops the fan-out for good; with `cancel_journeys`, the journeys it started that have
-    not finished are cancelled too (shortly after the answer)."""
+    not finished are cancelled too (shortly after the answer). Like pause and resume, it needs
+    no body."""
+    body = body or CancelLaunchRequest()
     return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.cancel,
                          CancelLaunchInput(body.cancel_journeys))
 
