@@ -49,6 +49,16 @@ async def test_link_opens_the_running_journey_and_can_start_one(tenant, other_te
     started = await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",
                                campaign_id=other["id"])
     assert started.status_code == 200 and started.json()["journey_id"] != link["journey_id"]
+    # A campaign that cannot take the contact (here: it needs a claim per contact) says why.
+    payments = await tenant.create_campaign(languages=["en"], payments=True)
+    second_page = started.json()["url"].removeprefix("http://testserver")
+    await customer.open(second_page)
+    await customer.submit(second_page + "/opt-out")
+    await tenant.wait_for_stage(started.json()["journey_id"], "opted_out")
+    refused = await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",
+                               campaign_id=payments["id"])
+    assert refused.status_code == 422
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["campaign_id"]
 
     # Another client can neither read the contact nor use its own campaign on it.
     assert (await other_tenant.get(

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from api import enrolment
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, ErrorBody
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, enrolling_campaign
 from api.routes.consents import contact_of
-from api.schemas import ContactIn
+from api.schemas import ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, TokenPurpose
 from db.models import Campaign, Journey
 from messaging import links
@@ -61,7 +61,10 @@ async def enrichment_link(
             session, reg, actor, campaign=campaign,
             items={0: ContactIn(external_id=contact.external_id)})
         if not journeys:
-            raise HTTPException(422, results[0].errors[0].message)
+            # Why this campaign cannot take the contact (no address it can reach, a claim it
+            # needs): a problem of the campaign named.
+            raise FieldProblems([FieldError(field="campaign_id", message=e.message)
+                                 for e in results[0].errors])
         await session.commit()
         await start_journeys(state.temporal, state.settings, campaign=campaign, journeys=journeys)
         journey = journeys[0]
