@@ -18,9 +18,10 @@ from core.vocabulary import Stage
 from db import crud
 from db.models import Journey
 
-# A cancelled journey records its end itself; these end without running any of its code.
+# These end without running any of the journey's code. A cancelled journey records its end
+# before it closes, unless it was cancelled before it learned to (patch `cancel-recorded`).
 ENDED_WITHOUT_A_WORD = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT,
-                        WorkflowExecutionStatus.FAILED}
+                        WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.CANCELED}
 
 
 async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: Journey) -> bool:
