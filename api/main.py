@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.deps import AppState
+from api.body_limits import BodyLimits
 from api.public_forms import RateLimited
 from api.routes import (
     bounces,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            {"stage": "too_many_requests", "client_name": ""})
         return HTMLResponse(page, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
+    app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", include_in_schema=False)

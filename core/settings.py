@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     # of clients with a retention period are anonymised.
     import_batch_size: int = 1000
     max_import_bytes: int = 64 * 1024 * 1024
+    # Any other request body (a signed consent form in base64 is the largest JSON one).
+    max_request_bytes: int = 8 * 1024 * 1024
     anonymise_inactive_every: timedelta = timedelta(days=1)
 
     @model_validator(mode="after")

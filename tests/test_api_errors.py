@@ -2,8 +2,10 @@
 
 import uuid
 
+import httpx
 import pytest
 
+from api.main import create_app
 from tests.helpers import Customer, unique_email
 
 CAMPAIGN = {"name": "Checks", "languages": ["en"]}
@@ -182,3 +184,28 @@ async def test_a_nul_character_in_a_query_or_form_is_a_4xx(tenant, http):
     login = await http.post("/dashboard/login", data={"csrf_token": customer.csrf(),
                                                       "api_key": "cj_a\x00b_c"})
     assert login.status_code == 422, login.text
+
+
+async def test_a_body_over_its_limit_is_refused_before_anything_reads_it(tenant, settings):
+    """Without an API key too: FastAPI parses a JSON body before the key is checked."""
+    strict = create_app(settings.model_copy(update={"max_request_bytes": 1000}))
+
+    async def chunks():  # no Content-Length: the body is counted as it arrives
+        yield b'{"name": "'
+        for _ in range(10):
+            yield b"a" * 500
+        yield b'"}'
+
+    async with strict.router.lifespan_context(strict):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=strict),
+                                     base_url="http://testserver") as http:
+            declared = await http.post("/v1/campaigns", content=b"{" + b" " * 2000 + b"}",
+                                       headers={"content-type": "application/json"})
+            streamed = await http.post("/v1/campaigns", content=chunks(),
+                                       headers={"content-type": "application/json",
+                                                **tenant.auth})
+            small = await http.post("/v1/campaigns", json={"name": "x"})
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "too_large"
+    assert small.status_code == 401  # under the limit, the key is checked as ever
