@@ -55,7 +55,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-PAGE_PATH = re.compile(r"^/(c|v|p|u|k|d)/")
+# Personal pages, and the printed codes' (/l, /L, /1) whose redirects carry a link's token.
+PAGE_PATH = re.compile(r"^/(c|v|p|u|k|d|l|L|1)(/|$)")
 
 
 class SecurityHeaders:
@@ -90,13 +91,15 @@ class SecurityHeaders:
 class RedactLinkTokens(logging.Filter):
     """Keeps personal and dashboard link tokens out of the logs."""
 
-    pattern = re.compile(r"/(c|v|p|u|k|d)/[A-Za-z0-9_.\-]+")
+    pattern = re.compile(r"/(c|v|p|u|k|d|l|L|1)/[^/?\s\"]+")
+    # A printed code typed into the form at /l.
+    code = re.compile(r"([?&]code=)[^&\s\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                self.pattern.sub(r"/\1/<token>", a) if isinstance(a, str) else a
-                for a in record.args
+                self.code.sub(r"\1<code>", self.pattern.sub(r"/\1/<token>", a))
+                if isinstance(a, str) else a for a in record.args
             )
         return True
 

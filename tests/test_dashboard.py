@@ -52,7 +52,8 @@ async def test_dashboard_from_a_signed_link(tenant, other_tenant, http, mailbox,
     token = link["url"].rsplit("/", 1)[1]
     key_hex, expires, mac = token.split(".")
     for forged in (f"{key_hex}.{int(expires) + 3600}.{mac}", f"{key_hex}.{expires}.x" + mac,
-                   f"{tenant.id.hex}.{expires}.{mac}", "not-a-token"):
+                   f"{tenant.id.hex}.{expires}.{mac}", "not-a-token", f"{key_hex}.\u00b2.x",
+                   f"{key_hex}.{'9' * 5000}.x"):
         response = await http.get(f"/d/{forged}")
         assert response.status_code == 404 and "Spring check" not in response.text
 

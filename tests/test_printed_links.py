@@ -41,6 +41,8 @@ async def test_the_printed_code_leads_to_the_personal_page(tenant, http):
     typed = code.lower().replace("-", " ").replace("0", "o")
     response = await http.get(f"/l/{typed}")
     assert response.status_code == 303
+    # The redirect carries the link's token: no cache keeps it.
+    assert response.headers["cache-control"] == "no-store"
     assert response.headers["location"] == link["url"].removeprefix("http://testserver")
     customer = Customer(http)
     await customer.open(response.headers["location"])
