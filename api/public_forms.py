@@ -2,6 +2,7 @@
 every form post (counted in the database, shared by all API instances), and a honeypot field
 that people never see. No third-party captcha calls."""
 
+import ipaddress
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -31,12 +32,24 @@ async def limit_posts_per_ip(request: Request) -> None:
     await _limit(request, per_link=False)
 
 
-async def limit_code_lookups(request: Request) -> None:
-    """For the short codes of printed links: every lookup counts against its IP, as each guess
-    of a code is one."""
+async def limit_code_guesses(request: Request) -> None:
+    """Before a printed code is looked up: refused once its IP missed too often this minute.
+    Only misses count (`count_code_miss`), so people behind one address who type their right
+    codes never lock each other out."""
     state: AppState = request.app.state.journeys
-    await _count(request, {f"code:ip:{_ip(request)}":
-                           state.settings.printed_code_lookups_per_ip_per_minute})
+    now = datetime.now(UTC)
+    async with transaction(state.counters) as session:
+        missed = await crud.hits(session, key=_code_key(request), window_start=_window(now))
+    if missed >= state.settings.printed_code_misses_per_ip_per_minute:
+        raise RateLimited(retry_after=60 - now.second)
+
+
+async def count_code_miss(request: Request) -> None:
+    await _count(request, {_code_key(request): 0})
+
+
+def _code_key(request: Request) -> str:
+    return f"code:ip:{_ip(request)}"
 
 
 async def _limit(request: Request, *, per_link: bool) -> None:
@@ -52,16 +65,28 @@ async def _limit(request: Request, *, per_link: bool) -> None:
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address; for IPv6 its /64, which one subscriber gets whole."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host
+
+
+def _window(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0)
 
 
 async def _count(request: Request, limits: dict[str, int]) -> None:
+    """Counts the request against each key; refuses it past a key's limit (0: count only)."""
     state: AppState = request.app.state.journeys
     now = datetime.now(UTC)
-    window = now.replace(second=0, microsecond=0)
     async with transaction(state.counters) as session:
-        hits = await crud.count_hits(session, keys=list(limits), window_start=window)
-    if any(hits[key] > limit for key, limit in limits.items()):
+        hits = await crud.count_hits(session, keys=list(limits), window_start=_window(now))
+    if any(limit and hits[key] > limit for key, limit in limits.items()):
         raise RateLimited(retry_after=60 - now.second)
 
 

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     form_posts_per_ip_per_minute: int = 30
     form_posts_per_link_per_minute: int = 10
     # Short codes of printed links typed in (`/l/<code>`), per minute per IP address.
-    printed_code_lookups_per_ip_per_minute: int = 20
+    printed_code_misses_per_ip_per_minute: int = 20
 
     # Preference-centre and unsubscribe links in messages stay valid this long.
     preference_link_ttl: timedelta = timedelta(days=400)

@@ -342,6 +342,12 @@ async def count_hits(session: AsyncSession, *, keys: list[str],
         stmt, [{"key": key, "window_start": window_start, "count": 1} for key in keys])}
 
 
+async def hits(session: AsyncSession, *, key: str, window_start: datetime) -> int:
+    """What `count_hits` has counted against the key in the window, counting nothing."""
+    return await session.scalar(select(RateLimitCounter.count).where(
+        RateLimitCounter.key == key, RateLimitCounter.window_start == window_start)) or 0
+
+
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
                       since: datetime) -> int:
     """How many of these messages went to the recipient since then (any journey, any client),

@@ -70,11 +70,22 @@ async def test_the_printed_code_leads_to_the_personal_page(tenant, http):
     assert (await http.get("/l", params={"code": "x" * 5000})).status_code == 404
 
 
-async def test_guessing_codes_is_rate_limited_per_ip(settings):
-    strict = create_app(settings.model_copy(update={"printed_code_lookups_per_ip_per_minute": 3}))
+async def test_guessing_codes_is_rate_limited_per_ip(tenant, settings):
+    """Misses count against the address (an IPv6 one by its /64); right codes do not, so
+    people behind one address who type their own codes never lock each other out."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email("guess")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+                  )["results"]
+    link = await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}/enrichment-link")
+    right = link["short_link"].rsplit("/", 1)[1]
+    strict = create_app(settings.model_copy(update={"printed_code_misses_per_ip_per_minute": 3}))
     async with strict.router.lifespan_context(strict):
-        transport = httpx.ASGITransport(app=strict, client=("198.51.100.88", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        def client(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=strict, client=(host, 1)),
+                                     base_url="http://testserver")
+        async with client("198.51.100.88") as http:
+            found = [(await http.get(f"/l/{right}")).status_code for _ in range(8)]
             # Counted per minute: twice the limit and two more exceed it whichever minute
             # boundary the guesses straddle.
             statuses = [(await http.get(f"/l/AAAA-AAAA-AAA{n}")).status_code for n in range(4)]
@@ -82,5 +93,11 @@ async def test_guessing_codes_is_rate_limited_per_ip(settings):
                          for n in range(4)]
             # The empty form is free: someone locked out of guessing can still read it.
             form = await http.get("/l")
-        assert statuses[0] == 404 and statuses.count(429) >= 2, statuses
-        assert form.status_code == 200
+        neighbours = []
+        for n in range(8):  # one subscriber's /64, an address each
+            async with client(f"2001:db8:1:2::{n + 1}") as http:
+                neighbours.append((await http.get(f"/l/CCCC-CCCC-CCC{n}")).status_code)
+    assert found == [303] * 8
+    assert statuses[0] == 404 and statuses.count(429) >= 2, statuses
+    assert form.status_code == 200
+    assert neighbours.count(429) >= 2, neighbours

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from api.deps import SessionDep, StateDep
-from api.public_forms import limit_code_lookups
+from api.public_forms import count_code_miss, limit_code_guesses
 from api.routes.customer_page import html
 from core.security import paper_code_sha256
 from core.vocabulary import TokenPurpose
@@ -19,9 +19,9 @@ router = APIRouter(include_in_schema=False)
 
 
 # The path as printed, and as people type it: a phone capitalises it, or the l reads as a 1.
-@router.get("/l/{code}", dependencies=[Depends(limit_code_lookups)])
-@router.get("/L/{code}", dependencies=[Depends(limit_code_lookups)])
-@router.get("/1/{code}", dependencies=[Depends(limit_code_lookups)])
+@router.get("/l/{code}", dependencies=[Depends(limit_code_guesses)])
+@router.get("/L/{code}", dependencies=[Depends(limit_code_guesses)])
+@router.get("/1/{code}", dependencies=[Depends(limit_code_guesses)])
 async def printed_link(code: str, request: Request, session: SessionDep, state: StateDep):
     return await _follow(code, request, session, state)
 
@@ -30,11 +30,11 @@ async def printed_link(code: str, request: Request, session: SessionDep, state: 
 @router.get("/L")
 async def code_form(request: Request, session: SessionDep, state: StateDep,
                     code: Annotated[str, Query()] = ""):
-    """The form for a code typed without its path; it sends the code here again. Only a
-    lookup counts against the limit: the form is free."""
+    """The form for a code typed without its path; it sends the code here again. The form
+    itself is free of the guessing limit."""
     if not code:
         return _form(request, state, code, status.HTTP_200_OK)
-    await limit_code_lookups(request)
+    await limit_code_guesses(request)
     return await _follow(code, request, session, state)
 
 
@@ -46,6 +46,7 @@ async def _follow(code: str, request: Request, session, state):
     link = digest and (await session.scalars(
         select(LinkToken).where(LinkToken.paper_code_sha256 == digest))).first()
     if not link:
+        await count_code_miss(request)
         return _form(request, state, code, status.HTTP_404_NOT_FOUND)
     token = link_token(state.settings, purpose=TokenPurpose(link.purpose), step=link.step,
                        owner=link.journey_id or link.contact_id)
