@@ -86,7 +86,10 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
     named = [c for c in columns if c]
     unknown = [c for c in named if c not in COLUMNS]
     if unknown:
-        raise CsvRejected(f"unknown column(s) {unknown}; the template has {list(COLUMNS)}")
+        # The first few: a header of a million columns must not make a megabyte of answer.
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise CsvRejected(f"unknown column(s) {[c[:50] for c in unknown[:10]]}{more}; the "
+                          f"template has {list(COLUMNS)}")
     if len(set(named)) != len(named):
         raise CsvRejected("a column appears twice in the header")
     return delimiter, columns, end

@@ -79,8 +79,11 @@ def signature_header(
     return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
 
 
-# IPv6 forms that carry an IPv4 address to reach (NAT64's well-known prefix).
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address to reach: NAT64's well-known prefix, and the old
+# IPv4-compatible addresses (::a.b.c.d).
+CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# Local-use NAT64 (RFC 8215): where it leads is the site's own network.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 def refused_address(address: str) -> bool:
@@ -94,7 +97,9 @@ def refused_address(address: str) -> bool:
             ip = ip.sixtofour
         elif ip.teredo is not None:
             ip = ip.teredo[1]
-        elif ip in NAT64:
+        elif ip in LOCAL_NAT64:
+            return True
+        elif any(ip in prefix for prefix in CARRY_IPV4):
             ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return not ip.is_global or ip.is_multicast
 

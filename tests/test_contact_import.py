@@ -136,6 +136,7 @@ async def test_bad_files_are_refused_whole(tenant):
         (b"\n\nexternal_id,email\nx,x@example.com\n", "line 1 names no columns"),
         (b',,\r\nx,y,z\r\n', "line 1 names no columns"),
         (b"external_id\rfirst_name\nx,y\n", "line 1"),  # a lone CR beside LF line ends
+        (b",".join(b"col%d" % i for i in range(20_000)) + b"\r\n", "and 19990 more"),
     ]:
         response = await tenant.http.post("/v1/contact-imports", content=content,
                                           headers={**tenant.auth, "content-type": "text/csv"})

@@ -83,8 +83,10 @@ def test_both_secrets_sign_during_a_rotation():
     "http://127.0.0.1/", "http://localhost:8000/", "http://10.0.0.5/", "http://172.16.3.4/",
     "http://192.168.1.1/", "http://169.254.169.254/", "http://[::1]/", "http://[fd00::1]/",
     "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/", "http://224.0.0.1/",
-    # IPv6 forms that reach an IPv4 address: 6to4 (loopback) and NAT64 (cloud metadata).
-    "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/",
+    # IPv6 forms that reach an IPv4 address: 6to4 (loopback), NAT64 (cloud metadata), the
+    # IPv4-compatible form (both), and local-use NAT64.
+    "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[::7f00:1]/",
+    "http://[::a9fe:a9fe]/", "http://[64:ff9b:1::7f00:1]/",
 ])
 async def test_private_targets_are_refused(url):
     assert await target_problem(url, allow_private=False)
