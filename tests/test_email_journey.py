@@ -205,12 +205,18 @@ async def test_corrected_address_supersedes_the_first_link(tenant, http, mailbox
     await customer.open(page)
     await customer.submit(page, email=first)
     [_, stale] = await mailbox.wait_for(first, count=2)
+    tab = Customer(http)  # the first link, opened in a tab before the correction
+    await tab.open(mailbox.link(stale))
+    assert first in tab.page
     await customer.submit(page, email=second)  # the page offers to correct the address
     [fresh] = await mailbox.wait_for(second)
 
-    await customer.open(mailbox.link(stale))
-    await customer.submit(mailbox.link(stale))
-    assert "newer link" in customer.page
+    await tab.submit(mailbox.link(stale))
+    assert "newer link" in tab.page
+    # The first mailbox (a stranger's, typed by mistake) never sees the corrected address.
+    opened = await Customer(http).open(mailbox.link(stale))
+    assert "newer link" in opened.text and second not in opened.text
+    assert "<form" not in opened.text  # nothing to confirm there
     assert (await tenant.journey(journey_id))["stage"] == "verification_pending"
 
     await customer.open(mailbox.link(fresh))

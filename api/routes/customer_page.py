@@ -54,6 +54,7 @@ from db.models import (
     ContactSettings,
     Journey,
     LinkToken,
+    Message,
 )
 from messaging.branding import Brand, brand_for
 from messaging.phone import PhoneNumberError, display_phone, mobile_example, parse_phone
@@ -529,8 +530,13 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     # when a worker died in between); the confirmation decides whether the link still counts.
     if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
         return finished(request, state, visit)
-    return html(request, state, "confirm", visit.language, {
-        "email": (visit.journey.collected or {}).get("email")}, visit=visit)
+    # The address this link went to, which a correction since may have replaced: the old
+    # mailbox (often a stranger's, typed by mistake) must not learn the new address.
+    sent_to = await session.scalar(select(Message.recipient).where(
+        Message.journey_id == visit.journey.id, Message.step == visit.link.step))
+    if sent_to is None or sent_to != (visit.journey.collected or {}).get("email"):
+        return finished(request, state, visit, "superseded")
+    return html(request, state, "confirm", visit.language, {"email": sent_to}, visit=visit)
 
 
 @router.post("/v/{token}", response_class=HTMLResponse)
