@@ -208,8 +208,10 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
         select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
             select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
-    await session.execute(update(WebhookEvent).where(events).values(
-        payload={"anonymised": True, "contact_id": str(contact.id)}))
+    # Events still to deliver keep their envelope, so receivers can read what happened.
+    for event in await session.scalars(select(WebhookEvent).where(events)):
+        event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
+                         "data": {"anonymised": True, "contact_id": str(contact.id)}}
     await _scrub_audit(session, contact)
     await audit.record(session, client_id=contact.client_id, actor=actor,
                        action=AuditAction.anonymise, contact_ids=[contact.id])

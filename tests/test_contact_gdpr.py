@@ -157,6 +157,14 @@ async def test_export_then_anonymise_leaves_no_personal_data(
             "SELECT count(*) FROM consent_events WHERE contact_id = :c AND ip IS NOT NULL"),
             {"c": contact["id"]})
         assert ips == 0
+    # Events not delivered yet go out as what they were, with nothing of the person.
+    async with transaction(sessions) as session:
+        stored = (await session.execute(text(
+            "SELECT type, payload FROM webhook_events WHERE client_id = :c AND "
+            "CAST(payload AS TEXT) LIKE :id"), {"c": tenant.id, "id": f"%{contact['id']}%"})).all()
+    assert {t for t, _ in stored} >= {"contact.data_verified", "consent.changed"}
+    assert all(p["type"] == t and p["timestamp"] and p["data"] == {
+        "anonymised": True, "contact_id": contact["id"]} for t, p in stored), stored
     # Non-personal records stay: the journey, its stages, the consent decisions.
     kept = (await tenant.journey(journey_id))
     assert kept["stage"] == "verified"
