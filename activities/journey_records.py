@@ -292,7 +292,8 @@ class JourneyRecords:
                     ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page",
                     display_id=await consents_db.verified_display(
                         session, display_id=answer.display_id, contact_id=contact.id,
-                        purpose=box["purpose"]))])
+                        purpose=box["purpose"]))],
+                journey_id=journey.id, step=input.step, checkbox_key=box["key"])
             contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
                                           else GdprConsentState.rejected)
             contact.gdpr_consent_updated_at = answer.given_at

@@ -139,10 +139,11 @@ SAME_DECISION = ("purpose", "channel", "granted", "source", "given_at", "legal_t
 
 
 async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
-                 decisions: list[Decision]) -> list[ConsentEvent]:
+                 decisions: list[Decision], **journey_step: Any) -> list[ConsentEvent]:
     """Appends the decisions; one the ledger already holds, the same in every respect down to
     the moment it was given (a retried request, an import sent again), is that entry rather
-    than a second one. Returns the entries, in the order of the decisions."""
+    than a second one. Returns the entries, in the order of the decisions. `journey_step`:
+    the journey, step and checkbox of decisions given on a journey's page (`decision_row`)."""
     if not decisions:
         return []
     known = {tuple(getattr(e, c) for c in SAME_DECISION): e
@@ -151,7 +152,7 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
                  ConsentEvent.given_at.in_({d.given_at for d in decisions})))}
     events = []
     for d in decisions:
-        row = decision_row(client_id=client_id, contact_id=contact_id, d=d)
+        row = decision_row(client_id=client_id, contact_id=contact_id, d=d, **journey_step)
         key = tuple(row[c] for c in SAME_DECISION)
         if key not in known:
             known[key] = ConsentEvent(**row)
@@ -161,12 +162,12 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
     return events
 
 
-async def record(session: AsyncSession, *, contact: Contact, decisions: list[Decision]
-                 ) -> tuple[list[ConsentEvent], list[str]]:
+async def record(session: AsyncSession, *, contact: Contact, decisions: list[Decision],
+                 **journey_step: Any) -> tuple[list[ConsentEvent], list[str]]:
     """Appends decisions and raises `consent.changed` for each in the same transaction.
     Returns the new events and the webhook endpoints to wake after commit."""
     events = await append(session, client_id=contact.client_id, contact_id=contact.id,
-                          decisions=decisions) if decisions else []
+                          decisions=decisions, **journey_step) if decisions else []
     return events, await announce(session, contact=contact, events=events)
 
 

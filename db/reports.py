@@ -16,7 +16,7 @@ FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_ou
 BOUNCE_STEPS = ("bounced_hard", "bounced_soft", "complaints")
 # A journey counts in a step once its history holds one of these event types.
 _STEP_EVENTS = {
-    "invited": ("invitation_sent",),
+    "invited": ("invitation_sent", "reconsent_invitation_sent"),
     # Entering data needs the page open, even where the open itself was not recorded.
     "opened": ("opened", Stage.data_entered),
     "entered": (Stage.data_entered,),

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from db.models import Contact, ContactPoint, Journey
+from db.models import ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
 
@@ -72,6 +72,15 @@ async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox)
     ledger = (await tenant.get(f"/v1/contacts/{ids[0]}/consents")).json()
     assert [(e["purpose"], e["channel"], e["granted"], e["legal_text"]["version"])
             for e in ledger] == [("data-processing", "any", True, "v2")]
+    # Tied to the journey whose page it was given on, as a contact page's decisions are.
+    async with sessions() as session:
+        journey_id = await session.scalar(select(Journey.id).where(Journey.contact_id == ids[0]))
+        tied = (await session.execute(select(ConsentEvent.journey_id, ConsentEvent.checkbox_key)
+                                      .where(ConsentEvent.contact_id == ids[0]))).all()
+    assert tied == [(journey_id, "gdpr")]
+    # Its invitation counts in the campaign's funnel.
+    funnel = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/funnel")
+    assert funnel["total"]["invited"] >= 1 and funnel["total"]["opened"] >= 1
     async with sessions() as session:
         assert (await session.get(Contact, ids[0])).gdpr_consent_state == "accepted"
 
