@@ -75,6 +75,10 @@ async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, m
         response = await customer.submit(page + "/code", code=wrong)
         assert response.status_code == 422
         assert f"{tries_left}" in customer.page
+        # Told beside the code, once: no summary of the form's fields (it had an empty one).
+        assert "error-summary" not in customer.page
+    # A code pasted as the SMS groups it fits the field.
+    assert 'maxlength="9"' in customer.page
     await customer.submit(page + "/code", code=wrong)
     assert 'id="code-error"' in customer.page  # locked
     # Even the right code no longer works once locked.
@@ -189,3 +193,23 @@ async def test_a_code_typed_when_none_was_sent_is_answered_at_once(
     await customer.submit(page + "/resend-code")
     assert "Er is een nieuwe code onderweg" in customer.page
     assert len(codes_sent(settings, number)) == cap
+
+
+async def test_the_right_code_for_a_number_kept_by_another_customer_says_so(
+        tenant, http, mailbox, settings):
+    """Under the reject rule a verified number stays with its first owner: the second
+    customer's right code is answered honestly, not with the same page again."""
+    assert (await tenant.http.patch("/v1/settings", json={"household_rule": "reject"},
+                                    headers=tenant.auth)).status_code == 200
+    number = "+3163234" + str(uuid_digits())
+    owner, customer, page = await start(tenant, mailbox, http, number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+    await tenant.wait_for_stage(owner["journey_id"], "verified")
+
+    second, customer, page = await start(tenant, mailbox, http, number)
+    [_, code] = await wait_codes(settings, number, 2)
+    response = await customer.submit(page + "/code", code=code)
+    assert response.status_code == 409
+    assert "al bevestigd voor een andere klant" in customer.page  # the page speaks Dutch
+    assert (await tenant.journey(second["journey_id"]))["stage"] == "verification_pending"

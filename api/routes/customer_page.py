@@ -444,12 +444,15 @@ async def _after_code(request: Request, state, session, visit: Visit,
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     wrong = notice.get("outcome") in ("wrong", "expired", "locked")
+    # The right code for a number the household rule keeps with another customer.
+    claimed = notice.get("outcome") == "refused"
     return await _form(request, state, session, visit, errors={"code": "1"} if wrong else {},
                        values={"email": (visit.journey.collected or {}).get("email") or "",
                                "mobile": "", "consents": set(),
                                "address": (visit.journey.collected or {}).get("address") or {}},
                        notice=notice,
-                       status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong else 200)
+                       status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong
+                       else status.HTTP_409_CONFLICT if claimed else 200)
 
 
 @router.post("/c/{token}/code", response_class=HTMLResponse)
