@@ -317,6 +317,21 @@ class CodeSettings(Strict):
 
     _positive = field_validator("code_ttl")(positive)
 
+    @field_validator("code_ttl")
+    @classmethod
+    def _short_lived(cls, value: timedelta) -> timedelta:
+        # A code is read off a phone now, not kept: one valid for days is one to guess at.
+        if value > timedelta(days=1):
+            raise ValueError("at most P1D; a code is typed minutes after it is sent")
+        return value
+
+    @field_validator("code_resend_cooldown")
+    @classmethod
+    def _cooldown(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(hours=1):
+            raise ValueError("must be an ISO-8601 duration from PT0S to PT1H")
+        return value
+
 
 class PlanStepIn(Strict):
     """A step of the channel plan: up to `max` messages on `channel`, each sent `after` the

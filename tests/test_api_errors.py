@@ -40,6 +40,8 @@ async def test_malformed_json_is_400(tenant):
     ({"unknown_setting": 1}, "unknown_setting"),
     ({"default_language": "de"}, "default_language"),  # not among its languages
     ({"collect": ["address"]}, "collect"),
+    ({"verification": {"code_resend_cooldown": "-PT1M"}}, "verification.code_resend_cooldown"),
+    ({"verification": {"code_ttl": "P400D"}}, "verification.code_ttl"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
 ])
