@@ -49,25 +49,21 @@ class ClientMessageSender:
                 message.status_reason = rule.reason if not rule.allowed else "no email address"
                 return ClientMessageResult(message.status, message.status_reason)
 
-            expires = utcnow() + self._settings.preference_link_ttl
             brand = client_brand(client, self._settings)
             context = {"client_name": client.name, "subject": message.subject,
                        "body": message.body, "link": None, "brand": brand,
                        "preferences_link": await links.issue(
                            session, self._settings, purpose=TokenPurpose.preferences,
                            step=f"message/{message.id}", contact_id=contact.id,
-                           expires_at=expires, base_url=brand.base_url)}
+                           expires_at=utcnow() + self._settings.preference_link_ttl,
+                           base_url=brand.base_url)}
             headers = {"Auto-Submitted": "auto-generated"}
             if rule.category == MessageCategory.marketing:
-                unsubscribe = await links.issue(
-                    session, self._settings, purpose=TokenPurpose.unsubscribe,
-                    step=f"message/{message.id}", contact_id=contact.id, expires_at=expires,
-                    scope={"purpose": rule.purpose, "channel": message.channel},
+                context["unsubscribe_link"], unsubscribe = await links.one_click_unsubscribe(
+                    session, self._settings, step=f"message/{message.id}",
+                    contact_id=contact.id, purpose=rule.purpose, channel=message.channel,
                     base_url=brand.base_url)
-                context["unsubscribe_link"] = unsubscribe
-                # RFC 8058: mail clients offer a one-click unsubscribe that POSTs to this URL.
-                headers["List-Unsubscribe"] = f"<{unsubscribe}>"
-                headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+                headers |= unsubscribe
             content = render_email("client_message", contact.language, context)
             message.recipient = point.value
 

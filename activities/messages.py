@@ -23,6 +23,7 @@ from core.vocabulary import (
     PROGRESS,
     BounceKind,
     Channel,
+    MessageCategory,
     Stage,
     TokenPurpose,
 )
@@ -240,13 +241,20 @@ class MessageSender:
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
                 expires_at=utcnow() + self._settings.preference_link_ttl,
                 base_url=brand.base_url)
+            headers = {"Auto-Submitted": "auto-generated"}
+            if rule.category == MessageCategory.marketing:
+                # A client that counts its invitations as marketing: they unsubscribe as such.
+                context["unsubscribe_link"], unsubscribe = await links.one_click_unsubscribe(
+                    session, self._settings, step=f"{journey.id}/{input.step}",
+                    contact_id=contact.id, purpose=rule.purpose, channel=channel,
+                    base_url=brand.base_url)
+                headers |= unsubscribe
             content: RenderedEmail = render_email(input.template, journey.language, context)
             subject = content.subject
             outgoing.email = OutgoingEmail(
                 to=recipient, content=content,
                 message_id=message_id(self._settings, f"{journey.id}.{input.step}"),
-                from_name=brand.email_from_name or client.name,
-                headers={"Auto-Submitted": "auto-generated"})
+                from_name=brand.email_from_name or client.name, headers=headers)
         elif channel == Channel.sms:
             outgoing.sms = OutgoingSms(
                 to=recipient, sender=brand.sms_sender or self._settings.sms_sender_name,

@@ -10,7 +10,7 @@ from core import security
 from core.settings import Settings
 from core.vocabulary import TokenPurpose
 from db.crud import insert_ignoring_conflicts
-from db.models import LinkToken
+from db.models import LinkToken, utcnow
 
 PATHS = {TokenPurpose.contact_page: "/c/", TokenPurpose.verify_email: "/v/",
          TokenPurpose.preferences: "/p/", TokenPurpose.unsubscribe: "/u/",
@@ -43,6 +43,19 @@ async def issue(
             _paper_code(settings, purpose=purpose, step=step, owner=owner))
     await insert_ignoring_conflicts(session, LinkToken, [row])
     return f"{_base(settings, base_url)}{PATHS[purpose]}{token}"
+
+
+async def one_click_unsubscribe(
+    session: AsyncSession, settings: Settings, *, step: str, contact_id: uuid.UUID,
+    purpose: str | None, channel: str, base_url: str | None,
+) -> tuple[str, dict[str, str]]:
+    """A marketing email's unsubscribe link, and the RFC 8058 headers with which mail clients
+    offer a one-click unsubscribe that POSTs to it."""
+    link = await issue(session, settings, purpose=TokenPurpose.unsubscribe, step=step,
+                       contact_id=contact_id, expires_at=utcnow() + settings.preference_link_ttl,
+                       scope={"purpose": purpose, "channel": channel}, base_url=base_url)
+    return link, {"List-Unsubscribe": f"<{link}>",
+                  "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def printed_link(settings: Settings, *, purpose: TokenPurpose, step: str, owner: uuid.UUID,

@@ -396,3 +396,29 @@ async def test_a_message_idempotency_key_stands_for_one_message(tenant):
         response = await tenant.post("/v1/messages", bad)
         assert response.status_code == 422
         assert response.json()["error"]["fields"][0]["field"] == field, response.text
+
+
+async def test_journey_messages_the_client_calls_marketing_can_be_unsubscribed(
+        tenant, http, mailbox):
+    """Sent, with the customer's consent, they carry the one-click unsubscribe of any
+    marketing email, which withdraws that consent."""
+    await setup_policies(tenant)
+    await tenant.ok("PUT", "/v1/message-policies/reminder",
+                    {"category": "marketing", "purpose": "newsletter"})
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+    campaign = await tenant.create_campaign(
+        languages=["en"], reminders={"interval": "PT1S", "max_count": 1}, expires_after="PT1M")
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    reminder = next(m for m in await mailbox.wait_for(address, count=4)
+                    if m.subject.startswith("Reminder"))
+    # A long header is folded across lines.
+    unsubscribe = "".join(reminder.headers["List-Unsubscribe"].split()).strip("<>").removeprefix(
+        "http://testserver")
+    assert reminder.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    invitation = mailbox.to(address)[2]  # the campaign's invitation: a service message
+    assert "List-Unsubscribe" not in invitation.headers
+    assert (await http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+            ).status_code == 200
+    prefs = await tenant.ok("GET", f"/v1/contacts/{contact_id}/preferences")
+    assert ("newsletter", "email", False) in {(p["purpose"], p["channel"], p["granted"])
+                                             for p in prefs}
