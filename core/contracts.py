@@ -109,6 +109,8 @@ class SubmitDataInput:
 class SubmitDataResult:
     stage: str
     verification_sent_to: str | None
+    # The email address whose verification mail the server refused: the page asks again.
+    undeliverable: str | None = None
 
 
 @dataclass

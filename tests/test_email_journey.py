@@ -287,3 +287,42 @@ async def test_enrolled_again_after_expiry_a_contact_gets_a_new_round(tenant, ma
     second = await tenant.journey(again["journey_id"])
     assert second["workflow_id"] == expired["workflow_id"] + "/2"
     await mailbox.wait_for(address, 2)
+
+
+async def test_an_address_the_mail_server_refuses_is_asked_again_at_once(
+        tenant, http, mailbox, temporal_env, record_histories):
+    """A typo the server refuses (550): the page says so where the address was typed, no
+    reminder goes to it, and reminders go where the invitation went."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT1S", "max_count": 1},
+        expires_after="PT1M")
+    invited = unique_email("invited")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": invited, "email": invited})
+                  )["results"]
+    [invitation] = await mailbox.wait_for(invited)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    typo = f"typo-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
+    response = await customer.submit(page, email=typo)
+    assert response.status_code == 422
+    assert "could not deliver an email to this address" in customer.page
+    assert f'value="{typo}"' in customer.page
+    journey = await tenant.journey(enrolled["journey_id"])
+    assert journey["stage"] == "data_entered" and journey["pending_email"] == typo
+
+    # The reminder goes to the address that works.
+    [_, reminder] = await mailbox.wait_for(invited, count=2)
+    assert reminder.subject.startswith("Reminder")
+    right = unique_email("right")
+    await customer.open(page)
+    await customer.submit(page, email=right)
+    [verification] = await mailbox.wait_for(right)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    bounced = [e for e in journey["history"] if e["type"] == "bounced"]
+    assert [e["detail"]["step"] for e in bounced] == ["verification-1"]
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    if record_histories:
+        await save_history(handle, "verification_refused_asked_again")

@@ -82,6 +82,8 @@ FALLBACK = (ChannelStep(Channel.sms), ChannelStep(Channel.letter, fallback_only=
 FALLBACK_AFTER_PLAN = "fallback-after-plan"
 # Journeys cancelled before ended without telling the database.
 CANCEL_RECORDED = "cancel-recorded"
+# Journeys before waited for a verification email that had bounced, and reminded it.
+UNDELIVERABLE_EMAIL_ASKED_AGAIN = "undeliverable-email-asked-again"
 
 
 @workflow.defn(name="Journey")
@@ -356,6 +358,7 @@ class JourneyWorkflow:
             self._deliver(emitted)
             self.pending_email = input.email
             self.awaiting = set()
+            undeliverable: str | None = None
             self._enter(Stage.data_entered)
             if input.email and "email" in emitted.proven:
                 self.awaiting.add("email")
@@ -365,21 +368,29 @@ class JourneyWorkflow:
                 # turn the customer's click into "a newer link was sent".
                 self.verification_step = f"verification-{self.submissions}"
                 self.awaiting.add("email")
-                await self._send("verification", self.verification_step,
-                                 TokenPurpose.verify_email, Stage.verification_pending,
-                                 to_pending_email=True)
+                sent = await self._send("verification", self.verification_step,
+                                        TokenPurpose.verify_email, Stage.verification_pending,
+                                        to_pending_email=True)
+                if sent.bounced and workflow.patched(UNDELIVERABLE_EMAIL_ASKED_AGAIN):
+                    # Refused by the mail server: nothing to wait for there, and nothing to
+                    # remind it of. The page asks the customer for another address at once.
+                    self.awaiting.discard("email")
+                    self.verification_step = self.pending_email = None
+                    undeliverable = input.email
             if input.mobile and "mobile" in emitted.proven:
                 self.awaiting.add("mobile")
             elif input.mobile:
                 self.code_resends = 0
                 await self._send_code()
                 self.awaiting.add("mobile")
-            self._enter(Stage.verification_pending)
+            if self.awaiting or not undeliverable:
+                self._enter(Stage.verification_pending)
             for kind in emitted.proven:
                 await self._verify_proven(kind, step, input)
             return SubmitDataResult(
                 stage=self.stage,
-                verification_sent_to=None if "email" in emitted.proven else input.email)
+                verification_sent_to=None if "email" in emitted.proven or undeliverable
+                else input.email, undeliverable=undeliverable)
 
     async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> None:
         """Kept unchanged on the address the invitation reached: confirmed by this submission."""

@@ -400,7 +400,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     handle = await journey_of(session, state, visit)
     submission = str(form.get("submission", ""))
     try:
-        await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
+        result = await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile, address=address,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
@@ -415,6 +415,13 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                         visit=visit)
         await refused(session, state, visit, err)
         return finished(request, state, visit)
+    if result.undeliverable:
+        # The mail server refused the address: asked for another where it was typed.
+        await session.refresh(visit.journey)
+        return await _form(request, state, session, visit, errors={"email": "undeliverable"},
+                           values={"email": email_raw, "mobile": "", "consents": ticked,
+                                   "address": address_raw},
+                           status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
 
