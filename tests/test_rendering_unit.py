@@ -159,3 +159,15 @@ def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
     paid = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7"},
                       datetime.now(UTC), "nl")
     assert "INV-7" not in render_sms("invitation", "nl", {**context, "claim": paid})
+
+
+@pytest.mark.parametrize(("language", "one", "ten"), [
+    ("en", "valid for 1 minute.", "valid for 10 minutes."),
+    ("nl", "1 minuut geldig.", "10 minuten geldig."),
+    ("de", "1 Minute gültig.", "10 Minuten gültig.")])
+def test_the_code_sms_counts_its_minutes(language, one, ten):
+    context = {"code": "123456", "client_name": "Acme"}
+    assert render_sms("verification_code", language, {**context, "valid_minutes": 1}
+                      ).endswith(one)
+    assert render_sms("verification_code", language, {**context, "valid_minutes": 10}
+                      ).endswith(ten)
