@@ -28,6 +28,10 @@ class PhoneNumberError(ValueError):
     """The input is not a usable phone number; the message says why."""
 
 
+class NotMobile(PhoneNumberError):
+    """A real number that cannot receive text messages (a landline)."""
+
+
 def check_region(region: str) -> str:
     """A default region as phonenumbers knows it (ISO 3166 alpha-2, upper case)."""
     code = region.strip().upper()
@@ -60,7 +64,7 @@ def parse_phone(raw: str, region: str | None, *, mobile: bool = True) -> str:
         known = where if where != phonenumbers.UNKNOWN_REGION else default
         raise PhoneNumberError(f"invalid for region {known}" if known else "not a phone number")
     if mobile and phonenumbers.number_type(number) not in MOBILE_TYPES:
-        raise PhoneNumberError("not a mobile number")
+        raise NotMobile("not a mobile number")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

@@ -140,12 +140,17 @@ async def test_bad_mobile_numbers_get_a_field_error(tenant, http, mailbox):
     customer = Customer(http)
     page = mailbox.link(invitation)
     await customer.open(page)
-    for bad in ["12", "020 123 4567", "not a number", ""]:
+    for bad in ["12", "not a number", ""]:
         response = await customer.submit(page, email=address, mobile=bad)
         assert response.status_code == 422, bad
         assert 'id="mobile-error"' in customer.page
         # The example is one of the client's region (NL here), as its customers write it.
         assert "like 06 12345678 or +31 6 12345678" in customer.page
+    # A landline is a real number: the page says what is wrong with it.
+    for landline in ["020 123 4567", "+44 20 7946 0000"]:
+        response = await customer.submit(page, email=address, mobile=landline)
+        assert response.status_code == 422, landline
+        assert "This number cannot receive text messages" in customer.page
 
 
 def uuid_digits() -> str:

@@ -57,7 +57,13 @@ from db.models import (
     Message,
 )
 from messaging.branding import Brand, brand_for
-from messaging.phone import PhoneNumberError, display_phone, mobile_example, parse_phone
+from messaging.phone import (
+    NotMobile,
+    PhoneNumberError,
+    display_phone,
+    mobile_example,
+    parse_phone,
+)
 from messaging.rendering import claim_view, language_names, render_page
 from workflows.journey import JourneyWorkflow
 
@@ -381,6 +387,8 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     if "mobile" in collect:
         try:
             mobile = parse_phone(mobile_raw, phone_region(visit, state))
+        except NotMobile:
+            errors["mobile"] = "not_mobile"
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
     address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in ADDRESS_FIELDS}
