@@ -245,9 +245,11 @@ async def test_tampered_and_expired_links(tab: Tab, tenant, mailbox, live, sessi
         await session.execute(update(LinkToken).where(
             LinkToken.token_sha256 == sha256_hex(token)).values(
             expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    # A real link past its time says how things stand, not that it was typed wrong.
     response = await page.goto(link)
-    assert response.status == 404
-    await expect(page.get_by_role("heading", level=1)).to_have_text("This link is not valid")
+    assert response.status == 410
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This request has ended")
+    await tab.check("expired")
 
 
 async def test_branded_page_on_the_clients_host_name(tab: Tab, tenant, mailbox, live):

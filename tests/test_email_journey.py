@@ -135,9 +135,11 @@ async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, te
     assert expired.payload["data"]["journey_id"] == journey_id
     assert [e["type"] for e in journey["history"]][-1] == "expired"
 
-    # The links in those messages now lead to a friendly page, not a form or a stack trace.
+    # The links in those messages now say the request has ended, not that they were typed
+    # wrong, nor show a form.
     response = await Customer(http).open(mailbox.link(mails[-1]))
-    assert response.status_code == 404 and "not valid" in response.text
+    assert response.status_code == 410 and "This request has ended" in response.text
+    assert 'name="email"' not in response.text
 
     handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run, journey["workflow_id"])
     assert (await handle.result()).reminders_sent == 2

@@ -77,6 +77,8 @@ class Visit:
     def __init__(self, token: str, link: LinkToken, journey: Journey, campaign: Campaign,
                  client: Client, contact: Contact, region: str | None) -> None:
         self.token, self.link, self.journey = token, link, journey
+        # A real link past its time: its page says how things stand, not "not valid".
+        self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
         # The client's phone region: numbers typed without a country code are read in it.
         self.region = region
@@ -114,7 +116,7 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if found is None:
         return None
     link, journey, campaign, client, contact, region = found
-    if link.purpose != purpose or link.expires_at <= datetime.now(UTC):
+    if link.purpose != purpose:
         return None
     return Visit(token, link, journey, campaign, client, contact, region)
 
@@ -155,9 +157,19 @@ def invalid_link(request: Request, state) -> HTMLResponse:
     return html(request, state, "link_invalid", language, {}, status.HTTP_404_NOT_FOUND)
 
 
-def finished(request: Request, state, visit: Visit, stage: str | None = None) -> HTMLResponse:
+def ended(request: Request, state, visit: Visit) -> HTMLResponse:
+    """An expired link's page: how its journey ended, or, for a verification link that timed
+    out while the journey goes on, that a newer link is the one to use."""
+    stage = visit.journey.stage
+    if stage not in FINAL_STAGES:
+        stage = "expired" if visit.link.purpose == TokenPurpose.contact_page else "superseded"
+    return finished(request, state, visit, stage, status.HTTP_410_GONE)
+
+
+def finished(request: Request, state, visit: Visit, stage: str | None = None,
+             status_code: int = status.HTTP_200_OK) -> HTMLResponse:
     return html(request, state, "finished", visit.language,
-                {"stage": stage or visit.journey.stage}, visit=visit)
+                {"stage": stage or visit.journey.stage}, status_code, visit=visit)
 
 
 async def csrf_ok(request: Request, state) -> bool:
@@ -185,6 +197,8 @@ async def posted_visit(request: Request, session, state, token: str,
     visit = await resolve(session, token, purpose)
     if visit is None:
         return invalid_link(request, state)
+    if visit.expired:
+        return ended(request, state, visit)
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
     return visit
@@ -325,6 +339,8 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     visit = await resolve(session, token, TokenPurpose.contact_page)
     if visit is None:
         return invalid_link(request, state)
+    if visit.expired:
+        return ended(request, state, visit)
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     if visit.journey.stage in NOT_OPENED:
@@ -544,6 +560,8 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     visit = await resolve(session, token, TokenPurpose.verify_email)
     if visit is None:
         return invalid_link(request, state)
+    if visit.expired:
+        return ended(request, state, visit)
     # `data_entered`: the mail arrived before its send was recorded (a moment, or longer
     # when a worker died in between); the confirmation decides whether the link still counts.
     if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
