@@ -86,13 +86,18 @@ def raise_if_unavailable(err: BaseException) -> None:
         raise err
 
 
+def browser_language(request: Request) -> str:
+    """The language of a page shown without a visit's own (an invalid link, an error)."""
+    return request.headers.get("accept-language", "en")[:2]
+
+
 def unavailable_response(request: Request) -> Response:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if request.url.path.startswith("/v1/"):
         return error_response(503, "unavailable", "the service is briefly unavailable; nothing "
                               "was lost, retry after Retry-After seconds", headers=headers)
     # Customers get a page in their language that tells them to try again.
-    page = render_page("finished", request.headers.get("accept-language", "en")[:2],
+    page = render_page("finished", browser_language(request),
                        {"stage": "unavailable", "client_name": ""})
     return HTMLResponse(page, status_code=503, headers=headers)
 

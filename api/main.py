@@ -12,8 +12,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.deps import AppState
 from api.body_limits import BodyLimits
+from api.deps import AppState
 from api.public_forms import RateLimited
 from api.routes import (
     bounces,
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RateLimited)
     async def _rate_limited(request: Request, exc: RateLimited) -> Response:
-        page = render_page("finished", request.headers.get("accept-language", "en")[:2],
+        page = render_page("finished", errors.browser_language(request),
                            {"stage": "too_many_requests", "client_name": ""})
         return HTMLResponse(page, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 

@@ -408,3 +408,17 @@ class PrintedLetter:
         found = subprocess.run(["zbarimg", "-q", "--raw", str(self._dir / "page.png")],
                                capture_output=True, text=True)
         return found.stdout.splitlines()
+
+
+async def on_the_page(tenant: Tenant, http: httpx.AsyncClient, mailbox: Mailbox,
+                      campaign: dict[str, Any], address: str
+                      ) -> tuple[dict[str, Any], Customer, str]:
+    """A contact enrolled by its email address, its invitation's page open: (the enrolment's
+    result, the customer, the page's path)."""
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+                  )["results"]
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    return enrolled, customer, page

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from core.vocabulary import JOURNEY_STAGE
 from messaging.dev_mail import SLOW_ACK_DOMAIN
-from tests.helpers import Customer, eventually, unique_email
+from tests.helpers import Customer, eventually, on_the_page, unique_email
 from tests.histories import save_history
 from workflows.journey import JourneyWorkflow
 
@@ -299,12 +299,7 @@ async def test_an_address_the_mail_server_refuses_is_asked_again_at_once(
         languages=["en"], consents=[], reminders={"interval": "PT1S", "max_count": 1},
         expires_after="PT1M")
     invited = unique_email("invited")
-    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": invited, "email": invited})
-                  )["results"]
-    [invitation] = await mailbox.wait_for(invited)
-    customer = Customer(http)
-    page = mailbox.link(invitation)
-    await customer.open(page)
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, invited)
     typo = f"typo-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
     response = await customer.submit(page, email=typo)
     assert response.status_code == 422

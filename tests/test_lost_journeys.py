@@ -1,19 +1,14 @@
 """A journey whose workflow an operator terminated in the Temporal UI: the database holds it
 open, and nothing would ever end it. Whoever meets it ends it as cancelled."""
 
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, on_the_page, unique_email
 
 
 async def entered(tenant, http, mailbox) -> tuple[dict, Customer, str]:
     """A journey waiting for its email to be confirmed: (enrolment, the customer, the link)."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
-    address = unique_email("lost")
-    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
-                  )["results"]
-    [invitation] = await mailbox.wait_for(address)
-    customer = Customer(http)
-    page = mailbox.link(invitation)
-    await customer.open(page)
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email("lost"))
     typed = unique_email("typed")
     await customer.submit(page, email=typed)
     await tenant.wait_for_stage(enrolled["journey_id"], "verification_pending")

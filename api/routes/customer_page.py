@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, StateDep
-from api.errors import raise_if_unavailable
+from api.errors import browser_language, raise_if_unavailable
 from api.lost_journeys import end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
@@ -153,8 +153,8 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
 
 
 def invalid_link(request: Request, state) -> HTMLResponse:
-    language = request.headers.get("accept-language", "en")[:2]
-    return html(request, state, "link_invalid", language, {}, status.HTTP_404_NOT_FOUND)
+    return html(request, state, "link_invalid", browser_language(request), {},
+                status.HTTP_404_NOT_FOUND)
 
 
 def ended(request: Request, state, visit: Visit) -> HTMLResponse:
@@ -432,7 +432,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             given_at=given_at, language=visit.language, **who(request)),
             id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
     except (WorkflowUpdateFailedError, RPCError) as err:
-        raise_if_unavailable(err)
+        raise_if_unavailable(err)  # before reading the refusal: unreachable is no refusal
         if update_error_type(err) == ErrorType.too_many_submissions:
             return html(request, state, "finished", visit.language,
                         {"stage": "too_many_submissions"}, status.HTTP_429_TOO_MANY_REQUESTS,

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ApiKeyDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, browser_language
 from api.public_forms import limit_posts_per_ip
-from api.routes.customer_page import csrf_ok, html
+from api.routes.customer_page import csrf_ok, html, invalid_link
 from api.routes.reports import first_channel
 from api.schemas import DashboardLink
 from core.security import dashboard_token, key_of_dashboard_token
@@ -74,16 +74,15 @@ async def dashboard(token: str, request: Request, session: SessionDep, state: St
         select(Client).join(ApiKey, ApiKey.client_id == Client.id)
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))).first()
     if client is None:
-        return html(request, state, "link_invalid", request.headers.get("accept-language", "en")[:2],
-                    {}, status.HTTP_404_NOT_FOUND)
+        return invalid_link(request, state)
     return html(request, state, "dashboard", client.default_language,
                 await dashboard_context(session, client))
 
 
 def _login_form(request: Request, state, error: str | None = None,
                 status_code: int = 200) -> HTMLResponse:
-    language = request.headers.get("accept-language", "en")[:2]
-    return html(request, state, "dashboard_login", language, {"error": error}, status_code)
+    return html(request, state, "dashboard_login", browser_language(request), {"error": error},
+                status_code)
 
 
 @pages.get("/dashboard/login", response_class=HTMLResponse)

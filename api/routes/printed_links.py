@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from api.deps import SessionDep, StateDep
+from api.errors import browser_language
 from api.public_forms import count_code_miss, limit_code_guesses
 from api.routes.customer_page import html
 from core.security import paper_code_sha256
@@ -54,6 +55,5 @@ async def _follow(code: str, request: Request, session, state):
 
 
 def _form(request: Request, state, code: str, status_code: int) -> HTMLResponse:
-    language = request.headers.get("accept-language", "en")[:2]
-    return html(request, state, "printed_code", language,
+    return html(request, state, "printed_code", browser_language(request),
                 {"code": code[:40], "unknown": bool(code)}, status_code)
