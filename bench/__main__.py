@@ -35,6 +35,9 @@ def parse(argv: list[str]) -> tuple[Options, Path]:
                         help="keep the dev server's SQLite database in a file in this directory "
                              "(e.g. /dev/shm), not in memory: in a 100,000-contact run its "
                              "in-memory database crashed the server (SIGSEGV in SQLite)")
+    parser.add_argument("--http-processes", type=int, default=Options.http_processes,
+                        help="uvicorn processes each for our API and the bare app (default: one "
+                             "per core, as deployed)")
     parser.add_argument("--only", nargs="+", choices=list(FIGURES), default=(),
                         help="run only these figures")
     parser.add_argument("--output", type=Path,
@@ -45,7 +48,8 @@ def parse(argv: list[str]) -> tuple[Options, Path]:
     options = Options(
         contacts=args.contacts or defaults.get("contacts", Options.contacts),
         samples=args.samples or defaults.get("samples", Options.samples),
-        concurrency=args.concurrency, only=tuple(args.only), temporal_dir=args.temporal_dir)
+        concurrency=args.concurrency, only=tuple(args.only), temporal_dir=args.temporal_dir,
+        http_processes=args.http_processes)
     if options.samples > options.contacts:
         parser.error("--samples cannot exceed --contacts: each sample is a contact's journey")
     output = args.output or (HERE / "results" / "quick.md" if args.quick else HERE / "results.md")
@@ -79,7 +83,8 @@ async def machine(bench: Bench) -> list[tuple[str, str]]:
         ("load average at start (1, 5, 15 min)", load),
         ("layout", "everything on this one machine: Temporal dev server "
                    f"({temporal}), PostgreSQL, "
-                   "our API and the bare app (each one uvicorn process), our worker and the bare "
+                   f"our API and the bare app (uvicorn, {bench.options.http_processes} "
+                   "processes each), our worker and the bare "
                    "worker (each its own process), the load generator and SMTP sink"),
     ]
 

@@ -62,6 +62,9 @@ class Options:
     # 100 starts are in flight, as in the raw baseline.
     enrol_in_flight: int = 2
     temporal_dir: Path | None = None  # where the dev server's SQLite file goes (else in memory)
+    # uvicorn processes each for our API and the bare app: one per core, as deployed
+    # (WEB_CONCURRENCY in docker-compose.yml).
+    http_processes: int = os.cpu_count() or 1
     only: tuple[str, ...] = ()
 
 
@@ -188,7 +191,7 @@ class Bench:
     async def cpu_seconds(self) -> AsyncIterator[dict[str, float]]:
         """CPU seconds each process of the stack used inside the block: shows who was busy."""
         def now() -> dict[str, float]:
-            return {role: sum(psutil.Process(pid).cpu_times()[:2]) for role, pid in self.pids.items()}
+            return {role: process_tree_cpu(pid) for role, pid in self.pids.items()}
         used: dict[str, float] = {}
         before = now()
         yield used
@@ -250,12 +253,20 @@ def child(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-def serve(app: list[str], port: int, settings: Settings, log: Path) -> subprocess.Popen:
-    """uvicorn in a process of its own, as in production (one process, no access log).
+def process_tree_cpu(pid: int) -> float:
+    """User and system CPU seconds of a process and its children (uvicorn's worker processes)."""
+    process = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in (process, *process.children(recursive=True)))
+
+
+def serve(app: list[str], port: int, processes: int, settings: Settings,
+          log: Path) -> subprocess.Popen:
+    """uvicorn as in production: its own processes, no access log.
 
     Keep-alive outlasts the pauses between phases: with uvicorn's 5 s, a pooled connection
     closed by the server just as the client reuses it ended a run with a ReadError."""
     return child(["-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
+                  "--workers", str(processes),
                   "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "600"],
                  settings, log)
 
@@ -300,9 +311,10 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
                 worker = child(["worker.py"], settings, logs / "worker.log")
                 raw_worker = child(["-m", "bench.raw"], raw_settings, logs / "raw-worker.log")
                 procs += [worker, raw_worker]
-                procs.append(serve(["--factory", "api.main:create_app"], api_port, settings,
-                                   logs / "api.log"))
-                procs.append(serve(["bench.bare:app"], bare_port, settings, logs / "bare.log"))
+                for app, port, name in ((["--factory", "api.main:create_app"], api_port, "api"),
+                                        (["bench.bare:app"], bare_port, "bare")):
+                    procs.append(serve(app, port, options.http_processes, settings,
+                                       logs / f"{name}.log"))
                 for proc, port in ((procs[2], api_port), (procs[3], bare_port)):
                     wait_for_port("127.0.0.1", port, 60, proc)
                 await wait_for_poller(env.client, settings.temporal_task_queue, worker)
