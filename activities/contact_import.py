@@ -83,10 +83,13 @@ class ContactImporter:
                 session, client_id=job.client_id,
                 secret_key=self._settings.secret_key.get_secret_value())
             batch = _Batch(session, reg, job)
-            for line, _, cells in csv_import.records(
+            for record in csv_import.records(
                     chunk or b"", start=0, end=None, first_line=spec.first_line,
-                    delimiter=job.delimiter):
-                batch.read(line, cells)
+                    delimiter=job.delimiter, width=len(job.columns)):
+                if record.unreadable:
+                    batch.fail(record.line, "row", record.unreadable)
+                else:
+                    batch.read(record.line, record.cells)
             counts, contacts_by_line = await batch.write()
             session.add(ContactImportBatch(
                 import_id=import_id, batch_no=spec.batch_no, created=counts.created,

@@ -5,7 +5,7 @@ import codecs
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.contracts import ImportBatchSpec
 from core.csv_cells import safe_cell
@@ -35,7 +35,7 @@ MAX_ROWS = 100_000
 
 
 class CsvRejected(ValueError):
-    """The file as a whole cannot be imported (nothing of it is)."""
+    """The file as a whole cannot be imported (nothing of it is), or one row cannot."""
 
 
 def template() -> str:
@@ -95,30 +95,52 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
     return delimiter, columns, end
 
 
-def records(content: bytes, *, start: int, end: int | None, first_line: int, delimiter: str
-            ) -> Iterator[tuple[int, int, list[str]]]:
-    """(line number where the record starts, byte offset after it, cells) of each non-blank row."""
-    lines = _lines(content if end is None else content[:end], start)
+class Record(NamedTuple):
+    line: int  # where the record starts in the file
+    end: int  # byte offset after it
+    cells: list[str]  # empty when unreadable
+    unreadable: str | None = None  # why the CSV reader could not read it
+
+
+def records(content: bytes, *, start: int, end: int | None, first_line: int, delimiter: str,
+            width: int) -> Iterator[Record]:
+    """Each non-blank row. A row the CSV reader cannot read (a stray or unbalanced quote) is
+    one unreadable record of one line, and reading goes on at the next line: one bad quote
+    must not cost the rows after it. So is a row that runs over several lines (a quoted cell
+    with line breaks) but does not have the header's `width` of cells: a quote that opened a
+    cell and closed in a later row, swallowing the rows between."""
+    content = content if end is None else content[:end]
     state = {"line": first_line - 1, "pos": start}
 
-    def feed() -> Iterator[str]:
+    def feed(lines: Iterator[tuple[int, str]]) -> Iterator[str]:
         for pos, line in lines:
             state["line"] += 1
             state["pos"] = pos
             yield line
 
-    reader = csv.reader(feed(), delimiter=delimiter, strict=True)
-    next_line = first_line
+    next_line, record_start = first_line, start
+    reader = csv.reader(feed(_lines(content, start)), delimiter=delimiter, strict=True)
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as err:
-            raise CsvRejected(f"line {next_line}: {err}") from err
-        if any(c.strip() for c in cells):
-            yield next_line, state["pos"], cells
-        next_line = state["line"] + 1
+            problem = str(err)
+        else:
+            if state["line"] == next_line or len(cells) == width:
+                if any(c.strip() for c in cells):
+                    yield Record(next_line, state["pos"], cells)
+                next_line, record_start = state["line"] + 1, state["pos"]
+                continue
+            problem = "a quote opened in this row is not closed in it"
+        after_line = content.find(b"\n", record_start)
+        after_line = len(content) if after_line < 0 else after_line + 1
+        yield Record(next_line, after_line, [], f"{problem}: a cell with a quote must be "
+                     'enclosed in quotes, and a quote inside it doubled ("")')
+        state.update(line=next_line, pos=after_line)
+        reader = csv.reader(feed(_lines(content, after_line)), delimiter=delimiter, strict=True)
+        next_line, record_start = next_line + 1, after_line
 
 
 def plan(content: bytes, batch_size: int) -> tuple[str, list[str], list[ImportBatchSpec], int]:
@@ -126,8 +148,8 @@ def plan(content: bytes, batch_size: int) -> tuple[str, list[str], list[ImportBa
     delimiter, columns, start = read_header(content)
     batches: list[ImportBatchSpec] = []
     batch_start, batch_line, rows, total, line = start, 2, 0, 0, 2
-    for line, pos, _ in records(content, start=start, end=None, first_line=2,
-                                delimiter=delimiter):
+    for line, pos, *_ in records(content, start=start, end=None, first_line=2,
+                                 delimiter=delimiter, width=len(columns)):
         if rows == 0:
             batch_line = line
         rows += 1

@@ -50,8 +50,9 @@ def test_csv_batches_are_byte_ranges_with_line_numbers():
     delimiter, columns, batches, total = csv_import.plan(content, 2)
     assert (delimiter, columns, total) == (";", ["external_id", "first_name"], 6)
     assert [(b.first_line, b.rows) for b in batches] == [(2, 2), (6, 2), (8, 2)]
-    rows = [(line, cells) for b in batches for line, _, cells in csv_import.records(
-        content[b.start:b.end], start=0, end=None, first_line=b.first_line, delimiter=";")]
+    rows = [(line, cells) for b in batches for line, _, cells, _ in csv_import.records(
+        content[b.start:b.end], start=0, end=None, first_line=b.first_line, delimiter=";",
+        width=2)]
     assert rows[0] == (2, ["a", "multi\nline"]) and rows[1] == (5, ["x0", "n0"])
     assert rows[-1] == (9, ["x4", "n4"])
 
