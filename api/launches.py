@@ -18,6 +18,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
+    ScheduleUpdateInput,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
@@ -152,26 +153,39 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
 async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: Campaign,
                         selection: LaunchSelection, field: str) -> None:
     """Creates the campaign's schedule, or replaces what an existing one does and when; an
-    interval under `RECURRENCE_MIN_INTERVAL` or a cron expression the server refuses is a
-    problem of the request's `field` (the recurrence object's path)."""
+    interval under `RECURRENCE_MIN_INTERVAL`, a cron expression the server refuses or one
+    that never fires is a problem of the request's `field` (the recurrence object's path)."""
     every = campaign.spec["recurrence"].get("every")
     if every and _duration(every) < settings.recurrence_min_interval:
         raise FieldProblems([FieldError(
             field=f"{field}.every" if field else "every",
             message=f"at least {_iso(settings.recurrence_min_interval)} "
                     "(RECURRENCE_MIN_INTERVAL)")])
+    cron_field = f"{field}.cron" if field else "cron"
     schedule = _schedule(settings, campaign, selection)
+    handle = temporal.get_schedule_handle(schedule_id(campaign.id))
+    previous: Schedule | None = None
+
+    def replace(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        nonlocal previous
+        previous = current.description.schedule
+        return ScheduleUpdate(schedule=schedule)
     try:
         try:
             await temporal.create_schedule(schedule_id(campaign.id), schedule)
         except ScheduleAlreadyRunningError:
-            await temporal.get_schedule_handle(schedule_id(campaign.id)).update(
-                lambda _: ScheduleUpdate(schedule=schedule))
+            await handle.update(replace)
     except RPCError as err:
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise FieldProblems([FieldError(field=f"{field}.cron" if field else "cron",
-                                            message=err.message)]) from None
+            raise FieldProblems([FieldError(field=cron_field, message=err.message)]) from None
         raise
+    # The server accepts a cron expression for a day that never comes (31 February); only the
+    # runs it plans tell, so the schedule as it was is put back.
+    if every is None and not (await handle.describe()).info.next_action_times:
+        await (handle.update(lambda _: ScheduleUpdate(schedule=previous)) if previous
+               else handle.delete())
+        raise FieldProblems([FieldError(field=cron_field,
+                                        message="never fires: no date matches it")])
 
 
 async def set_schedule_paused(temporal: TemporalClient, campaign: Campaign, paused: bool) -> None:

@@ -262,6 +262,35 @@ async def test_bad_launch_and_recurrence_input_is_refused_with_field_errors(tena
     assert refused.status_code == 409
 
 
+async def test_a_cron_expression_that_never_fires_is_refused(tenant, temporal_env):
+    """31 February parses but never comes: the schedule would exist with no run ahead."""
+    never = "0 9 31 2 *"
+    created = await tenant.post("/v1/campaigns", {
+        "name": "Never", "languages": ["en"], "recurrence": {"cron": never}})
+    assert created.status_code == 422, created.text
+    [problem] = created.json()["error"]["fields"]
+    assert problem["field"] == "recurrence.cron" and "never" in problem["message"]
+    assert "Never" not in [c["name"] for c in (await tenant.get("/v1/campaigns")).json()]
+
+    # A recurring campaign keeps the schedule it had; one without stays without.
+    recurring = await light_campaign(tenant, recurrence={"cron": "0 9 1 * *"})
+    plain = await light_campaign(tenant)
+    for campaign_id in (recurring, plain):
+        refused = await tenant.http.put(f"/v1/campaigns/{campaign_id}/recurrence",
+                                        json={"cron": never}, headers=tenant.auth)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["cron"]
+    kept = await tenant.ok("GET", f"/v1/campaigns/{recurring}/recurrence")
+    assert kept["recurrence"]["cron"] == "0 9 1 * *" and kept["next_runs"]
+    assert (await tenant.get(f"/v1/campaigns/{plain}/recurrence")).status_code == 404
+    schedules = [s.id async for s in await temporal_env.client.list_schedules()]
+    assert f"campaign/{plain}/recurrence" not in schedules
+    # A paused schedule still plans its runs: a paused campaign's cron is not taken for one
+    # that never fires.
+    await tenant.ok("PATCH", f"/v1/campaigns/{plain}", {"status": "paused"})
+    await tenant.ok("PUT", f"/v1/campaigns/{plain}/recurrence", {"cron": "0 9 29 2 *"})
+
+
 async def test_a_recurrence_runs_at_most_as_often_as_the_setting_allows(tenant, settings):
     """Each run reads the whole selection: a schedule every second would scan the registry
     every second. The tests' own setting lets one fire within a test."""
