@@ -375,6 +375,11 @@ async def test_shown_and_accepted_are_linked_and_reported_per_notice_version(
         "3", "en", "contact_page")
     assert (row["accepted"], row["declined"]) == (1, 2)
     assert row["shown"] == 7 and row["conversion"] == round(1 / 7, 4)
+    # A purpose the client does not have is a mistake to tell, not an empty report.
+    unknown = await tenant.get("/v1/consent-notices/conversion", purpose="nope")
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["fields"] == [
+        {"field": "purpose", "message": "unknown purpose 'nope'"}]
 
 
 async def test_a_message_idempotency_key_stands_for_one_message(tenant):

@@ -30,6 +30,14 @@ async def purpose_of(session, client_id, key: str) -> Purpose:
     return purpose
 
 
+async def named_purpose(session, client_id, key: str, field: str) -> Purpose:
+    """The purpose a request field names: one the client does not have is that field's error."""
+    purpose = (await consents.purposes_by_key(session, client_id=client_id)).get(key)
+    if purpose is None:
+        raise FieldProblems([FieldError(field=field, message=f"unknown purpose {key!r}")])
+    return purpose
+
+
 @router.post("/purposes", status_code=status.HTTP_201_CREATED, response_model=PurposeOut,
              responses={409: {"model": ErrorBody, "description": "a purpose with this key exists"}})
 async def create_purpose(body: PurposeCreate, client: ClientDep, session: SessionDep) -> Purpose:
@@ -77,10 +85,7 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
     """Says whether a message type is marketing (needs the customer's consent for a purpose)
     or service, financial or mandatory (sent regardless of marketing preferences)."""
     if body.category == MessageCategory.marketing:
-        purpose = (await consents.purposes_by_key(session, client_id=client.id)).get(body.purpose)
-        if purpose is None:
-            raise FieldProblems([FieldError(field="purpose",
-                                            message=f"unknown purpose {body.purpose!r}")])
+        purpose = await named_purpose(session, client.id, body.purpose, "purpose")
         if purpose.kind not in MARKETING_KINDS:
             raise FieldProblems([FieldError(
                 field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
@@ -145,6 +150,7 @@ async def notice_conversion(client: ClientDep, session: SessionDep,
              .outerjoin(answered, answered.c.display_id == ConsentDisplay.id)
              .where(ConsentDisplay.client_id == client.id).group_by(*notice).order_by(*notice))
     if purpose is not None:
+        await named_purpose(session, client.id, purpose, "purpose")
         query = query.where(ConsentDisplay.purpose == purpose)
     return [NoticeConversion(purpose=p, legal_text_version=v, legal_text_language=lang,
                              shown_in=where, shown=shown, accepted=yes, declined=no,
