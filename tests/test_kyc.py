@@ -311,6 +311,9 @@ async def test_level_changes_follow_the_crm_rules(tenant, sessions):
         return await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign",
                                  {"definition_id": definition["id"] if definition else None})
 
+    missing = await assign({"id": str(uuid.uuid4())})
+    assert missing.status_code == 422 and missing.json()["error"]["fields"] == [
+        {"field": "definition_id", "message": "no KYC definition with this id"}], missing.text
     refused = await assign(identified)
     assert refused.status_code == 422
     assert refused.json()["error"]["fields"] == [
@@ -499,13 +502,15 @@ async def test_another_clients_ids_are_not_found(tenant, other_tenant, sessions)
         await other_tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "x"}),
         await upload(other_tenant, contact_id),
         await other_tenant.get(f"/v1/kyc/definitions/{definition['id']}"),
-        await other_tenant.post(f"/v1/kyc/contacts/{other_contact}/assign",
-                                {"definition_id": definition["id"]}),
         await other_tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
                                       json={"number": "X"}, headers=other_tenant.auth),
         await other_tenant.get(f"/v1/kyc/documents/{document['id']}/file"),
     ]:
         assert response.status_code == 404, response.text
+    theirs = await other_tenant.post(f"/v1/kyc/contacts/{other_contact}/assign",
+                                     {"definition_id": definition["id"]})
+    assert theirs.status_code == 422 and theirs.json()["error"]["fields"] == [
+        {"field": "definition_id", "message": "no KYC definition with this id"}], theirs.text
     assert (await other_tenant.get("/v1/kyc/definitions")).json() == []
     mine = await tenant.get(f"/v1/kyc/documents/{document['id']}/file")
     assert mine.status_code == 200 and mine.content == PDF

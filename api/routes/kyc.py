@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import kyc_profiles
 from api.deps import ClientDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, ErrorBody, error_response
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import DocumentRejected
 from api.kyc_schemas import (
     KycAssignRequest,
@@ -156,7 +156,8 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
     contact = await contact_of(session, client.id, contact_id)
     if body.definition_id is not None and await kyc_crud.definition_of(
             session, client_id=client.id, definition_id=body.definition_id) is None:
-        raise HTTPException(404, "KYC definition not found")
+        raise FieldProblems([FieldError(field="definition_id",
+                                        message="no KYC definition with this id")])
     try:
         await kyc_profiles.assign(
             state.temporal, state.settings, contact=contact,
