@@ -1,14 +1,15 @@
 """An opt-in on an email address belongs to exactly one person of a client."""
 
 from tests.helpers import Customer, eventually, unique_email
-from tests.test_consent_ledger import send, setup_policies
+from tests.test_consent_ledger import link_to, send, setup_policies
 
 
 async def claim(tenant, http, mailbox, address: str, external_id: str,
-                consent: list[str]) -> tuple[dict, Customer]:
-    """A person of the client enters `address` on their page and presses Confirm."""
+                consent: list[str], invited_at: str | None = None) -> tuple[dict, Customer]:
+    """A person of the client, invited at another address unless told, enters `address` on
+    their page and presses Confirm."""
     campaign = await tenant.create_campaign(languages=["en"])
-    invite_to = unique_email("invite")
+    invite_to = invited_at or unique_email("invite")
     enrolled = await tenant.enrol(campaign["id"], {"external_id": external_id, "email": invite_to})
     [invitation] = await mailbox.wait_for(invite_to)
     customer = Customer(http)
@@ -85,6 +86,44 @@ async def test_move_rule_gives_the_address_and_lapses_the_old_opt_ins(
     assert invoice["status"] == "sent", invoice
     assert not [m for m in mailbox.to(shared) if m.subject == "Invoice 7"]
 
+
+async def test_the_preference_centre_asks_only_about_channels_that_reach_the_contact(
+    tenant, http, mailbox
+):
+    """An opt-in for a channel the contact cannot be reached on proves no consent: someone
+    without a mobile number is not asked about SMS, and someone whose only address moved to
+    another person no longer about email."""
+    await setup_policies(tenant)
+    await tenant.ok("PATCH", "/v1/settings", {"household_rule": "move"})
+    shared = unique_email("family")
+    first, _ = await claim(tenant, http, mailbox, shared, "old-owner", ["terms"],
+                           invited_at=shared)
+    await tenant.wait_for_stage(first["journey_id"], "verified")
+    preferences = link_to(mailbox.to(shared)[0], "/p/")
+
+    async def newsletter_choices() -> list[tuple[str, bool]]:
+        return [(p["channel"], p["granted"]) for p in (await tenant.get(
+            f"/v1/contacts/{first['contact_id']}/preferences")).json()
+            if p["purpose"] == "newsletter"]
+    declined = await newsletter_choices()  # on the journey's page
+    customer = Customer(http)
+    await customer.open(preferences)
+    assert 'value="newsletter:email"' in customer.page
+    assert 'value="newsletter:sms"' not in customer.page
+    # A form from elsewhere (or an old page) that ticks SMS anyway saves nothing.
+    refused = await customer.submit(preferences, granted=["newsletter:email", "newsletter:sms"])
+    assert refused.status_code == 422 and "no mobile number" in customer.page
+    assert "preferences are saved" not in customer.page
+    assert await newsletter_choices() == declined
+
+    second, _ = await claim(tenant, http, mailbox, shared, "new-owner", ["terms"])
+    await tenant.wait_for_stage(second["journey_id"], "verified")
+    lapsed = await newsletter_choices()
+    await customer.open(preferences)
+    assert 'value="newsletter:email"' not in customer.page
+    refused = await customer.submit(preferences, granted=["newsletter:email"])
+    assert refused.status_code == 422 and "no email address" in customer.page
+    assert await newsletter_choices() == lapsed
 
 async def test_settings_validation(tenant):
     bad = await tenant.http.patch("/v1/settings", json={"household_rule": "share"},

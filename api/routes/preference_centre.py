@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse
 from api.deps import SessionDep, StateDep
 from api.public_forms import limit_form_posts
 from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
+from contacts.suppression import CHANNEL_POINTS
 from core.security import sha256_hex
 from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpose
-from db import consents
+from db import consents, crud
 from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
 
@@ -42,8 +43,19 @@ async def offered(session, contact: Contact, client: Client) -> list[dict]:
             for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
 
 
+async def reachable(session, contact: Contact) -> set[str]:
+    """The channels that can reach the contact now. An opt-in for another one proves no
+    consent (no number to text, or an address that moved to another person), so it is not
+    asked for; a standing one stays shown, to be withdrawn."""
+    kinds = set(await crud.known_points(session, contact_id=contact.id))
+    found = {c for c in CHANNELS if kinds & set(CHANNEL_POINTS.get(c, ()))}
+    if await crud.current_address(session, contact_id=contact.id) is not None:
+        found.add(Channel.letter)
+    return found
+
+
 async def _page(request: Request, state, session, contact: Contact, client: Client,
-                saved: bool = False) -> HTMLResponse:
+                saved: bool = False, unreachable: list[str] | None = None) -> HTMLResponse:
     current = await consents.preferences(session, contact_id=contact.id)
     granted = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
     purposes = await offered(session, contact, client)
@@ -56,8 +68,9 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     await session.commit()
     return html(request, state, "preferences", contact.language, {
         "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
-        "channels": CHANNELS, "granted": granted,
-        "saved": saved})
+        "channels": CHANNELS, "reachable": await reachable(session, contact), "granted": granted,
+        "saved": saved, "unreachable": unreachable or []},
+        status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable else status.HTTP_200_OK)
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
@@ -81,7 +94,8 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     form = await request.form()
     ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
-    decisions = []
+    reach = await reachable(session, contact)
+    decisions, unreachable = [], set()
     for purpose in await offered(session, contact, client):
         for channel in CHANNELS:
             granted = f"{purpose['key']}:{channel}" in ticked
@@ -89,6 +103,9 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
             never = (purpose["key"], channel) not in current
             if consents.changed(current, purpose["key"], channel, granted) and not (
                     never and not granted):
+                if granted and channel not in reach:
+                    unreachable.add(channel)
+                    continue
                 decisions.append(consents.Decision(
                     purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
                     source=ConsentSource.message_link, text=purpose["legal"],
@@ -96,6 +113,10 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                     display_id=await consents.verified_display(
                         session, display_id=form.get(f"display-{purpose['key']}"),
                         contact_id=contact.id, purpose=purpose["key"])))
+    if unreachable:
+        # Nothing is saved: the customer sees the choice was refused, not half of it kept.
+        return await _page(request, state, session, contact, client,
+                           unreachable=[c for c in CHANNELS if c in unreachable])
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await state.endpoints.wake(endpoints, "consent changed")
