@@ -23,6 +23,7 @@ from contacts import audit, gdpr, registry
 from contacts.schemas import AddressIn
 from core.settings import Settings
 from core.vocabulary import (
+    ANONYMISATION_BLOCKED,
     INVITING_TEMPLATES,
     AuditAction,
     CampaignMode,
@@ -307,7 +308,7 @@ class JourneyRecords:
                 audit.customer_actor(journey), settings=self._settings)
             if blocked:
                 await crud.add_journey_event(session, journey=journey, step=f"{input.step}/gdpr",
-                                             type="anonymisation_blocked", at=answer.given_at,
+                                             type=ANONYMISATION_BLOCKED, at=answer.given_at,
                                              detail={"reasons": blocked})
         await self._waker.wake(endpoints, input.step)
         return EmittedEvents()

@@ -184,5 +184,8 @@ class GdprConsentOut(BaseModel):
     updated_at: datetime | None
     documents: list[ConsentDocumentOut]
     anonymised: bool = False
-    # Why the `anonymise` consequence could not be applied (e.g. an open journey).
-    anonymisation_blocked: list[str] | None = None
+    anonymisation_blocked: list[str] | None = Field(default=None, description=(
+        "why the client's `anonymise` consequence of a rejected or withdrawn consent was not "
+        "applied (e.g. a journey still open), so the contact is kept: as this request's answer "
+        "left it, or as the customer's rejection on the re-consent page left it while that is "
+        "the newest answer; null otherwise"))

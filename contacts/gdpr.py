@@ -13,6 +13,7 @@ from contacts.audit import Actor
 from core.settings import Settings
 from core.storage import LocalDirectoryStorage
 from core.vocabulary import (
+    ANONYMISATION_BLOCKED,
     FINAL_STAGES,
     AuditAction,
     GdprConsentState,
@@ -260,3 +261,18 @@ async def apply_consent_consequence(session: AsyncSession, client: Client, conta
     except Blocked as err:
         return err.reasons
     return None
+
+
+async def page_rejection_blocked(session: AsyncSession, contact: Contact) -> list[str] | None:
+    """Why the anonymisation after the customer's rejection on the page was blocked, while
+    that rejection is still the contact's newest answer and the contact is not anonymised."""
+    if (contact.anonymised_at is not None or contact.gdpr_consent_updated_at is None
+            or contact.gdpr_consent_state not in (GdprConsentState.rejected,
+                                                  GdprConsentState.withdrawn)):
+        return None
+    detail = await session.scalar(
+        select(JourneyEvent.detail).join(Journey, Journey.id == JourneyEvent.journey_id)
+        .where(Journey.contact_id == contact.id, JourneyEvent.type == ANONYMISATION_BLOCKED,
+               JourneyEvent.at >= contact.gdpr_consent_updated_at)
+        .order_by(JourneyEvent.at.desc()).limit(1))
+    return detail["reasons"] if detail else None

@@ -34,6 +34,9 @@ PROGRESS = (Stage.enrolled, Stage.invited, Stage.opened, Stage.data_entered,
             Stage.verification_pending)
 # Not opened yet: the first visit to the contact page moves these to `opened`.
 NOT_OPENED = frozenset({Stage.enrolled, Stage.invited})
+# The journey event of a rejection on the page whose anonymisation the rules blocked; the
+# contact's GDPR state shows its reasons while that rejection is the newest answer.
+ANONYMISATION_BLOCKED = "anonymisation_blocked"
 # Stages in which the customer may (re)submit data from the page. `enrolled` too: the
 # invitation is mailed before its activity reports back, and a worker that dies in between
 # leaves the journey `enrolled` until the send is retried, while the customer already has it.

@@ -268,3 +268,38 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
     body = answer.json()
     assert body["state"] == "rejected" and body["anonymised"] is False
     assert body["anonymisation_blocked"]
+
+
+async def test_a_blocked_anonymisation_after_a_page_rejection_shows_in_the_gdpr_state(
+    tenant, http, mailbox
+):
+    """The customer rejects on the page while another journey of theirs is open: the contact
+    stays, and the client reads why from the GDPR state until a newer answer replaces it."""
+    await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "anonymise"},
+                            headers=tenant.auth)
+    campaign = await reconsent_campaign(tenant)
+    other = await tenant.create_campaign(languages=["en"], consents=[])
+    address = f"anon-{uuid.uuid4().hex[:8]}@example.com"
+    person = {"external_id": f"an-{uuid.uuid4().hex[:6]}", "email": address}
+    enrolled = (await tenant.enrol(campaign["id"], person))["results"][0]
+    [invitation] = await mailbox.wait_for(address)
+    running = (await tenant.enrol(other["id"], person))["results"][0]
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), answer="reject")
+    await tenant.wait_for_stage(enrolled["journey_id"], "rejected")
+
+    path = f"/v1/contacts/{enrolled['contact_id']}/gdpr-consent"
+    state = await tenant.ok("GET", path)
+    assert (state["state"], state["anonymised"]) == ("rejected", False)
+    assert state["anonymisation_blocked"] and running["journey_id"] in " ".join(
+        state["anonymisation_blocked"]), state
+
+    # A newer answer is the state now; the old block no longer explains it.
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v2", "text": FORM})
+    accepted = await tenant.post(path, {
+        "state": "accepted", "purpose": "data-processing", "source": "call_centre",
+        "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}})
+    assert accepted.status_code == 200, accepted.text
+    assert (await tenant.ok("GET", path))["anonymisation_blocked"] is None

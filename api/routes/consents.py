@@ -244,6 +244,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
 
 
 async def gdpr_out(session, contact: Contact, blocked: list[str] | None = None) -> GdprConsentOut:
+    """`blocked`: what kept this request's answer from anonymising the contact, if anything;
+    otherwise a block left by the customer's rejection on the page still shows."""
+    if blocked is None:
+        blocked = await gdpr.page_rejection_blocked(session, contact)
     documents = await session.scalars(select(ConsentDocument).where(
         ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
     return GdprConsentOut(state=contact.gdpr_consent_state,
