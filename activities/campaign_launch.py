@@ -22,6 +22,7 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from api import lost_journeys
 from core.contracts import (
     BeginLaunchInput,
     BeginLaunchResult,
@@ -139,13 +140,21 @@ class CampaignLauncher:
                     Journey.campaign_id == campaign.id,
                     crud.among(session, Journey.contact_id, [c for c, _ in page]))):
                 earlier[journey.contact_id].append(journey)
+            known = [j for theirs in earlier.values() for j in theirs]
+            # Only the journeys that would have the contact skipped are looked up in Temporal;
+            # this launch's own (an earlier try of this batch) may not be started yet.
+            suspects = [j.id for j in known
+                        if j.stage not in FINAL_STAGES and j.launch_id != input.launch_id]
+            lost = (await lost_journeys.ended_lost(session, known)
+                    | await lost_journeys.end_lost_among(session, self._temporal, suspects))
             to_start: list[Journey] = []
             delays: dict[uuid.UUID, timedelta] = {}
             rows = []
             for at, (contact_id, language) in enumerate(page, position):
                 delays[contact_id] = first_step_delay(input, at)
                 theirs = earlier[contact_id]
-                live = next((j for j in theirs if j.stage != Stage.expired), None)
+                live = next((j for j in theirs if j.stage != Stage.expired and j.id not in lost),
+                            None)
                 if live is not None:
                     if live.launch_id == input.launch_id:  # this batch's earlier try
                         to_start.append(live)

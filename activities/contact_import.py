@@ -131,8 +131,8 @@ class ContactImporter:
                                       last_name=c.last_name, language=c.language,
                                       email=emails.get(c.id)) for i, c in enumerate(contacts)}
                 results, journeys = await enrolment.write_contacts_and_journeys(
-                    session, reg, Actor(ActorType.api_key, job.actor_id), campaign=campaign,
-                    items=items)
+                    session, reg, Actor(ActorType.api_key, job.actor_id), activity.client(),
+                    campaign=campaign, items=items)
                 # Why a row was not enrolled, by its line, beside the rows that failed.
                 await crud.insert_ignoring_conflicts(session, ContactImportError, [
                     {"import_id": job.id, "line": line_of[contacts[r.index].id],

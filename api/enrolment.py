@@ -2,13 +2,15 @@
 journeys in one transaction (workflows.starts then starts one journey per contact)."""
 
 import uuid
-from collections import defaultdict
+from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client as TemporalClient
 
+from api import lost_journeys
 from api.errors import pydantic_fields
 from api.schemas import ContactIn, EnrolItemResult, FieldError
 from contacts import audit, registry
@@ -17,6 +19,7 @@ from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS
 from core.vocabulary import (
     CHANNEL_NEEDS,
+    FINAL_STAGES,
     AuditAction,
     Channel,
     ContactKind,
@@ -207,8 +210,8 @@ def _not_refused(items: dict[int, ContactIn], refused: list[EnrolItemResult]
 
 
 async def write_contacts_and_journeys(
-    session: AsyncSession, reg: Registry, actor: Actor, *, campaign: Campaign,
-    items: dict[int, ContactIn],
+    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient, *,
+    campaign: Campaign, items: dict[int, ContactIn],
 ) -> tuple[list[EnrolItemResult], list[Journey]]:
     client_id = campaign.client_id
     spec = campaign.spec
@@ -268,19 +271,22 @@ async def write_contacts_and_journeys(
         else:
             reachable[index] = contact
 
-    async def live_and_rounds() -> tuple[dict[uuid.UUID, Journey], dict[uuid.UUID, int]]:
-        """Each contact's journey in the campaign that has not expired, and how many it had:
-        one whose journeys all expired is asked again in a new round, as a launch does."""
-        live, rounds = {}, defaultdict(int)
-        for journey in await session.scalars(select(Journey).where(
-                Journey.campaign_id == campaign.id,
-                Journey.contact_id.in_([c.id for c in reachable.values()]))):
-            rounds[journey.contact_id] += 1
-            if journey.stage != Stage.expired:
-                live[journey.contact_id] = journey
-        return live, rounds
+    async def live_and_rounds() -> tuple[dict[uuid.UUID, Journey], Counter[uuid.UUID]]:
+        """Each contact's journey in the campaign that has not expired (nor been lost), and
+        how many it had: one whose journeys all expired is asked again in a new round, as a
+        launch does."""
+        theirs = list(await session.scalars(select(Journey).where(
+            Journey.campaign_id == campaign.id,
+            Journey.contact_id.in_([c.id for c in reachable.values()]))))
+        lost = await lost_journeys.ended_lost(session, theirs)
+        return ({j.contact_id: j for j in theirs if j.stage != Stage.expired and j.id not in lost},
+                Counter(j.contact_id for j in theirs))
 
     existing, rounds = await live_and_rounds()
+    # Only the journeys that would refuse their contact are looked up in Temporal.
+    if await lost_journeys.end_lost_among(session, temporal, [
+            j.id for j in existing.values() if j.stage not in FINAL_STAGES]):
+        existing, rounds = await live_and_rounds()
     new_rows = []
     for index, contact in reachable.items():
         if contact.id not in existing:

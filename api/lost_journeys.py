@@ -1,9 +1,10 @@
 """Journeys the database holds open whose workflow is gone: an operator terminated it in the
 Temporal UI (or it failed, timed out, or its history was deleted). Nothing would ever end them,
 so whoever meets one ends it as cancelled: the customer's page says the request has ended
-instead of thanking them for an answer nobody recorded, and erasing the contact is no longer
-blocked for ever."""
+instead of thanking them for an answer nobody recorded, erasing the contact is no longer
+blocked for ever, and enrolling the contact again starts a new journey in its place."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -16,30 +17,41 @@ from temporalio.service import RPCError, RPCStatusCode
 from contacts.gdpr import OPEN_JOURNEY
 from core.vocabulary import Stage
 from db import crud
-from db.models import Journey
+from db.models import Journey, JourneyEvent
 
 # These end without running any of the journey's code. A cancelled journey records its end
 # before it closes, unless it was cancelled before it learned to (patch `cancel-recorded`).
 ENDED_WITHOUT_A_WORD = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT,
                         WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.CANCELED}
+LOST = "workflow-lost"  # the history step of a journey ended here
+DESCRIBES_IN_FLIGHT = 50
 
 
-async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: Journey) -> bool:
-    """Ends the open journey as cancelled if its workflow is gone; whether it did."""
+async def _how_lost(temporal: TemporalClient, journey: Journey) -> str | None:
+    """How the journey's workflow ended without ending the journey ("terminated",
+    "not_found", ...), or None while it runs."""
     try:
         status = (await temporal.get_workflow_handle(journey.workflow_id).describe()).status
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        status = None
-    if status is not None and status not in ENDED_WITHOUT_A_WORD:
-        return False
+        return "not_found"
+    return status.name.lower() if status in ENDED_WITHOUT_A_WORD else None
+
+
+async def _end(session: AsyncSession, journey: Journey, how: str) -> None:
     now = datetime.now(UTC)
     journey.stage, journey.finished_at = Stage.cancelled, now
-    await crud.add_journey_event(
-        session, journey=journey, step="workflow-lost", type=Stage.cancelled, at=now,
-        detail={"workflow": status.name.lower() if status is not None else "not_found"})
-    return True
+    await crud.add_journey_event(session, journey=journey, step=LOST, type=Stage.cancelled,
+                                 at=now, detail={"workflow": how})
+
+
+async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: Journey) -> bool:
+    """Ends the open journey as cancelled if its workflow is gone; whether it did."""
+    how = await _how_lost(temporal, journey)
+    if how is not None:
+        await _end(session, journey, how)
+    return how is not None
 
 
 async def end_lost_journeys_of(session: AsyncSession, temporal: TemporalClient,
@@ -47,3 +59,39 @@ async def end_lost_journeys_of(session: AsyncSession, temporal: TemporalClient,
     for journey in await session.scalars(select(Journey).where(
             Journey.contact_id == contact_id, OPEN_JOURNEY).with_for_update()):
         await end_if_lost(session, temporal, journey)
+
+
+async def end_lost_among(session: AsyncSession, temporal: TemporalClient,
+                         journey_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Ends those of the journeys that are open and whose workflow is gone, a bounded number
+    of workflows described at a time; returns the ones it ended. Enrolment asks this only of
+    the journeys that would refuse their contact, so a launch into a fresh selection describes
+    nothing. A journey still `enrolled` without a workflow is not lost: the request or launch
+    batch that wrote it starts it after its commit, and enrolling it again starts it too."""
+    if not journey_ids:
+        return set()
+    # Locked: two enrolments meeting the same lost journey end it once.
+    journeys = list(await session.scalars(select(Journey).where(
+        crud.among(session, Journey.id, journey_ids), OPEN_JOURNEY
+    ).with_for_update().execution_options(populate_existing=True)))
+    gate = asyncio.Semaphore(DESCRIBES_IN_FLIGHT)
+
+    async def how(journey: Journey) -> str | None:
+        async with gate:
+            return await _how_lost(temporal, journey)
+    ended = set()
+    for journey, lost in zip(journeys, await asyncio.gather(*map(how, journeys))):
+        if lost is not None and (lost != "not_found" or journey.stage != Stage.enrolled):
+            await _end(session, journey, lost)
+            ended.add(journey.id)
+    return ended
+
+
+async def ended_lost(session: AsyncSession, journeys: list[Journey]) -> set[uuid.UUID]:
+    """Those of the journeys ended here: they no longer count as the contact's journey in the
+    campaign, unlike one the client or an operator cancelled (asked once per campaign)."""
+    cancelled = [j.id for j in journeys if j.stage == Stage.cancelled]
+    if not cancelled:
+        return set()
+    return set(await session.scalars(select(JourneyEvent.journey_id).where(
+        crud.among(session, JourneyEvent.journey_id, cancelled), JourneyEvent.step == LOST)))

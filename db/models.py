@@ -429,16 +429,21 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
 
 
+LIVE_JOURNEY = "stage NOT IN ('expired', 'cancelled')"
+
+
 class Journey(Base):
     """Read model of one contact's journey in one campaign; the workflow is the source of truth.
 
     One live journey per contact and campaign; a later launch may invite a contact again once
-    every earlier journey of theirs in the campaign has expired."""
+    every earlier journey of theirs in the campaign has expired, and a launch or enrolment once
+    their journey was lost with its workflow (api.lost_journeys). The index leaves out every
+    cancelled journey; the code keeps out of the campaign a contact the client cancelled."""
 
     __tablename__ = "journeys"
     __table_args__ = (
         Index("uq_journeys_campaign_contact_live", "campaign_id", "contact_id", unique=True,
-              postgresql_where=text("stage <> 'expired'"), sqlite_where=text("stage <> 'expired'")),
+              postgresql_where=text(LIVE_JOURNEY), sqlite_where=text(LIVE_JOURNEY)),
     )
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()

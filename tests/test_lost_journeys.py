@@ -1,7 +1,7 @@
 """A journey whose workflow an operator terminated in the Temporal UI: the database holds it
 open, and nothing would ever end it. Whoever meets it ends it as cancelled."""
 
-from tests.helpers import Customer, on_the_page, unique_email
+from tests.helpers import Customer, eventually, on_the_page, unique_email
 
 
 async def entered(tenant, http, mailbox) -> tuple[dict, Customer, str]:
@@ -50,3 +50,52 @@ async def test_erasing_the_contact_ends_its_lost_journey(tenant, http, mailbox, 
     await terminate(temporal_env, tenant, enrolled["journey_id"])
     deleted = await tenant.http.delete(contact, headers=tenant.auth)
     assert deleted.status_code == 204, deleted.text
+
+
+async def test_enrolling_again_replaces_the_lost_journey(tenant, http, mailbox, temporal_env):
+    enrolled, _, _ = await entered(tenant, http, mailbox)
+    campaign_id = (await tenant.journey(enrolled["journey_id"]))["campaign_id"]
+    address = enrolled["external_id"]
+    item = {"external_id": address, "email": address}
+    # While its workflow runs, the contact is enrolled already.
+    [again] = (await tenant.enrol(campaign_id, item))["results"]
+    assert (again["status"], again["journey_id"]) == ("already_enrolled", enrolled["journey_id"])
+    await terminate(temporal_env, tenant, enrolled["journey_id"])
+
+    [again] = (await tenant.enrol(campaign_id, item))["results"]
+    assert again["status"] == "accepted" and again["journey_id"] != enrolled["journey_id"]
+    old = await tenant.journey(enrolled["journey_id"])
+    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == {
+        "workflow": "terminated"}
+    new = await tenant.wait_for_stage(again["journey_id"], "invited")
+    assert new["workflow_id"] == f"{old['workflow_id']}/2"
+    await mailbox.wait_for(address, count=2)
+    # The new journey is the contact's one in the campaign: asked again, it stays.
+    [repeated] = (await tenant.enrol(campaign_id, item))["results"]
+    assert (repeated["status"], repeated["journey_id"]) == ("already_enrolled", new["id"])
+
+
+async def test_a_launch_replaces_a_lost_journey(tenant, mailbox, temporal_env):
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    addresses = [unique_email("launched") for _ in range(2)]
+    enrolled = (await tenant.enrol(campaign_id, *({"external_id": a, "email": a}
+                                                  for a in addresses)))["results"]
+    for address in addresses:
+        await mailbox.wait_for(address)
+    lost = enrolled[0]
+    await terminate(temporal_env, tenant, lost["journey_id"])
+
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch",
+                    {}, 202)
+
+    async def finished() -> dict | None:
+        launch = (await tenant.get(f"/v1/campaigns/{campaign_id}/progress")).json()["launch"]
+        return launch if launch["finished_at"] else None
+    launch = await eventually(finished, what="the launch to finish")
+    assert (launch["started"], launch["skipped"]) == (1, 1), launch
+    await mailbox.wait_for(addresses[0], count=2)
+    assert len(mailbox.to(addresses[1])) == 1
+    assert (await tenant.journey(lost["journey_id"]))["stage"] == "cancelled"
+    journeys = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"]
+    assert sorted(j["stage"] for j in journeys if j["contact_id"] == lost["contact_id"]) == [
+        "cancelled", "invited"]

@@ -58,7 +58,7 @@ async def enrichment_link(
             raise HTTPException(404, "no running journey; give campaign_id to start one")
         campaign = await enrolling_campaign(session, client.id, campaign_id)
         results, journeys = await enrolment.write_contacts_and_journeys(
-            session, reg, actor, campaign=campaign,
+            session, reg, actor, state.temporal, campaign=campaign,
             items={0: ContactIn(external_id=contact.external_id)})
         if not journeys:
             # Why this campaign cannot take the contact (no address it can reach, a claim it
