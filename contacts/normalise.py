@@ -14,6 +14,12 @@ def email(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+def same_email(a: str, b: str) -> bool:
+    """Whether two canonical addresses are one: letter case counts nowhere, the local part's
+    neither, as in the uniqueness rule's keys and the suppression list."""
+    return a.casefold() == b.casefold()
+
+
 def card_number(value: str) -> str:
     """Digits of a payment card number that passes the Luhn check."""
     digits = "".join(ch for ch in value if ch not in " -")

@@ -13,8 +13,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contacts import normalise
 from core import security
-from core.vocabulary import NOT_OPENED, Stage
+from core.vocabulary import NOT_OPENED, ContactPointKind, Stage
 from db.models import (
     POINT_IN_USE,
     ApiKey,
@@ -159,6 +160,14 @@ async def known_points(session: AsyncSession, *, contact_id: uuid.UUID
         .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
         .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))).all()
     return {point.kind: point for point in points}  # the last of each kind wins
+
+
+async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:
+    """The address as the contact's registry entry spells it when it has it in another letter
+    case: `Ann@Example.com` typed for a known `ann@example.com` is that address, not a new one."""
+    return next((known for known in await session.scalars(select(ContactPoint.value).where(
+        ContactPoint.contact_id == contact_id, ContactPoint.kind == ContactPointKind.email))
+        if normalise.same_email(known, value)), value)
 
 
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,

@@ -87,3 +87,26 @@ async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry
     change = [e for e in trail if e["action"] == "update" and "addresses" in (
         e["detail"] or {}).get("changes", {})]
     assert change and change[0]["actor_type"] == "customer"
+
+
+async def test_the_known_address_in_other_letter_case_is_kept_not_corrected(
+    tenant, http, mailbox
+):
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"])
+    known = unique_email("case")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": known, "email": known})
+                  )["results"]
+    [invitation] = await mailbox.wait_for(known)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    # The registry tells contacts apart by email regardless of case: the same address.
+    local, _, domain = known.partition("@")
+    await customer.submit(page, email=f"{local.capitalize()}@{domain.upper()}", consent=["terms"])
+    assert "Thank you, your address is confirmed" in customer.page
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    assert len(mailbox.to(known)) == 1  # no verification mail
+    [point] = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()[
+        "contact_points"]
+    assert (point["value"], point["verification_state"], point["verified_via"]) == (
+        known, "verified", "invitation_link")

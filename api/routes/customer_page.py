@@ -421,6 +421,9 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked,
                                    "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    if email is not None:
+        # Kept in another letter case, the known address is no correction to verify anew.
+        email = await crud.as_known_email(session, contact_id=visit.contact.id, value=email)
     handle = await journey_of(session, state, visit)
     submission = str(form.get("submission", ""))
     try:
