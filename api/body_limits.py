@@ -2,10 +2,10 @@
 whole: FastAPI parses a JSON body before it checks the API key, so without this anyone could
 make the API hold gigabytes."""
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import error_response, for_browsers, too_large_page
 from core.settings import Settings
 
 # What a multipart form adds around the file it carries.
@@ -40,8 +40,9 @@ class BodyLimits:
         limit = limit_for(self.settings, scope["path"])
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            refusal = BodyTooLarge(limit)
-            await error_response(refusal.status_code, "too_large", refusal.detail)(
+            refusal, request = BodyTooLarge(limit), Request(scope)
+            await (too_large_page(request, refusal.status_code) if for_browsers(request) else
+                   error_response(refusal.status_code, "too_large", refusal.detail))(
                 scope, receive, send)
             return
         received = 0

@@ -91,15 +91,31 @@ def browser_language(request: Request) -> str:
     return request.headers.get("accept-language", "en")[:2]
 
 
+def for_browsers(request: Request) -> bool:
+    """Whether the route is a page (the customer's, the dashboard), not the API: its errors are
+    pages in the visitor's language."""
+    return not request.url.path.startswith("/v1/")
+
+
+def error_page(request: Request, stage: str, status: int,
+               headers: dict[str, str] | None = None) -> HTMLResponse:
+    page = render_page("finished", browser_language(request), {"stage": stage, "client_name": ""})
+    return HTMLResponse(page, status_code=status, headers=headers)
+
+
 def unavailable_response(request: Request) -> Response:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if request.url.path.startswith("/v1/"):
+    if not for_browsers(request):
         return error_response(503, "unavailable", "the service is briefly unavailable; nothing "
                               "was lost, retry after Retry-After seconds", headers=headers)
     # Customers get a page in their language that tells them to try again.
-    page = render_page("finished", browser_language(request),
-                       {"stage": "unavailable", "client_name": ""})
-    return HTMLResponse(page, status_code=503, headers=headers)
+    return error_page(request, "unavailable", 503, headers)
+
+
+def too_large_page(request: Request, status: int) -> HTMLResponse:
+    """A posted page over its body limit (413), or over the form parser's limit on a field's
+    size or the number of fields (400): the customer typed or attached too much."""
+    return error_page(request, "too_large", status)
 
 
 class FieldProblems(Exception):
@@ -124,7 +140,10 @@ def install(app: FastAPI) -> None:
         return error_response(422, "validation_error", "request failed validation", exc.fields)
 
     @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        # On a page only the framework raises these: a form or body over its limit.
+        if exc.status_code in (400, 413) and for_browsers(request):
+            return too_large_page(request, exc.status_code)
         return error_response(exc.status_code, CODES.get(exc.status_code, "error"), str(exc.detail),
                               headers=getattr(exc, "headers", None))
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,7 +43,6 @@ from core.security import Csrf, SecretBox
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.session import make_counter_engine, make_engine, make_sessionmaker
-from messaging.rendering import render_page
 from workflows.webhook_endpoint import EndpointDispatcher
 
 SECURITY_HEADERS = {
@@ -140,9 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RateLimited)
     async def _rate_limited(request: Request, exc: RateLimited) -> Response:
-        page = render_page("finished", errors.browser_language(request),
-                           {"stage": "too_many_requests", "client_name": ""})
-        return HTMLResponse(page, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+        return errors.error_page(request, "too_many_requests", 429,
+                                 {"Retry-After": str(exc.retry_after)})
 
     app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(SecurityHeaders)

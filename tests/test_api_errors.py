@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, on_the_page, unique_email
 
 CAMPAIGN = {"name": "Checks", "languages": ["en"]}
 
@@ -211,3 +211,24 @@ async def test_a_body_over_its_limit_is_refused_before_anything_reads_it(tenant,
         assert response.status_code == 413, response.text
         assert response.json()["error"]["code"] == "too_large"
     assert small.status_code == 401  # under the limit, the key is checked as ever
+
+
+async def test_a_customer_page_post_too_large_is_answered_with_a_page(tenant, http, mailbox,
+                                                                      settings):
+    """A browser shows the customer a page in their language, not the API's JSON."""
+    campaign = await tenant.create_campaign(languages=["nl"], consents=[],
+                                            collect=["email", "address"])
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email("large"))
+    dutch = {"accept-language": "nl-NL,nl;q=0.9"}
+    form = {**customer.hidden_fields(), "csrf_token": customer.csrf(),
+            "email": enrolled["external_id"], "address_line1": "a" * (3 * 1024 * 1024)}
+    field = await http.post(page, data=form, headers=dutch)
+    whole = await http.post(page, content=b"a" * (settings.max_request_bytes + 1), headers={
+        **dutch, "content-type": "application/x-www-form-urlencoded"})
+    # The form parser refuses a field over 1 MB; the body limit, a body over it.
+    for response, status in ((field, 400), (whole, 413)):
+        assert response.status_code == status, response.text[:200]
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Wat u verstuurde is te groot" in response.text
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "opened"
