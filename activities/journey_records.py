@@ -138,7 +138,7 @@ class JourneyRecords:
             )
             endpoints += await consents_db.announce(session, contact=contact, events=consents)
         # Only now, committed, may the endpoints' workflows see the events.
-        await self._waker.wake(endpoints, input.step)
+        await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents(proven=proven)
 
     @staticmethod
@@ -162,8 +162,10 @@ class JourneyRecords:
         the last one awaited, the journey is verified and `contact.data_verified` raised."""
         async with transaction(self._sessions) as session:
             emitted, endpoints = await self._verification(session, input)
+            # Loaded (and locked) by the verification: no second query.
+            client_id = (await session.get_one(Journey, uuid.UUID(input.journey_id))).client_id
         # Only now, committed, may the endpoints' workflows see the events.
-        await self._waker.wake(endpoints, input.step)
+        await self._waker.wake(client_id, endpoints, input.step)
         return emitted
 
     async def _verification(self, session: AsyncSession, input: RecordVerificationInput
@@ -310,7 +312,7 @@ class JourneyRecords:
                 await crud.add_journey_event(session, journey=journey, step=f"{input.step}/gdpr",
                                              type=ANONYMISATION_BLOCKED, at=answer.given_at,
                                              detail={"reasons": blocked})
-        await self._waker.wake(endpoints, input.step)
+        await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents()
 
     @activity.defn
@@ -341,5 +343,5 @@ class JourneyRecords:
                 },
             )
         # Only now, committed, may the endpoints' workflows see the event.
-        await self._waker.wake(endpoints, input.step)
+        await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents()

@@ -111,7 +111,7 @@ class KycActivities:
                                             "kyc": profile_payload(p), "change": input.type,
                                             "at": input.at.isoformat()})
         # Only now, committed, may the endpoints' workflows see the event.
-        await self._waker.wake(endpoints, input.step)
+        await self._waker.wake(contact.client_id, endpoints, input.step)
         return EmittedEvents()
 
     @activity.defn

@@ -165,7 +165,7 @@ class MessageSender:
                     session, message=message, kind=refusal.kind, reason=refusal.reason,
                     source=BOUNCE_SOURCE[Channel(outgoing.channel)], at=message.sent_at)
             # Only now, committed, may the endpoints' workflows see the event.
-            await self._waker.wake(endpoints, input.step)
+            await self._waker.wake(message.client_id, endpoints, input.step)
             return SendMessageResult(sent=False, recipient=recipient, bounced=refusal.kind)
         await self._mark_sent(outgoing.message_id, provider_id, input, sent_at)
         return SendMessageResult(sent=True, recipient=recipient)

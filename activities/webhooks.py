@@ -113,7 +113,7 @@ class WebhookSender:
                     WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending"))
             state = "active" if endpoint.enabled else "disabled"
         if wake:
-            await self._waker.wake(wake, "endpoint disabled")
+            await self._waker.wake(endpoint.client_id, wake, "endpoint disabled")
         more_due = state == "active" and next_due_at is not None and next_due_at <= utcnow()
         return DeliverDueResult(state, len(due), delivered, next_due_at, more_due)
 
@@ -227,7 +227,8 @@ class WebhookSender:
             event = await session.get_one(WebhookEvent, delivery.event_id)
             endpoint = await session.get_one(WebhookEndpoint, delivery.endpoint_id)
             await crud.queue_delivery(session, event=event, endpoint=endpoint)
-        await self._waker.wake([str(endpoint.id)], "journey recorded before 0200")
+        await self._waker.wake(endpoint.client_id, [str(endpoint.id)],
+                               "journey recorded before 0200")
 
 
 async def _excerpt(response: httpx.Response) -> str:

@@ -89,7 +89,8 @@ async def durable_delivery(receiver: WebhookReceiver, settings: Settings, tempor
     await engine.dispose()
 
     started = time.perf_counter()
-    await EndpointDispatcher(temporal, settings).wake([str(endpoint.id)], "bench")
+    await EndpointDispatcher(temporal, settings).wake(endpoint.client_id, [str(endpoint.id)],
+                                                      "bench")
 
     async def all_there() -> bool:
         return len(receiver.events(name)) >= events

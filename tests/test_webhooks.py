@@ -8,6 +8,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.main import create_app
+from core.vocabulary import CLIENT_ID
 from tests.helpers import Tenant, eventually, unique_email
 from tests.histories import save_history
 from workflows.webhook_endpoint import WebhookEndpointWorkflow, endpoint_workflow_id
@@ -240,3 +241,19 @@ async def test_endpoint_urls_to_private_addresses_are_refused(tenant, strict_app
         assert moved.status_code == 422
         await client.ok("DELETE", f"/v1/webhook-endpoints/{created['id']}", status=204)
 
+
+
+async def test_endpoint_workflows_carry_their_client(tenant, webhook_receiver, temporal_env):
+    """An operator filters them by `ClientId` in the Temporal UI, as journeys and launches."""
+    by_event = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    await expiring_journeys(tenant, 1)  # started by the recording activity's wake-up
+    await webhook_receiver.wait_for(by_event, EXPIRED)
+    by_api = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    path = f"/v1/webhook-endpoints/{tenant.endpoint_ids[by_api]}"
+    for enabled in (False, True):  # enabled again, it is woken by the API
+        await tenant.ok("PATCH", path, {"enabled": enabled})
+    for hook in (by_event, by_api):
+        handle = temporal_env.client.get_workflow_handle(
+            endpoint_workflow_id(tenant.endpoint_ids[hook]))
+        attributes = (await handle.describe()).typed_search_attributes
+        assert attributes.get(CLIENT_ID) == str(tenant.id), hook

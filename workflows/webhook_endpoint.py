@@ -7,13 +7,14 @@ event is in the database before anything may deliver it, and never waits for a j
 """
 
 import asyncio
+import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import WebhookSender
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         WakeEndpointInput,
     )
     from core.settings import Settings
+    from core.vocabulary import CLIENT_ID
 
 # A pass is one activity call plus a timer or a signal: a few events of history each.
 PASSES_BEFORE_CONTINUE_AS_NEW = 200
@@ -101,8 +103,11 @@ class EndpointDispatcher:
         self._client = client
         self._settings = settings
 
-    async def wake(self, endpoint_ids: Iterable[str], reason: str) -> None:
+    async def wake(self, client_id: uuid.UUID, endpoint_ids: Iterable[str], reason: str) -> None:
+        """Wakes the client's endpoints; one started here carries the client as its `ClientId`
+        (an operator filters by it in the Temporal UI, as journeys and launches)."""
         policy = delivery_policy(self._settings)
+        attributes = TypedSearchAttributes([SearchAttributePair(CLIENT_ID, str(client_id))])
         await asyncio.gather(*(
             self._client.start_workflow(
                 WebhookEndpointWorkflow.run,
@@ -111,6 +116,7 @@ class EndpointDispatcher:
                 task_queue=self._settings.temporal_task_queue,
                 start_signal="wake",
                 start_signal_args=[WakeEndpointInput(reason=reason, policy=policy)],
+                search_attributes=attributes,
                 static_summary=f"Webhook deliveries of endpoint {endpoint_id}",
             )
             for endpoint_id in dict.fromkeys(str(e) for e in endpoint_ids)

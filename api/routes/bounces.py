@@ -92,7 +92,7 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     step, channel, template = message.step, message.channel, message.template
     journey = await session.get_one(Journey, message.journey_id)
     await session.commit()
-    await state.endpoints.wake(endpoints, "bounce")
+    await state.endpoints.wake(client.id, endpoints, "bounce")
     handle = state.temporal.get_workflow_handle_for(JourneyWorkflow.run, journey.workflow_id)
     try:
         await handle.signal(JourneyWorkflow.message_bounced,

@@ -141,7 +141,7 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
     events, endpoints = await consents.record(session, contact=contact,
                                                       decisions=decisions)
     await session.commit()
-    await state.endpoints.wake(endpoints, "consent changed")
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
     return [event_out(e) for e in events]
 
 
@@ -237,7 +237,7 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
         endpoints += (await consents.record(session, contact=contact,
                                                     decisions=decisions))[1]
     await session.commit()
-    await state.endpoints.wake(endpoints, "consent changed")
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
     return {"action": "stop" if word in STOP_WORDS else "start", "contacts": len(contacts)}
 
 
@@ -315,7 +315,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
     blocked = await gdpr.apply_consent_consequence(
         session, client, contact, request.state.actor, settings=state.settings) if newest else None
     await session.commit()
-    await state.endpoints.wake(endpoints, "consent changed")
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
     return await gdpr_out(session, contact, blocked)
 
 

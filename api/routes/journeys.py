@@ -111,7 +111,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                 "contact": crud.contact_ref(await session.get_one(Contact, journey.contact_id)),
                 "claim": journey.claim, **detail})
         await session.commit()
-        await state.endpoints.wake(endpoints, "payment completed")
+        await state.endpoints.wake(client.id, endpoints, "payment completed")
         try:
             await state.temporal.get_workflow_handle(journey.workflow_id).signal(
                 JourneyWorkflow.payment_completed)

@@ -119,7 +119,7 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                            unreachable=[c for c in CHANNELS if c in unreachable])
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
-    await state.endpoints.wake(endpoints, "consent changed")
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
     return await _page(request, state, session, contact, client, saved=True)
 
 
@@ -162,6 +162,6 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
                               source=ConsentSource.message_link, text=text,
                               shown_in=f"unsubscribe:{link.step}", **who(request))])
         await session.commit()
-        await state.endpoints.wake(endpoints, "consent changed")
+        await state.endpoints.wake(client.id, endpoints, "consent changed")
     page.status_code = status.HTTP_200_OK
     return page

@@ -113,7 +113,7 @@ async def update_endpoint(
             endpoint.failing_since = None
     await session.commit()
     if resumed:
-        await state.endpoints.wake([str(endpoint.id)], "enabled")
+        await state.endpoints.wake(client.id, [str(endpoint.id)], "enabled")
     return endpoint_out(endpoint)
 
 
@@ -124,7 +124,7 @@ async def delete_endpoint(endpoint_id: uuid.UUID, client: ClientDep, session: Se
     await session.delete(endpoint)
     await session.commit()
     # Its workflow finds the endpoint gone and ends.
-    await state.endpoints.wake([str(endpoint_id)], "deleted")
+    await state.endpoints.wake(client.id, [str(endpoint_id)], "deleted")
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=WebhookEndpointCreated)
@@ -205,7 +205,7 @@ async def resend_event(endpoint_id: uuid.UUID, event_id: uuid.UUID, client: Clie
         raise HTTPException(404, "webhook event not found")
     delivery = await crud.queue_delivery(session, event=event, endpoint=endpoint)
     await session.commit()
-    await state.endpoints.wake([str(endpoint.id)], "resend")
+    await state.endpoints.wake(client.id, [str(endpoint.id)], "resend")
     return delivery_out(delivery, event)
 
 
@@ -237,5 +237,5 @@ async def replay_events(endpoint_id: uuid.UUID, body: ReplayRequest, client: Cli
     queued = len(wanted)
     await session.commit()
     if queued:
-        await state.endpoints.wake([str(endpoint.id)], "replay")
+        await state.endpoints.wake(client.id, [str(endpoint.id)], "replay")
     return ReplayResult(queued=queued)
