@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.settings import DATA_DIR, Settings
@@ -46,7 +47,8 @@ def run(settings: Settings) -> None:
         temporal = subprocess.Popen([
             temporal_cli(), "server", "start-dev", "--ip", temporal_host,
             "--port", str(temporal_port), "--ui-port", str(ui_port),
-            "--db-filename", str(DATA_DIR / "temporal.db"), "--log-level", "error",
+            # Absolute, as the server prints it in its own banner.
+            "--db-filename", str((DATA_DIR / "temporal.db").absolute()), "--log-level", "error",
             *search_attribute_args(),
         ])
         procs.append(temporal)
@@ -58,13 +60,15 @@ def run(settings: Settings) -> None:
             "--host", api.hostname or "127.0.0.1", "--port", str(api.port or 8000),
         ]))
         wait_for_port(api.hostname or "127.0.0.1", api.port or 8000, 60, procs[-1])
+        # Absolute: the stack runs from any directory, and what it names is opened from others.
+        journeys = Path(sys.executable).with_name("journeys")
         print(f"""
 contact-journeys is running (Ctrl-C stops everything):
   API + customer pages  {settings.public_base_url}   (OpenAPI docs: {settings.public_base_url}/docs)
   Dev outbox            {settings.public_base_url}/dev/outbox
   Temporal Web UI       http://localhost:{ui_port}
-  SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {settings.dev_maildir}/
-Create a client:        .venv/bin/journeys clients create "Acme"
+  SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {settings.dev_maildir.absolute()}/
+Create a client:        {journeys} clients create "Acme"
 """, flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -70,6 +70,10 @@ def test_dev_stack_serves_and_stops_every_process_on_sigterm(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{temporal + 1000}/").status_code == 200  # Web UI
         printed = (tmp_path / "dev.log").read_text()
         assert f"Temporal Web UI       http://localhost:{temporal + 1000}" in printed
+        # Paths a user opens from anywhere.
+        assert f"Temporal Persistence: {tmp_path}/.data/temporal.db" in printed
+        assert f"-> {tmp_path}/.data/maildir/" in printed
+        assert f"Create a client:        {JOURNEYS} clients create" in printed
         # Its data lives where it was started, not in the checkout.
         assert (tmp_path / ".data" / "journeys.db").exists()
         assert (tmp_path / ".data" / "temporal.db").exists()
