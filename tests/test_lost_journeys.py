@@ -1,7 +1,12 @@
 """A journey whose workflow an operator terminated in the Temporal UI: the database holds it
 open, and nothing would ever end it. Whoever meets it ends it as cancelled."""
 
+import uuid
+
+from db.models import Journey
+from db.session import transaction
 from tests.helpers import Customer, eventually, on_the_page, unique_email
+from workflows.starts import workflow_id
 
 
 async def entered(tenant, http, mailbox) -> tuple[dict, Customer, str]:
@@ -73,6 +78,28 @@ async def test_enrolling_again_replaces_the_lost_journey(tenant, http, mailbox, 
     # The new journey is the contact's one in the campaign: asked again, it stays.
     [repeated] = (await tenant.enrol(campaign_id, item))["results"]
     assert (repeated["status"], repeated["journey_id"]) == ("already_enrolled", new["id"])
+
+
+async def test_a_journey_not_started_yet_is_not_lost(tenant, mailbox, sessions):
+    """Written by a request that starts its workflow after its commit: another enrolment
+    meanwhile finds no workflow, and must neither end it nor start a second journey."""
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    address = unique_email("unstarted")
+    contact_id = (await tenant.ok("POST", "/v1/contacts", {
+        "external_id": address, "first_name": "Una",
+        "contact_points": [{"kind": "email", "value": address}]},
+        201))["id"]
+    written = uuid.uuid4()
+    async with transaction(sessions) as session:
+        session.add(Journey(id=written, client_id=tenant.id, campaign_id=uuid.UUID(campaign_id),
+                            contact_id=uuid.UUID(contact_id), language="en", stage="enrolled",
+                            workflow_id=workflow_id(uuid.UUID(campaign_id),
+                                                    uuid.UUID(contact_id))))
+
+    [again] = (await tenant.enrol(campaign_id, {"external_id": address}))["results"]
+    assert (again["status"], again["journey_id"]) == ("already_enrolled", str(written))
+    await tenant.wait_for_stage(str(written), "invited")  # the enrolment started it
+    assert len(await mailbox.wait_for(address)) == 1
 
 
 async def test_a_launch_replaces_a_lost_journey(tenant, mailbox, temporal_env):
