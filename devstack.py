@@ -62,12 +62,13 @@ def run(settings: Settings) -> None:
         wait_for_port(api.hostname or "127.0.0.1", api.port or 8000, 60, procs[-1])
         # Absolute: the stack runs from any directory, and what it names is opened from others.
         journeys = Path(sys.executable).with_name("journeys")
+        maildir = settings.dev_maildir.absolute()
         print(f"""
 contact-journeys is running (Ctrl-C stops everything):
   API + customer pages  {settings.public_base_url}   (OpenAPI docs: {settings.public_base_url}/docs)
   Dev outbox            {settings.public_base_url}/dev/outbox
   Temporal Web UI       http://localhost:{ui_port}
-  SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {settings.dev_maildir.absolute()}/
+  SMTP sink             {settings.smtp_host}:{settings.smtp_port} -> {maildir}/
 Create a client:        {journeys} clients create "Acme"
 """, flush=True)
         while all(p.poll() is None for p in procs):
