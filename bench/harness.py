@@ -191,7 +191,8 @@ class Bench:
     async def cpu_seconds(self) -> AsyncIterator[dict[str, float]]:
         """CPU seconds each process of the stack used inside the block: shows who was busy."""
         def now() -> dict[str, float]:
-            return {role: process_tree_cpu(pid) for role, pid in self.pids.items()}
+            return {role: cpu_of(pid, with_children=role in SERVED)
+                    for role, pid in self.pids.items()}
         used: dict[str, float] = {}
         before = now()
         yield used
@@ -253,10 +254,11 @@ def child(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-def process_tree_cpu(pid: int) -> float:
-    """User and system CPU seconds of a process and its children (uvicorn's worker processes)."""
+def cpu_of(pid: int, *, with_children: bool) -> float:
+    """User and system CPU seconds of a process, with its children's (uvicorn's workers)."""
     process = psutil.Process(pid)
-    return sum(sum(p.cpu_times()[:2]) for p in (process, *process.children(recursive=True)))
+    children = process.children(recursive=True) if with_children else []
+    return sum(sum(p.cpu_times()[:2]) for p in (process, *children))
 
 
 def serve(app: list[str], port: int, processes: int, settings: Settings,
@@ -271,8 +273,11 @@ def serve(app: list[str], port: int, processes: int, settings: Settings,
                  settings, log)
 
 
+SERVED = ("api", "bare app")  # served by uvicorn, whose workers are the process's children
+
+
 def stack_pids(procs: list[subprocess.Popen]) -> dict[str, int]:
-    roles = dict(zip(["worker", "raw worker", "api", "bare app"], (p.pid for p in procs)))
+    roles = dict(zip(["worker", "raw worker", *SERVED], (p.pid for p in procs)))
     # The Temporal dev server is the one child of ours that we did not start by hand.
     for proc in psutil.Process().children():
         if proc.pid not in roles.values() and "temporal" in proc.name():
