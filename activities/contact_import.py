@@ -315,7 +315,7 @@ class _Batch:
         for line, owner, body in updates:
             contact = contacts[owner]
             if contact.anonymised_at is not None:
-                self.fail(line, "row", "matches an anonymised contact, which cannot change")
+                self.fail(line, "row", enrolment.ANONYMISED)
                 continue
             try:
                 changed = await self._apply(contact, body, points[owner], labels[owner],

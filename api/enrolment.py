@@ -180,6 +180,9 @@ def plan_channels(spec: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(s["channel"] for s in spec.get("channel_plan") or [])) or ["email"]
 
 
+ANONYMISED = "matches an anonymised contact, which cannot change"
+
+
 def unreachable(channels: list[str]) -> FieldError:
     if channels == ["email"]:
         return FieldError(field="email", message="required: this campaign reaches contacts by "
@@ -224,6 +227,14 @@ async def write_contacts_and_journeys(
     claims = _claim_problems(items, payments=bool(spec.get("payments")))
     items = _not_refused(items, claims)
     before = await known()
+    # An erased person is not asked again, nor filled with new data, under the old key.
+    erased = [EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
+                              contact_id=held.id, errors=[FieldError(
+                                  field="external_id", message=ANONYMISED)])
+              for i, item in items.items()
+              if (held := before.get(item.external_id)) and held.anonymised_at is not None]
+    claims += erased
+    items = _not_refused(items, erased)
     channels = plan_channels(spec)
     # An item the campaign cannot reach (no email of its own for it, and no address the
     # registry holds) is refused before anything of it is written: no new contact, no names.

@@ -183,6 +183,14 @@ async def test_export_then_anonymise_leaves_no_personal_data(
     assert patch.status_code == 409
     trail = (await tenant.get(f"{base}/audit")).json()["items"]
     assert trail[-1]["action"] == "anonymise"
+    # Nor filled again, and asked, by enrolling its key with new data.
+    other = await tenant.create_campaign()
+    [refused] = (await tenant.post(f"/v1/campaigns/{other['id']}/contacts", {"contacts": [{
+        "external_id": after["external_id"], "first_name": "Back",
+        "email": unique_email("back")}]})).json()["results"]
+    assert refused["status"] == "rejected" and refused["errors"][0]["field"] == "external_id"
+    again = (await tenant.get(base)).json()
+    assert again["first_name"] is None and again["contact_points"] == []
 
 
 async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
