@@ -126,3 +126,21 @@ async def test_a_launch_replaces_a_lost_journey(tenant, mailbox, temporal_env):
     journeys = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"]
     assert sorted(j["stage"] for j in journeys if j["contact_id"] == lost["contact_id"]) == [
         "cancelled", "invited"]
+
+
+async def test_an_enrichment_link_replaces_the_lost_journey(tenant, http, mailbox, temporal_env):
+    enrolled, _, _ = await entered(tenant, http, mailbox)
+    campaign_id = (await tenant.journey(enrolled["journey_id"]))["campaign_id"]
+    link = f"/v1/contacts/{enrolled['contact_id']}/enrichment-link"
+    await terminate(temporal_env, tenant, enrolled["journey_id"])
+
+    # Nothing runs any more: a link needs a campaign, as for a contact without a journey.
+    assert (await tenant.get(link)).status_code == 404
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "cancelled"
+    started = await tenant.get(link, campaign_id=campaign_id)
+    assert started.status_code == 200, started.text
+    new = await tenant.wait_for_stage(started.json()["journey_id"], "invited")
+    assert new["id"] != enrolled["journey_id"] and new["campaign_id"] == campaign_id
+    customer = Customer(http)
+    await customer.open(started.json()["url"].removeprefix("http://testserver"))
+    assert "This request has ended" not in customer.page

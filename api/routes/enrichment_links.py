@@ -10,8 +10,10 @@ import segno
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client as TemporalClient
 
-from api import enrolment
+from api import enrolment, lost_journeys
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, enrolling_campaign
@@ -34,6 +36,19 @@ class EnrichmentLink(BaseModel):
     expires_at: datetime
 
 
+async def running_journey(session: AsyncSession, temporal: TemporalClient,
+                          contact_id: uuid.UUID) -> Journey | None:
+    """The contact's newest unfinished journey whose workflow still runs; the lost ones met on
+    the way are ended, so a link never leads to a journey nothing will answer."""
+    while True:
+        journey = (await session.scalars(select(Journey).where(
+            Journey.contact_id == contact_id, Journey.stage.not_in(FINAL_STAGES))
+            .order_by(Journey.created_at.desc()).limit(1))).first()
+        if journey is None or not await lost_journeys.end_lost_among(session, temporal,
+                                                                     [journey.id]):
+            return journey
+
+
 @router.get("/{contact_id}/enrichment-link", response_model=EnrichmentLink,
             responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}},
                        409: {"model": ErrorBody,
@@ -50,11 +65,10 @@ async def enrichment_link(
     if campaign_id is not None:
         # Named, it must be one of the client's, even when a running journey makes it moot.
         await campaign_of(session, client.id, campaign_id)
-    journey = (await session.scalars(select(Journey).where(
-        Journey.contact_id == contact.id, Journey.stage.not_in(FINAL_STAGES))
-        .order_by(Journey.created_at.desc()).limit(1))).first()
+    journey = await running_journey(session, state.temporal, contact.id)
     if journey is None:
         if campaign_id is None:
+            await session.commit()  # a lost journey met on the way stays ended
             raise HTTPException(404, "no running journey; give campaign_id to start one")
         campaign = await enrolling_campaign(session, client.id, campaign_id)
         results, journeys = await enrolment.write_contacts_and_journeys(
