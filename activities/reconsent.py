@@ -3,19 +3,21 @@
 Idempotent: a retried batch finds the same contacts, the same journey rows and workflow ids."""
 
 import uuid
+from collections import Counter
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
 
+from api import lost_journeys
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
-from core.vocabulary import GdprConsentState, Stage
+from core.vocabulary import FINAL_STAGES, GdprConsentState, Stage
 from db import crud
 from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
-from workflows.starts import start_journeys, workflow_id
+from workflows.starts import journey_language, start_journeys, workflow_id
 
 
 class Reconsent:
@@ -43,16 +45,27 @@ class Reconsent:
             for contact in chosen:
                 contact.gdpr_consent_state = GdprConsentState.pending
                 contact.gdpr_consent_updated_at = reset_at
-            if chosen:
-                await crud.insert_ignoring_conflicts(session, Journey, [
-                    {"id": uuid.uuid4(), "client_id": campaign.client_id,
-                     "campaign_id": campaign.id, "contact_id": c.id,
-                     "workflow_id": workflow_id(campaign.id, c.id), "stage": Stage.enrolled,
-                     "language": c.language if c.language in campaign.spec["languages"]
-                     else campaign.spec["default_language"]} for c in chosen])
-            journeys = list(await session.scalars(select(Journey).where(
+            theirs = list(await session.scalars(select(Journey).where(
                 Journey.campaign_id == campaign.id,
-                Journey.contact_id.in_([c.id for c in chosen]))))
+                crud.among(session, Journey.contact_id, [c.id for c in chosen]))))
+            # As in a launch: a contact whose journey here expired or was lost with its
+            # workflow (terminated in the Temporal UI) is asked again in a new round.
+            lost = (await lost_journeys.ended_lost(session, theirs)
+                    | await lost_journeys.end_lost_among(session, self._temporal, [
+                        j.id for j in theirs if j.stage not in FINAL_STAGES]))
+            journeys = [j for j in theirs if j.stage != Stage.expired and j.id not in lost]
+            rounds, asked = Counter(j.contact_id for j in theirs), {j.contact_id for j in journeys}
+            rows = [{"id": uuid.uuid4(), "client_id": campaign.client_id,
+                     "campaign_id": campaign.id, "contact_id": c.id,
+                     "workflow_id": workflow_id(campaign.id, c.id, rounds[c.id] + 1),
+                     "stage": Stage.enrolled,
+                     "language": journey_language(campaign.spec, c.language)}
+                    for c in chosen if c.id not in asked]
+            if rows:
+                # A contact enrolled through the API meanwhile keeps that journey instead.
+                inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(
+                    session, Journey).returning(Journey.id), rows))
+                journeys += [Journey(**row) for row in rows if row["id"] in inserted]
         await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=journeys)
         activity.heartbeat(len(journeys))
         return ReconsentBatchResult(

@@ -144,3 +144,33 @@ async def test_an_enrichment_link_replaces_the_lost_journey(tenant, http, mailbo
     customer = Customer(http)
     await customer.open(started.json()["url"].removeprefix("http://testserver"))
     assert "This request has ended" not in customer.page
+
+
+async def run_reconsent(tenant, campaign_id: str) -> dict:
+    started = await tenant.post(f"/v1/campaigns/{campaign_id}/reconsent-run", {})
+    assert started.status_code == 202, started.text
+
+    async def finished():
+        progress = (await tenant.get(f"/v1/campaigns/{campaign_id}/reconsent-run")).json()
+        return progress if progress["done"] else None
+    return await eventually(finished, what="re-consent run")
+
+
+async def test_a_reconsent_run_asks_again_a_contact_whose_journey_was_lost(tenant, mailbox,
+                                                                         temporal_env):
+    from tests.test_reconsent import reconsent_campaign
+    address = unique_email("reconsent")
+    earlier = await reconsent_campaign(tenant)
+    [first] = (await tenant.enrol(earlier["id"], {"external_id": address, "email": address})
+               )["results"]
+    await mailbox.wait_for(address)
+    await terminate(temporal_env, tenant, first["journey_id"])
+
+    # The same campaign's run, then a later campaign's: each asks the contact again.
+    for campaign, asked in ((earlier, 2), (await reconsent_campaign(tenant), 3)):
+        progress = await run_reconsent(tenant, campaign["id"])
+        assert (progress["contacts_reset"], progress["journeys_started"]) == (1, 1), progress
+        await mailbox.wait_for(address, count=asked)
+    old = await tenant.journey(first["journey_id"])
+    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == {
+        "workflow": "terminated"}
