@@ -132,7 +132,7 @@ async def test_export_then_anonymise_leaves_no_personal_data(
         "journey.verified")
     assert {"message.sent", "consent.granted", "data.update"} <= set(kinds)
     for purpose, granted, expected in [("newsletter", "true", [contact["id"]]),
-                                       ("newsletter", "false", []), ("sales", "true", [])]:
+                                       ("newsletter", "false", [])]:
         listed = (await tenant.get("/v1/contacts", consent_purpose=purpose,
                                    consent_granted=granted)).json()["items"]
         assert [x["id"] for x in listed] == expected, (purpose, granted)

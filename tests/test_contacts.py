@@ -350,7 +350,9 @@ async def test_the_consent_filter_reads_the_newest_decision_per_channel(tenant):
     assert not await listed(consent_channel="email", consent_granted="false")
     for query, field in [({"consent_channel": "fax", "consent_purpose": "newsletter"},
                           "consent_channel"),
-                         ({"consent_channel": "email"}, "consent_channel")]:
+                         ({"consent_channel": "email"}, "consent_channel"),
+                         # A purpose the client does not have matches nobody: most likely a typo.
+                         ({"consent_purpose": "newsleter"}, "consent_purpose")]:
         response = await tenant.get("/v1/contacts", **query)
         assert response.status_code == 422, response.text
         assert response.json()["error"]["fields"][0]["field"] == field

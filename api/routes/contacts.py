@@ -18,6 +18,7 @@ from api import kyc_profiles
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
+from api.routes.purposes import named_purpose
 from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
 from contacts.registry import Registry
@@ -264,6 +265,7 @@ async def list_contacts(
         raise FieldProblems([FieldError(field="consent_channel",
                                         message="filters with consent_purpose only: give both")])
     if consent_purpose is not None:
+        await named_purpose(session, reg.client_id, consent_purpose, "consent_purpose")
         query = query.where(latest_consent_is(consent_purpose, consent_granted, consent_channel))
     if updated_since is not None:
         if updated_since.tzinfo is None:
