@@ -187,5 +187,5 @@ class GdprConsentOut(BaseModel):
     anonymisation_blocked: list[str] | None = Field(default=None, description=(
         "why the client's `anonymise` consequence of a rejected or withdrawn consent was not "
         "applied (e.g. a journey still open), so the contact is kept: as this request's answer "
-        "left it, or as the customer's rejection on the re-consent page left it while that is "
-        "the newest answer; null otherwise"))
+        "left it, or as the newest answer (on the re-consent page or recorded here) left it; "
+        "null otherwise"))

@@ -263,16 +263,37 @@ async def apply_consent_consequence(session: AsyncSession, client: Client, conta
     return None
 
 
-async def page_rejection_blocked(session: AsyncSession, contact: Contact) -> list[str] | None:
-    """Why the anonymisation after the customer's rejection on the page was blocked, while
-    that rejection is still the contact's newest answer and the contact is not anonymised."""
+async def record_blocked(session: AsyncSession, contact: Contact, actor: Actor, *,
+                         reasons: list[str], given_at: datetime) -> None:
+    """Keeps why the anonymisation after an answer recorded by the back office was blocked,
+    for the contact's GDPR state to show, as a rejection on the page keeps it in its journey."""
+    await audit.record(session, client_id=contact.client_id, actor=actor,
+                       action=AuditAction.anonymisation_blocked, contact_ids=[contact.id],
+                       detail={"reasons": reasons, "given_at": given_at.isoformat()})
+
+
+async def blocked_anonymisation(session: AsyncSession, contact: Contact) -> list[str] | None:
+    """Why the anonymisation after the contact's rejection or withdrawal was blocked, while
+    that answer (on the page or recorded by the back office) is still the contact's newest
+    and the contact is not anonymised."""
     if (contact.anonymised_at is not None or contact.gdpr_consent_updated_at is None
             or contact.gdpr_consent_state not in (GdprConsentState.rejected,
                                                   GdprConsentState.withdrawn)):
         return None
-    detail = await session.scalar(
+    on_page = await session.scalar(
         select(JourneyEvent.detail).join(Journey, Journey.id == JourneyEvent.journey_id)
         .where(Journey.contact_id == contact.id, JourneyEvent.type == ANONYMISATION_BLOCKED,
                JourneyEvent.at >= contact.gdpr_consent_updated_at)
         .order_by(JourneyEvent.at.desc()).limit(1))
-    return detail["reasons"] if detail else None
+    if on_page:
+        return on_page["reasons"]
+    # Only the newest answer is applied, so the newest block is that of the latest answer.
+    recorded = await session.scalar(
+        select(AuditEntry.detail).where(
+            AuditEntry.client_id == contact.client_id, AuditEntry.contact_id == contact.id,
+            AuditEntry.action == AuditAction.anonymisation_blocked)
+        .order_by(AuditEntry.id.desc()).limit(1))
+    if recorded and datetime.fromisoformat(
+            recorded["given_at"]) >= contact.gdpr_consent_updated_at:
+        return recorded["reasons"]
+    return None

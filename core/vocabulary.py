@@ -34,8 +34,9 @@ PROGRESS = (Stage.enrolled, Stage.invited, Stage.opened, Stage.data_entered,
             Stage.verification_pending)
 # Not opened yet: the first visit to the contact page moves these to `opened`.
 NOT_OPENED = frozenset({Stage.enrolled, Stage.invited})
-# The journey event of a rejection on the page whose anonymisation the rules blocked; the
-# contact's GDPR state shows its reasons while that rejection is the newest answer.
+# The journey event of a rejection on the page whose anonymisation the rules blocked, and the
+# audit action of one the back office recorded; the contact's GDPR state shows its reasons
+# while that rejection is the newest answer.
 ANONYMISATION_BLOCKED = "anonymisation_blocked"
 # Stages in which the customer may (re)submit data from the page. `enrolled` too: the
 # invitation is mailed before its activity reports back, and a worker that dies in between
@@ -130,6 +131,7 @@ class AuditAction(StrEnum):
     anonymise = "anonymise"
     terminate = "terminate"
     lookup = "lookup"
+    anonymisation_blocked = ANONYMISATION_BLOCKED
 
 
 class CampaignMode(StrEnum):

@@ -267,7 +267,14 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["state"] == "rejected" and body["anonymised"] is False
-    assert body["anonymisation_blocked"]
+    assert body["anonymisation_blocked"] and running["journey_id"] in " ".join(
+        body["anonymisation_blocked"]), body
+    # Read later, the state says the same as the answer did, as after a page rejection.
+    path = f"/v1/contacts/{running['contact_id']}"
+    state = await tenant.ok("GET", f"{path}/gdpr-consent")
+    assert state["anonymisation_blocked"] == body["anonymisation_blocked"]
+    assert "data.anonymisation_blocked" in [a["type"] for a in await tenant.ok(
+        "GET", f"{path}/activity")]
 
 
 async def test_a_blocked_anonymisation_after_a_page_rejection_shows_in_the_gdpr_state(

@@ -243,11 +243,8 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
 
 
 
-async def gdpr_out(session, contact: Contact, blocked: list[str] | None = None) -> GdprConsentOut:
-    """`blocked`: what kept this request's answer from anonymising the contact, if anything;
-    otherwise a block left by the customer's rejection on the page still shows."""
-    if blocked is None:
-        blocked = await gdpr.page_rejection_blocked(session, contact)
+async def gdpr_out(session, contact: Contact) -> GdprConsentOut:
+    blocked = await gdpr.blocked_anonymisation(session, contact)
     documents = await session.scalars(select(ConsentDocument).where(
         ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
     return GdprConsentOut(state=contact.gdpr_consent_state,
@@ -314,9 +311,12 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
             raise HTTPException(409, "this decision is recorded with another signed form")
     blocked = await gdpr.apply_consent_consequence(
         session, client, contact, request.state.actor, settings=state.settings) if newest else None
+    if blocked:
+        await gdpr.record_blocked(session, contact, request.state.actor, reasons=blocked,
+                                  given_at=body.given_at)
     await session.commit()
     await state.endpoints.wake(client.id, endpoints, "consent changed")
-    return await gdpr_out(session, contact, blocked)
+    return await gdpr_out(session, contact)
 
 
 @router.get("/contacts/{contact_id}/gdpr-consent/documents/{document_id}",
