@@ -115,6 +115,8 @@ async def test_the_preference_centre_asks_only_about_channels_that_reach_the_con
     assert refused.status_code == 422 and "no mobile number" in customer.page
     assert "preferences are saved" not in customer.page
     assert await newsletter_choices() == declined
+    # The boxes show what the customer ticked, not the saved choices: only SMS to untick.
+    assert all(f'value="newsletter:{c}" checked' in customer.page for c in ("email", "sms"))
 
     second, _ = await claim(tenant, http, mailbox, shared, "new-owner", ["terms"])
     await tenant.wait_for_stage(second["journey_id"], "verified")

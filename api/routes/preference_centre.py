@@ -55,9 +55,13 @@ async def reachable(session, contact: Contact) -> set[str]:
 
 
 async def _page(request: Request, state, session, contact: Contact, client: Client,
-                saved: bool = False, unreachable: list[str] | None = None) -> HTMLResponse:
-    current = await consents.preferences(session, contact_id=contact.id)
-    granted = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
+                saved: bool = False, unreachable: list[str] | None = None,
+                ticked: set[str] | None = None) -> HTMLResponse:
+    """`ticked`: the boxes of a refused form, shown as the customer left them (the refused
+    ones too, to untick) rather than the saved choices, so no other change is lost."""
+    if ticked is None:
+        current = await consents.preferences(session, contact_id=contact.id)
+        ticked = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
     purposes = await offered(session, contact, client)
     displays = await consents.record_displays(
         session, contact=contact, journey_id=None, shown_in="preference_centre",
@@ -68,7 +72,7 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     await session.commit()
     return html(request, state, "preferences", contact.language, {
         "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
-        "channels": CHANNELS, "reachable": await reachable(session, contact), "granted": granted,
+        "channels": CHANNELS, "reachable": await reachable(session, contact), "granted": ticked,
         "saved": saved, "unreachable": unreachable or []},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable else status.HTTP_200_OK)
 
@@ -116,7 +120,7 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     if unreachable:
         # Nothing is saved: the customer sees the choice was refused, not half of it kept.
         return await _page(request, state, session, contact, client,
-                           unreachable=[c for c in CHANNELS if c in unreachable])
+                           unreachable=[c for c in CHANNELS if c in unreachable], ticked=ticked)
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await state.endpoints.wake(client.id, endpoints, "consent changed")
