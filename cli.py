@@ -56,6 +56,11 @@ def clients_create(
 ) -> None:
     """Create a client and print its first API key (shown only this once)."""
     from db import crud
+    from messaging.sms import client_name_problem
+
+    problem = client_name_problem(name, get_settings())
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="NAME")
 
     async def create(session):  # noqa: ANN001, ANN202
         client, key = await crud.create_client(session, name=name, default_language=language)

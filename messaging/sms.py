@@ -4,6 +4,7 @@ Both measure the text first (encoding, segments) and refuse what is too long bef
 """
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +12,15 @@ from typing import Protocol
 
 import httpx
 
+from core.paths import TEMPLATES_DIR
+from core.security import new_code
 from core.settings import SMS_SENDER, Settings
+from core.vocabulary import TokenPurpose
+from messaging import links
 from messaging.local_outbox import outbox_id, write_record
 from messaging.phone import PhoneNumberError, parse_phone
 from messaging.provider_http import PermanentDeliveryFailure, ProviderApi
+from messaging.rendering import render_sms, supported_languages
 from messaging.sms_encoding import SmsLength, measure
 
 
@@ -68,6 +74,27 @@ def check_text(sms: OutgoingSms, max_segments: int) -> SmsLength:
             f"{max_segments} allowed"
         )
     return length
+
+
+def client_name_problem(name: str, settings: Settings) -> str | None:
+    """Why a client of this name could not send some SMS, or None: a name outside the GSM-7
+    alphabet turns every text into UCS-2, at less than half the characters per segment. Asked
+    when the name is given; otherwise it shows only as each such SMS is skipped when sent."""
+    # The link at its longest; the other values as short as they come.
+    token = links.link_token(settings, purpose=TokenPurpose.contact_page, step="sms",
+                             owner=uuid.UUID(int=0))
+    context = {"client_name": name, "link": f"{settings.public_base_url.rstrip('/')}"
+               f"{max(links.PATHS.values(), key=len)}{token}",
+               "expires_at": datetime(2026, 9, 30, tzinfo=UTC), "code": new_code(),
+               "valid_minutes": 10, "profile_name": "", "reason": ""}
+    for template in sorted(p.stem for p in (TEMPLATES_DIR / "sms").glob("*.txt")):
+        for language in supported_languages():
+            length = measure(render_sms(template, language, context))
+            if length.segments > settings.sms_max_segments:
+                return (f"too long for an SMS: with it, the {template} text in {language} needs "
+                        f"{length.segments} {length.encoding} segments, at most "
+                        f"{settings.sms_max_segments} allowed")
+    return None
 
 
 class OutboxSmsSender:

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 JOURNEYS = Path(sys.executable).parent / "journeys"
+ROOT = Path(__file__).parents[1]
 
 
 async def journeys(database_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": database_url}
+    # The code of this checkout, also where the installed command comes from another one.
+    env = {**os.environ, "DATABASE_URL": database_url,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return await asyncio.to_thread(subprocess.run, [str(JOURNEYS), "clients", *args], env=env,
                                    capture_output=True, text=True, timeout=60)
 
@@ -44,3 +47,14 @@ async def test_a_key_is_replaced_and_the_old_one_revoked(tenant, http, database_
     assert again.returncode == 1 and "no active key" in again.stderr
     unknown = await journeys(database_url, "add-key", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 1
+
+
+async def test_a_client_name_too_long_for_its_sms_is_refused(database_url):
+    """Outside the GSM-7 alphabet, a long name would push every invitation by SMS over the
+    segment limit, found only as each one is skipped when sent: it is refused when given."""
+    refused = await journeys(database_url, "create", "Łódzka Spółdzielnia " * 8)
+    assert refused.returncode == 2 and "NAME" in refused.stderr, refused.stderr
+    assert "UCS-2 segments" in refused.stderr and "at most 4" in refused.stderr
+    for fits in ("Łódzka Spółdzielnia", ("Bakkerij de Gouden Korenaar " * 8)[:200]):
+        created = await journeys(database_url, "create", fits)
+        assert created.returncode == 0, created.stderr
