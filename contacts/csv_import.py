@@ -98,8 +98,16 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
 class Record(NamedTuple):
     line: int  # where the record starts in the file
     end: int  # byte offset after it
+    last_line: int  # where it ends (a quoted cell may hold line breaks)
     cells: list[str]  # empty when unreadable
     unreadable: str | None = None  # why the CSV reader could not read it
+
+
+def unreadable(problem: str) -> str:
+    if "field limit" in problem:
+        return f"{problem}: a cell may hold at most {csv.field_size_limit():,} characters"
+    return f'{problem}: a cell with a quote must be enclosed in quotes, and a quote inside it ' \
+        'doubled ("")'
 
 
 def records(content: bytes, *, start: int, end: int | None, first_line: int, delimiter: str,
@@ -130,14 +138,13 @@ def records(content: bytes, *, start: int, end: int | None, first_line: int, del
         else:
             if state["line"] == next_line or len(cells) == width:
                 if any(c.strip() for c in cells):
-                    yield Record(next_line, state["pos"], cells)
+                    yield Record(next_line, state["pos"], state["line"], cells)
                 next_line, record_start = state["line"] + 1, state["pos"]
                 continue
             problem = "a quote opened in this row is not closed in it"
         after_line = content.find(b"\n", record_start)
         after_line = len(content) if after_line < 0 else after_line + 1
-        yield Record(next_line, after_line, [], f"{problem}: a cell with a quote must be "
-                     'enclosed in quotes, and a quote inside it doubled ("")')
+        yield Record(next_line, after_line, next_line, [], unreadable(problem))
         state.update(line=next_line, pos=after_line)
         reader = csv.reader(feed(_lines(content, after_line)), delimiter=delimiter, strict=True)
         next_line, record_start = next_line + 1, after_line
@@ -147,18 +154,19 @@ def plan(content: bytes, batch_size: int) -> tuple[str, list[str], list[ImportBa
     """Reads the whole file once: header, row count, and the byte range of each batch."""
     delimiter, columns, start = read_header(content)
     batches: list[ImportBatchSpec] = []
-    batch_start, batch_line, rows, total, line = start, 2, 0, 0, 2
-    for line, pos, *_ in records(content, start=start, end=None, first_line=2,
-                                 delimiter=delimiter, width=len(columns)):
-        if rows == 0:
-            batch_line = line
+    # A batch is read again from its first byte, blank lines before its first row included:
+    # its line numbers count from the line there.
+    batch_start, batch_line, rows, total = start, 2, 0, 0
+    for record in records(content, start=start, end=None, first_line=2, delimiter=delimiter,
+                          width=len(columns)):
         rows += 1
         total += 1
         if total > MAX_ROWS:
             raise CsvRejected(f"more than {MAX_ROWS} rows")
         if rows == batch_size:
-            batches.append(ImportBatchSpec(len(batches), batch_start, pos, batch_line, rows))
-            batch_start, rows = pos, 0
+            batches.append(ImportBatchSpec(len(batches), batch_start, record.end, batch_line,
+                                           rows))
+            batch_start, batch_line, rows = record.end, record.last_line + 1, 0
     if rows:
         batches.append(ImportBatchSpec(len(batches), batch_start, len(content), batch_line, rows))
     return delimiter, columns, batches, total

@@ -50,11 +50,17 @@ def test_csv_batches_are_byte_ranges_with_line_numbers():
     delimiter, columns, batches, total = csv_import.plan(content, 2)
     assert (delimiter, columns, total) == (";", ["external_id", "first_name"], 6)
     assert [(b.first_line, b.rows) for b in batches] == [(2, 2), (6, 2), (8, 2)]
-    rows = [(line, cells) for b in batches for line, _, cells, _ in csv_import.records(
+    rows = [(r.line, r.cells) for b in batches for r in csv_import.records(
         content[b.start:b.end], start=0, end=None, first_line=b.first_line, delimiter=";",
         width=2)]
     assert rows[0] == (2, ["a", "multi\nline"]) and rows[1] == (5, ["x0", "n0"])
     assert rows[-1] == (9, ["x4", "n4"])
+    # Blank lines where a batch begins: its rows keep their own line numbers.
+    content = b"external_id\n\nb1\n\n\nb2\nb3\n\nb4\n"
+    _, _, batches, _ = csv_import.plan(content, 2)
+    assert [r.line for b in batches for r in csv_import.records(
+        content[b.start:b.end], start=0, end=None, first_line=b.first_line, delimiter=",",
+        width=1)] == [3, 6, 7, 9]
 
 
 def test_csv_rejects_unknown_columns_and_other_encodings():
