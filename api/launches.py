@@ -2,7 +2,7 @@
 running launch of a campaign, and the Temporal Schedule of a recurring campaign."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -179,13 +179,24 @@ async def save_schedule(temporal: TemporalClient, settings: Settings, campaign: 
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
             raise FieldProblems([FieldError(field=cron_field, message=err.message)]) from None
         raise
-    # The server accepts a cron expression for a day that never comes (31 February); only the
-    # runs it plans tell, so the schedule as it was is put back.
-    if every is None and not (await handle.describe()).info.next_action_times:
+    # The server accepts a cron expression for a day that never comes (31 February), or one
+    # that fires every minute; only the runs it plans tell, so the schedule as it was is put
+    # back.
+    problem = None if every else cron_problem(
+        (await handle.describe()).info.next_action_times, settings.recurrence_min_interval)
+    if problem:
         await (handle.update(lambda _: ScheduleUpdate(schedule=previous)) if previous
                else handle.delete())
-        raise FieldProblems([FieldError(field=cron_field,
-                                        message="never fires: no date matches it")])
+        raise FieldProblems([FieldError(field=cron_field, message=problem)])
+
+
+def cron_problem(runs: list[datetime], min_interval: timedelta) -> str | None:
+    if not runs:
+        return "never fires: no date matches it"
+    if any(b - a < min_interval for a, b in zip(runs, runs[1:])):
+        return (f"fires more often than every {_iso(min_interval)} "
+                "(RECURRENCE_MIN_INTERVAL)")
+    return None
 
 
 async def set_schedule_paused(temporal: TemporalClient, campaign: Campaign, paused: bool) -> None:

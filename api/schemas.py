@@ -367,6 +367,9 @@ class LaunchSelectionIn(Strict):
         "only the contacts this CSV import created or matched"))
 
 
+MAX_RECURRENCE = timedelta(days=366)
+
+
 class Recurrence(Strict):
     """Launches the campaign periodically (a Temporal Schedule): give `every` or `cron`."""
 
@@ -377,9 +380,11 @@ class Recurrence(Strict):
 
     @field_validator("every")
     @classmethod
-    def _at_least_a_second(cls, value: timedelta | None) -> timedelta | None:
+    def _between_a_second_and_a_year(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(seconds=1):
             raise ValueError("must be at least PT1S")
+        if value is not None and value > MAX_RECURRENCE:
+            raise ValueError("must be at most P366D: a campaign recurs at least once a year")
         return value
 
     @field_validator("cron")

@@ -306,11 +306,25 @@ async def test_a_recurrence_runs_at_most_as_often_as_the_setting_allows(tenant, 
                 "name": "Busy", "languages": ["en"], "recurrence": {"every": "PT1M"}})
             hourly_ok = await http.put(f"/v1/campaigns/{campaign['id']}/recurrence",
                                        json={"every": "PT1H"})
+            # A cron expression may not fire more often either, nor replace the schedule.
+            by_minute = await http.put(f"/v1/campaigns/{campaign['id']}/recurrence",
+                                       json={"cron": "*/30 * * * *"})
+            kept = await http.get(f"/v1/campaigns/{campaign['id']}/recurrence")
+            hourly_cron = await http.post("/v1/campaigns", json={
+                "name": "Hourly", "languages": ["en"], "recurrence": {"cron": "0 * * * *"}})
+            yearly = await http.put(f"/v1/campaigns/{campaign['id']}/recurrence",
+                                    json={"every": "P999999999D"})
     assert too_often.status_code == 422 and too_often.json()["error"]["fields"] == [
         {"field": "every", "message": "at least PT1H (RECURRENCE_MIN_INTERVAL)"}]
     assert created.status_code == 422
     assert created.json()["error"]["fields"][0]["field"] == "recurrence.every"
     assert hourly_ok.status_code == 200, hourly_ok.text
+    assert by_minute.status_code == 422 and by_minute.json()["error"]["fields"] == [
+        {"field": "cron", "message": "fires more often than every PT1H (RECURRENCE_MIN_INTERVAL)"}]
+    assert kept.json()["recurrence"]["every"] == "PT1H"
+    assert hourly_cron.status_code == 201, hourly_cron.text
+    assert yearly.status_code == 422
+    assert [f["field"] for f in yearly.json()["error"]["fields"]] == ["every"]
 
 
 async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
