@@ -118,14 +118,17 @@ async def test_the_preference_centre_asks_only_about_channels_that_reach_the_con
     # The boxes show what the customer ticked, not the saved choices: only SMS to untick.
     assert all(f'value="newsletter:{c}" checked' in customer.page for c in ("email", "sms"))
 
+    await customer.open(preferences)  # still open in a tab while the address moves
     second, _ = await claim(tenant, http, mailbox, shared, "new-owner", ["terms"])
     await tenant.wait_for_stage(second["journey_id"], "verified")
     lapsed = await newsletter_choices()
-    await customer.open(preferences)
-    assert 'value="newsletter:email"' not in customer.page
     refused = await customer.submit(preferences, granted=["newsletter:email"])
     assert refused.status_code == 422 and "no email address" in customer.page
     assert await newsletter_choices() == lapsed
+    # Nothing reaches them any more: no purpose is listed without a box to tick.
+    await customer.open(preferences)
+    assert 'value="newsletter:email"' not in customer.page
+    assert "nothing to choose" in customer.page
 
 async def test_settings_validation(tenant):
     bad = await tenant.http.patch("/v1/settings", json={"household_rule": "share"},

@@ -62,7 +62,11 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     if ticked is None:
         current = await consents.preferences(session, contact_id=contact.id)
         ticked = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
-    purposes = await offered(session, contact, client)
+    reach = await reachable(session, contact)
+    # A purpose with no box to show (its only channel moved away) is not shown at all: a
+    # text without a choice, and no display recorded for it.
+    purposes = [p for p in await offered(session, contact, client)
+                if any(c in reach or f"{p['key']}:{c}" in ticked for c in CHANNELS)]
     displays = await consents.record_displays(
         session, contact=contact, journey_id=None, shown_in="preference_centre",
         texts={p["key"]: (p["key"], Channel.any, {"language": p["legal"].language,
@@ -72,7 +76,7 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     await session.commit()
     return html(request, state, "preferences", contact.language, {
         "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
-        "channels": CHANNELS, "reachable": await reachable(session, contact), "granted": ticked,
+        "channels": CHANNELS, "reachable": reach, "granted": ticked,
         "saved": saved, "unreachable": unreachable or []},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable else status.HTTP_200_OK)
 
