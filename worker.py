@@ -126,6 +126,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 importer.finish_import,
                 contact_retention.clients_with_retention,
                 contact_retention.anonymise_inactive,
+                contact_retention.apply_blocked_consequences,
             ],
         )
         # Launches (and wake-ups of held journeys) poll a queue of their own: a batch is never

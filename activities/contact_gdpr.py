@@ -8,7 +8,13 @@ from temporalio import activity
 
 from contacts import gdpr
 from contacts.audit import Actor
-from core.contracts import AnonymiseBatchInput, AnonymiseInactiveResult, InactiveClient
+from core.contracts import (
+    AnonymiseBatchInput,
+    AnonymiseInactiveResult,
+    ConsequencesBatchInput,
+    ConsequencesBatchResult,
+    InactiveClient,
+)
 from core.settings import Settings
 from core.vocabulary import ActorType
 from db.models import ContactSettings
@@ -41,3 +47,21 @@ class ContactRetention:
             for contact in contacts:
                 await gdpr.anonymise(session, contact, SYSTEM, settings=self._settings)
         return AnonymiseInactiveResult(anonymised=len(contacts))
+
+    @activity.defn
+    async def apply_blocked_consequences(self, input: ConsequencesBatchInput
+                                         ) -> ConsequencesBatchResult:
+        """Anonymises, now that nothing blocks it any more, contacts whose rejection or
+        withdrawal of consent the client's policy anonymises; those still blocked wait for the
+        next run."""
+        anonymised = 0
+        async with transaction(self._sessions) as session:
+            found = await gdpr.unapplied_consequences(
+                session, limit=input.batch_size,
+                after=uuid.UUID(input.after_contact_id) if input.after_contact_id else None)
+            for contact, client in found:
+                blocked = await gdpr.apply_consent_consequence(
+                    session, client, contact, SYSTEM, settings=self._settings)
+                anonymised += blocked is None
+        last = str(found[-1][0].id) if len(found) == input.batch_size else None
+        return ConsequencesBatchResult(anonymised=anonymised, last_contact_id=last)

@@ -263,6 +263,21 @@ async def apply_consent_consequence(session: AsyncSession, client: Client, conta
     return None
 
 
+async def unapplied_consequences(session: AsyncSession, *, after: uuid.UUID | None, limit: int
+                                 ) -> list[tuple[Contact, Client]]:
+    """Contacts whose rejection or withdrawal their client's policy anonymises and that are not
+    anonymised yet: a rule (an open journey, a KYC review) blocked it when they answered. By id,
+    from `after`."""
+    return [(contact, client) for contact, client in await session.execute(
+        select(Contact, Client).join(Client, Client.id == Contact.client_id).where(
+            Client.gdpr_consequence == GdprConsequence.anonymise,
+            Contact.gdpr_consent_state.in_((GdprConsentState.rejected,
+                                            GdprConsentState.withdrawn)),
+            Contact.anonymised_at.is_(None),
+            *([Contact.id > after] if after else []))
+        .order_by(Contact.id).limit(limit).with_for_update(of=Contact, skip_locked=True))]
+
+
 async def record_blocked(session: AsyncSession, contact: Contact, actor: Actor, *,
                          reasons: list[str], given_at: datetime) -> None:
     """Keeps why the anonymisation after an answer recorded by the back office was blocked,

@@ -527,6 +527,20 @@ class AnonymiseBatchInput:
 @dataclass
 class AnonymiseInactiveResult:
     anonymised: int
+    # Of contacts whose rejection the client's policy anonymises, blocked when they answered.
+    after_rejection: int = 0
+
+
+@dataclass
+class ConsequencesBatchInput:
+    after_contact_id: str | None
+    batch_size: int
+
+
+@dataclass
+class ConsequencesBatchResult:
+    anonymised: int
+    last_contact_id: str | None  # where the next batch starts; None: none left
 
 
 @dataclass

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
+from core.contracts import AnonymiseInactiveInput
 from db.models import ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
+from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 
 FORM = "We keep your name and address to serve you; see our privacy notice v2."
 
@@ -237,7 +239,8 @@ async def test_a_late_older_answer_does_not_undo_a_newer_one(tenant, sessions):
     assert [e["granted"] for e in ledger] == [False, True]  # in the order they were given
 
 
-async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox, sessions):
+async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox, sessions,
+                                                          temporal_env, settings):
     await tenant.http.patch("/v1/settings", json={"gdpr_consequence": "anonymise"},
                             headers=tenant.auth)
     campaign = await reconsent_campaign(tenant)
@@ -254,7 +257,7 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
         assert contact.anonymised_at is not None and contact.first_name is None
 
     # Recorded by the back office while another journey is open: blocked, with the reason.
-    other = await tenant.create_campaign(languages=["en"], consents=[])
+    other = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT6S")
     address = f"anon-{uuid.uuid4().hex[:8]}@example.com"
     running = (await tenant.enrol(other["id"], {"external_id": "an-2", "email": address})
                )["results"][0]
@@ -275,6 +278,15 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
     assert state["anonymisation_blocked"] == body["anonymisation_blocked"]
     assert "data.anonymisation_blocked" in [a["type"] for a in await tenant.ok(
         "GET", f"{path}/activity")]
+
+    # Once the journey has ended, the daily anonymisation run applies the policy.
+    await tenant.wait_for_stage(running["journey_id"], "expired", timeout=30)
+    run = await temporal_env.client.execute_workflow(
+        AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(batch_size=2),
+        id=f"anonymise-inactive-test-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+    assert run.after_rejection >= 1
+    state = await tenant.ok("GET", f"{path}/gdpr-consent")
+    assert (state["anonymised"], state["anonymisation_blocked"]) == (True, None)
 
 
 async def test_a_blocked_anonymisation_after_a_page_rejection_shows_in_the_gdpr_state(
