@@ -287,6 +287,11 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
     assert run.after_rejection >= 1
     state = await tenant.ok("GET", f"{path}/gdpr-consent")
     assert (state["anonymised"], state["anonymisation_blocked"]) == (True, None)
+    # Nothing is left to consent about: a later answer is refused, not recorded as kept.
+    late = await tenant.post(f"{path}/gdpr-consent", {
+        "state": "accepted", "purpose": "data-processing", "source": "call_centre",
+        "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}})
+    assert late.status_code == 409, late.text
 
 
 async def test_a_blocked_anonymisation_after_a_page_rejection_shows_in_the_gdpr_state(

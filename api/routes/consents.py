@@ -267,6 +267,9 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
     """Records the contact's answer to the consent form, optionally with their own signed
     form (PDF/PNG/JPEG, at most 5 MB). Withdrawn needs a previous acceptance."""
     contact = await contact_of(session, client.id, contact_id)
+    if contact.anonymised_at is not None:
+        # Nothing of the person is kept to consent about; an `accepted` would read as kept.
+        raise HTTPException(409, "contact is anonymised; it can no longer be changed")
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     purpose = purposes.get(body.purpose)
     if purpose is None or purpose.kind != PurposeKind.data_processing:
