@@ -2,7 +2,7 @@
 address the invitation reached, it is confirmed at once; a correction is verified like new
 data."""
 
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, on_the_page, unique_email
 
 
 async def test_confirmed_as_known_or_corrected_and_verified(tenant, http, mailbox):
@@ -94,12 +94,7 @@ async def test_the_known_address_in_other_letter_case_is_kept_not_corrected(
 ):
     campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"])
     known = unique_email("case")
-    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": known, "email": known})
-                  )["results"]
-    [invitation] = await mailbox.wait_for(known)
-    customer = Customer(http)
-    page = mailbox.link(invitation)
-    await customer.open(page)
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, known)
     # The registry tells contacts apart by email regardless of case: the same address.
     local, _, domain = known.partition("@")
     await customer.submit(page, email=f"{local.capitalize()}@{domain.upper()}", consent=["terms"])
