@@ -11,32 +11,15 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
+from api.lost_workflows import how_lost
 from contacts.gdpr import OPEN_JOURNEY
 from core.vocabulary import Stage
 from db import crud
 from db.models import Journey, JourneyEvent
 
-# These end without running any of the journey's code. A cancelled journey records its end
-# before it closes, unless it was cancelled before it learned to (patch `cancel-recorded`).
-ENDED_WITHOUT_A_WORD = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT,
-                        WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.CANCELED}
 LOST = "workflow-lost"  # the history step of a journey ended here
 DESCRIBES_IN_FLIGHT = 50
-
-
-async def _how_lost(temporal: TemporalClient, journey: Journey) -> str | None:
-    """How the journey's workflow ended without ending the journey ("terminated",
-    "not_found", ...), or None while it runs."""
-    try:
-        status = (await temporal.get_workflow_handle(journey.workflow_id).describe()).status
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return "not_found"
-    return status.name.lower() if status in ENDED_WITHOUT_A_WORD else None
 
 
 async def _end(session: AsyncSession, journey: Journey, how: str) -> None:
@@ -48,7 +31,7 @@ async def _end(session: AsyncSession, journey: Journey, how: str) -> None:
 
 async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: Journey) -> bool:
     """Ends the open journey as cancelled if its workflow is gone; whether it did."""
-    how = await _how_lost(temporal, journey)
+    how = await how_lost(temporal, journey.workflow_id)
     if how is not None:
         await _end(session, journey, how)
     return how is not None
@@ -78,7 +61,7 @@ async def end_lost_among(session: AsyncSession, temporal: TemporalClient,
 
     async def how(journey: Journey) -> str | None:
         async with gate:
-            return await _how_lost(temporal, journey)
+            return await how_lost(temporal, journey.workflow_id)
     ended = set()
     for journey, lost in zip(journeys, await asyncio.gather(*map(how, journeys))):
         if lost is not None and (lost != "not_found" or journey.stage != Stage.enrolled):

@@ -257,3 +257,40 @@ async def test_a_campaign_archived_during_an_import_gets_none_of_its_contacts(
     assert (result.enrolled, result.not_enrolled) == (0, 5)
     journeys = (await tenant.get(f"/v1/campaigns/{campaign['id']}/journeys")).json()["items"]
     assert journeys == []
+
+
+async def test_an_import_whose_workflow_was_terminated_fails_and_the_file_again_finishes_it(
+    tenant, sessions, temporal_env
+):
+    """An operator terminated the import's workflow in the Temporal UI: the import read as
+    running for ever. It is failed, says why, and the same file again imports the rest."""
+    content, _ = contacts_file(uuid.uuid4().hex[:6], 1500, bad_every=None, delimiter=",")
+    async with sessions() as blocker, blocker.begin():
+        # Holds the first batch at its first write, so the import is caught running.
+        await blocker.execute(text("LOCK TABLE contacts IN SHARE MODE"))
+        job = await upload(tenant, content)
+
+        async def running():
+            return (await tenant.get(f"/v1/contact-imports/{job['id']}")).json()[
+                "status"] == "running"
+        await eventually(running, what="the import to run")
+        await temporal_env.client.get_workflow_handle(import_workflow_id(job["id"])).terminate(
+            reason="operator")
+        failed = (await tenant.get(f"/v1/contact-imports/{job['id']}")).json()
+    assert (failed["status"], failed["processed_rows"], failed["total_rows"]) == (
+        "failed", 0, 1500)
+    assert "Uploading the same file again imports the rest" in failed["reason"]
+
+    # The batch caught mid-way still writes its rows, as one cut off by the operator would.
+    async def first_batch_in():
+        got = (await tenant.get(f"/v1/contact-imports/{job['id']}")).json()
+        return got if got["processed_rows"] == 1000 else None
+    failed = await eventually(first_batch_in, what="the batch")
+    assert failed["status"] == "failed" and failed["created"] == 1000
+    async with transaction(sessions) as session:
+        assert await session.scalar(text("SELECT content IS NULL FROM contact_imports WHERE id"
+                                         " = :i"), {"i": job["id"]})
+
+    again = await finished(tenant, (await upload(tenant, content))["id"])
+    assert (again["created"], again["unchanged"], again["failed"], again["reason"]) == (
+        500, 1000, 0, None)

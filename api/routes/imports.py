@@ -6,21 +6,27 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
-from sqlalchemy import func, select
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select, update
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, error_response
+from api.lost_workflows import how_lost
 from api.routes.campaigns import enrolling_campaign
 from contacts import csv_import
 from core.contracts import ContactImportInput
-from core.vocabulary import CLIENT_ID
-from db.models import ContactImport, ContactImportBatch, ContactImportError
+from core.vocabulary import CLIENT_ID, ImportStatus
+from db.models import ContactImport, ContactImportBatch, ContactImportError, utcnow
 from workflows.contact_import import ContactImportWorkflow, import_workflow_id
 
 router = APIRouter(prefix="/v1/contact-imports", tags=["contacts"], responses=ERROR_RESPONSES)
 CSV = "text/csv; charset=utf-8"
+# An import fails only when its workflow is gone before it finished (see get_import).
+LOST_WORKFLOW = ("the import's workflow ended before the import did (terminated, failed or "
+                 "timed out in Temporal): the rows counted here are in, the rest are not. "
+                 "Uploading the same file again imports the rest; rows that name an "
+                 "external_id or match the uniqueness rule are not imported twice")
 
 
 class ImportOut(BaseModel):
@@ -36,6 +42,7 @@ class ImportOut(BaseModel):
     enrolled: int | None
     not_enrolled: int | None
     errors_url: str
+    reason: str | None = Field(None, description="why a `failed` import stopped")
 
 
 async def import_out(session: SessionDep, job: ContactImport) -> ImportOut:
@@ -50,7 +57,8 @@ async def import_out(session: SessionDep, job: ContactImport) -> ImportOut:
         id=job.id, status=job.status, total_rows=job.total_rows,
         processed_rows=created + updated + unchanged + failed, created=created, updated=updated,
         unchanged=unchanged, failed=failed, campaign_id=job.campaign_id, enrolled=job.enrolled,
-        not_enrolled=job.not_enrolled, errors_url=f"/v1/contact-imports/{job.id}/errors")
+        not_enrolled=job.not_enrolled, errors_url=f"/v1/contact-imports/{job.id}/errors",
+        reason=LOST_WORKFLOW if job.status == ImportStatus.failed else None)
 
 
 async def import_of(session: SessionDep, client_id: uuid.UUID, import_id: uuid.UUID
@@ -119,9 +127,33 @@ async def start_import(
     return await import_out(session, job)
 
 
+async def fail_if_lost(session: SessionDep, state: StateDep, job: ContactImport) -> None:
+    """Marks the unfinished import failed if its workflow is gone (an operator terminated it in
+    the Temporal UI, ...): nothing would ever finish it, and it would read as running for ever.
+    Its file is dropped as a finished import's is; the client uploads it again for the rest."""
+    if job.status not in (ImportStatus.pending, ImportStatus.running):
+        return
+    how = await how_lost(state.temporal, import_workflow_id(str(job.id)))
+    # A pending import's workflow is started after its commit: not found yet is not lost.
+    if how is None or (how == "not_found" and job.status == ImportStatus.pending):
+        return
+    await session.execute(update(ContactImport).where(
+        ContactImport.id == job.id,
+        ContactImport.status.in_((ImportStatus.pending, ImportStatus.running))).values(
+        status=ImportStatus.failed, content=None, finished_at=utcnow()))
+    await session.commit()
+    await session.refresh(job)
+
+
 @router.get("/{import_id}", response_model=ImportOut)
-async def get_import(import_id: uuid.UUID, client: ClientDep, session: SessionDep) -> ImportOut:
-    return await import_out(session, await import_of(session, client.id, import_id))
+async def get_import(import_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                     state: StateDep) -> ImportOut:
+    """The import's progress. One whose workflow ended before it did (terminated in the
+    Temporal UI, failed or timed out) is `failed`, with the `reason`; uploading the same file
+    again imports the rest."""
+    job = await import_of(session, client.id, import_id)
+    await fail_if_lost(session, state, job)
+    return await import_out(session, job)
 
 
 @router.get("/{import_id}/errors",
