@@ -158,6 +158,33 @@ async def test_opt_in_opt_out_opt_in_again_is_proven_by_the_ledger(
     assert len(receipt["history"]) == 4  # terms + newsletter at submit, then the two changes
 
 
+async def test_the_preference_centre_refuses_a_choice_it_does_not_offer(tenant, http, mailbox):
+    """A tampered or stale form (a channel that is none of ours, a purpose not offered) was
+    answered "saved" with that choice silently dropped: it is refused whole, as an unreachable
+    channel is."""
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])
+    assert (await send(tenant, contact_id, "invoice", "Invoice 9"))["status"] == "sent"
+    [invoice] = [m for m in await mailbox.wait_for(address, count=3) if m.subject == "Invoice 9"]
+    preferences = link_to(invoice, "/p/")
+
+    async def newsletter_choices() -> list[tuple[str, bool]]:
+        return [(p["channel"], p["granted"]) for p in (await tenant.get(
+            f"/v1/contacts/{contact_id}/preferences")).json() if p["purpose"] == "newsletter"]
+    before = await newsletter_choices()
+    customer = Customer(http)
+    for stray in ("newsletter:post", "newsletter:bogus", "raffle:email", "newsletter"):
+        await customer.open(preferences)
+        refused = await customer.submit(preferences, granted=["newsletter:email", stray])
+        assert refused.status_code == 422, stray
+        assert "does not offer" in customer.page and "preferences are saved" not in customer.page
+        assert 'value="newsletter:email" checked' in customer.page
+        assert await newsletter_choices() == before
+    saved = await customer.submit(preferences, granted=["newsletter:email"])
+    assert saved.status_code == 200 and "preferences are saved" in customer.page
+    assert ("email", True) in await newsletter_choices()
+
+
 async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, mailbox):
     await setup_policies(tenant)
     contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])

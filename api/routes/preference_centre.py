@@ -56,9 +56,10 @@ async def reachable(session, contact: Contact) -> set[str]:
 
 async def _page(request: Request, state, session, contact: Contact, client: Client,
                 saved: bool = False, unreachable: list[str] | None = None,
-                ticked: set[str] | None = None) -> HTMLResponse:
+                unknown: bool = False, ticked: set[str] | None = None) -> HTMLResponse:
     """`ticked`: the boxes of a refused form, shown as the customer left them (the refused
-    ones too, to untick) rather than the saved choices, so no other change is lost."""
+    ones too, to untick) rather than the saved choices, so no other change is lost.
+    `unknown`: the form chose something this page does not offer."""
     if ticked is None:
         current = await consents.preferences(session, contact_id=contact.id)
         ticked = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
@@ -77,8 +78,8 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     return html(request, state, "preferences", contact.language, {
         "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
         "channels": CHANNELS, "reachable": reach, "granted": ticked,
-        "saved": saved, "unreachable": unreachable or []},
-        status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable else status.HTTP_200_OK)
+        "saved": saved, "unreachable": unreachable or [], "unknown": unknown},
+        status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable or unknown else status.HTTP_200_OK)
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
@@ -103,8 +104,12 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
+    purposes = await offered(session, contact, client)
+    # A tampered or stale form (a purpose no longer offered, a channel that is none of ours)
+    # is refused whole rather than saved without the choice the customer thinks they made.
+    unknown = ticked - {f"{p['key']}:{c}" for p in purposes for c in CHANNELS}
     decisions, unreachable = [], set()
-    for purpose in await offered(session, contact, client):
+    for purpose in purposes:
         for channel in CHANNELS:
             granted = f"{purpose['key']}:{channel}" in ticked
             # Untouched boxes that were never decided stay undecided, not "withdrawn".
@@ -121,10 +126,11 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                     display_id=await consents.verified_display(
                         session, display_id=form.get(f"display-{purpose['key']}"),
                         contact_id=contact.id, purpose=purpose["key"])))
-    if unreachable:
+    if unreachable or unknown:
         # Nothing is saved: the customer sees the choice was refused, not half of it kept.
         return await _page(request, state, session, contact, client,
-                           unreachable=[c for c in CHANNELS if c in unreachable], ticked=ticked)
+                           unreachable=[c for c in CHANNELS if c in unreachable],
+                           unknown=bool(unknown), ticked=ticked - unknown)
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await state.endpoints.wake(client.id, endpoints, "consent changed")
