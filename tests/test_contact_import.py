@@ -143,6 +143,25 @@ async def test_bad_files_are_refused_whole(tenant):
         assert message in response.json()["error"]["message"]
 
 
+async def test_a_file_not_sent_as_csv_is_refused(tenant, sessions):
+    """A JSON body (or a form, or no type at all) was read as CSV."""
+    content = b"external_id,last_name\r\nct-1,Typed\r\n"
+    for sent in ("application/json", "application/x-www-form-urlencoded", None):
+        headers = tenant.auth if sent is None else {**tenant.auth, "content-type": sent}
+        refused = await tenant.http.post("/v1/contact-imports", content=content, headers=headers)
+        assert refused.status_code == 415, sent
+        error = refused.json()["error"]
+        assert error["code"] == "unsupported_media_type" and "text/csv" in error["message"]
+        assert error["fields"][0]["field"] == "content-type"
+    async with transaction(sessions) as session:
+        assert await session.scalar(text("SELECT count(*) FROM contact_imports WHERE client_id"
+                                         " = :c"), {"c": tenant.id}) == 0
+    for sent in ("text/csv; charset=utf-8", "Text/CSV"):
+        accepted = await tenant.http.post("/v1/contact-imports", content=content,
+                                          headers={**tenant.auth, "content-type": sent})
+        assert accepted.status_code == 202, sent
+
+
 async def test_import_enrols_contacts_into_a_campaign(tenant, other_tenant, temporal_env,
                                                      record_histories):
     campaign = await tenant.create_campaign()

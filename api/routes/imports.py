@@ -13,6 +13,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, error_response
 from api.lost_workflows import how_lost
+from api.schemas import FieldError
 from api.routes.campaigns import enrolling_campaign
 from contacts import csv_import
 from core.contracts import ContactImportInput
@@ -80,12 +81,14 @@ async def import_template(client: ClientDep) -> PlainTextResponse:
 
 CSV_BODY = {"requestBody": {"required": True,
                             "content": {"text/csv": {"schema": {"type": "string"}}}}}
+ACCEPTED_TYPE = "text/csv"
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
              openapi_extra=CSV_BODY,
              responses={409: {"model": ErrorBody, "description": (
-                 "The campaign is archived, or reminds of payments (its contacts need claims)")}})
+                 "The campaign is archived, or reminds of payments (its contacts need claims)")},
+                 415: {"model": ErrorBody, "description": "The body is not sent as text/csv"}})
 async def start_import(
     request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
@@ -93,6 +96,13 @@ async def start_import(
     """Uploads a CSV (UTF-8, with or without BOM, `,` or `;`) of up to 100,000 rows. A workflow
     creates or updates a contact per row by the uniqueness rules; bad rows are reported by line
     and field; good rows are kept. Importing the same file again changes nothing."""
+    # Anything else (a JSON body, a form) would be read as CSV: refused row by row or, worse,
+    # imported as rows nobody meant. Parameters such as charset=utf-8 are let be.
+    sent = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if sent != ACCEPTED_TYPE:
+        message = f"the file must be sent as {ACCEPTED_TYPE}, not {sent[:100] or 'untyped'}"
+        return error_response(415, "unsupported_media_type", message,
+                              [FieldError(field="content-type", message=message)])
     limit = state.settings.max_import_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
