@@ -232,3 +232,18 @@ async def test_a_customer_page_post_too_large_is_answered_with_a_page(tenant, ht
         assert response.headers["content-type"].startswith("text/html")
         assert "Wat u verstuurde is te groot" in response.text
     assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "opened"
+
+
+@pytest.mark.parametrize("language, title", [("en", "What you sent is too large"),
+                                             ("nl", "Wat u verstuurde is te groot"),
+                                             ("de", "Was Sie gesendet haben, ist zu groß")])
+async def test_a_dashboard_login_too_large_is_not_titled_as_a_customers_page(http, language,
+                                                                           title):
+    """The operator's page was titled "Your personal page", the customers' wording."""
+    customer = Customer(http)
+    await customer.open("/dashboard/login")
+    refused = await http.post("/dashboard/login", data={
+        "csrf_token": customer.csrf(), "api_key": "a" * (2 * 1024 * 1024)},
+        headers={"accept-language": language})
+    assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
+    assert f"<title>{title}</title>" in refused.text
