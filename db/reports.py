@@ -145,9 +145,15 @@ CONSENT_PROOF = {"language": "legal_text_language", "version": "legal_text_versi
                  "sha256": "legal_text_sha256", "given_at": "given_at"}
 
 
+# The address as the contact page collects it, one CSV column per part.
+ADDRESS_PARTS = ("type", "line1", "postal_code", "city", "country")
+
+
 def report_columns(consent_keys: list[str]) -> list[str]:
     columns = ["journey_id", "contact_id", "external_id", "first_name", "last_name", "language",
-               "stage", "email", "email_state", "submitted_at", "verified_at", "ip", "user_agent"]
+               "stage", "email", "email_state", "mobile", "mobile_state",
+               *(f"address.{part}" for part in ADDRESS_PARTS),
+               "submitted_at", "verified_at", "ip", "user_agent"]
     for key in consent_keys:
         columns += [f"consent.{key}", *(f"consent.{key}.{part}" for part in CONSENT_PROOF)]
     return columns
@@ -178,13 +184,27 @@ async def collected_rows(
                for r in partition]
 
 
+def point_state(r: Any, kind: str) -> str | None:
+    """What became of one entered email or mobile: verified, still pending while the journey
+    runs, else unverified (it expired, the customer opted out, ...)."""
+    if not r.collected.get(kind):
+        return None
+    if r.collected.get(f"{kind}_verified_at"):
+        return "verified"
+    # Journeys verified before each kind kept its own time verified all they had collected.
+    if r.stage == Stage.verified and not any(k.endswith("_verified_at") for k in r.collected):
+        return "verified"
+    return "unverified" if r.stage in FINAL_STAGES else "pending"
+
+
 def _row(r: Any, consents: list[ConsentEvent]) -> dict[str, Any]:
     verified = r.stage == Stage.verified
     return {
         "journey_id": str(r.id), "contact_id": str(r.contact_id), "external_id": r.external_id,
         "first_name": r.first_name, "last_name": r.last_name, "language": r.language,
         "stage": r.stage, "email": r.collected.get("email"),
-        "email_state": "verified" if verified else "pending",
+        "email_state": point_state(r, "email"), "mobile": r.collected.get("mobile"),
+        "mobile_state": point_state(r, "mobile"), "address": r.collected.get("address"),
         "submitted_at": r.collected.get("submitted_at"),
         "verified_at": r.finished_at.isoformat() if verified and r.finished_at else None,
         "ip": r.collected.get("ip"), "user_agent": r.collected.get("user_agent"),
@@ -199,7 +219,9 @@ def _row(r: Any, consents: list[ConsentEvent]) -> dict[str, Any]:
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
     """A report row as CSV cells: per consent checkbox, the answer and its proof."""
-    cells = {k: v for k, v in row.items() if k != "consents"}
+    cells = {k: v for k, v in row.items() if k not in ("consents", "address")}
+    cells.update({f"address.{part}": (row["address"] or {}).get(part)
+                  for part in ADDRESS_PARTS})
     for c in row["consents"]:
         column = f"consent.{c['key']}"
         cells[column] = "granted" if c["granted"] else "declined"

@@ -1,6 +1,8 @@
 """Collecting a mobile number and verifying it with a one-time code from the SMS outbox."""
 
 import asyncio
+import csv
+import io
 import json
 import re
 
@@ -58,6 +60,11 @@ async def test_customer_verifies_a_dutch_mobile_with_the_code(
     mobile = event.payload["data"]["mobile"]
     assert mobile["number"] == number and mobile["verified_via"] == "sms_code"
     assert "email" not in event.payload["data"]
+    # The campaign's report has the number it collected, verified; no email was entered.
+    report = await tenant.get(f"/v1/campaigns/{journey['campaign_id']}/report.csv")
+    [row] = list(csv.DictReader(io.StringIO(report.text)))
+    assert (row["mobile"], row["mobile_state"]) == (number, "verified")
+    assert (row["email"], row["email_state"]) == ("", "")
 
 
 async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, mailbox, settings):

@@ -61,6 +61,7 @@ async def test_funnel_and_reports_of_a_campaign(tenant, other_tenant, http, mail
     [row] = list(csv.DictReader(io.StringIO(response.text)))
     assert row["journey_id"] == journeys[0] and row["external_id"] == "f-0"
     assert row["stage"] == "verified" and row["email_state"] == "verified"
+    assert (row["mobile"], row["mobile_state"], row["address.line1"]) == ("", "", "")
     assert row["submitted_at"] and row["verified_at"] and row["ip"] == "203.0.113.7"
     assert row["consent.terms"] == "granted" and row["consent.terms.version"] == "2026-1"
     assert row["consent.newsletter"] == "granted" and len(row["consent.newsletter.sha256"]) == 64
