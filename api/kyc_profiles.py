@@ -80,7 +80,7 @@ def document_details(document_type: str, number: str | None,
             errors.append(FieldError(field="number", message="letters, digits, spaces and - / . "
                                      "only, at most 100"))
     elif kind in NUMBERED:
-        errors.append(FieldError(field="number", message=f"required for a {kind}"))
+        errors.append(FieldError(field="number", message=f"required for document kind {kind}"))
     expiry = None
     if (expires_at or "").strip():
         try:
