@@ -86,3 +86,17 @@ def mobile_example(region: str) -> tuple[str, str]:
         return mobile_example("NL")
     return (phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL),
             phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL))
+
+
+def provider_number(raw: str, region: str) -> str:
+    """A number as an SMS provider reports it (a reply's sender, a bounce's recipient) in E.164:
+    international form with or without the '+', or national form (0612345678) read in the
+    client's region."""
+    digits = raw.strip()
+    national = digits.startswith("0") and not digits.startswith("00")
+    try:
+        parsed = (phonenumbers.parse(digits, region) if national
+                  else phonenumbers.parse("+" + digits.removeprefix("+").removeprefix("00")))
+    except NumberParseException as err:
+        raise PhoneNumberError("not a phone number") from err
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)

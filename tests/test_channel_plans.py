@@ -334,6 +334,11 @@ async def test_a_bounce_falls_back_to_sms_when_the_rest_of_the_plan_cannot_reach
     assert state.bounced_channels == ["email"]
     if record_histories:
         await save_history(handle, "channel_plan_bounce_then_fallback_after_plan")
+    # The SMS provider reports that SMS bounced too, naming the number in national form.
+    bounce = await tenant.ok("POST", "/v1/bounces", {
+        "message_id": sms["id"], "recipient": "0" + mobile.removeprefix("+31"), "kind": "hard",
+        "reason": "unknown subscriber"}, status=202)
+    assert (bounce["channel"], bounce["recipient"]) == ("sms", mobile)
 
 
 async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(

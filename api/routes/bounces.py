@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from temporalio.service import RPCError
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import FieldError, Strict
@@ -17,6 +17,7 @@ from core.contracts import BounceInput
 from core.vocabulary import BounceKind
 from db import bounces
 from db.models import Journey, MessageBounce, utcnow
+from messaging.phone import PhoneNumberError, provider_number
 from workflows.journey import JourneyWorkflow
 
 router = APIRouter(tags=["bounces"], responses=ERROR_RESPONSES)
@@ -53,9 +54,14 @@ class BouncePage(BaseModel):
     next_cursor: int | None
 
 
-def _same_recipient(given: str, sent_to: str, channel: str) -> bool:
+def _same_recipient(given: str, sent_to: str, channel: str, region: str) -> bool:
     if channel == "letter":  # returned mail names the address in the provider's own form
         return True
+    if channel == "sms":  # sent in E.164; a provider may report it in national form
+        try:
+            return provider_number(given, region) == sent_to
+        except PhoneNumberError:
+            return False
     return "".join(given.split()).casefold() == "".join(sent_to.split()).casefold()
 
 
@@ -67,7 +73,7 @@ def bounce_out(bounce: MessageBounce, step: str) -> BounceOut:
 
 @router.post("/v1/bounces", status_code=status.HTTP_202_ACCEPTED, response_model=BounceOut)
 async def report_bounce(body: BounceReport, client: ClientDep, session: SessionDep,
-                        state: StateDep) -> BounceOut:
+                        state: StateDep, reg: RegistryDep) -> BounceOut:
     """A message a journey sent bounced, or its recipient complained (marked it as spam).
 
     The bounce is kept with its reason and raises `message.bounced`; the journey stops using
@@ -84,7 +90,8 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
         raise HTTPException(404, "no message of yours with this id")
     if message.status not in ("sent", "bounced"):
         raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
-    if not _same_recipient(body.recipient, message.recipient, message.channel):
+    if not _same_recipient(body.recipient, message.recipient, message.channel,
+                           reg.settings.default_region):
         raise FieldProblems([FieldError(field="recipient", message=(
             "is not the recipient this message was sent to"))])
     bounce, endpoints = await bounces.record_bounce(

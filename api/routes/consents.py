@@ -7,7 +7,6 @@ from urllib.parse import quote
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -38,6 +37,7 @@ from core.vocabulary import (
 )
 from db import consents
 from db.models import Client, ConsentDocument, Contact, ContactPoint
+from messaging.phone import PhoneNumberError, provider_number
 
 router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
 
@@ -182,19 +182,6 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
     return EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
 
 
-def e164(sender: str, region: str) -> str:
-    """Providers send the replying number in international form, with or without the '+';
-    some, in national form (0612345678), read in the client's region."""
-    digits = sender.strip()
-    national = digits.startswith("0") and not digits.startswith("00")
-    try:
-        parsed = (phonenumbers.parse(digits, region) if national
-                  else phonenumbers.parse("+" + digits.removeprefix("+").removeprefix("00")))
-    except phonenumbers.NumberParseException:
-        raise FieldProblems([FieldError(field="from", message="not a phone number")]) from None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
 STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN"}
 START_WORDS = {"START", "UNSTOP", "SUBSCRIBE", "AANMELDEN"}
 
@@ -207,7 +194,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
     word = "".join(body.text.split()).upper()
     if word not in STOP_WORDS | START_WORDS:
         return {"action": "ignored", "contacts": 0}
-    number = e164(body.sender, reg.settings.default_region)
+    try:
+        number = provider_number(body.sender, reg.settings.default_region)
+    except PhoneNumberError:
+        raise FieldProblems([FieldError(field="from", message="not a phone number")]) from None
     # A provider whose clock runs ahead must neither lose a STOP nor date it in the future,
     # where it would outrank every later decision.
     now = datetime.now(UTC)
