@@ -146,6 +146,11 @@ async def test_replay_of_a_time_range_to_a_new_endpoint(tenant, webhook_receiver
                     f"{resent_id}/resend", status=202)
     again = await webhook_receiver.wait_for(second, EXPIRED, count=3)
     assert [d.id for d in again].count(resent_id) == 2
+    # Not to an endpoint that does not subscribe to its type, as a replay would not.
+    other = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    refused = await tenant.http.post(f"/v1/webhook-endpoints/{tenant.endpoint_ids[other]}/events/"
+                                     f"{resent_id}/resend", headers=tenant.auth)
+    assert refused.status_code == 409, refused.text
 
     bad_range = await tenant.http.post(
         f"/v1/webhook-endpoints/{tenant.endpoint_ids[second]}/replay",

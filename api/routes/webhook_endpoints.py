@@ -198,11 +198,14 @@ async def list_deliveries(
              response_model=WebhookDeliveryOut)
 async def resend_event(endpoint_id: uuid.UUID, event_id: uuid.UUID, client: ClientDep,
                        session: SessionDep, state: StateDep) -> WebhookDeliveryOut:
-    """Sends one event again, same id and payload, with a fresh retry schedule."""
+    """Sends one event again, same id and payload, with a fresh retry schedule; only an event
+    of a type the endpoint subscribes to, as a replay."""
     endpoint = await endpoint_of(session, client.id, endpoint_id)
     event = await session.get(WebhookEvent, event_id)
     if event is None or event.client_id != client.id:
         raise HTTPException(404, "webhook event not found")
+    if not crud.subscribes(endpoint, event.type):
+        raise HTTPException(409, f"the endpoint does not subscribe to {event.type}")
     delivery = await crud.queue_delivery(session, event=event, endpoint=endpoint)
     await session.commit()
     await state.endpoints.wake(client.id, [str(endpoint.id)], "resend")
