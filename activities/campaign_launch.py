@@ -140,13 +140,9 @@ class CampaignLauncher:
                     Journey.campaign_id == campaign.id,
                     crud.among(session, Journey.contact_id, [c for c, _ in page]))):
                 earlier[journey.contact_id].append(journey)
-            known = [j for theirs in earlier.values() for j in theirs]
-            # Only the journeys that would have the contact skipped are looked up in Temporal;
-            # this launch's own (an earlier try of this batch) may not be started yet.
-            suspects = [j.id for j in known
-                        if j.stage not in FINAL_STAGES and j.launch_id != input.launch_id]
-            lost = (await lost_journeys.ended_lost(session, known)
-                    | await lost_journeys.end_lost_among(session, self._temporal, suspects))
+            lost = await lost_journeys.lost_among(
+                session, self._temporal, [j for theirs in earlier.values() for j in theirs],
+                skip_launch=input.launch_id)
             to_start: list[Journey] = []
             delays: dict[uuid.UUID, timedelta] = {}
             rows = []

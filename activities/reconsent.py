@@ -13,7 +13,7 @@ from temporalio.client import Client as TemporalClient
 from api import lost_journeys
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, GdprConsentState, Stage
+from core.vocabulary import GdprConsentState, Stage
 from db import crud
 from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
@@ -50,9 +50,7 @@ class Reconsent:
                 crud.among(session, Journey.contact_id, [c.id for c in chosen]))))
             # As in a launch: a contact whose journey here expired or was lost with its
             # workflow (terminated in the Temporal UI) is asked again in a new round.
-            lost = (await lost_journeys.ended_lost(session, theirs)
-                    | await lost_journeys.end_lost_among(session, self._temporal, [
-                        j.id for j in theirs if j.stage not in FINAL_STAGES]))
+            lost = await lost_journeys.lost_among(session, self._temporal, theirs)
             journeys = [j for j in theirs if j.stage != Stage.expired and j.id not in lost]
             rounds, asked = Counter(j.contact_id for j in theirs), {j.contact_id for j in journeys}
             rows = [{"id": uuid.uuid4(), "client_id": campaign.client_id,

@@ -19,7 +19,6 @@ from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS
 from core.vocabulary import (
     CHANNEL_NEEDS,
-    FINAL_STAGES,
     AuditAction,
     Channel,
     ContactKind,
@@ -282,22 +281,20 @@ async def write_contacts_and_journeys(
         else:
             reachable[index] = contact
 
-    async def live_and_rounds() -> tuple[dict[uuid.UUID, Journey], Counter[uuid.UUID]]:
-        """Each contact's journey in the campaign that has not expired (nor been lost), and
-        how many it had: one whose journeys all expired is asked again in a new round, as a
-        launch does."""
-        theirs = list(await session.scalars(select(Journey).where(
+    async def campaign_journeys() -> list[Journey]:
+        return list(await session.scalars(select(Journey).where(
             Journey.campaign_id == campaign.id,
             Journey.contact_id.in_([c.id for c in reachable.values()]))))
-        lost = await lost_journeys.ended_lost(session, theirs)
-        return ({j.contact_id: j for j in theirs if j.stage != Stage.expired and j.id not in lost},
-                Counter(j.contact_id for j in theirs))
 
-    existing, rounds = await live_and_rounds()
-    # Only the journeys that would refuse their contact are looked up in Temporal.
-    if await lost_journeys.end_lost_among(session, temporal, [
-            j.id for j in existing.values() if j.stage not in FINAL_STAGES]):
-        existing, rounds = await live_and_rounds()
+    def live(journeys: list[Journey]) -> dict[uuid.UUID, Journey]:
+        """Each contact's journey in the campaign that has not expired (nor been lost): one
+        whose journeys all expired is asked again in a new round, as a launch does."""
+        return {j.contact_id: j for j in journeys
+                if j.stage != Stage.expired and j.id not in lost}
+
+    theirs = await campaign_journeys()
+    lost = await lost_journeys.lost_among(session, temporal, theirs)
+    existing, rounds = live(theirs), Counter(j.contact_id for j in theirs)
     new_rows = []
     for index, contact in reachable.items():
         if contact.id not in existing:
@@ -311,7 +308,7 @@ async def write_contacts_and_journeys(
                              "stage": Stage.enrolled, "language": language,
                              "claim": claim.model_dump(mode="json") if claim else None})
     await crud.insert_ignoring_conflicts(session, Journey, new_rows)
-    journeys, _ = await live_and_rounds()
+    journeys = live(await campaign_journeys())
     for index, contact in reachable.items():
         journey = journeys[contact.id]
         claim = items[index].claim

@@ -14,7 +14,7 @@ from temporalio.client import Client as TemporalClient
 
 from api.lost_workflows import how_lost
 from contacts.gdpr import OPEN_JOURNEY
-from core.vocabulary import Stage
+from core.vocabulary import FINAL_STAGES, Stage
 from db import crud
 from db.models import Journey, JourneyEvent
 
@@ -68,6 +68,17 @@ async def end_lost_among(session: AsyncSession, temporal: TemporalClient,
             await _end(session, journey, lost)
             ended.add(journey.id)
     return ended
+
+
+async def lost_among(session: AsyncSession, temporal: TemporalClient, journeys: list[Journey],
+                     *, skip_launch: uuid.UUID | None = None) -> set[uuid.UUID]:
+    """Those of a campaign's journeys that are lost, ended so earlier or found so now: they no
+    longer hold their contact's place. Only the open ones are looked up in Temporal, and not
+    those of `skip_launch` (the launch asking: its earlier try of the batch wrote them)."""
+    return (await ended_lost(session, journeys)
+            | await end_lost_among(session, temporal, [
+                j.id for j in journeys if j.stage not in FINAL_STAGES
+                and (skip_launch is None or j.launch_id != skip_launch)]))
 
 
 async def ended_lost(session: AsyncSession, journeys: list[Journey]) -> set[uuid.UUID]:
