@@ -24,6 +24,7 @@ from activities.codes import CodeSender
 from activities.contact_gdpr import ContactRetention
 from activities.contact_import import ContactImporter
 from activities.journey_records import JourneyRecords
+from activities.lost_journeys import LostJourneySweep
 from activities.kyc import KycActivities
 from activities.messages import MessageSender
 from activities.reconsent import Reconsent
@@ -45,6 +46,8 @@ from workflows.contact_import import ContactImportWorkflow
 from workflows.held_journeys import WakeHeldJourneysWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.kyc import KycWorkflow
+from workflows.lost_journeys import SCHEDULE_ID as LOST_SCHEDULE_ID
+from workflows.lost_journeys import EndLostJourneysWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.retention import SCHEDULE_ID as PURGE_SCHEDULE_ID
 from workflows.retention import PurgeUnverifiedDataWorkflow
@@ -54,7 +57,8 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 # DeliverWebhooks only finishes runs started before per-endpoint delivery.
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
-             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow]
+             ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow,
+             EndLostJourneysWorkflow]
 # Every workflow whose recorded histories tests/test_replay.py replays.
 REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 
@@ -94,6 +98,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
         launcher = CampaignLauncher(sessions, settings, client)
+        lost = LostJourneySweep(sessions, client)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})
         worker = Worker(
@@ -127,6 +132,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 contact_retention.clients_with_retention,
                 contact_retention.anonymise_inactive,
                 contact_retention.apply_blocked_consequences,
+                lost.end_lost_journeys,
             ],
         )
         # Launches (and wake-ups of held journeys) poll a queue of their own: a batch is never
@@ -156,8 +162,8 @@ async def ensure_schedule(client: Client, schedule_id: str, action: ScheduleActi
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """The periodic jobs (visible and pausable in the Temporal UI): the purge of unverified data
-    and the batch anonymisation of inactive contacts."""
+    """The periodic jobs (visible and pausable in the Temporal UI): the purge of unverified data,
+    the batch anonymisation of inactive contacts and the sweep of lost journeys."""
     queue = settings.temporal_task_queue
     await ensure_schedule(client, PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
         PurgeUnverifiedDataWorkflow.run, id=PURGE_SCHEDULE_ID, task_queue=queue),
@@ -165,6 +171,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     await ensure_schedule(client, SCHEDULE_ID, ScheduleActionStartWorkflow(
         AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(), id=SCHEDULE_ID,
         task_queue=queue), settings.anonymise_inactive_every)
+    await ensure_schedule(client, LOST_SCHEDULE_ID, ScheduleActionStartWorkflow(
+        EndLostJourneysWorkflow.run, id=LOST_SCHEDULE_ID, task_queue=queue),
+        settings.end_lost_journeys_every)
 
 
 async def main() -> None:

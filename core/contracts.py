@@ -376,6 +376,11 @@ class PurgeResult:
     journeys_purged: int
 
 
+@dataclass
+class EndLostJourneysResult:
+    ended: int
+
+
 # --- webhook delivery, one workflow per endpoint -------------------------------------------
 
 

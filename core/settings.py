@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     # Any other request body (a signed consent form in base64 is the largest JSON one).
     max_request_bytes: int = 8 * 1024 * 1024
     anonymise_inactive_every: timedelta = timedelta(days=1)
+    # How often journeys whose workflow an operator terminated are looked for and ended, so
+    # reports and erasure need not wait for someone to meet them. Within the namespace's
+    # retention: Temporal forgets closed workflows after it.
+    end_lost_journeys_every: timedelta = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> "Settings":

@@ -2,10 +2,14 @@
 open, and nothing would ever end it. Whoever meets it ends it as cancelled."""
 
 import uuid
+from datetime import timedelta
 
 from db.models import Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually, on_the_page, unique_email
+from tests.histories import save_history
+from worker import ensure_schedules
+from workflows.lost_journeys import SCHEDULE_ID, EndLostJourneysWorkflow
 from workflows.starts import workflow_id
 
 
@@ -174,3 +178,34 @@ async def test_a_reconsent_run_asks_again_a_contact_whose_journey_was_lost(tenan
     old = await tenant.journey(first["journey_id"])
     assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == {
         "workflow": "terminated"}
+
+
+async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox, temporal_env,
+                                                          settings, record_histories):
+    lost, _, _ = await entered(tenant, http, mailbox)
+    running, _, _ = await entered(tenant, http, mailbox)
+    await terminate(temporal_env, tenant, lost["journey_id"])
+
+    async def swept() -> dict | None:
+        # Temporal's list of closed workflows may lag the termination a moment.
+        sweep = await temporal_env.client.start_workflow(
+            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue)
+        await sweep.result()
+        journey = await tenant.journey(lost["journey_id"])
+        if journey["stage"] != "cancelled":
+            return None
+        if record_histories:
+            await save_history(sweep, "end_lost_journeys")
+        return journey
+    journey = await eventually(swept, what="the sweep to end the lost journey")
+    assert journey["history"][-1]["detail"] == {"workflow": "terminated"}
+    assert (await tenant.journey(running["journey_id"]))["stage"] == "verification_pending"
+    funnel = await tenant.ok("GET", f"/v1/campaigns/{journey['campaign_id']}/funnel")
+    assert (funnel["finished"], funnel["total"]["cancelled"]) == (1, 1)
+
+    # The worker keeps an hourly schedule for it.
+    await ensure_schedules(temporal_env.client, settings)
+    schedule = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
+    assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)
+    await schedule.delete()

@@ -1,0 +1,50 @@
+"""Ends the journeys whose workflow an operator terminated (or that failed or timed out) and
+that nobody has met since: the database held them open, so reports counted them as waiting and
+they blocked their contact's erasure. Customers, enrolments and launches end the ones they meet
+(api.lost_journeys); this finds the rest through Temporal's visibility store."""
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client as TemporalClient
+
+from api import lost_journeys
+from api.lost_workflows import ENDED_WITHOUT_A_WORD
+from contacts.gdpr import OPEN_JOURNEY
+from core.contracts import EndLostJourneysResult
+from db import crud
+from db.models import Journey
+from db.session import transaction
+
+GONE = "WorkflowType = 'Journey' AND ExecutionStatus IN ({})".format(", ".join(
+    f"'{status.name.title().replace('_', '')}'" for status in sorted(ENDED_WITHOUT_A_WORD)))
+PAGE = 500
+
+
+class LostJourneySweep:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 temporal: TemporalClient) -> None:
+        self._sessions = sessions
+        self._temporal = temporal
+
+    @activity.defn
+    async def end_lost_journeys(self) -> EndLostJourneysResult:
+        """Idempotent: most workflows it lists were ended here or by someone earlier, and only
+        those still open are described and ended (their status checked again, as a reset in
+        the Temporal UI may have started them anew)."""
+        ended, workflow_ids = 0, []
+        async for execution in self._temporal.list_workflows(GONE, page_size=PAGE):
+            workflow_ids.append(execution.id)
+            if len(workflow_ids) == PAGE:
+                ended += await self._end(workflow_ids)
+                workflow_ids = []
+                activity.heartbeat(ended)
+        return EndLostJourneysResult(ended=ended + await self._end(workflow_ids))
+
+    async def _end(self, workflow_ids: list[str]) -> int:
+        if not workflow_ids:
+            return 0
+        async with transaction(self._sessions) as session:
+            still_open = list(await session.scalars(select(Journey.id).where(
+                crud.among(session, Journey.workflow_id, workflow_ids), OPEN_JOURNEY)))
+            return len(await lost_journeys.end_lost_among(session, self._temporal, still_open))
