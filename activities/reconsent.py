@@ -13,7 +13,7 @@ from temporalio.client import Client as TemporalClient
 from api import lost_journeys
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
-from core.vocabulary import GdprConsentState, Stage
+from core.vocabulary import FINAL_STAGES, GdprConsentState, Stage
 from db import crud
 from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
@@ -41,10 +41,6 @@ class Reconsent:
                 ContactPoint.kind == "email", POINT_IN_USE)))
             chosen = [c for c in contacts if c.id in reachable
                       and c.gdpr_consent_state != GdprConsentState.withdrawn]
-            reset_at = utcnow()
-            for contact in chosen:
-                contact.gdpr_consent_state = GdprConsentState.pending
-                contact.gdpr_consent_updated_at = reset_at
             theirs = list(await session.scalars(select(Journey).where(
                 Journey.campaign_id == campaign.id,
                 crud.among(session, Journey.contact_id, [c.id for c in chosen]))))
@@ -52,6 +48,14 @@ class Reconsent:
             # workflow (terminated in the Temporal UI) is asked again in a new round.
             lost = await lost_journeys.lost_among(session, self._temporal, theirs)
             journeys = [j for j in theirs if j.stage != Stage.expired and j.id not in lost]
+            # One who answered this form already (enrolled through the API, or asked by an
+            # earlier try of this run) keeps the answer: reset, nobody would ask them again.
+            answered = {j.contact_id for j in journeys if j.stage in FINAL_STAGES}
+            reset = [c for c in chosen if c.id not in answered]
+            reset_at = utcnow()
+            for contact in reset:
+                contact.gdpr_consent_state = GdprConsentState.pending
+                contact.gdpr_consent_updated_at = reset_at
             rounds, asked = Counter(j.contact_id for j in theirs), {j.contact_id for j in journeys}
             rows = [{"id": uuid.uuid4(), "client_id": campaign.client_id,
                      "campaign_id": campaign.id, "contact_id": c.id,
@@ -69,5 +73,5 @@ class Reconsent:
         return ReconsentBatchResult(
             contacts_seen=len(contacts),
             last_contact_id=str(contacts[-1].id) if contacts else None,
-            contacts_reset=len(chosen), journeys_started=len(journeys),
+            contacts_reset=len(reset), journeys_started=len(journeys),
             skipped=len(contacts) - len(chosen))

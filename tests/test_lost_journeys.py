@@ -150,19 +150,9 @@ async def test_an_enrichment_link_replaces_the_lost_journey(tenant, http, mailbo
     assert "This request has ended" not in customer.page
 
 
-async def run_reconsent(tenant, campaign_id: str) -> dict:
-    started = await tenant.post(f"/v1/campaigns/{campaign_id}/reconsent-run", {})
-    assert started.status_code == 202, started.text
-
-    async def finished():
-        progress = (await tenant.get(f"/v1/campaigns/{campaign_id}/reconsent-run")).json()
-        return progress if progress["done"] else None
-    return await eventually(finished, what="re-consent run")
-
-
 async def test_a_reconsent_run_asks_again_a_contact_whose_journey_was_lost(tenant, mailbox,
                                                                          temporal_env):
-    from tests.test_reconsent import reconsent_campaign
+    from tests.test_reconsent import reconsent_campaign, run_reconsent
     address = unique_email("reconsent")
     earlier = await reconsent_campaign(tenant)
     [first] = (await tenant.enrol(earlier["id"], {"external_id": address, "email": address})

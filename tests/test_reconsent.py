@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from core.contracts import AnonymiseInactiveInput
+from core.contracts import AnonymiseInactiveInput, ReconsentRunInput
 from db.models import ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
+from workflows.reconsent import ReconsentRunWorkflow
 
 FORM = "We keep your name and address to serve you; see our privacy notice v2."
 
@@ -21,6 +22,16 @@ async def reconsent_campaign(tenant) -> dict:
         name="Privacy notice v2", kind="reconsent", languages=["en"],
         consents=[{"key": "gdpr", "purpose": "data-processing", "channel": "any",
                    "mandatory": True, "texts": {"en": {"text": FORM, "version": "v2"}}}])
+
+
+async def run_reconsent(tenant, campaign_id: str) -> dict:
+    started = await tenant.post(f"/v1/campaigns/{campaign_id}/reconsent-run", {})
+    assert started.status_code == 202, started.text
+
+    async def finished():
+        progress = (await tenant.get(f"/v1/campaigns/{campaign_id}/reconsent-run")).json()
+        return progress if progress["done"] else None
+    return await eventually(finished, what="re-consent run")
 
 
 async def test_reconsent_run_over_1000_contacts(tenant, sessions, http, mailbox):
@@ -327,3 +338,54 @@ async def test_a_blocked_anonymisation_after_a_page_rejection_shows_in_the_gdpr_
         "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}})
     assert accepted.status_code == 200, accepted.text
     assert (await tenant.ok("GET", path))["anonymisation_blocked"] is None
+
+
+async def unasked_contact(tenant, sessions) -> uuid.UUID:
+    """A contact with an email and no journey in any re-consent campaign."""
+    contact_id = uuid.uuid4()
+    async with transaction(sessions) as session:
+        session.add(Contact(id=contact_id, client_id=tenant.id, external_id=f"u-{contact_id}",
+                            language="en", gdpr_consent_state="accepted"))
+        await session.flush()
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact_id, kind="email",
+                                 value=f"{contact_id}@example.com"))
+    return contact_id
+
+
+async def test_a_contact_who_answered_this_form_keeps_the_answer(tenant, sessions, http,
+                                                                 mailbox):
+    campaign = await reconsent_campaign(tenant)
+    address = f"answered-{uuid.uuid4().hex[:8]}@example.com"
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+                  )["results"]
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), answer="accept")
+    await tenant.wait_for_stage(enrolled["journey_id"], "accepted")
+    other = await unasked_contact(tenant, sessions)
+
+    progress = await run_reconsent(tenant, campaign["id"])
+    # The rest of the registry is reset; whoever answered this form is not.
+    answered = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/gdpr-consent")).json()
+    assert answered["state"] == "accepted"
+    assert (await tenant.get(f"/v1/contacts/{other}/gdpr-consent")).json()["state"] == "pending"
+    async with sessions() as session:
+        asked = await session.scalar(select(func.count()).where(
+            Journey.contact_id == uuid.UUID(enrolled["contact_id"])))
+    assert (progress["contacts_reset"], asked) == (1, 1)
+
+
+async def test_a_run_an_operator_terminated_can_be_started_again(tenant, sessions, mailbox,
+                                                                 temporal_env):
+    campaign = await reconsent_campaign(tenant)
+    contact = await unasked_contact(tenant, sessions)
+    # Terminated before it reached anyone: started where no worker polls, as if stuck.
+    stuck = await temporal_env.client.start_workflow(
+        ReconsentRunWorkflow.run, ReconsentRunInput(campaign["id"], 200),
+        id=f"reconsent/{campaign['id']}", task_queue=f"nobody-{uuid.uuid4()}")
+    await stuck.terminate(reason="operator")
+
+    progress = await run_reconsent(tenant, campaign["id"])
+    assert progress["done"] and progress["journeys_started"] >= 1
+    await mailbox.wait_for(f"{contact}@example.com")

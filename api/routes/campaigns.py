@@ -193,8 +193,9 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
                             state: StateDep, batch_size: int = Query(200, ge=1, le=1000)
                             ) -> ReconsentProgress:
     """Requires re-consent from all your contacts: Accepted, Rejected and Pending go back to
-    Pending (Withdrawn stays) and each gets this reconsent campaign's journey. Starting it
-    again while it runs returns the same run."""
+    Pending (Withdrawn stays) and each gets this reconsent campaign's journey; a contact who
+    has answered this campaign's form already keeps the answer. Starting it again while it runs,
+    or once it finished, returns that run; one an operator terminated starts anew."""
     campaign = await enrolling_campaign(session, client.id, campaign_id)
     if campaign.spec.get("kind") != JourneyKind.reconsent:
         raise HTTPException(409, "only a reconsent campaign can require re-consent")
@@ -204,8 +205,10 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
             ReconsentRunWorkflow.run, ReconsentRunInput(str(campaign.id), batch_size),
             id=run_id, task_queue=state.settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A finished run is not repeated: a new consent form is a new campaign.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            # A finished run is not repeated: a new consent form is a new campaign. One an
+            # operator terminated (or that failed) may be started again, and asks whom it
+            # did not reach.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
     except WorkflowAlreadyStartedError:
         handle = state.temporal.get_workflow_handle_for(ReconsentRunWorkflow.run, run_id)
     return await handle.query(ReconsentRunWorkflow.state)
