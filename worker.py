@@ -148,6 +148,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             async with worker, launches:
                 yield worker
         finally:
+            await smtp.connections.close()
             await engine.dispose()
 
 

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 20
+    # Connections kept open between messages (per worker process), and how long one may sit
+    # idle and still be reused.
+    smtp_connections: int = Field(default=20, ge=1)
+    smtp_idle_seconds: float = 10
     # A recipient the server keeps deferring (4xx) counts as a soft bounce after this many
     # attempts; the journey then switches to its next channel.
     email_soft_bounce_after_attempts: int = Field(default=5, ge=1)

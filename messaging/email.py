@@ -1,9 +1,11 @@
 """Sends email over real SMTP (a relay in production, the aiosmtpd sink in dev and tests)."""
 
+import asyncio
 from dataclasses import dataclass, field
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
+from time import monotonic
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -35,9 +37,73 @@ class OutgoingEmail:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class SmtpConnections:
+    """SMTP sessions kept open from message to message: a burst (a campaign's invitations)
+    pays for connecting, the greeting, EHLO, STARTTLS and AUTH once per connection, not once
+    per message. At most `SMTP_CONNECTIONS` are open; one idle for longer than
+    `SMTP_IDLE_SECONDS` is closed instead of reused, well before a server's idle timeout
+    (RFC 5321 asks servers for five minutes) could have closed it under us."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots = asyncio.Semaphore(settings.smtp_connections)
+
+    async def send(self, message: MIMEMultipart, *, sender: str, to: str) -> None:
+        async with self._slots:
+            smtp = self._reusable()
+            if smtp is not None:
+                try:
+                    return await self._send_on(smtp, message, sender, to)
+                except aiosmtplib.SMTPServerDisconnected:
+                    # Closed by the server while it sat idle (a relay restarted): that shows
+                    # at the first command, before any of the message went.
+                    pass
+            await self._send_on(await self._connect(), message, sender, to)
+
+    async def _send_on(self, smtp: aiosmtplib.SMTP, message: MIMEMultipart, sender: str,
+                       to: str) -> None:
+        try:
+            await smtp.send_message(message, sender=sender, recipients=[to])
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            # A refusal: aiosmtplib has reset the envelope, the session goes on.
+            self._idle.append((smtp, monotonic()))
+            raise
+        except BaseException:
+            smtp.close()
+            raise
+        self._idle.append((smtp, monotonic()))
+
+    def _reusable(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and monotonic() - since < self._settings.smtp_idle_seconds:
+                return smtp
+            smtp.close()
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.smtp_host, port=s.smtp_port, username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls, timeout=s.smtp_timeout_seconds)
+        await smtp.connect()
+        return smtp
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
 class SmtpSender:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.connections = SmtpConnections(settings)
 
     def build(self, mail: OutgoingEmail) -> MIMEMultipart:
         # The classic MIME classes, not EmailMessage: its header parsing made building and
@@ -56,21 +122,11 @@ class SmtpSender:
         return msg
 
     async def send(self, mail: OutgoingEmail) -> None:
-        s = self._settings
         try:
-            await aiosmtplib.send(
-                self.build(mail),
-                # The envelope, not the headers: an address with non-ASCII characters is an
-                # encoded word in the To header.
-                sender=s.mail_from,
-                recipients=[mail.to],
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                timeout=s.smtp_timeout_seconds,
-            )
+            # The envelope, not the headers: an address with non-ASCII characters is an
+            # encoded word in the To header.
+            await self.connections.send(self.build(mail), sender=self._settings.mail_from,
+                                        to=mail.to)
         except aiosmtplib.SMTPRecipientsRefused as err:
             codes = [r.code for r in err.recipients]
             reason = "; ".join(f"{r.code} {r.message}" for r in err.recipients)
