@@ -20,6 +20,7 @@ from db import crud
 from db.models import Campaign, Client, Journey, OneTimeCode, utcnow
 from db.session import transaction
 from messaging.branding import brand_for
+from messaging.local_outbox import journey_message_key
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import render_sms
 from messaging.sms import OutgoingSms, SmsSender
@@ -76,7 +77,7 @@ class CodeSender:
         try:
             await self._sms.send(OutgoingSms(
                 to=mobile, sender=brand.sms_sender or self._settings.sms_sender_name, text=text,
-                idempotency_key=f"{journey.id}/{input.step}"))
+                idempotency_key=journey_message_key(journey.id, input.step)))
         except PermanentDeliveryFailure as err:
             raise ApplicationError(str(err), type="SmsRejected", non_retryable=True) from err
         async with transaction(self._sessions) as session:

@@ -30,6 +30,7 @@ from db.session import transaction
 from messaging import links
 from messaging.branding import client_brand
 from messaging.email import EmailRejected, OutgoingEmail, SmtpSender, message_id
+from messaging.local_outbox import kyc_message_key
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, render_email, render_sms
 from messaging.sms import OutgoingSms, SmsSender
@@ -191,5 +192,5 @@ class KycActivities:
                       text: str) -> dict[str, str]:
         receipt = await self._sms.send(OutgoingSms(
             to=number, sender=sender, text=text,
-            idempotency_key=f"kyc/{input.contact_id}/{input.step}"))
+            idempotency_key=kyc_message_key(input.contact_id, input.step)))
         return {"channel": "sms", "provider_message_id": receipt.provider_message_id}

@@ -45,6 +45,7 @@ from messaging.address import AddressError, PostalAddress
 from messaging.branding import Brand, brand_for, letter_branding
 from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender, message_id
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
+from messaging.local_outbox import journey_message_key
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
 from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable, check_text
@@ -232,7 +233,7 @@ class MessageSender:
             "claim": claim_view(journey.claim, journey.paid_at, journey.language),
             "brand": brand,
         }
-        idempotency_key = f"{journey.id}/{input.step}"
+        idempotency_key = journey_message_key(journey.id, input.step)
         outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
         subject = None
         if channel == Channel.email:

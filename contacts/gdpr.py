@@ -23,6 +23,8 @@ from core.vocabulary import (
 )
 from db import consents as consents_db
 from db.kyc_models import KycDocument, KycEvent, KycProfile
+from messaging import letters, sms
+from messaging.local_outbox import journey_message_key, kyc_message_key
 from db.models import (
     Client,
     AuditEntry,
@@ -38,6 +40,8 @@ from db.models import (
     JourneyEvent,
     LinkToken,
     Message,
+    MessageBounce,
+    OneTimeCode,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
@@ -147,10 +151,28 @@ async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:
         entry.detail = {"fields": sorted(detail.get("changes", {})) or detail.get("fields", [])}
 
 
+async def _message_keys(session: AsyncSession, contact: Contact) -> list[str]:
+    """The idempotency keys of every message sent to the contact, which name its files in the
+    local SMS and letter outboxes."""
+    journey_ids = await _journey_ids(session, contact)
+    keys = [journey_message_key(journey_id, step) for model in (Message, OneTimeCode)
+            for journey_id, step in await session.execute(
+                select(model.journey_id, model.step).where(model.journey_id.in_(journey_ids)))]
+    # A KYC message is recorded at its step + "/email", whatever its channel.
+    kyc_steps = await session.scalars(select(KycEvent.step).where(
+        KycEvent.contact_id == contact.id, KycEvent.step.endswith("/email")))
+    return keys + [kyc_message_key(contact.id, step.removesuffix("/email"))
+                   for step in kyc_steps]
+
+
 async def _erase_contact_points_and_documents(session: AsyncSession, contact: Contact,
                                               settings: Settings, reason: str) -> None:
-    """What both erasures share: emails and phones go on the suppression list, and the identity
-    documents go, files included (the profile keeps its non-personal state)."""
+    """What both erasures share: emails and phones go on the suppression list, the identity
+    documents go, files included (the profile keeps its non-personal state), and the local
+    outboxes' SMS and letters (dev) no longer say to whom they went or what they said."""
+    keys = await _message_keys(session, contact)
+    sms.anonymise_outbox(settings.sms_outbox_dir, keys)
+    letters.anonymise_outbox(settings.letter_outbox_dir, keys)
     await suppression.suppress(session, secret_key=settings.secret_key.get_secret_value(),
                                client_id=contact.client_id, contact_id=contact.id, reason=reason)
     documents = list(await session.scalars(select(KycDocument).where(
@@ -189,6 +211,12 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
         await session.execute(update(JourneyEvent).where(JourneyEvent.journey_id.in_(journey_ids))
                               .values(detail=None))
         await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
+                              .values(recipient="anonymised"))
+        # A server's refusal quotes the address it refused.
+        await session.execute(update(MessageBounce).where(
+            MessageBounce.journey_id.in_(journey_ids)).values(recipient="anonymised",
+                                                               reason="anonymised"))
+        await session.execute(update(OneTimeCode).where(OneTimeCode.journey_id.in_(journey_ids))
                               .values(recipient="anonymised"))
     # The KYC profile keeps its state; its history loses where messages went and the reason
     # an operator wrote, and the contact's personal links (its journeys', preferences, KYC

@@ -12,7 +12,7 @@ import httpx
 from core.settings import Settings
 from messaging.address import PostalAddress, window_lines
 from messaging.letter_pdf import Branding, LetterDocument, LetterFonts, render_letter_pdf
-from messaging.local_outbox import outbox_id, write_atomically, write_record
+from messaging.local_outbox import anonymise_records, outbox_id, write_atomically, write_record
 from messaging.provider_http import ProviderApi
 from messaging.rendering import pick_language, render_letter
 
@@ -92,6 +92,11 @@ class OutboxLetterSender:
             "sent_at": datetime.now(UTC).isoformat(),
         })
         return LetterReceipt(provider_message_id=id)
+
+
+def anonymise_outbox(directory: Path, idempotency_keys: list[str]) -> None:
+    """The outbox's letters with these keys lose their PDF and the address they went to."""
+    anonymise_records(directory, idempotency_keys, {"address_lines": []})
 
 
 class HttpLetterSender:

@@ -6,7 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 # Outbox ids are what /dev/outbox puts in URLs: hex only, so no id can name a path elsewhere.
 OUTBOX_ID = re.compile(r"[0-9a-f]{32}")
@@ -14,6 +14,16 @@ OUTBOX_ID = re.compile(r"[0-9a-f]{32}")
 
 def outbox_id(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def journey_message_key(journey_id: object, step: str) -> str:
+    """The idempotency key of a journey's message (invitation, reminder, code) at its step."""
+    return f"{journey_id}/{step}"
+
+
+def kyc_message_key(contact_id: object, step: str) -> str:
+    """The idempotency key of a KYC profile's message to its contact at the profile's step."""
+    return f"kyc/{contact_id}/{step}"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -42,3 +52,18 @@ def file_in_outbox(directory: Path, id: str, suffix: str) -> Path | None:
         return None
     path = directory / f"{id}{suffix}"
     return path if path.is_file() else None
+
+
+def anonymise_records(directory: Path, idempotency_keys: Iterable[str],
+                      personal: dict[str, Any]) -> None:
+    """For an anonymised contact: each message's record keeps what went out when, with its
+    `personal` fields overwritten; any other file of it (a letter's PDF) is deleted."""
+    for key in idempotency_keys:
+        id = outbox_id(key)
+        for path in directory.glob(f"{id}.*"):
+            if path.suffix != ".json":
+                path.unlink()
+        record = directory / f"{id}.json"
+        if record.is_file():
+            write_record(directory, id, {**json.loads(record.read_text()), **personal,
+                                         "anonymised": True})

@@ -17,7 +17,7 @@ from core.security import new_code
 from core.settings import SMS_SENDER, Settings
 from core.vocabulary import TokenPurpose
 from messaging import links
-from messaging.local_outbox import outbox_id, write_record
+from messaging.local_outbox import anonymise_records, outbox_id, write_record
 from messaging.phone import PhoneNumberError, parse_phone
 from messaging.provider_http import PermanentDeliveryFailure, ProviderApi
 from messaging.rendering import render_sms, supported_languages
@@ -119,6 +119,11 @@ class OutboxSmsSender:
             "provider_message_id": id,
         })
         return SmsReceipt(provider_message_id=id, length=length)
+
+
+def anonymise_outbox(directory: Path, idempotency_keys: list[str]) -> None:
+    """The outbox's SMS with these keys no longer say to whom they went or what they said."""
+    anonymise_records(directory, idempotency_keys, {"to": "anonymised", "text": ""})
 
 
 class HttpSmsSender:

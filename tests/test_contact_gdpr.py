@@ -9,7 +9,15 @@ from sqlalchemy import text
 
 from core.contracts import AnonymiseInactiveInput
 from db.session import transaction
+from messaging.local_outbox import read_records
 from tests.helpers import Customer, unique_email
+from tests.test_channel_plans import (
+    contact as person_with,
+    enrol,
+    mobile_number,
+    wait_for_letter,
+    wait_for_sms,
+)
 from tests.histories import save_history
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 
@@ -191,6 +199,51 @@ async def test_export_then_anonymise_leaves_no_personal_data(
     assert refused["status"] == "rejected" and refused["errors"][0]["field"] == "external_id"
     again = (await tenant.get(base)).json()
     assert again["first_name"] is None and again["contact_points"] == []
+
+
+async def test_anonymising_clears_the_outbox_of_letters_and_sms(
+        tenant, http, mailbox, settings, sessions):
+    """The local outboxes keep what each letter and SMS said and to whom; once the contact is
+    anonymised, neither /dev/outbox, their files nor the message rows name the person."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT6S",
+        channel_plan=[{"channel": "email"}, {"channel": "letter"},
+                      {"channel": "sms", "after": "PT1S"}])
+    n = uuid.uuid4().hex[:8]
+    refused = f"gone-{n}@hard-bounce.example.com"
+    number, street = mobile_number(), f"Geheimstraat {n}"
+    eva = await person_with(tenant, email=refused, mobile=number, address={
+        "type": "home", "line1": street, "postal_code": "1015 CJ", "city": "Amsterdam",
+        "country": "NL"})
+    [result] = await enrol(tenant, campaign["id"], eva)
+    # The email is refused (its bounce quotes the address), then a letter and an SMS go.
+    letter = await wait_for_letter(settings, eva["last_name"])
+    text = await wait_for_sms(settings, number)
+    pdf = settings.letter_outbox_dir / f"{letter['id']}.pdf"
+    assert pdf.is_file() and text["to"] == number
+    await tenant.wait_for_stage(result["journey_id"], "expired", timeout=30)
+    personal = (eva["last_name"], street, number, refused)
+    outbox = (await http.get("/dev/outbox")).text
+    assert all(value in outbox for value in personal[:3])
+
+    done = await tenant.post(f"/v1/contacts/{eva['id']}/anonymise", {})
+    assert done.status_code == 200, done.text
+    outbox = (await http.get("/dev/outbox")).text
+    assert [value for value in personal if value in outbox] == []
+    assert (await http.get(f"/dev/outbox/letters/{letter['id']}.pdf")).status_code == 404
+    assert not pdf.exists()
+    files = [p.read_text() for d in (settings.sms_outbox_dir, settings.letter_outbox_dir)
+             for p in d.iterdir()]
+    assert [(v, f) for v in personal for f in files if v in f] == []
+    for value in personal:
+        assert await places_holding(sessions, value) == [], value
+    # What went out when is still there.
+    kept = {r["id"]: r for d in (settings.sms_outbox_dir, settings.letter_outbox_dir)
+            for r in read_records(d)}
+    assert (kept[text["id"]]["to"], kept[text["id"]]["sent_at"]) == ("anonymised",
+                                                                    text["sent_at"])
+    assert (kept[letter["id"]]["address_lines"], kept[letter["id"]]["sent_at"]) == (
+        [], letter["sent_at"])
 
 
 async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
