@@ -148,8 +148,10 @@ class MessageSender:
                     session, journey=journey, step=input.step,
                     type=f"{input.template}_{skip.outcome}", at=utcnow(),
                     detail={"channel": input.channel, "reason": str(skip)})
-                if skip.outcome == "suppressed":
-                    # The journey moves on all the same; the read model follows it.
+                if skip.outcome == "suppressed" and input.stage_after != Stage.invited:
+                    # The journey moves on all the same (waits for a code or link the daily cap
+                    # kept back); the read model follows it. An invitation kept back invited
+                    # nobody: the journey stays `enrolled`.
                     journey.stage = moved_on(journey.stage, input.stage_after)
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
             recipient = (await session.get_one(Message, outgoing.message_id)).recipient

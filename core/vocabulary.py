@@ -9,7 +9,9 @@ from temporalio.common import SearchAttributeKey
 
 
 class Stage(StrEnum):
-    enrolled = "enrolled"  # accepted into the campaign, first message not sent yet
+    # Accepted into the campaign, no invitation sent yet: its first is still to go, or every
+    # one so far was kept back (suppressed by the sending rules) or could not reach the contact.
+    enrolled = "enrolled"
     invited = "invited"
     opened = "opened"
     data_entered = "data_entered"

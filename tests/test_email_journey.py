@@ -147,6 +147,42 @@ async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, te
         await save_history(handle, "email_journey_expired")
 
 
+async def test_a_journey_whose_invitation_was_suppressed_invited_nobody(
+        tenant, http, mailbox, temporal_env, record_histories):
+    """The client counts invitations as marketing and the contact never agreed: the invitation
+    is kept back, so the journey is not `invited` (the reminder, a service message, then is)."""
+    await tenant.ensure_purpose("newsletter", "direct_marketing")
+    await tenant.ok("PUT", "/v1/message-policies/invitation",
+                    {"category": "marketing", "purpose": "newsletter"})
+    campaign = await tenant.create_campaign(
+        reminders={"interval": "PT4S", "max_count": 1}, expires_after="PT8S")
+    address = unique_email("kept-back")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "x-1", "email": address})
+    journey_id = enrolled["results"][0]["journey_id"]
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def kept_back():
+        journey = await tenant.journey(journey_id)
+        return journey if journey["history"] else None
+    journey = await eventually(kept_back, what="the invitation's fate")
+    assert [e["type"] for e in journey["history"]] == ["invitation_suppressed"]
+    assert journey["stage"] == "enrolled"
+    stages = (await tenant.ok("GET", f"{base}/progress"))["stages"]
+    assert (stages["enrolled"], stages["invited"]) == (1, 0)
+    assert (await tenant.ok("GET", f"{base}/funnel"))["total"]["invited"] == 0
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    assert (await handle.query(JourneyWorkflow.state)).stage == "enrolled"
+
+    [reminder] = await mailbox.wait_for(address)
+    assert reminder.subject.startswith("Reminder")
+    journey = await tenant.wait_for_stage(journey_id, "invited")
+    assert (await handle.query(JourneyWorkflow.state)).stage == "invited"
+    assert (await handle.result()).stage == "expired"
+    if record_histories:
+        await save_history(handle, "email_journey_invitation_suppressed")
+
+
 async def test_customer_completes_from_a_reminder(tenant, http, mailbox):
     campaign = await tenant.create_campaign(
         reminders={"interval": "PT1S", "max_count": 1}, expires_after="PT2M", languages=["en"],

@@ -84,6 +84,8 @@ FALLBACK_AFTER_PLAN = "fallback-after-plan"
 CANCEL_RECORDED = "cancel-recorded"
 # Journeys before waited for a verification email that had bounced, and reminded it.
 UNDELIVERABLE_EMAIL_ASKED_AGAIN = "undeliverable-email-asked-again"
+# Journeys before were `invited` when the sending rules kept their invitation back.
+UNSENT_INVITATION_INVITES_NOBODY = "unsent-invitation-invites-nobody"
 
 
 @workflow.defn(name="Journey")
@@ -214,8 +216,10 @@ class JourneyWorkflow:
     async def _invite(self) -> None:
         result = await self._send(self._template("invitation"), "invitation",
                                   TokenPurpose.contact_page, Stage.invited, own=True)
-        if not result.held:
-            self._enter(Stage.invited)
+        if result.held or (result.skipped and workflow.patched(UNSENT_INVITATION_INVITES_NOBODY)):
+            # Nobody was invited: the journey stays `enrolled` until a reminder reaches them.
+            return
+        self._enter(Stage.invited)
 
     async def _remind(self) -> None:
         if self.planned:
@@ -231,8 +235,12 @@ class JourneyWorkflow:
             if not result.held:
                 self.verification_step = step
         else:
+            # Only a journey whose invitation went nowhere is still `enrolled` here.
+            first = self.stage == Stage.enrolled
             result = await self._send(self._template("reminder"), step, TokenPurpose.contact_page,
-                                      own=True)
+                                      Stage.invited if first else None, own=True)
+            if first and result.sent:
+                self._enter(Stage.invited)
         if not result.held:
             self.reminders_sent += 1
 
