@@ -161,6 +161,36 @@ async def test_replay_of_a_time_range_to_a_new_endpoint(tenant, webhook_receiver
                                                    "message": "must be after since"}]
 
 
+async def test_a_replayed_event_the_endpoint_missed_is_ordered_by_its_timestamp(
+        tenant, webhook_receiver):
+    """An event recorded while the endpoint was disabled is numbered when a replay first queues
+    it, after newer ones; its payload's timestamp places it where it was recorded."""
+    hook = await tenant.subscribe(webhook_receiver, [EXPIRED])
+    endpoint = f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}"
+    [first] = await expiring_journeys(tenant, 1)
+    await webhook_receiver.wait_for(hook, EXPIRED)
+    since = datetime.now(UTC)
+    await tenant.ok("PATCH", endpoint, {"enabled": False})
+    [missed] = await expiring_journeys(tenant, 1)
+
+    async def recorded() -> bool:
+        return (await tenant.journey(missed))["stage"] == "expired"
+    await eventually(recorded, what="the missed event")
+    await tenant.ok("PATCH", endpoint, {"enabled": True})
+    [newer] = await expiring_journeys(tenant, 1)
+    await webhook_receiver.wait_for(hook, EXPIRED, count=2)
+    replayed = await tenant.ok("POST", f"{endpoint}/replay", {
+        "since": since.isoformat(), "until": datetime.now(UTC).isoformat()}, status=202)
+    # The newer event had been queued (it keeps its number); the missed one had not.
+    assert replayed == {"queued": 2}
+    got = {d.payload["data"]["journey_id"]: d
+           for d in await webhook_receiver.wait_for(hook, EXPIRED, count=4)}
+    sequence = {j: int(got[j].headers["webhook-sequence"]) for j in (first, missed, newer)}
+    assert sequence == {first: 1, newer: 2, missed: 3}
+    by_time = sorted(got, key=lambda j: datetime.fromisoformat(got[j].payload["timestamp"]))
+    assert by_time == [first, missed, newer]
+
+
 async def test_secret_rotation_signs_with_both_secrets_during_the_overlap(
     tenant, webhook_receiver
 ):
