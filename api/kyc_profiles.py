@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from temporalio.client import Client as TemporalClient
@@ -96,9 +97,15 @@ def document_details(document_type: str, number: str | None,
 
 async def accept_document(
     session: AsyncSession, settings: Settings, *, contact: Contact, details: DocumentDetails,
-    upload: UploadFile | None, source: str,
-) -> KycDocument:
-    """Stores the file, then its row; size and type are judged on the bytes themselves."""
+    upload: UploadFile | None, source: str, submission: str | None = None,
+) -> tuple[KycDocument, bool]:
+    """Stores the file, then its row; size and type are judged on the bytes themselves.
+    Returns the document and whether it is new: a form posted twice (a double click, the same
+    `submission`) stores one document, and the second post is given the first one's."""
+    # Derived from the submission, the id makes the second post of a form the same row.
+    doc_id = uuid.uuid5(contact.id, f"upload/{submission}") if submission else uuid.uuid4()
+    if submission and (earlier := await session.get(KycDocument, doc_id)) is not None:
+        return earlier, False
     limit = settings.kyc_max_document_bytes
     data = await upload.read(limit + 1) if upload is not None else b""
     if not data:
@@ -110,9 +117,11 @@ async def accept_document(
     if content_type is None:
         raise DocumentRejected(415, [FieldError(
             field="file", message=f"the file must be one of {ALLOWED_TYPES} (judged by content)")])
-    doc_id = uuid.uuid4()
-    key = f"{contact.client_id}/{contact.id}/{doc_id}"
-    await LocalDirectoryStorage(settings.kyc_storage_dir).put(key, data)
+    # A file of its own for each post: the one of two racing posts that stores no row
+    # removes its file, never the one the stored row names.
+    key = f"{contact.client_id}/{contact.id}/{uuid.uuid4()}"
+    storage = LocalDirectoryStorage(settings.kyc_storage_dir)
+    await storage.put(key, data)
     assert upload is not None
     filename = (upload.filename or "")[:300] or None
     document = KycDocument(
@@ -122,8 +131,16 @@ async def accept_document(
         size=len(data), sha256=hashlib.sha256(data).hexdigest(), filename=filename,
         source=source, uploaded_at=datetime.now(UTC))
     session.add(document)
-    await session.commit()
-    return document
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        earlier = await session.get(KycDocument, doc_id) if submission else None
+        if earlier is None:
+            raise
+        await storage.delete(key)
+        return earlier, False
+    return document, True
 
 
 def update_error(err: Exception) -> ApplicationError | None:

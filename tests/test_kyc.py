@@ -224,6 +224,51 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
             handle.id, run_id=first_run[0].run_id), "kyc_refuted_then_renewed")
 
 
+async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, http, mailbox,
+                                                          webhook_receiver, settings):
+    """A double click (two posts at once) or a post sent again with the browser's Back: the
+    customer's one upload is one document, judged once."""
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.assigned"])
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    await wait_for_state(tenant, contact_id, "pending_verification")
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
+    link = mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+    customer = Customer(http)
+    await customer.open(link)
+    form = {**customer.hidden_fields(), "document_type": "id_card", "number": "X123",
+            "expires_at": FAR}
+
+    async def post() -> httpx.Response:
+        return await http.post(link, data=form,
+                               files={"file": ("id.jpg", b"\xff\xd8\xff\xe0 a photo",
+                                               "image/jpeg")})
+    first, second = await asyncio.gather(post(), post())
+    again = await post()
+    assert [r.status_code for r in (first, second, again)] == [303, 303, 303]
+    assert len({r.headers["location"] for r in (first, second, again)}) == 1
+    renewed = await wait_for_state(tenant, contact_id, "pending_verification")
+    assert [d["source"] for d in renewed["documents"]] == ["api", "customer_page"]
+    await webhook_receiver.wait_for(hook, "kyc.assigned", count=2)
+    await asyncio.sleep(1)  # a second judgment would be recorded by now
+    history = [e["type"] for e in (await profile(tenant, contact_id))["history"]]
+    assert history.count("renewed") == 1, history
+    assert len(webhook_receiver.events(hook, "kyc.assigned")) == 2
+    # The post that lost the race to store took its own file away with it.
+    async with sessions() as session:
+        keys = set(await session.scalars(select(KycDocument.storage_key).where(
+            KycDocument.contact_id == uuid.UUID(contact_id))))
+    folder = settings.kyc_storage_dir / str(tenant.id) / contact_id
+    assert {f"{tenant.id}/{contact_id}/{p.name}" for p in folder.iterdir()} == keys
+    # A new form (the page shown again) is a new upload.
+    await customer.open(link)
+    form = {**customer.hidden_fields(), "document_type": "passport", "number": "P1",
+            "expires_at": FAR}
+    assert (await post()).status_code == 303
+    assert len((await profile(tenant, contact_id))["documents"]) == 3
+
+
 async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):
     await define(tenant, 1, [{"field": "last_name"}, {"field": "mobile"}])
     contact_id, mobile = await new_contact(sessions, tenant, mobile=True)

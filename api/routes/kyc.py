@@ -213,7 +213,7 @@ async def upload_document(
     contact = await contact_of(session, client.id, contact_id)
     try:
         details = kyc_profiles.document_details(document_type, number, expires_at)
-        document = await kyc_profiles.accept_document(
+        document, _ = await kyc_profiles.accept_document(
             session, state.settings, contact=contact, details=details, upload=file, source="api")
     except DocumentRejected as err:
         return error_response(err.status, "document_rejected", str(err), err.fields)

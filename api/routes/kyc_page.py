@@ -2,6 +2,7 @@
 the profile's state and takes the documents to renew it. Server-rendered; works without
 JavaScript; the personal link is the only credential and the database knows only its hash."""
 
+import secrets
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, status
@@ -13,7 +14,7 @@ from api import kyc_profiles
 from api.deps import SessionDep, StateDep
 from api.kyc_profiles import DocumentRejected
 from api.public_forms import limit_form_posts
-from api.routes.customer_page import csrf_ok, forbidden, html, invalid_link
+from api.routes.customer_page import SUBMISSION_ID, csrf_ok, forbidden, html, invalid_link
 from core.security import sha256_hex
 from core.vocabulary import DocumentType, TokenPurpose
 from db import kyc_crud
@@ -57,7 +58,8 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
     return html(request, state, "kyc_documents", visit.contact.language, {
         "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings), "first_name": visit.contact.first_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
-        "errors": errors, "values": values}, status_code)
+        "errors": errors, "values": values, "submission": secrets.token_urlsafe(16)},
+        status_code)
 
 
 @router.get("/k/{token}", response_class=HTMLResponse)
@@ -86,16 +88,20 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
             return await page(request, state, session, visit, values=values,
                               errors={"expires_at": "document_expired"},
                               status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-        await kyc_profiles.accept_document(
+        submission = str(form.get("submission", ""))
+        _, new = await kyc_profiles.accept_document(
             session, state.settings, contact=visit.contact, details=details,
-            upload=file if not isinstance(file, str) else None, source="customer_page")
+            upload=file if not isinstance(file, str) else None, source="customer_page",
+            submission=submission if SUBMISSION_ID.fullmatch(submission) else None)
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_FIELD.get(f.field) or MESSAGE_OF_FILE_STATUS[err.status]
                   for f in err.fields}
         return await page(request, state, session, visit, errors=errors, values=values,
                           status_code=err.status)
-    await kyc_profiles.contact_changed(session, state.temporal, state.settings,
-                                        contact=visit.contact,
-                                        document_type=details.document_type, uploaded=True)
+    if new:
+        # Judged once: a second judgment of the same upload would renew the profile again.
+        await kyc_profiles.contact_changed(session, state.temporal, state.settings,
+                                            contact=visit.contact,
+                                            document_type=details.document_type, uploaded=True)
     # Post/redirect/get: a reload never uploads twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
