@@ -24,6 +24,8 @@ from temporalio.service import RPCError
 
 from api.kyc_schemas import DocumentNumber, UtcDatetime
 from api.schemas import FieldError
+from contacts import registry
+from contacts.audit import Actor
 from core.kyc_contracts import (
     KYC_PROFILE_JSON,
     AssignKycInput,
@@ -45,6 +47,9 @@ from workflows.kyc import KycWorkflow
 _number = TypeAdapter(DocumentNumber).validate_python
 _expiry = TypeAdapter(UtcDatetime).validate_python
 NUMBERED = frozenset(DOCUMENT_OF_FIELD.values())
+# The contact registry's fields for the number and expiry printed on a document of this type.
+CONTACT_FIELDS = {DocumentType.id_card: ("id_number", "id_expires_on"),
+                  DocumentType.passport: ("passport_number", "passport_expires_on")}
 
 
 class DocumentRejected(Exception):
@@ -95,9 +100,35 @@ def document_details(document_type: str, number: str | None,
     return DocumentDetails(kind, number, expiry)
 
 
+async def contact_follows(session: AsyncSession, settings: Settings, *, contact: Contact,
+                          details: DocumentDetails, actor: Actor) -> None:
+    """The registry's number and expiry of an ID card or passport are those of the document
+    the profile rests on, the newest of its type: set (audited, re-keyed) when one is uploaded
+    or corrected, in the caller's transaction."""
+    fields = CONTACT_FIELDS.get(details.document_type)
+    if fields is None or contact.anonymised_at is not None:
+        return
+    reg = await registry.registry_for(session, client_id=contact.client_id,
+                                      secret_key=settings.secret_key.get_secret_value())
+    expires_on = details.expires_at.date() if details.expires_at is not None else None
+    try:
+        changed = await registry.apply_scalars(session, reg, contact,
+                                               dict(zip(fields, (details.number, expires_on))))
+    except registry.Duplicate as dup:
+        raise DocumentRejected(409, [FieldError(
+            field="number", message=f"the uniqueness rule gives this number to contact "
+            f"{dup.contact.id}")]) from dup
+    except registry.Invalid:
+        # The contact lacks a field the client's uniqueness rule names, so the registry takes
+        # no change of it until the client fills that in; the document counts all the same.
+        return
+    if changed:
+        await registry.touch(session, reg, contact, actor, changed)
+
+
 async def accept_document(
     session: AsyncSession, settings: Settings, *, contact: Contact, details: DocumentDetails,
-    upload: UploadFile | None, source: str, submission: str | None = None,
+    upload: UploadFile | None, source: str, actor: Actor, submission: str | None = None,
 ) -> tuple[KycDocument, bool]:
     """Stores the file, then its row; size and type are judged on the bytes themselves.
     Returns the document and whether it is new: a form posted twice (a double click, the same
@@ -117,6 +148,7 @@ async def accept_document(
     if content_type is None:
         raise DocumentRejected(415, [FieldError(
             field="file", message=f"the file must be one of {ALLOWED_TYPES} (judged by content)")])
+    await contact_follows(session, settings, contact=contact, details=details, actor=actor)
     # A file of its own for each post: the one of two racing posts that stores no row
     # removes its file, never the one the stored row names.
     key = f"{contact.client_id}/{contact.id}/{uuid.uuid4()}"
@@ -141,6 +173,25 @@ async def accept_document(
         await storage.delete(key)
         return earlier, False
     return document, True
+
+
+async def correct_document(
+    session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    document: KycDocument, changes: dict[str, Any], actor: Actor,
+) -> None:
+    """Corrects a document's number or expiry; the registry follows the newest of its type,
+    and the profile is judged again (a new expiry date reschedules it)."""
+    for field, value in changes.items():
+        setattr(document, field, value)
+    newest = await kyc_crud.newest_document(session, contact_id=contact.id,
+                                            document_type=document.document_type)
+    if newest is document:
+        await contact_follows(session, settings, contact=contact, actor=actor,
+                              details=DocumentDetails(DocumentType(document.document_type),
+                                                      document.number, document.expires_at))
+    await session.commit()
+    await contact_changed(session, temporal, settings, contact=contact,
+                          document_type=document.document_type, uploaded=False)
 
 
 def update_error(err: Exception) -> ApplicationError | None:

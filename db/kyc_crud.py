@@ -36,6 +36,15 @@ async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> 
     return found
 
 
+async def newest_document(session: AsyncSession, *, contact_id: uuid.UUID,
+                          document_type: str) -> KycDocument | None:
+    """The document of this type that counts (as in `evidence`): the newest."""
+    return (await session.scalars(
+        select(KycDocument).where(KycDocument.contact_id == contact_id,
+                                  KycDocument.document_type == document_type)
+        .order_by(KycDocument.uploaded_at.desc(), KycDocument.id).limit(1))).first()
+
+
 def judge(definition: KycDefinition, contact: Contact, found: Evidence,
           default_remind_before: timedelta) -> KycEvaluation:
     rules = rules_of(definition.rules.get(contact.kind, []))

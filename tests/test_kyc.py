@@ -269,6 +269,32 @@ async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, htt
     assert len((await profile(tenant, contact_id))["documents"]) == 3
 
 
+async def test_the_registry_follows_the_document_a_customer_renews_with(
+        tenant, sessions, http, mailbox):
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}")).json()
+    assert (contact["id_number"], contact["id_expires_on"]) == ("NL123456", FAR)
+    await wait_for_state(tenant, contact_id, "pending_verification")
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
+    link = mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+
+    customer = Customer(http)
+    await customer.open(link)
+    renewed_until = (datetime.now(UTC) + timedelta(days=2000)).date().isoformat()
+    posted = await http.post(link, data={
+        **customer.hidden_fields(), "document_type": "id_card", "number": "X765",
+        "expires_at": renewed_until}, files={"file": ("id.png", PNG, "image/png")})
+    assert posted.status_code == 303
+    assert (await profile(tenant, contact_id))["state"] == "pending_verification"
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}")).json()
+    assert (contact["id_number"], contact["id_expires_on"]) == ("X765", renewed_until)
+    [change] = [e for e in (await tenant.get(f"/v1/contacts/{contact_id}/audit")).json()["items"]
+                if e["action"] == "update" and e["actor_type"] == "customer"]
+    assert change["detail"]["changes"]["id_number"] == {"old": "NL123456", "new": "X765"}
+
+
 async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):
     await define(tenant, 1, [{"field": "last_name"}, {"field": "mobile"}])
     contact_id, mobile = await new_contact(sessions, tenant, mobile=True)

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import kyc_profiles
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import DocumentRejected
 from api.kyc_schemas import (
@@ -205,7 +205,7 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
              response_model=KycDocumentOut, responses=UPLOAD_RESPONSES)
 async def upload_document(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
-    file: Annotated[UploadFile, Form(description="PDF, PNG or JPEG")],
+    actor: ActorDep, file: Annotated[UploadFile, Form(description="PDF, PNG or JPEG")],
     document_type: Annotated[DocumentType, Form()],
     number: Annotated[str | None, Form(description="Required for id_card and passport")] = None,
     expires_at: Annotated[str | None, Form(description="Date (2031-12-31) or date-time")] = None,
@@ -214,7 +214,8 @@ async def upload_document(
     try:
         details = kyc_profiles.document_details(document_type, number, expires_at)
         document, _ = await kyc_profiles.accept_document(
-            session, state.settings, contact=contact, details=details, upload=file, source="api")
+            session, state.settings, contact=contact, details=details, upload=file, source="api",
+            actor=actor)
     except DocumentRejected as err:
         return error_response(err.status, "document_rejected", str(err), err.fields)
     await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
@@ -231,15 +232,16 @@ async def document_of(session, client_id: uuid.UUID, document_id: uuid.UUID) -> 
 
 @router.patch("/documents/{document_id}", response_model=KycDocumentOut)
 async def correct_document(document_id: uuid.UUID, body: KycDocumentPatch, client: ClientDep,
-                           session: SessionDep, state: StateDep):
+                           session: SessionDep, state: StateDep, actor: ActorDep):
     """Corrects a document's number or expiry; a new expiry date reschedules the profile's."""
     document = await document_of(session, client.id, document_id)
-    for field in body.model_fields_set:
-        setattr(document, field, getattr(body, field))
-    await session.commit()
-    contact = await session.get_one(Contact, document.contact_id)
-    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
-                                        document_type=document.document_type, uploaded=False)
+    try:
+        await kyc_profiles.correct_document(
+            session, state.temporal, state.settings, document=document, actor=actor,
+            contact=await session.get_one(Contact, document.contact_id),
+            changes={f: getattr(body, f) for f in body.model_fields_set})
+    except DocumentRejected as err:
+        return error_response(err.status, "document_rejected", str(err), err.fields)
     return document_out(document)
 
 

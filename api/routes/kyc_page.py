@@ -15,8 +15,9 @@ from api.deps import SessionDep, StateDep
 from api.kyc_profiles import DocumentRejected
 from api.public_forms import limit_form_posts
 from api.routes.customer_page import SUBMISSION_ID, csrf_ok, forbidden, html, invalid_link
+from contacts.audit import Actor
 from core.security import sha256_hex
-from core.vocabulary import DocumentType, TokenPurpose
+from core.vocabulary import ActorType, DocumentType, TokenPurpose
 from db import kyc_crud
 from db.kyc_models import KycDocument, KycProfile
 from db.models import Client, Contact, LinkToken
@@ -92,6 +93,7 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
         _, new = await kyc_profiles.accept_document(
             session, state.settings, contact=visit.contact, details=details,
             upload=file if not isinstance(file, str) else None, source="customer_page",
+            actor=Actor(ActorType.customer, f"kyc:{visit.contact.id}"),
             submission=submission if SUBMISSION_ID.fullmatch(submission) else None)
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_FIELD.get(f.field) or MESSAGE_OF_FILE_STATUS[err.status]
