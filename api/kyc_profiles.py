@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -192,6 +192,38 @@ async def correct_document(
     await session.commit()
     await contact_changed(session, temporal, settings, contact=contact,
                           document_type=document.document_type, uploaded=False)
+
+
+async def registry_changed(
+    session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
+    changed: set[str], actor: Actor,
+) -> None:
+    """Call after a change of the contact in the registry. A new ID card or passport number or
+    expiry there corrects the document the profile rests on, as PATCH /v1/kyc/documents/{id}
+    does, so the two stay one and the profile's expiry follows; any other change is judged by
+    contact_changed."""
+    corrected = False
+    for document_type, (number_field, expiry_field) in CONTACT_FIELDS.items():
+        if not changed & {number_field, expiry_field}:
+            continue
+        document = await kyc_crud.newest_document(session, contact_id=contact.id,
+                                                  document_type=document_type)
+        if document is None:
+            continue
+        changes: dict[str, Any] = {}
+        if number_field in changed:
+            changes["number"] = getattr(contact, number_field)
+        if expiry_field in changed:
+            expires_on = getattr(contact, expiry_field)
+            # A date in the registry; on the document the day begins its expiry, as when
+            # uploaded with that date.
+            changes["expires_at"] = None if expires_on is None else datetime.combine(
+                expires_on, time(), UTC)
+        await correct_document(session, temporal, settings, contact=contact, document=document,
+                               changes=changes, actor=actor)
+        corrected = True
+    if not corrected:
+        await contact_changed(session, temporal, settings, contact=contact)
 
 
 def update_error(err: Exception) -> ApplicationError | None:

@@ -295,6 +295,37 @@ async def test_the_registry_follows_the_document_a_customer_renews_with(
     assert change["detail"]["changes"]["id_number"] == {"old": "NL123456", "new": "X765"}
 
 
+async def test_a_registry_expiry_change_reschedules_the_profile(tenant, sessions,
+                                                                 webhook_receiver):
+    """The contact's id_expires_on is the expiry of the ID card the profile rests on: changed
+    in the registry, the document and the profile's expiry (and reminder) follow."""
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.expiring"])
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
+                 remind_before="P3D")
+    contact_id, _ = await new_contact(sessions, tenant)
+    document = (await upload(tenant, contact_id, "id_card")).json()
+    assigned = await wait_for_state(tenant, contact_id, "verified")
+    assert at(assigned["expires_at"]) == at(f"{FAR}T00:00:00+00:00")
+
+    soon = (datetime.now(UTC) + timedelta(days=2)).date()
+    patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
+                                      json={"id_expires_on": soon.isoformat()})
+    assert patched.status_code == 200, patched.text
+    # Answered once judged, as a document's correction is.
+    moved = await profile(tenant, contact_id)
+    assert at(moved["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    assert moved["expiry_cause"] == "document_expired"
+    [corrected] = moved["documents"]
+    assert corrected["id"] == document["id"]
+    assert at(corrected["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    # The reminder is due three days before the new expiry, so at once.
+    [expiring] = await webhook_receiver.wait_for(hook, "kyc.expiring")
+    assert at(expiring.payload["data"]["kyc"]["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    types = [e["type"] for e in (await profile(tenant, contact_id))["history"]
+             if not e["type"].endswith("_sent")]
+    assert types == ["assigned", "rescheduled", "reminded"]
+
+
 async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):
     await define(tenant, 1, [{"field": "last_name"}, {"field": "mobile"}])
     contact_id, mobile = await new_contact(sessions, tenant, mobile=True)

@@ -341,10 +341,17 @@ async def update_contact(
 ) -> ContactOut | JSONResponse:
     data = validated(ContactUpdate, body, reg)
     contact = await writable(session, reg, contact_id)
-    _, refused = await applied(session, registry.update(session, reg, contact, data, actor))
+    changed, refused = await applied(session, registry.update(session, reg, contact, data,
+                                                               actor))
     if refused:
         return refused
-    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
+    try:
+        await kyc_profiles.registry_changed(session, state.temporal, state.settings,
+                                            contact=contact, changed=set(changed or ()),
+                                            actor=actor)
+    except kyc_profiles.DocumentRejected as err:
+        # The document's other field, brought into the registry, clashes with another contact.
+        return error_response(err.status, "document_rejected", str(err), err.fields)
     return await one_out(session, reg, contact)
 
 
