@@ -3,6 +3,7 @@ stack: PostgreSQL, Temporal dev server, SMTP sink and a webhook receiver over HT
 reminder lead times are seconds here; in production they are days."""
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -324,6 +325,38 @@ async def test_a_registry_expiry_change_reschedules_the_profile(tenant, sessions
     types = [e["type"] for e in (await profile(tenant, contact_id))["history"]
              if not e["type"].endswith("_sent")]
     assert types == ["assigned", "rescheduled", "reminded"]
+
+
+async def test_the_kyc_page_marks_expired_documents_and_switches_language(
+        tenant, sessions, http, mailbox):
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    old = await upload(tenant, contact_id, "passport", number="P0LD", expires_at="2020-01-01")
+    assert old.status_code == 201, old.text
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    await wait_for_state(tenant, contact_id, "pending_verification")
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
+    link = mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+
+    customer = Customer(http)
+    await customer.open(link)
+    [passport, id_card] = re.findall(r"<li>((?:Passport|ID card) ·.*?)</li>", customer.page)
+    assert "Expired on 2020-01-01" in passport and "Expired" not in id_card
+    assert re.findall(r'name="language" value="(\w+)"', customer.page) == ["de", "en", "nl"]
+
+    forged = await http.post(f"{link}/language", data={"csrf_token": "forged",
+                                                       "language": "nl"})
+    assert forged.status_code == 403
+    dutch = await customer.submit(f"{link}/language", language="nl")
+    assert dutch.status_code == 200 and 'lang="nl"' in customer.page
+    assert "Verlopen op 2020-01-01" in customer.page and "Ontvangen documenten" in customer.page
+    # Kept as the contact's language: the profile's later messages speak it too.
+    assert (await tenant.get(f"/v1/contacts/{contact_id}")).json()["language"] == "nl"
+    await customer.submit(f"{link}/language", language="de")
+    assert "Abgelaufen am 2020-01-01" in customer.page
+    # A language the page does not offer changes nothing.
+    await customer.submit(f"{link}/language", language="xx")
+    assert 'lang="de"' in customer.page
 
 
 async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, settings):

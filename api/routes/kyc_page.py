@@ -14,7 +14,15 @@ from api import kyc_profiles
 from api.deps import SessionDep, StateDep
 from api.kyc_profiles import DocumentRejected
 from api.public_forms import limit_form_posts
-from api.routes.customer_page import SUBMISSION_ID, csrf_ok, forbidden, html, invalid_link
+from api.routes.customer_page import (
+    LANGUAGES,
+    SUBMISSION_ID,
+    csrf_ok,
+    forbidden,
+    html,
+    invalid_link,
+)
+from contacts import audit, registry
 from contacts.audit import Actor
 from core.security import sha256_hex
 from core.vocabulary import ActorType, DocumentType, TokenPurpose
@@ -27,6 +35,11 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_pos
 MESSAGE_OF_FIELD = {"document_type": "type_invalid", "number": "number_invalid",
                     "expires_at": "date_invalid"}
 MESSAGE_OF_FILE_STATUS = {413: "too_large", 415: "wrong_type", 422: "file_required"}
+
+
+def customer_actor(contact: Contact) -> Actor:
+    """The customer acting on the KYC page (the link is all that identifies them)."""
+    return Actor(ActorType.customer, f"kyc:{contact.id}")
 
 
 class KycVisit:
@@ -57,10 +70,11 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
         select(KycDocument).where(KycDocument.contact_id == visit.contact.id)
         .order_by(KycDocument.uploaded_at)))
     return html(request, state, "kyc_documents", visit.contact.language, {
-        "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings), "first_name": visit.contact.first_name,
+        "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings),
+        "languages": list(LANGUAGES.items()), "first_name": visit.contact.first_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
-        "errors": errors, "values": values, "submission": secrets.token_urlsafe(16)},
-        status_code)
+        "now": datetime.now(UTC), "errors": errors, "values": values,
+        "submission": secrets.token_urlsafe(16)}, status_code)
 
 
 @router.get("/k/{token}", response_class=HTMLResponse)
@@ -93,7 +107,7 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
         _, new = await kyc_profiles.accept_document(
             session, state.settings, contact=visit.contact, details=details,
             upload=file if not isinstance(file, str) else None, source="customer_page",
-            actor=Actor(ActorType.customer, f"kyc:{visit.contact.id}"),
+            actor=customer_actor(visit.contact),
             submission=submission if SUBMISSION_ID.fullmatch(submission) else None)
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_FIELD.get(f.field) or MESSAGE_OF_FILE_STATUS[err.status]
@@ -107,3 +121,25 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
                                             document_type=details.document_type, uploaded=True)
     # Post/redirect/get: a reload never uploads twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/k/{token}/language", response_class=HTMLResponse)
+async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
+    """Shows the page in another language and keeps it as the contact's, so the profile's
+    later messages speak it too. Only the token is in the URL; the choice is posted."""
+    visit = await resolve(session, token)
+    if visit is None:
+        return invalid_link(request, state)
+    if not await csrf_ok(request, state):
+        return forbidden(request, state, visit)
+    language = (await request.form()).get("language")
+    contact = visit.contact
+    if language in LANGUAGES and language != contact.language:
+        changed = audit.changes({"language": contact.language}, {"language": language})
+        contact.language = language
+        await registry.touch(session, await registry.registry_for(
+            session, client_id=contact.client_id,
+            secret_key=state.settings.secret_key.get_secret_value()), contact,
+            customer_actor(contact), changed)
+        await session.commit()
+    return RedirectResponse(f"/k/{token}", status_code=status.HTTP_303_SEE_OTHER)
