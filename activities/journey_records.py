@@ -94,7 +94,7 @@ class JourneyRecords:
                 "user_agent": sub.user_agent,
                 **{f"{kind}_verified_via": "invitation_link" for kind in proven},
             }
-            journey.stage = Stage.data_entered
+            journey.stage = Stage.verification_pending if input.code_kept else Stage.data_entered
             if contact.engaged_at is None:
                 # The first business event: the contact answered a journey.
                 contact.engagement_state = EngagementState.engaged

@@ -111,6 +111,8 @@ class SubmitDataResult:
     verification_sent_to: str | None
     # The email address whose verification mail the server refused: the page asks again.
     undeliverable: str | None = None
+    # The number entered is the one whose code is out: no new code was sent for it.
+    code_kept: bool = False
 
 
 @dataclass
@@ -271,6 +273,8 @@ class RecordSubmissionInput:
     journey_id: str
     step: str
     submission: SubmitDataInput
+    # The number's code is still out: the journey goes on waiting for it.
+    code_kept: bool = False
 
 
 @dataclass

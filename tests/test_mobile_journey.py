@@ -7,6 +7,7 @@ import json
 import re
 
 from tests.helpers import Customer, eventually, unique_email
+from tests.histories import save_history
 
 
 def codes_sent(settings, number: str) -> list[str]:
@@ -225,3 +226,53 @@ async def test_the_right_code_for_a_number_kept_by_another_customer_says_so(
     assert response.status_code == 409
     assert "al bevestigd voor een andere klant" in customer.page  # the page speaks Dutch
     assert (await tenant.journey(second["journey_id"]))["stage"] == "verification_pending"
+
+
+async def test_the_same_number_again_keeps_the_code_out(
+    tenant, http, mailbox, settings, webhook_receiver, temporal_env, record_histories
+):
+    """Posting the number again (the back button, an impatient second try) sends no new code:
+    that would get round the cooldown and cap of "send again". The same data again is no new
+    submission at all; a changed consent still is, and keeps the code too."""
+    hook = await tenant.subscribe(webhook_receiver, ["contact.data_collected", "consent.changed"])
+    number = "+3164234" + str(uuid_digits())
+    created = await tenant.create_campaign(collect=["mobile"], languages=["en"],
+                                           verification={"code_max_resends": 1})
+    address = unique_email()
+    [enrolled] = (await tenant.enrol(created["id"], {"external_id": address,
+                                                     "email": address}))["results"]
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(address))[0])
+    await customer.open(page)
+    await customer.submit(page, mobile=number, consent=["terms"])
+    [code] = await wait_codes(settings, number, 1)
+    await webhook_receiver.wait_for(hook, "contact.data_collected")
+    [_, _] = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+
+    # The same again, the number as the customer first typed it.
+    response = await customer.submit(page, mobile=number, consent=["terms"])
+    assert response.status_code == 200
+    assert "We already sent a code to this number, so no new code was sent" in customer.page
+    assert 'id="code"' in customer.page
+    # Another consent decision is a new submission, for the same number written nationally.
+    response = await customer.submit(page, mobile="06 4234" + number[-4:],
+                                     consent=["terms", "newsletter"])
+    assert response.status_code == 200
+    assert "We already sent a code to this number, so no new code was sent" in customer.page
+    # Endpoints get their events in order: the unchanged post raised none before these.
+    await webhook_receiver.wait_for(hook, "consent.changed", count=4)
+    collected = webhook_receiver.events(hook, "contact.data_collected")
+    assert len(collected) == 2 and len(webhook_receiver.events(hook, "consent.changed")) == 4
+    assert [c["granted"] for c in collected[1].payload["data"]["consents"]] == [True, True]
+
+    # "Send again" is still held to its cooldown.
+    await customer.submit(page + "/resend-code")
+    assert "Please wait" in customer.page
+    assert codes_sent(settings, number) == [code]
+    await customer.submit(page + "/code", code=code)
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    await handle.result()
+    assert codes_sent(settings, number) == [code]
+    if record_histories:
+        await save_history(handle, "mobile_code_kept_on_resubmission")

@@ -86,6 +86,9 @@ CANCEL_RECORDED = "cancel-recorded"
 UNDELIVERABLE_EMAIL_ASKED_AGAIN = "undeliverable-email-asked-again"
 # Journeys before were `invited` when the sending rules kept their invitation back.
 UNSENT_INVITATION_INVITES_NOBODY = "unsent-invitation-invites-nobody"
+# Journeys before sent a new code for a re-submission of the number whose code was out (round
+# the resend cooldown and cap), and recorded a submission that changed nothing as a new one.
+RESUBMISSION_KEEPS_CODE = "resubmission-keeps-code"
 
 
 @workflow.defn(name="Journey")
@@ -98,6 +101,8 @@ class JourneyWorkflow:
         self.reminders_sent = 0
         self.last_message_at: datetime | None = None
         self.submissions = 0
+        # What the last recorded submission said: the same again is no new submission.
+        self.last_submission: SubmitDataInput | None = None
         self.pending_email: str | None = None
         self.verification_step: str | None = None
         # Contact points entered and not verified yet: "email" (by link), "mobile" (by code).
@@ -105,6 +110,10 @@ class JourneyWorkflow:
         self.code_step: str | None = None
         self.code_sent_at: datetime | None = None
         self.code_resends = 0
+        # The number the code out went to, and whether too many wrong tries locked it.
+        self.code_to: str | None = None
+        self.code_sent = False
+        self.code_locked = False
         self.opted_out: OptOutInput | None = None
         # Payment-reminder journeys: once the client reports the claim paid, reminders stop.
         self.paid = False
@@ -355,15 +364,23 @@ class JourneyWorkflow:
     @workflow.update
     async def submit_data(self, input: SubmitDataInput) -> SubmitDataResult:
         async with self.turn:
+            if self._unchanged(input) and workflow.patched(RESUBMISSION_KEEPS_CODE):
+                # Posted again as it stands (the back button, a second try): nothing to record
+                # or announce, and the code or link out is still the one to use.
+                return SubmitDataResult(stage=self.stage, verification_sent_to=None,
+                                        code_kept="mobile" in self.awaiting)
             self._check_submission_allowed()
+            code_kept = (self._keeps_code(input.mobile)
+                         and workflow.patched(RESUBMISSION_KEEPS_CODE))
             self.submissions += 1
             step = f"submission-{self.submissions}"
             emitted = await workflow.execute_activity_method(
                 JourneyRecords.record_submission,
-                RecordSubmissionInput(self.input.journey_id, step, input),
+                RecordSubmissionInput(self.input.journey_id, step, input, code_kept),
                 **DB_WRITE,
             )
             self._deliver(emitted)
+            self.last_submission = input
             self.pending_email = input.email
             self.awaiting = set()
             undeliverable: str | None = None
@@ -388,8 +405,10 @@ class JourneyWorkflow:
             if input.mobile and "mobile" in emitted.proven:
                 self.awaiting.add("mobile")
             elif input.mobile:
-                self.code_resends = 0
-                await self._send_code()
+                if not code_kept:
+                    self.code_resends = 0
+                    self.code_to = input.mobile
+                    await self._send_code()
                 self.awaiting.add("mobile")
             if self.awaiting or not undeliverable:
                 self._enter(Stage.verification_pending)
@@ -398,7 +417,33 @@ class JourneyWorkflow:
             return SubmitDataResult(
                 stage=self.stage,
                 verification_sent_to=None if "email" in emitted.proven or undeliverable
-                else input.email, undeliverable=undeliverable)
+                else input.email, undeliverable=undeliverable, code_kept=code_kept)
+
+    def _unchanged(self, input: SubmitDataInput) -> bool:
+        """The last submission again (same data, same consent decisions) while it awaits
+        verification. With a code that can no longer be used and may not be resent, it is a
+        request for a new one."""
+        last = self.last_submission
+        return (last is not None and self.stage == Stage.verification_pending
+                and self.opted_out is None
+                and (last.email, last.mobile, last.address) == (input.email, input.mobile,
+                                                                 input.address)
+                and [(c.key, c.granted) for c in last.consents]
+                == [(c.key, c.granted) for c in input.consents]
+                # Not an address the mail server refused: that one is sent to again.
+                and input.email == self.pending_email
+                and ("mobile" not in self.awaiting or self._keeps_code(input.mobile)))
+
+    def _keeps_code(self, mobile: str | None) -> bool:
+        """Whether the code awaited for this number stays the one to type: a new one is asked
+        for with "send again", within its cooldown and cap. Only when the code can no longer be
+        used and none may be resent does entering the number again send another."""
+        if mobile is None or "mobile" not in self.awaiting or mobile != self.code_to:
+            return False
+        assert self.code_sent_at is not None
+        usable = (self.code_sent and not self.code_locked
+                  and workflow.now() < self.code_sent_at + self.input.timings.code_ttl)
+        return usable or self.code_resends < self.input.timings.code_max_resends
 
     async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> None:
         """Kept unchanged on the address the invitation reached: confirmed by this submission."""
@@ -416,8 +461,10 @@ class JourneyWorkflow:
 
     @submit_data.validator
     def _validate_submit_data(self, input: SubmitDataInput) -> None:
-        # Rejected here, a late or excess submission never reaches the history.
-        self._check_submission_allowed()
+        # Rejected here, a late or excess submission never reaches the history. The last one
+        # again is answered even past the cap: it submits nothing.
+        if not self._unchanged(input):
+            self._check_submission_allowed()
 
     def _check_submission_allowed(self) -> None:
         if self.input.kind != JourneyKind.data_collection:
@@ -472,6 +519,8 @@ class JourneyWorkflow:
                 CodeSender.check_code,
                 CheckCodeInput(self.input.journey_id, self.code_step, input.code,
                                timings.code_max_wrong_tries, input.at))
+            if check.outcome == "locked":
+                self.code_locked = True
             if check.outcome != "right":
                 return SubmitCodeResult(check.outcome, self.stage, check.tries_left,
                                         timings.code_max_resends - self.code_resends)
@@ -523,6 +572,7 @@ class JourneyWorkflow:
         )
         self.code_step = step
         self.code_sent_at = self.last_message_at = workflow.now()
+        self.code_sent, self.code_locked = result.sent, False
         return result.sent
 
     @workflow.update

@@ -449,6 +449,9 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": "", "consents": ticked,
                                    "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    if result.code_kept:
+        # Told why no SMS comes; posting this page again changes nothing.
+        return await _after_code(request, state, session, visit, {"code_kept": True})
     # Post/redirect/get: a reload or the back button never submits twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
 
