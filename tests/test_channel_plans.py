@@ -233,11 +233,32 @@ async def test_reported_bounce_escalates_to_a_letter_without_mobile(
     [event] = await webhook_receiver.wait_for(hook, "message.bounced")
     assert event.payload["data"]["reason"] == report["reason"]
     journey = await tenant.journey(result["journey_id"])
-    # No mobile known: the SMS is skipped for the letter.
+    # No mobile known: the SMS is skipped for the letter, which invites: the email reached
+    # nobody.
     assert [(e["type"], (e["detail"] or {}).get("channel")) for e in journey["history"]] == [
-        ("invitation_sent", "email"), ("bounced", "email"), ("reminder_skipped", "sms"),
-        ("reminder_sent", "letter")]
+        ("invitation_sent", "email"), ("bounced", "email"), ("invitation_skipped", "sms"),
+        ("invitation_sent", "letter")]
     assert len(letters_to(settings, eva["last_name"])) == 1
+
+
+async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):
+    """The invitation email was sent, then reported bounced: the SMS that follows is the first
+    message that reaches the contact, so it invites rather than reminds."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                            reminders={"interval": "PT1H", "max_count": 2})
+    email = unique_email("bounces-later")
+    number = mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(result["journey_id"], "invited")
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": invitation.headers["Message-ID"], "recipient": email, "kind": "hard",
+        "reason": "smtp; 550 5.1.1 The email account does not exist"}, status=202)
+
+    sms = await wait_for_sms(settings, number)
+    assert sms["text"].startswith(f"{tenant.name} asks you to check your contact details"), sms
+    assert "Reminder" not in sms["text"]
 
 
 async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox):

@@ -124,8 +124,9 @@ class JourneyWorkflow:
         self.plan_pos = 0
         self.sent_in_step = 0
         self.plan_messages = 0
-        # Whether any invitation or reminder reached the contact (the next one is a reminder).
-        self.reached = False
+        # The channels an invitation or reminder reached the contact on: the next message is a
+        # reminder, unless each of them bounced since (that message is the contact's first).
+        self.reached_on: list[str] = []
         # Bounces reported by signal, or at send time before the plan, not handled yet.
         self.bounces: list[BounceInput] = []
         self.bounced_channels: list[str] = []
@@ -265,7 +266,7 @@ class JourneyWorkflow:
             step = self.plan[self.plan_pos]
             name = f"message-{self.plan_messages + 1}"
             reminding = self.stage == Stage.verification_pending and "email" in self.awaiting
-            first = not self.reached
+            first = all(c in self.bounced_channels for c in self.reached_on)
             if reminding:
                 # The customer is one click away: remind them of that, where they typed it.
                 result = await self._send("verification_reminder", name,
@@ -657,8 +658,9 @@ class JourneyWorkflow:
             await self._hold(result.held, resumes)
             return result
         self.last_message_at = workflow.now()
-        if result.sent and purpose == TokenPurpose.contact_page:
-            self.reached = True
+        if (result.sent and purpose == TokenPurpose.contact_page
+                and channel not in self.reached_on):
+            self.reached_on.append(channel)
         if result.bounced and not self.planned:
             # Outside a plan the loop handles it, as if the bounce had been reported.
             self.bounces.append(BounceInput(step, channel, result.bounced, template))
