@@ -113,7 +113,7 @@ class CodeSender:
             if len(given) != CODE_DIGITS:
                 # A typing slip (too few digits, letters) cannot be a guess at the code: it
                 # costs no try.
-                return CheckCodeResult("wrong", left)
+                return CheckCodeResult("malformed", left)
             if hmac.compare_digest(
                     self._hmac(input.journey_id, input.step, given), row.code_hmac):
                 row.used_at = input.at

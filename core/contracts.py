@@ -125,7 +125,7 @@ class SubmitCodeInput:
 
 @dataclass
 class SubmitCodeResult:
-    # right | wrong | expired | locked
+    # right | wrong | malformed (not six digits: no try spent) | expired | locked | refused
     outcome: str
     stage: str
     tries_left: int = 0

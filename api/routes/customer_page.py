@@ -480,7 +480,7 @@ async def _after_code(request: Request, state, session, visit: Visit,
     await session.refresh(visit.journey)
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
-    wrong = notice.get("outcome") in ("wrong", "expired", "locked")
+    wrong = notice.get("outcome") in ("wrong", "malformed", "expired", "locked")
     # The right code for a number the household rule keeps with another customer.
     claimed = notice.get("outcome") == "refused"
     return await _form(request, state, session, visit, errors={"code": "1"} if wrong else {},
