@@ -145,3 +145,25 @@ async def test_pay_before_or_after_leaving_data(
     plain = await tenant.create_campaign()
     unpaid = await tenant.enrol(plain["id"], {"external_id": "plain", "email": unique_email()})
     await paid(tenant, unpaid["results"][0]["journey_id"], status=409)
+
+
+async def test_after_opting_out_the_page_offers_to_pay_but_not_to_check_details(
+    tenant, http, mailbox
+):
+    campaign = await tenant.create_campaign(payments=True, languages=["en"])
+    email = unique_email("opts-out")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": email, "email": email,
+                                                   "claim": claim(7)})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert "You can pay before or after checking your details." in customer.page
+
+    await customer.submit(page + "/opt-out")
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "opted_out")
+    await customer.open(page)
+    assert "You will not be asked again" in customer.page
+    # Paying is still offered: the claim is open whatever the customer thinks of the request.
+    assert "Pay now" in customer.page and f"{PAY}7" in customer.page
+    assert "checking your details" not in customer.page
