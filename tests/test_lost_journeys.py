@@ -39,6 +39,10 @@ async def test_the_customer_is_told_the_request_ended_not_thanked(tenant, http, 
     await customer.open(link)
     response = await customer.submit(link)
     assert "This request has ended" in response.text and "Thank you" not in response.text
+    # Nobody withdrew it: the page does not say the client did, as it does for a cancellation.
+    for page in (response.text, (await customer.open(link)).text):
+        assert "withdrawn" not in page
+        assert "It can no longer be completed here" in page and "please contact" in page
     journey = await tenant.journey(enrolled["journey_id"])
     assert journey["stage"] == "cancelled" and journey["pending_email"] is not None
     assert (journey["history"][-1]["type"], journey["history"][-1]["detail"]) == (

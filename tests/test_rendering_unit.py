@@ -86,7 +86,7 @@ def test_the_confirmation_page_names_what_was_confirmed(collect, heading, mentio
     assert ("bottom of every email" in page) is mentions_email
 
 
-@pytest.mark.parametrize("stage", ["expired", "cancelled"])
+@pytest.mark.parametrize("stage", ["expired", "cancelled", "lost"])
 def test_an_ended_request_does_not_claim_nothing_was_recorded(stage):
     """Consents ticked before a journey expired or was withdrawn stand in the ledger."""
     page = render_page("finished", "en", {"client_name": "Acme", "stage": stage})

@@ -13,14 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, StateDep
 from api.errors import browser_language, raise_if_unavailable
-from api.lost_journeys import end_if_lost
+from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from contacts import audit
 from contacts.audit import customer_actor
@@ -53,6 +53,7 @@ from db.models import (
     ContactPoint,
     ContactSettings,
     Journey,
+    JourneyEvent,
     LinkToken,
     Message,
 )
@@ -75,8 +76,10 @@ class Visit:
     """A resolved personal link: the token row, its journey and what the page needs to show."""
 
     def __init__(self, token: str, link: LinkToken, journey: Journey, campaign: Campaign,
-                 client: Client, contact: Contact, region: str | None) -> None:
+                 client: Client, contact: Contact, region: str | None, lost: bool) -> None:
         self.token, self.link, self.journey = token, link, journey
+        # Ended here because its workflow is gone (api.lost_journeys): nobody withdrew it.
+        self.lost = lost
         # A real link past its time: its page says how things stand, not "not valid".
         self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
@@ -106,7 +109,8 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
         return None
     # One round trip: every page of a link needs all of it.
     found = (await session.execute(
-        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region)
+        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
+               exists().where(JourneyEvent.journey_id == Journey.id, JourneyEvent.step == LOST))
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
@@ -115,10 +119,10 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
         .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
     if found is None:
         return None
-    link, journey, campaign, client, contact, region = found
+    link, journey, campaign, client, contact, region, lost = found
     if link.purpose != purpose:
         return None
-    return Visit(token, link, journey, campaign, client, contact, region)
+    return Visit(token, link, journey, campaign, client, contact, region, lost)
 
 
 LANGUAGES = language_names()
@@ -168,8 +172,11 @@ def ended(request: Request, state, visit: Visit) -> HTMLResponse:
 
 def finished(request: Request, state, visit: Visit, stage: str | None = None,
              status_code: int = status.HTTP_200_OK) -> HTMLResponse:
-    return html(request, state, "finished", visit.language,
-                {"stage": stage or visit.journey.stage}, status_code, visit=visit)
+    stage = stage or visit.journey.stage
+    if stage == Stage.cancelled and visit.lost:
+        stage = "lost"
+    return html(request, state, "finished", visit.language, {"stage": stage}, status_code,
+                visit=visit)
 
 
 async def csrf_ok(request: Request, state) -> bool:
@@ -332,6 +339,7 @@ async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError |
             and visit.journey.stage not in FINAL_STAGES
             and await end_if_lost(session, state.temporal, visit.journey)):
         await session.commit()
+        visit.lost = True
 
 
 @router.get("/c/{token}", response_class=HTMLResponse)
