@@ -189,6 +189,10 @@ async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> Contac
     return await known_point(session, contact_id=contact_id, kind="email")
 
 
+# The journey event of a reported payment; its detail holds the reference, paid_at and amount.
+PAYMENT_STEP = "payment"
+
+
 async def add_journey_event(
     session: AsyncSession, *, journey: Journey, step: str, type: str, at: datetime,
     detail: dict[str, Any] | None = None,

@@ -167,3 +167,25 @@ async def test_after_opting_out_the_page_offers_to_pay_but_not_to_check_details(
     # Paying is still offered: the claim is open whatever the customer thinks of the request.
     assert "Pay now" in customer.page and f"{PAY}7" in customer.page
     assert "checking your details" not in customer.page
+
+
+async def test_a_payment_reported_again_with_another_amount_is_a_conflict(tenant):
+    campaign = await tenant.create_campaign(payments=True)
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "payer", "email": unique_email(),
+                                                   "claim": claim(1)})
+    journey_id = enrolled["results"][0]["journey_id"]
+    first = await paid(tenant, journey_id, amount="100.00")
+    # The same report again, whole or without the amount, is a harmless repeat.
+    for body in ({"amount": "100.00", "reference": "INV-1"}, {"amount": "100"}, {}):
+        again = await paid(tenant, journey_id, **body)
+        assert again["paid_at"] == first["paid_at"], body
+    # Another amount is not taken in silently.
+    conflict = await tenant.post(f"/v1/journeys/{journey_id}/payment-completed",
+                                 {"amount": "125.50"})
+    assert conflict.status_code == 409, conflict.text
+    message = conflict.json()["error"]["message"]
+    assert conflict.json()["error"]["code"] == "conflict"
+    assert "100.00" in message and "125.50" in message and "INV-1" in message
+    history = (await tenant.journey(journey_id))["history"]
+    assert [e["detail"]["amount"] for e in history if e["type"] == "payment_completed"] == [
+        "100.00"]

@@ -4,6 +4,7 @@ import uuid
 from typing import Any
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
@@ -70,6 +71,12 @@ async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid
     return journey
 
 
+async def payment_of(session: SessionDep, journey: Journey) -> dict[str, Any]:
+    """What the payment-completed call recorded for the journey (reference, paid_at, amount)."""
+    return await session.scalar(select(JourneyEvent.detail).where(
+        JourneyEvent.journey_id == journey.id, JourneyEvent.step == crud.PAYMENT_STEP)) or {}
+
+
 async def detailed(session: SessionDep, journey: Journey) -> JourneyOut:
     contact = await session.get_one(Contact, journey.contact_id)
     events = list(await session.scalars(
@@ -84,12 +91,14 @@ async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: Session
 
 
 @router.post("/v1/journeys/{journey_id}/payment-completed", response_model=JourneyOut,
-             responses={409: {"model": ErrorBody, "description": "The journey has no claim"}})
+             responses={409: {"model": ErrorBody, "description": "The journey has no claim, or "
+                              "its payment was recorded with another amount"}})
 async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, body: PaymentCompleted | None = None) -> JourneyOut:
     """The client's payment system saw the claim paid: recorded on the journey, announced as
     `journey.payment_completed`, and the journey stops reminding. Whether the customer left
-    their data before, after or not at all does not matter. Repeating the call changes nothing."""
+    their data before, after or not at all does not matter. Repeating the call changes nothing;
+    repeating it with another amount is a conflict."""
     body = body or PaymentCompleted()  # every field has its default: no body is needed
     journey = await journey_of(session, client.id, journey_id, for_update=True)
     if journey.claim is None:
@@ -97,12 +106,21 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     if body.reference is not None and body.reference != journey.claim["reference"]:
         raise FieldProblems([FieldError(field="reference",
                                         message="is not the claim reference of this journey")])
-    if journey.paid_at is None:
+    if journey.paid_at is not None:
+        recorded = await payment_of(session, journey)
+        if body.amount is not None and recorded.get("amount") is not None \
+                and body.amount != Decimal(recorded["amount"]):
+            # A repeat is harmless; a different amount is news the journey cannot take in.
+            raise HTTPException(409, f"the payment of claim {journey.claim['reference']!r} was "
+                                f"recorded on {journey.paid_at.isoformat()} with amount "
+                                f"{recorded['amount']}; another amount ({body.amount}) cannot "
+                                "replace it")
+    else:
         journey.paid_at = body.paid_at or datetime.now(UTC)
         detail = {"reference": journey.claim["reference"], "paid_at": journey.paid_at.isoformat(),
                   "amount": str(body.amount) if body.amount is not None
                   else journey.claim.get("amount")}
-        await crud.add_journey_event(session, journey=journey, step="payment",
+        await crud.add_journey_event(session, journey=journey, step=crud.PAYMENT_STEP,
                                      type="payment_completed", at=journey.paid_at, detail=detail)
         endpoints = await crud.record_webhook_event(
             session, client_id=client.id, key=f"{journey.id}/payment",
