@@ -709,6 +709,8 @@ class FunnelCounts(BaseModel):
     bounced_hard: int = Field(description="Journeys with a hard bounce")
     bounced_soft: int = Field(description="Journeys with a soft bounce")
     complaints: int = Field(description="Journeys whose message was marked as spam")
+    paid: int | None = Field(default=None, description="Payment-reminder campaigns: journeys "
+                             "whose claim the client reported paid (left out for other campaigns)")
 
 
 class FunnelRow(FunnelCounts):

@@ -10,9 +10,12 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.vocabulary import FINAL_STAGES, BounceKind, Stage
+from db.crud import PAYMENT_STEP
 from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
 FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out", "cancelled")
+# Counted for every campaign, shown for payment-reminder ones: the claim was reported paid.
+PAYMENT_STEPS = ("paid",)
 BOUNCE_STEPS = ("bounced_hard", "bounced_soft", "complaints")
 # A journey counts in a step once its history holds one of these event types.
 _STEP_EVENTS = {
@@ -24,6 +27,7 @@ _STEP_EVENTS = {
     "expired": (Stage.expired,),
     "opted_out": (Stage.opted_out,),
     "cancelled": (Stage.cancelled,),
+    "paid": ("payment_completed",),
 }
 _BOUNCE_KINDS = {"bounced_hard": BounceKind.hard, "bounced_soft": BounceKind.soft,
                  "complaints": BounceKind.complaint}
@@ -33,7 +37,7 @@ PARTITION_ROWS = 500
 
 
 def _counts() -> dict[str, int]:
-    return dict.fromkeys(FUNNEL_STEPS + BOUNCE_STEPS, 0)
+    return dict.fromkeys(FUNNEL_STEPS + PAYMENT_STEPS + BOUNCE_STEPS, 0)
 
 
 @dataclass
@@ -97,7 +101,7 @@ async def funnels(
         select(
             Journey.campaign_id, reached_by, Journey.language, func.count(Journey.id),
             func.sum(case((Journey.stage.in_(FINAL_STAGES), 1), else_=0)),
-            *(func.coalesce(func.sum(flags.c[step]), 0) for step in FUNNEL_STEPS))
+            *(func.coalesce(func.sum(flags.c[step]), 0) for step in _STEP_EVENTS))
         .select_from(Journey)
         .outerjoin(flags, flags.c.journey_id == Journey.id)
         .where(mine)
@@ -108,7 +112,7 @@ async def funnels(
         funnel.journeys += count
         funnel.finished += finished or 0
         cell = funnel.cell(channel or campaigns[campaign_id], language)
-        for step, value in zip(FUNNEL_STEPS, steps):
+        for step, value in zip(_STEP_EVENTS, steps):
             funnel.steps[step] += int(value)
             if step != "invited":
                 cell[step] += int(value)
@@ -149,28 +153,41 @@ CONSENT_PROOF = {"language": "legal_text_language", "version": "legal_text_versi
 ADDRESS_PARTS = ("type", "line1", "postal_code", "city", "country")
 
 
-def report_columns(consent_keys: list[str]) -> list[str]:
+# A payment-reminder campaign's rows say whether the claim was reported paid, when, and the
+# amount the payment-completed call recorded.
+PAYMENT_COLUMNS = ("paid", "paid_at", "amount")
+
+
+def report_columns(consent_keys: list[str], *, payments: bool = False) -> list[str]:
     columns = ["journey_id", "contact_id", "external_id", "first_name", "last_name", "language",
                "stage", "email", "email_state", "mobile", "mobile_state",
                *(f"address.{part}" for part in ADDRESS_PARTS),
-               "submitted_at", "verified_at", "ip", "user_agent"]
+               "submitted_at", "verified_at", "ip", "user_agent",
+               *(PAYMENT_COLUMNS if payments else ())]
     for key in consent_keys:
         columns += [f"consent.{key}", *(f"consent.{key}.{part}" for part in CONSENT_PROOF)]
     return columns
 
 
 async def collected_rows(
-    session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID
+    session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID,
+    payments: bool = False,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The journeys that collected data, oldest id first, a partition at a time, each row with
-    the consents of the submission that collected it."""
+    """The journeys that collected data (in a payment-reminder campaign, or were reported
+    paid), oldest id first, a partition at a time, each row with the consents of the
+    submission that collected it."""
+    shown = Journey.collected.is_not(None)
+    if payments:
+        shown |= Journey.paid_at.is_not(None)
     result = await session.stream(
         select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
-               Journey.collected, Journey.finished_at, Contact.external_id, Contact.first_name,
+               Journey.collected, Journey.finished_at, Journey.paid_at,
+               JourneyEvent.detail.label("payment"), Contact.external_id, Contact.first_name,
                Contact.last_name)
         .join(Contact, Contact.id == Journey.contact_id)
-        .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id,
-               Journey.collected.is_not(None))
+        .outerjoin(JourneyEvent, (JourneyEvent.journey_id == Journey.id)
+                   & (JourneyEvent.step == PAYMENT_STEP))
+        .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id, shown)
         .order_by(Journey.id)
         .execution_options(yield_per=PARTITION_ROWS))
     async for partition in result.partitions():
@@ -180,14 +197,15 @@ async def collected_rows(
                 .order_by(ConsentEvent.checkbox_key)):
             consents.setdefault((consent.journey_id, consent.step or ""), []).append(consent)
         session.expunge_all()
-        yield [_row(r, consents.get((r.id, r.collected.get("submission_step", "")), []))
+        yield [_row(r, consents.get((r.id, (r.collected or {}).get("submission_step", "")), []),
+                    payments=payments)
                for r in partition]
 
 
 def point_state(r: Any, kind: str) -> str | None:
     """What became of one entered email or mobile: verified, still pending while the journey
     runs, else unverified (it expired, the customer opted out, ...)."""
-    if not r.collected.get(kind):
+    if not (r.collected or {}).get(kind):
         return None
     if r.collected.get(f"{kind}_verified_at"):
         return "verified"
@@ -197,17 +215,21 @@ def point_state(r: Any, kind: str) -> str | None:
     return "unverified" if r.stage in FINAL_STAGES else "pending"
 
 
-def _row(r: Any, consents: list[ConsentEvent]) -> dict[str, Any]:
+def _row(r: Any, consents: list[ConsentEvent], *, payments: bool) -> dict[str, Any]:
     verified = r.stage == Stage.verified
+    collected = r.collected or {}  # a payment reported by a customer who left no data
+    paid = {"paid": r.paid_at is not None,
+            "paid_at": r.paid_at.isoformat() if r.paid_at else None,
+            "amount": (r.payment or {}).get("amount")} if payments else {}
     return {
         "journey_id": str(r.id), "contact_id": str(r.contact_id), "external_id": r.external_id,
         "first_name": r.first_name, "last_name": r.last_name, "language": r.language,
-        "stage": r.stage, "email": r.collected.get("email"),
-        "email_state": point_state(r, "email"), "mobile": r.collected.get("mobile"),
-        "mobile_state": point_state(r, "mobile"), "address": r.collected.get("address"),
-        "submitted_at": r.collected.get("submitted_at"),
+        "stage": r.stage, "email": collected.get("email"),
+        "email_state": point_state(r, "email"), "mobile": collected.get("mobile"),
+        "mobile_state": point_state(r, "mobile"), "address": collected.get("address"),
+        "submitted_at": collected.get("submitted_at"),
         "verified_at": r.finished_at.isoformat() if verified and r.finished_at else None,
-        "ip": r.collected.get("ip"), "user_agent": r.collected.get("user_agent"),
+        "ip": collected.get("ip"), "user_agent": collected.get("user_agent"), **paid,
         "consents": [
             {"key": c.checkbox_key, "purpose": c.purpose, "channel": c.channel,
              "granted": c.granted, "given_at": c.given_at.isoformat(), "source": c.source,

@@ -2,6 +2,8 @@
 customer may pay before or after leaving data; the client reports the payment, which is
 announced once and stops the reminders."""
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 from tests.helpers import Customer, eventually, unique_email
@@ -189,3 +191,44 @@ async def test_a_payment_reported_again_with_another_amount_is_a_conflict(tenant
     history = (await tenant.journey(journey_id))["history"]
     assert [e["detail"]["amount"] for e in history if e["type"] == "payment_completed"] == [
         "100.00"]
+
+
+async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(payments=True)
+    people = {name: unique_email(name) for name in ("payer", "entered", "idle")}
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": name, "email": email, "claim": claim(i)}
+        for i, (name, email) in enumerate(people.items())))
+    journeys = {r["external_id"]: r["journey_id"] for r in enrolled["results"]}
+    # "payer" pays without ever leaving data; "entered" leaves data and does not pay.
+    await mailbox.wait_for(people["payer"])
+    payment = await paid(tenant, journeys["payer"], amount="99.00")
+    invitation = (await mailbox.wait_for(people["entered"]))[0]
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=people["entered"], consent=["terms"])
+    await verification_to(mailbox, people["entered"])
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    funnel = await tenant.ok("GET", f"{base}/funnel")
+    assert funnel["total"]["paid"] == 1 and funnel["by_channel"]["email"]["paid"] == 1
+    funnel_csv = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/funnel.csv")).text)))
+    assert funnel_csv[-1]["channel"] == "*" and funnel_csv[-1]["paid"] == "1"
+
+    report = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/report.csv")).text)))
+    rows = {r["external_id"]: r for r in report}
+    assert set(rows) == {"payer", "entered"}
+    assert (rows["payer"]["paid"], rows["payer"]["amount"]) == ("True", "99.00")
+    assert datetime.fromisoformat(rows["payer"]["paid_at"]) == datetime.fromisoformat(
+        payment["paid_at"]) and rows["payer"]["email"] == ""
+    assert (rows["entered"]["paid"], rows["entered"]["paid_at"], rows["entered"]["amount"]) == (
+        "False", "", "")
+    entries = {r["external_id"]: r for r in (await tenant.get(f"{base}/report.json")).json()["rows"]}
+    assert (entries["payer"]["paid"], entries["payer"]["amount"]) == (True, "99.00")
+    assert entries["entered"]["paid"] is False and entries["entered"]["email"] == people["entered"]
+
+    # A campaign without payments shows none of it.
+    plain = await tenant.create_campaign()
+    assert "paid" not in (await tenant.ok("GET", f"/v1/campaigns/{plain['id']}/funnel"))["total"]
+    header = (await tenant.get(f"/v1/campaigns/{plain['id']}/report.csv")).text.splitlines()[0]
+    assert "paid" not in header.split(",")

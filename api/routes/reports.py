@@ -26,32 +26,44 @@ def first_channel(campaign: Campaign) -> str:
     return plan_channels(campaign.spec)[0]
 
 
-def funnel_out(campaign_id: uuid.UUID, funnel: reports.Funnel) -> FunnelOut:
+def funnel_out(campaign: Campaign, funnel: reports.Funnel) -> FunnelOut:
+    payments = bool(campaign.spec.get("payments"))
+
+    def shown(steps: dict[str, int]) -> dict[str, int]:
+        return steps if payments else {
+            step: n for step, n in steps.items() if step not in reports.PAYMENT_STEPS}
+
     return FunnelOut(
-        campaign_id=campaign_id, journeys=funnel.journeys, running=funnel.running,
-        finished=funnel.finished, total=FunnelCounts(**funnel.steps),
-        by_channel={channel: FunnelCounts(**steps) for channel, steps in funnel.by_channel.items()},
-        by_channel_language=[FunnelRow(channel=channel, language=language, **steps)
+        campaign_id=campaign.id, journeys=funnel.journeys, running=funnel.running,
+        finished=funnel.finished, total=FunnelCounts(**shown(funnel.steps)),
+        by_channel={channel: FunnelCounts(**shown(steps))
+                    for channel, steps in funnel.by_channel.items()},
+        by_channel_language=[FunnelRow(channel=channel, language=language, **shown(steps))
                              for (channel, language), steps
                              in sorted(funnel.by_channel_language.items())])
 
 
-async def _funnel(session: SessionDep, client_id: uuid.UUID, campaign_id: uuid.UUID) -> FunnelOut:
+async def _funnel(session: SessionDep, client_id: uuid.UUID, campaign_id: uuid.UUID
+                  ) -> tuple[Campaign, FunnelOut]:
     campaign = await campaign_of(session, client_id, campaign_id)
     funnels = await reports.funnels(session, client_id=client_id,
                                     campaigns={campaign.id: first_channel(campaign)})
-    return funnel_out(campaign.id, funnels[campaign.id])
+    return campaign, funnel_out(campaign, funnels[campaign.id])
 
 
-@router.get("/{campaign_id}/funnel", response_model=FunnelOut)
+# `paid` is left out where it does not apply, as before payments were counted.
+@router.get("/{campaign_id}/funnel", response_model=FunnelOut, response_model_exclude_none=True)
 async def campaign_funnel(campaign_id: uuid.UUID, client: ClientDep,
                           session: SessionDep) -> FunnelOut:
-    """Invited, opened, entered, verified (confirmed), expired, opted out and bounced (hard,
-    soft, complaint): in total, by channel, and by channel and language."""
-    return await _funnel(session, client.id, campaign_id)
+    """Invited, opened, entered, verified (confirmed), expired, opted out, bounced (hard,
+    soft, complaint) and, in a payment-reminder campaign, paid: in total, by channel, and by
+    channel and language."""
+    return (await _funnel(session, client.id, campaign_id))[1]
 
 
-FUNNEL_COLUMNS = ["channel", "language", *reports.FUNNEL_STEPS, *reports.BOUNCE_STEPS]
+def funnel_columns(campaign: Campaign) -> list[str]:
+    paid = reports.PAYMENT_STEPS if campaign.spec.get("payments") else ()
+    return ["channel", "language", *reports.FUNNEL_STEPS, *paid, *reports.BOUNCE_STEPS]
 
 
 @router.get("/{campaign_id}/funnel.csv", response_class=StreamingResponse,
@@ -59,13 +71,14 @@ FUNNEL_COLUMNS = ["channel", "language", *reports.FUNNEL_STEPS, *reports.BOUNCE_
 async def funnel_csv(campaign_id: uuid.UUID, client: ClientDep,
                      session: SessionDep) -> StreamingResponse:
     """The funnel by channel and language, one row each, and a last row `*,*` in total."""
-    funnel = await _funnel(session, client.id, campaign_id)
+    campaign, funnel = await _funnel(session, client.id, campaign_id)
+    columns = funnel_columns(campaign)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FUNNEL_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(row.model_dump(include=set(FUNNEL_COLUMNS))
-                     for row in funnel.by_channel_language)
-    writer.writerow({"channel": "*", "language": "*", **funnel.total.model_dump()})
+    writer.writerows(row.model_dump(include=set(columns)) for row in funnel.by_channel_language)
+    writer.writerow({"channel": "*", "language": "*",
+                     **funnel.total.model_dump(include=set(columns))})
     return _download(campaign_id, iter([buffer.getvalue()]), "text/csv; charset=utf-8",
                      "funnel.csv")
 
@@ -107,8 +120,9 @@ def _download(campaign_id: uuid.UUID, body: Iterator[str] | AsyncIterator[str],
 async def _partitions(state: StateDep, campaign: Campaign) -> AsyncIterator[list[dict]]:
     # Its own session: the request's closes before a streamed body is sent.
     async with state.sessions() as session:
-        async for rows in reports.collected_rows(session, client_id=campaign.client_id,
-                                                 campaign_id=campaign.id):
+        async for rows in reports.collected_rows(
+                session, client_id=campaign.client_id, campaign_id=campaign.id,
+                payments=bool(campaign.spec.get("payments"))):
             yield rows
 
 
@@ -117,9 +131,12 @@ async def _partitions(state: StateDep, campaign: Campaign) -> AsyncIterator[list
 async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                      state: StateDep) -> StreamingResponse:
     """One row per contact that entered data: the data, its verification, and per consent
-    checkbox granted/declined with the version and hash of the legal text shown."""
+    checkbox granted/declined with the version and hash of the legal text shown. A
+    payment-reminder campaign also has a row per contact reported paid, with paid, paid_at and
+    the amount recorded."""
     campaign = await campaign_of(session, client.id, campaign_id)
-    columns = reports.report_columns([c["key"] for c in campaign.spec.get("consents", [])])
+    columns = reports.report_columns([c["key"] for c in campaign.spec.get("consents", [])],
+                                     payments=bool(campaign.spec.get("payments")))
 
     async def body() -> AsyncIterator[str]:
         buffer = io.StringIO()
