@@ -3,7 +3,7 @@ journeys in one transaction (workflows.starts then starts one journey per contac
 
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from db import crud
 from db.models import (
     POINT_IN_USE,
     Campaign,
+    CampaignClaim,
     Contact,
     ContactAddress,
     ContactIdentityKey,
@@ -36,6 +37,8 @@ from db.models import (
     Journey,
 )
 from workflows.starts import workflow_id
+
+T = TypeVar("T")
 
 
 def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
@@ -76,6 +79,28 @@ def _claim_problems(items: dict[int, ContactIn], *, payments: bool) -> list[Enro
                 for i, item in items.items() if item.claim is None]
     return [_rejected(i, item, "this campaign carries no payments", "claim")
             for i, item in items.items() if item.claim is not None]
+
+
+async def _claims_of_others(session: AsyncSession, campaign: Campaign,
+                            contacts: dict[int, Contact], items: dict[int, ContactIn]
+                            ) -> list[EnrolItemResult]:
+    """Reserves each item's claim reference for its contact in the campaign, and refuses the
+    items whose reference another contact holds (since an earlier request, or an earlier item
+    of this one): one invoice is not dunned from two people. The same contact with its own
+    reference again is a repeat."""
+    wanted = {i: items[i].claim.reference for i in contacts if items[i].claim is not None}
+    if not wanted:
+        return []
+    await crud.insert_ignoring_conflicts(session, CampaignClaim, [
+        {"campaign_id": campaign.id, "reference": reference, "client_id": campaign.client_id,
+         "contact_id": contacts[i].id} for i, reference in wanted.items()])
+    owners = dict((await session.execute(select(CampaignClaim.reference, CampaignClaim.contact_id)
+                                         .where(CampaignClaim.campaign_id == campaign.id,
+                                                CampaignClaim.reference.in_(wanted.values())))
+                   ).all())
+    return [_rejected(i, items[i], f"claim {reference!r} is already the claim of contact "
+                      f"{owners[reference]} in this campaign", "claim.reference", contacts[i].id)
+            for i, reference in wanted.items() if owners[reference] != contacts[i].id]
 
 
 def _rule_values(item: ContactIn) -> dict[str, Any]:
@@ -204,8 +229,7 @@ async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
     return found
 
 
-def _not_refused(items: dict[int, ContactIn], refused: list[EnrolItemResult]
-                 ) -> dict[int, ContactIn]:
+def _not_refused(items: dict[int, T], refused: list[EnrolItemResult]) -> dict[int, T]:
     """The items no result has refused yet (the set built once: a request holds a thousand)."""
     done = {r.index for r in refused}
     return {i: item for i, item in items.items() if i not in done}
@@ -295,6 +319,19 @@ async def write_contacts_and_journeys(
     theirs = await campaign_journeys()
     lost = await lost_journeys.lost_among(session, temporal, theirs)
     existing, rounds = live(theirs), Counter(j.contact_id for j in theirs)
+    for index, contact in reachable.items():
+        journey, claim = existing.get(contact.id), items[index].claim
+        if (journey is not None and claim is not None
+                and (journey.claim or {}).get("reference") != claim.reference):
+            # One journey per contact and campaign: a second claim would be dropped unseen.
+            results.append(_rejected(
+                index, items[index], f"the contact's journey {journey.id} in this campaign "
+                f"({journey.stage}) is about claim {(journey.claim or {}).get('reference')!r}; "
+                "another claim can follow once that journey has expired", "claim.reference",
+                contact.id))
+    reachable = _not_refused(reachable, results)
+    results += await _claims_of_others(session, campaign, reachable, items)
+    reachable = _not_refused(reachable, results)
     new_rows = []
     for index, contact in reachable.items():
         if contact.id not in existing:
@@ -311,16 +348,6 @@ async def write_contacts_and_journeys(
     journeys = live(await campaign_journeys())
     for index, contact in reachable.items():
         journey = journeys[contact.id]
-        claim = items[index].claim
-        if (contact.id in existing and claim is not None
-                and (journey.claim or {}).get("reference") != claim.reference):
-            # One journey per contact and campaign: a second claim would be dropped unseen.
-            results.append(_rejected(
-                index, items[index], f"the contact's journey {journey.id} in this campaign "
-                f"({journey.stage}) is about claim {(journey.claim or {}).get('reference')!r}; "
-                "another claim can follow once that journey has expired", "claim.reference",
-                contact.id))
-            continue
         results.append(EnrolItemResult(
             index=index, status="already_enrolled" if contact.id in existing else "accepted",
             external_id=contact.external_id, contact_id=contact.id, journey_id=journey.id))

@@ -469,6 +469,20 @@ class Journey(Base):
     finished_at: Mapped[datetime | None]
 
 
+class CampaignClaim(Base):
+    """A claim reference of a payment-reminder campaign and the one contact it is owed by: the
+    same invoice cannot be dunned from two people. The contact may be enrolled with it again
+    (a repeat, or a new round after their journey expired)."""
+
+    __tablename__ = "campaign_claims"
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(100), primary_key=True)
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                                  index=True)
+
+
 class CampaignLaunch(Base):
     """One fan-out of a campaign to a selection of the client's contacts, by the API or the
     campaign's schedule. The launch workflow is the source of truth while it runs; its final

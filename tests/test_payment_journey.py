@@ -2,6 +2,7 @@
 customer may pay before or after leaving data; the client reports the payment, which is
 announced once and stops the reminders."""
 
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime, timedelta
@@ -232,3 +233,41 @@ async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
     assert "paid" not in (await tenant.ok("GET", f"/v1/campaigns/{plain['id']}/funnel"))["total"]
     header = (await tenant.get(f"/v1/campaigns/{plain['id']}/report.csv")).text.splitlines()[0]
     assert "paid" not in header.split(",")
+
+
+async def test_a_claim_reference_is_owed_by_one_contact_per_campaign(tenant):
+    campaign = await tenant.create_campaign(payments=True)
+    other = await tenant.create_campaign(payments=True)
+    contacts = f"/v1/campaigns/{campaign['id']}/contacts"
+
+    async def enrol(*items, path=contacts):
+        response = await tenant.post(path, {"contacts": list(items)})
+        assert response.status_code in (202, 422), response.text
+        return response.json()["results"]
+
+    def person(name: str, n: int) -> dict:
+        return {"external_id": name, "email": unique_email(name), "claim": claim(n)}
+
+    [first] = await enrol(person("debtor", 1))
+    assert first["status"] == "accepted"
+    # Another contact with the same invoice, in a later request or later in the same one.
+    [taken] = await enrol(person("impostor", 1))
+    assert taken["status"] == "rejected", taken
+    assert taken["errors"][0]["field"] == "claim.reference"
+    assert "INV-1" in taken["errors"][0]["message"]
+    assert first["contact_id"] in taken["errors"][0]["message"]
+    pair = await enrol(person("one", 2), person("two", 2))
+    assert [r["status"] for r in pair] == ["accepted", "rejected"]
+    assert pair[1]["errors"][0]["field"] == "claim.reference"
+    # The same contact with its own claim again is a repeat; another campaign has its own INV-1.
+    [again] = await enrol({"external_id": "debtor", "claim": claim(1)})
+    assert again["status"] == "already_enrolled" and again["journey_id"] == first["journey_id"]
+    [elsewhere] = await enrol(person("impostor", 1), path=f"/v1/campaigns/{other['id']}/contacts")
+    assert elsewhere["status"] == "accepted"
+    # Two requests at once with one invoice for two people: the database lets one through.
+    raced = await asyncio.gather(enrol(person("left", 3)), enrol(person("right", 3)))
+    assert sorted(r[0]["status"] for r in raced) == ["accepted", "rejected"]
+
+    journeys = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/journeys"))["items"]
+    references = [j["claim"]["reference"] for j in journeys]
+    assert sorted(references) == ["INV-1", "INV-2", "INV-3"]
