@@ -313,3 +313,35 @@ async def test_an_import_whose_workflow_was_terminated_fails_and_the_file_again_
     again = await finished(tenant, (await upload(tenant, content))["id"])
     assert (again["created"], again["unchanged"], again["failed"], again["reason"]) == (
         500, 1000, 0, None)
+
+
+async def test_a_file_is_read_in_the_charset_its_content_type_names(tenant):
+    """A spreadsheet saved as windows-1252 (or UTF-16) was read as UTF-8: its é and ü were
+    refused or garbled."""
+    n = uuid.uuid4().hex[:6]
+    names = {f"cs-{n}-1": ("Renée", "Müller"), f"cs-{n}-2": ("Zoë", "Gürsoy")}
+    text_ = "external_id,first_name,last_name\r\n" + "".join(
+        f"{ext},{first},{last}\r\n" for ext, (first, last) in names.items())
+    for charset, content in (("windows-1252", text_.encode("cp1252")),
+                             ('"UTF-16"', text_.encode("utf-16"))):
+        response = await tenant.http.post(
+            "/v1/contact-imports", content=content,
+            headers={**tenant.auth, "content-type": f"text/csv; charset={charset}"})
+        assert response.status_code == 202, response.text
+        job = await finished(tenant, response.json()["id"])
+        assert job["failed"] == 0 and job["created"] + job["unchanged"] == 2, job
+        for ext, (first, last) in names.items():
+            [contact] = (await tenant.get("/v1/contacts", external_id=ext)).json()["items"]
+            assert (contact["first_name"], contact["last_name"]) == (first, last)
+    # A charset that is no text encoding is refused before anything is stored.
+    for charset in ("klingon-8", "base64"):
+        refused = await tenant.http.post(
+            "/v1/contact-imports", content=text_.encode(),
+            headers={**tenant.auth, "content-type": f"text/csv; charset={charset}"})
+        assert refused.status_code == 415, refused.text
+        assert "charset" in refused.json()["error"]["message"]
+    # Bytes the named charset cannot hold are a clear 422, not a garbled import.
+    broken = await tenant.http.post(
+        "/v1/contact-imports", content=b"external_id\r\n\x81\x81\r\n",
+        headers={**tenant.auth, "content-type": "text/csv; charset=ascii"})
+    assert broken.status_code == 422 and "ascii" in broken.json()["error"]["message"]

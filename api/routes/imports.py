@@ -1,6 +1,7 @@
 """CSV imports of contacts: the template, the upload (processed by a workflow), its progress and
 the downloadable CSV of rejected rows."""
 
+import codecs
 import hashlib
 import uuid
 
@@ -84,29 +85,61 @@ CSV_BODY = {"requestBody": {"required": True,
 ACCEPTED_TYPE = "text/csv"
 
 
+def declared_charset(parameters: str) -> str | None:
+    """The text encoding a Content-Type's parameters name (Python's name for it; utf-8 when
+    none is named), or None for a name that is no text encoding."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                codec = codecs.lookup(value.strip().strip('"'))
+            except LookupError:
+                return None
+            # Codecs such as base64 or rot13 turn bytes into bytes, not text.
+            return codec.name if codec._is_text_encoding else None
+    return "utf-8"
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
              openapi_extra=CSV_BODY,
              responses={409: {"model": ErrorBody, "description": (
                  "The campaign is archived, or reminds of payments (its contacts need claims)")},
-                 415: {"model": ErrorBody, "description": "The body is not sent as text/csv"}})
+                 415: {"model": ErrorBody, "description": "The body is not sent as text/csv, or "
+                       "in a charset that is no known text encoding"}})
 async def start_import(
     request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
 ):
-    """Uploads a CSV (UTF-8, with or without BOM, `,` or `;`) of up to 100,000 rows. A workflow
+    """Uploads a CSV (UTF-8, with or without BOM, or the charset its Content-Type names; `,`
+    or `;`) of up to 100,000 rows. A workflow
     creates or updates a contact per row by the uniqueness rules; bad rows are reported by line
     and field; good rows are kept. Importing the same file again changes nothing."""
     # Anything else (a JSON body, a form) would be read as CSV: refused row by row or, worse,
     # imported as rows nobody meant. Parameters such as charset=utf-8 are let be.
-    sent = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    sent, _, parameters = request.headers.get("content-type", "").partition(";")
+    sent = sent.strip().lower()
     if sent != ACCEPTED_TYPE:
         message = f"the file must be sent as {ACCEPTED_TYPE}, not {sent[:100] or 'untyped'}"
+        return error_response(415, "unsupported_media_type", message,
+                              [FieldError(field="content-type", message=message)])
+    charset = declared_charset(parameters)
+    if charset is None:
+        message = ("unknown charset in the content-type; send the file as UTF-8 or name a "
+                   "text encoding such as utf-8, windows-1252, iso-8859-1 or utf-16")
         return error_response(415, "unsupported_media_type", message,
                               [FieldError(field="content-type", message=message)])
     limit = state.settings.max_import_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
-    content = csv_import.with_newlines(await request.body())
+    content = await request.body()
+    if charset != "utf-8":
+        # Stored and read as UTF-8 from here on, whatever the client's spreadsheet wrote.
+        try:
+            content = content.decode(charset).encode()
+        except UnicodeDecodeError as err:
+            return error_response(422, "invalid_csv", f"the file is not {charset} as its "
+                                  f"content-type says: byte {err.start} cannot be read")
+    content = csv_import.with_newlines(content)
     if len(content) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
     if campaign_id is not None:
