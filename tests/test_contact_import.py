@@ -5,10 +5,12 @@ import csv
 import io
 import uuid
 
+import httpx
 from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 
 from activities.contact_import import ContactImporter
+from api.main import create_app
 from core.contracts import EnrolImportedInput
 
 from db.session import transaction
@@ -345,3 +347,23 @@ async def test_a_file_is_read_in_the_charset_its_content_type_names(tenant):
         "/v1/contact-imports", content=b"external_id\r\n\x81\x81\r\n",
         headers={**tenant.auth, "content-type": "text/csv; charset=ascii"})
     assert broken.status_code == 422 and "ascii" in broken.json()["error"]["message"]
+
+
+async def test_an_import_whose_workflow_never_started_starts_when_read(tenant, settings,
+                                                                      sessions):
+    """Temporal was unreachable at the upload: the file was stored, its workflow never
+    started, and the import read `pending` for ever."""
+    content, _ = contacts_file(uuid.uuid4().hex[:6], 30, bad_every=None, delimiter=",")
+    cut_off = create_app(settings.model_copy(update={"temporal_address": "127.0.0.1:1"}))
+    async with cut_off.router.lifespan_context(cut_off):
+        transport = httpx.ASGITransport(app=cut_off, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            upload_ = await http.post("/v1/contact-imports", content=content,
+                                      headers={**tenant.auth, "content-type": "text/csv"})
+    assert upload_.status_code >= 500, upload_.text
+    async with transaction(sessions) as session:
+        job_id, status = (await session.execute(text(
+            "SELECT id, status FROM contact_imports WHERE client_id = :c"), {"c": tenant.id})).one()
+    assert status == "pending"
+    job = await finished(tenant, job_id)
+    assert (job["created"], job["failed"], job["reason"]) == (30, 0, None)

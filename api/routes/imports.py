@@ -115,7 +115,7 @@ async def start_import(
     creates or updates a contact per row by the uniqueness rules; bad rows are reported by line
     and field; good rows are kept. Importing the same file again changes nothing."""
     # Anything else (a JSON body, a form) would be read as CSV: refused row by row or, worse,
-    # imported as rows nobody meant. Parameters such as charset=utf-8 are let be.
+    # imported as rows nobody meant. A charset parameter says how to read the file.
     sent, _, parameters = request.headers.get("content-type", "").partition(";")
     sent = sent.strip().lower()
     if sent != ACCEPTED_TYPE:
@@ -157,28 +157,39 @@ async def start_import(
         campaign_id=campaign_id, actor_id=actor.id)
     session.add(job)
     await session.commit()
+    await start_workflow(state, job)
+    return await import_out(session, job)
+
+
+async def start_workflow(state: StateDep, job: ContactImport) -> None:
+    """Starts the import's workflow; once started, again is a no-op (the upload and a later
+    GET may both start it)."""
     await state.temporal.start_workflow(
         ContactImportWorkflow.run,
-        ContactImportInput(import_id=str(job.id), client_id=str(client.id),
+        ContactImportInput(import_id=str(job.id), client_id=str(job.client_id),
                            batch_size=state.settings.import_batch_size,
-                           campaign_id=str(campaign_id) if campaign_id else None),
+                           campaign_id=str(job.campaign_id) if job.campaign_id else None),
         id=import_workflow_id(str(job.id)), task_queue=state.settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([SearchAttributePair(CLIENT_ID, str(client.id))]),
-        static_summary=f"Import of {total} contacts",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(
+            CLIENT_ID, str(job.client_id))]),
+        static_summary=f"Import of {job.total_rows} contacts",
     )
-    return await import_out(session, job)
 
 
 async def fail_if_lost(session: SessionDep, state: StateDep, job: ContactImport) -> None:
     """Marks the unfinished import failed if its workflow is gone (an operator terminated it in
     the Temporal UI, ...): nothing would ever finish it, and it would read as running for ever.
-    Its file is dropped as a finished import's is; the client uploads it again for the rest."""
+    Its file is dropped as a finished import's is; the client uploads it again for the rest.
+    A pending import whose workflow never started (Temporal was unreachable at the upload)
+    has its file still: its workflow is started now."""
     if job.status not in (ImportStatus.pending, ImportStatus.running):
         return
     how = await how_lost(state.temporal, import_workflow_id(str(job.id)))
-    # A pending import's workflow is started after its commit: not found yet is not lost.
-    if how is None or (how == "not_found" and job.status == ImportStatus.pending):
+    if how == "not_found" and job.status == ImportStatus.pending:
+        await start_workflow(state, job)
+        return
+    if how is None:
         return
     await session.execute(update(ContactImport).where(
         ContactImport.id == job.id,
@@ -193,7 +204,8 @@ async def get_import(import_id: uuid.UUID, client: ClientDep, session: SessionDe
                      state: StateDep) -> ImportOut:
     """The import's progress. One whose workflow ended before it did (terminated in the
     Temporal UI, failed or timed out) is `failed`, with the `reason`; uploading the same file
-    again imports the rest."""
+    again imports the rest. One whose workflow never started (Temporal unreachable at the
+    upload) starts here."""
     job = await import_of(session, client.id, import_id)
     await fail_if_lost(session, state, job)
     return await import_out(session, job)
