@@ -76,6 +76,10 @@ def unavailable(err: BaseException) -> bool:
     if isinstance(err, sa.DBAPIError):
         return err.connection_invalidated or isinstance(err, (sa.OperationalError,
                                                               sa.InterfaceError))
+    if isinstance(err, RuntimeError):
+        # How the SDK's bridge says that a client which has never reached Temporal (the API
+        # started while it was down) cannot reach it yet.
+        return str(err).startswith("Failed client connect")
     return isinstance(err, (RPCTimeoutOrCancelledError, sa.TimeoutError))
 
 
@@ -154,7 +158,8 @@ def install(app: FastAPI) -> None:
                                          type(exc).__name__, exc)
         return unavailable_response(request)
 
-    for error in (RPCError, RPCTimeoutOrCancelledError, sa.DBAPIError, sa.TimeoutError):
+    for error in (RPCError, RPCTimeoutOrCancelledError, sa.DBAPIError, sa.TimeoutError,
+                  RuntimeError):
         app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(sa.DataError)

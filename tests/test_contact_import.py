@@ -360,10 +360,15 @@ async def test_an_import_whose_workflow_never_started_starts_when_read(tenant, s
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             upload_ = await http.post("/v1/contact-imports", content=content,
                                       headers={**tenant.auth, "content-type": "text/csv"})
-    assert upload_.status_code >= 500, upload_.text
-    async with transaction(sessions) as session:
-        job_id, status = (await session.execute(text(
-            "SELECT id, status FROM contact_imports WHERE client_id = :c"), {"c": tenant.id})).one()
-    assert status == "pending"
+            # An API that has never reached Temporal says it is briefly unavailable.
+            assert upload_.status_code == 503, upload_.text
+            assert upload_.headers["retry-after"]
+            async with transaction(sessions) as session:
+                job_id, status = (await session.execute(text(
+                    "SELECT id, status FROM contact_imports WHERE client_id = :c"),
+                    {"c": tenant.id})).one()
+            assert status == "pending"
+            read = await http.get(f"/v1/contact-imports/{job_id}", headers=tenant.auth)
+            assert read.status_code == 503, read.text
     job = await finished(tenant, job_id)
     assert (job["created"], job["failed"], job["reason"]) == (30, 0, None)
