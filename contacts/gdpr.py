@@ -23,8 +23,6 @@ from core.vocabulary import (
 )
 from db import consents as consents_db
 from db.kyc_models import KycDocument, KycEvent, KycProfile
-from messaging import letters, sms
-from messaging.local_outbox import journey_message_key, kyc_message_key
 from db.models import (
     Client,
     AuditEntry,
@@ -47,6 +45,8 @@ from db.models import (
     WebhookEvent,
     utcnow,
 )
+from messaging import letters, sms
+from messaging.local_outbox import journey_message_key, kyc_message_key
 
 PERSONAL_FIELDS = ("first_name", "last_name", "company_name", "date_of_birth", "id_number",
                    "id_expires_on", "passport_number", "passport_expires_on", "ssn")

@@ -296,17 +296,26 @@ async def test_the_registry_follows_the_document_a_customer_renews_with(
     assert change["detail"]["changes"]["id_number"] == {"old": "NL123456", "new": "X765"}
 
 
-async def test_a_registry_expiry_change_reschedules_the_profile(tenant, sessions,
-                                                                 webhook_receiver):
-    """The contact's id_expires_on is the expiry of the ID card the profile rests on: changed
-    in the registry, the document and the profile's expiry (and reminder) follow."""
-    hook = await tenant.subscribe(webhook_receiver, ["kyc.expiring"])
+async def verified_by_id_card(tenant, sessions, webhook_receiver, event: str, *,
+                              remind_before: str) -> tuple[Any, str, dict[str, Any]]:
+    """A contact verified at once by an ID card valid for long, a hook on `event`: (the hook,
+    the contact's id, the document)."""
+    hook = await tenant.subscribe(webhook_receiver, [event])
     await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
-                 remind_before="P3D")
+                 remind_before=remind_before)
     contact_id, _ = await new_contact(sessions, tenant)
     document = (await upload(tenant, contact_id, "id_card")).json()
     assigned = await wait_for_state(tenant, contact_id, "verified")
     assert at(assigned["expires_at"]) == at(f"{FAR}T00:00:00+00:00")
+    return hook, contact_id, document
+
+
+async def test_a_registry_expiry_change_reschedules_the_profile(tenant, sessions,
+                                                                 webhook_receiver):
+    """The contact's id_expires_on is the expiry of the ID card the profile rests on: changed
+    in the registry, the document and the profile's expiry (and reminder) follow."""
+    hook, contact_id, document = await verified_by_id_card(
+        tenant, sessions, webhook_receiver, "kyc.expiring", remind_before="P3D")
 
     soon = (datetime.now(UTC) + timedelta(days=2)).date()
     patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
@@ -392,13 +401,8 @@ async def test_a_refused_email_shows_in_the_profiles_history(tenant, sessions):
 
 
 async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):
-    hook = await tenant.subscribe(webhook_receiver, ["kyc.expired"])
-    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
-                 remind_before="PT1S")
-    contact_id, _ = await new_contact(sessions, tenant)
-    document = (await upload(tenant, contact_id, "id_card")).json()
-    assigned = await wait_for_state(tenant, contact_id, "verified")
-    assert at(assigned["expires_at"]) == at(f"{FAR}T00:00:00+00:00")
+    hook, contact_id, document = await verified_by_id_card(
+        tenant, sessions, webhook_receiver, "kyc.expired", remind_before="PT1S")
 
     async def correct(expires_at: datetime) -> dict[str, Any]:
         response = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
