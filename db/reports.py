@@ -36,6 +36,11 @@ INVITING = ("invitation", "reminder")
 PARTITION_ROWS = 500
 
 
+def shown_steps(campaign_spec: dict) -> tuple[str, ...]:
+    """The funnel's steps as a campaign shows them: paid only where it reminds of payments."""
+    return FUNNEL_STEPS + (PAYMENT_STEPS if campaign_spec.get("payments") else ())
+
+
 def _counts() -> dict[str, int]:
     return dict.fromkeys(FUNNEL_STEPS + PAYMENT_STEPS + BOUNCE_STEPS, 0)
 

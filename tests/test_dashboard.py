@@ -76,3 +76,19 @@ async def test_dashboard_sign_in_with_an_api_key(tenant, http):
     assert response.status_code == 303 and response.headers["location"].startswith("/d/")
     page = await customer.open(response.headers["location"])
     assert page.status_code == 200 and "Autumn check" in page.text
+
+
+async def test_a_payment_campaign_shows_who_paid(tenant, http):
+    from tests.test_payment_journey import claim, paid
+    campaign = await tenant.create_campaign(name="Invoices", payments=True, languages=["en"])
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": f"p-{n}", "email": unique_email(), "claim": claim(n)} for n in range(2)))
+    await paid(tenant, enrolled["results"][0]["journey_id"], amount="125.50")
+    link = await tenant.ok("POST", "/v1/dashboard-links", status=201)
+    page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+    bars = {step: int(width) for width, step in BAR.findall(page)}
+    assert bars["paid"] == 110 and "Paid" in page
+    # A campaign without payments has no such bar.
+    await tenant.create_campaign(name="Plain", languages=["en"])
+    page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+    assert page.count('class="funnel-bar funnel-paid"') == 1

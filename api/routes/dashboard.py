@@ -51,18 +51,19 @@ async def dashboard_context(session: AsyncSession, client: Client) -> dict[str, 
     for campaign in campaigns:
         funnel = funnels[campaign.id]
         scale = max(funnel.journeys, 1)
+        steps = reports.shown_steps(campaign.spec)
         rows.append({
             "id": campaign.id, "name": campaign.name, "status": campaign.status,
             "journeys": funnel.journeys, "finished": funnel.finished, "running": funnel.running,
-            "by_channel": funnel.by_channel,
+            "by_channel": funnel.by_channel, "steps": steps,
             "bars": [{"step": step, "count": funnel.steps[step],
                       "width": round(BAR_WIDTH * funnel.steps[step] / scale)}
-                     for step in reports.FUNNEL_STEPS],
+                     for step in steps],
         })
     endpoints = list(await session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.client_id == client.id)
         .order_by(WebhookEndpoint.created_at)))
-    return {"client_name": client.name, "campaigns": rows, "steps": reports.FUNNEL_STEPS,
+    return {"client_name": client.name, "campaigns": rows,
             "failing": [e for e in endpoints if e.failing_since is not None],
             "disabled": [e for e in endpoints if not e.enabled and e.failing_since is None]}
 

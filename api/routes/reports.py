@@ -62,8 +62,7 @@ async def campaign_funnel(campaign_id: uuid.UUID, client: ClientDep,
 
 
 def funnel_columns(campaign: Campaign) -> list[str]:
-    paid = reports.PAYMENT_STEPS if campaign.spec.get("payments") else ()
-    return ["channel", "language", *reports.FUNNEL_STEPS, *paid, *reports.BOUNCE_STEPS]
+    return ["channel", "language", *reports.shown_steps(campaign.spec), *reports.BOUNCE_STEPS]
 
 
 @router.get("/{campaign_id}/funnel.csv", response_class=StreamingResponse,
