@@ -63,6 +63,8 @@ def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
         r"\1", e["msg"].removeprefix("Value error, "))) for e in errors]
 
 
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
+
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
          429: "rate_limited"}
@@ -169,4 +171,8 @@ def install(app: FastAPI) -> None:
             # (api.schemas.Strict); a query parameter or form value ends up here.
             return error_response(422, "validation_error",
                                   "a value contains the NUL character, which cannot be used")
+        if getattr(exc.orig, "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE:
+            # Where a route leaves a number's range to the column (routes bound their own).
+            return error_response(422, "validation_error",
+                                  "a number in the request is larger than can be stored")
         return await _unavailable(request, exc)

@@ -69,6 +69,8 @@ class Strict(BaseModel):
 
 
 DURATION = "an ISO-8601 duration such as PT30S, PT10M or P7D"
+# The largest number an integer column holds: a cursor past it is a 422, not a database error.
+MAX_INT4 = 2**31 - 1
 
 
 def _a_duration(value: Any, parse: ValidatorFunctionWrapHandler) -> timedelta:

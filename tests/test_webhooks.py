@@ -292,3 +292,12 @@ async def test_endpoint_workflows_carry_their_client(tenant, webhook_receiver, t
             endpoint_workflow_id(tenant.endpoint_ids[hook]))
         attributes = (await handle.describe()).typed_search_attributes
         assert attributes.get(CLIENT_ID) == str(tenant.id), hook
+
+
+async def test_a_page_cursor_past_what_the_database_holds_is_a_field_error(tenant,
+                                                                          webhook_receiver):
+    base = f"/v1/webhook-endpoints/{tenant.endpoint_ids[await tenant.subscribe(webhook_receiver)]}"
+    for path, name in ((f"{base}/attempts", "cursor"), (f"{base}/deliveries", "before_sequence")):
+        response = await tenant.http.get(path, params={name: 2**31}, headers=tenant.auth)
+        assert response.status_code == 422, (path, response.text)
+        assert [f["field"] for f in response.json()["error"]["fields"]] == [name]

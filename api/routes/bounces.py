@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.campaigns import campaign_of
-from api.schemas import FieldError, Strict
+from api.schemas import MAX_INT4, FieldError, Strict
 from core.contracts import BounceInput
 from core.vocabulary import BounceKind
 from db import bounces
@@ -114,7 +114,7 @@ async def list_bounces(
     campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
     kind: BounceKind | None = None, channel: Literal["email", "sms", "letter"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    cursor: int | None = Query(None, ge=0, le=2**31 - 1,
+    cursor: int | None = Query(None, ge=0, le=MAX_INT4,
                                description="next_cursor of the previous page"),
 ) -> BouncePage:
     """The campaign's bounces, oldest first, each with the provider's reason."""

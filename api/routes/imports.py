@@ -85,6 +85,9 @@ CSV_BODY = {"requestBody": {"required": True,
 ACCEPTED_TYPE = "text/csv"
 
 
+NOT_CHARSETS = {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"}
+
+
 def declared_charset(parameters: str) -> str | None:
     """The text encoding a Content-Type's parameters name (Python's name for it; utf-8 when
     none is named), or None for a name that is no text encoding."""
@@ -95,8 +98,10 @@ def declared_charset(parameters: str) -> str | None:
                 codec = codecs.lookup(value.strip().strip('"'))
             except LookupError:
                 return None
-            # Codecs such as base64 or rot13 turn bytes into bytes, not text.
-            return codec.name if codec._is_text_encoding else None
+            # Codecs such as base64 or rot13 turn bytes into bytes, not text; Python's own
+            # text codecs (escapes, IDNA) are no character set a file is written in.
+            text = codec._is_text_encoding and codec.name not in NOT_CHARSETS
+            return codec.name if text else None
     return "utf-8"
 
 
@@ -136,9 +141,12 @@ async def start_import(
         # Stored and read as UTF-8 from here on, whatever the client's spreadsheet wrote.
         try:
             content = content.decode(charset).encode()
-        except UnicodeDecodeError as err:
+        except UnicodeError as err:
+            # UnicodeDecodeError names the byte; codecs such as "undefined" refuse any bytes.
+            where = (f"byte {err.start} cannot be read" if isinstance(err, UnicodeDecodeError)
+                     else "it cannot be read so")
             return error_response(422, "invalid_csv", f"the file is not {charset} as its "
-                                  f"content-type says: byte {err.start} cannot be read")
+                                  f"content-type says: {where}")
     content = csv_import.with_newlines(content)
     if len(content) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.schemas import (
+    MAX_INT4,
     DeliveryStatusName,
     ReplayRequest,
     ReplayResult,
@@ -147,7 +148,8 @@ async def rotate_secret(
 @router.get("/{endpoint_id}/attempts", response_model=WebhookAttemptPage)
 async def list_attempts(
     endpoint_id: uuid.UUID, client: ClientDep, session: SessionDep, limit: Limit = 100,
-    cursor: int | None = Query(None, description="next_cursor of the previous page"),
+    cursor: int | None = Query(None, ge=0, le=MAX_INT4,
+                               description="next_cursor of the previous page"),
 ) -> WebhookAttemptPage:
     """The delivery log, newest attempt first."""
     await endpoint_of(session, client.id, endpoint_id)
@@ -179,7 +181,8 @@ def delivery_out(delivery: WebhookDelivery, event: WebhookEvent) -> WebhookDeliv
 async def list_deliveries(
     endpoint_id: uuid.UUID, client: ClientDep, session: SessionDep,
     status: DeliveryStatusName | None = None, limit: Limit = 100,
-    before_sequence: int | None = Query(None, description="page on: the last sequence seen"),
+    before_sequence: int | None = Query(None, ge=0, le=MAX_INT4,
+                                        description="page on: the last sequence seen"),
 ) -> list[WebhookDeliveryOut]:
     """The endpoint's queue and its outcome per event, newest sequence first."""
     await endpoint_of(session, client.id, endpoint_id)
