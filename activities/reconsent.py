@@ -20,6 +20,13 @@ from db.session import transaction
 from workflows.starts import journey_language, start_journeys, workflow_id
 
 
+def answered_since(contact: Contact, journey: Journey) -> bool:
+    """Whether the contact's GDPR state changed from pending after the journey asked them."""
+    return (contact.gdpr_consent_state != GdprConsentState.pending
+            and contact.gdpr_consent_updated_at is not None
+            and contact.gdpr_consent_updated_at >= journey.created_at)
+
+
 class Reconsent:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  temporal: TemporalClient) -> None:
@@ -48,9 +55,12 @@ class Reconsent:
             # workflow (terminated in the Temporal UI) is asked again in a new round.
             lost = await lost_journeys.lost_among(session, self._temporal, theirs)
             journeys = [j for j in theirs if j.stage != Stage.expired and j.id not in lost]
-            # One who answered this form already (enrolled through the API, or asked by an
-            # earlier try of this run) keeps the answer: reset, nobody would ask them again.
-            answered = {j.contact_id for j in journeys if j.stage in FINAL_STAGES}
+            # One who answered since this campaign asked them (on its page, or to the back
+            # office; enrolled through the API, or asked by an earlier try of this run) keeps
+            # the answer: reset, nobody would ask them again.
+            by_id = {c.id: c for c in chosen}
+            answered = {j.contact_id for j in journeys
+                        if j.stage in FINAL_STAGES or answered_since(by_id[j.contact_id], j)}
             reset = [c for c in chosen if c.id not in answered]
             reset_at = utcnow()
             for contact in reset:

@@ -56,8 +56,9 @@ async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: Launch
                            import_id=str(body.import_id) if body.import_id else None)
 
 
-def launch_search_attributes(campaign: Campaign) -> TypedSearchAttributes:
-    """Operators find a campaign's launches in the Temporal UI as they find its journeys."""
+def campaign_search_attributes(campaign: Campaign) -> TypedSearchAttributes:
+    """Operators find a campaign's launches and re-consent runs in the Temporal UI as they
+    find its journeys."""
     return TypedSearchAttributes([SearchAttributePair(CLIENT_ID, str(campaign.client_id)),
                                   SearchAttributePair(CAMPAIGN_ID, str(campaign.id))])
 
@@ -143,7 +144,7 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
             launch_input(settings, campaign.id, selection, LaunchTrigger.schedule),
             id=scheduled_launch_workflow_id(str(campaign.id)),
             task_queue=settings.launch_task_queue,
-            typed_search_attributes=launch_search_attributes(campaign)),
+            typed_search_attributes=campaign_search_attributes(campaign)),
         spec=spec,
         # A launch still running when the next is due is not doubled: that one is skipped.
         state=ScheduleState(paused=campaign.status != "active",

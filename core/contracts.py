@@ -342,6 +342,9 @@ class ReconsentProgress:
     # Contacts with no email to reach them, or who withdrew consent and so stay withdrawn.
     skipped: int = 0
     done: bool = False
+    # Set by the API, not the run: how the run ended without finishing (an operator
+    # terminated it, ...); posting again starts a new one.
+    stopped: str | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from core.contracts import AnonymiseInactiveInput, ReconsentRunInput
+from core.vocabulary import CLIENT_ID
 from db.models import ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
@@ -363,13 +364,22 @@ async def test_a_contact_who_answered_this_form_keeps_the_answer(tenant, session
     await customer.open(mailbox.link(invitation))
     await customer.submit(mailbox.link(invitation), answer="accept")
     await tenant.wait_for_stage(enrolled["journey_id"], "accepted")
+    # Another, asked by this campaign, answers on paper to the back office.
+    paper = f"paper-{uuid.uuid4().hex[:8]}@example.com"
+    [on_paper] = (await tenant.enrol(campaign["id"], {"external_id": paper, "email": paper})
+                  )["results"]
+    await mailbox.wait_for(paper)
+    recorded = await tenant.post(f"/v1/contacts/{on_paper['contact_id']}/gdpr-consent", {
+        "state": "rejected", "purpose": "data-processing", "source": "back_office",
+        "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}})
+    assert recorded.status_code == 200, recorded.text
     other = await unasked_contact(tenant, sessions)
 
     progress = await run_reconsent(tenant, campaign["id"])
     # The rest of the registry is reset; whoever answered this form is not.
-    answered = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/gdpr-consent")).json()
-    assert answered["state"] == "accepted"
-    assert (await tenant.get(f"/v1/contacts/{other}/gdpr-consent")).json()["state"] == "pending"
+    states = [(await tenant.get(f"/v1/contacts/{c}/gdpr-consent")).json()["state"]
+              for c in (enrolled["contact_id"], on_paper["contact_id"], other)]
+    assert states == ["accepted", "rejected", "pending"]
     async with sessions() as session:
         asked = await session.scalar(select(func.count()).where(
             Journey.contact_id == uuid.UUID(enrolled["contact_id"])))
@@ -385,7 +395,18 @@ async def test_a_run_an_operator_terminated_can_be_started_again(tenant, session
         ReconsentRunWorkflow.run, ReconsentRunInput(campaign["id"], 200),
         id=f"reconsent/{campaign['id']}", task_queue=f"nobody-{uuid.uuid4()}")
     await stuck.terminate(reason="operator")
+    # A client polling for `done` learns that it never will be.
+    assert (await tenant.get(f"/v1/campaigns/{campaign['id']}/reconsent-run")).json() == {
+        "contacts_reset": 0, "journeys_started": 0, "skipped": 0, "done": False,
+        "stopped": "terminated"}
 
     progress = await run_reconsent(tenant, campaign["id"])
-    assert progress["done"] and progress["journeys_started"] >= 1
+    assert progress["done"] and progress["journeys_started"] >= 1 and "stopped" not in progress
     await mailbox.wait_for(f"{contact}@example.com")
+    # Operators find the run by its client and campaign, as its journeys (the list is
+    # eventually consistent).
+    async def listed() -> list:
+        return [w async for w in temporal_env.client.list_workflows(
+            f"CampaignId = '{campaign['id']}' AND WorkflowType = 'ReconsentRun'")]
+    runs = await eventually(listed, what="the run in Temporal's list")
+    assert {r.typed_search_attributes.get(CLIENT_ID) for r in runs} == {str(tenant.id)}

@@ -11,7 +11,14 @@ from sqlalchemy import select
 
 from api import enrolment, launches
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail, FieldProblems
+from api.errors import (
+    ERROR_RESPONSES,
+    ErrorBody,
+    ErrorDetail,
+    FieldProblems,
+    raise_if_unavailable,
+)
+from api.lost_workflows import how_lost
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -186,7 +193,7 @@ async def enrol_contacts(
 
 
 @router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
-             response_model=ReconsentProgress,
+             response_model=ReconsentProgress, response_model_exclude_none=True,
              responses={409: {"model": ErrorBody,
                               "description": "Not a reconsent campaign, or archived"}})
 async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
@@ -204,6 +211,7 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
         handle = await state.temporal.start_workflow(
             ReconsentRunWorkflow.run, ReconsentRunInput(str(campaign.id), batch_size),
             id=run_id, task_queue=state.settings.temporal_task_queue,
+            search_attributes=launches.campaign_search_attributes(campaign),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A finished run is not repeated: a new consent form is a new campaign. One an
             # operator terminated (or that failed) may be started again, and asks whom it
@@ -214,13 +222,25 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
     return await handle.query(ReconsentRunWorkflow.state)
 
 
-@router.get("/{campaign_id}/reconsent-run", response_model=ReconsentProgress)
+@router.get("/{campaign_id}/reconsent-run", response_model=ReconsentProgress,
+            response_model_exclude_none=True)
 async def reconsent_progress(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                              state: StateDep) -> ReconsentProgress:
+    """The run's progress; `stopped` says how a run ended without finishing (`terminated` by an
+    operator, ...): it will not be `done`, and posting again starts a new run."""
     await campaign_of(session, client.id, campaign_id)
     handle = state.temporal.get_workflow_handle_for(ReconsentRunWorkflow.run,
                                                     f"reconsent/{campaign_id}")
+    stopped = await how_lost(state.temporal, handle.id)
+    if stopped == "not_found":
+        raise HTTPException(404, "no re-consent run for this campaign")
     try:
-        return await handle.query(ReconsentRunWorkflow.state)
-    except RPCError:
-        raise HTTPException(404, "no re-consent run for this campaign") from None
+        progress = await handle.query(ReconsentRunWorkflow.state)
+    except RPCError as err:
+        if stopped is None:
+            raise
+        # Terminated before its first task: it has no state to query.
+        raise_if_unavailable(err)
+        progress = ReconsentProgress()
+    progress.stopped = stopped
+    return progress

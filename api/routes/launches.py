@@ -96,7 +96,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
                                paused=body.paused, spread_over=body.spread_over),
         id=launch.id, task_queue=state.settings.launch_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=launching.launch_search_attributes(campaign),
+        search_attributes=launching.campaign_search_attributes(campaign),
         static_summary=f"Launch {number} of campaign {campaign.id}")
     await session.commit()
     return launching.launch_out(launch, LaunchProgress(
