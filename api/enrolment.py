@@ -82,25 +82,35 @@ def _claim_problems(items: dict[int, ContactIn], *, payments: bool) -> list[Enro
 
 
 async def _claims_of_others(session: AsyncSession, campaign: Campaign,
-                            contacts: dict[int, Contact], items: dict[int, ContactIn]
-                            ) -> list[EnrolItemResult]:
+                            contacts: dict[int, Contact], items: dict[int, ContactIn],
+                            enrolled: set[uuid.UUID]) -> list[EnrolItemResult]:
     """Reserves each item's claim reference for its contact in the campaign, and refuses the
     items whose reference another contact holds (since an earlier request, or an earlier item
     of this one): one invoice is not dunned from two people. The same contact with its own
-    reference again is a repeat."""
+    reference again is a repeat while its journey lives (`enrolled`); a new journey for a claim
+    already reported paid would ask for the payment again, and is refused."""
     wanted = {i: items[i].claim.reference for i in contacts if items[i].claim is not None}
     if not wanted:
         return []
     await crud.insert_ignoring_conflicts(session, CampaignClaim, [
         {"campaign_id": campaign.id, "reference": reference, "client_id": campaign.client_id,
          "contact_id": contacts[i].id} for i, reference in wanted.items()])
-    owners = dict((await session.execute(select(CampaignClaim.reference, CampaignClaim.contact_id)
-                                         .where(CampaignClaim.campaign_id == campaign.id,
-                                                CampaignClaim.reference.in_(wanted.values())))
-                   ).all())
-    return [_rejected(i, items[i], f"claim {reference!r} is already the claim of contact "
-                      f"{owners[reference]} in this campaign", "claim.reference", contacts[i].id)
-            for i, reference in wanted.items() if owners[reference] != contacts[i].id]
+    held = {reference: (owner, paid_at) for reference, owner, paid_at in await session.execute(
+        select(CampaignClaim.reference, CampaignClaim.contact_id, CampaignClaim.paid_at)
+        .where(CampaignClaim.campaign_id == campaign.id,
+               CampaignClaim.reference.in_(wanted.values())))}
+    refused = []
+    for i, reference in wanted.items():
+        owner, paid_at = held[reference]
+        if owner != contacts[i].id:
+            refused.append(_rejected(i, items[i], f"claim {reference!r} is already the claim of "
+                                     f"contact {owner} in this campaign", "claim.reference",
+                                     contacts[i].id))
+        elif paid_at is not None and contacts[i].id not in enrolled:
+            refused.append(_rejected(i, items[i], f"claim {reference!r} was already reported "
+                                     f"paid on {paid_at.isoformat()}; it is not asked for again",
+                                     "claim.reference", contacts[i].id))
+    return refused
 
 
 def _rule_values(item: ContactIn) -> dict[str, Any]:
@@ -330,7 +340,7 @@ async def write_contacts_and_journeys(
                 "another claim can follow once that journey has expired", "claim.reference",
                 contact.id))
     reachable = _not_refused(reachable, results)
-    results += await _claims_of_others(session, campaign, reachable, items)
+    results += await _claims_of_others(session, campaign, reachable, items, set(existing))
     reachable = _not_refused(reachable, results)
     new_rows = []
     for index, contact in reachable.items():

@@ -20,6 +20,7 @@ from db.models import (
     POINT_IN_USE,
     ApiKey,
     Campaign,
+    CampaignClaim,
     Client,
     ConsentEvent,
     Contact,
@@ -202,6 +203,24 @@ async def add_journey_event(
         JourneyEvent,
         [{"journey_id": journey.id, "step": step, "type": type, "at": at, "detail": detail}],
     )
+
+
+def claim_of_journey() -> Any:
+    """Joins a journey to its claim's row: the campaign's reference, as owed by the journey's
+    contact (a duplicate enrolled before claims had owners is not that claim)."""
+    return ((CampaignClaim.campaign_id == Journey.campaign_id)
+            & (CampaignClaim.reference == Journey.claim["reference"].as_string())
+            & (CampaignClaim.contact_id == Journey.contact_id))
+
+
+async def claim_paid(session: AsyncSession, *, journey: Journey) -> None:
+    """The journey's payment is its claim's: a later journey with the claim does not ask again,
+    and an earlier one's page shows it paid."""
+    await session.execute(update(CampaignClaim).where(
+        CampaignClaim.campaign_id == journey.campaign_id,
+        CampaignClaim.reference == journey.claim["reference"],
+        CampaignClaim.contact_id == journey.contact_id, CampaignClaim.paid_at.is_(None))
+        .values(paid_at=journey.paid_at))
 
 
 async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime) -> None:

@@ -472,7 +472,7 @@ class Journey(Base):
 class CampaignClaim(Base):
     """A claim reference of a payment-reminder campaign and the one contact it is owed by: the
     same invoice cannot be dunned from two people. The contact may be enrolled with it again
-    (a repeat, or a new round after their journey expired)."""
+    (a repeat, or a new round after their journey expired) until it is reported paid."""
 
     __tablename__ = "campaign_claims"
     campaign_id: Mapped[uuid.UUID] = mapped_column(
@@ -481,6 +481,9 @@ class CampaignClaim(Base):
     client_id: Mapped[uuid.UUID] = _client_fk()
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
                                                   index=True)
+    # When payment-completed was first reported for it, on whichever of its journeys: the
+    # payment is the claim's, so no later journey asks for it again.
+    paid_at: Mapped[datetime | None]
 
 
 class CampaignLaunch(Base):

@@ -271,3 +271,34 @@ async def test_a_claim_reference_is_owed_by_one_contact_per_campaign(tenant):
     journeys = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/journeys"))["items"]
     references = [j["claim"]["reference"] for j in journeys]
     assert sorted(references) == ["INV-1", "INV-2", "INV-3"]
+
+
+async def test_a_paid_claim_is_not_asked_for_again(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(payments=True, expires_after="PT4S",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email = unique_email("repays")
+    item = {"external_id": "repays", "email": email, "claim": claim(5)}
+    first = (await tenant.enrol(campaign["id"], item))["results"][0]
+    [invitation] = await mailbox.wait_for(email)
+    # Unpaid when its journey ends, the claim is asked for again in a new round ...
+    await tenant.wait_for_stage(first["journey_id"], "expired", timeout=30)
+    second = (await tenant.enrol(campaign["id"], item))["results"][0]
+    assert second["status"] == "accepted" and second["journey_id"] != first["journey_id"]
+    payment = await paid(tenant, second["journey_id"])
+    # ... and once paid there, the first email's link shows it paid, not "Pay now".
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert "Payment received" in customer.page and "Pay now" not in customer.page
+    # A later round would dun a paid claim: it is refused, saying when it was paid.
+    await tenant.wait_for_stage(second["journey_id"], "expired", timeout=30)
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                 {"contacts": [item]})
+    assert response.status_code == 422, response.text
+    [third] = response.json()["results"]
+    assert third["status"] == "rejected"
+    [error] = third["errors"]
+    assert error["field"] == "claim.reference" and "already reported paid on" in error["message"]
+    assert payment["paid_at"][:10] in error["message"]
+    journeys = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/journeys"))["items"]
+    assert len(journeys) == 2
+    assert len(mailbox.to(email)) == 2

@@ -47,6 +47,7 @@ from core.vocabulary import (
 from db import consents, crud
 from db.models import (
     Campaign,
+    CampaignClaim,
     Client,
     Contact,
     ContactAddress,
@@ -76,8 +77,11 @@ class Visit:
     """A resolved personal link: the token row, its journey and what the page needs to show."""
 
     def __init__(self, token: str, link: LinkToken, journey: Journey, campaign: Campaign,
-                 client: Client, contact: Contact, region: str | None, lost: bool) -> None:
+                 client: Client, contact: Contact, region: str | None, lost: bool,
+                 claim_paid_at: datetime | None) -> None:
         self.token, self.link, self.journey = token, link, journey
+        # Paid on this journey or on another of the claim's (an earlier link shows it paid).
+        self.paid_at = journey.paid_at or claim_paid_at
         # Ended here because its workflow is gone (api.lost_journeys): nobody withdrew it.
         self.lost = lost
         # A real link past its time: its page says how things stand, not "not valid".
@@ -110,19 +114,21 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     # One round trip: every page of a link needs all of it.
     found = (await session.execute(
         select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
-               exists().where(JourneyEvent.journey_id == Journey.id, JourneyEvent.step == LOST))
+               exists().where(JourneyEvent.journey_id == Journey.id, JourneyEvent.step == LOST),
+               CampaignClaim.paid_at)
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
         .join(Contact, Contact.id == Journey.contact_id)
         .outerjoin(ContactSettings, ContactSettings.client_id == Journey.client_id)
+        .outerjoin(CampaignClaim, crud.claim_of_journey())
         .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
     if found is None:
         return None
-    link, journey, campaign, client, contact, region, lost = found
+    link, journey, campaign, client, contact, region, lost, claim_paid_at = found
     if link.purpose != purpose:
         return None
-    return Visit(token, link, journey, campaign, client, contact, region, lost)
+    return Visit(token, link, journey, campaign, client, contact, region, lost, claim_paid_at)
 
 
 LANGUAGES = language_names()
@@ -145,7 +151,7 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
     if visit is not None:
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
                    "languages": [(code, LANGUAGES[code]) for code in visit.languages],
-                   "claim": claim_view(visit.journey.claim, visit.journey.paid_at, language),
+                   "claim": claim_view(visit.journey.claim, visit.paid_at, language),
                    "collect": visit.campaign.spec.get("collect", ["email"]),
                    **context}
     body = render_page(name, language, {

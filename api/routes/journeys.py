@@ -122,6 +122,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                   else journey.claim.get("amount")}
         await crud.add_journey_event(session, journey=journey, step=crud.PAYMENT_STEP,
                                      type="payment_completed", at=journey.paid_at, detail=detail)
+        await crud.claim_paid(session, journey=journey)
         endpoints = await crud.record_webhook_event(
             session, client_id=client.id, key=f"{journey.id}/payment",
             type=EventType.journey_payment_completed, data={
