@@ -3,6 +3,7 @@ journeys in one transaction (workflows.starts then starts one journey per contac
 
 import uuid
 from collections import Counter
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from temporalio.client import Client as TemporalClient
 
 from api import lost_journeys
 from api.errors import pydantic_fields
-from api.schemas import ContactIn, EnrolItemResult, FieldError
+from api.schemas import ClaimIn, ContactIn, EnrolItemResult, FieldError
 from contacts import audit, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
@@ -111,6 +112,19 @@ async def _claims_of_others(session: AsyncSession, campaign: Campaign,
                                      f"paid on {paid_at.isoformat()}; it is not asked for again",
                                      "claim.reference", contacts[i].id))
     return refused
+
+
+def _claim_changes(stored: dict[str, Any], claim: ClaimIn) -> list[tuple[str, Any]]:
+    """The details (and their stored values) in which a repeated claim differs from the one its
+    journey holds; amounts compare as numbers ("125.5" is "125.50")."""
+    given = claim.model_dump(mode="json")
+
+    def same(name: str) -> bool:
+        old, new = stored.get(name), given[name]
+        if name == "amount" and old is not None and new is not None:
+            return Decimal(old) == Decimal(new)
+        return old == new
+    return [(name, stored.get(name)) for name in given if not same(name)]
 
 
 def _rule_values(item: ContactIn) -> dict[str, Any]:
@@ -339,6 +353,15 @@ async def write_contacts_and_journeys(
                 f"({journey.stage}) is about claim {(journey.claim or {}).get('reference')!r}; "
                 "another claim can follow once that journey has expired", "claim.reference",
                 contact.id))
+        elif journey is not None and claim is not None and (changed := _claim_changes(
+                journey.claim or {}, claim)):
+            # A repeat keeps the journey as it is: new details would never reach the emails.
+            results.append(EnrolItemResult(
+                index=index, status="rejected", external_id=contact.external_id,
+                contact_id=contact.id, errors=[FieldError(
+                    field=f"claim.{name}", message=f"the contact's journey {journey.id} in this "
+                    f"campaign is about claim {claim.reference!r} with {name} {old!r}; its "
+                    "details cannot change while that journey runs") for name, old in changed]))
     reachable = _not_refused(reachable, results)
     results += await _claims_of_others(session, campaign, reachable, items, set(existing))
     reachable = _not_refused(reachable, results)

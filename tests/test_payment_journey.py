@@ -302,3 +302,29 @@ async def test_a_paid_claim_is_not_asked_for_again(tenant, http, mailbox):
     journeys = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/journeys"))["items"]
     assert len(journeys) == 2
     assert len(mailbox.to(email)) == 2
+
+
+async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
+    campaign = await tenant.create_campaign(payments=True)
+    email = unique_email("changes")
+    item = {"external_id": "changes", "email": email, "claim": claim(6)}
+    [first] = (await tenant.enrol(campaign["id"], item))["results"]
+    # The same details again, however written, are a repeat.
+    [same] = (await tenant.enrol(campaign["id"], {
+        "external_id": "changes", "claim": claim(6, amount="125.5")}))["results"]
+    assert same["status"] == "already_enrolled" and same["journey_id"] == first["journey_id"]
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "changes", "claim": claim(6, amount="99.00", payment_url=f"{PAY}new")}]})
+    assert response.status_code == 422, response.text
+    [changed] = response.json()["results"]
+    assert changed["status"] == "rejected"
+    errors = {e["field"]: e["message"] for e in changed["errors"]}
+    assert set(errors) == {"claim.amount", "claim.payment_url"}
+    assert "125.50" in errors["claim.amount"] and f"{PAY}6" in errors["claim.payment_url"]
+    [due] = (await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "changes", "claim": claim(6, due_on="2027-01-31")}]})).json()["results"]
+    assert due["errors"][0]["field"] == "claim.due_on"
+    journey = await tenant.journey(first["journey_id"])
+    assert (journey["claim"]["amount"], journey["claim"]["due_on"]) == ("125.50", "2026-12-31")
+    [invitation] = await mailbox.wait_for(email)
+    assert "€125.50" in invitation.text and "€99.00" not in invitation.text
