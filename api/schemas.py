@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from babel import localedata
-from babel.numbers import list_currencies
+from babel.numbers import get_currency_precision, list_currencies
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -574,14 +574,28 @@ class RecurrenceOut(BaseModel):
 # --- contacts into a campaign --------------------------------------------------------------
 
 
+ClaimReference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                  max_length=100)]
+Amount = Annotated[Decimal, Field(gt=0, max_digits=12)]
+
+
+def minor_units_problem(amount: Decimal, currency: str) -> str | None:
+    """Why the amount cannot be one of the currency (¥1.50, or €1.234), if it cannot."""
+    places = get_currency_precision(currency)
+    if -amount.normalize().as_tuple().exponent <= places:
+        return None
+    return (f"{currency} amounts have no decimals" if places == 0
+            else f"{currency} amounts have at most {places} decimals")
+
+
 class ClaimIn(Strict):
     """What the contact owes, in a payment-reminder campaign."""
 
-    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                max_length=100)]
+    reference: ClaimReference
     payment_url: AnyHttpUrl = Field(description="where the customer pays (https)")
-    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    # Before the amount: the amount's decimals are the currency's.
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    amount: Amount | None = Field(default=None, description="in the currency's decimals at most")
     due_on: date | None = None
 
     @field_validator("currency")
@@ -591,11 +605,23 @@ class ClaimIn(Strict):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD)")
         return value
 
+    @field_validator("amount")
+    @classmethod
+    def _in_minor_units(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        # Without a valid currency its own error says enough.
+        if value is not None and "currency" in info.data and (
+                problem := minor_units_problem(value, info.data["currency"])):
+            raise ValueError(problem)
+        return value
+
     @field_validator("payment_url")
     @classmethod
     def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
         if value.scheme != "https":
             raise ValueError("must be an https URL")
+        # The link is printed in every email and letter of the claim.
+        if value.username or value.password:
+            raise ValueError("must not carry a user name or password")
         return value
 
 
@@ -672,7 +698,8 @@ class PaymentCompleted(Strict):
     paid_at: AwareDatetime | None = Field(default=None, description="default: now")
     reference: str | None = Field(default=None, max_length=100,
                                   description="if given, must be the journey's claim reference")
-    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    amount: Amount | None = Field(default=None, description="in the claim's currency's "
+                                  "decimals at most")
 
     @field_validator("paid_at")
     @classmethod

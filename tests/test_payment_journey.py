@@ -328,3 +328,40 @@ async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
     assert (journey["claim"]["amount"], journey["claim"]["due_on"]) == ("125.50", "2026-12-31")
     [invitation] = await mailbox.wait_for(email)
     assert "€125.50" in invitation.text and "€99.00" not in invitation.text
+
+
+async def test_amounts_have_their_currencys_decimals(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(payments=True, languages=["en"])
+    emails = {name: unique_email(name) for name in ("yen", "dinar")}
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "cents", "email": unique_email(),
+         "claim": claim(1, amount="1.50", currency="JPY")},
+        {"external_id": "yen", "email": emails["yen"], "claim": claim(2, amount="150",
+                                                                       currency="JPY")},
+        {"external_id": "dinar", "email": emails["dinar"],
+         "claim": claim(3, amount="12.345", currency="KWD")},
+        {"external_id": "too-fine", "email": unique_email(), "claim": claim(4, amount="1.005")},
+        {"external_id": "secret", "email": unique_email(),
+         "claim": claim(5, payment_url="https://shop:hunter2@pay.example.com/5")},
+    ]})
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [
+        "rejected", "accepted", "accepted", "rejected", "rejected"]
+    assert [(e["field"], e["message"]) for r in results if r["errors"] for e in r["errors"]] == [
+        ("claim.amount", "JPY amounts have no decimals"),
+        ("claim.amount", "EUR amounts have at most 2 decimals"),
+        ("claim.payment_url", "must not carry a user name or password")]
+    journeys = {r["external_id"]: r["journey_id"] for r in results if r["journey_id"]}
+    # The dinar's three decimals reach the customer as entered.
+    [invitation] = await mailbox.wait_for(emails["dinar"])
+    assert "12.345" in invitation.text
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert "12.345" in customer.page
+    # A payment reported in the claim's currency's decimals, and not in more.
+    fine = await tenant.post(f"/v1/journeys/{journeys['yen']}/payment-completed",
+                             {"amount": "1.5"})
+    assert fine.status_code == 422, fine.text
+    assert fine.json()["error"]["fields"][0]["field"] == "amount"
+    assert (await paid(tenant, journeys["dinar"], amount="12.345"))["paid_at"]

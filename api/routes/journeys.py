@@ -13,7 +13,14 @@ from temporalio.service import RPCError
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
-from api.schemas import FieldError, JourneyEventOut, JourneyOut, JourneyPage, PaymentCompleted
+from api.schemas import (
+    FieldError,
+    JourneyEventOut,
+    JourneyOut,
+    JourneyPage,
+    PaymentCompleted,
+    minor_units_problem,
+)
 from core.vocabulary import EventType, Stage
 from db import crud
 from db.models import Campaign, Contact, Journey, JourneyEvent
@@ -106,6 +113,9 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     if body.reference is not None and body.reference != journey.claim["reference"]:
         raise FieldProblems([FieldError(field="reference",
                                         message="is not the claim reference of this journey")])
+    if body.amount is not None and (problem := minor_units_problem(
+            body.amount, journey.claim.get("currency", "EUR"))):
+        raise FieldProblems([FieldError(field="amount", message=problem)])
     if journey.paid_at is not None:
         recorded = await payment_of(session, journey)
         if body.amount is not None and recorded.get("amount") is not None \
