@@ -696,8 +696,8 @@ class JourneyOut(BaseModel):
 
 class PaymentCompleted(Strict):
     paid_at: AwareDatetime | None = Field(default=None, description="default: now")
-    reference: str | None = Field(default=None, max_length=100,
-                                  description="if given, must be the journey's claim reference")
+    reference: ClaimReference | None = Field(
+        default=None, description="if given, must be the journey's claim reference")
     amount: Amount | None = Field(default=None, description="in the claim's currency's "
                                   "decimals at most")
 

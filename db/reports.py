@@ -158,9 +158,9 @@ CONSENT_PROOF = {"language": "legal_text_language", "version": "legal_text_versi
 ADDRESS_PARTS = ("type", "line1", "postal_code", "city", "country")
 
 
-# A payment-reminder campaign's rows say whether the claim was reported paid, when, and the
-# amount the payment-completed call recorded.
-PAYMENT_COLUMNS = ("paid", "paid_at", "amount")
+# A payment-reminder campaign's rows name the claim, and say whether it was reported paid,
+# when, and the amount (in the claim's currency) the payment-completed call recorded.
+PAYMENT_COLUMNS = ("reference", "currency", "paid", "paid_at", "amount")
 
 
 def report_columns(consent_keys: list[str], *, payments: bool = False) -> list[str]:
@@ -186,7 +186,7 @@ async def collected_rows(
         shown |= Journey.paid_at.is_not(None)
     result = await session.stream(
         select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
-               Journey.collected, Journey.finished_at, Journey.paid_at,
+               Journey.collected, Journey.finished_at, Journey.claim, Journey.paid_at,
                JourneyEvent.detail.label("payment"), Contact.external_id, Contact.first_name,
                Contact.last_name)
         .join(Contact, Contact.id == Journey.contact_id)
@@ -223,7 +223,9 @@ def point_state(r: Any, kind: str) -> str | None:
 def _row(r: Any, consents: list[ConsentEvent], *, payments: bool) -> dict[str, Any]:
     verified = r.stage == Stage.verified
     collected = r.collected or {}  # a payment reported by a customer who left no data
-    paid = {"paid": r.paid_at is not None,
+    claim = r.claim or {}
+    paid = {"reference": claim.get("reference"), "currency": claim.get("currency"),
+            "paid": r.paid_at is not None,
             "paid_at": r.paid_at.isoformat() if r.paid_at else None,
             "amount": (r.payment or {}).get("amount")} if payments else {}
     return {
@@ -245,8 +247,10 @@ def _row(r: Any, consents: list[ConsentEvent], *, payments: bool) -> dict[str, A
 
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
-    """A report row as CSV cells: per consent checkbox, the answer and its proof."""
-    cells = {k: v for k, v in row.items() if k not in ("consents", "address")}
+    """A report row as CSV cells: per consent checkbox, the answer and its proof; yes/no as
+    true/false, as in JSON."""
+    cells = {k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()
+             if k not in ("consents", "address")}
     cells.update({f"address.{part}": (row["address"] or {}).get(part)
                   for part in ADDRESS_PARTS})
     for c in row["consents"]:

@@ -172,7 +172,7 @@ async def test_after_opting_out_the_page_offers_to_pay_but_not_to_check_details(
     assert "checking your details" not in customer.page
 
 
-async def test_a_payment_reported_again_with_another_amount_is_a_conflict(tenant):
+async def test_a_payment_reported_again_with_another_amount_or_time_is_a_conflict(tenant):
     campaign = await tenant.create_campaign(payments=True)
     enrolled = await tenant.enrol(campaign["id"], {"external_id": "payer", "email": unique_email(),
                                                    "claim": claim(1)})
@@ -189,6 +189,16 @@ async def test_a_payment_reported_again_with_another_amount_is_a_conflict(tenant
     message = conflict.json()["error"]["message"]
     assert conflict.json()["error"]["code"] == "conflict"
     assert "100.00" in message and "125.50" in message and "INV-1" in message
+    # So is another time of payment; the one recorded, given again, is a repeat.
+    earlier = (datetime.fromisoformat(first["paid_at"]) - timedelta(days=1)).isoformat()
+    moved = await tenant.post(f"/v1/journeys/{journey_id}/payment-completed",
+                              {"paid_at": earlier, "amount": "100.00"})
+    assert moved.status_code == 409, moved.text
+    assert "paid_at" in moved.json()["error"]["message"]
+    assert (await paid(tenant, journey_id, paid_at=first["paid_at"]))["paid_at"] == \
+        first["paid_at"]
+    # The reference is read as enrolment reads it: surrounding blanks do not count.
+    assert (await paid(tenant, journey_id, reference=" INV-1 "))["paid_at"] == first["paid_at"]
     history = (await tenant.journey(journey_id))["history"]
     assert [e["detail"]["amount"] for e in history if e["type"] == "payment_completed"] == [
         "100.00"]
@@ -219,11 +229,13 @@ async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
     report = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/report.csv")).text)))
     rows = {r["external_id"]: r for r in report}
     assert set(rows) == {"payer", "entered"}
-    assert (rows["payer"]["paid"], rows["payer"]["amount"]) == ("True", "99.00")
+    assert (rows["payer"]["paid"], rows["payer"]["amount"]) == ("true", "99.00")
+    assert (rows["payer"]["reference"], rows["payer"]["currency"]) == ("INV-0", "EUR")
     assert datetime.fromisoformat(rows["payer"]["paid_at"]) == datetime.fromisoformat(
         payment["paid_at"]) and rows["payer"]["email"] == ""
     assert (rows["entered"]["paid"], rows["entered"]["paid_at"], rows["entered"]["amount"]) == (
-        "False", "", "")
+        "false", "", "")
+    assert rows["entered"]["reference"] == "INV-1"
     entries = {r["external_id"]: r for r in (await tenant.get(f"{base}/report.json")).json()["rows"]}
     assert (entries["payer"]["paid"], entries["payer"]["amount"]) == (True, "99.00")
     assert entries["entered"]["paid"] is False and entries["entered"]["email"] == people["entered"]
@@ -232,7 +244,7 @@ async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
     plain = await tenant.create_campaign()
     assert "paid" not in (await tenant.ok("GET", f"/v1/campaigns/{plain['id']}/funnel"))["total"]
     header = (await tenant.get(f"/v1/campaigns/{plain['id']}/report.csv")).text.splitlines()[0]
-    assert "paid" not in header.split(",")
+    assert not {"paid", "reference", "currency"} & set(header.split(","))
 
 
 async def test_a_claim_reference_is_owed_by_one_contact_per_campaign(tenant):

@@ -118,13 +118,18 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
         raise FieldProblems([FieldError(field="amount", message=problem)])
     if journey.paid_at is not None:
         recorded = await payment_of(session, journey)
+        # A repeat is harmless; a different amount or time is news the journey cannot take in.
+        news = []
         if body.amount is not None and recorded.get("amount") is not None \
                 and body.amount != Decimal(recorded["amount"]):
-            # A repeat is harmless; a different amount is news the journey cannot take in.
+            news.append(f"another amount ({body.amount})")
+        if body.paid_at is not None and body.paid_at != journey.paid_at:
+            news.append(f"another paid_at ({body.paid_at.isoformat()})")
+        if news:
+            amount = f" with amount {recorded['amount']}" if recorded.get("amount") else ""
             raise HTTPException(409, f"the payment of claim {journey.claim['reference']!r} was "
-                                f"recorded on {journey.paid_at.isoformat()} with amount "
-                                f"{recorded['amount']}; another amount ({body.amount}) cannot "
-                                "replace it")
+                                f"recorded on {journey.paid_at.isoformat()}{amount}; "
+                                f"{' and '.join(news)} cannot replace it")
     else:
         journey.paid_at = body.paid_at or datetime.now(UTC)
         detail = {"reference": journey.claim["reference"], "paid_at": journey.paid_at.isoformat(),
