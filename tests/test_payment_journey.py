@@ -377,3 +377,37 @@ async def test_amounts_have_their_currencys_decimals(tenant, http, mailbox):
     assert fine.status_code == 422, fine.text
     assert fine.json()["error"]["fields"][0]["field"] == "amount"
     assert (await paid(tenant, journeys["dinar"], amount="12.345"))["paid_at"]
+
+
+async def test_a_withdrawn_request_does_not_say_an_open_claim_needs_nothing(
+    tenant, http, mailbox, temporal_env
+):
+    campaign = await tenant.create_campaign(payments=True)
+    people = {name: unique_email(name) for name in ("owes", "schuldig", "settled")}
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": name, "email": email, "claim": claim(i), "language": language}
+        for i, ((name, email), language) in enumerate(zip(people.items(), ("en", "nl", "en")))))
+    journeys = {r["external_id"]: r["journey_id"] for r in enrolled["results"]}
+    await mailbox.wait_for(people["settled"])
+    await paid(tenant, journeys["settled"])
+    pages = {}
+    for name, journey_id in journeys.items():
+        [invitation] = await mailbox.wait_for(people[name])
+        pages[name] = mailbox.link(invitation)
+        journey = await tenant.wait_for_stage(journey_id, "invited")
+        # The operator's Cancel in the Temporal UI (here through the client, as the UI does).
+        await temporal_env.client.get_workflow_handle(journey["workflow_id"]).cancel()
+        await tenant.wait_for_stage(journey_id, "cancelled")
+
+    async def page_of(name: str) -> str:
+        customer = Customer(http)
+        await customer.open(pages[name])
+        return customer.page
+    owes = await page_of("owes")
+    assert f"{tenant.name} has withdrawn it." in owes and "Pay now" in owes
+    assert "You do not need to do anything" not in owes
+    assert "If you have a question about the open payment below" in owes
+    schuldig = await page_of("schuldig")
+    assert "U hoeft niets te doen" not in schuldig and "openstaande betaling" in schuldig
+    settled = await page_of("settled")
+    assert "You do not need to do anything" in settled and "Payment received" in settled
