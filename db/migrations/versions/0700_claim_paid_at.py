@@ -9,8 +9,6 @@ Revises: 0680_campaign_claims
 import sqlalchemy as sa
 from alembic import op
 
-from db.models import UtcDateTime
-
 revision = "0700_claim_paid_at"
 down_revision = "0680_campaign_claims"
 branch_labels = None
@@ -19,13 +17,13 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("campaign_claims") as batch:
-        batch.add_column(sa.Column("paid_at", UtcDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True))
     claims = sa.table("campaign_claims", sa.column("campaign_id", sa.Uuid()),
                       sa.column("reference", sa.String()), sa.column("contact_id", sa.Uuid()),
-                      sa.column("paid_at", UtcDateTime(timezone=True)))
+                      sa.column("paid_at", sa.DateTime(timezone=True)))
     journeys = sa.table("journeys", sa.column("campaign_id", sa.Uuid()),
                         sa.column("contact_id", sa.Uuid()), sa.column("claim", sa.JSON()),
-                        sa.column("paid_at", UtcDateTime(timezone=True)))
+                        sa.column("paid_at", sa.DateTime(timezone=True)))
     # Only the owner's journeys count: a duplicate another contact was enrolled with before
     # 0680 is not the claim the row stands for.
     op.execute(claims.update().values(paid_at=sa.select(sa.func.min(journeys.c.paid_at)).where(
