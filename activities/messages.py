@@ -239,7 +239,9 @@ class MessageSender:
         outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
         subject = None
         if channel == Channel.email:
-            context["preferences_link"] = await links.issue(
+            # An address the customer only typed may be a stranger's (a typo): its mail may
+            # confirm that address and nothing else, never change the contact's consents.
+            context["preferences_link"] = None if input.to_pending_email else await links.issue(
                 session, self._settings, purpose=TokenPurpose.preferences,
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
                 expires_at=utcnow() + self._settings.preference_link_ttl,

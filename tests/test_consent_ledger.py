@@ -79,6 +79,30 @@ def link_to(mail, path: str) -> str:
     return found.group(1)
 
 
+async def test_mail_to_a_typed_address_cannot_change_the_contacts_consents(
+    tenant, http, mailbox
+):
+    """The address a customer types may be a stranger's (a typo): its verification email and
+    reminder confirm that address and nothing else; the known address keeps its preference
+    link."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], reminders={"interval": "PT2S", "max_count": 1})
+    known, typed = unique_email("known"), unique_email("typo")
+    await tenant.enrol(campaign["id"], {"external_id": known, "email": known})
+    [invitation] = await mailbox.wait_for(known)
+    assert (await http.get(link_to(invitation, "/p/"))).status_code == 200
+
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=typed, consent=["terms"])
+    verification, reminder = await mailbox.wait_for(typed, count=2)
+    assert "Reminder" in reminder.subject
+    for mail in (verification, reminder):
+        assert mailbox.link(mail).startswith("/v/")
+        assert "/p/" not in mail.text and "/p/" not in mail.html, mail.subject
+        assert "communication preferences" not in mail.text
+
+
 async def test_opt_in_opt_out_opt_in_again_is_proven_by_the_ledger(
     tenant, http, mailbox, webhook_receiver
 ):

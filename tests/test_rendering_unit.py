@@ -42,7 +42,7 @@ def test_every_email_renders_in_every_language(template, language, greeting):
     assert mail.subject and "\n" not in mail.subject
     assert mail.text.startswith(greeting)
     assert "https://x.test/c/tok" in mail.text and 'href="https://x.test/c/tok"' in mail.html
-    # Every message leads to the preference centre.
+    # A message with a preference link shows it (mail to a typed address has none).
     assert "https://x.test/p/pref" in mail.text and 'href="https://x.test/p/pref"' in mail.html
     # HTML escapes what the client typed; plain text keeps it as written.
     assert "Acme &lt;b&gt;&amp;&lt;/b&gt; Co" in mail.html and "<b>&</b>" not in mail.html
