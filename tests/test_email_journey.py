@@ -249,18 +249,25 @@ async def test_corrected_address_supersedes_the_first_link(tenant, http, mailbox
     await customer.submit(page, email=second)  # the page offers to correct the address
     [fresh] = await mailbox.wait_for(second)
 
-    await tab.submit(mailbox.link(stale))
-    assert "newer link" in tab.page
+    posted = await tab.submit(mailbox.link(stale))
+    assert posted.status_code == 410 and "no longer valid" in tab.page
     # The first mailbox (a stranger's, typed by mistake) never sees the corrected address.
     opened = await Customer(http).open(mailbox.link(stale))
-    assert "newer link" in opened.text and second not in opened.text
-    assert "<form" not in opened.text  # nothing to confirm there
+    assert opened.status_code == 410 and "no longer valid" in opened.text
+    assert second not in opened.text
+    assert "<form" not in opened.text  # nothing to confirm there, nor a language to switch
     assert (await tenant.journey(journey_id))["stage"] == "verification_pending"
 
     await customer.open(mailbox.link(fresh))
     await customer.submit(mailbox.link(fresh))
     journey = await tenant.wait_for_stage(journey_id, "verified")
     assert journey["pending_email"] is None
+    # Once the corrected address is confirmed, the first one's link still confirms nothing.
+    later = await Customer(http).open(mailbox.link(stale))
+    assert later.status_code == 410 and "no longer valid" in later.text
+    assert "your address is confirmed" not in later.text and second not in later.text
+    again = await Customer(http).open(mailbox.link(fresh))
+    assert again.status_code == 200 and "your address is confirmed" in again.text
 
 
 async def test_customer_opts_out(tenant, http, mailbox, webhook_receiver):

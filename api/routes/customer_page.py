@@ -176,6 +176,25 @@ def ended(request: Request, state, visit: Visit) -> HTMLResponse:
     return finished(request, state, visit, stage, status.HTTP_410_GONE)
 
 
+async def address_replaced(session, visit: Visit) -> bool:
+    """A verification link to an address the customer has since replaced (or whose data was
+    purged unconfirmed): it confirms nothing, whatever became of the journey."""
+    if visit.link.purpose != TokenPurpose.verify_email:
+        return False
+    sent_to = await session.scalar(select(Message.recipient).where(
+        Message.journey_id == visit.journey.id, Message.step == visit.link.step))
+    return sent_to is None or sent_to != (visit.journey.collected or {}).get("email")
+
+
+def no_longer_valid(request: Request, state, visit: Visit) -> HTMLResponse:
+    """The page of a replaced address's link. That mailbox is often a stranger's (typed by
+    mistake): it learns neither the new address nor how the journey went, sees no claim, and
+    gets no language switch (which would change the journey's language)."""
+    return html(request, state, "finished", visit.language,
+                {"stage": "replaced", "claim": None, "languages": []},
+                status.HTTP_410_GONE, visit=visit)
+
+
 def finished(request: Request, state, visit: Visit, stage: str | None = None,
              status_code: int = status.HTTP_200_OK) -> HTMLResponse:
     stage = stage or visit.journey.stage
@@ -210,6 +229,8 @@ async def posted_visit(request: Request, session, state, token: str,
     visit = await resolve(session, token, purpose)
     if visit is None:
         return invalid_link(request, state)
+    if await address_replaced(session, visit):
+        return no_longer_valid(request, state, visit)
     if visit.expired:
         return ended(request, state, visit)
     if not await csrf_ok(request, state):
@@ -580,19 +601,18 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     visit = await resolve(session, token, TokenPurpose.verify_email)
     if visit is None:
         return invalid_link(request, state)
+    # Before the journey's own outcome: "your address is confirmed" would be false for a
+    # mailbox whose address a correction replaced.
+    if await address_replaced(session, visit):
+        return no_longer_valid(request, state, visit)
     if visit.expired:
         return ended(request, state, visit)
     # `data_entered`: the mail arrived before its send was recorded (a moment, or longer
     # when a worker died in between); the confirmation decides whether the link still counts.
     if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
         return finished(request, state, visit)
-    # The address this link went to, which a correction since may have replaced: the old
-    # mailbox (often a stranger's, typed by mistake) must not learn the new address.
-    sent_to = await session.scalar(select(Message.recipient).where(
-        Message.journey_id == visit.journey.id, Message.step == visit.link.step))
-    if sent_to is None or sent_to != (visit.journey.collected or {}).get("email"):
-        return finished(request, state, visit, "superseded")
-    return html(request, state, "confirm", visit.language, {"email": sent_to}, visit=visit)
+    return html(request, state, "confirm", visit.language,
+                {"email": visit.journey.collected["email"]}, visit=visit)
 
 
 @router.post("/v/{token}", response_class=HTMLResponse)
