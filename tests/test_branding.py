@@ -199,3 +199,31 @@ async def test_language_switch_keeps_only_the_token_in_the_url(tenant, http, mai
     await customer.submit(path, email=new, consent=["terms"])
     [verification] = await mailbox.wait_for(new)
     assert "bevestig" in verification.text.lower()
+
+
+async def test_language_switch_works_on_the_page_of_an_ended_request(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(
+        reminders={"interval": "PT1H", "max_count": 0}, expires_after="PT2S")
+    email = unique_email("ended")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": email, "language": "en",
+                                                   "email": email})
+    journey_id = enrolled["results"][0]["journey_id"]
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(journey_id, "expired")
+    path = mailbox.link(invitation)
+    customer = Customer(http)
+    ended = await customer.open(path)
+    assert ended.status_code == 410 and "This request has ended" in customer.page
+    assert f'action="{path}/language"' in customer.page
+
+    switched = await http.post(f"{path}/language", data={
+        "language": "nl", "csrf_token": customer.csrf()})
+    assert switched.status_code == 303 and switched.headers["location"] == path
+    ended = await customer.open(path)
+    assert ended.status_code == 410 and '<html lang="nl">' in customer.page
+    assert "Dit verzoek is afgesloten" in customer.page
+    assert (await tenant.journey(journey_id))["language"] == "nl"
+    # Still only with the page's CSRF token.
+    forged = await http.post(f"{path}/language", data={"language": "en"})
+    assert forged.status_code == 403
+    assert (await tenant.journey(journey_id))["language"] == "nl"

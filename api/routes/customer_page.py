@@ -222,16 +222,17 @@ def forbidden(request: Request, state, visit) -> HTMLResponse:
                           visit if isinstance(visit, Visit) else None)
 
 
-async def posted_visit(request: Request, session, state, token: str,
-                       purpose: TokenPurpose) -> Visit | HTMLResponse:
+async def posted_visit(request: Request, session, state, token: str, purpose: TokenPurpose,
+                       *, ended_too: bool = False) -> Visit | HTMLResponse:
     """The visit behind a form post, or the page to answer with: an invalid link or a failed
-    CSRF check."""
+    CSRF check, and, unless `ended_too` (a form of the ended page itself), an expired link's
+    page."""
     visit = await resolve(session, token, purpose)
     if visit is None:
         return invalid_link(request, state)
     if await address_replaced(session, visit):
         return no_longer_valid(request, state, visit)
-    if visit.expired:
+    if visit.expired and not ended_too:
         return ended(request, state, visit)
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
@@ -581,8 +582,9 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
 async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
     """Shows the link's pages in another of the campaign's languages, and keeps it for the rest
     of the journey (its later emails too). Only the token is in the URL; the choice is posted."""
+    # The ended page offers the switch too: it must be readable in the customer's language.
     visit = await posted_visit(request, session, state, token,
-                               PURPOSE_OF_PATH[request.url.path[1]])
+                               PURPOSE_OF_PATH[request.url.path[1]], ended_too=True)
     if isinstance(visit, HTMLResponse):
         return visit
     language = (await request.form()).get("language")
