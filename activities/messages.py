@@ -241,11 +241,13 @@ class MessageSender:
         if channel == Channel.email:
             # An address the customer only typed may be a stranger's (a typo): its mail may
             # confirm that address and nothing else, never change the contact's consents.
+            # The page opens in the language of this message: the journey's, which the
+            # customer may have chosen on its page, not the contact's.
             context["preferences_link"] = None if input.to_pending_email else await links.issue(
                 session, self._settings, purpose=TokenPurpose.preferences,
                 step=f"{journey.id}/{input.step}", contact_id=contact.id,
                 expires_at=utcnow() + self._settings.preference_link_ttl,
-                base_url=brand.base_url)
+                scope={"language": journey.language}, base_url=brand.base_url)
             headers = {"Auto-Submitted": "auto-generated"}
             if rule.category == MessageCategory.marketing:
                 # A client that counts its invitations as marketing: they unsubscribe as such.

@@ -361,6 +361,18 @@ async def touch(session: AsyncSession, reg: Registry, contact: Contact, actor: A
                        contact_ids=[contact.id], detail={"changes": changed})
 
 
+async def keep_language(session: AsyncSession, secret_key: str, contact: Contact,
+                        language: str, actor: Actor) -> None:
+    """A language the customer chose on one of our pages, kept as the contact's (audited as
+    their change), so later messages speak it too."""
+    if language == contact.language:
+        return
+    changed = audit.changes({"language": contact.language}, {"language": language})
+    contact.language = language
+    await touch(session, await registry_for(session, client_id=contact.client_id,
+                                            secret_key=secret_key), contact, actor, changed)
+
+
 # --- addresses ---------------------------------------------------------------------------------
 
 

@@ -103,6 +103,49 @@ async def test_mail_to_a_typed_address_cannot_change_the_contacts_consents(
         assert "communication preferences" not in mail.text
 
 
+async def test_preference_centre_speaks_the_language_of_the_message_and_switches(
+    tenant, http, mailbox
+):
+    """The customer chose Dutch on the contact page (kept on the journey): the next message's
+    preference link opens in Dutch, though the contact's language is English; the page's
+    own switch keeps a choice as the contact's language."""
+    campaign = await tenant.create_campaign(reminders={"interval": "PT2S", "max_count": 1})
+    address = unique_email("lang")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "language": "en",
+                                                   "email": address})
+    contact_id = enrolled["results"][0]["contact_id"]
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await http.post(f"{mailbox.link(invitation)}/language",
+                    data={"language": "nl", "csrf_token": customer.csrf()})
+    [_, reminder] = await mailbox.wait_for(address, count=2)
+    assert "Herinnering" in reminder.subject, reminder.subject
+
+    preferences = link_to(reminder, "/p/")
+    page = await customer.open(preferences)
+    assert page.status_code == 200 and '<html lang="nl">' in customer.page
+    assert "Uw communicatievoorkeuren" in customer.page
+    assert f'action="{preferences}/language"' in customer.page
+    # The invitation's link, sent in English, still opens in English.
+    assert '<html lang="en">' in (await http.get(link_to(invitation, "/p/"))).text
+
+    forged = await http.post(f"{preferences}/language", data={"language": "de"})
+    assert forged.status_code == 403
+    switched = await http.post(f"{preferences}/language",
+                               data={"language": "de", "csrf_token": customer.csrf()})
+    assert switched.status_code == 303 and switched.headers["location"] == preferences
+    await customer.open(preferences)
+    assert '<html lang="de">' in customer.page and "Ihre Kommunikationseinstellungen" in customer.page
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}")).json()
+    assert contact["language"] == "de"
+    # A language we do not speak changes nothing.
+    await http.post(f"{preferences}/language", data={"language": "fr",
+                                                     "csrf_token": customer.csrf()})
+    await customer.open(preferences)
+    assert '<html lang="de">' in customer.page
+
+
 async def test_opt_in_opt_out_opt_in_again_is_proven_by_the_ledger(
     tenant, http, mailbox, webhook_receiver
 ):

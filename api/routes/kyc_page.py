@@ -22,7 +22,7 @@ from api.routes.customer_page import (
     html,
     invalid_link,
 )
-from contacts import audit, registry
+from contacts import registry
 from contacts.audit import Actor
 from core.security import sha256_hex
 from core.vocabulary import ActorType, DocumentType, TokenPurpose
@@ -133,13 +133,8 @@ async def switch_language(token: str, request: Request, session: SessionDep, sta
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
     language = (await request.form()).get("language")
-    contact = visit.contact
-    if language in LANGUAGES and language != contact.language:
-        changed = audit.changes({"language": contact.language}, {"language": language})
-        contact.language = language
-        await registry.touch(session, await registry.registry_for(
-            session, client_id=contact.client_id,
-            secret_key=state.settings.secret_key.get_secret_value()), contact,
-            customer_actor(contact), changed)
+    if language in LANGUAGES:
+        await registry.keep_language(session, state.settings.secret_key.get_secret_value(),
+                                     visit.contact, language, customer_actor(visit.contact))
         await session.commit()
     return RedirectResponse(f"/k/{token}", status_code=status.HTTP_303_SEE_OTHER)

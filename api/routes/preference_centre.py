@@ -5,14 +5,16 @@ Each change is a ledger entry with the text that was shown, the time, IP and use
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SessionDep, StateDep
 from api.public_forms import limit_form_posts
-from api.routes.customer_page import csrf_ok, forbidden_page, html, invalid_link, who
+from api.routes.customer_page import LANGUAGES, csrf_ok, forbidden_page, html, invalid_link, who
+from contacts import registry
+from contacts.audit import Actor
 from contacts.suppression import CHANNEL_POINTS
 from core.security import sha256_hex
-from core.vocabulary import MARKETING_KINDS, Channel, ConsentSource, TokenPurpose
+from core.vocabulary import MARKETING_KINDS, ActorType, Channel, ConsentSource, TokenPurpose
 from db import consents, crud
 from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
@@ -33,11 +35,17 @@ async def resolve(session, token: str, purpose: TokenPurpose
     return link, contact, await session.get_one(Client, contact.client_id)
 
 
-async def offered(session, contact: Contact, client: Client) -> list[dict]:
+def page_language(link: LinkToken, contact: Contact) -> str:
+    """The language of the message that carried the link (a journey's, which the customer may
+    have chosen on its page) or chosen here since; else the contact's."""
+    return (link.scope or {}).get("language") or contact.language
+
+
+async def offered(session, client: Client, language: str) -> list[dict]:
     """Marketing purposes with the text a customer is shown when choosing them."""
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     texts = await consents.texts_for_purposes(session, client_id=client.id,
-                                              language=contact.language,
+                                              language=language,
                                               fallback=client.default_language)
     return [{"key": p.key, "name": p.name, "text": texts[p.key].text, "legal": texts[p.key]}
             for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
@@ -54,8 +62,8 @@ async def reachable(session, contact: Contact) -> set[str]:
     return found
 
 
-async def _page(request: Request, state, session, contact: Contact, client: Client,
-                saved: bool = False, unreachable: list[str] | None = None,
+async def _page(request: Request, state, session, link: LinkToken, contact: Contact,
+                client: Client, saved: bool = False, unreachable: list[str] | None = None,
                 unknown: bool = False, ticked: set[str] | None = None) -> HTMLResponse:
     """`ticked`: the boxes of a refused form, shown as the customer left them (the refused
     ones too, to untick) rather than the saved choices, so no other change is lost.
@@ -66,7 +74,8 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
     reach = await reachable(session, contact)
     # A purpose with no box to show (its only channel moved away) is not shown at all: a
     # text without a choice, and no display recorded for it.
-    purposes = [p for p in await offered(session, contact, client)
+    language = page_language(link, contact)
+    purposes = [p for p in await offered(session, client, language)
                 if any(c in reach or f"{p['key']}:{c}" in ticked for c in CHANNELS)]
     displays = await consents.record_displays(
         session, contact=contact, journey_id=None, shown_in="preference_centre",
@@ -75,8 +84,9 @@ async def _page(request: Request, state, session, contact: Contact, client: Clie
                                                   "sha256": p["legal"].sha256})
                for p in purposes}, **who(request))
     await session.commit()
-    return html(request, state, "preferences", contact.language, {
-        "client_name": client.name, "brand": client_brand(client, state.settings), "purposes": purposes, "displays": displays,
+    return html(request, state, "preferences", language, {
+        "client_name": client.name, "brand": client_brand(client, state.settings),
+        "languages": list(LANGUAGES.items()), "purposes": purposes, "displays": displays,
         "channels": CHANNELS, "reachable": reach, "granted": ticked,
         "saved": saved, "unreachable": unreachable or [], "unknown": unknown},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable or unknown else status.HTTP_200_OK)
@@ -87,8 +97,7 @@ async def preference_centre(token: str, request: Request, session: SessionDep, s
     found = await resolve(session, token, TokenPurpose.preferences)
     if found is None:
         return invalid_link(request, state)
-    _, contact, client = found
-    return await _page(request, state, session, contact, client)
+    return await _page(request, state, session, *found)
 
 
 @router.post("/p/{token}", response_class=HTMLResponse)
@@ -97,14 +106,14 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     found = await resolve(session, token, TokenPurpose.preferences)
     if found is None:
         return invalid_link(request, state)
-    _, contact, client = found
+    link, contact, client = found
     if not await csrf_ok(request, state):
-        return forbidden_page(request, state, contact.language)
+        return forbidden_page(request, state, page_language(link, contact))
     form = await request.form()
     ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
-    purposes = await offered(session, contact, client)
+    purposes = await offered(session, client, page_language(link, contact))
     # A tampered or stale form (a purpose no longer offered, a channel that is none of ours)
     # is refused whole rather than saved without the choice the customer thinks they made.
     unknown = ticked - {f"{p['key']}:{c}" for p in purposes for c in CHANNELS}
@@ -128,13 +137,33 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
                         contact_id=contact.id, purpose=purpose["key"])))
     if unreachable or unknown:
         # Nothing is saved: the customer sees the choice was refused, not half of it kept.
-        return await _page(request, state, session, contact, client,
+        return await _page(request, state, session, link, contact, client,
                            unreachable=[c for c in CHANNELS if c in unreachable],
                            unknown=bool(unknown), ticked=ticked - unknown)
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await state.endpoints.wake(client.id, endpoints, "consent changed")
-    return await _page(request, state, session, contact, client, saved=True)
+    return await _page(request, state, session, link, contact, client, saved=True)
+
+
+@router.post("/p/{token}/language", response_class=HTMLResponse)
+async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
+    """Shows the page in another language and, as the KYC page does, keeps it as the
+    contact's, so later messages speak it too. Only the token is in the URL."""
+    found = await resolve(session, token, TokenPurpose.preferences)
+    if found is None:
+        return invalid_link(request, state)
+    link, contact, _ = found
+    if not await csrf_ok(request, state):
+        return forbidden_page(request, state, page_language(link, contact))
+    language = (await request.form()).get("language")
+    if language in LANGUAGES:
+        link.scope = {**(link.scope or {}), "language": language}
+        await registry.keep_language(session, state.settings.secret_key.get_secret_value(),
+                                     contact, language,
+                                     Actor(ActorType.customer, f"preferences:{contact.id}"))
+        await session.commit()
+    return RedirectResponse(f"/p/{token}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 async def _unsubscribe_page(request, state, session, token: str, done: bool):
