@@ -1,6 +1,7 @@
 """The email double opt-in journey, walked over HTTP as the client and the customer walk it, on
 the real stack: PostgreSQL, Temporal dev server, SMTP, and a webhook receiver over HTTP."""
 
+import asyncio
 import hashlib
 import uuid
 from datetime import datetime
@@ -366,3 +367,28 @@ async def test_an_address_the_mail_server_refuses_is_asked_again_at_once(
     handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
     if record_histories:
         await save_history(handle, "verification_refused_asked_again")
+
+
+async def test_the_same_address_again_sends_a_new_link_once_the_first_timed_out(
+        tenant, http, mailbox):
+    """The page offers "Send a new link" for a link lost or timed out: the same address posted
+    again gets one, and the timed-out link says where to ask for it."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                            verification_link_ttl="PT2S")
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    await customer.submit(page, email=address)
+    [_, first] = await mailbox.wait_for(address, count=2)
+    await asyncio.sleep(2.5)
+    timed_out = await Customer(http).open(mailbox.link(first))
+    assert timed_out.status_code == 410 and "This link has expired" in timed_out.text
+    assert "newer link" not in timed_out.text
+
+    await customer.open(page)
+    assert "Send a new link" in customer.page
+    await customer.submit(page, email=address)
+    [_, _, fresh] = await mailbox.wait_for(address, count=3)
+    assert "newer link" in (await Customer(http).open(mailbox.link(first))).text
+    await customer.open(mailbox.link(fresh))
+    await customer.submit(mailbox.link(fresh))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")

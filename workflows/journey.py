@@ -87,7 +87,8 @@ UNDELIVERABLE_EMAIL_ASKED_AGAIN = "undeliverable-email-asked-again"
 # Journeys before were `invited` when the sending rules kept their invitation back.
 UNSENT_INVITATION_INVITES_NOBODY = "unsent-invitation-invites-nobody"
 # Journeys before sent a new code for a re-submission of the number whose code was out (round
-# the resend cooldown and cap), and recorded a submission that changed nothing as a new one.
+# the resend cooldown and cap), and recorded a submission that changed nothing as a new one
+# (an email awaiting its link is sent a new one, as before).
 RESUBMISSION_KEEPS_CODE = "resubmission-keeps-code"
 
 
@@ -367,9 +368,9 @@ class JourneyWorkflow:
         async with self.turn:
             if self._unchanged(input) and workflow.patched(RESUBMISSION_KEEPS_CODE):
                 # Posted again as it stands (the back button, a second try): nothing to record
-                # or announce, and the code or link out is still the one to use.
+                # or announce, and the code out is still the one to use.
                 return SubmitDataResult(stage=self.stage, verification_sent_to=None,
-                                        code_kept="mobile" in self.awaiting)
+                                        code_kept=True)
             self._check_submission_allowed()
             code_kept = (self._keeps_code(input.mobile)
                          and workflow.patched(RESUBMISSION_KEEPS_CODE))
@@ -421,9 +422,10 @@ class JourneyWorkflow:
                 else input.email, undeliverable=undeliverable, code_kept=code_kept)
 
     def _unchanged(self, input: SubmitDataInput) -> bool:
-        """The last submission again (same data, same consent decisions) while it awaits
-        verification. With a code that can no longer be used and may not be resent, it is a
-        request for a new one."""
+        """The last submission again (same data, same consent decisions) while only the code
+        it sent is awaited, and kept. With an email awaiting its link, the same address again
+        asks for a new link (the page offers "Send a new link": the first may be lost or timed
+        out); with a code that can no longer be used and may not be resent, for a new code."""
         last = self.last_submission
         return (last is not None and self.stage == Stage.verification_pending
                 and self.opted_out is None
@@ -433,7 +435,7 @@ class JourneyWorkflow:
                 == [(c.key, c.granted) for c in input.consents]
                 # Not an address the mail server refused: that one is sent to again.
                 and input.email == self.pending_email
-                and ("mobile" not in self.awaiting or self._keeps_code(input.mobile)))
+                and "email" not in self.awaiting and self._keeps_code(input.mobile))
 
     def _keeps_code(self, mobile: str | None) -> bool:
         """Whether the code awaited for this number stays the one to type: a new one is asked

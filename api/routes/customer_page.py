@@ -167,12 +167,20 @@ def invalid_link(request: Request, state) -> HTMLResponse:
                 status.HTTP_404_NOT_FOUND)
 
 
-def ended(request: Request, state, visit: Visit) -> HTMLResponse:
+async def ended(request: Request, session, state, visit: Visit) -> HTMLResponse:
     """An expired link's page: how its journey ended, or, for a verification link that timed
-    out while the journey goes on, that a newer link is the one to use."""
+    out while the journey goes on, that a newer link is the one to use, or (none was sent
+    since) that the contact page sends one."""
     stage = visit.journey.stage
-    if stage not in FINAL_STAGES:
-        stage = "expired" if visit.link.purpose == TokenPurpose.contact_page else "superseded"
+    if stage not in FINAL_STAGES and visit.link.purpose == TokenPurpose.contact_page:
+        stage = "expired"
+    elif stage not in FINAL_STAGES:
+        # Each verification link lives longer than the ones sent before it.
+        newer = await session.scalar(select(exists().where(
+            LinkToken.journey_id == visit.journey.id,
+            LinkToken.purpose == TokenPurpose.verify_email,
+            LinkToken.expires_at > visit.link.expires_at)))
+        stage = "superseded" if newer else "link_expired"
     return finished(request, state, visit, stage, status.HTTP_410_GONE)
 
 
@@ -233,7 +241,7 @@ async def posted_visit(request: Request, session, state, token: str, purpose: To
     if await address_replaced(session, visit):
         return no_longer_valid(request, state, visit)
     if visit.expired and not ended_too:
-        return ended(request, state, visit)
+        return await ended(request, session, state, visit)
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
     return visit
@@ -376,7 +384,7 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
     if visit is None:
         return invalid_link(request, state)
     if visit.expired:
-        return ended(request, state, visit)
+        return await ended(request, session, state, visit)
     if visit.journey.stage in FINAL_STAGES:
         return finished(request, state, visit)
     if visit.journey.stage in NOT_OPENED:
@@ -608,7 +616,7 @@ async def verification_page(token: str, request: Request, session: SessionDep, s
     if await address_replaced(session, visit):
         return no_longer_valid(request, state, visit)
     if visit.expired:
-        return ended(request, state, visit)
+        return await ended(request, session, state, visit)
     # `data_entered`: the mail arrived before its send was recorded (a moment, or longer
     # when a worker died in between); the confirmation decides whether the link still counts.
     if visit.journey.stage not in (Stage.data_entered, Stage.verification_pending):
