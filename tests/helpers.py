@@ -315,6 +315,7 @@ class Tenant:
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+CHECKBOX = re.compile(r'(<input type="checkbox"[^>]*value="([^"]*)"[^>]*>)')
 
 
 @dataclass
@@ -337,6 +338,11 @@ class Customer:
     def hidden_fields(self) -> dict[str, str]:
         """The hidden inputs a browser sends along (CSRF token, consent display ids, ...)."""
         return dict(HIDDEN.findall(self.page))
+
+    def ticked(self, name: str) -> list[str]:
+        """The values of the checkboxes called `name` the page shows ticked."""
+        return [value for attrs, value in CHECKBOX.findall(self.page)
+                if f'name="{name}"' in attrs and re.search(r"\bchecked\b", attrs)]
 
     async def submit(self, path: str, **fields: Any) -> httpx.Response:
         data = {**self.hidden_fields(), "csrf_token": self.csrf(), **fields}

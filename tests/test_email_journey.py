@@ -392,3 +392,25 @@ async def test_the_same_address_again_sends_a_new_link_once_the_first_timed_out(
     await customer.open(mailbox.link(fresh))
     await customer.submit(mailbox.link(fresh))
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
+async def test_a_correction_keeps_the_consents_given_unless_changed(tenant, http, mailbox):
+    """The boxes show the customer's decisions: correcting the address on "Check your inbox"
+    without touching them withdraws nothing given a moment before."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    typo, right = unique_email("typo"), unique_email("right")
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, typo)
+    assert customer.ticked("consent") == []
+    await customer.submit(page, email=typo, consent=["terms", "newsletter"])
+    assert "Check your inbox" in customer.page
+    assert sorted(customer.ticked("consent")) == ["newsletter", "terms"]
+
+    await customer.submit(page, email=right, consent=customer.ticked("consent"))
+    await mailbox.wait_for(right)
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [e["granted"] for e in ledger if e["purpose"] == "newsletter"] == [True, True]
+    # A box untouched since stays as decided; one the customer clears is declined.
+    await customer.open(page)
+    assert sorted(customer.ticked("consent")) == ["newsletter", "terms"]
+    await customer.submit(page, email=typo, consent=["terms"])
+    assert customer.ticked("consent") == ["terms"]

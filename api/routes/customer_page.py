@@ -407,6 +407,13 @@ async def _contact_page(request: Request, session, state, visit: Visit) -> HTMLR
         visit.journey), action=AuditAction.read, contact_ids=[visit.contact.id],
         detail={"view": "contact_page"})
     known = await known_data(session, visit)
+    return await _form(request, state, session, visit, known=known, errors={},
+                       values=await _values(session, state, visit, known))
+
+
+async def _values(session, state, visit: Visit, known: Known) -> dict[str, Any]:
+    """The form as the customer last left it in this journey (else as the registry knows
+    them): an unchanged field or box stays as decided when they correct another."""
     collected = visit.journey.collected or {}
     email = collected.get("email")
     if email is None:
@@ -416,9 +423,12 @@ async def _contact_page(request: Request, session, state, visit: Visit) -> HTMLR
         mobile = known.points["mobile"].value
     address = collected.get("address") or address_view(known.address) or {
         "country": phone_region(visit, state)}
-    return await _form(request, state, session, visit, known=known, errors={}, values={
-        "email": email, "consents": set(), "address": address,
-        "mobile": display_phone(mobile, phone_region(visit, state)) if mobile else ""})
+    decided = await crud.consents_of_step(
+        session, journey_id=visit.journey.id, step=collected["submission_step"]
+    ) if "submission_step" in collected else []
+    return {"email": email, "address": address,
+            "consents": {c.checkbox_key for c in decided if c.granted},
+            "mobile": display_phone(mobile, phone_region(visit, state)) if mobile else ""}
 
 
 @router.post("/c/{token}", response_class=HTMLResponse)
@@ -527,10 +537,9 @@ async def _after_code(request: Request, state, session, visit: Visit,
     wrong = notice.get("outcome") in ("wrong", "malformed", "expired", "locked")
     # The right code for a number the household rule keeps with another customer.
     claimed = notice.get("outcome") == "refused"
+    known = await known_data(session, visit)
     return await _form(request, state, session, visit, errors={"code": "1"} if wrong else {},
-                       values={"email": (visit.journey.collected or {}).get("email") or "",
-                               "mobile": "", "consents": set(),
-                               "address": (visit.journey.collected or {}).get("address") or {}},
+                       values=await _values(session, state, visit, known), known=known,
                        notice=notice,
                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT if wrong
                        else status.HTTP_409_CONFLICT if claimed else 200)
