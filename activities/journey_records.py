@@ -82,7 +82,10 @@ class JourneyRecords:
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             checkboxes = {c["key"]: c for c in campaign.spec.get("consents", [])}
-            proven = await self._proven(session, journey, campaign, sub)
+            before = journey.collected or {}
+            again = self._verified_before(before, sub)
+            proven = again + [kind for kind in await self._proven(session, journey, campaign, sub)
+                              if kind not in again]
             # Kept on the journey, apart from the contact's verified data, until confirmed.
             journey.collected = {
                 "email": sub.email,
@@ -92,7 +95,10 @@ class JourneyRecords:
                 "submission_step": input.step,
                 "ip": sub.ip,
                 "user_agent": sub.user_agent,
-                **{f"{kind}_verified_via": "invitation_link" for kind in proven},
+                **{f"{kind}_verified_via": "invitation_link" for kind in proven
+                   if kind not in again},
+                **{key: before[key] for kind in again
+                   for key in (f"{kind}_verified_at", f"{kind}_verified_via") if key in before},
             }
             journey.stage = Stage.verification_pending if input.code_kept else Stage.data_entered
             if contact.engaged_at is None:
@@ -124,7 +130,8 @@ class JourneyRecords:
             data = {
                 **crud.journey_ref(journey, campaign),
                 "contact": crud.contact_ref(contact),
-                **{k: {FIELD_NAME[k]: v, "verification_state": "pending"}
+                **{k: {FIELD_NAME[k]: v,
+                       "verification_state": "verified" if k in again else "pending"}
                    for k, v in (("email", sub.email), ("mobile", sub.mobile)) if v},
                 **({"address": sub.address} if sub.address else {}),
                 "submitted_at": sub.given_at.isoformat(),
@@ -140,6 +147,15 @@ class JourneyRecords:
         # Only now, committed, may the endpoints' workflows see the events.
         await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents(proven=proven)
+
+    @staticmethod
+    def _verified_before(collected: dict[str, Any], sub: SubmitDataInput) -> list[str]:
+        """The contact points this journey verified already (a code typed, a link confirmed)
+        that the customer submitted again unchanged, correcting something else: no second code
+        or link for them."""
+        return [kind for kind, value in (("email", sub.email), ("mobile", sub.mobile))
+                if value and collected.get(kind) == value
+                and collected.get(f"{kind}_verified_at")]
 
     @staticmethod
     async def _proven(session: AsyncSession, journey: Journey, campaign: Campaign,

@@ -278,3 +278,38 @@ async def test_the_same_number_again_keeps_the_code_out(
     assert codes_sent(settings, number) == [code]
     if record_histories:
         await save_history(handle, "mobile_code_kept_on_resubmission")
+
+
+async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corrected(
+    tenant, http, mailbox, settings
+):
+    """Email and mobile: after the right code the page shows the number (no need to type it
+    again), and correcting the email with it sends no second code."""
+    created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
+                                           consents=[])
+    address, typo, right = unique_email(), unique_email("typo"), unique_email("right")
+    [enrolled] = (await tenant.enrol(created["id"], {"external_id": address,
+                                                     "email": address}))["results"]
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(address))[0])
+    await customer.open(page)
+    number = "+3165234" + str(uuid_digits())
+    await customer.submit(page, email=typo, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+    assert 'id="code"' not in customer.page and "Check your inbox" in customer.page
+    shown = re.search(r'name="mobile"[^>]*value="([^"]*)"', customer.page).group(1)
+    assert shown.replace(" ", "") == "06" + number[4:]
+
+    await customer.submit(page, email=right, mobile=shown)
+    assert 'id="code"' not in customer.page and right in customer.page
+    [verification] = await mailbox.wait_for(right)
+    assert codes_sent(settings, number) == [code]
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    points = {p["value"]: p for p in (
+        await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()["contact_points"]}
+    assert (points[number]["verification_state"], points[number]["verified_via"]) == (
+        "verified", "sms_code")
+    assert points[right]["verification_state"] == "verified"
