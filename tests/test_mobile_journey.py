@@ -298,6 +298,9 @@ async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corr
     [code] = await wait_codes(settings, number, 1)
     await customer.submit(page + "/code", code=code)
     assert 'id="code"' not in customer.page and "Check your inbox" in customer.page
+    assert "Your mobile number is confirmed." in customer.page
+    await customer.open(page)
+    assert "Your mobile number is confirmed." in customer.page
     shown = re.search(r'name="mobile"[^>]*value="([^"]*)"', customer.page).group(1)
     assert shown.replace(" ", "") == "06" + number[4:]
 

@@ -2,6 +2,8 @@
 address the invitation reached, it is confirmed at once; a correction is verified like new
 data."""
 
+import random
+
 from tests.helpers import Customer, on_the_page, unique_email
 
 
@@ -105,3 +107,16 @@ async def test_the_known_address_in_other_letter_case_is_kept_not_corrected(
         "contact_points"]
     assert (point["value"], point["verification_state"], point["verified_via"]) == (
         known, "verified", "invitation_link")
+
+
+async def test_the_email_confirmed_at_once_is_told_while_the_new_number_awaits_its_code(
+    tenant, http, mailbox
+):
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "mobile"], consents=[])
+    known = unique_email("kept")
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, known)
+    await customer.submit(page, email=known, mobile=f"06 1234 {random.randrange(10**4):04d}")
+    assert 'id="code"' in customer.page
+    assert "Your email address is confirmed." in customer.page
+    assert "Your mobile number is confirmed." not in customer.page

@@ -287,6 +287,13 @@ def awaiting(journey: Journey, kind: str) -> str | None:
     return None
 
 
+def confirmed(journey: Journey) -> list[str]:
+    """The entered email/mobile verified while the journey awaits the other."""
+    collected = journey.collected or {}
+    return [kind for kind in ("email", "mobile") if journey.stage == Stage.verification_pending
+            and collected.get(f"{kind}_verified_at")]
+
+
 @dataclass
 class Known:
     """What the registry already holds about the visit's contact, loaded once per page."""
@@ -320,6 +327,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
+        "confirmed": confirmed(journey),
         "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
