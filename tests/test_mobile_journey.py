@@ -115,6 +115,9 @@ async def test_with_no_new_code_left_the_page_asks_for_the_number_again(
     # offers no button that could only answer "no more codes".
     assert "Vul hieronder opnieuw uw mobiele nummer in" in customer.page
     assert "/resend-code" not in customer.page
+    # Seen again later, the page does not say "we sent a code" as if it still worked.
+    await customer.open(page)
+    assert "kan niet meer worden gebruikt" in customer.page
     response = await customer.submit(page, mobile=number)
     assert response.status_code == 200 and 'id="code"' in customer.page
     [_, fresh] = await wait_codes(settings, number, 2)
@@ -316,3 +319,34 @@ async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corr
     assert (points[number]["verification_state"], points[number]["verified_via"]) == (
         "verified", "sms_code")
     assert points[right]["verification_state"] == "verified"
+
+
+async def test_the_page_says_when_the_code_out_is_dead_or_still_the_one_to_type(
+    tenant, http, mailbox, settings
+):
+    number = "+3165334" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number, languages=["en"],
+        verification={"code_ttl": "PT2S", "code_resend_cooldown": "PT0S",
+                      "code_max_resends": 1})
+    [_] = await wait_codes(settings, number, 1)
+    await asyncio.sleep(2.2)
+    # Expired: not "we sent a code", and the way to a new one.
+    await customer.open(page)
+    assert "can no longer be used" in customer.page and "We sent a 6-digit" not in customer.page
+    assert "Ask for a new code below." in customer.page and "/resend-code" in customer.page
+    # The number again keeps the dead code (a new one is the button's): not "enter that code".
+    await customer.submit(page, mobile=number)
+    assert "Entering the number again sends no new code" in customer.page
+    assert "Enter that code" not in customer.page
+    assert len(codes_sent(settings, number)) == 1
+
+    await customer.submit(page + "/resend-code")
+    [_, fresh] = await wait_codes(settings, number, 2)
+    assert "A new code is on its way." in customer.page and "We sent a 6-digit" in customer.page
+    # At the cap with a code still valid: that code is the one to type, not the number again.
+    await customer.submit(page + "/resend-code")
+    assert "The code we sent is still valid" in customer.page
+    assert "Enter your mobile number again" not in customer.page
+    await customer.submit(page + "/code", code=fresh)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")

@@ -22,6 +22,7 @@ from api.deps import SessionDep, StateDep
 from api.errors import browser_language, raise_if_unavailable
 from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
+from api.schemas import CodeSettings
 from contacts import audit
 from contacts.audit import customer_actor
 from contacts.schemas import AddressIn
@@ -57,6 +58,7 @@ from db.models import (
     JourneyEvent,
     LinkToken,
     Message,
+    OneTimeCode,
 )
 from messaging.branding import Brand, brand_for
 from messaging.phone import (
@@ -294,6 +296,19 @@ def confirmed(journey: Journey) -> list[str]:
             and collected.get(f"{kind}_verified_at")]
 
 
+async def code_dead(session, visit: Visit, mobile: str) -> bool:
+    """Whether the code out for the number can no longer be used (expired, or locked by wrong
+    tries): the page then says so instead of "we sent a code"."""
+    code = await session.scalar(select(OneTimeCode).where(
+        OneTimeCode.journey_id == visit.journey.id).order_by(OneTimeCode.expires_at.desc())
+        .limit(1))
+    if code is None or code.recipient != mobile or code.sent_at is None:
+        return False  # none went out (the number's daily cap): told as any code
+    tries = CodeSettings.model_validate(visit.campaign.spec.get("verification", {}))
+    return (code.expires_at <= datetime.now(UTC)
+            or code.wrong_tries >= tries.code_max_wrong_tries)
+
+
 @dataclass
 class Known:
     """What the registry already holds about the visit's contact, loaded once per page."""
@@ -328,6 +343,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "confirmed": confirmed(journey),
+        "code_dead": bool(mobile) and await code_dead(session, visit, mobile),
         "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
