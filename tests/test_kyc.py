@@ -225,6 +225,15 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
             handle.id, run_id=first_run[0].run_id), "kyc_refuted_then_renewed")
 
 
+async def refuted_upload_link(tenant, mailbox, contact_id: str, email: str) -> str:
+    """An ID card uploaded by the client and refuted: the link to the customer's upload page
+    from the mail that says so."""
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    await wait_for_state(tenant, contact_id, "pending_verification")
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
+    return mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+
+
 async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, http, mailbox,
                                                           webhook_receiver, settings):
     """A double click (two posts at once) or a post sent again with the browser's Back: the
@@ -232,10 +241,7 @@ async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, htt
     hook = await tenant.subscribe(webhook_receiver, ["kyc.assigned"])
     await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
     contact_id, email = await new_contact(sessions, tenant)
-    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
-    await wait_for_state(tenant, contact_id, "pending_verification")
-    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
-    link = mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
     customer = Customer(http)
     await customer.open(link)
     form = {**customer.hidden_fields(), "document_type": "id_card", "number": "X123",
@@ -342,10 +348,7 @@ async def test_the_kyc_page_marks_expired_documents_and_switches_language(
     contact_id, email = await new_contact(sessions, tenant)
     old = await upload(tenant, contact_id, "passport", number="P0LD", expires_at="2020-01-01")
     assert old.status_code == 201, old.text
-    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
-    await wait_for_state(tenant, contact_id, "pending_verification")
-    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."})
-    link = mailbox.link((await mail_with(mailbox, email, "could not verify"))[0])
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
 
     customer = Customer(http)
     await customer.open(link)
