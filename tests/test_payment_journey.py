@@ -316,6 +316,29 @@ async def test_a_paid_claim_is_not_asked_for_again(tenant, http, mailbox):
     assert len(mailbox.to(email)) == 2
 
 
+async def test_a_claim_is_paid_once_whichever_journey_it_is_reported_on(tenant, mailbox):
+    campaign = await tenant.create_campaign(payments=True, expires_after="PT4S",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email = unique_email("paid-once")
+    item = {"external_id": "paid-once", "email": email, "claim": claim(8)}
+    first = (await tenant.enrol(campaign["id"], item))["results"][0]
+    await tenant.wait_for_stage(first["journey_id"], "expired", timeout=30)
+    second = (await tenant.enrol(campaign["id"], item))["results"][0]
+    # Reported on the ended journey (the client's books name the first), the claim is paid:
+    # the running one stops asking.
+    reported = await paid(tenant, first["journey_id"], amount="125.50")
+    running = await tenant.journey(second["journey_id"])
+    assert running["paid_at"] == reported["paid_at"]
+    # The same payment again on the other journey is a repeat; another amount is a conflict.
+    assert (await paid(tenant, second["journey_id"], amount="125.5"))["paid_at"] == \
+        reported["paid_at"]
+    conflict = await tenant.post(f"/v1/journeys/{second['journey_id']}/payment-completed",
+                                 {"amount": "49.00"})
+    assert conflict.status_code == 409, conflict.text
+    funnel = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/funnel")
+    assert funnel["total"]["paid"] == 1
+
+
 async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
     campaign = await tenant.create_campaign(payments=True)
     email = unique_email("changes")

@@ -78,10 +78,21 @@ async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid
     return journey
 
 
-async def payment_of(session: SessionDep, journey: Journey) -> dict[str, Any]:
-    """What the payment-completed call recorded for the journey (reference, paid_at, amount)."""
+async def claim_journeys(session: SessionDep, journey: Journey) -> list[Journey]:
+    """The journeys of the journey's claim (its contact's in the campaign with that reference),
+    locked: the claim is paid once, on whichever of them the payment is reported."""
+    reference = journey.claim["reference"]
+    theirs = await session.scalars(select(Journey).where(
+        Journey.campaign_id == journey.campaign_id, Journey.contact_id == journey.contact_id,
+        Journey.claim.is_not(None)).order_by(Journey.created_at).with_for_update())
+    return [j for j in theirs if j.claim["reference"] == reference]
+
+
+async def claim_payment(session: SessionDep, journeys: list[Journey]) -> dict[str, Any] | None:
+    """What the payment-completed call recorded for the claim (reference, paid_at, amount)."""
     return await session.scalar(select(JourneyEvent.detail).where(
-        JourneyEvent.journey_id == journey.id, JourneyEvent.step == crud.PAYMENT_STEP)) or {}
+        JourneyEvent.journey_id.in_([j.id for j in journeys]),
+        JourneyEvent.step == crud.PAYMENT_STEP).order_by(JourneyEvent.at).limit(1))
 
 
 async def detailed(session: SessionDep, journey: Journey) -> JourneyOut:
@@ -104,8 +115,9 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                             state: StateDep, body: PaymentCompleted | None = None) -> JourneyOut:
     """The client's payment system saw the claim paid: recorded on the journey, announced as
     `journey.payment_completed`, and the journey stops reminding. Whether the customer left
-    their data before, after or not at all does not matter. Repeating the call changes nothing;
-    repeating it with another amount is a conflict."""
+    their data before, after or not at all does not matter. The payment is the claim's: every
+    journey of the claim is paid. Repeating the call, on any of them, changes nothing;
+    repeating it with another amount or time is a conflict."""
     body = body or PaymentCompleted()  # every field has its default: no body is needed
     journey = await journey_of(session, client.id, journey_id, for_update=True)
     if journey.claim is None:
@@ -116,27 +128,31 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     if body.amount is not None and (problem := minor_units_problem(
             body.amount, journey.claim.get("currency", "EUR"))):
         raise FieldProblems([FieldError(field="amount", message=problem)])
-    if journey.paid_at is not None:
-        recorded = await payment_of(session, journey)
-        # A repeat is harmless; a different amount or time is news the journey cannot take in.
+    journeys = await claim_journeys(session, journey)
+    recorded = await claim_payment(session, journeys)
+    if recorded is not None:
+        # A repeat is harmless, on any journey of the claim; a different amount or time is
+        # news the claim cannot take in.
+        paid_at = datetime.fromisoformat(recorded["paid_at"])
         news = []
         if body.amount is not None and recorded.get("amount") is not None \
                 and body.amount != Decimal(recorded["amount"]):
             news.append(f"another amount ({body.amount})")
-        if body.paid_at is not None and body.paid_at != journey.paid_at:
+        if body.paid_at is not None and body.paid_at != paid_at:
             news.append(f"another paid_at ({body.paid_at.isoformat()})")
         if news:
             amount = f" with amount {recorded['amount']}" if recorded.get("amount") else ""
             raise HTTPException(409, f"the payment of claim {journey.claim['reference']!r} was "
-                                f"recorded on {journey.paid_at.isoformat()}{amount}; "
+                                f"recorded on {paid_at.isoformat()}{amount}; "
                                 f"{' and '.join(news)} cannot replace it")
     else:
-        journey.paid_at = body.paid_at or datetime.now(UTC)
-        detail = {"reference": journey.claim["reference"], "paid_at": journey.paid_at.isoformat(),
+        paid_at = body.paid_at or datetime.now(UTC)
+        detail = {"reference": journey.claim["reference"], "paid_at": paid_at.isoformat(),
                   "amount": str(body.amount) if body.amount is not None
                   else journey.claim.get("amount")}
         await crud.add_journey_event(session, journey=journey, step=crud.PAYMENT_STEP,
-                                     type="payment_completed", at=journey.paid_at, detail=detail)
+                                     type="payment_completed", at=paid_at, detail=detail)
+        journey.paid_at = paid_at
         await crud.claim_paid(session, journey=journey)
         endpoints = await crud.record_webhook_event(
             session, client_id=client.id, key=f"{journey.id}/payment",
@@ -146,8 +162,15 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                 "claim": journey.claim, **detail})
         await session.commit()
         await state.endpoints.wake(client.id, endpoints, "payment completed")
+    # Every journey of the claim is paid: one still running, though the payment was reported
+    # on an earlier one, stops reminding.
+    unpaid = [j for j in journeys if j.paid_at is None]
+    for other in unpaid:
+        other.paid_at = paid_at
+    await session.commit()
+    for other in dict.fromkeys([journey, *unpaid]):
         try:
-            await state.temporal.get_workflow_handle(journey.workflow_id).signal(
+            await state.temporal.get_workflow_handle(other.workflow_id).signal(
                 JourneyWorkflow.payment_completed)
         except RPCError:
             pass  # the journey has ended: there is nothing left to remind of
