@@ -321,6 +321,31 @@ async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corr
     assert points[right]["verification_state"] == "verified"
 
 
+async def test_the_email_confirmed_first_sends_the_customer_back_for_the_code(
+    tenant, http, mailbox, settings
+):
+    created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
+                                           consents=[])
+    address = unique_email()
+    [enrolled] = (await tenant.enrol(created["id"], {"external_id": address,
+                                                     "email": address}))["results"]
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(address))[0])
+    await customer.open(page)
+    number = "+3165434" + str(uuid_digits())
+    await customer.submit(page, email=address, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    verification = mailbox.link((await mailbox.wait_for(address, count=2))[-1])
+    await customer.open(verification)
+    await customer.submit(verification)
+    assert "Your email address is confirmed" in customer.page
+    assert "enter the code we sent to your mobile number" in customer.page
+    assert "nothing more to do" not in customer.page
+    await customer.open(page)
+    await customer.submit(page + "/code", code=code)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
 async def test_the_page_says_when_the_code_out_is_dead_or_still_the_one_to_type(
     tenant, http, mailbox, settings
 ):

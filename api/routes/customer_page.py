@@ -680,6 +680,10 @@ async def confirm(token: str, request: Request, session: SessionDep, state: Stat
     if result.refused:
         # Only the owner of the address sees this page (the link went to that mailbox).
         return finished(request, state, visit, "address_claimed")
+    if result.stage == Stage.verification_pending:
+        # The email is confirmed, the number still awaits its code: "thank you, nothing more
+        # to do" would leave the journey unverified.
+        return finished(request, state, visit, "email_confirmed")
     return finished(request, state, visit, result.stage)
 
 
