@@ -7,7 +7,8 @@ from sqlalchemy import update
 
 from db.models import WebhookEndpoint, utcnow
 from db.session import transaction
-from tests.helpers import Customer, unique_email
+from stack import free_port
+from tests.helpers import Customer, eventually, unique_email
 
 BAR = re.compile(r'<rect x="100" y="4" width="(\d+)" height="18" rx="2" class="funnel-bar funnel-(\w+)">')
 
@@ -92,3 +93,21 @@ async def test_a_payment_campaign_shows_who_paid(tenant, http):
     await tenant.create_campaign(name="Plain", languages=["en"])
     page = (await http.get(link["url"].removeprefix("http://testserver"))).text
     assert page.count('class="funnel-bar funnel-paid"') == 1
+
+
+async def test_an_endpoint_that_does_not_deliver_is_shown_before_it_is_disabled(tenant, http):
+    from tests.test_webhooks import expiring_journeys
+    nobody = await tenant.post("/v1/webhook-endpoints", {
+        "url": f"http://127.0.0.1:{free_port()}/hooks", "events": ["journey.expired"]})
+    assert nobody.status_code == 201, nobody.text
+    await expiring_journeys(tenant, 2)
+
+    async def refused() -> list | None:
+        attempts = (await tenant.ok(
+            "GET", f"/v1/webhook-endpoints/{nobody.json()['id']}/attempts"))["items"]
+        return len({a["event_id"] for a in attempts}) == 2 or None
+    await eventually(refused, what="both expiries' first delivery attempts")
+    link = await tenant.ok("POST", "/v1/dashboard-links", status=201)
+    page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+    assert "Not delivering, 2 events wait for a retry:" in page
+    assert nobody.json()["url"] in page and "All webhook endpoints are delivering." not in page

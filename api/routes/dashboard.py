@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ApiKeyDep, SessionDep, StateDep
@@ -20,7 +20,8 @@ from api.routes.reports import first_channel
 from api.schemas import DashboardLink
 from core.security import dashboard_token, key_of_dashboard_token
 from db import crud, reports
-from db.models import ApiKey, Campaign, Client, WebhookEndpoint
+from core.vocabulary import DeliveryStatus
+from db.models import ApiKey, Campaign, Client, WebhookDelivery, WebhookEndpoint
 
 pages = APIRouter(include_in_schema=False)
 links = APIRouter(prefix="/v1/dashboard-links", tags=["dashboard"], responses=ERROR_RESPONSES)
@@ -63,8 +64,17 @@ async def dashboard_context(session: AsyncSession, client: Client) -> dict[str, 
     endpoints = list(await session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.client_id == client.id)
         .order_by(WebhookEndpoint.created_at)))
+    # Events whose delivery failed and waits for its next try: an endpoint is disabled as
+    # failing only once the retry schedule (days) is spent, long after it stopped delivering.
+    retrying = dict((await session.execute(
+        select(WebhookDelivery.endpoint_id, func.count())
+        .where(WebhookDelivery.client_id == client.id,
+               WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.attempts > 0)
+        .group_by(WebhookDelivery.endpoint_id))).all())
     return {"client_name": client.name, "campaigns": rows,
             "failing": [e for e in endpoints if e.failing_since is not None],
+            "retrying": [(e, retrying[e.id]) for e in endpoints
+                         if e.enabled and e.id in retrying],
             "disabled": [e for e in endpoints if not e.enabled and e.failing_since is None]}
 
 
