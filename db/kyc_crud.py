@@ -31,7 +31,10 @@ async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> 
         if doc.expires_at is None or doc.expires_at > at:
             found.documents[doc.document_type] = doc.expires_at
     for field, document_type in DOCUMENT_OF_FIELD.items():
-        if document_type in found.documents and newest[document_type].number:
+        # Known from the registry, or printed on the document: either way the field is there,
+        # and what it still lacks is the document (a rule asks for both).
+        if getattr(contact, field) or (document_type in found.documents
+                                        and newest[document_type].number):
             found.fields.add(field)
     return found
 

@@ -474,6 +474,13 @@ async def test_level_changes_follow_the_crm_rules(tenant, sessions):
 
     # Verified: a higher level only once its information is present.
     assert (await assign(identified)).status_code == 422
+    # A number the registry knows still needs its document: the answer names the document.
+    known = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
+                                    json={"id_number": "NL123456"})
+    assert known.status_code == 200, known.text
+    lacking = await assign(identified)
+    assert lacking.status_code == 422 and lacking.json()["error"]["fields"] == [
+        {"field": "id_card | passport_number", "message": "required"}], lacking.text
     assert (await upload(tenant, contact_id)).status_code == 201
     higher = await assign(identified)
     assert higher.status_code == 200, higher.text
