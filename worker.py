@@ -179,6 +179,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # fpdf2's font subsetting logs every letter's glyph list at INFO.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     settings = get_settings()
     client = await connect(settings)
     await ensure_schedules(client, settings)
