@@ -12,6 +12,7 @@ import asyncio
 import mailbox
 from dataclasses import dataclass
 from datetime import datetime
+from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -79,10 +80,17 @@ def outbox_email(key: str, msg: mailbox.Message) -> OutboxEmail:
         elif ctype == "text/html" and html is None:
             html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
     return OutboxEmail(
-        key=key, to=msg["To"] or "", sender=msg["From"] or "", subject=msg["Subject"] or "",
+        key=key, to=_readable(msg["To"]), sender=_readable(msg["From"]),
+        subject=_readable(msg["Subject"]),
         date=parsedate_to_datetime(msg["Date"]) if msg["Date"] else None,
         text=text or "", html=html, headers={k: str(v) for k, v in msg.items()},
     )
+
+
+def _readable(header: str | None) -> str:
+    """A header as people read it: a non-ASCII subject or name travels as RFC 2047 encoded
+    words (=?utf-8?q?...?=), folded over lines."""
+    return str(make_header(decode_header(header))) if header else ""
 
 
 def outbox(maildir: Path) -> mailbox.Maildir:

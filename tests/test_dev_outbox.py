@@ -80,3 +80,19 @@ async def test_letter_json_without_its_pdf_is_not_served(http: httpx.AsyncClient
     assert re.fullmatch(r"[0-9a-f]{32}", receipt.provider_message_id)
     response = await http.get(f"/dev/outbox/letters/{receipt.provider_message_id}.pdf")
     assert response.status_code == 404
+
+
+async def test_outbox_shows_non_ascii_subjects_as_written(http: httpx.AsyncClient, settings):
+    """A German subject travels as RFC 2047 encoded words, folded: the outbox shows it as the
+    customer's mail program does."""
+    from messaging.email import OutgoingEmail, SmtpSender
+    from messaging.rendering import RenderedEmail
+    subject = f"Acme: Bitte bestätigen Sie Ihre Daten für die Überprüfung {uuid.uuid4().hex[:6]}"
+    sender = SmtpSender(settings)
+    await sender.send(OutgoingEmail(
+        to=f"{uuid.uuid4().hex[:8]}@example.com", message_id=f"<{uuid.uuid4()}@test>",
+        from_name="Müller & Söhne", content=RenderedEmail(subject=subject, text="Hallo",
+                                                           html="<p>Hallo</p>")))
+    await sender.connections.close()
+    page = (await http.get("/dev/outbox")).text
+    assert subject in page and "=?utf-8?" not in page
