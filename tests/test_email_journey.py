@@ -414,3 +414,20 @@ async def test_a_correction_keeps_the_consents_given_unless_changed(tenant, http
     assert sorted(customer.ticked("consent")) == ["newsletter", "terms"]
     await customer.submit(page, email=typo, consent=["terms"])
     assert customer.ticked("consent") == ["terms"]
+
+
+async def test_a_form_address_reloaded_leads_back_to_its_page(tenant, http, mailbox):
+    """After a form is posted the address bar may show where it went (/c/<t>/code):
+    reloading it opens the page, not a 405 in JSON."""
+    address = unique_email()
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    page = mailbox.link((await mailbox.wait_for(address))[0]).removeprefix("http://testserver")
+    token = page.rsplit("/", 1)[1]
+    for prefix, action in (("c", "code"), ("c", "resend-code"), ("c", "opt-out"),
+                           ("c", "language"), ("v", "language"), ("p", "language"),
+                           ("k", "language")):
+        response = await http.get(f"/{prefix}/{token}/{action}")
+        assert (response.status_code, response.headers["location"]) == (
+            303, f"/{prefix}/{token}"), (prefix, action)
+    assert (await http.get(f"/c/{token}/unknown")).status_code == 404

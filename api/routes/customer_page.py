@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import exists, select
@@ -636,6 +636,23 @@ async def switch_language(token: str, request: Request, session: SessionDep, sta
 
 
 # --- the verification link -----------------------------------------------------------------
+
+
+# Where the page's forms post. Reloaded (the address bar shows one after a code was posted),
+# such an address leads back to its page instead of a 405 in JSON.
+POSTED_TO = {"c": {"code", "resend-code", "opt-out", "language"}, "v": {"language"},
+             "k": {"language"}, "p": {"language"}}
+
+
+@router.get("/c/{token}/{action}", include_in_schema=False)
+@router.get("/v/{token}/{action}", include_in_schema=False)
+@router.get("/k/{token}/{action}", include_in_schema=False)
+@router.get("/p/{token}/{action}", include_in_schema=False)
+async def back_to_the_page(request: Request, token: str, action: str) -> RedirectResponse:
+    page = request.url.path.split("/")[1]
+    if action not in POSTED_TO[page]:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    return RedirectResponse(f"/{page}/{token}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/v/{token}", response_class=HTMLResponse)
