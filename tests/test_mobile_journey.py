@@ -283,19 +283,27 @@ async def test_the_same_number_again_keeps_the_code_out(
         await save_history(handle, "mobile_code_kept_on_resubmission")
 
 
-async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corrected(
-    tenant, http, mailbox, settings
-):
-    """Email and mobile: after the right code the page shows the number (no need to type it
-    again), and correcting the email with it sends no second code."""
+async def email_and_mobile(tenant, mailbox, http) -> tuple[dict, Customer, str, str]:
+    """A customer on the page of a campaign collecting email and mobile: (enrolment, the
+    customer, the page's link, the address invited)."""
     created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
                                            consents=[])
-    address, typo, right = unique_email(), unique_email("typo"), unique_email("right")
+    address = unique_email()
     [enrolled] = (await tenant.enrol(created["id"], {"external_id": address,
                                                      "email": address}))["results"]
     customer = Customer(http)
     page = mailbox.link((await mailbox.wait_for(address))[0])
     await customer.open(page)
+    return enrolled, customer, page, address
+
+
+async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corrected(
+    tenant, http, mailbox, settings
+):
+    """Email and mobile: after the right code the page shows the number (no need to type it
+    again), and correcting the email with it sends no second code."""
+    enrolled, customer, page, address = await email_and_mobile(tenant, mailbox, http)
+    typo, right = unique_email("typo"), unique_email("right")
     number = "+3165234" + str(uuid_digits())
     await customer.submit(page, email=typo, mobile=number)
     [code] = await wait_codes(settings, number, 1)
@@ -324,14 +332,7 @@ async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corr
 async def test_the_email_confirmed_first_sends_the_customer_back_for_the_code(
     tenant, http, mailbox, settings
 ):
-    created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
-                                           consents=[])
-    address = unique_email()
-    [enrolled] = (await tenant.enrol(created["id"], {"external_id": address,
-                                                     "email": address}))["results"]
-    customer = Customer(http)
-    page = mailbox.link((await mailbox.wait_for(address))[0])
-    await customer.open(page)
+    enrolled, customer, page, address = await email_and_mobile(tenant, mailbox, http)
     number = "+3165434" + str(uuid_digits())
     await customer.submit(page, email=address, mobile=number)
     [code] = await wait_codes(settings, number, 1)
