@@ -4,12 +4,20 @@ Validation that needs the client's settings (phone region) reads them from the v
 context: `ContactCreate.model_validate(data, context={"region": "NL"})`.
 """
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from api.schemas import FieldError, Language, Name, Slug, Strict
 from contacts import normalise
@@ -19,8 +27,20 @@ from messaging.phone import check_region, parse_phone
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-LabelText = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True,
-                                             pattern=r"^[A-Za-z0-9][A-Za-z0-9 _\-]{0,49}$")]
+LABEL = re.compile(r"[a-z0-9][a-z0-9 _\-]{0,49}")
+
+
+def _label(value: str) -> str:
+    # Said in words: a regular expression in a field error (or an import's error CSV) tells
+    # a client nothing.
+    if not LABEL.fullmatch(value):
+        raise ValueError("a tag or category is 1 to 50 letters a-z, digits, spaces, _ or -, "
+                         "beginning with a letter or digit")
+    return value
+
+
+LabelText = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True),
+                      AfterValidator(_label)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
                                            pattern=r"^[A-Za-z]{2}$")]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -70,6 +70,8 @@ async def test_validation_names_each_field(tenant):
         date_of_birth="2999-01-01", tags=["ok", "!bad"]), status=422)
     assert {f["field"] for f in bad["error"]["fields"]} == {
         "contact_points[0].value", "contact_points[1].value", "date_of_birth", "tags[1]"}
+    [tag] = [f["message"] for f in bad["error"]["fields"] if f["field"] == "tags[1]"]
+    assert tag.startswith("a tag or category is 1 to 50 letters a-z")
     # Numbers without a country code are read in the client's region (DE here).
     good = await create(tenant, person(contact_points=[{"kind": "mobile", "value": "0151 23456789",
                                                         "label": "private"}]))
