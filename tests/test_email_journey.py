@@ -431,3 +431,15 @@ async def test_a_form_address_reloaded_leads_back_to_its_page(tenant, http, mail
         assert (response.status_code, response.headers["location"]) == (
             303, f"/{prefix}/{token}"), (prefix, action)
     assert (await http.get(f"/c/{token}/unknown")).status_code == 404
+
+
+async def test_an_address_entered_counts_in_the_profile(tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                            collect=["email", "address"])
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email("addr"))
+    assert "Your profile is 25% complete" in customer.page  # the email of four parts
+    await customer.submit(page, email=enrolled["external_id"], address_line1="Nieuweweg 2",
+                          address_postal_code="2801 AA", address_city="Gouda",
+                          address_country="nl")
+    assert "Your profile is 50% complete" in customer.page  # and the address, awaiting

@@ -327,7 +327,7 @@ def profile_complete(visit: Visit, known: Known) -> int:
     contact, collected = visit.contact, visit.journey.collected or {}
     parts = [bool(contact.first_name or contact.last_name or contact.company_name),
              *(bool(collected.get(kind)) or kind in known.points for kind in ("email", "mobile")),
-             known.address is not None]
+             known.address is not None or bool(collected.get("address"))]
     return round(100 * sum(parts) / len(parts))
 
 
