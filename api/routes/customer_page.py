@@ -115,21 +115,24 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
         return None
     # One round trip: every page of a link needs all of it.
     found = (await session.execute(
-        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
-               exists().where(JourneyEvent.journey_id == Journey.id, JourneyEvent.step == LOST),
-               CampaignClaim.paid_at)
+        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region)
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
         .join(Contact, Contact.id == Journey.contact_id)
         .outerjoin(ContactSettings, ContactSettings.client_id == Journey.client_id)
-        .outerjoin(CampaignClaim, crud.claim_of_journey())
         .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
     if found is None:
         return None
-    link, journey, campaign, client, contact, region, lost, claim_paid_at = found
+    link, journey, campaign, client, contact, region = found
     if link.purpose != purpose:
         return None
+    # Asked only of the few journeys they concern, not on every visit of every page.
+    lost = journey.stage == Stage.cancelled and bool(await session.scalar(select(exists().where(
+        JourneyEvent.journey_id == journey.id, JourneyEvent.step == LOST))))
+    claim_paid_at = await session.scalar(select(CampaignClaim.paid_at).where(
+        crud.claim_of_journey(), Journey.id == journey.id)
+    ) if journey.claim is not None and journey.paid_at is None else None
     return Visit(token, link, journey, campaign, client, contact, region, lost, claim_paid_at)
 
 

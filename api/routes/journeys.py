@@ -81,11 +81,10 @@ async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid
 async def claim_journeys(session: SessionDep, journey: Journey) -> list[Journey]:
     """The journeys of the journey's claim (its contact's in the campaign with that reference),
     locked: the claim is paid once, on whichever of them the payment is reported."""
-    reference = journey.claim["reference"]
-    theirs = await session.scalars(select(Journey).where(
+    return list(await session.scalars(select(Journey).where(
         Journey.campaign_id == journey.campaign_id, Journey.contact_id == journey.contact_id,
-        Journey.claim.is_not(None)).order_by(Journey.created_at).with_for_update())
-    return [j for j in theirs if j.claim["reference"] == reference]
+        Journey.claim["reference"].as_string() == journey.claim["reference"])
+        .order_by(Journey.created_at).with_for_update()))
 
 
 async def claim_payment(session: SessionDep, journeys: list[Journey]) -> dict[str, Any] | None:

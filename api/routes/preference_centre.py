@@ -100,15 +100,26 @@ async def preference_centre(token: str, request: Request, session: SessionDep, s
     return await _page(request, state, session, *found)
 
 
-@router.post("/p/{token}", response_class=HTMLResponse)
-async def save_preferences(token: str, request: Request, session: SessionDep, state: StateDep):
-    given_at = datetime.now(UTC)
+async def posted(request: Request, session, state, token: str
+                 ) -> tuple[LinkToken, Contact, Client] | HTMLResponse:
+    """A form posted to the preference centre: its link, contact and client, or the page that
+    refuses it (an unknown link, a missing or forged CSRF token)."""
     found = await resolve(session, token, TokenPurpose.preferences)
     if found is None:
         return invalid_link(request, state)
-    link, contact, client = found
+    link, contact, _ = found
     if not await csrf_ok(request, state):
         return forbidden_page(request, state, page_language(link, contact))
+    return found
+
+
+@router.post("/p/{token}", response_class=HTMLResponse)
+async def save_preferences(token: str, request: Request, session: SessionDep, state: StateDep):
+    given_at = datetime.now(UTC)
+    found = await posted(request, session, state, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    link, contact, client = found
     form = await request.form()
     ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
@@ -150,12 +161,10 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
 async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
     """Shows the page in another language and, as the KYC page does, keeps it as the
     contact's, so later messages speak it too. Only the token is in the URL."""
-    found = await resolve(session, token, TokenPurpose.preferences)
-    if found is None:
-        return invalid_link(request, state)
+    found = await posted(request, session, state, token)
+    if isinstance(found, HTMLResponse):
+        return found
     link, contact, _ = found
-    if not await csrf_ok(request, state):
-        return forbidden_page(request, state, page_language(link, contact))
     language = (await request.form()).get("language")
     if language in LANGUAGES:
         link.scope = {**(link.scope or {}), "language": language}
