@@ -302,6 +302,39 @@ async def test_the_registry_follows_the_document_a_customer_renews_with(
     assert change["detail"]["changes"]["id_number"] == {"old": "NL123456", "new": "X765"}
 
 
+async def test_a_customer_is_told_a_number_belongs_to_another_record(
+        tenant, sessions, http, mailbox):
+    """An ID number the uniqueness rule gives to another contact: the page says the number
+    cannot be used here, never whose it is, and keeps what the customer typed."""
+    from tests.test_contacts import person, set_rule
+    await set_rule(tenant)
+    other = await tenant.post("/v1/contacts", person(last_name="Janssen", id_number="NL777"))
+    assert other.status_code == 201, other.text
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant, ssn=f"S{uuid.uuid4().hex[:8]}")
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+
+    customer = Customer(http)
+    await customer.open(link)
+
+    async def post_taken_number() -> httpx.Response:
+        return await http.post(link, data={
+            **customer.hidden_fields(), "document_type": "id_card", "number": "NL777",
+            "expires_at": FAR}, files={"file": ("id.png", PNG, "image/png")})
+    taken = await post_taken_number()
+    assert taken.status_code == 409
+    assert "This number cannot be used for this profile: it belongs to another record" \
+        in taken.text
+    assert "as printed on it" not in taken.text and other.json()["id"] not in taken.text
+    assert 'value="NL777"' in taken.text and f'value="{FAR}"' in taken.text
+    assert '<option value="id_card" selected>' in taken.text
+    await customer.submit(f"{link}/language", language="nl")
+    assert "hoort bij een ander dossier" in (await post_taken_number()).text
+    await customer.submit(f"{link}/language", language="de")
+    assert "gehört zu einem anderen Datensatz" in (await post_taken_number()).text
+    assert len((await profile(tenant, contact_id))["documents"]) == 1
+
+
 async def verified_by_id_card(tenant, sessions, webhook_receiver, event: str, *,
                               remind_before: str) -> tuple[Any, str, dict[str, Any]]:
     """A contact verified at once by an ID card valid for long, a hook on `event`: (the hook,

@@ -33,8 +33,10 @@ from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
 MESSAGE_OF_FIELD = {"document_type": "type_invalid", "number": "number_invalid",
-                    "expires_at": "date_invalid"}
-MESSAGE_OF_FILE_STATUS = {413: "too_large", 415: "wrong_type", 422: "file_required"}
+                    "expires_at": "date_invalid", "file": "file_required"}
+# A refusal that is not about the form of a field: the file's size or type, or a number the
+# uniqueness rule gives to another contact (the page never says which one).
+MESSAGE_OF_STATUS = {409: "number_taken", 413: "too_large", 415: "wrong_type"}
 
 
 def customer_actor(contact: Contact) -> Actor:
@@ -110,7 +112,7 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
             actor=customer_actor(visit.contact),
             submission=submission if SUBMISSION_ID.fullmatch(submission) else None)
     except DocumentRejected as err:
-        errors = {f.field: MESSAGE_OF_FIELD.get(f.field) or MESSAGE_OF_FILE_STATUS[err.status]
+        errors = {f.field: MESSAGE_OF_STATUS.get(err.status) or MESSAGE_OF_FIELD[f.field]
                   for f in err.fields}
         return await page(request, state, session, visit, errors=errors, values=values,
                           status_code=err.status)
