@@ -128,14 +128,15 @@ async def contact_follows(session: AsyncSession, settings: Settings, *, contact:
 
 async def accept_document(
     session: AsyncSession, settings: Settings, *, contact: Contact, details: DocumentDetails,
-    upload: UploadFile | None, source: str, actor: Actor, submission: str | None = None,
+    upload: UploadFile | None, source: str, actor: Actor, upload_id: uuid.UUID | None = None,
 ) -> tuple[KycDocument, bool]:
     """Stores the file, then its row; size and type are judged on the bytes themselves.
-    Returns the document and whether it is new: a form posted twice (a double click, the same
-    `submission`) stores one document, and the second post is given the first one's."""
-    # Derived from the submission, the id makes the second post of a form the same row.
-    doc_id = uuid.uuid5(contact.id, f"upload/{submission}") if submission else uuid.uuid4()
-    if submission and (earlier := await session.get(KycDocument, doc_id)) is not None:
+    Returns the document and whether it is new. `upload_id` names one upload however often
+    it is posted (derived from the page form's submission id or the API's Idempotency-Key):
+    posted twice (a double click, a retry), it stores one document, and the second post is
+    given the first one's."""
+    doc_id = upload_id or uuid.uuid4()
+    if upload_id and (earlier := await session.get(KycDocument, doc_id)) is not None:
         return earlier, False
     limit = settings.kyc_max_document_bytes
     data = await upload.read(limit + 1) if upload is not None else b""
@@ -167,12 +168,21 @@ async def accept_document(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        earlier = await session.get(KycDocument, doc_id) if submission else None
+        earlier = await session.get(KycDocument, doc_id) if upload_id else None
         if earlier is None:
             raise
         await storage.delete(key)
         return earlier, False
     return document, True
+
+
+async def same_upload(document: KycDocument, *, contact_id: uuid.UUID,
+                      details: DocumentDetails, upload: UploadFile) -> bool:
+    """Whether a post is the upload `document` was stored from: the same contact, kind and
+    file. Not its number or expiry, which a correction may have changed since."""
+    await upload.seek(0)
+    return (document.contact_id, document.document_type, document.sha256) == (
+        contact_id, details.document_type, hashlib.sha256(await upload.read()).hexdigest())
 
 
 async def correct_document(

@@ -276,6 +276,52 @@ async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, htt
     assert len((await profile(tenant, contact_id))["documents"]) == 3
 
 
+async def test_an_upload_retried_with_its_idempotency_key_stores_one_document(
+        tenant, sessions, mailbox, settings):
+    """A client that sends its upload again (a timeout, a retry at once) with the same
+    Idempotency-Key: one document, judged once, and the first answer again."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    await refuted_upload_link(tenant, mailbox, contact_id, email)
+    key = {"Idempotency-Key": f"scan-{uuid.uuid4()}"}
+
+    async def post(contact: str = contact_id, data: bytes = PNG,
+                   headers: dict[str, str] = key) -> httpx.Response:
+        return await tenant.http.post(
+            f"/v1/kyc/contacts/{contact}/documents", headers={**tenant.auth, **headers},
+            files={"file": ("id.png", data, "image/png")},
+            data={"document_type": "id_card", "number": "X123", "expires_at": FAR})
+    first, second = await asyncio.gather(post(), post())
+    again = await post()
+    assert [r.status_code for r in (first, second, again)] == [201] * 3, again.text
+    assert first.json() == second.json() == again.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    renewed = await wait_for_state(tenant, contact_id, "pending_verification")
+    assert [d["source"] for d in renewed["documents"]] == ["api", "api"]
+    await asyncio.sleep(1)  # a second judgment would be recorded by now
+    history = [e["type"] for e in (await profile(tenant, contact_id))["history"]]
+    assert history.count("renewed") == 1, history
+    # The post that lost the race to store took its own file away with it.
+    async with sessions() as session:
+        keys = set(await session.scalars(select(KycDocument.storage_key).where(
+            KycDocument.contact_id == uuid.UUID(contact_id))))
+    folder = settings.kyc_storage_dir / str(tenant.id) / contact_id
+    assert {f"{tenant.id}/{contact_id}/{p.name}" for p in folder.iterdir()} == keys
+
+    # The key reused for another upload is the client's mistake, said so and storing nothing.
+    other_contact, _ = await new_contact(sessions, tenant)
+    for reused in (await post(data=PNG + b"another scan"), await post(other_contact)):
+        assert reused.status_code == 409, reused.text
+        assert "Idempotency-Key" in reused.json()["error"]["message"]
+    assert len((await profile(tenant, contact_id))["documents"]) == 2
+    bad = await post(headers={"Idempotency-Key": "k" * 201})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["fields"][0]["field"] == "Idempotency-Key", bad.text
+    # Without a key each post is an upload of its own.
+    assert [(await post(headers={})).status_code for _ in range(2)] == [201, 201]
+    assert len((await profile(tenant, contact_id))["documents"]) == 4
+
+
 async def test_the_registry_follows_the_document_a_customer_renews_with(
         tenant, sessions, http, mailbox):
     await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")

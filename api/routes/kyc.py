@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
@@ -205,19 +205,33 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
              response_model=KycDocumentOut, responses=UPLOAD_RESPONSES)
 async def upload_document(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
-    actor: ActorDep, file: Annotated[UploadFile, Form(description="PDF, PNG or JPEG")],
+    actor: ActorDep, response: Response,
+    file: Annotated[UploadFile, Form(description="PDF, PNG or JPEG")],
     document_type: Annotated[DocumentType, Form()],
     number: Annotated[str | None, Form(description="Required for id_card and passport")] = None,
     expires_at: Annotated[str | None, Form(description="Date (2031-12-31) or date-time")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Sent again with the same upload (contact, kind and file), the key stores "
+                    "and judges nothing twice and answers with the first one's document; with "
+                    "another upload it is a 409")] = None,
 ):
     contact = await contact_of(session, client.id, contact_id)
     try:
         details = kyc_profiles.document_details(document_type, number, expires_at)
-        document, _ = await kyc_profiles.accept_document(
+        document, new = await kyc_profiles.accept_document(
             session, state.settings, contact=contact, details=details, upload=file, source="api",
-            actor=actor)
+            actor=actor, upload_id=uuid.uuid5(client.id, f"idempotency-key/{idempotency_key}")
+            if idempotency_key else None)
     except DocumentRejected as err:
         return error_response(err.status, "document_rejected", str(err), err.fields)
+    if not new:
+        if not await kyc_profiles.same_upload(document, contact_id=contact_id, details=details,
+                                              upload=file):
+            # A key reused for another upload is a client's bug: storing nothing would hide it.
+            return error_response(409, "conflict", "Idempotency-Key was used for another upload")
+        response.headers["Idempotent-Replayed"] = "true"
+        return document_out(document)
     await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
                                         document_type=document.document_type, uploaded=True)
     return document_out(document)

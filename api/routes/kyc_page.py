@@ -3,6 +3,7 @@ the profile's state and takes the documents to renew it. Server-rendered; works 
 JavaScript; the personal link is the only credential and the database knows only its hash."""
 
 import secrets
+import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, status
@@ -110,7 +111,9 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
             session, state.settings, contact=visit.contact, details=details,
             upload=file if not isinstance(file, str) else None, source="customer_page",
             actor=customer_actor(visit.contact),
-            submission=submission if SUBMISSION_ID.fullmatch(submission) else None)
+            # Derived from the form's submission id: the form's second post is the same row.
+            upload_id=uuid.uuid5(visit.contact.id, f"upload/{submission}")
+            if SUBMISSION_ID.fullmatch(submission) else None)
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_STATUS.get(err.status) or MESSAGE_OF_FIELD[f.field]
                   for f in err.fields}
