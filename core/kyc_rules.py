@@ -32,10 +32,14 @@ class Rule:
 @dataclass
 class Evidence:
     """What is known of a contact: fields with a value, and per document type the expiry of the
-    newest document that is still valid (None: it never expires)."""
+    newest document that is still valid (None: it never expires), or of the newest one whose
+    expiry has passed."""
 
     fields: set[str] = field(default_factory=set)
     documents: dict[str, datetime | None] = field(default_factory=dict)
+    # They prove nothing, but they date a profile that rests on them: a date corrected into
+    # the past expires it as the day coming would have.
+    expired: dict[str, datetime] = field(default_factory=dict)
 
 
 def rules_of(rules: list[dict]) -> list[Rule]:
@@ -77,13 +81,14 @@ def _rule_expiry(rule: Rule, evidence: Evidence) -> datetime | None:
 
 
 def renewal_expiry(rules: list[Rule], evidence: Evidence) -> datetime | None:
-    """When a document the profile relies on expires. A semi-optional group lasts as long as
-    its longest-valid member; every required field counts on its own."""
-    dates = [_rule_expiry(r, evidence) for r in rules
-             if not r.semi_optional and rule_met(r, evidence)]
-    group = [r for r in rules if r.semi_optional and rule_met(r, evidence)]
+    """When a document the profile relies on expires, a past date when one has expired. A
+    semi-optional group lasts as long as its longest-valid member; every required field counts
+    on its own."""
+    held = Evidence(evidence.fields, {**evidence.expired, **evidence.documents})
+    dates = [_rule_expiry(r, held) for r in rules if not r.semi_optional and rule_met(r, held)]
+    group = [r for r in rules if r.semi_optional and rule_met(r, held)]
     if group:
-        group_dates = [_rule_expiry(r, evidence) for r in group]
+        group_dates = [_rule_expiry(r, held) for r in group]
         # One member that never needs renewal keeps the group valid for good.
         if all(d is not None for d in group_dates):
             dates.append(max(d for d in group_dates if d is not None))

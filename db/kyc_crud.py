@@ -17,7 +17,8 @@ NAME_FIELDS = ("first_name", "last_name", "company_name")
 
 
 async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> Evidence:
-    """The contact's fields with a value, and its newest document of each type if still valid."""
+    """The contact's fields with a value, and its newest document of each type, valid or
+    expired."""
     found = Evidence(fields={f for f in NAME_FIELDS if getattr(contact, f)})
     found.fields |= set(await session.scalars(
         select(ContactPoint.kind).where(ContactPoint.contact_id == contact.id)))
@@ -30,10 +31,12 @@ async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> 
     for doc in newest.values():
         if doc.expires_at is None or doc.expires_at > at:
             found.documents[doc.document_type] = doc.expires_at
+        else:
+            found.expired[doc.document_type] = doc.expires_at
     for field, document_type in DOCUMENT_OF_FIELD.items():
-        # Known from the registry, or printed on the document: either way the field is there,
-        # and what it still lacks is the document (a rule asks for both).
-        if getattr(contact, field) or (document_type in found.documents
+        # Known from the registry, or printed on the document (expired or not): either way the
+        # field is there, and what it still lacks is a valid document (a rule asks for both).
+        if getattr(contact, field) or (document_type in newest
                                         and newest[document_type].number):
             found.fields.add(field)
     return found

@@ -511,6 +511,24 @@ async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, w
     assert types.count("rescheduled") == 3 and types[-1] == "expired"
 
 
+async def test_an_expiry_corrected_into_the_past_expires_the_profile(tenant, sessions,
+                                                                      webhook_receiver):
+    """The ID card's expiry was typed wrong and is corrected to a date already past: the
+    profile resting on it is expired, as on the day that date came, not left without one."""
+    hook, contact_id, document = await verified_by_id_card(
+        tenant, sessions, webhook_receiver, "kyc.expired", remind_before="PT1S")
+    passed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    response = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                       json={"expires_at": passed.isoformat()},
+                                       headers=tenant.auth)
+    assert response.status_code == 200, response.text
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    assert expired["reason"] == expired["expiry_cause"] == "document_expired"
+    assert at(expired["expires_at"]) == passed
+    [event] = await webhook_receiver.wait_for(hook, "kyc.expired")
+    assert event.payload["data"]["kyc"]["state"] == "expired"
+
+
 async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     basic = await define(tenant, 1, IDENTITY, max_credit_limit="500.00")
     identified = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)

@@ -54,6 +54,12 @@ def test_renewal_follows_the_documents_the_profile_relies_on():
     required_id = [Rule("id_number", requires_renewal=True), Rule("passport_number")]
     assert renewal_expiry(required_id, both) == T0
     assert renewal_expiry([Rule("id_number")], both) is None
+    # An expired document proves nothing, but the profile resting on it has expired with it.
+    expired_id = Evidence({"last_name", "id_number", "passport_number"},
+                          {"passport": T0 + timedelta(days=300)}, {"id_card": T0})
+    assert missing_information(required_id, expired_id) == ["id_card"]
+    assert renewal_expiry(required_id, expired_id) == T0
+    assert renewal_expiry(ID_OR_PASSPORT, expired_id) == T0 + timedelta(days=300)
 
 
 def test_profile_expiry_is_the_earlier_of_period_and_document():
