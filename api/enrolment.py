@@ -145,10 +145,11 @@ def _enrolment_hint(problem: FieldError) -> FieldError:
 
 
 async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
-                        items: dict[int, ContactIn], default_language: str
-                        ) -> tuple[list[EnrolItemResult], set[uuid.UUID]]:
-    """Creates the contacts the registry does not know yet, under the client's uniqueness rule
-    as the contact API does; returns the items refused by it and the contacts created."""
+                        items: dict[int, ContactIn], default_language: str,
+                        ids: dict[int, uuid.UUID]) -> tuple[list[EnrolItemResult], set[uuid.UUID]]:
+    """Creates the contacts the registry does not know yet (item i's with the id ids[i]), under
+    the client's uniqueness rule as the contact API does; returns the items refused by it and
+    the contacts created."""
     rejected, keys = [], {}
     for index, item in items.items():
         values = _rule_values(item)
@@ -178,7 +179,7 @@ async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
         else:
             claimed.update(dict.fromkeys(item_keys, index))
             item = items[index]
-            rows[index] = {"id": uuid.uuid4(), "client_id": reg.client_id,
+            rows[index] = {"id": ids[index], "client_id": reg.client_id,
                            "external_id": item.external_id, "first_name": item.first_name,
                            "last_name": item.last_name,
                            "language": item.language or default_language}
@@ -263,6 +264,29 @@ async def write_contacts_and_journeys(
     session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient, *,
     campaign: Campaign, items: dict[int, ContactIn],
 ) -> tuple[list[EnrolItemResult], list[Journey]]:
+    """Refuses some items and writes the others' contacts and journeys. An item refused after
+    its new contact was written (its claim another item holds) leaves no contact behind: the
+    writes are undone and done again without it, and its result names no contact."""
+    # A new contact's id is the same in each try: a refusal names the contact holding a claim.
+    ids = {index: uuid.uuid4() for index in items}
+    undone: list[EnrolItemResult] = []
+    while True:
+        savepoint = await session.begin_nested()
+        results, journeys, created = await _write_once(
+            session, reg, actor, temporal, campaign=campaign,
+            items=_not_refused(items, undone), ids=ids)
+        late = [r for r in results if r.status == "rejected" and r.contact_id in created]
+        if not late:
+            await savepoint.commit()
+            return results + undone, journeys
+        await savepoint.rollback()
+        undone += [r.model_copy(update={"contact_id": None}) for r in late]
+
+
+async def _write_once(
+    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient, *,
+    campaign: Campaign, items: dict[int, ContactIn], ids: dict[int, uuid.UUID],
+) -> tuple[list[EnrolItemResult], list[Journey], set[uuid.UUID]]:
     client_id = campaign.client_id
     spec = campaign.spec
 
@@ -295,7 +319,8 @@ async def write_contacts_and_journeys(
     items = _not_refused(items, unreachable_new)
     results, created = await _new_contacts(
         session, reg, actor, {i: item for i, item in items.items()
-                              if item.external_id not in before}, spec["default_language"])
+                              if item.external_id not in before}, spec["default_language"],
+        ids)
     results += claims + unreachable_new
     results += await _newest_knowledge(
         session, reg, actor, {i: before[item.external_id] for i, item in items.items()
@@ -384,4 +409,4 @@ async def write_contacts_and_journeys(
         results.append(EnrolItemResult(
             index=index, status="already_enrolled" if contact.id in existing else "accepted",
             external_id=contact.external_id, contact_id=contact.id, journey_id=journey.id))
-    return results, list(journeys.values())
+    return results, list(journeys.values()), created

@@ -285,6 +285,50 @@ async def test_a_claim_reference_is_owed_by_one_contact_per_campaign(tenant):
     assert sorted(references) == ["INV-1", "INV-2", "INV-3"]
 
 
+async def test_an_item_refused_for_its_claim_leaves_no_new_contact(tenant):
+    campaign = await tenant.create_campaign(payments=True)
+
+    async def enrol(*items):
+        response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                     {"contacts": list(items)})
+        assert response.status_code in (202, 422), response.text
+        return {r["external_id"]: r for r in response.json()["results"]}
+
+    async def in_registry(external_id: str) -> bool:
+        return bool((await tenant.ok("GET", f"/v1/contacts?external_id={external_id}"))["items"])
+
+    def person(name: str, n: int) -> dict:
+        return {"external_id": name, "email": unique_email(name), "claim": claim(n)}
+
+    first = (await enrol(person("debtor", 1)))["debtor"]
+    # Refused for a claim another contact holds (since an earlier request, or an earlier item),
+    # beside items that are taken in the same request.
+    results = await enrol(person("impostor", 1), person("one", 2), person("two", 2),
+                          person("bystander", 3),
+                          {"external_id": "debtor", "claim": claim(1, amount="1.00")})
+    assert {k: r["status"] for k, r in results.items()} == {
+        "impostor": "rejected", "one": "accepted", "two": "rejected", "bystander": "accepted",
+        "debtor": "rejected"}
+    assert first["contact_id"] in results["impostor"]["errors"][0]["message"]
+    assert results["one"]["contact_id"] in results["two"]["errors"][0]["message"]
+    assert results["impostor"]["contact_id"] is None and results["two"]["contact_id"] is None
+    assert results["debtor"]["contact_id"] == first["contact_id"]
+    for name, kept in (("impostor", False), ("two", False), ("one", True), ("bystander", True),
+                       ("debtor", True)):
+        assert await in_registry(name) is kept, name
+    assert (await tenant.ok("GET", f"/v1/contacts/{results['one']['contact_id']}"))[
+        "external_id"] == "one"
+    # A claim already paid is refused to a new contact too, which is not written either.
+    await paid(tenant, first["journey_id"])
+    refused = await enrol(person("late-payer", 1))
+    assert refused["late-payer"]["status"] == "rejected"
+    assert not await in_registry("late-payer")
+    # Two requests at once with one invoice: the one refused writes no contact either.
+    raced = await asyncio.gather(enrol(person("left", 4)), enrol(person("right", 4)))
+    [loser] = [name for r in raced for name, v in r.items() if v["status"] == "rejected"]
+    assert not await in_registry(loser)
+
+
 async def test_a_paid_claim_is_not_asked_for_again(tenant, http, mailbox):
     campaign = await tenant.create_campaign(payments=True, expires_after="PT4S",
                                             reminders={"interval": "PT1H", "max_count": 1})
