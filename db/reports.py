@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from core.vocabulary import FINAL_STAGES, BounceKind, Stage
 from db.crud import PAYMENT_STEP
@@ -184,14 +185,23 @@ async def collected_rows(
     shown = Journey.collected.is_not(None)
     if payments:
         shown |= Journey.paid_at.is_not(None)
+    # The payment is the claim's, recorded on whichever of its journeys it was reported on
+    # (the contact's in the campaign with the reference): a later round shows it too. Looked
+    # up for paid journeys only.
+    payer = aliased(Journey)
+    payment = (select(JourneyEvent.detail).join(payer, payer.id == JourneyEvent.journey_id)
+               .where(JourneyEvent.step == PAYMENT_STEP,
+                      payer.campaign_id == Journey.campaign_id,
+                      payer.contact_id == Journey.contact_id,
+                      payer.claim["reference"].as_string()
+                      == Journey.claim["reference"].as_string())
+               .order_by(JourneyEvent.at).limit(1).scalar_subquery())
     result = await session.stream(
         select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
                Journey.collected, Journey.finished_at, Journey.claim, Journey.paid_at,
-               JourneyEvent.detail.label("payment"), Contact.external_id, Contact.first_name,
-               Contact.last_name)
+               case((Journey.paid_at.is_not(None), payment)).label("payment"),
+               Contact.external_id, Contact.first_name, Contact.last_name)
         .join(Contact, Contact.id == Journey.contact_id)
-        .outerjoin(JourneyEvent, (JourneyEvent.journey_id == Journey.id)
-                   & (JourneyEvent.step == PAYMENT_STEP))
         .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id, shown)
         .order_by(Journey.id)
         .execution_options(yield_per=PARTITION_ROWS))

@@ -381,6 +381,16 @@ async def test_a_claim_is_paid_once_whichever_journey_it_is_reported_on(tenant, 
     assert conflict.status_code == 409, conflict.text
     funnel = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/funnel")
     assert funnel["total"]["paid"] == 1
+    # Both rounds' report rows show the payment as recorded, amount and all.
+    base = f"/v1/campaigns/{campaign['id']}"
+    rows = {r["journey_id"]: r for r in csv.DictReader(io.StringIO(
+        (await tenant.get(f"{base}/report.csv")).text))}
+    entries = {r["journey_id"]: r for r in (await tenant.get(f"{base}/report.json")).json()["rows"]}
+    for journey_id in (first["journey_id"], second["journey_id"]):
+        assert (rows[journey_id]["paid"], rows[journey_id]["amount"]) == ("true", "125.50")
+        assert datetime.fromisoformat(rows[journey_id]["paid_at"]) == datetime.fromisoformat(
+            reported["paid_at"])
+        assert (entries[journey_id]["paid"], entries[journey_id]["amount"]) == (True, "125.50")
 
 
 async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
