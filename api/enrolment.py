@@ -127,6 +127,14 @@ def _claim_changes(stored: dict[str, Any], claim: ClaimIn) -> list[tuple[str, An
     return [(name, stored.get(name)) for name in given if not same(name)]
 
 
+# A claim detail the stored claim lacks is said in words ("no due date"), not as None.
+DETAIL_WORDS = {"due_on": "due date", "payment_url": "payment URL"}
+
+
+def _stored(name: str, old: Any) -> str:
+    return f"no {DETAIL_WORDS.get(name, name)}" if old is None else f"{name} {old!r}"
+
+
 def _rule_values(item: ContactIn) -> dict[str, Any]:
     scalars = {**dict.fromkeys(SCALAR_FIELDS), "kind": ContactKind.person,
                "first_name": item.first_name, "last_name": item.last_name}
@@ -385,8 +393,9 @@ async def _write_once(
                 index=index, status="rejected", external_id=contact.external_id,
                 contact_id=contact.id, errors=[FieldError(
                     field=f"claim.{name}", message=f"the contact's journey {journey.id} in this "
-                    f"campaign is about claim {claim.reference!r} with {name} {old!r}; its "
-                    "details cannot change while that journey runs") for name, old in changed]))
+                    f"campaign is about claim {claim.reference!r} with {_stored(name, old)}; "
+                    "its details cannot change while that journey runs")
+                    for name, old in changed]))
     reachable = _not_refused(reachable, results)
     results += await _claims_of_others(session, campaign, reachable, items, set(existing))
     reachable = _not_refused(reachable, results)

@@ -417,6 +417,16 @@ async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
     assert (journey["claim"]["amount"], journey["claim"]["due_on"]) == ("125.50", "2026-12-31")
     [invitation] = await mailbox.wait_for(email)
     assert "€125.50" in invitation.text and "€99.00" not in invitation.text
+    # A detail the claim was enrolled without is named as missing, in words.
+    bare = {"external_id": "bare", "email": unique_email("bare"),
+            "claim": {"reference": "INV-7", "payment_url": f"{PAY}7"}}
+    await tenant.enrol(campaign["id"], bare)
+    [added] = (await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {**bare, "claim": claim(7)}]})).json()["results"]
+    errors = {e["field"]: e["message"] for e in added["errors"]}
+    assert set(errors) == {"claim.amount", "claim.due_on"}
+    assert "with no amount;" in errors["claim.amount"]
+    assert "with no due date;" in errors["claim.due_on"]
 
 
 async def test_amounts_have_their_currencys_decimals(tenant, http, mailbox):
