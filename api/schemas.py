@@ -703,10 +703,11 @@ class PaymentCompleted(Strict):
 
     @field_validator("paid_at")
     @classmethod
-    def _not_future(cls, value: datetime | None) -> datetime | None:
+    def _past_in_utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value > datetime.now(UTC) + timedelta(minutes=1):
             raise ValueError("must not be in the future")
-        return value
+        # Recorded, announced and answered in UTC, as every later read gives it.
+        return None if value is None else value.astimezone(UTC)
 
 
 class JourneyPage(BaseModel):

@@ -5,7 +5,7 @@ announced once and stops the reminders."""
 import asyncio
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from tests.helpers import Customer, eventually, unique_email
 
@@ -202,6 +202,21 @@ async def test_a_payment_reported_again_with_another_amount_or_time_is_a_conflic
     history = (await tenant.journey(journey_id))["history"]
     assert [e["detail"]["amount"] for e in history if e["type"] == "payment_completed"] == [
         "100.00"]
+
+
+async def test_a_payment_time_is_answered_as_it_is_read_later(tenant):
+    campaign = await tenant.create_campaign(payments=True)
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "abroad",
+                                                   "email": unique_email(), "claim": claim(1)})
+    journey_id = enrolled["results"][0]["journey_id"]
+    sent = (datetime.now(UTC) - timedelta(hours=3)).astimezone(timezone(timedelta(hours=2)))
+    answered = await paid(tenant, journey_id, paid_at=sent.isoformat())
+    read = await tenant.journey(journey_id)
+    assert answered["paid_at"] == read["paid_at"], (answered["paid_at"], read["paid_at"])
+    assert datetime.fromisoformat(answered["paid_at"]) == sent
+    assert datetime.fromisoformat(answered["paid_at"]).utcoffset() == timedelta(0)
+    [event] = [e for e in read["history"] if e["type"] == "payment_completed"]
+    assert event["detail"]["paid_at"] == datetime.fromisoformat(read["paid_at"]).isoformat()
 
 
 async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
