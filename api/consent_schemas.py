@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas import Language, Slug, Strict
+from api.schemas import JsonBool, Language, Slug, Strict
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
@@ -81,7 +81,7 @@ class ConsentChange(Strict):
 
     purpose: Slug
     channel: Channel
-    granted: bool
+    granted: JsonBool
     given_at: datetime
     source: Literal[ConsentSource.back_office, ConsentSource.api, ConsentSource.call_centre,
                     ConsentSource.import_]

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas import Duration, Name, Strict, positive
+from api.schemas import Duration, JsonBool, Name, Strict, positive
 from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
 from core.vocabulary import DocumentType, KycField
 
@@ -30,10 +30,10 @@ DocumentNumber = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[
 
 class KycRuleIn(Strict):
     field: KycField
-    semi_optional: bool = False
+    semi_optional: JsonBool = False
     attachment: DocumentType | None = Field(
         default=None, description="Classification of the document that must prove the field")
-    requires_renewal: bool = Field(
+    requires_renewal: JsonBool = Field(
         default=False, description="The profile expires when that document expires")
 
     @model_validator(mode="after")
@@ -70,7 +70,7 @@ class KycRulesIn(Strict):
 class KycDefinitionCreate(Strict):
     name: Name
     level: int = Field(ge=1, le=1000, description="Higher levels ask for more information")
-    requires_verification: bool = True
+    requires_verification: JsonBool = True
     max_credit_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     expires_after: Duration | None = Field(
         default=None, description="Period since assignment (ISO-8601); null: never by time")

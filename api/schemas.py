@@ -13,6 +13,7 @@ from pydantic import (
     AnyHttpUrl,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -66,6 +67,18 @@ class Strict(BaseModel):
         if has_nul(value):
             raise ValueError("must not contain the NUL character")
         return value
+
+
+def _true_or_false(value: Any) -> bool:
+    # Read laxly, "no", "false", 0 or "0" would be taken as whatever pydantic makes of them.
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+# A boolean of a JSON request body: true or false, nothing that reads like one (query
+# parameters and the pages' form fields, which are text, stay lax).
+JsonBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 DURATION = "an ISO-8601 duration such as PT30S, PT10M or P7D"
@@ -124,7 +137,7 @@ class WebhookEndpointUpdate(Strict):
     url: AnyHttpUrl | None = None
     events: list[WebhookEventName] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = Field(
+    enabled: JsonBool | None = Field(
         default=None, description="Enabling a failing endpoint clears `failing` and resumes "
         "its pending deliveries; replay the time it was off to get what it missed.")
 
@@ -298,7 +311,7 @@ class ConsentCheckboxIn(Strict):
     key: Slug
     purpose: Slug
     channel: Channel
-    mandatory: bool = False
+    mandatory: JsonBool = False
     texts: dict[Language, LegalTextIn] = Field(min_length=1)
 
 
@@ -360,7 +373,7 @@ class LaunchSelectionIn(Strict):
     match every filter given. Contacts with a live journey in the campaign are skipped; those
     whose earlier journeys in it all expired are invited again."""
 
-    missing_verified_only: bool = Field(default=True, description=(
+    missing_verified_only: JsonBool = Field(default=True, description=(
         "only contacts still missing verified data of a kind the campaign collects"))
     tags: list[LabelValue] = Field(default_factory=list, max_length=20,
                                    description="contacts carrying every one of these tags")
@@ -430,11 +443,11 @@ class CampaignCreate(Strict):
     expires_after: Duration = timedelta(days=30)
     verification_link_ttl: Duration = timedelta(days=7)
     incentive_text: str | None = Field(default=None, max_length=500)
-    payments: bool = Field(default=False, description=(
+    payments: JsonBool = Field(default=False, description=(
         "a payment-reminder campaign: each contact comes with a claim (reference, payment URL, "
         "amount); the page offers to pay, before or after leaving data, and reminders stop once "
         "the client reports the payment"))
-    send_confirmation: bool = Field(default=False, description=(
+    send_confirmation: JsonBool = Field(default=False, description=(
         "After verification, thank the customer by email (by SMS when only a mobile number "
         "was verified)."))
     branding: BrandingIn | None = Field(
@@ -517,7 +530,7 @@ class CampaignStatusChange(Strict):
 
 class LaunchRequest(Strict):
     selection: LaunchSelectionIn = Field(default_factory=LaunchSelectionIn)
-    paused: bool = Field(default=False, description=(
+    paused: JsonBool = Field(default=False, description=(
         "count the selection but start nothing until resumed"))
     spread_over: Duration | None = Field(default=None, description=(
         "send the invitations evenly over this time (ISO-8601, at most P7D) instead of as "
@@ -532,7 +545,7 @@ class LaunchRequest(Strict):
 
 
 class CancelLaunchRequest(Strict):
-    cancel_journeys: bool = Field(default=False, description=(
+    cancel_journeys: JsonBool = Field(default=False, description=(
         "also cancel the journeys this launch started that have not finished"))
 
 

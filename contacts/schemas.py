@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from api.schemas import FieldError, Language, Name, Slug, Strict
+from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
@@ -85,7 +85,7 @@ class AddressIn(Strict):
     city: Text
     region: Text | None = None
     country: Country
-    primary: bool = False
+    primary: JsonBool = False
 
     @field_validator("country")
     @classmethod
@@ -165,7 +165,7 @@ class ContactUpdate(ContactFields):
 
 class AddressTypeIn(Strict):
     name: Slug
-    mandatory: bool = False
+    mandatory: JsonBool = False
 
 
 class ContactSettingsIn(Strict):

@@ -55,6 +55,60 @@ async def test_campaign_validation_names_the_field(tenant, change, field):
                    for f in response.json()["error"]["fields"]), response.text
 
 
+ADDRESS = {"type": "home", "line1": "Main 1", "city": "Utrecht", "country": "NL"}
+TEXTS = {"en": {"text": "I agree", "version": "1"}}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("POST", "/v1/campaigns", {**CAMPAIGN, "payments": "yes"}, "payments"),
+    ("POST", "/v1/campaigns", {**CAMPAIGN, "send_confirmation": "true"}, "send_confirmation"),
+    ("POST", "/v1/campaigns", {**CAMPAIGN, "consents": [
+        {"key": "terms", "purpose": "service-communication", "channel": "email", "mandatory": 1,
+         "texts": TEXTS}]}, "consents[0].mandatory"),
+    ("POST", "/v1/campaigns", {**CAMPAIGN, "recurrence": {
+        "every": "P1D", "selection": {"missing_verified_only": "false"}}},
+     "recurrence.selection.missing_verified_only"),
+    ("POST", "/v1/contacts", {"external_id": "lax", "last_name": "Lax", "addresses": [
+        {**ADDRESS, "primary": "false"}]}, "addresses[0].primary"),
+    ("PUT", "/v1/contact-settings", {"address_types": [{"name": "home", "mandatory": "no"}]},
+     "address_types[0].mandatory"),
+    ("POST", "/v1/kyc/definitions", {"name": "Lax", "level": 1, "requires_verification": "no",
+                                     "rules": {"person": [{"field": "email"}]}},
+     "requires_verification"),
+])
+async def test_a_json_boolean_is_true_or_false(tenant, method, path, body, field):
+    """A string or number where JSON has true and false is refused, not read as one."""
+    await tenant.ensure_purpose("service-communication")
+    response = await tenant.http.request(method, path, json=body, headers=tenant.auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"] == [
+        {"field": field, "message": "must be true or false"}], response.text
+
+
+async def test_a_json_boolean_is_true_or_false_in_every_request_body(tenant):
+    endpoint = await tenant.ok("POST", "/v1/webhook-endpoints", {
+        "url": "https://example.com/h", "events": ["*"]}, status=201)
+    refused = await tenant.http.patch(f"/v1/webhook-endpoints/{endpoint['id']}",
+                                      json={"enabled": "false"}, headers=tenant.auth)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"] == [
+        {"field": "enabled", "message": "must be true or false"}]
+    campaign = await tenant.create_campaign(languages=["en"])
+    launch = await tenant.post(f"/v1/campaigns/{campaign['id']}/launch", {"paused": "yes"})
+    assert launch.status_code == 422, launch.text
+    assert launch.json()["error"]["fields"][0]["field"] == "paused"
+    imported = await tenant.post("/v1/consents/import", {"items": [{
+        "external_id": "nobody", "purpose": "newsletter", "channel": "email", "granted": "yes",
+        "given_at": "2024-01-01T00:00:00Z", "source": "import",
+        "legal_text": {"language": "en"}}]})
+    [item] = imported.json()["results"]
+    assert {"field": "granted", "message": "must be true or false"} in item["errors"], item
+    # true and false themselves are taken.
+    enabled = await tenant.ok("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}",
+                              {"enabled": False})
+    assert enabled["enabled"] is False
+
+
 async def test_an_unknown_phone_region_is_refused(tenant):
     response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
                                      json={"default_region": "XX"})
