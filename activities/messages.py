@@ -224,17 +224,22 @@ class MessageSender:
         context = {
             "client_name": client.name,
             "campaign_name": campaign.name,
-            "first_name": contact.first_name,
-            "last_name": contact.last_name,
             "link": link,
             "expires_at": input.link_expires_at,
             "incentive": campaign.spec.get("incentive_text"),
             # What the page asks for: an invitation speaks of the email address only when
             # that is all it asks.
             "collect": campaign.spec.get("collect", ["email"]),
-            "claim": claim_view(journey.claim, journey.paid_at, journey.language),
             "brand": brand,
         }
+        if not input.to_pending_email:
+            # An address the customer only typed may be a stranger's (a typo): its mail asks
+            # to confirm that address and tells nothing of the contact (name, claim).
+            context |= {
+                "first_name": contact.first_name,
+                "last_name": contact.last_name,
+                "claim": claim_view(journey.claim, journey.paid_at, journey.language),
+            }
         idempotency_key = journey_message_key(journey.id, input.step)
         outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
         subject = None

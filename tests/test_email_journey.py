@@ -271,6 +271,33 @@ async def test_corrected_address_supersedes_the_first_link(tenant, http, mailbox
     assert again.status_code == 200 and "your address is confirmed" in again.text
 
 
+async def test_mail_to_a_typed_address_tells_nothing_of_the_contact(tenant, http, mailbox):
+    """The address a customer types may be a stranger's (a typo): the mail asking to confirm
+    it, and its reminder, greet nobody by name and name no claim; the known address's
+    invitation does."""
+    campaign = await tenant.create_campaign(
+        payments=True, reminders={"interval": "PT2S", "max_count": 1})
+    known, typed = unique_email("known"), unique_email("typo")
+    await tenant.enrol(campaign["id"], {
+        "external_id": known, "email": known, "first_name": "Annemarie",
+        "last_name": "Zwartjes", "language": "nl",
+        "claim": {"reference": "INV-7731", "payment_url": "https://pay.example.com/7731",
+                  "amount": "125.50"}})
+    [invitation] = await mailbox.wait_for(known)
+    assert "Beste Annemarie" in invitation.text and "INV-7731" in invitation.text
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=typed, consent=["terms"])
+
+    verification, reminder = await mailbox.wait_for(typed, count=2)
+    assert "Herinnering" in reminder.subject, reminder.subject
+    for mail in (verification, reminder):
+        assert mail.text.startswith("Goedendag,\n"), mail.text
+        assert mailbox.link(mail).startswith("/v/")
+        for personal in ("Annemarie", "Zwartjes", "INV-7731", "125", "pay.example.com"):
+            assert personal not in mail.subject + mail.text + mail.html, (personal, mail.text)
+
+
 async def test_customer_opts_out(tenant, http, mailbox, webhook_receiver):
     hook = await tenant.subscribe(webhook_receiver, ["journey.opted_out"])
     campaign = await tenant.create_campaign(languages=["en"])
