@@ -539,8 +539,8 @@ class LinkToken(Base):
     contact_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), index=True
     )
-    # What an unsubscribe link withdraws: {"purpose": ..., "channel": ...}; a preference
-    # link's page language: {"language": ...}.
+    # What an unsubscribe link withdraws: {"purpose": ..., "channel": ...}; a preference or
+    # verification link's page language: {"language": ...}.
     scope: Mapped[dict[str, Any] | None] = mapped_column(JSON_OR_NULL)
     purpose: Mapped[str] = mapped_column(String(30))
     # The journey step that issued it: a newer verification link supersedes older ones.

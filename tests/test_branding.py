@@ -227,3 +227,41 @@ async def test_language_switch_works_on_the_page_of_an_ended_request(tenant, htt
     forged = await http.post(f"{path}/language", data={"language": "en"})
     assert forged.status_code == 403
     assert (await tenant.journey(journey_id))["language"] == "nl"
+
+
+async def test_language_switch_on_a_verification_link_changes_only_its_pages(
+    tenant, http, mailbox
+):
+    """The verification link went to an address only typed, perhaps a stranger's (a typo):
+    switching language there shows that link's pages in it, and leaves the journey's language,
+    which the customer's page and later mails speak, as it was."""
+    campaign = await tenant.create_campaign(reminders={"interval": "PT3S", "max_count": 1})
+    known, typed = unique_email("known"), unique_email("typo")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": known, "language": "en",
+                                                   "email": known})
+    journey_id = enrolled["results"][0]["journey_id"]
+    [invitation] = await mailbox.wait_for(known)
+    page = mailbox.link(invitation)
+    customer = Customer(http)
+    await customer.open(page)
+    await customer.submit(page, email=typed, consent=["terms"])
+
+    [verification] = await mailbox.wait_for(typed)
+    link = mailbox.link(verification)
+    stranger = Customer(http)
+    await stranger.open(link)
+    assert f'action="{link}/language"' in stranger.page
+    switched = await http.post(f"{link}/language", data={
+        "language": "nl", "csrf_token": stranger.csrf()})
+    assert switched.status_code == 303 and switched.headers["location"] == link
+    await stranger.open(link)
+    assert '<html lang="nl">' in stranger.page and "Bevestigen" in stranger.page
+
+    assert (await tenant.journey(journey_id))["language"] == "en"
+    await customer.open(page)
+    assert '<html lang="en">' in customer.page
+    [_, reminder] = await mailbox.wait_for(typed, count=2)
+    assert reminder.subject.startswith("Reminder"), reminder.subject
+    # The link's own pages keep its choice, also once the reminder's link supersedes it.
+    await stranger.submit(link)
+    assert '<html lang="nl">' in stranger.page and "Er is een nieuwere link" in stranger.page

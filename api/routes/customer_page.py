@@ -94,7 +94,9 @@ class Visit:
 
     @property
     def language(self) -> str:
-        return self.journey.language
+        """A verification link's pages speak the language chosen on them, if any: that
+        mailbox may be a stranger's (a typo), whose choice is not the journey's."""
+        return (self.link.scope or {}).get("language") or self.journey.language
 
     def brand(self, settings) -> Brand:
         return brand_for(self.client.name, self.client.branding,
@@ -202,7 +204,7 @@ async def address_replaced(session, visit: Visit) -> bool:
 def no_longer_valid(request: Request, state, visit: Visit) -> HTMLResponse:
     """The page of a replaced address's link. That mailbox is often a stranger's (typed by
     mistake): it learns neither the new address nor how the journey went, sees no claim, and
-    gets no language switch (which would change the journey's language)."""
+    gets no form: nothing is left to do there."""
     return html(request, state, "finished", visit.language,
                 {"stage": "replaced", "claim": None, "languages": []},
                 status.HTTP_410_GONE, visit=visit)
@@ -624,8 +626,10 @@ async def opt_out(token: str, request: Request, session: SessionDep, state: Stat
 @router.post("/c/{token}/language", response_class=HTMLResponse)
 @router.post("/v/{token}/language", response_class=HTMLResponse)
 async def switch_language(token: str, request: Request, session: SessionDep, state: StateDep):
-    """Shows the link's pages in another of the campaign's languages, and keeps it for the rest
-    of the journey (its later emails too). Only the token is in the URL; the choice is posted."""
+    """Shows the link's pages in another of the campaign's languages. Chosen on the contact
+    page, it is kept for the rest of the journey (its later emails too); on a verification
+    link, whose mailbox may be a stranger's, only for that link's pages. Only the token is in
+    the URL; the choice is posted."""
     # The ended page offers the switch too: it must be readable in the customer's language.
     visit = await posted_visit(request, session, state, token,
                                PURPOSE_OF_PATH[request.url.path[1]], ended_too=True)
@@ -633,7 +637,10 @@ async def switch_language(token: str, request: Request, session: SessionDep, sta
         return visit
     language = (await request.form()).get("language")
     if language in visit.languages:
-        visit.journey.language = language
+        if visit.link.purpose == TokenPurpose.verify_email:
+            visit.link.scope = {**(visit.link.scope or {}), "language": language}
+        else:
+            visit.journey.language = language
         await session.commit()
     return RedirectResponse(csrf_scope(request), status_code=status.HTTP_303_SEE_OTHER)
 
