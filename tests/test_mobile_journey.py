@@ -213,6 +213,31 @@ async def test_a_code_typed_when_none_was_sent_is_answered_at_once(
     assert len(codes_sent(settings, number)) == cap
 
 
+async def test_a_dead_code_with_no_new_one_allowed_today_is_told_as_it_is(
+    tenant, http, mailbox, settings
+):
+    """The code out has expired and the number's daily cap keeps a new one back: the page
+    says the old code is dead and no new one can be sent now, not that one is on its way."""
+    number = "+3164234" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number,
+        verification={"code_ttl": "PT1S", "code_resend_cooldown": "PT1S"})
+    cap = settings.verification_messages_per_recipient_per_day
+    for _ in range(cap - 1):
+        await start(tenant, mailbox, http, number)
+    await wait_codes(settings, number, cap)
+    await asyncio.sleep(1.2)
+
+    await customer.submit(page + "/resend-code")
+    assert "kan niet meer worden gebruikt" in customer.page
+    assert "Er kan nu geen nieuwe code naar dit nummer worden verstuurd" in customer.page
+    assert "over 24 uur" in customer.page
+    assert "onderweg" not in customer.page
+    assert len(codes_sent(settings, number)) == cap
+    assert (await tenant.journey(enrolled["journey_id"]))["history"][-1]["type"] == \
+        "code_suppressed"
+
+
 async def test_the_right_code_for_a_number_kept_by_another_customer_says_so(
         tenant, http, mailbox, settings):
     """Under the reject rule a verified number stays with its first owner: the second

@@ -604,7 +604,10 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
         await refused(session, state, visit, err)
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
-        "resent": result.asked, "retry_after": result.retry_after_seconds})
+        "resent": result.asked, "retry_after": result.retry_after_seconds,
+        # Kept back by the number's daily cap: told only where the code out is dead, since
+        # "a new code is on its way" would then leave the customer nothing to type.
+        "held_back": result.asked and not result.sent})
 
 
 @router.post("/c/{token}/opt-out", response_class=HTMLResponse)
