@@ -204,6 +204,25 @@ async def test_customer_completes_from_a_reminder(tenant, http, mailbox):
     await tenant.wait_for_stage(journey_id, "verified")
 
 
+async def test_the_pages_after_confirming_are_titled_by_what_they_say(tenant, http, mailbox):
+    """A tab, a bookmark or a screen reader names the page by its title: the page after the
+    link is confirmed says so there too, not only the client's name."""
+    campaign = await tenant.create_campaign(consents=[])
+    address = unique_email("title")
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    await customer.submit(page, email=address)
+    [_, verification] = await mailbox.wait_for(address, count=2)
+    await customer.open(mailbox.link(verification))
+    assert f"<title>Confirm your email address · {tenant.name}</title>" in customer.page
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    title = f"<title>Thank you, your address is confirmed · {tenant.name}</title>"
+    assert title in customer.page
+    # Opened again, and on the contact page's link, it reads the same.
+    for link in (mailbox.link(verification), page):
+        assert title in (await customer.open(link)).text
+
+
 async def test_page_opened_before_the_invitation_is_recorded_as_sent(tenant, http, mailbox):
     """The mail server files the invitation but answers late, and the customer opens the page
     in between: the visit counts, and the send's late report does not undo it."""
