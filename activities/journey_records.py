@@ -195,6 +195,12 @@ class JourneyRecords:
         if value is None:
             # Purged after the client's retention: there is nothing left to verify.
             return EmittedEvents(refused="data_purged"), []
+        if collected.get(f"{kind}_verified_at") and not input.final:
+            # Verified earlier in this journey and submitted again unchanged beside a
+            # correction (record_submission keeps its verification): it stays verified as it
+            # was, its time and its one `<kind>_verified` event. (A retry of the verification
+            # that wrote it finds it done.)
+            return EmittedEvents(), []
         client = await session.get_one(Client, journey.client_id)
         await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
         claimed = (await session.scalars(select(ContactPoint).where(

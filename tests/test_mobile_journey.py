@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+from datetime import datetime
 
 from tests.helpers import Customer, eventually, unique_email
 from tests.histories import save_history
@@ -352,6 +353,40 @@ async def test_a_number_confirmed_by_code_stays_confirmed_when_the_email_is_corr
     assert (points[number]["verification_state"], points[number]["verified_via"]) == (
         "verified", "sms_code")
     assert points[right]["verification_state"] == "verified"
+
+
+async def test_a_number_confirmed_by_code_is_not_confirmed_again_by_a_later_submission(
+    tenant, http, mailbox, settings, webhook_receiver
+):
+    """The email corrected after the right code: the number carried over stays verified as it
+    was (its time, one `mobile_verified` in the history), and so the client is told."""
+    hook = await tenant.subscribe(webhook_receiver, ["contact.data_verified"])
+    enrolled, customer, page, address = await email_and_mobile(tenant, mailbox, http)
+    typo, right = unique_email("typo"), unique_email("right")
+    number = "+3165634" + str(uuid_digits())
+
+    async def number_verified_at() -> str:
+        contact = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()
+        [point] = [p for p in contact["contact_points"] if p["value"] == number]
+        assert point["verification_state"] == "verified", point
+        return point["verified_at"]
+
+    await customer.submit(page, email=typo, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+    confirmed_at = await number_verified_at()
+
+    await customer.submit(page, email=right, mobile=number)
+    [verification] = await mailbox.wait_for(right)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    assert [e["type"] for e in journey["history"]].count("mobile_verified") == 1, \
+        journey["history"]
+    assert await number_verified_at() == confirmed_at
+    [verified] = await webhook_receiver.wait_for(hook, "contact.data_verified")
+    mobile = verified.payload["data"]["mobile"]
+    assert datetime.fromisoformat(mobile["verified_at"]) == datetime.fromisoformat(confirmed_at)
 
 
 async def test_the_email_confirmed_first_sends_the_customer_back_for_the_code(
