@@ -45,6 +45,7 @@ from db.models import (
     WebhookEvent,
     utcnow,
 )
+from db.session import on_commit
 from messaging import letters, sms
 from messaging.local_outbox import journey_message_key, kyc_message_key
 
@@ -165,14 +166,25 @@ async def _message_keys(session: AsyncSession, contact: Contact) -> list[str]:
                    for step in kyc_steps]
 
 
+async def _scrub_outboxes_on_commit(session: AsyncSession, contact: Contact,
+                                    settings: Settings) -> None:
+    """The local outboxes' SMS and letters (dev) no longer say to whom they went or what they
+    said, once the erasure is committed: a rollback cannot restore a file. Repeating it is
+    harmless, so anonymising again finishes a scrub a crash after the commit left undone."""
+    keys = await _message_keys(session, contact)
+
+    def scrub() -> None:
+        sms.anonymise_outbox(settings.sms_outbox_dir, keys)
+        letters.anonymise_outbox(settings.letter_outbox_dir, keys)
+    on_commit(session, scrub)
+
+
 async def _erase_contact_points_and_documents(session: AsyncSession, contact: Contact,
                                               settings: Settings, reason: str) -> None:
     """What both erasures share: emails and phones go on the suppression list, the identity
     documents go, files included (the profile keeps its non-personal state), and the local
-    outboxes' SMS and letters (dev) no longer say to whom they went or what they said."""
-    keys = await _message_keys(session, contact)
-    sms.anonymise_outbox(settings.sms_outbox_dir, keys)
-    letters.anonymise_outbox(settings.letter_outbox_dir, keys)
+    outboxes' messages are scrubbed."""
+    await _scrub_outboxes_on_commit(session, contact, settings)
     await suppression.suppress(session, secret_key=settings.secret_key.get_secret_value(),
                                client_id=contact.client_id, contact_id=contact.id, reason=reason)
     documents = list(await session.scalars(select(KycDocument).where(
@@ -187,8 +199,10 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
                     settings: Settings) -> None:
     """Irreversibly replaces the personal data; ids, stages, consent decisions and legal texts
     (non-personal records) are kept, and the emails and phones go on the suppression list.
-    Raises Blocked with the reasons while rules forbid it."""
+    Raises Blocked with the reasons while rules forbid it. For a contact anonymised already it
+    only scrubs the outboxes again, in case a crash after the commit kept that from happening."""
     if contact.anonymised_at is not None:
+        await _scrub_outboxes_on_commit(session, contact, settings)
         return
     reasons = await blockers(session, contact)
     if reasons:

@@ -1,10 +1,14 @@
-"""Engine and session factories: one session per API request, one per activity call."""
+"""Engine and session factories: one session per API request, one per activity call; and what
+to do only once a session has committed (files)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
+
+_ON_COMMIT = "on_commit"
 
 
 def make_engine(database_url: str) -> AsyncEngine:
@@ -44,3 +48,24 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session that commits on success and rolls back on error (for activities and the CLI)."""
     async with sessions() as session, session.begin():
         yield session
+
+
+def on_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Runs `action` once the session's transaction has committed, and never if it does not:
+    for what a rollback cannot undo (files), which must not happen for a change that did not."""
+    session.info.setdefault(_ON_COMMIT, []).append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(session: Session) -> None:
+    # A savepoint's release is not the commit: its work can still be rolled back.
+    if not session.in_nested_transaction():
+        for action in session.info.pop(_ON_COMMIT, []):
+            action()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_on_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # What is left when the outermost transaction ends was not committed.
+    if transaction.parent is None:
+        session.info.pop(_ON_COMMIT, None)

@@ -247,6 +247,57 @@ async def test_anonymising_clears_the_outbox_of_letters_and_sms(
         [], letter["sent_at"])
 
 
+async def test_outboxes_are_scrubbed_once_the_anonymisation_is_committed(
+        tenant, http, settings, sessions):
+    """An anonymisation whose commit fails (503, retry) leaves the contact as it was, and so its
+    SMS in the outbox; the retry scrubs it. A crash between the commit and the scrub leaves an
+    anonymised contact with its SMS unscrubbed: anonymising again finishes the scrub."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT3S",
+                                            channel_plan=[{"channel": "sms"}])
+    number = mobile_number()
+    eva = await person_with(tenant, mobile=number)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    sent = await wait_for_sms(settings, number)
+    await tenant.wait_for_stage(result["journey_id"], "expired", timeout=30)
+    record = settings.sms_outbox_dir / f"{sent['id']}.json"
+    as_sent = record.read_bytes()
+    anonymise = f"/v1/contacts/{eva['id']}/anonymise"
+
+    # A deferred constraint trigger fails the transaction at its COMMIT, after all it did, as
+    # a serialisation failure does.
+    async with transaction(sessions) as session:
+        await session.execute(text(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
+        await session.execute(text(
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON contacts DEFERRABLE "
+            f"INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = '{uuid.UUID(eva['id'])}') "
+            "EXECUTE FUNCTION refuse_commit()"))
+    try:
+        failed = await tenant.post(anonymise, {})
+    finally:
+        async with transaction(sessions) as session:
+            await session.execute(text("DROP TRIGGER refuse_commit ON contacts"))
+            await session.execute(text("DROP FUNCTION refuse_commit()"))
+    assert failed.status_code == 503, failed.text
+    assert (await tenant.get(f"/v1/contacts/{eva['id']}")).json()["anonymised_at"] is None
+    assert record.read_bytes() == as_sent
+
+    async def scrubbed() -> bool:
+        [kept] = [r for r in read_records(settings.sms_outbox_dir) if r["id"] == sent["id"]]
+        assert kept["sent_at"] == sent["sent_at"]
+        return (kept["to"], kept["text"]) == ("anonymised", "") and number not in (
+            await http.get("/dev/outbox")).text
+
+    assert (await tenant.post(anonymise, {})).status_code == 200
+    assert await scrubbed()
+    record.write_bytes(as_sent)  # what a crash between the commit and the scrub leaves
+    assert not await scrubbed()
+    again = await tenant.post(anonymise, {})
+    assert again.status_code == 200, again.text
+    assert await scrubbed()
+
+
 async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
     address = unique_email("term")
     campaign = await tenant.create_campaign(expires_after="PT3S",
