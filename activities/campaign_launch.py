@@ -32,6 +32,7 @@ from core.contracts import (
     LaunchBatchResult,
     WakeHeldInput,
     WakeHeldResult,
+    WithdrawInput,
 )
 from core.settings import Settings
 from core.vocabulary import FINAL_STAGES, Stage
@@ -55,6 +56,8 @@ def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
 PAGE = 250
 OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
 HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times this
+# Why the journeys of a launch cancelled with `cancel_journeys` were withdrawn.
+LAUNCH_CANCELLED = "launch_cancelled"
 
 
 class CampaignLauncher:
@@ -186,8 +189,12 @@ class CampaignLauncher:
         async with self._sessions() as session:
             journeys = list((await session.execute(select(Journey.id, Journey.workflow_id).where(
                 Journey.launch_id == launch_id, Journey.stage.in_(OPEN_STAGES)))).all())
-        await self._to_each([w for _, w in journeys],
-                            lambda handle: handle.cancel())
+        async def withdraw(handle: WorkflowHandle) -> None:
+            # Told first, the journey records its cancellation as the client's: the customer's
+            # page says the client withdrew the request, which after an operator's it does not.
+            await handle.signal(JourneyWorkflow.withdraw, WithdrawInput(LAUNCH_CANCELLED))
+            await handle.cancel()
+        await self._to_each([w for _, w in journeys], withdraw)
         ids = [j for j, _ in journeys]
         async with transaction(self._sessions) as session:
             # Most journeys record their cancellation themselves; this catches the others

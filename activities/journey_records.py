@@ -350,7 +350,8 @@ class JourneyRecords:
             journey.stage = input.stage
             journey.finished_at = input.at
             await crud.add_journey_event(
-                session, journey=journey, step=input.step, type=input.stage, at=input.at
+                session, journey=journey, step=input.step, type=input.stage, at=input.at,
+                detail=input.detail,
             )
             if event_type is None:
                 return EmittedEvents()

@@ -211,6 +211,13 @@ class PageOpenedInput:
 
 
 @dataclass
+class WithdrawInput:
+    """The client withdraws the journey, which is cancelled next; `reason` says how (e.g.
+    `launch_cancelled`). A cancellation without it is an operator's (the Temporal UI)."""
+    reason: str
+
+
+@dataclass
 class OptOutInput:
     at: datetime
     ip: str | None
@@ -293,6 +300,8 @@ class FinishJourneyInput:
     step: str
     stage: str
     at: datetime
+    # The history event's detail (who cancelled it).
+    detail: dict[str, str] | None = None
 
 
 @dataclass

@@ -22,8 +22,17 @@ class Stage(StrEnum):
     # Ends of a re-consent journey: the customer's answer to the consent form.
     accepted = "accepted"
     rejected = "rejected"
-    # Stopped by the client when it cancelled the campaign launch that started it.
+    # Stopped by the client (it cancelled the campaign launch that started it, or archived the
+    # campaign before it reached anyone) or by an operator (Cancel in the Temporal UI); ended
+    # too when its workflow is gone (api.lost_journeys).
     cancelled = "cancelled"
+
+
+class CancelledBy(StrEnum):
+    """Who cancelled a journey, as the `by` of its `cancelled` history event says. Journeys
+    cancelled before it was recorded say nothing, and are taken as the client's."""
+    client = "client"
+    operator = "operator"
 
 
 FINAL_STAGES = frozenset(

@@ -191,6 +191,58 @@ async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, tempora
     await eventually(workflow_cancelled, what="the journey workflow cancelled")
 
 
+async def test_only_a_journey_cancelled_with_its_launch_says_the_client_withdrew_it(
+        tenant, http, temporal_env, record_histories):
+    """Cancelled with its launch, a journey is the client's withdrawal: its history says so and
+    its page says the client withdrew the request. One an operator cancelled in the Temporal UI
+    says it was the operator, and its page only that the request ended."""
+    await import_contacts(tenant, 200)
+    campaign_id = await light_campaign(tenant)
+    await launch(tenant, campaign_id)
+
+    async def some_started() -> bool:
+        return (await progress(tenant, campaign_id))["launch"]["started"] >= 50
+    await eventually(some_started, what="some journeys")
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/pause")
+    journeys = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys", limit=2)).json()["items"]
+    pages = {}
+    for journey, who in zip(journeys, ("operator", "client")):
+        link = (await tenant.get(f"/v1/contacts/{journey['contact_id']}/enrichment-link",
+                                 campaign_id=campaign_id)).json()
+        assert link["journey_id"] == journey["id"]
+        pages[who] = (journey, link["url"].removeprefix("http://testserver"))
+    by_operator, by_client = (pages[who][0] for who in ("operator", "client"))
+    await temporal_env.client.get_workflow_handle(by_operator["workflow_id"]).cancel()
+    await tenant.wait_for_stage(by_operator["id"], "cancelled")
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
+                    {"cancel_journeys": True})
+
+    for who, detail in (("operator", {"by": "operator"}),
+                        ("client", {"by": "client", "reason": "launch_cancelled"})):
+        journey, path = pages[who]
+
+        async def recorded() -> list[dict] | None:
+            # The launch marks its journeys cancelled too, before they record who did it; an
+            # invitation that went out as it was cancelled may be recorded after it.
+            history = (await tenant.journey(journey["id"]))["history"]
+            return [e["detail"] for e in history if e["type"] == "cancelled"] or None
+        assert await eventually(recorded, what=f"the cancellation by the {who}") == [detail]
+        customer = Customer(http)
+        await customer.open(path)
+        assert "This request has ended" in customer.page
+        withdrawn = f"{tenant.name} has withdrawn it. You do not need to do anything."
+        asked = f"If you have a question about it, please contact {tenant.name}."
+        assert (withdrawn in customer.page, asked in customer.page) == (
+            who == "client", who == "operator"), who
+    handle = temporal_env.client.get_workflow_handle(by_client["workflow_id"])
+
+    async def workflow_cancelled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await eventually(workflow_cancelled, what="the journey workflow cancelled")
+    if record_histories:
+        await save_history(handle, "journey_cancelled_with_its_launch")
+
+
 async def test_selection_by_tags_categories_and_import(tenant, other_tenant):
     await import_contacts(tenant, 3, tags="vip|news", categories="gold")
     await import_contacts(tenant, 4, tags="vip")

@@ -334,7 +334,8 @@ async def test_customer_opts_out(tenant, http, mailbox, webhook_receiver):
 async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env,
                                             record_histories):
     """Cancelled in the Temporal UI (here through the client, as the UI does), a journey ends
-    as `cancelled` everywhere: in the API, the campaign's counts and the customer's page."""
+    as `cancelled` everywhere: in the API (by an operator), the campaign's counts and the
+    customer's page, which does not say the client withdrew it."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     address = unique_email()
     enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
@@ -345,7 +346,9 @@ async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env
     await handle.cancel()
 
     journey = await tenant.wait_for_stage(journey_id, "cancelled")
-    assert journey["history"][-1]["type"] == "cancelled" and journey["finished_at"]
+    assert journey["history"][-1] | {"at": None} == {
+        "type": "cancelled", "at": None, "detail": {"by": "operator"}}
+    assert journey["finished_at"]
     progress = (await tenant.get(f"/v1/campaigns/{campaign['id']}/progress")).json()
     assert progress["stages"]["cancelled"] == 1 and progress["stages"]["invited"] == 0
 
@@ -356,6 +359,8 @@ async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env
     customer = Customer(http)
     page = await customer.open(mailbox.link(invitation))
     assert page.status_code == 200 and "This request has ended" in customer.page
+    assert f"If you have a question about it, please contact {tenant.name}." in customer.page
+    assert "has withdrawn it" not in customer.page
     assert 'name="email"' not in customer.page
     if record_histories:
         await save_history(handle, "email_journey_cancelled_by_operator")

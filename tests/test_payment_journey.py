@@ -481,7 +481,7 @@ async def test_amounts_have_their_currencys_decimals(tenant, http, mailbox):
     assert (await paid(tenant, journeys["dinar"], amount="12.345"))["paid_at"]
 
 
-async def test_a_withdrawn_request_does_not_say_an_open_claim_needs_nothing(
+async def test_a_cancelled_request_does_not_say_an_open_claim_needs_nothing(
     tenant, http, mailbox, temporal_env
 ):
     campaign = await tenant.create_campaign(payments=True)
@@ -505,11 +505,14 @@ async def test_a_withdrawn_request_does_not_say_an_open_claim_needs_nothing(
         customer = Customer(http)
         await customer.open(pages[name])
         return customer.page
+    # The operator, not the client, cancelled them: the page does not say the client withdrew
+    # the request, but to ask the client about it.
+    asked = f"If you have a question about it, please contact {tenant.name}."
     owes = await page_of("owes")
-    assert f"{tenant.name} has withdrawn it." in owes and "Pay now" in owes
-    assert "You do not need to do anything" not in owes
-    assert "If you have a question about the open payment below" in owes
+    assert asked in owes and "Pay now" in owes
+    assert "You do not need to do anything" not in owes and "withdrawn" not in owes
     schuldig = await page_of("schuldig")
-    assert "U hoeft niets te doen" not in schuldig and "openstaande betaling" in schuldig
+    assert "U hoeft niets te doen" not in schuldig and "Nu betalen" in schuldig
+    assert f"neem dan contact op met {tenant.name}" in schuldig
     settled = await page_of("settled")
-    assert "You do not need to do anything" in settled and "Payment received" in settled
+    assert asked in settled and "Payment received" in settled

@@ -48,9 +48,11 @@ with workflow.unsafe.imports_passed_through():
         SendMessageResult,
         SubmitDataInput,
         SubmitDataResult,
+        WithdrawInput,
     )
     from core.vocabulary import (
         ACCEPTS_SUBMISSION,
+        CancelledBy,
         Channel,
         FINAL_STAGES,
         JOURNEY_STAGE,
@@ -95,6 +97,9 @@ RESUBMISSION_KEEPS_CODE = "resubmission-keeps-code"
 # dispatch and record, and no second workflow task for its result. That is most of what a
 # journey costs the server while a launch fans out, and what a customer waits for on submitting.
 MESSAGES_SENT_LOCALLY = "messages-sent-locally"
+# Journeys before recorded every cancellation alike, without who cancelled it: the customer's
+# page then says the client withdrew it, also after an operator's Cancel.
+CANCELLED_BY_RECORDED = "cancelled-by-recorded"
 
 
 @workflow.defn(name="Journey")
@@ -121,6 +126,8 @@ class JourneyWorkflow:
         self.code_sent = False
         self.code_locked = False
         self.opted_out: OptOutInput | None = None
+        # Set when the client withdraws the journey just before cancelling it.
+        self.withdrawn: WithdrawInput | None = None
         # Payment-reminder journeys: once the client reports the claim paid, reminders stop.
         self.paid = False
         # The channel plan: the step that sends next, and how many it has sent. A journey
@@ -156,14 +163,23 @@ class JourneyWorkflow:
         try:
             return await self._walk(input)
         except (asyncio.CancelledError, ActivityError) as err:
-            # Cancelled by an operator (Temporal UI) or with its launch, seen as an activity's
-            # cancellation when one was running: the read model, the progress counts and the
-            # customer's page say so instead of an open journey.
+            # Cancelled by an operator (Temporal UI) or with its launch (withdrawn first), seen
+            # as an activity's cancellation when one was running: the read model, the progress
+            # counts and the customer's page say so, and who did it, instead of an open journey.
             if (is_cancelled_exception(err) and self.stage not in FINAL_STAGES
                     and workflow.patched(CANCEL_RECORDED)):
                 async with self.turn:
-                    await self._finish(Stage.cancelled, "cancelled")
+                    await self._finish(Stage.cancelled, "cancelled", self._cancelled_by())
             raise
+
+    def _cancelled_by(self) -> dict[str, str] | None:
+        """The cancellation's history detail: the page tells the customer the client withdrew
+        the request only when the client did."""
+        if not workflow.patched(CANCELLED_BY_RECORDED):
+            return None
+        if self.withdrawn is None:
+            return {"by": CancelledBy.operator}
+        return {"by": CancelledBy.client, "reason": self.withdrawn.reason}
 
     async def _walk(self, input: JourneyInput) -> JourneyState:
         self.deadline = workflow.now() + input.timings.expires_after
@@ -613,6 +629,11 @@ class JourneyWorkflow:
         self.paid = True
 
     @workflow.signal
+    def withdraw(self, input: WithdrawInput) -> None:
+        """The client's doing: the cancellation it sends next is recorded as theirs."""
+        self.withdrawn = input
+
+    @workflow.signal
     def opt_out(self, input: OptOutInput) -> None:
         if self.opted_out is None:
             self.opted_out = input
@@ -706,10 +727,11 @@ class JourneyWorkflow:
             return await workflow.execute_local_activity_method(activity, input, **DB_WRITE)
         return await workflow.execute_activity_method(activity, input, **DB_WRITE)
 
-    async def _finish(self, stage: Stage, step: str) -> None:
+    async def _finish(self, stage: Stage, step: str, detail: dict[str, str] | None = None
+                      ) -> None:
         emitted = await workflow.execute_activity_method(
             JourneyRecords.finish_journey,
-            FinishJourneyInput(self.input.journey_id, step, stage, workflow.now()),
+            FinishJourneyInput(self.input.journey_id, step, stage, workflow.now(), detail),
             **DB_WRITE,
         )
         self._deliver(emitted)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -40,6 +40,7 @@ from core.vocabulary import (
     NOT_OPENED,
     AuditAction,
     CampaignMode,
+    CancelledBy,
     ErrorType,
     JourneyKind,
     Stage,
@@ -79,13 +80,14 @@ class Visit:
     """A resolved personal link: the token row, its journey and what the page needs to show."""
 
     def __init__(self, token: str, link: LinkToken, journey: Journey, campaign: Campaign,
-                 client: Client, contact: Contact, region: str | None, lost: bool,
+                 client: Client, contact: Contact, region: str | None, not_withdrawn: bool,
                  claim_paid_at: datetime | None) -> None:
         self.token, self.link, self.journey = token, link, journey
         # Paid on this journey or on another of the claim's (an earlier link shows it paid).
         self.paid_at = journey.paid_at or claim_paid_at
-        # Ended here because its workflow is gone (api.lost_journeys): nobody withdrew it.
-        self.lost = lost
+        # Cancelled, but not by the client: by an operator, or ended because its workflow is
+        # gone (api.lost_journeys). The page must not say the client withdrew it.
+        self.not_withdrawn = not_withdrawn
         # A real link past its time: its page says how things stand, not "not valid".
         self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
@@ -130,12 +132,15 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if link.purpose != purpose:
         return None
     # Asked only of the few journeys they concern, not on every visit of every page.
-    lost = journey.stage == Stage.cancelled and bool(await session.scalar(select(exists().where(
-        JourneyEvent.journey_id == journey.id, JourneyEvent.step == LOST))))
+    not_withdrawn = journey.stage == Stage.cancelled and bool(await session.scalar(select(
+        exists().where(JourneyEvent.journey_id == journey.id, or_(
+            JourneyEvent.step == LOST,
+            JourneyEvent.detail["by"].as_string() == CancelledBy.operator)))))
     claim_paid_at = await session.scalar(select(CampaignClaim.paid_at).where(
         crud.claim_of_journey(), Journey.id == journey.id)
     ) if journey.claim is not None and journey.paid_at is None else None
-    return Visit(token, link, journey, campaign, client, contact, region, lost, claim_paid_at)
+    return Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
+                 claim_paid_at)
 
 
 LANGUAGES = language_names()
@@ -213,7 +218,7 @@ def no_longer_valid(request: Request, state, visit: Visit) -> HTMLResponse:
 def finished(request: Request, state, visit: Visit, stage: str | None = None,
              status_code: int = status.HTTP_200_OK) -> HTMLResponse:
     stage = stage or visit.journey.stage
-    if stage == Stage.cancelled and visit.lost:
+    if stage == Stage.cancelled and visit.not_withdrawn:
         stage = "lost"
     return html(request, state, "finished", visit.language, {"stage": stage}, status_code,
                 visit=visit)
@@ -404,7 +409,7 @@ async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError |
             and visit.journey.stage not in FINAL_STAGES
             and await end_if_lost(session, state.temporal, visit.journey)):
         await session.commit()
-        visit.lost = True
+        visit.not_withdrawn = True
 
 
 @router.get("/c/{token}", response_class=HTMLResponse)
