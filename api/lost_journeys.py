@@ -39,8 +39,10 @@ async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: 
 
 async def end_lost_journeys_of(session: AsyncSession, temporal: TemporalClient,
                                contact_id: uuid.UUID) -> None:
+    # A journey a worker holds locked is alive, not lost; waiting for it would deadlock with
+    # the worker, whose writes then wait for the contact this request has locked.
     for journey in await session.scalars(select(Journey).where(
-            Journey.contact_id == contact_id, OPEN_JOURNEY).with_for_update()):
+            Journey.contact_id == contact_id, OPEN_JOURNEY).with_for_update(skip_locked=True)):
         await end_if_lost(session, temporal, journey)
 
 

@@ -2,6 +2,7 @@
 open; afterwards no personal value is left in any table), termination, and the scheduled batch
 anonymisation of inactive contacts."""
 
+import asyncio
 import random
 import uuid
 
@@ -322,6 +323,44 @@ async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
             "SELECT action, actor_type FROM audit_entries WHERE contact_id = :c ORDER BY id"),
             {"c": contact_id})).all()
     assert actions[-1] == ("terminate", "api_key")
+
+
+async def test_a_contact_deleted_while_a_worker_holds_its_journey_is_refused_not_deadlocked(
+        tenant, mailbox, sessions):
+    """A send locks its journey, then writes rows that point at the contact (which waits for a
+    lock on the contact); a DELETE that locked the contact first must not then wait for the
+    journey: the two would deadlock, and one of them fail."""
+    address = unique_email("busy")
+    campaign = await tenant.create_campaign(reminders={"interval": "PT1H", "max_count": 0})
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "busy-1", "email": address})
+    contact_id = enrolled["results"][0]["contact_id"]
+    journey_id = enrolled["results"][0]["journey_id"]
+    await mailbox.wait_for(address)
+    async with sessions() as worker, worker.begin():
+        # As a send does: the journey first.
+        await worker.execute(text("SELECT 1 FROM journeys WHERE id = :j FOR UPDATE"),
+                             {"j": journey_id})
+        deleting = asyncio.create_task(
+            tenant.http.delete(f"/v1/contacts/{contact_id}", headers=tenant.auth))
+
+        async def delete_waits_or_answered() -> bool:
+            if deleting.done():
+                return True
+            async with sessions() as probe:
+                waiting = await probe.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"))
+            return waiting > 0
+        for _ in range(200):
+            if await delete_waits_or_answered():
+                break
+            await asyncio.sleep(0.05)
+        # Then what the send writes next takes a key share on the contact.
+        await worker.execute(text("SELECT 1 FROM contacts WHERE id = :c FOR KEY SHARE"),
+                             {"c": contact_id})
+    refused = await deleting
+    assert refused.status_code == 409, refused.text
+    assert journey_id in refused.json()["error"]["message"]
 
 
 async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
