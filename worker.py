@@ -142,7 +142,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             client, task_queue=settings.launch_task_queue,
             workflows=[CampaignLaunchWorkflow, WakeHeldJourneysWorkflow],
             activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch,
-                        launcher.wake_held_journeys],
+                        launcher.withdraw_unreached_journeys, launcher.wake_held_journeys],
             max_cached_workflows=settings.worker_max_cached_workflows, **runner)
         try:
             async with worker, launches:

@@ -33,11 +33,13 @@ from core.contracts import (
     WakeHeldInput,
     WakeHeldResult,
     WithdrawInput,
+    WithdrawUnreachedInput,
+    WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, Stage
+from core.vocabulary import FINAL_STAGES, CancelledBy, Stage
 from db import crud, launches
-from db.models import Campaign, CampaignLaunch, Journey, utcnow
+from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, Message, utcnow
 from db.session import transaction
 from workflows.journey import JourneyWorkflow
 from workflows.starts import journey_language, start_journeys, workflow_id
@@ -184,18 +186,47 @@ class CampaignLauncher:
                 finished_at=utcnow()))
         return FinishLaunchResult(journeys_cancelled=cancelled)
 
+    @activity.defn
+    async def withdraw_unreached_journeys(
+            self, input: WithdrawUnreachedInput) -> WithdrawUnreachedResult:
+        """Cancels, in the database, the launch's journeys that have reached nobody yet (still
+        `enrolled`, no message on its way): a send checks the stage under the journey's lock,
+        so none of them sends once this has committed, though their workflows are cancelled
+        only after (`finish_launch`)."""
+        now = utcnow()
+        async with transaction(self._sessions) as session:
+            unreached = [Journey.launch_id == input.launch_id, Journey.stage == Stage.enrolled]
+            # Locked first, so a send that passed its check meanwhile has committed its
+            # message, which the update (a statement of its own, seeing what committed
+            # before it) then finds: that journey's invitation is on its way.
+            await session.execute(select(Journey.id).where(*unreached).with_for_update())
+            ids = list(await session.scalars(update(Journey).where(
+                *unreached, ~select(Message.id).where(Message.journey_id == Journey.id,
+                                                      Message.status != "bounced").exists())
+                .values(stage=Stage.cancelled, finished_at=now).returning(Journey.id)))
+            # The step the workflow records its cancellation under, so it is recorded once.
+            await crud.insert_ignoring_conflicts(session, JourneyEvent, [
+                {"journey_id": j, "step": "cancelled", "type": Stage.cancelled, "at": now,
+                 "detail": {"by": CancelledBy.client, "reason": LAUNCH_CANCELLED}} for j in ids])
+        return WithdrawUnreachedResult(journeys_cancelled=len(ids))
+
     async def _cancel_journeys(self, launch_id: str) -> int:
-        """Cancels the launch's unfinished journey workflows, then marks their rows."""
+        """Cancels the launch's unfinished journey workflows, then marks their rows; also the
+        workflows of the journeys `withdraw_unreached_journeys` cancelled in the database only
+        (one already closed is skipped). Counts the journeys that were unfinished."""
         async with self._sessions() as session:
-            journeys = list((await session.execute(select(Journey.id, Journey.workflow_id).where(
-                Journey.launch_id == launch_id, Journey.stage.in_(OPEN_STAGES)))).all())
+            journeys = list((await session.execute(
+                select(Journey.id, Journey.workflow_id, Journey.stage).where(
+                    Journey.launch_id == launch_id,
+                    Journey.stage.in_([*OPEN_STAGES, Stage.cancelled])))).all())
+
         async def withdraw(handle: WorkflowHandle) -> None:
             # Told first, the journey records its cancellation as the client's: the customer's
             # page says the client withdrew the request, which after an operator's it does not.
             await handle.signal(JourneyWorkflow.withdraw, WithdrawInput(LAUNCH_CANCELLED))
             await handle.cancel()
-        await self._to_each([w for _, w in journeys], withdraw)
-        ids = [j for j, _ in journeys]
+        await self._to_each([w for _, w, _ in journeys], withdraw)
+        ids = [j for j, _, stage in journeys if stage != Stage.cancelled]
         async with transaction(self._sessions) as session:
             # Most journeys record their cancellation themselves; this catches the others
             # (those that never began, or began before journeys did so).

@@ -668,6 +668,16 @@ class FinishLaunchResult:
 
 
 @dataclass
+class WithdrawUnreachedInput:
+    launch_id: str
+
+
+@dataclass
+class WithdrawUnreachedResult:
+    journeys_cancelled: int
+
+
+@dataclass
 class WakeHeldInput:
     campaign_id: str
 

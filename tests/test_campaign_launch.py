@@ -243,6 +243,44 @@ async def test_only_a_journey_cancelled_with_its_launch_says_the_client_withdrew
         await save_history(handle, "journey_cancelled_with_its_launch")
 
 
+async def test_journeys_a_cancel_finds_not_yet_invited_send_nothing_after_it_answers(
+    tenant, temporal_env, record_histories
+):
+    """Cancelled with its journeys, a launch's journeys whose invitation has not gone yet are
+    cancelled before the cancel answers: none of them invites anybody afterwards (the
+    invitations are spread out, so most are still to go when it answers)."""
+    await import_contacts(tenant, 100)
+    campaign_id = await light_campaign(tenant)
+    held = await launch(tenant, campaign_id, paused=True, spread_over="PT10S")
+
+    async def counted() -> bool:
+        return (await progress(tenant, campaign_id))["launch"]["selected"] == 100
+    await eventually(counted, what="the selection counted")
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/resume")
+    # Sent at once: it answers once the first batch, begun with the resume, has started.
+    cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
+                                {"cancel_journeys": True})
+    answered = await progress(tenant, campaign_id)
+    assert answered["stages"]["enrolled"] == 0, answered
+    cancelled_at_answer = {j["id"] for j in (await tenant.get(
+        f"/v1/campaigns/{campaign_id}/journeys", stage="cancelled", limit=1000)).json()["items"]}
+    assert cancelled_at_answer, answered
+    assert cancelled["journeys_cancelled"] == len(cancelled_at_answer), cancelled
+
+    async def all_cancelled() -> bool:
+        launch = (await progress(tenant, campaign_id))["launch"]
+        return launch["journeys_cancelled"] == cancelled["started"]
+    await eventually(all_cancelled, what="the launch's other journeys cancelled")
+    # Past the spread: a journey that had not invited anyone by then still has not.
+    await asyncio.sleep(12)
+    for journey_id in cancelled_at_answer:
+        history = [e["type"] for e in (await tenant.journey(journey_id))["history"]]
+        assert history == ["cancelled"], (journey_id, history)
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(held["id"]),
+                           "campaign_launch_cancelled_with_unreached_journeys")
+
+
 async def test_selection_by_tags_categories_and_import(tenant, other_tenant):
     await import_contacts(tenant, 3, tags="vip|news", categories="gold")
     await import_contacts(tenant, 4, tags="vip")

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         LaunchBatchInput,
         LaunchInput,
         LaunchProgress,
+        WithdrawUnreachedInput,
     )
     from core.vocabulary import ErrorType, LaunchState
 
@@ -31,6 +32,9 @@ DB_WORK = {"start_to_close_timeout": timedelta(minutes=5)}
 ENDED = (LaunchState.cancelled, LaunchState.completed)
 # Launches cancelled from outside before ended without recording it.
 CANCEL_RECORDED = "launch-cancel-recorded"
+# Launches before cancelled their journeys only after the cancel had answered, so a journey not
+# yet invited could still send its invitation then.
+UNREACHED_WITHDRAWN = "launch-cancel-withdraws-unreached"
 
 
 def launch_workflow_id(campaign_id: str, number: int) -> str:
@@ -104,10 +108,13 @@ class CampaignLaunchWorkflow:
             workflow.continue_as_new(replace(
                 input, progress=self.progress, after_contact_id=cursor,
                 cancel_journeys=self.cancel_journeys))
+        if workflow.patched(UNREACHED_WITHDRAWN):
+            # A cancel's withdrawal is counted before the journeys that were left.
+            await workflow.wait_condition(workflow.all_handlers_finished)
         finished = await workflow.execute_activity_method(
             CampaignLauncher.finish_launch,
             FinishLaunchInput(launch_id, self.progress, self.cancel_journeys), **DB_WORK)
-        self.progress.journeys_cancelled = finished.journeys_cancelled
+        self.progress.journeys_cancelled += finished.journeys_cancelled
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress
 
@@ -138,6 +145,13 @@ class CampaignLaunchWorkflow:
         self.progress.state = LaunchState.cancelled
         self.cancel_journeys = self.cancel_journeys or input.cancel_journeys
         await workflow.wait_condition(lambda: not self.in_batch)
+        if self.cancel_journeys and workflow.patched(UNREACHED_WITHDRAWN):
+            # Before answering: once the client has the answer, no journey of the launch that
+            # has reached nobody sends anything (their workflows are cancelled after).
+            withdrawn = await workflow.execute_activity_method(
+                CampaignLauncher.withdraw_unreached_journeys,
+                WithdrawUnreachedInput(workflow.info().workflow_id), **DB_WORK)
+            self.progress.journeys_cancelled = withdrawn.journeys_cancelled
         return self.progress
 
     @cancel.validator

@@ -134,8 +134,8 @@ async def resume_launch(campaign_id: uuid.UUID, client: ClientDep, session: Sess
 async def cancel_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                         state: StateDep, body: CancelLaunchRequest | None = None) -> LaunchOut:
     """Stops the fan-out for good; with `cancel_journeys`, the journeys it started that have
-    not finished are cancelled too (shortly after the answer). Like pause and resume, it needs
-    no body."""
+    not finished are cancelled too: those that have reached nobody before the answer, the
+    others shortly after. Like pause and resume, it needs no body."""
     body = body or CancelLaunchRequest()
     return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.cancel,
                          CancelLaunchInput(body.cancel_journeys))
