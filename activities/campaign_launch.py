@@ -37,7 +37,7 @@ from core.contracts import (
     WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, CancelledBy, Stage
+from core.vocabulary import FINAL_STAGES, CancelledBy, LaunchTrigger, Stage
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, Message, utcnow
 from db.session import transaction
@@ -87,6 +87,12 @@ class CampaignLauncher:
                                 session, campaign_id=campaign_id))
                         session.add(launch)
                         await session.flush()
+                    if input.trigger == LaunchTrigger.schedule and campaign.status != "active":
+                        # Its schedule unpaused by an operator (the campaign's status is what
+                        # counts), or due while the campaign was being archived.
+                        launch.cancelled_because = f"campaign_{campaign.status}"
+                        return BeginLaunchResult(number=launch.number, selected=0,
+                                                 cancelled_because=launch.cancelled_because)
                     selected = await launches.count_selected(session, launches.selected_contacts(
                         session, client_id=campaign.client_id, spec=campaign.spec,
                         selection=input.selection))

@@ -76,7 +76,8 @@ def launch_out(launch: CampaignLaunch, progress: LaunchProgress | None) -> Launc
     """From the workflow's progress while it is known to Temporal, else from the row."""
     known = {"id": launch.id, "number": launch.number, "trigger": launch.trigger,
              "selection": launch.selection, "spread_over": launch.spread_over,
-             "created_at": launch.created_at, "finished_at": launch.finished_at}
+             "created_at": launch.created_at, "finished_at": launch.finished_at,
+             "cancelled_because": launch.cancelled_because}
     if progress is None:
         return LaunchOut(**known, state=launch.state, selected=launch.selected or 0,
                          started=launch.started or 0, skipped=launch.skipped or 0,

@@ -563,6 +563,9 @@ class LaunchOut(BaseModel):
     batches: int | None = Field(description="batches fanned out (while the launch is known "
                                 "to Temporal)")
     journeys_cancelled: int | None
+    cancelled_because: Literal["campaign_paused", "campaign_archived"] | None = Field(
+        description="why a scheduled launch started nothing: its campaign was paused or "
+                    "archived when it was due")
     created_at: datetime
     finished_at: datetime | None
 

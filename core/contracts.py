@@ -630,6 +630,8 @@ class BeginLaunchInput:
 class BeginLaunchResult:
     number: int
     selected: int
+    # Set for a scheduled launch due while its campaign is not active: it starts nothing.
+    cancelled_because: str | None = None
 
 
 @dataclass

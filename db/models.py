@@ -504,6 +504,8 @@ class CampaignLaunch(Base):
     # Invitations spread evenly over this time (an API launch's choice; None: at once).
     spread_over: Mapped[timedelta | None] = mapped_column(Interval)
     state: Mapped[str] = mapped_column(String(20), default="running")
+    # A scheduled launch due while its campaign was paused or archived starts nothing.
+    cancelled_because: Mapped[str | None] = mapped_column(String(40))
     selected: Mapped[int | None]
     started: Mapped[int | None]
     skipped: Mapped[int | None]

@@ -479,6 +479,27 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     assert (await tenant.get(f"/v1/campaigns/{campaign_id}/recurrence")).status_code == 404
 
 
+async def test_a_paused_campaign_whose_schedule_an_operator_unpaused_starts_nothing(
+    tenant, temporal_env
+):
+    await import_contacts(tenant, 3)
+    campaign_id = await light_campaign(tenant)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence", {"every": "PT2S"})
+    # An operator unpauses the schedule in the Temporal UI; the campaign stays paused.
+    await temporal_env.client.get_schedule_handle(
+        f"campaign/{campaign_id}/recurrence").unpause()
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["paused"]
+
+    async def scheduled_launch_ended() -> dict | None:
+        launch = (await progress(tenant, campaign_id))["launch"]
+        return launch if launch and launch["finished_at"] else None
+    ended = await eventually(scheduled_launch_ended, timeout=30, what="a scheduled launch")
+    assert (ended["trigger"], ended["state"], ended["cancelled_because"], ended["started"]) == (
+        "schedule", "cancelled", "campaign_paused", 0), ended
+    assert (await progress(tenant, campaign_id))["journeys"] == 0
+
+
 async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env):
     """Archiving deletes the schedule, and so may an operator in the Temporal UI: the campaign
     then no longer recurs, and asking says so instead of failing."""

@@ -81,6 +81,10 @@ class CampaignLaunchWorkflow:
                 **DB_WORK)
             self.progress.number, self.progress.selected = begun.number, begun.selected
             self.progress.began_at = workflow.now()
+            if begun.cancelled_because:
+                # Due while its campaign is paused or archived: it starts nothing. (Launches
+                # before never got a reason from begin_launch, so this needs no patch.)
+                self.progress.state = LaunchState.cancelled
         cursor = input.after_contact_id
         for _ in range(input.batches_per_run):
             await workflow.wait_condition(lambda: self.progress.state != LaunchState.paused)

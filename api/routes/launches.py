@@ -197,7 +197,9 @@ async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
         raise HTTPException(404, "this campaign's schedule no longer exists") from None
     return RecurrenceOut(schedule_id=launching.schedule_id(campaign.id),
                          recurrence=campaign.spec["recurrence"],
-                         paused=described.schedule.state.paused,
+                         # The campaign's status is what counts: a paused campaign's launches
+                         # start nothing, though an operator unpaused its schedule.
+                         paused=described.schedule.state.paused or campaign.status != "active",
                          next_runs=described.info.next_action_times[:5])
 
 
