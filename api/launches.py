@@ -2,7 +2,7 @@
 running launch of a campaign, and the Temporal Schedule of a recurring campaign."""
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -136,7 +136,12 @@ def schedule_id(campaign_id: uuid.UUID) -> str:
 def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection) -> Schedule:
     recurrence = campaign.spec["recurrence"]
     if recurrence.get("every"):
-        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=_duration(recurrence["every"]))])
+        every = _duration(recurrence["every"])
+        # Temporal counts the intervals from the epoch (P30D then ran on some day at midnight
+        # UTC, P7D on Thursdays); offset to now, the first run is one interval after the
+        # recurrence was set, and so on from there.
+        now = timedelta(seconds=int(datetime.now(UTC).timestamp()))
+        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=now % every)])
     else:
         spec = ScheduleSpec(cron_expressions=[recurrence["cron"]])
     return Schedule(

@@ -7,7 +7,7 @@ import asyncio
 import csv
 import io
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -477,6 +477,23 @@ async def test_recurring_campaign_invites_again_who_still_misses_verified_data(
     assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["paused"]
     await tenant.ok("DELETE", f"/v1/campaigns/{campaign_id}/recurrence", status=204)
     assert (await tenant.get(f"/v1/campaigns/{campaign_id}/recurrence")).status_code == 404
+
+
+async def test_an_every_recurrence_runs_one_interval_after_it_was_set(tenant):
+    """Not aligned to the epoch (P30D on some day at midnight UTC, P7D on Thursdays)."""
+    def plain(at: str) -> datetime:
+        return datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+    set_at = datetime.now(UTC)
+    campaign_id = await light_campaign(tenant, recurrence={"every": "P30D"})
+    runs = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["next_runs"]
+    assert abs(plain(runs[0]) - (set_at + timedelta(days=30))) < timedelta(seconds=5), runs
+    assert plain(runs[1]) - plain(runs[0]) == timedelta(days=30), runs
+
+    set_at = datetime.now(UTC)
+    runs = (await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence",
+                            {"every": "P7D"}))["next_runs"]
+    assert abs(plain(runs[0]) - (set_at + timedelta(days=7))) < timedelta(seconds=5), runs
 
 
 async def test_a_paused_campaign_whose_schedule_an_operator_unpaused_starts_nothing(
