@@ -19,6 +19,12 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
                         ) -> tuple[MessageBounce, list[str]]:
     """Records the bounce (a repeated report finds the first one) and returns it with the
     webhook endpoints to wake after commit."""
+    if kind == BounceKind.soft and (await session.scalars(select(MessageBounce.id).where(
+            MessageBounce.message_id == message.id,
+            MessageBounce.kind == BounceKind.hard))).first() is not None:
+        # A message refused for good is not deferred afterwards: a late soft report is that
+        # hard bounce reported again, so the message counts (and escalates) once.
+        kind = BounceKind.hard
     await crud.insert_ignoring_conflicts(session, MessageBounce, [{
         "client_id": message.client_id, "campaign_id": (await session.get_one(
             Journey, message.journey_id)).campaign_id,

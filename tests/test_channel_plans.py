@@ -241,6 +241,32 @@ async def test_reported_bounce_escalates_to_a_letter_without_mobile(
     assert len(letters_to(settings, eva["last_name"])) == 1
 
 
+async def test_a_soft_bounce_after_the_hard_one_counts_once(tenant, mailbox, settings):
+    """The provider reports the message refused for good, then (late) deferred: the hard
+    bounce stands, and the journey counts and escalates once."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M")
+    email = unique_email("bounces-twice")
+    eva = await contact(tenant, email=email, address=ADDRESS)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(result["journey_id"], "invited")
+    report = {"message_id": invitation.headers["Message-ID"], "recipient": email}
+    hard = await tenant.ok("POST", "/v1/bounces", {
+        **report, "kind": "hard", "reason": "smtp; 550 5.1.1 user unknown"}, status=202)
+    await wait_for_letter(settings, eva["last_name"])
+
+    soft = await tenant.ok("POST", "/v1/bounces", {
+        **report, "kind": "soft", "reason": "smtp; 452 4.2.2 mailbox full"}, status=202)
+    assert (soft["id"], soft["kind"]) == (hard["id"], "hard")
+    base = f"/v1/campaigns/{campaign['id']}"
+    assert [b["kind"] for b in (await tenant.ok("GET", f"{base}/bounces"))["items"]] == ["hard"]
+    funnel = await tenant.ok("GET", f"{base}/funnel")
+    assert (funnel["total"]["bounced_hard"], funnel["total"]["bounced_soft"]) == (1, 0)
+    journey = await tenant.journey(result["journey_id"])
+    assert [e["type"] for e in journey["history"]].count("bounced") == 1
+    assert len(letters_to(settings, eva["last_name"])) == 1
+
+
 async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):
     """The invitation email was sent, then reported bounced: the SMS that follows is the first
     message that reaches the contact, so it invites rather than reminds."""

@@ -79,7 +79,8 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     The bounce is kept with its reason and raises `message.bounced`; the journey stops using
     that channel and continues on the next one (SMS if a mobile is known, else a letter). A
     complaint also withdraws the contact's marketing opt-ins by email. Reporting the same
-    bounce again changes nothing."""
+    bounce again changes nothing, nor does a soft bounce of a message that bounced hard: the
+    answer is then the hard bounce."""
     if (body.message_id is None) == (body.journey_id is None or body.step is None):
         raise FieldProblems([FieldError(field="message_id", message=(
             "give either message_id, or journey_id and step"))])
@@ -103,7 +104,7 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     handle = state.temporal.get_workflow_handle_for(JourneyWorkflow.run, journey.workflow_id)
     try:
         await handle.signal(JourneyWorkflow.message_bounced,
-                            BounceInput(step, channel, body.kind, template))
+                            BounceInput(step, channel, BounceKind(bounce.kind), template))
     except RPCError:
         pass  # the journey has ended: the bounce is kept and reported all the same
     return bounce_out(bounce, step)
