@@ -56,9 +56,9 @@ def clients_create(
 ) -> None:
     """Create a client and print its first API key (shown only this once)."""
     from db import crud
-    from messaging.sms import client_name_problem
+    from messaging.sms import sms_length_problem
 
-    problem = client_name_problem(name, get_settings())
+    problem = sms_length_problem(name, get_settings())
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="NAME")
 

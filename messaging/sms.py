@@ -76,14 +76,17 @@ def check_text(sms: OutgoingSms, max_segments: int) -> SmsLength:
     return length
 
 
-def client_name_problem(name: str, settings: Settings) -> str | None:
-    """Why a client of this name could not send some SMS, or None: a name outside the GSM-7
-    alphabet turns every text into UCS-2, at less than half the characters per segment. Asked
-    when the name is given; otherwise it shows only as each such SMS is skipped when sent."""
+def sms_length_problem(name: str, settings: Settings, *,
+                       base_url: str | None = None) -> str | None:
+    """Why a client of this name, whose links start with base_url (a custom domain), could not
+    send some SMS, or None: a name outside the GSM-7 alphabet turns every text into UCS-2, at
+    less than half the characters per segment, and a long name or host name lengthens every
+    text. Asked when the name or domain is given; otherwise it shows only as each such SMS is
+    skipped when sent."""
     # The link at its longest; the other values as short as they come.
     token = links.link_token(settings, purpose=TokenPurpose.contact_page, step="sms",
                              owner=uuid.UUID(int=0))
-    context = {"client_name": name, "link": f"{settings.public_base_url.rstrip('/')}"
+    context = {"client_name": name, "link": f"{(base_url or settings.public_base_url).rstrip('/')}"
                f"{max(links.PATHS.values(), key=len)}{token}",
                "expires_at": datetime(2026, 9, 30, tzinfo=UTC), "code": new_code(),
                "valid_minutes": 10, "profile_name": "", "reason": ""}

@@ -9,9 +9,11 @@ import pytest
 import segno
 
 from core.settings import Settings
+from db import crud
+from db.session import transaction
 from messaging.branding import brand_for, contrast, letter_branding, readable_on
 from messaging.letters import compose_letter
-from tests.helpers import Customer, PrintedLetter, unique_email
+from tests.helpers import Customer, PrintedLetter, Tenant, unique_email
 from tests.test_letter_pdf import request as letter_request
 
 DOMAIN = "https://contact.acme.example"
@@ -68,6 +70,29 @@ async def test_branding_is_validated_with_field_errors(tenant):
     assert fields(ftp)["custom_domain"] == "must start with https:// or http://"
     nothing = await tenant.ok("GET", "/v1/branding")
     assert nothing["branding"] == {} and nothing["logo_url"] is None
+
+
+async def test_a_custom_domain_too_long_for_the_clients_sms_is_refused(sessions, http):
+    """A name outside GSM-7 sends every SMS as UCS-2 (67 characters a segment): the host name
+    in its links may then push a text past SMS_MAX_SEGMENTS, which would skip every such SMS."""
+    async with transaction(sessions) as session:
+        client, key = await crud.create_client(session, name="Łódzka Spółdzielnia Mieszkaniowa")
+    tenant = Tenant(id=client.id, name=client.name, key=key, http=http)
+    long_domain = "https://kontakt.lodzka-spoldzielnia.example"
+
+    refused = await tenant.http.put("/v1/branding", headers=tenant.auth,
+                                    json={"custom_domain": long_domain})
+    assert refused.status_code == 422
+    assert re.fullmatch(r"too long for an SMS: with it, the \w+ text in \w+ needs 5 UCS-2 "
+                        r"segments, at most 4 allowed", fields(refused)["custom_domain"])
+    campaign = await tenant.post("/v1/campaigns", {
+        "name": "Check", "branding": {"custom_domain": long_domain}})
+    assert campaign.status_code == 422
+    assert "too long for an SMS" in fields(campaign)["branding.custom_domain"]
+    assert (await tenant.ok("GET", "/v1/branding"))["branding"] == {}
+
+    short = await tenant.ok("PUT", "/v1/branding", {"custom_domain": "https://lsm.example"})
+    assert short["branding"]["custom_domain"] == "https://lsm.example"
 
 
 async def test_logos_are_checked_stored_once_and_served_by_us(tenant, other_tenant, http):

@@ -3,7 +3,7 @@
 import pytest
 
 from core.settings import Settings
-from messaging.sms import client_name_problem
+from messaging.sms import sms_length_problem
 from messaging.sms_encoding import GSM7_BASIC, GSM7_EXTENSION, SmsEncoding, measure
 
 GSM, UCS2 = SmsEncoding.gsm7, SmsEncoding.ucs2
@@ -67,6 +67,6 @@ def test_a_client_name_of_plain_letters_fits_every_sms_at_its_longest():
     """Every SMS text is GSM-7 in every language, so only a name outside the alphabet sends
     them as UCS-2, where a long one no longer fits the segment limit."""
     settings = Settings(public_base_url="https://journeys.example.com")
-    assert client_name_problem(("Bakkerij de Gouden Korenaar " * 8)[:200], settings) is None
-    assert client_name_problem("Łódzka Spółdzielnia", settings) is None
-    assert "UCS-2" in client_name_problem("Łódzka Spółdzielnia " * 8, settings)
+    assert sms_length_problem(("Bakkerij de Gouden Korenaar " * 8)[:200], settings) is None
+    assert sms_length_problem("Łódzka Spółdzielnia", settings) is None
+    assert "UCS-2" in sms_length_problem("Łódzka Spółdzielnia " * 8, settings)

@@ -16,6 +16,7 @@ from api.schemas import BrandingIn, BrandingOut, FieldError, LogoOut
 from core.settings import Settings
 from db.models import BrandLogo, Client
 from messaging.branding import FONT_STACKS, base_url_problem, brand_for, contrast_problems
+from messaging.sms import sms_length_problem
 
 router = APIRouter(prefix="/v1/branding", tags=["branding"], responses=ERROR_RESPONSES)
 public = APIRouter(include_in_schema=False)
@@ -60,8 +61,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 async def check_branding(session, settings: Settings, client: Client, body: BrandingIn,
                          *, field: str = "", under: dict[str, Any] | None = None) -> dict:
     """The branding as stored, after the checks that need the database or settings: the logo
-    is the client's, the custom domain is usable, and the colours still contrast enough over
-    the branding they override (`under`)."""
+    is the client's, the custom domain is usable (and leaves every SMS short enough to send),
+    and the colours still contrast enough over the branding they override (`under`)."""
     prefix = f"{field}." if field else ""
     stored = body.stored()
     problems = []
@@ -70,7 +71,8 @@ async def check_branding(session, settings: Settings, client: Client, body: Bran
         if logo is None or logo.client_id != client.id:
             problems.append(FieldError(field=f"{prefix}logo_id", message="no such logo"))
     if body.custom_domain is not None:
-        problem = base_url_problem(body.custom_domain, allow_http=settings.dev_mode)
+        problem = (base_url_problem(body.custom_domain, allow_http=settings.dev_mode)
+                   or sms_length_problem(client.name, settings, base_url=body.custom_domain))
         if problem:
             problems.append(FieldError(field=f"{prefix}custom_domain", message=problem))
         else:
