@@ -38,7 +38,8 @@ class ClientMessageSender:
                                            message_type=message.message_type,
                                            channel=message.channel,
                                            secret_key=self._settings.secret_key.get_secret_value())
-            point = await crud.known_email(session, contact_id=contact.id)
+            point = await crud.known_point(session, contact_id=contact.id, kind="email",
+                                           deliverable=True)
             if rule.allowed and rule.category == MessageCategory.marketing and (
                     point is None or point.verification_state != "verified"):
                 # Unconfirmed addresses never receive marketing.
@@ -46,7 +47,9 @@ class ClientMessageSender:
                                              "no verified email address")
             if not rule.allowed or point is None:
                 message.status, message.decided_at = "suppressed", utcnow()
-                message.status_reason = rule.reason if not rule.allowed else "no email address"
+                message.status_reason = rule.reason if not rule.allowed else (
+                    "no email address that did not bounce" if await crud.known_point(
+                        session, contact_id=contact.id, kind="email") else "no email address")
                 return ClientMessageResult(message.status, message.status_reason)
 
             brand = client_brand(client, self._settings)
@@ -73,12 +76,18 @@ class ClientMessageSender:
                 message_id=message_id(self._settings, f"message.{message.id}"),
                 from_name=brand.email_from_name or client.name, headers=headers))
         except EmailRejected as err:
-            await self._decide(message.id, "failed", str(err))
+            await self._decide(message.id, "failed", str(err), bounced=point.value)
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
         await self._decide(message.id, "sent", rule.reason)
         return ClientMessageResult("sent", rule.reason)
 
-    async def _decide(self, message_id: uuid.UUID, status: str, reason: str) -> None:
+    async def _decide(self, message_id: uuid.UUID, status: str, reason: str,
+                      bounced: str | None = None) -> None:
         async with transaction(self._sessions) as session:
             message = await session.get_one(ClientMessage, message_id)
             message.status, message.status_reason, message.decided_at = status, reason, utcnow()
+            if bounced is not None:
+                # Refused for good: the address is as dead for the journeys as for the client.
+                await crud.mark_undeliverable(session, contact_id=message.contact_id,
+                                              channel="email", recipient=bounced, reason=reason,
+                                              at=message.decided_at)

@@ -225,6 +225,8 @@ class JourneyRecords:
         before = point.verification_state
         point.verification_state = VerificationState.verified
         point.verified_at = confirm.confirmed_at
+        # The customer received and confirmed it: whatever bounced before reaches them now.
+        crud.clear_undeliverable(point)
         point.verified_via = collected.get(f"{kind}_verified_via", VERIFIED_VIA[kind])
         if before != VerificationState.verified:
             await audit.record(

@@ -33,6 +33,7 @@ from db.models import (
     Campaign,
     Client,
     Contact,
+    ContactAddress,
     ContactSettings,
     Journey,
     Message,
@@ -192,15 +193,16 @@ class MessageSender:
         if input.to_pending_email:
             recipient = (journey.collected or {}).get("email")
         elif channel == Channel.letter:
-            address = await self._postal_address(session, contact)
-            recipient = address and ", ".join(
-                [*address.street_lines, f"{address.postal_code} {address.city}", address.country])
+            row = await crud.current_address(session, contact_id=contact.id, deliverable=True)
+            address = row and self._postal_address(contact, row)
+            recipient = row and crud.letter_recipient(row)
         else:
-            point = await crud.known_point(session, contact_id=contact.id,
+            point = await crud.known_point(session, contact_id=contact.id, deliverable=True,
                                            kind="mobile" if channel == Channel.sms else "email")
             recipient = point.value if point else None
         if recipient is None:
-            raise Skip(f"no {CHANNEL_NEEDS[channel]}")
+            bounced = await self._bounced(session, contact.id, channel)
+            raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}")
         # Asked now, not when the campaign started: the customer may have opted out since.
         rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
                                        message_type=input.template, channel=channel,
@@ -301,11 +303,17 @@ class MessageSender:
             await session.flush()
         return outgoing
 
-    async def _postal_address(self, session: AsyncSession,
-                              contact: Contact) -> PostalAddress | None:
-        row = await crud.current_address(session, contact_id=contact.id)
-        if row is None:
-            return None
+    @staticmethod
+    async def _bounced(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> bool:
+        """Whether the contact has what the channel needs, but a hard bounce refused it."""
+        if channel == Channel.letter:
+            return await crud.current_address(session, contact_id=contact_id) is not None
+        return await crud.known_point(session, contact_id=contact_id,
+                                      kind="mobile" if channel == Channel.sms else "email"
+                                      ) is not None
+
+    @staticmethod
+    def _postal_address(contact: Contact, row: ContactAddress) -> PostalAddress:
         name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
         return PostalAddress(
             recipient=name or contact.company_name or "", country=row.country,

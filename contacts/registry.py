@@ -24,6 +24,7 @@ from contacts.schemas import (
     MediumIn,
     MediumOut,
     SuppressedOut,
+    UndeliverableOut,
 )
 from contacts.uniqueness import Rule, identity_keys, parse
 from core.security import keyed_digest
@@ -446,6 +447,8 @@ async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
             await _deactivate(session, current)
         address.active = True
         address.deactivated_at = None
+        # Brought back by the client after it was returned: letters try it again.
+        crud.clear_undeliverable(address)
         await session.flush()
         if was_primary or not any(a.is_primary for a in addresses):
             await _set_primary(session, addresses, address)
@@ -465,10 +468,18 @@ async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
 
 async def add_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str, value: str,
                     label: str | None, actor: Actor) -> bool:
-    exists = await session.scalar(select(ContactPoint.id).where(
+    exists = await session.scalar(select(ContactPoint).where(
         ContactPoint.contact_id == contact.id, ContactPoint.kind == kind,
         ContactPoint.value == value))
     if exists:
+        if exists.undeliverable_since is not None:
+            # Given again after it bounced: the client vouches for it, so messages try it again.
+            before = undeliverable_out(exists)
+            crud.clear_undeliverable(exists)
+            await touch(session, reg, contact, actor, {"contact_points": {
+                "old": {"kind": kind, "value": value,
+                        "undeliverable": before and before.model_dump(mode="json")},
+                "new": {"kind": kind, "value": value, "undeliverable": None}}})
         return False
     session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
                              value=value, label=label))
@@ -500,6 +511,16 @@ async def lookup(session: AsyncSession, reg: Registry, body: MediumIn) -> Contac
 # --- reading -----------------------------------------------------------------------------------
 
 
+def undeliverable_out(row: ContactPoint | ContactAddress) -> UndeliverableOut | None:
+    return row.undeliverable_since and UndeliverableOut(reason=row.undeliverable_reason or "",
+                                                        since=row.undeliverable_since)
+
+
+def address_out(a: ContactAddress) -> AddressOut:
+    return AddressOut(primary=a.is_primary, undeliverable=undeliverable_out(a), **{
+        f: getattr(a, f) for f in AddressOut.model_fields if f not in ("primary", "undeliverable")})
+
+
 async def outputs(session: AsyncSession, reg: Registry, contacts: list[Contact], *,
                   include_inactive: bool = False) -> list[ContactOut]:
     """Contacts with everything that belongs to them, in a fixed number of queries."""
@@ -513,13 +534,13 @@ async def outputs(session: AsyncSession, reg: Registry, contacts: list[Contact],
         entry = erased.get((p.kind, p.value))
         points[p.contact_id].append(ContactPointOut.model_validate({
             **{f: getattr(p, f) for f in ContactPointOut.model_fields if hasattr(p, f)},
-            "suppressed": entry and SuppressedOut(reason=entry.reason, since=entry.created_at)}))
+            "suppressed": entry and SuppressedOut(reason=entry.reason, since=entry.created_at),
+            "undeliverable": undeliverable_out(p)}))
     query = select(ContactAddress).where(ContactAddress.contact_id.in_(ids))
     if not include_inactive:
         query = query.where(ContactAddress.active)
     for a in await session.scalars(query.order_by(ContactAddress.created_at)):
-        addresses[a.contact_id].append(AddressOut(primary=a.is_primary, **{
-            f: getattr(a, f) for f in AddressOut.model_fields if f != "primary"}))
+        addresses[a.contact_id].append(address_out(a))
     for m in await session.scalars(select(IdentificationMedium).where(
             IdentificationMedium.contact_id.in_(ids)).order_by(IdentificationMedium.created_at)):
         media[m.contact_id].append(MediumOut.model_validate(m, from_attributes=True))

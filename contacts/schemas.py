@@ -210,6 +210,14 @@ class SuppressedOut(BaseModel):
     since: datetime
 
 
+class UndeliverableOut(BaseModel):
+    """A hard bounce refused this value: messages skip it until it is confirmed or given
+    again."""
+
+    reason: str
+    since: datetime
+
+
 class ContactPointOut(BaseModel):
     id: uuid.UUID
     kind: str
@@ -219,6 +227,7 @@ class ContactPointOut(BaseModel):
     verified_at: datetime | None
     verified_via: str | None
     suppressed: SuppressedOut | None = None
+    undeliverable: UndeliverableOut | None = None
 
 
 class AddressOut(BaseModel):
@@ -234,6 +243,7 @@ class AddressOut(BaseModel):
     country: str
     created_at: datetime
     deactivated_at: datetime | None
+    undeliverable: UndeliverableOut | None = None
 
 
 class MediumOut(BaseModel):

@@ -1,5 +1,6 @@
 """Bounces of journey messages: recorded once per message and kind with the provider's reason,
-announced as `message.bounced`; a spam complaint also ends the address's marketing opt-ins."""
+announced as `message.bounced`; a hard one marks the address undeliverable, a spam complaint
+ends its marketing opt-ins."""
 
 import uuid
 from datetime import datetime
@@ -37,6 +38,10 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
     journey = await session.get_one(Journey, message.journey_id)
     contact = await session.get_one(Contact, journey.contact_id)
     campaign = await session.get_one(Campaign, journey.campaign_id)
+    if kind == BounceKind.hard:
+        await crud.mark_undeliverable(session, contact_id=contact.id, channel=message.channel,
+                                      recipient=message.recipient, reason=bounce.reason,
+                                      at=bounce.at)
     await crud.add_journey_event(
         session, journey=journey, step=f"{message.step}/bounced-{kind}", type="bounced",
         at=bounce.at, detail={"channel": message.channel, "kind": kind, "step": message.step,

@@ -152,14 +152,16 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_points(session: AsyncSession, *, contact_id: uuid.UUID
-                       ) -> dict[str, ContactPoint]:
+async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
+                       deliverable: bool = False) -> dict[str, ContactPoint]:
     """The contact's email and mobile to write to, by kind: a verified one first, else the
-    newest known (one query for both)."""
-    points = (await session.scalars(
-        select(ContactPoint)
-        .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
-        .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))).all()
+    newest known (one query for both); with deliverable, none a hard bounce refused."""
+    query = (select(ContactPoint)
+             .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
+             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))
+    if deliverable:
+        query = query.where(ContactPoint.undeliverable_since.is_(None))
+    points = (await session.scalars(query)).all()
     return {point.kind: point for point in points}  # the last of each kind wins
 
 
@@ -171,23 +173,53 @@ async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value:
         if normalise.same_email(known, value)), value)
 
 
-async def known_point(session: AsyncSession, *, contact_id: uuid.UUID,
-                      kind: str) -> ContactPoint | None:
-    return (await known_points(session, contact_id=contact_id)).get(kind)
+async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
+                      deliverable: bool = False) -> ContactPoint | None:
+    return (await known_points(session, contact_id=contact_id,
+                               deliverable=deliverable)).get(kind)
 
 
-async def current_address(session: AsyncSession, *, contact_id: uuid.UUID
-                          ) -> ContactAddress | None:
-    """The contact's primary active address, else the newest active one."""
-    return (await session.scalars(
-        select(ContactAddress)
-        .where(ContactAddress.contact_id == contact_id, ContactAddress.active.is_(True))
-        .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at.desc())
-        .limit(1))).first()
+async def current_address(session: AsyncSession, *, contact_id: uuid.UUID,
+                          deliverable: bool = False) -> ContactAddress | None:
+    """The contact's primary active address, else the newest active one; with deliverable,
+    none returned to sender for good."""
+    query = (select(ContactAddress)
+             .where(ContactAddress.contact_id == contact_id, ContactAddress.active.is_(True))
+             .order_by(ContactAddress.is_primary.desc(), ContactAddress.created_at.desc())
+             .limit(1))
+    if deliverable:
+        query = query.where(ContactAddress.undeliverable_since.is_(None))
+    return (await session.scalars(query)).first()
 
 
-async def known_email(session: AsyncSession, *, contact_id: uuid.UUID) -> ContactPoint | None:
-    return await known_point(session, contact_id=contact_id, kind="email")
+def letter_recipient(address: ContactAddress) -> str:
+    """The address as a letter's message records its recipient, on one line."""
+    return ", ".join([*(line for line in (address.line1, address.line2) if line),
+                      f"{address.postal_code or ''} {address.city}", address.country])
+
+
+async def mark_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID, channel: str,
+                             recipient: str, reason: str, at: datetime) -> None:
+    """A hard bounce: the contact's email, mobile or postal address it refused is marked, so
+    later messages skip it (as one not known) until it is confirmed or given again."""
+    rows: list[ContactPoint | ContactAddress]
+    if channel == "letter":
+        rows = [a for a in await session.scalars(select(ContactAddress).where(
+            ContactAddress.contact_id == contact_id))
+            if letter_recipient(a)[:320] == recipient]
+    else:
+        rows = [p for p in await session.scalars(select(ContactPoint).where(
+            ContactPoint.contact_id == contact_id,
+            ContactPoint.kind == ("mobile" if channel == "sms" else "email")))
+            if p.value == recipient or (channel == "email"
+                                        and normalise.same_email(p.value, recipient))]
+    for row in rows:
+        if row.undeliverable_since is None:
+            row.undeliverable_since, row.undeliverable_reason = at, reason
+
+
+def clear_undeliverable(row: ContactPoint | ContactAddress) -> None:
+    row.undeliverable_since = row.undeliverable_reason = None
 
 
 # The journey event of a reported payment; its detail holds the reference, paid_at and amount.

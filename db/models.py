@@ -241,6 +241,10 @@ class ContactAddress(Base):
     country: Mapped[str] = mapped_column(String(2))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deactivated_at: Mapped[datetime | None]
+    # Returned to sender for good (a hard bounce): letters skip it until the client activates
+    # it again.
+    undeliverable_since: Mapped[datetime | None]
+    undeliverable_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class IdentificationMedium(Base):
@@ -364,6 +368,10 @@ class ContactPoint(Base):
     verified_at: Mapped[datetime | None]
     verified_via: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Refused for good (a hard bounce): messages skip it until the customer confirms it again
+    # or the client gives it again.
+    undeliverable_since: Mapped[datetime | None]
+    undeliverable_reason: Mapped[str | None] = mapped_column(Text)
 
 
 # A point the household rule moved to another person ("released") is theirs now: the previous

@@ -267,6 +267,73 @@ async def test_a_soft_bounce_after_the_hard_one_counts_once(tenant, mailbox, set
     assert len(letters_to(settings, eva["last_name"])) == 1
 
 
+async def test_a_hard_bounce_marks_the_address_undeliverable_until_given_again(
+        tenant, mailbox, settings):
+    """After a hard bounce the registry marks what bounced; later journeys and the client's
+    messages skip it, a soft bounce marks nothing, and the client giving it again clears it."""
+    refused = f"jurgen-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
+    number = mobile_number()
+    jurgen = await contact(tenant, email=refused, mobile=number, address=ADDRESS)
+    first = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M")
+    [result] = await enrol(tenant, first["id"], jurgen)
+    sms = await wait_for_sms(settings, number)  # the email bounced: the journey went on by SMS
+
+    record = await tenant.ok("GET", f"/v1/contacts/{jurgen['id']}")
+    email = next(p for p in record["contact_points"] if p["kind"] == "email")
+    assert "550" in email["undeliverable"]["reason"], email
+    mobile = next(p for p in record["contact_points"] if p["kind"] == "mobile")
+    assert mobile["undeliverable"] is None
+    # The SMS was sent, then reported as deferred: a soft bounce marks nothing.
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": sms["provider_message_id"], "recipient": number, "kind": "soft",
+        "reason": "queue full"}, status=202)
+    await wait_for_letter(settings, jurgen["last_name"])  # the journey's last way to reach him
+
+    await tenant.ok("PUT", "/v1/message-policies/notice", {"category": "service"})
+    notice = await tenant.ok("POST", "/v1/messages", {
+        "contact_id": jurgen["id"], "message_type": "notice", "subject": "Notice",
+        "text": "Notice"}, status=202)
+
+    async def decided():
+        message = await tenant.ok("GET", f"/v1/messages/{notice['id']}")
+        return message if message["status"] != "queued" else None
+    message = await eventually(decided, what="the notice decided")
+    assert (message["status"], message["status_reason"]) == (
+        "suppressed", "no email address that did not bounce")
+
+    second = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT2M",
+        channel_plan=[{"channel": "email"}, {"channel": "letter"}])
+    [later] = await enrol(tenant, second["id"], jurgen)
+
+    async def second_letter():
+        letters = letters_to(settings, jurgen["last_name"])
+        return letters if len(letters) == 2 else None
+    letter = max(await eventually(second_letter, what="the second campaign's letter"),
+                 key=lambda r: r["sent_at"])
+    history = (await tenant.journey(later["journey_id"]))["history"]
+    assert [(e["type"], e["detail"]) for e in history][:2] == [
+        ("invitation_skipped", {"channel": "email",
+                                "reason": "no email address that did not bounce"}),
+        ("invitation_sent", {"channel": "letter"})]
+    # The letter came back: the address is marked too.
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": letter["provider_message_id"], "recipient": "Keizersgracht 123",
+        "kind": "hard", "reason": "adres onbekend / verhuisd"}, status=202)
+    record = await tenant.ok("GET", f"/v1/contacts/{jurgen['id']}")
+    [address] = record["addresses"]
+    assert address["undeliverable"]["reason"] == "adres onbekend / verhuisd"
+    assert next(p for p in record["contact_points"] if p["kind"] == "mobile")[
+        "undeliverable"] is None
+
+    await tenant.ok("POST", f"/v1/contacts/{jurgen['id']}/contact-points",
+                    {"kind": "email", "value": refused}, status=201)
+    record = await tenant.ok("GET", f"/v1/contacts/{jurgen['id']}")
+    assert next(p for p in record["contact_points"] if p["kind"] == "email")[
+        "undeliverable"] is None
+    assert mailbox.to(refused) == []
+
+
 async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):
     """The invitation email was sent, then reported bounced: the SMS that follows is the first
     message that reaches the contact, so it invites rather than reminds."""

@@ -455,12 +455,7 @@ async def add_address(contact_id: uuid.UUID, body: AddressIn, reg: RegistryDep,
     contact = await writable(session, reg, contact_id)
     address, refused = await applied(session, registry.add_address(session, reg, contact, body,
                                                                    actor))
-    return refused or address_out(address)
-
-
-def address_out(a: ContactAddress) -> AddressOut:
-    return AddressOut(primary=a.is_primary, **{f: getattr(a, f) for f in AddressOut.model_fields
-                                               if f != "primary"})
+    return refused or registry.address_out(address)
 
 
 @router.post("/{contact_id}/addresses/{address_id}/{action}", response_model=AddressOut)
@@ -480,7 +475,7 @@ async def change_address(
     except registry.Invalid as err:
         return refusal("address_rule", err.fields[0].message, err.fields)
     await session.commit()
-    return address_out(address)
+    return registry.address_out(address)
 
 
 @router.post("/{contact_id}/contact-points", status_code=status.HTTP_201_CREATED,
