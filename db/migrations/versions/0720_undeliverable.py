@@ -8,8 +8,8 @@ Revises: 0700_claim_paid_at
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0710_undeliverable"
-down_revision = "0700_claim_paid_at"
+revision = "0720_undeliverable"
+down_revision = "0710_launch_cancelled_because"
 branch_labels = None
 depends_on = None
 
