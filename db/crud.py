@@ -255,8 +255,10 @@ async def claim_paid(session: AsyncSession, *, journey: Journey) -> None:
         .values(paid_at=journey.paid_at))
 
 
-async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime) -> None:
-    """The customer's first visit to the contact page. A journey still `enrolled` holds an
+async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime,
+                        link_step: str) -> None:
+    """The customer's first visit to the contact page, with the step of the link it came by
+    (the message whose link was opened, for the funnel). A journey still `enrolled` holds an
     invitation whose send has not been recorded yet (the customer has the link, so it is out);
     one that moved on meanwhile keeps its stage. The session's copy of the journey keeps the
     stage it was loaded with (nothing on the page reads it after this), which spares the ORM
@@ -264,7 +266,8 @@ async def record_opened(session: AsyncSession, *, journey: Journey, at: datetime
     await session.execute(update(Journey).where(
         Journey.id == journey.id, Journey.stage.in_(NOT_OPENED)).values(stage=Stage.opened)
         .execution_options(synchronize_session=False))
-    await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at)
+    await add_journey_event(session, journey=journey, step="opened", type=Stage.opened, at=at,
+                            detail={"link": link_step})
 
 
 def endpoints_locked(client_id: uuid.UUID) -> Any:

@@ -80,7 +80,9 @@ async def funnels(
     By channel, `invited` counts the journeys that got at least one invitation or reminder on
     it, and the bounces the journeys with a bounce of that kind on it; the other steps count
     under the channel that reached the contact: the newest message before the page was first
-    opened (or the newest of all, for a page never opened)."""
+    opened (or the newest of all, for a page never opened), unless the first visit came by a
+    message's own link: then that message's channel (a letter's QR code scanned after an email
+    went out counts for the letter)."""
     ids = list(campaigns)
     mine = (Journey.client_id == client_id) & Journey.campaign_id.in_(ids)
     journeys = select(Journey.id).where(mine)
@@ -96,12 +98,20 @@ async def funnels(
                          JourneyEvent.type.in_(_STEP_EVENTS["opened"]))
                   # Of the outer query's journey, though nested one query deeper.
                   .correlate(Journey).scalar_subquery())
-    reached_by = (select(Message.channel)
-                  .where(Message.journey_id == Journey.id, Message.status == "sent",
-                         Message.template.in_(INVITING),
-                         Message.sent_at <= func.coalesce(first_open, Message.sent_at))
-                  .order_by(Message.sent_at.desc()).limit(1)
-                  .correlate(Journey).scalar_subquery().label("channel"))
+    opened_by = (select(JourneyEvent.detail["link"].as_string())
+                 .where(JourneyEvent.journey_id == Journey.id, JourneyEvent.step == "opened")
+                 .correlate(Journey).scalar_subquery())
+    # Whatever became of its send afterwards: the customer came by its link, so it reached them.
+    link_channel = (select(Message.channel)
+                    .where(Message.journey_id == Journey.id, Message.step == opened_by)
+                    .correlate(Journey).scalar_subquery())
+    newest_before = (select(Message.channel)
+                     .where(Message.journey_id == Journey.id, Message.status == "sent",
+                            Message.template.in_(INVITING),
+                            Message.sent_at <= func.coalesce(first_open, Message.sent_at))
+                     .order_by(Message.sent_at.desc()).limit(1)
+                     .correlate(Journey).scalar_subquery())
+    reached_by = func.coalesce(link_channel, newest_before).label("channel")
     result = {campaign_id: Funnel() for campaign_id in ids}
     rows = (await session.execute(
         select(

@@ -425,7 +425,8 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
         # The first visit is a fact for the funnel and the activity feed, written with the
         # page's other writes; the journey's course does not depend on it, so a page view
         # costs no workflow task.
-        await crud.record_opened(session, journey=visit.journey, at=datetime.now(UTC))
+        await crud.record_opened(session, journey=visit.journey, at=datetime.now(UTC),
+                                 link_step=visit.link.step)
     return await _contact_page(request, session, state, visit)
 
 
