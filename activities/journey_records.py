@@ -201,46 +201,61 @@ class JourneyRecords:
             # was, its time and its one `<kind>_verified` event. (A retry of the verification
             # that wrote it finds it done.)
             return EmittedEvents(), []
-        client = await session.get_one(Client, journey.client_id)
-        await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
-        claimed = (await session.scalars(select(ContactPoint).where(
-            ContactPoint.client_id == client.id, ContactPoint.kind == kind,
-            ContactPoint.value == value, ContactPoint.contact_id != contact.id,
-            ContactPoint.verification_state == VerificationState.verified))).all()
-        if claimed and client.household_rule == HouseholdRule.reject:
-            # A step of its own: the same confirmation may succeed later (the client switches
-            # to the move rule), and its `verified` event must not be lost as a repeat.
-            await crud.add_journey_event(
-                session, journey=journey, step=f"{input.step}/refused", type="confirmation_refused",
-                at=confirm.confirmed_at, detail={"reason": "address_belongs_to_another_contact"})
-            return EmittedEvents(refused="address_belongs_to_another_contact"), []
-        released = [
-            e for point in claimed
-            for e in await self._release(session, point, contact, confirm.confirmed_at)]
-        await crud.insert_ignoring_conflicts(session, ContactPoint, [{
-            "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
-            "kind": kind, "value": value}])
-        point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
-                                         value=value)
-        before = point.verification_state
-        point.verification_state = VerificationState.verified
-        point.verified_at = confirm.confirmed_at
-        # The customer received and confirmed it: whatever bounced before reaches them now.
-        crud.clear_undeliverable(point)
-        point.verified_via = collected.get(f"{kind}_verified_via", VERIFIED_VIA[kind])
-        if before != VerificationState.verified:
-            await audit.record(
-                session, client_id=journey.client_id, actor=audit.customer_actor(journey),
-                action=AuditAction.update, contact_ids=[contact.id],
-                detail={"changes": {"contact_points": {
-                    "old": {"kind": kind, "value": value, "state": before},
-                    "new": {"kind": kind, "value": value, "state": "verified"}}}})
-        collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
+        if input.verified_before:
+            point = (await crud.verified_points(session, contact_id=contact.id,
+                                                values={kind: value})).get(kind)
+            if point is None or point.verified_at is None:
+                # Released or withdrawn since the send found it verified: still awaited.
+                return EmittedEvents(refused="not_verified"), []
+            released: list[str] = []
+            collected = {**collected, f"{kind}_verified_at": point.verified_at.isoformat(),
+                         f"{kind}_verified_via": point.verified_via}
+        else:
+            client = await session.get_one(Client, journey.client_id)
+            await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
+            claimed = (await session.scalars(select(ContactPoint).where(
+                ContactPoint.client_id == client.id, ContactPoint.kind == kind,
+                ContactPoint.value == value, ContactPoint.contact_id != contact.id,
+                ContactPoint.verification_state == VerificationState.verified))).all()
+            if claimed and client.household_rule == HouseholdRule.reject:
+                # A step of its own: the same confirmation may succeed later (the client
+                # switches to the move rule), and its `verified` event must not be lost as a
+                # repeat.
+                await crud.add_journey_event(
+                    session, journey=journey, step=f"{input.step}/refused",
+                    type="confirmation_refused", at=confirm.confirmed_at,
+                    detail={"reason": "address_belongs_to_another_contact"})
+                return EmittedEvents(refused="address_belongs_to_another_contact"), []
+            released = [
+                e for point in claimed
+                for e in await self._release(session, point, contact, confirm.confirmed_at)]
+            await crud.insert_ignoring_conflicts(session, ContactPoint, [{
+                "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
+                "kind": kind, "value": value}])
+            point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
+                                             value=value)
+            before = point.verification_state
+            point.verification_state = VerificationState.verified
+            point.verified_at = confirm.confirmed_at
+            # The customer received and confirmed it: whatever bounced before reaches them now.
+            crud.clear_undeliverable(point)
+            point.verified_via = collected.get(f"{kind}_verified_via", VERIFIED_VIA[kind])
+            if before != VerificationState.verified:
+                await audit.record(
+                    session, client_id=journey.client_id, actor=audit.customer_actor(journey),
+                    action=AuditAction.update, contact_ids=[contact.id],
+                    detail={"changes": {"contact_points": {
+                        "old": {"kind": kind, "value": value, "state": before},
+                        "new": {"kind": kind, "value": value, "state": "verified"}}}})
+            collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
         journey.collected = collected
+        # Taken as the contact verified it before: when, instead of a visitor's IP.
+        detail = ({"verified_before": collected[f"{kind}_verified_at"]} if input.verified_before
+                  else {"ip": confirm.ip})
         if not input.final:
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=f"{kind}_verified",
-                at=confirm.confirmed_at, detail={"ip": confirm.ip})
+                at=confirm.confirmed_at, detail=detail)
             return EmittedEvents(), released
         journey.stage = Stage.verified
         journey.finished_at = confirm.confirmed_at
@@ -248,7 +263,7 @@ class JourneyRecords:
             await self._keep_address(session, journey, contact, collected["address"])
         await crud.add_journey_event(
             session, journey=journey, step=input.step, type=Stage.verified,
-            at=confirm.confirmed_at, detail={"ip": confirm.ip},
+            at=confirm.confirmed_at, detail=detail,
         )
         consents = await crud.consents_of_step(
             session, journey_id=journey.id, step=collected["submission_step"]

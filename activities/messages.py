@@ -51,7 +51,9 @@ from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
 from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable, check_text
 
-VERIFICATION_TEMPLATES = ("verification", "verification_reminder")
+VERIFICATION_REMINDER = "verification_reminder"
+VERIFICATION_TEMPLATES = ("verification", VERIFICATION_REMINDER)
+VERIFIED_MEANWHILE = "the contact has verified the address meanwhile"
 # One letter text serves the invitation and its reminders: paper is not sent often.
 LETTER_TEMPLATE = "invitation"
 BOUNCE_SOURCE = {Channel.email: "smtp", Channel.sms: "sms_provider",
@@ -130,6 +132,17 @@ class MessageSender:
                 kind = (await session.scalars(select(MessageBounce.kind).where(
                     MessageBounce.message_id == already.id).limit(1))).first()
                 return SendMessageResult(sent=False, recipient=already.recipient, bounced=kind)
+            if input.template == VERIFICATION_REMINDER:
+                collected = journey.collected or {}
+                verified = await crud.verified_points(
+                    session, contact_id=journey.contact_id,
+                    values={kind: collected.get(kind) for kind in ("email", "mobile")})
+                if "email" in verified:
+                    # Confirmed meanwhile in another of the contact's journeys: nothing to
+                    # remind them of. The journey records what the contact has verified (its
+                    # history shows that, with when).
+                    return SendMessageResult(sent=False, recipient=None,
+                                             skipped=VERIFIED_MEANWHILE, verified=list(verified))
             try:
                 outgoing = await self._prepare(session, journey, already, input)
             except Held as held:

@@ -273,6 +273,9 @@ class SendMessageResult:
     bounced: str | None = None
     # ... or the campaign's status (paused, archived) that held it back.
     held: str | None = None
+    # A reminder to confirm a value the contact has verified meanwhile (in another journey) is
+    # not sent: the journey's entered values ("email", "mobile") the contact has verified.
+    verified: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -292,6 +295,9 @@ class RecordVerificationInput:
     # Which contact point this verifies; `final` when nothing else awaits verification.
     kind: str = "email"
     final: bool = True
+    # Not confirmed here: the contact has verified the value already (another journey); the
+    # journey takes it as it stands in the registry, whose verification it leaves as it was.
+    verified_before: bool = False
 
 
 @dataclass

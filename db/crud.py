@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import JSON, any_, bindparam, case, func, insert, select, text, update
+from sqlalchemy import JSON, any_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import normalise
 from core import security
-from core.vocabulary import NOT_OPENED, ContactPointKind, Stage
+from core.vocabulary import NOT_OPENED, ContactPointKind, Stage, VerificationState
 from db.models import (
     POINT_IN_USE,
     ApiKey,
@@ -389,6 +389,21 @@ async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: s
             )
         )
     ).one()
+
+
+async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
+                          values: dict[str, str]) -> dict[str, ContactPoint]:
+    """Of these values by kind ("email", "mobile"), those the contact has verified, whichever
+    journey (or import) verified them."""
+    wanted = [(kind, value) for kind, value in values.items() if value]
+    if not wanted:
+        return {}
+    points = (await session.scalars(select(ContactPoint).where(
+        ContactPoint.contact_id == contact_id,
+        ContactPoint.verification_state == VerificationState.verified,
+        or_(*((ContactPoint.kind == kind) & (ContactPoint.value == value)
+              for kind, value in wanted))))).all()
+    return {point.kind: point for point in points}
 
 
 async def count_hits(session: AsyncSession, *, keys: list[str],

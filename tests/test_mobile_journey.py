@@ -436,3 +436,54 @@ async def test_the_page_says_when_the_code_out_is_dead_or_still_the_one_to_type(
     assert "Enter your mobile number again" not in customer.page
     await customer.submit(page + "/code", code=fresh)
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
+async def test_values_verified_in_another_campaign_are_not_asked_to_confirm_again(
+    tenant, http, mailbox, settings, temporal_env, record_histories
+):
+    """Campaign B asked the contact to confirm an address and a number; he confirmed both in
+    campaign A meanwhile. B's reminder to confirm the address is not sent: B takes both as
+    verified."""
+    invited_at, typed = unique_email("both"), unique_email("typed")
+    number = "+3161434" + str(uuid_digits())
+    contact = {"external_id": invited_at, "email": invited_at, "language": "en"}
+    body = {"collect": ["email", "mobile"], "languages": ["en"], "consents": []}
+    later = await tenant.create_campaign(**body, reminders={"interval": "PT8S", "max_count": 1})
+    [b] = (await tenant.enrol(later["id"], contact))["results"]
+    [invitation] = await mailbox.wait_for(invited_at)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    response = await customer.submit(mailbox.link(invitation), email=typed, mobile=number)
+    assert response.status_code == 200, customer.page
+    assert (await tenant.journey(b["journey_id"]))["stage"] == "verification_pending"
+    await mailbox.wait_for(typed)
+
+    first = await tenant.create_campaign(**body)
+    [a] = (await tenant.enrol(first["id"], contact))["results"]
+    [_, invitation] = await mailbox.wait_for(invited_at, 2)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, email=typed, mobile=number)
+    [*_, code] = await wait_codes(settings, number, 2)
+    await customer.submit(page + "/code", code=code)
+    [_, verification] = await mailbox.wait_for(typed, 2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(a["journey_id"], "verified")
+
+    # B's reminder falls due: it finds both verified and sends nothing.
+    journey = await tenant.wait_for_stage(b["journey_id"], "verified")
+    history = [(e["type"], e["detail"]) for e in journey["history"]]
+    assert [t for t, _ in history] == ["invitation_sent", "opened", "data_entered",
+                                       "verification_sent", "code_sent", "email_verified",
+                                       "verified"], history
+    assert all(set(detail) == {"verified_before"} for _, detail in history[-2:]), history
+    assert [m.subject.startswith("Reminder") for m in mailbox.to(typed)] == [False, False]
+    assert len(codes_sent(settings, number)) == 2
+    report = await tenant.get(f"/v1/campaigns/{later['id']}/report.csv")
+    [row] = list(csv.DictReader(io.StringIO(report.text)))
+    assert (row["email"], row["email_state"]) == (typed, "verified")
+    assert (row["mobile"], row["mobile_state"]) == (number, "verified")
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
+                           "journey_values_verified_elsewhere")

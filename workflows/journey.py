@@ -100,6 +100,9 @@ MESSAGES_SENT_LOCALLY = "messages-sent-locally"
 # Journeys before recorded every cancellation alike, without who cancelled it: the customer's
 # page then says the client withdrew it, also after an operator's Cancel.
 CANCELLED_BY_RECORDED = "cancelled-by-recorded"
+# Journeys before kept awaiting a value the contact had verified meanwhile in another journey
+# (their reminder to confirm it was sent all the same).
+VERIFIED_ELSEWHERE = "verified-elsewhere"
 
 
 @workflow.defn(name="Journey")
@@ -266,6 +269,7 @@ class JourneyWorkflow:
                                       to_pending_email=True, own=True)
             if not result.held:
                 self.verification_step = step
+            await self._verified_elsewhere(result, step)
         else:
             # Only a journey whose invitation went nowhere is still `enrolled` here.
             first = self.stage == Stage.enrolled
@@ -304,6 +308,7 @@ class JourneyWorkflow:
             if reminding:
                 self.verification_step = name
                 self._count_plan_message(step)
+                await self._verified_elsewhere(result, name)
                 return
             if result.sent:
                 if self.stage == Stage.enrolled:
@@ -512,6 +517,26 @@ class JourneyWorkflow:
                 return ConfirmResult(stage=self.stage, refused=emitted.refused)
             self._verified("email")
             return ConfirmResult(stage=self.stage)
+
+    async def _verified_elsewhere(self, reminder: SendMessageResult, step: str) -> None:
+        """The reminder found values the contact has verified meanwhile (in another journey)
+        and was not sent: this journey takes them as verified."""
+        if not reminder.verified or not workflow.patched(VERIFIED_ELSEWHERE):
+            return
+        for kind in ("email", "mobile"):
+            if kind not in reminder.verified or kind not in self.awaiting:
+                continue
+            emitted = await workflow.execute_activity_method(
+                JourneyRecords.record_verification,
+                RecordVerificationInput(
+                    self.input.journey_id, f"verified-{kind}-{step}",
+                    ConfirmInput(step, workflow.now(), None, None),
+                    kind=kind, final=self.awaiting <= {kind}, verified_before=True),
+                **DB_WRITE,
+            )
+            self._deliver(emitted)
+            if not emitted.refused:
+                self._verified(kind)
 
     def _verified(self, kind: str) -> None:
         self.awaiting.discard(kind)

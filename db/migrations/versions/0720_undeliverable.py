@@ -1,8 +1,8 @@
 """A contact point or postal address a hard bounce refused is marked undeliverable
 (contact_points / contact_addresses.undeliverable_since and _reason), so later messages skip it
 
-Revision ID: 0710_undeliverable
-Revises: 0700_claim_paid_at
+Revision ID: 0720_undeliverable
+Revises: 0710_launch_cancelled_because
 """
 
 import sqlalchemy as sa
