@@ -360,6 +360,42 @@ async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, se
     assert "Reminder" not in sms["text"]
 
 
+async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
+        tenant, mailbox, settings, temporal_env, caplog, record_histories):
+    """An operator's `temporal workflow signal` with a channel no message goes on, or no kind of
+    bounce, switches no channel: the journey sends no SMS for it and warns in its log."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                            reminders={"interval": "PT1H", "max_count": 2})
+    email = unique_email("bogus-bounce")
+    number = mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    [invitation] = await mailbox.wait_for(email)
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    for bogus in ({"step": "message-3", "channel": "fax", "kind": "hard"},
+                  {"step": "invitation", "channel": "email", "kind": "bogus"}):
+        await handle.signal("message_bounced", bogus)
+
+    async def warned():
+        return len([r for r in caplog.records if "message_bounced ignored" in r.getMessage()
+                    and r.levelname == "WARNING"]) == 2
+    await eventually(warned, what="a warning for each signal")
+    assert sms_to(settings, number) == []
+    assert (await handle.query(JourneyWorkflow.state)).bounced_channels == []
+    # A bounce the API stored still switches the channel.
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": invitation.headers["Message-ID"], "recipient": email, "kind": "hard",
+        "reason": "smtp; 550 5.1.1 The email account does not exist"}, status=202)
+    await wait_for_sms(settings, number)
+    assert (await handle.query(JourneyWorkflow.state)).bounced_channels == ["email"]
+    assert len(sms_to(settings, number)) == 1
+    if record_histories:
+        await handle.terminate("recorded")
+        await save_history(handle, "bounce_signals_checked")
+
+
 async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     email = unique_email()

@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.vocabulary import (
         ACCEPTS_SUBMISSION,
+        CHANNEL_NEEDS,
+        BounceKind,
         CancelledBy,
         Channel,
         FINAL_STAGES,
@@ -103,6 +105,8 @@ CANCELLED_BY_RECORDED = "cancelled-by-recorded"
 # Journeys before kept awaiting a value the contact had verified meanwhile in another journey
 # (their reminder to confirm it was sent all the same).
 VERIFIED_ELSEWHERE = "verified-elsewhere"
+# Journeys before took any channel and kind a message_bounced signal named.
+BOUNCE_SIGNALS_CHECKED = "bounce-signals-checked"
 
 
 @workflow.defn(name="Journey")
@@ -371,6 +375,14 @@ class JourneyWorkflow:
 
     @workflow.signal
     def message_bounced(self, input: BounceInput) -> None:
+        # A signal is anyone's with access to Temporal (the CLI, the UI), not only the bounce
+        # API's, which checks the message and stores the bounce: a channel no message goes on,
+        # or no kind of bounce, would switch channels for nothing.
+        if ((input.channel not in CHANNEL_NEEDS or input.kind not in set(BounceKind))
+                and workflow.patched(BOUNCE_SIGNALS_CHECKED)):
+            workflow.logger.warning("message_bounced ignored: unknown channel %r or kind %r",
+                                    input.channel, input.kind)
+            return
         self.bounces.append(input)
 
     # --- what the customer does --------------------------------------------------------------
