@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.settings import DATA_DIR, Settings
-from core.temporal import search_attribute_args, temporal_cli
+from core.temporal import register_search_attributes, search_attribute_args, temporal_cli
 from db.migrate import upgrade
 from messaging.dev_mail import start_smtp_sink
 from stack import stop_processes, wait_for_port
@@ -53,6 +53,7 @@ def run(settings: Settings) -> None:
         ])
         procs.append(temporal)
         wait_for_port(temporal_host, temporal_port, 60, temporal)
+        register_search_attributes(f"{temporal_host}:{temporal_port}", settings.temporal_namespace)
         # Modules, not paths: the stack runs from any directory (its data in ./.data there).
         procs.append(subprocess.Popen([sys.executable, "-m", "worker"], env=os.environ.copy()))
         procs.append(subprocess.Popen([

@@ -37,7 +37,7 @@ from core.kyc_contracts import (
 from core.kyc_rules import DOCUMENT_OF_FIELD
 from core.settings import Settings
 from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_type
-from core.vocabulary import CLIENT_ID, KYC_STATE, DocumentType
+from core.vocabulary import CLIENT_ID, CONTACT_ID, KYC_STATE, DocumentType
 from db import kyc_crud
 from db.kyc_models import KycDocument
 from db.kyc_models import KycProfile as ProfileRow
@@ -250,6 +250,7 @@ def _workflow(settings: Settings, contact: Contact, profile: KycProfile | None
         "task_queue": settings.temporal_task_queue,
         "search_attributes": TypedSearchAttributes([
             SearchAttributePair(CLIENT_ID, str(contact.client_id)),
+            SearchAttributePair(CONTACT_ID, str(contact.id)),
             SearchAttributePair(KYC_STATE, profile.state if profile and profile.state
                                 else "unassigned"),
         ]),

@@ -1,7 +1,9 @@
 """The one way the API, worker, CLI and tests connect to Temporal."""
 
 import functools
+import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,18 @@ def search_attribute_args() -> list[str]:
     for key in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     return args
+
+
+def register_search_attributes(address: str, namespace: str) -> None:
+    """Registers those of our search attributes a running dev server lacks. On an existing
+    database file (`.data/temporal.db`) the server ignores `--search-attribute`, so one added
+    since the file was made would be missing, and every start setting it would fail."""
+    where = [temporal_cli(), "operator", "search-attribute"]
+    scope = ["--address", address, "--namespace", namespace]
+    listed = subprocess.run([*where, "list", *scope, "--output", "json"], check=True,
+                            capture_output=True, text=True)
+    known = json.loads(listed.stdout).get("customAttributes", {})
+    for key in SEARCH_ATTRIBUTES:
+        if key.name not in known:
+            subprocess.run([*where, "create", *scope, "--name", key.name, "--type", "Keyword"],
+                           check=True, capture_output=True)

@@ -312,4 +312,6 @@ CLIENT_ID = SearchAttributeKey.for_keyword("ClientId")
 CAMPAIGN_ID = SearchAttributeKey.for_keyword("CampaignId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
 KYC_STATE = SearchAttributeKey.for_keyword("KycState")
-SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE)
+# Set when a contact's journey or KYC profile starts, so operators find them by contact.
+CONTACT_ID = SearchAttributeKey.for_keyword("ContactId")
+SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE, CONTACT_ID)

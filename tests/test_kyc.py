@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api.main import create_app
 from core.kyc_contracts import KycProfile
-from core.vocabulary import KYC_STATE
+from core.vocabulary import CONTACT_ID, KYC_STATE
 from db.kyc_models import KycDocument
 from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact, ContactPoint, LinkToken
@@ -161,6 +161,7 @@ async def test_assign_verify_remind_expire_renew(tenant, sessions, http, mailbox
     assert state.run == 2 and state.state == "verified"
     description = await handle.describe()
     assert description.typed_search_attributes.get(KYC_STATE) == "verified"
+    assert description.typed_search_attributes.get(CONTACT_ID) == contact_id
     if record_histories:
         first_run = [w async for w in temporal_env.client.list_workflows(
             f"WorkflowId = '{handle.id}' AND ExecutionStatus = 'ContinuedAsNew'")]
@@ -876,3 +877,25 @@ async def test_anonymisation_takes_the_operators_reason_for_good(tenant, session
     # Neither the profile's column nor the record a stopped workflow restarts from keeps it.
     assert row.state == "refuted" and row.workflow_profile["state"] == "refuted"
     assert reason not in str(row.reason) and reason not in str(row.workflow_profile)
+
+
+async def test_an_operator_finds_a_contacts_workflows_by_contact_id(tenant, sessions,
+                                                                    temporal_env):
+    await define(tenant, 1, IDENTITY)
+    contact_id, email = await new_contact(sessions, tenant)
+    external_id = (await tenant.ok("GET", f"/v1/contacts/{contact_id}"))["external_id"]
+    journeys = []
+    for _ in range(2):
+        campaign = await tenant.create_campaign()
+        enrolled = await tenant.enrol(campaign["id"], {"external_id": external_id})
+        journeys.append(await tenant.journey(enrolled["results"][0]["journey_id"]))
+    assert {j["contact_id"] for j in journeys} == {contact_id}
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+
+    # The Temporal UI's query for one contact lists its journeys and its KYC profile.
+    async def found() -> set[str] | None:
+        ids = {w.id async for w in temporal_env.client.list_workflows(
+            f"ContactId = '{contact_id}'")}
+        return ids if len(ids) == 3 else None
+    assert await eventually(found, what="the contact's workflows in visibility") == {
+        *(j["workflow_id"] for j in journeys), f"kyc/{tenant.id}/{contact_id}"}

@@ -19,7 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.schemas import CodeSettings
 from core.contracts import ChannelStep, JourneyInput, JourneyTimings
 from core.settings import Settings
-from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, JOURNEY_STAGE, Stage
+from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, CONTACT_ID, JOURNEY_STAGE, Stage
 from db.models import Campaign, Journey
 from workflows.journey import JourneyWorkflow
 
@@ -87,6 +87,7 @@ async def start_journeys(
                     search_attributes=TypedSearchAttributes([
                         SearchAttributePair(CLIENT_ID, str(journey.client_id)),
                         SearchAttributePair(CAMPAIGN_ID, str(journey.campaign_id)),
+                        SearchAttributePair(CONTACT_ID, str(journey.contact_id)),
                         SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
                     ]),
                     static_summary=f"Journey of contact {journey.contact_id}",
