@@ -63,3 +63,25 @@ async def test_link_opens_the_running_journey_and_can_start_one(tenant, other_te
     # Another client can neither read the contact nor use its own campaign on it.
     assert (await other_tenant.get(
         f"/v1/contacts/{enrolled['contact_id']}/enrichment-link")).status_code == 404
+
+
+async def test_the_link_names_the_journey_and_campaign_it_opens(tenant, http):
+    first = await tenant.create_campaign(languages=["en"], consents=[])
+    second = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled = (await tenant.enrol(first["id"], {"external_id": "e2", "email": unique_email()})
+                )["results"][0]
+    contact_link = f"/v1/contacts/{enrolled['contact_id']}/enrichment-link"
+
+    # Running in another campaign, the contact's journey is the one linked, and says so: no
+    # second journey is started for the same data.
+    elsewhere = await tenant.ok("GET", contact_link + f"?campaign_id={second['id']}")
+    assert (elsewhere["journey_id"], elsewhere["campaign_id"]) == (enrolled["journey_id"],
+                                                                   first["id"])
+    assert (await tenant.ok("GET", f"/v1/campaigns/{second['id']}/journeys"))["items"] == []
+
+    # With journeys in both, the one in the campaign named is linked, else the newest.
+    newer = (await tenant.enrol(second["id"], {"external_id": "e2"}))["results"][0]
+    named = await tenant.ok("GET", contact_link + f"?campaign_id={first['id']}")
+    assert (named["journey_id"], named["campaign_id"]) == (enrolled["journey_id"], first["id"])
+    newest = await tenant.ok("GET", contact_link)
+    assert (newest["journey_id"], newest["campaign_id"]) == (newer["journey_id"], second["id"])

@@ -32,18 +32,25 @@ class EnrichmentLink(BaseModel):
     url: str
     # For print beside the QR code: typed into a browser, it leads to `url`.
     short_link: str
+    # The journey the link opens, and its campaign: another than the one asked for when the
+    # contact's journey there runs already.
     journey_id: uuid.UUID
+    campaign_id: uuid.UUID
     expires_at: datetime
 
 
 async def running_journey(session: AsyncSession, temporal: TemporalClient,
-                          contact_id: uuid.UUID) -> Journey | None:
-    """The contact's newest unfinished journey whose workflow still runs; the lost ones met on
-    the way are ended, so a link never leads to a journey nothing will answer."""
+                          contact_id: uuid.UUID, campaign_id: uuid.UUID | None) -> Journey | None:
+    """The contact's unfinished journey whose workflow still runs: the one in the campaign
+    named, else the newest; the lost ones met on the way are ended, so a link never leads to a
+    journey nothing will answer."""
+    order = [Journey.created_at.desc()]
+    if campaign_id is not None:
+        order.insert(0, (Journey.campaign_id == campaign_id).desc())
     while True:
         journey = (await session.scalars(select(Journey).where(
             Journey.contact_id == contact_id, Journey.stage.not_in(FINAL_STAGES))
-            .order_by(Journey.created_at.desc()).limit(1))).first()
+            .order_by(*order).limit(1))).first()
         if journey is None or not await lost_journeys.end_lost_among(session, temporal,
                                                                      [journey.id]):
             return journey
@@ -57,7 +64,9 @@ async def running_journey(session: AsyncSession, temporal: TemporalClient,
 async def enrichment_link(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
     reg: RegistryDep, actor: ActorDep,
-    campaign_id: uuid.UUID | None = Query(None, description="starts a journey here if none runs"),
+    campaign_id: uuid.UUID | None = Query(
+        None, description="opens the contact's journey here; when none runs here, its running "
+                          "journey in another campaign, else starts one here"),
     format: Literal["json", "svg", "png"] = "json",
 ):
     """A fresh link each call (earlier ones stay valid until the journey ends)."""
@@ -65,7 +74,7 @@ async def enrichment_link(
     if campaign_id is not None:
         # Named, it must be one of the client's, even when a running journey makes it moot.
         await campaign_of(session, client.id, campaign_id)
-    journey = await running_journey(session, state.temporal, contact.id)
+    journey = await running_journey(session, state.temporal, contact.id, campaign_id)
     if journey is None:
         if campaign_id is None:
             await session.commit()  # a lost journey met on the way stays ended
@@ -96,7 +105,7 @@ async def enrichment_link(
     if format == "json":
         return EnrichmentLink(
             url=url, short_link=links.printed_link(state.settings, owner=journey.id, **link),
-            journey_id=journey.id, expires_at=expires_at)
+            journey_id=journey.id, campaign_id=journey.campaign_id, expires_at=expires_at)
     image = io.BytesIO()
     segno.make(url, error="m").save(image, kind=format, scale=8, border=2)
     return Response(image.getvalue(), media_type="image/svg+xml" if format == "svg"
