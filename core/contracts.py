@@ -68,6 +68,9 @@ class JourneyInput:
     plan: list[ChannelStep] = field(default_factory=list)
     # Thank the customer once verified (campaign setting).
     send_confirmation: bool = False
+    # Started for the link the client prints on its own message (an enrichment link): that
+    # message is the invitation, and the journey's own messages follow it as reminders.
+    invited_by_client: bool = False
 
 
 @dataclass

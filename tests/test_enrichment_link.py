@@ -2,7 +2,12 @@
 
 import subprocess
 
+import pytest
+
 from tests.helpers import Customer, unique_email
+from tests.histories import save_history
+from tests.test_channel_plans import ADDRESS, contact, letters_to
+from workflows.journey import JourneyWorkflow
 
 
 async def test_link_opens_the_running_journey_and_can_start_one(tenant, other_tenant, http,
@@ -85,3 +90,38 @@ async def test_the_link_names_the_journey_and_campaign_it_opens(tenant, http):
     assert (named["journey_id"], named["campaign_id"]) == (enrolled["journey_id"], first["id"])
     newest = await tenant.ok("GET", contact_link)
     assert (newest["journey_id"], newest["campaign_id"]) == (newer["journey_id"], second["id"])
+
+
+@pytest.mark.parametrize("plan", [
+    # The client's message stands for the plan's first message: no letter of the campaign's.
+    [{"channel": "letter"}, {"channel": "email", "after": "PT2S", "max": 1}],
+    # Without a plan, for the invitation: the reminder comes on the campaign's cadence.
+    None,
+], ids=["channel_plan", "reminders"])
+async def test_a_journey_the_link_starts_sends_no_invitation_of_its_own(
+        plan, tenant, mailbox, settings, temporal_env, record_histories):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT8S", channel_plan=plan,
+        reminders={"interval": "PT2S", "max_count": 1})
+    email = unique_email("printed")
+    eva = await contact(tenant, email=email, address=ADDRESS)
+    link = await tenant.ok("GET", f"/v1/contacts/{eva['id']}/enrichment-link"
+                                  f"?campaign_id={campaign['id']}")
+    assert link["campaign_id"] == campaign["id"]
+    assert (await tenant.journey(link["journey_id"]))["stage"] == "enrolled"
+
+    # The client's message with the link is the invitation: the journey's first message is a
+    # reminder of it, two seconds later.
+    [reminder] = await mailbox.wait_for(email)
+    assert reminder.subject.startswith("Reminder"), reminder.subject
+    journey = await tenant.wait_for_stage(link["journey_id"], "invited")
+    assert [(e["type"], e["detail"]) for e in journey["history"]] == [
+        ("reminder_sent", {"channel": "email"})]
+
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    assert (await handle.result()).stage == "expired"
+    assert letters_to(settings, eva["last_name"]) == [] and len(mailbox.to(email)) == 1
+    if record_histories:
+        name = "channel_plan" if plan else "reminders"
+        await save_history(handle, f"enrichment_link_invited_by_client_{name}")

@@ -107,6 +107,10 @@ CANCELLED_BY_RECORDED = "cancelled-by-recorded"
 VERIFIED_ELSEWHERE = "verified-elsewhere"
 # Journeys before took any channel and kind a message_bounced signal named.
 BOUNCE_SIGNALS_CHECKED = "bounce-signals-checked"
+# Journeys an enrichment link started before sent the campaign's invitation at once, as enrolled
+# ones do, besides the client's own message that carried the link (a letter the client had
+# already paid for, to a contact who may have nothing missing).
+INVITED_BY_CLIENT = "invited-by-client"
 
 
 @workflow.defn(name="Journey")
@@ -159,6 +163,8 @@ class JourneyWorkflow:
         self.resumes_before_hold = 0
         # Archived: the campaign sends nothing more on its own.
         self.campaign_closed = False
+        # The client's message invited the contact: ours are reminders of it.
+        self.invited_by_client = False
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
         self.turn = asyncio.Lock()
         self.webhooks: list[asyncio.Task[None]] = []
@@ -191,7 +197,9 @@ class JourneyWorkflow:
     async def _walk(self, input: JourneyInput) -> JourneyState:
         self.deadline = workflow.now() + input.timings.expires_after
         async with self.turn:
-            if self.planned:
+            if input.invited_by_client and workflow.patched(INVITED_BY_CLIENT):
+                self._take_clients_invitation()
+            elif self.planned:
                 await self._send_plan()
             else:
                 await self._invite()
@@ -284,6 +292,14 @@ class JourneyWorkflow:
         if not result.held:
             self.reminders_sent += 1
 
+    def _take_clients_invitation(self) -> None:
+        """The client's message stands for the invitation, or the plan's first message: the
+        journey's first message goes when a reminder after it would, worded as one."""
+        self.invited_by_client = True
+        self.last_message_at = workflow.now()
+        if self.planned:
+            self._count_plan_message(self.plan[0])
+
     def _template(self, name: str) -> str:
         return f"reconsent_{name}" if self.input.kind == JourneyKind.reconsent else name
 
@@ -304,7 +320,8 @@ class JourneyWorkflow:
                                           own=True)
             else:
                 result = await self._send(
-                    "invitation" if first else "reminder", name, TokenPurpose.contact_page,
+                    "invitation" if first and not self.invited_by_client else "reminder", name,
+                    TokenPurpose.contact_page,
                     Stage.invited if first else None, channel=step.channel, own=True)
             if result.held:
                 return  # the same message goes once the campaign is resumed

@@ -57,10 +57,12 @@ def journey_plan(spec: dict[str, Any]) -> list[ChannelStep]:
 async def start_journeys(
     temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
     gate: asyncio.Semaphore | None = None, delays: dict[uuid.UUID, timedelta] | None = None,
+    invited_by_client: bool = False,
 ) -> None:
     """Starts each journey (a no-op for one already started), `START_CONCURRENCY` at a time
     or as many as `gate` lets through; `delays` holds back a journey's first step, e.g. to
-    spread a launch's invitations over time."""
+    spread a launch's invitations over time; `invited_by_client` for journeys whose invitation
+    is the client's own message."""
     timings = journey_timings(campaign.spec, settings)
     plan = journey_plan(campaign.spec)
     gate = gate or asyncio.Semaphore(START_CONCURRENCY)
@@ -77,6 +79,7 @@ async def start_journeys(
                         kind=campaign.spec.get("kind", "data_collection"),
                         plan=plan,
                         send_confirmation=campaign.spec.get("send_confirmation", False),
+                        invited_by_client=invited_by_client,
                     ),
                     id=journey.workflow_id,
                     task_queue=settings.temporal_task_queue,

@@ -89,7 +89,9 @@ async def enrichment_link(
             raise FieldProblems([FieldError(field="campaign_id", message=e.message)
                                  for e in results[0].errors])
         await session.commit()
-        await start_journeys(state.temporal, state.settings, campaign=campaign, journeys=journeys)
+        # The client prints the link on its own message: that is the invitation.
+        await start_journeys(state.temporal, state.settings, campaign=campaign, journeys=journeys,
+                             invited_by_client=True)
         journey = journeys[0]
         if journey.stage in FINAL_STAGES:
             raise HTTPException(409, f"the contact's journey in this campaign is {journey.stage}")
