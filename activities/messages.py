@@ -295,6 +295,11 @@ class MessageSender:
                 raise Skip(str(err)) from err
         else:
             assert address is not None
+            # A letter is the one message that may reach a contact whose email or mobile we
+            # know already: it asks to add only what is missing, or, for a campaign that
+            # verifies what is known, to confirm it.
+            context |= {"mode": campaign.spec.get("mode"),
+                        "known": sorted(await crud.known_points(session, contact_id=contact.id))}
             try:
                 outgoing.letter = compose_letter(LetterRequest(
                     template=LETTER_TEMPLATE, language=journey.language, context=context,

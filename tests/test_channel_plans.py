@@ -76,6 +76,30 @@ async def complete(http, mailbox, tenant, journey_id: str, page: str, email: str
     return await tenant.wait_for_stage(journey_id, "verified")
 
 
+async def test_a_letter_asks_to_add_only_what_is_missing_or_to_confirm(tenant, settings):
+    """A letter to a contact whose email is known does not ask to add it; in a campaign that
+    verifies the known data it asks to check and confirm it."""
+    def letter_text(letter: dict) -> str:
+        pdf = (settings.letter_outbox_dir / f"{letter['id']}.pdf").read_bytes()
+        return PrintedLetter(pdf, settings.letter_outbox_dir / f"read-{letter['id']}").text()
+
+    add_email = "add your email address"
+    texts = {}
+    for mode in ("collect", "verify_existing"):
+        campaign = await tenant.create_campaign(
+            languages=["en"], consents=[], mode=mode, channel_plan=[{"channel": "letter"}])
+        known = await contact(tenant, email=unique_email("letter-known"), address=ADDRESS)
+        unknown = await contact(tenant, address=ADDRESS)
+        await enrol(tenant, campaign["id"], known, unknown)
+        texts[mode] = [letter_text(await wait_for_letter(settings, c["last_name"]))
+                       for c in (known, unknown)]
+    [known_collect, unknown_collect] = texts["collect"]
+    assert add_email in unknown_collect
+    assert add_email not in known_collect and "check your contact details" in known_collect
+    for text in texts["verify_existing"]:
+        assert add_email not in text and "check and confirm your contact details" in text
+
+
 async def test_letter_first_plan_then_email_reminder(tenant, http, mailbox, settings,
                                                      temporal_env, record_histories):
     campaign = await tenant.create_campaign(
