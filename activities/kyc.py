@@ -143,6 +143,7 @@ class KycActivities:
             p = input.profile
             context = {
                 "client_name": client.name, "first_name": contact.first_name,
+                "last_name": contact.last_name,
                 "profile_name": p.definition_name, "state": p.state, "reason": p.reason,
                 "expires_at": p.expires_at, "link": link,
                 "link_expires_at": input.link_expires_at, "brand": brand}

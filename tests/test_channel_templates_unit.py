@@ -9,7 +9,8 @@ from messaging.sms_encoding import SmsEncoding, measure
 
 # A personal link as long as production's: host plus a 43-character token.
 LINK = "https://contact.example-energie.nl/c/" + "T" * 43
-CONTEXT = {"client_name": "Acme Energie", "first_name": "Eva", "link": LINK,
+CONTEXT = {"client_name": "Acme Energie", "first_name": "Eva", "last_name": "Jansen",
+           "link": LINK,
            "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "incentive": None,
            "code": "493817", "valid_minutes": 10}
 

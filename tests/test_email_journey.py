@@ -119,6 +119,30 @@ async def test_customer_collects_and_verifies_email(
         await save_history(handle, "email_journey_verified")
 
 
+async def test_german_and_dutch_messages_greet_formally(tenant, http, mailbox):
+    """The texts say Sie and u: the invitation and the page greet by full name, or by no name
+    where only the first one is known, never by first name alone ("Guten Tag Jürgen,")."""
+    campaign = await tenant.create_campaign(languages=["de", "nl"], consents=[])
+    full, first_only, dutch = (unique_email(n) for n in ("juergen", "jana", "joost"))
+    await tenant.enrol(
+        campaign["id"],
+        {"external_id": full, "first_name": "Jürgen", "last_name": "Müller", "language": "de",
+         "email": full},
+        {"external_id": first_only, "first_name": "Jana", "language": "de", "email": first_only},
+        {"external_id": dutch, "first_name": "Joost", "last_name": "de Wit", "language": "nl",
+         "email": dutch})
+    greetings = {}
+    for address in (full, first_only, dutch):
+        [invitation] = await mailbox.wait_for(address)
+        customer = Customer(http)
+        assert (await customer.open(mailbox.link(invitation))).status_code == 200
+        heading = customer.page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+        greetings[address] = (invitation.text.split("\n", 1)[0], heading)
+    assert greetings[full] == ("Guten Tag Jürgen Müller,", "Guten Tag Jürgen Müller,")
+    assert greetings[first_only] == ("Guten Tag,", "Guten Tag,")
+    assert greetings[dutch] == ("Beste Joost de Wit,", "Beste Joost de Wit,")
+
+
 async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, temporal_env,
                                      record_histories):
     hook = await tenant.subscribe(webhook_receiver, ["journey.expired"])

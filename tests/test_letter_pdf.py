@@ -32,7 +32,8 @@ BRANDING = Branding(name="Acme Energie", colour="#b91c1c",
 def request(**overrides) -> LetterRequest:
     values = dict(
         template="invitation", language="en",
-        context={"client_name": "Acme Energie", "first_name": "Łukasz", "link": LINK,
+        context={"client_name": "Acme Energie", "first_name": "Łukasz", "last_name": "Dvořák",
+                 "link": LINK,
                  "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "incentive": None},
         branding=BRANDING, address=ADDRESS, sender_country="NL", link=LINK, short_link=SHORT,
         date=date(2026, 11, 25), idempotency_key="journey-1/letter-1",
@@ -41,11 +42,11 @@ def request(**overrides) -> LetterRequest:
 
 
 @pytest.mark.parametrize(("language", "expected"), [
-    ("en", ["Please check your contact details", "Dear Łukasz,",
+    ("en", ["Please check your contact details", "Dear Łukasz Dvořák,",
             "Acme Energie would like to keep your contact details up to date",
             "Scan the code or go to:", "Kind regards,", "until December 24, 2026",
             "November 25, 2026"]),
-    ("nl", ["Wilt u uw contactgegevens controleren?", "Beste Łukasz,",
+    ("nl", ["Wilt u uw contactgegevens controleren?", "Beste Łukasz Dvořák,",
             "Acme Energie wil uw contactgegevens graag actueel houden",
             "Scan de code of ga naar:", "Met vriendelijke groet,", "tot 24 december 2026",
             "25 november 2026"]),

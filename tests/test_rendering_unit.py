@@ -34,8 +34,8 @@ def test_pick_language_falls_back_to_english(wanted, got):
 
 
 @pytest.mark.parametrize(("language", "by_name", "anonymous"), [
-    ("en", "Hello Eva,", "Hello,"), ("nl", "Beste Eva,", "Goedendag,"),
-    ("de", "Hallo Eva,", "Guten Tag,")])
+    ("en", "Hello Eva M,", "Hello,"), ("nl", "Beste Eva M,", "Goedendag,"),
+    ("de", "Guten Tag Eva M,", "Guten Tag,")])
 @pytest.mark.parametrize("template", ["invitation", "reminder", "verification",
                                       "verification_reminder"])
 def test_every_email_renders_in_every_language(template, language, by_name, anonymous):
@@ -70,7 +70,7 @@ def test_a_campaign_asking_more_than_an_email_address_says_contact_details(
     (["email", "mobile"], "add your email address or mobile number."),
     (["address"], "check your contact details.")])
 def test_a_letter_asks_for_what_its_campaign_collects(collect, asked):
-    context = {"client_name": "Acme", "first_name": "Eva", "incentive": None,
+    context = {"client_name": "Acme", "first_name": "Eva", "last_name": "M", "incentive": None,
                "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "collect": collect}
     letter = render_letter("invitation", "en", context)
     [paragraph] = [p for p in letter.paragraphs if p.startswith("Please take a minute")]
@@ -149,7 +149,7 @@ def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
     paragraph and at the start of the SMS, which stays GSM-7 (no no-break space)."""
     claim = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7",
                         "amount": "125.50", "currency": "EUR"}, None, "nl")
-    context = {"client_name": "Acme", "first_name": "Eva", "incentive": None,
+    context = {"client_name": "Acme", "first_name": "Eva", "last_name": "M", "incentive": None,
                "link": "https://x.test/c/tok", "expires_at": datetime(2026, 12, 24, tzinfo=UTC),
                "claim": claim}
     letter = render_letter("invitation", "nl", context)

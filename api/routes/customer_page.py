@@ -357,6 +357,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
+        "last_name": visit.contact.last_name,
         "complete": profile_complete(visit, known),
         "incentive": visit.campaign.spec.get("incentive_text"),
         "consents": consent_boxes(visit),

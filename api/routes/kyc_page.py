@@ -75,6 +75,7 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
     return html(request, state, "kyc_documents", visit.contact.language, {
         "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings),
         "languages": list(LANGUAGES.items()), "first_name": visit.contact.first_name,
+        "last_name": visit.contact.last_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
         "now": datetime.now(UTC), "errors": errors, "values": values,
         "submission": secrets.token_urlsafe(16)}, status_code)
