@@ -7,12 +7,12 @@ memory at start-up so no build step is needed.
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_time, get_datetime_format
 from babel.numbers import format_currency
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -52,6 +52,18 @@ def _translations(language: str) -> NullTranslations:
     return Translations(compiled)
 
 
+def long_datetime(value: datetime, language: str) -> str:
+    """A moment as the language writes it, to the minute and naming its time zone: "December 4,
+    2026, 5:36 AM UTC", "4. Dezember 2026, 05:36 UTC". In UTC, as clients set no time zone."""
+    locale = Locale.parse(language)
+    time = format_time(value, f"{locale.time_formats['short'].pattern} z", tzinfo=UTC,
+                       locale=locale)
+    day = format_date(value.astimezone(UTC), "long", locale=locale)
+    # CLDR quotes the pattern's literal words ("{1} 'at' {0}"), as Babel's own use unquotes them.
+    return (get_datetime_format("long", locale=locale).replace("'", "")
+            .replace("{0}", time).replace("{1}", day))
+
+
 @cache
 def environment(language: str) -> Environment:
     env = Environment(
@@ -65,6 +77,7 @@ def environment(language: str) -> Environment:
     env.install_gettext_translations(_translations(language), newstyle=True)
     env.globals["language"] = language
     env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
+    env.filters["long_datetime"] = lambda value: long_datetime(value, language)
     return env
 
 

@@ -3,6 +3,7 @@ the real stack: PostgreSQL, Temporal dev server, SMTP, and a webhook receiver ov
 
 import asyncio
 import hashlib
+import re
 import uuid
 from datetime import datetime
 
@@ -117,6 +118,27 @@ async def test_customer_collects_and_verifies_email(
 
     if record_histories:
         await save_history(handle, "email_journey_verified")
+
+
+async def test_messages_write_dates_and_times_as_their_language_does(tenant, http, mailbox):
+    """'geldig tot 4 december 2026', not 'geldig tot 2026-12-04'; the verification link's time
+    with its time zone, as Dutch writes it."""
+    campaign = await tenant.create_campaign()
+    known, typed = unique_email("datum"), unique_email("datum-new")
+    await tenant.enrol(campaign["id"], {"external_id": known, "first_name": "Ann",
+                                        "language": "nl", "email": known})
+    [invitation] = await mailbox.wait_for(known)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=typed, consent=["terms"])
+    [verification] = await mailbox.wait_for(typed)
+    day = r"\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|" \
+          r"november|december) \d{4}"
+    for mail in (invitation, verification):
+        assert not re.search(r"\d{4}-\d{2}-\d{2}", mail.text + mail.html), mail.text
+    assert re.search(rf"geldig tot {day}\.", invitation.text), invitation.text
+    assert re.search(rf"geldig tot {day}, \d{{2}}:\d{{2}} UTC\.", verification.text), \
+        verification.text
 
 
 async def test_german_and_dutch_messages_greet_formally(tenant, http, mailbox):
