@@ -613,13 +613,13 @@ async def test_confirmation_email_after_verification(tenant, http, mailbox):
                                             consents=[], send_confirmation=True)
     email = unique_email("thanked")
     enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-1", "email": email,
-                                                   "first_name": "Eva"})
+                                                   "first_name": "Eva", "last_name": "Jansen"})
     [invitation] = await mailbox.wait_for(email)
     await complete(http, mailbox, tenant, enrolled["results"][0]["journey_id"],
                    mailbox.link(invitation), email)
     thanks = (await mailbox.wait_for(email, count=3))[-1]
     assert thanks.subject == "Uw contactgegevens zijn bevestigd"
-    assert "Beste Eva" in thanks.text and "/c/" not in thanks.text and "/v/" not in thanks.text
+    assert "Beste Eva Jansen," in thanks.text and "/c/" not in thanks.text and "/v/" not in thanks.text
 
 
 async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, mailbox, settings):
