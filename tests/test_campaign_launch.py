@@ -168,7 +168,8 @@ async def test_thousand_contacts_paused_resumed_cancelled_and_launched_again(
         first["id"], second["id"], third["id"]}
 
 
-async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, temporal_env):
+async def launch_under_way(tenant) -> str:
+    """A campaign whose launch of 200 contacts has started some of its journeys."""
     await import_contacts(tenant, 200)
     campaign_id = await light_campaign(tenant)
     await launch(tenant, campaign_id)
@@ -176,6 +177,11 @@ async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, tempora
     async def some_started() -> bool:
         return (await progress(tenant, campaign_id))["launch"]["started"] >= 50
     await eventually(some_started, what="some journeys")
+    return campaign_id
+
+
+async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, temporal_env):
+    campaign_id = await launch_under_way(tenant)
     cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
                                 {"cancel_journeys": True})
     started = cancelled["started"]
@@ -196,13 +202,7 @@ async def test_only_a_journey_cancelled_with_its_launch_says_the_client_withdrew
     """Cancelled with its launch, a journey is the client's withdrawal: its history says so and
     its page says the client withdrew the request. One an operator cancelled in the Temporal UI
     says it was the operator, and its page only that the request ended."""
-    await import_contacts(tenant, 200)
-    campaign_id = await light_campaign(tenant)
-    await launch(tenant, campaign_id)
-
-    async def some_started() -> bool:
-        return (await progress(tenant, campaign_id))["launch"]["started"] >= 50
-    await eventually(some_started, what="some journeys")
+    campaign_id = await launch_under_way(tenant)
     await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/pause")
     journeys = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys", limit=2)).json()["items"]
     pages = {}

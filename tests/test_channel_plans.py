@@ -364,16 +364,23 @@ async def test_a_hard_bounce_marks_the_address_undeliverable_until_given_again(
     assert mailbox.to(refused) == []
 
 
-async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):
-    """The invitation email was sent, then reported bounced: the SMS that follows is the first
-    message that reaches the contact, so it invites rather than reminds."""
+async def invited_by_email(tenant, mailbox, name: str):
+    """A contact with an email and a mobile, invited by email: the enrolment's result, the two
+    and the invitation."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
                                             reminders={"interval": "PT1H", "max_count": 2})
-    email = unique_email("bounces-later")
+    email = unique_email(name)
     number = mobile_number()
     eva = await contact(tenant, email=email, mobile=number)
     [result] = await enrol(tenant, campaign["id"], eva)
     [invitation] = await mailbox.wait_for(email)
+    return result, email, number, invitation
+
+
+async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):
+    """The invitation email was sent, then reported bounced: the SMS that follows is the first
+    message that reaches the contact, so it invites rather than reminds."""
+    result, email, number, invitation = await invited_by_email(tenant, mailbox, "bounces-later")
     await tenant.wait_for_stage(result["journey_id"], "invited")
     await tenant.ok("POST", "/v1/bounces", {
         "message_id": invitation.headers["Message-ID"], "recipient": email, "kind": "hard",
@@ -388,13 +395,7 @@ async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
         tenant, mailbox, settings, temporal_env, caplog, record_histories):
     """An operator's `temporal workflow signal` with a channel no message goes on, or no kind of
     bounce, switches no channel: the journey sends no SMS for it and warns in its log."""
-    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
-                                            reminders={"interval": "PT1H", "max_count": 2})
-    email = unique_email("bogus-bounce")
-    number = mobile_number()
-    eva = await contact(tenant, email=email, mobile=number)
-    [result] = await enrol(tenant, campaign["id"], eva)
-    [invitation] = await mailbox.wait_for(email)
+    result, email, number, invitation = await invited_by_email(tenant, mailbox, "bogus-bounce")
     journey = await tenant.wait_for_stage(result["journey_id"], "invited")
     handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
                                                          journey["workflow_id"])
