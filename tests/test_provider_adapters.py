@@ -45,7 +45,8 @@ def provider_settings(provider: MessagingProvider, **overrides) -> Settings:
 def letter(key: str = "journey-1/letter-1"):
     return compose_letter(LetterRequest(
         template="invitation", language="nl",
-        context={"client_name": "Acme", "first_name": "Eva", "link": "https://x.test/c/tok",
+        context={"client_name": "Acme", "first_name": "Eva", "last_name": "de Vries",
+                 "link": "https://x.test/c/tok",
                  "expires_at": datetime(2026, 12, 24, tzinfo=UTC), "incentive": None},
         branding=Branding(name="Acme"),
         address=PostalAddress(recipient="Eva de Vries", street_lines=["Dorpsstraat 1"],
