@@ -94,11 +94,6 @@ UNSENT_INVITATION_INVITES_NOBODY = "unsent-invitation-invites-nobody"
 # the resend cooldown and cap), and recorded a submission that changed nothing as a new one
 # (an email awaiting its link is sent a new one, as before).
 RESUBMISSION_KEEPS_CODE = "resubmission-keeps-code"
-# Journeys before sent their messages by activities. A local activity hands the message over
-# within the workflow task that decided to send it: no activity task for the server to queue,
-# dispatch and record, and no second workflow task for its result. That is most of what a
-# journey costs the server while a launch fans out, and what a customer waits for on submitting.
-MESSAGES_SENT_LOCALLY = "messages-sent-locally"
 # Journeys before recorded every cancellation alike, without who cancelled it: the customer's
 # page then says the client withdrew it, also after an operator's Cancel.
 CANCELLED_BY_RECORDED = "cancelled-by-recorded"
@@ -726,9 +721,7 @@ class JourneyWorkflow:
         if purpose == TokenPurpose.verify_email:
             expires = min(expires, workflow.now() + self.input.timings.verification_link_ttl)
         resumes = self.resumes
-        send = (workflow.execute_local_activity_method if workflow.patched(MESSAGES_SENT_LOCALLY)
-                else workflow.execute_activity_method)
-        result = await send(
+        result = await workflow.execute_activity_method(
             MessageSender.send_message,
             SendMessageInput(
                 journey_id=self.input.journey_id, step=step, template=template,
