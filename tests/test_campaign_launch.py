@@ -262,7 +262,7 @@ async def test_journeys_a_cancel_finds_not_yet_invited_send_nothing_after_it_ans
                                 {"cancel_journeys": True})
     answered = await progress(tenant, campaign_id)
     assert answered["stages"]["enrolled"] == 0, answered
-    cancelled_at_answer = {j["id"] for j in (await tenant.get(
+    cancelled_at_answer = {j["id"]: j["workflow_id"] for j in (await tenant.get(
         f"/v1/campaigns/{campaign_id}/journeys", stage="cancelled", limit=1000)).json()["items"]}
     assert cancelled_at_answer, answered
     assert cancelled["journeys_cancelled"] == len(cancelled_at_answer), cancelled
@@ -271,8 +271,13 @@ async def test_journeys_a_cancel_finds_not_yet_invited_send_nothing_after_it_ans
         launch = (await progress(tenant, campaign_id))["launch"]
         return launch["journeys_cancelled"] == cancelled["started"]
     await eventually(all_cancelled, what="the launch's other journeys cancelled")
-    # Past the spread: a journey that had not invited anyone by then still has not.
-    await asyncio.sleep(12)
+    # Once its workflow has closed a journey sends nothing more: one that had not invited
+    # anyone by the answer still has not.
+    async def workflows_closed() -> bool:
+        statuses = [(await temporal_env.client.get_workflow_handle(w).describe()).status
+                    for w in cancelled_at_answer.values()]
+        return all(s != WorkflowExecutionStatus.RUNNING for s in statuses)
+    await eventually(workflows_closed, what="the cancelled journeys' workflows closed")
     for journey_id in cancelled_at_answer:
         history = [e["type"] for e in (await tenant.journey(journey_id))["history"]]
         assert history == ["cancelled"], (journey_id, history)
