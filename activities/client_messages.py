@@ -48,8 +48,8 @@ class ClientMessageSender:
             if not rule.allowed or point is None:
                 message.status, message.decided_at = "suppressed", utcnow()
                 message.status_reason = rule.reason if not rule.allowed else (
-                    "no email address that did not bounce" if await crud.known_point(
-                        session, contact_id=contact.id, kind="email") else "no email address")
+                    "no email address that did not bounce" if await crud.only_undeliverable(
+                        session, contact_id=contact.id, channel="email") else "no email address")
                 return ClientMessageResult(message.status, message.status_reason)
 
             brand = client_brand(client, self._settings)

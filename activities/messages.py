@@ -214,7 +214,7 @@ class MessageSender:
                                            kind="mobile" if channel == Channel.sms else "email")
             recipient = point.value if point else None
         if recipient is None:
-            bounced = await self._bounced(session, contact.id, channel)
+            bounced = await crud.only_undeliverable(session, contact_id=contact.id, channel=channel)
             raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}")
         # Asked now, not when the campaign started: the customer may have opted out since.
         rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
@@ -320,15 +320,6 @@ class MessageSender:
                 recipient=recipient[:320], subject=subject))
             await session.flush()
         return outgoing
-
-    @staticmethod
-    async def _bounced(session: AsyncSession, contact_id: uuid.UUID, channel: Channel) -> bool:
-        """Whether the contact has what the channel needs, but a hard bounce refused it."""
-        if channel == Channel.letter:
-            return await crud.current_address(session, contact_id=contact_id) is not None
-        return await crud.known_point(session, contact_id=contact_id,
-                                      kind="mobile" if channel == Channel.sms else "email"
-                                      ) is not None
 
     @staticmethod
     def _postal_address(contact: Contact, row: ContactAddress) -> PostalAddress:

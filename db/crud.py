@@ -179,6 +179,16 @@ async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str
                                deliverable=deliverable)).get(kind)
 
 
+async def only_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID,
+                             channel: str) -> bool:
+    """Asked once no deliverable one was found: whether the contact has what the channel needs
+    (an email, a mobile, a postal address), but a hard bounce refused it."""
+    if channel == "letter":
+        return await current_address(session, contact_id=contact_id) is not None
+    return await known_point(session, contact_id=contact_id,
+                             kind="mobile" if channel == "sms" else "email") is not None
+
+
 async def current_address(session: AsyncSession, *, contact_id: uuid.UUID,
                           deliverable: bool = False) -> ContactAddress | None:
     """The contact's primary active address, else the newest active one; with deliverable,
