@@ -211,42 +211,9 @@ class JourneyRecords:
             collected = {**collected, f"{kind}_verified_at": point.verified_at.isoformat(),
                          f"{kind}_verified_via": point.verified_via}
         else:
-            client = await session.get_one(Client, journey.client_id)
-            await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
-            claimed = (await session.scalars(select(ContactPoint).where(
-                ContactPoint.client_id == client.id, ContactPoint.kind == kind,
-                ContactPoint.value == value, ContactPoint.contact_id != contact.id,
-                ContactPoint.verification_state == VerificationState.verified))).all()
-            if claimed and client.household_rule == HouseholdRule.reject:
-                # A step of its own: the same confirmation may succeed later (the client
-                # switches to the move rule), and its `verified` event must not be lost as a
-                # repeat.
-                await crud.add_journey_event(
-                    session, journey=journey, step=f"{input.step}/refused",
-                    type="confirmation_refused", at=confirm.confirmed_at,
-                    detail={"reason": "address_belongs_to_another_contact"})
+            released = await self._confirm_point(session, journey, contact, input, value)
+            if released is None:
                 return EmittedEvents(refused="address_belongs_to_another_contact"), []
-            released = [
-                e for point in claimed
-                for e in await self._release(session, point, contact, confirm.confirmed_at)]
-            await crud.insert_ignoring_conflicts(session, ContactPoint, [{
-                "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
-                "kind": kind, "value": value}])
-            point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
-                                             value=value)
-            before = point.verification_state
-            point.verification_state = VerificationState.verified
-            point.verified_at = confirm.confirmed_at
-            # The customer received and confirmed it: whatever bounced before reaches them now.
-            crud.clear_undeliverable(point)
-            point.verified_via = collected.get(f"{kind}_verified_via", VERIFIED_VIA[kind])
-            if before != VerificationState.verified:
-                await audit.record(
-                    session, client_id=journey.client_id, actor=audit.customer_actor(journey),
-                    action=AuditAction.update, contact_ids=[contact.id],
-                    detail={"changes": {"contact_points": {
-                        "old": {"kind": kind, "value": value, "state": before},
-                        "new": {"kind": kind, "value": value, "state": "verified"}}}})
             collected = {**collected, f"{kind}_verified_at": confirm.confirmed_at.isoformat()}
         journey.collected = collected
         # Taken as the contact verified it before: when, instead of a visitor's IP.
@@ -288,6 +255,51 @@ class JourneyRecords:
             type=EventType.data_verified, data=data,
         )
         return EmittedEvents(), released + endpoints
+
+    async def _confirm_point(self, session: AsyncSession, journey: Journey, contact: Contact,
+                             input: RecordVerificationInput, value: str) -> list[str] | None:
+        """Makes the confirmed value the contact's verified contact point, moving it from
+        another contact under the household rule; returns the endpoints to wake, or None when
+        the rule refuses it (recorded)."""
+        confirm, kind = input.confirm, input.kind
+        client = await session.get_one(Client, journey.client_id)
+        await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
+        claimed = (await session.scalars(select(ContactPoint).where(
+            ContactPoint.client_id == client.id, ContactPoint.kind == kind,
+            ContactPoint.value == value, ContactPoint.contact_id != contact.id,
+            ContactPoint.verification_state == VerificationState.verified))).all()
+        if claimed and client.household_rule == HouseholdRule.reject:
+            # A step of its own: the same confirmation may succeed later (the client
+            # switches to the move rule), and its `verified` event must not be lost as a
+            # repeat.
+            await crud.add_journey_event(
+                session, journey=journey, step=f"{input.step}/refused",
+                type="confirmation_refused", at=confirm.confirmed_at,
+                detail={"reason": "address_belongs_to_another_contact"})
+            return None
+        released = [
+            e for point in claimed
+            for e in await self._release(session, point, contact, confirm.confirmed_at)]
+        await crud.insert_ignoring_conflicts(session, ContactPoint, [{
+            "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
+            "kind": kind, "value": value}])
+        point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
+                                         value=value)
+        before = point.verification_state
+        point.verification_state = VerificationState.verified
+        point.verified_at = confirm.confirmed_at
+        # The customer received and confirmed it: whatever bounced before reaches them now.
+        crud.clear_undeliverable(point)
+        point.verified_via = (journey.collected or {}).get(f"{kind}_verified_via",
+                                                           VERIFIED_VIA[kind])
+        if before != VerificationState.verified:
+            await audit.record(
+                session, client_id=journey.client_id, actor=audit.customer_actor(journey),
+                action=AuditAction.update, contact_ids=[contact.id],
+                detail={"changes": {"contact_points": {
+                    "old": {"kind": kind, "value": value, "state": before},
+                    "new": {"kind": kind, "value": value, "state": "verified"}}}})
+        return released
 
     async def _keep_address(self, session: AsyncSession, journey: Journey, contact: Contact,
                             entered: dict[str, Any]) -> None:
