@@ -3,6 +3,7 @@
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, exists, or_, select, update
@@ -182,17 +183,29 @@ async def _scrub_outboxes_on_commit(session: AsyncSession, contact: Contact,
 async def _erase_contact_points_and_documents(session: AsyncSession, contact: Contact,
                                               settings: Settings, reason: str) -> None:
     """What both erasures share: emails and phones go on the suppression list, the identity
-    documents go, files included (the profile keeps its non-personal state), and the local
-    outboxes' messages are scrubbed."""
+    documents go, their files once that has committed (a rollback cannot restore a file; the
+    profile keeps its non-personal state), and the local outboxes' messages are scrubbed."""
     await _scrub_outboxes_on_commit(session, contact, settings)
     await suppression.suppress(session, secret_key=settings.secret_key.get_secret_value(),
                                client_id=contact.client_id, contact_id=contact.id, reason=reason)
-    documents = list(await session.scalars(select(KycDocument).where(
+    keys = list(await session.scalars(select(KycDocument.storage_key).where(
         KycDocument.contact_id == contact.id)))
     await session.execute(delete(KycDocument).where(KycDocument.contact_id == contact.id))
+    on_commit(session, partial(LocalDirectoryStorage(settings.kyc_storage_dir).remove, keys))
+
+
+async def _delete_left_documents_on_commit(session: AsyncSession, contact: Contact,
+                                           settings: Settings) -> None:
+    """The document files of an anonymised contact that no row names and that were written
+    before its anonymisation: those a crash between its commit and their deletion left. A
+    document uploaded since is written later, and kept."""
+    assert contact.anonymised_at is not None
     storage = LocalDirectoryStorage(settings.kyc_storage_dir)
-    for document in documents:
-        await storage.delete(document.storage_key)
+    named = set(await session.scalars(select(KycDocument.storage_key).where(
+        KycDocument.contact_id == contact.id)))
+    left = [key for key in storage.written_before(f"{contact.client_id}/{contact.id}",
+                                                  contact.anonymised_at) if key not in named]
+    on_commit(session, partial(storage.remove, left))
 
 
 async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
@@ -200,9 +213,11 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     """Irreversibly replaces the personal data; ids, stages, consent decisions and legal texts
     (non-personal records) are kept, and the emails and phones go on the suppression list.
     Raises Blocked with the reasons while rules forbid it. For a contact anonymised already it
-    only scrubs the outboxes again, in case a crash after the commit kept that from happening."""
+    only scrubs the outboxes and deletes its document files again, in case a crash after the
+    commit kept that from happening."""
     if contact.anonymised_at is not None:
         await _scrub_outboxes_on_commit(session, contact, settings)
+        await _delete_left_documents_on_commit(session, contact, settings)
         return
     reasons = await blockers(session, contact)
     if reasons:

@@ -2,6 +2,8 @@
 plus the size and type checks every upload passes first."""
 
 import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -48,4 +50,18 @@ class LocalDirectoryStorage:
         return await asyncio.to_thread(self._path(key).read_bytes)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(self.remove, [key])
+
+    def remove(self, keys: Iterable[str]) -> None:
+        """Blocking, for what runs once a transaction has committed (db.session.on_commit),
+        where nothing can be awaited."""
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def written_before(self, prefix: str, at: datetime) -> list[str]:
+        """The keys under `prefix` whose files were written before `at`."""
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return []
+        return [f"{prefix}/{path.name}" for path in folder.iterdir() if path.is_file()
+                and datetime.fromtimestamp(path.stat().st_mtime, UTC) < at]

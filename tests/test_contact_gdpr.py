@@ -3,12 +3,16 @@ open; afterwards no personal value is left in any table), termination, and the s
 anonymisation of inactive contacts."""
 
 import asyncio
+import os
 import random
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 
 from core.contracts import AnonymiseInactiveInput
+from db.kyc_models import KycDocument
 from db.session import transaction
 from messaging.local_outbox import read_records
 from tests.helpers import Customer, unique_email
@@ -20,6 +24,7 @@ from tests.test_channel_plans import (
     wait_for_sms,
 )
 from tests.histories import save_history
+from tests.test_kyc import new_contact as kyc_contact, upload as kyc_upload
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 
 
@@ -248,6 +253,26 @@ async def test_anonymising_clears_the_outbox_of_letters_and_sms(
         [], letter["sent_at"])
 
 
+@asynccontextmanager
+async def commits_refused(sessions, contact_id: str) -> AsyncIterator[None]:
+    """Meanwhile a transaction that changed the contact fails at its COMMIT, after all it did,
+    as a serialisation failure does (a deferred constraint trigger)."""
+    async with transaction(sessions) as session:
+        await session.execute(text(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
+        await session.execute(text(
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON contacts DEFERRABLE "
+            f"INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = '{uuid.UUID(contact_id)}') "
+            "EXECUTE FUNCTION refuse_commit()"))
+    try:
+        yield
+    finally:
+        async with transaction(sessions) as session:
+            await session.execute(text("DROP TRIGGER refuse_commit ON contacts"))
+            await session.execute(text("DROP FUNCTION refuse_commit()"))
+
+
 async def test_outboxes_are_scrubbed_once_the_anonymisation_is_committed(
         tenant, http, settings, sessions):
     """An anonymisation whose commit fails (503, retry) leaves the contact as it was, and so its
@@ -264,22 +289,8 @@ async def test_outboxes_are_scrubbed_once_the_anonymisation_is_committed(
     as_sent = record.read_bytes()
     anonymise = f"/v1/contacts/{eva['id']}/anonymise"
 
-    # A deferred constraint trigger fails the transaction at its COMMIT, after all it did, as
-    # a serialisation failure does.
-    async with transaction(sessions) as session:
-        await session.execute(text(
-            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$"))
-        await session.execute(text(
-            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON contacts DEFERRABLE "
-            f"INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = '{uuid.UUID(eva['id'])}') "
-            "EXECUTE FUNCTION refuse_commit()"))
-    try:
+    async with commits_refused(sessions, eva["id"]):
         failed = await tenant.post(anonymise, {})
-    finally:
-        async with transaction(sessions) as session:
-            await session.execute(text("DROP TRIGGER refuse_commit ON contacts"))
-            await session.execute(text("DROP FUNCTION refuse_commit()"))
     assert failed.status_code == 503, failed.text
     assert (await tenant.get(f"/v1/contacts/{eva['id']}")).json()["anonymised_at"] is None
     assert record.read_bytes() == as_sent
@@ -297,6 +308,37 @@ async def test_outboxes_are_scrubbed_once_the_anonymisation_is_committed(
     again = await tenant.post(anonymise, {})
     assert again.status_code == 200, again.text
     assert await scrubbed()
+
+
+async def test_document_files_go_once_the_anonymisation_is_committed(tenant, sessions, settings):
+    """An anonymisation whose commit fails (503, retry) leaves the contact as it was, its KYC
+    document included, file and all. A crash between the commit and the files' deletion leaves
+    a file behind: anonymising again deletes it."""
+    contact_id, _ = await kyc_contact(sessions, tenant)
+    uploaded = await kyc_upload(tenant, contact_id)
+    assert uploaded.status_code == 201, uploaded.text
+    file = f"/v1/kyc/documents/{uploaded.json()['id']}/file"
+    async with sessions() as session:
+        document = await session.get_one(KycDocument, uuid.UUID(uploaded.json()["id"]))
+    stored = settings.kyc_storage_dir / document.storage_key
+    as_uploaded, written = stored.read_bytes(), stored.stat()
+    anonymise = f"/v1/contacts/{contact_id}/anonymise"
+
+    async with commits_refused(sessions, contact_id):
+        failed = await tenant.post(anonymise, {})
+    assert failed.status_code == 503, failed.text
+    assert (await tenant.get(f"/v1/contacts/{contact_id}")).json()["anonymised_at"] is None
+    kept = await tenant.get(file)
+    assert (kept.status_code, kept.content) == (200, as_uploaded)
+
+    assert (await tenant.post(anonymise, {})).status_code == 200
+    assert not stored.exists() and (await tenant.get(file)).status_code == 404
+    # What a crash between the commit and the deletion leaves: the file as it was written.
+    stored.write_bytes(as_uploaded)
+    os.utime(stored, ns=(written.st_atime_ns, written.st_mtime_ns))
+    again = await tenant.post(anonymise, {})
+    assert again.status_code == 200, again.text
+    assert not stored.exists()
 
 
 async def test_terminate_deletes_the_contact(tenant, mailbox, sessions):
