@@ -168,6 +168,8 @@ async def accept_document(
         await session.commit()
     except IntegrityError:
         await session.rollback()
+        # The rollback expired the contact, which the caller may go on with.
+        await session.refresh(contact)
         earlier = await session.get(KycDocument, doc_id) if upload_id else None
         if earlier is None:
             raise
@@ -179,10 +181,13 @@ async def accept_document(
 async def same_upload(document: KycDocument, *, contact_id: uuid.UUID,
                       details: DocumentDetails, upload: UploadFile) -> bool:
     """Whether a post is the upload `document` was stored from: the same contact, kind and
-    file. Not its number or expiry, which a correction may have changed since."""
+    file. Not its number or expiry, which a correction may have changed since. The file is
+    left to be read again."""
+    await upload.seek(0)
+    digest = hashlib.sha256(await upload.read()).hexdigest()
     await upload.seek(0)
     return (document.contact_id, document.document_type, document.sha256) == (
-        contact_id, details.document_type, hashlib.sha256(await upload.read()).hexdigest())
+        contact_id, details.document_type, digest)
 
 
 async def correct_document(

@@ -277,6 +277,34 @@ async def test_a_kyc_form_posted_twice_stores_one_document(tenant, sessions, htt
     assert len((await profile(tenant, contact_id))["documents"]) == 3
 
 
+async def test_a_kyc_form_sent_again_with_another_file_is_a_new_upload(tenant, sessions, http,
+                                                                     mailbox):
+    """The customer uploads, goes Back, picks another file (or corrects the number) and sends
+    the same form again: that is what they upload now, not the first one again."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    customer = Customer(http)
+    await customer.open(link)
+    form = {**customer.hidden_fields(), "document_type": "id_card", "number": "X123",
+            "expires_at": FAR}
+
+    async def post(data: bytes, **fields: str) -> list[tuple[str, str]]:
+        response = await http.post(link, data={**form, **fields},
+                                   files={"file": ("id.png", data, "image/png")})
+        assert response.status_code == 303, response.text
+        documents = (await profile(tenant, contact_id))["documents"]
+        return [(d["number"], d["sha256"]) for d in documents if d["source"] == "customer_page"]
+
+    blurred, sharp = PNG, PNG + b"sharp"
+    first = await post(blurred)
+    assert await post(blurred) == first  # a reload: the same upload
+    [_, (_, sharp_sha)] = await post(sharp)
+    assert await post(sharp, number="X124") == [*first, ("X123", sharp_sha), ("X124", sharp_sha)]
+    without = await http.post(link, data=form)
+    assert without.status_code == 422 and len((await profile(tenant, contact_id))["documents"]) == 4
+
+
 async def test_an_upload_retried_with_its_idempotency_key_stores_one_document(
         tenant, sessions, mailbox, settings):
     """A client that sends its upload again (a timeout, a retry at once) with the same

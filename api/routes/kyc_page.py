@@ -5,11 +5,13 @@ JavaScript; the personal link is the only credential and the database knows only
 import secrets
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
 
 from api import kyc_profiles
 from api.deps import SessionDep, StateDep
@@ -81,6 +83,15 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
         "submission": secrets.token_urlsafe(16)}, status_code)
 
 
+async def posted_again(document: KycDocument, contact: Contact,
+                       details: kyc_profiles.DocumentDetails, upload: UploadFile | None) -> bool:
+    """Whether a post is the one `document` was stored from, sent again (a double click, a
+    reload): the same file, kind, number and date."""
+    return upload is not None and await kyc_profiles.same_upload(
+        document, contact_id=contact.id, details=details, upload=upload) and (
+        document.number, document.expires_at) == (details.number, details.expires_at)
+
+
 @router.get("/k/{token}", response_class=HTMLResponse)
 async def kyc_page(token: str, request: Request, session: SessionDep, state: StateDep):
     visit = await resolve(session, token)
@@ -108,13 +119,19 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
                               errors={"expires_at": "document_expired"},
                               status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
         submission = str(form.get("submission", ""))
-        _, new = await kyc_profiles.accept_document(
-            session, state.settings, contact=visit.contact, details=details,
-            upload=file if not isinstance(file, str) else None, source="customer_page",
-            actor=customer_actor(visit.contact),
-            # Derived from the form's submission id: the form's second post is the same row.
-            upload_id=uuid.uuid5(visit.contact.id, f"upload/{submission}")
-            if SUBMISSION_ID.fullmatch(submission) else None)
+        upload = file if not isinstance(file, str) else None
+        accept = partial(kyc_profiles.accept_document, session, state.settings,
+                         contact=visit.contact, details=details, upload=upload,
+                         source="customer_page", actor=customer_actor(visit.contact))
+        # Derived from the form's submission id: the form's second post is the same row.
+        document, new = await accept(upload_id=uuid.uuid5(
+            visit.contact.id, f"upload/{submission}") if SUBMISSION_ID.fullmatch(submission)
+            else None)
+        if not new and not await posted_again(document, visit.contact, details, upload):
+            # The form posted again with another file, kind, number or date in it (Back, then
+            # corrected): a double click posts the same, so the customer means a new upload
+            # (and one without a file is told so).
+            document, new = await accept()
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_STATUS.get(err.status) or MESSAGE_OF_FIELD[f.field]
                   for f in err.fields}
