@@ -178,6 +178,23 @@ async def accept_document(
     return document, True
 
 
+async def judge_upload(session: AsyncSession, temporal: TemporalClient, settings: Settings, *,
+                       contact: Contact, document: KycDocument) -> None:
+    """Has the profile judge a new document, waiting for it as contact_changed does, then marks
+    its upload answered: a retry of it gets the answer from then on."""
+    await contact_changed(session, temporal, settings, contact=contact,
+                          document_type=document.document_type, uploaded=True)
+    document.answered_at = datetime.now(UTC)
+    await session.commit()
+
+
+def upload_in_progress(document: KycDocument, settings: Settings) -> bool:
+    """Whether the request that uploaded `document` is still waiting for its judgment. Past
+    twice the longest wait it is taken for lost (its process died), not in progress."""
+    return document.answered_at is None and datetime.now(UTC) < (
+        document.uploaded_at + 2 * settings.kyc_judgment_wait)
+
+
 async def same_upload(document: KycDocument, *, contact_id: uuid.UUID,
                       details: DocumentDetails, upload: UploadFile) -> bool:
     """Whether a post is the upload `document` was stored from: the same contact, kind and

@@ -85,6 +85,9 @@ class KycDocument(Base):
     filename: Mapped[str | None] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(String(30))
     uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its upload was answered, the profile's judgment of it waited for: until then a
+    # retry of the upload is told it is in progress.
+    answered_at: Mapped[datetime | None]
 
 
 class KycEvent(Base):

@@ -320,11 +320,12 @@ async def test_an_upload_retried_with_its_idempotency_key_stores_one_document(
             f"/v1/kyc/contacts/{contact}/documents", headers={**tenant.auth, **headers},
             files={"file": ("id.png", data, "image/png")},
             data={"document_type": "id_card", "number": "X123", "expires_at": FAR})
-    first, second = await asyncio.gather(post(), post())
+    # Of two at once, the one that finds the other judging is told it is in progress.
+    first, second = sorted(await asyncio.gather(post(), post()), key=lambda r: r.status_code)
     again = await post()
-    assert [r.status_code for r in (first, second, again)] == [201] * 3, again.text
-    assert first.json() == second.json() == again.json()
-    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.status_code == again.status_code == 201, again.text
+    assert second.status_code == 201 or second.json()["error"]["code"] == "in_progress"
+    assert first.json() == again.json() and again.headers["Idempotent-Replayed"] == "true"
     renewed = await wait_for_state(tenant, contact_id, "pending_verification")
     assert [d["source"] for d in renewed["documents"]] == ["api", "api"]
     await asyncio.sleep(1)  # a second judgment would be recorded by now
@@ -349,6 +350,50 @@ async def test_an_upload_retried_with_its_idempotency_key_stores_one_document(
     # Without a key each post is an upload of its own.
     assert [(await post(headers={})).status_code for _ in range(2)] == [201, 201]
     assert len((await profile(tenant, contact_id))["documents"]) == 4
+
+
+async def test_a_retry_that_overtakes_the_upload_is_told_it_is_in_progress(
+        tenant, sessions, settings, temporal_env):
+    """The retry of an upload whose first request still waits for the profile's judgment is
+    told so (409, Retry-After), not answered before the judgment; once the first has answered,
+    the retry is answered as it was."""
+    own = settings.model_copy(update={"temporal_task_queue": f"kyc-slow-{uuid.uuid4().hex[:6]}",
+                                      "kyc_judgment_wait": timedelta(seconds=15)})
+    app = create_app(own)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+        await define(client, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+        contact_id, _ = await new_contact(sessions, client)
+        async with running_worker(temporal_env.client, own):
+            await client.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+            await client.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "blurred"})
+
+        async def post() -> httpx.Response:
+            return await http.post(
+                f"/v1/kyc/contacts/{contact_id}/documents",
+                headers={**client.auth, "Idempotency-Key": f"scan-{contact_id}"},
+                files={"file": ("id.png", PNG, "image/png")},
+                data={"document_type": "id_card", "number": "X123", "expires_at": FAR})
+        # No worker: the first request waits for the judgment.
+        first = asyncio.create_task(post())
+
+        async def stored() -> bool:
+            async with sessions() as session:
+                return bool(await session.scalar(select(func.count()).select_from(
+                    KycDocument).where(KycDocument.contact_id == uuid.UUID(contact_id))))
+        await eventually(stored, what="the first upload stored")
+        overtaking = await post()
+        assert overtaking.status_code == 409, overtaking.text
+        assert overtaking.json()["error"]["code"] == "in_progress"
+        assert int(overtaking.headers["Retry-After"]) >= 1
+        async with running_worker(temporal_env.client, own):
+            answered = await first
+            assert answered.status_code == 201, answered.text
+            assert (await profile(client, contact_id))["state"] == "pending_verification"
+            again = await post()
+        assert (again.status_code, again.json()) == (201, answered.json())
+        assert again.headers["Idempotent-Replayed"] == "true"
 
 
 async def test_the_registry_follows_the_document_a_customer_renews_with(

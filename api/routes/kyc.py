@@ -213,8 +213,9 @@ async def upload_document(
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=200,
         description="Sent again with the same upload (contact, kind and file), the key stores "
-                    "and judges nothing twice and answers with the first one's document; with "
-                    "another upload it is a 409")] = None,
+                    "and judges nothing twice and answers with the first one's document (while "
+                    "the first is still being judged, a 409 with Retry-After); with another "
+                    "upload it is a 409")] = None,
 ):
     contact = await contact_of(session, client.id, contact_id)
     try:
@@ -230,10 +231,15 @@ async def upload_document(
                                               upload=file):
             # A key reused for another upload is a client's bug: storing nothing would hide it.
             return error_response(409, "conflict", "Idempotency-Key was used for another upload")
+        if kyc_profiles.upload_in_progress(document, state.settings):
+            # Answering now would answer before the profile's judgment the first one waits for.
+            return error_response(
+                409, "in_progress", "the request with this Idempotency-Key is still in "
+                "progress; send it again after Retry-After seconds", headers={"Retry-After": "1"})
         response.headers["Idempotent-Replayed"] = "true"
         return document_out(document)
-    await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact,
-                                        document_type=document.document_type, uploaded=True)
+    await kyc_profiles.judge_upload(session, state.temporal, state.settings, contact=contact,
+                                    document=document)
     return document_out(document)
 
 

@@ -139,9 +139,8 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
                           status_code=err.status)
     if new:
         # Judged once: a second judgment of the same upload would renew the profile again.
-        await kyc_profiles.contact_changed(session, state.temporal, state.settings,
-                                            contact=visit.contact,
-                                            document_type=details.document_type, uploaded=True)
+        await kyc_profiles.judge_upload(session, state.temporal, state.settings,
+                                        contact=visit.contact, document=document)
     # Post/redirect/get: a reload never uploads twice.
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
 

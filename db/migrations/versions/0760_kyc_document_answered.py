@@ -1,0 +1,26 @@
+"""An uploaded KYC document remembers when its upload was answered, its judgment waited for
+(kyc_documents.answered_at): until then a retry with the same Idempotency-Key is told the
+upload is in progress. Documents stored before were all answered.
+
+Revision ID: 0760_kyc_document_answered
+Revises: 0720_undeliverable
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0760_kyc_document_answered"
+down_revision = "0720_undeliverable"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("kyc_documents") as batch:
+        batch.add_column(sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE kyc_documents SET answered_at = uploaded_at")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("kyc_documents") as batch:
+        batch.drop_column("answered_at")
