@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -103,3 +103,9 @@ async def registry_of(client: ClientDep, session: SessionDep, state: StateDep
 
 
 RegistryDep = Annotated[registry.Registry, Depends(registry_of)]
+
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=200,
+    description="One per request among the client's: sent again with the same request, the key "
+                "does nothing twice and answers as the first one did; with another request it "
+                "is a 409")]

@@ -5,6 +5,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.helpers import Customer, eventually, unique_email
@@ -495,6 +496,30 @@ async def test_a_message_idempotency_key_stands_for_one_message(tenant):
         response = await tenant.post("/v1/messages", bad)
         assert response.status_code == 422
         assert response.json()["error"]["fields"][0]["field"] == field, response.text
+
+
+async def test_a_message_idempotency_key_may_come_as_the_standard_header(tenant):
+    """Idempotency-Key in the header means what idempotency_key in the body means."""
+    await setup_policies(tenant)
+    contact = await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"idem-{uuid.uuid4().hex[:6]}", "last_name": "Idem",
+        "contact_points": [{"kind": "email", "value": unique_email()}]}, 201)
+    message = {"contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 9",
+               "text": "Please pay"}
+    key = f"invoice-{uuid.uuid4().hex[:6]}"
+
+    async def post(body: dict, header: str | None = key) -> httpx.Response:
+        return await tenant.http.post("/v1/messages", json=body, headers={
+            **tenant.auth, **({"Idempotency-Key": header} if header is not None else {})})
+    first, again = await post(message), await post(message)
+    assert first.status_code == again.status_code == 202, first.text
+    assert first.json()["id"] == again.json()["id"]
+    same = await post({**message, "idempotency_key": key}, header=None)
+    assert same.json()["id"] == first.json()["id"]
+    assert (await post({**message, "subject": "Invoice 10"})).status_code == 409
+    for bad in (await post({**message, "idempotency_key": "other"}), await post(message, "")):
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["fields"][0]["field"] == "Idempotency-Key", bad.text
 
 
 async def test_journey_messages_the_client_calls_marketing_can_be_unsubscribed(

@@ -5,14 +5,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import kyc_profiles
-from api.deps import ActorDep, ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import DocumentRejected
 from api.kyc_schemas import (
@@ -210,13 +210,12 @@ async def upload_document(
     document_type: Annotated[DocumentType, Form()],
     number: Annotated[str | None, Form(description="Required for id_card and passport")] = None,
     expires_at: Annotated[str | None, Form(description="Date (2031-12-31) or date-time")] = None,
-    idempotency_key: Annotated[str | None, Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Sent again with the same upload (contact, kind and file), the key stores "
-                    "and judges nothing twice and answers with the first one's document (while "
-                    "the first is still being judged, a 409 with Retry-After); with another "
-                    "upload it is a 409")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ):
+    """Answers once the profile has judged the document. Sent again with its Idempotency-Key,
+    the same upload (contact, kind and file) is stored and judged once and answered with the
+    first one's document; while the first still waits for its judgment, a 409 `in_progress`
+    with Retry-After."""
     contact = await contact_of(session, client.id, contact_id)
     try:
         details = kyc_profiles.document_details(document_type, number, expires_at)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from temporalio.common import WorkflowIDConflictPolicy
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.consents import contact_of
 from api.schemas import FieldError, Slug, Strict
@@ -29,7 +29,7 @@ class MessageCreate(Strict):
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="repeating a key with the same message sends nothing twice; with another "
-                    "message it is a 409")
+                    "message it is a 409. The Idempotency-Key header says the same")
 
 
 class MessageOut(BaseModel):
@@ -45,7 +45,13 @@ class MessageOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut)
 async def send_message(body: MessageCreate, client: ClientDep, session: SessionDep,
-                       state: StateDep) -> ClientMessage:
+                       state: StateDep, idempotency_key: IdempotencyKeyHeader = None
+                       ) -> ClientMessage:
+    if None not in (idempotency_key, body.idempotency_key) and \
+            idempotency_key != body.idempotency_key:
+        raise FieldProblems([FieldError(
+            field="Idempotency-Key", message="differs from idempotency_key in the body: send "
+                                             "one of them, or the same key in both")])
     await contact_of(session, client.id, body.contact_id)
     if (await session.scalars(select(MessagePolicy).where(
             MessagePolicy.client_id == client.id,
@@ -53,7 +59,7 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
         raise FieldProblems([FieldError(
             field="message_type", message=f"unknown message type {body.message_type!r}: define "
                                           "its policy with PUT /v1/message-policies/{type} first")])
-    key = body.idempotency_key or str(uuid.uuid4())
+    key = idempotency_key or body.idempotency_key or str(uuid.uuid4())
     await insert_ignoring_conflicts(session, ClientMessage, [{
         "id": uuid.uuid4(), "client_id": client.id, "contact_id": body.contact_id,
         "idempotency_key": key, "message_type": body.message_type, "channel": body.channel,
