@@ -181,6 +181,8 @@ class CampaignLauncher:
 
     @activity.defn
     async def finish_launch(self, input: FinishLaunchInput) -> FinishLaunchResult:
+        """Records the launch's end with its final counts, which the workflow's progress
+        reaches only once this has answered."""
         cancelled = 0
         if input.cancel_journeys:
             cancelled = await self._cancel_journeys(input.launch_id)
@@ -189,7 +191,7 @@ class CampaignLauncher:
             await session.execute(update(CampaignLaunch).where(
                 CampaignLaunch.id == input.launch_id).values(
                 state=p.state, selected=p.selected, started=p.started, skipped=p.skipped,
-                finished_at=utcnow()))
+                journeys_cancelled=p.journeys_cancelled + cancelled, finished_at=utcnow()))
         return FinishLaunchResult(journeys_cancelled=cancelled)
 
     @activity.defn

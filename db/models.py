@@ -517,6 +517,8 @@ class CampaignLaunch(Base):
     selected: Mapped[int | None]
     started: Mapped[int | None]
     skipped: Mapped[int | None]
+    # Written with finished_at, so a finished launch's count is its final one.
+    journeys_cancelled: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

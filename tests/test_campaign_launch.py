@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -195,6 +197,35 @@ async def test_cancel_can_cancel_the_journeys_the_launch_started(tenant, tempora
     async def workflow_cancelled() -> bool:
         return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     await eventually(workflow_cancelled, what="the journey workflow cancelled")
+
+
+async def test_a_finished_launchs_count_of_cancelled_journeys_is_final(tenant, temporal_env):
+    """A client polling a launch cancelled with its journeys never sees it finished with a
+    count that changes afterwards, nor loses the count once Temporal has forgotten the launch
+    (retention)."""
+    campaign_id = await launch_under_way(tenant)
+    cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel",
+                                {"cancel_journeys": True})
+    seen: set[int | None] = set()
+    while not (launch := (await progress(tenant, campaign_id))["launch"])["finished_at"]:
+        pass  # polled as fast as a client could, to meet the moment it finishes
+    for _ in range(20):
+        seen.add((await progress(tenant, campaign_id))["launch"]["journeys_cancelled"])
+    assert {launch["journeys_cancelled"]} | seen == {cancelled["started"]}, (launch, seen)
+
+    client = temporal_env.client
+    # Each run: the launch continues as new every few batches.
+    async for run in client.list_workflows(f"WorkflowId = '{launch['id']}'"):
+        await client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=WorkflowExecution(
+                workflow_id=run.id, run_id=run.run_id)))
+
+    async def forgotten() -> dict | None:
+        now = (await progress(tenant, campaign_id))["launch"]
+        return now if now["batches"] is None else None
+    kept = await eventually(forgotten, what="the launch forgotten by Temporal")
+    assert (kept["finished_at"], kept["journeys_cancelled"]) == (
+        launch["finished_at"], cancelled["started"])
 
 
 async def test_only_a_journey_cancelled_with_its_launch_says_the_client_withdrew_it(
