@@ -584,7 +584,11 @@ class RecurrenceOut(BaseModel):
     schedule_id: str
     recurrence: dict[str, Any]
     paused: bool
-    next_runs: list[datetime]
+    paused_because: Literal["campaign_paused", "schedule_paused"] | None = Field(description=(
+        "why it launches nothing now: the campaign is paused, or an operator paused its "
+        "schedule in the Temporal UI"))
+    next_runs: list[datetime] = Field(description="the next launches (at most 5); none while "
+                                      "paused, as a launch then would start nothing")
 
 
 # --- contacts into a campaign --------------------------------------------------------------

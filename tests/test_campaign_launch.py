@@ -532,6 +532,23 @@ async def test_an_every_recurrence_runs_one_interval_after_it_was_set(tenant):
     assert abs(plain(runs[0]) - (set_at + timedelta(days=7))) < timedelta(seconds=5), runs
 
 
+async def test_a_paused_recurrence_plans_no_launch_and_says_why(tenant, temporal_env):
+    campaign_id = await light_campaign(tenant, recurrence={"every": "P1D"})
+    url = f"/v1/campaigns/{campaign_id}/recurrence"
+
+    async def recurrence() -> tuple[bool, str | None, bool]:
+        now = await tenant.ok("GET", url)
+        return now["paused"], now["paused_because"], bool(now["next_runs"])
+    assert await recurrence() == (False, None, True)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    assert await recurrence() == (True, "campaign_paused", False)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "active"})
+    assert await recurrence() == (False, None, True)
+    # An operator pauses the schedule in the Temporal UI.
+    await temporal_env.client.get_schedule_handle(f"campaign/{campaign_id}/recurrence").pause()
+    assert await recurrence() == (True, "schedule_paused", False)
+
+
 async def test_a_paused_campaign_whose_schedule_an_operator_unpaused_starts_nothing(
     tenant, temporal_env
 ):
@@ -539,10 +556,13 @@ async def test_a_paused_campaign_whose_schedule_an_operator_unpaused_starts_noth
     campaign_id = await light_campaign(tenant)
     await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
     await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence", {"every": "PT2S"})
-    # An operator unpauses the schedule in the Temporal UI; the campaign stays paused.
+    # An operator unpauses the schedule in the Temporal UI; the campaign stays paused, and
+    # plans no launch, as one would start nothing.
     await temporal_env.client.get_schedule_handle(
         f"campaign/{campaign_id}/recurrence").unpause()
-    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence"))["paused"]
+    recurrence = await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/recurrence")
+    assert (recurrence["paused"], recurrence["paused_because"], recurrence["next_runs"]) == (
+        True, "campaign_paused", []), recurrence
 
     async def scheduled_launch_ended() -> dict | None:
         launch = (await progress(tenant, campaign_id))["launch"]

@@ -195,12 +195,14 @@ async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
             raise
         # Deleted outside the API (an operator in the Temporal UI): nothing recurs any more.
         raise HTTPException(404, "this campaign's schedule no longer exists") from None
+    # The campaign's status is what counts: a paused campaign's launches start nothing, though
+    # an operator unpaused its schedule (whose planned runs Temporal lists even while paused).
+    because = ("campaign_paused" if campaign.status != "active" else
+               "schedule_paused" if described.schedule.state.paused else None)
     return RecurrenceOut(schedule_id=launching.schedule_id(campaign.id),
-                         recurrence=campaign.spec["recurrence"],
-                         # The campaign's status is what counts: a paused campaign's launches
-                         # start nothing, though an operator unpaused its schedule.
-                         paused=described.schedule.state.paused or campaign.status != "active",
-                         next_runs=described.info.next_action_times[:5])
+                         recurrence=campaign.spec["recurrence"], paused=because is not None,
+                         paused_because=because,
+                         next_runs=[] if because else described.info.next_action_times[:5])
 
 
 @router.put("/{campaign_id}/recurrence", response_model=RecurrenceOut, responses=CONFLICT)
