@@ -82,7 +82,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         else public_only_transport(limits),
     ) as webhook_http:
         dispatcher = EndpointDispatcher(client, settings)
-        records = JourneyRecords(sessions, settings, dispatcher)
+        records = JourneyRecords(sessions, settings, dispatcher, client)
         smtp = SmtpSender(settings)
         sms = make_sms_sender(settings, http)
         sender = MessageSender(sessions, settings, smtp, sms, make_letter_sender(settings, http),

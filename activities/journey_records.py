@@ -1,6 +1,7 @@
 """Database writes of a journey: stages, submitted data, consents, verification, and the webhook
 events they raise. Each write is keyed by (journey, step), so a retried activity adds nothing."""
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -8,6 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client as TemporalClient
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhooks import EndpointWaker
 from core.contracts import (
@@ -18,6 +21,7 @@ from core.contracts import (
     RecordSubmissionInput,
     RecordVerificationInput,
     SubmitDataInput,
+    ValueVerifiedInput,
 )
 from contacts import audit, gdpr, registry
 from contacts.schemas import AddressIn
@@ -57,10 +61,11 @@ FIELD_NAME = {"email": "address", "mobile": "number"}
 
 class JourneyRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 waker: EndpointWaker) -> None:
+                 waker: EndpointWaker, temporal: TemporalClient) -> None:
         self._sessions = sessions
         self._settings = settings
         self._waker = waker
+        self._temporal = temporal
 
     @staticmethod
     async def _load(session: AsyncSession, journey_id: str) -> tuple[Journey, Contact, Campaign]:
@@ -179,10 +184,29 @@ class JourneyRecords:
         async with transaction(self._sessions) as session:
             emitted, endpoints = await self._verification(session, input)
             # Loaded (and locked) by the verification: no second query.
-            client_id = (await session.get_one(Journey, uuid.UUID(input.journey_id))).client_id
-        # Only now, committed, may the endpoints' workflows see the events.
-        await self._waker.wake(client_id, endpoints, input.step)
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            # A value taken as verified before was confirmed in a journey that told them.
+            awaiting = ([] if emitted.refused or input.verified_before else
+                        await crud.journeys_awaiting(session, journey=journey, kind=input.kind))
+        # Only now, committed, may the endpoints' workflows see the events, and the contact's
+        # other journeys find the value verified.
+        await self._waker.wake(journey.client_id, endpoints, input.step)
+        await self._tell_verified(awaiting, input.kind)
         return emitted
+
+    async def _tell_verified(self, workflow_ids: list[str], kind: str) -> None:
+        """Tells the contact's other journeys awaiting the value that it is verified, so they
+        end as verified now instead of at their next reminder, or expiring."""
+        async def tell(workflow_id: str) -> None:
+            try:
+                await self._temporal.get_workflow_handle(workflow_id).signal(
+                    "value_verified", ValueVerifiedInput(kind))
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise  # retried: the verification's writes are keyed, done once
+                # Ended meanwhile: nothing awaits the value there.
+
+        await asyncio.gather(*(tell(w) for w in workflow_ids))
 
     async def _verification(self, session: AsyncSession, input: RecordVerificationInput
                             ) -> tuple[EmittedEvents, list[str]]:

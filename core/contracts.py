@@ -228,6 +228,14 @@ class OptOutInput:
 
 
 @dataclass
+class ValueVerifiedInput:
+    """Another of the contact's journeys verified a value ("email", "mobile") this journey may
+    be awaiting too: the database says whether it is, and since when."""
+
+    kind: str
+
+
+@dataclass
 class JourneyState:
     """What the `state` query returns to the API and to operators."""
 

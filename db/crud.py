@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import normalise
 from core import security
-from core.vocabulary import NOT_OPENED, ContactPointKind, Stage, VerificationState
+from core.vocabulary import FINAL_STAGES, NOT_OPENED, ContactPointKind, Stage, VerificationState
 from db.models import (
     POINT_IN_USE,
     ApiKey,
@@ -414,6 +414,20 @@ async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
         or_(*((ContactPoint.kind == kind) & (ContactPoint.value == value)
               for kind, value in wanted))))).all()
     return {point.kind: point for point in points}
+
+
+async def journeys_awaiting(session: AsyncSession, *, journey: Journey, kind: str) -> list[str]:
+    """The workflow ids of the contact's other open journeys that collected the value this
+    journey holds of that kind ("email", "mobile") and have not verified it yet."""
+    value = (journey.collected or {}).get(kind)
+    if value is None:
+        return []
+    others = (await session.scalars(select(Journey).where(
+        Journey.contact_id == journey.contact_id, Journey.id != journey.id,
+        Journey.stage.not_in(FINAL_STAGES)))).all()
+    return [other.workflow_id for other in others
+            if (other.collected or {}).get(kind) == value
+            and not (other.collected or {}).get(f"{kind}_verified_at")]
 
 
 async def count_hits(session: AsyncSession, *, keys: list[str],

@@ -438,17 +438,18 @@ async def test_the_page_says_when_the_code_out_is_dead_or_still_the_one_to_type(
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
 
 
-async def test_values_verified_in_another_campaign_are_not_asked_to_confirm_again(
-    tenant, http, mailbox, settings, temporal_env, record_histories
+async def test_values_verified_in_another_campaign_end_the_journey_awaiting_them_at_once(
+    tenant, http, mailbox, settings, temporal_env, record_histories, webhook_receiver
 ):
     """Campaign B asked the contact to confirm an address and a number; he confirmed both in
-    campaign A meanwhile. B's reminder to confirm the address is not sent: B takes both as
-    verified."""
+    campaign A meanwhile. B, with no reminder due (a day away), takes both as verified at once:
+    no reminder, no expiry, its own `contact.data_verified` saying when and how they were."""
+    hook = await tenant.subscribe(webhook_receiver, ["contact.data_verified", "journey.expired"])
     invited_at, typed = unique_email("both"), unique_email("typed")
     number = "+3161434" + str(uuid_digits())
     contact = {"external_id": invited_at, "email": invited_at, "language": "en"}
     body = {"collect": ["email", "mobile"], "languages": ["en"], "consents": []}
-    later = await tenant.create_campaign(**body, reminders={"interval": "PT8S", "max_count": 1})
+    later = await tenant.create_campaign(**body, reminders={"interval": "P1D", "max_count": 1})
     [b] = (await tenant.enrol(later["id"], contact))["results"]
     [invitation] = await mailbox.wait_for(invited_at)
     customer = Customer(http)
@@ -466,24 +467,40 @@ async def test_values_verified_in_another_campaign_are_not_asked_to_confirm_agai
     await customer.submit(page, email=typed, mobile=number)
     [*_, code] = await wait_codes(settings, number, 2)
     await customer.submit(page + "/code", code=code)
+    # The number alone: B takes it, and still awaits the address.
+    await eventually(lambda: _history_has(tenant, b["journey_id"], "mobile_verified"),
+                     what="B's mobile_verified")
+    assert (await tenant.journey(b["journey_id"]))["stage"] == "verification_pending"
     [_, verification] = await mailbox.wait_for(typed, 2)
     await customer.open(mailbox.link(verification))
     await customer.submit(mailbox.link(verification))
     await tenant.wait_for_stage(a["journey_id"], "verified")
 
-    # B's reminder falls due: it finds both verified and sends nothing.
-    journey = await tenant.wait_for_stage(b["journey_id"], "verified")
+    journey = await tenant.wait_for_stage(b["journey_id"], "verified", timeout=10)
     history = [(e["type"], e["detail"]) for e in journey["history"]]
     assert [t for t, _ in history] == ["invitation_sent", "opened", "data_entered",
-                                       "verification_sent", "code_sent", "email_verified",
+                                       "verification_sent", "code_sent", "mobile_verified",
                                        "verified"], history
     assert all(set(detail) == {"verified_before"} for _, detail in history[-2:]), history
     assert [m.subject.startswith("Reminder") for m in mailbox.to(typed)] == [False, False]
     assert len(codes_sent(settings, number)) == 2
+    events = await webhook_receiver.wait_for(hook, "contact.data_verified", 2)
+    by_journey = {e.payload["data"]["journey_id"]: e.payload["data"] for e in events}
+    assert set(by_journey) == {a["journey_id"], b["journey_id"]}
+    for kind in ("email", "mobile"):
+        assert by_journey[b["journey_id"]][kind] == by_journey[a["journey_id"]][kind], kind
     report = await tenant.get(f"/v1/campaigns/{later['id']}/report.csv")
     [row] = list(csv.DictReader(io.StringIO(report.text)))
     assert (row["email"], row["email_state"]) == (typed, "verified")
     assert (row["mobile"], row["mobile_state"]) == (number, "verified")
+    await asyncio.sleep(1)
+    assert len(webhook_receiver.events(hook, "contact.data_verified")) == 2
+    assert webhook_receiver.events(hook, "journey.expired") == []
     if record_histories:
         await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
-                           "journey_values_verified_elsewhere")
+                           "journey_values_verified_elsewhere_signalled")
+
+
+async def _history_has(tenant, journey_id: str, event: str) -> bool | None:
+    journey = await tenant.journey(journey_id)
+    return any(e["type"] == event for e in journey["history"]) or None

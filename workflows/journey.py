@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         SendMessageResult,
         SubmitDataInput,
         SubmitDataResult,
+        ValueVerifiedInput,
         WithdrawInput,
     )
     from core.vocabulary import (
@@ -100,6 +101,10 @@ CANCELLED_BY_RECORDED = "cancelled-by-recorded"
 # Journeys before kept awaiting a value the contact had verified meanwhile in another journey
 # (their reminder to confirm it was sent all the same).
 VERIFIED_ELSEWHERE = "verified-elsewhere"
+# Journeys before learnt of a value verified in another journey only when their reminder to
+# confirm it fell due (none for a code, none with no reminders left): now that journey tells
+# them at once (signal value_verified).
+VERIFIED_ELSEWHERE_SIGNALLED = "verified-elsewhere-signalled"
 # Journeys before took any channel and kind a message_bounced signal named.
 BOUNCE_SIGNALS_CHECKED = "bounce-signals-checked"
 # Journeys an enrichment link started before sent the campaign's invitation at once, as enrolled
@@ -548,19 +553,33 @@ class JourneyWorkflow:
         if not reminder.verified or not workflow.patched(VERIFIED_ELSEWHERE):
             return
         for kind in ("email", "mobile"):
-            if kind not in reminder.verified or kind not in self.awaiting:
-                continue
-            emitted = await workflow.execute_activity_method(
-                JourneyRecords.record_verification,
-                RecordVerificationInput(
-                    self.input.journey_id, f"verified-{kind}-{step}",
-                    ConfirmInput(step, workflow.now(), None, None),
-                    kind=kind, final=self.awaiting <= {kind}, verified_before=True),
-                **DB_WRITE,
-            )
-            self._deliver(emitted)
-            if not emitted.refused:
-                self._verified(kind)
+            if kind in reminder.verified and kind in self.awaiting:
+                await self._take_verified(kind, step)
+
+    async def _take_verified(self, kind: str, step: str) -> None:
+        """Takes the value the contact has verified already as it stands in the registry (a
+        value released or withdrawn since is refused, and still awaited)."""
+        emitted = await workflow.execute_activity_method(
+            JourneyRecords.record_verification,
+            RecordVerificationInput(
+                self.input.journey_id, f"verified-{kind}-{step}",
+                ConfirmInput(step, workflow.now(), None, None),
+                kind=kind, final=self.awaiting <= {kind}, verified_before=True),
+            **DB_WRITE,
+        )
+        self._deliver(emitted)
+        if not emitted.refused:
+            self._verified(kind)
+
+    @workflow.signal
+    async def value_verified(self, input: ValueVerifiedInput) -> None:
+        """Another of the contact's journeys verified a value: this one, awaiting that kind,
+        takes it as verified if it is the same value, instead of reminding or expiring."""
+        async with self.turn:
+            if (input.kind not in self.awaiting or self.stage in FINAL_STAGES
+                    or not workflow.patched(VERIFIED_ELSEWHERE_SIGNALLED)):
+                return
+            await self._take_verified(input.kind, f"elsewhere-{self.submissions}")
 
     def _verified(self, kind: str) -> None:
         self.awaiting.discard(kind)
