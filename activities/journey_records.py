@@ -89,8 +89,14 @@ class JourneyRecords:
             checkboxes = {c["key"]: c for c in campaign.spec.get("consents", [])}
             before = journey.collected or {}
             again = self._verified_before(before, sub)
+            # Verified by the contact already (another journey): taken as it stands, no link
+            # or code sent to prove it again.
+            known = [kind for kind in await crud.verified_points(
+                session, contact_id=contact.id,
+                values={"email": sub.email, "mobile": sub.mobile})
+                if kind not in again]
             proven = again + [kind for kind in await self._proven(session, journey, campaign, sub)
-                              if kind not in again]
+                              if kind not in again + known]
             # Kept on the journey, apart from the contact's verified data, until confirmed.
             journey.collected = {
                 "email": sub.email,
@@ -136,7 +142,7 @@ class JourneyRecords:
                 **crud.journey_ref(journey, campaign),
                 "contact": crud.contact_ref(contact),
                 **{k: {FIELD_NAME[k]: v,
-                       "verification_state": "verified" if k in again else "pending"}
+                       "verification_state": "verified" if k in again + known else "pending"}
                    for k, v in (("email", sub.email), ("mobile", sub.mobile)) if v},
                 **({"address": sub.address} if sub.address else {}),
                 "submitted_at": sub.given_at.isoformat(),
@@ -151,7 +157,7 @@ class JourneyRecords:
             endpoints += await consents_db.announce(session, contact=contact, events=consents)
         # Only now, committed, may the endpoints' workflows see the events.
         await self._waker.wake(journey.client_id, endpoints, input.step)
-        return EmittedEvents(proven=proven)
+        return EmittedEvents(proven=proven, verified=known)
 
     @staticmethod
     def _verified_before(collected: dict[str, Any], sub: SubmitDataInput) -> list[str]:

@@ -348,6 +348,9 @@ class EmittedEvents:
     # Verify-existing campaigns: the submitted contact points ("email", "mobile") the customer
     # kept as they were, on the very address our invitation reached: proven already.
     proven: list[str] = field(default_factory=list)
+    # The submitted contact points ("email", "mobile") the contact has verified already
+    # (another journey): taken as they stand in the registry, nothing sent to prove them.
+    verified: list[str] = field(default_factory=list)
 
 
 @dataclass

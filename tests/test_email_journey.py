@@ -540,3 +540,43 @@ async def test_an_address_entered_counts_in_the_profile(tenant, http, mailbox):
                           address_postal_code="2801 AA", address_city="Gouda",
                           address_country="nl")
     assert "Your profile is 50% complete" in customer.page  # and the address, awaiting
+
+
+async def test_an_address_the_contact_verified_before_is_taken_without_a_new_link(
+    tenant, http, mailbox, webhook_receiver, temporal_env, record_histories
+):
+    """The contact confirmed his address in campaign A; typed again on campaign B's page, it
+    is the same contact's proven address: verified at once, no mail to confirm it again."""
+    hook = await tenant.subscribe(webhook_receiver, ["contact.data_collected",
+                                                     "contact.data_verified"])
+    address = unique_email("proven")
+    first = await tenant.create_campaign(languages=["en"], consents=[])
+    a, customer, page = await on_the_page(tenant, http, mailbox, first, address)
+    await customer.submit(page, email=address)
+    [_, verification] = await mailbox.wait_for(address, count=2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(a["journey_id"], "verified")
+
+    later = await tenant.create_campaign(languages=["en"], consents=[])
+    [b] = (await tenant.enrol(later["id"], {"external_id": address}))["results"]
+    [*_, invitation] = await mailbox.wait_for(address, count=3)
+    await customer.open(mailbox.link(invitation))
+    response = await customer.submit(mailbox.link(invitation), email=address)
+    assert response.status_code == 200, customer.page
+    assert "Check your inbox" not in customer.page
+    journey = await tenant.wait_for_stage(b["journey_id"], "verified", timeout=5)
+    assert [e["type"] for e in journey["history"]] == [
+        "invitation_sent", "opened", "data_entered", "verified"], journey["history"]
+    assert set(journey["history"][-1]["detail"]) == {"verified_before"}
+    [collected] = [e.payload["data"] for e in await webhook_receiver.wait_for(
+        hook, "contact.data_collected", 2) if e.payload["data"]["journey_id"] == b["journey_id"]]
+    assert collected["email"]["verification_state"] == "verified"
+    events = await webhook_receiver.wait_for(hook, "contact.data_verified", 2)
+    by_journey = {e.payload["data"]["journey_id"]: e.payload["data"] for e in events}
+    assert by_journey[b["journey_id"]]["email"] == by_journey[a["journey_id"]]["email"]
+    await asyncio.sleep(1)
+    assert len(mailbox.to(address)) == 3  # two invitations and the first confirmation link
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
+                           "email_journey_address_verified_before")

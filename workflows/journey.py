@@ -105,6 +105,9 @@ VERIFIED_ELSEWHERE = "verified-elsewhere"
 # confirm it fell due (none for a code, none with no reminders left): now that journey tells
 # them at once (signal value_verified).
 VERIFIED_ELSEWHERE_SIGNALLED = "verified-elsewhere-signalled"
+# Journeys before sent a link or code for a value the contact had verified already (another
+# journey) that the customer entered, and awaited it.
+VERIFIED_VALUES_TAKEN = "verified-values-taken"
 # Journeys before took any channel and kind a message_bounced signal named.
 BOUNCE_SIGNALS_CHECKED = "bounce-signals-checked"
 # Journeys an enrichment link started before sent the campaign's invitation at once, as enrolled
@@ -442,7 +445,10 @@ class JourneyWorkflow:
             self.awaiting = set()
             undeliverable: str | None = None
             self._enter(Stage.data_entered)
-            if input.email and "email" in emitted.proven:
+            known = (emitted.verified
+                     if emitted.verified and workflow.patched(VERIFIED_VALUES_TAKEN) else [])
+            taken = [*emitted.proven, *known]
+            if input.email and "email" in taken:
                 self.awaiting.add("email")
             elif input.email:
                 # Confirmable as soon as the mail may be out, before its send reports back: a
@@ -459,7 +465,7 @@ class JourneyWorkflow:
                     self.awaiting.discard("email")
                     self.verification_step = self.pending_email = None
                     undeliverable = input.email
-            if input.mobile and "mobile" in emitted.proven:
+            if input.mobile and "mobile" in taken:
                 self.awaiting.add("mobile")
             elif input.mobile:
                 if not code_kept:
@@ -471,9 +477,11 @@ class JourneyWorkflow:
                 self._enter(Stage.verification_pending)
             for kind in emitted.proven:
                 await self._verify_proven(kind, step, input)
+            for kind in known:
+                await self._take_verified(kind, step)
             return SubmitDataResult(
                 stage=self.stage,
-                verification_sent_to=None if "email" in emitted.proven or undeliverable
+                verification_sent_to=None if "email" in taken or undeliverable
                 else input.email, undeliverable=undeliverable, code_kept=code_kept)
 
     def _unchanged(self, input: SubmitDataInput) -> bool:
