@@ -7,6 +7,7 @@ import pytest
 from tests.helpers import Customer, unique_email
 from tests.histories import save_history
 from tests.test_channel_plans import ADDRESS, contact, letters_to
+from tests.test_reconsent import reconsent_campaign
 from workflows.journey import JourneyWorkflow
 
 
@@ -125,3 +126,28 @@ async def test_a_journey_the_link_starts_sends_no_invitation_of_its_own(
     if record_histories:
         name = "channel_plan" if plan else "reminders"
         await save_history(handle, f"enrichment_link_invited_by_client_{name}")
+
+
+async def test_the_link_never_opens_a_reconsent_journey(tenant):
+    """A re-consent journey asks for a consent, not for data: the link to complete the
+    contact's data neither opens it nor starts one."""
+    reconsent = await reconsent_campaign(tenant)
+    data = await tenant.create_campaign(languages=["en"], consents=[])
+    email = unique_email("rc")
+    [collecting] = (await tenant.enrol(data["id"], {"external_id": email, "email": email})
+                    )["results"]
+    [asked] = (await tenant.enrol(reconsent["id"], {"external_id": email}))["results"]
+    assert asked["journey_id"] not in (None, collecting["journey_id"]), asked
+    contact_link = f"/v1/contacts/{asked['contact_id']}/enrichment-link"
+    # The newest running journey is the re-consent one: the link opens the data one.
+    assert (await tenant.ok("GET", contact_link))["journey_id"] == collecting["journey_id"]
+    refused = await tenant.get(contact_link, campaign_id=reconsent["id"])
+    assert refused.status_code == 422
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["campaign_id"]
+
+    # With only a re-consent journey running, there is none to open.
+    other = unique_email("rc-only")
+    [only] = (await tenant.enrol(reconsent["id"], {"external_id": other, "email": other})
+              )["results"]
+    assert (await tenant.get(f"/v1/contacts/{only['contact_id']}/enrichment-link")
+            ).status_code == 404

@@ -9,7 +9,7 @@ from typing import Literal
 import segno
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
 
@@ -19,7 +19,7 @@ from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, enrolling_campaign
 from api.routes.consents import contact_of
 from api.schemas import ContactIn, FieldError
-from core.vocabulary import FINAL_STAGES, TokenPurpose
+from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
 from db.models import Campaign, Journey
 from messaging import links
 from messaging.branding import brand_for
@@ -41,15 +41,18 @@ class EnrichmentLink(BaseModel):
 
 async def running_journey(session: AsyncSession, temporal: TemporalClient,
                           contact_id: uuid.UUID, campaign_id: uuid.UUID | None) -> Journey | None:
-    """The contact's unfinished journey whose workflow still runs: the one in the campaign
-    named, else the newest; the lost ones met on the way are ended, so a link never leads to a
-    journey nothing will answer."""
+    """The contact's unfinished data-collection journey whose workflow still runs (a
+    re-consent journey asks no data): the one in the campaign named, else the newest; the lost
+    ones met on the way are ended, so a link never leads to a journey nothing will answer."""
     order = [Journey.created_at.desc()]
     if campaign_id is not None:
         order.insert(0, (Journey.campaign_id == campaign_id).desc())
     while True:
-        journey = (await session.scalars(select(Journey).where(
-            Journey.contact_id == contact_id, Journey.stage.not_in(FINAL_STAGES))
+        journey = (await session.scalars(select(Journey).join(
+            Campaign, Campaign.id == Journey.campaign_id).where(
+            Journey.contact_id == contact_id, Journey.stage.not_in(FINAL_STAGES),
+            func.coalesce(Campaign.spec["kind"].as_string(), JourneyKind.data_collection)
+            == JourneyKind.data_collection)
             .order_by(*order).limit(1))).first()
         if journey is None or not await lost_journeys.end_lost_among(session, temporal,
                                                                      [journey.id]):
@@ -72,8 +75,12 @@ async def enrichment_link(
     """A fresh link each call (earlier ones stay valid until the journey ends)."""
     contact = await contact_of(session, client.id, contact_id)
     if campaign_id is not None:
-        # Named, it must be one of the client's, even when a running journey makes it moot.
-        await campaign_of(session, client.id, campaign_id)
+        # Named, it must be one of the client's, even when a running journey makes it moot,
+        # and one that collects data: the link is to complete the contact's data.
+        named = await campaign_of(session, client.id, campaign_id)
+        if named.spec.get("kind", JourneyKind.data_collection) != JourneyKind.data_collection:
+            raise FieldProblems([FieldError(field="campaign_id", message=(
+                "an enrichment link opens a data_collection campaign's journey"))])
     journey = await running_journey(session, state.temporal, contact.id, campaign_id)
     if journey is None:
         if campaign_id is None:
