@@ -4,7 +4,7 @@ launch rows, and a campaign's journeys counted by stage."""
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, String, cast, exists, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, String, cast, exists, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import LaunchSelection
@@ -32,6 +32,15 @@ def imported_contact_ids(session: AsyncSession, import_id: uuid.UUID) -> Select:
         ContactImportBatch).join(ids, true()).where(batches)
 
 
+def missing_verified(spec: dict[str, Any]) -> ColumnElement[bool]:
+    """Whether the contact still lacks verified data of a kind the campaign collects: else a
+    journey in it would have nothing to ask."""
+    return or_(*(not_(exists().where(
+        ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind,
+        ContactPoint.verification_state == VerificationState.verified))
+        for kind in spec.get("collect", ["email"])))
+
+
 def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict[str, Any],
                       selection: LaunchSelection, after: uuid.UUID | None = None) -> Select:
     """(id, language) of the client's contacts the selection matches, in id order; with
@@ -48,10 +57,7 @@ def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict
         exists().where(ContactPoint.contact_id == Contact.id, *past(ContactPoint.contact_id),
                        ContactPoint.kind == ContactPointKind.email, POINT_IN_USE))
     if selection.missing_verified_only:
-        query = query.where(or_(*(not_(exists().where(
-            ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind,
-            ContactPoint.verification_state == VerificationState.verified))
-            for kind in spec.get("collect", ["email"]))))
+        query = query.where(missing_verified(spec))
     for kind, values in (("tag", selection.tags), ("category", selection.categories)):
         for value in values:
             query = query.where(exists().where(

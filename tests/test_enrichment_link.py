@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, on_the_page, unique_email
 from tests.histories import save_history
 from tests.test_channel_plans import ADDRESS, contact, letters_to
 from tests.test_reconsent import reconsent_campaign
@@ -151,3 +151,31 @@ async def test_the_link_never_opens_a_reconsent_journey(tenant):
               )["results"]
     assert (await tenant.get(f"/v1/contacts/{only['contact_id']}/enrichment-link")
             ).status_code == 404
+
+
+async def test_no_journey_is_started_for_a_contact_with_nothing_to_complete(
+        tenant, http, mailbox):
+    """The contact has verified the email the campaign collects: a journey there would ask
+    for nothing and only remind him. The client is told so instead of getting a link."""
+    address = unique_email("complete")
+    first = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, first, address)
+    await customer.submit(page, email=address)
+    [_, verification] = await mailbox.wait_for(address, count=2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+    later = await tenant.create_campaign(languages=["en"], consents=[])
+    refused = await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",
+                               campaign_id=later["id"])
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "conflict"
+    assert "nothing to complete" in refused.json()["error"]["message"]
+    assert (await tenant.ok("GET", f"/v1/campaigns/{later['id']}/journeys"))["items"] == []
+    # A campaign that also collects what he has not verified (a mobile) still starts one.
+    more = await tenant.create_campaign(languages=["en"], consents=[],
+                                        collect=["email", "mobile"])
+    started = await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}/enrichment-link"
+                                     f"?campaign_id={more['id']}")
+    assert started["campaign_id"] == more["id"]

@@ -20,7 +20,8 @@ from api.routes.campaigns import campaign_of, enrolling_campaign
 from api.routes.consents import contact_of
 from api.schemas import ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
-from db.models import Campaign, Journey
+from db import launches
+from db.models import Campaign, Contact, Journey
 from messaging import links
 from messaging.branding import brand_for
 from workflows.starts import journey_timings, start_journeys
@@ -62,8 +63,10 @@ async def running_journey(session: AsyncSession, temporal: TemporalClient,
 @router.get("/{contact_id}/enrichment-link", response_model=EnrichmentLink,
             responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}},
                        409: {"model": ErrorBody,
-                             "description": "The campaign is archived, or the contact's "
-                                            "journey in it has ended"}})
+                             "description": "The campaign is archived, the contact's journey "
+                                            "in it has ended, or the contact has nothing to "
+                                            "complete there (verified data of every kind it "
+                                            "collects)"}})
 async def enrichment_link(
     contact_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
     reg: RegistryDep, actor: ActorDep,
@@ -87,6 +90,12 @@ async def enrichment_link(
             await session.commit()  # a lost journey met on the way stays ended
             raise HTTPException(404, "no running journey; give campaign_id to start one")
         campaign = await enrolling_campaign(session, client.id, campaign_id)
+        if await session.scalar(select(Contact.id).where(
+                Contact.id == contact.id, launches.missing_verified(campaign.spec))) is None:
+            # A journey would ask for nothing and only send reminders.
+            await session.commit()  # a lost journey met on the way stays ended
+            raise HTTPException(409, "the contact has verified data of every kind this campaign "
+                                     "collects: there is nothing to complete")
         results, journeys = await enrolment.write_contacts_and_journeys(
             session, reg, actor, state.temporal, campaign=campaign,
             items={0: ContactIn(external_id=contact.external_id)})
