@@ -101,7 +101,8 @@ async def test_pay_before_or_after_leaving_data(
     await later.open(mailbox.link(verification))
     await later.submit(mailbox.link(verification))
     await tenant.wait_for_stage(journeys["later"], "verified")
-    assert "Open payment" in later.page
+    assert "Thank you, your address is confirmed" in later.page
+    assert "Open payment" not in later.page
     assert (await paid(tenant, journeys["later"]))["paid_at"]
 
     # "first" pays straight away (the client's payment system reports it) ...
@@ -170,6 +171,29 @@ async def test_after_opting_out_the_page_offers_to_pay_but_not_to_check_details(
     # Paying is still offered: the claim is open whatever the customer thinks of the request.
     assert "Pay now" in customer.page and f"{PAY}7" in customer.page
     assert "checking your details" not in customer.page
+
+
+async def test_a_verification_link_shows_no_claim_at_any_step(tenant, http, mailbox):
+    """The verification link goes to the address the customer typed: after a typo, a
+    stranger's mailbox, which must learn nothing of the claim, not even once it confirmed."""
+    campaign = await tenant.create_campaign(payments=True, languages=["en", "nl"])
+    email, typo = unique_email("debtor"), unique_email("stranger")
+    await tenant.enrol(campaign["id"], {"external_id": email, "email": email,
+                                        "claim": claim(8)})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=typo, consent=["terms"])
+    link = mailbox.link(await verification_to(mailbox, typo))
+    stranger = Customer(http)
+    pages = [(await stranger.open(link), stranger.page)]
+    pages.append((await stranger.submit(link), stranger.page))
+    pages.append((await stranger.open(link), stranger.page))
+    pages.append((await stranger.submit(link + "/language", language="nl"), stranger.page))
+    assert "Thank you, your address is confirmed" in pages[1][1]
+    for response, page in pages:
+        assert response.status_code == 200, page
+        assert "INV-8" not in page and PAY not in page and "125" not in page, page
 
 
 async def test_a_payment_reported_again_with_another_amount_or_time_is_a_conflict(tenant):

@@ -161,9 +161,13 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
     cookie = request.cookies.get(Csrf.COOKIE) or Csrf.new_cookie()
     scope = csrf_scope(request)
     if visit is not None:
+        # A verification link went to an address the customer typed, maybe a stranger's (a
+        # typo): its pages never show the claim, whatever step the journey is at.
+        claim = None if visit.link.purpose == TokenPurpose.verify_email else claim_view(
+            visit.journey.claim, visit.paid_at, language)
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
                    "languages": [(code, LANGUAGES[code]) for code in visit.languages],
-                   "claim": claim_view(visit.journey.claim, visit.paid_at, language),
+                   "claim": claim,
                    "collect": visit.campaign.spec.get("collect", ["email"]),
                    **context}
     body = render_page(name, language, {
@@ -208,10 +212,10 @@ async def address_replaced(session, visit: Visit) -> bool:
 
 def no_longer_valid(request: Request, state, visit: Visit) -> HTMLResponse:
     """The page of a replaced address's link. That mailbox is often a stranger's (typed by
-    mistake): it learns neither the new address nor how the journey went, sees no claim, and
-    gets no form: nothing is left to do there."""
+    mistake): it learns neither the new address nor how the journey went, and gets no form:
+    nothing is left to do there."""
     return html(request, state, "finished", visit.language,
-                {"stage": "replaced", "claim": None, "languages": []},
+                {"stage": "replaced", "languages": []},
                 status.HTTP_410_GONE, visit=visit)
 
 
