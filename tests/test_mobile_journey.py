@@ -239,6 +239,36 @@ async def test_a_dead_code_with_no_new_one_allowed_today_is_told_as_it_is(
         "code_suppressed"
 
 
+async def test_a_resend_the_daily_cap_refuses_leaves_the_valid_code_working(
+    tenant, http, mailbox, settings, temporal_env, record_histories
+):
+    """"Send again" when the number has had its daily cap of codes: no new code goes out, and
+    the code out, still valid, is still the one that verifies the number."""
+    number = "+3164334" + str(uuid_digits())
+    enrolled, customer, page = await start(
+        tenant, mailbox, http, number, verification={"code_resend_cooldown": "PT1S"})
+    [code] = await wait_codes(settings, number, 1)
+    cap = settings.verification_messages_per_recipient_per_day
+    for _ in range(cap - 1):
+        await start(tenant, mailbox, http, number)
+    await wait_codes(settings, number, cap)
+    await asyncio.sleep(1.2)
+
+    await customer.submit(page + "/resend-code")
+    assert len(codes_sent(settings, number)) == cap
+    assert (await tenant.journey(enrolled["journey_id"]))["history"][-1]["type"] == \
+        "code_suppressed"
+    await customer.open(page)
+    assert "kan niet meer worden gebruikt" not in customer.page
+    response = await customer.submit(page + "/code", code=code)
+    assert response.status_code == 200, customer.page
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    await handle.result()
+    if record_histories:
+        await save_history(handle, "mobile_capped_resend_keeps_code")
+
+
 async def test_the_right_code_for_a_number_kept_by_another_customer_says_so(
         tenant, http, mailbox, settings):
     """Under the reject rule a verified number stays with its first owner: the second

@@ -114,6 +114,9 @@ BOUNCE_SIGNALS_CHECKED = "bounce-signals-checked"
 # ones do, besides the client's own message that carried the link (a letter the client had
 # already paid for, to a contact who may have nothing missing).
 INVITED_BY_CLIENT = "invited-by-client"
+# Journeys before ended the code out, still valid, when the number's daily cap refused the
+# resend asked for: the customer was left with no code that could be typed.
+CAPPED_RESEND_KEEPS_CODE = "capped-resend-keeps-code"
 
 
 @workflow.defn(name="Journey")
@@ -506,10 +509,13 @@ class JourneyWorkflow:
         used and none may be resent does entering the number again send another."""
         if mobile is None or "mobile" not in self.awaiting or mobile != self.code_to:
             return False
+        return self._code_usable() or self.code_resends < self.input.timings.code_max_resends
+
+    def _code_usable(self) -> bool:
+        """Whether the code out can still be typed: sent, not locked, not expired."""
         assert self.code_sent_at is not None
-        usable = (self.code_sent and not self.code_locked
-                  and workflow.now() < self.code_sent_at + self.input.timings.code_ttl)
-        return usable or self.code_resends < self.input.timings.code_max_resends
+        return (self.code_sent and not self.code_locked
+                and workflow.now() < self.code_sent_at + self.input.timings.code_ttl)
 
     async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> None:
         """Kept unchanged on the address the invitation reached: confirmed by this submission."""
@@ -652,7 +658,13 @@ class JourneyWorkflow:
             if wait > timedelta(0):
                 return ResendCodeResult(sent=False, retry_after_seconds=ceil(wait.total_seconds()))
             self.code_resends += 1
-            return ResendCodeResult(sent=await self._send_code(), asked=True)
+            out = (self.code_step, self.code_sent_at, self.code_sent, self.code_locked)
+            usable = self._code_usable()
+            sent = await self._send_code()
+            if not sent and usable and workflow.patched(CAPPED_RESEND_KEEPS_CODE):
+                # Refused by the number's daily cap: the code out stays the one to type.
+                self.code_step, self.code_sent_at, self.code_sent, self.code_locked = out
+            return ResendCodeResult(sent=sent, asked=True)
 
     @resend_code.validator
     def _validate_resend_code(self) -> None:
