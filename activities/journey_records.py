@@ -29,6 +29,7 @@ from core.settings import Settings
 from core.vocabulary import (
     ANONYMISATION_BLOCKED,
     INVITING_TEMPLATES,
+    PAGE_ADDRESS_FIELDS,
     AuditAction,
     CampaignMode,
     ConsentSource,
@@ -342,8 +343,9 @@ class JourneyRecords:
         current = (await session.scalars(select(ContactAddress).where(
             ContactAddress.contact_id == contact.id, ContactAddress.type == address.type,
             ContactAddress.active))).first()
-        fields = ("line1", "postal_code", "city", "country")
-        if current is None or any(getattr(current, f) != getattr(address, f) for f in fields):
+        # Entered before the page asked for line 2, an address says nothing about it.
+        if current is None or any(getattr(current, f) != getattr(address, f)
+                                  for f in PAGE_ADDRESS_FIELDS if f in entered):
             await registry.add_address(session, reg, contact, address,
                                        audit.customer_actor(journey))
 

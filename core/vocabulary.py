@@ -315,3 +315,8 @@ KYC_STATE = SearchAttributeKey.for_keyword("KycState")
 # Set when a contact's journey or KYC profile starts, so operators find them by contact.
 CONTACT_ID = SearchAttributeKey.for_keyword("ContactId")
 SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE, CONTACT_ID)
+
+
+# The parts of an address the contact page asks for, confirms or corrects (and the campaign
+# report shows), besides its type.
+PAGE_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "country")

@@ -10,7 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from core.vocabulary import FINAL_STAGES, BounceKind, Stage
+from core.vocabulary import FINAL_STAGES, PAGE_ADDRESS_FIELDS, BounceKind, Stage
 from db.crud import PAYMENT_STEP
 from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
@@ -166,7 +166,7 @@ CONSENT_PROOF = {"language": "legal_text_language", "version": "legal_text_versi
 
 
 # The address as the contact page collects it, one CSV column per part.
-ADDRESS_PARTS = ("type", "line1", "postal_code", "city", "country")
+ADDRESS_PARTS = ("type", *PAGE_ADDRESS_FIELDS)
 
 
 # A payment-reminder campaign's rows name the claim, and say whether it was reported paid,

@@ -2,6 +2,8 @@
 address the invitation reached, it is confirmed at once; a correction is verified like new
 data."""
 
+import csv
+import io
 import random
 
 from tests.helpers import Customer, on_the_page, unique_email
@@ -89,6 +91,48 @@ async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry
     change = [e for e in trail if e["action"] == "update" and "addresses" in (
         e["detail"] or {}).get("changes", {})]
     assert change and change[0]["actor_type"] == "customer"
+
+
+async def test_a_correction_of_address_line_2_lands_in_the_registry_and_the_report(
+    tenant, http, mailbox
+):
+    """The page shows the known second address line beside the others; a correction of it
+    alone is a correction, kept in the registry and reported in the campaign report."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "address"])
+    email = unique_email("floor")
+    created = await tenant.post("/v1/contacts", {
+        "external_id": email, "first_name": "Ada",
+        "contact_points": [{"kind": "email", "value": email}],
+        "addresses": [{"type": "home", "line1": "Oudeweg 1", "line2": "2nd floor",
+                       "postal_code": "1234 AB", "city": "Utrecht", "country": "NL"}]})
+    assert created.status_code == 201, created.text
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": email})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert 'name="address_line2"' in customer.page and 'value="2nd floor"' in customer.page
+
+    too_long = await customer.submit(
+        page, email=email, consent=["terms"], address_line1="Oudeweg 1",
+        address_line2="x" * 301, address_postal_code="1234 AB", address_city="Utrecht",
+        address_country="NL")
+    assert too_long.status_code == 422 and 'href="#address_line2"' in customer.page
+    await customer.submit(page, email=email, consent=["terms"], address_line1="Oudeweg 1",
+                          address_line2="3rd floor", address_postal_code="1234 AB",
+                          address_city="Utrecht", address_country="NL")
+    await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+
+    contact = (await tenant.get(f"/v1/contacts/{created.json()['id']}",
+                                include_inactive_addresses="true")).json()
+    assert {(a["line2"], a["active"]) for a in contact["addresses"]} == {
+        ("2nd floor", False), ("3rd floor", True)}
+    base = f"/v1/campaigns/{campaign['id']}"
+    [row] = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/report.csv")).text)))
+    assert (row["address.line1"], row["address.line2"]) == ("Oudeweg 1", "3rd floor")
+    [entry] = (await tenant.get(f"{base}/report.json")).json()["rows"]
+    assert entry["address"]["line2"] == "3rd floor"
 
 
 async def test_the_known_address_in_other_letter_case_is_kept_not_corrected(

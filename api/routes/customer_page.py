@@ -38,6 +38,7 @@ from core.security import Csrf, sha256_hex
 from core.vocabulary import (
     FINAL_STAGES,
     NOT_OPENED,
+    PAGE_ADDRESS_FIELDS,
     AuditAction,
     CampaignMode,
     CancelledBy,
@@ -373,13 +374,10 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
     }, status_code, visit=visit)
 
 
-ADDRESS_FIELDS = ("line1", "postal_code", "city", "country")
-
-
 def address_view(address: ContactAddress | None) -> dict[str, Any] | None:
     """The contact's current address as the page shows it."""
     return None if address is None else {
-        "type": address.type, **{f: getattr(address, f) or "" for f in ADDRESS_FIELDS}}
+        "type": address.type, **{f: getattr(address, f) or "" for f in PAGE_ADDRESS_FIELDS}}
 
 
 async def entered_address(session, contact_id, raw: dict[str, str]
@@ -393,7 +391,7 @@ async def entered_address(session, contact_id, raw: dict[str, str]
             **{f: v or None for f, v in raw.items()}})
     except ValidationError as err:
         return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
-    return address.model_dump(include={"type", *ADDRESS_FIELDS}), {}
+    return address.model_dump(include={"type", *PAGE_ADDRESS_FIELDS}), {}
 
 
 async def journey_of(session, state, visit: Visit) -> WorkflowHandle:
@@ -501,7 +499,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             errors["mobile"] = "not_mobile"
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
-    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in ADDRESS_FIELDS}
+    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in PAGE_ADDRESS_FIELDS}
     address = None
     if "address" in collect:
         address, problems = await entered_address(session, visit.contact.id, address_raw)
