@@ -135,6 +135,33 @@ async def test_a_correction_of_address_line_2_lands_in_the_registry_and_the_repo
     assert entry["address"]["line2"] == "3rd floor"
 
 
+async def test_the_profile_meter_counts_what_the_customer_confirmed_not_what_is_known(
+    tenant, http, mailbox
+):
+    """The known email and address are shown to be confirmed: until the customer has, they
+    are in question and do not fill the meter (the name, not asked about, does)."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "address"])
+    email, corrected = unique_email("meter"), unique_email("meter-new")
+    created = await tenant.post("/v1/contacts", {
+        "external_id": email, "first_name": "Ada",
+        "contact_points": [{"kind": "email", "value": email}],
+        "addresses": [{"type": "home", "line1": "Oudeweg 1", "city": "Utrecht",
+                       "country": "NL"}]})
+    assert created.status_code == 201, created.text
+    await tenant.enrol(campaign["id"], {"external_id": email})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    assert "Your profile is 25% complete" in customer.page
+    # Confirmed the address, corrected the email (its link awaited): both count.
+    await customer.submit(page, email=corrected, consent=["terms"], address_line1="Oudeweg 1",
+                          address_city="Utrecht", address_country="NL")
+    assert "Check your inbox" in customer.page
+    assert "Your profile is 75% complete" in customer.page
+
+
 async def test_the_known_address_in_other_letter_case_is_kept_not_corrected(
     tenant, http, mailbox
 ):

@@ -338,11 +338,17 @@ async def known_data(session, visit: Visit) -> Known:
 
 def profile_complete(visit: Visit, known: Known) -> int:
     """How much of the contact's profile is known, in percent: name, email address, mobile
-    number and postal address count equally; what was entered and awaits verification counts."""
+    number and postal address count equally; what was entered and awaits verification counts.
+    In verify-existing mode what the page asks to confirm counts once the customer confirmed
+    or corrected it: the known data shown is what is in question."""
     contact, collected = visit.contact, visit.journey.collected or {}
+    in_question = set(visit.campaign.spec.get("collect", ["email"])) if (
+        visit.campaign.spec.get("mode") == CampaignMode.verify_existing) else set()
+    present = {"email": "email" in known.points, "mobile": "mobile" in known.points,
+               "address": known.address is not None}
     parts = [bool(contact.first_name or contact.last_name or contact.company_name),
-             *(bool(collected.get(kind)) or kind in known.points for kind in ("email", "mobile")),
-             known.address is not None or bool(collected.get("address"))]
+             *(bool(collected.get(kind)) or (has and kind not in in_question)
+               for kind, has in present.items())]
     return round(100 * sum(parts) / len(parts))
 
 
