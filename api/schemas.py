@@ -515,7 +515,17 @@ class CampaignOut(BaseModel):
     name: str
     status: str
     created_at: datetime
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(description=(
+        "the campaign as created; with a `channel_plan`, which replaces them, no `channels` "
+        "or `reminders`"))
+
+    @field_validator("spec")
+    @classmethod
+    def _what_applies(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        # Stored beside a plan (with their defaults), they would read as if they applied.
+        if spec.get("channel_plan"):
+            return {k: v for k, v in spec.items() if k not in ("channels", "reminders")}
+        return spec
 
 
 class CampaignStatusChange(Strict):

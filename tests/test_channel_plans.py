@@ -466,6 +466,22 @@ async def test_bad_channel_plans_are_field_errors(tenant):
         assert [f["field"] for f in response.json()["error"]["fields"]] == [field], response.text
 
 
+async def test_a_campaign_read_back_shows_its_plan_not_the_unused_reminders(tenant):
+    """With a channel plan the plan's steps are the invitation and reminders: read back, the
+    campaign does not also show `channels` and `reminders`, which do not apply."""
+    plan = [{"channel": "email"}, {"channel": "sms", "after": "P3D", "max": 2}]
+    created = await tenant.create_campaign(channel_plan=plan)
+    plain = await tenant.create_campaign(reminders={"interval": "P2D", "max_count": 1})
+    listed = {c["id"]: c for c in await tenant.ok("GET", "/v1/campaigns")}
+    for read in (created, await tenant.ok("GET", f"/v1/campaigns/{created['id']}"),
+                 listed[created["id"]]):
+        assert [s["channel"] for s in read["spec"]["channel_plan"]] == ["email", "sms"]
+        assert "reminders" not in read["spec"] and "channels" not in read["spec"]
+    read = await tenant.ok("GET", f"/v1/campaigns/{plain['id']}")
+    assert read["spec"]["reminders"] == {"interval": "P2D", "max_count": 1}
+    assert read["spec"]["channel_plan"] is None
+
+
 async def test_contact_no_plan_channel_reaches_is_rejected(tenant):
     campaign = await tenant.create_campaign(
         languages=["en"], consents=[], channel_plan=[{"channel": "letter"}, {"channel": "sms"}])
