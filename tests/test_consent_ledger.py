@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import Customer, eventually, unique_email
 
 NEWSLETTER_TEXT = "Send me the monthly newsletter."
+SWITCH = re.compile(r'name="language" value="(\w+)"')
 
 
 async def setup_policies(tenant) -> None:
@@ -110,7 +111,8 @@ async def test_preference_centre_speaks_the_language_of_the_message_and_switches
     """The customer chose Dutch on the contact page (kept on the journey): the next message's
     preference link opens in Dutch, though the contact's language is English; the page's
     own switch keeps a choice as the contact's language."""
-    campaign = await tenant.create_campaign(reminders={"interval": "PT2S", "max_count": 1})
+    campaign = await tenant.create_campaign(reminders={"interval": "PT2S", "max_count": 1},
+                                            languages=["nl", "en"])
     address = unique_email("lang")
     enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "language": "en",
                                                    "email": address})
@@ -118,6 +120,7 @@ async def test_preference_centre_speaks_the_language_of_the_message_and_switches
     [invitation] = await mailbox.wait_for(address)
     customer = Customer(http)
     await customer.open(mailbox.link(invitation))
+    assert SWITCH.findall(customer.page) == ["nl", "en"]  # the campaign's order
     await http.post(f"{mailbox.link(invitation)}/language",
                     data={"language": "nl", "csrf_token": customer.csrf()})
     [_, reminder] = await mailbox.wait_for(address, count=2)
@@ -128,6 +131,8 @@ async def test_preference_centre_speaks_the_language_of_the_message_and_switches
     assert page.status_code == 200 and '<html lang="nl">' in customer.page
     assert "Uw communicatievoorkeuren" in customer.page
     assert f'action="{preferences}/language"' in customer.page
+    # Every language, the client's default (English) first: the client's order.
+    assert SWITCH.findall(customer.page) == ["en", "de", "nl"]
     # The invitation's link, sent in English, still opens in English.
     assert '<html lang="en">' in (await http.get(link_to(invitation, "/p/"))).text
 

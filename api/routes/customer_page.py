@@ -145,6 +145,18 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
 
 
 LANGUAGES = language_names()
+
+
+def language_switch(codes: list[str]) -> list[tuple[str, str]]:
+    """The languages a page's switch offers, in the order given, each named in itself."""
+    return [(code, LANGUAGES[code]) for code in codes]
+
+
+def client_languages(client: Client) -> list[str]:
+    """What a client's own pages (KYC, preferences) offer: every language, the client's
+    default first, as a campaign's pages list the campaign's languages in its order."""
+    return list(dict.fromkeys(
+        code for code in (client.default_language, *LANGUAGES) if code in LANGUAGES))
 # A fresh id in every rendered form: a form posted twice (a double click) is one Temporal
 # update, so the second post gets the first one's answer instead of a second submission.
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
@@ -167,7 +179,7 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
         claim = None if visit.link.purpose == TokenPurpose.verify_email else claim_view(
             visit.journey.claim, visit.paid_at, language)
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
-                   "languages": [(code, LANGUAGES[code]) for code in visit.languages],
+                   "languages": language_switch(visit.languages),
                    "claim": claim,
                    "collect": visit.campaign.spec.get("collect", ["email"]),
                    **context}

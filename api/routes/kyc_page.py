@@ -20,10 +20,12 @@ from api.public_forms import limit_form_posts
 from api.routes.customer_page import (
     LANGUAGES,
     SUBMISSION_ID,
+    client_languages,
     csrf_ok,
     forbidden,
     html,
     invalid_link,
+    language_switch,
 )
 from contacts import registry
 from contacts.audit import Actor
@@ -76,7 +78,8 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
         .order_by(KycDocument.uploaded_at)))
     return html(request, state, "kyc_documents", visit.contact.language, {
         "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings),
-        "languages": list(LANGUAGES.items()), "first_name": visit.contact.first_name,
+        "languages": language_switch(client_languages(visit.client)),
+        "first_name": visit.contact.first_name,
         "last_name": visit.contact.last_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
         "now": datetime.now(UTC), "errors": errors, "values": values,

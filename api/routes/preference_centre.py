@@ -9,7 +9,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import SessionDep, StateDep
 from api.public_forms import limit_form_posts
-from api.routes.customer_page import LANGUAGES, csrf_ok, forbidden_page, html, invalid_link, who
+from api.routes.customer_page import (
+    LANGUAGES,
+    client_languages,
+    csrf_ok,
+    forbidden_page,
+    html,
+    invalid_link,
+    language_switch,
+    who,
+)
 from contacts import registry
 from contacts.audit import Actor
 from contacts.suppression import CHANNEL_POINTS
@@ -86,7 +95,8 @@ async def _page(request: Request, state, session, link: LinkToken, contact: Cont
     await session.commit()
     return html(request, state, "preferences", language, {
         "client_name": client.name, "brand": client_brand(client, state.settings),
-        "languages": list(LANGUAGES.items()), "purposes": purposes, "displays": displays,
+        "languages": language_switch(client_languages(client)), "purposes": purposes,
+        "displays": displays,
         "channels": CHANNELS, "reachable": reach, "granted": ticked,
         "saved": saved, "unreachable": unreachable or [], "unknown": unknown},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable or unknown else status.HTTP_200_OK)
