@@ -127,7 +127,8 @@ class KycActivities:
                 return SendMessageResult(sent=True, recipient=(sent.detail or {}).get("recipient"))
             contact = await contact_or_gone(session, contact_id)
             client = await session.get_one(Client, contact.client_id)
-            points = await crud.known_points(session, contact_id=contact_id)
+            # As a journey's messages: what a hard bounce refused is not written to again.
+            points = await crud.known_points(session, contact_id=contact_id, deliverable=True)
             point = points.get("email")
             mobile = points["mobile"].value if point is None and "mobile" in points else None
             if point is None and mobile is None:
@@ -166,14 +167,17 @@ class KycActivities:
                     recipient, brand.sms_sender or self._settings.sms_sender_name, input,
                     render_sms(input.template, contact.language, context))
         except (EmailRejected, PermanentDeliveryFailure) as refusal:
-            # Refused for good: the profile's history says so, where the client looks, and
-            # the profile goes on (its next message may reach another address).
+            # Refused for good: the profile's history says so, where the client looks, the
+            # registry marks what bounced (no message of any kind goes there again), and the
+            # profile goes on (its next message may reach another address).
+            channel, reason = ("email" if point is not None else "sms"), str(refusal)[:500]
             async with transaction(self._sessions) as session:
                 await crud.insert_ignoring_conflicts(session, KycEvent, [{
                     "client_id": client.id, "contact_id": contact_id,
                     "step": f"{input.step}/bounced", "type": f"{input.template}_bounced",
-                    "detail": {"recipient": recipient, "reason": str(refusal)[:500],
-                               "channel": "email" if point is not None else "sms"}}])
+                    "detail": {"recipient": recipient, "reason": reason, "channel": channel}}])
+                await crud.mark_undeliverable(session, contact_id=contact_id, channel=channel,
+                                              recipient=recipient, reason=reason, at=utcnow())
             return SendMessageResult(sent=False, recipient=recipient, bounced=BounceKind.hard)
         async with transaction(self._sessions) as session:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{

@@ -557,6 +557,33 @@ async def test_a_refused_email_shows_in_the_profiles_history(tenant, sessions):
     assert verified.status_code == 200 and verified.json()["state"] == "verified"
 
 
+async def test_an_email_refused_for_good_is_not_written_to_again(tenant, sessions, settings):
+    """The assignment email bounced hard: the registry marks the address, as after a journey's
+    bounce, and the profile's next message goes by SMS instead of to the dead address."""
+    await define(tenant, 1, IDENTITY)
+    contact_id, email = await new_contact(sessions, tenant, email_domain="hard-bounce.example.com")
+    mobile = f"+3161{str(uuid.uuid4().int)[:7]}"
+    await tenant.ok("POST", f"/v1/contacts/{contact_id}/contact-points",
+                    {"kind": "mobile", "value": mobile}, status=201)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+
+    async def marked() -> dict | None:
+        record = await tenant.ok("GET", f"/v1/contacts/{contact_id}")
+        point = next(p for p in record["contact_points"] if p["kind"] == "email")
+        return point["undeliverable"]
+    assert "550" in (await eventually(marked, what="the bounced address marked"))["reason"]
+
+    await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "No ID card yet."})
+
+    async def texted() -> list | None:
+        return [r for r in read_records(settings.sms_outbox_dir)
+                if r["to"] == mobile and "No ID card yet." in r["text"]] or None
+    await eventually(texted, what="the refute SMS")
+    history = (await profile(tenant, contact_id))["history"]
+    assert [e["type"] for e in history if e["type"].endswith("_bounced")] == [
+        "kyc_assigned_bounced"]
+
+
 async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):
     hook, contact_id, document = await verified_by_id_card(
         tenant, sessions, webhook_receiver, "kyc.expired", remind_before="PT1S")
