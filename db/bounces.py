@@ -1,6 +1,6 @@
-"""Bounces of journey messages: recorded once per message and kind with the provider's reason,
-announced as `message.bounced`; a hard one marks the address undeliverable, a spam complaint
-ends its marketing opt-ins."""
+"""Bounces of journey messages: recorded once per message (hard wins over soft) with the
+provider's reason, announced as `message.bounced`; a hard one marks the address undeliverable,
+a spam complaint ends its marketing opt-ins."""
 
 import uuid
 from datetime import datetime
@@ -20,12 +20,20 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
                         ) -> tuple[MessageBounce, list[str]]:
     """Records the bounce (a repeated report finds the first one) and returns it with the
     webhook endpoints to wake after commit."""
-    if kind == BounceKind.soft and (await session.scalars(select(MessageBounce.id).where(
-            MessageBounce.message_id == message.id,
-            MessageBounce.kind == BounceKind.hard))).first() is not None:
-        # A message refused for good is not deferred afterwards: a late soft report is that
-        # hard bounce reported again, so the message counts (and escalates) once.
-        kind = BounceKind.hard
+    # Reports of one message take turns: a soft and a hard one at once would both be stored.
+    await crud.lock(session, key=f"bounce/{message.id}")
+    undelivered = (await session.scalars(select(MessageBounce).where(
+        MessageBounce.message_id == message.id,
+        MessageBounce.kind.in_([BounceKind.hard, BounceKind.soft])))).first()
+    if undelivered is not None and kind in (BounceKind.hard, BounceKind.soft):
+        # A message bounces once, and hard wins: a late soft report is the hard bounce
+        # reported again, a hard one after a soft one is what that deferral came to. Either
+        # way the message counts (and escalates) once, as the worse of the two.
+        if kind == BounceKind.hard and undelivered.kind == BounceKind.soft:
+            undelivered.kind, undelivered.reason = kind, reason[:REASON_CHARS]
+            undelivered.source, undelivered.at = source, at
+            await session.flush()
+        kind = BounceKind(undelivered.kind)
     await crud.insert_ignoring_conflicts(session, MessageBounce, [{
         "client_id": message.client_id, "campaign_id": (await session.get_one(
             Journey, message.journey_id)).campaign_id,

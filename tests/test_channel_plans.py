@@ -2,6 +2,7 @@
 QR code followed), an email refused by the SMTP server escalating to SMS, a bounce reported
 through the API escalating to a letter, and the funnel of a campaign with every kind of bounce."""
 
+import asyncio
 import csv
 import io
 import re
@@ -375,6 +376,36 @@ async def invited_by_email(tenant, mailbox, name: str):
     [result] = await enrol(tenant, campaign["id"], eva)
     [invitation] = await mailbox.wait_for(email)
     return result, email, number, invitation
+
+
+async def test_a_hard_bounce_after_the_soft_one_counts_once(tenant, mailbox, settings):
+    """The provider reports the message deferred, then (later) refused for good: the bounce
+    turns hard, so the journey counts and escalates once, under hard, and the address is
+    marked undeliverable."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M")
+    email = unique_email("bounces-worse")
+    eva = await contact(tenant, email=email, address=ADDRESS)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(result["journey_id"], "invited")
+    report = {"message_id": invitation.headers["Message-ID"], "recipient": email}
+    soft = await tenant.ok("POST", "/v1/bounces", {
+        **report, "kind": "soft", "reason": "smtp; 452 4.2.2 mailbox full"}, status=202)
+    await wait_for_letter(settings, eva["last_name"])
+
+    hard = await tenant.ok("POST", "/v1/bounces", {
+        **report, "kind": "hard", "reason": "smtp; 550 5.1.1 user unknown"}, status=202)
+    assert (hard["id"], hard["kind"], hard["reason"]) == (
+        soft["id"], "hard", "smtp; 550 5.1.1 user unknown")
+    base = f"/v1/campaigns/{campaign['id']}"
+    assert [b["kind"] for b in (await tenant.ok("GET", f"{base}/bounces"))["items"]] == ["hard"]
+    funnel = await tenant.ok("GET", f"{base}/funnel")
+    assert (funnel["total"]["bounced_hard"], funnel["total"]["bounced_soft"]) == (1, 0)
+    record = await tenant.ok("GET", f"/v1/contacts/{eva['id']}")
+    [point] = [p for p in record["contact_points"] if p["kind"] == "email"]
+    assert point["undeliverable"]["reason"] == "smtp; 550 5.1.1 user unknown"
+    await asyncio.sleep(1)  # a second escalation would send its letter at once
+    assert len(letters_to(settings, eva["last_name"])) == 1
 
 
 async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, settings):

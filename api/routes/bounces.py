@@ -80,7 +80,8 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     that channel and continues on the next one (SMS if a mobile is known, else a letter). A
     complaint also withdraws the contact's marketing opt-ins by email. Reporting the same
     bounce again changes nothing, nor does a soft bounce of a message that bounced hard: the
-    answer is then the hard bounce."""
+    answer is then the hard bounce. A hard bounce of a message that bounced soft turns that
+    bounce hard (same id, the new reason): a message bounces once."""
     if (body.message_id is None) == (body.journey_id is None or body.step is None):
         raise FieldProblems([FieldError(field="message_id", message=(
             "give either message_id, or journey_id and step"))])
