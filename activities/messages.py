@@ -75,9 +75,11 @@ class Skip(Exception):
     """This channel cannot reach the contact (`skipped`) or may not (`suppressed`, by the
     sending rules); the journey tries its next one."""
 
-    def __init__(self, reason: str, outcome: str = "skipped") -> None:
+    def __init__(self, reason: str, outcome: str = "skipped", *,
+                 undeliverable: bool = False) -> None:
         super().__init__(reason)
         self.outcome = outcome
+        self.undeliverable = undeliverable
 
 
 class Held(Exception):
@@ -167,7 +169,8 @@ class MessageSender:
                     # kept back); the read model follows it. An invitation kept back invited
                     # nobody: the journey stays `enrolled`.
                     journey.stage = moved_on(journey.stage, input.stage_after)
-                return SendMessageResult(sent=False, recipient=None, skipped=str(skip))
+                return SendMessageResult(sent=False, recipient=None, skipped=str(skip),
+                                         undeliverable=skip.undeliverable)
             recipient = (await session.get_one(Message, outgoing.message_id)).recipient
         # Sent when the hand-over began: the customer may act on the message before the
         # server's answer is recorded, and the journey's history must not show them first.
@@ -215,7 +218,8 @@ class MessageSender:
             recipient = point.value if point else None
         if recipient is None:
             bounced = await crud.only_undeliverable(session, contact_id=contact.id, channel=channel)
-            raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}")
+            raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}",
+                       undeliverable=bounced)
         # Asked now, not when the campaign started: the customer may have opted out since.
         rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
                                        message_type=input.template, channel=channel,

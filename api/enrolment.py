@@ -2,7 +2,7 @@
 journeys in one transaction (workflows.starts then starts one journey per contact)."""
 
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from db.models import (
     ContactPoint,
     Journey,
 )
+from workflows.journey import FALLBACK
 from workflows.starts import workflow_id
 
 T = TypeVar("T")
@@ -240,7 +241,12 @@ def plan_channels(spec: dict[str, Any]) -> list[str]:
 ANONYMISED = "matches an anonymised contact, which cannot change"
 
 
-def unreachable(channels: list[str]) -> FieldError:
+def unreachable(channels: list[str], bounced: bool = False) -> FieldError:
+    if bounced:
+        return FieldError(field="email" if channels == ["email"] else "item", message=(
+            f"this campaign reaches contacts by {', '.join(channels)}; what the contact has "
+            "for that bounced (it is marked undeliverable), and no mobile number or postal "
+            "address that did not bounce is known to fall back to"))
     if channels == ["email"]:
         return FieldError(field="email", message="required: this campaign reaches contacts by "
                           "email and none is known for this contact")
@@ -250,16 +256,35 @@ def unreachable(channels: list[str]) -> FieldError:
 
 
 async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
-                    channels: list[str]) -> set[uuid.UUID]:
-    """The contacts at least one of the channels can reach."""
-    kinds = [{"email": "email", "sms": "mobile"}[c] for c in channels if c != "letter"]
-    found = set(await session.scalars(select(ContactPoint.contact_id).where(
-        ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds), POINT_IN_USE))
-    ) if kinds else set()
-    if "letter" in channels:
-        found |= set(await session.scalars(select(ContactAddress.contact_id).where(
-            ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))))
-    return found
+                       channels: list[str]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """The contacts the campaign's journeys can reach, as they go: a channel whose email,
+    mobile or address only a hard bounce refused is as good as bounced, and the journey falls
+    back to SMS, else a letter. Also the unreachable ones that have bounced so."""
+    deliverable: dict[uuid.UUID, set[str]] = defaultdict(set)
+    known: dict[uuid.UUID, set[str]] = defaultdict(set)
+    kinds = {"email": "email", "mobile": "sms"}
+    for contact_id, kind, since in await session.execute(
+            select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.undeliverable_since)
+            .where(ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds),
+                   POINT_IN_USE)):
+        known[contact_id].add(kinds[kind])
+        if since is None:
+            deliverable[contact_id].add(kinds[kind])
+    for contact_id, since in await session.execute(
+            select(ContactAddress.contact_id, ContactAddress.undeliverable_since).where(
+                ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))):
+        known[contact_id].add(Channel.letter)
+        if since is None:
+            deliverable[contact_id].add(Channel.letter)
+    fallback = {s.channel for s in FALLBACK}
+    reachable, bounced = set(), set()
+    for contact_id in contact_ids:
+        dead = (known[contact_id] - deliverable[contact_id]) & set(channels)
+        if deliverable[contact_id] & (set(channels) | (fallback if dead else set())):
+            reachable.add(contact_id)
+        elif dead:
+            bounced.add(contact_id)
+    return reachable, bounced
 
 
 def _not_refused(items: dict[int, T], refused: list[EnrolItemResult]) -> dict[int, T]:
@@ -317,10 +342,12 @@ async def _write_once(
     channels = plan_channels(spec)
     # An item the campaign cannot reach (no email of its own for it, and no address the
     # registry holds) is refused before anything of it is written: no new contact, no names.
-    reachable_before = await reachable_on(session, [c.id for c in before.values()], channels)
+    reachable_before, bounced = await reachable_on(session, [c.id for c in before.values()],
+                                                   channels)
     unreachable_new = [
         EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
-                        contact_id=held.id if held else None, errors=[unreachable(channels)])
+                        contact_id=held.id if held else None,
+                        errors=[unreachable(channels, bool(held) and held.id in bounced)])
         for i, item in items.items()
         if not (item.email and "email" in channels)
         and ((held := before.get(item.external_id)) is None or held.id not in reachable_before)]
@@ -350,7 +377,8 @@ async def _write_once(
                                action=AuditAction.update, contact_ids=[contact_id],
                                detail={"changes": {"contact_points": {
                                    "old": None, "new": {"kind": "email", "value": value}}}})
-    reachable_ids = await reachable_on(session, [c.id for c in contacts.values()], channels)
+    reachable_ids, bounced = await reachable_on(session, [c.id for c in contacts.values()],
+                                                channels)
 
     reachable: dict[int, Contact] = {}
     for index, item in items.items():
@@ -358,7 +386,7 @@ async def _write_once(
         if contact.id not in reachable_ids:
             results.append(EnrolItemResult(
                 index=index, status="rejected", external_id=item.external_id, contact_id=contact.id,
-                errors=[unreachable(channels)]))
+                errors=[unreachable(channels, contact.id in bounced)]))
         else:
             reachable[index] = contact
 

@@ -280,6 +280,8 @@ class SendMessageResult:
     recipient: str | None
     # Not sent: why this channel cannot reach the contact (no address, suppressed, ...) ...
     skipped: str | None = None
+    # Skipped as the contact has what the channel needs, but a hard bounce refused it before.
+    undeliverable: bool = False
     # ... or the kind of bounce when the server or provider refused it.
     bounced: str | None = None
     # ... or the campaign's status (paused, archived) that held it back.

@@ -53,9 +53,11 @@ def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict
 
     query = select(Contact.id, Contact.language).where(
         Contact.client_id == client_id, Contact.anonymised_at.is_(None), *past(Contact.id),
-        # The invitation goes by email: a contact without an address cannot be invited.
+        # The invitation goes by email: a contact without an address cannot be invited, nor
+        # one whose address a hard bounce refused.
         exists().where(ContactPoint.contact_id == Contact.id, *past(ContactPoint.contact_id),
-                       ContactPoint.kind == ContactPointKind.email, POINT_IN_USE))
+                       ContactPoint.kind == ContactPointKind.email, POINT_IN_USE,
+                       ContactPoint.undeliverable_since.is_(None)))
     if selection.missing_verified_only:
         query = query.where(missing_verified(spec))
     for kind, values in (("tag", selection.tags), ("category", selection.categories)):

@@ -7,8 +7,12 @@ import csv
 import io
 import re
 import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import update
 
 from db import crud
+from db.models import ContactPoint
 from db.session import transaction
 from messaging.local_outbox import read_records
 from tests.helpers import Customer, PrintedLetter, Tenant, eventually, unique_email
@@ -363,6 +367,62 @@ async def test_a_hard_bounce_marks_the_address_undeliverable_until_given_again(
     assert next(p for p in record["contact_points"] if p["kind"] == "email")[
         "undeliverable"] is None
     assert mailbox.to(refused) == []
+
+
+async def mark_bounced(sessions, contact_id: str, kind: str) -> None:
+    """As an earlier journey's hard bounce left it: the contact's email or mobile undeliverable."""
+    async with transaction(sessions) as session:
+        await session.execute(update(ContactPoint).where(
+            ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == kind).values(
+            undeliverable_since=datetime.now(UTC), undeliverable_reason="550 user unknown"))
+
+
+async def test_a_contact_whose_email_bounced_before_is_invited_by_sms(
+        tenant, sessions, settings, temporal_env, record_histories):
+    """The contact's only email bounced hard in an earlier campaign: an email campaign enrols
+    them all the same and its journey falls back to SMS, as on the bounce itself, rather
+    than waiting, enrolled, for an email it will never send."""
+    number = mobile_number()
+    eva = await contact(tenant, email=unique_email("bounced-before"), mobile=number)
+    await mark_bounced(sessions, eva["id"], "email")
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT8S")
+    [result] = await enrol(tenant, campaign["id"], eva)
+    assert result["status"] == "accepted", result
+
+    sms = await wait_for_sms(settings, number)
+    assert sms["text"].startswith(f"{tenant.name} asks you to check your contact details"), sms
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    [skipped] = [e for e in journey["history"] if e["type"] == "invitation_skipped"]
+    assert skipped["detail"]["reason"] == "no email address that did not bounce"
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    state = await handle.result()
+    assert state.bounced_channels == ["email"]
+    if record_histories:
+        await save_history(handle, "undeliverable_email_falls_back_to_sms")
+
+
+async def test_a_contact_that_only_bounced_is_not_enrolled(tenant, sessions):
+    """Nothing the contact has can be reached: the item is refused saying so, at once, rather
+    than enrolled in a journey that reaches nobody; a launch does not select it either."""
+    tag = f"t-{uuid.uuid4().hex[:8]}"
+    eva = await contact(tenant, email=unique_email("only-bounced"), tags=[tag])
+    await mark_bounced(sessions, eva["id"], "email")
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                 {"contacts": [{"external_id": eva["external_id"]}]})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["results"]
+    [error] = item["errors"]
+    assert error["field"] == "email" and "bounced" in error["message"], error
+
+    await tenant.ok("POST", f"/v1/campaigns/{campaign['id']}/launch", {"selection": {
+        "missing_verified_only": False, "tags": [tag]}}, status=202)
+
+    async def counted():
+        launch = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/progress"))["launch"]
+        return launch if launch["finished_at"] else None
+    assert (await eventually(counted, what="the launch done"))["selected"] == 0
 
 
 async def invited_by_email(tenant, mailbox, name: str):

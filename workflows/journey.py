@@ -11,6 +11,7 @@ a journey of weeks in seconds.
 """
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from math import ceil
 from typing import Any, Awaitable, Callable, TypeVar
@@ -117,6 +118,10 @@ INVITED_BY_CLIENT = "invited-by-client"
 # Journeys before ended the code out, still valid, when the number's daily cap refused the
 # resend asked for: the customer was left with no code that could be typed.
 CAPPED_RESEND_KEEPS_CODE = "capped-resend-keeps-code"
+# Journeys before skipped a channel whose email, mobile or address a hard bounce had refused
+# (in another journey, or earlier in this one) as one not known: without a plan they stayed
+# enrolled, reaching nobody, instead of falling back as on the bounce itself.
+UNDELIVERABLE_AS_BOUNCED = "undeliverable-as-bounced"
 
 
 @workflow.defn(name="Journey")
@@ -774,6 +779,9 @@ class JourneyWorkflow:
             await self._hold(result.held, resumes)
             return result
         self.last_message_at = workflow.now()
+        if result.undeliverable and workflow.patched(UNDELIVERABLE_AS_BOUNCED):
+            # What the channel needs bounced before: that bounce again, for this message.
+            result = dataclasses.replace(result, bounced=BounceKind.hard)
         if (result.sent and purpose == TokenPurpose.contact_page
                 and channel not in self.reached_on):
             self.reached_on.append(channel)
