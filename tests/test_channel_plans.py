@@ -484,19 +484,22 @@ async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, se
 
 async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
         tenant, mailbox, settings, temporal_env, caplog, record_histories):
-    """An operator's `temporal workflow signal` with a channel no message goes on, or no kind of
-    bounce, switches no channel: the journey sends no SMS for it and warns in its log."""
+    """An operator's `temporal workflow signal` with a channel no message goes on, no kind of
+    bounce, or a step the journey never sent on that channel, switches no channel: the journey
+    sends no SMS for it and warns in its log."""
     result, email, number, invitation = await invited_by_email(tenant, mailbox, "bogus-bounce")
     journey = await tenant.wait_for_stage(result["journey_id"], "invited")
     handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
                                                          journey["workflow_id"])
     for bogus in ({"step": "message-3", "channel": "fax", "kind": "hard"},
-                  {"step": "invitation", "channel": "email", "kind": "bogus"}):
+                  {"step": "invitation", "channel": "email", "kind": "bogus"},
+                  {"step": "reminder-7", "channel": "email", "kind": "hard"},
+                  {"step": "invitation", "channel": "sms", "kind": "hard"}):
         await handle.signal("message_bounced", bogus)
 
     async def warned():
         return len([r for r in caplog.records if "message_bounced ignored" in r.getMessage()
-                    and r.levelname == "WARNING"]) == 2
+                    and r.levelname == "WARNING"]) == 4
     await eventually(warned, what="a warning for each signal")
     assert sms_to(settings, number) == []
     assert (await handle.query(JourneyWorkflow.state)).bounced_channels == []
@@ -509,7 +512,7 @@ async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
     assert len(sms_to(settings, number)) == 1
     if record_histories:
         await handle.terminate("recorded")
-        await save_history(handle, "bounce_signals_checked")
+        await save_history(handle, "bounce_signal_steps_checked")
 
 
 async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox):

@@ -122,6 +122,9 @@ CAPPED_RESEND_KEEPS_CODE = "capped-resend-keeps-code"
 # (in another journey, or earlier in this one) as one not known: without a plan they stayed
 # enrolled, reaching nobody, instead of falling back as on the bounce itself.
 UNDELIVERABLE_AS_BOUNCED = "undeliverable-as-bounced"
+# Journeys before took a message_bounced signal naming a step they never sent on that channel
+# (one sent by hand) as a bounce, and switched channels for it.
+BOUNCE_STEPS_CHECKED = "bounce-steps-checked"
 
 
 @workflow.defn(name="Journey")
@@ -165,6 +168,8 @@ class JourneyWorkflow:
         # Bounces reported by signal, or at send time before the plan, not handled yet.
         self.bounces: list[BounceInput] = []
         self.bounced_channels: list[str] = []
+        # The channel of each step that went out (or bounced as it went): a bounce names one.
+        self.sent_steps: dict[str, str] = {}
         self.history: list[str] = []
         # A message of the campaign's own (invitation, reminder) that its paused campaign held
         # back waits for a resume. Resumes are counted, so one that arrives before the hold is
@@ -392,7 +397,7 @@ class JourneyWorkflow:
         the journey switches channel, unless the customer has already answered."""
         reported, self.bounces = self.bounces, []
         fresh = [b for b in reported if b.channel not in self.bounced_channels
-                 and b.template not in VERIFICATION_TEMPLATES]
+                 and b.template not in VERIFICATION_TEMPLATES and self._sent(b)]
         if (not fresh or self.input.kind != JourneyKind.data_collection
                 or self.stage not in (Stage.enrolled, Stage.invited, Stage.opened)
                 or not workflow.patched(BOUNCE_ESCALATION)):
@@ -400,6 +405,16 @@ class JourneyWorkflow:
         for bounce in fresh:
             self._give_up(bounce.channel)
         await self._send_plan()
+
+    def _sent(self, bounce: BounceInput) -> bool:
+        """Whether this journey sent the message the bounce names. Asked when the bounce is
+        handled, not when signalled: a report may come before the send's result is in."""
+        if (self.sent_steps.get(bounce.step) == bounce.channel
+                or not workflow.patched(BOUNCE_STEPS_CHECKED)):
+            return True
+        workflow.logger.warning("message_bounced ignored: no %s message %r was sent",
+                                bounce.channel, bounce.step)
+        return False
 
     @workflow.signal
     def message_bounced(self, input: BounceInput) -> None:
@@ -782,6 +797,8 @@ class JourneyWorkflow:
         if result.undeliverable and workflow.patched(UNDELIVERABLE_AS_BOUNCED):
             # What the channel needs bounced before: that bounce again, for this message.
             result = dataclasses.replace(result, bounced=BounceKind.hard)
+        if result.sent or result.bounced:
+            self.sent_steps[step] = channel
         if (result.sent and purpose == TokenPurpose.contact_page
                 and channel not in self.reached_on):
             self.reached_on.append(channel)
