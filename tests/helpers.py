@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,8 +15,11 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import update
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from db.models import ContactPoint
+from db.session import transaction
 from messaging.dev_mail import OutboxEmail, outbox, outbox_email
 from stack import free_port
 
@@ -428,3 +432,11 @@ async def on_the_page(tenant: Tenant, http: httpx.AsyncClient, mailbox: Mailbox,
     page = mailbox.link(invitation)
     await customer.open(page)
     return enrolled, customer, page
+
+
+async def mark_bounced(sessions, contact_id: str, kind: str) -> None:
+    """As an earlier journey's hard bounce left it: the contact's email or mobile undeliverable."""
+    async with transaction(sessions) as session:
+        await session.execute(update(ContactPoint).where(
+            ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == kind).values(
+            undeliverable_since=datetime.now(UTC), undeliverable_reason="550 user unknown"))

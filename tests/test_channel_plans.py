@@ -7,15 +7,18 @@ import csv
 import io
 import re
 import uuid
-from datetime import UTC, datetime
-
-from sqlalchemy import update
 
 from db import crud
-from db.models import ContactPoint
 from db.session import transaction
 from messaging.local_outbox import read_records
-from tests.helpers import Customer, PrintedLetter, Tenant, eventually, unique_email
+from tests.helpers import (
+    Customer,
+    PrintedLetter,
+    Tenant,
+    eventually,
+    mark_bounced,
+    unique_email,
+)
 from tests.histories import save_history
 from workflows.journey import JourneyWorkflow
 
@@ -367,14 +370,6 @@ async def test_a_hard_bounce_marks_the_address_undeliverable_until_given_again(
     assert next(p for p in record["contact_points"] if p["kind"] == "email")[
         "undeliverable"] is None
     assert mailbox.to(refused) == []
-
-
-async def mark_bounced(sessions, contact_id: str, kind: str) -> None:
-    """As an earlier journey's hard bounce left it: the contact's email or mobile undeliverable."""
-    async with transaction(sessions) as session:
-        await session.execute(update(ContactPoint).where(
-            ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == kind).values(
-            undeliverable_since=datetime.now(UTC), undeliverable_reason="550 user unknown"))
 
 
 async def test_a_contact_whose_email_bounced_before_is_invited_by_sms(

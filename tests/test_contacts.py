@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from db.session import transaction
+from tests.helpers import mark_bounced
 from worker import ensure_schedules
 from workflows.contact_anonymisation import SCHEDULE_ID
 
@@ -197,6 +198,25 @@ async def test_search_filters_and_cursor(tenant):
         c["id"] for c in recent}
     unverified = (await tenant.get("/v1/contacts", verification_state="verified")).json()
     assert unverified["items"] == []
+
+
+async def test_contacts_whose_email_bounced_are_found(tenant, sessions):
+    """The client looks for the contacts to ask for a new address: those with an email (or
+    mobile, or postal address) a hard bounce marked undeliverable, and the others."""
+    name = f"Bounce{uuid.uuid4().hex[:8]}"
+    bounced, fine = [await create(tenant, {"last_name": name, "contact_points": [
+        {"kind": "email", "value": f"{name}-{n}@example.com".lower()}]}) for n in (1, 2)]
+    await mark_bounced(sessions, bounced["id"], "email")
+
+    async def found(**filters) -> list[str]:
+        response = await tenant.get("/v1/contacts", q=name, **filters)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+    assert await found(undeliverable="true") == [bounced["id"]]
+    assert await found(undeliverable="false") == [fine["id"]]
+    assert sorted(await found()) == sorted([bounced["id"], fine["id"]])
+    response = await tenant.get("/v1/contacts", undeliverable="perhaps")
+    assert response.status_code == 422 and "undeliverable" in response.text, response.text
 
 
 async def test_audit_trail_of_reads_and_changes(tenant):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, st
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, exists, insert, or_, select
+from sqlalchemy import delete, exists, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -39,6 +39,7 @@ from contacts.schemas import (
 )
 from core.vocabulary import ActorType, AuditAction, Channel, MediumKind, VerificationState
 from db.models import (
+    POINT_IN_USE,
     AuditEntry,
     ConsentEvent,
     Contact,
@@ -246,6 +247,9 @@ async def list_contacts(
     consent_granted: bool = True,
     consent_channel: Channel | None = None,
     updated_since: datetime | None = None,
+    undeliverable: bool | None = Query(
+        None, description="true: has an email, mobile or postal address a hard bounce marked "
+        "undeliverable; false: has none"),
     q: str | None = Query(None, max_length=200, description="name or external id contains"),
     external_id: str | None = Query(None, max_length=200),
     include_anonymised: bool = False,
@@ -272,6 +276,13 @@ async def list_contacts(
             raise RequestValidationError([{"loc": ("query", "updated_since"),
                                            "msg": "needs a time zone", "type": "value_error"}])
         query = query.where(Contact.updated_at >= updated_since)
+    if undeliverable is not None:
+        bounced = or_(
+            exists().where(ContactPoint.contact_id == Contact.id, POINT_IN_USE,
+                           ContactPoint.undeliverable_since.is_not(None)),
+            exists().where(ContactAddress.contact_id == Contact.id, ContactAddress.active,
+                           ContactAddress.undeliverable_since.is_not(None)))
+        query = query.where(bounced if undeliverable else not_(bounced))
     if q:
         pattern = f"%{q.replace('%', '').replace('_', '')}%"
         query = query.where(or_(*(col.ilike(pattern) for col in (
