@@ -34,12 +34,12 @@ class ClientMessageSender:
                 return ClientMessageResult(message.status, message.status_reason or "")
             contact = await session.get_one(Contact, message.contact_id)
             client = await session.get_one(Client, message.client_id)
-            rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
-                                           message_type=message.message_type,
-                                           channel=message.channel,
-                                           secret_key=self._settings.secret_key.get_secret_value())
             point = await crud.known_point(session, contact_id=contact.id, kind="email",
                                            deliverable=True)
+            rule = consents.after_complaint(await consents.may_send(
+                session, client_id=client.id, contact_id=contact.id,
+                message_type=message.message_type, channel=message.channel,
+                secret_key=self._settings.secret_key.get_secret_value()), point)
             if rule.allowed and rule.category == MessageCategory.marketing and (
                     point is None or point.verification_state != "verified"):
                 # Unconfirmed addresses never receive marketing.

@@ -319,8 +319,10 @@ class JourneyRecords:
         before = point.verification_state
         point.verification_state = VerificationState.verified
         point.verified_at = confirm.confirmed_at
-        # The customer received and confirmed it: whatever bounced before reaches them now.
+        # The customer received and confirmed it: whatever bounced before reaches them now,
+        # and they want our messages there again, whatever they reported as spam before.
         crud.clear_undeliverable(point)
+        point.complained_since = None
         point.verified_via = (journey.collected or {}).get(f"{kind}_verified_via",
                                                            VERIFIED_VIA[kind])
         if before != VerificationState.verified:

@@ -34,6 +34,7 @@ from db.models import (
     Client,
     Contact,
     ContactAddress,
+    ContactPoint,
     ContactSettings,
     Journey,
     Message,
@@ -206,6 +207,7 @@ class MessageSender:
         client = await session.get_one(Client, journey.client_id)
         channel = Channel(input.channel)
         address: PostalAddress | None = None
+        point: ContactPoint | None = None
         if input.to_pending_email:
             recipient = (journey.collected or {}).get("email")
         elif channel == Channel.letter:
@@ -221,9 +223,9 @@ class MessageSender:
             raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}",
                        undeliverable=bounced)
         # Asked now, not when the campaign started: the customer may have opted out since.
-        rule = await consents.may_send(session, client_id=client.id, contact_id=contact.id,
-                                       message_type=input.template, channel=channel,
-                                       secret_key=self._settings.secret_key.get_secret_value())
+        rule = consents.after_complaint(await consents.may_send(
+            session, client_id=client.id, contact_id=contact.id, message_type=input.template,
+            channel=channel, secret_key=self._settings.secret_key.get_secret_value()), point)
         if rule.allowed and input.to_pending_email and await crud.messages_to(
                 session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
                 since=utcnow() - timedelta(days=1),

@@ -228,6 +228,8 @@ class ContactPointOut(BaseModel):
     verified_via: str | None
     suppressed: SuppressedOut | None = None
     undeliverable: UndeliverableOut | None = None
+    # Its recipient reported our message as spam: only mandatory and financial messages go.
+    complained_since: datetime | None = None
 
 
 class AddressOut(BaseModel):

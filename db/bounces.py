@@ -1,6 +1,6 @@
 """Bounces of journey messages: recorded once per message (hard wins over soft) with the
 provider's reason, announced as `message.bounced`; a hard one marks the address undeliverable,
-a spam complaint ends its marketing opt-ins."""
+a spam complaint marks it (service messages stop there) and ends its marketing opt-ins."""
 
 import uuid
 from datetime import datetime
@@ -64,6 +64,9 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
                         "template": message.template, "recipient": message.recipient},
             "kind": kind, "reason": bounce.reason, "source": bounce.source,
             "at": bounce.at.isoformat()})
+    if kind == BounceKind.complaint:
+        await crud.mark_complained(session, contact_id=contact.id, channel=message.channel,
+                                   recipient=message.recipient, at=bounce.at)
     if kind == BounceKind.complaint and message.channel == "email":
         marketing = {p.key for p in (await consents.purposes_by_key(
             session, client_id=message.client_id)).values() if p.kind in MARKETING_KINDS}

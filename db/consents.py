@@ -27,6 +27,7 @@ from db.models import (
     ConsentDisplay,
     ConsentEvent,
     Contact,
+    ContactPoint,
     LegalText,
     MessagePolicy,
     Purpose,
@@ -275,6 +276,17 @@ async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: u
                                                           decision.given_at):
         return SendDecision(False, category, purpose, suppression.describe(erased))
     return SendDecision(True, category, purpose, f"{purpose} by {channel} granted")
+
+
+def after_complaint(rule: SendDecision, point: ContactPoint | None) -> SendDecision:
+    """A recipient who reported our message as spam gets no more service messages there, as
+    large mail providers expect; mandatory and financial ones still go. (Marketing follows the
+    ledger: the complaint withdrew its opt-ins, the customer's own opt-in since counts.)"""
+    if (rule.allowed and rule.category == MessageCategory.service and point is not None
+            and point.complained_since is not None):
+        return SendDecision(False, rule.category, rule.purpose, "the recipient reported a "
+                            f"message as spam on {point.complained_since.date().isoformat()}")
+    return rule
 
 
 def event_as_dict(e: ConsentEvent) -> dict[str, Any]:

@@ -208,6 +208,16 @@ def letter_recipient(address: ContactAddress) -> str:
                       f"{address.postal_code or ''} {address.city}", address.country])
 
 
+async def _points_of(session: AsyncSession, *, contact_id: uuid.UUID, channel: str,
+                     recipient: str) -> list[ContactPoint]:
+    """The contact's email or mobile a message on the channel went to."""
+    return [p for p in await session.scalars(select(ContactPoint).where(
+        ContactPoint.contact_id == contact_id,
+        ContactPoint.kind == ("mobile" if channel == "sms" else "email")))
+        if p.value == recipient or (channel == "email"
+                                    and normalise.same_email(p.value, recipient))]
+
+
 async def mark_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID, channel: str,
                              recipient: str, reason: str, at: datetime) -> None:
     """A hard bounce: the contact's email, mobile or postal address it refused is marked, so
@@ -218,14 +228,21 @@ async def mark_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID, ch
             ContactAddress.contact_id == contact_id))
             if letter_recipient(a)[:320] == recipient]
     else:
-        rows = [p for p in await session.scalars(select(ContactPoint).where(
-            ContactPoint.contact_id == contact_id,
-            ContactPoint.kind == ("mobile" if channel == "sms" else "email")))
-            if p.value == recipient or (channel == "email"
-                                        and normalise.same_email(p.value, recipient))]
+        rows = list(await _points_of(session, contact_id=contact_id, channel=channel,
+                                     recipient=recipient))
     for row in rows:
         if row.undeliverable_since is None:
             row.undeliverable_since, row.undeliverable_reason = at, reason
+
+
+async def mark_complained(session: AsyncSession, *, contact_id: uuid.UUID, channel: str,
+                          recipient: str, at: datetime) -> None:
+    """A spam complaint about a message to the contact's email or mobile (a letter has none)."""
+    if channel == "letter":
+        return
+    for point in await _points_of(session, contact_id=contact_id, channel=channel,
+                                  recipient=recipient):
+        point.complained_since = point.complained_since or at
 
 
 def clear_undeliverable(row: ContactPoint | ContactAddress) -> None:

@@ -372,6 +372,9 @@ class ContactPoint(Base):
     # or the client gives it again.
     undeliverable_since: Mapped[datetime | None]
     undeliverable_reason: Mapped[str | None] = mapped_column(Text)
+    # Its recipient reported one of our messages as spam (a feedback-loop complaint): only
+    # mandatory and financial messages go to it until the customer confirms it again.
+    complained_since: Mapped[datetime | None]
 
 
 # A point the household rule moved to another person ("released") is theirs now: the previous

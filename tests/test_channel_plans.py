@@ -477,6 +477,44 @@ async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, se
     assert "Reminder" not in sms["text"]
 
 
+async def test_a_complaint_stops_service_mail_but_not_financial(tenant, mailbox, settings):
+    """The customer marked the invitation as spam: as the mail provider expects, the client's
+    service messages no longer go to that address, while a bill (financial) still does."""
+    result, email, number, invitation = await invited_by_email(tenant, mailbox, "complains")
+    await tenant.wait_for_stage(result["journey_id"], "invited")
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": invitation.headers["Message-ID"], "recipient": email, "kind": "complaint",
+        "reason": "feedback-type: abuse"}, status=202)
+    contact_id = result["contact_id"]
+    record = await tenant.ok("GET", f"/v1/contacts/{contact_id}")
+    [point] = [p for p in record["contact_points"] if p["kind"] == "email"]
+    assert point["complained_since"] is not None and point["undeliverable"] is None
+
+    async def decided(message_type: str) -> dict:
+        await tenant.ok("PUT", f"/v1/message-policies/{message_type}",
+                        {"category": message_type})
+        message = await tenant.ok("POST", "/v1/messages", {
+            "contact_id": contact_id, "message_type": message_type, "subject": message_type,
+            "text": f"Your {message_type} message"}, status=202)
+
+        async def done():
+            read = await tenant.ok("GET", f"/v1/messages/{message['id']}")
+            return read if read["status"] != "queued" else None
+        return await eventually(done, what=f"the {message_type} message decided")
+    service = await decided("service")
+    assert service["status"] == "suppressed" and "as spam" in service["status_reason"], service
+    assert (await decided("financial"))["status"] == "sent"
+    assert [m.subject for m in await mailbox.wait_for(email, count=2)][1:] == ["financial"]
+    # Another campaign's invitation is a service message too: it goes by SMS instead.
+    second = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                          channel_plan=[{"channel": "email"}, {"channel": "sms"}])
+    [later] = await enrol(tenant, second["id"], result)
+    journey = await tenant.wait_for_stage(later["journey_id"], "invited")
+    [suppressed] = [e for e in journey["history"] if e["type"] == "invitation_suppressed"]
+    assert "as spam" in suppressed["detail"]["reason"], suppressed
+    assert len(mailbox.to(email)) == 2
+
+
 async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
         tenant, mailbox, settings, temporal_env, caplog, record_histories):
     """An operator's `temporal workflow signal` with a channel no message goes on, no kind of
