@@ -3,15 +3,15 @@
 upload is in progress; documents stored before were all answered. A launch keeps its final
 count of cancelled journeys with its end (campaign_launches.journeys_cancelled).
 
-Revision ID: 0760_answered_and_cancelled
-Revises: 0720_undeliverable
+Revision ID: 0740_answered_and_cancelled
+Revises: 0730_complained
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0760_answered_and_cancelled"
-down_revision = "0720_undeliverable"
+revision = "0740_answered_and_cancelled"
+down_revision = "0730_complained"
 branch_labels = None
 depends_on = None
 
