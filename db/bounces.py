@@ -67,12 +67,12 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
     if kind == BounceKind.complaint:
         await crud.mark_complained(session, contact_id=contact.id, channel=message.channel,
                                    recipient=message.recipient, at=bounce.at)
-    if kind == BounceKind.complaint and message.channel == "email":
-        marketing = {p.key for p in (await consents.purposes_by_key(
-            session, client_id=message.client_id)).values() if p.kind in MARKETING_KINDS}
-        endpoints += await consents.lapse_email_opt_ins(
-            session, contact=contact, at=bounce.at, shown_in=f"complaint:{message.step}",
-            actor="spam complaint reported by the email provider", only_purposes=marketing)
+        if message.channel == "email":
+            marketing = {p.key for p in (await consents.purposes_by_key(
+                session, client_id=message.client_id)).values() if p.kind in MARKETING_KINDS}
+            endpoints += await consents.lapse_email_opt_ins(
+                session, contact=contact, at=bounce.at, shown_in=f"complaint:{message.step}",
+                actor="spam complaint reported by the email provider", only_purposes=marketing)
     return bounce, endpoints
 
 

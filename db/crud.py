@@ -228,8 +228,8 @@ async def mark_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID, ch
             ContactAddress.contact_id == contact_id))
             if letter_recipient(a)[:320] == recipient]
     else:
-        rows = list(await _points_of(session, contact_id=contact_id, channel=channel,
-                                     recipient=recipient))
+        rows = await _points_of(session, contact_id=contact_id, channel=channel,
+                                recipient=recipient)
     for row in rows:
         if row.undeliverable_since is None:
             row.undeliverable_since, row.undeliverable_reason = at, reason
@@ -439,12 +439,12 @@ async def journeys_awaiting(session: AsyncSession, *, journey: Journey, kind: st
     value = (journey.collected or {}).get(kind)
     if value is None:
         return []
-    others = (await session.scalars(select(Journey).where(
+    others = await session.execute(select(Journey.workflow_id, Journey.collected).where(
         Journey.contact_id == journey.contact_id, Journey.id != journey.id,
-        Journey.stage.not_in(FINAL_STAGES)))).all()
-    return [other.workflow_id for other in others
-            if (other.collected or {}).get(kind) == value
-            and not (other.collected or {}).get(f"{kind}_verified_at")]
+        Journey.stage.not_in(FINAL_STAGES)))
+    return [workflow_id for workflow_id, collected in others
+            if (collected or {}).get(kind) == value
+            and not (collected or {}).get(f"{kind}_verified_at")]
 
 
 async def count_hits(session: AsyncSession, *, keys: list[str],

@@ -84,6 +84,11 @@ async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> di
     return spec
 
 
+def collects_data(campaign: Campaign) -> bool:
+    """A data-collection campaign (the default), not a re-consent one, which asks no data."""
+    return campaign.spec.get("kind", JourneyKind.data_collection) == JourneyKind.data_collection
+
+
 async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.client_id != client_id:

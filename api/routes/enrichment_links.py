@@ -16,7 +16,7 @@ from temporalio.client import Client as TemporalClient
 from api import enrolment, lost_journeys
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
-from api.routes.campaigns import campaign_of, enrolling_campaign
+from api.routes.campaigns import campaign_of, collects_data, enrolling_campaign
 from api.routes.consents import contact_of
 from api.schemas import ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
@@ -81,7 +81,7 @@ async def enrichment_link(
         # Named, it must be one of the client's, even when a running journey makes it moot,
         # and one that collects data: the link is to complete the contact's data.
         named = await campaign_of(session, client.id, campaign_id)
-        if named.spec.get("kind", JourneyKind.data_collection) != JourneyKind.data_collection:
+        if not collects_data(named):
             raise FieldProblems([FieldError(field="campaign_id", message=(
                 "an enrichment link opens a data_collection campaign's journey"))])
     journey = await running_journey(session, state.temporal, contact.id, campaign_id)

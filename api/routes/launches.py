@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import launches as launching
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.routes.campaigns import campaign_of
+from api.routes.campaigns import campaign_of, collects_data
 from api.schemas import (
     CampaignOut,
     CampaignProgress,
@@ -27,7 +27,7 @@ from api.schemas import (
     RecurrenceOut,
 )
 from core.contracts import CancelLaunchInput, LaunchProgress
-from core.vocabulary import JourneyKind, LaunchState, LaunchTrigger
+from core.vocabulary import LaunchState, LaunchTrigger
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch
 from workflows.campaign_launch import CampaignLaunchWorkflow, launch_workflow_id
@@ -38,7 +38,7 @@ CONFLICT = {409: {"model": ErrorBody, "description": "Not possible in the campai
 
 
 def launchable(campaign: Campaign, *, unless: tuple[str, ...] = ("paused", "archived")) -> None:
-    if campaign.spec.get("kind", JourneyKind.data_collection) != JourneyKind.data_collection:
+    if not collects_data(campaign):
         raise HTTPException(409, "a reconsent campaign is started by its reconsent run")
     if campaign.spec.get("payments"):
         # Claims come per contact, so such contacts are enrolled with theirs.
