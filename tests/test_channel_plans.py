@@ -674,8 +674,9 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
     await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
                     {"language": "en", "version": "1", "text": "Send me the newsletter."},
                     status=201)
+    hard_mobile = mobile_number()
     hard = await contact(tenant, email=f"x-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
-                         mobile=mobile_number())
+                         mobile=hard_mobile)
     soft = await contact(tenant, email=f"y-{uuid.uuid4().hex[:8]}@soft-bounce.example.com",
                          address=ADDRESS, language="nl")
     complains, verifies, leaves = (unique_email("complains"), unique_email("verifies"),
@@ -690,7 +691,7 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
     results = await enrol(tenant, campaign["id"], hard, soft, complainer, verifier, leaver)
     journeys = [r["journey_id"] for r in results]
 
-    await wait_for_sms(settings, hard["contact_points"][1]["value"])
+    await wait_for_sms(settings, hard_mobile)
     await wait_for_letter(settings, soft["last_name"])
     [mail] = await mailbox.wait_for(complains)
     await tenant.ok("POST", "/v1/bounces", {
