@@ -1,6 +1,7 @@
 """Request dependencies: settings, a database session per request, Temporal, the calling client."""
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
 from api.errors import unavailable
-from contacts import registry
+from contacts import audit, registry
 from contacts.audit import Actor
 from core.security import Csrf, SecretBox
 from core.settings import Settings
-from core.vocabulary import ActorType
+from core.vocabulary import ActorType, AuditAction
 from db import crud
 from db.models import ApiKey, Client
 from workflows.webhook_endpoint import EndpointDispatcher
@@ -103,6 +104,53 @@ async def registry_of(client: ClientDep, session: SessionDep, state: StateDep
 
 
 RegistryDep = Annotated[registry.Registry, Depends(registry_of)]
+
+
+@dataclass
+class Reads:
+    """The audit trail of what a route shows of contacts' personal data, outside the contact
+    routes too (journeys, consents, KYC, reports): GDPR's "who saw it" has no back door. Each
+    entry names the route it was read through."""
+
+    session: AsyncSession
+    # A streamed body's entries: in a session of their own, as the body's rows come.
+    sessions: async_sessionmaker[AsyncSession]
+    client_id: uuid.UUID
+    actor: Actor
+    via: str
+
+    async def of(self, contact_ids: Iterable[uuid.UUID], *,
+                 action: AuditAction = AuditAction.read, streamed: bool = False) -> None:
+        """Recorded and committed before the data leaves (`streamed`: a part of a streamed
+        body, so a download cut short audits only what left)."""
+        if not streamed:
+            await self._record(self.session, contact_ids, action)
+            return
+        async with self.sessions() as session:
+            await self._record(session, contact_ids, action)
+
+    async def of_journeys(self, journey_ids: Iterable[uuid.UUID], *,
+                          action: AuditAction = AuditAction.read, streamed: bool = False) -> None:
+        """The contacts of these journeys (rows that name a journey, e.g. bounces)."""
+        async with self.sessions() as session:
+            contact_ids = await crud.contacts_of_journeys(session, list(journey_ids))
+        await self.of(contact_ids, action=action, streamed=streamed)
+
+    async def _record(self, session: AsyncSession, contact_ids: Iterable[uuid.UUID],
+                      action: AuditAction) -> None:
+        await audit.record(session, client_id=self.client_id, actor=self.actor, action=action,
+                           contact_ids=list(dict.fromkeys(contact_ids)),
+                           detail={"via": self.via})
+        await session.commit()
+
+
+async def reads(request: Request, client: ClientDep, session: SessionDep,
+                state: StateDep) -> Reads:
+    return Reads(session, state.sessions, client.id, request.state.actor,
+                 request.scope["route"].path)
+
+
+ReadsDep = Annotated[Reads, Depends(reads)]
 
 IdempotencyKeyHeader = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=200,

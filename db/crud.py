@@ -433,6 +433,12 @@ async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
     return {point.kind: point for point in points}
 
 
+async def contacts_of_journeys(session: AsyncSession, journey_ids: list[uuid.UUID]
+                               ) -> list[uuid.UUID]:
+    return list(await session.scalars(select(Journey.contact_id).distinct()
+                                      .where(Journey.id.in_(journey_ids))))
+
+
 async def journeys_awaiting(session: AsyncSession, *, journey: Journey, kind: str) -> list[str]:
     """The workflow ids of the contact's other open journeys that collected the value this
     journey holds of that kind ("email", "mobile") and have not verified it yet."""

@@ -862,6 +862,11 @@ async def test_another_clients_ids_are_not_found(tenant, other_tenant, sessions)
     assert (await other_tenant.get("/v1/kyc/definitions")).json() == []
     mine = await tenant.get(f"/v1/kyc/documents/{document['id']}/file")
     assert mine.status_code == 200 and mine.content == PDF
+    # The identity document was read by this client only, and its trail says through what.
+    trail = (await tenant.get(f"/v1/contacts/{contact_id}/audit", limit=1000)).json()["items"]
+    assert {(e["actor_id"], (e["detail"] or {}).get("via")) for e in trail if e["action"] == "read"
+            } >= {(trail[0]["actor_id"], "/v1/kyc/documents/{document_id}/file"),
+                  (trail[0]["actor_id"], "/v1/kyc/contacts/{contact_id}")}
 
 
 async def test_expiring_segment_and_batch_notification(tenant, sessions, mailbox):

@@ -80,6 +80,53 @@ async def test_funnel_and_reports_of_a_campaign(tenant, other_tenant, http, mail
         assert (await other_tenant.get(f"{base}/{path}")).status_code == 404
 
 
+async def test_reads_outside_the_contact_routes_are_in_the_audit_trail(
+        tenant, other_tenant, http, mailbox):
+    """Journeys, the consent ledger, bounces and the reports show personal data: each read is
+    in the contact's audit trail, naming the route, as a read of the contact itself is."""
+    campaign, journeys = await walk_three_customers(tenant, http, mailbox)
+    verified = await tenant.journey(journeys[0])
+    ignored = await tenant.journey(journeys[2])
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def vias(journey: dict, action: str) -> set[str]:
+        trail = (await tenant.get(f"/v1/contacts/{journey['contact_id']}/audit",
+                                  limit=1000)).json()["items"]
+        return {e["detail"]["via"] for e in trail
+                if e["action"] == action and "via" in (e["detail"] or {})}
+
+    await tenant.ok("GET", f"{base}/journeys")
+    contact = f"/v1/contacts/{verified['contact_id']}"
+    for path in ("consents", "preferences", "consent-receipt", "gdpr-consent"):
+        await tenant.ok("GET", f"{contact}/{path}")
+    [email] = [p["value"] for p in (await tenant.ok(
+        "GET", f"/v1/contacts/{ignored['contact_id']}"))["contact_points"]]
+    [invitation] = mailbox.to(email)
+    await tenant.ok("POST", "/v1/bounces", {"message_id": invitation.headers["Message-ID"],
+                                            "recipient": email, "kind": "hard",
+                                            "reason": "550 no such user"}, status=202)
+    await tenant.ok("GET", f"{base}/bounces")
+    assert (await tenant.get(f"{base}/report.csv")).status_code == 200
+    assert (await tenant.get(f"{base}/report.json")).status_code == 200
+    assert (await tenant.get(f"{base}/bounces.csv")).status_code == 200
+
+    assert await vias(verified, "read") == {
+        "/v1/journeys/{journey_id}", "/v1/campaigns/{campaign_id}/journeys",
+        "/v1/contacts/{contact_id}/consents", "/v1/contacts/{contact_id}/preferences",
+        "/v1/contacts/{contact_id}/consent-receipt", "/v1/contacts/{contact_id}/gdpr-consent"}
+    assert await vias(verified, "export") == {"/v1/campaigns/{campaign_id}/report.csv",
+                                              "/v1/campaigns/{campaign_id}/report.json"}
+    # Only what was shown: the customer who never entered data is in no report, only in the
+    # list of bounces.
+    assert "/v1/campaigns/{campaign_id}/bounces" in await vias(ignored, "read")
+    assert await vias(ignored, "export") == {"/v1/campaigns/{campaign_id}/bounces.csv"}
+    # A read another client attempted is no read.
+    assert (await other_tenant.get(f"/v1/journeys/{journeys[0]}")).status_code == 404
+    trail = (await tenant.get(f"{contact}/audit", limit=1000)).json()["items"]
+    assert {e["actor_id"] for e in trail if e["actor_type"] == "api_key"} == {
+        trail[0]["actor_id"]}
+
+
 BULK = 10_000
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from temporalio.service import RPCError
 
-from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
+from api.deps import ClientDep, ReadsDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import MAX_INT4, FieldError, Strict
@@ -113,7 +113,7 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
 
 @router.get("/v1/campaigns/{campaign_id}/bounces", response_model=BouncePage)
 async def list_bounces(
-    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, reads: ReadsDep,
     kind: BounceKind | None = None, channel: Literal["email", "sms", "letter"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: int | None = Query(None, ge=0, le=MAX_INT4,
@@ -125,4 +125,5 @@ async def list_bounces(
                                           kind=kind, channel=channel, after=cursor,
                                           limit=limit + 1)
     items = [bounce_out(b, step) for b, step in rows[:limit]]
+    await reads.of_journeys(item.journey_id for item in items)  # recipients are personal data
     return BouncePage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)

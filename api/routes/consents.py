@@ -24,7 +24,7 @@ from api.consent_schemas import (
     InboundSms,
     Preference,
 )
-from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
+from api.deps import ClientDep, ReadsDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
@@ -55,15 +55,19 @@ def event_out(e) -> ConsentEventOut:
 
 
 @router.get("/contacts/{contact_id}/consents", response_model=list[ConsentEventOut])
-async def read_ledger(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+async def read_ledger(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      reads: ReadsDep):
     """Every consent decision of the contact, in the order the customer made them."""
     await contact_of(session, client.id, contact_id)
+    await reads.of([contact_id])
     return [event_out(e) for e in await consents.ledger(session, contact_id=contact_id)]
 
 
 @router.get("/contacts/{contact_id}/preferences", response_model=list[Preference])
-async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
+async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                           reads: ReadsDep):
     await contact_of(session, client.id, contact_id)
+    await reads.of([contact_id])
     current = await consents.preferences(session, contact_id=contact_id)
     return [Preference(purpose=p, channel=c, granted=e.granted, since=e.given_at, source=e.source)
             for (p, c), e in sorted(current.items())]
@@ -71,10 +75,11 @@ async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: Se
 
 @router.get("/contacts/{contact_id}/consent-receipt")
 async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
-                          session: SessionDep) -> dict[str, Any]:
+                          session: SessionDep, reads: ReadsDep) -> dict[str, Any]:
     """A self-contained record: each current decision with the exact text, its hash, the
     times, source, IP and user agent, plus the full history behind it."""
     contact = await contact_of(session, client.id, contact_id)
+    await reads.of([contact_id])
     events = await consents.ledger(session, contact_id=contact_id)
     current = consents.current(events)
     return {
@@ -246,8 +251,11 @@ async def gdpr_out(session, contact: Contact) -> GdprConsentOut:
 
 
 @router.get("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut)
-async def read_gdpr_consent(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
-    return await gdpr_out(session, await contact_of(session, client.id, contact_id))
+async def read_gdpr_consent(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                            reads: ReadsDep):
+    contact = await contact_of(session, client.id, contact_id)
+    await reads.of([contact_id])
+    return await gdpr_out(session, contact)
 
 
 @router.post("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut,
@@ -315,11 +323,13 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
 @router.get("/contacts/{contact_id}/gdpr-consent/documents/{document_id}",
             response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
 async def read_consent_document(contact_id: uuid.UUID, document_id: uuid.UUID,
-                                client: ClientDep, session: SessionDep) -> Response:
+                                client: ClientDep, session: SessionDep,
+                                reads: ReadsDep) -> Response:
     await contact_of(session, client.id, contact_id)
     document = await session.get(ConsentDocument, document_id)
     if document is None or document.contact_id != contact_id:
         raise HTTPException(404, "document not found")
+    await reads.of([contact_id])
     return Response(document.content, media_type=document.content_type,
                     headers={"Content-Disposition": attachment(document.filename)})
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import (
@@ -52,7 +52,7 @@ def journey_out(journey: Journey, contact: Contact, events: list[JourneyEvent] |
 
 @router.get("/v1/campaigns/{campaign_id}/journeys", response_model=JourneyPage)
 async def list_journeys(
-    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, reads: ReadsDep,
     stage: Stage | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
@@ -67,6 +67,7 @@ async def list_journeys(
         query = query.where(Journey.id > cursor)
     rows = (await session.execute(query)).all()
     items = [journey_out(j, c, None) for j, c in rows[:limit]]
+    await reads.of(item.contact_id for item in items)
     return JourneyPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
@@ -103,8 +104,11 @@ async def detailed(session: SessionDep, journey: Journey) -> JourneyOut:
 
 
 @router.get("/v1/journeys/{journey_id}", response_model=JourneyOut)
-async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep) -> JourneyOut:
-    return await detailed(session, await journey_of(session, client.id, journey_id))
+async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      reads: ReadsDep) -> JourneyOut:
+    journey = await journey_of(session, client.id, journey_id)
+    await reads.of([journey.contact_id])
+    return await detailed(session, journey)
 
 
 @router.post("/v1/journeys/{journey_id}/payment-completed", response_model=JourneyOut,

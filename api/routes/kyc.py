@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import kyc_profiles
-from api.deps import ActorDep, ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, IdempotencyKeyHeader, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import DocumentRejected
 from api.kyc_schemas import (
@@ -144,8 +144,11 @@ def refused(err: Exception) -> JSONResponse:
 
 
 @router.get("/contacts/{contact_id}", response_model=KycProfileOut)
-async def get_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
-    return await current_profile(session, await contact_of(session, client.id, contact_id))
+async def get_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      reads: ReadsDep):
+    contact = await contact_of(session, client.id, contact_id)
+    await reads.of([contact_id])
+    return await current_profile(session, contact)
 
 
 @router.post("/contacts/{contact_id}/assign", response_model=KycProfileOut)
@@ -268,8 +271,9 @@ async def correct_document(document_id: uuid.UUID, body: KycDocumentPatch, clien
             responses={200: {"content": {t: {} for t in ("application/pdf", "image/png",
                                                           "image/jpeg")}}})
 async def download_document(document_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                            state: StateDep) -> Response:
+                            state: StateDep, reads: ReadsDep) -> Response:
     document = await document_of(session, client.id, document_id)
+    await reads.of([document.contact_id])
     data = await LocalDirectoryStorage(state.settings.kyc_storage_dir).get(document.storage_key)
     return Response(data, media_type=document.content_type,
                     headers={"Content-Disposition": "attachment"})
@@ -289,7 +293,7 @@ def expiring_query(client_id: uuid.UUID, within_days: int):
 
 @router.get("/expiring", response_model=KycExpiringPage)
 async def list_expiring(
-    client: ClientDep, session: SessionDep,
+    client: ClientDep, session: SessionDep, reads: ReadsDep,
     within_days: int = Query(ge=0, le=3650, description="Profiles expiring within D days"),
     limit: int = Query(100, ge=1, le=1000),
     cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
@@ -299,6 +303,7 @@ async def list_expiring(
         query = query.where(KycProfile.id > cursor)
     rows = (await session.execute(query)).all()
     items = [await profile_out(session, c, p, detail=False) for p, c in rows[:limit]]
+    await reads.of(c.id for _, c in rows[:limit])
     return KycExpiringPage(items=items, next_cursor=str(rows[limit - 1][0].id)
                            if len(rows) > limit else None)
 

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, Reads, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.campaigns import campaign_of
 from api.enrolment import plan_channels
 from api.schemas import FunnelCounts, FunnelOut, FunnelRow
 from core.csv_cells import safe_row
 from db import reports
+from core.vocabulary import AuditAction
 from db.models import Campaign, utcnow
 
 router = APIRouter(prefix="/v1/campaigns", tags=["reports"], responses=ERROR_RESPONSES)
@@ -89,7 +90,7 @@ BOUNCE_COLUMNS = ["at", "journey_id", "external_id", "language", "step", "channe
 @router.get("/{campaign_id}/bounces.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
 async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                      state: StateDep) -> StreamingResponse:
+                      state: StateDep, reads: ReadsDep) -> StreamingResponse:
     """Every bounce of the campaign with the provider's reason, oldest first; streamed."""
     campaign = await campaign_of(session, client.id, campaign_id)
 
@@ -100,6 +101,8 @@ async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: Sessio
         async with state.sessions() as own:
             async for rows in reports.bounce_rows(own, client_id=campaign.client_id,
                                                   campaign_id=campaign.id):
+                await reads.of_journeys((uuid.UUID(r["journey_id"]) for r in rows),
+                                        action=AuditAction.export, streamed=True)
                 writer.writerows(safe_row(r) for r in rows)
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -116,19 +119,22 @@ def _download(campaign_id: uuid.UUID, body: Iterator[str] | AsyncIterator[str],
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def _partitions(state: StateDep, campaign: Campaign) -> AsyncIterator[list[dict]]:
+async def _partitions(state: StateDep, campaign: Campaign, reads: Reads
+                      ) -> AsyncIterator[list[dict]]:
     # Its own session: the request's closes before a streamed body is sent.
     async with state.sessions() as session:
         async for rows in reports.collected_rows(
                 session, client_id=campaign.client_id, campaign_id=campaign.id,
                 payments=bool(campaign.spec.get("payments"))):
+            await reads.of((uuid.UUID(r["contact_id"]) for r in rows),
+                           action=AuditAction.export, streamed=True)
             yield rows
 
 
 @router.get("/{campaign_id}/report.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
 async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                     state: StateDep) -> StreamingResponse:
+                     state: StateDep, reads: ReadsDep) -> StreamingResponse:
     """One row per contact that entered data: the data, its verification, and per consent
     checkbox granted/declined with the version and hash of the legal text shown. A
     payment-reminder campaign also has a row per contact reported paid, with paid, paid_at and
@@ -141,7 +147,7 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        async for rows in _partitions(state, campaign):
+        async for rows in _partitions(state, campaign, reads):
             writer.writerows(safe_row(reports.flat(r)) for r in rows)
             yield buffer.getvalue()
             buffer.seek(0)
@@ -154,7 +160,7 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
 @router.get("/{campaign_id}/report.json", response_class=StreamingResponse,
             responses={200: {"content": {"application/json": {}}}})
 async def report_json(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                      state: StateDep) -> StreamingResponse:
+                      state: StateDep, reads: ReadsDep) -> StreamingResponse:
     """The same rows as the CSV with the consents as a list: {"campaign": ..., "rows": [...]}."""
     campaign = await campaign_of(session, client.id, campaign_id)
     head = json.dumps({"id": str(campaign.id), "name": campaign.name,
@@ -163,7 +169,7 @@ async def report_json(campaign_id: uuid.UUID, client: ClientDep, session: Sessio
     async def body() -> AsyncIterator[str]:
         yield f'{{"campaign":{head},"rows":['
         separator = ""
-        async for rows in _partitions(state, campaign):
+        async for rows in _partitions(state, campaign, reads):
             chunk = ",".join(json.dumps(r, separators=(",", ":")) for r in rows)
             yield separator + chunk
             separator = ","
