@@ -28,6 +28,8 @@ from db.models import (
     Client,
     AuditEntry,
     ClientMessage,
+    ConsentDisplay,
+    ConsentDocument,
     ConsentEvent,
     Contact,
     ContactAddress,
@@ -231,8 +233,12 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     for model in (ContactPoint, ContactAddress, IdentificationMedium, ContactLabel,
                   ContactIdentityKey):
         await session.execute(delete(model).where(model.contact_id == contact.id))
-    await session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id)
-                          .values(ip=None, user_agent=None))
+    # Proof of consent keeps what was shown and answered, when, and the text's version and
+    # hash; where from (IP, browser) is the person's, and so is their signed form.
+    for model in (ConsentEvent, ConsentDisplay):
+        await session.execute(update(model).where(model.contact_id == contact.id)
+                              .values(ip=None, user_agent=None))
+    await session.execute(delete(ConsentDocument).where(ConsentDocument.contact_id == contact.id))
     journey_ids = await _journey_ids(session, contact)
     if journey_ids:
         await session.execute(update(Journey).where(Journey.id.in_(journey_ids))

@@ -3,11 +3,13 @@ open; afterwards no personal value is left in any table), termination, and the s
 anonymisation of inactive contacts."""
 
 import asyncio
+import base64
 import os
 import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
@@ -424,3 +426,61 @@ async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
     assert (await tenant.get(f"/v1/contacts/{fresh['id']}")).json()["last_name"] == "Lively"
     if record_histories:
         await save_history(handle, "anonymise_inactive_contacts")
+
+
+async def expired_journey_with_consent_shown(tenant, mailbox, http) -> tuple[str, str]:
+    """A contact who opened their page (the consents shown to them from the customer's IP and
+    browser) and whose journey then expired, so nothing blocks erasing them: (contact, journey)."""
+    address = unique_email("shown")
+    campaign = await tenant.create_campaign(expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 0})
+    [result] = (await tenant.enrol(campaign["id"], {"external_id": f"shown-{uuid.uuid4().hex}",
+                                                    "email": address}))["results"]
+    [invitation] = await mailbox.wait_for(address)
+    assert (await Customer(http).open(mailbox.link(invitation))).status_code == 200
+    await tenant.wait_for_stage(result["journey_id"], "expired")
+    return result["contact_id"], result["journey_id"]
+
+
+async def signed_consent_form(tenant, contact_id: str) -> dict:
+    """The back office records the contact's signed GDPR consent form; returns its document."""
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v1", "text": "We keep your data."})
+    recorded = await tenant.post(f"/v1/contacts/{contact_id}/gdpr-consent", {
+        "state": "accepted", "purpose": "data-processing", "source": "back_office",
+        "given_at": datetime.now(UTC).isoformat(), "actor": "user:anna",
+        "legal_text": {"language": "en"},
+        "document": {"filename": "signed.pdf", "content_type": "application/pdf",
+                     "content_base64": base64.b64encode(b"%PDF-1.4 signed by me").decode()}})
+    assert recorded.status_code == 200, recorded.text
+    [document] = recorded.json()["documents"]
+    return document
+
+
+async def test_anonymising_erases_the_signed_consent_form_and_where_consents_were_shown(
+        tenant, mailbox, http, sessions):
+    contact_id, _ = await expired_journey_with_consent_shown(tenant, mailbox, http)
+    document = await signed_consent_form(tenant, contact_id)
+    gdpr = f"/v1/contacts/{contact_id}/gdpr-consent"
+    download = f"{gdpr}/documents/{document['id']}"
+    assert (await tenant.get(download)).content == b"%PDF-1.4 signed by me"
+
+    assert (await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})).status_code == 200
+
+    gone = await tenant.get(download)
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["error"]["code"] == "anonymised"
+    state = (await tenant.get(gdpr)).json()
+    assert state["documents"] == [] and state["state"] == "accepted" and state["anonymised"]
+    assert await places_holding(sessions, "signed by me") == []
+    # What was shown, in which version, and when, stays as proof; from where and in which
+    # browser does not.
+    async with sessions() as session:
+        displays = (await session.execute(text(
+            "SELECT ip, user_agent, shown_at, legal_text_sha256 FROM consent_displays "
+            "WHERE contact_id = :c"), {"c": contact_id})).all()
+    assert displays and all(ip is None and agent is None and at and sha
+                            for ip, agent, at, sha in displays), displays
+    conversion = (await tenant.get("/v1/consent-notices/conversion")).json()
+    assert conversion, "the notices shown still count"
