@@ -9,13 +9,15 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from core.contracts import AnonymiseInactiveInput
+from core.vocabulary import TokenPurpose
 from db.kyc_models import KycDocument
 from db.session import transaction
+from messaging import links
 from messaging.local_outbox import read_records
 from tests.helpers import Customer, unique_email
 from tests.test_channel_plans import (
@@ -26,7 +28,14 @@ from tests.test_channel_plans import (
     wait_for_sms,
 )
 from tests.histories import save_history
-from tests.test_kyc import new_contact as kyc_contact, upload as kyc_upload
+from tests.test_kyc import (
+    ID_OR_PASSPORT as KYC_ID_OR_PASSPORT,
+    IDENTITY as KYC_IDENTITY,
+    define as kyc_define,
+    new_contact as kyc_contact,
+    refuted_upload_link,
+    upload as kyc_upload,
+)
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 
 
@@ -484,3 +493,37 @@ async def test_anonymising_erases_the_signed_consent_form_and_where_consents_wer
                             for ip, agent, at, sha in displays), displays
     conversion = (await tenant.get("/v1/consent-notices/conversion")).json()
     assert conversion, "the notices shown still count"
+
+
+async def test_an_anonymised_contact_takes_no_kyc_document(tenant, sessions, http, mailbox,
+                                                            settings):
+    """Neither the client's API nor the customer's KYC page stores an identity document for a
+    contact anonymised meanwhile; the page says the request has ended."""
+    await kyc_define(tenant, 1, KYC_IDENTITY + KYC_ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await kyc_contact(sessions, tenant)
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    customer = Customer(http)
+    assert (await customer.open(link)).status_code == 200
+    form = {"csrf_token": customer.csrf(), "document_type": "passport", "number": "NL765432",
+            "expires_at": "2031-12-31"}
+    assert (await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})).status_code == 200
+
+    refused = await kyc_upload(tenant, contact_id)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "contact_anonymised"
+    assert "anonymised" in refused.json()["error"]["message"]
+    # A link the profile issued as the anonymisation committed (its message's transaction
+    # read the address before it went, and stored the link after the links were deleted).
+    async with transaction(sessions) as session:
+        late = await links.issue(session, settings, purpose=TokenPurpose.kyc_documents,
+                                 step="kyc/late/email", contact_id=uuid.UUID(contact_id),
+                                 expires_at=datetime.now(UTC) + timedelta(days=1))
+    late = late.removeprefix("http://testserver")
+    for response in (await http.get(late),
+                     await http.post(late, data=form, files={"file": ("p.pdf", b"%PDF-1.4 x",
+                                                                      "application/pdf")})):
+        assert response.status_code == 410, response.text
+        assert "This request has ended" in response.text
+    async with sessions() as session:
+        assert await session.scalar(text("SELECT count(*) FROM kyc_documents "
+                                         "WHERE contact_id = :c"), {"c": contact_id}) == 0
