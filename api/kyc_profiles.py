@@ -145,9 +145,11 @@ async def accept_document(
     it is posted (derived from the page form's submission id or the API's Idempotency-Key):
     posted twice (a double click, a retry), it stores one document, and the second post is
     given the first one's."""
-    # Shared until this commits: an anonymisation waits for the upload (and deletes its
-    # document), or the upload sees the anonymisation.
-    await session.refresh(contact, ["anonymised_at"], with_for_update={"read": True})
+    # Held until this commits: an anonymisation (FOR UPDATE) waits for the upload and deletes
+    # its document, or the upload sees the anonymisation. A key share, as two uploads at once
+    # each go on to update the contact, which under a share lock would deadlock.
+    await session.refresh(contact, ["anonymised_at"],
+                          with_for_update={"read": True, "key_share": True})
     if contact.anonymised_at is not None:
         raise ContactAnonymised(contact)
     doc_id = upload_id or uuid.uuid4()
