@@ -72,7 +72,8 @@ async def blockers(session: AsyncSession, contact: Contact) -> list[tuple[str, s
     open_journeys = await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id, OPEN_JOURNEY).order_by(Journey.created_at))
     reasons = [("journeys", f"journey {j.id} in campaign {j.campaign_id} is still open "
-                            f"(stage {j.stage})") for j in open_journeys]
+                            f"(stage {j.stage}): end it with POST /v1/journeys/{j.id}/cancel")
+               for j in open_journeys]
     under_review = await session.scalar(select(KycProfile).where(
         KycProfile.contact_id == contact.id, KycProfile.state == KycState.pending_verification,
         exists().where(KycDocument.contact_id == contact.id)))

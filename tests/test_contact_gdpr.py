@@ -527,3 +527,60 @@ async def test_an_anonymised_contact_takes_no_kyc_document(tenant, sessions, htt
     async with sessions() as session:
         assert await session.scalar(text("SELECT count(*) FROM kyc_documents "
                                          "WHERE contact_id = :c"), {"c": contact_id}) == 0
+
+
+async def test_the_client_ends_an_open_journey_to_erase_its_contact(
+        tenant, other_tenant, http, mailbox):
+    """An open journey blocks erasure: the refusal names it and how to end it; the client
+    cancels that one journey (or all of them with the erasure) instead of waiting for it to
+    expire."""
+    campaign = await tenant.create_campaign(reminders={"interval": "PT1H", "max_count": 0})
+    address = unique_email("stuck")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": f"stuck-{address}",
+                                                      "email": address}))["results"]
+    contact_id, journey_id = enrolled["contact_id"], enrolled["journey_id"]
+    [invitation] = await mailbox.wait_for(address)
+    base = f"/v1/contacts/{contact_id}"
+
+    for refused in (await tenant.post(f"{base}/anonymise", {}),
+                    await tenant.http.delete(base, headers=tenant.auth)):
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert f"POST /v1/journeys/{journey_id}/cancel" in error["message"]
+        assert "cancel_journeys=true" in error["message"]
+        assert [f["field"] for f in error["fields"]] == ["journeys"]
+        assert f"/v1/journeys/{journey_id}/cancel" in error["fields"][0]["message"]
+
+    cancel = f"/v1/journeys/{journey_id}/cancel"
+    assert (await other_tenant.post(cancel, {})).status_code == 404
+    cancelled = await tenant.post(cancel, {})
+    assert cancelled.status_code == 200, cancelled.text
+    journey = cancelled.json()
+    assert journey["stage"] == "cancelled" and journey["finished_at"]
+    assert journey["history"][-1]["detail"] == {"by": "client", "reason": "journey_cancelled"}
+    again = await tenant.post(cancel, {})
+    assert (again.status_code, again.json()) == (200, journey)
+    page = await Customer(http).open(mailbox.link(invitation))
+    assert "has withdrawn it" in page.text, page.text
+    assert (await tenant.post(f"{base}/anonymise", {})).status_code == 200
+
+    # Or in one call: the erasure withdraws the open journeys first.
+    other = unique_email("stuck")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": f"stuck-{other}",
+                                                      "email": other}))["results"]
+    await mailbox.wait_for(other)
+    erased = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise"
+                               "?cancel_journeys=true", {})
+    assert erased.status_code == 200, erased.text
+    journey = await tenant.journey(enrolled["journey_id"])
+    # (The anonymisation blanks every history detail, who cancelled it included.)
+    assert journey["stage"] == "cancelled" and journey["history"][-1]["type"] == "cancelled"
+    # A journey that ended otherwise has nothing to cancel.
+    expired = await tenant.create_campaign(expires_after="PT2S",
+                                           reminders={"interval": "PT1H", "max_count": 0})
+    [late] = (await tenant.enrol(expired["id"], {"external_id": "late-1",
+                                                 "email": unique_email("late")}))["results"]
+    await tenant.wait_for_stage(late["journey_id"], "expired")
+    ended = await tenant.post(f"/v1/journeys/{late['journey_id']}/cancel", {})
+    assert ended.status_code == 409 and "expired" in ended.json()["error"]["message"]
+
