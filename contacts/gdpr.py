@@ -117,10 +117,26 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
         KycDocument.contact_id == contact.id).order_by(KycDocument.uploaded_at))
     kyc_events = await session.scalars(select(KycEvent).where(
         KycEvent.contact_id == contact.id).order_by(KycEvent.at, KycEvent.id))
+    consent_documents = await session.scalars(select(ConsentDocument).where(
+        ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
+    displays = await session.scalars(select(ConsentDisplay).where(
+        ConsentDisplay.contact_id == contact.id).order_by(ConsentDisplay.shown_at))
     return {
         "exported_at": utcnow().isoformat(),
         "contact": out.model_dump(mode="json"),
         "consents": [consents_db.event_as_dict(c) for c in consents],
+        # Every consent text shown to the contact, answered or not: what, where, when, from
+        # which IP address and browser.
+        "consent_displays": [_row(d, skip=("client_id", "contact_id")) for d in displays],
+        "gdpr_consent": {
+            "state": contact.gdpr_consent_state,
+            "updated_at": audit.jsonable(contact.gdpr_consent_updated_at),
+            "anonymisation_blocked": await blocked_anonymisation(session, contact),
+            # The signed forms by reference: each is a file of its own, not JSON.
+            "documents": [{**_row(d, skip=("client_id", "contact_id", "content")),
+                           "download": f"/v1/contacts/{contact.id}/gdpr-consent/documents/{d.id}"}
+                          for d in consent_documents],
+        },
         "journeys": [{**_row(j, skip=("client_id",)), "events": by_journey[j.id]}
                      for j in journeys],
         "messages": [_row(m, skip=("client_id",)) for m in messages],

@@ -584,3 +584,24 @@ async def test_the_client_ends_an_open_journey_to_erase_its_contact(
     ended = await tenant.post(f"/v1/journeys/{late['journey_id']}/cancel", {})
     assert ended.status_code == 409 and "expired" in ended.json()["error"]["message"]
 
+
+async def test_the_export_holds_the_gdpr_consent_its_forms_and_the_consents_shown(
+        tenant, mailbox, http):
+    contact_id, journey_id = await expired_journey_with_consent_shown(tenant, mailbox, http)
+    document = await signed_consent_form(tenant, contact_id)
+
+    export = (await tenant.get(f"/v1/contacts/{contact_id}/export")).json()
+    gdpr = export["gdpr_consent"]
+    assert gdpr["state"] == "accepted" and gdpr["updated_at"]
+    assert gdpr["anonymisation_blocked"] is None
+    [form] = gdpr["documents"]
+    assert {k: form[k] for k in ("id", "filename", "content_type", "sha256")} == {
+        k: document[k] for k in ("id", "filename", "content_type", "sha256")}
+    assert "content" not in form and form["consent_event_id"] in {
+        c["id"] for c in export["consents"]}
+    downloaded = await tenant.get(form["download"])
+    assert downloaded.content == b"%PDF-1.4 signed by me"
+    shown = export["consent_displays"]
+    assert {d["purpose"] for d in shown} == {"service-communication", "newsletter"}
+    assert all(d["journey_id"] == journey_id and d["ip"] == "203.0.113.7" and d["user_agent"]
+               and d["legal_text_sha256"] and d["shown_at"] and d["shown_in"] for d in shown)
