@@ -162,6 +162,21 @@ def _events_of(contact: Contact, journey_ids: list[uuid.UUID]):  # noqa: ANN202
                *(WebhookEvent.key.startswith(f"{j}/") for j in journey_ids))
 
 
+async def _redact_webhook_events(session: AsyncSession, contact: Contact,
+                                 journey_ids: list[uuid.UUID], erased: str) -> None:
+    """The webhook events about the contact lose what they said, and their deliveries' logs
+    what receivers answered. They are not deleted: one queued for an endpoint has its place
+    in the endpoint's sequence, which runs without gaps, and goes out with its envelope
+    (`data` is `{<erased>: true, "contact_id"}`) so receivers read what happened."""
+    events = _events_of(contact, journey_ids)
+    await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
+        select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
+            select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
+    for event in await session.scalars(select(WebhookEvent).where(events)):
+        event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
+                         "data": {erased: True, "contact_id": str(contact.id)}}
+
+
 async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:
     """Audit entries stay (who did what, when) but lose the values they recorded."""
     entries = await session.scalars(select(AuditEntry).where(
@@ -285,14 +300,7 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     # What the client wrote to the contact may name them; type, channel and status stay.
     await session.execute(update(ClientMessage).where(ClientMessage.contact_id == contact.id)
                           .values(recipient="anonymised", subject="anonymised", body=""))
-    events = _events_of(contact, journey_ids)
-    await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
-        select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
-            select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
-    # Events still to deliver keep their envelope, so receivers can read what happened.
-    for event in await session.scalars(select(WebhookEvent).where(events)):
-        event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
-                         "data": {"anonymised": True, "contact_id": str(contact.id)}}
+    await _redact_webhook_events(session, contact, journey_ids, "anonymised")
     await _scrub_audit(session, contact)
     await audit.record(session, client_id=contact.client_id, actor=actor,
                        action=AuditAction.anonymise, contact_ids=[contact.id])
@@ -308,7 +316,7 @@ async def terminate(session: AsyncSession, contact: Contact, actor: Actor, *,
     await _erase_contact_points_and_documents(session, contact, settings,
                                               SuppressionReason.terminated)
     journey_ids = await _journey_ids(session, contact)
-    await session.execute(delete(WebhookEvent).where(_events_of(contact, journey_ids)))
+    await _redact_webhook_events(session, contact, journey_ids, "deleted")
     if journey_ids:
         await session.execute(delete(ConsentEvent).where(ConsentEvent.journey_id.in_(journey_ids)))
     await _scrub_audit(session, contact)

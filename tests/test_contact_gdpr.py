@@ -605,3 +605,35 @@ async def test_the_export_holds_the_gdpr_consent_its_forms_and_the_consents_show
     assert {d["purpose"] for d in shown} == {"service-communication", "newsletter"}
     assert all(d["journey_id"] == journey_id and d["ip"] == "203.0.113.7" and d["user_agent"]
                and d["legal_text_sha256"] and d["shown_at"] and d["shown_in"] for d in shown)
+
+
+async def test_a_deleted_contacts_queued_events_keep_their_place_in_the_sequence(
+        tenant, webhook_receiver):
+    """Sequence numbers run without gaps: an event queued about a contact deleted before it
+    was delivered goes out all the same, saying only that the contact was deleted."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    await tenant.ensure_purpose("newsletter", "direct_marketing")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "v1", "text": "Newsletter, please."})
+    webhook_receiver.failures[hook] = [503] * 1000  # the receiver is down for now
+    contacts = []
+    for name in ("Gone", "Kept"):
+        created = await tenant.post("/v1/contacts", {
+            "external_id": f"{name}-{uuid.uuid4().hex}", "last_name": name,
+            "contact_points": [{"kind": "email", "value": unique_email(name.lower())}]})
+        assert created.status_code == 201, created.text
+        contacts.append(created.json()["id"])
+        granted = await tenant.post(f"/v1/contacts/{contacts[-1]}/consents", {"changes": [{
+            "purpose": "newsletter", "channel": "email", "granted": True,
+            "source": "back_office", "given_at": datetime.now(UTC).isoformat(),
+            "legal_text": {"language": "en"}}]})
+        assert granted.status_code == 201, granted.text
+    gone, kept = contacts
+    deleted = await tenant.http.delete(f"/v1/contacts/{gone}", headers=tenant.auth)
+    assert deleted.status_code == 204, deleted.text
+    webhook_receiver.failures[hook] = []  # back up
+
+    first, second = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    assert [first.headers["webhook-sequence"], second.headers["webhook-sequence"]] == ["1", "2"]
+    assert first.payload["data"] == {"deleted": True, "contact_id": gone}
+    assert second.payload["data"]["contact"]["id"] == kept
