@@ -12,6 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from dataclasses import asdict
 
 from sqlalchemy import func, select, update
@@ -22,7 +23,8 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
-from api import lost_journeys
+from api import lost_journeys, withdrawals
+from api.withdrawals import OPEN_STAGES
 from core.contracts import (
     BeginLaunchInput,
     BeginLaunchResult,
@@ -32,12 +34,11 @@ from core.contracts import (
     LaunchBatchResult,
     WakeHeldInput,
     WakeHeldResult,
-    WithdrawInput,
     WithdrawUnreachedInput,
     WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, CancelledBy, LaunchTrigger, Stage
+from core.vocabulary import CancelledBy, LaunchTrigger, Stage
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, Message, utcnow
 from db.session import transaction
@@ -56,7 +57,6 @@ def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
 
 # Contacts read and inserted per transaction within a batch (journeys woken per page).
 PAGE = 250
-OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
 HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times this
 # Why the journeys of a launch cancelled with `cancel_journeys` were withdrawn.
 LAUNCH_CANCELLED = "launch_cancelled"
@@ -227,20 +227,11 @@ class CampaignLauncher:
                 select(Journey.id, Journey.workflow_id, Journey.stage).where(
                     Journey.launch_id == launch_id,
                     Journey.stage.in_([*OPEN_STAGES, Stage.cancelled])))).all())
-
-        async def withdraw(handle: WorkflowHandle) -> None:
-            # Told first, the journey records its cancellation as the client's: the customer's
-            # page says the client withdrew the request, which after an operator's it does not.
-            await handle.signal(JourneyWorkflow.withdraw, WithdrawInput(LAUNCH_CANCELLED))
-            await handle.cancel()
-        await self._to_each([w for _, w, _ in journeys], withdraw)
+        await self._to_each([w for _, w, _ in journeys],
+                            partial(withdrawals.withdraw, reason=LAUNCH_CANCELLED))
         ids = [j for j, _, stage in journeys if stage != Stage.cancelled]
         async with transaction(self._sessions) as session:
-            # Most journeys record their cancellation themselves; this catches the others
-            # (those that never began, or began before journeys did so).
-            await session.execute(update(Journey).where(
-                crud.among(session, Journey.id, ids),
-                Journey.stage.in_(OPEN_STAGES)).values(stage=Stage.cancelled, finished_at=utcnow()))
+            await withdrawals.mark_cancelled(session, ids)
             return await session.scalar(select(func.count()).where(
                 crud.among(session, Journey.id, ids), Journey.stage == Stage.cancelled)) or 0
 

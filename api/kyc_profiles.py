@@ -61,6 +61,16 @@ class DocumentRejected(Exception):
         self.fields = fields
 
 
+class ContactAnonymised(Exception):
+    """An upload for an anonymised contact: nothing of the person is kept, so no identity
+    document is taken for them either."""
+
+    def __init__(self, contact: Contact) -> None:
+        assert contact.anonymised_at is not None
+        super().__init__(f"the contact was anonymised on {contact.anonymised_at.date()}: it "
+                         "takes no documents; enrol the person as a new contact if they return")
+
+
 @dataclass
 class DocumentDetails:
     document_type: DocumentType
@@ -135,6 +145,13 @@ async def accept_document(
     it is posted (derived from the page form's submission id or the API's Idempotency-Key):
     posted twice (a double click, a retry), it stores one document, and the second post is
     given the first one's."""
+    # Held until this commits: an anonymisation (FOR UPDATE) waits for the upload and deletes
+    # its document, or the upload sees the anonymisation. A key share, as two uploads at once
+    # each go on to update the contact, which under a share lock would deadlock.
+    await session.refresh(contact, ["anonymised_at"],
+                          with_for_update={"read": True, "key_share": True})
+    if contact.anonymised_at is not None:
+        raise ContactAnonymised(contact)
     doc_id = upload_id or uuid.uuid4()
     if upload_id and (earlier := await session.get(KycDocument, doc_id)) is not None:
         return earlier, False

@@ -28,6 +28,8 @@ from db.models import (
     Client,
     AuditEntry,
     ClientMessage,
+    ConsentDisplay,
+    ConsentDocument,
     ConsentEvent,
     Contact,
     ContactAddress,
@@ -70,7 +72,8 @@ async def blockers(session: AsyncSession, contact: Contact) -> list[tuple[str, s
     open_journeys = await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id, OPEN_JOURNEY).order_by(Journey.created_at))
     reasons = [("journeys", f"journey {j.id} in campaign {j.campaign_id} is still open "
-                            f"(stage {j.stage})") for j in open_journeys]
+                            f"(stage {j.stage}): end it with POST /v1/journeys/{j.id}/cancel")
+               for j in open_journeys]
     under_review = await session.scalar(select(KycProfile).where(
         KycProfile.contact_id == contact.id, KycProfile.state == KycState.pending_verification,
         exists().where(KycDocument.contact_id == contact.id)))
@@ -114,10 +117,26 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
         KycDocument.contact_id == contact.id).order_by(KycDocument.uploaded_at))
     kyc_events = await session.scalars(select(KycEvent).where(
         KycEvent.contact_id == contact.id).order_by(KycEvent.at, KycEvent.id))
+    consent_documents = await session.scalars(select(ConsentDocument).where(
+        ConsentDocument.contact_id == contact.id).order_by(ConsentDocument.created_at))
+    displays = await session.scalars(select(ConsentDisplay).where(
+        ConsentDisplay.contact_id == contact.id).order_by(ConsentDisplay.shown_at))
     return {
         "exported_at": utcnow().isoformat(),
         "contact": out.model_dump(mode="json"),
         "consents": [consents_db.event_as_dict(c) for c in consents],
+        # Every consent text shown to the contact, answered or not: what, where, when, from
+        # which IP address and browser.
+        "consent_displays": [_row(d, skip=("client_id", "contact_id")) for d in displays],
+        "gdpr_consent": {
+            "state": contact.gdpr_consent_state,
+            "updated_at": audit.jsonable(contact.gdpr_consent_updated_at),
+            "anonymisation_blocked": await blocked_anonymisation(session, contact),
+            # The signed forms by reference: each is a file of its own, not JSON.
+            "documents": [{**_row(d, skip=("client_id", "contact_id", "content")),
+                           "download": f"/v1/contacts/{contact.id}/gdpr-consent/documents/{d.id}"}
+                          for d in consent_documents],
+        },
         "journeys": [{**_row(j, skip=("client_id",)), "events": by_journey[j.id]}
                      for j in journeys],
         "messages": [_row(m, skip=("client_id",)) for m in messages],
@@ -141,6 +160,21 @@ def _events_of(contact: Contact, journey_ids: list[uuid.UUID]):  # noqa: ANN202
     key starts with the journey id)."""
     return or_(WebhookEvent.payload["data"]["contact"]["id"].as_string() == str(contact.id),
                *(WebhookEvent.key.startswith(f"{j}/") for j in journey_ids))
+
+
+async def _redact_webhook_events(session: AsyncSession, contact: Contact,
+                                 journey_ids: list[uuid.UUID], erased: str) -> None:
+    """The webhook events about the contact lose what they said, and their deliveries' logs
+    what receivers answered. They are not deleted: one queued for an endpoint has its place
+    in the endpoint's sequence, which runs without gaps, and goes out with its envelope
+    (`data` is `{<erased>: true, "contact_id"}`) so receivers read what happened."""
+    events = _events_of(contact, journey_ids)
+    await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
+        select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
+            select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
+    for event in await session.scalars(select(WebhookEvent).where(events)):
+        event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
+                         "data": {erased: True, "contact_id": str(contact.id)}}
 
 
 async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:
@@ -231,8 +265,12 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     for model in (ContactPoint, ContactAddress, IdentificationMedium, ContactLabel,
                   ContactIdentityKey):
         await session.execute(delete(model).where(model.contact_id == contact.id))
-    await session.execute(update(ConsentEvent).where(ConsentEvent.contact_id == contact.id)
-                          .values(ip=None, user_agent=None))
+    # Proof of consent keeps what was shown and answered, when, and the text's version and
+    # hash; where from (IP, browser) is the person's, and so is their signed form.
+    for model in (ConsentEvent, ConsentDisplay):
+        await session.execute(update(model).where(model.contact_id == contact.id)
+                              .values(ip=None, user_agent=None))
+    await session.execute(delete(ConsentDocument).where(ConsentDocument.contact_id == contact.id))
     journey_ids = await _journey_ids(session, contact)
     if journey_ids:
         await session.execute(update(Journey).where(Journey.id.in_(journey_ids))
@@ -262,14 +300,7 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     # What the client wrote to the contact may name them; type, channel and status stay.
     await session.execute(update(ClientMessage).where(ClientMessage.contact_id == contact.id)
                           .values(recipient="anonymised", subject="anonymised", body=""))
-    events = _events_of(contact, journey_ids)
-    await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
-        select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
-            select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
-    # Events still to deliver keep their envelope, so receivers can read what happened.
-    for event in await session.scalars(select(WebhookEvent).where(events)):
-        event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
-                         "data": {"anonymised": True, "contact_id": str(contact.id)}}
+    await _redact_webhook_events(session, contact, journey_ids, "anonymised")
     await _scrub_audit(session, contact)
     await audit.record(session, client_id=contact.client_id, actor=actor,
                        action=AuditAction.anonymise, contact_ids=[contact.id])
@@ -285,7 +316,7 @@ async def terminate(session: AsyncSession, contact: Contact, actor: Actor, *,
     await _erase_contact_points_and_documents(session, contact, settings,
                                               SuppressionReason.terminated)
     journey_ids = await _journey_ids(session, contact)
-    await session.execute(delete(WebhookEvent).where(_events_of(contact, journey_ids)))
+    await _redact_webhook_events(session, contact, journey_ids, "deleted")
     if journey_ids:
         await session.execute(delete(ConsentEvent).where(ConsentEvent.journey_id.in_(journey_ids)))
     await _scrub_audit(session, contact)

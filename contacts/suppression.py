@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.security import keyed_digest
 from core.vocabulary import Channel, ConsentSource, ContactPointKind
 from db import crud
-from db.models import ContactPoint, Suppression
+from db.models import POINT_IN_USE, Contact, ContactPoint, Suppression
 
 # Consent the customer gave themselves, on our page or by SMS keyword; everything else is the
 # client's assertion, which cannot undo an erasure.
@@ -42,14 +42,27 @@ def digest(secret_key: str, point_kind: str, value: str) -> str:
 
 async def suppress(session: AsyncSession, *, secret_key: str, client_id: uuid.UUID,
                    contact_id: uuid.UUID, reason: str) -> None:
-    """Files the contact's emails and phones before they are erased; a value already on the list
-    keeps its first reason and date."""
-    points = await session.scalars(select(ContactPoint).where(
-        ContactPoint.contact_id == contact_id))
+    """Files the contact's emails and phones before they are erased, but not one another live
+    contact of the client still holds (a shared household address, a second record): that
+    value is not erased from the registry, and its holder's consents and messages must not
+    pay for someone else's erasure; it is filed when the last contact holding it goes. A value
+    already on the list keeps its first reason and date."""
+    points = list(await session.scalars(select(ContactPoint).where(
+        ContactPoint.contact_id == contact_id)))
+    if not points:
+        return
+    held = await session.execute(
+        select(ContactPoint.kind, ContactPoint.value)
+        .join(Contact, Contact.id == ContactPoint.contact_id)
+        .where(ContactPoint.client_id == client_id, ContactPoint.contact_id != contact_id,
+               POINT_IN_USE, Contact.anonymised_at.is_(None),
+               func.lower(ContactPoint.value).in_({p.value.strip().lower() for p in points})))
+    kept = {digest(secret_key, kind, value) for kind, value in held}
     rows = {digest(secret_key, p.kind, p.value): {
         "id": uuid.uuid4(), "client_id": client_id, "kind": family(p.kind), "reason": reason,
         "digest": digest(secret_key, p.kind, p.value)} for p in points}
-    await crud.insert_ignoring_conflicts(session, Suppression, list(rows.values()))
+    await crud.insert_ignoring_conflicts(
+        session, Suppression, [row for key, row in rows.items() if key not in kept])
 
 
 async def lookup(session: AsyncSession, *, secret_key: str, client_id: uuid.UUID,

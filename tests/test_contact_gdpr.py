@@ -3,17 +3,21 @@ open; afterwards no personal value is left in any table), termination, and the s
 anonymisation of inactive contacts."""
 
 import asyncio
+import base64
 import os
 import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from core.contracts import AnonymiseInactiveInput
+from core.vocabulary import TokenPurpose
 from db.kyc_models import KycDocument
 from db.session import transaction
+from messaging import links
 from messaging.local_outbox import read_records
 from tests.helpers import Customer, unique_email
 from tests.test_channel_plans import (
@@ -24,7 +28,14 @@ from tests.test_channel_plans import (
     wait_for_sms,
 )
 from tests.histories import save_history
-from tests.test_kyc import new_contact as kyc_contact, upload as kyc_upload
+from tests.test_kyc import (
+    ID_OR_PASSPORT as KYC_ID_OR_PASSPORT,
+    IDENTITY as KYC_IDENTITY,
+    define as kyc_define,
+    new_contact as kyc_contact,
+    refuted_upload_link,
+    upload as kyc_upload,
+)
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 
 
@@ -425,3 +436,205 @@ async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
     assert (await tenant.get(f"/v1/contacts/{fresh['id']}")).json()["last_name"] == "Lively"
     if record_histories:
         await save_history(handle, "anonymise_inactive_contacts")
+
+
+async def expired_journey_with_consent_shown(tenant, mailbox, http) -> tuple[str, str]:
+    """A contact who opened their page (the consents shown to them from the customer's IP and
+    browser) and whose journey then expired, so nothing blocks erasing them: (contact, journey)."""
+    address = unique_email("shown")
+    campaign = await tenant.create_campaign(expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 0})
+    [result] = (await tenant.enrol(campaign["id"], {"external_id": f"shown-{uuid.uuid4().hex}",
+                                                    "email": address}))["results"]
+    [invitation] = await mailbox.wait_for(address)
+    assert (await Customer(http).open(mailbox.link(invitation))).status_code == 200
+    await tenant.wait_for_stage(result["journey_id"], "expired")
+    return result["contact_id"], result["journey_id"]
+
+
+async def signed_consent_form(tenant, contact_id: str) -> dict:
+    """The back office records the contact's signed GDPR consent form; returns its document."""
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "v1", "text": "We keep your data."})
+    recorded = await tenant.post(f"/v1/contacts/{contact_id}/gdpr-consent", {
+        "state": "accepted", "purpose": "data-processing", "source": "back_office",
+        "given_at": datetime.now(UTC).isoformat(), "actor": "user:anna",
+        "legal_text": {"language": "en"},
+        "document": {"filename": "signed.pdf", "content_type": "application/pdf",
+                     "content_base64": base64.b64encode(b"%PDF-1.4 signed by me").decode()}})
+    assert recorded.status_code == 200, recorded.text
+    [document] = recorded.json()["documents"]
+    return document
+
+
+async def test_anonymising_erases_the_signed_consent_form_and_where_consents_were_shown(
+        tenant, mailbox, http, sessions):
+    contact_id, _ = await expired_journey_with_consent_shown(tenant, mailbox, http)
+    document = await signed_consent_form(tenant, contact_id)
+    gdpr = f"/v1/contacts/{contact_id}/gdpr-consent"
+    download = f"{gdpr}/documents/{document['id']}"
+    assert (await tenant.get(download)).content == b"%PDF-1.4 signed by me"
+
+    assert (await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})).status_code == 200
+
+    gone = await tenant.get(download)
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["error"]["code"] == "anonymised"
+    state = (await tenant.get(gdpr)).json()
+    assert state["documents"] == [] and state["state"] == "accepted" and state["anonymised"]
+    assert await places_holding(sessions, "signed by me") == []
+    # What was shown, in which version, and when, stays as proof; from where and in which
+    # browser does not.
+    async with sessions() as session:
+        displays = (await session.execute(text(
+            "SELECT ip, user_agent, shown_at, legal_text_sha256 FROM consent_displays "
+            "WHERE contact_id = :c"), {"c": contact_id})).all()
+    assert displays and all(ip is None and agent is None and at and sha
+                            for ip, agent, at, sha in displays), displays
+    conversion = (await tenant.get("/v1/consent-notices/conversion")).json()
+    assert conversion, "the notices shown still count"
+
+
+async def test_an_anonymised_contact_takes_no_kyc_document(tenant, sessions, http, mailbox,
+                                                            settings):
+    """Neither the client's API nor the customer's KYC page stores an identity document for a
+    contact anonymised meanwhile; the page says the request has ended."""
+    await kyc_define(tenant, 1, KYC_IDENTITY + KYC_ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await kyc_contact(sessions, tenant)
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    customer = Customer(http)
+    assert (await customer.open(link)).status_code == 200
+    form = {"csrf_token": customer.csrf(), "document_type": "passport", "number": "NL765432",
+            "expires_at": "2031-12-31"}
+    assert (await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})).status_code == 200
+
+    refused = await kyc_upload(tenant, contact_id)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "contact_anonymised"
+    assert "anonymised" in refused.json()["error"]["message"]
+    # A link the profile issued as the anonymisation committed (its message's transaction
+    # read the address before it went, and stored the link after the links were deleted).
+    async with transaction(sessions) as session:
+        late = await links.issue(session, settings, purpose=TokenPurpose.kyc_documents,
+                                 step="kyc/late/email", contact_id=uuid.UUID(contact_id),
+                                 expires_at=datetime.now(UTC) + timedelta(days=1))
+    late = late.removeprefix("http://testserver")
+    for response in (await http.get(late),
+                     await http.post(late, data=form, files={"file": ("p.pdf", b"%PDF-1.4 x",
+                                                                      "application/pdf")})):
+        assert response.status_code == 410, response.text
+        assert "This request has ended" in response.text
+    async with sessions() as session:
+        assert await session.scalar(text("SELECT count(*) FROM kyc_documents "
+                                         "WHERE contact_id = :c"), {"c": contact_id}) == 0
+
+
+async def test_the_client_ends_an_open_journey_to_erase_its_contact(
+        tenant, other_tenant, http, mailbox):
+    """An open journey blocks erasure: the refusal names it and how to end it; the client
+    cancels that one journey (or all of them with the erasure) instead of waiting for it to
+    expire."""
+    campaign = await tenant.create_campaign(reminders={"interval": "PT1H", "max_count": 0})
+    address = unique_email("stuck")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": f"stuck-{address}",
+                                                      "email": address}))["results"]
+    contact_id, journey_id = enrolled["contact_id"], enrolled["journey_id"]
+    [invitation] = await mailbox.wait_for(address)
+    base = f"/v1/contacts/{contact_id}"
+
+    for refused in (await tenant.post(f"{base}/anonymise", {}),
+                    await tenant.http.delete(base, headers=tenant.auth)):
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert f"POST /v1/journeys/{journey_id}/cancel" in error["message"]
+        assert "cancel_journeys=true" in error["message"]
+        assert [f["field"] for f in error["fields"]] == ["journeys"]
+        assert f"/v1/journeys/{journey_id}/cancel" in error["fields"][0]["message"]
+
+    cancel = f"/v1/journeys/{journey_id}/cancel"
+    assert (await other_tenant.post(cancel, {})).status_code == 404
+    cancelled = await tenant.post(cancel, {})
+    assert cancelled.status_code == 200, cancelled.text
+    journey = cancelled.json()
+    assert journey["stage"] == "cancelled" and journey["finished_at"]
+    assert journey["history"][-1]["detail"] == {"by": "client", "reason": "journey_cancelled"}
+    again = await tenant.post(cancel, {})
+    assert (again.status_code, again.json()) == (200, journey)
+    page = await Customer(http).open(mailbox.link(invitation))
+    assert "has withdrawn it" in page.text, page.text
+    assert (await tenant.post(f"{base}/anonymise", {})).status_code == 200
+
+    # Or in one call: the erasure withdraws the open journeys first.
+    other = unique_email("stuck")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": f"stuck-{other}",
+                                                      "email": other}))["results"]
+    await mailbox.wait_for(other)
+    erased = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise"
+                               "?cancel_journeys=true", {})
+    assert erased.status_code == 200, erased.text
+    journey = await tenant.journey(enrolled["journey_id"])
+    # (The anonymisation blanks every history detail, who cancelled it included.)
+    assert journey["stage"] == "cancelled" and journey["history"][-1]["type"] == "cancelled"
+    # A journey that ended otherwise has nothing to cancel.
+    expired = await tenant.create_campaign(expires_after="PT2S",
+                                           reminders={"interval": "PT1H", "max_count": 0})
+    [late] = (await tenant.enrol(expired["id"], {"external_id": "late-1",
+                                                 "email": unique_email("late")}))["results"]
+    await tenant.wait_for_stage(late["journey_id"], "expired")
+    ended = await tenant.post(f"/v1/journeys/{late['journey_id']}/cancel", {})
+    assert ended.status_code == 409 and "expired" in ended.json()["error"]["message"]
+
+
+async def test_the_export_holds_the_gdpr_consent_its_forms_and_the_consents_shown(
+        tenant, mailbox, http):
+    contact_id, journey_id = await expired_journey_with_consent_shown(tenant, mailbox, http)
+    document = await signed_consent_form(tenant, contact_id)
+
+    export = (await tenant.get(f"/v1/contacts/{contact_id}/export")).json()
+    gdpr = export["gdpr_consent"]
+    assert gdpr["state"] == "accepted" and gdpr["updated_at"]
+    assert gdpr["anonymisation_blocked"] is None
+    [form] = gdpr["documents"]
+    assert {k: form[k] for k in ("id", "filename", "content_type", "sha256")} == {
+        k: document[k] for k in ("id", "filename", "content_type", "sha256")}
+    assert "content" not in form and form["consent_event_id"] in {
+        c["id"] for c in export["consents"]}
+    downloaded = await tenant.get(form["download"])
+    assert downloaded.content == b"%PDF-1.4 signed by me"
+    shown = export["consent_displays"]
+    assert {d["purpose"] for d in shown} == {"service-communication", "newsletter"}
+    assert all(d["journey_id"] == journey_id and d["ip"] == "203.0.113.7" and d["user_agent"]
+               and d["legal_text_sha256"] and d["shown_at"] and d["shown_in"] for d in shown)
+
+
+async def test_a_deleted_contacts_queued_events_keep_their_place_in_the_sequence(
+        tenant, webhook_receiver):
+    """Sequence numbers run without gaps: an event queued about a contact deleted before it
+    was delivered goes out all the same, saying only that the contact was deleted."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    await tenant.ensure_purpose("newsletter", "direct_marketing")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "v1", "text": "Newsletter, please."})
+    webhook_receiver.failures[hook] = [503] * 1000  # the receiver is down for now
+    contacts = []
+    for name in ("Gone", "Kept"):
+        created = await tenant.post("/v1/contacts", {
+            "external_id": f"{name}-{uuid.uuid4().hex}", "last_name": name,
+            "contact_points": [{"kind": "email", "value": unique_email(name.lower())}]})
+        assert created.status_code == 201, created.text
+        contacts.append(created.json()["id"])
+        granted = await tenant.post(f"/v1/contacts/{contacts[-1]}/consents", {"changes": [{
+            "purpose": "newsletter", "channel": "email", "granted": True,
+            "source": "back_office", "given_at": datetime.now(UTC).isoformat(),
+            "legal_text": {"language": "en"}}]})
+        assert granted.status_code == 201, granted.text
+    gone, kept = contacts
+    deleted = await tenant.http.delete(f"/v1/contacts/{gone}", headers=tenant.auth)
+    assert deleted.status_code == 204, deleted.text
+    webhook_receiver.failures[hook] = []  # back up
+
+    first, second = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    assert [first.headers["webhook-sequence"], second.headers["webhook-sequence"]] == ["1", "2"]
+    assert first.payload["data"] == {"deleted": True, "contact_id": gone}
+    assert second.payload["data"]["contact"]["id"] == kept

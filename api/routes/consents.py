@@ -25,7 +25,7 @@ from api.consent_schemas import (
     Preference,
 )
 from api.deps import ClientDep, ReadsDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
+from api.errors import ERROR_RESPONSES, FieldProblems, error_response, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
 from core.vocabulary import (
@@ -325,9 +325,13 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
 async def read_consent_document(contact_id: uuid.UUID, document_id: uuid.UUID,
                                 client: ClientDep, session: SessionDep,
                                 reads: ReadsDep) -> Response:
-    await contact_of(session, client.id, contact_id)
+    contact = await contact_of(session, client.id, contact_id)
     document = await session.get(ConsentDocument, document_id)
     if document is None or document.contact_id != contact_id:
+        if contact.anonymised_at is not None:
+            return error_response(410, "anonymised", "the contact was anonymised on "
+                                  f"{contact.anonymised_at.date().isoformat()}: its consent "
+                                  "documents were deleted; its consent decisions are kept")
         raise HTTPException(404, "document not found")
     await reads.of([contact_id])
     return Response(document.content, media_type=document.content_type,

@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from api import kyc_profiles
+from api import kyc_profiles, withdrawals
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
@@ -366,34 +366,62 @@ async def update_contact(
     return await one_out(session, reg, contact)
 
 
+CANCEL_JOURNEYS = Query(False, description=(
+    "true: first withdraw the contact's open journeys (each ends as cancelled by the client, "
+    "reason `contact_erasure`, as POST /v1/journeys/{id}/cancel does), then erase"))
+
+
+async def erasable(session: SessionDep, reg: Registry, state: StateDep, contact_id: uuid.UUID,
+                   cancel_journeys: bool) -> Contact:
+    """The contact, locked for its erasure, its lost journeys ended and, if asked, its open
+    ones withdrawn; those are withdrawn before the lock, as a journey's end writes rows that
+    wait for it."""
+    if cancel_journeys:
+        contact = await contact_or_404(session, reg, contact_id)
+        await withdrawals.cancel_open_journeys(session, state.temporal, contact.id,
+                                               withdrawals.FOR_ERASURE)
+        await session.commit()
+    contact = await contact_or_404(session, reg, contact_id, for_update=True)
+    await end_lost_journeys_of(session, state.temporal, contact.id)
+    return contact
+
+
+def blocked(code: str, err: gdpr.Blocked) -> JSONResponse:
+    hint = (" (each open journey ends with POST /v1/journeys/{id}/cancel, or all of them with "
+            "this call's ?cancel_journeys=true)"
+            if any(field == "journeys" for field, _ in err.blocking) else "")
+    return refusal(code, f"{err}{hint}",
+                   [FieldError(field=field, message=r) for field, r in err.blocking])
+
+
 @router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response)
 async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                            actor: ActorDep, state: StateDep) -> Response:
+                            actor: ActorDep, state: StateDep,
+                            cancel_journeys: bool = CANCEL_JOURNEYS) -> Response:
     """Terminates the contact: deletes it with everything that belongs to it (GDPR erasure).
-    Refused while a journey of the contact is open."""
-    contact = await contact_or_404(session, reg, contact_id, for_update=True)
-    await end_lost_journeys_of(session, state.temporal, contact.id)
+    Refused while a journey of the contact is open, unless `cancel_journeys` withdraws them."""
+    contact = await erasable(session, reg, state, contact_id, cancel_journeys)
     try:
         await gdpr.terminate(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
-        return refusal("terminate_blocked", str(err))
+        return blocked("terminate_blocked", err)
     await session.commit()
     return Response(status_code=204)
 
 
 @router.post("/{contact_id}/anonymise", response_model=ContactOut)
 async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                            actor: ActorDep, state: StateDep) -> ContactOut | JSONResponse:
+                            actor: ActorDep, state: StateDep,
+                            cancel_journeys: bool = CANCEL_JOURNEYS) -> ContactOut | JSONResponse:
     """Irreversibly replaces the contact's personal data everywhere; refused with the reasons
-    while a rule blocks it (e.g. an open journey)."""
-    contact = await contact_or_404(session, reg, contact_id, for_update=True)
-    await end_lost_journeys_of(session, state.temporal, contact.id)
+    while a rule blocks it (an open journey, unless `cancel_journeys` withdraws them; KYC
+    documents under review)."""
+    contact = await erasable(session, reg, state, contact_id, cancel_journeys)
     try:
         await gdpr.anonymise(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
-        return refusal("anonymisation_blocked", str(err),
-                       [FieldError(field=field, message=r) for field, r in err.blocking])
+        return blocked("anonymisation_blocked", err)
     await session.commit()
     return await one_out(session, reg, contact)
 

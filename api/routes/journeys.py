@@ -6,10 +6,11 @@ from typing import Any
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 from temporalio.service import RPCError
 
+from api import withdrawals
 from api.deps import ClientDep, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
@@ -21,7 +22,7 @@ from api.schemas import (
     PaymentCompleted,
     minor_units_problem,
 )
-from core.vocabulary import EventType, Stage
+from core.vocabulary import FINAL_STAGES, EventType, Stage
 from db import crud
 from db.models import Campaign, Contact, Journey, JourneyEvent
 from workflows.journey import JourneyWorkflow
@@ -177,4 +178,27 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                 JourneyWorkflow.payment_completed)
         except RPCError:
             pass  # the journey has ended: there is nothing left to remind of
+    return await detailed(session, journey)
+
+
+@router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,
+             responses={409: {"model": ErrorBody, "description": "The journey ended otherwise "
+                              "(verified, expired, opted out)"}})
+async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                         state: StateDep, response: Response) -> JourneyOut:
+    """Withdraws the open journey: it ends as `cancelled` (history detail `{"by": "client",
+    "reason": "journey_cancelled"}`), sends nothing more, and its page says the client withdrew
+    the request. Answers once that is recorded (202 with the journey still open if its
+    workflow has not recorded it within seconds: it will); a cancelled journey answers as it
+    is."""
+    # Not locked: the journey's workflow writes its end to this row while the request waits.
+    journey = await journey_of(session, client.id, journey_id)
+    if journey.stage in FINAL_STAGES and journey.stage != Stage.cancelled:
+        raise HTTPException(409, f"the journey has ended as {journey.stage}: there is nothing "
+                            "to cancel")
+    if journey.stage != Stage.cancelled:
+        await withdrawals.cancel(session, state.temporal, journey, withdrawals.BY_API)
+        await session.commit()
+    if journey.stage not in FINAL_STAGES:
+        response.status_code = 202
     return await detailed(session, journey)

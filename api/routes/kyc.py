@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import kyc_profiles
 from api.deps import ActorDep, ClientDep, IdempotencyKeyHeader, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
-from api.kyc_profiles import DocumentRejected
+from api.kyc_profiles import ContactAnonymised, DocumentRejected
 from api.kyc_schemas import (
     KycAssignRequest,
     KycDefinitionCreate,
@@ -228,6 +228,8 @@ async def upload_document(
             if idempotency_key else None)
     except DocumentRejected as err:
         return error_response(err.status, "document_rejected", str(err), err.fields)
+    except ContactAnonymised as err:
+        return error_response(409, "contact_anonymised", str(err))
     if not new:
         if not await kyc_profiles.same_upload(document, contact_id=contact_id, details=details,
                                               upload=file):

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 
 from api import kyc_profiles
 from api.deps import SessionDep, StateDep
-from api.kyc_profiles import DocumentRejected
+from api.kyc_profiles import ContactAnonymised, DocumentRejected
 from api.public_forms import limit_form_posts
 from api.routes.customer_page import (
     LANGUAGES,
@@ -95,11 +95,21 @@ async def posted_again(document: KycDocument, contact: Contact,
         document.number, document.expires_at) == (details.number, details.expires_at)
 
 
+def ended(request: Request, state, visit: KycVisit) -> HTMLResponse:
+    """The page of a link whose contact was anonymised (issued just before, or opened then):
+    the request has ended, and questions go to the client."""
+    return html(request, state, "finished", visit.language, {
+        "stage": "lost", "client_name": visit.client.name,
+        "brand": client_brand(visit.client, state.settings)}, status.HTTP_410_GONE)
+
+
 @router.get("/k/{token}", response_class=HTMLResponse)
 async def kyc_page(token: str, request: Request, session: SessionDep, state: StateDep):
     visit = await resolve(session, token)
     if visit is None:
         return invalid_link(request, state)
+    if visit.contact.anonymised_at is not None:
+        return ended(request, state, visit)
     return await page(request, state, session, visit, errors={}, values={})
 
 
@@ -108,6 +118,8 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
     visit = await resolve(session, token)
     if visit is None:
         return invalid_link(request, state)
+    if visit.contact.anonymised_at is not None:
+        return ended(request, state, visit)
     if not await csrf_ok(request, state):
         return forbidden(request, state, visit)
     form = await request.form()
@@ -135,6 +147,8 @@ async def upload(token: str, request: Request, session: SessionDep, state: State
             # corrected): a double click posts the same, so the customer means a new upload
             # (and one without a file is told so).
             document, new = await accept()
+    except ContactAnonymised:
+        return ended(request, state, visit)
     except DocumentRejected as err:
         errors = {f.field: MESSAGE_OF_STATUS.get(err.status) or MESSAGE_OF_FIELD[f.field]
                   for f in err.fields}
