@@ -272,6 +272,71 @@ async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, ma
     assert undecided["status_reason"] == "no consent for newsletter by email"
 
 
+async def test_a_withdrawal_on_every_channel_stops_marketing_until_a_newer_grant(
+    tenant, http, mailbox
+):
+    """A withdrawal recorded on channel `any` did not stop the newsletter by email (only the
+    email decision was asked). The newest of a channel's own decision and a withdrawal on
+    `any` rules: sending, contact search, the preferences and the preference centre agree."""
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+    path = f"/v1/contacts/{contact_id}/consents"
+
+    def decision(channel: str, granted: bool) -> dict:
+        return {"purpose": "newsletter", "channel": channel, "granted": granted,
+                "given_at": datetime.now(UTC).isoformat(), "source": "call_centre",
+                "legal_text": {"language": "en", "version": "3"}}
+
+    async def found(**filters: str) -> bool:
+        page = (await tenant.get("/v1/contacts", consent_purpose="newsletter",
+                                 external_id=address, **filters)).json()
+        return contact_id in [c["id"] for c in page["items"]]
+
+    async def email_preference() -> bool:
+        return {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
+            f"/v1/contacts/{contact_id}/preferences")).json()}[("newsletter", "email")]
+
+    await tenant.ok("POST", path, {"changes": [decision("any", False)]}, status=201)
+    stopped = await send(tenant, contact_id, "newsletter", "After the withdrawal")
+    assert stopped["status"] == "suppressed", stopped
+    assert stopped["status_reason"].startswith("newsletter by email not granted"), stopped
+    assert stopped["status_reason"].endswith("on every channel)"), stopped
+    assert not await found() and not await found(consent_channel="email")
+    assert await found(consent_granted="false", consent_channel="email")
+    assert await email_preference() is False
+
+    # The customer's newer, specific word allows email again; a grant on `any` allows none.
+    await tenant.ok("POST", path, {"changes": [decision("email", True)]}, status=201)
+    assert (await send(tenant, contact_id, "newsletter", "Welcome back"))["status"] == "sent"
+    assert await found(consent_channel="email") and await email_preference() is True
+    await tenant.ok("POST", path, {"changes": [decision("email", False),
+                                               decision("any", True)]}, status=201)
+    assert (await send(tenant, contact_id, "newsletter", "Blanket"))["status"] == "suppressed"
+    assert not await found() and await found(consent_channel="any")
+
+    # The preference centre shows the standing grant on every channel, to be withdrawn; a box
+    # left ticked beside it stays granted.
+    await tenant.ok("POST", path, {"changes": [decision("sms", True)]}, status=201)
+    assert (await send(tenant, contact_id, "invoice", "Invoice 12"))["status"] == "sent"
+    [invoice] = [m for m in await mailbox.wait_for(address, count=4) if m.subject == "Invoice 12"]
+    customer = Customer(http)
+    await customer.open(link_to(invoice, "/p/"))
+    assert set(customer.ticked("granted")) == {"newsletter:any", "newsletter:sms"}
+    assert "Every channel" in customer.page
+    saved = await customer.submit(link_to(invoice, "/p/"), granted=["newsletter:email"])
+    assert saved.status_code == 200 and "preferences are saved" in customer.page, customer.page
+    assert customer.ticked("granted") == ["newsletter:email"]
+    prefs = {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
+        f"/v1/contacts/{contact_id}/preferences")).json()}
+    assert (prefs[("newsletter", "any")], prefs[("newsletter", "email")],
+            prefs[("newsletter", "sms")]) == (False, True, False), prefs
+    assert (await send(tenant, contact_id, "newsletter", "Chosen again"))["status"] == "sent"
+    # A grant on every channel is not offered where none stands.
+    await customer.open(link_to(invoice, "/p/"))
+    refused = await customer.submit(link_to(invoice, "/p/"), granted=["newsletter:any"])
+    assert refused.status_code == 422 and "does not offer" in customer.page
+
+
 async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
                                                          webhook_receiver):
     await setup_policies(tenant)

@@ -65,8 +65,9 @@ async def read_ledger(contact_id: uuid.UUID, client: ClientDep, session: Session
 async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: SessionDep):
     await contact_of(session, client.id, contact_id)
     current = await consents.preferences(session, contact_id=contact_id)
+    ruling = {(p, c): consents.governing(current, p, c) for p, c in current}
     return [Preference(purpose=p, channel=c, granted=e.granted, since=e.given_at, source=e.source)
-            for (p, c), e in sorted(current.items())]
+            for (p, c), e in sorted(ruling.items())]
 
 
 @router.get("/contacts/{contact_id}/consent-receipt")
@@ -221,9 +222,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
                               shown_in=f"sms:{word}")
             for p in marketing if p in texts and consents.changed(
                 current, p, Channel.sms, granted)
-            # START restores only what a STOP took; it never opts anyone into something new.
-            and (not granted or current.get((p, Channel.sms)) is not None
-                 and current[(p, Channel.sms)].source == ConsentSource.sms_keyword)]
+            # START restores only what a STOP took (not a withdrawal on every channel since);
+            # it never opts anyone into something new.
+            and (not granted or getattr(consents.governing(current, p, Channel.sms), "source",
+                                        None) == ConsentSource.sms_keyword)]
         endpoints += (await consents.record(session, contact=contact,
                                                     decisions=decisions))[1]
     await session.commit()
