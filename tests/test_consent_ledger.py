@@ -427,6 +427,39 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
     assert len((await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()) == len(ledger)
 
 
+async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):
+    """The API and the import appended decisions to an anonymised contact's ledger, as if a
+    person nobody can name any more had decided something: both refuse it now."""
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Newsletter, please."})
+    n = uuid.uuid4().hex[:8]
+    gone = await tenant.ok("POST", "/v1/contacts", {"external_id": f"gone-{n}",
+                                                       "last_name": "Gone"}, status=201)
+    kept = await tenant.ok("POST", "/v1/contacts", {"external_id": f"kept-{n}",
+                                                       "last_name": "Kept"}, status=201)
+    await tenant.ok("POST", f"/v1/contacts/{gone['id']}/anonymise", {})
+    change = {"purpose": "newsletter", "channel": "email", "granted": False,
+              "given_at": datetime.now(UTC).isoformat(), "source": "back_office",
+              "legal_text": {"language": "en"}}
+
+    refused = await tenant.post(f"/v1/contacts/{gone['id']}/consents", {"changes": [change]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "contact_anonymised"
+    assert "anonymised" in refused.json()["error"]["message"]
+
+    anonymised_id = (await tenant.get(f"/v1/contacts/{gone['id']}")).json()["external_id"]
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        {**change, "source": "import", "external_id": anonymised_id},
+        {**change, "source": "import", "external_id": kept["external_id"]}]})
+    assert imported.status_code == 202, imported.text
+    [anonymised, accepted] = imported.json()["results"]
+    assert anonymised["status"] == "rejected" and accepted["status"] == "accepted"
+    assert anonymised["errors"][0]["field"] == "external_id"
+    assert "anonymised" in anonymised["errors"][0]["message"]
+    assert (await tenant.get(f"/v1/contacts/{gone['id']}/consents")).json() == []
+
+
 async def test_sms_stop_and_start(tenant, sessions, http):
     await setup_policies(tenant)
     from db.models import Contact, ContactPoint

@@ -25,7 +25,7 @@ from api.consent_schemas import (
     Preference,
 )
 from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, FieldProblems, pydantic_fields
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response, pydantic_fields
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
 from core.vocabulary import (
@@ -47,6 +47,11 @@ async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Co
     if contact is None or contact.client_id != client_id:
         raise HTTPException(404, "contact not found")
     return contact
+
+
+# Nothing of the person is kept to consent about: a decision recorded for it would be nobody's.
+ANONYMISED = ("the contact is anonymised, so no consent can be recorded for it; a person who "
+              "comes back is a new contact")
 
 
 def event_out(e) -> ConsentEventOut:
@@ -131,12 +136,16 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
 
 
 @router.post("/contacts/{contact_id}/consents", status_code=status.HTTP_201_CREATED,
-             response_model=list[ConsentEventOut])
+             response_model=list[ConsentEventOut],
+             responses={409: {"model": ErrorBody,
+                              "description": "The contact is anonymised (contact_anonymised)"}})
 async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: ClientDep,
                          session: SessionDep, state: StateDep):
     """Decisions the customer made with the client (back office, call centre, own systems).
     `given_at` is when the customer decided; it may be earlier than now, never later."""
     contact = await contact_of(session, client.id, contact_id)
+    if contact.anonymised_at is not None:
+        return error_response(409, "contact_anonymised", ANONYMISED)
     decisions = await decisions_for(session, client, contact, body.changes,
                                     state.settings.secret_key.get_secret_value())
     events, endpoints = await consents.record(session, contact=contact,
@@ -159,8 +168,9 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
             contact = (await session.scalars(select(Contact).where(
                 Contact.client_id == client.id, Contact.external_id == item.external_id))
             ).one_or_none()
-            if contact is None:
-                raise FieldProblems([FieldError(field="external_id", message="unknown contact")])
+            if contact is None or contact.anonymised_at is not None:
+                raise FieldProblems([FieldError(field="external_id", message=ANONYMISED
+                                                if contact else "unknown contact")])
             decisions = await decisions_for(session, client, contact, [item],
                                             state.settings.secret_key.get_secret_value(),
                                             prefix=None)
