@@ -175,17 +175,21 @@ async def record(session: AsyncSession, *, contact: Contact, decisions: list[Dec
     return events, await announce(session, contact=contact, events=events)
 
 
-async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent]
-                   ) -> list[str]:
+async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent],
+                   only_current: bool = False) -> list[str]:
     """One `consent.changed` per ledger event, keyed by the event so a retry adds none.
     `current` says whether the event now decides its purpose and channel: one given before a
     decision already in the ledger (arriving late) is history, and a receiver applying events
-    in order must not act on it. Returns the webhook endpoints to wake after commit."""
+    in order must not act on it. `only_current`: announce only the events that now decide
+    (an import's history is not news, its newest decisions are). Returns the webhook
+    endpoints to wake after commit."""
     if not events:
         return []
     now = await preferences(session, contact_id=contact.id)
     endpoints: list[str] = []
     for event in events:
+        if only_current and not governs(now, event):
+            continue
         endpoints += await record_webhook_event(
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,

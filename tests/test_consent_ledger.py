@@ -460,6 +460,68 @@ async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):
     assert (await tenant.get(f"/v1/contacts/{gone['id']}/consents")).json() == []
 
 
+async def newsletter_contact(tenant, name: str) -> dict:
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Newsletter, please."})
+    return await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"{name}-{uuid.uuid4().hex[:8]}", "last_name": name.title()}, status=201)
+
+
+def dated(channel: str, granted: bool, day: int, **more) -> dict:
+    return {"purpose": "newsletter", "channel": channel, "granted": granted,
+            "given_at": f"2026-01-{day:02}T10:00:00Z", "source": "import",
+            "legal_text": {"language": "en"}, **more}
+
+
+async def test_an_imported_decision_that_becomes_current_is_announced(tenant, webhook_receiver):
+    """The import raised no webhook, so a receiver kept an opt-in the import's newer
+    withdrawal ended. Each imported decision that now decides its purpose and channel raises
+    `consent.changed` once; history older than the ledger's decision raises none."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    contact = await newsletter_contact(tenant, "importee")
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/consents", {"changes": [
+        dated("email", True, 10, source="back_office")]}, status=201)
+    items = [dated(*d, external_id=contact["external_id"]) for d in [
+        ("email", False, 5),  # older than the grant of the 10th: history
+        ("sms", True, 1), ("sms", False, 2), ("sms", False, 2),  # the 2nd decides SMS
+        ("letter", True, 3)]]
+
+    async def queued() -> list[str]:
+        return [d["event_type"] for d in (await tenant.get(
+            f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}/deliveries")).json()]
+    imported = await tenant.post("/v1/consents/import", {"items": items})
+    assert imported.status_code == 202 and imported.json()["accepted"] == 5, imported.text
+    assert await queued() == ["consent.changed"] * 3  # the API's, then the two new current ones
+    received = await webhook_receiver.wait_for(hook, "consent.changed", count=3)
+    announced = sorted((c.payload["data"]["consent"]["channel"],
+                        c.payload["data"]["consent"]["granted"], c.payload["data"]["current"])
+                       for c in received if c.payload["data"]["consent"]["source"] == "import")
+    assert announced == [("letter", True, True), ("sms", False, True)]
+    # The same file again is no news.
+    assert (await tenant.post("/v1/consents/import", {"items": items})).status_code == 202
+    assert len(await queued()) == 3
+
+
+async def test_an_import_with_no_acceptable_item_is_refused(tenant):
+    """A file of which nothing was imported was answered 202 Accepted; it is a 422 naming
+    each item's fields, while a partly good one stays 202 with the refused items listed."""
+    contact = await newsletter_contact(tenant, "refused")
+    response = await tenant.post("/v1/consents/import", {"items": [
+        dated("email", True, 1, external_id="nobody"),
+        dated("email", True, 1, external_id=contact["external_id"], purpose="lottery"),
+        {"purpose": "newsletter"}]})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"]["code"] == "no_acceptable_item"
+    fields = [f["field"] for f in body["error"]["fields"]]
+    assert fields[:2] == ["items[0].external_id", "items[1].purpose"], fields
+    assert "items[2].external_id" in fields, fields
+    assert (body["accepted"], body["rejected"]) == (0, 3)
+    assert [r["status"] for r in body["results"]] == ["rejected"] * 3
+    assert (await tenant.get(f"/v1/contacts/{contact['id']}/consents")).json() == []
+
+
 async def test_sms_stop_and_start(tenant, sessions, http):
     await setup_policies(tenant)
     from db.models import Contact, ContactPoint

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -25,7 +26,15 @@ from api.consent_schemas import (
     Preference,
 )
 from api.deps import ClientDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response, pydantic_fields
+from api.errors import (
+    ERROR_RESPONSES,
+    EnrolRefused,
+    ErrorBody,
+    FieldProblems,
+    error_response,
+    none_acceptable,
+    pydantic_fields,
+)
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
 from core.vocabulary import (
@@ -156,12 +165,16 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
 
 
 @router.post("/consents/import", status_code=status.HTTP_202_ACCEPTED,
-             response_model=EnrolResponse)
+             response_model=EnrolResponse,
+             responses={422: {"model": EnrolRefused | ErrorBody,
+                              "description": "Validation failed, or no item was acceptable"}})
 async def import_consents(body: ConsentImport, client: ClientDep, session: SessionDep,
-                          state: StateDep):
+                          state: StateDep) -> EnrolResponse | JSONResponse:
     """Historical decisions with their original times, by the contact's external id. Bad items
-    are reported by index; good ones are kept. No webhooks: these are not news."""
+    are reported by index; good ones are kept. An imported decision that becomes the one
+    deciding its purpose and channel raises `consent.changed`; older ones are history."""
     results: list[EnrolItemResult] = []
+    imported: dict[uuid.UUID, tuple[Contact, list]] = {}
     for index, raw in enumerate(body.items):
         try:
             item = ConsentImportItem.model_validate(raw)
@@ -184,13 +197,23 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
             results.append(EnrolItemResult(index=index, status="rejected",
                                            external_id=item.external_id, errors=err.fields))
             continue
-        await consents.append(session, client_id=client.id, contact_id=contact.id,
-                              decisions=decisions)
+        imported.setdefault(contact.id, (contact, []))[1].extend(await consents.append(
+            session, client_id=client.id, contact_id=contact.id, decisions=decisions))
         results.append(EnrolItemResult(index=index, status="accepted",
                                        external_id=item.external_id, contact_id=contact.id))
-    await session.commit()
     rejected = sum(r.status == "rejected" for r in results)
-    return EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
+    response = EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
+    if not imported:
+        return none_acceptable(response, items="items", code="no_acceptable_item",
+                               message="no item of this import was acceptable; fix the items "
+                                       "the fields name and send them again")
+    endpoints: list[str] = []
+    for contact, events in imported.values():
+        endpoints += await consents.announce(session, contact=contact, events=events,
+                                             only_current=True)
+    await session.commit()
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
+    return response
 
 
 STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN"}
