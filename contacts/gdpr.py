@@ -17,6 +17,7 @@ from core.vocabulary import (
     ANONYMISATION_BLOCKED,
     FINAL_STAGES,
     AuditAction,
+    EventType,
     GdprConsentState,
     GdprConsequence,
     KycState,
@@ -266,10 +267,14 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
         select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
             select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
-    # Events still to deliver keep their envelope, so receivers can read what happened.
+    # Events still to deliver keep their envelope, so receivers can read what happened; a
+    # consent decision keeps its shape too, so that a withdrawal still reaches them.
     for event in await session.scalars(select(WebhookEvent).where(events)):
+        data = event.payload.get("data") or {}
         event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
-                         "data": {"anonymised": True, "contact_id": str(contact.id)}}
+                         "data": consents_db.without_the_person(data, contact)
+                         if event.type == EventType.consent_changed and "consent" in data
+                         else {"anonymised": True, "contact_id": str(contact.id)}}
     await _scrub_audit(session, contact)
     await audit.record(session, client_id=contact.client_id, actor=actor,
                        action=AuditAction.anonymise, contact_ids=[contact.id])

@@ -198,6 +198,15 @@ async def announce(session: AsyncSession, *, contact: Contact, events: list[Cons
     return endpoints
 
 
+def without_the_person(data: dict[str, Any], contact: Contact) -> dict[str, Any]:
+    """A `consent.changed` of an anonymised contact as it goes out from then on (delivered late,
+    resent, replayed): its usual shape, so a receiver can still apply the decision (a
+    withdrawal above all), without what named the person, as the ledger keeps it: the
+    contact's reference as anonymised, no IP or user agent."""
+    return {**data, "anonymised": True, "contact": contact_ref(contact),
+            "consent": {**data["consent"], "ip": None, "user_agent": None}}
+
+
 async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: datetime,
                               shown_in: str, actor: str, only_purposes: set[str] | None = None
                               ) -> list[str]:

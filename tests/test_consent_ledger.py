@@ -522,6 +522,39 @@ async def test_an_import_with_no_acceptable_item_is_refused(tenant):
     assert (await tenant.get(f"/v1/contacts/{contact['id']}/consents")).json() == []
 
 
+async def test_an_anonymised_contacts_consent_event_keeps_its_shape_when_resent(
+    tenant, webhook_receiver
+):
+    """After anonymisation, resend and replay delivered `consent.changed` as `{"anonymised",
+    "contact_id"}`, a shape the README did not describe, and a receiver no longer learnt what
+    the customer had decided (a withdrawal still queued was lost on it). It goes out in its
+    usual shape without what named the person, as README's *Webhooks* describes."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    endpoint = f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}"
+    contact = await newsletter_contact(tenant, "forgotten")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/consents", {"changes": [dated(
+        "email", False, 3, source="back_office", ip="203.0.113.9", user_agent="Phone/1")]},
+        status=201)
+    [first] = await webhook_receiver.wait_for(hook, "consent.changed")
+    assert first.payload["data"]["consent"]["ip"] == "203.0.113.9"
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/anonymise", {})
+
+    await tenant.ok("POST", f"{endpoint}/events/{first.id}/resend", status=202)
+    _, resent = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    await tenant.ok("POST", f"{endpoint}/replay", {
+        "since": since.isoformat(), "until": (datetime.now(UTC) + timedelta(seconds=1))
+        .isoformat()}, status=202)
+    *_, replayed = await webhook_receiver.wait_for(hook, "consent.changed", count=3)
+    documented = {"type": "consent.changed", "timestamp": first.payload["timestamp"], "data": {
+        "anonymised": True, "current": True,
+        "contact": {"id": contact["id"], "external_id": f"anonymised-{contact['id']}",
+                    "first_name": None, "last_name": None},
+        "consent": {**first.payload["data"]["consent"], "ip": None, "user_agent": None}}}
+    for delivery in (resent, replayed):
+        assert delivery.id == first.id and delivery.payload == documented, delivery.payload
+
+
 async def test_sms_stop_and_start(tenant, sessions, http):
     await setup_policies(tenant)
     from db.models import Contact, ContactPoint
