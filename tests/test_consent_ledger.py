@@ -258,6 +258,40 @@ async def test_the_preference_centre_refuses_a_choice_it_does_not_offer(tenant, 
     assert ("email", True) in await newsletter_choices()
 
 
+async def test_the_dutch_preference_centre_writes_sms_the_dutch_way(tenant, http, mailbox):
+    """The Dutch page labelled the SMS box "sms" beside "E-mail" and "Post", and wrote "via
+    E-mail" inside sentences: a label starts with a capital ("Sms"), a sentence says "sms"."""
+    await setup_policies(tenant)
+    campaign = await tenant.create_campaign(languages=["nl"])
+    address = unique_email("nl")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "language": "nl",
+                                                   "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    preferences = link_to(invitation, "/p/")
+    customer = Customer(http)
+    await customer.open(preferences)
+    refused = await customer.submit(preferences, granted=["newsletter:sms"])
+    assert refused.status_code == 422
+    assert "dus u kunt sms niet kiezen." in customer.page, customer.page
+    await tenant.ok("POST", f"/v1/contacts/{enrolled['results'][0]['contact_id']}/consents", {
+        "changes": [{"purpose": "newsletter", "channel": "sms", "granted": True,
+                     "given_at": datetime.now(UTC).isoformat(), "source": "back_office",
+                     "legal_text": {"language": "nl", "version": "3"}}]}, status=201)
+    await customer.open(preferences)
+    assert '">E-mail</label>' in customer.page and '">Sms</label>' in customer.page
+
+
+async def test_a_legal_text_is_in_a_language_our_pages_speak(tenant):
+    """A legal text in French was stored, though no page or message speaks French, so no
+    customer could be shown it: the language is a field error naming the supported ones."""
+    await tenant.ensure_purpose("newsletter")
+    response = await tenant.post("/v1/purposes/newsletter/legal-texts", {
+        "language": "fr", "version": "1", "text": "La lettre, s'il vous plaît."})
+    assert response.status_code == 422, response.text
+    [field] = response.json()["error"]["fields"]
+    assert field["field"] == "language" and "supported: ['de', 'en', 'nl']" in field["message"]
+
+
 async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, mailbox):
     await setup_policies(tenant)
     contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])
