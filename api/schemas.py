@@ -322,7 +322,7 @@ class ConsentCheckboxIn(Strict):
     purpose: Slug
     channel: Channel
     mandatory: JsonBool = False
-    texts: dict[Language, LegalTextIn] = Field(min_length=1)
+    texts: dict[SupportedLanguage, LegalTextIn] = Field(min_length=1)
 
 
 class Reminders(Strict):

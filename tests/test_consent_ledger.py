@@ -290,6 +290,18 @@ async def test_a_legal_text_is_in_a_language_our_pages_speak(tenant):
     assert response.status_code == 422, response.text
     [field] = response.json()["error"]["fields"]
     assert field["field"] == "language" and "supported: ['de', 'en', 'nl']" in field["message"]
+    # Nor as a campaign's checkbox text, which registers one.
+    box = {"key": "news", "purpose": "newsletter", "channel": "email",
+           "texts": {"en": {"text": "News, please.", "version": "1"},
+                     "fr": {"text": "La lettre, s'il vous plaît.", "version": "1"}}}
+    campaign = await tenant.post("/v1/campaigns", {"name": "News", "languages": ["en"],
+                                                   "consents": [box]})
+    assert campaign.status_code == 422, campaign.text
+    [field] = campaign.json()["error"]["fields"]
+    assert field["field"].startswith("consents[0].texts.fr"), field
+    assert "unsupported language 'fr'" in field["message"], field
+    texts = (await tenant.get("/v1/purposes/newsletter/legal-texts")).json()
+    assert "fr" not in [t["language"] for t in texts], texts
 
 
 async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, mailbox):
