@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas import JsonBool, Language, Slug, Strict
+from api.schemas import JsonBool, Language, Slug, Strict, SupportedLanguage
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
@@ -25,7 +25,7 @@ class PurposeOut(BaseModel):
 
 
 class LegalTextCreate(Strict):
-    language: Language
+    language: SupportedLanguage
     version: str = Field(min_length=1, max_length=50)
     text: str = Field(min_length=1, max_length=20_000)
 

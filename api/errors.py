@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.schemas import FieldError, field_path
+from api.schemas import EnrolResponse, FieldError, field_path
 from messaging.rendering import render_page
 
 
@@ -26,6 +26,23 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class EnrolRefused(ErrorBody, EnrolResponse):
+    """No item was acceptable: the structured error every 4xx carries, and the per-item results."""
+
+
+def none_acceptable(response: EnrolResponse, *, items: str, code: str, message: str
+                    ) -> JSONResponse:
+    """The 422 of a batch in which no item was acceptable: its results as a 202 would have
+    them, and each item's errors as fields named `items[index].field`."""
+    def field(index: int, name: str) -> str:
+        return f"{items}[{index}]" if name == "item" else f"{items}[{index}].{name}"
+    rejection = EnrolRefused(**response.model_dump(), error=ErrorDetail(
+        code=code, message=message, fields=[FieldError(field=field(r.index, e.field),
+                                                       message=e.message)
+                                            for r in response.results for e in r.errors]))
+    return JSONResponse(rejection.model_dump(mode="json"), status_code=422)
 
 
 # Documented on every route, so the OpenAPI schema tells clients the shape of each failure.

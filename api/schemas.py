@@ -42,6 +42,16 @@ def _a_language(code: str) -> str:
 
 
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$"), AfterValidator(_a_language)]
+
+
+def _supported(code: str) -> str:
+    if code not in supported_languages():
+        raise ValueError(f"unsupported language {code!r}; supported: {supported_languages()}")
+    return code
+
+
+# A language our pages and messages speak: what a customer is shown must be one of them.
+SupportedLanguage = Annotated[Language, AfterValidator(_supported)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -312,7 +322,7 @@ class ConsentCheckboxIn(Strict):
     purpose: Slug
     channel: Channel
     mandatory: JsonBool = False
-    texts: dict[Language, LegalTextIn] = Field(min_length=1)
+    texts: dict[SupportedLanguage, LegalTextIn] = Field(min_length=1)
 
 
 class Reminders(Strict):

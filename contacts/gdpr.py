@@ -17,6 +17,7 @@ from core.vocabulary import (
     ANONYMISATION_BLOCKED,
     FINAL_STAGES,
     AuditAction,
+    EventType,
     GdprConsentState,
     GdprConsequence,
     KycState,
@@ -167,14 +168,21 @@ async def _redact_webhook_events(session: AsyncSession, contact: Contact,
     """The webhook events about the contact lose what they said, and their deliveries' logs
     what receivers answered. They are not deleted: one queued for an endpoint has its place
     in the endpoint's sequence, which runs without gaps, and goes out with its envelope
-    (`data` is `{<erased>: true, "contact_id"}`) so receivers read what happened."""
+    (`data` is `{<erased>: true, "contact_id"}`, a consent decision's of an anonymised
+    contact its usual shape without the person) so receivers read what happened."""
     events = _events_of(contact, journey_ids)
     await session.execute(update(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(
         select(WebhookDelivery.id).where(WebhookDelivery.event_id.in_(
             select(WebhookEvent.id).where(events))))).values(response_excerpt=None, error=None))
     for event in await session.scalars(select(WebhookEvent).where(events)):
+        data = event.payload.get("data") or {}
+        # An anonymised contact's consent decision keeps its shape, so that a withdrawal still
+        # reaches receivers (the anonymised contact still stands for someone who withdrew).
+        kept = (erased == "anonymised" and event.type == EventType.consent_changed
+                and "consent" in data)
         event.payload = {"type": event.type, "timestamp": event.payload.get("timestamp"),
-                         "data": {erased: True, "contact_id": str(contact.id)}}
+                         "data": consents_db.without_the_person(data, contact) if kept
+                         else {erased: True, "contact_id": str(contact.id)}}
 
 
 async def _scrub_audit(session: AsyncSession, contact: Contact) -> None:

@@ -1,7 +1,8 @@
 """The consent ledger: append-only events per contact, and what they add up to.
 
 Current preferences are derived from the ledger (the newest decision per purpose and channel by
-the time the customer gave it), never stored apart from it.
+the time the customer gave it), never stored apart from it; `governing` says which decision rules
+a channel, where a withdrawal on `any` counts too.
 """
 
 import uuid
@@ -9,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from contacts import suppression
 from core.security import sha256_hex
 from core.vocabulary import (
+    Channel,
     ConsentSource,
     EventType,
     GdprConsentState,
@@ -172,23 +175,36 @@ async def record(session: AsyncSession, *, contact: Contact, decisions: list[Dec
     return events, await announce(session, contact=contact, events=events)
 
 
-async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent]
-                   ) -> list[str]:
+async def announce(session: AsyncSession, *, contact: Contact, events: list[ConsentEvent],
+                   only_current: bool = False) -> list[str]:
     """One `consent.changed` per ledger event, keyed by the event so a retry adds none.
     `current` says whether the event now decides its purpose and channel: one given before a
     decision already in the ledger (arriving late) is history, and a receiver applying events
-    in order must not act on it. Returns the webhook endpoints to wake after commit."""
+    in order must not act on it. `only_current`: announce only the events that now decide
+    (an import's history is not news, its newest decisions are). Returns the webhook
+    endpoints to wake after commit."""
     if not events:
         return []
-    deciding = {e.id for e in (await preferences(session, contact_id=contact.id)).values()}
+    now = await preferences(session, contact_id=contact.id)
     endpoints: list[str] = []
     for event in events:
+        if only_current and not governs(now, event):
+            continue
         endpoints += await record_webhook_event(
             session, client_id=contact.client_id, key=f"consent/{event.id}",
             type=EventType.consent_changed,
             data={"contact": contact_ref(contact), "consent": event_as_dict(event),
-                  "current": event.id in deciding})
+                  "current": governs(now, event)})
     return endpoints
+
+
+def without_the_person(data: dict[str, Any], contact: Contact) -> dict[str, Any]:
+    """A `consent.changed` of an anonymised contact as it goes out from then on (delivered late,
+    resent, replayed): its usual shape, so a receiver can still apply the decision (a
+    withdrawal above all), without what named the person, as the ledger keeps it: the
+    contact's reference as anonymised, no IP or user agent."""
+    return {**data, "anonymised": True, "contact": contact_ref(contact),
+            "consent": {**data["consent"], "ip": None, "user_agent": None}}
 
 
 async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: datetime,
@@ -203,7 +219,8 @@ async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: da
         text=LegalText(language=e.legal_text_language, version=e.legal_text_version,
                        text=e.legal_text, sha256=e.legal_text_sha256))
         for (purpose, channel), e in current.items()
-        if channel == "email" and e.granted and (only_purposes is None or purpose in only_purposes)]
+        if channel == Channel.email and governing(current, purpose, channel).granted
+        and (only_purposes is None or purpose in only_purposes)]
     _, endpoints = await record(session, contact=contact, decisions=lapsed)
     return endpoints
 
@@ -211,8 +228,60 @@ async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: da
 def changed(current: dict[tuple[str, str], ConsentEvent], purpose: str, channel: str,
             granted: bool) -> bool:
     """Whether a decision changes anything: repeating the current state adds no ledger entry."""
-    decision = current.get((purpose, channel))
+    decision = governing(current, purpose, channel)
     return decision is None or decision.granted != granted
+
+
+# The channels a message goes by; `any` is a decision about all of them at once.
+SENDING_CHANNELS = (Channel.email, Channel.sms, Channel.letter, Channel.phone)
+
+
+def governing(current: dict[tuple[str, Any], Any], purpose: str, channel: str) -> Any:
+    """The decision that rules a purpose on a channel: the channel's own newest one, unless
+    the newest decision on `any` is a withdrawal given after it, which stops every channel (a
+    customer who says "no more, however you reach me" means it). A later grant on the channel
+    itself is the customer's newer, specific word and allows it again; on the same moment
+    (one form) the channel's own decision wins. A grant on `any` permits no channel by itself:
+    consent to marketing is given for a channel, with its own text, so it only stops an
+    earlier `any` withdrawal from standing. `current` is `current()`'s mapping; a `Decision`
+    about to be appended may stand in it (the preference centre reasons before it saves)."""
+    own = current.get((purpose, channel))
+    blanket = current.get((purpose, Channel.any))
+    if channel == Channel.any or blanket is None or blanket.granted:
+        return own
+    return blanket if own is None or own.given_at < blanket.given_at else own
+
+
+def governs(current: dict[tuple[str, str], ConsentEvent], event: ConsentEvent) -> bool:
+    """Whether the ledger event now rules its purpose and channel: one given before a newer
+    decision (its channel's own, or a withdrawal on `any`) is history."""
+    decision = governing(current, event.purpose, event.channel)
+    return decision is not None and decision.id == event.id
+
+
+def decided(purpose: str, granted: bool, channels: list[str]) -> ColumnElement[bool]:
+    """`governing` as SQL, for contact searches: the contact's decision that rules `purpose` on
+    one of `channels` is `granted`."""
+    def newest(e: Any, channel: str) -> ColumnElement[bool]:
+        later = aliased(ConsentEvent)
+        return and_(e.contact_id == Contact.id, e.purpose == purpose, e.channel == channel,
+                    ~exists().where(later.contact_id == e.contact_id, later.purpose == purpose,
+                                    later.channel == channel, later.given_at > e.given_at))
+
+    def rules(channel: str) -> ColumnElement[bool]:
+        own, blanket = aliased(ConsentEvent), aliased(ConsentEvent)
+        if channel == Channel.any:
+            return exists().where(newest(own, channel), own.granted.is_(granted))
+        withdrawn_since = and_(newest(blanket, Channel.any), blanket.granted.is_(False))
+        if granted:
+            return exists().where(newest(own, channel), own.granted.is_(True),
+                                  ~exists().where(withdrawn_since,
+                                                  blanket.given_at > own.given_at))
+        return or_(exists().where(newest(own, channel), own.granted.is_(False)),
+                   exists().where(withdrawn_since, ~exists().where(
+                       own.contact_id == Contact.id, own.purpose == purpose,
+                       own.channel == channel, own.given_at >= blanket.given_at)))
+    return or_(*(rules(c) for c in channels))
 
 
 async def ledger(session: AsyncSession, *, contact_id: uuid.UUID) -> list[ConsentEvent]:
@@ -264,12 +333,13 @@ async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: u
     if category != MessageCategory.marketing:
         return SendDecision(True, category, None, f"{category} message")
     purpose = policy.purpose_key
-    decision = (await preferences(session, contact_id=contact_id)).get((purpose, channel))
+    decision = governing(await preferences(session, contact_id=contact_id), purpose, channel)
     if decision is None:
         return SendDecision(False, category, purpose, f"no consent for {purpose} by {channel}")
     if not decision.granted:
         return SendDecision(False, category, purpose, f"{purpose} by {channel} not granted "
-                            f"(customer's decision of {decision.given_at.isoformat()})")
+                            f"(customer's decision of {decision.given_at.isoformat()}"
+                            + (", on every channel)" if decision.channel == Channel.any else ")"))
     erased = await suppression.of_contact(session, secret_key=secret_key, client_id=client_id,
                                           contact_id=contact_id, channel=channel)
     if erased is not None and not suppression.lifted_by(erased, decision.source,

@@ -258,6 +258,52 @@ async def test_the_preference_centre_refuses_a_choice_it_does_not_offer(tenant, 
     assert ("email", True) in await newsletter_choices()
 
 
+async def test_the_dutch_preference_centre_writes_sms_the_dutch_way(tenant, http, mailbox):
+    """The Dutch page labelled the SMS box "sms" beside "E-mail" and "Post", and wrote "via
+    E-mail" inside sentences: a label starts with a capital ("Sms"), a sentence says "sms"."""
+    await setup_policies(tenant)
+    campaign = await tenant.create_campaign(languages=["nl"])
+    address = unique_email("nl")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "language": "nl",
+                                                   "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    preferences = link_to(invitation, "/p/")
+    customer = Customer(http)
+    await customer.open(preferences)
+    refused = await customer.submit(preferences, granted=["newsletter:sms"])
+    assert refused.status_code == 422
+    assert "dus u kunt sms niet kiezen." in customer.page, customer.page
+    await tenant.ok("POST", f"/v1/contacts/{enrolled['results'][0]['contact_id']}/consents", {
+        "changes": [{"purpose": "newsletter", "channel": "sms", "granted": True,
+                     "given_at": datetime.now(UTC).isoformat(), "source": "back_office",
+                     "legal_text": {"language": "nl", "version": "3"}}]}, status=201)
+    await customer.open(preferences)
+    assert '">E-mail</label>' in customer.page and '">Sms</label>' in customer.page
+
+
+async def test_a_legal_text_is_in_a_language_our_pages_speak(tenant):
+    """A legal text in French was stored, though no page or message speaks French, so no
+    customer could be shown it: the language is a field error naming the supported ones."""
+    await tenant.ensure_purpose("newsletter")
+    response = await tenant.post("/v1/purposes/newsletter/legal-texts", {
+        "language": "fr", "version": "1", "text": "La lettre, s'il vous plaît."})
+    assert response.status_code == 422, response.text
+    [field] = response.json()["error"]["fields"]
+    assert field["field"] == "language" and "supported: ['de', 'en', 'nl']" in field["message"]
+    # Nor as a campaign's checkbox text, which registers one.
+    box = {"key": "news", "purpose": "newsletter", "channel": "email",
+           "texts": {"en": {"text": "News, please.", "version": "1"},
+                     "fr": {"text": "La lettre, s'il vous plaît.", "version": "1"}}}
+    campaign = await tenant.post("/v1/campaigns", {"name": "News", "languages": ["en"],
+                                                   "consents": [box]})
+    assert campaign.status_code == 422, campaign.text
+    [field] = campaign.json()["error"]["fields"]
+    assert field["field"].startswith("consents[0].texts.fr"), field
+    assert "unsupported language 'fr'" in field["message"], field
+    texts = (await tenant.get("/v1/purposes/newsletter/legal-texts")).json()
+    assert "fr" not in [t["language"] for t in texts], texts
+
+
 async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, mailbox):
     await setup_policies(tenant)
     contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])
@@ -270,6 +316,71 @@ async def test_marketing_needs_a_consent_and_a_verified_address(tenant, http, ma
     enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
     undecided = await send(tenant, enrolled["results"][0]["contact_id"], "newsletter", "Hi")
     assert undecided["status_reason"] == "no consent for newsletter by email"
+
+
+async def test_a_withdrawal_on_every_channel_stops_marketing_until_a_newer_grant(
+    tenant, http, mailbox
+):
+    """A withdrawal recorded on channel `any` did not stop the newsletter by email (only the
+    email decision was asked). The newest of a channel's own decision and a withdrawal on
+    `any` rules: sending, contact search, the preferences and the preference centre agree."""
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+    path = f"/v1/contacts/{contact_id}/consents"
+
+    def decision(channel: str, granted: bool) -> dict:
+        return {"purpose": "newsletter", "channel": channel, "granted": granted,
+                "given_at": datetime.now(UTC).isoformat(), "source": "call_centre",
+                "legal_text": {"language": "en", "version": "3"}}
+
+    async def found(**filters: str) -> bool:
+        page = (await tenant.get("/v1/contacts", consent_purpose="newsletter",
+                                 external_id=address, **filters)).json()
+        return contact_id in [c["id"] for c in page["items"]]
+
+    async def email_preference() -> bool:
+        return {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
+            f"/v1/contacts/{contact_id}/preferences")).json()}[("newsletter", "email")]
+
+    await tenant.ok("POST", path, {"changes": [decision("any", False)]}, status=201)
+    stopped = await send(tenant, contact_id, "newsletter", "After the withdrawal")
+    assert stopped["status"] == "suppressed", stopped
+    assert stopped["status_reason"].startswith("newsletter by email not granted"), stopped
+    assert stopped["status_reason"].endswith("on every channel)"), stopped
+    assert not await found() and not await found(consent_channel="email")
+    assert await found(consent_granted="false", consent_channel="email")
+    assert await email_preference() is False
+
+    # The customer's newer, specific word allows email again; a grant on `any` allows none.
+    await tenant.ok("POST", path, {"changes": [decision("email", True)]}, status=201)
+    assert (await send(tenant, contact_id, "newsletter", "Welcome back"))["status"] == "sent"
+    assert await found(consent_channel="email") and await email_preference() is True
+    await tenant.ok("POST", path, {"changes": [decision("email", False),
+                                               decision("any", True)]}, status=201)
+    assert (await send(tenant, contact_id, "newsletter", "Blanket"))["status"] == "suppressed"
+    assert not await found() and await found(consent_channel="any")
+
+    # The preference centre shows the standing grant on every channel, to be withdrawn; a box
+    # left ticked beside it stays granted.
+    await tenant.ok("POST", path, {"changes": [decision("sms", True)]}, status=201)
+    assert (await send(tenant, contact_id, "invoice", "Invoice 12"))["status"] == "sent"
+    [invoice] = [m for m in await mailbox.wait_for(address, count=4) if m.subject == "Invoice 12"]
+    customer = Customer(http)
+    await customer.open(link_to(invoice, "/p/"))
+    assert set(customer.ticked("granted")) == {"newsletter:any", "newsletter:sms"}
+    assert "Every channel" in customer.page
+    saved = await customer.submit(link_to(invoice, "/p/"), granted=["newsletter:email"])
+    assert saved.status_code == 200 and "preferences are saved" in customer.page, customer.page
+    assert customer.ticked("granted") == ["newsletter:email"]
+    prefs = {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
+        f"/v1/contacts/{contact_id}/preferences")).json()}
+    assert (prefs[("newsletter", "any")], prefs[("newsletter", "email")],
+            prefs[("newsletter", "sms")]) == (False, True, False), prefs
+    assert (await send(tenant, contact_id, "newsletter", "Chosen again"))["status"] == "sent"
+    # A grant on every channel is not offered where none stands.
+    await customer.open(link_to(invoice, "/p/"))
+    refused = await customer.submit(link_to(invoice, "/p/"), granted=["newsletter:any"])
+    assert refused.status_code == 422 and "does not offer" in customer.page
 
 
 async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
@@ -360,6 +471,134 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
          "given_at": "2019-03-01T09:30:00+01:00", "external_id": external_id}]})
     assert again.json()["accepted"] == 1
     assert len((await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()) == len(ledger)
+
+
+async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):
+    """The API and the import appended decisions to an anonymised contact's ledger, as if a
+    person nobody can name any more had decided something: both refuse it now."""
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Newsletter, please."})
+    n = uuid.uuid4().hex[:8]
+    gone = await tenant.ok("POST", "/v1/contacts", {"external_id": f"gone-{n}",
+                                                       "last_name": "Gone"}, status=201)
+    kept = await tenant.ok("POST", "/v1/contacts", {"external_id": f"kept-{n}",
+                                                       "last_name": "Kept"}, status=201)
+    await tenant.ok("POST", f"/v1/contacts/{gone['id']}/anonymise", {})
+    change = {"purpose": "newsletter", "channel": "email", "granted": False,
+              "given_at": datetime.now(UTC).isoformat(), "source": "back_office",
+              "legal_text": {"language": "en"}}
+
+    refused = await tenant.post(f"/v1/contacts/{gone['id']}/consents", {"changes": [change]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "contact_anonymised"
+    assert "anonymised" in refused.json()["error"]["message"]
+
+    anonymised_id = (await tenant.get(f"/v1/contacts/{gone['id']}")).json()["external_id"]
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        {**change, "source": "import", "external_id": anonymised_id},
+        {**change, "source": "import", "external_id": kept["external_id"]}]})
+    assert imported.status_code == 202, imported.text
+    [anonymised, accepted] = imported.json()["results"]
+    assert anonymised["status"] == "rejected" and accepted["status"] == "accepted"
+    assert anonymised["errors"][0]["field"] == "external_id"
+    assert "anonymised" in anonymised["errors"][0]["message"]
+    assert (await tenant.get(f"/v1/contacts/{gone['id']}/consents")).json() == []
+
+
+async def newsletter_contact(tenant, name: str) -> dict:
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Newsletter, please."})
+    return await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"{name}-{uuid.uuid4().hex[:8]}", "last_name": name.title()}, status=201)
+
+
+def dated(channel: str, granted: bool, day: int, **more) -> dict:
+    return {"purpose": "newsletter", "channel": channel, "granted": granted,
+            "given_at": f"2026-01-{day:02}T10:00:00Z", "source": "import",
+            "legal_text": {"language": "en"}, **more}
+
+
+async def test_an_imported_decision_that_becomes_current_is_announced(tenant, webhook_receiver):
+    """The import raised no webhook, so a receiver kept an opt-in the import's newer
+    withdrawal ended. Each imported decision that now decides its purpose and channel raises
+    `consent.changed` once; history older than the ledger's decision raises none."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    contact = await newsletter_contact(tenant, "importee")
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/consents", {"changes": [
+        dated("email", True, 10, source="back_office")]}, status=201)
+    items = [dated(*d, external_id=contact["external_id"]) for d in [
+        ("email", False, 5),  # older than the grant of the 10th: history
+        ("sms", True, 1), ("sms", False, 2), ("sms", False, 2),  # the 2nd decides SMS
+        ("letter", True, 3)]]
+
+    async def queued() -> list[str]:
+        return [d["event_type"] for d in (await tenant.get(
+            f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}/deliveries")).json()]
+    imported = await tenant.post("/v1/consents/import", {"items": items})
+    assert imported.status_code == 202 and imported.json()["accepted"] == 5, imported.text
+    assert await queued() == ["consent.changed"] * 3  # the API's, then the two new current ones
+    received = await webhook_receiver.wait_for(hook, "consent.changed", count=3)
+    announced = sorted((c.payload["data"]["consent"]["channel"],
+                        c.payload["data"]["consent"]["granted"], c.payload["data"]["current"])
+                       for c in received if c.payload["data"]["consent"]["source"] == "import")
+    assert announced == [("letter", True, True), ("sms", False, True)]
+    # The same file again is no news.
+    assert (await tenant.post("/v1/consents/import", {"items": items})).status_code == 202
+    assert len(await queued()) == 3
+
+
+async def test_an_import_with_no_acceptable_item_is_refused(tenant):
+    """A file of which nothing was imported was answered 202 Accepted; it is a 422 naming
+    each item's fields, while a partly good one stays 202 with the refused items listed."""
+    contact = await newsletter_contact(tenant, "refused")
+    response = await tenant.post("/v1/consents/import", {"items": [
+        dated("email", True, 1, external_id="nobody"),
+        dated("email", True, 1, external_id=contact["external_id"], purpose="lottery"),
+        {"purpose": "newsletter"}]})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"]["code"] == "no_acceptable_item"
+    fields = [f["field"] for f in body["error"]["fields"]]
+    assert fields[:2] == ["items[0].external_id", "items[1].purpose"], fields
+    assert "items[2].external_id" in fields, fields
+    assert (body["accepted"], body["rejected"]) == (0, 3)
+    assert [r["status"] for r in body["results"]] == ["rejected"] * 3
+    assert (await tenant.get(f"/v1/contacts/{contact['id']}/consents")).json() == []
+
+
+async def test_an_anonymised_contacts_consent_event_keeps_its_shape_when_resent(
+    tenant, webhook_receiver
+):
+    """After anonymisation, resend and replay delivered `consent.changed` as `{"anonymised",
+    "contact_id"}`, a shape the README did not describe, and a receiver no longer learnt what
+    the customer had decided (a withdrawal still queued was lost on it). It goes out in its
+    usual shape without what named the person, as README's *Webhooks* describes."""
+    hook = await tenant.subscribe(webhook_receiver, ["consent.changed"])
+    endpoint = f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}"
+    contact = await newsletter_contact(tenant, "forgotten")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/consents", {"changes": [dated(
+        "email", False, 3, source="back_office", ip="203.0.113.9", user_agent="Phone/1")]},
+        status=201)
+    [first] = await webhook_receiver.wait_for(hook, "consent.changed")
+    assert first.payload["data"]["consent"]["ip"] == "203.0.113.9"
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/anonymise", {})
+
+    await tenant.ok("POST", f"{endpoint}/events/{first.id}/resend", status=202)
+    _, resent = await webhook_receiver.wait_for(hook, "consent.changed", count=2)
+    await tenant.ok("POST", f"{endpoint}/replay", {
+        "since": since.isoformat(), "until": (datetime.now(UTC) + timedelta(seconds=1))
+        .isoformat()}, status=202)
+    *_, replayed = await webhook_receiver.wait_for(hook, "consent.changed", count=3)
+    documented = {"type": "consent.changed", "timestamp": first.payload["timestamp"], "data": {
+        "anonymised": True, "current": True,
+        "contact": {"id": contact["id"], "external_id": f"anonymised-{contact['id']}",
+                    "first_name": None, "last_name": None},
+        "consent": {**first.payload["data"]["consent"], "ip": None, "user_agent": None}}}
+    for delivery in (resent, replayed):
+        assert delivery.id == first.id and delivery.payload == documented, delivery.payload
 
 
 async def test_sms_stop_and_start(tenant, sessions, http):

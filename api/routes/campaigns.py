@@ -13,9 +13,10 @@ from api import enrolment, launches
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import (
     ERROR_RESPONSES,
+    EnrolRefused,
     ErrorBody,
-    ErrorDetail,
     FieldProblems,
+    none_acceptable,
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
@@ -36,14 +37,6 @@ from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
-
-
-class EnrolRefused(ErrorBody, EnrolResponse):
-    """No item was acceptable: the structured error every 4xx carries, and the per-item results."""
-
-
-def item_field(index: int, field: str) -> str:
-    return f"contacts[{index}]" if field == "item" else f"contacts[{index}].{field}"
 
 
 async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> dict:
@@ -187,13 +180,8 @@ async def enrol_contacts(
     refused = sum(r.status == "rejected" for r in results)
     response = EnrolResponse(accepted=len(results) - refused, rejected=refused, results=results)
     if response.accepted == 0:
-        rejection = EnrolRefused(
-            **response.model_dump(),
-            error=ErrorDetail(
-                code="no_acceptable_contact", message="no contact in this request was acceptable",
-                fields=[FieldError(field=item_field(r.index, e.field), message=e.message)
-                        for r in results for e in r.errors]))
-        return JSONResponse(rejection.model_dump(mode="json"), status_code=422)
+        return none_acceptable(response, items="contacts", code="no_acceptable_contact",
+                               message="no contact in this request was acceptable")
     return response
 
 

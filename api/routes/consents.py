@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -25,7 +26,15 @@ from api.consent_schemas import (
     Preference,
 )
 from api.deps import ClientDep, ReadsDep, RegistryDep, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, FieldProblems, error_response, pydantic_fields
+from api.errors import (
+    ERROR_RESPONSES,
+    EnrolRefused,
+    ErrorBody,
+    FieldProblems,
+    error_response,
+    none_acceptable,
+    pydantic_fields,
+)
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
 from core.vocabulary import (
@@ -49,6 +58,11 @@ async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Co
     return contact
 
 
+# Nothing of the person is kept to consent about: a decision recorded for it would be nobody's.
+ANONYMISED = ("the contact is anonymised, so no consent can be recorded for it; a person who "
+              "comes back is a new contact")
+
+
 def event_out(e) -> ConsentEventOut:
     d = consents.event_as_dict(e)
     return ConsentEventOut(**{k: d[k] for k in ConsentEventOut.model_fields})
@@ -69,8 +83,9 @@ async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: Se
     await contact_of(session, client.id, contact_id)
     await reads.of([contact_id])
     current = await consents.preferences(session, contact_id=contact_id)
+    ruling = {(p, c): consents.governing(current, p, c) for p, c in current}
     return [Preference(purpose=p, channel=c, granted=e.granted, since=e.given_at, source=e.source)
-            for (p, c), e in sorted(current.items())]
+            for (p, c), e in sorted(ruling.items())]
 
 
 @router.get("/contacts/{contact_id}/consent-receipt")
@@ -135,12 +150,16 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
 
 
 @router.post("/contacts/{contact_id}/consents", status_code=status.HTTP_201_CREATED,
-             response_model=list[ConsentEventOut])
+             response_model=list[ConsentEventOut],
+             responses={409: {"model": ErrorBody,
+                              "description": "The contact is anonymised (contact_anonymised)"}})
 async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: ClientDep,
                          session: SessionDep, state: StateDep):
     """Decisions the customer made with the client (back office, call centre, own systems).
     `given_at` is when the customer decided; it may be earlier than now, never later."""
     contact = await contact_of(session, client.id, contact_id)
+    if contact.anonymised_at is not None:
+        return error_response(409, "contact_anonymised", ANONYMISED)
     decisions = await decisions_for(session, client, contact, body.changes,
                                     state.settings.secret_key.get_secret_value())
     events, endpoints = await consents.record(session, contact=contact,
@@ -151,20 +170,25 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
 
 
 @router.post("/consents/import", status_code=status.HTTP_202_ACCEPTED,
-             response_model=EnrolResponse)
+             response_model=EnrolResponse,
+             responses={422: {"model": EnrolRefused | ErrorBody,
+                              "description": "Validation failed, or no item was acceptable"}})
 async def import_consents(body: ConsentImport, client: ClientDep, session: SessionDep,
-                          state: StateDep):
+                          state: StateDep) -> EnrolResponse | JSONResponse:
     """Historical decisions with their original times, by the contact's external id. Bad items
-    are reported by index; good ones are kept. No webhooks: these are not news."""
+    are reported by index; good ones are kept. An imported decision that becomes the one
+    deciding its purpose and channel raises `consent.changed`; older ones are history."""
     results: list[EnrolItemResult] = []
+    imported: dict[uuid.UUID, tuple[Contact, list]] = {}
     for index, raw in enumerate(body.items):
         try:
             item = ConsentImportItem.model_validate(raw)
             contact = (await session.scalars(select(Contact).where(
                 Contact.client_id == client.id, Contact.external_id == item.external_id))
             ).one_or_none()
-            if contact is None:
-                raise FieldProblems([FieldError(field="external_id", message="unknown contact")])
+            if contact is None or contact.anonymised_at is not None:
+                raise FieldProblems([FieldError(field="external_id", message=ANONYMISED
+                                                if contact else "unknown contact")])
             decisions = await decisions_for(session, client, contact, [item],
                                             state.settings.secret_key.get_secret_value(),
                                             prefix=None)
@@ -178,13 +202,23 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
             results.append(EnrolItemResult(index=index, status="rejected",
                                            external_id=item.external_id, errors=err.fields))
             continue
-        await consents.append(session, client_id=client.id, contact_id=contact.id,
-                              decisions=decisions)
+        imported.setdefault(contact.id, (contact, []))[1].extend(await consents.append(
+            session, client_id=client.id, contact_id=contact.id, decisions=decisions))
         results.append(EnrolItemResult(index=index, status="accepted",
                                        external_id=item.external_id, contact_id=contact.id))
-    await session.commit()
     rejected = sum(r.status == "rejected" for r in results)
-    return EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
+    response = EnrolResponse(accepted=len(results) - rejected, rejected=rejected, results=results)
+    if not imported:
+        return none_acceptable(response, items="items", code="no_acceptable_item",
+                               message="no item of this import was acceptable; fix the items "
+                                       "the fields name and send them again")
+    endpoints: list[str] = []
+    for contact, events in imported.values():
+        endpoints += await consents.announce(session, contact=contact, events=events,
+                                             only_current=True)
+    await session.commit()
+    await state.endpoints.wake(client.id, endpoints, "consent changed")
+    return response
 
 
 STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN"}
@@ -226,9 +260,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
                               shown_in=f"sms:{word}")
             for p in marketing if p in texts and consents.changed(
                 current, p, Channel.sms, granted)
-            # START restores only what a STOP took; it never opts anyone into something new.
-            and (not granted or current.get((p, Channel.sms)) is not None
-                 and current[(p, Channel.sms)].source == ConsentSource.sms_keyword)]
+            # START restores only what a STOP took (not a withdrawal on every channel since);
+            # it never opts anyone into something new.
+            and (not granted or getattr(consents.governing(current, p, Channel.sms), "source",
+                                        None) == ConsentSource.sms_keyword)]
         endpoints += (await consents.record(session, contact=contact,
                                                     decisions=decisions))[1]
     await session.commit()

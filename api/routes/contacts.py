@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, exists, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from api import kyc_profiles, withdrawals
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
@@ -37,17 +36,25 @@ from contacts.schemas import (
     ContactUpdate,
     MediumIn,
 )
-from core.vocabulary import ActorType, AuditAction, Channel, MediumKind, VerificationState
+from core.vocabulary import (
+    MARKETING_KINDS,
+    ActorType,
+    AuditAction,
+    Channel,
+    MediumKind,
+    VerificationState,
+)
+from db import consents
 from db.models import (
     POINT_IN_USE,
     AuditEntry,
-    ConsentEvent,
     Contact,
     ContactAddress,
     ContactIdentityKey,
     ContactLabel,
     ContactPoint,
     ContactSettings,
+    Purpose,
 )
 
 CONFLICT = {409: {"model": ConflictBody,
@@ -242,8 +249,9 @@ async def list_contacts(
     verification_state: VerificationState | None = Query(
         None, description="has an email/phone in this state"),
     consent_purpose: str | None = Query(
-        None, max_length=100, description="with consent_granted: the latest decision for this "
-        "purpose, in consent_channel or, without it, in any one channel"),
+        None, max_length=100, description="with consent_granted: the decision that rules this "
+        "purpose (a channel's newest, or a newer withdrawal on `any`), in consent_channel or, "
+        "without it, in any one channel"),
     consent_granted: bool = True,
     consent_channel: Channel | None = None,
     updated_since: datetime | None = None,
@@ -269,8 +277,10 @@ async def list_contacts(
         raise FieldProblems([FieldError(field="consent_channel",
                                         message="filters with consent_purpose only: give both")])
     if consent_purpose is not None:
-        await named_purpose(session, reg.client_id, consent_purpose, "consent_purpose")
-        query = query.where(latest_consent_is(consent_purpose, consent_granted, consent_channel))
+        purpose = await named_purpose(session, reg.client_id, consent_purpose, "consent_purpose")
+        query = query.where(consents.decided(
+            consent_purpose, consent_granted, [consent_channel] if consent_channel is not None
+            else searched_channels(purpose)))
     if updated_since is not None:
         if updated_since.tzinfo is None:
             raise RequestValidationError([{"loc": ("query", "updated_since"),
@@ -302,17 +312,13 @@ async def list_contacts(
     return ContactPage(items=items, next_cursor=str(page[-1].id) if len(contacts) > limit else None)
 
 
-def latest_consent_is(purpose: str, granted: bool, channel: str | None) -> Any:
-    """The contact's newest decision in the consent ledger for this purpose and a channel (the
-    one given, or any) was `granted`: a preference is per purpose and channel, so a later "no"
-    to SMS leaves a "yes" to email standing."""
-    decision, later = aliased(ConsentEvent), aliased(ConsentEvent)
-    return exists().where(
-        decision.contact_id == Contact.id, decision.purpose == purpose,
-        decision.granted.is_(granted),
-        *([decision.channel == channel] if channel is not None else []),
-        ~exists().where(later.contact_id == decision.contact_id, later.purpose == purpose,
-                        later.channel == decision.channel, later.given_at > decision.given_at))
+def searched_channels(purpose: Purpose) -> list[str]:
+    """Where a search without `consent_channel` looks: a marketing consent is given per channel
+    (a grant on `any` permits none, as at send time); other purposes, such as keeping the
+    data, are decided on `any`."""
+    if purpose.kind in MARKETING_KINDS:
+        return list(consents.SENDING_CHANNELS)
+    return [*consents.SENDING_CHANNELS, Channel.any]
 
 
 @router.get("/lookup", response_model=ContactOut)

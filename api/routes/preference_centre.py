@@ -29,7 +29,10 @@ from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
-CHANNELS = [Channel.email, Channel.sms, Channel.letter, Channel.phone]
+CHANNELS = list(consents.SENDING_CHANNELS)
+# The boxes in the order the page shows and saves them: `any` comes first, so that the
+# channels are saved as they stand after a withdrawal on every channel.
+BOXES = [Channel.any, *CHANNELS]
 
 
 async def resolve(session, token: str, purpose: TokenPurpose
@@ -71,21 +74,37 @@ async def reachable(session, contact: Contact) -> set[str]:
     return found
 
 
+def standing_blanket(current: dict, purpose: str) -> bool:
+    """Whether the purpose has a grant on `any` standing (given through the client). The page
+    shows it only to be withdrawn: it asks for consent per channel, never for all at once."""
+    decision = current.get((purpose, Channel.any))
+    return decision is not None and decision.granted
+
+
+def granted_boxes(current: dict, purposes: list[str]) -> set[str]:
+    """The boxes ticked for the current decisions: each channel as its ruling decision has it
+    (a withdrawal on `any` unticks it), and a standing grant on `any`."""
+    return ({f"{p}:{c}" for p in purposes for c in CHANNELS
+             if getattr(consents.governing(current, p, c), "granted", False)}
+            | {f"{p}:{Channel.any}" for p in purposes if standing_blanket(current, p)})
+
+
 async def _page(request: Request, state, session, link: LinkToken, contact: Contact,
                 client: Client, saved: bool = False, unreachable: list[str] | None = None,
                 unknown: bool = False, ticked: set[str] | None = None) -> HTMLResponse:
     """`ticked`: the boxes of a refused form, shown as the customer left them (the refused
     ones too, to untick) rather than the saved choices, so no other change is lost.
     `unknown`: the form chose something this page does not offer."""
+    language = page_language(link, contact)
+    offers = await offered(session, client, language)
     if ticked is None:
-        current = await consents.preferences(session, contact_id=contact.id)
-        ticked = {f"{p}:{c}" for (p, c), e in current.items() if e.granted}
+        ticked = granted_boxes(await consents.preferences(session, contact_id=contact.id),
+                               [p["key"] for p in offers])
     reach = await reachable(session, contact)
     # A purpose with no box to show (its only channel moved away) is not shown at all: a
     # text without a choice, and no display recorded for it.
-    language = page_language(link, contact)
-    purposes = [p for p in await offered(session, client, language)
-                if any(c in reach or f"{p['key']}:{c}" in ticked for c in CHANNELS)]
+    purposes = [p for p in offers
+                if any(c in reach or f"{p['key']}:{c}" in ticked for c in BOXES)]
     displays = await consents.record_displays(
         session, contact=contact, journey_id=None, shown_in="preference_centre",
         texts={p["key"]: (p["key"], Channel.any, {"language": p["legal"].language,
@@ -97,7 +116,7 @@ async def _page(request: Request, state, session, link: LinkToken, contact: Cont
         "client_name": client.name, "brand": client_brand(client, state.settings),
         "languages": language_switch(client_languages(client)), "purposes": purposes,
         "displays": displays,
-        "channels": CHANNELS, "reachable": reach, "granted": ticked,
+        "channels": BOXES, "reachable": reach, "granted": ticked,
         "saved": saved, "unreachable": unreachable or [], "unknown": unknown},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable or unknown else status.HTTP_200_OK)
 
@@ -135,27 +154,34 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
     purposes = await offered(session, client, page_language(link, contact))
-    # A tampered or stale form (a purpose no longer offered, a channel that is none of ours)
-    # is refused whole rather than saved without the choice the customer thinks they made.
-    unknown = ticked - {f"{p['key']}:{c}" for p in purposes for c in CHANNELS}
+    # A tampered or stale form (a purpose no longer offered, a channel that is none of ours, a
+    # grant on every channel that is not standing) is refused whole rather than saved without
+    # the choice the customer thinks they made.
+    unknown = ticked - {f"{p['key']}:{c}" for p in purposes for c in CHANNELS} - {
+        f"{p['key']}:{Channel.any}" for p in purposes if standing_blanket(current, p["key"])}
     decisions, unreachable = [], set()
+    # The decisions as they will stand once saved: a withdrawal on `any` unticks every channel
+    # granted before it, so a box the customer left ticked is granted again beside it.
+    after = dict(current)
     for purpose in purposes:
-        for channel in CHANNELS:
-            granted = f"{purpose['key']}:{channel}" in ticked
+        for channel in BOXES:
+            granted = f"{purpose['key']}:{channel}" in ticked - unknown
+            ruling = consents.governing(after, purpose["key"], channel)
             # Untouched boxes that were never decided stay undecided, not "withdrawn".
-            never = (purpose["key"], channel) not in current
-            if consents.changed(current, purpose["key"], channel, granted) and not (
-                    never and not granted):
-                if granted and channel not in reach:
-                    unreachable.add(channel)
-                    continue
-                decisions.append(consents.Decision(
-                    purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
-                    source=ConsentSource.message_link, text=purpose["legal"],
-                    shown_in="preference_centre", **who(request),
-                    display_id=await consents.verified_display(
-                        session, display_id=form.get(f"display-{purpose['key']}"),
-                        contact_id=contact.id, purpose=purpose["key"])))
+            if (ruling is None and not granted) or (ruling is not None
+                                                    and ruling.granted == granted):
+                continue
+            if granted and channel not in reach:
+                unreachable.add(channel)
+                continue
+            after[(purpose["key"], channel)] = consents.Decision(
+                purpose=purpose["key"], channel=channel, granted=granted, given_at=given_at,
+                source=ConsentSource.message_link, text=purpose["legal"],
+                shown_in="preference_centre", **who(request),
+                display_id=await consents.verified_display(
+                    session, display_id=form.get(f"display-{purpose['key']}"),
+                    contact_id=contact.id, purpose=purpose["key"]))
+            decisions.append(after[(purpose["key"], channel)])
     if unreachable or unknown:
         # Nothing is saved: the customer sees the choice was refused, not half of it kept.
         return await _page(request, state, session, link, contact, client,
