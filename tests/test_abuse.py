@@ -304,7 +304,10 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "PATCH /v1/kyc/documents/{document_id}": lambda t: fixed({"number": "NL7654321"}),
     "POST /v1/kyc/expiring/notify": lambda t: fixed({"within_days": 30}),
     "POST /v1/webhook-endpoints/{endpoint_id}/events/{event_id}/resend": lambda t: fixed(None),
-    "PUT /v1/contact-settings": lambda t: fixed({"default_region": "NL"}),
+    "PUT /v1/contact-settings": lambda t: fixed({
+        "person_rule": None, "company_rule": None, "default_region": "NL",
+        "address_types": [{"name": "home"}], "anonymise_inactive_after_days": None}),
+    "PATCH /v1/contact-settings": lambda t: fixed({"default_region": "NL"}),
     "POST /v1/contacts": lambda t: fixed({"last_name": "Isolated"}),
     "PATCH /v1/contacts/{contact_id}": lambda t: fixed({"first_name": "Changed"}),
     "POST /v1/contacts/{contact_id}/addresses": lambda t: fixed(

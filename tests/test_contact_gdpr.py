@@ -408,7 +408,7 @@ async def test_a_contact_deleted_while_a_worker_holds_its_journey_is_refused_not
 async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
     tenant, temporal_env, settings, sessions, record_histories
 ):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"anonymise_inactive_after_days": 30})
     assert response.status_code == 200
     old = (await tenant.post("/v1/contacts", {"last_name": "Dormant"})).json()

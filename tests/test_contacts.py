@@ -22,7 +22,7 @@ def person(**overrides):
 
 
 async def set_rule(tenant, **more):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": RULE, **more})
     assert response.status_code == 200, response.text
     return response.json()
@@ -262,7 +262,7 @@ async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
     twin = {"last_name": "Twin", "id_number": "X1", "ssn": "123"}
     first = await create(tenant, twin)
     second = await create(tenant, {**twin, "first_name": "Other"})  # no rule yet: allowed
-    refused = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    refused = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                     json={"person_rule": RULE})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "rule_conflict"
     clash = refused.json()["error"]["fields"][0]["message"]
@@ -274,9 +274,48 @@ async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
     # Existing contacts now carry their keys: a third twin is refused.
     again = await create(tenant, {**twin, "ssn": "123"}, status=409)
     assert again["error"]["existing_contact_id"] == first["id"]
-    bad = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    bad = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                 json={"person_rule": "last_name AND (ssn"})
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "person_rule"
+
+
+async def test_settings_change_only_what_the_client_names(tenant):
+    """PATCH keeps every setting it does not name; PUT replaces the whole document, so one
+    that leaves fields out is refused rather than resetting them (retention switched off)."""
+    whole = {"person_rule": None, "company_rule": "company_name", "default_region": "BE",
+             "address_types": [{"name": "home", "mandatory": False},
+                               {"name": "depot", "mandatory": False}],
+             "anonymise_inactive_after_days": 30}
+    put = await tenant.http.put("/v1/contact-settings", headers=tenant.auth, json=whole)
+    assert put.status_code == 200, put.text
+    assert put.json() == whole
+
+    patched = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                      json={"person_rule": RULE})
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {**whole, "person_rule": RULE}
+    assert (await tenant.get("/v1/contact-settings")).json() == {**whole, "person_rule": RULE}
+
+    partial = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                    json={"person_rule": None})
+    assert partial.status_code == 422, partial.text
+    fields = partial.json()["error"]["fields"]
+    assert [f["field"] for f in fields] == ["company_rule", "default_region", "address_types",
+                                           "anonymise_inactive_after_days"]
+    assert "use PATCH" in fields[0]["message"]
+    assert (await tenant.get("/v1/contact-settings")).json() == {**whole, "person_rule": RULE}
+
+    # null clears what may be unset; an unknown field or a setting that cannot be unset is a
+    # field error, and nothing changes.
+    cleared = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                      json={"anonymise_inactive_after_days": None})
+    assert cleared.json() == {**whole, "person_rule": RULE, "anonymise_inactive_after_days": None}
+    for body, field in (({"retention": 3}, "retention"), ({"default_region": None},
+                                                          "default_region")):
+        refused = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth, json=body)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == [field]
+    assert (await tenant.get("/v1/contact-settings")).json()["default_region"] == "BE"
 
 
 async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):
@@ -289,7 +328,7 @@ async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings
 
 
 async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, mailbox):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": "last_name AND email"})
     assert response.status_code == 200, response.text
     n = uuid.uuid4().hex[:8]
@@ -327,7 +366,7 @@ async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, 
 async def test_a_rule_over_registry_fields_sends_new_contacts_to_the_registry_first(tenant):
     """An enrolment item carries names and an email; a rule that needs an SSN says where a new
     contact goes first, and the contact created there is then enrolled by its external id."""
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": "(last_name AND id_number) OR ssn"})
     assert response.status_code == 200, response.text
     n = uuid.uuid4().hex[:8]

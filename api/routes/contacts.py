@@ -75,10 +75,12 @@ def validated(model: type[M], raw: Any, reg: Registry) -> M:
             [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
 
 
-def documented(model: type[BaseModel]) -> dict[str, Any]:
+def documented(model: type[BaseModel], *, whole: bool = False) -> dict[str, Any]:
     """OpenAPI of a body validated by hand (with the client's phone region): the model's own
-    schema, its definitions inlined."""
+    schema, its definitions inlined; `whole` when every field must be given (a PUT)."""
     schema = model.model_json_schema()
+    if whole:
+        schema["required"] = list(schema["properties"])
     definitions = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
@@ -148,14 +150,42 @@ async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
     return reg.settings
 
 
-@settings_router.put("", response_model=ContactSettingsIn)
-async def put_settings(body: ContactSettingsIn, reg: RegistryDep, session: SessionDep,
-                       state: StateDep) -> ContactSettingsIn | JSONResponse:
+@settings_router.put("", response_model=ContactSettingsIn,
+                    openapi_extra=documented(ContactSettingsIn, whole=True))
+async def put_settings(
+    reg: RegistryDep, session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="Every field of ContactSettingsIn")],
+) -> ContactSettingsIn | JSONResponse:
+    """Replaces the whole document, so every field must be given (null leaves a rule unset or
+    retention off): a field left out is a 422, never a reset to its default. PATCH changes
+    only the fields it names."""
+    missing = [field for field in ContactSettingsIn.model_fields if field not in body]
+    if missing:
+        raise FieldProblems([FieldError(
+            field=field, message="required: PUT replaces all contact settings; give this field "
+            "(its current value is in GET /v1/contact-settings), or use PATCH to change only "
+            "some") for field in missing])
+    return await save_settings(session, reg, validated(ContactSettingsIn, body, reg))
+
+
+@settings_router.patch("", response_model=ContactSettingsIn,
+                      openapi_extra=documented(ContactSettingsIn))
+async def patch_settings(
+    reg: RegistryDep, session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="Some fields of ContactSettingsIn")],
+) -> ContactSettingsIn | JSONResponse:
+    """Changes the fields given and keeps the others; null clears a rule or retention."""
+    merged = {**reg.settings.model_dump(mode="json"), **body}
+    return await save_settings(session, reg, validated(ContactSettingsIn, merged, reg))
+
+
+async def save_settings(session: SessionDep, reg: Registry, settings: ContactSettingsIn
+                        ) -> ContactSettingsIn | JSONResponse:
     """Changing a uniqueness rule re-keys every contact; refused if existing contacts would then
     be duplicates of each other."""
-    new = Registry(client_id=reg.client_id, settings=body, secret_key=reg.secret_key)
+    new = Registry(client_id=reg.client_id, settings=settings, secret_key=reg.secret_key)
     row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
-    values = body.model_dump(mode="json")
+    values = settings.model_dump(mode="json")
     if row is None:
         session.add(ContactSettings(client_id=reg.client_id, **values))
     else:
@@ -169,7 +199,7 @@ async def put_settings(body: ContactSettingsIn, reg: RegistryDep, session: Sessi
                            [FieldError(field="person_rule", message=f"contacts {a} and {b} match")
                             for a, b in clash[:20]])
     await session.commit()
-    return body
+    return settings
 
 
 async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uuid.UUID]]:
