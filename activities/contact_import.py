@@ -15,7 +15,7 @@ from temporalio import activity
 from api import enrolment
 from api.errors import pydantic_fields
 from api.schemas import ContactIn
-from contacts import audit, csv_import, registry
+from contacts import audit, csv_import, normalise, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS, ContactCreate
@@ -300,7 +300,7 @@ class _Batch:
         for cid, kind, value in await self.session.execute(select(
                 ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value).where(
                 crud.among(self.session, ContactPoint.contact_id, ids))):
-            points[cid].add((kind, value))
+            points[cid].add(normalise.point_key(kind, value))
         for cid, kind, value in await self.session.execute(select(
                 ContactLabel.contact_id, ContactLabel.kind, ContactLabel.value).where(
                 crud.among(self.session, ContactLabel.contact_id, ids))):
@@ -337,7 +337,8 @@ class _Batch:
         changed: dict[str, Any] = {}
         if audit.changes(registry.contact_scalars(contact), given):
             changed.update(await registry.apply_scalars(self.session, reg, contact, given))
-        new_points = [p for p in body.contact_points if (p.kind, p.value) not in points]
+        new_points = [p for key, p in registry.distinct_points(body.contact_points).items()
+                      if key not in points]
         new_labels = [(k, v) for k, vs in (("tag", body.tags), ("category", body.categories))
                       for v in dict.fromkeys(vs) if (k, v) not in labels]
         new_media = [m for m in body.identification_media

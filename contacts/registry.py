@@ -18,6 +18,7 @@ from contacts.schemas import (
     AddressOut,
     ContactCreate,
     ContactOut,
+    ContactPointIn,
     ContactPointOut,
     ContactSettingsIn,
     ContactUpdate,
@@ -185,6 +186,14 @@ def label_rows(reg: Registry, contact_id: uuid.UUID, kind: str, values: list[str
              "kind": kind, "value": v} for v in dict.fromkeys(values)]
 
 
+def distinct_points(points: list[ContactPointIn]) -> dict[tuple[str, str], ContactPointIn]:
+    """The points by their key, each as first given (`Ann@x.nl` then `ann@x.nl` is one)."""
+    distinct: dict[tuple[str, str], ContactPointIn] = {}
+    for p in points:
+        distinct.setdefault(normalise.point_key(p.kind, p.value), p)
+    return distinct
+
+
 def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                      ) -> tuple[dict[str, Any], dict[type, list[dict[str, Any]]]]:
     """The contact row and the rows that belong to it, ready for bulk inserts."""
@@ -195,7 +204,7 @@ def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                **scalars_of(body), "language": body.language or "en",
                "engagement_state": "never_engaged", "created_at": now, "updated_at": now}
     primary = next((i for i, a in enumerate(body.addresses) if a.primary), 0)
-    points = {(p.kind, p.value): p for p in body.contact_points}
+    points = distinct_points(body.contact_points)
     children: dict[type, list[dict[str, Any]]] = {
         ContactPoint: [{"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
                         "kind": p.kind, "value": p.value, "label": p.label,
@@ -468,18 +477,18 @@ async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
 
 async def add_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str, value: str,
                     label: str | None, actor: Actor) -> bool:
-    exists = await session.scalar(select(ContactPoint).where(
-        ContactPoint.contact_id == contact.id, ContactPoint.kind == kind,
-        ContactPoint.value == value))
+    """Adds the point unless the contact has it (an email in any letter case: the first
+    spelling stays); returns whether it was new."""
+    exists = await crud.same_point(session, contact_id=contact.id, kind=kind, value=value)
     if exists:
         if exists.undeliverable_since is not None:
             # Given again after it bounced: the client vouches for it, so messages try it again.
             before = undeliverable_out(exists)
             crud.clear_undeliverable(exists)
             await touch(session, reg, contact, actor, {"contact_points": {
-                "old": {"kind": kind, "value": value,
+                "old": {"kind": kind, "value": exists.value,
                         "undeliverable": before and before.model_dump(mode="json")},
-                "new": {"kind": kind, "value": value, "undeliverable": None}}})
+                "new": {"kind": kind, "value": exists.value, "undeliverable": None}}})
         return False
     session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
                              value=value, label=label))

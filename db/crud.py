@@ -165,12 +165,22 @@ async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
     return {point.kind: point for point in points}  # the last of each kind wins
 
 
+async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
+                     value: str) -> ContactPoint | None:
+    """The contact's point that is this value: an email in any letter case, the first spelt."""
+    key = normalise.point_key(kind, value)
+    return next((point for point in await session.scalars(select(ContactPoint).where(
+        ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
+        .order_by(ContactPoint.created_at, ContactPoint.id))
+        if normalise.point_key(point.kind, point.value) == key), None)
+
+
 async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:
     """The address as the contact's registry entry spells it when it has it in another letter
     case: `Ann@Example.com` typed for a known `ann@example.com` is that address, not a new one."""
-    return next((known for known in await session.scalars(select(ContactPoint.value).where(
-        ContactPoint.contact_id == contact_id, ContactPoint.kind == ContactPointKind.email))
-        if normalise.same_email(known, value)), value)
+    known = await same_point(session, contact_id=contact_id, kind=ContactPointKind.email,
+                             value=value)
+    return known.value if known else value
 
 
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
