@@ -32,6 +32,7 @@ from core.settings import Settings
 from core.vocabulary import ActorType, AuditAction, ImportStatus
 from db import crud
 from db.models import (
+    POINT_IN_USE,
     Campaign,
     Contact,
     ContactAddress,
@@ -125,7 +126,7 @@ class ContactImporter:
                     Contact.id.in_(ids[start:start + ENROL_CHUNK]))))
                 emails = {cid: value for cid, value in await session.execute(
                     select(ContactPoint.contact_id, ContactPoint.value).where(
-                        ContactPoint.contact_id.in_([c.id for c in contacts]),
+                        ContactPoint.contact_id.in_([c.id for c in contacts]), POINT_IN_USE,
                         ContactPoint.kind == "email").order_by(ContactPoint.created_at.desc()))}
                 items = {i: ContactIn(external_id=c.external_id, first_name=c.first_name,
                                       last_name=c.last_name, language=c.language,
@@ -299,7 +300,8 @@ class _Batch:
         points, labels, media, addresses = (defaultdict(set) for _ in range(4))
         for cid, kind, value in await self.session.execute(select(
                 ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value).where(
-                crud.among(self.session, ContactPoint.contact_id, ids))):
+                crud.among(self.session, ContactPoint.contact_id, ids),
+                ContactPoint.removed_at.is_(None))):
             points[cid].add(normalise.point_key(kind, value))
         for cid, kind, value in await self.session.execute(select(
                 ContactLabel.contact_id, ContactLabel.kind, ContactLabel.value).where(
@@ -343,12 +345,11 @@ class _Batch:
                       for v in dict.fromkeys(vs) if (k, v) not in labels]
         new_media = [m for m in body.identification_media
                      if reg.medium_lookup(m.kind, m.value) not in media]
-        for p in new_points:
-            self.session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id,
-                                          kind=p.kind, value=p.value, label=p.label))
-        if new_points:
-            changed["contact_points"] = {"old": None, "new": [
-                {"kind": p.kind, "value": p.value} for p in new_points]}
+        point_changes = [change for p in new_points if (change := await registry.give_point(
+            self.session, reg, contact, p.kind, p.value, p.label))]
+        if point_changes:
+            changed["contact_points"] = {"old": [c["old"] for c in point_changes],
+                                         "new": [c["new"] for c in point_changes]}
         for kind, value in new_labels:
             await self.session.execute(insert(ContactLabel), registry.label_rows(
                 reg, contact.id, kind, [value]))

@@ -369,11 +369,20 @@ async def _write_once(
         if item.email:
             _, key = normalise.point_key("email", str(item.email))
             wanted.setdefault((contacts[item.external_id].id, key), str(item.email))
-    had = {(c, normalise.point_key("email", v)[1]) for c, v in await session.execute(
-        select(ContactPoint.contact_id, ContactPoint.value).where(
-            ContactPoint.contact_id.in_([c for c, _ in wanted]), ContactPoint.kind == "email"))
-    } if wanted else set()
+    had: dict[tuple[uuid.UUID, str], ContactPoint] = {}
+    for point in await session.scalars(select(ContactPoint).where(
+            ContactPoint.contact_id.in_([c for c, _ in wanted]), ContactPoint.kind == "email")
+            .order_by(ContactPoint.removed_at.is_not(None), ContactPoint.created_at)
+            ) if wanted else []:
+        had.setdefault((point.contact_id, normalise.point_key("email", point.value)[1]), point)
     added = sorted((c, v) for (c, key), v in wanted.items() if (c, key) not in had)
+    for point in (had[k] for k in wanted if k in had and had[k].removed_at is not None):
+        # The client gives a removed address again: it vouches for it, as on the API.
+        change = {"old": registry.point_record(point)}
+        point.removed_at = None
+        await audit.record(session, client_id=client_id, actor=actor, action=AuditAction.update,
+                           contact_ids=[point.contact_id], detail={"changes": {"contact_points": {
+                               **change, "new": registry.point_record(point)}}})
     if added:
         await crud.insert_ignoring_conflicts(session, ContactPoint, [
             {"id": uuid.uuid4(), "client_id": client_id, "contact_id": c, "kind": "email",

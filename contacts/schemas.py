@@ -230,6 +230,8 @@ class ContactPointOut(BaseModel):
     undeliverable: UndeliverableOut | None = None
     # Its recipient reported our message as spam: only mandatory and financial messages go.
     complained_since: datetime | None = None
+    # Removed by the client (listed with include_removed_points=true): written to no more.
+    removed_at: datetime | None = None
 
 
 class AddressOut(BaseModel):

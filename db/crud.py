@@ -167,11 +167,13 @@ async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
 
 async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
                      value: str) -> ContactPoint | None:
-    """The contact's point that is this value: an email in any letter case, the first spelt."""
+    """The contact's point that is this value: an email in any letter case."""
     key = normalise.point_key(kind, value)
     return next((point for point in await session.scalars(select(ContactPoint).where(
         ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
-        .order_by(ContactPoint.created_at, ContactPoint.id))
+        # The one in use (there is one at most), else the first removed.
+        .order_by(ContactPoint.removed_at.is_not(None), ContactPoint.created_at,
+                  ContactPoint.id))
         if normalise.point_key(point.kind, point.value) == key), None)
 
 
@@ -415,19 +417,6 @@ def contact_ref(contact: Contact) -> dict[str, Any]:
     }
 
 
-async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
-                        value: str) -> ContactPoint:
-    return (
-        await session.scalars(
-            select(ContactPoint).where(
-                ContactPoint.contact_id == contact_id,
-                ContactPoint.kind == kind,
-                ContactPoint.value == value,
-            )
-        )
-    ).one()
-
-
 async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
                           values: dict[str, str]) -> dict[str, ContactPoint]:
     """Of these values by kind ("email", "mobile"), those the contact has verified, whichever
@@ -437,7 +426,7 @@ async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
         return {}
     points = (await session.scalars(select(ContactPoint).where(
         ContactPoint.contact_id == contact_id,
-        ContactPoint.verification_state == VerificationState.verified,
+        ContactPoint.verification_state == VerificationState.verified, POINT_IN_USE,
         or_(*((ContactPoint.kind == kind) & (ContactPoint.value == value)
               for kind, value in wanted))))).all()
     return {point.kind: point for point in points}

@@ -3,6 +3,7 @@ any letter case, removing one, and which one a journey writes to."""
 
 import uuid
 
+from tests.helpers import unique_email
 from tests.test_contact_import import finished, upload
 
 
@@ -40,3 +41,44 @@ async def test_an_email_in_another_letter_case_is_the_same_point(tenant):
     assert values(contact) == [spelt]
     audit = (await tenant.get(f"/v1/contacts/{contact['id']}/audit")).json()["items"]
     assert not [e for e in audit if "contact_points" in (e["detail"] or {}).get("changes", {})]
+
+
+async def test_a_removed_point_is_written_to_no_more_and_kept_for_the_audit(tenant, mailbox):
+    n = uuid.uuid4().hex[:8]
+    kept, dropped = unique_email("kept"), unique_email("dropped")
+    contact = (await tenant.post("/v1/contacts", {
+        "external_id": f"rm-{n}", "last_name": "Smit",
+        "contact_points": [{"kind": "email", "value": kept}]})).json()
+    base = f"/v1/contacts/{contact['id']}"
+    newer = (await tenant.post(f"{base}/contact-points", {"kind": "email", "value": dropped}))
+    point = next(p for p in newer.json()["contact_points"] if p["value"] == dropped)
+
+    removed = await tenant.http.delete(f"{base}/contact-points/{point['id']}",
+                                       headers=tenant.auth)
+    assert removed.status_code == 204, removed.text
+    again = await tenant.http.delete(f"{base}/contact-points/{point['id']}", headers=tenant.auth)
+    assert again.status_code == 204
+    assert values((await tenant.get(base)).json()) == [kept]
+    listed = (await tenant.get(base, include_removed_points="true")).json()["contact_points"]
+    assert [(p["value"], p["removed_at"] is not None) for p in listed] == [
+        (kept, False), (dropped, True)]
+    audit = (await tenant.get(f"{base}/audit")).json()["items"]
+    removals = [e["detail"]["changes"]["contact_points"] for e in audit
+                if (e["detail"] or {}).get("changes", {}).get("contact_points", {}).get("new", {})
+                and e["detail"]["changes"]["contact_points"]["new"].get("removed_at")]
+    assert len(removals) == 1 and removals[0]["old"]["value"] == dropped
+    unknown = await tenant.http.delete(f"{base}/contact-points/{uuid.uuid4()}",
+                                       headers=tenant.auth)
+    assert unknown.status_code == 404
+
+    # The newer address would have had the invitation; removed, it gets nothing.
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    await tenant.enrol(campaign["id"], {"external_id": f"rm-{n}"})
+    await mailbox.wait_for(kept)
+    assert mailbox.to(dropped) == []
+
+    # Given again by the client, it is the contact's again, as first spelt.
+    back = await tenant.post(f"{base}/contact-points", {"kind": "email",
+                                                        "value": dropped.upper()})
+    assert [(p["value"], p["removed_at"]) for p in back.json()["contact_points"]] == [
+        (kept, None), (dropped, None)]

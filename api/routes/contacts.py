@@ -294,6 +294,7 @@ async def list_contacts(
                 ContactLabel.value == value.strip().lower()))
     if verification_state is not None:
         query = query.where(exists().where(ContactPoint.contact_id == Contact.id,
+                                           ContactPoint.removed_at.is_(None),
                                            ContactPoint.verification_state == verification_state))
     if consent_channel is not None and consent_purpose is None:
         raise FieldProblems([FieldError(field="consent_channel",
@@ -363,13 +364,15 @@ async def lookup_contact(reg: RegistryDep, session: SessionDep, actor: ActorDep,
 
 @router.get("/{contact_id}", response_model=ContactOut)
 async def get_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                      actor: ActorDep, include_inactive_addresses: bool = False) -> ContactOut:
+                      actor: ActorDep, include_inactive_addresses: bool = False,
+                      include_removed_points: bool = False) -> ContactOut:
     contact = await contact_or_404(session, reg, contact_id)
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[contact.id])
     await session.commit()
     [out] = await registry.outputs(session, reg, [contact],
-                                   include_inactive=include_inactive_addresses)
+                                   include_inactive=include_inactive_addresses,
+                                   include_removed=include_removed_points)
     return out
 
 
@@ -525,11 +528,28 @@ async def add_contact_point(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="A ContactPointIn object")],
 ) -> ContactOut | JSONResponse:
+    """Adds an email or mobile number. One the contact has (an email in any letter case) is
+    the same point: given again after it was removed or bounced, it is written to again."""
     point = validated(ContactPointIn, body, reg)
     contact = await writable(session, reg, contact_id)
     _, refused = await applied(session, registry.add_point(
         session, reg, contact, point.kind, point.value, point.label, actor))
     return refused or await one_out(session, reg, contact)
+
+
+@router.delete("/{contact_id}/contact-points/{point_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def remove_contact_point(contact_id: uuid.UUID, point_id: uuid.UUID, reg: RegistryDep,
+                               session: SessionDep, actor: ActorDep) -> Response:
+    """Removes an email or mobile number: no message goes there any more. It is kept, with
+    when it was removed, in the audit trail and `?include_removed_points=true`."""
+    contact = await writable(session, reg, contact_id)
+    point = await session.get(ContactPoint, point_id)
+    if point is None or point.contact_id != contact.id:
+        raise HTTPException(404, "contact point not found")
+    await registry.remove_point(session, reg, contact, point, actor)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/{contact_id}/identification-media", status_code=status.HTTP_201_CREATED,
