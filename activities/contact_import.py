@@ -32,7 +32,6 @@ from core.settings import Settings
 from core.vocabulary import ActorType, AuditAction, ImportStatus
 from db import crud
 from db.models import (
-    POINT_IN_USE,
     Campaign,
     Contact,
     ContactAddress,
@@ -124,10 +123,9 @@ class ContactImporter:
                     break
                 contacts = list(await session.scalars(select(Contact).where(
                     Contact.id.in_(ids[start:start + ENROL_CHUNK]))))
-                emails = {cid: value for cid, value in await session.execute(
-                    select(ContactPoint.contact_id, ContactPoint.value).where(
-                        ContactPoint.contact_id.in_([c.id for c in contacts]), POINT_IN_USE,
-                        ContactPoint.kind == "email").order_by(ContactPoint.created_at.desc()))}
+                emails = {cid: points["email"].value for cid, points in (
+                    await crud.known_points_of(session, contact_ids=[c.id for c in contacts])
+                ).items() if "email" in points}
                 items = {i: ContactIn(external_id=c.external_id, first_name=c.first_name,
                                       last_name=c.last_name, language=c.language,
                                       email=emails.get(c.id)) for i, c in enumerate(contacts)}

@@ -1,6 +1,7 @@
 """Data-access functions shared by the API, the activities and the CLI (keyword-only arguments)."""
 
 import uuid
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -152,17 +153,27 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
-                       deliverable: bool = False) -> dict[str, ContactPoint]:
-    """The contact's email and mobile to write to, by kind: a verified one first, else the
-    newest known (one query for both); with deliverable, none a hard bounce refused."""
+async def known_points_of(session: AsyncSession, *, contact_ids: list[uuid.UUID],
+                          deliverable: bool = False) -> dict[uuid.UUID, dict[str, ContactPoint]]:
+    """Each contact's email and mobile to write to, by kind: the newest verified one, else the
+    newest known (one query for all); with deliverable, none a hard bounce refused. Every
+    message, page and enrolment that picks a contact's address or number asks here."""
     query = (select(ContactPoint)
-             .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
-             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))
+             .where(ContactPoint.contact_id.in_(contact_ids), POINT_IN_USE)
+             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at,
+                       ContactPoint.id))
     if deliverable:
         query = query.where(ContactPoint.undeliverable_since.is_(None))
-    points = (await session.scalars(query)).all()
-    return {point.kind: point for point in points}  # the last of each kind wins
+    best: dict[uuid.UUID, dict[str, ContactPoint]] = defaultdict(dict)
+    for point in await session.scalars(query):
+        best[point.contact_id][point.kind] = point  # the last of each kind wins
+    return best
+
+
+async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
+                       deliverable: bool = False) -> dict[str, ContactPoint]:
+    return (await known_points_of(session, contact_ids=[contact_id],
+                                  deliverable=deliverable)).get(contact_id, {})
 
 
 async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,

@@ -3,7 +3,7 @@ any letter case, removing one, and which one a journey writes to."""
 
 import uuid
 
-from tests.helpers import unique_email
+from tests.helpers import Customer, unique_email
 from tests.test_contact_import import finished, upload
 
 
@@ -82,3 +82,24 @@ async def test_a_removed_point_is_written_to_no_more_and_kept_for_the_audit(tena
                                                         "value": dropped.upper()})
     assert [(p["value"], p["removed_at"]) for p in back.json()["contact_points"]] == [
         (kept, None), (dropped, None)]
+
+
+async def test_invitations_go_to_the_verified_address_before_a_newer_unverified_one(
+    tenant, http, mailbox
+):
+    verified, newer = unique_email("verified"), unique_email("newer")
+    first = await tenant.create_campaign(mode="verify_existing", languages=["en"], consents=[])
+    enrolled = (await tenant.enrol(first["id"], {"external_id": verified,
+                                                 "email": verified}))["results"][0]
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(verified))[0])
+    await customer.open(page)
+    await customer.submit(page, email=verified)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    base = f"/v1/contacts/{enrolled['contact_id']}"
+    await tenant.ok("POST", f"{base}/contact-points", {"kind": "email", "value": newer}, 201)
+
+    second = await tenant.create_campaign(languages=["en"], consents=[])
+    await tenant.enrol(second["id"], {"external_id": verified})
+    await mailbox.wait_for(verified, count=2)
+    assert mailbox.to(newer) == []
