@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict
+from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict, one_line
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
@@ -120,7 +120,8 @@ class ContactFields(Strict):
     first_name: Name | None = None
     last_name: Name | None = None
     company_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                   max_length=300)] | None = None
+                                                   max_length=300),
+                            AfterValidator(one_line)] | None = None
     language: Language | None = None
     date_of_birth: date | None = None
     id_number: Text | None = None

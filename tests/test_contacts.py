@@ -2,6 +2,8 @@
 validation, addresses, identification media, search, audit trail, tenant isolation."""
 
 import asyncio
+import csv
+import io
 import uuid
 from datetime import datetime, timedelta
 
@@ -9,6 +11,7 @@ from sqlalchemy import text
 
 from db.session import transaction
 from tests.helpers import mark_bounced
+from tests.test_contact_import import finished, upload
 from worker import ensure_schedules
 from workflows.contact_anonymisation import SCHEDULE_ID
 
@@ -82,6 +85,35 @@ async def test_validation_names_each_field(tenant):
     malformed = await tenant.http.post("/v1/contacts", headers={**tenant.auth,
                                        "content-type": "application/json"}, content=b"{")
     assert malformed.status_code == 400
+
+
+async def test_a_name_is_one_line_without_direction_marks(tenant):
+    """A line break in a name would break a letter's address block or a CSV row; a direction
+    mark (U+202E) makes a name display as another. Refused by field, wherever a name comes in."""
+    n = uuid.uuid4().hex[:8]
+    refused = await create(tenant, {"first_name": "Ann\nSmit", "last_name": "Vries\u202eredlaV",
+                                    "company_name": "Acme\u2066"}, status=422)
+    fields = {f["field"]: f["message"] for f in refused["error"]["fields"]}
+    assert set(fields) == {"first_name", "last_name", "company_name"}
+    assert fields["last_name"].startswith("must be one line of text")
+    contact = await create(tenant, {"last_name": f"Ölçek-Ñúñez {n}", "first_name": "Zoë"})
+    patched = await tenant.http.patch(f"/v1/contacts/{contact['id']}", headers=tenant.auth,
+                                      json={"first_name": "Zo\u200fë"})
+    assert patched.status_code == 422
+    assert [f["field"] for f in patched.json()["error"]["fields"]] == ["first_name"]
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": f"tab-{n}", "last_name": "Smit\tJansen", "email": f"t{n}@example.com"}]})
+    assert enrolled.status_code == 422, enrolled.text
+    assert [e["field"] for e in enrolled.json()["results"][0]["errors"]] == ["last_name"]
+
+    content = (f'external_id,first_name,last_name\r\nok-{n},Ann,Smit\r\n'
+               f'nl-{n},"Ann\nMarie",Smit\r\nrtl-{n},Ann,"\u202eSmit"\r\n').encode()
+    job = await finished(tenant, (await upload(tenant, content))["id"])
+    assert (job["created"], job["failed"]) == (1, 2), job
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"]) for e in errors] == [("3", "first_name"), ("5", "last_name")]
 
 
 async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
