@@ -232,6 +232,36 @@ async def test_search_filters_and_cursor(tenant):
     assert unverified["items"] == []
 
 
+async def test_q_finds_names_literally_and_emails_and_phone_numbers(tenant):
+    """`%` and `_` are searched as written (they were dropped, so `q=_` listed everyone), and
+    `q` finds a contact by email and by phone number written as people write it."""
+    juice = await create(tenant, {"kind": "company", "company_name": "100% Juice_Bar"})
+    plain = await create(tenant, {"last_name": "Juice Bar", "contact_points": [
+        {"kind": "email", "value": "Mia.Jansen@Example.com"},
+        {"kind": "mobile", "value": "+31 6 1234 5678"}]})
+
+    async def found(q: str) -> list[str]:
+        response = await tenant.get("/v1/contacts", q=q)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+
+    assert await found("100%") == [juice["id"]]
+    assert await found("_") == [juice["id"]]
+    assert await found("e_b") == [juice["id"]]
+    assert await found("%") == [juice["id"]]
+    assert sorted(await found("juice")) == sorted([juice["id"], plain["id"]])
+    for q in ("mia.jansen@example", "JANSEN@", "06 12345678", "+31 6-1234 5678", "1234 5678",
+              "0031612345678"):
+        assert await found(q) == [plain["id"]], q
+    assert await found("9999 0000") == []
+
+    # A removed point finds its contact no more.
+    [email, _] = plain["contact_points"]
+    await tenant.http.delete(f"/v1/contacts/{plain['id']}/contact-points/{email['id']}",
+                             headers=tenant.auth)
+    assert await found("mia.jansen") == []
+
+
 async def test_contacts_whose_email_bounced_are_found(tenant, sessions):
     """The client looks for the contacts to ask for a new address: those with an email (or
     mobile, or postal address) a hard bounce marked undeliverable, and the others."""

@@ -1,6 +1,7 @@
 """The contact registry API: settings, CRUD, search, addresses, contact points, identification
 media and their lookup, activity feed, audit trail and the GDPR actions."""
 
+import re
 import uuid
 from datetime import datetime
 from collections.abc import Awaitable
@@ -49,6 +50,7 @@ from db.models import (
     ContactPoint,
     ContactSettings,
 )
+from messaging.phone import PhoneNumberError, parse_phone
 
 CONFLICT = {409: {"model": ConflictBody,
                   "description": "Same contact exists, or refused by a rule"}}
@@ -280,7 +282,9 @@ async def list_contacts(
     undeliverable: bool | None = Query(
         None, description="true: has an email, mobile or postal address a hard bounce marked "
         "undeliverable; false: has none"),
-    q: str | None = Query(None, max_length=200, description="name or external id contains"),
+    q: str | None = Query(None, max_length=200, description=(
+        "name, external id, email or phone number contains (any letter case; a phone number "
+        "as written nationally or internationally)")),
     external_id: str | None = Query(None, max_length=200),
     include_anonymised: bool = False,
     limit: int = Query(100, ge=1, le=500),
@@ -315,9 +319,7 @@ async def list_contacts(
                            ContactAddress.undeliverable_since.is_not(None)))
         query = query.where(bounced if undeliverable else not_(bounced))
     if q:
-        pattern = f"%{q.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(*(col.ilike(pattern) for col in (
-            Contact.first_name, Contact.last_name, Contact.company_name, Contact.external_id))))
+        query = query.where(matches(q, reg))
     if external_id is not None:
         query = query.where(Contact.external_id == external_id)
     if not include_anonymised:
@@ -331,6 +333,36 @@ async def list_contacts(
     items = await registry.outputs(session, reg, page)
     await session.commit()
     return ContactPage(items=items, next_cursor=str(page[-1].id) if len(contacts) > limit else None)
+
+
+LIKE_ESCAPE = "\\"
+# What a phone number may be written with: "+31 (0)6-1234 5678", "06.12.34.56.78".
+PHONE_TEXT = re.compile(r"[0-9+()\-./ ]*[0-9][0-9+()\-./ ]*")
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern for text anywhere, its % and _ taken as they are, not as wildcards."""
+    escaped = (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+               .replace("_", LIKE_ESCAPE + "_"))
+    return f"%{escaped}%"
+
+
+def matches(q: str, reg: Registry) -> Any:
+    """Contacts whose name, external id, email or phone number (an email or mobile in use)
+    contains `q`. Phone numbers are stored in E.164: a number written with spaces or dashes, or
+    nationally (read in the client's default region), is compared as that."""
+    fragments = [q]
+    if PHONE_TEXT.fullmatch(q):
+        fragments.append(re.sub(r"[^0-9+]", "", q))
+        try:
+            fragments.append(parse_phone(q, reg.settings.default_region, mobile=False))
+        except PhoneNumberError:
+            pass  # a part of a number: its digits are matched as they are
+    own = (Contact.first_name, Contact.last_name, Contact.company_name, Contact.external_id)
+    return or_(*(column.ilike(contains(q), escape=LIKE_ESCAPE) for column in own),
+               exists().where(ContactPoint.contact_id == Contact.id, POINT_IN_USE, or_(*(
+                   ContactPoint.value.ilike(contains(f), escape=LIKE_ESCAPE)
+                   for f in dict.fromkeys(fragments)))))
 
 
 def latest_consent_is(purpose: str, granted: bool, channel: str | None) -> Any:
