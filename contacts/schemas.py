@@ -311,6 +311,11 @@ class ActivityOut(BaseModel):
     detail: dict[str, Any]
 
 
+class ActivityPage(BaseModel):
+    items: list[ActivityOut]
+    next_cursor: str | None
+
+
 class ConflictBody(BaseModel):
     """409: the request describes a contact that already exists."""
 

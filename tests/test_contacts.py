@@ -2,10 +2,11 @@
 validation, addresses, identification media, search, audit trail, tenant isolation."""
 
 import asyncio
+import base64
 import csv
 import io
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
@@ -297,9 +298,47 @@ async def test_audit_trail_of_reads_and_changes(tenant):
         actor}
     by_actor = (await tenant.get("/v1/audit", actor_type="api_key", actor_id=actor)).json()
     assert [e["id"] for e in by_actor["items"]] == [e["id"] for e in trail]
-    feed = (await tenant.get(f"{base}/activity")).json()
+    feed = (await tenant.get(f"{base}/activity")).json()["items"]
     assert [a["type"] for a in feed] == ["data.create", "data.update"]
     assert feed[1]["detail"]["fields"] == ["last_name", "tags"]
+
+
+async def test_the_activity_feed_is_read_page_by_page(tenant):
+    """Cursor and limit as on the other lists: every item once, in order, across pages, also
+    items of one moment (consents given at the same time, from different sources)."""
+    contact = await create(tenant, {"last_name": "Feed"})
+    base = f"/v1/contacts/{contact['id']}"
+    for n in range(3):
+        await tenant.ok("PATCH", base, {"first_name": f"Name{n}"})
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "feed", "text": "Newsletter, please."})
+    given_at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    changed = await tenant.post(f"{base}/consents", {"changes": [
+        {"purpose": "newsletter", "channel": channel, "granted": True, "given_at": given_at,
+         "source": "back_office", "legal_text": {"language": "en"}}
+        for channel in ("email", "sms", "letter", "phone")]})
+    assert changed.status_code == 201, changed.text
+
+    whole = await tenant.ok("GET", f"{base}/activity?limit=1000")
+    assert whole["next_cursor"] is None and len(whole["items"]) == 8, whole
+    paged, cursor = [], None
+    while True:
+        more = {"cursor": cursor} if cursor else {}
+        page = (await tenant.get(f"{base}/activity", limit=2, **more)).json()
+        assert len(page["items"]) <= 2
+        paged += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == whole["items"]
+    assert [i["at"] for i in paged] == sorted(i["at"] for i in paged)
+
+    for bad in ("nonsense", "W10", base64.urlsafe_b64encode(b'["2026-01-01T00:00:00", 0, "1"]')
+                .decode()):
+        refused = await tenant.get(f"{base}/activity", cursor=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["cursor"]
 
 
 async def test_another_clients_contact_is_not_found(tenant, other_tenant):

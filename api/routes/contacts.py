@@ -24,7 +24,7 @@ from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
 from contacts.registry import Registry
 from contacts.schemas import (
-    ActivityOut,
+    ActivityPage,
     AddressIn,
     AddressOut,
     AuditEntryOut,
@@ -476,17 +476,28 @@ async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Sessi
         "Content-Disposition": f'attachment; filename="contact-{contact.id}.json"'})
 
 
-@router.get("/{contact_id}/activity", response_model=list[ActivityOut])
+@router.get("/{contact_id}/activity", response_model=ActivityPage)
 async def contact_activity(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
     type: list[Literal["journey", "message", "consent", "data"]] | None = Query(None),
-    since: datetime | None = None, limit: int = Query(500, ge=1, le=5000),
-) -> list[ActivityOut]:
+    since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=200,
+                               description="next_cursor of the previous page"),
+) -> ActivityPage:
+    """The contact's business events, oldest first, a page at a time."""
+    if since is not None and since.tzinfo is None:
+        raise FieldProblems([FieldError(field="since", message="needs a time zone")])
+    try:
+        after = feed.decode_cursor(cursor) if cursor is not None else None
+    except feed.BadCursor as err:
+        raise FieldProblems([FieldError(field="cursor", message=str(err))]) from err
     contact = await contact_or_404(session, reg, contact_id)
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[contact.id], detail={"view": "activity"})
     await session.commit()
-    return await feed.feed(session, contact, types=type, since=since, limit=limit)
+    items, last = await feed.feed(session, contact, types=type, since=since, after=after,
+                                  limit=limit)
+    return ActivityPage(items=items, next_cursor=last and feed.encode_cursor(last))
 
 
 @router.get("/{contact_id}/audit", response_model=AuditPage)
