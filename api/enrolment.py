@@ -376,13 +376,14 @@ async def _write_once(
             ) if wanted else []:
         had.setdefault((point.contact_id, normalise.point_key("email", point.value)[1]), point)
     added = sorted((c, v) for (c, key), v in wanted.items() if (c, key) not in had)
+    by_id = {c.id: c for c in contacts.values()}
     for point in (had[k] for k in wanted if k in had and had[k].removed_at is not None):
         # The client gives a removed address again: it vouches for it, as on the API.
-        change = {"old": registry.point_record(point)}
-        point.removed_at = None
+        change = await registry.give_point(session, reg, by_id[point.contact_id], "email",
+                                           point.value, None)
         await audit.record(session, client_id=client_id, actor=actor, action=AuditAction.update,
-                           contact_ids=[point.contact_id], detail={"changes": {"contact_points": {
-                               **change, "new": registry.point_record(point)}}})
+                           contact_ids=[point.contact_id],
+                           detail={"changes": {"contact_points": change}})
     if added:
         await crud.insert_ignoring_conflicts(session, ContactPoint, [
             {"id": uuid.uuid4(), "client_id": client_id, "contact_id": c, "kind": "email",

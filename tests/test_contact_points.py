@@ -103,3 +103,24 @@ async def test_invitations_go_to_the_verified_address_before_a_newer_unverified_
     await tenant.enrol(second["id"], {"external_id": verified})
     await mailbox.wait_for(verified, count=2)
     assert mailbox.to(newer) == []
+
+
+async def test_an_enrolment_giving_a_removed_address_again_brings_it_back(tenant, mailbox):
+    address = unique_email("back")
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                    "email": address}))["results"][0]
+    await mailbox.wait_for(address)
+    base = f"/v1/contacts/{enrolled['contact_id']}"
+    [point] = (await tenant.get(base)).json()["contact_points"]
+    await tenant.http.delete(f"{base}/contact-points/{point['id']}", headers=tenant.auth)
+
+    other = await tenant.create_campaign(languages=["en"], consents=[])
+    refused = await tenant.post(f"/v1/campaigns/{other['id']}/contacts",
+                                {"contacts": [{"external_id": address}]})
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["results"][0]["errors"]] == ["email"]
+    await tenant.enrol(other["id"], {"external_id": address, "email": address.upper()})
+    await mailbox.wait_for(address, count=2)
+    [back] = (await tenant.get(base)).json()["contact_points"]
+    assert (back["id"], back["value"], back["removed_at"]) == (point["id"], address, None)
