@@ -57,14 +57,16 @@ def stop_processes(procs: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def scratch_database(prefix: str, server: str = PG_SERVER) -> Iterator[str]:
-    """A database of its own, migrated with the project's migrations, dropped afterwards."""
+def scratch_database(prefix: str, server: str = PG_SERVER, revision: str = "head"
+                     ) -> Iterator[str]:
+    """A database of its own, migrated with the project's migrations (up to `revision`),
+    dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"{server.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:

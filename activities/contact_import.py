@@ -15,7 +15,7 @@ from temporalio import activity
 from api import enrolment
 from api.errors import pydantic_fields
 from api.schemas import ContactIn
-from contacts import audit, csv_import, registry
+from contacts import audit, csv_import, normalise, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS, ContactCreate
@@ -123,10 +123,9 @@ class ContactImporter:
                     break
                 contacts = list(await session.scalars(select(Contact).where(
                     Contact.id.in_(ids[start:start + ENROL_CHUNK]))))
-                emails = {cid: value for cid, value in await session.execute(
-                    select(ContactPoint.contact_id, ContactPoint.value).where(
-                        ContactPoint.contact_id.in_([c.id for c in contacts]),
-                        ContactPoint.kind == "email").order_by(ContactPoint.created_at.desc()))}
+                emails = {cid: points["email"].value for cid, points in (
+                    await crud.known_points_of(session, contact_ids=[c.id for c in contacts])
+                ).items() if "email" in points}
                 items = {i: ContactIn(external_id=c.external_id, first_name=c.first_name,
                                       last_name=c.last_name, language=c.language,
                                       email=emails.get(c.id)) for i, c in enumerate(contacts)}
@@ -299,8 +298,9 @@ class _Batch:
         points, labels, media, addresses = (defaultdict(set) for _ in range(4))
         for cid, kind, value in await self.session.execute(select(
                 ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value).where(
-                crud.among(self.session, ContactPoint.contact_id, ids))):
-            points[cid].add((kind, value))
+                crud.among(self.session, ContactPoint.contact_id, ids),
+                ContactPoint.removed_at.is_(None))):
+            points[cid].add(normalise.point_key(kind, value))
         for cid, kind, value in await self.session.execute(select(
                 ContactLabel.contact_id, ContactLabel.kind, ContactLabel.value).where(
                 crud.among(self.session, ContactLabel.contact_id, ids))):
@@ -337,17 +337,17 @@ class _Batch:
         changed: dict[str, Any] = {}
         if audit.changes(registry.contact_scalars(contact), given):
             changed.update(await registry.apply_scalars(self.session, reg, contact, given))
-        new_points = [p for p in body.contact_points if (p.kind, p.value) not in points]
+        new_points = [p for key, p in registry.distinct_points(body.contact_points).items()
+                      if key not in points]
         new_labels = [(k, v) for k, vs in (("tag", body.tags), ("category", body.categories))
                       for v in dict.fromkeys(vs) if (k, v) not in labels]
         new_media = [m for m in body.identification_media
                      if reg.medium_lookup(m.kind, m.value) not in media]
-        for p in new_points:
-            self.session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id,
-                                          kind=p.kind, value=p.value, label=p.label))
-        if new_points:
-            changed["contact_points"] = {"old": None, "new": [
-                {"kind": p.kind, "value": p.value} for p in new_points]}
+        point_changes = [change for p in new_points if (change := await registry.give_point(
+            self.session, reg, contact, p.kind, p.value, p.label))]
+        if point_changes:
+            changed["contact_points"] = {"old": [c["old"] for c in point_changes],
+                                         "new": [c["new"] for c in point_changes]}
         for kind, value in new_labels:
             await self.session.execute(insert(ContactLabel), registry.label_rows(
                 reg, contact.id, kind, [value]))

@@ -43,6 +43,7 @@ from core.vocabulary import (
 from db import consents as consents_db
 from db import crud
 from db.models import (
+    POINT_IN_USE,
     Campaign,
     Client,
     ConsentEvent,
@@ -298,7 +299,7 @@ class JourneyRecords:
         claimed = (await session.scalars(select(ContactPoint).where(
             ContactPoint.client_id == client.id, ContactPoint.kind == kind,
             ContactPoint.value == value, ContactPoint.contact_id != contact.id,
-            ContactPoint.verification_state == VerificationState.verified))).all()
+            ContactPoint.verification_state == VerificationState.verified, POINT_IN_USE))).all()
         if claimed and client.household_rule == HouseholdRule.reject:
             # A step of its own: the same confirmation may succeed later (the client
             # switches to the move rule), and its `verified` event must not be lost as a
@@ -314,9 +315,12 @@ class JourneyRecords:
         await crud.insert_ignoring_conflicts(session, ContactPoint, [{
             "id": uuid.uuid4(), "client_id": journey.client_id, "contact_id": contact.id,
             "kind": kind, "value": value}])
-        point = await crud.contact_point(session, contact_id=contact.id, kind=kind,
-                                         value=value)
+        # An address typed in another letter case than the contact's is that point.
+        point = await crud.same_point(session, contact_id=contact.id, kind=kind, value=value)
+        assert point is not None
         before = point.verification_state
+        # The customer confirmed it: a point the client had removed is in use again.
+        removed, point.removed_at = point.removed_at, None
         point.verification_state = VerificationState.verified
         point.verified_at = confirm.confirmed_at
         # The customer received and confirmed it: whatever bounced before reaches them now,
@@ -325,13 +329,15 @@ class JourneyRecords:
         point.complained_since = None
         point.verified_via = (journey.collected or {}).get(f"{kind}_verified_via",
                                                            VERIFIED_VIA[kind])
-        if before != VerificationState.verified:
+        if before != VerificationState.verified or removed:
             await audit.record(
                 session, client_id=journey.client_id, actor=audit.customer_actor(journey),
                 action=AuditAction.update, contact_ids=[contact.id],
                 detail={"changes": {"contact_points": {
-                    "old": {"kind": kind, "value": value, "state": before},
-                    "new": {"kind": kind, "value": value, "state": "verified"}}}})
+                    "old": {"kind": kind, "value": point.value, "state": before,
+                            "removed_at": removed and removed.isoformat()},
+                    "new": {"kind": kind, "value": point.value, "state": "verified",
+                            "removed_at": None}}}})
         return released
 
     async def _keep_address(self, session: AsyncSession, journey: Journey, contact: Contact,

@@ -14,7 +14,7 @@ from temporalio.client import Client as TemporalClient
 from api import lost_journeys
 from api.errors import pydantic_fields
 from api.schemas import ClaimIn, ContactIn, EnrolItemResult, FieldError
-from contacts import audit, registry
+from contacts import audit, normalise, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import SCALAR_FIELDS
@@ -363,11 +363,27 @@ async def _write_once(
     items = _not_refused(items, results)
     contacts = await known()
     items = {i: item for i, item in items.items() if item.external_id in contacts}
-    wanted = {(contacts[i.external_id].id, str(i.email)) for i in items.values() if i.email}
-    had = set(await session.execute(select(ContactPoint.contact_id, ContactPoint.value).where(
-        ContactPoint.contact_id.in_([c for c, _ in wanted]), ContactPoint.kind == "email"))
-    ) if wanted else set()
-    added = sorted(wanted - {tuple(p) for p in had})
+    # An address the contact has in another letter case is that address, as first spelt.
+    wanted: dict[tuple[uuid.UUID, str], str] = {}
+    for item in items.values():
+        if item.email:
+            _, key = normalise.point_key("email", str(item.email))
+            wanted.setdefault((contacts[item.external_id].id, key), str(item.email))
+    had: dict[tuple[uuid.UUID, str], ContactPoint] = {}
+    for point in await session.scalars(select(ContactPoint).where(
+            ContactPoint.contact_id.in_([c for c, _ in wanted]), ContactPoint.kind == "email")
+            .order_by(ContactPoint.removed_at.is_not(None), ContactPoint.created_at)
+            ) if wanted else []:
+        had.setdefault((point.contact_id, normalise.point_key("email", point.value)[1]), point)
+    added = sorted((c, v) for (c, key), v in wanted.items() if (c, key) not in had)
+    by_id = {c.id: c for c in contacts.values()}
+    for point in (had[k] for k in wanted if k in had and had[k].removed_at is not None):
+        # The client gives a removed address again: it vouches for it, as on the API.
+        change = await registry.give_point(session, reg, by_id[point.contact_id], "email",
+                                           point.value, None)
+        await audit.record(session, client_id=client_id, actor=actor, action=AuditAction.update,
+                           contact_ids=[point.contact_id],
+                           detail={"changes": {"contact_points": change}})
     if added:
         await crud.insert_ignoring_conflicts(session, ContactPoint, [
             {"id": uuid.uuid4(), "client_id": client_id, "contact_id": c, "kind": "email",

@@ -1,6 +1,7 @@
 """Request and response bodies of the client API."""
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -52,7 +53,24 @@ def _supported(code: str) -> str:
 
 # A language our pages and messages speak: what a customer is shown must be one of them.
 SupportedLanguage = Annotated[Language, AfterValidator(_supported)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Invisible marks that reorder text as it is displayed: U+202E shows "Ann\u202eredlaV" as
+# "AnnValder" (and a file name "txt.exe" as "exe.txt"), so a name could pass for another.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def one_line(value: str) -> str:
+    """A name as letters, emails and pages print it: no line break (a forged mail header or
+    CSV row), tab or other control character, no direction mark."""
+    if any(ch in BIDI_CONTROLS or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must be one line of text: line breaks, tabs and other control "
+                         "characters, and invisible direction marks (U+202A to U+202E, U+2066 "
+                         "to U+2069, U+200E, U+200F, U+061C), are not allowed")
+    return value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 AfterValidator(one_line)]
 
 
 def has_nul(value: Any) -> bool:
@@ -667,8 +685,10 @@ class ClaimIn(Strict):
 
 class ContactIn(Strict):
     external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    first_name: str | None = Field(default=None, max_length=200)
-    last_name: str | None = Field(default=None, max_length=200)
+    first_name: Annotated[str, AfterValidator(one_line)] | None = Field(default=None,
+                                                                         max_length=200)
+    last_name: Annotated[str, AfterValidator(one_line)] | None = Field(default=None,
+                                                                        max_length=200)
     language: Language | None = None
     email: EmailStr | None = None
     claim: ClaimIn | None = None

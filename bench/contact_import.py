@@ -44,7 +44,7 @@ async def import_through_the_api(url: str, env: WorkflowEnvironment, content: by
     async with running_worker(env.client, settings), app.router.lifespan_context(app), \
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
                               timeout=120) as http:
-        await http.put("/v1/contact-settings", headers=auth, json={"person_rule": RULE})
+        await http.patch("/v1/contact-settings", headers=auth, json={"person_rule": RULE})
         started = time.perf_counter()
         response = await http.post("/v1/contact-imports", content=content,
                                    headers={**auth, "content-type": "text/csv"})

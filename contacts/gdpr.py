@@ -93,7 +93,8 @@ def _row(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 async def export_document(session: AsyncSession, reg: registry.Registry, contact: Contact
                           ) -> dict[str, Any]:
     """Everything held about the contact, as one machine-readable document."""
-    [out] = await registry.outputs(session, reg, [contact], include_inactive=True)
+    [out] = await registry.outputs(session, reg, [contact], include_inactive=True,
+                                   include_removed=True)
     journeys = list(await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id).order_by(Journey.created_at)))
     journey_ids = [j.id for j in journeys]

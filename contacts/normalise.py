@@ -20,6 +20,12 @@ def same_email(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
 
 
+def point_key(kind: str, value: str) -> tuple[str, str]:
+    """What makes two contact points one: an email address in any letter case (kept as first
+    spelt), a mobile number in its E.164 form."""
+    return kind, value.casefold() if kind == "email" else value
+
+
 def card_number(value: str) -> str:
     """Digits of a payment card number that passes the Luhn check."""
     digits = "".join(ch for ch in value if ch not in " -")

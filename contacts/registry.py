@@ -18,6 +18,7 @@ from contacts.schemas import (
     AddressOut,
     ContactCreate,
     ContactOut,
+    ContactPointIn,
     ContactPointOut,
     ContactSettingsIn,
     ContactUpdate,
@@ -185,6 +186,14 @@ def label_rows(reg: Registry, contact_id: uuid.UUID, kind: str, values: list[str
              "kind": kind, "value": v} for v in dict.fromkeys(values)]
 
 
+def distinct_points(points: list[ContactPointIn]) -> dict[tuple[str, str], ContactPointIn]:
+    """The points by their key, each as first given (`Ann@x.nl` then `ann@x.nl` is one)."""
+    distinct: dict[tuple[str, str], ContactPointIn] = {}
+    for p in points:
+        distinct.setdefault(normalise.point_key(p.kind, p.value), p)
+    return distinct
+
+
 def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                      ) -> tuple[dict[str, Any], dict[type, list[dict[str, Any]]]]:
     """The contact row and the rows that belong to it, ready for bulk inserts."""
@@ -195,7 +204,7 @@ def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                **scalars_of(body), "language": body.language or "en",
                "engagement_state": "never_engaged", "created_at": now, "updated_at": now}
     primary = next((i for i, a in enumerate(body.addresses) if a.primary), 0)
-    points = {(p.kind, p.value): p for p in body.contact_points}
+    points = distinct_points(body.contact_points)
     children: dict[type, list[dict[str, Any]]] = {
         ContactPoint: [{"id": uuid.uuid4(), "client_id": reg.client_id, "contact_id": contact_id,
                         "kind": p.kind, "value": p.value, "label": p.label,
@@ -466,26 +475,49 @@ async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
 # --- contact points and identification media ---------------------------------------------------
 
 
+def point_record(point: ContactPoint) -> dict[str, Any]:
+    """A contact point as the audit trail keeps it."""
+    undeliverable = undeliverable_out(point)
+    return {"kind": point.kind, "value": point.value,
+            "undeliverable": undeliverable and undeliverable.model_dump(mode="json"),
+            "removed_at": point.removed_at and point.removed_at.isoformat()}
+
+
+async def give_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str,
+                     value: str, label: str | None) -> dict[str, Any] | None:
+    """The client gives the contact this point: a new one is added; one it has (an email in any
+    letter case, which keeps its first spelling) but removed, or a bounce refused, is written
+    to again, the client vouching for it. Returns the change for the audit trail, if any."""
+    exists = await crud.same_point(session, contact_id=contact.id, kind=kind, value=value)
+    if exists is None:
+        session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
+                                 value=value, label=label))
+        return {"old": None, "new": {"kind": kind, "value": value}}
+    if exists.undeliverable_since is None and exists.removed_at is None:
+        return None
+    before = point_record(exists)
+    crud.clear_undeliverable(exists)
+    exists.removed_at = None
+    return {"old": before, "new": point_record(exists)}
+
+
 async def add_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str, value: str,
-                    label: str | None, actor: Actor) -> bool:
-    exists = await session.scalar(select(ContactPoint).where(
-        ContactPoint.contact_id == contact.id, ContactPoint.kind == kind,
-        ContactPoint.value == value))
-    if exists:
-        if exists.undeliverable_since is not None:
-            # Given again after it bounced: the client vouches for it, so messages try it again.
-            before = undeliverable_out(exists)
-            crud.clear_undeliverable(exists)
-            await touch(session, reg, contact, actor, {"contact_points": {
-                "old": {"kind": kind, "value": value,
-                        "undeliverable": before and before.model_dump(mode="json")},
-                "new": {"kind": kind, "value": value, "undeliverable": None}}})
-        return False
-    session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
-                             value=value, label=label))
+                    label: str | None, actor: Actor) -> None:
+    change = await give_point(session, reg, contact, kind, value, label)
+    if change:
+        await touch(session, reg, contact, actor, {"contact_points": change})
+
+
+async def remove_point(session: AsyncSession, reg: Registry, contact: Contact,
+                       point: ContactPoint, actor: Actor) -> None:
+    """No message goes to a removed point any more (nor does it count as a way to reach the
+    contact); it stays in the registry, listed with its removal, for the audit trail."""
+    if point.removed_at is not None:
+        return
+    before = point_record(point)
+    point.removed_at = utcnow()
     await touch(session, reg, contact, actor, {"contact_points": {
-        "old": None, "new": {"kind": kind, "value": value}}})
-    return True
+        "old": before, "new": point_record(point)}})
 
 
 async def add_medium(session: AsyncSession, reg: Registry, contact: Contact, body: MediumIn,
@@ -522,12 +554,15 @@ def address_out(a: ContactAddress) -> AddressOut:
 
 
 async def outputs(session: AsyncSession, reg: Registry, contacts: list[Contact], *,
-                  include_inactive: bool = False) -> list[ContactOut]:
+                  include_inactive: bool = False, include_removed: bool = False
+                  ) -> list[ContactOut]:
     """Contacts with everything that belongs to them, in a fixed number of queries."""
     ids = [c.id for c in contacts]
     points, addresses, media, labels = (defaultdict(list) for _ in range(4))
-    rows = list(await session.scalars(select(ContactPoint).where(ContactPoint.contact_id.in_(ids))
-                                      .order_by(ContactPoint.created_at)))
+    query = select(ContactPoint).where(ContactPoint.contact_id.in_(ids))
+    if not include_removed:
+        query = query.where(ContactPoint.removed_at.is_(None))
+    rows = list(await session.scalars(query.order_by(ContactPoint.created_at)))
     erased = await suppression.lookup(session, secret_key=reg.secret_key, client_id=reg.client_id,
                                       points=[(p.kind, p.value) for p in rows])
     for p in rows:

@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict
+from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict, one_line
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
@@ -120,7 +120,8 @@ class ContactFields(Strict):
     first_name: Name | None = None
     last_name: Name | None = None
     company_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                   max_length=300)] | None = None
+                                                   max_length=300),
+                            AfterValidator(one_line)] | None = None
     language: Language | None = None
     date_of_birth: date | None = None
     id_number: Text | None = None
@@ -230,6 +231,8 @@ class ContactPointOut(BaseModel):
     undeliverable: UndeliverableOut | None = None
     # Its recipient reported our message as spam: only mandatory and financial messages go.
     complained_since: datetime | None = None
+    # Removed by the client (listed with include_removed_points=true): written to no more.
+    removed_at: datetime | None = None
 
 
 class AddressOut(BaseModel):
@@ -306,6 +309,11 @@ class ActivityOut(BaseModel):
     at: datetime
     type: str
     detail: dict[str, Any]
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityOut]
+    next_cursor: str | None
 
 
 class ConflictBody(BaseModel):

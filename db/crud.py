@@ -1,6 +1,7 @@
 """Data-access functions shared by the API, the activities and the CLI (keyword-only arguments)."""
 
 import uuid
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -152,25 +153,47 @@ async def lock(session: AsyncSession, *, key: str) -> None:
                               {"k": key})
 
 
-async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
-                       deliverable: bool = False) -> dict[str, ContactPoint]:
-    """The contact's email and mobile to write to, by kind: a verified one first, else the
-    newest known (one query for both); with deliverable, none a hard bounce refused."""
+async def known_points_of(session: AsyncSession, *, contact_ids: list[uuid.UUID],
+                          deliverable: bool = False) -> dict[uuid.UUID, dict[str, ContactPoint]]:
+    """Each contact's email and mobile to write to, by kind: the newest verified one, else the
+    newest known (one query for all); with deliverable, none a hard bounce refused. Every
+    message, page and enrolment that picks a contact's address or number asks here."""
     query = (select(ContactPoint)
-             .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
-             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))
+             .where(ContactPoint.contact_id.in_(contact_ids), POINT_IN_USE)
+             .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at,
+                       ContactPoint.id))
     if deliverable:
         query = query.where(ContactPoint.undeliverable_since.is_(None))
-    points = (await session.scalars(query)).all()
-    return {point.kind: point for point in points}  # the last of each kind wins
+    best: dict[uuid.UUID, dict[str, ContactPoint]] = defaultdict(dict)
+    for point in await session.scalars(query):
+        best[point.contact_id][point.kind] = point  # the last of each kind wins
+    return best
+
+
+async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
+                       deliverable: bool = False) -> dict[str, ContactPoint]:
+    return (await known_points_of(session, contact_ids=[contact_id],
+                                  deliverable=deliverable)).get(contact_id, {})
+
+
+async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
+                     value: str) -> ContactPoint | None:
+    """The contact's point that is this value: an email in any letter case."""
+    key = normalise.point_key(kind, value)
+    return next((point for point in await session.scalars(select(ContactPoint).where(
+        ContactPoint.contact_id == contact_id, ContactPoint.kind == kind)
+        # The one in use (there is one at most), else the first removed.
+        .order_by(ContactPoint.removed_at.is_not(None), ContactPoint.created_at,
+                  ContactPoint.id))
+        if normalise.point_key(point.kind, point.value) == key), None)
 
 
 async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:
     """The address as the contact's registry entry spells it when it has it in another letter
     case: `Ann@Example.com` typed for a known `ann@example.com` is that address, not a new one."""
-    return next((known for known in await session.scalars(select(ContactPoint.value).where(
-        ContactPoint.contact_id == contact_id, ContactPoint.kind == ContactPointKind.email))
-        if normalise.same_email(known, value)), value)
+    known = await same_point(session, contact_id=contact_id, kind=ContactPointKind.email,
+                             value=value)
+    return known.value if known else value
 
 
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
@@ -405,19 +428,6 @@ def contact_ref(contact: Contact) -> dict[str, Any]:
     }
 
 
-async def contact_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
-                        value: str) -> ContactPoint:
-    return (
-        await session.scalars(
-            select(ContactPoint).where(
-                ContactPoint.contact_id == contact_id,
-                ContactPoint.kind == kind,
-                ContactPoint.value == value,
-            )
-        )
-    ).one()
-
-
 async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
                           values: dict[str, str]) -> dict[str, ContactPoint]:
     """Of these values by kind ("email", "mobile"), those the contact has verified, whichever
@@ -427,7 +437,7 @@ async def verified_points(session: AsyncSession, *, contact_id: uuid.UUID,
         return {}
     points = (await session.scalars(select(ContactPoint).where(
         ContactPoint.contact_id == contact_id,
-        ContactPoint.verification_state == VerificationState.verified,
+        ContactPoint.verification_state == VerificationState.verified, POINT_IN_USE,
         or_(*((ContactPoint.kind == kind) & (ContactPoint.value == value)
               for kind, value in wanted))))).all()
     return {point.kind: point for point in points}

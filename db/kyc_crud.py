@@ -21,7 +21,8 @@ async def evidence(session: AsyncSession, *, contact: Contact, at: datetime) -> 
     expired."""
     found = Evidence(fields={f for f in NAME_FIELDS if getattr(contact, f)})
     found.fields |= set(await session.scalars(
-        select(ContactPoint.kind).where(ContactPoint.contact_id == contact.id)))
+        select(ContactPoint.kind).where(ContactPoint.contact_id == contact.id,
+                                        ContactPoint.removed_at.is_(None))))
     documents = await session.scalars(
         select(KycDocument).where(KycDocument.contact_id == contact.id)
         .order_by(KycDocument.uploaded_at.desc(), KycDocument.id))

@@ -36,7 +36,7 @@ def missing_verified(spec: dict[str, Any]) -> ColumnElement[bool]:
     """Whether the contact still lacks verified data of a kind the campaign collects: else a
     journey in it would have nothing to ask."""
     return or_(*(not_(exists().where(
-        ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind,
+        ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind, POINT_IN_USE,
         ContactPoint.verification_state == VerificationState.verified))
         for kind in spec.get("collect", ["email"])))
 

@@ -375,11 +375,19 @@ class ContactPoint(Base):
     # Its recipient reported one of our messages as spam (a feedback-loop complaint): only
     # mandatory and financial messages go to it until the customer confirms it again.
     complained_since: Mapped[datetime | None]
+    # Removed by the client: kept for the audit trail and history, written to no more.
+    removed_at: Mapped[datetime | None]
 
 
-# A point the household rule moved to another person ("released") is theirs now: the previous
-# owner is neither written to nor reached there, nor counted as reachable.
-POINT_IN_USE = ContactPoint.verification_state != "released"
+# Mail providers read an address's local part in any letter case: one point in use per mailbox.
+Index("uq_contact_points_email", ContactPoint.contact_id, func.lower(ContactPoint.value),
+      unique=True, postgresql_where=text("kind = 'email' AND removed_at IS NULL"),
+      sqlite_where=text("kind = 'email' AND removed_at IS NULL"))
+
+# A point the household rule moved to another person ("released") is theirs now, and one the
+# client removed is no one's: the contact is neither written to nor reached there, nor counted
+# as reachable.
+POINT_IN_USE = (ContactPoint.verification_state != "released") & ContactPoint.removed_at.is_(None)
 
 
 class ConsentDisplay(Base):

@@ -207,6 +207,12 @@ async def contact_with_address(tenant: Tenant) -> dict[str, str]:
     return {"contact_id": contact_id, "address_id": address_id, "action": "deactivate"}
 
 
+async def contact_with_point(tenant: Tenant) -> dict[str, str]:
+    contact_id = await registry_contact(tenant)
+    [point] = (await tenant.get(f"/v1/contacts/{contact_id}")).json()["contact_points"]
+    return {"contact_id": contact_id, "point_id": point["id"]}
+
+
 async def endpoint_with_event(tenant: Tenant) -> dict[str, str]:
     endpoint_id = await new_webhook_endpoint(tenant)
     changed = await tenant.post(f"/v1/contacts/{await new_contact(tenant)}/consents",
@@ -220,6 +226,7 @@ ROUTE_ID_SETS: dict[str, IdSet] = {
     "GET /v1/contacts/{contact_id}/gdpr-consent/documents/{document_id}":
         contact_with_consent_document,
     "POST /v1/contacts/{contact_id}/addresses/{address_id}/{action}": contact_with_address,
+    "DELETE /v1/contacts/{contact_id}/contact-points/{point_id}": contact_with_point,
     "POST /v1/webhook-endpoints/{endpoint_id}/events/{event_id}/resend": endpoint_with_event,
 }
 
@@ -304,7 +311,10 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "PATCH /v1/kyc/documents/{document_id}": lambda t: fixed({"number": "NL7654321"}),
     "POST /v1/kyc/expiring/notify": lambda t: fixed({"within_days": 30}),
     "POST /v1/webhook-endpoints/{endpoint_id}/events/{event_id}/resend": lambda t: fixed(None),
-    "PUT /v1/contact-settings": lambda t: fixed({"default_region": "NL"}),
+    "PUT /v1/contact-settings": lambda t: fixed({
+        "person_rule": None, "company_rule": None, "default_region": "NL",
+        "address_types": [{"name": "home"}], "anonymise_inactive_after_days": None}),
+    "PATCH /v1/contact-settings": lambda t: fixed({"default_region": "NL"}),
     "POST /v1/contacts": lambda t: fixed({"last_name": "Isolated"}),
     "PATCH /v1/contacts/{contact_id}": lambda t: fixed({"first_name": "Changed"}),
     "POST /v1/contacts/{contact_id}/addresses": lambda t: fixed(

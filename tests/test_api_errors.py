@@ -70,7 +70,7 @@ TEXTS = {"en": {"text": "I agree", "version": "1"}}
      "recurrence.selection.missing_verified_only"),
     ("POST", "/v1/contacts", {"external_id": "lax", "last_name": "Lax", "addresses": [
         {**ADDRESS, "primary": "false"}]}, "addresses[0].primary"),
-    ("PUT", "/v1/contact-settings", {"address_types": [{"name": "home", "mandatory": "no"}]},
+    ("PATCH", "/v1/contact-settings", {"address_types": [{"name": "home", "mandatory": "no"}]},
      "address_types[0].mandatory"),
     ("POST", "/v1/kyc/definitions", {"name": "Lax", "level": 1, "requires_verification": "no",
                                      "rules": {"person": [{"field": "email"}]}},
@@ -110,7 +110,7 @@ async def test_a_json_boolean_is_true_or_false_in_every_request_body(tenant):
 
 
 async def test_an_unknown_phone_region_is_refused(tenant):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"default_region": "XX"})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["fields"] == [{

@@ -151,7 +151,7 @@ async def test_export_then_anonymise_leaves_no_personal_data(
     by_customer = {(a["action"], a["actor_id"]) for a in export["audit"]
                    if a["actor_type"] == "customer"}
     assert by_customer == {("read", f"journey:{journey_id}"), ("update", f"journey:{journey_id}")}
-    feed = (await tenant.get(f"{base}/activity")).json()
+    feed = (await tenant.get(f"{base}/activity")).json()["items"]
     kinds = [a["type"] for a in feed]
     assert kinds[0] == "data.create" and kinds.index("journey.invitation_sent") < kinds.index(
         "journey.verified")
@@ -163,7 +163,7 @@ async def test_export_then_anonymise_leaves_no_personal_data(
         assert [x["id"] for x in listed] == expected, (purpose, granted)
     verified = (await tenant.get("/v1/contacts", verification_state="verified")).json()["items"]
     assert [x["id"] for x in verified] == [contact["id"]]
-    consents_only = (await tenant.get(f"{base}/activity", type="consent")).json()
+    consents_only = (await tenant.get(f"{base}/activity", type="consent")).json()["items"]
     assert {a["type"] for a in consents_only} == {"consent.granted"}
     assert card not in str(export)
 
@@ -426,7 +426,7 @@ async def test_a_contact_deleted_while_a_worker_holds_its_journey_is_refused_not
 async def test_inactive_contacts_are_anonymised_by_the_scheduled_workflow(
     tenant, temporal_env, settings, sessions, record_histories
 ):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"anonymise_inactive_after_days": 30})
     assert response.status_code == 200
     old = (await tenant.post("/v1/contacts", {"last_name": "Dormant"})).json()

@@ -74,7 +74,7 @@ async def state_of(sessions, client_id) -> tuple:
 
 
 async def test_ten_thousand_rows_with_bad_ones(tenant, sessions):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": RULE})
     assert response.status_code == 200
     template = await tenant.get("/v1/contact-imports/template")

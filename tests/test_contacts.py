@@ -2,13 +2,17 @@
 validation, addresses, identification media, search, audit trail, tenant isolation."""
 
 import asyncio
+import base64
+import csv
+import io
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from db.session import transaction
 from tests.helpers import mark_bounced
+from tests.test_contact_import import finished, upload
 from worker import ensure_schedules
 from workflows.contact_anonymisation import SCHEDULE_ID
 
@@ -22,7 +26,7 @@ def person(**overrides):
 
 
 async def set_rule(tenant, **more):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": RULE, **more})
     assert response.status_code == 200, response.text
     return response.json()
@@ -82,6 +86,35 @@ async def test_validation_names_each_field(tenant):
     malformed = await tenant.http.post("/v1/contacts", headers={**tenant.auth,
                                        "content-type": "application/json"}, content=b"{")
     assert malformed.status_code == 400
+
+
+async def test_a_name_is_one_line_without_direction_marks(tenant):
+    """A line break in a name would break a letter's address block or a CSV row; a direction
+    mark (U+202E) makes a name display as another. Refused by field, wherever a name comes in."""
+    n = uuid.uuid4().hex[:8]
+    refused = await create(tenant, {"first_name": "Ann\nSmit", "last_name": "Vries\u202eredlaV",
+                                    "company_name": "Acme\u2066"}, status=422)
+    fields = {f["field"]: f["message"] for f in refused["error"]["fields"]}
+    assert set(fields) == {"first_name", "last_name", "company_name"}
+    assert fields["last_name"].startswith("must be one line of text")
+    contact = await create(tenant, {"last_name": f"Ölçek-Ñúñez {n}", "first_name": "Zoë"})
+    patched = await tenant.http.patch(f"/v1/contacts/{contact['id']}", headers=tenant.auth,
+                                      json={"first_name": "Zo\u200fë"})
+    assert patched.status_code == 422
+    assert [f["field"] for f in patched.json()["error"]["fields"]] == ["first_name"]
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": f"tab-{n}", "last_name": "Smit\tJansen", "email": f"t{n}@example.com"}]})
+    assert enrolled.status_code == 422, enrolled.text
+    assert [e["field"] for e in enrolled.json()["results"][0]["errors"]] == ["last_name"]
+
+    content = (f'external_id,first_name,last_name\r\nok-{n},Ann,Smit\r\n'
+               f'nl-{n},"Ann\nMarie",Smit\r\nrtl-{n},Ann,"\u202eSmit"\r\n').encode()
+    job = await finished(tenant, (await upload(tenant, content))["id"])
+    assert (job["created"], job["failed"]) == (1, 2), job
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"]) for e in errors] == [("3", "first_name"), ("5", "last_name")]
 
 
 async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
@@ -200,6 +233,36 @@ async def test_search_filters_and_cursor(tenant):
     assert unverified["items"] == []
 
 
+async def test_q_finds_names_literally_and_emails_and_phone_numbers(tenant):
+    """`%` and `_` are searched as written (they were dropped, so `q=_` listed everyone), and
+    `q` finds a contact by email and by phone number written as people write it."""
+    juice = await create(tenant, {"kind": "company", "company_name": "100% Juice_Bar"})
+    plain = await create(tenant, {"last_name": "Juice Bar", "contact_points": [
+        {"kind": "email", "value": "Mia.Jansen@Example.com"},
+        {"kind": "mobile", "value": "+31 6 1234 5678"}]})
+
+    async def found(q: str) -> list[str]:
+        response = await tenant.get("/v1/contacts", q=q)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+
+    assert await found("100%") == [juice["id"]]
+    assert await found("_") == [juice["id"]]
+    assert await found("e_b") == [juice["id"]]
+    assert await found("%") == [juice["id"]]
+    assert sorted(await found("juice")) == sorted([juice["id"], plain["id"]])
+    for q in ("mia.jansen@example", "JANSEN@", "06 12345678", "+31 6-1234 5678", "1234 5678",
+              "0031612345678"):
+        assert await found(q) == [plain["id"]], q
+    assert await found("9999 0000") == []
+
+    # A removed point finds its contact no more.
+    [email, _] = plain["contact_points"]
+    await tenant.http.delete(f"/v1/contacts/{plain['id']}/contact-points/{email['id']}",
+                             headers=tenant.auth)
+    assert await found("mia.jansen") == []
+
+
 async def test_contacts_whose_email_bounced_are_found(tenant, sessions):
     """The client looks for the contacts to ask for a new address: those with an email (or
     mobile, or postal address) a hard bounce marked undeliverable, and the others."""
@@ -235,9 +298,47 @@ async def test_audit_trail_of_reads_and_changes(tenant):
         actor}
     by_actor = (await tenant.get("/v1/audit", actor_type="api_key", actor_id=actor)).json()
     assert [e["id"] for e in by_actor["items"]] == [e["id"] for e in trail]
-    feed = (await tenant.get(f"{base}/activity")).json()
+    feed = (await tenant.get(f"{base}/activity")).json()["items"]
     assert [a["type"] for a in feed] == ["data.create", "data.update"]
     assert feed[1]["detail"]["fields"] == ["last_name", "tags"]
+
+
+async def test_the_activity_feed_is_read_page_by_page(tenant):
+    """Cursor and limit as on the other lists: every item once, in order, across pages, also
+    items of one moment (consents given at the same time, from different sources)."""
+    contact = await create(tenant, {"last_name": "Feed"})
+    base = f"/v1/contacts/{contact['id']}"
+    for n in range(3):
+        await tenant.ok("PATCH", base, {"first_name": f"Name{n}"})
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "feed", "text": "Newsletter, please."})
+    given_at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    changed = await tenant.post(f"{base}/consents", {"changes": [
+        {"purpose": "newsletter", "channel": channel, "granted": True, "given_at": given_at,
+         "source": "back_office", "legal_text": {"language": "en"}}
+        for channel in ("email", "sms", "letter", "phone")]})
+    assert changed.status_code == 201, changed.text
+
+    whole = await tenant.ok("GET", f"{base}/activity?limit=1000")
+    assert whole["next_cursor"] is None and len(whole["items"]) == 8, whole
+    paged, cursor = [], None
+    while True:
+        more = {"cursor": cursor} if cursor else {}
+        page = (await tenant.get(f"{base}/activity", limit=2, **more)).json()
+        assert len(page["items"]) <= 2
+        paged += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == whole["items"]
+    assert [i["at"] for i in paged] == sorted(i["at"] for i in paged)
+
+    for bad in ("nonsense", "W10", base64.urlsafe_b64encode(b'["2026-01-01T00:00:00", 0, "1"]')
+                .decode()):
+        refused = await tenant.get(f"{base}/activity", cursor=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["cursor"]
 
 
 async def test_another_clients_contact_is_not_found(tenant, other_tenant):
@@ -262,7 +363,7 @@ async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
     twin = {"last_name": "Twin", "id_number": "X1", "ssn": "123"}
     first = await create(tenant, twin)
     second = await create(tenant, {**twin, "first_name": "Other"})  # no rule yet: allowed
-    refused = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    refused = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                     json={"person_rule": RULE})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "rule_conflict"
     clash = refused.json()["error"]["fields"][0]["message"]
@@ -274,9 +375,48 @@ async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
     # Existing contacts now carry their keys: a third twin is refused.
     again = await create(tenant, {**twin, "ssn": "123"}, status=409)
     assert again["error"]["existing_contact_id"] == first["id"]
-    bad = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    bad = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                 json={"person_rule": "last_name AND (ssn"})
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "person_rule"
+
+
+async def test_settings_change_only_what_the_client_names(tenant):
+    """PATCH keeps every setting it does not name; PUT replaces the whole document, so one
+    that leaves fields out is refused rather than resetting them (retention switched off)."""
+    whole = {"person_rule": None, "company_rule": "company_name", "default_region": "BE",
+             "address_types": [{"name": "home", "mandatory": False},
+                               {"name": "depot", "mandatory": False}],
+             "anonymise_inactive_after_days": 30}
+    put = await tenant.http.put("/v1/contact-settings", headers=tenant.auth, json=whole)
+    assert put.status_code == 200, put.text
+    assert put.json() == whole
+
+    patched = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                      json={"person_rule": RULE})
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {**whole, "person_rule": RULE}
+    assert (await tenant.get("/v1/contact-settings")).json() == {**whole, "person_rule": RULE}
+
+    partial = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+                                    json={"person_rule": None})
+    assert partial.status_code == 422, partial.text
+    fields = partial.json()["error"]["fields"]
+    assert [f["field"] for f in fields] == ["company_rule", "default_region", "address_types",
+                                           "anonymise_inactive_after_days"]
+    assert "use PATCH" in fields[0]["message"]
+    assert (await tenant.get("/v1/contact-settings")).json() == {**whole, "person_rule": RULE}
+
+    # null clears what may be unset; an unknown field or a setting that cannot be unset is a
+    # field error, and nothing changes.
+    cleared = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                      json={"anonymise_inactive_after_days": None})
+    assert cleared.json() == {**whole, "person_rule": RULE, "anonymise_inactive_after_days": None}
+    for body, field in (({"retention": 3}, "retention"), ({"default_region": None},
+                                                          "default_region")):
+        refused = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth, json=body)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == [field]
+    assert (await tenant.get("/v1/contact-settings")).json()["default_region"] == "BE"
 
 
 async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):
@@ -289,7 +429,7 @@ async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings
 
 
 async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, mailbox):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": "last_name AND email"})
     assert response.status_code == 200, response.text
     n = uuid.uuid4().hex[:8]
@@ -327,7 +467,7 @@ async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, 
 async def test_a_rule_over_registry_fields_sends_new_contacts_to_the_registry_first(tenant):
     """An enrolment item carries names and an email; a rule that needs an SSN says where a new
     contact goes first, and the contact created there is then enrolled by its external id."""
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"person_rule": "(last_name AND id_number) OR ssn"})
     assert response.status_code == 200, response.text
     n = uuid.uuid4().hex[:8]

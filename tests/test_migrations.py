@@ -1,9 +1,20 @@
 """The Alembic migrations build exactly the schema the models describe, on both backends."""
 
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from db.migrate import alembic_config, new_revision, upgrade
+from db.migrate import alembic_config, new_revision, sync_url, upgrade
+from db.models import AuditEntry, Client, Contact, ContactPoint
+from stack import scratch_database
+
+BEFORE_FOLDING = "0740_answered_and_cancelled"
 
 
 def test_models_and_migrations_agree(database_url):
@@ -30,3 +41,56 @@ def test_a_new_revision_follows_the_head(tmp_path):
     assert f"down_revision = '{head}'" in text
     # The models and the migrations agree, so there is nothing to migrate.
     assert "op." not in text
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def before_folding(request, tmp_path) -> Iterator[str]:
+    """A database at the revision before email points were one in any letter case."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
+        upgrade(url, BEFORE_FOLDING)
+        yield url
+    else:
+        with scratch_database("cj_migration", revision=BEFORE_FOLDING) as url:
+            yield url
+
+
+def test_email_points_stored_in_several_letter_cases_are_folded(before_folding):
+    """Duplicates from before: the first spelling stays in use and takes a later spelling's
+    verification; the others are removed (kept, audited); no new duplicate can be stored."""
+    client, contact, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    engine = create_engine(sync_url(before_folding))
+    point = ContactPoint.__table__
+    with engine.begin() as db:
+        db.execute(insert(Client.__table__).values(id=client, name="Acme"))
+        db.execute(insert(Contact.__table__), [
+            {"id": c, "client_id": client, "external_id": str(c)} for c in (contact, other)])
+        db.execute(insert(point), [
+            {"id": uuid.uuid4(), "client_id": client, "contact_id": owner, "kind": "email",
+             "value": value, "verification_state": state, "created_at": t0 + timedelta(days=i),
+             "verified_at": t0 + timedelta(days=i) if state == "verified" else None,
+             "verified_via": "email_link" if state == "verified" else None}
+            for i, (owner, value, state) in enumerate([
+                (contact, "Ann@x.example", "unverified"), (contact, "ann@x.example", "verified"),
+                (contact, "ANN@x.example", "unverified"), (contact, "bob@x.example", "unverified"),
+                # Another contact's address is theirs, whatever its letter case.
+                (other, "ann@x.example", "unverified")])])
+    upgrade(before_folding)
+    with engine.begin() as db:
+        rows = db.execute(select(point.c.value, point.c.verification_state, point.c.verified_at,
+                                 point.c.removed_at.is_not(None)).where(
+            point.c.contact_id == contact).order_by(point.c.created_at)).all()
+        assert [tuple(r) for r in rows] == [
+            ("Ann@x.example", "verified", t0 + timedelta(days=1), False),
+            ("ann@x.example", "verified", t0 + timedelta(days=1), True),
+            ("ANN@x.example", "unverified", None, True),
+            ("bob@x.example", "unverified", None, False)]
+        audited = db.execute(select(AuditEntry.__table__.c.actor_id).where(
+            AuditEntry.__table__.c.contact_id == contact)).scalars().all()
+        assert audited == ["migration 0770_registry"] * 3
+        with pytest.raises(IntegrityError):
+            db.execute(insert(point).values(id=uuid.uuid4(), client_id=client,
+                                            contact_id=contact, kind="email",
+                                            value="aNN@x.example"))
+    engine.dispose()

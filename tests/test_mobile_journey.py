@@ -173,7 +173,7 @@ def uuid_digits() -> str:
 
 
 async def test_a_national_number_is_read_in_the_clients_region(tenant, http, mailbox, settings):
-    response = await tenant.http.put("/v1/contact-settings", headers=tenant.auth,
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
                                      json={"default_region": "BE"})
     assert response.status_code == 200, response.text
     digits = str(uuid_digits())[-6:].rjust(6, "1")

@@ -288,8 +288,8 @@ async def test_anonymise_consequence_applies_on_rejection(tenant, http, mailbox,
     path = f"/v1/contacts/{running['contact_id']}"
     state = await tenant.ok("GET", f"{path}/gdpr-consent")
     assert state["anonymisation_blocked"] == body["anonymisation_blocked"]
-    assert "data.anonymisation_blocked" in [a["type"] for a in await tenant.ok(
-        "GET", f"{path}/activity")]
+    assert "data.anonymisation_blocked" in [a["type"] for a in (await tenant.ok(
+        "GET", f"{path}/activity"))["items"]]
 
     # Once the journey has ended, the daily anonymisation run applies the policy.
     await tenant.wait_for_stage(running["journey_id"], "expired", timeout=30)

@@ -1,6 +1,7 @@
 """The contact registry API: settings, CRUD, search, addresses, contact points, identification
 media and their lookup, activity feed, audit trail and the GDPR actions."""
 
+import re
 import uuid
 from datetime import datetime
 from collections.abc import Awaitable
@@ -22,7 +23,7 @@ from api.schemas import FieldError
 from contacts import audit, feed, gdpr, registry
 from contacts.registry import Registry
 from contacts.schemas import (
-    ActivityOut,
+    ActivityPage,
     AddressIn,
     AddressOut,
     AuditEntryOut,
@@ -56,6 +57,7 @@ from db.models import (
     ContactSettings,
     Purpose,
 )
+from messaging.phone import PhoneNumberError, parse_phone
 
 CONFLICT = {409: {"model": ConflictBody,
                   "description": "Same contact exists, or refused by a rule"}}
@@ -82,10 +84,12 @@ def validated(model: type[M], raw: Any, reg: Registry) -> M:
             [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]) from err
 
 
-def documented(model: type[BaseModel]) -> dict[str, Any]:
+def documented(model: type[BaseModel], *, whole: bool = False) -> dict[str, Any]:
     """OpenAPI of a body validated by hand (with the client's phone region): the model's own
-    schema, its definitions inlined."""
+    schema, its definitions inlined; `whole` when every field must be given (a PUT)."""
     schema = model.model_json_schema()
+    if whole:
+        schema["required"] = list(schema["properties"])
     definitions = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
@@ -155,14 +159,42 @@ async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
     return reg.settings
 
 
-@settings_router.put("", response_model=ContactSettingsIn)
-async def put_settings(body: ContactSettingsIn, reg: RegistryDep, session: SessionDep,
-                       state: StateDep) -> ContactSettingsIn | JSONResponse:
+@settings_router.put("", response_model=ContactSettingsIn,
+                    openapi_extra=documented(ContactSettingsIn, whole=True))
+async def put_settings(
+    reg: RegistryDep, session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="Every field of ContactSettingsIn")],
+) -> ContactSettingsIn | JSONResponse:
+    """Replaces the whole document, so every field must be given (null leaves a rule unset or
+    retention off): a field left out is a 422, never a reset to its default. PATCH changes
+    only the fields it names."""
+    missing = [field for field in ContactSettingsIn.model_fields if field not in body]
+    if missing:
+        raise FieldProblems([FieldError(
+            field=field, message="required: PUT replaces all contact settings; give this field "
+            "(its current value is in GET /v1/contact-settings), or use PATCH to change only "
+            "some") for field in missing])
+    return await save_settings(session, reg, validated(ContactSettingsIn, body, reg))
+
+
+@settings_router.patch("", response_model=ContactSettingsIn,
+                      openapi_extra=documented(ContactSettingsIn))
+async def patch_settings(
+    reg: RegistryDep, session: SessionDep,
+    body: Annotated[dict[str, Any], Body(description="Some fields of ContactSettingsIn")],
+) -> ContactSettingsIn | JSONResponse:
+    """Changes the fields given and keeps the others; null clears a rule or retention."""
+    merged = {**reg.settings.model_dump(mode="json"), **body}
+    return await save_settings(session, reg, validated(ContactSettingsIn, merged, reg))
+
+
+async def save_settings(session: SessionDep, reg: Registry, settings: ContactSettingsIn
+                        ) -> ContactSettingsIn | JSONResponse:
     """Changing a uniqueness rule re-keys every contact; refused if existing contacts would then
     be duplicates of each other."""
-    new = Registry(client_id=reg.client_id, settings=body, secret_key=reg.secret_key)
+    new = Registry(client_id=reg.client_id, settings=settings, secret_key=reg.secret_key)
     row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
-    values = body.model_dump(mode="json")
+    values = settings.model_dump(mode="json")
     if row is None:
         session.add(ContactSettings(client_id=reg.client_id, **values))
     else:
@@ -176,7 +208,7 @@ async def put_settings(body: ContactSettingsIn, reg: RegistryDep, session: Sessi
                            [FieldError(field="person_rule", message=f"contacts {a} and {b} match")
                             for a, b in clash[:20]])
     await session.commit()
-    return body
+    return settings
 
 
 async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -258,7 +290,9 @@ async def list_contacts(
     undeliverable: bool | None = Query(
         None, description="true: has an email, mobile or postal address a hard bounce marked "
         "undeliverable; false: has none"),
-    q: str | None = Query(None, max_length=200, description="name or external id contains"),
+    q: str | None = Query(None, max_length=200, description=(
+        "name, external id, email or phone number contains (any letter case; a phone number "
+        "as written nationally or internationally)")),
     external_id: str | None = Query(None, max_length=200),
     include_anonymised: bool = False,
     limit: int = Query(100, ge=1, le=500),
@@ -272,6 +306,7 @@ async def list_contacts(
                 ContactLabel.value == value.strip().lower()))
     if verification_state is not None:
         query = query.where(exists().where(ContactPoint.contact_id == Contact.id,
+                                           ContactPoint.removed_at.is_(None),
                                            ContactPoint.verification_state == verification_state))
     if consent_channel is not None and consent_purpose is None:
         raise FieldProblems([FieldError(field="consent_channel",
@@ -294,9 +329,7 @@ async def list_contacts(
                            ContactAddress.undeliverable_since.is_not(None)))
         query = query.where(bounced if undeliverable else not_(bounced))
     if q:
-        pattern = f"%{q.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(*(col.ilike(pattern) for col in (
-            Contact.first_name, Contact.last_name, Contact.company_name, Contact.external_id))))
+        query = query.where(matches(q, reg))
     if external_id is not None:
         query = query.where(Contact.external_id == external_id)
     if not include_anonymised:
@@ -321,6 +354,36 @@ def searched_channels(purpose: Purpose) -> list[str]:
     return [*consents.SENDING_CHANNELS, Channel.any]
 
 
+LIKE_ESCAPE = "\\"
+# What a phone number may be written with: "+31 (0)6-1234 5678", "06.12.34.56.78".
+PHONE_TEXT = re.compile(r"[0-9+()\-./ ]*[0-9][0-9+()\-./ ]*")
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern for text anywhere, its % and _ taken as they are, not as wildcards."""
+    escaped = (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+               .replace("_", LIKE_ESCAPE + "_"))
+    return f"%{escaped}%"
+
+
+def matches(q: str, reg: Registry) -> Any:
+    """Contacts whose name, external id, email or phone number (an email or mobile in use)
+    contains `q`. Phone numbers are stored in E.164: a number written with spaces or dashes, or
+    nationally (read in the client's default region), is compared as that."""
+    fragments = [q]
+    if PHONE_TEXT.fullmatch(q):
+        fragments.append(re.sub(r"[^0-9+]", "", q))
+        try:
+            fragments.append(parse_phone(q, reg.settings.default_region, mobile=False))
+        except PhoneNumberError:
+            pass  # a part of a number: its digits are matched as they are
+    own = (Contact.first_name, Contact.last_name, Contact.company_name, Contact.external_id)
+    return or_(*(column.ilike(contains(q), escape=LIKE_ESCAPE) for column in own),
+               exists().where(ContactPoint.contact_id == Contact.id, POINT_IN_USE, or_(*(
+                   ContactPoint.value.ilike(contains(f), escape=LIKE_ESCAPE)
+                   for f in dict.fromkeys(fragments)))))
+
+
 @router.get("/lookup", response_model=ContactOut)
 async def lookup_contact(reg: RegistryDep, session: SessionDep, actor: ActorDep,
                          kind: MediumKind, value: str = Query(min_length=1, max_length=320)
@@ -339,13 +402,15 @@ async def lookup_contact(reg: RegistryDep, session: SessionDep, actor: ActorDep,
 
 @router.get("/{contact_id}", response_model=ContactOut)
 async def get_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-                      actor: ActorDep, include_inactive_addresses: bool = False) -> ContactOut:
+                      actor: ActorDep, include_inactive_addresses: bool = False,
+                      include_removed_points: bool = False) -> ContactOut:
     contact = await contact_or_404(session, reg, contact_id)
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[contact.id])
     await session.commit()
     [out] = await registry.outputs(session, reg, [contact],
-                                   include_inactive=include_inactive_addresses)
+                                   include_inactive=include_inactive_addresses,
+                                   include_removed=include_removed_points)
     return out
 
 
@@ -445,17 +510,28 @@ async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Sessi
         "Content-Disposition": f'attachment; filename="contact-{contact.id}.json"'})
 
 
-@router.get("/{contact_id}/activity", response_model=list[ActivityOut])
+@router.get("/{contact_id}/activity", response_model=ActivityPage)
 async def contact_activity(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
     type: list[Literal["journey", "message", "consent", "data"]] | None = Query(None),
-    since: datetime | None = None, limit: int = Query(500, ge=1, le=5000),
-) -> list[ActivityOut]:
+    since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=200,
+                               description="next_cursor of the previous page"),
+) -> ActivityPage:
+    """The contact's business events, oldest first, a page at a time."""
+    if since is not None and since.tzinfo is None:
+        raise FieldProblems([FieldError(field="since", message="needs a time zone")])
+    try:
+        after = feed.decode_cursor(cursor) if cursor is not None else None
+    except feed.BadCursor as err:
+        raise FieldProblems([FieldError(field="cursor", message=str(err))]) from err
     contact = await contact_or_404(session, reg, contact_id)
     await audit.record(session, client_id=reg.client_id, actor=actor, action=AuditAction.read,
                        contact_ids=[contact.id], detail={"view": "activity"})
     await session.commit()
-    return await feed.feed(session, contact, types=type, since=since, limit=limit)
+    items, last = await feed.feed(session, contact, types=type, since=since, after=after,
+                                  limit=limit)
+    return ActivityPage(items=items, next_cursor=last and feed.encode_cursor(last))
 
 
 @router.get("/{contact_id}/audit", response_model=AuditPage)
@@ -529,11 +605,28 @@ async def add_contact_point(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="A ContactPointIn object")],
 ) -> ContactOut | JSONResponse:
+    """Adds an email or mobile number. One the contact has (an email in any letter case) is
+    the same point: given again after it was removed or bounced, it is written to again."""
     point = validated(ContactPointIn, body, reg)
     contact = await writable(session, reg, contact_id)
     _, refused = await applied(session, registry.add_point(
         session, reg, contact, point.kind, point.value, point.label, actor))
     return refused or await one_out(session, reg, contact)
+
+
+@router.delete("/{contact_id}/contact-points/{point_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+async def remove_contact_point(contact_id: uuid.UUID, point_id: uuid.UUID, reg: RegistryDep,
+                               session: SessionDep, actor: ActorDep) -> Response:
+    """Removes an email or mobile number: no message goes there any more. It is kept, with
+    when it was removed, in the audit trail and `?include_removed_points=true`."""
+    contact = await writable(session, reg, contact_id)
+    point = await session.get(ContactPoint, point_id)
+    if point is None or point.contact_id != contact.id:
+        raise HTTPException(404, "contact point not found")
+    await registry.remove_point(session, reg, contact, point, actor)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/{contact_id}/identification-media", status_code=status.HTTP_201_CREATED,
