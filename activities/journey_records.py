@@ -16,6 +16,7 @@ from activities.webhooks import EndpointWaker
 from core.contracts import (
     EmittedEvents,
     FinishJourneyInput,
+    MessageCategoryInput,
     RecordConsentAnswerInput,
     RecordStageInput,
     RecordSubmissionInput,
@@ -401,6 +402,15 @@ class JourneyRecords:
         return EmittedEvents()
 
     @activity.defn
+    async def message_category(self, input: MessageCategoryInput) -> str | None:
+        """The category the client's sending rules give the journey's message type, asked
+        when a complaint may stop the journey's invitations and reminders."""
+        async with transaction(self._sessions) as session:
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            return await consents_db.category_of(session, client_id=journey.client_id,
+                                                 message_type=input.message_type)
+
+    @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
         # A journey its archived campaign cancelled before it reached anyone tells no one, as
         # one cancelled with its launch.
@@ -426,6 +436,7 @@ class JourneyRecords:
                     "contact": crud.contact_ref(contact),
                     "stage": input.stage,
                     "at": input.at.isoformat(),
+                    **({"detail": input.detail} if input.detail else {}),
                 },
             )
         # Only now, committed, may the endpoints' workflows see the event.

@@ -239,6 +239,10 @@ class MessageCategory(StrEnum):
     mandatory = "mandatory"
 
 
+# What still goes to a recipient who reported our message as spam: what must reach them.
+SENT_DESPITE_COMPLAINT = frozenset({MessageCategory.financial, MessageCategory.mandatory})
+
+
 class ErrorType(StrEnum):
     """ApplicationError types the API branches on."""
 
