@@ -301,9 +301,13 @@ def after_complaint(rule: SendDecision, point: ContactPoint | None) -> SendDecis
     ledger: the complaint withdrew its opt-ins, the customer's own opt-in since counts.)"""
     if (rule.allowed and rule.category == MessageCategory.service and point is not None
             and point.complained_since is not None):
-        return SendDecision(False, rule.category, rule.purpose, "the recipient reported a "
-                            f"message as spam on {point.complained_since.date().isoformat()}")
+        return SendDecision(False, rule.category, rule.purpose,
+                            complaint_reason(point.complained_since))
     return rule
+
+
+def complaint_reason(since: datetime) -> str:
+    return f"the recipient reported a message as spam on {since.date().isoformat()}"
 
 
 def event_as_dict(e: ConsentEvent) -> dict[str, Any]:

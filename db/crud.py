@@ -153,14 +153,18 @@ async def lock(session: AsyncSession, *, key: str) -> None:
 
 
 async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
-                       deliverable: bool = False) -> dict[str, ContactPoint]:
+                       deliverable: bool = False, uncomplained: bool = False
+                       ) -> dict[str, ContactPoint]:
     """The contact's email and mobile to write to, by kind: a verified one first, else the
-    newest known (one query for both); with deliverable, none a hard bounce refused."""
+    newest known (one query for both); with deliverable, none a hard bounce refused; with
+    uncomplained, none whose recipient reported our message as spam."""
     query = (select(ContactPoint)
              .where(ContactPoint.contact_id == contact_id, POINT_IN_USE)
              .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at))
     if deliverable:
         query = query.where(ContactPoint.undeliverable_since.is_(None))
+    if uncomplained:
+        query = query.where(ContactPoint.complained_since.is_(None))
     points = (await session.scalars(query)).all()
     return {point.kind: point for point in points}  # the last of each kind wins
 
@@ -174,9 +178,10 @@ async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value:
 
 
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
-                      deliverable: bool = False) -> ContactPoint | None:
-    return (await known_points(session, contact_id=contact_id,
-                               deliverable=deliverable)).get(kind)
+                      deliverable: bool = False, uncomplained: bool = False
+                      ) -> ContactPoint | None:
+    return (await known_points(session, contact_id=contact_id, deliverable=deliverable,
+                               uncomplained=uncomplained)).get(kind)
 
 
 async def only_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID,
