@@ -17,6 +17,7 @@ from tests.helpers import (
     Tenant,
     eventually,
     mark_bounced,
+    mark_complained,
     unique_email,
 )
 from tests.histories import save_history
@@ -554,6 +555,31 @@ async def test_a_complaint_ends_the_campaigns_journey_on_every_channel(
     result, number, _ = await complained("complains-bill")
     await wait_for_sms(settings, number)
     assert (await tenant.journey(result["journey_id"]))["stage"] == "invited"
+
+
+async def test_an_invitation_kept_back_by_email_goes_by_sms(
+        tenant, sessions, mailbox, settings, temporal_env, record_histories):
+    """A campaign without a plan: the contact reported an earlier campaign's email as spam, so
+    its invitation may not go there. It goes by SMS at once, as a plan's fallback would, and
+    the journey is invited rather than left `enrolled` reaching nobody."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email, number = unique_email("kept-back-sms"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await mark_complained(sessions, eva["id"], "email")
+    [result] = await enrol(tenant, campaign["id"], eva)
+
+    sms = await wait_for_sms(settings, number)
+    assert sms["text"].startswith(f"{tenant.name} asks you to check your contact details"), sms
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    assert [(e["type"], e["detail"]["channel"]) for e in journey["history"]] == [
+        ("invitation_suppressed", "email"), ("invitation_sent", "sms")]
+    assert "as spam" in journey["history"][0]["detail"]["reason"]
+    assert mailbox.to(email) == []
+    if record_histories:
+        handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+        await handle.terminate("recorded")
+        await save_history(handle, "unsent_invitation_falls_back_to_sms")
 
 
 async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(

@@ -131,6 +131,10 @@ BOUNCE_STEPS_CHECKED = "bounce-steps-checked"
 # Journeys before took a spam complaint as a bounce: they gave the channel up and went on by
 # SMS, then a letter, pursuing the contact who had reported the campaign's message as spam.
 COMPLAINT_ENDS_JOURNEY = "complaint-ends-journey"
+# Journeys before, without a plan, stayed `enrolled` when their email invitation could not go
+# (kept back by the sending rules, no address), until an email reminder reached the contact:
+# with reminders kept back too (a complaint), until they expired.
+UNSENT_INVITATION_FALLS_BACK = "unsent-invitation-falls-back"
 
 
 @workflow.defn(name="Journey")
@@ -285,10 +289,25 @@ class JourneyWorkflow:
     async def _invite(self) -> None:
         result = await self._send(self._template("invitation"), "invitation",
                                   TokenPurpose.contact_page, Stage.invited, own=True)
+        if (result.skipped and not result.bounced
+                and self.input.kind == JourneyKind.data_collection
+                and workflow.patched(UNSENT_INVITATION_FALLS_BACK)):
+            result = await self._invite_elsewhere()
         if result.held or (result.skipped and workflow.patched(UNSENT_INVITATION_INVITES_NOBODY)):
             # Nobody was invited: the journey stays `enrolled` until a reminder reaches them.
             return
         self._enter(Stage.invited)
+
+    async def _invite_elsewhere(self) -> SendMessageResult:
+        """As a plan's step that reaches nobody: the invitation goes by the fallback's channels
+        at once (SMS, else a letter). The email reminders keep the campaign's cadence."""
+        for step in FALLBACK:
+            result = await self._send(self._template("invitation"), f"invitation-{step.channel}",
+                                      TokenPurpose.contact_page, Stage.invited,
+                                      channel=step.channel, own=True)
+            if not result.skipped or result.bounced:
+                break
+        return result
 
     async def _remind(self) -> None:
         if self.planned:
