@@ -275,10 +275,11 @@ class Tenant:
                  "texts": {"en": {"text": "Send me the monthly newsletter.", "version": "3"},
                            "nl": {"text": "Stuur mij de maandelijkse nieuwsbrief.", "version": "3"}}},
             ],
-            "reminders": {"interval": "PT1H", "max_count": 2},
             "expires_after": "P1D",
             **overrides,
         }
+        if not body.get("channel_plan"):
+            body.setdefault("reminders", {"interval": "PT1H", "max_count": 2})
         for box in body["consents"]:
             await self.ensure_purpose(box["purpose"])
         response = await self.post("/v1/campaigns", body)

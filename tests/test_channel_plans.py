@@ -660,6 +660,16 @@ async def test_bad_channel_plans_are_field_errors(tenant):
         assert [f["field"] for f in response.json()["error"]["fields"]] == [field], response.text
 
 
+async def test_reminders_beside_a_plan_are_a_field_error(tenant):
+    """The plan's steps set the cadence: reminders given beside it would be ignored."""
+    response = await tenant.post("/v1/campaigns", {
+        "name": "Both", "channel_plan": [{"channel": "email"}, {"channel": "sms", "after": "P3D"}],
+        "reminders": {"interval": "P2D", "max_count": 1}})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["fields"]
+    assert error["field"] == "reminders" and "channel_plan's steps" in error["message"], error
+
+
 async def test_a_campaign_read_back_shows_its_plan_not_the_unused_reminders(tenant):
     """With a channel plan the plan's steps are the invitation and reminders: read back, the
     campaign does not also show `channels` and `reminders`, which do not apply."""

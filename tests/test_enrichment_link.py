@@ -102,8 +102,9 @@ async def test_the_link_names_the_journey_and_campaign_it_opens(tenant, http):
 async def test_a_journey_the_link_starts_sends_no_invitation_of_its_own(
         plan, tenant, mailbox, settings, temporal_env, record_histories):
     campaign = await tenant.create_campaign(
-        languages=["en"], consents=[], expires_after="PT8S", channel_plan=plan,
-        reminders={"interval": "PT2S", "max_count": 1})
+        languages=["en"], consents=[], expires_after="PT8S",
+        **({"channel_plan": plan} if plan else {"reminders": {"interval": "PT2S",
+                                                              "max_count": 1}}))
     email = unique_email("printed")
     eva = await contact(tenant, email=email, address=ADDRESS)
     link = await tenant.ok("GET", f"/v1/contacts/{eva['id']}/enrichment-link"
