@@ -259,7 +259,8 @@ class JourneyRecords:
         journey.stage = Stage.verified
         journey.finished_at = confirm.confirmed_at
         if collected.get("address"):
-            await self._keep_address(session, journey, contact, collected["address"])
+            await self._keep_address(session, journey, contact, collected["address"],
+                                     confirm.confirmed_at)
         await crud.add_journey_event(
             session, journey=journey, step=input.step, type=Stage.verified,
             at=confirm.confirmed_at, detail=detail,
@@ -336,9 +337,9 @@ class JourneyRecords:
         return released
 
     async def _keep_address(self, session: AsyncSession, journey: Journey, contact: Contact,
-                            entered: dict[str, Any]) -> None:
+                            entered: dict[str, Any], at: datetime) -> None:
         """The address the customer confirmed or corrected becomes the contact's address of its
-        type, the previous one kept inactive; an unchanged one changes nothing."""
+        type, confirmed, the previous one kept inactive; an unchanged one is only confirmed."""
         reg = await registry.registry_for(
             session, client_id=journey.client_id,
             secret_key=self._settings.secret_key.get_secret_value())
@@ -349,8 +350,9 @@ class JourneyRecords:
         # Entered before the page asked for line 2, an address says nothing about it.
         if current is None or any(getattr(current, f) != getattr(address, f)
                                   for f in PAGE_ADDRESS_FIELDS if f in entered):
-            await registry.add_address(session, reg, contact, address,
-                                       audit.customer_actor(journey))
+            current = await registry.add_address(session, reg, contact, address,
+                                                 audit.customer_actor(journey))
+        current.confirmed_at = at
 
     @staticmethod
     async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,
