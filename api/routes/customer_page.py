@@ -323,17 +323,18 @@ def confirmed(journey: Journey) -> list[str]:
             and collected.get(f"{kind}_verified_at")]
 
 
-async def code_dead(session, visit: Visit, mobile: str) -> bool:
-    """Whether the code out for the number can no longer be used (expired, or locked by wrong
-    tries): the page then says so instead of "we sent a code"."""
+async def code_usable(session, visit: Visit, mobile: str) -> bool | None:
+    """Whether the code out for the number can still be typed; False once it cannot (expired,
+    or locked by wrong tries), and the page says so instead of "we sent a code"; None when
+    none went out (the number's daily cap): told as any code."""
     code = await session.scalar(select(OneTimeCode).where(
         OneTimeCode.journey_id == visit.journey.id).order_by(OneTimeCode.expires_at.desc())
         .limit(1))
     if code is None or code.recipient != mobile or code.sent_at is None:
-        return False  # none went out (the number's daily cap): told as any code
+        return None
     tries = CodeSettings.model_validate(visit.campaign.spec.get("verification", {}))
-    return (code.expires_at <= datetime.now(UTC)
-            or code.wrong_tries >= tries.code_max_wrong_tries)
+    return (code.expires_at > datetime.now(UTC)
+            and code.wrong_tries < tries.code_max_wrong_tries)
 
 
 @dataclass
@@ -370,13 +371,15 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
                 ) -> HTMLResponse:
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
+    usable = await code_usable(session, visit, mobile) if mobile else None
     known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "confirmed": confirmed(journey),
-        "code_dead": bool(mobile) and await code_dead(session, visit, mobile),
+        "code_dead": usable is False,
+        "code_usable": usable is True,
         "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
@@ -632,8 +635,9 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
         "resent": result.asked, "retry_after": result.retry_after_seconds,
-        # Kept back by the number's daily cap: told only where the code out is dead, since
-        # "a new code is on its way" would then leave the customer nothing to type.
+        # Kept back by the number's daily cap: told where a code went out, dead or still the
+        # one to type ("a new code is on its way" would have them wait for nothing); where
+        # none did, the page answers as for any number.
         "held_back": result.asked and not result.sent})
 
 
