@@ -347,6 +347,10 @@ class JourneyRecords:
         current = (await session.scalars(select(ContactAddress).where(
             ContactAddress.contact_id == contact.id, ContactAddress.type == address.type,
             ContactAddress.active))).first()
+        if current is not None and "region" not in entered and current.country == address.country:
+            # Not asked on the page (its country uses none, or it predates the field): a
+            # corrected street in the same country keeps the region known.
+            address = address.model_copy(update={"region": current.region})
         # Entered before the page asked for line 2, an address says nothing about it.
         if current is None or any(getattr(current, f) != getattr(address, f)
                                   for f in PAGE_ADDRESS_FIELDS if f in entered):

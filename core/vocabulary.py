@@ -323,4 +323,7 @@ SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE, CONTACT_I
 
 # The parts of an address the contact page asks for, confirms or corrects (and the campaign
 # report shows), besides its type.
-PAGE_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "country")
+PAGE_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
+# Countries whose postal addresses name a state, province or prefecture: the page asks for the
+# region there (and wherever the contact's address has one).
+REGION_COUNTRIES = frozenset({"AR", "AU", "BR", "CA", "CN", "ES", "IN", "IT", "JP", "MX", "US"})

@@ -39,6 +39,7 @@ from core.vocabulary import (
     FINAL_STAGES,
     NOT_OPENED,
     PAGE_ADDRESS_FIELDS,
+    REGION_COUNTRIES,
     AuditAction,
     CampaignMode,
     CancelledBy,
@@ -378,6 +379,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "confirmed": confirmed(journey),
+        "address_fields": address_fields(visit, state, known.address),
         "code_dead": usable is False,
         "code_usable": usable is True,
         "mobile_example": mobile_example(phone_region(visit, state)),
@@ -393,6 +395,14 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
         "submission": secrets.token_urlsafe(16),
     }, status_code, visit=visit)
+
+
+def address_fields(visit: Visit, state, known: ContactAddress | None) -> list[str]:
+    """The address parts the page asks for: the region only where the country (the known
+    address's, else the client's) uses one, or the known address has one to keep."""
+    country = known.country if known else phone_region(visit, state)
+    asks_region = bool(known and known.region) or country in REGION_COUNTRIES
+    return [f for f in PAGE_ADDRESS_FIELDS if f != "region" or asks_region]
 
 
 def address_view(address: ContactAddress | None) -> dict[str, Any] | None:
@@ -412,7 +422,8 @@ async def entered_address(session, contact_id, raw: dict[str, str]
             **{f: v or None for f, v in raw.items()}})
     except ValidationError as err:
         return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
-    return address.model_dump(include={"type", *PAGE_ADDRESS_FIELDS}), {}
+    # A part the page did not ask for (the region) is not entered: the known one stays.
+    return address.model_dump(include={"type", *raw}), {}
 
 
 async def journey_of(session, state, visit: Visit) -> WorkflowHandle:
@@ -520,7 +531,8 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             errors["mobile"] = "not_mobile"
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
-    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in PAGE_ADDRESS_FIELDS}
+    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in PAGE_ADDRESS_FIELDS
+                   if f"address_{f}" in form or f != "region"}
     address = None
     if "address" in collect:
         address, problems = await entered_address(session, visit.contact.id, address_raw)
