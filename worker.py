@@ -113,6 +113,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 records.record_submission,
                 records.record_verification,
                 records.finish_journey,
+                records.message_category,
                 records.record_consent_answer,
                 sender.send_message,
                 client_messages.send_client_message,

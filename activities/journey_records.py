@@ -16,6 +16,7 @@ from activities.webhooks import EndpointWaker
 from core.contracts import (
     EmittedEvents,
     FinishJourneyInput,
+    MessageCategoryInput,
     RecordConsentAnswerInput,
     RecordStageInput,
     RecordSubmissionInput,
@@ -259,7 +260,8 @@ class JourneyRecords:
         journey.stage = Stage.verified
         journey.finished_at = confirm.confirmed_at
         if collected.get("address"):
-            await self._keep_address(session, journey, contact, collected["address"])
+            await self._keep_address(session, journey, contact, collected["address"],
+                                     confirm.confirmed_at)
         await crud.add_journey_event(
             session, journey=journey, step=input.step, type=Stage.verified,
             at=confirm.confirmed_at, detail=detail,
@@ -341,9 +343,9 @@ class JourneyRecords:
         return released
 
     async def _keep_address(self, session: AsyncSession, journey: Journey, contact: Contact,
-                            entered: dict[str, Any]) -> None:
+                            entered: dict[str, Any], at: datetime) -> None:
         """The address the customer confirmed or corrected becomes the contact's address of its
-        type, the previous one kept inactive; an unchanged one changes nothing."""
+        type, confirmed, the previous one kept inactive; an unchanged one is only confirmed."""
         reg = await registry.registry_for(
             session, client_id=journey.client_id,
             secret_key=self._settings.secret_key.get_secret_value())
@@ -351,11 +353,16 @@ class JourneyRecords:
         current = (await session.scalars(select(ContactAddress).where(
             ContactAddress.contact_id == contact.id, ContactAddress.type == address.type,
             ContactAddress.active))).first()
+        if current is not None and "region" not in entered and current.country == address.country:
+            # Not asked on the page (its country uses none, or it predates the field): a
+            # corrected street in the same country keeps the region known.
+            address = address.model_copy(update={"region": current.region})
         # Entered before the page asked for line 2, an address says nothing about it.
         if current is None or any(getattr(current, f) != getattr(address, f)
                                   for f in PAGE_ADDRESS_FIELDS if f in entered):
-            await registry.add_address(session, reg, contact, address,
-                                       audit.customer_actor(journey))
+            current = await registry.add_address(session, reg, contact, address,
+                                                 audit.customer_actor(journey))
+        current.confirmed_at = at
 
     @staticmethod
     async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,
@@ -407,6 +414,15 @@ class JourneyRecords:
         return EmittedEvents()
 
     @activity.defn
+    async def message_category(self, input: MessageCategoryInput) -> str | None:
+        """The category the client's sending rules give the journey's message type, asked
+        when a complaint may stop the journey's invitations and reminders."""
+        async with transaction(self._sessions) as session:
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            return await consents_db.category_of(session, client_id=journey.client_id,
+                                                 message_type=input.message_type)
+
+    @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
         # A journey its archived campaign cancelled before it reached anyone tells no one, as
         # one cancelled with its launch.
@@ -432,6 +448,7 @@ class JourneyRecords:
                     "contact": crud.contact_ref(contact),
                     "stage": input.stage,
                     "at": input.at.isoformat(),
+                    **({"detail": input.detail} if input.detail else {}),
                 },
             )
         # Only now, committed, may the endpoints' workflows see the event.

@@ -22,7 +22,7 @@ from core.kyc_contracts import (
 )
 from core.settings import Settings
 from core.vocabulary import BounceKind, ErrorType, KycState, TokenPurpose
-from db import crud, kyc_crud
+from db import consents, crud, kyc_crud
 from db.kyc_models import KycEvent
 from db.kyc_models import KycProfile as ProfileRow
 from db.models import Client, Contact, utcnow
@@ -127,13 +127,22 @@ class KycActivities:
                 return SendMessageResult(sent=True, recipient=(sent.detail or {}).get("recipient"))
             contact = await contact_or_gone(session, contact_id)
             client = await session.get_one(Client, contact.client_id)
-            # As a journey's messages: what a hard bounce refused is not written to again.
-            points = await crud.known_points(session, contact_id=contact_id, deliverable=True)
+            # As a journey's service messages: not written to what a hard bounce refused, nor
+            # where the recipient reported our message as spam (their other address, or the
+            # mobile, instead).
+            points = await crud.known_points(session, contact_id=contact_id, deliverable=True,
+                                             uncomplained=True)
             point = points.get("email")
             mobile = points["mobile"].value if point is None and "mobile" in points else None
             if point is None and mobile is None:
-                # Nowhere to write to: the client still learns everything by webhook.
-                return SendMessageResult(sent=False, recipient=None)
+                # Nowhere to write to: the client still learns everything by webhook, and the
+                # profile's history says why no message went.
+                reason = await self._nowhere(session, contact_id)
+                await crud.insert_ignoring_conflicts(session, KycEvent, [{
+                    "client_id": client.id, "contact_id": contact_id,
+                    "step": f"{input.step}/skipped", "type": f"{input.template}_skipped",
+                    "detail": {"reason": reason}}])
+                return SendMessageResult(sent=False, recipient=None, skipped=reason)
             brand = client_brand(client, self._settings)
             link = None
             if input.link_expires_at is not None:
@@ -184,6 +193,18 @@ class KycActivities:
                 "client_id": client.id, "contact_id": contact_id, "step": step,
                 "type": f"{input.template}_sent", "detail": {"recipient": recipient, **detail}}])
         return SendMessageResult(sent=True, recipient=recipient)
+
+    @staticmethod
+    async def _nowhere(session: AsyncSession, contact_id: uuid.UUID) -> str:
+        """Why no email address or mobile number may be written to."""
+        complained = [p for p in (await crud.known_points(
+            session, contact_id=contact_id, deliverable=True)).values() if p.complained_since]
+        if complained:
+            return consents.complaint_reason(
+                min(p.complained_since for p in complained if p.complained_since))
+        if await crud.known_points(session, contact_id=contact_id):
+            return "no email address or mobile number that did not bounce"
+        return "no email address or mobile number"
 
     async def _email_to(self, address: str, client_name: str, input: SendKycEmailInput,
                         content: RenderedEmail) -> dict[str, str]:

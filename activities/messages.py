@@ -223,9 +223,15 @@ class MessageSender:
             raise Skip(f"no {CHANNEL_NEEDS[channel]}{' that did not bounce' if bounced else ''}",
                        undeliverable=bounced)
         # Asked now, not when the campaign started: the customer may have opted out since.
-        rule = consents.after_complaint(await consents.may_send(
+        rule = await consents.may_send(
             session, client_id=client.id, contact_id=contact.id, message_type=input.template,
-            channel=channel, secret_key=self._settings.secret_key.get_secret_value()), point)
+            channel=channel, secret_key=self._settings.secret_key.get_secret_value())
+        if rule.allowed and point and not consents.after_complaint(rule, point).allowed:
+            # Reported as spam there: the contact's other address (or number), if it has one.
+            point = await crud.known_point(session, contact_id=contact.id, kind=point.kind,
+                                           deliverable=True, uncomplained=True) or point
+            recipient = point.value
+        rule = consents.after_complaint(rule, point)
         if rule.allowed and input.to_pending_email and await crud.messages_to(
                 session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
                 since=utcnow() - timedelta(days=1),

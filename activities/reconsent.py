@@ -13,11 +13,14 @@ from temporalio.client import Client as TemporalClient
 from api import lost_journeys
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, GdprConsentState, Stage
-from db import crud
+from core.vocabulary import FINAL_STAGES, SENT_DESPITE_COMPLAINT, GdprConsentState, Stage
+from db import consents, crud
 from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
 from workflows.starts import journey_language, start_journeys, workflow_id
+
+# The message type a re-consent journey invites with (the journey's `reconsent_` templates).
+RECONSENT_INVITATION = "reconsent_invitation"
 
 
 def answered_since(contact: Contact, journey: Journey) -> bool:
@@ -43,9 +46,17 @@ class Reconsent:
             if input.after_contact_id:
                 query = query.where(Contact.id > uuid.UUID(input.after_contact_id))
             contacts = list(await session.scalars(query))
-            reachable = set(await session.scalars(select(ContactPoint.contact_id).where(
-                ContactPoint.contact_id.in_([c.id for c in contacts]),
-                ContactPoint.kind == "email", POINT_IN_USE)))
+            # An email its journey may write to: not one a hard bounce refused, nor, unless
+            # the client's rules make the invitation one that must reach them, one whose
+            # recipient reported our message as spam.
+            usable = [ContactPoint.contact_id.in_([c.id for c in contacts]),
+                      ContactPoint.kind == "email", POINT_IN_USE,
+                      ContactPoint.undeliverable_since.is_(None)]
+            if await consents.category_of(
+                    session, client_id=campaign.client_id,
+                    message_type=RECONSENT_INVITATION) not in SENT_DESPITE_COMPLAINT:
+                usable.append(ContactPoint.complained_since.is_(None))
+            reachable = set(await session.scalars(select(ContactPoint.contact_id).where(*usable)))
             chosen = [c for c in contacts if c.id in reachable
                       and c.gdpr_consent_state != GdprConsentState.withdrawn]
             theirs = list(await session.scalars(select(Journey).where(

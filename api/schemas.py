@@ -515,6 +515,15 @@ class CampaignCreate(Strict):
             raise ValueError("a reconsent campaign asks by email; it has no channel plan")
         return value
 
+    @field_validator("reminders")
+    @classmethod
+    def _no_reminders_beside_a_plan(cls, value: Reminders, info: ValidationInfo) -> Reminders:
+        # Given, they would be stored and never used: the client would expect their cadence.
+        if info.data.get("channel_plan"):
+            raise ValueError("a channel_plan's steps set the cadence (each step's `after` and "
+                             "`max`): leave reminders out, or drop the channel_plan")
+        return value
+
     @field_validator("default_language")
     @classmethod
     def _among_languages(cls, value: str, info: ValidationInfo) -> str:

@@ -249,6 +249,8 @@ class AddressOut(BaseModel):
     created_at: datetime
     deactivated_at: datetime | None
     undeliverable: UndeliverableOut | None = None
+    # Confirmed or entered by the customer in a journey they verified.
+    confirmed_at: datetime | None = None
 
 
 class MediumOut(BaseModel):

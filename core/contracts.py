@@ -314,12 +314,19 @@ class RecordVerificationInput:
 
 
 @dataclass
+class MessageCategoryInput:
+    journey_id: str
+    message_type: str
+
+
+@dataclass
 class FinishJourneyInput:
     journey_id: str
     step: str
     stage: str
     at: datetime
-    # The history event's detail (who cancelled it).
+    # The history event's detail (who cancelled it, the complaint that ended it); an opt-out's
+    # webhook carries it too.
     detail: dict[str, str] | None = None
 
 

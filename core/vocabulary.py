@@ -239,6 +239,10 @@ class MessageCategory(StrEnum):
     mandatory = "mandatory"
 
 
+# What still goes to a recipient who reported our message as spam: what must reach them.
+SENT_DESPITE_COMPLAINT = frozenset({MessageCategory.financial, MessageCategory.mandatory})
+
+
 class ErrorType(StrEnum):
     """ApplicationError types the API branches on."""
 
@@ -319,4 +323,7 @@ SEARCH_ATTRIBUTES = (CLIENT_ID, CAMPAIGN_ID, JOURNEY_STAGE, KYC_STATE, CONTACT_I
 
 # The parts of an address the contact page asks for, confirms or corrects (and the campaign
 # report shows), besides its type.
-PAGE_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "country")
+PAGE_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
+# Countries whose postal addresses name a state, province or prefecture: the page asks for the
+# region there (and wherever the contact's address has one).
+REGION_COUNTRIES = frozenset({"AR", "AU", "BR", "CA", "CN", "ES", "IN", "IT", "JP", "MX", "US"})

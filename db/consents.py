@@ -311,15 +311,32 @@ class SendDecision:
     reason: str
 
 
+async def message_policy(session: AsyncSession, *, client_id: uuid.UUID,
+                         message_type: str) -> MessagePolicy | None:
+    return (await session.scalars(select(MessagePolicy).where(
+        MessagePolicy.client_id == client_id, MessagePolicy.message_type == message_type))
+    ).one_or_none()
+
+
+async def category_of(session: AsyncSession, *, client_id: uuid.UUID,
+                      message_type: str) -> str | None:
+    """The message type's category by the client's policy, else the built-in one."""
+    return policy_category(
+        await message_policy(session, client_id=client_id, message_type=message_type),
+        message_type)
+
+
+def policy_category(policy: MessagePolicy | None, message_type: str) -> str | None:
+    return policy.category if policy else BUILT_IN_POLICIES.get(message_type)
+
+
 async def may_send(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uuid.UUID,
                    message_type: str, channel: str, secret_key: str) -> SendDecision:
     """The sending rule, asked at send time: marketing needs a granted consent, and to an
     erased (suppressed) address the customer's own opt-in since; financial, service and
     mandatory messages (bills, verification codes) ignore marketing preferences."""
-    policy = (await session.scalars(select(MessagePolicy).where(
-        MessagePolicy.client_id == client_id, MessagePolicy.message_type == message_type))
-    ).one_or_none()
-    category = policy.category if policy else BUILT_IN_POLICIES.get(message_type)
+    policy = await message_policy(session, client_id=client_id, message_type=message_type)
+    category = policy_category(policy, message_type)
     if category is None:
         return SendDecision(False, "unknown", None, f"no policy for message type {message_type!r}")
     if category != MessageCategory.mandatory:
@@ -354,9 +371,13 @@ def after_complaint(rule: SendDecision, point: ContactPoint | None) -> SendDecis
     ledger: the complaint withdrew its opt-ins, the customer's own opt-in since counts.)"""
     if (rule.allowed and rule.category == MessageCategory.service and point is not None
             and point.complained_since is not None):
-        return SendDecision(False, rule.category, rule.purpose, "the recipient reported a "
-                            f"message as spam on {point.complained_since.date().isoformat()}")
+        return SendDecision(False, rule.category, rule.purpose,
+                            complaint_reason(point.complained_since))
     return rule
+
+
+def complaint_reason(since: datetime) -> str:
+    return f"the recipient reported a message as spam on {since.date().isoformat()}"
 
 
 def event_as_dict(e: ConsentEvent) -> dict[str, Any]:

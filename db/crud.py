@@ -154,16 +154,20 @@ async def lock(session: AsyncSession, *, key: str) -> None:
 
 
 async def known_points_of(session: AsyncSession, *, contact_ids: list[uuid.UUID],
-                          deliverable: bool = False) -> dict[uuid.UUID, dict[str, ContactPoint]]:
+                          deliverable: bool = False, uncomplained: bool = False
+                          ) -> dict[uuid.UUID, dict[str, ContactPoint]]:
     """Each contact's email and mobile to write to, by kind: the newest verified one, else the
-    newest known (one query for all); with deliverable, none a hard bounce refused. Every
-    message, page and enrolment that picks a contact's address or number asks here."""
+    newest known (one query for all); with deliverable, none a hard bounce refused; with
+    uncomplained, none whose recipient reported our message as spam. Every message, page and
+    enrolment that picks a contact's address or number asks here."""
     query = (select(ContactPoint)
              .where(ContactPoint.contact_id.in_(contact_ids), POINT_IN_USE)
              .order_by(ContactPoint.verification_state == "verified", ContactPoint.created_at,
                        ContactPoint.id))
     if deliverable:
         query = query.where(ContactPoint.undeliverable_since.is_(None))
+    if uncomplained:
+        query = query.where(ContactPoint.complained_since.is_(None))
     best: dict[uuid.UUID, dict[str, ContactPoint]] = defaultdict(dict)
     for point in await session.scalars(query):
         best[point.contact_id][point.kind] = point  # the last of each kind wins
@@ -171,9 +175,10 @@ async def known_points_of(session: AsyncSession, *, contact_ids: list[uuid.UUID]
 
 
 async def known_points(session: AsyncSession, *, contact_id: uuid.UUID,
-                       deliverable: bool = False) -> dict[str, ContactPoint]:
-    return (await known_points_of(session, contact_ids=[contact_id],
-                                  deliverable=deliverable)).get(contact_id, {})
+                       deliverable: bool = False, uncomplained: bool = False
+                       ) -> dict[str, ContactPoint]:
+    return (await known_points_of(session, contact_ids=[contact_id], deliverable=deliverable,
+                                  uncomplained=uncomplained)).get(contact_id, {})
 
 
 async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
@@ -197,9 +202,10 @@ async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value:
 
 
 async def known_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
-                      deliverable: bool = False) -> ContactPoint | None:
-    return (await known_points(session, contact_id=contact_id,
-                               deliverable=deliverable)).get(kind)
+                      deliverable: bool = False, uncomplained: bool = False
+                      ) -> ContactPoint | None:
+    return (await known_points(session, contact_id=contact_id, deliverable=deliverable,
+                               uncomplained=uncomplained)).get(kind)
 
 
 async def only_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID,

@@ -13,6 +13,7 @@ from db.models import (
     POINT_IN_USE,
     CampaignLaunch,
     Contact,
+    ContactAddress,
     ContactImportBatch,
     ContactLabel,
     ContactPoint,
@@ -34,11 +35,18 @@ def imported_contact_ids(session: AsyncSession, import_id: uuid.UUID) -> Select:
 
 def missing_verified(spec: dict[str, Any]) -> ColumnElement[bool]:
     """Whether the contact still lacks verified data of a kind the campaign collects: else a
-    journey in it would have nothing to ask."""
-    return or_(*(not_(exists().where(
-        ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind, POINT_IN_USE,
-        ContactPoint.verification_state == VerificationState.verified))
-        for kind in spec.get("collect", ["email"])))
+    journey in it would have nothing to ask. An address counts once the customer confirmed it
+    in a journey (and no hard bounce refused it since)."""
+    def verified(kind: str) -> ColumnElement[bool]:
+        if kind == "address":
+            return exists().where(
+                ContactAddress.contact_id == Contact.id, ContactAddress.active.is_(True),
+                ContactAddress.confirmed_at.is_not(None),
+                ContactAddress.undeliverable_since.is_(None))
+        return exists().where(
+            ContactPoint.contact_id == Contact.id, ContactPoint.kind == kind, POINT_IN_USE,
+            ContactPoint.verification_state == VerificationState.verified)
+    return or_(*(not_(verified(kind)) for kind in spec.get("collect", ["email"])))
 
 
 def selected_contacts(session: AsyncSession, *, client_id: uuid.UUID, spec: dict[str, Any],

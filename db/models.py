@@ -245,6 +245,9 @@ class ContactAddress(Base):
     # it again.
     undeliverable_since: Mapped[datetime | None]
     undeliverable_reason: Mapped[str | None] = mapped_column(Text)
+    # The customer confirmed (or entered) it in a journey they verified: an address campaign
+    # has nothing more to ask for.
+    confirmed_at: Mapped[datetime | None]
 
 
 class IdentificationMedium(Base):

@@ -275,10 +275,11 @@ class Tenant:
                  "texts": {"en": {"text": "Send me the monthly newsletter.", "version": "3"},
                            "nl": {"text": "Stuur mij de maandelijkse nieuwsbrief.", "version": "3"}}},
             ],
-            "reminders": {"interval": "PT1H", "max_count": 2},
             "expires_after": "P1D",
             **overrides,
         }
+        if not body.get("channel_plan"):
+            body.setdefault("reminders", {"interval": "PT1H", "max_count": 2})
         for box in body["consents"]:
             await self.ensure_purpose(box["purpose"])
         response = await self.post("/v1/campaigns", body)
@@ -436,7 +437,17 @@ async def on_the_page(tenant: Tenant, http: httpx.AsyncClient, mailbox: Mailbox,
 
 async def mark_bounced(sessions, contact_id: str, kind: str) -> None:
     """As an earlier journey's hard bounce left it: the contact's email or mobile undeliverable."""
+    await _mark_points(sessions, contact_id, kind, undeliverable_since=datetime.now(UTC),
+                       undeliverable_reason="550 user unknown")
+
+
+async def mark_complained(sessions, contact_id: str, kind: str) -> None:
+    """As an earlier journey's spam complaint left it: the contact's email or mobile marked."""
+    await _mark_points(sessions, contact_id, kind, complained_since=datetime.now(UTC))
+
+
+async def _mark_points(sessions, contact_id: str, kind: str, **values: Any) -> None:
     async with transaction(sessions) as session:
         await session.execute(update(ContactPoint).where(
             ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == kind).values(
-            undeliverable_since=datetime.now(UTC), undeliverable_reason="550 user unknown"))
+            **values))

@@ -17,6 +17,7 @@ from tests.helpers import (
     Tenant,
     eventually,
     mark_bounced,
+    mark_complained,
     unique_email,
 )
 from tests.histories import save_history
@@ -515,6 +516,72 @@ async def test_a_complaint_stops_service_mail_but_not_financial(tenant, mailbox,
     assert len(mailbox.to(email)) == 2
 
 
+async def test_a_complaint_ends_the_campaigns_journey_on_every_channel(
+        tenant, mailbox, settings, webhook_receiver, temporal_env, record_histories):
+    """The customer marked the invitation as spam: the campaign asks them nothing more, by
+    SMS or letter either; the journey ends opted out (by the complaint), as the client hears.
+    A campaign whose messages are financial (a bill) goes on by SMS, as after a bounce."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.opted_out"])
+    plan = [{"channel": "email"}, {"channel": "sms", "after": "PT1S"},
+            {"channel": "letter", "after": "PT1S"}]
+
+    async def complained(name: str) -> tuple[dict, str, dict]:
+        campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                                expires_after="PT2M", channel_plan=plan)
+        email, number = unique_email(name), mobile_number()
+        eva = await contact(tenant, email=email, mobile=number, address=ADDRESS)
+        [result] = await enrol(tenant, campaign["id"], eva)
+        [invitation] = await mailbox.wait_for(email)
+        await tenant.wait_for_stage(result["journey_id"], "invited")
+        await tenant.ok("POST", "/v1/bounces", {
+            "message_id": invitation.headers["Message-ID"], "recipient": email,
+            "kind": "complaint", "reason": "feedback-type: abuse"}, status=202)
+        return result, number, eva
+
+    result, number, eva = await complained("complains-plan")
+    journey = await tenant.wait_for_stage(result["journey_id"], "opted_out")
+    [ended] = [e for e in journey["history"] if e["type"] == "opted_out"]
+    assert ended["detail"] == {"by": "complaint", "channel": "email", "step": "message-1"}
+    [hooked] = await webhook_receiver.wait_for(hook, "journey.opted_out")
+    assert hooked.payload["data"]["detail"]["by"] == "complaint"
+    assert sms_to(settings, number) == [] and letters_to(settings, eva["last_name"]) == []
+    if record_histories:
+        handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+        await save_history(handle, "complaint_ends_journey")
+
+    for message_type in ("invitation", "reminder"):
+        await tenant.ok("PUT", f"/v1/message-policies/{message_type}",
+                        {"category": "financial"})
+    result, number, _ = await complained("complains-bill")
+    await wait_for_sms(settings, number)
+    assert (await tenant.journey(result["journey_id"]))["stage"] == "invited"
+
+
+async def test_an_invitation_kept_back_by_email_goes_by_sms(
+        tenant, sessions, mailbox, settings, temporal_env, record_histories):
+    """A campaign without a plan: the contact reported an earlier campaign's email as spam, so
+    its invitation may not go there. It goes by SMS at once, as a plan's fallback would, and
+    the journey is invited rather than left `enrolled` reaching nobody."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT2M",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email, number = unique_email("kept-back-sms"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await mark_complained(sessions, eva["id"], "email")
+    [result] = await enrol(tenant, campaign["id"], eva)
+
+    sms = await wait_for_sms(settings, number)
+    assert sms["text"].startswith(f"{tenant.name} asks you to check your contact details"), sms
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    assert [(e["type"], e["detail"]["channel"]) for e in journey["history"]] == [
+        ("invitation_suppressed", "email"), ("invitation_sent", "sms")]
+    assert "as spam" in journey["history"][0]["detail"]["reason"]
+    assert mailbox.to(email) == []
+    if record_histories:
+        handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+        await handle.terminate("recorded")
+        await save_history(handle, "unsent_invitation_falls_back_to_sms")
+
+
 async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
         tenant, mailbox, settings, temporal_env, caplog, record_histories):
     """An operator's `temporal workflow signal` with a channel no message goes on, no kind of
@@ -591,6 +658,16 @@ async def test_bad_channel_plans_are_field_errors(tenant):
         response = await tenant.post("/v1/campaigns", {"name": "x", "channel_plan": plan})
         assert response.status_code == 422, response.text
         assert [f["field"] for f in response.json()["error"]["fields"]] == [field], response.text
+
+
+async def test_reminders_beside_a_plan_are_a_field_error(tenant):
+    """The plan's steps set the cadence: reminders given beside it would be ignored."""
+    response = await tenant.post("/v1/campaigns", {
+        "name": "Both", "channel_plan": [{"channel": "email"}, {"channel": "sms", "after": "P3D"}],
+        "reminders": {"interval": "P2D", "max_count": 1}})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["fields"]
+    assert error["field"] == "reminders" and "channel_plan's steps" in error["message"], error
 
 
 async def test_a_campaign_read_back_shows_its_plan_not_the_unused_reminders(tenant):
@@ -705,7 +782,8 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
     await customer.submit(mailbox.link(mail) + "/opt-out")
     await tenant.wait_for_stage(journeys[4], "opted_out")
 
-    # The complaint ended the complainer's newsletter by email.
+    # The complaint ended the complainer's journey (opted out) and newsletter by email.
+    await tenant.wait_for_stage(journeys[2], "opted_out")
     async def newsletter_withdrawn():
         prefs = await tenant.ok("GET", f"/v1/contacts/{complainer['id']}/preferences")
         return [p for p in prefs if p["purpose"] == "newsletter" and not p["granted"]]
@@ -715,13 +793,13 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
                           "cancelled", "bounced_hard", "bounced_soft", "complaints"], 0)
     expected_rows = [
         {"channel": "email", "language": "en", **zero, "invited": 2, "opened": 1,
-         "opted_out": 1, "bounced_hard": 1, "complaints": 1},
+         "opted_out": 2, "bounced_hard": 1, "complaints": 1},
         {"channel": "email", "language": "nl", **zero, "invited": 1, "opened": 1, "entered": 1,
          "verified": 1, "bounced_soft": 1},
         {"channel": "letter", "language": "nl", **zero, "invited": 1},
         {"channel": "sms", "language": "en", **zero, "invited": 1},
     ]
-    total = {**zero, "invited": 5, "opened": 2, "entered": 1, "verified": 1, "opted_out": 1,
+    total = {**zero, "invited": 5, "opened": 2, "entered": 1, "verified": 1, "opted_out": 2,
              "bounced_hard": 1, "bounced_soft": 1, "complaints": 1}
     base = f"/v1/campaigns/{campaign['id']}"
 
@@ -730,7 +808,7 @@ async def test_funnel_by_channel_and_language_with_every_kind_of_bounce(
         return funnel if funnel["by_channel_language"] == expected_rows else None
     funnel = await eventually(settled, what="the funnel to count every journey")
     assert funnel["total"] == total
-    assert (funnel["journeys"], funnel["finished"]) == (5, 2)
+    assert (funnel["journeys"], funnel["finished"]) == (5, 3)
     assert funnel["by_channel"]["email"]["invited"] == 3
 
     response = await tenant.get(f"{base}/funnel.csv")

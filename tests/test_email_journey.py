@@ -197,7 +197,8 @@ async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, te
 async def test_a_journey_whose_invitation_was_suppressed_invited_nobody(
         tenant, http, mailbox, temporal_env, record_histories):
     """The client counts invitations as marketing and the contact never agreed: the invitation
-    is kept back, so the journey is not `invited` (the reminder, a service message, then is)."""
+    is kept back, and the contact has no mobile or postal address to invite instead, so the
+    journey is not `invited` (the reminder, a service message, then is)."""
     await tenant.ensure_purpose("newsletter", "direct_marketing")
     await tenant.ok("PUT", "/v1/message-policies/invitation",
                     {"category": "marketing", "purpose": "newsletter"})
@@ -210,9 +211,11 @@ async def test_a_journey_whose_invitation_was_suppressed_invited_nobody(
 
     async def kept_back():
         journey = await tenant.journey(journey_id)
-        return journey if journey["history"] else None
-    journey = await eventually(kept_back, what="the invitation's fate")
-    assert [e["type"] for e in journey["history"]] == ["invitation_suppressed"]
+        return journey if len(journey["history"]) == 3 else None
+    journey = await eventually(kept_back, what="the invitation's fate on every channel")
+    assert [(e["type"], e["detail"]["channel"]) for e in journey["history"]] == [
+        ("invitation_suppressed", "email"), ("invitation_skipped", "sms"),
+        ("invitation_skipped", "letter")]
     assert journey["stage"] == "enrolled"
     stages = (await tenant.ok("GET", f"{base}/progress"))["stages"]
     assert (stages["enrolled"], stages["invited"]) == (1, 0)

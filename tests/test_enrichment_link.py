@@ -102,8 +102,9 @@ async def test_the_link_names_the_journey_and_campaign_it_opens(tenant, http):
 async def test_a_journey_the_link_starts_sends_no_invitation_of_its_own(
         plan, tenant, mailbox, settings, temporal_env, record_histories):
     campaign = await tenant.create_campaign(
-        languages=["en"], consents=[], expires_after="PT8S", channel_plan=plan,
-        reminders={"interval": "PT2S", "max_count": 1})
+        languages=["en"], consents=[], expires_after="PT8S",
+        **({"channel_plan": plan} if plan else {"reminders": {"interval": "PT2S",
+                                                              "max_count": 1}}))
     email = unique_email("printed")
     eva = await contact(tenant, email=email, address=ADDRESS)
     link = await tenant.ok("GET", f"/v1/contacts/{eva['id']}/enrichment-link"
@@ -153,18 +154,52 @@ async def test_the_link_never_opens_a_reconsent_journey(tenant):
             ).status_code == 404
 
 
+async def verified_on_the_page(tenant, http, mailbox, campaign: dict, email: str,
+                               **address: str) -> dict:
+    """The contact enrolled in the campaign enters the email (and address) and confirms it."""
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, email)
+    await customer.submit(page, email=email, **address)
+    [_, verification] = await mailbox.wait_for(email, count=2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    return enrolled
+
+
+async def test_an_address_the_customer_confirmed_leaves_nothing_to_complete(
+        tenant, http, mailbox):
+    """A campaign that collects addresses asks for one the customer has not confirmed: a
+    contact who entered theirs in a verified journey has nothing to complete there, one whose
+    address only the client gave still gets a journey."""
+    collects = {"languages": ["en"], "consents": [], "collect": ["email", "address"]}
+    entered = await verified_on_the_page(
+        tenant, http, mailbox, await tenant.create_campaign(**collects),
+        unique_email("address-entered"), address_line1="Nieuweweg 2",
+        address_postal_code="2801 AA", address_city="Gouda", address_country="nl")
+    [address] = (await tenant.ok("GET", f"/v1/contacts/{entered['contact_id']}"))["addresses"]
+    assert address["confirmed_at"] is not None
+    given = await verified_on_the_page(
+        tenant, http, mailbox, await tenant.create_campaign(languages=["en"], consents=[]),
+        unique_email("address-given"))
+    await tenant.ok("POST", f"/v1/contacts/{given['contact_id']}/addresses",
+                    {**ADDRESS, "type": "home"}, status=201)
+
+    later = await tenant.create_campaign(**collects)
+    refused = await tenant.get(f"/v1/contacts/{entered['contact_id']}/enrichment-link",
+                               campaign_id=later["id"])
+    assert refused.status_code == 409, refused.text
+    assert "nothing to complete" in refused.json()["error"]["message"]
+    started = await tenant.get(f"/v1/contacts/{given['contact_id']}/enrichment-link",
+                               campaign_id=later["id"])
+    assert started.status_code == 200 and started.json()["campaign_id"] == later["id"], started.text
+
+
 async def test_no_journey_is_started_for_a_contact_with_nothing_to_complete(
         tenant, http, mailbox):
     """The contact has verified the email the campaign collects: a journey there would ask
     for nothing and only remind him. The client is told so instead of getting a link."""
-    address = unique_email("complete")
     first = await tenant.create_campaign(languages=["en"], consents=[])
-    enrolled, customer, page = await on_the_page(tenant, http, mailbox, first, address)
-    await customer.submit(page, email=address)
-    [_, verification] = await mailbox.wait_for(address, count=2)
-    await customer.open(mailbox.link(verification))
-    await customer.submit(mailbox.link(verification))
-    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    enrolled = await verified_on_the_page(tenant, http, mailbox, first, unique_email("complete"))
 
     later = await tenant.create_campaign(languages=["en"], consents=[])
     refused = await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",

@@ -20,7 +20,7 @@ from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact, ContactPoint, LinkToken
 from db.session import transaction
 from messaging.local_outbox import read_records
-from tests.helpers import LINK, Customer, Tenant, eventually, unique_email
+from tests.helpers import LINK, Customer, Tenant, eventually, mark_complained, unique_email
 from tests.histories import save_history
 from worker import running_worker
 from workflows.kyc import KycWorkflow
@@ -582,6 +582,32 @@ async def test_an_email_refused_for_good_is_not_written_to_again(tenant, session
     history = (await profile(tenant, contact_id))["history"]
     assert [e["type"] for e in history if e["type"].endswith("_bounced")] == [
         "kyc_assigned_bounced"]
+
+
+async def test_an_address_reported_as_spam_is_not_written_to(tenant, sessions, settings,
+                                                             mailbox):
+    """The customer reported one of our emails as spam: the profile's messages go by SMS to a
+    contact with a mobile, and to one without, nowhere, the profile's history saying why."""
+    await define(tenant, 1, IDENTITY)
+    texted_id, texted_email = await new_contact(sessions, tenant)
+    mobile = f"+3161{str(uuid.uuid4().int)[:7]}"
+    await tenant.ok("POST", f"/v1/contacts/{texted_id}/contact-points",
+                    {"kind": "mobile", "value": mobile}, status=201)
+    silent_id, silent_email = await new_contact(sessions, tenant)
+    for contact_id in (texted_id, silent_id):
+        await mark_complained(sessions, contact_id, "email")
+        assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+
+    async def texted() -> list | None:
+        return [r for r in read_records(settings.sms_outbox_dir) if r["to"] == mobile] or None
+    await eventually(texted, what="the assignment SMS")
+
+    async def skipped() -> dict | None:
+        history = (await profile(tenant, silent_id))["history"]
+        return next((e for e in history if e["type"] == "kyc_assigned_skipped"), None)
+    event = await eventually(skipped, what="the unsent assignment in the history")
+    assert "reported a message as spam" in event["detail"]["reason"], event
+    assert mailbox.to(texted_email) == mailbox.to(silent_email) == []
 
 
 async def test_a_new_document_expiry_reschedules_the_profile(tenant, sessions, webhook_receiver):

@@ -242,8 +242,9 @@ async def test_a_dead_code_with_no_new_one_allowed_today_is_told_as_it_is(
 async def test_a_resend_the_daily_cap_refuses_leaves_the_valid_code_working(
     tenant, http, mailbox, settings, temporal_env, record_histories
 ):
-    """"Send again" when the number has had its daily cap of codes: no new code goes out, and
-    the code out, still valid, is still the one that verifies the number."""
+    """"Send again" when the number has had its daily cap of codes: no new code goes out, the
+    page says so (not that one is on its way), and the code out, still valid, is still the one
+    that verifies the number."""
     number = "+3164334" + str(uuid_digits())
     enrolled, customer, page = await start(
         tenant, mailbox, http, number, verification={"code_resend_cooldown": "PT1S"})
@@ -255,6 +256,10 @@ async def test_a_resend_the_daily_cap_refuses_leaves_the_valid_code_working(
     await asyncio.sleep(1.2)
 
     await customer.submit(page + "/resend-code")
+    assert "onderweg" not in customer.page
+    assert ("Er kan nu geen nieuwe code naar dit nummer worden verstuurd. De code die we hebben "
+            "gestuurd is nog geldig") in customer.page
+    assert "Over 24 uur kunt u opnieuw een nieuwe code aanvragen" in customer.page
     assert len(codes_sent(settings, number)) == cap
     assert (await tenant.journey(enrolled["journey_id"]))["history"][-1]["type"] == \
         "code_suppressed"

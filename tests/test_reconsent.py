@@ -126,6 +126,35 @@ async def test_an_address_moved_to_another_person_does_not_count(tenant, session
     assert mailbox.to(moved) == []
 
 
+async def test_a_run_skips_addresses_that_bounced_or_complained(tenant, sessions, mailbox):
+    """A run writes to no address a hard bounce refused, nor, once the client's rules make the
+    re-consent invitation a service message, to one whose recipient reported our message as
+    spam: a contact with another address is asked there, the others are skipped."""
+    bounced, complained, spam, other = (f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+                                        for name in ("bounced", "complained", "spam", "other"))
+    now = datetime.now(UTC)
+    async with transaction(sessions) as session:
+        contacts = [Contact(client_id=tenant.id, external_id=f"b-{n}-{uuid.uuid4().hex[:6]}",
+                            language="en", gdpr_consent_state="accepted") for n in range(3)]
+        session.add_all(contacts)
+        await session.flush()
+        session.add_all([
+            ContactPoint(client_id=tenant.id, contact_id=contacts[0].id, kind="email",
+                         value=bounced, undeliverable_since=now, undeliverable_reason="550"),
+            ContactPoint(client_id=tenant.id, contact_id=contacts[1].id, kind="email",
+                         value=complained, complained_since=now),
+            ContactPoint(client_id=tenant.id, contact_id=contacts[2].id, kind="email",
+                         value=spam, complained_since=now, verification_state="verified"),
+            ContactPoint(client_id=tenant.id, contact_id=contacts[2].id, kind="email",
+                         value=other)])
+    await tenant.ok("PUT", "/v1/message-policies/reconsent_invitation", {"category": "service"})
+    campaign = await reconsent_campaign(tenant)
+    progress = await run_reconsent(tenant, campaign["id"])
+    assert (progress["contacts_reset"], progress["skipped"]) == (1, 2), progress
+    await mailbox.wait_for(other)
+    assert [mailbox.to(a) for a in (bounced, complained, spam)] == [[], [], []]
+
+
 async def test_rejecting_the_form_with_no_functionality_stops_messages(tenant, http, mailbox,
                                                                         sessions):
     from tests.test_consent_ledger import send, setup_policies

@@ -135,6 +135,42 @@ async def test_a_correction_of_address_line_2_lands_in_the_registry_and_the_repo
     assert entry["address"]["line2"] == "3rd floor"
 
 
+async def test_the_page_asks_for_the_region_where_the_address_has_one_and_keeps_it(
+    tenant, http, mailbox
+):
+    """A US address names its state: the page shows it beside the other parts; a corrected
+    street keeps it in the registry, also when posted by a page opened before it asked for the
+    region. A Dutch address has none to ask."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "address"])
+    pages = {}
+    for country, region in (("US", "IL"), ("NL", None)):
+        email = unique_email(f"region-{country}")
+        created = await tenant.post("/v1/contacts", {
+            "external_id": email, "first_name": "Ada",
+            "contact_points": [{"kind": "email", "value": email}],
+            "addresses": [{"type": "home", "line1": "1 Main St", "postal_code": "62701",
+                           "city": "Springfield", "region": region, "country": country}]})
+        assert created.status_code == 201, created.text
+        enrolled = await tenant.enrol(campaign["id"], {"external_id": email})
+        [invitation] = await mailbox.wait_for(email)
+        customer = Customer(http)
+        await customer.open(mailbox.link(invitation))
+        pages[country] = (customer, mailbox.link(invitation), email, created.json()["id"],
+                          enrolled["results"][0]["journey_id"])
+    assert 'name="address_region"' not in pages["NL"][0].page
+    customer, page, email, contact_id, journey_id = pages["US"]
+    assert 'name="address_region"' in customer.page and 'value="IL"' in customer.page
+    assert "State, province or region" in customer.page
+
+    await customer.submit(page, email=email, consent=["terms"], address_line1="2 Main St",
+                          address_postal_code="62701", address_city="Springfield",
+                          address_country="US")
+    await tenant.wait_for_stage(journey_id, "verified")
+    [active] = (await tenant.ok("GET", f"/v1/contacts/{contact_id}"))["addresses"]
+    assert (active["line1"], active["region"]) == ("2 Main St", "IL")
+
+
 async def test_the_profile_meter_counts_what_the_customer_confirmed_not_what_is_known(
     tenant, http, mailbox
 ):

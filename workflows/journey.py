@@ -4,7 +4,8 @@ customer opened the page is a fact the page records in the database; nothing her
 
 A campaign with a channel plan invites and reminds through its steps (letter, email, SMS, each
 with its cadence and maximum); a bounce makes the journey give up that channel and go on with
-the next one, or with SMS (else a letter) when the plan has none left.
+the next one, or with SMS (else a letter) when the plan has none left. A spam complaint ends
+it instead (opted out), unless the campaign's messages must reach the contact (financial).
 
 The workflow decides; activities do the I/O. Durations come from the input, so a test can run
 a journey of weeks in seconds.
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         FinishJourneyInput,
         JourneyInput,
         JourneyState,
+        MessageCategoryInput,
         OptOutInput,
         PageOpenedInput,
         RecordConsentAnswerInput,
@@ -60,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         Channel,
         FINAL_STAGES,
         JOURNEY_STAGE,
+        SENT_DESPITE_COMPLAINT,
         ErrorType,
         JourneyKind,
         Stage,
@@ -125,6 +128,13 @@ UNDELIVERABLE_AS_BOUNCED = "undeliverable-as-bounced"
 # Journeys before took a message_bounced signal naming a step they never sent on that channel
 # (one sent by hand) as a bounce, and switched channels for it.
 BOUNCE_STEPS_CHECKED = "bounce-steps-checked"
+# Journeys before took a spam complaint as a bounce: they gave the channel up and went on by
+# SMS, then a letter, pursuing the contact who had reported the campaign's message as spam.
+COMPLAINT_ENDS_JOURNEY = "complaint-ends-journey"
+# Journeys before, without a plan, stayed `enrolled` when their email invitation could not go
+# (kept back by the sending rules, no address), until an email reminder reached the contact:
+# with reminders kept back too (a complaint), until they expired.
+UNSENT_INVITATION_FALLS_BACK = "unsent-invitation-falls-back"
 
 
 @workflow.defn(name="Journey")
@@ -279,10 +289,25 @@ class JourneyWorkflow:
     async def _invite(self) -> None:
         result = await self._send(self._template("invitation"), "invitation",
                                   TokenPurpose.contact_page, Stage.invited, own=True)
+        if (result.skipped and not result.bounced
+                and self.input.kind == JourneyKind.data_collection
+                and workflow.patched(UNSENT_INVITATION_FALLS_BACK)):
+            result = await self._invite_elsewhere()
         if result.held or (result.skipped and workflow.patched(UNSENT_INVITATION_INVITES_NOBODY)):
             # Nobody was invited: the journey stays `enrolled` until a reminder reaches them.
             return
         self._enter(Stage.invited)
+
+    async def _invite_elsewhere(self) -> SendMessageResult:
+        """As a plan's step that reaches nobody: the invitation goes by the fallback's channels
+        at once (SMS, else a letter). The email reminders keep the campaign's cadence."""
+        for step in FALLBACK:
+            result = await self._send(self._template("invitation"), f"invitation-{step.channel}",
+                                      TokenPurpose.contact_page, Stage.invited,
+                                      channel=step.channel, own=True)
+            if not result.skipped or result.bounced:
+                break
+        return result
 
     async def _remind(self) -> None:
         if self.planned:
@@ -398,6 +423,8 @@ class JourneyWorkflow:
         reported, self.bounces = self.bounces, []
         fresh = [b for b in reported if b.channel not in self.bounced_channels
                  and b.template not in VERIFICATION_TEMPLATES and self._sent(b)]
+        if await self._ended_by_complaint(fresh):
+            return
         if (not fresh or self.input.kind != JourneyKind.data_collection
                 or self.stage not in (Stage.enrolled, Stage.invited, Stage.opened)
                 or not workflow.patched(BOUNCE_ESCALATION)):
@@ -405,6 +432,27 @@ class JourneyWorkflow:
         for bounce in fresh:
             self._give_up(bounce.channel)
         await self._send_plan()
+
+    async def _ended_by_complaint(self, bounces: list[BounceInput]) -> bool:
+        """The contact reported an invitation or reminder as spam: the campaign asks them no
+        more, on any channel, unless its messages are ones that must reach them (financial,
+        mandatory), which go on as after a bounce. A journey that already has the customer's
+        answer only records it."""
+        complaint = next((b for b in bounces if b.kind == BounceKind.complaint), None)
+        if (complaint is None
+                or self.stage not in (Stage.enrolled, Stage.invited, Stage.opened)
+                or not workflow.patched(COMPLAINT_ENDS_JOURNEY)):
+            return False
+        category = await workflow.execute_activity_method(
+            JourneyRecords.message_category,
+            MessageCategoryInput(self.input.journey_id, self._template("reminder")),
+            **DB_WRITE,
+        )
+        if category in SENT_DESPITE_COMPLAINT:
+            return False
+        await self._finish(Stage.opted_out, "complaint", {
+            "by": "complaint", "channel": complaint.channel, "step": complaint.step})
+        return True
 
     def _sent(self, bounce: BounceInput) -> bool:
         """Whether this journey sent the message the bounce names. Asked when the bounce is

@@ -39,6 +39,7 @@ from core.vocabulary import (
     FINAL_STAGES,
     NOT_OPENED,
     PAGE_ADDRESS_FIELDS,
+    REGION_COUNTRIES,
     AuditAction,
     CampaignMode,
     CancelledBy,
@@ -323,17 +324,18 @@ def confirmed(journey: Journey) -> list[str]:
             and collected.get(f"{kind}_verified_at")]
 
 
-async def code_dead(session, visit: Visit, mobile: str) -> bool:
-    """Whether the code out for the number can no longer be used (expired, or locked by wrong
-    tries): the page then says so instead of "we sent a code"."""
+async def code_usable(session, visit: Visit, mobile: str) -> bool | None:
+    """Whether the code out for the number can still be typed; False once it cannot (expired,
+    or locked by wrong tries), and the page says so instead of "we sent a code"; None when
+    none went out (the number's daily cap): told as any code."""
     code = await session.scalar(select(OneTimeCode).where(
         OneTimeCode.journey_id == visit.journey.id).order_by(OneTimeCode.expires_at.desc())
         .limit(1))
     if code is None or code.recipient != mobile or code.sent_at is None:
-        return False  # none went out (the number's daily cap): told as any code
+        return None
     tries = CodeSettings.model_validate(visit.campaign.spec.get("verification", {}))
-    return (code.expires_at <= datetime.now(UTC)
-            or code.wrong_tries >= tries.code_max_wrong_tries)
+    return (code.expires_at > datetime.now(UTC)
+            and code.wrong_tries < tries.code_max_wrong_tries)
 
 
 @dataclass
@@ -370,13 +372,16 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
                 ) -> HTMLResponse:
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
+    usable = await code_usable(session, visit, mobile) if mobile else None
     known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "confirmed": confirmed(journey),
-        "code_dead": bool(mobile) and await code_dead(session, visit, mobile),
+        "address_fields": address_fields(visit, state, known.address),
+        "code_dead": usable is False,
+        "code_usable": usable is True,
         "mobile_example": mobile_example(phone_region(visit, state)),
         "notice": notice or {},
         "first_name": visit.contact.first_name,
@@ -390,6 +395,14 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
         "submission": secrets.token_urlsafe(16),
     }, status_code, visit=visit)
+
+
+def address_fields(visit: Visit, state, known: ContactAddress | None) -> list[str]:
+    """The address parts the page asks for: the region only where the country (the known
+    address's, else the client's) uses one, or the known address has one to keep."""
+    country = known.country if known else phone_region(visit, state)
+    asks_region = bool(known and known.region) or country in REGION_COUNTRIES
+    return [f for f in PAGE_ADDRESS_FIELDS if f != "region" or asks_region]
 
 
 def address_view(address: ContactAddress | None) -> dict[str, Any] | None:
@@ -409,7 +422,8 @@ async def entered_address(session, contact_id, raw: dict[str, str]
             **{f: v or None for f, v in raw.items()}})
     except ValidationError as err:
         return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
-    return address.model_dump(include={"type", *PAGE_ADDRESS_FIELDS}), {}
+    # A part the page did not ask for (the region) is not entered: the known one stays.
+    return address.model_dump(include={"type", *raw}), {}
 
 
 async def journey_of(session, state, visit: Visit) -> WorkflowHandle:
@@ -517,7 +531,8 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             errors["mobile"] = "not_mobile"
         except PhoneNumberError:
             errors["mobile"] = "invalid_mobile"
-    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in PAGE_ADDRESS_FIELDS}
+    address_raw = {f: str(form.get(f"address_{f}", "")).strip() for f in PAGE_ADDRESS_FIELDS
+                   if f"address_{f}" in form or f != "region"}
     address = None
     if "address" in collect:
         address, problems = await entered_address(session, visit.contact.id, address_raw)
@@ -632,8 +647,9 @@ async def resend_code(token: str, request: Request, session: SessionDep, state: 
         return await _after_code(request, state, session, visit, {})
     return await _after_code(request, state, session, visit, {
         "resent": result.asked, "retry_after": result.retry_after_seconds,
-        # Kept back by the number's daily cap: told only where the code out is dead, since
-        # "a new code is on its way" would then leave the customer nothing to type.
+        # Kept back by the number's daily cap: told where a code went out, dead or still the
+        # one to type ("a new code is on its way" would have them wait for nothing); where
+        # none did, the page answers as for any number.
         "held_back": result.asked and not result.sent})
 
 
