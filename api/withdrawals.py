@@ -10,8 +10,8 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.lost_journeys import end_if_lost
 from contacts.gdpr import OPEN_JOURNEY
@@ -25,6 +25,7 @@ OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
 # How long a request waits for a withdrawn journey to record its end: one workflow task and
 # one short activity, unless the worker is down.
 RECORDED_WITHIN = timedelta(seconds=10)
+STARTING_POLL = timedelta(milliseconds=100)
 # Reasons, as the history detail says them.
 BY_API = "journey_cancelled"
 FOR_ERASURE = "contact_erasure"
@@ -78,16 +79,45 @@ async def cancel(session: AsyncSession, temporal: TemporalClient, journey: Journ
     as lost. The caller commits; it must hold no lock the journey's own writes need."""
     if await end_if_lost(session, temporal, journey):
         return
-    handle = temporal.get_workflow_handle(journey.workflow_id)
     try:
-        await withdraw(handle, reason)
-        await asyncio.wait_for(handle.result(), RECORDED_WITHIN.total_seconds())
+        await asyncio.wait_for(_withdrawn(temporal, journey.workflow_id, reason),
+                               RECORDED_WITHIN.total_seconds())
     except (RPCError, WorkflowFailureError):
         pass  # ended, by this cancellation or on its own meanwhile: its stage says how
     except TimeoutError:
         return  # still recording: the journey reads open until it has
     await mark_cancelled(session, [journey.id])
     await session.refresh(journey)
+
+
+async def _withdrawn(temporal: TemporalClient, workflow_id: str, reason: str) -> None:
+    """Withdraws the journey and waits for its workflow to record it. A workflow not found
+    (while not lost: `enrolled`) is about to start, as its enrolment starts it after its
+    commit: it is withdrawn once it has."""
+    handle = temporal.get_workflow_handle(workflow_id)
+    while True:
+        try:
+            await withdraw(handle, reason)
+            break
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            status = await _status(handle)
+            if status not in (None, WorkflowExecutionStatus.RUNNING):
+                raise  # closed meanwhile
+            if status is None:
+                await asyncio.sleep(STARTING_POLL.total_seconds())
+    await handle.result()
+
+
+async def _status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
+    """The workflow's status, None while it does not exist."""
+    try:
+        return (await handle.describe()).status
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
 
 
 async def cancel_open_journeys(session: AsyncSession, temporal: TemporalClient,
