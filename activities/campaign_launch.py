@@ -259,8 +259,10 @@ class CampaignLauncher:
                 Journey.campaign_id == campaign_id, Journey.stage == Stage.cancelled,
                 JourneyEvent.step == withdrawals.CANCELLED_STEP,
                 JourneyEvent.detail["reason"].as_string() == withdrawals.CAMPAIGN_ARCHIVED)))
-        await self._to_each(withdrawn,
-                            partial(withdrawals.withdraw, reason=withdrawals.CAMPAIGN_ARCHIVED))
+        for at in range(0, len(withdrawn), PAGE):
+            await self._to_each(withdrawn[at:at + PAGE], partial(
+                withdrawals.withdraw, reason=withdrawals.CAMPAIGN_ARCHIVED))
+            activity.heartbeat()  # no page of held journeys yet: a retry withdraws again
 
     async def _to_each(self, workflow_ids: list[str],
                        act: Callable[[WorkflowHandle], Awaitable[None]]) -> None:
