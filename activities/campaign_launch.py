@@ -38,9 +38,9 @@ from core.contracts import (
     WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import CancelledBy, LaunchTrigger, Stage
+from core.vocabulary import LaunchTrigger, Stage
 from db import crud, launches
-from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, Message, utcnow
+from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, utcnow
 from db.session import transaction
 from workflows.journey import JourneyWorkflow
 from workflows.starts import journey_language, start_journeys, workflow_id
@@ -58,8 +58,6 @@ def first_step_delay(input: LaunchBatchInput, position: int) -> timedelta:
 # Contacts read and inserted per transaction within a batch (journeys woken per page).
 PAGE = 250
 HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times this
-# Why the journeys of a launch cancelled with `cancel_journeys` were withdrawn.
-LAUNCH_CANCELLED = "launch_cancelled"
 
 
 class CampaignLauncher:
@@ -197,25 +195,11 @@ class CampaignLauncher:
     @activity.defn
     async def withdraw_unreached_journeys(
             self, input: WithdrawUnreachedInput) -> WithdrawUnreachedResult:
-        """Cancels, in the database, the launch's journeys that have reached nobody yet (still
-        `enrolled`, no message on its way): a send checks the stage under the journey's lock,
-        so none of them sends once this has committed, though their workflows are cancelled
-        only after (`finish_launch`)."""
-        now = utcnow()
+        """Cancels, in the database, the launch's journeys that have reached nobody yet; their
+        workflows are cancelled after (`finish_launch`)."""
         async with transaction(self._sessions) as session:
-            unreached = [Journey.launch_id == input.launch_id, Journey.stage == Stage.enrolled]
-            # Locked first, so a send that passed its check meanwhile has committed its
-            # message, which the update (a statement of its own, seeing what committed
-            # before it) then finds: that journey's invitation is on its way.
-            await session.execute(select(Journey.id).where(*unreached).with_for_update())
-            ids = list(await session.scalars(update(Journey).where(
-                *unreached, ~select(Message.id).where(Message.journey_id == Journey.id,
-                                                      Message.status != "bounced").exists())
-                .values(stage=Stage.cancelled, finished_at=now).returning(Journey.id)))
-            # The step the workflow records its cancellation under, so it is recorded once.
-            await crud.insert_ignoring_conflicts(session, JourneyEvent, [
-                {"journey_id": j, "step": "cancelled", "type": Stage.cancelled, "at": now,
-                 "detail": {"by": CancelledBy.client, "reason": LAUNCH_CANCELLED}} for j in ids])
+            ids = await withdrawals.withdraw_unreached(
+                session, Journey.launch_id == input.launch_id, withdrawals.LAUNCH_CANCELLED)
         return WithdrawUnreachedResult(journeys_cancelled=len(ids))
 
     async def _cancel_journeys(self, launch_id: str) -> int:
@@ -228,7 +212,7 @@ class CampaignLauncher:
                     Journey.launch_id == launch_id,
                     Journey.stage.in_([*OPEN_STAGES, Stage.cancelled])))).all())
         await self._to_each([w for _, w, _ in journeys],
-                            partial(withdrawals.withdraw, reason=LAUNCH_CANCELLED))
+                            partial(withdrawals.withdraw, reason=withdrawals.LAUNCH_CANCELLED))
         ids = [j for j, _, stage in journeys if stage != Stage.cancelled]
         async with transaction(self._sessions) as session:
             await withdrawals.mark_cancelled(session, ids)
@@ -238,8 +222,12 @@ class CampaignLauncher:
     @activity.defn
     async def wake_held_journeys(self, input: WakeHeldInput) -> WakeHeldResult:
         """Signals every open journey of the campaign that holds a message back, page by page;
-        a retry goes on after the last page its heartbeat reported."""
+        a retry goes on after the last page its heartbeat reported. An archived campaign's
+        journeys that have reached nobody yet are withdrawn first, held or not: those of a
+        `spread_over` launch would otherwise wait, `enrolled`, for their start to come."""
         details = activity.info().heartbeat_details
+        if not details:
+            await self._withdraw_if_archived(uuid.UUID(input.campaign_id))
         after: uuid.UUID | None = uuid.UUID(details[0]) if details else None
         woken = int(details[1]) if details else 0
         while True:
@@ -255,6 +243,26 @@ class CampaignLauncher:
                                 lambda handle: handle.signal(JourneyWorkflow.campaign_resumed))
             after, woken = page[-1][0], woken + len(page)
             activity.heartbeat(str(after), woken)
+
+    async def _withdraw_if_archived(self, campaign_id: uuid.UUID) -> None:
+        """Withdraws the archived campaign's journeys that have reached nobody, then cancels
+        their workflows (with those of an earlier try), which each record it as the client's
+        and tell the client's endpoints: a workflow whose start is still delayed runs at once."""
+        async with transaction(self._sessions) as session:
+            if (await session.get_one(Campaign, campaign_id)).status != "archived":
+                return
+            await withdrawals.withdraw_unreached(session, Journey.campaign_id == campaign_id,
+                                                 withdrawals.CAMPAIGN_ARCHIVED)
+        async with self._sessions() as session:
+            withdrawn = list(await session.scalars(select(Journey.workflow_id).join(
+                JourneyEvent, JourneyEvent.journey_id == Journey.id).where(
+                Journey.campaign_id == campaign_id, Journey.stage == Stage.cancelled,
+                JourneyEvent.step == withdrawals.CANCELLED_STEP,
+                JourneyEvent.detail["reason"].as_string() == withdrawals.CAMPAIGN_ARCHIVED)))
+        for at in range(0, len(withdrawn), PAGE):
+            await self._to_each(withdrawn[at:at + PAGE], partial(
+                withdrawals.withdraw, reason=withdrawals.CAMPAIGN_ARCHIVED))
+            activity.heartbeat()  # no page of held journeys yet: a retry withdraws again
 
     async def _to_each(self, workflow_ids: list[str],
                        act: Callable[[WorkflowHandle], Awaitable[None]]) -> None:

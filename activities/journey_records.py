@@ -33,6 +33,7 @@ from core.vocabulary import (
     PAGE_ADDRESS_FIELDS,
     AuditAction,
     CampaignMode,
+    CancelledBy,
     ConsentSource,
     EngagementState,
     EventType,
@@ -424,12 +425,16 @@ class JourneyRecords:
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
-        # A journey its archived campaign cancelled before it reached anyone tells no one, as
-        # one cancelled with its launch.
         event_type = {
             Stage.expired: EventType.journey_expired,
             Stage.opted_out: EventType.journey_opted_out,
+            Stage.cancelled: EventType.journey_cancelled,
         }.get(Stage(input.stage))
+        detail = input.detail
+        if input.stage == Stage.cancelled:
+            # Journeys cancelled before they recorded who did it (and those their archived
+            # campaign ended before they reached anyone) were the client's.
+            detail = {"by": CancelledBy.client, **(detail or {})}
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             journey.stage = input.stage
@@ -448,7 +453,7 @@ class JourneyRecords:
                     "contact": crud.contact_ref(contact),
                     "stage": input.stage,
                     "at": input.at.isoformat(),
-                    **({"detail": input.detail} if input.detail else {}),
+                    **({"detail": detail} if detail else {}),
                 },
             )
         # Only now, committed, may the endpoints' workflows see the event.

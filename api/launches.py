@@ -233,10 +233,12 @@ async def delete_schedule(temporal: TemporalClient, campaign_id: uuid.UUID) -> N
 
 async def wake_held_journeys(session: AsyncSession, temporal: TemporalClient, settings: Settings,
                              campaign: Campaign) -> None:
-    """Starts waking the campaign's held journeys, if it has any. A wake-up still running
-    gives way to the new one, which reads the held journeys afresh."""
+    """Starts waking the campaign's held journeys, if it has any, and withdrawing the archived
+    campaign's that reached nobody. A wake-up still running gives way to the new one, which
+    reads the journeys afresh."""
     held = await session.scalar(launches.held_journeys(campaign.id).limit(1))
-    if held is None:
+    if held is None and (campaign.status != "archived" or await session.scalar(
+            launches.unreached_journeys(campaign.id).limit(1)) is None):
         return
     await temporal.start_workflow(
         WakeHeldJourneysWorkflow.run, WakeHeldInput(str(campaign.id)),

@@ -7,6 +7,7 @@ blocked for ever, and enrolling the contact again starts a new journey in its pl
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,12 +30,20 @@ async def _end(session: AsyncSession, journey: Journey, how: str) -> None:
                                  at=now, detail={"workflow": how})
 
 
+def lost(how: str | None, journey: Journey) -> TypeGuard[str]:
+    """Whether the journey is lost, its workflow gone as `how` (`how_lost`) says. One still
+    `enrolled` without a workflow is not: the request or launch batch that wrote it starts it
+    after its commit, and enrolling it again starts it too."""
+    return how is not None and (how != "not_found" or journey.stage != Stage.enrolled)
+
+
 async def end_if_lost(session: AsyncSession, temporal: TemporalClient, journey: Journey) -> bool:
     """Ends the open journey as cancelled if its workflow is gone; whether it did."""
     how = await how_lost(temporal, journey.workflow_id)
-    if how is not None:
-        await _end(session, journey, how)
-    return how is not None
+    if not lost(how, journey):
+        return False
+    await _end(session, journey, how)
+    return True
 
 
 async def end_lost_journeys_of(session: AsyncSession, temporal: TemporalClient,
@@ -51,8 +60,7 @@ async def end_lost_among(session: AsyncSession, temporal: TemporalClient,
     """Ends those of the journeys that are open and whose workflow is gone, a bounded number
     of workflows described at a time; returns the ones it ended. Enrolment asks this only of
     the journeys that would refuse their contact, so a launch into a fresh selection describes
-    nothing. A journey still `enrolled` without a workflow is not lost: the request or launch
-    batch that wrote it starts it after its commit, and enrolling it again starts it too."""
+    nothing."""
     if not journey_ids:
         return set()
     # Locked: two enrolments meeting the same lost journey end it once.
@@ -65,9 +73,9 @@ async def end_lost_among(session: AsyncSession, temporal: TemporalClient,
         async with gate:
             return await how_lost(temporal, journey.workflow_id)
     ended = set()
-    for journey, lost in zip(journeys, await asyncio.gather(*map(how, journeys))):
-        if lost is not None and (lost != "not_found" or journey.stage != Stage.enrolled):
-            await _end(session, journey, lost)
+    for journey, gone in zip(journeys, await asyncio.gather(*map(how, journeys))):
+        if lost(gone, journey):
+            await _end(session, journey, gone)
             ended.add(journey.id)
     return ended
 

@@ -143,6 +143,7 @@ WebhookEventName = Literal[
     "consent.changed",
     "journey.expired",
     "journey.opted_out",
+    "journey.cancelled",
     "journey.payment_completed",
     "message.bounced",
     "kyc.assigned",

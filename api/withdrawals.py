@@ -1,32 +1,38 @@
 """The client withdrawing journeys: one through the API, a contact's open ones before its
-erasure, a cancelled launch's (activities.campaign_launch). Each ends as `cancelled` with
-history detail `{"by": "client", "reason": ...}`, and its page says the client withdrew it."""
+erasure, a cancelled launch's and an archived campaign's (activities.campaign_launch). Each ends
+as `cancelled` with history detail `{"by": "client", "reason": ...}` (webhook
+`journey.cancelled`), and its page says the client withdrew it."""
 
 import asyncio
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.lost_journeys import end_if_lost
 from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import WithdrawInput
-from core.vocabulary import FINAL_STAGES, Stage
+from core.vocabulary import FINAL_STAGES, CancelledBy, Stage
 from db import crud
-from db.models import Journey, utcnow
+from db.models import Journey, JourneyEvent, Message, utcnow
 from workflows.journey import JourneyWorkflow
 
 OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
 # How long a request waits for a withdrawn journey to record its end: one workflow task and
 # one short activity, unless the worker is down.
 RECORDED_WITHIN = timedelta(seconds=10)
+STARTING_POLL = timedelta(milliseconds=100)
 # Reasons, as the history detail says them.
 BY_API = "journey_cancelled"
 FOR_ERASURE = "contact_erasure"
+LAUNCH_CANCELLED = "launch_cancelled"
+CAMPAIGN_ARCHIVED = "campaign_archived"
+# The history step a journey records its cancellation under.
+CANCELLED_STEP = "cancelled"
 
 
 async def withdraw(handle: WorkflowHandle, reason: str) -> None:
@@ -34,6 +40,28 @@ async def withdraw(handle: WorkflowHandle, reason: str) -> None:
     # says the client withdrew the request, which after an operator's it does not.
     await handle.signal(JourneyWorkflow.withdraw, WithdrawInput(reason))
     await handle.cancel()
+
+
+async def withdraw_unreached(session: AsyncSession, journeys: ColumnElement[bool],
+                             reason: str) -> list[uuid.UUID]:
+    """Cancels, in the database, those of the journeys that have reached nobody yet (still
+    `enrolled`, no message on its way); returns them. A send checks the stage under the
+    journey's lock, so none of them sends once this has committed, though their workflows are
+    cancelled only after (`withdraw`), which records the cancellation again, harmlessly."""
+    now = utcnow()
+    unreached = [journeys, Journey.stage == Stage.enrolled]
+    # Locked first, so a send that passed its check meanwhile has committed its message, which
+    # the update (a statement of its own, seeing what committed before it) then finds: that
+    # journey's invitation is on its way.
+    await session.execute(select(Journey.id).where(*unreached).with_for_update())
+    ids = list(await session.scalars(update(Journey).where(
+        *unreached, ~select(Message.id).where(Message.journey_id == Journey.id,
+                                              Message.status != "bounced").exists())
+        .values(stage=Stage.cancelled, finished_at=now).returning(Journey.id)))
+    await crud.insert_ignoring_conflicts(session, JourneyEvent, [
+        {"journey_id": j, "step": CANCELLED_STEP, "type": Stage.cancelled, "at": now,
+         "detail": {"by": CancelledBy.client, "reason": reason}} for j in ids])
+    return ids
 
 
 async def mark_cancelled(session: AsyncSession, journey_ids: list[uuid.UUID]) -> None:
@@ -51,16 +79,45 @@ async def cancel(session: AsyncSession, temporal: TemporalClient, journey: Journ
     as lost. The caller commits; it must hold no lock the journey's own writes need."""
     if await end_if_lost(session, temporal, journey):
         return
-    handle = temporal.get_workflow_handle(journey.workflow_id)
     try:
-        await withdraw(handle, reason)
-        await asyncio.wait_for(handle.result(), RECORDED_WITHIN.total_seconds())
+        await asyncio.wait_for(_withdrawn(temporal, journey.workflow_id, reason),
+                               RECORDED_WITHIN.total_seconds())
     except (RPCError, WorkflowFailureError):
         pass  # ended, by this cancellation or on its own meanwhile: its stage says how
     except TimeoutError:
         return  # still recording: the journey reads open until it has
     await mark_cancelled(session, [journey.id])
     await session.refresh(journey)
+
+
+async def _withdrawn(temporal: TemporalClient, workflow_id: str, reason: str) -> None:
+    """Withdraws the journey and waits for its workflow to record it. A workflow not found
+    (while not lost: `enrolled`) is about to start, as its enrolment starts it after its
+    commit: it is withdrawn once it has."""
+    handle = temporal.get_workflow_handle(workflow_id)
+    while True:
+        try:
+            await withdraw(handle, reason)
+            break
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            status = await _status(handle)
+            if status not in (None, WorkflowExecutionStatus.RUNNING):
+                raise  # closed meanwhile
+            if status is None:
+                await asyncio.sleep(STARTING_POLL.total_seconds())
+    await handle.result()
+
+
+async def _status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
+    """The workflow's status, None while it does not exist."""
+    try:
+        return (await handle.describe()).status
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
 
 
 async def cancel_open_journeys(session: AsyncSession, temporal: TemporalClient,

@@ -21,6 +21,7 @@ from core.vocabulary import (
     GdprConsentState,
     GdprConsequence,
     KycState,
+    Stage,
     SuppressionReason,
 )
 from db import consents as consents_db
@@ -55,6 +56,10 @@ from messaging.local_outbox import journey_message_key, kyc_message_key
 
 PERSONAL_FIELDS = ("first_name", "last_name", "company_name", "date_of_birth", "id_number",
                    "id_expires_on", "passport_number", "passport_expires_on", "ssn")
+# Who or what ended a journey (the client and why, an operator, a complaint on a channel, a
+# lost workflow) names nobody: its history keeps that through the contact's anonymisation.
+JOURNEY_ENDINGS = (Stage.cancelled, Stage.expired, Stage.opted_out)
+ENDING_DETAIL = frozenset({"by", "reason", "channel", "step", "workflow"})
 OPEN_JOURNEY = Journey.finished_at.is_(None) & Journey.stage.not_in(
     [s.value for s in FINAL_STAGES])
 
@@ -284,8 +289,14 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     if journey_ids:
         await session.execute(update(Journey).where(Journey.id.in_(journey_ids))
                               .values(collected=None))
-        await session.execute(update(JourneyEvent).where(JourneyEvent.journey_id.in_(journey_ids))
-                              .values(detail=None))
+        ending = JourneyEvent.type.in_(JOURNEY_ENDINGS)
+        await session.execute(update(JourneyEvent).where(
+            JourneyEvent.journey_id.in_(journey_ids), ~ending).values(detail=None))
+        for event in await session.scalars(select(JourneyEvent).where(
+                JourneyEvent.journey_id.in_(journey_ids), ending,
+                JourneyEvent.detail.is_not(None))):
+            event.detail = {k: v for k, v in (event.detail or {}).items()
+                            if k in ENDING_DETAIL} or None
         await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
                               .values(recipient="anonymised"))
         # A server's refusal quotes the address it refused.

@@ -69,6 +69,7 @@ class EventType(StrEnum):
     consent_changed = "consent.changed"
     journey_expired = "journey.expired"
     journey_opted_out = "journey.opted_out"
+    journey_cancelled = "journey.cancelled"
     journey_payment_completed = "journey.payment_completed"
     message_bounced = "message.bounced"
     kyc_assigned = "kyc.assigned"

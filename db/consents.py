@@ -252,6 +252,13 @@ def governing(current: dict[tuple[str, Any], Any], purpose: str, channel: str) -
     return blanket if own is None or own.given_at < blanket.given_at else own
 
 
+def ruling(current: dict[tuple[str, str], ConsentEvent]
+           ) -> dict[tuple[str, str], ConsentEvent]:
+    """(purpose, channel) -> the decision that rules it (`governing`), for each purpose and
+    channel the contact has decided on."""
+    return {(p, c): governing(current, p, c) for p, c in current}
+
+
 def governs(current: dict[tuple[str, str], ConsentEvent], event: ConsentEvent) -> bool:
     """Whether the ledger event now rules its purpose and channel: one given before a newer
     decision (its channel's own, or a withdrawal on `any`) is history."""

@@ -109,3 +109,10 @@ def held_journeys(campaign_id: uuid.UUID) -> Select[tuple[uuid.UUID, str]]:
     return select(Journey.id, Journey.workflow_id).where(
         Journey.campaign_id == campaign_id, Journey.held_since.is_not(None),
         Journey.stage.not_in(FINAL_STAGES))
+
+
+def unreached_journeys(campaign_id: uuid.UUID) -> Select[tuple[uuid.UUID, str]]:
+    """The campaign's journeys still `enrolled` (held ones among them): an archived campaign
+    withdraws those that have reached nobody."""
+    return select(Journey.id, Journey.workflow_id).where(
+        Journey.campaign_id == campaign_id, Journey.stage == Stage.enrolled)

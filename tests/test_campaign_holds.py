@@ -135,6 +135,43 @@ async def _mails(mailbox, addresses: list[str], count: int) -> bool | None:
     return sum(len(mailbox.to(a)) for a in addresses) == count or None
 
 
+async def test_archiving_withdraws_the_journeys_a_spread_launch_has_not_started_yet(
+        tenant, mailbox, webhook_receiver):
+    """A `spread_over` launch starts its journeys' first steps over an hour: archived after the
+    first invitation went, the campaign's other journeys end as withdrawn by the client at
+    once (progress, history, webhook), not one by one as their start comes."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    addresses = [unique_email("spread") for _ in range(3)]
+    for address in addresses:
+        await tenant.ok("POST", "/v1/contacts", {
+            "external_id": address, "last_name": "Spread",
+            "contact_points": [{"kind": "email", "value": address}]}, status=201)
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    await launch(tenant, campaign_id, spread_over="PT1H")
+    assert (await finished_launch(tenant, campaign_id))["started"] == 3
+
+    async def first_invited() -> dict | None:
+        now = await progress(tenant, campaign_id)
+        return now if now["stages"]["invited"] == 1 else None
+    await eventually(first_invited, what="the first invitation")
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "archived"})
+
+    async def withdrawn() -> dict | None:
+        now = await progress(tenant, campaign_id)
+        return now if now["stages"]["cancelled"] == 2 else None
+    ended = await eventually(withdrawn, timeout=10, what="the unstarted journeys withdrawn")
+    assert (ended["stages"]["enrolled"], ended["stages"]["invited"], ended["held"]) == (
+        0, 1, 0), ended
+    told = await webhook_receiver.wait_for(hook, "journey.cancelled", count=2)
+    archived = {"by": "client", "reason": "campaign_archived"}
+    assert [d.payload["data"]["detail"] for d in told] == [archived, archived]
+    for delivery in told:
+        journey = await tenant.journey(delivery.payload["data"]["journey_id"])
+        assert [(e["type"], e["detail"]) for e in journey["history"]] == [
+            ("cancelled", archived)], journey["history"]
+    assert sum(len(mailbox.to(a)) for a in addresses) == 1
+
+
 async def test_an_archived_campaign_takes_no_contacts(tenant):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})

@@ -339,8 +339,14 @@ async def test_a_withdrawal_on_every_channel_stops_marketing_until_a_newer_grant
         return contact_id in [c["id"] for c in page["items"]]
 
     async def email_preference() -> bool:
-        return {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
+        granted = {(p["purpose"], p["channel"]): p["granted"] for p in (await tenant.get(
             f"/v1/contacts/{contact_id}/preferences")).json()}[("newsletter", "email")]
+        # The receipt names the decision that rules, as the preferences do.
+        receipt = (await tenant.get(f"/v1/contacts/{contact_id}/consent-receipt")).json()
+        [ruling] = [c for c in receipt["current"]
+                    if (c["purpose"], c["channel"]) == ("newsletter", "email")]
+        assert ruling["granted"] == granted, ruling
+        return granted
 
     await tenant.ok("POST", path, {"changes": [decision("any", False)]}, status=201)
     stopped = await send(tenant, contact_id, "newsletter", "After the withdrawal")
@@ -350,6 +356,9 @@ async def test_a_withdrawal_on_every_channel_stops_marketing_until_a_newer_grant
     assert not await found() and not await found(consent_channel="email")
     assert await found(consent_granted="false", consent_channel="email")
     assert await email_preference() is False
+    receipt = (await tenant.get(f"/v1/contacts/{contact_id}/consent-receipt")).json()
+    assert [c["decision_channel"] for c in receipt["current"]
+            if c["purpose"] == "newsletter"] == ["any", "any"]  # any, and email by it
 
     # The customer's newer, specific word allows email again; a grant on `any` allows none.
     await tenant.ok("POST", path, {"changes": [decision("email", True)]}, status=201)
@@ -489,10 +498,17 @@ async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):
               "given_at": datetime.now(UTC).isoformat(), "source": "back_office",
               "legal_text": {"language": "en"}}
 
-    refused = await tenant.post(f"/v1/contacts/{gone['id']}/consents", {"changes": [change]})
-    assert refused.status_code == 409, refused.text
-    assert refused.json()["error"]["code"] == "contact_anonymised"
-    assert "anonymised" in refused.json()["error"]["message"]
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "1", "text": "We keep your data."})
+    for refused in [
+            await tenant.post(f"/v1/contacts/{gone['id']}/consents", {"changes": [change]}),
+            await tenant.post(f"/v1/contacts/{gone['id']}/gdpr-consent", {
+                "state": "accepted", "purpose": "data-processing", "source": "back_office",
+                "given_at": change["given_at"], "legal_text": {"language": "en"}})]:
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "contact_anonymised"
+        assert "anonymised" in refused.json()["error"]["message"]
 
     anonymised_id = (await tenant.get(f"/v1/contacts/{gone['id']}")).json()["external_id"]
     imported = await tenant.post("/v1/consents/import", {"items": [

@@ -415,6 +415,39 @@ async def test_an_operator_cancels_a_journey(tenant, http, mailbox, temporal_env
         await save_history(handle, "email_journey_cancelled_by_operator")
 
 
+async def test_a_cancelled_journey_tells_the_client_who_cancelled_it(
+        tenant, mailbox, temporal_env, webhook_receiver):
+    """`journey.cancelled` goes out however a journey is cancelled: by an operator in the
+    Temporal UI, by the client's cancel call, before its contact's erasure (queued before it
+    and delivered after, it names nobody then)."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    journeys = {}
+    for who in ("operator", "client", "erasure"):
+        address = unique_email(who)
+        enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+        journeys[who] = await tenant.wait_for_stage(enrolled["results"][0]["journey_id"],
+                                                    "invited")
+    await temporal_env.client.get_workflow_handle(journeys["operator"]["workflow_id"]).cancel()
+    await tenant.ok("POST", f"/v1/journeys/{journeys['client']['id']}/cancel")
+    told = await webhook_receiver.wait_for(hook, "journey.cancelled", count=2)
+    by_journey = {d.payload["data"]["journey_id"]: d.payload["data"] for d in told}
+    for who, detail in (("operator", {"by": "operator"}),
+                        ("client", {"by": "client", "reason": "journey_cancelled"})):
+        data = by_journey[journeys[who]["id"]]
+        assert (data["stage"], data["detail"], data["campaign"]["id"], data["contact"]["id"]) == (
+            "cancelled", detail, campaign["id"], journeys[who]["contact_id"]), data
+
+    webhook_receiver.failures[hook] = [503] * 1000  # down until the contact is gone
+    erased = journeys["erasure"]["contact_id"]
+    deleted = await tenant.http.delete(f"/v1/contacts/{erased}", headers=tenant.auth,
+                                       params={"cancel_journeys": "true"})
+    assert deleted.status_code == 204, deleted.text
+    webhook_receiver.failures[hook] = []
+    *_, last = await webhook_receiver.wait_for(hook, "journey.cancelled", count=3)
+    assert last.payload["data"] == {"deleted": True, "contact_id": erased}, last.payload
+
+
 async def test_enrolled_again_after_expiry_a_contact_gets_a_new_round(tenant, mailbox):
     """As a launch does, enrolment asks a contact again once every earlier journey of theirs
     in the campaign has expired; while one is live, it answers with that one."""

@@ -1,8 +1,11 @@
 """A journey whose workflow an operator terminated in the Temporal UI: the database holds it
 open, and nothing would ever end it. Whoever meets it ends it as cancelled."""
 
+import asyncio
 import uuid
 from datetime import timedelta
+
+from temporalio.client import WorkflowExecutionStatus
 
 from db.models import Journey
 from db.session import transaction
@@ -108,6 +111,43 @@ async def test_a_journey_not_started_yet_is_not_lost(tenant, mailbox, sessions):
     assert (again["status"], again["journey_id"]) == ("already_enrolled", str(written))
     await tenant.wait_for_stage(str(written), "invited")  # the enrolment started it
     assert len(await mailbox.wait_for(address)) == 1
+
+
+async def test_a_journey_not_started_yet_is_withdrawn_not_ended_as_lost(
+        tenant, sessions, temporal_env):
+    """Between its enrolment's commit and its workflow's start, a journey is not lost: its
+    contact's erasure waits for it (409), and the client's cancel withdraws it once it has
+    started, as the client's cancellation rather than a lost workflow."""
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    address = unique_email("starting")
+    contact_id = (await tenant.ok("POST", "/v1/contacts", {
+        "external_id": address, "first_name": "Una",
+        "contact_points": [{"kind": "email", "value": address}]},
+        201))["id"]
+    written = uuid.uuid4()
+    async with transaction(sessions) as session:
+        session.add(Journey(id=written, client_id=tenant.id, campaign_id=uuid.UUID(campaign_id),
+                            contact_id=uuid.UUID(contact_id), language="en", stage="enrolled",
+                            workflow_id=workflow_id(uuid.UUID(campaign_id),
+                                                    uuid.UUID(contact_id))))
+
+    erased = await tenant.http.delete(f"/v1/contacts/{contact_id}", headers=tenant.auth)
+    assert erased.status_code == 409, erased.text
+    assert erased.json()["error"]["code"] == "terminate_blocked"
+    assert (await tenant.journey(str(written)))["stage"] == "enrolled"
+
+    cancel = asyncio.create_task(tenant.post(f"/v1/journeys/{written}/cancel", {}))
+    await asyncio.sleep(0.5)  # the cancel meets no workflow yet
+    assert not cancel.done()
+    await tenant.enrol(campaign_id, {"external_id": address})  # starts it, as its request would
+    cancelled = await cancel
+    assert cancelled.status_code == 200, cancelled.text
+    journey = cancelled.json()
+    assert journey["stage"] == "cancelled"
+    assert [e["detail"] for e in journey["history"] if e["type"] == "cancelled"] == [
+        {"by": "client", "reason": "journey_cancelled"}]
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
 
 
 async def test_a_launch_replaces_a_lost_journey(tenant, mailbox, temporal_env):

@@ -1,5 +1,6 @@
 """Once a paused campaign is resumed (or archived), wakes its journeys whose invitation or
-reminder the pause held back: each then sends it, or, archived, lets it go.
+reminder the pause held back: each then sends it, or, archived, lets it go. Archived, the
+journeys that have reached nobody (held, or waiting for a delayed start) are withdrawn first.
 
 Started by the API (`campaign/<campaign id>/wake-held`) after the campaign's new status is
 committed, so every journey it finds sees that status when it tries again."""

@@ -82,8 +82,7 @@ async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: Se
                            reads: ReadsDep):
     await contact_of(session, client.id, contact_id)
     await reads.of([contact_id])
-    current = await consents.preferences(session, contact_id=contact_id)
-    ruling = {(p, c): consents.governing(current, p, c) for p, c in current}
+    ruling = consents.ruling(await consents.preferences(session, contact_id=contact_id))
     return [Preference(purpose=p, channel=c, granted=e.granted, since=e.given_at, source=e.source)
             for (p, c), e in sorted(ruling.items())]
 
@@ -91,17 +90,20 @@ async def read_preferences(contact_id: uuid.UUID, client: ClientDep, session: Se
 @router.get("/contacts/{contact_id}/consent-receipt")
 async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
                           session: SessionDep, reads: ReadsDep) -> dict[str, Any]:
-    """A self-contained record: each current decision with the exact text, its hash, the
-    times, source, IP and user agent, plus the full history behind it."""
+    """A self-contained record: for each purpose and channel the decision that rules it (as
+    `/preferences`: a withdrawal on `any` may rule a channel, `decision_channel` then says
+    `any`) with the exact text, its hash, the times, source, IP and user agent, plus the full
+    history behind it."""
     contact = await contact_of(session, client.id, contact_id)
     await reads.of([contact_id])
     events = await consents.ledger(session, contact_id=contact_id)
-    current = consents.current(events)
+    ruling = consents.ruling(consents.current(events))
     return {
         "receipt_issued_at": datetime.now(UTC).isoformat(),
         "controller": {"id": str(client.id), "name": client.name},
         "contact": {"id": str(contact.id), "external_id": contact.external_id},
-        "current": [consents.event_as_dict(e) for _, e in sorted(current.items())],
+        "current": [{**consents.event_as_dict(e), "channel": c, "decision_channel": e.channel}
+                    for (_, c), e in sorted(ruling.items())],
         "history": [consents.event_as_dict(e) for e in events],
     }
 
@@ -294,15 +296,16 @@ async def read_gdpr_consent(contact_id: uuid.UUID, client: ClientDep, session: S
 
 
 @router.post("/contacts/{contact_id}/gdpr-consent", response_model=GdprConsentOut,
-             responses={409: {"description": "nothing to withdraw"}})
+             responses={409: {"model": ErrorBody, "description": "Nothing to withdraw, or the "
+                              "contact is anonymised (contact_anonymised)"}})
 async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, client: ClientDep,
                               session: SessionDep, state: StateDep, request: Request):
     """Records the contact's answer to the consent form, optionally with their own signed
     form (PDF/PNG/JPEG, at most 5 MB). Withdrawn needs a previous acceptance."""
     contact = await contact_of(session, client.id, contact_id)
     if contact.anonymised_at is not None:
-        # Nothing of the person is kept to consent about; an `accepted` would read as kept.
-        raise HTTPException(409, "contact is anonymised; it can no longer be changed")
+        # An `accepted` would read as kept, too.
+        return error_response(409, "contact_anonymised", ANONYMISED)
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     purpose = purposes.get(body.purpose)
     if purpose is None or purpose.kind != PurposeKind.data_processing:
