@@ -117,6 +117,9 @@ WebhookEventName = Literal[
     "journey.opted_out",
     "journey.payment_completed",
     "message.bounced",
+    "campaign.updated",
+    "launch.completed",
+    "launch.cancelled",
     "kyc.assigned",
     "kyc.verified",
     "kyc.refuted",
@@ -515,9 +518,10 @@ class CampaignOut(BaseModel):
     name: str
     status: str
     created_at: datetime
+    updated_at: datetime = Field(description="its last change (name, status or settings)")
     spec: dict[str, Any] = Field(description=(
-        "the campaign as created; with a `channel_plan`, which replaces them, no `channels` "
-        "or `reminders`"))
+        "the campaign as created or last changed; with a `channel_plan`, which replaces them, "
+        "no `channels` or `reminders`"))
 
     @field_validator("spec")
     @classmethod
@@ -528,11 +532,26 @@ class CampaignOut(BaseModel):
         return spec
 
 
-class CampaignStatusChange(Strict):
-    status: Literal["active", "paused", "archived"] = Field(description=(
-        "paused: its schedule and running launch pause, and its invitations and reminders wait; "
-        "active: all resume; archived (for good): its schedule is deleted, a running launch "
-        "cancelled, and it sends no more invitations or reminders"))
+CampaignStatus = Literal["active", "paused", "archived"]
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class CampaignChangeOut(BaseModel):
+    id: int
+    at: datetime
+    actor: dict[str, str] = Field(description="who made it: `{type, id}`, e.g. the API key")
+    changes: dict[str, dict[str, Any]] = Field(description=(
+        "each top-level setting it changed (`name`, `status`, `reminders`, `consents`, ...) "
+        "with its `old` and `new` value"))
+
+
+class CampaignChangePage(BaseModel):
+    items: list[CampaignChangeOut]
+    next_cursor: str | None
 
 
 # --- launches ------------------------------------------------------------------------------
@@ -578,6 +597,11 @@ class LaunchOut(BaseModel):
                     "archived when it was due")
     created_at: datetime
     finished_at: datetime | None
+
+
+class LaunchPage(BaseModel):
+    items: list[LaunchOut]
+    next_cursor: str | None
 
 
 class CampaignProgress(BaseModel):

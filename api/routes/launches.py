@@ -8,18 +8,15 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import flag_modified
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.routes.campaigns import campaign_of, collects_data
+from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
 from api.schemas import (
-    CampaignOut,
     CampaignProgress,
-    CampaignStatusChange,
     CancelLaunchRequest,
     LaunchOut,
     LaunchRequest,
@@ -156,36 +153,6 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
         journeys=sum(stages.values()), stages=stages, held=held or 0)
 
 
-@router.patch("/{campaign_id}", response_model=CampaignOut, responses=CONFLICT)
-async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusChange,
-                                 client: ClientDep, session: SessionDep,
-                                 state: StateDep) -> Campaign:
-    campaign = await campaign_of(session, client.id, campaign_id)
-    if campaign.status == "archived" and body.status != "archived":
-        raise HTTPException(409, "an archived campaign stays archived")
-    running = await launching.running_launch(session, state.temporal, campaign.id)
-    if body.status == "archived":
-        await launching.delete_schedule(state.temporal, campaign.id)
-        campaign.spec = {**campaign.spec, "recurrence": None}
-        flag_modified(campaign, "spec")
-        if running is not None:
-            await launching.change_launch(state.temporal, running[0],
-                                          CampaignLaunchWorkflow.cancel, CancelLaunchInput())
-    else:
-        await launching.set_schedule_paused(state.temporal, campaign, body.status == "paused")
-        if running is not None:
-            await launching.change_launch(state.temporal, running[0], (
-                CampaignLaunchWorkflow.pause if body.status == "paused"
-                else CampaignLaunchWorkflow.resume))
-    campaign.status = body.status
-    await session.commit()
-    if body.status != "paused":
-        # Asked each time, not only when leaving `paused`: a repeated call starts the wake-up
-        # that Temporal being unavailable kept from starting the first time.
-        await launching.wake_held_journeys(session, state.temporal, state.settings, campaign)
-    return campaign
-
-
 async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
     try:
         described = await state.temporal.get_schedule_handle(
@@ -207,17 +174,17 @@ async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
 
 @router.put("/{campaign_id}/recurrence", response_model=RecurrenceOut, responses=CONFLICT)
 async def set_recurrence(campaign_id: uuid.UUID, body: Recurrence, client: ClientDep,
-                         session: SessionDep, state: StateDep) -> RecurrenceOut:
+                         session: SessionDep, state: StateDep, actor: ActorDep) -> RecurrenceOut:
     """Launches the campaign periodically; replaces an earlier recurrence."""
     campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
     # A paused campaign may get a recurrence: its schedule starts paused.
     launchable(campaign, unless=("archived",))
     selection = await launching.selection_of(session, client.id, body.selection,
                                              "selection")
     campaign.spec = {**campaign.spec, "recurrence": body.model_dump(mode="json")}
-    flag_modified(campaign, "spec")
     await launching.save_schedule(state.temporal, state.settings, campaign, selection, "")
-    await session.commit()
+    await commit_change(session, state, campaign, before, actor)
     return await _recurrence_out(state, campaign)
 
 
@@ -232,8 +199,9 @@ async def get_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: Ses
 
 @router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                            state: StateDep) -> None:
+                            state: StateDep, actor: ActorDep) -> None:
     campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
     await launching.delete_schedule(state.temporal, campaign.id)
     campaign.spec = {**campaign.spec, "recurrence": None}
-    await session.commit()
+    await commit_change(session, state, campaign, before, actor)
