@@ -22,7 +22,9 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.webhooks import EndpointWaker
 from api import lost_journeys
+from api.launch_views import launch_out
 from core.contracts import (
     BeginLaunchInput,
     BeginLaunchResult,
@@ -37,7 +39,7 @@ from core.contracts import (
     WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, CancelledBy, LaunchTrigger, Stage
+from core.vocabulary import FINAL_STAGES, CancelledBy, EventType, LaunchState, LaunchTrigger, Stage
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, Message, utcnow
 from db.session import transaction
@@ -64,10 +66,11 @@ LAUNCH_CANCELLED = "launch_cancelled"
 
 class CampaignLauncher:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 temporal: TemporalClient) -> None:
+                 temporal: TemporalClient, waker: EndpointWaker) -> None:
         self._sessions = sessions
         self._settings = settings
         self._temporal = temporal
+        self._waker = waker
 
     @activity.defn
     async def begin_launch(self, input: BeginLaunchInput) -> BeginLaunchResult:
@@ -192,6 +195,16 @@ class CampaignLauncher:
                 CampaignLaunch.id == input.launch_id).values(
                 state=p.state, selected=p.selected, started=p.started, skipped=p.skipped,
                 journeys_cancelled=p.journeys_cancelled + cancelled, finished_at=utcnow()))
+            launch = await session.get_one(CampaignLaunch, input.launch_id)
+            campaign = await session.get_one(Campaign, launch.campaign_id)
+            # Keyed by the launch: a retry (which writes the end again) announces it once.
+            endpoints = await crud.record_webhook_event(
+                session, client_id=launch.client_id, key=f"{launch.id}/finished",
+                type=(EventType.launch_cancelled if p.state == LaunchState.cancelled
+                      else EventType.launch_completed),
+                data={"campaign": {"id": str(campaign.id), "name": campaign.name},
+                      "launch": launch_out(launch, p).model_dump(mode="json")})
+        await self._waker.wake(launch.client_id, endpoints, "launch finished")
         return FinishLaunchResult(journeys_cancelled=cancelled)
 
     @activity.defn

@@ -80,6 +80,15 @@ async def latest_launch(session: AsyncSession, *, campaign_id: uuid.UUID) -> Cam
         CampaignLaunch.campaign_id == campaign_id).order_by(CampaignLaunch.number.desc()).limit(1))
 
 
+async def launches_of(session: AsyncSession, *, campaign_id: uuid.UUID, before: int | None,
+                      limit: int) -> list[CampaignLaunch]:
+    """The campaign's launches, newest first; with `before`, those numbered below it."""
+    query = select(CampaignLaunch).where(CampaignLaunch.campaign_id == campaign_id)
+    if before is not None:
+        query = query.where(CampaignLaunch.number < before)
+    return list(await session.scalars(query.order_by(CampaignLaunch.number.desc()).limit(limit)))
+
+
 async def next_launch_number(session: AsyncSession, *, campaign_id: uuid.UUID) -> int:
     return 1 + (await session.scalar(select(func.max(CampaignLaunch.number)).where(
         CampaignLaunch.campaign_id == campaign_id)) or 0)

@@ -5,20 +5,23 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
+from api.launch_views import launch_out
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
 from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
 from api.schemas import (
     CampaignProgress,
     CancelLaunchRequest,
+    MAX_INT4,
     LaunchOut,
+    LaunchPage,
     LaunchRequest,
     Recurrence,
     RecurrenceOut,
@@ -72,7 +75,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
                                      f"another {' and '.join(differs)}; cancel it or wait for "
                                      "it to finish")
         response.status_code = status.HTTP_200_OK
-        return launching.launch_out(launch, progress)
+        return launch_out(launch, progress)
     number = await launches.next_launch_number(session, campaign_id=campaign.id)
     launch = CampaignLaunch(id=launch_workflow_id(str(campaign.id), number), client_id=client.id,
                             campaign_id=campaign.id, number=number, trigger=LaunchTrigger.api,
@@ -96,7 +99,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         search_attributes=launching.campaign_search_attributes(campaign),
         static_summary=f"Launch {number} of campaign {campaign.id}")
     await session.commit()
-    return launching.launch_out(launch, LaunchProgress(
+    return launch_out(launch, LaunchProgress(
         state=LaunchState.paused if body.paused else LaunchState.running, number=number))
 
 
@@ -110,7 +113,7 @@ async def _change(session: SessionDep, state: StateDep, client: ClientDep,
     if running is None:
         raise HTTPException(409, "no launch of this campaign is running")
     launch = running[0]
-    return launching.launch_out(launch, await launching.change_launch(
+    return launch_out(launch, await launching.change_launch(
         state.temporal, launch, update, *args))
 
 
@@ -138,6 +141,25 @@ async def cancel_launch(campaign_id: uuid.UUID, client: ClientDep, session: Sess
                          CancelLaunchInput(body.cancel_journeys))
 
 
+@router.get("/{campaign_id}/launches", response_model=LaunchPage)
+async def list_launches(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: int | None = Query(None, ge=1, le=MAX_INT4,
+                               description="next_cursor of the previous page"),
+) -> LaunchPage:
+    """The campaign's launches, newest first, each with its counts: a finished one's final
+    counts (kept after Temporal has forgotten it; no `batches`), a running one's from its
+    workflow, as `/progress` shows the newest."""
+    await campaign_of(session, client.id, campaign_id)
+    found = await launches.launches_of(session, campaign_id=campaign_id, before=cursor,
+                                       limit=limit + 1)
+    items = [launch_out(launch, None if launch.finished_at else await launching.launch_progress(
+        state.temporal, launch)) for launch in found[:limit]]
+    return LaunchPage(items=items,
+                      next_cursor=str(found[limit - 1].number) if len(found) > limit else None)
+
+
 @router.get("/{campaign_id}/progress", response_model=CampaignProgress)
 async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep) -> CampaignProgress:
@@ -148,7 +170,7 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
         launches.held_journeys(campaign.id).subquery()))
     return CampaignProgress(
         campaign_id=campaign.id, status=campaign.status,
-        launch=launching.launch_out(launch, await launching.launch_progress(
+        launch=launch_out(launch, await launching.launch_progress(
             state.temporal, launch)) if launch else None,
         journeys=sum(stages.values()), stages=stages, held=held or 0)
 
