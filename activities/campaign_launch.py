@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 
 from activities.webhooks import EndpointWaker
 from api import lost_journeys
+from api.enrolment import FALLBACK_CHANNELS
 from api.launch_views import launch_out
 from core.contracts import (
     BeginLaunchInput,
@@ -98,7 +99,7 @@ class CampaignLauncher:
                                                  cancelled_because=launch.cancelled_because)
                     selected = await launches.count_selected(session, launches.selected_contacts(
                         session, client_id=campaign.client_id, spec=campaign.spec,
-                        selection=input.selection))
+                        selection=input.selection, fallback=FALLBACK_CHANNELS))
                     return BeginLaunchResult(number=launch.number, selected=selected)
             except IntegrityError:
                 continue  # an API launch took the number at the same moment: take the next
@@ -147,7 +148,8 @@ class CampaignLauncher:
             campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
             query = launches.selected_contacts(
                 session, client_id=campaign.client_id, spec=campaign.spec,
-                selection=input.selection, after=uuid.UUID(after) if after else None)
+                selection=input.selection, fallback=FALLBACK_CHANNELS,
+                after=uuid.UUID(after) if after else None)
             page = (await session.execute(query.limit(limit))).all()
             earlier: dict[uuid.UUID, list[Journey]] = defaultdict(list)
             for journey in await session.scalars(select(Journey).where(

@@ -372,8 +372,8 @@ CRON = re.compile(r"^\S+( \S+){4}$")
 
 
 class LaunchSelectionIn(Strict):
-    """Which of your registry contacts a launch invites: those with an email address that
-    match every filter given. Contacts with a live journey in the campaign are skipped; those
+    """Which of your registry contacts a launch invites: those the campaign's channels reach
+    (an email, a mobile for SMS, a postal address for a letter) that match every filter given. Contacts with a live journey in the campaign are skipped; those
     whose earlier journeys in it all expired are invited again."""
 
     missing_verified_only: JsonBool = Field(default=True, description=(

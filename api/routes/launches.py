@@ -56,7 +56,7 @@ def launchable(campaign: Campaign, *, unless: tuple[str, ...] = ("paused", "arch
 async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: ClientDep,
                           session: SessionDep, state: StateDep, response: Response) -> LaunchOut:
     """Starts journeys for the registry contacts the selection matches (by default: all
-    contacts with an email address still missing verified data), in batches, from one launch
+    contacts the campaign's channels reach still missing verified data), in batches, from one launch
     workflow. Repeating the call while that launch runs returns it; nothing is started twice."""
     campaign = await campaign_of(session, client.id, campaign_id)
     launchable(campaign)
