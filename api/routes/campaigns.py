@@ -11,7 +11,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, tuple_
 
 from api import enrolment, launches
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
@@ -34,12 +33,12 @@ from api.schemas import (
     CampaignStatus,
     EnrolRequest,
     EnrolResponse,
-    MAX_INT4,
     FieldError,
+    MAX_INT4,
 )
 from contacts.audit import Actor
-from core.security import sha256_hex
 from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
+from core.security import sha256_hex
 from core.vocabulary import EventType, JourneyKind, PurposeKind
 from db import consents, crud
 from db.models import Campaign, CampaignChange
@@ -146,18 +145,14 @@ async def list_campaigns(
     cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
 ) -> CampaignPage:
     """Oldest first."""
-    query = (select(Campaign).where(Campaign.client_id == client.id)
-             .order_by(Campaign.created_at, Campaign.id).limit(limit + 1))
-    if status is not None:
-        query = query.where(Campaign.status == status)
+    after = None
     if cursor is not None:
-        last = await session.get(Campaign, cursor)
-        if last is None or last.client_id != client.id:
+        after = await session.get(Campaign, cursor)
+        if after is None or after.client_id != client.id:
             raise FieldProblems([FieldError(field="cursor", message=(
                 "not a next_cursor of this list; start again without a cursor"))])
-        query = query.where(tuple_(Campaign.created_at, Campaign.id)
-                            > tuple_(last.created_at, last.id))
-    found = list(await session.scalars(query))
+    found = await crud.campaigns_of(session, client_id=client.id, status=status, after=after,
+                                    limit=limit + 1)
     return CampaignPage(items=[CampaignOut.model_validate(c, from_attributes=True)
                                for c in found[:limit]],
                         next_cursor=str(found[limit - 1].id) if len(found) > limit else None)
@@ -373,11 +368,8 @@ async def campaign_changes(
     """Every change of the campaign's name, status and settings, oldest first: when, by whom
     (the API key), and the old and new value of each setting it changed."""
     await campaign_of(session, client.id, campaign_id)
-    query = (select(CampaignChange).where(CampaignChange.campaign_id == campaign_id)
-             .order_by(CampaignChange.id).limit(limit + 1))
-    if cursor is not None:
-        query = query.where(CampaignChange.id > cursor)
-    found = list(await session.scalars(query))
+    found = await crud.campaign_changes(session, campaign_id=campaign_id, after=cursor,
+                                        limit=limit + 1)
     return CampaignChangePage(items=[change_out(c) for c in found[:limit]],
                               next_cursor=str(found[limit - 1].id) if len(found) > limit
                               else None)

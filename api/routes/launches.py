@@ -12,17 +12,17 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
-from api.launch_views import launch_out
 from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
+from api.launch_views import launch_out
 from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
 from api.schemas import (
     CampaignProgress,
     CancelLaunchRequest,
-    MAX_INT4,
     LaunchOut,
     LaunchPage,
     LaunchRequest,
+    MAX_INT4,
     Recurrence,
     RecurrenceOut,
 )
