@@ -119,7 +119,11 @@ class JourneyRecords:
                 contact.engaged_at = sub.given_at
             rows = []
             for decision in sub.consents:
-                box = checkboxes[decision.key]
+                box = checkboxes.get(decision.key)
+                if box is None:
+                    # Taken out of the campaign (PATCH) between the form's post and this
+                    # record: not granted, rather than a record retried for ever.
+                    continue
                 text, display_id = await self._answered(session, contact, box, sub.language,
                                                         decision.display_id)
                 rows.append(consents_db.decision_row(

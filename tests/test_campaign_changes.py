@@ -4,10 +4,15 @@ settings while running ones keep theirs, every change kept with who made it and 
 webhook; and the list of campaigns, paginated and filtered by status."""
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from temporalio.testing import ActivityEnvironment
+
+from activities.journey_records import JourneyRecords
+from core.contracts import ConsentDecision, RecordSubmissionInput, SubmitDataInput
 from tests.helpers import Customer, Tenant, WebhookReceiver, on_the_page, unique_email
+from workflows.webhook_endpoint import EndpointDispatcher
 
 
 async def enrolled_journey(tenant: Tenant, campaign_id: str) -> str:
@@ -94,6 +99,26 @@ async def test_a_changed_consent_text_is_shown_from_then_on_and_the_one_answered
     again = Customer(http)
     await again.open(page)
     assert "I agree to service emails by post." in again.page
+
+
+async def test_a_consent_taken_out_as_a_form_is_posted_does_not_stop_the_journey(
+        tenant: Tenant, sessions, settings, temporal_env):
+    campaign = await tenant.create_campaign()
+    address = unique_email()
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                      "email": address}))["results"]
+    [terms, _] = campaign["spec"]["consents"]
+    await patch(tenant, campaign["id"], {"consents": [terms]})
+    # The page built the decisions before the change; the journey records them after it.
+    records = JourneyRecords(sessions, settings, EndpointDispatcher(temporal_env.client, settings),
+                             temporal_env.client)
+    await ActivityEnvironment().run(records.record_submission, RecordSubmissionInput(
+        journey_id=enrolled["journey_id"], step="submission-1", submission=SubmitDataInput(
+            email=address, given_at=datetime.now(UTC), ip="203.0.113.7", user_agent="test",
+            language="en", consents=[ConsentDecision(key="terms", granted=True),
+                                     ConsentDecision(key="newsletter", granted=True)])))
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [e["purpose"] for e in ledger] == ["service-communication"]
 
 
 async def test_changes_that_cannot_be_honoured_are_refused_by_field(tenant: Tenant):
