@@ -97,7 +97,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             allow_private_targets=settings.private_webhook_targets_allowed)
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
-        launcher = CampaignLauncher(sessions, settings, client)
+        launcher = CampaignLauncher(sessions, settings, client, dispatcher)
         lost = LostJourneySweep(sessions, client)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})

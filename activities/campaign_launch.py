@@ -23,7 +23,10 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.webhooks import EndpointWaker
 from api import lost_journeys, withdrawals
+from api.enrolment import FALLBACK_CHANNELS
+from api.launch_views import launch_out
 from api.withdrawals import OPEN_STAGES
 from core.contracts import (
     BeginLaunchInput,
@@ -38,7 +41,7 @@ from core.contracts import (
     WithdrawUnreachedResult,
 )
 from core.settings import Settings
-from core.vocabulary import LaunchTrigger, Stage
+from core.vocabulary import EventType, LaunchState, LaunchTrigger, Stage
 from db import crud, launches
 from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, utcnow
 from db.session import transaction
@@ -62,10 +65,11 @@ HEARTBEAT_EVERY = 5  # seconds; the batch's heartbeat timeout is a few times thi
 
 class CampaignLauncher:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 temporal: TemporalClient) -> None:
+                 temporal: TemporalClient, waker: EndpointWaker) -> None:
         self._sessions = sessions
         self._settings = settings
         self._temporal = temporal
+        self._waker = waker
 
     @activity.defn
     async def begin_launch(self, input: BeginLaunchInput) -> BeginLaunchResult:
@@ -93,7 +97,7 @@ class CampaignLauncher:
                                                  cancelled_because=launch.cancelled_because)
                     selected = await launches.count_selected(session, launches.selected_contacts(
                         session, client_id=campaign.client_id, spec=campaign.spec,
-                        selection=input.selection))
+                        selection=input.selection, fallback=FALLBACK_CHANNELS))
                     return BeginLaunchResult(number=launch.number, selected=selected)
             except IntegrityError:
                 continue  # an API launch took the number at the same moment: take the next
@@ -142,7 +146,8 @@ class CampaignLauncher:
             campaign = await session.get_one(Campaign, uuid.UUID(input.campaign_id))
             query = launches.selected_contacts(
                 session, client_id=campaign.client_id, spec=campaign.spec,
-                selection=input.selection, after=uuid.UUID(after) if after else None)
+                selection=input.selection, fallback=FALLBACK_CHANNELS,
+                after=uuid.UUID(after) if after else None)
             page = (await session.execute(query.limit(limit))).all()
             earlier: dict[uuid.UUID, list[Journey]] = defaultdict(list)
             for journey in await session.scalars(select(Journey).where(
@@ -190,6 +195,16 @@ class CampaignLauncher:
                 CampaignLaunch.id == input.launch_id).values(
                 state=p.state, selected=p.selected, started=p.started, skipped=p.skipped,
                 journeys_cancelled=p.journeys_cancelled + cancelled, finished_at=utcnow()))
+            launch = await session.get_one(CampaignLaunch, input.launch_id)
+            campaign = await session.get_one(Campaign, launch.campaign_id)
+            # Keyed by the launch: a retry (which writes the end again) announces it once.
+            endpoints = await crud.record_webhook_event(
+                session, client_id=launch.client_id, key=f"{launch.id}/finished",
+                type=(EventType.launch_cancelled if p.state == LaunchState.cancelled
+                      else EventType.launch_completed),
+                data={"campaign": {"id": str(campaign.id), "name": campaign.name},
+                      "launch": launch_out(launch, p).model_dump(mode="json")})
+        await self._waker.wake(launch.client_id, endpoints, "launch finished")
         return FinishLaunchResult(journeys_cancelled=cancelled)
 
     @activity.defn

@@ -122,20 +122,21 @@ class JourneyRecords:
                 contact.engaged_at = sub.given_at
             rows = []
             for decision in sub.consents:
-                box = checkboxes[decision.key]
-                shown = box["texts"].get(sub.language) or next(iter(box["texts"].values()))
+                box = checkboxes.get(decision.key)
+                if box is None:
+                    # Taken out of the campaign (PATCH) between the form's post and this
+                    # record: not granted, rather than a record retried for ever.
+                    continue
+                text, display_id = await self._answered(session, contact, box, sub.language,
+                                                        decision.display_id)
                 rows.append(consents_db.decision_row(
                     client_id=journey.client_id, contact_id=contact.id, journey_id=journey.id,
                     step=input.step, checkbox_key=decision.key,
                     d=consents_db.Decision(
                         purpose=box["purpose"], channel=box["channel"], granted=decision.granted,
-                        given_at=sub.given_at, source=ConsentSource.contact_page,
-                        text=LegalText(**{k: shown[k] for k in
-                                          ("language", "version", "text", "sha256")}),
+                        given_at=sub.given_at, source=ConsentSource.contact_page, text=text,
                         ip=sub.ip, user_agent=sub.user_agent, shown_in="contact_page",
-                        display_id=await consents_db.verified_display(
-                            session, display_id=decision.display_id, contact_id=contact.id,
-                            purpose=box["purpose"]))))
+                        display_id=display_id)))
             await crud.insert_ignoring_conflicts(session, ConsentEvent, rows)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=Stage.data_entered, at=sub.given_at,
@@ -162,6 +163,17 @@ class JourneyRecords:
         # Only now, committed, may the endpoints' workflows see the events.
         await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents(proven=proven, verified=known)
+
+    @staticmethod
+    async def _answered(session: AsyncSession, contact: Contact, box: dict[str, Any],
+                        language: str, display_id: str | None) -> tuple[Any, uuid.UUID | None]:
+        """The consent text the customer answered, with the display that showed it: the one
+        shown, should the campaign's text have changed since (PATCH /v1/campaigns/{id})."""
+        current = box["texts"].get(language) or next(iter(box["texts"].values()))
+        return await consents_db.answered_text(
+            session, display_id=display_id, contact_id=contact.id, purpose=box["purpose"],
+            current=LegalText(**{k: current[k] for k in ("language", "version", "text",
+                                                         "sha256")}))
 
     @staticmethod
     def _verified_before(collected: dict[str, Any], sub: SubmitDataInput) -> list[str]:
@@ -384,17 +396,14 @@ class JourneyRecords:
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
             [box] = campaign.spec["consents"]
-            shown = box["texts"].get(answer.language) or next(iter(box["texts"].values()))
+            text, display_id = await self._answered(session, contact, box, answer.language,
+                                                    answer.display_id)
             _, endpoints = await consents_db.record(session, contact=contact, decisions=[
                 consents_db.Decision(
                     purpose=box["purpose"], channel=box["channel"], granted=answer.accepted,
-                    given_at=answer.given_at, source=ConsentSource.contact_page,
-                    text=LegalText(**{k: shown[k] for k in ("language", "version", "text",
-                                                            "sha256")}),
+                    given_at=answer.given_at, source=ConsentSource.contact_page, text=text,
                     ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page",
-                    display_id=await consents_db.verified_display(
-                        session, display_id=answer.display_id, contact_id=contact.id,
-                        purpose=box["purpose"]))],
+                    display_id=display_id)],
                 journey_id=journey.id, step=input.step, checkbox_key=box["key"])
             contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
                                           else GdprConsentState.rejected)

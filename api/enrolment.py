@@ -2,7 +2,7 @@
 journeys in one transaction (workflows.starts then starts one journey per contact)."""
 
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,13 +26,12 @@ from core.vocabulary import (
     ContactPointKind,
     Stage,
 )
-from db import crud
+from db import crud, launches
+from db.launches import plan_channels
 from db.models import (
-    POINT_IN_USE,
     Campaign,
     CampaignClaim,
     Contact,
-    ContactAddress,
     ContactIdentityKey,
     ContactPoint,
     Journey,
@@ -233,11 +232,6 @@ async def _newest_knowledge(session: AsyncSession, reg: Registry, actor: Actor,
     return rejected
 
 
-def plan_channels(spec: dict[str, Any]) -> list[str]:
-    """The channels the campaign reaches contacts on, in the order of its plan."""
-    return list(dict.fromkeys(s["channel"] for s in spec.get("channel_plan") or [])) or ["email"]
-
-
 ANONYMISED = "matches an anonymised contact, which cannot change"
 
 
@@ -255,32 +249,19 @@ def unreachable(channels: list[str], bounced: bool = False) -> FieldError:
                       f"one of: {', '.join(CHANNEL_NEEDS[Channel(c)] for c in channels)}")
 
 
+# Where a journey turns when a bounce leaves its plan without a channel that reaches.
+FALLBACK_CHANNELS = [step.channel for step in FALLBACK]
+
+
 async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
                        channels: list[str]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-    """The contacts the campaign's journeys can reach, as they go: a channel whose email,
-    mobile or address only a hard bounce refused is as good as bounced, and the journey falls
-    back to SMS, else a letter. Also the unreachable ones that have bounced so."""
-    deliverable: dict[uuid.UUID, set[str]] = defaultdict(set)
-    known: dict[uuid.UUID, set[str]] = defaultdict(set)
-    kinds = {"email": "email", "mobile": "sms"}
-    for contact_id, kind, since in await session.execute(
-            select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.undeliverable_since)
-            .where(ContactPoint.contact_id.in_(contact_ids), ContactPoint.kind.in_(kinds),
-                   POINT_IN_USE)):
-        known[contact_id].add(kinds[kind])
-        if since is None:
-            deliverable[contact_id].add(kinds[kind])
-    for contact_id, since in await session.execute(
-            select(ContactAddress.contact_id, ContactAddress.undeliverable_since).where(
-                ContactAddress.contact_id.in_(contact_ids), ContactAddress.active.is_(True))):
-        known[contact_id].add(Channel.letter)
-        if since is None:
-            deliverable[contact_id].add(Channel.letter)
-    fallback = {s.channel for s in FALLBACK}
+    """The contacts the campaign's journeys can reach (`launches.reachable`, as a launch
+    selects them); also the unreachable ones a hard bounce made so."""
     reachable, bounced = set(), set()
-    for contact_id in contact_ids:
-        dead = (known[contact_id] - deliverable[contact_id]) & set(channels)
-        if deliverable[contact_id] & (set(channels) | (fallback if dead else set())):
+    for contact_id, can, dead in await session.execute(select(
+            Contact.id, launches.reachable(channels, FALLBACK_CHANNELS),
+            launches.bounced_on(channels)).where(Contact.id.in_(contact_ids))):
+        if can:
             reachable.add(contact_id)
         elif dead:
             bounced.add(contact_id)

@@ -30,7 +30,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import FieldProblems
-from api.schemas import FieldError, LaunchOut, LaunchSelectionIn
+from api.schemas import FieldError, LaunchSelectionIn
 from core.contracts import LaunchInput, LaunchProgress, LaunchSelection, WakeHeldInput
 from core.settings import Settings
 from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, ErrorType, LaunchTrigger
@@ -70,25 +70,6 @@ def launch_input(settings: Settings, campaign_id: uuid.UUID, selection: LaunchSe
                        batch_size=settings.launch_batch_size,
                        batches_per_run=settings.launch_batches_per_run, paused=paused,
                        spread_over=spread_over)
-
-
-def launch_out(launch: CampaignLaunch, progress: LaunchProgress | None) -> LaunchOut:
-    """From the workflow's progress while it is known to Temporal, else from the row. A
-    finished launch's count of cancelled journeys is the row's, written with its end: the
-    workflow's progress takes it in a moment later."""
-    known = {"id": launch.id, "number": launch.number, "trigger": launch.trigger,
-             "selection": launch.selection, "spread_over": launch.spread_over,
-             "created_at": launch.created_at, "finished_at": launch.finished_at,
-             "cancelled_because": launch.cancelled_because}
-    final = launch.journeys_cancelled if launch.finished_at is not None else None
-    if progress is None:
-        return LaunchOut(**known, state=launch.state, selected=launch.selected or 0,
-                         started=launch.started or 0, skipped=launch.skipped or 0,
-                         batches=None, journeys_cancelled=final)
-    return LaunchOut(**known, state=progress.state, selected=progress.selected,
-                     started=progress.started, skipped=progress.skipped,
-                     batches=progress.batches, journeys_cancelled=progress.journeys_cancelled
-                     if final is None else final)
 
 
 async def launch_progress(temporal: TemporalClient, launch: CampaignLaunch) -> LaunchProgress | None:

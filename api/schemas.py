@@ -146,6 +146,9 @@ WebhookEventName = Literal[
     "journey.cancelled",
     "journey.payment_completed",
     "message.bounced",
+    "campaign.updated",
+    "launch.completed",
+    "launch.cancelled",
     "kyc.assigned",
     "kyc.verified",
     "kyc.refuted",
@@ -398,8 +401,8 @@ CRON = re.compile(r"^\S+( \S+){4}$")
 
 
 class LaunchSelectionIn(Strict):
-    """Which of your registry contacts a launch invites: those with an email address that
-    match every filter given. Contacts with a live journey in the campaign are skipped; those
+    """Which of your registry contacts a launch invites: those the campaign's channels reach
+    (an email, a mobile for SMS, a postal address for a letter) that match every filter given. Contacts with a live journey in the campaign are skipped; those
     whose earlier journeys in it all expired are invited again."""
 
     missing_verified_only: JsonBool = Field(default=True, description=(
@@ -553,9 +556,10 @@ class CampaignOut(BaseModel):
     name: str
     status: str
     created_at: datetime
+    updated_at: datetime = Field(description="its last change (name, status or settings)")
     spec: dict[str, Any] = Field(description=(
-        "the campaign as created; with a `channel_plan`, which replaces them, no `channels` "
-        "or `reminders`"))
+        "the campaign as created or last changed; with a `channel_plan`, which replaces them, "
+        "no `channels` or `reminders`"))
 
     @field_validator("spec")
     @classmethod
@@ -566,11 +570,26 @@ class CampaignOut(BaseModel):
         return spec
 
 
-class CampaignStatusChange(Strict):
-    status: Literal["active", "paused", "archived"] = Field(description=(
-        "paused: its schedule and running launch pause, and its invitations and reminders wait; "
-        "active: all resume; archived (for good): its schedule is deleted, a running launch "
-        "cancelled, and it sends no more invitations or reminders"))
+CampaignStatus = Literal["active", "paused", "archived"]
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignOut]
+    next_cursor: str | None
+
+
+class CampaignChangeOut(BaseModel):
+    id: int
+    at: datetime
+    actor: dict[str, str] = Field(description="who made it: `{type, id}`, e.g. the API key")
+    changes: dict[str, dict[str, Any]] = Field(description=(
+        "each top-level setting it changed (`name`, `status`, `reminders`, `consents`, ...) "
+        "with its `old` and `new` value"))
+
+
+class CampaignChangePage(BaseModel):
+    items: list[CampaignChangeOut]
+    next_cursor: str | None
 
 
 # --- launches ------------------------------------------------------------------------------
@@ -616,6 +635,11 @@ class LaunchOut(BaseModel):
                     "archived when it was due")
     created_at: datetime
     finished_at: datetime | None
+
+
+class LaunchPage(BaseModel):
+    items: list[LaunchOut]
+    next_cursor: str | None
 
 
 class CampaignProgress(BaseModel):

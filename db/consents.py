@@ -419,14 +419,40 @@ async def record_displays(
     return {key: str(row["id"]) for key, row in rows.items()}
 
 
-async def verified_display(session: AsyncSession, *, display_id: str | None,
-                           contact_id: uuid.UUID, purpose: str) -> uuid.UUID | None:
-    """The display a decision answers, if the form sent back one of this contact's displays of
-    this purpose; anything else (forged, stale, absent) links to nothing."""
+async def _display(session: AsyncSession, *, display_id: str | None, contact_id: uuid.UUID,
+                   purpose: str) -> ConsentDisplay | None:
     try:
         display = await session.get(ConsentDisplay, uuid.UUID(display_id or ""))
     except ValueError:
         return None
     if display is None or display.contact_id != contact_id or display.purpose != purpose:
         return None
-    return display.id
+    return display
+
+
+async def verified_display(session: AsyncSession, *, display_id: str | None,
+                           contact_id: uuid.UUID, purpose: str) -> uuid.UUID | None:
+    """The display a decision answers, if the form sent back one of this contact's displays of
+    this purpose; anything else (forged, stale, absent) links to nothing."""
+    display = await _display(session, display_id=display_id, contact_id=contact_id,
+                             purpose=purpose)
+    return display and display.id
+
+
+async def answered_text(session: AsyncSession, *, display_id: str | None,
+                        contact_id: uuid.UUID, purpose: str, current: Any
+                        ) -> tuple[Any, uuid.UUID | None]:
+    """The words a decision on our page answers, and the display that showed them (as
+    `verified_display`): the campaign's `current` text, unless the display showed another
+    version, as when the campaign's consent text was changed while the page was open."""
+    display = await _display(session, display_id=display_id, contact_id=contact_id,
+                             purpose=purpose)
+    if display is None:
+        return current, None
+    if display.legal_text_sha256 != current.sha256:
+        shown = await legal_text(session, client_id=display.client_id, purpose_key=purpose,
+                                 language=display.legal_text_language,
+                                 version=display.legal_text_version)
+        if shown is not None and shown.sha256 == display.legal_text_sha256:
+            return shown, display.id
+    return current, display.id

@@ -7,7 +7,19 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import JSON, any_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,6 +33,7 @@ from db.models import (
     POINT_IN_USE,
     ApiKey,
     Campaign,
+    CampaignChange,
     CampaignClaim,
     Client,
     ConsentEvent,
@@ -500,3 +513,26 @@ async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple
     return await session.scalar(select(func.count()).select_from(Message).where(
         func.lower(Message.recipient) == recipient.lower(), Message.template.in_(templates),
         Message.status == "sent", Message.sent_at >= since)) or 0
+
+
+async def campaigns_of(session: AsyncSession, *, client_id: uuid.UUID, status: str | None,
+                       after: Campaign | None, limit: int) -> list[Campaign]:
+    """The client's campaigns, oldest first; with `after`, those created after it."""
+    query = select(Campaign).where(Campaign.client_id == client_id)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    if after is not None:
+        # Campaigns created in the same instant follow each other by id.
+        query = query.where(tuple_(Campaign.created_at, Campaign.id)
+                            > tuple_(after.created_at, after.id))
+    return list(await session.scalars(
+        query.order_by(Campaign.created_at, Campaign.id).limit(limit)))
+
+
+async def campaign_changes(session: AsyncSession, *, campaign_id: uuid.UUID, after: int | None,
+                           limit: int) -> list[CampaignChange]:
+    """A campaign's changes, oldest first; with `after`, those after that change."""
+    query = select(CampaignChange).where(CampaignChange.campaign_id == campaign_id)
+    if after is not None:
+        query = query.where(CampaignChange.id > after)
+    return list(await session.scalars(query.order_by(CampaignChange.id).limit(limit)))

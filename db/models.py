@@ -137,6 +137,23 @@ class Campaign(Base):
     # The validated campaign definition (api.schemas.CampaignSpec) as JSON.
     spec: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Any change of name, status or settings (PATCH, branding, recurrence).
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CampaignChange(Base):
+    """A change of a campaign: who made it, when, and the old and new value of each top-level
+    setting it changed (`name`, `status`, `reminders`, ...)."""
+
+    __tablename__ = "campaign_changes"
+    __table_args__ = (Index("ix_campaign_changes_campaign", "campaign_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(100))
+    changes: Mapped[dict[str, Any]]
 
 
 class Contact(Base):

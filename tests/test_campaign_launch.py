@@ -407,7 +407,7 @@ async def test_a_cron_expression_that_never_fires_is_refused(tenant, temporal_en
     assert created.status_code == 422, created.text
     [problem] = created.json()["error"]["fields"]
     assert problem["field"] == "recurrence.cron" and "never" in problem["message"]
-    assert "Never" not in [c["name"] for c in (await tenant.get("/v1/campaigns")).json()]
+    assert "Never" not in [c["name"] for c in (await tenant.get("/v1/campaigns")).json()["items"]]
 
     # A recurring campaign keeps the schedule it had; one without stays without.
     recurring = await light_campaign(tenant, recurrence={"cron": "0 9 1 * *"})

@@ -676,7 +676,7 @@ async def test_a_campaign_read_back_shows_its_plan_not_the_unused_reminders(tena
     plan = [{"channel": "email"}, {"channel": "sms", "after": "P3D", "max": 2}]
     created = await tenant.create_campaign(channel_plan=plan)
     plain = await tenant.create_campaign(reminders={"interval": "P2D", "max_count": 1})
-    listed = {c["id"]: c for c in await tenant.ok("GET", "/v1/campaigns")}
+    listed = {c["id"]: c for c in (await tenant.ok("GET", "/v1/campaigns"))["items"]}
     for read in (created, await tenant.ok("GET", f"/v1/campaigns/{created['id']}"),
                  listed[created["id"]]):
         assert [s["channel"] for s in read["spec"]["channel_plan"]] == ["email", "sms"]

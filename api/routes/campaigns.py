@@ -1,13 +1,16 @@
 """Campaigns: what to collect, consents, cadence; and the contacts put into them."""
 
+import json
 import uuid
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from api import enrolment, launches
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
@@ -23,16 +26,24 @@ from api.lost_workflows import how_lost
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
+    CampaignChangeOut,
+    CampaignChangePage,
     CampaignCreate,
     CampaignOut,
+    CampaignPage,
+    CampaignStatus,
     EnrolRequest,
     EnrolResponse,
     FieldError,
+    MAX_INT4,
 )
-from core.contracts import ReconsentProgress, ReconsentRunInput
-from core.vocabulary import JourneyKind, PurposeKind
-from db import consents
-from db.models import Campaign
+from contacts.audit import Actor
+from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
+from core.security import sha256_hex
+from core.vocabulary import EventType, JourneyKind, PurposeKind
+from db import consents, crud
+from db.models import Campaign, CampaignChange
+from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
 
@@ -120,10 +131,24 @@ async def create_campaign(body: CampaignCreate, client: ClientDep, session: Sess
     return campaign
 
 
-@router.get("", response_model=list[CampaignOut])
-async def list_campaigns(client: ClientDep, session: SessionDep) -> list[Campaign]:
-    return list(await session.scalars(
-        select(Campaign).where(Campaign.client_id == client.id).order_by(Campaign.created_at)))
+@router.get("", response_model=CampaignPage)
+async def list_campaigns(
+    client: ClientDep, session: SessionDep, status: CampaignStatus | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: uuid.UUID | None = Query(None, description="next_cursor of the previous page"),
+) -> CampaignPage:
+    """Oldest first."""
+    after = None
+    if cursor is not None:
+        after = await session.get(Campaign, cursor)
+        if after is None or after.client_id != client.id:
+            raise FieldProblems([FieldError(field="cursor", message=(
+                "not a next_cursor of this list; start again without a cursor"))])
+    found = await crud.campaigns_of(session, client_id=client.id, status=status, after=after,
+                                    limit=limit + 1)
+    return CampaignPage(items=[CampaignOut.model_validate(c, from_attributes=True)
+                               for c in found[:limit]],
+                        next_cursor=str(found[limit - 1].id) if len(found) > limit else None)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
@@ -133,15 +158,214 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
 
 @router.put("/{campaign_id}/branding", response_model=CampaignOut)
 async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, client: ClientDep,
-                                    session: SessionDep, state: StateDep) -> Campaign:
+                                    session: SessionDep, state: StateDep,
+                                    actor: ActorDep) -> Campaign:
     """Replaces what this campaign overrides of the client's branding (an empty object: none).
     Messages sent from now on and every page view use it."""
     campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
     branding = await check_branding(session, state.settings, client, body, under=client.branding)
     # A new dict: the JSON column notices reassignment, not changes inside it.
     campaign.spec = {**campaign.spec, "branding": branding}
-    await session.commit()
+    await commit_change(session, state, campaign, before, actor)
     return campaign
+
+
+def snapshot(campaign: Campaign) -> dict[str, Any]:
+    """What a change of the campaign is told by: its name, status and every setting."""
+    return {**campaign.spec, "name": campaign.name, "status": campaign.status}
+
+
+def change_out(change: CampaignChange) -> CampaignChangeOut:
+    return CampaignChangeOut(id=change.id, at=change.at, changes=change.changes,
+                             actor={"type": change.actor_type, "id": change.actor_id})
+
+
+async def commit_change(session, state, campaign: Campaign, before: dict[str, Any],
+                        actor: Actor) -> None:
+    """Commits the campaign, with an audit entry of what changed since `before` (the old and
+    new value of each top-level setting) announced as `campaign.updated`; a change that changes
+    nothing leaves no trace."""
+    after = snapshot(campaign)
+    changes = {key: {"old": before.get(key), "new": after.get(key)}
+               for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)}
+    endpoints = []
+    if changes:
+        change = CampaignChange(client_id=campaign.client_id, campaign_id=campaign.id,
+                                actor_type=actor.type, actor_id=actor.id, changes=changes)
+        session.add(change)
+        await session.flush()
+        endpoints = await crud.record_webhook_event(
+            session, client_id=campaign.client_id, key=f"campaign-change/{change.id}",
+            type=EventType.campaign_updated, data={
+                "campaign": {"id": str(campaign.id), "name": campaign.name,
+                             "status": campaign.status},
+                **change_out(change).model_dump(mode="json")})
+    await session.commit()
+    await state.endpoints.wake(campaign.client_id, endpoints, "campaign updated")
+
+
+# Fixed once the campaign exists: its running journeys read them (what the page asks and how,
+# whether a claim is owed) and could not follow a change halfway.
+FIXED = ("kind", "mode", "payments", "collect")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge key by key, `null` removes a key (its default
+    applies), anything else (a list too) replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def as_created(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored campaign as the body that would create it, which a change is merged into."""
+    body = {key: value for key, value in spec.items()
+            if key in CampaignCreate.model_fields and key != "recurrence" and value is not None}
+    body["consents"] = [
+        {**box, "texts": {language: {"version": text["version"], "text": text["text"]}
+                          for language, text in box["texts"].items()}}
+        for box in spec.get("consents", [])]
+    return body
+
+
+def as_given(consents: Any) -> Any:
+    """Consents as read back carry each text's `language` and `sha256`, which follow from it:
+    where they are those of the text, they are dropped, so what was read may be sent back."""
+    if not isinstance(consents, list):
+        return consents  # for the validation to refuse
+    boxes = []
+    for box in consents:
+        if isinstance(box, dict) and isinstance(box.get("texts"), dict):
+            texts = {}
+            for language, text in box["texts"].items():
+                if isinstance(text, dict):
+                    derived = {"language": language, "sha256": sha256_hex(str(text.get("text")))}
+                    text = {k: v for k, v in text.items() if not (k in derived
+                                                                 and derived[k] == v)}
+                texts[language] = text
+            box = {**box, "texts": texts}
+        boxes.append(box)
+    return boxes
+
+
+async def changed_spec(session, state, client, campaign: Campaign,
+                       patch: dict[str, Any]) -> dict[str, Any]:
+    """The campaign's settings with the patch merged in, checked as on creation."""
+    if "consents" in patch:
+        patch = {**patch, "consents": as_given(patch["consents"])}
+    if "recurrence" in patch:
+        raise FieldProblems([FieldError(field="recurrence", message=(
+            "set with PUT /v1/campaigns/{id}/recurrence, removed with DELETE"))])
+    # Judged first, as the rest would be judged by them (a reconsent campaign's one consent).
+    # One given as it is (as read back) is no change; `null`, as everywhere, is the default.
+    default = {key: CampaignCreate.model_fields[key].get_default(call_default_factory=True)
+               for key in FIXED}
+    was = {key: campaign.spec.get(key, default[key]) for key in FIXED}
+    fixed = [FieldError(field=key, message=(
+        f"cannot be changed once the campaign exists, as its journeys follow it; create a new "
+        f"campaign for another {key} (this one's is {json.dumps(was[key])})"))
+        for key in FIXED if key in patch and (
+            default[key] if patch[key] is None else patch[key]) != was[key]]
+    if fixed:
+        raise FieldProblems(fixed)
+    try:
+        body = CampaignCreate.model_validate(merge_patch(as_created(campaign.spec), patch))
+    except ValidationError as err:
+        raise RequestValidationError(err.errors()) from None
+    spec = await stored_spec(session, client.id, body)
+    spec["branding"] = campaign.spec.get("branding")
+    if "branding" in patch:
+        spec["branding"] = None if body.branding is None else await check_branding(
+            session, state.settings, client, body.branding, field="branding",
+            under=client.branding)
+    spec["recurrence"] = campaign.spec.get("recurrence")
+    return spec
+
+
+async def change_status(session, state, campaign: Campaign, new: str) -> None:
+    """Pauses or resumes the campaign's schedule and running launch with it, or (archived)
+    deletes the one and cancels the other."""
+    if campaign.status == "archived" and new != "archived":
+        raise HTTPException(409, "an archived campaign stays archived")
+    running = await launches.running_launch(session, state.temporal, campaign.id)
+    if new == "archived":
+        await launches.delete_schedule(state.temporal, campaign.id)
+        campaign.spec = {**campaign.spec, "recurrence": None}
+        if running is not None:
+            await launches.change_launch(state.temporal, running[0],
+                                         CampaignLaunchWorkflow.cancel, CancelLaunchInput())
+    else:
+        await launches.set_schedule_paused(state.temporal, campaign, new == "paused")
+        if running is not None:
+            await launches.change_launch(state.temporal, running[0], (
+                CampaignLaunchWorkflow.pause if new == "paused"
+                else CampaignLaunchWorkflow.resume))
+    campaign.status = new
+
+
+@router.patch("/{campaign_id}", response_model=CampaignOut, responses={
+    409: {"model": ErrorBody, "description": "An archived campaign stays archived"}})
+async def change_campaign(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    actor: ActorDep,
+    body: Annotated[dict[str, Any], Body(description=(
+        "A JSON merge patch (RFC 7396) of the campaign: `status` (active, paused, archived), "
+        "`name`, and any setting of POST /v1/campaigns but `kind`, `mode`, `payments`, "
+        "`collect` and `recurrence`; nested objects (`reminders`, `verification`, `branding`) "
+        "merge key by key, lists (`consents`, `languages`, `channel_plan`) are replaced whole, "
+        "`null` restores a setting's default. Checked as on creation. Journeys started from "
+        "now on follow the new settings; see README, Changing a campaign, for running ones."),
+        openapi_examples={"rename and remind more": {"value": {
+            "name": "Spring update (2nd wave)", "reminders": {"max_count": 3}}},
+            "pause": {"value": {"status": "paused"}}})],
+) -> Campaign:
+    """Changes the campaign's name, settings or status (paused: its schedule and running launch
+    pause, and its invitations and reminders wait; active: all resume; archived, for good: its
+    schedule is deleted, a running launch cancelled, and it sends no more invitations or
+    reminders). Each change is kept (GET /v1/campaigns/{id}/changes) and announced as
+    `campaign.updated`."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
+    patch = dict(body)
+    new_status = patch.pop("status", campaign.status)
+    if new_status not in get_args(CampaignStatus):
+        raise FieldProblems([FieldError(field="status", message=(
+            f"must be one of {', '.join(get_args(CampaignStatus))}"))])
+    if patch:
+        campaign.spec = await changed_spec(session, state, client, campaign, patch)
+        campaign.name = campaign.spec["name"]
+    if "status" in body:
+        await change_status(session, state, campaign, new_status)
+    await commit_change(session, state, campaign, before, actor)
+    if "status" in body and new_status != "paused":
+        # Asked each time, not only when leaving `paused`: a repeated call starts the wake-up
+        # that Temporal being unavailable kept from starting the first time.
+        await launches.wake_held_journeys(session, state.temporal, state.settings, campaign)
+    return campaign
+
+
+@router.get("/{campaign_id}/changes", response_model=CampaignChangePage)
+async def campaign_changes(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: int | None = Query(None, ge=0, le=MAX_INT4,
+                               description="next_cursor of the previous page"),
+) -> CampaignChangePage:
+    """Every change of the campaign's name, status and settings, oldest first: when, by whom
+    (the API key), and the old and new value of each setting it changed."""
+    await campaign_of(session, client.id, campaign_id)
+    found = await crud.campaign_changes(session, campaign_id=campaign_id, after=cursor,
+                                        limit=limit + 1)
+    return CampaignChangePage(items=[change_out(c) for c in found[:limit]],
+                              next_cursor=str(found[limit - 1].id) if len(found) > limit
+                              else None)
 
 
 @router.post(

@@ -5,24 +5,24 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import flag_modified
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.routes.campaigns import campaign_of, collects_data
+from api.launch_views import launch_out
+from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
 from api.schemas import (
-    CampaignOut,
     CampaignProgress,
-    CampaignStatusChange,
     CancelLaunchRequest,
     LaunchOut,
+    LaunchPage,
     LaunchRequest,
+    MAX_INT4,
     Recurrence,
     RecurrenceOut,
 )
@@ -56,7 +56,7 @@ def launchable(campaign: Campaign, *, unless: tuple[str, ...] = ("paused", "arch
 async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: ClientDep,
                           session: SessionDep, state: StateDep, response: Response) -> LaunchOut:
     """Starts journeys for the registry contacts the selection matches (by default: all
-    contacts with an email address still missing verified data), in batches, from one launch
+    contacts the campaign's channels reach still missing verified data), in batches, from one launch
     workflow. Repeating the call while that launch runs returns it; nothing is started twice."""
     campaign = await campaign_of(session, client.id, campaign_id)
     launchable(campaign)
@@ -75,7 +75,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
                                      f"another {' and '.join(differs)}; cancel it or wait for "
                                      "it to finish")
         response.status_code = status.HTTP_200_OK
-        return launching.launch_out(launch, progress)
+        return launch_out(launch, progress)
     number = await launches.next_launch_number(session, campaign_id=campaign.id)
     launch = CampaignLaunch(id=launch_workflow_id(str(campaign.id), number), client_id=client.id,
                             campaign_id=campaign.id, number=number, trigger=LaunchTrigger.api,
@@ -99,7 +99,7 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         search_attributes=launching.campaign_search_attributes(campaign),
         static_summary=f"Launch {number} of campaign {campaign.id}")
     await session.commit()
-    return launching.launch_out(launch, LaunchProgress(
+    return launch_out(launch, LaunchProgress(
         state=LaunchState.paused if body.paused else LaunchState.running, number=number))
 
 
@@ -113,7 +113,7 @@ async def _change(session: SessionDep, state: StateDep, client: ClientDep,
     if running is None:
         raise HTTPException(409, "no launch of this campaign is running")
     launch = running[0]
-    return launching.launch_out(launch, await launching.change_launch(
+    return launch_out(launch, await launching.change_launch(
         state.temporal, launch, update, *args))
 
 
@@ -141,6 +141,25 @@ async def cancel_launch(campaign_id: uuid.UUID, client: ClientDep, session: Sess
                          CancelLaunchInput(body.cancel_journeys))
 
 
+@router.get("/{campaign_id}/launches", response_model=LaunchPage)
+async def list_launches(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: int | None = Query(None, ge=1, le=MAX_INT4,
+                               description="next_cursor of the previous page"),
+) -> LaunchPage:
+    """The campaign's launches, newest first, each with its counts: a finished one's final
+    counts (kept after Temporal has forgotten it; no `batches`), a running one's from its
+    workflow, as `/progress` shows the newest."""
+    await campaign_of(session, client.id, campaign_id)
+    found = await launches.launches_of(session, campaign_id=campaign_id, before=cursor,
+                                       limit=limit + 1)
+    items = [launch_out(launch, None if launch.finished_at else await launching.launch_progress(
+        state.temporal, launch)) for launch in found[:limit]]
+    return LaunchPage(items=items,
+                      next_cursor=str(found[limit - 1].number) if len(found) > limit else None)
+
+
 @router.get("/{campaign_id}/progress", response_model=CampaignProgress)
 async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep) -> CampaignProgress:
@@ -151,39 +170,9 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
         launches.held_journeys(campaign.id).subquery()))
     return CampaignProgress(
         campaign_id=campaign.id, status=campaign.status,
-        launch=launching.launch_out(launch, await launching.launch_progress(
+        launch=launch_out(launch, await launching.launch_progress(
             state.temporal, launch)) if launch else None,
         journeys=sum(stages.values()), stages=stages, held=held or 0)
-
-
-@router.patch("/{campaign_id}", response_model=CampaignOut, responses=CONFLICT)
-async def change_campaign_status(campaign_id: uuid.UUID, body: CampaignStatusChange,
-                                 client: ClientDep, session: SessionDep,
-                                 state: StateDep) -> Campaign:
-    campaign = await campaign_of(session, client.id, campaign_id)
-    if campaign.status == "archived" and body.status != "archived":
-        raise HTTPException(409, "an archived campaign stays archived")
-    running = await launching.running_launch(session, state.temporal, campaign.id)
-    if body.status == "archived":
-        await launching.delete_schedule(state.temporal, campaign.id)
-        campaign.spec = {**campaign.spec, "recurrence": None}
-        flag_modified(campaign, "spec")
-        if running is not None:
-            await launching.change_launch(state.temporal, running[0],
-                                          CampaignLaunchWorkflow.cancel, CancelLaunchInput())
-    else:
-        await launching.set_schedule_paused(state.temporal, campaign, body.status == "paused")
-        if running is not None:
-            await launching.change_launch(state.temporal, running[0], (
-                CampaignLaunchWorkflow.pause if body.status == "paused"
-                else CampaignLaunchWorkflow.resume))
-    campaign.status = body.status
-    await session.commit()
-    if body.status != "paused":
-        # Asked each time, not only when leaving `paused`: a repeated call starts the wake-up
-        # that Temporal being unavailable kept from starting the first time.
-        await launching.wake_held_journeys(session, state.temporal, state.settings, campaign)
-    return campaign
 
 
 async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
@@ -207,17 +196,17 @@ async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
 
 @router.put("/{campaign_id}/recurrence", response_model=RecurrenceOut, responses=CONFLICT)
 async def set_recurrence(campaign_id: uuid.UUID, body: Recurrence, client: ClientDep,
-                         session: SessionDep, state: StateDep) -> RecurrenceOut:
+                         session: SessionDep, state: StateDep, actor: ActorDep) -> RecurrenceOut:
     """Launches the campaign periodically; replaces an earlier recurrence."""
     campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
     # A paused campaign may get a recurrence: its schedule starts paused.
     launchable(campaign, unless=("archived",))
     selection = await launching.selection_of(session, client.id, body.selection,
                                              "selection")
     campaign.spec = {**campaign.spec, "recurrence": body.model_dump(mode="json")}
-    flag_modified(campaign, "spec")
     await launching.save_schedule(state.temporal, state.settings, campaign, selection, "")
-    await session.commit()
+    await commit_change(session, state, campaign, before, actor)
     return await _recurrence_out(state, campaign)
 
 
@@ -232,8 +221,9 @@ async def get_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: Ses
 
 @router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                            state: StateDep) -> None:
+                            state: StateDep, actor: ActorDep) -> None:
     campaign = await campaign_of(session, client.id, campaign_id)
+    before = snapshot(campaign)
     await launching.delete_schedule(state.temporal, campaign.id)
     campaign.spec = {**campaign.spec, "recurrence": None}
-    await session.commit()
+    await commit_change(session, state, campaign, before, actor)

@@ -13,11 +13,11 @@ from fastapi.responses import StreamingResponse
 from api.deps import ClientDep, Reads, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.campaigns import campaign_of
-from api.enrolment import plan_channels
 from api.schemas import FunnelCounts, FunnelOut, FunnelRow
 from core.csv_cells import safe_row
 from db import reports
 from core.vocabulary import AuditAction
+from db.launches import plan_channels
 from db.models import Campaign, utcnow
 
 router = APIRouter(prefix="/v1/campaigns", tags=["reports"], responses=ERROR_RESPONSES)

@@ -1,0 +1,165 @@
+"""Changing a campaign after it started, as a client does it over the API: settings merged into
+the campaign and checked as on creation, journeys started after the change follow the new
+settings while running ones keep theirs, every change kept with who made it and announced by
+webhook; and the list of campaigns, paginated and filtered by status."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.journey_records import JourneyRecords
+from core.contracts import ConsentDecision, RecordSubmissionInput, SubmitDataInput
+from tests.helpers import Customer, Tenant, WebhookReceiver, on_the_page, unique_email
+from workflows.webhook_endpoint import EndpointDispatcher
+
+
+async def enrolled_journey(tenant: Tenant, campaign_id: str) -> str:
+    answer = await tenant.enrol(campaign_id, {"external_id": f"crm-{uuid.uuid4().hex[:8]}",
+                                              "email": unique_email()})
+    return answer["results"][0]["journey_id"]
+
+
+async def patch(tenant: Tenant, campaign_id: str, body: dict[str, Any], status: int = 200) -> Any:
+    return await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", body, status)
+
+
+def refused_fields(answer: dict[str, Any]) -> set[str]:
+    return {f["field"] for f in answer["error"]["fields"]}
+
+
+async def test_settings_change_applies_to_journeys_started_after_it(
+        tenant: Tenant, webhook_receiver: WebhookReceiver):
+    hook = await tenant.subscribe(webhook_receiver, ["campaign.updated"])
+    campaign = await tenant.create_campaign(expires_after="P1D",
+                                            reminders={"interval": "PT1H", "max_count": 2})
+    before = await enrolled_journey(tenant, campaign["id"])
+    await tenant.wait_for_stage(before, "invited")
+
+    changed = await patch(tenant, campaign["id"], {
+        "name": "Email check, second wave", "expires_after": "PT3S",
+        "reminders": {"max_count": 0}, "incentive_text": "Win a bike"})
+
+    assert changed["name"] == "Email check, second wave"
+    # Merged: what the patch leaves out stays as it was.
+    assert changed["spec"]["reminders"] == {"interval": "PT1H", "max_count": 0}
+    assert changed["spec"]["consents"] == campaign["spec"]["consents"]
+    assert changed["spec"]["incentive_text"] == "Win a bike"
+    assert datetime.fromisoformat(changed["updated_at"]) > datetime.fromisoformat(
+        campaign["updated_at"])
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}")) == changed
+
+    after = await enrolled_journey(tenant, campaign["id"])
+    await tenant.wait_for_stage(after, "expired")
+    # Started with a day to answer, the earlier journey keeps it.
+    assert (await tenant.journey(before))["stage"] == "invited"
+
+    [change] = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/changes"))["items"]
+    assert change["actor"]["type"] == "api_key"
+    assert change["changes"] == {
+        "expires_after": {"old": "P1D", "new": "PT3S"},
+        "incentive_text": {"old": None, "new": "Win a bike"},
+        "name": {"old": "Email check", "new": "Email check, second wave"},
+        "reminders": {"old": {"interval": "PT1H", "max_count": 2},
+                      "new": {"interval": "PT1H", "max_count": 0}}}
+    [event] = await webhook_receiver.wait_for(hook, "campaign.updated")
+    assert event.payload["data"]["campaign"]["id"] == campaign["id"]
+    assert event.payload["data"]["id"] == change["id"]
+    assert event.payload["data"]["changes"] == change["changes"]
+
+    # `null` restores the default; a change that changes nothing is not kept.
+    removed = await patch(tenant, campaign["id"], {"incentive_text": None, "kind":
+                                                   "data_collection"})
+    assert removed["spec"]["incentive_text"] is None
+    await patch(tenant, campaign["id"], {"name": "Email check, second wave"})
+    changes = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/changes"))["items"]
+    assert [list(c["changes"]) for c in changes] == [
+        ["expires_after", "incentive_text", "name", "reminders"], ["incentive_text"]]
+
+
+async def test_a_changed_consent_text_is_shown_from_then_on_and_the_one_answered_recorded(
+        tenant: Tenant, http, mailbox):
+    campaign = await tenant.create_campaign()
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    assert "I agree to receive service emails." in customer.page
+    [terms, newsletter] = campaign["spec"]["consents"]
+    terms["texts"]["en"] = {"version": "2026-2", "text": "I agree to service emails by post."}
+    changed = await patch(tenant, campaign["id"], {"consents": [terms, newsletter]})
+    assert changed["spec"]["consents"][0]["texts"]["en"]["version"] == "2026-2"
+
+    # Answered on the page shown before the change: the ledger holds the words shown.
+    await customer.submit(page, email=address, consent=["terms"])
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [(e["purpose"], e["legal_text"]["version"], e["legal_text"]["text"])
+            for e in ledger if e["granted"]] == [
+        ("service-communication", "2026-1", "I agree to receive service emails.")]
+    # The journey, still open, shows the new words from then on.
+    again = Customer(http)
+    await again.open(page)
+    assert "I agree to service emails by post." in again.page
+
+
+async def test_a_consent_taken_out_as_a_form_is_posted_does_not_stop_the_journey(
+        tenant: Tenant, sessions, settings, temporal_env):
+    campaign = await tenant.create_campaign()
+    address = unique_email()
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                      "email": address}))["results"]
+    [terms, _] = campaign["spec"]["consents"]
+    await patch(tenant, campaign["id"], {"consents": [terms]})
+    # The page built the decisions before the change; the journey records them after it.
+    records = JourneyRecords(sessions, settings, EndpointDispatcher(temporal_env.client, settings),
+                             temporal_env.client)
+    await ActivityEnvironment().run(records.record_submission, RecordSubmissionInput(
+        journey_id=enrolled["journey_id"], step="submission-1", submission=SubmitDataInput(
+            email=address, given_at=datetime.now(UTC), ip="203.0.113.7", user_agent="test",
+            language="en", consents=[ConsentDecision(key="terms", granted=True),
+                                     ConsentDecision(key="newsletter", granted=True)])))
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [e["purpose"] for e in ledger] == ["service-communication"]
+
+
+async def test_changes_that_cannot_be_honoured_are_refused_by_field(tenant: Tenant):
+    campaign = await tenant.create_campaign()
+    for body, field in (({"kind": "reconsent"}, "kind"), ({"mode": "verify_existing"}, "mode"),
+                        ({"payments": True}, "payments"), ({"collect": ["mobile"]}, "collect"),
+                        ({"recurrence": {"every": "P30D"}}, "recurrence"),
+                        ({"default_language": "de"}, "default_language"),
+                        ({"languages": ["en", "de"]}, "consents"),
+                        ({"expires_after": 30}, "expires_after"),
+                        ({"reminders": {"interval": "-P1D"}}, "reminders.interval"),
+                        ({"channel_plan": [{"channel": "fax"}]}, "channel_plan[0].channel"),
+                        ({"consents": [{"key": "x", "purpose": "nope", "channel": "email",
+                                        "texts": {"en": {"version": "1", "text": "T"},
+                                                  "nl": {"version": "1", "text": "T"}}}]},
+                         "consents[0].purpose"),
+                        ({"branding": {"primary_colour": "#ffff00"}}, "branding.primary_colour"),
+                        ({"status": "gone"}, "status"), ({"colour": "red"}, "colour")):
+        answer = await patch(tenant, campaign["id"], body, 422)
+        assert refused_fields(answer) == {field}, (body, answer)
+    assert "create a new campaign" in (await patch(
+        tenant, campaign["id"], {"mode": "verify_existing"}, 422))["error"]["fields"][0]["message"]
+    unchanged = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}")
+    assert unchanged == campaign
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/changes"))["items"] == []
+
+
+async def test_campaign_list_is_paginated_and_filtered_by_status(tenant: Tenant):
+    ids = [(await tenant.create_campaign(name=f"Wave {i}"))["id"] for i in range(3)]
+    await patch(tenant, ids[1], {"status": "archived"})
+
+    first = await tenant.ok("GET", "/v1/campaigns?limit=2")
+    assert [c["id"] for c in first["items"]] == ids[:2] and first["next_cursor"]
+    rest = await tenant.ok("GET", f"/v1/campaigns?limit=2&cursor={first['next_cursor']}")
+    assert [c["id"] for c in rest["items"]] == ids[2:] and rest["next_cursor"] is None
+
+    archived = await tenant.ok("GET", "/v1/campaigns?status=archived")
+    assert [c["id"] for c in archived["items"]] == [ids[1]]
+    active = await tenant.ok("GET", "/v1/campaigns?status=active")
+    assert [c["id"] for c in active["items"]] == [ids[0], ids[2]]
+
+    for field, value in (("status", "gone"), ("limit", 0), ("cursor", uuid.uuid4())):
+        answer = (await tenant.get("/v1/campaigns", **{field: value})).json()
+        assert refused_fields(answer) == {field}, (field, answer)
