@@ -339,7 +339,7 @@ class MessageSender:
         return PostalAddress(
             recipient=name or contact.company_name or "", country=row.country,
             street_lines=[line for line in (row.line1, row.line2) if line],
-            postal_code=row.postal_code or "", city=row.city,
+            postal_code=row.postal_code or "", city=row.city, region=row.region or "",
             extra_lines=[contact.company_name] if name and contact.company_name else [])
 
     @staticmethod

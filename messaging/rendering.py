@@ -78,6 +78,8 @@ def environment(language: str) -> Environment:
     env.globals["language"] = language
     env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
     env.filters["long_datetime"] = lambda value: long_datetime(value, language)
+    # `claim is unpaid`: a payment-reminder journey whose claim is still open (claim_view).
+    env.tests["unpaid"] = lambda claim: bool(claim) and not claim["paid"]
     return env
 
 

@@ -109,6 +109,28 @@ async def test_a_letter_asks_to_add_only_what_is_missing_or_to_confirm(tenant, s
         assert add_email not in text and "check and confirm your contact details" in text
 
 
+async def test_a_letter_abroad_prints_the_state_where_the_post_wants_it(tenant, settings):
+    """A US address gets its state between the city and the ZIP code, a Canadian one its
+    province: without them the post cannot route the letter."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                            channel_plan=[{"channel": "letter"}])
+    addresses = {
+        "Mountain View, CA 94043": {"line1": "1600 Amphitheatre Pkwy", "city": "Mountain View",
+                                    "region": "CA", "postal_code": "94043", "country": "US"},
+        "Toronto ON M5V 2T6": {"line1": "290 Bremner Blvd", "city": "Toronto", "region": "ON",
+                               "postal_code": "M5V 2T6", "country": "CA"},
+    }
+    people = {town: await contact(tenant, address={"type": "home", "primary": True, **address})
+              for town, address in addresses.items()}
+    await enrol(tenant, campaign["id"], *people.values())
+    for town, person in people.items():
+        letter = await wait_for_letter(settings, person["last_name"])
+        printed = PrintedLetter((settings.letter_outbox_dir / f"{letter['id']}.pdf").read_bytes(),
+                                settings.letter_outbox_dir / f"read-{letter['id']}").text()
+        assert f"{addresses[town]['line1']} {town}" in printed, printed
+        assert letter["address_lines"][2] == town
+
+
 async def test_letter_first_plan_then_email_reminder(tenant, http, mailbox, settings,
                                                      temporal_env, record_histories):
     campaign = await tenant.create_campaign(

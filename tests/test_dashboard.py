@@ -5,7 +5,7 @@ import re
 
 from sqlalchemy import update
 
-from db.models import WebhookEndpoint, utcnow
+from db.models import Client, WebhookEndpoint, utcnow
 from db.session import transaction
 from stack import free_port
 from tests.helpers import Customer, eventually, unique_email
@@ -111,3 +111,26 @@ async def test_an_endpoint_that_does_not_deliver_is_shown_before_it_is_disabled(
     page = (await http.get(link["url"].removeprefix("http://testserver"))).text
     assert "Not delivering, 2 events wait for a retry:" in page
     assert nobody.json()["url"] in page and "All webhook endpoints are delivering." not in page
+
+
+async def test_each_campaign_shows_its_status_in_the_clients_language(tenant, http, sessions):
+    """A paused or archived campaign must not look like one still sending: each shows its
+    status, in the client's language."""
+    names = {"active": "Running check", "paused": "Held check", "archived": "Old check"}
+    for status, name in names.items():
+        campaign = await tenant.create_campaign(name=name, languages=["en"])
+        if status != "active":
+            await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": status})
+    link = await tenant.ok("POST", "/v1/dashboard-links", status=201)
+
+    async def statuses() -> dict[str, str]:
+        page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+        return dict(re.findall(r'<h3>([^<]+?) <span class="campaign-status">([^<]+)</span></h3>',
+                               page))
+    assert await statuses() == {"Running check": "Active", "Held check": "Paused",
+                                "Old check": "Archived"}
+    async with transaction(sessions) as session:
+        client = await session.get_one(Client, tenant.id)
+        client.default_language = "nl"
+    assert await statuses() == {"Running check": "Actief", "Held check": "Gepauzeerd",
+                                "Old check": "Gearchiveerd"}

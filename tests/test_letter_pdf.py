@@ -149,6 +149,23 @@ def test_window_lines_follow_the_destination_post(country, sender, tail):
     assert window_lines(address, sender_country=sender, language="en") == ["Eva", *tail]
 
 
+@pytest.mark.parametrize(("country", "region", "postal_code", "city", "tail"), [
+    ("US", "CA", "94043", "Mountain View", ["Mountain View, CA 94043"]),
+    ("CA", "on", "M5V 2T6", "Toronto", ["Toronto ON M5V 2T6"]),
+    ("AU", "NSW", "2000", "Sydney", ["Sydney NSW 2000"]),
+    ("IT", "RM", "00100", "Roma", ["00100 Roma RM"]),
+    ("BR", "SP", "01310-100", "São Paulo", ["São Paulo-SP", "01310-100"]),
+    ("JP", "Tokyo", "100-0001", "Chiyoda-ku", ["Chiyoda-ku, TOKYO", "100-0001"]),
+    # A country whose post prints no region: none, whatever the address holds.
+    ("NL", "Noord-Holland", "1015 CJ", "Amsterdam", ["1015 CJ Amsterdam"]),
+])
+def test_the_region_is_printed_where_the_destination_post_wants_it(
+        country, region, postal_code, city, tail):
+    address = PostalAddress(recipient="Eva", street_lines=["Main St 1"], postal_code=postal_code,
+                            city=city, country=country, region=region)
+    assert window_lines(address, sender_country=country, language="en") == ["Eva", "Main St 1", *tail]
+
+
 def test_country_line_in_the_letters_language():
     address = PostalAddress(recipient="Eva", street_lines=["x 1"], postal_code="1000",
                             city="Brussel", country="be")

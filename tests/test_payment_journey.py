@@ -7,7 +7,8 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta, timezone
 
-from tests.helpers import Customer, eventually, unique_email
+from tests.helpers import Customer, PrintedLetter, eventually, unique_email
+from tests.test_channel_plans import ADDRESS, contact, mobile_number, wait_for_letter, wait_for_sms
 
 PAY = "https://pay.example.com/claims/"
 
@@ -540,3 +541,68 @@ async def test_a_cancelled_request_does_not_say_an_open_claim_needs_nothing(
     assert f"neem dan contact op met {tenant.name}" in schuldig
     settled = await page_of("settled")
     assert asked in settled and "Payment received" in settled
+
+
+async def test_every_message_of_a_payment_reminder_speaks_of_the_claim(
+    tenant, mailbox, settings
+):
+    """The email (subject, text, the Pay now button), the SMS and the printed letter tell the
+    customer what they are about: the reference, the amount and due date as their language
+    writes them, where to pay, and still the offer to update the contact details. A campaign
+    without payments keeps asking only to confirm the email address."""
+    campaign = await tenant.create_campaign(payments=True, channel_plan=[
+        {"channel": "email"}, {"channel": "sms", "after": "PT1S"},
+        {"channel": "letter", "after": "PT1S"}])
+    expected = {
+        "en": {"claim": "Open payment: INV-{n}, €125.50, due on December 31, 2026.",
+               "subject": f"{tenant.name}: open payment INV-{{n}}", "pay": "Pay now",
+               "update": "update your contact details",
+               "letter": "You can pay it on your personal page",
+               "letter_subject": "Open payment INV-{n}"},
+        "nl": {"claim": "Openstaande betaling: INV-{n}, € 125,50, te betalen uiterlijk "
+                        "31 december 2026.",
+               "subject": f"{tenant.name}: openstaande betaling INV-{{n}}", "pay": "Nu betalen",
+               "update": "werk uw contactgegevens bij",
+               "letter": "U kunt deze betalen op uw persoonlijke pagina",
+               "letter_subject": "Openstaande betaling INV-{n}"},
+    }
+    people = {}
+    for n, language in enumerate(expected, start=40):
+        email, mobile = unique_email(language), mobile_number()
+        person = await contact(tenant, email=email, mobile=mobile, address=ADDRESS,
+                               language=language)
+        people[language] = (n, person, email, mobile)
+        await tenant.enrol(campaign["id"], {"external_id": person["external_id"],
+                                            "claim": claim(n)})
+
+    def said(text: str, language: str, key: str, n: int) -> bool:
+        # Amounts and dates carry no-break spaces where the language wants them.
+        return expected[language][key].format(n=n) in text.replace("\xa0", " ")
+
+    for language, (n, person, email, mobile) in people.items():
+        [mail] = await mailbox.wait_for(email)
+        assert said(mail.subject, language, "subject", n), mail.subject
+        assert "confirm" not in mail.subject and "bevestig" not in mail.subject
+        assert said(mail.text, language, "claim", n), mail.text
+        assert f"{PAY}{n}" in mail.text
+        assert f'href="{PAY}{n}"' in mail.html and expected[language]["pay"] in mail.html
+        assert mailbox.link(mail)  # the personal page, to update the details, is still there
+
+        sms = (await wait_for_sms(settings, mobile))["text"]
+        assert said(sms, language, "claim", n), sms
+        assert expected[language]["update"] in sms and "/c/" in sms
+
+        letter = await wait_for_letter(settings, person["last_name"])
+        printed = PrintedLetter(
+            (settings.letter_outbox_dir / f"{letter['id']}.pdf").read_bytes(),
+            settings.letter_outbox_dir / f"read-{letter['id']}").text()
+        assert said(printed, language, "claim", n), printed
+        assert expected[language]["letter"] in printed
+        assert said(printed, language, "letter_subject", n)
+
+    plain = await tenant.create_campaign(languages=["en"])
+    address = unique_email("plain")
+    await tenant.enrol(plain["id"], {"external_id": address, "email": address})
+    [mail] = await mailbox.wait_for(address)
+    assert mail.subject == f"{tenant.name}: please confirm your email address"
+    assert "payment" not in mail.text

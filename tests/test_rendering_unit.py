@@ -145,19 +145,22 @@ def test_a_download_names_its_file_without_breaking_the_header(name, header):
 
 
 def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
-    """As its emails do (the Mail to Pay case): reference and amount, in the letter's own
-    paragraph and at the start of the SMS, which stays GSM-7 (no no-break space)."""
+    """As its emails do (the Mail to Pay case): reference, amount and due date, in the
+    letter's subject and own paragraph and at the start of the SMS, which stays GSM-7 (no
+    no-break space)."""
     claim = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7",
-                        "amount": "125.50", "currency": "EUR"}, None, "nl")
+                        "amount": "125.50", "currency": "EUR", "due_on": "2026-12-31"},
+                       None, "nl")
     context = {"client_name": "Acme", "first_name": "Eva", "last_name": "M", "incentive": None,
                "link": "https://x.test/c/tok", "expires_at": datetime(2026, 12, 24, tzinfo=UTC),
                "claim": claim}
+    owed = "Openstaande betaling: INV-7, € 125,50, te betalen uiterlijk 31 december 2026."
     letter = render_letter("invitation", "nl", context)
-    assert letter.paragraphs[3].replace("\xa0", " ").startswith(
-        "Openstaande betaling: INV-7, € 125,50.")
+    assert letter.subject == "Openstaande betaling INV-7"
+    assert letter.paragraphs[2].replace("\xa0", " ") == owed
     for name in ("invitation", "reminder"):
         sms = render_sms(name, "nl", context)
-        assert sms.startswith("Openstaande betaling: INV-7, € 125,50.")
+        assert sms.startswith(owed)
         assert measure(sms).encoding == "GSM-7"
     # Paid: nothing more to say about it.
     paid = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7"},
