@@ -438,7 +438,10 @@ class CampaignCreate(Strict):
         "without an address for a step's channel skips that step."))
     languages: list[Language] = Field(default=["en"], min_length=1)
     default_language: Language = "en"
-    consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20)
+    # Validated when omitted too: a reconsent campaign without its form would reset every
+    # contact's consent to pending and ask them nothing.
+    consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20,
+                                              validate_default=True)
     reminders: Reminders = Field(default_factory=Reminders)
     expires_after: Duration = timedelta(days=30)
     verification_link_ttl: Duration = timedelta(days=7)
@@ -468,6 +471,16 @@ class CampaignCreate(Strict):
 
     # Each check is a field's, so its error names that field (one on the model says `body`);
     # a field validator sees the fields declared before it in `info.data`.
+
+    @field_validator("collect", "mode", "payments")
+    @classmethod
+    def _not_for_reconsent(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs only on fields sent: their defaults are what a reconsent campaign does anyway.
+        if info.data.get("kind") == JourneyKind.reconsent and (
+                info.field_name == "collect" or value not in (CampaignMode.collect, False)):
+            raise ValueError(f"a reconsent campaign asks for no data; leave {info.field_name} "
+                             "out, or create a data_collection campaign")
+        return value
 
     @field_validator("collect")
     @classmethod
@@ -499,7 +512,8 @@ class CampaignCreate(Strict):
     def _consents_fit(cls, value: list[ConsentCheckboxIn], info: ValidationInfo
                       ) -> list[ConsentCheckboxIn]:
         if info.data.get("kind") == JourneyKind.reconsent and len(value) != 1:
-            raise ValueError("a reconsent campaign asks exactly one consent: the consent form")
+            raise ValueError("a reconsent campaign asks exactly one consent: the consent form "
+                             "(a consent of a data_processing purpose, channel any)")
         keys = [c.key for c in value]
         if len(keys) != len(set(keys)):
             raise ValueError("consent keys must be unique within a campaign")
