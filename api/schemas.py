@@ -82,6 +82,9 @@ JsonBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 DURATION = "an ISO-8601 duration such as PT30S, PT10M or P7D"
+# The longest duration the API takes (a year counts 365 days): longer ones mean "never", and a
+# journey's clock could not hold the date they end on.
+MAX_DURATION = timedelta(days=3650)
 # The largest number an integer column holds: a cursor past it is a 422, not a database error.
 MAX_INT4 = 2**31 - 1
 
@@ -92,9 +95,12 @@ def _a_duration(value: Any, parse: ValidatorFunctionWrapHandler) -> timedelta:
     if isinstance(value, int | float):
         raise ValueError(f"must be {DURATION}, not a number")
     try:
-        return parse(value)
+        duration = parse(value)
     except ValidationError:
         raise ValueError(f"must be {DURATION}") from None
+    if duration > MAX_DURATION:
+        raise ValueError(f"must be at most P{MAX_DURATION.days}D (ten years)")
+    return duration
 
 
 Duration = Annotated[timedelta, WrapValidator(_a_duration)]
@@ -460,6 +466,16 @@ class CampaignCreate(Strict):
         "launch the campaign periodically for the contacts the selection matches"))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
+
+    @field_validator("verification_link_ttl")
+    @classmethod
+    def _within_the_journey(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Runs only when sent: the default link outlives a short journey, which ends it anyway.
+        expires_after = info.data.get("expires_after")
+        if expires_after is not None and value > expires_after:
+            raise ValueError("must not be longer than expires_after: the journey's end ends "
+                             "its links")
+        return value
 
     @field_validator("languages")
     @classmethod

@@ -42,6 +42,12 @@ async def test_malformed_json_is_400(tenant):
     ({"collect": ["address"]}, "collect"),
     ({"verification": {"code_resend_cooldown": "-PT1M"}}, "verification.code_resend_cooldown"),
     ({"verification": {"code_ttl": "P400D"}}, "verification.code_ttl"),
+    # Beyond the clock: the journey's task failed for ever on the date it would end.
+    ({"expires_after": "P99999999D"}, "expires_after"),
+    ({"expires_after": "P3651D"}, "expires_after"),
+    ({"reminders": {"interval": "P99999999D", "max_count": 1}}, "reminders.interval"),
+    ({"channel_plan": [{"channel": "email", "after": "P99999999D"}]}, "channel_plan[0].after"),
+    ({"expires_after": "P2D", "verification_link_ttl": "P3D"}, "verification_link_ttl"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
 ])
