@@ -1,5 +1,6 @@
 """Bad input gets a clear 4xx with the field named, never a 500, and never loses good data."""
 
+import re
 import uuid
 
 import httpx
@@ -307,3 +308,15 @@ async def test_a_dashboard_login_too_large_is_not_titled_as_a_customers_page(htt
         headers={"accept-language": language})
     assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
     assert f"<title>{title}</title>" in refused.text
+
+
+async def test_the_api_docs_load_nothing_from_another_site(http):
+    """On an air-gapped installation a CDN is out of reach, and elsewhere it would learn who
+    reads our docs: every asset of /docs is ours."""
+    docs = await http.get("/docs")
+    assert docs.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)""", docs.text)
+    assert len(urls) >= 3 and not re.search(r"https?://|//", docs.text), docs.text
+    for url in urls:
+        assert (await http.get(url)).status_code == 200, url
+    assert (await http.get("/redoc")).status_code == 404
