@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from babel import localedata
-from babel.numbers import get_currency_precision, list_currencies
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -436,7 +437,8 @@ class CampaignCreate(Strict):
         "the customer confirms or corrects it — kept unchanged on the address our invitation "
         "reached, it is verified at once; a correction is verified like new data"))
     verification: CodeSettings = Field(default_factory=CodeSettings)
-    channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    channels: list[Literal["email"]] = Field(default=["email"], min_length=1, description=(
+        "without a channel_plan, the channels of the invitation and reminders: email only"))
     channel_plan: list[PlanStepIn] | None = Field(default=None, min_length=1, max_length=10,
                                                   description=(
         "Invitation and reminders by channel, in order, e.g. a letter, two emails a week "
@@ -487,6 +489,15 @@ class CampaignCreate(Strict):
 
     # Each check is a field's, so its error names that field (one on the model says `body`);
     # a field validator sees the fields declared before it in `info.data`.
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _other_channels_by_plan(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(c != "email" for c in value):
+            raise ValueError("only email here; to invite or remind by sms or letter, give a "
+                             "channel_plan, e.g. [{\"channel\": \"letter\"}, "
+                             "{\"channel\": \"sms\", \"after\": \"P7D\"}]")
+        return value
 
     @field_validator("collect", "mode", "payments")
     @classmethod
@@ -636,7 +647,19 @@ class RecurrenceOut(BaseModel):
 
 ClaimReference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                                   max_length=100)]
-Amount = Annotated[Decimal, Field(gt=0, max_digits=12)]
+def _plain_decimal(value: Decimal) -> Decimal:
+    # "1e3" would be stored, reported and shown to the customer as "1E+3".
+    if value.as_tuple().exponent > 0:
+        raise ValueError("must be a plain decimal number such as 1000 or 12.50, not in "
+                         "exponent notation")
+    return value
+
+
+Amount = Annotated[Decimal, Field(gt=0, max_digits=12), AfterValidator(_plain_decimal)]
+# ISO 4217 currencies some country pays in today: not the codes for gold, test or "no
+# currency" (XAU, XTS, XXX), nor withdrawn ones (DEM).
+CURRENCIES = frozenset(c for territory in get_global("territory_currencies")
+                       for c in get_territory_currencies(territory, tender=True))
 
 
 def minor_units_problem(amount: Decimal, currency: str) -> str | None:
@@ -648,11 +671,19 @@ def minor_units_problem(amount: Decimal, currency: str) -> str | None:
             else f"{currency} amounts have at most {places} decimals")
 
 
+def _https_scheme(value: Any) -> Any:
+    # Before parsing: pydantic's own error for javascript: would offer http, refused here.
+    if isinstance(value, str) and not value.strip().lower().startswith("https://"):
+        raise ValueError("must be an https:// URL")
+    return value
+
+
 class ClaimIn(Strict):
     """What the contact owes, in a payment-reminder campaign."""
 
     reference: ClaimReference
-    payment_url: AnyHttpUrl = Field(description="where the customer pays (https)")
+    payment_url: Annotated[AnyHttpUrl, BeforeValidator(_https_scheme)] = Field(
+        description="where the customer pays (https)")
     # Before the amount: the amount's decimals are the currency's.
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
     amount: Amount | None = Field(default=None, description="in the currency's decimals at most")
@@ -661,8 +692,9 @@ class ClaimIn(Strict):
     @field_validator("currency")
     @classmethod
     def _a_currency(cls, value: str) -> str:
-        if value not in list_currencies():
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD)")
+        if value not in CURRENCIES:
+            raise ValueError(f"{value!r} is not the ISO 4217 code of a currency in use "
+                             "(e.g. EUR, USD)")
         return value
 
     @field_validator("amount")
@@ -676,9 +708,7 @@ class ClaimIn(Strict):
 
     @field_validator("payment_url")
     @classmethod
-    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if value.scheme != "https":
-            raise ValueError("must be an https URL")
+    def _no_credentials(cls, value: AnyHttpUrl) -> AnyHttpUrl:
         # The link is printed in every email and letter of the claim.
         if value.username or value.password:
             raise ValueError("must not carry a user name or password")

@@ -320,3 +320,17 @@ async def test_the_api_docs_load_nothing_from_another_site(http):
     for url in urls:
         assert (await http.get(url)).status_code == 200, url
     assert (await http.get("/redoc")).status_code == 404
+
+
+async def test_messages_say_how_to_put_it_right(tenant):
+    sms = await tenant.post("/v1/campaigns", {**CAMPAIGN, "channels": ["sms"]})
+    [problem] = sms.json()["error"]["fields"]
+    assert problem["field"] == "channels" and "channel_plan" in problem["message"], problem
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    unknown = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                {"contacts": [{"external_id": "nobody-yet"}]})
+    [problem] = unknown.json()["error"]["fields"]
+    assert problem == {"field": "contacts[0].external_id", "message": (
+        "no contact with this external_id exists: give its email in this item to create it, "
+        "or create it first with POST /v1/contacts (or an import) with its email address, "
+        "then enrol it by external_id")}
