@@ -137,7 +137,8 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     not_withdrawn = journey.stage == Stage.cancelled and bool(await session.scalar(select(
         exists().where(JourneyEvent.journey_id == journey.id, or_(
             JourneyEvent.step == LOST,
-            JourneyEvent.detail["by"].as_string() == CancelledBy.operator)))))
+            JourneyEvent.detail["by"].as_string().in_([CancelledBy.operator,
+                                                       CancelledBy.system]))))))
     claim_paid_at = await session.scalar(select(CampaignClaim.paid_at).where(
         crud.claim_of_journey(), Journey.id == journey.id)
     ) if journey.claim is not None and journey.paid_at is None else None
