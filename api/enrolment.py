@@ -244,7 +244,7 @@ ANONYMISED = "matches an anonymised contact, which cannot change"
 def unreachable(channels: list[str], bounced: bool = False, unknown: bool = False) -> FieldError:
     if unknown:
         needs = " or ".join(CHANNEL_NEEDS[Channel(c)] for c in channels)
-        return FieldError(field="external_id", message=(
+        return FieldError(field="email" if channels == ["email"] else "item", message=(
             "no contact with this external_id exists: "
             + ("give its email in this item to create it, or " if "email" in channels else "")
             + f"create it first with POST /v1/contacts (or an import) with its {needs}, then "

@@ -330,7 +330,7 @@ async def test_messages_say_how_to_put_it_right(tenant):
     unknown = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
                                 {"contacts": [{"external_id": "nobody-yet"}]})
     [problem] = unknown.json()["error"]["fields"]
-    assert problem == {"field": "contacts[0].external_id", "message": (
+    assert problem == {"field": "contacts[0].email", "message": (
         "no contact with this external_id exists: give its email in this item to create it, "
         "or create it first with POST /v1/contacts (or an import) with its email address, "
         "then enrol it by external_id")}
