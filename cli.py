@@ -1,6 +1,7 @@
 """The `journeys` command: manage clients, migrate the database, run the dev stack."""
 
 import asyncio
+import uuid
 from typing import Annotated
 
 import typer
@@ -44,6 +45,24 @@ async def _in_transaction(work):  # noqa: ANN001, ANN202 - a coroutine function 
         await engine.dispose()
 
 
+def _client_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        # A usage error (exit 2) naming the argument, not a traceback.
+        raise typer.BadParameter(f"{value!r} is not a client id (a UUID, as `journeys clients "
+                                 "list` shows them)") from None
+
+
+ClientId = Annotated[uuid.UUID, typer.Argument(help="The client's id", parser=_client_id,
+                                               metavar="CLIENT_ID")]
+
+
+def _no_client(client_id: uuid.UUID) -> typer.Exit:
+    typer.echo(f"no client {client_id} (`journeys clients list` shows them)", err=True)
+    return typer.Exit(1)
+
+
 def _show_key(key: str) -> None:
     typer.echo(f"api_key:   {key}")
     typer.echo("Store the key now: only its hash is kept.", err=True)
@@ -58,6 +77,10 @@ def clients_create(
     from db import crud
     from messaging.sms import sms_length_problem
 
+    # Blank, it would stand before every subject line: "Subject: : please confirm...".
+    name = name.strip()
+    if not name:
+        raise typer.BadParameter("must not be blank", param_hint="NAME")
     problem = sms_length_problem(name, get_settings())
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="NAME")
@@ -72,41 +95,59 @@ def clients_create(
 
 @clients_app.command("add-key")
 def clients_add_key(
-    client_id: Annotated[str, typer.Argument(help="The client's id")],
+    client_id: ClientId,
     name: Annotated[str, typer.Option(help="What the key is for, e.g. 'crm'")] = "default",
 ) -> None:
     """Give a client another API key (to replace one: add, switch, then revoke the old)."""
-    import uuid
-
     from db import crud
     from db.models import Client
 
     async def add(session):  # noqa: ANN001, ANN202
-        if await session.get(Client, uuid.UUID(client_id)) is None:
+        if await session.get(Client, client_id) is None:
             return None
-        return await crud.create_api_key(session, client_id=uuid.UUID(client_id), name=name)
+        return await crud.create_api_key(session, client_id=client_id, name=name)
     key = asyncio.run(_in_transaction(add))
     if key is None:
-        typer.echo(f"no client {client_id}", err=True)
-        raise typer.Exit(1)
+        raise _no_client(client_id)
     _show_key(key)
 
 
 @clients_app.command("keys")
-def clients_keys(client_id: Annotated[str, typer.Argument(help="The client's id")]) -> None:
+def clients_keys(client_id: ClientId) -> None:
     """List a client's API keys by their non-secret head (the part after cj_)."""
-    import uuid
-
     from sqlalchemy import select
 
-    from db.models import ApiKey
+    from db.models import ApiKey, Client
 
     async def keys(session):  # noqa: ANN001, ANN202
+        if await session.get(Client, client_id) is None:
+            return None
         return list(await session.scalars(select(ApiKey).where(
-            ApiKey.client_id == uuid.UUID(client_id)).order_by(ApiKey.created_at)))
-    for key in asyncio.run(_in_transaction(keys)):
+            ApiKey.client_id == client_id).order_by(ApiKey.created_at)))
+    found = asyncio.run(_in_transaction(keys))
+    if found is None:
+        raise _no_client(client_id)
+    for key in found:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
         typer.echo(f"{key.prefix}  {key.name}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List the clients: id, name, when created, and how many API keys are active."""
+    from sqlalchemy import func, select
+
+    from db.models import ApiKey, Client
+
+    async def clients(session):  # noqa: ANN001, ANN202
+        active = (select(ApiKey.client_id, func.count().label("active_keys"))
+                  .where(ApiKey.revoked_at.is_(None)).group_by(ApiKey.client_id).subquery())
+        return (await session.execute(
+            select(Client.id, Client.name, Client.created_at, func.coalesce(active.c.active_keys, 0))
+            .outerjoin(active, active.c.client_id == Client.id).order_by(Client.created_at))).all()
+    for client_id, name, created_at, keys in asyncio.run(_in_transaction(clients)):
+        typer.echo(f"{client_id}  {name}  created {created_at:%Y-%m-%d %H:%M}  "
+                   f"{keys} active key{'' if keys == 1 else 's'}")
 
 
 @clients_app.command("revoke-key")

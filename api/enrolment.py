@@ -235,7 +235,14 @@ async def _newest_knowledge(session: AsyncSession, reg: Registry, actor: Actor,
 ANONYMISED = "matches an anonymised contact, which cannot change"
 
 
-def unreachable(channels: list[str], bounced: bool = False) -> FieldError:
+def unreachable(channels: list[str], bounced: bool = False, unknown: bool = False) -> FieldError:
+    if unknown:
+        needs = " or ".join(CHANNEL_NEEDS[Channel(c)] for c in channels)
+        return FieldError(field="email" if channels == ["email"] else "item", message=(
+            "no contact with this external_id exists: "
+            + ("give its email in this item to create it, or " if "email" in channels else "")
+            + f"create it first with POST /v1/contacts (or an import) with its {needs}, then "
+            "enrol it by external_id"))
     if bounced:
         return FieldError(field="email" if channels == ["email"] else "item", message=(
             f"this campaign reaches contacts by {', '.join(channels)}; what the contact has "
@@ -328,7 +335,8 @@ async def _write_once(
     unreachable_new = [
         EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
                         contact_id=held.id if held else None,
-                        errors=[unreachable(channels, bool(held) and held.id in bounced)])
+                        errors=[unreachable(channels, bool(held) and held.id in bounced,
+                                            unknown=held is None)])
         for i, item in items.items()
         if not (item.email and "email" in channels)
         and ((held := before.get(item.external_id)) is None or held.id not in reachable_before)]

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from api import errors
 from api.body_limits import BodyLimits
@@ -53,6 +56,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+DOCS_ASSETS = "/docs/assets"
 # Personal pages, and the printed codes' (/l, /L, /1) whose redirects carry a link's token.
 PAGE_PATH = re.compile(r"^/(c|v|p|u|k|d|l|L|1)(/|$)")
 
@@ -74,7 +78,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if not path.startswith(("/docs", "/redoc")):
+                if not path.startswith("/docs"):
                     # A route may set a policy of its own (a PDF needs one the browser viewer
                     # can run in).
                     for name, value in SECURITY_HEADERS.items():
@@ -133,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Verified contact data and provable consent, one durable journey per customer.",
         lifespan=lifespan,
+        # Served below from our own assets: FastAPI's own pages load them from a CDN, which
+        # an air-gapped installation cannot reach and which learns who reads our docs.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
 
@@ -176,4 +184,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.dev_mode:
         app.include_router(dev_outbox.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
     return app

@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from babel import localedata
-from babel.numbers import get_currency_precision, list_currencies
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -110,6 +111,9 @@ JsonBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 DURATION = "an ISO-8601 duration such as PT30S, PT10M or P7D"
+# The longest duration the API takes (a year counts 365 days): longer ones mean "never", and a
+# journey's clock could not hold the date they end on.
+MAX_DURATION = timedelta(days=3650)
 # The largest number an integer column holds: a cursor past it is a 422, not a database error.
 MAX_INT4 = 2**31 - 1
 
@@ -120,9 +124,12 @@ def _a_duration(value: Any, parse: ValidatorFunctionWrapHandler) -> timedelta:
     if isinstance(value, int | float):
         raise ValueError(f"must be {DURATION}, not a number")
     try:
-        return parse(value)
+        duration = parse(value)
     except ValidationError:
         raise ValueError(f"must be {DURATION}") from None
+    if duration > MAX_DURATION:
+        raise ValueError(f"must be at most P{MAX_DURATION.days}D (ten years)")
+    return duration
 
 
 Duration = Annotated[timedelta, WrapValidator(_a_duration)]
@@ -462,7 +469,8 @@ class CampaignCreate(Strict):
         "the customer confirms or corrects it — kept unchanged on the address our invitation "
         "reached, it is verified at once; a correction is verified like new data"))
     verification: CodeSettings = Field(default_factory=CodeSettings)
-    channels: list[Literal["email"]] = Field(default=["email"], min_length=1)
+    channels: list[Literal["email"]] = Field(default=["email"], min_length=1, description=(
+        "without a channel_plan, the channels of the invitation and reminders: email only"))
     channel_plan: list[PlanStepIn] | None = Field(default=None, min_length=1, max_length=10,
                                                   description=(
         "Invitation and reminders by channel, in order, e.g. a letter, two emails a week "
@@ -470,7 +478,10 @@ class CampaignCreate(Strict):
         "without an address for a step's channel skips that step."))
     languages: list[Language] = Field(default=["en"], min_length=1)
     default_language: Language = "en"
-    consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20)
+    # Validated when omitted too: a reconsent campaign without its form would reset every
+    # contact's consent to pending and ask them nothing.
+    consents: list[ConsentCheckboxIn] = Field(default_factory=list, max_length=20,
+                                              validate_default=True)
     reminders: Reminders = Field(default_factory=Reminders)
     expires_after: Duration = timedelta(days=30)
     verification_link_ttl: Duration = timedelta(days=7)
@@ -490,6 +501,16 @@ class CampaignCreate(Strict):
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
+    @field_validator("verification_link_ttl")
+    @classmethod
+    def _within_the_journey(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Runs only when sent: the default link outlives a short journey, which ends it anyway.
+        expires_after = info.data.get("expires_after")
+        if expires_after is not None and value > expires_after:
+            raise ValueError("must not be longer than expires_after: the journey's end ends "
+                             "its links")
+        return value
+
     @field_validator("languages")
     @classmethod
     def _languages_supported(cls, value: list[str]) -> list[str]:
@@ -500,6 +521,25 @@ class CampaignCreate(Strict):
 
     # Each check is a field's, so its error names that field (one on the model says `body`);
     # a field validator sees the fields declared before it in `info.data`.
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _other_channels_by_plan(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(c != "email" for c in value):
+            raise ValueError("only email here; to invite or remind by sms or letter, give a "
+                             "channel_plan, e.g. [{\"channel\": \"letter\"}, "
+                             "{\"channel\": \"sms\", \"after\": \"P7D\"}]")
+        return value
+
+    @field_validator("collect", "mode", "payments")
+    @classmethod
+    def _not_for_reconsent(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs only on fields sent: their defaults are what a reconsent campaign does anyway.
+        if info.data.get("kind") == JourneyKind.reconsent and (
+                info.field_name == "collect" or value not in (CampaignMode.collect, False)):
+            raise ValueError(f"a reconsent campaign asks for no data; leave {info.field_name} "
+                             "out, or create a data_collection campaign")
+        return value
 
     @field_validator("collect")
     @classmethod
@@ -540,7 +580,8 @@ class CampaignCreate(Strict):
     def _consents_fit(cls, value: list[ConsentCheckboxIn], info: ValidationInfo
                       ) -> list[ConsentCheckboxIn]:
         if info.data.get("kind") == JourneyKind.reconsent and len(value) != 1:
-            raise ValueError("a reconsent campaign asks exactly one consent: the consent form")
+            raise ValueError("a reconsent campaign asks exactly one consent: the consent form "
+                             "(a consent of a data_processing purpose, channel any)")
         keys = [c.key for c in value]
         if len(keys) != len(set(keys)):
             raise ValueError("consent keys must be unique within a campaign")
@@ -668,7 +709,19 @@ class RecurrenceOut(BaseModel):
 
 ClaimReference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                                   max_length=100)]
-Amount = Annotated[Decimal, Field(gt=0, max_digits=12)]
+def _plain_decimal(value: Decimal) -> Decimal:
+    # "1e3" would be stored, reported and shown to the customer as "1E+3".
+    if value.as_tuple().exponent > 0:
+        raise ValueError("must be a plain decimal number such as 1000 or 12.50, not in "
+                         "exponent notation")
+    return value
+
+
+Amount = Annotated[Decimal, Field(gt=0, max_digits=12), AfterValidator(_plain_decimal)]
+# ISO 4217 currencies some country pays in today: not the codes for gold, test or "no
+# currency" (XAU, XTS, XXX), nor withdrawn ones (DEM).
+CURRENCIES = frozenset(c for territory in get_global("territory_currencies")
+                       for c in get_territory_currencies(territory, tender=True))
 
 
 def minor_units_problem(amount: Decimal, currency: str) -> str | None:
@@ -680,11 +733,19 @@ def minor_units_problem(amount: Decimal, currency: str) -> str | None:
             else f"{currency} amounts have at most {places} decimals")
 
 
+def _https_scheme(value: Any) -> Any:
+    # Before parsing: pydantic's own error for javascript: would offer http, refused here.
+    if isinstance(value, str) and not value.strip().lower().startswith("https://"):
+        raise ValueError("must be an https:// URL")
+    return value
+
+
 class ClaimIn(Strict):
     """What the contact owes, in a payment-reminder campaign."""
 
     reference: ClaimReference
-    payment_url: AnyHttpUrl = Field(description="where the customer pays (https)")
+    payment_url: Annotated[AnyHttpUrl, BeforeValidator(_https_scheme)] = Field(
+        description="where the customer pays (https)")
     # Before the amount: the amount's decimals are the currency's.
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
     amount: Amount | None = Field(default=None, description="in the currency's decimals at most")
@@ -693,8 +754,9 @@ class ClaimIn(Strict):
     @field_validator("currency")
     @classmethod
     def _a_currency(cls, value: str) -> str:
-        if value not in list_currencies():
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD)")
+        if value not in CURRENCIES:
+            raise ValueError(f"{value!r} is not the ISO 4217 code of a currency in use "
+                             "(e.g. EUR, USD)")
         return value
 
     @field_validator("amount")
@@ -708,9 +770,7 @@ class ClaimIn(Strict):
 
     @field_validator("payment_url")
     @classmethod
-    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if value.scheme != "https":
-            raise ValueError("must be an https URL")
+    def _no_credentials(cls, value: AnyHttpUrl) -> AnyHttpUrl:
         # The link is printed in every email and letter of the claim.
         if value.username or value.password:
             raise ValueError("must not carry a user name or password")

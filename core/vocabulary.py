@@ -33,6 +33,8 @@ class CancelledBy(StrEnum):
     cancelled before it was recorded say nothing, and are taken as the client's."""
     client = "client"
     operator = "operator"
+    # The journey itself, which cannot go on (a campaign's duration past the clock's end).
+    system = "system"
 
 
 FINAL_STAGES = frozenset(

@@ -1,5 +1,6 @@
 """Bad input gets a clear 4xx with the field named, never a 500, and never loses good data."""
 
+import re
 import uuid
 
 import httpx
@@ -42,6 +43,12 @@ async def test_malformed_json_is_400(tenant):
     ({"collect": ["address"]}, "collect"),
     ({"verification": {"code_resend_cooldown": "-PT1M"}}, "verification.code_resend_cooldown"),
     ({"verification": {"code_ttl": "P400D"}}, "verification.code_ttl"),
+    # Beyond the clock: the journey's task failed for ever on the date it would end.
+    ({"expires_after": "P99999999D"}, "expires_after"),
+    ({"expires_after": "P3651D"}, "expires_after"),
+    ({"reminders": {"interval": "P99999999D", "max_count": 1}}, "reminders.interval"),
+    ({"channel_plan": [{"channel": "email", "after": "P99999999D"}]}, "channel_plan[0].after"),
+    ({"expires_after": "P2D", "verification_link_ttl": "P3D"}, "verification_link_ttl"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
 ])
@@ -301,3 +308,29 @@ async def test_a_dashboard_login_too_large_is_not_titled_as_a_customers_page(htt
         headers={"accept-language": language})
     assert refused.status_code == 400 and refused.headers["content-type"].startswith("text/html")
     assert f"<title>{title}</title>" in refused.text
+
+
+async def test_the_api_docs_load_nothing_from_another_site(http):
+    """On an air-gapped installation a CDN is out of reach, and elsewhere it would learn who
+    reads our docs: every asset of /docs is ours."""
+    docs = await http.get("/docs")
+    assert docs.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)""", docs.text)
+    assert len(urls) >= 3 and not re.search(r"https?://|//", docs.text), docs.text
+    for url in urls:
+        assert (await http.get(url)).status_code == 200, url
+    assert (await http.get("/redoc")).status_code == 404
+
+
+async def test_messages_say_how_to_put_it_right(tenant):
+    sms = await tenant.post("/v1/campaigns", {**CAMPAIGN, "channels": ["sms"]})
+    [problem] = sms.json()["error"]["fields"]
+    assert problem["field"] == "channels" and "channel_plan" in problem["message"], problem
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    unknown = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                {"contacts": [{"external_id": "nobody-yet"}]})
+    [problem] = unknown.json()["error"]["fields"]
+    assert problem == {"field": "contacts[0].email", "message": (
+        "no contact with this external_id exists: give its email in this item to create it, "
+        "or create it first with POST /v1/contacts (or an import) with its email address, "
+        "then enrol it by external_id")}

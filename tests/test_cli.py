@@ -58,3 +58,31 @@ async def test_a_client_name_too_long_for_its_sms_is_refused(database_url):
     for fits in ("Łódzka Spółdzielnia", ("Bakkerij de Gouden Korenaar " * 8)[:200]):
         created = await journeys(database_url, "create", fits)
         assert created.returncode == 0, created.stderr
+
+
+async def test_a_blank_client_name_is_refused(database_url):
+    """It would stand before every subject line: "Subject: : please confirm ..."."""
+    for blank in ("", "   "):
+        refused = await journeys(database_url, "create", blank)
+        assert refused.returncode == 2 and "must not be blank" in refused.stderr, refused.stderr
+
+
+async def test_a_malformed_or_unknown_client_id_is_told_without_a_traceback(tenant, database_url):
+    for args in (("keys", "not-a-uuid"), ("add-key", "zzz")):
+        refused = await journeys(database_url, *args)
+        assert refused.returncode == 2, refused
+        assert "Traceback" not in refused.stderr and "CLIENT_ID" in refused.stderr, refused.stderr
+    unknown = await journeys(database_url, "keys", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "no client" in unknown.stderr, unknown
+    assert unknown.stdout == ""
+
+
+async def test_clients_are_listed_with_their_active_keys(tenant, database_url):
+    added = await journeys(database_url, "add-key", str(tenant.id), "--name", "crm")
+    head = (await journeys(database_url, "keys", str(tenant.id))).stdout.split()[0]
+    assert (await journeys(database_url, "revoke-key", head)).returncode == 0, added.stderr
+    listed = await journeys(database_url, "list")
+    assert listed.returncode == 0, listed.stderr
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(str(tenant.id))]
+    assert line.endswith("  1 active key"), line
+    assert f"  {tenant.name}  created " in line, line

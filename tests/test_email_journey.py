@@ -11,6 +11,8 @@ from temporalio.client import WorkflowExecutionStatus
 
 from core.vocabulary import JOURNEY_STAGE
 from messaging.dev_mail import SLOW_ACK_DOMAIN
+from db.models import Campaign
+from db.session import transaction
 from tests.helpers import Customer, eventually, on_the_page, unique_email
 from tests.histories import save_history
 from workflows.journey import JourneyWorkflow
@@ -118,6 +120,40 @@ async def test_customer_collects_and_verifies_email(
 
     if record_histories:
         await save_history(handle, "email_journey_verified")
+
+
+async def test_durations_past_the_clock_end_or_skip_rather_than_stall(
+        tenant, http, mailbox, sessions, temporal_env, record_histories):
+    """Campaigns stored before the API bounded durations: an expiry past the clock's last date
+    ends the journey saying why, a reminder there never falls due and the journey expires on
+    time; before, each journey's task failed for ever and it stayed enrolled."""
+    forever = {"expires_after": "P99999999D"}, {"reminders": {"interval": "P99999999D",
+                                                              "max_count": 1}}
+    campaigns = []
+    for change in forever:
+        campaign = await tenant.create_campaign(expires_after="PT4S")
+        async with transaction(sessions) as session:
+            stored = await session.get(Campaign, uuid.UUID(campaign["id"]))
+            stored.spec = {**stored.spec, **change}
+        campaigns.append(campaign)
+    addresses = [unique_email() for _ in campaigns]
+    ended, expiring = [
+        (await tenant.enrol(c["id"], {"external_id": f"forever-{n}", "email": address})
+         )["results"][0]["journey_id"] for n, (c, address) in enumerate(zip(campaigns, addresses))]
+
+    cancelled = await tenant.wait_for_stage(ended, "cancelled")
+    assert cancelled["history"][-1]["detail"]["by"] == "system", cancelled["history"]
+    assert "expires_after" in cancelled["history"][-1]["detail"]["reason"]
+    assert mailbox.to(addresses[0]) == []
+    expired = await tenant.wait_for_stage(expiring, "expired")
+    [invitation] = mailbox.to(addresses[1])
+    page = await Customer(http).open(mailbox.link(invitation))
+    assert page.status_code == 410 and "This request has ended" in page.text
+    if record_histories:
+        for journey, name in ((cancelled, "journey_expiry_past_the_clock"),
+                              (expired, "journey_reminder_past_the_clock")):
+            await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
+                               name)
 
 
 async def test_messages_write_dates_and_times_as_their_language_does(tenant, http, mailbox):

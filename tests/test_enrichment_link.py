@@ -1,9 +1,12 @@
 """The "complete your data" link a client prints on any other message (letter, invoice, ...)."""
 
 import subprocess
+import uuid
 
 import pytest
 
+from db.models import Campaign
+from db.session import transaction
 from tests.helpers import Customer, on_the_page, unique_email
 from tests.histories import save_history
 from tests.test_channel_plans import ADDRESS, contact, letters_to
@@ -214,3 +217,20 @@ async def test_no_journey_is_started_for_a_contact_with_nothing_to_complete(
     started = await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}/enrichment-link"
                                      f"?campaign_id={more['id']}")
     assert started["campaign_id"] == more["id"]
+
+
+async def test_a_campaign_stored_with_an_expiry_past_the_clock_gives_a_link(tenant, sessions,
+                                                                            http):
+    """Stored before durations were bounded: the link's expiry was a 500."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    async with transaction(sessions) as session:
+        stored = await session.get(Campaign, uuid.UUID(campaign["id"]))
+        stored.spec = {**stored.spec, "expires_after": "P99999999D"}
+    eva = await contact(tenant, email=unique_email())
+    response = await tenant.get(f"/v1/contacts/{eva['id']}/enrichment-link",
+                                campaign_id=campaign["id"])
+    assert response.status_code == 200, response.text
+    journey = await tenant.wait_for_stage(response.json()["journey_id"], "cancelled")
+    assert journey["history"][-1]["detail"]["by"] == "system"
+    page = await Customer(http).open(response.json()["url"].removeprefix("http://testserver"))
+    assert "can no longer be completed" in page.text, page.text

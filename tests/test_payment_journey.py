@@ -606,3 +606,25 @@ async def test_every_message_of_a_payment_reminder_speaks_of_the_claim(
     [mail] = await mailbox.wait_for(address)
     assert mail.subject == f"{tenant.name}: please confirm your email address"
     assert "payment" not in mail.text
+
+
+async def test_claim_errors_say_what_is_accepted(tenant):
+    """A message that offers what is refused sends the client round in circles."""
+    campaign = await tenant.create_campaign(payments=True)
+    response = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "js", "email": unique_email(),
+         "claim": claim(1, payment_url="javascript:alert(1)")},
+        {"external_id": "exp", "email": unique_email(), "claim": claim(2, amount="1e3")},
+        {"external_id": "none", "email": unique_email(), "claim": claim(3, currency="XXX")},
+        {"external_id": "gold", "email": unique_email(), "claim": claim(4, currency="XAU")},
+        {"external_id": "cfa", "email": unique_email(),
+         "claim": claim(5, amount="1000", currency="XOF")},
+    ]})
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 4 + ["accepted"], results
+    assert [(e["field"], e["message"]) for r in results for e in r["errors"]] == [
+        ("claim.payment_url", "must be an https:// URL"),
+        ("claim.amount", "must be a plain decimal number such as 1000 or 12.50, not in "
+                         "exponent notation"),
+        ("claim.currency", "'XXX' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)"),
+        ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)")]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core.contracts import AnonymiseInactiveInput, ReconsentRunInput
 from core.vocabulary import CLIENT_ID
-from db.models import ConsentEvent, Contact, ContactPoint, Journey
+from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
@@ -439,3 +439,44 @@ async def test_a_run_an_operator_terminated_can_be_started_again(tenant, session
             f"CampaignId = '{campaign['id']}' AND WorkflowType = 'ReconsentRun'")]
     runs = await eventually(listed, what="the run in Temporal's list")
     assert {r.typed_search_attributes.get(CLIENT_ID) for r in runs} == {str(tenant.id)}
+
+
+async def test_a_reconsent_campaign_needs_its_form_and_asks_for_no_data(tenant):
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    for change, field in [({}, "consents"), ({"consents": []}, "consents"),
+                          ({"payments": True}, "payments"),
+                          ({"mode": "verify_existing"}, "mode"),
+                          ({"collect": ["email"]}, "collect")]:
+        body = {"name": "x", "kind": "reconsent", **change}
+        if field != "consents":
+            body["consents"] = [{"key": "gdpr", "purpose": "data-processing", "channel": "any",
+                                 "texts": {"en": {"text": FORM, "version": "v2"}}}]
+        refused = await tenant.post("/v1/campaigns", body)
+        assert refused.status_code == 422, (change, refused.text)
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == [field], refused.text
+
+
+async def test_a_reconsent_campaign_stored_without_its_form_runs_nothing_and_no_page_fails(
+        tenant, sessions, http, mailbox):
+    """Stored before a form was required: its run would reset everyone to pending with nothing
+    to answer, and its page had nothing to show."""
+    campaign = await reconsent_campaign(tenant)
+    address = f"noform-{uuid.uuid4().hex[:8]}@example.com"
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "nf", "email": address})
+    contact_id = uuid.UUID(enrolled["results"][0]["contact_id"])
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))  # the form, open in the customer's browser
+    async with transaction(sessions) as session:
+        stored = await session.get(Campaign, uuid.UUID(campaign["id"]))
+        stored.spec = {**stored.spec, "consents": []}
+        (await session.get(Contact, contact_id)).gdpr_consent_state = "accepted"
+
+    run = await tenant.post(f"/v1/campaigns/{campaign['id']}/reconsent-run", {})
+    assert run.status_code == 409 and "no consent form" in run.json()["error"]["message"]
+    async with sessions() as session:
+        assert (await session.get(Contact, contact_id)).gdpr_consent_state == "accepted"
+    answered = await customer.submit(mailbox.link(invitation), answer="accept")
+    assert answered.status_code == 200 and "can no longer be completed" in customer.page
+    opened = await customer.open(mailbox.link(invitation))
+    assert opened.status_code == 200 and "can no longer be completed" in customer.page

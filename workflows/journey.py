@@ -135,6 +135,12 @@ COMPLAINT_ENDS_JOURNEY = "complaint-ends-journey"
 # (kept back by the sending rules, no address), until an email reminder reached the contact:
 # with reminders kept back too (a complaint), until they expired.
 UNSENT_INVITATION_FALLS_BACK = "unsent-invitation-falls-back"
+# Journeys before failed their task for ever on a duration ending past the clock's last date (a
+# campaign stored before the API bounded durations): an expiry there now ends the journey as
+# cancelled, saying why, and a reminder or plan step there never falls due.
+DURATIONS_BEYOND_THE_CLOCK = "durations-beyond-the-clock"
+BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
+                    "past the last date the clock holds"}
 
 
 @workflow.defn(name="Journey")
@@ -221,9 +227,12 @@ class JourneyWorkflow:
         return {"by": CancelledBy.client, "reason": self.withdrawn.reason}
 
     async def _walk(self, input: JourneyInput) -> JourneyState:
-        self.deadline = workflow.now() + input.timings.expires_after
+        self.deadline = self._after(workflow.now(), input.timings.expires_after)
         async with self.turn:
-            if input.invited_by_client and workflow.patched(INVITED_BY_CLIENT):
+            if self.deadline is None:
+                self.deadline = workflow.now()
+                await self._finish(Stage.cancelled, "cancelled", BEYOND_THE_CLOCK)
+            elif input.invited_by_client and workflow.patched(INVITED_BY_CLIENT):
                 self._take_clients_invitation()
             elif self.planned:
                 await self._send_plan()
@@ -274,13 +283,23 @@ class JourneyWorkflow:
                 return None
             if self.last_message_at is None:
                 return workflow.now()
-            return self.last_message_at + self.plan[self.plan_pos].after
+            return self._after(self.last_message_at, self.plan[self.plan_pos].after)
         if self.stage == Stage.enrolled and self.last_message_at is None:
             return workflow.now()  # the invitation, held back until now
         t = self.input.timings
         if self.reminders_sent >= t.max_reminders or self.last_message_at is None or self.paid:
             return None
-        return self.last_message_at + t.reminder_interval
+        return self._after(self.last_message_at, t.reminder_interval)
+
+    @staticmethod
+    def _after(at: datetime, wait: timedelta) -> datetime | None:
+        """When `wait` after `at` is, or None (never) past the clock's last date."""
+        try:
+            return at + wait
+        except OverflowError:
+            if not workflow.patched(DURATIONS_BEYOND_THE_CLOCK):
+                raise
+            return None
 
     def _reminder_due(self) -> bool:
         at = self._next_reminder_at()

@@ -93,6 +93,13 @@ def collects_data(campaign: Campaign) -> bool:
     return campaign.spec.get("kind", JourneyKind.data_collection) == JourneyKind.data_collection
 
 
+def consent_form(campaign: Campaign) -> dict | None:
+    """A reconsent campaign's one consent: its form. None for one stored without it (before
+    creating one was refused), which can ask nobody anything."""
+    boxes = campaign.spec.get("consents") or []
+    return boxes[0] if len(boxes) == 1 else None
+
+
 async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.client_id != client_id:
@@ -411,8 +418,8 @@ async def enrol_contacts(
 
 @router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
              response_model=ReconsentProgress, response_model_exclude_none=True,
-             responses={409: {"model": ErrorBody,
-                              "description": "Not a reconsent campaign, or archived"}})
+             responses={409: {"model": ErrorBody, "description": (
+                 "Not a reconsent campaign, archived, or without a consent form")}})
 async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, batch_size: int = Query(200, ge=1, le=1000)
                             ) -> ReconsentProgress:
@@ -423,6 +430,11 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
     campaign = await enrolling_campaign(session, client.id, campaign_id)
     if campaign.spec.get("kind") != JourneyKind.reconsent:
         raise HTTPException(409, "only a reconsent campaign can require re-consent")
+    if consent_form(campaign) is None:
+        # Running it would set everyone's consent to pending with no form to answer.
+        raise HTTPException(409, "this reconsent campaign has no consent form (it was created "
+                            "without exactly one consent); archive it and create a new one "
+                            "whose `consents` holds the form")
     run_id = f"reconsent/{campaign.id}"
     try:
         handle = await state.temporal.start_workflow(

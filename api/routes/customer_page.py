@@ -22,6 +22,7 @@ from api.deps import SessionDep, StateDep
 from api.errors import browser_language, raise_if_unavailable
 from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
+from api.routes.campaigns import consent_form
 from api.schemas import CodeSettings
 from contacts import audit
 from contacts.audit import customer_actor
@@ -137,7 +138,8 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     not_withdrawn = journey.stage == Stage.cancelled and bool(await session.scalar(select(
         exists().where(JourneyEvent.journey_id == journey.id, or_(
             JourneyEvent.step == LOST,
-            JourneyEvent.detail["by"].as_string() == CancelledBy.operator)))))
+            JourneyEvent.detail["by"].as_string().in_([CancelledBy.operator,
+                                                       CancelledBy.system]))))))
     claim_paid_at = await session.scalar(select(CampaignClaim.paid_at).where(
         crud.claim_of_journey(), Journey.id == journey.id)
     ) if journey.claim is not None and journey.paid_at is None else None
@@ -467,10 +469,7 @@ async def contact_page(token: str, request: Request, session: SessionDep, state:
 
 async def _contact_page(request: Request, session, state, visit: Visit) -> HTMLResponse:
     if visit.campaign.spec.get("kind") == JourneyKind.reconsent:
-        [box] = consent_boxes(visit)
-        displays = await show_consents(request, session, visit, "reconsent_page")
-        return html(request, state, "reconsent_form", visit.language, {
-            "text": box["text"], "display_id": displays[box["key"]]}, visit=visit)
+        return await _reconsent_form(request, session, state, visit)
     # The page shows the contact's data to whoever holds the link: an audited read (committed
     # with the consent texts the form shows).
     await audit.record(session, client_id=visit.journey.client_id, actor=customer_actor(
@@ -581,14 +580,22 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     return RedirectResponse(request.url.path, status_code=status.HTTP_303_SEE_OTHER)
 
 
+async def _reconsent_form(request: Request, session, state, visit: Visit,
+                          status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    if consent_form(visit.campaign) is None:
+        # A campaign stored without its form (before that was refused): nothing to answer.
+        return finished(request, state, visit, "lost")
+    [box] = consent_boxes(visit)
+    displays = await show_consents(request, session, visit, "reconsent_page")
+    return html(request, state, "reconsent_form", visit.language, {
+        "text": box["text"], "display_id": displays[box["key"]]}, status_code, visit=visit)
+
+
 async def _answer(request: Request, state, session, visit: Visit, form, given_at: datetime):
     answer = form.get("answer")
-    if answer not in ("accept", "reject"):
-        [box] = consent_boxes(visit)
-        displays = await show_consents(request, session, visit, "reconsent_page")
-        return html(request, state, "reconsent_form", visit.language, {
-            "text": box["text"], "display_id": displays[box["key"]]},
-            status.HTTP_422_UNPROCESSABLE_CONTENT, visit=visit)
+    if answer not in ("accept", "reject") or consent_form(visit.campaign) is None:
+        return await _reconsent_form(request, session, state, visit,
+                                     status.HTTP_422_UNPROCESSABLE_CONTENT)
     handle = await journey_of(session, state, visit)
     try:
         result = await handle.execute_update(JourneyWorkflow.answer_consent, ConsentAnswerInput(

@@ -18,7 +18,7 @@ from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, collects_data, enrolling_campaign
 from api.routes.consents import contact_of
-from api.schemas import ContactIn, FieldError
+from api.schemas import MAX_DURATION, ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
 from db import launches
 from db.models import Campaign, Contact, Journey
@@ -112,7 +112,10 @@ async def enrichment_link(
         if journey.stage in FINAL_STAGES:
             raise HTTPException(409, f"the contact's journey in this campaign is {journey.stage}")
     campaign = await session.get_one(Campaign, journey.campaign_id)
-    expires_at = journey.created_at + journey_timings(campaign.spec, state.settings).expires_after
+    # Bounded: a campaign stored before durations were may end its journeys past the clock's
+    # last date (its workflow then ends them at once).
+    expires_at = journey.created_at + min(
+        journey_timings(campaign.spec, state.settings).expires_after, MAX_DURATION)
     # Printed links and QR codes lead to the client's own host name when it has one.
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"), state.settings)
     link = {"purpose": TokenPurpose.contact_page, "step": f"enrichment/{uuid.uuid4()}",
