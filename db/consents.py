@@ -269,25 +269,29 @@ def governs(current: dict[tuple[str, str], ConsentEvent], event: ConsentEvent) -
 def decided(purpose: str, granted: bool, channels: list[str]) -> ColumnElement[bool]:
     """`governing` as SQL, for contact searches: the contact's decision that rules `purpose` on
     one of `channels` is `granted`."""
-    def newest(e: Any, channel: str) -> ColumnElement[bool]:
+    # Only a subquery directly under the contacts query names `Contact`: one deeper would not be
+    # correlated to it but cross-join every contact (another client's withdrawal would count).
+    def newest(e: Any, channel: str, contact_id: Any) -> ColumnElement[bool]:
         later = aliased(ConsentEvent)
-        return and_(e.contact_id == Contact.id, e.purpose == purpose, e.channel == channel,
+        return and_(e.contact_id == contact_id, e.purpose == purpose, e.channel == channel,
                     ~exists().where(later.contact_id == e.contact_id, later.purpose == purpose,
                                     later.channel == channel, later.given_at > e.given_at))
 
     def rules(channel: str) -> ColumnElement[bool]:
         own, blanket = aliased(ConsentEvent), aliased(ConsentEvent)
         if channel == Channel.any:
-            return exists().where(newest(own, channel), own.granted.is_(granted))
-        withdrawn_since = and_(newest(blanket, Channel.any), blanket.granted.is_(False))
+            return exists().where(newest(own, channel, Contact.id), own.granted.is_(granted))
         if granted:
-            return exists().where(newest(own, channel), own.granted.is_(True),
-                                  ~exists().where(withdrawn_since,
-                                                  blanket.given_at > own.given_at))
-        return or_(exists().where(newest(own, channel), own.granted.is_(False)),
-                   exists().where(withdrawn_since, ~exists().where(
-                       own.contact_id == Contact.id, own.purpose == purpose,
-                       own.channel == channel, own.given_at >= blanket.given_at)))
+            return exists().where(
+                newest(own, channel, Contact.id), own.granted.is_(True),
+                ~exists().where(newest(blanket, Channel.any, own.contact_id),
+                                blanket.granted.is_(False), blanket.given_at > own.given_at))
+        return or_(exists().where(newest(own, channel, Contact.id), own.granted.is_(False)),
+                   exists().where(newest(blanket, Channel.any, Contact.id),
+                                  blanket.granted.is_(False), ~exists().where(
+                                      own.contact_id == blanket.contact_id,
+                                      own.purpose == purpose, own.channel == channel,
+                                      own.given_at >= blanket.given_at)))
     return or_(*(rules(c) for c in channels))
 
 

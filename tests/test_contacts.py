@@ -520,6 +520,33 @@ async def test_the_consent_filter_reads_the_newest_decision_per_channel(tenant):
         assert response.json()["error"]["fields"][0]["field"] == field
 
 
+async def test_another_contacts_withdrawal_on_every_channel_hides_no_one(tenant, other_tenant):
+    """A withdrawal on `any` rules only its own contact's consents, whoever else gave one:
+    another client's contact withdrawing later does not take this one out of the search."""
+    n = uuid.uuid4().hex[:8]
+    ids = []
+    for who, owner, channel, granted, day in [("Eve", tenant, "email", True, 1),
+                                               ("Zoe", other_tenant, "any", False, 2),
+                                               ("Amy", tenant, "any", False, 3)]:
+        await owner.ensure_purpose("newsletter")
+        await owner.post("/v1/purposes/newsletter/legal-texts",
+                         {"language": "en", "version": "1", "text": "Newsletter, please."})
+        contact = await create(owner, {"external_id": f"{who}-{n}", "last_name": f"{who}{n}"})
+        ids.append(contact["id"])
+        await owner.ok("POST", f"/v1/contacts/{contact['id']}/consents", {"changes": [{
+            "purpose": "newsletter", "channel": channel, "granted": granted,
+            "given_at": f"2026-01-0{day}T10:00:00Z", "source": "back_office",
+            "legal_text": {"language": "en"}}]}, status=201)
+    eve, _, amy = ids
+
+    async def found(granted: str) -> list[str]:
+        return [c["id"] for c in (await tenant.get(
+            "/v1/contacts", q=n, consent_purpose="newsletter", consent_channel="email",
+            consent_granted=granted)).json()["items"]]
+    assert await found("true") == [eve]
+    assert await found("false") == [amy]
+
+
 async def test_a_contact_enrolled_by_email_alone_takes_later_knowledge(tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en", "nl"])
     email = f"only-{uuid.uuid4().hex[:8]}@example.com"
