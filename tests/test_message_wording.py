@@ -111,7 +111,8 @@ async def test_wording_the_client_cannot_send_is_refused_naming_the_field(tenant
 async def test_preview_shows_the_wording_with_sample_data(tenant: Tenant):
     campaign = await tenant.create_campaign(consents=[], messages={
         "invitation": {"nl": DUTCH},
-        "sms_invitation": {"nl": {"text": "{client_name}: kloppen uw gegevens nog?"}}})
+        "sms_invitation": {"nl": {"text": "{client_name}: kloppen uw gegevens nog?"}},
+        "letter": {"nl": {"text": "Beste klant, {campaign_name} gaat van start."}}})
     path = f"/v1/campaigns/{campaign['id']}/messages/preview"
 
     email = await tenant.ok("GET", f"{path}?kind=invitation&language=nl")
@@ -127,7 +128,11 @@ async def test_preview_shows_the_wording_with_sample_data(tenant: Tenant):
     assert sms["text"].startswith(f"{tenant.name}: kloppen uw gegevens nog? http")
     assert (sms["segments"], sms["encoding"]) == (1, "GSM-7")
     letter = await tenant.ok("GET", f"{path}?kind=letter&language=nl")
-    assert letter["channel"] == "letter" and "QR-code" in letter["text"]
+    # The opening is the client's; how to reach the page stays ours.
+    [greeting, opening, how, *_] = letter["text"].split("\n\n")
+    assert (greeting, opening) == ("Beste Alexandra Vandenberghe-Janssens,",
+                                   "Beste klant, Email check gaat van start.")
+    assert "QR-code" in how and letter["custom"] == {"subject": False, "text": True}
 
     assert "language" in field_errors(
         await tenant.ok("GET", f"{path}?kind=invitation&language=de", status=422))
