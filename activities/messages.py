@@ -56,8 +56,8 @@ from messaging.rendering import (
     render_email,
     render_sms,
 )
-from messaging.wording import kind_of, wording_for
 from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable, check_text
+from messaging.wording import kind_of, wording_for
 
 VERIFICATION_REMINDER = "verification_reminder"
 VERIFICATION_TEMPLATES = ("verification", VERIFICATION_REMINDER)
