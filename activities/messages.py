@@ -49,8 +49,15 @@ from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSen
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
 from messaging.local_outbox import journey_message_key
 from messaging.provider_http import PermanentDeliveryFailure
-from messaging.rendering import RenderedEmail, claim_view, render_email, render_sms
+from messaging.rendering import (
+    RenderedEmail,
+    claim_view,
+    pick_language,
+    render_email,
+    render_sms,
+)
 from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable, check_text
+from messaging.wording import kind_of, wording_for
 
 VERIFICATION_REMINDER = "verification_reminder"
 VERIFICATION_TEMPLATES = ("verification", VERIFICATION_REMINDER)
@@ -267,6 +274,9 @@ class MessageSender:
                 "last_name": contact.last_name,
                 "claim": claim_view(journey.claim, journey.paid_at, journey.language),
             }
+        context["wording"] = wording_for(campaign.spec.get("messages"),
+                                         kind_of(channel, input.template),
+                                         pick_language(journey.language), context)
         idempotency_key = journey_message_key(journey.id, input.step)
         outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
         subject = None

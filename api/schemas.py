@@ -33,6 +33,7 @@ from core.settings import SMS_SENDER
 from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
 from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages
+from messaging.wording import KINDS, placeholder_problem
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 
@@ -455,6 +456,51 @@ class Recurrence(Strict):
         return self
 
 
+def _placeholders_known(text: str) -> str:
+    problem = placeholder_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+_WORDING = (StringConstraints(strip_whitespace=True, min_length=1),
+            AfterValidator(_placeholders_known))
+WordingSubject = Annotated[str, Field(max_length=200), AfterValidator(one_line), *_WORDING]
+WordingText = Annotated[str, Field(max_length=1000), *_WORDING]
+
+
+class EmailWordingIn(Strict):
+    subject: WordingSubject | None = None
+    text: WordingText | None = Field(default=None, description=(
+        "the opening paragraph, after the greeting; the button, link and footer follow it"))
+
+
+class SmsWordingIn(Strict):
+    text: WordingText | None = Field(default=None, description="the link follows it")
+
+
+class LetterWordingIn(Strict):
+    subject: WordingSubject | None = None
+    text: WordingText | None = Field(default=None, description=(
+        "the opening paragraph; how to reach the page (QR code, address) follows it"))
+
+
+MessageKindName = Literal[tuple(KINDS)]
+
+
+class MessagesIn(Strict):
+    """The campaign's own wording of its messages, per kind and language (of `languages`);
+    what it leaves out keeps the built-in text in that language. Plain text with the
+    placeholders {first_name}, {last_name}, {client_name}, {campaign_name}, {incentive},
+    {expires_on} and {claim_reference}."""
+
+    invitation: dict[SupportedLanguage, EmailWordingIn] | None = None
+    reminder: dict[SupportedLanguage, EmailWordingIn] | None = None
+    sms_invitation: dict[SupportedLanguage, SmsWordingIn] | None = None
+    sms_reminder: dict[SupportedLanguage, SmsWordingIn] | None = None
+    letter: dict[SupportedLanguage, LetterWordingIn] | None = None
+
+
 class CampaignCreate(Strict):
     name: Name
     kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
@@ -498,6 +544,9 @@ class CampaignCreate(Strict):
         "this campaign's pages and messages")
     recurrence: Recurrence | None = Field(default=None, description=(
         "launch the campaign periodically for the contacts the selection matches"))
+    messages: MessagesIn | None = Field(default=None, description=(
+        "your own wording of the email, SMS and letter invitations and reminders, per language "
+        "(see README, Message wording)"))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
@@ -590,6 +639,20 @@ class CampaignCreate(Strict):
             if missing:
                 raise ValueError(f"consent {c.key!r} has no legal text for language(s) {missing}")
         return value
+
+
+class MessagePreview(BaseModel):
+    kind: MessageKindName
+    language: str
+    channel: str
+    subject: str | None = Field(default=None, description="email and letter")
+    text: str = Field(description=(
+        "the plain text: the email's text part, the SMS, the letter's paragraphs"))
+    html: str | None = Field(default=None, description="the email's HTML part")
+    segments: int | None = Field(default=None, description="SMS: how many segments it takes")
+    encoding: str | None = Field(default=None, description="SMS: GSM-7 or UCS-2")
+    custom: dict[str, bool] = Field(description=(
+        "each part (subject, text) the campaign words itself; false: the built-in text"))
 
 
 class CampaignOut(BaseModel):
@@ -874,6 +937,8 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [p for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
     for p in parts:
+        if p == "[key]":  # pydantic's mark of a refused dict key: the path names the key
+            continue
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return re.sub(r"^\.", "", out) or "body"
 

@@ -20,6 +20,7 @@ from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from core.paths import LOCALES_DIR, TEMPLATES_DIR
+from messaging.wording import DEFAULT as DEFAULT_WORDING
 
 DEFAULT_LANGUAGE = "en"
 
@@ -76,6 +77,8 @@ def environment(language: str) -> Environment:
     )
     env.install_gettext_translations(_translations(language), newstyle=True)
     env.globals["language"] = language
+    # A campaign's own wording of a message (messaging.wording), which its context may carry.
+    env.globals["wording"] = DEFAULT_WORDING
     env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
     env.filters["long_datetime"] = lambda value: long_datetime(value, language)
     # `claim is unpaid`: a payment-reminder journey whose claim is still open (claim_view).

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -76,6 +76,17 @@ def check_text(sms: OutgoingSms, max_segments: int) -> SmsLength:
     return length
 
 
+def longest_context(name: str, settings: Settings, *, base_url: str | None = None
+                    ) -> dict[str, Any]:
+    """An SMS's context with the link at its longest; the other values as short as they come."""
+    token = links.link_token(settings, purpose=TokenPurpose.contact_page, step="sms",
+                             owner=uuid.UUID(int=0))
+    return {"client_name": name, "link": f"{(base_url or settings.public_base_url).rstrip('/')}"
+            f"{max(links.PATHS.values(), key=len)}{token}",
+            "expires_at": datetime(2026, 9, 30, tzinfo=UTC), "code": new_code(),
+            "valid_minutes": 10, "profile_name": "", "reason": ""}
+
+
 def sms_length_problem(name: str, settings: Settings, *,
                        base_url: str | None = None) -> str | None:
     """Why a client of this name, whose links start with base_url (a custom domain), could not
@@ -83,13 +94,7 @@ def sms_length_problem(name: str, settings: Settings, *,
     less than half the characters per segment, and a long name or host name lengthens every
     text. Asked when the name or domain is given; otherwise it shows only as each such SMS is
     skipped when sent."""
-    # The link at its longest; the other values as short as they come.
-    token = links.link_token(settings, purpose=TokenPurpose.contact_page, step="sms",
-                             owner=uuid.UUID(int=0))
-    context = {"client_name": name, "link": f"{(base_url or settings.public_base_url).rstrip('/')}"
-               f"{max(links.PATHS.values(), key=len)}{token}",
-               "expires_at": datetime(2026, 9, 30, tzinfo=UTC), "code": new_code(),
-               "valid_minutes": 10, "profile_name": "", "reason": ""}
+    context = longest_context(name, settings, base_url=base_url)
     for template in sorted(p.stem for p in (TEMPLATES_DIR / "sms").glob("*.txt")):
         for language in supported_languages():
             length = measure(render_sms(template, language, context))

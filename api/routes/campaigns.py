@@ -23,6 +23,7 @@ from api.errors import (
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
+from api.message_wording import check_messages, preview, stored_messages
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -36,6 +37,8 @@ from api.schemas import (
     EnrolResponse,
     FieldError,
     MAX_INT4,
+    MessageKindName,
+    MessagePreview,
 )
 from contacts.audit import Actor
 from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
@@ -43,6 +46,7 @@ from core.security import sha256_hex
 from core.vocabulary import EventType, JourneyKind, PurposeKind
 from db import consents, crud
 from db.models import Campaign, CampaignChange
+from messaging.branding import brand_for
 from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
@@ -85,6 +89,7 @@ async def stored_spec(session, client_id: uuid.UUID, body: CampaignCreate) -> di
             text.update(language=language, text=stored.text, sha256=stored.sha256)
     if problems:
         raise FieldProblems(problems)
+    spec["messages"] = stored_messages(body)
     return spec
 
 
@@ -124,6 +129,7 @@ async def create_campaign(body: CampaignCreate, client: ClientDep, session: Sess
     if body.branding is not None:
         spec["branding"] = await check_branding(session, state.settings, client, body.branding,
                                                 field="branding", under=client.branding)
+    check_messages(spec, state.settings, client)
     campaign = Campaign(client_id=client.id, name=body.name, spec=spec)
     session.add(campaign)
     await session.flush()
@@ -161,6 +167,25 @@ async def list_campaigns(
 @router.get("/{campaign_id}", response_model=CampaignOut)
 async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep) -> Campaign:
     return await campaign_of(session, client.id, campaign_id)
+
+
+@router.get("/{campaign_id}/messages/preview", response_model=MessagePreview)
+async def preview_message(
+    campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
+    kind: MessageKindName = Query(description=(
+        "invitation, reminder (email), sms_invitation, sms_reminder, letter")),
+    language: str | None = Query(None, description="default: the campaign's default_language"),
+) -> dict[str, Any]:
+    """The message as a sample customer would get it now, in the campaign's own wording where
+    it has one (`messages`) and the built-in text otherwise: check the wording before a launch."""
+    campaign = await campaign_of(session, client.id, campaign_id)
+    body = CampaignCreate.model_validate(as_created(campaign.spec))
+    language = language or body.default_language
+    if language not in body.languages:
+        raise FieldProblems([FieldError(field="language", message=(
+            f"the campaign speaks {body.languages}; preview one of them"))])
+    return preview(body, brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                                   state.settings), kind, language)
 
 
 @router.put("/{campaign_id}/branding", response_model=CampaignOut)
@@ -293,6 +318,7 @@ async def changed_spec(session, state, client, campaign: Campaign,
             session, state.settings, client, body.branding, field="branding",
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
+    check_messages(spec, state.settings, client)
     return spec
 
 

@@ -1,0 +1,89 @@
+"""A campaign's own message wording as the API checks and previews it (messaging.wording)."""
+
+from datetime import date, timedelta
+from typing import Any
+
+from api.errors import FieldProblems
+from api.schemas import CampaignCreate, FieldError
+from core.settings import Settings
+from core.vocabulary import Channel
+from db.models import Client, utcnow
+from messaging.branding import Brand, brand_for
+from messaging.rendering import claim_view, render_email, render_letter, render_sms
+from messaging.sms import longest_context
+from messaging.sms_encoding import measure
+from messaging.wording import KINDS, wording_for
+
+# Who a preview greets, and whose name an SMS is measured with: a long one, as names come.
+SAMPLE_CUSTOMER = {"first_name": "Alexandra", "last_name": "Vandenberghe-Janssens"}
+
+
+def sample_claim(language: str) -> dict[str, Any]:
+    """An open claim as a payment-reminder campaign's messages name it."""
+    return claim_view({"reference": "INV-2026-000042", "amount": "1250.00", "currency": "EUR",
+                       "payment_url": "https://pay.example/INV-2026-000042",
+                       "due_on": (date.today() + timedelta(days=14)).isoformat()}, None, language)
+
+
+def stored_messages(campaign: CampaignCreate) -> dict[str, Any] | None:
+    """The wording as the campaign keeps it: only what was given."""
+    return campaign.messages and campaign.messages.model_dump(mode="json", exclude_none=True)
+
+
+def check_messages(spec: dict[str, Any], settings: Settings, client: Client) -> None:
+    """Refuses wording in a language the campaign does not speak, and SMS wording that, with
+    the link at its longest, needs more segments than an SMS may have."""
+    brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
+    messages = spec.get("messages") or {}
+    problems = []
+    for kind, by_language in messages.items():
+        for language, given in by_language.items():
+            where = f"messages.{kind}.{language}"
+            if language not in spec["languages"]:
+                problems.append(FieldError(field=where, message=(
+                    f"the campaign does not speak {language!r} (its languages: "
+                    f"{spec['languages']}); add it to languages or leave this wording out")))
+            elif KINDS[kind].channel == Channel.sms and given.get("text"):
+                context = longest_context(brand.name, settings, base_url=brand.base_url) | {
+                    **SAMPLE_CUSTOMER, "campaign_name": spec["name"],
+                    "incentive": spec.get("incentive_text"),
+                    "claim": sample_claim(language) if spec.get("payments") else None}
+                context["wording"] = wording_for(messages, kind, language, context)
+                length = measure(render_sms(KINDS[kind].template, language, context))
+                if length.segments > settings.sms_max_segments:
+                    problems.append(FieldError(field=f"{where}.text", message=(
+                        f"too long for an SMS: with the link it needs {length.segments} "
+                        f"{length.encoding} segments, at most {settings.sms_max_segments} "
+                        f"allowed; shorten it (characters outside GSM-7, such as emoji or "
+                        f"curly quotes, more than halve what a segment holds)")))
+    if problems:
+        raise FieldProblems(problems)
+
+
+def preview(campaign: CampaignCreate, brand: Brand, kind: str, language: str
+            ) -> dict[str, Any]:
+    """The message of this kind in this language as a sample customer would get it now: the
+    campaign's wording where it has one, the built-in text otherwise."""
+    context: dict[str, Any] = {
+        **SAMPLE_CUSTOMER, "client_name": brand.name, "campaign_name": campaign.name,
+        "link": f"{brand.base_url}/c/sample", "preferences_link": f"{brand.base_url}/p/sample",
+        "expires_at": utcnow() + campaign.expires_after, "incentive": campaign.incentive_text,
+        "collect": campaign.collect, "mode": campaign.mode, "known": [], "brand": brand,
+        "claim": sample_claim(language) if campaign.payments else None,
+    }
+    context["wording"] = wording_for(stored_messages(campaign), kind, language, context)
+    message = KINDS[kind]
+    answer: dict[str, Any] = {"kind": kind, "language": language, "channel": message.channel,
+                              "custom": {part: bool(getattr(context["wording"], part))
+                                         for part in message.parts}}
+    if message.channel == Channel.email:
+        email = render_email(message.template, language, context)
+        answer |= {"subject": email.subject, "text": email.text, "html": email.html}
+    elif message.channel == Channel.sms:
+        text = render_sms(message.template, language, context)
+        length = measure(text)
+        answer |= {"text": text, "segments": length.segments, "encoding": length.encoding}
+    else:
+        letter = render_letter("invitation", language, context)
+        answer |= {"subject": letter.subject, "text": "\n\n".join(letter.paragraphs)}
+    return answer

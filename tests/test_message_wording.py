@@ -1,0 +1,139 @@
+"""A campaign's own wording of its messages, as a client sets it over the API and customers
+receive it: the Dutch invitation in the client's words (the link still theirs), the English one
+of the same campaign the built-in text, an SMS in the client's words with the link after it;
+wording the client cannot send refused with the field at fault; and the preview."""
+
+import uuid
+
+from tests.helpers import Customer, Tenant, unique_email
+from tests.test_channel_plans import contact, enrol, mobile_number, page_path, wait_for_sms
+
+DUTCH = {"subject": "{client_name} vraagt: kloppen uw gegevens, {first_name}?",
+         "text": "Wij willen u graag blijven bereiken <zonder omwegen>. {incentive} "
+                 "Het kan tot {expires_on}."}
+
+
+def field_errors(answer: dict) -> dict[str, str]:
+    return {f["field"]: f["message"] for f in answer["error"]["fields"]}
+
+
+async def test_dutch_customer_reads_the_campaigns_wording_english_the_default(
+        tenant: Tenant, http, mailbox):
+    campaign = await tenant.create_campaign(
+        consents=[], incentive_text="U maakt kans op een fiets.",
+        messages={"invitation": {"nl": DUTCH}})
+    dutch, english = unique_email("wording-nl"), unique_email("wording-en")
+    await tenant.enrol(
+        campaign["id"],
+        {"external_id": f"nl-{uuid.uuid4().hex[:8]}", "first_name": "Ann",
+         "last_name": "de Vries", "language": "nl", "email": dutch},
+        {"external_id": f"en-{uuid.uuid4().hex[:8]}", "first_name": "Bob",
+         "last_name": "Smith", "language": "en", "email": english})
+
+    [mail] = await mailbox.wait_for(dutch)
+    assert mail.subject == f"{tenant.name} vraagt: kloppen uw gegevens, Ann?"
+    assert ("Wij willen u graag blijven bereiken <zonder omwegen>. U maakt kans op een fiets. "
+            "Het kan tot ") in mail.text
+    # The client's text is text, in HTML too; the greeting, button and footer stay ours.
+    assert "bereiken &lt;zonder omwegen&gt;." in mail.html and "<zonder" not in mail.html
+    assert "Beste Ann de Vries," in mail.text and "Open uw persoonlijke pagina" in mail.html
+    customer = Customer(http)
+    assert (await customer.open(mailbox.link(mail))).status_code == 200
+    assert 'name="email"' in customer.page
+
+    [default] = await mailbox.wait_for(english)
+    assert default.subject == f"{tenant.name}: please confirm your email address"
+    assert "Wij willen" not in default.text
+
+
+async def test_sms_carries_the_clients_text_and_the_link(tenant: Tenant, http, settings):
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], collect=["mobile"], channel_plan=[{"channel": "sms"}],
+        messages={"sms_invitation": {"en": {"text": "Hi {first_name}, {client_name} here: "
+                                                    "is your number still right?"}}})
+    number = mobile_number()
+    person = await contact(tenant, mobile=number)
+    await enrol(tenant, campaign["id"], person)
+
+    sms = await wait_for_sms(settings, number)
+    text, _, link = sms["text"].rpartition(" ")
+    assert text == f"Hi Eva, {tenant.name} here: is your number still right?"
+    assert (await Customer(http).open(page_path(link))).status_code == 200
+
+
+async def test_wording_the_client_cannot_send_is_refused_naming_the_field(tenant: Tenant):
+    await tenant.ensure_purpose("service-communication")
+    base = {"name": "Wording", "languages": ["en", "nl"], "consents": []}
+    refused = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {
+        "welcome": {"en": {"text": "Hello"}},
+        "invitation": {"nl": {"subject": "Hallo {voornaam}", "text": "  "},
+                       "fr": {"text": "Bonjour"}},
+        "reminder": {"en": {"text": "Hello {first_name"}},
+        "sms_invitation": {"en": {"subject": "SMS have none", "text": "{first_name.__class__}"}},
+        "letter": {"de": {"text": "Guten Tag"}},
+    }}, status=422)
+    errors = field_errors(refused)
+    assert set(errors) == {
+        "messages.welcome", "messages.invitation.nl.subject", "messages.invitation.nl.text",
+        "messages.invitation.fr", "messages.reminder.en.text",
+        "messages.sms_invitation.en.subject", "messages.sms_invitation.en.text"}, errors
+    assert "{voornaam}" in errors["messages.invitation.nl.subject"]
+    assert "{first_name}" in errors["messages.invitation.nl.subject"]
+    assert "brace" in errors["messages.reminder.en.text"]
+    # German is a language we speak, but not this campaign's: judged with the campaign.
+    refused = await tenant.ok("POST", "/v1/campaigns", {
+        **base, "messages": {"letter": {"de": {"text": "Guten Tag"}}}}, status=422)
+    assert "add it to languages" in field_errors(refused)["messages.letter.de"]
+
+    campaign = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {
+        "invitation": {"nl": DUTCH}}}, status=201)
+    path = f"/v1/campaigns/{campaign['id']}"
+    # Merged key by key: a new subject keeps the text; another kind joins.
+    changed = await tenant.ok("PATCH", path, {"messages": {
+        "invitation": {"nl": {"subject": "Nieuw"}},
+        "sms_reminder": {"en": {"text": "Still there?"}}}})
+    assert changed["spec"]["messages"] == {
+        "invitation": {"nl": {"subject": "Nieuw", "text": DUTCH["text"]}},
+        "sms_reminder": {"en": {"text": "Still there?"}}}
+    # Too long for the SMS it would be, with the link after it: the segments it would take.
+    too_long = await tenant.ok("PATCH", path, {"messages": {"sms_reminder": {"en": {
+        "text": "Please check your details. " * 24}}}}, status=422)
+    assert "needs 5 GSM-7 segments, at most 4 allowed" in field_errors(too_long)[
+        "messages.sms_reminder.en.text"]
+    # Dropping a language whose wording is kept is refused until the wording goes too.
+    dropped = await tenant.ok("PATCH", path, {"languages": ["en"]}, status=422)
+    assert set(field_errors(dropped)) == {"messages.invitation.nl"}
+    assert (await tenant.ok("PATCH", path, {"languages": ["en"], "messages": {
+        "invitation": None}}))["spec"]["messages"] == {"sms_reminder": {"en": {
+            "text": "Still there?"}}}
+
+
+async def test_preview_shows_the_wording_with_sample_data(tenant: Tenant):
+    campaign = await tenant.create_campaign(consents=[], messages={
+        "invitation": {"nl": DUTCH},
+        "sms_invitation": {"nl": {"text": "{client_name}: kloppen uw gegevens nog?"}},
+        "letter": {"nl": {"text": "Beste klant, {campaign_name} gaat van start."}}})
+    path = f"/v1/campaigns/{campaign['id']}/messages/preview"
+
+    email = await tenant.ok("GET", f"{path}?kind=invitation&language=nl")
+    assert email["subject"] == f"{tenant.name} vraagt: kloppen uw gegevens, Alexandra?"
+    assert "bereiken &lt;zonder omwegen&gt;." in email["html"]
+    assert email["custom"] == {"subject": True, "text": True}
+    # Without wording of its own, the built-in text in the campaign's default language.
+    reminder = await tenant.ok("GET", f"{path}?kind=reminder")
+    assert (reminder["language"], reminder["custom"]) == ("en", {"subject": False,
+                                                                 "text": False})
+    assert reminder["subject"].startswith(f"Reminder from {tenant.name}")
+    sms = await tenant.ok("GET", f"{path}?kind=sms_invitation&language=nl")
+    assert sms["text"].startswith(f"{tenant.name}: kloppen uw gegevens nog? http")
+    assert (sms["segments"], sms["encoding"]) == (1, "GSM-7")
+    letter = await tenant.ok("GET", f"{path}?kind=letter&language=nl")
+    # The opening is the client's; how to reach the page stays ours.
+    [greeting, opening, how, *_] = letter["text"].split("\n\n")
+    assert (greeting, opening) == ("Beste Alexandra Vandenberghe-Janssens,",
+                                   "Beste klant, Email check gaat van start.")
+    assert "QR-code" in how and letter["custom"] == {"subject": False, "text": True}
+
+    assert "language" in field_errors(
+        await tenant.ok("GET", f"{path}?kind=invitation&language=de", status=422))
+    assert "kind" in field_errors(await tenant.ok("GET", f"{path}?kind=welcome", status=422))
