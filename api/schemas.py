@@ -550,16 +550,6 @@ class CampaignCreate(Strict):
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
-    @field_validator("verification_link_ttl")
-    @classmethod
-    def _within_the_journey(cls, value: timedelta, info: ValidationInfo) -> timedelta:
-        # Runs only when sent: the default link outlives a short journey, which ends it anyway.
-        expires_after = info.data.get("expires_after")
-        if expires_after is not None and value > expires_after:
-            raise ValueError("must not be longer than expires_after: the journey's end ends "
-                             "its links")
-        return value
-
     @field_validator("languages")
     @classmethod
     def _languages_supported(cls, value: list[str]) -> list[str]:

@@ -48,7 +48,6 @@ async def test_malformed_json_is_400(tenant):
     ({"expires_after": "P3651D"}, "expires_after"),
     ({"reminders": {"interval": "P99999999D", "max_count": 1}}, "reminders.interval"),
     ({"channel_plan": [{"channel": "email", "after": "P99999999D"}]}, "channel_plan[0].after"),
-    ({"expires_after": "P2D", "verification_link_ttl": "P3D"}, "verification_link_ttl"),
     ({"consents": [{"key": "news", "purpose": "newsletter", "channel": "pigeon",
                     "texts": {"en": {"text": "t", "version": "1"}}}]}, "consents[0].channel"),
 ])
