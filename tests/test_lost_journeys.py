@@ -91,11 +91,11 @@ async def test_enrolling_again_replaces_the_lost_journey(tenant, http, mailbox, 
     assert (repeated["status"], repeated["journey_id"]) == ("already_enrolled", new["id"])
 
 
-async def test_a_journey_not_started_yet_is_not_lost(tenant, mailbox, sessions):
-    """Written by a request that starts its workflow after its commit: another enrolment
-    meanwhile finds no workflow, and must neither end it nor start a second journey."""
+async def journey_not_started(tenant, sessions, name: str) -> tuple[str, str, str, uuid.UUID]:
+    """A journey row as its enrolment commits it, before the enrolment starts its workflow:
+    (campaign id, contact id, the contact's email, journey id)."""
     campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
-    address = unique_email("unstarted")
+    address = unique_email(name)
     contact_id = (await tenant.ok("POST", "/v1/contacts", {
         "external_id": address, "first_name": "Una",
         "contact_points": [{"kind": "email", "value": address}]},
@@ -106,6 +106,14 @@ async def test_a_journey_not_started_yet_is_not_lost(tenant, mailbox, sessions):
                             contact_id=uuid.UUID(contact_id), language="en", stage="enrolled",
                             workflow_id=workflow_id(uuid.UUID(campaign_id),
                                                     uuid.UUID(contact_id))))
+    return campaign_id, contact_id, address, written
+
+
+async def test_a_journey_not_started_yet_is_not_lost(tenant, mailbox, sessions):
+    """Written by a request that starts its workflow after its commit: another enrolment
+    meanwhile finds no workflow, and must neither end it nor start a second journey."""
+    campaign_id, contact_id, address, written = await journey_not_started(
+        tenant, sessions, "unstarted")
 
     [again] = (await tenant.enrol(campaign_id, {"external_id": address}))["results"]
     assert (again["status"], again["journey_id"]) == ("already_enrolled", str(written))
@@ -118,18 +126,8 @@ async def test_a_journey_not_started_yet_is_withdrawn_not_ended_as_lost(
     """Between its enrolment's commit and its workflow's start, a journey is not lost: its
     contact's erasure waits for it (409), and the client's cancel withdraws it once it has
     started, as the client's cancellation rather than a lost workflow."""
-    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
-    address = unique_email("starting")
-    contact_id = (await tenant.ok("POST", "/v1/contacts", {
-        "external_id": address, "first_name": "Una",
-        "contact_points": [{"kind": "email", "value": address}]},
-        201))["id"]
-    written = uuid.uuid4()
-    async with transaction(sessions) as session:
-        session.add(Journey(id=written, client_id=tenant.id, campaign_id=uuid.UUID(campaign_id),
-                            contact_id=uuid.UUID(contact_id), language="en", stage="enrolled",
-                            workflow_id=workflow_id(uuid.UUID(campaign_id),
-                                                    uuid.UUID(contact_id))))
+    campaign_id, contact_id, address, written = await journey_not_started(
+        tenant, sessions, "starting")
 
     erased = await tenant.http.delete(f"/v1/contacts/{contact_id}", headers=tenant.auth)
     assert erased.status_code == 409, erased.text
