@@ -5,7 +5,7 @@ import unicodedata
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from babel import localedata
 from babel.core import get_global
@@ -31,6 +31,7 @@ from pydantic import (
 
 from core.settings import SMS_SENDER
 from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
+from db.models import SettingsChange
 from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages
 from messaging.wording import KINDS, placeholder_problem
@@ -672,10 +673,19 @@ class CampaignPage(BaseModel):
     next_cursor: str | None
 
 
-class CampaignChangeOut(BaseModel):
+class ChangeOut(BaseModel):
     id: int
     at: datetime
     actor: dict[str, str] = Field(description="who made it: `{type, id}`, e.g. the API key")
+    changes: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, change: SettingsChange) -> Self:
+        return cls(id=change.id, at=change.at, changes=change.changes,
+                   actor={"type": change.actor_type, "id": change.actor_id})
+
+
+class CampaignChangeOut(ChangeOut):
     changes: dict[str, dict[str, Any]] = Field(description=(
         "each top-level setting it changed (`name`, `status`, `reminders`, `consents`, ...) "
         "with its `old` and `new` value"))

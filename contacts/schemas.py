@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from api.schemas import FieldError, JsonBool, Language, Name, Slug, Strict, one_line
+from api.schemas import ChangeOut, FieldError, JsonBool, Language, Name, Slug, Strict, one_line
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
@@ -201,6 +201,17 @@ class ContactSettingsIn(Strict):
         if len(names) != len(set(names)):
             raise ValueError("address type names must be unique")
         return value
+
+
+class ContactSettingsChangeOut(ChangeOut):
+    changes: dict[str, dict[str, Any]] = Field(description=(
+        "each contact setting it changed (`person_rule`, `company_rule`, `default_region`, "
+        "`address_types`, `anonymise_inactive_after_days`) with its `old` and `new` value"))
+
+
+class ContactSettingsChangePage(BaseModel):
+    items: list[ContactSettingsChangeOut]
+    next_cursor: str | None
 
 
 class SuppressedOut(BaseModel):

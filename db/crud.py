@@ -3,7 +3,7 @@
 import uuid
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Json
@@ -44,11 +44,14 @@ from db.models import (
     JourneyEvent,
     Message,
     RateLimitCounter,
+    SettingsChange,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
     utcnow,
 )
+
+SC = TypeVar("SC", bound=SettingsChange)
 
 
 def dialect_insert(session: AsyncSession, model: type) -> Any:
@@ -529,10 +532,17 @@ async def campaigns_of(session: AsyncSession, *, client_id: uuid.UUID, status: s
         query.order_by(Campaign.created_at, Campaign.id).limit(limit)))
 
 
-async def campaign_changes(session: AsyncSession, *, campaign_id: uuid.UUID, after: int | None,
-                           limit: int) -> list[CampaignChange]:
-    """A campaign's changes, oldest first; with `after`, those after that change."""
-    query = select(CampaignChange).where(CampaignChange.campaign_id == campaign_id)
+def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The old and new value of each top-level setting that differs between two snapshots."""
+    return {key: {"old": before.get(key), "new": after.get(key)}
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)}
+
+
+async def settings_changes(session: AsyncSession, model: type[SC], *where: Any,
+                           after: int | None, limit: int) -> list[SC]:
+    """The changes (of a campaign, of contact settings) matching `where`, oldest first; with
+    `after`, those after that change."""
+    query = select(model).where(*where)
     if after is not None:
-        query = query.where(CampaignChange.id > after)
-    return list(await session.scalars(query.order_by(CampaignChange.id).limit(limit)))
+        query = query.where(model.id > after)
+    return list(await session.scalars(query.order_by(model.id).limit(limit)))

@@ -141,19 +141,24 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class CampaignChange(Base):
-    """A change of a campaign: who made it, when, and the old and new value of each top-level
-    setting it changed (`name`, `status`, `reminders`, ...)."""
+class SettingsChange:
+    """A change of a client's settings: who made it, when, and the old and new value of each
+    top-level setting it changed (`{"name": {"old": ..., "new": ...}}`)."""
 
-    __tablename__ = "campaign_changes"
-    __table_args__ = (Index("ix_campaign_changes_campaign", "campaign_id", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_id: Mapped[uuid.UUID] = _client_fk()
-    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str] = mapped_column(String(100))
     changes: Mapped[dict[str, Any]]
+
+
+class CampaignChange(SettingsChange, Base):
+    """A change of a campaign's name, status or settings (`reminders`, ...)."""
+
+    __tablename__ = "campaign_changes"
+    __table_args__ = (Index("ix_campaign_changes_campaign", "campaign_id", "id"),)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
 
 
 class Contact(Base):
@@ -203,6 +208,13 @@ class ContactSettings(Base):
     address_types: Mapped[list[Any]]
     anonymise_inactive_after_days: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactSettingsChange(SettingsChange, Base):
+    """A change of a client's contact settings: uniqueness rules, phone region, address types,
+    retention (switching anonymisation on or off is a GDPR decision someone must answer for)."""
+
+    __tablename__ = "contact_settings_changes"
 
 
 class ContactIdentityKey(Base):

@@ -8,8 +8,9 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from db.models import ApiKey
 from db.session import transaction
 from tests.helpers import mark_bounced
 from tests.test_contact_import import finished, upload
@@ -417,6 +418,35 @@ async def test_settings_change_only_what_the_client_names(tenant):
         assert refused.status_code == 422, refused.text
         assert [f["field"] for f in refused.json()["error"]["fields"]] == [field]
     assert (await tenant.get("/v1/contact-settings")).json()["default_region"] == "BE"
+
+
+async def test_each_settings_change_is_kept_with_who_made_it(tenant, other_tenant, sessions):
+    """Switching retention on or off is a GDPR decision: the client reads back who switched it,
+    when, and what it was before. A refused or empty change leaves no trace."""
+    async with sessions() as session:
+        key_id = str(await session.scalar(select(ApiKey.id).where(ApiKey.client_id == tenant.id)))
+    before = datetime.now(UTC)
+    await tenant.ok("PATCH", "/v1/contact-settings", {"anonymise_inactive_after_days": 730,
+                                                      "default_region": "BE"})
+    await tenant.ok("PUT", "/v1/contact-settings", {
+        **(await tenant.ok("GET", "/v1/contact-settings")), "anonymise_inactive_after_days": None})
+    await tenant.ok("PATCH", "/v1/contact-settings", {"default_region": "BE"})
+    await tenant.ok("PATCH", "/v1/contact-settings", {"default_region": "XX"}, status=422)
+
+    changes = (await tenant.ok("GET", "/v1/contact-settings/changes"))["items"]
+    assert [c["changes"] for c in changes] == [
+        {"anonymise_inactive_after_days": {"old": None, "new": 730},
+         "default_region": {"old": "NL", "new": "BE"}},
+        {"anonymise_inactive_after_days": {"old": 730, "new": None}}]
+    assert {c["actor"]["type"] for c in changes} == {"api_key"}
+    assert {c["actor"]["id"] for c in changes} == {key_id}
+    assert before <= datetime.fromisoformat(changes[0]["at"]) <= datetime.fromisoformat(
+        changes[1]["at"])
+    page = await tenant.ok("GET", "/v1/contact-settings/changes?limit=1")
+    assert page["items"] == changes[:1]
+    rest = await tenant.ok("GET", f"/v1/contact-settings/changes?cursor={page['next_cursor']}")
+    assert rest == {"items": changes[1:], "next_cursor": None}
+    assert (await other_tenant.ok("GET", "/v1/contact-settings/changes"))["items"] == []
 
 
 async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):

@@ -208,19 +208,12 @@ def snapshot(campaign: Campaign) -> dict[str, Any]:
     return {**campaign.spec, "name": campaign.name, "status": campaign.status}
 
 
-def change_out(change: CampaignChange) -> CampaignChangeOut:
-    return CampaignChangeOut(id=change.id, at=change.at, changes=change.changes,
-                             actor={"type": change.actor_type, "id": change.actor_id})
-
-
 async def commit_change(session, state, campaign: Campaign, before: dict[str, Any],
                         actor: Actor) -> None:
     """Commits the campaign, with an audit entry of what changed since `before` (the old and
     new value of each top-level setting) announced as `campaign.updated`; a change that changes
     nothing leaves no trace."""
-    after = snapshot(campaign)
-    changes = {key: {"old": before.get(key), "new": after.get(key)}
-               for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)}
+    changes = crud.changed_settings(before, snapshot(campaign))
     endpoints = []
     if changes:
         change = CampaignChange(client_id=campaign.client_id, campaign_id=campaign.id,
@@ -232,7 +225,7 @@ async def commit_change(session, state, campaign: Campaign, before: dict[str, An
             type=EventType.campaign_updated, data={
                 "campaign": {"id": str(campaign.id), "name": campaign.name,
                              "status": campaign.status},
-                **change_out(change).model_dump(mode="json")})
+                **CampaignChangeOut.of(change).model_dump(mode="json")})
     await session.commit()
     await state.endpoints.wake(campaign.client_id, endpoints, "campaign updated")
 
@@ -394,9 +387,10 @@ async def campaign_changes(
     """Every change of the campaign's name, status and settings, oldest first: when, by whom
     (the API key), and the old and new value of each setting it changed."""
     await campaign_of(session, client.id, campaign_id)
-    found = await crud.campaign_changes(session, campaign_id=campaign_id, after=cursor,
-                                        limit=limit + 1)
-    return CampaignChangePage(items=[change_out(c) for c in found[:limit]],
+    found = await crud.settings_changes(session, CampaignChange,
+                                        CampaignChange.campaign_id == campaign_id,
+                                        after=cursor, limit=limit + 1)
+    return CampaignChangePage(items=[CampaignChangeOut.of(c) for c in found[:limit]],
                               next_cursor=str(found[limit - 1].id) if len(found) > limit
                               else None)
 

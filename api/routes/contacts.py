@@ -19,8 +19,9 @@ from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
-from api.schemas import FieldError
+from api.schemas import MAX_INT4, FieldError
 from contacts import audit, feed, gdpr, registry
+from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import (
     ActivityPage,
@@ -33,6 +34,8 @@ from contacts.schemas import (
     ContactOut,
     ContactPage,
     ContactPointIn,
+    ContactSettingsChangeOut,
+    ContactSettingsChangePage,
     ContactSettingsIn,
     ContactUpdate,
     MediumIn,
@@ -45,7 +48,7 @@ from core.vocabulary import (
     MediumKind,
     VerificationState,
 )
-from db import consents
+from db import consents, crud
 from db.models import (
     POINT_IN_USE,
     AuditEntry,
@@ -55,6 +58,7 @@ from db.models import (
     ContactLabel,
     ContactPoint,
     ContactSettings,
+    ContactSettingsChange,
     Purpose,
 )
 from messaging.phone import PhoneNumberError, parse_phone
@@ -162,7 +166,7 @@ async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
 @settings_router.put("", response_model=ContactSettingsIn,
                     openapi_extra=documented(ContactSettingsIn, whole=True))
 async def put_settings(
-    reg: RegistryDep, session: SessionDep,
+    reg: RegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Every field of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Replaces the whole document, so every field must be given (null leaves a rule unset or
@@ -174,24 +178,25 @@ async def put_settings(
             field=field, message="required: PUT replaces all contact settings; give this field "
             "(its current value is in GET /v1/contact-settings), or use PATCH to change only "
             "some") for field in missing])
-    return await save_settings(session, reg, validated(ContactSettingsIn, body, reg))
+    return await save_settings(session, reg, validated(ContactSettingsIn, body, reg), actor)
 
 
 @settings_router.patch("", response_model=ContactSettingsIn,
                       openapi_extra=documented(ContactSettingsIn))
 async def patch_settings(
-    reg: RegistryDep, session: SessionDep,
+    reg: RegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Some fields of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Changes the fields given and keeps the others; null clears a rule or retention."""
     merged = {**reg.settings.model_dump(mode="json"), **body}
-    return await save_settings(session, reg, validated(ContactSettingsIn, merged, reg))
+    return await save_settings(session, reg, validated(ContactSettingsIn, merged, reg), actor)
 
 
-async def save_settings(session: SessionDep, reg: Registry, settings: ContactSettingsIn
-                        ) -> ContactSettingsIn | JSONResponse:
+async def save_settings(session: SessionDep, reg: Registry, settings: ContactSettingsIn,
+                        actor: Actor) -> ContactSettingsIn | JSONResponse:
     """Changing a uniqueness rule re-keys every contact; refused if existing contacts would then
-    be duplicates of each other."""
+    be duplicates of each other. A change is kept with who made it (a change that changes
+    nothing leaves no trace)."""
     new = Registry(client_id=reg.client_id, settings=settings, secret_key=reg.secret_key)
     row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
     values = settings.model_dump(mode="json")
@@ -207,8 +212,29 @@ async def save_settings(session: SessionDep, reg: Registry, settings: ContactSet
             return refusal("rule_conflict", "existing contacts are duplicates under this rule",
                            [FieldError(field="person_rule", message=f"contacts {a} and {b} match")
                             for a, b in clash[:20]])
+    changes = crud.changed_settings(reg.settings.model_dump(mode="json"), values)
+    if changes:
+        session.add(ContactSettingsChange(client_id=reg.client_id, actor_type=actor.type,
+                                          actor_id=actor.id, changes=changes))
     await session.commit()
     return settings
+
+
+@settings_router.get("/changes", response_model=ContactSettingsChangePage)
+async def settings_changes(
+    client: ClientDep, session: SessionDep,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: int | None = Query(None, ge=0, le=MAX_INT4,
+                               description="next_cursor of the previous page"),
+) -> ContactSettingsChangePage:
+    """Every change of the contact settings, oldest first: when, by whom (the API key), and the
+    old and new value of each setting it changed (e.g. retention switched on or off)."""
+    found = await crud.settings_changes(session, ContactSettingsChange,
+                                        ContactSettingsChange.client_id == client.id,
+                                        after=cursor, limit=limit + 1)
+    return ContactSettingsChangePage(
+        items=[ContactSettingsChangeOut.of(c) for c in found[:limit]],
+        next_cursor=str(found[limit - 1].id) if len(found) > limit else None)
 
 
 async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uuid.UUID]]:
