@@ -449,6 +449,18 @@ async def test_each_settings_change_is_kept_with_who_made_it(tenant, other_tenan
     assert (await other_tenant.ok("GET", "/v1/contact-settings/changes"))["items"] == []
 
 
+async def test_a_company_rule_conflict_names_the_company_rule(tenant):
+    twin = {"kind": "company", "company_name": f"Twin {uuid.uuid4().hex[:6]} BV"}
+    first = await create(tenant, twin)
+    second = await create(tenant, twin)  # no rule yet: allowed
+    refused = await tenant.ok("PATCH", "/v1/contact-settings",
+                              {"company_rule": "company_name"}, status=409)
+    assert refused["error"]["code"] == "rule_conflict"
+    [field] = refused["error"]["fields"]
+    assert field["field"] == "company_rule"
+    assert first["id"] in field["message"] and second["id"] in field["message"]
+
+
 async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):
     await ensure_schedules(temporal_env.client, settings)
     await ensure_schedules(temporal_env.client, settings)

@@ -210,8 +210,8 @@ async def save_settings(session: SessionDep, reg: Registry, settings: ContactSet
         if clash:
             await session.rollback()
             return refusal("rule_conflict", "existing contacts are duplicates under this rule",
-                           [FieldError(field="person_rule", message=f"contacts {a} and {b} match")
-                            for a, b in clash[:20]])
+                           [FieldError(field=f"{kind}_rule", message=f"contacts {a} and {b} match")
+                            for kind, a, b in clash[:20]])
     changes = crud.changed_settings(reg.settings.model_dump(mode="json"), values)
     if changes:
         session.add(ContactSettingsChange(client_id=reg.client_id, actor_type=actor.type,
@@ -237,10 +237,11 @@ async def settings_changes(
         next_cursor=str(found[limit - 1].id) if len(found) > limit else None)
 
 
-async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Recomputes every contact's identity keys; returns pairs of contacts that would clash."""
+async def rekey(session: SessionDep, reg: Registry) -> list[tuple[str, uuid.UUID, uuid.UUID]]:
+    """Recomputes every contact's identity keys; returns pairs of contacts that would clash,
+    with the kind (person, company) whose rule makes them clash."""
     owners: dict[str, uuid.UUID] = {}
-    clash: list[tuple[uuid.UUID, uuid.UUID]] = []
+    clash: list[tuple[str, uuid.UUID, uuid.UUID]] = []
     points: dict[uuid.UUID, list[tuple[str, str]]] = {}
     for cid, kind, value in await session.execute(
             select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value)
@@ -253,7 +254,7 @@ async def rekey(session: SessionDep, reg: Registry) -> list[tuple[uuid.UUID, uui
                                       points.get(contact.id, []), contact.external_id)
         for key in reg.identity_keys(contact.kind, values):
             if key in owners:
-                clash.append((owners[key], contact.id))
+                clash.append((contact.kind, owners[key], contact.id))
             owners[key] = contact.id
             rows.append({"client_id": reg.client_id, "key": key, "contact_id": contact.id})
     if not clash:
