@@ -50,6 +50,7 @@ from db.models import (
     WebhookEvent,
     utcnow,
 )
+from messaging.address import PostalAddress, town_lines
 
 SC = TypeVar("SC", bound=SettingsChange)
 
@@ -248,7 +249,18 @@ async def current_address(session: AsyncSession, *, contact_id: uuid.UUID,
 
 
 def letter_recipient(address: ContactAddress) -> str:
-    """The address as a letter's message records its recipient, on one line."""
+    """The address as a letter's message records its recipient, on one line: the town lines as
+    the letter prints them, state or province included ("Mountain View, CA 94043")."""
+    postal = PostalAddress(recipient="", street_lines=[line for line in (address.line1,
+                                                                         address.line2) if line],
+                           postal_code=address.postal_code or "", city=address.city,
+                           country=address.country, region=address.region or "")
+    return ", ".join([*postal.street_lines, *town_lines(postal), address.country])
+
+
+def _letter_recipient_without_region(address: ContactAddress) -> str:
+    """How letters sent before the region was recorded name their recipient: a bounce of one
+    of them still marks the address."""
     return ", ".join([*(line for line in (address.line1, address.line2) if line),
                       f"{address.postal_code or ''} {address.city}", address.country])
 
@@ -271,7 +283,8 @@ async def mark_undeliverable(session: AsyncSession, *, contact_id: uuid.UUID, ch
     if channel == "letter":
         rows = [a for a in await session.scalars(select(ContactAddress).where(
             ContactAddress.contact_id == contact_id))
-            if letter_recipient(a)[:320] == recipient]
+            if recipient in (letter_recipient(a)[:320],
+                             _letter_recipient_without_region(a)[:320])]
     else:
         rows = await _points_of(session, contact_id=contact_id, channel=channel,
                                 recipient=recipient)

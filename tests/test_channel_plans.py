@@ -8,7 +8,10 @@ import io
 import re
 import uuid
 
+from sqlalchemy import update
+
 from db import crud
+from db.models import Message
 from db.session import transaction
 from messaging.local_outbox import read_records
 from tests.helpers import (
@@ -109,9 +112,12 @@ async def test_a_letter_asks_to_add_only_what_is_missing_or_to_confirm(tenant, s
         assert add_email not in text and "check and confirm your contact details" in text
 
 
-async def test_a_letter_abroad_prints_the_state_where_the_post_wants_it(tenant, settings):
+async def test_a_letter_abroad_prints_the_state_where_the_post_wants_it(tenant, settings,
+                                                                        sessions):
     """A US address gets its state between the city and the ZIP code, a Canadian one its
-    province: without them the post cannot route the letter."""
+    province: without them the post cannot route the letter. The letter's recorded recipient
+    names them as printed; a returned letter marks the address, also one recorded without
+    them before."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[],
                                             channel_plan=[{"channel": "letter"}])
     addresses = {
@@ -129,6 +135,24 @@ async def test_a_letter_abroad_prints_the_state_where_the_post_wants_it(tenant, 
                                 settings.letter_outbox_dir / f"read-{letter['id']}").text()
         assert f"{addresses[town]['line1']} {town}" in printed, printed
         assert letter["address_lines"][2] == town
+
+    us_letter = await wait_for_letter(settings, people["Mountain View, CA 94043"]["last_name"])
+    returned = await tenant.ok("POST", "/v1/bounces", {
+        "message_id": us_letter["provider_message_id"], "recipient": "1600 Amphitheatre",
+        "kind": "hard", "reason": "return to sender"}, status=202)
+    assert returned["recipient"] == "1600 Amphitheatre Pkwy, Mountain View, CA 94043, US"
+
+    ca_letter = await wait_for_letter(settings, people["Toronto ON M5V 2T6"]["last_name"])
+    async with transaction(sessions) as session:
+        await session.execute(update(Message).where(
+            Message.provider_message_id == ca_letter["provider_message_id"]).values(
+            recipient="290 Bremner Blvd, M5V 2T6 Toronto, CA"))
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": ca_letter["provider_message_id"], "recipient": "290 Bremner Blvd",
+        "kind": "hard", "reason": "return to sender"}, status=202)
+    for person in people.values():
+        [address] = (await tenant.ok("GET", f"/v1/contacts/{person['id']}"))["addresses"]
+        assert address["undeliverable"]["reason"] == "return to sender"
 
 
 async def test_letter_first_plan_then_email_reminder(tenant, http, mailbox, settings,
