@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from core.settings import SMS_SENDER
 from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
@@ -489,6 +490,23 @@ class LetterWordingIn(Strict):
 MessageKindName = Literal[tuple(KINDS)]
 
 
+def _unknown_wording(error: dict[str, Any]) -> dict[str, Any] | None:
+    """A message kind, or a part of one, that does not exist, said with those that do."""
+    loc = error["loc"]
+    if error["type"] != "extra_forbidden" or len(loc) not in (1, 3):
+        return None
+    if len(loc) == 1:
+        problem = PydanticCustomError("unknown_message_kind", "unknown message kind '{kind}'; "
+                                      "the kinds are {kinds}",
+                                      {"kind": loc[0], "kinds": ", ".join(KINDS)})
+    else:
+        problem = PydanticCustomError("unknown_message_part", "the {kind} message has no "
+                                      "{part}; its parts are {parts}", {
+                                          "kind": loc[0], "part": loc[2],
+                                          "parts": ", ".join(KINDS[loc[0]].parts)})
+    return {"type": problem, "loc": loc, "input": error["input"]}
+
+
 class MessagesIn(Strict):
     """The campaign's own wording of its messages, per kind and language (of `languages`);
     what it leaves out keeps the built-in text in that language. Plain text with the
@@ -500,6 +518,23 @@ class MessagesIn(Strict):
     sms_invitation: dict[SupportedLanguage, SmsWordingIn] | None = None
     sms_reminder: dict[SupportedLanguage, SmsWordingIn] | None = None
     letter: dict[SupportedLanguage, LetterWordingIn] | None = None
+    confirmation: dict[SupportedLanguage, EmailWordingIn] | None = Field(
+        default=None, description="the email thanking the customer once verified "
+        "(send_confirmation); nothing to click follows its text")
+    sms_confirmation: dict[SupportedLanguage, SmsWordingIn] | None = Field(
+        default=None, description="the SMS thanking the customer once verified (its mobile "
+        "the only verified address); no link follows it")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _known_kinds(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # An unknown kind or part is named with those there are, not as pydantic's "Extra
+        # inputs are not permitted"; the other errors stay as they are.
+        try:
+            return handler(value)
+        except ValidationError as err:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [_unknown_wording(e) or e for e in err.errors()]) from err
 
 
 class CampaignCreate(Strict):

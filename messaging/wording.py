@@ -1,5 +1,5 @@
-"""A campaign's own wording of its invitations and reminders (`messages` of the campaign), per
-message kind and language, over the built-in best-practice texts.
+"""A campaign's own wording of its invitations, reminders and confirmation (`messages` of the
+campaign), per message kind and language, over the built-in best-practice texts.
 
 A client writes plain text with a fixed set of `{placeholders}`, never template code: the text
 is filled in here and handed to the templates as a value, which autoescape escapes in HTML like
@@ -32,6 +32,9 @@ KINDS = {
     "sms_invitation": MessageKind(Channel.sms, "invitation", ("text",)),
     "sms_reminder": MessageKind(Channel.sms, "reminder", ("text",)),
     "letter": MessageKind(Channel.letter, None, ("subject", "text")),
+    # The thanks after verification (the campaign's send_confirmation), by email or by SMS.
+    "confirmation": MessageKind(Channel.email, "confirmation", ("subject", "text")),
+    "sms_confirmation": MessageKind(Channel.sms, "confirmation", ("text",)),
 }
 
 PLACEHOLDERS = ("first_name", "last_name", "client_name", "campaign_name", "incentive",

@@ -6,7 +6,17 @@ wording the client cannot send refused with the field at fault; and the preview.
 import uuid
 
 from tests.helpers import Customer, Tenant, unique_email
-from tests.test_channel_plans import contact, enrol, mobile_number, page_path, wait_for_sms
+from tests.helpers import eventually
+from tests.test_channel_plans import (
+    complete,
+    contact,
+    enrol,
+    mobile_number,
+    page_path,
+    sms_to,
+    wait_for_sms,
+)
+from tests.test_mobile_journey import wait_codes
 
 DUTCH = {"subject": "{client_name} vraagt: kloppen uw gegevens, {first_name}?",
          "text": "Wij willen u graag blijven bereiken <zonder omwegen>. {incentive} "
@@ -80,6 +90,11 @@ async def test_wording_the_client_cannot_send_is_refused_naming_the_field(tenant
     assert "{voornaam}" in errors["messages.invitation.nl.subject"]
     assert "{first_name}" in errors["messages.invitation.nl.subject"]
     assert "brace" in errors["messages.reminder.en.text"]
+    # Which kinds and parts there are, not pydantic's "Extra inputs are not permitted".
+    assert "unknown message kind 'welcome'" in errors["messages.welcome"]
+    assert "confirmation, sms_confirmation" in errors["messages.welcome"]
+    assert errors["messages.sms_invitation.en.subject"] == (
+        "the sms_invitation message has no subject; its parts are text")
     # German is a language we speak, but not this campaign's: judged with the campaign.
     refused = await tenant.ok("POST", "/v1/campaigns", {
         **base, "messages": {"letter": {"de": {"text": "Guten Tag"}}}}, status=422)
@@ -137,3 +152,52 @@ async def test_preview_shows_the_wording_with_sample_data(tenant: Tenant):
     assert "language" in field_errors(
         await tenant.ok("GET", f"{path}?kind=invitation&language=de", status=422))
     assert "kind" in field_errors(await tenant.ok("GET", f"{path}?kind=welcome", status=422))
+
+
+async def test_the_confirmation_after_verification_is_in_the_clients_words(
+        tenant: Tenant, http, mailbox, settings):
+    """The thanks once verified, by email and (the mobile the only address verified) by SMS:
+    the client's subject and text, the placeholders filled in, and a preview of it."""
+    campaign = await tenant.create_campaign(
+        languages=["nl"], default_language="nl", consents=[], send_confirmation=True,
+        messages={"confirmation": {"nl": {
+            "subject": "Dank je, {first_name}!",
+            "text": "{client_name} heeft je gegevens <bevestigd>. Tot snel."}}})
+    email = unique_email("thanked-worded")
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": f"t-{uuid.uuid4().hex[:8]}",
+                                                   "email": email, "first_name": "Eva",
+                                                   "last_name": "Jansen"})
+    [invitation] = await mailbox.wait_for(email)
+    await complete(http, mailbox, tenant, enrolled["results"][0]["journey_id"],
+                   mailbox.link(invitation), email)
+    thanks = (await mailbox.wait_for(email, count=3))[-1]
+    assert thanks.subject == "Dank je, Eva!"
+    assert "Beste Eva Jansen," in thanks.text
+    assert f"{tenant.name} heeft je gegevens <bevestigd>. Tot snel." in thanks.text
+    assert "&lt;bevestigd&gt;" in thanks.html and "<bevestigd>" not in thanks.html
+    preview = await tenant.ok(
+        "GET", f"/v1/campaigns/{campaign['id']}/messages/preview?kind=confirmation")
+    assert (preview["subject"], preview["custom"]) == ("Dank je, Alexandra!",
+                                                      {"subject": True, "text": True})
+
+    by_sms = await tenant.create_campaign(
+        languages=["en"], consents=[], collect=["mobile"], send_confirmation=True,
+        messages={"sms_confirmation": {"en": {"text": "Thanks {first_name}, all set!"}}})
+    email, number = unique_email("thanked-sms"), mobile_number()
+    enrolled = await tenant.enrol(by_sms["id"], {"external_id": f"t-{uuid.uuid4().hex[:8]}",
+                                                 "email": email, "first_name": "Bo"})
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    page = mailbox.link(invitation)
+    await customer.open(page)
+    await customer.submit(page, mobile=number)
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code=code)
+
+    async def thanked():
+        return [s for s in sms_to(settings, number) if "all set" in s["text"]]
+    [sms] = await eventually(thanked, what="the confirmation SMS")
+    assert sms["text"] == "Thanks Bo, all set!"
+    preview = await tenant.ok("GET", f"/v1/campaigns/{by_sms['id']}/messages/preview"
+                                     "?kind=sms_confirmation")
+    assert preview["text"] == "Thanks Alexandra, all set!" and preview["segments"] == 1
