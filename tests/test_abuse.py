@@ -345,6 +345,8 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": lambda t: fixed(None),
 }
 BODY_CARRIES_IDS = {"POST /v1/messages", "POST /v1/bounces"}
+# Required query parameters, so the answer is about the ids, not a missing parameter.
+QUERIES = {"GET /v1/campaigns/{campaign_id}/messages/preview": "?kind=invitation"}
 
 
 def flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
@@ -395,7 +397,7 @@ async def test_another_clients_ids_are_404_on_every_route(
         owner_ids = await ROUTE_ID_SETS[key](tenant)
     else:
         owner_ids = {n: await sources[n](tenant) for n in names if n not in SHARED_NAMES}
-    path = route.path.format(**{**SHARED_NAMES, **owner_ids})
+    path = route.path.format(**{**SHARED_NAMES, **owner_ids}) + QUERIES.get(key, "")
     body = await BODIES[key](tenant) if key in BODIES else None
 
     if not owner_ids and key not in BODY_CARRIES_IDS:
