@@ -444,7 +444,7 @@ async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError |
     await session.refresh(visit.journey)
     if (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
             and visit.journey.stage not in FINAL_STAGES
-            and await end_if_lost(session, state.temporal, visit.journey)):
+            and await end_if_lost(session, state.temporal, state.endpoints, visit.journey)):
         await session.commit()
         visit.not_withdrawn = True
 
