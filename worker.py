@@ -88,7 +88,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         sender = MessageSender(sessions, settings, smtp, sms, make_letter_sender(settings, http),
                                dispatcher)
         client_messages = ClientMessageSender(sessions, settings, smtp)
-        reconsent = Reconsent(sessions, settings, client)
+        reconsent = Reconsent(sessions, settings, client, dispatcher)
         codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)
         kyc = KycActivities(sessions, settings, smtp, sms, dispatcher)
@@ -98,7 +98,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
         launcher = CampaignLauncher(sessions, settings, client, dispatcher)
-        lost = LostJourneySweep(sessions, client)
+        lost = LostJourneySweep(sessions, client, dispatcher)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})
         worker = Worker(

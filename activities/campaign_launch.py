@@ -155,7 +155,7 @@ class CampaignLauncher:
                     crud.among(session, Journey.contact_id, [c for c, _ in page]))):
                 earlier[journey.contact_id].append(journey)
             lost = await lost_journeys.lost_among(
-                session, self._temporal, [j for theirs in earlier.values() for j in theirs],
+                session, self._temporal, self._waker, [j for theirs in earlier.values() for j in theirs],
                 skip_launch=input.launch_id)
             to_start: list[Journey] = []
             delays: dict[uuid.UUID, timedelta] = {}
@@ -214,7 +214,7 @@ class CampaignLauncher:
         workflows are cancelled after (`finish_launch`)."""
         async with transaction(self._sessions) as session:
             ids = await withdrawals.withdraw_unreached(
-                session, Journey.launch_id == input.launch_id, withdrawals.LAUNCH_CANCELLED)
+                session, self._waker, Journey.launch_id == input.launch_id, withdrawals.LAUNCH_CANCELLED)
         return WithdrawUnreachedResult(journeys_cancelled=len(ids))
 
     async def _cancel_journeys(self, launch_id: str) -> int:
@@ -230,7 +230,8 @@ class CampaignLauncher:
                             partial(withdrawals.withdraw, reason=withdrawals.LAUNCH_CANCELLED))
         ids = [j for j, _, stage in journeys if stage != Stage.cancelled]
         async with transaction(self._sessions) as session:
-            await withdrawals.mark_cancelled(session, ids)
+            await withdrawals.mark_cancelled(session, self._waker, ids,
+                                             withdrawals.LAUNCH_CANCELLED)
             return await session.scalar(select(func.count()).where(
                 crud.among(session, Journey.id, ids), Journey.stage == Stage.cancelled)) or 0
 
@@ -261,12 +262,13 @@ class CampaignLauncher:
 
     async def _withdraw_if_archived(self, campaign_id: uuid.UUID) -> None:
         """Withdraws the archived campaign's journeys that have reached nobody, then cancels
-        their workflows (with those of an earlier try), which each record it as the client's
-        and tell the client's endpoints: a workflow whose start is still delayed runs at once."""
+        their workflows (with those of an earlier try), which end without recording anything
+        more: a workflow whose start is still delayed runs at once."""
         async with transaction(self._sessions) as session:
             if (await session.get_one(Campaign, campaign_id)).status != "archived":
                 return
-            await withdrawals.withdraw_unreached(session, Journey.campaign_id == campaign_id,
+            await withdrawals.withdraw_unreached(session, self._waker,
+                                                 Journey.campaign_id == campaign_id,
                                                  withdrawals.CAMPAIGN_ARCHIVED)
         async with self._sessions() as session:
             withdrawn = list(await session.scalars(select(Journey.workflow_id).join(

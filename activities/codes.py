@@ -102,6 +102,7 @@ class CodeSender:
                 # nothing typed can match, and the page offers a new one. Failing here would
                 # retry for ever while the customer's page waits.
                 return CheckCodeResult("expired", input.max_wrong_tries)
+            row.max_wrong_tries = input.max_wrong_tries
             left = input.max_wrong_tries - row.wrong_tries
             if row.used_at is not None:
                 return CheckCodeResult("right", left)

@@ -46,6 +46,7 @@ from db.models import (
 )
 from db.session import transaction
 from workflows.starts import start_journeys
+from workflows.webhook_endpoint import EndpointDispatcher
 
 ENROL_CHUNK = 1000
 ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "region", "country")
@@ -131,7 +132,7 @@ class ContactImporter:
                                       email=emails.get(c.id)) for i, c in enumerate(contacts)}
                 results, journeys = await enrolment.write_contacts_and_journeys(
                     session, reg, Actor(ActorType.api_key, job.actor_id), activity.client(),
-                    campaign=campaign, items=items)
+                    EndpointDispatcher(activity.client(), self._settings), campaign=campaign, items=items)
                 # Why a row was not enrolled, by its line, beside the rows that failed.
                 await crud.insert_ignoring_conflicts(session, ContactImportError, [
                     {"import_id": job.id, "line": line_of[contacts[r.index].id],

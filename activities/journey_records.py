@@ -29,6 +29,7 @@ from contacts.schemas import AddressIn
 from core.settings import Settings
 from core.vocabulary import (
     ANONYMISATION_BLOCKED,
+    FINAL_STAGES,
     INVITING_TEMPLATES,
     PAGE_ADDRESS_FIELDS,
     AuditAction,
@@ -434,11 +435,6 @@ class JourneyRecords:
 
     @activity.defn
     async def finish_journey(self, input: FinishJourneyInput) -> EmittedEvents:
-        event_type = {
-            Stage.expired: EventType.journey_expired,
-            Stage.opted_out: EventType.journey_opted_out,
-            Stage.cancelled: EventType.journey_cancelled,
-        }.get(Stage(input.stage))
         detail = input.detail
         if input.stage == Stage.cancelled:
             # Journeys cancelled before they recorded who did it (and those their archived
@@ -446,25 +442,22 @@ class JourneyRecords:
             detail = {"by": CancelledBy.client, **(detail or {})}
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
+            if journey.stage in FINAL_STAGES and journey.finished_at != input.at:
+                # The first end wins: a workflow that outlived its journey's end recorded in
+                # the database only (a cancellation before it started) changes nothing when it
+                # ends too, and tells the client nothing twice. (A retry of this write finds
+                # its own end, at the same time, and wakes the endpoints again.)
+                return EmittedEvents()
             journey.stage = input.stage
             journey.finished_at = input.at
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=input.stage, at=input.at,
                 detail=input.detail,
             )
-            if event_type is None:
+            if input.stage not in crud.END_EVENTS:
                 return EmittedEvents()
-            endpoints = await crud.record_webhook_event(
-                session, client_id=journey.client_id, key=f"{journey.id}/{input.step}",
-                type=event_type,
-                data={
-                    **crud.journey_ref(journey, campaign),
-                    "contact": crud.contact_ref(contact),
-                    "stage": input.stage,
-                    "at": input.at.isoformat(),
-                    **({"detail": detail} if detail else {}),
-                },
-            )
+            endpoints = await crud.announce_end(session, journey=journey, campaign=campaign,
+                                                contact=contact, step=input.step, detail=detail)
         # Only now, committed, may the endpoints' workflows see the event.
         await self._waker.wake(journey.client_id, endpoints, input.step)
         return EmittedEvents()

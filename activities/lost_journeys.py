@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
 
+from activities.webhooks import EndpointWaker
 from api import lost_journeys
 from api.lost_workflows import ENDED_WITHOUT_A_WORD
 from contacts.gdpr import OPEN_JOURNEY
@@ -22,10 +23,11 @@ PAGE = 500
 
 
 class LostJourneySweep:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 temporal: TemporalClient) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], temporal: TemporalClient,
+                 waker: EndpointWaker) -> None:
         self._sessions = sessions
         self._temporal = temporal
+        self._waker = waker
 
     @activity.defn
     async def end_lost_journeys(self) -> EndLostJourneysResult:
@@ -47,4 +49,5 @@ class LostJourneySweep:
         async with transaction(self._sessions) as session:
             still_open = list(await session.scalars(select(Journey.id).where(
                 crud.among(session, Journey.workflow_id, workflow_ids), OPEN_JOURNEY)))
-            return len(await lost_journeys.end_lost_among(session, self._temporal, still_open))
+            return len(await lost_journeys.end_lost_among(session, self._temporal, self._waker,
+                                                            still_open))

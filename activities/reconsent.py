@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
 
+from activities.webhooks import EndpointWaker
 from api import lost_journeys
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
@@ -32,10 +33,11 @@ def answered_since(contact: Contact, journey: Journey) -> bool:
 
 class Reconsent:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 temporal: TemporalClient) -> None:
+                 temporal: TemporalClient, waker: EndpointWaker) -> None:
         self._sessions = sessions
         self._settings = settings
         self._temporal = temporal
+        self._waker = waker
 
     @activity.defn
     async def reconsent_batch(self, input: ReconsentBatchInput) -> ReconsentBatchResult:
@@ -64,7 +66,7 @@ class Reconsent:
                 crud.among(session, Journey.contact_id, [c.id for c in chosen]))))
             # As in a launch: a contact whose journey here expired or was lost with its
             # workflow (terminated in the Temporal UI) is asked again in a new round.
-            lost = await lost_journeys.lost_among(session, self._temporal, theirs)
+            lost = await lost_journeys.lost_among(session, self._temporal, self._waker, theirs)
             journeys = [j for j in theirs if j.stage != Stage.expired and j.id not in lost]
             # One who answered since this campaign asked them (on its page, or to the back
             # office; enrolled through the API, or asked by an earlier try of this run) keeps

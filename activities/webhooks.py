@@ -34,7 +34,8 @@ USER_AGENT = "contact-journeys-webhooks/2"
 class EndpointWaker(Protocol):
     """Tells endpoints' delivery workflows that deliveries are waiting (signal-with-start)."""
 
-    async def wake(self, endpoint_ids: Iterable[str], reason: str) -> None: ...
+    async def wake(self, client_id: uuid.UUID, endpoint_ids: Iterable[str], reason: str
+                   ) -> None: ...
 
 
 @dataclass

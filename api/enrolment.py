@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
 
+from activities.webhooks import EndpointWaker
 from api import lost_journeys
 from api.errors import pydantic_fields
 from api.schemas import ClaimIn, ContactIn, EnrolItemResult, FieldError
@@ -282,8 +283,8 @@ def _not_refused(items: dict[int, T], refused: list[EnrolItemResult]) -> dict[in
 
 
 async def write_contacts_and_journeys(
-    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient, *,
-    campaign: Campaign, items: dict[int, ContactIn],
+    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient,
+    waker: EndpointWaker, *, campaign: Campaign, items: dict[int, ContactIn],
 ) -> tuple[list[EnrolItemResult], list[Journey]]:
     """Refuses some items and writes the others' contacts and journeys. An item refused after
     its new contact was written (its claim another item holds) leaves no contact behind: the
@@ -294,7 +295,7 @@ async def write_contacts_and_journeys(
     while True:
         savepoint = await session.begin_nested()
         results, journeys, created = await _write_once(
-            session, reg, actor, temporal, campaign=campaign,
+            session, reg, actor, temporal, waker, campaign=campaign,
             items=_not_refused(items, undone), ids=ids)
         late = [r for r in results if r.status == "rejected" and r.contact_id in created]
         if not late:
@@ -305,8 +306,9 @@ async def write_contacts_and_journeys(
 
 
 async def _write_once(
-    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient, *,
-    campaign: Campaign, items: dict[int, ContactIn], ids: dict[int, uuid.UUID],
+    session: AsyncSession, reg: Registry, actor: Actor, temporal: TemporalClient,
+    waker: EndpointWaker, *, campaign: Campaign, items: dict[int, ContactIn],
+    ids: dict[int, uuid.UUID],
 ) -> tuple[list[EnrolItemResult], list[Journey], set[uuid.UUID]]:
     client_id = campaign.client_id
     spec = campaign.spec
@@ -407,7 +409,7 @@ async def _write_once(
                 if j.stage != Stage.expired and j.id not in lost}
 
     theirs = await campaign_journeys()
-    lost = await lost_journeys.lost_among(session, temporal, theirs)
+    lost = await lost_journeys.lost_among(session, temporal, waker, theirs)
     existing, rounds = live(theirs), Counter(j.contact_id for j in theirs)
     for index, contact in reachable.items():
         journey, claim = existing.get(contact.id), items[index].claim

@@ -1,7 +1,8 @@
 """The client withdrawing journeys: one through the API, a contact's open ones before its
 erasure, a cancelled launch's and an archived campaign's (activities.campaign_launch). Each ends
 as `cancelled` with history detail `{"by": "client", "reason": ...}` (webhook
-`journey.cancelled`), and its page says the client withdrew it."""
+`journey.cancelled`, raised here for those cancelled in the database only), and its page says
+the client withdrew it."""
 
 import asyncio
 import uuid
@@ -13,12 +14,14 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.webhooks import EndpointWaker
 from api.lost_journeys import end_if_lost
 from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import WithdrawInput
 from core.vocabulary import FINAL_STAGES, CancelledBy, Stage
 from db import crud
-from db.models import Journey, JourneyEvent, Message, utcnow
+from db.models import Campaign, Contact, Journey, JourneyEvent, Message, utcnow
+from db.session import after_commit
 from workflows.journey import JourneyWorkflow
 
 OPEN_STAGES = [s.value for s in Stage if s not in FINAL_STAGES]
@@ -42,12 +45,12 @@ async def withdraw(handle: WorkflowHandle, reason: str) -> None:
     await handle.cancel()
 
 
-async def withdraw_unreached(session: AsyncSession, journeys: ColumnElement[bool],
-                             reason: str) -> list[uuid.UUID]:
+async def withdraw_unreached(session: AsyncSession, waker: EndpointWaker,
+                             journeys: ColumnElement[bool], reason: str) -> list[uuid.UUID]:
     """Cancels, in the database, those of the journeys that have reached nobody yet (still
     `enrolled`, no message on its way); returns them. A send checks the stage under the
     journey's lock, so none of them sends once this has committed, though their workflows are
-    cancelled only after (`withdraw`), which records the cancellation again, harmlessly."""
+    cancelled only after (`withdraw`), which then changes nothing (the first end wins)."""
     now = utcnow()
     unreached = [journeys, Journey.stage == Stage.enrolled]
     # Locked first, so a send that passed its check meanwhile has committed its message, which
@@ -58,26 +61,50 @@ async def withdraw_unreached(session: AsyncSession, journeys: ColumnElement[bool
         *unreached, ~select(Message.id).where(Message.journey_id == Journey.id,
                                               Message.status != "bounced").exists())
         .values(stage=Stage.cancelled, finished_at=now).returning(Journey.id)))
-    await crud.insert_ignoring_conflicts(session, JourneyEvent, [
-        {"journey_id": j, "step": CANCELLED_STEP, "type": Stage.cancelled, "at": now,
-         "detail": {"by": CancelledBy.client, "reason": reason}} for j in ids])
+    await _record(session, waker, ids, reason)
     return ids
 
 
-async def mark_cancelled(session: AsyncSession, journey_ids: list[uuid.UUID]) -> None:
+async def mark_cancelled(session: AsyncSession, waker: EndpointWaker,
+                         journey_ids: list[uuid.UUID], reason: str) -> None:
     """Most journeys record their cancellation themselves; this catches the others (those
     that never began, or began before journeys did so)."""
-    await session.execute(update(Journey).where(
+    ids = list(await session.scalars(update(Journey).where(
         crud.among(session, Journey.id, journey_ids), Journey.stage.in_(OPEN_STAGES))
-        .values(stage=Stage.cancelled, finished_at=utcnow()))
+        .values(stage=Stage.cancelled, finished_at=utcnow()).returning(Journey.id)))
+    await _record(session, waker, ids, reason)
 
 
-async def cancel(session: AsyncSession, temporal: TemporalClient, journey: Journey,
-                 reason: str) -> None:
+async def _record(session: AsyncSession, waker: EndpointWaker, ids: list[uuid.UUID],
+                  reason: str) -> None:
+    """Records the client's cancellation of the journeys just cancelled in the database, in
+    their history and as `journey.cancelled`: their workflows, not started or already ended,
+    record nothing. Under the step a workflow records it under, so neither comes twice."""
+    if not ids:
+        return
+    detail = {"by": CancelledBy.client, "reason": reason}
+    ended = (await session.execute(
+        select(Journey, Campaign, Contact).join(Campaign, Campaign.id == Journey.campaign_id)
+        .join(Contact, Contact.id == Journey.contact_id)
+        .where(crud.among(session, Journey.id, ids))
+        .execution_options(populate_existing=True))).all()
+    await crud.insert_ignoring_conflicts(session, JourneyEvent, [
+        {"journey_id": j.id, "step": CANCELLED_STEP, "type": Stage.cancelled,
+         "at": j.finished_at, "detail": detail} for j, _, _ in ended])
+    for journey, campaign, contact in ended:
+        endpoints = await crud.announce_end(session, journey=journey, campaign=campaign,
+                                            contact=contact, step=CANCELLED_STEP, detail=detail)
+        if endpoints:
+            after_commit(session, lambda c=journey.client_id, e=endpoints: waker.wake(
+                c, e, CANCELLED_STEP))
+
+
+async def cancel(session: AsyncSession, temporal: TemporalClient, waker: EndpointWaker,
+                 journey: Journey, reason: str) -> None:
     """Ends the open journey as withdrawn by the client and waits until it is recorded, so
     the caller reads it ended (and may erase its contact). One whose workflow is gone is ended
     as lost. The caller commits; it must hold no lock the journey's own writes need."""
-    if await end_if_lost(session, temporal, journey):
+    if await end_if_lost(session, temporal, waker, journey):
         return
     try:
         await asyncio.wait_for(_withdrawn(temporal, journey.workflow_id, reason),
@@ -86,7 +113,7 @@ async def cancel(session: AsyncSession, temporal: TemporalClient, journey: Journ
         pass  # ended, by this cancellation or on its own meanwhile: its stage says how
     except TimeoutError:
         return  # still recording: the journey reads open until it has
-    await mark_cancelled(session, [journey.id])
+    await mark_cancelled(session, waker, [journey.id], reason)
     await session.refresh(journey)
 
 
@@ -121,8 +148,8 @@ async def _status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
 
 
 async def cancel_open_journeys(session: AsyncSession, temporal: TemporalClient,
-                               contact_id: uuid.UUID, reason: str) -> None:
+                               waker: EndpointWaker, contact_id: uuid.UUID, reason: str) -> None:
     """Withdraws every open journey of the contact, one after the other."""
     for journey in list(await session.scalars(select(Journey).where(
             Journey.contact_id == contact_id, OPEN_JOURNEY))):
-        await cancel(session, temporal, journey, reason)
+        await cancel(session, temporal, waker, journey, reason)

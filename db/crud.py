@@ -28,7 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import normalise
 from core import security
-from core.vocabulary import FINAL_STAGES, NOT_OPENED, ContactPointKind, Stage, VerificationState
+from core.vocabulary import (
+    FINAL_STAGES,
+    NOT_OPENED,
+    ContactPointKind,
+    EventType,
+    Stage,
+    VerificationState,
+)
 from db.models import (
     POINT_IN_USE,
     ApiKey,
@@ -396,6 +403,31 @@ async def record_webhook_event(
         )
     )
     return [str(i) for i in pending]
+
+
+END_EVENTS = {
+    Stage.expired: EventType.journey_expired,
+    Stage.opted_out: EventType.journey_opted_out,
+    Stage.cancelled: EventType.journey_cancelled,
+}
+
+
+async def announce_end(session: AsyncSession, *, journey: Journey, campaign: Campaign,
+                       contact: Contact, step: str, detail: dict[str, Any] | None) -> list[str]:
+    """Raises the webhook of the journey's end as recorded (`journey.expired`, `.opted_out`,
+    `.cancelled`), once per journey and step; returns the endpoints to wake after commit."""
+    assert journey.finished_at is not None
+    return await record_webhook_event(
+        session, client_id=journey.client_id, key=f"{journey.id}/{step}",
+        type=END_EVENTS[Stage(journey.stage)],
+        data={
+            **journey_ref(journey, campaign),
+            "contact": contact_ref(contact),
+            "stage": journey.stage,
+            "at": journey.finished_at.isoformat(),
+            **({"detail": detail} if detail else {}),
+        },
+    )
 
 
 def subscribes(endpoint: WebhookEndpoint, event_type: str) -> bool:

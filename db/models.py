@@ -618,6 +618,10 @@ class OneTimeCode(Base):
     code_hmac: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime]
     wrong_tries: Mapped[int] = mapped_column(Integer, default=0)
+    # The wrong tries the journey allows, kept by its checks: the campaign's setting may have
+    # changed since the journey started (which keeps its own), and the page tells the code
+    # locked as the journey does. None until a check, when no try has been wrong.
+    max_wrong_tries: Mapped[int | None]
     sent_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
 

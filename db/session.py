@@ -1,7 +1,9 @@
 """Engine and session factories: one session per API request, one per activity call; and what
-to do only once a session has committed (files)."""
+to do only once a session has committed (files, webhook wake-ups)."""
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event
@@ -9,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
 _ON_COMMIT = "on_commit"
+_AFTER_COMMIT: set[asyncio.Task[None]] = set()  # held until done, so none is collected midway
+log = logging.getLogger(__name__)
 
 
 def make_engine(database_url: str) -> AsyncEngine:
@@ -54,6 +58,22 @@ def on_commit(session: AsyncSession, action: Callable[[], None]) -> None:
     """Runs `action` once the session's transaction has committed, and never if it does not:
     for what a rollback cannot undo (files), which must not happen for a change that did not."""
     session.info.setdefault(_ON_COMMIT, []).append(action)
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[None]]) -> None:
+    """Runs the coroutine `action` makes once the session has committed (as `on_commit`), for
+    what others must only see committed: waking webhook endpoints for events written here."""
+    def start() -> None:
+        task = asyncio.get_running_loop().create_task(action())
+        _AFTER_COMMIT.add(task)
+        task.add_done_callback(_done)
+    on_commit(session, start)
+
+
+def _done(task: asyncio.Task[None]) -> None:
+    _AFTER_COMMIT.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("after commit", exc_info=task.exception())
 
 
 @event.listens_for(Session, "after_commit")

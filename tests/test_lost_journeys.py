@@ -5,9 +5,10 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from db.models import Journey
+from db.models import Journey, WebhookEvent
 from db.session import transaction
 from tests.helpers import Customer, eventually, on_the_page, unique_email
 from tests.histories import save_history
@@ -243,3 +244,26 @@ async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox,
     schedule = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
     assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)
     await schedule.delete()
+
+
+async def test_the_client_is_told_once_that_a_lost_journey_ended(tenant, http, mailbox, sessions,
+                                                                 temporal_env, webhook_receiver):
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    enrolled, customer, link = await entered(tenant, http, mailbox)
+    await terminate(temporal_env, tenant, enrolled["journey_id"])
+
+    await customer.open(link)
+    await customer.submit(link)  # meets the lost journey, which ends
+    [ended] = await webhook_receiver.wait_for(hook, "journey.cancelled")
+    data = ended.payload["data"]
+    assert (data["journey_id"], data["stage"], data["detail"]) == (
+        enrolled["journey_id"], "cancelled",
+        {"by": "system", "reason": "workflow_gone", "workflow": "terminated"})
+    # Erasing the contact, and the customer again, meet it ended: nothing more to tell.
+    done = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise", {})
+    assert done.status_code == 200, done.text
+    await customer.open(link)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).where(
+            WebhookEvent.type == "journey.cancelled",
+            WebhookEvent.key.startswith(enrolled["journey_id"]))) == 1

@@ -539,3 +539,23 @@ async def test_values_verified_in_another_campaign_end_the_journey_awaiting_them
 async def _history_has(tenant, journey_id: str, event: str) -> bool | None:
     journey = await tenant.journey(journey_id)
     return any(e["type"] == event for e in journey["history"]) or None
+
+
+async def test_the_page_tells_the_code_locked_by_the_tries_the_journey_allows(
+        tenant, http, mailbox, settings):
+    """The client lowers the campaign's wrong tries mid-journey: the running journey keeps the
+    tries it started with, and its page says so, not that its code is locked."""
+    number = "+3164334" + str(uuid_digits())
+    enrolled, customer, page = await start(tenant, mailbox, http, number, languages=["en"],
+                                           verification={"code_max_wrong_tries": 3})
+    [code] = await wait_codes(settings, number, 1)
+    await customer.submit(page + "/code", code="000000" if code != "000000" else "111111")
+    assert "2" in customer.page  # tries left
+    campaign_id = (await tenant.journey(enrolled["journey_id"]))["campaign_id"]
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}",
+                    {"verification": {"code_max_wrong_tries": 1}})
+
+    await customer.open(page)
+    assert "We sent a 6-digit" in customer.page and "can no longer be used" not in customer.page
+    await customer.submit(page + "/code", code=code)  # as the journey agrees
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")

@@ -423,7 +423,8 @@ async def enrol_contacts(
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(
-            session, reg, actor, state.temporal, campaign=campaign, items=valid)
+            session, reg, actor, state.temporal, state.endpoints, campaign=campaign,
+            items=valid)
         await session.commit()
         await start_journeys(state.temporal, state.settings, campaign=campaign,
                              journeys=journeys)

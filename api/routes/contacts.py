@@ -476,11 +476,11 @@ async def erasable(session: SessionDep, reg: Registry, state: StateDep, contact_
     wait for it."""
     if cancel_journeys:
         contact = await contact_or_404(session, reg, contact_id)
-        await withdrawals.cancel_open_journeys(session, state.temporal, contact.id,
-                                               withdrawals.FOR_ERASURE)
+        await withdrawals.cancel_open_journeys(session, state.temporal, state.endpoints,
+                                               contact.id, withdrawals.FOR_ERASURE)
         await session.commit()
     contact = await contact_or_404(session, reg, contact_id, for_update=True)
-    await end_lost_journeys_of(session, state.temporal, contact.id)
+    await end_lost_journeys_of(session, state.temporal, state.endpoints, contact.id)
     return contact
 
 

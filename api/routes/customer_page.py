@@ -335,9 +335,12 @@ async def code_usable(session, visit: Visit, mobile: str) -> bool | None:
         .limit(1))
     if code is None or code.recipient != mobile or code.sent_at is None:
         return None
-    tries = CodeSettings.model_validate(visit.campaign.spec.get("verification", {}))
-    return (code.expires_at > datetime.now(UTC)
-            and code.wrong_tries < tries.code_max_wrong_tries)
+    # The journey's limit, kept by its checks; before one, no try was wrong.
+    limit = code.max_wrong_tries
+    if limit is None:
+        limit = CodeSettings.model_validate(
+            visit.campaign.spec.get("verification", {})).code_max_wrong_tries
+    return code.expires_at > datetime.now(UTC) and code.wrong_tries < limit
 
 
 @dataclass
@@ -444,7 +447,7 @@ async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError |
     await session.refresh(visit.journey)
     if (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
             and visit.journey.stage not in FINAL_STAGES
-            and await end_if_lost(session, state.temporal, visit.journey)):
+            and await end_if_lost(session, state.temporal, state.endpoints, visit.journey)):
         await session.commit()
         visit.not_withdrawn = True
 

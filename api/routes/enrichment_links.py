@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
 
+from activities.webhooks import EndpointWaker
 from api import enrolment, lost_journeys
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
@@ -41,7 +42,7 @@ class EnrichmentLink(BaseModel):
 
 
 async def running_journey(session: AsyncSession, temporal: TemporalClient,
-                          contact_id: uuid.UUID, campaign_id: uuid.UUID | None) -> Journey | None:
+                          waker: EndpointWaker, contact_id: uuid.UUID, campaign_id: uuid.UUID | None) -> Journey | None:
     """The contact's unfinished data-collection journey whose workflow still runs (a
     re-consent journey asks no data): the one in the campaign named, else the newest; the lost
     ones met on the way are ended, so a link never leads to a journey nothing will answer."""
@@ -55,7 +56,7 @@ async def running_journey(session: AsyncSession, temporal: TemporalClient,
             func.coalesce(Campaign.spec["kind"].as_string(), JourneyKind.data_collection)
             == JourneyKind.data_collection)
             .order_by(*order).limit(1))).first()
-        if journey is None or not await lost_journeys.end_lost_among(session, temporal,
+        if journey is None or not await lost_journeys.end_lost_among(session, temporal, waker,
                                                                      [journey.id]):
             return journey
 
@@ -84,7 +85,8 @@ async def enrichment_link(
         if not collects_data(named):
             raise FieldProblems([FieldError(field="campaign_id", message=(
                 "an enrichment link opens a data_collection campaign's journey"))])
-    journey = await running_journey(session, state.temporal, contact.id, campaign_id)
+    journey = await running_journey(session, state.temporal, state.endpoints, contact.id,
+                                    campaign_id)
     if journey is None:
         if campaign_id is None:
             await session.commit()  # a lost journey met on the way stays ended
@@ -97,7 +99,7 @@ async def enrichment_link(
             raise HTTPException(409, "the contact has verified data of every kind this campaign "
                                      "collects: there is nothing to complete")
         results, journeys = await enrolment.write_contacts_and_journeys(
-            session, reg, actor, state.temporal, campaign=campaign,
+            session, reg, actor, state.temporal, state.endpoints, campaign=campaign,
             items={0: ContactIn(external_id=contact.external_id)})
         if not journeys:
             # Why this campaign cannot take the contact (no address it can reach, a claim it

@@ -197,7 +197,8 @@ async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: Sess
         raise HTTPException(409, f"the journey has ended as {journey.stage}: there is nothing "
                             "to cancel")
     if journey.stage != Stage.cancelled:
-        await withdrawals.cancel(session, state.temporal, journey, withdrawals.BY_API)
+        await withdrawals.cancel(session, state.temporal, state.endpoints, journey,
+                                 withdrawals.BY_API)
         await session.commit()
     if journey.stage not in FINAL_STAGES:
         response.status_code = 202

@@ -2,7 +2,7 @@
 values (contact_settings_changes), like a campaign's changes.
 
 Revision ID: 0850_contact_settings_changes
-Revises: 0800_campaign_changes
+Revises: 0840_code_tries
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 import db.models
 
 revision = "0850_contact_settings_changes"
-down_revision = "0800_campaign_changes"
+down_revision = "0840_code_tries"
 branch_labels = None
 depends_on = None
 
