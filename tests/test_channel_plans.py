@@ -891,13 +891,11 @@ async def test_confirmation_email_after_verification(tenant, http, mailbox):
     assert "Beste Eva Jansen," in thanks.text and "/c/" not in thanks.text and "/v/" not in thanks.text
 
 
-async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, mailbox, settings):
+async def verify_mobile(http, mailbox, settings, email: str, number: str) -> None:
+    """The customer opens the invitation mailed to `email`, enters `number` on the page and
+    types the code texted to it."""
     from tests.test_mobile_journey import wait_codes
 
-    campaign = await tenant.create_campaign(languages=["en"], consents=[], collect=["mobile"],
-                                            send_confirmation=True)
-    email, number = unique_email(), mobile_number()
-    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-2", "email": email})
     [invitation] = await mailbox.wait_for(email)
     customer = Customer(http)
     page = mailbox.link(invitation)
@@ -905,6 +903,14 @@ async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, ma
     await customer.submit(page, mobile=number)
     [code] = await wait_codes(settings, number, 1)
     await customer.submit(page + "/code", code=code)
+
+
+async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, mailbox, settings):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], collect=["mobile"],
+                                            send_confirmation=True)
+    email, number = unique_email(), mobile_number()
+    enrolled = await tenant.enrol(campaign["id"], {"external_id": "t-2", "email": email})
+    await verify_mobile(http, mailbox, settings, email, number)
     await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
 
     async def thanked():

@@ -14,9 +14,9 @@ from tests.test_channel_plans import (
     mobile_number,
     page_path,
     sms_to,
+    verify_mobile,
     wait_for_sms,
 )
-from tests.test_mobile_journey import wait_codes
 
 DUTCH = {"subject": "{client_name} vraagt: kloppen uw gegevens, {first_name}?",
          "text": "Wij willen u graag blijven bereiken <zonder omwegen>. {incentive} "
@@ -184,15 +184,9 @@ async def test_the_confirmation_after_verification_is_in_the_clients_words(
         languages=["en"], consents=[], collect=["mobile"], send_confirmation=True,
         messages={"sms_confirmation": {"en": {"text": "Thanks {first_name}, all set!"}}})
     email, number = unique_email("thanked-sms"), mobile_number()
-    enrolled = await tenant.enrol(by_sms["id"], {"external_id": f"t-{uuid.uuid4().hex[:8]}",
-                                                 "email": email, "first_name": "Bo"})
-    [invitation] = await mailbox.wait_for(email)
-    customer = Customer(http)
-    page = mailbox.link(invitation)
-    await customer.open(page)
-    await customer.submit(page, mobile=number)
-    [code] = await wait_codes(settings, number, 1)
-    await customer.submit(page + "/code", code=code)
+    await tenant.enrol(by_sms["id"], {"external_id": f"t-{uuid.uuid4().hex[:8]}",
+                                       "email": email, "first_name": "Bo"})
+    await verify_mobile(http, mailbox, settings, email, number)
 
     async def thanked():
         return [s for s in sms_to(settings, number) if "all set" in s["text"]]
