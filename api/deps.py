@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -123,18 +124,23 @@ class Reads:
                  action: AuditAction = AuditAction.read, streamed: bool = False) -> None:
         """Recorded and committed before the data leaves (`streamed`: a part of a streamed
         body, so a download cut short audits only what left)."""
-        if not streamed:
-            await self._record(self.session, contact_ids, action)
-            return
-        async with self.sessions() as session:
+        async with self._session(streamed) as session:
             await self._record(session, contact_ids, action)
 
     async def of_journeys(self, journey_ids: Iterable[uuid.UUID], *,
                           action: AuditAction = AuditAction.read, streamed: bool = False) -> None:
         """The contacts of these journeys (rows that name a journey, e.g. bounces)."""
+        async with self._session(streamed) as session:
+            await self._record(session, await crud.contacts_of_journeys(
+                session, list(journey_ids)), action)
+
+    @asynccontextmanager
+    async def _session(self, streamed: bool) -> AsyncIterator[AsyncSession]:
+        if not streamed:
+            yield self.session
+            return
         async with self.sessions() as session:
-            contact_ids = await crud.contacts_of_journeys(session, list(journey_ids))
-        await self.of(contact_ids, action=action, streamed=streamed)
+            yield session
 
     async def _record(self, session: AsyncSession, contact_ids: Iterable[uuid.UUID],
                       action: AuditAction) -> None:

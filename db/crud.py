@@ -584,10 +584,12 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
 
 
 async def settings_changes(session: AsyncSession, model: type[SC], *where: Any,
-                           after: int | None, limit: int) -> list[SC]:
-    """The changes (of a campaign, of contact settings) matching `where`, oldest first; with
-    `after`, those after that change."""
+                           after: int | None, limit: int) -> tuple[list[SC], str | None]:
+    """A page of the changes (of a campaign, of contact settings) matching `where`, oldest
+    first, after the change `after`: up to `limit` of them and the next page's cursor (None on
+    the last page)."""
     query = select(model).where(*where)
     if after is not None:
         query = query.where(model.id > after)
-    return list(await session.scalars(query.order_by(model.id).limit(limit)))
+    found = list(await session.scalars(query.order_by(model.id).limit(limit + 1)))
+    return found[:limit], str(found[limit - 1].id) if len(found) > limit else None

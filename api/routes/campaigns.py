@@ -387,12 +387,11 @@ async def campaign_changes(
     """Every change of the campaign's name, status and settings, oldest first: when, by whom
     (the API key), and the old and new value of each setting it changed."""
     await campaign_of(session, client.id, campaign_id)
-    found = await crud.settings_changes(session, CampaignChange,
-                                        CampaignChange.campaign_id == campaign_id,
-                                        after=cursor, limit=limit + 1)
-    return CampaignChangePage(items=[CampaignChangeOut.of(c) for c in found[:limit]],
-                              next_cursor=str(found[limit - 1].id) if len(found) > limit
-                              else None)
+    changes, next_cursor = await crud.settings_changes(
+        session, CampaignChange, CampaignChange.campaign_id == campaign_id, after=cursor,
+        limit=limit)
+    return CampaignChangePage(items=[CampaignChangeOut.of(c) for c in changes],
+                              next_cursor=next_cursor)
 
 
 @router.post(

@@ -229,12 +229,11 @@ async def settings_changes(
 ) -> ContactSettingsChangePage:
     """Every change of the contact settings, oldest first: when, by whom (the API key), and the
     old and new value of each setting it changed (e.g. retention switched on or off)."""
-    found = await crud.settings_changes(session, ContactSettingsChange,
-                                        ContactSettingsChange.client_id == client.id,
-                                        after=cursor, limit=limit + 1)
-    return ContactSettingsChangePage(
-        items=[ContactSettingsChangeOut.of(c) for c in found[:limit]],
-        next_cursor=str(found[limit - 1].id) if len(found) > limit else None)
+    changes, next_cursor = await crud.settings_changes(
+        session, ContactSettingsChange, ContactSettingsChange.client_id == client.id,
+        after=cursor, limit=limit)
+    return ContactSettingsChangePage(items=[ContactSettingsChangeOut.of(c) for c in changes],
+                                     next_cursor=next_cursor)
 
 
 async def rekey(session: SessionDep, reg: Registry) -> list[tuple[str, uuid.UUID, uuid.UUID]]:
