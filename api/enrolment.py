@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
 
@@ -233,6 +234,42 @@ async def _newest_knowledge(session: AsyncSession, reg: Registry, actor: Actor,
     return rejected
 
 
+async def _emails_of_known(session: AsyncSession, reg: Registry, actor: Actor,
+                           items: dict[int, ContactIn], contacts: dict[str, Contact],
+                           given: list[tuple[uuid.UUID, str]]) -> list[EnrolItemResult]:
+    """Gives known contacts the emails their items carry, as the contact API does, each under
+    the uniqueness rule (the address may key the contact anew); returns the items it refuses,
+    whose contact stays as it was."""
+    index_of = {contacts[item.external_id].id: i for i, item in items.items()}
+    by_id = {c.id: c for c in contacts.values()}
+    refused = []
+    for contact_id, value in given:
+        index = index_of[contact_id]
+        savepoint = await session.begin_nested()
+        try:
+            change = await registry.give_point(session, reg, by_id[contact_id], "email", value,
+                                               None)
+        except registry.Invalid as err:
+            await savepoint.rollback()
+            refused.append(EnrolItemResult(index=index, status="rejected",
+                                           external_id=items[index].external_id,
+                                           contact_id=contact_id, errors=err.fields))
+            continue
+        except registry.Duplicate as err:
+            await savepoint.rollback()
+            refused.append(_rejected(index, items[index], str(err), "email", contact_id))
+            continue
+        except IntegrityError:
+            # A concurrent request gave the contact the same address first.
+            await savepoint.rollback()
+            continue
+        await savepoint.commit()
+        await audit.record(session, client_id=reg.client_id, actor=actor,
+                           action=AuditAction.update, contact_ids=[contact_id],
+                           detail={"changes": {"contact_points": change}})
+    return refused
+
+
 ANONYMISED = "matches an anonymised contact, which cannot change"
 
 
@@ -367,23 +404,19 @@ async def _write_once(
             ) if wanted else []:
         had.setdefault((point.contact_id, normalise.point_key("email", point.value)[1]), point)
     added = sorted((c, v) for (c, key), v in wanted.items() if (c, key) not in had)
-    by_id = {c.id: c for c in contacts.values()}
-    for point in (had[k] for k in wanted if k in had and had[k].removed_at is not None):
-        # The client gives a removed address again: it vouches for it, as on the API.
-        change = await registry.give_point(session, reg, by_id[point.contact_id], "email",
-                                           point.value, None)
-        await audit.record(session, client_id=client_id, actor=actor, action=AuditAction.update,
-                           contact_ids=[point.contact_id],
-                           detail={"changes": {"contact_points": change}})
-    if added:
+    new_ones = [(c, v) for c, v in added if c in created]
+    if new_ones:
+        # Keyed with them when created: nothing to check.
         await crud.insert_ignoring_conflicts(session, ContactPoint, [
             {"id": uuid.uuid4(), "client_id": client_id, "contact_id": c, "kind": "email",
-             "value": v} for c, v in added])
-        for contact_id, value in (a for a in added if a[0] not in created):
-            await audit.record(session, client_id=client_id, actor=actor,
-                               action=AuditAction.update, contact_ids=[contact_id],
-                               detail={"changes": {"contact_points": {
-                                   "old": None, "new": {"kind": "email", "value": value}}}})
+             "value": v} for c, v in new_ones])
+    results += await _emails_of_known(
+        session, reg, actor, items, contacts,
+        [(c, v) for c, v in added if c not in created]
+        # The client gives a removed address again: it vouches for it, as on the API.
+        + [(p.contact_id, p.value) for p in (had[k] for k in wanted if k in had)
+           if p.removed_at is not None])
+    items = _not_refused(items, results)
     reachable_ids, bounced = await reachable_on(session, [c.id for c in contacts.values()],
                                                 channels)
 

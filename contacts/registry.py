@@ -290,8 +290,10 @@ async def contact_of(session: AsyncSession, *, client_id: uuid.UUID, contact_id:
 
 
 async def first_points(session: AsyncSession, contact_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The points a uniqueness rule can name: a removed one no longer makes the contact."""
     rows = await session.execute(select(ContactPoint.kind, ContactPoint.value).where(
-        ContactPoint.contact_id == contact_id).order_by(ContactPoint.created_at))
+        ContactPoint.contact_id == contact_id, crud.POINT_IN_USE
+    ).order_by(ContactPoint.created_at))
     return [(k, v) for k, v in rows]
 
 
@@ -331,22 +333,45 @@ async def apply_scalars(session: AsyncSession, reg: Registry, contact: Contact,
     changed = audit.changes(current, given)
     if not changed:
         return {}
-    keys = reg.identity_keys(merged["kind"], values)
-    old_keys = set(await session.scalars(select(ContactIdentityKey.key).where(
-        ContactIdentityKey.contact_id == contact.id)))
-    if set(keys) != old_keys:
-        duplicate = await find_duplicate(session, reg, keys=keys, external_id=None, media=[],
-                                         exclude=contact.id)
-        if duplicate:
-            raise duplicate
-        await session.execute(delete(ContactIdentityKey).where(
-            ContactIdentityKey.contact_id == contact.id))
-        if keys:
-            await session.execute(insert(ContactIdentityKey), [
-                {"client_id": reg.client_id, "key": k, "contact_id": contact.id} for k in keys])
+    await replace_keys(session, reg, contact, merged["kind"], values)
     for field in changed:
         setattr(contact, field, given[field])
     return changed
+
+
+async def replace_keys(session: AsyncSession, reg: Registry, contact: Contact, kind: str,
+                       values: dict[str, Any]) -> None:
+    """Keys the contact by its values as they are now; raises Duplicate if another contact
+    already has one of the new keys."""
+    keys = reg.identity_keys(kind, values)
+    old_keys = set(await session.scalars(select(ContactIdentityKey.key).where(
+        ContactIdentityKey.contact_id == contact.id)))
+    if set(keys) == old_keys:
+        return
+    duplicate = await find_duplicate(session, reg, keys=keys, external_id=None, media=[],
+                                     exclude=contact.id)
+    if duplicate:
+        raise duplicate
+    await session.execute(delete(ContactIdentityKey).where(
+        ContactIdentityKey.contact_id == contact.id))
+    if keys:
+        await session.execute(insert(ContactIdentityKey), [
+            {"client_id": reg.client_id, "key": k, "contact_id": contact.id} for k in keys])
+
+
+async def points_changed(session: AsyncSession, reg: Registry, contact: Contact,
+                         removed: str | None = None) -> None:
+    """After an email or mobile was added, given again or `removed` (its kind): the rule's keys
+    follow the contact's first email and mobile in use, so a removed address no longer blocks
+    another contact that has it, and a newly given one makes a duplicate of this contact a 409.
+    Raises Invalid when the rule needs the kind removed, Duplicate as above."""
+    values = rule_values(contact_scalars(contact), await first_points(session, contact.id),
+                         contact.external_id)
+    # What the contact lacked before (a rule changed since) is not this change's fault.
+    problems = [p for p in reg.rule_problems(contact.kind, values) if p.field == removed]
+    if problems:
+        raise Invalid(problems)
+    await replace_keys(session, reg, contact, contact.kind, values)
 
 
 async def update(session: AsyncSession, reg: Registry, contact: Contact, body: ContactUpdate,
@@ -492,13 +517,16 @@ async def give_point(session: AsyncSession, reg: Registry, contact: Contact, kin
     if exists is None:
         session.add(ContactPoint(client_id=reg.client_id, contact_id=contact.id, kind=kind,
                                  value=value, label=label))
-        return {"old": None, "new": {"kind": kind, "value": value}}
-    if exists.undeliverable_since is None and exists.removed_at is None:
+        change = {"old": None, "new": {"kind": kind, "value": value}}
+    elif exists.undeliverable_since is None and exists.removed_at is None:
         return None
-    before = point_record(exists)
-    crud.clear_undeliverable(exists)
-    exists.removed_at = None
-    return {"old": before, "new": point_record(exists)}
+    else:
+        before = point_record(exists)
+        crud.clear_undeliverable(exists)
+        exists.removed_at = None
+        change = {"old": before, "new": point_record(exists)}
+    await points_changed(session, reg, contact)
+    return change
 
 
 async def add_point(session: AsyncSession, reg: Registry, contact: Contact, kind: str, value: str,
@@ -516,6 +544,7 @@ async def remove_point(session: AsyncSession, reg: Registry, contact: Contact,
         return
     before = point_record(point)
     point.removed_at = utcnow()
+    await points_changed(session, reg, contact, removed=point.kind)
     await touch(session, reg, contact, actor, {"contact_points": {
         "old": before, "new": point_record(point)}})
 

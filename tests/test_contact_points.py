@@ -124,3 +124,79 @@ async def test_an_enrolment_giving_a_removed_address_again_brings_it_back(tenant
     await mailbox.wait_for(address, count=2)
     [back] = (await tenant.get(base)).json()["contact_points"]
     assert (back["id"], back["value"], back["removed_at"]) == (point["id"], address, None)
+
+
+async def test_the_uniqueness_rule_follows_the_points_in_use(tenant):
+    """Under a rule on the email, a contact is keyed by its first email in use: an address the
+    client removed no longer makes the contact (another contact may have it), the next one
+    does, and the last one the rule needs cannot be removed."""
+    rule = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                   json={"person_rule": "email"})
+    assert rule.status_code == 200, rule.text
+    wrong, own = unique_email("wrong"), unique_email("own")
+    ann = (await tenant.post("/v1/contacts", {"last_name": "Smit", "contact_points": [
+        {"kind": "email", "value": wrong}, {"kind": "email", "value": own}]})).json()
+    base = f"/v1/contacts/{ann['id']}"
+    point = next(p for p in ann["contact_points"] if p["value"] == wrong)
+    removed = await tenant.http.delete(f"{base}/contact-points/{point['id']}",
+                                       headers=tenant.auth)
+    assert removed.status_code == 204, removed.text
+
+    # The wrong address was someone else's all along: they can be registered with it now.
+    bob = await tenant.post("/v1/contacts", {"last_name": "Jansen", "contact_points": [
+        {"kind": "email", "value": wrong}]})
+    assert bob.status_code == 201, bob.text
+    # And Ann is now known by her own: a second Ann with it is Ann.
+    twin = await tenant.post("/v1/contacts", {"last_name": "Smit", "contact_points": [
+        {"kind": "email", "value": own}]})
+    assert twin.status_code == 409, twin.text
+    assert twin.json()["error"]["existing_contact_id"] == ann["id"]
+
+    last = next(p for p in ann["contact_points"] if p["value"] == own)
+    refused = await tenant.http.delete(f"{base}/contact-points/{last['id']}",
+                                       headers=tenant.auth)
+    assert refused.status_code == 422, refused.text
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["email"]
+    assert values((await tenant.get(base)).json()) == [own]
+
+
+async def test_an_address_given_to_a_contact_that_another_is_keyed_by_is_refused(tenant):
+    """A contact without an email (registered before the rule named it) given another
+    contact's address would be that contact twice: refused on the API, by line in an import
+    (the file's other rows land) and by item in an enrolment, and nothing of it is written."""
+    n = uuid.uuid4().hex[:8]
+    ann = (await tenant.post("/v1/contacts", {
+        "external_id": f"ann-{n}", "last_name": "Smit",
+        "contact_points": [{"kind": "mobile", "value": "+31612345678"}]})).json()
+    rule = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                   json={"person_rule": "email"})
+    assert rule.status_code == 200, rule.text
+    taken = unique_email("taken")
+    bob = (await tenant.post("/v1/contacts", {"last_name": "Jansen", "contact_points": [
+        {"kind": "email", "value": taken}]})).json()
+
+    added = await tenant.post(f"/v1/contacts/{ann['id']}/contact-points",
+                              {"kind": "email", "value": taken})
+    assert added.status_code == 409, added.text
+    assert added.json()["error"]["existing_contact_id"] == bob["id"]
+
+    other = unique_email("other")
+    import_file = (f"external_id,last_name,email\r\nann-{n},Smit,{taken}\r\n"
+                   f"new-{n},Visser,{other}\r\n").encode()
+    job = await finished(tenant, (await upload(tenant, import_file))["id"])
+    assert (job["created"], job["failed"]) == (1, 1), job
+    errors = (await tenant.get(job["errors_url"])).text.splitlines()
+    assert errors[1].startswith("2,row,"), errors
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": f"ann-{n}", "email": taken}]})
+    assert enrolled.status_code == 422, enrolled.text
+    result = enrolled.json()["results"][0]
+    assert result["status"] == "rejected", result
+    assert [e["field"] for e in result["errors"]] == ["email"]
+    assert bob["id"] in result["errors"][0]["message"]
+
+    contact = (await tenant.get(f"/v1/contacts/{ann['id']}",
+                                include_removed_points="true")).json()
+    assert values(contact) == ["+31612345678"]

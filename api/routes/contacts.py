@@ -244,7 +244,8 @@ async def rekey(session: SessionDep, reg: Registry) -> list[tuple[str, uuid.UUID
     points: dict[uuid.UUID, list[tuple[str, str]]] = {}
     for cid, kind, value in await session.execute(
             select(ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value)
-            .where(ContactPoint.client_id == reg.client_id).order_by(ContactPoint.created_at)):
+            .where(ContactPoint.client_id == reg.client_id, crud.POINT_IN_USE)
+            .order_by(ContactPoint.created_at)):
         points.setdefault(cid, []).append((kind, value))
     rows = []
     for contact in await session.scalars(select(Contact).where(
@@ -650,9 +651,9 @@ async def remove_contact_point(contact_id: uuid.UUID, point_id: uuid.UUID, reg: 
     point = await session.get(ContactPoint, point_id)
     if point is None or point.contact_id != contact.id:
         raise HTTPException(404, "contact point not found")
-    await registry.remove_point(session, reg, contact, point, actor)
-    await session.commit()
-    return Response(status_code=204)
+    _, refused = await applied(session, registry.remove_point(session, reg, contact, point,
+                                                              actor))
+    return refused or Response(status_code=204)
 
 
 @router.post("/{contact_id}/identification-media", status_code=status.HTTP_201_CREATED,
