@@ -105,8 +105,14 @@ def consent_form(campaign: Campaign) -> dict | None:
     return boxes[0] if len(boxes) == 1 else None
 
 
-async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id)
+async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID, *,
+                      to_change: bool = False) -> Campaign:
+    """`to_change`: read under a row lock held until commit, so that changes made at once each
+    start from what the other stored. NO KEY UPDATE, as a change keeps the id, so enrolments
+    (whose journeys name the campaign) go on meanwhile."""
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=to_change,
+        with_for_update={"key_share": True} if to_change else None)
     if campaign is None or campaign.client_id != client_id:
         raise HTTPException(404, "campaign not found")
     return campaign
@@ -194,7 +200,7 @@ async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, cl
                                     actor: ActorDep) -> Campaign:
     """Replaces what this campaign overrides of the client's branding (an empty object: none).
     Messages sent from now on and every page view use it."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     branding = await check_branding(session, state.settings, client, body, under=client.branding)
     # A new dict: the JSON column notices reassignment, not changes inside it.
@@ -357,7 +363,7 @@ async def change_campaign(
     schedule is deleted, a running launch cancelled, and it sends no more invitations or
     reminders). Each change is kept (GET /v1/campaigns/{id}/changes) and announced as
     `campaign.updated`."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     patch = dict(body)
     new_status = patch.pop("status", campaign.status)

@@ -15,7 +15,14 @@ from sqlalchemy import delete, exists, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from api import kyc_profiles, withdrawals
-from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
+from api.deps import (
+    ActorDep,
+    ChangingRegistryDep,
+    ClientDep,
+    RegistryDep,
+    SessionDep,
+    StateDep,
+)
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
@@ -166,7 +173,7 @@ async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
 @settings_router.put("", response_model=ContactSettingsIn,
                     openapi_extra=documented(ContactSettingsIn, whole=True))
 async def put_settings(
-    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    reg: ChangingRegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Every field of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Replaces the whole document, so every field must be given (null leaves a rule unset or
@@ -184,7 +191,7 @@ async def put_settings(
 @settings_router.patch("", response_model=ContactSettingsIn,
                       openapi_extra=documented(ContactSettingsIn))
 async def patch_settings(
-    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    reg: ChangingRegistryDep, session: SessionDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Some fields of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Changes the fields given and keeps the others; null clears a rule or retention."""
@@ -198,7 +205,7 @@ async def save_settings(session: SessionDep, reg: Registry, settings: ContactSet
     be duplicates of each other. A change is kept with who made it (a change that changes
     nothing leaves no trace)."""
     new = Registry(client_id=reg.client_id, settings=settings, secret_key=reg.secret_key)
-    row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
+    row = await session.get(ContactSettings, reg.client_id)  # read, and locked, by `reg`
     values = settings.model_dump(mode="json")
     if row is None:
         session.add(ContactSettings(client_id=reg.client_id, **values))
