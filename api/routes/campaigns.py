@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
 
 from api import enrolment, launches
+from api.changes import commit_settings_change
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import (
     ERROR_RESPONSES,
@@ -216,24 +217,14 @@ def snapshot(campaign: Campaign) -> dict[str, Any]:
 
 async def commit_change(session, state, campaign: Campaign, before: dict[str, Any],
                         actor: Actor) -> None:
-    """Commits the campaign, with an audit entry of what changed since `before` (the old and
-    new value of each top-level setting) announced as `campaign.updated`; a change that changes
-    nothing leaves no trace."""
-    changes = crud.changed_settings(before, snapshot(campaign))
-    endpoints = []
-    if changes:
-        change = CampaignChange(client_id=campaign.client_id, campaign_id=campaign.id,
-                                actor_type=actor.type, actor_id=actor.id, changes=changes)
-        session.add(change)
-        await session.flush()
-        endpoints = await crud.record_webhook_event(
-            session, client_id=campaign.client_id, key=f"campaign-change/{change.id}",
-            type=EventType.campaign_updated, data={
-                "campaign": {"id": str(campaign.id), "name": campaign.name,
-                             "status": campaign.status},
-                **CampaignChangeOut.of(change).model_dump(mode="json")})
-    await session.commit()
-    await state.endpoints.wake(campaign.client_id, endpoints, "campaign updated")
+    """Commits the campaign, with what changed since `before` (the old and new value of each
+    top-level setting) kept and announced as `campaign.updated`."""
+    await commit_settings_change(
+        session, state, CampaignChange(
+            client_id=campaign.client_id, campaign_id=campaign.id, actor_type=actor.type,
+            actor_id=actor.id, changes=crud.changed_settings(before, snapshot(campaign))),
+        type=EventType.campaign_updated, data={"campaign": {
+            "id": str(campaign.id), "name": campaign.name, "status": campaign.status}})
 
 
 # Fixed once the campaign exists: its running journeys read them (what the page asks and how,
