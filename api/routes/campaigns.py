@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from functools import partial
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
@@ -24,7 +25,7 @@ from api.errors import (
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
-from api.message_wording import check_messages, preview, stored_messages
+from api.message_wording import check_messages, claim_sms_problem, preview, stored_messages
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -415,7 +416,10 @@ async def enrol_contacts(
     limit = state.settings.max_contacts_per_request
     if len(body.contacts) > limit:
         raise HTTPException(413, f"at most {limit} contacts per request")
-    valid, rejected = enrolment.validate_items(body.contacts)
+    brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                      state.settings)
+    valid, rejected = enrolment.validate_items(body.contacts, claim_problem=partial(
+        claim_sms_problem, campaign.spec, brand, state.settings))
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(
