@@ -31,12 +31,14 @@ def stored_messages(campaign: CampaignCreate) -> dict[str, Any] | None:
     return campaign.messages and campaign.messages.model_dump(mode="json", exclude_none=True)
 
 
-def check_messages(spec: dict[str, Any], settings: Settings, client: Client) -> None:
-    """Refuses wording in a language the campaign does not speak, and SMS wording that, with
-    the link at its longest, needs more segments than an SMS may have."""
+def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
+                   before: dict[str, Any] | None = None) -> None:
+    """Refuses wording in a language the campaign does not speak, SMS wording that, with the
+    link at its longest, needs more segments than an SMS may have, and wording of a confirmation
+    the campaign does not send; `before`, the settings a change is merged into."""
     brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
     messages = spec.get("messages") or {}
-    problems = []
+    problems = unsent_confirmations(spec, before)
     for kind, by_language in messages.items():
         for language, given in by_language.items():
             where = f"messages.{kind}.{language}"
@@ -51,6 +53,29 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client) -> 
                     f"too long for an SMS: with the link it {problem}")))
     if problems:
         raise FieldProblems(problems)
+
+
+# The thanks once verified, sent only with `send_confirmation`.
+CONFIRMATIONS = ("confirmation", "sms_confirmation")
+
+
+def unsent_confirmations(spec: dict[str, Any], before: dict[str, Any] | None
+                         ) -> list[FieldError]:
+    """Wording of a confirmation the campaign does not send, which nobody would read while the
+    client believes customers do. Judged on the campaign as created or as a change leaves it
+    (a patch may switch `send_confirmation` on and word it at once), when the change touches
+    either: a campaign stored so before this was refused keeps it through other changes."""
+    def confirmation(settings: dict[str, Any]) -> tuple[Any, ...]:
+        messages = settings.get("messages") or {}
+        return (bool(settings.get("send_confirmation")), *(messages.get(k) for k in CONFIRMATIONS))
+
+    if spec.get("send_confirmation") or (before and confirmation(before) == confirmation(spec)):
+        return []
+    return [FieldError(field=f"messages.{kind}", message=(
+        "the campaign sends no confirmation (send_confirmation is false), so nobody would read "
+        "this wording: set send_confirmation to true, in the same patch if you like, or leave "
+        "the wording out (null removes it)"))
+        for kind in CONFIRMATIONS if (spec.get("messages") or {}).get(kind)]
 
 
 # The SMS that name a payment-reminder journey's claim.

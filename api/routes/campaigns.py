@@ -309,7 +309,7 @@ async def changed_spec(session, state, client, campaign: Campaign,
             session, state.settings, client, body.branding, field="branding",
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
-    check_messages(spec, state.settings, client)
+    check_messages(spec, state.settings, client, before=campaign.spec)
     return spec
 
 
