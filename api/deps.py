@@ -97,14 +97,19 @@ async def current_actor(request: Request, client: ClientDep) -> Actor:
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-async def registry_of(client: ClientDep, session: SessionDep, state: StateDep
-                      ) -> registry.Registry:
-    """The client's registry rules, for routes that create or change contacts."""
-    return await registry.registry_for(session, client_id=client.id,
-                                       secret_key=state.settings.secret_key.get_secret_value())
+def registry_dependency(*, to_change: bool):
+    """The client's registry rules, for routes that create or change contacts; `to_change`, for
+    a change of the contact settings themselves, locked until commit."""
+    async def registry_of(client: ClientDep, session: SessionDep, state: StateDep
+                          ) -> registry.Registry:
+        return await registry.registry_for(
+            session, client_id=client.id, to_change=to_change,
+            secret_key=state.settings.secret_key.get_secret_value())
+    return registry_of
 
 
-RegistryDep = Annotated[registry.Registry, Depends(registry_of)]
+RegistryDep = Annotated[registry.Registry, Depends(registry_dependency(to_change=False))]
+ChangingRegistryDep = Annotated[registry.Registry, Depends(registry_dependency(to_change=True))]
 
 
 @dataclass

@@ -3,6 +3,7 @@ journeys in one transaction (workflows.starts then starts one journey per contac
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -44,7 +45,10 @@ from workflows.starts import workflow_id
 T = TypeVar("T")
 
 
-def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
+def validate_items(items: list[Any], *, claim_problem: Callable[[ClaimIn], str | None]
+                   ) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
+    """The items that are contacts as the campaign takes them, and the others' refusals;
+    `claim_problem` says why the campaign's messages could not carry a claim."""
     valid: dict[int, ContactIn] = {}
     rejected: list[EnrolItemResult] = []
     first_index: dict[str, int] = {}
@@ -57,6 +61,9 @@ def validate_items(items: list[Any]) -> tuple[dict[int, ContactIn], list[EnrolIt
                 index=index, status="rejected", external_id=ext if isinstance(ext, str) else None,
                 errors=[FieldError(field=e.field if e.field != "body" else "item", message=e.message)
                         for e in pydantic_fields(err.errors())]))
+            continue
+        if item.claim is not None and (problem := claim_problem(item.claim)):
+            rejected.append(_rejected(index, item, problem, "claim.reference"))
             continue
         if item.external_id in first_index:
             rejected.append(EnrolItemResult(

@@ -4,9 +4,10 @@ from datetime import date, timedelta
 from typing import Any
 
 from api.errors import FieldProblems
-from api.schemas import CampaignCreate, FieldError
+from api.schemas import CampaignCreate, ClaimIn, FieldError
 from core.settings import Settings
 from core.vocabulary import Channel
+from db.launches import plan_channels
 from db.models import Client, utcnow
 from messaging.branding import Brand, brand_for
 from messaging.rendering import claim_view, render_email, render_letter, render_sms
@@ -30,12 +31,14 @@ def stored_messages(campaign: CampaignCreate) -> dict[str, Any] | None:
     return campaign.messages and campaign.messages.model_dump(mode="json", exclude_none=True)
 
 
-def check_messages(spec: dict[str, Any], settings: Settings, client: Client) -> None:
-    """Refuses wording in a language the campaign does not speak, and SMS wording that, with
-    the link at its longest, needs more segments than an SMS may have."""
+def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
+                   before: dict[str, Any] | None = None) -> None:
+    """Refuses wording in a language the campaign does not speak, SMS wording that, with the
+    link at its longest, needs more segments than an SMS may have, and wording of a confirmation
+    the campaign does not send; `before`, the settings a change is merged into."""
     brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
     messages = spec.get("messages") or {}
-    problems = []
+    problems = unsent_confirmations(spec, before)
     for kind, by_language in messages.items():
         for language, given in by_language.items():
             where = f"messages.{kind}.{language}"
@@ -43,21 +46,75 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client) -> 
                 problems.append(FieldError(field=where, message=(
                     f"the campaign does not speak {language!r} (its languages: "
                     f"{spec['languages']}); add it to languages or leave this wording out")))
-            elif KINDS[kind].channel == Channel.sms and given.get("text"):
-                context = longest_context(brand.name, settings, base_url=brand.base_url) | {
-                    **SAMPLE_CUSTOMER, "campaign_name": spec["name"],
-                    "incentive": spec.get("incentive_text"),
-                    "claim": sample_claim(language) if spec.get("payments") else None}
-                context["wording"] = wording_for(messages, kind, language, context)
-                length = measure(render_sms(KINDS[kind].template, language, context))
-                if length.segments > settings.sms_max_segments:
-                    problems.append(FieldError(field=f"{where}.text", message=(
-                        f"too long for an SMS: with the link it needs {length.segments} "
-                        f"{length.encoding} segments, at most {settings.sms_max_segments} "
-                        f"allowed; shorten it (characters outside GSM-7, such as emoji or "
-                        f"curly quotes, more than halve what a segment holds)")))
+            elif KINDS[kind].channel == Channel.sms and given.get("text") and (
+                    problem := sms_too_long(spec, brand, settings, kind, language, (
+                        sample_claim(language) if spec.get("payments") else None))):
+                problems.append(FieldError(field=f"{where}.text", message=(
+                    f"too long for an SMS: with the link it {problem}")))
     if problems:
         raise FieldProblems(problems)
+
+
+# The thanks once verified, sent only with `send_confirmation`.
+CONFIRMATIONS = ("confirmation", "sms_confirmation")
+
+
+def unsent_confirmations(spec: dict[str, Any], before: dict[str, Any] | None
+                         ) -> list[FieldError]:
+    """Wording of a confirmation the campaign does not send, which nobody would read while the
+    client believes customers do. Judged on the campaign as created or as a change leaves it
+    (a patch may switch `send_confirmation` on and word it at once), when the change touches
+    either: a campaign stored so before this was refused keeps it through other changes."""
+    def confirmation(settings: dict[str, Any]) -> tuple[Any, ...]:
+        messages = settings.get("messages") or {}
+        return (bool(settings.get("send_confirmation")), *(messages.get(k) for k in CONFIRMATIONS))
+
+    if spec.get("send_confirmation") or (before and confirmation(before) == confirmation(spec)):
+        return []
+    return [FieldError(field=f"messages.{kind}", message=(
+        "the campaign sends no confirmation (send_confirmation is false), so nobody would read "
+        "this wording: set send_confirmation to true, in the same patch if you like, or leave "
+        "the wording out (null removes it)"))
+        for kind in CONFIRMATIONS if (spec.get("messages") or {}).get(kind)]
+
+
+# The SMS that name a payment-reminder journey's claim.
+CLAIM_SMS = ("sms_invitation", "sms_reminder")
+
+
+def claim_sms_problem(spec: dict[str, Any], brand: Brand, settings: Settings,
+                      claim: ClaimIn) -> str | None:
+    """Why the campaign's SMS could not name this claim, or None: with its reference (its
+    amount and due date too) one of them would need more segments than an SMS may have, in
+    one of the campaign's languages, and would be skipped when sent."""
+    if Channel.sms not in plan_channels(spec):
+        return None
+    stored = claim.model_dump(mode="json")
+    for language in spec["languages"]:
+        for kind in CLAIM_SMS:
+            problem = sms_too_long(spec, brand, settings, kind, language,
+                                   claim_view(stored, None, language))
+            if problem:
+                return (f"too long for the campaign's SMS: with this reference its "
+                        f"{KINDS[kind].template} in {language} {problem}")
+    return None
+
+
+def sms_too_long(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str,
+                 language: str, claim: dict[str, Any] | None) -> str | None:
+    """What the campaign's SMS of this kind needs when more segments than an SMS may have (the
+    tail of an error), measured as the sender measures it with the link at its longest and a
+    long name; None if it fits."""
+    context = longest_context(brand.name, settings, base_url=brand.base_url) | {
+        **SAMPLE_CUSTOMER, "campaign_name": spec["name"], "incentive": spec.get("incentive_text"),
+        "claim": claim}
+    context["wording"] = wording_for(spec.get("messages"), kind, language, context)
+    length = measure(render_sms(KINDS[kind].template, language, context))
+    if length.segments <= settings.sms_max_segments:
+        return None
+    return (f"needs {length.segments} {length.encoding} segments, at most "
+            f"{settings.sms_max_segments} allowed; shorten it (characters outside GSM-7, such as "
+            f"emoji or curly quotes, more than halve what a segment holds)")
 
 
 def preview(campaign: CampaignCreate, brand: Brand, kind: str, language: str

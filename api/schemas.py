@@ -157,6 +157,7 @@ WebhookEventName = Literal[
     "journey.payment_completed",
     "message.bounced",
     "campaign.updated",
+    "contact_settings.updated",
     "launch.completed",
     "launch.cancelled",
     "kyc.assigned",

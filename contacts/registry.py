@@ -140,8 +140,14 @@ class Registry:
         return found
 
 
-async def registry_for(session: AsyncSession, *, client_id: uuid.UUID, secret_key: str) -> Registry:
-    row = await session.get(ContactSettings, client_id)
+async def registry_for(session: AsyncSession, *, client_id: uuid.UUID, secret_key: str,
+                       to_change: bool = False) -> Registry:
+    """`to_change`: for a change of the settings, read under a lock held until commit, so that
+    changes made at once each start from what the other stored. A lock on the client's key,
+    not on the row, which a client that never changed its settings does not have yet."""
+    if to_change:
+        await crud.lock(session, key=f"contact-settings/{client_id}")
+    row = await session.get(ContactSettings, client_id, populate_existing=to_change)
     settings = ContactSettingsIn() if row is None else ContactSettingsIn(
         person_rule=row.person_rule, company_rule=row.company_rule,
         default_region=row.default_region, address_types=row.address_types,

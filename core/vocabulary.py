@@ -75,6 +75,7 @@ class EventType(StrEnum):
     journey_payment_completed = "journey.payment_completed"
     message_bounced = "message.bounced"
     campaign_updated = "campaign.updated"
+    contact_settings_updated = "contact_settings.updated"
     launch_completed = "launch.completed"
     launch_cancelled = "launch.cancelled"
     kyc_assigned = "kyc.assigned"

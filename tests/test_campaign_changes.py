@@ -3,6 +3,7 @@ the campaign and checked as on creation, journeys started after the change follo
 settings while running ones keep theirs, every change kept with who made it and announced by
 webhook; and the list of campaigns, paginated and filtered by status."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -144,6 +145,28 @@ async def test_changes_that_cannot_be_honoured_are_refused_by_field(tenant: Tena
     unchanged = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}")
     assert unchanged == campaign
     assert (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/changes"))["items"] == []
+
+
+async def test_changes_made_at_the_same_moment_each_keep_their_setting(tenant: Tenant):
+    """Colleagues changing different settings at once: each patch is merged into what the
+    others stored, so none undoes another, and each is in the changes log."""
+    campaign = await tenant.create_campaign()
+    settings = {"name": "Email check, autumn", "incentive_text": "Win a bike",
+                "expires_after": "P2D", "verification_link_ttl": "P3D",
+                "reminders": {"interval": "PT1H", "max_count": 1}, "send_confirmation": True,
+                "default_language": "nl",
+                "messages": {"invitation": {"en": {"subject": "Please check your email"}}}}
+    answers = await asyncio.gather(*(
+        tenant.http.patch(f"/v1/campaigns/{campaign['id']}", headers=tenant.auth,
+                          json={key: value}) for key, value in settings.items()))
+    assert [a.status_code for a in answers] == [200] * len(settings), [a.text for a in answers]
+
+    changed = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}")
+    assert changed["name"] == settings["name"]
+    assert {key: changed["spec"][key] for key in settings} == settings
+    changes = (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/changes"))["items"]
+    assert sorted(key for c in changes for key in c["changes"]) == sorted(settings)
+    assert {key: c["changes"][key]["new"] for c in changes for key in c["changes"]} == settings
 
 
 async def test_campaign_list_is_paginated_and_filtered_by_status(tenant: Tenant):

@@ -449,6 +449,59 @@ async def test_each_settings_change_is_kept_with_who_made_it(tenant, other_tenan
     assert (await other_tenant.ok("GET", "/v1/contact-settings/changes"))["items"] == []
 
 
+async def test_a_settings_change_is_announced_by_webhook(tenant, webhook_receiver):
+    """A client's systems hear of a change of its contact settings (who switched retention on,
+    when, from what) as they hear of a campaign's; a change that changes nothing is not told."""
+    hook = await tenant.subscribe(webhook_receiver, ["contact_settings.updated"])
+    await tenant.ok("PATCH", "/v1/contact-settings", {"anonymise_inactive_after_days": 365,
+                                                      "default_region": "BE"})
+    await tenant.ok("PATCH", "/v1/contact-settings", {"default_region": "BE"})
+    await tenant.ok("PUT", "/v1/contact-settings", await tenant.ok("GET", "/v1/contact-settings"))
+    await tenant.ok("PATCH", "/v1/contact-settings", {"default_region": "FR"})
+
+    events = sorted(await webhook_receiver.wait_for(hook, "contact_settings.updated", count=2),
+                    key=lambda d: int(d.headers["webhook-sequence"]))
+    # Numbered without a gap: nothing was raised for the changes that changed nothing.
+    assert [e.headers["webhook-sequence"] for e in events] == ["1", "2"]
+    assert hook not in webhook_receiver.bad_signatures
+    changes = (await tenant.ok("GET", "/v1/contact-settings/changes"))["items"]
+    assert [e.payload["data"] for e in events] == changes
+    assert [c["changes"] for c in changes] == [
+        {"anonymise_inactive_after_days": {"old": None, "new": 365},
+         "default_region": {"old": "NL", "new": "BE"}},
+        {"default_region": {"old": "BE", "new": "FR"}}]
+    assert changes[0]["actor"]["type"] == "api_key"
+
+
+async def test_settings_changed_at_the_same_moment_each_keep_their_field(tenant):
+    """Two people change different settings at once (one sets retention, another the region):
+    each change is merged into what the other stored, so none undoes the other, and each is
+    in the changes log. First on a client that never stored its settings, then on one that has."""
+    rounds = [
+        {"person_rule": "ssn", "company_rule": "company_name", "default_region": "BE",
+         "address_types": [{"name": "home", "mandatory": False}, {"name": "office",
+                                                                  "mandatory": False}],
+         "anonymise_inactive_after_days": 365},
+        {"person_rule": RULE, "company_rule": "company_name OR external_id",
+         "default_region": "DE", "address_types": [{"name": "home", "mandatory": False}],
+         "anonymise_inactive_after_days": 730},
+    ]
+    for values in rounds:
+        answers = await asyncio.gather(*(
+            tenant.http.patch("/v1/contact-settings", headers=tenant.auth, json={field: value})
+            for field, value in values.items()))
+        assert [a.status_code for a in answers] == [200] * len(values), [a.text for a in answers]
+        assert await tenant.ok("GET", "/v1/contact-settings") == values
+    changes = (await tenant.ok("GET", "/v1/contact-settings/changes"))["items"]
+    assert sorted((field, repr(change["new"])) for c in changes
+                  for field, change in c["changes"].items()) == sorted(
+        (field, repr(value)) for values in rounds for field, value in values.items())
+    # Each change's `old` is what the one before it stored: none was judged on a stale read.
+    for field in rounds[0]:
+        assert [c["changes"][field]["new"] for c in changes if field in c["changes"]] == [
+            values[field] for values in rounds]
+
+
 async def test_a_company_rule_conflict_names_the_company_rule(tenant):
     twin = {"kind": "company", "company_name": f"Twin {uuid.uuid4().hex[:6]} BV"}
     first = await create(tenant, twin)

@@ -5,6 +5,7 @@ wording the client cannot send refused with the field at fault; and the preview.
 
 import uuid
 
+from db.models import Campaign
 from tests.helpers import Customer, Tenant, unique_email
 from tests.helpers import eventually
 from tests.test_channel_plans import (
@@ -195,3 +196,38 @@ async def test_the_confirmation_after_verification_is_in_the_clients_words(
     preview = await tenant.ok("GET", f"/v1/campaigns/{by_sms['id']}/messages/preview"
                                      "?kind=sms_confirmation")
     assert preview["text"] == "Thanks Alexandra, all set!" and preview["segments"] == 1
+
+
+async def test_confirmation_wording_needs_the_confirmation_sent(tenant: Tenant, sessions):
+    """Wording of a thanks the campaign never sends would be read by nobody, while the client
+    believes customers get it: refused, naming the wording, unless `send_confirmation` is on in
+    the campaign as created or as merged, so one patch may switch it on and word it."""
+    thanks = {"en": {"subject": "Thank you, {first_name}", "text": "All set."}}
+    refused = await tenant.post("/v1/campaigns", {
+        "name": "Silent thanks", "consents": [],
+        "messages": {"confirmation": thanks, "sms_confirmation": {"en": {"text": "All set."}}}})
+    assert refused.status_code == 422, refused.text
+    errors = field_errors(refused.json())
+    assert set(errors) == {"messages.confirmation", "messages.sms_confirmation"}, errors
+    assert "send_confirmation" in errors["messages.confirmation"]
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    path = f"/v1/campaigns/{campaign['id']}"
+    answer = await tenant.ok("PATCH", path, {"messages": {"confirmation": thanks}}, status=422)
+    assert set(field_errors(answer)) == {"messages.confirmation"}
+    both = await tenant.ok("PATCH", path, {"send_confirmation": True,
+                                           "messages": {"confirmation": thanks}})
+    assert both["spec"]["messages"]["confirmation"] == thanks
+    # Switching it off again takes the wording out in the same patch.
+    answer = await tenant.ok("PATCH", path, {"send_confirmation": False}, status=422)
+    assert set(field_errors(answer)) == {"messages.confirmation"}
+    off = await tenant.ok("PATCH", path, {"send_confirmation": False,
+                                          "messages": {"confirmation": None}})
+    assert off["spec"]["send_confirmation"] is False and not off["spec"]["messages"]
+
+    # A campaign stored so before this was refused keeps it through changes of other settings.
+    async with sessions() as session, session.begin():
+        stored = await session.get(Campaign, uuid.UUID(campaign["id"]))
+        stored.spec = {**stored.spec, "messages": {"confirmation": thanks}}
+    renamed = await tenant.ok("PATCH", path, {"name": "Renamed"})
+    assert renamed["spec"]["messages"]["confirmation"] == thanks

@@ -628,3 +628,47 @@ async def test_claim_errors_say_what_is_accepted(tenant):
                          "exponent notation"),
         ("claim.currency", "'XXX' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)"),
         ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)")]
+
+
+async def test_a_reference_the_sms_cannot_carry_is_refused_and_the_longest_one_is_sent(
+        tenant, settings):
+    """A reference that makes the campaign's SMS longer than its segments allow would have the
+    SMS skipped when sent, unseen: it is refused by item instead (`claim.reference`), measured
+    as the sender measures it, in each of the campaign's languages; the longest one accepted
+    goes out whole."""
+    campaign = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "sms"}])
+    assert campaign["spec"]["languages"] == ["en", "nl"]
+
+    def reference(length: int) -> str:
+        # One character outside GSM-7 sends the whole text as UCS-2, 67 characters a segment.
+        return f"Ł{length:03d}".ljust(length, "x")
+
+    # Contacts not created yet would be refused for lack of a mobile number, and are not
+    # written: which references are refused for the SMS is seen without starting anything.
+    lengths = list(range(4, 101))
+    probe = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": f"probe-{n}", "claim": claim(n, reference=reference(n))}
+        for n in lengths]})
+    assert probe.status_code == 422, probe.text
+    errors = [r["errors"][0] for r in probe.json()["results"]]
+    too_long = [n for n, e in zip(lengths, errors) if e["field"] == "claim.reference"]
+    assert too_long, errors
+    # Longer references never fit again; shorter ones are refused for the missing number only.
+    assert too_long == lengths[lengths.index(too_long[0]):], too_long
+    longest = too_long[0] - 1
+    assert longest in lengths, errors
+    assert f"at most {settings.sms_max_segments} allowed" in errors[-1]["message"], errors[-1]
+    assert "UCS-2" in errors[-1]["message"]
+
+    people = [await contact(tenant, mobile=mobile_number(), language=language)
+              for language in ("en", "nl")]
+    answer = await tenant.enrol(campaign["id"], *(
+        {"external_id": person["external_id"], "claim": claim(n, reference=reference(n))}
+        for person, n in zip(people, (longest, longest + 1))))
+    assert [r["status"] for r in answer["results"]] == ["accepted", "rejected"], answer
+    assert answer["results"][1]["errors"][0]["field"] == "claim.reference"
+
+    [mobile] = [p["value"] for p in people[0]["contact_points"] if p["kind"] == "mobile"]
+    sms = await wait_for_sms(settings, mobile)
+    assert reference(longest) in sms["text"] and "/c/" in sms["text"]
+    assert sms["segments"] <= settings.sms_max_segments

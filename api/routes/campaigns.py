@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from functools import partial
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
@@ -13,6 +14,7 @@ from temporalio.service import RPCError
 from fastapi.responses import JSONResponse
 
 from api import enrolment, launches
+from api.changes import commit_settings_change
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import (
     ERROR_RESPONSES,
@@ -23,7 +25,7 @@ from api.errors import (
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
-from api.message_wording import check_messages, preview, stored_messages
+from api.message_wording import check_messages, claim_sms_problem, preview, stored_messages
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -105,8 +107,14 @@ def consent_form(campaign: Campaign) -> dict | None:
     return boxes[0] if len(boxes) == 1 else None
 
 
-async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id)
+async def campaign_of(session, client_id: uuid.UUID, campaign_id: uuid.UUID, *,
+                      to_change: bool = False) -> Campaign:
+    """`to_change`: read under a row lock held until commit, so that changes made at once each
+    start from what the other stored. NO KEY UPDATE, as a change keeps the id, so enrolments
+    (whose journeys name the campaign) go on meanwhile."""
+    campaign = await session.get(
+        Campaign, campaign_id, populate_existing=to_change,
+        with_for_update={"key_share": True} if to_change else None)
     if campaign is None or campaign.client_id != client_id:
         raise HTTPException(404, "campaign not found")
     return campaign
@@ -194,7 +202,7 @@ async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, cl
                                     actor: ActorDep) -> Campaign:
     """Replaces what this campaign overrides of the client's branding (an empty object: none).
     Messages sent from now on and every page view use it."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     branding = await check_branding(session, state.settings, client, body, under=client.branding)
     # A new dict: the JSON column notices reassignment, not changes inside it.
@@ -210,24 +218,14 @@ def snapshot(campaign: Campaign) -> dict[str, Any]:
 
 async def commit_change(session, state, campaign: Campaign, before: dict[str, Any],
                         actor: Actor) -> None:
-    """Commits the campaign, with an audit entry of what changed since `before` (the old and
-    new value of each top-level setting) announced as `campaign.updated`; a change that changes
-    nothing leaves no trace."""
-    changes = crud.changed_settings(before, snapshot(campaign))
-    endpoints = []
-    if changes:
-        change = CampaignChange(client_id=campaign.client_id, campaign_id=campaign.id,
-                                actor_type=actor.type, actor_id=actor.id, changes=changes)
-        session.add(change)
-        await session.flush()
-        endpoints = await crud.record_webhook_event(
-            session, client_id=campaign.client_id, key=f"campaign-change/{change.id}",
-            type=EventType.campaign_updated, data={
-                "campaign": {"id": str(campaign.id), "name": campaign.name,
-                             "status": campaign.status},
-                **CampaignChangeOut.of(change).model_dump(mode="json")})
-    await session.commit()
-    await state.endpoints.wake(campaign.client_id, endpoints, "campaign updated")
+    """Commits the campaign, with what changed since `before` (the old and new value of each
+    top-level setting) kept and announced as `campaign.updated`."""
+    await commit_settings_change(
+        session, state, CampaignChange(
+            client_id=campaign.client_id, campaign_id=campaign.id, actor_type=actor.type,
+            actor_id=actor.id, changes=crud.changed_settings(before, snapshot(campaign))),
+        type=EventType.campaign_updated, data={"campaign": {
+            "id": str(campaign.id), "name": campaign.name, "status": campaign.status}})
 
 
 # Fixed once the campaign exists: its running journeys read them (what the page asks and how,
@@ -311,7 +309,7 @@ async def changed_spec(session, state, client, campaign: Campaign,
             session, state.settings, client, body.branding, field="branding",
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
-    check_messages(spec, state.settings, client)
+    check_messages(spec, state.settings, client, before=campaign.spec)
     return spec
 
 
@@ -357,7 +355,7 @@ async def change_campaign(
     schedule is deleted, a running launch cancelled, and it sends no more invitations or
     reminders). Each change is kept (GET /v1/campaigns/{id}/changes) and announced as
     `campaign.updated`."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     patch = dict(body)
     new_status = patch.pop("status", campaign.status)
@@ -418,7 +416,10 @@ async def enrol_contacts(
     limit = state.settings.max_contacts_per_request
     if len(body.contacts) > limit:
         raise HTTPException(413, f"at most {limit} contacts per request")
-    valid, rejected = enrolment.validate_items(body.contacts)
+    brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                      state.settings)
+    valid, rejected = enrolment.validate_items(body.contacts, claim_problem=partial(
+        claim_sms_problem, campaign.spec, brand, state.settings))
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(

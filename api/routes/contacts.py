@@ -15,7 +15,16 @@ from sqlalchemy import delete, exists, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from api import kyc_profiles, withdrawals
-from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
+from api.changes import commit_settings_change
+from api.deps import (
+    ActorDep,
+    AppState,
+    ChangingRegistryDep,
+    ClientDep,
+    RegistryDep,
+    SessionDep,
+    StateDep,
+)
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
@@ -45,6 +54,7 @@ from core.vocabulary import (
     ActorType,
     AuditAction,
     Channel,
+    EventType,
     MediumKind,
     VerificationState,
 )
@@ -166,7 +176,7 @@ async def get_settings(reg: RegistryDep) -> ContactSettingsIn:
 @settings_router.put("", response_model=ContactSettingsIn,
                     openapi_extra=documented(ContactSettingsIn, whole=True))
 async def put_settings(
-    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    reg: ChangingRegistryDep, session: SessionDep, state: StateDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Every field of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Replaces the whole document, so every field must be given (null leaves a rule unset or
@@ -178,27 +188,30 @@ async def put_settings(
             field=field, message="required: PUT replaces all contact settings; give this field "
             "(its current value is in GET /v1/contact-settings), or use PATCH to change only "
             "some") for field in missing])
-    return await save_settings(session, reg, validated(ContactSettingsIn, body, reg), actor)
+    return await save_settings(session, state, reg, validated(ContactSettingsIn, body, reg),
+                               actor)
 
 
 @settings_router.patch("", response_model=ContactSettingsIn,
                       openapi_extra=documented(ContactSettingsIn))
 async def patch_settings(
-    reg: RegistryDep, session: SessionDep, actor: ActorDep,
+    reg: ChangingRegistryDep, session: SessionDep, state: StateDep, actor: ActorDep,
     body: Annotated[dict[str, Any], Body(description="Some fields of ContactSettingsIn")],
 ) -> ContactSettingsIn | JSONResponse:
     """Changes the fields given and keeps the others; null clears a rule or retention."""
     merged = {**reg.settings.model_dump(mode="json"), **body}
-    return await save_settings(session, reg, validated(ContactSettingsIn, merged, reg), actor)
+    return await save_settings(session, state, reg, validated(ContactSettingsIn, merged, reg),
+                               actor)
 
 
-async def save_settings(session: SessionDep, reg: Registry, settings: ContactSettingsIn,
-                        actor: Actor) -> ContactSettingsIn | JSONResponse:
+async def save_settings(session: SessionDep, state: AppState, reg: Registry,
+                        settings: ContactSettingsIn, actor: Actor
+                        ) -> ContactSettingsIn | JSONResponse:
     """Changing a uniqueness rule re-keys every contact; refused if existing contacts would then
-    be duplicates of each other. A change is kept with who made it (a change that changes
-    nothing leaves no trace)."""
+    be duplicates of each other. A change is kept with who made it and announced as
+    `contact_settings.updated` (a change that changes nothing leaves no trace)."""
     new = Registry(client_id=reg.client_id, settings=settings, secret_key=reg.secret_key)
-    row = await session.get(ContactSettings, reg.client_id, with_for_update=True)
+    row = await session.get(ContactSettings, reg.client_id)  # read, and locked, by `reg`
     values = settings.model_dump(mode="json")
     if row is None:
         session.add(ContactSettings(client_id=reg.client_id, **values))
@@ -212,11 +225,11 @@ async def save_settings(session: SessionDep, reg: Registry, settings: ContactSet
             return refusal("rule_conflict", "existing contacts are duplicates under this rule",
                            [FieldError(field=f"{kind}_rule", message=f"contacts {a} and {b} match")
                             for kind, a, b in clash[:20]])
-    changes = crud.changed_settings(reg.settings.model_dump(mode="json"), values)
-    if changes:
-        session.add(ContactSettingsChange(client_id=reg.client_id, actor_type=actor.type,
-                                          actor_id=actor.id, changes=changes))
-    await session.commit()
+    await commit_settings_change(
+        session, state, ContactSettingsChange(
+            client_id=reg.client_id, actor_type=actor.type, actor_id=actor.id,
+            changes=crud.changed_settings(reg.settings.model_dump(mode="json"), values)),
+        type=EventType.contact_settings_updated, data={})
     return settings
 
 

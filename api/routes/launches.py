@@ -198,7 +198,7 @@ async def _recurrence_out(state: StateDep, campaign: Campaign) -> RecurrenceOut:
 async def set_recurrence(campaign_id: uuid.UUID, body: Recurrence, client: ClientDep,
                          session: SessionDep, state: StateDep, actor: ActorDep) -> RecurrenceOut:
     """Launches the campaign periodically; replaces an earlier recurrence."""
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     # A paused campaign may get a recurrence: its schedule starts paused.
     launchable(campaign, unless=("archived",))
@@ -222,7 +222,7 @@ async def get_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: Ses
 @router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, actor: ActorDep) -> None:
-    campaign = await campaign_of(session, client.id, campaign_id)
+    campaign = await campaign_of(session, client.id, campaign_id, to_change=True)
     before = snapshot(campaign)
     await launching.delete_schedule(state.temporal, campaign.id)
     campaign.spec = {**campaign.spec, "recurrence": None}
