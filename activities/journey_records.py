@@ -77,20 +77,37 @@ class JourneyRecords:
         journey, contact, campaign, _ = await crud.locked_journey(session, uuid.UUID(journey_id))
         return journey, contact, campaign
 
+    @staticmethod
+    def _ended_before(journey: Journey, own_end: datetime | None = None) -> EmittedEvents | None:
+        """What the workflow learns when the journey (loaded locked) has ended outside it:
+        cancelled in the database only, while its workflow had not started, or was lost, and
+        ran on (a race, a reset in the Temporal UI). The first end wins: the workflow records
+        no progress and tells the client nothing, and ends as the recorded stage. Its own end,
+        found again by a retry of the write that made it (at `own_end`), is no such end."""
+        if journey.stage in FINAL_STAGES and (own_end is None or journey.finished_at != own_end):
+            return EmittedEvents(ended=journey.stage)
+        return None
+
     @activity.defn
-    async def record_stage(self, input: RecordStageInput) -> None:
+    async def record_stage(self, input: RecordStageInput) -> EmittedEvents | None:
+        """None in the histories of journeys before `EmittedEvents.ended`."""
         async with transaction(self._sessions) as session:
             journey, _, _ = await self._load(session, input.journey_id)
+            if ended := self._ended_before(journey):
+                return ended
             journey.stage = input.stage
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=input.stage, at=input.at
             )
+        return EmittedEvents()
 
     @activity.defn
     async def record_submission(self, input: RecordSubmissionInput) -> EmittedEvents:
         sub = input.submission
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
+            if ended := self._ended_before(journey):
+                return ended
             checkboxes = {c["key"]: c for c in campaign.spec.get("consents", [])}
             before = journey.collected or {}
             again = self._verified_before(before, sub)
@@ -209,7 +226,7 @@ class JourneyRecords:
             # Loaded (and locked) by the verification: no second query.
             journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
             # A value taken as verified before was confirmed in a journey that told them.
-            awaiting = ([] if emitted.refused or input.verified_before else
+            awaiting = ([] if emitted.refused or emitted.ended or input.verified_before else
                         await crud.journeys_awaiting(session, journey=journey, kind=input.kind))
         # Only now, committed, may the endpoints' workflows see the events, and the contact's
         # other journeys find the value verified.
@@ -237,6 +254,9 @@ class JourneyRecords:
         wake after commit."""
         confirm, kind = input.confirm, input.kind
         journey, contact, campaign = await self._load(session, input.journey_id)
+        # A retry of the final verification finds its own end, and records it again.
+        if ended := self._ended_before(journey, confirm.confirmed_at):
+            return ended, []
         collected = journey.collected or {}
         value = collected.get(kind)
         if value is None:
@@ -396,6 +416,8 @@ class JourneyRecords:
         answer = input.answer
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
+            if ended := self._ended_before(journey, answer.given_at):
+                return ended
             [box] = campaign.spec["consents"]
             text, display_id = await self._answered(session, contact, box, answer.language,
                                                     answer.display_id)
@@ -442,12 +464,10 @@ class JourneyRecords:
             detail = {"by": CancelledBy.client, **(detail or {})}
         async with transaction(self._sessions) as session:
             journey, contact, campaign = await self._load(session, input.journey_id)
-            if journey.stage in FINAL_STAGES and journey.finished_at != input.at:
-                # The first end wins: a workflow that outlived its journey's end recorded in
-                # the database only (a cancellation before it started) changes nothing when it
-                # ends too, and tells the client nothing twice. (A retry of this write finds
-                # its own end, at the same time, and wakes the endpoints again.)
-                return EmittedEvents()
+            # A journey ended already is not ended again, nor announced twice. (A retry of
+            # this write finds its own end, at the same time, and wakes the endpoints again.)
+            if ended := self._ended_before(journey, input.at):
+                return ended
             journey.stage = input.stage
             journey.finished_at = input.at
             await crud.add_journey_event(

@@ -128,7 +128,8 @@ class SubmitCodeInput:
 
 @dataclass
 class SubmitCodeResult:
-    # right | wrong | malformed (not six digits: no try spent) | expired | locked | refused
+    # right | wrong | malformed (not six digits: no try spent) | expired | locked | refused |
+    # ended (outside the workflow: EmittedEvents.ended)
     outcome: str
     stage: str
     tries_left: int = 0
@@ -360,6 +361,10 @@ class EmittedEvents:
     # The submitted contact points ("email", "mobile") the contact has verified already
     # (another journey): taken as they stand in the registry, nothing sent to prove them.
     verified: list[str] = field(default_factory=list)
+    # The final stage the journey's record held already, written outside the workflow (a
+    # cancellation in the database only, its workflow not started or lost meanwhile): the
+    # first end wins, nothing was changed, and the workflow ends as that stage.
+    ended: str | None = None
 
 
 @dataclass

@@ -1,13 +1,50 @@
 """Every end of a journey reaches the client once, as it was first recorded: a journey cancelled
 in the database only (its workflow never started or had ended) raises `journey.cancelled`, and a
-workflow outliving such a cancellation changes nothing when it ends in turn."""
+workflow outliving such a cancellation changes nothing when it ends in turn, nor when the customer
+answers it: it ends as the journey's record says."""
 
 import uuid
 
+from sqlalchemy import select
+
 from api import withdrawals
+from db.models import WebhookEvent
 from db.session import transaction
-from tests.helpers import unique_email
+from tests.helpers import on_the_page, unique_email
+from tests.histories import save_history
+from tests.test_lost_journeys import entered
+from workflows.journey import JourneyWorkflow
 from workflows.webhook_endpoint import EndpointDispatcher
+
+
+async def cancelled_in_the_database(sessions, settings, temporal_env, journey_id: str) -> None:
+    """Cancels the journey as a cancelled launch does those whose workflow it met closed or
+    not yet started (`mark_cancelled`). Only a race brings it to a running workflow (one
+    that started, or was reset in the Temporal UI, right after the launch looked): called
+    directly, the workflow runs on past the cancellation."""
+    async with transaction(sessions) as session:
+        await withdrawals.mark_cancelled(
+            session, EndpointDispatcher(temporal_env.client, settings),
+            [uuid.UUID(journey_id)], withdrawals.LAUNCH_CANCELLED)
+
+
+async def ends_as_recorded(tenant, temporal_env, sessions, journey_id: str,
+                           history: str | None = None) -> set[str]:
+    """Checks that the journey stays cancelled and its workflow ends as cancelled too (its
+    history saved as `history`, if given); returns the types of the webhook events the
+    journey raised."""
+    journey = await tenant.journey(journey_id)
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    assert (await handle.result()).stage == "cancelled"
+    if history:
+        await save_history(handle, history)
+    journey = await tenant.journey(journey_id)
+    assert journey["stage"] == "cancelled"
+    assert journey["history"][-1]["detail"] == {"by": "client", "reason": "launch_cancelled"}
+    async with sessions() as session:
+        return set(await session.scalars(select(WebhookEvent.type).where(
+            WebhookEvent.key.startswith(journey_id))))
 
 
 async def test_a_workflow_outliving_its_journeys_cancellation_does_not_end_it_again(
@@ -19,17 +56,17 @@ async def test_a_workflow_outliving_its_journeys_cancellation_does_not_end_it_ag
                                                       "email": address}))["results"]
     journey_id = enrolled["journey_id"]
     journey = await tenant.wait_for_stage(journey_id, "invited")
-    # Cancelled in the database only, as a cancelled launch does to the journeys whose
-    # workflow it met closed or not yet started: this one runs on, and expires.
-    async with transaction(sessions) as session:
-        await withdrawals.mark_cancelled(
-            session, EndpointDispatcher(temporal_env.client, settings),
-            [uuid.UUID(journey_id)], withdrawals.LAUNCH_CANCELLED)
+    # Its workflow runs on, and expires.
+    await cancelled_in_the_database(sessions, settings, temporal_env, journey_id)
 
     [cancelled] = await webhook_receiver.wait_for(hook, "journey.cancelled")
     assert (cancelled.payload["data"]["journey_id"], cancelled.payload["data"]["detail"]) == (
         journey_id, {"by": "client", "reason": "launch_cancelled"})
-    await temporal_env.client.get_workflow_handle(journey["workflow_id"]).result()
+    # The workflow, told the journey ended before, ends as it: its state no longer says
+    # expired.
+    ended = await temporal_env.client.get_workflow_handle_for(
+        JourneyWorkflow.run, journey["workflow_id"]).result()
+    assert ended.stage == "cancelled"
     journey = await tenant.journey(journey_id)
     assert journey["stage"] == "cancelled"
     assert [e["type"] for e in journey["history"]][-1] == "cancelled"
@@ -37,3 +74,42 @@ async def test_a_workflow_outliving_its_journeys_cancellation_does_not_end_it_ag
     await tenant.wait_for_stage(journey_id, "cancelled")
     assert webhook_receiver.events(hook, "journey.expired") == []
     assert len(webhook_receiver.events(hook, "journey.cancelled")) == 1
+
+
+async def test_a_confirmation_after_a_cancellation_in_the_database_verifies_nothing(
+        tenant, http, mailbox, sessions, settings, temporal_env, webhook_receiver,
+        record_histories):
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled",
+                                                     "contact.data_verified"])
+    enrolled, customer, link = await entered(tenant, http, mailbox)
+    await customer.open(link)  # the confirm button shown before the cancellation
+    await cancelled_in_the_database(sessions, settings, temporal_env, enrolled["journey_id"])
+
+    response = await customer.submit(link)
+    assert "This request has ended" in response.text and "Thank you" not in response.text
+    await webhook_receiver.wait_for(hook, "journey.cancelled")
+    assert await ends_as_recorded(
+        tenant, temporal_env, sessions, enrolled["journey_id"],
+        "email_journey_confirmed_after_cancelled_in_the_database" if record_histories else None
+    ) == {"contact.data_collected", "journey.cancelled"}
+    assert "verified" not in [e["type"] for e in
+                              (await tenant.journey(enrolled["journey_id"]))["history"]]
+    assert webhook_receiver.events(hook, "contact.data_verified") == []
+
+
+async def test_a_submission_after_a_cancellation_in_the_database_records_nothing(
+        tenant, http, mailbox, sessions, settings, temporal_env):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email("outlived"))
+    await cancelled_in_the_database(sessions, settings, temporal_env, enrolled["journey_id"])
+
+    typed = unique_email("typed")
+    response = await customer.submit(page, email=typed)
+    assert "This request has ended" in response.text and "Thank you" not in response.text
+    assert await ends_as_recorded(tenant, temporal_env, sessions, enrolled["journey_id"]) == {
+        "journey.cancelled"}
+    journey = await tenant.journey(enrolled["journey_id"])
+    assert journey["pending_email"] is None
+    assert "data_entered" not in [e["type"] for e in journey["history"]]
+    assert mailbox.to(typed) == []  # no link to confirm an address for a cancelled request

@@ -139,6 +139,11 @@ UNSENT_INVITATION_FALLS_BACK = "unsent-invitation-falls-back"
 # campaign stored before the API bounded durations): an expiry there now ends the journey as
 # cancelled, saying why, and a reminder or plan step there never falls due.
 DURATIONS_BEYOND_THE_CLOCK = "durations-beyond-the-clock"
+# Journeys before recorded the customer's answers over an end the database held from outside
+# them (cancelled there only, while their workflow had not started or was lost, and ran on), and
+# kept their own end as their state when they ended in turn: now, told of that end, they take it
+# as theirs and go no further.
+ENDED_OUTSIDE_THE_WORKFLOW = "ended-outside-the-workflow"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -504,12 +509,13 @@ class JourneyWorkflow:
         async with self.turn:
             if self.stage != Stage.invited:
                 return
-            await workflow.execute_activity_method(
+            emitted = await workflow.execute_activity_method(
                 JourneyRecords.record_stage,
                 RecordStageInput(self.input.journey_id, "opened", Stage.opened, input.opened_at),
                 **DB_WRITE,
             )
-            self._enter(Stage.opened)
+            if not self._ended_outside(emitted):
+                self._enter(Stage.opened)
 
     @workflow.update
     async def submit_data(self, input: SubmitDataInput) -> SubmitDataResult:
@@ -530,6 +536,8 @@ class JourneyWorkflow:
                 **DB_WRITE,
             )
             self._deliver(emitted)
+            if self._ended_outside(emitted):
+                return SubmitDataResult(stage=self.stage, verification_sent_to=None)
             self.last_submission = input
             self.pending_email = input.email
             self.awaiting = set()
@@ -615,7 +623,7 @@ class JourneyWorkflow:
             **DB_WRITE,
         )
         self._deliver(emitted)
-        if not emitted.refused:
+        if not (emitted.refused or self._ended_outside(emitted)):
             self._verified(kind)
 
     @submit_data.validator
@@ -643,6 +651,8 @@ class JourneyWorkflow:
                 RecordVerificationInput(self.input.journey_id, f"verified-{input.step}", input,
                                         kind="email", final=self.awaiting <= {"email"}))
             self._deliver(emitted)
+            if self._ended_outside(emitted):
+                return ConfirmResult(stage=self.stage)
             if emitted.refused:
                 return ConfirmResult(stage=self.stage, refused=emitted.refused)
             self._verified("email")
@@ -669,7 +679,7 @@ class JourneyWorkflow:
             **DB_WRITE,
         )
         self._deliver(emitted)
-        if not emitted.refused:
+        if not (emitted.refused or self._ended_outside(emitted)):
             self._verified(kind)
 
     @workflow.signal
@@ -724,6 +734,8 @@ class JourneyWorkflow:
                     ConfirmInput(self.code_step, input.at, input.ip, input.user_agent),
                     kind="mobile", final=self.awaiting <= {"mobile"}))
             self._deliver(emitted)
+            if self._ended_outside(emitted):
+                return SubmitCodeResult("ended", self.stage, check.tries_left)
             if emitted.refused:
                 return SubmitCodeResult("refused", self.stage, check.tries_left)
             self._verified("mobile")
@@ -784,7 +796,8 @@ class JourneyWorkflow:
                 **DB_WRITE,
             )
             self._deliver(emitted)
-            self._enter(Stage.accepted if input.accepted else Stage.rejected)
+            if not self._ended_outside(emitted):
+                self._enter(Stage.accepted if input.accepted else Stage.rejected)
             return ConfirmResult(stage=self.stage)
 
     @answer_consent.validator
@@ -913,7 +926,20 @@ class JourneyWorkflow:
             **DB_WRITE,
         )
         self._deliver(emitted)
-        self._enter(stage)
+        if not self._ended_outside(emitted):
+            self._enter(stage)
+
+    def _ended_outside(self, emitted: EmittedEvents | None) -> bool:
+        """Whether the journey had ended outside this workflow, so that the activity changed
+        nothing: the workflow then ends as the recorded stage (the first end wins), which its
+        state and the customer's page say."""
+        if (emitted is None or emitted.ended is None
+                or not workflow.patched(ENDED_OUTSIDE_THE_WORKFLOW)):
+            return False
+        if self.stage not in FINAL_STAGES:
+            # Once: a second write of the same handler (two values proven) is told again.
+            self._enter(Stage(emitted.ended))
+        return True
 
     def _deliver(self, emitted: EmittedEvents) -> None:
         if workflow.patched(PER_ENDPOINT_WEBHOOKS):
