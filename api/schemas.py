@@ -537,6 +537,10 @@ class MessagesIn(Strict):
                 cls.__name__, [_unknown_wording(e) or e for e in err.errors()]) from err
 
 
+# What a reconsent campaign, which asks for no data, is not given (its defaults apply).
+NOT_FOR_RECONSENT = ("collect", "mode", "payments")
+
+
 class CampaignCreate(Strict):
     name: Name
     kind: JourneyKind = Field(default=JourneyKind.data_collection, description=(
@@ -606,7 +610,7 @@ class CampaignCreate(Strict):
                              "{\"channel\": \"sms\", \"after\": \"P7D\"}]")
         return value
 
-    @field_validator("collect", "mode", "payments")
+    @field_validator(*NOT_FOR_RECONSENT)
     @classmethod
     def _not_for_reconsent(cls, value: Any, info: ValidationInfo) -> Any:
         # Runs only on fields sent: their defaults are what a reconsent campaign does anyway.

@@ -39,6 +39,7 @@ from api.schemas import (
     MAX_INT4,
     MessageKindName,
     MessagePreview,
+    NOT_FOR_RECONSENT,
 )
 from contacts.audit import Actor
 from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
@@ -251,8 +252,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def as_created(spec: dict[str, Any]) -> dict[str, Any]:
     """The stored campaign as the body that would create it, which a change is merged into."""
+    # A reconsent campaign is stored with the defaults of what it may not be given.
+    left_out = {"recurrence", *(NOT_FOR_RECONSENT if spec.get("kind") == JourneyKind.reconsent
+                                else ())}
     body = {key: value for key, value in spec.items()
-            if key in CampaignCreate.model_fields and key != "recurrence" and value is not None}
+            if key in CampaignCreate.model_fields and key not in left_out and value is not None}
     body["consents"] = [
         {**box, "texts": {language: {"version": text["version"], "text": text["text"]}
                           for language, text in box["texts"].items()}}
