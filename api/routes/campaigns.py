@@ -48,6 +48,7 @@ from core.vocabulary import EventType, JourneyKind, PurposeKind
 from db import consents, crud
 from db.models import Campaign, CampaignChange
 from messaging.branding import brand_for
+from messaging.wording import KINDS
 from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
@@ -173,8 +174,7 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
 @router.get("/{campaign_id}/messages/preview", response_model=MessagePreview)
 async def preview_message(
     campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
-    kind: MessageKindName = Query(description=(
-        "invitation, reminder (email), sms_invitation, sms_reminder, letter")),
+    kind: MessageKindName = Query(description=", ".join(KINDS)),
     language: str | None = Query(None, description="default: the campaign's default_language"),
 ) -> dict[str, Any]:
     """The message as a sample customer would get it now, in the campaign's own wording where
