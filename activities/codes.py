@@ -15,18 +15,20 @@ from temporalio.exceptions import ApplicationError
 from core import security
 from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput, SendCodeResult
 from core.settings import Settings
-from core.vocabulary import Stage
+from core.vocabulary import Channel, Stage
 from db import crud
 from db.models import Campaign, Client, Journey, OneTimeCode, utcnow
 from db.session import transaction
 from messaging.branding import brand_for
 from messaging.local_outbox import journey_message_key
 from messaging.provider_http import PermanentDeliveryFailure
-from messaging.rendering import render_sms
+from messaging.rendering import pick_language, render_sms
 from messaging.sms import OutgoingSms, SmsSender
+from messaging.wording import kind_of, wording_for
 
 
 CODE_DIGITS = 6
+CODE_TEMPLATE = "verification_code"
 
 
 class CodeSender:
@@ -72,8 +74,12 @@ class CodeSender:
             brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                               self._settings)
             minutes = max(1, math.ceil((input.expires_at - utcnow()).total_seconds() / 60))
-            text = render_sms("verification_code", journey.language, {
-                "code": code, "client_name": client.name, "valid_minutes": minutes})
+            context = {"code": code, "client_name": client.name,
+                       "campaign_name": campaign.name, "valid_minutes": minutes}
+            context["wording"] = wording_for(campaign.spec.get("messages"),
+                                             kind_of(Channel.sms, CODE_TEMPLATE),
+                                             pick_language(journey.language), context)
+            text = render_sms(CODE_TEMPLATE, journey.language, context)
         try:
             await self._sms.send(OutgoingSms(
                 to=mobile, sender=brand.sms_sender or self._settings.sms_sender_name, text=text,

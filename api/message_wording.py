@@ -1,12 +1,13 @@
 """A campaign's own message wording as the API checks and previews it (messaging.wording)."""
 
 from datetime import date, timedelta
+from math import ceil
 from typing import Any
 
 from api.errors import FieldProblems
 from api.schemas import CampaignCreate, ClaimIn, FieldError
 from core.settings import Settings
-from core.vocabulary import Channel
+from core.vocabulary import Channel, JourneyKind
 from db.launches import plan_channels
 from db.models import Client, utcnow
 from messaging.branding import Brand, brand_for
@@ -17,6 +18,8 @@ from messaging.wording import KINDS, wording_for
 
 # Who a preview greets, and whose name an SMS is measured with: a long one, as names come.
 SAMPLE_CUSTOMER = {"first_name": "Alexandra", "last_name": "Vandenberghe-Janssens"}
+SAMPLE_CODE = "123456"
+MINUTE = timedelta(minutes=1)
 
 
 def sample_claim(language: str) -> dict[str, Any]:
@@ -31,15 +34,28 @@ def stored_messages(campaign: CampaignCreate) -> dict[str, Any] | None:
     return campaign.messages and campaign.messages.model_dump(mode="json", exclude_none=True)
 
 
+def not_sent_by(kind: str, campaign_kind: str) -> str | None:
+    """Why a campaign of this kind has nothing to word of this kind of message, or None."""
+    if KINDS[kind].sent_by == campaign_kind:
+        return None
+    return (f"a {campaign_kind} campaign sends no {kind} message; its kinds are "
+            f"{', '.join(k for k, m in KINDS.items() if m.sent_by == campaign_kind)}")
+
+
 def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
                    before: dict[str, Any] | None = None) -> None:
-    """Refuses wording in a language the campaign does not speak, SMS wording that, with the
-    link at its longest, needs more segments than an SMS may have, and wording of a confirmation
-    the campaign does not send; `before`, the settings a change is merged into."""
+    """Refuses wording of messages the campaign does not send, in a language it does not
+    speak, SMS wording that, with the link at its longest, needs more segments than an SMS may
+    have, and wording of a confirmation the campaign does not send; `before`, the settings a
+    change is merged into."""
     brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
     messages = spec.get("messages") or {}
     problems = unsent_confirmations(spec, before)
     for kind, by_language in messages.items():
+        unsent = not_sent_by(kind, spec.get("kind", JourneyKind.data_collection))
+        if unsent:
+            problems.append(FieldError(field=f"messages.{kind}", message=unsent))
+            continue
         for language, given in by_language.items():
             where = f"messages.{kind}.{language}"
             if language not in spec["languages"]:
@@ -50,7 +66,8 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
                     problem := sms_too_long(spec, brand, settings, kind, language, (
                         sample_claim(language) if spec.get("payments") else None))):
                 problems.append(FieldError(field=f"{where}.text", message=(
-                    f"too long for an SMS: with the link it {problem}")))
+                    "too long for an SMS: as sent (with the link, code or claim it carries at "
+                    f"their longest) it {problem}")))
     if problems:
         raise FieldProblems(problems)
 
@@ -121,15 +138,23 @@ def preview(campaign: CampaignCreate, brand: Brand, kind: str, language: str
             ) -> dict[str, Any]:
     """The message of this kind in this language as a sample customer would get it now: the
     campaign's wording where it has one, the built-in text otherwise."""
+    unsent = not_sent_by(kind, campaign.kind)
+    if unsent:
+        raise FieldProblems([FieldError(field="kind", message=unsent)])
+    message = KINDS[kind]
     context: dict[str, Any] = {
         **SAMPLE_CUSTOMER, "client_name": brand.name, "campaign_name": campaign.name,
-        "link": f"{brand.base_url}/c/sample", "preferences_link": f"{brand.base_url}/p/sample",
-        "expires_at": utcnow() + campaign.expires_after, "incentive": campaign.incentive_text,
-        "collect": campaign.collect, "mode": campaign.mode, "known": [], "brand": brand,
+        "link": f"{brand.base_url}/c/sample",
+        # As sent: a mail to an address only typed offers no preferences (activities.messages).
+        "preferences_link": None if message.verifies else f"{brand.base_url}/p/sample",
+        "expires_at": utcnow() + (campaign.verification_link_ttl if message.verifies
+                                  else campaign.expires_after),
+        "incentive": campaign.incentive_text, "collect": campaign.collect,
+        "mode": campaign.mode, "known": [], "brand": brand,
         "claim": sample_claim(language) if campaign.payments else None,
+        "code": SAMPLE_CODE, "valid_minutes": ceil(campaign.verification.code_ttl / MINUTE),
     }
     context["wording"] = wording_for(stored_messages(campaign), kind, language, context)
-    message = KINDS[kind]
     answer: dict[str, Any] = {"kind": kind, "language": language, "channel": message.channel,
                               "custom": {part: bool(getattr(context["wording"], part))
                                          for part in message.parts}}

@@ -25,6 +25,7 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -459,33 +460,33 @@ class Recurrence(Strict):
         return self
 
 
-def _placeholders_known(text: str) -> str:
-    problem = placeholder_problem(text)
-    if problem:
-        raise ValueError(problem)
-    return text
+WordingSubject = Annotated[str, Field(max_length=200), AfterValidator(one_line)]
+WordingText = Annotated[str, Field(max_length=1000)]
+PART_TYPES = {"subject": WordingSubject, "text": WordingText}
+PART_ABOUT = {
+    Channel.email: {"text": "the opening paragraph, after the greeting"},
+    Channel.sms: {"text": "the SMS text"},
+    Channel.letter: {"text": "the opening paragraph"},
+}
 
 
-_WORDING = (StringConstraints(strip_whitespace=True, min_length=1),
-            AfterValidator(_placeholders_known))
-WordingSubject = Annotated[str, Field(max_length=200), AfterValidator(one_line), *_WORDING]
-WordingText = Annotated[str, Field(max_length=1000), *_WORDING]
+def _wording_of(kind: str) -> type[BaseModel]:
+    """The wording a client may give one kind of message: its parts, each plain text with that
+    kind's placeholders."""
+    def placeholders_known(text: str) -> str:
+        problem = placeholder_problem(text, kind)
+        if problem:
+            raise ValueError(problem)
+        return text
 
-
-class EmailWordingIn(Strict):
-    subject: WordingSubject | None = None
-    text: WordingText | None = Field(default=None, description=(
-        "the opening paragraph, after the greeting; the button, link and footer follow it"))
-
-
-class SmsWordingIn(Strict):
-    text: WordingText | None = Field(default=None, description="the link follows it")
-
-
-class LetterWordingIn(Strict):
-    subject: WordingSubject | None = None
-    text: WordingText | None = Field(default=None, description=(
-        "the opening paragraph; how to reach the page (QR code, address) follows it"))
+    message = KINDS[kind]
+    checked = (StringConstraints(strip_whitespace=True, min_length=1),
+               AfterValidator(placeholders_known))
+    return create_model(
+        f"{kind.title().replace('_', '')}WordingIn", __base__=Strict,
+        **{part: (Annotated[PART_TYPES[part], *checked] | None, Field(
+            default=None, description=PART_ABOUT[message.channel].get(part)))
+           for part in message.parts})
 
 
 MessageKindName = Literal[tuple(KINDS)]
@@ -508,24 +509,7 @@ def _unknown_wording(error: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": problem, "loc": loc, "input": error["input"]}
 
 
-class MessagesIn(Strict):
-    """The campaign's own wording of its messages, per kind and language (of `languages`);
-    what it leaves out keeps the built-in text in that language. Plain text with the
-    placeholders {first_name}, {last_name}, {client_name}, {campaign_name}, {incentive},
-    {expires_on} and {claim_reference}."""
-
-    invitation: dict[SupportedLanguage, EmailWordingIn] | None = None
-    reminder: dict[SupportedLanguage, EmailWordingIn] | None = None
-    sms_invitation: dict[SupportedLanguage, SmsWordingIn] | None = None
-    sms_reminder: dict[SupportedLanguage, SmsWordingIn] | None = None
-    letter: dict[SupportedLanguage, LetterWordingIn] | None = None
-    confirmation: dict[SupportedLanguage, EmailWordingIn] | None = Field(
-        default=None, description="the email thanking the customer once verified "
-        "(send_confirmation); nothing to click follows its text")
-    sms_confirmation: dict[SupportedLanguage, SmsWordingIn] | None = Field(
-        default=None, description="the SMS thanking the customer once verified (its mobile "
-        "the only verified address); no link follows it")
-
+class _Messages(Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _known_kinds(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -536,6 +520,22 @@ class MessagesIn(Strict):
         except ValidationError as err:
             raise ValidationError.from_exception_data(
                 cls.__name__, [_unknown_wording(e) or e for e in err.errors()]) from err
+
+
+# One field per kind of messaging.wording.KINDS, so a kind added there is worded, checked and
+# documented here without more.
+MessagesIn = create_model(
+    "MessagesIn", __base__=_Messages, __doc__=(
+        "The campaign's own wording of its messages, per kind and language (of `languages`); "
+        "what it leaves out keeps the built-in text in that language. Plain text with the "
+        "kind's placeholders (README, Message wording)."),
+    **{kind: (dict[SupportedLanguage, _wording_of(kind)] | None,
+              Field(default=None, description=message.about))
+       for kind, message in KINDS.items()})
+
+
+# What a reconsent campaign, which asks for no data, is not given (its defaults apply).
+NOT_FOR_RECONSENT = ("collect", "mode", "payments")
 
 
 class CampaignCreate(Strict):
@@ -582,8 +582,9 @@ class CampaignCreate(Strict):
     recurrence: Recurrence | None = Field(default=None, description=(
         "launch the campaign periodically for the contacts the selection matches"))
     messages: MessagesIn | None = Field(default=None, description=(
-        "your own wording of the email, SMS and letter invitations and reminders, per language "
-        "(see README, Message wording)"))
+        "your own wording of the campaign's messages (invitations, reminders, confirmation, "
+        "the mail and code that verify, a reconsent campaign's invitation and reminder), per "
+        "kind and language (see README, Message wording)"))
 
     _positive = field_validator("expires_after", "verification_link_ttl")(positive)
 
@@ -607,7 +608,7 @@ class CampaignCreate(Strict):
                              "{\"channel\": \"sms\", \"after\": \"P7D\"}]")
         return value
 
-    @field_validator("collect", "mode", "payments")
+    @field_validator(*NOT_FOR_RECONSENT)
     @classmethod
     def _not_for_reconsent(cls, value: Any, info: ValidationInfo) -> Any:
         # Runs only on fields sent: their defaults are what a reconsent campaign does anyway.

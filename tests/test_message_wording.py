@@ -6,8 +6,7 @@ wording the client cannot send refused with the field at fault; and the preview.
 import uuid
 
 from db.models import Campaign
-from tests.helpers import Customer, Tenant, unique_email
-from tests.helpers import eventually
+from tests.helpers import Customer, Tenant, eventually, unique_email
 from tests.test_channel_plans import (
     complete,
     contact,
@@ -231,3 +230,140 @@ async def test_confirmation_wording_needs_the_confirmation_sent(tenant: Tenant, 
         stored.spec = {**stored.spec, "messages": {"confirmation": thanks}}
     renamed = await tenant.ok("PATCH", path, {"name": "Renamed"})
     assert renamed["spec"]["messages"]["confirmation"] == thanks
+
+
+async def test_the_mail_and_code_that_verify_what_was_entered_are_in_the_clients_words(
+        tenant: Tenant, http, mailbox, settings):
+    """A Dutch customer enters an address and a number: the mail asking to confirm the
+    address has the client's subject and opening (escaped, the link still ours), the SMS the
+    client's text with the code, which verifies the number; an English customer of the same
+    campaign gets the built-in mail."""
+    from tests.test_mobile_journey import wait_codes
+
+    campaign = await tenant.create_campaign(
+        collect=["email", "mobile"], consents=[], messages={
+            "verification": {"nl": {
+                "subject": "{client_name}: is dit uw adres?",
+                "text": "Bevestig <dit adres> voor {campaign_name}, uiterlijk {expires_on}."}},
+            "sms_code": {"nl": {"text": "{code} is uw code voor {client_name}; "
+                                        "{valid_minutes} minuten geldig."}}})
+    invited, typed, english = (unique_email(n) for n in ("worded-inv", "worded-typed",
+                                                         "worded-en"))
+    number = mobile_number()
+    [dutch, _] = (await tenant.enrol(
+        campaign["id"], {"external_id": f"nl-{uuid.uuid4().hex[:8]}", "first_name": "Ann",
+                         "language": "nl", "email": invited},
+        {"external_id": f"en-{uuid.uuid4().hex[:8]}", "language": "en", "email": english},
+    ))["results"]
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(invited))[0])
+    await customer.open(page)
+    assert (await customer.submit(page, email=typed, mobile=number)).status_code == 200
+
+    [verification] = await mailbox.wait_for(typed)
+    assert verification.subject == f"{tenant.name}: is dit uw adres?"
+    assert "Goedendag," in verification.text
+    assert "Bevestig <dit adres> voor Email check, uiterlijk " in verification.text
+    assert "&lt;dit adres&gt;" in verification.html and "<dit adres>" not in verification.html
+    [code] = await wait_codes(settings, number, 1)
+    [sms] = sms_to(settings, number)
+    assert sms["text"] == f"{code} is uw code voor {tenant.name}; 10 minuten geldig."
+    await customer.submit(page + "/code", code=code)
+    assert "Uw mobiele nummer is bevestigd." in customer.page, customer.page
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(dutch["journey_id"], "verified")
+
+    # Without wording in English: the built-in mail and SMS.
+    page = mailbox.link((await mailbox.wait_for(english))[0])
+    await customer.open(page)
+    english_typed, english_number = unique_email("worded-en-typed"), mobile_number()
+    await customer.submit(page, email=english_typed, mobile=english_number)
+    [default] = await mailbox.wait_for(english_typed)
+    assert default.subject == f"Confirm your email address for {tenant.name}"
+    assert "Please confirm that this is your email address" in default.text
+    [code] = await wait_codes(settings, english_number, 1)
+    assert sms_to(settings, english_number)[0]["text"] == (
+        f"{code} is your {tenant.name} verification code. It is valid for 10 minutes.")
+
+    path = f"/v1/campaigns/{campaign['id']}/messages/preview"
+    preview = await tenant.ok("GET", f"{path}?kind=verification&language=nl")
+    assert preview["subject"] == f"{tenant.name}: is dit uw adres?"
+    assert preview["custom"] == {"subject": True, "text": True}
+    preview = await tenant.ok("GET", f"{path}?kind=sms_code&language=nl")
+    assert preview["text"] == f"123456 is uw code voor {tenant.name}; 10 minuten geldig."
+    assert (preview["segments"], preview["custom"]) == (1, {"text": True})
+    preview = await tenant.ok("GET", f"{path}?kind=verification_reminder")
+    assert preview["subject"] == f"Reminder: confirm your email address for {tenant.name}"
+    # A data-collection campaign sends no re-consent invitation: nothing to preview.
+    assert "reconsent_invitation" in field_errors(await tenant.ok(
+        "GET", f"{path}?kind=reconsent_invitation", status=422))["kind"]
+
+
+async def test_a_reconsent_campaign_asks_in_the_clients_words(tenant: Tenant, mailbox):
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    form = {"key": "gdpr", "purpose": "data-processing", "channel": "any", "mandatory": True,
+            "texts": {"en": {"text": "We keep your name to serve you.", "version": "v-words"}}}
+    campaign = await tenant.create_campaign(
+        name="Privacy notice", kind="reconsent", languages=["en"], consents=[form],
+        messages={"reconsent_invitation": {"en": {
+            "subject": "{first_name}, our privacy notice changed",
+            "text": "{client_name} keeps less of your data <from now on>. Agree by "
+                    "{expires_on}?"}}})
+    address = unique_email("reconsent-worded")
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address,
+                                        "first_name": "Lou"})
+    [invitation] = await mailbox.wait_for(address)
+    assert invitation.subject == "Lou, our privacy notice changed"
+    assert f"{tenant.name} keeps less of your data <from now on>. Agree by " in invitation.text
+    assert "&lt;from now on&gt;" in invitation.html and "Review the terms" in invitation.html
+    assert mailbox.link(invitation)
+    preview = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/messages/preview"
+                                     "?kind=reconsent_reminder")
+    assert (preview["subject"], preview["custom"]) == (
+        f"Reminder from {tenant.name}: please review how we keep your data",
+        {"subject": False, "text": False})
+
+    # Changed like any campaign's (a re-consent campaign's settings are given back without
+    # the data it may not ask for).
+    changed = await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"messages": {
+        "reconsent_reminder": {"en": {"subject": "Still there, {first_name}?"}}}})
+    assert set(changed["spec"]["messages"]) == {"reconsent_invitation", "reconsent_reminder"}
+    # Wording of messages a re-consent campaign never sends is refused, naming what it sends.
+    refused = await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"messages": {
+        "invitation": {"en": {"text": "Hello"}}}}, status=422)
+    assert field_errors(refused) == {"messages.invitation": (
+        "a reconsent campaign sends no invitation message; its kinds are reconsent_invitation, "
+        "reconsent_reminder")}
+
+
+async def test_verification_wording_the_client_cannot_send_is_refused(tenant: Tenant):
+    await tenant.ensure_purpose("service-communication")
+    base = {"name": "Wording", "languages": ["en", "nl"], "consents": [],
+            "collect": ["email", "mobile"]}
+    refused = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {
+        "sms_code": {"en": {"text": "Your code is on its way"}, "nl": {"subject": "Code"}},
+        # The typed address may be a stranger's: its mail names nobody.
+        "verification": {"en": {"text": "Hello {first_name}, confirm please"}},
+        "verification_reminder": {"nl": {"link": "https://elsewhere.example"}},
+        "reconsent_invitation": {"en": {"text": "Agree?"}},
+    }}, status=422)
+    errors = field_errors(refused)
+    assert set(errors) == {
+        "messages.sms_code.en.text", "messages.sms_code.nl.subject",
+        "messages.verification.en.text", "messages.verification_reminder.nl.link"}, errors
+    assert "must hold {code}" in errors["messages.sms_code.en.text"]
+    assert errors["messages.sms_code.nl.subject"] == (
+        "the sms_code message has no subject; its parts are text")
+    assert errors["messages.verification.en.text"] == (
+        "unknown placeholder {first_name}; the verification message has only "
+        "{client_name}, {campaign_name}, {expires_on}")
+    assert "its parts are subject, text" in errors["messages.verification_reminder.nl.link"]
+    # Judged with the campaign: this one sends no re-consent invitation.
+    refused = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {
+        "reconsent_invitation": {"en": {"text": "Agree?"}}}}, status=422)
+    assert "sends no reconsent_invitation" in field_errors(refused)[
+        "messages.reconsent_invitation"]
+    too_long = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {"sms_code": {
+        "en": {"text": "{code} " + "is the code you type on the page. " * 20}}}}, status=422)
+    assert "at most 4 allowed" in field_errors(too_long)["messages.sms_code.en.text"]

@@ -41,6 +41,7 @@ from api.schemas import (
     MAX_INT4,
     MessageKindName,
     MessagePreview,
+    NOT_FOR_RECONSENT,
 )
 from contacts.audit import Actor
 from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
@@ -49,6 +50,7 @@ from core.vocabulary import EventType, JourneyKind, PurposeKind
 from db import consents, crud
 from db.models import Campaign, CampaignChange
 from messaging.branding import brand_for
+from messaging.wording import KINDS
 from workflows.campaign_launch import CampaignLaunchWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.starts import start_journeys
@@ -180,8 +182,7 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
 @router.get("/{campaign_id}/messages/preview", response_model=MessagePreview)
 async def preview_message(
     campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
-    kind: MessageKindName = Query(description=(
-        "invitation, reminder (email), sms_invitation, sms_reminder, letter")),
+    kind: MessageKindName = Query(description=", ".join(KINDS)),
     language: str | None = Query(None, description="default: the campaign's default_language"),
 ) -> dict[str, Any]:
     """The message as a sample customer would get it now, in the campaign's own wording where
@@ -249,8 +250,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def as_created(spec: dict[str, Any]) -> dict[str, Any]:
     """The stored campaign as the body that would create it, which a change is merged into."""
+    # A reconsent campaign is stored with the defaults of what it may not be given.
+    left_out = {"recurrence", *(NOT_FOR_RECONSENT if spec.get("kind") == JourneyKind.reconsent
+                                else ())}
     body = {key: value for key, value in spec.items()
-            if key in CampaignCreate.model_fields and key != "recurrence" and value is not None}
+            if key in CampaignCreate.model_fields and key not in left_out and value is not None}
     body["consents"] = [
         {**box, "texts": {language: {"version": text["version"], "text": text["text"]}
                           for language, text in box["texts"].items()}}
