@@ -11,7 +11,7 @@ from core.vocabulary import Channel, JourneyKind
 from db.launches import plan_channels
 from db.models import Client, utcnow
 from messaging.branding import Brand, brand_for
-from messaging.rendering import claim_view, render_email, render_letter, render_sms
+from messaging.rendering import claim_view, render_email, render_letter, render_sms, sms_plain
 from messaging.sms import longest_context
 from messaging.sms_encoding import measure
 from messaging.wording import KINDS, wording_for
@@ -63,8 +63,9 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
                     f"the campaign does not speak {language!r} (its languages: "
                     f"{spec['languages']}); add it to languages or leave this wording out")))
             elif KINDS[kind].channel == Channel.sms and given.get("text") and (
-                    problem := sms_too_long(spec, brand, settings, kind, language, (
-                        sample_claim(language) if spec.get("payments") else None))):
+                    problem := too_many_segments(sms_text(
+                        spec, brand, settings, kind, language,
+                        sample_claim(language) if spec.get("payments") else None), settings)):
                 problems.append(FieldError(field=f"{where}.text", message=(
                     "too long for an SMS: as sent (with the link, code or claim it carries at "
                     f"their longest) it {problem}")))
@@ -99,34 +100,68 @@ def unsent_confirmations(spec: dict[str, Any], before: dict[str, Any] | None
 CLAIM_SMS = ("sms_invitation", "sms_reminder")
 
 
-def claim_sms_problem(spec: dict[str, Any], brand: Brand, settings: Settings,
-                      claim: ClaimIn) -> str | None:
-    """Why the campaign's SMS could not name this claim, or None: with its reference (its
-    amount and due date too) one of them would need more segments than an SMS may have, in
-    one of the campaign's languages, and would be skipped when sent."""
-    if Channel.sms not in plan_channels(spec):
+# Stand-ins for a claim's values where they go in its SMS (private-use characters, in no real
+# text): the texts are rendered once per enrolment, and each claim measured by putting its
+# values in, at a thousandth of a rendering's cost.
+CLAIM_MARKS = {"reference": "\ue000", "amount": "\ue001", "due_on": "\ue002",
+               "payment_url": "\ue003"}
+
+
+class ClaimSms:
+    """The campaign's SMS that name a claim, each claim of an enrolment measured as the sender
+    measures its text: with the campaign's wording, the link at its longest, in every language
+    of the campaign."""
+
+    def __init__(self, spec: dict[str, Any], brand: Brand, settings: Settings) -> None:
+        self.spec, self.brand, self.settings = spec, brand, settings
+        self.sends = Channel.sms in plan_channels(spec)
+        self.texts: dict[tuple[str, str, bool, bool], str] = {}
+
+    def problem(self, claim: ClaimIn) -> str | None:
+        """Why the campaign's SMS could not name this claim, or None: with its reference (its
+        amount and due date too) one of them would need more segments than an SMS may have,
+        and would be skipped when sent."""
+        if not self.sends:
+            return None
+        stored = claim.model_dump(mode="json")
+        for language in self.spec["languages"]:
+            view = claim_view(stored, None, language)
+            for kind in CLAIM_SMS:
+                text = self._marked(kind, language, view)
+                for field, mark in CLAIM_MARKS.items():
+                    if view[field] is not None:
+                        text = text.replace(mark, sms_plain(str(view[field])))
+                problem = too_many_segments(text, self.settings)
+                if problem:
+                    return (f"too long for the campaign's SMS: with this reference its "
+                            f"{KINDS[kind].template} in {language} {problem}")
         return None
-    stored = claim.model_dump(mode="json")
-    for language in spec["languages"]:
-        for kind in CLAIM_SMS:
-            problem = sms_too_long(spec, brand, settings, kind, language,
-                                   claim_view(stored, None, language))
-            if problem:
-                return (f"too long for the campaign's SMS: with this reference its "
-                        f"{KINDS[kind].template} in {language} {problem}")
-    return None
+
+    def _marked(self, kind: str, language: str, view: dict[str, Any]) -> str:
+        """The text with marks for the claim's values; one per shape of claim (with or without
+        an amount, a due date), as the text's sentence differs."""
+        shape = (kind, language, view["amount"] is not None, view["due_on"] is not None)
+        if shape not in self.texts:
+            marked = {**view, **{f: m for f, m in CLAIM_MARKS.items() if view[f] is not None}}
+            self.texts[shape] = sms_text(self.spec, self.brand, self.settings, kind, language,
+                                         marked)
+        return self.texts[shape]
 
 
-def sms_too_long(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str,
-                 language: str, claim: dict[str, Any] | None) -> str | None:
-    """What the campaign's SMS of this kind needs when more segments than an SMS may have (the
-    tail of an error), measured as the sender measures it with the link at its longest and a
-    long name; None if it fits."""
+def sms_text(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str, language: str,
+             claim: dict[str, Any] | None) -> str:
+    """The campaign's SMS of this kind as the sender renders it, with the link at its longest
+    and a long name."""
     context = longest_context(brand.name, settings, base_url=brand.base_url) | {
         **SAMPLE_CUSTOMER, "campaign_name": spec["name"], "incentive": spec.get("incentive_text"),
         "claim": claim}
     context["wording"] = wording_for(spec.get("messages"), kind, language, context)
-    length = measure(render_sms(KINDS[kind].template, language, context))
+    return render_sms(KINDS[kind].template, language, context)
+
+
+def too_many_segments(text: str, settings: Settings) -> str | None:
+    """What an SMS needs when more segments than an SMS may have (the tail of an error)."""
+    length = measure(text)
     if length.segments <= settings.sms_max_segments:
         return None
     return (f"needs {length.segments} {length.encoding} segments, at most "

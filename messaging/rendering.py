@@ -107,8 +107,12 @@ def render_sms(name: str, language: str, context: dict[str, Any]) -> str:
     no-break spaces of formatted amounts and dates made plain: GSM-7 has none, and one would
     send the whole text as UCS-2, in more than twice the segments."""
     text = environment(pick_language(language)).get_template(f"sms/{name}.txt").render(context)
-    text = text.replace("\u00a0", " ").replace("\u202f", " ")
-    return "\n".join(line.strip() for line in text.strip().splitlines())
+    return "\n".join(line.strip() for line in sms_plain(text).strip().splitlines())
+
+
+def sms_plain(text: str) -> str:
+    """The text with the no-break spaces of formatted amounts and dates made plain."""
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
 
 
 @dataclass

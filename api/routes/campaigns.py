@@ -25,7 +25,7 @@ from api.errors import (
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
-from api.message_wording import check_messages, claim_sms_problem, preview, stored_messages
+from api.message_wording import ClaimSms, check_messages, preview, stored_messages
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -422,8 +422,8 @@ async def enrol_contacts(
         raise HTTPException(413, f"at most {limit} contacts per request")
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                       state.settings)
-    valid, rejected = enrolment.validate_items(body.contacts, claim_problem=partial(
-        claim_sms_problem, campaign.spec, brand, state.settings))
+    valid, rejected = enrolment.validate_items(
+        body.contacts, claim_problem=ClaimSms(campaign.spec, brand, state.settings).problem)
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(
