@@ -158,6 +158,9 @@ class SendCodeInput:
 class SendCodeResult:
     sent: bool
     reason: str | None = None
+    # As EmittedEvents.ended: the journey had ended outside the workflow, so no code went out
+    # (or, ended while it went, the journey was left as it ended).
+    ended: str | None = None
 
 
 @dataclass

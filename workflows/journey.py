@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         CheckCodeInput,
         ResendCodeResult,
         SendCodeInput,
+        SendCodeResult,
         SubmitCodeInput,
         SubmitCodeResult,
         ConfirmInput,
@@ -144,6 +145,9 @@ DURATIONS_BEYOND_THE_CLOCK = "durations-beyond-the-clock"
 # kept their own end as their state when they ended in turn: now, told of that end, they take it
 # as theirs and go no further.
 ENDED_OUTSIDE_THE_WORKFLOW = "ended-outside-the-workflow"
+# Journeys before sent a code (the customer's "send again" on a page left open) to a journey
+# ended there, and reopened it: now the code goes nowhere and the workflow ends as that stage.
+CODES_HONOUR_AN_OUTSIDE_END = "codes-honour-an-outside-end"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -569,7 +573,9 @@ class JourneyWorkflow:
                 if not code_kept:
                     self.code_resends = 0
                     self.code_to = input.mobile
-                    await self._send_code()
+                    sent = await self._send_code()
+                    if self._ended_outside(sent, CODES_HONOUR_AN_OUTSIDE_END):
+                        return SubmitDataResult(stage=self.stage, verification_sent_to=None)
                 self.awaiting.add("mobile")
             if self.awaiting or not undeliverable:
                 self._enter(Stage.verification_pending)
@@ -759,7 +765,10 @@ class JourneyWorkflow:
             self.code_resends += 1
             out = (self.code_step, self.code_sent_at, self.code_sent, self.code_locked)
             usable = self._code_usable()
-            sent = await self._send_code()
+            result = await self._send_code()
+            if self._ended_outside(result, CODES_HONOUR_AN_OUTSIDE_END):
+                return ResendCodeResult(sent=False)
+            sent = result.sent
             if not sent and usable and workflow.patched(CAPPED_RESEND_KEEPS_CODE):
                 # Refused by the number's daily cap: the code out stays the one to type.
                 self.code_step, self.code_sent_at, self.code_sent, self.code_locked = out
@@ -773,7 +782,7 @@ class JourneyWorkflow:
         if self.stage != Stage.verification_pending or "mobile" not in self.awaiting:
             raise ApplicationError("no code is awaited", type=ErrorType.nothing_to_verify)
 
-    async def _send_code(self) -> bool:
+    async def _send_code(self) -> SendCodeResult:
         step = f"code-{self.submissions}-{self.code_resends}"
         result = await workflow.execute_activity_method(
             CodeSender.send_code,
@@ -784,7 +793,7 @@ class JourneyWorkflow:
         self.code_step = step
         self.code_sent_at = self.last_message_at = workflow.now()
         self.code_sent, self.code_locked = result.sent, False
-        return result.sent
+        return result
 
     @workflow.update
     async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:
@@ -929,12 +938,13 @@ class JourneyWorkflow:
         if not self._ended_outside(emitted):
             self._enter(stage)
 
-    def _ended_outside(self, emitted: EmittedEvents | None) -> bool:
+    def _ended_outside(self, emitted: EmittedEvents | SendCodeResult | None,
+                       patch: str = ENDED_OUTSIDE_THE_WORKFLOW) -> bool:
         """Whether the journey had ended outside this workflow, so that the activity changed
         nothing: the workflow then ends as the recorded stage (the first end wins), which its
-        state and the customer's page say."""
-        if (emitted is None or emitted.ended is None
-                or not workflow.patched(ENDED_OUTSIDE_THE_WORKFLOW)):
+        state and the customer's page say. `patch` is the change that taught this activity's
+        callers so."""
+        if emitted is None or emitted.ended is None or not workflow.patched(patch):
             return False
         if self.stage not in FINAL_STAGES:
             # Once: a second write of the same handler (two values proven) is told again.
