@@ -293,6 +293,8 @@ class SendMessageResult:
     # A reminder to confirm a value the contact has verified meanwhile (in another journey) is
     # not sent: the journey's entered values ("email", "mobile") the contact has verified.
     verified: list[str] = field(default_factory=list)
+    # As EmittedEvents.ended: not sent, as the journey was cancelled outside the workflow.
+    ended: str | None = None
 
 
 @dataclass

@@ -135,3 +135,25 @@ async def test_a_new_code_asked_for_after_a_cancellation_in_the_database_sends_n
         "mobile_code_asked_after_cancelled_in_the_database" if record_histories else None
     ) == {"contact.data_collected", "journey.cancelled"}
     assert len(codes_sent(settings, number)) == 1
+
+
+async def test_a_workflow_outliving_its_journeys_cancellation_ends_at_its_next_message(
+        tenant, mailbox, sessions, settings, temporal_env, record_histories):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT20S",
+                                            reminders={"interval": "PT3S", "max_count": 1})
+    address = unique_email("reminded")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                      "email": address}))["results"]
+    await mailbox.wait_for(address)  # the invitation
+    await cancelled_in_the_database(sessions, settings, temporal_env, enrolled["journey_id"])
+
+    # The reminder, skipped, tells the workflow: it ends then, not at its expiry.
+    assert await ends_as_recorded(
+        tenant, temporal_env, sessions, enrolled["journey_id"],
+        "email_journey_reminded_after_cancelled_in_the_database" if record_histories else None
+    ) == {"journey.cancelled"}
+    handle = temporal_env.client.get_workflow_handle_for(
+        JourneyWorkflow.run, (await tenant.journey(enrolled["journey_id"]))["workflow_id"])
+    state = await handle.result()
+    assert (await handle.describe()).close_time < state.deadline
+    assert len(mailbox.to(address)) == 1

@@ -148,6 +148,9 @@ ENDED_OUTSIDE_THE_WORKFLOW = "ended-outside-the-workflow"
 # Journeys before sent a code (the customer's "send again" on a page left open) to a journey
 # ended there, and reopened it: now the code goes nowhere and the workflow ends as that stage.
 CODES_HONOUR_AN_OUTSIDE_END = "codes-honour-an-outside-end"
+# Journeys before went on after a message skipped as their journey was cancelled there, until
+# their expiry: now they end as cancelled at once.
+MESSAGES_HONOUR_AN_OUTSIDE_END = "messages-honour-an-outside-end"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -317,6 +320,8 @@ class JourneyWorkflow:
     async def _invite(self) -> None:
         result = await self._send(self._template("invitation"), "invitation",
                                   TokenPurpose.contact_page, Stage.invited, own=True)
+        if self.stage in FINAL_STAGES:
+            return  # ended outside the workflow, or archived before it reached anyone
         if (result.skipped and not result.bounced
                 and self.input.kind == JourneyKind.data_collection
                 and workflow.patched(UNSENT_INVITATION_FALLS_BACK)):
@@ -392,8 +397,8 @@ class JourneyWorkflow:
                     "invitation" if first and not self.invited_by_client else "reminder", name,
                     TokenPurpose.contact_page,
                     Stage.invited if first else None, channel=step.channel, own=True)
-            if result.held:
-                return  # the same message goes once the campaign is resumed
+            if result.held or self.stage in FINAL_STAGES:
+                return  # held: the same message goes once the campaign is resumed
             self.plan_messages += 1
             if reminding:
                 self.verification_step = name
@@ -561,6 +566,8 @@ class JourneyWorkflow:
                 sent = await self._send("verification", self.verification_step,
                                         TokenPurpose.verify_email, Stage.verification_pending,
                                         to_pending_email=True)
+                if self.stage in FINAL_STAGES:
+                    return SubmitDataResult(stage=self.stage, verification_sent_to=None)
                 if sent.bounced and workflow.patched(UNDELIVERABLE_EMAIL_ASKED_AGAIN):
                     # Refused by the mail server: nothing to wait for there, and nothing to
                     # remind it of. The page asks the customer for another address at once.
@@ -879,6 +886,8 @@ class JourneyWorkflow:
             ),
             **SEND,
         )
+        if self._ended_outside(result, MESSAGES_HONOUR_AN_OUTSIDE_END):
+            return result
         if result.held:
             await self._hold(result.held, resumes)
             return result
@@ -938,7 +947,7 @@ class JourneyWorkflow:
         if not self._ended_outside(emitted):
             self._enter(stage)
 
-    def _ended_outside(self, emitted: EmittedEvents | SendCodeResult | None,
+    def _ended_outside(self, emitted: EmittedEvents | SendCodeResult | SendMessageResult | None,
                        patch: str = ENDED_OUTSIDE_THE_WORKFLOW) -> bool:
         """Whether the journey had ended outside this workflow, so that the activity changed
         nothing: the workflow then ends as the recorded stage (the first end wins), which its
