@@ -17,7 +17,7 @@ from core.contracts import CheckCodeInput, CheckCodeResult, SendCodeInput, SendC
 from core.settings import Settings
 from core.vocabulary import Channel, Stage
 from db import crud
-from db.models import Campaign, Client, Journey, OneTimeCode, utcnow
+from db.models import Journey, OneTimeCode, utcnow
 from db.session import transaction
 from messaging.branding import brand_for
 from messaging.local_outbox import journey_message_key
@@ -45,7 +45,12 @@ class CodeSender:
     @activity.defn
     async def send_code(self, input: SendCodeInput) -> SendCodeResult:
         async with transaction(self._sessions) as session:
-            journey = await session.get_one(Journey, uuid.UUID(input.journey_id))
+            journey, _, campaign, client = await crud.locked_journey(
+                session, uuid.UUID(input.journey_id))
+            if ended := crud.ended_outside(journey):
+                # "Send again" on a page left open: the request has ended, and no code would
+                # help anyone.
+                return SendCodeResult(sent=False, ended=ended)
             row = (await session.scalars(select(OneTimeCode).where(
                 OneTimeCode.journey_id == journey.id, OneTimeCode.step == input.step))
             ).one_or_none()
@@ -69,8 +74,6 @@ class CodeSender:
                 session.add(row)
             # A retry after a failed send sends a fresh code; the old one was never seen.
             row.code_hmac = self._hmac(input.journey_id, input.step, code)
-            client = await session.get_one(Client, journey.client_id)
-            campaign = await session.get_one(Campaign, journey.campaign_id)
             brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                               self._settings)
             minutes = max(1, math.ceil((input.expires_at - utcnow()).total_seconds() / 60))
@@ -90,11 +93,14 @@ class CodeSender:
             row = (await session.scalars(select(OneTimeCode).where(
                 OneTimeCode.journey_id == journey.id, OneTimeCode.step == input.step))).one()
             row.sent_at = utcnow()
-            journey = await session.get_one(Journey, journey.id)
-            journey.stage = Stage.verification_pending
+            # Locked: a cancellation committed while the code went out is seen, not reopened.
+            journey = await session.get_one(Journey, journey.id, with_for_update=True)
             await crud.add_journey_event(session, journey=journey, step=input.step,
                                          type="code_sent", at=row.sent_at,
                                          detail={"channel": "sms"})
+            if ended := crud.ended_outside(journey):
+                return SendCodeResult(sent=True, ended=ended)
+            journey.stage = Stage.verification_pending
         return SendCodeResult(sent=True)
 
     @activity.defn

@@ -29,7 +29,6 @@ from contacts.schemas import AddressIn
 from core.settings import Settings
 from core.vocabulary import (
     ANONYMISATION_BLOCKED,
-    FINAL_STAGES,
     INVITING_TEMPLATES,
     PAGE_ADDRESS_FIELDS,
     AuditAction,
@@ -79,13 +78,10 @@ class JourneyRecords:
 
     @staticmethod
     def _ended_before(journey: Journey, own_end: datetime | None = None) -> EmittedEvents | None:
-        """What the workflow learns when the journey (loaded locked) has ended outside it:
-        cancelled in the database only, while its workflow had not started, or was lost, and
-        ran on (a race, a reset in the Temporal UI). The first end wins: the workflow records
-        no progress and tells the client nothing, and ends as the recorded stage. Its own end,
-        found again by a retry of the write that made it (at `own_end`), is no such end."""
-        if journey.stage in FINAL_STAGES and (own_end is None or journey.finished_at != own_end):
-            return EmittedEvents(ended=journey.stage)
+        """What the workflow learns when the journey has ended outside it (`crud.ended_outside`):
+        no progress recorded, nothing told to the client."""
+        if ended := crud.ended_outside(journey, own_end):
+            return EmittedEvents(ended=ended)
         return None
 
     @activity.defn

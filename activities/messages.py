@@ -126,9 +126,11 @@ class MessageSender:
             journey, _, _, _ = await crud.locked_journey(session, uuid.UUID(input.journey_id))
             if journey.stage == Stage.cancelled:
                 # Cancelled (with its launch, by an operator) while this send waited for its
-                # turn: the customer's link would only say the request has ended.
+                # turn: the customer's link would only say the request has ended. A workflow
+                # that outlived a cancellation in the database only ends as it.
                 return SendMessageResult(sent=False, recipient=None,
-                                         skipped="the journey was cancelled")
+                                         skipped="the journey was cancelled",
+                                         ended=journey.stage)
             already = (
                 await session.scalars(
                     select(Message).where(

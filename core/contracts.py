@@ -158,6 +158,9 @@ class SendCodeInput:
 class SendCodeResult:
     sent: bool
     reason: str | None = None
+    # As EmittedEvents.ended: the journey had ended outside the workflow, so no code went out
+    # (or, ended while it went, the journey was left as it ended).
+    ended: str | None = None
 
 
 @dataclass
@@ -290,6 +293,8 @@ class SendMessageResult:
     # A reminder to confirm a value the contact has verified meanwhile (in another journey) is
     # not sent: the journey's entered values ("email", "mobile") the contact has verified.
     verified: list[str] = field(default_factory=list)
+    # As EmittedEvents.ended: not sent, as the journey was cancelled outside the workflow.
+    ended: str | None = None
 
 
 @dataclass

@@ -169,6 +169,17 @@ async def locked_journey(session: AsyncSession, journey_id: uuid.UUID
     return journey, contact, campaign, client
 
 
+def ended_outside(journey: Journey, own_end: datetime | None = None) -> str | None:
+    """The final stage a journey (loaded locked) holds from outside its workflow: cancelled in
+    the database only, while its workflow had not started, or was lost, and ran on (a race, a
+    reset in the Temporal UI). The first end wins: the workflow's activities change nothing and
+    send nothing more, and it ends as that stage. Its own end, found again by a retry of the
+    write that made it (at `own_end`), is no such end."""
+    if journey.stage in FINAL_STAGES and (own_end is None or journey.finished_at != own_end):
+        return journey.stage
+    return None
+
+
 async def lock(session: AsyncSession, *, key: str) -> None:
     """Serialises transactions on one business key (PostgreSQL advisory lock, released at
     commit). SQLite serialises writers anyway."""

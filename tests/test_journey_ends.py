@@ -13,6 +13,7 @@ from db.session import transaction
 from tests.helpers import on_the_page, unique_email
 from tests.histories import save_history
 from tests.test_lost_journeys import entered
+from tests.test_mobile_journey import codes_sent, start, uuid_digits, wait_codes
 from workflows.journey import JourneyWorkflow
 from workflows.webhook_endpoint import EndpointDispatcher
 
@@ -113,3 +114,46 @@ async def test_a_submission_after_a_cancellation_in_the_database_records_nothing
     assert journey["pending_email"] is None
     assert "data_entered" not in [e["type"] for e in journey["history"]]
     assert mailbox.to(typed) == []  # no link to confirm an address for a cancelled request
+
+
+async def test_a_new_code_asked_for_after_a_cancellation_in_the_database_sends_none(
+        tenant, http, mailbox, sessions, settings, temporal_env, record_histories):
+    number = "+3165234" + uuid_digits()
+    # No cooldown: "send again" reaches the sending of a code at once.
+    enrolled, customer, page = await start(tenant, mailbox, http, number,
+                                           verification={"code_resend_cooldown": "PT0S"})
+    await wait_codes(settings, number, 1)
+    await cancelled_in_the_database(sessions, settings, temporal_env, enrolled["journey_id"])
+
+    await customer.submit(page + "/resend-code")  # on the code page left open
+    assert "Dit verzoek is afgesloten" in customer.page  # it speaks Dutch
+    assert 'id="code"' not in customer.page
+    assert len(codes_sent(settings, number)) == 1
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "cancelled"
+    assert await ends_as_recorded(
+        tenant, temporal_env, sessions, enrolled["journey_id"],
+        "mobile_code_asked_after_cancelled_in_the_database" if record_histories else None
+    ) == {"contact.data_collected", "journey.cancelled"}
+    assert len(codes_sent(settings, number)) == 1
+
+
+async def test_a_workflow_outliving_its_journeys_cancellation_ends_at_its_next_message(
+        tenant, mailbox, sessions, settings, temporal_env, record_histories):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT20S",
+                                            reminders={"interval": "PT3S", "max_count": 1})
+    address = unique_email("reminded")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                      "email": address}))["results"]
+    await mailbox.wait_for(address)  # the invitation
+    await cancelled_in_the_database(sessions, settings, temporal_env, enrolled["journey_id"])
+
+    # The reminder, skipped, tells the workflow: it ends then, not at its expiry.
+    assert await ends_as_recorded(
+        tenant, temporal_env, sessions, enrolled["journey_id"],
+        "email_journey_reminded_after_cancelled_in_the_database" if record_histories else None
+    ) == {"journey.cancelled"}
+    handle = temporal_env.client.get_workflow_handle_for(
+        JourneyWorkflow.run, (await tenant.journey(enrolled["journey_id"]))["workflow_id"])
+    state = await handle.result()
+    assert (await handle.describe()).close_time < state.deadline
+    assert len(mailbox.to(address)) == 1

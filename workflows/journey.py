@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         CheckCodeInput,
         ResendCodeResult,
         SendCodeInput,
+        SendCodeResult,
         SubmitCodeInput,
         SubmitCodeResult,
         ConfirmInput,
@@ -144,6 +145,12 @@ DURATIONS_BEYOND_THE_CLOCK = "durations-beyond-the-clock"
 # kept their own end as their state when they ended in turn: now, told of that end, they take it
 # as theirs and go no further.
 ENDED_OUTSIDE_THE_WORKFLOW = "ended-outside-the-workflow"
+# Journeys before sent a code (the customer's "send again" on a page left open) to a journey
+# ended there, and reopened it: now the code goes nowhere and the workflow ends as that stage.
+CODES_HONOUR_AN_OUTSIDE_END = "codes-honour-an-outside-end"
+# Journeys before went on after a message skipped as their journey was cancelled there, until
+# their expiry: now they end as cancelled at once.
+MESSAGES_HONOUR_AN_OUTSIDE_END = "messages-honour-an-outside-end"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -313,6 +320,8 @@ class JourneyWorkflow:
     async def _invite(self) -> None:
         result = await self._send(self._template("invitation"), "invitation",
                                   TokenPurpose.contact_page, Stage.invited, own=True)
+        if self.stage in FINAL_STAGES:
+            return  # ended outside the workflow, or archived before it reached anyone
         if (result.skipped and not result.bounced
                 and self.input.kind == JourneyKind.data_collection
                 and workflow.patched(UNSENT_INVITATION_FALLS_BACK)):
@@ -388,8 +397,8 @@ class JourneyWorkflow:
                     "invitation" if first and not self.invited_by_client else "reminder", name,
                     TokenPurpose.contact_page,
                     Stage.invited if first else None, channel=step.channel, own=True)
-            if result.held:
-                return  # the same message goes once the campaign is resumed
+            if result.held or self.stage in FINAL_STAGES:
+                return  # held: the same message goes once the campaign is resumed
             self.plan_messages += 1
             if reminding:
                 self.verification_step = name
@@ -557,6 +566,8 @@ class JourneyWorkflow:
                 sent = await self._send("verification", self.verification_step,
                                         TokenPurpose.verify_email, Stage.verification_pending,
                                         to_pending_email=True)
+                if self.stage in FINAL_STAGES:
+                    return SubmitDataResult(stage=self.stage, verification_sent_to=None)
                 if sent.bounced and workflow.patched(UNDELIVERABLE_EMAIL_ASKED_AGAIN):
                     # Refused by the mail server: nothing to wait for there, and nothing to
                     # remind it of. The page asks the customer for another address at once.
@@ -569,7 +580,9 @@ class JourneyWorkflow:
                 if not code_kept:
                     self.code_resends = 0
                     self.code_to = input.mobile
-                    await self._send_code()
+                    sent = await self._send_code()
+                    if self._ended_outside(sent, CODES_HONOUR_AN_OUTSIDE_END):
+                        return SubmitDataResult(stage=self.stage, verification_sent_to=None)
                 self.awaiting.add("mobile")
             if self.awaiting or not undeliverable:
                 self._enter(Stage.verification_pending)
@@ -759,7 +772,10 @@ class JourneyWorkflow:
             self.code_resends += 1
             out = (self.code_step, self.code_sent_at, self.code_sent, self.code_locked)
             usable = self._code_usable()
-            sent = await self._send_code()
+            result = await self._send_code()
+            if self._ended_outside(result, CODES_HONOUR_AN_OUTSIDE_END):
+                return ResendCodeResult(sent=False)
+            sent = result.sent
             if not sent and usable and workflow.patched(CAPPED_RESEND_KEEPS_CODE):
                 # Refused by the number's daily cap: the code out stays the one to type.
                 self.code_step, self.code_sent_at, self.code_sent, self.code_locked = out
@@ -773,7 +789,7 @@ class JourneyWorkflow:
         if self.stage != Stage.verification_pending or "mobile" not in self.awaiting:
             raise ApplicationError("no code is awaited", type=ErrorType.nothing_to_verify)
 
-    async def _send_code(self) -> bool:
+    async def _send_code(self) -> SendCodeResult:
         step = f"code-{self.submissions}-{self.code_resends}"
         result = await workflow.execute_activity_method(
             CodeSender.send_code,
@@ -784,7 +800,7 @@ class JourneyWorkflow:
         self.code_step = step
         self.code_sent_at = self.last_message_at = workflow.now()
         self.code_sent, self.code_locked = result.sent, False
-        return result.sent
+        return result
 
     @workflow.update
     async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:
@@ -870,6 +886,8 @@ class JourneyWorkflow:
             ),
             **SEND,
         )
+        if self._ended_outside(result, MESSAGES_HONOUR_AN_OUTSIDE_END):
+            return result
         if result.held:
             await self._hold(result.held, resumes)
             return result
@@ -929,12 +947,13 @@ class JourneyWorkflow:
         if not self._ended_outside(emitted):
             self._enter(stage)
 
-    def _ended_outside(self, emitted: EmittedEvents | None) -> bool:
+    def _ended_outside(self, emitted: EmittedEvents | SendCodeResult | SendMessageResult | None,
+                       patch: str = ENDED_OUTSIDE_THE_WORKFLOW) -> bool:
         """Whether the journey had ended outside this workflow, so that the activity changed
         nothing: the workflow then ends as the recorded stage (the first end wins), which its
-        state and the customer's page say."""
-        if (emitted is None or emitted.ended is None
-                or not workflow.patched(ENDED_OUTSIDE_THE_WORKFLOW)):
+        state and the customer's page say. `patch` is the change that taught this activity's
+        callers so."""
+        if emitted is None or emitted.ended is None or not workflow.patched(patch):
             return False
         if self.stage not in FINAL_STAGES:
             # Once: a second write of the same handler (two values proven) is told again.
