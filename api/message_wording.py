@@ -51,10 +51,13 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
     brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
     messages = spec.get("messages") or {}
     problems = unsent_confirmations(spec, before)
+    stored = (before or {}).get("messages") or {}
     for kind, by_language in messages.items():
         unsent = not_sent_by(kind, spec.get("kind", JourneyKind.data_collection))
         if unsent:
-            problems.append(FieldError(field=f"messages.{kind}", message=unsent))
+            # Wording stored before this was refused stays through changes that leave it be.
+            if stored.get(kind) != by_language:
+                problems.append(FieldError(field=f"messages.{kind}", message=unsent))
             continue
         for language, given in by_language.items():
             where = f"messages.{kind}.{language}"

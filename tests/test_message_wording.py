@@ -300,7 +300,8 @@ async def test_the_mail_and_code_that_verify_what_was_entered_are_in_the_clients
         "GET", f"{path}?kind=reconsent_invitation", status=422))["kind"]
 
 
-async def test_a_reconsent_campaign_asks_in_the_clients_words(tenant: Tenant, mailbox):
+async def test_a_reconsent_campaign_asks_in_the_clients_words(tenant: Tenant, mailbox,
+                                                               sessions):
     await tenant.ensure_purpose("data-processing", "data_processing")
     form = {"key": "gdpr", "purpose": "data-processing", "channel": "any", "mandatory": True,
             "texts": {"en": {"text": "We keep your name to serve you.", "version": "v-words"}}}
@@ -335,6 +336,17 @@ async def test_a_reconsent_campaign_asks_in_the_clients_words(tenant: Tenant, ma
     assert field_errors(refused) == {"messages.invitation": (
         "a reconsent campaign sends no invitation message; its kinds are reconsent_invitation, "
         "reconsent_reminder")}
+
+    # One stored so before this was refused keeps it through changes of other settings.
+    async with sessions() as session, session.begin():
+        stored = await session.get(Campaign, uuid.UUID(campaign["id"]))
+        stored.spec = {**stored.spec, "messages": {
+            **stored.spec["messages"], "invitation": {"en": {"text": "Hello"}}}}
+    renamed = await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"name": "Renamed"})
+    assert renamed["spec"]["messages"]["invitation"] == {"en": {"text": "Hello"}}
+    again = await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"messages": {
+        "invitation": {"en": {"text": "Hello again"}}}}, status=422)
+    assert set(field_errors(again)) == {"messages.invitation"}
 
 
 async def test_verification_wording_the_client_cannot_send_is_refused(tenant: Tenant):
