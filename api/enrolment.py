@@ -256,12 +256,6 @@ async def _emails_of_known(session: AsyncSession, reg: Registry, actor: Actor,
         try:
             change = await registry.give_point(session, reg, by_id[contact_id], "email", value,
                                                None)
-        except registry.Invalid as err:
-            await savepoint.rollback()
-            refused.append(EnrolItemResult(index=index, status="rejected",
-                                           external_id=items[index].external_id,
-                                           contact_id=contact_id, errors=err.fields))
-            continue
         except registry.Duplicate as err:
             await savepoint.rollback()
             refused.append(_rejected(index, items[index], str(err), "email", contact_id))

@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.settings import SMS_SENDER
-from core.vocabulary import CampaignMode, Channel, EventType, JourneyKind
+from core.vocabulary import CampaignMode, Channel, JourneyKind
 from db.models import SettingsChange
 from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages

@@ -155,12 +155,16 @@ async def registry_for(session: AsyncSession, *, client_id: uuid.UUID, secret_ke
     return Registry(client_id=client_id, settings=settings, secret_key=secret_key)
 
 
+# The contact points a uniqueness rule can name (rule_values).
+POINT_KINDS = frozenset((ContactPointKind.email.value, ContactPointKind.mobile.value))
+
+
 def rule_values(scalars: dict[str, Any], points: list[tuple[str, str]],
                 external_id: str | None) -> dict[str, Any]:
     """The values a uniqueness rule can name: scalar fields, the first email and mobile."""
     values = dict(scalars, external_id=external_id)
-    for kind in (ContactPointKind.email, ContactPointKind.mobile):
-        values[kind.value] = next((v for k, v in points if k == kind), None)
+    for kind in POINT_KINDS:
+        values[kind] = next((v for k, v in points if k == kind), None)
     return values
 
 
@@ -371,6 +375,9 @@ async def points_changed(session: AsyncSession, reg: Registry, contact: Contact,
     follow the contact's first email and mobile in use, so a removed address no longer blocks
     another contact that has it, and a newly given one makes a duplicate of this contact a 409.
     Raises Invalid when the rule needs the kind removed, Duplicate as above."""
+    rule = reg.rules[contact.kind]
+    if rule is None or not rule.fields & POINT_KINDS:
+        return  # the keys name no point: nothing to read or change
     values = rule_values(contact_scalars(contact), await first_points(session, contact.id),
                          contact.external_id)
     # What the contact lacked before (a rule changed since) is not this change's fault.

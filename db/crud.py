@@ -40,7 +40,6 @@ from db.models import (
     POINT_IN_USE,
     ApiKey,
     Campaign,
-    CampaignChange,
     CampaignClaim,
     Client,
     ConsentEvent,

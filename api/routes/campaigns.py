@@ -2,7 +2,6 @@
 
 import json
 import uuid
-from functools import partial
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
