@@ -20,8 +20,8 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 import psutil
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -111,7 +111,7 @@ class Latencies:
 
 def cpu_note(used: dict[str, float], requests: int) -> str:
     """The busiest processes, in CPU milliseconds per request."""
-    busiest = sorted(used.items(), key=lambda kv: -kv[1])[:4]
+    busiest = sorted(used.items(), key=lambda kv: -kv[1])[:5]
     return ", ".join(f"{role} {1000 * s / requests:.1f}" for role, s in busiest if s >= 0.05)
 
 
@@ -191,8 +191,7 @@ class Bench:
     async def cpu_seconds(self) -> AsyncIterator[dict[str, float]]:
         """CPU seconds each process of the stack used inside the block: shows who was busy."""
         def now() -> dict[str, float]:
-            return {role: cpu_of(pid, with_children=role in SERVED)
-                    for role, pid in self.pids.items()}
+            return {role: cpu_of(pid, role) for role, pid in self.pids.items()}
         used: dict[str, float] = {}
         before = now()
         yield used
@@ -254,11 +253,17 @@ def child(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-def cpu_of(pid: int, *, with_children: bool) -> float:
-    """User and system CPU seconds of a process, with its children's (uvicorn's workers)."""
+def cpu_of(pid: int, role: str) -> float:
+    """User and system CPU seconds of a process, with its children's (uvicorn's workers,
+    PostgreSQL's backends)."""
     process = psutil.Process(pid)
-    children = process.children(recursive=True) if with_children else []
-    return sum(sum(p.cpu_times()[:2]) for p in (process, *children))
+    if role not in (*SERVED, DATABASE):
+        return sum(process.cpu_times()[:2])
+    # A backend that ended meanwhile (a pool's overflow connection) counts in the postmaster's
+    # children's times once reaped, instead of among the live ones.
+    ended = sum(process.cpu_times()[2:4]) if role == DATABASE else 0.0
+    live = (process, *process.children(recursive=True))
+    return ended + sum(sum(p.cpu_times()[:2]) for p in live)
 
 
 def serve(app: list[str], port: int, processes: int, settings: Settings,
@@ -274,10 +279,28 @@ def serve(app: list[str], port: int, processes: int, settings: Settings,
 
 
 SERVED = ("api", "bare app")  # served by uvicorn, whose workers are the process's children
+DATABASE = "postgresql"  # every database of the server, the bench's own queries included
 
 
-def stack_pids(procs: list[subprocess.Popen]) -> dict[str, int]:
+async def postmaster_pid(engine: AsyncEngine) -> int | None:
+    """PostgreSQL's main process when it runs on this machine where we may read it, else None:
+    its backends share the cores with the stack, so their CPU belongs in the accounting."""
+    async with engine.connect() as conn:
+        backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+    try:  # on another host, or in a container of its own, the pid is not its own here
+        postmaster = psutil.Process(backend).parent()
+        if postmaster is not None and "postgres" in postmaster.name():
+            postmaster.cpu_times()
+            return postmaster.pid
+    except psutil.Error:
+        pass
+    return None
+
+
+def stack_pids(procs: list[subprocess.Popen], postmaster: int | None) -> dict[str, int]:
     roles = dict(zip(["worker", "raw worker", *SERVED], (p.pid for p in procs)))
+    if postmaster is not None:
+        roles[DATABASE] = postmaster
     # The Temporal dev server is the one child of ours that we did not start by hand.
     for proc in psutil.Process().children():
         if proc.pid not in roles.values() and "temporal" in proc.name():
@@ -334,7 +357,7 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
                     yield Bench(options=options, settings=settings, temporal=env.client,
                                 sessions=sessions, http=http, bare=bare,
                                 worker_pid=worker.pid, raw_worker_pid=raw_worker.pid,
-                                pids=stack_pids(procs),
+                                pids=stack_pids(procs, await postmaster_pid(engine)),
                                 raw_task_queue=raw_settings.temporal_task_queue, api_key=key)
                 stop_processes(procs)
                 procs = []
