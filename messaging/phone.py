@@ -4,6 +4,8 @@ Raises PhoneNumberError (a ValueError, so pydantic validators turn it into a fie
 message a customer can act on.
 """
 
+from functools import lru_cache
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType, ValidationResult
 
@@ -78,6 +80,7 @@ def display_phone(e164: str, region: str | None) -> str:
     )
 
 
+@lru_cache(maxsize=256)  # every contact page shows one; a region's example never changes
 def mobile_example(region: str) -> tuple[str, str]:
     """A mobile number of the region as its people write it, nationally and internationally
     (06 12345678 and +31 6 12345678 for NL): what the page shows as an example."""
