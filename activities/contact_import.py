@@ -149,6 +149,8 @@ class ContactImporter:
     async def finish_import(self, input: FinishImportInput) -> None:
         """Marks the import done and drops the file: the contacts hold what it said."""
         async with transaction(self._sessions) as session:
+            # A launch to the new contacts may follow at once.
+            await crud.refresh_registry_statistics(session)
             await session.execute(update(ContactImport).where(
                 ContactImport.id == uuid.UUID(input.import_id)).values(
                 status=ImportStatus.completed, content=None, finished_at=utcnow(),

@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contact_import import ContactImporter
 from api.main import create_app
 from core.contracts import EnrolImportedInput
-
+from db import crud
 from db.session import transaction
 from tests.helpers import eventually
 from tests.histories import save_history
@@ -128,6 +128,26 @@ async def test_ten_thousand_rows_with_bad_ones(tenant, sessions):
                             "external_id"]
     [still] = (await tenant.get("/v1/contacts", external_id=f"imp-{n}-1")).json()["items"]
     assert still["first_name"] == "First1"
+
+
+async def test_a_finished_import_has_the_registrys_statistics_refreshed(tenant, sessions):
+    """A launch to the new contacts may follow at once: planned on statistics from before the
+    import, its audience query read every contact point for each contact."""
+    async def analysed() -> dict:
+        async with transaction(sessions) as session:
+            return dict((await session.execute(text(
+                "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(:t)"),
+                {"t": list(crud.REGISTRY_TABLES)})).all())
+    before = await analysed()
+    content, _ = contacts_file(uuid.uuid4().hex[:6], 50, bad_every=None)
+    job = await finished(tenant, (await upload(tenant, content))["id"])
+    assert job["created"] == 50
+
+    async def refreshed() -> dict | None:
+        after = await analysed()
+        return after if all(after.get(t) is not None and (
+            before.get(t) is None or after[t] > before[t]) for t in crud.REGISTRY_TABLES) else None
+    await eventually(refreshed, timeout=10, what="the registry's tables analysed")
 
 
 async def test_bad_files_are_refused_whole(tenant):
