@@ -151,6 +151,9 @@ CODES_HONOUR_AN_OUTSIDE_END = "codes-honour-an-outside-end"
 # Journeys before went on after a message skipped as their journey was cancelled there, until
 # their expiry: now they end as cancelled at once.
 MESSAGES_HONOUR_AN_OUTSIDE_END = "messages-honour-an-outside-end"
+# Journeys before sent their opening message (the invitation, or a plan's first step) by an
+# activity: two workflow tasks and an activity task each, the most of a launch's work.
+OPENING_MESSAGE_SENT_LOCALLY = "opening-message-sent-locally"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -209,6 +212,8 @@ class JourneyWorkflow:
         self.campaign_closed = False
         # The client's message invited the contact: ours are reminders of it.
         self.invited_by_client = False
+        # The journey's first turn, which sends its opening message as a local activity.
+        self.opening = False
         # Handlers and the reminder loop take turns, so a confirmation and an expiry never race.
         self.turn = asyncio.Lock()
         self.webhooks: list[asyncio.Task[None]] = []
@@ -241,6 +246,7 @@ class JourneyWorkflow:
     async def _walk(self, input: JourneyInput) -> JourneyState:
         self.deadline = self._after(workflow.now(), input.timings.expires_after)
         async with self.turn:
+            self.opening = True
             if self.deadline is None:
                 self.deadline = workflow.now()
                 await self._finish(Stage.cancelled, "cancelled", BEYOND_THE_CLOCK)
@@ -250,6 +256,7 @@ class JourneyWorkflow:
                 await self._send_plan()
             else:
                 await self._invite()
+            self.opening = False
 
         while self.stage not in FINAL_STAGES:
             if workflow.now() >= self.deadline:
@@ -876,16 +883,20 @@ class JourneyWorkflow:
         if purpose == TokenPurpose.verify_email:
             expires = min(expires, workflow.now() + self.input.timings.verification_link_ttl)
         resumes = self.resumes
-        result = await workflow.execute_activity_method(
-            MessageSender.send_message,
-            SendMessageInput(
-                journey_id=self.input.journey_id, step=step, template=template,
-                link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
-                to_pending_email=to_pending_email, channel=channel,
-                only_while_campaign_active=own,
-            ),
-            **SEND,
-        )
+        message = SendMessageInput(
+            journey_id=self.input.journey_id, step=step, template=template,
+            link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
+            to_pending_email=to_pending_email, channel=channel, only_while_campaign_active=own)
+        if self.opening and workflow.patched(OPENING_MESSAGE_SENT_LOCALLY):
+            # A launch starts thousands of journeys at once: sent within the journey's first
+            # workflow task, the opening message costs the server no activity task and no
+            # second workflow task. (Retried by the worker as an activity would be; backoffs
+            # past a minute become timers.)
+            result = await workflow.execute_local_activity_method(
+                MessageSender.send_message, message, **SEND)
+        else:
+            result = await workflow.execute_activity_method(
+                MessageSender.send_message, message, **SEND)
         if self._ended_outside(result, MESSAGES_HONOUR_AN_OUTSIDE_END):
             return result
         if result.held:
