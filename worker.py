@@ -5,7 +5,7 @@ import asyncio
 from datetime import timedelta
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from temporalio.client import (
@@ -64,8 +64,9 @@ REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A started worker with its own database pool and HTTP client, stopped on exit."""
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
+    """The started workers of the task queues `settings` has this process poll, with their
+    database pool and HTTP clients, stopped on exit."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
@@ -101,53 +102,58 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         lost = LostJourneySweep(sessions, client, dispatcher)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})
-        worker = Worker(
-            client,
-            task_queue=settings.temporal_task_queue,
-            workflows=WORKFLOWS,
-            max_cached_workflows=settings.worker_max_cached_workflows,
-            max_concurrent_activities=settings.worker_max_concurrent_activities,
-            **runner,
-            activities=[
-                records.record_stage,
-                records.record_submission,
-                records.record_verification,
-                records.finish_journey,
-                records.message_category,
-                records.record_consent_answer,
-                sender.send_message,
-                client_messages.send_client_message,
-                reconsent.reconsent_batch,
-                codes.send_code,
-                codes.check_code,
-                retention.purge_unverified,
-                webhooks.deliver_due,
-                webhooks.deliver_webhook,
-                kyc.evaluate_kyc,
-                kyc.record_kyc,
-                kyc.send_kyc_email,
-                importer.plan_import,
-                importer.import_batch,
-                importer.enrol_imported,
-                importer.finish_import,
-                contact_retention.clients_with_retention,
-                contact_retention.anonymise_inactive,
-                contact_retention.apply_blocked_consequences,
-                lost.end_lost_journeys,
-            ],
-        )
-        # Launches (and wake-ups of held journeys) poll a queue of their own: a batch is never
-        # queued behind the invitations of the journeys that earlier batches started, nor a
-        # progress query behind their tasks.
-        launches = Worker(
-            client, task_queue=settings.launch_task_queue,
-            workflows=[CampaignLaunchWorkflow, WakeHeldJourneysWorkflow],
-            activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch,
-                        launcher.withdraw_unreached_journeys, launcher.wake_held_journeys],
-            max_cached_workflows=settings.worker_max_cached_workflows, **runner)
+        workers: list[Worker] = []
+        if settings.temporal_task_queue in settings.polled_task_queues:
+            workers.append(Worker(
+                client,
+                task_queue=settings.temporal_task_queue,
+                workflows=WORKFLOWS,
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **runner,
+                activities=[
+                    records.record_stage,
+                    records.record_submission,
+                    records.record_verification,
+                    records.finish_journey,
+                    records.message_category,
+                    records.record_consent_answer,
+                    sender.send_message,
+                    client_messages.send_client_message,
+                    reconsent.reconsent_batch,
+                    codes.send_code,
+                    codes.check_code,
+                    retention.purge_unverified,
+                    webhooks.deliver_due,
+                    webhooks.deliver_webhook,
+                    kyc.evaluate_kyc,
+                    kyc.record_kyc,
+                    kyc.send_kyc_email,
+                    importer.plan_import,
+                    importer.import_batch,
+                    importer.enrol_imported,
+                    importer.finish_import,
+                    contact_retention.clients_with_retention,
+                    contact_retention.anonymise_inactive,
+                    contact_retention.apply_blocked_consequences,
+                    lost.end_lost_journeys,
+                ],
+            ))
+        if settings.launch_task_queue in settings.polled_task_queues:
+            # Launches (and wake-ups of held journeys) poll a queue of their own: a batch is
+            # never queued behind the invitations of the journeys that earlier batches started,
+            # nor a progress query behind their tasks.
+            workers.append(Worker(
+                client, task_queue=settings.launch_task_queue,
+                workflows=[CampaignLaunchWorkflow, WakeHeldJourneysWorkflow],
+                activities=[launcher.begin_launch, launcher.launch_batch, launcher.finish_launch,
+                            launcher.withdraw_unreached_journeys, launcher.wake_held_journeys],
+                max_cached_workflows=settings.worker_max_cached_workflows, **runner))
         try:
-            async with worker, launches:
-                yield worker
+            async with AsyncExitStack() as running:
+                for worker in workers:
+                    await running.enter_async_context(worker)
+                yield workers
         finally:
             await smtp.connections.close()
             await engine.dispose()
@@ -186,9 +192,8 @@ async def main() -> None:
     client = await connect(settings)
     await ensure_schedules(client, settings)
     async with running_worker(client, settings):
-        logging.getLogger("worker").info(
-            "worker polling task queue %r on %s", settings.temporal_task_queue, settings.temporal_address
-        )
+        logging.getLogger("worker").info("worker polling task queues %s on %s",
+                                         settings.polled_task_queues, settings.temporal_address)
         await asyncio.Event().wait()
 
 

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     # instead of waiting their turn in Temporal.
     worker_max_concurrent_activities: int = Field(default=30, ge=1)
 
+    # The task queues this worker process polls: both (the default: one process does it all),
+    # or one of them, with another process for the other (as docker-compose runs them). The
+    # launch's process then starts a campaign's journeys at its own pace, never behind the
+    # invitations those journeys send meanwhile, which fill the journeys' process.
+    worker_queues: Literal["all", "journeys", "launches"] = "all"
+
     # Off (the default), workflow code runs without the SDK's sandbox: a quarter less worker
     # CPU and memory per journey (bench/README.md). Determinism is checked where it matters,
     # before a change lands: the recorded histories replay in CI inside the sandbox.
@@ -152,6 +158,13 @@ class Settings(BaseSettings):
     def launch_task_queue(self) -> str:
         """Campaign launches and their activities: apart from the journeys' own queue."""
         return f"{self.temporal_task_queue}-launches"
+
+    @property
+    def polled_task_queues(self) -> list[str]:
+        """The task queues this worker process polls (`worker_queues`)."""
+        return [queue for queue, role in ((self.temporal_task_queue, "journeys"),
+                                          (self.launch_task_queue, "launches"))
+                if self.worker_queues in ("all", role)]
 
     @property
     def private_webhook_targets_allowed(self) -> bool:
