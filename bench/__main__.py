@@ -84,7 +84,7 @@ async def machine(bench: Bench) -> list[tuple[str, str]]:
         ("layout", "everything on this one machine: Temporal dev server "
                    f"({temporal}), PostgreSQL, "
                    f"our API and the bare app (uvicorn, {bench.options.http_processes} "
-                   "processes each), our worker and the bare "
+                   "processes each), our workers (journeys, launches) and the bare "
                    "worker (each its own process), the load generator and SMTP sink"),
     ]
 

@@ -298,7 +298,7 @@ async def postmaster_pid(engine: AsyncEngine) -> int | None:
 
 
 def stack_pids(procs: list[subprocess.Popen], postmaster: int | None) -> dict[str, int]:
-    roles = dict(zip(["worker", "raw worker", *SERVED], (p.pid for p in procs)))
+    roles = dict(zip(["worker", "raw worker", *SERVED, "launch worker"], (p.pid for p in procs)))
     if postmaster is not None:
         roles[DATABASE] = postmaster
     # The Temporal dev server is the one child of ours that we did not start by hand.
@@ -336,16 +336,22 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
                     form_posts_per_ip_per_minute=10_000_000)
                 raw_settings = settings.model_copy(
                     update={"temporal_task_queue": f"bench-raw-{uuid.uuid4().hex[:8]}"})
-                worker = child(["worker.py"], settings, logs / "worker.log")
+                # As docker-compose runs them: the launches in a worker process of their own.
+                worker = child(["worker.py"], settings.model_copy(
+                    update={"worker_queues": "journeys"}), logs / "worker.log")
                 raw_worker = child(["-m", "bench.raw"], raw_settings, logs / "raw-worker.log")
                 procs += [worker, raw_worker]
                 for app, port, name in ((["--factory", "api.main:create_app"], api_port, "api"),
                                         (["bench.bare:app"], bare_port, "bare")):
                     procs.append(serve(app, port, options.http_processes, settings,
                                        logs / f"{name}.log"))
+                launch_worker = child(["worker.py"], settings.model_copy(
+                    update={"worker_queues": "launches"}), logs / "launch-worker.log")
+                procs.append(launch_worker)
                 for proc, port in ((procs[2], api_port), (procs[3], bare_port)):
                     wait_for_port("127.0.0.1", port, 60, proc)
                 await wait_for_poller(env.client, settings.temporal_task_queue, worker)
+                await wait_for_poller(env.client, settings.launch_task_queue, launch_worker)
                 await wait_for_poller(env.client, raw_settings.temporal_task_queue, raw_worker)
 
                 sessions = make_sessionmaker(engine)
@@ -362,7 +368,7 @@ async def running_bench(options: Options) -> AsyncIterator[Bench]:
                 stop_processes(procs)
                 procs = []
         except BaseException:
-            for name in ("worker.log", "raw-worker.log", "api.log"):
+            for name in ("worker.log", "launch-worker.log", "raw-worker.log", "api.log"):
                 tail = (logs / name).read_text()[-3000:] if (logs / name).exists() else ""
                 if tail.strip():
                     print(f"--- last lines of {name} ---\n{tail}", file=sys.stderr)
