@@ -37,6 +37,9 @@ class JourneyTimings:
     code_max_wrong_tries: int = 5
     code_resend_cooldown: timedelta = timedelta(seconds=60)
     code_max_resends: int = 3
+    # How often the opening message is tried within the journey's first workflow task before
+    # it goes on as an ordinary activity (settings: opening_message_local_tries).
+    opening_message_local_tries: int = 3
     # Used only by journeys recorded before webhooks moved to per-endpoint delivery.
     webhook_retry_for: timedelta = timedelta(days=3)
     webhook_max_retry_interval: timedelta = timedelta(hours=1)

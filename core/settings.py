@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     # instead of waiting their turn in Temporal.
     worker_max_concurrent_activities: int = Field(default=30, ge=1)
 
+    # A journey sends its opening message (invitation, a plan's first step) within its first
+    # workflow task, tried this often (after 1 s, then 2 s, 4 s…); a server or provider that has
+    # not taken it by then (down, say) gets it from an ordinary activity, whose retries add
+    # nothing to the history.
+    opening_message_local_tries: int = Field(default=3, ge=1, le=6)
+
     # The task queues this worker process polls: both (the default: one process does it all),
     # or one of them, with another process for the other (as docker-compose runs them). The
     # launch's process then starts a campaign's journeys at its own pace, never behind the

@@ -7,14 +7,18 @@ import re
 import uuid
 from datetime import datetime
 
+import httpx
 from temporalio.client import WorkflowExecutionStatus
 
+from api.main import create_app
 from core.vocabulary import JOURNEY_STAGE
-from messaging.dev_mail import SLOW_ACK_DOMAIN
+from messaging.dev_mail import SLOW_ACK_DOMAIN, start_smtp_sink
+from stack import free_port
 from db.models import Campaign
 from db.session import transaction
-from tests.helpers import Customer, eventually, on_the_page, unique_email
+from tests.helpers import Customer, Tenant, eventually, on_the_page, unique_email
 from tests.histories import save_history
+from worker import running_worker
 from workflows.journey import JourneyWorkflow
 
 
@@ -652,3 +656,45 @@ async def test_an_address_the_contact_verified_before_is_taken_without_a_new_lin
     if record_histories:
         await save_history(temporal_env.client.get_workflow_handle(journey["workflow_id"]),
                            "email_journey_address_verified_before")
+
+
+async def test_an_invitation_the_mail_server_cannot_take_yet_goes_on_by_an_activity(
+        settings, tenant, mailbox, temporal_env):
+    # The mail server is down: nothing listens on its port until the test starts it.
+    port = free_port()
+    own = settings.model_copy(update={
+        "temporal_task_queue": f"smtp-down-{uuid.uuid4().hex[:6]}", "smtp_port": port,
+        "opening_message_local_tries": 2})
+    app = create_app(own)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http, \
+            running_worker(temporal_env.client, own):
+        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+        campaign = await client.create_campaign()
+        address = unique_email("server-down")
+        enrolled = await client.enrol(campaign["id"], {"external_id": address, "email": address})
+        journey_id = enrolled["results"][0]["journey_id"]
+        handle = temporal_env.client.get_workflow_handle(
+            (await client.journey(journey_id))["workflow_id"])
+
+        async def sending_by_activity() -> bool:
+            return any(e.HasField("activity_task_scheduled_event_attributes")
+                       for e in (await handle.fetch_history()).events)
+        await eventually(sending_by_activity, what="the invitation handed to an activity")
+        assert (await client.journey(journey_id))["stage"] == "enrolled"
+
+        sink = start_smtp_sink(mailbox.maildir, port=port)  # the server is back
+        try:
+            [invitation] = await mailbox.wait_for(address)
+            await client.wait_for_stage(journey_id, "invited")
+        finally:
+            sink.stop()
+    # Tried twice within the first workflow task, then by the activity until it went: one
+    # invitation, and a history that grew by one activity, not by each retry.
+    assert mailbox.link(invitation)
+    assert len(mailbox.to(address)) == 1
+    events = (await handle.fetch_history()).events
+    local = [e.marker_recorded_event_attributes for e in events
+             if e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
+    assert len(local) == 1 and local[0].HasField("failure")
+    assert sum(e.HasField("activity_task_scheduled_event_attributes") for e in events) == 1

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.codes import CodeSender
@@ -224,10 +224,11 @@ class JourneyWorkflow:
     async def run(self, input: JourneyInput) -> JourneyState:
         try:
             return await self._walk(input)
-        except (asyncio.CancelledError, ActivityError) as err:
+        except (asyncio.CancelledError, FailureError) as err:
             # Cancelled by an operator (Temporal UI) or with its launch (withdrawn first), seen
-            # as an activity's cancellation when one was running: the read model, the progress
-            # counts and the customer's page say so, and who did it, instead of an open journey.
+            # as an activity's cancellation when one was running (a local one's, too): the read
+            # model, the progress counts and the customer's page say so, and who did it, instead
+            # of an open journey.
             if (is_cancelled_exception(err) and self.stage not in FINAL_STAGES
                     and workflow.patched(CANCEL_RECORDED)):
                 async with self.turn:
@@ -888,12 +889,7 @@ class JourneyWorkflow:
             link_purpose=purpose, link_expires_at=expires, stage_after=stage_after,
             to_pending_email=to_pending_email, channel=channel, only_while_campaign_active=own)
         if self.opening and workflow.patched(OPENING_MESSAGE_SENT_LOCALLY):
-            # A launch starts thousands of journeys at once: sent within the journey's first
-            # workflow task, the opening message costs the server no activity task and no
-            # second workflow task. (Retried by the worker as an activity would be; backoffs
-            # past a minute become timers.)
-            result = await workflow.execute_local_activity_method(
-                MessageSender.send_message, message, **SEND)
+            result = await self._send_opening(message)
         else:
             result = await workflow.execute_activity_method(
                 MessageSender.send_message, message, **SEND)
@@ -915,6 +911,27 @@ class JourneyWorkflow:
             # Outside a plan the loop handles it, as if the bounce had been reported.
             self.bounces.append(BounceInput(step, channel, result.bounced, template))
         return result
+
+    async def _send_opening(self, message: SendMessageInput) -> SendMessageResult:
+        """A launch starts thousands of journeys at once: sent within the journey's first
+        workflow task, the opening message costs the server no activity task and no second
+        workflow task. Tried there only a few times: one that the server or provider has not
+        taken by then goes on as an ordinary activity, as every other message does, so that
+        hours of an SMTP outage add nothing to the history."""
+        tries = self.input.timings.opening_message_local_tries
+        try:
+            return await workflow.execute_local_activity_method(
+                MessageSender.send_message, message,
+                start_to_close_timeout=SEND["start_to_close_timeout"],
+                retry_policy=RetryPolicy(maximum_attempts=tries))
+        except FailureError as err:  # a local activity's failure comes unwrapped
+            if is_cancelled_exception(err):
+                raise
+            # The failure itself is in the history (the local activity's marker).
+            workflow.logger.warning("opening message %s not taken in %d tries: sent by an "
+                                    "activity now", message.step, tries)
+            return await workflow.execute_activity_method(
+                MessageSender.send_message, message, **SEND)
 
     async def _hold(self, status: str, resumes: int) -> None:
         if status == "paused":

@@ -44,6 +44,7 @@ def journey_timings(spec: dict[str, Any], settings: Settings) -> JourneyTimings:
         max_reminders=spec["reminders"]["max_count"],
         expires_after=_duration(spec["expires_after"]),
         verification_link_ttl=_duration(spec["verification_link_ttl"]),
+        opening_message_local_tries=settings.opening_message_local_tries,
         # Campaigns stored before codes existed have no "verification": the defaults apply.
         **dict(CodeSettings.model_validate(spec.get("verification", {}))),
     )
