@@ -13,9 +13,9 @@ from temporalio.client import WorkflowExecutionStatus
 from api.main import create_app
 from core.vocabulary import JOURNEY_STAGE
 from messaging.dev_mail import SLOW_ACK_DOMAIN, start_smtp_sink
-from stack import free_port
 from db.models import Campaign
 from db.session import transaction
+from stack import free_port
 from tests.helpers import Customer, Tenant, eventually, on_the_page, unique_email
 from tests.histories import save_history
 from worker import running_worker
