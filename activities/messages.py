@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -74,6 +74,7 @@ class Outgoing:
 
     message_id: uuid.UUID
     channel: str
+    recipient: str
     email: OutgoingEmail | None = None
     sms: OutgoingSms | None = None
     letter: OutgoingLetter | None = None
@@ -123,7 +124,10 @@ class MessageSender:
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
-            journey, _, _, _ = await crud.locked_journey(session, uuid.UUID(input.journey_id))
+            # Held, with its contact, campaign and client, for `_prepare`: the session keeps only
+            # weak references, and what nothing holds would be read again.
+            locked = await crud.locked_journey(session, uuid.UUID(input.journey_id))
+            journey = locked[0]
             if journey.stage == Stage.cancelled:
                 # Cancelled (with its launch, by an operator) while this send waited for its
                 # turn: the customer's link would only say the request has ended. A workflow
@@ -156,7 +160,7 @@ class MessageSender:
                     return SendMessageResult(sent=False, recipient=None,
                                              skipped=VERIFIED_MEANWHILE, verified=list(verified))
             try:
-                outgoing = await self._prepare(session, journey, already, input)
+                outgoing = await self._prepare(session, locked, already, input)
             except Held as held:
                 if journey.held_since is None:
                     # A step of its own: the message's step records the send once it goes.
@@ -181,7 +185,7 @@ class MessageSender:
                     journey.stage = moved_on(journey.stage, input.stage_after)
                 return SendMessageResult(sent=False, recipient=None, skipped=str(skip),
                                          undeliverable=skip.undeliverable)
-            recipient = (await session.get_one(Message, outgoing.message_id)).recipient
+        recipient = outgoing.recipient
         # Sent when the hand-over began: the customer may act on the message before the
         # server's answer is recorded, and the journey's history must not show them first.
         sent_at = utcnow()
@@ -200,10 +204,11 @@ class MessageSender:
         await self._mark_sent(outgoing.message_id, provider_id, input, sent_at)
         return SendMessageResult(sent=True, recipient=recipient)
 
-    async def _prepare(self, session: AsyncSession, journey: Journey, already: Message | None,
-                       input: SendMessageInput) -> Outgoing:
+    async def _prepare(self, session: AsyncSession,
+                       locked: tuple[Journey, Contact, Campaign, Client],
+                       already: Message | None, input: SendMessageInput) -> Outgoing:
         """Decides whether and to whom the message goes, and renders it."""
-        campaign = await session.get_one(Campaign, journey.campaign_id)
+        journey, contact, campaign, client = locked
         if input.only_while_campaign_active:
             if campaign.status != "active":
                 # Read again under a share lock: a resume then waits for this hold to commit,
@@ -212,8 +217,6 @@ class MessageSender:
                 if campaign.status != "active":
                     raise Held(campaign.status)
             journey.held_since = None
-        contact = await session.get_one(Contact, journey.contact_id)
-        client = await session.get_one(Client, journey.client_id)
         channel = Channel(input.channel)
         address: PostalAddress | None = None
         point: ContactPoint | None = None
@@ -280,7 +283,8 @@ class MessageSender:
                                          kind_of(channel, input.template),
                                          pick_language(journey.language), context)
         idempotency_key = journey_message_key(journey.id, input.step)
-        outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel)
+        outgoing = Outgoing(message_id=already.id if already else uuid.uuid4(), channel=channel,
+                            recipient=recipient[:320])
         subject = None
         if channel == Channel.email:
             # An address the customer only typed may be a stranger's (a typo): its mail may
@@ -341,8 +345,12 @@ class MessageSender:
             session.add(Message(
                 id=outgoing.message_id, client_id=journey.client_id, journey_id=journey.id,
                 step=input.step, channel=channel, template=input.template,
-                recipient=recipient[:320], subject=subject))
+                recipient=outgoing.recipient, subject=subject))
             await session.flush()
+        else:
+            # A retry after a hand-over that failed: the row tells where this one goes (the
+            # contact may have changed their address meanwhile).
+            already.recipient, already.subject = outgoing.recipient, subject
         return outgoing
 
     @staticmethod
@@ -385,15 +393,14 @@ class MessageSender:
     async def _mark_sent(self, message_id: uuid.UUID, provider_id: str,
                          input: SendMessageInput, sent_at: datetime) -> None:
         async with transaction(self._sessions) as session:
-            message = await session.get_one(Message, message_id)
-            message.status = "sent"
-            message.sent_at = sent_at
-            message.provider_message_id = provider_id
+            await session.execute(update(Message).where(Message.id == message_id).values(
+                status="sent", sent_at=sent_at, provider_message_id=provider_id))
             # Locked: a cancellation committed meanwhile is seen, not overwritten.
-            journey = await session.get_one(Journey, message.journey_id, with_for_update=True)
+            journey = await session.get_one(Journey, uuid.UUID(input.journey_id),
+                                            with_for_update=True)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=f"{input.template}_sent",
-                at=message.sent_at, detail={"channel": message.channel},
+                at=sent_at, detail={"channel": input.channel},
             )
             journey.stage = moved_on(journey.stage, input.stage_after)
 
