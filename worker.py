@@ -67,7 +67,7 @@ REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
     """The started workers of the task queues `settings` has this process poll, with their
     database pool and HTTP clients, stopped on exit."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.database_pool_size)
     sessions = make_sessionmaker(engine)
     # Idle connections are dropped before receivers' idle timeouts (often 5 s) close them,
     # so a delivery is not spent on a connection the other side already closed.

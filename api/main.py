@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.database_pool_size)
         counters = make_counter_engine(settings.database_url)
         secret = settings.secret_key.get_secret_value()
         temporal = await connect(settings, lazy=True)

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
 
     # Embedded SQLite keeps a fresh laptop dependency-free; production and tests use PostgreSQL.
     database_url: str = f"sqlite+aiosqlite:///{DATA_DIR}/journeys.db"
+    # PostgreSQL connections each API or worker process keeps open once it has opened them; it
+    # may open 10 more in a burst, closed again after use. One closed costs the next burst a
+    # server process start and a fresh PREPARE of each statement it runs (`db.session.PREPARED`).
+    database_pool_size: int = Field(default=20, ge=1, le=1000)
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -132,8 +136,8 @@ class Settings(BaseSettings):
     # journey still cached among the campaign's other active ones. About 85 KB of RSS each.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Activities the worker runs at once. Nearly every one holds a database connection, and the
-    # pool has 30: more would queue for a connection (and time out there under a backlog)
-    # instead of waiting their turn in Temporal.
+    # pool has `database_pool_size` + 10: more would queue for a connection (and time out there
+    # under a backlog) instead of waiting their turn in Temporal.
     worker_max_concurrent_activities: int = Field(default=30, ge=1)
 
     # A journey sends its opening message (invitation, a plan's first step) within its first
