@@ -124,8 +124,6 @@ class MessageSender:
     @activity.defn
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         async with transaction(self._sessions) as session:
-            # Held, with its contact, campaign and client, for `_prepare`: the session keeps only
-            # weak references, and what nothing holds would be read again.
             locked = await crud.locked_journey(session, uuid.UUID(input.journey_id))
             journey = locked[0]
             if journey.stage == Stage.cancelled:

@@ -171,13 +171,17 @@ async def locked_journey(session: AsyncSession, journey_id: uuid.UUID
                          ) -> tuple[Journey, Contact, Campaign, Client]:
     """The journey, locked until commit, with its contact, campaign and client: one round trip
     where four gets took four (later gets of these four find them in the session)."""
-    journey, contact, campaign, client = (await session.execute(
+    loaded = (await session.execute(
         select(Journey, Contact, Campaign, Client)
         .join(Contact, Contact.id == Journey.contact_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
         .where(Journey.id == journey_id)
         .with_for_update(of=Journey))).one()
+    # Held as long as the session: its identity map keeps what nothing else references only
+    # weakly, and a caller that drops one (or the journey, once flushed) would read it again.
+    session.info.setdefault("held", []).extend(loaded)
+    journey, contact, campaign, client = loaded
     return journey, contact, campaign, client
 
 
