@@ -5,7 +5,8 @@ import json
 import re
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -18,6 +19,8 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import update
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from api.main import create_app
+from core.settings import Settings
 from db.models import ContactPoint
 from db.session import transaction
 from messaging.dev_mail import OutboxEmail, outbox, outbox_email
@@ -451,3 +454,13 @@ async def _mark_points(sessions, contact_id: str, kind: str, **values: Any) -> N
         await session.execute(update(ContactPoint).where(
             ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == kind).values(
             **values))
+
+
+@asynccontextmanager
+async def own_api(settings: Settings, tenant: Tenant) -> AsyncIterator[Tenant]:
+    """The tenant calling an API of its own, started with these settings (the session's app
+    has the shared ones): for a test that changes a setting or runs its own worker."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        yield Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)

@@ -7,16 +7,14 @@ import re
 import uuid
 from datetime import datetime
 
-import httpx
 from temporalio.client import WorkflowExecutionStatus
 
-from api.main import create_app
 from core.vocabulary import JOURNEY_STAGE
 from messaging.dev_mail import SLOW_ACK_DOMAIN, start_smtp_sink
 from db.models import Campaign
 from db.session import transaction
 from stack import free_port
-from tests.helpers import Customer, Tenant, eventually, on_the_page, unique_email
+from tests.helpers import Customer, eventually, on_the_page, own_api, unique_email
 from tests.histories import save_history
 from worker import running_worker
 from workflows.journey import JourneyWorkflow
@@ -665,11 +663,7 @@ async def test_an_invitation_the_mail_server_cannot_take_yet_goes_on_by_an_activ
     own = settings.model_copy(update={
         "temporal_task_queue": f"smtp-down-{uuid.uuid4().hex[:6]}", "smtp_port": port,
         "opening_message_local_tries": 2})
-    app = create_app(own)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http, \
-            running_worker(temporal_env.client, own):
-        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+    async with own_api(own, tenant) as client, running_worker(temporal_env.client, own):
         campaign = await client.create_campaign()
         address = unique_email("server-down")
         enrolled = await client.enrol(campaign["id"], {"external_id": address, "email": address})

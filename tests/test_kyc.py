@@ -12,7 +12,6 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from api.main import create_app
 from core.kyc_contracts import KycProfile
 from core.vocabulary import CONTACT_ID, KYC_STATE
 from db.kyc_models import KycDocument
@@ -20,7 +19,15 @@ from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact, ContactPoint, LinkToken
 from db.session import transaction
 from messaging.local_outbox import read_records
-from tests.helpers import LINK, Customer, Tenant, eventually, mark_complained, unique_email
+from tests.helpers import (
+    LINK,
+    Customer,
+    Tenant,
+    eventually,
+    mark_complained,
+    own_api,
+    unique_email,
+)
 from tests.histories import save_history
 from worker import running_worker
 from workflows.kyc import KycWorkflow
@@ -359,10 +366,7 @@ async def test_a_retry_that_overtakes_the_upload_is_told_it_is_in_progress(
     the retry is answered as it was."""
     own = settings.model_copy(update={"temporal_task_queue": f"kyc-slow-{uuid.uuid4().hex[:6]}",
                                       "kyc_judgment_wait": timedelta(seconds=15)})
-    app = create_app(own)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+    async with own_api(own, tenant) as client:
         await define(client, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
         contact_id, _ = await new_contact(sessions, client)
         async with running_worker(temporal_env.client, own):
@@ -370,7 +374,7 @@ async def test_a_retry_that_overtakes_the_upload_is_told_it_is_in_progress(
             await client.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "blurred"})
 
         async def post() -> httpx.Response:
-            return await http.post(
+            return await client.http.post(
                 f"/v1/kyc/contacts/{contact_id}/documents",
                 headers={**client.auth, "Idempotency-Key": f"scan-{contact_id}"},
                 files={"file": ("id.png", PNG, "image/png")},
@@ -730,10 +734,7 @@ async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settin
     """The profile's timer lives in Temporal: a worker stopped mid-wait and a new one started
     (with nothing in its cache) expires the profile when it is due."""
     own = settings.model_copy(update={"temporal_task_queue": f"kyc-restart-{uuid.uuid4().hex[:6]}"})
-    app = create_app(own)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+    async with own_api(own, tenant) as client:
         await define(client, 1, IDENTITY, requires_verification=False, expires_after="PT5S",
                      remind_before="PT1S")
         contact_id, _ = await new_contact(sessions, client)
@@ -805,10 +806,7 @@ async def test_an_upload_without_a_worker_is_kept_and_answered(tenant, sessions,
     document is stored and judged once a worker is back."""
     own = settings.model_copy(update={"temporal_task_queue": f"kyc-nowork-{uuid.uuid4().hex[:6]}",
                                       "kyc_judgment_wait": timedelta(seconds=1)})
-    app = create_app(own)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-        client = Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+    async with own_api(own, tenant) as client:
         await define(client, 1, IDENTITY, expires_after="P30D")
         contact_id, _ = await new_contact(sessions, client)
         async with running_worker(temporal_env.client, own):
