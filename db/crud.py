@@ -178,8 +178,8 @@ async def locked_journey(session: AsyncSession, journey_id: uuid.UUID
         .join(Client, Client.id == Journey.client_id)
         .where(Journey.id == journey_id)
         .with_for_update(of=Journey))).one()
-    # Held as long as the session: its identity map keeps what nothing else references only
-    # weakly, and a caller that drops one (or the journey, once flushed) would read it again.
+    # Held for the session's life: its identity map references objects weakly, so one that a
+    # caller dropped (or the journey, once flushed) would be read again by the next get.
     session.info.setdefault("held", []).extend(loaded)
     journey, contact, campaign, client = loaded
     return journey, contact, campaign, client
