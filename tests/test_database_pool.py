@@ -22,18 +22,12 @@ async def test_the_api_keeps_its_pool_of_connections_between_bursts(settings):
             opened += 1
 
         async def burst(requests: int) -> None:
-            started = asyncio.Event()
-            waiting = 0
+            all_hold_one = asyncio.Barrier(requests)
 
             async def request() -> None:
-                nonlocal waiting
                 async with sessions() as session:
                     await session.execute(text("SELECT 1"))
-                    waiting += 1
-                    if waiting == requests:
-                        started.set()
-                    # Every request holds its connection until all hold one.
-                    await started.wait()
+                    await all_hold_one.wait()
 
             await asyncio.wait_for(asyncio.gather(*(request() for _ in range(requests))), 30)
 
