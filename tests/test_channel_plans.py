@@ -10,6 +10,7 @@ import uuid
 
 from sqlalchemy import update
 
+from api.schemas import Reminders
 from db import crud
 from db.models import Message
 from db.session import transaction
@@ -714,6 +715,29 @@ async def test_reminders_beside_a_plan_are_a_field_error(tenant):
     assert response.status_code == 422, response.text
     [error] = response.json()["error"]["fields"]
     assert error["field"] == "reminders" and "channel_plan's steps" in error["message"], error
+
+
+async def test_a_campaign_with_a_plan_can_be_changed(tenant):
+    """The reminders a plan replaces are stored with their defaults: a change merged into the
+    stored campaign must not count them as given beside the plan (every change was refused)."""
+    created = await tenant.create_campaign(channel_plan=[{"channel": "email"}])
+    path = f"/v1/campaigns/{created['id']}"
+    assert (await tenant.ok("PATCH", path, {"name": "Renamed"}))["name"] == "Renamed"
+    plan = [{"channel": "email"}, {"channel": "sms", "after": "P3D", "max": 2}]
+    changed = await tenant.ok("PATCH", path, {"channel_plan": plan})
+    assert [(s["channel"], s["max"]) for s in changed["spec"]["channel_plan"]] == [
+        ("email", 1), ("sms", 2)]
+    # Given in the change itself, they are still refused.
+    refused = await tenant.ok("PATCH", path, {"reminders": {"max_count": 3}}, status=422)
+    assert [f["field"] for f in refused["error"]["fields"]] == ["reminders"], refused
+    # A plan given to a campaign that had reminders of its own replaces them.
+    plain = await tenant.create_campaign(reminders={"interval": "P2D", "max_count": 1})
+    planned = await tenant.ok("PATCH", f"/v1/campaigns/{plain['id']}", {"channel_plan": plan})
+    assert "reminders" not in planned["spec"] and len(planned["spec"]["channel_plan"]) == 2
+    # Dropped again, the campaign reminds by the defaults.
+    dropped = await tenant.ok("PATCH", f"/v1/campaigns/{plain['id']}", {"channel_plan": None})
+    assert dropped["spec"]["channel_plan"] is None
+    assert dropped["spec"]["reminders"] == Reminders().model_dump(mode="json")
 
 
 async def test_a_campaign_read_back_shows_its_plan_not_the_unused_reminders(tenant):

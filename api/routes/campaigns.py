@@ -301,8 +301,13 @@ async def changed_spec(session, state, client, campaign: Campaign,
             default[key] if patch[key] is None else patch[key]) != was[key]]
     if fixed:
         raise FieldProblems(fixed)
+    merged = merge_patch(as_created(campaign.spec), patch)
+    if merged.get("channel_plan") and "reminders" not in patch:
+        # Stored with their defaults, which a plan does not use: merged in, they would count
+        # as given beside the plan, and refuse every change (a new plan replaces them).
+        merged.pop("reminders", None)
     try:
-        body = CampaignCreate.model_validate(merge_patch(as_created(campaign.spec), patch))
+        body = CampaignCreate.model_validate(merged)
     except ValidationError as err:
         raise RequestValidationError(err.errors()) from None
     spec = await stored_spec(session, client.id, body)
