@@ -4,12 +4,15 @@ from datetime import date, timedelta
 from math import ceil
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from api.errors import FieldProblems
 from api.schemas import CampaignCreate, ClaimIn, FieldError
 from core.settings import Settings
-from core.vocabulary import Channel, JourneyKind
+from core.vocabulary import FINAL_STAGES, Channel, JourneyKind
 from db.launches import plan_channels
-from db.models import Client, utcnow
+from db.models import Campaign, Client, Journey, utcnow
 from messaging.branding import Brand, brand_for
 from messaging.rendering import claim_view, render_email, render_letter, render_sms, sms_plain
 from messaging.sms import longest_context
@@ -115,18 +118,24 @@ class ClaimSms:
     measures its text: with the campaign's wording, the link at its longest, in every language
     of the campaign."""
 
-    def __init__(self, spec: dict[str, Any], brand: Brand, settings: Settings) -> None:
+    def __init__(self, spec: dict[str, Any], brand: Brand, settings: Settings,
+                 sends: bool | None = None) -> None:
+        """`sends`: whether the journeys measured for send SMS, if not as the campaign's plan
+        says (running journeys keep the plan they started with)."""
         self.spec, self.brand, self.settings = spec, brand, settings
-        self.sends = Channel.sms in plan_channels(spec)
+        self.sends = Channel.sms in plan_channels(spec) if sends is None else sends
         self.texts: dict[tuple[str, str, bool, bool], str] = {}
 
     def problem(self, claim: ClaimIn) -> str | None:
         """Why the campaign's SMS could not name this claim, or None: with its reference (its
         amount and due date too) one of them would need more segments than an SMS may have,
         and would be skipped when sent."""
+        return self.stored_problem(claim.model_dump(mode="json"))
+
+    def stored_problem(self, stored: dict[str, Any]) -> str | None:
+        """As `problem`, for a claim as a journey keeps it."""
         if not self.sends:
             return None
-        stored = claim.model_dump(mode="json")
         for language in self.spec["languages"]:
             view = claim_view(stored, None, language)
             for kind in CLAIM_SMS:
@@ -140,6 +149,17 @@ class ClaimSms:
                             f"{KINDS[kind].template} in {language} {problem}")
         return None
 
+    def every_text(self) -> list[str]:
+        """Every text a claim could be named in (each kind, language and shape of claim), with
+        marks for its values: two campaigns with the same texts take the same claims."""
+        if not self.sends:
+            return []
+        shapes = [{"reference": "R", "payment_url": "U", **amount, **due}
+                  for amount in ({}, {"amount": "1"}) for due in ({}, {"due_on": "2026-01-01"})]
+        return [self._marked(kind, language, claim_view(shape, None, language))
+                for shape in shapes for language in self.spec["languages"]
+                for kind in CLAIM_SMS]
+
     def _marked(self, kind: str, language: str, view: dict[str, Any]) -> str:
         """The text with marks for the claim's values; one per shape of claim (with or without
         an amount, a due date), as the text's sentence differs."""
@@ -149,6 +169,38 @@ class ClaimSms:
             self.texts[shape] = sms_text(self.spec, self.brand, self.settings, kind, language,
                                          marked)
         return self.texts[shape]
+
+
+# Claims read from the database at a time when a change is checked against a campaign's open
+# journeys, however many it has.
+CLAIMS_AT_ONCE = 1000
+
+
+async def open_claims_problem(session: AsyncSession, campaign: Campaign, claims: ClaimSms,
+                              before: ClaimSms) -> str | None:
+    """Why the campaign, changed so that its SMS would name claims as `claims` does (as
+    `before` did), could not send its open journeys' SMS, or None: such an SMS would be
+    skipped when sent, unseen by the client who made the change. The journeys read the
+    wording when they send, but keep the plan they started with: `claims` sends SMS as
+    `before` does."""
+    if claims.every_text() == before.every_text():
+        return None
+    rows = await session.stream_scalars(
+        select(Journey.claim).where(Journey.campaign_id == campaign.id,
+                                    Journey.stage.not_in(FINAL_STAGES),
+                                    Journey.paid_at.is_(None), Journey.claim.is_not(None))
+        .execution_options(yield_per=CLAIMS_AT_ONCE))
+    refused, first = 0, None
+    async for claim in rows:
+        if problem := claims.stored_problem(claim):
+            refused += 1
+            first = first or (claim["reference"], problem)
+    if first is None:
+        return None
+    reference, problem = first
+    journeys = "1 open journey is" if refused == 1 else f"{refused} open journeys are"
+    return (f"{journeys} about a claim that the campaign's SMS could no longer name, e.g. "
+            f"{reference!r}: {problem}; the change would have their SMS skipped when sent")
 
 
 def sms_text(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str, language: str,

@@ -674,3 +674,53 @@ async def test_a_reference_the_sms_cannot_carry_is_refused_and_the_longest_one_i
     sms = await wait_for_sms(settings, mobile)
     assert reference(longest) in sms["text"] and "/c/" in sms["text"]
     assert sms["segments"] <= settings.sms_max_segments
+
+
+async def test_a_change_that_would_make_an_open_claims_sms_too_long_is_refused(tenant):
+    """Enrolment checks each claim against the campaign's SMS as they are; running journeys
+    read the wording when they send, so a change that lengthens it is checked against the
+    claims of the journeys still open and unpaid, which would otherwise have their SMS skipped
+    unseen. They keep the plan they started with: SMS added to it send them nothing."""
+    email_only = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "email"}])
+    # Outside GSM-7, as UCS-2: far too long for the SMS, fine in an email.
+    person = await contact(tenant, email=unique_email(), mobile=mobile_number())
+    assert (await tenant.enrol(email_only["id"], {"external_id": person["external_id"],
+                                                 "claim": claim(1, reference="Ł-" + "x" * 98)})
+            )["accepted"] == 1
+    with_sms = [{"channel": "email"}, {"channel": "sms", "after": "P3D"}]
+    assert len((await tenant.ok("PATCH", f"/v1/campaigns/{email_only['id']}", {
+        "channel_plan": with_sms}))["spec"]["channel_plan"]) == 2
+
+    campaign = await tenant.create_campaign(payments=True, channel_plan=with_sms)
+    path = f"/v1/campaigns/{campaign['id']}"
+    references = ["INV-" + "7" * 96, "INV-" + "8" * 96]  # long, within the default SMS
+    people = [await contact(tenant, email=unique_email(), mobile=mobile_number())
+              for _ in references]
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": person["external_id"], "claim": claim(n, reference=reference)}
+        for n, (person, reference) in enumerate(zip(people, references))))
+    assert enrolled["accepted"] == 2, enrolled
+
+    # Longer and longer wording: measured with the sample claim, the text fits; with these
+    # longer references it would not, which is said before the text's own limit is.
+    for repeats in range(1, 60):
+        wordy = {"messages": {"sms_reminder": {"en": {"text": "Please pay. " * repeats}}}}
+        response = await tenant.http.patch(path, headers=tenant.auth, json=wordy)
+        if response.status_code != 200:
+            break
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["fields"]
+    assert error["field"] == "messages", (repeats, error)
+    assert any(error["message"].startswith(
+        f"2 open journeys are about a claim that the campaign's SMS could no longer name, e.g. "
+        f"{reference!r}: too long for the campaign's SMS") for reference in references), error
+    # Nothing of the change was kept; changes that leave the SMS as they are pass.
+    kept = await tenant.ok("PATCH", path, {"expires_after": "P20D"})
+    assert kept["spec"]["messages"]["sms_reminder"]["en"]["text"].count("Please") == repeats - 1
+
+    # Paid, a claim's journey sends no more reminders: only the other one is in the way.
+    await paid(tenant, enrolled["results"][0]["journey_id"])
+    refused = await tenant.ok("PATCH", path, wordy, status=422)
+    assert refused["error"]["fields"][0]["message"].startswith(
+        f"1 open journey is about a claim that the campaign's SMS could no longer name, e.g. "
+        f"{references[1]!r}"), refused

@@ -24,7 +24,13 @@ from api.errors import (
     raise_if_unavailable,
 )
 from api.lost_workflows import how_lost
-from api.message_wording import ClaimSms, check_messages, preview, stored_messages
+from api.message_wording import (
+    ClaimSms,
+    check_messages,
+    open_claims_problem,
+    preview,
+    stored_messages,
+)
 from api.routes.branding import check_branding
 from api.schemas import (
     BrandingIn,
@@ -281,6 +287,10 @@ def as_given(consents: Any) -> Any:
     return boxes
 
 
+# The settings that shape the SMS naming a claim, most telling first.
+SMS_SETTINGS = ("messages", "languages", "branding", "name", "incentive_text")
+
+
 async def changed_spec(session, state, client, campaign: Campaign,
                        patch: dict[str, Any]) -> dict[str, Any]:
     """The campaign's settings with the patch merged in, checked as on creation."""
@@ -318,6 +328,17 @@ async def changed_spec(session, state, client, campaign: Campaign,
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
     check_messages(spec, state.settings, client, before=campaign.spec)
+    if spec.get("payments"):
+        def claim_sms(version: dict[str, Any], sends: bool | None = None) -> ClaimSms:
+            return ClaimSms(version, brand_for(client.name, client.branding,
+                                               version.get("branding"), state.settings),
+                            state.settings, sends)
+        before = claim_sms(campaign.spec)
+        if problem := await open_claims_problem(session, campaign,
+                                                claim_sms(spec, before.sends), before):
+            # Named after the change most likely to have lengthened the SMS.
+            field = next((key for key in SMS_SETTINGS if key in patch), next(iter(patch)))
+            raise FieldProblems([FieldError(field=field, message=problem)])
     return spec
 
 
