@@ -176,13 +176,20 @@ class ClaimSms:
 CLAIMS_AT_ONCE = 1000
 
 
-async def open_claims_problem(session: AsyncSession, campaign: Campaign, claims: ClaimSms,
-                              before: ClaimSms) -> str | None:
-    """Why the campaign, changed so that its SMS would name claims as `claims` does (as
-    `before` did), could not send its open journeys' SMS, or None: such an SMS would be
-    skipped when sent, unseen by the client who made the change. The journeys read the
-    wording when they send, but keep the plan they started with: `claims` sends SMS as
-    `before` does."""
+async def open_claims_problem(session: AsyncSession, settings: Settings, client: Client,
+                              campaign: Campaign, *, spec: dict[str, Any],
+                              client_branding: dict[str, Any] | None) -> str | None:
+    """Why a change leaving the campaign with settings `spec` and its client with branding
+    `client_branding` could not send the SMS of the campaign's open journeys, or None: such
+    an SMS would be skipped when sent, unseen by the client who made the change. The journeys
+    read the wording and branding when they send, but keep the plan they started with."""
+    def claim_sms(version: dict[str, Any], branding: dict[str, Any] | None,
+                  sends: bool | None = None) -> ClaimSms:
+        return ClaimSms(version, brand_for(client.name, branding, version.get("branding"),
+                                           settings), settings, sends)
+
+    before = claim_sms(campaign.spec, client.branding)
+    claims = claim_sms(spec, client_branding, before.sends)
     if claims.every_text() == before.every_text():
         return None
     rows = await session.stream_scalars(

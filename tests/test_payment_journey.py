@@ -632,23 +632,18 @@ async def test_claim_errors_say_what_is_accepted(tenant):
         ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)")]
 
 
-async def test_a_reference_the_sms_cannot_carry_is_refused_and_the_longest_one_is_sent(
-        tenant, settings):
-    """A reference that makes the campaign's SMS longer than its segments allow would have the
-    SMS skipped when sent, unseen: it is refused by item instead (`claim.reference`), measured
-    as the sender measures it, in each of the campaign's languages; the longest one accepted
-    goes out whole."""
-    campaign = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "sms"}])
-    assert campaign["spec"]["languages"] == ["en", "nl"]
+def reference(length: int) -> str:
+    # One character outside GSM-7 sends the whole text as UCS-2, 67 characters a segment.
+    return f"Ł{length:03d}".ljust(length, "x")
 
-    def reference(length: int) -> str:
-        # One character outside GSM-7 sends the whole text as UCS-2, 67 characters a segment.
-        return f"Ł{length:03d}".ljust(length, "x")
 
+async def longest_reference(tenant, campaign_id: str) -> tuple[int, list[dict]]:
+    """The length of the longest reference (of `reference`) the campaign's SMS can name, and
+    each probed length's error."""
     # Contacts not created yet would be refused for lack of a mobile number, and are not
     # written: which references are refused for the SMS is seen without starting anything.
     lengths = list(range(4, 101))
-    probe = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+    probe = await tenant.post(f"/v1/campaigns/{campaign_id}/contacts", {"contacts": [
         {"external_id": f"probe-{n}", "claim": claim(n, reference=reference(n))}
         for n in lengths]})
     assert probe.status_code == 422, probe.text
@@ -657,8 +652,19 @@ async def test_a_reference_the_sms_cannot_carry_is_refused_and_the_longest_one_i
     assert too_long, errors
     # Longer references never fit again; shorter ones are refused for the missing number only.
     assert too_long == lengths[lengths.index(too_long[0]):], too_long
-    longest = too_long[0] - 1
-    assert longest in lengths, errors
+    assert too_long[0] - 1 in lengths, errors
+    return too_long[0] - 1, errors
+
+
+async def test_a_reference_the_sms_cannot_carry_is_refused_and_the_longest_one_is_sent(
+        tenant, settings):
+    """A reference that makes the campaign's SMS longer than its segments allow would have the
+    SMS skipped when sent, unseen: it is refused by item instead (`claim.reference`), measured
+    as the sender measures it, in each of the campaign's languages; the longest one accepted
+    goes out whole."""
+    campaign = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "sms"}])
+    assert campaign["spec"]["languages"] == ["en", "nl"]
+    longest, errors = await longest_reference(tenant, campaign["id"])
     assert f"at most {settings.sms_max_segments} allowed" in errors[-1]["message"], errors[-1]
     assert "UCS-2" in errors[-1]["message"]
 
@@ -724,3 +730,31 @@ async def test_a_change_that_would_make_an_open_claims_sms_too_long_is_refused(t
     assert refused["error"]["fields"][0]["message"].startswith(
         f"1 open journey is about a claim that the campaign's SMS could no longer name, e.g. "
         f"{references[1]!r}"), refused
+
+
+async def test_a_custom_domain_too_long_for_an_open_claims_sms_is_refused(tenant):
+    """The client's domain is in every SMS's link, those of running journeys too: one that
+    would leave an open claim's SMS too long is refused, naming the campaign."""
+    campaign = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "sms"}],
+                                            name="Dunning")
+    longest = reference((await longest_reference(tenant, campaign["id"]))[0])
+    person = await contact(tenant, mobile=mobile_number())
+    assert (await tenant.enrol(campaign["id"], {"external_id": person["external_id"],
+                                                "claim": claim(1, reference=longest)})
+            )["accepted"] == 1
+    # Longer and longer domains: without a claim the SMS fit; with this one they would not.
+    kept = None
+    for labels in range(1, 20):
+        domain = "https://" + "contact." * labels + "example"
+        response = await tenant.http.put("/v1/branding", headers=tenant.auth,
+                                         json={"custom_domain": domain})
+        if response.status_code != 200:
+            break
+        kept = domain
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["fields"]
+    assert error["field"] == "custom_domain"
+    assert error["message"].startswith(
+        f"campaign 'Dunning': 1 open journey is about a claim that the campaign's SMS could no "
+        f"longer name, e.g. {longest!r}"), (labels, error)
+    assert (await tenant.ok("GET", "/v1/branding"))["branding"].get("custom_domain") == kept

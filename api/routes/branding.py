@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
+from api.message_wording import open_claims_problem
 from api.schemas import BrandingIn, BrandingOut, FieldError, LogoOut
 from core.settings import Settings
-from db.models import BrandLogo, Client
+from db.models import BrandLogo, Campaign, Client
 from messaging.branding import FONT_STACKS, base_url_problem, brand_for, contrast_problems
 from messaging.sms import sms_length_problem
 
@@ -101,7 +102,19 @@ async def replace_branding(body: BrandingIn, client: ClientDep, session: Session
                            state: StateDep) -> BrandingOut:
     """Replaces the client's branding: pages, emails, SMS and letters of every campaign use it,
     except what a campaign's own `branding` overrides."""
-    client.branding = await check_branding(session, state.settings, client, body)
+    branding = await check_branding(session, state.settings, client, body)
+    # Another domain lengthens or shortens every link, in the SMS of running journeys too.
+    problems = []
+    for campaign in await session.scalars(select(Campaign).where(
+            Campaign.client_id == client.id, Campaign.status != "archived")):
+        if campaign.spec.get("payments") and (problem := await open_claims_problem(
+                session, state.settings, client, campaign, spec=campaign.spec,
+                client_branding=branding)):
+            problems.append(FieldError(field="custom_domain",
+                                       message=f"campaign {campaign.name!r}: {problem}"))
+    if problems:
+        raise FieldProblems(problems)
+    client.branding = branding
     session.add(client)
     await session.commit()
     return branding_out(client, state.settings)

@@ -329,13 +329,8 @@ async def changed_spec(session, state, client, campaign: Campaign,
     spec["recurrence"] = campaign.spec.get("recurrence")
     check_messages(spec, state.settings, client, before=campaign.spec)
     if spec.get("payments"):
-        def claim_sms(version: dict[str, Any], sends: bool | None = None) -> ClaimSms:
-            return ClaimSms(version, brand_for(client.name, client.branding,
-                                               version.get("branding"), state.settings),
-                            state.settings, sends)
-        before = claim_sms(campaign.spec)
-        if problem := await open_claims_problem(session, campaign,
-                                                claim_sms(spec, before.sends), before):
+        if problem := await open_claims_problem(session, state.settings, client, campaign,
+                                                spec=spec, client_branding=client.branding):
             # Named after the change most likely to have lengthened the SMS.
             field = next((key for key in SMS_SETTINGS if key in patch), next(iter(patch)))
             raise FieldProblems([FieldError(field=field, message=problem)])
