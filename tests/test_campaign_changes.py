@@ -186,3 +186,35 @@ async def test_campaign_list_is_paginated_and_filtered_by_status(tenant: Tenant)
     for field, value in (("status", "gone"), ("limit", 0), ("cursor", uuid.uuid4())):
         answer = (await tenant.get("/v1/campaigns", **{field: value})).json()
         assert refused_fields(answer) == {field}, (field, answer)
+
+
+DATA_PROCESSING_FORM = {"key": "gdpr", "purpose": "data-processing", "channel": "any",
+                        "mandatory": True, "texts": {"en": {"text": "We keep your data.",
+                                                            "version": "1"}}}
+# A campaign of each shape a client may create: settings stored beside others (defaults, or
+# those a shape leaves out) must not turn a later change into a refusal.
+SHAPES = {
+    "plain": {"reminders": {"interval": "P2D", "max_count": 1}},
+    "channel plan": {"channel_plan": [{"channel": "letter"}, {"channel": "email", "after": "P3D"},
+                                      {"channel": "sms", "after": "P5D", "max": 2}]},
+    "payments": {"payments": True, "channel_plan": [{"channel": "sms"}]},
+    "mobile and email": {"collect": ["email", "mobile"], "languages": ["en"], "consents": [],
+                         "send_confirmation": True},
+    "verify existing": {"mode": "verify_existing", "languages": ["en"], "consents": []},
+    "worded and branded": {"incentive_text": "Win a bike", "branding": {
+        "primary_colour": "#1d4ed8"}, "messages": {"sms_invitation": {"en": {"text": "Hi!"}}}},
+    "reconsent": {"kind": "reconsent", "languages": ["en"], "consents": [DATA_PROCESSING_FORM]},
+}
+
+
+async def test_a_rename_leaves_every_other_setting_of_any_campaign_as_it_was(tenant: Tenant):
+    """A change of the name alone is accepted, whatever the campaign's shape, and changes
+    nothing else of it."""
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    for shape, settings in SHAPES.items():
+        created = await tenant.create_campaign(name=shape, **settings)
+        renamed = await tenant.http.patch(f"/v1/campaigns/{created['id']}", headers=tenant.auth,
+                                          json={"name": f"{shape}, renamed"})
+        assert renamed.status_code == 200, (shape, renamed.text)
+        spec = renamed.json()["spec"]
+        assert {**spec, "name": shape} == created["spec"], shape
