@@ -733,8 +733,9 @@ async def test_a_change_that_would_make_an_open_claims_sms_too_long_is_refused(t
 
 
 async def test_a_custom_domain_too_long_for_an_open_claims_sms_is_refused(tenant):
-    """The client's domain is in every SMS's link, those of running journeys too: one that
-    would leave an open claim's SMS too long is refused, naming the campaign."""
+    """The domain is in every SMS's link, those of running journeys too: one that would leave
+    an open claim's SMS too long is refused, the client's naming the campaign, and the
+    campaign's own."""
     campaign = await tenant.create_campaign(payments=True, channel_plan=[{"channel": "sms"}],
                                             name="Dunning")
     longest = reference((await longest_reference(tenant, campaign["id"]))[0])
@@ -758,3 +759,14 @@ async def test_a_custom_domain_too_long_for_an_open_claims_sms_is_refused(tenant
         f"campaign 'Dunning': 1 open journey is about a claim that the campaign's SMS could no "
         f"longer name, e.g. {longest!r}"), (labels, error)
     assert (await tenant.ok("GET", "/v1/branding"))["branding"].get("custom_domain") == kept
+    # The campaign's own branding, replaced or patched, is measured the same way.
+    path = f"/v1/campaigns/{campaign['id']}"
+    for method, where, body, field in (
+            ("PUT", f"{path}/branding", {"custom_domain": domain}, "custom_domain"),
+            ("PATCH", path, {"branding": {"custom_domain": domain}}, "branding")):
+        response = await tenant.http.request(method, where, headers=tenant.auth, json=body)
+        assert response.status_code == 422, (method, response.text)
+        [error] = response.json()["error"]["fields"]
+        assert error["field"] == field and error["message"].startswith(
+            "1 open journey is about a claim that the campaign's SMS could no longer name"), error
+    assert (await tenant.ok("GET", path))["spec"]["branding"] is None

@@ -212,7 +212,9 @@ async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, cl
     before = snapshot(campaign)
     branding = await check_branding(session, state.settings, client, body, under=client.branding)
     # A new dict: the JSON column notices reassignment, not changes inside it.
-    campaign.spec = {**campaign.spec, "branding": branding}
+    spec = {**campaign.spec, "branding": branding}
+    await check_open_claims(session, state, client, campaign, spec, field="custom_domain")
+    campaign.spec = spec
     await commit_change(session, state, campaign, before, actor)
     return campaign
 
@@ -328,13 +330,20 @@ async def changed_spec(session, state, client, campaign: Campaign,
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
     check_messages(spec, state.settings, client, before=campaign.spec)
-    if spec.get("payments"):
-        if problem := await open_claims_problem(session, state.settings, client, campaign,
-                                                spec=spec, client_branding=client.branding):
-            # Named after the change most likely to have lengthened the SMS.
-            field = next((key for key in SMS_SETTINGS if key in patch), next(iter(patch)))
-            raise FieldProblems([FieldError(field=field, message=problem)])
+    # Named after the change most likely to have lengthened the SMS.
+    await check_open_claims(session, state, client, campaign, spec, field=next(
+        (key for key in SMS_SETTINGS if key in patch), next(iter(patch))))
     return spec
+
+
+async def check_open_claims(session, state, client, campaign: Campaign, spec: dict[str, Any],
+                            *, field: str) -> None:
+    """Refuses a change (to `spec`) of a payment-reminder campaign that would leave an open
+    journey's SMS too long to name its claim."""
+    if spec.get("payments") and (problem := await open_claims_problem(
+            session, state.settings, client, campaign, spec=spec,
+            client_branding=client.branding)):
+        raise FieldProblems([FieldError(field=field, message=problem)])
 
 
 async def change_status(session, state, campaign: Campaign, new: str) -> None:
