@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import FieldProblems
-from api.schemas import CampaignCreate, ClaimIn, FieldError
+from api.schemas import CampaignCreate, ClaimIn, CodeSettings, FieldError
 from core.settings import Settings
 from core.vocabulary import FINAL_STAGES, Channel, JourneyKind
 from db.launches import plan_channels
@@ -216,7 +216,10 @@ def sms_text(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str, 
     and a long name."""
     context = longest_context(brand.name, settings, base_url=brand.base_url) | {
         **SAMPLE_CUSTOMER, "campaign_name": spec["name"], "incentive": spec.get("incentive_text"),
-        "claim": claim}
+        "claim": claim,
+        # As many minutes as a fresh code of the campaign is valid: up to 1440, not 10.
+        "valid_minutes": ceil(CodeSettings.model_validate(spec.get("verification") or {}
+                                                          ).code_ttl / MINUTE)}
     context["wording"] = wording_for(spec.get("messages"), kind, language, context)
     return render_sms(KINDS[kind].template, language, context)
 

@@ -379,3 +379,36 @@ async def test_verification_wording_the_client_cannot_send_is_refused(tenant: Te
     too_long = await tenant.ok("POST", "/v1/campaigns", {**base, "messages": {"sms_code": {
         "en": {"text": "{code} " + "is the code you type on the page. " * 20}}}}, status=422)
     assert "at most 4 allowed" in field_errors(too_long)["messages.sms_code.en.text"]
+
+
+async def test_code_sms_wording_is_measured_with_the_campaigns_code_validity(tenant: Tenant):
+    """The code SMS says how many minutes its code is valid: up to 1440 (P1D), not the 10 of
+    the default. Wording that fits only with fewer digits would go out in more segments."""
+    def wording(padding: int) -> dict:
+        return {"messages": {"sms_code": {"en": {
+            "text": "Your code {code} is valid {valid_minutes} minutes." + "." * padding}}}}
+
+    async def fits(campaign: dict, padding: int) -> bool:
+        response = await tenant.http.patch(f"/v1/campaigns/{campaign['id']}",
+                                           headers=tenant.auth, json=wording(padding))
+        if response.status_code == 422:
+            assert set(field_errors(response.json())) == {"messages.sms_code.en.text"}
+        return response.status_code == 200
+
+    minute, day = [await tenant.create_campaign(
+        collect=["mobile"], consents=[], languages=["en"], verification={"code_ttl": ttl})
+        for ttl in ("PT1M", "P1D")]
+    # The longest wording the one-minute campaign takes: its code SMS fills every segment.
+    fitting, too_long = 0, 1000
+    assert await fits(minute, fitting) and not await fits(minute, too_long)
+    while too_long - fitting > 1:
+        middle = (fitting + too_long) // 2
+        fitting, too_long = (middle, too_long) if await fits(minute, middle) else (
+            fitting, middle)
+    assert await fits(minute, fitting)
+    preview = await tenant.ok("GET", f"/v1/campaigns/{minute['id']}/messages/preview"
+                                     "?kind=sms_code")
+    assert preview["text"].startswith("Your code 123456 is valid 1 minutes."), preview
+    # With "1440" where "1" was, the same wording would not fit the other campaign's SMS.
+    assert not await fits(day, fitting)
+    assert await fits(day, fitting - 3)
