@@ -13,6 +13,7 @@ from api.schemas import FieldError
 from contacts import audit, normalise, suppression
 from contacts.audit import Actor
 from contacts.schemas import (
+    DEFAULT_LANGUAGE,
     SCALAR_FIELDS,
     AddressIn,
     AddressOut,
@@ -211,7 +212,7 @@ def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
     now = utcnow()
     contact = {"id": contact_id, "client_id": reg.client_id,
                "external_id": body.external_id or str(contact_id),
-               **scalars_of(body), "language": body.language or "en",
+               **scalars_of(body), "language": body.language or DEFAULT_LANGUAGE,
                "engagement_state": "never_engaged", "created_at": now, "updated_at": now}
     primary = next((i for i, a in enumerate(body.addresses) if a.primary), 0)
     points = distinct_points(body.contact_points)

@@ -45,6 +45,8 @@ Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
                                            pattern=r"^[A-Za-z]{2}$")]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 DEFAULT_REGION = "NL"
+# A contact's language when none is given; one it always has (its messages speak one).
+DEFAULT_LANGUAGE = "en"
 
 # The contact's own columns a client sets directly (everything else has its own endpoint).
 SCALAR_FIELDS = (
@@ -162,6 +164,12 @@ class ContactUpdate(ContactFields):
         if value is None:
             raise ValueError("a contact is a person or a company; it cannot be cleared")
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_cleared_to_the_default(cls, value: str | None) -> str:
+        # Omitted keeps the language; null restores the one a contact is created with.
+        return value or DEFAULT_LANGUAGE
 
 
 class AddressTypeIn(Strict):

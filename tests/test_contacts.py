@@ -118,6 +118,20 @@ async def test_a_name_is_one_line_without_direction_marks(tenant):
     assert [(e["line"], e["field"]) for e in errors] == [("3", "first_name"), ("5", "last_name")]
 
 
+async def test_null_clears_a_field_and_restores_the_language_default(tenant):
+    """A contact always has a language (its messages speak one): null restores the one a
+    contact is created with, as null restores a default elsewhere. It was written as null,
+    which the database refused, answered as a 409 "concurrent change; retry"."""
+    contact = await create(tenant, {"first_name": "Noor", "last_name": f"Bakker {uuid.uuid4()}",
+                                    "language": "nl"})
+    path = f"/v1/contacts/{contact['id']}"
+    cleared = await tenant.ok("PATCH", path, {"first_name": None, "language": None})
+    assert (cleared["first_name"], cleared["language"]) == (None, "en")
+    assert (await tenant.ok("GET", path))["language"] == "en"
+    assert (await tenant.ok("PATCH", path, {"language": "de"}))["language"] == "de"
+    assert (await tenant.ok("PATCH", path, {"last_name": "Bakker"}))["language"] == "de"
+
+
 async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
     await set_rule(tenant, address_types=[{"name": "home", "mandatory": True},
                                           {"name": "business"}, {"name": "billing"}])
