@@ -99,7 +99,9 @@ class CampaignLauncher:
                         session, client_id=campaign.client_id, spec=campaign.spec,
                         selection=input.selection, fallback=FALLBACK_CHANNELS))
                     return BeginLaunchResult(number=launch.number, selected=selected)
-            except IntegrityError:
+            except IntegrityError as err:
+                if not crud.collided(err):
+                    raise
                 continue  # an API launch took the number at the same moment: take the next
         raise RuntimeError("no free launch number after 3 tries")
 

@@ -260,7 +260,9 @@ async def _emails_of_known(session: AsyncSession, reg: Registry, actor: Actor,
             await savepoint.rollback()
             refused.append(_rejected(index, items[index], str(err), "email", contact_id))
             continue
-        except IntegrityError:
+        except IntegrityError as err:
+            if not crud.collided(err):
+                raise
             # A concurrent request gave the contact the same address first.
             await savepoint.rollback()
             continue

@@ -38,7 +38,7 @@ from core.kyc_rules import DOCUMENT_OF_FIELD
 from core.settings import Settings
 from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_type
 from core.vocabulary import CLIENT_ID, CONTACT_ID, KYC_STATE, DocumentType
-from db import kyc_crud
+from db import crud, kyc_crud
 from db.kyc_models import KycDocument
 from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact
@@ -183,7 +183,9 @@ async def accept_document(
     session.add(document)
     try:
         await session.commit()
-    except IntegrityError:
+    except IntegrityError as err:
+        if not crud.collided(err):
+            raise
         await session.rollback()
         # The rollback expired the contact, which the caller may go on with.
         await session.refresh(contact)

@@ -84,6 +84,21 @@ async def insert_ignoring_conflicts(session: AsyncSession, model: type,
         await session.execute(insert_ignoring_conflicts_stmt(session, model), rows)
 
 
+# PostgreSQL's SQLSTATEs of a write that met another's: a key taken, a row gone meanwhile.
+COLLISIONS = ("23505", "23503")
+
+
+def collided(err: IntegrityError) -> bool:
+    """Whether the write lost a race with a concurrent one (a unique key another request took
+    first, a row it deleted), which its caller answers; not a NOT NULL or CHECK constraint our
+    own code broke, which is a fault to see (a 500, logged), not a 409 to retry for ever."""
+    code = getattr(err.orig, "sqlstate", None)
+    if code is not None:
+        return code in COLLISIONS
+    # SQLite (the quickstart's) names the constraint in words.
+    return str(err.orig).startswith(("UNIQUE constraint failed", "FOREIGN KEY constraint failed"))
+
+
 COPY_FROM_ROWS = 20
 
 

@@ -138,7 +138,9 @@ async def applied(session: SessionDep, change: Awaitable[T]
         return None, error_response(422, "validation_error", "not acceptable", err.fields)
     except registry.Duplicate as dup:
         return None, duplicate_response(dup)
-    except IntegrityError:
+    except IntegrityError as err:
+        if not crud.collided(err):
+            raise
         await session.rollback()
         return None, refusal("conflict", "a concurrent change conflicts with this one; retry")
     return result, None
@@ -297,7 +299,9 @@ async def create_contact(
         return error_response(422, "validation_error", "contact is not acceptable", err.fields)
     except registry.Duplicate as dup:
         return duplicate_response(dup)
-    except IntegrityError:
+    except IntegrityError as err:
+        if not crud.collided(err):
+            raise
         # Lost a race with a concurrent create of the same contact: name the winner.
         await session.rollback()
         dup = await registry.find_duplicate(

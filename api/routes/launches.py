@@ -83,7 +83,9 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
     session.add(launch)
     try:
         await session.flush()
-    except IntegrityError:
+    except IntegrityError as err:
+        if not crud.collided(err):
+            raise
         # A scheduled launch took the number (it registers itself, without the lock).
         raise HTTPException(409, "another launch of this campaign began at the same moment"
                             ) from None

@@ -17,7 +17,7 @@ from api.deps import ClientDep, SessionDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.schemas import FieldError, Slug
 from core.vocabulary import MARKETING_KINDS, MessageCategory
-from db import consents
+from db import consents, crud
 from db.models import ConsentDisplay, ConsentEvent, LegalText, MessagePolicy, Purpose
 
 router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
@@ -45,7 +45,9 @@ async def create_purpose(body: PurposeCreate, client: ClientDep, session: Sessio
     session.add(purpose)
     try:
         await session.commit()
-    except IntegrityError:
+    except IntegrityError as err:
+        if not crud.collided(err):
+            raise
         raise HTTPException(409, f"purpose {body.key!r} already exists") from None
     return purpose
 
