@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     create_model,
@@ -41,13 +42,22 @@ from messaging.wording import KINDS, placeholder_problem
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 
 
+def _language_of_tag(value: Any) -> Any:
+    """A locale's language: clients and their CSV files send `NL`, `nl-BE` or `nl_BE`."""
+    if isinstance(value, str):
+        return re.split(r"[-_]", value.strip(), maxsplit=1)[0].lower()
+    return value
+
+
 def _a_language(code: str) -> str:
-    if not localedata.exists(code):
+    if not (re.fullmatch(r"[a-z]{2}", code) and localedata.exists(code)):
         raise ValueError(f"{code!r} is not a language code (ISO 639-1, e.g. en, nl, de)")
     return code
 
 
-Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$"), AfterValidator(_a_language)]
+Language = Annotated[str, BeforeValidator(_language_of_tag), AfterValidator(_a_language),
+                     WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{2}([-_].*)?$",
+                                     "examples": ["nl", "nl-BE"]})]
 
 
 def _supported(code: str) -> str:

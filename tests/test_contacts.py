@@ -132,6 +132,26 @@ async def test_null_clears_a_field_and_restores_the_language_default(tenant):
     assert (await tenant.ok("PATCH", path, {"last_name": "Bakker"}))["language"] == "de"
 
 
+async def test_a_locale_or_upper_case_code_is_taken_as_its_language(tenant):
+    """Clients and their exports send locales (`nl-BE`, `nl_BE`) and upper case (`NL`): each
+    is the language nl. What is no language is a field error saying what is expected."""
+    n = uuid.uuid4().hex[:8]
+    languages = {}
+    for given in ("NL", "nl-BE", "pt_BR"):
+        contact = await create(tenant, {"last_name": f"Tag {given} {n}", "language": given})
+        languages[given] = contact["language"]
+    assert languages == {"NL": "nl", "nl-BE": "nl", "pt_BR": "pt"}
+    path = f"/v1/contacts/{contact['id']}"
+    assert (await tenant.ok("PATCH", path, {"language": "DE"}))["language"] == "de"
+    for wrong in ("dutch", "xx", "x", "42"):
+        refused = await tenant.ok("PATCH", path, {"language": wrong}, status=422)
+        assert refused["error"]["fields"] == [{"field": "language", "message": (
+            f"{wrong!r} is not a language code (ISO 639-1, e.g. en, nl, de)")}]
+    campaign = await tenant.create_campaign(languages=["EN", "nl-NL"], default_language="NL")
+    assert (campaign["spec"]["languages"], campaign["spec"]["default_language"]) == (
+        ["en", "nl"], "nl")
+
+
 async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
     await set_rule(tenant, address_types=[{"name": "home", "mandatory": True},
                                           {"name": "business"}, {"name": "billing"}])
