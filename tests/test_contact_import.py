@@ -392,3 +392,17 @@ async def test_an_import_whose_workflow_never_started_starts_when_read(tenant, s
             assert read.status_code == 503, read.text
     job = await finished(tenant, job_id)
     assert (job["created"], job["failed"], job["reason"]) == (30, 0, None)
+
+
+async def test_a_locale_in_the_language_column_is_taken_as_its_language(tenant):
+    """CRM exports write locales (`nl-BE`) and upper case (`DE`); a row is not lost for it."""
+    n = uuid.uuid4().hex[:6]
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,last_name,language\r\nbe-{n},Peeters,nl-BE\r\nde-{n},Weber,DE\r\n"
+        f"xx-{n},Nobody,klingon\r\n").encode()))["id"])
+    assert (job["created"], job["failed"]) == (2, 1), job
+    languages = {c["external_id"]: c["language"]
+                 for c in (await tenant.get("/v1/contacts", q=n)).json()["items"]}
+    assert languages == {f"be-{n}": "nl", f"de-{n}": "de"}
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"]) for e in errors] == [("4", "language")]
