@@ -195,6 +195,15 @@ class WebhookEndpointUpdate(Strict):
         default=None, description="Enabling a failing endpoint clears `failing` and resumes "
         "its pending deliveries; replay the time it was off to get what it missed.")
 
+    @field_validator("url", "events", "enabled")
+    @classmethod
+    def _not_cleared(cls, value: Any, info: ValidationInfo) -> Any:
+        # Left out keeps the setting; null took effect as "left out", silently.
+        if value is None:
+            raise ValueError(f"an endpoint always has its {info.field_name}: give one, or leave "
+                             "it out to keep it")
+        return value
+
 
 class SecretRotation(Strict):
     overlap: Duration = Field(

@@ -301,3 +301,19 @@ async def test_a_page_cursor_past_what_the_database_holds_is_a_field_error(tenan
         response = await tenant.http.get(path, params={name: 2**31}, headers=tenant.auth)
         assert response.status_code == 422, (path, response.text)
         assert [f["field"] for f in response.json()["error"]["fields"]] == [name]
+
+
+async def test_a_change_names_what_it_changes_and_null_clears_only_the_description(tenant):
+    """`events: null` was answered 200 and changed nothing: the client believed it had reset
+    the endpoint to every event. Null clears the description only; the rest must be given."""
+    created = await tenant.ok("POST", "/v1/webhook-endpoints", {
+        "url": "https://hooks.example/changes", "events": ["journey.expired"],
+        "description": "expiries"}, status=201)
+    path = f"/v1/webhook-endpoints/{created['id']}"
+    for field in ("url", "events", "enabled"):
+        refused = await tenant.ok("PATCH", path, {field: None}, status=422)
+        [error] = refused["error"]["fields"]
+        assert error["field"] == field and "leave it out to keep it" in error["message"], error
+    changed = await tenant.ok("PATCH", path, {"events": ["*"], "description": None})
+    assert (changed["events"], changed["description"], changed["url"]) == (
+        ["*"], None, "https://hooks.example/changes")
