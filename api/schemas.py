@@ -155,6 +155,15 @@ def positive(value: timedelta) -> timedelta:
     return value
 
 
+def never_null(value: Any, info: ValidationInfo) -> Any:
+    """For a change of a setting that always has a value: left out, it is kept; null was taken
+    as left out, silently, where the client meant to clear or reset it."""
+    if value is None:
+        raise ValueError(f"{info.field_name} always has a value: give one, or leave it out to "
+                         "keep it")
+    return value
+
+
 # --- webhook endpoints ---------------------------------------------------------------------
 
 WebhookEventName = Literal[
@@ -195,14 +204,7 @@ class WebhookEndpointUpdate(Strict):
         default=None, description="Enabling a failing endpoint clears `failing` and resumes "
         "its pending deliveries; replay the time it was off to get what it missed.")
 
-    @field_validator("url", "events", "enabled")
-    @classmethod
-    def _not_cleared(cls, value: Any, info: ValidationInfo) -> Any:
-        # Left out keeps the setting; null took effect as "left out", silently.
-        if value is None:
-            raise ValueError(f"an endpoint always has its {info.field_name}: give one, or leave "
-                             "it out to keep it")
-        return value
+    _not_cleared = field_validator("url", "events", "enabled")(never_null)
 
 
 class SecretRotation(Strict):

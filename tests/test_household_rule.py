@@ -135,3 +135,10 @@ async def test_settings_validation(tenant):
                                   headers=tenant.auth)
     assert bad.status_code == 422
     assert bad.json()["error"]["fields"][0]["field"] == "household_rule"
+    # Null was taken as "left out", silently: each setting always has a value.
+    for field in ("household_rule", "gdpr_consequence", "unverified_retention_days"):
+        cleared = await tenant.http.patch("/v1/settings", json={field: None},
+                                          headers=tenant.auth)
+        assert cleared.status_code == 422, cleared.text
+        assert cleared.json()["error"]["fields"] == [{"field": field, "message": (
+            f"{field} always has a value: give one, or leave it out to keep it")}]

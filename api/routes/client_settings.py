@@ -1,11 +1,11 @@
 """A client's own settings, e.g. its household rule for contact points."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.deps import ClientDep, SessionDep
 from api.errors import ERROR_RESPONSES
-from api.schemas import Strict
+from api.schemas import Strict, never_null
 from core.vocabulary import GdprConsequence, HouseholdRule
 
 router = APIRouter(prefix="/v1/settings", tags=["settings"], responses=ERROR_RESPONSES)
@@ -23,6 +23,9 @@ class ClientSettingsUpdate(Strict):
     household_rule: HouseholdRule | None = None
     gdpr_consequence: GdprConsequence | None = None
     unverified_retention_days: int | None = Field(default=None, ge=1, le=3650)
+
+    _not_cleared = field_validator("household_rule", "gdpr_consequence",
+                                   "unverified_retention_days")(never_null)
 
 
 def settings_out(client) -> ClientSettings:
