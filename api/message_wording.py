@@ -183,6 +183,9 @@ async def open_claims_problem(session: AsyncSession, settings: Settings, client:
     `client_branding` could not send the SMS of the campaign's open journeys, or None: such
     an SMS would be skipped when sent, unseen by the client who made the change. The journeys
     read the wording and branding when they send, but keep the plan they started with."""
+    if not campaign.spec.get("payments"):  # fixed once created: no claims to name
+        return None
+
     def claim_sms(version: dict[str, Any], branding: dict[str, Any] | None,
                   sends: bool | None = None) -> ClaimSms:
         return ClaimSms(version, brand_for(client.name, branding, version.get("branding"),

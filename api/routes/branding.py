@@ -107,9 +107,8 @@ async def replace_branding(body: BrandingIn, client: ClientDep, session: Session
     problems = []
     for campaign in await session.scalars(select(Campaign).where(
             Campaign.client_id == client.id, Campaign.status != "archived")):
-        if campaign.spec.get("payments") and (problem := await open_claims_problem(
-                session, state.settings, client, campaign, spec=campaign.spec,
-                client_branding=branding)):
+        if problem := await open_claims_problem(session, state.settings, client, campaign,
+                                                spec=campaign.spec, client_branding=branding):
             problems.append(FieldError(field="custom_domain",
                                        message=f"campaign {campaign.name!r}: {problem}"))
     if problems:

@@ -340,9 +340,8 @@ async def check_open_claims(session, state, client, campaign: Campaign, spec: di
                             *, field: str) -> None:
     """Refuses a change (to `spec`) of a payment-reminder campaign that would leave an open
     journey's SMS too long to name its claim."""
-    if spec.get("payments") and (problem := await open_claims_problem(
-            session, state.settings, client, campaign, spec=spec,
-            client_branding=client.branding)):
+    if problem := await open_claims_problem(session, state.settings, client, campaign,
+                                            spec=spec, client_branding=client.branding):
         raise FieldProblems([FieldError(field=field, message=problem)])
 
 
