@@ -130,9 +130,14 @@ class WebhookEndpoint(Base):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("client_id", "idempotency_key"),)
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     name: Mapped[str] = mapped_column(String(200))
+    # The Idempotency-Key it was created with, and the SHA-256 of that request, so that the
+    # request sent again answers with this campaign and another request with the key is refused.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
     # The validated campaign definition (api.schemas.CampaignSpec) as JSON.
     spec: Mapped[dict[str, Any]]

@@ -1,7 +1,8 @@
 """Changing a campaign after it started, as a client does it over the API: settings merged into
 the campaign and checked as on creation, journeys started after the change follow the new
 settings while running ones keep theirs, every change kept with who made it and announced by
-webhook; and the list of campaigns, paginated and filtered by status."""
+webhook; the list of campaigns, paginated and filtered by status; and a create sent again with
+its Idempotency-Key."""
 
 import asyncio
 import uuid
@@ -186,6 +187,46 @@ async def test_campaign_list_is_paginated_and_filtered_by_status(tenant: Tenant)
     for field, value in (("status", "gone"), ("limit", 0), ("cursor", uuid.uuid4())):
         answer = (await tenant.get("/v1/campaigns", **{field: value})).json()
         assert refused_fields(answer) == {field}, (field, answer)
+
+
+async def test_a_campaign_created_again_with_its_idempotency_key_is_the_one_created(
+        tenant: Tenant, other_tenant: Tenant):
+    """A client retrying a create whose answer it lost gets the campaign, not a second one."""
+    body = {"name": "Retried", "languages": ["en"], "consents": [], "expires_after": "P1D"}
+    key = f"create-{uuid.uuid4().hex[:8]}"
+
+    async def create(as_: Tenant, campaign: dict[str, Any], key: str | None = key) -> Any:
+        return await as_.http.post("/v1/campaigns", json=campaign, headers={
+            **as_.auth, **({"Idempotency-Key": key} if key is not None else {})})
+
+    first = await create(tenant, body)
+    assert first.status_code == 201, first.text
+    # Sent again, and sent several times at once, as a client's retries may be.
+    answers = [await create(tenant, body), *await asyncio.gather(
+        *(create(tenant, body, key="at-once") for _ in range(4)))]
+    assert [a.status_code for a in answers] == [201] * 5, [a.text for a in answers]
+    assert answers[0].json() == first.json()
+    assert "Idempotent-Replayed" not in first.headers
+    assert answers[0].headers["Idempotent-Replayed"] == "true"
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers[1:]) == 3
+    assert len({a.json()["id"] for a in answers[1:]}) == 1
+    # The same campaign spelt otherwise (a default written out) is the same request.
+    assert (await create(tenant, {**body, "mode": "collect"})).json()["id"] == \
+        first.json()["id"]
+    names = [c["name"] for c in (await tenant.ok("GET", "/v1/campaigns"))["items"]]
+    assert names == ["Retried", "Retried"]
+
+    # Another campaign with the key is the client's bug, not a retry to answer as the first.
+    other = await create(tenant, {**body, "name": "Another"})
+    assert other.status_code == 409, other.text
+    assert "Idempotency-Key" in other.json()["error"]["message"]
+    # Keys are the client's own: another client's same key creates its campaign.
+    theirs = await create(other_tenant, body)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+    # Without a key every create is a new campaign; an empty key is refused.
+    assert (await create(tenant, body, key=None)).json()["id"] != first.json()["id"]
+    empty = await create(tenant, body, key="")
+    assert empty.status_code == 422 and refused_fields(empty.json()) == {"Idempotency-Key"}
 
 
 DATA_PROCESSING_FORM = {"key": "gdpr", "purpose": "data-processing", "channel": "any",
