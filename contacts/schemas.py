@@ -165,6 +165,12 @@ class ContactUpdate(ContactFields):
             raise ValueError("a contact is a person or a company; it cannot be cleared")
         return value
 
+    @field_validator("tags", "categories")
+    @classmethod
+    def _labels_cleared(cls, value: list[str] | None) -> list[str]:
+        # Omitted keeps them; null clears them, as it clears any other field of a contact.
+        return value or []
+
     @field_validator("language")
     @classmethod
     def _language_cleared_to_the_default(cls, value: str | None) -> str:

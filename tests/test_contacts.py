@@ -132,6 +132,22 @@ async def test_null_clears_a_field_and_restores_the_language_default(tenant):
     assert (await tenant.ok("PATCH", path, {"last_name": "Bakker"}))["language"] == "de"
 
 
+async def test_null_clears_tags_and_categories(tenant):
+    """As it clears any other field; it was taken as "left out", answered 200, and kept them."""
+    contact = await create(tenant, {"last_name": f"Visser {uuid.uuid4()}", "tags": ["vip"],
+                                    "categories": ["retail"]})
+    path = f"/v1/contacts/{contact['id']}"
+    kept = await tenant.ok("PATCH", path, {"first_name": "Sem"})
+    assert (kept["tags"], kept["categories"]) == (["vip"], ["retail"])
+    cleared = await tenant.ok("PATCH", path, {"tags": None, "categories": None})
+    assert (cleared["tags"], cleared["categories"]) == ([], [])
+    assert (await tenant.ok("GET", path))["tags"] == []
+    assert (await tenant.get("/v1/contacts", tag="vip")).json()["items"] == []
+    [change] = [e for e in (await tenant.ok("GET", f"{path}/audit"))["items"]
+                if e["action"] == "update" and "tags" in e["detail"]["changes"]]
+    assert set(change["detail"]["changes"]) == {"tags", "categories"}
+
+
 async def test_a_locale_or_upper_case_code_is_taken_as_its_language(tenant):
     """Clients and their exports send locales (`nl-BE`, `nl_BE`) and upper case (`NL`): each
     is the language nl. What is no language is a field error saying what is expected."""
