@@ -196,7 +196,8 @@ async def test_unknown_journey_and_campaign_ids(tenant):
     assert (await tenant.get("/v1/journeys/not-a-uuid")).status_code == 422
 
 
-@pytest.mark.parametrize("path", ["/c/unknown-token", "/v/unknown-token", "/c/" + "a" * 300])
+@pytest.mark.parametrize("path", ["/c/unknown-token", "/v/unknown-token", "/c/" + "a" * 300,
+                                  "/c/unknown-token/nonsense", "/c/", "/p", "/nowhere"])
 async def test_unknown_link_shows_a_friendly_404_page(http, path):
     response = await http.get(path)
     assert response.status_code == 404
