@@ -4,6 +4,7 @@ A code is stored only as an HMAC; a retried send of the same step sends nothing 
 
 import hmac
 import math
+import unicodedata
 import uuid
 from datetime import timedelta
 
@@ -122,7 +123,9 @@ class CodeSender:
                 return CheckCodeResult("locked", 0)
             if row.expires_at <= input.at:
                 return CheckCodeResult("expired", left)
-            given = "".join(ch for ch in input.code if ch.isdigit())
+            # Any script's digits, as a phone's keyboard types them (Arabic-Indic, Persian,
+            # full-width), are the code's digits.
+            given = "".join(str(unicodedata.decimal(ch)) for ch in input.code if ch.isdecimal())
             if len(given) != CODE_DIGITS:
                 # A typing slip (too few digits, letters) cannot be a guess at the code: it
                 # costs no try.
