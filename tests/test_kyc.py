@@ -730,6 +730,16 @@ async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     assert changes == ["assigned", "verified", "changed", "changed", "changed"]
 
 
+async def test_a_definition_created_four_times_at_once_is_one_and_three_conflicts(tenant):
+    """A client retrying a create whose answer it lost, several times at once: the same 409 as
+    when the copies come one after another, not a 500 for each one that lost the race."""
+    body = {"name": "Level 1", "level": 1, "rules": {"person": IDENTITY}}
+    answers = await asyncio.gather(*(tenant.post("/v1/kyc/definitions", body) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], \
+        [a.text for a in answers]
+    assert len((await tenant.get("/v1/kyc/definitions")).json()) == 1
+
+
 async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settings, temporal_env):
     """The profile's timer lives in Temporal: a worker stopped mid-wait and a new one started
     (with nothing in its cache) expires the profile when it is due."""

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -34,7 +35,7 @@ from core.kyc_contracts import NotifyExpiringInput, RefuteKycInput, VerifyKycInp
 from core.kyc_rules import level_conflicts, rules_of
 from core.storage import LocalDirectoryStorage
 from core.vocabulary import KYC_LIVE_STATES, DocumentType, ErrorType
-from db import kyc_crud
+from db import crud, kyc_crud
 from db.kyc_models import KycDefinition, KycDocument, KycEvent, KycProfile
 from db.models import Contact
 from workflows.kyc import KycWorkflow
@@ -49,13 +50,15 @@ UPLOAD_RESPONSES = {
 
 # --- definitions ---------------------------------------------------------------------------
 
+EXISTS = "a definition with this level or name exists"
+
 
 @router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=KycDefinitionOut)
 async def create_definition(body: KycDefinitionCreate, client: ClientDep, session: SessionDep):
     others = list(await session.scalars(
         select(KycDefinition).where(KycDefinition.client_id == client.id)))
     if any(d.level == body.level or d.name == body.name for d in others):
-        raise HTTPException(409, "a definition with this level or name exists")
+        raise HTTPException(409, EXISTS)
     rules = body.rules.model_dump(mode="json")
     problems = level_conflicts(
         body.level, {k: rules_of(v) for k, v in rules.items()},
@@ -68,7 +71,13 @@ async def create_definition(body: KycDefinitionCreate, client: ClientDep, sessio
         requires_verification=body.requires_verification, max_credit_limit=body.max_credit_limit,
         expires_after=body.expires_after, remind_before=body.remind_before, rules=rules)
     session.add(definition)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as err:
+        # A copy sent at the same time passed the check above too, and stored it first.
+        if not crud.collided(err):
+            raise
+        raise HTTPException(409, EXISTS) from None
     return definition
 
 
