@@ -92,8 +92,12 @@ async def legal_text(
 
 async def texts_for_purposes(
     session: AsyncSession, *, client_id: uuid.UUID, language: str, fallback: str,
+    decided: dict[tuple[str, str], ConsentEvent],
 ) -> dict[str, LegalText]:
-    """Newest text per purpose in the language, else in the fallback language."""
+    """Newest text per purpose in the language, else in the fallback language. A purpose the
+    contact has decided on (`decided`, as `preferences()` has it) with a text in neither gets
+    the text of its newest decision: a withdrawal must always be recordable, and a standing
+    opt-in shown to be withdrawn, whatever language its text is in."""
     rows = (await session.scalars(select(LegalText).where(
         LegalText.client_id == client_id, LegalText.language.in_({language, fallback}))
         .order_by(LegalText.created_at))).all()
@@ -102,7 +106,15 @@ async def texts_for_purposes(
         current = best.get(row.purpose_key)
         if current is None or row.language == language or current.language != language:
             best[row.purpose_key] = row
+    for event in sorted(decided.values(), key=lambda e: e.given_at, reverse=True):
+        best.setdefault(event.purpose, text_of(event))
     return best
+
+
+def text_of(event: ConsentEvent) -> LegalText:
+    """The text a ledger entry was decided under, to record another decision under it."""
+    return LegalText(language=event.legal_text_language, version=event.legal_text_version,
+                     text=event.legal_text, sha256=event.legal_text_sha256)
 
 
 @dataclass
@@ -215,9 +227,7 @@ async def lapse_email_opt_ins(session: AsyncSession, *, contact: Contact, at: da
     current = await preferences(session, contact_id=contact.id)
     lapsed = [Decision(
         purpose=e.purpose, channel=e.channel, granted=False, given_at=at, source=ConsentSource.system,
-        shown_in=shown_in, actor=actor,
-        text=LegalText(language=e.legal_text_language, version=e.legal_text_version,
-                       text=e.legal_text, sha256=e.legal_text_sha256))
+        shown_in=shown_in, actor=actor, text=text_of(e))
         for (purpose, channel), e in current.items()
         if channel == Channel.email and governing(current, purpose, channel).granted
         and (only_purposes is None or purpose in only_purposes)]

@@ -806,3 +806,47 @@ async def test_journey_messages_the_client_calls_marketing_can_be_unsubscribed(
     prefs = await tenant.ok("GET", f"/v1/contacts/{contact_id}/preferences")
     assert ("newsletter", "email", False) in {(p["purpose"], p["channel"], p["granted"])
                                              for p in prefs}
+
+
+async def test_a_consent_in_a_language_of_neither_contact_nor_client_can_be_withdrawn(
+        tenant, sessions, http, mailbox):
+    """A German contact granted the newsletter under its only text, in Dutch (the client's
+    default is English): STOP answered "stop" and withdrew nothing, the one-click unsubscribe
+    was a 500 and the preference centre did not show the opt-in. Each now withdraws it, under
+    the text it was granted under, and the page shows it to be withdrawn."""
+    await setup_policies(tenant)
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts", {
+        "language": "nl", "version": "1", "text": "Stuur mij de nieuwsbrief."}, status=201)
+    from db.models import Contact, ContactPoint
+    from db.session import transaction
+    address, mobile = unique_email("dutch-text"), "+31612340001"
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id=address, language="de")
+        session.add(contact)
+        await session.flush()
+        session.add_all([ContactPoint(client_id=tenant.id, contact_id=contact.id, kind=kind,
+                                      value=value, verification_state="verified")
+                         for kind, value in [("email", address), ("mobile", mobile)]])
+    path = f"/v1/contacts/{contact.id}/consents"
+    await tenant.ok("POST", path, {"changes": [
+        {"purpose": "newsletter", "channel": channel, "granted": True, "source": "api",
+         "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "nl"}}
+        for channel in ("email", "sms")]}, status=201)
+    assert (await send(tenant, str(contact.id), "newsletter", "Unsere News"))["status"] == "sent"
+    [mail] = await mailbox.wait_for(address)
+
+    customer = Customer(http)
+    await customer.open(link_to(mail, "/p/"))
+    assert sorted(customer.ticked("granted")) == ["newsletter:email", "newsletter:sms"]
+    assert "Stuur mij de nieuwsbrief." in customer.page
+
+    one_click = await http.post(link_to(mail, "/u/"), data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200, one_click.text
+    stop = await tenant.post("/v1/inbound/sms", {"from": mobile, "text": "STOP"})
+    assert stop.json() == {"action": "stop", "contacts": 1}
+
+    prefs = await tenant.ok("GET", f"/v1/contacts/{contact.id}/preferences")
+    assert {(p["channel"], p["granted"]) for p in prefs} == {("email", False), ("sms", False)}
+    withdrawals = [e for e in await tenant.ok("GET", path) if not e["granted"]]
+    assert [(e["source"], e["legal_text"]["language"]) for e in withdrawals] == [
+        ("message_link", "nl"), ("sms_keyword", "nl")]

@@ -251,10 +251,10 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
     marketing = [k for k, p in purposes.items() if p.kind in MARKETING_KINDS]
     endpoints: list[str] = []
     for contact in contacts:
+        current = await consents.preferences(session, contact_id=contact.id)
         texts = await consents.texts_for_purposes(
             session, client_id=client.id, language=contact.language,
-            fallback=client.default_language)
-        current = await consents.preferences(session, contact_id=contact.id)
+            fallback=client.default_language, decided=current)
         granted = word in START_WORDS
         decisions = [
             consents.Decision(purpose=p, channel=Channel.sms, granted=granted, given_at=at,

@@ -53,12 +53,14 @@ def page_language(link: LinkToken, contact: Contact) -> str:
     return (link.scope or {}).get("language") or contact.language
 
 
-async def offered(session, client: Client, language: str) -> list[dict]:
-    """Marketing purposes with the text a customer is shown when choosing them."""
+async def offered(session, client: Client, language: str, current: dict) -> list[dict]:
+    """Marketing purposes with the text a customer is shown when choosing them; `current`: the
+    contact's decisions, whose purposes are shown whatever language their text is in."""
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     texts = await consents.texts_for_purposes(session, client_id=client.id,
                                               language=language,
-                                              fallback=client.default_language)
+                                              fallback=client.default_language,
+                                              decided=current)
     return [{"key": p.key, "name": p.name, "text": texts[p.key].text, "legal": texts[p.key]}
             for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
 
@@ -96,10 +98,10 @@ async def _page(request: Request, state, session, link: LinkToken, contact: Cont
     ones too, to untick) rather than the saved choices, so no other change is lost.
     `unknown`: the form chose something this page does not offer."""
     language = page_language(link, contact)
-    offers = await offered(session, client, language)
+    current = await consents.preferences(session, contact_id=contact.id)
+    offers = await offered(session, client, language, current)
     if ticked is None:
-        ticked = granted_boxes(await consents.preferences(session, contact_id=contact.id),
-                               [p["key"] for p in offers])
+        ticked = granted_boxes(current, [p["key"] for p in offers])
     reach = await reachable(session, contact)
     # A purpose with no box to show (its only channel moved away) is not shown at all: a
     # text without a choice, and no display recorded for it.
@@ -153,7 +155,7 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     ticked = set(form.getlist("granted"))
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
-    purposes = await offered(session, client, page_language(link, contact))
+    purposes = await offered(session, client, page_language(link, contact), current)
     # A tampered or stale form (a purpose no longer offered, a channel that is none of ours, a
     # grant on every channel that is not standing) is refused whole rather than saved without
     # the choice the customer thinks they made.
@@ -244,7 +246,7 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
     if consents.changed(current, purpose, channel, False):
         text = (await consents.texts_for_purposes(
             session, client_id=client.id, language=contact.language,
-            fallback=client.default_language))[purpose]
+            fallback=client.default_language, decided=current))[purpose]
         _, endpoints = await consents.record(session, contact=contact, decisions=[
             consents.Decision(purpose=purpose, channel=channel, granted=False, given_at=given_at,
                               source=ConsentSource.message_link, text=text,
