@@ -13,7 +13,6 @@ from babel.numbers import get_currency_precision, get_territory_currencies
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +20,7 @@ from pydantic import (
     Field,
     HttpUrl,
     StringConstraints,
+    UrlConstraints,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -40,6 +40,21 @@ from messaging.rendering import supported_languages
 from messaging.wording import KINDS, placeholder_problem
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+
+
+def _an_instant(value: datetime) -> datetime:
+    """A time stored and compared in UTC: one without a time zone names no instant, and one
+    whose UTC falls outside the calendar (year 1 at +01:00) cannot be stored or compared."""
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2026-05-01T10:00:00Z")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") from None
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_an_instant)]
 
 
 def _language_of_tag(value: Any) -> Any:
@@ -190,14 +205,18 @@ WebhookEventName = Literal[
 DeliveryStatusName = Literal["pending", "delivered", "failed"]
 
 
+# As long as the column that stores it: a URL may be longer (2,083 characters).
+WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
+
+
 class WebhookEndpointCreate(Strict):
-    url: AnyHttpUrl
+    url: WebhookUrl
     events: list[WebhookEventName] = Field(min_length=1)
     description: str | None = Field(default=None, max_length=500)
 
 
 class WebhookEndpointUpdate(Strict):
-    url: AnyHttpUrl | None = None
+    url: WebhookUrl | None = None
     events: list[WebhookEventName] | None = Field(default=None, min_length=1)
     description: str | None = Field(default=None, max_length=500)
     enabled: JsonBool | None = Field(
@@ -269,8 +288,8 @@ class WebhookDeliveryOut(BaseModel):
 
 
 class ReplayRequest(Strict):
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Instant
+    until: Instant
 
     @field_validator("until")
     @classmethod
@@ -970,7 +989,7 @@ class JourneyOut(BaseModel):
 
 
 class PaymentCompleted(Strict):
-    paid_at: AwareDatetime | None = Field(default=None, description="default: now")
+    paid_at: Instant | None = Field(default=None, description="default: now")
     reference: ClaimReference | None = Field(
         default=None, description="if given, must be the journey's claim reference")
     amount: Amount | None = Field(default=None, description="in the claim's currency's "

@@ -3,7 +3,6 @@ media and their lookup, activity feed, audit trail and the GDPR actions."""
 
 import re
 import uuid
-from datetime import datetime
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -28,7 +27,7 @@ from api.deps import (
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
-from api.schemas import MAX_INT4, FieldError
+from api.schemas import MAX_INT4, FieldError, Instant
 from contacts import audit, feed, gdpr, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
@@ -330,7 +329,7 @@ async def list_contacts(
         "without it, in any one channel"),
     consent_granted: bool = True,
     consent_channel: Channel | None = None,
-    updated_since: datetime | None = None,
+    updated_since: Instant | None = None,
     undeliverable: bool | None = Query(
         None, description="true: has an email, mobile or postal address a hard bounce marked "
         "undeliverable; false: has none"),
@@ -361,9 +360,6 @@ async def list_contacts(
             consent_purpose, consent_granted, [consent_channel] if consent_channel is not None
             else searched_channels(purpose)))
     if updated_since is not None:
-        if updated_since.tzinfo is None:
-            raise RequestValidationError([{"loc": ("query", "updated_since"),
-                                           "msg": "needs a time zone", "type": "value_error"}])
         query = query.where(Contact.updated_at >= updated_since)
     if undeliverable is not None:
         bounced = or_(
@@ -558,13 +554,11 @@ async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Sessi
 async def contact_activity(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
     type: list[Literal["journey", "message", "consent", "data"]] | None = Query(None),
-    since: datetime | None = None, limit: int = Query(100, ge=1, le=1000),
+    since: Instant | None = None, limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=200,
                                description="next_cursor of the previous page"),
 ) -> ActivityPage:
     """The contact's business events, oldest first, a page at a time."""
-    if since is not None and since.tzinfo is None:
-        raise FieldProblems([FieldError(field="since", message="needs a time zone")])
     try:
         after = feed.decode_cursor(cursor) if cursor is not None else None
     except feed.BadCursor as err:
