@@ -101,9 +101,12 @@ def document_details(document_type: str, number: str | None,
     if (expires_at or "").strip():
         try:
             expiry = _expiry(expires_at.strip())
-        except ValidationError:
-            errors.append(FieldError(field="expires_at",
-                                     message="a date (2031-12-31) or date and time"))
+        except ValidationError as err:
+            # Our validator's words say what is wrong with a date; pydantic's parser's do not.
+            [problem] = err.errors()
+            errors.append(FieldError(field="expires_at", message=problem["msg"].removeprefix(
+                "Value error, ") if problem["type"] == "value_error"
+                else "a date (2031-12-31) or date and time"))
     if errors:
         raise DocumentRejected(422, errors)
     assert kind is not None

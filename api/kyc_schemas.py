@@ -21,7 +21,14 @@ from core.vocabulary import DocumentType, KycField
 
 def as_utc(value: datetime) -> datetime:
     # A bare date or naive time from a form or a client means UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-05:00 is past the last day a datetime holds.
+        raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") \
+            from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]

@@ -661,6 +661,37 @@ async def test_an_expiry_corrected_into_the_past_expires_the_profile(tenant, ses
     assert event.payload["data"]["kyc"]["state"] == "expired"
 
 
+async def test_an_expiry_at_the_calendars_edge_is_a_field_error(tenant, sessions, http,
+                                                               mailbox):
+    """A date and time whose UTC falls past the year 9999 or before the year 1: the field is
+    refused, on upload, correction and the customer's page, as any other bad date."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    for edge in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:30:00+01:00"):
+        uploaded = await upload(tenant, contact_id, expires_at=edge)
+        assert uploaded.status_code == 422, uploaded.text
+        assert uploaded.json()["error"]["fields"] == [{
+            "field": "expires_at",
+            "message": "is out of range: in UTC it falls outside the years 1 to 9999"}]
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    [document] = (await profile(tenant, contact_id))["documents"]
+    for edge in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:30:00+01:00"):
+        corrected = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                            json={"expires_at": edge}, headers=tenant.auth)
+        assert corrected.status_code == 422, corrected.text
+        [problem] = corrected.json()["error"]["fields"]
+        assert problem["field"] == "expires_at" and "9999" in problem["message"], problem
+
+    customer = Customer(http)
+    await customer.open(link)
+    posted = await http.post(link, data={
+        **customer.hidden_fields(), "document_type": "id_card", "number": "NL1",
+        "expires_at": "9999-12-31T23:59:59-05:00"}, files={"file": ("id.png", PNG, "image/png")})
+    assert posted.status_code == 422
+    assert "Enter the date like 2031-12-31." in posted.text
+    assert len((await profile(tenant, contact_id))["documents"]) == 1
+
+
 async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     basic = await define(tenant, 1, IDENTITY, max_credit_limit="500.00")
     identified = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)
