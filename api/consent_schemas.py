@@ -58,14 +58,21 @@ class MessagePolicyOut(BaseModel):
     purpose: str | None
 
 
-def with_time_zone(value: datetime | None) -> datetime | None:
+# No consent decision or SMS reply is older; one near year 1 in a zone ahead of UTC is not even
+# a moment the database can store.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def a_moment(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("must include a time zone, e.g. 2026-05-01T10:00:00Z")
+    if value is not None and value < EARLIEST:
+        raise ValueError(f"must be {EARLIEST.date().isoformat()} or later")
     return value
 
 
 def not_in_future(value: datetime) -> datetime:
-    with_time_zone(value)
+    a_moment(value)
     if value > datetime.now(UTC):
         raise ValueError("cannot be in the future: it is when the customer gave the consent")
     return value
@@ -135,7 +142,7 @@ class InboundSms(Strict):
     text: str = Field(max_length=1600)
     received_at: datetime | None = None
 
-    _received_at = field_validator("received_at")(with_time_zone)
+    _received_at = field_validator("received_at")(a_moment)
 
 
 ALLOWED_DOCUMENT_TYPES = ("application/pdf", "image/png", "image/jpeg")

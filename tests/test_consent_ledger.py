@@ -850,3 +850,35 @@ async def test_a_consent_in_a_language_of_neither_contact_nor_client_can_be_with
     withdrawals = [e for e in await tenant.ok("GET", path) if not e["granted"]]
     assert [(e["source"], e["legal_text"]["language"]) for e in withdrawals] == [
         ("message_link", "nl"), ("sms_keyword", "nl")]
+
+
+async def test_a_decision_dated_before_1900_is_a_field_error(tenant):
+    """A given_at in year 1 with a zone ahead of UTC was a 500 (it cannot be stored), and lost
+    an import's good items with it: it is the field's error, the import keeping the others."""
+    contact = await newsletter_contact(tenant, "ancient")
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "1", "text": "We keep your data."})
+    ancient = "0001-01-01T00:30:00+01:00"
+    for path, body, field in [
+            (f"/v1/contacts/{contact['id']}/consents",
+             {"changes": [dated("email", True, 1, source="api", given_at=ancient)]},
+             "changes[0].given_at"),
+            (f"/v1/contacts/{contact['id']}/gdpr-consent",
+             {"state": "accepted", "purpose": "data-processing", "source": "back_office",
+              "given_at": ancient, "legal_text": {"language": "en"}}, "given_at"),
+            ("/v1/inbound/sms", {"from": "+31612340002", "text": "STOP", "received_at": ancient},
+             "received_at")]:
+        response = await tenant.post(path, body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["fields"] == [
+            {"field": field, "message": "must be 1900-01-01 or later"}], response.text
+
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        dated("email", True, 1, external_id=contact["external_id"], given_at=ancient),
+        dated("email", True, 2, external_id=contact["external_id"])]})
+    assert imported.status_code == 202, imported.text
+    [old, good] = imported.json()["results"]
+    assert (old["status"], old["errors"][0]["field"], good["status"]) == (
+        "rejected", "given_at", "accepted")
+    assert len(await tenant.ok("GET", f"/v1/contacts/{contact['id']}/consents")) == 1
