@@ -78,6 +78,15 @@ class DocumentDetails:
     expires_at: datetime | None
 
 
+def _said(err: ValidationError, otherwise: str | None = None) -> str:
+    """A form field's problem in our validators' words; pydantic's own parsers speak of
+    Python's types, so theirs is said `otherwise`."""
+    [problem] = err.errors()
+    if problem["type"] == "value_error":
+        return problem["msg"].removeprefix("Value error, ")
+    return otherwise or problem["msg"]
+
+
 def document_details(document_type: str, number: str | None,
                      expires_at: str | None) -> DocumentDetails:
     """Checks the form fields of an upload; every problem is named by its field."""
@@ -92,9 +101,8 @@ def document_details(document_type: str, number: str | None,
     if number is not None:
         try:
             number = _number(number)
-        except ValidationError:
-            errors.append(FieldError(field="number", message="letters, digits, spaces and - / . "
-                                     "only, at most 100"))
+        except ValidationError as err:
+            errors.append(FieldError(field="number", message=_said(err)))
     elif kind in NUMBERED:
         errors.append(FieldError(field="number", message=f"required for document kind {kind}"))
     expiry = None
@@ -102,11 +110,8 @@ def document_details(document_type: str, number: str | None,
         try:
             expiry = _expiry(expires_at.strip())
         except ValidationError as err:
-            # Our validator's words say what is wrong with a date; pydantic's parser's do not.
-            [problem] = err.errors()
-            errors.append(FieldError(field="expires_at", message=problem["msg"].removeprefix(
-                "Value error, ") if problem["type"] == "value_error"
-                else "a date (2031-12-31) or date and time"))
+            errors.append(FieldError(field="expires_at", message=_said(
+                err, "a date (2031-12-31) or date and time")))
     if errors:
         raise DocumentRejected(422, errors)
     assert kind is not None

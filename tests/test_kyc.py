@@ -692,6 +692,26 @@ async def test_an_expiry_at_the_calendars_edge_is_a_field_error(tenant, sessions
     assert len((await profile(tenant, contact_id))["documents"]) == 1
 
 
+async def test_a_bad_document_number_is_told_in_words(tenant, sessions):
+    """Uploaded or corrected, a number with characters no document prints is refused with the
+    same plain words, never the pattern that checks it."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, _ = await new_contact(sessions, tenant)
+    plain = [{"field": "number", "message": "letters, digits, spaces and - / . only, at most 100"}]
+    for bad in ("bad!", "N" * 101):
+        uploaded = await upload(tenant, contact_id, number=bad)
+        assert uploaded.status_code == 422 and uploaded.json()["error"]["fields"] == plain
+    document = (await upload(tenant, contact_id)).json()
+    for bad in ("bad!", "N" * 101):
+        corrected = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                            json={"number": bad}, headers=tenant.auth)
+        assert corrected.status_code == 422, corrected.text
+        assert corrected.json()["error"]["fields"] == plain, corrected.text
+    spaced = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                     json={"number": " NL 654/3.2-1 "}, headers=tenant.auth)
+    assert spaced.status_code == 200 and spaced.json()["number"] == "NL 654/3.2-1"
+
+
 async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     basic = await define(tenant, 1, IDENTITY, max_credit_limit="500.00")
     identified = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)
