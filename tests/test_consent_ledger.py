@@ -882,3 +882,18 @@ async def test_a_decision_dated_before_1900_is_a_field_error(tenant):
     assert (old["status"], old["errors"][0]["field"], good["status"]) == (
         "rejected", "given_at", "accepted")
     assert len(await tenant.ok("GET", f"/v1/contacts/{contact['id']}/consents")) == 1
+
+
+async def test_a_gdpr_consent_names_its_own_legal_text_field(tenant):
+    """A legal text the client does not have was reported on `changes[0].legal_text`, a field
+    this request has not: it is `legal_text`."""
+    contact = await newsletter_contact(tenant, "gdpr")
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "1", "text": "We keep your data."})
+    for text in ({"language": "de"}, {"language": "en", "version": "99"}):
+        response = await tenant.post(f"/v1/contacts/{contact['id']}/gdpr-consent", {
+            "state": "accepted", "purpose": "data-processing", "source": "back_office",
+            "given_at": datetime.now(UTC).isoformat(), "legal_text": text})
+        assert response.status_code == 422, response.text
+        assert [f["field"] for f in response.json()["error"]["fields"]] == ["legal_text"]

@@ -109,10 +109,10 @@ async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
 
 
 async def decisions_for(session, client: Client, contact: Contact, changes: list[ConsentChange],
-                        secret_key: str, prefix: str | None = "changes"
-                        ) -> list[consents.Decision]:
+                        secret_key: str, *, prefix: str | None) -> list[consents.Decision]:
     """The changes as ledger decisions; field errors name `prefix[i].field`, or the bare field
-    without a prefix (an import reports each item's errors by its own index)."""
+    without a prefix (an import reports each item's errors by its own index, a GDPR consent
+    has its fields at the top). No default: each caller names its request's own fields."""
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     problems, decisions = [], []
     for i, change in enumerate(changes):
@@ -163,7 +163,8 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
     if contact.anonymised_at is not None:
         return error_response(409, "contact_anonymised", ANONYMISED)
     decisions = await decisions_for(session, client, contact, body.changes,
-                                    state.settings.secret_key.get_secret_value())
+                                    state.settings.secret_key.get_secret_value(),
+                                    prefix="changes")
     events, endpoints = await consents.record(session, contact=contact,
                                                       decisions=decisions)
     await session.commit()
@@ -331,7 +332,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
     [decision] = await decisions_for(session, client, contact, [ConsentChange(
         purpose=body.purpose, channel=Channel.any, granted=body.state == "accepted",
         given_at=body.given_at, source=body.source, legal_text=body.legal_text,
-        actor=body.actor)], state.settings.secret_key.get_secret_value())
+        actor=body.actor)], state.settings.secret_key.get_secret_value(), prefix=None)
     events, endpoints = await consents.record(session, contact=contact, decisions=[decision])
     if newest:
         contact.gdpr_consent_state = body.state
