@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.schemas import EnrolResponse, FieldError, field_path
+from api.schemas import PATTERN_MEANINGS, EnrolResponse, FieldError, field_path
 from messaging.rendering import render_page
 
 
@@ -75,9 +75,15 @@ _ENUM_MEMBER = re.compile(r"<\w+\.\w+: ('[^']*')>")
 
 def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
     """Field errors as clients read them: allowed values as they send them, not as Python
-    names them, and our validators' messages without pydantic's "Value error, " before them."""
-    return [FieldError(field=field_path(e["loc"]), message=_ENUM_MEMBER.sub(
-        r"\1", e["msg"].removeprefix("Value error, "))) for e in errors]
+    names them, a pattern by what it means, not as a regular expression, and our validators'
+    messages without pydantic's "Value error, " before them."""
+    return [FieldError(field=field_path(e["loc"]), message=_message(e)) for e in errors]
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_MEANINGS.get(error["ctx"]["pattern"], "is not in the form expected here")
+    return _ENUM_MEMBER.sub(r"\1", error["msg"].removeprefix("Value error, "))
 
 
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE

@@ -39,7 +39,21 @@ from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.rendering import supported_languages
 from messaging.wording import KINDS, placeholder_problem
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+# What each pattern a field must match means, as its 422 says it: pydantic would quote the
+# regular expression.
+PATTERN_MEANINGS: dict[str, str] = {}
+
+
+def meaning(pattern: str, text: str) -> str:
+    """The pattern, its meaning kept for the field errors of values that do not match it."""
+    PATTERN_MEANINGS[pattern] = text
+    return pattern
+
+
+ONE_LINE = meaning(r"^[^\r\n]+$", "must be one line")
+Slug = Annotated[str, StringConstraints(pattern=meaning(
+    r"^[a-z0-9][a-z0-9_\-]{0,62}$", "lower-case letters, digits, - and _ only, beginning with a "
+    "letter or digit, at most 63 characters, e.g. newsletter or service-mail"))]
 
 
 def _an_instant(value: datetime) -> datetime:
@@ -306,11 +320,12 @@ class ReplayResult(BaseModel):
 
 # --- branding ------------------------------------------------------------------------------
 
-HexColour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+HexColour = Annotated[str, StringConstraints(pattern=meaning(
+    r"^#[0-9a-fA-F]{6}$", "a colour written #RRGGBB, e.g. #1d4ed8"))]
 FontName = Literal[tuple(FONT_STACKS)]  # type: ignore[valid-type]
 # One line: a CR or LF in a display name would start a new mail header.
 SenderName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=100, pattern=r"^[^\r\n]+$")]
+                                              max_length=100, pattern=ONE_LINE)]
 
 
 def https_only(value: HttpUrl | None) -> HttpUrl | None:
@@ -333,10 +348,12 @@ class BrandingIn(Strict):
         "A system font stack (nothing is downloaded): " + ", ".join(FONT_STACKS)))
     email_from_name: SenderName | None = Field(
         default=None, description="Display name in the From of emails (default: client name)")
-    sms_sender: str | None = Field(default=None, pattern=SMS_SENDER, description=(
+    sms_sender: str | None = Field(default=None, pattern=meaning(SMS_SENDER, (
+        "at most 11 letters, digits, spaces, dots and dashes, or a number written +E.164")),
+        description=(
         "SMS sender id: alphanumeric, at most 11 characters, or +E.164"))
     letter_sender: Annotated[str, StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\r\n]+$")] | None = (
+        strip_whitespace=True, min_length=1, max_length=120, pattern=ONE_LINE)] | None = (
         Field(default=None, description="Return line printed above the address on letters, "
               "e.g. 'Acme BV · Postbus 1 · 1000 AA Amsterdam'"))
     privacy_url: HttpUrl | None = None
@@ -887,7 +904,8 @@ class ClaimIn(Strict):
     payment_url: Annotated[AnyHttpUrl, BeforeValidator(_https_scheme)] = Field(
         description="where the customer pays (https)")
     # Before the amount: the amount's decimals are the currency's.
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    currency: Annotated[str, StringConstraints(pattern=meaning(
+        r"^[A-Z]{3}$", "an ISO 4217 currency code in capitals, e.g. EUR"))] = "EUR"
     amount: Amount | None = Field(default=None, description="in the currency's decimals at most")
     due_on: date | None = None
 

@@ -366,3 +366,29 @@ async def test_messages_say_how_to_put_it_right(tenant):
         "no contact with this external_id exists: give its email in this item to create it, "
         "or create it first with POST /v1/contacts (or an import) with its email address, "
         "then enrol it by external_id")}
+
+
+async def test_a_value_not_in_its_form_is_told_what_the_form_is(tenant):
+    """Pydantic quotes the regular expression ("should match pattern '^[a-z0-9]…'"), which
+    tells a client's developer little and its users nothing."""
+    contact = await tenant.ok("POST", "/v1/contacts", {
+        "last_name": "Vorm", "contact_points": [{"kind": "email", "value": unique_email()}]}, 201)
+    await tenant.ok("PUT", "/v1/message-policies/notice", {"category": "service"})
+    for method, path, body, field, meaning in (
+            ("POST", "/v1/purposes", {"key": "News Letter", "name": "News", "kind": "service"},
+             "key", "lower-case letters, digits, - and _ only"),
+            ("PUT", "/v1/message-policies/Promo", {"category": "service"}, "message_type",
+             "lower-case letters, digits, - and _ only"),
+            ("PUT", "/v1/branding", {"primary_colour": "blue"}, "primary_colour",
+             "a colour written #RRGGBB"),
+            # A line break would end the Subject header and start the mail's text with the rest.
+            ("POST", "/v1/messages", {"contact_id": contact["id"], "message_type": "notice",
+                                      "subject": "Part A\nPart B", "text": "Hello"},
+             "subject", "must be one line"),
+            ("POST", "/v1/messages", {"contact_id": contact["id"], "message_type": "notice",
+                                      "channel": "sms", "subject": "Hi", "text": "Hello"},
+             "channel", "Input should be 'email'")):
+        response = await tenant.http.request(method, path, headers=tenant.auth, json=body)
+        assert response.status_code == 422, (path, response.text)
+        [error] = response.json()["error"]["fields"]
+        assert error["field"] == field and error["message"].startswith(meaning), (path, error)

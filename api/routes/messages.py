@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
@@ -11,7 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.consents import contact_of
-from api.schemas import FieldError, Slug, Strict
+from api.schemas import ONE_LINE, FieldError, Slug, Strict
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, MessagePolicy
@@ -23,8 +24,9 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RES
 class MessageCreate(Strict):
     contact_id: uuid.UUID
     message_type: Slug = Field(description="a type with a policy (PUT /v1/message-policies)")
-    channel: str = Field(default="email", pattern="^email$")
-    subject: str = Field(min_length=1, max_length=300)
+    channel: Literal["email"] = "email"
+    # One line: the mail's Subject header, which a line break would cut short.
+    subject: str = Field(min_length=1, max_length=300, pattern=ONE_LINE)
     text: str = Field(min_length=1, max_length=50_000)
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200,
