@@ -897,3 +897,19 @@ async def test_a_gdpr_consent_names_its_own_legal_text_field(tenant):
             "given_at": datetime.now(UTC).isoformat(), "legal_text": text})
         assert response.status_code == 422, response.text
         assert [f["field"] for f in response.json()["error"]["fields"]] == ["legal_text"]
+
+
+async def test_a_policy_of_any_category_names_a_purpose_the_client_has(tenant):
+    """A service policy naming a purpose the client does not have was stored as given."""
+    for category in ("service", "financial", "mandatory"):
+        response = await tenant.http.put("/v1/message-policies/promo", headers=tenant.auth,
+                                         json={"category": category, "purpose": "does-not-exist"})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["fields"] == [
+            {"field": "purpose", "message": "unknown purpose 'does-not-exist'"}]
+    assert "promo" not in [p["message_type"] for p in
+                           await tenant.ok("GET", "/v1/message-policies")]
+    await tenant.ensure_purpose("newsletter")
+    kept = await tenant.ok("PUT", "/v1/message-policies/promo",
+                           {"category": "service", "purpose": "newsletter"})
+    assert kept["purpose"] == "newsletter"

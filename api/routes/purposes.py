@@ -86,11 +86,13 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
                              session: SessionDep) -> MessagePolicyOut:
     """Says whether a message type is marketing (needs the customer's consent for a purpose)
     or service, financial or mandatory (sent regardless of marketing preferences)."""
-    if body.category == MessageCategory.marketing:
-        purpose = await named_purpose(session, client.id, body.purpose, "purpose")
-        if purpose.kind not in MARKETING_KINDS:
-            raise FieldProblems([FieldError(
-                field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
+    # Whatever the category: a policy naming a purpose the client has not would mislead
+    # whoever reads it, and become wrong the day the type is made marketing.
+    purpose = (await named_purpose(session, client.id, body.purpose, "purpose")
+               if body.purpose is not None else None)
+    if body.category == MessageCategory.marketing and purpose.kind not in MARKETING_KINDS:
+        raise FieldProblems([FieldError(
+            field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
     policy = (await session.scalars(select(MessagePolicy).where(
         MessagePolicy.client_id == client.id, MessagePolicy.message_type == message_type))
     ).one_or_none() or MessagePolicy(client_id=client.id, message_type=message_type)
