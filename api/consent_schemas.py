@@ -6,13 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas import JsonBool, Language, Slug, Strict, SupportedLanguage
+from api.schemas import JsonBool, Language, Name, Slug, Strict, SupportedLanguage
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
 class PurposeCreate(Strict):
     key: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     kind: PurposeKind
 
 

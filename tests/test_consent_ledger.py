@@ -913,3 +913,15 @@ async def test_a_policy_of_any_category_names_a_purpose_the_client_has(tenant):
     kept = await tenant.ok("PUT", "/v1/message-policies/promo",
                            {"category": "service", "purpose": "newsletter"})
     assert kept["purpose"] == "newsletter"
+
+
+async def test_a_purpose_has_a_name_to_show(tenant):
+    """A purpose named only spaces was created, to show customers no name on their pages."""
+    for name in ("   ", "News\nletter"):
+        response = await tenant.post("/v1/purposes", {"key": "blank", "name": name,
+                                                      "kind": "direct_marketing"})
+        assert response.status_code == 422, response.text
+        assert [f["field"] for f in response.json()["error"]["fields"]] == ["name"]
+    created = await tenant.ok("POST", "/v1/purposes", {"key": "blank", "name": "  News  ",
+                                                        "kind": "direct_marketing"}, status=201)
+    assert created["name"] == "News"
