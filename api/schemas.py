@@ -50,7 +50,6 @@ def meaning(pattern: str, text: str) -> str:
     return pattern
 
 
-ONE_LINE = meaning(r"^[^\r\n]+$", "must be one line")
 Slug = Annotated[str, StringConstraints(pattern=meaning(
     r"^[a-z0-9][a-z0-9_\-]{0,62}$", "lower-case letters, digits, - and _ only, beginning with a "
     "letter or digit, at most 63 characters, e.g. newsletter or service-mail"))]
@@ -323,9 +322,10 @@ class ReplayResult(BaseModel):
 HexColour = Annotated[str, StringConstraints(pattern=meaning(
     r"^#[0-9a-fA-F]{6}$", "a colour written #RRGGBB, e.g. #1d4ed8"))]
 FontName = Literal[tuple(FONT_STACKS)]  # type: ignore[valid-type]
-# One line: a CR or LF in a display name would start a new mail header.
+# One line: a CR or LF in a display name would start a new mail header, and a direction mark
+# would show "Acme\u202eknaB" in the inbox as "AcmeBank".
 SenderName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=100, pattern=ONE_LINE)]
+                                              max_length=100), AfterValidator(one_line)]
 
 
 def https_only(value: HttpUrl | None) -> HttpUrl | None:
@@ -353,7 +353,7 @@ class BrandingIn(Strict):
         description=(
         "SMS sender id: alphanumeric, at most 11 characters, or +E.164"))
     letter_sender: Annotated[str, StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=120, pattern=ONE_LINE)] | None = (
+        strip_whitespace=True, min_length=1, max_length=120), AfterValidator(one_line)] | None = (
         Field(default=None, description="Return line printed above the address on letters, "
               "e.g. 'Acme BV · Postbus 1 · 1000 AA Amsterdam'"))
     privacy_url: HttpUrl | None = None

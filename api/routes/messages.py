@@ -2,17 +2,17 @@
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import select
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.consents import contact_of
-from api.schemas import ONE_LINE, FieldError, Slug, Strict
+from api.schemas import FieldError, Slug, Strict, one_line
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, MessagePolicy
@@ -26,7 +26,7 @@ class MessageCreate(Strict):
     message_type: Slug = Field(description="a type with a policy (PUT /v1/message-policies)")
     channel: Literal["email"] = "email"
     # One line: the mail's Subject header, which a line break would cut short.
-    subject: str = Field(min_length=1, max_length=300, pattern=ONE_LINE)
+    subject: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(one_line)]
     text: str = Field(min_length=1, max_length=50_000)
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200,
