@@ -22,7 +22,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.kyc_schemas import DocumentNumber, UtcDatetime
+from api.kyc_schemas import OptionalNumber, UtcDatetime
 from api.schemas import FieldError
 from contacts import registry
 from contacts.audit import Actor
@@ -44,7 +44,7 @@ from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact
 from workflows.kyc import KycWorkflow
 
-_number = TypeAdapter(DocumentNumber).validate_python
+_number = TypeAdapter(OptionalNumber).validate_python
 _expiry = TypeAdapter(UtcDatetime).validate_python
 NUMBERED = frozenset(DOCUMENT_OF_FIELD.values())
 # The contact registry's fields for the number and expiry printed on a document of this type.
@@ -87,6 +87,14 @@ def _said(err: ValidationError, otherwise: str | None = None) -> str:
     return otherwise or problem["msg"]
 
 
+def check_number(kind: str | None, number: str | None) -> None:
+    """An ID card or passport is refused without its number, uploaded or corrected: the
+    registry's number and the profile's expiry rest on it."""
+    if number is None and kind in NUMBERED:
+        raise DocumentRejected(422, [FieldError(
+            field="number", message=f"required for document kind {kind}")])
+
+
 def document_details(document_type: str, number: str | None,
                      expires_at: str | None) -> DocumentDetails:
     """Checks the form fields of an upload; every problem is named by its field."""
@@ -97,14 +105,13 @@ def document_details(document_type: str, number: str | None,
     except ValueError:
         errors.append(FieldError(field="document_type",
                                  message=f"must be one of {[d.value for d in DocumentType]}"))
-    number = (number or "").strip() or None
-    if number is not None:
-        try:
-            number = _number(number)
-        except ValidationError as err:
-            errors.append(FieldError(field="number", message=_said(err)))
-    elif kind in NUMBERED:
-        errors.append(FieldError(field="number", message=f"required for document kind {kind}"))
+    try:
+        number = _number(number)
+        check_number(kind, number)
+    except ValidationError as err:
+        errors.append(FieldError(field="number", message=_said(err)))
+    except DocumentRejected as err:
+        errors += err.fields
     expiry = None
     if (expires_at or "").strip():
         try:

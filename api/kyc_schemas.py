@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Field,
     StringConstraints,
     ValidationInfo,
@@ -49,6 +50,14 @@ DocumentNumber = Annotated[
     str, StringConstraints(strip_whitespace=True), AfterValidator(_document_number),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100,
                     "pattern": f"^{DOCUMENT_NUMBER.pattern}$"})]
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# As on the upload form, a blank number is none: an ID card or passport is refused without one.
+OptionalNumber = Annotated[DocumentNumber | None, BeforeValidator(_blank_is_none)]
 
 
 class KycRuleIn(Strict):
@@ -139,7 +148,7 @@ class KycRefuteRequest(Strict):
 
 
 class KycDocumentPatch(Strict):
-    number: DocumentNumber | None = None
+    number: OptionalNumber = None
     expires_at: UtcDatetime | None = None
 
     @model_validator(mode="after")

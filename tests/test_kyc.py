@@ -712,6 +712,34 @@ async def test_a_bad_document_number_is_told_in_words(tenant, sessions):
     assert spaced.status_code == 200 and spaced.json()["number"] == "NL 654/3.2-1"
 
 
+async def test_an_id_card_or_passport_keeps_its_number_when_corrected(tenant, sessions):
+    """A correction cannot take the number off a passport, as an upload cannot leave it out:
+    the registry's number and the profile's expiry rest on it."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    passport = (await upload(tenant, contact_id)).json()
+    verified = await wait_for_state(tenant, contact_id, "verified")
+    assert verified["expiry_cause"] == "document_expired"
+    required = [{"field": "number", "message": "required for document kind passport"}]
+    assert (await upload(tenant, contact_id, number="   ")).json()["error"]["fields"] == required
+    for cleared in (None, "", "   "):
+        corrected = await tenant.http.patch(f"/v1/kyc/documents/{passport['id']}",
+                                            json={"number": cleared}, headers=tenant.auth)
+        assert corrected.status_code == 422, corrected.text
+        assert corrected.json()["error"]["fields"] == required
+    kept = await profile(tenant, contact_id)
+    assert kept["documents"][0]["number"] == "NL123456"
+    assert (kept["expires_at"], kept["expiry_cause"]) == (
+        verified["expires_at"], "document_expired")
+    assert (await tenant.ok("GET", f"/v1/contacts/{contact_id}"))["passport_number"] == \
+        "NL123456"
+    # A proof of address needs no number: a blank one is none, as on the upload form.
+    proof = (await upload(tenant, contact_id, "proof_of_address", number="A1")).json()
+    cleared = await tenant.http.patch(f"/v1/kyc/documents/{proof['id']}",
+                                      json={"number": "  "}, headers=tenant.auth)
+    assert cleared.status_code == 200 and cleared.json()["number"] is None, cleared.text
+
+
 async def test_level_changes_follow_the_crm_rules(tenant, sessions):
     basic = await define(tenant, 1, IDENTITY, max_credit_limit="500.00")
     identified = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)

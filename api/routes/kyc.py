@@ -268,11 +268,13 @@ async def correct_document(document_id: uuid.UUID, body: KycDocumentPatch, clien
                            session: SessionDep, state: StateDep, actor: ActorDep):
     """Corrects a document's number or expiry; a new expiry date reschedules the profile's."""
     document = await document_of(session, client.id, document_id)
+    changes = {f: getattr(body, f) for f in body.model_fields_set}
     try:
+        if "number" in changes:
+            kyc_profiles.check_number(document.document_type, changes["number"])
         await kyc_profiles.correct_document(
             session, state.temporal, state.settings, document=document, actor=actor,
-            contact=await session.get_one(Contact, document.contact_id),
-            changes={f: getattr(body, f) for f in body.model_fields_set})
+            contact=await session.get_one(Contact, document.contact_id), changes=changes)
     except DocumentRejected as err:
         return error_response(err.status, "document_rejected", str(err), err.fields)
     return document_out(document)
