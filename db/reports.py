@@ -185,6 +185,20 @@ def report_columns(consent_keys: list[str], *, payments: bool = False) -> list[s
     return columns
 
 
+async def consent_keys(session: AsyncSession, *, client_id: uuid.UUID,
+                       campaign_id: uuid.UUID, current: list[str]) -> list[str]:
+    """The consent checkboxes a report has columns for: the campaign's `current` ones, then,
+    by key, the others its journeys recorded (a checkbox taken off the campaign since), whose
+    answers stay in the report."""
+    recorded = await session.scalars(
+        select(ConsentEvent.checkbox_key).distinct()
+        .join(Journey, Journey.id == ConsentEvent.journey_id)
+        .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id,
+               ConsentEvent.checkbox_key.is_not(None))
+        .order_by(ConsentEvent.checkbox_key))
+    return current + [key for key in recorded if key not in current]
+
+
 async def collected_rows(
     session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID,
     payments: bool = False,

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import text
 
 from db.session import transaction
-from tests.helpers import AppServer, Customer, Tenant, unique_email
+from tests.helpers import AppServer, Customer, Tenant, eventually, on_the_page, unique_email
 
 
 
@@ -222,3 +222,27 @@ async def test_what_a_customer_typed_cannot_run_as_a_formula(tenant, sessions):
     report = (await tenant.get(f"/v1/campaigns/{campaign['id']}/report.csv")).text
     [row] = csv.DictReader(io.StringIO(report))
     assert (row["user_agent"], row["last_name"]) == ("'" + formula, "'@SUM(1+1)")
+
+
+async def test_a_consent_taken_off_the_campaign_stays_in_its_csv(tenant, http, mailbox):
+    """A customer granted the newsletter, then the client took its checkbox off the campaign:
+    the CSV lost every consent.newsletter column (the JSON kept it). The consents the journeys
+    recorded keep their columns, after the campaign's current ones."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email("taken-off")
+    _, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    await customer.submit(page, email=address, consent=["terms", "newsletter"])
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def collected() -> list | None:
+        return (await tenant.ok("GET", f"{base}/report.json"))["rows"] or None
+    await eventually(collected, what="the submission in the report")
+    [terms, _] = campaign["spec"]["consents"]
+    await tenant.ok("PATCH", base, {"consents": [terms]})
+
+    response = await tenant.get(f"{base}/report.csv")
+    reader = csv.DictReader(io.StringIO(response.text))
+    [row] = list(reader)
+    consent_columns = [c for c in reader.fieldnames if c.startswith("consent.")]
+    assert consent_columns[0] == "consent.terms" and consent_columns[5] == "consent.newsletter"
+    assert row["consent.newsletter"] == "granted" and row["consent.newsletter.version"] == "3"

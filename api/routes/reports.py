@@ -140,8 +140,10 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
     payment-reminder campaign also has a row per contact reported paid, with paid, paid_at and
     the amount recorded."""
     campaign = await campaign_of(session, client.id, campaign_id)
-    columns = reports.report_columns([c["key"] for c in campaign.spec.get("consents", [])],
-                                     payments=bool(campaign.spec.get("payments")))
+    columns = reports.report_columns(await reports.consent_keys(
+        session, client_id=client.id, campaign_id=campaign.id,
+        current=[c["key"] for c in campaign.spec.get("consents", [])]),
+        payments=bool(campaign.spec.get("payments")))
 
     async def body() -> AsyncIterator[str]:
         buffer = io.StringIO()
