@@ -15,7 +15,7 @@ from temporalio.client import Client as TemporalClient
 
 from activities.webhooks import EndpointWaker
 from api import lost_journeys
-from api.errors import pydantic_fields
+from api.errors import item_errors
 from api.schemas import ClaimIn, ContactIn, EnrolItemResult, FieldError
 from contacts import audit, normalise, registry
 from contacts.audit import Actor
@@ -59,8 +59,7 @@ def validate_items(items: list[Any], *, claim_problem: Callable[[ClaimIn], str |
             ext = raw.get("external_id") if isinstance(raw, dict) else None
             rejected.append(EnrolItemResult(
                 index=index, status="rejected", external_id=ext if isinstance(ext, str) else None,
-                errors=[FieldError(field=e.field if e.field != "body" else "item", message=e.message)
-                        for e in pydantic_fields(err.errors())]))
+                errors=item_errors(err)))
             continue
         if item.claim is not None and (problem := claim_problem(item.claim)):
             rejected.append(_rejected(index, item, problem, "claim.reference"))

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
@@ -80,7 +80,16 @@ def pydantic_fields(errors: list[dict[str, Any]]) -> list[FieldError]:
     return [FieldError(field=field_path(e["loc"]), message=_message(e)) for e in errors]
 
 
+def item_errors(err: ValidationError) -> list[FieldError]:
+    """The errors of one item of a batch, validated on its own: its fields named within it, and
+    an item that is no object as `item` (`none_acceptable` names it `items[<index>]`)."""
+    return [FieldError(field="item" if e.field == "body" else e.field, message=e.message)
+            for e in pydantic_fields(err.errors())]
+
+
 def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "model_type":  # pydantic's message names our class
+        return "must be an object"
     if error["type"] == "string_pattern_mismatch":
         return PATTERN_MEANINGS.get(error["ctx"]["pattern"], "is not in the form expected here")
     return _ENUM_MEMBER.sub(r"\1", error["msg"].removeprefix("Value error, "))

@@ -925,3 +925,21 @@ async def test_a_purpose_has_a_name_to_show(tenant):
     created = await tenant.ok("POST", "/v1/purposes", {"key": "blank", "name": "  News  ",
                                                         "kind": "direct_marketing"}, status=201)
     assert created["name"] == "News"
+
+
+async def test_an_import_item_that_is_no_object_is_named_as_the_item(tenant):
+    """Items that were no JSON objects were refused on `items[0].body`, a field nobody sent,
+    with a message naming one of our classes: the item itself must be an object."""
+    contact = await newsletter_contact(tenant, "objects")
+    refused = await tenant.post("/v1/consents/import", {"items": ["x", None, 5]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"] == [
+        {"field": f"items[{i}]", "message": "must be an object"} for i in range(3)]
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        "x", dated("email", True, 1, external_id=contact["external_id"], legal_text="en"),
+        dated("email", True, 1, external_id=contact["external_id"])]})
+    assert imported.status_code == 202, imported.text
+    [no_object, bad_text, good] = imported.json()["results"]
+    assert no_object["errors"] == [{"field": "item", "message": "must be an object"}]
+    assert bad_text["errors"] == [{"field": "legal_text", "message": "must be an object"}]
+    assert good["status"] == "accepted"

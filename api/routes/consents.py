@@ -32,8 +32,8 @@ from api.errors import (
     ErrorBody,
     FieldProblems,
     error_response,
+    item_errors,
     none_acceptable,
-    pydantic_fields,
 )
 from api.schemas import EnrolItemResult, EnrolResponse, FieldError
 from contacts import gdpr, suppression
@@ -198,7 +198,7 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
         except ValidationError as err:
             given = raw.get("external_id") if isinstance(raw, dict) else None
             results.append(EnrolItemResult(
-                index=index, status="rejected", errors=pydantic_fields(err.errors()),
+                index=index, status="rejected", errors=item_errors(err),
                 external_id=given if isinstance(given, str) else None))
             continue
         except FieldProblems as err:
