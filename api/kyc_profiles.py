@@ -62,13 +62,14 @@ class DocumentRejected(Exception):
 
 
 class ContactAnonymised(Exception):
-    """An upload for an anonymised contact: nothing of the person is kept, so no identity
-    document is taken for them either."""
+    """An upload or an operator's decision for an anonymised contact: nothing of the person is
+    kept, so no identity document or reason is taken for them either."""
 
     def __init__(self, contact: Contact) -> None:
         assert contact.anonymised_at is not None
-        super().__init__(f"the contact was anonymised on {contact.anonymised_at.date()}: it "
-                         "takes no documents; enrol the person as a new contact if they return")
+        super().__init__(f"the contact was anonymised on {contact.anonymised_at.date()}: its KYC "
+                         "profile takes no documents or decisions; enrol the person as a new "
+                         "contact if they return")
 
 
 @dataclass

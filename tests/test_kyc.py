@@ -1098,6 +1098,25 @@ async def test_anonymisation_takes_the_operators_reason_for_good(tenant, session
     assert reason not in str(row.reason) and reason not in str(row.workflow_profile)
 
 
+async def test_an_anonymised_contacts_profile_takes_no_decision(tenant, sessions):
+    """Nothing of the person is kept once anonymised: an operator's verify, refute (with its
+    reason) or assignment is refused, as an upload is, instead of recorded again."""
+    await define(tenant, 1, IDENTITY)
+    contact_id, _ = await new_contact(sessions, tenant)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    done = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert done.status_code == 200, done.text
+    before = await profile(tenant, contact_id)
+    reason = f"Name on the passport reads Smit-{uuid.uuid4().hex[:8]}"
+    for action, body in (("refute", {"reason": reason}), ("verify", {}), ("assign", {})):
+        refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/{action}", body)
+        assert refused.status_code == 409, (action, refused.text)
+        assert refused.json()["error"]["code"] == "contact_anonymised"
+    after = await profile(tenant, contact_id)
+    assert after == before and reason not in str(after)
+    assert reason not in str((await tenant.get(f"/v1/contacts/{contact_id}/export")).json())
+
+
 async def test_an_operator_finds_a_contacts_workflows_by_contact_id(tenant, sessions,
                                                                     temporal_env):
     await define(tenant, 1, IDENTITY)

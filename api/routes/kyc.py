@@ -107,6 +107,15 @@ async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Co
     return contact
 
 
+async def decided_contact(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    """The contact of an operator's decision (assign, verify, refute): an anonymised one takes
+    none, as it takes no upload, lest a refutation's reason keep what anonymisation took."""
+    contact = await contact_of(session, client_id, contact_id)
+    if contact.anonymised_at is not None:
+        raise ContactAnonymised(contact)
+    return contact
+
+
 def document_out(document: KycDocument) -> KycDocumentOut:
     return KycDocumentOut.model_validate(document, from_attributes=True)
 
@@ -140,6 +149,8 @@ async def current_profile(session, contact: Contact) -> KycProfileOut:
 
 
 def refused(err: Exception) -> JSONResponse:
+    if isinstance(err, ContactAnonymised):
+        return error_response(409, "contact_anonymised", str(err))
     cause = kyc_profiles.update_error(err)
     if cause is not None and cause.type == ErrorType.kyc_missing_information:
         missing = cause.details[0] if cause.details else []
@@ -165,17 +176,17 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
                          session: SessionDep, state: StateDep):
     """Assigns a profile, or changes it: to a lower level freely (and verified at once); to a
     higher level for a verified customer only once the required information is present."""
-    contact = await contact_of(session, client.id, contact_id)
-    if body.definition_id is not None and await kyc_crud.definition_of(
-            session, client_id=client.id, definition_id=body.definition_id) is None:
-        raise FieldProblems([FieldError(field="definition_id",
-                                        message="no KYC definition with this id")])
     try:
+        contact = await decided_contact(session, client.id, contact_id)
+        if body.definition_id is not None and await kyc_crud.definition_of(
+                session, client_id=client.id, definition_id=body.definition_id) is None:
+            raise FieldProblems([FieldError(field="definition_id",
+                                            message="no KYC definition with this id")])
         await kyc_profiles.assign(
             state.temporal, state.settings, contact=contact,
             row=await kyc_crud.profile_of(session, contact_id=contact.id),
             definition_id=body.definition_id, source="api")
-    except (WorkflowUpdateFailedError, RPCError) as err:
+    except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
 
@@ -183,13 +194,13 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
 @router.post("/contacts/{contact_id}/verify", response_model=KycProfileOut)
 async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
                          state: StateDep):
-    contact = await contact_of(session, client.id, contact_id)
     try:
+        contact = await decided_contact(session, client.id, contact_id)
         await kyc_profiles.update_profile(
             session, state.temporal, state.settings, contact,
             await kyc_crud.profile_of(session, contact_id=contact.id), KycWorkflow.verify,
             VerifyKycInput(at=datetime.now(UTC)))
-    except (WorkflowUpdateFailedError, RPCError) as err:
+    except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
 
@@ -199,13 +210,13 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
                          session: SessionDep, state: StateDep):
     """Refutes a profile pending verification; the customer gets the reason and a link to
     upload what is needed."""
-    contact = await contact_of(session, client.id, contact_id)
     try:
+        contact = await decided_contact(session, client.id, contact_id)
         await kyc_profiles.update_profile(
             session, state.temporal, state.settings, contact,
             await kyc_crud.profile_of(session, contact_id=contact.id), KycWorkflow.refute,
             RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
-    except (WorkflowUpdateFailedError, RPCError) as err:
+    except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
     return await current_profile(session, contact)
 
