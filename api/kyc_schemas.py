@@ -144,7 +144,9 @@ class KycAssignRequest(Strict):
 
 
 class KycRefuteRequest(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    # The customer is emailed it: blank, it would tell them nothing.
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=1000)]
 
 
 class KycDocumentPatch(Strict):

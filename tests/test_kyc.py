@@ -233,6 +233,21 @@ async def test_refuted_customer_fixes_it_from_the_link(tenant, sessions, http, m
             handle.id, run_id=first_run[0].run_id), "kyc_refuted_then_renewed")
 
 
+async def test_a_refutation_without_a_reason_is_refused(tenant, sessions):
+    """The customer is emailed the reason: a blank one would tell them nothing."""
+    await define(tenant, 1, IDENTITY)
+    contact_id, email = await new_contact(sessions, tenant)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    for blank in ("   ", "\n\t "):
+        refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": blank})
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["reason"]
+    assert (await profile(tenant, contact_id))["state"] == "pending_verification"
+    refuted = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute",
+                                {"reason": "  Unreadable.  "})
+    assert refuted.status_code == 200 and refuted.json()["reason"] == "Unreadable."
+
+
 async def refuted_upload_link(tenant, mailbox, contact_id: str, email: str) -> str:
     """An ID card uploaded by the client and refuted: the link to the customer's upload page
     from the mail that says so."""
