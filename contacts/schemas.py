@@ -100,7 +100,10 @@ class AddressIn(Strict):
 
 class MediumIn(Strict):
     kind: MediumKind
-    value: str = Field(min_length=1, max_length=320)
+    # What a lookup finds it by and the contact shows: blank it would name no one, and a
+    # direction mark would show one id as another, as in a name.
+    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320),
+                     AfterValidator(one_line)]
 
     @field_validator("value")
     @classmethod
@@ -112,7 +115,7 @@ class MediumIn(Strict):
                 return _phone(value, info, mobile=False)
             case MediumKind.email:
                 return normalise.email(value).casefold()
-        return value.strip()
+        return value
 
 
 class ContactFields(Strict):

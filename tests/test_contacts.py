@@ -257,6 +257,23 @@ async def test_hashed_card_lookup(tenant, other_tenant, sessions):
     assert stored and not any("4111111111111111" in s for s in stored)
 
 
+async def test_an_identification_medium_is_one_line_of_text(tenant):
+    """A blank loyalty id would be stored with nothing to show and found by a blank lookup; a
+    direction mark would show one id as another, as in a name."""
+    contact = await create(tenant, {"last_name": "Leeg"})
+    media = f"/v1/contacts/{contact['id']}/identification-media"
+    for value in ("   ", "L-\u202e77", "L-77\nL-78"):
+        refused = await tenant.post(media, {"kind": "loyalty_id", "value": value})
+        assert refused.status_code == 422, (value, refused.text)
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["value"]
+    blank = await tenant.get("/v1/contacts/lookup", kind="loyalty_id", value="   ")
+    assert blank.status_code == 422, blank.text
+    assert [f["field"] for f in blank.json()["error"]["fields"]] == ["value"]
+    added = await tenant.post(media, {"kind": "loyalty_id", "value": " L-79 "})
+    assert added.status_code == 201, added.text
+    assert [m["display"] for m in added.json()["identification_media"]] == ["L-79"]
+
+
 async def test_search_filters_and_cursor(tenant):
     made = [await create(tenant, {"last_name": f"L{i}", "tags": ["vip"] if i % 2 else [],
                                   "categories": ["partner"] if i == 4 else []})
