@@ -131,3 +131,12 @@ async def test_erasing_one_record_spares_the_address_another_record_holds(
     assert message["status"] == "suppressed", message
     invoice = await send(tenant, back.json()["id"], "invoice", "Invoice 7")
     assert invoice["status"] == "sent"
+
+
+async def test_a_check_names_a_field_it_does_not_know(tenant):
+    """A mobile number sent as `mobile` was ignored and the address alone answered, so the
+    client took the number for not suppressed."""
+    check = await tenant.post("/v1/suppressions/check",
+                              {"email": "someone@example.com", "mobile": "+31612345678"})
+    assert check.status_code == 422, check.text
+    assert [f["field"] for f in check.json()["error"]["fields"]] == ["mobile"]

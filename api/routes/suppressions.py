@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.deps import RegistryDep, SessionDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.contacts import documented, validated
-from api.schemas import FieldError
+from api.schemas import FieldError, Strict
 from contacts import suppression
 from contacts.schemas import SuppressedOut
 from core.vocabulary import ContactPointKind
@@ -35,7 +35,7 @@ class SuppressionPage(BaseModel):
     next_cursor: str | None
 
 
-class SuppressionCheck(BaseModel):
+class SuppressionCheck(Strict):
     email: EmailStr | None = None
     phone: str | None = Field(None, max_length=40,
                               description="E.164, or national in the client's default region")
