@@ -834,6 +834,24 @@ async def test_a_definition_created_four_times_at_once_is_one_and_three_conflict
     assert len((await tenant.get("/v1/kyc/definitions")).json()) == 1
 
 
+async def test_a_contact_without_a_profile_is_not_found_whatever_was_tried(tenant, sessions):
+    """Verify and refute of a contact without a profile: a 404, as reading it is, also after an
+    assignment was tried and refused (which left its workflow running)."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, _ = await new_contact(sessions, tenant)
+
+    async def answers() -> list[tuple[int, str]]:
+        return [(r.status_code, r.json()["error"]["code"]) for r in [
+            await tenant.get(f"/v1/kyc/contacts/{contact_id}"),
+            await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {}),
+            await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Unreadable."}),
+        ]]
+    assert await answers() == [(404, "not_found")] * 3
+    refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert refused.status_code == 422, refused.text
+    assert await answers() == [(404, "not_found")] * 3
+
+
 async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settings, temporal_env):
     """The profile's timer lives in Temporal: a worker stopped mid-wait and a new one started
     (with nothing in its cache) expires the profile when it is due."""

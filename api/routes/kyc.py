@@ -156,9 +156,12 @@ def refused(err: Exception) -> JSONResponse:
         missing = cause.details[0] if cause.details else []
         return error_response(422, "kyc_missing_information", cause.message,
                               [FieldError(field=m, message="required") for m in missing])
-    if cause is not None and cause.type in (ErrorType.kyc_wrong_state, ErrorType.kyc_not_assigned):
+    if cause is not None and cause.type == ErrorType.kyc_wrong_state:
         return error_response(409, "kyc_wrong_state", cause.message)
-    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+    # A refused assignment leaves a workflow without a profile behind: the contact still has
+    # none, as when nothing was ever tried.
+    if (cause is not None and cause.type == ErrorType.kyc_not_assigned) or (
+            isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND):
         return error_response(404, "not_found", "no KYC profile is assigned to this contact")
     raise err
 
