@@ -1042,6 +1042,24 @@ async def test_expiring_segment_and_batch_notification(tenant, sessions, mailbox
     assert not [m for m in mailbox.to(later_email) if "expires on" in m.subject]
 
 
+async def test_an_anonymised_contact_is_not_in_the_expiring_segment(tenant, sessions, mailbox):
+    """Nothing of the person is kept: their profile is neither listed as expiring nor counted,
+    nor written to, by the batch notification."""
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="P2D",
+                 remind_before="PT1H")
+    kept, kept_email = await new_contact(sessions, tenant)
+    gone, _ = await new_contact(sessions, tenant)
+    for contact_id in (kept, gone):
+        assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    done = await tenant.post(f"/v1/contacts/{gone}/anonymise", {})
+    assert done.status_code == 200, done.text
+    expiring = await tenant.get("/v1/kyc/expiring", within_days=3)
+    assert [p["contact_id"] for p in expiring.json()["items"]] == [kept]
+    sent = await tenant.post("/v1/kyc/expiring/notify", {"within_days": 3})
+    assert sent.status_code == 202 and sent.json()["notified"] == 1
+    await mail_with(mailbox, kept_email, "expires on")
+
+
 async def test_a_contact_created_or_updated_in_the_registry_gets_the_profile_it_qualifies_for(
     tenant: Tenant,
 ):

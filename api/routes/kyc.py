@@ -311,8 +311,9 @@ async def download_document(document_id: uuid.UUID, client: ClientDep, session: 
 
 def expiring_query(client_id: uuid.UUID, within_days: int):
     now = datetime.now(UTC)
+    # An anonymised contact keeps its profile's state, but no one to renew it or write to.
     return (select(KycProfile, Contact).join(Contact, Contact.id == KycProfile.contact_id)
-            .where(KycProfile.client_id == client_id,
+            .where(KycProfile.client_id == client_id, Contact.anonymised_at.is_(None),
                    KycProfile.state.in_(list(KYC_LIVE_STATES)),
                    KycProfile.expires_at > now,
                    KycProfile.expires_at <= now + timedelta(days=within_days)))
