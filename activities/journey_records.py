@@ -380,6 +380,15 @@ class JourneyRecords:
             session, client_id=journey.client_id,
             secret_key=self._settings.secret_key.get_secret_value())
         address = AddressIn.model_validate({**entered, "primary": True})
+        if address.type not in {t.name for t in reg.settings.address_types}:
+            # The client changed its types since the customer typed it; refused by the registry,
+            # the confirmation would fail for ever. The journey keeps the address as typed.
+            if reg.settings.entered_address_type is None:
+                activity.logger.warning("client %s keeps no addresses: the one confirmed in "
+                                        "journey %s stays on the journey", journey.client_id,
+                                        journey.id)
+                return
+            address = address.model_copy(update={"type": reg.settings.entered_address_type})
         current = (await session.scalars(select(ContactAddress).where(
             ContactAddress.contact_id == contact.id, ContactAddress.type == address.type,
             ContactAddress.active))).first()

@@ -195,6 +195,14 @@ class ContactSettingsIn(Strict):
                                  ("home", "business", "billing", "po_box")], max_length=20)
     anonymise_inactive_after_days: int | None = Field(default=None, ge=1, le=36500)
 
+    @property
+    def entered_address_type(self) -> str | None:
+        """The type of an address a customer enters for a contact without one: home, or, where
+        the client's types do without it (billing and shipping, say), the first of them; None
+        where the client keeps no addresses."""
+        names = [t.name for t in self.address_types]
+        return "home" if "home" in names else next(iter(names), None)
+
     @field_validator("person_rule", "company_rule")
     @classmethod
     def _parses(cls, value: str | None) -> str | None:

@@ -616,6 +616,38 @@ async def test_an_address_entered_counts_in_the_profile(tenant, http, mailbox):
     assert "Your profile is 50% complete" in customer.page  # and the address, awaiting
 
 
+async def test_an_address_entered_takes_the_clients_own_address_types(tenant, http, mailbox):
+    """A client whose types do without `home` (billing and shipping) got no journey verified
+    that took an address: the registry refused the page's `home`, and the confirmation failed
+    for ever while the customer's page waited."""
+    async def entered_and_confirmed(types_on_confirming: list[str]) -> dict:
+        email = unique_email("typed")
+        enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, email)
+        await customer.submit(page, email=email, address_line1="Nieuweweg 2",
+                              address_postal_code="2801 AA", address_city="Gouda",
+                              address_country="nl")
+        await tenant.ok("PATCH", "/v1/contact-settings",
+                        {"address_types": [{"name": t} for t in types_on_confirming]})
+        [_, verification] = await mailbox.wait_for(email, count=2)
+        await customer.open(mailbox.link(verification))
+        await customer.submit(mailbox.link(verification))
+        await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+        return await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}")
+
+    await tenant.ok("PATCH", "/v1/contact-settings",
+                    {"address_types": [{"name": "billing"}, {"name": "shipping"}]})
+    campaign = await tenant.create_campaign(languages=["en"], consents=[],
+                                            collect=["email", "address"])
+    [address] = (await entered_and_confirmed(["billing", "shipping"]))["addresses"]
+    assert (address["type"], address["line1"]) == ("billing", "Nieuweweg 2")
+    assert address["confirmed_at"] is not None
+    # Types changed between typing and confirming: the address takes the client's type now.
+    [address] = (await entered_and_confirmed(["shipping"]))["addresses"]
+    assert address["type"] == "shipping"
+    # A client that keeps no addresses: the journey is verified all the same.
+    assert (await entered_and_confirmed([]))["addresses"] == []
+
+
 async def test_an_address_the_contact_verified_before_is_taken_without_a_new_link(
     tenant, http, mailbox, webhook_receiver, temporal_env, record_histories
 ):

@@ -24,7 +24,7 @@ from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from api.routes.campaigns import consent_form
 from api.schemas import CodeSettings
-from contacts import audit
+from contacts import audit, registry
 from contacts.audit import customer_actor
 from contacts.schemas import AddressIn
 from core.contracts import (
@@ -416,14 +416,21 @@ def address_view(address: ContactAddress | None) -> dict[str, Any] | None:
         "type": address.type, **{f: getattr(address, f) or "" for f in PAGE_ADDRESS_FIELDS}}
 
 
-async def entered_address(session, contact_id, raw: dict[str, str]
+async def entered_address(session, state, contact: Contact, raw: dict[str, str]
                           ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The address as typed, checked like the registry does; it keeps the type of the address
-    it corrects (a new one is the home address)."""
-    known = address_view(await crud.current_address(session, contact_id=contact_id))
+    it corrects (a new one takes the client's type for it)."""
+    known = address_view(await crud.current_address(session, contact_id=contact.id))
+    if known is not None:
+        kind = known["type"]
+    else:
+        reg = await registry.registry_for(session, client_id=contact.client_id,
+                                          secret_key=state.settings.secret_key.get_secret_value())
+        # A client that keeps no addresses still sees the one typed in its report.
+        kind = reg.settings.entered_address_type or "home"
     try:
         address = AddressIn.model_validate({
-            "type": known["type"] if known else "home",
+            "type": kind,
             **{f: v or None for f, v in raw.items()}})
     except ValidationError as err:
         return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
@@ -537,7 +544,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                    if f"address_{f}" in form or f != "region"}
     address = None
     if "address" in collect:
-        address, problems = await entered_address(session, visit.contact.id, address_raw)
+        address, problems = await entered_address(session, state, visit.contact, address_raw)
         errors.update(problems)
     boxes = consent_boxes(visit)
     for box in boxes:
