@@ -22,6 +22,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from api.errors import pydantic_fields
 from api.kyc_schemas import OptionalNumber, UtcDatetime
 from api.schemas import FieldError
 from contacts import registry
@@ -83,8 +84,8 @@ def _said(err: ValidationError, otherwise: str | None = None) -> str:
     """A form field's problem in our validators' words; pydantic's own parsers speak of
     Python's types, so theirs is said `otherwise`."""
     [problem] = err.errors()
-    if problem["type"] == "value_error":
-        return problem["msg"].removeprefix("Value error, ")
+    if problem["type"] in ("value_error", "string_pattern_mismatch"):
+        return pydantic_fields([problem])[0].message
     return otherwise or problem["msg"]
 
 

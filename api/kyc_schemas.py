@@ -1,6 +1,5 @@
 """Request and response bodies of the KYC API."""
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,43 +12,23 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from api.schemas import Duration, JsonBool, Name, Strict, positive
+from api.schemas import Duration, JsonBool, Name, Strict, in_utc, meaning, positive
 from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
 from core.vocabulary import DocumentType, KycField
 
 
 def as_utc(value: datetime) -> datetime:
     # A bare date or naive time from a form or a client means UTC.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        # 9999-12-31T23:59:59-05:00 is past the last day a datetime holds.
-        raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") \
-            from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else in_utc(value)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-DOCUMENT_NUMBER = re.compile(r"[A-Za-z0-9 \-/.]{1,100}")
-
-
-def _document_number(value: str) -> str:
-    # Said in words: a regular expression in a field error tells a client nothing.
-    if not DOCUMENT_NUMBER.fullmatch(value):
-        raise ValueError("letters, digits, spaces and - / . only, at most 100")
-    return value
-
-
-DocumentNumber = Annotated[
-    str, StringConstraints(strip_whitespace=True), AfterValidator(_document_number),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 100,
-                    "pattern": f"^{DOCUMENT_NUMBER.pattern}$"})]
+DocumentNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=meaning(
+    r"^[A-Za-z0-9 \-/.]{1,100}$", "letters, digits, spaces and - / . only, at most 100"))]
 
 
 def _blank_is_none(value: Any) -> Any:

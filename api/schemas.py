@@ -55,15 +55,20 @@ Slug = Annotated[str, StringConstraints(pattern=meaning(
     "letter or digit, at most 63 characters, e.g. newsletter or service-mail"))]
 
 
-def _an_instant(value: datetime) -> datetime:
-    """A time stored and compared in UTC: one without a time zone names no instant, and one
-    whose UTC falls outside the calendar (year 1 at +01:00) cannot be stored or compared."""
-    if value.tzinfo is None:
-        raise ValueError("needs a time zone, e.g. 2026-05-01T10:00:00Z")
+def in_utc(value: datetime) -> datetime:
+    """The time in UTC, as it is stored and compared; one off the calendar there (year 1 at
+    +01:00, 9999-12-31T23:59-05:00) is a field error, where it was a 500 from the database."""
     try:
-        value.astimezone(UTC)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") from None
+
+
+def _an_instant(value: datetime) -> datetime:
+    # Without a time zone a time names no instant.
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. 2026-05-01T10:00:00Z")
+    in_utc(value)
     return value
 
 
