@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas import JsonBool, Language, Name, Slug, Strict, SupportedLanguage
+from api.schemas import JsonBool, Language, Name, Slug, Strict, SupportedLanguage, meaning
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
@@ -151,7 +151,8 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 class ConsentDocumentIn(Strict):
     # No path, no quote, no control character: it goes into a download's header.
-    filename: str = Field(min_length=1, max_length=200, pattern=r'^[^/\\"\x00-\x1f\x7f]+$')
+    filename: str = Field(min_length=1, max_length=200, pattern=meaning(
+        r'^[^/\\"\x00-\x1f\x7f]+$', 'a file name without /, \\, " or control characters'))
     content_type: Literal["application/pdf", "image/png", "image/jpeg"]
     content_base64: str = Field(min_length=4, max_length=MAX_DOCUMENT_BYTES * 4 // 3 + 4)
 

@@ -19,7 +19,17 @@ from pydantic import (
     field_validator,
 )
 
-from api.schemas import ChangeOut, FieldError, JsonBool, Language, Name, Slug, Strict, one_line
+from api.schemas import (
+    ChangeOut,
+    FieldError,
+    JsonBool,
+    Language,
+    Name,
+    Slug,
+    Strict,
+    meaning,
+    one_line,
+)
 from contacts import normalise
 from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
@@ -41,8 +51,8 @@ def _label(value: str) -> str:
 
 LabelText = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True),
                       AfterValidator(_label)]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                           pattern=r"^[A-Za-z]{2}$")]
+Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=meaning(
+    r"^[A-Za-z]{2}$", "a two-letter ISO country code, e.g. NL"))]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 DEFAULT_REGION = "NL"
 # A contact's language when none is given; one it always has (its messages speak one).

@@ -381,6 +381,9 @@ async def test_a_value_not_in_its_form_is_told_what_the_form_is(tenant):
              "lower-case letters, digits, - and _ only"),
             ("PUT", "/v1/branding", {"primary_colour": "blue"}, "primary_colour",
              "a colour written #RRGGBB"),
+            ("POST", f"/v1/contacts/{contact['id']}/addresses", {
+                "type": "home", "line1": "Main 1", "city": "Gouda", "country": "Netherlands"},
+             "country", "a two-letter ISO country code"),
             # Shown in the inbox as "AcmeBank".
             ("PUT", "/v1/branding", {"email_from_name": "Acme\u202eknaB"}, "email_from_name",
              "must be one line of text"),
