@@ -262,6 +262,24 @@ async def correct_document(
                           document_type=document.document_type, uploaded=False)
 
 
+async def numbers_kept(session: AsyncSession, *, contact: Contact,
+                       given: dict[str, Any]) -> list[FieldError]:
+    """What a change of the registry (`given`: the fields it sets) may not do: clear the
+    number of an ID card or passport the profile rests on. Corrected through the registry, the
+    document would lose it too, and the profile the expiry that rests on it."""
+    problems = []
+    for document_type, (number_field, _) in CONTACT_FIELDS.items():
+        if number_field not in given or given[number_field] is not None:
+            continue
+        document = await kyc_crud.newest_document(session, contact_id=contact.id,
+                                                  document_type=document_type)
+        if document is not None:
+            problems.append(FieldError(field=number_field, message=(
+                f"the {document_type.value} of the contact's KYC profile carries it: correct "
+                f"it with PATCH /v1/kyc/documents/{document.id}")))
+    return problems
+
+
 async def registry_changed(
     session: AsyncSession, temporal: TemporalClient, settings: Settings, *, contact: Contact,
     changed: set[str], actor: Actor,

@@ -729,7 +729,8 @@ async def test_a_bad_document_number_is_told_in_words(tenant, sessions):
 
 async def test_an_id_card_or_passport_keeps_its_number_when_corrected(tenant, sessions):
     """A correction cannot take the number off a passport, as an upload cannot leave it out:
-    the registry's number and the profile's expiry rest on it."""
+    the registry's number and the profile's expiry rest on it. Cleared in the registry, the
+    number went from the passport too, and the profile never expired."""
     await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
     contact_id, _ = await new_contact(sessions, tenant)
     passport = (await upload(tenant, contact_id)).json()
@@ -742,6 +743,12 @@ async def test_an_id_card_or_passport_keeps_its_number_when_corrected(tenant, se
                                             json={"number": cleared}, headers=tenant.auth)
         assert corrected.status_code == 422, corrected.text
         assert corrected.json()["error"]["fields"] == required
+    # Nor can clearing the registry's number, which the passport's would follow.
+    registry = await tenant.http.patch(f"/v1/contacts/{contact_id}",
+                                       json={"passport_number": None}, headers=tenant.auth)
+    assert registry.status_code == 422, registry.text
+    [error] = registry.json()["error"]["fields"]
+    assert error["field"] == "passport_number" and passport["id"] in error["message"]
     kept = await profile(tenant, contact_id)
     assert kept["documents"][0]["number"] == "NL123456"
     assert (kept["expires_at"], kept["expiry_cause"]) == (

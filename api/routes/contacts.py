@@ -463,6 +463,9 @@ async def update_contact(
 ) -> ContactOut | JSONResponse:
     data = validated(ContactUpdate, body, reg)
     contact = await writable(session, reg, contact_id)
+    if problems := await kyc_profiles.numbers_kept(
+            session, contact=contact, given=data.model_dump(exclude_unset=True)):
+        return error_response(422, "validation_error", "not acceptable", problems)
     changed, refused = await applied(session, registry.update(session, reg, contact, data,
                                                                actor))
     if refused:
