@@ -522,6 +522,29 @@ async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):
     assert (await tenant.get(f"/v1/contacts/{gone['id']}/consents")).json() == []
 
 
+async def test_the_gdpr_consent_is_answered_through_its_own_route_only(tenant):
+    """Recorded as a plain ledger entry, an answer to the consent form left the contact's GDPR
+    state pending, and nothing that follows from an answer (anonymisation, no messages)."""
+    contact = await newsletter_contact(tenant, "former")
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    await tenant.post("/v1/purposes/data-processing/legal-texts",
+                      {"language": "en", "version": "1", "text": "We keep your data."})
+    answer = dated("any", True, 3, purpose="data-processing", source="back_office")
+    refused = await tenant.post(f"/v1/contacts/{contact['id']}/consents", {"changes": [answer]})
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["error"]["fields"]
+    assert error["field"] == "changes[0].purpose" and "/gdpr-consent" in error["message"]
+    imported = await tenant.post("/v1/consents/import", {"items": [
+        {**answer, "external_id": contact["external_id"]}]})
+    [item] = imported.json()["results"]
+    assert item["status"] == "rejected" and item["errors"][0]["field"] == "purpose", item
+    assert (await tenant.get(f"/v1/contacts/{contact['id']}/consents")).json() == []
+    accepted = await tenant.ok("POST", f"/v1/contacts/{contact['id']}/gdpr-consent", {
+        "state": "accepted", "purpose": "data-processing", "source": "back_office",
+        "given_at": answer["given_at"], "legal_text": {"language": "en"}})
+    assert accepted["state"] == "accepted"
+
+
 async def newsletter_contact(tenant, name: str) -> dict:
     await tenant.ensure_purpose("newsletter")
     await tenant.post("/v1/purposes/newsletter/legal-texts",

@@ -109,10 +109,12 @@ async def consent_receipt(contact_id: uuid.UUID, client: ClientDep,
 
 
 async def decisions_for(session, client: Client, contact: Contact, changes: list[ConsentChange],
-                        secret_key: str, *, prefix: str | None) -> list[consents.Decision]:
+                        secret_key: str, *, prefix: str | None, gdpr_form: bool = False
+                        ) -> list[consents.Decision]:
     """The changes as ledger decisions; field errors name `prefix[i].field`, or the bare field
     without a prefix (an import reports each item's errors by its own index, a GDPR consent
-    has its fields at the top). No default: each caller names its request's own fields."""
+    has its fields at the top). No default: each caller names its request's own fields. A
+    data_processing purpose is the GDPR consent form's, answered only as `gdpr_form`."""
     purposes = await consents.purposes_by_key(session, client_id=client.id)
     problems, decisions = [], []
     for i, change in enumerate(changes):
@@ -121,6 +123,13 @@ async def decisions_for(session, client: Client, contact: Contact, changes: list
         if change.purpose not in purposes:
             problems.append(FieldError(field=field("purpose"),
                                        message=f"unknown purpose {change.purpose!r}"))
+            continue
+        if purposes[change.purpose].kind == PurposeKind.data_processing and not gdpr_form:
+            # In the ledger alone it would leave the contact's GDPR state, and what follows
+            # from it (anonymisation, no messages), as if nothing had been answered.
+            problems.append(FieldError(field=field("purpose"), message=(
+                f"{change.purpose!r} is the GDPR consent form's: record its answer with "
+                "POST /v1/contacts/{id}/gdpr-consent")))
             continue
         text = await consents.legal_text(
             session, client_id=client.id, purpose_key=change.purpose,
@@ -332,7 +341,8 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
     [decision] = await decisions_for(session, client, contact, [ConsentChange(
         purpose=body.purpose, channel=Channel.any, granted=body.state == "accepted",
         given_at=body.given_at, source=body.source, legal_text=body.legal_text,
-        actor=body.actor)], state.settings.secret_key.get_secret_value(), prefix=None)
+        actor=body.actor)], state.settings.secret_key.get_secret_value(), prefix=None,
+        gdpr_form=True)
     events, endpoints = await consents.record(session, contact=contact, decisions=[decision])
     if newest:
         contact.gdpr_consent_state = body.state
