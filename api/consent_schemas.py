@@ -1,10 +1,11 @@
 """Request and response bodies of the consent API: purposes, legal texts, ledger, preferences."""
 
+import ipaddress
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from api.schemas import JsonBool, Language, Name, Slug, Strict, SupportedLanguage, meaning
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
@@ -78,6 +79,14 @@ def not_in_future(value: datetime) -> datetime:
     return value
 
 
+def an_ip_address(value: str) -> str:
+    """As the ledger keeps it for proof: an IPv4 or IPv6 address, written the standard way."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError("not an IP address, e.g. 203.0.113.7 or 2001:db8::1") from None
+
+
 class LegalTextRef(Strict):
     language: Language
     version: str | None = Field(default=None, description="default: the newest version")
@@ -95,7 +104,7 @@ class ConsentChange(Strict):
     legal_text: LegalTextRef
     actor: str | None = Field(default=None, max_length=200,
                               description="the user or agent who recorded it")
-    ip: str | None = Field(default=None, max_length=64)
+    ip: Annotated[str, Field(max_length=64), AfterValidator(an_ip_address)] | None = None
     user_agent: str | None = Field(default=None, max_length=500)
 
     _given_at = field_validator("given_at")(not_in_future)

@@ -545,6 +545,18 @@ async def test_the_gdpr_consent_is_answered_through_its_own_route_only(tenant):
     assert accepted["state"] == "accepted"
 
 
+async def test_the_ip_address_kept_as_proof_is_one(tenant):
+    """Any text was kept as the IP address a decision came from, where it is proof."""
+    contact = await newsletter_contact(tenant, "proven")
+    path = f"/v1/contacts/{contact['id']}/consents"
+    refused = await tenant.post(path, {"changes": [dated("email", True, 4, ip="not an ip")]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"][0]["field"] == "changes[0].ip"
+    [kept] = await tenant.ok("POST", path, {"changes": [dated("email", True, 4,
+                                                              ip=" 2001:DB8::0:1 ")]}, 201)
+    assert kept["ip"] == "2001:db8::1"
+
+
 async def newsletter_contact(tenant, name: str) -> dict:
     await tenant.ensure_purpose("newsletter")
     await tenant.post("/v1/purposes/newsletter/legal-texts",
