@@ -869,8 +869,10 @@ class RecurrenceOut(BaseModel):
 # --- contacts into a campaign --------------------------------------------------------------
 
 
+# One line: it stands in messages' subjects, where a line break would start the text with the
+# rest (a "Bcc: ..." line, say).
 ClaimReference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                  max_length=100)]
+                                                  max_length=100), AfterValidator(one_line)]
 def _plain_decimal(value: Decimal) -> Decimal:
     # "1e3" would be stored, reported and shown to the customer as "1E+3".
     if value.as_tuple().exponent > 0:

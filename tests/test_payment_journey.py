@@ -41,13 +41,17 @@ async def test_bad_claims_are_refused_by_item(tenant, mailbox):
         {"external_id": "negative", "email": unique_email(), "claim": claim(2, amount="-1")},
         {"external_id": "good", "email": unique_email(), "claim": claim(3)},
         {"external_id": "no-money", "email": unique_email(), "claim": claim(5, currency="XYZ")},
+        # In the subject of every message, where a line break would start the text with a
+        # line of its own.
+        {"external_id": "forged", "email": unique_email(),
+         "claim": claim(6, reference="INV-6\r\nBcc: evil@example.com")},
     ]})
     assert response.status_code == 202, response.text
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["rejected", "rejected", "rejected", "accepted",
-                                              "rejected"]
+                                              "rejected", "rejected"]
     assert [r["errors"][0]["field"] for r in results[:3] + results[4:]] == [
-        "claim", "claim.payment_url", "claim.amount", "claim.currency"]
+        "claim", "claim.payment_url", "claim.amount", "claim.currency", "claim.reference"]
     refused = await tenant.post(f"/v1/campaigns/{plain['id']}/contacts", {"contacts": [
         {"external_id": "stray", "email": unique_email(), "claim": claim(4)}]})
     assert refused.status_code == 422
@@ -229,6 +233,14 @@ async def test_a_payment_reported_again_with_another_amount_or_time_is_a_conflic
     history = (await tenant.journey(journey_id))["history"]
     assert [e["detail"]["amount"] for e in history if e["type"] == "payment_completed"] == [
         "100.00"]
+    # Recorded without an amount (the claim named none, nor did the report), one reported
+    # later is news too: it answered 200 and was lost.
+    unpriced = (await tenant.enrol(campaign["id"], {
+        "external_id": "unpriced", "email": unique_email(), "claim": claim(2, amount=None)}
+    ))["results"][0]["journey_id"]
+    await paid(tenant, unpriced)
+    assert (await tenant.post(f"/v1/journeys/{unpriced}/payment-completed",
+                              {"amount": "99.99"})).status_code == 409
 
 
 async def test_a_payment_time_is_answered_as_it_is_read_later(tenant):

@@ -139,8 +139,10 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
         # news the claim cannot take in.
         paid_at = datetime.fromisoformat(recorded["paid_at"])
         news = []
-        if body.amount is not None and recorded.get("amount") is not None \
-                and body.amount != Decimal(recorded["amount"]):
+        # Recorded without one (neither the claim nor the first report named it), an amount
+        # is news too: taken in silently, it would be lost.
+        if body.amount is not None and (recorded.get("amount") is None
+                                        or body.amount != Decimal(recorded["amount"])):
             news.append(f"another amount ({body.amount})")
         if body.paid_at is not None and body.paid_at != paid_at:
             news.append(f"another paid_at ({body.paid_at.isoformat()})")
