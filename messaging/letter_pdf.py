@@ -115,6 +115,12 @@ def _address_field(pdf: FPDF, letter: LetterDocument) -> None:
     for i, line in enumerate(letter.address_lines):
         if pdf.get_string_width(line) > ADDRESS_WIDTH:
             raise AddressError(f"address line {line!r} is too long for the envelope window")
+        # fpdf2 leaves a character out without a word where the font has no glyph for it: a
+        # name or street in Japanese would go out blank.
+        if missing := "".join(dict.fromkeys(
+                ch for ch in line if not ch.isspace() and ord(ch) not in pdf.current_font.cmap)):
+            raise AddressError(f"address line {line!r} has characters the letter's font "
+                               f"cannot print: {missing}")
         pdf.set_xy(text_x, ADDRESS_Y + i * ADDRESS_LINE)
         pdf.cell(ADDRESS_WIDTH, ADDRESS_LINE, line)
     pdf.set_xy(125, 85)

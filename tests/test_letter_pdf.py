@@ -131,6 +131,9 @@ def test_long_text_moves_the_qr_code_to_a_second_page_whole(tmp_path):
      "unknown country code 'QQ'"),
     (PostalAddress(recipient=" ", street_lines=["a"], postal_code="1", city="X", country="NL"),
      "needs a recipient and a city"),
+    # The font prints Latin, Greek and Cyrillic; left out, the name would go out blank.
+    (PostalAddress(recipient="山田 太郎", street_lines=["千代田1-1"], postal_code="100-0001",
+                   city="Chiyoda", country="JP"), "cannot print: 山田太郎"),
 ])
 def test_addresses_that_cannot_be_posted_are_refused(address, message):
     with pytest.raises(AddressError, match=message):
