@@ -677,6 +677,10 @@ async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox
         ({**good, "recipient": "someone-else@example.com"}, "recipient"),
         ({k: v for k, v in good.items() if k != "message_id"}, "message_id"),
         ({**good, "journey_id": journey_id, "step": "invitation"}, "message_id"),
+        # Half of the other way, given beside message_id or instead of it, was ignored.
+        ({**good, "journey_id": str(uuid.uuid4())}, "message_id"),
+        ({**{k: v for k, v in good.items() if k != "message_id"}, "journey_id": journey_id},
+         "step"),
         ({**good, "extra": 1}, "extra"),
     ]
     for body, field in cases:
@@ -690,6 +694,14 @@ async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox
     by_step = {"journey_id": journey_id, "step": "invitation", "recipient": email,
                "kind": "soft", "reason": "mailbox full"}
     assert (await tenant.post("/v1/bounces", by_step)).status_code == 202
+    # A mail server names an international domain in its ASCII form.
+    abroad = f"{uuid.uuid4().hex[:8]}@bücher.example"
+    await tenant.enrol(campaign["id"], {"external_id": "b-2", "email": abroad})
+    [invitation] = await mailbox.wait_for(abroad)
+    ascii_form = await tenant.post("/v1/bounces", {
+        **good, "message_id": invitation.headers["Message-ID"],
+        "recipient": abroad.replace("bücher", "xn--bcher-kva")})
+    assert ascii_form.status_code == 202, ascii_form.text
 
 
 async def test_bad_channel_plans_are_field_errors(tenant):

@@ -7,12 +7,14 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticCustomError
 from temporalio.service import RPCError
 
 from api.deps import ClientDep, ReadsDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import MAX_INT4, FieldError, Strict
+from contacts import normalise
 from core.contracts import BounceInput
 from core.vocabulary import BounceKind
 from db import bounces
@@ -62,7 +64,12 @@ def _same_recipient(given: str, sent_to: str, channel: str, region: str) -> bool
             return provider_number(given, region) == sent_to
         except PhoneNumberError:
             return False
-    return "".join(given.split()).casefold() == "".join(sent_to.split()).casefold()
+    # Mail servers name an international domain in its ASCII form (xn--bcher-kva.example for
+    # bücher.example): both are read as the registry reads an address.
+    try:
+        return normalise.same_email(normalise.email("".join(given.split())), sent_to)
+    except PydanticCustomError:
+        return False
 
 
 def bounce_out(bounce: MessageBounce, step: str) -> BounceOut:
@@ -82,9 +89,14 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     bounce again changes nothing, nor does a soft bounce of a message that bounced hard: the
     answer is then the hard bounce. A hard bounce of a message that bounced soft turns that
     bounce hard (same id, the new reason): a message bounces once."""
-    if (body.message_id is None) == (body.journey_id is None or body.step is None):
+    by_step = body.journey_id is not None or body.step is not None
+    if (body.message_id is not None) == by_step:
         raise FieldProblems([FieldError(field="message_id", message=(
             "give either message_id, or journey_id and step"))])
+    if body.message_id is None and (body.journey_id is None or body.step is None):
+        raise FieldProblems([FieldError(
+            field="step" if body.step is None else "journey_id",
+            message="give journey_id and step together: the two name the message")])
     message = await bounces.find_message(
         session, client_id=client.id, provider_message_id=body.message_id,
         journey_id=body.journey_id, step=body.step)
