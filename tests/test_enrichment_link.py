@@ -96,6 +96,23 @@ async def test_the_link_names_the_journey_and_campaign_it_opens(tenant, http):
     assert (newest["journey_id"], newest["campaign_id"]) == (newer["journey_id"], second["id"])
 
 
+async def test_the_link_lasts_as_long_as_its_journey_whatever_the_campaign_says_now(
+        tenant, http, mailbox):
+    """A journey keeps the expiry it started with; the link took the campaign's as it is now,
+    so after a change it was dead on arrival, or promised days the journey has not."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="P1D")
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email())
+    contact_link = f"/v1/contacts/{enrolled['contact_id']}/enrichment-link"
+    started_with = (await tenant.ok("GET", contact_link))["expires_at"]
+    for expires_after in ("PT1S", "P60D"):
+        await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}",
+                        {"expires_after": expires_after})
+        link = await tenant.ok("GET", contact_link)
+        assert link["expires_at"] == started_with, expires_after
+        assert (await http.get(link["url"].removeprefix("http://testserver"))).status_code == 200
+
+
 @pytest.mark.parametrize("plan", [
     # The client's message stands for the plan's first message: no letter of the campaign's.
     [{"channel": "letter"}, {"channel": "email", "after": "PT2S", "max": 1}],

@@ -22,7 +22,7 @@ from api.routes.consents import contact_of
 from api.schemas import MAX_DURATION, ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
 from db import launches
-from db.models import Campaign, Contact, Journey
+from db.models import Campaign, Contact, Journey, LinkToken
 from messaging import links
 from messaging.branding import brand_for
 from workflows.starts import journey_timings, start_journeys
@@ -114,10 +114,16 @@ async def enrichment_link(
         if journey.stage in FINAL_STAGES:
             raise HTTPException(409, f"the contact's journey in this campaign is {journey.stage}")
     campaign = await session.get_one(Campaign, journey.campaign_id)
-    # Bounded: a campaign stored before durations were may end its journeys past the clock's
-    # last date (its workflow then ends them at once).
-    expires_at = journey.created_at + min(
-        journey_timings(campaign.spec, state.settings).expires_after, MAX_DURATION)
+    # The journey's own deadline, fixed as it started: the links it was given carry it, where
+    # the campaign, changed since, would give another (a link dead on arrival, or one promising
+    # days the journey has not).
+    expires_at = await session.scalar(select(func.max(LinkToken.expires_at)).where(
+        LinkToken.journey_id == journey.id, LinkToken.purpose == TokenPurpose.contact_page))
+    if expires_at is None:
+        # Bounded: a campaign stored before durations were may end its journeys past the
+        # clock's last date (its workflow then ends them at once).
+        expires_at = journey.created_at + min(
+            journey_timings(campaign.spec, state.settings).expires_after, MAX_DURATION)
     # Printed links and QR codes lead to the client's own host name when it has one.
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"), state.settings)
     link = {"purpose": TokenPurpose.contact_page, "step": f"enrichment/{uuid.uuid4()}",
