@@ -182,11 +182,11 @@ def install(app: FastAPI) -> None:
         # On a page only the framework raises these: a form or body over its limit.
         if exc.status_code in (400, 413) and for_browsers(request):
             return too_large_page(request, exc.status_code)
-        # A link mistyped or cut short (a page's path with more or less after the token): the
-        # customer reads why in their language, not the API's JSON.
-        if exc.status_code == 404 and for_browsers(request):
+        # A link mistyped or cut short (a page's path with more or less after the token, or a
+        # form posted to one): the customer reads why in their language, not the API's JSON.
+        if exc.status_code in (404, 405) and for_browsers(request):
             return HTMLResponse(render_page("link_invalid", browser_language(request), {}),
-                                status_code=404)
+                                status_code=exc.status_code, headers=exc.headers)
         return error_response(exc.status_code, CODES.get(exc.status_code, "error"), str(exc.detail),
                               headers=getattr(exc, "headers", None))
 

@@ -206,6 +206,15 @@ async def test_unknown_link_shows_a_friendly_404_page(http, path):
     assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.parametrize("path", ["/c/unknown-token/nonsense", "/v/unknown-token/opt-out",
+                                  "/l/K7M4-9QXD-2B5H"])
+async def test_a_form_posted_to_a_link_that_takes_none_shows_the_page_too(http, path):
+    response = await http.post(path, data={"x": "1"}, headers={"accept-language": "nl"})
+    assert response.status_code == 405 and "allow" in response.headers
+    assert "text/html" in response.headers["content-type"], response.text
+    assert "Deze link is niet geldig" in response.text
+
+
 async def test_forms_refuse_a_post_without_the_csrf_token(tenant, http, mailbox):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     address = unique_email()
