@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from api.schemas import JsonBool, Language, Name, Slug, Strict, SupportedLanguage, meaning
+from api.schemas import (
+    JsonBool,
+    Language,
+    Name,
+    Slug,
+    Strict,
+    SupportedLanguage,
+    meaning,
+    with_time_zone,
+)
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
@@ -65,9 +74,9 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def a_moment(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("must include a time zone, e.g. 2026-05-01T10:00:00Z")
-    if value is not None and value < EARLIEST:
+    if value is None:
+        return None
+    if with_time_zone(value) < EARLIEST:
         raise ValueError(f"must be {EARLIEST.date().isoformat()} or later")
     return value
 

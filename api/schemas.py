@@ -64,11 +64,15 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") from None
 
 
-def _an_instant(value: datetime) -> datetime:
-    # Without a time zone a time names no instant.
+def with_time_zone(value: datetime) -> datetime:
+    # Without one a time names no instant.
     if value.tzinfo is None:
         raise ValueError("needs a time zone, e.g. 2026-05-01T10:00:00Z")
-    in_utc(value)
+    return value
+
+
+def _an_instant(value: datetime) -> datetime:
+    in_utc(with_time_zone(value))
     return value
 
 
