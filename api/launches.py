@@ -33,7 +33,7 @@ from api.errors import FieldProblems
 from api.schemas import FieldError, LaunchSelectionIn
 from core.contracts import LaunchInput, LaunchProgress, LaunchSelection, WakeHeldInput
 from core.settings import Settings
-from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, ErrorType, LaunchTrigger
+from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, ErrorType, ImportStatus, LaunchTrigger
 from db import launches
 from db.models import Campaign, CampaignLaunch, ContactImport
 from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_launch_workflow_id
@@ -50,6 +50,11 @@ async def selection_of(session: AsyncSession, client_id: uuid.UUID, body: Launch
         if job is None or job.client_id != client_id:
             raise FieldProblems([FieldError(field=f"{where}.import_id",
                                             message="no contact import with this id")])
+        if job.status != ImportStatus.completed:
+            # Its contacts are those written so far: a launch would select part of the file
+            # (none, early on) and report it as done.
+            raise HTTPException(409, f"the contact import is {job.status}: select it once it "
+                                     "has completed")
     return LaunchSelection(missing_verified_only=body.missing_verified_only,
                            tags=list(dict.fromkeys(body.tags)),
                            categories=list(dict.fromkeys(body.categories)),

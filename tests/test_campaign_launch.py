@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus
@@ -19,6 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
 from core.contracts import JourneyState
+from db.models import ContactImport
+from db.session import transaction
 
 from tests.helpers import Customer, Tenant, eventually, unique_email
 from tests.histories import save_history
@@ -335,7 +338,7 @@ async def test_journeys_a_cancel_finds_not_yet_invited_send_nothing_after_it_ans
                            "campaign_launch_cancelled_with_unreached_journeys")
 
 
-async def test_selection_by_tags_categories_and_import(tenant, other_tenant):
+async def test_selection_by_tags_categories_and_import(tenant, other_tenant, sessions):
     await import_contacts(tenant, 3, tags="vip|news", categories="gold")
     await import_contacts(tenant, 4, tags="vip")
     await import_contacts(tenant, 5)
@@ -365,6 +368,14 @@ async def test_selection_by_tags_categories_and_import(tenant, other_tenant):
     assert (await finished_launch(tenant, by_import))["started"] == 2
     journeys = (await tenant.get(f"/v1/campaigns/{by_import}/journeys")).json()["items"]
     assert len({j["contact_id"] for j in journeys}) == 2
+    # One still running has written part of its file: it was selected as if it were all.
+    for status in ("running", "failed"):
+        async with transaction(sessions) as session:
+            await session.execute(update(ContactImport).where(
+                ContactImport.id == uuid.UUID(import_id)).values(status=status))
+        early = await tenant.post(f"/v1/campaigns/{await light_campaign(tenant)}/launch",
+                                  {"selection": {"import_id": import_id}})
+        assert early.status_code == 409 and status in early.json()["error"]["message"], status
     # Another client's import is not a selection of yours.
     theirs = await import_contacts(other_tenant, 1)
     refused = await tenant.post(f"/v1/campaigns/{by_import}/launch",
