@@ -16,7 +16,16 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas import Duration, JsonBool, Name, Strict, in_utc, meaning, positive
+from api.schemas import (
+    Duration,
+    JsonBool,
+    Name,
+    Strict,
+    in_utc,
+    meaning,
+    positive,
+    written_out,
+)
 from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
 from core.vocabulary import DocumentType, KycField
 
@@ -26,7 +35,7 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else in_utc(value)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(written_out), AfterValidator(as_utc)]
 DocumentNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=meaning(
     r"^[A-Za-z0-9 \-/.]{1,100}$", "letters, digits, spaces and - / . only, at most 100"))]
 

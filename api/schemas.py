@@ -64,6 +64,33 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("is out of range: in UTC it falls outside the years 1 to 9999") from None
 
 
+_SECONDS = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
+
+
+def written_out(value: Any) -> Any:
+    """For a date or time: pydantic reads a number, or text of digits alone, as seconds since
+    1970, so 0 was stored as 1970-01-01 and a year typed alone (2031) as 00:33 that day."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _SECONDS.fullmatch(value)):
+        raise ValueError("must be written out as a date (2031-12-31) or a date and time "
+                         "(2031-12-31T10:00:00Z), not as a number")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    written_out(value)
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            # Pydantic would say "invalid character in year" of 31/01/1980.
+            raise ValueError("must be a date written YYYY-MM-DD, e.g. 1980-01-31") from None
+    return value
+
+
+# A calendar date as ISO 8601 writes it; an object of the date type is taken as it is.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
 def with_time_zone(value: datetime) -> datetime:
     # Without one a time names no instant.
     if value.tzinfo is None:
@@ -76,7 +103,7 @@ def _an_instant(value: datetime) -> datetime:
     return value
 
 
-Instant = Annotated[datetime, AfterValidator(_an_instant)]
+Instant = Annotated[datetime, BeforeValidator(written_out), AfterValidator(_an_instant)]
 
 
 def _language_of_tag(value: Any) -> Any:
@@ -918,7 +945,7 @@ class ClaimIn(Strict):
     currency: Annotated[str, StringConstraints(pattern=meaning(
         r"^[A-Z]{3}$", "an ISO 4217 currency code in capitals, e.g. EUR"))] = "EUR"
     amount: Amount | None = Field(default=None, description="in the currency's decimals at most")
-    due_on: date | None = None
+    due_on: IsoDate | None = None
 
     @field_validator("currency")
     @classmethod

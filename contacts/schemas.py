@@ -22,6 +22,7 @@ from pydantic import (
 from api.schemas import (
     ChangeOut,
     FieldError,
+    IsoDate,
     JsonBool,
     Language,
     Name,
@@ -138,11 +139,11 @@ class ContactFields(Strict):
                                                    max_length=300),
                             AfterValidator(one_line)] | None = None
     language: Language | None = None
-    date_of_birth: date | None = None
+    date_of_birth: IsoDate | None = None
     id_number: Text | None = None
-    id_expires_on: date | None = None
+    id_expires_on: IsoDate | None = None
     passport_number: Text | None = None
-    passport_expires_on: date | None = None
+    passport_expires_on: IsoDate | None = None
     ssn: Text | None = None
     industry: Text | None = None
     industry_sector: Text | None = None

@@ -8,6 +8,7 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, text
 
 from db.models import ApiKey
@@ -87,6 +88,19 @@ async def test_validation_names_each_field(tenant):
     malformed = await tenant.http.post("/v1/contacts", headers={**tenant.auth,
                                        "content-type": "application/json"}, content=b"{")
     assert malformed.status_code == 400
+
+
+@pytest.mark.parametrize(("given", "told"), [
+    # Read as seconds since 1970, these were stored as 1970-01-01 and 1970-08-18.
+    (0, "not as a number"), ("0", "not as a number"), ("19800131", "not as a number"),
+    ("1980", "not as a number"),
+    # Refused in pydantic's words: "invalid character in year", "input is too short".
+    ("31/01/1980", "written YYYY-MM-DD"), ("1980-1-31", "written YYYY-MM-DD"),
+])
+async def test_a_date_is_one_written_out(tenant, given, told):
+    refused = await create(tenant, {"last_name": "Datum", "date_of_birth": given}, status=422)
+    [error] = refused["error"]["fields"]
+    assert error["field"] == "date_of_birth" and told in error["message"], error
 
 
 async def test_a_name_is_one_line_without_direction_marks(tenant):
