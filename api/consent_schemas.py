@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_validator
 
 from api.schemas import (
     JsonBool,
@@ -16,6 +16,7 @@ from api.schemas import (
     SupportedLanguage,
     meaning,
     with_time_zone,
+    written_out,
 )
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
@@ -73,6 +74,10 @@ class MessagePolicyOut(BaseModel):
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
+# When the customer decided, or their reply came: written out, not seconds since 1970.
+Moment = Annotated[datetime, BeforeValidator(written_out)]
+
+
 def a_moment(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -107,7 +112,7 @@ class ConsentChange(Strict):
     purpose: Slug
     channel: Channel
     granted: JsonBool
-    given_at: datetime
+    given_at: Moment
     source: Literal[ConsentSource.back_office, ConsentSource.api, ConsentSource.call_centre,
                     ConsentSource.import_]
     legal_text: LegalTextRef
@@ -158,7 +163,7 @@ class ConsentImport(Strict):
 class InboundSms(Strict):
     sender: str = Field(alias="from", min_length=3, max_length=32)
     text: str = Field(max_length=1600)
-    received_at: datetime | None = None
+    received_at: Moment | None = None
 
     _received_at = field_validator("received_at")(a_moment)
 
@@ -188,7 +193,7 @@ class GdprConsentChange(Strict):
 
     state: Literal["accepted", "rejected", "withdrawn"]
     purpose: Slug = Field(description="the data_processing purpose (the consent form)")
-    given_at: datetime
+    given_at: Moment
     source: Literal[ConsentSource.back_office, ConsentSource.api, ConsentSource.call_centre]
     legal_text: LegalTextRef
     actor: str | None = Field(default=None, max_length=200)

@@ -545,6 +545,17 @@ async def test_the_gdpr_consent_is_answered_through_its_own_route_only(tenant):
     assert accepted["state"] == "accepted"
 
 
+async def test_a_decision_dated_by_a_number_is_a_field_error(tenant):
+    """Read as seconds since 1970, 0 was a consent given on 1970-01-01."""
+    contact = await newsletter_contact(tenant, "epoch")
+    for given_at in (0, "1700000000"):
+        refused = await tenant.post(f"/v1/contacts/{contact['id']}/consents", {
+            "changes": [dated("email", True, 1, given_at=given_at)]})
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["error"]["fields"]
+        assert error["field"] == "changes[0].given_at" and "not as a number" in error["message"]
+
+
 async def test_the_ip_address_kept_as_proof_is_one(tenant):
     """Any text was kept as the IP address a decision came from, where it is proof."""
     contact = await newsletter_contact(tenant, "proven")
