@@ -4,6 +4,7 @@ cutting a file into batches by byte offset, turning a row into a contact, naming
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -46,11 +47,15 @@ def template() -> str:
     return out.getvalue()
 
 
+LONE_CR, LONE_LF = re.compile(rb"\r(?!\n)"), re.compile(rb"(?<!\r)\n")
+
+
 def with_newlines(content: bytes) -> bytes:
     """A file whose lines end in CR alone (old Excel for Mac) with LF instead: the same length,
-    so byte offsets hold either way."""
-    if b"\r" in content and b"\n" not in content:
-        return content.replace(b"\r", b"\n")
+    so byte offsets hold either way. Rows end in the line end the file uses most: a quoted
+    cell may hold a line break of another kind."""
+    if len(LONE_CR.findall(content)) > len(LONE_LF.findall(content)):
+        return LONE_CR.sub(b"\n", content)
     return content
 
 
@@ -90,8 +95,9 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise CsvRejected(f"unknown column(s) {[c[:50] for c in unknown[:10]]}{more}; the "
                           f"template has {list(COLUMNS)}")
-    if len(set(named)) != len(named):
-        raise CsvRejected("a column appears twice in the header")
+    if twice := [c for c in dict.fromkeys(named) if named.count(c) > 1]:
+        raise CsvRejected(f"column(s) {twice[:10]} appear twice in the header "
+                          "(the header's letter case does not count)")
     return delimiter, columns, end
 
 

@@ -158,6 +158,8 @@ async def test_bad_files_are_refused_whole(tenant):
         (b',,\r\nx,y,z\r\n', "line 1 names no columns"),
         (b"external_id\rfirst_name\nx,y\n", "line 1"),  # a lone CR beside LF line ends
         (b",".join(b"col%d" % i for i in range(20_000)) + b"\r\n", "and 19990 more"),
+        (b"external_id,Email,email\r\nx,x@example.com,y@example.com\r\n",
+         "column(s) ['email'] appear twice"),
     ]:
         response = await tenant.http.post("/v1/contact-imports", content=content,
                                           headers={**tenant.auth, "content-type": "text/csv"})
@@ -224,11 +226,21 @@ async def test_files_as_spreadsheets_write_them(tenant):
         ("cr", f"external_id,first_name,email\rcr-{n},Cr,cr.{n}@example.com\r".encode()),
         ("trailing", f"external_id;first_name;email;;\r\ntr-{n};Tr;tr.{n}@example.com;;\r\n"
                      .encode()),
+        # A quoted cell holding a line break of the other kind (which a name may not hold):
+        # the file was refused whole, where only its row is at fault.
+        ("cr, a line in a cell", f"external_id,first_name\rcl-{n},\"Cl\nAchter\"\r"
+         f"cm-{n},Cm\r".encode()),
     ]:
         job = await finished(tenant, (await upload(tenant, content))["id"])
-        assert (job["created"], job["failed"]) == (1, 0), (name, job)
+        assert (job["created"], job["failed"]) == ((1, 1) if "cell" in name else (1, 0)), (
+            name, job)
     [cr] = (await tenant.get("/v1/contacts", external_id=f"cr-{n}")).json()["items"]
     assert cr["first_name"] == "Cr"
+    # The row's own fault, by its line; the next row read as the next line.
+    [error] = list(csv.DictReader(io.StringIO(
+        (await tenant.get(f"/v1/contact-imports/{job['id']}/errors")).text)))
+    assert (error["line"], error["field"]) == ("2", "first_name"), error
+    assert (await tenant.get("/v1/contacts", external_id=f"cm-{n}")).json()["items"]
 
 
 async def test_a_stray_quote_costs_only_its_row(tenant):
