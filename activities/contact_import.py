@@ -158,6 +158,10 @@ class ContactImporter:
                 not_enrolled=input.enrolled.not_enrolled if input.enrolled else None))
 
 
+# A row read: its line, the contact it gives, the uniqueness rule's keys of that contact.
+Row = tuple[int, ContactCreate, list[str]]
+
+
 class _Batch:
     """Rows of one batch: validated one by one, matched to existing contacts all at once,
     written with bulk inserts; only rows that change something touch a contact."""
@@ -167,7 +171,7 @@ class _Batch:
         self.reg = reg
         self.job = job
         self.actor = Actor(ActorType.api_key, job.actor_id)
-        self.rows: list[tuple[int, ContactCreate, list[str]]] = []
+        self.rows: list[Row] = []
         self.unnamed: dict[int, list[tuple[str, str]]] = {}
         self.errors: list[dict[str, Any]] = []
 
@@ -223,17 +227,34 @@ class _Batch:
 
     async def write(self) -> tuple[ImportCounts, dict[int, uuid.UUID]]:
         """Writes the rows; returns the counts and each contact written (or found unchanged)
-        by its line."""
+        by its line. A row about a contact an earlier row of the batch writes is written after
+        it, as a row of a later batch would be: it updates what that one created."""
+        counts = ImportCounts()
+        ids_by_line: dict[int, uuid.UUID] = {}
+        while self.rows:
+            created, changed, unchanged, self.rows = await self._write_rows()
+            counts.created += len(created)
+            counts.updated += len(changed)
+            counts.unchanged += len(unchanged)
+            ids_by_line.update(created | changed | unchanged)
+        counts.failed = len({e["line"] for e in self.errors})
+        await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
+        return counts, dict(sorted(ids_by_line.items()))
+
+    async def _write_rows(self) -> tuple[dict[int, uuid.UUID], dict[int, uuid.UUID],
+                                         dict[int, uuid.UUID], list[Row]]:
+        """Writes the rows but those about a contact an earlier one writes; returns the
+        contacts created, changed and found unchanged, by line, and the rows left for later."""
         by_key, by_ext, by_medium = await self._owners()
-        claimed: dict[str, int] = {}
-        creates: list[tuple[int, ContactCreate, list[str]]] = []
+        later: list[Row] = []
+        claimed: set[str] = set()
+        creates: list[Row] = []
         updates: list[tuple[int, uuid.UUID, ContactCreate]] = []
         for line, body, keys in self.rows:
             identities = [f"k:{k}" for k in keys] + (
                 [f"x:{body.external_id}"] if body.external_id else [])
-            first = next((claimed[i] for i in identities if i in claimed), None)
-            if first is not None:
-                self.fail(line, "row", f"same contact as line {first} of this file")
+            if any(i in claimed for i in identities):
+                later.append((line, body, keys))
                 continue
             owners = {by_key[k] for k in keys if k in by_key}
             if body.external_id in by_ext:
@@ -258,18 +279,17 @@ class _Batch:
                 for column, message in self.unnamed[line]:
                     self.fail(line, column, message)
                 continue
-            claimed.update({i: line for i in identities})
+            claimed.update(identities)
             if owner is None:
                 creates.append((line, body, keys))
             else:
                 updates.append((line, owner, body))
-        counts = ImportCounts()
-        ids_by_line: dict[int, uuid.UUID] = {}
+        created: dict[int, uuid.UUID] = {}
         contacts, children = [], defaultdict(list)
         for line, body, keys in creates:
             row, rows = registry.new_contact_rows(self.reg, body, keys)
             contacts.append(row)
-            ids_by_line[line] = row["id"]
+            created[line] = row["id"]
             for model, more in rows.items():
                 children[model] += more
         if contacts:
@@ -278,14 +298,8 @@ class _Batch:
             await audit.record(self.session, client_id=self.reg.client_id, actor=self.actor,
                                action=AuditAction.create, contact_ids=[c["id"] for c in contacts],
                                detail={"import_id": str(self.job.id)})
-        counts.created = len(contacts)
         changed, unchanged = await self._update(updates)
-        ids_by_line.update(changed)
-        ids_by_line.update(unchanged)
-        counts.updated, counts.unchanged = len(changed), len(unchanged)
-        counts.failed = len({e["line"] for e in self.errors})
-        await crud.insert_ignoring_conflicts(self.session, ContactImportError, self.errors)
-        return counts, dict(sorted(ids_by_line.items()))
+        return created, changed, unchanged, later
 
     async def _update(self, updates: list[tuple[int, uuid.UUID, ContactCreate]]
                       ) -> tuple[dict[int, uuid.UUID], dict[int, uuid.UUID]]:

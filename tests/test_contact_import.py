@@ -276,6 +276,21 @@ async def test_a_row_for_a_known_contact_need_not_repeat_its_name(tenant):
         ("3", "last_name", "a person needs a first or last name")]
 
 
+async def test_a_later_row_about_the_same_contact_updates_it_within_a_batch_too(tenant):
+    """Rows a batch apart updated what the earlier one created; in one batch the later one was
+    refused ("same contact as line 2") and what it added was lost."""
+    n = uuid.uuid4().hex[:6]
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,first_name,tags,email\r\n"
+        f"dw-{n},Ann,one,\r\n"
+        f"dw-{n},Ann,two,ann.{n}@example.com\r\n"
+        f"dw-{n},Ann,two,ann.{n}@example.com\r\n").encode()))["id"])
+    assert (job["created"], job["updated"], job["unchanged"], job["failed"]) == (1, 1, 1, 0), job
+    [ann] = (await tenant.get("/v1/contacts", external_id=f"dw-{n}")).json()["items"]
+    assert ann["tags"] == ["one", "two"]
+    assert [p["value"] for p in ann["contact_points"]] == [f"ann.{n}@example.com"]
+
+
 async def test_rows_not_enrolled_are_reported_by_line(tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     n = uuid.uuid4().hex[:6]
