@@ -500,8 +500,20 @@ class PlanStepIn(Strict):
             raise ValueError("must be an ISO-8601 duration of zero or more, e.g. P7D or PT0S")
         return value
 
-LabelValue = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
-                                              max_length=100)]
+LABEL = re.compile(r"[a-z0-9][a-z0-9 _\-]{0,49}")
+
+
+def _label(value: str) -> str:
+    # Checked once lower-cased (VIP is vip), which a pattern of StringConstraints is not.
+    if not LABEL.fullmatch(value):
+        raise ValueError("a tag or category is 1 to 50 letters a-z, digits, spaces, _ or -, "
+                         "beginning with a letter or digit")
+    return value
+
+
+# A tag or category as the registry keeps them: a launch selecting another would select no one.
+Label = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True),
+                  AfterValidator(_label)]
 CRON = re.compile(r"^\S+( \S+){4}$")
 
 
@@ -512,9 +524,9 @@ class LaunchSelectionIn(Strict):
 
     missing_verified_only: JsonBool = Field(default=True, description=(
         "only contacts still missing verified data of a kind the campaign collects"))
-    tags: list[LabelValue] = Field(default_factory=list, max_length=20,
+    tags: list[Label] = Field(default_factory=list, max_length=20,
                                    description="contacts carrying every one of these tags")
-    categories: list[LabelValue] = Field(default_factory=list, max_length=20)
+    categories: list[Label] = Field(default_factory=list, max_length=20)
     import_id: uuid.UUID | None = Field(default=None, description=(
         "only the contacts this CSV import created or matched"))
 

@@ -4,7 +4,6 @@ Validation that needs the client's settings (phone region) reads them from the v
 context: `ContactCreate.model_validate(data, context={"region": "NL"})`.
 """
 
-import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from api.schemas import (
     FieldError,
     IsoDate,
     JsonBool,
+    Label,
     Language,
     Name,
     Slug,
@@ -38,20 +38,6 @@ from messaging.phone import check_region, parse_phone
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-LABEL = re.compile(r"[a-z0-9][a-z0-9 _\-]{0,49}")
-
-
-def _label(value: str) -> str:
-    # Said in words: a regular expression in a field error (or an import's error CSV) tells
-    # a client nothing.
-    if not LABEL.fullmatch(value):
-        raise ValueError("a tag or category is 1 to 50 letters a-z, digits, spaces, _ or -, "
-                         "beginning with a letter or digit")
-    return value
-
-
-LabelText = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True),
-                      AfterValidator(_label)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=meaning(
     r"^[A-Za-z]{2}$", "a two-letter ISO country code, e.g. NL"))]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -162,14 +148,14 @@ class ContactCreate(ContactFields):
     contact_points: list[ContactPointIn] = Field(default_factory=list, max_length=20)
     addresses: list[AddressIn] = Field(default_factory=list, max_length=20)
     identification_media: list[MediumIn] = Field(default_factory=list, max_length=20)
-    tags: list[LabelText] = Field(default_factory=list, max_length=50)
-    categories: list[LabelText] = Field(default_factory=list, max_length=20)
+    tags: list[Label] = Field(default_factory=list, max_length=50)
+    categories: list[Label] = Field(default_factory=list, max_length=20)
 
 
 class ContactUpdate(ContactFields):
     kind: ContactKind | None = None  # type: ignore[assignment]
-    tags: list[LabelText] | None = Field(default=None, max_length=50)
-    categories: list[LabelText] | None = Field(default=None, max_length=20)
+    tags: list[Label] | None = Field(default=None, max_length=50)
+    categories: list[Label] | None = Field(default=None, max_length=20)
 
     @field_validator("kind")
     @classmethod

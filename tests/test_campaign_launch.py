@@ -388,6 +388,8 @@ async def test_bad_launch_and_recurrence_input_is_refused_with_field_errors(tena
     campaign_id = await light_campaign(tenant)
     for body, field in [
         ({"selection": {"tags": [""]}}, "selection.tags[0]"),
+        # No contact can carry it: the launch selected no one and said nothing.
+        ({"selection": {"tags": ["vip", "v!p"]}}, "selection.tags[1]"),
         ({"selection": {"import_id": "nope"}}, "selection.import_id"),
         ({"selection": {"segment": "all"}}, "selection.segment"),
         ({"paused": "maybe"}, "paused"),
