@@ -384,10 +384,10 @@ class BrandingIn(Strict):
         "A system font stack (nothing is downloaded): " + ", ".join(FONT_STACKS)))
     email_from_name: SenderName | None = Field(
         default=None, description="Display name in the From of emails (default: client name)")
-    sms_sender: str | None = Field(default=None, pattern=meaning(SMS_SENDER, (
-        "at most 11 letters, digits, spaces, dots and dashes, or a number written +E.164")),
-        description=(
-        "SMS sender id: alphanumeric, at most 11 characters, or +E.164"))
+    sms_sender: str | None = Field(
+        default=None, description="SMS sender id: alphanumeric, at most 11 characters, or +E.164",
+        pattern=meaning(SMS_SENDER, "at most 11 letters, digits, spaces, dots and dashes, or a "
+                                    "number written +E.164"))
     letter_sender: Annotated[str, StringConstraints(
         strip_whitespace=True, min_length=1, max_length=120), AfterValidator(one_line)] | None = (
         Field(default=None, description="Return line printed above the address on letters, "
@@ -500,6 +500,7 @@ class PlanStepIn(Strict):
             raise ValueError("must be an ISO-8601 duration of zero or more, e.g. P7D or PT0S")
         return value
 
+
 LABEL = re.compile(r"[a-z0-9][a-z0-9 _\-]{0,49}")
 
 
@@ -525,7 +526,7 @@ class LaunchSelectionIn(Strict):
     missing_verified_only: JsonBool = Field(default=True, description=(
         "only contacts still missing verified data of a kind the campaign collects"))
     tags: list[Label] = Field(default_factory=list, max_length=20,
-                                   description="contacts carrying every one of these tags")
+                              description="contacts carrying every one of these tags")
     categories: list[Label] = Field(default_factory=list, max_length=20)
     import_id: uuid.UUID | None = Field(default=None, description=(
         "only the contacts this CSV import created or matched"))
