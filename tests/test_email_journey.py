@@ -203,6 +203,25 @@ async def test_german_and_dutch_messages_greet_formally(tenant, http, mailbox):
     assert greetings[dutch] == ("Beste Joost de Wit,", "Beste Joost de Wit,")
 
 
+async def test_a_name_is_shown_as_written_never_as_markup(tenant, http, mailbox):
+    """The greeting's name went into the page and the HTML mail unescaped: a client's or an
+    import's name '<a href=...>' made a link in our page, under our name."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email("markup")
+    await tenant.enrol(campaign["id"], {
+        "external_id": address, "first_name": '<a href="https://evil.example/">Ann</a>',
+        "last_name": "O'Brien & Co", "email": address})
+    [invitation] = await mailbox.wait_for(address)
+    written = """Hello <a href="https://evil.example/">Ann</a> O'Brien & Co,"""
+    assert invitation.text.split("\n", 1)[0] == written  # plain text keeps it as written
+    escaped = ("Hello &lt;a href=&#34;https://evil.example/&#34;&gt;Ann&lt;/a&gt; "
+               "O&#39;Brien &amp; Co,")
+    assert escaped in invitation.html and "evil.example/\"" not in invitation.html
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert f"<h1>{escaped}</h1>" in customer.page
+
+
 async def test_reminders_then_expiry(tenant, http, mailbox, webhook_receiver, temporal_env,
                                      record_histories):
     hook = await tenant.subscribe(webhook_receiver, ["journey.expired"])
