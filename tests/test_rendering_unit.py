@@ -168,6 +168,15 @@ def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
     assert "INV-7" not in render_sms("invitation", "nl", {**context, "claim": paid})
 
 
+def test_a_claim_reference_is_shown_as_written_never_as_markup():
+    claim = claim_view({"reference": "<b>INV</b> & 7", "payment_url": "https://pay.example/7"},
+                       None, "en")
+    for name in ("invitation", "reminder"):
+        mail = render_email(name, "en", {**CONTEXT, "claim": claim, "owed": True})
+        assert "Open payment: &lt;b&gt;INV&lt;/b&gt; &amp; 7." in mail.html, mail.html
+        assert "Open payment: <b>INV</b> & 7." in mail.text
+
+
 @pytest.mark.parametrize(("language", "one", "ten"), [
     ("en", "valid for 1 minute.", "valid for 10 minutes."),
     ("nl", "1 minuut geldig.", "10 minuten geldig."),
