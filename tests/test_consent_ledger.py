@@ -258,6 +258,33 @@ async def test_the_preference_centre_refuses_a_choice_it_does_not_offer(tenant, 
     assert ("email", True) in await newsletter_choices()
 
 
+async def test_a_page_shown_before_a_withdrawal_does_not_undo_it(tenant, http, mailbox):
+    """Saved with the box left as it was shown, a page opened before the customer unsubscribed
+    (or sent STOP, or told the client) granted the newsletter again."""
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+    assert (await send(tenant, contact_id, "invoice", "Invoice 9"))["status"] == "sent"
+    [invoice] = [m for m in await mailbox.wait_for(address, count=3) if m.subject == "Invoice 9"]
+    preferences = link_to(invoice, "/p/")
+    customer = Customer(http)
+    await customer.open(preferences)
+    assert 'value="newsletter:email" checked' in customer.page
+    await tenant.ok("POST", f"/v1/contacts/{contact_id}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": False, "source": "api",
+        "given_at": datetime.now(UTC).isoformat(), "legal_text": {"language": "en"}}]}, 201)
+
+    async def newsletter_by_email() -> bool:
+        return next(p["granted"] for p in (await tenant.get(
+            f"/v1/contacts/{contact_id}/preferences")).json()
+            if (p["purpose"], p["channel"]) == ("newsletter", "email"))
+    saved = await customer.submit(preferences, granted=["newsletter:email"])
+    assert saved.status_code == 200 and "preferences are saved" in customer.page
+    assert not await newsletter_by_email()
+    # Ticked again on the page as it now stands, it is the customer's new choice.
+    await customer.submit(preferences, granted=["newsletter:email"])
+    assert await newsletter_by_email()
+
+
 async def test_the_dutch_preference_centre_writes_sms_the_dutch_way(tenant, http, mailbox):
     """The Dutch page labelled the SMS box "sms" beside "E-mail" and "Post", and wrote "via
     E-mail" inside sentences: a label starts with a capital ("Sms"), a sentence says "sms"."""

@@ -93,15 +93,18 @@ def granted_boxes(current: dict, purposes: list[str]) -> set[str]:
 
 async def _page(request: Request, state, session, link: LinkToken, contact: Contact,
                 client: Client, saved: bool = False, unreachable: list[str] | None = None,
-                unknown: bool = False, ticked: set[str] | None = None) -> HTMLResponse:
+                unknown: bool = False, ticked: set[str] | None = None,
+                shown: set[str] | None = None) -> HTMLResponse:
     """`ticked`: the boxes of a refused form, shown as the customer left them (the refused
-    ones too, to untick) rather than the saved choices, so no other change is lost.
+    ones too, to untick) rather than the saved choices, so no other change is lost, and
+    `shown`, the boxes that form was first shown with, against which the changes count.
     `unknown`: the form chose something this page does not offer."""
     language = page_language(link, contact)
     current = await consents.preferences(session, contact_id=contact.id)
     offers = await offered(session, client, language, current)
-    if ticked is None:
-        ticked = granted_boxes(current, [p["key"] for p in offers])
+    standing = granted_boxes(current, [p["key"] for p in offers])
+    ticked = standing if ticked is None else ticked
+    shown = standing if shown is None else shown
     reach = await reachable(session, contact)
     # A purpose with no box to show (its only channel moved away) is not shown at all: a
     # text without a choice, and no display recorded for it.
@@ -118,7 +121,7 @@ async def _page(request: Request, state, session, link: LinkToken, contact: Cont
         "client_name": client.name, "brand": client_brand(client, state.settings),
         "languages": language_switch(client_languages(client)), "purposes": purposes,
         "displays": displays,
-        "channels": BOXES, "reachable": reach, "granted": ticked,
+        "channels": BOXES, "reachable": reach, "granted": ticked, "shown": shown,
         "saved": saved, "unreachable": unreachable or [], "unknown": unknown},
         status.HTTP_422_UNPROCESSABLE_CONTENT if unreachable or unknown else status.HTTP_200_OK)
 
@@ -153,6 +156,10 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     link, contact, client = found
     form = await request.form()
     ticked = set(form.getlist("granted"))
+    # A form shown before a later decision (an unsubscribe, an SMS STOP) must not undo it with
+    # a box the customer left as it was. A form of a page served before the page said what it
+    # showed counts every box.
+    shown = set(filter(None, str(form["shown"]).split(","))) if "shown" in form else None
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
     purposes = await offered(session, client, page_language(link, contact), current)
@@ -167,8 +174,14 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     after = dict(current)
     for purpose in purposes:
         for channel in BOXES:
-            granted = f"{purpose['key']}:{channel}" in ticked - unknown
+            box = f"{purpose['key']}:{channel}"
+            granted = box in ticked - unknown
             ruling = consents.governing(after, purpose["key"], channel)
+            # Left as it was shown, a box keeps what rules it now, a decision made since the
+            # page was shown included; unless this form's own change on `any` moved it.
+            if shown is not None and granted == (box in shown) and \
+                    ruling is consents.governing(current, purpose["key"], channel):
+                continue
             # Untouched boxes that were never decided stay undecided, not "withdrawn".
             if (ruling is None and not granted) or (ruling is not None
                                                     and ruling.granted == granted):
@@ -188,7 +201,7 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
         # Nothing is saved: the customer sees the choice was refused, not half of it kept.
         return await _page(request, state, session, link, contact, client,
                            unreachable=[c for c in CHANNELS if c in unreachable],
-                           unknown=bool(unknown), ticked=ticked - unknown)
+                           unknown=bool(unknown), ticked=ticked - unknown, shown=shown)
     _, endpoints = await consents.record(session, contact=contact, decisions=decisions)
     await session.commit()
     await state.endpoints.wake(client.id, endpoints, "consent changed")
