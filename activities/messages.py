@@ -300,7 +300,7 @@ class MessageSender:
                 context["unsubscribe_link"], unsubscribe = await links.one_click_unsubscribe(
                     session, self._settings, step=f"{journey.id}/{input.step}",
                     contact_id=contact.id, purpose=rule.purpose, channel=channel,
-                    base_url=brand.base_url)
+                    base_url=brand.base_url, language=journey.language)
                 headers |= unsubscribe
             content: RenderedEmail = render_email(input.template, journey.language, context)
             subject = content.subject

@@ -47,13 +47,15 @@ async def issue(
 
 async def one_click_unsubscribe(
     session: AsyncSession, settings: Settings, *, step: str, contact_id: uuid.UUID,
-    purpose: str | None, channel: str, base_url: str | None,
+    purpose: str | None, channel: str, base_url: str | None, language: str | None = None,
 ) -> tuple[str, dict[str, str]]:
     """A marketing email's unsubscribe link, and the RFC 8058 headers with which mail clients
-    offer a one-click unsubscribe that POSTs to it."""
+    offer a one-click unsubscribe that POSTs to it. `language`: the message's, where it is not
+    the contact's (a journey's), which its page then speaks."""
+    scope = {"purpose": purpose, "channel": channel} | ({"language": language} if language else {})
     link = await issue(session, settings, purpose=TokenPurpose.unsubscribe, step=step,
                        contact_id=contact_id, expires_at=utcnow() + settings.preference_link_ttl,
-                       scope={"purpose": purpose, "channel": channel}, base_url=base_url)
+                       scope=scope, base_url=base_url)
     return link, {"List-Unsubscribe": f"<{link}>",
                   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 

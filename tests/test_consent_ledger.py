@@ -881,6 +881,28 @@ async def test_journey_messages_the_client_calls_marketing_can_be_unsubscribed(
                                              for p in prefs}
 
 
+async def test_the_unsubscribe_page_speaks_the_language_of_its_message(tenant, http, mailbox):
+    """A Dutch reminder to an English contact (the campaign speaks Dutch only): its preference
+    link opened in Dutch, its one-click unsubscribe in English."""
+    await setup_policies(tenant)
+    await tenant.ok("PUT", "/v1/message-policies/reminder",
+                    {"category": "marketing", "purpose": "newsletter"})
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
+    campaign = await tenant.create_campaign(
+        languages=["nl"], default_language="nl", reminders={"interval": "PT1S", "max_count": 1},
+        expires_after="PT1M")
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+    reminder = next(m for m in await mailbox.wait_for(address, count=4)
+                    if m.subject.startswith("Herinnering"))
+    unsubscribe = "".join(reminder.headers["List-Unsubscribe"].split()).strip("<>").removeprefix(
+        "http://testserver")
+    page = await http.get(unsubscribe)
+    assert "<h1>Afmelden</h1>" in page.text, page.text
+    done = await http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert 'lang="nl"' in done.text and "Afmelden" in done.text
+    assert (await tenant.ok("GET", f"/v1/contacts/{contact_id}"))["language"] == "en"
+
+
 async def test_a_consent_in_a_language_of_neither_contact_nor_client_can_be_withdrawn(
         tenant, sessions, http, mailbox):
     """A German contact granted the newsletter under its only text, in Dutch (the client's

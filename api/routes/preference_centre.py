@@ -236,7 +236,7 @@ async def _unsubscribe_page(request, state, session, token: str, done: bool):
     context = {"client_name": client.name, "brand": client_brand(client, state.settings), "done": done,
                "purpose_name": purpose.name if purpose else link.scope["purpose"],
                "channel": link.scope["channel"]}
-    return found, html(request, state, "unsubscribe", contact.language, context)
+    return found, html(request, state, "unsubscribe", page_language(link, contact), context)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
@@ -258,7 +258,7 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
     current = await consents.preferences(session, contact_id=contact.id)
     if consents.changed(current, purpose, channel, False):
         text = (await consents.texts_for_purposes(
-            session, client_id=client.id, language=contact.language,
+            session, client_id=client.id, language=page_language(link, contact),
             fallback=client.default_language, decided=current))[purpose]
         _, endpoints = await consents.record(session, contact=contact, decisions=[
             consents.Decision(purpose=purpose, channel=channel, granted=False, given_at=given_at,
