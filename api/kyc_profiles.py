@@ -3,6 +3,7 @@ checked, kept through the storage adapter) and talking to the contact's KYC work
 
 import asyncio
 import hashlib
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -24,7 +25,7 @@ from temporalio.service import RPCError
 
 from api.errors import pydantic_fields
 from api.kyc_schemas import OptionalNumber, UtcDatetime
-from api.schemas import FieldError
+from api.schemas import BIDI_CONTROLS, FieldError
 from contacts import registry
 from contacts.audit import Actor
 from core.kyc_contracts import (
@@ -87,6 +88,14 @@ def _said(err: ValidationError, otherwise: str | None = None) -> str:
     if problem["type"] in ("value_error", "string_pattern_mismatch"):
         return pydantic_fields([problem])[0].message
     return otherwise or problem["msg"]
+
+
+def shown_name(filename: str | None) -> str | None:
+    """An upload's file name as kept, to show: without control characters (a NUL cannot be
+    stored: the upload failed after its file was written) or direction marks ('exe.txt')."""
+    name = "".join(ch for ch in filename or ""
+                   if ch not in BIDI_CONTROLS and unicodedata.category(ch) != "Cc")
+    return name.strip()[:300] or None
 
 
 def check_number(kind: str | None, number: str | None) -> None:
@@ -190,7 +199,7 @@ async def accept_document(
     storage = LocalDirectoryStorage(settings.kyc_storage_dir)
     await storage.put(key, data)
     assert upload is not None
-    filename = (upload.filename or "")[:300] or None
+    filename = shown_name(upload.filename)
     document = KycDocument(
         id=doc_id, client_id=contact.client_id, contact_id=contact.id,
         document_type=details.document_type, number=details.number,

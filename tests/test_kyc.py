@@ -707,6 +707,26 @@ async def test_an_expiry_at_the_calendars_edge_is_a_field_error(tenant, sessions
     assert len((await profile(tenant, contact_id))["documents"]) == 1
 
 
+async def test_an_upload_keeps_its_file_name_without_control_characters(tenant, sessions):
+    """A NUL in the multipart file name (which browsers and scripts can send) failed the upload
+    at its commit, its file already stored, and answered the API's JSON even on the page."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    boundary = "cjboundary"
+    fields = {"document_type": "passport", "number": "NL123456", "expires_at": FAR}
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        .encode() for name, value in fields.items()) + (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="scan\x00\u202efdp.exe"\r\nContent-Type: application/pdf\r\n\r\n'
+        .encode() + PDF + f"\r\n--{boundary}--\r\n".encode())
+    uploaded = await tenant.http.post(
+        f"/v1/kyc/contacts/{contact_id}/documents", content=body, headers={
+            **tenant.auth, "content-type": f"multipart/form-data; boundary={boundary}"})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["filename"] == "scanfdp.exe"
+
+
 async def test_a_bad_document_number_is_told_in_words(tenant, sessions):
     """Uploaded or corrected, a number with characters no document prints is refused with the
     same plain words, never the pattern that checks it."""
