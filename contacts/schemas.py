@@ -36,8 +36,12 @@ from contacts.uniqueness import RuleError, parse
 from core.vocabulary import ContactKind, ContactPointKind, MediumKind
 from messaging.phone import check_region, parse_phone
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+# One line each, as names are: a line break in a street would be a line of its own in the
+# letter's address window, a direction mark would make it read as another.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+                 AfterValidator(one_line)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+                 AfterValidator(one_line)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=meaning(
     r"^[A-Za-z]{2}$", "a two-letter ISO country code, e.g. NL"))]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

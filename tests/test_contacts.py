@@ -90,6 +90,18 @@ async def test_validation_names_each_field(tenant):
     assert malformed.status_code == 400
 
 
+async def test_an_address_line_is_one_line(tenant):
+    """A line break in a street was taken, and became a line of its own in a letter's address
+    window; names refused it already."""
+    contact = await create(tenant, {"last_name": "Regel"})
+    for field, value in (("line1", "Main 1\nEvil"), ("city", "Gouda\r\nX"),
+                         ("line2", "b\u202eis")):
+        refused = await tenant.post(f"/v1/contacts/{contact['id']}/addresses", {
+            "type": "home", "line1": "Main 1", "city": "Gouda", "country": "NL", field: value})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["fields"][0]["field"] == field
+
+
 @pytest.mark.parametrize(("given", "told"), [
     # Read as seconds since 1970, these were stored as 1970-01-01 and 1970-08-18.
     (0, "not as a number"), ("0", "not as a number"), ("19800131", "not as a number"),
