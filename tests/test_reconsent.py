@@ -168,10 +168,20 @@ async def test_rejecting_the_form_with_no_functionality_stops_messages(tenant, h
     customer = Customer(http)
     await customer.open(mailbox.link(invitation))
     assert (await customer.submit(mailbox.link(invitation), answer="maybe")).status_code == 422
+    form = customer.page
     await customer.submit(mailbox.link(invitation), answer="reject")
     await tenant.wait_for_stage(enrolled["results"][0]["journey_id"], "rejected")
     invoice = await send(tenant, enrolled["results"][0]["contact_id"], "invoice", "Invoice 7")
     assert invoice["status"] == "suppressed" and "rejected" in invoice["status_reason"]
+    # Back to the form, the other button: the first answer stands, and the page said "your
+    # choice is saved" of the one it did not save.
+    customer.page = form
+    await customer.submit(mailbox.link(invitation), answer="accept")
+    assert "<h1>Your earlier answer stands</h1>" in customer.page
+    assert "choice is saved" not in customer.page
+    gdpr = await tenant.ok("GET", f"/v1/contacts/{enrolled['results'][0]['contact_id']}"
+                                  "/gdpr-consent")
+    assert gdpr["state"] == "rejected"
 
 
 async def test_reconsent_campaign_validation(tenant):

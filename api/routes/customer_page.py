@@ -613,7 +613,11 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
             display_id=form.get("display"), **who(request)))
     except (WorkflowUpdateFailedError, RPCError) as err:
         await refused(session, state, visit, err)
-        return finished(request, state, visit)
+        # The other button of a page gone back to: the first answer stands, and the page must
+        # not thank the customer for saving this one.
+        answered = visit.journey.stage in (Stage.accepted, Stage.rejected) and \
+            visit.journey.stage != (Stage.accepted if answer == "accept" else Stage.rejected)
+        return finished(request, state, visit, "answered_before" if answered else None)
     return finished(request, state, visit, result.stage)
 
 
