@@ -615,9 +615,9 @@ async def _answer(request: Request, state, session, visit: Visit, form, given_at
         await refused(session, state, visit, err)
         # The other button of a page gone back to: the first answer stands, and the page must
         # not thank the customer for saving this one.
-        answered = visit.journey.stage in (Stage.accepted, Stage.rejected) and \
-            visit.journey.stage != (Stage.accepted if answer == "accept" else Stage.rejected)
-        return finished(request, state, visit, "answered_before" if answered else None)
+        other = Stage.rejected if answer == "accept" else Stage.accepted
+        return finished(request, state, visit,
+                        "answered_before" if visit.journey.stage == other else None)
     return finished(request, state, visit, result.stage)
 
 
