@@ -117,6 +117,12 @@ def unavailable(err: BaseException) -> bool:
     return isinstance(err, (RPCTimeoutOrCancelledError, sa.TimeoutError))
 
 
+class UpdateLost(Exception):
+    """A customer's request to a running journey that the Temporal server lost before the
+    workflow took it (a restart clears its update registry): answered as unavailable, so the
+    customer sends it again."""
+
+
 def raise_if_unavailable(err: BaseException) -> None:
     """For handlers that answer a refused update with a page: an unreachable Temporal is not
     a refusal, and goes on to the 503 handler."""
@@ -200,6 +206,12 @@ def install(app: FastAPI) -> None:
     for error in (RPCError, RPCTimeoutOrCancelledError, sa.DBAPIError, sa.TimeoutError,
                   RuntimeError):
         app.add_exception_handler(error, _unavailable)
+
+    @app.exception_handler(UpdateLost)
+    async def _lost(request: Request, exc: UpdateLost) -> Response:
+        logging.getLogger("api").warning("%s %s: 503, update lost: %s", request.method,
+                                         request.url.path, exc.__cause__ or exc)
+        return unavailable_response(request)
 
     @app.exception_handler(sa.DataError)
     async def _data(request: Request, exc: sa.DataError) -> Response:

@@ -7,7 +7,8 @@ import re
 import uuid
 from datetime import datetime
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.vocabulary import JOURNEY_STAGE
 from messaging.dev_mail import SLOW_ACK_DOMAIN, start_smtp_sink
@@ -633,6 +634,32 @@ async def test_an_address_entered_counts_in_the_profile(tenant, http, mailbox):
                           address_postal_code="2801 AA", address_city="Gouda",
                           address_country="nl")
     assert "Your profile is 50% complete" in customer.page  # and the address, awaiting
+
+
+async def test_a_confirmation_the_server_lost_is_asked_again_not_thanked_for(
+        tenant, http, mailbox, monkeypatch):
+    """A Temporal server restarting clears the updates it has not handed to the workflow and
+    answers NOT_FOUND for them (seen in the fault suite): the page thanked the customer, and the
+    journey stayed pending. Now the page says to try again, and trying again confirms."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    address = unique_email("lost")
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    await customer.submit(page, email=address)
+    [_, verification] = await mailbox.wait_for(address, count=2)
+    link = mailbox.link(verification)
+    await customer.open(link)
+    form = customer.page
+
+    async def lost(*args, **kwargs):
+        raise RPCError("update wasn't found on server", RPCStatusCode.NOT_FOUND, b"")
+    with monkeypatch.context() as patched:
+        patched.setattr(WorkflowHandle, "execute_update", lost)
+        refused = await customer.submit(link)
+    assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "verification_pending"
+    customer.page = form
+    assert (await customer.submit(link)).status_code == 200
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
 
 
 async def test_an_address_entered_takes_the_clients_own_address_types(tenant, http, mailbox):

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, StateDep
-from api.errors import browser_language, raise_if_unavailable
+from api.errors import UpdateLost, browser_language, raise_if_unavailable
 from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from api.routes.campaigns import consent_form
@@ -453,8 +453,11 @@ async def refused(session, state, visit: Visit, err: WorkflowUpdateFailedError |
     raise_if_unavailable(err)
     await session.refresh(visit.journey)
     if (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
-            and visit.journey.stage not in FINAL_STAGES
-            and await end_if_lost(session, state.temporal, state.endpoints, visit.journey)):
+            and visit.journey.stage not in FINAL_STAGES):
+        if not await end_if_lost(session, state.temporal, state.endpoints, visit.journey):
+            # The workflow runs, but the server lost the request (its update registry cleared
+            # in a restart): the customer must send it again, not be thanked for it.
+            raise UpdateLost() from err
         await session.commit()
         visit.not_withdrawn = True
 
