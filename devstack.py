@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.settings import DATA_DIR, Settings
-from core.temporal import register_search_attributes, search_attribute_args, temporal_cli
+from core.temporal import dev_server_args, register_search_attributes, temporal_cli
 from db.migrate import upgrade
 from messaging.dev_mail import start_smtp_sink
 from stack import stop_processes, wait_for_port
@@ -49,7 +49,7 @@ def run(settings: Settings) -> None:
             "--port", str(temporal_port), "--ui-port", str(ui_port),
             # Absolute, as the server prints it in its own banner.
             "--db-filename", str((DATA_DIR / "temporal.db").absolute()), "--log-level", "error",
-            *search_attribute_args(),
+            *dev_server_args(),
         ])
         procs.append(temporal)
         wait_for_port(temporal_host, temporal_port, 60, temporal)

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from core.temporal import data_converter, search_attribute_args, temporal_cli
+from core.temporal import data_converter, dev_server_args, temporal_cli
 from db.migrate import upgrade
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -79,7 +79,7 @@ async def local_temporal(db_file: Path | None = None) -> AsyncIterator[WorkflowE
     in memory or in `db_file`."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=[*search_attribute_args(),
+        dev_server_extra_args=[*dev_server_args(),
                                *(["--db-filename", str(db_file)] if db_file else [])],
         data_converter=data_converter,
     )

@@ -23,6 +23,7 @@ from activities.client_messages import ClientMessageSender
 from activities.codes import CodeSender
 from activities.contact_gdpr import ContactRetention
 from activities.contact_import import ContactImporter
+from activities.history_erasure import HistoryEraser
 from activities.journey_records import JourneyRecords
 from activities.lost_journeys import LostJourneySweep
 from activities.kyc import KycActivities
@@ -30,7 +31,7 @@ from activities.messages import MessageSender
 from activities.reconsent import Reconsent
 from activities.retention import Retention
 from activities.webhooks import WebhookSender
-from core.contracts import AnonymiseInactiveInput
+from core.contracts import AnonymiseInactiveInput, ForgetErasedHistoriesInput
 from core.public_transport import public_only_transport
 from core.security import SecretBox
 from core.settings import Settings, get_settings
@@ -44,6 +45,8 @@ from workflows.client_message import ClientMessageWorkflow
 from workflows.contact_anonymisation import SCHEDULE_ID, AnonymiseInactiveContactsWorkflow
 from workflows.contact_import import ContactImportWorkflow
 from workflows.held_journeys import WakeHeldJourneysWorkflow
+from workflows.history_erasure import SCHEDULE_ID as FORGET_SCHEDULE_ID
+from workflows.history_erasure import ForgetErasedHistoriesWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.kyc import KycWorkflow
 from workflows.lost_journeys import SCHEDULE_ID as LOST_SCHEDULE_ID
@@ -58,7 +61,7 @@ from workflows.webhook_endpoint import EndpointDispatcher, WebhookEndpointWorkfl
 WORKFLOWS = [JourneyWorkflow, WebhookEndpointWorkflow, ClientMessageWorkflow,
              ReconsentRunWorkflow, PurgeUnverifiedDataWorkflow, KycWorkflow,
              ContactImportWorkflow, AnonymiseInactiveContactsWorkflow, DeliverWebhooksWorkflow,
-             EndLostJourneysWorkflow]
+             EndLostJourneysWorkflow, ForgetErasedHistoriesWorkflow]
 # Every workflow whose recorded histories tests/test_replay.py replays.
 REPLAYED = [*WORKFLOWS, CampaignLaunchWorkflow]
 
@@ -100,6 +103,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
         contact_retention = ContactRetention(sessions, settings)
         launcher = CampaignLauncher(sessions, settings, client, dispatcher)
         lost = LostJourneySweep(sessions, client, dispatcher)
+        eraser = HistoryEraser(sessions, client)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})
         workers: list[Worker] = []
@@ -137,6 +141,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
                     contact_retention.anonymise_inactive,
                     contact_retention.apply_blocked_consequences,
                     lost.end_lost_journeys,
+                    eraser.forget_erased_histories,
                 ],
             ))
         if settings.launch_task_queue in settings.polled_task_queues:
@@ -169,19 +174,28 @@ async def ensure_schedule(client: Client, schedule_id: str, action: ScheduleActi
         pass
 
 
-async def ensure_schedules(client: Client, settings: Settings) -> None:
+async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     """The periodic jobs (visible and pausable in the Temporal UI): the purge of unverified data,
-    the batch anonymisation of inactive contacts and the sweep of lost journeys."""
+    the batch anonymisation of inactive contacts, the sweep of lost journeys and the deletion
+    of erased contacts' workflow histories. Returns their schedules' ids."""
     queue = settings.temporal_task_queue
-    await ensure_schedule(client, PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
-        PurgeUnverifiedDataWorkflow.run, id=PURGE_SCHEDULE_ID, task_queue=queue),
-        timedelta(days=1))
-    await ensure_schedule(client, SCHEDULE_ID, ScheduleActionStartWorkflow(
-        AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(), id=SCHEDULE_ID,
-        task_queue=queue), settings.anonymise_inactive_every)
-    await ensure_schedule(client, LOST_SCHEDULE_ID, ScheduleActionStartWorkflow(
-        EndLostJourneysWorkflow.run, id=LOST_SCHEDULE_ID, task_queue=queue),
-        settings.end_lost_journeys_every)
+    jobs = [
+        (PURGE_SCHEDULE_ID, ScheduleActionStartWorkflow(
+            PurgeUnverifiedDataWorkflow.run, id=PURGE_SCHEDULE_ID, task_queue=queue),
+         timedelta(days=1)),
+        (SCHEDULE_ID, ScheduleActionStartWorkflow(
+            AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(), id=SCHEDULE_ID,
+            task_queue=queue), settings.anonymise_inactive_every),
+        (LOST_SCHEDULE_ID, ScheduleActionStartWorkflow(
+            EndLostJourneysWorkflow.run, id=LOST_SCHEDULE_ID, task_queue=queue),
+         settings.end_lost_journeys_every),
+        (FORGET_SCHEDULE_ID, ScheduleActionStartWorkflow(
+            ForgetErasedHistoriesWorkflow.run, ForgetErasedHistoriesInput(),
+            id=FORGET_SCHEDULE_ID, task_queue=queue), settings.forget_erased_histories_every),
+    ]
+    for schedule_id, action, every in jobs:
+        await ensure_schedule(client, schedule_id, action, every)
+    return [schedule_id for schedule_id, _, _ in jobs]
 
 
 async def main() -> None:

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from core.settings import Settings
-from core.temporal import data_converter, search_attribute_args, temporal_cli
+from core.temporal import data_converter, dev_server_args, temporal_cli
 from db import crud
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker, transaction
@@ -99,7 +99,7 @@ async def main(rows: int) -> None:
         upgrade(url)
         content, _ = contacts_file(uuid.uuid4().hex[:6], rows, bad_every=None)
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(), dev_server_extra_args=search_attribute_args(),
+            dev_server_existing_path=temporal_cli(), dev_server_extra_args=dev_server_args(),
             data_converter=data_converter)
         try:
             ours = await import_through_the_api(url, env, content)

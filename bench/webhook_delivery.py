@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.security import SecretBox, new_webhook_secret
 from core.settings import Settings
-from core.temporal import data_converter, search_attribute_args, temporal_cli
+from core.temporal import data_converter, dev_server_args, temporal_cli
 from core.webhook_rules import signature_header
 from db import crud
 from db.migrate import upgrade
@@ -108,7 +108,7 @@ async def main(events: int, pg: str) -> None:
     try:
         upgrade(url)
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_cli(), dev_server_extra_args=search_attribute_args(),
+            dev_server_existing_path=temporal_cli(), dev_server_extra_args=dev_server_args(),
             data_converter=data_converter)
         receiver = WebhookReceiver()
         await receiver.start()

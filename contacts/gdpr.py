@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contacts import audit, registry, suppression
+from contacts import audit, histories, registry, suppression
 from contacts.audit import Actor
 from core.settings import Settings
 from core.storage import LocalDirectoryStorage
@@ -232,8 +232,11 @@ async def _erase_contact_points_and_documents(session: AsyncSession, contact: Co
                                               settings: Settings, reason: str) -> None:
     """What both erasures share: emails and phones go on the suppression list, the identity
     documents go, their files once that has committed (a rollback cannot restore a file; the
-    profile keeps its non-personal state), and the local outboxes' messages are scrubbed."""
+    profile keeps its non-personal state), the local outboxes' messages are scrubbed and the
+    workflow histories in Temporal filed for deletion."""
     await _scrub_outboxes_on_commit(session, contact, settings)
+    await histories.erasure_pending(session, contact,
+                                    deleted=reason == SuppressionReason.terminated)
     await suppression.suppress(session, secret_key=settings.secret_key.get_secret_value(),
                                client_id=contact.client_id, contact_id=contact.id, reason=reason)
     keys = list(await session.scalars(select(KycDocument.storage_key).where(
@@ -261,10 +264,11 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
     """Irreversibly replaces the personal data; ids, stages, consent decisions and legal texts
     (non-personal records) are kept, and the emails and phones go on the suppression list.
     Raises Blocked with the reasons while rules forbid it. For a contact anonymised already it
-    only scrubs the outboxes and deletes its document files again, in case a crash after the
-    commit kept that from happening."""
+    only scrubs the outboxes, deletes its document files and files its workflow histories for
+    deletion again, in case a crash after the commit kept that from happening."""
     if contact.anonymised_at is not None:
         await _scrub_outboxes_on_commit(session, contact, settings)
+        await histories.erasure_pending(session, contact, deleted=False)
         await _delete_left_documents_on_commit(session, contact, settings)
         return
     reasons = await blockers(session, contact)

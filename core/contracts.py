@@ -607,6 +607,26 @@ class ConsequencesBatchResult:
 
 
 @dataclass
+class ForgetErasedHistoriesInput:
+    # Erasures younger than this wait for the next sweep: the journey whose own page erased the
+    # contact closes moments later, and Temporal's list of closed workflows may lag a close.
+    settle: timedelta = timedelta(minutes=10)
+    batch_size: int = 100
+
+
+@dataclass
+class ForgetHistoriesBatchInput:
+    erased_before: datetime
+    batch_size: int
+
+
+@dataclass
+class ForgetHistoriesResult:
+    contacts: int
+    workflows: int
+
+
+@dataclass
 class LaunchSelection:
     """Which of the client's registry contacts a campaign launch invites: those reachable by
     email that match every filter given."""

@@ -197,6 +197,10 @@ class Settings(BaseSettings):
     # reports and erasure need not wait for someone to meet them. Within the namespace's
     # retention: Temporal forgets closed workflows after it.
     end_lost_journeys_every: timedelta = timedelta(hours=1)
+    # How often the workflow histories of erased contacts are deleted from Temporal (the API's
+    # erasures delete them at once; this catches the rest: the scheduled and policy ones, and
+    # what was still running or unlisted then).
+    forget_erased_histories_every: timedelta = timedelta(minutes=15)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> "Settings":

@@ -315,6 +315,23 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class HistoryErasure(Base):
+    """A contact erased (anonymised or deleted) whose workflows' histories in Temporal are still
+    to be deleted: what customers typed, where their messages went and an operator's reasons
+    would otherwise outlive the erasure there until the namespace's retention. Written with the
+    erasure, so that it commits with it; the sweep deletes the row once the histories are gone.
+
+    No foreign key to contacts: a deleted contact's histories go after it."""
+
+    __tablename__ = "history_erasures"
+    contact_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    client_id: Mapped[uuid.UUID] = _client_fk()
+    erased_at: Mapped[datetime] = mapped_column(index=True)
+    # A deleted contact's running workflows (its KYC profile's) go too; an anonymised
+    # contact's profile lasts, as the contact does.
+    deleted: Mapped[bool] = mapped_column(Boolean)
+
+
 class AuditEntry(Base):
     """Who read or changed which contact, when, with old and new values of a change.
 

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import update
 from standardwebhooks import Webhook, WebhookVerificationError
+from temporalio.client import Client as TemporalClient
 
 from api.main import create_app
 from core.settings import Settings
@@ -25,6 +26,7 @@ from db.models import ContactPoint
 from db.session import transaction
 from messaging.dev_mail import OutboxEmail, outbox, outbox_email
 from stack import free_port
+from worker import ensure_schedules
 
 T = TypeVar("T")
 LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
@@ -464,3 +466,15 @@ async def own_api(settings: Settings, tenant: Tenant) -> AsyncIterator[Tenant]:
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
         yield Tenant(id=tenant.id, name=tenant.name, key=tenant.key, http=http)
+
+
+@asynccontextmanager
+async def worker_schedules(temporal: TemporalClient, settings: Settings) -> AsyncIterator[None]:
+    """The worker's periodic schedules, as it creates them at its start, deleted afterwards:
+    left, they would fire during later tests."""
+    schedule_ids = await ensure_schedules(temporal, settings)
+    try:
+        yield
+    finally:
+        for schedule_id in schedule_ids:
+            await temporal.get_schedule_handle(schedule_id).delete()

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from db.models import ApiKey
 from db.session import transaction
-from tests.helpers import mark_bounced
+from tests.helpers import mark_bounced, worker_schedules
 from tests.test_contact_import import finished, upload
 from worker import ensure_schedules
 from workflows.contact_anonymisation import SCHEDULE_ID
@@ -608,12 +608,11 @@ async def test_a_company_rule_conflict_names_the_company_rule(tenant):
 
 
 async def test_the_anonymisation_schedule_is_created_once(temporal_env, settings):
-    await ensure_schedules(temporal_env.client, settings)
-    await ensure_schedules(temporal_env.client, settings)
-    handle = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
-    description = await handle.describe()
-    assert description.schedule.spec.intervals[0].every == settings.anonymise_inactive_every
-    await handle.delete()
+    async with worker_schedules(temporal_env.client, settings):
+        await ensure_schedules(temporal_env.client, settings)
+        handle = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
+        description = await handle.describe()
+        assert description.schedule.spec.intervals[0].every == settings.anonymise_inactive_every
 
 
 async def test_enrolment_holds_new_contacts_to_the_rule_and_audits_them(tenant, mailbox):

@@ -10,9 +10,8 @@ from temporalio.client import WorkflowExecutionStatus
 
 from db.models import Journey, WebhookEvent
 from db.session import transaction
-from tests.helpers import Customer, eventually, on_the_page, unique_email
+from tests.helpers import Customer, eventually, on_the_page, unique_email, worker_schedules
 from tests.histories import save_history
-from worker import ensure_schedules
 from workflows.lost_journeys import SCHEDULE_ID, EndLostJourneysWorkflow
 from workflows.starts import workflow_id
 
@@ -240,10 +239,9 @@ async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox,
     assert (funnel["finished"], funnel["total"]["cancelled"]) == (1, 1)
 
     # The worker keeps an hourly schedule for it.
-    await ensure_schedules(temporal_env.client, settings)
-    schedule = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
-    assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)
-    await schedule.delete()
+    async with worker_schedules(temporal_env.client, settings):
+        schedule = temporal_env.client.get_schedule_handle(SCHEDULE_ID)
+        assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)
 
 
 async def test_the_client_is_told_once_that_a_lost_journey_ended(tenant, http, mailbox, sessions,

@@ -28,7 +28,7 @@ from api.errors import ERROR_RESPONSES, FieldProblems, error_response
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
 from api.schemas import MAX_INT4, FieldError, Instant
-from contacts import audit, feed, gdpr, registry
+from contacts import audit, feed, gdpr, histories, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
 from contacts.schemas import (
@@ -521,6 +521,7 @@ async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     except gdpr.Blocked as err:
         return blocked("terminate_blocked", err)
     await session.commit()
+    await histories.delete_at_once(state.temporal, contact_id, deleted=True)
     return Response(status_code=204)
 
 
@@ -537,6 +538,7 @@ async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     except gdpr.Blocked as err:
         return blocked("anonymisation_blocked", err)
     await session.commit()
+    await histories.delete_at_once(state.temporal, contact.id, deleted=False)
     return await one_out(session, reg, contact)
 
 

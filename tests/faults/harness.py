@@ -31,7 +31,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from core.settings import Settings
-from core.temporal import search_attribute_args, temporal_cli
+from core.temporal import dev_server_args, temporal_cli
 from db import crud
 from db.session import make_engine, make_sessionmaker, transaction
 from messaging.dev_mail import start_smtp_sink
@@ -97,7 +97,7 @@ class TemporalServer(Child):
         super().__init__("temporal", [
             temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
             "--port", str(self.port), "--db-filename", str(directory / "temporal.db"),
-            "--log-level", "error", *search_attribute_args()], dict(os.environ),
+            "--log-level", "error", *dev_server_args()], dict(os.environ),
             directory / "temporal.log")
 
     @property
