@@ -121,8 +121,10 @@ def records(content: bytes, *, start: int, end: int | None, first_line: int, del
     """Each non-blank row. A row the CSV reader cannot read (a stray or unbalanced quote) is
     one unreadable record of one line, and reading goes on at the next line: one bad quote
     must not cost the rows after it. So is a row that runs over several lines (a quoted cell
-    with line breaks) but does not have the header's `width` of cells: a quote that opened a
-    cell and closed in a later row, swallowing the rows between."""
+    with line breaks) but does not have the header's `width` of cells, where a cell with a line
+    break holds the delimiter too: a quote that opened a cell and closed in a later row,
+    swallowing the rows between. Without the delimiter, it is a row with a cell of several
+    lines, one or more cells short or long, which the row's own check reports."""
     content = content if end is None else content[:end]
     state = {"line": first_line - 1, "pos": start}
 
@@ -142,7 +144,8 @@ def records(content: bytes, *, start: int, end: int | None, first_line: int, del
         except csv.Error as err:
             problem = str(err)
         else:
-            if state["line"] == next_line or len(cells) == width:
+            if (state["line"] == next_line or len(cells) == width
+                    or not any(delimiter in c for c in cells if "\n" in c or "\r" in c)):
                 if any(c.strip() for c in cells):
                     yield Record(next_line, state["pos"], state["line"], cells)
                 next_line, record_start = state["line"] + 1, state["pos"]

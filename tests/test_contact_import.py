@@ -260,6 +260,19 @@ async def test_a_stray_quote_costs_only_its_row(tenant):
     assert names == {f"q2-{n}": "Bob", f"q4-{n}": 'Dora "D" van Dam'}
 
 
+async def test_a_row_with_a_cell_of_several_lines_and_a_cell_short_is_told_so(tenant):
+    """A well-quoted cell with a line break in a row one cell short was reported as a quote
+    left open, with a second error on its next line."""
+    n = uuid.uuid4().hex[:6]
+    job = await finished(tenant, (await upload(tenant, (
+        f'external_id,first_name,tags\r\nm1-{n},"Ann\r\nMarie"\r\n'
+        f'm2-{n},Bob,x\r\n').encode()))["id"])
+    assert (job["created"], job["failed"]) == (1, 1), job
+    errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
+    assert [(e["line"], e["field"], e["message"]) for e in errors] == [
+        ("2", "row", "2 cells where the header has 3")], errors
+
+
 async def test_a_row_for_a_known_contact_need_not_repeat_its_name(tenant):
     n = uuid.uuid4().hex[:6]
     await finished(tenant, (await upload(
