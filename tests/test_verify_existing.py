@@ -75,6 +75,14 @@ async def test_the_known_address_is_shown_and_a_correction_lands_in_the_registry
                                     address_country="nl")
     assert refused.status_code == 422
     assert 'href="#address_line1"' in customer.page and 'value="Gouda"' in customer.page
+    assert "Enter your street and house number." in customer.page
+    # One too long is told so, not asked for as if it were left out.
+    refused = await customer.submit(page, email=address, consent=["terms"],
+                                    address_line1="Nieuweweg 2", address_postal_code="2801 AA",
+                                    address_city="Gouda" * 30, address_country="nl")
+    assert refused.status_code == 422
+    assert "Enter a shorter town or city." in customer.page
+    assert "Enter your town or city." not in customer.page
     await customer.submit(page, email=address, consent=["terms"], address_line1="Nieuweweg 2",
                           address_postal_code="2801 AA", address_city="Gouda",
                           address_country="nl")

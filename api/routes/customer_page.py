@@ -433,7 +433,8 @@ async def entered_address(session, state, contact: Contact, raw: dict[str, str]
             "type": kind,
             **{f: v or None for f, v in raw.items()}})
     except ValidationError as err:
-        return None, {f"address_{e['loc'][0]}": "invalid" for e in err.errors()}
+        return None, {f"address_{e['loc'][0]}": "too_long" if e["type"] == "string_too_long"
+                      else "invalid" for e in err.errors()}
     # A part the page did not ask for (the region) is not entered: the known one stays.
     return address.model_dump(include={"type", *raw}), {}
 
