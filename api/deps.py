@@ -1,5 +1,6 @@
 """Request dependencies: settings, a database session per request, Temporal, the calling client."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -7,12 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
-from api.errors import unavailable
+from api.errors import FieldProblems, unavailable
+from api.schemas import FieldError
 from contacts import audit, registry
 from contacts.audit import Actor
 from core.security import Csrf, SecretBox
@@ -168,3 +171,32 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
     description="One per request among the client's: sent again with the same request, the key "
                 "does nothing twice and answers as the first one did; with another request it "
                 "is a 409")]
+
+
+async def no_body(request: Request) -> None:
+    """For routes that take no body: one that names fields is refused (422, each field named),
+    where ignoring it would leave a client believing `{"ttl": ...}` or `{"reason": ...}` was
+    applied. Nothing, `{}` or `null` is no body; a field the route takes as a query parameter
+    is said to be one."""
+    raw = await request.body()
+    if not raw.strip():
+        return
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
+                                       "msg": "not JSON", "input": None}]) from None
+    if data in ({}, None):
+        return
+    route = request.scope.get("route")
+    queries = {param.alias for param in route.dependant.query_params} if route else set()
+
+    def problem(name: str) -> str:
+        return (f"is a query parameter here (?{name}=…), not a field of a body" if name in queries
+                else "this request takes no body")
+    raise FieldProblems([FieldError(field=name, message=problem(name)) for name in data]
+                        if isinstance(data, dict)
+                        else [FieldError(field="body", message="this request takes no body")])
+
+
+NoBody = Depends(no_body)

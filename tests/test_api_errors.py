@@ -196,6 +196,41 @@ async def test_unknown_journey_and_campaign_ids(tenant):
     assert (await tenant.get("/v1/journeys/not-a-uuid")).status_code == 422
 
 
+async def test_a_body_where_a_request_takes_none_is_refused_not_ignored(tenant, mailbox):
+    """`{"ttl": ...}` on a dashboard link or `{"reason": ...}` on a cancel did nothing, with a
+    2xx that let the client believe it had; a field the route reads from the query is said to
+    be one."""
+    link = await tenant.post("/v1/dashboard-links", {"ttl": "P1D"})
+    assert link.status_code == 422, link.text
+    assert link.json()["error"]["fields"] == [
+        {"field": "ttl", "message": "this request takes no body"}]
+    campaign = await tenant.create_campaign()
+    address = unique_email("nobody")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address,
+                                                     "email": address}))["results"]
+    await mailbox.wait_for(address)
+    cancel = f"/v1/journeys/{enrolled['journey_id']}/cancel"
+    refused = await tenant.post(cancel, {"reason": "moved abroad"})
+    assert refused.status_code == 422, refused.text
+    assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "invited"
+    erase = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise",
+                              {"cancel_journeys": True})
+    assert erase.status_code == 422, erase.text
+    assert erase.json()["error"]["fields"] == [{
+        "field": "cancel_journeys",
+        "message": "is a query parameter here (?cancel_journeys=…), not a field of a body"}]
+    assert (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()[
+        "anonymised_at"] is None
+    for body in (b"[1]", b"cancel"):
+        odd = await tenant.http.post(cancel, content=body, headers=tenant.auth)
+        assert odd.status_code in (400, 422), odd.text
+        assert odd.json()["error"]["code"] in ("malformed_json", "validation_error")
+    # No body, `{}` and `null` are no body.
+    assert (await tenant.http.post(cancel, headers=tenant.auth)).status_code == 200
+    assert (await tenant.post(cancel, {})).status_code == 200
+    assert (await tenant.post(cancel, None)).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/c/unknown-token", "/v/unknown-token", "/c/" + "a" * 300,
                                   "/c/unknown-token/nonsense", "/c/", "/p", "/nowhere"])
 async def test_unknown_link_shows_a_friendly_404_page(http, path):

@@ -20,6 +20,7 @@ from api.deps import (
     ActorDep,
     ClientDep,
     IdempotencyKeyHeader,
+    NoBody,
     RegistryDep,
     SessionDep,
     StateDep,
@@ -508,6 +509,7 @@ async def enrol_contacts(
 
 
 @router.post("/{campaign_id}/reconsent-run", status_code=status.HTTP_202_ACCEPTED,
+             dependencies=[NoBody],
              response_model=ReconsentProgress, response_model_exclude_none=True,
              responses={409: {"model": ErrorBody, "description": (
                  "Not a reconsent campaign, archived, or without a consent form")}})

@@ -20,6 +20,7 @@ from api.deps import (
     AppState,
     ChangingRegistryDep,
     ClientDep,
+    NoBody,
     RegistryDep,
     SessionDep,
     StateDep,
@@ -525,7 +526,8 @@ async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     return Response(status_code=204)
 
 
-@router.post("/{contact_id}/anonymise", response_model=ContactOut)
+@router.post("/{contact_id}/anonymise", response_model=ContactOut,
+             dependencies=[NoBody])
 async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
                             actor: ActorDep, state: StateDep,
                             cancel_journeys: bool = CANCEL_JOURNEYS) -> ContactOut | JSONResponse:
@@ -622,7 +624,8 @@ async def add_address(contact_id: uuid.UUID, body: AddressIn, reg: RegistryDep,
     return refused or registry.address_out(address)
 
 
-@router.post("/{contact_id}/addresses/{address_id}/{action}", response_model=AddressOut)
+@router.post("/{contact_id}/addresses/{address_id}/{action}", response_model=AddressOut,
+             dependencies=[NoBody])
 async def change_address(
     contact_id: uuid.UUID, address_id: uuid.UUID,
     action: Literal["deactivate", "activate", "primary"],

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ApiKeyDep, SessionDep, StateDep
+from api.deps import ApiKeyDep, NoBody, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, browser_language
 from api.public_forms import limit_posts_per_ip
 from api.routes.customer_page import csrf_ok, html, invalid_link
@@ -35,7 +35,8 @@ def dashboard_path(state: StateDep, key_id: uuid.UUID) -> tuple[str, datetime]:
     return f"/d/{token}", datetime.fromtimestamp(expires, UTC)
 
 
-@links.post("", status_code=status.HTTP_201_CREATED, response_model=DashboardLink)
+@links.post("", status_code=status.HTTP_201_CREATED, response_model=DashboardLink,
+            dependencies=[NoBody])
 async def create_dashboard_link(key: ApiKeyDep, state: StateDep) -> DashboardLink:
     path, expires_at = dashboard_path(state, key.id)
     return DashboardLink(url=state.settings.public_base_url.rstrip("/") + path,

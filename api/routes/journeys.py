@@ -11,7 +11,7 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 
 from api import withdrawals
-from api.deps import ClientDep, ReadsDep, SessionDep, StateDep
+from api.deps import ClientDep, NoBody, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import (
@@ -184,6 +184,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
 
 
 @router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,
+             dependencies=[NoBody],
              responses={409: {"model": ErrorBody, "description": "The journey ended otherwise "
                               "(verified, expired, opted out)"}})
 async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,

@@ -13,7 +13,15 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import kyc_profiles
-from api.deps import ActorDep, ClientDep, IdempotencyKeyHeader, ReadsDep, SessionDep, StateDep
+from api.deps import (
+    ActorDep,
+    ClientDep,
+    IdempotencyKeyHeader,
+    NoBody,
+    ReadsDep,
+    SessionDep,
+    StateDep,
+)
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import ContactAnonymised, DocumentRejected
 from api.kyc_schemas import (
@@ -194,7 +202,8 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
     return await current_profile(session, contact)
 
 
-@router.post("/contacts/{contact_id}/verify", response_model=KycProfileOut)
+@router.post("/contacts/{contact_id}/verify", response_model=KycProfileOut,
+             dependencies=[NoBody])
 async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
                          state: StateDep):
     try:

@@ -12,7 +12,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import launches as launching
-from api.deps import ActorDep, ClientDep, SessionDep, StateDep
+from api.deps import ActorDep, ClientDep, NoBody, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
 from api.launch_views import launch_out
 from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
@@ -119,14 +119,16 @@ async def _change(session: SessionDep, state: StateDep, client: ClientDep,
         state.temporal, launch, update, *args))
 
 
-@router.post("/{campaign_id}/launch/pause", response_model=LaunchOut, responses=CONFLICT)
+@router.post("/{campaign_id}/launch/pause", response_model=LaunchOut, responses=CONFLICT,
+             dependencies=[NoBody])
 async def pause_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                        state: StateDep) -> LaunchOut:
     """Holds the running launch; answers once no batch is in flight (nothing more starts)."""
     return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.pause)
 
 
-@router.post("/{campaign_id}/launch/resume", response_model=LaunchOut, responses=CONFLICT)
+@router.post("/{campaign_id}/launch/resume", response_model=LaunchOut, responses=CONFLICT,
+             dependencies=[NoBody])
 async def resume_launch(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                         state: StateDep) -> LaunchOut:
     return await _change(session, state, client, campaign_id, CampaignLaunchWorkflow.resume)

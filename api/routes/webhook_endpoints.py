@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ClientDep, SessionDep, StateDep
+from api.deps import ClientDep, NoBody, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
 from api.schemas import (
     MAX_INT4,
@@ -198,6 +198,7 @@ async def list_deliveries(
 
 
 @router.post("/{endpoint_id}/events/{event_id}/resend", status_code=status.HTTP_202_ACCEPTED,
+             dependencies=[NoBody],
              response_model=WebhookDeliveryOut)
 async def resend_event(endpoint_id: uuid.UUID, event_id: uuid.UUID, client: ClientDep,
                        session: SessionDep, state: StateDep) -> WebhookDeliveryOut:
