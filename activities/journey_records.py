@@ -55,6 +55,7 @@ from db.models import (
     Journey,
     LegalText,
     Message,
+    utcnow,
 )
 from db.session import transaction
 
@@ -361,6 +362,8 @@ class JourneyRecords:
         point.complained_since = None
         point.verified_via = (journey.collected or {}).get(f"{kind}_verified_via",
                                                            VERIFIED_VIA[kind])
+        # The registry changed: a client syncing by `updated_since` must hear of it.
+        contact.updated_at = utcnow()
         if before != VerificationState.verified or removed:
             await audit.record(
                 session, client_id=journey.client_id, actor=audit.customer_actor(journey),
@@ -402,6 +405,7 @@ class JourneyRecords:
             current = await registry.add_address(session, reg, contact, address,
                                                  audit.customer_actor(journey))
         current.confirmed_at = at
+        contact.updated_at = utcnow()
 
     @staticmethod
     async def _release(session: AsyncSession, point: ContactPoint, new_owner: Contact,
@@ -411,6 +415,7 @@ class JourneyRecords:
         point.verification_state = VerificationState.released
         point.verified_via = f"moved to contact {new_owner.id}"
         previous = await session.get_one(Contact, point.contact_id)
+        previous.updated_at = utcnow()
         return await consents_db.lapse_email_opt_ins(
             session, contact=previous, at=at, shown_in="household_rule",
             actor=f"household rule: address moved to contact {new_owner.id}")
