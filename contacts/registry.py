@@ -205,6 +205,14 @@ def distinct_points(points: list[ContactPointIn]) -> dict[tuple[str, str], Conta
     return distinct
 
 
+def distinct_media(reg: Registry, media: list[MediumIn]) -> list[MediumIn]:
+    """Each medium as first given: a card given twice (with or without blanks) is one."""
+    distinct: dict[tuple[str, str], MediumIn] = {}
+    for m in media:
+        distinct.setdefault((m.kind, reg.medium_lookup(m.kind, m.value)), m)
+    return list(distinct.values())
+
+
 def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                      ) -> tuple[dict[str, Any], dict[type, list[dict[str, Any]]]]:
     """The contact row and the rows that belong to it, ready for bulk inserts."""
@@ -223,7 +231,8 @@ def new_contact_rows(reg: Registry, body: ContactCreate, keys: list[str]
                        for p in points.values()],
         ContactAddress: [address_row(reg, contact_id, a, i == primary)
                          for i, a in enumerate(body.addresses)],
-        IdentificationMedium: [medium_row(reg, contact_id, m) for m in body.identification_media],
+        IdentificationMedium: [medium_row(reg, contact_id, m)
+                               for m in distinct_media(reg, body.identification_media)],
         ContactLabel: label_rows(reg, contact_id, "tag", body.tags)
         + label_rows(reg, contact_id, "category", body.categories),
         ContactIdentityKey: [{"client_id": reg.client_id, "key": k, "contact_id": contact_id}

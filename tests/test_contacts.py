@@ -349,6 +349,19 @@ async def test_a_contact_verified_by_its_customer_is_updated_since(tenant, http,
         (typed, "verified")}
 
 
+async def test_a_medium_given_twice_is_one(tenant):
+    """The same card in two spellings, or a loyalty id twice, in one request was a 500."""
+    n = uuid.uuid4().hex[:8]
+    created = await tenant.post("/v1/contacts", {
+        "external_id": f"twice-{n}", "first_name": "Ann", "identification_media": [
+            {"kind": "card", "value": "4111 1111 1111 1111"},
+            {"kind": "card", "value": "4111111111111111"},
+            {"kind": "loyalty_id", "value": f"L{n}"}, {"kind": "loyalty_id", "value": f"L{n}"}]})
+    assert created.status_code == 201, created.text
+    assert sorted(m["kind"] for m in created.json()["identification_media"]) == [
+        "card", "loyalty_id"]
+
+
 async def test_q_finds_names_literally_and_emails_and_phone_numbers(tenant):
     """`%` and `_` are searched as written (they were dropped, so `q=_` listed everyone), and
     `q` finds a contact by email and by phone number written as people write it."""
