@@ -1,5 +1,6 @@
 """Provable opt-in, opt-out everywhere: walked by a customer, a client and a mail scanner."""
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -21,6 +22,17 @@ async def setup_policies(tenant) -> None:
         response = await tenant.http.put(f"/v1/message-policies/{message_type}", json=body,
                                          headers=tenant.auth)
         assert response.status_code == 200, response.text
+
+
+async def test_a_policy_put_at_once_by_retries_answers_each(tenant):
+    """PUT is safe to repeat: retries of a new type's policy sent at once were 500s."""
+    answers = await asyncio.gather(*(tenant.http.put(
+        "/v1/message-policies/invoice-retried", json={"category": "service"},
+        headers=tenant.auth) for _ in range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    policies = (await tenant.get("/v1/message-policies")).json()
+    assert [p for p in policies if p["message_type"] == "invoice-retried"] == [
+        {"message_type": "invoice-retried", "category": "service", "purpose": None}]
 
 
 async def test_a_marketing_policy_names_its_marketing_purpose(tenant):

@@ -1,5 +1,7 @@
 """A client's consent purposes, their versioned legal texts, and its sending policies."""
 
+import uuid
+
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy import case, delete, func, select
@@ -93,14 +95,16 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
     if body.category == MessageCategory.marketing and purpose.kind not in MARKETING_KINDS:
         raise FieldProblems([FieldError(
             field="purpose", message=f"purpose {purpose.key!r} is {purpose.kind}, not marketing")])
-    policy = (await session.scalars(select(MessagePolicy).where(
-        MessagePolicy.client_id == client.id, MessagePolicy.message_type == message_type))
-    ).one_or_none() or MessagePolicy(client_id=client.id, message_type=message_type)
-    policy.category, policy.purpose_key = body.category, body.purpose
-    session.add(policy)
+    # One statement: PUTs of a new type at once (a client's retries) all answer 200.
+    stmt = crud.dialect_insert(session, MessagePolicy)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["client_id", "message_type"],
+        set_={"category": stmt.excluded.category, "purpose_key": stmt.excluded.purpose_key}),
+        [{"id": uuid.uuid4(), "client_id": client.id, "message_type": message_type,
+          "category": body.category, "purpose_key": body.purpose}])
     await session.commit()
-    return MessagePolicyOut(message_type=message_type, category=policy.category,
-                            purpose=policy.purpose_key)
+    return MessagePolicyOut(message_type=message_type, category=body.category,
+                            purpose=body.purpose)
 
 
 @router.delete("/message-policies/{message_type}", status_code=status.HTTP_204_NO_CONTENT,
