@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_va
 from api.schemas import (
     JsonBool,
     Language,
+    LegalTextBody,
+    LegalTextVersion,
     Name,
     Slug,
     Strict,
@@ -37,8 +39,8 @@ class PurposeOut(BaseModel):
 
 class LegalTextCreate(Strict):
     language: SupportedLanguage
-    version: str = Field(min_length=1, max_length=50)
-    text: str = Field(min_length=1, max_length=20_000)
+    version: LegalTextVersion
+    text: LegalTextBody
 
 
 class LegalTextOut(BaseModel):

@@ -152,6 +152,19 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
                  AfterValidator(one_line)]
 
 
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# A legal text is kept byte for byte (its hash is the proof), but one of only blanks would
+# show the customer a box with no words and prove consent to nothing.
+LegalTextBody = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(not_blank)]
+LegalTextVersion = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(not_blank),
+                             AfterValidator(one_line)]
+
+
 def has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -439,9 +452,9 @@ class LogoOut(BaseModel):
 
 
 class LegalTextIn(Strict):
-    version: str = Field(min_length=1, max_length=50)
-    text: str | None = Field(default=None, min_length=1, max_length=20_000,
-                             description="registers this version; omit to use the stored one")
+    version: LegalTextVersion
+    text: LegalTextBody | None = Field(
+        default=None, description="registers this version; omit to use the stored one")
 
 
 class ConsentCheckboxIn(Strict):

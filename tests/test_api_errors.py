@@ -196,6 +196,29 @@ async def test_unknown_journey_and_campaign_ids(tenant):
     assert (await tenant.get("/v1/journeys/not-a-uuid")).status_code == 422
 
 
+async def test_a_legal_text_of_blanks_is_refused(tenant):
+    """A consent box with no words would be shown, and the ledger prove consent to blanks."""
+    await tenant.ensure_purpose("newsletter")
+    for body, field in [({"language": "en", "version": "9", "text": "   "}, "text"),
+                        ({"language": "en", "version": " ", "text": "Real"}, "version"),
+                        ({"language": "en", "version": "1\n2", "text": "Real"}, "version"),
+                        ({"language": "en", "version": "9", "text": "\n\t"}, "text")]:
+        refused = await tenant.post("/v1/purposes/newsletter/legal-texts", body)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == [field]
+    campaign = {**CAMPAIGN, "consents": [{
+        "key": "news", "purpose": "newsletter", "channel": "email",
+        "texts": {"en": {"version": "7", "text": "\n"}}}]}
+    refused = await tenant.post("/v1/campaigns", campaign)
+    assert refused.status_code == 422, refused.text
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == [
+        "consents[0].texts.en.text"]
+    # A text is kept as given, blanks around it included: its hash is the proof.
+    kept = await tenant.post("/v1/purposes/newsletter/legal-texts",
+                             {"language": "en", "version": "8", "text": " Send me news. "})
+    assert kept.status_code == 201 and kept.json()["text"] == " Send me news. "
+
+
 async def test_a_body_where_a_request_takes_none_is_refused_not_ignored(tenant, mailbox):
     """`{"ttl": ...}` on a dashboard link or `{"reason": ...}` on a cancel did nothing, with a
     2xx that let the client believe it had; a field the route reads from the query is said to
@@ -437,7 +460,14 @@ async def test_a_value_not_in_its_form_is_told_what_the_form_is(tenant):
              "subject", "must be one line"),
             ("POST", "/v1/messages", {"contact_id": contact["id"], "message_type": "notice",
                                       "channel": "sms", "subject": "Hi", "text": "Hello"},
-             "channel", "Input should be 'email'")):
+             "channel", "Input should be 'email'"),
+            # A mail with nothing to say.
+            ("POST", "/v1/messages", {"contact_id": contact["id"], "message_type": "notice",
+                                      "subject": "   ", "text": "Hello"},
+             "subject", "must not be blank"),
+            ("POST", "/v1/messages", {"contact_id": contact["id"], "message_type": "notice",
+                                      "subject": "Hi", "text": " \n "},
+             "text", "must not be blank")):
         response = await tenant.http.request(method, path, headers=tenant.auth, json=body)
         assert response.status_code == 422, (path, response.text)
         [error] = response.json()["error"]["fields"]

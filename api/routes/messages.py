@@ -12,7 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, FieldProblems
 from api.routes.consents import contact_of
-from api.schemas import FieldError, Slug, Strict, one_line
+from api.schemas import FieldError, Slug, Strict, not_blank, one_line
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, MessagePolicy
@@ -26,8 +26,9 @@ class MessageCreate(Strict):
     message_type: Slug = Field(description="a type with a policy (PUT /v1/message-policies)")
     channel: Literal["email"] = "email"
     # One line: the mail's Subject header, which a line break would cut short.
-    subject: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(one_line)]
-    text: str = Field(min_length=1, max_length=50_000)
+    subject: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(not_blank),
+                       AfterValidator(one_line)]
+    text: Annotated[str, Field(min_length=1, max_length=50_000), AfterValidator(not_blank)]
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="repeating a key with the same message sends nothing twice; with another "
