@@ -33,7 +33,8 @@ from messaging.email import EmailRejected, OutgoingEmail, SmtpSender, message_id
 from messaging.local_outbox import kyc_message_key
 from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, render_email, render_sms
-from messaging.sms import OutgoingSms, SmsSender
+from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable
+from messaging.sms_encoding import measure
 
 
 def profile_payload(profile: KycProfile) -> dict[str, Any]:
@@ -56,6 +57,35 @@ async def contact_or_gone(session: AsyncSession, contact_id: uuid.UUID) -> Conta
         raise ApplicationError("the contact no longer exists", type=ErrorType.kyc_contact_gone,
                                non_retryable=True)
     return contact
+
+
+def fitting_sms(template: str, language: str, context: dict[str, Any],
+                max_segments: int) -> str:
+    """The SMS text, with an operator's reason too long for max_segments cut (at a word, with
+    "...") to what fits: the customer's upload page shows it whole. A text that does not fit
+    even so is left as it is, for the sender to refuse."""
+    text = render_sms(template, language, context)
+    reason = context.get("reason") or ""
+    if measure(text).segments <= max_segments or not reason:
+        return text
+
+    def cut(length: int) -> str:
+        return reason[:length].rstrip() + "..."
+
+    def fits(length: int) -> bool:
+        return measure(render_sms(template, language, {**context, "reason": cut(length)})
+                       ).segments <= max_segments
+
+    if not fits(0):
+        return text
+    low, high = 0, len(reason) - 1  # the longest cut that fits lies in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    shortened = reason[:low]
+    if low and not reason[low].isspace() and " " in shortened.strip():
+        shortened = shortened.rstrip().rsplit(" ", 1)[0]  # not in the middle of a word
+    return render_sms(template, language, {**context, "reason": cut(len(shortened))})
 
 
 class KycActivities:
@@ -174,7 +204,19 @@ class KycActivities:
             else:
                 detail = await self._sms_to(
                     recipient, brand.sms_sender or self._settings.sms_sender_name, input,
-                    render_sms(input.template, contact.language, context))
+                    fitting_sms(input.template, contact.language, context,
+                                self._settings.sms_max_segments))
+        except SmsUnsendable as err:
+            # Our own text cannot go out (too long even with the reason shortened, or a bad
+            # sender id): no fault of the customer's number, which stays deliverable. The
+            # profile's history says why no message went, as when there is nowhere to write.
+            reason = str(err)[:500]
+            async with transaction(self._sessions) as session:
+                await crud.insert_ignoring_conflicts(session, KycEvent, [{
+                    "client_id": client.id, "contact_id": contact_id,
+                    "step": f"{input.step}/skipped", "type": f"{input.template}_skipped",
+                    "detail": {"reason": reason, "channel": "sms"}}])
+            return SendMessageResult(sent=False, recipient=None, skipped=reason)
         except (EmailRejected, PermanentDeliveryFailure) as refusal:
             # Refused for good: the profile's history says so, where the client looks, the
             # registry marks what bounced (no message of any kind goes there again), and the
