@@ -24,7 +24,7 @@ from core.contracts import (
     SubmitDataInput,
     ValueVerifiedInput,
 )
-from contacts import audit, gdpr, registry
+from contacts import audit, gdpr, normalise, registry
 from contacts.schemas import AddressIn
 from core.settings import Settings
 from core.vocabulary import (
@@ -203,16 +203,23 @@ class JourneyRecords:
     async def _proven(session: AsyncSession, journey: Journey, campaign: Campaign,
                       sub: SubmitDataInput) -> list[str]:
         """In a verify-existing campaign, a contact point the customer kept unchanged is proven
-        when our invitation or reminder reached exactly that address: the customer is here
-        through it. A correction is verified like new data."""
-        if campaign.spec.get("mode") != CampaignMode.verify_existing:
+        when the customer came through the link of our invitation or reminder to exactly that
+        address, and the point is still the contact's (the client did not remove it, nor did
+        the household rule move it to another person since). A correction, or a point seen
+        on a page opened through another link (a letter's, a printed one, a message to the
+        other point), is verified like new data."""
+        if campaign.spec.get("mode") != CampaignMode.verify_existing or sub.link_step is None:
             return []
         reached = set((await session.execute(select(Message.channel, Message.recipient).where(
-            Message.journey_id == journey.id, Message.status == "sent",
-            Message.template.in_(INVITING_TEMPLATES)))).all())
+            Message.journey_id == journey.id, Message.step == sub.link_step,
+            Message.status == "sent", Message.template.in_(INVITING_TEMPLATES)))).all())
+        in_use = {(kind, normalise.point_key(kind, value)) for kind, value in (
+            await session.execute(select(ContactPoint.kind, ContactPoint.value).where(
+                ContactPoint.contact_id == journey.contact_id, POINT_IN_USE))).all()}
         return [kind for kind, value, channel in (("email", sub.email, "email"),
                                                   ("mobile", sub.mobile, "sms"))
-                if value and (channel, value) in reached]
+                if value and (channel, value) in reached
+                and (kind, normalise.point_key(kind, value)) in in_use]
 
     @activity.defn
     async def record_verification(self, input: RecordVerificationInput) -> EmittedEvents:

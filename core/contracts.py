@@ -109,6 +109,9 @@ class SubmitDataInput:
     # A postal address (type, line1, postal_code, city, country) the customer confirmed or
     # corrected; written to the registry when the journey's email/mobile is verified.
     address: dict[str, str | None] | None = None
+    # The step of the message whose link the customer followed to the page (None: a printed
+    # or enrichment link): only that message's address can be proven by the visit.
+    link_step: str | None = None
 
 
 @dataclass

@@ -259,6 +259,17 @@ async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
         if normalise.point_key(point.kind, point.value) == key), None)
 
 
+def taken_away(contact_id: Any, recipient: Any) -> Any:
+    """Whether `recipient` (a message's, as a value or a column) is one of the contact's emails
+    or mobiles that is no longer in use: removed by the client, or moved to another person by
+    the household rule. A link that message carried no longer acts for the contact: that
+    mailbox or phone is often a stranger's."""
+    points = select(ContactPoint.id).where(ContactPoint.contact_id == contact_id,
+                                           ContactPoint.value == recipient
+                                           ).correlate_except(ContactPoint)
+    return points.exists() & ~points.where(POINT_IN_USE).exists()
+
+
 async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:
     """The address as the contact's registry entry spells it when it has it in another letter
     case: `Ann@Example.com` typed for a known `ann@example.com` is that address, not a new one."""

@@ -5,6 +5,7 @@ data."""
 import csv
 import io
 import random
+import re
 
 from tests.helpers import Customer, on_the_page, unique_email
 
@@ -235,3 +236,80 @@ async def test_the_email_confirmed_at_once_is_told_while_the_new_number_awaits_i
     assert 'id="code"' in customer.page
     assert "Your email address is confirmed." in customer.page
     assert "Your mobile number is confirmed." not in customer.page
+
+
+async def test_a_page_opened_through_another_link_proves_no_address(tenant, http, mailbox):
+    """The invitation went to a wrong address in the client's records (a stranger's, who
+    ignores it); the real customer opens the page from the client's printed link and keeps the
+    address shown: that proves nothing about that mailbox, which is verified like new data."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"], consents=[])
+    stranger = unique_email("stranger")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": stranger,
+                                                     "email": stranger}))["results"]
+    await mailbox.wait_for(stranger)
+    printed = await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/enrichment-link",
+                               format="json")
+    assert printed.json()["journey_id"] == enrolled["journey_id"]
+    page = printed.json()["url"].removeprefix("http://testserver")
+    customer = Customer(http)
+    await customer.open(page)
+    await customer.submit(page, email=stranger)
+    await tenant.wait_for_stage(enrolled["journey_id"], "verification_pending")
+    [point] = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()[
+        "contact_points"]
+    assert point["verification_state"] != "verified"
+    # The verification goes to that mailbox, as for a correction.
+    assert len(await mailbox.wait_for(stranger, count=2)) == 2
+
+
+async def removed_after_invitation(tenant, mailbox, campaign: dict, **extra) -> tuple[dict, str,
+                                                                                   str]:
+    """A contact invited at a wrong address (a stranger's), which the client then removed and
+    replaced: (the contact, the stranger's address, the invitation)."""
+    wrong, right = unique_email("stranger"), unique_email("right")
+    created = await tenant.post("/v1/contacts", {
+        "external_id": wrong, "first_name": "Mia", "last_name": "Jansen",
+        "contact_points": [{"kind": "email", "value": wrong}], **extra})
+    assert created.status_code == 201, created.text
+    contact = created.json()
+    await tenant.enrol(campaign["id"], {"external_id": wrong})
+    [invitation] = await mailbox.wait_for(wrong)
+    [point] = [p for p in contact["contact_points"] if p["kind"] == "email"]
+    removed = await tenant.http.delete(
+        f"/v1/contacts/{contact['id']}/contact-points/{point['id']}", headers=tenant.auth)
+    assert removed.status_code == 204, removed.text
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/contact-points",
+                    {"kind": "email", "value": right}, 201)
+    return contact, wrong, invitation
+
+
+async def test_links_to_an_address_the_client_removed_no_longer_act_for_the_contact(
+        tenant, http, mailbox):
+    """The stranger's invitation showed the contact's new address and street, and keeping
+    their own address verified it again, sending the contact's mail back to them."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            consents=[], collect=["email", "address"])
+    contact, wrong, invitation = await removed_after_invitation(
+        tenant, mailbox, campaign, addresses=[{
+            "type": "home", "line1": "Geheimweg 7", "postal_code": "1234 AB",
+            "city": "Utrecht", "country": "NL"}])
+    stranger = Customer(http)
+    opened = await stranger.open(mailbox.link(invitation))
+    assert opened.status_code == 404
+    assert "Geheimweg" not in stranger.page and "Jansen" not in stranger.page
+    points = (await tenant.get(f"/v1/contacts/{contact['id']}",
+                               include_removed_points="true")).json()["contact_points"]
+    assert [p["verification_state"] for p in points if p["value"] == wrong] == ["unverified"]
+
+
+async def test_a_preference_link_to_an_address_the_client_removed_changes_nothing(
+        tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"])
+    contact, wrong, invitation = await removed_after_invitation(tenant, mailbox, campaign)
+    [preferences] = re.findall(r"http://testserver(/p/[A-Za-z0-9_\-]+)", invitation.text)
+    stranger = Customer(http)
+    assert (await stranger.open(preferences)).status_code == 404
+    assert "Mia" not in stranger.page
+    granted = [p for p in (await tenant.get(f"/v1/contacts/{contact['id']}/preferences")
+                           ).json() if p["granted"]]
+    assert granted == []

@@ -121,8 +121,12 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if len(token) > 100:
         return None
     # One round trip: every page of a link needs all of it.
+    sent_to = select(Message.recipient).where(
+        Message.journey_id == Journey.id, Message.step == LinkToken.step
+    ).correlate(Journey, LinkToken).scalar_subquery()
     found = (await session.execute(
-        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region)
+        select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
+               crud.taken_away(Journey.contact_id, sent_to))
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
@@ -131,8 +135,8 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
         .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
     if found is None:
         return None
-    link, journey, campaign, client, contact, region = found
-    if link.purpose != purpose:
+    link, journey, campaign, client, contact, region, sent_to_a_point_taken_away = found
+    if link.purpose != purpose or sent_to_a_point_taken_away:
         return None
     # Asked only of the few journeys they concern, not on every visit of every page.
     not_withdrawn = journey.stage == Stage.cancelled and bool(await session.scalar(select(
@@ -570,7 +574,8 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"))
                       for b in boxes],
-            given_at=given_at, language=visit.language, **who(request)),
+            given_at=given_at, language=visit.language, link_step=visit.link.step,
+            **who(request)),
             id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise_if_unavailable(err)  # before reading the refusal: unreachable is no refusal
