@@ -431,6 +431,18 @@ class BrandingIn(Strict):
             raise ValueError(problem)
         return value
 
+    @field_validator("letter_sender")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # Measured as letters print it: within the envelope window at the smallest type, in
+        # the letter font's glyphs (as address lines are), never cut or left blank.
+        from core.settings import get_settings
+        from messaging.letter_pdf import return_line_problem
+        if value is not None and (
+                problem := return_line_problem(value, get_settings().letter_font_regular)):
+            raise ValueError(problem)
+        return value
+
     def stored(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
 

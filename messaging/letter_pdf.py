@@ -5,8 +5,10 @@ Positions are in millimetres from the top-left corner of the page.
 """
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 
@@ -27,6 +29,10 @@ WINDOW_X, WINDOW_Y, WINDOW_WIDTH, WINDOW_HEIGHT = 20, 45, 85, 45
 RETURN_LINE_Y = WINDOW_Y + 12.7
 ADDRESS_Y = WINDOW_Y + 17.7
 ADDRESS_WIDTH = WINDOW_WIDTH - 10
+# The return line takes the address zone's width: 7 pt, smaller for a long one down to 6 pt, the
+# smallest the post's readers and the customer still read.
+RETURN_LINE_SIZES = (7.0, 6.5, 6.0)
+RETURN_LINE_HEIGHT = 3.5
 ADDRESS_LINE = 4.23  # 12 pt leading for 10 pt type
 FOLD_MARKS = (105, 210)
 HOLE_MARK = 148.5
@@ -105,20 +111,82 @@ def _letterhead(pdf: FPDF, branding: Branding) -> None:
     pdf.set_text_color(*BLACK)
 
 
+def _missing_glyphs(pdf: FPDF, text: str) -> str:
+    """The characters of text the current font has no glyph for, each once."""
+    return "".join(dict.fromkeys(
+        ch for ch in text if not ch.isspace() and ord(ch) not in pdf.current_font.cmap))
+
+
+_measuring = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _measuring_pdf(font: str) -> FPDF:
+    pdf = FPDF(unit="mm", format="A4")
+    pdf.add_font("Letter", "", font)
+    pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
+    return pdf
+
+
+def return_line_problem(text: str, font: Path) -> str | None:
+    """Why this return line (a branding's letter_sender) cannot be printed in the envelope
+    window with the letter's regular font, or None."""
+    with _measuring:
+        pdf = _measuring_pdf(str(font))
+        pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
+        missing = _missing_glyphs(pdf, text)
+        width = pdf.get_string_width(text)
+    if missing:
+        return f"has characters the letter's font cannot print: {missing}"
+    if width > ADDRESS_WIDTH:
+        return (f"too long for the envelope window: {width:.0f} mm wide at "
+                f"{RETURN_LINE_SIZES[-1]:g} pt, at most {ADDRESS_WIDTH} mm fit; shorten it")
+    return None
+
+
+def _cut(pdf: FPDF, text: str, width: float) -> str:
+    """text, or as much of it as fits width with an ellipsis."""
+    if pdf.get_string_width(text) <= width:
+        return text
+    while text and pdf.get_string_width(text.rstrip() + "…") > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def _return_line(pdf: FPDF, text: str, x: float) -> None:
+    """One line in the window's return zone, its type smaller for a long one; one stored before
+    the API measured it goes on two lines, cut if need be, never past the window's edge."""
+    for size in RETURN_LINE_SIZES:
+        pdf.set_font("Letter", "", size)
+        if pdf.get_string_width(text) <= ADDRESS_WIDTH:
+            pdf.set_xy(x, RETURN_LINE_Y)
+            pdf.cell(ADDRESS_WIDTH, RETURN_LINE_HEIGHT, text)
+            return
+    words, first = text.split(), ""
+    while words and pdf.get_string_width(f"{first} {words[0]}".strip()) <= ADDRESS_WIDTH:
+        first = f"{first} {words.pop(0)}".strip()
+    if words and words[0] == "·":  # the separator the break takes the place of
+        words.pop(0)
+    lines = [_cut(pdf, line, ADDRESS_WIDTH) for line in (first, " ".join(words)) if line]
+    leading = RETURN_LINE_SIZES[-1] * 0.42
+    # Ending where the one line ends, above the address zone.
+    top = RETURN_LINE_Y + RETURN_LINE_HEIGHT - leading * len(lines)
+    for i, line in enumerate(lines):
+        pdf.set_xy(x, top + i * leading)
+        pdf.cell(ADDRESS_WIDTH, leading, line)
+
+
 def _address_field(pdf: FPDF, letter: LetterDocument) -> None:
     text_x = WINDOW_X + 5
     if letter.branding.return_address:
-        pdf.set_font("Letter", "", 7)
-        pdf.set_xy(text_x, RETURN_LINE_Y)
-        pdf.cell(ADDRESS_WIDTH, 3.5, letter.branding.return_address)
+        _return_line(pdf, letter.branding.return_address, text_x)
     pdf.set_font("Letter", "", 10)
     for i, line in enumerate(letter.address_lines):
         if pdf.get_string_width(line) > ADDRESS_WIDTH:
             raise AddressError(f"address line {line!r} is too long for the envelope window")
         # fpdf2 leaves a character out without a word where the font has no glyph for it: a
         # name or street in Japanese would go out blank.
-        if missing := "".join(dict.fromkeys(
-                ch for ch in line if not ch.isspace() and ord(ch) not in pdf.current_font.cmap)):
+        if missing := _missing_glyphs(pdf, line):
             raise AddressError(f"address line {line!r} has characters the letter's font "
                                f"cannot print: {missing}")
         pdf.set_xy(text_x, ADDRESS_Y + i * ADDRESS_LINE)
