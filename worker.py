@@ -198,10 +198,16 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
     return [schedule_id for schedule_id, _, _ in jobs]
 
 
-async def main() -> None:
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # fpdf2's font subsetting logs every letter's glyph list at INFO.
-    logging.getLogger("fontTools").setLevel(logging.WARNING)
+    # fpdf2's font subsetting logs every letter's glyph list at INFO; httpx logs each request's
+    # full URL, and a client's webhook URL may carry its receiver's secret (`?token=`).
+    for name in ("fontTools", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def main() -> None:
+    configure_logging()
     settings = get_settings()
     client = await connect(settings)
     await ensure_schedules(client, settings)

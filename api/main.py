@@ -91,16 +91,18 @@ class SecurityHeaders:
 
 
 class RedactLinkTokens(logging.Filter):
-    """Keeps personal and dashboard link tokens out of the logs."""
+    """Keeps personal and dashboard link tokens out of the logs, and the personal data a query
+    string carries: a lookup's card number, email or phone, a search's text."""
 
     pattern = re.compile(r"/(c|v|p|u|k|d|l|L|1)/[^/?\s\"]+")
-    # A printed code typed into the form at /l.
-    code = re.compile(r"([?&]code=)[^&\s\"]*")
+    # A printed code typed into the form at /l; a lookup's value (`GET /v1/contacts/lookup`)
+    # and a search (`?q=`), both personal.
+    query = re.compile(r"([?&](?:code|value|q)=)[^&\s\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                self.code.sub(r"\1<code>", self.pattern.sub(r"/\1/<token>", a))
+                self.query.sub(r"\1<redacted>", self.pattern.sub(r"/\1/<token>", a))
                 if isinstance(a, str) else a for a in record.args
             )
         return True

@@ -22,9 +22,12 @@ PREPARED = {"prepare_threshold": 0}
 BURST = 10
 
 
+# Every engine hides a statement's parameters from its errors: they would carry what customers
+# typed (emails, IP addresses) into the logs and into Temporal's failure messages.
 def make_engine(database_url: str, pool_size: int = 20) -> AsyncEngine:
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+        engine = create_async_engine(database_url, connect_args={"timeout": 30},
+                                     hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -36,7 +39,7 @@ def make_engine(database_url: str, pool_size: int = 20) -> AsyncEngine:
 
         return engine
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=BURST,
-                               pool_pre_ping=True, connect_args=PREPARED)
+                               pool_pre_ping=True, connect_args=PREPARED, hide_parameters=True)
 
 
 def make_counter_engine(database_url: str) -> AsyncEngine | None:
@@ -47,7 +50,7 @@ def make_counter_engine(database_url: str) -> AsyncEngine | None:
     if database_url.startswith("sqlite"):
         return None
     return create_async_engine(
-        database_url, pool_size=5, max_overflow=5, pool_pre_ping=True,
+        database_url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True,
         isolation_level="AUTOCOMMIT",
         connect_args={**PREPARED, "options": "-c synchronous_commit=off"})
 

@@ -67,9 +67,12 @@ def test_production_refuses_the_dev_secret():
     ("/c/SeCrEtToKeN_-123?x=1", "/c/<token>?x=1"),
     # Printed codes, however typed: they open the page as the token does.
     ("/l/SECR-ETCO-DE12", "/l/<token>"), ("/L/secretcode12", "/L/<token>"),
-    ("/1/SECRET%20CODE", "/1/<token>"), ("/l?code=SECRET-CODE&x=1", "/l?code=<code>&x=1"),
+    ("/1/SECRET%20CODE", "/1/<token>"), ("/l?code=SECRET-CODE&x=1", "/l?code=<redacted>&x=1"),
+    # A lookup's card number (PCI), email or phone, and a search, are personal.
+    ("/v1/contacts/lookup?kind=card&value=4111+SECRET+1111", "?kind=card&value=<redacted>"),
+    ("/v1/contacts?q=secret%40example.com&limit=5", "?q=<redacted>&limit=5"),
 ])
-def test_access_log_never_shows_link_tokens(path, shown):
+def test_access_log_never_shows_link_tokens_or_personal_data(path, shown):
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s "%s %s"',
                                ("1.2.3.4", "GET", path), None)
     RedactLinkTokens().filter(record)

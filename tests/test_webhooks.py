@@ -1,6 +1,8 @@
 """Webhook delivery walked as a client runs it: endpoints over the API, events raised by real
 journeys, a real HTTP receiver that fails, recovers, rotates secrets and stops retries."""
 
+import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -11,6 +13,7 @@ from api.main import create_app
 from core.vocabulary import CLIENT_ID
 from tests.helpers import Tenant, eventually, unique_email
 from tests.histories import save_history
+from worker import configure_logging
 from workflows.webhook_endpoint import WebhookEndpointWorkflow, endpoint_workflow_id
 
 EXPIRED = "journey.expired"
@@ -318,3 +321,20 @@ async def test_a_change_names_what_it_changes_and_null_clears_only_the_descripti
     changed = await tenant.ok("PATCH", path, {"events": ["*"], "description": None})
     assert (changed["events"], changed["description"], changed["url"]) == (
         ["*"], None, "https://hooks.example/changes")
+
+
+async def test_the_worker_does_not_log_a_webhook_url_and_its_secret(tenant, webhook_receiver,
+                                                                    caplog):
+    """A receiver's URL may carry its secret (`?token=`, a secret path); httpx logged every
+    request's full URL at INFO, which the worker runs at."""
+    configure_logging()
+    caplog.set_level(logging.INFO)
+    name = "logged" + uuid.uuid4().hex[:6]
+    created = await tenant.post("/v1/webhook-endpoints", {
+        "url": webhook_receiver.url(name) + "?token=receiver-secret-42", "events": ["*"]})
+    assert created.status_code == 201, created.text
+    webhook_receiver.secrets[name] = created.json()["secret"]
+    await tenant.ok("PATCH", "/v1/contact-settings", {"default_region": "BE"})
+    await webhook_receiver.wait_for(name, "contact_settings.updated")
+    assert not [r.getMessage() for r in caplog.records
+                if "receiver-secret-42" in r.getMessage()]
