@@ -79,11 +79,14 @@ def signature_header(
     return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets)
 
 
-# IPv6 forms that carry an IPv4 address to reach: NAT64's well-known prefix, and the old
-# IPv4-compatible addresses (::a.b.c.d).
-CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
-# Local-use NAT64 (RFC 8215): where it leads is the site's own network.
+# IPv6 forms that carry an IPv4 address to reach: NAT64's well-known prefix, the old
+# IPv4-compatible addresses (::a.b.c.d) and SIIT's IPv4-translated ones (::ffff:0:a.b.c.d).
+CARRY_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"),
+              ipaddress.ip_network("::ffff:0:0:0/96"))
+# Local-use NAT64 (RFC 8215): where it leads is the site's own network; and the deprecated
+# site-local addresses, still routed inside some sites, which Python counts as global.
 LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 def refused_address(address: str) -> bool:
@@ -97,7 +100,7 @@ def refused_address(address: str) -> bool:
             ip = ip.sixtofour
         elif ip.teredo is not None:
             ip = ip.teredo[1]
-        elif ip in LOCAL_NAT64:
+        elif ip in LOCAL_NAT64 or ip in SITE_LOCAL:
             return True
         elif any(ip in prefix for prefix in CARRY_IPV4):
             ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)

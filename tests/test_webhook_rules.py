@@ -87,6 +87,8 @@ def test_both_secrets_sign_during_a_rotation():
     # IPv4-compatible form (both), and local-use NAT64.
     "http://[2002:7f00:1::]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[::7f00:1]/",
     "http://[::a9fe:a9fe]/", "http://[64:ff9b:1::7f00:1]/",
+    # SIIT's IPv4-translated form (loopback, metadata), and deprecated site-local.
+    "http://[::ffff:0:7f00:1]:8080/", "http://[::ffff:0:a9fe:a9fe]/", "http://[fec0::1]/",
 ])
 async def test_private_targets_are_refused(url):
     assert await target_problem(url, allow_private=False)
