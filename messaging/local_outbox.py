@@ -27,10 +27,16 @@ def kyc_message_key(contact_id: object, step: str) -> str:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    # A reader (the dev outbox) never sees half a file: write beside it, then rename over it.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes a file only its owner (the service's user) may read, in folders only it may
+    list: identity documents, letters and texts to customers are personal, whatever the
+    umask. A reader (the dev outbox) never sees half a file: written beside it, then renamed
+    over it."""
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(data)
     os.replace(partial, path)
 
 

@@ -1,6 +1,8 @@
 """Unit tests of the secrets handling (pure logic, no services)."""
 
 import logging
+import os
+import stat
 import time
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from api.main import RedactLinkTokens, create_app
 from core import security
 from core.settings import Settings
+from core.storage import LocalDirectoryStorage
 
 
 def test_api_key_is_found_by_prefix_and_checked_by_hash():
@@ -87,3 +90,19 @@ def test_the_apis_own_log_lines_never_show_link_tokens(caplog):
         logging.getLogger("api").warning("%s %s: 503, %s: %s", "POST", "/c/SeCrEtToKeN_-9/code",
                                          "RPCError", "deadline exceeded")
     assert "SeCrEtToKeN" not in caplog.text and "/c/<token>/code" in caplog.text
+
+
+async def test_identity_documents_are_readable_by_the_service_alone(tmp_path):
+    """With the usual umask (022) a stored passport scan was readable by every user of the
+    machine, and its folders listable."""
+    previous = os.umask(0o022)
+    try:
+        storage = LocalDirectoryStorage(tmp_path / "kyc")
+        await storage.put("client/contact/passport.pdf", b"%PDF-1.4 passport scan")
+    finally:
+        os.umask(previous)
+    stored = tmp_path / "kyc" / "client" / "contact" / "passport.pdf"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    for folder in (tmp_path / "kyc", stored.parent.parent, stored.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert await storage.get("client/contact/passport.pdf") == b"%PDF-1.4 passport scan"
