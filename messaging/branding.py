@@ -2,6 +2,9 @@
 legal links and the host name of its links. The client sets it; a campaign may override any
 part; what is left unset falls back to the installation's defaults."""
 
+import ipaddress
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +77,10 @@ def contrast_problems(values: dict[str, Any]) -> dict[str, str]:
 def base_url_problem(url: str, *, allow_http: bool) -> str | None:
     """Why a custom domain base URL is unusable, or None: an origin only (scheme and host name,
     optionally a port), https unless allow_http (dev mode)."""
+    # urlsplit drops tabs and line breaks without a word; kept, they would end every link in
+    # the client's messages and break the List-Unsubscribe header of its mail.
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+        return "must not contain blanks, line breaks or other control characters"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port
@@ -84,9 +91,28 @@ def base_url_problem(url: str, *, allow_http: bool) -> str | None:
         return f"must start with {' or '.join(f'{s}://' for s in schemes)}"
     if not parts.hostname or parts.username or parts.password:
         return "must be a host name without credentials, e.g. https://contact.example.com"
+    if not host_name(parts.hostname):
+        return "must name a valid host, e.g. https://contact.example.com"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return "must be only scheme and host name, without a path, query or fragment"
     return None
+
+
+HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def host_name(host: str) -> bool:
+    """A DNS name (an internationalised one in any script) or an IP address literal."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        labels = host.rstrip(".").encode("idna").decode("ascii").split(".")
+    except UnicodeError:
+        return False
+    return all(HOST_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,15 @@ async def test_branding_is_validated_with_field_errors(tenant):
     ftp = await tenant.http.put("/v1/branding", headers=tenant.auth,
                                 json={"custom_domain": "ftp://acme.example"})
     assert fields(ftp)["custom_domain"] == "must start with https:// or http://"
+    # A line break or tab (which URL parsing drops without a word) would end every link of
+    # the client's messages and break its mail's List-Unsubscribe header.
+    for broken, problem in [("http://links.example.com\n", "control characters"),
+                            ("https://links.example.com\r\nX-Injected: 1", "control characters"),
+                            ("http://links.exa\tmple.com", "control characters"),
+                            ('http://"x<b>.example.com', "valid host")]:
+        refused = await tenant.http.put("/v1/branding", headers=tenant.auth,
+                                        json={"custom_domain": broken})
+        assert refused.status_code == 422 and problem in fields(refused)["custom_domain"]
     nothing = await tenant.ok("GET", "/v1/branding")
     assert nothing["branding"] == {} and nothing["logo_url"] is None
 
