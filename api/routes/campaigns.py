@@ -305,6 +305,10 @@ def as_created(spec: dict[str, Any]) -> dict[str, Any]:
         {**box, "texts": {language: {"version": text["version"], "text": text["text"]}
                           for language, text in box["texts"].items()}}
         for box in spec.get("consents", [])]
+    if body.get("channel_plan"):
+        # Stored with their defaults, which a plan does not use: given beside the plan they
+        # would be refused, and every preview or change of the campaign with them.
+        body.pop("reminders", None)
     return body
 
 
