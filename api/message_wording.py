@@ -237,8 +237,8 @@ def too_many_segments(text: str, settings: Settings) -> str | None:
             f"emoji or curly quotes, more than halve what a segment holds)")
 
 
-def preview(campaign: CampaignCreate, brand: Brand, kind: str, language: str
-            ) -> dict[str, Any]:
+def preview(campaign: CampaignCreate, brand: Brand, settings: Settings, kind: str,
+            language: str) -> dict[str, Any]:
     """The message of this kind in this language as a sample customer would get it now: the
     campaign's wording where it has one, the built-in text otherwise."""
     unsent = not_sent_by(kind, campaign.kind)
@@ -247,7 +247,10 @@ def preview(campaign: CampaignCreate, brand: Brand, kind: str, language: str
     message = KINDS[kind]
     context: dict[str, Any] = {
         **SAMPLE_CUSTOMER, "client_name": brand.name, "campaign_name": campaign.name,
-        "link": f"{brand.base_url}/c/sample",
+        # An SMS is measured with a link as long as a real one (as sms_text measures it on
+        # save): a short sample link would show fewer segments than the SMS sent costs.
+        "link": longest_context(brand.name, settings, base_url=brand.base_url)["link"]
+        if message.channel == Channel.sms else f"{brand.base_url}/c/sample",
         # As sent: a mail to an address only typed offers no preferences (activities.messages).
         "preferences_link": None if message.verifies else f"{brand.base_url}/p/sample",
         "expires_at": utcnow() + (campaign.verification_link_ttl if message.verifies

@@ -238,7 +238,7 @@ async def preview_message(
         raise FieldProblems([FieldError(field="language", message=(
             f"the campaign speaks {body.languages}; preview one of them"))])
     return preview(body, brand_for(client.name, client.branding, campaign.spec.get("branding"),
-                                   state.settings), kind, language)
+                                   state.settings), state.settings, kind, language)
 
 
 @router.put("/{campaign_id}/branding", response_model=CampaignOut)
