@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     smtp_port: int = 1025
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
+    # None: upgrade to TLS whenever the server offers STARTTLS (the local sink does not); true:
+    # require it; false: never, which a password then may not go with outside dev mode.
+    smtp_starttls: bool | None = None
     smtp_timeout_seconds: float = 20
     # Connections kept open between messages (per worker process), and how long one may sit
     # idle and still be reused.
@@ -206,6 +208,9 @@ class Settings(BaseSettings):
     def _production_needs_a_secret(self) -> "Settings":
         if not self.dev_mode and self.secret_key.get_secret_value() == DEV_SECRET:
             raise ValueError("SECRET_KEY must be set when DEV_MODE is false")
+        if not self.dev_mode and self.smtp_password is not None and self.smtp_starttls is False:
+            raise ValueError("SMTP_STARTTLS=false would send SMTP_PASSWORD, and every mail, in "
+                             "clear: leave it unset (upgrade when offered) or set it true")
         return self
 
     @model_validator(mode="after")

@@ -1,11 +1,19 @@
 """SMTP sessions are kept open from message to message; a real aiosmtpd server counts them."""
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from core.settings import Settings
 from messaging.dev_mail import RefusingMailbox, ensure_maildir, read_outbox
@@ -96,3 +104,64 @@ async def test_an_idle_or_closed_session_is_replaced(server, settings):
     await sender.send(mail("after-a-restart@example.com"))
     assert server.handler.sessions == 3 and len(read_outbox(server.maildir)) == 3
     await sender.connections.close()
+
+
+def trusted_certificate(directory: Path) -> ssl.SSLContext:
+    """A relay's certificate for 127.0.0.1, made trusted for this test (SSL_CERT_FILE)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+    (directory / "relay.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "relay.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "relay.pem", directory / "relay.key")
+    return context
+
+
+async def test_a_password_goes_to_a_relay_over_tls_when_it_offers_it(tmp_path, monkeypatch):
+    """SMTP_STARTTLS used to default to false: the password and every mail went in clear to
+    a relay that offered STARTTLS. Left unset, the session is upgraded whenever it is offered."""
+    logins: list[tuple[bool, bytes]] = []
+
+    class Relay:
+        async def handle_DATA(self, server, session, envelope) -> str:
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        logins.append((session.ssl is not None, auth_data.password))
+        return AuthResult(success=True)
+
+    port = free_port()
+    relay = Controller(Relay(), hostname="127.0.0.1", port=port,
+                       tls_context=trusted_certificate(tmp_path), auth_require_tls=False,
+                       authenticator=authenticator)
+    relay.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "relay.pem"))
+    sender = SmtpSender(Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_username="relay",
+                                 smtp_password="relay-password"))
+    try:
+        await sender.send(OutgoingEmail(to="ann@example.com", message_id="<tls@test>",
+                                        content=RenderedEmail("Hi", "Text", "<p>Html</p>"),
+                                        from_name="Acme"))
+    finally:
+        await sender.connections.close()
+        relay.stop()
+    assert logins == [(True, b"relay-password")]
+
+
+def test_a_password_may_not_go_in_clear_outside_dev_mode():
+    with pytest.raises(ValueError, match="in clear"):
+        Settings(dev_mode=False, secret_key="a-real-secret", smtp_password="p",
+                 smtp_starttls=False)
+    assert Settings(dev_mode=False, secret_key="a-real-secret", smtp_password="p").smtp_starttls \
+        is None
