@@ -227,6 +227,33 @@ def sms_text(spec: dict[str, Any], brand: Brand, settings: Settings, kind: str, 
     return render_sms(KINDS[kind].template, language, context)
 
 
+def domain_problem(spec: dict[str, Any], settings: Settings, *, before: Brand,
+                   after: Brand) -> str | None:
+    """Why the campaign's own SMS wording could not be sent with the links of brand `after`
+    (another custom domain) where it could with those of `before`, or None: measured as on save
+    (the longest link, a long name, a sample claim), one would need more segments than an SMS
+    may have, and be skipped when sent, unseen by the client who changed the domain. A text
+    too long already counts only where the change lengthens it."""
+    if after.base_url == before.base_url:
+        return None
+    for kind, by_language in (spec.get("messages") or {}).items():
+        if (kind not in KINDS or KINDS[kind].channel != Channel.sms
+                or not_sent_by(kind, spec.get("kind", JourneyKind.data_collection))):
+            continue
+        for language, given in by_language.items():
+            if language not in spec["languages"] or not (given or {}).get("text"):
+                continue
+            claim = sample_claim(language) if spec.get("payments") else None
+            text = sms_text(spec, after, settings, kind, language, claim)
+            problem = too_many_segments(text, settings)
+            if problem and measure(text).segments > measure(
+                    sms_text(spec, before, settings, kind, language, claim)).segments:
+                return (f"with this domain in its links, the SMS of its own {kind} wording in "
+                        f"{language} would be skipped when sent: it {problem}; or choose a "
+                        f"shorter domain")
+    return None
+
+
 def too_many_segments(text: str, settings: Settings) -> str | None:
     """What an SMS needs when more segments than an SMS may have (the tail of an error)."""
     length = measure(text)

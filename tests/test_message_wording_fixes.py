@@ -2,9 +2,16 @@
 what customers are sent, and no setting changed later keeps a campaign's own wording from
 being sent."""
 
+from messaging.rendering import render_sms
+from messaging.sms import longest_context
 from messaging.sms_encoding import measure
+from messaging.wording import Wording
 from tests.helpers import Tenant
 from tests.test_channel_plans import contact, enrol, mobile_number, wait_for_sms
+
+
+def field_errors(answer: dict) -> dict[str, str]:
+    return {f["field"]: f["message"] for f in answer["error"]["fields"]}
 
 
 def preview_path(campaign: dict) -> str:
@@ -38,3 +45,45 @@ async def test_the_sms_preview_counts_the_segments_the_sms_sent_takes(tenant: Te
     assert (len(preview["text"]), preview["segments"], preview["encoding"]) == (
         len(sms["text"]), sms["segments"], measure(sms["text"]).encoding)
     assert sms["segments"] == 2
+
+
+LONG_DOMAIN = "https://kontaktgegevens.klantenservice.acme-energie-nederland.example"
+
+
+def longest_wording_that_fits(name: str, settings) -> str:
+    """SMS wording as long as the check on save lets through on the installation's host."""
+    text = "{client_name}: " + "Please check that the number we have for you is still right. " * 9
+    while True:
+        sample = render_sms("invitation", "en", {
+            **longest_context(name, settings),
+            "wording": Wording(text=text.replace("{client_name}", name))})
+        if measure(sample).segments <= settings.sms_max_segments:
+            return text
+        text = text[:-10]
+
+
+async def test_a_domain_that_would_push_the_campaigns_own_sms_over_the_limit_is_refused(
+        tenant: Tenant, settings):
+    text = longest_wording_that_fits(tenant.name, settings)
+    campaign = await tenant.create_campaign(
+        name="Mobile check", languages=["en"], consents=[], collect=["mobile"],
+        channel_plan=[{"channel": "sms"}], messages={"sms_invitation": {"en": {"text": text}}})
+    path = f"/v1/campaigns/{campaign['id']}/branding"
+
+    refused = field_errors(await tenant.ok("PUT", path, {"custom_domain": LONG_DOMAIN}, 422))
+    assert "'Mobile check'" in refused["custom_domain"]
+    assert "sms_invitation wording in en" in refused["custom_domain"]
+    assert "segments" in refused["custom_domain"]
+    # The client's own domain reaches the campaign's links as well.
+    refused = field_errors(await tenant.ok("PUT", "/v1/branding", {"custom_domain": LONG_DOMAIN},
+                                           422))
+    assert "'Mobile check'" in refused["custom_domain"]
+    assert (await tenant.ok("GET", "/v1/branding"))["branding"] == {}
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}"))["spec"].get(
+        "branding") in (None, {})
+
+    # A domain no longer than the installation's leaves the SMS as long as measured on save.
+    short = "https://a.example"
+    assert len(short) <= len(settings.public_base_url.rstrip("/"))
+    await tenant.ok("PUT", path, {"custom_domain": short})
+    await tenant.ok("PUT", "/v1/branding", {"custom_domain": short})

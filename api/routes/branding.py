@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.deps import ClientDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
-from api.message_wording import open_claims_problem
+from api.message_wording import domain_problem, open_claims_problem
 from api.schemas import BrandingIn, BrandingOut, FieldError, LogoOut
 from core.settings import Settings
 from db.models import BrandLogo, Campaign, Client
@@ -107,8 +107,16 @@ async def replace_branding(body: BrandingIn, client: ClientDep, session: Session
     problems = []
     for campaign in await session.scalars(select(Campaign).where(
             Campaign.client_id == client.id, Campaign.status != "archived")):
-        if problem := await open_claims_problem(session, state.settings, client, campaign,
-                                                spec=campaign.spec, client_branding=branding):
+        if problem := domain_problem(
+                campaign.spec, state.settings,
+                before=brand_for(client.name, client.branding, campaign.spec.get("branding"),
+                                 state.settings),
+                after=brand_for(client.name, branding, campaign.spec.get("branding"),
+                                state.settings)):
+            problems.append(FieldError(field="custom_domain",
+                                       message=f"campaign {campaign.name!r}: {problem}"))
+        elif problem := await open_claims_problem(session, state.settings, client, campaign,
+                                                  spec=campaign.spec, client_branding=branding):
             problems.append(FieldError(field="custom_domain",
                                        message=f"campaign {campaign.name!r}: {problem}"))
     if problems:

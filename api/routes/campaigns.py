@@ -37,6 +37,7 @@ from api.lost_workflows import how_lost
 from api.message_wording import (
     ClaimSms,
     check_messages,
+    domain_problem,
     open_claims_problem,
     preview,
     stored_messages,
@@ -252,6 +253,12 @@ async def replace_campaign_branding(campaign_id: uuid.UUID, body: BrandingIn, cl
     branding = await check_branding(session, state.settings, client, body, under=client.branding)
     # A new dict: the JSON column notices reassignment, not changes inside it.
     spec = {**campaign.spec, "branding": branding}
+    # Another domain lengthens or shortens every link, in the campaign's own SMS wording too.
+    if problem := domain_problem(spec, state.settings, before=brand_for(
+            client.name, client.branding, campaign.spec.get("branding"), state.settings),
+            after=brand_for(client.name, client.branding, branding, state.settings)):
+        raise FieldProblems([FieldError(field="custom_domain",
+                                        message=f"campaign {campaign.name!r}: {problem}")])
     await check_open_claims(session, state, client, campaign, spec, field="custom_domain")
     campaign.spec = spec
     await commit_change(session, state, campaign, before, actor)
