@@ -9,6 +9,7 @@ HTML like any other. What carries the journey (the link, QR code, button, claim,
 unsubscribe links, legal footer) stays the templates' own and cannot be worded away.
 """
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from string import Formatter
@@ -124,6 +125,17 @@ def fill(text: str, values: dict[str, str | None]) -> str:
                    for literal, name, _, _ in Formatter().parse(text))
 
 
+def one_line(value: str | None) -> str | None:
+    """The value as a subject may hold it: every run of white space, line breaks (a bare CR,
+    U+2028 too) and other control characters one space. A subject is one line: a line break in
+    an `incentive_text` would cut it, start the mail's text with the rest or, followed by
+    "Name:", stop the mail from being built at all."""
+    if not value:
+        return value
+    return " ".join("".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+                            for ch in value).split())
+
+
 def placeholder_values(context: dict[str, Any], language: str) -> dict[str, str | None]:
     """The placeholders' values from a message's template context."""
     expires_at: datetime | None = context.get("expires_at")
@@ -151,5 +163,8 @@ def wording_for(messages: dict[str, Any] | None, kind: str | None, language: str
     if not given:
         return DEFAULT
     values = placeholder_values(context, language)
-    return Wording(**{part: fill(given[part], values) if given.get(part) else None
+    # The subject is checked as one line when saved; the values filled into it are made so.
+    by_part = {"subject": {name: one_line(value) for name, value in values.items()},
+               "text": values}
+    return Wording(**{part: fill(given[part], by_part[part]) if given.get(part) else None
                       for part in ("subject", "text")})

@@ -6,7 +6,7 @@ from messaging.rendering import render_sms
 from messaging.sms import longest_context
 from messaging.sms_encoding import measure
 from messaging.wording import Wording
-from tests.helpers import Tenant
+from tests.helpers import Tenant, unique_email
 from tests.test_channel_plans import contact, enrol, mobile_number, wait_for_sms
 
 
@@ -87,3 +87,33 @@ async def test_a_domain_that_would_push_the_campaigns_own_sms_over_the_limit_is_
     assert len(short) <= len(settings.public_base_url.rstrip("/"))
     await tenant.ok("PUT", path, {"custom_domain": short})
     await tenant.ok("PUT", "/v1/branding", {"custom_domain": short})
+
+
+SUBJECT_WORDING = {"subject": "{client_name}: {incentive}",
+                   "text": "We would like to keep in touch."}
+
+
+async def test_a_line_break_in_the_incentive_stays_out_of_the_subject(tenant: Tenant, mailbox):
+    campaign = await tenant.create_campaign(
+        consents=[], incentive_text="Win a city bike!\nTerms and conditions apply.",
+        messages={"invitation": {"en": SUBJECT_WORDING}})
+    # A bare carriage return followed by "Name:" made the mail impossible to build, retried
+    # for ever with the journey's invitation never sent.
+    stuck = await tenant.create_campaign(
+        consents=[], incentive_text="Win a city bike!\rNote: terms apply.",
+        messages={"invitation": {"en": SUBJECT_WORDING}})
+    first, second = unique_email("incentive-lf"), unique_email("incentive-cr")
+    await tenant.enrol(campaign["id"], {"external_id": first, "first_name": "Ann",
+                                        "last_name": "Smith", "language": "en", "email": first})
+    await tenant.enrol(stuck["id"], {"external_id": second, "first_name": "Ann",
+                                     "last_name": "Smith", "language": "en", "email": second})
+    [mail] = await mailbox.wait_for(first)
+    assert mail.subject == f"{tenant.name}: Win a city bike! Terms and conditions apply."
+    assert mail.text.startswith("Hello Ann Smith,"), mail.text[:200]
+    [mail] = await mailbox.wait_for(second)
+    assert mail.subject == f"{tenant.name}: Win a city bike! Note: terms apply."
+    assert mail.text.startswith("Hello Ann Smith,"), mail.text[:200]
+    # The preview shows what is sent.
+    preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
+    assert preview["subject"] == f"{tenant.name}: Win a city bike! Terms and conditions apply."
+    assert preview["text"].startswith("Hello Alexandra"), preview["text"][:200]
