@@ -117,3 +117,13 @@ async def test_a_line_break_in_the_incentive_stays_out_of_the_subject(tenant: Te
     preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
     assert preview["subject"] == f"{tenant.name}: Win a city bike! Terms and conditions apply."
     assert preview["text"].startswith("Hello Alexandra"), preview["text"][:200]
+
+
+async def test_the_preview_takes_a_locale_or_upper_case_as_its_language(tenant: Tenant):
+    campaign = await tenant.create_campaign(consents=[], languages=["en", "nl"])
+    for given in ("NL", "nl-BE", "nl_BE"):
+        preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation"
+                                         f"&language={given}")
+        assert preview["language"] == "nl", given
+    assert "language" in field_errors(await tenant.ok(
+        "GET", f"{preview_path(campaign)}?kind=invitation&language=DE-de", status=422))

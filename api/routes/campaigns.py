@@ -54,6 +54,7 @@ from api.schemas import (
     EnrolRequest,
     EnrolResponse,
     FieldError,
+    Language,
     MAX_INT4,
     MessageKindName,
     MessagePreview,
@@ -228,7 +229,9 @@ async def get_campaign(campaign_id: uuid.UUID, client: ClientDep, session: Sessi
 async def preview_message(
     campaign_id: uuid.UUID, client: ClientDep, session: SessionDep, state: StateDep,
     kind: MessageKindName = Query(description=", ".join(KINDS)),
-    language: str | None = Query(None, description="default: the campaign's default_language"),
+    # A locale or upper case is taken as its language (`NL`, `nl-BE`: `nl`), as everywhere.
+    language: Language | None = Query(None, description=(
+        "default: the campaign's default_language")),
 ) -> dict[str, Any]:
     """The message as a sample customer would get it now, in the campaign's own wording where
     it has one (`messages`) and the built-in text otherwise: check the wording before a launch."""
