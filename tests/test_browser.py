@@ -186,6 +186,19 @@ async def test_missing_mandatory_consent_is_announced_inline(tab: Tab, tenant, m
     await tab.check("error")
 
 
+async def test_a_consent_text_keeps_its_paragraphs(tab: Tab, tenant, mailbox, live):
+    """The ledger keeps a legal text with its line breaks; the page ran it into one block."""
+    text = "How we keep your data\n\n1. Only to reach you.\n2. Never sold."
+    campaign = await tenant.create_campaign(languages=["en"], consents=[{
+        "key": "terms", "purpose": "service-communication", "channel": "email",
+        "mandatory": True, "texts": {"en": {"text": text, "version": "p1"}}}])
+    _, link = await invited(tenant, mailbox, live, campaign)
+    await tab.goto(link)
+    shown = await tab.page.locator("label[for=consent-terms]").inner_text()
+    assert shown.startswith("How we keep your data\n\n1. Only to reach you.\n2. Never sold.")
+    await tab.check("paragraphs")
+
+
 async def test_dutch_mobile_number_in_national_format(tab: Tab, tenant, mailbox, live, settings):
     page = tab.page
     campaign = await tenant.create_campaign(collect=["mobile"], consents=[],
