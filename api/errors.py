@@ -15,7 +15,7 @@ from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import PATTERN_MEANINGS, EnrolResponse, FieldError, field_path
-from messaging.rendering import render_page
+from messaging.rendering import DEFAULT_LANGUAGE, render_page, supported_languages
 
 
 class ErrorDetail(BaseModel):
@@ -131,8 +131,25 @@ def raise_if_unavailable(err: BaseException) -> None:
 
 
 def browser_language(request: Request) -> str:
-    """The language of a page shown without a visit's own (an invalid link, an error)."""
-    return request.headers.get("accept-language", "en")[:2]
+    """The language of a page shown without a visit's own (an invalid link, an error): the one
+    the browser prefers most (by its q-values) among those our pages speak, else English."""
+    ranked = []
+    for order, entry in enumerate(request.headers.get("accept-language", "").split(",")):
+        tag, *params = entry.strip().split(";")
+        weight = 1.0
+        for param in params:
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        ranked.append((-weight, order, tag.strip()))
+    for weight, _, tag in sorted(ranked):
+        language = tag.lower().split("-")[0]
+        if weight < 0 and language in supported_languages():  # q=0: not this one
+            return language
+    return DEFAULT_LANGUAGE
 
 
 def for_browsers(request: Request) -> bool:

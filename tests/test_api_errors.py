@@ -264,6 +264,15 @@ async def test_unknown_link_shows_a_friendly_404_page(http, path):
     assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.parametrize(("accept", "lang"), [
+    # The first language the browser prefers that the pages speak, by its q-values.
+    ("fy-NL,nl;q=0.9", "nl"), ("en;q=0.2, de-CH;q=0.8", "de"), ("nl;q=0, de", "de"),
+    ("DE", "de"), ("fr, es;q=0.5", "en"), ("", "en"), ("nl;q=nonsense,de;q=0.5", "de")])
+async def test_a_page_without_a_visit_speaks_the_browsers_language(http, accept, lang):
+    response = await http.get("/c/no-such-token", headers={"accept-language": accept})
+    assert f'<html lang="{lang}"' in response.text
+
+
 @pytest.mark.parametrize("path", ["/c/unknown-token/nonsense", "/v/unknown-token/opt-out",
                                   "/l/K7M4-9QXD-2B5H"])
 async def test_a_form_posted_to_a_link_that_takes_none_shows_the_page_too(http, path):
