@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -111,12 +111,16 @@ def encode_cursor(position: Position) -> str:
 def decode_cursor(cursor: str) -> Position:
     try:
         at, index, id_ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        source = SOURCES[index]
-        kind = source.model.id.type.python_type
+        if type(index) is not int or not 0 <= index < len(SOURCES):
+            raise BadCursor()
+        kind = SOURCES[index].model.id.type.python_type
         position = datetime.fromisoformat(at), index, kind(id_)
-    except (binascii.Error, ValueError, TypeError, IndexError, UnicodeDecodeError) as err:
+        # A time must be one the database can compare in UTC (not year 1 at +01:00), and a
+        # numeric id one its column can hold.
+        position[0].astimezone(UTC)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as err:
         raise BadCursor() from err
-    if position[0].tzinfo is None:
+    if position[0].tzinfo is None or (kind is int and not 0 <= position[2] < 2**31):
         raise BadCursor()
     return position
 

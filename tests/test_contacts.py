@@ -463,8 +463,14 @@ async def test_the_activity_feed_is_read_page_by_page(tenant):
     assert paged == whole["items"]
     assert [i["at"] for i in paged] == sorted(i["at"] for i in paged)
 
-    for bad in ("nonsense", "W10", base64.urlsafe_b64encode(b'["2026-01-01T00:00:00", 0, "1"]')
-                .decode()):
+    # Tampered: no zone, a time off the calendar in UTC, a huge or negative id, a negative or
+    # unknown source, a source that is no number.
+    for bad in ("nonsense", "W10", *(base64.urlsafe_b64encode(raw).decode() for raw in (
+            b'["2026-01-01T00:00:00", 0, "1"]', b'["0001-01-01T00:00:00+01:00", 0, "1"]',
+            b'["2026-01-01T00:00:00+00:00", 0, "99999999999999"]',
+            b'["2026-01-01T00:00:00+00:00", 0, "-1"]', b'["2026-01-01T00:00:00+00:00", -1, "1"]',
+            b'["2026-01-01T00:00:00+00:00", 9, "1"]', b'["2026-01-01T00:00:00+00:00", true, "1"]',
+            b'["2026-01-01T00:00:00+00:00", "0", "1"]'))):
         refused = await tenant.get(f"{base}/activity", cursor=bad)
         assert refused.status_code == 422, (bad, refused.text)
         assert [f["field"] for f in refused.json()["error"]["fields"]] == ["cursor"]
