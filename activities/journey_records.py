@@ -435,6 +435,9 @@ class JourneyRecords:
             journey, contact, campaign = await self._load(session, input.journey_id)
             if ended := self._ended_before(journey, answer.given_at):
                 return ended
+            # As it stands once the client's own recording of an answer has committed: that
+            # one may be newer than the customer's on this page.
+            await session.refresh(contact, with_for_update=consents_db.DECIDING)
             [box] = campaign.spec["consents"]
             text, display_id = await self._answered(session, contact, box, answer.language,
                                                     answer.display_id)
@@ -445,9 +448,15 @@ class JourneyRecords:
                     ip=answer.ip, user_agent=answer.user_agent, shown_in="reconsent_page",
                     display_id=display_id)],
                 journey_id=journey.id, step=input.step, checkbox_key=box["key"])
-            contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
-                                          else GdprConsentState.rejected)
-            contact.gdpr_consent_updated_at = answer.given_at
+            # An answer older than the contact's state (the client recorded a newer one
+            # meanwhile) is history in the ledger, as the API's older answers are: it neither
+            # undoes the newer one nor anonymises.
+            newest = (contact.gdpr_consent_updated_at is None
+                      or answer.given_at >= contact.gdpr_consent_updated_at)
+            if newest:
+                contact.gdpr_consent_state = (GdprConsentState.accepted if answer.accepted
+                                              else GdprConsentState.rejected)
+                contact.gdpr_consent_updated_at = answer.given_at
             journey.stage = Stage.accepted if answer.accepted else Stage.rejected
             journey.finished_at = answer.given_at
             await crud.add_journey_event(session, journey=journey, step=input.step,
@@ -455,7 +464,7 @@ class JourneyRecords:
                                          detail={"ip": answer.ip})
             blocked = await gdpr.apply_consent_consequence(
                 session, await session.get_one(Client, journey.client_id), contact,
-                audit.customer_actor(journey), settings=self._settings)
+                audit.customer_actor(journey), settings=self._settings) if newest else None
             if blocked:
                 await crud.add_journey_event(session, journey=journey, step=f"{input.step}/gdpr",
                                              type=ANONYMISATION_BLOCKED, at=answer.given_at,

@@ -149,6 +149,12 @@ def decision_row(*, client_id: uuid.UUID, contact_id: uuid.UUID, d: Decision,
     }
 
 
+# The lock on the contact's row under which its decisions are written (FOR NO KEY UPDATE: rows
+# that merely point at the contact are not held up): one contact's decisions are written one
+# at a time, each seeing those before it, and an erasure (FOR UPDATE) waits for them.
+DECIDING = {"key_share": True}
+
+
 # What makes two ledger entries the same decision (as decision_row names the columns).
 SAME_DECISION = ("purpose", "channel", "granted", "source", "given_at", "legal_text_language",
                  "legal_text_version")
@@ -162,6 +168,10 @@ async def append(session: AsyncSession, *, client_id: uuid.UUID, contact_id: uui
     the journey, step and checkbox of decisions given on a journey's page (`decision_row`)."""
     if not decisions:
         return []
+    # A retry sent at once is then the same entry, and `announce` says which decision is
+    # current knowing every decision committed before.
+    await session.execute(select(Contact.id).where(Contact.id == contact_id)
+                          .with_for_update(**DECIDING))
     known = {tuple(getattr(e, c) for c in SAME_DECISION): e
              for e in await session.scalars(select(ConsentEvent).where(
                  ConsentEvent.contact_id == contact_id,

@@ -51,8 +51,13 @@ from messaging.phone import PhoneNumberError, provider_number
 router = APIRouter(prefix="/v1", tags=["consent"], responses=ERROR_RESPONSES)
 
 
-async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
-    contact = await session.get(Contact, contact_id)
+async def contact_of(session, client_id: uuid.UUID, contact_id: uuid.UUID, *,
+                     to_decide: bool = False) -> Contact:
+    """`to_decide`: the contact as it stands once its other decisions and its erasure are done,
+    locked until this one commits (consents.append takes the same lock): what is decided from
+    it (anonymised? is this answer the newest?) must not be read before they commit."""
+    contact = await session.get(Contact, contact_id, populate_existing=to_decide,
+                                with_for_update=consents.DECIDING if to_decide else None)
     if contact is None or contact.client_id != client_id:
         raise HTTPException(404, "contact not found")
     return contact
@@ -168,7 +173,7 @@ async def record_changes(contact_id: uuid.UUID, body: ConsentChanges, client: Cl
                          session: SessionDep, state: StateDep):
     """Decisions the customer made with the client (back office, call centre, own systems).
     `given_at` is when the customer decided; it may be earlier than now, never later."""
-    contact = await contact_of(session, client.id, contact_id)
+    contact = await contact_of(session, client.id, contact_id, to_decide=True)
     if contact.anonymised_at is not None:
         return error_response(409, "contact_anonymised", ANONYMISED)
     decisions = await decisions_for(session, client, contact, body.changes,
@@ -196,8 +201,9 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
         try:
             item = ConsentImportItem.model_validate(raw)
             contact = (await session.scalars(select(Contact).where(
-                Contact.client_id == client.id, Contact.external_id == item.external_id))
-            ).one_or_none()
+                Contact.client_id == client.id, Contact.external_id == item.external_id)
+                .with_for_update(**consents.DECIDING)
+                .execution_options(populate_existing=True))).one_or_none()
             if contact is None or contact.anonymised_at is not None:
                 raise FieldProblems([FieldError(field="external_id", message=ANONYMISED
                                                 if contact else "unknown contact")])
@@ -312,7 +318,7 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
                               session: SessionDep, state: StateDep, request: Request):
     """Records the contact's answer to the consent form, optionally with their own signed
     form (PDF/PNG/JPEG, at most 5 MB). Withdrawn needs a previous acceptance."""
-    contact = await contact_of(session, client.id, contact_id)
+    contact = await contact_of(session, client.id, contact_id, to_decide=True)
     if contact.anonymised_at is not None:
         # An `accepted` would read as kept, too.
         return error_response(409, "contact_anonymised", ANONYMISED)
