@@ -503,15 +503,19 @@ async def queue_delivery(
     """Queues the event for the endpoint, or queues it again (resend, replay) as a new round
     of attempts. A delivery keeps its sequence number across rounds."""
     now = utcnow()
+    # Written first if the endpoint never had the event: a second resend or replay of it at
+    # the same time waits here for this one's row, takes it and queues it again, instead of
+    # writing a second one (a unique violation, answered as a 500).
+    await session.execute(
+        insert_ignoring_conflicts_stmt(session, WebhookDelivery),
+        [{"id": uuid.uuid4(), "client_id": event.client_id, "event_id": event.id,
+          "endpoint_id": endpoint.id, "status": "pending", "attempts": 0,
+          "round_started_at": now, "next_attempt_at": now}])
     # Locked, as the delivery workflow locks it to log an attempt: a resend during an attempt
     # is never lost under that attempt's outcome.
     delivery = (await session.scalars(select(WebhookDelivery).where(
         WebhookDelivery.event_id == event.id, WebhookDelivery.endpoint_id == endpoint.id)
-        .with_for_update())).one_or_none()
-    if delivery is None:
-        delivery = WebhookDelivery(
-            id=uuid.uuid4(), client_id=event.client_id, event_id=event.id, endpoint_id=endpoint.id)
-        session.add(delivery)
+        .with_for_update().execution_options(populate_existing=True))).one()
     if delivery.sequence is None:  # new, or queued before deliveries had sequence numbers
         delivery.sequence = await next_sequence(session, endpoint_id=endpoint.id)
     delivery.status = "pending"

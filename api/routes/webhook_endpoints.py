@@ -47,9 +47,17 @@ def endpoint_out(endpoint: WebhookEndpoint) -> WebhookEndpointOut:
         created_at=endpoint.created_at)
 
 
-async def endpoint_of(session: AsyncSession, client_id: uuid.UUID,
-                      endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+# The endpoint read to queue deliveries (resend, replay) under a key share lock: a DELETE at
+# the same time either waits for the deliveries queued (and removes them with the endpoint)
+# or has removed the endpoint first (a 404, not a delivery to an endpoint gone). Two of them,
+# or the endpoint's workflow logging an attempt, do not wait for each other.
+TO_QUEUE = {"read": True, "key_share": True}
+
+
+async def endpoint_of(session: AsyncSession, client_id: uuid.UUID, endpoint_id: uuid.UUID,
+                      lock: dict[str, bool] | None = None) -> WebhookEndpoint:
+    endpoint = await session.get(WebhookEndpoint, endpoint_id, with_for_update=lock,
+                                 populate_existing=lock is not None)
     if endpoint is None or endpoint.client_id != client_id:
         raise HTTPException(404, "webhook endpoint not found")
     return endpoint
@@ -204,7 +212,7 @@ async def resend_event(endpoint_id: uuid.UUID, event_id: uuid.UUID, client: Clie
                        session: SessionDep, state: StateDep) -> WebhookDeliveryOut:
     """Sends one event again, same id and payload, with a fresh retry schedule; only an event
     of a type the endpoint subscribes to, as a replay."""
-    endpoint = await endpoint_of(session, client.id, endpoint_id)
+    endpoint = await endpoint_of(session, client.id, endpoint_id, TO_QUEUE)
     event = await session.get(WebhookEvent, event_id)
     if event is None or event.client_id != client.id:
         raise HTTPException(404, "webhook event not found")
@@ -222,7 +230,7 @@ async def replay_events(endpoint_id: uuid.UUID, body: ReplayRequest, client: Cli
                         session: SessionDep, state: StateDep) -> ReplayResult:
     """Queues again every event of the time range [since, until) that the endpoint subscribes
     to, including those recorded before it existed, oldest first."""
-    endpoint = await endpoint_of(session, client.id, endpoint_id)
+    endpoint = await endpoint_of(session, client.id, endpoint_id, TO_QUEUE)
     if body.until - body.since > timedelta(days=90):
         raise RequestValidationError(
             [{"loc": ("body", "until"), "msg": "a replay covers at most 90 days",
@@ -240,7 +248,7 @@ async def replay_events(endpoint_id: uuid.UUID, body: ReplayRequest, client: Cli
         for event_id in chunk:
             await crud.queue_delivery(session, event=by_id[event_id], endpoint=endpoint)
         session.expunge_all()  # payloads of a long range must not pile up in the session
-        endpoint = await endpoint_of(session, client.id, endpoint_id)
+        endpoint = await endpoint_of(session, client.id, endpoint_id, TO_QUEUE)
     queued = len(wanted)
     await session.commit()
     if queued:
