@@ -1,5 +1,5 @@
 """Webhook endpoint calls that meet each other: resends and replays of one event at once,
-a replay while the endpoint is deleted.
+a replay while the endpoint is deleted, two secret rotations at once.
 
 Each race is made to happen, not hoped for: a session of the test holds a lock the calls
 need, and lets go once every call waits for it."""
@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
+from core.security import SecretBox
 from db.models import WebhookDelivery, WebhookEndpoint
 from tests.helpers import eventually, unique_email
 
@@ -112,3 +113,21 @@ async def test_a_replay_while_the_endpoint_is_deleted_is_a_404(
     assert deleted.status_code == 204
     assert replayed.status_code == 404, replayed.text
     assert await deliveries_of(sessions, endpoint_id, event.id) == []
+
+
+async def test_two_secret_rotations_at_once_each_rotate_the_one_before(
+        tenant, webhook_receiver, sessions, settings):
+    """Both answers' secrets sign: the second rotation keeps the first one's secret as the
+    old one, as two rotations one after the other do."""
+    name = await tenant.subscribe(webhook_receiver)
+    endpoint_id = tenant.endpoint_ids[name]
+    url = f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret"
+    answers = await at_once_behind_endpoint_lock(sessions, endpoint_id, [
+        lambda: tenant.post(url, {"overlap": "PT1H"}) for _ in range(2)])
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    box = SecretBox(settings.secret_key.get_secret_value())
+    async with sessions() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        signing = {box.open(endpoint.secret_encrypted),
+                   box.open(endpoint.previous_secret_encrypted)}
+    assert signing == {a.json()["secret"] for a in answers}

@@ -52,6 +52,9 @@ def endpoint_out(endpoint: WebhookEndpoint) -> WebhookEndpointOut:
 # or has removed the endpoint first (a 404, not a delivery to an endpoint gone). Two of them,
 # or the endpoint's workflow logging an attempt, do not wait for each other.
 TO_QUEUE = {"read": True, "key_share": True}
+# The endpoint read to change it (PATCH, rotate-secret) under a no-key update lock: a second
+# change made at the same time starts from the first one's result instead of overwriting it.
+TO_CHANGE = {"key_share": True}
 
 
 async def endpoint_of(session: AsyncSession, client_id: uuid.UUID, endpoint_id: uuid.UUID,
@@ -110,6 +113,9 @@ async def update_endpoint(
     endpoint = await endpoint_of(session, client.id, endpoint_id)
     if body.url is not None:
         await check_target(str(body.url), state)
+    # Locked once the URL's name is resolved: recording an event for the client waits for it.
+    endpoint = await endpoint_of(session, client.id, endpoint_id, TO_CHANGE)
+    if body.url is not None:
         endpoint.url = str(body.url)
     if body.events is not None:
         endpoint.events = list(dict.fromkeys(body.events))
@@ -143,7 +149,7 @@ async def rotate_secret(
 ) -> WebhookEndpointCreated:
     """A new signing secret. During `overlap` every delivery carries two signatures, with the
     new and the old secret, so the receiver can switch without rejecting anything."""
-    endpoint = await endpoint_of(session, client.id, endpoint_id)
+    endpoint = await endpoint_of(session, client.id, endpoint_id, TO_CHANGE)
     overlap = (body or SecretRotation()).overlap
     secret = new_webhook_secret()
     endpoint.previous_secret_encrypted = endpoint.secret_encrypted
