@@ -16,6 +16,7 @@ from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import idna
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 
@@ -80,7 +81,7 @@ def outbox_email(key: str, msg: mailbox.Message) -> OutboxEmail:
         elif ctype == "text/html" and html is None:
             html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
     return OutboxEmail(
-        key=key, to=_readable(msg["To"]), sender=_readable(msg["From"]),
+        key=key, to=_recipient(msg["To"]), sender=_readable(msg["From"]),
         subject=_readable(msg["Subject"]),
         date=parsedate_to_datetime(msg["Date"]) if msg["Date"] else None,
         text=text or "", html=html, headers={k: str(v) for k, v in msg.items()},
@@ -90,7 +91,24 @@ def outbox_email(key: str, msg: mailbox.Message) -> OutboxEmail:
 def _readable(header: str | None) -> str:
     """A header as people read it: a non-ASCII subject or name travels as RFC 2047 encoded
     words (=?utf-8?q?...?=), folded over lines."""
-    return str(make_header(decode_header(header))) if header else ""
+    if not header:
+        return ""
+    # A header in UTF-8 itself (RFC 6532, a mail sent with SMTPUTF8) reads back as 8-bit bytes.
+    return str(make_header([(value.decode("utf-8", "replace"), None)
+                            if charset == "unknown-8bit" else (value, charset)
+                            for value, charset in decode_header(header)]))
+
+
+def _recipient(header: str | None) -> str:
+    """The To address as it was given: an internationalised domain, which travels as its
+    A-label (xn--bcher-kva.example), as written (bücher.example)."""
+    local, at, domain = _readable(header).rpartition("@")
+    if at and "xn--" in domain.lower():
+        try:
+            domain = idna.decode(domain)
+        except idna.IDNAError:
+            pass
+    return f"{local}{at}{domain}"
 
 
 def outbox(maildir: Path) -> mailbox.Maildir:

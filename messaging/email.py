@@ -2,13 +2,16 @@
 
 import asyncio
 from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import SMTPUTF8
 from email.utils import formataddr, formatdate
 from time import monotonic
 from urllib.parse import urlsplit
 
 import aiosmtplib
+import idna
 
 from core.settings import Settings
 from messaging.rendering import RenderedEmail
@@ -26,6 +29,20 @@ def message_id(settings: Settings, local: str) -> str:
     """A Message-ID on the installation's own host (PUBLIC_BASE_URL's, whatever domain the
     client's links use): a bounce report quotes it back."""
     return f"<{local}@{urlsplit(settings.public_base_url).hostname or 'contact-journeys.local'}>"
+
+
+def ascii_address(address: str) -> str:
+    """The address as plain ASCII headers and SMTP carry it where it can be: an internationalised
+    domain (bücher.example) as its A-label (xn--bcher-kva.example, IDNA 2008, so a German ß stays
+    ß). A local part outside ASCII (jürgen@) cannot be: that address is left as it is, for a mail
+    written with SMTPUTF8."""
+    local, at, domain = address.rpartition("@")
+    if address.isascii() or not at or not local.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address
 
 
 @dataclass
@@ -49,7 +66,7 @@ class SmtpConnections:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._slots = asyncio.Semaphore(settings.smtp_connections)
 
-    async def send(self, message: MIMEMultipart, *, sender: str, to: str) -> None:
+    async def send(self, message: Message, *, sender: str, to: str) -> None:
         async with self._slots:
             smtp = self._reusable()
             if smtp is not None:
@@ -61,7 +78,7 @@ class SmtpConnections:
                     pass
             await self._send_on(await self._connect(), message, sender, to)
 
-    async def _send_on(self, smtp: aiosmtplib.SMTP, message: MIMEMultipart, sender: str,
+    async def _send_on(self, smtp: aiosmtplib.SMTP, message: Message, sender: str,
                        to: str) -> None:
         try:
             await smtp.send_message(message, sender=sender, recipients=[to])
@@ -105,12 +122,15 @@ class SmtpSender:
         self._settings = settings
         self.connections = SmtpConnections(settings)
 
-    def build(self, mail: OutgoingEmail) -> MIMEMultipart:
+    def build(self, mail: OutgoingEmail) -> Message:
+        to = ascii_address(mail.to)
+        if not to.isascii():
+            return self._build_utf8(mail, to)
         # The classic MIME classes, not EmailMessage: its header parsing made building and
         # flattening the same mail cost 1.1 ms of CPU instead of 0.4 ms, on every message sent.
         msg = MIMEMultipart("alternative")
         msg["From"] = formataddr((mail.from_name, self._settings.mail_from))
-        msg["To"] = mail.to
+        msg["To"] = to
         msg["Subject"] = mail.content.subject
         msg["Date"] = formatdate(localtime=False)
         # Deterministic per journey step, so a resend after a crash is recognisable downstream.
@@ -121,12 +141,28 @@ class SmtpSender:
         msg.attach(MIMEText(mail.content.html, "html", "utf-8"))
         return msg
 
+    def _build_utf8(self, mail: OutgoingEmail, to: str) -> EmailMessage:
+        """A mail to an address whose local part is not ASCII: its headers in UTF-8 (RFC 6532),
+        sent with SMTPUTF8. The classic classes would write the address as an encoded word,
+        which no address header may hold (RFC 2047, section 5)."""
+        msg = EmailMessage(policy=SMTPUTF8)
+        msg["From"] = formataddr((mail.from_name, self._settings.mail_from))
+        msg["To"] = to
+        msg["Subject"] = mail.content.subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = mail.message_id
+        for name, value in mail.headers.items():
+            msg[name] = value
+        msg.set_content(mail.content.text, charset="utf-8")
+        msg.add_alternative(mail.content.html, subtype="html", charset="utf-8")
+        return msg
+
     async def send(self, mail: OutgoingEmail) -> None:
         try:
-            # The envelope, not the headers: an address with non-ASCII characters is an
-            # encoded word in the To header.
+            # An internationalised domain as its A-label, as in the To header: only a local
+            # part outside ASCII needs a relay that offers SMTPUTF8.
             await self.connections.send(self.build(mail), sender=self._settings.mail_from,
-                                        to=mail.to)
+                                        to=ascii_address(mail.to))
         except aiosmtplib.SMTPRecipientsRefused as err:
             codes = [r.code for r in err.recipients]
             reason = "; ".join(f"{r.code} {r.message}" for r in err.recipients)
