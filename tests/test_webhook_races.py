@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
+from api import withdrawals
 from core.security import SecretBox
 from db.models import WebhookDelivery, WebhookEndpoint
-from tests.helpers import eventually, unique_email
+from tests.helpers import Customer, eventually, on_the_page, unique_email
 
 
 async def waiting_for(session, count: int) -> None:
@@ -131,3 +132,40 @@ async def test_two_secret_rotations_at_once_each_rotate_the_one_before(
         signing = {box.open(endpoint.secret_encrypted),
                    box.open(endpoint.previous_secret_encrypted)}
     assert signing == {a.json()["secret"] for a in answers}
+
+
+async def test_a_cancel_meeting_the_customers_confirmation_is_a_409(
+        tenant, http, mailbox, webhook_receiver, temporal_env, monkeypatch):
+    """The client cancels while the customer confirms: the journey read open, but by the time
+    the withdrawal reaches its workflow the customer has confirmed and it ended verified. The
+    cancel is then a 409, as one sent after the confirmation is, not a 200 that reads as
+    withdrawn. (Not a webhook call, but a race of the same kind, made to happen the same
+    way.)"""
+    hook = await tenant.subscribe(webhook_receiver)
+    campaign = await tenant.create_campaign()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
+                                                 unique_email("cc"))
+    typed = unique_email("typed")
+    await customer.submit(page, email=typed, consent=["terms"])
+    [verification] = await mailbox.wait_for(typed)
+    link = mailbox.link(verification)
+    confirming = Customer(http)
+    await confirming.open(link)
+    journey_id = enrolled["journey_id"]
+    withdrawn = withdrawals._withdrawn
+
+    async def confirmed_on_the_way(temporal, workflow_id, reason):
+        # The cancel has read the journey open; the customer confirms before it arrives.
+        response = await http.post(link, data={**confirming.hidden_fields(),
+                                               "csrf_token": confirming.csrf()})
+        assert response.status_code < 400, response.text
+        await temporal.get_workflow_handle(workflow_id).result()
+        return await withdrawn(temporal, workflow_id, reason)
+    monkeypatch.setattr(withdrawals, "_withdrawn", confirmed_on_the_way)
+
+    cancel = await tenant.post(f"/v1/journeys/{journey_id}/cancel", {})
+    assert cancel.status_code == 409, cancel.text
+    assert "verified" in cancel.json()["error"]["message"]
+    assert (await tenant.journey(journey_id))["stage"] == "verified"
+    await webhook_receiver.wait_for(hook, "contact.data_verified")
+    assert webhook_receiver.events(hook, "journey.cancelled") == []

@@ -203,6 +203,11 @@ async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: Sess
         await withdrawals.cancel(session, state.temporal, state.endpoints, journey,
                                  withdrawals.BY_API)
         await session.commit()
+        if journey.stage in FINAL_STAGES and journey.stage != Stage.cancelled:
+            # Ended otherwise while the withdrawal was on its way (the customer confirmed at
+            # that moment): nothing was withdrawn, as when the two come one after the other.
+            raise HTTPException(409, f"the journey has ended as {journey.stage}: there is "
+                                "nothing to cancel")
     if journey.stage not in FINAL_STAGES:
         response.status_code = 202
     return await detailed(session, journey)
