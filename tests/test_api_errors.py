@@ -244,6 +244,11 @@ async def test_a_body_where_a_request_takes_none_is_refused_not_ignored(tenant, 
         "message": "is a query parameter here (?cancel_journeys=…), not a field of a body"}]
     assert (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).json()[
         "anonymised_at"] is None
+    deleted = await tenant.http.request("DELETE", f"/v1/contacts/{enrolled['contact_id']}",
+                                        json={"cancel_journeys": True}, headers=tenant.auth)
+    assert deleted.status_code == 422, deleted.text
+    assert [f["field"] for f in deleted.json()["error"]["fields"]] == ["cancel_journeys"]
+    assert (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}")).status_code == 200
     for body in (b"[1]", b"cancel"):
         odd = await tenant.http.post(cancel, content=body, headers=tenant.auth)
         assert odd.status_code in (400, 422), odd.text

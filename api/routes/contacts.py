@@ -510,7 +510,7 @@ def blocked(code: str, err: gdpr.Blocked) -> JSONResponse:
 
 
 @router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
-               response_class=Response)
+               response_class=Response, dependencies=[NoBody])
 async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
                             actor: ActorDep, state: StateDep,
                             cancel_journeys: bool = CANCEL_JOURNEYS) -> Response:
@@ -661,7 +661,7 @@ async def add_contact_point(
 
 
 @router.delete("/{contact_id}/contact-points/{point_id}", status_code=status.HTTP_204_NO_CONTENT,
-               response_class=Response)
+               response_class=Response, dependencies=[NoBody])
 async def remove_contact_point(contact_id: uuid.UUID, point_id: uuid.UUID, reg: RegistryDep,
                                session: SessionDep, actor: ActorDep) -> Response:
     """Removes an email or mobile number: no message goes there any more. It is kept, with

@@ -223,7 +223,8 @@ async def get_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: Ses
     return await _recurrence_out(state, campaign)
 
 
-@router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{campaign_id}/recurrence", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[NoBody])
 async def delete_recurrence(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                             state: StateDep, actor: ActorDep) -> None:
     campaign = await campaign_of(session, client.id, campaign_id, to_change=True)

@@ -15,7 +15,7 @@ from api.consent_schemas import (
     PurposeCreate,
     PurposeOut,
 )
-from api.deps import ClientDep, SessionDep
+from api.deps import ClientDep, NoBody, SessionDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.schemas import FieldError, Slug
 from core.vocabulary import MARKETING_KINDS, MessageCategory
@@ -108,7 +108,7 @@ async def set_message_policy(message_type: Slug, body: MessagePolicyIn, client: 
 
 
 @router.delete("/message-policies/{message_type}", status_code=status.HTTP_204_NO_CONTENT,
-               response_class=Response)
+               response_class=Response, dependencies=[NoBody])
 async def delete_message_policy(message_type: Slug, client: ClientDep,
                                 session: SessionDep) -> Response:
     """Removes the client's policy: a journey's own message types go back to their built-in

@@ -132,7 +132,8 @@ async def update_endpoint(
     return endpoint_out(endpoint)
 
 
-@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[NoBody])
 async def delete_endpoint(endpoint_id: uuid.UUID, client: ClientDep, session: SessionDep,
                           state: StateDep) -> None:
     endpoint = await endpoint_of(session, client.id, endpoint_id)
