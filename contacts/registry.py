@@ -30,9 +30,10 @@ from contacts.schemas import (
 )
 from contacts.uniqueness import Rule, identity_keys, parse
 from core.security import keyed_digest
-from core.vocabulary import AuditAction, ContactKind, ContactPointKind, MediumKind
+from core.vocabulary import FINAL_STAGES, AuditAction, ContactKind, ContactPointKind, MediumKind
 from db import crud
 from db.models import (
+    Campaign,
     Contact,
     ContactAddress,
     ContactIdentityKey,
@@ -40,6 +41,7 @@ from db.models import (
     ContactPoint,
     ContactSettings,
     IdentificationMedium,
+    Journey,
     utcnow,
 )
 
@@ -422,7 +424,15 @@ async def touch(session: AsyncSession, reg: Registry, contact: Contact, actor: A
 async def keep_language(session: AsyncSession, secret_key: str, contact: Contact,
                         language: str, actor: Actor) -> None:
     """A language the customer chose on one of our pages, kept as the contact's (audited as
-    their change), so later messages speak it too."""
+    their change), so later messages speak it too: its open journeys' as well, where their
+    campaign speaks it (a journey's messages speak the journey's language)."""
+    for journey, languages in await session.execute(
+            select(Journey, Campaign.spec["languages"]).join(
+                Campaign, Campaign.id == Journey.campaign_id).where(
+                Journey.contact_id == contact.id, Journey.finished_at.is_(None),
+                Journey.stage.not_in([s.value for s in FINAL_STAGES]))):
+        if language in (languages or []):
+            journey.language = language
     if language == contact.language:
         return
     changed = audit.changes({"language": contact.language}, {"language": language})

@@ -1050,3 +1050,28 @@ async def test_an_import_item_that_is_no_object_is_named_as_the_item(tenant):
     assert no_object["errors"] == [{"field": "item", "message": "must be an object"}]
     assert bad_text["errors"] == [{"field": "legal_text", "message": "must be an object"}]
     assert good["status"] == "accepted"
+
+
+async def test_a_language_chosen_in_the_preference_centre_reaches_the_running_journey(
+        tenant, http, mailbox):
+    """The choice is kept as the contact's so later messages speak it: the running journey's
+    reminder came in English all the same, as a journey's messages speak the journey's."""
+    campaign = await tenant.create_campaign(reminders={"interval": "PT4S", "max_count": 1},
+                                            languages=["en", "nl"])
+    other = await tenant.create_campaign(languages=["en"])
+    address = unique_email("prefs-lang")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "language": "en",
+                                                     "email": address}))["results"]
+    [english_only] = (await tenant.enrol(other["id"], {"external_id": address}))["results"]
+    invitations = await mailbox.wait_for(address, count=2)
+    customer = Customer(http)
+    preferences = link_to(invitations[0], "/p/")
+    await customer.open(preferences)
+    switched = await http.post(f"{preferences}/language",
+                               data={"language": "nl", "csrf_token": customer.csrf()})
+    assert switched.status_code == 303
+    assert (await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}"))["language"] == "nl"
+    reminder = (await mailbox.wait_for(address, count=3))[-1]
+    assert "Herinnering" in reminder.subject, reminder.subject
+    # A campaign that does not speak it keeps the journey's language.
+    assert (await tenant.journey(english_only["journey_id"]))["language"] == "en"
