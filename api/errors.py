@@ -50,6 +50,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed request (e.g. not JSON)"},
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     404: {"model": ErrorBody, "description": "Not found (or another client's)"},
+    413: {"model": ErrorBody, "description": "The body is larger than the request takes"},
     422: {"model": ErrorBody, "description": "Validation failed; `fields` names each field"},
     503: {"model": ErrorBody, "description": "Briefly unavailable (a restart): retry after "
           "`Retry-After` seconds"},

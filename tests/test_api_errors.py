@@ -486,3 +486,13 @@ async def test_a_value_not_in_its_form_is_told_what_the_form_is(tenant):
         assert response.status_code == 422, (path, response.text)
         [error] = response.json()["error"]["fields"]
         assert error["field"] == field and error["message"].startswith(meaning), (path, error)
+
+
+def test_the_schema_documents_what_routes_answer():
+    """Clients generate their error handling from the schema: a 409 a route gives must be in
+    it, and so must the header that marks a replayed create."""
+    paths = create_app().openapi()["paths"]
+    for path, method, status in [("/v1/campaigns", "post", "409"), ("/v1/messages", "post", "409"),
+                                 ("/v1/campaigns", "post", "413"), ("/v1/contacts", "post", "413")]:
+        assert status in paths[path][method]["responses"], (path, method, status)
+    assert "Idempotent-Replayed" in paths["/v1/campaigns"]["post"]["responses"]["201"]["headers"]

@@ -159,7 +159,13 @@ async def created_with(session, client_id: uuid.UUID, key: str,
     return campaign
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut,
+             responses={409: {"model": ErrorBody, "description": (
+                 "The Idempotency-Key was used with another request")},
+                 201: {"headers": {"Idempotent-Replayed": {
+                     "description": "`true` on the answer to a retry with the same "
+                     "Idempotency-Key: the campaign the first request created",
+                     "schema": {"type": "string", "enum": ["true"]}}}}})
 async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep,
                           state: StateDep, response: Response,
                           idempotency_key: IdempotencyKeyHeader = None) -> Campaign:

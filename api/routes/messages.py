@@ -10,12 +10,11 @@ from sqlalchemy import select
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES, FieldProblems
-from api.routes.consents import contact_of
+from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.schemas import FieldError, Slug, Strict, not_blank, one_line
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
-from db.models import ClientMessage, MessagePolicy
+from db.models import ClientMessage, Contact, MessagePolicy
 from workflows.client_message import ClientMessageWorkflow
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES)
@@ -46,7 +45,9 @@ class MessageOut(BaseModel):
     decided_at: datetime | None
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MessageOut,
+             responses={409: {"model": ErrorBody, "description": (
+                 "The idempotency key was used for another message")}})
 async def send_message(body: MessageCreate, client: ClientDep, session: SessionDep,
                        state: StateDep, idempotency_key: IdempotencyKeyHeader = None
                        ) -> ClientMessage:
@@ -55,7 +56,12 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
         raise FieldProblems([FieldError(
             field="Idempotency-Key", message="differs from idempotency_key in the body: send "
                                              "one of them, or the same key in both")])
-    await contact_of(session, client.id, body.contact_id)
+    # FOR SHARE until commit: a DELETE of the contact (FOR UPDATE) waits for the message
+    # written here, or has deleted the contact first (a 404, not a message for nobody).
+    contact = await session.get(Contact, body.contact_id, with_for_update={"read": True},
+                                populate_existing=True)
+    if contact is None or contact.client_id != client.id:
+        raise HTTPException(404, "contact not found")
     if (await session.scalars(select(MessagePolicy).where(
             MessagePolicy.client_id == client.id,
             MessagePolicy.message_type == body.message_type))).one_or_none() is None:
