@@ -8,7 +8,7 @@ import unicodedata
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -58,8 +58,12 @@ class CodeSender:
             if row is not None and row.sent_at is not None:
                 return SendCodeResult(sent=True)
             mobile = (journey.collected or {})["mobile"]
-            sent_today = await session.scalar(select(func.count()).select_from(OneTimeCode).where(
-                OneTimeCode.recipient == mobile, OneTimeCode.sent_at >= utcnow() - timedelta(days=1)))
+            # Held until this code's row, written below, is committed: a send at the same time
+            # counts it.
+            await crud.lock_recipient(session, recipient=mobile)
+            sent_today = await crud.codes_to(session, recipient=mobile,
+                                             since=utcnow() - timedelta(days=1),
+                                             exclude=row and row.id)
             if sent_today >= self._settings.verification_messages_per_recipient_per_day:
                 # The journey waits for a code all the same, and its page says so, as after a
                 # code sent: nobody learns how many codes the number got today.

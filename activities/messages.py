@@ -242,12 +242,16 @@ class MessageSender:
                                            deliverable=True, uncomplained=True) or point
             recipient = point.value
         rule = consents.after_complaint(rule, point)
-        if rule.allowed and input.to_pending_email and await crud.messages_to(
-                session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
-                since=utcnow() - timedelta(days=1),
-        ) >= self._settings.verification_messages_per_recipient_per_day:
-            rule = consents.SendDecision(False, rule.category, None,
-                                         "daily cap of verification messages reached")
+        if rule.allowed and input.to_pending_email:
+            # Held until this message's row, written below, is committed: a send at the same
+            # time counts it.
+            await crud.lock_recipient(session, recipient=recipient)
+            if await crud.messages_to(
+                    session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
+                    since=utcnow() - timedelta(days=1), exclude=already and already.id,
+            ) >= self._settings.verification_messages_per_recipient_per_day:
+                rule = consents.SendDecision(False, rule.category, None,
+                                             "daily cap of verification messages reached")
         if not rule.allowed:
             raise Skip(rule.reason, "suppressed")
 

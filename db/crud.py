@@ -9,6 +9,7 @@ import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
+    and_,
     any_,
     bindparam,
     case,
@@ -49,6 +50,7 @@ from db.models import (
     Journey,
     JourneyEvent,
     Message,
+    OneTimeCode,
     RateLimitCounter,
     SettingsChange,
     WebhookDelivery,
@@ -611,13 +613,40 @@ async def hits(session: AsyncSession, *, key: str, window_start: datetime) -> in
         RateLimitCounter.key == key, RateLimitCounter.window_start == window_start)) or 0
 
 
+async def lock_recipient(session: AsyncSession, *, recipient: str) -> None:
+    """Serialises the verification messages (links, codes) to one recipient until commit: each
+    send counts those before it, going out or gone, against the daily cap. Without it, sends
+    at the same time each counted the same few and all went."""
+    await lock(session, key=f"verification-cap/{recipient.lower()}")
+
+
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
-                      since: datetime) -> int:
-    """How many of these messages went to the recipient since then (any journey, any client),
-    whatever the letter case it was typed in."""
-    return await session.scalar(select(func.count()).select_from(Message).where(
+                      since: datetime, exclude: uuid.UUID | None = None) -> int:
+    """How many of these messages went, or are going, to the recipient since then (any
+    journey, any client), whatever the letter case it was typed in; not counting `exclude`,
+    the message being sent again. Hold `lock_recipient` to count those going out meanwhile."""
+    query = select(func.count()).select_from(Message).where(
         func.lower(Message.recipient) == recipient.lower(), Message.template.in_(templates),
-        Message.status == "sent", Message.sent_at >= since)) or 0
+        or_(and_(Message.status == "sent", Message.sent_at >= since),
+            # Being handed over: written before the hand-over, in the transaction that counted.
+            and_(Message.status == "sending", Message.created_at >= since)))
+    if exclude is not None:
+        query = query.where(Message.id != exclude)
+    return await session.scalar(query) or 0
+
+
+async def codes_to(session: AsyncSession, *, recipient: str, since: datetime,
+                   exclude: uuid.UUID | None = None) -> int:
+    """How many verification codes went to the number since then (any journey, any client), or
+    are going (written before the hand-over, still valid); not counting `exclude`, the code
+    being sent again. Hold `lock_recipient` to count those going out meanwhile."""
+    query = select(func.count()).select_from(OneTimeCode).where(
+        OneTimeCode.recipient == recipient,
+        or_(OneTimeCode.sent_at >= since,
+            and_(OneTimeCode.sent_at.is_(None), OneTimeCode.expires_at > utcnow())))
+    if exclude is not None:
+        query = query.where(OneTimeCode.id != exclude)
+    return await session.scalar(query) or 0
 
 
 async def campaigns_of(session: AsyncSession, *, client_id: uuid.UUID, status: str | None,
