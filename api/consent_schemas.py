@@ -20,6 +20,7 @@ from api.schemas import (
     with_time_zone,
     written_out,
 )
+from contacts.schemas import ExternalId
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
@@ -154,7 +155,7 @@ class Preference(BaseModel):
 
 
 class ConsentImportItem(ConsentChange):
-    external_id: str = Field(min_length=1, max_length=200)
+    external_id: ExternalId
 
 
 class ConsentImport(Strict):

@@ -519,6 +519,14 @@ async def test_back_office_changes_and_historical_import(tenant, http, mailbox,
          "given_at": "2019-03-01T09:30:00+01:00", "external_id": external_id}]})
     assert again.json()["accepted"] == 1
     assert len((await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()) == len(ledger)
+    # An external id with blanks around it (a spreadsheet's) is the contact's, as it is when
+    # contacts are created, enrolled or searched.
+    padded = await tenant.post("/v1/consents/import", {"items": [
+        {**change, "source": "import", "channel": "letter",
+         "given_at": "2019-03-01T09:30:00+01:00", "external_id": f" {external_id} "}]})
+    assert padded.json()["accepted"] == 1
+    found = (await tenant.get("/v1/contacts", external_id=f" {external_id}\t")).json()["items"]
+    assert [c["id"] for c in found] == [contact_id]
 
 
 async def test_no_consent_is_recorded_for_an_anonymised_contact(tenant):

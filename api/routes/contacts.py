@@ -372,7 +372,8 @@ async def list_contacts(
     if q:
         query = query.where(matches(q, reg))
     if external_id is not None:
-        query = query.where(Contact.external_id == external_id)
+        # Kept without the blanks around it, as creation and enrolment keep it.
+        query = query.where(Contact.external_id == external_id.strip())
     if not include_anonymised:
         query = query.where(Contact.anonymised_at.is_(None))
     if cursor is not None:
