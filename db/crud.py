@@ -613,20 +613,58 @@ async def hits(session: AsyncSession, *, key: str, window_start: datetime) -> in
         RateLimitCounter.key == key, RateLimitCounter.window_start == window_start)) or 0
 
 
+# Mail providers that deliver an address written with dots in its local part, or without
+# them, to one mailbox (the first is the name the others are counted under).
+DOTLESS_DOMAINS = ("gmail.com", "googlemail.com")
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address reaches, as the daily cap of verification messages counts it:
+    lower case, without a `+tag` (RFC 5233 subaddressing: victim+1@ reaches victim@), and at
+    Gmail without dots. A phone number is itself."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    local = local.split("+", 1)[0] or local
+    if domain in DOTLESS_DOMAINS:
+        local, domain = local.replace(".", ""), DOTLESS_DOMAINS[0]
+    return f"{local}@{domain}"
+
+
+def reaching(column: Any, address: str) -> Any:
+    """Whether the address in the column reaches the address's mailbox (see `mailbox`), in
+    plain SQL (LIKE, replace) that SQLite runs too."""
+    local, _, domain = mailbox(address).rpartition("@")
+    if not local:
+        return func.lower(column) == mailbox(address)
+    typed = func.lower(column)
+    if domain not in DOTLESS_DOMAINS:
+        return or_(typed == f"{local}@{domain}",
+                   and_(typed.startswith(f"{local}+", autoescape=True),
+                        typed.endswith(f"@{domain}", autoescape=True)))
+    # Dots anywhere in the local part: compared with every dot taken out, the domain's too.
+    bare = func.replace(typed, ".", "")
+    return and_(
+        or_(*(typed.endswith(f"@{d}", autoescape=True) for d in DOTLESS_DOMAINS)),
+        or_(bare.in_([f"{local}@{d.replace('.', '')}" for d in DOTLESS_DOMAINS]),
+            bare.startswith(f"{local}+", autoescape=True)))
+
+
 async def lock_recipient(session: AsyncSession, *, recipient: str) -> None:
-    """Serialises the verification messages (links, codes) to one recipient until commit: each
-    send counts those before it, going out or gone, against the daily cap. Without it, sends
-    at the same time each counted the same few and all went."""
-    await lock(session, key=f"verification-cap/{recipient.lower()}")
+    """Serialises the verification messages (links, codes) to one mailbox or number until
+    commit: each send counts those before it, going out or gone, against the daily cap.
+    Without it, sends at the same time each counted the same few and all went."""
+    await lock(session, key=f"verification-cap/{mailbox(recipient)}")
 
 
 async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
                       since: datetime, exclude: uuid.UUID | None = None) -> int:
-    """How many of these messages went, or are going, to the recipient since then (any
-    journey, any client), whatever the letter case it was typed in; not counting `exclude`,
-    the message being sent again. Hold `lock_recipient` to count those going out meanwhile."""
+    """How many of these messages went, or are going, to the recipient's mailbox since then
+    (any journey, any client), whatever the spelling it was typed in (letter case, a `+tag`,
+    Gmail's dots: see `mailbox`); not counting `exclude`, the message being sent again. Hold
+    `lock_recipient` to count those going out meanwhile."""
     query = select(func.count()).select_from(Message).where(
-        func.lower(Message.recipient) == recipient.lower(), Message.template.in_(templates),
+        reaching(Message.recipient, recipient), Message.template.in_(templates),
         or_(and_(Message.status == "sent", Message.sent_at >= since),
             # Being handed over: written before the hand-over, in the transaction that counted.
             and_(Message.status == "sending", Message.created_at >= since)))

@@ -1,9 +1,11 @@
 """The daily cap of verification messages (links, codes) per recipient holds however they are
-asked for: at once from many pages."""
+asked for: at once from many pages, or for spellings of one mailbox."""
 
 import asyncio
 import random
+import uuid
 
+import pytest
 from sqlalchemy import select, text
 
 from db.models import Journey
@@ -88,3 +90,38 @@ async def test_codes_asked_at_once_keep_to_the_daily_cap(
     assert outcomes.count("code_sent") == cap, outcomes
     await asyncio.sleep(1)
     assert len(codes_sent(settings, number)) == cap
+
+
+def same_mailbox(address: str) -> str:
+    """What the test takes for one mailbox: a `+tag` reaches the address without it, and Gmail
+    reads no dots (googlemail.com is gmail.com)."""
+    local, _, domain = address.lower().rpartition("@")
+    local = local.split("+")[0]
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+@pytest.mark.parametrize("domain", ["example.com", "gmail.com"])
+async def test_spellings_of_one_mailbox_share_its_daily_cap(
+        tenant, http, mailbox, settings, domain):
+    """victim+1@, victim+2@ (and at Gmail v.ictim@, vi.ctim+x@googlemail.com) are one mailbox:
+    together they get no more verification mails than it would."""
+    name = f"victim{uuid.uuid4().hex[:8]}"
+    cap = settings.verification_messages_per_recipient_per_day
+    spellings = [f"{name}+{n}@{domain}" for n in range(cap + 2)]
+    if domain == "gmail.com":
+        spellings = [f"{name[:n + 1]}.{name[n + 1:]}+x{n}@{'googlemail.com' if n % 2 else domain}"
+                     for n in range(cap + 2)]
+    spellings[0] = spellings[0].upper()
+    pages = await invited_pages(tenant, mailbox, http, len(spellings))
+    for (journey_id, customer, page), typed in zip(pages, spellings):
+        assert (await customer.submit(page, email=typed)).status_code == 200
+        await tenant.wait_for_stage(journey_id, "verification_pending")
+    outcomes = await sends_decided(tenant, [j for j, _, _ in pages],
+                                   "verification_sent", "verification_suppressed")
+    assert outcomes == ["verification_sent"] * cap + ["verification_suppressed"] * 2
+    mailbox.to(name)  # reads what arrived
+    received = [m for m in mailbox.parsed.values()
+                if same_mailbox(m.to) == same_mailbox(f"{name}@{domain}")]
+    assert len(received) == cap, sorted(m.to for m in received)
