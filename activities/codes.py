@@ -61,10 +61,12 @@ class CodeSender:
             # Held until this code's row, written below, is committed: a send at the same time
             # counts it.
             await crud.lock_recipient(session, recipient=mobile)
-            sent_today = await crud.codes_to(session, recipient=mobile,
-                                             since=utcnow() - timedelta(days=1),
-                                             exclude=row and row.id)
-            if sent_today >= self._settings.verification_messages_per_recipient_per_day:
+            # Counted per client (and all clients together up to a higher ceiling), as mails.
+            sent_today = await crud.codes_to(
+                session, recipient=mobile, client_id=journey.client_id,
+                since=utcnow() - timedelta(days=1), exclude=row and row.id)
+            if crud.over_verification_cap(
+                    sent_today, self._settings.verification_messages_per_recipient_per_day):
                 # The journey waits for a code all the same, and its page says so, as after a
                 # code sent: nobody learns how many codes the number got today.
                 journey.stage = Stage.verification_pending

@@ -246,10 +246,14 @@ class MessageSender:
             # Held until this message's row, written below, is committed: a send at the same
             # time counts it.
             await crud.lock_recipient(session, recipient=recipient)
-            if await crud.messages_to(
-                    session, recipient=recipient, templates=VERIFICATION_TEMPLATES,
-                    since=utcnow() - timedelta(days=1), exclude=already and already.id,
-            ) >= self._settings.verification_messages_per_recipient_per_day:
+            # Counted per client (and all clients together up to a higher ceiling): a stranger
+            # typing the address at one business does not keep its owner from verifying it at
+            # another.
+            if crud.over_verification_cap(await crud.messages_to(
+                    session, recipient=recipient, client_id=journey.client_id,
+                    templates=VERIFICATION_TEMPLATES, since=utcnow() - timedelta(days=1),
+                    exclude=already and already.id,
+            ), self._settings.verification_messages_per_recipient_per_day):
                 rule = consents.SendDecision(False, rule.category, None,
                                              "daily cap of verification messages reached")
         if not rule.allowed:

@@ -204,9 +204,24 @@ async def _new_contacts(session: AsyncSession, reg: Registry, actor: Actor,
         # A concurrent request may have created some of them first: only ours get keys here.
         ours = set(await session.scalars(select(Contact.id).where(
             Contact.id.in_([r["id"] for r in rows.values()]))))
-        identity = [{"client_id": reg.client_id, "key": k, "contact_id": rows[i]["id"]}
-                    for i in rows for k in keys[i] if rows[i]["id"] in ours]
+        # In one order: two requests inserting the same keys wait for each other, not deadlock.
+        identity = sorted(({"client_id": reg.client_id, "key": k, "contact_id": rows[i]["id"]}
+                           for i in rows for k in keys[i] if rows[i]["id"] in ours),
+                          key=lambda row: row["key"])
         await crud.insert_ignoring_conflicts(session, ContactIdentityKey, identity)
+        # A key a concurrent request gave its own contact first (its insert waited for that
+        # commit) is not ours: the item is that contact, refused as if it came after it; the
+        # contact written for it is undone (write_contacts_and_journeys).
+        holders = dict((await session.execute(select(
+            ContactIdentityKey.key, ContactIdentityKey.contact_id).where(
+            ContactIdentityKey.client_id == reg.client_id,
+            ContactIdentityKey.key.in_([row["key"] for row in identity])))).all())
+        for index, row in rows.items():
+            owner = next((holders[k] for k in keys[index]
+                          if holders.get(k, row["id"]) != row["id"]), None)
+            if row["id"] in ours and owner is not None:
+                rejected.append(_rejected(index, items[index], f"same contact as {owner} (same "
+                                          "values under the uniqueness rule)", contact_id=owner))
         await audit.record(session, client_id=reg.client_id, actor=actor,
                            action=AuditAction.create, contact_ids=sorted(ours),
                            detail={"fields": ["contact_points", "first_name", "last_name",
@@ -336,12 +351,16 @@ async def write_contacts_and_journeys(
         results, journeys, created = await _write_once(
             session, reg, actor, temporal, waker, campaign=campaign,
             items=_not_refused(items, undone), ids=ids)
-        late = [r for r in results if r.status == "rejected" and r.contact_id in created]
+        # Item i's refusal after its contact was written: it may name another contact (whose
+        # identity key a concurrent request took first), which stays named.
+        written = {index for index, contact_id in ids.items() if contact_id in created}
+        late = [r for r in results if r.status == "rejected" and r.index in written]
         if not late:
             await savepoint.commit()
             return results + undone, journeys
         await savepoint.rollback()
-        undone += [r.model_copy(update={"contact_id": None}) for r in late]
+        undone += [r.model_copy(update={"contact_id": None}) if r.contact_id in created else r
+                   for r in late]
 
 
 async def _write_once(

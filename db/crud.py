@@ -657,34 +657,53 @@ async def lock_recipient(session: AsyncSession, *, recipient: str) -> None:
     await lock(session, key=f"verification-cap/{mailbox(recipient)}")
 
 
-async def messages_to(session: AsyncSession, *, recipient: str, templates: tuple[str, ...],
-                      since: datetime, exclude: uuid.UUID | None = None) -> int:
-    """How many of these messages went, or are going, to the recipient's mailbox since then
-    (any journey, any client), whatever the spelling it was typed in (letter case, a `+tag`,
-    Gmail's dots: see `mailbox`); not counting `exclude`, the message being sent again. Hold
-    `lock_recipient` to count those going out meanwhile."""
-    query = select(func.count()).select_from(Message).where(
+# The daily cap of verification messages per recipient counts per client, so that whoever
+# types a stranger's address at one business cannot keep that person from verifying it at
+# another; all clients together send a recipient at most this many times the cap.
+ALL_CLIENTS_CAP_FACTOR = 4
+
+
+def over_verification_cap(counts: tuple[int, int], cap: int) -> bool:
+    """Whether (sent by the client, sent by all clients), as `messages_to` and `codes_to`
+    count them, reach the per-client cap or the ceiling of all clients together."""
+    of_client, of_all = counts
+    return of_client >= cap or of_all >= cap * ALL_CLIENTS_CAP_FACTOR
+
+
+async def messages_to(session: AsyncSession, *, recipient: str, client_id: uuid.UUID,
+                      templates: tuple[str, ...], since: datetime,
+                      exclude: uuid.UUID | None = None) -> tuple[int, int]:
+    """How many of these messages went, or are going, to the recipient's mailbox since then:
+    (from the client's journeys, from any client's), whatever the spelling it was typed in
+    (letter case, a `+tag`, Gmail's dots: see `mailbox`); not counting `exclude`, the message
+    being sent again. Hold `lock_recipient` to count those going out meanwhile."""
+    query = select(func.count(case((Message.client_id == client_id, 1))),
+                   func.count()).select_from(Message).where(
         reaching(Message.recipient, recipient), Message.template.in_(templates),
         or_(and_(Message.status == "sent", Message.sent_at >= since),
             # Being handed over: written before the hand-over, in the transaction that counted.
             and_(Message.status == "sending", Message.created_at >= since)))
     if exclude is not None:
         query = query.where(Message.id != exclude)
-    return await session.scalar(query) or 0
+    of_client, of_all = (await session.execute(query)).one()
+    return of_client, of_all
 
 
-async def codes_to(session: AsyncSession, *, recipient: str, since: datetime,
-                   exclude: uuid.UUID | None = None) -> int:
-    """How many verification codes went to the number since then (any journey, any client), or
-    are going (written before the hand-over, still valid); not counting `exclude`, the code
-    being sent again. Hold `lock_recipient` to count those going out meanwhile."""
-    query = select(func.count()).select_from(OneTimeCode).where(
+async def codes_to(session: AsyncSession, *, recipient: str, client_id: uuid.UUID,
+                   since: datetime, exclude: uuid.UUID | None = None) -> tuple[int, int]:
+    """How many verification codes went to the number since then, or are going (written
+    before the hand-over, still valid): (from the client's journeys, from any client's); not
+    counting `exclude`, the code being sent again. Hold `lock_recipient` to count those going
+    out meanwhile."""
+    query = select(func.count(case((Journey.client_id == client_id, 1))), func.count()).join_from(
+        OneTimeCode, Journey, Journey.id == OneTimeCode.journey_id).where(
         OneTimeCode.recipient == recipient,
         or_(OneTimeCode.sent_at >= since,
             and_(OneTimeCode.sent_at.is_(None), OneTimeCode.expires_at > utcnow())))
     if exclude is not None:
         query = query.where(OneTimeCode.id != exclude)
-    return await session.scalar(query) or 0
+    of_client, of_all = (await session.execute(query)).one()
+    return of_client, of_all
 
 
 async def campaigns_of(session: AsyncSession, *, client_id: uuid.UUID, status: str | None,

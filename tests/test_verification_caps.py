@@ -1,5 +1,7 @@
 """The daily cap of verification messages (links, codes) per recipient holds however they are
-asked for: at once from many pages, or for spellings of one mailbox."""
+asked for: at once from many pages, or for spellings of one mailbox. It counts per client,
+so a stranger at one business cannot use it up at another, under a higher ceiling for all
+clients together."""
 
 import asyncio
 import random
@@ -8,8 +10,10 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
+from db import crud
 from db.models import Journey
-from tests.helpers import Customer, eventually, unique_email
+from db.session import transaction
+from tests.helpers import Customer, Tenant, eventually, unique_email
 from tests.test_mobile_journey import codes_sent
 
 
@@ -125,3 +129,72 @@ async def test_spellings_of_one_mailbox_share_its_daily_cap(
     received = [m for m in mailbox.parsed.values()
                 if same_mailbox(m.to) == same_mailbox(f"{name}@{domain}")]
     assert len(received) == cap, sorted(m.to for m in received)
+
+
+async def another_client(sessions, http) -> Tenant:
+    async with transaction(sessions) as session:
+        client, key = await crud.create_client(session, name=f"Other {uuid.uuid4().hex[:6]}")
+    return Tenant(id=client.id, name=client.name, key=key, http=http)
+
+
+async def typed_at(tenant, mailbox, http, address: str, times: int) -> str:
+    """A customer of the client types the address `times` times on their page (each asks for a
+    new link); the journey's id."""
+    [(journey_id, customer, page)] = await invited_pages(tenant, mailbox, http, 1)
+    for _ in range(times):
+        assert (await customer.submit(page, email=address)).status_code == 200
+    return journey_id
+
+
+async def test_a_stranger_at_one_client_cannot_use_up_the_cap_at_another(
+        tenant, other_tenant, http, mailbox, settings):
+    """A customer of client A types the victim's address until A's cap is reached; the victim,
+    a customer of client B, still gets the mail that verifies their own address at B."""
+    victim = unique_email("victim")
+    cap = settings.verification_messages_per_recipient_per_day
+    await typed_at(tenant, mailbox, http, victim, cap)
+    await mailbox.wait_for(victim, count=cap)
+    again = await typed_at(tenant, mailbox, http, victim, 1)
+    assert await sends_decided(tenant, [again], "verification_sent",
+                               "verification_suppressed") == ["verification_suppressed"]
+
+    own = await typed_at(other_tenant, mailbox, http, victim, 1)
+    await other_tenant.wait_for_stage(own, "verification_pending")
+    assert await sends_decided(other_tenant, [own], "verification_sent",
+                               "verification_suppressed") == ["verification_sent"]
+    await mailbox.wait_for(victim, count=cap + 1)
+
+
+async def test_all_clients_together_keep_to_a_higher_ceiling(
+        tenant, http, mailbox, settings, sessions):
+    """Per client the cap, and all clients together at most four times it: a recipient typed
+    everywhere is not flooded across businesses either (the suppression is in the journey's
+    history, as for one client's cap)."""
+    victim = unique_email("victim")
+    cap = settings.verification_messages_per_recipient_per_day
+    clients = [tenant] + [await another_client(sessions, http) for _ in range(4)]
+    for client in clients[:4]:
+        await typed_at(client, mailbox, http, victim, cap)
+    await mailbox.wait_for(victim, count=4 * cap)
+    last = await typed_at(clients[4], mailbox, http, victim, 1)
+    assert await sends_decided(clients[4], [last], "verification_sent",
+                               "verification_suppressed") == ["verification_suppressed"]
+    await asyncio.sleep(1)
+    assert len(mailbox.to(victim)) == 4 * cap
+
+
+async def test_codes_count_per_client(tenant, other_tenant, http, mailbox, settings):
+    number = f"+3162{random.randrange(10**7):07d}"
+    cap = settings.verification_messages_per_recipient_per_day
+    pages = await invited_pages(tenant, mailbox, http, cap + 1, collect=["mobile"])
+    for _, customer, page in pages:
+        assert (await customer.submit(page, mobile=number)).status_code == 200
+    outcomes = await sends_decided(tenant, [j for j, _, _ in pages], "code_sent",
+                                   "code_suppressed")
+    assert sorted(outcomes) == ["code_sent"] * cap + ["code_suppressed"]
+    [(own, customer, page)] = await invited_pages(other_tenant, mailbox, http, 1,
+                                                  collect=["mobile"])
+    assert (await customer.submit(page, mobile=number)).status_code == 200
+    assert await sends_decided(other_tenant, [own], "code_sent", "code_suppressed") == [
+        "code_sent"]
+    assert len(codes_sent(settings, number)) == cap + 1

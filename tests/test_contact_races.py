@@ -1,0 +1,116 @@
+"""Races of contact writers: enrolments and creates under a uniqueness rule, a rule change,
+erasures, client messages and enrichment links meeting each other on one contact.
+
+Each race is made deterministic: a session of the test holds the row a request needs next
+(as a concurrent request would), the other request is sent while it waits, then the test's
+session lets go."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+
+import httpx
+from sqlalchemy import func, select, text
+
+from api import enrolment
+from api.schemas import ContactIn
+from contacts.registry import Registry
+from contacts.schemas import ContactSettingsIn
+from core.vocabulary import ContactKind
+from db.models import Contact, ContactIdentityKey, Journey
+from tests.helpers import unique_email
+
+
+async def lock_waiters(sessions) -> int:
+    """Backends of this run's database waiting for a lock (a row's or an advisory one)."""
+    async with sessions() as probe:
+        return await probe.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"))
+
+
+async def settled(sessions, call: Awaitable[httpx.Response], waiters: int) -> asyncio.Task:
+    """Sends the call and returns once it has answered or `waiters` backends wait for a lock
+    (it among them)."""
+    task = asyncio.ensure_future(call)
+    for _ in range(200):
+        if task.done() or await lock_waiters(sessions) >= waiters:
+            break
+        await asyncio.sleep(0.05)
+    return task
+
+
+async def create(tenant, external_id: str, email: str) -> str:
+    r = await tenant.post("/v1/contacts", {"external_id": external_id, "first_name": "Ann",
+                                           "contact_points": [{"kind": "email", "value": email}]})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+async def journeys_of(sessions, contact_id: str) -> list[Journey]:
+    async with sessions() as s:
+        return list(await s.scalars(select(Journey).where(
+            Journey.contact_id == uuid.UUID(contact_id))))
+
+
+# --- B1: a uniqueness rule under concurrent enrolments ---------------------------------------
+
+
+async def test_an_enrolment_whose_identity_key_a_concurrent_create_took_is_that_contact(
+        tenant, sessions, settings):
+    """The other request's key is inserted first and commits while the enrolment's insert of
+    the same key waits: the item is that contact, refused as if it came after it, and leaves no
+    keyless duplicate behind."""
+    r = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                json={"person_rule": "email"})
+    assert r.status_code == 200, r.text
+    campaign = await tenant.create_campaign()
+    email = unique_email("key-race")
+    reg = Registry(client_id=tenant.id, settings=ContactSettingsIn(person_rule="email"),
+                   secret_key=settings.secret_key.get_secret_value())
+    keys = reg.identity_keys(ContactKind.person, enrolment._rule_values(
+        ContactIn(external_id="other", email=email)))
+    assert keys
+    async with sessions() as other, other.begin():
+        first = Contact(id=uuid.uuid4(), client_id=tenant.id, external_id="first", last_name="A")
+        other.add(first)
+        await other.flush()
+        other.add_all([ContactIdentityKey(client_id=tenant.id, key=k, contact_id=first.id)
+                       for k in keys])
+        await other.flush()
+        enrolling = await settled(sessions, tenant.post(
+            f"/v1/campaigns/{campaign['id']}/contacts",
+            {"contacts": [{"external_id": "second", "email": email}]}), 1)
+        assert not enrolling.done(), "the enrolment did not wait for the other's key"
+    answer = await enrolling
+    assert answer.status_code == 422, answer.text
+    [result] = answer.json()["results"]
+    assert result["status"] == "rejected", result
+    assert result["contact_id"] == str(first.id)
+    assert f"same contact as {first.id}" in result["errors"][0]["message"]
+    async with sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Contact).where(
+            Contact.client_id == tenant.id, Contact.external_id == "second")) == 0
+
+
+async def test_two_enrolments_of_one_person_at_once_under_a_rule_make_one_contact(
+        tenant, sessions):
+    r = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                json={"person_rule": "email"})
+    assert r.status_code == 200, r.text
+    campaign = await tenant.create_campaign()
+    for attempt in range(3):
+        email = unique_email(f"dup{attempt}")
+        answers = await asyncio.gather(*[tenant.post(
+            f"/v1/campaigns/{campaign['id']}/contacts",
+            {"contacts": [{"external_id": f"enr-{attempt}-{i}", "email": email}]})
+            for i in range(2)])
+        results = [a.json()["results"][0] for a in answers]
+        assert sorted(r["status"] for r in results) == ["accepted", "rejected"], results
+        [kept] = [r for r in results if r["status"] == "accepted"]
+        [refused] = [r for r in results if r["status"] == "rejected"]
+        assert refused["contact_id"] == kept["contact_id"], results
+        async with sessions() as s:
+            found = await s.scalar(select(func.count()).select_from(Contact).where(
+                Contact.client_id == tenant.id, Contact.external_id.like(f"enr-{attempt}-%")))
+        assert found == 1
