@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import FieldError
@@ -147,9 +147,15 @@ async def registry_for(session: AsyncSession, *, client_id: uuid.UUID, secret_ke
                        to_change: bool = False) -> Registry:
     """`to_change`: for a change of the settings, read under a lock held until commit, so that
     changes made at once each start from what the other stored. A lock on the client's key,
-    not on the row, which a client that never changed its settings does not have yet."""
+    not on the row, which a client that never changed its settings does not have yet.
+    Otherwise the same lock is held shared until commit: a write that keys contacts under the
+    rules read here commits before a change of them re-keys the contacts, or starts after it
+    and reads the new rules (a contact created meanwhile would otherwise keep no key)."""
     if to_change:
         await crud.lock(session, key=f"contact-settings/{client_id}")
+    elif session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:k, 0))"),
+                              {"k": f"contact-settings/{client_id}"})
     row = await session.get(ContactSettings, client_id, populate_existing=to_change)
     settings = ContactSettingsIn() if row is None else ContactSettingsIn(
         person_rule=row.person_rule, company_rule=row.company_rule,

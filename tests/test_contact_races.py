@@ -114,3 +114,36 @@ async def test_two_enrolments_of_one_person_at_once_under_a_rule_make_one_contac
             found = await s.scalar(select(func.count()).select_from(Contact).where(
                 Contact.client_id == tenant.id, Contact.external_id.like(f"enr-{attempt}-%")))
         assert found == 1
+
+
+# --- B2: a rule change racing with creates ----------------------------------------------------
+
+
+async def test_a_contact_created_while_the_rule_changes_is_keyed_under_the_new_rule(
+        tenant, sessions):
+    """The create has read the old rule (none) and waits to write its contact while the rule
+    changes: the change waits for it, and re-keys it with the others."""
+    email = unique_email("rekey")
+    async with sessions() as other, other.begin():
+        # Holds the external id the create writes next, as a concurrent create would.
+        other.add(Contact(client_id=tenant.id, external_id="rk-1", last_name="Held"))
+        await other.flush()
+        creating = await settled(sessions, tenant.post("/v1/contacts", {
+            "external_id": "rk-1", "first_name": "Ann",
+            "contact_points": [{"kind": "email", "value": email}]}), 1)
+        assert not creating.done()
+        changing = await settled(sessions, tenant.http.patch(
+            "/v1/contact-settings", headers=tenant.auth, json={"person_rule": "email"}), 2)
+        await other.rollback()
+    created, changed = await creating, await changing
+    assert created.status_code == 201, created.text
+    assert changed.status_code == 200, changed.text
+    async with sessions() as s:
+        keyed = await s.scalar(select(func.count()).select_from(ContactIdentityKey).where(
+            ContactIdentityKey.contact_id == uuid.UUID(created.json()["id"])))
+    assert keyed == 1
+    again = await tenant.post("/v1/contacts", {
+        "external_id": "rk-2", "first_name": "Bob",
+        "contact_points": [{"kind": "email", "value": email}]})
+    assert again.status_code == 409, again.text
+    assert created.json()["id"] in again.text
