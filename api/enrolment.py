@@ -288,6 +288,8 @@ async def _emails_of_known(session: AsyncSession, reg: Registry, actor: Actor,
 
 
 ANONYMISED = "matches an anonymised contact, which cannot change"
+ERASED_MEANWHILE = ("the contact with this external_id was deleted or anonymised while this "
+                    "request ran")
 
 
 def unreachable(channels: list[str], bounced: bool = False, unknown: bool = False) -> FieldError:
@@ -328,6 +330,24 @@ async def reachable_on(session: AsyncSession, contact_ids: list[uuid.UUID],
         elif dead:
             bounced.add(contact_id)
     return reachable, bounced
+
+
+async def _locked(session: AsyncSession, contacts: dict[str, Contact]) -> dict[str, Contact]:
+    """The known contacts (by the items' external ids), locked until commit against their
+    erasure (which locks them FOR UPDATE) and read anew, so that none is erased while its
+    journey is written and the request answers as it would after an erasure that came first:
+    a contact deleted or anonymised (which gives it another external id) meanwhile is no
+    longer known by the item's. In id order, so that two requests locking the same contacts
+    wait for each other rather than deadlock; FOR NO KEY UPDATE, as two enrolments may each
+    change names or language of the same contact."""
+    if not contacts:
+        return {}
+    fresh = {c.id: c for c in await session.scalars(
+        select(Contact).where(Contact.id.in_([c.id for c in contacts.values()]))
+        .order_by(Contact.id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True))}
+    return {external_id: fresh[c.id] for external_id, c in contacts.items()
+            if c.id in fresh and fresh[c.id].external_id == external_id}
 
 
 def _not_refused(items: dict[int, T], refused: list[EnrolItemResult]) -> dict[int, T]:
@@ -378,7 +398,7 @@ async def _write_once(
 
     claims = _claim_problems(items, payments=bool(spec.get("payments")))
     items = _not_refused(items, claims)
-    before = await known()
+    before = await _locked(session, await known())
     # An erased person is not asked again, nor filled with new data, under the old key.
     erased = [EnrolItemResult(index=i, status="rejected", external_id=item.external_id,
                               contact_id=held.id, errors=[FieldError(
@@ -411,6 +431,18 @@ async def _write_once(
                               if item.external_id in before}, items)
     items = _not_refused(items, results)
     contacts = await known()
+    # A contact another request created meanwhile (under the item's external_id) is locked too;
+    # one erased since then as well is refused.
+    others = {external_id: contact for external_id, contact in contacts.items()
+              if external_id not in before and contact.id not in created}
+    if others:
+        kept = await _locked(session, others)
+        contacts = {external_id: kept.get(external_id, contact)
+                    for external_id, contact in contacts.items()
+                    if external_id not in others or external_id in kept}
+        results += [_rejected(i, item, ERASED_MEANWHILE, "external_id")
+                    for i, item in items.items()
+                    if item.external_id in others and item.external_id not in kept]
     items = {i: item for i, item in items.items() if item.external_id in contacts}
     # An address the contact has in another letter case is that address, as first spelt.
     wanted: dict[tuple[uuid.UUID, str], str] = {}

@@ -147,3 +147,92 @@ async def test_a_contact_created_while_the_rule_changes_is_keyed_under_the_new_r
         "contact_points": [{"kind": "email", "value": email}]})
     assert again.status_code == 409, again.text
     assert created.json()["id"] in again.text
+
+
+# --- B4: anonymisation racing with an enrolment -----------------------------------------------
+
+
+async def test_an_enrolment_meeting_an_anonymisation_under_way_answers_as_after_it(
+        tenant, sessions):
+    """The anonymisation has locked the contact and waits (on the contact's email, which the
+    test holds) when the enrolment comes: the enrolment waits for it and then answers as after
+    it, rather than opening a journey for nobody: the anonymised contact no longer has the
+    external id, so the item is a new contact, as a person who comes back is."""
+    campaign = await tenant.create_campaign()
+    email = unique_email("anon")
+    contact_id = await create(tenant, "a1", email)
+    async with sessions() as other, other.begin():
+        await other.execute(text("SELECT 1 FROM contact_points WHERE contact_id = :c FOR UPDATE"),
+                            {"c": contact_id})
+        anonymising = await settled(
+            sessions, tenant.post(f"/v1/contacts/{contact_id}/anonymise", {}), 1)
+        assert not anonymising.done()
+        enrolling = await settled(sessions, tenant.post(
+            f"/v1/campaigns/{campaign['id']}/contacts",
+            {"contacts": [{"external_id": "a1", "email": email}]}), 2)
+    anonymised, enrolled = await anonymising, await enrolling
+    assert anonymised.status_code == 200, anonymised.text
+    assert enrolled.status_code == 202, enrolled.text
+    [result] = enrolled.json()["results"]
+    assert result["status"] == "accepted" and result["contact_id"] != contact_id, result
+    assert await journeys_of(sessions, contact_id) == []
+
+
+async def test_an_anonymisation_meeting_an_enrolment_under_way_is_blocked_by_its_journey(
+        tenant, sessions):
+    """The enrolment has read the contact and waits to write its journey (on the campaign,
+    which the test holds) when the anonymisation comes: the anonymisation waits for it and is
+    then blocked by the open journey."""
+    campaign = await tenant.create_campaign()
+    email = unique_email("enrol")
+    contact_id = await create(tenant, "a2", email)
+    async with sessions() as other, other.begin():
+        await other.execute(text("SELECT 1 FROM campaigns WHERE id = :c FOR UPDATE"),
+                            {"c": campaign["id"]})
+        enrolling = await settled(sessions, tenant.post(
+            f"/v1/campaigns/{campaign['id']}/contacts",
+            {"contacts": [{"external_id": "a2", "email": email}]}), 1)
+        assert not enrolling.done()
+        anonymising = await settled(
+            sessions, tenant.post(f"/v1/contacts/{contact_id}/anonymise", {}), 2)
+    enrolled, anonymised = await enrolling, await anonymising
+    assert enrolled.status_code == 202, enrolled.text
+    assert enrolled.json()["results"][0]["status"] == "accepted"
+    assert anonymised.status_code == 409, anonymised.text
+    assert anonymised.json()["error"]["code"] == "anonymisation_blocked"
+    async with sessions() as s:
+        contact = await s.get(Contact, uuid.UUID(contact_id))
+    assert contact.anonymised_at is None
+
+
+# --- B5: a DELETE of the contact racing with calls that write rows pointing at it ------------
+
+
+async def deleted_while(tenant, sessions, contact_id: str, call: Awaitable[httpx.Response]
+                        ) -> httpx.Response:
+    """Sends the call while the DELETE of the contact is under way (locked the contact and
+    waits on its email, which the test holds); returns the call's answer once both are done,
+    the DELETE done."""
+    async with sessions() as other, other.begin():
+        await other.execute(text("SELECT 1 FROM contact_points WHERE contact_id = :c FOR UPDATE"),
+                            {"c": contact_id})
+        deleting = await settled(sessions, tenant.http.delete(
+            f"/v1/contacts/{contact_id}", headers=tenant.auth), 1)
+        assert not deleting.done()
+        calling = await settled(sessions, call, 2)
+    deleted, answer = await deleting, await calling
+    assert deleted.status_code == 204, deleted.text
+    return answer
+
+
+async def test_an_enrolment_meeting_a_delete_under_way_finds_the_contact_gone(tenant, sessions):
+    campaign = await tenant.create_campaign()
+    email = unique_email("del")
+    contact_id = await create(tenant, "d1", email)
+    answer = await deleted_while(tenant, sessions, contact_id, tenant.post(
+        f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [{"external_id": "d1"}]}))
+    assert answer.status_code == 422, answer.text
+    [result] = answer.json()["results"]
+    assert result["status"] == "rejected" and result["contact_id"] is None, result
+    assert "no contact with this external_id" in result["errors"][0]["message"]
+    assert await journeys_of(sessions, contact_id) == []
