@@ -236,3 +236,13 @@ async def test_an_enrolment_meeting_a_delete_under_way_finds_the_contact_gone(te
     assert result["status"] == "rejected" and result["contact_id"] is None, result
     assert "no contact with this external_id" in result["errors"][0]["message"]
     assert await journeys_of(sessions, contact_id) == []
+
+
+async def test_a_message_meeting_a_delete_under_way_is_a_404(tenant, sessions):
+    r = await tenant.http.put("/v1/message-policies/invoice", headers=tenant.auth,
+                              json={"category": "service"})
+    assert r.status_code in (200, 201), r.text
+    contact_id = await create(tenant, "d2", unique_email("msg"))
+    answer = await deleted_while(tenant, sessions, contact_id, tenant.post("/v1/messages", {
+        "contact_id": contact_id, "message_type": "invoice", "subject": "S", "text": "T"}))
+    assert answer.status_code == 404, answer.text
