@@ -246,3 +246,37 @@ async def test_a_message_meeting_a_delete_under_way_is_a_404(tenant, sessions):
     answer = await deleted_while(tenant, sessions, contact_id, tenant.post("/v1/messages", {
         "contact_id": contact_id, "message_type": "invoice", "subject": "S", "text": "T"}))
     assert answer.status_code == 404, answer.text
+
+
+async def test_an_enrichment_link_meeting_a_delete_under_way_is_a_404(tenant, sessions):
+    campaign = await tenant.create_campaign()
+    contact_id = await create(tenant, "d3", unique_email("link"))
+    answer = await deleted_while(tenant, sessions, contact_id, tenant.get(
+        f"/v1/contacts/{contact_id}/enrichment-link", campaign_id=campaign["id"]))
+    assert answer.status_code == 404, answer.text
+    assert await journeys_of(sessions, contact_id) == []
+
+
+# --- B8: enrichment links asked at once for two campaigns -------------------------------------
+
+
+async def test_enrichment_links_asked_at_once_in_two_campaigns_open_one_journey(
+        tenant, sessions):
+    """The first link waits to write its journey (on its campaign, which the test holds) when
+    the second is asked in another campaign: the second waits for it and opens its journey."""
+    first, second = await tenant.create_campaign(), await tenant.create_campaign()
+    contact_id = await create(tenant, "e1", unique_email("links"))
+    async with sessions() as other, other.begin():
+        await other.execute(text("SELECT 1 FROM campaigns WHERE id = :c FOR UPDATE"),
+                            {"c": first["id"]})
+        linking = await settled(sessions, tenant.get(
+            f"/v1/contacts/{contact_id}/enrichment-link", campaign_id=first["id"]), 1)
+        assert not linking.done()
+        again = await settled(sessions, tenant.get(
+            f"/v1/contacts/{contact_id}/enrichment-link", campaign_id=second["id"]), 2)
+    answers = [await linking, await again]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    journeys = await journeys_of(sessions, contact_id)
+    assert len(journeys) == 1, [(j.campaign_id, j.stage) for j in journeys]
+    assert {a.json()["journey_id"] for a in answers} == {str(journeys[0].id)}
+    assert {a.json()["campaign_id"] for a in answers} == {first["id"]}

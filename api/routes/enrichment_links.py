@@ -18,7 +18,6 @@ from api import enrolment, lost_journeys
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, collects_data, enrolling_campaign
-from api.routes.consents import contact_of
 from api.schemas import MAX_DURATION, ContactIn, FieldError
 from core.vocabulary import FINAL_STAGES, JourneyKind, TokenPurpose
 from db import launches
@@ -77,7 +76,13 @@ async def enrichment_link(
     format: Literal["json", "svg", "png"] = "json",
 ):
     """A fresh link each call (earlier ones stay valid until the journey ends)."""
-    contact = await contact_of(session, client.id, contact_id)
+    # Locked until commit (FOR NO KEY UPDATE): a second link asked at once for the contact
+    # waits, then opens the journey this one starts rather than starting another; a DELETE or
+    # anonymisation (FOR UPDATE) waits for that journey, or erased the contact first (404).
+    contact = await session.get(Contact, contact_id, with_for_update={"key_share": True},
+                                populate_existing=True)
+    if contact is None or contact.client_id != client.id:
+        raise HTTPException(404, "contact not found")
     if campaign_id is not None:
         # Named, it must be one of the client's, even when a running journey makes it moot,
         # and one that collects data: the link is to complete the contact's data.
