@@ -51,6 +51,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key"},
     404: {"model": ErrorBody, "description": "Not found (or another client's)"},
     413: {"model": ErrorBody, "description": "The body is larger than the request takes"},
+    415: {"model": ErrorBody, "description": "A body not sent as the type the request takes "
+          "(JSON: Content-Type application/json)"},
     422: {"model": ErrorBody, "description": "Validation failed; `fields` names each field"},
     503: {"model": ErrorBody, "description": "Briefly unavailable (a restart): retry after "
           "`Retry-After` seconds"},
@@ -99,7 +101,8 @@ def _message(error: dict[str, Any]) -> str:
 NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "validation_error",
+         405: "method_not_allowed", 409: "conflict", 413: "too_large",
+         415: "unsupported_media_type", 422: "validation_error",
          429: "rate_limited"}
 
 
@@ -129,6 +132,12 @@ def raise_if_unavailable(err: BaseException) -> None:
     a refusal, and goes on to the 503 handler."""
     if unavailable(err):
         raise err
+
+
+def json_type(request: Request) -> bool:
+    """Whether the request says its body is JSON (application/json or a +json type)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def browser_language(request: Request) -> str:
@@ -194,6 +203,12 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "malformed_json", "request body is not valid JSON")
+        if not json_type(request) and any(tuple(e["loc"]) == ("body",) and e["type"] in (
+                "model_attributes_type", "dict_type") for e in errors):
+            # A JSON object sent as text/plain (curl -d) or without a type is not read as
+            # JSON: saying the body is no object would send the client the wrong way.
+            return error_response(415, "unsupported_media_type", "send the body as JSON, with "
+                                  "Content-Type: application/json")
         return error_response(422, "validation_error", "request failed validation",
                               pydantic_fields(errors))
 
@@ -203,6 +218,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and json_type(request) and not for_browsers(request) and \
+                exc.detail == "There was an error parsing the body":
+            # What the framework raises for JSON it cannot decode (not UTF-8, as JSON must be).
+            return error_response(400, "malformed_json", "request body is not valid JSON (JSON "
+                                  "is UTF-8, whatever charset the Content-Type names)")
         # On a page only the framework raises these: a form or body over its limit.
         if exc.status_code in (400, 413) and for_browsers(request):
             return too_large_page(request, exc.status_code)

@@ -29,6 +29,27 @@ async def test_malformed_json_is_400(tenant):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain",
+                                          "application/x-www-form-urlencoded"])
+async def test_json_sent_as_another_type_is_told_to_say_json(tenant, content_type):
+    """`curl -d` sends a JSON object as a form: "the body should be a valid dictionary" sent
+    the client looking at its JSON rather than its Content-Type."""
+    headers = {**tenant.auth, **({"content-type": content_type} if content_type else {})}
+    response = await tenant.http.post("/v1/campaigns", headers=headers,
+                                      content=b'{"name": "Checks", "languages": ["en"]}')
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+
+
+async def test_json_that_is_not_utf8_is_malformed_json(tenant):
+    response = await tenant.http.post(
+        "/v1/campaigns", content='{"name": "Café"}'.encode("latin-1"),
+        headers={**tenant.auth, "content-type": "application/json; charset=iso-8859-1"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"name": ""}, "name"),
     ({"expires_after": "three days"}, "expires_after"),
