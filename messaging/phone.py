@@ -58,6 +58,10 @@ def parse_phone(raw: str, region: str | None, *, mobile: bool = True) -> str:
         number = phonenumbers.parse(text, default)
     except NumberParseException as err:
         raise PhoneNumberError(PARSE_ERRORS.get(err.error_type, "not a phone number")) from err
+    if number.extension:
+        # E.164 has no room for it: kept, the number would silently lose it.
+        raise PhoneNumberError("enter the number without an extension (ext. "
+                               f"{number.extension})")
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible in LENGTH_ERRORS:
         raise PhoneNumberError(LENGTH_ERRORS[possible])

@@ -39,6 +39,8 @@ def test_valid_mobile_numbers_normalise_to_e164(raw, region, e164):
     ("+999 1234567", "NL", "unknown country code; start with + and the country code, "
                            "e.g. +31 6 12345678"),
     ("0612345678", None, "add the country code, e.g. +31 6 12345678"),
+    # E.164 has no room for an extension: stored, the number would silently lose it.
+    ("+31 20 123 4567 ext 9", "NL", "enter the number without an extension (ext. 9)"),
 ])
 def test_bad_numbers_say_why(raw, region, message):
     with pytest.raises(PhoneNumberError) as err:
