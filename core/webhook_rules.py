@@ -116,6 +116,12 @@ def url_problem(url: str) -> str | None:
         return "must name a host"
     if parts.username or parts.password:
         return "must not carry credentials; authenticate the signature instead"
+    try:
+        port = parts.port
+    except ValueError:
+        return "must name a port from 1 to 65535, or none"
+    if port == 0:
+        return "must name a port from 1 to 65535, or none"
     return None
 
 

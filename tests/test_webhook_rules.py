@@ -96,7 +96,8 @@ async def test_private_targets_are_refused(url):
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/", "file:///etc/passwd", "http:///nohost",
-                                 "https://u:p@example.com/"])
+                                 "https://u:p@example.com/", "https://example.com:0/h",
+                                 "https://example.com:99999/h"])
 async def test_only_plain_http_urls(url):
     assert await target_problem(url, allow_private=True)
 
