@@ -5,7 +5,8 @@ import unicodedata
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from types import UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from babel import localedata
 from babel.core import get_global
@@ -187,6 +188,22 @@ class Strict(BaseModel):
         if has_nul(value):
             raise ValueError("must not contain the NUL character")
         return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Read laxly, `true` would be 1, "1_0" ten and " 2 " two: a number is written as one,
+        # as a boolean is written true or false.
+        if isinstance(value, bool | str) and info.field_name is not None and \
+                whole_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a whole number, written as a JSON number")
+        return value
+
+
+def whole_number(annotation: Any) -> bool:
+    """Whether a field takes an integer (or nothing)."""
+    return annotation is int or (get_origin(annotation) in (Union, UnionType) and int in
+                                 get_args(annotation) and bool not in get_args(annotation))
 
 
 def _true_or_false(value: Any) -> bool:

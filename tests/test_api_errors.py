@@ -57,6 +57,10 @@ async def test_json_that_is_not_utf8_is_malformed_json(tenant):
     ({"reminders": {"interval": "PT0S"}}, "reminders.interval"),
     ({"expires_after": 30}, "expires_after"),  # seconds or days? A number is refused.
     ({"reminders": {"max_count": 99}}, "reminders.max_count"),
+    # A number is written as one: true was 1, "1_0" ten.
+    ({"reminders": {"interval": "PT1H", "max_count": True}}, "reminders.max_count"),
+    ({"reminders": {"interval": "PT1H", "max_count": "1_0"}}, "reminders.max_count"),
+    ({"verification": {"code_max_resends": " 2 "}}, "verification.code_max_resends"),
     ({"languages": ["en", "xx"]}, "languages[1]"),  # not a language at all
     ({"languages": ["en", "fr"]}, "languages"),  # one the pages do not speak
     ({"unknown_setting": 1}, "unknown_setting"),
