@@ -351,12 +351,14 @@ class MessageSender:
             session.add(Message(
                 id=outgoing.message_id, client_id=journey.client_id, journey_id=journey.id,
                 step=input.step, channel=channel, template=input.template,
-                recipient=outgoing.recipient, subject=subject))
+                recipient=outgoing.recipient, mailbox=crud.mailbox(outgoing.recipient),
+                subject=subject))
             await session.flush()
         else:
             # A retry after a hand-over that failed: the row tells where this one goes (the
             # contact may have changed their address meanwhile).
             already.recipient, already.subject = outgoing.recipient, subject
+            already.mailbox = crud.mailbox(outgoing.recipient)
         return outgoing
 
     @staticmethod

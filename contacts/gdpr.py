@@ -302,7 +302,7 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
             event.detail = {k: v for k, v in (event.detail or {}).items()
                             if k in ENDING_DETAIL} or None
         await session.execute(update(Message).where(Message.journey_id.in_(journey_ids))
-                              .values(recipient="anonymised"))
+                              .values(recipient="anonymised", mailbox=None))
         # A server's refusal quotes the address it refused.
         await session.execute(update(MessageBounce).where(
             MessageBounce.journey_id.in_(journey_ids)).values(recipient="anonymised",

@@ -631,25 +631,6 @@ def mailbox(address: str) -> str:
     return f"{local}@{domain}"
 
 
-def reaching(column: Any, address: str) -> Any:
-    """Whether the address in the column reaches the address's mailbox (see `mailbox`), in
-    plain SQL (LIKE, replace) that SQLite runs too."""
-    local, _, domain = mailbox(address).rpartition("@")
-    if not local:
-        return func.lower(column) == mailbox(address)
-    typed = func.lower(column)
-    if domain not in DOTLESS_DOMAINS:
-        return or_(typed == f"{local}@{domain}",
-                   and_(typed.startswith(f"{local}+", autoescape=True),
-                        typed.endswith(f"@{domain}", autoescape=True)))
-    # Dots anywhere in the local part: compared with every dot taken out, the domain's too.
-    bare = func.replace(typed, ".", "")
-    return and_(
-        or_(*(typed.endswith(f"@{d}", autoescape=True) for d in DOTLESS_DOMAINS)),
-        or_(bare.in_([f"{local}@{d.replace('.', '')}" for d in DOTLESS_DOMAINS]),
-            bare.startswith(f"{local}+", autoescape=True)))
-
-
 async def lock_recipient(session: AsyncSession, *, recipient: str) -> None:
     """Serialises the verification messages (links, codes) to one mailbox or number until
     commit: each send counts those before it, going out or gone, against the daily cap.
@@ -679,7 +660,7 @@ async def messages_to(session: AsyncSession, *, recipient: str, client_id: uuid.
     being sent again. Hold `lock_recipient` to count those going out meanwhile."""
     query = select(func.count(case((Message.client_id == client_id, 1))),
                    func.count()).select_from(Message).where(
-        reaching(Message.recipient, recipient), Message.template.in_(templates),
+        Message.mailbox == mailbox(recipient), Message.template.in_(templates),
         or_(and_(Message.status == "sent", Message.sent_at >= since),
             # Being handed over: written before the hand-over, in the transaction that counted.
             and_(Message.status == "sending", Message.created_at >= since)))

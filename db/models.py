@@ -662,16 +662,15 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(20))
     template: Mapped[str] = mapped_column(String(50))
     recipient: Mapped[str] = mapped_column(String(320))
+    # The mailbox the recipient reaches (`db.crud.mailbox`: victim+1@ and Victim@ are victim@),
+    # by which the daily cap of verification messages counts, through its index; cleared with
+    # the recipient when the contact is anonymised.
+    mailbox: Mapped[str | None] = mapped_column(String(320), index=True)
     subject: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(20), default="sending")
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
-
-
-# The daily cap of verification messages per recipient, counted whatever the letter case an
-# address was typed in (mail servers do not tell Victim@ from victim@).
-Index("ix_messages_recipient", func.lower(Message.recipient), Message.sent_at)
 
 
 class MessageBounce(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from db.migrate import alembic_config, new_revision, sync_url, upgrade
-from db.models import AuditEntry, Client, Contact, ContactPoint
+from db.models import AuditEntry, Campaign, Client, Contact, ContactPoint, Journey, Message
 from stack import scratch_database
 
 BEFORE_FOLDING = "0740_answered_and_cancelled"
@@ -94,3 +94,45 @@ def test_email_points_stored_in_several_letter_cases_are_folded(before_folding):
                                             contact_id=contact, kind="email",
                                             value="aNN@x.example"))
     engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def before_mailboxes(request, tmp_path) -> Iterator[str]:
+    """A database at the revision before messages kept the mailbox they reach."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
+        upgrade(url, "0870_history_erasures")
+        yield url
+    else:
+        with scratch_database("cj_migration", revision="0870_history_erasures") as url:
+            yield url
+
+
+def test_recent_messages_are_given_the_mailbox_the_cap_counts_by(before_mailboxes):
+    """The cap counts a day: the messages of the last two days get their mailbox, older ones
+    are left as they are."""
+    client, contact, campaign, journey = (uuid.uuid4() for _ in range(4))
+    now = datetime.now(UTC)
+    engine = create_engine(sync_url(before_mailboxes))
+    message = Message.__table__
+    with engine.begin() as db:
+        db.execute(insert(Client.__table__).values(id=client, name="Acme"))
+        db.execute(insert(Contact.__table__).values(id=contact, client_id=client,
+                                                    external_id="c-1"))
+        db.execute(insert(Campaign.__table__).values(id=campaign, client_id=client,
+                                                     name="Check", spec={}))
+        db.execute(insert(Journey.__table__).values(
+            id=journey, client_id=client, campaign_id=campaign, contact_id=contact,
+            workflow_id="journey/1", stage="invited", language="en"))
+        db.execute(insert(message), [
+            {"id": uuid.uuid4(), "client_id": client, "journey_id": journey, "step": step,
+             "channel": "email", "template": "verification", "recipient": recipient,
+             "created_at": at, "status": "sent", "sent_at": at}
+            for step, recipient, at in [("recent", "Victim+1@Example.com", now),
+                                        ("dotted", "v.ic.tim@googlemail.com", now),
+                                        ("old", "Victim@Example.com", now - timedelta(days=3))]])
+    upgrade(before_mailboxes)
+    with engine.begin() as db:
+        boxes = dict(db.execute(select(message.c.step, message.c.mailbox)).all())
+    engine.dispose()
+    assert boxes == {"recent": "victim@example.com", "dotted": "victim@gmail.com", "old": None}
