@@ -13,7 +13,8 @@ from sqlalchemy import select, text
 
 from db.models import ApiKey
 from db.session import transaction
-from tests.helpers import mark_bounced, on_the_page, unique_email, worker_schedules
+from tests.helpers import mark_bounced, worker_schedules
+from tests.test_lost_journeys import entered
 from tests.test_contact_import import finished, upload
 from worker import ensure_schedules
 from workflows.contact_anonymisation import SCHEDULE_ID
@@ -330,23 +331,16 @@ async def test_search_filters_and_cursor(tenant):
 async def test_a_contact_verified_by_its_customer_is_updated_since(tenant, http, mailbox):
     """A client syncing its CRM by `updated_since` missed the address the customer had just
     verified: the contact's points changed, the contact's `updated_at` did not."""
-    campaign = await tenant.create_campaign(languages=["en"], consents=[])
-    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign,
-                                                 unique_email("sync"))
-    typed = unique_email("synced")
-    await customer.submit(page, email=typed)
-    await tenant.wait_for_stage(enrolled["journey_id"], "verification_pending")
+    enrolled, customer, link = await entered(tenant, http, mailbox)
     contact = f"/v1/contacts/{enrolled['contact_id']}"
     mark = (await tenant.get(contact)).json()["updated_at"]
-    [verification] = await mailbox.wait_for(typed)
-    await customer.open(mailbox.link(verification))
-    await customer.submit(mailbox.link(verification))
+    await customer.open(link)
+    await customer.submit(link)
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
     since = datetime.fromisoformat(mark) + timedelta(microseconds=1)
     synced = (await tenant.get("/v1/contacts", updated_since=since.isoformat())).json()["items"]
     assert [c["id"] for c in synced] == [enrolled["contact_id"]]
-    assert {(p["value"], p["verification_state"]) for p in synced[0]["contact_points"]} >= {
-        (typed, "verified")}
+    assert "verified" in {p["verification_state"] for p in synced[0]["contact_points"]}
 
 
 async def test_a_medium_given_twice_is_one(tenant):
