@@ -74,16 +74,26 @@ def clients_create(
     language: Annotated[str, typer.Option(help="Default language of its customers")] = "en",
 ) -> None:
     """Create a client and print its first API key (shown only this once)."""
+    from api.schemas import one_line
     from db import crud
+    from messaging.rendering import supported_languages
     from messaging.sms import sms_length_problem
 
     # Blank, it would stand before every subject line: "Subject: : please confirm...".
     name = name.strip()
     if not name:
         raise typer.BadParameter("must not be blank", param_hint="NAME")
+    try:
+        # A line break would cut every subject; a control character stop every mail.
+        one_line(name)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="NAME") from None
     problem = sms_length_problem(name, get_settings())
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="NAME")
+    if language not in supported_languages():
+        raise typer.BadParameter(f"one of {', '.join(supported_languages())}",
+                                 param_hint="--language")
 
     async def create(session):  # noqa: ANN001, ANN202
         client, key = await crud.create_client(session, name=name, default_language=language)

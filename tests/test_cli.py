@@ -67,6 +67,15 @@ async def test_a_blank_client_name_is_refused(database_url):
         assert refused.returncode == 2 and "must not be blank" in refused.stderr, refused.stderr
 
 
+async def test_a_client_name_of_two_lines_or_an_unknown_language_is_refused(database_url):
+    """A line break in the name would cut every subject; a control character stop every mail."""
+    for name in ("Acme\nBank", "Acme\rNote: x", "Acme\u202eknaB"):
+        refused = await journeys(database_url, "create", name)
+        assert refused.returncode == 2 and "one line" in refused.stderr, refused.stderr
+    refused = await journeys(database_url, "create", "Acme", "--language", "xx")
+    assert refused.returncode == 2 and "--language" in refused.stderr, refused.stderr
+
+
 async def test_a_malformed_or_unknown_client_id_is_told_without_a_traceback(tenant, database_url):
     for args in (("keys", "not-a-uuid"), ("add-key", "zzz")):
         refused = await journeys(database_url, *args)
