@@ -37,12 +37,14 @@ from core.vocabulary import (
     Stage,
     VerificationState,
 )
+from db.kyc_models import KycEvent
 from db.models import (
     POINT_IN_USE,
     ApiKey,
     Campaign,
     CampaignClaim,
     Client,
+    ClientMessage,
     ConsentEvent,
     Contact,
     ContactAddress,
@@ -270,6 +272,26 @@ def taken_away(contact_id: Any, recipient: Any) -> Any:
                                            ContactPoint.value == recipient
                                            ).correlate_except(ContactPoint)
     return points.exists() & ~points.where(POINT_IN_USE).exists()
+
+
+def sent_to(step: str, contact_id: uuid.UUID) -> Any:
+    """Where the message that carried one of the contact's own links (preferences,
+    unsubscribe, KYC upload) went, as a scalar subquery: a journey's (`<journey id>/<step>`),
+    a client's (`message/<id>`) or its KYC profile's (`kyc/<step>`); None for a link no
+    message carried."""
+    owner, _, rest = step.partition("/")
+    if owner == "kyc":
+        return select(KycEvent.detail["recipient"].as_string()).where(
+            KycEvent.contact_id == contact_id, KycEvent.step == rest).scalar_subquery()
+    try:
+        owner_id = uuid.UUID(rest if owner == "message" else owner)
+    except ValueError:
+        return None
+    if owner == "message":
+        return select(ClientMessage.recipient).where(ClientMessage.id == owner_id
+                                                     ).scalar_subquery()
+    return select(Message.recipient).where(Message.journey_id == owner_id,
+                                           Message.step == rest).scalar_subquery()
 
 
 async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:

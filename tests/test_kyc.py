@@ -1215,3 +1215,24 @@ async def test_an_operator_finds_a_contacts_workflows_by_contact_id(tenant, sess
         return ids if len(ids) == 3 else None
     assert await eventually(found, what="the contact's workflows in visibility") == {
         *(j["workflow_id"] for j in journeys), f"kyc/{tenant.id}/{contact_id}"}
+
+
+async def test_an_upload_link_to_an_address_the_client_removed_opens_nothing(
+        tenant, sessions, http, mailbox):
+    """The mailbox is often a stranger's (the client's records were wrong): its link would show
+    the profile and take identity documents for the contact."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, email = await new_contact(sessions, tenant)
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    customer = Customer(http)
+    assert (await customer.open(link)).status_code == 200
+    [point] = (await tenant.ok("GET", f"/v1/contacts/{contact_id}"))["contact_points"]
+    removed = await tenant.http.delete(f"/v1/contacts/{contact_id}/contact-points/{point['id']}",
+                                       headers=tenant.auth)
+    assert removed.status_code == 204, removed.text
+    assert (await Customer(http).open(link)).status_code == 404
+    posted = await http.post(link, data={"csrf_token": customer.csrf(),
+                                         "document_type": "passport"})
+    assert posted.status_code in (403, 404)
+    assert [d for d in (await profile(tenant, contact_id))["documents"]
+            if d["document_type"] == "passport"] == []

@@ -31,7 +31,7 @@ from contacts import registry
 from contacts.audit import Actor
 from core.security import sha256_hex
 from core.vocabulary import ActorType, DocumentType, TokenPurpose
-from db import kyc_crud
+from db import crud, kyc_crud
 from db.kyc_models import KycDocument, KycProfile
 from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
@@ -66,6 +66,10 @@ async def resolve(session: AsyncSession, token: str) -> KycVisit | None:
             or link.expires_at <= datetime.now(UTC):
         return None
     contact = await session.get_one(Contact, link.contact_id)
+    # A mail to an address the client has since removed: that mailbox is often a stranger's.
+    if await session.scalar(select(crud.taken_away(contact.id, crud.sent_to(link.step,
+                                                                             contact.id)))):
+        return None
     return KycVisit(contact, await session.get_one(Client, contact.client_id),
                     await kyc_crud.profile_of(session, contact_id=contact.id))
 

@@ -2,9 +2,7 @@
 
 Each change is a ledger entry with the text that was shown, the time, IP and user agent."""
 
-import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -28,7 +26,7 @@ from contacts.suppression import CHANNEL_POINTS
 from core.security import sha256_hex
 from core.vocabulary import MARKETING_KINDS, ActorType, Channel, ConsentSource, TokenPurpose
 from db import consents, crud
-from db.models import Client, ClientMessage, Contact, LinkToken, Message
+from db.models import Client, Contact, LinkToken
 from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
@@ -47,24 +45,10 @@ async def resolve(session, token: str, purpose: TokenPurpose
             or link.expires_at <= datetime.now(UTC)):
         return None
     contact = await session.get_one(Contact, link.contact_id)
-    if await session.scalar(select(crud.taken_away(contact.id, sent_to(link.step)))):
+    if await session.scalar(select(crud.taken_away(contact.id, crud.sent_to(link.step,
+                                                                             contact.id)))):
         return None
     return link, contact, await session.get_one(Client, contact.client_id)
-
-
-def sent_to(step: str) -> Any:
-    """Where the message that carried a preference or unsubscribe link went: a journey's
-    (`<journey id>/<step>`) or a client's (`message/<id>`); None for others (KYC mails)."""
-    owner, _, rest = step.partition("/")
-    try:
-        owner_id = uuid.UUID(rest if owner == "message" else owner)
-    except ValueError:
-        return None
-    if owner == "message":
-        return select(ClientMessage.recipient).where(ClientMessage.id == owner_id
-                                                     ).scalar_subquery()
-    return select(Message.recipient).where(Message.journey_id == owner_id,
-                                           Message.step == rest).scalar_subquery()
 
 
 def page_language(link: LinkToken, contact: Contact) -> str:
