@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.schemas import MAX_INT4
 from contacts.schemas import ActivityOut
 from core.vocabulary import AuditAction
 from db.models import (
@@ -120,7 +121,7 @@ def decode_cursor(cursor: str) -> Position:
         position[0].astimezone(UTC)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as err:
         raise BadCursor() from err
-    if position[0].tzinfo is None or (kind is int and not 0 <= position[2] < 2**31):
+    if position[0].tzinfo is None or (kind is int and not 0 <= position[2] <= MAX_INT4):
         raise BadCursor()
     return position
 

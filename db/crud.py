@@ -274,6 +274,13 @@ def taken_away(contact_id: Any, recipient: Any) -> Any:
     return points.exists() & ~points.where(POINT_IN_USE).exists()
 
 
+def journey_message_recipient(journey_id: Any, step: Any) -> Any:
+    """Where the journey's message at the step went, as a scalar subquery (of values, or of
+    the enclosing query's columns)."""
+    return select(Message.recipient).where(Message.journey_id == journey_id,
+                                           Message.step == step).scalar_subquery()
+
+
 def sent_to(step: str, contact_id: uuid.UUID) -> Any:
     """Where the message that carried one of the contact's own links (preferences,
     unsubscribe, KYC upload) went, as a scalar subquery: a journey's (`<journey id>/<step>`),
@@ -290,8 +297,7 @@ def sent_to(step: str, contact_id: uuid.UUID) -> Any:
     if owner == "message":
         return select(ClientMessage.recipient).where(ClientMessage.id == owner_id
                                                      ).scalar_subquery()
-    return select(Message.recipient).where(Message.journey_id == owner_id,
-                                           Message.step == rest).scalar_subquery()
+    return journey_message_recipient(owner_id, rest)
 
 
 async def as_known_email(session: AsyncSession, *, contact_id: uuid.UUID, value: str) -> str:

@@ -61,7 +61,6 @@ from db.models import (
     Journey,
     JourneyEvent,
     LinkToken,
-    Message,
     OneTimeCode,
 )
 from messaging.branding import Brand, brand_for
@@ -121,12 +120,10 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     if len(token) > 100:
         return None
     # One round trip: every page of a link needs all of it.
-    sent_to = select(Message.recipient).where(
-        Message.journey_id == Journey.id, Message.step == LinkToken.step
-    ).correlate(Journey, LinkToken).scalar_subquery()
     found = (await session.execute(
         select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
-               crud.taken_away(Journey.contact_id, sent_to))
+               crud.taken_away(Journey.contact_id, crud.journey_message_recipient(
+                   Journey.id, LinkToken.step).correlate(Journey, LinkToken)))
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
@@ -225,8 +222,8 @@ async def address_replaced(session, visit: Visit) -> bool:
     purged unconfirmed): it confirms nothing, whatever became of the journey."""
     if visit.link.purpose != TokenPurpose.verify_email:
         return False
-    sent_to = await session.scalar(select(Message.recipient).where(
-        Message.journey_id == visit.journey.id, Message.step == visit.link.step))
+    sent_to = await session.scalar(select(crud.journey_message_recipient(
+        visit.journey.id, visit.link.step)))
     return sent_to is None or sent_to != (visit.journey.collected or {}).get("email")
 
 
