@@ -20,6 +20,7 @@ from tests.helpers import eventually, on_the_page, unique_email, worker_schedule
 from tests.histories import save_history
 from tests.test_kyc import ID_OR_PASSPORT, IDENTITY, define, new_contact, upload, wait_for_state
 from workflows.history_erasure import SCHEDULE_ID, ForgetErasedHistoriesWorkflow
+from workflows.kyc import KycWorkflow
 
 
 async def verified(tenant, http, mailbox, campaign) -> tuple[dict, str]:
@@ -164,6 +165,35 @@ async def test_a_deleted_contacts_kyc_profile_goes_an_anonymised_ones_lasts(
         erasures = {row.contact_id: row.deleted for row in await session.scalars(
             select(HistoryErasure).where(HistoryErasure.client_id == tenant.id))}
     assert erasures == {uuid.UUID(deleted_id): True, uuid.UUID(anonymised_id): False}
+
+
+async def test_an_anonymised_contacts_kyc_profile_forgets_the_reason_and_goes_on(
+        tenant, sessions, temporal_env):
+    """The refute reason an operator wrote names the person; the erasure takes it from the
+    database, and the profile's running workflow, which lasts as long as the contact, goes on
+    in a new run without it, while the run that held it is deleted."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, _ = await new_contact(sessions, tenant)
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    workflow_id = (await wait_for_state(tenant, contact_id, "pending_verification"))["workflow_id"]
+    reason = f"The photo is not of Eva Janssen {uuid.uuid4().hex[:6]}."
+    refuted = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": reason})
+    assert refuted.status_code == 200, refuted.text
+    profile = temporal_env.client.get_workflow_handle(workflow_id)
+    refuted_run = temporal_env.client.get_workflow_handle(
+        workflow_id, run_id=(await profile.describe()).run_id)
+    assert reason in await payloads(refuted_run)
+
+    done = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert done.status_code == 200, done.text
+    await gone(refuted_run)
+    now = await profile.describe()
+    assert now.status == WorkflowExecutionStatus.RUNNING and now.run_id != refuted_run.run_id
+    assert reason not in await payloads(profile)
+    kept = await profile.query(KycWorkflow.state)
+    assert (kept.state, kept.reason) == ("refuted", None)
+    shown = await tenant.get(f"/v1/kyc/contacts/{contact_id}")
+    assert (shown.json()["state"], shown.json()["reason"]) == ("refuted", None)
 
 
 async def test_the_worker_keeps_a_schedule_for_the_sweep(temporal_env, settings):

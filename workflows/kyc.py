@@ -54,6 +54,9 @@ class KycWorkflow:
         self.renewed = False
         # The contact was deleted: the profile ends with it.
         self.gone = False
+        # The contact was anonymised: the profile goes on in a run whose history holds nothing
+        # of the person, so that this one can be deleted.
+        self.forgotten = False
         self.webhooks: list[asyncio.Task[None]] = []
 
     @workflow.run
@@ -78,7 +81,8 @@ class KycWorkflow:
     async def _keep(self) -> None:
         """Acts on the profile's dates until it is renewed, its contact is gone or the
         history is long enough to continue as new."""
-        while not self.renewed and not workflow.info().is_continue_as_new_suggested():
+        while not (self.renewed or self.forgotten
+                   or workflow.info().is_continue_as_new_suggested()):
             async with self.turn:
                 await self._unless_gone(self._act_on_time())
             if self.gone:
@@ -87,7 +91,7 @@ class KycWorkflow:
             wake = self._next_wake()
             try:
                 await workflow.wait_condition(
-                    lambda: self.rescheduled or self.renewed or self.gone,
+                    lambda: self.rescheduled or self.renewed or self.gone or self.forgotten,
                     timeout=None if wake is None
                     else max(wake - workflow.now(), timedelta(milliseconds=10)),
                     timeout_summary="KYC reminder or expiry",
@@ -223,6 +227,16 @@ class KycWorkflow:
         async with self.turn:
             if self.profile.state in KYC_LIVE_STATES:
                 await self._email("kyc_expiring", with_link=True, step=f"batch-{input.batch_id}")
+
+    @workflow.update
+    async def forget_personal_data(self) -> None:
+        """The contact was anonymised: the reason an operator wrote goes (the database lost it
+        with the erasure), and the profile goes on in a fresh run, as after a renewal. This
+        run's history, which holds the reason and the messages' addresses, is then deleted
+        (contacts/histories.py)."""
+        async with self.turn:
+            self.profile.reason = None
+            self.forgotten = True
 
     @workflow.query
     def state(self) -> KycProfile:
