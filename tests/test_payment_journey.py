@@ -782,3 +782,34 @@ async def test_a_custom_domain_too_long_for_an_open_claims_sms_is_refused(tenant
         assert error["field"] == field and error["message"].startswith(
             "1 open journey is about a claim that the campaign's SMS could no longer name"), error
     assert (await tenant.ok("GET", path))["spec"]["branding"] is None
+
+
+async def test_a_claim_reported_paid_engages_the_contact(tenant, http, mailbox):
+    """CRM.COM: a contact becomes engaged once a business transaction takes place for it; a
+    claim reported paid is one, whether or not the customer ever left data. A contact engaged
+    before keeps the time it was first engaged."""
+    campaign = await tenant.create_campaign(payments=True)
+    [r] = (await tenant.enrol(campaign["id"], {"external_id": "pays", "email": unique_email(),
+                                               "claim": claim(1)}))["results"]
+    before = (await tenant.get(f"/v1/contacts/{r['contact_id']}")).json()
+    assert (before["engagement_state"], before["engaged_at"]) == ("never_engaged", None)
+    when = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    payment = await paid(tenant, r["journey_id"], paid_at=when)
+    contact = (await tenant.get(f"/v1/contacts/{r['contact_id']}")).json()
+    assert contact["engagement_state"] == "engaged"
+    assert datetime.fromisoformat(contact["engaged_at"]) == datetime.fromisoformat(
+        payment["paid_at"])
+
+    address = unique_email("entered-first")
+    [r] = (await tenant.enrol(campaign["id"], {"external_id": "enters", "email": address,
+                                               "claim": claim(2)}))["results"]
+    [invitation] = await mailbox.wait_for(address)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=address, consent=["terms"])
+    await tenant.wait_for_stage(r["journey_id"], "verification_pending")
+    engaged = (await tenant.get(f"/v1/contacts/{r['contact_id']}")).json()
+    assert engaged["engagement_state"] == "engaged"
+    await paid(tenant, r["journey_id"], paid_at=when)
+    after = (await tenant.get(f"/v1/contacts/{r['contact_id']}")).json()
+    assert after["engaged_at"] == engaged["engaged_at"]

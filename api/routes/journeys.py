@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.service import RPCError
 
 from api import withdrawals
@@ -22,7 +22,7 @@ from api.schemas import (
     PaymentCompleted,
     minor_units_problem,
 )
-from core.vocabulary import FINAL_STAGES, EventType, Stage
+from core.vocabulary import FINAL_STAGES, EngagementState, EventType, Stage
 from db import crud
 from db.models import Campaign, Contact, Journey, JourneyEvent
 from workflows.journey import JourneyWorkflow
@@ -120,7 +120,8 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     """The client's payment system saw the claim paid: recorded on the journey, announced as
     `journey.payment_completed`, and the journey stops reminding. Whether the customer left
     their data before, after or not at all does not matter. The payment is the claim's: every
-    journey of the claim is paid. Repeating the call, on any of them, changes nothing;
+    journey of the claim is paid, and the contact engaged (`engagement_state`, `engaged_at`
+    unless engaged before). Repeating the call, on any of them, changes nothing;
     repeating it with another amount or time is a conflict."""
     body = body or PaymentCompleted()  # every field has its default: no body is needed
     journey = await journey_of(session, client.id, journey_id, for_update=True)
@@ -160,6 +161,11 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                                      type="payment_completed", at=paid_at, detail=detail)
         journey.paid_at = paid_at
         await crud.claim_paid(session, journey=journey)
+        # A payment is a business transaction (CRM.COM's rule): it engages the contact, as
+        # leaving data in a journey does, unless something engaged it before.
+        await session.execute(update(Contact).where(
+            Contact.id == journey.contact_id, Contact.engaged_at.is_(None))
+            .values(engagement_state=EngagementState.engaged, engaged_at=paid_at))
         endpoints = await crud.record_webhook_event(
             session, client_id=client.id, key=f"{journey.id}/payment",
             type=EventType.journey_payment_completed, data={
