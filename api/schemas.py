@@ -1148,6 +1148,10 @@ class FunnelCounts(BaseModel):
     complaints: int = Field(description="Journeys whose message was marked as spam")
     paid: int | None = Field(default=None, description="Payment-reminder campaigns: journeys "
                              "whose claim the client reported paid (left out for other campaigns)")
+    accepted: int | None = Field(default=None, description="Re-consent campaigns: journeys "
+                                 "whose customer accepted the form (left out for other campaigns)")
+    rejected: int | None = Field(default=None, description="Re-consent campaigns: journeys "
+                                 "whose customer rejected the form (left out for other campaigns)")
 
 
 class FunnelRow(FunnelCounts):

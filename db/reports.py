@@ -10,40 +10,53 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from core.vocabulary import FINAL_STAGES, PAGE_ADDRESS_FIELDS, BounceKind, Stage
+from core.vocabulary import FINAL_STAGES, PAGE_ADDRESS_FIELDS, BounceKind, JourneyKind, Stage
 from db.crud import PAYMENT_STEP
 from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
 FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out", "cancelled")
 # Counted for every campaign, shown for payment-reminder ones: the claim was reported paid.
 PAYMENT_STEPS = ("paid",)
+# Counted for every campaign, shown for re-consent ones: the customer's answer to the form.
+RECONSENT_STEPS = ("accepted", "rejected")
 BOUNCE_STEPS = ("bounced_hard", "bounced_soft", "complaints")
 # A journey counts in a step once its history holds one of these event types.
 _STEP_EVENTS = {
     "invited": ("invitation_sent", "reconsent_invitation_sent"),
-    # Entering data needs the page open, even where the open itself was not recorded.
-    "opened": ("opened", Stage.data_entered),
+    # Entering data or answering the consent form needs the page open, even where the open
+    # itself was not recorded.
+    "opened": ("opened", Stage.data_entered, Stage.accepted, Stage.rejected),
     "entered": (Stage.data_entered,),
     "verified": (Stage.verified,),
     "expired": (Stage.expired,),
     "opted_out": (Stage.opted_out,),
     "cancelled": (Stage.cancelled,),
     "paid": ("payment_completed",),
+    "accepted": (Stage.accepted,),
+    "rejected": (Stage.rejected,),
 }
 _BOUNCE_KINDS = {"bounced_hard": BounceKind.hard, "bounced_soft": BounceKind.soft,
                  "complaints": BounceKind.complaint}
-# The messages that ask the contact to come to the page (not verification links).
-INVITING = ("invitation", "reminder")
+# The messages that ask the contact to come to the page (not verification links); a re-consent
+# journey's carry the `reconsent_` prefix.
+INVITING = ("invitation", "reminder", "reconsent_invitation", "reconsent_reminder")
 PARTITION_ROWS = 500
 
 
 def shown_steps(campaign_spec: dict) -> tuple[str, ...]:
-    """The funnel's steps as a campaign shows them: paid only where it reminds of payments."""
-    return FUNNEL_STEPS + (PAYMENT_STEPS if campaign_spec.get("payments") else ())
+    """The funnel's steps as a campaign shows them: paid only where it reminds of payments,
+    accepted and rejected only where it asks for re-consent."""
+    return (FUNNEL_STEPS + (PAYMENT_STEPS if campaign_spec.get("payments") else ())
+            + (RECONSENT_STEPS if campaign_spec.get("kind") == JourneyKind.reconsent else ()))
+
+
+def hidden_steps(campaign_spec: dict) -> set[str]:
+    """The steps counted that do not apply to the campaign, left out of what it shows."""
+    return set(PAYMENT_STEPS + RECONSENT_STEPS) - set(shown_steps(campaign_spec))
 
 
 def _counts() -> dict[str, int]:
-    return dict.fromkeys(FUNNEL_STEPS + PAYMENT_STEPS + BOUNCE_STEPS, 0)
+    return dict.fromkeys(FUNNEL_STEPS + PAYMENT_STEPS + RECONSENT_STEPS + BOUNCE_STEPS, 0)
 
 
 @dataclass
@@ -78,7 +91,7 @@ async def funnels(
     its first channel, the channel of journeys no message reached yet).
 
     By channel, `invited` counts the journeys that got at least one invitation or reminder on
-    it, and the bounces the journeys with a bounce of that kind on it; the other steps count
+    it (a re-consent journey's too), and the bounces the journeys with a bounce of that kind on it; the other steps count
     under the channel that reached the contact: the newest message before the page was first
     opened (or the newest of all, for a page never opened), unless the first visit came by a
     message's own link: then that message's channel (a letter's QR code scanned after an email

@@ -246,3 +246,57 @@ async def test_a_consent_taken_off_the_campaign_stays_in_its_csv(tenant, http, m
     consent_columns = [c for c in reader.fieldnames if c.startswith("consent.")]
     assert consent_columns[0] == "consent.terms" and consent_columns[5] == "consent.newsletter"
     assert row["consent.newsletter"] == "granted" and row["consent.newsletter.version"] == "3"
+
+
+async def test_a_reconsent_campaigns_funnel_counts_its_invitations_and_answers(
+        tenant, sessions, http, mailbox):
+    """A re-consent run invites by its own messages and ends in an answer: by channel they are
+    counted as invited, and accepted and rejected are steps of its funnel (JSON, CSV and the
+    dashboard), as paid is of a payment-reminder campaign."""
+    from db.models import Contact, ContactPoint
+    from tests.test_dashboard import BAR
+    from tests.test_reconsent import reconsent_campaign, run_reconsent
+    addresses = [unique_email("accepts"), unique_email("rejects"), unique_email("silent")]
+    async with transaction(sessions) as session:
+        for n, address in enumerate(addresses):
+            contact = Contact(client_id=tenant.id, external_id=f"rc-{n}", language="en",
+                              gdpr_consent_state="accepted")
+            session.add(contact)
+            await session.flush()
+            session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind="email",
+                                     value=address))
+    campaign = await reconsent_campaign(tenant)
+    await run_reconsent(tenant, campaign["id"])
+    for address, answer in zip(addresses, ("accept", "reject")):
+        [invitation] = await mailbox.wait_for(address, timeout=60)
+        customer = Customer(http)
+        await customer.open(mailbox.link(invitation))
+        await customer.submit(mailbox.link(invitation), answer=answer)
+    await mailbox.wait_for(addresses[2], timeout=60)
+    base = f"/v1/campaigns/{campaign['id']}"
+
+    async def answered():
+        funnel = await tenant.ok("GET", f"{base}/funnel")
+        total = funnel["total"]
+        return funnel if (total["invited"], total["accepted"], total["rejected"]) == (
+            3, 1, 1) else None
+    funnel = await eventually(answered, what="both answers counted")
+    expected = {"invited": 3, "opened": 2, "entered": 0, "verified": 0, "expired": 0,
+                "opted_out": 0, "cancelled": 0, "accepted": 1, "rejected": 1,
+                "bounced_hard": 0, "bounced_soft": 0, "complaints": 0}
+    assert funnel["total"] == expected
+    assert funnel["by_channel"] == {"email": expected}
+    assert (funnel["journeys"], funnel["finished"], funnel["running"]) == (3, 2, 1)
+
+    rows = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/funnel.csv")).text)))
+    assert [(r["channel"], r["language"]) for r in rows] == [("email", "en"), ("*", "*")]
+    for row in rows:
+        assert (row["invited"], row["accepted"], row["rejected"]) == ("3", "1", "1"), row
+        assert "paid" not in row
+
+    link = await tenant.ok("POST", "/v1/dashboard-links", status=201)
+    page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+    bars = {step: int(width) for width, step in BAR.findall(page)}
+    # A third of the journeys each: 220 of the chart's width.
+    assert bars["accepted"] == bars["rejected"] == round(220 / 3) and bars["invited"] == 220
+    assert "Accepted" in page and "Rejected" in page and "paid" not in bars

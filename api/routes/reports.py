@@ -28,11 +28,10 @@ def first_channel(campaign: Campaign) -> str:
 
 
 def funnel_out(campaign: Campaign, funnel: reports.Funnel) -> FunnelOut:
-    payments = bool(campaign.spec.get("payments"))
+    hidden = reports.hidden_steps(campaign.spec)
 
     def shown(steps: dict[str, int]) -> dict[str, int]:
-        return steps if payments else {
-            step: n for step, n in steps.items() if step not in reports.PAYMENT_STEPS}
+        return {step: n for step, n in steps.items() if step not in hidden}
 
     return FunnelOut(
         campaign_id=campaign.id, journeys=funnel.journeys, running=funnel.running,
@@ -52,13 +51,14 @@ async def _funnel(session: SessionDep, client_id: uuid.UUID, campaign_id: uuid.U
     return campaign, funnel_out(campaign, funnels[campaign.id])
 
 
-# `paid` is left out where it does not apply, as before payments were counted.
+# `paid` and `accepted`/`rejected` are left out where they do not apply, as before they were
+# counted.
 @router.get("/{campaign_id}/funnel", response_model=FunnelOut, response_model_exclude_none=True)
 async def campaign_funnel(campaign_id: uuid.UUID, client: ClientDep,
                           session: SessionDep) -> FunnelOut:
     """Invited, opened, entered, verified (confirmed), expired, opted out, bounced (hard,
-    soft, complaint) and, in a payment-reminder campaign, paid: in total, by channel, and by
-    channel and language."""
+    soft, complaint), in a payment-reminder campaign paid, and in a re-consent campaign the
+    answers accepted and rejected: in total, by channel, and by channel and language."""
     return (await _funnel(session, client.id, campaign_id))[1]
 
 
