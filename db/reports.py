@@ -189,7 +189,7 @@ PAYMENT_COLUMNS = ("reference", "currency", "paid", "paid_at", "amount")
 
 def report_columns(consent_keys: list[str], *, payments: bool = False) -> list[str]:
     columns = ["journey_id", "contact_id", "external_id", "first_name", "last_name", "language",
-               "stage", "email", "email_state", "mobile", "mobile_state",
+               "stage", "enrolled_at", "email", "email_state", "mobile", "mobile_state",
                *(f"address.{part}" for part in ADDRESS_PARTS),
                "submitted_at", "verified_at", "ip", "user_agent",
                *(PAYMENT_COLUMNS if payments else ())]
@@ -218,7 +218,8 @@ async def collected_rows(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The journeys that collected data (in a payment-reminder campaign, or were reported
     paid), oldest id first, a partition at a time, each row with the consents of the
-    submission that collected it."""
+    submission that collected it. A row is a journey: a contact enrolled again has a row per
+    round, told apart by `enrolled_at`."""
     shown = Journey.collected.is_not(None)
     if payments:
         shown |= Journey.paid_at.is_not(None)
@@ -235,7 +236,7 @@ async def collected_rows(
                .order_by(JourneyEvent.at).limit(1).scalar_subquery())
     result = await session.stream(
         select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
-               Journey.collected, Journey.finished_at, Journey.claim, Journey.paid_at,
+               Journey.created_at, Journey.collected, Journey.finished_at, Journey.claim, Journey.paid_at,
                case((Journey.paid_at.is_not(None), payment)).label("payment"),
                Contact.external_id, Contact.first_name, Contact.last_name)
         .join(Contact, Contact.id == Journey.contact_id)
@@ -278,7 +279,8 @@ def _row(r: Any, consents: list[ConsentEvent], *, payments: bool) -> dict[str, A
     return {
         "journey_id": str(r.id), "contact_id": str(r.contact_id), "external_id": r.external_id,
         "first_name": r.first_name, "last_name": r.last_name, "language": r.language,
-        "stage": r.stage, "email": collected.get("email"),
+        "stage": r.stage, "enrolled_at": r.created_at.isoformat(),
+        "email": collected.get("email"),
         "email_state": point_state(r, "email"), "mobile": collected.get("mobile"),
         "mobile_state": point_state(r, "mobile"), "address": collected.get("address"),
         "submitted_at": collected.get("submitted_at"),

@@ -5,6 +5,7 @@ import csv
 import io
 import tracemalloc
 import uuid
+from datetime import datetime
 
 import httpx
 from sqlalchemy import text
@@ -300,3 +301,37 @@ async def test_a_reconsent_campaigns_funnel_counts_its_invitations_and_answers(
     # A third of the journeys each: 220 of the chart's width.
     assert bars["accepted"] == bars["rejected"] == round(220 / 3) and bars["invited"] == 220
     assert "Accepted" in page and "Rejected" in page and "paid" not in bars
+
+
+async def test_a_contact_enrolled_again_has_a_row_per_round(tenant, http, mailbox):
+    """The report's rows are journeys: a contact whose first round expired after it left data
+    and who left data again in a second round has two rows, each naming its journey and when
+    its round began, so a client can keep the newest per contact."""
+    campaign = await tenant.create_campaign(expires_after="PT4S",
+                                            reminders={"interval": "PT1H", "max_count": 0})
+    address = unique_email("twice")
+    typed = [unique_email("first-round"), unique_email("second-round")]
+    journeys = []
+    for n, email in enumerate(typed):
+        [r] = (await tenant.enrol(campaign["id"], {"external_id": "tw-1", "email": address}))[
+            "results"]
+        journeys.append(r["journey_id"])
+        page = mailbox.link((await mailbox.wait_for(address, count=n + 1))[-1])
+        customer = Customer(http)
+        await customer.open(page)
+        await customer.submit(page, email=email, consent=["terms"])
+        if n == 0:
+            await tenant.wait_for_stage(r["journey_id"], "expired", timeout=30)
+    await tenant.wait_for_stage(journeys[1], "verification_pending")
+    base = f"/v1/campaigns/{campaign['id']}"
+    rows = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/report.csv")).text)))
+    assert len({r["contact_id"] for r in rows}) == 1
+    by_round = sorted(rows, key=lambda r: r["enrolled_at"])
+    assert [(r["journey_id"], r["stage"], r["email"]) for r in by_round] == [
+        (journeys[0], "expired", typed[0]), (journeys[1], "verification_pending", typed[1])]
+    started = {j: datetime.fromisoformat((await tenant.journey(j))["created_at"])
+               for j in journeys}
+    assert {r["journey_id"]: datetime.fromisoformat(r["enrolled_at"]) for r in rows} == started
+    entries = (await tenant.get(f"{base}/report.json")).json()["rows"]
+    assert {e["journey_id"]: datetime.fromisoformat(e["enrolled_at"])
+            for e in entries} == started

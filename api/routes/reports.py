@@ -135,9 +135,10 @@ async def _partitions(state: StateDep, campaign: Campaign, reads: Reads
             responses={200: {"content": {"text/csv": {}}}})
 async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                      state: StateDep, reads: ReadsDep) -> StreamingResponse:
-    """One row per contact that entered data: the data, its verification, and per consent
+    """One row per journey that entered data (a contact enrolled again has a row per round,
+    each with its `journey_id` and `enrolled_at`): the data, its verification, and per consent
     checkbox granted/declined with the version and hash of the legal text shown. A
-    payment-reminder campaign also has a row per contact reported paid, with paid, paid_at and
+    payment-reminder campaign also has a row per journey reported paid, with paid, paid_at and
     the amount recorded."""
     campaign = await campaign_of(session, client.id, campaign_id)
     columns = reports.report_columns(await reports.consent_keys(
