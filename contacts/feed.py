@@ -1,5 +1,6 @@
 """A contact's activity feed: every business event (journey stages, messages, consents, data
-changes) in chronological order, read page by page from the records that hold them."""
+changes, KYC profile changes) in chronological order, read page by page from the records that
+hold them."""
 
 import base64
 import binascii
@@ -25,8 +26,9 @@ from db.models import (
     JourneyEvent,
     Message,
 )
+from db.kyc_models import KycEvent
 
-FEED_TYPES = ("journey", "message", "consent", "data")
+FEED_TYPES = ("journey", "message", "consent", "data", "kyc")
 NOT_BUSINESS_EVENTS = (AuditAction.read, AuditAction.lookup, AuditAction.export)
 
 # Where an item stands in the feed: its time, then its source's place in SOURCES and its id
@@ -76,6 +78,35 @@ def _data(a: AuditEntry, journeys: dict[uuid.UUID, Journey]) -> ActivityOut:
         "fields": sorted(detail.get("changes", {})) or detail.get("fields", [])})
 
 
+# A KYC profile's history holds its messages too, as `<template>_<outcome>` (kyc_verified_sent):
+# those are the feed's messages, the rest its changes of state.
+KYC_MESSAGE_OUTCOMES = ("sent", "bounced", "skipped")
+# Named in the feed as the webhook announcing it names it (kyc.expiring).
+KYC_FEED_TYPES = {"reminded": "expiring"}
+
+
+def _kyc_sent() -> ColumnElement[bool]:
+    return or_(*(KycEvent.type.endswith(f"_{outcome}", autoescape=True)
+                 for outcome in KYC_MESSAGE_OUTCOMES))
+
+
+def _kyc_message(e: KycEvent, journeys: dict[uuid.UUID, Journey]) -> ActivityOut:
+    template, _, outcome = e.type.rpartition("_")
+    detail = e.detail or {}
+    return ActivityOut(type=f"message.{outcome}", at=e.at, detail={
+        "kyc": True, "channel": detail.get("channel"), "template": template,
+        **({"reason": detail.get("reason")} if outcome != "sent" else {})})
+
+
+def _kyc(e: KycEvent, journeys: dict[uuid.UUID, Journey]) -> ActivityOut:
+    detail = e.detail or {}
+    return ActivityOut(type=f"kyc.{KYC_FEED_TYPES.get(e.type, e.type)}", at=e.at, detail={
+        "state": detail.get("state"),
+        "definition_id": (detail.get("definition") or {}).get("id"),
+        "expires_at": detail.get("expires_at")})
+
+
+# New sources go last: a cursor names its source by its place here.
 SOURCES = (
     Source("journey", JourneyEvent, lambda: JourneyEvent.at,
            lambda c, journeys: JourneyEvent.journey_id.in_(journeys), _journey_event),
@@ -90,6 +121,11 @@ SOURCES = (
            lambda c, journeys: and_(AuditEntry.client_id == c.client_id,
                                     AuditEntry.contact_id == c.id,
                                     AuditEntry.action.not_in(NOT_BUSINESS_EVENTS)), _data),
+    Source("message", KycEvent, lambda: KycEvent.at,
+           lambda c, journeys: and_(KycEvent.contact_id == c.id, _kyc_sent()),
+           _kyc_message),
+    Source("kyc", KycEvent, lambda: KycEvent.at,
+           lambda c, journeys: and_(KycEvent.contact_id == c.id, ~_kyc_sent()), _kyc),
 )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from db.models import ApiKey
 from db.session import transaction
-from tests.helpers import mark_bounced, worker_schedules
+from tests.helpers import eventually, mark_bounced, worker_schedules
 from tests.test_lost_journeys import entered
 from tests.test_contact_import import finished, upload
 from worker import ensure_schedules
@@ -468,6 +468,48 @@ async def test_the_activity_feed_is_read_page_by_page(tenant):
         refused = await tenant.get(f"{base}/activity", cursor=bad)
         assert refused.status_code == 422, (bad, refused.text)
         assert [f["field"] for f in refused.json()["error"]["fields"]] == ["cursor"]
+
+
+async def test_kyc_changes_and_messages_are_in_the_activity_feed(tenant, sessions, mailbox):
+    """A KYC profile assigned on upload and verified by the back office, and the emails that
+    told the customer, are business events of the contact: in its feed, as `kyc.*` and
+    `message.*`, each kind under its own `type` filter and across pages."""
+    from tests import test_kyc as kyc
+    await kyc.define(tenant, 2, kyc.IDENTITY + kyc.ID_OR_PASSPORT)
+    contact_id, email = await kyc.new_contact(sessions, tenant)
+    assert (await kyc.upload(tenant, contact_id)).status_code == 201
+    await kyc.wait_for_state(tenant, contact_id, "pending_verification")
+    await kyc.mail_with(mailbox, email, "your identity details are registered")
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
+    history = await eventually(lambda: _kyc_sent(tenant, contact_id, "kyc_verified_sent"),
+                               what="the verification email recorded")
+    base = f"/v1/contacts/{contact_id}/activity"
+
+    whole = (await tenant.get(base, limit=1000)).json()["items"]
+    kyc_items = [i for i in whole if i["type"].startswith("kyc.")]
+    assert [i["type"] for i in kyc_items] == ["kyc.assigned", "kyc.verified"]
+    assert [i["detail"]["state"] for i in kyc_items] == ["pending_verification", "verified"]
+    messages = [i for i in whole if i["type"].startswith("message.")]
+    assert [(i["type"], i["detail"]["template"], i["detail"]["channel"], i["detail"]["kyc"])
+            for i in messages] == [("message.sent", "kyc_assigned", "email", True),
+                                   ("message.sent", "kyc_verified", "email", True)]
+    assert {(e["type"], e["at"]) for e in history if e["type"] != "kyc_verified_sent"} >= {
+        ("assigned", kyc_items[0]["at"]), ("verified", kyc_items[1]["at"])}
+    assert [i["type"] for i in (await tenant.get(base, type="kyc")).json()["items"]] == [
+        "kyc.assigned", "kyc.verified"]
+    assert (await tenant.get(base, type="message")).json()["items"] == messages
+    paged, cursor = [], None
+    while True:
+        page = (await tenant.get(base, limit=1, **({"cursor": cursor} if cursor else {}))).json()
+        paged += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert paged == whole
+
+
+async def _kyc_sent(tenant, contact_id: str, event_type: str) -> list[dict] | None:
+    history = (await tenant.get(f"/v1/kyc/contacts/{contact_id}")).json()["history"]
+    return history if any(e["type"] == event_type for e in history) else None
 
 
 async def test_another_clients_contact_is_not_found(tenant, other_tenant):

@@ -561,7 +561,7 @@ async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Sessi
 @router.get("/{contact_id}/activity", response_model=ActivityPage)
 async def contact_activity(
     contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, actor: ActorDep,
-    type: list[Literal["journey", "message", "consent", "data"]] | None = Query(None),
+    type: list[Literal["journey", "message", "consent", "data", "kyc"]] | None = Query(None),
     since: Instant | None = None, limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=200,
                                description="next_cursor of the previous page"),
