@@ -335,10 +335,13 @@ class JourneyRecords:
         the rule refuses it (recorded)."""
         confirm, kind = input.confirm, input.kind
         client = await session.get_one(Client, journey.client_id)
-        await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{value}")
+        # One mailbox in any letter case: two persons confirming `Ann@x.nl` and `ann@x.nl` at
+        # once take turns, and the second finds the first's as the same address.
+        _, key = normalise.point_key(kind, value)
+        await crud.lock(session, key=f"contact-point/{client.id}/{kind}/{key}")
         claimed = (await session.scalars(select(ContactPoint).where(
-            ContactPoint.client_id == client.id, ContactPoint.kind == kind,
-            ContactPoint.value == value, ContactPoint.contact_id != contact.id,
+            ContactPoint.client_id == client.id, crud.is_point(kind, value),
+            ContactPoint.contact_id != contact.id,
             ContactPoint.verification_state == VerificationState.verified, POINT_IN_USE))).all()
         if claimed and client.household_rule == HouseholdRule.reject:
             # A step of its own: the same confirmation may succeed later (the client

@@ -263,6 +263,13 @@ async def same_point(session: AsyncSession, *, contact_id: uuid.UUID, kind: str,
         if normalise.point_key(point.kind, point.value) == key), None)
 
 
+def is_point(kind: str, value: str) -> Any:
+    """The condition that a ContactPoint row is this value: an email in any letter case, as
+    `same_point` and the one-mailbox index compare it (a mobile, in E.164, has no letters).
+    Served by ix_contact_points_value across a client's contacts."""
+    return (ContactPoint.kind == kind) & (func.lower(ContactPoint.value) == func.lower(value))
+
+
 def taken_away(contact_id: Any, recipient: Any) -> Any:
     """Whether `recipient` (a message's, as a value or a column) is one of the contact's emails
     or mobiles that is no longer in use: removed by the client, or moved to another person by

@@ -438,6 +438,9 @@ Index("uq_contact_points_email", ContactPoint.contact_id, func.lower(ContactPoin
       unique=True, postgresql_where=text("kind = 'email' AND removed_at IS NULL"),
       sqlite_where=text("kind = 'email' AND removed_at IS NULL"))
 
+# A value looked up among all of a client's contacts (the household rule), in any letter case.
+Index("ix_contact_points_value", ContactPoint.client_id, func.lower(ContactPoint.value))
+
 # A point the household rule moved to another person ("released") is theirs now, and one the
 # client removed is no one's: the contact is neither written to nor reached there, nor counted
 # as reachable.

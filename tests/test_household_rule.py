@@ -51,6 +51,37 @@ async def test_reject_rule_keeps_the_address_with_its_first_owner(tenant, http, 
     assert funnel["total"]["verified"] == 1, funnel
 
 
+async def test_the_rule_holds_for_the_address_in_another_letter_case(tenant, http, mailbox):
+    """One mailbox in any letter case: confirmed as `Family-…` by one person and as
+    `family-…` by another, both held it verified, the first keeping its opt-ins there."""
+    await setup_policies(tenant)
+    shared = unique_email("family")
+    first, _ = await claim(tenant, http, mailbox, shared.capitalize(), "parent",
+                           ["terms", "newsletter"])
+    await tenant.wait_for_stage(first["journey_id"], "verified")
+
+    second, customer = await claim(tenant, http, mailbox, shared, "child", ["terms"])
+    assert "already confirmed for another customer" in customer.page
+    journey = await tenant.journey(second["journey_id"])
+    assert journey["stage"] == "verification_pending"
+    assert journey["history"][-1]["type"] == "confirmation_refused"
+    child = (await tenant.get(f"/v1/contacts/{second['contact_id']}")).json()
+    assert not [p for p in child["contact_points"] if p["value"].lower() == shared]
+
+    # Under the move rule the same confirmation takes the mailbox from its first owner.
+    await tenant.ok("PATCH", "/v1/settings", {"household_rule": "move"})
+    verification = mailbox.link(mailbox.to(shared)[-1])
+    await customer.open(verification)
+    await customer.submit(verification)
+    await tenant.wait_for_stage(second["journey_id"], "verified")
+    parent = (await tenant.get(f"/v1/contacts/{first['contact_id']}")).json()
+    assert [p["verification_state"] for p in parent["contact_points"]
+            if p["value"] == shared.capitalize()] == ["released"], parent["contact_points"]
+    ledger = (await tenant.get(f"/v1/contacts/{first['contact_id']}/consents")).json()
+    assert ("newsletter", False) in {(e["purpose"], e["granted"]) for e in ledger
+                                     if e["source"] == "system"}
+
+
 async def test_move_rule_gives_the_address_and_lapses_the_old_opt_ins(
     tenant, http, mailbox, webhook_receiver
 ):
