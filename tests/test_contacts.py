@@ -420,7 +420,11 @@ async def test_audit_trail_of_reads_and_changes(tenant):
     assert {e["actor_type"] for e in trail} == {"api_key"} and {e["actor_id"] for e in trail} == {
         actor}
     by_actor = (await tenant.get("/v1/audit", actor_type="api_key", actor_id=actor)).json()
-    assert [e["id"] for e in by_actor["items"]] == [e["id"] for e in trail]
+    # And the read of the trail itself, recorded after its page.
+    [*listed, trail_read] = by_actor["items"]
+    assert [e["id"] for e in listed] == [e["id"] for e in trail]
+    assert (trail_read["action"], trail_read["detail"]) == (
+        "read", {"via": "/v1/contacts/{contact_id}/audit"})
     feed = (await tenant.get(f"{base}/activity")).json()["items"]
     assert [a["type"] for a in feed] == ["data.create", "data.update"]
     assert feed[1]["detail"]["fields"] == ["last_name", "tags"]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, exists, insert, not_, or_, select
+from sqlalchemy import delete, exists, func, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from api import kyc_profiles, withdrawals
@@ -21,6 +21,7 @@ from api.deps import (
     ChangingRegistryDep,
     ClientDep,
     NoBody,
+    ReadsDep,
     RegistryDep,
     SessionDep,
     StateDep,
@@ -580,35 +581,69 @@ async def contact_activity(
     return ActivityPage(items=items, next_cursor=last and feed.encode_cursor(last))
 
 
+# A trail's page is `<last id>` or, read on from a first page, `<last id>.<newest id then>`.
+AUDIT_CURSOR = Query(None, max_length=30, pattern=r"^[0-9]+(\.[0-9]+)?$",
+                     description="next_cursor of the previous page")
+
+
 @router.get("/{contact_id}/audit", response_model=AuditPage)
 async def contact_audit(
-    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
-    limit: int = Query(100, ge=1, le=1000), cursor: int | None = Query(None, ge=0, le=AUDIT_ID_MAX),
+    contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep, reads: ReadsDep,
+    limit: int = Query(100, ge=1, le=1000), cursor: str | None = AUDIT_CURSOR,
 ) -> AuditPage:
+    """The contact's audit trail, oldest first. Reading it is itself a read of the contact
+    (old and new values): recorded after the page is taken, so a page never lists its own
+    read; read on with `next_cursor`, the trail is listed as it stood at the first page, and
+    the walk's own reads come in the next one."""
+    after, until = audit_cursor(cursor)
     await contact_or_404(session, reg, contact_id)
-    return await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, cursor)
+    page, _ = await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, after,
+                               until)
+    await reads.of([contact_id])
+    return page
+
+
+def audit_cursor(cursor: str | None) -> tuple[int | None, int | None]:
+    if cursor is None:
+        return None, None
+    after, _, until = cursor.partition(".")
+    bounds = int(after), int(until) if until else None
+    if any(b is not None and b > AUDIT_ID_MAX for b in bounds):
+        raise FieldProblems([FieldError(field="cursor", message="not a next_cursor of this "
+                                        "trail; start again without a cursor")])
+    return bounds
 
 
 async def audit_page(session: SessionDep, reg: Registry, condition: Any, limit: int,
-                     cursor: int | None) -> AuditPage:
-    query = select(AuditEntry).where(AuditEntry.client_id == reg.client_id, condition)
-    if cursor is not None:
-        query = query.where(AuditEntry.id > cursor)
+                     after: int | None, until: int | None) -> tuple[AuditPage, list[AuditEntry]]:
+    """A page of the trail after `after`, up to entry `until` (on a first page, the newest
+    there is: its own read, recorded after it, comes later)."""
+    if until is None:
+        until = await session.scalar(select(func.max(AuditEntry.id))) or 0
+    query = select(AuditEntry).where(AuditEntry.client_id == reg.client_id, condition,
+                                     AuditEntry.id <= until)
+    if after is not None:
+        query = query.where(AuditEntry.id > after)
     entries = list(await session.scalars(query.order_by(AuditEntry.id).limit(limit + 1)))
     page = entries[:limit]
     return AuditPage(items=[AuditEntryOut.model_validate(e, from_attributes=True) for e in page],
-                     next_cursor=str(page[-1].id) if len(entries) > limit else None)
+                     next_cursor=f"{page[-1].id}.{until}" if len(entries) > limit
+                     else None), page
 
 
 @audit_router.get("", response_model=AuditPage)
 async def audit_by_actor(
-    reg: RegistryDep, session: SessionDep, actor_type: ActorType,
+    reg: RegistryDep, session: SessionDep, reads: ReadsDep, actor_type: ActorType,
     actor_id: str = Query(max_length=100), limit: int = Query(100, ge=1, le=1000),
-    cursor: int | None = Query(None, ge=0, le=AUDIT_ID_MAX),
+    cursor: str | None = AUDIT_CURSOR,
 ) -> AuditPage:
-    """What one actor (an API key, a customer's journey) read or changed."""
-    return await audit_page(session, reg, (AuditEntry.actor_type == actor_type)
-                            & (AuditEntry.actor_id == actor_id), limit, cursor)
+    """What one actor (an API key, a customer's journey) read or changed. Reading it is a read
+    of each contact on the page, recorded as the contact's trail records it."""
+    after, until = audit_cursor(cursor)
+    page, entries = await audit_page(session, reg, (AuditEntry.actor_type == actor_type)
+                                     & (AuditEntry.actor_id == actor_id), limit, after, until)
+    await reads.of(e.contact_id for e in entries if e.contact_id is not None)
+    return page
 
 
 # --- addresses, contact points, identification media --------------------------------------------

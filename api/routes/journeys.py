@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from temporalio.service import RPCError
 
 from api import withdrawals
-from api.deps import ClientDep, NoBody, ReadsDep, SessionDep, StateDep
+from api.deps import ClientDep, NoBody, Reads, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of
 from api.schemas import (
@@ -104,6 +104,14 @@ async def detailed(session: SessionDep, journey: Journey) -> JourneyOut:
     return journey_out(journey, contact, events)
 
 
+async def shown(session: SessionDep, journey: Journey, reads: Reads) -> JourneyOut:
+    """The journey a change answers with: what the customer typed and its history are personal
+    data, read as GET's answer is (audited, naming the route)."""
+    out = await detailed(session, journey)
+    await reads.of([journey.contact_id])
+    return out
+
+
 @router.get("/v1/journeys/{journey_id}", response_model=JourneyOut)
 async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
                       reads: ReadsDep) -> JourneyOut:
@@ -116,7 +124,8 @@ async def get_journey(journey_id: uuid.UUID, client: ClientDep, session: Session
              responses={409: {"model": ErrorBody, "description": "The journey has no claim, or "
                               "its payment was recorded with another amount"}})
 async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                            state: StateDep, body: PaymentCompleted | None = None) -> JourneyOut:
+                            state: StateDep, reads: ReadsDep,
+                            body: PaymentCompleted | None = None) -> JourneyOut:
     """The client's payment system saw the claim paid: recorded on the journey, announced as
     `journey.payment_completed`, and the journey stops reminding. Whether the customer left
     their data before, after or not at all does not matter. The payment is the claim's: every
@@ -186,7 +195,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
                 JourneyWorkflow.payment_completed)
         except RPCError:
             pass  # the journey has ended: there is nothing left to remind of
-    return await detailed(session, journey)
+    return await shown(session, journey, reads)
 
 
 @router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,
@@ -194,7 +203,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
              responses={409: {"model": ErrorBody, "description": "The journey ended otherwise "
                               "(verified, expired, opted out)"}})
 async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                         state: StateDep, response: Response) -> JourneyOut:
+                         state: StateDep, response: Response, reads: ReadsDep) -> JourneyOut:
     """Withdraws the open journey: it ends as `cancelled` (history detail `{"by": "client",
     "reason": "journey_cancelled"}`), sends nothing more, and its page says the client withdrew
     the request. Answers once that is recorded (202 with the journey still open if its
@@ -216,4 +225,4 @@ async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: Sess
                                 "nothing to cancel")
     if journey.stage not in FINAL_STAGES:
         response.status_code = 202
-    return await detailed(session, journey)
+    return await shown(session, journey, reads)

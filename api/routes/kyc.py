@@ -18,6 +18,7 @@ from api.deps import (
     ClientDep,
     IdempotencyKeyHeader,
     NoBody,
+    Reads,
     ReadsDep,
     SessionDep,
     StateDep,
@@ -156,6 +157,14 @@ async def current_profile(session, contact: Contact) -> KycProfileOut:
     return await profile_out(session, contact, profile, detail=True)
 
 
+async def changed_profile(session, contact: Contact, reads: Reads) -> KycProfileOut:
+    """The profile a change answers with: its documents and history are personal data, read
+    as GET's answer is (audited, naming the route)."""
+    out = await current_profile(session, contact)
+    await reads.of([contact.id])
+    return out
+
+
 def refused(err: Exception) -> JSONResponse:
     if isinstance(err, ContactAnonymised):
         return error_response(409, "contact_anonymised", str(err))
@@ -184,7 +193,7 @@ async def get_profile(contact_id: uuid.UUID, client: ClientDep, session: Session
 
 @router.post("/contacts/{contact_id}/assign", response_model=KycProfileOut)
 async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: ClientDep,
-                         session: SessionDep, state: StateDep):
+                         session: SessionDep, state: StateDep, reads: ReadsDep):
     """Assigns a profile, or changes it: to a lower level freely (and verified at once); to a
     higher level for a verified customer only once the required information is present."""
     try:
@@ -199,13 +208,13 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
             definition_id=body.definition_id, source="api")
     except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
-    return await current_profile(session, contact)
+    return await changed_profile(session, contact, reads)
 
 
 @router.post("/contacts/{contact_id}/verify", response_model=KycProfileOut,
              dependencies=[NoBody])
 async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                         state: StateDep):
+                         state: StateDep, reads: ReadsDep):
     try:
         contact = await decided_contact(session, client.id, contact_id)
         await kyc_profiles.update_profile(
@@ -214,12 +223,12 @@ async def verify_profile(contact_id: uuid.UUID, client: ClientDep, session: Sess
             VerifyKycInput(at=datetime.now(UTC)))
     except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
-    return await current_profile(session, contact)
+    return await changed_profile(session, contact, reads)
 
 
 @router.post("/contacts/{contact_id}/refute", response_model=KycProfileOut)
 async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: ClientDep,
-                         session: SessionDep, state: StateDep):
+                         session: SessionDep, state: StateDep, reads: ReadsDep):
     """Refutes a profile pending verification; the customer gets the reason and a link to
     upload what is needed."""
     try:
@@ -230,7 +239,7 @@ async def refute_profile(contact_id: uuid.UUID, body: KycRefuteRequest, client: 
             RefuteKycInput(reason=body.reason, at=datetime.now(UTC)))
     except (ContactAnonymised, WorkflowUpdateFailedError, RPCError) as err:
         return refused(err)
-    return await current_profile(session, contact)
+    return await changed_profile(session, contact, reads)
 
 
 # --- documents -----------------------------------------------------------------------------
