@@ -353,12 +353,19 @@ async def apply_scalars(session: AsyncSession, reg: Registry, contact: Contact,
     merged = {**current, **given}
     points = await first_points(session, contact.id)
     values = rule_values(merged, points, contact.external_id)
+    changed = audit.changes(current, given)
     # A contact enrolled by email alone has no name yet; only a change of names must give one.
-    problems = (reg.problems(merged["kind"], values, None) if given.keys() & NAME_FIELDS
-                else reg.rule_problems(merged["kind"], values))
+    problems = (reg.name_problems(merged["kind"], values) if given.keys() & NAME_FIELDS
+                else [])
+    # Nor does a contact from before the rule lack its fields by this change's fault (as in
+    # points_changed): tags or a language can still be changed; a change of a field the rule
+    # keys the contact by (or of its kind, which rule applies) needs them all, as a new
+    # contact does.
+    rule = reg.rules[merged["kind"]]
+    if changed.keys() & ({"kind"} | (rule.fields if rule else set())):
+        problems += reg.rule_problems(merged["kind"], values)
     if problems:
         raise Invalid(problems)
-    changed = audit.changes(current, given)
     if not changed:
         return {}
     await replace_keys(session, reg, contact, merged["kind"], values)

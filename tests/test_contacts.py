@@ -555,6 +555,31 @@ async def test_a_new_rule_rekeys_contacts_or_is_refused(tenant):
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "person_rule"
 
 
+async def test_a_contact_from_before_a_rule_keeps_being_changed_but_for_the_rule(tenant):
+    """A rule added later made every change of a contact that predates it (tags, language)
+    a 422 naming the fields the rule needs, which the change did not touch."""
+    old = await create(tenant, {"first_name": "Oud", "last_name": f"Voor-{uuid.uuid4().hex[:6]}"})
+    await set_rule(tenant)
+    base = f"/v1/contacts/{old['id']}"
+    for change in ({"tags": ["vip"]}, {"language": "nl"}, {"first_name": "Oude"}, {}):
+        response = await tenant.http.patch(base, headers=tenant.auth, json=change)
+        assert response.status_code == 200, (change, response.text)
+    after = (await tenant.get(base)).json()
+    assert (after["tags"], after["language"], after["first_name"]) == (["vip"], "nl", "Oude")
+    # A change of a field the rule keys by needs all of them, as a new contact does.
+    refused = await tenant.http.patch(base, headers=tenant.auth, json={"id_number": "N1"})
+    assert refused.status_code == 422, refused.text
+    assert {f["field"] for f in refused.json()["error"]["fields"]} == {"ssn"}
+    given = await tenant.http.patch(base, headers=tenant.auth,
+                                    json={"id_number": "N1", "ssn": f"S{uuid.uuid4().hex[:8]}"})
+    assert given.status_code == 200, given.text
+    # And so does clearing one, now that it has them.
+    cleared = await tenant.http.patch(base, headers=tenant.auth, json={"ssn": None, "tags": []})
+    assert cleared.status_code == 422, cleared.text
+    assert [f["field"] for f in cleared.json()["error"]["fields"]] == ["ssn"]
+    assert (await tenant.get(base)).json()["tags"] == ["vip"]
+
+
 async def test_settings_change_only_what_the_client_names(tenant):
     """PATCH keeps every setting it does not name; PUT replaces the whole document, so one
     that leaves fields out is refused rather than resetting them (retention switched off)."""
