@@ -515,6 +515,12 @@ async def change_address(session: AsyncSession, reg: Registry, contact: Contact,
     before = address_dict(address)
     addresses = await _addresses(session, contact.id)
     if action == "deactivate" and address.active:
+        # One active per type: deactivating it would leave the contact without the address
+        # its creation had to give.
+        if any(t.mandatory and t.name == address.type for t in reg.settings.address_types):
+            raise Invalid([FieldError(field="address", message=(
+                f"a {address.type} address is required: add the new one, which replaces it, "
+                "or activate another"))])
         was_primary = address.is_primary
         await _deactivate(session, address)
         if was_primary:

@@ -103,6 +103,34 @@ async def test_an_address_line_is_one_line(tenant):
         assert refused.json()["error"]["fields"][0]["field"] == field
 
 
+async def test_the_one_address_of_a_mandatory_type_is_replaced_not_deactivated(tenant):
+    """Deactivating a contact's one home address, where a home address is required, left the
+    contact without one: creating it had to give one."""
+    await tenant.http.patch("/v1/contact-settings", headers=tenant.auth, json={
+        "address_types": [{"name": "home", "mandatory": True}, {"name": "billing"}]})
+    contact = await create(tenant, {"last_name": "Thuis", "addresses": [
+        {"type": "home", "line1": "Huis 1", "city": "Gouda", "country": "NL"}]})
+    [home] = contact["addresses"]
+    base = f"/v1/contacts/{contact['id']}/addresses"
+    refused = await tenant.post(f"{base}/{home['id']}/deactivate", {})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "address_rule"
+    assert refused.json()["error"]["message"] == (
+        "a home address is required: add the new one, which replaces it, or activate another")
+    assert (await tenant.get(f"/v1/contacts/{contact['id']}")).json()["addresses"] == [home]
+    # The ways the message names: a new home replaces it, or a former one is activated.
+    new = (await tenant.post(base, {"type": "home", "line1": "Huis 2", "city": "Gouda",
+                                    "country": "NL"})).json()
+    assert (await tenant.post(f"{base}/{home['id']}/activate", {})).status_code == 200
+    after = (await tenant.get(f"/v1/contacts/{contact['id']}",
+                              include_inactive_addresses="true")).json()["addresses"]
+    assert {a["id"]: a["active"] for a in after} == {home["id"]: True, new["id"]: False}
+    # A type that is not mandatory can be deactivated away.
+    billing = (await tenant.post(base, {"type": "billing", "line1": "Post 1", "city": "Gouda",
+                                        "country": "NL"})).json()
+    assert (await tenant.post(f"{base}/{billing['id']}/deactivate", {})).status_code == 200
+
+
 @pytest.mark.parametrize(("given", "told"), [
     # Read as seconds since 1970, these were stored as 1970-01-01 and 1970-08-18.
     (0, "not as a number"), ("0", "not as a number"), ("19800131", "not as a number"),
@@ -236,11 +264,13 @@ async def test_addresses_one_active_per_type_one_primary_history_kept(tenant):
     assert not now[first_home["id"]]["active"] and now[first_home["id"]]["deactivated_at"]
     assert now[second_home["id"]]["primary"] and not now[business["id"]]["primary"]
     # Deactivating the primary moves primary to the remaining active address.
-    await act(second_home["id"], "deactivate")
+    await act(business["id"], "primary")
+    await act(business["id"], "deactivate")
     now = await addresses()
-    assert now[business["id"]]["primary"]
+    assert now[second_home["id"]]["primary"]
     # Returning to a former address reactivates it; an inactive one cannot be primary.
-    await act(second_home["id"], "primary", status=409)
+    await act(business["id"], "primary", status=409)
+    await act(business["id"], "activate")
     await act(first_home["id"], "activate")
     await add({"type": "home", "line1": "Derde 3", "city": "Delft", "country": "NL"})
     now = await addresses()
