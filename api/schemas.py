@@ -1029,7 +1029,9 @@ class ClaimIn(Strict):
 
 
 class ContactIn(Strict):
-    external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    # As the registry's ExternalId (contacts.schemas): an enrolment creates contacts too.
+    external_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                  max_length=200), AfterValidator(one_line)]
     first_name: Annotated[str, AfterValidator(one_line)] | None = Field(default=None,
                                                                          max_length=200)
     last_name: Annotated[str, AfterValidator(one_line)] | None = Field(default=None,

@@ -12,6 +12,7 @@ import phonenumbers
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Field,
     StringConstraints,
     ValidationInfo,
@@ -44,7 +45,22 @@ Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
                  AfterValidator(one_line)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=meaning(
     r"^[A-Za-z]{2}$", "a two-letter ISO country code, e.g. NL"))]
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# The client's own id, shown and looked up as typed: a line break or direction mark would make
+# it read as another in a list, an export or the error CSV of an import.
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                       AfterValidator(one_line)]
+
+
+def blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# One line as the other parts; a blank one is none (as an import's empty cell), so that the
+# same address given without it later is not a change.
+PostalCode = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=20),
+              AfterValidator(one_line)] | None,
+    BeforeValidator(blank_is_none)]
 DEFAULT_REGION = "NL"
 # A contact's language when none is given; one it always has (its messages speak one).
 DEFAULT_LANGUAGE = "en"
@@ -83,8 +99,7 @@ class AddressIn(Strict):
     type: Slug
     line1: Line
     line2: Line | None = None
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True,
-                                                  max_length=20)] | None = None
+    postal_code: PostalCode = None
     city: Text
     region: Text | None = None
     country: Country

@@ -103,6 +103,51 @@ async def test_an_address_line_is_one_line(tenant):
         assert refused.json()["error"]["fields"][0]["field"] == field
 
 
+async def test_a_postal_code_is_one_line_and_a_blank_one_is_none(tenant):
+    """A postal code took a line break or a direction mark (the other parts of an address
+    refused them), and a blank one was stored as "" where an import stores none."""
+    contact = await create(tenant, {"last_name": "Postcode"})
+    base = f"/v1/contacts/{contact['id']}/addresses"
+    street = {"type": "home", "line1": "Main 1", "city": "Gouda", "country": "NL"}
+    for value in ("1234\nAB", "1234 AB\u202e", "12\t34"):
+        refused = await tenant.post(base, {**street, "postal_code": value})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["fields"][0]["field"] == "postal_code"
+    blank = await tenant.post(base, {**street, "postal_code": "  "})
+    assert blank.status_code == 201 and blank.json()["postal_code"] is None, blank.text
+    # So the same address from an import, without a postal code, is not a change.
+    job = await finished(tenant, (await upload(tenant, (
+        "external_id,last_name,address_type,address_line1,city,country\r\n"
+        f"{contact['external_id']},Postcode,home,Main 1,Gouda,NL\r\n").encode()))["id"])
+    assert (job["created"], job["updated"], job["unchanged"]) == (0, 0, 1), job
+    # An import checks it as the API does.
+    job = await finished(tenant, (await upload(tenant, (
+        "external_id,last_name,address_type,address_line1,postal_code,city,country\r\n"
+        'pc-1,Postcode,home,Main 1,"1234\nAB",Gouda,NL\r\n').encode()))["id"])
+    assert job["failed"] == 1, job
+    errors = await tenant.get(job["errors_url"])
+    assert [row[:2] for row in csv.reader(io.StringIO(errors.text))][1:] == [
+        ["2", "postal_code"]], errors.text
+
+
+async def test_an_external_id_is_one_line(tenant, mailbox):
+    """The client's own id took a line break, a control character or a direction mark, by
+    the API, an import and an enrolment."""
+    for value in ("crm\n1", "crm\u00071", "crm-\u202e1"):
+        refused = await tenant.post("/v1/contacts", {"last_name": "Ext", "external_id": value})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["fields"][0]["field"] == "external_id"
+    job = await finished(tenant, (await upload(
+        tenant, 'external_id,last_name\r\n"crm\n2",Ext\r\n'.encode()))["id"])
+    assert (job["created"], job["failed"]) == (0, 1), job
+    campaign = await tenant.create_campaign(languages=["en"])
+    enrolled = await tenant.http.post(f"/v1/campaigns/{campaign['id']}/contacts",
+                                      headers=tenant.auth, json={"contacts": [
+                                          {"external_id": "crm\u202e3", "email": "e@example.com"}]})
+    [item] = enrolled.json()["results"]
+    assert item["status"] == "rejected" and item["errors"][0]["field"] == "external_id", item
+
+
 async def test_the_one_address_of_a_mandatory_type_is_replaced_not_deactivated(tenant):
     """Deactivating a contact's one home address, where a home address is required, left the
     contact without one: creating it had to give one."""
