@@ -335,3 +335,38 @@ async def test_a_contact_enrolled_again_has_a_row_per_round(tenant, http, mailbo
     entries = (await tenant.get(f"{base}/report.json")).json()["rows"]
     assert {e["journey_id"]: datetime.fromisoformat(e["enrolled_at"])
             for e in entries} == started
+
+
+async def test_report_json_is_documented_and_a_csv_may_start_with_a_bom(tenant, http, mailbox):
+    """A client integrating report.json finds its schema in the OpenAPI document, and the
+    documents it gets read by it (a payment-reminder campaign's too). The CSVs are plain UTF-8
+    for programs; `?bom=true` starts them with a byte order mark, for Excel."""
+    from api.routes.reports import ReportDocument
+    from tests.test_payment_journey import claim, paid
+    openapi = (await http.get("/openapi.json")).json()
+    report = openapi["paths"]["/v1/campaigns/{campaign_id}/report.json"]["get"]
+    assert report["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ReportDocument"}
+    row = openapi["components"]["schemas"]["ReportRow"]
+    assert {"enrolled_at", "consents", "email_state", "paid"} <= set(row["properties"])
+
+    campaign, journeys = await walk_three_customers(tenant, http, mailbox)
+    base = f"/v1/campaigns/{campaign['id']}"
+    document = ReportDocument.model_validate((await tenant.get(f"{base}/report.json")).json())
+    assert [str(r.journey_id) for r in document.rows] == [journeys[0]]
+    assert {c.key: c.legal_text_version for c in document.rows[0].consents}["terms"] == "2026-1"
+    payments = await tenant.create_campaign(payments=True)
+    [r] = (await tenant.enrol(payments["id"], {"external_id": "pays", "email": unique_email(),
+                                               "claim": claim(1)}))["results"]
+    await paid(tenant, r["journey_id"], amount="125.50")
+    [row] = ReportDocument.model_validate((await tenant.get(
+        f"/v1/campaigns/{payments['id']}/report.json")).json()).rows
+    assert (row.paid, row.amount, row.reference, row.email) == (True, "125.50", "INV-1", None)
+
+    for name in ("report.csv", "bounces.csv", "funnel.csv"):
+        plain = (await tenant.get(f"{base}/{name}")).content
+        assert not plain.startswith(b"\xef\xbb\xbf"), name
+        marked = (await tenant.get(f"{base}/{name}", bom="true")).content
+        assert marked == b"\xef\xbb\xbf" + plain, name
+        assert next(csv.reader(io.StringIO(marked.decode("utf-8-sig"))))[0] in (
+            "journey_id", "at", "channel")

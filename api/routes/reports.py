@@ -7,8 +7,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from api.deps import ClientDep, Reads, ReadsDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES
@@ -21,6 +25,67 @@ from db.launches import plan_channels
 from db.models import Campaign, utcnow
 
 router = APIRouter(prefix="/v1/campaigns", tags=["reports"], responses=ERROR_RESPONSES)
+# For Excel, which reads a CSV without it as the Windows code page (Zoë as ZoÃ«); off by
+# default, as programs reading the CSV would take it for part of the first column's name.
+BOM = "\ufeff"
+BOM_QUERY = Query(False, description="Start the CSV with a UTF-8 byte order mark, so that "
+                  "Excel opens it with its accents")
+
+
+# report.json as documented in the OpenAPI schema (the route streams it, so it is not
+# validated on the way out; tests/test_reports.py reads a real one with it).
+class ReportConsent(BaseModel):
+    key: str | None = Field(description="The campaign's consent checkbox")
+    purpose: str
+    channel: str
+    granted: bool
+    given_at: datetime
+    source: str
+    legal_text_language: str | None
+    legal_text_version: str | None
+    legal_text_sha256: str | None
+
+
+class ReportRow(BaseModel):
+    journey_id: uuid.UUID
+    contact_id: uuid.UUID
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    language: str
+    stage: str
+    enrolled_at: datetime = Field(description="When this journey (round) began: a contact "
+                                  "enrolled again has a row per round")
+    email: str | None
+    email_state: str | None = Field(description="verified, pending or unverified")
+    mobile: str | None
+    mobile_state: str | None = Field(description="verified, pending or unverified")
+    address: dict[str, Any] | None = Field(description="The address entered: type, line1, "
+                                           "line2, postal_code, city, region, country")
+    submitted_at: datetime | None
+    verified_at: datetime | None
+    ip: str | None
+    user_agent: str | None
+    reference: str | None = Field(default=None, description="Payment-reminder campaigns only "
+                                  "(as currency, paid, paid_at and amount): the claim's")
+    currency: str | None = None
+    paid: bool | None = None
+    paid_at: datetime | None = None
+    amount: str | None = Field(default=None, description="As payment-completed recorded it")
+    consents: list[ReportConsent] = Field(description="The consents of the submission that "
+                                          "collected the data")
+
+
+class ReportCampaign(BaseModel):
+    id: uuid.UUID
+    name: str
+    generated_at: datetime
+
+
+class ReportDocument(BaseModel):
+    campaign: ReportCampaign
+    rows: list[ReportRow] = Field(description="One per journey that entered data (or, in a "
+                                  "payment-reminder campaign, was reported paid)")
 
 
 def first_channel(campaign: Campaign) -> str:
@@ -68,12 +133,13 @@ def funnel_columns(campaign: Campaign) -> list[str]:
 
 @router.get("/{campaign_id}/funnel.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
-async def funnel_csv(campaign_id: uuid.UUID, client: ClientDep,
-                     session: SessionDep) -> StreamingResponse:
+async def funnel_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                     bom: bool = BOM_QUERY) -> StreamingResponse:
     """The funnel by channel and language, one row each, and a last row `*,*` in total."""
     campaign, funnel = await _funnel(session, client.id, campaign_id)
     columns = funnel_columns(campaign)
-    buffer = io.StringIO()
+    buffer = io.StringIO(BOM if bom else "")
+    buffer.seek(0, io.SEEK_END)
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(row.model_dump(include=set(columns)) for row in funnel.by_channel_language)
@@ -90,12 +156,14 @@ BOUNCE_COLUMNS = ["at", "journey_id", "external_id", "language", "step", "channe
 @router.get("/{campaign_id}/bounces.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
 async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                      state: StateDep, reads: ReadsDep) -> StreamingResponse:
+                      state: StateDep, reads: ReadsDep,
+                      bom: bool = BOM_QUERY) -> StreamingResponse:
     """Every bounce of the campaign with the provider's reason, oldest first; streamed."""
     campaign = await campaign_of(session, client.id, campaign_id)
 
     async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO()
+        buffer = io.StringIO(BOM if bom else "")
+        buffer.seek(0, io.SEEK_END)
         writer = csv.DictWriter(buffer, fieldnames=BOUNCE_COLUMNS)
         writer.writeheader()
         async with state.sessions() as own:
@@ -134,7 +202,8 @@ async def _partitions(state: StateDep, campaign: Campaign, reads: Reads
 @router.get("/{campaign_id}/report.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
 async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
-                     state: StateDep, reads: ReadsDep) -> StreamingResponse:
+                     state: StateDep, reads: ReadsDep,
+                     bom: bool = BOM_QUERY) -> StreamingResponse:
     """One row per journey that entered data (a contact enrolled again has a row per round,
     each with its `journey_id` and `enrolled_at`): the data, its verification, and per consent
     checkbox granted/declined with the version and hash of the legal text shown. A
@@ -147,7 +216,8 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
         payments=bool(campaign.spec.get("payments")))
 
     async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO()
+        buffer = io.StringIO(BOM if bom else "")
+        buffer.seek(0, io.SEEK_END)
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         async for rows in _partitions(state, campaign, reads):
@@ -161,7 +231,8 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
 
 
 @router.get("/{campaign_id}/report.json", response_class=StreamingResponse,
-            responses={200: {"content": {"application/json": {}}}})
+            responses={200: {"model": ReportDocument,
+                             "content": {"application/json": {}}}})
 async def report_json(campaign_id: uuid.UUID, client: ClientDep, session: SessionDep,
                       state: StateDep, reads: ReadsDep) -> StreamingResponse:
     """The same rows as the CSV with the consents as a list: {"campaign": ..., "rows": [...]}."""
