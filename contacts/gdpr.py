@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contacts import audit, histories, registry, suppression
@@ -24,7 +24,7 @@ from core.vocabulary import (
     Stage,
     SuppressionReason,
 )
-from db import consents as consents_db
+from db import consents as consents_db, crud
 from db.kyc_models import KycDocument, KycEvent, KycProfile
 from db.models import (
     Client,
@@ -68,22 +68,46 @@ class Blocked(Exception):
     def __init__(self, blocking: list[tuple[str, str]]) -> None:
         self.reasons = [reason for _, reason in blocking]
         super().__init__("; ".join(self.reasons))
-        # What blocks, by field of the contact: "journeys" or "kyc".
+        # What blocks, by field of the contact: "journeys", "claims" or "kyc".
         self.blocking = blocking
 
 
+def _under_review(contact_id: Any) -> ColumnElement[bool]:
+    """The back office is reviewing KYC documents the contact submitted."""
+    return exists().where(
+        KycProfile.contact_id == contact_id, KycProfile.state == KycState.pending_verification,
+        exists().where(KycDocument.contact_id == KycProfile.contact_id))
+
+
+def _owes(contact_id: Any) -> ColumnElement[bool]:
+    """A journey of the contact carries a claim neither reported paid nor withdrawn by the
+    client: the contact still owes it, and the client needs to know who."""
+    return ((Journey.contact_id == contact_id) & Journey.claim.is_not(None)
+            & Journey.paid_at.is_(None)
+            & ~exists().where(JourneyEvent.journey_id == Journey.id,
+                              JourneyEvent.step == crud.CLAIM_WITHDRAWN_STEP))
+
+
 async def blockers(session: AsyncSession, contact: Contact) -> list[tuple[str, str]]:
-    """Why the contact's personal data cannot go yet: a journey still running needs it, or the
-    back office is reviewing KYC documents the customer submitted."""
+    """Why the contact's personal data cannot go yet: a journey still running needs it, a claim
+    is still owed by them, or the back office is reviewing KYC documents they submitted."""
     open_journeys = await session.scalars(select(Journey).where(
         Journey.contact_id == contact.id, OPEN_JOURNEY).order_by(Journey.created_at))
     reasons = [("journeys", f"journey {j.id} in campaign {j.campaign_id} is still open "
                             f"(stage {j.stage}): end it with POST /v1/journeys/{j.id}/cancel")
                for j in open_journeys]
-    under_review = await session.scalar(select(KycProfile).where(
-        KycProfile.contact_id == contact.id, KycProfile.state == KycState.pending_verification,
-        exists().where(KycDocument.contact_id == contact.id)))
-    if under_review is not None:
+    # A claim by its newest journey: any of them takes the payment or the withdrawal.
+    owed = {(campaign_id, reference): journey_id
+            for journey_id, campaign_id, reference in await session.execute(
+                select(Journey.id, Journey.campaign_id, Journey.claim["reference"].as_string())
+                .where(_owes(contact.id)).order_by(Journey.created_at))}
+    reasons += [("claims", f"claim {reference} in campaign {campaign_id} is unpaid: report it "
+                           f"paid with POST /v1/journeys/{journey_id}/payment-completed, or, "
+                           f"once its journey has ended, withdraw it with POST /v1/journeys/"
+                           f"{journey_id}/claim-withdrawn (ending or cancelling a journey, "
+                           "?cancel_journeys=true too, leaves its claim owed: it is money)")
+                for (campaign_id, reference), journey_id in owed.items()]
+    if await session.scalar(select(_under_review(contact.id))):
         reasons.append(("kyc", "the contact's KYC profile is under review (documents "
                                "submitted, no decision yet: verify or refute it)"))
     return reasons
@@ -350,13 +374,26 @@ async def terminate(session: AsyncSession, contact: Contact, actor: Actor, *,
 
 
 async def inactive_contacts(session: AsyncSession, *, client_id: uuid.UUID, cutoff: datetime,
-                            limit: int) -> list[Contact]:
-    """Not anonymised, untouched since the cutoff, no journey active since then or still open."""
-    recent_journey = exists().where(Journey.contact_id == Contact.id,
-                                    or_(Journey.updated_at >= cutoff, OPEN_JOURNEY))
+                            limit: int, after: uuid.UUID | None = None) -> list[Contact]:
+    """Not anonymised, no activity since the cutoff, and nothing a rule protects (as `blockers`
+    says), by id from `after`. Activity is: a change of the contact's record, a journey active
+    since then or still open, a consent decision recorded (by any source: API, import,
+    preference centre, page, SMS STOP), a KYC document uploaded or KYC step taken, a message
+    the client sent it."""
+    def since(model: Any, at: Any) -> ColumnElement[bool]:
+        return exists().where(model.contact_id == Contact.id, at >= cutoff)
+    active = or_(
+        exists().where(Journey.contact_id == Contact.id,
+                       or_(Journey.updated_at >= cutoff, OPEN_JOURNEY)),
+        since(ConsentEvent, ConsentEvent.recorded_at),
+        since(KycDocument, KycDocument.uploaded_at),
+        since(KycEvent, KycEvent.at),
+        since(ClientMessage, ClientMessage.created_at))
+    protected = or_(exists().where(_owes(Contact.id)), _under_review(Contact.id))
     return list(await session.scalars(select(Contact).where(
         Contact.client_id == client_id, Contact.anonymised_at.is_(None),
-        Contact.updated_at < cutoff, ~recent_journey).order_by(Contact.id).limit(limit)
+        Contact.updated_at < cutoff, ~active, ~protected,
+        *([Contact.id > after] if after else [])).order_by(Contact.id).limit(limit)
         .with_for_update(skip_locked=True)))
 
 

@@ -406,6 +406,8 @@ def clear_undeliverable(row: ContactPoint | ContactAddress) -> None:
 
 # The journey event of a reported payment; its detail holds the reference, paid_at and amount.
 PAYMENT_STEP = "payment"
+# The journey event of a claim the client withdrew (no longer asked of the contact).
+CLAIM_WITHDRAWN_STEP = "claim-withdrawn"
 
 
 async def add_journey_event(

@@ -237,6 +237,16 @@ async def payment_journey(tenant: Tenant) -> str:
         "external_id": f"pay-{uuid.uuid4().hex[:8]}", "email": unique_email(),
         "claim": {"reference": "INV-1", "payment_url": "https://pay.example.com/1"}})
     return enrolled["results"][0]["journey_id"]
+
+
+async def ended_payment_journey(tenant: Tenant) -> str:
+    """A payment journey the client cancelled, its claim still unpaid."""
+    journey_id = await payment_journey(tenant)
+    assert (await tenant.post(f"/v1/journeys/{journey_id}/cancel", {})).status_code in (200, 202)
+    await tenant.wait_for_stage(journey_id, "cancelled")
+    return journey_id
+
+
 async def held_launch(tenant: Tenant) -> str:
     """A campaign whose launch waits, paused, for its client."""
     campaign_id = await new_campaign(tenant)
@@ -255,6 +265,7 @@ ROUTE_IDS: dict[str, dict[str, IdSource]] = {
     "GET /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": running_reconsent},
     "POST /v1/campaigns/{campaign_id}/reconsent-run": {"campaign_id": reconsent_campaign},
     "POST /v1/journeys/{journey_id}/payment-completed": {"journey_id": payment_journey},
+    "POST /v1/journeys/{journey_id}/claim-withdrawn": {"journey_id": ended_payment_journey},
     "DELETE /v1/contacts/{contact_id}": {"contact_id": registry_contact},
     "POST /v1/contacts/{contact_id}/anonymise": {"contact_id": registry_contact},
     "POST /v1/kyc/contacts/{contact_id}/documents": {"contact_id": registry_contact},

@@ -19,7 +19,7 @@ from db.kyc_models import KycDocument
 from db.session import transaction
 from messaging import links
 from messaging.local_outbox import read_records
-from tests.helpers import Customer, unique_email
+from tests.helpers import Customer, eventually, unique_email
 from tests.test_channel_plans import (
     contact as person_with,
     enrol,
@@ -28,6 +28,7 @@ from tests.test_channel_plans import (
     wait_for_sms,
 )
 from tests.histories import save_history
+from tests.test_payment_journey import claim as payment_claim
 from tests.test_kyc import (
     ID_OR_PASSPORT as KYC_ID_OR_PASSPORT,
     IDENTITY as KYC_IDENTITY,
@@ -650,3 +651,170 @@ async def test_a_deleted_contacts_queued_events_keep_their_place_in_the_sequence
     assert [first.headers["webhook-sequence"], second.headers["webhook-sequence"]] == ["1", "2"]
     assert first.payload["data"] == {"deleted": True, "contact_id": gone}
     assert second.payload["data"]["contact"]["id"] == kept
+
+
+async def aged(sessions, contact_id: str, days: int = 40) -> None:
+    """Everything the contact did or had done to it happened `days` ago."""
+    async with transaction(sessions) as session:
+        for statement in (
+                "UPDATE contacts SET updated_at = now() - make_interval(days => :d) "
+                "WHERE id = :c",
+                "UPDATE journeys SET updated_at = now() - make_interval(days => :d) "
+                "WHERE contact_id = :c",
+                "UPDATE kyc_documents SET uploaded_at = now() - make_interval(days => :d) "
+                "WHERE contact_id = :c",
+                "UPDATE kyc_events SET at = now() - make_interval(days => :d) "
+                "WHERE contact_id = :c"):
+            await session.execute(text(statement), {"c": contact_id, "d": days})
+
+
+async def run_inactive_anonymisation(temporal_env, settings) -> None:
+    """One run of the schedule's workflow, over every client with a retention period."""
+    handle = await temporal_env.client.start_workflow(
+        AnonymiseInactiveContactsWorkflow.run, AnonymiseInactiveInput(batch_size=100),
+        id=f"anonymise-inactive-test-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+    try:
+        await asyncio.wait_for(handle.result(), timeout=60)
+    except TimeoutError:
+        pending = [(p.activity_type.name, p.attempt, p.last_failure.message)
+                   for p in (await handle.describe()).raw_description.pending_activities]
+        await handle.terminate("the test gave up on it")
+        raise AssertionError(f"the inactive anonymisation did not finish: {pending}") from None
+
+
+async def test_inactive_contacts_a_rule_protects_are_skipped_not_a_stalled_batch(
+        tenant, temporal_env, settings, sessions, mailbox):
+    """A dormant contact is anonymised, while dormant ones a rule protects (KYC documents under
+    review, an unpaid claim) are kept: they neither fail the run nor keep it from the others;
+    once nothing protects them (the claim withdrawn), the next run anonymises them."""
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                       json={"anonymise_inactive_after_days": 30})
+    assert response.status_code == 200, response.text
+    dormant = (await tenant.post("/v1/contacts", {"last_name": "Dormant"})).json()["id"]
+    await kyc_define(tenant, 2, KYC_IDENTITY + KYC_ID_OR_PASSPORT)
+    reviewed, _ = await kyc_contact(sessions, tenant)
+    assert (await kyc_upload(tenant, reviewed)).status_code == 201
+
+    async def registered() -> bool:
+        async with transaction(sessions) as session:
+            return bool(await session.scalar(text(
+                "SELECT count(*) FROM kyc_events WHERE contact_id = :c AND step LIKE '%/email'"),
+                {"c": reviewed}))
+    await eventually(registered, what="the KYC registration message recorded")
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], payments=True)
+    [owing] = (await tenant.enrol(campaign["id"], {
+        "external_id": f"owes-{uuid.uuid4().hex[:8]}", "email": unique_email("owes"),
+        "claim": payment_claim(41)}))["results"]
+    assert (await tenant.post(f"/v1/journeys/{owing['journey_id']}/cancel", {})
+            ).status_code in (200, 202)
+    await tenant.wait_for_stage(owing["journey_id"], "cancelled")
+    for contact_id in (dormant, reviewed, owing["contact_id"]):
+        await aged(sessions, contact_id)
+
+    await run_inactive_anonymisation(temporal_env, settings)
+    assert (await tenant.get(f"/v1/contacts/{dormant}")).json()["anonymised_at"] is not None
+    for kept in (reviewed, owing["contact_id"]):
+        assert (await tenant.get(f"/v1/contacts/{kept}")).json()["anonymised_at"] is None
+
+    await tenant.ok("POST", f"/v1/journeys/{owing['journey_id']}/claim-withdrawn")
+    await run_inactive_anonymisation(temporal_env, settings)
+    assert (await tenant.get(f"/v1/contacts/{owing['contact_id']}")).json()[
+        "anonymised_at"] is not None
+    assert (await tenant.get(f"/v1/contacts/{reviewed}")).json()["anonymised_at"] is None
+
+
+async def test_recent_consent_and_client_messages_count_as_activity(
+        tenant, temporal_env, settings, sessions):
+    """A contact whose record has not changed for longer than the retention but who gave
+    consent by phone just now, or whom the client just wrote to, is not inactive."""
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                       json={"anonymise_inactive_after_days": 30})
+    assert response.status_code == 200, response.text
+    await tenant.ensure_purpose("newsletter")
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "en", "version": "1", "text": "Send me news."})
+    assert (await tenant.http.put("/v1/message-policies/invoice", json={
+        "category": "financial"}, headers=tenant.auth)).status_code == 200
+    contacts = {}
+    for name in ("caller", "invoiced", "dormant"):
+        created = await tenant.post("/v1/contacts", {"last_name": name, "contact_points": [
+            {"kind": "email", "value": unique_email(name)}]})
+        assert created.status_code == 201, created.text
+        contacts[name] = created.json()["id"]
+    given = await tenant.post(f"/v1/contacts/{contacts['caller']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": "email", "granted": True,
+        "given_at": datetime.now(UTC).isoformat(), "source": "call_centre",
+        "legal_text": {"language": "en"}}]})
+    assert given.status_code == 201, given.text
+    sent = await tenant.post("/v1/messages", {
+        "contact_id": contacts["invoiced"], "message_type": "invoice",
+        "subject": "Your invoice", "text": "Attached."})
+    assert sent.status_code == 202, sent.text
+    for contact_id in contacts.values():
+        await aged(sessions, contact_id)
+
+    await run_inactive_anonymisation(temporal_env, settings)
+    anonymised = {name: (await tenant.get(f"/v1/contacts/{contact_id}")).json()["anonymised_at"]
+                  is not None for name, contact_id in contacts.items()}
+    assert anonymised == {"caller": False, "invoiced": False, "dormant": True}
+
+
+async def test_an_unpaid_claim_blocks_erasure_until_paid_or_withdrawn(
+        tenant, other_tenant):
+    """A claim still owed keeps its contact (the client must know who owes it), even once its
+    journey has ended and with ?cancel_journeys=true; the refusal says how to clear it. The
+    client reports it paid, or withdraws it (written off) once its journeys have ended."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], payments=True)
+    results = {}
+    for n, name in ((51, "owes"), (52, "pays"), (53, "running")):
+        [results[name]] = (await tenant.enrol(campaign["id"], {
+            "external_id": f"{name}-{uuid.uuid4().hex[:8]}", "email": unique_email(name),
+            "claim": payment_claim(n)}))["results"]
+    for name in ("owes", "pays"):
+        assert (await tenant.post(f"/v1/journeys/{results[name]['journey_id']}/cancel", {})
+                ).status_code in (200, 202)
+        await tenant.wait_for_stage(results[name]["journey_id"], "cancelled")
+    owes, journey_id = results["owes"]["contact_id"], results["owes"]["journey_id"]
+    base = f"/v1/contacts/{owes}"
+
+    for code, refused in (
+            ("anonymisation_blocked", await tenant.post(f"{base}/anonymise", {})),
+            ("anonymisation_blocked",
+             await tenant.post(f"{base}/anonymise?cancel_journeys=true", {})),
+            ("terminate_blocked", await tenant.http.delete(base, headers=tenant.auth)),
+            ("terminate_blocked", await tenant.http.delete(
+                base, headers=tenant.auth, params={"cancel_journeys": "true"}))):
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == code, error
+        [field] = error["fields"]
+        assert field["field"] == "claims", error
+        assert "claim INV-51" in field["message"] and "unpaid" in field["message"]
+        assert f"POST /v1/journeys/{journey_id}/payment-completed" in field["message"]
+        assert f"POST /v1/journeys/{journey_id}/claim-withdrawn" in field["message"]
+
+    withdraw = f"/v1/journeys/{journey_id}/claim-withdrawn"
+    assert (await other_tenant.post(withdraw, {})).status_code == 404
+    # A journey still running asks for the payment: it ends first.
+    running = await tenant.post(f"/v1/journeys/{results['running']['journey_id']}"
+                                "/claim-withdrawn", {})
+    assert running.status_code == 409, running.text
+    assert (f"POST /v1/journeys/{results['running']['journey_id']}/cancel"
+            in running.json()["error"]["message"])
+    withdrawn = await tenant.post(withdraw, {})
+    assert withdrawn.status_code == 200, withdrawn.text
+    journey = withdrawn.json()
+    assert journey["paid_at"] is None
+    assert journey["history"][-1]["type"] == "claim_withdrawn"
+    assert journey["history"][-1]["detail"] == {"reference": "INV-51", "by": "client"}
+    again = await tenant.post(withdraw, {})
+    assert (again.status_code, again.json()) == (200, journey)
+    assert (await tenant.post(f"{base}/anonymise", {})).status_code == 200
+
+    # A claim reported paid blocks nothing, and has nothing to withdraw.
+    pays = results["pays"]
+    await tenant.ok("POST", f"/v1/journeys/{pays['journey_id']}/payment-completed", {})
+    refused = await tenant.post(f"/v1/journeys/{pays['journey_id']}/claim-withdrawn", {})
+    assert refused.status_code == 409 and "reported paid" in refused.text, refused.text
+    deleted = await tenant.http.delete(f"/v1/contacts/{pays['contact_id']}", headers=tenant.auth)
+    assert deleted.status_code == 204, deleted.text

@@ -198,6 +198,42 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     return await shown(session, journey, reads)
 
 
+@router.post("/v1/journeys/{journey_id}/claim-withdrawn", response_model=JourneyOut,
+             dependencies=[NoBody],
+             responses={409: {"model": ErrorBody, "description": "The journey has no claim, "
+                              "its claim was reported paid, or a journey of the claim is open"}})
+async def claim_withdrawn(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                          reads: ReadsDep) -> JourneyOut:
+    """The client no longer asks the contact for the claim (written off, settled otherwise):
+    recorded on every journey of the claim (history `claim_withdrawn`, detail `{"reference",
+    "by": "client"}`), so the claim no longer blocks the contact's anonymisation or deletion,
+    nor keeps the contact from the scheduled anonymisation of inactive contacts. Only once the
+    claim's journeys have ended (a running one asks for the payment: cancel it first); a claim
+    reported paid has nothing to withdraw. Repeating the call changes nothing; enrolling the
+    contact with the claim again asks for it again, and that round's journey owes it anew."""
+    journey = await journey_of(session, client.id, journey_id, for_update=True)
+    if journey.claim is None:
+        raise HTTPException(409, "this journey carries no payment")
+    reference = journey.claim["reference"]
+    journeys = await claim_journeys(session, journey)
+    if journey.paid_at is not None:
+        raise HTTPException(409, f"claim {reference!r} was reported paid on "
+                            f"{journey.paid_at.isoformat()}: there is nothing to withdraw")
+    running = [j for j in journeys if j.finished_at is None and j.stage not in FINAL_STAGES]
+    if running:
+        raise HTTPException(409, f"journey {running[0].id} of claim {reference!r} is still "
+                            "open and asks for the payment: end it first with "
+                            f"POST /v1/journeys/{running[0].id}/cancel")
+    at = datetime.now(UTC)
+    for each in journeys:
+        await crud.add_journey_event(session, journey=each, step=crud.CLAIM_WITHDRAWN_STEP,
+                                     type="claim_withdrawn", at=at,
+                                     detail={"reference": reference, "by": "client"})
+    await reads.of([journey.contact_id])
+    await session.commit()
+    return await detailed(session, journey)
+
+
 @router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,
              dependencies=[NoBody],
              responses={409: {"model": ErrorBody, "description": "The journey ended otherwise "
