@@ -173,6 +173,7 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
         "messages": [_row(m, skip=("client_id",)) for m in messages],
         "client_messages": [_row(m, skip=("client_id",)) for m in client_messages],
         "audit": [_row(a, skip=("client_id",)) for a in entries],
+        "webhook_events": await _webhook_events(session, contact, journey_ids),
         "kyc": {
             "profile": _row(kyc_profile, skip=("client_id",)) if kyc_profile else None,
             # Where a file is stored is ours; what it is and says is theirs.
@@ -180,6 +181,26 @@ async def export_document(session: AsyncSession, reg: registry.Registry, contact
             "history": [_row(e, skip=("client_id", "id")) for e in kyc_events],
         },
     }
+
+
+async def _webhook_events(session: AsyncSession, contact: Contact,
+                          journey_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The events about the contact told to the client's endpoints, as sent (they carry what the
+    contact typed, their IP address and browser), and to which endpoint each went and when.
+    Not the endpoints' URLs, which may hold the client's secrets, nor what receivers answered."""
+    events = list(await session.scalars(select(WebhookEvent).where(
+        WebhookEvent.client_id == contact.client_id, _events_of(contact, journey_ids))
+        .order_by(WebhookEvent.created_at, WebhookEvent.id)))
+    deliveries: dict[uuid.UUID, list[dict[str, Any]]] = {e.id: [] for e in events}
+    for d in await session.scalars(select(WebhookDelivery).where(
+            WebhookDelivery.event_id.in_(list(deliveries))).order_by(WebhookDelivery.endpoint_id)):
+        deliveries[d.event_id].append({
+            "endpoint_id": str(d.endpoint_id), "status": d.status, "attempts": d.attempts,
+            "last_status_code": d.last_status_code,
+            "delivered_at": audit.jsonable(d.delivered_at)})
+    return [{"id": str(e.id), "type": e.type, "created_at": audit.jsonable(e.created_at),
+             "timestamp": e.payload.get("timestamp"), "data": e.payload.get("data"),
+             "deliveries": deliveries[e.id]} for e in events]
 
 
 async def _journey_ids(session: AsyncSession, contact: Contact) -> list[uuid.UUID]:

@@ -759,6 +759,34 @@ async def test_recent_consent_and_client_messages_count_as_activity(
     assert anonymised == {"caller": False, "invoiced": False, "dormant": True}
 
 
+async def test_the_export_holds_the_webhook_events_about_the_contact(
+        tenant, mailbox, webhook_receiver):
+    """The events told to the client's endpoints about the contact (what the contact typed, a
+    bounce's reason) are theirs too: the export lists them with their deliveries."""
+    hook = await tenant.subscribe(webhook_receiver)
+    address = unique_email("bouncy")
+    campaign = await tenant.create_campaign()
+    [r] = (await tenant.enrol(campaign["id"], {"external_id": f"b-{uuid.uuid4().hex[:8]}",
+                                               "first_name": "Bo", "email": address}))["results"]
+    [invitation] = await mailbox.wait_for(address)
+    bounced = await tenant.post("/v1/bounces", {
+        "message_id": invitation.headers["Message-ID"], "recipient": address, "kind": "soft",
+        "reason": "452 mailbox of Bo Bouncer full"})
+    assert bounced.status_code == 202, bounced.text
+    [told] = await webhook_receiver.wait_for(hook, "message.bounced")
+
+    async def delivered() -> dict | None:
+        export = (await tenant.get(f"/v1/contacts/{r['contact_id']}/export")).json()
+        events = [e for e in export["webhook_events"] if e["type"] == "message.bounced"]
+        return events[0] if events and events[0]["deliveries"][0]["delivered_at"] else None
+    event = await eventually(delivered, what="the bounce's delivery in the export")
+    assert (event["id"], event["timestamp"], event["data"]) == (
+        told.headers["webhook-id"], told.payload["timestamp"], told.payload["data"])
+    [delivery] = event["deliveries"]
+    assert (delivery["endpoint_id"], delivery["status"]) == (
+        tenant.endpoint_ids[hook], "delivered"), delivery
+
+
 async def test_an_unpaid_claim_blocks_erasure_until_paid_or_withdrawn(
         tenant, other_tenant):
     """A claim still owed keeps its contact (the client must know who owes it), even once its
