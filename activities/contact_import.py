@@ -4,11 +4,13 @@ its outcome with its rows, so a retried batch changes nothing."""
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -83,15 +85,25 @@ class ContactImporter:
             reg = await registry.registry_for(
                 session, client_id=job.client_id,
                 secret_key=self._settings.secret_key.get_secret_value())
-            batch = _Batch(session, reg, job)
-            for record in csv_import.records(
-                    chunk or b"", start=0, end=None, first_line=spec.first_line,
-                    delimiter=job.delimiter, width=len(job.columns)):
-                if record.unreadable:
-                    batch.fail(record.line, "row", record.unreadable)
-                else:
-                    batch.read(record.line, record.cells)
-            counts, contacts_by_line = await batch.write()
+            records = list(csv_import.records(
+                chunk or b"", start=0, end=None, first_line=spec.first_line,
+                delimiter=job.delimiter, width=len(job.columns)))
+            kinds = await _known_kinds(session, reg, job.columns, records)
+            try:
+                async with session.begin_nested():
+                    counts, contacts_by_line = await _Batch(session, reg, job, kinds).write_all(
+                        records)
+            except IntegrityError:
+                # Another import or API call wrote the same contact, card, ... after this batch
+                # read what exists: the retry reads it and writes the rest. One that comes again
+                # is a gap in the batch's own checks: rather than retry for ever, with none of
+                # the batch's rows in, write them one by one, each row still in conflict
+                # reported on its line.
+                if activity.info().attempt < 2:
+                    raise
+                activity.logger.exception("import %s batch %s written row by row", import_id,
+                                          spec.batch_no)
+                counts, contacts_by_line = await _one_by_one(session, reg, job, kinds, records)
             session.add(ContactImportBatch(
                 import_id=import_id, batch_no=spec.batch_no, created=counts.created,
                 updated=counts.updated, unchanged=counts.unchanged, failed=counts.failed,
@@ -162,18 +174,67 @@ class ContactImporter:
 Row = tuple[int, ContactCreate, list[str]]
 
 
+async def _known_kinds(session: AsyncSession, reg: Registry, columns: list[str],
+                       records: list[csv_import.Record]) -> dict[str, str]:
+    """The kind of each known contact the rows name by external_id: a row without a `kind`
+    cell is about that contact as it is (a company stays one), not about a new person."""
+    if "external_id" not in columns:
+        return {}
+    at = columns.index("external_id")
+    ids = list({r.cells[at].strip() for r in records if len(r.cells) > at} - {""})
+    return dict((await session.execute(select(Contact.external_id, Contact.kind).where(
+        Contact.client_id == reg.client_id, crud.among(session, Contact.external_id, ids)))).all())
+
+
+async def _one_by_one(session: AsyncSession, reg: Registry, job: ContactImport,
+                      kinds: dict[str, str], records: list[csv_import.Record]
+                      ) -> tuple[ImportCounts, dict[int, uuid.UUID]]:
+    """The batch's rows written one at a time, each in a savepoint: a row the database refuses
+    (a unique index) is a failed line, and the rows around it are written."""
+    counts, ids_by_line = ImportCounts(), {}
+    for record in records:
+        try:
+            async with session.begin_nested():
+                one, ids = await _Batch(session, reg, job, kinds).write_all([record])
+        except IntegrityError as err:
+            constraint = getattr(getattr(err.orig, "diag", None), "constraint_name", None)
+            why = ("another contact holds what it gives" if crud.collided(err)
+                   else "the database refused it")
+            one, ids = await _Batch(session, reg, job, kinds).write_all([], failed=[(
+                record.line, "row", f"not imported: {why}"
+                + (f" ({constraint})" if constraint else ""))])
+        for field in ("created", "updated", "unchanged", "failed"):
+            setattr(counts, field, getattr(counts, field) + getattr(one, field))
+        ids_by_line.update(ids)
+    return counts, ids_by_line
+
+
 class _Batch:
     """Rows of one batch: validated one by one, matched to existing contacts all at once,
     written with bulk inserts; only rows that change something touch a contact."""
 
-    def __init__(self, session: AsyncSession, reg: Registry, job: ContactImport) -> None:
+    def __init__(self, session: AsyncSession, reg: Registry, job: ContactImport,
+                 kinds: dict[str, str]) -> None:
         self.session = session
         self.reg = reg
         self.job = job
+        self.kinds = kinds
         self.actor = Actor(ActorType.api_key, job.actor_id)
         self.rows: list[Row] = []
-        self.unnamed: dict[int, list[tuple[str, str]]] = {}
+        self.unmatched: dict[int, list[tuple[str, str]]] = {}
         self.errors: list[dict[str, Any]] = []
+
+    async def write_all(self, records: list[csv_import.Record],
+                        failed: Sequence[tuple[int, str, str]] = ()
+                        ) -> tuple[ImportCounts, dict[int, uuid.UUID]]:
+        for line, field, message in failed:
+            self.fail(line, field, message)
+        for record in records:
+            if record.unreadable:
+                self.fail(record.line, "row", record.unreadable)
+            else:
+                self.read(record.line, record.cells)
+        return await self.write()
 
     def fail(self, line: int, field: str, message: str) -> None:
         self.errors.append({"import_id": self.job.id, "line": line, "field": field,
@@ -184,23 +245,34 @@ class _Batch:
             data, origin = csv_import.row_data(self.job.columns, cells)
         except csv_import.CsvRejected as err:
             return self.fail(line, "row", str(err))
+        if "kind" not in data and data.get("external_id") in self.kinds:
+            data["kind"] = self.kinds[data["external_id"]]
         try:
             body = ContactCreate.model_validate(data, context=self.reg.context)
         except ValidationError as err:
             for f in pydantic_fields(err.errors()):
                 self.fail(line, csv_import.column_of(f.field, origin), f.message)
             return None
+        if body.external_id and "kind" in data:
+            # A later row of the file about the contact without a `kind` cell is of this kind.
+            self.kinds[body.external_id] = body.kind
         values = registry.rule_values(registry.scalars_of(body), [
             (p.kind, p.value) for p in body.contact_points], body.external_id)
-        problems = self.reg.known_contact_problems(body.kind, values, body.addresses)
+        found = self.reg.known_contact_problems(body.kind, values, body.addresses)
+        rule = self.reg.rule_problems(body.kind, values)
+        # The rule's fields, a mandatory address type (an import row has one address, so a
+        # problem of `addresses` as a whole is a missing type) and a name are what a new
+        # contact needs: a row matched to a known contact (`write`) need not repeat what the
+        # contact has, as a PATCH need not.
+        unmatched = [p for p in found if p in rule or p.field == "addresses"]
+        problems = [p for p in found if p not in unmatched]
         for f in problems:
             self.fail(line, csv_import.column_of(f.field, origin), f.message)
         if not problems:
             self.rows.append((line, body, self.reg.identity_keys(body.kind, values)))
-            # Whether the row may create a contact is known once it is matched (`write`): a
-            # row that adds a tag or an email to a known contact need not repeat the name.
-            self.unnamed[line] = [(csv_import.column_of(f.field, origin), f.message)
-                                  for f in self.reg.name_problems(body.kind, values)]
+            self.unmatched[line] = [
+                (csv_import.column_of(f.field, origin), f.message)
+                for f in unmatched + self.reg.name_problems(body.kind, values)]
         return None
 
     async def _owners(self) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID],
@@ -251,7 +323,10 @@ class _Batch:
         creates: list[Row] = []
         updates: list[tuple[int, uuid.UUID, ContactCreate]] = []
         for line, body, keys in self.rows:
-            identities = [f"k:{k}" for k in keys] + (
+            # A card or loyalty id an earlier row gives is that row's contact's once written:
+            # this row waits for it, then is told the medium belongs to another contact.
+            lookups = [self.reg.medium_lookup(m.kind, m.value) for m in body.identification_media]
+            identities = [f"k:{k}" for k in keys] + [f"m:{m}" for m in lookups] + (
                 [f"x:{body.external_id}"] if body.external_id else [])
             if any(i in claimed for i in identities):
                 later.append((line, body, keys))
@@ -263,23 +338,28 @@ class _Batch:
                 self.fail(line, "row", "matches more than one existing contact")
                 continue
             owner = next(iter(owners), None)
+            if owner is not None and f"o:{owner}" in claimed:
+                # One row names the contact by external_id, this one by the rule's keys alone:
+                # each reads the contact as the other found it, so they take turns.
+                later.append((line, body, keys))
+                continue
             if owner is not None and body.external_id and body.external_id not in by_ext:
                 # A row that names a contact of its own must not rename another one, whom
                 # the rule took it for (the API answers such a create with a 409 too).
                 self.fail(line, "external_id", f"the uniqueness rule finds contact {owner} "
                                                "under another external_id")
                 continue
-            taken = [m for m in body.identification_media if by_medium.get(
-                self.reg.medium_lookup(m.kind, m.value), owner) != owner]
+            taken = [m for m, lookup in zip(body.identification_media, lookups)
+                     if by_medium.get(lookup, owner) != owner]
             if taken:
                 col = next(c for c, k in csv_import.MEDIUM_COLUMNS.items() if k == taken[0].kind)
                 self.fail(line, col, "belongs to another contact")
                 continue
-            if owner is None and self.unnamed[line]:
-                for column, message in self.unnamed[line]:
+            if owner is None and self.unmatched[line]:
+                for column, message in self.unmatched[line]:
                     self.fail(line, column, message)
                 continue
-            claimed.update(identities)
+            claimed.update(identities + ([f"o:{owner}"] if owner else []))
             if owner is None:
                 creates.append((line, body, keys))
             else:
@@ -313,6 +393,7 @@ class _Batch:
         contacts = {c.id: c for c in await self.session.scalars(
             select(Contact).where(crud.among(self.session, Contact.id, ids)).with_for_update())}
         points, labels, media, addresses = (defaultdict(set) for _ in range(4))
+        former: dict[uuid.UUID, dict[tuple, ContactAddress]] = defaultdict(dict)
         for cid, kind, value in await self.session.execute(select(
                 ContactPoint.contact_id, ContactPoint.kind, ContactPoint.value).where(
                 crud.among(self.session, ContactPoint.contact_id, ids),
@@ -327,8 +408,13 @@ class _Batch:
                 crud.among(self.session, IdentificationMedium.contact_id, ids))):
             media[cid].add(lookup)
         for a in await self.session.scalars(select(ContactAddress).where(
-                crud.among(self.session, ContactAddress.contact_id, ids), ContactAddress.active)):
-            addresses[a.contact_id].add((a.type, *(getattr(a, f) for f in ADDRESS_FIELDS)))
+                crud.among(self.session, ContactAddress.contact_id, ids)).order_by(
+                ContactAddress.created_at)):
+            key = (a.type, *(getattr(a, f) for f in ADDRESS_FIELDS))
+            if a.active:
+                addresses[a.contact_id].add(key)
+            else:
+                former[a.contact_id][key] = a  # the newest of equal ones
         for line, owner, body in updates:
             contact = contacts[owner]
             if contact.anonymised_at is not None:
@@ -336,7 +422,7 @@ class _Batch:
                 continue
             try:
                 changed = await self._apply(contact, body, points[owner], labels[owner],
-                                            media[owner], addresses[owner])
+                                            media[owner], addresses[owner], former[owner])
             except registry.Invalid as err:
                 for f in err.fields:
                     self.fail(line, f.field, f.message)
@@ -348,7 +434,7 @@ class _Batch:
         return changed_rows, unchanged_rows
 
     async def _apply(self, contact: Contact, body: ContactCreate, points: set, labels: set,
-                     media: set, addresses: set) -> bool:
+                     media: set, addresses: set, former: dict[tuple, ContactAddress]) -> bool:
         reg = self.reg
         given = {f: getattr(body, f) for f in SCALAR_FIELDS if f in body.model_fields_set}
         changed: dict[str, Any] = {}
@@ -379,7 +465,15 @@ class _Batch:
             await registry.touch(self.session, reg, contact, self.actor, changed)
         moved = False
         for a in body.addresses:
-            if (a.type, *(getattr(a, f) for f in ADDRESS_FIELDS)) not in addresses:
+            key = (a.type, *(getattr(a, f) for f in ADDRESS_FIELDS))
+            if key in addresses:
+                continue
+            if key in former:
+                # A sync that flips between two addresses would otherwise add a copy each time;
+                # the kept one comes back, as `.../activate` brings it back.
+                await registry.change_address(self.session, reg, contact, former[key],
+                                              "activate", self.actor)
+            else:
                 await registry.add_address(self.session, reg, contact, a, self.actor)
-                moved = True
+            moved = True
         return bool(changed) or moved

@@ -1,7 +1,9 @@
 """CSV import on the real stack: a 10,000-row file with 3 % bad rows (good rows in, the error CSV
 exact, re-import a no-op), and an import that enrols its contacts into a campaign."""
 
+import asyncio
 import csv
+import dataclasses
 import io
 import uuid
 
@@ -11,8 +13,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contact_import import ContactImporter
 from api.main import create_app
-from core.contracts import EnrolImportedInput
+from contacts import registry
+from contacts.audit import Actor
+from contacts.schemas import MediumIn
+from core.contracts import EnrolImportedInput, ImportBatchInput, PlanImportInput
+from core.vocabulary import ActorType
 from db import crud
+from db.models import Contact
 from db.session import transaction
 from tests.helpers import eventually
 from tests.histories import save_history
@@ -446,3 +453,167 @@ async def test_a_locale_in_the_language_column_is_taken_as_its_language(tenant):
     assert languages == {f"be-{n}": "nl", f"de-{n}": "de"}
     errors = list(csv.DictReader(io.StringIO((await tenant.get(job["errors_url"])).text)))
     assert [(e["line"], e["field"]) for e in errors] == [("4", "language")]
+
+
+async def batch_attempts(temporal_env, job: dict) -> list[int]:
+    """The attempt each batch of the import ended on: a batch retried for a unique index its
+    checks should have seen first ends on a later one."""
+    history = await temporal_env.client.get_workflow_handle(
+        import_workflow_id(job["id"])).fetch_history()
+    return [e.activity_task_started_event_attributes.attempt for e in history.events
+            if e.HasField("activity_task_started_event_attributes")]
+
+
+async def errors_of(tenant, job: dict) -> list[tuple[str, str, str]]:
+    return [(e["line"], e["field"], e["message"]) for e in csv.DictReader(io.StringIO(
+        (await tenant.get(job["errors_url"])).text))]
+
+
+async def test_two_rows_giving_one_card_or_loyalty_id_do_not_stall_the_import(tenant,
+                                                                              temporal_env):
+    """The batch checked a row's card against the database only: two rows of one file giving
+    the same card hit the unique index on every attempt, and the import stayed `running`
+    for ever with none of the batch's rows in."""
+    n = uuid.uuid4().hex[:6]
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,last_name,card_number\r\ngood-{n}-1,Good,\r\n"
+        f"card-{n}-1,C1,4111111111111111\r\ncard-{n}-2,C2,4111 1111 1111 1111\r\n"
+        f"good-{n}-2,Good,\r\n").encode()))["id"], timeout=30)
+    assert (job["status"], job["created"], job["failed"]) == ("completed", 3, 1), job
+    assert await errors_of(tenant, job) == [("4", "card_number", "belongs to another contact")]
+    found = (await tenant.get("/v1/contacts/lookup", kind="card",
+                              value="4111111111111111")).json()
+    assert found["external_id"] == f"card-{n}-1", found
+
+    # The same for two known contacts each given one loyalty id.
+    for ext in (f"k-{n}-1", f"k-{n}-2"):
+        await tenant.ok("POST", "/v1/contacts", {"external_id": ext, "last_name": "K"}, 201)
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,loyalty_id\r\nk-{n}-1,LOY-{n}\r\nk-{n}-2,LOY-{n}\r\n").encode()))["id"],
+        timeout=30)
+    assert (job["status"], job["updated"], job["failed"]) == ("completed", 1, 1), job
+    assert await errors_of(tenant, job) == [("3", "loyalty_id", "belongs to another contact")]
+    assert set(await batch_attempts(temporal_env, job)) == {1}
+
+
+async def test_a_batch_that_meets_a_taken_card_again_is_written_row_by_row(tenant, settings,
+                                                                           sessions):
+    """A retried batch whose bulk write meets a unique index again (another writer's card,
+    committed while the batch wrote) wrote nothing and was retried for ever. From its second
+    attempt on it writes its rows one by one: that row fails on its line, the others are in."""
+    n = uuid.uuid4().hex[:6]
+    other = await tenant.ok("POST", "/v1/contacts", {"external_id": f"o-{n}", "last_name": "O"},
+                            201)
+    content = (f"external_id,last_name,card_number\r\ngood-{n}-1,Good,\r\n"
+               f"card-{n},C,5555555555554444\r\ngood-{n}-2,Good,\r\n").encode()
+    # Stored but not started (Temporal unreachable): the batch runs here, as attempt 2.
+    cut_off = create_app(settings.model_copy(update={"temporal_address": "127.0.0.1:1"}))
+    async with cut_off.router.lifespan_context(cut_off), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=cut_off, raise_app_exceptions=False),
+            base_url="http://testserver") as http:
+        assert (await http.post("/v1/contact-imports", content=content, headers={
+            **tenant.auth, "content-type": "text/csv"})).status_code == 503
+    async with transaction(sessions) as session:
+        job_id = str(await session.scalar(text(
+            "SELECT id FROM contact_imports WHERE client_id = :c"), {"c": tenant.id}))
+    importer = ContactImporter(sessions, settings)
+    env = ActivityEnvironment()
+    plan = await env.run(importer.plan_import, PlanImportInput(job_id, 1000))
+    env.info = dataclasses.replace(env.info, attempt=2)
+
+    async with sessions() as writer, writer.begin():
+        # Another writer gives the card to another contact and commits only once the batch
+        # waits on it: the batch read no owner of the card.
+        reg = await registry.registry_for(writer, client_id=tenant.id,
+                                          secret_key=settings.secret_key.get_secret_value())
+        contact = await writer.get_one(Contact, uuid.UUID(other["id"]))
+        await registry.add_medium(writer, reg, contact, MediumIn(
+            kind="card", value="5555555555554444"), Actor(ActorType.api_key, "test"))
+        batch = asyncio.create_task(env.run(importer.import_batch,
+                                            ImportBatchInput(job_id, plan.batches[0])))
+
+        async def waiting():
+            async with transaction(sessions) as session:
+                return await session.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query ILIKE '%identification_media%'"))
+        await eventually(waiting, what="the batch to wait on the card")
+    counts = await batch
+    assert (counts.created, counts.failed) == (2, 1), counts
+    async with transaction(sessions) as session:
+        errors = (await session.execute(text(
+            "SELECT line, field, message FROM contact_import_errors WHERE import_id = :i"),
+            {"i": job_id})).all()
+    assert [tuple(e) for e in errors] == [(3, "card_number", "belongs to another contact")]
+    for ext in (f"good-{n}-1", f"good-{n}-2"):
+        assert (await tenant.get("/v1/contacts", external_id=ext)).json()["items"], ext
+
+
+async def test_a_row_for_a_known_contact_need_not_repeat_the_rule_fields_or_address(
+    tenant, temporal_env
+):
+    """A row adding a tag to a known contact was refused for the uniqueness rule's fields and
+    the mandatory address the contact has (a PATCH takes the tag alone); a row about a known
+    company without a `kind` cell was held to the person rule."""
+    await tenant.ok("PATCH", "/v1/contact-settings", {
+        "person_rule": RULE, "company_rule": "company_name",
+        "address_types": [{"name": "home", "mandatory": True}, {"name": "billing"}]})
+    n = uuid.uuid4().hex[:6]
+    home = {"type": "home", "line1": "H 1", "city": "Utrecht", "country": "NL"}
+    await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"k-{n}", "last_name": "Smith", "id_number": f"ID{n}", "ssn": f"S{n}",
+        "addresses": [home]}, 201)
+    await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"co-{n}", "kind": "company", "company_name": f"Acme {n}",
+        "addresses": [home]}, 201)
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,ssn,tags\r\nk-{n},,vip\r\nco-{n},,vip\r\n"
+        # Matched by the rule's SSN alone, adding what the row by external_id adds too.
+        f",S{n},vip|again\r\nnew-{n},,vip\r\n").encode()))["id"])
+    assert (job["updated"], job["created"], job["failed"]) == (3, 0, 1), job
+    # The two rows about Kim took turns, as rows of two batches would.
+    assert set(await batch_attempts(temporal_env, job)) == {1}
+    [kim] = (await tenant.get("/v1/contacts", external_id=f"k-{n}")).json()["items"]
+    assert kim["tags"] == ["again", "vip"] and kim["ssn"] == f"S{n}"
+    [acme] = (await tenant.get("/v1/contacts", external_id=f"co-{n}")).json()["items"]
+    assert (acme["kind"], acme["tags"]) == ("company", ["vip"])
+    # A row that would make a contact still needs all of it (one message a field).
+    assert await errors_of(tenant, job) == [
+        ("5", "address_type", "a home address is required"),
+        ("5", "id_number", f"required by the uniqueness rule {RULE!r}"),
+        ("5", "last_name", f"required by the uniqueness rule {RULE!r}"),
+        ("5", "ssn", f"required by the uniqueness rule {RULE!r}")]
+
+
+async def test_a_row_about_a_known_company_without_a_kind_cell_is_about_a_company(tenant):
+    """A row without a `kind` cell was read as a person's: about a known company, its number
+    was keyed by the person rule, found a person with the same number as well, and the row
+    was refused as matching two contacts."""
+    await tenant.ok("PATCH", "/v1/contact-settings", {"person_rule": "id_number",
+                                                       "company_rule": "id_number"})
+    n = uuid.uuid4().hex[:6]
+    await tenant.ok("POST", "/v1/contacts", {"external_id": f"p-{n}", "last_name": "P",
+                                             "id_number": f"NL{n}"}, 201)
+    await tenant.ok("POST", "/v1/contacts", {"external_id": f"co-{n}", "kind": "company",
+                                             "company_name": "Acme", "id_number": f"NL{n}"}, 201)
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,id_number,tags\r\nco-{n},NL{n},vip\r\n").encode()))["id"])
+    assert (job["updated"], job["failed"]) == (1, 0), await errors_of(tenant, job)
+    [acme] = (await tenant.get("/v1/contacts", external_id=f"co-{n}")).json()["items"]
+    assert (acme["kind"], acme["tags"]) == ("company", ["vip"])
+
+
+async def test_importing_a_former_address_again_brings_it_back(tenant):
+    """A sync flipping between two addresses added a copy at each flip."""
+    n = uuid.uuid4().hex[:6]
+    head = "external_id,last_name,address_type,address_line1,postal_code,city,country\r\n"
+    for line1 in ("Str 1", "Str 2", "Str 1"):
+        job = await finished(tenant, (await upload(tenant, (
+            f"{head}ad-{n},A,home,{line1},1234 AB,Utrecht,NL\r\n").encode()))["id"])
+        assert job["failed"] == 0 and job["created"] + job["updated"] == 1, job
+    [found] = (await tenant.get("/v1/contacts", external_id=f"ad-{n}")).json()["items"]
+    addresses = (await tenant.get(f"/v1/contacts/{found['id']}",
+                                  include_inactive_addresses="true")).json()["addresses"]
+    assert sorted((a["line1"], a["active"], a["primary"]) for a in addresses) == [
+        ("Str 1", True, True), ("Str 2", False, False)]
+
