@@ -74,7 +74,9 @@ def read_header(content: bytes) -> tuple[str, list[str], int]:
     try:
         content.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CsvRejected(f"the file is not UTF-8 (byte {err.start + 1})") from err
+        raise CsvRejected(f"the file is not UTF-8 (byte {err.start + 1}): save it as CSV UTF-8, "
+                          "or name its encoding in the Content-Type, e.g. "
+                          "text/csv; charset=windows-1252") from err
     first = next(_lines(content, start), None)
     if first is None:
         raise CsvRejected("the file is empty")
@@ -183,6 +185,9 @@ def plan(content: bytes, batch_size: int) -> tuple[str, list[str], list[ImportBa
 
 def row_data(columns: list[str], cells: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """The row as a ContactCreate body, and which column each nested field came from."""
+    if len(cells) > len(columns) and not any(c.strip() for c in cells[len(columns):]):
+        # Empty cells past the header's last column: a spreadsheet's trailing delimiters.
+        cells = cells[:len(columns)]
     if len(cells) != len(columns):
         raise CsvRejected(f"{len(cells)} cells where the header has {len(columns)}")
     v = {c: cell.strip() for c, cell in zip(columns, cells) if c and cell.strip()}

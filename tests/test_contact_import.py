@@ -21,7 +21,7 @@ from core.vocabulary import ActorType
 from db import crud
 from db.models import Contact
 from db.session import transaction
-from tests.helpers import eventually
+from tests.helpers import eventually, own_api
 from tests.histories import save_history
 from workflows.contact_import import ContactImportWorkflow, import_workflow_id
 
@@ -617,3 +617,42 @@ async def test_importing_a_former_address_again_brings_it_back(tenant):
     assert sorted((a["line1"], a["active"], a["primary"]) for a in addresses) == [
         ("Str 1", True, True), ("Str 2", False, False)]
 
+
+async def test_a_file_in_another_charset_is_told_how_to_name_it(tenant, settings):
+    """A windows-1252 file sent as plain text/csv was told only "not UTF-8 (byte 82)"; a UTF-16
+    file whose BOM says so was refused the same way; a file under MAX_IMPORT_BYTES was refused
+    as over it once converted to UTF-8."""
+    n = uuid.uuid4().hex[:6]
+    text_ = f"external_id;last_name\r\nch-{n}-1;Bäcker\r\n"
+    refused = await tenant.http.post("/v1/contact-imports", content=text_.encode("cp1252"),
+                                     headers={**tenant.auth, "content-type": "text/csv"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == (
+        "the file is not UTF-8 (byte 37): save it as CSV UTF-8, or name its encoding in the "
+        "Content-Type, e.g. text/csv; charset=windows-1252")
+    job = await finished(tenant, (await upload(tenant, text_.encode("utf-16")))["id"])
+    assert (job["created"], job["failed"]) == (1, 0), job
+    [baker] = (await tenant.get("/v1/contacts", external_id=f"ch-{n}-1")).json()["items"]
+    assert baker["last_name"] == "Bäcker"
+
+    latin = ("external_id,last_name\r\n" + "".join(
+        f"l-{n}-{i},{'é' * 20}\r\n" for i in range(25))).encode("latin-1")
+    assert len(latin) <= 1000 < len(latin.decode("latin-1").encode())
+    async with own_api(settings.model_copy(update={"max_import_bytes": 1000}), tenant) as small:
+        sent = [await small.http.post("/v1/contact-imports", content=content, headers={
+            **small.auth, "content-type": "text/csv; charset=iso-8859-1"})
+            for content in (latin, latin + b"x,y\r\n" * 40)]
+    assert [s.status_code for s in sent] == [202, 413], sent[0].text
+    job = await finished(tenant, sent[0].json()["id"])
+    assert (job["created"], job["failed"]) == (25, 0), job
+
+
+async def test_empty_cells_past_the_header_are_left_out_of_a_row(tenant):
+    """A row with a trailing delimiter more than its header (a spreadsheet's empty column) was
+    a failed line; a cell with something in it there still is."""
+    n = uuid.uuid4().hex[:6]
+    job = await finished(tenant, (await upload(tenant, (
+        f"external_id,first_name\r\ntc-{n}-1,Tc,\r\ntc-{n}-2,Td,, \r\n"
+        f"tc-{n}-3,Te,x\r\n").encode()))["id"])
+    assert (job["created"], job["failed"]) == (2, 1), job
+    assert await errors_of(tenant, job) == [("4", "row", "3 cells where the header has 2")]

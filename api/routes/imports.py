@@ -88,8 +88,11 @@ ACCEPTED_TYPE = "text/csv"
 NOT_CHARSETS = {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"}
 
 
+NOT_NAMED = ""
+
+
 def declared_charset(parameters: str) -> str | None:
-    """The text encoding a Content-Type's parameters name (Python's name for it; utf-8 when
+    """The text encoding a Content-Type's parameters name (Python's name for it; NOT_NAMED when
     none is named), or None for a name that is no text encoding."""
     for parameter in parameters.split(";"):
         name, _, value = parameter.partition("=")
@@ -102,7 +105,7 @@ def declared_charset(parameters: str) -> str | None:
             # text codecs (escapes, IDNA) are no character set a file is written in.
             text = codec._is_text_encoding and codec.name not in NOT_CHARSETS
             return codec.name if text else None
-    return "utf-8"
+    return NOT_NAMED
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportOut,
@@ -115,8 +118,9 @@ async def start_import(
     request: Request, client: ClientDep, session: SessionDep, state: StateDep, actor: ActorDep,
     campaign_id: uuid.UUID | None = Query(None, description="enrol the imported contacts"),
 ):
-    """Uploads a CSV (UTF-8, with or without BOM, or the charset its Content-Type names; `,`
-    or `;`) of up to 100,000 rows. A workflow
+    """Uploads a CSV (UTF-8, with or without BOM, or the charset its Content-Type names; UTF-16
+    when it starts with a UTF-16 BOM and names none; `,` or `;`) of up to 100,000 rows and
+    MAX_IMPORT_BYTES as sent. A workflow
     creates or updates a contact per row by the uniqueness rules; bad rows are reported by line
     and field; good rows are kept. Importing the same file again changes nothing."""
     # Anything else (a JSON body, a form) would be read as CSV: refused row by row or, worse,
@@ -137,6 +141,14 @@ async def start_import(
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"at most {limit} bytes per file")
     content = await request.body()
+    # The bytes sent are what the limit counts: its UTF-8 form below may be larger (é is one
+    # byte in windows-1252, two in UTF-8), which the client neither sees nor can shrink.
+    if len(content) > limit:
+        raise HTTPException(413, f"at most {limit} bytes per file")
+    if charset == NOT_NAMED:
+        # Excel's "Unicode text" is UTF-16 with a BOM that says so, sent without a charset.
+        utf16 = content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        charset = "utf-16" if utf16 else "utf-8"
     if charset != "utf-8":
         # Stored and read as UTF-8 from here on, whatever the client's spreadsheet wrote.
         try:
@@ -148,8 +160,6 @@ async def start_import(
             return error_response(422, "invalid_csv", f"the file is not {charset} as its "
                                   f"content-type says: {where}")
     content = csv_import.with_newlines(content)
-    if len(content) > limit:
-        raise HTTPException(413, f"at most {limit} bytes per file")
     if campaign_id is not None:
         campaign = await enrolling_campaign(session, client.id, campaign_id)
         if campaign.spec.get("payments"):
