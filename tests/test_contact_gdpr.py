@@ -829,6 +829,14 @@ async def test_an_unpaid_claim_blocks_erasure_until_paid_or_withdrawn(
     assert running.status_code == 409, running.text
     assert (f"POST /v1/journeys/{results['running']['journey_id']}/cancel"
             in running.json()["error"]["message"])
+    # Nor does ?cancel_journeys=true withdraw a journey while the claim refuses the erasure
+    # all the same: the refusal leaves the customer's request standing.
+    running_contact = results["running"]["contact_id"]
+    refused = await tenant.post(f"/v1/contacts/{running_contact}/anonymise?cancel_journeys=true",
+                                {})
+    assert refused.status_code == 409, refused.text
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["claims"], refused.text
+    assert (await tenant.journey(results["running"]["journey_id"]))["stage"] == "invited"
     withdrawn = await tenant.post(withdraw, {})
     assert withdrawn.status_code == 200, withdrawn.text
     journey = withdrawn.json()

@@ -492,9 +492,14 @@ async def erasable(session: SessionDep, reg: Registry, state: StateDep, contact_
                    cancel_journeys: bool) -> Contact:
     """The contact, locked for its erasure, its lost journeys ended and, if asked, its open
     ones withdrawn; those are withdrawn before the lock, as a journey's end writes rows that
-    wait for it."""
+    wait for it. Raises gdpr.Blocked, withdrawing nothing, if another rule blocks."""
     if cancel_journeys:
         contact = await contact_or_404(session, reg, contact_id)
+        # A withdrawn journey cannot be taken back: none is while another rule (a claim owed,
+        # KYC documents under review) would refuse the erasure all the same.
+        others = [(f, r) for f, r in await gdpr.blockers(session, contact) if f != "journeys"]
+        if others:
+            raise gdpr.Blocked(others)
         await withdrawals.cancel_open_journeys(session, state.temporal, state.endpoints,
                                                contact.id, withdrawals.FOR_ERASURE)
         await session.commit()
@@ -518,8 +523,8 @@ async def terminate_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
                             cancel_journeys: bool = CANCEL_JOURNEYS) -> Response:
     """Terminates the contact: deletes it with everything that belongs to it (GDPR erasure).
     Refused while a journey of the contact is open, unless `cancel_journeys` withdraws them."""
-    contact = await erasable(session, reg, state, contact_id, cancel_journeys)
     try:
+        contact = await erasable(session, reg, state, contact_id, cancel_journeys)
         await gdpr.terminate(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
         return blocked("terminate_blocked", err)
@@ -536,8 +541,8 @@ async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     """Irreversibly replaces the contact's personal data everywhere; refused with the reasons
     while a rule blocks it (an open journey, unless `cancel_journeys` withdraws them; KYC
     documents under review)."""
-    contact = await erasable(session, reg, state, contact_id, cancel_journeys)
     try:
+        contact = await erasable(session, reg, state, contact_id, cancel_journeys)
         await gdpr.anonymise(session, contact, actor, settings=state.settings)
     except gdpr.Blocked as err:
         return blocked("anonymisation_blocked", err)
