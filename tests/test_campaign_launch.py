@@ -656,6 +656,48 @@ async def test_invitations_can_be_spread_over_time(tenant):
         "must be an ISO-8601 duration such as PT30S, PT10M or P7D")}
 
 
+async def test_a_customer_who_answers_before_a_spread_invitation_can_confirm(
+        tenant, http, mailbox, temporal_env, record_histories):
+    """A launch spreads its invitations; meanwhile the client's own message carries an
+    enrichment link to a contact whose journey has not started. The customer enters a new
+    address and confirms it: the journey is verified, and the campaign's invitation, which the
+    client's message stood for, never follows."""
+    known = [unique_email("spread") for _ in range(2)]
+    for address in known:
+        await tenant.ok("POST", "/v1/contacts", {
+            "external_id": address, "last_name": "Spread",
+            "contact_points": [{"kind": "email", "value": address}]}, status=201)
+    campaign_id = await light_campaign(tenant, reminders={"interval": "PT1H", "max_count": 1})
+    await launch(tenant, campaign_id, spread_over="PT1H")
+    assert (await finished_launch(tenant, campaign_id))["started"] == 2
+
+    async def one_invited() -> list[dict] | None:
+        journeys = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/journeys"))["items"]
+        stages = sorted(j["stage"] for j in journeys)
+        return [j for j in journeys if j["stage"] == "enrolled"] if stages == [
+            "enrolled", "invited"] else None
+    [delayed] = await eventually(one_invited, what="the first invitation of the spread")
+    link = await tenant.ok("GET", f"/v1/contacts/{delayed['contact_id']}/enrichment-link")
+    assert link["journey_id"] == delayed["id"]
+    page = link["url"].removeprefix("http://testserver")
+    customer = Customer(http)
+    assert (await customer.open(page)).status_code == 200
+    typed = unique_email("typed")
+    await customer.submit(page, email=typed)
+    [verification] = await mailbox.wait_for(typed)
+    confirm = mailbox.link(verification)
+    await customer.open(confirm)
+    await customer.submit(confirm)
+    assert "newer link" not in customer.page
+    journey = await tenant.wait_for_stage(delayed["id"], "verified")
+    assert "invitation_sent" not in [e["type"] for e in journey["history"]], journey["history"]
+    assert mailbox.to(delayed["external_id"]) == []
+    handle = temporal_env.client.get_workflow_handle(delayed["workflow_id"])
+    assert (await handle.result())["stage"] == "verified"
+    if record_histories:
+        await save_history(handle, "spread_journey_answered_before_its_invitation")
+
+
 async def test_a_launch_an_operator_stopped_no_longer_blocks_the_campaign(
     tenant, temporal_env, record_histories
 ):

@@ -154,6 +154,10 @@ MESSAGES_HONOUR_AN_OUTSIDE_END = "messages-honour-an-outside-end"
 # Journeys before sent their opening message (the invitation, or a plan's first step) by an
 # activity: two workflow tasks and an activity task each, the most of a launch's work.
 OPENING_MESSAGE_SENT_LOCALLY = "opening-message-sent-locally"
+# Journeys before sent their invitation when the customer had answered before it (an enrichment
+# link opening a journey whose start a launch's `spread_over` delayed), and were `invited`
+# again, so that the link the customer confirmed with was refused.
+ANSWERED_BEFORE_INVITED = "answered-before-invited"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -253,6 +257,12 @@ class JourneyWorkflow:
                 await self._finish(Stage.cancelled, "cancelled", BEYOND_THE_CLOCK)
             elif input.invited_by_client and workflow.patched(INVITED_BY_CLIENT):
                 self._take_clients_invitation()
+            elif (self.stage != Stage.enrolled
+                  and workflow.patched(ANSWERED_BEFORE_INVITED)):
+                # The customer answered before the journey's delayed start (a launch's
+                # `spread_over`), through a link the client gave them: that message stood for
+                # the invitation, as for a journey the link started.
+                self._take_clients_invitation()
             elif self.planned:
                 await self._send_plan()
             else:
@@ -337,6 +347,8 @@ class JourneyWorkflow:
         if result.held or (result.skipped and workflow.patched(UNSENT_INVITATION_INVITES_NOBODY)):
             # Nobody was invited: the journey stays `enrolled` until a reminder reaches them.
             return
+        if self.stage != Stage.enrolled and workflow.patched(ANSWERED_BEFORE_INVITED):
+            return  # the customer has answered: an invitation moves no journey back
         self._enter(Stage.invited)
 
     async def _invite_elsewhere(self) -> SendMessageResult:
