@@ -14,6 +14,7 @@ from db import crud
 from db.models import Journey
 from db.session import transaction
 from tests.helpers import Customer, Tenant, eventually, unique_email
+from tests.histories import save_history
 from tests.test_mobile_journey import codes_sent
 
 
@@ -198,3 +199,34 @@ async def test_codes_count_per_client(tenant, other_tenant, http, mailbox, setti
     assert await sends_decided(other_tenant, [own], "code_sent", "code_suppressed") == [
         "code_sent"]
     assert len(codes_sent(settings, number)) == cap + 1
+
+
+async def test_a_reminder_the_cap_kept_back_leaves_the_customers_link_valid(
+        tenant, http, mailbox, settings, temporal_env, record_histories):
+    """The customer asked for new links until the daily cap; the verification reminder that
+    falls due then is kept back, and the newest link they hold still confirms (no "a newer
+    link was sent" for a link that never went)."""
+    [(journey_id, customer, page)] = await invited_pages(
+        tenant, mailbox, http, 1, reminders={"interval": "PT3S", "max_count": 1})
+    typed = unique_email("typed")
+    cap = settings.verification_messages_per_recipient_per_day
+    for n in range(1, cap + 1):
+        await customer.open(page)
+        await customer.submit(page, email=typed)
+        await mailbox.wait_for(typed, count=n)
+
+    async def kept_back():
+        types = [e["type"] for e in (await tenant.journey(journey_id))["history"]]
+        return "verification_reminder_suppressed" in types
+    await eventually(kept_back, what="the reminder kept back by the cap")
+    mails = mailbox.to(typed)
+    assert len(mails) == cap
+    newest = mailbox.link(mails[-1])
+    await customer.open(newest)
+    await customer.submit(newest)
+    assert "newer link" not in customer.page
+    journey = await tenant.wait_for_stage(journey_id, "verified")
+    if record_histories:
+        handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+        await handle.result()
+        await save_history(handle, "verification_reminder_kept_back_keeps_link")

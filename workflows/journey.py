@@ -158,6 +158,9 @@ OPENING_MESSAGE_SENT_LOCALLY = "opening-message-sent-locally"
 # link opening a journey whose start a launch's `spread_over` delayed), and were `invited`
 # again, so that the link the customer confirmed with was refused.
 ANSWERED_BEFORE_INVITED = "answered-before-invited"
+# Journeys before took a verification reminder's link as the one to confirm with even when the
+# reminder did not go (the daily cap, the sending rules), refusing the link the customer held.
+UNSENT_REMINDER_KEEPS_LINK = "unsent-reminder-keeps-link"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -373,7 +376,7 @@ class JourneyWorkflow:
         if self.stage == Stage.verification_pending and "email" in self.awaiting:
             result = await self._send("verification_reminder", step, TokenPurpose.verify_email,
                                       to_pending_email=True, own=True)
-            if not result.held:
+            if self._takes_the_link(result, before=not result.held):
                 self.verification_step = step
             await self._verified_elsewhere(result, step)
         else:
@@ -385,6 +388,14 @@ class JourneyWorkflow:
                 self._enter(Stage.invited)
         if not result.held:
             self.reminders_sent += 1
+
+    def _takes_the_link(self, reminder: SendMessageResult, *, before: bool) -> bool:
+        """Whether the verification reminder's link is now the one to confirm with: only if it
+        went out. One kept back (the daily cap, the sending rules), skipped or bounced leaves
+        the link the customer holds valid. `before`: the answer of journeys before that."""
+        if workflow.patched(UNSENT_REMINDER_KEEPS_LINK):
+            return reminder.sent
+        return before
 
     def _take_clients_invitation(self) -> None:
         """The client's message stands for the invitation, or the plan's first message: the
@@ -421,7 +432,8 @@ class JourneyWorkflow:
                 return  # held: the same message goes once the campaign is resumed
             self.plan_messages += 1
             if reminding:
-                self.verification_step = name
+                if self._takes_the_link(result, before=True):
+                    self.verification_step = name
                 self._count_plan_message(step)
                 await self._verified_elsewhere(result, name)
                 return
