@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
@@ -523,6 +524,51 @@ async def test_the_first_sms_after_a_reported_bounce_invites(tenant, mailbox, se
     sms = await wait_for_sms(settings, number)
     assert sms["text"].startswith(f"{tenant.name} asks you to check your contact details"), sms
     assert "Reminder" not in sms["text"]
+
+
+async def test_the_fallback_after_a_bounce_keeps_the_campaigns_cadence(
+        tenant, mailbox, settings, temporal_env, record_histories):
+    """Reached by SMS after its email bounced, the customer is reminded there as the email
+    would have reminded them: without a plan, the campaign's remaining `reminders`; with one,
+    what the bounced step had left, at its `after`. Not one SMS and then silence."""
+    no_plan = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT12S",
+        reminders={"interval": "PT2S", "max_count": 2})
+    planned = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT12S",
+        channel_plan=[{"channel": "email", "max": 3, "after": "PT2S"}])
+    # The mail server refuses the invitation of the one; the other's is reported bounced.
+    refused_number, reported_number = mobile_number(), mobile_number()
+    refused = await contact(tenant, email=f"gone-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
+                            mobile=refused_number)
+    email = unique_email("plan-bounce")
+    reported = await contact(tenant, email=email, mobile=reported_number)
+    [first] = await enrol(tenant, no_plan["id"], refused)
+    [second] = await enrol(tenant, planned["id"], reported)
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(second["journey_id"], "invited")
+    await tenant.ok("POST", "/v1/bounces", {
+        "message_id": invitation.headers["Message-ID"], "recipient": email, "kind": "hard",
+        "reason": "smtp; 550 5.1.1 user unknown"}, status=202)
+
+    for result, number in ((first, refused_number), (second, reported_number)):
+        journey = await tenant.wait_for_stage(result["journey_id"], "expired", timeout=30)
+        texts = [r["text"] for r in sms_to(settings, number)]
+        assert len(texts) == 3, texts
+        assert texts[0].startswith(f"{tenant.name} asks you to check your contact details")
+        assert all(t.startswith(f"Reminder from {tenant.name}") for t in texts[1:]), texts
+        sent = [(e["type"], e["detail"]["channel"]) for e in journey["history"]
+                if e["type"].endswith("_sent")]
+        assert sent[-3:] == [("invitation_sent", "sms"), ("reminder_sent", "sms"),
+                             ("reminder_sent", "sms")], sent
+        at = [datetime.fromisoformat(e["at"]) for e in journey["history"]
+              if e["type"].endswith("_sent") and e["detail"]["channel"] == "sms"]
+        assert all(b - a >= timedelta(seconds=2) for a, b in zip(at, at[1:])), at
+    assert len(mailbox.to(email)) == 1
+    if record_histories:
+        journey = await tenant.journey(first["journey_id"])
+        handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+        await save_history(handle, "email_bounce_fallback_keeps_cadence")
 
 
 async def test_a_complaint_stops_service_mail_but_not_financial(tenant, mailbox, settings):

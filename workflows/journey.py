@@ -4,8 +4,9 @@ customer opened the page is a fact the page records in the database; nothing her
 
 A campaign with a channel plan invites and reminds through its steps (letter, email, SMS, each
 with its cadence and maximum); a bounce makes the journey give up that channel and go on with
-the next one, or with SMS (else a letter) when the plan has none left. A spam complaint ends
-it instead (opted out), unless the campaign's messages must reach the contact (financial).
+the next one, or with SMS (else a letter) when the plan has none left, at the cadence of what
+bounced. A spam complaint ends it instead (opted out), unless the campaign's messages must
+reach the contact (financial).
 
 The workflow decides; activities do the I/O. Durations come from the input, so a test can run
 a journey of weeks in seconds.
@@ -154,6 +155,10 @@ MESSAGES_HONOUR_AN_OUTSIDE_END = "messages-honour-an-outside-end"
 # Journeys before sent their opening message (the invitation, or a plan's first step) by an
 # activity: two workflow tasks and an activity task each, the most of a launch's work.
 OPENING_MESSAGE_SENT_LOCALLY = "opening-message-sent-locally"
+# Journeys before fell back after a bounce to one SMS (else one letter) and then sent nothing:
+# the fallback now keeps the cadence of what bounced (the campaign's reminders, or the plan's
+# step), sending what that had left.
+FALLBACK_KEEPS_CADENCE = "fallback-keeps-cadence"
 # Journeys before sent their invitation when the customer had answered before it (an enrichment
 # link opening a journey whose start a launch's `spread_over` delayed), and were `invited`
 # again, so that the link the customer confirmed with was refused.
@@ -443,7 +448,7 @@ class JourneyWorkflow:
                 self._count_plan_message(step)
                 return
             if result.bounced:
-                self._give_up(step.channel)
+                self._give_up(step.channel, counted=False)
             else:
                 self._next_step(sent_before=self.sent_in_step > 0)
 
@@ -460,27 +465,57 @@ class JourneyWorkflow:
                and self.plan[self.plan_pos].fallback_only):
             self.plan_pos += 1
 
-    def _give_up(self, channel: str) -> None:
-        """Drops the channel from what is left of the plan; the next step goes at once."""
+    def _give_up(self, channel: str, *, counted: bool = True) -> None:
+        """Drops the channel from what is left of the plan; the next step goes at once.
+        `counted`: whether the message that bounced counts among its step's."""
+        cadence = self._cadence_of(channel, counted)
         if channel not in self.bounced_channels:
             self.bounced_channels.append(channel)
         current = self.plan[self.plan_pos] if self.plan_pos < len(self.plan) else None
         ahead = [s for s in self.plan[self.plan_pos:] if s.channel not in self.bounced_channels]
         if current is None or current.channel in self.bounced_channels:
             self.sent_in_step = 0
+        if (ahead and all(s.fallback_only for s in ahead)
+                and workflow.patched(FALLBACK_KEEPS_CADENCE)):
+            # Only a fallback is left (SMS bounced, a letter behind it): it is built again,
+            # with what the channel that bounced now had left.
+            ahead = []
         if not ahead:
-            ahead = [s for s in FALLBACK if s.channel not in self.bounced_channels]
+            ahead = [self._fallback(s, cadence) for s in FALLBACK
+                     if s.channel not in self.bounced_channels]
         else:
             # The channels left may not reach the contact either: the fallback then follows
             # them, tried only if they reached nobody.
-            fallback = [ChannelStep(s.channel, fallback_only=True) for s in FALLBACK
-                        if s.channel not in self.bounced_channels
+            fallback = [self._fallback(ChannelStep(s.channel, fallback_only=True), cadence)
+                        for s in FALLBACK if s.channel not in self.bounced_channels
                         and s.channel not in {a.channel for a in ahead}]
             if fallback and workflow.patched(FALLBACK_AFTER_PLAN):
                 ahead += fallback
         self.planned = True
         self.plan = ahead
         self.plan_pos = 0
+
+    def _cadence_of(self, channel: str, counted: bool) -> tuple[timedelta, int]:
+        """What the fallback keeps of the channel that bounced: its wait between messages, and
+        how many it had left plus one, the fallback's first message standing for the one that
+        bounced. Without a plan, the campaign's `reminders`; with one, the step that sent it."""
+        if not self.planned:
+            t = self.input.timings
+            return t.reminder_interval, 1 + max(0, t.max_reminders - self.reminders_sent)
+        current = self.plan[self.plan_pos] if self.plan_pos < len(self.plan) else None
+        if current is not None and current.channel == channel:
+            went = self.sent_in_step + (0 if counted else 1)
+            return current.after, 1 + max(0, current.max - went)
+        # The step that sent it has sent all it had to.
+        done = next((s for s in reversed(self.plan[:self.plan_pos]) if s.channel == channel),
+                    ChannelStep(channel))
+        return done.after, 1
+
+    def _fallback(self, step: ChannelStep, cadence: tuple[timedelta, int]) -> ChannelStep:
+        if not workflow.patched(FALLBACK_KEEPS_CADENCE):
+            return step
+        after, most = cadence
+        return dataclasses.replace(step, after=after, max=most)
 
     async def _escalate(self) -> None:
         """Bounces reported after sending: a message inviting the contact did not arrive, so
