@@ -123,6 +123,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
                     records.message_category,
                     records.record_consent_answer,
                     sender.send_message,
+                    sender.record_signalled_bounce,
                     client_messages.send_client_message,
                     reconsent.reconsent_batch,
                     codes.send_code,

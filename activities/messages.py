@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.webhooks import EndpointWaker
-from core.contracts import SendMessageInput, SendMessageResult
+from core.contracts import BounceInput, SendMessageInput, SendMessageResult
 from core.settings import Settings
 from core.vocabulary import (
     CHANNEL_NEEDS,
@@ -66,6 +66,10 @@ VERIFIED_MEANWHILE = "the contact has verified the address meanwhile"
 LETTER_TEMPLATE = "invitation"
 BOUNCE_SOURCE = {Channel.email: "smtp", Channel.sms: "sms_provider",
                  Channel.letter: "letter_provider"}
+# A bounce an operator signalled to the journey (Temporal CLI or UI) comes without the
+# provider's words.
+SIGNALLED_SOURCE = "operator"
+SIGNALLED_REASON = "signalled to the journey by an operator (message_bounced)"
 
 
 @dataclass
@@ -201,6 +205,29 @@ class MessageSender:
             return SendMessageResult(sent=False, recipient=recipient, bounced=refusal.kind)
         await self._mark_sent(outgoing.message_id, provider_id, input, sent_at)
         return SendMessageResult(sent=True, recipient=recipient)
+
+    @activity.defn
+    async def record_signalled_bounce(self, journey_id: str, bounce: BounceInput) -> None:
+        """A bounce the journey was told of by a signal: one the bounce API or the send
+        recorded already changes nothing; one an operator signalled by hand is recorded as the
+        API records a report (journey history, bounces list and funnel, `message.bounced`, the
+        address marked undeliverable), so that a switch of channel is never unexplained."""
+        async with transaction(self._sessions) as session:
+            message = (await session.scalars(select(Message).where(
+                Message.journey_id == uuid.UUID(journey_id), Message.step == bounce.step))
+            ).one_or_none()
+            if (message is None or message.channel != bounce.channel
+                    or message.status not in ("sent", "bounced")):
+                return
+            stored = set(await session.scalars(select(MessageBounce.kind).where(
+                MessageBounce.message_id == message.id)))
+            if bounce.kind in stored or (bounce.kind == BounceKind.soft
+                                         and BounceKind.hard in stored):
+                return
+            _, endpoints = await bounces.record_bounce(
+                session, message=message, kind=BounceKind(bounce.kind), reason=SIGNALLED_REASON,
+                source=SIGNALLED_SOURCE, at=utcnow())
+        await self._waker.wake(message.client_id, endpoints, f"{bounce.step}/signalled")
 
     async def _prepare(self, session: AsyncSession,
                        locked: tuple[Journey, Contact, Campaign, Client],

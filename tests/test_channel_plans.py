@@ -708,6 +708,40 @@ async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
         await save_history(handle, "bounce_signal_steps_checked")
 
 
+async def test_a_bounce_an_operator_signals_is_recorded_as_a_reported_one(
+        tenant, mailbox, settings, webhook_receiver, temporal_env, record_histories):
+    """An operator tells a journey by hand (`temporal workflow signal --name message_bounced`)
+    that its invitation bounced: besides the SMS that follows, the bounce is where the API's
+    would be (the journey's history, the campaign's bounces and funnel, `message.bounced`, the
+    address marked undeliverable), so the switch of channel is explained and the next campaign
+    does not mail the address again."""
+    hook = await tenant.subscribe(webhook_receiver, ["message.bounced"])
+    result, email, number, _ = await invited_by_email(tenant, mailbox, "operator-bounce")
+    journey = await tenant.wait_for_stage(result["journey_id"], "invited")
+    handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
+    await handle.signal("message_bounced", {"step": "invitation", "channel": "email",
+                                            "kind": "hard"})
+    await wait_for_sms(settings, number)
+
+    [event] = await webhook_receiver.wait_for(hook, "message.bounced")
+    data = event.payload["data"]
+    assert (data["kind"], data["source"], data["message"]["step"]) == (
+        "hard", "operator", "invitation")
+    journey = await tenant.journey(result["journey_id"])
+    assert [(e["type"], e["detail"]["channel"]) for e in journey["history"]] == [
+        ("invitation_sent", "email"), ("bounced", "email"), ("invitation_sent", "sms")]
+    base = f"/v1/campaigns/{journey['campaign_id']}"
+    [bounce] = (await tenant.ok("GET", f"{base}/bounces"))["items"]
+    assert (bounce["kind"], bounce["channel"], bounce["source"]) == ("hard", "email", "operator")
+    assert (await tenant.ok("GET", f"{base}/funnel"))["total"]["bounced_hard"] == 1
+    record = await tenant.ok("GET", f"/v1/contacts/{result['contact_id']}")
+    [point] = [p for p in record["contact_points"] if p["kind"] == "email"]
+    assert point["undeliverable"] is not None
+    if record_histories:
+        await handle.terminate("recorded")
+        await save_history(handle, "bounce_signalled_by_hand_recorded")
+
+
 async def test_bad_bounce_reports_are_field_errors(tenant, other_tenant, mailbox):
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     email = unique_email()

@@ -166,6 +166,9 @@ ANSWERED_BEFORE_INVITED = "answered-before-invited"
 # Journeys before took a verification reminder's link as the one to confirm with even when the
 # reminder did not go (the daily cap, the sending rules), refusing the link the customer held.
 UNSENT_REMINDER_KEEPS_LINK = "unsent-reminder-keeps-link"
+# Journeys before switched channels for a message_bounced signal sent by hand (Temporal CLI or
+# UI) without recording the bounce, as the bounce API does.
+SIGNALLED_BOUNCES_RECORDED = "signalled-bounces-recorded"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
 
@@ -213,6 +216,8 @@ class JourneyWorkflow:
         self.bounced_channels: list[str] = []
         # The channel of each step that went out (or bounced as it went): a bounce names one.
         self.sent_steps: dict[str, str] = {}
+        # The steps whose bounce the send itself recorded (the server or provider refused them).
+        self.bounced_at_send: set[str] = set()
         self.history: list[str] = []
         # A message of the campaign's own (invitation, reminder) that its paused campaign held
         # back waits for a resume. Resumes are counted, so one that arrives before the hold is
@@ -521,6 +526,7 @@ class JourneyWorkflow:
         """Bounces reported after sending: a message inviting the contact did not arrive, so
         the journey switches channel, unless the customer has already answered."""
         reported, self.bounces = self.bounces, []
+        await self._record_signalled(reported)
         fresh = [b for b in reported if b.channel not in self.bounced_channels
                  and b.template not in VERIFICATION_TEMPLATES and self._sent(b)]
         if await self._ended_by_complaint(fresh):
@@ -553,6 +559,19 @@ class JourneyWorkflow:
         await self._finish(Stage.opted_out, "complaint", {
             "by": "complaint", "channel": complaint.channel, "step": complaint.step})
         return True
+
+    async def _record_signalled(self, reported: list[BounceInput]) -> None:
+        """Records a bounce signalled by hand as the bounce API would have (a reported one the
+        API recorded already, and the activity finds it): the switch of channel it makes is
+        explained in the journey's history, its bounces and funnel, and by `message.bounced`."""
+        signalled = [b for b in reported if b.step not in self.bounced_at_send
+                     and self.sent_steps.get(b.step) == b.channel]
+        if not signalled or not workflow.patched(SIGNALLED_BOUNCES_RECORDED):
+            return
+        for bounce in signalled:
+            await workflow.execute_activity_method(
+                MessageSender.record_signalled_bounce, args=[self.input.journey_id, bounce],
+                **DB_WRITE)
 
     def _sent(self, bounce: BounceInput) -> bool:
         """Whether this journey sent the message the bounce names. Asked when the bounce is
@@ -963,6 +982,8 @@ class JourneyWorkflow:
             result = dataclasses.replace(result, bounced=BounceKind.hard)
         if result.sent or result.bounced:
             self.sent_steps[step] = channel
+        if result.bounced:
+            self.bounced_at_send.add(step)
         if (result.sent and purpose == TokenPurpose.contact_page
                 and channel not in self.reached_on):
             self.reached_on.append(channel)

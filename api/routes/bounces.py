@@ -47,7 +47,8 @@ class BounceOut(BaseModel):
     recipient: str
     kind: str
     reason: str
-    source: str = Field(description="smtp, sms_provider, letter_provider (at send time) or api")
+    source: str = Field(description="smtp, sms_provider, letter_provider (at send time), api, "
+                        "or operator (a message_bounced signal sent to the journey by hand)")
     at: datetime
 
 
