@@ -20,6 +20,7 @@ from core.kyc_contracts import (
     RecordKycInput,
     SendKycEmailInput,
 )
+from core.kyc_rules import last_valid_day
 from core.settings import Settings
 from core.vocabulary import BounceKind, ErrorType, KycState, TokenPurpose
 from db import consents, crud, kyc_crud
@@ -35,6 +36,10 @@ from messaging.provider_http import PermanentDeliveryFailure
 from messaging.rendering import RenderedEmail, render_email, render_sms
 from messaging.sms import OutgoingSms, SmsSender, SmsUnsendable
 from messaging.sms_encoding import measure
+
+# The expiry reminder and message: their link is to renew the profile with a document, which a
+# definition that relies on none does not ask for (the client renews it).
+RENEWED_BY_CLIENT = frozenset({"kyc_expiring", "kyc_expired"})
 
 
 def profile_payload(profile: KycProfile) -> dict[str, Any]:
@@ -174,18 +179,24 @@ class KycActivities:
                     "detail": {"reason": reason}}])
                 return SendMessageResult(sent=False, recipient=None, skipped=reason)
             brand = client_brand(client, self._settings)
+            p = input.profile
             link = None
-            if input.link_expires_at is not None:
+            # The upload page renews a profile that rests on documents; one that asks for none
+            # is renewed by the client, whom the expiry messages then name instead.
+            renewed_by_upload = p.document_types or input.template not in RENEWED_BY_CLIENT
+            if input.link_expires_at is not None and renewed_by_upload:
                 link = await links.issue(
                     session, self._settings, purpose=TokenPurpose.kyc_documents,
                     step=f"kyc/{step}", expires_at=input.link_expires_at, contact_id=contact_id,
                     base_url=brand.base_url)
-            p = input.profile
             context = {
                 "client_name": client.name, "first_name": contact.first_name,
                 "last_name": contact.last_name,
                 "profile_name": p.definition_name, "state": p.state, "reason": p.reason,
-                "expires_at": p.expires_at, "link": link,
+                # The last day it is valid: for a profile resting on an ID card, the date
+                # printed on the card, not the morning after.
+                "expires_at": last_valid_day(p.expires_at) if p.expires_at else None,
+                "link": link,
                 "link_expires_at": input.link_expires_at, "brand": brand}
             if point is not None:
                 context["preferences_link"] = await links.issue(

@@ -6,7 +6,7 @@ import hashlib
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.errors import pydantic_fields
-from api.kyc_schemas import OptionalNumber, UtcDatetime
+from api.kyc_schemas import DocumentExpiry, OptionalNumber
 from api.schemas import BIDI_CONTROLS, FieldError
 from contacts import registry
 from contacts.audit import Actor
@@ -36,7 +36,7 @@ from core.kyc_contracts import (
     KycProfile,
     KycTimings,
 )
-from core.kyc_rules import DOCUMENT_OF_FIELD
+from core.kyc_rules import DOCUMENT_OF_FIELD, expiry_of_day, last_valid_day
 from core.settings import Settings
 from core.storage import ALLOWED_TYPES, LocalDirectoryStorage, sniff_content_type
 from core.vocabulary import CLIENT_ID, CONTACT_ID, KYC_STATE, DocumentType
@@ -47,7 +47,7 @@ from db.models import Contact
 from workflows.kyc import KycWorkflow
 
 _number = TypeAdapter(OptionalNumber).validate_python
-_expiry = TypeAdapter(UtcDatetime).validate_python
+_expiry = TypeAdapter(DocumentExpiry).validate_python
 NUMBERED = frozenset(DOCUMENT_OF_FIELD.values())
 # The contact registry's fields for the number and expiry printed on a document of this type.
 CONTACT_FIELDS = {DocumentType.id_card: ("id_number", "id_expires_on"),
@@ -146,7 +146,9 @@ async def contact_follows(session: AsyncSession, settings: Settings, *, contact:
         return
     reg = await registry.registry_for(session, client_id=contact.client_id,
                                       secret_key=settings.secret_key.get_secret_value())
-    expires_on = details.expires_at.date() if details.expires_at is not None else None
+    # The date printed on the document, the last day it is valid.
+    expires_on = (last_valid_day(details.expires_at) if details.expires_at is not None
+                  else None)
     try:
         changed = await registry.apply_scalars(session, reg, contact,
                                                dict(zip(fields, (details.number, expires_on))))
@@ -310,10 +312,8 @@ async def registry_changed(
             changes["number"] = getattr(contact, number_field)
         if expiry_field in changed:
             expires_on = getattr(contact, expiry_field)
-            # A date in the registry; on the document the day begins its expiry, as when
-            # uploaded with that date.
-            changes["expires_at"] = None if expires_on is None else datetime.combine(
-                expires_on, time(), UTC)
+            # The date printed on the card, as when uploaded with that date: valid all of it.
+            changes["expires_at"] = None if expires_on is None else expiry_of_day(expires_on)
         await correct_document(session, temporal, settings, contact=contact, document=document,
                                changes=changes, actor=actor)
         corrected = True

@@ -1,7 +1,7 @@
 """Request and response bodies of the KYC API."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -26,16 +26,30 @@ from api.schemas import (
     positive,
     written_out,
 )
-from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of
+from core.kyc_rules import DOCUMENT_OF_FIELD, Rule, documents_of, expiry_of_day
 from core.vocabulary import DocumentType, KycField
 
 
 def as_utc(value: datetime) -> datetime:
-    # A bare date or naive time from a form or a client means UTC.
+    # A naive time from a form or a client means UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else in_utc(value)
 
 
-UtcDatetime = Annotated[datetime, BeforeValidator(written_out), AfterValidator(as_utc)]
+def _through_the_day(value: Any) -> Any:
+    """A document's expiry given as a date (as printed on it, as the page's date field and the
+    registry's `id_expires_on` have it) is the last day the document is valid: it expires when
+    the next day begins. A date and time is taken as the moment it expires."""
+    written_out(value)
+    day = value if isinstance(value, date) and not isinstance(value, datetime) else None
+    if isinstance(value, str) and "T" not in value.upper() and " " not in value.strip():
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            return value  # pydantic names the problem
+    return value if day is None else expiry_of_day(day)
+
+
+DocumentExpiry = Annotated[datetime, BeforeValidator(_through_the_day), AfterValidator(as_utc)]
 DocumentNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=meaning(
     r"^[A-Za-z0-9 \-/.]{1,100}$", "letters, digits, spaces and - / . only, at most 100"))]
 
@@ -139,7 +153,7 @@ class KycRefuteRequest(Strict):
 
 class KycDocumentPatch(Strict):
     number: OptionalNumber = None
-    expires_at: UtcDatetime | None = None
+    expires_at: DocumentExpiry | None = None
 
     @model_validator(mode="after")
     def _something(self) -> "KycDocumentPatch":

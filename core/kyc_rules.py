@@ -3,7 +3,7 @@ when a profile expires, and what a change of level does. Used by the workflow, a
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from core.vocabulary import DocumentType, KycField, KycState
 
@@ -12,6 +12,20 @@ DOCUMENT_OF_FIELD = {
     KycField.id_number: DocumentType.id_card,
     KycField.passport_number: DocumentType.passport,
 }
+
+
+def expiry_of_day(day: date) -> datetime:
+    """When a document expires whose expiry date is `day`: the date printed on an ID card or
+    passport is the last day it is valid, so it expires as the next day begins (UTC)."""
+    if day == date.max:
+        return datetime.combine(day, time.max, UTC)  # the calendar's last moment
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def last_valid_day(expires_at: datetime) -> date:
+    """The day shown for an expiry: the last one on which the document (or profile) is still
+    valid, in UTC. For a document that is the date printed on it (`expiry_of_day`)."""
+    return (expires_at.astimezone(UTC) - timedelta(microseconds=1)).date()
 
 
 class KycRefused(ValueError):

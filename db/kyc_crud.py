@@ -52,6 +52,14 @@ async def newest_document(session: AsyncSession, *, contact_id: uuid.UUID,
         .order_by(KycDocument.uploaded_at.desc(), KycDocument.id).limit(1))).first()
 
 
+def default_lead_time(expires_after: timedelta | None, setting: timedelta) -> timedelta:
+    """The reminder lead time of a definition that sets none: the setting, but at most half
+    the definition's period. Longer, a profile's reminder would fall due at its assignment (and
+    at each renewal), telling the customer of an expiry still the whole period away, as
+    `remind_before` itself may not (KycDefinitionCreate)."""
+    return setting if expires_after is None else min(setting, expires_after / 2)
+
+
 def judge(definition: KycDefinition, contact: Contact, found: Evidence,
           default_remind_before: timedelta) -> KycEvaluation:
     rules = rules_of(definition.rules.get(contact.kind, []))
@@ -59,7 +67,8 @@ def judge(definition: KycDefinition, contact: Contact, found: Evidence,
         definition_id=str(definition.id), name=definition.name, level=definition.level,
         requires_verification=definition.requires_verification,
         expires_after=definition.expires_after,
-        remind_before=definition.remind_before or default_remind_before,
+        remind_before=definition.remind_before or default_lead_time(
+            definition.expires_after, default_remind_before),
         document_types=sorted({d for r in rules for d in documents_of(r)}),
         missing=missing_information(rules, found), renewal_expires_at=renewal_expiry(rules, found),
     )

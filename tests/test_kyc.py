@@ -35,6 +35,8 @@ from workflows.kyc import KycWorkflow
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 FAR = (datetime.now(UTC) + timedelta(days=3650)).date().isoformat()
+# An ID card dated FAR is valid all of that day: it expires as the next one begins.
+FAR_ENDS = (datetime.now(UTC) + timedelta(days=3651)).date().isoformat()
 IDENTITY = [{"field": "first_name"}, {"field": "last_name"}, {"field": "email"}]
 ID_OR_PASSPORT = [
     {"field": "id_number", "semi_optional": True, "requires_renewal": True},
@@ -97,6 +99,12 @@ async def mail_with(mailbox, address: str, subject_part: str, count: int = 1) ->
 
 def at(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+async def contact_email(sessions, contact_id: str) -> str:
+    async with sessions() as session:
+        return await session.scalar(select(ContactPoint.value).where(
+            ContactPoint.contact_id == uuid.UUID(contact_id), ContactPoint.kind == "email"))
 
 
 async def test_assign_verify_remind_expire_renew(tenant, sessions, http, mailbox,
@@ -484,31 +492,39 @@ async def verified_by_id_card(tenant, sessions, webhook_receiver, event: str, *,
     contact_id, _ = await new_contact(sessions, tenant)
     document = (await upload(tenant, contact_id, "id_card")).json()
     assigned = await wait_for_state(tenant, contact_id, "verified")
-    assert at(assigned["expires_at"]) == at(f"{FAR}T00:00:00+00:00")
+    assert at(assigned["expires_at"]) == at(f"{FAR_ENDS}T00:00:00+00:00")
     return hook, contact_id, document
 
 
 async def test_a_registry_expiry_change_reschedules_the_profile(tenant, sessions,
-                                                                 webhook_receiver):
+                                                                 webhook_receiver, mailbox):
     """The contact's id_expires_on is the expiry of the ID card the profile rests on: changed
-    in the registry, the document and the profile's expiry (and reminder) follow."""
+    in the registry, the document and the profile's expiry (and reminder) follow. The card is
+    valid all of the day printed on it: the profile expires when the next one begins, and the
+    customer is told the printed date."""
     hook, contact_id, document = await verified_by_id_card(
         tenant, sessions, webhook_receiver, "kyc.expiring", remind_before="P3D")
 
     soon = (datetime.now(UTC) + timedelta(days=2)).date()
+    ends = f"{soon + timedelta(days=1)}T00:00:00+00:00"
     patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
                                       json={"id_expires_on": soon.isoformat()})
     assert patched.status_code == 200, patched.text
     # Answered once judged, as a document's correction is.
     moved = await profile(tenant, contact_id)
-    assert at(moved["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    assert at(moved["expires_at"]) == at(ends)
     assert moved["expiry_cause"] == "document_expired"
     [corrected] = moved["documents"]
     assert corrected["id"] == document["id"]
-    assert at(corrected["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    assert at(corrected["expires_at"]) == at(ends)
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}")).json()
+    assert contact["id_expires_on"] == soon.isoformat()
     # The reminder is due three days before the new expiry, so at once.
     [expiring] = await webhook_receiver.wait_for(hook, "kyc.expiring")
-    assert at(expiring.payload["data"]["kyc"]["expires_at"]) == at(f"{soon}T00:00:00+00:00")
+    assert at(expiring.payload["data"]["kyc"]["expires_at"]) == at(ends)
+    email = await contact_email(sessions, contact_id)
+    [reminder] = await mail_with(mailbox, email, "expires on")
+    assert f"expires on {soon:%B} {soon.day}, {soon.year}" in reminder.subject, reminder.subject
     types = [e["type"] for e in (await profile(tenant, contact_id))["history"]
              if not e["type"].endswith("_sent")]
     assert types == ["assigned", "rescheduled", "reminded"]
@@ -1236,3 +1252,105 @@ async def test_an_upload_link_to_an_address_the_client_removed_opens_nothing(
     assert posted.status_code in (403, 404)
     assert [d for d in (await profile(tenant, contact_id))["documents"]
             if d["document_type"] == "passport"] == []
+
+
+async def test_an_id_card_is_valid_all_of_the_day_printed_on_it(tenant, sessions):
+    """The expiry date on an ID card is the last day it is valid: uploaded on that day, it
+    still qualifies, and the profile resting on it lasts until the next day begins."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False,
+                 expires_after="P365D", remind_before="P1D")
+    contact_id, _ = await new_contact(sessions, tenant)
+    today = datetime.now(UTC).date()
+    ends = at(f"{today + timedelta(days=1)}T00:00:00+00:00")
+    uploaded = await upload(tenant, contact_id, "id_card", expires_at=today.isoformat())
+    assert uploaded.status_code == 201, uploaded.text
+    assert at(uploaded.json()["expires_at"]) == ends
+    verified = await wait_for_state(tenant, contact_id, "verified")
+    assert (at(verified["expires_at"]), verified["expiry_cause"]) == (ends, "document_expired")
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.status_code == 200, assigned.text
+    # The registry keeps the date printed on the card.
+    contact = (await tenant.get(f"/v1/contacts/{contact_id}")).json()
+    assert contact["id_expires_on"] == today.isoformat()
+
+
+async def test_a_short_period_is_not_reminded_of_at_assignment(tenant, sessions, mailbox,
+                                                              temporal_env):
+    """A definition valid for 14 days that sets no remind_before: KYC_REMIND_BEFORE (30 days)
+    would put the reminder before the assignment. Half the period is the lead time instead."""
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="P14D")
+    contact_id, email = await new_contact(sessions, tenant)
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.status_code == 200, assigned.text
+    await mail_with(mailbox, email, "identity details are registered")
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+    assert state.remind_before == timedelta(days=7) and state.reminded_for is None
+    types = [e["type"] for e in (await profile(tenant, contact_id))["history"]
+             if not e["type"].endswith("_sent")]
+    assert types == ["assigned"]
+    assert not [m for m in mailbox.to(email) if "expires on" in m.subject]
+
+
+async def test_the_client_renews_an_expired_or_refuted_profile_by_assigning_it_again(
+        tenant, sessions, mailbox):
+    """CRM.COM: an expired or refuted customer goes through the KYC flow again. The client's
+    assignment of the same definition renews the profile (it was a silent no-op)."""
+    definition = await define(tenant, 1, IDENTITY, expires_after="PT4S", remind_before="PT1S")
+    contact_id, email = await new_contact(sessions, tenant)
+    assign = f"/v1/kyc/contacts/{contact_id}/assign"
+    assert (await tenant.post(assign, {})).status_code == 200
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/verify", {})).status_code == 200
+    await wait_for_state(tenant, contact_id, "expired")
+    # A definition that asks for no document: the customer is told whom to ask, not to upload.
+    [expired] = await mail_with(mailbox, email, "has expired")
+    assert "Please contact" in expired.text and "upload" not in expired.text.lower()
+
+    renewed = await tenant.post(assign, {"definition_id": definition["id"]})
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["state"] == "pending_verification"
+    refuted = await tenant.post(f"/v1/kyc/contacts/{contact_id}/refute", {"reason": "Old."})
+    assert refuted.status_code == 200, refuted.text
+    again = await tenant.post(assign, {})
+    assert again.status_code == 200 and again.json()["state"] == "pending_verification"
+    types = [e["type"] for e in (await profile(tenant, contact_id))["history"]
+             if not e["type"].endswith("_sent")]
+    assert types == ["assigned", "verified", "reminded", "expired", "renewed", "refuted",
+                     "renewed"]
+
+
+async def test_a_renewal_by_assignment_names_what_is_missing(tenant, sessions):
+    definition = await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    document = (await upload(tenant, contact_id, "id_card")).json()
+    await wait_for_state(tenant, contact_id, "verified")
+    passed = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    assert (await tenant.http.patch(f"/v1/kyc/documents/{document['id']}", headers=tenant.auth,
+                                    json={"expires_at": passed})).status_code == 200
+    await wait_for_state(tenant, contact_id, "expired")
+    refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign",
+                                {"definition_id": definition["id"]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "kyc_missing_information"
+    assert "expired" in refused.text and "id_card" in refused.text, refused.text
+
+
+async def test_an_unrelated_change_does_not_renew_an_expired_profile(tenant, sessions):
+    """A name fixed in the registry, or a document the definition does not ask for corrected,
+    is no new evidence: the expired profile stays expired (it was verified again at once)."""
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="PT3S",
+                 remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    document = (await upload(tenant, contact_id, "proof_of_address")).json()
+    await wait_for_state(tenant, contact_id, "expired")
+    patched = await tenant.http.patch(f"/v1/contacts/{contact_id}", headers=tenant.auth,
+                                      json={"last_name": "Janssen-de Vries"})
+    assert patched.status_code == 200, patched.text
+    # Answered once the profile has judged it, after the name change it was told first.
+    corrected = await tenant.http.patch(f"/v1/kyc/documents/{document['id']}",
+                                        headers=tenant.auth, json={"number": "POA-2"})
+    assert corrected.status_code == 200, corrected.text
+    after = await profile(tenant, contact_id)
+    assert after["state"] == "expired"
+    assert [e["type"] for e in after["history"] if not e["type"].endswith("_sent")] == [
+        "assigned", "reminded", "expired"]

@@ -39,6 +39,9 @@ SEND = {
 }
 # Renewal needs something new from the customer.
 RENEWABLE = frozenset({KycState.refuted, KycState.expired})
+# Profiles before it: the client's assignment of the definition an expired or refuted profile
+# already has changed nothing, and any change of the contact (a name) renewed it.
+RENEWAL_IS_DELIBERATE = "kyc-renewal-is-deliberate"
 
 
 @workflow.defn(name="Kyc")
@@ -140,6 +143,10 @@ class KycWorkflow:
                     "no KYC definition can be assigned: " + "; ".join(judged.missing),
                     judged.missing, type=ErrorType.kyc_missing_information)
             if judged.definition_id == p.definition_id:
+                if p.state in RENEWABLE and workflow.patched(RENEWAL_IS_DELIBERATE):
+                    # The client puts the customer through the KYC flow again.
+                    await self._renew_by_client(judged)
+                    return self.profile
                 return p  # a repeated request changes nothing
             try:
                 state = state_after_assignment(p.state, p.level, judged.level,
@@ -206,12 +213,15 @@ class KycWorkflow:
         judged = await self._evaluate(p.definition_id)
         new_evidence = input.uploaded and input.document_type in judged.document_types
         renewal = p.state in RENEWABLE or (p.state == KycState.verified and new_evidence)
+        if (p.state in RENEWABLE and not judged.missing
+                and not (input.uploaded or input.document_type in judged.document_types)
+                and workflow.patched(RENEWAL_IS_DELIBERATE)):
+            # A change of the registry that brings nothing new the definition relies on (a
+            # name fixed, an email added) does not vouch for the customer again: an upload,
+            # a corrected document or the client's assignment renews.
+            renewal = False
         if renewal and not judged.missing:
-            self._take(judged, KycState.pending_verification if judged.requires_verification
-                       else KycState.verified)
-            await self._record("renewed", EventType.kyc_assigned)
-            await self._email("kyc_assigned")
-            self.renewed = True
+            await self._renew(judged)
             return
         if p.state not in KYC_LIVE_STATES or p.assigned_at is None:
             return
@@ -260,6 +270,21 @@ class KycWorkflow:
             EvaluateKycInput(self.input.client_id, self.input.contact_id, definition_id,
                              workflow.now()),
             **DB)
+
+    async def _renew(self, judged: KycEvaluation) -> None:
+        self._take(judged, KycState.pending_verification if judged.requires_verification
+                   else KycState.verified)
+        await self._record("renewed", EventType.kyc_assigned)
+        await self._email("kyc_assigned")
+        self.renewed = True
+
+    async def _renew_by_client(self, judged: KycEvaluation) -> None:
+        if judged.missing:
+            raise ApplicationError(
+                f"the KYC profile is {self.profile.state}: it is renewed once its required "
+                "information is present; missing: " + "; ".join(judged.missing),
+                judged.missing, type=ErrorType.kyc_missing_information)
+        await self._renew(judged)
 
     def _take(self, judged: KycEvaluation, state: KycState) -> None:
         """The profile starts anew: its state and expiry reset by the definition."""

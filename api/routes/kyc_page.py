@@ -29,6 +29,7 @@ from api.routes.customer_page import (
 )
 from contacts import registry
 from contacts.audit import Actor
+from core.kyc_rules import last_valid_day
 from core.security import sha256_hex
 from core.vocabulary import ActorType, DocumentType, TokenPurpose
 from db import crud, kyc_crud
@@ -80,13 +81,17 @@ async def page(request: Request, state, session: AsyncSession, visit: KycVisit, 
     uploaded = list(await session.scalars(
         select(KycDocument).where(KycDocument.contact_id == visit.contact.id)
         .order_by(KycDocument.uploaded_at)))
+    now = datetime.now(UTC)
+    # Shown as the date printed on the document, its last valid day.
+    expired_on = {doc.id: last_valid_day(doc.expires_at) for doc in uploaded
+                  if doc.expires_at is not None and doc.expires_at <= now}
     return html(request, state, "kyc_documents", visit.contact.language, {
         "client_name": visit.client.name, "brand": client_brand(visit.client, state.settings),
         "languages": language_switch(client_languages(visit.client)),
         "first_name": visit.contact.first_name,
         "last_name": visit.contact.last_name,
         "profile": visit.profile, "uploaded": uploaded, "document_types": list(DocumentType),
-        "now": datetime.now(UTC), "errors": errors, "values": values,
+        "expired_on": expired_on, "errors": errors, "values": values,
         "submission": secrets.token_urlsafe(16)}, status_code)
 
 
