@@ -2,6 +2,7 @@
 
 Idempotent: a retried batch finds the same contacts, the same journey rows and workflow ids."""
 
+import asyncio
 import uuid
 from collections import Counter
 
@@ -9,16 +10,24 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
+from temporalio.service import RPCError
 
 from activities.webhooks import EndpointWaker
-from api import lost_journeys
+from api import lost_journeys, withdrawals
+from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import ReconsentBatchInput, ReconsentBatchResult
 from core.settings import Settings
-from core.vocabulary import FINAL_STAGES, SENT_DESPITE_COMPLAINT, GdprConsentState, Stage
+from core.vocabulary import (
+    FINAL_STAGES,
+    SENT_DESPITE_COMPLAINT,
+    GdprConsentState,
+    JourneyKind,
+    Stage,
+)
 from db import consents, crud
 from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
 from db.session import transaction
-from workflows.starts import journey_language, start_journeys, workflow_id
+from workflows.starts import START_CONCURRENCY, journey_language, start_journeys, workflow_id
 
 # The message type a re-consent journey invites with (the journey's `reconsent_` templates).
 RECONSENT_INVITATION = "reconsent_invitation"
@@ -61,6 +70,7 @@ class Reconsent:
             reachable = set(await session.scalars(select(ContactPoint.contact_id).where(*usable)))
             chosen = [c for c in contacts if c.id in reachable
                       and c.gdpr_consent_state != GdprConsentState.withdrawn]
+            replaced = await self._replace_earlier_requests(session, campaign, chosen)
             theirs = list(await session.scalars(select(Journey).where(
                 Journey.campaign_id == campaign.id,
                 crud.among(session, Journey.contact_id, [c.id for c in chosen]))))
@@ -91,6 +101,7 @@ class Reconsent:
                 inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(
                     session, Journey).returning(Journey.id), rows))
                 journeys += [Journey(**row) for row in rows if row["id"] in inserted]
+        await self._withdraw(replaced)
         await start_journeys(self._temporal, self._settings, campaign=campaign, journeys=journeys)
         activity.heartbeat(len(journeys))
         return ReconsentBatchResult(
@@ -98,3 +109,32 @@ class Reconsent:
             last_contact_id=str(contacts[-1].id) if contacts else None,
             contacts_reset=len(reset), journeys_started=len(journeys),
             skipped=len(contacts) - len(chosen))
+
+    async def _replace_earlier_requests(self, session: AsyncSession, campaign: Campaign,
+                                        chosen: list[Contact]) -> list[str]:
+        """Ends, in the database, the chosen contacts' open journeys of the client's other
+        re-consent campaigns: this one asks about the newer form, and an answer to an outdated
+        one must not become the contact's state (their pages say a newer request was sent).
+        Returns their workflow ids, to cancel once this has committed; each then ends as the
+        database has it, recording nothing more (the first end wins)."""
+        replaced = list((await session.execute(
+            select(Journey.id, Journey.workflow_id)
+            .join(Campaign, Campaign.id == Journey.campaign_id)
+            .where(crud.among(session, Journey.contact_id, [c.id for c in chosen]),
+                   Journey.campaign_id != campaign.id, OPEN_JOURNEY,
+                   Campaign.spec["kind"].as_string() == JourneyKind.reconsent))).all())
+        await withdrawals.mark_cancelled(session, self._waker, [j for j, _ in replaced],
+                                         withdrawals.SUPERSEDED_BY_RECONSENT)
+        return [w for _, w in replaced]
+
+    async def _withdraw(self, workflow_ids: list[str]) -> None:
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def withdraw(workflow_id: str) -> None:
+            async with gate:
+                try:
+                    await withdrawals.withdraw(self._temporal.get_workflow_handle(workflow_id),
+                                               withdrawals.SUPERSEDED_BY_RECONSENT)
+                except RPCError:
+                    pass  # ended already, or never started: the database has its end
+        await asyncio.gather(*(withdraw(w) for w in workflow_ids))

@@ -34,6 +34,8 @@ BY_API = "journey_cancelled"
 FOR_ERASURE = "contact_erasure"
 LAUNCH_CANCELLED = "launch_cancelled"
 CAMPAIGN_ARCHIVED = "campaign_archived"
+# A re-consent request that a newer one (another re-consent campaign run) replaced.
+SUPERSEDED_BY_RECONSENT = "superseded_by_reconsent"
 # The history step a journey records its cancellation under.
 CANCELLED_STEP = "cancelled"
 

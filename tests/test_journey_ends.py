@@ -10,7 +10,7 @@ from sqlalchemy import select
 from api import withdrawals
 from db.models import WebhookEvent
 from db.session import transaction
-from tests.helpers import on_the_page, unique_email
+from tests.helpers import Customer, on_the_page, unique_email
 from tests.histories import save_history
 from tests.test_lost_journeys import entered
 from tests.test_mobile_journey import codes_sent, start, uuid_digits, wait_codes
@@ -157,3 +157,22 @@ async def test_a_workflow_outliving_its_journeys_cancellation_ends_at_its_next_m
     state = await handle.result()
     assert (await handle.describe()).close_time < state.deadline
     assert len(mailbox.to(address)) == 1
+
+
+async def test_an_expired_journeys_page_speaks_of_details_only_if_some_were_entered(
+        tenant, http, mailbox):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="PT4S")
+    untouched, _, untouched_page = await on_the_page(tenant, http, mailbox, campaign,
+                                                     unique_email("untouched"))
+    typed, customer, typed_page = await on_the_page(tenant, http, mailbox, campaign,
+                                                    unique_email("typed"))
+    await customer.submit(typed_page, email=unique_email("new"))
+    for enrolled in (untouched, typed):
+        await tenant.wait_for_stage(enrolled["journey_id"], "expired")
+
+    nothing = await Customer(http).open(untouched_page)
+    assert nothing.status_code == 410 and "This request has ended" in nothing.text
+    assert "Details you entered" not in nothing.text
+    assert "If you want to update your details, please contact" in nothing.text
+    something = await Customer(http).open(typed_page)
+    assert "Details you entered but did not confirm will not be used." in something.text

@@ -4,7 +4,9 @@ customer's answer recorded in the ledger."""
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from core.contracts import AnonymiseInactiveInput, ReconsentRunInput
 from core.vocabulary import CLIENT_ID
@@ -490,3 +492,92 @@ async def test_a_reconsent_campaign_stored_without_its_form_runs_nothing_and_no_
     assert answered.status_code == 200 and "can no longer be completed" in customer.page
     opened = await customer.open(mailbox.link(invitation))
     assert opened.status_code == 200 and "can no longer be completed" in customer.page
+
+
+async def form_campaign(tenant, version: str, text: str, **fields) -> dict:
+    await tenant.ensure_purpose("data-processing", "data_processing")
+    return await tenant.create_campaign(
+        name=f"Privacy notice {version}", kind="reconsent", languages=["en"], **fields,
+        consents=[{"key": "gdpr", "purpose": "data-processing", "channel": "any",
+                   "mandatory": True, "texts": {"en": {"text": text, "version": version}}}])
+
+
+async def contact_with_email(sessions, tenant, state: str = "accepted") -> tuple[uuid.UUID, str]:
+    contact_id = uuid.uuid4()
+    address = f"rc-{uuid.uuid4().hex[:8]}@example.com"
+    async with transaction(sessions) as session:
+        session.add(Contact(id=contact_id, client_id=tenant.id, external_id=address,
+                            language="en", gdpr_consent_state=state))
+        await session.flush()
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact_id, kind="email",
+                                 value=address))
+    return contact_id, address
+
+
+async def test_a_newer_reconsent_ends_the_requests_of_the_form_it_replaces(
+        tenant, sessions, http, mailbox, webhook_receiver, temporal_env):
+    """The client's form changes twice: re-consent to v1 runs, then, while its requests are
+    still open, re-consent to v2. An answer to the v1 page must not become the consent state
+    (it was `accepted`, consent to an outdated form): v1's request ends as superseded."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    contact_id, address = await contact_with_email(sessions, tenant)
+    v1 = await form_campaign(tenant, "v1", "We keep your name. Version one.")
+    await run_reconsent(tenant, v1["id"])
+    [first] = await mailbox.wait_for(address)
+    old_page = Customer(http)
+    await old_page.open(mailbox.link(first))
+    assert "Version one." in old_page.page
+    [old] = (await tenant.get(f"/v1/campaigns/{v1['id']}/journeys")).json()["items"]
+
+    v2 = await form_campaign(tenant, "v2", "We keep your name and share it. Version two.")
+    await run_reconsent(tenant, v2["id"])
+    second = (await mailbox.wait_for(address, 2))[1]
+    [cancelled] = await webhook_receiver.wait_for(hook, "journey.cancelled")
+    assert (cancelled.payload["data"]["journey_id"], cancelled.payload["data"]["detail"]) == (
+        old["id"], {"by": "client", "reason": "superseded_by_reconsent"})
+    ended = await tenant.journey(old["id"])
+    assert ended["stage"] == "cancelled"
+    assert ended["history"][-1]["detail"] == {"by": "client",
+                                              "reason": "superseded_by_reconsent"}
+    # Its workflow is cancelled after, as a withdrawn journey's is, and records nothing more.
+    handle = temporal_env.client.get_workflow_handle(old["workflow_id"])
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert len(webhook_receiver.events(hook, "journey.cancelled")) == 1
+    assert len((await tenant.journey(old["id"]))["history"]) == len(ended["history"])
+
+    # The customer answers the old page still open in the browser.
+    answered = await old_page.submit(mailbox.link(first), answer="accept")
+    assert "A newer request was sent" in answered.text, answered.text
+    assert "Please answer that one" in answered.text
+    state = (await tenant.get(f"/v1/contacts/{contact_id}/gdpr-consent")).json()
+    assert state["state"] == "pending"
+    async with sessions() as session:
+        assert not await session.scalar(select(func.count()).where(
+            ConsentEvent.contact_id == contact_id))
+    reopened = await Customer(http).open(mailbox.link(first))
+    assert "A newer request was sent" in reopened.text
+
+    # The newer request is the one that counts.
+    customer = Customer(http)
+    await customer.open(mailbox.link(second))
+    assert "Version two." in customer.page
+    await customer.submit(mailbox.link(second), answer="accept")
+    state = (await tenant.get(f"/v1/contacts/{contact_id}/gdpr-consent")).json()
+    assert state["state"] == "accepted"
+
+
+async def test_an_expired_reconsent_page_speaks_of_no_details_entered(tenant, sessions, http,
+                                                                     mailbox):
+    campaign = await form_campaign(tenant, "v3", FORM, expires_after="PT3S")
+    contact_id, address = await contact_with_email(sessions, tenant)
+    await run_reconsent(tenant, campaign["id"])
+    [invitation] = await mailbox.wait_for(address)
+    [journey] = (await tenant.get(f"/v1/campaigns/{campaign['id']}/journeys")).json()["items"]
+    await tenant.wait_for_stage(journey["id"], "expired")
+    page = await Customer(http).open(mailbox.link(invitation))
+    assert page.status_code == 410
+    assert "This request has ended" in page.text
+    assert "Details you entered" not in page.text
+    assert "The time to answer it has passed" in page.text

@@ -24,6 +24,7 @@ from api.lost_journeys import LOST, end_if_lost
 from api.public_forms import is_bot, limit_form_posts
 from api.routes.campaigns import consent_form
 from api.schemas import CodeSettings
+from api.withdrawals import SUPERSEDED_BY_RECONSENT
 from contacts import audit, registry
 from contacts.audit import customer_actor
 from contacts.schemas import AddressIn
@@ -90,6 +91,8 @@ class Visit:
         # Cancelled, but not by the client: by an operator, or ended because its workflow is
         # gone (api.lost_journeys). The page must not say the client withdrew it.
         self.not_withdrawn = not_withdrawn
+        # How the finished page tells the journey's end, when not by its stage alone.
+        self.ended_as: str | None = None
         # A real link past its time: its page says how things stand, not "not valid".
         self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
@@ -141,11 +144,23 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
             JourneyEvent.step == LOST,
             JourneyEvent.detail["by"].as_string().in_([CancelledBy.operator,
                                                        CancelledBy.system]))))))
+    ended_as = None
+    if journey.stage == Stage.cancelled and await session.scalar(select(exists().where(
+            JourneyEvent.journey_id == journey.id,
+            JourneyEvent.detail["reason"].as_string() == SUPERSEDED_BY_RECONSENT))):
+        ended_as = "superseded_request"
+    elif journey.stage == Stage.expired and not journey.collected and not await session.scalar(
+            select(exists().where(JourneyEvent.journey_id == journey.id,
+                                  JourneyEvent.type == "unverified_data_purged"))):
+        # Its page must not speak of details entered: the customer entered none.
+        ended_as = "expired_unanswered"
     claim_paid_at = await session.scalar(select(CampaignClaim.paid_at).where(
         crud.claim_of_journey(), Journey.id == journey.id)
     ) if journey.claim is not None and journey.paid_at is None else None
-    return Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
-                 claim_paid_at)
+    visit = Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
+                  claim_paid_at)
+    visit.ended_as = ended_as
+    return visit
 
 
 LANGUAGES = language_names()
@@ -241,8 +256,12 @@ def finished(request: Request, state, visit: Visit, stage: str | None = None,
     stage = stage or visit.journey.stage
     if stage == Stage.cancelled and visit.not_withdrawn:
         stage = "lost"
-    return html(request, state, "finished", visit.language, {"stage": stage}, status_code,
-                visit=visit)
+    elif stage == visit.journey.stage and visit.ended_as:
+        # A re-consent request a newer one replaced; an expired one nobody answered.
+        stage = visit.ended_as
+    return html(request, state, "finished", visit.language, {
+        "stage": stage, "reconsent": visit.campaign.spec.get("kind") == JourneyKind.reconsent},
+        status_code, visit=visit)
 
 
 async def csrf_ok(request: Request, state) -> bool:
