@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from db.migrate import alembic_config, new_revision, sync_url, upgrade
+from db.kyc_models import KycDocument
 from db.models import AuditEntry, Campaign, Client, Contact, ContactPoint, Journey, Message
 from stack import scratch_database
 
@@ -136,3 +137,44 @@ def test_recent_messages_are_given_the_mailbox_the_cap_counts_by(before_mailboxe
         boxes = dict(db.execute(select(message.c.step, message.c.mailbox)).all())
     engine.dispose()
     assert boxes == {"recent": "victim@example.com", "dotted": "victim@gmail.com", "old": None}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def before_document_days(request, tmp_path) -> Iterator[str]:
+    """A database at the revision before a document's expiry date meant its last valid day."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
+        upgrade(url, "0890_contact_point_values")
+        yield url
+    else:
+        with scratch_database("cj_migration", revision="0890_contact_point_values") as url:
+            yield url
+
+
+def test_documents_expiring_on_a_date_are_valid_all_of_it(before_document_days):
+    """A date was kept as its first moment; it is now kept as the next day's, and a moment
+    given with its time stays as it was."""
+    client, contact = uuid.uuid4(), uuid.uuid4()
+    on_a_date = datetime(2027, 3, 31, tzinfo=UTC)
+    at_a_time = datetime(2027, 3, 31, 14, 30, tzinfo=UTC)
+    engine = create_engine(sync_url(before_document_days))
+    document = KycDocument.__table__
+    with engine.begin() as db:
+        db.execute(insert(Client.__table__).values(id=client, name="Acme"))
+        db.execute(insert(Contact.__table__).values(id=contact, client_id=client,
+                                                    external_id="c-1"))
+        db.execute(insert(document), [
+            {"id": uuid.uuid4(), "client_id": client, "contact_id": contact,
+             "document_type": kind, "expires_at": at, "storage_key": kind,
+             "content_type": "application/pdf", "size": 1, "sha256": "0" * 64,
+             "source": "api"}
+            for kind, at in [("id_card", on_a_date), ("passport", at_a_time),
+                             ("proof_of_address", None)]])
+    upgrade(before_document_days)
+    with engine.begin() as db:
+        expiries = dict(db.execute(select(document.c.document_type, document.c.expires_at)).all())
+    engine.dispose()
+    as_utc = {kind: at and at.replace(tzinfo=at.tzinfo or UTC).astimezone(UTC)
+              for kind, at in expiries.items()}
+    assert as_utc == {"id_card": datetime(2027, 4, 1, tzinfo=UTC), "passport": at_a_time,
+                      "proof_of_address": None}
