@@ -177,6 +177,17 @@ async def test_after_opting_out_the_page_offers_to_pay_but_not_to_check_details(
     # Paying is still offered: the claim is open whatever the customer thinks of the request.
     assert "Pay now" in customer.page and f"{PAY}7" in customer.page
     assert "checking your details" not in customer.page
+    # "Not asked again" is about the details: the page says the payment is still due.
+    assert "The open payment below is still due." in customer.page
+
+    # The client writes the claim off: the page no longer asks for what is not owed.
+    withdrawn = await tenant.post(
+        f"/v1/journeys/{enrolled['results'][0]['journey_id']}/claim-withdrawn", {})
+    assert withdrawn.status_code == 200, withdrawn.text
+    await customer.open(page)
+    assert "You will not be asked again" in customer.page
+    assert "Pay now" not in customer.page and f"{PAY}7" not in customer.page
+    assert "still due" not in customer.page
 
 
 async def test_a_verification_link_shows_no_claim_at_any_step(tenant, http, mailbox):

@@ -93,6 +93,8 @@ class Visit:
         self.not_withdrawn = not_withdrawn
         # How the finished page tells the journey's end, when not by its stage alone.
         self.ended_as: str | None = None
+        # The client withdrew the claim (written off, settled otherwise): not asked of anyone.
+        self.claim_withdrawn = False
         # A real link past its time: its page says how things stand, not "not valid".
         self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
@@ -160,6 +162,10 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     visit = Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
                   claim_paid_at)
     visit.ended_as = ended_as
+    visit.claim_withdrawn = journey.claim is not None and visit.paid_at is None and bool(
+        await session.scalar(select(exists().where(
+            JourneyEvent.journey_id == journey.id,
+            JourneyEvent.step == crud.CLAIM_WITHDRAWN_STEP))))
     return visit
 
 
@@ -194,9 +200,10 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
     scope = csrf_scope(request)
     if visit is not None:
         # A verification link went to an address the customer typed, maybe a stranger's (a
-        # typo): its pages never show the claim, whatever step the journey is at.
-        claim = None if visit.link.purpose == TokenPurpose.verify_email else claim_view(
-            visit.journey.claim, visit.paid_at, language)
+        # typo): its pages never show the claim, whatever step the journey is at. Nor does a page
+        # show a claim the client withdrew: "Pay now" would ask for what is no longer owed.
+        claim = None if visit.link.purpose == TokenPurpose.verify_email \
+            or visit.claim_withdrawn else claim_view(visit.journey.claim, visit.paid_at, language)
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
                    "languages": language_switch(visit.languages),
                    "claim": claim,
