@@ -30,9 +30,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync",
                  # The client's own host name, as its DNS would point it at the installation.
                  "--host-resolver-rules=MAP brand.test 127.0.0.1"]
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900},
+             # The smallest phones, and any phone at 200 % text size (WCAG 1.4.10 Reflow); not
+             # emulated as a phone, which zooms out to fit a page too wide, hiding its scrolling.
+             "narrow": {"width": 320, "height": 640}}
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 LINK = re.compile(r"https?://[^/\s]+(/[cv]/[A-Za-z0-9_\-]+)")
+PREFERENCES_LINK = re.compile(r"https?://[^/\s]+(/p/[A-Za-z0-9_\-]+)")
 
 
 @dataclass
@@ -314,6 +318,8 @@ async def test_typing_the_code_printed_on_paper(tab: Tab, tenant, live):
     await page.get_by_label("Code").fill("K7M4-9QXD-2B5H")
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("alert")).to_contain_text("We do not know this code")
+    await expect(page).to_have_title("Error: Your personal page")
+    await expect(page.locator("#code-error")).to_be_focused()
     await tab.check("2-unknown")
 
     # The code as people type it: lower case, without dashes.
@@ -321,3 +327,77 @@ async def test_typing_the_code_printed_on_paper(tab: Tab, tenant, live):
     await page.get_by_role("button", name="Continue").click()
     await expect(page.locator("#email")).to_have_value(email)
     assert page.url == live.url(printed["url"].removeprefix("http://testserver"))
+
+
+def contrast(colour: str, background: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours ("rgb(17, 24, 39)")."""
+    def luminance(css: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", css)[:3]]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(colour), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+async def test_pay_now_is_readable_on_a_light_brand_colour(tab: Tab, tenant, mailbox, live):
+    """An accepted brand colour lighter than the default blue (white on it is 3.2:1): the
+    button text takes the on-brand colour chosen for it, as the Continue button does."""
+    page = tab.page
+    await tenant.ok("PUT", "/v1/branding", {"primary_colour": "#d97706"})
+    campaign = await tenant.create_campaign(payments=True)
+    _, link = await invited(tenant, mailbox, live, campaign, claim={
+        "reference": "INV-1", "payment_url": "https://pay.example.com/1", "amount": "125.50"})
+    await tab.goto(link)
+    pay = page.get_by_role("link", name="Pay now")
+    await expect(pay).to_have_css("background-color", "rgb(217, 119, 6)")
+    await expect(pay).to_have_css(
+        "color", await page.get_by_role("button", name="Continue").evaluate(
+            "e => getComputedStyle(e).color"))
+    assert contrast(await pay.evaluate("e => getComputedStyle(e).color"),
+                    "rgb(217, 119, 6)") >= 4.5
+    await tab.check("pay")
+
+
+async def test_a_form_sent_back_starts_at_its_errors(tab: Tab, tenant, mailbox, live):
+    """Without script the page came back with the focus at its top and the title unchanged:
+    the title says there is an error, and the focus starts on the summary, whose links go to
+    the fields. The focus ring stands out from the white card and from the grey page."""
+    page = tab.page
+    _, link = await invited(tenant, mailbox, live, await tenant.create_campaign())
+    await tab.goto(link)
+    await expect(page).to_have_title(re.compile(r"^Your contact details"))
+    await page.locator("#email").fill("not-an-email")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page).to_have_title(re.compile(r"^Error: Your contact details"))
+    summary = page.locator(".error-summary")
+    await expect(summary).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Enter a valid email address")).to_be_focused()
+    ring = await page.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
+    card = await page.locator("main").evaluate("e => getComputedStyle(e).backgroundColor")
+    ground = await page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert contrast(ring, card) >= 3 and contrast(ring, ground) >= 3, (ring, card, ground)
+    await tab.check("error")
+
+
+@pytest.mark.parametrize("tab", ["narrow"], indirect=True)
+@pytest.mark.parametrize(("language", "heading"), [
+    ("Deutsch", "Ihre Kommunikationseinstellungen"), ("Nederlands", "Uw communicatievoorkeuren")])
+async def test_the_preference_centre_fits_a_320_px_screen(tab: Tab, language, heading, tenant,
+                                                          mailbox, live):
+    """The heading is one long word in German and Dutch: it pushed the whole page sideways.
+    The newsletter text the client has in English only is marked as English."""
+    page = tab.page
+    campaign = await tenant.create_campaign(languages=["en"], consents=[
+        {"key": "newsletter", "purpose": "newsletter", "channel": "email",
+         "texts": {"en": {"text": "Send me the monthly newsletter.", "version": "3"}}}])
+    email = unique_email("narrow")
+    await tenant.enrol(campaign["id"], {"external_id": email, "email": email})
+    [invitation] = await mailbox.wait_for(email)
+    await tab.goto(live.url(PREFERENCES_LINK.search(invitation.text).group(1)))
+    await page.get_by_role("button", name=language).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    assert await page.evaluate(
+        "() => document.documentElement.scrollWidth <= window.innerWidth"), "scrolls sideways"
+    await expect(page.locator(".legal-text")).to_have_attribute("lang", "en")
+    await tab.check("preferences")

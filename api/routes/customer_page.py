@@ -630,7 +630,9 @@ async def _reconsent_form(request: Request, session, state, visit: Visit,
     [box] = consent_boxes(visit)
     displays = await show_consents(request, session, visit, "reconsent_page")
     return html(request, state, "reconsent_form", visit.language, {
-        "text": box["text"], "display_id": displays[box["key"]]}, status_code, visit=visit)
+        "text": box["text"], "display_id": displays[box["key"]],
+        # Marked on the page where it differs from the page's (a screen reader's voice).
+        "text_language": box["legal"].get("language", visit.language)}, status_code, visit=visit)
 
 
 async def _answer(request: Request, state, session, visit: Visit, form, given_at: datetime):
