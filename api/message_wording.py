@@ -272,12 +272,16 @@ def preview(campaign: CampaignCreate, brand: Brand, settings: Settings, kind: st
     if unsent:
         raise FieldProblems([FieldError(field="kind", message=unsent)])
     message = KINDS[kind]
-    context: dict[str, Any] = {
-        **SAMPLE_CUSTOMER, "client_name": brand.name, "campaign_name": campaign.name,
+    if message.channel == Channel.sms:
         # An SMS is measured with a link as long as a real one (as sms_text measures it on
         # save): a short sample link would show fewer segments than the SMS sent costs.
-        "link": longest_context(brand.name, settings, base_url=brand.base_url)["link"]
-        if message.channel == Channel.sms else f"{brand.base_url}/c/sample",
+        link = longest_context(brand.name, settings, base_url=brand.base_url)["link"]
+    else:
+        # As sent: the mail verifying a typed address links its confirmation page (/v/).
+        link = f"{brand.base_url}/{'v' if message.verifies else 'c'}/sample"
+    context: dict[str, Any] = {
+        **SAMPLE_CUSTOMER, "client_name": brand.name, "campaign_name": campaign.name,
+        "link": link,
         # As sent: a mail to an address only typed offers no preferences (activities.messages).
         "preferences_link": None if message.verifies else f"{brand.base_url}/p/sample",
         "expires_at": utcnow() + (campaign.verification_link_ttl if message.verifies

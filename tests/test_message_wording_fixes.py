@@ -127,3 +127,61 @@ async def test_the_preview_takes_a_locale_or_upper_case_as_its_language(tenant: 
         assert preview["language"] == "nl", given
     assert "language" in field_errors(await tenant.ok(
         "GET", f"{preview_path(campaign)}?kind=invitation&language=DE-de", status=422))
+
+
+def paragraphs(text: str) -> list[list[str]]:
+    """A mail's plain-text body (before the footer) as its paragraphs, each a list of lines;
+    exactly one blank line parts two paragraphs."""
+    body = text.split("\n--\n")[0].strip("\n")
+    assert "\n\n\n" not in body, repr(body)
+    found = [p.splitlines() for p in body.split("\n\n")]
+    # Each paragraph is one sentence, or a label with its link ("Pay now:", the page): two
+    # sentences on consecutive lines are paragraphs run together.
+    assert all(len(p) == 1 or (len(p) == 2 and p[1].startswith("http")) for p in found), found
+    return found
+
+
+async def test_plain_text_invitations_and_reminders_part_paragraphs_by_one_blank_line(
+    tenant: Tenant, mailbox
+):
+    """trim_blocks ate the newline after each paragraph that ended in a block tag: two blank
+    lines after the greeting, and the next paragraph glued to the text ("…an open payment.
+    Open payment: INV-1, …"), in every invitation's and reminder's text part."""
+    plain = await tenant.create_campaign(consents=[], incentive_text="Win a city bike!")
+    worded = await tenant.create_campaign(consents=[], messages={
+        "invitation": {"en": {"text": "Please check your details, {first_name}."}},
+        "reminder": {"en": {"text": "Still waiting for you, {first_name}."}}})
+    dunning = await tenant.create_campaign(consents=[], payments=True)
+    for campaign, kind, language, count in [
+            (plain, "invitation", "en", 5), (plain, "invitation", "nl", 5),
+            (plain, "reminder", "en", 4), (plain, "reminder", "nl", 4),
+            (worded, "invitation", "en", 4), (worded, "reminder", "en", 4),
+            (dunning, "invitation", "en", 7), (dunning, "reminder", "nl", 7),
+            (plain, "confirmation", "en", 2)]:
+        preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind={kind}"
+                                         f"&language={language}")
+        found = paragraphs(preview["text"])
+        assert len(found) == count, (campaign["name"], kind, language, found)
+
+    # The mail sent, as the customer's mail client shows its text part.
+    address = unique_email("dunning-text")
+    await tenant.enrol(dunning["id"], {
+        "external_id": address, "email": address, "first_name": "Ann", "last_name": "Smith",
+        "claim": {"reference": "INV-1", "payment_url": "https://pay.example.com/1",
+                  "amount": "125.50", "currency": "EUR"}})
+    [invitation] = await mailbox.wait_for(address)
+    found = paragraphs(invitation.text)
+    assert found[:3] == [["Hello Ann Smith,"], [f"{tenant.name} reminds you of an open payment."],
+                         ["Open payment: INV-1, €125.50."]], found
+    assert found[3] == ["Pay now:", "https://pay.example.com/1"] and len(found) == 7, found
+
+
+async def test_the_verification_mail_previews_the_link_it_sends(tenant: Tenant):
+    """The real mail links the confirmation page (/v/…); the preview showed a contact page."""
+    campaign = await tenant.create_campaign(consents=[])
+    for kind in ("verification", "verification_reminder"):
+        preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind={kind}")
+        assert "/v/sample" in preview["text"] and "/c/" not in preview["text"], preview["text"]
+        assert "/v/sample" in preview["html"]
+    invitation = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
+    assert "/c/sample" in invitation["text"]
