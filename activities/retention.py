@@ -1,17 +1,23 @@
-"""Deletes data customers entered but never verified, once it is older than the client allows.
-Verified data and the consent ledger (the proof of what was decided) are kept."""
+"""Deletes data customers entered but never verified, from journeys that ended without it being
+verified, once they ended longer ago than the client allows. Verified data and the consent
+ledger (the proof of what was decided) are kept."""
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from core.contracts import PurgeInput, PurgeResult
-from core.vocabulary import Stage
+from core.vocabulary import FINAL_STAGES, Stage
 from db import crud
 from db.models import Client, Journey
 from db.session import transaction
+
+# A journey still open needs what its customer typed: its verification link and code check it,
+# and its reminders go to it. `updated_at` is no measure of its use (a reminder that leaves the
+# stage as it is writes no journey row), so only an ended journey is purged, counted from its end.
+ENDED_UNVERIFIED = sorted(FINAL_STAGES - {Stage.verified})
 
 
 class Retention:
@@ -25,8 +31,9 @@ class Retention:
             for client in await session.scalars(select(Client)):
                 cutoff = input.now - timedelta(days=client.unverified_retention_days)
                 journeys = await session.scalars(select(Journey).where(
-                    Journey.client_id == client.id, Journey.stage != Stage.verified,
-                    Journey.collected.is_not(None), Journey.updated_at < cutoff))
+                    Journey.client_id == client.id, Journey.stage.in_(ENDED_UNVERIFIED),
+                    Journey.collected.is_not(None),
+                    func.coalesce(Journey.finished_at, Journey.updated_at) < cutoff))
                 for journey in journeys:
                     journey.collected = None
                     await crud.add_journey_event(

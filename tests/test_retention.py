@@ -15,32 +15,57 @@ from workflows.retention import SCHEDULE_ID, PurgeUnverifiedDataWorkflow
 async def test_unverified_data_is_purged_after_the_retention(
     tenant, http, mailbox, sessions, temporal_env, settings
 ):
+    """Data typed on the page and never verified is purged once its journey ended more than
+    the client's retention ago; a journey still open keeps it whatever its age, so that its
+    verification link (and reminders) still work."""
     assert (await tenant.http.patch("/v1/settings", json={"unverified_retention_days": 7},
                                     headers=tenant.auth)).json()["unverified_retention_days"] == 7
-    campaign = await tenant.create_campaign(languages=["en"], consents=[])
-    journeys = []
-    for name in ("old", "recent"):
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="P60D",
+                                            verification_link_ttl="P30D")
+    journeys, verifications = [], []
+    for name in ("ended-long-ago", "ended-recently", "open-for-long"):
         address = unique_email(name)
         enrolled = await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
         [invitation] = await mailbox.wait_for(address)
         customer = Customer(http)
         await customer.open(mailbox.link(invitation))
-        await customer.submit(mailbox.link(invitation), email=unique_email("typed"))
+        typed = unique_email(f"typed-{name}")
+        await customer.submit(mailbox.link(invitation), email=typed)
         journeys.append(enrolled["results"][0]["journey_id"])
         await tenant.wait_for_stage(journeys[-1], "verification_pending")
-    old, recent = journeys
+        verifications.append((await mailbox.wait_for(typed))[0])
+    ended_long_ago, ended_recently, open_for_long = journeys
+    for journey_id in (ended_long_ago, ended_recently):
+        cancelled = await tenant.http.post(f"/v1/journeys/{journey_id}/cancel",
+                                           headers=tenant.auth)
+        assert cancelled.status_code in (200, 202), cancelled.text
+        await tenant.wait_for_stage(journey_id, "cancelled")
+    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
     async with transaction(sessions) as session:
-        await session.execute(update(Journey).where(Journey.id == uuid.UUID(old)).values(
-            updated_at=datetime.now(UTC) - timedelta(days=8)))
+        await session.execute(update(Journey).where(Journey.id == uuid.UUID(ended_long_ago))
+                              .values(finished_at=eight_days_ago, updated_at=eight_days_ago))
+        # Typed eight days ago, the journey still waiting for the customer's confirmation (a
+        # reminder writes no journey row, so its `updated_at` stays where the typing left it).
+        await session.execute(update(Journey).where(Journey.id == uuid.UUID(open_for_long))
+                              .values(updated_at=eight_days_ago))
 
     result = await temporal_env.client.execute_workflow(
         PurgeUnverifiedDataWorkflow.run, id=f"purge-test-{uuid.uuid4()}",
         task_queue=settings.temporal_task_queue)
     assert result.journeys_purged >= 1
-    purged, kept = await tenant.journey(old), await tenant.journey(recent)
+    purged = await tenant.journey(ended_long_ago)
     assert purged["pending_email"] is None
     assert purged["history"][-1]["type"] == "unverified_data_purged"
-    assert kept["pending_email"] is not None
+    assert (await tenant.journey(ended_recently))["pending_email"] is not None
+    still_open = await tenant.journey(open_for_long)
+    assert still_open["pending_email"] is not None
+    assert still_open["history"][-1]["type"] != "unverified_data_purged"
+    # Its customer confirms the address with the link they were sent.
+    confirm = Customer(http)
+    link = mailbox.link(verifications[2])
+    assert (await confirm.open(link)).status_code == 200
+    await confirm.submit(link)
+    await tenant.wait_for_stage(open_for_long, "verified")
 
     # The worker keeps a daily schedule for it.
     await ensure_schedules(temporal_env.client, settings)

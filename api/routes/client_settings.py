@@ -51,7 +51,7 @@ async def update_settings(body: ClientSettingsUpdate, client: ClientDep,
     `full_functionality`, or `no_functionality` (only mandatory messages reach them).
 
     `unverified_retention_days`: data entered on a journey but never verified is deleted
-    after this many days (a daily schedule)."""
+    this many days after the journey ended (a daily schedule); an open journey keeps it."""
     if body.household_rule is not None:
         client.household_rule = body.household_rule
     if body.gdpr_consequence is not None:
