@@ -453,10 +453,25 @@ class BrandingIn(Strict):
     def _printable(cls, value: str | None) -> str | None:
         # Measured as letters print it: within the envelope window at the smallest type, in
         # the letter font's glyphs (as address lines are), never cut or left blank.
+        import logging
+
+        from starlette.exceptions import HTTPException
+
         from core.settings import get_settings
-        from messaging.letter_pdf import return_line_problem
-        if value is not None and (
-                problem := return_line_problem(value, get_settings().letter_font_regular)):
+        from messaging.letter_pdf import LetterFontError, return_line_problem
+        if value is None:
+            return value
+        try:
+            problem = return_line_problem(value, get_settings().letter_font_regular)
+        except LetterFontError as err:
+            # The installation's fault, not the request's: a 500 in the one error shape (an
+            # exception other than ValueError passes through validation to the handlers).
+            logging.getLogger("api").error("letter_sender not checked: %s", err)
+            raise HTTPException(500, "letters cannot be printed on this installation, so "
+                                "letter_sender cannot be checked: its letter font is missing "
+                                "or unreadable (LETTER_FONT_REGULAR; the operator's log names "
+                                "the file)") from err
+        if problem:
             raise ValueError(problem)
         return value
 

@@ -16,6 +16,7 @@ import segno
 from babel.dates import format_date
 from fpdf import FPDF, XPos, YPos
 
+from core.settings import LETTER_FONT_HINT
 from messaging.address import AddressError
 from messaging.rendering import RenderedLetter
 
@@ -71,6 +72,19 @@ class LetterFonts:
     bold: Path
 
 
+class LetterFontError(Exception):
+    """The installation's letter font cannot be read: no letter prints, and no return line can
+    be measured, until an operator fixes LETTER_FONT_REGULAR / LETTER_FONT_BOLD."""
+
+
+def _add_font(pdf: FPDF, style: str, font: Path | str, setting: str) -> None:
+    try:
+        pdf.add_font("Letter", style, str(font))
+    except Exception as err:  # missing, unreadable, or not a TrueType file
+        raise LetterFontError(f"{setting} ({font}) cannot be read as a TrueType font ({err}); "
+                              f"{LETTER_FONT_HINT}") from err
+
+
 @dataclass(frozen=True)
 class RenderedPdf:
     content: bytes
@@ -123,14 +137,15 @@ _measuring = threading.Lock()
 @lru_cache(maxsize=4)
 def _measuring_pdf(font: str) -> FPDF:
     pdf = FPDF(unit="mm", format="A4")
-    pdf.add_font("Letter", "", font)
+    _add_font(pdf, "", font, "LETTER_FONT_REGULAR")
     pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
     return pdf
 
 
 def return_line_problem(text: str, font: Path) -> str | None:
     """Why this return line (a branding's letter_sender) cannot be printed in the envelope
-    window with the letter's regular font, or None."""
+    window with the letter's regular font, or None. Raises LetterFontError when the font cannot
+    be read."""
     with _measuring:
         pdf = _measuring_pdf(str(font))
         pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
@@ -217,8 +232,8 @@ def _qr_code(pdf: FPDF, link: str, x: float, y: float) -> None:
 
 def render_letter_pdf(letter: LetterDocument, fonts: LetterFonts) -> RenderedPdf:
     pdf = FPDF(orientation="P", unit="mm", format="A4")
-    pdf.add_font("Letter", "", str(fonts.regular))
-    pdf.add_font("Letter", "B", str(fonts.bold))
+    _add_font(pdf, "", fonts.regular, "LETTER_FONT_REGULAR")
+    _add_font(pdf, "B", fonts.bold, "LETTER_FONT_BOLD")
     pdf.set_margins(LEFT, 20, RIGHT)
     pdf.set_auto_page_break(True, margin=20)
     pdf.set_title(letter.text.subject)
