@@ -2,17 +2,69 @@
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from core.settings import get_settings
+from core.settings import Settings
+from core.settings import get_settings as _read_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 clients_app = typer.Typer(no_args_is_help=True, help="Clients (businesses) and their API keys.")
 db_app = typer.Typer(no_args_is_help=True, help="The database of record.")
 app.add_typer(clients_app, name="clients")
 app.add_typer(db_app, name="db")
+
+
+def get_settings() -> Settings:
+    """The settings, or a line per refused one naming its variable (not a traceback)."""
+    try:
+        return _read_settings()
+    except ValidationError as err:
+        for problem in err.errors():
+            name = ".".join(str(part) for part in problem["loc"]).upper()
+            # A field's own message already starts with its variable's name.
+            message = problem["msg"].removeprefix("Value error, ")
+            typer.echo(message if message.startswith(name.split(".")[0] + ":") or not name
+                       else f"{name}: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+# For someone who runs the command elsewhere than in the directory of `make run` (a new terminal
+# opens in ~), or before the stack first started: the database the command tried, and the fix.
+RUN_HERE = ("run `journeys` in the directory `make run` runs in (its .data/ holds the database), "
+            "or set DATABASE_URL to the stack's database")
+UPGRADE = "`journeys db upgrade` creates the tables (`make run` does it as it starts)"
+
+
+def _database_shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, when it does not exist: connecting would create an empty one."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path.absolute()
+
+
+def _database_failure(url: str, err: Exception) -> typer.Exit:
+    orig = getattr(err, "orig", None)
+    no_tables = "no such table" in str(orig) or getattr(orig, "sqlstate", None) == "42P01"
+    sqlite = url.startswith("sqlite")
+    hint = (UPGRADE if no_tables else RUN_HERE if sqlite else
+            "check that the server is up and DATABASE_URL names the stack's database")
+    typer.echo(f"cannot use the database {_database_shown(url)}: "
+               f"{str(orig or err).strip().splitlines()[0]}; {hint}", err=True)
+    return typer.Exit(1)
 
 
 @db_app.command("upgrade")
@@ -35,12 +87,22 @@ def db_revision(
 
 
 async def _in_transaction(work):  # noqa: ANN001, ANN202 - a coroutine function of a session
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from db.session import make_engine, make_sessionmaker, transaction
 
-    engine = make_engine(get_settings().database_url)
+    url = get_settings().database_url
+    if (missing := _missing_sqlite_file(url)) is not None:
+        typer.echo(f"no database at {missing} ({_database_shown(url)}): {RUN_HERE}", err=True)
+        raise typer.Exit(1)
+    engine = make_engine(url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             return await work(session)
+    except (OperationalError, ProgrammingError) as err:
+        if isinstance(err, ProgrammingError) and getattr(err.orig, "sqlstate", None) != "42P01":
+            raise  # a fault of the command, not of where it ran
+        raise _database_failure(url, err) from None
     finally:
         await engine.dispose()
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stack import free_port
+
 JOURNEYS = Path(sys.executable).parent / "journeys"
 ROOT = Path(__file__).parents[1]
 
@@ -95,3 +97,45 @@ async def test_clients_are_listed_with_their_active_keys(tenant, database_url):
     [line] = [line for line in listed.stdout.splitlines() if line.startswith(str(tenant.id))]
     assert line.endswith("  1 active key"), line
     assert f"  {tenant.name}  created " in line, line
+
+
+async def journeys_in(cwd: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    """As a newcomer runs it from a new terminal: no DATABASE_URL, in some directory."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env |= {"PYTHONPATH": str(ROOT), **variables}
+    return await asyncio.to_thread(subprocess.run, [str(JOURNEYS), *args], cwd=cwd, env=env,
+                                   capture_output=True, text=True, timeout=60)
+
+
+async def test_run_away_from_the_stack_it_names_the_database_and_the_fix(tmp_path):
+    """A new terminal opens in ~, not where `make run` keeps .data/: one line, no traceback."""
+    away = await journeys_in(tmp_path, "clients", "create", "Acme")
+    assert away.returncode == 1 and "Traceback" not in away.stderr, away.stderr
+    [line] = away.stderr.splitlines()
+    assert f"no database at {tmp_path}/.data/journeys.db" in line, line
+    assert "`make run` runs in" in line and "DATABASE_URL" in line, line
+    assert not (tmp_path / ".data").exists()  # no empty database left behind
+
+    (tmp_path / ".data").mkdir()
+    (tmp_path / ".data" / "journeys.db").touch()  # there, but never migrated
+    unmigrated = await journeys_in(tmp_path, "clients", "list")
+    assert unmigrated.returncode == 1 and len(unmigrated.stderr.splitlines()) == 1, unmigrated
+    assert "no such table: clients" in unmigrated.stderr
+    assert "`journeys db upgrade`" in unmigrated.stderr
+
+    down = f"postgresql+psycopg://journeys:s3cret@127.0.0.1:{free_port()}/journeys"
+    unreachable = await journeys_in(tmp_path, "clients", "list", DATABASE_URL=down)
+    assert unreachable.returncode == 1 and len(unreachable.stderr.splitlines()) == 1, unreachable
+    assert "journeys:***@127.0.0.1:" in unreachable.stderr and "s3cret" not in unreachable.stderr
+    assert "server is up" in unreachable.stderr
+
+
+async def test_a_refused_setting_is_one_line_naming_its_variable(tmp_path, database_url):
+    refused = await journeys_in(tmp_path, "clients", "list", DATABASE_URL=database_url,
+                                PREFERENCE_LINK_TTL="-P1D", FORM_POSTS_PER_IP_PER_MINUTE="0",
+                                LETTER_FONT_BOLD=str(tmp_path / "DejaVuSans-Bold.ttf"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    lines = sorted(refused.stderr.splitlines())
+    assert [line.split(":")[0] for line in lines] == [
+        "FORM_POSTS_PER_IP_PER_MINUTE", "LETTER_FONT_BOLD", "PREFERENCE_LINK_TTL"], lines
+    assert "fonts-dejavu-core" in lines[1] and "greater than 0" in lines[2], lines
