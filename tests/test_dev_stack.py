@@ -86,3 +86,33 @@ def test_dev_stack_serves_and_stops_every_process_on_sigterm(tmp_path):
         if stack.poll() is None:
             stack.kill()
         log.close()
+
+
+def refused_start(tmp_path: Path, api: int, temporal: int) -> str:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}", "PUBLIC_BASE_URL": f"http://127.0.0.1:{api}",
+           "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(free_port())}
+    started = subprocess.run([str(JOURNEYS), "dev"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=STARTUP_SECONDS)
+    printed = started.stdout + started.stderr
+    assert started.returncode == 1, printed
+    # Refused before anything started: no banner with a URL that answers for someone else.
+    assert "is running" not in printed and "Traceback" not in printed, printed
+    assert not (tmp_path / ".data").exists()
+    return printed
+
+
+def test_dev_stack_refuses_an_api_port_another_program_holds(tmp_path):
+    with socket.socket() as other:  # another dev server on the port
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        api = other.getsockname()[1]
+        printed = refused_start(tmp_path, api, temporal_port())
+    assert f"the API (PUBLIC_BASE_URL) needs 127.0.0.1:{api}, which another program" in printed
+
+
+def test_dev_stack_refuses_a_temporal_ui_port_equal_to_the_api_port(tmp_path):
+    temporal = temporal_port()
+    printed = refused_start(tmp_path, temporal + 1000, temporal)
+    assert f"would both use port {temporal + 1000}" in printed, printed
+    assert "Temporal Web UI" in printed and "PUBLIC_BASE_URL" in printed, printed
