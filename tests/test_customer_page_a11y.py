@@ -6,6 +6,7 @@ the page's is marked with its own, for the reader's voice."""
 import re
 
 from tests.helpers import Customer, unique_email
+from tests.test_kyc import FAR, ID_OR_PASSPORT, IDENTITY, define, new_contact, refuted_upload_link
 
 TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 NEWSLETTER_EN = {"en": {"text": "Send me the monthly newsletter.", "version": "3"}}
@@ -153,3 +154,26 @@ async def test_a_refused_dashboard_sign_in_says_error_and_is_focused(http):
     assert refused.status_code in (401, 403, 422), refused.status_code
     assert title(customer.page) == "Error: Sign in to the dashboard"
     assert 'id="api-key-error" tabindex="-1" autofocus>' in customer.page
+
+
+async def test_a_refused_kyc_upload_says_error_in_its_title_and_starts_at_the_summary(
+    tenant, sessions, http, mailbox
+):
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, expires_after="P365D")
+    contact_id, email = await new_contact(sessions, tenant)
+    link = await refuted_upload_link(tenant, mailbox, contact_id, email)
+    customer = Customer(http)
+    await customer.open(link)
+    assert title(customer.page) == f"Your identity documents · {tenant.name}"
+    assert "autofocus" not in customer.page
+    # Sent without the scan: nothing stored, the page says why.
+    refused = await customer.submit(link, document_type="id_card", number="X123",
+                                    expires_at=FAR)
+    assert refused.status_code == 422
+    assert title(customer.page) == f"Error: Your identity documents · {tenant.name}"
+    assert '<div class="error-summary" role="alert" tabindex="-1" autofocus>' in customer.page
+    assert customer.page.count("autofocus") == 1
+    await customer.submit(f"{link}/language", language="nl")
+    await customer.submit(link, document_type="id_card", number="X123", expires_at="2020-01-01")
+    assert title(customer.page).startswith("Fout: "), title(customer.page)
+    assert customer.page.count("autofocus") == 1
