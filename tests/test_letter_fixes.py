@@ -8,6 +8,7 @@ from core.settings import Settings
 from messaging.letter_pdf import ADDRESS_Y, WINDOW_WIDTH, WINDOW_X, WINDOW_Y, Branding
 from messaging.letters import compose_letter
 from tests.helpers import PrintedLetter
+from tests.test_channel_plans import ADDRESS, contact, enrol, wait_for_letter
 from tests.test_letter_pdf import request
 
 # 63 characters: 85 mm at 7 pt, more than the window's 75 mm address zone; fits at 6 pt.
@@ -75,3 +76,26 @@ async def test_the_api_refuses_a_return_line_the_window_cannot_take(tenant):
 
     fits = await tenant.ok("PUT", "/v1/branding", {"letter_sender": FITS_SMALLER})
     assert fits["branding"]["letter_sender"] == FITS_SMALLER
+
+
+async def test_a_letter_asks_for_both_the_email_address_and_mobile_number_the_page_needs(
+    tenant, settings
+):
+    """The page takes the form only with both, and the journey is verified only once both are:
+    the letter asked to add one "or" the other."""
+    campaign = await tenant.create_campaign(
+        languages=["en", "nl", "de"], consents=[], collect=["email", "mobile"],
+        channel_plan=[{"channel": "letter"}])
+    person = await contact(tenant, address=ADDRESS)
+    await enrol(tenant, campaign["id"], person)
+    letter = await wait_for_letter(settings, person["last_name"])
+    printed = " ".join(PrintedLetter(
+        (settings.letter_outbox_dir / f"{letter['id']}.pdf").read_bytes(),
+        settings.letter_outbox_dir / f"read-{letter['id']}").text().split())
+    assert "add your email address and mobile number." in printed, printed
+    path = f"/v1/campaigns/{campaign['id']}/messages/preview?kind=letter"
+    for language, asked in [("en", "add your email address and mobile number."),
+                            ("nl", "uw e-mailadres en mobiele nummer toe te voegen."),
+                            ("de", "Ihre E-Mail-Adresse und Mobilnummer zu ergänzen.")]:
+        text = " ".join((await tenant.ok("GET", f"{path}&language={language}"))["text"].split())
+        assert asked in text, (language, text)
