@@ -67,7 +67,7 @@ def test_a_campaign_asking_more_than_an_email_address_says_contact_details(
 
 @pytest.mark.parametrize(("collect", "asked"), [
     (["email"], "add your email address."), (["mobile"], "add your mobile number."),
-    (["email", "mobile"], "add your email address or mobile number."),
+    (["email", "mobile"], "add your email address and mobile number."),
     (["address"], "check your contact details.")])
 def test_a_letter_asks_for_what_its_campaign_collects(collect, asked):
     context = {"client_name": "Acme", "first_name": "Eva", "last_name": "M", "incentive": None,
