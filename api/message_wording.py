@@ -284,8 +284,10 @@ def preview(campaign: CampaignCreate, brand: Brand, settings: Settings, kind: st
         "link": link,
         # As sent: a mail to an address only typed offers no preferences (activities.messages).
         "preferences_link": None if message.verifies else f"{brand.base_url}/p/sample",
-        "expires_at": utcnow() + (campaign.verification_link_ttl if message.verifies
-                                  else campaign.expires_after),
+        # As sent (JourneyWorkflow._send): a verifying link lives verification_link_ttl, but
+        # never past the journey's end.
+        "expires_at": utcnow() + (min(campaign.verification_link_ttl, campaign.expires_after)
+                                  if message.verifies else campaign.expires_after),
         "incentive": campaign.incentive_text, "collect": campaign.collect,
         "mode": campaign.mode, "known": [], "brand": brand,
         "claim": sample_claim(language) if campaign.payments else None,

@@ -2,11 +2,13 @@
 what customers are sent, and no setting changed later keeps a campaign's own wording from
 being sent."""
 
+import re
+
 from messaging.rendering import render_sms
 from messaging.sms import longest_context
 from messaging.sms_encoding import measure
 from messaging.wording import Wording
-from tests.helpers import Tenant, unique_email
+from tests.helpers import Customer, Tenant, unique_email
 from tests.test_channel_plans import contact, enrol, mobile_number, wait_for_sms
 
 
@@ -185,3 +187,36 @@ async def test_the_verification_mail_previews_the_link_it_sends(tenant: Tenant):
         assert "/v/sample" in preview["html"]
     invitation = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
     assert "/c/sample" in invitation["text"]
+
+
+def valid_until(text: str) -> str:
+    """The day a verification mail's link lasts (its time is the moment it was made)."""
+    return re.search(r"The link is valid until (\w+ \d+, \d{4})", text).group(1)
+
+
+async def test_the_verification_preview_dates_the_link_as_the_mail_sent_does(
+    tenant: Tenant, http, mailbox
+):
+    """A link lasts the shorter of verification_link_ttl and the journey's expires_after: with
+    a 1-day campaign the mail said the next day, the preview a week on."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="P1D", verification_link_ttl="P7D",
+        messages={"verification": {"en": {"subject": "Confirm by {expires_on}",
+                                          "text": "Please confirm by {expires_on}."}}})
+    invited, typed = unique_email("ttl-invited"), unique_email("ttl-typed")
+    await tenant.enrol(campaign["id"], {"external_id": invited, "email": invited})
+    customer = Customer(http)
+    page = mailbox.link((await mailbox.wait_for(invited))[0])
+    await customer.open(page)
+    await customer.submit(page, email=typed)
+    [sent] = await mailbox.wait_for(typed)
+    preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=verification")
+    assert preview["subject"] == sent.subject
+    assert valid_until(preview["text"]) == valid_until(sent.text)
+    reminder = await tenant.ok("GET", f"{preview_path(campaign)}?kind=verification_reminder")
+    assert valid_until(reminder["text"]) == valid_until(sent.text), reminder["text"]
+    # A 30-day campaign: the link lasts its own week.
+    longer = await tenant.create_campaign(languages=["en"], consents=[], expires_after="P30D",
+                                          verification_link_ttl="P7D")
+    week = await tenant.ok("GET", f"{preview_path(longer)}?kind=verification")
+    assert valid_until(week["text"]) != valid_until(sent.text)
