@@ -156,7 +156,7 @@ async def test_plain_text_invitations_and_reminders_part_paragraphs_by_one_blank
     dunning = await tenant.create_campaign(consents=[], payments=True)
     for campaign, kind, language, count in [
             (plain, "invitation", "en", 5), (plain, "invitation", "nl", 5),
-            (plain, "reminder", "en", 4), (plain, "reminder", "nl", 4),
+            (plain, "reminder", "en", 5), (plain, "reminder", "nl", 5),
             (worded, "invitation", "en", 4), (worded, "reminder", "en", 4),
             (dunning, "invitation", "en", 7), (dunning, "reminder", "nl", 7),
             (plain, "confirmation", "en", 2)]:
@@ -187,6 +187,54 @@ async def test_the_verification_mail_previews_the_link_it_sends(tenant: Tenant):
         assert "/v/sample" in preview["html"]
     invitation = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
     assert "/c/sample" in invitation["text"]
+
+
+async def test_a_changed_incentive_reaches_the_next_reminder(tenant: Tenant, mailbox):
+    """README: the incentive_text is read when a message is sent, for running journeys too.
+    A running journey's next message is a reminder, which did not print it at all."""
+    campaign = await tenant.create_campaign(
+        consents=[], incentive_text="Win a city bike!",
+        reminders={"interval": "PT3S", "max_count": 1})
+    address = unique_email("incentive-reminder")
+    await tenant.enrol(campaign["id"], {"external_id": address, "email": address,
+                                        "language": "en"})
+    [invitation] = await mailbox.wait_for(address)
+    assert "Win a city bike!" in invitation.text
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}",
+                    {"incentive_text": "Win a tandem & a helmet!"})
+    [_, reminder] = await mailbox.wait_for(address, count=2)
+    assert reminder.subject.startswith(f"Reminder from {tenant.name}")
+    assert "\n\nWin a tandem & a helmet!\n\nOpen your personal page:" in reminder.text
+    assert "<p><strong>Win a tandem &amp; a helmet!</strong></p>" in reminder.html
+    assert "city bike" not in reminder.text
+    # The preview shows it where it is sent, in the customer's language.
+    preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=reminder&language=nl")
+    assert "Win a tandem & a helmet!" in preview["text"]
+    assert "<strong>Win a tandem &amp; a helmet!</strong>" in preview["html"]
+
+
+async def test_an_sms_carries_the_incentive_only_in_the_campaigns_own_measured_words(
+    tenant: Tenant
+):
+    """The built-in SMS leave the incentive out (up to 500 characters no length check counts);
+    the campaign's own SMS wording may name it, and is measured with it on every change."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], collect=["mobile"], incentive_text="Win a city bike!",
+        channel_plan=[{"channel": "sms"}])
+    for kind in ("sms_invitation", "sms_reminder"):
+        preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind={kind}")
+        assert "city bike" not in preview["text"] and preview["segments"] == 1, preview
+    path = f"/v1/campaigns/{campaign['id']}"
+    await tenant.ok("PATCH", path, {"messages": {"sms_reminder": {"en": {
+        "text": "{client_name}: {incentive} Check your number:"}}}})
+    preview = await tenant.ok("GET", f"{preview_path(campaign)}?kind=sms_reminder")
+    assert preview["text"].startswith(f"{tenant.name}: Win a city bike! Check your number: ")
+    # An incentive that would push the campaign's own SMS over its segments is refused (curly
+    # quotes: a segment holds 67 characters, not 153).
+    long = "\u201cWin a city bike!\u201d " * 26
+    refused = field_errors(await tenant.ok("PATCH", path, {"incentive_text": long}, status=422))
+    assert "too long for an SMS" in refused["messages.sms_reminder.en.text"]
+    assert (await tenant.ok("GET", path))["spec"]["incentive_text"] == "Win a city bike!"
 
 
 def valid_until(text: str) -> str:
