@@ -36,15 +36,11 @@ class ClientMessageSender:
             client = await session.get_one(Client, message.client_id)
             point = await crud.known_point(session, contact_id=contact.id, kind="email",
                                            deliverable=True)
-            rule = consents.after_complaint(await consents.may_send(
+            rule = consents.on_verified_point(consents.after_complaint(await consents.may_send(
                 session, client_id=client.id, contact_id=contact.id,
                 message_type=message.message_type, channel=message.channel,
-                secret_key=self._settings.secret_key.get_secret_value()), point)
-            if rule.allowed and rule.category == MessageCategory.marketing and (
-                    point is None or point.verification_state != "verified"):
-                # Unconfirmed addresses never receive marketing.
-                rule = consents.SendDecision(False, rule.category, rule.purpose,
-                                             "no verified email address")
+                secret_key=self._settings.secret_key.get_secret_value()), point), point,
+                message.channel)
             if not rule.allowed or point is None:
                 message.status, message.decided_at = "suppressed", utcnow()
                 message.status_reason = rule.reason if not rule.allowed else (

@@ -268,7 +268,7 @@ class MessageSender:
             point = await crud.known_point(session, contact_id=contact.id, kind=point.kind,
                                            deliverable=True, uncomplained=True) or point
             recipient = point.value
-        rule = consents.after_complaint(rule, point)
+        rule = consents.on_verified_point(consents.after_complaint(rule, point), point, channel)
         if rule.allowed and input.to_pending_email:
             # Held until this message's row, written below, is committed: a send at the same
             # time counts it.

@@ -407,6 +407,20 @@ def after_complaint(rule: SendDecision, point: ContactPoint | None) -> SendDecis
     return rule
 
 
+def on_verified_point(rule: SendDecision, point: ContactPoint | None,
+                      channel: str) -> SendDecision:
+    """Marketing by email or SMS reaches only an address or number its owner confirmed (double
+    opt-in): an opt-in recorded for one nobody confirmed proves nothing of who reads it. The
+    client's own messages and the journey's, whatever the policy makes marketing, alike; a
+    letter needs none."""
+    if (rule.allowed and rule.category == MessageCategory.marketing
+            and channel != Channel.letter
+            and (point is None or point.verification_state != "verified")):
+        needs = "mobile number" if channel == Channel.sms else "email address"
+        return SendDecision(False, rule.category, rule.purpose, f"no verified {needs}")
+    return rule
+
+
 def complaint_reason(since: datetime) -> str:
     return f"the recipient reported a message as spam on {since.date().isoformat()}"
 

@@ -1035,26 +1035,50 @@ async def test_confirmation_sms_when_only_a_mobile_was_verified(tenant, http, ma
     assert tenant.name in sms["text"]
 
 
-async def test_sending_rules_are_asked_per_channel(tenant, mailbox, settings):
-    """The client made invitations marketing: the contact agreed to it by email only, so the
-    SMS step is suppressed and the email goes."""
+async def verify_email(tenant, http, mailbox, person: dict, email: str) -> None:
+    """The customer confirms their address in a journey of a campaign of its own."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    [result] = await enrol(tenant, campaign["id"], person)
+    [invitation] = await mailbox.wait_for(email)
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    await customer.submit(mailbox.link(invitation), email=email)
+    [_, verification] = await mailbox.wait_for(email, count=2)
+    await customer.open(mailbox.link(verification))
+    await customer.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(result["journey_id"], "verified")
+
+
+async def newsletter_by_policy(tenant, *message_types: str) -> None:
     await tenant.ensure_purpose("newsletter")
     await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
                     {"language": "en", "version": "rules", "text": "Offers, please."},
                     status=201)
-    await tenant.ok("PUT", "/v1/message-policies/invitation",
-                    {"category": "marketing", "purpose": "newsletter"})
+    for message_type in message_types:
+        await tenant.ok("PUT", f"/v1/message-policies/{message_type}",
+                        {"category": "marketing", "purpose": "newsletter"})
+
+
+async def grant(tenant, person: dict, *channels: str) -> None:
+    await tenant.ok("POST", f"/v1/contacts/{person['id']}/consents", {"changes": [{
+        "purpose": "newsletter", "channel": channel, "granted": True,
+        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
+        "legal_text": {"language": "en"}} for channel in channels]}, status=201)
+
+
+async def test_sending_rules_are_asked_per_channel(tenant, http, mailbox, settings):
+    """The client made invitations marketing: the contact agreed to it by email only (and
+    confirmed that address), so the SMS step is suppressed and the email goes."""
+    email, number = unique_email("rules"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await verify_email(tenant, http, mailbox, eva, email)
+    await newsletter_by_policy(tenant, "invitation")
     campaign = await tenant.create_campaign(
         languages=["en"], consents=[],
         channel_plan=[{"channel": "sms"}, {"channel": "email", "after": "P1D"}])
-    email, number = unique_email("rules"), mobile_number()
-    eva = await contact(tenant, email=email, mobile=number)
-    await tenant.ok("POST", f"/v1/contacts/{eva['id']}/consents", {"changes": [{
-        "purpose": "newsletter", "channel": "email", "granted": True,
-        "given_at": "2026-01-05T10:00:00Z", "source": "back_office",
-        "legal_text": {"language": "en"}}]}, status=201)
+    await grant(tenant, eva, "email")
     [result] = await enrol(tenant, campaign["id"], eva)
-    await mailbox.wait_for(email)
+    await mailbox.wait_for(email, count=3)
     journey = await tenant.wait_for_stage(result["journey_id"], "invited")
     suppressed, sent = journey["history"]
     assert (suppressed["type"], suppressed["detail"]["channel"]) == ("invitation_suppressed",
@@ -1062,3 +1086,44 @@ async def test_sending_rules_are_asked_per_channel(tenant, mailbox, settings):
     assert suppressed["detail"]["reason"] == "no consent for newsletter by sms"
     assert (sent["type"], sent["detail"]) == ("invitation_sent", {"channel": "email"})
     assert sms_to(settings, number) == []
+
+
+async def test_marketing_journey_messages_need_a_verified_address(tenant, mailbox, settings):
+    """Invitations the client's policy makes marketing follow the rule of its own marketing
+    messages: with an opt-in recorded but the address and number never confirmed by their
+    owner (no double opt-in), neither the SMS nor the email of the plan goes, as the client's
+    own marketing message to that address does not."""
+    await newsletter_by_policy(tenant, "invitation", "offer")
+    email, number = unique_email("unconfirmed"), mobile_number()
+    eva = await contact(tenant, email=email, mobile=number)
+    await grant(tenant, eva, "email", "sms")
+    offer = await tenant.ok("POST", "/v1/messages", {
+        "contact_id": eva["id"], "message_type": "offer", "subject": "Offer", "text": "Buy",
+        "idempotency_key": uuid.uuid4().hex}, status=202)
+
+    async def decided():
+        message = await tenant.ok("GET", f"/v1/messages/{offer['id']}")
+        return message if message["status"] != "queued" else None
+    message = await eventually(decided, what="the client's offer decided")
+    assert (message["status"], message["status_reason"]) == ("suppressed",
+                                                             "no verified email address")
+
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[],
+        channel_plan=[{"channel": "sms"}, {"channel": "email", "after": "P1D"}])
+    [result] = await enrol(tenant, campaign["id"], eva)
+
+    def steps(count: int):
+        async def probe():
+            history = (await tenant.journey(result["journey_id"]))["history"]
+            return history if len(history) >= count else None
+        return probe
+    by_sms = (await eventually(steps(1), what="the plan's SMS step"))[0]
+    assert (by_sms["type"], by_sms["detail"]) == ("invitation_suppressed", {
+        "channel": "sms", "reason": "no verified mobile number"})
+    _, by_email = await eventually(steps(2), what="the plan's email step")
+    assert (by_email["type"], by_email["detail"]) == ("invitation_suppressed", {
+        "channel": "email", "reason": "no verified email address"})
+    assert (await tenant.journey(result["journey_id"]))["stage"] == "enrolled"
+    assert sms_to(settings, number) == []
+    assert mailbox.to(email) == []
