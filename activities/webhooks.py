@@ -28,6 +28,11 @@ from db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookE
 from db.session import transaction
 
 EXCERPT_CHARS = 500
+ERROR_CHARS = 1000
+# C0 controls but tab and line breaks: PostgreSQL refuses NUL in text (and \u0000 in JSON),
+# and a receiver's binary answer (a UTF-16 "OK") is full of them. One such answer must not
+# fail the transaction that logs the whole batch, or every event in it is posted again.
+UNLOGGABLE = dict.fromkeys([c for c in range(32) if chr(c) not in "\t\n\r"], "\ufffd")
 USER_AGENT = "contact-journeys-webhooks/2"
 
 
@@ -156,9 +161,12 @@ class WebhookSender:
         """
         now = utcnow()
         delivery_ids = list(rounds)
+        results = [loggable(r) for r in results]
+        # In id order, as a PATCH that makes the endpoint's deliveries due locks them: two
+        # transactions taking the same rows in one order cannot deadlock.
         deliveries = {d.id: d for d in await session.scalars(
             select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
-            .with_for_update())}
+            .order_by(WebhookDelivery.id).with_for_update())}
         if results:
             await session.execute(insert(WebhookAttempt), [
                 {"delivery_id": i, "at": now, "status_code": r.status_code,
@@ -230,6 +238,17 @@ class WebhookSender:
             await crud.queue_delivery(session, event=event, endpoint=endpoint)
         await self._waker.wake(endpoint.client_id, [str(endpoint.id)],
                                "journey recorded before 0200")
+
+
+def _clean(text: str | None, limit: int) -> str | None:
+    return None if text is None else text.translate(UNLOGGABLE)[:limit]
+
+
+def loggable(result: AttemptResult) -> AttemptResult:
+    """The attempt as the delivery log can store it, whatever the receiver answered."""
+    return AttemptResult(result.status_code, result.latency_ms,
+                         _clean(result.error, ERROR_CHARS), _clean(result.excerpt, EXCERPT_CHARS),
+                         result.retry_after)
 
 
 async def _excerpt(response: httpx.Response) -> str:

@@ -13,11 +13,15 @@ from standardwebhooks import Webhook
 
 from core.contracts import RetrySchedule
 
-# Request timeout, conflict, too early, too many requests: the receiver may accept later.
-RETRYABLE_4XX = frozenset({408, 409, 425, 429})
-# The documented answer for "never send me this event again" (any other non-retryable 4xx
-# does the same; 410 is the one we promise to keep meaning it).
+# The documented answer for "never send me this event again", and the only one. Any other
+# 4xx is retried on the schedule, as Stripe and Svix do: a receiver refusing everything with
+# 400/401/404 is nearly always misconfigured (a secret pasted wrong, a wrong path), and only a
+# retried failure makes the endpoint show as retrying, then failing and disabled, so the client
+# finds out, fixes it and gets the events still waiting instead of losing them all silently.
 STOP_RETRIES_STATUS = 410
+# A Retry-After beyond this many seconds (about 31 years) is garbage, read as this; the
+# schedule's longest gap caps it further. A bound also keeps timedelta from overflowing.
+RETRY_AFTER_MAX_SECONDS = 10**9
 
 
 class Outcome(StrEnum):
@@ -27,11 +31,11 @@ class Outcome(StrEnum):
 
 
 def outcome(status_code: int | None) -> Outcome:
-    """2xx delivers; a 4xx other than 408/409/425/429 will never succeed; the rest (no answer,
-    3xx, 5xx, the retryable 4xx) is tried again on the schedule."""
+    """2xx delivers; 410 Gone stops this event; anything else (no answer, 3xx, 4xx, 5xx) is
+    tried again on the schedule."""
     if status_code is not None and 200 <= status_code < 300:
         return Outcome.delivered
-    if status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_4XX:
+    if status_code == STOP_RETRIES_STATUS:
         return Outcome.failed
     return Outcome.retry
 
@@ -41,11 +45,14 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # Read without converting a huge number (int() refuses thousands of digits).
+        digits = value.lstrip("0") or "0"
+        seconds = int(digits) if len(digits) <= 10 else RETRY_AFTER_MAX_SECONDS
+        return timedelta(seconds=min(seconds, RETRY_AFTER_MAX_SECONDS))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

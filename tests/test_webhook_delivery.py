@@ -1,9 +1,15 @@
-"""Webhook deliveries survive a receiver outage and stop on a permanent refusal."""
+"""Webhook deliveries survive a receiver outage, odd answers and a URL fixed late, and stop\non a permanent refusal."""
 
+import uuid
+from datetime import timedelta
+
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import select
 
 from db.models import WebhookAttempt, WebhookDelivery
-from tests.helpers import Customer, eventually, unique_email
+from stack import free_port
+from tests.helpers import AppServer, Customer, eventually, own_api, unique_email
+from worker import running_worker
 
 
 async def delivery_in(sessions, tenant, status: str) -> WebhookDelivery | None:
@@ -59,3 +65,108 @@ async def test_gone_endpoint_is_not_retried(tenant, http, mailbox, webhook_recei
     row = await eventually(failed, what="delivery marked failed")
     assert row.attempts == 1 and row.last_status_code == 410
     assert webhook_receiver.failures[hook] == [410, 410]  # exactly one request was made
+
+
+class OddReceiver:
+    """A receiver answering as scripted (the last answer over and over), counting the POSTs
+    of each webhook-id: for answers the signing receiver never gives."""
+
+    def __init__(self, *answers: tuple[int, bytes, dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.posts: list[str] = []
+        self.server = AppServer(app=self._app())
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> Response:
+            await request.body()
+            self.posts.append(request.headers["webhook-id"])
+            status, body, headers = self.answers[0] if len(self.answers) == 1 else (
+                self.answers.pop(0))
+            return Response(content=body, status_code=status, headers=headers)
+        return app
+
+    async def endpoint(self, tenant) -> str:
+        await self.server.start()
+        return (await tenant.ok("POST", "/v1/webhook-endpoints", {
+            "url": f"http://127.0.0.1:{self.server.port}/hook",
+            "events": ["campaign.updated"]}, 201))["id"]
+
+
+async def rename_campaigns(tenant, count: int) -> None:
+    """`campaign.updated` events, one per rename: the quickest events to raise."""
+    for _ in range(count):
+        campaign = await tenant.create_campaign()
+        await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}",
+                        {"name": f"renamed {uuid.uuid4().hex[:6]}"})
+
+
+async def delivered(tenant, endpoint_id: str, count: int) -> list[dict] | None:
+    rows = await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/deliveries")
+    return rows if len(rows) == count and all(d["status"] == "delivered" for d in rows) else None
+
+
+async def test_a_binary_answer_is_delivered_once_and_logged(tenant):
+    """A 200 with NUL bytes in its body (a UTF-16 "OK", any binary answer) is a delivery: the
+    log keeps a readable excerpt, instead of failing to store it and posting again for ever."""
+    receiver = OddReceiver((200, b"\xff\xfeO\x00K\x00 ok\x00bin\x07ary\r\n",
+                            {"content-type": "application/octet-stream"}))
+    try:
+        endpoint_id = await receiver.endpoint(tenant)
+        await rename_campaigns(tenant, 2)
+        rows = await eventually(lambda: delivered(tenant, endpoint_id, 2), what="2 deliveries")
+        log = (await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/attempts"))["items"]
+    finally:
+        await receiver.server.stop()
+    assert [d["attempts"] for d in rows] == [1, 1]
+    assert sorted(receiver.posts) == sorted(d["event_id"] for d in rows)  # each POSTed once
+    assert [a["status_code"] for a in log] == [200, 200]
+    assert log[0]["response_excerpt"] == "\ufffd\ufffdO\ufffdK\ufffd ok\ufffdbin\ufffdary\r\n"
+
+
+async def test_a_huge_retry_after_is_capped_and_the_answer_logged(tenant):
+    """A Retry-After of 20 digits waits the schedule's longest gap (0.5 s in the tests), it
+    does not crash the delivery into posting again every minute with nothing logged."""
+    receiver = OddReceiver((503, b"busy", {"retry-after": "9" * 20}),
+                           (503, b"busy", {"retry-after": "1" * 3000}), (204, b"", {}))
+    try:
+        endpoint_id = await receiver.endpoint(tenant)
+        await rename_campaigns(tenant, 1)
+        [row] = await eventually(lambda: delivered(tenant, endpoint_id, 1), what="delivered")
+        log = (await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/attempts"))["items"]
+    finally:
+        await receiver.server.stop()
+    assert row["attempts"] == 3 and len(receiver.posts) == 3
+    assert [a["status_code"] for a in reversed(log)] == [503, 503, 204]
+    assert log[-1]["response_excerpt"] == "busy"
+
+
+async def test_fixing_the_url_delivers_what_waits_at_once(settings, tenant, temporal_env,
+                                                          webhook_receiver):
+    """A client fixes a wrong URL while its event waits a minute (10 hours in production)
+    for the next retry: the event goes to the new URL at once."""
+    own = settings.model_copy(update={
+        "temporal_task_queue": f"hook-fix-{uuid.uuid4().hex[:6]}",
+        "webhook_retry_delays": [timedelta(seconds=60)],
+        "webhook_retry_every": timedelta(seconds=60), "webhook_retry_for": timedelta(hours=1)})
+    async with own_api(own, tenant) as client, running_worker(temporal_env.client, own):
+        endpoint = await client.ok("POST", "/v1/webhook-endpoints", {
+            "url": f"http://127.0.0.1:{free_port()}/typo", "events": ["campaign.updated"]}, 201)
+        await rename_campaigns(client, 1)
+
+        async def failed_once() -> list[dict] | None:
+            rows = await client.ok("GET", f"/v1/webhook-endpoints/{endpoint['id']}/deliveries")
+            return rows if rows and rows[0]["attempts"] == 1 else None
+        [waiting] = await eventually(failed_once, what="a failed attempt")
+        assert waiting["status"] == "pending" and waiting["last_error"]
+
+        name = uuid.uuid4().hex[:8]
+        webhook_receiver.secrets[name] = endpoint["secret"]
+        await client.ok("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}",
+                        {"url": webhook_receiver.url(name)})
+        [got] = await webhook_receiver.wait_for(name, "campaign.updated", timeout=15)
+        assert got.id == waiting["event_id"]
+        [row] = await eventually(lambda: delivered(client, endpoint["id"], 1), what="logged")
+        assert row["attempts"] == 2

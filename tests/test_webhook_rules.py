@@ -30,7 +30,10 @@ PRODUCTION = RetrySchedule(
     (200, Outcome.delivered), (204, Outcome.delivered), (299, Outcome.delivered),
     (None, Outcome.retry), (301, Outcome.retry), (500, Outcome.retry), (503, Outcome.retry),
     (408, Outcome.retry), (409, Outcome.retry), (425, Outcome.retry), (429, Outcome.retry),
-    (400, Outcome.failed), (401, Outcome.failed), (404, Outcome.failed), (410, Outcome.failed),
+    # A receiver refusing with another 4xx is usually misconfigured (wrong secret or path):
+    # retried, so the endpoint shows as failing; only 410 stops one event at once.
+    (400, Outcome.retry), (401, Outcome.retry), (403, Outcome.retry), (404, Outcome.retry),
+    (422, Outcome.retry), (410, Outcome.failed),
 ])
 def test_what_an_answer_means(code, expected):
     assert outcome(code) == expected
@@ -63,6 +66,20 @@ def test_retry_after_as_seconds_or_http_date():
     assert parse_retry_after("Wed, 25 Nov 2026 11:00:00 GMT", NOW) == timedelta(0)
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after(None, NOW) is None
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "1" * 5000, "0" * 30 + "99999999999",
+                                   "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_huge_retry_after_waits_the_longest_gap_without_overflowing(value):
+    delay = parse_retry_after(value, NOW)
+    assert delay is not None and delay >= timedelta(days=365)
+    assert next_attempt_delay(PRODUCTION, attempts=1, round_started_at=NOW, now=NOW,
+                              retry_after=delay) == 10 * H
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1e9", "-5", "Fri, 31 Dec 99999 23:59:59 GMT"])
+def test_a_retry_after_that_is_no_delay_is_ignored(value):
+    assert parse_retry_after(value, NOW) is None
 
 
 def test_both_secrets_sign_during_a_rotation():

@@ -1,9 +1,12 @@
 """Webhook delivery walked as a client runs it: endpoints over the API, events raised by real
 journeys, a real HTTP receiver that fails, recovers, rotates secrets and stops retries."""
 
+import base64
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -338,3 +341,80 @@ async def test_the_worker_does_not_log_a_webhook_url_and_its_secret(tenant, webh
     await webhook_receiver.wait_for(name, "contact_settings.updated")
     assert not [r.getMessage() for r in caplog.records
                 if "receiver-secret-42" in r.getMessage()]
+
+
+async def test_an_endpoint_refusing_every_event_is_retried_then_disabled_and_told(
+        tenant, http, webhook_receiver):
+    """A receiver whose secret was pasted wrong refuses every event (401, as a failed
+    signature check answers): the events are retried, the endpoint shows on the dashboard,
+    then is disabled as failing with the client told; fixed and enabled, a replay delivers."""
+    from tests.test_webhook_delivery import rename_campaigns
+    started = datetime.now(UTC)
+    hook = await tenant.subscribe(webhook_receiver, ["campaign.updated"])
+    watcher = await tenant.subscribe(webhook_receiver, ["webhook_endpoint.disabled"])
+    right_secret = webhook_receiver.secrets[hook]
+    webhook_receiver.secrets[hook] = "whsec_" + base64.b64encode(b"pasted wrong" * 3).decode()
+    await rename_campaigns(tenant, 1)
+    endpoint_id = tenant.endpoint_ids[hook]
+
+    async def retried() -> list[dict] | None:
+        log = (await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/attempts"))["items"]
+        return log if len(log) >= 2 else None
+    log = await eventually(retried, what="a refused event tried again")
+    assert {a["status_code"] for a in log} == {401} and len({a["event_id"] for a in log}) == 1
+
+    [notice] = await webhook_receiver.wait_for(watcher, "webhook_endpoint.disabled", timeout=30)
+    assert notice.payload["data"]["endpoint"]["id"] == endpoint_id
+    assert notice.payload["data"]["last_status_code"] == 401
+    endpoint = await tenant.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}")
+    assert endpoint["failing"] and not endpoint["enabled"]
+    link = await tenant.ok("POST", "/v1/dashboard-links", status=201)
+    page = (await http.get(link["url"].removeprefix("http://testserver"))).text
+    assert "Failing since" in page and webhook_receiver.url(hook) in page
+
+    webhook_receiver.secrets[hook] = right_secret
+    await tenant.ok("PATCH", f"/v1/webhook-endpoints/{endpoint_id}", {"enabled": True})
+    await tenant.ok("POST", f"/v1/webhook-endpoints/{endpoint_id}/replay", {
+        "since": started.isoformat(), "until": datetime.now(UTC).isoformat()}, status=202)
+    [got] = await webhook_receiver.wait_for(hook, "campaign.updated")
+    assert got.id == log[0]["event_id"]
+
+
+def readme_verify() -> Callable[[str, dict[str, str], bytes], bool]:
+    """The `verify` function of README's *Verifying a webhook*, as a client would copy it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("**Verifying a webhook.**", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace["verify"]
+
+
+async def test_the_readme_recipe_verifies_a_delivered_webhook(tenant, webhook_receiver):
+    verify = readme_verify()
+    from tests.test_webhook_delivery import rename_campaigns
+    hook = await tenant.subscribe(webhook_receiver, ["campaign.updated"])
+    secret = webhook_receiver.secrets[hook]
+    await rename_campaigns(tenant, 1)
+    [got] = await webhook_receiver.wait_for(hook, "campaign.updated")
+    headers = {name.lower(): value for name, value in got.headers.items()}
+    assert verify(secret, headers, got.body)
+
+    # During a rotation either secret verifies one of the two signatures.
+    new = (await tenant.ok("POST", f"/v1/webhook-endpoints/{tenant.endpoint_ids[hook]}/"
+                           "rotate-secret", {"overlap": "PT1H"}))["secret"]
+    webhook_receiver.secrets[hook] = new
+    await rename_campaigns(tenant, 1)
+    rotated = (await webhook_receiver.wait_for(hook, "campaign.updated", count=2))[-1]
+    rotated_headers = {name.lower(): value for name, value in rotated.headers.items()}
+    assert verify(secret, rotated_headers, rotated.body)
+    assert verify(new, rotated_headers, rotated.body)
+
+    # A changed body, another secret, or a request replayed 10 minutes later is refused.
+    assert not verify(secret, headers, got.body.replace(b"}", b" }", 1))
+    assert not verify("whsec_" + base64.b64encode(b"x" * 24).decode(), headers, got.body)
+    old = str(int(headers["webhook-timestamp"]) - 600)
+    resigned = Webhook(secret).sign(headers["webhook-id"], datetime.fromtimestamp(int(old), UTC),
+                                    got.body.decode())
+    assert not verify(secret, {**headers, "webhook-timestamp": old,
+                               "webhook-signature": resigned}, got.body)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ClientDep, NoBody, SessionDep, StateDep
@@ -113,6 +113,12 @@ async def update_endpoint(
     endpoint = await endpoint_of(session, client.id, endpoint_id)
     if body.url is not None:
         await check_target(str(body.url), state)
+    url_changed = body.url is not None and str(body.url) != endpoint.url
+    if url_changed or (body.enabled is True and not endpoint.enabled):
+        # What waits for a retry to the old URL, or while the endpoint was off, goes now
+        # rather than at its retry time (up to 10 hours away). Before the endpoint's lock, as
+        # the workflow logging a batch takes its deliveries' and then the endpoint's.
+        await deliveries_due_now(session, endpoint_id)
     # Locked once the URL's name is resolved: recording an event for the client waits for it.
     endpoint = await endpoint_of(session, client.id, endpoint_id, TO_CHANGE)
     if body.url is not None:
@@ -127,9 +133,20 @@ async def update_endpoint(
         if body.enabled:
             endpoint.failing_since = None
     await session.commit()
-    if resumed:
-        await state.endpoints.wake(client.id, [str(endpoint.id)], "enabled")
+    if resumed or url_changed:
+        await state.endpoints.wake(client.id, [str(endpoint.id)],
+                                   "enabled" if resumed else "url changed")
     return endpoint_out(endpoint)
+
+
+async def deliveries_due_now(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    now = utcnow()
+    waiting = (WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending",
+               WebhookDelivery.next_attempt_at > now)
+    # Locked in id order first, as the endpoint's workflow locks a batch it logs.
+    await session.execute(select(WebhookDelivery.id).where(*waiting)
+                          .order_by(WebhookDelivery.id).with_for_update())
+    await session.execute(update(WebhookDelivery).where(*waiting).values(next_attempt_at=now))
 
 
 @router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
