@@ -46,14 +46,14 @@ def not_sent_by(kind: str, campaign_kind: str) -> str | None:
 
 
 def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
-                   before: dict[str, Any] | None = None) -> None:
+                   before: dict[str, Any] | None = None, confirming: bool = False) -> None:
     """Refuses wording of messages the campaign does not send, in a language it does not
     speak, SMS wording that, with the link at its longest, needs more segments than an SMS may
     have, and wording of a confirmation the campaign does not send; `before`, the settings a
-    change is merged into."""
+    change is merged into; `confirming`, whether running journeys still send a confirmation."""
     brand = brand_for(client.name, client.branding, spec.get("branding"), settings)
     messages = spec.get("messages") or {}
-    problems = unsent_confirmations(spec, before)
+    problems = unsent_confirmations(spec, before, confirming)
     stored = (before or {}).get("messages") or {}
     for kind, by_language in messages.items():
         unsent = not_sent_by(kind, spec.get("kind", JourneyKind.data_collection))
@@ -83,17 +83,20 @@ def check_messages(spec: dict[str, Any], settings: Settings, client: Client,
 CONFIRMATIONS = ("confirmation", "sms_confirmation")
 
 
-def unsent_confirmations(spec: dict[str, Any], before: dict[str, Any] | None
-                         ) -> list[FieldError]:
+def unsent_confirmations(spec: dict[str, Any], before: dict[str, Any] | None,
+                         confirming: bool = False) -> list[FieldError]:
     """Wording of a confirmation the campaign does not send, which nobody would read while the
     client believes customers do. Judged on the campaign as created or as a change leaves it
     (a patch may switch `send_confirmation` on and word it at once), when the change touches
-    either: a campaign stored so before this was refused keeps it through other changes."""
+    either: a campaign stored so before this was refused keeps it through other changes.
+    While journeys started with `send_confirmation` on are open (`confirming`), they still
+    send it, worded as the campaign says when they do: the wording is theirs to keep."""
     def confirmation(settings: dict[str, Any]) -> tuple[Any, ...]:
         messages = settings.get("messages") or {}
         return (bool(settings.get("send_confirmation")), *(messages.get(k) for k in CONFIRMATIONS))
 
-    if spec.get("send_confirmation") or (before and confirmation(before) == confirmation(spec)):
+    if spec.get("send_confirmation") or confirming or (
+            before and confirmation(before) == confirmation(spec)):
         return []
     return [FieldError(field=f"messages.{kind}", message=(
         "the campaign sends no confirmation (send_confirmation is false), so nobody would read "

@@ -259,3 +259,35 @@ async def test_a_rename_leaves_every_other_setting_of_any_campaign_as_it_was(ten
         assert renamed.status_code == 200, (shape, renamed.text)
         spec = renamed.json()["spec"]
         assert {**spec, "name": shape} == created["spec"], shape
+
+
+async def test_switching_confirmations_off_keeps_the_wording_of_journeys_that_still_send_them(
+        tenant: Tenant, http, mailbox):
+    """`send_confirmation` is a running journey's input: switched off, the journeys started
+    with it still thank their customers, so the campaign keeps the client's wording for them
+    (and lets it be changed) as long as one is open; once none is, wording nobody reads is
+    refused again."""
+    thanks = {"en": {"subject": "Thanks from the Acme team", "text": "We write to you here."}}
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], send_confirmation=True,
+                                            messages={"confirmation": thanks})
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, unique_email())
+    off = await patch(tenant, campaign["id"], {"send_confirmation": False})
+    assert off["spec"]["send_confirmation"] is False
+    assert off["spec"]["messages"]["confirmation"] == thanks
+    reworded = {"en": {"subject": "Thanks again from Acme", "text": "All set."}}
+    await patch(tenant, campaign["id"], {"messages": {"confirmation": reworded}})
+
+    typed = unique_email("typed")
+    await customer.submit(page, email=typed)
+    [verification] = await mailbox.wait_for(typed)
+    confirm = Customer(http)
+    await confirm.open(mailbox.link(verification))
+    await confirm.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    [_, confirmation] = await mailbox.wait_for(typed, count=2)
+    assert confirmation.subject == "Thanks again from Acme"
+
+    # A journey started since sends none: the wording is nobody's to read any more.
+    await enrolled_journey(tenant, campaign["id"])
+    answer = await patch(tenant, campaign["id"], {"messages": {"confirmation": thanks}}, 422)
+    assert refused_fields(answer) == {"messages.confirmation"}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -35,6 +35,7 @@ from api.errors import (
 )
 from api.lost_workflows import how_lost
 from api.message_wording import (
+    CONFIRMATIONS,
     ClaimSms,
     check_messages,
     domain_problem,
@@ -63,9 +64,9 @@ from api.schemas import (
 from contacts.audit import Actor
 from core.contracts import CancelLaunchInput, ReconsentProgress, ReconsentRunInput
 from core.security import sha256_hex
-from core.vocabulary import EventType, JourneyKind, PurposeKind
+from core.vocabulary import FINAL_STAGES, EventType, JourneyKind, PurposeKind
 from db import consents, crud
-from db.models import Campaign, CampaignChange
+from db.models import Campaign, CampaignChange, Journey
 from messaging.branding import brand_for
 from messaging.wording import KINDS
 from workflows.campaign_launch import CampaignLaunchWorkflow
@@ -388,11 +389,38 @@ async def changed_spec(session, state, client, campaign: Campaign,
             session, state.settings, client, body.branding, field="branding",
             under=client.branding)
     spec["recurrence"] = campaign.spec.get("recurrence")
-    check_messages(spec, state.settings, client, before=campaign.spec)
+    check_messages(spec, state.settings, client, before=campaign.spec,
+                   confirming=await confirmations_owed(session, campaign, spec))
     # Named after the change most likely to have lengthened the SMS.
     await check_open_claims(session, state, client, campaign, spec, field=next(
         (key for key in SMS_SETTINGS if key in patch), next(iter(patch))))
     return spec
+
+
+async def confirmations_owed(session, campaign: Campaign, spec: dict[str, Any]) -> bool:
+    """Whether journeys of the campaign started while it sent a confirmation are still open:
+    `send_confirmation` is their workflow's input, so they thank the customer in the
+    campaign's wording however it is set now. Asked only of a change that would leave
+    confirmation wording with `send_confirmation` off."""
+    messages = spec.get("messages") or {}
+    if spec.get("send_confirmation") or not any(messages.get(k) for k in CONFIRMATIONS):
+        return False
+    # When it was on: from its switches as the campaign's changes kept them.
+    switches = [(at, changes["send_confirmation"]) for at, changes in await session.execute(
+        select(CampaignChange.at, CampaignChange.changes)
+        .where(CampaignChange.campaign_id == campaign.id).order_by(CampaignChange.id))
+        if "send_confirmation" in changes]
+    on = bool(switches[0][1]["old"] if switches else campaign.spec.get("send_confirmation"))
+    since, windows = campaign.created_at, []
+    for at, switch in switches:
+        if on:
+            windows.append(and_(Journey.created_at >= since, Journey.created_at < at))
+        on, since = bool(switch["new"]), at
+    if on:  # up to this change
+        windows.append(Journey.created_at >= since)
+    return bool(windows) and bool(await session.scalar(select(exists().where(
+        Journey.campaign_id == campaign.id, Journey.stage.not_in(FINAL_STAGES),
+        or_(*windows)))))
 
 
 async def check_open_claims(session, state, client, campaign: Campaign, spec: dict[str, Any],
