@@ -1,6 +1,13 @@
 """Calls an SMS or print provider's HTTP API and sorts its failures into the two kinds a journey
-acts on: permanent (never retry; escalate to another channel) and retryable (try again later)."""
+acts on: permanent (never retry; escalate to another channel) and retryable (try again later).
 
+Only a refusal of the message itself (400, 422 and the like: the number, the document) is
+permanent, and becomes the recipient's bounce. An answer that says our installation is set up
+wrong (token, URL, upload) would say the same of every customer: it is retried, loudly, until
+the operator fixes the setting, and blames no number or address."""
+
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -9,8 +16,30 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # Client errors that describe a passing condition rather than a bad request.
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+# Answers about our installation, not the recipient, and which setting to look at. A redirect
+# (3xx, never followed with our token) is a URL that moved.
+CONFIGURATION_4XX = {
+    401: "the provider refused our token: check {prefix}_TOKEN",
+    403: "the provider denies our token (expired, or without the right to send): "
+         "check {prefix}_TOKEN and the provider account",
+    404: "no such API at {prefix}_URL: check {prefix}_URL",
+    405: "{prefix}_URL does not take a POST: check {prefix}_URL",
+    407: "a proxy between us and the provider wants credentials: check the proxy settings",
+    411: "the provider wants a Content-Length: check {prefix}_URL and any proxy before it",
+    413: "the provider finds our request too large: check {prefix}_URL and the provider's "
+         "limits",
+    415: "the provider does not take our request's format: check {prefix}_URL is the API this "
+         "adapter speaks",
+}
+REDIRECT = "the provider answered with a redirect to {location}: set {prefix}_URL to where it points"
+# Whatever a provider echoes of an Authorization header never leaves the adapter.
+CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s\"',;}]+")
+# Shorter "tokens" (tests, placeholders) would redact ordinary words of the answer.
+SHORTEST_REDACTED = 6
 
 
 class DeliveryFailed(Exception):
@@ -18,16 +47,29 @@ class DeliveryFailed(Exception):
 
 
 class PermanentDeliveryFailure(DeliveryFailed):
-    """The provider refused the message for good (bad number, invalid document, bad credentials)."""
+    """The provider refused the message for good (bad number, invalid document)."""
 
 
 class RetryableDeliveryFailure(DeliveryFailed):
     """The provider could not take the message now (outage, timeout, rate limit)."""
 
 
-def _reason(response: httpx.Response) -> str:
-    # Providers put the reason in the body; a short excerpt is enough and never holds our token.
-    return f"HTTP {response.status_code}: {response.text[:300]}".strip()
+class ProviderMisconfigured(RetryableDeliveryFailure):
+    """The provider refuses how we call it (token, URL, upload): retried until the operator
+    fixes the named setting, never a bounce of the recipient."""
+
+
+def _excerpt(text: str, token: str) -> str:
+    """Up to 300 characters of a provider's answer without our token: some APIs echo the
+    credentials they refused, and the excerpt becomes a bounce reason clients read."""
+    if len(token) >= SHORTEST_REDACTED:
+        text = text.replace(token, "[redacted]")
+    return CREDENTIALS.sub(r"\1\2[redacted]", text)[:300]
+
+
+def _reason(response: httpx.Response, token: str) -> str:
+    # Providers put the reason in the body; a short excerpt is enough.
+    return f"HTTP {response.status_code}: {_excerpt(response.text, token)}".strip()
 
 
 @dataclass(frozen=True)
@@ -38,6 +80,8 @@ class ProviderApi:
     url: str
     token: SecretStr
     timeout: float
+    # The settings' names, for what an operator is told to fix: SMS_HTTP or LETTER_HTTP.
+    settings_prefix: str = "PROVIDER_HTTP"
 
     @classmethod
     def for_channel(cls, settings: Settings, channel: Literal["sms", "letter"],
@@ -47,7 +91,8 @@ class ProviderApi:
         if url is None or token is None:
             raise ValueError(f"{channel.upper()}_HTTP_URL and {channel.upper()}_HTTP_TOKEN "
                              "must be set")
-        return cls(http, str(url), token, getattr(settings, f"{channel}_timeout_seconds"))
+        return cls(http, str(url), token, getattr(settings, f"{channel}_timeout_seconds"),
+                   f"{channel.upper()}_HTTP")
 
     async def submit(self, reference: str, **body: Any) -> str:
         """POSTs `body` (httpx's json= or data=/files=) and returns the provider's message id:
@@ -69,6 +114,7 @@ class ProviderApi:
         except httpx.HTTPError as err:
             raise RetryableDeliveryFailure(f"provider unreachable: {type(err).__name__}") from err
         status = response.status_code
+        token = self.token.get_secret_value()
         if 200 <= status < 300:
             try:
                 answer = response.json()
@@ -77,6 +123,18 @@ class ProviderApi:
             found = answer.get("id") if isinstance(answer, dict) else None
             return str(found) if found else reference
         if status >= 500 or status in RETRYABLE_4XX:
-            raise RetryableDeliveryFailure(_reason(response))
-        # Other 4xx, and redirects (never followed with our token): the same call fails again.
-        raise PermanentDeliveryFailure(_reason(response))
+            raise RetryableDeliveryFailure(_reason(response, token))
+        if status < 400 or status in CONFIGURATION_4XX:
+            if status < 400:
+                location = _excerpt(response.headers.get("location", "nowhere"), token)[:200]
+                what = REDIRECT.format(prefix=self.settings_prefix, location=location)
+            else:
+                what = CONFIGURATION_4XX[status].format(prefix=self.settings_prefix)
+            message = (f"{what}; every message waits and is retried until it is fixed "
+                       f"({_reason(response, token)})")
+            # An error, not a warning: no customer is at fault, and nothing goes out until an
+            # operator acts.
+            log.error("%s provider misconfigured: %s", self.settings_prefix, message)
+            raise ProviderMisconfigured(message)
+        # Other 4xx: the provider refuses this message (number, document) for good.
+        raise PermanentDeliveryFailure(_reason(response, token))
