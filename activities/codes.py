@@ -1,6 +1,7 @@
 """One-time codes for mobile verification: sent by SMS, checked with a limit on wrong tries.
 
-A code is stored only as an HMAC; a retried send of the same step sends nothing twice."""
+A code is stored only as an HMAC; a retried send of the same step sends nothing twice, and what
+it sends is the same code (a new code asked for is a new step, and a new code)."""
 
 import hmac
 import math
@@ -43,6 +44,14 @@ class CodeSender:
         return security.code_hmac(self._settings.secret_key.get_secret_value(), journey_id,
                                   step, code)
 
+    def _code(self, journey_id: str, step: str) -> str:
+        """The step's code, derived from the server secret as link tokens are: a send retried
+        after a provider timeout may follow one that reached the phone, under the same
+        Idempotency-Key, so it must carry the same code, which the database does not hold."""
+        digest = security.keyed_digest(self._settings.secret_key.get_secret_value(),
+                                       b"one-time-code-value", f"{journey_id}:{step}")
+        return f"{int(digest, 16) % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
+
     @activity.defn
     async def send_code(self, input: SendCodeInput) -> SendCodeResult:
         async with transaction(self._sessions) as session:
@@ -74,12 +83,11 @@ class CodeSender:
                                              type="code_suppressed", at=utcnow(),
                                              detail={"reason": "daily cap of codes reached"})
                 return SendCodeResult(sent=False, reason="daily cap of codes reached")
-            code = security.new_code(CODE_DIGITS)
+            code = self._code(input.journey_id, input.step)
             if row is None:
                 row = OneTimeCode(journey_id=journey.id, step=input.step, recipient=mobile,
                                   code_hmac="", expires_at=input.expires_at)
                 session.add(row)
-            # A retry after a failed send sends a fresh code; the old one was never seen.
             row.code_hmac = self._hmac(input.journey_id, input.step, code)
             brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                               self._settings)

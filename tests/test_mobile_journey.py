@@ -559,3 +559,62 @@ async def test_the_page_tells_the_code_locked_by_the_tries_the_journey_allows(
     assert "We sent a 6-digit" in customer.page and "can no longer be used" not in customer.page
     await customer.submit(page + "/code", code=code)  # as the journey agrees
     await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+
+
+async def test_a_code_sent_again_after_a_lost_answer_is_the_code_the_phone_got(
+        tenant, settings, temporal_env, mailbox):
+    """The SMS provider takes the code and sends it, but its answer comes after
+    SMS_TIMEOUT_SECONDS: the send is retried with the same Idempotency-Key, which a provider
+    that honours it answers as the first, sending nothing. The retry carried a new code, so the
+    code on the customer's phone was refused."""
+    import uuid
+
+    from fastapi import FastAPI, Request, Response
+    from pydantic import SecretStr
+
+    from tests.helpers import AppServer, own_api
+    from worker import running_worker
+
+    requests: list[tuple[str, str]] = []
+    handset: list[str] = []
+    seen: dict[str, dict] = {}
+    app = FastAPI()
+
+    @app.post("/sms")
+    async def sms(request: Request) -> Response:
+        body, key = await request.json(), request.headers["idempotency-key"]
+        code = re.search(r"\b(\d{6})\b", body["text"]).group(1)
+        requests.append((key, code))
+        if key not in seen:
+            seen[key] = {"id": f"p-{len(seen) + 1}"}
+            handset.append(code)
+            await asyncio.sleep(1.5)  # taken and sent; the answer is late
+        return Response(json.dumps(seen[key]), 201, media_type="application/json")
+
+    provider = AppServer(app=app)
+    await provider.start()
+    own = settings.model_copy(update={
+        "temporal_task_queue": f"code-retry-{uuid.uuid4().hex[:6]}", "sms_adapter": "http",
+        "sms_http_url": f"http://127.0.0.1:{provider.port}/sms",
+        "sms_http_token": SecretStr("provider-token"), "sms_timeout_seconds": 0.5})
+    try:
+        async with own_api(own, tenant) as client, running_worker(temporal_env.client, own):
+            created = await client.create_campaign(collect=["mobile"], languages=["en"],
+                                                   consents=[])
+            address = unique_email()
+            enrolled = await client.enrol(created["id"], {"external_id": address,
+                                                          "email": address})
+            [invitation] = await mailbox.wait_for(address)
+            customer = Customer(client.http)
+            page = mailbox.link(invitation)
+            await customer.open(page)
+            await customer.submit(page, mobile="+3165334" + uuid_digits())
+            assert 'id="code"' in customer.page
+            # The page answered once the retry was taken: both requests are in.
+            [(first_key, first), (again_key, again)] = requests
+            assert first_key == again_key and again == first, requests
+            [code] = handset
+            await customer.submit(page + "/code", code=code)
+            await client.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
+    finally:
+        await provider.stop()
