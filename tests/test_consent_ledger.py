@@ -756,6 +756,45 @@ async def test_sms_stop_and_start(tenant, sessions, http):
     assert (await tenant.get(path)).json()[-1]["given_at"] < "2027"
 
 
+async def test_sms_stop_as_handsets_and_german_customers_send_it(tenant, sessions):
+    """Phones autocorrect "Stop." and add "!", some quote it or type it full-width, and the
+    product speaks German: each such reply was ignored, and marketing SMS went on."""
+    await setup_policies(tenant)
+    from db.models import Contact, ContactPoint
+    from db.session import transaction
+    number = "+31612345679"
+    async with transaction(sessions) as session:
+        contact = Contact(client_id=tenant.id, external_id="sms-variants", language="de")
+        session.add(contact)
+        await session.flush()
+        session.add(ContactPoint(client_id=tenant.id, contact_id=contact.id, kind="mobile",
+                                 value=number, verification_state="verified"))
+    await tenant.post("/v1/purposes/newsletter/legal-texts",
+                      {"language": "de", "version": "1", "text": "News per SMS."})
+    path = f"/v1/contacts/{contact.id}/consents"
+    grant = {"purpose": "newsletter", "channel": "sms", "granted": True,
+             "given_at": datetime.now(UTC).isoformat(), "source": "api",
+             "legal_text": {"language": "de"}}
+    assert (await tenant.post(path, {"changes": [grant]})).status_code == 201
+
+    async def reply(text: str) -> str:
+        answer = await tenant.post("/v1/inbound/sms", {"from": number, "text": text})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["action"]
+
+    stops = ["Stop.", "STOP!", '"STOP"', "stop\u200b", "\uff33\uff34\uff2f\uff30", "Stop please",
+             "STOP \U0001f6d1", "Abmelden", "ABBESTELLEN"]
+    for text in stops:
+        assert await reply(text) == "stop", text
+        # Not a sentence that merely starts with START, but the word alone, in German too.
+        assert await reply("Start date?") == "ignored"
+        assert await reply("Anmelden!") == "start", text
+    assert await reply("Don't stop") == "ignored"
+    ledger = (await tenant.get(path)).json()
+    assert [e["granted"] for e in ledger] == [True] + [False, True] * len(stops)
+    assert {e["source"] for e in ledger[1:]} == {"sms_keyword"}
+
+
 @pytest.mark.parametrize("path", ["/p/not-a-token", "/u/not-a-token"])
 async def test_unknown_preference_links_are_404(http, path):
     assert (await http.get(path)).status_code == 404

@@ -2,6 +2,8 @@
 back-office changes, import of historical decisions, and inbound SMS STOP/START."""
 
 import hashlib
+import re
+import unicodedata
 import uuid
 from urllib.parse import quote
 from datetime import UTC, datetime
@@ -239,8 +241,27 @@ async def import_consents(body: ConsentImport, client: ClientDep, session: Sessi
     return response
 
 
-STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN"}
-START_WORDS = {"START", "UNSTOP", "SUBSCRIBE", "AANMELDEN"}
+STOP_WORDS = {"STOP", "STOPP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "AFMELDEN",
+              "ABMELDEN", "ABBESTELLEN"}
+START_WORDS = {"START", "UNSTOP", "SUBSCRIBE", "AANMELDEN", "ANMELDEN"}
+
+
+def sms_keyword(text: str) -> str | None:
+    """The STOP or START word a reply says, as handsets send it: autocorrected ("Stop."),
+    quoted, full-width, with an invisible character or an emoji after it.
+
+    A STOP word counts as the reply's first word too ("Stop please"): a withdrawal read into a
+    reply errs on the customer's side. START must be the whole reply, so that no sentence
+    ("Start date?") grants anything back."""
+    normal = "".join(ch for ch in unicodedata.normalize("NFKC", text)
+                     if unicodedata.category(ch) != "Cf")
+    words = re.sub(r"[\W_]+", " ", normal).upper().split()
+    whole = "".join(words)
+    if whole in STOP_WORDS | START_WORDS:
+        return whole
+    if words and words[0] in STOP_WORDS:
+        return words[0]
+    return None
 
 
 @router.post("/inbound/sms", status_code=status.HTTP_200_OK)
@@ -248,8 +269,8 @@ async def inbound_sms(body: InboundSms, client: ClientDep, session: SessionDep,
                       state: StateDep, reg: RegistryDep) -> dict[str, Any]:
     """Called by the client's SMS provider for replies. STOP withdraws every marketing consent
     by SMS of whoever verified that number; START grants those STOP withdrew back."""
-    word = "".join(body.text.split()).upper()
-    if word not in STOP_WORDS | START_WORDS:
+    word = sms_keyword(body.text)
+    if word is None:
         return {"action": "ignored", "contacts": 0}
     try:
         number = provider_number(body.sender, reg.settings.default_region)
