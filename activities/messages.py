@@ -45,7 +45,14 @@ from db.session import transaction
 from messaging import links
 from messaging.address import AddressError, PostalAddress
 from messaging.branding import Brand, brand_for, letter_branding
-from messaging.email import EmailDeferred, EmailRejected, OutgoingEmail, SmtpSender, message_id
+from messaging.email import (
+    EmailDeferred,
+    EmailRejected,
+    EmailUnsendable,
+    OutgoingEmail,
+    SmtpSender,
+    message_id,
+)
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
 from messaging.local_outbox import journey_message_key
 from messaging.provider_http import PermanentDeliveryFailure
@@ -192,7 +199,7 @@ class MessageSender:
         # server's answer is recorded, and the journey's history must not show them first.
         sent_at = utcnow()
         try:
-            provider_id = await self._hand_over(outgoing)
+            provider_id, unconfirmed = await self._hand_over(outgoing)
         except Refused as refusal:
             async with transaction(self._sessions) as session:
                 message = await session.get_one(Message, outgoing.message_id)
@@ -203,7 +210,7 @@ class MessageSender:
             # Only now, committed, may the endpoints' workflows see the event.
             await self._waker.wake(message.client_id, endpoints, input.step)
             return SendMessageResult(sent=False, recipient=recipient, bounced=refusal.kind)
-        await self._mark_sent(outgoing.message_id, provider_id, input, sent_at)
+        await self._mark_sent(outgoing.message_id, provider_id, input, sent_at, unconfirmed)
         return SendMessageResult(sent=True, recipient=recipient)
 
     @activity.defn
@@ -406,19 +413,25 @@ class MessageSender:
         settings = await session.get(ContactSettings, client_id)
         return settings.default_region if settings else self._settings.default_phone_region
 
-    async def _hand_over(self, outgoing: Outgoing) -> str:
-        """Sends; returns the id the server or provider knows the message by. Raises Refused
-        when it will not take it; other failures are retried by Temporal."""
+    async def _hand_over(self, outgoing: Outgoing) -> tuple[str, str | None]:
+        """Sends; returns the id the server or provider knows the message by, and why its
+        acceptance is unconfirmed, if it is (an email whose whole message went without a reply:
+        counted as sent, as sending it again would most likely be a second copy). Raises
+        Refused when it will not take it; other failures are retried by Temporal."""
         try:
             if outgoing.email is not None:
-                await self._email.send(outgoing.email)
-                return outgoing.email.message_id
+                handover = await self._email.send(outgoing.email)
+                return outgoing.email.message_id, handover.unconfirmed
             if outgoing.sms is not None:
-                return (await self._sms.send(outgoing.sms)).provider_message_id
+                return (await self._sms.send(outgoing.sms)).provider_message_id, None
             assert outgoing.letter is not None
-            return (await self._letters.send(outgoing.letter)).provider_message_id
+            return (await self._letters.send(outgoing.letter)).provider_message_id, None
         except (EmailRejected, PermanentDeliveryFailure) as err:
             raise Refused(BounceKind.hard, str(err)) from err
+        except EmailUnsendable as err:
+            # Our relay's limit, not the address's: soft, so nothing marks the address
+            # undeliverable, and at once, as no retry changes it.
+            raise Refused(BounceKind.soft, str(err)) from err
         except EmailDeferred as err:
             # Deferred again and again: the mailbox is full or the server keeps refusing.
             if activity.info().attempt >= self._settings.email_soft_bounce_after_attempts:
@@ -426,7 +439,8 @@ class MessageSender:
             raise
 
     async def _mark_sent(self, message_id: uuid.UUID, provider_id: str,
-                         input: SendMessageInput, sent_at: datetime) -> None:
+                         input: SendMessageInput, sent_at: datetime,
+                         unconfirmed: str | None = None) -> None:
         async with transaction(self._sessions) as session:
             await session.execute(update(Message).where(Message.id == message_id).values(
                 status="sent", sent_at=sent_at, provider_message_id=provider_id))
@@ -435,7 +449,8 @@ class MessageSender:
                                             with_for_update=True)
             await crud.add_journey_event(
                 session, journey=journey, step=input.step, type=f"{input.template}_sent",
-                at=sent_at, detail={"channel": input.channel},
+                at=sent_at, detail={"channel": input.channel,
+                                    **({"unconfirmed": unconfirmed} if unconfirmed else {})},
             )
             journey.stage = moved_on(journey.stage, input.stage_after)
 

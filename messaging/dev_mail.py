@@ -3,9 +3,12 @@ into a Maildir, which /dev/outbox and the tests read back.
 
 Like a real server it refuses some recipients, so bounces can be tried out: any address at
 hard-bounce.example.com gets a permanent 550, any at soft-bounce.example.com a temporary 452
-(example.com is reserved for examples, RFC 2606, so no real mail is affected). Mail to
+(example.com is reserved for examples, RFC 2606, so no real mail is affected). Some refuse only
+once the message has come, as content filters and quotas do: data-reject.example.com with a
+permanent 554 at the end of DATA, data-defer.example.com with a temporary 452. Mail to
 slow-ack.example.com is filed at once but answered late, like a server whose checks after
-receipt are slow: the customer may read it before the sender knows it went.
+receipt are slow: the customer may read it before the sender knows it went. Mail to
+hang-up.example.com is filed, and the connection closed without a reply to it.
 """
 
 import asyncio
@@ -27,8 +30,15 @@ REFUSED_DOMAINS = {
 }
 
 
+REFUSED_AT_DATA = {
+    "data-reject.example.com": "554 5.7.1 Message rejected: content policy",
+    "data-defer.example.com": "452 4.2.2 Mailbox full, try again later",
+}
+
+
 SLOW_ACK_DOMAIN = "slow-ack.example.com"
 SLOW_ACK_SECONDS = 5.0
+HANG_UP_DOMAIN = "hang-up.example.com"
 
 
 class RefusingMailbox(Mailbox):
@@ -41,8 +51,13 @@ class RefusingMailbox(Mailbox):
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        domains = {r.rpartition("@")[2].lower() for r in envelope.rcpt_tos}
+        for domain in sorted(domains & REFUSED_AT_DATA.keys()):
+            return REFUSED_AT_DATA[domain]
         answer = await super().handle_DATA(server, session, envelope)
-        if any(r.rpartition("@")[2].lower() == SLOW_ACK_DOMAIN for r in envelope.rcpt_tos):
+        if HANG_UP_DOMAIN in domains:
+            server.transport.close()
+        elif SLOW_ACK_DOMAIN in domains:
             await asyncio.sleep(SLOW_ACK_SECONDS)
         return answer
 

@@ -17,7 +17,14 @@ from cryptography.x509.oid import NameOID
 
 from core.settings import Settings
 from messaging.dev_mail import RefusingMailbox, ensure_maildir, read_outbox
-from messaging.email import EmailRejected, OutgoingEmail, SmtpSender
+from messaging.email import (
+    EmailDeferred,
+    EmailRejected,
+    EmailUnsendable,
+    Handover,
+    OutgoingEmail,
+    SmtpSender,
+)
 from messaging.rendering import RenderedEmail
 from stack import free_port
 
@@ -91,6 +98,66 @@ async def test_a_refused_recipient_leaves_the_session_usable(server, settings):
     assert [m.to for m in read_outbox(server.maildir)] == ["somebody@example.com"]
     assert server.handler.sessions == 1
     await sender.connections.close()
+
+
+async def test_a_refusal_at_the_end_of_data_is_the_recipients(server, settings):
+    """A relay that takes the recipient and refuses the message (a content filter's 554, a
+    quota's 452 after DATA) answers for that one recipient: rejected or deferred, as at RCPT,
+    not an error retried for ever. The session goes on."""
+    sender = sender_for(server, settings)
+    with pytest.raises(EmailRejected, match="554 5.7.1"):
+        await sender.send(mail("ann@data-reject.example.com"))
+    with pytest.raises(EmailDeferred, match="452 4.2.2"):
+        await sender.send(mail("bob@data-defer.example.com"))
+    await sender.send(mail("somebody@example.com"))
+    assert [m.to for m in read_outbox(server.maildir)] == ["somebody@example.com"]
+    assert server.handler.sessions == 1
+    await sender.connections.close()
+
+
+async def test_a_slow_reply_to_the_end_of_data_is_waited_for(server, settings):
+    """A relay scanning the message before it answers (the sink answers 5 s late) gets longer
+    than SMTP_TIMEOUT_SECONDS for that reply: it used to time out, and the retry sent the
+    same mail again."""
+    sender = sender_for(server, settings, smtp_timeout_seconds=1)
+    assert await sender.send(mail("eva@slow-ack.example.com")) == Handover()
+    assert len(read_outbox(server.maildir)) == 1
+    await sender.connections.close()
+
+
+async def test_a_mail_whose_reply_never_came_counts_as_sent(server, settings):
+    """The whole message went, then the connection was lost before the reply: most likely
+    taken, so counted as sent (and said to be unconfirmed) rather than sent again. The next
+    mail goes on a new session."""
+    sender = sender_for(server, settings)
+    handover = await sender.send(mail("ida@hang-up.example.com"))
+    assert handover.unconfirmed and "no reply to the end of the message" in handover.unconfirmed
+    assert await sender.send(mail("next@example.com")) == Handover()
+    assert sorted(m.to for m in read_outbox(server.maildir)) == [
+        "ida@hang-up.example.com", "next@example.com"]
+    assert server.handler.sessions == 2
+    await sender.connections.close()
+
+
+async def test_a_relay_without_smtputf8_cannot_take_a_local_part_outside_ascii(tmp_path,
+                                                                               settings):
+    """Told at once (no retry changes the relay), as the relay's limit, not the address's;
+    the session stays usable."""
+    ensure_maildir(tmp_path)
+    handler = CountingMailbox(tmp_path)
+    port = free_port()
+    relay = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    relay.start()
+    sender = SmtpSender(settings.model_copy(update={"smtp_port": port}))
+    try:
+        with pytest.raises(EmailUnsendable, match="SMTPUTF8"):
+            await sender.send(mail("jürgen@example.com"))
+        await sender.send(mail("juergen@example.com"))
+    finally:
+        await sender.connections.close()
+        relay.stop()
+    assert [m.to for m in read_outbox(tmp_path)] == ["juergen@example.com"]
+    assert handler.sessions == 1
 
 
 async def test_an_idle_or_closed_session_is_replaced(server, settings):
