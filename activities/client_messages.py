@@ -15,7 +15,14 @@ from db.models import Client, ClientMessage, Contact, utcnow
 from db.session import transaction
 from messaging import links
 from messaging.branding import client_brand
-from messaging.email import EmailRejected, OutgoingEmail, SmtpSender, message_id
+from messaging.email import (
+    EmailDeferred,
+    EmailRejected,
+    EmailUnsendable,
+    OutgoingEmail,
+    SmtpSender,
+    message_id,
+)
 from messaging.rendering import render_email
 
 
@@ -74,6 +81,19 @@ class ClientMessageSender:
         except EmailRejected as err:
             await self._decide(message.id, "failed", str(err), bounced=point.value)
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
+        except EmailUnsendable as err:
+            # Our relay's limit, not the address's: nothing marks it undeliverable.
+            await self._decide(message.id, "failed", str(err))
+            raise ApplicationError(str(err), type="EmailUnsendable", non_retryable=True) from err
+        except EmailDeferred as err:
+            # Deferred again and again (a full mailbox): a soft bounce, as for a journey's
+            # message, which marks nothing; not retried for ever.
+            attempt = activity.info().attempt
+            if attempt < self._settings.email_soft_bounce_after_attempts:
+                raise
+            reason = f"soft bounce, deferred {attempt} times: {err}"
+            await self._decide(message.id, "failed", reason)
+            raise ApplicationError(reason, type="EmailDeferred", non_retryable=True) from err
         await self._decide(message.id, "sent", rule.reason)
         return ClientMessageResult("sent", rule.reason)
 

@@ -825,6 +825,17 @@ class CampaignCreate(Strict):
         keys = [c.key for c in value]
         if len(keys) != len(set(keys)):
             raise ValueError("consent keys must be unique within a campaign")
+        # One purpose asked twice on one channel (a "monthly" and a "weekly" newsletter by
+        # email) would be granted and declined by one form at once: the ledger has one
+        # decision per purpose and channel, so the box order would decide.
+        asked: dict[tuple[str, str], str] = {}
+        for i, c in enumerate(value):
+            if (first := asked.setdefault((c.purpose, c.channel), c.key)) != c.key:
+                raise ValidationError.from_exception_data(cls.__name__, [{
+                    "type": PydanticCustomError("value_error", (
+                        f"purpose {c.purpose} by {c.channel} is asked by box {first!r} "
+                        "already: a campaign asks each purpose and channel once")),
+                    "loc": (i,), "input": c.model_dump(mode="json")}])
         for c in value:
             missing = [lang for lang in info.data.get("languages", []) if lang not in c.texts]
             if missing:

@@ -291,3 +291,58 @@ async def test_switching_confirmations_off_keeps_the_wording_of_journeys_that_st
     await enrolled_journey(tenant, campaign["id"])
     answer = await patch(tenant, campaign["id"], {"messages": {"confirmation": thanks}}, 422)
     assert refused_fields(answer) == {"messages.confirmation"}
+
+
+async def test_a_campaign_asks_each_purpose_and_channel_once(tenant: Tenant):
+    """Two boxes for the newsletter by email ("monthly", "weekly"): ticking one granted and
+    declined it at the same moment, the order of the boxes deciding which stood."""
+    await tenant.ensure_purpose("newsletter")
+    texts = {"en": {"text": "Send me the weekly deals.", "version": "w1"}}
+    weekly = {"key": "weekly", "purpose": "newsletter", "channel": "email", "texts": texts}
+    body = {"name": "Twice", "languages": ["en"], "consents": [
+        {**weekly, "key": "monthly",
+         "texts": {"en": {"text": "Send me the monthly newsletter.", "version": "m1"}}}, weekly]}
+    refused = await tenant.post("/v1/campaigns", body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["fields"] == [{"field": "consents[1]", "message": (
+        "purpose newsletter by email is asked by box 'monthly' already: a campaign asks each "
+        "purpose and channel once")}]
+    campaign = await tenant.create_campaign(languages=["en"])
+    answer = await patch(tenant, campaign["id"], {
+        "consents": [*campaign["spec"]["consents"], weekly]}, 422)
+    assert refused_fields(answer) == {"consents[2]"}
+    # Another channel of the same purpose is another question.
+    await patch(tenant, campaign["id"], {
+        "consents": [*campaign["spec"]["consents"], {**weekly, "channel": "sms"}]})
+
+
+async def test_switching_confirmations_off_keeps_the_wording_of_journeys_that_still_send_them(
+        tenant: Tenant, http, mailbox):
+    """`send_confirmation` is a running journey's input: switched off, the journeys started
+    with it still thank their customers, so the campaign keeps the client's wording for them
+    (and lets it be changed) as long as one is open; once none is, wording nobody reads is
+    refused again."""
+    thanks = {"en": {"subject": "Thanks from the Acme team", "text": "We write to you here."}}
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], send_confirmation=True,
+                                            messages={"confirmation": thanks})
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, unique_email())
+    off = await patch(tenant, campaign["id"], {"send_confirmation": False})
+    assert off["spec"]["send_confirmation"] is False
+    assert off["spec"]["messages"]["confirmation"] == thanks
+    reworded = {"en": {"subject": "Thanks again from Acme", "text": "All set."}}
+    await patch(tenant, campaign["id"], {"messages": {"confirmation": reworded}})
+
+    typed = unique_email("typed")
+    await customer.submit(page, email=typed)
+    [verification] = await mailbox.wait_for(typed)
+    confirm = Customer(http)
+    await confirm.open(mailbox.link(verification))
+    await confirm.submit(mailbox.link(verification))
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    [_, confirmation] = await mailbox.wait_for(typed, count=2)
+    assert confirmation.subject == "Thanks again from Acme"
+
+    # A journey started since sends none: the wording is nobody's to read any more.
+    await enrolled_journey(tenant, campaign["id"])
+    answer = await patch(tenant, campaign["id"], {"messages": {"confirmation": thanks}}, 422)
+    assert refused_fields(answer) == {"messages.confirmation"}

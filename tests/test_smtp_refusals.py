@@ -15,6 +15,7 @@ from messaging.dev_mail import (
 )
 from stack import free_port
 from tests.helpers import Customer, Mailbox, eventually, on_the_page, own_api, unique_email
+from tests.test_consent_ledger import setup_policies
 from worker import running_worker
 
 
@@ -140,3 +141,41 @@ async def test_a_typed_address_outside_ascii_on_a_relay_without_smtputf8(
     assert journey["stage"] == "data_entered"
     assert bounce["detail"]["kind"] == "soft" and "SMTPUTF8" in bounce["detail"]["reason"]
     assert (await email_point(tenant, enrolled["contact_id"]))["undeliverable"] is None
+
+
+async def new_contact(tenant, email: str) -> dict:
+    return await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"cm-{uuid.uuid4().hex[:6]}", "last_name": "Msg",
+        "contact_points": [{"kind": "email", "value": email}]}, 201)
+
+
+async def decided(tenant, email: str) -> tuple[dict, dict]:
+    await setup_policies(tenant)
+    contact = await new_contact(tenant, email)
+    posted = await tenant.ok("POST", "/v1/messages", {
+        "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
+        "text": "Please pay"}, 202)
+
+    async def probe() -> dict | None:
+        message = await tenant.ok("GET", f"/v1/messages/{posted['id']}")
+        return message if message["status"] != "queued" else None
+    return contact, await eventually(probe, what="the message decided")
+
+
+async def test_a_client_message_to_a_mailbox_that_keeps_deferring_fails_as_a_soft_bounce(
+        tenant):
+    """README: journeys call it a soft bounce after EMAIL_SOFT_BOUNCE_AFTER_ATTEMPTS; a
+    client's message stayed `queued`, retried for ever. It is `failed`, the address kept."""
+    for domain in ("soft-bounce.example.com", "data-defer.example.com"):
+        contact, message = await decided(tenant, f"full-{uuid.uuid4().hex[:6]}@{domain}")
+        assert message["status"] == "failed", message
+        assert message["status_reason"].startswith("soft bounce, deferred 2 times: 452 4.2.2")
+        assert (await email_point(tenant, contact["id"]))["undeliverable"] is None
+
+
+async def test_a_client_message_refused_at_the_end_of_data_fails_and_marks_the_address(
+        tenant):
+    contact, message = await decided(tenant,
+                                     f"ann-{uuid.uuid4().hex[:6]}@data-reject.example.com")
+    assert message["status"] == "failed" and "554 5.7.1" in message["status_reason"], message
+    assert "554 5.7.1" in (await email_point(tenant, contact["id"]))["undeliverable"]["reason"]
