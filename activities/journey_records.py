@@ -136,11 +136,29 @@ class JourneyRecords:
                 contact.engagement_state = EngagementState.engaged
                 contact.engaged_at = sub.given_at
             rows = []
+            asked = {d.key: (checkboxes[d.key]["purpose"], checkboxes[d.key]["channel"],
+                             d.display_id) for d in sub.consents if d.key in checkboxes}
+            # Given to another consent (PATCH) while the form was open: the answer was to the
+            # words shown, which the box no longer asks; as for a box taken out, not recorded.
+            # (The page leaves them out; a change in the moment of the post reaches here.)
+            repurposed = await consents_db.asked_otherwise(session, contact_id=contact.id,
+                                                           boxes=asked)
+            standing = await consents_db.preferences(session, contact_id=contact.id) if any(
+                d.shown is not None for d in sub.consents) else {}
             for decision in sub.consents:
                 box = checkboxes.get(decision.key)
-                if box is None:
+                if box is None or decision.key in repurposed:
                     # Taken out of the campaign (PATCH) between the form's post and this
                     # record: not granted, rather than a record retried for ever.
+                    continue
+                if (decision.shown is not None and decision.granted == decision.shown
+                        and not box["mandatory"] and consents_db.governing(
+                            standing, box["purpose"], box["channel"]) is not None):
+                    # Left as the page showed it, the contact's decision on it stands: one
+                    # given before (through the client too) is not withdrawn by a box the
+                    # customer never touched, nor one given since the page was shown undone.
+                    # A box about something never decided is the customer's first answer; a
+                    # mandatory one, this submission's condition, is recorded as its proof.
                     continue
                 text, display_id = await self._answered(session, contact, box, sub.language,
                                                         decision.display_id)

@@ -93,6 +93,9 @@ class ConsentDecision:
     granted: bool
     # The display of the text the customer answered (as the page sent it back).
     display_id: str | None = None
+    # Whether the page showed the box ticked (the contact's standing decision); None from a
+    # form of a page served before the page said so, and in older histories.
+    shown: bool | None = None
 
 
 @dataclass

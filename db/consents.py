@@ -468,6 +468,27 @@ async def _display(session: AsyncSession, *, display_id: str | None, contact_id:
     return display
 
 
+async def asked_otherwise(session: AsyncSession, *, contact_id: uuid.UUID,
+                          boxes: dict[str, tuple[str, str, str | None]]) -> set[str]:
+    """The keys of `boxes` (key -> the purpose and channel the box asks now, and the display
+    its form sent back) whose form showed another question: one of the contact's displays of
+    another purpose or channel, as when the campaign gave the key to another consent while
+    the page was open. An answer to it answers nothing the box asks now."""
+    ids = {}
+    for key, (_, _, display_id) in boxes.items():
+        try:
+            ids[uuid.UUID(display_id or "")] = key
+        except ValueError:
+            continue
+    if not ids:
+        return set()
+    shown = (await session.execute(select(
+        ConsentDisplay.id, ConsentDisplay.purpose, ConsentDisplay.channel).where(
+        ConsentDisplay.id.in_(ids), ConsentDisplay.contact_id == contact_id))).all()
+    return {ids[i] for i, purpose, channel in shown
+            if (purpose, channel) != boxes[ids[i]][:2]}
+
+
 async def verified_display(session: AsyncSession, *, display_id: str | None,
                            contact_id: uuid.UUID, purpose: str) -> uuid.UUID | None:
     """The display a decision answers, if the form sent back one of this contact's displays of

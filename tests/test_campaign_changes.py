@@ -261,36 +261,75 @@ async def test_a_rename_leaves_every_other_setting_of_any_campaign_as_it_was(ten
         assert {**spec, "name": shape} == created["spec"], shape
 
 
-async def test_switching_confirmations_off_keeps_the_wording_of_journeys_that_still_send_them(
+async def test_a_box_given_to_another_consent_while_the_form_is_open_records_nothing(
         tenant: Tenant, http, mailbox):
-    """`send_confirmation` is a running journey's input: switched off, the journeys started
-    with it still thank their customers, so the campaign keeps the client's wording for them
-    (and lets it be changed) as long as one is open; once none is, wording nobody reads is
-    refused again."""
-    thanks = {"en": {"subject": "Thanks from the Acme team", "text": "We write to you here."}}
-    campaign = await tenant.create_campaign(languages=["en"], consents=[], send_confirmation=True,
-                                            messages={"confirmation": thanks})
-    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, unique_email())
-    off = await patch(tenant, campaign["id"], {"send_confirmation": False})
-    assert off["spec"]["send_confirmation"] is False
-    assert off["spec"]["messages"]["confirmation"] == thanks
-    reworded = {"en": {"subject": "Thanks again from Acme", "text": "All set."}}
-    await patch(tenant, campaign["id"], {"messages": {"confirmation": reworded}})
+    """The client gives the key of a box the page showed to another purpose and channel while
+    the customer fills in the form: their tick answered the words shown, not the new ones.
+    It was recorded as a grant of the new purpose under its new text, never shown."""
+    await tenant.ensure_purpose("sales-calls")
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    [terms, newsletter] = campaign["spec"]["consents"]
+    newsletter = {**newsletter, "purpose": "sales-calls", "channel": "phone",
+                  "texts": {"en": {"text": "You may call me with offers.", "version": "1"}}}
+    await patch(tenant, campaign["id"], {"consents": [terms, newsletter]})
+    answer = await customer.submit(page, email=address, consent=["terms", "newsletter"])
+    assert answer.status_code == 200, answer.text
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [(e["purpose"], e["granted"]) for e in ledger] == [("service-communication", True)]
+    # The next page asks the new question.
+    await customer.open(page)
+    assert "You may call me with offers." in customer.page
+    assert customer.ticked("consent") == ["terms"]
 
-    typed = unique_email("typed")
-    await customer.submit(page, email=typed)
-    [verification] = await mailbox.wait_for(typed)
-    confirm = Customer(http)
-    await confirm.open(mailbox.link(verification))
-    await confirm.submit(mailbox.link(verification))
-    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
-    [_, confirmation] = await mailbox.wait_for(typed, count=2)
-    assert confirmation.subject == "Thanks again from Acme"
 
-    # A journey started since sends none: the wording is nobody's to read any more.
-    await enrolled_journey(tenant, campaign["id"])
-    answer = await patch(tenant, campaign["id"], {"messages": {"confirmation": thanks}}, 422)
-    assert refused_fields(answer) == {"messages.confirmation"}
+async def test_a_mandatory_box_given_to_another_consent_is_asked_again(
+        tenant: Tenant, http, mailbox):
+    await tenant.ensure_purpose("service-letters", "service")
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    [terms, newsletter] = campaign["spec"]["consents"]
+    terms = {**terms, "purpose": "service-letters", "channel": "letter",
+             "texts": {"en": {"text": "I agree to service letters.", "version": "1"}}}
+    await patch(tenant, campaign["id"], {"consents": [terms, newsletter]})
+    answer = await customer.submit(page, email=address, consent=["terms"])
+    assert answer.status_code == 422, answer.text
+    assert "I agree to service letters." in customer.page
+    assert customer.ticked("consent") == []
+    assert 'id="consent-terms-error"' in customer.page
+    assert (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json() == []
+    # Ticked on the page that showed it, it is recorded.
+    await customer.submit(page, email=address, consent=["terms"])
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [(e["purpose"], e["channel"], e["granted"], e["legal_text"]["text"])
+            for e in ledger if e["granted"]] == [
+        ("service-letters", "letter", True, "I agree to service letters.")]
+
+
+async def test_a_box_given_to_another_consent_as_the_form_is_posted_records_nothing(
+        tenant: Tenant, http, mailbox, sessions, settings, temporal_env):
+    """The change lands between the page's post and the journey's record of it."""
+    await tenant.ensure_purpose("sales-calls")
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    shown = customer.hidden_fields()
+    [terms, newsletter] = campaign["spec"]["consents"]
+    newsletter = {**newsletter, "purpose": "sales-calls", "channel": "phone",
+                  "texts": {"en": {"text": "You may call me with offers.", "version": "1"}}}
+    await patch(tenant, campaign["id"], {"consents": [terms, newsletter]})
+    records = JourneyRecords(sessions, settings, EndpointDispatcher(temporal_env.client, settings),
+                             temporal_env.client)
+    await ActivityEnvironment().run(records.record_submission, RecordSubmissionInput(
+        journey_id=enrolled["journey_id"], step="submission-1", submission=SubmitDataInput(
+            email=address, given_at=datetime.now(UTC), ip="203.0.113.7", user_agent="test",
+            language="en", consents=[
+                ConsentDecision(key=key, granted=True, display_id=shown[f"display-{key}"],
+                                shown=False) for key in ("terms", "newsletter")])))
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert [(e["purpose"], e["granted"]) for e in ledger] == [("service-communication", True)]
 
 
 async def test_a_campaign_asks_each_purpose_and_channel_once(tenant: Tenant):

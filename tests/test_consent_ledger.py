@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.helpers import Customer, eventually, unique_email
+from tests.helpers import Customer, eventually, on_the_page, unique_email
 
 NEWSLETTER_TEXT = "Send me the monthly newsletter."
 SWITCH = re.compile(r'name="language" value="(\w+)"')
@@ -1122,3 +1122,72 @@ async def test_a_language_chosen_in_the_preference_centre_reaches_the_running_jo
     assert "Herinnering" in reminder.subject, reminder.subject
     # A campaign that does not speak it keeps the journey's language.
     assert (await tenant.journey(english_only["journey_id"]))["language"] == "en"
+
+
+async def test_a_campaign_page_withdraws_no_opt_in_the_customer_left_as_shown(
+        tenant, http, mailbox):
+    """A standing opt-in (given through the client) to what a later campaign asks again is shown
+    ticked on its page, and a box left as the page showed it changes nothing, also when the
+    client recorded a decision while the page was open; only a box the customer changes is
+    their new decision. The page withdrew such opt-ins: every optional box left unticked was
+    written to the ledger as declined."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    contact_id = enrolled["contact_id"]
+
+    async def decide(granted: bool, given_at: datetime) -> None:
+        await tenant.ok("POST", f"/v1/contacts/{contact_id}/consents", {"changes": [{
+            "purpose": "newsletter", "channel": "email", "granted": granted,
+            "source": "call_centre", "given_at": given_at.isoformat(),
+            "legal_text": {"language": "en"}}]}, 201)
+
+    async def newsletter() -> list[tuple[bool, str]]:
+        return [(e["granted"], e["source"]) for e in (await tenant.get(
+            f"/v1/contacts/{contact_id}/consents")).json() if e["purpose"] == "newsletter"]
+
+    async def as_a_browser(**change: list[str]) -> None:
+        # A browser sends the boxes as they are ticked, the ones pre-filled included.
+        answer = await customer.submit(page, email=address,
+                                       consent=change.get("consent", customer.ticked("consent")))
+        assert answer.status_code == 200, answer.text
+
+    # Opted in yesterday by phone, the customer opens the page: the box shows it.
+    await decide(True, datetime.now(UTC) - timedelta(days=1))
+    await customer.open(page)
+    assert customer.ticked("consent") == ["newsletter"]
+    await as_a_browser(consent=["terms", "newsletter"])
+    assert await newsletter() == [(True, "call_centre")]
+
+    # Withdrawn through the client while the page (showing it ticked) was open: the box the
+    # customer left ticked does not grant it again.
+    await customer.open(page)
+    assert sorted(customer.ticked("consent")) == ["newsletter", "terms"]
+    await decide(False, datetime.now(UTC))
+    await as_a_browser()
+    assert await newsletter() == [(True, "call_centre"), (False, "call_centre")]
+
+    # The page shows it as it now stands; ticked there, it is the customer's new decision.
+    await customer.open(page)
+    assert customer.ticked("consent") == ["terms"]
+    await as_a_browser(consent=["terms", "newsletter"])
+    assert await newsletter() == [(True, "call_centre"), (False, "call_centre"),
+                                  (True, "contact_page")]
+    # And unticked, their withdrawal.
+    await customer.open(page)
+    await as_a_browser(consent=["terms"])
+    assert (await newsletter())[-1] == (False, "contact_page")
+
+
+async def test_a_box_never_decided_and_left_unticked_is_the_customers_first_answer(
+        tenant, http, mailbox):
+    """As before: the page asked, the customer did not tick it: declined (as the conversion
+    report counts it)."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    address = unique_email()
+    enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, address)
+    assert customer.ticked("consent") == []
+    await customer.submit(page, email=address, consent=["terms"])
+    ledger = (await tenant.get(f"/v1/contacts/{enrolled['contact_id']}/consents")).json()
+    assert sorted((e["purpose"], e["granted"], e["source"]) for e in ledger) == [
+        ("newsletter", False, "contact_page"), ("service-communication", True, "contact_page")]

@@ -400,8 +400,10 @@ def profile_complete(visit: Visit, known: Known) -> int:
 
 async def _form(request: Request, state, session, visit: Visit, *, values: dict[str, Any],
                 errors: dict[str, str], status_code: int = 200,
-                notice: dict[str, Any] | None = None, known: Known | None = None
-                ) -> HTMLResponse:
+                notice: dict[str, Any] | None = None, known: Known | None = None,
+                shown: set[str] | None = None) -> HTMLResponse:
+    """`shown`: the consent boxes a refused form was first shown ticked, against which its
+    changes count (else those of `values`, as shown now)."""
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
     usable = await code_usable(session, visit, mobile) if mobile else None
@@ -422,6 +424,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "incentive": visit.campaign.spec.get("incentive_text"),
         "consents": consent_boxes(visit),
         "values": values,
+        "shown": values["consents"] if shown is None else shown,
         "errors": errors,
         "sent_to": awaiting(journey, "email"),
         "opt_out_action": f"{csrf_scope(request)}/opt-out",
@@ -521,6 +524,15 @@ async def _contact_page(request: Request, session, state, visit: Visit) -> HTMLR
                        values=await _values(session, state, visit, known))
 
 
+async def standing_consents(session, visit: Visit) -> set[str]:
+    """The consent boxes the contact's decisions have granted now (as the preference centre
+    ticks them): the answer given in this journey, or before it (through the client, another
+    campaign), so that a box the customer does not touch withdraws nothing."""
+    current = await consents.preferences(session, contact_id=visit.contact.id)
+    return {box["key"] for box in consent_boxes(visit) if getattr(
+        consents.governing(current, box["purpose"], box["channel"]), "granted", False)}
+
+
 async def _values(session, state, visit: Visit, known: Known) -> dict[str, Any]:
     """The form as the customer last left it in this journey (else as the registry knows
     them): an unchanged field or box stays as decided when they correct another."""
@@ -533,11 +545,8 @@ async def _values(session, state, visit: Visit, known: Known) -> dict[str, Any]:
         mobile = known.points["mobile"].value
     address = collected.get("address") or address_view(known.address) or {
         "country": phone_region(visit, state)}
-    decided = await crud.consents_of_step(
-        session, journey_id=visit.journey.id, step=collected["submission_step"]
-    ) if "submission_step" in collected else []
     return {"email": email, "address": address,
-            "consents": {c.checkbox_key for c in decided if c.granted},
+            "consents": await standing_consents(session, visit),
             "mobile": display_phone(mobile, phone_region(visit, state)) if mobile else ""}
 
 
@@ -557,6 +566,10 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     email_raw = str(form.get("email", "")).strip()
     mobile_raw = str(form.get("mobile", "")).strip()
     ticked = set(form.getlist("consent"))
+    # The boxes the form showed ticked: only a box the customer changed from that is their
+    # new decision (see `record_submission`). A form of a page served before the page said
+    # so counts every box.
+    shown = set(filter(None, str(form["shown"]).split(","))) if "shown" in form else None
     errors: dict[str, str] = {}
     email = mobile = None
     if "email" in collect:
@@ -577,14 +590,25 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     if "address" in collect:
         address, problems = await entered_address(session, state, visit.contact, address_raw)
         errors.update(problems)
-    boxes = consent_boxes(visit)
+    # A box whose key the campaign gave to another consent since the form was shown asks
+    # what the customer has not seen: its answer is no answer (unticked, nothing recorded),
+    # and a mandatory one is asked again.
+    repurposed = await consents.asked_otherwise(session, contact_id=visit.contact.id, boxes={
+        b["key"]: (b["purpose"], b["channel"], form.get(f"display-{b['key']}"))
+        for b in consent_boxes(visit)})
+    ticked -= repurposed
+    shown = None if shown is None else shown - repurposed
+    # A form that says what it showed answers only the boxes it had; one added since is asked
+    # on the next page, not declined unseen (a mandatory one before this form is taken).
+    boxes = [b for b in consent_boxes(visit) if b["mandatory"] or (
+        b["key"] not in repurposed and (shown is None or f"display-{b['key']}" in form))]
     for box in boxes:
         if box["mandatory"] and box["key"] not in ticked:
             errors[f"consent-{box['key']}"] = "consent_required"
     if errors:
         return await _form(request, state, session, visit, errors=errors,
                            values={"email": email_raw, "mobile": mobile_raw, "consents": ticked,
-                                   "address": address_raw},
+                                   "address": address_raw}, shown=shown,
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     if email is not None:
         # Kept in another letter case, the known address is no correction to verify anew.
@@ -595,8 +619,9 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
         result = await handle.execute_update(JourneyWorkflow.submit_data, SubmitDataInput(
             email=email, mobile=mobile, address=address,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
-                                      display_id=form.get(f"display-{b['key']}"))
-                      for b in boxes],
+                                      display_id=form.get(f"display-{b['key']}"),
+                                      shown=None if shown is None else b["key"] in shown)
+                      for b in boxes if b["key"] not in repurposed],
             given_at=given_at, language=visit.language, link_step=visit.link.step,
             **who(request)),
             id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)
