@@ -1,8 +1,10 @@
 """Bounces of journey messages: recorded once per message (hard wins over soft) with the
 provider's reason, announced as `message.bounced`; a hard one marks the address undeliverable,
-a spam complaint marks it (service messages stop there) and ends its marketing opt-ins."""
+a spam complaint marks it (service messages stop there) and ends its marketing opt-ins. A
+reported bounce of the client's own message or of a KYC email marks the address the same way."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.vocabulary import MARKETING_KINDS, BounceKind, EventType
 from db import consents, crud
-from db.models import Campaign, Contact, Journey, Message, MessageBounce
+from db.kyc_models import KycEvent
+from db.models import Campaign, ClientMessage, Contact, Journey, Message, MessageBounce
 
 REASON_CHARS = 2000
 
@@ -107,3 +110,119 @@ async def campaign_bounces(session: AsyncSession, *, client_id: uuid.UUID,
     if after is not None:
         query = query.where(MessageBounce.id > after)
     return [(b, step) for b, step in (await session.execute(query)).all()]
+
+
+@dataclass
+class OwnMessage:
+    """An email not of a journey that a bounce report names by its Message-ID: the client's
+    own (`POST /v1/messages`) or a KYC profile's."""
+
+    contact_id: uuid.UUID
+    recipient: str | None
+    sent: bool
+    client_message: ClientMessage | None = None
+    kyc_sent: KycEvent | None = None
+    kyc_step: str | None = None
+
+
+def _local_part(message_id: str) -> str:
+    return message_id.strip().strip("<>").rpartition("@")[0]
+
+
+async def find_own_message(session: AsyncSession, *, client_id: uuid.UUID,
+                           message_id: str) -> OwnMessage | None:
+    """The client's own message (`<message.<id>@host>`) or KYC email
+    (`<kyc.<contact id>.<step>@host>`) the Message-ID names, as our mails write them."""
+    local = _local_part(message_id)
+    kind, _, rest = local.partition(".")
+    if kind == "message":
+        try:
+            own_id = uuid.UUID(rest)
+        except ValueError:
+            return None
+        message = await session.get(ClientMessage, own_id)
+        if message is None or message.client_id != client_id:
+            return None
+        return OwnMessage(message.contact_id, message.recipient,
+                          message.status in ("sent", "bounced"), client_message=message)
+    if kind == "kyc":
+        contact, _, step = rest.partition(".")
+        try:
+            contact_id = uuid.UUID(contact)
+        except ValueError:
+            return None
+        sent = (await session.scalars(select(KycEvent).where(
+            KycEvent.client_id == client_id, KycEvent.contact_id == contact_id,
+            KycEvent.step == f"{step}/email", KycEvent.type.endswith("_sent", autoescape=True)))
+        ).one_or_none()
+        if sent is None or (sent.detail or {}).get("channel") != "email":
+            return None
+        return OwnMessage(contact_id, (sent.detail or {}).get("recipient"), True,
+                          kyc_sent=sent, kyc_step=step)
+    return None
+
+
+async def record_own_bounce(session: AsyncSession, *, own: OwnMessage, kind: BounceKind,
+                            reason: str, at: datetime) -> tuple[BounceKind, str, list[str]]:
+    """A reported bounce of the client's own message or a KYC email: a hard one marks the
+    address undeliverable, a complaint marks it complained and ends its marketing opt-ins by
+    email, as for a journey's message. Hard wins over soft, as there; returns the kind and
+    reason kept and the webhook endpoints to wake after commit."""
+    assert own.recipient is not None
+    key = (f"bounce/message/{own.client_message.id}" if own.client_message
+           else f"bounce/kyc/{own.contact_id}/{own.kyc_step}")
+    await crud.lock(session, key=key)
+    if own.client_message is not None:  # as a report that held the lock before left it
+        await session.refresh(own.client_message)
+    endpoints: list[str] = []
+    reason = reason[:REASON_CHARS]
+    if kind in (BounceKind.hard, BounceKind.soft):
+        kind, reason = await _own_undelivered(session, own, kind, reason, at)
+        if kind == BounceKind.hard:
+            await crud.mark_undeliverable(session, contact_id=own.contact_id, channel="email",
+                                          recipient=own.recipient, reason=reason, at=at)
+    else:
+        contact = await session.get_one(Contact, own.contact_id)
+        await crud.mark_complained(session, contact_id=contact.id, channel="email",
+                                   recipient=own.recipient, at=at)
+        client_id = contact.client_id
+        marketing = {p.key for p in (await consents.purposes_by_key(
+            session, client_id=client_id)).values() if p.kind in MARKETING_KINDS}
+        shown_in = (f"complaint:message/{own.client_message.id}" if own.client_message
+                    else f"complaint:kyc/{own.kyc_step}")
+        endpoints += await consents.lapse_email_opt_ins(
+            session, contact=contact, at=at, shown_in=shown_in,
+            actor="spam complaint reported by the email provider", only_purposes=marketing)
+    return kind, reason, endpoints
+
+
+async def _own_undelivered(session: AsyncSession, own: OwnMessage, kind: BounceKind,
+                           reason: str, at: datetime) -> tuple[BounceKind, str]:
+    """Records that the message did not arrive, once, the worse kind winning; returns the
+    kind and reason kept."""
+    if own.client_message is not None:
+        message = own.client_message
+        if message.status == "bounced":
+            kept, _, kept_reason = (message.status_reason or "").partition(" bounce: ")
+            if kept == BounceKind.hard or kind == BounceKind.soft:
+                return BounceKind(kept if kept == BounceKind.soft else BounceKind.hard), kept_reason
+        message.status, message.decided_at = "bounced", at
+        message.status_reason = f"{kind} bounce: {reason}"[:300]
+        return kind, reason
+    assert own.kyc_sent is not None and own.kyc_step is not None
+    step = f"{own.kyc_step}/bounced"
+    earlier = (await session.scalars(select(KycEvent).where(
+        KycEvent.contact_id == own.contact_id, KycEvent.step == step))).one_or_none()
+    detail = {"recipient": own.recipient, "reason": reason, "channel": "email", "kind": kind,
+              "source": "api"}
+    if earlier is None:
+        session.add(KycEvent(client_id=own.kyc_sent.client_id, contact_id=own.contact_id,
+                             step=step, type=own.kyc_sent.type.removesuffix("_sent") + "_bounced",
+                             at=at, detail=detail))
+        await session.flush()
+        return kind, reason
+    kept = earlier.detail or {}
+    if kept.get("kind") == BounceKind.soft and kind == BounceKind.hard:
+        earlier.detail, earlier.at = detail, at
+        return kind, reason
+    return BounceKind(kept.get("kind") or BounceKind.hard), kept.get("reason") or reason

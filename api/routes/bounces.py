@@ -1,5 +1,6 @@
 """Bounces: reported by the client (or its email/SMS provider, with the client's API key) for a
-message a journey sent, and listed per campaign with the provider's reason."""
+message a journey sent (listed per campaign with the provider's reason), or for the client's
+own email or a KYC email (marking the address in the registry)."""
 
 import uuid
 from datetime import datetime
@@ -52,6 +53,22 @@ class BounceOut(BaseModel):
     at: datetime
 
 
+class OwnMessageBounceOut(BaseModel):
+    """A reported bounce of the client's own message (`POST /v1/messages`) or of a KYC email."""
+
+    message: Literal["client_message", "kyc"]
+    client_message_id: uuid.UUID | None = Field(description="The message's id, for "
+                                                "`client_message`")
+    contact_id: uuid.UUID
+    kyc_step: str | None = Field(description="The KYC profile's step that sent it, for `kyc`")
+    channel: str
+    recipient: str
+    kind: str = Field(description="As kept: a message bounces once, hard winning over soft")
+    reason: str
+    source: str
+    at: datetime
+
+
 class BouncePage(BaseModel):
     items: list[BounceOut]
     next_cursor: int | None
@@ -79,9 +96,10 @@ def bounce_out(bounce: MessageBounce, step: str) -> BounceOut:
                      kind=bounce.kind, reason=bounce.reason, source=bounce.source, at=bounce.at)
 
 
-@router.post("/v1/bounces", status_code=status.HTTP_202_ACCEPTED, response_model=BounceOut)
+@router.post("/v1/bounces", status_code=status.HTTP_202_ACCEPTED,
+             response_model=BounceOut | OwnMessageBounceOut)
 async def report_bounce(body: BounceReport, client: ClientDep, session: SessionDep,
-                        state: StateDep, reg: RegistryDep) -> BounceOut:
+                        state: StateDep, reg: RegistryDep) -> BounceOut | OwnMessageBounceOut:
     """A message a journey sent bounced, or its recipient complained (marked it as spam).
 
     The bounce is kept with its reason and raises `message.bounced`; the journey stops using
@@ -89,7 +107,12 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     complaint also withdraws the contact's marketing opt-ins by email. Reporting the same
     bounce again changes nothing, nor does a soft bounce of a message that bounced hard: the
     answer is then the hard bounce. A hard bounce of a message that bounced soft turns that
-    bounce hard (same id, the new reason): a message bounces once."""
+    bounce hard (same id, the new reason): a message bounces once.
+
+    The Message-ID of the client's own email (`POST /v1/messages`) or of a KYC email names
+    that message: a hard bounce marks the address undeliverable (the message's status becomes
+    `bounced`), a complaint marks it complained and ends its marketing opt-ins by email; no
+    journey is involved, so no `message.bounced` is raised."""
     by_step = body.journey_id is not None or body.step is not None
     if (body.message_id is not None) == by_step:
         raise FieldProblems([FieldError(field="message_id", message=(
@@ -101,6 +124,12 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     message = await bounces.find_message(
         session, client_id=client.id, provider_message_id=body.message_id,
         journey_id=body.journey_id, step=body.step)
+    if message is None and body.message_id is not None:
+        own = await bounces.find_own_message(session, client_id=client.id,
+                                             message_id=body.message_id)
+        if own is not None:
+            return await report_own_bounce(own, body, client.id, session, state,
+                                           reg.settings.default_region)
     if message is None:
         raise HTTPException(404, "no message of yours with this id")
     if message.status not in ("sent", "bounced"):
@@ -122,6 +151,27 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     except RPCError:
         pass  # the journey has ended: the bounce is kept and reported all the same
     return bounce_out(bounce, step)
+
+
+async def report_own_bounce(own: bounces.OwnMessage, body: BounceReport, client_id: uuid.UUID,
+                            session: SessionDep, state: StateDep, region: str
+                            ) -> OwnMessageBounceOut:
+    if not own.sent or own.recipient is None:
+        raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
+    if not _same_recipient(body.recipient, own.recipient, "email", region):
+        raise FieldProblems([FieldError(field="recipient", message=(
+            "is not the recipient this message was sent to"))])
+    at = utcnow()
+    kind, reason, endpoints = await bounces.record_own_bounce(
+        session, own=own, kind=body.kind, reason=body.reason, at=at)
+    out = OwnMessageBounceOut(
+        message="client_message" if own.client_message else "kyc",
+        client_message_id=own.client_message.id if own.client_message else None,
+        contact_id=own.contact_id, kyc_step=own.kyc_step, channel="email",
+        recipient=own.recipient, kind=kind, reason=reason, source="api", at=at)
+    await session.commit()
+    await state.endpoints.wake(client_id, endpoints, "bounce")
+    return out
 
 
 @router.get("/v1/campaigns/{campaign_id}/bounces", response_model=BouncePage)
