@@ -52,7 +52,8 @@ async def test_a_code_typed_wrong_says_error_in_its_title_and_is_focused(tenant,
     assert customer.page.count("autofocus") == 1
 
 
-async def test_a_refused_preference_form_says_error_and_starts_at_why(tenant, mailbox, http):
+async def preference_centre(tenant, mailbox, http) -> tuple[Customer, str]:
+    """The preference centre of an invited customer, offering one English legal text."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
     await tenant.ensure_purpose("newsletter", "direct_marketing")
     await tenant.post("/v1/purposes/newsletter/legal-texts",
@@ -61,6 +62,11 @@ async def test_a_refused_preference_form_says_error_and_starts_at_why(tenant, ma
     preferences = re.search(r"http://testserver(/p/[A-Za-z0-9_\-]+)", invitation.text).group(1)
     customer = Customer(http)
     await customer.open(preferences)
+    return customer, preferences
+
+
+async def test_a_refused_preference_form_says_error_and_starts_at_why(tenant, mailbox, http):
+    customer, preferences = await preference_centre(tenant, mailbox, http)
     assert title(customer.page).startswith("Your communication preferences")
     refused = await customer.submit(preferences, granted=["newsletter:bogus"])
     assert refused.status_code == 422
@@ -112,14 +118,7 @@ async def test_a_consent_text_in_another_language_than_the_page_is_marked(tenant
 async def test_a_preference_text_in_another_language_than_the_page_is_marked(
     tenant, mailbox, http
 ):
-    campaign = await tenant.create_campaign(languages=["en"], consents=[])
-    await tenant.ensure_purpose("newsletter", "direct_marketing")
-    await tenant.post("/v1/purposes/newsletter/legal-texts",
-                      {"language": "en", "version": "3", "text": "Send me the monthly newsletter."})
-    _, _, invitation = await invited(tenant, mailbox, http, campaign)
-    preferences = re.search(r"http://testserver(/p/[A-Za-z0-9_\-]+)", invitation.text).group(1)
-    customer = Customer(http)
-    await customer.open(preferences)
+    customer, preferences = await preference_centre(tenant, mailbox, http)
     assert '<p class="legal-text">Send me the monthly newsletter.</p>' in customer.page
     await http.post(f"{preferences}/language", data={"language": "de",
                                                      "csrf_token": customer.csrf()})

@@ -44,16 +44,21 @@ def test_a_new_revision_follows_the_head(tmp_path):
     assert "op." not in text
 
 
+def at_revision(backend: str, tmp_path, revision: str) -> Iterator[str]:
+    """A database of the backend migrated up to the revision, no further."""
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
+        upgrade(url, revision)
+        yield url
+    else:
+        with scratch_database("cj_migration", revision=revision) as url:
+            yield url
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def before_folding(request, tmp_path) -> Iterator[str]:
     """A database at the revision before email points were one in any letter case."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
-        upgrade(url, BEFORE_FOLDING)
-        yield url
-    else:
-        with scratch_database("cj_migration", revision=BEFORE_FOLDING) as url:
-            yield url
+    yield from at_revision(request.param, tmp_path, BEFORE_FOLDING)
 
 
 def test_email_points_stored_in_several_letter_cases_are_folded(before_folding):
@@ -100,13 +105,7 @@ def test_email_points_stored_in_several_letter_cases_are_folded(before_folding):
 @pytest.fixture(params=["postgresql", "sqlite"])
 def before_mailboxes(request, tmp_path) -> Iterator[str]:
     """A database at the revision before messages kept the mailbox they reach."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
-        upgrade(url, "0870_history_erasures")
-        yield url
-    else:
-        with scratch_database("cj_migration", revision="0870_history_erasures") as url:
-            yield url
+    yield from at_revision(request.param, tmp_path, "0870_history_erasures")
 
 
 def test_recent_messages_are_given_the_mailbox_the_cap_counts_by(before_mailboxes):
@@ -142,13 +141,7 @@ def test_recent_messages_are_given_the_mailbox_the_cap_counts_by(before_mailboxe
 @pytest.fixture(params=["postgresql", "sqlite"])
 def before_document_days(request, tmp_path) -> Iterator[str]:
     """A database at the revision before a document's expiry date meant its last valid day."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/dev.db"
-        upgrade(url, "0890_contact_point_values")
-        yield url
-    else:
-        with scratch_database("cj_migration", revision="0890_contact_point_values") as url:
-            yield url
+    yield from at_revision(request.param, tmp_path, "0890_contact_point_values")
 
 
 def test_documents_expiring_on_a_date_are_valid_all_of_it(before_document_days):
