@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, exists, func, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -551,7 +551,37 @@ async def anonymise_contact(contact_id: uuid.UUID, reg: RegistryDep, session: Se
     return await one_out(session, reg, contact)
 
 
-@router.get("/{contact_id}/export")
+Rows = list[dict[str, Any]]
+
+
+class ContactExport(BaseModel):
+    """The GDPR export: everything held about the contact, as one document. The sections whose
+    rows are the stored records themselves are described by what they hold."""
+
+    exported_at: Instant
+    contact: ContactOut = Field(description="As GET shows it, with inactive addresses and "
+                                            "removed contact points")
+    consents: Rows = Field(description="The consent ledger, oldest first: each decision with "
+                                       "its purpose, channel, legal text (language, version, "
+                                       "hash), source, when given, IP address and user agent")
+    consent_displays: Rows = Field(description="Every consent text shown to the contact: what, "
+                                               "where, when, IP address and user agent")
+    gdpr_consent: dict[str, Any] = Field(description="The GDPR consent state, what blocks the "
+                                                     "contact's anonymisation, and the signed "
+                                                     "forms by reference (`download`)")
+    journeys: Rows = Field(description="Each journey with its history (`events`)")
+    messages: Rows = Field(description="The journeys' messages: channel, template, recipient, "
+                                       "status, when")
+    client_messages: Rows = Field(description="The client's own messages to the contact")
+    audit: Rows = Field(description="Who read or changed the contact's data, and when")
+    webhook_events: Rows = Field(description="The webhook events about the contact, as sent, "
+                                             "with their deliveries")
+    kyc: dict[str, Any] = Field(description="The KYC profile, its documents (never their "
+                                            "files) and its history")
+
+
+@router.get("/{contact_id}/export", responses={200: {
+    "model": ContactExport, "description": "The contact's data, as an attachment"}})
 async def export_contact(contact_id: uuid.UUID, reg: RegistryDep, session: SessionDep,
                          actor: ActorDep) -> JSONResponse:
     """Everything about the contact as one JSON document (GDPR access and portability)."""
