@@ -60,6 +60,13 @@ def default_lead_time(expires_after: timedelta | None, setting: timedelta) -> ti
     return setting if expires_after is None else min(setting, expires_after / 2)
 
 
+def applies_to(definition: KycDefinition, contact: Contact) -> bool:
+    """Whether a definition is one for contacts of this kind (person, company): it has rules
+    for it. Judged by none, a person would meet a company-only level with nothing checked,
+    and be assigned it (and told so) on any change of its record."""
+    return bool(definition.rules.get(contact.kind))
+
+
 def judge(definition: KycDefinition, contact: Contact, found: Evidence,
           default_remind_before: timedelta) -> KycEvaluation:
     rules = rules_of(definition.rules.get(contact.kind, []))
@@ -91,6 +98,8 @@ async def evaluate(
         .order_by(KycDefinition.level.desc()))
     lowest = None
     for definition in definitions:
+        if not applies_to(definition, contact):
+            continue
         judged = judge(definition, contact, found, default_remind_before)
         if not judged.missing:
             return judged

@@ -1354,3 +1354,32 @@ async def test_an_unrelated_change_does_not_renew_an_expired_profile(tenant, ses
     assert after["state"] == "expired"
     assert [e["type"] for e in after["history"] if not e["type"].endswith("_sent")] == [
         "assigned", "reminded", "expired"]
+
+
+async def test_a_definition_is_for_the_kinds_it_has_rules_for(tenant, sessions, mailbox):
+    """A company-only level is not one for persons: a person's record changed is not assigned
+    it with nothing checked (nor told so), and the client's assignment of it is refused."""
+    response = await tenant.post("/v1/kyc/definitions", {
+        "name": "Companies", "level": 1, "requires_verification": False,
+        "rules": {"company": [{"field": "company_name"}]}})
+    assert response.status_code == 201, response.text
+    companies = response.json()
+    person_id, email = await new_contact(sessions, tenant)
+    changed = await tenant.http.patch(f"/v1/contacts/{person_id}", headers=tenant.auth,
+                                      json={"first_name": "Evi"})
+    assert changed.status_code == 200, changed.text
+    assert (await tenant.get(f"/v1/kyc/contacts/{person_id}")).status_code == 404
+    assign = f"/v1/kyc/contacts/{person_id}/assign"
+    for body in ({}, {"definition_id": companies["id"]}):
+        refused = await tenant.post(assign, body)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["definition_id"]
+    assert "no rules for a person" in refused.text
+    assert (await tenant.get(f"/v1/kyc/contacts/{person_id}")).status_code == 404
+    assert not [m for m in mailbox.to(email) if "identity details" in m.subject]
+
+    company_id, _ = await new_contact(sessions, tenant, kind="company", company_name="Acme BV")
+    assigned = await tenant.post(f"/v1/kyc/contacts/{company_id}/assign", {})
+    assert assigned.status_code == 200, assigned.text
+    assert (assigned.json()["definition"]["id"], assigned.json()["state"]) == (
+        companies["id"], "verified")

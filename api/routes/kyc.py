@@ -198,10 +198,16 @@ async def assign_profile(contact_id: uuid.UUID, body: KycAssignRequest, client: 
     higher level for a verified customer only once the required information is present."""
     try:
         contact = await decided_contact(session, client.id, contact_id)
-        if body.definition_id is not None and await kyc_crud.definition_of(
-                session, client_id=client.id, definition_id=body.definition_id) is None:
-            raise FieldProblems([FieldError(field="definition_id",
-                                            message="no KYC definition with this id")])
+        if body.definition_id is not None:
+            definition = await kyc_crud.definition_of(session, client_id=client.id,
+                                                      definition_id=body.definition_id)
+            if definition is None:
+                raise FieldProblems([FieldError(field="definition_id",
+                                                message="no KYC definition with this id")])
+            if not kyc_crud.applies_to(definition, contact):
+                raise FieldProblems([FieldError(field="definition_id", message=(
+                    f"the definition has no rules for a {contact.kind}: it is not one for "
+                    "this contact"))])
         await kyc_profiles.assign(
             state.temporal, state.settings, contact=contact,
             row=await kyc_crud.profile_of(session, contact_id=contact.id),
