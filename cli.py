@@ -171,8 +171,19 @@ def clients_add_key(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. 'crm'")] = "default",
 ) -> None:
     """Give a client another API key (to replace one: add, switch, then revoke the old)."""
+    from api.schemas import one_line
     from db import crud
-    from db.models import Client
+    from db.models import ApiKey, Client
+
+    name = name.strip()
+    # Checked here, as the database would refuse it with a traceback.
+    limit = ApiKey.__table__.c.name.type.length
+    if not name or len(name) > limit:
+        raise typer.BadParameter(f"1 to {limit} characters", param_hint="--name")
+    try:
+        one_line(name)  # `keys` prints one line per key
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--name") from None
 
     async def add(session):  # noqa: ANN001, ANN202
         if await session.get(Client, client_id) is None:
@@ -186,7 +197,8 @@ def clients_add_key(
 
 @clients_app.command("keys")
 def clients_keys(client_id: ClientId) -> None:
-    """List a client's API keys by their non-secret head (the part after cj_)."""
+    """List a client's API keys by their non-secret head (the part after cj_), with the id the
+    audit trail and change logs name the key by (`actor` `{"type": "api_key", "id": ...}`)."""
     from sqlalchemy import select
 
     from db.models import ApiKey, Client
@@ -201,7 +213,8 @@ def clients_keys(client_id: ClientId) -> None:
         raise _no_client(client_id)
     for key in found:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-        typer.echo(f"{key.prefix}  {key.name}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+        typer.echo(f"{key.prefix}  {key.name}  id {key.id}  "
+                   f"created {key.created_at:%Y-%m-%d %H:%M}  {state}")
 
 
 @clients_app.command("list")
@@ -224,19 +237,37 @@ def clients_list() -> None:
 
 @clients_app.command("revoke-key")
 def clients_revoke_key(
-    head: Annotated[str, typer.Argument(help="The key's head, as `journeys clients keys` lists it")],
+    key: Annotated[str, typer.Argument(
+        metavar="HEAD", help="The key's head, as `journeys clients keys` lists it, or the key")],
 ) -> None:
     """Revoke an API key at once: every request with it gets a 401 from then on."""
-    from sqlalchemy import update
+    from sqlalchemy import select
 
+    from core.security import API_KEY_PREFIX
     from db.models import ApiKey, utcnow
 
+    # A leaked key is at hand whole: given so (or as cj_<head>), it is revoked all the same,
+    # where "no active key" would read as if it were harmless already.
+    head = key.strip()
+    if head.startswith(API_KEY_PREFIX):
+        head = head[len(API_KEY_PREFIX):].partition("_")[0]
+
     async def revoke(session):  # noqa: ANN001, ANN202
-        return (await session.execute(update(ApiKey).where(
-            ApiKey.prefix == head, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow()))
-        ).rowcount
-    if not asyncio.run(_in_transaction(revoke)):
-        typer.echo(f"no active key {head}", err=True)
+        found = (await session.scalars(select(ApiKey).where(ApiKey.prefix == head)
+                                       .with_for_update())).one_or_none()
+        if found is None:
+            return "unknown", None
+        if found.revoked_at is not None:
+            return "revoked before", found.revoked_at
+        found.revoked_at = utcnow()
+        return "revoked", None
+    outcome, revoked_at = asyncio.run(_in_transaction(revoke))
+    if outcome == "unknown":
+        typer.echo(f"no key {head} (`journeys clients keys <client id>` lists a client's keys)",
+                   err=True)
+        raise typer.Exit(1)
+    if outcome == "revoked before":
+        typer.echo(f"no active key {head}: revoked {revoked_at:%Y-%m-%d %H:%M}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {head}")
 

@@ -139,3 +139,36 @@ async def test_a_refused_setting_is_one_line_naming_its_variable(tmp_path, datab
     assert [line.split(":")[0] for line in lines] == [
         "FORM_POSTS_PER_IP_PER_MINUTE", "LETTER_FONT_BOLD", "PREFERENCE_LINK_TTL"], lines
     assert "fonts-dejavu-core" in lines[1] and "greater than 0" in lines[2], lines
+
+
+async def test_a_leaked_key_is_revoked_as_pasted_and_its_audit_trail_found(tenant, http,
+                                                                           database_url):
+    """An operator holds the leaked key itself: revoking it as pasted works, and the key's id
+    that `keys` shows finds what it did in the audit trail (the actor it names)."""
+    contact = (await http.post("/v1/contacts", headers=tenant.auth,
+                               json={"last_name": "Leaked"})).json()
+    listed = (await journeys(database_url, "keys", str(tenant.id))).stdout
+    [key_id] = re.findall(r"  id ([0-9a-f-]{36})  ", listed)
+    trail = await http.get("/v1/audit", headers=tenant.auth,
+                           params={"actor_type": "api_key", "actor_id": key_id})
+    assert contact["id"] in {e["contact_id"] for e in trail.json()["items"]}, trail.text
+
+    revoked = await journeys(database_url, "revoke-key", f"  {tenant.key}\n")
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await http.get("/v1/campaigns", headers=tenant.auth)).status_code == 401
+    head = tenant.key.split("_")[1]
+    assert f"revoked {head}" in revoked.stdout and tenant.key not in revoked.stdout
+    # Not told as if it were unknown, nor as if nothing had been done to it.
+    again = await journeys(database_url, "revoke-key", f"cj_{head}")
+    assert again.returncode == 1 and f"no active key {head}: revoked 20" in again.stderr
+    unknown = await journeys(database_url, "revoke-key", "0123456789abcdef")
+    assert unknown.returncode == 1 and "no key 0123456789abcdef" in unknown.stderr
+
+
+async def test_a_key_name_the_listing_cannot_show_is_refused(tenant, database_url):
+    for name in ("x" * 201, "   ", "crm\nbilling"):
+        refused = await journeys(database_url, "add-key", str(tenant.id), "--name", name)
+        assert refused.returncode == 2 and "--name" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    fits = await journeys(database_url, "add-key", str(tenant.id), "--name", "x" * 200)
+    assert fits.returncode == 0, fits.stderr
