@@ -521,3 +521,35 @@ def test_the_schema_documents_what_routes_answer():
                                  ("/v1/campaigns", "post", "413"), ("/v1/contacts", "post", "413")]:
         assert status in paths[path][method]["responses"], (path, method, status)
     assert "Idempotent-Replayed" in paths["/v1/campaigns"]["post"]["responses"]["201"]["headers"]
+
+
+# A status a route's own code answers with: raised, returned as an error, or set on its answer.
+ANSWERED_STATUS = re.compile(r"(?:HTTPException\(|error_response\(|status_code = |status_code=)"
+                             r"(?:status\.HTTP_)?(\d{3})")
+
+
+async def test_every_status_a_route_answers_is_in_the_schema(app, http):
+    """A client's generated code knows only what /openapi.json lists: a 202 for a cancel still
+    on its way, a 409 for a resend the endpoint does not subscribe to, a 410 for a document of
+    an anonymised contact were answered yet undocumented."""
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    from tests.test_abuse import flat_routes
+
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert "202" in paths["/v1/journeys/{journey_id}/cancel"]["post"]["responses"]
+    assert "409" in paths["/v1/webhook-endpoints/{endpoint_id}/events/{event_id}/resend"][
+        "post"]["responses"]
+    assert "410" in paths["/v1/contacts/{contact_id}/gdpr-consent/documents/{document_id}"][
+        "get"]["responses"]
+    undocumented = []
+    for route in flat_routes(app.routes):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        answered = set(ANSWERED_STATUS.findall(inspect.getsource(route.endpoint)))
+        for method in route.methods:
+            missing = answered - set(paths[route.path][method.lower()]["responses"])
+            undocumented += [f"{method} {route.path}: {status}" for status in sorted(missing)]
+    assert not undocumented, undocumented

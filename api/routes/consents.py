@@ -397,7 +397,10 @@ async def record_gdpr_consent(contact_id: uuid.UUID, body: GdprConsentChange, cl
 
 
 @router.get("/contacts/{contact_id}/gdpr-consent/documents/{document_id}",
-            response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+            response_class=Response, responses={
+                200: {"content": {"application/pdf": {}}},
+                410: {"model": ErrorBody, "description": "The contact was anonymised: its "
+                      "consent documents were deleted"}})
 async def read_consent_document(contact_id: uuid.UUID, document_id: uuid.UUID,
                                 client: ClientDep, session: SessionDep,
                                 reads: ReadsDep) -> Response:

@@ -236,7 +236,10 @@ async def claim_withdrawn(journey_id: uuid.UUID, client: ClientDep, session: Ses
 
 @router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,
              dependencies=[NoBody],
-             responses={409: {"model": ErrorBody, "description": "The journey ended otherwise "
+             responses={202: {"model": JourneyOut, "description": "The cancel is on its way: "
+                              "the journey's workflow has not recorded it within seconds (it "
+                              "will); the journey is shown still open"},
+                        409: {"model": ErrorBody, "description": "The journey ended otherwise "
                               "(verified, expired, opted out)"}})
 async def cancel_journey(journey_id: uuid.UUID, client: ClientDep, session: SessionDep,
                          state: StateDep, response: Response, reads: ReadsDep) -> JourneyOut:

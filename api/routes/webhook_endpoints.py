@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import ClientDep, NoBody, SessionDep, StateDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorBody
 from api.schemas import (
     MAX_INT4,
     DeliveryStatusName,
@@ -230,8 +230,9 @@ async def list_deliveries(
 
 
 @router.post("/{endpoint_id}/events/{event_id}/resend", status_code=status.HTTP_202_ACCEPTED,
-             dependencies=[NoBody],
-             response_model=WebhookDeliveryOut)
+             dependencies=[NoBody], response_model=WebhookDeliveryOut,
+             responses={409: {"model": ErrorBody, "description": (
+                 "The endpoint does not subscribe to the event's type")}})
 async def resend_event(endpoint_id: uuid.UUID, event_id: uuid.UUID, client: ClientDep,
                        session: SessionDep, state: StateDep) -> WebhookDeliveryOut:
     """Sends one event again, same id and payload, with a fresh retry schedule; only an event
