@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
 from activities.webhooks import EndpointWaker
@@ -89,12 +89,17 @@ class CampaignLauncher:
                                 session, campaign_id=campaign_id))
                         session.add(launch)
                         await session.flush()
-                    if input.trigger == LaunchTrigger.schedule and campaign.status != "active":
+                    if input.trigger == LaunchTrigger.schedule:
                         # Its schedule unpaused by an operator (the campaign's status is what
-                        # counts), or due while the campaign was being archived.
-                        launch.cancelled_because = f"campaign_{campaign.status}"
-                        return BeginLaunchResult(number=launch.number, selected=0,
-                                                 cancelled_because=launch.cancelled_because)
+                        # counts), or due while the campaign was being archived; or while a
+                        # launch of the client's runs (paused, say), which it would overrun.
+                        because = (f"campaign_{campaign.status}" if campaign.status != "active"
+                                   else "launch_running" if await self._another_running(
+                                       session, launch) else None)
+                        if because:
+                            launch.cancelled_because = because
+                            return BeginLaunchResult(number=launch.number, selected=0,
+                                                     cancelled_because=because)
                     selected = await launches.count_selected(session, launches.selected_contacts(
                         session, client_id=campaign.client_id, spec=campaign.spec,
                         selection=input.selection, fallback=FALLBACK_CHANNELS))
@@ -104,6 +109,20 @@ class CampaignLauncher:
                     raise
                 continue  # an API launch took the number at the same moment: take the next
         raise RuntimeError("no free launch number after 3 tries")
+
+    async def _another_running(self, session: AsyncSession, launch: CampaignLaunch) -> bool:
+        """Whether another launch of the campaign still runs (one an operator terminated
+        never recorded its end, so its workflow is asked)."""
+        for other in await session.scalars(select(CampaignLaunch.id).where(
+                CampaignLaunch.campaign_id == launch.campaign_id, CampaignLaunch.id != launch.id,
+                CampaignLaunch.finished_at.is_(None))):
+            try:
+                described = await self._temporal.get_workflow_handle(other).describe()
+            except RPCError:
+                continue  # gone from Temporal
+            if described.status == WorkflowExecutionStatus.RUNNING:
+                return True
+        return False
 
     @activity.defn
     async def launch_batch(self, input: LaunchBatchInput) -> LaunchBatchResult:

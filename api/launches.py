@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from pydantic import TypeAdapter
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client as TemporalClient,
@@ -87,17 +88,20 @@ async def launch_progress(temporal: TemporalClient, launch: CampaignLaunch) -> L
 
 async def running_launch(session: AsyncSession, temporal: TemporalClient, campaign_id: uuid.UUID
                          ) -> tuple[CampaignLaunch, LaunchProgress] | None:
-    launch = await launches.latest_launch(session, campaign_id=campaign_id)
-    if launch is None or launch.finished_at is not None:
-        return None
-    progress = await launch_progress(temporal, launch)
-    if progress is None or progress.state in ENDED:
-        return None
-    # Cancelled or terminated by an operator in the Temporal UI, it ended without saying so.
-    handle = temporal.get_workflow_handle_for(CampaignLaunchWorkflow.run, launch.id)
-    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-        return None
-    return launch, progress
+    # The newest unfinished one: a scheduled launch due while the client's runs ends at once,
+    # newer than the one it left running.
+    for launch in await session.scalars(select(CampaignLaunch).where(
+            CampaignLaunch.campaign_id == campaign_id, CampaignLaunch.finished_at.is_(None))
+            .order_by(CampaignLaunch.number.desc()).limit(5)):
+        progress = await launch_progress(temporal, launch)
+        if progress is None or progress.state in ENDED:
+            continue
+        # Cancelled or terminated by an operator in the Temporal UI, it ended without saying so.
+        handle = temporal.get_workflow_handle_for(CampaignLaunchWorkflow.run, launch.id)
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            continue
+        return launch, progress
+    return None
 
 
 async def change_launch(temporal: TemporalClient, launch: CampaignLaunch, update: Any,

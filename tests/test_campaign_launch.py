@@ -604,6 +604,33 @@ async def test_a_paused_campaign_whose_schedule_an_operator_unpaused_starts_noth
     assert (await progress(tenant, campaign_id))["journeys"] == 0
 
 
+async def test_a_scheduled_launch_due_while_the_clients_launch_runs_starts_nothing(tenant):
+    """A launch the client holds (counted, paused) is not overrun by the campaign's schedule,
+    and stays the client's to resume or cancel."""
+    await import_contacts(tenant, 3)
+    campaign_id = await light_campaign(tenant)
+    held = await launch(tenant, campaign_id, paused=True)
+    await tenant.ok("PUT", f"/v1/campaigns/{campaign_id}/recurrence", {"every": "PT2S"})
+
+    async def scheduled_launch_ended() -> dict | None:
+        newest = (await progress(tenant, campaign_id))["launch"]
+        return newest if newest["trigger"] == "schedule" and newest["finished_at"] else None
+    skipped = await eventually(scheduled_launch_ended, timeout=30, what="a scheduled launch")
+    assert (skipped["state"], skipped["cancelled_because"], skipped["started"]) == (
+        "cancelled", "launch_running", 0), skipped
+    await tenant.ok("DELETE", f"/v1/campaigns/{campaign_id}/recurrence", status=204)
+    assert (await progress(tenant, campaign_id))["journeys"] == 0
+    cancelled = await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel", {})
+    assert (cancelled["number"], cancelled["state"]) == (held["number"], "cancelled"), cancelled
+
+    async def held_launch_ended() -> dict | None:
+        launches = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/launches"))["items"]
+        first = next(item for item in launches if item["number"] == held["number"])
+        return first if first["finished_at"] else None
+    await eventually(held_launch_ended, timeout=30, what="the held launch to end")
+    assert (await progress(tenant, campaign_id))["journeys"] == 0
+
+
 async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env):
     """Archiving deletes the schedule, and so may an operator in the Temporal UI: the campaign
     then no longer recurs, and asking says so instead of failing."""

@@ -1383,3 +1383,24 @@ async def test_a_definition_is_for_the_kinds_it_has_rules_for(tenant, sessions, 
     assert assigned.status_code == 200, assigned.text
     assert (assigned.json()["definition"]["id"], assigned.json()["state"]) == (
         companies["id"], "verified")
+
+
+async def test_a_download_is_saved_under_the_uploaded_name_with_its_type(tenant, sessions):
+    """A back office saves a document as its uploader named it, with the extension of what it
+    was judged to be: a PNG named 'scan.html' is no page to open in a browser."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
+    contact_id, _ = await new_contact(sessions, tenant)
+    names = {}
+    for name, data in (("scan.pdf", PDF), ("Paspoort Ève.html", PNG)):
+        uploaded = await tenant.http.post(
+            f"/v1/kyc/contacts/{contact_id}/documents", headers=tenant.auth,
+            files={"file": (name, data, "application/octet-stream")},
+            data={"document_type": "passport", "number": "NL123456", "expires_at": FAR})
+        assert uploaded.status_code == 201, uploaded.text
+        download = await tenant.get(f"/v1/kyc/documents/{uploaded.json()['id']}/file")
+        assert download.status_code == 200 and download.content == data
+        names[name] = download.headers["content-disposition"]
+    assert names == {
+        "scan.pdf": "attachment; filename=\"scan.pdf\"; filename*=UTF-8''scan.pdf",
+        "Paspoort Ève.html": "attachment; filename=\"Paspoort _ve.html.png\"; "
+                             "filename*=UTF-8''Paspoort%20%C3%88ve.html.png"}

@@ -25,6 +25,7 @@ from api.deps import (
 )
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems, error_response
 from api.kyc_profiles import ContactAnonymised, DocumentRejected
+from api.routes.consents import attachment
 from api.kyc_schemas import (
     KycAssignRequest,
     KycDefinitionCreate,
@@ -327,7 +328,21 @@ async def download_document(document_id: uuid.UUID, client: ClientDep, session: 
     await reads.of([document.contact_id])
     data = await LocalDirectoryStorage(state.settings.kyc_storage_dir).get(document.storage_key)
     return Response(data, media_type=document.content_type,
-                    headers={"Content-Disposition": "attachment"})
+                    headers={"Content-Disposition": attachment(download_name(document))})
+
+
+# The extensions of the types an upload is judged to be (core.storage.ALLOWED_TYPES).
+EXTENSIONS = {"application/pdf": (".pdf",), "image/png": (".png",),
+              "image/jpeg": (".jpg", ".jpeg")}
+
+
+def download_name(document: KycDocument) -> str:
+    """The name a download is saved under: the uploaded one, ending in its type's extension.
+    Only the first bytes were judged, so 'scan.html' (a PNG) is saved as 'scan.html.png',
+    never as a page that a browser would open and run."""
+    name = document.filename or f"{document.document_type}-{document.id}"
+    extensions = EXTENSIONS.get(document.content_type, ("",))
+    return name if name.lower().endswith(extensions) else name + extensions[0]
 
 
 # --- expiring profiles ---------------------------------------------------------------------
