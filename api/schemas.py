@@ -945,9 +945,11 @@ class LaunchOut(BaseModel):
     batches: int | None = Field(description="batches fanned out (while the launch is known "
                                 "to Temporal)")
     journeys_cancelled: int | None
-    cancelled_because: Literal["campaign_paused", "campaign_archived"] | None = Field(
+    cancelled_because: Literal[
+        "campaign_paused", "campaign_archived", "launch_running"] | None = Field(
         description="why a scheduled launch started nothing: its campaign was paused or "
-                    "archived when it was due")
+                    "archived when it was due, or another launch of it was running (paused, "
+                    "say)")
     created_at: datetime
     finished_at: datetime | None
 
