@@ -631,6 +631,20 @@ async def test_a_scheduled_launch_due_while_the_clients_launch_runs_starts_nothi
     assert (await progress(tenant, campaign_id))["journeys"] == 0
 
 
+async def test_active_said_again_leaves_a_paused_launch_paused(tenant):
+    """A client syncing its campaign record sends `status: active` with each change; only a
+    campaign leaving `paused` resumes its launch."""
+    await import_contacts(tenant, 3)
+    campaign_id = await light_campaign(tenant)
+    await launch(tenant, campaign_id, paused=True)
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}",
+                    {"status": "active", "name": "Spring update"})
+    assert (await stays(tenant, campaign_id, 0))["launch"]["state"] == "paused"
+    for status in ("paused", "active"):
+        await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": status})
+    assert (await finished_launch(tenant, campaign_id))["started"] == 3
+
+
 async def test_a_recurrence_gone_with_its_schedule_is_a_404(tenant, temporal_env):
     """Archiving deletes the schedule, and so may an operator in the Temporal UI: the campaign
     then no longer recurs, and asking says so instead of failing."""

@@ -446,7 +446,9 @@ async def change_status(session, state, campaign: Campaign, new: str) -> None:
                                          CampaignLaunchWorkflow.cancel, CancelLaunchInput())
     else:
         await launches.set_schedule_paused(state.temporal, campaign, new == "paused")
-        if running is not None:
+        # Resumed only as the campaign leaves `paused`: `active` said again (a client syncing
+        # its record) leaves a launch the client paused, or started paused, as it is.
+        if running is not None and (new == "paused" or campaign.status == "paused"):
             await launches.change_launch(state.temporal, running[0], (
                 CampaignLaunchWorkflow.pause if new == "paused"
                 else CampaignLaunchWorkflow.resume))
