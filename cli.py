@@ -213,8 +213,10 @@ def clients_keys(client_id: ClientId) -> None:
         raise _no_client(client_id)
     for key in found:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        used = (f"last used {key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at
+                else "never used")
         typer.echo(f"{key.prefix}  {key.name}  id {key.id}  "
-                   f"created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+                   f"created {key.created_at:%Y-%m-%d %H:%M}  {used}  {state}")
 
 
 @clients_app.command("list")

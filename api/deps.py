@@ -5,11 +5,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import or_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
@@ -22,7 +24,7 @@ from core.security import Csrf, SecretBox
 from core.settings import Settings
 from core.vocabulary import ActorType, AuditAction
 from db import crud
-from db.models import ApiKey, Client
+from db.models import ApiKey, Client, utcnow
 from workflows.webhook_endpoint import EndpointDispatcher
 
 
@@ -66,9 +68,15 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="API key of a client: `Bearer cj_...`")
 
 
+# How exactly a key's last use is kept: an operator asks whether a key is still in use, which
+# a minute answers, at one write a minute per busy key.
+LAST_USE_PRECISION = timedelta(minutes=1)
+
+
 async def current_key(
     request: Request,
     session: SessionDep,
+    state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> tuple[ApiKey, Client]:
     found = None
@@ -76,6 +84,15 @@ async def current_key(
         found = await crud.api_key_and_client(session, key=credentials.credentials)
     if found is None:
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    now = utcnow()
+    if found[0].last_used_at is None or now - found[0].last_used_at >= LAST_USE_PRECISION:
+        # On a counter connection that commits at once: the request's own transaction may
+        # fail or run long, and the use happened all the same.
+        async with state.counters() as counters:
+            await counters.execute(update(ApiKey).where(ApiKey.id == found[0].id).where(
+                or_(ApiKey.last_used_at.is_(None),
+                    ApiKey.last_used_at <= now - LAST_USE_PRECISION)).values(last_used_at=now))
+            await counters.commit()
     # The audit trail names the key that made the call.
     request.state.actor = Actor(ActorType.api_key, str(found[0].id))
     return found

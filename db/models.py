@@ -106,6 +106,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="default")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # To the minute (`api.deps.LAST_USE_PRECISION`): a write a minute per key, not per request.
+    last_used_at: Mapped[datetime | None]
 
 
 class WebhookEndpoint(Base):

@@ -172,3 +172,18 @@ async def test_a_key_name_the_listing_cannot_show_is_refused(tenant, database_ur
         assert "Traceback" not in refused.stderr
     fits = await journeys(database_url, "add-key", str(tenant.id), "--name", "x" * 200)
     assert fits.returncode == 0, fits.stderr
+
+
+async def test_keys_show_whether_each_is_still_in_use(tenant, http, database_url):
+    """Before revoking the old key of a replacement, an operator sees whether the client's
+    systems still send it."""
+    added = await journeys(database_url, "add-key", str(tenant.id), "--name", "crm")
+    new_key = re.search(r"api_key:\s+(\S+)", added.stdout).group(1)
+    assert (await http.get("/v1/campaigns", headers=tenant.auth)).status_code == 200
+    old, new = (await journeys(database_url, "keys", str(tenant.id))).stdout.splitlines()
+    assert re.search(r"  last used 20\d\d-\d\d-\d\d \d\d:\d\d  active$", old), old
+    assert new.endswith("  never used  active"), new
+    assert (await http.get("/v1/campaigns",
+                           headers={"Authorization": f"Bearer {new_key}"})).status_code == 200
+    [_, new] = (await journeys(database_url, "keys", str(tenant.id))).stdout.splitlines()
+    assert "  last used 20" in new, new
