@@ -20,7 +20,7 @@ from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import WithdrawInput
 from core.vocabulary import FINAL_STAGES, CancelledBy, Stage
 from db import crud
-from db.models import Campaign, Contact, Journey, JourneyEvent, Message, utcnow
+from db.models import Campaign, Contact, Journey, JourneyEvent, LinkToken, Message, utcnow
 from db.session import after_commit
 from workflows.journey import JourneyWorkflow
 
@@ -47,6 +47,10 @@ async def withdraw(handle: WorkflowHandle, reason: str) -> None:
     await handle.cancel()
 
 
+# The step of the links GET /v1/contacts/{id}/enrichment-link issues.
+ENRICHMENT = "enrichment/"
+
+
 async def withdraw_unreached(session: AsyncSession, waker: EndpointWaker,
                              journeys: ColumnElement[bool], reason: str) -> list[uuid.UUID]:
     """Cancels, in the database, those of the journeys that have reached nobody yet (still
@@ -61,7 +65,10 @@ async def withdraw_unreached(session: AsyncSession, waker: EndpointWaker,
     await session.execute(select(Journey.id).where(*unreached).with_for_update())
     ids = list(await session.scalars(update(Journey).where(
         *unreached, ~select(Message.id).where(Message.journey_id == Journey.id,
-                                              Message.status != "bounced").exists())
+                                              Message.status != "bounced").exists(),
+        # An enrichment link given out went on the client's own message: that reached them.
+        ~select(LinkToken.token_sha256).where(LinkToken.journey_id == Journey.id,
+                                              LinkToken.step.startswith(ENRICHMENT)).exists())
         .values(stage=Stage.cancelled, finished_at=now).returning(Journey.id)))
     await _record(session, waker, ids, reason)
     return ids

@@ -11,6 +11,7 @@ from tests.helpers import Customer, on_the_page, unique_email
 from tests.histories import save_history
 from tests.test_channel_plans import ADDRESS, contact, letters_to
 from tests.test_reconsent import reconsent_campaign
+from workflows.held_journeys import wake_held_workflow_id
 from workflows.journey import JourneyWorkflow
 
 
@@ -251,3 +252,20 @@ async def test_a_campaign_stored_with_an_expiry_past_the_clock_gives_a_link(tena
     assert journey["history"][-1]["detail"]["by"] == "system"
     page = await Customer(http).open(response.json()["url"].removeprefix("http://testserver"))
     assert "can no longer be completed" in page.text, page.text
+
+
+async def test_archiving_leaves_open_a_journey_whose_link_the_client_gave_out(
+        tenant, http, temporal_env):
+    """The client's letter with the link reached the customer: archiving the campaign ends
+    only the journeys that reached nobody, so the customer scanning it can still answer."""
+    campaign = await tenant.create_campaign(languages=["en"], consents=[], expires_after="P3D")
+    eva = await contact(tenant, email=unique_email("archived"))
+    link = await tenant.ok("GET", f"/v1/contacts/{eva['id']}/enrichment-link"
+                                  f"?campaign_id={campaign['id']}")
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "archived"})
+    await temporal_env.client.get_workflow_handle(
+        wake_held_workflow_id(campaign["id"])).result()
+
+    assert (await tenant.journey(link["journey_id"]))["stage"] == "enrolled"
+    page = await Customer(http).open(link["url"])
+    assert page.status_code == 200 and "withdrawn" not in page.text, page.text

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client as TemporalClient
 
 from activities.webhooks import EndpointWaker
-from api import enrolment, lost_journeys
+from api import enrolment, lost_journeys, withdrawals
 from api.deps import ActorDep, ClientDep, RegistryDep, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.routes.campaigns import campaign_of, collects_data, enrolling_campaign
@@ -131,7 +131,7 @@ async def enrichment_link(
             journey_timings(campaign.spec, state.settings).expires_after, MAX_DURATION)
     # Printed links and QR codes lead to the client's own host name when it has one.
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"), state.settings)
-    link = {"purpose": TokenPurpose.contact_page, "step": f"enrichment/{uuid.uuid4()}",
+    link = {"purpose": TokenPurpose.contact_page, "step": f"{withdrawals.ENRICHMENT}{uuid.uuid4()}",
             "base_url": brand.base_url}
     url = await links.issue(session, state.settings, expires_at=expires_at,
                             journey_id=journey.id, printed=True, **link)
