@@ -130,13 +130,21 @@ def _show_key(key: str) -> None:
     typer.echo("Store the key now: only its hash is kept.", err=True)
 
 
+def _one_line(value: str, hint: str) -> None:
+    from api.schemas import one_line
+
+    try:
+        one_line(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=hint) from None
+
+
 @clients_app.command("create")
 def clients_create(
     name: Annotated[str, typer.Argument(help="The client's name, shown to its customers")],
     language: Annotated[str, typer.Option(help="Default language of its customers")] = "en",
 ) -> None:
     """Create a client and print its first API key (shown only this once)."""
-    from api.schemas import one_line
     from db import crud
     from messaging.rendering import supported_languages
     from messaging.sms import sms_length_problem
@@ -145,11 +153,8 @@ def clients_create(
     name = name.strip()
     if not name:
         raise typer.BadParameter("must not be blank", param_hint="NAME")
-    try:
-        # A line break would cut every subject; a control character stop every mail.
-        one_line(name)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="NAME") from None
+    # A line break would cut every subject; a control character stop every mail.
+    _one_line(name, "NAME")
     problem = sms_length_problem(name, get_settings())
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="NAME")
@@ -171,7 +176,6 @@ def clients_add_key(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. 'crm'")] = "default",
 ) -> None:
     """Give a client another API key (to replace one: add, switch, then revoke the old)."""
-    from api.schemas import one_line
     from db import crud
     from db.models import ApiKey, Client
 
@@ -180,10 +184,7 @@ def clients_add_key(
     limit = ApiKey.__table__.c.name.type.length
     if not name or len(name) > limit:
         raise typer.BadParameter(f"1 to {limit} characters", param_hint="--name")
-    try:
-        one_line(name)  # `keys` prints one line per key
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--name") from None
+    _one_line(name, "--name")  # `keys` prints one line per key
 
     async def add(session):  # noqa: ANN001, ANN202
         if await session.get(Client, client_id) is None:

@@ -21,6 +21,7 @@ from messaging.email import (
     EmailUnsendable,
     OutgoingEmail,
     SmtpSender,
+    deferred_long_enough,
     message_id,
 )
 from messaging.rendering import render_email
@@ -88,10 +89,9 @@ class ClientMessageSender:
         except EmailDeferred as err:
             # Deferred again and again (a full mailbox): a soft bounce, as for a journey's
             # message, which marks nothing; not retried for ever.
-            attempt = activity.info().attempt
-            if attempt < self._settings.email_soft_bounce_after_attempts:
+            if not deferred_long_enough(self._settings):
                 raise
-            reason = f"soft bounce, deferred {attempt} times: {err}"
+            reason = f"soft bounce, deferred {activity.info().attempt} times: {err}"
             await self._decide(message.id, "failed", reason)
             raise ApplicationError(reason, type="EmailDeferred", non_retryable=True) from err
         await self._decide(message.id, "sent", rule.reason)

@@ -44,14 +44,6 @@ class CodeSender:
         return security.code_hmac(self._settings.secret_key.get_secret_value(), journey_id,
                                   step, code)
 
-    def _code(self, journey_id: str, step: str) -> str:
-        """The step's code, derived from the server secret as link tokens are: a send retried
-        after a provider timeout may follow one that reached the phone, under the same
-        Idempotency-Key, so it must carry the same code, which the database does not hold."""
-        digest = security.keyed_digest(self._settings.secret_key.get_secret_value(),
-                                       b"one-time-code-value", f"{journey_id}:{step}")
-        return f"{int(digest, 16) % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
-
     @activity.defn
     async def send_code(self, input: SendCodeInput) -> SendCodeResult:
         async with transaction(self._sessions) as session:
@@ -83,7 +75,8 @@ class CodeSender:
                                              type="code_suppressed", at=utcnow(),
                                              detail={"reason": "daily cap of codes reached"})
                 return SendCodeResult(sent=False, reason="daily cap of codes reached")
-            code = self._code(input.journey_id, input.step)
+            code = security.one_time_code(self._settings.secret_key.get_secret_value(),
+                                             input.journey_id, input.step, CODE_DIGITS)
             if row is None:
                 row = OneTimeCode(journey_id=journey.id, step=input.step, recipient=mobile,
                                   code_hmac="", expires_at=input.expires_at)

@@ -4,7 +4,6 @@ its outcome with its rows, so a retried batch changes nothing."""
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -200,9 +199,10 @@ async def _one_by_one(session: AsyncSession, reg: Registry, job: ContactImport,
             constraint = getattr(getattr(err.orig, "diag", None), "constraint_name", None)
             why = ("another contact holds what it gives" if crud.collided(err)
                    else "the database refused it")
-            one, ids = await _Batch(session, reg, job, kinds).write_all([], failed=[(
-                record.line, "row", f"not imported: {why}"
-                + (f" ({constraint})" if constraint else ""))])
+            batch = _Batch(session, reg, job, kinds)
+            batch.fail(record.line, "row", f"not imported: {why}"
+                       + (f" ({constraint})" if constraint else ""))
+            one, ids = await batch.write()
         for field in ("created", "updated", "unchanged", "failed"):
             setattr(counts, field, getattr(counts, field) + getattr(one, field))
         ids_by_line.update(ids)
@@ -224,11 +224,8 @@ class _Batch:
         self.unmatched: dict[int, list[tuple[str, str]]] = {}
         self.errors: list[dict[str, Any]] = []
 
-    async def write_all(self, records: list[csv_import.Record],
-                        failed: Sequence[tuple[int, str, str]] = ()
+    async def write_all(self, records: list[csv_import.Record]
                         ) -> tuple[ImportCounts, dict[int, uuid.UUID]]:
-        for line, field, message in failed:
-            self.fail(line, field, message)
         for record in records:
             if record.unreadable:
                 self.fail(record.line, "row", record.unreadable)

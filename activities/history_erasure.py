@@ -37,6 +37,7 @@ class HistoryEraser:
                 HistoryErasure.contact_id.in_([contact_id for contact_id, _ in erased
                                                if contact_id not in done.unfinished]),
                 HistoryErasure.erased_at <= input.erased_before))
-            await session.execute(update(HistoryErasure).where(
-                HistoryErasure.contact_id.in_(done.unfinished)).values(erased_at=utcnow()))
+            if done.unfinished:
+                await session.execute(update(HistoryErasure).where(
+                    HistoryErasure.contact_id.in_(done.unfinished)).values(erased_at=utcnow()))
         return ForgetHistoriesResult(contacts=len(erased), workflows=done.workflows)

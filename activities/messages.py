@@ -51,6 +51,7 @@ from messaging.email import (
     EmailUnsendable,
     OutgoingEmail,
     SmtpSender,
+    deferred_long_enough,
     message_id,
 )
 from messaging.letters import LetterRequest, LetterSender, OutgoingLetter, compose_letter
@@ -433,8 +434,7 @@ class MessageSender:
             # undeliverable, and at once, as no retry changes it.
             raise Refused(BounceKind.soft, str(err)) from err
         except EmailDeferred as err:
-            # Deferred again and again: the mailbox is full or the server keeps refusing.
-            if activity.info().attempt >= self._settings.email_soft_bounce_after_attempts:
+            if deferred_long_enough(self._settings):
                 raise Refused(BounceKind.soft, str(err)) from err
             raise
 

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -246,9 +246,8 @@ def _clean(text: str | None, limit: int) -> str | None:
 
 def loggable(result: AttemptResult) -> AttemptResult:
     """The attempt as the delivery log can store it, whatever the receiver answered."""
-    return AttemptResult(result.status_code, result.latency_ms,
-                         _clean(result.error, ERROR_CHARS), _clean(result.excerpt, EXCERPT_CHARS),
-                         result.retry_after)
+    return replace(result, error=_clean(result.error, ERROR_CHARS),
+                   excerpt=_clean(result.excerpt, EXCERPT_CHARS))
 
 
 async def _excerpt(response: httpx.Response) -> str:

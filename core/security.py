@@ -141,6 +141,14 @@ def new_code(digits: int = 6) -> str:
     return f"{secrets.randbelow(10**digits):0{digits}d}"
 
 
+def one_time_code(secret_key: str, journey_id: str, step: str, digits: int) -> str:
+    """A step's one-time code, derived as link tokens are: a send retried after a provider
+    timeout may follow one that reached the phone, under the same Idempotency-Key, so it must
+    carry the same code, which the database does not hold."""
+    digest = keyed_digest(secret_key, b"one-time-code-value", f"{journey_id}:{step}")
+    return f"{int(digest, 16) % 10**digits:0{digits}d}"
+
+
 def code_hmac(secret_key: str, journey_id: str, step: str, code: str) -> str:
     """One-time codes are stored only as a keyed hash: a leaked table reveals none."""
     key = _derive(secret_key, b"one-time-code")

@@ -71,12 +71,19 @@ async def record_bounce(session: AsyncSession, *, message: Message, kind: Bounce
         await crud.mark_complained(session, contact_id=contact.id, channel=message.channel,
                                    recipient=message.recipient, at=bounce.at)
         if message.channel == "email":
-            marketing = {p.key for p in (await consents.purposes_by_key(
-                session, client_id=message.client_id)).values() if p.kind in MARKETING_KINDS}
-            endpoints += await consents.lapse_email_opt_ins(
-                session, contact=contact, at=bounce.at, shown_in=f"complaint:{message.step}",
-                actor="spam complaint reported by the email provider", only_purposes=marketing)
+            endpoints += await _end_marketing_by_email(session, contact, bounce.at,
+                                                       f"complaint:{message.step}")
     return bounce, endpoints
+
+
+async def _end_marketing_by_email(session: AsyncSession, contact: Contact, at: datetime,
+                                  shown_in: str) -> list[str]:
+    """A spam complaint about an email ends the contact's marketing opt-ins by email."""
+    marketing = {p.key for p in (await consents.purposes_by_key(
+        session, client_id=contact.client_id)).values() if p.kind in MARKETING_KINDS}
+    return await consents.lapse_email_opt_ins(
+        session, contact=contact, at=at, shown_in=shown_in,
+        actor="spam complaint reported by the email provider", only_purposes=marketing)
 
 
 async def find_message(session: AsyncSession, *, client_id: uuid.UUID,
@@ -185,14 +192,9 @@ async def record_own_bounce(session: AsyncSession, *, own: OwnMessage, kind: Bou
         contact = await session.get_one(Contact, own.contact_id)
         await crud.mark_complained(session, contact_id=contact.id, channel="email",
                                    recipient=own.recipient, at=at)
-        client_id = contact.client_id
-        marketing = {p.key for p in (await consents.purposes_by_key(
-            session, client_id=client_id)).values() if p.kind in MARKETING_KINDS}
         shown_in = (f"complaint:message/{own.client_message.id}" if own.client_message
                     else f"complaint:kyc/{own.kyc_step}")
-        endpoints += await consents.lapse_email_opt_ins(
-            session, contact=contact, at=at, shown_in=shown_in,
-            actor="spam complaint reported by the email provider", only_purposes=marketing)
+        endpoints += await _end_marketing_by_email(session, contact, at, shown_in)
     return kind, reason, endpoints
 
 

@@ -482,11 +482,10 @@ async def asked_otherwise(session: AsyncSession, *, contact_id: uuid.UUID,
             continue
     if not ids:
         return set()
-    shown = (await session.execute(select(
-        ConsentDisplay.id, ConsentDisplay.purpose, ConsentDisplay.channel).where(
-        ConsentDisplay.id.in_(ids), ConsentDisplay.contact_id == contact_id))).all()
-    return {ids[i] for i, purpose, channel in shown
-            if (purpose, channel) != boxes[ids[i]][:2]}
+    # Whole rows: the answer's recording then finds each display in the session.
+    shown = await session.scalars(select(ConsentDisplay).where(
+        ConsentDisplay.id.in_(ids), ConsentDisplay.contact_id == contact_id))
+    return {ids[d.id] for d in shown if (d.purpose, d.channel) != boxes[ids[d.id]][:2]}
 
 
 async def verified_display(session: AsyncSession, *, display_id: str | None,

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 import idna
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from aiosmtplib.typing import Default, SMTPStatus
 from temporalio import activity
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 # Temporal would retry, and the same mail would go again.
 END_OF_DATA_SECONDS = 600.0
 RECORDING_MARGIN_SECONDS = 5.0
-LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class EmailRejected(Exception):
@@ -44,6 +42,12 @@ class EmailRejected(Exception):
 class EmailDeferred(Exception):
     """The server refused the recipient or the message for now (4xx at RCPT or DATA); after
     some retries a soft bounce."""
+
+
+def deferred_long_enough(settings: Settings) -> bool:
+    """Whether a deferral met on this attempt is a soft bounce: deferred again and again (a
+    full mailbox, a server that keeps refusing), it is not retried for ever."""
+    return activity.info().attempt >= settings.email_soft_bounce_after_attempts
 
 
 class EmailUnsendable(Exception):
@@ -80,7 +84,7 @@ class _Session(aiosmtplib.SMTP):
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         if isinstance(message, str):
             message = message.encode("ascii")
-        body = LEADING_DOT.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
         if self.protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         # Raises before anything is written when the connection is gone: nothing went.

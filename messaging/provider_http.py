@@ -124,17 +124,17 @@ class ProviderApi:
             return str(found) if found else reference
         if status >= 500 or status in RETRYABLE_4XX:
             raise RetryableDeliveryFailure(_reason(response, token))
-        if status < 400 or status in CONFIGURATION_4XX:
-            if status < 400:
-                location = _excerpt(response.headers.get("location", "nowhere"), token)[:200]
-                what = REDIRECT.format(prefix=self.settings_prefix, location=location)
-            else:
-                what = CONFIGURATION_4XX[status].format(prefix=self.settings_prefix)
-            message = (f"{what}; every message waits and is retried until it is fixed "
-                       f"({_reason(response, token)})")
-            # An error, not a warning: no customer is at fault, and nothing goes out until an
-            # operator acts.
-            log.error("%s provider misconfigured: %s", self.settings_prefix, message)
-            raise ProviderMisconfigured(message)
-        # Other 4xx: the provider refuses this message (number, document) for good.
-        raise PermanentDeliveryFailure(_reason(response, token))
+        if status < 400:
+            location = _excerpt(response.headers.get("location", "nowhere"), token)[:200]
+            what = REDIRECT.format(prefix=self.settings_prefix, location=location)
+        elif status in CONFIGURATION_4XX:
+            what = CONFIGURATION_4XX[status].format(prefix=self.settings_prefix)
+        else:
+            # Other 4xx: the provider refuses this message (number, document) for good.
+            raise PermanentDeliveryFailure(_reason(response, token))
+        message = (f"{what}; every message waits and is retried until it is fixed "
+                   f"({_reason(response, token)})")
+        # An error, not a warning: no customer is at fault, and nothing goes out until an
+        # operator acts.
+        log.error("%s provider misconfigured: %s", self.settings_prefix, message)
+        raise ProviderMisconfigured(message)

@@ -132,12 +132,8 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
                                            reg.settings.default_region)
     if message is None:
         raise HTTPException(404, "no message of yours with this id")
-    if message.status not in ("sent", "bounced"):
-        raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
-    if not _same_recipient(body.recipient, message.recipient, message.channel,
-                           reg.settings.default_region):
-        raise FieldProblems([FieldError(field="recipient", message=(
-            "is not the recipient this message was sent to"))])
+    _check_sent(message.status in ("sent", "bounced"), body.recipient, message.recipient,
+                message.channel, reg.settings.default_region)
     bounce, endpoints = await bounces.record_bounce(
         session, message=message, kind=body.kind, reason=body.reason, source="api", at=utcnow())
     step, channel, template = message.step, message.channel, message.template
@@ -153,14 +149,20 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     return bounce_out(bounce, step)
 
 
+def _check_sent(sent: bool, given: str, recipient: str | None, channel: str,
+                region: str) -> None:
+    """A bounce is of a message that went, and names the recipient it went to."""
+    if not sent or recipient is None:
+        raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
+    if not _same_recipient(given, recipient, channel, region):
+        raise FieldProblems([FieldError(field="recipient", message=(
+            "is not the recipient this message was sent to"))])
+
+
 async def report_own_bounce(own: bounces.OwnMessage, body: BounceReport, client_id: uuid.UUID,
                             session: SessionDep, state: StateDep, region: str
                             ) -> OwnMessageBounceOut:
-    if not own.sent or own.recipient is None:
-        raise FieldProblems([FieldError(field="message_id", message="this message was not sent")])
-    if not _same_recipient(body.recipient, own.recipient, "email", region):
-        raise FieldProblems([FieldError(field="recipient", message=(
-            "is not the recipient this message was sent to"))])
+    _check_sent(own.sent, body.recipient, own.recipient, "email", region)
     at = utcnow()
     kind, reason, endpoints = await bounces.record_own_bounce(
         session, own=own, kind=body.kind, reason=body.reason, at=at)

@@ -35,13 +35,13 @@ from api.errors import (
 )
 from api.lost_workflows import how_lost
 from api.message_wording import (
-    CONFIRMATIONS,
     ClaimSms,
     check_messages,
     domain_problem,
     open_claims_problem,
     preview,
     stored_messages,
+    unsent_confirmations,
 )
 from api.routes.branding import check_branding
 from api.schemas import (
@@ -402,9 +402,8 @@ async def confirmations_owed(session, campaign: Campaign, spec: dict[str, Any]) 
     `send_confirmation` is their workflow's input, so they thank the customer in the
     campaign's wording however it is set now. Asked only of a change that would leave
     confirmation wording with `send_confirmation` off."""
-    messages = spec.get("messages") or {}
-    if spec.get("send_confirmation") or not any(messages.get(k) for k in CONFIRMATIONS):
-        return False
+    if not unsent_confirmations(spec, campaign.spec):
+        return False  # the change keeps no wording a confirmation would not read
     # When it was on: from its switches as the campaign's changes kept them.
     switches = [(at, changes["send_confirmation"]) for at, changes in await session.execute(
         select(CampaignChange.at, CampaignChange.changes)

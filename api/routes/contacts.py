@@ -632,8 +632,8 @@ async def contact_audit(
     the walk's own reads come in the next one."""
     after, until = audit_cursor(cursor)
     await contact_or_404(session, reg, contact_id)
-    page, _ = await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, after,
-                               until)
+    page = await audit_page(session, reg, AuditEntry.contact_id == contact_id, limit, after,
+                            until)
     await reads.of([contact_id])
     return page
 
@@ -650,7 +650,7 @@ def audit_cursor(cursor: str | None) -> tuple[int | None, int | None]:
 
 
 async def audit_page(session: SessionDep, reg: Registry, condition: Any, limit: int,
-                     after: int | None, until: int | None) -> tuple[AuditPage, list[AuditEntry]]:
+                     after: int | None, until: int | None) -> AuditPage:
     """A page of the trail after `after`, up to entry `until` (on a first page, the newest
     there is: its own read, recorded after it, comes later)."""
     if until is None:
@@ -663,7 +663,7 @@ async def audit_page(session: SessionDep, reg: Registry, condition: Any, limit: 
     page = entries[:limit]
     return AuditPage(items=[AuditEntryOut.model_validate(e, from_attributes=True) for e in page],
                      next_cursor=f"{page[-1].id}.{until}" if len(entries) > limit
-                     else None), page
+                     else None)
 
 
 @audit_router.get("", response_model=AuditPage)
@@ -675,9 +675,9 @@ async def audit_by_actor(
     """What one actor (an API key, a customer's journey) read or changed. Reading it is a read
     of each contact on the page, recorded as the contact's trail records it."""
     after, until = audit_cursor(cursor)
-    page, entries = await audit_page(session, reg, (AuditEntry.actor_type == actor_type)
-                                     & (AuditEntry.actor_id == actor_id), limit, after, until)
-    await reads.of(e.contact_id for e in entries if e.contact_id is not None)
+    page = await audit_page(session, reg, (AuditEntry.actor_type == actor_type)
+                            & (AuditEntry.actor_id == actor_id), limit, after, until)
+    await reads.of(e.contact_id for e in page.items if e.contact_id is not None)
     return page
 
 

@@ -128,7 +128,10 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     found = (await session.execute(
         select(LinkToken, Journey, Campaign, Client, Contact, ContactSettings.default_region,
                crud.taken_away(Journey.contact_id, crud.journey_message_recipient(
-                   Journey.id, LinkToken.step).correlate(Journey, LinkToken)))
+                   Journey.id, LinkToken.step).correlate(Journey, LinkToken)),
+               exists().where(JourneyEvent.journey_id == Journey.id,
+                              JourneyEvent.step == crud.CLAIM_WITHDRAWN_STEP)
+               .correlate(Journey))
         .join(Journey, Journey.id == LinkToken.journey_id)
         .join(Campaign, Campaign.id == Journey.campaign_id)
         .join(Client, Client.id == Journey.client_id)
@@ -137,7 +140,8 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
         .where(LinkToken.token_sha256 == sha256_hex(token)))).first()
     if found is None:
         return None
-    link, journey, campaign, client, contact, region, sent_to_a_point_taken_away = found
+    (link, journey, campaign, client, contact, region, sent_to_a_point_taken_away,
+     claim_withdrawn) = found
     if link.purpose != purpose or sent_to_a_point_taken_away:
         return None
     # Asked only of the few journeys they concern, not on every visit of every page.
@@ -162,10 +166,7 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     visit = Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
                   claim_paid_at)
     visit.ended_as = ended_as
-    visit.claim_withdrawn = journey.claim is not None and visit.paid_at is None and bool(
-        await session.scalar(select(exists().where(
-            JourneyEvent.journey_id == journey.id,
-            JourneyEvent.step == crud.CLAIM_WITHDRAWN_STEP))))
+    visit.claim_withdrawn = journey.claim is not None and visit.paid_at is None and claim_withdrawn
     return visit
 
 
@@ -593,14 +594,14 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
     # A box whose key the campaign gave to another consent since the form was shown asks
     # what the customer has not seen: its answer is no answer (unticked, nothing recorded),
     # and a mandatory one is asked again.
+    asked = consent_boxes(visit)
     repurposed = await consents.asked_otherwise(session, contact_id=visit.contact.id, boxes={
-        b["key"]: (b["purpose"], b["channel"], form.get(f"display-{b['key']}"))
-        for b in consent_boxes(visit)})
+        b["key"]: (b["purpose"], b["channel"], form.get(f"display-{b['key']}")) for b in asked})
     ticked -= repurposed
     shown = None if shown is None else shown - repurposed
     # A form that says what it showed answers only the boxes it had; one added since is asked
     # on the next page, not declined unseen (a mandatory one before this form is taken).
-    boxes = [b for b in consent_boxes(visit) if b["mandatory"] or (
+    boxes = [b for b in asked if b["mandatory"] or (
         b["key"] not in repurposed and (shown is None or f"display-{b['key']}" in form))]
     for box in boxes:
         if box["mandatory"] and box["key"] not in ticked:
@@ -621,7 +622,7 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
             consents=[ConsentDecision(key=b["key"], granted=b["key"] in ticked,
                                       display_id=form.get(f"display-{b['key']}"),
                                       shown=None if shown is None else b["key"] in shown)
-                      for b in boxes if b["key"] not in repurposed],
+                      for b in boxes],
             given_at=given_at, language=visit.language, link_step=visit.link.step,
             **who(request)),
             id=f"submit/{submission}" if SUBMISSION_ID.fullmatch(submission) else None)

@@ -229,9 +229,7 @@ async def claim_withdrawn(journey_id: uuid.UUID, client: ClientDep, session: Ses
         await crud.add_journey_event(session, journey=each, step=crud.CLAIM_WITHDRAWN_STEP,
                                      type="claim_withdrawn", at=at,
                                      detail={"reference": reference, "by": "client"})
-    await reads.of([journey.contact_id])
-    await session.commit()
-    return await detailed(session, journey)
+    return await shown(session, journey, reads)
 
 
 @router.post("/v1/journeys/{journey_id}/cancel", response_model=JourneyOut,

@@ -32,6 +32,13 @@ BOM_QUERY = Query(False, description="Start the CSV with a UTF-8 byte order mark
                   "Excel opens it with its accents")
 
 
+def csv_buffer(bom: bool) -> io.StringIO:
+    """Where a CSV is written, started with the byte order mark if asked (for Excel)."""
+    buffer = io.StringIO(BOM if bom else "")
+    buffer.seek(0, io.SEEK_END)
+    return buffer
+
+
 # report.json as documented in the OpenAPI schema (the route streams it, so it is not
 # validated on the way out; tests/test_reports.py reads a real one with it).
 class ReportConsent(BaseModel):
@@ -138,8 +145,7 @@ async def funnel_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
     """The funnel by channel and language, one row each, and a last row `*,*` in total."""
     campaign, funnel = await _funnel(session, client.id, campaign_id)
     columns = funnel_columns(campaign)
-    buffer = io.StringIO(BOM if bom else "")
-    buffer.seek(0, io.SEEK_END)
+    buffer = csv_buffer(bom)
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(row.model_dump(include=set(columns)) for row in funnel.by_channel_language)
@@ -162,8 +168,7 @@ async def bounces_csv(campaign_id: uuid.UUID, client: ClientDep, session: Sessio
     campaign = await campaign_of(session, client.id, campaign_id)
 
     async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO(BOM if bom else "")
-        buffer.seek(0, io.SEEK_END)
+        buffer = csv_buffer(bom)
         writer = csv.DictWriter(buffer, fieldnames=BOUNCE_COLUMNS)
         writer.writeheader()
         async with state.sessions() as own:
@@ -216,8 +221,7 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
         payments=bool(campaign.spec.get("payments")))
 
     async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO(BOM if bom else "")
-        buffer.seek(0, io.SEEK_END)
+        buffer = csv_buffer(bom)
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         async for rows in _partitions(state, campaign, reads):
