@@ -165,7 +165,10 @@ def browser_language(request: Request) -> str:
 def for_browsers(request: Request) -> bool:
     """Whether the route is a page (the customer's, the dashboard), not the API: its errors are
     pages in the visitor's language."""
-    return not request.url.path.startswith("/v1/")
+    # However many slashes lead (a client's base URL ending in one, `//v1/...`), an API path
+    # gets the API's JSON errors, which the client's error handling reads.
+    path = "/" + request.url.path.lstrip("/")
+    return not (path == "/v1" or path.startswith("/v1/"))
 
 
 def error_page(request: Request, stage: str, status: int,

@@ -294,6 +294,16 @@ async def test_unknown_link_shows_a_friendly_404_page(http, path):
     assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.parametrize("path", ["//v1", "//v1/contacts", "///v1/campaigns/nope", "/v1"])
+async def test_an_api_path_not_found_is_a_json_404_however_many_slashes(http, path):
+    """A client whose base URL ends in a slash asks `//v1/...`: its error handling reads JSON,
+    which a page in the browser's language would break."""
+    # A whole URL: httpx would fold the leading slashes of a path into the base URL's one.
+    response = await http.get(f"http://testserver{path}")
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found", response.text
+
+
 @pytest.mark.parametrize(("accept", "lang"), [
     # The first language the browser prefers that the pages speak, by its q-values.
     ("fy-NL,nl;q=0.9", "nl"), ("en;q=0.2, de-CH;q=0.8", "de"), ("nl;q=0, de", "de"),
