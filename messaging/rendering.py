@@ -9,6 +9,7 @@ from functools import cache
 from io import BytesIO
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from babel import Locale
@@ -18,9 +19,11 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from core.paths import LOCALES_DIR, TEMPLATES_DIR
 from messaging.wording import DEFAULT as DEFAULT_WORDING
+from messaging.wording import lf_lines
 
 DEFAULT_LANGUAGE = "en"
 
@@ -65,6 +68,16 @@ def long_datetime(value: datetime, language: str) -> str:
             .replace("{0}", time).replace("{1}", day))
 
 
+def html_paragraphs(text: str) -> Markup:
+    """A client's plain text as HTML: a paragraph at each blank line, its other line breaks
+    kept (an address, a signature), whatever line ends it was written with (CRLF, LF or CR);
+    every line escaped."""
+    lines = lf_lines(text).split("\n")
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(paragraph))
+        for blank, paragraph in groupby(lines, key=lambda line: not line.strip()) if not blank)
+
+
 @cache
 def environment(language: str) -> Environment:
     env = Environment(
@@ -81,6 +94,7 @@ def environment(language: str) -> Environment:
     env.globals["wording"] = DEFAULT_WORDING
     env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
     env.filters["long_datetime"] = lambda value: long_datetime(value, language)
+    env.filters["paragraphs"] = html_paragraphs
     # `claim is unpaid`: a payment-reminder journey whose claim is still open (claim_view).
     env.tests["unpaid"] = lambda claim: bool(claim) and not claim["paid"]
     return env

@@ -125,6 +125,12 @@ def fill(text: str, values: dict[str, str | None]) -> str:
                    for literal, name, _, _ in Formatter().parse(text))
 
 
+def lf_lines(text: str) -> str:
+    """The text with its line breaks as LF, whatever it was written with (CRLF, or a bare CR,
+    which a mail's plain text would keep as it is)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def one_line(value: str | None) -> str | None:
     """The value as a subject may hold it: every run of white space, line breaks (a bare CR,
     U+2028 too) and other control characters one space. A subject is one line: a line break in
@@ -166,5 +172,5 @@ def wording_for(messages: dict[str, Any] | None, kind: str | None, language: str
     # The subject is checked as one line when saved; the values filled into it are made so.
     by_part = {"subject": {name: one_line(value) for name, value in values.items()},
                "text": values}
-    return Wording(**{part: fill(given[part], by_part[part]) if given.get(part) else None
-                      for part in ("subject", "text")})
+    return Wording(**{part: lf_lines(fill(given[part], by_part[part])) if given.get(part)
+                      else None for part in ("subject", "text")})
