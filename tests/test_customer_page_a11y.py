@@ -52,6 +52,18 @@ async def test_a_code_typed_wrong_says_error_in_its_title_and_is_focused(tenant,
     assert customer.page.count("autofocus") == 1
 
 
+async def test_a_page_awaiting_a_code_and_a_link_has_one_h1(tenant, mailbox, http):
+    campaign = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
+                                            consents=[])
+    customer, page, _ = await invited(tenant, mailbox, http, campaign)
+    await customer.submit(page, email=unique_email("a11y-new"), mobile="+31612345678")
+    assert 'id="code"' in customer.page and "Check your inbox" in customer.page
+    # A screen reader's list of headings: the code to enter heads the page, the link beside it.
+    headings = re.findall(r"<h([1-6])>(.*?)</h\1>", customer.page)
+    assert headings == [("1", "Enter the code we sent by SMS"), ("2", "Check your inbox"),
+                        ("3", "What happens next")], headings
+
+
 async def preference_centre(tenant, mailbox, http) -> tuple[Customer, str]:
     """The preference centre of an invited customer, offering one English legal text."""
     campaign = await tenant.create_campaign(languages=["en"], consents=[])
