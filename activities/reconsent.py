@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
@@ -25,7 +25,7 @@ from core.vocabulary import (
     Stage,
 )
 from db import consents, crud
-from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, utcnow
+from db.models import POINT_IN_USE, Campaign, Contact, ContactPoint, Journey, JourneyEvent, utcnow
 from db.session import transaction
 from workflows.starts import START_CONCURRENCY, journey_language, start_journeys, workflow_id
 
@@ -116,12 +116,20 @@ class Reconsent:
         re-consent campaigns: this one asks about the newer form, and an answer to an outdated
         one must not become the contact's state (their pages say a newer request was sent).
         Returns their workflow ids, to cancel once this has committed; each then ends as the
-        database has it, recording nothing more (the first end wins)."""
+        database has it, recording nothing more (the first end wins). With them those an
+        earlier try of the batch ended: it may have committed and stopped before cancelling
+        their workflows, which would run on to their next reminder."""
+        superseded = select(JourneyEvent.id).where(
+            JourneyEvent.journey_id == Journey.id,
+            JourneyEvent.step == withdrawals.CANCELLED_STEP,
+            JourneyEvent.detail["reason"].as_string() == withdrawals.SUPERSEDED_BY_RECONSENT,
+            # Not those that older forms' runs ended long before this form existed.
+            JourneyEvent.at >= campaign.created_at).exists()
         replaced = list((await session.execute(
             select(Journey.id, Journey.workflow_id)
             .join(Campaign, Campaign.id == Journey.campaign_id)
             .where(crud.among(session, Journey.contact_id, [c.id for c in chosen]),
-                   Journey.campaign_id != campaign.id, OPEN_JOURNEY,
+                   Journey.campaign_id != campaign.id, or_(OPEN_JOURNEY, superseded),
                    Campaign.spec["kind"].as_string() == JourneyKind.reconsent))).all())
         await withdrawals.mark_cancelled(session, self._waker, [j for j, _ in replaced],
                                          withdrawals.SUPERSEDED_BY_RECONSENT)

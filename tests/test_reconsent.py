@@ -1,20 +1,26 @@
 """Requiring re-consent: every contact's GDPR consent back to Pending, a journey each, and the
 customer's answer recorded in the ledger."""
 
+import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import ActivityEnvironment
 
-from core.contracts import AnonymiseInactiveInput, ReconsentRunInput
+from activities.reconsent import Reconsent
+from core.contracts import AnonymiseInactiveInput, ReconsentBatchInput, ReconsentRunInput
+from core.temporal import connect
 from core.vocabulary import CLIENT_ID
 from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
 from tests.helpers import Customer, eventually
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
+from workflows.webhook_endpoint import EndpointDispatcher
 
 FORM = "We keep your name and address to serve you; see our privacy notice v2."
 
@@ -581,3 +587,39 @@ async def test_an_expired_reconsent_page_speaks_of_no_details_entered(tenant, se
     assert "This request has ended" in page.text
     assert "Details you entered" not in page.text
     assert "The time to answer it has passed" in page.text
+
+
+async def test_a_retried_batch_cancels_the_replaced_requests_an_earlier_try_left_running(
+        tenant, sessions, settings, mailbox, webhook_receiver, temporal_env):
+    """A batch that committed, then lost Temporal before it cancelled the workflows of the
+    requests it replaced, is retried: the database had ended those requests, so the retry found
+    none to cancel and their workflows ran on (to their next reminder, in the Temporal UI)."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    _, address = await contact_with_email(sessions, tenant)
+    v1 = await form_campaign(tenant, "v1", "We keep your name. Version one.")
+    await run_reconsent(tenant, v1["id"])
+    await mailbox.wait_for(address)
+    [old] = (await tenant.get(f"/v1/campaigns/{v1['id']}/journeys")).json()["items"]
+    v2 = await form_campaign(tenant, "v2", "We keep your name and share it. Version two.")
+    batch = ReconsentBatchInput(v2["id"], None, 200)
+    waker = EndpointDispatcher(temporal_env.client, settings)
+    cut_off = await connect(settings.model_copy(update={"temporal_address": "127.0.0.1:1"}),
+                            lazy=True)
+    env = ActivityEnvironment()
+    with pytest.raises(RuntimeError, match="connect"):
+        await env.run(Reconsent(sessions, settings, cut_off, waker).reconsent_batch, batch)
+    assert (await tenant.journey(old["id"]))["stage"] == "cancelled"
+
+    env.info = dataclasses.replace(env.info, attempt=2)
+    retried = await env.run(Reconsent(sessions, settings, temporal_env.client, waker)
+                            .reconsent_batch, batch)
+    assert retried.journeys_started == 1
+    assert len(await mailbox.wait_for(address, 2)) == 2
+    handle = temporal_env.client.get_workflow_handle(old["workflow_id"])
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 10)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await webhook_receiver.wait_for(hook, "journey.cancelled")
+    assert len(webhook_receiver.events(hook, "journey.cancelled")) == 1
+    assert (await tenant.journey(old["id"]))["history"][-1]["detail"] == {
+        "by": "client", "reason": "superseded_by_reconsent"}
