@@ -297,6 +297,34 @@ async def test_a_page_shown_before_a_withdrawal_does_not_undo_it(tenant, http, m
     assert await newsletter_by_email()
 
 
+async def test_a_choice_sent_twice_at_once_is_recorded_once(tenant, http, mailbox):
+    """A double click on Save (or a reload while the first post is still on its way) sends the
+    same choices twice at once, as a mail client may send its one-click unsubscribe: each post
+    read the decisions before the other had saved, and the ledger got the change twice, with
+    a consent.changed each. Only a change of the contact's standing decision is recorded."""
+    await setup_policies(tenant)
+    contact_id, address = await verified_contact(tenant, http, mailbox, ["terms"])
+    assert (await send(tenant, contact_id, "invoice", "Invoice 9"))["status"] == "sent"
+    [invoice] = [m for m in await mailbox.wait_for(address, count=3) if m.subject == "Invoice 9"]
+    preferences = link_to(invoice, "/p/")
+    customer = Customer(http)
+    await customer.open(preferences)
+    answers = await asyncio.gather(*(customer.submit(preferences, granted=["newsletter:email"])
+                                     for _ in range(3)))
+    assert all(a.status_code == 200 and "preferences are saved" in a.text for a in answers)
+
+    assert (await send(tenant, contact_id, "newsletter", "Our May news"))["status"] == "sent"
+    [news] = [m for m in mailbox.to(address) if m.subject == "Our May news"]
+    answers = await asyncio.gather(*(http.post(link_to(news, "/u/"), data={
+        "List-Unsubscribe": "One-Click"}) for _ in range(3)))
+    assert all(a.status_code == 200 and "You are unsubscribed" in a.text for a in answers)
+    ledger = (await tenant.get(f"/v1/contacts/{contact_id}/consents")).json()
+    assert [(e["granted"], e["source"], e["shown_in"].split(":")[0]) for e in ledger
+            if e["purpose"] == "newsletter"] == [(False, "contact_page", "contact_page"),
+                                                 (True, "message_link", "preference_centre"),
+                                                 (False, "message_link", "unsubscribe")]
+
+
 async def test_the_dutch_preference_centre_writes_sms_the_dutch_way(tenant, http, mailbox):
     """The Dutch page labelled the SMS box "sms" beside "E-mail" and "Post", and wrote "via
     E-mail" inside sentences: a label starts with a capital ("Sms"), a sentence says "sms"."""

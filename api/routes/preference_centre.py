@@ -151,6 +151,13 @@ async def posted(request: Request, session, state, token: str
     return found
 
 
+async def decide_alone(session, contact: Contact) -> None:
+    """Holds the contact's decisions until this post has saved its own: the same form sent
+    twice at once (a double click, a reload, a mail client's retried one-click unsubscribe)
+    then finds the first one's decision standing, and records nothing again."""
+    await session.refresh(contact, with_for_update=consents.DECIDING)
+
+
 @router.post("/p/{token}", response_class=HTMLResponse)
 async def save_preferences(token: str, request: Request, session: SessionDep, state: StateDep):
     given_at = datetime.now(UTC)
@@ -164,6 +171,7 @@ async def save_preferences(token: str, request: Request, session: SessionDep, st
     # a box the customer left as it was. A form of a page served before the page said what it
     # showed counts every box.
     shown = set(filter(None, str(form["shown"]).split(","))) if "shown" in form else None
+    await decide_alone(session, contact)
     current = await consents.preferences(session, contact_id=contact.id)
     reach = await reachable(session, contact)
     purposes = await offered(session, client, page_language(link, contact), current)
@@ -259,6 +267,7 @@ async def unsubscribe(token: str, request: Request, session: SessionDep, state: 
         return page
     link, contact, client = found
     purpose, channel = link.scope["purpose"], link.scope["channel"]
+    await decide_alone(session, contact)
     current = await consents.preferences(session, contact_id=contact.id)
     if consents.changed(current, purpose, channel, False):
         text = (await consents.texts_for_purposes(
