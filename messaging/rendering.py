@@ -14,7 +14,7 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_date, format_time, get_datetime_format
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_percent
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -95,6 +95,8 @@ def environment(language: str) -> Environment:
     env.filters["long_date"] = lambda value: format_date(value, "long", locale=language)
     env.filters["long_datetime"] = lambda value: long_datetime(value, language)
     env.filters["paragraphs"] = html_paragraphs
+    # A whole percentage as the language writes it: "100 %" in German, "100%" in English.
+    env.filters["percent"] = lambda value: format_percent(value / 100, locale=language)
     # `claim is unpaid`: a payment-reminder journey whose claim is still open (claim_view).
     env.tests["unpaid"] = lambda claim: bool(claim) and not claim["paid"]
     return env
