@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import HTTPException
 from pydantic import TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client as TemporalClient,
@@ -31,12 +31,21 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import FieldProblems
+from api.lost_journeys import WORKFLOW_GONE
+from api.lost_workflows import how_lost
 from api.schemas import FieldError, LaunchSelectionIn
 from core.contracts import LaunchInput, LaunchProgress, LaunchSelection, WakeHeldInput
 from core.settings import Settings
-from core.vocabulary import CAMPAIGN_ID, CLIENT_ID, ErrorType, ImportStatus, LaunchTrigger
+from core.vocabulary import (
+    CAMPAIGN_ID,
+    CLIENT_ID,
+    ErrorType,
+    ImportStatus,
+    LaunchState,
+    LaunchTrigger,
+)
 from db import launches
-from db.models import Campaign, CampaignLaunch, ContactImport
+from db.models import Campaign, CampaignLaunch, ContactImport, utcnow
 from workflows.campaign_launch import ENDED, CampaignLaunchWorkflow, scheduled_launch_workflow_id
 from workflows.held_journeys import WakeHeldJourneysWorkflow, wake_held_workflow_id
 
@@ -84,6 +93,29 @@ async def launch_progress(temporal: TemporalClient, launch: CampaignLaunch) -> L
             CampaignLaunchWorkflow.run, launch.id).query(CampaignLaunchWorkflow.state)
     except RPCError:
         return None  # gone from Temporal (retention): the row holds the final counts
+
+
+async def shown_progress(session: AsyncSession, temporal: TemporalClient,
+                         launch: CampaignLaunch) -> LaunchProgress | None:
+    """The progress a read shows. A launch whose workflow an operator terminated in the
+    Temporal UI (or that failed, or that Temporal no longer knows) never recorded its end: its
+    last progress said `running` or `paused` for ever, while nothing could resume it. Its end
+    is recorded now, `cancelled` with the counts it had (`cancelled_because` `workflow_gone`),
+    as `finish_launch` would have, though without a webhook; the row then holds it."""
+    if launch.finished_at is not None or await how_lost(temporal, launch.id) is None:
+        return await launch_progress(temporal, launch)
+    last = await launch_progress(temporal, launch)
+    counts = {} if last is None else {
+        "selected": last.selected, "started": last.started, "skipped": last.skipped,
+        "journeys_cancelled": last.journeys_cancelled}
+    # Unless the launch recorded its end meanwhile (a cancel closes the workflow after that).
+    await session.execute(update(CampaignLaunch).where(
+        CampaignLaunch.id == launch.id, CampaignLaunch.finished_at.is_(None)).values(
+        state=LaunchState.cancelled, cancelled_because=WORKFLOW_GONE, finished_at=utcnow(),
+        **counts))
+    await session.commit()
+    await session.refresh(launch)
+    return None
 
 
 async def running_launch(session: AsyncSession, temporal: TemporalClient, campaign_id: uuid.UUID

@@ -2,7 +2,7 @@
 (completed or cancelled, with its counts), and listed with their counts, newest first, beyond
 the newest one that `/progress` shows."""
 
-from tests.helpers import Tenant, WebhookReceiver
+from tests.helpers import Tenant, WebhookReceiver, eventually
 from tests.test_campaign_launch import finished_launch, import_contacts, launch, light_campaign
 
 
@@ -42,3 +42,33 @@ async def test_finished_launches_are_announced_and_listed(
     refused = await tenant.get(f"/v1/campaigns/{campaign_id}/launches", cursor=0)
     assert refused.status_code == 422
     assert refused.json()["error"]["fields"][0]["field"] == "cursor"
+
+
+async def test_a_launch_an_operator_terminated_reads_as_cancelled(
+        tenant: Tenant, webhook_receiver: WebhookReceiver, temporal_env):
+    """Terminated in the Temporal UI, a launch records no end of its own: `/progress` and
+    `/launches` said `paused` for ever, while `/launch/resume` answered that none ran. They now
+    say it was cancelled, its workflow gone, with the counts it had; no webhook announces it."""
+    hook = await tenant.subscribe(webhook_receiver, ["launch.completed", "launch.cancelled"])
+    await import_contacts(tenant, 2, tags="terminated")
+    campaign_id = await light_campaign(tenant)
+    held = await launch(tenant, campaign_id, paused=True, selection={"tags": ["terminated"]})
+    counted = await eventually(lambda: selected(tenant, campaign_id), what="the selection")
+    await temporal_env.client.get_workflow_handle(held["id"]).terminate("operator")
+
+    ended = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/progress"))["launch"]
+    assert (ended["id"], ended["state"], ended["cancelled_because"], ended["selected"],
+            ended["started"]) == (held["id"], "cancelled", "workflow_gone", counted, 0), ended
+    assert ended["finished_at"]
+    [listed] = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/launches"))["items"]
+    assert listed == ended
+    resumed = await tenant.http.post(f"/v1/campaigns/{campaign_id}/launch/resume",
+                                     headers=tenant.auth)
+    assert resumed.status_code == 409, resumed.text
+    assert webhook_receiver.events(hook, "launch.cancelled") == []
+
+
+async def selected(tenant: Tenant, campaign_id: str) -> int | None:
+    """The selection the paused launch counted, once its first activity has."""
+    launch = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/progress"))["launch"]
+    return launch["selected"] or None

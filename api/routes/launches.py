@@ -158,8 +158,8 @@ async def list_launches(
     await campaign_of(session, client.id, campaign_id)
     found = await launches.launches_of(session, campaign_id=campaign_id, before=cursor,
                                        limit=limit + 1)
-    items = [launch_out(launch, None if launch.finished_at else await launching.launch_progress(
-        state.temporal, launch)) for launch in found[:limit]]
+    items = [launch_out(launch, None if launch.finished_at else await launching.shown_progress(
+        session, state.temporal, launch)) for launch in found[:limit]]
     return LaunchPage(items=items,
                       next_cursor=str(found[limit - 1].number) if len(found) > limit else None)
 
@@ -174,8 +174,8 @@ async def campaign_progress(campaign_id: uuid.UUID, client: ClientDep, session: 
         launches.held_journeys(campaign.id).subquery()))
     return CampaignProgress(
         campaign_id=campaign.id, status=campaign.status,
-        launch=launch_out(launch, await launching.launch_progress(
-            state.temporal, launch)) if launch else None,
+        launch=launch_out(launch, await launching.shown_progress(
+            session, state.temporal, launch)) if launch else None,
         journeys=sum(stages.values()), stages=stages, held=held or 0)
 
 
