@@ -879,7 +879,7 @@ async def test_a_definition_created_four_times_at_once_is_one_and_three_conflict
 
 async def test_a_contact_without_a_profile_is_not_found_whatever_was_tried(tenant, sessions):
     """Verify and refute of a contact without a profile: a 404, as reading it is, also after an
-    assignment was tried and refused (which left its workflow running)."""
+    assignment was tried and refused."""
     await define(tenant, 1, IDENTITY + ID_OR_PASSPORT)
     contact_id, _ = await new_contact(sessions, tenant)
 
@@ -893,6 +893,63 @@ async def test_a_contact_without_a_profile_is_not_found_whatever_was_tried(tenan
     refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
     assert refused.status_code == 422, refused.text
     assert await answers() == [(404, "not_found")] * 3
+
+
+async def test_a_refused_first_assignment_leaves_no_workflow_running(tenant, sessions,
+                                                                     temporal_env,
+                                                                     record_histories):
+    """A contact that does not qualify yet: each refused assignment (of the highest level it
+    meets, or of one named) leaves nothing running in the Temporal UI, where operators would
+    otherwise find one idle workflow per refused contact. Once it qualifies it is assigned as
+    any contact is."""
+    definition = await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    runs = []
+    for body in ({}, {"definition_id": definition["id"]}):
+        refused = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "kyc_missing_information"
+        described = await handle.describe()
+        runs.append(described.run_id)
+        await asyncio.wait_for(handle.result(), timeout=15)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert len(set(runs)) == 2
+
+    async def running() -> list[str]:
+        return [w.id async for w in temporal_env.client.list_workflows(
+            f"ContactId = '{contact_id}' AND ExecutionStatus = 'Running'")]
+
+    async def closed() -> bool:
+        return len([w async for w in temporal_env.client.list_workflows(
+            f"ContactId = '{contact_id}' AND ExecutionStatus = 'Completed'")]) == 2
+    await eventually(closed, what="the refused assignments' runs closed in visibility")
+    assert await running() == []
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(handle.id, run_id=runs[0]),
+                           "kyc_first_assignment_refused")
+
+    assert (await upload(tenant, contact_id, "id_card")).status_code == 201
+    assert (await wait_for_state(tenant, contact_id, "verified"))["definition"]["level"] == 1
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_an_assignment_racing_a_refused_first_one_is_kept(tenant, sessions, temporal_env):
+    """Two assignments of a new contact at once, one refused: the refused one may end the
+    workflow the other reaches, but the accepted one's profile runs on either way."""
+    low = await define(tenant, 1, IDENTITY, requires_verification=False)
+    high = await define(tenant, 2, IDENTITY + ID_OR_PASSPORT)
+    for _ in range(3):
+        contact_id, _ = await new_contact(sessions, tenant)
+        assign = f"/v1/kyc/contacts/{contact_id}/assign"
+        answers = await asyncio.gather(tenant.post(assign, {"definition_id": high["id"]}),
+                                       tenant.post(assign, {"definition_id": low["id"]}))
+        assert [a.status_code for a in answers] == [422, 200], [a.text for a in answers]
+        assert answers[1].json()["state"] == "verified"
+        handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+        assert (state.state, state.level) == ("verified", 1)
 
 
 async def test_a_restarted_worker_still_expires_on_time(tenant, sessions, settings, temporal_env):

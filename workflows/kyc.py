@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.kyc import KycActivities
@@ -42,6 +47,8 @@ RENEWABLE = frozenset({KycState.refuted, KycState.expired})
 # Profiles before it: the client's assignment of the definition an expired or refuted profile
 # already has changed nothing, and any change of the contact (a name) renewed it.
 RENEWAL_IS_DELIBERATE = "kyc-renewal-is-deliberate"
+# Profiles before it: a refused first assignment left the workflow running, unassigned, for ever.
+REFUSED_FIRST_ENDS = "kyc-refused-first-assignment-ends"
 
 
 @workflow.defn(name="Kyc")
@@ -60,6 +67,9 @@ class KycWorkflow:
         # The contact was anonymised: the profile goes on in a run whose history holds nothing
         # of the person, so that this one can be deleted.
         self.forgotten = False
+        # The first assignment was refused: there is no profile to keep, so the workflow ends
+        # (a later assignment starts a new one) unless another assignment took meanwhile.
+        self.refused = False
         self.webhooks: list[asyncio.Task[None]] = []
 
     @workflow.run
@@ -75,16 +85,16 @@ class KycWorkflow:
             workflow.logger.info("KYC profile's run cancelled: it goes on in a new run")
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self.webhooks)
-        if self.gone:
+        if self.gone or (self.refused and self.profile.state is None):
             return
         self.profile.run += 1
         workflow.continue_as_new(KycInput(input.client_id, input.contact_id, input.timings,
                                           self.profile))
 
     async def _keep(self) -> None:
-        """Acts on the profile's dates until it is renewed, its contact is gone or the
-        history is long enough to continue as new."""
-        while not (self.renewed or self.forgotten
+        """Acts on the profile's dates until it is renewed, its contact is gone, its first
+        assignment is refused or the history is long enough to continue as new."""
+        while not (self.renewed or self.forgotten or self.refused
                    or workflow.info().is_continue_as_new_suggested()):
             async with self.turn:
                 await self._unless_gone(self._act_on_time())
@@ -94,7 +104,8 @@ class KycWorkflow:
             wake = self._next_wake()
             try:
                 await workflow.wait_condition(
-                    lambda: self.rescheduled or self.renewed or self.gone or self.forgotten,
+                    lambda: (self.rescheduled or self.renewed or self.gone or self.forgotten
+                             or self.refused),
                     timeout=None if wake is None
                     else max(wake - workflow.now(), timedelta(milliseconds=10)),
                     timeout_summary="KYC reminder or expiry",
@@ -136,29 +147,37 @@ class KycWorkflow:
     async def assign(self, input: AssignKycInput) -> KycProfile:
         """Assigns a profile, or changes it to another level by CRM.COM's rules."""
         async with self.turn:
-            judged = await self._evaluate(input.definition_id)
-            p = self.profile
-            if judged.definition_id is None:
-                raise ApplicationError(
-                    "no KYC definition can be assigned: " + "; ".join(judged.missing),
-                    judged.missing, type=ErrorType.kyc_missing_information)
-            if judged.definition_id == p.definition_id:
-                if p.state in RENEWABLE and workflow.patched(RENEWAL_IS_DELIBERATE):
-                    # The client puts the customer through the KYC flow again.
-                    await self._renew_by_client(judged)
-                    return self.profile
-                return p  # a repeated request changes nothing
             try:
-                state = state_after_assignment(p.state, p.level, judged.level,
-                                               judged.requires_verification, judged.missing)
-            except KycRefused as err:
-                raise ApplicationError(str(err), judged.missing,
-                                       type=ErrorType.kyc_missing_information) from err
-            first = p.state is None
-            self._take(judged, state)
-            await self._record("assigned" if first else "changed", EventType.kyc_assigned)
-            await self._email("kyc_assigned")
-            return self.profile
+                return await self._assign(input)
+            except FailureError:
+                if self.profile.state is None and workflow.patched(REFUSED_FIRST_ENDS):
+                    self.refused = True
+                raise
+
+    async def _assign(self, input: AssignKycInput) -> KycProfile:
+        judged = await self._evaluate(input.definition_id)
+        p = self.profile
+        if judged.definition_id is None:
+            raise ApplicationError(
+                "no KYC definition can be assigned: " + "; ".join(judged.missing),
+                judged.missing, type=ErrorType.kyc_missing_information)
+        if judged.definition_id == p.definition_id:
+            if p.state in RENEWABLE and workflow.patched(RENEWAL_IS_DELIBERATE):
+                # The client puts the customer through the KYC flow again.
+                await self._renew_by_client(judged)
+                return self.profile
+            return p  # a repeated request changes nothing
+        try:
+            state = state_after_assignment(p.state, p.level, judged.level,
+                                           judged.requires_verification, judged.missing)
+        except KycRefused as err:
+            raise ApplicationError(str(err), judged.missing,
+                                   type=ErrorType.kyc_missing_information) from err
+        first = p.state is None
+        self._take(judged, state)
+        await self._record("assigned" if first else "changed", EventType.kyc_assigned)
+        await self._email("kyc_assigned")
+        return self.profile
 
     @workflow.update
     async def verify(self, input: VerifyKycInput) -> KycProfile:

@@ -176,8 +176,8 @@ def refused(err: Exception) -> JSONResponse:
                               [FieldError(field=m, message="required") for m in missing])
     if cause is not None and cause.type == ErrorType.kyc_wrong_state:
         return error_response(409, "kyc_wrong_state", cause.message)
-    # A refused assignment leaves a workflow without a profile behind: the contact still has
-    # none, as when nothing was ever tried.
+    # A refused first assignment ended its workflow (one from before that change still runs,
+    # unassigned): the contact has no profile, as when nothing was ever tried.
     if (cause is not None and cause.type == ErrorType.kyc_not_assigned) or (
             isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND):
         return error_response(404, "not_found", "no KYC profile is assigned to this contact")
