@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
@@ -31,6 +32,15 @@ log = logging.getLogger(__name__)
 # Temporal would retry, and the same mail would go again.
 END_OF_DATA_SECONDS = 600.0
 RECORDING_MARGIN_SECONDS = 5.0
+
+
+def without_recipient(reply: str, *addresses: str) -> str:
+    """A server's reply without the address it refused, which servers echo (`550 5.1.1
+    <ann@example.com>: Recipient address rejected`): the reply is the activity's failure in the
+    Temporal UI, a bounce's reason and a webhook's, none of which should name the person."""
+    for address in addresses:
+        reply = re.sub(re.escape(address), "recipient", reply, flags=re.IGNORECASE)
+    return reply
 
 
 class EmailRejected(Exception):
@@ -261,19 +271,22 @@ class SmtpSender:
             raise EmailUnsendable(
                 "the mail relay does not offer SMTPUTF8, which an address whose local part "
                 "is not ASCII needs") from err
+        # Raised `from None`: aiosmtplib's exceptions name the address too, and the SDK
+        # turns a cause into one more failure for the Temporal UI.
         except aiosmtplib.SMTPRecipientsRefused as err:
             codes = [r.code for r in err.recipients]
-            reason = "; ".join(f"{r.code} {r.message}" for r in err.recipients)
+            reason = without_recipient("; ".join(f"{r.code} {r.message}" for r in err.recipients),
+                                       mail.to, to)
             if codes and all(500 <= c < 600 for c in codes):
-                raise EmailRejected(reason) from err
-            raise EmailDeferred(reason) from err
+                raise EmailRejected(reason) from None
+            raise EmailDeferred(reason) from None
         except aiosmtplib.SMTPDataError as err:
             # Refused after the recipient was taken (a content filter, a quota): one
             # recipient a transaction, so the answer is that recipient's, as at RCPT. A 421
             # is the server closing the session, nothing to do with the recipient.
-            reason = f"{err.code} {err.message}"
+            reason = without_recipient(f"{err.code} {err.message}", mail.to, to)
             if 500 <= err.code < 600:
-                raise EmailRejected(reason) from err
+                raise EmailRejected(reason) from None
             if 400 <= err.code < 500 and err.code != 421:
-                raise EmailDeferred(reason) from err
+                raise EmailDeferred(reason) from None
             raise

@@ -4,7 +4,9 @@ make of it: a refusal at the end of DATA, no reply to it, a relay without SMTPUT
 import asyncio
 import uuid
 
+import pytest
 from aiosmtpd.controller import Controller
+from temporalio.client import WorkflowFailureError
 
 from messaging.dev_mail import (
     HANG_UP_DOMAIN,
@@ -179,3 +181,22 @@ async def test_a_client_message_refused_at_the_end_of_data_fails_and_marks_the_a
                                      f"ann-{uuid.uuid4().hex[:6]}@data-reject.example.com")
     assert message["status"] == "failed" and "554 5.7.1" in message["status_reason"], message
     assert "554 5.7.1" in (await email_point(tenant, contact["id"]))["undeliverable"]["reason"]
+
+
+async def test_a_refused_address_is_named_neither_in_temporal_nor_in_the_reason(
+        tenant, temporal_env):
+    """Servers echo the address they refuse: `550 5.1.1 <ann@...>: Recipient address rejected`
+    was the failure an operator read in the Temporal UI (twice, with aiosmtplib's own as its
+    cause), kept there after the contact's erasure, and the reason the client read. The reply
+    names `<recipient>` instead."""
+    address = f"Gone.{uuid.uuid4().hex[:6]}@hard-bounce.example.com"
+    contact, message = await decided(tenant, address)
+    reply = "550 5.1.1 <recipient>: Recipient address rejected: User unknown"
+    assert (message["status"], message["status_reason"]) == ("failed", reply), message
+    assert (await email_point(tenant, contact["id"]))["undeliverable"]["reason"] == reply
+    handle = temporal_env.client.get_workflow_handle(f"message/{message['id']}")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    history = "\n".join(str(event) for event in (await handle.fetch_history()).events)
+    assert reply in history
+    assert address.lower() not in history.lower()
