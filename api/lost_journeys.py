@@ -1,7 +1,7 @@
 """Journeys the database holds open whose workflow is gone: an operator terminated it in the
 Temporal UI (or it failed, timed out, or its history was deleted). Nothing would ever end them,
-so whoever meets one ends it as cancelled (webhook `journey.cancelled`, detail `{"by":
-"system", "reason": "workflow_gone", "workflow": how}`): the customer's page says the request
+so whoever meets one ends it as cancelled (history detail and webhook `journey.cancelled`'s
+`{"by": "system", "reason": "workflow_gone", "workflow": how}`): the customer's page says the request
 has ended instead of thanking them for an answer nobody recorded, erasing the contact is no
 longer blocked for ever, and enrolling the contact again starts a new journey in its place."""
 
@@ -30,13 +30,14 @@ DESCRIBES_IN_FLIGHT = 50
 async def _end(session: AsyncSession, waker: EndpointWaker, journey: Journey, how: str) -> None:
     now = datetime.now(UTC)
     journey.stage, journey.finished_at = Stage.cancelled, now
+    # Its history says who ended it, as every other cancellation's does and as the webhook says.
+    detail = {"by": CancelledBy.system, "reason": WORKFLOW_GONE, "workflow": how}
     await crud.add_journey_event(session, journey=journey, step=LOST, type=Stage.cancelled,
-                                 at=now, detail={"workflow": how})
+                                 at=now, detail=detail)
     # Nobody else tells the client: the workflow that would have is gone.
     endpoints = await crud.announce_end(
         session, journey=journey, campaign=await session.get_one(Campaign, journey.campaign_id),
-        contact=await session.get_one(Contact, journey.contact_id), step=LOST,
-        detail={"by": CancelledBy.system, "reason": WORKFLOW_GONE, "workflow": how})
+        contact=await session.get_one(Contact, journey.contact_id), step=LOST, detail=detail)
     if endpoints:
         after_commit(session, lambda: waker.wake(journey.client_id, endpoints, LOST))
 

@@ -15,6 +15,9 @@ from tests.histories import save_history
 from workflows.lost_journeys import SCHEDULE_ID, EndLostJourneysWorkflow
 from workflows.starts import workflow_id
 
+# Who ended a journey whose workflow was gone, in its history as in its webhook.
+GONE = {"by": "system", "reason": "workflow_gone", "workflow": "terminated"}
+
 
 async def entered(tenant, http, mailbox) -> tuple[dict, Customer, str]:
     """A journey waiting for its email to be confirmed: (enrolment, the customer, the link)."""
@@ -49,7 +52,7 @@ async def test_the_customer_is_told_the_request_ended_not_thanked(tenant, http, 
     journey = await tenant.journey(enrolled["journey_id"])
     assert journey["stage"] == "cancelled" and journey["pending_email"] is not None
     assert (journey["history"][-1]["type"], journey["history"][-1]["detail"]) == (
-        "cancelled", {"workflow": "terminated"})
+        "cancelled", GONE)
     funnel = await tenant.ok("GET", f"/v1/campaigns/{journey['campaign_id']}/funnel")
     assert (funnel["finished"], funnel["total"]["cancelled"]) == (1, 1)
 
@@ -81,8 +84,7 @@ async def test_enrolling_again_replaces_the_lost_journey(tenant, http, mailbox, 
     [again] = (await tenant.enrol(campaign_id, item))["results"]
     assert again["status"] == "accepted" and again["journey_id"] != enrolled["journey_id"]
     old = await tenant.journey(enrolled["journey_id"])
-    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == {
-        "workflow": "terminated"}
+    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == GONE
     new = await tenant.wait_for_stage(again["journey_id"], "invited")
     assert new["workflow_id"] == f"{old['workflow_id']}/2"
     await mailbox.wait_for(address, count=2)
@@ -210,8 +212,7 @@ async def test_a_reconsent_run_asks_again_a_contact_whose_journey_was_lost(tenan
         assert (progress["contacts_reset"], progress["journeys_started"]) == (1, 1), progress
         await mailbox.wait_for(address, count=asked)
     old = await tenant.journey(first["journey_id"])
-    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == {
-        "workflow": "terminated"}
+    assert old["stage"] == "cancelled" and old["history"][-1]["detail"] == GONE
 
 
 async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox, temporal_env,
@@ -233,7 +234,7 @@ async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox,
             await save_history(sweep, "end_lost_journeys")
         return journey
     journey = await eventually(swept, what="the sweep to end the lost journey")
-    assert journey["history"][-1]["detail"] == {"workflow": "terminated"}
+    assert journey["history"][-1]["detail"] == GONE
     assert (await tenant.journey(running["journey_id"]))["stage"] == "verification_pending"
     funnel = await tenant.ok("GET", f"/v1/campaigns/{journey['campaign_id']}/funnel")
     assert (funnel["finished"], funnel["total"]["cancelled"]) == (1, 1)
@@ -255,8 +256,7 @@ async def test_the_client_is_told_once_that_a_lost_journey_ended(tenant, http, m
     [ended] = await webhook_receiver.wait_for(hook, "journey.cancelled")
     data = ended.payload["data"]
     assert (data["journey_id"], data["stage"], data["detail"]) == (
-        enrolled["journey_id"], "cancelled",
-        {"by": "system", "reason": "workflow_gone", "workflow": "terminated"})
+        enrolled["journey_id"], "cancelled", GONE)
     # Erasing the contact, and the customer again, meet it ended: nothing more to tell.
     done = await tenant.post(f"/v1/contacts/{enrolled['contact_id']}/anonymise", {})
     assert done.status_code == 200, done.text
