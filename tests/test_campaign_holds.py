@@ -240,3 +240,37 @@ async def test_a_send_that_waited_past_its_journeys_cancel_sends_nothing(
     assert (result.sent, result.skipped) == (False, "the journey was cancelled")
     # A send is handed to the SMTP server before the activity returns: none was.
     assert len(mailbox.to(address)) == 1
+
+
+async def test_a_customer_who_answered_a_held_invitation_is_reminded_once_resumed(
+        tenant, http, mailbox):
+    """The invitation waits for the paused campaign; the customer answers meanwhile through
+    the link the client gave out. Resumed, the campaign reminds them of the verification link
+    on its cadence, as any journey that awaits it."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], reminders={"interval": "PT2S", "max_count": 2})
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "paused"})
+    address = unique_email("held")
+    [enrolled] = (await tenant.enrol(campaign["id"], {"external_id": address, "email": address})
+                  )["results"]
+    await held_count(tenant, campaign["id"], 1)
+    link = await tenant.ok("GET", f"/v1/contacts/{enrolled['contact_id']}/enrichment-link")
+    page = link["url"].removeprefix("http://testserver")
+    customer = Customer(http)
+    await customer.open(page)
+    await customer.submit(page, email=address)
+    [verification] = await mailbox.wait_for(address)
+    assert "confirm" in verification.subject.lower()
+    await tenant.wait_for_stage(enrolled["journey_id"], "verification_pending")
+
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"status": "active"})
+    await held_count(tenant, campaign["id"], 0)
+    [_, *reminders] = await mailbox.wait_for(address, 3, timeout=15)
+    assert all("confirm" in r.subject.lower() for r in reminders), [r.subject for r in reminders]
+    await customer.open(mailbox.link(reminders[-1]))
+    await customer.submit(mailbox.link(reminders[-1]))
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+    assert [e["type"] for e in journey["history"]] == [
+        "invitation_held", "opened", "data_entered", "verification_sent",
+        "verification_reminder_sent", "verification_reminder_sent", "verified"], [
+        e["type"] for e in journey["history"]]
