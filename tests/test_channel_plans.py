@@ -571,6 +571,33 @@ async def test_the_fallback_after_a_bounce_keeps_the_campaigns_cadence(
         await save_history(handle, "email_bounce_fallback_keeps_cadence")
 
 
+async def test_a_bounce_starts_the_plans_next_step_with_its_own_maximum(tenant, settings):
+    """A plan of email three times, then SMS twice: the first email bounces, so the SMS step
+    starts at once and sends the two the client asked for, `after` apart. The two emails left
+    could never reach the contact: they are not added to the SMS step, as they are to a
+    fallback the plan does not name."""
+    campaign = await tenant.create_campaign(
+        languages=["en"], consents=[], expires_after="PT8S", channel_plan=[
+            {"channel": "email", "max": 3, "after": "PT2S"},
+            {"channel": "sms", "max": 2, "after": "PT2S"}])
+    number = mobile_number()
+    eva = await contact(tenant, email=f"gone-{uuid.uuid4().hex[:8]}@hard-bounce.example.com",
+                        mobile=number)
+    [result] = await enrol(tenant, campaign["id"], eva)
+    journey = await tenant.wait_for_stage(result["journey_id"], "expired", timeout=30)
+    texts = [r["text"] for r in sms_to(settings, number)]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith(f"{tenant.name} asks you to check your contact details")
+    assert texts[1].startswith(f"Reminder from {tenant.name}"), texts
+    sent = [(e["type"], e["detail"]["channel"]) for e in journey["history"]
+            if e["type"].endswith("_sent") or e["type"] == "bounced"]
+    assert sent == [("bounced", "email"), ("invitation_sent", "sms"),
+                    ("reminder_sent", "sms")], sent
+    first, second = (datetime.fromisoformat(e["at"]) for e in journey["history"]
+                     if e["type"].endswith("_sent"))
+    assert second - first >= timedelta(seconds=2)
+
+
 async def test_a_complaint_stops_service_mail_but_not_financial(tenant, mailbox, settings):
     """The customer marked the invitation as spam: as the mail provider expects, the client's
     service messages no longer go to that address, while a bill (financial) still does."""
