@@ -43,7 +43,7 @@ from core.contracts import (
 from core.settings import Settings
 from core.vocabulary import EventType, LaunchState, LaunchTrigger, Stage
 from db import crud, launches
-from db.models import Campaign, CampaignLaunch, Journey, JourneyEvent, utcnow
+from db.models import Campaign, CampaignLaunch, Contact, Journey, JourneyEvent, utcnow
 from db.session import transaction
 from workflows.journey import JourneyWorkflow
 from workflows.starts import journey_language, start_journeys, workflow_id
@@ -196,6 +196,14 @@ class CampaignLauncher:
                     "workflow_id": workflow_id(campaign.id, contact_id, len(theirs) + 1),
                     "stage": Stage.enrolled, "language": journey_language(campaign.spec, language),
                     "launch_id": input.launch_id})
+            if rows:
+                # An erasure may have committed since the page was read: its contact gets no
+                # journey. Locked until the journeys are written (an erasure under way is
+                # waited for), so one that comes after finds its contact's journey open.
+                alive = set(await session.scalars(select(Contact.id).where(
+                    crud.among(session, Contact.id, [r["contact_id"] for r in rows]),
+                    Contact.anonymised_at.is_(None)).with_for_update(read=True, key_share=True)))
+                rows = [r for r in rows if r["contact_id"] in alive]
             if rows:
                 # A contact enrolled through the API meanwhile keeps that journey instead.
                 inserted = set(await session.scalars(crud.insert_ignoring_conflicts_stmt(

@@ -14,9 +14,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from api.routes.contacts import ContactExport
+from contacts import gdpr
+from contacts.audit import Actor
 from core.contracts import AnonymiseInactiveInput
-from core.vocabulary import TokenPurpose
+from core.vocabulary import ActorType, TokenPurpose
 from db.kyc_models import KycDocument
+from db.models import Contact
 from db.session import transaction
 from messaging import links
 from messaging.local_outbox import read_records
@@ -29,6 +32,7 @@ from tests.test_channel_plans import (
     wait_for_sms,
 )
 from tests.histories import save_history
+from tests.test_campaign_launch import finished_launch, launch, light_campaign
 from tests.test_payment_journey import claim as payment_claim
 from tests.test_kyc import (
     ID_OR_PASSPORT as KYC_ID_OR_PASSPORT,
@@ -861,3 +865,30 @@ async def test_an_unpaid_claim_blocks_erasure_until_paid_or_withdrawn(
     assert refused.status_code == 409 and "reported paid" in refused.text, refused.text
     deleted = await tenant.http.delete(f"/v1/contacts/{pays['contact_id']}", headers=tenant.auth)
     assert deleted.status_code == 204, deleted.text
+
+
+async def test_a_contact_anonymised_while_a_launch_reads_it_gets_no_journey(
+        tenant, sessions, settings, mailbox):
+    """A launch read a page of its selection, and a contact on it was anonymised before the
+    launch wrote the page's journeys: the contact got a journey (an invitation to nobody, a
+    journey holding an erased person) that its anonymisation had not seen to refuse."""
+    address = unique_email("erased")
+    contact_id = (await person_with(tenant, email=address))["id"]
+    campaign_id = await light_campaign(tenant)
+    async with sessions() as eraser, eraser.begin():
+        # Anonymised as the API does it, committed only once the launch has read the page.
+        contact = await eraser.get_one(Contact, uuid.UUID(contact_id), with_for_update=True)
+        await gdpr.anonymise(eraser, contact, Actor(ActorType.api_key, "test"),
+                             settings=settings)
+        await launch(tenant, campaign_id, selection={"missing_verified_only": False})
+
+        async def launch_waits() -> bool:
+            async with sessions() as probe:
+                return bool(await probe.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")))
+        await eventually(launch_waits, what="the launch to wait for the anonymisation")
+    done = await finished_launch(tenant, campaign_id)
+    assert (done["selected"], done["started"], done["skipped"]) == (1, 0, 1), done
+    assert (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"] == []
+    assert mailbox.to(address) == []
