@@ -132,20 +132,33 @@ class WebhookEndpoint(Base):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
-    __table_args__ = (UniqueConstraint("client_id", "idempotency_key"),)
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
     name: Mapped[str] = mapped_column(String(200))
-    # The Idempotency-Key it was created with, and the SHA-256 of that request, so that the
-    # request sent again answers with this campaign and another request with the key is refused.
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    request_sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")
     # The validated campaign definition (api.schemas.CampaignSpec) as JSON.
     spec: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Any change of name, status or settings (PATCH, branding, recurrence).
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IdempotentRequest(Base):
+    """A request sent with an Idempotency-Key, and the answer it was given: the request sent
+    again (a client retrying a lost answer) is given that answer and does nothing twice;
+    another request with the key is refused. Keys are the client's own, per route."""
+
+    __tablename__ = "idempotent_requests"
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    # Method and path template: `POST /v1/campaigns/{campaign_id}/launch`.
+    route: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    # Written in the transaction that claimed the key, so a committed row always has them.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SettingsChange:

@@ -229,6 +229,22 @@ async def test_a_campaign_created_again_with_its_idempotency_key_is_the_one_crea
     assert empty.status_code == 422 and refused_fields(empty.json()) == {"Idempotency-Key"}
 
 
+async def test_a_campaign_create_retried_after_a_change_is_answered_as_the_first_was(tenant):
+    """The retry of a create whose answer was lost is given that answer: the campaign as it
+    was created, not as it was changed or archived since."""
+    body = {"name": "Retried", "languages": ["en"], "consents": [], "expires_after": "P1D"}
+    headers = {**tenant.auth, "Idempotency-Key": f"create-{uuid.uuid4().hex[:8]}"}
+    first = await tenant.http.post("/v1/campaigns", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    campaign_id = first.json()["id"]
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"name": "Renamed",
+                                                              "status": "archived"})
+    again = await tenant.http.post("/v1/campaigns", json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json(), again.text
+    assert (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}"))["name"] == "Renamed"
+
+
 DATA_PROCESSING_FORM = {"key": "gdpr", "purpose": "data-processing", "channel": "any",
                         "mandatory": True, "texts": {"en": {"text": "We keep your data.",
                                                             "version": "1"}}}

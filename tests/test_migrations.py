@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import column, create_engine, insert, select, table
 from sqlalchemy.exc import IntegrityError
 
+from api.schemas import CampaignOut
 from db.migrate import alembic_config, new_revision, sync_url, upgrade
 from db.kyc_models import KycDocument
-from db.models import AuditEntry, Campaign, Client, Contact, ContactPoint, Journey, Message
+from db.models import (AuditEntry, Campaign, Client, Contact, ContactPoint, IdempotentRequest,
+                       Journey, Message)
 from stack import scratch_database
 
 BEFORE_FOLDING = "0740_answered_and_cancelled"
@@ -171,3 +173,43 @@ def test_documents_expiring_on_a_date_are_valid_all_of_it(before_document_days):
               for kind, at in expiries.items()}
     assert as_utc == {"id_card": datetime(2027, 4, 1, tzinfo=UTC), "passport": at_a_time,
                       "proof_of_address": None}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def before_idempotent_requests(request, tmp_path) -> Iterator[str]:
+    """A database at the revision before a request's Idempotency-Key was kept with its answer."""
+    yield from at_revision(request.param, tmp_path, "0910_api_key_last_use")
+
+
+def test_the_keys_campaigns_were_created_with_still_answer_their_retries(
+        before_idempotent_requests):
+    """A campaign created with an Idempotency-Key before the move: the retry is still answered
+    with that campaign (as it is now: its first answer was not kept); and back again."""
+    client, campaign = uuid.uuid4(), uuid.uuid4()
+    at = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    engine = create_engine(sync_url(before_idempotent_requests))
+    # The campaigns table as it was, with the columns the migration moves.
+    campaigns = table("campaigns", *(column(c.name, c.type) for c in Campaign.__table__.c),
+                      column("idempotency_key"), column("request_sha256"))
+    with engine.begin() as db:
+        db.execute(insert(Client.__table__).values(id=client, name="Acme"))
+        db.execute(insert(campaigns).values(
+            id=campaign, client_id=client, name="Keyed", spec={"channel_plan": None},
+            status="active", created_at=at, updated_at=at, idempotency_key="create-1",
+            request_sha256="a" * 64))
+        db.execute(insert(Campaign.__table__).values(client_id=client, name="Unkeyed",
+                                                     spec={}))
+    upgrade(before_idempotent_requests)
+    with engine.begin() as db:
+        [kept] = db.execute(select(IdempotentRequest.__table__)).mappings().all()
+    assert (kept["client_id"], kept["route"], kept["key"], kept["request_sha256"],
+            kept["status_code"]) == (client, "POST /v1/campaigns", "create-1", "a" * 64, 201)
+    assert CampaignOut.model_validate(kept["answer"]) == CampaignOut(
+        id=campaign, name="Keyed", status="active", created_at=at, updated_at=at,
+        spec={"channel_plan": None})
+    command.downgrade(alembic_config(before_idempotent_requests), "0910_api_key_last_use")
+    with engine.begin() as db:
+        keys = db.execute(select(campaigns.c.name, campaigns.c.idempotency_key,
+                                 campaigns.c.request_sha256)).all()
+    engine.dispose()
+    assert sorted(keys) == [("Keyed", "create-1", "a" * 64), ("Unkeyed", None, None)]

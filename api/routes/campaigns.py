@@ -8,7 +8,6 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.exc import IntegrityError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -19,7 +18,6 @@ from api.changes import commit_settings_change
 from api.deps import (
     ActorDep,
     ClientDep,
-    IdempotencyKeyHeader,
     NoBody,
     RegistryDep,
     SessionDep,
@@ -33,6 +31,7 @@ from api.errors import (
     none_acceptable,
     raise_if_unavailable,
 )
+from api.idempotency import REPLAYED, IdempotencyDep
 from api.lost_workflows import how_lost
 from api.message_wording import (
     ClaimSms,
@@ -149,53 +148,24 @@ async def enrolling_campaign(session, client_id: uuid.UUID, campaign_id: uuid.UU
     return campaign
 
 
-async def created_with(session, client_id: uuid.UUID, key: str,
-                       request_sha256: str) -> Campaign | None:
-    """The campaign an earlier request with this Idempotency-Key created, if it was this
-    request; a 409 if the key created another campaign."""
-    campaign = (await session.scalars(select(Campaign).where(
-        Campaign.client_id == client_id, Campaign.idempotency_key == key))).one_or_none()
-    if campaign is not None and campaign.request_sha256 != request_sha256:
-        raise HTTPException(409, "Idempotency-Key was used to create another campaign")
-    return campaign
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut,
              responses={409: {"model": ErrorBody, "description": (
-                 "The Idempotency-Key was used with another request")},
-                 201: {"headers": {"Idempotent-Replayed": {
-                     "description": "`true` on the answer to a retry with the same "
-                     "Idempotency-Key: the campaign the first request created",
-                     "schema": {"type": "string", "enum": ["true"]}}}}})
+                 "The Idempotency-Key was used with another request")}, 201: REPLAYED})
 async def create_campaign(body: CampaignCreate, client: ClientDep, session: SessionDep,
                           state: StateDep, response: Response,
-                          idempotency_key: IdempotencyKeyHeader = None) -> Campaign:
+                          idempotency: IdempotencyDep) -> CampaignOut | dict[str, Any]:
     """With a `recurrence`, a Temporal Schedule launches the campaign periodically."""
-    # Of the request as read, so a retry that spells the same campaign otherwise still matches.
-    request_sha256 = sha256_hex(json.dumps(body.model_dump(mode="json"), sort_keys=True))
-    if idempotency_key is not None and (earlier := await created_with(
-            session, client.id, idempotency_key, request_sha256)) is not None:
-        response.headers["Idempotent-Replayed"] = "true"
-        return earlier
+    # As read, so a retry that spells the same campaign otherwise still matches.
+    if (first := await idempotency.replay(body.model_dump(mode="json"), response)) is not None:
+        return first
     spec = await stored_spec(session, client.id, body)
     if body.branding is not None:
         spec["branding"] = await check_branding(session, state.settings, client, body.branding,
                                                 field="branding", under=client.branding)
     check_messages(spec, state.settings, client)
-    campaign = Campaign(client_id=client.id, name=body.name, spec=spec,
-                        idempotency_key=idempotency_key,
-                        request_sha256=request_sha256 if idempotency_key else None)
+    campaign = Campaign(client_id=client.id, name=body.name, spec=spec)
     session.add(campaign)
-    client_id = client.id  # read before a failed flush expires the client
-    try:
-        await session.flush()
-    except IntegrityError as err:
-        # The same request sent twice at once: the first one's campaign answers both.
-        if idempotency_key is None or not crud.collided(err):
-            raise
-        await session.rollback()
-        response.headers["Idempotent-Replayed"] = "true"
-        return await created_with(session, client_id, idempotency_key, request_sha256)
+    await session.flush()
     if body.recurrence is not None:
         if body.kind != JourneyKind.data_collection or body.payments:
             raise FieldProblems([FieldError(field="recurrence", message=(
@@ -203,8 +173,10 @@ async def create_campaign(body: CampaignCreate, client: ClientDep, session: Sess
         await launches.save_schedule(state.temporal, state.settings, campaign, (
             await launches.selection_of(session, client.id, body.recurrence.selection,
                                         "recurrence.selection")), "recurrence")
+    answer = CampaignOut.model_validate(campaign, from_attributes=True)
+    await idempotency.answered(answer, status.HTTP_201_CREATED)
     await session.commit()
-    return campaign
+    return answer
 
 
 @router.get("", response_model=CampaignPage)
