@@ -530,7 +530,13 @@ def test_the_schema_documents_what_routes_answer():
     for path, method, status in [("/v1/campaigns", "post", "409"), ("/v1/messages", "post", "409"),
                                  ("/v1/campaigns", "post", "413"), ("/v1/contacts", "post", "413")]:
         assert status in paths[path][method]["responses"], (path, method, status)
-    assert "Idempotent-Replayed" in paths["/v1/campaigns"]["post"]["responses"]["201"]["headers"]
+    for path, statuses in [("/v1/campaigns", ["201"]), ("/v1/contacts", ["201"]),
+                           ("/v1/campaigns/{campaign_id}/launch", ["200", "202"])]:
+        route = paths[path]["post"]
+        assert {"name": "Idempotency-Key", "in": "header"}.items() <= next(
+            p for p in route["parameters"] if p["name"] == "Idempotency-Key").items(), path
+        for status in statuses:
+            assert "Idempotent-Replayed" in route["responses"][status]["headers"], (path, status)
 
 
 # A status a route's own code answers with: raised, returned as an error, or set on its answer.

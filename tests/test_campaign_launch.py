@@ -774,3 +774,38 @@ async def test_launch_calls_sent_at_once_start_one_launch(tenant):
     assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 202], [
         a.text for a in answers]
     assert {a.json()["id"] for a in answers} == {launch_workflow_id(campaign["id"], 1)}
+
+
+async def test_a_launch_retried_with_its_idempotency_key_launches_once(tenant):
+    """A client that lost the answer to its launch call sends it again, perhaps after the launch
+    finished: it gets the first answer, not a second launch that invites everyone again."""
+    await import_contacts(tenant, 2)
+    campaign_id = await light_campaign(tenant)
+    key = f"launch-{uuid.uuid4().hex[:8]}"
+
+    async def launch_with(campaign: str, body: dict[str, Any], key: str = key) -> httpx.Response:
+        return await tenant.http.post(f"/v1/campaigns/{campaign}/launch", json=body,
+                                      headers={**tenant.auth, "Idempotency-Key": key})
+
+    first = await launch_with(campaign_id, {})
+    assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers, first.text
+    await finished_launch(tenant, campaign_id)
+    again = await launch_with(campaign_id, {})
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    launches = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/launches"))["items"]
+    assert [launch["number"] for launch in launches] == [1]
+    assert (await progress(tenant, campaign_id))["journeys"] == 2
+
+    # Another launch with the key, of this campaign or another, is the client's bug.
+    for campaign, body in ((campaign_id, {"spread_over": "PT1M"}),
+                           (await light_campaign(tenant), {})):
+        other = await launch_with(campaign, body)
+        assert other.status_code == 409, other.text
+        assert "Idempotency-Key" in other.json()["error"]["message"]
+    # Retries sent at once: one launch, every answer the first one's.
+    at_once = await asyncio.gather(*(launch_with(campaign_id, {"paused": True}, key=f"{key}-b")
+                                     for _ in range(4)))
+    assert [a.status_code for a in at_once] == [202] * 4, [a.text for a in at_once]
+    assert len({a.text for a in at_once}) == 1 and at_once[0].json()["number"] == 2
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in at_once) == 3

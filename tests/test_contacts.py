@@ -69,6 +69,52 @@ async def test_simultaneous_creates_of_one_person_make_one_contact(tenant):
     assert clash.status_code == 409 and clash.json()["error"]["existing_contact_id"] == winner["id"]
 
 
+async def test_a_contact_created_again_with_its_idempotency_key_is_the_first_answer(
+        tenant, other_tenant):
+    """A client that lost the answer to a create sends it again: it gets the contact it made,
+    not a second one nor a 409 naming its own contact; sent several times at once too."""
+    await set_rule(tenant)
+    ann = {**person(), "external_id": f"crm-{uuid.uuid4().hex[:8]}"}
+    key = f"create-{uuid.uuid4().hex[:8]}"
+
+    async def create_with(as_, body, key=key):
+        return await as_.http.post("/v1/contacts", json=body, headers={
+            **as_.auth, "Idempotency-Key": key})
+
+    first = await create_with(tenant, ann)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers, first.text
+    # Changed since: the retry is answered as the first request was, not with the change.
+    await tenant.ok("PATCH", f"/v1/contacts/{first.json()['id']}", {"first_name": "Anna"})
+    again = await create_with(tenant, ann)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    # The same contact spelt otherwise (a default written out) is the same request.
+    assert (await create_with(tenant, {**ann, "kind": "person"})).json() == first.json()
+    found = (await tenant.get("/v1/contacts", q=ann["last_name"])).json()["items"]
+    assert [c["id"] for c in found] == [first.json()["id"]]
+
+    bob = {**person(first_name="Bob"), "external_id": f"crm-{uuid.uuid4().hex[:8]}"}
+    at_once = await asyncio.gather(*(create_with(tenant, bob, key=f"{key}-b") for _ in range(4)))
+    assert [a.status_code for a in at_once] == [201] * 4, [a.text for a in at_once]
+    assert len({a.text for a in at_once}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in at_once) == 3
+
+    # Another contact with the key is the client's bug, not a retry to answer as the first.
+    other = await create_with(tenant, person())
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["error"]["message"]
+    # Keys are the client's own and the route's: another client's same key, and the key on
+    # another route, are requests of their own.
+    theirs = await create_with(other_tenant, ann)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+    campaign = await tenant.http.post("/v1/campaigns", headers={
+        **tenant.auth, "Idempotency-Key": key}, json={"name": "Same key", "consents": []})
+    assert campaign.status_code == 201 and "Idempotent-Replayed" not in campaign.headers
+    for bad in ("", "k" * 201):
+        refused = await create_with(tenant, person(), key=bad)
+        assert refused.status_code == 422, refused.text
+        assert [f["field"] for f in refused.json()["error"]["fields"]] == ["Idempotency-Key"]
+
+
 async def test_validation_names_each_field(tenant):
     await set_rule(tenant, default_region="DE")
     missing = await create(tenant, {"first_name": "Bo", "last_name": "Bar"}, status=422)

@@ -27,6 +27,7 @@ from api.deps import (
     StateDep,
 )
 from api.errors import ERROR_RESPONSES, FieldProblems, error_response
+from api.idempotency import REPLAYED, IdempotencyDep
 from api.lost_journeys import end_lost_journeys_of
 from api.routes.purposes import named_purpose
 from api.schemas import MAX_INT4, FieldError, Instant
@@ -285,16 +286,24 @@ async def rekey(session: SessionDep, reg: Registry) -> list[tuple[str, uuid.UUID
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactOut,
-             openapi_extra=documented(ContactCreate))
+             openapi_extra=documented(ContactCreate), responses={201: REPLAYED})
 async def create_contact(
     reg: RegistryDep, session: SessionDep, actor: ActorDep, state: StateDep,
+    response: Response, idempotency: IdempotencyDep,
     body: Annotated[dict[str, Any], Body(description="A ContactCreate object")],
-) -> ContactOut | JSONResponse:
+) -> ContactOut | JSONResponse | dict[str, Any]:
     """Creates a person or company. The client's uniqueness rule decides whether it already
-    exists: then 409 names the existing contact. Safe under concurrent creates."""
+    exists: then 409 names the existing contact. Safe under concurrent creates. Sent again
+    with its Idempotency-Key, it is answered as the first time, not with that 409."""
     data = validated(ContactCreate, body, reg)
+    # As read, so a retry that spells the same contact otherwise still matches.
+    if (first := await idempotency.replay(data.model_dump(mode="json"), response)) is not None:
+        return first
     try:
         contact_id = await registry.create(session, reg, data, actor)
+        contact = await session.get_one(Contact, contact_id)
+        answer = await one_out(session, reg, contact)
+        await idempotency.answered(answer, status.HTTP_201_CREATED)
         await session.commit()
     except registry.Invalid as err:
         return error_response(422, "validation_error", "contact is not acceptable", err.fields)
@@ -313,10 +322,9 @@ async def create_contact(
         if dup is None:
             raise
         return duplicate_response(dup)
-    contact = await session.get_one(Contact, contact_id)
     # CRM.COM assigns a KYC profile as soon as a contact qualifies for one.
     await kyc_profiles.contact_changed(session, state.temporal, state.settings, contact=contact)
-    return await one_out(session, reg, contact)
+    return answer
 
 
 @router.get("", response_model=ContactPage)

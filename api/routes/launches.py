@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import launches as launching
 from api.deps import ActorDep, ClientDep, NoBody, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody
+from api.idempotency import REPLAYED, IdempotencyDep
 from api.launch_views import launch_out
 from api.routes.campaigns import campaign_of, collects_data, commit_change, snapshot
 from api.schemas import (
@@ -51,13 +52,21 @@ def launchable(campaign: Campaign, *, unless: tuple[str, ...] = ("paused", "arch
 @router.post("/{campaign_id}/launch", status_code=status.HTTP_202_ACCEPTED,
              response_model=LaunchOut,
              responses={200: {"model": LaunchOut,
-                              "description": "The same launch is already running: that one"},
-                        **CONFLICT})
+                              "description": "The same launch is already running: that one",
+                              **REPLAYED},
+                        202: REPLAYED, **CONFLICT})
 async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: ClientDep,
-                          session: SessionDep, state: StateDep, response: Response) -> LaunchOut:
+                          session: SessionDep, state: StateDep, response: Response,
+                          idempotency: IdempotencyDep) -> LaunchOut | dict[str, Any]:
     """Starts journeys for the registry contacts the selection matches (by default: all
     contacts the campaign's channels reach still missing verified data), in batches, from one launch
-    workflow. Repeating the call while that launch runs returns it; nothing is started twice."""
+    workflow. Repeating the call while that launch runs returns it; nothing is started twice.
+    With an Idempotency-Key, also not once it has finished: the retry is answered as the
+    first call was."""
+    if (first := await idempotency.replay(
+            {"campaign_id": str(campaign_id), **body.model_dump(mode="json")},
+            response)) is not None:
+        return first
     campaign = await campaign_of(session, client.id, campaign_id)
     launchable(campaign)
     selection = await launching.selection_of(session, client.id, body.selection, "selection")
@@ -75,7 +84,10 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
                                      f"another {' and '.join(differs)}; cancel it or wait for "
                                      "it to finish")
         response.status_code = status.HTTP_200_OK
-        return launch_out(launch, progress)
+        answer = launch_out(launch, progress)
+        await idempotency.answered(answer, status.HTTP_200_OK)
+        await session.commit()
+        return answer
     number = await launches.next_launch_number(session, campaign_id=campaign.id)
     launch = CampaignLaunch(id=launch_workflow_id(str(campaign.id), number), client_id=client.id,
                             campaign_id=campaign.id, number=number, trigger=LaunchTrigger.api,
@@ -100,9 +112,11 @@ async def launch_campaign(campaign_id: uuid.UUID, body: LaunchRequest, client: C
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=launching.campaign_search_attributes(campaign),
         static_summary=f"Launch {number} of campaign {campaign.id}")
-    await session.commit()
-    return launch_out(launch, LaunchProgress(
+    answer = launch_out(launch, LaunchProgress(
         state=LaunchState.paused if body.paused else LaunchState.running, number=number))
+    await idempotency.answered(answer, status.HTTP_202_ACCEPTED)
+    await session.commit()
+    return answer
 
 
 async def _change(session: SessionDep, state: StateDep, client: ClientDep,
