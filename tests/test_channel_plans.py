@@ -5,11 +5,13 @@ through the API escalating to a letter, and the funnel of a campaign with every 
 import asyncio
 import csv
 import io
+import json
 import re
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from api.schemas import Reminders
 from db import crud
@@ -738,16 +740,25 @@ async def test_a_bounce_signal_naming_no_channel_or_kind_is_ignored(
 async def test_a_bounce_an_operator_signals_is_recorded_as_a_reported_one(
         tenant, mailbox, settings, webhook_receiver, temporal_env, record_histories):
     """An operator tells a journey by hand (`temporal workflow signal --name message_bounced`)
-    that its invitation bounced: besides the SMS that follows, the bounce is where the API's
-    would be (the journey's history, the campaign's bounces and funnel, `message.bounced`, the
-    address marked undeliverable), so the switch of channel is explained and the next campaign
-    does not mail the address again."""
+    that its invitation bounced, with the input the signal's description in the Temporal UI
+    shows: besides the SMS that follows, the bounce is where the API's would be (the journey's
+    history, the campaign's bounces and funnel, `message.bounced`, the address marked
+    undeliverable), so the switch of channel is explained and the next campaign does not mail
+    the address again."""
     hook = await tenant.subscribe(webhook_receiver, ["message.bounced"])
     result, email, number, _ = await invited_by_email(tenant, mailbox, "operator-bounce")
     journey = await tenant.wait_for_stage(result["journey_id"], "invited")
     handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
-    await handle.signal("message_bounced", {"step": "invitation", "channel": "email",
-                                            "kind": "hard"})
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    definitions = {d.name: d.description for d in [*metadata.definition.signal_definitions,
+                                                   *metadata.definition.update_definitions,
+                                                   *metadata.definition.query_definitions]
+                   if not d.name.startswith("__")}
+    # The UI lists each of them: none leaves an operator guessing what it is for.
+    assert [name for name, description in definitions.items() if not description] == []
+    [shown] = re.findall(r"\{.*?\}", definitions["message_bounced"])
+    assert json.loads(shown) == {"step": "invitation", "channel": "email", "kind": "hard"}
+    await handle.signal("message_bounced", json.loads(shown))
     await wait_for_sms(settings, number)
 
     [event] = await webhook_receiver.wait_for(hook, "message.bounced")

@@ -583,7 +583,13 @@ class JourneyWorkflow:
                                 bounce.channel, bounce.step)
         return False
 
-    @workflow.signal
+    @workflow.signal(description=(
+        'A message of this journey bounced. An operator may send it by hand: {"step": '
+        '"invitation", "channel": "email", "kind": "hard"} (channel email, sms or letter; kind '
+        'hard, soft or complaint; the step as the send activity\'s input names it: invitation, '
+        'reminder-1, message-2, ...). Recorded as a '
+        'report to POST /v1/bounces is, with source "operator"; the journey goes on on its '
+        'next channel.'))
     def message_bounced(self, input: BounceInput) -> None:
         # A signal is anyone's with access to Temporal (the CLI, the UI), not only the bounce
         # API's, which checks the message and stores the bounce: a channel no message goes on,
@@ -597,7 +603,8 @@ class JourneyWorkflow:
 
     # --- what the customer does --------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(description="No longer sent: the page records a first visit in the "
+                     "database. Kept for the histories that hold it.")
     async def page_opened(self, input: PageOpenedInput) -> None:
         """Kept for journeys whose histories hold it: the page now records a first visit
         itself, in the database, without telling the workflow."""
@@ -612,7 +619,7 @@ class JourneyWorkflow:
             if not self._ended_outside(emitted):
                 self._enter(Stage.opened)
 
-    @workflow.update
+    @workflow.update(description="The customer's page: the data and consents entered.")
     async def submit_data(self, input: SubmitDataInput) -> SubmitDataResult:
         async with self.turn:
             if self._unchanged(input) and workflow.patched(RESUBMISSION_KEEPS_CODE):
@@ -741,7 +748,7 @@ class JourneyWorkflow:
         if self.submissions >= self.input.timings.max_submissions:
             raise ApplicationError("too many submissions", type=ErrorType.too_many_submissions)
 
-    @workflow.update
+    @workflow.update(description="The customer's page: the verification link confirmed.")
     async def confirm_email(self, input: ConfirmInput) -> ConfirmResult:
         async with self.turn:
             self._check_confirmable(input)
@@ -781,7 +788,8 @@ class JourneyWorkflow:
         if not (emitted.refused or self._ended_outside(emitted)):
             self._verified(kind)
 
-    @workflow.signal
+    @workflow.signal(description="Sent by the API: another journey of the contact verified a "
+                     "value (kind email or mobile) this one may be awaiting too.")
     async def value_verified(self, input: ValueVerifiedInput) -> None:
         """Another of the contact's journeys verified a value: this one, awaiting that kind,
         takes it as verified if it is the same value, instead of reminding or expiring."""
@@ -809,7 +817,7 @@ class JourneyWorkflow:
                 "this link is no longer the one to confirm with", type=ErrorType.nothing_to_verify
             )
 
-    @workflow.update
+    @workflow.update(description="The customer's page: the code from the SMS typed.")
     async def submit_code(self, input: SubmitCodeInput) -> SubmitCodeResult:
         """The customer types the code from the SMS; the page learns at once whether it was
         right, wrong (with tries left), expired or locked after too many wrong tries."""
@@ -844,7 +852,7 @@ class JourneyWorkflow:
     def _validate_submit_code(self, input: SubmitCodeInput) -> None:
         self._check_code_awaited()
 
-    @workflow.update
+    @workflow.update(description="The customer's page: a new code by SMS asked for.")
     async def resend_code(self) -> ResendCodeResult:
         async with self.turn:
             self._check_code_awaited()
@@ -888,7 +896,7 @@ class JourneyWorkflow:
         self.code_sent, self.code_locked = result.sent, False
         return result
 
-    @workflow.update
+    @workflow.update(description="The customer's page: the answer to a re-consent request.")
     async def answer_consent(self, input: ConsentAnswerInput) -> ConfirmResult:
         async with self.turn:
             self._check_answerable()
@@ -913,22 +921,29 @@ class JourneyWorkflow:
             raise ApplicationError(f"journey is {self.stage}",
                                    type=ErrorType.submission_not_accepted)
 
-    @workflow.signal
+    @workflow.signal(description="Sent by the API once POST /v1/journeys/{id}/payment-completed "
+                     "recorded the payment: the reminders stop. Sent by hand it records no "
+                     "payment; use the API.")
     def payment_completed(self) -> None:
         """The API recorded the payment; the journey itself only stops reminding."""
         self.paid = True
 
-    @workflow.signal
+    @workflow.signal(description="Sent by the API just before it cancels the journey for the "
+                     "client: that cancellation is then recorded as the client's, with the "
+                     "reason. A Cancel without it is recorded as the operator's.")
     def withdraw(self, input: WithdrawInput) -> None:
         """The client's doing: the cancellation it sends next is recorded as theirs."""
         self.withdrawn = input
 
-    @workflow.signal
+    @workflow.signal(description="Sent by the customer's page ('do not ask me again'): the "
+                     "journey ends opted_out.")
     def opt_out(self, input: OptOutInput) -> None:
         if self.opted_out is None:
             self.opted_out = input
 
-    @workflow.query
+    @workflow.query(description="The journey as the workflow sees it: stage, deadline, "
+                    "reminders sent, submissions, channels given up and ahead, whether a "
+                    "paused campaign holds its next message, and its stages with their times.")
     def state(self) -> JourneyState:
         return JourneyState(
             stage=self.stage,
@@ -1030,7 +1045,10 @@ class JourneyWorkflow:
     def _released(self) -> bool:
         return self.held and self.resumes > self.resumes_before_hold
 
-    @workflow.signal
+    @workflow.signal(description="No input. Sent by the API to each held journey when its "
+                     "campaign is resumed or archived: a held invitation or reminder goes now, "
+                     "unless the campaign is archived. Sent by hand to a journey whose campaign "
+                     "is still paused, the message is held again.")
     def campaign_resumed(self) -> None:
         """The campaign is active again (or archived): a held message may go, or not."""
         self.resumes += 1
