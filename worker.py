@@ -31,6 +31,7 @@ from activities.messages import MessageSender
 from activities.reconsent import Reconsent
 from activities.retention import Retention
 from activities.webhooks import WebhookSender
+from api.kyc_profiles import rejudge_stale_document_expiries
 from core.contracts import AnonymiseInactiveInput, ForgetErasedHistoriesInput
 from core.public_transport import public_only_transport
 from core.security import SecretBox
@@ -159,6 +160,12 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
             async with AsyncExitStack() as running:
                 for worker in workers:
                     await running.enter_async_context(worker)
+                if settings.temporal_task_queue in settings.polled_task_queues:
+                    # Profiles dated before migration 0900 by the old reading of a document's
+                    # date follow the documents it moved; after that, this finds none.
+                    if told := await rejudge_stale_document_expiries(sessions, client, settings):
+                        logging.getLogger("worker").info(
+                            "%d KYC profiles dated by a document judged again", told)
                 yield workers
         finally:
             await smtp.connections.close()

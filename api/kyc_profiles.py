@@ -3,6 +3,7 @@ checked, kept through the storage adapter) and talking to the contact's KYC work
 
 import asyncio
 import hashlib
+import logging
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
 from temporalio.client import Client as TemporalClient
 from temporalio.client import (
@@ -388,6 +389,29 @@ async def signal_profile(session: AsyncSession, temporal: TemporalClient, settin
     input, options = _workflow(settings, contact, kept)
     await temporal.start_workflow(KycWorkflow.run, input, start_signal=signal.__name__,
                                   start_signal_args=[arg], **options)
+
+
+async def rejudge_stale_document_expiries(sessions: async_sessionmaker[AsyncSession],
+                                          temporal: TemporalClient, settings: Settings) -> int:
+    """Has each running profile still dated by a document under the rule before migration 0900
+    (db.kyc_crud.profiles_with_stale_document_expiry) judge its documents again, as a change
+    of the registry does: it expires, and reminds, at the end of the printed day. A worker
+    does this as it starts, so one it cannot reach now is judged at a later start; a profile
+    judged so is no longer found. Returns how many were told."""
+    told = 0
+    async with sessions() as session:
+        for profile_id in await kyc_crud.profiles_with_stale_document_expiry(session):
+            row = await session.get_one(ProfileRow, profile_id)
+            contact = await session.get_one(Contact, row.contact_id)
+            try:
+                await signal_profile(session, temporal, settings, contact, row,
+                                     KycWorkflow.documents_changed,
+                                     DocumentsChangedInput("", False, datetime.now(UTC)))
+                told += 1
+            except RPCError as err:
+                logging.getLogger("worker").warning(
+                    "KYC profile %s keeps its expiry for now: %s", profile_id, err)
+    return told
 
 
 async def assign(

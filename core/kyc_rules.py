@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from core.vocabulary import DocumentType, KycField, KycState
 
+# A profile's expiry_cause when a document it rests on dates it.
+DOCUMENT_EXPIRED = "document_expired"
 # Fields whose value is the number on an uploaded document of this type.
 DOCUMENT_OF_FIELD = {
     KycField.id_number: DocumentType.id_card,
@@ -115,7 +117,7 @@ def profile_expiry(
     """The expiry date and its cause: the definition's period since assignment, or a document."""
     period = assigned_at + expires_after if expires_after is not None else None
     if renewal is not None and (period is None or renewal < period):
-        return renewal, "document_expired"
+        return renewal, DOCUMENT_EXPIRED
     return period, "period_passed" if period is not None else None
 
 

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.kyc_contracts import KycEvaluation
-from core.kyc_rules import DOCUMENT_OF_FIELD, Evidence, documents_of, missing_information, \
-    renewal_expiry, rules_of
+from core.kyc_rules import DOCUMENT_EXPIRED, DOCUMENT_OF_FIELD, Evidence, documents_of, \
+    missing_information, renewal_expiry, rules_of
+from core.vocabulary import KYC_LIVE_STATES
 from db.kyc_models import KycDefinition, KycDocument, KycProfile
 from db.models import Contact, ContactPoint
 
@@ -126,6 +127,25 @@ async def profile_of(session: AsyncSession, *, contact_id: uuid.UUID) -> KycProf
     return (await session.scalars(
         select(KycProfile).where(KycProfile.contact_id == contact_id)
         .execution_options(populate_existing=True))).one_or_none()
+
+
+async def profiles_with_stale_document_expiry(session: AsyncSession) -> list[uuid.UUID]:
+    """The running profiles still dated by a document under the rule before migration 0900,
+    which took a printed date as its first moment: their expiry is a day before that of one of
+    their contact's documents (0900 moved those on to the end of the day) and that of none.
+    An anonymised contact's are left as they are: its documents are gone."""
+    rows = await session.execute(
+        select(KycProfile.id, KycProfile.expires_at, KycDocument.expires_at)
+        .join(KycDocument, KycDocument.contact_id == KycProfile.contact_id)
+        .join(Contact, Contact.id == KycProfile.contact_id)
+        .where(KycProfile.state.in_(list(KYC_LIVE_STATES)),
+               KycProfile.expiry_cause == DOCUMENT_EXPIRED, KycProfile.expires_at.is_not(None),
+               KycDocument.expires_at.is_not(None), Contact.anonymised_at.is_(None)))
+    dated: dict[uuid.UUID, tuple[datetime, set[datetime]]] = {}
+    for profile_id, expires_at, document_expires_at in rows:
+        dated.setdefault(profile_id, (expires_at, set()))[1].add(document_expires_at)
+    return [profile_id for profile_id, (expires_at, documents) in dated.items()
+            if expires_at not in documents and expires_at + timedelta(days=1) in documents]
 
 
 def workflow_id(client_id: uuid.UUID | str, contact_id: uuid.UUID | str) -> str:

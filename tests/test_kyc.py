@@ -1331,6 +1331,49 @@ async def test_an_id_card_is_valid_all_of_the_day_printed_on_it(tenant, sessions
     assert contact["id_expires_on"] == today.isoformat()
 
 
+async def test_a_profile_dated_by_the_old_reading_of_a_document_follows_it(
+        tenant, sessions, settings, temporal_env):
+    """Before migration 0900 an ID card dated D expired as D began, and a running profile
+    resting on it with it. 0900 moved the stored documents on to the end of D; the profiles,
+    running in Temporal, follow once a worker starts, without anyone touching them."""
+    await define(tenant, 1, IDENTITY + ID_OR_PASSPORT, requires_verification=False)
+    contact_id, _ = await new_contact(sessions, tenant)
+    # What the old rule stored for an ID card dated FAR.
+    old_expiry = at(f"{FAR}T00:00:00+00:00")
+    uploaded = await upload(tenant, contact_id, "id_card", expires_at=old_expiry.isoformat())
+    assert uploaded.status_code == 201, uploaded.text
+    verified = await wait_for_state(tenant, contact_id, "verified")
+    assert (at(verified["expires_at"]), verified["expiry_cause"]) == (old_expiry,
+                                                                      "document_expired")
+    async with transaction(sessions) as session:
+        # Migration 0900 on this document; the registry kept the printed date all along.
+        document = await session.get_one(KycDocument, uuid.UUID(uploaded.json()["id"]))
+        document.expires_at += timedelta(days=1)
+        contact = await session.get_one(Contact, uuid.UUID(contact_id))
+        contact.id_expires_on = old_expiry.date()
+
+    own = settings.model_copy(update={"temporal_task_queue": f"kyc-0900-{uuid.uuid4().hex[:6]}"})
+    async with running_worker(temporal_env.client, own):
+        async def followed() -> dict[str, Any] | None:
+            shown = await profile(tenant, contact_id)
+            return shown if at(shown["expires_at"]) == at(f"{FAR_ENDS}T00:00:00+00:00") else None
+        moved = await eventually(followed, timeout=15, what="the profile's expiry moved")
+    assert (moved["state"], moved["expiry_cause"]) == ("verified", "document_expired")
+    assert [e["type"] for e in moved["history"] if not e["type"].endswith("_sent")] == [
+        "assigned", "rescheduled"]
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    state = await handle.query(KycWorkflow.state, result_type=KycProfile)
+    assert state.expires_at == at(f"{FAR_ENDS}T00:00:00+00:00")
+    # Nothing is left for the next worker to move: it does not signal the profile again.
+    signals = [e for e in (await handle.fetch_history()).events
+               if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert len(signals) == 1
+    async with running_worker(temporal_env.client, own):
+        pass
+    assert [e for e in (await handle.fetch_history()).events
+            if e.HasField("workflow_execution_signaled_event_attributes")] == signals
+
+
 async def test_a_short_period_is_not_reminded_of_at_assignment(tenant, sessions, mailbox,
                                                               temporal_env):
     """A definition valid for 14 days that sets no remind_before: KYC_REMIND_BEFORE (30 days)

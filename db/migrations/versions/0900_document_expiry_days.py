@@ -1,8 +1,8 @@
 """A document's expiry given as a date (as printed on an ID card or passport) is now kept as the
 moment the next day begins, the date being the last day it is valid; before, it was kept as the
 start of that date, so the document counted as expired, and refused, all of its last day. The
-documents stored so, at a UTC midnight, move on a day. (A profile's own expiry moves when its
-documents are next judged; until then a running profile keeps the date it was given.)
+documents stored so, at a UTC midnight, move on a day. (A running profile's own expiry, kept by
+its workflow, moves when a worker next starts: api.kyc_profiles.rejudge_stale_document_expiries.)
 
 Revision ID: 0900_document_expiry_days
 Revises: 0890_contact_point_values
