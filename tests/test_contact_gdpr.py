@@ -19,7 +19,7 @@ from contacts.audit import Actor
 from core.contracts import AnonymiseInactiveInput
 from core.vocabulary import ActorType, TokenPurpose
 from db.kyc_models import KycDocument
-from db.models import Contact
+from db.models import Contact, Journey
 from db.session import transaction
 from messaging import links
 from messaging.local_outbox import read_records
@@ -43,6 +43,7 @@ from tests.test_kyc import (
     upload as kyc_upload,
 )
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
+from workflows.starts import workflow_id
 
 
 def luhn_card() -> str:
@@ -732,6 +733,32 @@ async def test_inactive_contacts_a_rule_protects_are_skipped_not_a_stalled_batch
     assert (await tenant.get(f"/v1/contacts/{owing['contact_id']}")).json()[
         "anonymised_at"] is not None
     assert (await tenant.get(f"/v1/contacts/{reviewed}")).json()["anonymised_at"] is None
+
+
+async def test_a_contact_enrolled_while_the_inactive_run_goes_is_passed_over_not_waited_for(
+        tenant, temporal_env, settings, sessions):
+    """A dormant contact whose journey an enrolment is writing as the scheduled run reaches it
+    is left to that enrolment: the run neither anonymises it from under its new journey nor
+    waits for it, and anonymises the others."""
+    response = await tenant.http.patch("/v1/contact-settings", headers=tenant.auth,
+                                       json={"anonymise_inactive_after_days": 30})
+    assert response.status_code == 200, response.text
+    dormant, enrolling = [(await tenant.post("/v1/contacts", {"last_name": name})).json()["id"]
+                          for name in ("Dormant", "Enrolling")]
+    for contact_id in (dormant, enrolling):
+        await aged(sessions, contact_id)
+    campaign = await tenant.create_campaign(languages=["en"])
+    async with sessions() as enrolment, enrolment.begin():
+        # As an enrolment writes it, committed (and its workflow started) after the run.
+        contact_id, campaign_id = uuid.UUID(enrolling), uuid.UUID(campaign["id"])
+        enrolment.add(Journey(client_id=tenant.id, campaign_id=campaign_id,
+                              contact_id=contact_id, stage="enrolled", language="en",
+                              workflow_id=workflow_id(campaign_id, contact_id)))
+        await enrolment.flush()
+        await run_inactive_anonymisation(temporal_env, settings)
+    assert (await tenant.get(f"/v1/contacts/{dormant}")).json()["anonymised_at"] is not None
+    kept = (await tenant.get(f"/v1/contacts/{enrolling}")).json()
+    assert (kept["anonymised_at"], kept["last_name"]) == (None, "Enrolling")
 
 
 async def test_recent_consent_and_client_messages_count_as_activity(
