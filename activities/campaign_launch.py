@@ -220,10 +220,14 @@ class CampaignLauncher:
             cancelled = await self._cancel_journeys(input.launch_id)
         p = input.progress
         async with transaction(self._sessions) as session:
+            # A scheduled launch that started nothing keeps the reason it recorded as it began.
+            because = ({"cancelled_because": input.cancelled_because}
+                       if input.cancelled_because else {})
             await session.execute(update(CampaignLaunch).where(
                 CampaignLaunch.id == input.launch_id).values(
                 state=p.state, selected=p.selected, started=p.started, skipped=p.skipped,
-                journeys_cancelled=p.journeys_cancelled + cancelled, finished_at=utcnow()))
+                journeys_cancelled=p.journeys_cancelled + cancelled, finished_at=utcnow(),
+                **because))
             launch = await session.get_one(CampaignLaunch, input.launch_id)
             campaign = await session.get_one(Campaign, launch.campaign_id)
             # Keyed by the launch: a retry (which writes the end again) announces it once.

@@ -946,11 +946,13 @@ class LaunchOut(BaseModel):
                                 "to Temporal)")
     journeys_cancelled: int | None
     cancelled_because: Literal[
-        "campaign_paused", "campaign_archived", "launch_running", "workflow_gone"] | None = Field(
+        "campaign_paused", "campaign_archived", "launch_running", "workflow_gone", "operator",
+    ] | None = Field(
         description="why a scheduled launch started nothing: its campaign was paused or "
                     "archived when it was due, or another launch of it was running (paused, "
                     "say); `workflow_gone`: an operator terminated the launch's workflow in the "
-                    "Temporal UI (or it failed) before the launch finished")
+                    "Temporal UI (or it failed) before the launch finished; `operator`: an "
+                    "operator cancelled it there")
     created_at: datetime
     finished_at: datetime | None
 

@@ -730,6 +730,8 @@ class FinishLaunchInput:
     launch_id: str
     progress: LaunchProgress
     cancel_journeys: bool
+    # Who stopped it, when the launch itself cannot tell: an operator's Cancel (`operator`).
+    cancelled_because: str | None = None
 
 
 @dataclass

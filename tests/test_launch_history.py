@@ -68,6 +68,24 @@ async def test_a_launch_an_operator_terminated_reads_as_cancelled(
     assert webhook_receiver.events(hook, "launch.cancelled") == []
 
 
+async def test_a_launch_an_operator_cancelled_says_so(
+        tenant: Tenant, webhook_receiver: WebhookReceiver, temporal_env):
+    """Cancelled in the Temporal UI, a launch read as the client's own cancel: the client was
+    told its launch was cancelled, and not that someone else had. It says `operator`."""
+    hook = await tenant.subscribe(webhook_receiver, ["launch.cancelled"])
+    await import_contacts(tenant, 2, tags="operator")
+    campaign_id = await light_campaign(tenant)
+    held = await launch(tenant, campaign_id, paused=True, selection={"tags": ["operator"]})
+    await eventually(lambda: selected(tenant, campaign_id), what="the selection")
+    await temporal_env.client.get_workflow_handle(held["id"]).cancel()
+
+    ended = await finished_launch(tenant, campaign_id)
+    assert (ended["id"], ended["state"], ended["cancelled_because"]) == (
+        held["id"], "cancelled", "operator"), ended
+    [cancelled] = await webhook_receiver.wait_for(hook, "launch.cancelled")
+    assert cancelled.payload["data"]["launch"]["cancelled_because"] == "operator"
+
+
 async def selected(tenant: Tenant, campaign_id: str) -> int | None:
     """The selection the paused launch counted, once its first activity has."""
     launch = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/progress"))["launch"]

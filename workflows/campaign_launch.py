@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         LaunchProgress,
         WithdrawUnreachedInput,
     )
-    from core.vocabulary import ErrorType, LaunchState
+    from core.vocabulary import CancelledBy, ErrorType, LaunchState
 
 # A batch starts up to a few thousand workflows; it heartbeats, so a batch lost with its
 # worker is retried elsewhere within half a minute.
@@ -32,6 +32,9 @@ DB_WORK = {"start_to_close_timeout": timedelta(minutes=5)}
 ENDED = (LaunchState.cancelled, LaunchState.completed)
 # Launches cancelled from outside before ended without recording it.
 CANCEL_RECORDED = "launch-cancel-recorded"
+# Launches before recorded an operator's Cancel as a client's cancel: nothing told the client
+# that someone else had stopped its launch.
+OPERATOR_CANCEL_NAMED = "launch-operator-cancel-named"
 # Launches before cancelled their journeys only after the cancel had answered, so a journey not
 # yet invited could still send its invitation then.
 UNREACHED_WITHDRAWN = "launch-cancel-withdraws-unreached"
@@ -66,9 +69,10 @@ class CampaignLaunchWorkflow:
             if (is_cancelled_exception(err) and self.progress.state not in ENDED
                     and workflow.patched(CANCEL_RECORDED)):
                 self.progress.state = LaunchState.cancelled
+                by = CancelledBy.operator if workflow.patched(OPERATOR_CANCEL_NAMED) else None
                 await workflow.execute_activity_method(
                     CampaignLauncher.finish_launch,
-                    FinishLaunchInput(workflow.info().workflow_id, self.progress, False),
+                    FinishLaunchInput(workflow.info().workflow_id, self.progress, False, by),
                     **DB_WORK)
             raise
 
