@@ -18,7 +18,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import update
 from standardwebhooks import Webhook, WebhookVerificationError
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowHandle
 
 from api.main import create_app
 from core.settings import Settings
@@ -30,6 +32,17 @@ from worker import ensure_schedules
 
 T = TypeVar("T")
 LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
+
+
+async def handler_descriptions(handle: WorkflowHandle) -> dict[str, str]:
+    """What the Temporal UI shows an operator of each of the workflow's signals, updates and
+    queries (the SDK's own, `__stack_trace` and such, aside)."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    definition = metadata.definition
+    return {d.name: d.description for d in [*definition.signal_definitions,
+                                            *definition.update_definitions,
+                                            *definition.query_definitions]
+            if not d.name.startswith("__")}
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30,

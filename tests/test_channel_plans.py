@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from api.schemas import Reminders
 from db import crud
@@ -23,6 +22,7 @@ from tests.helpers import (
     PrintedLetter,
     Tenant,
     eventually,
+    handler_descriptions,
     mark_bounced,
     mark_complained,
     unique_email,
@@ -749,11 +749,7 @@ async def test_a_bounce_an_operator_signals_is_recorded_as_a_reported_one(
     result, email, number, _ = await invited_by_email(tenant, mailbox, "operator-bounce")
     journey = await tenant.wait_for_stage(result["journey_id"], "invited")
     handle = temporal_env.client.get_workflow_handle(journey["workflow_id"])
-    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-    definitions = {d.name: d.description for d in [*metadata.definition.signal_definitions,
-                                                   *metadata.definition.update_definitions,
-                                                   *metadata.definition.query_definitions]
-                   if not d.name.startswith("__")}
+    definitions = await handler_descriptions(handle)
     # The UI lists each of them: none leaves an operator guessing what it is for.
     assert [name for name, description in definitions.items() if not description] == []
     [shown] = re.findall(r"\{.*?\}", definitions["message_bounced"])

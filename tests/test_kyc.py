@@ -24,6 +24,7 @@ from tests.helpers import (
     Customer,
     Tenant,
     eventually,
+    handler_descriptions,
     mark_complained,
     own_api,
     unique_email,
@@ -1504,3 +1505,22 @@ async def test_a_download_is_saved_under_the_uploaded_name_with_its_type(tenant,
         "scan.pdf": "attachment; filename=\"scan.pdf\"; filename*=UTF-8''scan.pdf",
         "Paspoort Ève.html": "attachment; filename=\"Paspoort _ve.html.png\"; "
                              "filename*=UTF-8''Paspoort%20%C3%88ve.html.png"}
+
+
+async def test_an_operator_refutes_a_profile_in_the_temporal_ui_as_its_description_says(
+        tenant, sessions, temporal_env):
+    """The Temporal UI listed a profile's signals, updates and queries without a word on what
+    each is for or takes. Each says it now; a refutation sent there with the input `refute`
+    describes is the client's profile refuted, with its reason, as through the API."""
+    await define(tenant, 1, IDENTITY, requires_verification=True)
+    contact_id, _ = await new_contact(sessions, tenant)
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.json()["state"] == "pending_verification", assigned.text
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    described = await handler_descriptions(handle)
+    assert [name for name, description in described.items() if not description] == []
+    assert '"reason"' in described["refute"] and '"at"' in described["refute"]
+    await handle.execute_update("refute", {"reason": "The photo is unreadable.",
+                                           "at": datetime.now(UTC).isoformat()})
+    refuted = await profile(tenant, contact_id)
+    assert (refuted["state"], refuted["reason"]) == ("refuted", "The photo is unreadable.")

@@ -2,7 +2,7 @@
 (completed or cancelled, with its counts), and listed with their counts, newest first, beyond
 the newest one that `/progress` shows."""
 
-from tests.helpers import Tenant, WebhookReceiver, eventually
+from tests.helpers import Tenant, WebhookReceiver, eventually, handler_descriptions
 from tests.test_campaign_launch import finished_launch, import_contacts, launch, light_campaign
 
 
@@ -90,3 +90,15 @@ async def selected(tenant: Tenant, campaign_id: str) -> int | None:
     """The selection the paused launch counted, once its first activity has."""
     launch = (await tenant.ok("GET", f"/v1/campaigns/{campaign_id}/progress"))["launch"]
     return launch["selected"] or None
+
+
+async def test_an_operator_reads_what_a_launch_takes_in_the_temporal_ui(tenant: Tenant,
+                                                                       temporal_env):
+    """Its updates and query were listed bare: each says what it is for, the cancel that an
+    update records as the client's among them."""
+    campaign_id = await light_campaign(tenant)
+    held = await launch(tenant, campaign_id, paused=True)
+    described = await handler_descriptions(temporal_env.client.get_workflow_handle(held["id"]))
+    assert [name for name, description in described.items() if not description] == []
+    assert '"cancel_journeys"' in described["cancel"]
+    await tenant.ok("POST", f"/v1/campaigns/{campaign_id}/launch/cancel", {})

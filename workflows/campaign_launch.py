@@ -129,7 +129,8 @@ class CampaignLaunchWorkflow:
     # Each change answers once no batch is in flight: after a pause or cancel has answered,
     # no further journey starts.
 
-    @workflow.update
+    @workflow.update(description="No input; as POST /v1/campaigns/{id}/launch/pause: holds "
+                     "the launch, answering once no batch is in flight.")
     async def pause(self) -> LaunchProgress:
         self.progress.state = LaunchState.paused
         await workflow.wait_condition(lambda: not self.in_batch)
@@ -139,7 +140,7 @@ class CampaignLaunchWorkflow:
     def _validate_pause(self) -> None:
         self._check_not_ended()
 
-    @workflow.update
+    @workflow.update(description="No input; as POST /v1/campaigns/{id}/launch/resume.")
     def resume(self) -> LaunchProgress:
         self.progress.state = LaunchState.running
         return self.progress
@@ -148,7 +149,10 @@ class CampaignLaunchWorkflow:
     def _validate_resume(self) -> None:
         self._check_not_ended()
 
-    @workflow.update
+    @workflow.update(description=(
+        'As POST /v1/campaigns/{id}/launch/cancel, recorded as the client\'s cancel: '
+        '{"cancel_journeys": false}, or true to cancel the journeys it started that have not '
+        'finished. An operator\'s Cancel of the workflow is recorded as the operator\'s.'))
     async def cancel(self, input: CancelLaunchInput) -> LaunchProgress:
         self.progress.state = LaunchState.cancelled
         self.cancel_journeys = self.cancel_journeys or input.cancel_journeys
@@ -171,6 +175,7 @@ class CampaignLaunchWorkflow:
             raise ApplicationError(f"the launch is {self.progress.state}",
                                    type=ErrorType.launch_ended)
 
-    @workflow.query
+    @workflow.query(description="The launch's progress: running, paused, cancelled or "
+                    "completed, the contacts selected, journeys started and skipped, batches.")
     def state(self) -> LaunchProgress:
         return self.progress

@@ -143,7 +143,10 @@ class KycWorkflow:
 
     # --- what the client's operators and the customer do -------------------------------------
 
-    @workflow.update
+    @workflow.update(description=(
+        'Sent by POST /v1/kyc/contacts/{id}/assign: assigns the profile, or changes its level '
+        '({"definition_id": "<id>", or null for the highest the contact qualifies for, "at": '
+        '"<time>"}).'))
     async def assign(self, input: AssignKycInput) -> KycProfile:
         """Assigns a profile, or changes it to another level by CRM.COM's rules."""
         async with self.turn:
@@ -179,7 +182,9 @@ class KycWorkflow:
         await self._email("kyc_assigned")
         return self.profile
 
-    @workflow.update
+    @workflow.update(description=(
+        'An operator\'s decision, which POST /v1/kyc/contacts/{id}/verify sends: {"at": '
+        '"<time>"}. Only a profile pending verification.'))
     async def verify(self, input: VerifyKycInput) -> KycProfile:
         async with self.turn:
             self._check_pending()
@@ -188,7 +193,10 @@ class KycWorkflow:
             await self._email("kyc_verified")
             return self.profile
 
-    @workflow.update
+    @workflow.update(description=(
+        'An operator\'s decision, which POST /v1/kyc/contacts/{id}/refute sends: {"reason": '
+        '"...", "at": "<time>"}; the customer gets the reason and a link to upload what is '
+        'missing. Only a profile pending verification.'))
     async def refute(self, input: RefuteKycInput) -> KycProfile:
         async with self.turn:
             self._check_pending()
@@ -213,13 +221,15 @@ class KycWorkflow:
             raise ApplicationError(f"the KYC profile is {self.profile.state}, not pending "
                                    "verification", type=ErrorType.kyc_wrong_state)
 
-    @workflow.signal
+    @workflow.signal(description="Sent by the API: a document was uploaded or corrected; the "
+                     "profile renews, or moves its expiry.")
     async def documents_changed(self, input: DocumentsChangedInput) -> None:
         """A document was uploaded or its details corrected: renew, or move the expiry date."""
         async with self.turn:
             await self._unless_gone(self._judge_documents(input))
 
-    @workflow.update
+    @workflow.update(description="Sent by the API for an upload: as documents_changed, "
+                     "answering once the profile has judged it.")
     async def judge_documents(self, input: DocumentsChangedInput) -> None:
         """As documents_changed, answering once the profile's change is recorded: the page
         the customer uploaded from then shows the outcome, not the state before it."""
@@ -250,14 +260,16 @@ class KycWorkflow:
             p.expires_at, p.expiry_cause = expires_at, cause
             await self._record("rescheduled")
 
-    @workflow.signal
+    @workflow.signal(description="Sent by POST /v1/kyc/expiring/notify: tells the customer "
+                     "the profile expires soon.")
     async def notify_expiring(self, input: NotifyExpiringInput) -> None:
         """A client's batch notification to the profiles that expire soon."""
         async with self.turn:
             if self.profile.state in KYC_LIVE_STATES:
                 await self._email("kyc_expiring", with_link=True, step=f"batch-{input.batch_id}")
 
-    @workflow.update
+    @workflow.update(description="Sent by the contact's anonymisation: the operator's reason "
+                     "is forgotten, and the profile goes on in a new run.")
     async def forget_personal_data(self) -> None:
         """The contact was anonymised: the reason an operator wrote goes (the database lost it
         with the erasure), and the profile goes on in a fresh run, as after a renewal. This
@@ -267,7 +279,8 @@ class KycWorkflow:
             self.profile.reason = None
             self.forgotten = True
 
-    @workflow.query
+    @workflow.query(description="The profile: its state, definition and level, when it was "
+                    "assigned and expires, and why, the reason of a refutation.")
     def state(self) -> KycProfile:
         return self.profile
 
