@@ -49,15 +49,18 @@ async def test_the_printed_code_leads_to_the_personal_page(tenant, http):
     assert address in customer.page  # the running journey's page, pre-filled
 
     # Typed without its path, into the form the bare address shows.
-    form = await http.get("/l")
-    assert form.status_code == 200 and 'name="code"' in form.text
+    for path in ("/l", "/I"):
+        form = await http.get(path)
+        assert form.status_code == 200 and 'name="code"' in form.text, path
     assert (await http.get("/l", params={"code": code})).headers["location"] == \
         response.headers["location"]
 
-    # The path capitalised by a phone, the whole printed link pasted into the form, a full
-    # stop after the code: all lead to the page.
-    for typed in (f"/L/{code}", f"/1/{code}", f"/l/{code}.",
-                  f"/l?code={link['short_link']}", f"/L?code=%20{code}."):
+    # The path capitalised by a phone, its l read as a 1 or (a plain bar in the letter's
+    # type) as a capital I, the whole printed link pasted into the form, a full stop after the
+    # code: all lead to the page.
+    for typed in (f"/L/{code}", f"/1/{code}", f"/I/{code}", f"/i/{code}", f"/l/{code}.",
+                  f"/l?code={link['short_link']}", f"/L?code=%20{code}.",
+                  f"/I?code={code}"):
         assert (await http.get(typed)).headers.get("location") == \
             response.headers["location"], typed
 

@@ -19,16 +19,15 @@ from messaging.links import PATHS, link_token
 router = APIRouter(include_in_schema=False)
 
 
-# The path as printed, and as people type it: a phone capitalises it, or the l reads as a 1.
-@router.get("/l/{code}", dependencies=[Depends(limit_code_guesses)])
-@router.get("/L/{code}", dependencies=[Depends(limit_code_guesses)])
-@router.get("/1/{code}", dependencies=[Depends(limit_code_guesses)])
+# The path as printed, and as people type it: a phone capitalises it, or the l reads as a 1
+# or, in the letter's sans-serif type where both are a plain bar, as a capital I.
+PATH_AS_TYPED = ("l", "L", "1", "I", "i")
+
+
 async def printed_link(code: str, request: Request, session: SessionDep, state: StateDep):
     return await _follow(code, request, session, state)
 
 
-@router.get("/l")
-@router.get("/L")
 async def code_form(request: Request, session: SessionDep, state: StateDep,
                     code: Annotated[str, Query()] = ""):
     """The form for a code typed without its path; it sends the code here again. The form
@@ -37,6 +36,11 @@ async def code_form(request: Request, session: SessionDep, state: StateDep,
         return _form(request, state, code, status.HTTP_200_OK)
     await limit_code_guesses(request)
     return await _follow(code, request, session, state)
+
+
+for path in PATH_AS_TYPED:
+    router.get(f"/{path}/{{code}}", dependencies=[Depends(limit_code_guesses)])(printed_link)
+    router.get(f"/{path}")(code_form)
 
 
 async def _follow(code: str, request: Request, session, state):
