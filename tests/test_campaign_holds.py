@@ -274,3 +274,26 @@ async def test_a_customer_who_answered_a_held_invitation_is_reminded_once_resume
         "invitation_held", "opened", "data_entered", "verification_sent",
         "verification_reminder_sent", "verification_reminder_sent", "verified"], [
         e["type"] for e in journey["history"]]
+
+
+async def test_a_held_journey_an_operator_cancels_no_longer_reads_as_held(tenant, temporal_env):
+    """Cancelled in the Temporal UI while its paused campaign held its invitation, a journey
+    still said there (current details, the `state` query) that the invitation goes once the
+    campaign is resumed. Ended, it says nothing is held."""
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    await tenant.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "paused"})
+    address = unique_email("held-cancelled")
+    [enrolled] = (await tenant.enrol(campaign_id, {"external_id": address, "email": address})
+                  )["results"]
+    await held_count(tenant, campaign_id, 1)
+    journey = await tenant.journey(enrolled["journey_id"])
+    handle = temporal_env.client.get_workflow_handle_for(JourneyWorkflow.run,
+                                                         journey["workflow_id"])
+    await handle.cancel()
+
+    journey = await tenant.wait_for_stage(enrolled["journey_id"], "cancelled")
+    assert journey["history"][-1]["detail"] == {"by": "operator"}
+    await held_count(tenant, campaign_id, 0)
+    assert not (await handle.query(JourneyWorkflow.state)).held
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert metadata.current_details == ""

@@ -965,6 +965,11 @@ class JourneyWorkflow:
         self.stage = stage
         self.history.append(f"{workflow.now().isoformat()} {stage}")
         workflow.upsert_search_attributes([JOURNEY_STAGE.value_set(stage)])
+        if stage in FINAL_STAGES:
+            # Ended, it holds nothing back: neither the state query nor the Temporal UI's
+            # current details may go on saying a message waits for the campaign's resume.
+            self.held = False
+            workflow.set_current_details("")
 
     async def _send(
         self, template: str, step: str, purpose: TokenPurpose, stage_after: Stage | None = None,
