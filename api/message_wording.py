@@ -127,7 +127,7 @@ class ClaimSms:
         says (running journeys keep the plan they started with)."""
         self.spec, self.brand, self.settings = spec, brand, settings
         self.sends = Channel.sms in plan_channels(spec) if sends is None else sends
-        self.texts: dict[tuple[str, str, bool, bool], str] = {}
+        self.texts: dict[tuple[str, str, bool, bool, bool], str] = {}
 
     def problem(self, claim: ClaimIn) -> str | None:
         """Why the campaign's SMS could not name this claim, or None: with its reference (its
@@ -141,15 +141,18 @@ class ClaimSms:
             return None
         for language in self.spec["languages"]:
             view = claim_view(stored, None, language)
-            for kind in CLAIM_SMS:
-                text = self._marked(kind, language, view)
-                for field, mark in CLAIM_MARKS.items():
-                    if view[field] is not None:
-                        text = text.replace(mark, sms_plain(str(view[field])))
-                problem = too_many_segments(text, self.settings)
-                if problem:
-                    return (f"too long for the campaign's SMS: with this reference its "
-                            f"{KINDS[kind].template} in {language} {problem}")
+            # A claim not due yet is named in other words ("overdue since") by the reminders
+            # sent once its day has passed: those must fit too.
+            for overdue in dict.fromkeys((view["overdue"], view["due_on"] is not None)):
+                for kind in CLAIM_SMS:
+                    text = self._marked(kind, language, {**view, "overdue": overdue})
+                    for field, mark in CLAIM_MARKS.items():
+                        if view[field] is not None:
+                            text = text.replace(mark, sms_plain(str(view[field])))
+                    problem = too_many_segments(text, self.settings)
+                    if problem:
+                        return (f"too long for the campaign's SMS: with this reference its "
+                                f"{KINDS[kind].template} in {language} {problem}")
         return None
 
     def every_text(self) -> list[str]:
@@ -159,14 +162,16 @@ class ClaimSms:
             return []
         shapes = [{"reference": "R", "payment_url": "U", **amount, **due}
                   for amount in ({}, {"amount": "1"}) for due in ({}, {"due_on": "2026-01-01"})]
-        return [self._marked(kind, language, claim_view(shape, None, language))
+        return [self._marked(kind, language, {**claim_view(shape, None, language),
+                                              "overdue": overdue})
                 for shape in shapes for language in self.spec["languages"]
-                for kind in CLAIM_SMS]
+                for overdue in dict.fromkeys((False, "due_on" in shape)) for kind in CLAIM_SMS]
 
     def _marked(self, kind: str, language: str, view: dict[str, Any]) -> str:
         """The text with marks for the claim's values; one per shape of claim (with or without
-        an amount, a due date), as the text's sentence differs."""
-        shape = (kind, language, view["amount"] is not None, view["due_on"] is not None)
+        an amount, a due date, overdue or not), as the text's sentence differs."""
+        shape = (kind, language, view["amount"] is not None, view["due_on"] is not None,
+                 view["overdue"])
         if shape not in self.texts:
             marked = {**view, **{f: m for f, m in CLAIM_MARKS.items() if view[f] is not None}}
             self.texts[shape] = sms_text(self.spec, self.brand, self.settings, kind, language,

@@ -164,7 +164,8 @@ def render_page(name: str, language: str, context: dict[str, Any]) -> str:
 
 def claim_view(claim: dict[str, Any] | None, paid_at: datetime | None, language: str
                ) -> dict[str, Any] | None:
-    """A payment-reminder journey's claim as the customer reads it, in their language."""
+    """A payment-reminder journey's claim as the customer reads it, in their language, on the
+    day it is read: once its due date has passed, it is overdue since then."""
     if claim is None:
         return None
     locale = pick_language(language)
@@ -176,5 +177,8 @@ def claim_view(claim: dict[str, Any] | None, paid_at: datetime | None, language:
         if amount is not None else None,
         "due_on": format_date(date.fromisoformat(due_on), "long", locale=locale)
         if due_on else None,
+        # "Due on" a day gone by would ask the customer to pay by a day they can no longer
+        # keep ("te betalen uiterlijk" in Dutch).
+        "overdue": bool(due_on) and date.fromisoformat(due_on) < datetime.now(UTC).date(),
         "paid": paid_at is not None,
     }

@@ -660,14 +660,14 @@ def reference(length: int) -> str:
     return f"Ł{length:03d}".ljust(length, "x")
 
 
-async def longest_reference(tenant, campaign_id: str) -> tuple[int, list[dict]]:
-    """The length of the longest reference (of `reference`) the campaign's SMS can name, and
-    each probed length's error."""
+async def longest_reference(tenant, campaign_id: str, **details) -> tuple[int, list[dict]]:
+    """The length of the longest reference (of `reference`) the campaign's SMS can name in a
+    claim with these other details, and each probed length's error."""
     # Contacts not created yet would be refused for lack of a mobile number, and are not
     # written: which references are refused for the SMS is seen without starting anything.
     lengths = list(range(4, 101))
     probe = await tenant.post(f"/v1/campaigns/{campaign_id}/contacts", {"contacts": [
-        {"external_id": f"probe-{n}", "claim": claim(n, reference=reference(n))}
+        {"external_id": f"probe-{n}", "claim": claim(n, reference=reference(n), **details)}
         for n in lengths]})
     assert probe.status_code == 422, probe.text
     errors = [r["errors"][0] for r in probe.json()["results"]]
@@ -824,3 +824,51 @@ async def test_a_claim_reported_paid_engages_the_contact(tenant, http, mailbox):
     await paid(tenant, r["journey_id"], paid_at=when)
     after = (await tenant.get(f"/v1/contacts/{r['contact_id']}")).json()
     assert after["engaged_at"] == engaged["engaged_at"]
+
+
+async def test_a_claim_past_its_due_date_is_called_overdue(tenant, http, mailbox, settings):
+    """A collector enrols claims already overdue, and reminds of others after their day: the
+    messages and the page do not ask to pay by a day gone by ("te betalen uiterlijk"), they
+    say since when the payment is overdue. A claim still due is measured for its SMS in both
+    wordings, as its reminders will call it overdue once the day has passed."""
+    campaign = await tenant.create_campaign(
+        payments=True, reminders={"interval": "PT1S", "max_count": 1})
+    overdue = {"en": ("Open payment: INV-{n}, €125.50, overdue since November 30, 2025.",
+                      "INV-{n}: €125.50, overdue since November 30, 2025"),
+               "nl": ("Openstaande betaling: INV-{n}, € 125,50, vervallen sinds 30 november "
+                      "2025.", "INV-{n}: € 125,50, vervallen sinds 30 november 2025")}
+    people = {language: unique_email(language) for language in overdue}
+    enrolled = await tenant.enrol(campaign["id"], *(
+        {"external_id": language, "email": email, "language": language,
+         "claim": claim(n, due_on="2025-11-30")}
+        for n, (language, email) in enumerate(people.items())))
+    assert enrolled["accepted"] == 2, enrolled
+    for n, (language, email) in enumerate(people.items()):
+        said, shown = (text.format(n=n) for text in overdue[language])
+        invitation, reminder = await mailbox.wait_for(email, count=2)
+        for mail in (invitation, reminder):
+            assert said in mail.text.replace("\xa0", " "), mail.text
+        customer = Customer(http)
+        await customer.open(mailbox.link(invitation))
+        assert shown in customer.page.replace("\xa0", " "), customer.page
+    # Not due yet: as before.
+    address = unique_email("due")
+    await tenant.enrol(campaign["id"], {"external_id": "due", "email": address,
+                                        "claim": claim(7, due_on="2099-11-30")})
+    [invitation, *_] = await mailbox.wait_for(address)
+    assert "Open payment: INV-7, €125.50, due on November 30, 2099." in invitation.text
+
+    texting = await tenant.create_campaign(payments=True, languages=["en"],
+                                           channel_plan=[{"channel": "sms"}])
+    # English says "overdue since" at more length than "due on": a reference that fits the
+    # SMS of a claim due in 2099 only while it is not overdue would be skipped then.
+    longest, _ = await longest_reference(tenant, texting["id"], due_on="2025-11-30")
+    assert (await longest_reference(tenant, texting["id"], due_on="2099-11-30"))[0] == longest
+    person = await contact(tenant, mobile=mobile_number())
+    assert (await tenant.enrol(texting["id"], {
+        "external_id": person["external_id"],
+        "claim": claim(8, reference=reference(longest), due_on="2025-11-30")}))["accepted"] == 1
+    [mobile] = [p["value"] for p in person["contact_points"] if p["kind"] == "mobile"]
+    sms = await wait_for_sms(settings, mobile)
+    assert f"{reference(longest)}, €125.50, overdue since November 30, 2025." in sms["text"]
+    assert sms["segments"] <= settings.sms_max_segments
