@@ -92,7 +92,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
         sms = make_sms_sender(settings, http)
         sender = MessageSender(sessions, settings, smtp, sms, make_letter_sender(settings, http),
                                dispatcher)
-        client_messages = ClientMessageSender(sessions, settings, smtp)
+        client_messages = ClientMessageSender(sessions, settings, smtp, dispatcher)
         reconsent = Reconsent(sessions, settings, client, dispatcher)
         codes = CodeSender(sessions, settings, sms)
         retention = Retention(sessions)

@@ -7,10 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.webhooks import EndpointWaker
 from core.contracts import ClientMessageInput, ClientMessageResult
 from core.settings import Settings
-from core.vocabulary import MessageCategory, TokenPurpose
-from db import consents, crud
+from core.vocabulary import BounceKind, MessageCategory, TokenPurpose
+from db import bounces, consents, crud
 from db.models import Client, ClientMessage, Contact, utcnow
 from db.session import transaction
 from messaging import links
@@ -29,10 +30,11 @@ from messaging.rendering import render_email
 
 class ClientMessageSender:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 email: SmtpSender) -> None:
+                 email: SmtpSender, waker: EndpointWaker) -> None:
         self._sessions = sessions
         self._settings = settings
         self._email = email
+        self._waker = waker
 
     @activity.defn
     async def send_client_message(self, input: ClientMessageInput) -> ClientMessageResult:
@@ -80,7 +82,7 @@ class ClientMessageSender:
                 message_id=message_id(self._settings, f"message.{message.id}"),
                 from_name=brand.email_from_name or client.name, headers=headers))
         except EmailRejected as err:
-            await self._decide(message.id, "failed", str(err), bounced=point.value)
+            await self._decide(message.id, "failed", str(err), bounced=BounceKind.hard)
             raise ApplicationError(str(err), type="EmailRejected", non_retryable=True) from err
         except EmailUnsendable as err:
             # Our relay's limit, not the address's: nothing marks it undeliverable.
@@ -92,18 +94,27 @@ class ClientMessageSender:
             if not deferred_long_enough(self._settings):
                 raise
             reason = f"soft bounce, deferred {activity.info().attempt} times: {err}"
-            await self._decide(message.id, "failed", reason)
+            await self._decide(message.id, "failed", reason, bounced=BounceKind.soft)
             raise ApplicationError(reason, type="EmailDeferred", non_retryable=True) from err
         await self._decide(message.id, "sent", rule.reason)
         return ClientMessageResult("sent", rule.reason)
 
     async def _decide(self, message_id: uuid.UUID, status: str, reason: str,
-                      bounced: str | None = None) -> None:
+                      bounced: BounceKind | None = None) -> None:
+        """`bounced`: how the mail server refused the message, announced as a reported bounce
+        is."""
+        endpoints: list[str] = []
         async with transaction(self._sessions) as session:
             message = await session.get_one(ClientMessage, message_id)
             message.status, message.status_reason, message.decided_at = status, reason, utcnow()
-            if bounced is not None:
+            if bounced == BounceKind.hard:
                 # Refused for good: the address is as dead for the journeys as for the client.
                 await crud.mark_undeliverable(session, contact_id=message.contact_id,
-                                              channel="email", recipient=bounced, reason=reason,
-                                              at=message.decided_at)
+                                              channel="email", recipient=message.recipient,
+                                              reason=reason, at=message.decided_at)
+            if bounced is not None:
+                endpoints = await bounces.announce_client_message_bounce(
+                    session, message=message, kind=bounced, reason=reason, source="smtp",
+                    at=message.decided_at)
+        # Only now, committed, may the endpoints' workflows see the event.
+        await self._waker.wake(message.client_id, endpoints, f"message/{message_id}")

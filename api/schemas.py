@@ -270,6 +270,7 @@ WebhookEventName = Literal[
     "journey.cancelled",
     "journey.payment_completed",
     "message.bounced",
+    "client_message.bounced",
     "campaign.updated",
     "contact_settings.updated",
     "launch.completed",

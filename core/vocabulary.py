@@ -74,6 +74,8 @@ class EventType(StrEnum):
     journey_cancelled = "journey.cancelled"
     journey_payment_completed = "journey.payment_completed"
     message_bounced = "message.bounced"
+    # A bounce of the client's own message (POST /v1/messages): no journey, no campaign.
+    client_message_bounced = "client_message.bounced"
     campaign_updated = "campaign.updated"
     contact_settings_updated = "contact_settings.updated"
     launch_completed = "launch.completed"

@@ -1,7 +1,8 @@
 """Bounces of journey messages: recorded once per message (hard wins over soft) with the
 provider's reason, announced as `message.bounced`; a hard one marks the address undeliverable,
 a spam complaint marks it (service messages stop there) and ends its marketing opt-ins. A
-reported bounce of the client's own message or of a KYC email marks the address the same way."""
+reported bounce of the client's own message or of a KYC email marks the address the same way;
+one of the client's own message is announced as `client_message.bounced`."""
 
 import uuid
 from dataclasses import dataclass
@@ -195,7 +196,28 @@ async def record_own_bounce(session: AsyncSession, *, own: OwnMessage, kind: Bou
         shown_in = (f"complaint:message/{own.client_message.id}" if own.client_message
                     else f"complaint:kyc/{own.kyc_step}")
         endpoints += await _end_marketing_by_email(session, contact, at, shown_in)
+    if own.client_message is not None:
+        endpoints += await announce_client_message_bounce(
+            session, message=own.client_message, kind=kind, reason=reason, source="api", at=at)
     return kind, reason, endpoints
+
+
+async def announce_client_message_bounce(session: AsyncSession, *, message: ClientMessage,
+                                         kind: BounceKind, reason: str, source: str,
+                                         at: datetime) -> list[str]:
+    """Raises `client_message.bounced` once per message and kind kept (a report repeated, or a
+    late soft one after the hard, raises nothing new); returns the endpoints to wake after
+    commit. The client sent the message itself, so it hears of its bounce as it does of its
+    journeys' ones."""
+    assert message.recipient is not None
+    contact = await session.get_one(Contact, message.contact_id)
+    return await crud.record_webhook_event(
+        session, client_id=message.client_id, key=f"bounce/message/{message.id}/{kind}",
+        type=EventType.client_message_bounced, data={
+            "message": {"id": str(message.id), "message_type": message.message_type,
+                        "channel": message.channel, "recipient": message.recipient},
+            "contact": crud.contact_ref(contact),
+            "kind": kind, "reason": reason, "source": source, "at": at.isoformat()})
 
 
 async def _own_undelivered(session: AsyncSession, own: OwnMessage, kind: BounceKind,

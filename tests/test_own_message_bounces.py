@@ -86,3 +86,64 @@ async def test_a_bounce_of_a_kyc_email_marks_the_address(tenant, sessions, mailb
                if e["type"] == "kyc_assigned_bounced"]
     assert event["detail"]["reason"] == "smtp; 550 5.1.1 no such user"
     assert event["detail"]["source"] == "api" and event["detail"]["recipient"] == email
+
+
+async def test_a_bounce_of_the_clients_own_message_is_announced_to_its_webhooks(
+        tenant, mailbox, webhook_receiver):
+    """A client sending its own mail through us hears of its bounces as of its journeys' ones:
+    `client_message.bounced`, once per message and kind, whether its provider reports it
+    later or our mail server refused it at once."""
+    await setup_policies(tenant)
+    hook = await tenant.subscribe(webhook_receiver, ["client_message.bounced"])
+    journeys_only = await tenant.subscribe(webhook_receiver, ["message.bounced"])
+    email = unique_email("own-hook")
+    refused = f"gone-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
+    contact = await tenant.ok("POST", "/v1/contacts", {
+        "external_id": f"own-{uuid.uuid4().hex[:6]}", "first_name": "Ann", "last_name": "Own",
+        "contact_points": [{"kind": "email", "value": email}]}, 201)
+    invoice = {"contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
+               "text": "Please pay."}
+    sent = await tenant.ok("POST", "/v1/messages", invoice, 202)
+    [mail] = await mailbox.wait_for(email)
+    await eventually(lambda: message_status(tenant, sent["id"], "sent"), what="sent")
+    report = {"message_id": mail.headers["Message-ID"], "recipient": email, "kind": "soft",
+              "reason": "452 4.2.2 mailbox full"}
+
+    await tenant.ok("POST", "/v1/bounces", report, 202)
+    [soft] = await webhook_receiver.wait_for(hook, "client_message.bounced")
+    person = {"id": contact["id"], "external_id": contact["external_id"], "first_name": "Ann",
+              "last_name": "Own"}
+    assert soft.payload["data"] == {
+        "message": {"id": sent["id"], "message_type": "invoice", "channel": "email",
+                    "recipient": email},
+        "contact": person, "kind": "soft", "reason": "452 4.2.2 mailbox full", "source": "api",
+        "at": soft.payload["data"]["at"]}
+    # The same report again raises nothing; the hard bounce it came to does, once.
+    await tenant.ok("POST", "/v1/bounces", report, 202)
+    hard = {**report, "kind": "hard", "reason": "smtp; 550 5.1.1 user unknown"}
+    await tenant.ok("POST", "/v1/bounces", hard, 202)
+    await tenant.ok("POST", "/v1/bounces", hard, 202)
+    [_, second] = await webhook_receiver.wait_for(hook, "client_message.bounced", count=2)
+    assert (second.payload["data"]["kind"], second.payload["data"]["reason"]) == (
+        "hard", "smtp; 550 5.1.1 user unknown")
+    # The recipient marked it as spam too.
+    await tenant.ok("POST", "/v1/bounces", {**report, "kind": "complaint",
+                                            "reason": "feedback loop: abuse"}, 202)
+    [*_, spam] = await webhook_receiver.wait_for(hook, "client_message.bounced", count=3)
+    assert (spam.payload["data"]["kind"], spam.payload["data"]["message"]["id"]) == (
+        "complaint", sent["id"])
+
+    # Refused by the mail server when sent: the message fails, announced as from smtp.
+    await tenant.ok("POST", f"/v1/contacts/{contact['id']}/contact-points",
+                    {"kind": "email", "value": refused}, 201)
+    failed = await tenant.ok("POST", "/v1/messages", {**invoice, "subject": "Invoice 2"}, 202)
+    await eventually(lambda: message_status(tenant, failed["id"], "failed"), what="failed")
+    [*_, at_once] = await webhook_receiver.wait_for(hook, "client_message.bounced", count=4)
+    data = at_once.payload["data"]
+    assert (data["message"]["id"], data["message"]["recipient"], data["kind"],
+            data["source"]) == (failed["id"], refused, "hard", "smtp")
+    assert "550" in data["reason"]
+    # Exactly those four; the journeys' event is not raised for a message of no journey.
+    await tenant.ok("POST", "/v1/bounces", {**hard, "kind": "soft"}, 202)
+    assert len(webhook_receiver.events(hook, "client_message.bounced")) == 4
+    assert webhook_receiver.events(journeys_only) == []
