@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import UnionType
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from babel import localedata
 from babel.core import get_global
@@ -1015,10 +1016,15 @@ def minor_units_problem(amount: Decimal, currency: str) -> str | None:
             else f"{currency} amounts have at most {places} decimals")
 
 
-def _https_scheme(value: Any) -> Any:
-    # Before parsing: pydantic's own error for javascript: would offer http, refused here.
-    if isinstance(value, str) and not value.strip().lower().startswith("https://"):
-        raise ValueError("must be an https:// URL")
+def _https_page(value: Any) -> Any:
+    # Before parsing: pydantic's own error for javascript: would offer http, refused here; and
+    # it reads "https:///claims/7" (a template's host left empty) as the host "claims".
+    if isinstance(value, str):
+        if not value.strip().lower().startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        if not urlsplit(value.strip()).hostname:
+            raise ValueError("must name the host of the payment page after https://, e.g. "
+                             "https://pay.example.com/...")
     return value
 
 
@@ -1026,7 +1032,7 @@ class ClaimIn(Strict):
     """What the contact owes, in a payment-reminder campaign."""
 
     reference: ClaimReference
-    payment_url: Annotated[AnyHttpUrl, BeforeValidator(_https_scheme)] = Field(
+    payment_url: Annotated[AnyHttpUrl, BeforeValidator(_https_page)] = Field(
         description="where the customer pays (https)")
     # Before the amount: the amount's decimals are the currency's.
     currency: Annotated[str, StringConstraints(pattern=meaning(

@@ -644,15 +644,21 @@ async def test_claim_errors_say_what_is_accepted(tenant):
         {"external_id": "gold", "email": unique_email(), "claim": claim(4, currency="XAU")},
         {"external_id": "cfa", "email": unique_email(),
          "claim": claim(5, amount="1000", currency="XOF")},
+        # A template's host left empty: read as the host "claims", every "Pay now" would lead
+        # there.
+        {"external_id": "no-host", "email": unique_email(),
+         "claim": claim(6, payment_url="https:///claims/6")},
     ]})
     results = response.json()["results"]
-    assert [r["status"] for r in results] == ["rejected"] * 4 + ["accepted"], results
+    assert [r["status"] for r in results] == ["rejected"] * 4 + ["accepted", "rejected"], results
     assert [(e["field"], e["message"]) for r in results for e in r["errors"]] == [
         ("claim.payment_url", "must be an https:// URL"),
         ("claim.amount", "must be a plain decimal number such as 1000 or 12.50, not in "
                          "exponent notation"),
         ("claim.currency", "'XXX' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)"),
-        ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)")]
+        ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)"),
+        ("claim.payment_url", "must name the host of the payment page after https://, e.g. "
+                              "https://pay.example.com/...")]
 
 
 def reference(length: int) -> str:
