@@ -54,13 +54,17 @@ class Idempotency:
         response.status_code = first.status_code
         return first.answer
 
-    async def answered(self, answer: BaseModel, status_code: int) -> None:
-        """Keeps the answer with the key, in the transaction of what the request did."""
+    async def answered(self, answer: BaseModel, status_code: int, *,
+                       contact_id: uuid.UUID | None = None) -> None:
+        """Keeps the answer with the key, in the transaction of what the request did.
+        `contact_id`: the contact whose personal data the answer holds, whose erasure deletes
+        it."""
         if self.claimed:
             await self.session.execute(update(IdempotentRequest).where(
                 IdempotentRequest.client_id == self.client_id,
                 IdempotentRequest.route == self.route, IdempotentRequest.key == self.key)
-                .values(status_code=status_code, answer=answer.model_dump(mode="json")))
+                .values(status_code=status_code, answer=answer.model_dump(mode="json"),
+                        contact_id=contact_id))
 
 
 async def idempotency(request: Request, client: ClientDep, session: SessionDep,

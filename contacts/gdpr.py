@@ -38,6 +38,7 @@ from db.models import (
     ContactIdentityKey,
     ContactLabel,
     ContactPoint,
+    IdempotentRequest,
     IdentificationMedium,
     Journey,
     JourneyEvent,
@@ -325,8 +326,10 @@ async def anonymise(session: AsyncSession, contact: Contact, actor: Actor, *,
         setattr(contact, field, None)
     contact.external_id = f"anonymised-{contact.id}"
     contact.anonymised_at = contact.updated_at = utcnow()
+    # The answer kept for a retry of the contact's create is the contact as it was: a retry
+    # of that create after this is a new request (terminate's deletion cascades to it too).
     for model in (ContactPoint, ContactAddress, IdentificationMedium, ContactLabel,
-                  ContactIdentityKey):
+                  ContactIdentityKey, IdempotentRequest):
         await session.execute(delete(model).where(model.contact_id == contact.id))
     # Proof of consent keeps what was shown and answered, when, and the text's version and
     # hash; where from (IP, browser) is the person's, and so is their signed form.

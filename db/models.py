@@ -158,6 +158,9 @@ class IdempotentRequest(Base):
     # Written in the transaction that claimed the key, so a committed row always has them.
     status_code: Mapped[int | None] = mapped_column(Integer)
     answer: Mapped[dict[str, Any] | None]
+    # The contact a create answered with (its personal data): the contact's erasure takes it.
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

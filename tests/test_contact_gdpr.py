@@ -919,3 +919,29 @@ async def test_a_contact_anonymised_while_a_launch_reads_it_gets_no_journey(
     assert (done["selected"], done["started"], done["skipped"]) == (1, 0, 1), done
     assert (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"] == []
     assert mailbox.to(address) == []
+
+
+async def test_a_create_retried_after_its_contact_is_erased_gets_nothing_erased_back(
+        tenant, sessions):
+    """A contact created with an Idempotency-Key: the answer kept for a retry of that create is
+    the contact as it was. Its anonymisation or deletion takes that answer too, so nothing of
+    the person is left in it, and the create sent again with the key is a new create, not
+    the erased person handed back."""
+    for erasure in ("anonymise", "delete"):
+        n = uuid.uuid4().hex[:10]
+        email = unique_email(f"idem{n}")
+        body = {"external_id": f"crm-{n}", "first_name": f"Ilse{n}", "last_name": f"Gone{n}",
+                "contact_points": [{"kind": "email", "value": email}]}
+        headers = {**tenant.auth, "Idempotency-Key": f"create-{n}"}
+        first = await tenant.http.post("/v1/contacts", json=body, headers=headers)
+        assert first.status_code == 201, first.text
+        contact = f"/v1/contacts/{first.json()['id']}"
+        erased = await (tenant.post(f"{contact}/anonymise", {}) if erasure == "anonymise"
+                        else tenant.http.delete(contact, headers=tenant.auth))
+        assert erased.status_code in (200, 204), erased.text
+        for value in (f"Ilse{n}", f"Gone{n}", f"crm-{n}", email):
+            assert await places_holding(sessions, value) == [], (erasure, value)
+        again = await tenant.http.post("/v1/contacts", json=body, headers=headers)
+        assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers, (
+            erasure, again.text)
+        assert again.json()["id"] != first.json()["id"]

@@ -303,7 +303,7 @@ async def create_contact(
         contact_id = await registry.create(session, reg, data, actor)
         contact = await session.get_one(Contact, contact_id)
         answer = await one_out(session, reg, contact)
-        await idempotency.answered(answer, status.HTTP_201_CREATED)
+        await idempotency.answered(answer, status.HTTP_201_CREATED, contact_id=contact_id)
         await session.commit()
     except registry.Invalid as err:
         return error_response(422, "validation_error", "contact is not acceptable", err.fields)

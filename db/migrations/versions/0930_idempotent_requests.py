@@ -1,8 +1,10 @@
 """A request sent with an Idempotency-Key is kept with the answer it was given
 (idempotent_requests, one per client, route and key), so that a retry is answered as the first
 request was, not with what has become of the thing it created since; POST /v1/contacts and a
-campaign's launch take the header too. The keys campaigns were created with move there; their
-first answer was not kept, so each is answered with the campaign as it is at this migration.
+campaign's launch take the header too. A contact's create names its contact (`contact_id`),
+whose erasure deletes the answer with its personal data. The keys campaigns were created with
+move there; their first answer was not kept, so each is answered with the campaign as it is at
+this migration.
 
 Revision ID: 0930_idempotent_requests
 Revises: 0910_api_key_last_use
@@ -44,9 +46,12 @@ def upgrade() -> None:
         sa.Column("request_sha256", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("answer", db.models.JSON_OR_NULL, nullable=True),
+        sa.Column("contact_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", db.models.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["client_id"], ["clients.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("client_id", "route", "key"))
+    op.create_index("ix_idempotent_requests_contact_id", "idempotent_requests", ["contact_id"])
     connection = op.get_bind()
     rows = [{"client_id": c.client_id, "route": CREATE_CAMPAIGN, "key": c.idempotency_key,
              "request_sha256": c.request_sha256, "status_code": 201, "created_at": c.created_at,
