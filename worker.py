@@ -95,7 +95,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
         client_messages = ClientMessageSender(sessions, settings, smtp, dispatcher)
         reconsent = Reconsent(sessions, settings, client, dispatcher)
         codes = CodeSender(sessions, settings, sms)
-        retention = Retention(sessions)
+        retention = Retention(sessions, settings)
         kyc = KycActivities(sessions, settings, smtp, sms, dispatcher)
         webhooks = WebhookSender(
             sessions, webhook_http, SecretBox(settings.secret_key.get_secret_value()), dispatcher,

@@ -1,20 +1,22 @@
 """Idempotency-Key on the API's creates: the request sent again (a client retrying an answer it
-lost) does nothing twice and is given the first answer; another request with the key is a 409."""
+lost) does nothing twice and is given the first answer; another request with the key is a 409.
+A key is kept for IDEMPOTENCY_KEY_RETENTION, and is new again after that."""
 
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep
+from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from core.security import sha256_hex
 from db import crud
-from db.models import IdempotentRequest
+from db.models import IdempotentRequest, utcnow
 
 # The OpenAPI of a route's answer that a retry may replay.
 REPLAYED = {"headers": {"Idempotent-Replayed": {
@@ -29,7 +31,12 @@ class Idempotency:
     client_id: uuid.UUID
     route: str
     key: str | None
+    retention: timedelta
     claimed: bool = False
+
+    def _this_key(self) -> tuple[Any, ...]:
+        return (IdempotentRequest.client_id == self.client_id,
+                IdempotentRequest.route == self.route, IdempotentRequest.key == self.key)
 
     async def replay(self, request: Any, response: Response) -> dict[str, Any] | None:
         """The first answer to this request (`request`: what it asks, as JSON), to give again,
@@ -39,6 +46,9 @@ class Idempotency:
         if self.key is None:
             return None
         sha256 = sha256_hex(json.dumps(request, sort_keys=True))
+        # Past its retention a key is new, whether or not the daily purge has deleted it yet.
+        await self.session.execute(delete(IdempotentRequest).where(
+            *self._this_key(), IdempotentRequest.created_at < utcnow() - self.retention))
         self.claimed = await self.session.scalar(
             crud.insert_ignoring_conflicts_stmt(self.session, IdempotentRequest)
             .values(client_id=self.client_id, route=self.route, key=self.key,
@@ -60,17 +70,16 @@ class Idempotency:
         `contact_id`: the contact whose personal data the answer holds, whose erasure deletes
         it."""
         if self.claimed:
-            await self.session.execute(update(IdempotentRequest).where(
-                IdempotentRequest.client_id == self.client_id,
-                IdempotentRequest.route == self.route, IdempotentRequest.key == self.key)
-                .values(status_code=status_code, answer=answer.model_dump(mode="json"),
-                        contact_id=contact_id))
+            await self.session.execute(update(IdempotentRequest).where(*self._this_key()).values(
+                status_code=status_code, answer=answer.model_dump(mode="json"),
+                contact_id=contact_id))
 
 
 async def idempotency(request: Request, client: ClientDep, session: SessionDep,
-                      key: IdempotencyKeyHeader = None) -> Idempotency:
+                      state: StateDep, key: IdempotencyKeyHeader = None) -> Idempotency:
     # Keys are per route: the same key may name a contact's create and a campaign's launch.
-    return Idempotency(session, client.id, f"{request.method} {request.scope['route'].path}", key)
+    return Idempotency(session, client.id, f"{request.method} {request.scope['route'].path}", key,
+                       state.settings.idempotency_key_retention)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency)]

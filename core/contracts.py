@@ -438,6 +438,7 @@ class PurgeInput:
 @dataclass
 class PurgeResult:
     journeys_purged: int
+    idempotency_keys_purged: int = 0
 
 
 @dataclass

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     # How long a signed dashboard link stays valid.
     dashboard_link_ttl: PositiveDuration = timedelta(days=1)
 
+    # How long the answer to a request with an Idempotency-Key is kept for its retries (a
+    # client's retry of a lost answer comes within minutes or hours; a contact's create answers
+    # with its personal data): older, the key is new again, and the daily purge deletes it.
+    idempotency_key_retention: PositiveDuration = timedelta(days=1)
+
     @property
     def launch_task_queue(self) -> str:
         """Campaign launches and their activities: apart from the journeys' own queue."""

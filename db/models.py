@@ -161,6 +161,7 @@ class IdempotentRequest(Base):
     # The contact a create answered with (its personal data): the contact's erasure takes it.
     contact_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    # Kept `idempotency_key_retention` from here: older, the key is new again.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

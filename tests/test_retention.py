@@ -1,11 +1,12 @@
-"""Data entered but never verified is purged after the client's retention; verified data stays."""
+"""Data entered but never verified is purged after the client's retention; verified data stays.
+The answers kept for Idempotency-Keys go after IDEMPOTENCY_KEY_RETENTION."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from db.models import Journey
+from db.models import IdempotentRequest, Journey
 from db.session import transaction
 from tests.helpers import Customer, unique_email
 from worker import ensure_schedules
@@ -77,3 +78,46 @@ async def test_retention_setting_is_validated(tenant):
     response = await tenant.http.patch("/v1/settings", json={"unverified_retention_days": 0},
                                        headers=tenant.auth)
     assert response.status_code == 422
+
+
+async def test_idempotency_keys_are_new_again_after_their_retention_and_then_purged(
+        tenant, sessions, temporal_env, settings):
+    """An Idempotency-Key answers the retries of its request for IDEMPOTENCY_KEY_RETENTION:
+    sent later it is a new request, and the daily purge deletes the keys older than that with
+    their answers (a contact's create answers with the person's data); a recent key stays."""
+    n = uuid.uuid4().hex[:8]
+
+    async def send(path: str, body: dict, key: str):
+        return await tenant.http.post(path, json=body,
+                                      headers={**tenant.auth, "Idempotency-Key": f"{key}-{n}"})
+
+    campaign = {"name": f"Retried {n}", "consents": []}
+    old_campaign = await send("/v1/campaigns", campaign, "old-campaign")
+    assert old_campaign.status_code == 201, old_campaign.text
+    for key in ("old-contact", "recent-contact"):
+        created = await send("/v1/contacts", {"first_name": "Ann", "last_name": f"{key}-{n}"},
+                             key)
+        assert created.status_code == 201, created.text
+    past_retention = datetime.now(UTC) - settings.idempotency_key_retention - timedelta(minutes=1)
+    async with transaction(sessions) as session:
+        await session.execute(update(IdempotentRequest).where(
+            IdempotentRequest.client_id == tenant.id,
+            IdempotentRequest.key.in_([f"old-campaign-{n}", f"old-contact-{n}"]))
+            .values(created_at=past_retention))
+
+    # Not purged yet, the old key is new all the same: a second campaign.
+    again = await send("/v1/campaigns", campaign, "old-campaign")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers, again.text
+    assert again.json()["id"] != old_campaign.json()["id"]
+
+    result = await temporal_env.client.execute_workflow(
+        PurgeUnverifiedDataWorkflow.run, id=f"purge-test-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue)
+    assert result.idempotency_keys_purged >= 1
+    async with transaction(sessions) as session:
+        kept = set(await session.scalars(select(IdempotentRequest.key).where(
+            IdempotentRequest.client_id == tenant.id)))
+    assert kept == {f"old-campaign-{n}", f"recent-contact-{n}"}
+    recent = await send("/v1/contacts", {"first_name": "Ann", "last_name": f"recent-contact-{n}"},
+                        "recent-contact")
+    assert recent.status_code == 201 and recent.headers["Idempotent-Replayed"] == "true"

@@ -21,6 +21,7 @@ NONSENSE = {
     "anonymise_inactive_every": "PT0S",
     "end_lost_journeys_every": "PT0S",
     "forget_erased_histories_every": "PT0S",
+    "idempotency_key_retention": "PT0S",
     "kyc_judgment_wait": "-PT1S",
     "form_posts_per_ip_per_minute": "0",
     "form_posts_per_link_per_minute": "0",

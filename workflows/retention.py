@@ -1,4 +1,5 @@
-"""Runs the purge of unverified data; a Temporal Schedule starts it every day (worker.py)."""
+"""Runs the purge of unverified data (and of expired Idempotency-Keys); a Temporal Schedule starts
+it every day (worker.py)."""
 
 from datetime import timedelta
 

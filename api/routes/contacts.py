@@ -294,7 +294,8 @@ async def create_contact(
 ) -> ContactOut | JSONResponse | dict[str, Any]:
     """Creates a person or company. The client's uniqueness rule decides whether it already
     exists: then 409 names the existing contact. Safe under concurrent creates. Sent again
-    with its Idempotency-Key, it is answered as the first time, not with that 409."""
+    with its Idempotency-Key, it is answered as the first time, not with that 409 (within
+    IDEMPOTENCY_KEY_RETENTION, a day by default, and until the contact is erased)."""
     data = validated(ContactCreate, body, reg)
     # As read, so a retry that spells the same contact otherwise still matches.
     if (first := await idempotency.replay(data.model_dump(mode="json"), response)) is not None:

@@ -4,7 +4,7 @@ request was, not with what has become of the thing it created since; POST /v1/co
 campaign's launch take the header too. A contact's create names its contact (`contact_id`),
 whose erasure deletes the answer with its personal data. The keys campaigns were created with
 move there; their first answer was not kept, so each is answered with the campaign as it is at
-this migration.
+this migration (until IDEMPOTENCY_KEY_RETENTION after the campaign's creation, as any key).
 
 Revision ID: 0930_idempotent_requests
 Revises: 0910_api_key_last_use
