@@ -39,6 +39,10 @@ FOLD_MARKS = (105, 210)
 HOLE_MARK = 148.5
 SUBJECT_Y = 98.5
 QR_SIZE = 34
+# From the end of the text to the closing's end: the space above the code, the code, the space
+# and the caption under it, the printed link and the space under it, the closing and the space
+# under it; then the client's name, 5 mm a line.
+REPLY_HEIGHT = 2 + QR_SIZE + 3 + 5 + 6 + 6 + 5 + 2
 BLACK = (0, 0, 0)
 HEX_COLOUR = re.compile(r"#([0-9a-fA-F]{6})")
 
@@ -252,8 +256,12 @@ def render_letter_pdf(letter: LetterDocument, fonts: LetterFonts) -> RenderedPdf
         pdf.multi_cell(TEXT_WIDTH, 5, paragraph, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(3)
 
-    # The code, its caption and the printed link stay together on one page.
-    if pdf.get_y() + QR_SIZE + 20 > pdf.h - pdf.b_margin:
+    # The code, its caption, the printed link and the closing stay together on one page: a
+    # text of the wrong length would otherwise send a sheet with the signature alone, or put
+    # the code on one page and its link on the next.
+    name_lines = len(pdf.multi_cell(TEXT_WIDTH, 5, letter.branding.name, dry_run=True,
+                                    output="LINES"))
+    if pdf.get_y() + REPLY_HEIGHT + 5 * name_lines > pdf.page_break_trigger:
         pdf.add_page()
     top = pdf.get_y() + 2
     _qr_code(pdf, letter.link, LEFT, top)

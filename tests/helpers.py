@@ -408,7 +408,7 @@ class _BboxWords(HTMLParser):
 
 class PrintedLetter:
     """A PDF read back the way a person (and the post) would: its text, the position of each
-    word on page 1, and the QR codes on page 1 — with poppler-utils and zbar-tools."""
+    word on page 1, and the QR codes on a page — with poppler-utils and zbar-tools."""
 
     def __init__(self, pdf: bytes, directory: Path) -> None:
         self._dir = directory
@@ -419,9 +419,12 @@ class PrintedLetter:
     def _run(self, *args: str) -> str:
         return subprocess.run(args, check=True, capture_output=True, text=True).stdout
 
-    def text(self) -> str:
-        # Joined into one line per paragraph-ish run, so wrapped sentences can be found whole.
-        return " ".join(self._run("pdftotext", "-enc", "UTF-8", str(self.path), "-").split())
+    def text(self, page: int | None = None) -> str:
+        """All pages' text, or one page's. Joined into one line, so wrapped sentences can be
+        found whole."""
+        pages = ("-f", str(page), "-l", str(page)) if page else ()
+        return " ".join(self._run("pdftotext", "-enc", "UTF-8", *pages, str(self.path),
+                                  "-").split())
 
     def words(self) -> list[PdfWord]:
         parser = _BboxWords()
@@ -431,9 +434,9 @@ class PrintedLetter:
     def images(self) -> int:
         return len(self._run("pdfimages", "-list", str(self.path)).splitlines()) - 2
 
-    def qr_codes(self) -> list[str]:
-        self._run("pdftoppm", "-r", "150", "-gray", "-png", "-f", "1", "-l", "1", "-singlefile",
-                  str(self.path), str(self._dir / "page"))
+    def qr_codes(self, page: int = 1) -> list[str]:
+        self._run("pdftoppm", "-r", "150", "-gray", "-png", "-f", str(page), "-l", str(page),
+                  "-singlefile", str(self.path), str(self._dir / "page"))
         found = subprocess.run(["zbarimg", "-q", "--raw", str(self._dir / "page.png")],
                                capture_output=True, text=True)
         return found.stdout.splitlines()

@@ -122,6 +122,22 @@ def test_long_text_moves_the_qr_code_to_a_second_page_whole(tmp_path):
     assert SHORT in printed.text()
 
 
+def test_the_code_its_link_and_the_closing_stay_together_whatever_the_texts_length(tmp_path):
+    """Whichever length the campaign's text has, the page with the code also has its printed
+    link and the closing: no sheet goes out with the signature alone."""
+    context = request().context
+    for words in range(164, 236, 8):  # one page, the closing or name alone on a second, two
+        incentive = " ".join(["prize"] * words)
+        letter = compose_letter(request(context={**context, "incentive": incentive}), Settings())
+        printed = PrintedLetter(letter.pdf, tmp_path / str(words))
+        last = printed.text(page=letter.pages)
+        assert printed.qr_codes(page=letter.pages) == [LINK], words
+        assert last.endswith(f"Scan the code or go to: {SHORT} Kind regards, Acme Energie"), (
+            words, last[-200:])
+        if letter.pages > 1:
+            assert SHORT not in printed.text(page=1) and printed.qr_codes(page=1) == []
+
+
 @pytest.mark.parametrize(("address", "message"), [
     (PostalAddress(recipient="A" * 60, street_lines=["Street 1"], postal_code="1234 AB",
                    city="Delft", country="NL"), "too long for the envelope window"),
