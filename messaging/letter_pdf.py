@@ -34,7 +34,10 @@ ADDRESS_WIDTH = WINDOW_WIDTH - 10
 # smallest the post's readers and the customer still read.
 RETURN_LINE_SIZES = (7.0, 6.5, 6.0)
 RETURN_LINE_HEIGHT = 3.5
-ADDRESS_LINE = 4.23  # 12 pt leading for 10 pt type
+# The address at 10 pt; a long name or street smaller, down to the 8 pt DIN 5008 allows in the
+# address zone (in a sans-serif type, as ours is), before the window cannot take it.
+ADDRESS_SIZES = (10.0, 9.0, 8.0)
+LEADING = 1.2 * 25.4 / 72  # mm per point of type: 12 pt leading for 10 pt type
 FOLD_MARKS = (105, 210)
 HOLE_MARK = 148.5
 SUBJECT_Y = 98.5
@@ -199,17 +202,23 @@ def _address_field(pdf: FPDF, letter: LetterDocument) -> None:
     text_x = WINDOW_X + 5
     if letter.branding.return_address:
         _return_line(pdf, letter.branding.return_address, text_x)
-    pdf.set_font("Letter", "", 10)
+    for size in ADDRESS_SIZES:
+        pdf.set_font("Letter", "", size)
+        too_long = [line for line in letter.address_lines
+                    if pdf.get_string_width(line) > ADDRESS_WIDTH]
+        if not too_long:
+            break
+    else:
+        raise AddressError(f"address line {too_long[0]!r} is too long for the envelope window")
     for i, line in enumerate(letter.address_lines):
-        if pdf.get_string_width(line) > ADDRESS_WIDTH:
-            raise AddressError(f"address line {line!r} is too long for the envelope window")
         # fpdf2 leaves a character out without a word where the font has no glyph for it: a
         # name or street in Japanese would go out blank.
         if missing := _missing_glyphs(pdf, line):
             raise AddressError(f"address line {line!r} has characters the letter's font "
                                f"cannot print: {missing}")
-        pdf.set_xy(text_x, ADDRESS_Y + i * ADDRESS_LINE)
-        pdf.cell(ADDRESS_WIDTH, ADDRESS_LINE, line)
+        pdf.set_xy(text_x, ADDRESS_Y + i * size * LEADING)
+        pdf.cell(ADDRESS_WIDTH, size * LEADING, line)
+    pdf.set_font("Letter", "", 10)
     pdf.set_xy(125, 85)
     pdf.cell(PAGE_WIDTH - RIGHT - 125, 5, format_date(letter.date, "long", locale=letter.language),
              align="R")

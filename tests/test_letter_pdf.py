@@ -86,6 +86,26 @@ def test_address_sits_in_the_envelope_window(tmp_path):
     assert {w.text for w in in_window} == address_words | set(BRANDING.return_address.split())
 
 
+def test_a_long_name_and_street_are_printed_smaller_inside_the_window(tmp_path):
+    """Too wide for the window at 10 pt, they were refused and the customer got no letter;
+    DIN 5008 allows 8 pt in the address zone."""
+    long = PostalAddress(recipient="María Fernanda Rodríguez de la Fuente-Álvarez",
+                         street_lines=["Burgemeester van Nispen tot Sevenaerstraat 123 A"],
+                         postal_code="6901 AB", city="Zevenaar", country="NL")
+    letter = compose_letter(request(address=long), Settings())
+    words = PrintedLetter(letter.pdf, tmp_path).words()
+    address_words = {w for line in letter.address_lines for w in line.split()}
+    placed = [w for w in words if w.text in address_words]
+    assert {w.text for w in placed} == address_words
+    for w in placed:
+        assert WINDOW_X + 4 < w.x_min and w.x_max < WINDOW_X + WINDOW_WIDTH - 4, w
+        assert ADDRESS_Y - 1 < w.y_min and w.y_max < WINDOW_Y + WINDOW_HEIGHT - 1, w
+    # All in one size, smaller than the date's 10 pt, and no smaller than 8 pt.
+    [date] = [w for w in words if w.text == "November"]
+    sizes = {round(10 * (w.y_max - w.y_min) / (date.y_max - date.y_min), 1) for w in placed}
+    assert len(sizes) == 1 and 8 <= min(sizes) < 10, sizes
+
+
 def test_logo_replaces_the_printed_name_and_the_qr_code_is_vector(tmp_path):
     logo = BytesIO()
     segno.make("logo").save(logo, kind="png", scale=4)
