@@ -26,7 +26,7 @@ from contacts.suppression import CHANNEL_POINTS
 from core.security import sha256_hex
 from core.vocabulary import MARKETING_KINDS, ActorType, Channel, ConsentSource, TokenPurpose
 from db import consents, crud
-from db.models import Client, Contact, LinkToken
+from db.models import Client, Contact, LegalText, LinkToken, Purpose
 from messaging.branding import client_brand
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(limit_form_posts)])
@@ -57,6 +57,14 @@ def page_language(link: LinkToken, contact: Contact) -> str:
     return (link.scope or {}).get("language") or contact.language
 
 
+def shown_name(purpose: Purpose, text: LegalText, client: Client) -> str | None:
+    """The purpose's name beside its legal text in the client's default language, the one the
+    client names its purposes in; None beside a text in another language (the customer's),
+    which then names the purpose itself: a purpose has one name, and a Dutch customer would
+    read it in English."""
+    return purpose.name if text.language == client.default_language else None
+
+
 async def offered(session, client: Client, language: str, current: dict) -> list[dict]:
     """Marketing purposes with the text a customer is shown when choosing them; `current`: the
     contact's decisions, whose purposes are shown whatever language their text is in."""
@@ -65,7 +73,8 @@ async def offered(session, client: Client, language: str, current: dict) -> list
                                               language=language,
                                               fallback=client.default_language,
                                               decided=current)
-    return [{"key": p.key, "name": p.name, "text": texts[p.key].text, "legal": texts[p.key]}
+    return [{"key": p.key, "name": shown_name(p, texts[p.key], client),
+             "text": texts[p.key].text, "legal": texts[p.key]}
             for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
 
 
@@ -243,12 +252,17 @@ async def _unsubscribe_page(request, state, session, token: str, done: bool):
     if found is None:
         return None, invalid_link(request, state)
     link, contact, client = found
-    purposes = await consents.purposes_by_key(session, client_id=client.id)
-    purpose = purposes.get(link.scope["purpose"])
-    context = {"client_name": client.name, "brand": client_brand(client, state.settings), "done": done,
-               "purpose_name": purpose.name if purpose else link.scope["purpose"],
-               "channel": link.scope["channel"]}
-    return found, html(request, state, "unsubscribe", page_language(link, contact), context)
+    language, key = page_language(link, contact), link.scope["purpose"]
+    purpose = (await consents.purposes_by_key(session, client_id=client.id)).get(key)
+    # As the withdrawal will record it: the text in the page's language, else the client's.
+    legal = (await consents.texts_for_purposes(
+        session, client_id=client.id, language=language, fallback=client.default_language,
+        decided=await consents.preferences(session, contact_id=contact.id))).get(key)
+    name = purpose.name if purpose else key
+    context = {"client_name": client.name, "brand": client_brand(client, state.settings),
+               "done": done, "legal": legal, "channel": link.scope["channel"],
+               "purpose_name": shown_name(purpose, legal, client) if purpose and legal else name}
+    return found, html(request, state, "unsubscribe", language, context)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
