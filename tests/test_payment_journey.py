@@ -878,3 +878,36 @@ async def test_a_claim_past_its_due_date_is_called_overdue(tenant, http, mailbox
     sms = await wait_for_sms(settings, mobile)
     assert f"{reference(longest)}, €125.50, overdue since November 30, 2025." in sms["text"]
     assert sms["segments"] <= settings.sms_max_segments
+
+
+async def test_an_earlier_rounds_page_shows_the_claim_as_it_stands(tenant, http, mailbox):
+    """A contact enrolled with the claim again once its journey ended may owe another amount
+    (costs added), by another day, at another payment link; the first email's link is the one
+    the customer keeps: its page asks for what is owed now, not what was, and asks for it
+    again when the claim, withdrawn, is owed anew."""
+    campaign = await tenant.create_campaign(payments=True, expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email = unique_email("rounds")
+    first = (await tenant.enrol(campaign["id"], {"external_id": "rounds", "email": email,
+                                                 "claim": claim(1)}))["results"][0]
+    [invitation] = await mailbox.wait_for(email)
+    await tenant.wait_for_stage(first["journey_id"], "expired", timeout=30)
+    raised = claim(1, amount="140.00", payment_url=f"{PAY}1-costs", due_on="2099-01-31")
+    second = (await tenant.enrol(campaign["id"], {"external_id": "rounds", "claim": raised})
+              )["results"][0]
+    assert second["status"] == "accepted", second
+    customer = Customer(http)
+    await customer.open(mailbox.link(invitation))
+    assert "INV-1: €140.00, due on January 31, 2099" in customer.page, customer.page
+    assert f'href="{PAY}1-costs"' in customer.page and f'href="{PAY}1"' not in customer.page
+
+    # Withdrawn, the claim leaves both pages; enrolled with it anew, it is owed again there.
+    await tenant.wait_for_stage(second["journey_id"], "expired", timeout=30)
+    await tenant.ok("POST", f"/v1/journeys/{first['journey_id']}/claim-withdrawn")
+    await customer.open(mailbox.link(invitation))
+    assert "Pay now" not in customer.page
+    third = (await tenant.enrol(campaign["id"], {"external_id": "rounds", "claim": raised})
+             )["results"][0]
+    assert third["status"] == "accepted", third
+    await customer.open(mailbox.link(invitation))
+    assert f'href="{PAY}1-costs"' in customer.page and "Pay now" in customer.page

@@ -95,6 +95,9 @@ class Visit:
         self.ended_as: str | None = None
         # The client withdrew the claim (written off, settled otherwise): not asked of anyone.
         self.claim_withdrawn = False
+        # The claim as it stands: a later round's amount, due date and payment link, once the
+        # contact was enrolled with it again.
+        self.claim = journey.claim
         # A real link past its time: its page says how things stand, not "not valid".
         self.expired = link.expires_at <= datetime.now(UTC)
         self.campaign, self.client, self.contact = campaign, client, contact
@@ -166,6 +169,18 @@ async def resolve(session, token: str, purpose: TokenPurpose) -> Visit | None:
     visit = Visit(token, link, journey, campaign, client, contact, region, not_withdrawn,
                   claim_paid_at)
     visit.ended_as = ended_as
+    if journey.claim is not None and visit.paid_at is None and journey.stage in FINAL_STAGES:
+        # Enrolled again once this journey ended, the contact may owe it at another amount, by
+        # another day, at another payment link, and owes it anew after a withdrawal: this
+        # page must not send the customer to pay what no longer stands.
+        visit.claim, claim_withdrawn = (await session.execute(
+            select(Journey.claim, exists().where(
+                JourneyEvent.journey_id == Journey.id,
+                JourneyEvent.step == crud.CLAIM_WITHDRAWN_STEP).correlate(Journey))
+            .where(Journey.campaign_id == journey.campaign_id,
+                   Journey.contact_id == journey.contact_id,
+                   Journey.claim["reference"].as_string() == journey.claim["reference"])
+            .order_by(Journey.created_at.desc()).limit(1))).one()
     visit.claim_withdrawn = journey.claim is not None and visit.paid_at is None and claim_withdrawn
     return visit
 
@@ -204,7 +219,7 @@ def html(request: Request, state, name: str, language: str, context: dict[str, A
         # typo): its pages never show the claim, whatever step the journey is at. Nor does a page
         # show a claim the client withdrew: "Pay now" would ask for what is no longer owed.
         claim = None if visit.link.purpose == TokenPurpose.verify_email \
-            or visit.claim_withdrawn else claim_view(visit.journey.claim, visit.paid_at, language)
+            or visit.claim_withdrawn else claim_view(visit.claim, visit.paid_at, language)
         context = {"client_name": visit.client.name, "brand": visit.brand(state.settings),
                    "languages": language_switch(visit.languages),
                    "claim": claim,
