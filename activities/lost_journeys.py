@@ -1,9 +1,13 @@
 """Ends the journeys whose workflow an operator terminated (or that failed or timed out) and
 that nobody has met since: the database held them open, so reports counted them as waiting and
 they blocked their contact's erasure. Customers, enrolments and launches end the ones they meet
-(api.lost_journeys); this finds the rest through Temporal's visibility store."""
+(api.lost_journeys); this finds the rest through Temporal's visibility store. It also wakes the
+webhook endpoints whose deliveries are overdue, as one whose workflow is gone would otherwise
+retry nothing until the endpoint's next event."""
 
-from sqlalchemy import select
+from collections import defaultdict
+
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
@@ -13,8 +17,9 @@ from api import lost_journeys
 from api.lost_workflows import ENDED_WITHOUT_A_WORD
 from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import EndLostJourneysResult
+from core.vocabulary import DeliveryStatus
 from db import crud
-from db.models import Journey
+from db.models import Journey, WebhookDelivery, WebhookEndpoint, utcnow
 from db.session import transaction
 
 GONE = "WorkflowType = 'Journey' AND ExecutionStatus IN ({})".format(", ".join(
@@ -41,7 +46,26 @@ class LostJourneySweep:
                 ended += await self._end(workflow_ids)
                 workflow_ids = []
                 activity.heartbeat(ended)
-        return EndLostJourneysResult(ended=ended + await self._end(workflow_ids))
+        ended += await self._end(workflow_ids)
+        return EndLostJourneysResult(ended=ended, endpoints_woken=await self._wake_overdue())
+
+    async def _wake_overdue(self) -> int:
+        """Wakes the enabled endpoints with a delivery past its time: their workflow was
+        terminated in the Temporal UI (or failed) and is started again (signal-with-start); a
+        running one merely makes one more pass. Returns how many it woke."""
+        async with self._sessions() as session:
+            overdue = (await session.execute(
+                select(WebhookEndpoint.client_id, WebhookEndpoint.id).where(
+                    WebhookEndpoint.enabled, exists().where(
+                        WebhookDelivery.endpoint_id == WebhookEndpoint.id,
+                        WebhookDelivery.status == DeliveryStatus.pending,
+                        WebhookDelivery.next_attempt_at <= utcnow())))).all()
+        by_client = defaultdict(list)
+        for client_id, endpoint_id in overdue:
+            by_client[client_id].append(str(endpoint_id))
+        for client_id, endpoint_ids in by_client.items():
+            await self._waker.wake(client_id, endpoint_ids, "deliveries overdue")
+        return len(overdue)
 
     async def _end(self, workflow_ids: list[str]) -> int:
         if not workflow_ids:

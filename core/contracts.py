@@ -444,6 +444,8 @@ class PurgeResult:
 @dataclass
 class EndLostJourneysResult:
     ended: int
+    # Webhook endpoints whose overdue deliveries were woken (their workflow may be gone).
+    endpoints_woken: int = 0
 
 
 # --- webhook delivery, one workflow per endpoint -------------------------------------------

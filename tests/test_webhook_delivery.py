@@ -10,6 +10,8 @@ from db.models import WebhookAttempt, WebhookDelivery
 from stack import free_port
 from tests.helpers import AppServer, Customer, eventually, own_api, unique_email
 from worker import running_worker
+from workflows.lost_journeys import EndLostJourneysWorkflow
+from workflows.webhook_endpoint import endpoint_workflow_id
 
 
 async def delivery_in(sessions, tenant, status: str) -> WebhookDelivery | None:
@@ -170,3 +172,35 @@ async def test_fixing_the_url_delivers_what_waits_at_once(settings, tenant, temp
         assert got.id == waiting["event_id"]
         [row] = await eventually(lambda: delivered(client, endpoint["id"], 1), what="logged")
         assert row["attempts"] == 2
+
+
+async def test_the_hourly_sweep_restarts_an_endpoint_an_operator_terminated(
+        settings, tenant, temporal_env, webhook_receiver):
+    """An operator terminated an endpoint's delivery workflow while an event waited for its
+    retry: nothing retried it until the endpoint's next event, however long that took. The
+    sweep of lost work (`end-lost-journeys`) wakes the endpoint, and the event goes."""
+    own = settings.model_copy(update={
+        "temporal_task_queue": f"hook-lost-{uuid.uuid4().hex[:6]}",
+        "webhook_retry_delays": [timedelta(seconds=1)],
+        "webhook_retry_every": timedelta(seconds=1), "webhook_retry_for": timedelta(hours=1)})
+    async with own_api(own, tenant) as client, running_worker(temporal_env.client, own):
+        name = await client.subscribe(webhook_receiver, ["campaign.updated"])
+        endpoint_id = client.endpoint_ids[name]
+        webhook_receiver.failures[name] = [503]
+        await rename_campaigns(client, 1)
+
+        async def failed_once() -> list[dict] | None:
+            rows = await client.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/deliveries")
+            return rows if rows and rows[0]["attempts"] == 1 else None
+        await eventually(failed_once, what="a failed attempt")
+        await temporal_env.client.get_workflow_handle(
+            endpoint_workflow_id(endpoint_id)).terminate("operator")
+
+        async def swept() -> list[dict] | None:
+            await temporal_env.client.execute_workflow(
+                EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
+                task_queue=own.temporal_task_queue)
+            return await delivered(client, endpoint_id, 1)
+        [row] = await eventually(swept, what="the waiting event delivered")
+        assert row["attempts"] == 2
+        assert len(webhook_receiver.events(name, "campaign.updated")) == 1
