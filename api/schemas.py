@@ -1,8 +1,10 @@
 """Request and response bodies of the client API."""
 
+import logging
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import UnionType
@@ -33,13 +35,17 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
 
-from core.settings import SMS_SENDER
+from core.settings import SMS_SENDER, Settings, get_settings
 from core.vocabulary import CampaignMode, Channel, JourneyKind
 from db.models import SettingsChange
 from messaging.branding import FONT_STACKS, contrast_problems
+from messaging.letter_pdf import LetterFontError, return_line_problem, unprintable
 from messaging.rendering import supported_languages
 from messaging.wording import KINDS, placeholder_problem
+
+log = logging.getLogger("api")
 
 # What each pattern a field must match means, as its 422 says it: pydantic would quote the
 # regular expression.
@@ -402,6 +408,22 @@ def https_only(value: HttpUrl | None) -> HttpUrl | None:
     return value
 
 
+def letter_font_check(field: str, setting: str,
+                      check: Callable[[Settings], str | None]) -> None:
+    """Raises check's problem (given the settings) as the field's error. A letter font the
+    installation cannot read is its fault, not the request's: a 500 in the one error shape (an
+    exception other than ValueError passes through validation to the handlers)."""
+    try:
+        problem = check(get_settings())
+    except LetterFontError as err:
+        log.error("%s not checked: %s", field, err)
+        raise HTTPException(500, f"letters cannot be printed on this installation, so {field} "
+                            "cannot be checked: its letter font is missing or unreadable "
+                            f"({setting}; the operator's log names the file)") from err
+    if problem:
+        raise ValueError(problem)
+
+
 class BrandingIn(Strict):
     """Every field is optional: unset ones fall back (campaign → client → installation)."""
 
@@ -455,26 +477,10 @@ class BrandingIn(Strict):
     def _printable(cls, value: str | None) -> str | None:
         # Measured as letters print it: within the envelope window at the smallest type, in
         # the letter font's glyphs (as address lines are), never cut or left blank.
-        import logging
-
-        from starlette.exceptions import HTTPException
-
-        from core.settings import get_settings
-        from messaging.letter_pdf import LetterFontError, return_line_problem
-        if value is None:
-            return value
-        try:
-            problem = return_line_problem(value, get_settings().letter_font_regular)
-        except LetterFontError as err:
-            # The installation's fault, not the request's: a 500 in the one error shape (an
-            # exception other than ValueError passes through validation to the handlers).
-            logging.getLogger("api").error("letter_sender not checked: %s", err)
-            raise HTTPException(500, "letters cannot be printed on this installation, so "
-                                "letter_sender cannot be checked: its letter font is missing "
-                                "or unreadable (LETTER_FONT_REGULAR; the operator's log names "
-                                "the file)") from err
-        if problem:
-            raise ValueError(problem)
+        if value is not None:
+            letter_font_check("letter_sender", "LETTER_FONT_REGULAR",
+                              lambda settings: return_line_problem(
+                                  value, settings.letter_font_regular))
         return value
 
     def stored(self) -> dict:
@@ -635,21 +641,42 @@ PART_ABOUT = {
 }
 
 
+# The letter prints its subject in the bold face of its font, its text in the regular one.
+LETTER_FONTS = {"subject": ("letter_font_bold", "LETTER_FONT_BOLD"),
+                "text": ("letter_font_regular", "LETTER_FONT_REGULAR")}
+
+
 def _wording_of(kind: str) -> type[BaseModel]:
     """The wording a client may give one kind of message: its parts, each plain text with that
-    kind's placeholders."""
+    kind's placeholders; a letter's only of characters its font prints, as it would leave the
+    others out (an emoji, Japanese) without a word."""
     def placeholders_known(text: str) -> str:
         problem = placeholder_problem(text, kind)
         if problem:
             raise ValueError(problem)
         return text
 
+    def printable_in(part: str) -> Callable[[str], str]:
+        font, setting = LETTER_FONTS[part]
+
+        def printable(text: str) -> str:
+            letter_font_check(f"the letter's {part}", setting,
+                              lambda settings: unprintable(text, getattr(settings, font),
+                                                           setting))
+            return text
+        return printable
+
     message = KINDS[kind]
-    checked = (StringConstraints(strip_whitespace=True, min_length=1),
-               AfterValidator(placeholders_known))
+
+    def checked(part: str) -> tuple[Any, ...]:
+        return (StringConstraints(strip_whitespace=True, min_length=1),
+                AfterValidator(placeholders_known),
+                *([AfterValidator(printable_in(part))] if message.channel == Channel.letter
+                  else []))
+
     return create_model(
         f"{kind.title().replace('_', '')}WordingIn", __base__=Strict,
-        **{part: (Annotated[PART_TYPES[part], *checked] | None, Field(
+        **{part: (Annotated[PART_TYPES[part], *checked(part)] | None, Field(
             default=None, description=PART_ABOUT[message.channel].get(part)))
            for part in message.parts})
 

@@ -142,24 +142,32 @@ _measuring = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _measuring_pdf(font: str) -> FPDF:
+def _measuring_pdf(font: str, setting: str) -> FPDF:
     pdf = FPDF(unit="mm", format="A4")
-    _add_font(pdf, "", font, "LETTER_FONT_REGULAR")
+    _add_font(pdf, "", font, setting)
     pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
     return pdf
+
+
+def unprintable(text: str, font: Path, setting: str) -> str | None:
+    """Why text cannot be printed in this font of the letter's (the file `setting` names), or
+    None: fpdf2 would leave out the characters it has no glyph for without a word. Raises
+    LetterFontError when the font cannot be read."""
+    with _measuring:
+        missing = _missing_glyphs(_measuring_pdf(str(font), setting), text)
+    return f"has characters the letter's font cannot print: {missing}" if missing else None
 
 
 def return_line_problem(text: str, font: Path) -> str | None:
     """Why this return line (a branding's letter_sender) cannot be printed in the envelope
     window with the letter's regular font, or None. Raises LetterFontError when the font cannot
     be read."""
+    if missing := unprintable(text, font, "LETTER_FONT_REGULAR"):
+        return missing
     with _measuring:
-        pdf = _measuring_pdf(str(font))
+        pdf = _measuring_pdf(str(font), "LETTER_FONT_REGULAR")
         pdf.set_font("Letter", "", RETURN_LINE_SIZES[-1])
-        missing = _missing_glyphs(pdf, text)
         width = pdf.get_string_width(text)
-    if missing:
-        return f"has characters the letter's font cannot print: {missing}"
     if width > ADDRESS_WIDTH:
         return (f"too long for the envelope window: {width:.0f} mm wide at "
                 f"{RETURN_LINE_SIZES[-1]:g} pt, at most {ADDRESS_WIDTH} mm fit; shorten it")

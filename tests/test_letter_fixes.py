@@ -99,3 +99,35 @@ async def test_a_letter_asks_for_both_the_email_address_and_mobile_number_the_pa
                             ("de", "Ihre E-Mail-Adresse und Mobilnummer zu ergänzen.")]:
         text = " ".join((await tenant.ok("GET", f"{path}&language={language}"))["text"].split())
         assert asked in text, (language, text)
+
+
+async def test_letter_wording_with_characters_the_letter_cannot_print_is_a_field_error(tenant):
+    """The letter would print it without them, the preview showing what the paper lacks: an
+    emoji or Japanese in its subject or text is refused, as they would be in the address."""
+    def fields(response) -> dict[str, str]:
+        assert response.status_code == 422, response.text
+        return {f["field"]: f["message"] for f in response.json()["error"]["fields"]}
+
+    refused = await tenant.post("/v1/campaigns", {
+        "name": "Check", "languages": ["en"],
+        "messages": {"letter": {"en": {"subject": "Win a prize 🎉",
+                                       "text": "{client_name} アクメ thanks you 🎉"}}}})
+    assert fields(refused) == {
+        "messages.letter.en.subject": "has characters the letter's font cannot print: 🎉",
+        "messages.letter.en.text": "has characters the letter's font cannot print: アクメ🎉"}
+
+    campaign = await tenant.create_campaign(languages=["en"], consents=[])
+    patched = await tenant.http.patch(f"/v1/campaigns/{campaign['id']}", headers=tenant.auth, json={
+        "messages": {"letter": {"en": {"text": "Thank you 🙏"}}}})
+    assert fields(patched) == {
+        "messages.letter.en.text": "has characters the letter's font cannot print: 🙏"}
+
+    # Every script and sign the letter prints passes; an email shows an emoji, so keeps it.
+    printable = "Łódź, Ελλάδα, Москва: a “€ 50” voucher – for you"
+    saved = await tenant.ok("PATCH", f"/v1/campaigns/{campaign['id']}", {"messages": {
+        "letter": {"en": {"subject": printable, "text": printable}},
+        "invitation": {"en": {"subject": "Win a prize 🎉", "text": "Thank you 🙏"}}}})
+    assert saved["spec"]["messages"]["letter"]["en"]["text"] == printable
+    preview = await tenant.ok("GET", f"/v1/campaigns/{campaign['id']}/messages/preview"
+                                     "?kind=letter&language=en")
+    assert printable in preview["text"]
