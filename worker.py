@@ -103,7 +103,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[li
         importer = ContactImporter(sessions, settings)
         contact_retention = ContactRetention(sessions, settings)
         launcher = CampaignLauncher(sessions, settings, client, dispatcher)
-        lost = LostJourneySweep(sessions, client, dispatcher)
+        lost = LostJourneySweep(sessions, client, dispatcher, settings)
         eraser = HistoryEraser(sessions, client)
         runner = ({} if settings.worker_workflow_sandbox
                   else {"workflow_runner": UnsandboxedWorkflowRunner()})

@@ -1,9 +1,10 @@
 """Ends the journeys whose workflow an operator terminated (or that failed or timed out) and
 that nobody has met since: the database held them open, so reports counted them as waiting and
 they blocked their contact's erasure. Customers, enrolments and launches end the ones they meet
-(api.lost_journeys); this finds the rest through Temporal's visibility store. It also wakes the
-webhook endpoints whose deliveries are overdue, as one whose workflow is gone would otherwise
-retry nothing until the endpoint's next event."""
+(api.lost_journeys); this finds the rest through Temporal's visibility store. It also starts
+again the KYC profiles whose workflow is gone (their reminder and expiry live in it), and wakes
+the webhook endpoints whose deliveries are overdue, as one whose workflow is gone would
+otherwise retry nothing until the endpoint's next event."""
 
 from collections import defaultdict
 
@@ -14,25 +15,32 @@ from temporalio.client import Client as TemporalClient
 
 from activities.webhooks import EndpointWaker
 from api import lost_journeys
-from api.lost_workflows import ENDED_WITHOUT_A_WORD
+from api.kyc_profiles import start_again
+from api.lost_workflows import ENDED_WITHOUT_A_WORD, how_lost
 from contacts.gdpr import OPEN_JOURNEY
 from core.contracts import EndLostJourneysResult
+from core.settings import Settings
 from core.vocabulary import DeliveryStatus
 from db import crud
-from db.models import Journey, WebhookDelivery, WebhookEndpoint, utcnow
+from db.kyc_models import KycProfile
+from db.models import Contact, Journey, WebhookDelivery, WebhookEndpoint, utcnow
 from db.session import transaction
 
-GONE = "WorkflowType = 'Journey' AND ExecutionStatus IN ({})".format(", ".join(
+ENDED = "ExecutionStatus IN ({})".format(", ".join(
     f"'{status.name.title().replace('_', '')}'" for status in sorted(ENDED_WITHOUT_A_WORD)))
+GONE = f"WorkflowType = 'Journey' AND {ENDED}"
+# A cancelled profile goes on in a new run: only these end one.
+PROFILES_GONE = f"WorkflowType = 'Kyc' AND {ENDED}"
 PAGE = 500
 
 
 class LostJourneySweep:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], temporal: TemporalClient,
-                 waker: EndpointWaker) -> None:
+                 waker: EndpointWaker, settings: Settings) -> None:
         self._sessions = sessions
         self._temporal = temporal
         self._waker = waker
+        self._settings = settings
 
     @activity.defn
     async def end_lost_journeys(self) -> EndLostJourneysResult:
@@ -47,7 +55,29 @@ class LostJourneySweep:
                 workflow_ids = []
                 activity.heartbeat(ended)
         ended += await self._end(workflow_ids)
-        return EndLostJourneysResult(ended=ended, endpoints_woken=await self._wake_overdue())
+        return EndLostJourneysResult(ended=ended, profiles_restarted=await self._restart_profiles(),
+                                     endpoints_woken=await self._wake_overdue())
+
+    async def _restart_profiles(self) -> int:
+        """Starts again, from the database, the KYC profiles whose workflow is gone (not those
+        whose contact was deleted, which took its profile along). Returns how many."""
+        gone = {execution.id async for execution in self._temporal.list_workflows(
+            PROFILES_GONE, page_size=PAGE)}
+        restarted = 0
+        for workflow_id in sorted(gone):
+            # Closed runs stay listed: most were started again since.
+            if await how_lost(self._temporal, workflow_id) is None:
+                continue
+            async with self._sessions() as session:
+                found = (await session.execute(select(KycProfile, Contact).join(
+                    Contact, Contact.id == KycProfile.contact_id).where(
+                    KycProfile.workflow_id == workflow_id))).first()
+            if found is None:
+                continue
+            await start_again(self._temporal, self._settings, found.Contact, found.KycProfile)
+            restarted += 1
+            activity.heartbeat(restarted)
+        return restarted
 
     async def _wake_overdue(self) -> int:
         """Wakes the enabled endpoints with a delivery past its time: their workflow was

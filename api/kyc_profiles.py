@@ -362,6 +362,20 @@ def _kept_profile(row: ProfileRow | None) -> KycProfile | None:
     return KYC_PROFILE_JSON.validate_python(row.workflow_profile)
 
 
+async def start_again(temporal: TemporalClient, settings: Settings, contact: Contact,
+                      row: ProfileRow) -> None:
+    """Starts the contact's KYC workflow again from the profile the database keeps, unless it
+    runs: one an operator terminated holds the profile's timers no more, so the profile would
+    never be reminded of nor expire."""
+    kept = _kept_profile(row)
+    if kept is None:
+        return
+    input, options = _workflow(settings, contact, kept)
+    await temporal.start_workflow(KycWorkflow.run, input,
+                                  id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                                  **options)
+
+
 async def update_profile(session: AsyncSession, temporal: TemporalClient, settings: Settings,
                          contact: Contact, row: ProfileRow | None, update: Any, arg: Any) -> Any:
     """Runs an update on the contact's KYC workflow (`row`: its profile as the database has

@@ -444,6 +444,8 @@ class PurgeResult:
 @dataclass
 class EndLostJourneysResult:
     ended: int
+    # KYC profiles started again, their workflow gone.
+    profiles_restarted: int = 0
     # Webhook endpoints whose overdue deliveries were woken (their workflow may be gone).
     endpoints_woken: int = 0
 

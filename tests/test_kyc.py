@@ -32,6 +32,7 @@ from tests.helpers import (
 from tests.histories import save_history
 from worker import running_worker
 from workflows.kyc import KycWorkflow
+from workflows.lost_journeys import EndLostJourneysWorkflow
 
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -1524,3 +1525,28 @@ async def test_an_operator_refutes_a_profile_in_the_temporal_ui_as_its_descripti
                                            "at": datetime.now(UTC).isoformat()})
     refuted = await profile(tenant, contact_id)
     assert (refuted["state"], refuted["reason"]) == ("refuted", "The photo is unreadable.")
+
+
+async def test_a_terminated_profile_nobody_asks_about_still_expires(tenant, sessions, settings,
+                                                                    temporal_env):
+    """Terminated in the Temporal UI, a profile's workflow took its reminder and expiry along:
+    with no request about it, the profile stayed `verified` past its date for ever. The sweep
+    of lost work starts it again from the database, and it expires when due."""
+    await define(tenant, 1, IDENTITY, requires_verification=False, expires_after="PT6S",
+                 remind_before="PT1S")
+    contact_id, _ = await new_contact(sessions, tenant)
+    assigned = (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).json()
+    assert assigned["state"] == "verified", assigned
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    await handle.terminate("operator")
+
+    async def restarted() -> bool:
+        # Temporal's list of closed workflows may lag the termination a moment.
+        await temporal_env.client.execute_workflow(
+            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue)
+        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await eventually(restarted, what="the sweep to start the profile again")
+    expired = await wait_for_state(tenant, contact_id, "expired")
+    [event] = [e for e in expired["history"] if e["type"] == "expired"]
+    assert at(event["at"]) < at(assigned["expires_at"]) + timedelta(seconds=3)
