@@ -911,3 +911,23 @@ async def test_an_earlier_rounds_page_shows_the_claim_as_it_stands(tenant, http,
     assert third["status"] == "accepted", third
     await customer.open(mailbox.link(invitation))
     assert f'href="{PAY}1-costs"' in customer.page and "Pay now" in customer.page
+
+
+async def test_one_payment_reported_on_two_rounds_at_once_is_taken_each_time(tenant):
+    """A payment system that knows both rounds of a claim may report the payment on each of
+    them at the same moment (retries, a report per journey): every report is answered with
+    the one payment, none with a 503 to retry, and the payment is recorded once."""
+    campaign = await tenant.create_campaign(payments=True, expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    item = {"external_id": "both-rounds", "email": unique_email("both"), "claim": claim(1)}
+    first = (await tenant.enrol(campaign["id"], item))["results"][0]
+    await tenant.wait_for_stage(first["journey_id"], "expired", timeout=30)
+    second = (await tenant.enrol(campaign["id"], item))["results"][0]
+    rounds = [first["journey_id"], second["journey_id"]]
+    answers = await asyncio.gather(*(
+        tenant.post(f"/v1/journeys/{journey_id}/payment-completed", {"amount": "125.50"})
+        for journey_id in rounds * 6))
+    assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers]
+    assert len({a.json()["paid_at"] for a in answers}) == 1
+    histories = [(await tenant.journey(journey_id))["history"] for journey_id in rounds]
+    assert sum(e["type"] == "payment_completed" for h in histories for e in h) == 1

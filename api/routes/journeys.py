@@ -72,9 +72,8 @@ async def list_journeys(
     return JourneyPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
-async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid.UUID,
-                     for_update: bool = False) -> Journey:
-    journey = await session.get(Journey, journey_id, with_for_update=for_update)
+async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid.UUID) -> Journey:
+    journey = await session.get(Journey, journey_id)
     if journey is None or journey.client_id != client_id:
         raise HTTPException(404, "journey not found")
     return journey
@@ -82,11 +81,14 @@ async def journey_of(session: SessionDep, client_id: uuid.UUID, journey_id: uuid
 
 async def claim_journeys(session: SessionDep, journey: Journey) -> list[Journey]:
     """The journeys of the journey's claim (its contact's in the campaign with that reference),
-    locked: the claim is paid once, on whichever of them the payment is reported."""
+    locked and read afresh: the claim is paid once, on whichever of them the payment is
+    reported. Locked all at once, oldest first, whichever of them is named: reports on two of
+    them at the same moment wait for each other rather than deadlock."""
     return list(await session.scalars(select(Journey).where(
         Journey.campaign_id == journey.campaign_id, Journey.contact_id == journey.contact_id,
         Journey.claim["reference"].as_string() == journey.claim["reference"])
-        .order_by(Journey.created_at).with_for_update()))
+        .order_by(Journey.created_at, Journey.id).with_for_update()
+        .execution_options(populate_existing=True)))
 
 
 async def claim_payment(session: SessionDep, journeys: list[Journey]) -> dict[str, Any] | None:
@@ -133,7 +135,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     unless engaged before). Repeating the call, on any of them, changes nothing;
     repeating it with another amount or time is a conflict."""
     body = body or PaymentCompleted()  # every field has its default: no body is needed
-    journey = await journey_of(session, client.id, journey_id, for_update=True)
+    journey = await journey_of(session, client.id, journey_id)
     if journey.claim is None:
         raise HTTPException(409, "this journey carries no payment")
     if body.reference is not None and body.reference != journey.claim["reference"]:
@@ -211,7 +213,7 @@ async def claim_withdrawn(journey_id: uuid.UUID, client: ClientDep, session: Ses
     claim's journeys have ended (a running one asks for the payment: cancel it first); a claim
     reported paid has nothing to withdraw. Repeating the call changes nothing; enrolling the
     contact with the claim again asks for it again, and that round's journey owes it anew."""
-    journey = await journey_of(session, client.id, journey_id, for_update=True)
+    journey = await journey_of(session, client.id, journey_id)
     if journey.claim is None:
         raise HTTPException(409, "this journey carries no payment")
     reference = journey.claim["reference"]
