@@ -408,6 +408,12 @@ def https_only(value: HttpUrl | None) -> HttpUrl | None:
     return value
 
 
+def with_letter_or_digit(value: str) -> str:
+    if not any(ch.isascii() and ch.isalnum() for ch in value):
+        raise ValueError("needs a letter or digit")
+    return value
+
+
 def letter_font_check(field: str, setting: str,
                       check: Callable[[Settings], str | None]) -> None:
     """Raises check's problem (given the settings) as the field's error. A letter font the
@@ -438,7 +444,10 @@ class BrandingIn(Strict):
         "A system font stack (nothing is downloaded): " + ", ".join(FONT_STACKS)))
     email_from_name: SenderName | None = Field(
         default=None, description="Display name in the From of emails (default: client name)")
-    sms_sender: str | None = Field(
+    # Trimmed, and with a letter or digit: blanks, dots or dashes alone would send every SMS
+    # from nobody a customer recognises, and a leading blank shows on the phone.
+    sms_sender: Annotated[str, StringConstraints(strip_whitespace=True),
+                          AfterValidator(with_letter_or_digit)] | None = Field(
         default=None, description="SMS sender id: alphanumeric, at most 11 characters, or +E.164",
         pattern=meaning(SMS_SENDER, "at most 11 letters, digits, spaces, dots and dashes, or a "
                                     "number written +E.164"))

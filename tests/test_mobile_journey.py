@@ -5,8 +5,10 @@ import csv
 import io
 import json
 import re
+import uuid
 from datetime import datetime
 
+from messaging.local_outbox import read_records
 from tests.helpers import Customer, eventually, unique_email
 from tests.histories import save_history
 
@@ -618,3 +620,24 @@ async def test_a_code_sent_again_after_a_lost_answer_is_the_code_the_phone_got(
             await client.wait_for_stage(enrolled["results"][0]["journey_id"], "verified")
     finally:
         await provider.stop()
+
+
+async def test_the_sms_sender_a_client_sets_is_trimmed_and_never_blank(
+    tenant, http, mailbox, settings
+):
+    """Blanks, dots or dashes alone were taken as the sender id every SMS showed; blanks
+    around one showed on the phone."""
+    for blank in ("   ", " - "):
+        refused = await tenant.http.put("/v1/branding", headers=tenant.auth,
+                                        json={"sms_sender": blank})
+        assert refused.status_code == 422, blank
+        assert refused.json()["error"]["fields"] == [
+            {"field": "sms_sender", "message": "needs a letter or digit"}]
+    saved = await tenant.ok("PUT", "/v1/branding", {"sms_sender": " Acme B.V. "})
+    assert saved["branding"]["sms_sender"] == "Acme B.V."
+
+    number = f"+3161{uuid.uuid4().int % 10**7:07d}"
+    await start(tenant, mailbox, http, number)
+    await wait_codes(settings, number, 1)
+    [sms] = [r for r in read_records(settings.sms_outbox_dir) if r["to"] == number]
+    assert sms["sender"] == "Acme B.V."
