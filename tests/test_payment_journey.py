@@ -16,7 +16,7 @@ PAY = "https://pay.example.com/claims/"
 
 def claim(n: int, **extra) -> dict:
     return {"reference": f"INV-{n}", "payment_url": f"{PAY}{n}", "amount": "125.50",
-            "due_on": "2026-12-31", **extra}
+            "due_on": "2099-12-31", **extra}
 
 
 async def paid(tenant, journey_id: str, status: int = 200, **body):
@@ -91,7 +91,7 @@ async def test_pay_before_or_after_leaving_data(
     assert "Open payment: INV-0, €125.50" in invitation.text
     customer = Customer(http)
     await customer.open(mailbox.link(invitation))
-    assert f'href="{PAY}0"' in customer.page and "December 31, 2026" in customer.page
+    assert f'href="{PAY}0"' in customer.page and "December 31, 2099" in customer.page
 
     # "paid_only" pays and never leaves data: the reminders stop all the same.
     await mailbox.wait_for(people["paid_only"])
@@ -479,7 +479,7 @@ async def test_a_repeat_with_other_claim_details_is_refused(tenant, mailbox):
         {"external_id": "changes", "claim": claim(6, due_on="2027-01-31")}]})).json()["results"]
     assert due["errors"][0]["field"] == "claim.due_on"
     journey = await tenant.journey(first["journey_id"])
-    assert (journey["claim"]["amount"], journey["claim"]["due_on"]) == ("125.50", "2026-12-31")
+    assert (journey["claim"]["amount"], journey["claim"]["due_on"]) == ("125.50", "2099-12-31")
     [invitation] = await mailbox.wait_for(email)
     assert "€125.50" in invitation.text and "€99.00" not in invitation.text
     # A detail the claim was enrolled without is named as missing, in words.
@@ -579,13 +579,13 @@ async def test_every_message_of_a_payment_reminder_speaks_of_the_claim(
         {"channel": "email"}, {"channel": "sms", "after": "PT1S"},
         {"channel": "letter", "after": "PT1S"}])
     expected = {
-        "en": {"claim": "Open payment: INV-{n}, €125.50, due on December 31, 2026.",
+        "en": {"claim": "Open payment: INV-{n}, €125.50, due on December 31, 2099.",
                "subject": f"{tenant.name}: open payment INV-{{n}}", "pay": "Pay now",
                "update": "update your contact details",
                "letter": "You can pay it on your personal page",
                "letter_subject": "Open payment INV-{n}"},
         "nl": {"claim": "Openstaande betaling: INV-{n}, € 125,50, te betalen uiterlijk "
-                        "31 december 2026.",
+                        "31 december 2099.",
                "subject": f"{tenant.name}: openstaande betaling INV-{{n}}", "pay": "Nu betalen",
                "update": "werk uw contactgegevens bij",
                "letter": "U kunt deze betalen op uw persoonlijke pagina",

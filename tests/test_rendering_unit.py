@@ -149,12 +149,12 @@ def test_letters_and_sms_of_a_payment_reminder_name_the_open_payment():
     letter's subject and own paragraph and at the start of the SMS, which stays GSM-7 (no
     no-break space)."""
     claim = claim_view({"reference": "INV-7", "payment_url": "https://pay.example/7",
-                        "amount": "125.50", "currency": "EUR", "due_on": "2026-12-31"},
+                        "amount": "125.50", "currency": "EUR", "due_on": "2099-12-31"},
                        None, "nl")
     context = {"client_name": "Acme", "first_name": "Eva", "last_name": "M", "incentive": None,
                "link": "https://x.test/c/tok", "expires_at": datetime(2026, 12, 24, tzinfo=UTC),
                "claim": claim}
-    owed = "Openstaande betaling: INV-7, € 125,50, te betalen uiterlijk 31 december 2026."
+    owed = "Openstaande betaling: INV-7, € 125,50, te betalen uiterlijk 31 december 2099."
     letter = render_letter("invitation", "nl", context)
     assert letter.subject == "Openstaande betaling INV-7"
     assert letter.paragraphs[2].replace("\xa0", " ") == owed
