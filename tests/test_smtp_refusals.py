@@ -19,6 +19,7 @@ from stack import free_port
 from tests.helpers import Customer, Mailbox, eventually, on_the_page, own_api, unique_email
 from tests.test_consent_ledger import setup_policies
 from worker import running_worker
+from workflows.client_message import message_workflow_id
 
 
 async def bounced(tenant, journey_id: str) -> dict:
@@ -194,9 +195,29 @@ async def test_a_refused_address_is_named_neither_in_temporal_nor_in_the_reason(
     reply = "550 5.1.1 <recipient>: Recipient address rejected: User unknown"
     assert (message["status"], message["status_reason"]) == ("failed", reply), message
     assert (await email_point(tenant, contact["id"]))["undeliverable"]["reason"] == reply
-    handle = temporal_env.client.get_workflow_handle(f"message/{message['id']}")
+    handle = temporal_env.client.get_workflow_handle(message_workflow_id(message["id"]))
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     history = "\n".join(str(event) for event in (await handle.fetch_history()).events)
     assert reply in history
     assert address.lower() not in history.lower()
+
+
+async def test_a_message_whose_workflow_an_operator_terminated_reads_failed(
+        settings, tenant, temporal_env):
+    """Terminated in the Temporal UI before it was sent (retrying through an outage, say, or
+    here never picked up), a client's message read `queued` for ever: nothing would send it
+    any more. It reads `failed`, saying why."""
+    stuck = settings.model_copy(update={"temporal_task_queue": f"nobody-{uuid.uuid4().hex[:6]}"})
+    async with own_api(stuck, tenant) as client:
+        await setup_policies(client)
+        contact = await new_contact(client, unique_email("stuck"))
+        posted = await client.ok("POST", "/v1/messages", {
+            "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
+            "text": "Please pay"}, 202)
+        await temporal_env.client.get_workflow_handle(
+            message_workflow_id(posted["id"])).terminate("operator")
+        message = await client.ok("GET", f"/v1/messages/{posted['id']}")
+    assert (message["status"], message["status_reason"]) == (
+        "failed", "its workflow was terminated before the message was sent"), message
+    assert message["decided_at"]

@@ -10,6 +10,10 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import ClientMessageInput, ClientMessageResult
 
 
+def message_workflow_id(message_id: str) -> str:
+    return f"message/{message_id}"
+
+
 @workflow.defn(name="ClientMessage")
 class ClientMessageWorkflow:
     @workflow.run

@@ -6,16 +6,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
+from api.lost_workflows import how_lost
 from api.schemas import FieldError, Slug, Strict, not_blank, one_line
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
-from db.models import ClientMessage, Contact, MessagePolicy
-from workflows.client_message import ClientMessageWorkflow
+from db.models import ClientMessage, Contact, MessagePolicy, utcnow
+from workflows.client_message import ClientMessageWorkflow, message_workflow_id
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES)
 
@@ -83,15 +84,26 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
     await session.commit()
     await state.temporal.start_workflow(
         ClientMessageWorkflow.run, ClientMessageInput(str(message.id)),
-        id=f"message/{message.id}", task_queue=state.settings.temporal_task_queue,
+        id=message_workflow_id(str(message.id)), task_queue=state.settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
     return message
 
 
 @router.get("/{message_id}", response_model=MessageOut)
-async def get_message(message_id: uuid.UUID, client: ClientDep,
-                      session: SessionDep) -> ClientMessage:
+async def get_message(message_id: uuid.UUID, client: ClientDep, session: SessionDep,
+                      state: StateDep) -> ClientMessage:
+    """The message's status. One whose workflow ended before it was decided (an operator
+    terminated it in the Temporal UI, say, while it retried through a mail server's outage)
+    would read `queued` for ever: it is `failed`, the reason saying so."""
     message = await session.get(ClientMessage, message_id)
     if message is None or message.client_id != client.id:
         raise HTTPException(404, "message not found")
+    if message.status == "queued" and (how := await how_lost(
+            state.temporal, message_workflow_id(str(message.id)))) not in (None, "not_found"):
+        await session.execute(update(ClientMessage).where(
+            ClientMessage.id == message.id, ClientMessage.status == "queued").values(
+            status="failed", status_reason=f"its workflow was {how.replace('_', ' ')} before the message was sent",
+            decided_at=utcnow()))
+        await session.commit()
+        await session.refresh(message)
     return message
