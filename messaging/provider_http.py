@@ -15,6 +15,7 @@ import httpx
 from pydantic import SecretStr
 
 from core.settings import Settings
+from messaging.email import without_recipient
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,21 @@ class ProviderMisconfigured(RetryableDeliveryFailure):
     fixes the named setting, never a bounce of the recipient."""
 
 
-def _excerpt(text: str, token: str) -> str:
-    """Up to 300 characters of a provider's answer without our token: some APIs echo the
-    credentials they refused, and the excerpt becomes a bounce reason clients read."""
+def _excerpt(text: str, token: str, recipient: str | None) -> str:
+    """Up to 300 characters of a provider's answer without our token nor the recipient's
+    number: some APIs echo the credentials they refused, or the number they could not reach,
+    and the excerpt becomes a bounce reason clients read and a failure in the Temporal UI."""
     if len(token) >= SHORTEST_REDACTED:
         text = text.replace(token, "[redacted]")
+    if recipient:
+        # As given (+E.164), or without its plus as some APIs write it.
+        text = without_recipient(text, recipient, recipient.lstrip("+"))
     return CREDENTIALS.sub(r"\1\2[redacted]", text)[:300]
 
 
-def _reason(response: httpx.Response, token: str) -> str:
+def _reason(response: httpx.Response, token: str, recipient: str | None) -> str:
     # Providers put the reason in the body; a short excerpt is enough.
-    return f"HTTP {response.status_code}: {_excerpt(response.text, token)}".strip()
+    return f"HTTP {response.status_code}: {_excerpt(response.text, token, recipient)}".strip()
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,10 @@ class ProviderApi:
         return cls(http, str(url), token, getattr(settings, f"{channel}_timeout_seconds"),
                    f"{channel.upper()}_HTTP")
 
-    async def submit(self, reference: str, **body: Any) -> str:
+    async def submit(self, reference: str, *, recipient: str | None = None, **body: Any) -> str:
         """POSTs `body` (httpx's json= or data=/files=) and returns the provider's message id:
-        the "id" of its JSON answer, or our reference when it sends none.
+        the "id" of its JSON answer, or our reference when it sends none. `recipient` (a
+        number) is kept out of the errors.
 
         The reference doubles as Idempotency-Key, so a provider can drop the repeat when a
         retry follows a lost answer."""
@@ -123,17 +129,18 @@ class ProviderApi:
             found = answer.get("id") if isinstance(answer, dict) else None
             return str(found) if found else reference
         if status >= 500 or status in RETRYABLE_4XX:
-            raise RetryableDeliveryFailure(_reason(response, token))
+            raise RetryableDeliveryFailure(_reason(response, token, recipient))
         if status < 400:
-            location = _excerpt(response.headers.get("location", "nowhere"), token)[:200]
+            location = _excerpt(response.headers.get("location", "nowhere"), token,
+                                recipient)[:200]
             what = REDIRECT.format(prefix=self.settings_prefix, location=location)
         elif status in CONFIGURATION_4XX:
             what = CONFIGURATION_4XX[status].format(prefix=self.settings_prefix)
         else:
             # Other 4xx: the provider refuses this message (number, document) for good.
-            raise PermanentDeliveryFailure(_reason(response, token))
+            raise PermanentDeliveryFailure(_reason(response, token, recipient))
         message = (f"{what}; every message waits and is retried until it is fixed "
-                   f"({_reason(response, token)})")
+                   f"({_reason(response, token, recipient)})")
         # An error, not a warning: no customer is at fault, and nothing goes out until an
         # operator acts.
         log.error("%s provider misconfigured: %s", self.settings_prefix, message)

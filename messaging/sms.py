@@ -146,7 +146,7 @@ class HttpSmsSender:
         length = check_sms(sms, self._max_segments)
         reference = outbox_id(sms.idempotency_key)
         id = await self._api.submit(
-            reference,
+            reference, recipient=sms.to,
             json={"to": sms.to, "from": sms.sender, "text": sms.text, "reference": reference,
                   "encoding": str(length.encoding), "segments": length.segments},
         )

@@ -168,6 +168,32 @@ async def test_a_provider_echoing_our_token_does_not_put_it_in_the_error(http, s
     assert f"HTTP {status}" in reason and "Bearer [redacted]" in reason
 
 
+@pytest.mark.parametrize("status", [400, 503])
+async def test_a_provider_echoing_the_number_does_not_put_it_in_the_error(http, status):
+    """Some APIs quote the number they could not reach: the excerpt became the bounce reason
+    clients read and, retried, the failure an operator reads in the Temporal UI, which the
+    contact's erasure does not reach. It says `recipient` instead, with or without the plus."""
+    app = FastAPI()
+
+    @app.post("/sms")
+    async def sms(request: Request) -> Response:
+        to = (await request.json())["to"]
+        return Response(json.dumps({"error": f"cannot reach {to}",
+                                    "detail": f"msisdn {to.lstrip('+')} unknown"}), status)
+    server = AppServer(app=app)
+    await server.start()
+    try:
+        settings = Settings(sms_adapter="http", sms_http_url=f"http://127.0.0.1:{server.port}/sms",
+                            sms_http_token="live_sk_SECRET123")
+        with pytest.raises(DeliveryFailed) as err:
+            await make_sms_sender(settings, http).send(SMS)
+    finally:
+        await server.stop()
+    reason = str(err.value)
+    assert "612345678" not in reason, reason
+    assert "cannot reach recipient" in reason and "msisdn recipient unknown" in reason, reason
+
+
 async def test_http_sms_timeout_is_retryable(provider, http):
     provider.stall_seconds = 0.5
     settings = provider_settings(provider, sms_timeout_seconds=0.1)
