@@ -49,14 +49,18 @@ class Idempotency:
         # Past its retention a key is new, whether or not the daily purge has deleted it yet.
         await self.session.execute(delete(IdempotentRequest).where(
             *self._this_key(), IdempotentRequest.created_at < utcnow() - self.retention))
-        self.claimed = await self.session.scalar(
-            crud.insert_ignoring_conflicts_stmt(self.session, IdempotentRequest)
-            .values(client_id=self.client_id, route=self.route, key=self.key,
-                    request_sha256=sha256)
-            .returning(IdempotentRequest.key)) is not None
-        if self.claimed:
-            return None
-        first = await self.session.get_one(IdempotentRequest, (self.client_id, self.route,
+        first = None
+        while first is None:
+            self.claimed = await self.session.scalar(
+                crud.insert_ignoring_conflicts_stmt(self.session, IdempotentRequest)
+                .values(client_id=self.client_id, route=self.route, key=self.key,
+                        request_sha256=sha256)
+                .returning(IdempotentRequest.key)) is not None
+            if self.claimed:
+                return None
+            # None: the first request's record went (its contact erased, its key expired)
+            # between the two statements, so this one may claim the key after all.
+            first = await self.session.get(IdempotentRequest, (self.client_id, self.route,
                                                                self.key))
         if first.request_sha256 != sha256:
             raise HTTPException(409, "the Idempotency-Key was used with another request")
