@@ -139,6 +139,23 @@ def _one_line(value: str, hint: str) -> None:
         raise typer.BadParameter(str(err), param_hint=hint) from None
 
 
+def _printable_on_letters(name: str, settings: Settings) -> None:
+    """Letters print the name in the letterhead (bold) and under the closing: fpdf2 would leave
+    out the characters their font has no glyph for, and the letters go out signed by nobody."""
+    from messaging.letter_pdf import LetterFontError, unprintable
+
+    for font, setting in ((settings.letter_font_bold, "LETTER_FONT_BOLD"),
+                          (settings.letter_font_regular, "LETTER_FONT_REGULAR")):
+        try:
+            problem = unprintable(name, font, setting)
+        except LetterFontError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from None
+        if problem:
+            raise typer.BadParameter(f"{problem}; its letters would show a blank letterhead "
+                                     "and signature", param_hint="NAME")
+
+
 @clients_app.command("create")
 def clients_create(
     name: Annotated[str, typer.Argument(help="The client's name, shown to its customers")],
@@ -155,9 +172,11 @@ def clients_create(
         raise typer.BadParameter("must not be blank", param_hint="NAME")
     # A line break would cut every subject; a control character stop every mail.
     _one_line(name, "NAME")
-    problem = sms_length_problem(name, get_settings())
+    settings = get_settings()
+    problem = sms_length_problem(name, settings)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="NAME")
+    _printable_on_letters(name, settings)
     if language not in supported_languages():
         raise typer.BadParameter(f"one of {', '.join(supported_languages())}",
                                  param_hint="--language")

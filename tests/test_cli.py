@@ -78,6 +78,19 @@ async def test_a_client_name_of_two_lines_or_an_unknown_language_is_refused(data
     assert refused.returncode == 2 and "--language" in refused.stderr, refused.stderr
 
 
+async def test_a_client_name_the_letter_font_cannot_print_is_refused(database_url):
+    """Its letters would go out with a blank letterhead and signature, without a word: the
+    characters are named when the name is given. Greek and Cyrillic print, as names do."""
+    refused = await journeys(database_url, "create", "アクメ株式会社")
+    said = " ".join(refused.stderr.replace("│", " ").split())  # as the box wraps it
+    assert refused.returncode == 2 and "NAME" in said, refused.stderr
+    assert "letter's font cannot print: アクメ株式会社" in said, refused.stderr
+    assert "blank letterhead and signature" in said
+    for prints in ("Ακμή Ενέργεια", "Акме Энергия"):
+        created = await journeys(database_url, "create", prints)
+        assert created.returncode == 0, created.stderr
+
+
 async def test_a_malformed_or_unknown_client_id_is_told_without_a_traceback(tenant, database_url):
     for args in (("keys", "not-a-uuid"), ("add-key", "zzz")):
         refused = await journeys(database_url, *args)
