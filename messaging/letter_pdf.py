@@ -46,6 +46,8 @@ QR_SIZE = 34
 # and the caption under it, the printed link and the space under it, the closing and the space
 # under it; then the client's name, 5 mm a line.
 REPLY_HEIGHT = 2 + QR_SIZE + 3 + 5 + 6 + 6 + 5 + 2
+# Below the text, which breaks to a new page 20 mm from the bottom.
+PAGE_NUMBER_Y = 297 - 14
 BLACK = (0, 0, 0)
 HEX_COLOUR = re.compile(r"#([0-9a-fA-F]{6})")
 
@@ -251,8 +253,28 @@ def _qr_code(pdf: FPDF, link: str, x: float, y: float) -> None:
             pdf.rect(x + start * module, y + r * module, (c - start) * module, module, style="F")
 
 
+class _LetterPdf(FPDF):
+    """Numbers the pages after the first ("Page 2 of 3"), as DIN 5008 asks, so a customer
+    holding loose sheets knows whether one is missing."""
+
+    def __init__(self, page_number: str) -> None:
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self._page_number = page_number
+        # The total is known only when the letter is done: fpdf2 keeps room for it and puts it
+        # in then, at the right of that room as the number ends the line.
+        self.alias_nb_pages(align="R")
+
+    def footer(self) -> None:
+        if self.page_no() == 1:
+            return
+        self.set_font("Letter", "", 8)
+        self.set_xy(LEFT, PAGE_NUMBER_Y)
+        self.cell(TEXT_WIDTH, 4, self._page_number.format(
+            page=self.page_no(), pages=self.str_alias_nb_pages), align="R")
+
+
 def render_letter_pdf(letter: LetterDocument, fonts: LetterFonts) -> RenderedPdf:
-    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf = _LetterPdf(letter.text.page_number)
     _add_font(pdf, "", fonts.regular, "LETTER_FONT_REGULAR")
     _add_font(pdf, "B", fonts.bold, "LETTER_FONT_BOLD")
     pdf.set_margins(LEFT, 20, RIGHT)

@@ -137,11 +137,14 @@ class RenderedLetter:
     paragraphs: list[str]
     qr_caption: str
     closing: str
+    # "Page {page} of {pages}", to format with the page's number and the letter's pages.
+    page_number: str
 
 
 def render_letter(name: str, language: str, context: dict[str, Any]) -> RenderedLetter:
-    """letter/<name>.txt defines the blocks subject, body, qr_caption and closing; the body's
-    paragraphs are separated by blank lines (line breaks inside one are only template layout)."""
+    """letter/<name>.txt defines the blocks subject, body, qr_caption, closing and page_number;
+    the body's paragraphs are separated by blank lines (line breaks inside one are only template
+    layout)."""
     template = environment(pick_language(language)).get_template(f"letter/{name}.txt")
 
     def block(name: str) -> str:
@@ -155,6 +158,7 @@ def render_letter(name: str, language: str, context: dict[str, Any]) -> Rendered
         paragraphs=[line(p) for p in block("body").split("\n\n") if p.strip()],
         qr_caption=line(block("qr_caption")),
         closing=line(block("closing")),
+        page_number=line(block("page_number")),
     )
 
 

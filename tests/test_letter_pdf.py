@@ -1,6 +1,7 @@
 """Letters rendered to PDF and read back as the post and the customer would: the text, where the
 address sits (the envelope window), and the QR code decoded to the personal link."""
 
+import re
 from datetime import UTC, date, datetime
 from io import BytesIO
 
@@ -142,6 +143,27 @@ def test_long_text_moves_the_qr_code_to_a_second_page_whole(tmp_path):
     assert SHORT in printed.text()
 
 
+@pytest.mark.parametrize(("language", "numbered"), [
+    ("en", "Page {page} of {pages}"), ("nl", "Pagina {page} van {pages}"),
+    ("de", "Seite {page} von {pages}")])
+def test_pages_after_the_first_are_numbered_in_the_customers_language(language, numbered,
+                                                                      tmp_path):
+    """As DIN 5008 asks, so a customer with loose sheets knows none is missing; the first page,
+    with the letterhead, has no number, and a one-page letter none at all."""
+    long = request(language=language,
+                   context={**request().context, "incentive": "Win a prize. " * 800})
+    letter = compose_letter(long, Settings())
+    assert letter.pages >= 3
+    printed = PrintedLetter(letter.pdf, tmp_path)
+    a_number = re.compile(numbered.format(page=r"\d+", pages=r"\d+"))
+    assert not a_number.search(printed.text(page=1))
+    for page in range(2, letter.pages + 1):
+        assert numbered.format(page=page, pages=letter.pages) in printed.text(page=page), page
+    short = compose_letter(request(language=language), Settings())
+    assert short.pages == 1
+    assert not a_number.search(PrintedLetter(short.pdf, tmp_path / "short").text())
+
+
 def test_the_code_its_link_and_the_closing_stay_together_whatever_the_texts_length(tmp_path):
     """Whichever length the campaign's text has, the page with the code also has its printed
     link and the closing: no sheet goes out with the signature alone."""
@@ -150,7 +172,8 @@ def test_the_code_its_link_and_the_closing_stay_together_whatever_the_texts_leng
         incentive = " ".join(["prize"] * words)
         letter = compose_letter(request(context={**context, "incentive": incentive}), Settings())
         printed = PrintedLetter(letter.pdf, tmp_path / str(words))
-        last = printed.text(page=letter.pages)
+        last = printed.text(page=letter.pages).removesuffix(
+            f" Page {letter.pages} of {letter.pages}")
         assert printed.qr_codes(page=letter.pages) == [LINK], words
         assert last.endswith(f"Scan the code or go to: {SHORT} Kind regards, Acme Energie"), (
             words, last[-200:])
