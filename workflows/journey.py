@@ -788,7 +788,7 @@ class JourneyWorkflow:
         if not (emitted.refused or self._ended_outside(emitted)):
             self._verified(kind)
 
-    @workflow.signal(description="Sent by the API: another journey of the contact verified a "
+    @workflow.signal(description="Sent by another journey of the contact once it verified a "
                      "value (kind email or mobile) this one may be awaiting too.")
     async def value_verified(self, input: ValueVerifiedInput) -> None:
         """Another of the contact's journeys verified a value: this one, awaiting that kind,
@@ -1050,10 +1050,10 @@ class JourneyWorkflow:
     def _released(self) -> bool:
         return self.held and self.resumes > self.resumes_before_hold
 
-    @workflow.signal(description="No input. Sent by the API to each held journey when its "
-                     "campaign is resumed or archived: a held invitation or reminder goes now, "
-                     "unless the campaign is archived. Sent by hand to a journey whose campaign "
-                     "is still paused, the message is held again.")
+    @workflow.signal(description="No input. Sent to each held journey when its campaign is "
+                     "resumed or archived (campaign/<id>/wake-held): a held invitation or "
+                     "reminder goes now, unless the campaign is archived. Sent by hand to a "
+                     "journey whose campaign is still paused, the message is held again.")
     def campaign_resumed(self) -> None:
         """The campaign is active again (or archived): a held message may go, or not."""
         self.resumes += 1
