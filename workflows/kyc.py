@@ -144,7 +144,8 @@ class KycWorkflow:
     # --- what the client's operators and the customer do -------------------------------------
 
     @workflow.update(description=(
-        'Sent by POST /v1/kyc/contacts/{id}/assign: assigns the profile, or changes its level '
+        'Sent by POST /v1/kyc/contacts/{id}/assign, or as the contact comes to qualify for a '
+        'definition: assigns the profile, or changes its level '
         '({"definition_id": "<id>", or null for the highest the contact qualifies for, "at": '
         '"<time>"}).'))
     async def assign(self, input: AssignKycInput) -> KycProfile:
