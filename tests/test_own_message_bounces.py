@@ -19,18 +19,24 @@ async def message_status(tenant, message_id: str, status: str) -> dict | None:
     return message if message["status"] == status else None
 
 
-async def test_a_bounce_of_the_clients_own_message_marks_the_address(tenant, other_tenant,
-                                                                     mailbox):
-    await setup_policies(tenant)
-    email = unique_email("own")
+async def invoice_sent(tenant, mailbox, email: str, **names: str) -> tuple[dict, ...]:
+    """A contact with `email` sent the client's own invoice: (contact, invoice, message, mail)."""
     contact = await tenant.ok("POST", "/v1/contacts", {
-        "external_id": f"own-{uuid.uuid4().hex[:6]}", "last_name": "Own",
+        "external_id": f"own-{uuid.uuid4().hex[:6]}", "last_name": "Own", **names,
         "contact_points": [{"kind": "email", "value": email}]}, 201)
     invoice = {"contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
                "text": "Please pay."}
     sent = await tenant.ok("POST", "/v1/messages", invoice, 202)
     [mail] = await mailbox.wait_for(email)
     await eventually(lambda: message_status(tenant, sent["id"], "sent"), what="sent")
+    return contact, invoice, sent, mail
+
+
+async def test_a_bounce_of_the_clients_own_message_marks_the_address(tenant, other_tenant,
+                                                                     mailbox):
+    await setup_policies(tenant)
+    email = unique_email("own")
+    contact, invoice, sent, mail = await invoice_sent(tenant, mailbox, email)
     report = {"message_id": mail.headers["Message-ID"], "recipient": email, "kind": "hard",
               "reason": "smtp; 550 5.1.1 user unknown"}
 
@@ -98,14 +104,8 @@ async def test_a_bounce_of_the_clients_own_message_is_announced_to_its_webhooks(
     journeys_only = await tenant.subscribe(webhook_receiver, ["message.bounced"])
     email = unique_email("own-hook")
     refused = f"gone-{uuid.uuid4().hex[:8]}@hard-bounce.example.com"
-    contact = await tenant.ok("POST", "/v1/contacts", {
-        "external_id": f"own-{uuid.uuid4().hex[:6]}", "first_name": "Ann", "last_name": "Own",
-        "contact_points": [{"kind": "email", "value": email}]}, 201)
-    invoice = {"contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
-               "text": "Please pay."}
-    sent = await tenant.ok("POST", "/v1/messages", invoice, 202)
-    [mail] = await mailbox.wait_for(email)
-    await eventually(lambda: message_status(tenant, sent["id"], "sent"), what="sent")
+    contact, invoice, sent, mail = await invoice_sent(tenant, mailbox, email,
+                                                      first_name="Ann")
     report = {"message_id": mail.headers["Message-ID"], "recipient": email, "kind": "soft",
               "reason": "452 4.2.2 mailbox full"}
 

@@ -143,6 +143,20 @@ async def test_wrong_token_is_retried_and_the_token_is_never_in_the_error(provid
     assert "wrong-secret-token" not in repr(settings)
 
 
+async def refusal_of(app: FastAPI, http: httpx.AsyncClient) -> str:
+    """The failure our SMS sender makes of what a provider (`app`, serving POST /sms) answers."""
+    server = AppServer(app=app)
+    await server.start()
+    try:
+        settings = Settings(sms_adapter="http", sms_http_url=f"http://127.0.0.1:{server.port}/sms",
+                            sms_http_token="live_sk_SECRET123")
+        with pytest.raises(DeliveryFailed) as err:
+            await make_sms_sender(settings, http).send(SMS)
+    finally:
+        await server.stop()
+    return str(err.value)
+
+
 @pytest.mark.parametrize("status", [400, 401])
 async def test_a_provider_echoing_our_token_does_not_put_it_in_the_error(http, status):
     """Some APIs quote the credentials they were given; the answer's excerpt becomes a bounce
@@ -154,16 +168,7 @@ async def test_a_provider_echoing_our_token_does_not_put_it_in_the_error(http, s
         return Response(json.dumps({"error": f"bad request for {request.headers['authorization']}"
                                              f" (token={request.headers['authorization'][7:]},"
                                              " other: Basic dXNlcjpwYXNz)"}), status)
-    server = AppServer(app=app)
-    await server.start()
-    try:
-        settings = Settings(sms_adapter="http", sms_http_url=f"http://127.0.0.1:{server.port}/sms",
-                            sms_http_token="live_sk_SECRET123")
-        with pytest.raises(DeliveryFailed) as err:
-            await make_sms_sender(settings, http).send(SMS)
-    finally:
-        await server.stop()
-    reason = str(err.value)
+    reason = await refusal_of(app, http)
     assert "SECRET123" not in reason and "dXNlcjpwYXNz" not in reason
     assert f"HTTP {status}" in reason and "Bearer [redacted]" in reason
 
@@ -180,16 +185,7 @@ async def test_a_provider_echoing_the_number_does_not_put_it_in_the_error(http, 
         to = (await request.json())["to"]
         return Response(json.dumps({"error": f"cannot reach {to}",
                                     "detail": f"msisdn {to.lstrip('+')} unknown"}), status)
-    server = AppServer(app=app)
-    await server.start()
-    try:
-        settings = Settings(sms_adapter="http", sms_http_url=f"http://127.0.0.1:{server.port}/sms",
-                            sms_http_token="live_sk_SECRET123")
-        with pytest.raises(DeliveryFailed) as err:
-            await make_sms_sender(settings, http).send(SMS)
-    finally:
-        await server.stop()
-    reason = str(err.value)
+    reason = await refusal_of(app, http)
     assert "612345678" not in reason, reason
     assert "cannot reach recipient" in reason and "msisdn recipient unknown" in reason, reason
 
