@@ -16,7 +16,7 @@ from temporalio.client import Client as TemporalClient
 from activities.webhooks import EndpointWaker
 from api import lost_journeys
 from api.errors import item_errors
-from api.schemas import ClaimIn, ContactIn, EnrolItemResult, FieldError
+from api.schemas import LOCAL_PAYMENT_PAGES, ClaimIn, ContactIn, EnrolItemResult, FieldError
 from contacts import audit, normalise, registry
 from contacts.audit import Actor
 from contacts.registry import Registry
@@ -45,16 +45,19 @@ from workflows.starts import workflow_id
 T = TypeVar("T")
 
 
-def validate_items(items: list[Any], *, claim_problem: Callable[[ClaimIn], str | None]
+def validate_items(items: list[Any], *, claim_problem: Callable[[ClaimIn], str | None],
+                   local_payment_pages: bool
                    ) -> tuple[dict[int, ContactIn], list[EnrolItemResult]]:
     """The items that are contacts as the campaign takes them, and the others' refusals;
-    `claim_problem` says why the campaign's messages could not carry a claim."""
+    `claim_problem` says why the campaign's messages could not carry a claim;
+    `local_payment_pages` allows a claim's payment page on localhost or a private network."""
     valid: dict[int, ContactIn] = {}
     rejected: list[EnrolItemResult] = []
     first_index: dict[str, int] = {}
     for index, raw in enumerate(items):
         try:
-            item = ContactIn.model_validate(raw)
+            item = ContactIn.model_validate(
+                raw, context={LOCAL_PAYMENT_PAGES: local_payment_pages})
         except ValidationError as err:
             ext = raw.get("external_id") if isinstance(raw, dict) else None
             rejected.append(EnrolItemResult(

@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 
 from core.settings import SMS_SENDER, Settings, get_settings
 from core.vocabulary import CampaignMode, Channel, JourneyKind
+from core.webhook_rules import refused_address
 from db.models import SettingsChange
 from messaging.branding import FONT_STACKS, contrast_problems
 from messaging.letter_pdf import LetterFontError, return_line_problem, unprintable
@@ -1052,6 +1053,26 @@ def minor_units_problem(amount: Decimal, currency: str) -> str | None:
             else f"{currency} amounts have at most {places} decimals")
 
 
+# Every email and letter of the claim carries its payment URL; browsers and mail programs
+# take links of this length.
+PAYMENT_URL_MAX_LENGTH = 2048
+# The validation context of a ContactIn that allows a payment page on this machine or a private
+# network: in dev mode, as a custom domain on http, for a payment page run by the developer.
+LOCAL_PAYMENT_PAGES = "local_payment_pages"
+
+
+def local_host(host: str) -> bool:
+    """Whether host is this machine or on a private network wherever it is looked up from:
+    localhost (RFC 6761) or a loopback, private, link-local or other non-public IP address."""
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return refused_address(host)
+    except ValueError:  # a host name
+        return False
+
+
 def _https_page(value: Any) -> Any:
     # Before parsing: pydantic's own error for javascript: would offer http, refused here; and
     # it reads "https:///claims/7" (a template's host left empty) as the host "claims".
@@ -1099,6 +1120,27 @@ class ClaimIn(Strict):
         # The link is printed in every email and letter of the claim.
         if value.username or value.password:
             raise ValueError("must not carry a user name or password")
+        return value
+
+    @field_validator("payment_url")
+    @classmethod
+    def _short_enough(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        # As parsed, which is how the messages carry it: letters outside ASCII are
+        # percent-encoded, three characters each.
+        if len(str(value)) > PAYMENT_URL_MAX_LENGTH:
+            raise ValueError(f"must be at most {PAYMENT_URL_MAX_LENGTH} characters")
+        return value
+
+    @field_validator("payment_url")
+    @classmethod
+    def _reachable(cls, value: AnyHttpUrl, info: ValidationInfo) -> AnyHttpUrl:
+        # The customer's browser opens it: there such a host is the customer's own machine or
+        # network, or nothing, never the client's payment page.
+        if not (info.context or {}).get(LOCAL_PAYMENT_PAGES) and local_host(
+                urlsplit(str(value)).hostname or ""):
+            raise ValueError("must be on a host the customer's browser can reach as the "
+                             "client's payment page: not localhost nor a loopback, private or "
+                             "link-local address (allowed in dev mode)")
         return value
 
 

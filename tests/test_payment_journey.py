@@ -8,7 +8,7 @@ import io
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from tests.helpers import Customer, PrintedLetter, eventually, unique_email
+from tests.helpers import Customer, PrintedLetter, eventually, own_api, unique_email
 from tests.test_channel_plans import ADDRESS, contact, mobile_number, wait_for_letter, wait_for_sms
 
 PAY = "https://pay.example.com/claims/"
@@ -659,6 +659,44 @@ async def test_claim_errors_say_what_is_accepted(tenant):
         ("claim.currency", "'XAU' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)"),
         ("claim.payment_url", "must name the host of the payment page after https://, e.g. "
                               "https://pay.example.com/...")]
+
+
+async def test_a_payment_url_too_long_or_the_customer_cannot_reach_is_refused_by_item(
+        tenant, settings):
+    """Every email and letter of the claim carries the link: one of thousands of characters
+    would go into each, and one on localhost or a private network address leads the
+    customer's browser to their own machine or nowhere, never to the client's payment page.
+    Dev mode, whose payment page under test runs on the developer's machine, allows those hosts
+    as it allows a custom domain on http."""
+    local = ["https://localhost/claims/1", "https://pay.localhost/claims/2",
+             "https://127.0.0.1/claims/3", "https://[::1]/claims/4", "https://10.1.2.3/claims/5",
+             "https://192.168.0.10/claims/6", "https://169.254.169.254/claims/7",
+             "https://[::ffff:127.0.0.1]/claims/8"]
+    too_long = PAY + "x" * (2049 - len(PAY))
+    fits = PAY + "x" * (2048 - len(PAY))
+    async with own_api(settings.model_copy(update={"dev_mode": False}), tenant) as production:
+        campaign = await production.create_campaign(payments=True)
+        response = await production.post(f"/v1/campaigns/{campaign['id']}/contacts", {
+            "contacts": [{"external_id": f"local-{n}", "email": unique_email(),
+                          "claim": claim(n, payment_url=url)} for n, url in enumerate(local)]
+            + [{"external_id": "long", "email": unique_email(),
+                "claim": claim(20, payment_url=too_long)},
+               {"external_id": "fits", "email": unique_email(),
+                "claim": claim(21, payment_url=fits)}]})
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 9 + ["accepted"], results
+    assert {(e["field"], e["message"]) for r in results[:8] for e in r["errors"]} == {
+        ("claim.payment_url", "must be on a host the customer's browser can reach as the "
+                              "client's payment page: not localhost nor a loopback, private or "
+                              "link-local address (allowed in dev mode)")}
+    assert results[8]["errors"] == [{"field": "claim.payment_url",
+                                     "message": "must be at most 2048 characters"}]
+
+    campaign = await tenant.create_campaign(payments=True)
+    in_dev = await tenant.post(f"/v1/campaigns/{campaign['id']}/contacts", {"contacts": [
+        {"external_id": "dev", "email": unique_email(),
+         "claim": claim(30, payment_url="https://localhost:8443/claims/30")}]})
+    assert in_dev.json()["results"][0]["status"] == "accepted", in_dev.text
 
 
 def reference(length: int) -> str:

@@ -511,7 +511,8 @@ async def enrol_contacts(
     brand = brand_for(client.name, client.branding, campaign.spec.get("branding"),
                       state.settings)
     valid, rejected = enrolment.validate_items(
-        body.contacts, claim_problem=ClaimSms(campaign.spec, brand, state.settings).problem)
+        body.contacts, claim_problem=ClaimSms(campaign.spec, brand, state.settings).problem,
+        local_payment_pages=state.settings.dev_mode)
     results, journeys = [], []
     if valid:
         results, journeys = await enrolment.write_contacts_and_journeys(
