@@ -261,8 +261,9 @@ class _LetterPdf(FPDF):
         super().__init__(orientation="P", unit="mm", format="A4")
         self._page_number = page_number
         # The total is known only when the letter is done: fpdf2 keeps room for it and puts it
-        # in then, at the right of that room as the number ends the line.
-        self.alias_nb_pages(align="R")
+        # in then, at the right of that room as the number ends the line. Not fpdf2's "{nb}",
+        # which a customer's name or a client's wording could hold and would print as a number.
+        self.alias_nb_pages("{pages-of-this-letter}", align="R")
 
     def footer(self) -> None:
         if self.page_no() == 1:
