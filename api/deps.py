@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client as TemporalClient
 
 from api.errors import FieldProblems, unavailable
-from api.schemas import FieldError
+from api.schemas import IDEMPOTENCY_KEY_PATTERN, FieldError
 from contacts import audit, registry
 from contacts.audit import Actor
 from core.security import Csrf, SecretBox
@@ -184,7 +184,7 @@ async def reads(request: Request, client: ClientDep, session: SessionDep,
 ReadsDep = Annotated[Reads, Depends(reads)]
 
 IdempotencyKeyHeader = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=200,
+    alias="Idempotency-Key", min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY_PATTERN,
     description="One per request among the client's: sent again with the same request, the key "
                 "does nothing twice and answers as the first one did; with another request it "
                 "is a 409")]

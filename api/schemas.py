@@ -64,6 +64,12 @@ Slug = Annotated[str, StringConstraints(pattern=meaning(
     "letter or digit, at most 63 characters, e.g. newsletter or service-mail"))]
 
 
+# An Idempotency-Key, as a header or in a body, is printable text: PostgreSQL cannot store a
+# NUL, and a 422 that names the key tells the client what to put right.
+IDEMPOTENCY_KEY_PATTERN = meaning(r"^[^\x00-\x1f\x7f-\x9f]*$", (
+    "must not contain control characters (NUL, tab, DEL and the like): a key is printable text"))
+
+
 def in_utc(value: datetime) -> datetime:
     """The time in UTC, as it is stored and compared; one off the calendar there (year 1 at
     +01:00, 9999-12-31T23:59-05:00) is a field error, where it was a 500 from the database."""

@@ -115,6 +115,25 @@ async def test_a_contact_created_again_with_its_idempotency_key_is_the_first_ans
         assert [f["field"] for f in refused.json()["error"]["fields"]] == ["Idempotency-Key"]
 
 
+async def test_an_idempotency_key_with_a_control_character_is_a_field_error(tenant):
+    """A key the client built with a NUL (or another control character) in it is refused by
+    name, as a key too long is, so the client sees which header to put right."""
+    await set_rule(tenant)
+    for bad in ("key\x00one", "key\tone", "key\x7fone"):
+        refused = await tenant.http.post("/v1/contacts", json=person(), headers={
+            **tenant.auth, "Idempotency-Key": bad})
+        assert refused.status_code == 422, refused.text
+        [field] = refused.json()["error"]["fields"]
+        assert field["field"] == "Idempotency-Key" and "control character" in field["message"]
+    assert (await tenant.get("/v1/contacts?limit=1")).json()["items"] == []
+    # The client's own message takes the key in its body too, held to the same rule.
+    message = {"contact_id": str(uuid.uuid4()), "message_type": "invoice", "subject": "Invoice",
+               "text": "Please pay.", "idempotency_key": "key\tone"}
+    refused = await tenant.post("/v1/messages", message)
+    assert refused.status_code == 422, refused.text
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["idempotency_key"]
+
+
 async def test_validation_names_each_field(tenant):
     await set_rule(tenant, default_region="DE")
     missing = await create(tenant, {"first_name": "Bo", "last_name": "Bar"}, status=422)

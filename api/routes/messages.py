@@ -12,7 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.lost_workflows import how_lost
-from api.schemas import FieldError, Slug, Strict, not_blank, one_line
+from api.schemas import IDEMPOTENCY_KEY_PATTERN, FieldError, Slug, Strict, not_blank, one_line
 from core.contracts import ClientMessageInput
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, Contact, MessagePolicy, utcnow
@@ -30,7 +30,7 @@ class MessageCreate(Strict):
                        AfterValidator(one_line)]
     text: Annotated[str, Field(min_length=1, max_length=50_000), AfterValidator(not_blank)]
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None, min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY_PATTERN,
         description="repeating a key with the same message sends nothing twice; with another "
                     "message it is a 409. The Idempotency-Key header says the same")
 
