@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from babel.dates import format_date
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
 from core.kyc_contracts import KycProfile
+from core.kyc_rules import last_valid_day
 from core.vocabulary import CONTACT_ID, KYC_STATE
 from db.kyc_models import KycDocument
 from db.kyc_models import KycProfile as ProfileRow
@@ -576,6 +578,18 @@ async def test_a_customer_without_email_is_told_by_sms(tenant, sessions, http, s
     assert link, sms["text"]
     page = await Customer(http).open(link.group(1))
     assert page.status_code == 200 and "No ID card yet." in page.text
+
+
+async def test_a_german_customer_is_told_until_which_day_the_verification_lasts(
+        tenant, sessions, mailbox):
+    """German writes it "bis zum 15. Dezember 2026 gültig", not "gültig bis 15. Dezember"."""
+    await define(tenant, 1, IDENTITY, expires_after="P400D")
+    contact_id, email = await new_contact(sessions, tenant, language="de")
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    verified = await tenant.ok("POST", f"/v1/kyc/contacts/{contact_id}/verify", {})
+    last_day = format_date(last_valid_day(at(verified["expires_at"])), "long", locale="de")
+    [mail] = await mail_with(mailbox, email, "Identität ist verifiziert")
+    assert f"Ihre Verifizierung ist bis zum {last_day} gültig." in mail.text, mail.text
 
 
 async def test_a_refused_email_shows_in_the_profiles_history(tenant, sessions):

@@ -268,3 +268,16 @@ async def test_the_verification_preview_dates_the_link_as_the_mail_sent_does(
                                           verification_link_ttl="P7D")
     week = await tenant.ok("GET", f"{preview_path(longer)}?kind=verification")
     assert valid_until(week["text"]) != valid_until(sent.text)
+
+
+async def test_german_mails_say_until_which_day_a_link_lasts(tenant: Tenant):
+    """German writes the day a link lasts until as "bis zum 15. Dezember 2026": the mails said
+    "bis 15. Dezember 2026"."""
+    campaign = await tenant.create_campaign(languages=["de"], default_language="de", consents=[])
+    day = r"\d{1,2}\. \w+ \d{4}"
+    invitation = await tenant.ok("GET", f"{preview_path(campaign)}?kind=invitation")
+    assert re.search(rf"Dieser Link ist persönlich und bis zum {day} gültig\.",
+                     invitation["text"]), invitation["text"]
+    verification = await tenant.ok("GET", f"{preview_path(campaign)}?kind=verification")
+    assert re.search(rf"Der Link ist bis zum {day}, \d\d:\d\d UTC gültig\.",
+                     verification["text"]), verification["text"]
