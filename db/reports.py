@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core.vocabulary import FINAL_STAGES, PAGE_ADDRESS_FIELDS, BounceKind, JourneyKind, Stage
-from db.crud import PAYMENT_STEP
+from db.crud import CLAIM_WITHDRAWN_STEP, PAYMENT_STEP
 from db.models import ConsentEvent, Contact, Journey, JourneyEvent, Message, MessageBounce
 
 FUNNEL_STEPS = ("invited", "opened", "entered", "verified", "expired", "opted_out", "cancelled")
@@ -183,8 +183,10 @@ ADDRESS_PARTS = ("type", *PAGE_ADDRESS_FIELDS)
 
 
 # A payment-reminder campaign's rows name the claim, and say whether it was reported paid,
-# when, and the amount (in the claim's currency) the payment-completed call recorded.
-PAYMENT_COLUMNS = ("reference", "currency", "paid", "paid_at", "amount")
+# when, and the amount (in the claim's currency) the payment-completed call recorded; then
+# what the claim asks (its amount and due date) and whether the client withdrew it.
+PAYMENT_COLUMNS = ("reference", "currency", "paid", "paid_at", "amount", "claim_amount",
+                   "due_on", "withdrawn", "withdrawn_at")
 
 
 def report_columns(consent_keys: list[str], *, payments: bool = False) -> list[str]:
@@ -216,29 +218,44 @@ async def collected_rows(
     session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID,
     payments: bool = False,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The journeys that collected data (in a payment-reminder campaign, or were reported
-    paid), oldest id first, a partition at a time, each row with the consents of the
+    """The journeys that collected data (in a payment-reminder campaign, every journey with a
+    claim), oldest id first, a partition at a time, each row with the consents of the
     submission that collected it. A row is a journey: a contact enrolled again has a row per
     round, told apart by `enrolled_at`."""
     shown = Journey.collected.is_not(None)
+    claimed: tuple[Any, ...] = ()
     if payments:
-        shown |= Journey.paid_at.is_not(None)
-    # The payment is the claim's, recorded on whichever of its journeys it was reported on
-    # (the contact's in the campaign with the reference): a later round shows it too. Looked
-    # up for paid journeys only.
-    payer = aliased(Journey)
-    payment = (select(JourneyEvent.detail).join(payer, payer.id == JourneyEvent.journey_id)
-               .where(JourneyEvent.step == PAYMENT_STEP,
-                      payer.campaign_id == Journey.campaign_id,
-                      payer.contact_id == Journey.contact_id,
-                      payer.claim["reference"].as_string()
-                      == Journey.claim["reference"].as_string())
-               .order_by(JourneyEvent.at).limit(1).scalar_subquery())
+        # A claim nobody answered is still owed: the debt collector needs its row most.
+        shown |= Journey.claim.is_not(None)
+        # The payment is the claim's, recorded on whichever of its journeys it was reported
+        # on (the contact's in the campaign with the reference): a later round shows it too.
+        # Looked up for paid journeys only.
+        payer = aliased(Journey)
+        payment = (select(JourneyEvent.detail).join(payer, payer.id == JourneyEvent.journey_id)
+                   .where(JourneyEvent.step == PAYMENT_STEP,
+                          payer.campaign_id == Journey.campaign_id,
+                          payer.contact_id == Journey.contact_id,
+                          payer.claim["reference"].as_string()
+                          == Journey.claim["reference"].as_string())
+                   .order_by(JourneyEvent.at).limit(1).scalar_subquery())
+        withdrawn = (select(JourneyEvent.at).where(JourneyEvent.journey_id == Journey.id,
+                                                   JourneyEvent.step == CLAIM_WITHDRAWN_STEP)
+                     .scalar_subquery())
+        # The claim as it stands is its newest round's, as the pages of its journeys show it:
+        # enrolled again, it may ask another amount by another day, and a round enrolled
+        # after a withdrawal owes it anew. Every round of a claim is among the rows, so a
+        # window over them finds it without a lookup per row.
+        rounds = {"partition_by": (Journey.contact_id, Journey.claim["reference"].as_string()),
+                  "order_by": (Journey.created_at, Journey.id), "rows": (None, None)}
+        claimed = (case((Journey.paid_at.is_not(None), payment)).label("payment"),
+                   func.last_value(Journey.claim, type_=Journey.claim.type)
+                   .over(**rounds).label("current_claim"),
+                   func.last_value(withdrawn, type_=JourneyEvent.at.type)
+                   .over(**rounds).label("withdrawn_at"))
     result = await session.stream(
         select(Journey.id, Journey.contact_id, Journey.stage, Journey.language,
-               Journey.created_at, Journey.collected, Journey.finished_at, Journey.claim, Journey.paid_at,
-               case((Journey.paid_at.is_not(None), payment)).label("payment"),
-               Contact.external_id, Contact.first_name, Contact.last_name)
+               Journey.created_at, Journey.collected, Journey.finished_at, Journey.paid_at,
+               *claimed, Contact.external_id, Contact.first_name, Contact.last_name)
         .join(Contact, Contact.id == Journey.contact_id)
         .where(Journey.client_id == client_id, Journey.campaign_id == campaign_id, shown)
         .order_by(Journey.id)
@@ -271,11 +288,13 @@ def point_state(r: Any, kind: str) -> str | None:
 def _row(r: Any, consents: list[ConsentEvent], *, payments: bool) -> dict[str, Any]:
     verified = r.stage == Stage.verified
     collected = r.collected or {}  # a payment reported by a customer who left no data
-    claim = r.claim or {}
-    paid = {"reference": claim.get("reference"), "currency": claim.get("currency"),
-            "paid": r.paid_at is not None,
-            "paid_at": r.paid_at.isoformat() if r.paid_at else None,
-            "amount": (r.payment or {}).get("amount")} if payments else {}
+    paid = {} if not payments else {
+        "reference": (claim := r.current_claim or {}).get("reference"),
+        "currency": claim.get("currency"), "paid": r.paid_at is not None,
+        "paid_at": r.paid_at.isoformat() if r.paid_at else None,
+        "amount": (r.payment or {}).get("amount"), "claim_amount": claim.get("amount"),
+        "due_on": claim.get("due_on"), "withdrawn": r.withdrawn_at is not None,
+        "withdrawn_at": r.withdrawn_at.isoformat() if r.withdrawn_at else None}
     return {
         "journey_id": str(r.id), "contact_id": str(r.contact_id), "external_id": r.external_id,
         "first_name": r.first_name, "last_name": r.last_name, "language": r.language,

@@ -270,12 +270,19 @@ async def test_a_payment_time_is_answered_as_it_is_read_later(tenant):
 
 
 async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
+    """A debt collector reads in the report what every claim asks and whether it was paid or
+    written off, whether or not its customer ever answered."""
     campaign = await tenant.create_campaign(payments=True)
-    people = {name: unique_email(name) for name in ("payer", "entered", "idle")}
+    people = {name: unique_email(name) for name in ("payer", "entered", "idle", "written-off")}
     enrolled = await tenant.enrol(campaign["id"], *(
         {"external_id": name, "email": email, "claim": claim(i)}
         for i, (name, email) in enumerate(people.items())))
     journeys = {r["external_id"]: r["journey_id"] for r in enrolled["results"]}
+    # The client gives up on "written-off": its request ends and the claim is withdrawn.
+    await mailbox.wait_for(people["written-off"])
+    await tenant.ok("POST", f"/v1/journeys/{journeys['written-off']}/cancel")
+    await tenant.wait_for_stage(journeys["written-off"], "cancelled")
+    await tenant.ok("POST", f"/v1/journeys/{journeys['written-off']}/claim-withdrawn")
     # "payer" pays without ever leaving data; "entered" leaves data and does not pay.
     await mailbox.wait_for(people["payer"])
     payment = await paid(tenant, journeys["payer"], amount="99.00")
@@ -293,7 +300,7 @@ async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
 
     report = list(csv.DictReader(io.StringIO((await tenant.get(f"{base}/report.csv")).text)))
     rows = {r["external_id"]: r for r in report}
-    assert set(rows) == {"payer", "entered"}
+    assert set(rows) == set(people)
     assert (rows["payer"]["paid"], rows["payer"]["amount"]) == ("true", "99.00")
     assert (rows["payer"]["reference"], rows["payer"]["currency"]) == ("INV-0", "EUR")
     assert datetime.fromisoformat(rows["payer"]["paid_at"]) == datetime.fromisoformat(
@@ -301,9 +308,23 @@ async def test_report_and_funnel_say_who_paid(tenant, http, mailbox):
     assert (rows["entered"]["paid"], rows["entered"]["paid_at"], rows["entered"]["amount"]) == (
         "false", "", "")
     assert rows["entered"]["reference"] == "INV-1"
+    # What each claim asks, paid or not, answered or not; and which the client withdrew.
+    for name, row in rows.items():
+        assert (row["claim_amount"], row["due_on"]) == ("125.50", "2099-12-31"), name
+        assert row["withdrawn"] == ("true" if name == "written-off" else "false"), name
+    assert (rows["idle"]["reference"], rows["idle"]["paid"], rows["idle"]["email"]) == (
+        "INV-2", "false", "")
+    withdrawn_at = (await tenant.journey(journeys["written-off"]))["history"][-1]
+    assert withdrawn_at["type"] == "claim_withdrawn"
+    assert datetime.fromisoformat(rows["written-off"]["withdrawn_at"]) == datetime.fromisoformat(
+        withdrawn_at["at"]) and rows["idle"]["withdrawn_at"] == ""
     entries = {r["external_id"]: r for r in (await tenant.get(f"{base}/report.json")).json()["rows"]}
+    assert set(entries) == set(people)
     assert (entries["payer"]["paid"], entries["payer"]["amount"]) == (True, "99.00")
     assert entries["entered"]["paid"] is False and entries["entered"]["email"] == people["entered"]
+    assert (entries["idle"]["claim_amount"], entries["idle"]["due_on"],
+            entries["idle"]["withdrawn"]) == ("125.50", "2099-12-31", False)
+    assert entries["written-off"]["withdrawn"] is True
 
     # A campaign without payments shows none of it.
     plain = await tenant.create_campaign()

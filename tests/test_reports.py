@@ -5,7 +5,7 @@ import csv
 import io
 import tracemalloc
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 import httpx
 from sqlalchemy import text
@@ -348,7 +348,8 @@ async def test_report_json_is_documented_and_a_csv_may_start_with_a_bom(tenant, 
     assert report["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ReportDocument"}
     row = openapi["components"]["schemas"]["ReportRow"]
-    assert {"enrolled_at", "consents", "email_state", "paid"} <= set(row["properties"])
+    assert {"enrolled_at", "consents", "email_state", "paid", "claim_amount", "due_on",
+            "withdrawn", "withdrawn_at"} <= set(row["properties"])
 
     campaign, journeys = await walk_three_customers(tenant, http, mailbox)
     base = f"/v1/campaigns/{campaign['id']}"
@@ -362,6 +363,7 @@ async def test_report_json_is_documented_and_a_csv_may_start_with_a_bom(tenant, 
     [row] = ReportDocument.model_validate((await tenant.get(
         f"/v1/campaigns/{payments['id']}/report.json")).json()).rows
     assert (row.paid, row.amount, row.reference, row.email) == (True, "125.50", "INV-1", None)
+    assert (row.claim_amount, row.due_on, row.withdrawn) == ("125.50", date(2099, 12, 31), False)
 
     for name in ("report.csv", "bounces.csv", "funnel.csv"):
         plain = (await tenant.get(f"{base}/{name}")).content

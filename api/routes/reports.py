@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -74,11 +74,20 @@ class ReportRow(BaseModel):
     ip: str | None
     user_agent: str | None
     reference: str | None = Field(default=None, description="Payment-reminder campaigns only "
-                                  "(as currency, paid, paid_at and amount): the claim's")
-    currency: str | None = None
+                                  "(as the fields up to withdrawn_at): the claim's")
+    currency: str | None = Field(default=None, description="The claim's as it stands (its "
+                                 "newest round's, as claim_amount and due_on)")
     paid: bool | None = None
     paid_at: datetime | None = None
     amount: str | None = Field(default=None, description="As payment-completed recorded it")
+    claim_amount: str | None = Field(default=None, description="What the claim asks, as it "
+                                     "stands: a contact enrolled with it again may owe another "
+                                     "amount, by another day, and every round's row says so")
+    due_on: date | None = None
+    withdrawn: bool | None = Field(default=None, description="The client withdrew the claim "
+                                   "(claim-withdrawn); enrolled with it again, the contact "
+                                   "owes it anew and this is false")
+    withdrawn_at: datetime | None = None
     consents: list[ReportConsent] = Field(description="The consents of the submission that "
                                           "collected the data")
 
@@ -91,8 +100,8 @@ class ReportCampaign(BaseModel):
 
 class ReportDocument(BaseModel):
     campaign: ReportCampaign
-    rows: list[ReportRow] = Field(description="One per journey that entered data (or, in a "
-                                  "payment-reminder campaign, was reported paid)")
+    rows: list[ReportRow] = Field(description="One per journey that entered data (in a "
+                                  "payment-reminder campaign, one per journey)")
 
 
 def first_channel(campaign: Campaign) -> str:
@@ -212,8 +221,8 @@ async def report_csv(campaign_id: uuid.UUID, client: ClientDep, session: Session
     """One row per journey that entered data (a contact enrolled again has a row per round,
     each with its `journey_id` and `enrolled_at`): the data, its verification, and per consent
     checkbox granted/declined with the version and hash of the legal text shown. A
-    payment-reminder campaign also has a row per journey reported paid, with paid, paid_at and
-    the amount recorded."""
+    payment-reminder campaign has a row per journey, answered or not, with what its claim
+    asks, whether and when it was paid (and the amount recorded) or withdrawn."""
     campaign = await campaign_of(session, client.id, campaign_id)
     columns = reports.report_columns(await reports.consent_keys(
         session, client_id=client.id, campaign_id=campaign.id,
