@@ -990,3 +990,40 @@ async def test_one_payment_reported_on_two_rounds_at_once_is_taken_each_time(ten
     assert len({a.json()["paid_at"] for a in answers}) == 1
     histories = [(await tenant.journey(journey_id))["history"] for journey_id in rounds]
     assert sum(e["type"] == "payment_completed" for h in histories for e in h) == 1
+
+
+async def test_a_payment_on_an_earlier_round_is_of_the_claim_as_it_stands(
+    tenant, mailbox, webhook_receiver
+):
+    """The client's books may name the first round of a claim the contact was enrolled with
+    again at another amount, by another day, at another link: the payment reported there is
+    of the claim as it stands, which its webhook carries and the report shows on every round."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.payment_completed"])
+    campaign = await tenant.create_campaign(payments=True, expires_after="PT3S",
+                                            reminders={"interval": "PT1H", "max_count": 1})
+    email = unique_email("raised")
+    first = (await tenant.enrol(campaign["id"], {"external_id": "raised", "email": email,
+                                                 "claim": claim(1)}))["results"][0]
+    await tenant.wait_for_stage(first["journey_id"], "expired", timeout=30)
+    raised = claim(1, amount="140.00", payment_url=f"{PAY}1-costs", due_on="2099-01-31")
+    second = (await tenant.enrol(campaign["id"], {"external_id": "raised", "claim": raised})
+              )["results"][0]
+    assert second["status"] == "accepted", second
+    report = f"/v1/campaigns/{campaign['id']}/report.csv"
+
+    async def rows() -> dict[str, dict]:
+        return {r["journey_id"]: r for r in csv.DictReader(io.StringIO(
+            (await tenant.get(report)).text))}
+    before = await rows()
+    assert set(before) == {first["journey_id"], second["journey_id"]}
+    assert {(r["claim_amount"], r["due_on"], r["paid"]) for r in before.values()} == {
+        ("140.00", "2099-01-31", "false")}
+
+    # Reported on the first round without an amount: the claim was paid as it stands.
+    await paid(tenant, first["journey_id"])
+    [delivery] = await webhook_receiver.wait_for(hook, "journey.payment_completed")
+    data = delivery.payload["data"]
+    assert data["claim"] == {**raised, "currency": "EUR"}, data
+    assert (data["amount"], data["reference"]) == ("140.00", "INV-1")
+    assert {(r["amount"], r["claim_amount"], r["paid"]) for r in (await rows()).values()} == {
+        ("140.00", "140.00", "true")}

@@ -141,10 +141,14 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
     if body.reference is not None and body.reference != journey.claim["reference"]:
         raise FieldProblems([FieldError(field="reference",
                                         message="is not the claim reference of this journey")])
-    if body.amount is not None and (problem := minor_units_problem(
-            body.amount, journey.claim.get("currency", "EUR"))):
-        raise FieldProblems([FieldError(field="amount", message=problem)])
     journeys = await claim_journeys(session, journey)
+    # The claim as it stands is its newest round's (enrolled again, the contact may owe
+    # another amount, by another day, at another link): the payment is of that claim,
+    # whichever round the client's books name.
+    claim = journeys[-1].claim
+    if body.amount is not None and (problem := minor_units_problem(
+            body.amount, claim.get("currency", "EUR"))):
+        raise FieldProblems([FieldError(field="amount", message=problem)])
     recorded = await claim_payment(session, journeys)
     if recorded is not None:
         # A repeat is harmless, on any journey of the claim; a different amount or time is
@@ -167,7 +171,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
         paid_at = body.paid_at or datetime.now(UTC)
         detail = {"reference": journey.claim["reference"], "paid_at": paid_at.isoformat(),
                   "amount": str(body.amount) if body.amount is not None
-                  else journey.claim.get("amount")}
+                  else claim.get("amount")}
         await crud.add_journey_event(session, journey=journey, step=crud.PAYMENT_STEP,
                                      type="payment_completed", at=paid_at, detail=detail)
         journey.paid_at = paid_at
@@ -182,7 +186,7 @@ async def payment_completed(journey_id: uuid.UUID, client: ClientDep, session: S
             type=EventType.journey_payment_completed, data={
                 **crud.journey_ref(journey, await session.get_one(Campaign, journey.campaign_id)),
                 "contact": crud.contact_ref(await session.get_one(Contact, journey.contact_id)),
-                "claim": journey.claim, **detail})
+                "claim": claim, **detail})
         await session.commit()
         await state.endpoints.wake(client.id, endpoints, "payment completed")
     # Every journey of the claim is paid: one still running, though the payment was reported
