@@ -17,6 +17,7 @@ from api.schemas import (
     Strict,
     SupportedLanguage,
     meaning,
+    never_null,
     with_time_zone,
     written_out,
 )
@@ -24,16 +25,35 @@ from contacts.schemas import ExternalId
 from core.vocabulary import Channel, ConsentSource, MessageCategory, PurposeKind
 
 
+NAME_DESCRIPTION = ("the purpose's name in your default language (`journeys clients create "
+                    "--language`): what customers reading it see, where `names` has none in it")
+NAMES_DESCRIPTION = (
+    "the purpose's name per language (en, nl, de), e.g. {\"nl\": \"Nieuwsbrief\", \"de\": "
+    "\"Newsletter\"}: what customers reading that language see; where a language other than "
+    "your default one has none, the purpose's legal text in that language names it")
+PurposeNames = Annotated[dict[SupportedLanguage, Name], Field(description=NAMES_DESCRIPTION)]
+
+
 class PurposeCreate(Strict):
     key: Slug
-    name: Name
+    name: Name = Field(description=NAME_DESCRIPTION)
     kind: PurposeKind
+    names: PurposeNames = {}
+
+
+class PurposeUpdate(Strict):
+    name: Name | None = Field(default=None, description=NAME_DESCRIPTION)
+    names: PurposeNames | None = Field(default=None, description=(
+        f"{NAMES_DESCRIPTION}; replaces the names the purpose had ({{}}: none)"))
+
+    _not_cleared = field_validator("name", "names")(never_null)
 
 
 class PurposeOut(BaseModel):
     id: uuid.UUID
     key: str
-    name: str
+    name: str = Field(description=NAME_DESCRIPTION)
+    names: dict[str, str] = Field(description=NAMES_DESCRIPTION)
     kind: str
     created_at: datetime
 

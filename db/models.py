@@ -788,6 +788,9 @@ class Purpose(Base):
     client_id: Mapped[uuid.UUID] = _client_fk()
     key: Mapped[str] = mapped_column(String(63))
     name: Mapped[str] = mapped_column(String(200))
+    # The client's name for the purpose per language ({"nl": "Nieuwsbrief"}), as its legal
+    # texts are per language: `name` is written in the client's default language only.
+    names: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     kind: Mapped[str] = mapped_column(String(30))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -342,6 +342,7 @@ BODIES: dict[str, Callable[[Tenant], Awaitable[Any]]] = {
     "POST /v1/messages": message_body,
     "POST /v1/purposes": lambda t: fixed({"key": f"p-{uuid.uuid4().hex[:8]}", "name": "P",
                                           "kind": "direct_marketing"}),
+    "PATCH /v1/purposes/{key}": lambda t: fixed({"names": {"nl": "Nieuwsbrief"}}),
     "POST /v1/purposes/{key}/legal-texts": lambda t: fixed(
         {"language": "en", "version": uuid.uuid4().hex[:8], "text": "Words."}),
     "PATCH /v1/settings": lambda t: fixed({"household_rule": "move"}),

@@ -57,12 +57,18 @@ def page_language(link: LinkToken, contact: Contact) -> str:
     return (link.scope or {}).get("language") or contact.language
 
 
-def shown_name(purpose: Purpose, text: LegalText, client: Client) -> str | None:
-    """The purpose's name beside its legal text in the client's default language, the one the
-    client names its purposes in; None beside a text in another language (the customer's),
-    which then names the purpose itself: a purpose has one name, and a Dutch customer would
-    read it in English."""
-    return purpose.name if text.language == client.default_language else None
+def shown_name(purpose: Purpose, language: str, text: LegalText | None,
+               client: Client) -> str | None:
+    """The purpose's name on a page in `language`: the client's name for it in that language
+    (in `names`, else `name`, written in the client's default language); without one, `name`
+    beside a legal text in the default language, and None beside a text in another language
+    (the customer's), which then names the purpose itself rather than a name the customer may
+    not read. Without a text, there is only the name to show."""
+    if language in purpose.names:
+        return purpose.names[language]
+    if text is None or client.default_language in (language, text.language):
+        return purpose.name
+    return None
 
 
 async def offered(session, client: Client, language: str, current: dict) -> list[dict]:
@@ -73,7 +79,7 @@ async def offered(session, client: Client, language: str, current: dict) -> list
                                               language=language,
                                               fallback=client.default_language,
                                               decided=current)
-    return [{"key": p.key, "name": shown_name(p, texts[p.key], client),
+    return [{"key": p.key, "name": shown_name(p, language, texts[p.key], client),
              "text": texts[p.key].text, "legal": texts[p.key]}
             for p in purposes.values() if p.kind in MARKETING_KINDS and p.key in texts]
 
@@ -258,10 +264,9 @@ async def _unsubscribe_page(request, state, session, token: str, done: bool):
     legal = (await consents.texts_for_purposes(
         session, client_id=client.id, language=language, fallback=client.default_language,
         decided=await consents.preferences(session, contact_id=contact.id))).get(key)
-    name = purpose.name if purpose else key
     context = {"client_name": client.name, "brand": client_brand(client, state.settings),
                "done": done, "legal": legal, "channel": link.scope["channel"],
-               "purpose_name": shown_name(purpose, legal, client) if purpose and legal else name}
+               "purpose_name": shown_name(purpose, language, legal, client) if purpose else key}
     return found, html(request, state, "unsubscribe", language, context)
 
 

@@ -14,6 +14,7 @@ from api.consent_schemas import (
     MessagePolicyOut,
     PurposeCreate,
     PurposeOut,
+    PurposeUpdate,
 )
 from api.deps import ClientDep, NoBody, SessionDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
@@ -43,7 +44,8 @@ async def named_purpose(session, client_id, key: str, field: str) -> Purpose:
 @router.post("/purposes", status_code=status.HTTP_201_CREATED, response_model=PurposeOut,
              responses={409: {"model": ErrorBody, "description": "a purpose with this key exists"}})
 async def create_purpose(body: PurposeCreate, client: ClientDep, session: SessionDep) -> Purpose:
-    purpose = Purpose(client_id=client.id, key=body.key, name=body.name, kind=body.kind)
+    purpose = Purpose(client_id=client.id, key=body.key, name=body.name, names=body.names,
+                      kind=body.kind)
     session.add(purpose)
     try:
         await session.commit()
@@ -57,6 +59,20 @@ async def create_purpose(body: PurposeCreate, client: ClientDep, session: Sessio
 @router.get("/purposes", response_model=list[PurposeOut])
 async def list_purposes(client: ClientDep, session: SessionDep) -> list[Purpose]:
     return list((await consents.purposes_by_key(session, client_id=client.id)).values())
+
+
+@router.patch("/purposes/{key}", response_model=PurposeOut)
+async def update_purpose(key: Slug, body: PurposeUpdate, client: ClientDep,
+                         session: SessionDep) -> Purpose:
+    """Renames the purpose, in your default language (`name`) or per language (`names`, all
+    of them at once); its key and kind stay, as consents were given for them."""
+    purpose = await purpose_of(session, client.id, key)
+    if body.name is not None:
+        purpose.name = body.name
+    if body.names is not None:
+        purpose.names = body.names
+    await session.commit()
+    return purpose
 
 
 @router.post("/purposes/{key}/legal-texts", status_code=status.HTTP_201_CREATED,
