@@ -176,7 +176,8 @@ def _schedule(settings: Settings, campaign: Campaign, selection: LaunchSelection
             launch_input(settings, campaign.id, selection, LaunchTrigger.schedule),
             id=scheduled_launch_workflow_id(str(campaign.id)),
             task_queue=settings.launch_task_queue,
-            typed_search_attributes=campaign_search_attributes(campaign)),
+            typed_search_attributes=campaign_search_attributes(campaign),
+            static_summary=f"Scheduled launch of campaign {campaign.id}"),
         spec=spec,
         # A launch still running when the next is due is not doubled: that one is skipped.
         state=ScheduleState(paused=campaign.status != "active",

@@ -15,12 +15,16 @@ ENDED_WITHOUT_A_WORD = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionSta
 
 
 async def how_lost(temporal: TemporalClient, workflow_id: str) -> str | None:
-    """How the workflow ended without finishing its work ("terminated", "not_found", ...), or
-    None while it runs."""
+    """How the workflow ended without finishing its work ("terminated", "cancelled",
+    "not_found", ...), or None while it runs."""
     try:
         status = (await temporal.get_workflow_handle(workflow_id).describe()).status
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
         return "not_found"
-    return status.name.lower() if status in ENDED_WITHOUT_A_WORD else None
+    if status not in ENDED_WITHOUT_A_WORD:
+        return None
+    # Temporal spells it CANCELED; the API, the webhooks and their history details say
+    # `cancelled` everywhere else. Details recorded before read `canceled`, and stay so.
+    return "cancelled" if status == WorkflowExecutionStatus.CANCELED else status.name.lower()

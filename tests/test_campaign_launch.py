@@ -452,6 +452,22 @@ async def test_a_cron_expression_that_never_fires_is_refused(tenant, temporal_en
     await tenant.ok("PUT", f"/v1/campaigns/{plain}/recurrence", {"cron": "0 9 29 2 *"})
 
 
+async def test_a_launch_its_schedule_started_has_a_summary(tenant, temporal_env):
+    """An operator reads in the Temporal UI's list which campaign a launch is of, also for one
+    the campaign's recurrence started (here Trigger on its schedule), as for a launch by the
+    API: it had no summary."""
+    campaign_id = await light_campaign(tenant, recurrence={"cron": "0 9 1 * *"})
+    schedule = temporal_env.client.get_schedule_handle(f"campaign/{campaign_id}/recurrence")
+    await schedule.trigger()
+
+    async def started() -> list | None:
+        return (await schedule.describe()).info.recent_actions or None
+    [action] = await eventually(started, what="the triggered launch")
+    launch = temporal_env.client.get_workflow_handle(action.action.workflow_id)
+    assert await (await launch.describe()).static_summary() == (
+        f"Scheduled launch of campaign {campaign_id}")
+
+
 async def test_a_recurrence_runs_at_most_as_often_as_the_setting_allows(tenant, settings):
     """Each run reads the whole selection: a schedule every second would scan the registry
     every second. The tests' own setting lets one fire within a test."""

@@ -21,7 +21,7 @@ from core.vocabulary import ActorType
 from db import crud
 from db.models import Contact
 from db.session import transaction
-from tests.helpers import eventually, own_api
+from tests.helpers import eventually, handler_descriptions, own_api
 from tests.histories import save_history
 from workflows.contact_import import ContactImportWorkflow, import_workflow_id
 
@@ -212,6 +212,8 @@ async def test_import_enrols_contacts_into_a_campaign(tenant, other_tenant, temp
                                                          import_workflow_id(job["id"]))
     progress = await handle.query(ContactImportWorkflow.progress)
     assert progress.processed_rows == progress.total_rows == 20
+    # The Temporal UI says what the query tells, as for journeys.
+    assert "rows in the file and processed" in (await handler_descriptions(handle))["progress"]
     if record_histories:
         await save_history(handle, "contact_import_enrolled")
 

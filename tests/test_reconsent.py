@@ -17,7 +17,8 @@ from core.temporal import connect
 from core.vocabulary import CLIENT_ID
 from db.models import Campaign, ConsentEvent, Contact, ContactPoint, Journey
 from db.session import transaction
-from tests.helpers import Customer, eventually
+from tests.helpers import Customer, eventually, handler_descriptions
+from worker import running_worker
 from workflows.contact_anonymisation import AnonymiseInactiveContactsWorkflow
 from workflows.reconsent import ReconsentRunWorkflow
 from workflows.webhook_endpoint import EndpointDispatcher
@@ -457,6 +458,31 @@ async def test_a_run_an_operator_terminated_can_be_started_again(tenant, session
             f"CampaignId = '{campaign['id']}' AND WorkflowType = 'ReconsentRun'")]
     runs = await eventually(listed, what="the run in Temporal's list")
     assert {r.typed_search_attributes.get(CLIENT_ID) for r in runs} == {str(tenant.id)}
+    # Its summary names the campaign, and its progress query says what it tells.
+    run = temporal_env.client.get_workflow_handle(f"reconsent/{campaign['id']}")
+    assert await (await run.describe()).static_summary() == (
+        f"Re-consent run of campaign {campaign['id']}")
+    assert "contacts reset" in (await handler_descriptions(run))["state"]
+
+
+async def test_a_run_an_operator_cancelled_reads_cancelled(tenant, sessions, settings,
+                                                          temporal_env):
+    """Cancelled in the Temporal UI, a run read `stopped: "canceled"`, Temporal's spelling,
+    where the API says `cancelled` everywhere else."""
+    campaign = await reconsent_campaign(tenant)
+    await unasked_contact(tenant, sessions)
+    queue = f"nobody-{uuid.uuid4()}"
+    stuck = await temporal_env.client.start_workflow(
+        ReconsentRunWorkflow.run, ReconsentRunInput(campaign["id"], 200),
+        id=f"reconsent/{campaign['id']}", task_queue=queue)
+    await stuck.cancel()
+    async with running_worker(temporal_env.client,
+                              settings.model_copy(update={"temporal_task_queue": queue})):
+        with pytest.raises(WorkflowFailureError):
+            await stuck.result()
+    assert (await tenant.get(f"/v1/campaigns/{campaign['id']}/reconsent-run")).json() == {
+        "contacts_reset": 0, "journeys_started": 0, "skipped": 0, "done": False,
+        "stopped": "cancelled"}
 
 
 async def test_a_reconsent_campaign_needs_its_form_and_asks_for_no_data(tenant):

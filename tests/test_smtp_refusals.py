@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from aiosmtpd.controller import Controller
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from messaging.dev_mail import (
     HANG_UP_DOMAIN,
@@ -221,3 +221,37 @@ async def test_a_message_whose_workflow_an_operator_terminated_reads_failed(
     assert (message["status"], message["status_reason"]) == (
         "failed", "its workflow was terminated before the message was sent"), message
     assert message["decided_at"]
+
+
+async def test_an_operator_finds_a_contacts_messages_and_one_cancelled_reads_so(
+        settings, tenant, temporal_env):
+    """A client's messages carried no search attributes nor summary: an operator could not list
+    a client's or a contact's messages in the Temporal UI. Cancelled there before it was sent
+    (never picked up here), a message reads `failed`, its workflow `cancelled` as the API
+    spells it everywhere (Temporal says CANCELED)."""
+    queue = f"nobody-{uuid.uuid4().hex[:6]}"
+    stuck = settings.model_copy(update={"temporal_task_queue": queue})
+    async with own_api(stuck, tenant) as client:
+        await setup_policies(client)
+        contact = await new_contact(client, unique_email("listed"))
+        posted = await client.ok("POST", "/v1/messages", {
+            "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
+            "text": "Please pay"}, 202)
+        handle = temporal_env.client.get_workflow_handle(message_workflow_id(posted["id"]))
+
+        async def listed() -> list[str]:
+            return [w.id async for w in temporal_env.client.list_workflows(
+                f"ClientId = '{tenant.id}' AND ContactId = '{contact['id']}' "
+                "AND WorkflowType = 'ClientMessage'")]
+        assert await eventually(listed, what="the message in Temporal's list") == [handle.id]
+        summary = await (await handle.describe()).static_summary()
+        assert summary == f"Message invoice to contact {contact['id']}"
+
+        await handle.cancel()
+        async with running_worker(temporal_env.client, stuck):
+            async def cancelled() -> bool:
+                return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+            await eventually(cancelled, what="the message's workflow cancelled")
+        message = await client.ok("GET", f"/v1/messages/{posted['id']}")
+    assert (message["status"], message["status_reason"]) == (
+        "failed", "its workflow was cancelled before the message was sent"), message

@@ -1,5 +1,7 @@
 """Webhook deliveries survive a receiver outage, odd answers and a URL fixed late, and stop\non a permanent refusal."""
 
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -8,7 +10,14 @@ from sqlalchemy import select
 
 from db.models import WebhookAttempt, WebhookDelivery
 from stack import free_port
-from tests.helpers import AppServer, Customer, eventually, own_api, unique_email
+from tests.helpers import (
+    AppServer,
+    Customer,
+    eventually,
+    handler_descriptions,
+    own_api,
+    unique_email,
+)
 from worker import running_worker
 from workflows.lost_journeys import EndLostJourneysWorkflow
 from workflows.webhook_endpoint import endpoint_workflow_id
@@ -193,8 +202,11 @@ async def test_the_hourly_sweep_restarts_an_endpoint_an_operator_terminated(
             rows = await client.ok("GET", f"/v1/webhook-endpoints/{endpoint_id}/deliveries")
             return rows if rows and rows[0]["attempts"] == 1 else None
         await eventually(failed_once, what="a failed attempt")
-        await temporal_env.client.get_workflow_handle(
-            endpoint_workflow_id(endpoint_id)).terminate("operator")
+        handle = temporal_env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+        # The Temporal UI says what its signal is for and the input to send it with by hand.
+        [shown] = re.findall(r"\{.*?\}", (await handler_descriptions(handle))["wake"])
+        await handle.signal("wake", json.loads(shown))
+        await handle.terminate("operator")
 
         async def swept() -> list[dict] | None:
             await temporal_env.client.execute_workflow(

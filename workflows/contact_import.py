@@ -62,6 +62,8 @@ class ContactImportWorkflow:
             ContactImporter.finish_import, FinishImportInput(input.import_id, enrolled), **DB_WORK)
         return self.progress()
 
-    @workflow.query
+    @workflow.query(description="The import's progress, which GET /v1/contact-imports/{id} shows: "
+                    "rows in the file and processed, contacts created, updated, unchanged and "
+                    "failed.")
     def progress(self) -> ImportProgress:
         return ImportProgress(self.total_rows, self.processed_rows, replace(self.counts))

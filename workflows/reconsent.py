@@ -39,6 +39,8 @@ class ReconsentRunWorkflow:
         workflow.continue_as_new(ReconsentRunInput(
             input.campaign_id, input.batch_size, cursor, self.progress))
 
-    @workflow.query
+    @workflow.query(description="The run's progress, which GET /v1/campaigns/{id}/reconsent-run "
+                    "shows: contacts reset, journeys started, skipped (no email, or consent "
+                    "withdrawn), done.")
     def state(self) -> ReconsentProgress:
         return self.progress

@@ -89,7 +89,12 @@ class WebhookEndpointWorkflow:
                 # The queue lives in the database, so the next run starts with a pass anyway.
                 workflow.continue_as_new(replace(input, policy=self.policy))
 
-    @workflow.signal
+    @workflow.signal(description=(
+        'Sent (with start) once an event for the endpoint is recorded, the endpoint is '
+        'changed or deleted, a delivery resent or replayed, and by the hourly '
+        'end-lost-journeys sweep: the workflow delivers what is due now; a delivery waiting '
+        'for its next retry waits on. An operator may send it by hand: {"reason": '
+        '"operator"}.'))
     def wake(self, input: WakeEndpointInput) -> None:
         self.wakeups += 1
         if input.policy is not None:

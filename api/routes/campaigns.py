@@ -556,6 +556,7 @@ async def require_reconsent(campaign_id: uuid.UUID, client: ClientDep, session: 
             ReconsentRunWorkflow.run, ReconsentRunInput(str(campaign.id), batch_size),
             id=run_id, task_queue=state.settings.temporal_task_queue,
             search_attributes=launches.campaign_search_attributes(campaign),
+            static_summary=f"Re-consent run of campaign {campaign.id}",
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A finished run is not repeated: a new consent form is a new campaign. One an
             # operator terminated (or that failed) may be started again, and asks whom it

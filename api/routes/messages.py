@@ -7,13 +7,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import select, update
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 
 from api.deps import ClientDep, IdempotencyKeyHeader, SessionDep, StateDep
 from api.errors import ERROR_RESPONSES, ErrorBody, FieldProblems
 from api.lost_workflows import how_lost
 from api.schemas import IDEMPOTENCY_KEY_PATTERN, FieldError, Slug, Strict, not_blank, one_line
 from core.contracts import ClientMessageInput
+from core.vocabulary import CLIENT_ID, CONTACT_ID
 from db.crud import insert_ignoring_conflicts
 from db.models import ClientMessage, Contact, MessagePolicy, utcnow
 from workflows.client_message import ClientMessageWorkflow, message_workflow_id
@@ -85,7 +90,13 @@ async def send_message(body: MessageCreate, client: ClientDep, session: SessionD
     await state.temporal.start_workflow(
         ClientMessageWorkflow.run, ClientMessageInput(str(message.id)),
         id=message_workflow_id(str(message.id)), task_queue=state.settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # An operator finds a client's (or a contact's) messages as its journeys; the summary
+        # names the type, never the subject or text, which may be personal.
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(CLIENT_ID, str(client.id)),
+            SearchAttributePair(CONTACT_ID, str(message.contact_id))]),
+        static_summary=f"Message {message.message_type} to contact {message.contact_id}")
     return message
 
 
