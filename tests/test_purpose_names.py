@@ -51,23 +51,24 @@ async def test_a_dutch_customer_reads_the_purpose_in_dutch_an_english_one_by_its
 async def test_a_german_and_a_dutch_customer_read_the_names_the_client_gives_in_their_languages(
         tenant, http, mailbox):
     await setup_policies(tenant)  # "newsletter", named "Newsletter" and in no other language
-    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
-                    {"language": "de", "version": "3", "text": GERMAN}, 201)
     contact_id, address = await verified_contact(tenant, http, mailbox, ["terms", "newsletter"])
     await tenant.ok("PATCH", f"/v1/contacts/{contact_id}", {"language": "de"})
     await send(tenant, contact_id, "newsletter", "Neues im Dezember")
     newsletter = next(m for m in mailbox.to(address) if m.subject == "Neues im Dezember")
     preferences, unsubscribe = link_to(newsletter, "/p/"), unsubscribe_link(newsletter)
-
-    # Without a German name, the German text names the purpose.
     customer = Customer(http)
-    await customer.open(preferences)
-    assert '<html lang="de">' in customer.page
-    assert f'<legend class="legal-text">{GERMAN}</legend>' in customer.page, customer.page
-    asked = (await http.get(unsubscribe)).text
-    assert (f"<p>Möchten Sie Folgendes von {tenant.name} nicht mehr per E-Mail erhalten?</p>\n"
-            f'<p class="legal-text">{GERMAN}</p>') in asked, asked
-    assert "Newsletter" not in customer.page + asked
+
+    async def german_page_shows(name: str | None, text: str, text_language: str = "de") -> None:
+        """The purpose headed by its name, else by its legal text."""
+        await customer.open(preferences)
+        assert '<html lang="de">' in customer.page
+        marked = "" if text_language == "de" else f' lang="{text_language}"'
+        shown = (f'<legend>{name}</legend>\n    <p class="legal-text"{marked}>{text}</p>' if name
+                 else f'<legend class="legal-text"{marked}>{text}</legend>')
+        assert shown in customer.page, customer.page
+
+    # No German text nor name: the English name beside the English text, as before names.
+    await german_page_shows("Newsletter", ENGLISH, "en")
 
     named = await tenant.ok("PATCH", "/v1/purposes/newsletter",
                             {"names": {"nl": "Nieuwsbrief", "de": "Rundbrief"}})
@@ -75,13 +76,22 @@ async def test_a_german_and_a_dutch_customer_read_the_names_the_client_gives_in_
                                                               "de": "Rundbrief"})
     [listed] = [p for p in await tenant.ok("GET", "/v1/purposes") if p["key"] == "newsletter"]
     assert listed["names"] == named["names"]
+    await german_page_shows("Rundbrief", ENGLISH, "en")
 
-    await customer.open(preferences)
-    assert (f'<legend>Rundbrief</legend>\n    <p class="legal-text">{GERMAN}</p>'
-            in customer.page), customer.page
+    await tenant.ok("POST", "/v1/purposes/newsletter/legal-texts",
+                    {"language": "de", "version": "3", "text": GERMAN}, 201)
+    await german_page_shows("Rundbrief", GERMAN)
     asked = (await http.get(unsubscribe)).text
     assert f"<p>Möchten Sie „Rundbrief“ von {tenant.name} nicht mehr per E-Mail erhalten?</p>" \
         in asked, asked
+
+    # The German name taken back: the German text names the purpose, as before names.
+    await tenant.ok("PATCH", "/v1/purposes/newsletter", {"names": {"nl": "Nieuwsbrief"}})
+    await german_page_shows(None, GERMAN)
+    asked = (await http.get(unsubscribe)).text
+    assert (f"<p>Möchten Sie Folgendes von {tenant.name} nicht mehr per E-Mail erhalten?</p>\n"
+            f'<p class="legal-text">{GERMAN}</p>') in asked, asked
+    assert "Newsletter" not in customer.page + asked and "Rundbrief<" not in customer.page
 
     # The customer switches to Dutch, which the unsubscribe link then speaks too.
     await http.post(f"{preferences}/language", data={"language": "nl",
