@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from core.vocabulary import FINAL_STAGES, PAGE_ADDRESS_FIELDS, BounceKind, JourneyKind, Stage
 from db.crud import CLAIM_WITHDRAWN_STEP, PAYMENT_STEP
@@ -227,26 +226,25 @@ async def collected_rows(
     if payments:
         # A claim nobody answered is still owed: the debt collector needs its row most.
         shown |= Journey.claim.is_not(None)
-        # The payment is the claim's, recorded on whichever of its journeys it was reported
-        # on (the contact's in the campaign with the reference): a later round shows it too.
-        # Looked up for paid journeys only.
-        payer = aliased(Journey)
-        payment = (select(JourneyEvent.detail).join(payer, payer.id == JourneyEvent.journey_id)
-                   .where(JourneyEvent.step == PAYMENT_STEP,
-                          payer.campaign_id == Journey.campaign_id,
-                          payer.contact_id == Journey.contact_id,
-                          payer.claim["reference"].as_string()
-                          == Journey.claim["reference"].as_string())
-                   .order_by(JourneyEvent.at).limit(1).scalar_subquery())
+        # The payment is the claim's, recorded once on whichever of its rounds it was reported
+        # on: every round shows it. Looked up for paid journeys only.
+        recorded = (select(JourneyEvent.detail).where(JourneyEvent.journey_id == Journey.id,
+                                                      JourneyEvent.step == PAYMENT_STEP)
+                    .scalar_subquery())
         withdrawn = (select(JourneyEvent.at).where(JourneyEvent.journey_id == Journey.id,
                                                    JourneyEvent.step == CLAIM_WITHDRAWN_STEP)
                      .scalar_subquery())
         # The claim as it stands is its newest round's, as the pages of its journeys show it:
         # enrolled again, it may ask another amount by another day, and a round enrolled
         # after a withdrawal owes it anew. Every round of a claim is among the rows, so a
-        # window over them finds it without a lookup per row.
+        # window over them finds it, and its payment, where a lookup of the contact's other
+        # rounds for each row read the whole campaign's journeys (only live ones are indexed
+        # by contact).
         rounds = {"partition_by": (Journey.contact_id, Journey.claim["reference"].as_string()),
                   "order_by": (Journey.created_at, Journey.id), "rows": (None, None)}
+        payment = func.first_value(recorded, type_=JourneyEvent.detail.type).over(
+            partition_by=rounds["partition_by"], rows=(None, None),
+            order_by=(recorded.is_(None), Journey.created_at, Journey.id))
         claimed = (case((Journey.paid_at.is_not(None), payment)).label("payment"),
                    func.last_value(Journey.claim, type_=Journey.claim.type)
                    .over(**rounds).label("current_claim"),
