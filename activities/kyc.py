@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.messages import BOUNCE_SOURCE
 from activities.webhooks import EndpointWaker
 from core.contracts import EmittedEvents, SendMessageResult
 from core.kyc_contracts import (
@@ -22,8 +23,8 @@ from core.kyc_contracts import (
 )
 from core.kyc_rules import last_valid_day
 from core.settings import Settings
-from core.vocabulary import BounceKind, ErrorType, KycState, TokenPurpose
-from db import consents, crud, kyc_crud
+from core.vocabulary import BounceKind, Channel, ErrorType, KycState, TokenPurpose
+from db import bounces, consents, crud, kyc_crud
 from db.kyc_models import KycEvent
 from db.kyc_models import KycProfile as ProfileRow
 from db.models import Client, Contact, utcnow
@@ -229,17 +230,25 @@ class KycActivities:
                     "detail": {"reason": reason, "channel": "sms"}}])
             return SendMessageResult(sent=False, recipient=None, skipped=reason)
         except (EmailRejected, PermanentDeliveryFailure) as refusal:
-            # Refused for good: the profile's history says so, where the client looks, the
+            # Refused for good: the profile's history and the client's webhooks say so, the
             # registry marks what bounced (no message of any kind goes there again), and the
             # profile goes on (its next message may reach another address).
-            channel, reason = ("email" if point is not None else "sms"), str(refusal)[:500]
+            channel = Channel.email if point is not None else Channel.sms
+            reason, at = str(refusal)[:500], utcnow()
             async with transaction(self._sessions) as session:
                 await crud.insert_ignoring_conflicts(session, KycEvent, [{
                     "client_id": client.id, "contact_id": contact_id,
                     "step": f"{input.step}/bounced", "type": f"{input.template}_bounced",
+                    "at": at,
                     "detail": {"recipient": recipient, "reason": reason, "channel": channel}}])
                 await crud.mark_undeliverable(session, contact_id=contact_id, channel=channel,
-                                              recipient=recipient, reason=reason, at=utcnow())
+                                              recipient=recipient, reason=reason, at=at)
+                endpoints = await bounces.announce_kyc_bounce(
+                    session, contact_id=contact_id, step=input.step, template=input.template,
+                    channel=channel, recipient=recipient, kind=BounceKind.hard, reason=reason,
+                    source=BOUNCE_SOURCE[channel], at=at)
+            # Only now, committed, may the endpoints' workflows see the event.
+            await self._waker.wake(client.id, endpoints, f"{input.step}/bounced")
             return SendMessageResult(sent=False, recipient=recipient, bounced=BounceKind.hard)
         async with transaction(self._sessions) as session:
             await crud.insert_ignoring_conflicts(session, KycEvent, [{

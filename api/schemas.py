@@ -294,6 +294,7 @@ WebhookEventName = Literal[
     "kyc.refuted",
     "kyc.expiring",
     "kyc.expired",
+    "kyc.message_bounced",
     "webhook_endpoint.disabled",
 ]
 DeliveryStatusName = Literal["pending", "delivered", "failed"]

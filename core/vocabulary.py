@@ -76,6 +76,8 @@ class EventType(StrEnum):
     message_bounced = "message.bounced"
     # A bounce of the client's own message (POST /v1/messages): no journey, no campaign.
     client_message_bounced = "client_message.bounced"
+    # A bounce of a KYC profile's email or SMS to the customer: no journey, no campaign.
+    kyc_message_bounced = "kyc.message_bounced"
     campaign_updated = "campaign.updated"
     contact_settings_updated = "contact_settings.updated"
     launch_completed = "launch.completed"

@@ -1,8 +1,8 @@
 """Bounces of journey messages: recorded once per message (hard wins over soft) with the
 provider's reason, announced as `message.bounced`; a hard one marks the address undeliverable,
 a spam complaint marks it (service messages stop there) and ends its marketing opt-ins. A
-reported bounce of the client's own message or of a KYC email marks the address the same way;
-one of the client's own message is announced as `client_message.bounced`."""
+reported bounce of the client's own message or of a KYC email marks the address the same way,
+and is announced as `client_message.bounced` or `kyc.message_bounced`."""
 
 import uuid
 from dataclasses import dataclass
@@ -199,6 +199,12 @@ async def record_own_bounce(session: AsyncSession, *, own: OwnMessage, kind: Bou
     if own.client_message is not None:
         endpoints += await announce_client_message_bounce(
             session, message=own.client_message, kind=kind, reason=reason, source="api", at=at)
+    else:
+        assert own.kyc_sent is not None and own.kyc_step is not None
+        endpoints += await announce_kyc_bounce(
+            session, contact_id=own.contact_id, step=own.kyc_step,
+            template=own.kyc_sent.type.removesuffix("_sent"), channel="email",
+            recipient=own.recipient, kind=kind, reason=reason, source="api", at=at)
     return kind, reason, endpoints
 
 
@@ -210,14 +216,36 @@ async def announce_client_message_bounce(session: AsyncSession, *, message: Clie
     commit. The client sent the message itself, so it hears of its bounce as it does of its
     journeys' ones."""
     assert message.recipient is not None
-    contact = await session.get_one(Contact, message.contact_id)
+    return await _announce(
+        session, type=EventType.client_message_bounced, key=f"bounce/message/{message.id}/{kind}",
+        contact_id=message.contact_id, message={
+            "id": str(message.id), "message_type": message.message_type,
+            "channel": message.channel, "recipient": message.recipient},
+        kind=kind, reason=reason, source=source, at=at)
+
+
+async def announce_kyc_bounce(session: AsyncSession, *, contact_id: uuid.UUID, step: str,
+                              template: str, channel: str, recipient: str, kind: BounceKind,
+                              reason: str, source: str, at: datetime) -> list[str]:
+    """Raises `kyc.message_bounced` once per message and kind kept, as for the client's own
+    message; returns the endpoints to wake after commit. The profile writes on the client's
+    behalf, and a client relying on it to reach its customer must hear when it did not."""
+    return await _announce(
+        session, type=EventType.kyc_message_bounced, key=f"bounce/kyc/{contact_id}/{step}/{kind}",
+        contact_id=contact_id, message={"step": step, "template": template, "channel": channel,
+                                        "recipient": recipient},
+        kind=kind, reason=reason, source=source, at=at)
+
+
+async def _announce(session: AsyncSession, *, type: EventType, key: str,
+                    contact_id: uuid.UUID, message: dict[str, str], kind: BounceKind,
+                    reason: str, source: str, at: datetime) -> list[str]:
+    """A bounce of a message of no journey, told as `message.bounced` tells a journey's."""
+    contact = await session.get_one(Contact, contact_id)
     return await crud.record_webhook_event(
-        session, client_id=message.client_id, key=f"bounce/message/{message.id}/{kind}",
-        type=EventType.client_message_bounced, data={
-            "message": {"id": str(message.id), "message_type": message.message_type,
-                        "channel": message.channel, "recipient": message.recipient},
-            "contact": crud.contact_ref(contact),
-            "kind": kind, "reason": reason, "source": source, "at": at.isoformat()})
+        session, client_id=contact.client_id, key=key, type=type, data={
+            "message": message, "contact": crud.contact_ref(contact), "kind": kind,
+            "reason": reason, "source": source, "at": at.isoformat()})
 
 
 async def _own_undelivered(session: AsyncSession, own: OwnMessage, kind: BounceKind,

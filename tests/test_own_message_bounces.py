@@ -4,6 +4,10 @@ address in the registry as a journey message's bounce does."""
 
 import uuid
 
+from sqlalchemy import update
+
+from db.models import ContactPoint
+from db.session import transaction
 from tests.helpers import eventually, unique_email
 from tests.test_consent_ledger import setup_policies
 from tests.test_kyc import IDENTITY, define, new_contact, profile
@@ -147,3 +151,67 @@ async def test_a_bounce_of_the_clients_own_message_is_announced_to_its_webhooks(
     await tenant.ok("POST", "/v1/bounces", {**hard, "kind": "soft"}, 202)
     assert len(webhook_receiver.events(hook, "client_message.bounced")) == 4
     assert webhook_receiver.events(journeys_only) == []
+
+
+async def test_a_bounce_of_a_kyc_message_is_announced_to_its_webhooks(
+        tenant, sessions, mailbox, webhook_receiver):
+    """The KYC profile writes to the customer on the client's behalf: the client hears of each
+    of its messages that did not arrive, `kyc.message_bounced`, once per message and kind,
+    whether the provider reports it later or it was refused when sent."""
+    hook = await tenant.subscribe(webhook_receiver, ["kyc.message_bounced"])
+    others = await tenant.subscribe(webhook_receiver, ["message.bounced",
+                                                       "client_message.bounced"])
+    await define(tenant, 1, [{"field": "last_name"}])
+    contact_id, email = await new_contact(sessions, tenant)
+    assert (await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})).status_code == 200
+    [mail] = await mailbox.wait_for(email)
+
+    async def sent() -> bool:
+        return any(e["type"] == "kyc_assigned_sent"
+                   for e in (await profile(tenant, contact_id))["history"])
+    await eventually(sent, what="the assignment email in the history")
+    report = {"message_id": mail.headers["Message-ID"], "recipient": email, "kind": "soft",
+              "reason": "452 4.2.2 mailbox full"}
+
+    step = (await tenant.ok("POST", "/v1/bounces", report, 202))["kyc_step"]
+    [soft] = await webhook_receiver.wait_for(hook, "kyc.message_bounced")
+    assert soft.payload["data"] == {
+        "contact": {"id": contact_id, "external_id": soft.payload["data"]["contact"][
+            "external_id"], "first_name": "Eva", "last_name": "Janssen"},
+        "message": {"step": step, "template": "kyc_assigned", "channel": "email",
+                    "recipient": email},
+        "kind": "soft", "reason": "452 4.2.2 mailbox full", "source": "api",
+        "at": soft.payload["data"]["at"]}
+    # The same report again raises nothing; the hard bounce it came to does, and a complaint.
+    await tenant.ok("POST", "/v1/bounces", report, 202)
+    hard = {**report, "kind": "hard", "reason": "smtp; 550 5.1.1 user unknown"}
+    await tenant.ok("POST", "/v1/bounces", hard, 202)
+    await tenant.ok("POST", "/v1/bounces", hard, 202)
+    await tenant.ok("POST", "/v1/bounces", {**report, "kind": "complaint",
+                                            "reason": "feedback loop: abuse"}, 202)
+    [_, second, spam] = await webhook_receiver.wait_for(hook, "kyc.message_bounced", count=3)
+    assert [(e.payload["data"]["kind"], e.payload["data"]["reason"]) for e in (second, spam)] == [
+        ("hard", "smtp; 550 5.1.1 user unknown"), ("complaint", "feedback loop: abuse")]
+
+    # Refused when sent, by the mail server or (a number no provider takes) by SMS.
+    refused_id, refused = await new_contact(sessions, tenant,
+                                            email_domain="hard-bounce.example.com")
+    texted_id, _ = await new_contact(sessions, tenant)
+    # A mobile number no SMS provider takes (too short), as a registry filled before its
+    # numbers were checked may hold one.
+    async with transaction(sessions) as session:
+        await session.execute(update(ContactPoint).where(
+            ContactPoint.contact_id == uuid.UUID(texted_id)).values(kind="mobile", value="+31"))
+    for contact in (refused_id, texted_id):
+        assert (await tenant.post(f"/v1/kyc/contacts/{contact}/assign", {})).status_code == 200
+    *_, first, then = await webhook_receiver.wait_for(hook, "kyc.message_bounced", count=5)
+    by_contact = {e.payload["data"]["contact"]["id"]: e.payload["data"] for e in (first, then)}
+    at_once, texted = by_contact[refused_id], by_contact[texted_id]
+    assert (at_once["message"]["recipient"], at_once["message"]["channel"], at_once["kind"],
+            at_once["source"]) == (refused, "email", "hard", "smtp")
+    assert "550" in at_once["reason"]
+    assert (texted["message"]["recipient"], texted["message"]["channel"], texted["kind"],
+            texted["source"]) == ("+31", "sms", "hard", "sms_provider")
+    # Exactly those five; the journeys' and the client's own messages' events are not raised.
+    assert len(webhook_receiver.events(hook, "kyc.message_bounced")) == 5
+    assert webhook_receiver.events(others) == []

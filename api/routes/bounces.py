@@ -112,8 +112,8 @@ async def report_bounce(body: BounceReport, client: ClientDep, session: SessionD
     The Message-ID of the client's own email (`POST /v1/messages`) or of a KYC email names
     that message: a hard bounce marks the address undeliverable (the message's status becomes
     `bounced`), a complaint marks it complained and ends its marketing opt-ins by email; no
-    journey is involved, so the client's own message raises `client_message.bounced` rather
-    than `message.bounced`, and a KYC email neither."""
+    journey is involved, so the client's own message raises `client_message.bounced` and a
+    KYC email `kyc.message_bounced` rather than `message.bounced`."""
     by_step = body.journey_id is not None or body.step is not None
     if (body.message_id is not None) == by_step:
         raise FieldProblems([FieldError(field="message_id", message=(
