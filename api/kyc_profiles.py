@@ -6,7 +6,7 @@ import hashlib
 import logging
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -330,6 +330,9 @@ def update_error(err: Exception) -> ApplicationError | None:
 def _workflow(settings: Settings, contact: Contact, profile: KycProfile | None
               ) -> tuple[KycInput, dict[str, Any]]:
     """The contact's KYC workflow: its input and how it is started."""
+    if profile is not None and contact.anonymised_at is not None:
+        # Started again after its workflow was lost, it still takes no decision for them.
+        profile = replace(profile, anonymised=True)
     return KycInput(client_id=str(contact.client_id), contact_id=str(contact.id),
                     timings=KycTimings(link_ttl=settings.kyc_link_ttl), profile=profile), {
         "id": kyc_crud.workflow_id(contact.client_id, contact.id),

@@ -37,6 +37,9 @@ class KycProfile:
     # Numbers every recorded step, across runs, so each activity is keyed uniquely.
     seq: int = 0
     run: int = 1
+    # The contact was anonymised: no decision is taken for the person any more, also none
+    # an operator sends in the Temporal UI, where the API's refusal does not stand between.
+    anonymised: bool = False
 
 
 # As the database keeps it (kyc_profiles.workflow_profile), to start a stopped workflow again.

@@ -265,6 +265,7 @@ class ErrorType(StrEnum):
     kyc_wrong_state = "KycWrongState"
     kyc_missing_information = "KycMissingInformation"
     kyc_contact_gone = "KycContactGone"
+    kyc_contact_anonymised = "KycContactAnonymised"
     launch_ended = "LaunchEnded"
 
 

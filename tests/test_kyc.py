@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from babel.dates import format_date
 from sqlalchemy import func, select
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from core.kyc_contracts import KycProfile
 from core.kyc_rules import last_valid_day
-from core.vocabulary import CONTACT_ID, KYC_STATE
+from core.vocabulary import CONTACT_ID, KYC_STATE, ErrorType
 from db.kyc_models import KycDocument
 from db.kyc_models import KycProfile as ProfileRow
 from db.models import Contact, ContactPoint, LinkToken
@@ -1282,6 +1283,60 @@ async def test_an_anonymised_contacts_profile_takes_no_decision(tenant, sessions
     after = await profile(tenant, contact_id)
     assert after == before and reason not in str(after)
     assert reason not in str((await tenant.get(f"/v1/contacts/{contact_id}/export")).json())
+
+
+async def test_an_operator_takes_no_decision_for_an_anonymised_contact_in_temporal(
+        tenant, sessions, settings, temporal_env, record_histories):
+    """The API refuses a verify or refute for an anonymised contact (409 contact_anonymised);
+    sent to the profile's workflow in the Temporal UI, with the input its description shows,
+    it was taken: the profile verified for nobody, or an operator's reason about the person
+    kept again. The workflow refuses them too, also once started again after an operator
+    terminated it."""
+    await define(tenant, 1, IDENTITY, requires_verification=True)
+    contact_id, _ = await new_contact(sessions, tenant)
+    assigned = await tenant.post(f"/v1/kyc/contacts/{contact_id}/assign", {})
+    assert assigned.json()["state"] == "pending_verification", assigned.text
+    done = await tenant.post(f"/v1/contacts/{contact_id}/anonymise", {})
+    assert done.status_code == 200, done.text
+    before = await profile(tenant, contact_id)
+    handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
+    reason = f"Name on the passport reads Smit-{uuid.uuid4().hex[:8]}"
+
+    async def refused() -> None:
+        now = datetime.now(UTC).isoformat()
+        for update, arg in (("refute", {"reason": reason, "at": now}), ("verify", {"at": now})):
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await handle.execute_update(update, arg)
+            assert err.value.cause.type == ErrorType.kyc_contact_anonymised, update
+        assert (await handle.query(KycWorkflow.state)).state == "pending_verification"
+        after = await profile(tenant, contact_id)
+        assert after == before and reason not in str(after)
+    await refused()
+
+    await handle.terminate("operator")
+
+    async def restarted() -> bool:
+        await temporal_env.client.execute_workflow(
+            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue)
+        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await eventually(restarted, what="the sweep to start the profile again")
+    await refused()
+
+    # A decision through the API that reaches the profile just after the anonymisation told it
+    # to forget (as here, before the anonymisation's commit) is refused as one before it.
+    other, _ = await new_contact(sessions, tenant)
+    await tenant.post(f"/v1/kyc/contacts/{other}/assign", {})
+    forgetting = await temporal_env.client.get_workflow_handle(
+        f"kyc/{tenant.id}/{other}").describe()
+    run = temporal_env.client.get_workflow_handle(forgetting.id, run_id=forgetting.run_id)
+    await run.execute_update(KycWorkflow.forget_personal_data)
+    late = await tenant.post(f"/v1/kyc/contacts/{other}/verify", {})
+    assert late.status_code == 409, late.text
+    assert late.json()["error"]["code"] == "contact_anonymised"
+    if record_histories:
+        # The run that forgot, which the anonymisation deletes.
+        await save_history(run, "kyc_forgotten")
 
 
 async def test_an_operator_finds_a_contacts_workflows_by_contact_id(tenant, sessions,

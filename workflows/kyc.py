@@ -49,6 +49,9 @@ RENEWABLE = frozenset({KycState.refuted, KycState.expired})
 RENEWAL_IS_DELIBERATE = "kyc-renewal-is-deliberate"
 # Profiles before it: a refused first assignment left the workflow running, unassigned, for ever.
 REFUSED_FIRST_ENDS = "kyc-refused-first-assignment-ends"
+# Profiles before it: an anonymised contact's profile took a verify or refute sent to it
+# directly (the Temporal UI), which the API refuses.
+ANONYMISED_TAKES_NO_DECISION = "kyc-anonymised-takes-no-decision"
 
 
 @workflow.defn(name="Kyc")
@@ -185,7 +188,7 @@ class KycWorkflow:
 
     @workflow.update(description=(
         'An operator\'s decision, which POST /v1/kyc/contacts/{id}/verify sends: {"at": '
-        '"<time>"}. Only a profile pending verification.'))
+        '"<time>"}. Only a profile pending verification, of a contact not anonymised.'))
     async def verify(self, input: VerifyKycInput) -> KycProfile:
         async with self.turn:
             self._check_pending()
@@ -197,7 +200,7 @@ class KycWorkflow:
     @workflow.update(description=(
         'An operator\'s decision, which POST /v1/kyc/contacts/{id}/refute sends: {"reason": '
         '"...", "at": "<time>"}; the customer gets the reason and a link to upload what is '
-        'missing. Only a profile pending verification.'))
+        'missing. Only a profile pending verification, of a contact not anonymised.'))
     async def refute(self, input: RefuteKycInput) -> KycProfile:
         async with self.turn:
             self._check_pending()
@@ -216,6 +219,9 @@ class KycWorkflow:
 
     def _check_pending(self) -> None:
         # Rejected in the validator, a late click never reaches the history.
+        if self.profile.anonymised:
+            raise ApplicationError("the contact was anonymised: its KYC profile takes no "
+                                   "decisions", type=ErrorType.kyc_contact_anonymised)
         if self.profile.state is None:
             raise ApplicationError("no KYC profile is assigned", type=ErrorType.kyc_not_assigned)
         if self.profile.state != KycState.pending_verification:
@@ -279,6 +285,8 @@ class KycWorkflow:
         async with self.turn:
             self.profile.reason = None
             self.forgotten = True
+            if workflow.patched(ANONYMISED_TAKES_NO_DECISION):
+                self.profile.anonymised = True
 
     @workflow.query(description="The profile: its state, definition and level, when it was "
                     "assigned and expires, and why, the reason of a refutation.")

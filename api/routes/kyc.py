@@ -170,6 +170,9 @@ def refused(err: Exception) -> JSONResponse:
     if isinstance(err, ContactAnonymised):
         return error_response(409, "contact_anonymised", str(err))
     cause = kyc_profiles.update_error(err)
+    if cause is not None and cause.type == ErrorType.kyc_contact_anonymised:
+        # Anonymised while the request was on its way: the profile had forgotten already.
+        return error_response(409, "contact_anonymised", cause.message)
     if cause is not None and cause.type == ErrorType.kyc_missing_information:
         missing = cause.details[0] if cause.details else []
         return error_response(422, "kyc_missing_information", cause.message,
