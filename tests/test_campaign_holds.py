@@ -2,6 +2,7 @@
 an archived one sends no more; what a customer asks for (a verification link) always goes."""
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,7 +14,7 @@ from core.contracts import SendMessageInput
 from messaging.email import SmtpSender
 from messaging.letters import make_letter_sender
 from messaging.sms import make_sms_sender
-from tests.helpers import Customer, eventually, unique_email
+from tests.helpers import Customer, eventually, own_api, unique_email
 from tests.histories import save_history
 from tests.test_campaign_launch import finished_launch, launch, progress
 from workflows.journey import JourneyWorkflow
@@ -170,6 +171,42 @@ async def test_archiving_withdraws_the_journeys_a_spread_launch_has_not_started_
         assert [(e["type"], e["detail"]) for e in journey["history"]] == [
             ("cancelled", archived)], journey["history"]
     assert sum(len(mailbox.to(a)) for a in addresses) == 1
+
+
+async def test_a_journey_whose_first_send_meets_the_archive_is_withdrawn_by_the_client(
+        tenant, settings, webhook_receiver, temporal_env, record_histories):
+    """Archived while a spread launch's journey had not started, the campaign's wake-up
+    withdraws it as the client's (`campaign_archived`); one whose own first send came first
+    (the wake-up not run yet: here no worker polls its queue) ended cancelled with no
+    detail, its page not saying the client withdrew the request, as README promises."""
+    hook = await tenant.subscribe(webhook_receiver, ["journey.cancelled"])
+    for address in (unique_email("raced"), unique_email("raced")):
+        await tenant.ok("POST", "/v1/contacts", {
+            "external_id": address, "last_name": "Raced",
+            "contact_points": [{"kind": "email", "value": address}]}, status=201)
+    campaign_id = (await tenant.create_campaign(languages=["en"], consents=[]))["id"]
+    await launch(tenant, campaign_id, spread_over="PT20S")
+    assert (await finished_launch(tenant, campaign_id))["started"] == 2
+
+    async def waiting() -> list | None:
+        journeys = (await tenant.get(f"/v1/campaigns/{campaign_id}/journeys")).json()["items"]
+        stages = sorted(j["stage"] for j in journeys)
+        return [j for j in journeys if j["stage"] == "enrolled"] if stages == [
+            "enrolled", "invited"] else None
+    [later] = await eventually(waiting, what="the first invitation")
+    stuck = settings.model_copy(update={"temporal_task_queue": f"nobody-{uuid.uuid4().hex[:6]}"})
+    async with own_api(stuck, tenant) as client:
+        await client.ok("PATCH", f"/v1/campaigns/{campaign_id}", {"status": "archived"})
+    # Its start comes 10 s after the launch's: it sends, and meets the archive.
+    journey = await tenant.wait_for_stage(later["id"], "cancelled")
+    archived = {"by": "client", "reason": "campaign_archived"}
+    assert [e["detail"] for e in journey["history"] if e["type"] == "cancelled"] == [
+        archived], journey["history"]
+    [told] = await webhook_receiver.wait_for(hook, "journey.cancelled")
+    assert told.payload["data"]["detail"] == archived
+    if record_histories:
+        await save_history(temporal_env.client.get_workflow_handle(later["workflow_id"]),
+                           "journey_first_send_met_the_archive")
 
 
 async def test_an_archived_campaign_takes_no_contacts(tenant):

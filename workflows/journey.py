@@ -169,8 +169,13 @@ UNSENT_REMINDER_KEEPS_LINK = "unsent-reminder-keeps-link"
 # Journeys before switched channels for a message_bounced signal sent by hand (Temporal CLI or
 # UI) without recording the bounce, as the bounce API does.
 SIGNALLED_BOUNCES_RECORDED = "signalled-bounces-recorded"
+# Journeys before whose own first send met their campaign archived (before the archive's
+# wake-up withdrew them) ended cancelled with no word of who ended them.
+ARCHIVED_HOLD_WITHDRAWN = "archived-hold-withdrawn"
 BEYOND_THE_CLOCK = {"by": CancelledBy.system, "reason": "the campaign's expires_after ends "
                     "past the last date the clock holds"}
+# As the archive's wake-up withdraws the journeys that reached nobody (api.withdrawals).
+WITHDRAWN_BY_ARCHIVE = {"by": CancelledBy.client, "reason": "campaign_archived"}
 
 
 @workflow.defn(name="Journey")
@@ -1044,8 +1049,10 @@ class JourneyWorkflow:
             return
         self.campaign_closed = True
         if self.stage == Stage.enrolled:
-            # Archived before it reached anyone: nobody is waiting for this journey.
-            await self._finish(Stage.cancelled, "cancelled")
+            # Archived before it reached anyone: nobody is waiting for this journey. The client
+            # withdrew it, as the archive's wake-up says of the others, and their pages too.
+            await self._finish(Stage.cancelled, "cancelled", WITHDRAWN_BY_ARCHIVE
+                               if workflow.patched(ARCHIVED_HOLD_WITHDRAWN) else None)
 
     def _released(self) -> bool:
         return self.held and self.resumes > self.resumes_before_hold
