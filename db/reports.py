@@ -329,8 +329,13 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
 async def bounce_rows(session: AsyncSession, *, client_id: uuid.UUID, campaign_id: uuid.UUID
                       ) -> AsyncIterator[list[dict[str, Any]]]:
     """The campaign's bounces as report rows, oldest first, a partition at a time."""
+    # Columns, not MessageBounce objects: objects streamed in partitions would have to leave
+    # the session's identity map to keep memory constant, which ends the stream's next
+    # partition (a campaign of more than one partition of bounces got a download cut short).
     result = await session.stream(
-        select(MessageBounce, Message.step, Contact.external_id, Journey.language)
+        select(MessageBounce.at, MessageBounce.journey_id, Contact.external_id,
+               Journey.language, Message.step, MessageBounce.channel, MessageBounce.recipient,
+               MessageBounce.kind, MessageBounce.reason, MessageBounce.source)
         .join(Message, Message.id == MessageBounce.message_id)
         .join(Journey, Journey.id == MessageBounce.journey_id)
         .join(Contact, Contact.id == Journey.contact_id)
@@ -338,10 +343,5 @@ async def bounce_rows(session: AsyncSession, *, client_id: uuid.UUID, campaign_i
         .order_by(MessageBounce.id)
         .execution_options(yield_per=PARTITION_ROWS))
     async for partition in result.partitions():
-        rows = [{"at": b.at.isoformat(), "journey_id": str(b.journey_id),
-                 "external_id": external_id, "language": language, "step": step,
-                 "channel": b.channel, "recipient": b.recipient, "kind": b.kind,
-                 "reason": b.reason, "source": b.source}
-                for b, step, external_id, language in partition]
-        session.expunge_all()
-        yield rows
+        yield [{**r._asdict(), "at": r.at.isoformat(), "journey_id": str(r.journey_id)}
+               for r in partition]

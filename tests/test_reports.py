@@ -206,6 +206,38 @@ async def test_report_of_10000_journeys_streams_in_bounded_memory(tenant, app, s
     assert big_peak - small_peak < (big_size - small_size) / 2, (small_peak, big_peak)
 
 
+async def test_bounces_csv_of_a_campaign_with_thousands_of_bounces_downloads_whole(
+        tenant, sessions):
+    """A large campaign's bounces come out a partition at a time: the download goes on past the
+    first partition to the last bounce."""
+    campaign = await tenant.create_campaign(languages=["en"])
+    count = 1_200  # more than two partitions
+    await insert_collected_journeys(sessions, tenant, campaign["id"], count)
+    params = {"client": str(tenant.id), "campaign": campaign["id"]}
+    async with transaction(sessions) as session:
+        await session.execute(text("""
+            INSERT INTO messages (id, client_id, journey_id, step, channel, template, recipient,
+                                  status, created_at, sent_at)
+            SELECT gen_random_uuid(), client_id, id, 'invitation-1', 'email', 'invitation',
+                   collected ->> 'email', 'sent', now(), now()
+            FROM journeys WHERE campaign_id = CAST(:campaign AS uuid)"""), params)
+        await session.execute(text("""
+            INSERT INTO message_bounces (client_id, campaign_id, journey_id, message_id, channel,
+                                         recipient, kind, reason, source, at)
+            SELECT m.client_id, CAST(:campaign AS uuid), m.journey_id, m.id, 'email',
+                   m.recipient, 'hard', '550 5.1.1 user unknown', 'smtp', now()
+            FROM messages m JOIN journeys j ON j.id = m.journey_id
+            WHERE j.campaign_id = CAST(:campaign AS uuid)"""), params)
+
+    response = await tenant.get(f"/v1/campaigns/{campaign['id']}/bounces.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == count
+    assert len({r["journey_id"] for r in rows}) == count
+    assert {(r["step"], r["kind"], r["reason"]) for r in rows} == {
+        ("invitation-1", "hard", "550 5.1.1 user unknown")}
+
+
 async def test_what_a_customer_typed_cannot_run_as_a_formula(tenant, sessions):
     """A personal link's holder controls the user agent the report shows: in the client's
     spreadsheet it is text, not a formula that sends the sheet away."""
