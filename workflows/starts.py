@@ -55,6 +55,25 @@ def journey_plan(spec: dict[str, Any]) -> list[ChannelStep]:
             for s in spec.get("channel_plan") or []]
 
 
+def start_options(journey: Journey, task_queue: str) -> dict[str, Any]:
+    """What a journey's workflow is started with besides its input: what operators find it by
+    in the Temporal UI (bench.start_cost measures what that costs the server)."""
+    return {
+        "id": journey.workflow_id,
+        "task_queue": task_queue,
+        # A repeated request neither duplicates a running journey nor restarts a finished one.
+        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes([
+            SearchAttributePair(CLIENT_ID, str(journey.client_id)),
+            SearchAttributePair(CAMPAIGN_ID, str(journey.campaign_id)),
+            SearchAttributePair(CONTACT_ID, str(journey.contact_id)),
+            SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
+        ]),
+        "static_summary": f"Journey of contact {journey.contact_id}",
+    }
+
+
 async def start_journeys(
     temporal: TemporalClient, settings: Settings, *, campaign: Campaign, journeys: list[Journey],
     gate: asyncio.Semaphore | None = None, delays: dict[uuid.UUID, timedelta] | None = None,
@@ -82,19 +101,7 @@ async def start_journeys(
                         send_confirmation=campaign.spec.get("send_confirmation", False),
                         invited_by_client=invited_by_client,
                     ),
-                    id=journey.workflow_id,
-                    task_queue=settings.temporal_task_queue,
-                    # A repeated request neither duplicates a running journey nor restarts a
-                    # finished one.
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes([
-                        SearchAttributePair(CLIENT_ID, str(journey.client_id)),
-                        SearchAttributePair(CAMPAIGN_ID, str(journey.campaign_id)),
-                        SearchAttributePair(CONTACT_ID, str(journey.contact_id)),
-                        SearchAttributePair(JOURNEY_STAGE, Stage.enrolled),
-                    ]),
-                    static_summary=f"Journey of contact {journey.contact_id}",
+                    **start_options(journey, settings.temporal_task_queue),
                     start_delay=(delays or {}).get(journey.id) or None,
                 )
             except WorkflowAlreadyStartedError:
