@@ -265,6 +265,9 @@ class JourneyState:
     channels_ahead: list[str] = field(default_factory=list)
     # An invitation or reminder waits for its paused campaign to be resumed.
     held: bool = False
+    # New codes the customer may still ask for by SMS while one is awaited (else None): the
+    # page reopened after a code died must not offer a "send me a new code" that cannot.
+    code_resends_left: int | None = None
 
 
 # --- activities --------------------------------------------------------------------------

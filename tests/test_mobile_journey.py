@@ -97,6 +97,10 @@ async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, m
     # Even the right code no longer works once locked.
     await customer.submit(page + "/code", code=code)
     assert (await tenant.journey(enrolled["journey_id"]))["stage"] == "verification_pending"
+    # Reopened, the page still offers the new code the journey will send.
+    await customer.open(page)
+    assert "Vraag hieronder een nieuwe code aan" in customer.page
+    assert "/resend-code" in customer.page
 
     await customer.submit(page + "/resend-code")
     [_, fresh] = await wait_codes(settings, number, 2)
@@ -118,9 +122,13 @@ async def test_with_no_new_code_left_the_page_asks_for_the_number_again(
     # offers no button that could only answer "no more codes".
     assert "Vul hieronder opnieuw uw mobiele nummer in" in customer.page
     assert "/resend-code" not in customer.page
-    # Seen again later, the page does not say "we sent a code" as if it still worked.
+    # Seen again later, the page does not say "we sent a code" as if it still worked, nor
+    # offers a new code the journey will not send: the number entered again is the way on.
     await customer.open(page)
     assert "kan niet meer worden gebruikt" in customer.page
+    assert "Vul hieronder opnieuw uw mobiele nummer in" in customer.page
+    assert "Vraag hieronder een nieuwe code aan" not in customer.page
+    assert "/resend-code" not in customer.page
     response = await customer.submit(page, mobile=number)
     assert response.status_code == 200 and 'id="code"' in customer.page
     [_, fresh] = await wait_codes(settings, number, 2)

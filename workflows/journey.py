@@ -948,7 +948,8 @@ class JourneyWorkflow:
 
     @workflow.query(description="The journey as the workflow sees it: stage, deadline, "
                     "reminders sent, submissions, channels given up and ahead, whether a "
-                    "paused campaign holds its next message, and its stages with their times.")
+                    "paused campaign holds its next message, the new codes the customer may still "
+                    "ask for, and its stages with their times.")
     def state(self) -> JourneyState:
         return JourneyState(
             stage=self.stage,
@@ -962,6 +963,8 @@ class JourneyWorkflow:
             bounced_channels=list(self.bounced_channels),
             channels_ahead=[s.channel for s in self.plan[self.plan_pos:]] if self.planned else [],
             held=self.held,
+            code_resends_left=self.input.timings.code_max_resends - self.code_resends
+            if "mobile" in self.awaiting else None,
         )
 
     # --- helpers ----------------------------------------------------------------------------

@@ -7,14 +7,14 @@ opaque token does, and the database knows only its hash.
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import exists, or_, select
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -202,6 +202,9 @@ def client_languages(client: Client) -> list[str]:
 # update, so the second post gets the first one's answer instead of a second submission.
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 PURPOSE_OF_PATH = {"c": TokenPurpose.contact_page, "v": TokenPurpose.verify_email}
+# How long a page view waits on its journey's workflow (a worker busy or down) before it shows
+# without what the workflow would have told.
+RESENDS_QUERY_TIMEOUT = timedelta(seconds=3)
 
 
 def csrf_scope(request: Request) -> str:
@@ -386,6 +389,18 @@ async def code_usable(session, visit: Visit, mobile: str) -> bool | None:
     return code.expires_at > datetime.now(UTC) and code.wrong_tries < limit
 
 
+async def code_resends_left(state, visit: Visit) -> int | None:
+    """The new codes the journey still sends on "send me a new code" (its own limit: the
+    campaign's may have changed since it started); None when its workflow does not answer."""
+    handle = state.temporal.get_workflow_handle(visit.journey.workflow_id)
+    try:
+        return (await handle.query(JourneyWorkflow.state, rpc_timeout=RESENDS_QUERY_TIMEOUT)
+                ).code_resends_left
+    except (RPCError, WorkflowQueryFailedError):
+        # The page still shows, offering the button as if a new code could be sent.
+        return None
+
+
 @dataclass
 class Known:
     """What the registry already holds about the visit's contact, loaded once per page."""
@@ -423,6 +438,11 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
     journey = visit.journey
     mobile = awaiting(journey, "mobile")
     usable = await code_usable(session, visit, mobile) if mobile else None
+    notice = notice or {}
+    if usable is False and "resends_left" not in notice and "resent" not in notice:
+        # A dead code's page tells the way to a new one: "send me a new code" while the
+        # journey sends one, else the number entered again.
+        notice = {**notice, "resends_left": await code_resends_left(state, visit)}
     known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
         "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
@@ -433,7 +453,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         "code_dead": usable is False,
         "code_usable": usable is True,
         "mobile_example": mobile_example(phone_region(visit, state)),
-        "notice": notice or {},
+        "notice": notice,
         "first_name": visit.contact.first_name,
         "last_name": visit.contact.last_name,
         "complete": profile_complete(visit, known),
