@@ -313,3 +313,40 @@ async def test_a_preference_link_to_an_address_the_client_removed_changes_nothin
     granted = [p for p in (await tenant.get(f"/v1/contacts/{contact['id']}/preferences")
                            ).json() if p["granted"]]
     assert granted == []
+
+
+async def test_a_contact_the_client_knows_no_email_or_mobile_of_is_asked_for_them(
+        tenant, http, mailbox):
+    """Reached by letter, a contact with neither email nor mobile on file finds empty fields:
+    the page asks for them as a collecting page does, not whether they are "still right"."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "mobile"], consents=[],
+                                            channel_plan=[{"channel": "letter"}])
+    created = await tenant.post("/v1/contacts", {
+        "external_id": unique_email("letter-only"), "first_name": "Ada",
+        "addresses": [{"type": "home", "primary": True, "line1": "Oudeweg 1",
+                       "postal_code": "1234 AB", "city": "Utrecht", "country": "NL"}]})
+    assert created.status_code == 201, created.text
+    contact = created.json()
+    await tenant.enrol(campaign["id"], {"external_id": contact["external_id"]})
+    printed = await tenant.get(f"/v1/contacts/{contact['id']}/enrichment-link",
+                               format="json", campaign_id=campaign["id"])
+    page = printed.json()["url"].removeprefix("http://testserver")
+    customer = Customer(http)
+    await customer.open(page)
+    assert 'id="email"' in customer.page and 'id="mobile"' in customer.page
+    assert "Are they still right?" not in customer.page
+    assert "Confirm these details" not in customer.page
+    assert "asks you to confirm how to reach you" in customer.page
+    # A contact with a known mobile is asked about it, beside the email it lacks.
+    known = await tenant.post("/v1/contacts", {
+        "external_id": unique_email("mobile-only"), "first_name": "Bo",
+        "contact_points": [{"kind": "mobile", "value": f"+31612{random.randrange(10**6):06d}"}],
+        "addresses": [{"type": "home", "primary": True, "line1": "Oudeweg 2",
+                       "postal_code": "1234 AB", "city": "Utrecht", "country": "NL"}]})
+    assert known.status_code == 201, known.text
+    await tenant.enrol(campaign["id"], {"external_id": known.json()["external_id"]})
+    printed = await tenant.get(f"/v1/contacts/{known.json()['id']}/enrichment-link",
+                               format="json", campaign_id=campaign["id"])
+    await customer.open(printed.json()["url"].removeprefix("http://testserver"))
+    assert "Are they still right?" in customer.page and "Confirm these details" in customer.page

@@ -413,6 +413,16 @@ async def known_data(session, visit: Visit) -> Known:
                  await crud.current_address(session, contact_id=visit.contact.id))
 
 
+def shows_known(visit: Visit, known: Known) -> bool:
+    """Whether the page asks to confirm details the client has: in verify-existing mode, where
+    the registry holds any the page asks for. With none to show, it asks for them as a
+    collecting page does, not whether empty fields are "still right"."""
+    collect = visit.campaign.spec.get("collect", ["email"])
+    return visit.campaign.spec.get("mode") == CampaignMode.verify_existing and (
+        any(kind in known.points for kind in collect)
+        or ("address" in collect and known.address is not None))
+
+
 def profile_complete(visit: Visit, known: Known) -> int:
     """How much of the contact's profile is known, in percent: name, email address, mobile
     number and postal address count equally; what was entered and awaits verification counts.
@@ -445,7 +455,7 @@ async def _form(request: Request, state, session, visit: Visit, *, values: dict[
         notice = {**notice, "resends_left": await code_resends_left(state, visit)}
     known = known or await known_data(session, visit)
     return html(request, state, "contact_form", visit.language, {
-        "verify_existing": visit.campaign.spec.get("mode") == CampaignMode.verify_existing,
+        "verify_existing": shows_known(visit, known),
         "displays": await show_consents(request, session, visit, "contact_page"),
         "code_to": display_phone(mobile, phone_region(visit, state)) if mobile else None,
         "confirmed": confirmed(journey),
