@@ -155,6 +155,18 @@ async def test_expired_code_and_resend_limits(tenant, http, mailbox, settings):
     assert len(codes_sent(settings, number)) == 1
 
 
+async def test_a_long_resend_cooldown_is_told_in_minutes(tenant, http, mailbox, settings):
+    """Asked for a new code at once under an hour's cooldown, the customer reads the wait in
+    minutes, not "3600 seconds"."""
+    number = "+3163236" + str(uuid_digits())
+    _, customer, page = await start(tenant, mailbox, http, number,
+                                    verification={"code_resend_cooldown": "PT1H"})
+    await customer.submit(page + "/resend-code")
+    assert "Wacht 60 minuten voordat u een nieuwe code aanvraagt." in customer.page
+    assert "seconden" not in customer.page
+    assert len(codes_sent(settings, number)) == 1
+
+
 async def test_bad_mobile_numbers_get_a_field_error(tenant, http, mailbox):
     created = await tenant.create_campaign(collect=["email", "mobile"], languages=["en"],
                                            consents=[])
