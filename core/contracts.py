@@ -125,6 +125,10 @@ class SubmitDataResult:
     undeliverable: str | None = None
     # The number entered is the one whose code is out: no new code was sent for it.
     code_kept: bool = False
+    # What was kept unchanged on the address the invitation reached (email, mobile) but is
+    # verified for another contact of the client, whose household rule rejects it: the page
+    # says so where it was typed, as the verification link's page does.
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass

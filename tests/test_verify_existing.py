@@ -350,3 +350,35 @@ async def test_a_contact_the_client_knows_no_email_or_mobile_of_is_asked_for_the
                                format="json", campaign_id=campaign["id"])
     await customer.open(printed.json()["url"].removeprefix("http://testserver"))
     assert "Are they still right?" in customer.page and "Confirm these details" in customer.page
+
+
+async def test_a_kept_address_the_household_rule_keeps_with_another_is_told_on_the_page(
+        tenant, http, mailbox):
+    """Two contacts of the client share a mailbox, one of them verified it; under the reject
+    rule the other, invited there, keeps it on the page: the page says it was not confirmed
+    and why, instead of showing the same form again as if nothing was pressed."""
+    await tenant.ok("PATCH", "/v1/settings", {"household_rule": "reject"})
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            consents=[])
+    shared = unique_email("household")
+    first, owner, page = await on_the_page(tenant, http, mailbox, campaign, shared)
+    await owner.submit(page, email=shared)
+    await tenant.wait_for_stage(first["journey_id"], "verified")
+    created = await tenant.post("/v1/contacts", {
+        "external_id": f"partner-{shared}", "first_name": "Bo",
+        "contact_points": [{"kind": "email", "value": shared}]})
+    assert created.status_code == 201, created.text
+    [second] = (await tenant.enrol(campaign["id"], {"external_id": f"partner-{shared}"})
+                )["results"]
+    invitation = (await mailbox.wait_for(shared, count=2))[-1]
+    partner = Customer(http)
+    page = mailbox.link(invitation)
+    await partner.open(page)
+    response = await partner.submit(page, email=shared)
+    assert response.status_code == 409
+    assert "This address was not confirmed: it is already confirmed for another customer" \
+        in partner.page
+    assert 'id="email-error"' in partner.page and 'href="#email"' in partner.page
+    journey = await tenant.journey(second["journey_id"])
+    assert journey["stage"] != "verified"
+    assert journey["history"][-1]["type"] == "confirmation_refused"

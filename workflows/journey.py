@@ -684,14 +684,17 @@ class JourneyWorkflow:
                 self.awaiting.add("mobile")
             if self.awaiting or not undeliverable:
                 self._enter(Stage.verification_pending)
+            refused = []
             for kind in emitted.proven:
-                await self._verify_proven(kind, step, input)
+                if not await self._verify_proven(kind, step, input):
+                    refused.append(kind)
             for kind in known:
                 await self._take_verified(kind, step)
             return SubmitDataResult(
                 stage=self.stage,
                 verification_sent_to=None if "email" in taken or undeliverable
-                else input.email, undeliverable=undeliverable, code_kept=code_kept)
+                else input.email, undeliverable=undeliverable, code_kept=code_kept,
+                refused=refused)
 
     def _unchanged(self, input: SubmitDataInput) -> bool:
         """The last submission again (same data, same consent decisions) while only the code
@@ -723,8 +726,9 @@ class JourneyWorkflow:
         return (self.code_sent and not self.code_locked
                 and workflow.now() < self.code_sent_at + self.input.timings.code_ttl)
 
-    async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> None:
-        """Kept unchanged on the address the invitation reached: confirmed by this submission."""
+    async def _verify_proven(self, kind: str, step: str, input: SubmitDataInput) -> bool:
+        """Kept unchanged on the address the invitation reached: confirmed by this submission;
+        False when the household rule keeps it with another contact."""
         emitted = await workflow.execute_activity_method(
             JourneyRecords.record_verification,
             RecordVerificationInput(
@@ -734,8 +738,11 @@ class JourneyWorkflow:
             **DB_WRITE,
         )
         self._deliver(emitted)
-        if not (emitted.refused or self._ended_outside(emitted)):
+        if emitted.refused:
+            return False
+        if not self._ended_outside(emitted):
             self._verified(kind)
+        return True
 
     @submit_data.validator
     def _validate_submit_data(self, input: SubmitDataInput) -> None:

@@ -686,6 +686,15 @@ async def submit_contact_page(token: str, request: Request, session: SessionDep,
                            values={"email": email_raw, "mobile": "", "consents": ticked,
                                    "address": address_raw},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    if result.refused:
+        # Opened through the invitation to that very address or number: its owner reads why
+        # keeping it confirmed nothing, where they can enter another.
+        await session.refresh(visit.journey)
+        return await _form(request, state, session, visit,
+                           errors={kind: "claimed" for kind in result.refused},
+                           values={"email": email_raw, "mobile": mobile_raw, "consents": ticked,
+                                   "address": address_raw},
+                           status_code=status.HTTP_409_CONFLICT)
     if result.code_kept:
         # Told why no SMS comes; posting this page again changes nothing.
         return await _after_code(request, state, session, visit, {"code_kept": True})
