@@ -90,8 +90,8 @@ async def test_wrong_code_five_times_locks_then_a_new_code_works(tenant, http, m
         assert f"{tries_left}" in customer.page
         # Told beside the code, once: no summary of the form's fields (it had an empty one).
         assert "error-summary" not in customer.page
-    # A code pasted as the SMS groups it fits the field.
-    assert 'maxlength="9"' in customer.page
+    # A whole SMS pasted fits the field.
+    assert 'maxlength="500"' in customer.page
     await customer.submit(page + "/code", code=wrong)
     assert 'id="code-error"' in customer.page  # locked
     # Even the right code no longer works once locked.
@@ -153,6 +153,22 @@ async def test_expired_code_and_resend_limits(tenant, http, mailbox, settings):
     await customer.submit(page + "/resend-code")
     assert "30" in customer.page or "29" in customer.page  # the cooldown is explained
     assert len(codes_sent(settings, number)) == 1
+
+
+async def test_the_whole_sms_pasted_into_the_code_field_verifies(tenant, http, mailbox,
+                                                                  settings):
+    """The campaign's own wording puts words (and other numbers) before and after the code;
+    the customer copies the whole SMS into the field, as phones without code autofill do."""
+    number = "+3163237" + str(uuid_digits())
+    enrolled, customer, page = await start(tenant, mailbox, http, number, messages={
+        "sms_code": {"nl": {"text": "Uw code voor {client_name}: {code}. "
+                                    "Geldig {valid_minutes} minuten."}}})
+    await wait_codes(settings, number, 1)
+    [sms] = [json.loads(p.read_text()) for p in settings.sms_outbox_dir.glob("*.json")
+             if json.loads(p.read_text())["to"] == number]
+    assert not sms["text"].startswith(codes_sent(settings, number)[0])
+    await customer.submit(page + "/code", code=sms["text"])
+    await tenant.wait_for_stage(enrolled["journey_id"], "verified")
 
 
 async def test_a_long_resend_cooldown_is_told_in_minutes(tenant, http, mailbox, settings):

@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, Workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.codes import CODE_DIGITS
 from api.deps import SessionDep, StateDep
 from api.errors import UpdateLost, browser_language, raise_if_unavailable
 from api.lost_journeys import LOST, end_if_lost
@@ -751,13 +752,31 @@ async def _after_code(request: Request, state, session, visit: Visit,
                        else status.HTTP_409_CONFLICT if claimed else 200)
 
 
+# A whole SMS pasted into the code field fits (a long client name, the campaign's own wording).
+PASTED_SMS_CHARS = 500
+# The code in such an SMS: six digits standing alone, in any script a phone's keyboard types.
+CODE_IN_TEXT = re.compile(rf"(?<!\d)\d{{{CODE_DIGITS}}}(?!\d)")
+
+
+def typed_code(text: str) -> str:
+    """What the customer typed as the code: its digits where there are six ("123 456"),
+    else the one six-digit number in an SMS pasted whole (the campaign's wording may put words
+    before the code), else a slip as typed, which costs no try. The journey (and the Temporal
+    UI) gets the code, not the message around it."""
+    digits = "".join(ch for ch in text if ch.isdecimal())
+    if len(digits) == CODE_DIGITS:
+        return digits
+    found = CODE_IN_TEXT.findall(text)
+    return found[0] if len(found) == 1 else text[:20]
+
+
 @router.post("/c/{token}/code", response_class=HTMLResponse)
 async def submit_code(token: str, request: Request, session: SessionDep, state: StateDep):
     at = datetime.now(UTC)
     visit = await posted_visit(request, session, state, token, TokenPurpose.contact_page)
     if isinstance(visit, HTMLResponse):
         return visit
-    code = str((await request.form()).get("code", ""))[:20]
+    code = typed_code(str((await request.form()).get("code", ""))[:PASTED_SMS_CHARS])
     try:
         result = await (await journey_of(session, state, visit)).execute_update(
             JourneyWorkflow.submit_code, SubmitCodeInput(code=code, at=at, **who(request)))
