@@ -382,3 +382,28 @@ async def test_a_kept_address_the_household_rule_keeps_with_another_is_told_on_t
     journey = await tenant.journey(second["journey_id"])
     assert journey["stage"] != "verified"
     assert journey["history"][-1]["type"] == "confirmation_refused"
+
+
+async def test_a_customer_moving_abroad_does_not_take_the_old_state_along(tenant, http, mailbox):
+    """The page shows the known US address with its state filled in; the customer moved to
+    the Netherlands and corrects street, town and country, leaving the state field as it was:
+    the new address has no state. Typed anew beside another country, a region is kept."""
+    campaign = await tenant.create_campaign(mode="verify_existing", languages=["en"],
+                                            collect=["email", "address"], consents=[])
+    moved = {"address_line1": "Oudeweg 1", "address_postal_code": "1234 AB",
+             "address_city": "Utrecht"}
+    for region, country, kept in (("IL", "NL", None), ("ON", "CA", "ON")):
+        email = unique_email("abroad")
+        created = await tenant.post("/v1/contacts", {
+            "external_id": email, "first_name": "Ada",
+            "contact_points": [{"kind": "email", "value": email}],
+            "addresses": [{"type": "home", "line1": "1 Main St", "postal_code": "62701",
+                           "city": "Springfield", "region": "IL", "country": "US"}]})
+        assert created.status_code == 201, created.text
+        enrolled, customer, page = await on_the_page(tenant, http, mailbox, campaign, email)
+        assert 'value="IL"' in customer.page
+        await customer.submit(page, email=email, **moved, address_region=region,
+                              address_country=country.lower())
+        await tenant.wait_for_stage(enrolled["journey_id"], "verified")
+        [active] = (await tenant.ok("GET", f"/v1/contacts/{created.json()['id']}"))["addresses"]
+        assert (active["city"], active["country"], active["region"]) == ("Utrecht", country, kept)

@@ -505,6 +505,12 @@ async def entered_address(session, state, contact: Contact, raw: dict[str, str]
                                           secret_key=state.settings.secret_key.get_secret_value())
         # A client that keeps no addresses still sees the one typed in its report.
         kind = reg.settings.entered_address_type or "home"
+    if (known is not None and raw.get("region") and raw["region"] == known["region"]
+            and raw.get("country", "").upper() != known["country"]):
+        # The known address's state or province, shown filled in, is of its country: sent
+        # back as it was beside another country (the customer moved abroad), it is none of the
+        # new address's ("IL" in the Netherlands).
+        raw = {f: v for f, v in raw.items() if f != "region"}
     try:
         address = AddressIn.model_validate({
             "type": kind,
