@@ -108,6 +108,9 @@ class ContactImporter:
                 updated=counts.updated, unchanged=counts.unchanged, failed=counts.failed,
                 contact_ids=[str(c) for c in contacts_by_line.values()],
                 lines=list(contacts_by_line)))
+        if statistics_due(spec.batch_no):
+            async with transaction(self._sessions) as session:
+                await crud.refresh_registry_statistics(session)
         return counts
 
     @activity.defn
@@ -167,6 +170,17 @@ class ContactImporter:
                 status=ImportStatus.completed, content=None, finished_at=utcnow(),
                 enrolled=input.enrolled.enrolled if input.enrolled else None,
                 not_enrolled=input.enrolled.not_enrolled if input.enrolled else None))
+
+
+def statistics_due(batch_no: int) -> bool:
+    """Whether the registry's statistics are refreshed after this batch: each time the import
+    has doubled what it wrote (1, 2, 4, 8, ... batches). Each batch looks up the contacts its
+    rows name, planned on the statistics of the client's registry as it was before: planned
+    for a client with few contacts, PostgreSQL read every contact of the client for each batch
+    (1.2 s a batch at 40,000), and a 100,000-row import into a new client's registry took 2 to
+    6 minutes instead of 45 s. The autovacuum need not look in time: in a large database a new
+    client's rows stay rare in its sample until they are a tenth of the table."""
+    return batch_no & (batch_no + 1) == 0
 
 
 # A row read: its line, the contact it gives, the uniqueness rule's keys of that contact.
