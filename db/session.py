@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 PREPARED = {"prepare_threshold": 0}
 # Connections a pool opens beyond its size in a burst, each closed once it is returned.
 BURST = 10
+# No JIT compilation: PostgreSQL compiles a statement it expects to be costly, as ours over a
+# whole campaign are, yet they run in a second or two, which compiling only lengthened: the
+# funnel of a 100,000-journey campaign answered in 1.7 s, 1.1 s without.
+NO_JIT = "-c jit=off"
 
 
 # Every engine hides a statement's parameters from its errors: they would carry what customers
@@ -39,7 +43,8 @@ def make_engine(database_url: str, pool_size: int = 20) -> AsyncEngine:
 
         return engine
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=BURST,
-                               pool_pre_ping=True, connect_args=PREPARED, hide_parameters=True)
+                               pool_pre_ping=True, connect_args={**PREPARED, "options": NO_JIT},
+                               hide_parameters=True)
 
 
 def make_counter_engine(database_url: str) -> AsyncEngine | None:
