@@ -545,7 +545,9 @@ class Journey(Base):
     campaign_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
     )
-    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # Indexed: a contact's journeys are looked up across campaigns (feed, GDPR, data entry).
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                                  index=True)
     workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
     stage: Mapped[str] = mapped_column(String(30), default="enrolled", index=True)
     language: Mapped[str] = mapped_column(String(8))
