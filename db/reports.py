@@ -237,9 +237,8 @@ async def collected_rows(
         # The claim as it stands is its newest round's, as the pages of its journeys show it:
         # enrolled again, it may ask another amount by another day, and a round enrolled
         # after a withdrawal owes it anew. Every round of a claim is among the rows, so a
-        # window over them finds it, and its payment, where a lookup of the contact's other
-        # rounds for each row read the whole campaign's journeys (only live ones are indexed
-        # by contact).
+        # window over them finds it, and its payment, with no lookup of the contact's other
+        # rounds for each row.
         rounds = {"partition_by": (Journey.contact_id, Journey.claim["reference"].as_string()),
                   "order_by": (Journey.created_at, Journey.id), "rows": (None, None)}
         payment = func.first_value(recorded, type_=JourneyEvent.detail.type).over(
