@@ -474,9 +474,12 @@ class ConsentDisplay(Base):
                             "legal_text_version", "legal_text_language"),)
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
-    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # Indexed, as every column a contact's or journey's erasure looks up or cascades through.
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                                  index=True)
     journey_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("journeys.id",
-                                                                    ondelete="CASCADE"))
+                                                                    ondelete="CASCADE"),
+                                                         index=True)
     purpose: Mapped[str] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(20))
     shown_in: Mapped[str] = mapped_column(String(200))
@@ -515,7 +518,7 @@ class ConsentEvent(Base):
     shown_in: Mapped[str | None] = mapped_column(String(200))
     # The display the customer answered, when we showed the text ourselves.
     display_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("consent_displays.id", ondelete="SET NULL"))
+        ForeignKey("consent_displays.id", ondelete="SET NULL"), index=True)
     legal_text: Mapped[str] = mapped_column(Text)
     legal_text_language: Mapped[str] = mapped_column(String(8))
     legal_text_version: Mapped[str] = mapped_column(String(50))
@@ -708,7 +711,8 @@ class MessageBounce(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     client_id: Mapped[uuid.UUID] = _client_fk()
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    journey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"),
+                                                  index=True)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
     recipient: Mapped[str] = mapped_column(String(320))
@@ -848,7 +852,8 @@ class ClientMessage(Base):
     __table_args__ = (UniqueConstraint("client_id", "idempotency_key"),)
     id: Mapped[uuid.UUID] = _id()
     client_id: Mapped[uuid.UUID] = _client_fk()
-    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                                  index=True)
     idempotency_key: Mapped[str] = mapped_column(String(200))
     message_type: Mapped[str] = mapped_column(String(63))
     channel: Mapped[str] = mapped_column(String(20))
