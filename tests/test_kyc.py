@@ -1266,6 +1266,17 @@ async def test_anonymisation_takes_the_operators_reason_for_good(tenant, session
     assert reason not in str(row.reason) and reason not in str(row.workflow_profile)
 
 
+async def swept_until_running(temporal_env, settings, handle) -> None:
+    """Runs the hourly sweep of lost work until it has started the terminated profile again:
+    Temporal's list of closed workflows may lag the termination a moment."""
+    async def restarted() -> bool:
+        await temporal_env.client.execute_workflow(
+            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue)
+        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await eventually(restarted, what="the sweep to start the profile again")
+
+
 async def test_an_anonymised_contacts_profile_takes_no_decision(tenant, sessions):
     """Nothing of the person is kept once anonymised: an operator's verify, refute (with its
     reason) or assignment is refused, as an upload is, instead of recorded again."""
@@ -1315,12 +1326,7 @@ async def test_an_operator_takes_no_decision_for_an_anonymised_contact_in_tempor
 
     await handle.terminate("operator")
 
-    async def restarted() -> bool:
-        await temporal_env.client.execute_workflow(
-            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
-            task_queue=settings.temporal_task_queue)
-        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-    await eventually(restarted, what="the sweep to start the profile again")
+    await swept_until_running(temporal_env, settings, handle)
     await refused()
 
     # A decision through the API that reaches the profile just after the anonymisation told it
@@ -1609,13 +1615,7 @@ async def test_a_terminated_profile_nobody_asks_about_still_expires(tenant, sess
     handle = temporal_env.client.get_workflow_handle(f"kyc/{tenant.id}/{contact_id}")
     await handle.terminate("operator")
 
-    async def restarted() -> bool:
-        # Temporal's list of closed workflows may lag the termination a moment.
-        await temporal_env.client.execute_workflow(
-            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
-            task_queue=settings.temporal_task_queue)
-        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-    await eventually(restarted, what="the sweep to start the profile again")
+    await swept_until_running(temporal_env, settings, handle)
     expired = await wait_for_state(tenant, contact_id, "expired")
     [event] = [e for e in expired["history"] if e["type"] == "expired"]
     assert at(event["at"]) < at(assigned["expires_at"]) + timedelta(seconds=3)
