@@ -142,12 +142,12 @@ def _one_line(value: str, hint: str) -> None:
 def _printable_on_letters(name: str, settings: Settings) -> None:
     """Letters print the name in the letterhead (bold) and under the closing: fpdf2 would leave
     out the characters their font has no glyph for, and the letters go out signed by nobody."""
+    from api.schemas import LETTER_FONTS
     from messaging.letter_pdf import LetterFontError, unprintable
 
-    for font, setting in ((settings.letter_font_bold, "LETTER_FONT_BOLD"),
-                          (settings.letter_font_regular, "LETTER_FONT_REGULAR")):
+    for font, setting in LETTER_FONTS.values():
         try:
-            problem = unprintable(name, font, setting)
+            problem = unprintable(name, getattr(settings, font), setting)
         except LetterFontError as err:
             typer.echo(str(err), err=True)
             raise typer.Exit(1) from None

@@ -7,10 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.messages import BOUNCE_SOURCE
 from activities.webhooks import EndpointWaker
 from core.contracts import ClientMessageInput, ClientMessageResult
 from core.settings import Settings
-from core.vocabulary import BounceKind, MessageCategory, TokenPurpose
+from core.vocabulary import BounceKind, Channel, MessageCategory, TokenPurpose
 from db import bounces, consents, crud
 from db.models import Client, ClientMessage, Contact, utcnow
 from db.session import transaction
@@ -114,7 +115,7 @@ class ClientMessageSender:
                                               reason=reason, at=message.decided_at)
             if bounced is not None:
                 endpoints = await bounces.announce_client_message_bounce(
-                    session, message=message, kind=bounced, reason=reason, source="smtp",
+                    session, message=message, kind=bounced, reason=reason, source=BOUNCE_SOURCE[Channel.email],
                     at=message.decided_at)
         # Only now, committed, may the endpoints' workflows see the event.
         await self._waker.wake(message.client_id, endpoints, f"message/{message_id}")

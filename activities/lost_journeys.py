@@ -63,18 +63,17 @@ class LostJourneySweep:
         whose contact was deleted, which took its profile along). Returns how many."""
         gone = {execution.id async for execution in self._temporal.list_workflows(
             PROFILES_GONE, page_size=PAGE)}
+        async with self._sessions() as session:
+            found = (await session.execute(select(KycProfile, Contact).join(
+                Contact, Contact.id == KycProfile.contact_id).where(
+                crud.among(session, KycProfile.workflow_id, sorted(gone)))
+                .order_by(KycProfile.workflow_id))).all()
         restarted = 0
-        for workflow_id in sorted(gone):
+        for profile, contact in found:
             # Closed runs stay listed: most were started again since.
-            if await how_lost(self._temporal, workflow_id) is None:
+            if await how_lost(self._temporal, profile.workflow_id) is None:
                 continue
-            async with self._sessions() as session:
-                found = (await session.execute(select(KycProfile, Contact).join(
-                    Contact, Contact.id == KycProfile.contact_id).where(
-                    KycProfile.workflow_id == workflow_id))).first()
-            if found is None:
-                continue
-            await start_again(self._temporal, self._settings, found.Contact, found.KycProfile)
+            await start_again(self._temporal, self._settings, contact, profile)
             restarted += 1
             activity.heartbeat(restarted)
         return restarted

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
@@ -417,9 +418,10 @@ async def rejudge_stale_document_expiries(sessions: async_sessionmaker[AsyncSess
     judged so is no longer found. Returns how many were told."""
     told = 0
     async with sessions() as session:
-        for profile_id in await kyc_crud.profiles_with_stale_document_expiry(session):
-            row = await session.get_one(ProfileRow, profile_id)
-            contact = await session.get_one(Contact, row.contact_id)
+        stale = await kyc_crud.profiles_with_stale_document_expiry(session)
+        found = (await session.execute(select(ProfileRow, Contact).join(
+            Contact, Contact.id == ProfileRow.contact_id).where(ProfileRow.id.in_(stale)))).all()
+        for row, contact in found:
             try:
                 await signal_profile(session, temporal, settings, contact, row,
                                      KycWorkflow.documents_changed,
@@ -427,7 +429,7 @@ async def rejudge_stale_document_expiries(sessions: async_sessionmaker[AsyncSess
                 told += 1
             except RPCError as err:
                 logging.getLogger("worker").warning(
-                    "KYC profile %s keeps its expiry for now: %s", profile_id, err)
+                    "KYC profile %s keeps its expiry for now: %s", row.id, err)
     return told
 
 

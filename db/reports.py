@@ -242,8 +242,7 @@ async def collected_rows(
         rounds = {"partition_by": (Journey.contact_id, Journey.claim["reference"].as_string()),
                   "order_by": (Journey.created_at, Journey.id), "rows": (None, None)}
         payment = func.first_value(recorded, type_=JourneyEvent.detail.type).over(
-            partition_by=rounds["partition_by"], rows=(None, None),
-            order_by=(recorded.is_(None), Journey.created_at, Journey.id))
+            **{**rounds, "order_by": (recorded.is_(None), Journey.created_at, Journey.id)})
         claimed = (case((Journey.paid_at.is_not(None), payment)).label("payment"),
                    func.last_value(Journey.claim, type_=Journey.claim.type)
                    .over(**rounds).label("current_claim"),

@@ -29,9 +29,18 @@ from db.session import transaction
 from messaging.dev_mail import OutboxEmail, outbox, outbox_email
 from stack import free_port
 from worker import ensure_schedules
+from workflows.lost_journeys import EndLostJourneysWorkflow
 
 T = TypeVar("T")
 LINK = re.compile(r"http://testserver(/[cvk]/[A-Za-z0-9_\-]+)")
+
+
+async def sweep_lost_work(temporal: TemporalClient, task_queue: str) -> WorkflowHandle:
+    """Runs the hourly sweep of lost work once, now (end-lost-journeys); returns its run."""
+    sweep = await temporal.start_workflow(EndLostJourneysWorkflow.run,
+                                          id=f"sweep-{uuid.uuid4()}", task_queue=task_queue)
+    await sweep.result()
+    return sweep
 
 
 async def handler_descriptions(handle: WorkflowHandle) -> dict[str, str]:

@@ -30,12 +30,12 @@ from tests.helpers import (
     handler_descriptions,
     mark_complained,
     own_api,
+    sweep_lost_work,
     unique_email,
 )
 from tests.histories import save_history
 from worker import running_worker
 from workflows.kyc import KycWorkflow
-from workflows.lost_journeys import EndLostJourneysWorkflow
 
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -1270,9 +1270,7 @@ async def swept_until_running(temporal_env, settings, handle) -> None:
     """Runs the hourly sweep of lost work until it has started the terminated profile again:
     Temporal's list of closed workflows may lag the termination a moment."""
     async def restarted() -> bool:
-        await temporal_env.client.execute_workflow(
-            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
-            task_queue=settings.temporal_task_queue)
+        await sweep_lost_work(temporal_env.client, settings.temporal_task_queue)
         return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     await eventually(restarted, what="the sweep to start the profile again")
 

@@ -10,9 +10,16 @@ from temporalio.client import WorkflowExecutionStatus
 
 from db.models import Journey, WebhookEvent
 from db.session import transaction
-from tests.helpers import Customer, eventually, on_the_page, unique_email, worker_schedules
+from tests.helpers import (
+    Customer,
+    eventually,
+    on_the_page,
+    sweep_lost_work,
+    unique_email,
+    worker_schedules,
+)
 from tests.histories import save_history
-from workflows.lost_journeys import SCHEDULE_ID, EndLostJourneysWorkflow
+from workflows.lost_journeys import SCHEDULE_ID
 from workflows.starts import workflow_id
 
 # Who ended a journey whose workflow was gone, in its history as in its webhook.
@@ -223,10 +230,7 @@ async def test_the_sweep_ends_a_lost_journey_nobody_meets(tenant, http, mailbox,
 
     async def swept() -> dict | None:
         # Temporal's list of closed workflows may lag the termination a moment.
-        sweep = await temporal_env.client.start_workflow(
-            EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
-            task_queue=settings.temporal_task_queue)
-        await sweep.result()
+        sweep = await sweep_lost_work(temporal_env.client, settings.temporal_task_queue)
         journey = await tenant.journey(lost["journey_id"])
         if journey["stage"] != "cancelled":
             return None

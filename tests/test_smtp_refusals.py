@@ -3,6 +3,7 @@ make of it: a refusal at the end of DATA, no reply to it, a relay without SMTPUT
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -203,18 +204,26 @@ async def test_a_refused_address_is_named_neither_in_temporal_nor_in_the_reason(
     assert address.lower() not in history.lower()
 
 
+@asynccontextmanager
+async def message_nobody_sends(settings, tenant, name: str):
+    """A client's message posted through an API whose task queue no worker polls: (the API's
+    client, the contact, the message, those settings), the message waiting to be sent."""
+    stuck = settings.model_copy(update={"temporal_task_queue": f"nobody-{uuid.uuid4().hex[:6]}"})
+    async with own_api(stuck, tenant) as client:
+        await setup_policies(client)
+        contact = await new_contact(client, unique_email(name))
+        posted = await client.ok("POST", "/v1/messages", {
+            "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
+            "text": "Please pay"}, 202)
+        yield client, contact, posted, stuck
+
+
 async def test_a_message_whose_workflow_an_operator_terminated_reads_failed(
         settings, tenant, temporal_env):
     """Terminated in the Temporal UI before it was sent (retrying through an outage, say, or
     here never picked up), a client's message read `queued` for ever: nothing would send it
     any more. It reads `failed`, saying why."""
-    stuck = settings.model_copy(update={"temporal_task_queue": f"nobody-{uuid.uuid4().hex[:6]}"})
-    async with own_api(stuck, tenant) as client:
-        await setup_policies(client)
-        contact = await new_contact(client, unique_email("stuck"))
-        posted = await client.ok("POST", "/v1/messages", {
-            "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
-            "text": "Please pay"}, 202)
+    async with message_nobody_sends(settings, tenant, "stuck") as (client, _, posted, _):
         await temporal_env.client.get_workflow_handle(
             message_workflow_id(posted["id"])).terminate("operator")
         message = await client.ok("GET", f"/v1/messages/{posted['id']}")
@@ -229,14 +238,8 @@ async def test_an_operator_finds_a_contacts_messages_and_one_cancelled_reads_so(
     a client's or a contact's messages in the Temporal UI. Cancelled there before it was sent
     (never picked up here), a message reads `failed`, its workflow `cancelled` as the API
     spells it everywhere (Temporal says CANCELED)."""
-    queue = f"nobody-{uuid.uuid4().hex[:6]}"
-    stuck = settings.model_copy(update={"temporal_task_queue": queue})
-    async with own_api(stuck, tenant) as client:
-        await setup_policies(client)
-        contact = await new_contact(client, unique_email("listed"))
-        posted = await client.ok("POST", "/v1/messages", {
-            "contact_id": contact["id"], "message_type": "invoice", "subject": "Invoice 1",
-            "text": "Please pay"}, 202)
+    async with message_nobody_sends(settings, tenant, "listed") as (client, contact, posted,
+                                                                     stuck):
         handle = temporal_env.client.get_workflow_handle(message_workflow_id(posted["id"]))
 
         async def listed() -> list[str]:

@@ -16,10 +16,10 @@ from tests.helpers import (
     eventually,
     handler_descriptions,
     own_api,
+    sweep_lost_work,
     unique_email,
 )
 from worker import running_worker
-from workflows.lost_journeys import EndLostJourneysWorkflow
 from workflows.webhook_endpoint import endpoint_workflow_id
 
 
@@ -209,9 +209,7 @@ async def test_the_hourly_sweep_restarts_an_endpoint_an_operator_terminated(
         await handle.terminate("operator")
 
         async def swept() -> list[dict] | None:
-            await temporal_env.client.execute_workflow(
-                EndLostJourneysWorkflow.run, id=f"sweep-{uuid.uuid4()}",
-                task_queue=own.temporal_task_queue)
+            await sweep_lost_work(temporal_env.client, own.temporal_task_queue)
             return await delivered(client, endpoint_id, 1)
         [row] = await eventually(swept, what="the waiting event delivered")
         assert row["attempts"] == 2
